@@ -1,0 +1,22 @@
+"""Operator actions: every change of a session's state or parameters leaves an audit row."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class AuditEvent(models.Model):
+    ts = models.DateTimeField(auto_now_add=True)
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    actor_label = models.CharField(max_length=100, help_text="user name, or the system component that acted")
+    action = models.CharField(max_length=40)
+    session = models.ForeignKey("trading.TradingSession", null=True, blank=True, on_delete=models.CASCADE)
+    reason = models.TextField(blank=True)
+    detail = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-ts"]
+
+    def __str__(self) -> str:
+        return f"{self.ts:%Y-%m-%d %H:%M:%S} {self.actor_label} {self.action}"

@@ -1,0 +1,11 @@
+from django.urls import path
+
+from apps.dashboard import views
+
+app_name = "dashboard"
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("sessions/<int:session_id>/", views.session_detail, name="session"),
+    path("sessions/<int:session_id>/kill-switch/", views.kill_switch, name="kill_switch"),
+    path("sessions/<int:session_id>/halt/", views.halt, name="halt"),
+]

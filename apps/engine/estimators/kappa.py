@@ -1,0 +1,665 @@
+"""κ, the decay of fill intensity with quote distance, estimated from the trade tape.
+
+Model
+-----
+GLFT/Avellaneda–Stoikov assume that a resting order at distance δ from mid is hit with intensity
+
+    λ(δ) = A · exp(−κ δ)                                   [λ, A in 1/s; δ a fraction of mid; κ per unit δ]
+
+so the distance ``D`` that a market order reaches from mid has survival ``P(D ≥ δ) = exp(−κ δ)``, i.e.
+``D ~ Exp(κ)`` and ``κ = 1 / E[D]``. κ is therefore measured where trades *execute* relative to the mid
+that prevailed just before them — never from the shape of the resting L2 book, which measures standing
+liquidity (it often grows with distance and yields a κ 50× too small; see the seed documents).
+
+Two likelihoods for δ are kept side by side:
+
+* **raw (continuous)** — δ = |price − mid| / mid treated as a continuous Exp(κ) draw. Conjugate:
+  prior κ ~ Gamma(α0, β0) (shape, rate) gives the posterior Gamma(α0 + n, β0 + Σδ).
+* **tick (discretised, beyond the touch)** — on a real book prices live on a tick grid and the spread is
+  usually one tick, so most trades print *exactly* half a spread from mid: the continuous model then
+  measures the spread, not the decay. With ``tick_size > 0`` we measure the distance **beyond the touch**,
+  ``δ_eff = |price − mid| − half_spread`` (price units, the half spread at the trade), rounded to a whole
+  number of ticks ``k``; a trade at level ``k`` says the order's reach beyond the touch fell in
+  ``[k τ, (k+1) τ)`` with τ = tick/mid. Under Exp(κ) that interval has probability
+  ``(1 − e^{−κτ}) e^{−κ k τ}`` (a geometric law in k), so the log-likelihood is
+  ``n·ln(1 − e^{−κτ}) − κ·Σ kτ``, which tends to the continuous one as κτ → 0. The prior is the same Gamma;
+  the posterior is no longer Gamma and is integrated numerically on a grid around its (unique) mode.
+  Shifting δ by the half spread leaves κ unchanged in λ(δ) = A e^{−κδ}: the shift is absorbed into A.
+
+The reported ``value`` comes from the tick model when ``tick_size > 0`` and from the raw model otherwise;
+both are in ``detail`` (``kappa_raw``, ``kappa_tick``) so the effect of the correction is visible.
+
+Volume weights and the effective sample size
+--------------------------------------------
+E[δ] is volume-weighted (a 5 BTC sweep says more about where size trades than a 0.001 BTC print). A
+weighted likelihood must not let the unit of size set the posterior's width, so each trade's
+log-likelihood is multiplied by ``n_eff · w_i / Σw`` with Kish's effective sample size
+``n_eff = (Σw)² / Σw²``. The weights then sum to ``n_eff`` (between 1 and the trade count), the point
+estimate is the volume-weighted one, and the posterior is as wide as ``n_eff`` independent trades allow:
+``Gamma(α0 + n_eff, β0 + n_eff · δ̄_w)`` with ``δ̄_w = Σwδ / Σw``.
+
+Assumptions: trades in the window are independent draws (clustered sweeps make the CI optimistic); the
+mid passed in is the one *before* the trade (pair each trade with the last top-of-book strictly earlier).
+
+Goodness of fit
+---------------
+``detail`` carries a Kolmogorov–Smirnov test of the exponential (``ks_stat``, ``ks_p``; unweighted, per
+trade, κ re-fitted on the same sample so the p-value is optimistic — Lilliefors), computed on the
+randomised probability-integral transform in the tick model (δ is discrete there), and a power-law
+alternative on the tail ``δ ≥ δ_min`` (``powerlaw_alpha``, ``loglik_ratio`` = ℓ_exp − ℓ_powerlaw, > 0
+favours the exponential, and its Vuong p-value ``loglik_ratio_p``).
+
+``fit_intensity_curve`` fits A and κ jointly from how often trades reach each depth (Poisson likelihood
+on disjoint depth bins), with standard errors.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import optimize, special, stats
+
+from apps.engine.estimators.base import EstimatorSnapshot, EstimatorState
+
+_NS_PER_S = 1_000_000_000
+_BPS = 1e4
+
+
+def _check(name: str, value: float, *, positive: bool = True, allow_zero: bool = False) -> None:
+    ok = isinstance(value, (int, float)) and math.isfinite(value)
+    if ok and positive:
+        ok = value >= 0 if allow_zero else value > 0
+    if not ok:
+        bound = "a finite non-negative number" if allow_zero else "a finite positive number"
+        raise ValueError(f"{name} must be {bound}, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class KappaParams:
+    """Parameters of :class:`TradeKappaEstimator`.
+
+    Attributes
+    ----------
+    window_s : float
+        Length of the trade window, seconds.
+    min_volume : float
+        Base-asset volume the window must hold before κ is reported (state WARMING below it).
+    prior_kappa : float
+        Prior mean of κ, per unit fractional distance (2000 ⇔ 5 bps mean distance).
+    prior_shape : float
+        Prior shape α0 of the Gamma prior, in pseudo-trades; the prior rate is β0 = α0 / prior_kappa.
+        Small values (default 2) let a handful of trades dominate.
+    kappa_min, kappa_max : float
+        Plausible range of κ. Outside it the estimator is FAILED (the value is reported, never clamped).
+        The defaults, 100–50 000, mean an average trade distance between 100 bps and 0.2 bps.
+    stale_after_s : float
+        Seconds without a trade after which the estimate is STALE.
+    tick_size : float
+        Price tick in quote currency. 0 uses the continuous model on raw δ; > 0 the discretised model on
+        the distance beyond the touch (module docstring).
+    ci_level : float
+        Probability mass of the reported credible interval.
+    gof_min_trades : int
+        Fewest trades in the window for the goodness-of-fit statistics (NaN below it).
+    gof_max_trades : int
+        The goodness-of-fit statistics use at most the latest this-many trades (bounds the cost).
+    gof_interval_s : float
+        Minimum seconds between goodness-of-fit recomputations (they are cached in between).
+    gof_seed : int
+        Seed for the randomised probability-integral transform in the tick model.
+    """
+
+    window_s: float = 60.0
+    min_volume: float = 1.0
+    prior_kappa: float = 2000.0
+    prior_shape: float = 2.0
+    kappa_min: float = 100.0
+    kappa_max: float = 50_000.0
+    stale_after_s: float = 30.0
+    tick_size: float = 0.0
+    ci_level: float = 0.95
+    gof_min_trades: int = 20
+    gof_max_trades: int = 5000
+    gof_interval_s: float = 1.0
+    gof_seed: int = 0
+
+    def validate(self) -> KappaParams:
+        for name in ("window_s", "prior_kappa", "prior_shape", "kappa_min", "kappa_max", "stale_after_s"):
+            _check(name, getattr(self, name))
+        for name in ("min_volume", "tick_size", "gof_interval_s"):
+            _check(name, getattr(self, name), allow_zero=True)
+        if self.kappa_min >= self.kappa_max:
+            raise ValueError(f"kappa_min must be < kappa_max, got {self.kappa_min!r} >= {self.kappa_max!r}")
+        if not (0.0 < self.ci_level < 1.0):
+            raise ValueError(f"ci_level must be in (0, 1), got {self.ci_level!r}")
+        if self.gof_min_trades < 3:
+            raise ValueError(f"gof_min_trades must be >= 3, got {self.gof_min_trades!r}")
+        if self.gof_max_trades < self.gof_min_trades:
+            raise ValueError(f"gof_max_trades must be >= gof_min_trades, got {self.gof_max_trades!r}")
+        return self
+
+    @property
+    def prior_rate(self) -> float:
+        """β0 = α0 / prior_kappa, in units of fractional distance."""
+        return self.prior_shape / self.prior_kappa
+
+
+# --------------------------------------------------------------------------------------------------
+# Pure functions: posteriors, fits, tests
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class KappaPosterior:
+    """Posterior summary of κ: mean, sd, equal-tailed credible interval (all per unit fractional distance)."""
+
+    mean: float
+    std: float
+    ci_low: float
+    ci_high: float
+
+
+def gamma_posterior(n_eff: float, sum_delta: float, prior_shape: float, prior_rate: float,
+                    ci_level: float = 0.95) -> KappaPosterior:
+    """Posterior of κ for δ ~ Exp(κ) with prior Gamma(α0, β0): Gamma(α0 + n, β0 + Σδ).
+
+    Parameters
+    ----------
+    n_eff : float
+        (Effective) number of observations n.
+    sum_delta : float
+        Σδ over them (fractions of mid), weighted consistently with ``n_eff``.
+    prior_shape, prior_rate : float
+        α0 (dimensionless) and β0 (fractional distance).
+    """
+    a = prior_shape + n_eff
+    b = prior_rate + sum_delta
+    tail = 0.5 * (1.0 - ci_level)
+    return KappaPosterior(
+        mean=a / b,
+        std=math.sqrt(a) / b,
+        ci_low=float(special.gammaincinv(a, tail)) / b,
+        ci_high=float(special.gammaincinv(a, 1.0 - tail)) / b,
+    )
+
+
+def _log1mexp(x: np.ndarray) -> np.ndarray:
+    """ln(1 − e^{−x}) for x > 0, accurate for small and large x."""
+    x = np.asarray(x, dtype=float)
+    return np.where(x < math.log(2.0), np.log(-np.expm1(-x)), np.log1p(-np.exp(-x)))
+
+
+def tick_posterior(n_eff: float, sum_delta_beyond: float, tick_frac: float, prior_shape: float,
+                   prior_rate: float, ci_level: float = 0.95, n_grid: int = 801) -> KappaPosterior:
+    """Posterior of κ for trade depths observed on a tick grid beyond the touch.
+
+    Likelihood: a trade k ticks beyond the touch has probability ``(1 − e^{−κτ}) e^{−κkτ}``, so with
+    ``S = Σ kτ`` the log posterior is ``(α0−1) ln κ − β0 κ + n ln(1 − e^{−κτ}) − κ S``. It is log-concave
+    in κ, so the mode is the unique root of its derivative; the density is then integrated on a grid in
+    ln κ spanning ±12 Laplace standard deviations around the mode.
+
+    Parameters
+    ----------
+    n_eff : float
+        (Effective) number of trades n.
+    sum_delta_beyond : float
+        S = Σ k·τ, the summed distance beyond the touch (fraction of mid), weighted like ``n_eff``.
+    tick_frac : float
+        τ = tick / mid, one tick as a fraction of mid.
+    """
+    a0, b0, n, s, tau = prior_shape, prior_rate, n_eff, sum_delta_beyond, tick_frac
+
+    # Work in u = ln κ, where the density is κ^{α0} e^{−β0κ} (1 − e^{−κτ})^n e^{−κS} (Jacobian κ).
+    # d/dκ of n ln(1 − e^{−κτ}) is nτ / (e^{κτ} − 1). The derivative in u tends to α0 + n > 0 as κ → 0
+    # and to −∞ as κ → ∞, so its root (the mode) is bracketed.
+    def dlogpost(log_k: float) -> float:
+        k = math.exp(log_k)
+        x = k * tau
+        touch_term = n * tau / math.expm1(x) if x < 700.0 else 0.0
+        return a0 + k * (touch_term - b0 - s)
+
+    lo, hi = math.log(1e-6 / max(tau, 1e-300)), math.log(1e3 / max(tau, 1e-300))
+    while dlogpost(lo) <= 0:
+        lo -= 5.0
+    while dlogpost(hi) >= 0:
+        hi += 5.0
+    u_mode = optimize.brentq(dlogpost, lo, hi, xtol=1e-12)
+    h = 1e-4
+    curv = -(dlogpost(u_mode + h) - dlogpost(u_mode - h)) / (2 * h)
+    sd_u = 1.0 / math.sqrt(max(curv, 1e-12))
+    u = np.linspace(u_mode - 12 * sd_u, u_mode + 12 * sd_u, n_grid)
+    k = np.exp(u)
+    logp = a0 * u - b0 * k + n * _log1mexp(k * tau) - k * s  # density in u: κ^{α0} …
+    w = np.exp(logp - logp.max())
+    cdf = np.concatenate([[0.0], np.cumsum(0.5 * (w[1:] + w[:-1]) * np.diff(u))])
+    z = cdf[-1]
+    mean = float(np.trapezoid(k * w, u) / z)
+    var = float(np.trapezoid((k - mean) ** 2 * w, u) / z)
+    tail = 0.5 * (1.0 - ci_level)
+    return KappaPosterior(
+        mean=mean,
+        std=math.sqrt(max(var, 0.0)),
+        ci_low=float(np.exp(np.interp(tail * z, cdf, u))),
+        ci_high=float(np.exp(np.interp((1.0 - tail) * z, cdf, u))),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ExpGoodnessOfFit:
+    """KS test of the exponential and its comparison with a power law on the tail.
+
+    ``ks_stat``/``ks_p``: Kolmogorov–Smirnov statistic and p-value (exponential with κ fitted on the same
+    sample, so p is optimistic). ``powerlaw_alpha``: MLE exponent α of p(δ) ∝ δ^{−α} for δ ≥ δ_min.
+    ``loglik_ratio``: ℓ_exp − ℓ_powerlaw on that tail (> 0 favours the exponential); ``loglik_ratio_p``:
+    Vuong's two-sided p-value for the sign of the ratio. ``n``: trades used; ``n_tail``: trades with δ ≥ δ_min.
+    """
+
+    ks_stat: float = math.nan
+    ks_p: float = math.nan
+    powerlaw_alpha: float = math.nan
+    loglik_ratio: float = math.nan
+    loglik_ratio_p: float = math.nan
+    n: int = 0
+    n_tail: int = 0
+
+    def as_detail(self) -> dict[str, float]:
+        return {
+            "ks_stat": self.ks_stat,
+            "ks_p": self.ks_p,
+            "powerlaw_alpha": self.powerlaw_alpha,
+            "loglik_ratio": self.loglik_ratio,
+            "loglik_ratio_p": self.loglik_ratio_p,
+            "gof_n": float(self.n),
+            "gof_n_tail": float(self.n_tail),
+        }
+
+
+def exp_vs_powerlaw(tail: np.ndarray) -> tuple[float, float, float]:
+    """Compare a shifted exponential with a power law on ``tail`` (all values ≥ x_min = tail.min() > 0).
+
+    Returns ``(alpha, loglik_ratio, vuong_p)``; both models are fitted by maximum likelihood on the same
+    support x ≥ x_min: exponential density κ e^{−κ(x − x_min)}, power law (α−1)/x_min · (x/x_min)^{−α}.
+    """
+    x = np.asarray(tail, dtype=float)
+    n = x.size
+    x_min = float(x.min())
+    log_ratio = np.log(x / x_min)
+    excess = x - x_min
+    if n < 3 or x_min <= 0 or log_ratio.sum() <= 0 or excess.sum() <= 0:
+        return math.nan, math.nan, math.nan
+    alpha = 1.0 + n / float(log_ratio.sum())
+    kappa = n / float(excess.sum())
+    l_exp = math.log(kappa) - kappa * excess
+    l_pow = math.log((alpha - 1.0) / x_min) - alpha * log_ratio
+    diff = l_exp - l_pow
+    ratio = float(diff.sum())
+    sd = float(diff.std())
+    p = float(special.erfc(abs(ratio) / (math.sqrt(2.0 * n) * sd))) if sd > 0 else math.nan
+    return alpha, ratio, p
+
+
+def exponential_gof_continuous(delta: np.ndarray) -> ExpGoodnessOfFit:
+    """KS test of δ ~ Exp(κ̂) with κ̂ = 1/mean(δ), plus the power-law comparison on δ ≥ min positive δ."""
+    d = np.asarray(delta, dtype=float)
+    if d.size < 3 or d.mean() <= 0:
+        return ExpGoodnessOfFit(n=int(d.size))
+    res = stats.kstest(d, "expon", args=(0.0, float(d.mean())))
+    pos = d[d > 0]
+    alpha = ratio = p = math.nan
+    if pos.size >= 3:
+        alpha, ratio, p = exp_vs_powerlaw(pos)
+    return ExpGoodnessOfFit(float(res.statistic), float(res.pvalue), alpha, ratio, p, int(d.size), int(pos.size))
+
+
+def exponential_gof_ticks(levels: np.ndarray, rng: np.random.Generator) -> ExpGoodnessOfFit:
+    """Goodness of fit of the geometric (tick-discretised exponential) law of ticks beyond the touch.
+
+    The levels are integers, so the KS test is run on the randomised probability-integral transform
+    ``u = F(k−1) + V·(F(k) − F(k−1))`` with V ~ U(0, 1), which is exactly uniform under the model.
+    The power-law comparison uses the levels ≥ 1 (the tail beyond the touch) as continuous values.
+    """
+    k = np.asarray(levels, dtype=float)
+    if k.size < 3:
+        return ExpGoodnessOfFit(n=int(k.size))
+    mean = float(k.mean())
+    if mean <= 0:
+        # Every trade at the touch: the geometric MLE is degenerate (κ = ∞); nothing to test.
+        return ExpGoodnessOfFit(n=int(k.size))
+    q = mean / (1.0 + mean)  # P(level ≥ j+1 | ≥ j) at the MLE
+    cdf_hi = 1.0 - q ** (k + 1.0)
+    cdf_lo = 1.0 - q**k
+    u = cdf_lo + rng.random(k.size) * (cdf_hi - cdf_lo)
+    res = stats.kstest(u, "uniform")
+    tail = k[k >= 1]
+    alpha = ratio = p = math.nan
+    if tail.size >= 3:
+        alpha, ratio, p = exp_vs_powerlaw(tail)
+    return ExpGoodnessOfFit(float(res.statistic), float(res.pvalue), alpha, ratio, p, int(k.size), int(tail.size))
+
+
+@dataclass(frozen=True, slots=True)
+class IntensityFit:
+    """Joint fit of λ(δ) = A e^{−κδ}: A per second, κ per unit fractional distance, with standard errors.
+
+    ``depths`` are the bin edges used (fractions of mid), ``rate_per_s`` the observed rate of trades
+    reaching at least each edge, ``n_trades`` the trades used, ``converged`` whether the optimiser did.
+    """
+
+    a_per_s: float
+    kappa: float
+    a_std: float
+    kappa_std: float
+    depths: tuple[float, ...] = ()
+    rate_per_s: tuple[float, ...] = ()
+    n_trades: int = 0
+    converged: bool = True
+
+
+def fit_intensity_curve(deltas: np.ndarray, duration_s: float, *, bin_width: float | None = None,
+                        n_bins: int = 20, min_delta: float = 0.0) -> IntensityFit:
+    """Fit λ(δ) = A·e^{−κδ} from how often trades reach each depth.
+
+    Trades reaching depth ≥ d arrive as a Poisson process of rate λ(d). Counting the trades whose depth
+    falls in disjoint bins ``[d_j, d_{j+1})`` (the last bin open) gives independent Poisson counts with
+    means ``T·A·(e^{−κ d_j} − e^{−κ d_{j+1}})``; A and κ maximise that likelihood and their standard errors
+    come from the inverse observed information (delta method for A, fitted in log A).
+
+    Parameters
+    ----------
+    deltas : array
+        Trade depths from mid (fractions of mid), e.g. |price − mid| / mid or the depth beyond the touch.
+    duration_s : float
+        Observation time T over which the trades were collected, seconds.
+    bin_width : float, optional
+        Width of the depth bins (fraction of mid); put it on the tick grid (tick/mid) for tick data.
+        Defaults to the range between ``min_delta`` and the 99th percentile divided by ``n_bins``.
+    n_bins : int
+        Number of bins below the open last bin.
+    min_delta : float
+        Depth of the first edge d_0; trades shallower than it are dropped (e.g. the half spread).
+    """
+    _check("duration_s", duration_s)
+    d = np.asarray(deltas, dtype=float)
+    d = d[np.isfinite(d) & (d >= min_delta)]
+    n = d.size
+    if n < 2:
+        raise ValueError(f"fit_intensity_curve needs at least 2 trades at depth >= min_delta, got {n}")
+    if bin_width is None:
+        span = float(np.quantile(d, 0.99)) - min_delta
+        bin_width = span / n_bins if span > 0 else 1e-6
+    _check("bin_width", bin_width)
+    edges = min_delta + bin_width * np.arange(n_bins + 1)
+    idx = np.minimum(((d - min_delta) / bin_width).astype(int), n_bins)
+    counts = np.bincount(idx, minlength=n_bins + 1).astype(float)
+    lower = edges
+    upper = np.append(edges[1:], np.inf)
+
+    def nll(theta: np.ndarray) -> float:
+        log_a, log_k = theta
+        k = math.exp(log_k)
+        mass = np.exp(-k * lower) - np.where(np.isinf(upper), 0.0, np.exp(-k * np.where(np.isinf(upper), 0, upper)))
+        mu = duration_s * math.exp(log_a) * np.maximum(mass, 1e-300)
+        return float(np.sum(mu - counts * np.log(mu)))
+
+    mean_excess = float(np.mean(d - min_delta))
+    k0 = 1.0 / mean_excess if mean_excess > 0 else 1.0 / bin_width
+    a0 = n / duration_s * math.exp(k0 * min_delta)
+    res = optimize.minimize(nll, np.array([math.log(a0), math.log(k0)]), method="Nelder-Mead",
+                            options={"xatol": 1e-10, "fatol": 1e-10, "maxiter": 4000})
+    log_a, log_k = res.x
+    hess = _numeric_hessian(nll, res.x)
+    try:
+        cov = np.linalg.inv(hess)
+        sd_log_a, sd_log_k = math.sqrt(max(cov[0, 0], 0.0)), math.sqrt(max(cov[1, 1], 0.0))
+    except np.linalg.LinAlgError:
+        sd_log_a = sd_log_k = math.nan
+    a, k = math.exp(log_a), math.exp(log_k)
+    reach = counts[::-1].cumsum()[::-1] / duration_s
+    return IntensityFit(
+        a_per_s=a,
+        kappa=k,
+        a_std=a * sd_log_a,
+        kappa_std=k * sd_log_k,
+        depths=tuple(float(e) for e in edges),
+        rate_per_s=tuple(float(r) for r in reach),
+        n_trades=int(n),
+        converged=bool(res.success),
+    )
+
+
+def _numeric_hessian(f, x: np.ndarray, h: float = 1e-4) -> np.ndarray:
+    m = x.size
+    out = np.empty((m, m))
+    for i in range(m):
+        for j in range(m):
+            ei = np.zeros(m)
+            ej = np.zeros(m)
+            ei[i] = h
+            ej[j] = h
+            out[i, j] = (f(x + ei + ej) - f(x + ei - ej) - f(x - ei + ej) + f(x - ei - ej)) / (4 * h * h)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# The online estimator
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Sums:
+    volume: float = 0.0  # Σw
+    volume_sq: float = 0.0  # Σw²
+    wdelta_raw: float = 0.0  # Σw·δ
+    wdelta_beyond: float = 0.0  # Σw·kτ (distance beyond the touch on the tick grid)
+    wtick: float = 0.0  # Σw·τ
+    at_touch: float = 0.0  # Σw over trades with k = 0
+    count: int = 0
+
+    def add(self, sign: float, w: float, d_raw: float, d_beyond: float, tau: float, k: int) -> None:
+        self.volume += sign * w
+        self.volume_sq += sign * w * w
+        self.wdelta_raw += sign * w * d_raw
+        self.wdelta_beyond += sign * w * d_beyond
+        self.wtick += sign * w * tau
+        if k == 0:
+            self.at_touch += sign * w
+        self.count += int(sign)
+
+
+@dataclass(slots=True)
+class _GofCache:
+    computed_at_ns: int = -1
+    n_updates: int = -1
+    result: ExpGoodnessOfFit = field(default_factory=ExpGoodnessOfFit)
+
+
+class TradeKappaEstimator:
+    """Online κ from the trade tape, with a Gamma-prior posterior (see the module docstring).
+
+    Estimates κ (per unit fractional distance from mid) in λ(δ) = A·e^{−κδ} from the volume-weighted
+    distance of trades from the prevailing mid over the last ``window_s`` seconds.
+
+    States: WARMING until the window holds ``min_volume``; STALE after ``stale_after_s`` without a trade;
+    FAILED when κ falls outside [kappa_min, kappa_max] (the value is still reported, never clamped).
+
+    Examples
+    --------
+    >>> est = TradeKappaEstimator(KappaParams(min_volume=0.0))
+    >>> est.update(0, price=100.03, size=1.0, mid=100.0)
+    >>> round(est.snapshot(0).detail["avg_distance_bps"], 6)
+    3.0
+    """
+
+    name = "kappa"
+
+    def __init__(self, params: KappaParams | None = None) -> None:
+        self.params = (params or KappaParams()).validate()
+        self._trades: deque[tuple[int, float, float, float, float, int]] = deque()
+        self._sums = _Sums()
+        self._last_input_ns = 0
+        self._n_updates = 0
+        self._pops_since_resum = 0
+        self._gof = _GofCache()
+        self._rng = np.random.default_rng(self.params.gof_seed)
+
+    # -- mutation ---------------------------------------------------------------------------------
+
+    def update(self, ts_ns: int, price: float, size: float, mid: float, half_spread_px: float | None = None) -> None:
+        """Record one trade.
+
+        Parameters
+        ----------
+        ts_ns : int
+            Local time of the trade, ns.
+        price, mid : float
+            Trade price and the mid of the last top of book strictly before the trade (quote currency).
+        size : float
+            Trade size, base units (the weight).
+        half_spread_px : float, optional
+            Half the bid–ask spread at the trade, quote currency; used by the tick model. When omitted the
+            book is assumed one tick wide (half_spread = tick/2).
+        """
+        for nm, v in (("price", price), ("size", size), ("mid", mid)):
+            _check(nm, v)
+        p = self.params
+        dist_px = abs(price - mid)
+        d_raw = dist_px / mid
+        k = 0
+        tau = 0.0
+        d_beyond = 0.0
+        if p.tick_size > 0:
+            hs = 0.5 * p.tick_size if half_spread_px is None else half_spread_px
+            _check("half_spread_px", hs, allow_zero=True)
+            # Prints inside the touch (stale mid, hidden liquidity) count as at the touch.
+            k = max(int(round((dist_px - hs) / p.tick_size)), 0)
+            tau = p.tick_size / mid
+            d_beyond = k * tau
+        self._trades.append((ts_ns, size, d_raw, d_beyond, tau, k))
+        self._sums.add(+1.0, size, d_raw, d_beyond, tau, k)
+        self._last_input_ns = max(self._last_input_ns, ts_ns)
+        self._n_updates += 1
+        self._expire(self._last_input_ns)
+
+    def update_from_events(self, trade, bbo) -> None:
+        """Record an :class:`~apps.engine.events.Trade` against the :class:`BestBidAsk` that preceded it."""
+        self.update(trade.ts_local_ns, trade.price, trade.size, bbo.mid, 0.5 * (bbo.ask_px - bbo.bid_px))
+
+    def _expire(self, now_ns: int) -> None:
+        cutoff = now_ns - int(self.params.window_s * _NS_PER_S)
+        while self._trades and self._trades[0][0] < cutoff:
+            ts, w, d_raw, d_beyond, tau, k = self._trades.popleft()
+            self._sums.add(-1.0, w, d_raw, d_beyond, tau, k)
+            self._pops_since_resum += 1
+        if not self._trades:
+            self._sums = _Sums()
+            self._pops_since_resum = 0
+        elif self._pops_since_resum > 50_000:
+            # Bound the floating-point drift of the running sums.
+            self._sums = self._resum(self._trades)
+            self._pops_since_resum = 0
+
+    @staticmethod
+    def _resum(trades) -> _Sums:
+        s = _Sums()
+        for _, w, d_raw, d_beyond, tau, k in trades:
+            s.add(+1.0, w, d_raw, d_beyond, tau, k)
+        return s
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    def _window_sums(self, now_ns: int) -> tuple[_Sums, int]:
+        """Sums over trades inside the window at ``now_ns`` without mutating; returns (sums, first index)."""
+        cutoff = now_ns - int(self.params.window_s * _NS_PER_S)
+        s = _Sums(**{f: getattr(self._sums, f) for f in _Sums.__dataclass_fields__})
+        first = 0
+        for ts, w, d_raw, d_beyond, tau, k in self._trades:
+            if ts >= cutoff:
+                break
+            s.add(-1.0, w, d_raw, d_beyond, tau, k)
+            first += 1
+        return s, first
+
+    def goodness_of_fit(self, now_ns: int) -> ExpGoodnessOfFit:
+        """KS and power-law statistics on the trades in the window (cached for ``gof_interval_s``)."""
+        p = self.params
+        c = self._gof
+        fresh = c.n_updates == self._n_updates or (
+            c.computed_at_ns >= 0 and now_ns - c.computed_at_ns < p.gof_interval_s * _NS_PER_S
+        )
+        if fresh and c.computed_at_ns >= 0:
+            return c.result
+        _, first = self._window_sums(now_ns)
+        rows = list(self._trades)[first:][-p.gof_max_trades :]
+        if len(rows) < p.gof_min_trades:
+            result = ExpGoodnessOfFit(n=len(rows))
+        elif p.tick_size > 0:
+            result = exponential_gof_ticks(np.array([r[5] for r in rows], dtype=float), self._rng)
+        else:
+            result = exponential_gof_continuous(np.array([r[2] for r in rows], dtype=float))
+        self._gof = _GofCache(now_ns, self._n_updates, result)
+        return result
+
+    def snapshot(self, now_ns: int) -> EstimatorSnapshot:
+        """Read κ at ``now_ns`` (ns): value = posterior mean, std = posterior sd, credible interval."""
+        p = self.params
+        if self._last_input_ns == 0 and not self._trades:
+            return EstimatorSnapshot(self.name, math.nan, math.nan, EstimatorState.WARMING, 0, message="no trades yet")
+        s, _ = self._window_sums(now_ns)
+        detail: dict[str, float] = {
+            "n_trades": float(s.count),
+            "volume": s.volume,
+            "window_s": p.window_s,
+            "min_volume": p.min_volume,
+        }
+        value = std = lo = hi = math.nan
+        if s.count > 0 and s.volume > 0:
+            n_eff = s.volume * s.volume / s.volume_sq if s.volume_sq > 0 else 0.0
+            mean_raw = s.wdelta_raw / s.volume
+            raw = gamma_posterior(n_eff, n_eff * mean_raw, p.prior_shape, p.prior_rate, p.ci_level)
+            detail.update(
+                n_eff=n_eff,
+                avg_distance_bps=mean_raw * _BPS,
+                kappa_raw=raw.mean,
+                kappa_raw_mle=1.0 / mean_raw if mean_raw > 0 else math.inf,
+                kappa_raw_std=raw.std,
+            )
+            post = raw
+            if p.tick_size > 0:
+                mean_beyond = s.wdelta_beyond / s.volume
+                tau = s.wtick / s.volume
+                tick = tick_posterior(n_eff, n_eff * mean_beyond, tau, p.prior_shape, p.prior_rate, p.ci_level)
+                detail.update(
+                    avg_distance_beyond_touch_bps=mean_beyond * _BPS,
+                    tick_bps=tau * _BPS,
+                    frac_volume_at_touch=s.at_touch / s.volume,
+                    kappa_tick=tick.mean,
+                    kappa_tick_std=tick.std,
+                )
+                post = tick
+            value, std, lo, hi = post.mean, post.std, post.ci_low, post.ci_high
+            detail.update(self.goodness_of_fit(now_ns).as_detail())
+
+        state, message = self._state(now_ns, s, value)
+        return EstimatorSnapshot(self.name, value, std, state, self._last_input_ns, lo, hi, detail, message)
+
+    def _state(self, now_ns: int, s: _Sums, value: float) -> tuple[EstimatorState, str]:
+        p = self.params
+        idle_s = (now_ns - self._last_input_ns) / _NS_PER_S
+        if idle_s > p.stale_after_s:
+            return EstimatorState.STALE, f"no trade for {idle_s:.1f} s (stale after {p.stale_after_s:g} s)"
+        if s.volume < p.min_volume or s.count == 0:
+            return EstimatorState.WARMING, (
+                f"volume {s.volume:g} in the last {p.window_s:g} s is below min_volume {p.min_volume:g}"
+            )
+        if not math.isfinite(value) or not (p.kappa_min <= value <= p.kappa_max):
+            return EstimatorState.FAILED, (
+                f"kappa {value:.6g} outside the plausible range [{p.kappa_min:g}, {p.kappa_max:g}]"
+            )
+        return EstimatorState.OK, ""
+
+    @property
+    def last_input_ns(self) -> int:
+        return self._last_input_ns

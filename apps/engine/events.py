@@ -1,0 +1,213 @@
+"""Event and action types shared by feeds, the strategy core, venues and recorders.
+
+Every event carries two clocks, integer nanoseconds since the Unix epoch:
+``ts_exch_ns`` (when the exchange stamped it) and ``ts_local_ns`` (when we saw it).
+Prices are in quote currency, sizes in base-asset units. Sides are ``+1`` (buy/bid) and ``-1`` (sell/ask).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+
+class Side(IntEnum):
+    BUY = 1
+    SELL = -1
+
+    @property
+    def label(self) -> str:
+        return "buy" if self is Side.BUY else "sell"
+
+
+class EventError(ValueError):
+    """An event with values that cannot describe a market (NaN price, crossed book, ...)."""
+
+
+def _check_price(name: str, value: float, where: str) -> None:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise EventError(f"{where}: {name} must be a finite positive number, got {value!r}")
+
+
+def _check_size(name: str, value: float, where: str, *, allow_zero: bool = False) -> None:
+    ok = isinstance(value, (int, float)) and math.isfinite(value) and (value >= 0 if allow_zero else value > 0)
+    if not ok:
+        bound = "non-negative" if allow_zero else "positive"
+        raise EventError(f"{where}: {name} must be a finite {bound} number, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Trade:
+    """A market trade. ``aggressor`` is the side of the taker (BUY lifted the ask)."""
+
+    ts_exch_ns: int
+    ts_local_ns: int
+    price: float
+    size: float
+    aggressor: Side
+    trade_id: str = ""
+
+    def __post_init__(self) -> None:
+        _check_price("price", self.price, "Trade")
+        _check_size("size", self.size, "Trade")
+
+
+@dataclass(frozen=True, slots=True)
+class BestBidAsk:
+    """Top of book. A crossed book (bid >= ask) is rejected; a locked one is not representable either."""
+
+    ts_exch_ns: int
+    ts_local_ns: int
+    bid_px: float
+    bid_size: float
+    ask_px: float
+    ask_size: float
+    update_id: int = 0
+
+    def __post_init__(self) -> None:
+        _check_price("bid_px", self.bid_px, "BestBidAsk")
+        _check_price("ask_px", self.ask_px, "BestBidAsk")
+        _check_size("bid_size", self.bid_size, "BestBidAsk", allow_zero=True)
+        _check_size("ask_size", self.ask_size, "BestBidAsk", allow_zero=True)
+        if self.bid_px >= self.ask_px:
+            raise EventError(f"BestBidAsk: crossed or locked book, bid {self.bid_px} >= ask {self.ask_px}")
+
+    @property
+    def mid(self) -> float:
+        return 0.5 * (self.bid_px + self.ask_px)
+
+
+@dataclass(frozen=True, slots=True)
+class DepthUpdate:
+    """An L2 diff: each level is (price, new absolute size); size 0 removes the level.
+
+    ``first_update_id``/``last_update_id``/``prev_update_id`` are the exchange sequence ids
+    (Binance ``U``/``u``/``pu``); 0 when the venue has none.
+    """
+
+    ts_exch_ns: int
+    ts_local_ns: int
+    bids: tuple[tuple[float, float], ...]
+    asks: tuple[tuple[float, float], ...]
+    first_update_id: int = 0
+    last_update_id: int = 0
+    prev_update_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DepthSnapshot:
+    """A full L2 snapshot; bids best-first (descending), asks best-first (ascending)."""
+
+    ts_exch_ns: int
+    ts_local_ns: int
+    bids: tuple[tuple[float, float], ...]
+    asks: tuple[tuple[float, float], ...]
+    last_update_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Funding:
+    ts_exch_ns: int
+    ts_local_ns: int
+    rate: float  # per funding interval, fraction (0.0001 = 1 bp)
+    interval_s: float = 8 * 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Timer:
+    """A clock tick from the loop driver; lets time-based logic run without market events."""
+
+    ts_exch_ns: int
+    ts_local_ns: int
+
+
+# --- our own order flow -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OrderAck:
+    ts_exch_ns: int
+    ts_local_ns: int
+    client_order_id: str
+    status: str  # "open" | "cancelled" | "modified"
+    price: float = 0.0
+    size: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class OrderReject:
+    ts_exch_ns: int
+    ts_local_ns: int
+    client_order_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """One of our orders traded. ``fee`` is in quote currency, negative for a rebate."""
+
+    ts_exch_ns: int
+    ts_local_ns: int
+    client_order_id: str
+    fill_id: str
+    side: Side
+    price: float
+    size: float
+    fee: float = 0.0
+    liquidity: str = "maker"  # "maker" | "taker"
+    remaining: float = 0.0
+
+
+MarketEvent = Trade | BestBidAsk | DepthUpdate | DepthSnapshot | Funding | Timer
+OrderEvent = OrderAck | OrderReject | Fill
+Event = MarketEvent | OrderEvent
+
+
+# --- actions from the strategy core to a venue -----------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PlaceOrder:
+    client_order_id: str
+    side: Side
+    price: float
+    size: float
+    tif: str = "GTC"  # "GTC" | "IOC" | "POST_ONLY"
+
+
+@dataclass(frozen=True, slots=True)
+class CancelOrder:
+    client_order_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ModifyOrder:
+    client_order_id: str
+    price: float
+    size: float
+
+
+@dataclass(frozen=True, slots=True)
+class CancelAll:
+    reason: str = ""
+
+
+Action = PlaceOrder | CancelOrder | ModifyOrder | CancelAll
+
+
+@dataclass(frozen=True, slots=True)
+class QuoteDecision:
+    """What the quoter decided and every input that produced it (principle 2: traceable quotes).
+
+    Prices are absolute; ``None`` means that side is not quoted (``reasons`` says why).
+    ``inputs`` maps a named input (mid, sigma, kappa, gamma, q, each skew, ...) to its value.
+    """
+
+    ts_ns: int
+    bid_px: float | None
+    ask_px: float | None
+    bid_size: float
+    ask_size: float
+    inputs: dict[str, float] = field(default_factory=dict)
+    reasons: tuple[str, ...] = ()

@@ -1,0 +1,250 @@
+"""Queue-aware fill model for simulated resting orders, driven by real trades and L2 depth.
+
+Our paper orders are not in the recorded market, so the model tracks, for each one, the
+displayed quantity **ahead** of it at its price level and decides when real market activity
+would have reached it.
+
+Model
+-----
+Symbols (base units unless stated): ``A`` queue ahead of our order, ``L`` displayed size at our
+price level (others' orders only), ``B = L - A`` displayed size behind us, ``s`` a trade's size,
+``c`` the part of a decrease of ``L`` not explained by trades (cancellations).
+
+* **Joining.** An order arriving at a level joins at the back: ``A = L`` from the latest book seen.
+  A price that improves the best on its side has ``L = 0``. When the level's size is unknown (BBO-only
+  data, price behind the best), ``A`` stays unknown until the level is first observed, and is then set
+  to the whole displayed size: we never assume we are further ahead than we can see.
+* **Trades at our price** (aggressor on the other side) consume the queue in time priority:
+  ``A ← max(0, A - s)`` and we fill ``min(remaining, max(0, s - A_before))``.
+* **Trades through our price** (a sell printed below our bid, a buy above our ask): every displayed
+  order at our price was consumed, so we fill ``min(remaining, s)`` at our own price.
+* **Book crossing our price** (the best ask rests at or below our bid): the incoming seller would have
+  met us first; we fill ``min(remaining, opposite size at or through our price)`` at our price.
+* **Size decreases at our level** not explained by trades since the last observation are cancels
+  ``c``, split by the queue model:
+
+  - ``risk_averse``: every cancel comes from behind us; ``A`` only shrinks by trades and is capped at
+    the displayed size, ``A ← min(A, L_new)``.
+  - ``probabilistic``: a share ``w = A^p / (A^p + B^p)`` of ``c`` comes from ahead of us (``p`` =
+    ``power``; ``p = 1`` means every displayed unit is equally likely to cancel), then the cap.
+
+* **Size increases** are new orders joining behind us; ``A`` is unchanged.
+
+Trade volume at our price is kept as a *credit* that explains later decreases of ``L`` (the trade and
+the depth change that reflects it usually arrive as two events); the credit never exceeds ``L``.
+
+Fills are always at our limit price (maker) — a price the market reached — and never exceed the
+volume the market showed. No market impact: our simulated fills do not remove recorded liquidity.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from apps.engine.events import Side
+
+QUEUE_MODELS = ("risk_averse", "probabilistic")
+
+
+@dataclass(frozen=True)
+class QueueModelParams:
+    """Parameters of the cancel-attribution rule.
+
+    Parameters
+    ----------
+    kind : str
+        ``"risk_averse"`` (cancels always behind us) or ``"probabilistic"`` (power share).
+    power : float
+        Exponent ``p > 0`` of the probabilistic share ``A^p / (A^p + B^p)``; dimensionless. Ignored by
+        ``risk_averse``.
+    """
+
+    kind: str = "risk_averse"
+    power: float = 1.0
+
+    def validate(self) -> None:
+        if self.kind not in QUEUE_MODELS:
+            raise ValueError(f"queue_model must be one of {QUEUE_MODELS}, got {self.kind!r}")
+        if not (isinstance(self.power, (int, float)) and math.isfinite(self.power) and self.power > 0):
+            raise ValueError(f"queue_power must be a finite number > 0, got {self.power!r}")
+
+
+# --- pure rules ----------------------------------------------------------------------------------
+
+
+def cancel_share_ahead(ahead: float, behind: float, power: float) -> float:
+    """Fraction ``w`` of a cancelled quantity that was ahead of us: ``A^p / (A^p + B^p)``.
+
+    Returns 0 when nothing is ahead and 1 when nothing is behind (and 0 when the level is empty).
+    """
+    if ahead <= 0.0:
+        return 0.0
+    if behind <= 0.0:
+        return 1.0
+    # ratio form avoids overflow of A^p for large p
+    return 1.0 / (1.0 + (behind / ahead) ** power)
+
+
+def queue_after_trade(ahead: float, remaining: float, volume: float) -> tuple[float, float]:
+    """A trade of ``volume`` at our price: return ``(fill_size, new_ahead)``.
+
+    The trade first consumes the queue ahead of us, then us, up to our remaining size.
+    """
+    fill = min(remaining, max(0.0, volume - ahead))
+    return fill, max(0.0, ahead - volume)
+
+
+def queue_after_level_change(
+    ahead: float,
+    prev_size: float,
+    new_size: float,
+    trade_credit: float,
+    params: QueueModelParams,
+) -> tuple[float, float]:
+    """Update the queue ahead after the displayed size at our level moved ``prev_size → new_size``.
+
+    ``ahead`` has already been reduced by the trades whose volume is in ``trade_credit``.
+    Returns ``(new_ahead, new_trade_credit)``.
+    """
+    credit = trade_credit
+    if new_size < prev_size:
+        decrease = prev_size - new_size
+        explained = min(decrease, credit)
+        credit -= explained
+        cancelled = decrease - explained
+        if cancelled > 0.0 and params.kind == "probabilistic":
+            # the level before these cancels held prev_size minus what trades already took
+            behind = max(0.0, prev_size - explained - ahead)
+            ahead -= cancelled * cancel_share_ahead(ahead, behind, params.power)
+    ahead = max(0.0, min(ahead, new_size))
+    return ahead, min(credit, new_size)
+
+
+# --- per-order queue state -----------------------------------------------------------------------
+
+
+@dataclass
+class QueueState:
+    """Where one resting order stands in its level's queue.
+
+    ``ahead`` is ``None`` while the level has never been observed since the order joined.
+    ``priority`` orders our own orders at the same level (smaller joined earlier).
+    """
+
+    ahead: float | None
+    level_size: float | None
+    priority: int
+    trade_credit: float = 0.0
+
+    def observe_level(self, size: float, params: QueueModelParams) -> None:
+        """A fresh displayed size ``size`` at our level."""
+        if self.ahead is None:
+            self.ahead = size  # first sight: join behind everything displayed now
+        elif self.level_size is None:
+            self.ahead = min(self.ahead, size)
+        else:
+            self.ahead, self.trade_credit = queue_after_level_change(
+                self.ahead, self.level_size, size, self.trade_credit, params
+            )
+        self.level_size = size
+
+
+# --- a minimal L2 book in integer ticks --------------------------------------------------------
+
+
+class LevelBook:
+    """Displayed size per price tick, fed by snapshots, diffs and best bid/ask updates.
+
+    Knows what it does not know: :meth:`level_size` returns ``None`` for a level it has no
+    information about (e.g. behind the best when only BBO data is available).
+    """
+
+    def __init__(self, tick_size: float) -> None:
+        self.tick_size = tick_size
+        self.bids: dict[int, float] = {}
+        self.asks: dict[int, float] = {}
+        self.has_depth = False  # True once an L2 snapshot was seen: missing levels then mean empty
+
+    def tick_of(self, price: float) -> int:
+        return round(price / self.tick_size)
+
+    def _levels(self, side: Side) -> dict[int, float]:
+        return self.bids if side is Side.BUY else self.asks
+
+    def best_tick(self, side: Side) -> int | None:
+        levels = self._levels(side)
+        if not levels:
+            return None
+        return max(levels) if side is Side.BUY else min(levels)
+
+    def apply_bbo(self, bid_px: float, bid_size: float, ask_px: float, ask_size: float) -> None:
+        bt, at = self.tick_of(bid_px), self.tick_of(ask_px)
+        for t in [t for t in self.bids if t > bt or t >= at]:
+            del self.bids[t]
+        for t in [t for t in self.asks if t < at or t <= bt]:
+            del self.asks[t]
+        self._set(self.bids, bt, bid_size)
+        self._set(self.asks, at, ask_size)
+
+    def apply_snapshot(self, bids: tuple[tuple[float, float], ...], asks: tuple[tuple[float, float], ...]) -> None:
+        self.bids = {}
+        self.asks = {}
+        for px, sz in bids:
+            self._set(self.bids, self.tick_of(px), sz)
+        for px, sz in asks:
+            self._set(self.asks, self.tick_of(px), sz)
+        self.has_depth = True
+
+    def apply_diff(self, bids: tuple[tuple[float, float], ...], asks: tuple[tuple[float, float], ...]) -> None:
+        for px, sz in bids:
+            self._set(self.bids, self.tick_of(px), sz)
+        for px, sz in asks:
+            self._set(self.asks, self.tick_of(px), sz)
+        # a diff that crosses the book removes the stale levels on the other side
+        bb, ba = self.best_tick(Side.BUY), self.best_tick(Side.SELL)
+        if bb is not None and ba is not None and bb >= ba:
+            if bids and not asks:
+                for t in [t for t in self.asks if t <= bb]:
+                    del self.asks[t]
+            elif asks and not bids:
+                for t in [t for t in self.bids if t >= ba]:
+                    del self.bids[t]
+
+    @staticmethod
+    def _set(levels: dict[int, float], tick: int, size: float) -> None:
+        if size > 0.0:
+            levels[tick] = float(size)
+        else:
+            levels.pop(tick, None)
+
+    def level_size(self, side: Side, tick: int) -> float | None:
+        """Displayed size at ``tick`` on ``side``: 0.0 if known empty, ``None`` if unknown."""
+        levels = self._levels(side)
+        if tick in levels:
+            return levels[tick]
+        best = self.best_tick(side)
+        if best is None:
+            return None
+        better = tick > best if side is Side.BUY else tick < best
+        if better:
+            return 0.0
+        if self.has_depth:
+            worst = min(levels) if side is Side.BUY else max(levels)
+            inside = tick >= worst if side is Side.BUY else tick <= worst
+            if inside:
+                return 0.0
+        return None
+
+    def crossing_size(self, side: Side, tick: int) -> float:
+        """Opposite-side size at or through our price: asks at ``<= tick`` for a bid, bids at ``>= tick``
+        for an ask. Zero when the book does not reach our price."""
+        if side is Side.BUY:
+            return sum(sz for t, sz in self.asks.items() if t <= tick)
+        return sum(sz for t, sz in self.bids.items() if t >= tick)
+
+    def crossing_levels(self, side: Side, tick: int) -> list[tuple[int, float]]:
+        """Opposite levels a taker order at ``tick`` would sweep, best first."""
+        if side is Side.BUY:
+            return sorted((t, sz) for t, sz in self.asks.items() if t <= tick)
+        return sorted(((t, sz) for t, sz in self.bids.items() if t >= tick), reverse=True)

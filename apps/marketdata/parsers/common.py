@@ -1,0 +1,414 @@
+"""Shared pieces of the market-data parsers: file opening, quarantine records, per-file statistics.
+
+A parser is a generator over ``(line_no, text)`` pairs that yields engine events
+(:mod:`apps.engine.events`) or :class:`Quarantined` records, in file order and in constant memory.
+Nothing here imports Django; the lead's importers wire these generators to tables.
+
+Conventions shared by every format
+----------------------------------
+* ``ts_exch_ns`` / ``ts_local_ns`` are int nanoseconds since the Unix epoch.
+* ``ts_exch_ns == 0`` means the venue sent no exchange time for that message (Binance spot bookTicker,
+  Binance spot REST snapshot).
+* Formats without a receive clock (LOBSTER, Binance public CSVs) set ``ts_local_ns = ts_exch_ns``;
+  their :class:`ParseStats` then reports no clock offset (``has_local_clock = False``).
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import math
+import random
+import zipfile
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from apps.engine.events import BestBidAsk, DepthSnapshot, DepthUpdate, Trade
+
+Lines = Iterable[tuple[int, str]]
+
+# Quarantine reasons (strings so they store and group easily).
+UNPARSABLE = "unparsable"  # not the expected syntax: bad JSON, wrong column count, non-numeric field
+UNKNOWN_MESSAGE = "unknown_message"  # well-formed but not a message this format knows
+BAD_PRICE = "bad_price"  # price <= 0, NaN or infinite
+BAD_SIZE = "bad_size"  # size negative, NaN or infinite (0 is bad for trades and snapshots, a delete in diffs)
+BAD_SIDE = "bad_side"  # aggressor side missing or not recognised
+CROSSED_BOOK = "crossed_book"  # best bid >= best ask (locked counts: the engine cannot represent it)
+EMPTY_BOOK = "empty_book"  # a top-of-book row with a side missing
+DUPLICATE_TRADE_ID = "duplicate_trade_id"  # trade id already seen among the recent ids
+TS_OUT_OF_ORDER = "ts_out_of_order"  # the format's ordering clock went backwards
+MISSING_ROW = "missing_row"  # a paired file (LOBSTER orderbook) has no row for this message
+
+REASONS = (
+    UNPARSABLE,
+    UNKNOWN_MESSAGE,
+    BAD_PRICE,
+    BAD_SIZE,
+    BAD_SIDE,
+    CROSSED_BOOK,
+    EMPTY_BOOK,
+    DUPLICATE_TRADE_ID,
+    TS_OUT_OF_ORDER,
+    MISSING_ROW,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Quarantined:
+    """An input record the parser refused, kept for review instead of silently dropped.
+
+    ``line_no`` is 1-based within the file (within the member for zip files); ``reason`` is one of
+    :data:`REASONS`; ``raw`` is the offending text (truncated to ``RAW_MAX_CHARS``); ``detail`` says what
+    exactly was wrong.
+    """
+
+    line_no: int
+    reason: str
+    raw: str
+    detail: str = ""
+
+
+RAW_MAX_CHARS = 2000
+
+
+class BadRecord(Exception):
+    """Raised inside a parser for a record to quarantine; carries the reason code."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def quarantine(line_no: int, err: BadRecord, raw: str) -> Quarantined:
+    return Quarantined(line_no, err.reason, raw[:RAW_MAX_CHARS].rstrip("\r\n"), err.detail)
+
+
+# --- file opening -------------------------------------------------------------------------------
+
+
+def _lines_of(stream: io.TextIOBase) -> Iterator[tuple[int, str]]:
+    for i, text in enumerate(stream, start=1):
+        yield i, text.rstrip("\r\n")
+
+
+def zip_members(path: str | Path) -> list[str]:
+    """Names of the file members of a zip archive, in archive order (directories left out)."""
+    with zipfile.ZipFile(path) as zf:
+        return [info.filename for info in zf.infolist() if not info.is_dir()]
+
+
+def open_text(path: str | Path, member: str | None = None, encoding: str = "utf-8") -> Iterator[tuple[int, str]]:
+    """Yield ``(line_no, text)`` for a plain, ``.gz`` or ``.zip`` text file, streaming.
+
+    Line endings are stripped; ``line_no`` starts at 1. A ``.zip`` yields every member in archive
+    order (line numbers restart at 1 for each member) unless ``member`` names one. Compression is
+    detected from the magic bytes, not the suffix, so a mislabelled file still opens.
+    """
+    p = Path(path)
+    with open(p, "rb") as fh:
+        magic = fh.read(4)
+    if magic[:2] == b"\x1f\x8b":
+        with gzip.open(p, "rt", encoding=encoding, newline="") as fh:
+            yield from _lines_of(fh)
+    elif magic == b"PK\x03\x04":
+        with zipfile.ZipFile(p) as zf:
+            names = [member] if member is not None else [i.filename for i in zf.infolist() if not i.is_dir()]
+            for name in names:
+                with zf.open(name) as raw:
+                    yield from _lines_of(io.TextIOWrapper(raw, encoding=encoding, newline=""))
+    else:
+        with open(p, encoding=encoding, newline="") as fh:
+            yield from _lines_of(fh)
+
+
+# --- value helpers ------------------------------------------------------------------------------
+
+
+def epoch_to_ns(value: int) -> int:
+    """Convert an integer epoch timestamp in s, ms, µs or ns to ns, choosing the unit by magnitude.
+
+    Thresholds (valid for dates between about 1973 and 5138): ``>= 1e17`` ns, ``>= 1e14`` µs,
+    ``>= 1e11`` ms, else seconds.
+    """
+    v = abs(value)
+    if v >= 10**17:
+        return value
+    if v >= 10**14:
+        return value * 1_000
+    if v >= 10**11:
+        return value * 1_000_000
+    return value * 1_000_000_000
+
+
+def parse_int(text: str, what: str) -> int:
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        raise BadRecord(UNPARSABLE, f"{what} is not an integer: {text!r}") from None
+
+
+def parse_float(text: object, what: str) -> float:
+    try:
+        return float(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise BadRecord(UNPARSABLE, f"{what} is not a number: {text!r}") from None
+
+
+def check_price(px: float, what: str = "price") -> float:
+    if not (math.isfinite(px) and px > 0):
+        raise BadRecord(BAD_PRICE, f"{what} must be finite and > 0, got {px!r}")
+    return px
+
+
+def check_size(sz: float, what: str = "size", *, allow_zero: bool) -> float:
+    if not math.isfinite(sz) or sz < 0 or (sz == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise BadRecord(BAD_SIZE, f"{what} must be finite and {bound}, got {sz!r}")
+    return sz
+
+
+def parse_levels(levels: object, what: str, *, allow_zero: bool) -> tuple[tuple[float, float], ...]:
+    """``[[px, size], ...]`` (strings or numbers) to a tuple of float pairs, validated.
+
+    A fast path converts and checks the whole list with comprehensions; only when that fails does the
+    slow path walk the levels again to name the bad one.
+    """
+    try:
+        out = tuple([(float(px), float(sz)) for px, sz in levels])  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        return _parse_levels_slow(levels, what, allow_zero=allow_zero)
+    if allow_zero:
+        ok = all(0 < px < _INF and 0 <= sz < _INF for px, sz in out)
+    else:
+        ok = all(0 < px < _INF and 0 < sz < _INF for px, sz in out)
+    return out if ok else _parse_levels_slow(levels, what, allow_zero=allow_zero)
+
+
+_INF = math.inf
+
+
+def _parse_levels_slow(levels: object, what: str, *, allow_zero: bool) -> tuple[tuple[float, float], ...]:
+    if not isinstance(levels, list):
+        raise BadRecord(UNPARSABLE, f"{what} is not a list")
+    out = []
+    for lvl in levels:
+        if not isinstance(lvl, (list, tuple)) or len(lvl) != 2:
+            raise BadRecord(UNPARSABLE, f"{what} level is not a [price, size] pair: {lvl!r}")
+        px = check_price(parse_float(lvl[0], f"{what} price"), f"{what} price")
+        sz = check_size(parse_float(lvl[1], f"{what} size"), f"{what} size", allow_zero=allow_zero)
+        out.append((px, sz))
+    return tuple(out)
+
+
+def check_not_crossed(bid_px: float, ask_px: float) -> None:
+    if bid_px >= ask_px:
+        raise BadRecord(CROSSED_BOOK, f"bid {bid_px} >= ask {ask_px}")
+
+
+def sorted_snapshot_sides(
+    bids: Iterable[tuple[float, float]], asks: Iterable[tuple[float, float]]
+) -> tuple[tuple[tuple[float, float], ...], tuple[tuple[float, float], ...]]:
+    """Order snapshot sides best-first and reject a crossed snapshot."""
+    b = tuple(sorted(bids, key=lambda lv: -lv[0]))
+    a = tuple(sorted(asks, key=lambda lv: lv[0]))
+    if b and a:
+        check_not_crossed(b[0][0], a[0][0])
+    return b, a
+
+
+class RecentIds:
+    """Membership test over the last ``capacity`` ids seen (constant memory duplicate detection).
+
+    Duplicates further apart than ``capacity`` ids are not detected; exchanges resend recent ids
+    (reconnect replays, overlapping recordings), which is what this is for.
+    """
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        if capacity <= 0:
+            raise ValueError(f"capacity must be > 0, got {capacity!r}")
+        self.capacity = capacity
+        self._order: deque[str] = deque()
+        self._seen: set[str] = set()
+
+    def seen_before(self, key: str) -> bool:
+        """True when ``key`` is among the recent ids; otherwise remember it and return False."""
+        if key in self._seen:
+            return True
+        self._seen.add(key)
+        self._order.append(key)
+        if len(self._order) > self.capacity:
+            self._seen.discard(self._order.popleft())
+        return False
+
+
+class MonotonicClock:
+    """Checks that a clock never goes backwards (equal values are fine)."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.last: int | None = None
+
+    def check(self, ts_ns: int) -> None:
+        if self.last is not None and ts_ns < self.last:
+            raise BadRecord(TS_OUT_OF_ORDER, f"{self.what} went back {self.last - ts_ns} ns")
+
+    def advance(self, ts_ns: int) -> None:
+        self.last = ts_ns
+
+
+# --- statistics ---------------------------------------------------------------------------------
+
+
+class _Reservoir:
+    """Uniform sample of at most ``capacity`` values (exact when fewer were offered)."""
+
+    def __init__(self, capacity: int, seed: int) -> None:
+        self.capacity = capacity
+        self.n = 0
+        self.values: list[float] = []
+        self._rng = random.Random(seed)
+
+    def add(self, x: float) -> None:
+        self.n += 1
+        if len(self.values) < self.capacity:
+            self.values.append(x)
+        else:
+            j = self._rng.randrange(self.n)
+            if j < self.capacity:
+                self.values[j] = x
+
+    def median(self) -> float | None:
+        if not self.values:
+            return None
+        s = sorted(self.values)
+        m = len(s) // 2
+        return s[m] if len(s) % 2 else 0.5 * (s[m - 1] + s[m])
+
+
+@dataclass
+class ParseStats:
+    """Per-file summary that a parser fills as it streams.
+
+    Attributes
+    ----------
+    events : Counter
+        Events yielded, by class name (``Trade``, ``BestBidAsk``, ``DepthUpdate``, ``DepthSnapshot``).
+    quarantined : Counter
+        Quarantined records by reason (see :data:`REASONS`).
+    ignored : Counter
+        Well-formed control messages deliberately skipped (subscription acks, LOBSTER non-trade
+        messages, halts), by kind.
+    kind : str
+        Sub-kind detected inside the format (``trades``, ``quotes``, ``aggTrades``, ...), if any.
+    lines : int
+        Input lines (rows) read, headers included.
+    has_local_clock : bool
+        False for formats without a receive clock; then no offset is reported.
+
+    The clock offset is ``ts_local_ns - ts_exch_ns`` per event, in ms: the receive latency plus the
+    recorder's clock error (they cannot be separated from one file). Medians come from a uniform
+    reservoir of ``offset_sample_size`` values per event type (exact up to that many events), so memory
+    stays constant.
+    """
+
+    source: str = ""
+    fmt: str = ""
+    kind: str = ""
+    lines: int = 0
+    has_local_clock: bool = True
+    events: Counter = field(default_factory=Counter)
+    quarantined: Counter = field(default_factory=Counter)
+    ignored: Counter = field(default_factory=Counter)
+    first_ts_exch_ns: int | None = None
+    last_ts_exch_ns: int | None = None
+    offset_sample_size: int = 50_000
+    _offsets: dict[str, _Reservoir] = field(default_factory=dict, repr=False)
+
+    def add_event(self, ev: object) -> None:
+        kind = type(ev).__name__
+        self.events[kind] += 1
+        ts_exch = ev.ts_exch_ns  # type: ignore[attr-defined]
+        if ts_exch:
+            if self.first_ts_exch_ns is None or ts_exch < self.first_ts_exch_ns:
+                self.first_ts_exch_ns = ts_exch
+            if self.last_ts_exch_ns is None or ts_exch > self.last_ts_exch_ns:
+                self.last_ts_exch_ns = ts_exch
+            if self.has_local_clock:
+                res = self._offsets.get(kind)
+                if res is None:
+                    res = self._offsets[kind] = _Reservoir(self.offset_sample_size, seed=len(self._offsets))
+                res.add((ev.ts_local_ns - ts_exch) / 1e6)  # type: ignore[attr-defined]
+
+    def add_quarantine(self, q: Quarantined) -> None:
+        self.quarantined[q.reason] += 1
+
+    def observe(self, item: object) -> None:
+        if isinstance(item, Quarantined):
+            self.add_quarantine(item)
+        else:
+            self.add_event(item)
+
+    def clock_offset_ms(self, kind: str | None = None) -> float | None:
+        """Median ``local − exchange`` in ms, for one event type or pooled over all; None if unknown."""
+        if not self.has_local_clock:
+            return None
+        if kind is not None:
+            res = self._offsets.get(kind)
+            return res.median() if res else None
+        pooled = _Reservoir(10**12, 0)
+        for res in self._offsets.values():
+            pooled.values.extend(res.values)
+        return pooled.median()
+
+    @property
+    def n_events(self) -> int:
+        return sum(self.events.values())
+
+    @property
+    def n_quarantined(self) -> int:
+        return sum(self.quarantined.values())
+
+    def summary(self) -> dict[str, object]:
+        """A JSON-friendly dict of everything above."""
+        return {
+            "source": self.source,
+            "format": self.fmt,
+            "kind": self.kind,
+            "lines": self.lines,
+            "events": dict(self.events),
+            "quarantined": dict(self.quarantined),
+            "ignored": dict(self.ignored),
+            "first_ts_exch_ns": self.first_ts_exch_ns,
+            "last_ts_exch_ns": self.last_ts_exch_ns,
+            "clock_offset_ms": self.clock_offset_ms(),
+            "clock_offset_ms_by_type": {k: r.median() for k, r in self._offsets.items()}
+            if self.has_local_clock
+            else {},
+        }
+
+
+def counting(lines: Lines, stats: ParseStats | None) -> Iterator[tuple[int, str]]:
+    """Pass lines through, counting them into ``stats``."""
+    if stats is None:
+        yield from lines
+        return
+    for item in lines:
+        stats.lines += 1
+        yield item
+
+
+def observed(items: Iterator[object], stats: ParseStats | None) -> Iterator[object]:
+    """Pass parser output through, recording each item into ``stats``."""
+    if stats is None:
+        yield from items
+        return
+    for item in items:
+        stats.observe(item)
+        yield item
+
+
+MarketItem = Trade | BestBidAsk | DepthUpdate | DepthSnapshot | Quarantined
+ParserFn = Callable[..., Iterator[MarketItem]]

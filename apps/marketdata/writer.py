@@ -1,0 +1,243 @@
+"""Batched, COPY-based writer for high-rate records (ticks, decisions, order events, fills).
+
+The hot path calls :meth:`BatchedWriter.add` (a deque append); a background thread flushes on size or time with
+``COPY ... FROM STDIN``. Rows that fail to write stay buffered and are retried; when the buffer passes
+``max_buffer_rows`` the oldest rows spill to files under ``spill_dir`` and are replayed, oldest first, once the
+database answers again. ``overflowing`` tells the caller to stop producing (quoting halts on it).
+
+Order *state* (latest status per client order id) is upserted rather than copied, de-duplicated per flush.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import pickle
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from django.db import close_old_connections, connection
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    table: str
+    columns: tuple[str, ...]
+    json_columns: frozenset[str] = frozenset()
+
+
+@dataclass
+class WriterStats:
+    rows_written: int = 0
+    flushes: int = 0
+    failures: int = 0
+    rows_spilled: int = 0
+    rows_replayed: int = 0
+    last_error: str = ""
+    per_table: dict[str, int] = field(default_factory=dict)
+
+
+class BatchedWriter:
+    def __init__(
+        self,
+        specs: Sequence[TableSpec],
+        *,
+        upsert_spec: TableSpec | None = None,
+        upsert_conflict: tuple[str, ...] = (),
+        flush_interval_s: float = 0.5,
+        max_batch_rows: int = 5000,
+        max_buffer_rows: int = 200_000,
+        spill_dir: Path | None = None,
+    ) -> None:
+        if flush_interval_s <= 0:
+            raise ValueError(f"flush_interval_s must be > 0, got {flush_interval_s}")
+        if max_batch_rows <= 0 or max_buffer_rows < max_batch_rows:
+            raise ValueError("need 0 < max_batch_rows <= max_buffer_rows")
+        self.specs = {s.table: s for s in specs}
+        self.upsert_spec = upsert_spec
+        self.upsert_conflict = upsert_conflict
+        self.flush_interval_s = flush_interval_s
+        self.max_batch_rows = max_batch_rows
+        self.max_buffer_rows = max_buffer_rows
+        self.spill_dir = spill_dir
+        self.stats = WriterStats()
+        self._buffers: dict[str, deque[tuple[Any, ...]]] = {t: deque() for t in self.specs}
+        self._upserts: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # --- producer side (hot path) -------------------------------------------------------------
+
+    def add(self, table: str, row: tuple[Any, ...]) -> None:
+        spec = self.specs[table]
+        if len(row) != len(spec.columns):
+            raise ValueError(f"{table}: row has {len(row)} values, expected {len(spec.columns)} ({spec.columns})")
+        with self._lock:
+            self._buffers[table].append(row)
+            if len(self._buffers[table]) >= self.max_batch_rows:
+                self._wake.set()
+
+    def upsert(self, row: tuple[Any, ...]) -> None:
+        assert self.upsert_spec is not None
+        key = tuple(row[self.upsert_spec.columns.index(c)] for c in self.upsert_conflict)
+        with self._lock:
+            self._upserts[key] = row
+
+    @property
+    def buffered_rows(self) -> int:
+        with self._lock:
+            return sum(len(b) for b in self._buffers.values()) + len(self._upserts)
+
+    @property
+    def overflowing(self) -> bool:
+        return self.buffered_rows >= self.max_buffer_rows
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="batched-writer", daemon=True)
+        self._thread.start()
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Flush everything and stop the thread; rows that still cannot be written are spilled to disk."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None
+        else:
+            self.flush()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self._wake.wait(self.flush_interval_s)
+                self._wake.clear()
+                self.flush()
+            # final drain: keep trying briefly, then spill whatever is left
+            deadline = time.monotonic() + 5.0
+            while self.buffered_rows and time.monotonic() < deadline:
+                if not self.flush():
+                    time.sleep(0.2)
+            if self.buffered_rows:
+                self._spill_all()
+        finally:
+            connection.close()
+
+    # --- flushing ---------------------------------------------------------------------------
+
+    def flush(self) -> bool:
+        """Write what is buffered. Returns False (keeping every row) when the database is unavailable."""
+        with self._lock:
+            batches = {t: list(b) for t, b in self._buffers.items() if b}
+            upserts = list(self._upserts.values())
+        if not batches and not upserts and not self._spill_files():
+            return True
+        try:
+            close_old_connections()
+            connection.ensure_connection()
+            self._replay_spill()
+            with connection.connection.transaction():
+                cur = connection.connection.cursor()
+                for table, rows in batches.items():
+                    self._copy(cur, self.specs[table], rows)
+                if upserts:
+                    self._upsert_rows(cur, upserts)
+        except Exception as exc:  # noqa: BLE001 - any database failure keeps the rows for a retry
+            self.stats.failures += 1
+            self.stats.last_error = f"{type(exc).__name__}: {exc}"
+            logger.warning("batched writer: flush failed, %d rows kept: %s", self.buffered_rows, exc)
+            connection.close()
+            self._spill_overflow()
+            return False
+        with self._lock:
+            for table, rows in batches.items():
+                for _ in range(len(rows)):
+                    self._buffers[table].popleft()
+                self.stats.per_table[table] = self.stats.per_table.get(table, 0) + len(rows)
+                self.stats.rows_written += len(rows)
+            for row in upserts:
+                key = tuple(row[self.upsert_spec.columns.index(c)] for c in self.upsert_conflict)
+                if self._upserts.get(key) is row:
+                    del self._upserts[key]
+        self.stats.flushes += 1
+        return True
+
+    @staticmethod
+    def _encode(spec: TableSpec, row: tuple[Any, ...]) -> tuple[Any, ...]:
+        if not spec.json_columns:
+            return row
+        return tuple(
+            json.dumps(v) if c in spec.json_columns else v for c, v in zip(spec.columns, row, strict=True)
+        )
+
+    def _copy(self, cur: Any, spec: TableSpec, rows: list[tuple[Any, ...]]) -> None:
+        cols = ", ".join(spec.columns)
+        with cur.copy(f"COPY {spec.table} ({cols}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(self._encode(spec, row))
+
+    def _upsert_rows(self, cur: Any, rows: list[tuple[Any, ...]]) -> None:
+        spec = self.upsert_spec
+        assert spec is not None
+        cols = ", ".join(spec.columns)
+        placeholders = ", ".join(["%s"] * len(spec.columns))
+        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in spec.columns if c not in self.upsert_conflict)
+        sql = (
+            f"INSERT INTO {spec.table} ({cols}) VALUES ({placeholders}) "
+            f"ON CONFLICT ({', '.join(self.upsert_conflict)}) DO UPDATE SET {updates}"
+        )
+        cur.executemany(sql, [self._encode(spec, r) for r in rows])
+
+    # --- spilling -----------------------------------------------------------------------------
+
+    def _spill_files(self) -> list[Path]:
+        if self.spill_dir is None or not self.spill_dir.exists():
+            return []
+        return sorted(self.spill_dir.glob("spill-*.pickle"))
+
+    def _spill_overflow(self) -> None:
+        if self.spill_dir is not None and self.buffered_rows > self.max_buffer_rows:
+            self._spill_all()
+
+    def _spill_all(self) -> None:
+        if self.spill_dir is None:
+            logger.error("batched writer: %d rows unwritten and no spill_dir", self.buffered_rows)
+            return
+        self.spill_dir.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            payload = {
+                "tables": {t: list(b) for t, b in self._buffers.items() if b},
+                "upserts": list(self._upserts.values()),
+            }
+            for b in self._buffers.values():
+                b.clear()
+            self._upserts.clear()
+        n = sum(len(v) for v in payload["tables"].values()) + len(payload["upserts"])
+        path = self.spill_dir / f"spill-{time.time_ns()}.pickle"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(pickle.dumps(payload))
+        tmp.rename(path)  # atomic: a half-written spill file is never replayed
+        self.stats.rows_spilled += n
+        logger.warning("batched writer: spilled %d rows to %s", n, path)
+
+    def _replay_spill(self) -> None:
+        for path in self._spill_files():
+            payload = pickle.loads(path.read_bytes())
+            with connection.connection.transaction():
+                cur = connection.connection.cursor()
+                for table, rows in payload["tables"].items():
+                    self._copy(cur, self.specs[table], rows)
+                if payload["upserts"]:
+                    self._upsert_rows(cur, payload["upserts"])
+            path.unlink()
+            self.stats.rows_replayed += sum(len(v) for v in payload["tables"].values()) + len(payload["upserts"])

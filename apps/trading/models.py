@@ -1,0 +1,124 @@
+"""Trading sessions and everything we did in them: quote decisions, orders, order events and fills."""
+
+from __future__ import annotations
+
+from django.db import models
+
+from apps.marketdata.models import Instrument
+
+
+class TradingSession(models.Model):
+    class Mode(models.TextChoices):
+        PAPER = "paper"
+        LIVE = "live"
+        BACKTEST = "backtest"
+
+    class Status(models.TextChoices):
+        CREATED = "created"
+        RUNNING = "running"
+        HALTED = "halted"  # kill switch latched: no order may be sent until an operator re-arms
+        STOPPED = "stopped"
+        FAILED = "failed"
+
+    name = models.CharField(max_length=100)
+    mode = models.CharField(max_length=16, choices=Mode.choices, default=Mode.PAPER)
+    feed = models.CharField(max_length=32, default="simulator", help_text="where market events come from")
+    instrument = models.ForeignKey(Instrument, on_delete=models.PROTECT, related_name="sessions")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.CREATED)
+    status_reason = models.TextField(blank=True)
+    params = models.JSONField(default=dict, help_text="strategy and simulator parameters (validated by the engine)")
+    seed = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    # Lease: exactly one quoting loop may run a session; it renews lease_expires_at on every heartbeat.
+    lease_owner = models.CharField(max_length=64, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    last_state = models.JSONField(default=dict, blank=True, help_text="latest published live state")
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.name} ({self.status})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in (self.Status.CREATED, self.Status.RUNNING)
+
+
+class QuoteDecisionRecord(models.Model):
+    session = models.ForeignKey(TradingSession, on_delete=models.CASCADE, related_name="decisions")
+    ts = models.DateTimeField()
+    ts_ns = models.BigIntegerField()
+    mid = models.FloatField()
+    bid_px = models.FloatField(null=True)
+    ask_px = models.FloatField(null=True)
+    bid_size = models.FloatField()
+    ask_size = models.FloatField()
+    inputs = models.JSONField(default=dict)
+    reasons = models.JSONField(default=list)
+
+    class Meta:
+        indexes = [models.Index(fields=["session", "ts"], name="decision_session_ts")]
+
+
+class Order(models.Model):
+    """Latest known state of one of our orders (the history is in OrderEventRecord)."""
+
+    class Status(models.TextChoices):
+        PENDING_NEW = "pending_new"
+        OPEN = "open"
+        PARTIALLY_FILLED = "partially_filled"
+        PENDING_CANCEL = "pending_cancel"
+        PENDING_MODIFY = "pending_modify"
+        FILLED = "filled"
+        CANCELLED = "cancelled"
+        REJECTED = "rejected"
+
+    OPEN_STATUSES = ("pending_new", "open", "partially_filled", "pending_cancel", "pending_modify")
+
+    session = models.ForeignKey(TradingSession, on_delete=models.CASCADE, related_name="orders")
+    client_order_id = models.CharField(max_length=64)
+    side = models.SmallIntegerField(help_text="+1 buy, -1 sell")
+    price = models.FloatField()
+    size = models.FloatField()
+    filled = models.FloatField(default=0.0)
+    status = models.CharField(max_length=20, choices=Status.choices)
+    created_ts = models.DateTimeField()
+    updated_ts = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["session", "client_order_id"], name="order_session_clid_uniq")
+        ]
+        indexes = [models.Index(fields=["session", "status"], name="order_session_status")]
+
+
+class OrderEventRecord(models.Model):
+    session = models.ForeignKey(TradingSession, on_delete=models.CASCADE, related_name="order_events")
+    ts = models.DateTimeField()
+    ts_ns = models.BigIntegerField()
+    client_order_id = models.CharField(max_length=64)
+    kind = models.CharField(max_length=20, help_text="place, cancel, ack, reject, fill, cancelled")
+    detail = models.JSONField(default=dict)
+
+    class Meta:
+        indexes = [models.Index(fields=["session", "ts"], name="orderevent_session_ts")]
+
+
+class FillRecord(models.Model):
+    session = models.ForeignKey(TradingSession, on_delete=models.CASCADE, related_name="fills")
+    ts = models.DateTimeField()
+    ts_ns = models.BigIntegerField()
+    client_order_id = models.CharField(max_length=64)
+    fill_id = models.CharField(max_length=64)
+    side = models.SmallIntegerField()
+    price = models.FloatField()
+    size = models.FloatField()
+    fee = models.FloatField(default=0.0)
+    liquidity = models.CharField(max_length=8, default="maker")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["session", "fill_id"], name="fill_session_fillid_uniq")]

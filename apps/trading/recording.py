@@ -1,0 +1,102 @@
+"""What the quoting loop records, as rows for the batched writer (tables named from the models)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from apps.engine.events import BestBidAsk, Fill, QuoteDecision, Trade
+from apps.engine.orders import Order as EngineOrder
+from apps.marketdata.models import QuoteTick, TradeTick
+from apps.marketdata.writer import BatchedWriter, TableSpec
+from apps.trading.models import FillRecord, Order, OrderEventRecord, QuoteDecisionRecord
+
+TRADES = TradeTick._meta.db_table
+QUOTES = QuoteTick._meta.db_table
+DECISIONS = QuoteDecisionRecord._meta.db_table
+ORDER_EVENTS = OrderEventRecord._meta.db_table
+FILLS = FillRecord._meta.db_table
+ORDERS = Order._meta.db_table
+
+SPECS = (
+    TableSpec(TRADES, ("instrument_id", "ts", "ts_exch_ns", "ts_local_ns", "price", "size", "aggressor", "trade_id")),
+    TableSpec(QUOTES, ("instrument_id", "ts", "ts_exch_ns", "ts_local_ns", "bid_px", "bid_size", "ask_px", "ask_size")),
+    TableSpec(
+        DECISIONS,
+        ("session_id", "ts", "ts_ns", "mid", "bid_px", "ask_px", "bid_size", "ask_size", "inputs", "reasons"),
+        frozenset({"inputs", "reasons"}),
+    ),
+    TableSpec(ORDER_EVENTS, ("session_id", "ts", "ts_ns", "client_order_id", "kind", "detail"), frozenset({"detail"})),
+    TableSpec(
+        FILLS,
+        ("session_id", "ts", "ts_ns", "client_order_id", "fill_id", "side", "price", "size", "fee", "liquidity"),
+    ),
+)
+ORDER_SPEC = TableSpec(
+    ORDERS,
+    ("session_id", "client_order_id", "side", "price", "size", "filled", "status", "created_ts", "updated_ts"),
+)
+
+
+def ns_to_dt(ts_ns: int) -> datetime:
+    return datetime.fromtimestamp(ts_ns / 1e9, tz=UTC)
+
+
+def make_writer(flush_interval_s: float, spill_dir: Path | None) -> BatchedWriter:
+    return BatchedWriter(
+        SPECS,
+        upsert_spec=ORDER_SPEC,
+        upsert_conflict=("session_id", "client_order_id"),
+        flush_interval_s=flush_interval_s,
+        spill_dir=spill_dir,
+    )
+
+
+class Recorder:
+    """Adapts engine objects to writer rows for one session."""
+
+    def __init__(self, writer: BatchedWriter, session_id: int, instrument_id: int) -> None:
+        self.writer = writer
+        self.session_id = session_id
+        self.instrument_id = instrument_id
+        self._created: dict[str, int] = {}
+
+    def trade(self, t: Trade) -> None:
+        self.writer.add(
+            TRADES,
+            (self.instrument_id, ns_to_dt(t.ts_exch_ns), t.ts_exch_ns, t.ts_local_ns, t.price, t.size,
+             int(t.aggressor), t.trade_id),
+        )
+
+    def quote(self, q: BestBidAsk) -> None:
+        self.writer.add(
+            QUOTES,
+            (self.instrument_id, ns_to_dt(q.ts_exch_ns), q.ts_exch_ns, q.ts_local_ns, q.bid_px, q.bid_size,
+             q.ask_px, q.ask_size),
+        )
+
+    def decision(self, d: QuoteDecision) -> None:
+        mid = d.inputs.get("mid", 0.0)
+        inputs = {k: (v if v == v and v not in (float("inf"), float("-inf")) else None) for k, v in d.inputs.items()}
+        self.writer.add(
+            DECISIONS,
+            (self.session_id, ns_to_dt(d.ts_ns), d.ts_ns, mid, d.bid_px, d.ask_px, d.bid_size, d.ask_size, inputs,
+             list(d.reasons)),
+        )
+
+    def order_event(self, ts_ns: int, client_order_id: str, kind: str, **detail: object) -> None:
+        self.writer.add(ORDER_EVENTS, (self.session_id, ns_to_dt(ts_ns), ts_ns, client_order_id, kind, detail))
+
+    def order_state(self, ts_ns: int, order: EngineOrder) -> None:
+        created = self._created.setdefault(order.client_order_id, ts_ns)
+        self.writer.upsert(
+            (self.session_id, order.client_order_id, int(order.side), order.price, order.size, order.filled,
+             order.status.value, ns_to_dt(created), ns_to_dt(ts_ns)),
+        )
+
+    def fill(self, f: Fill) -> None:
+        self.writer.add(
+            FILLS,
+            (self.session_id, ns_to_dt(f.ts_local_ns), f.ts_local_ns, f.client_order_id, f.fill_id, int(f.side),
+             f.price, f.size, f.fee, f.liquidity),
+        )

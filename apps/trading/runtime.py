@@ -1,0 +1,51 @@
+"""Turn a stored session (params JSON + seed) into the engine objects that run it, validating every value."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from apps.engine.core import StrategyParams
+from apps.engine.paper import PaperVenueConfig
+from apps.engine.simulator import SimulatorParams
+
+SECTIONS = ("sim", "strategy", "venue")
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    sim: SimulatorParams
+    strategy: StrategyParams
+    venue: PaperVenueConfig
+    seed: int
+
+
+def _build(cls: type, section: str, data: Any) -> Any:
+    if not isinstance(data, dict):
+        raise ValueError(f"params.{section} must be an object, got {type(data).__name__}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"params.{section}: unknown parameter(s) {unknown}")
+    try:
+        obj = cls(**data)
+        obj.validate()
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"params.{section}: {exc}") from exc
+    return obj
+
+
+def build_session_config(params: dict[str, Any], seed: int) -> SessionConfig:
+    if not isinstance(params, dict):
+        raise ValueError(f"params must be an object, got {type(params).__name__}")
+    unknown = sorted(set(params) - set(SECTIONS))
+    if unknown:
+        raise ValueError(f"params: unknown section(s) {unknown}; expected {list(SECTIONS)}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    sim = _build(SimulatorParams, "sim", params.get("sim", {}))
+    venue_data = {"tick_size": sim.tick_size, "lot_size": sim.lot_size, **params.get("venue", {})}
+    venue = _build(PaperVenueConfig, "venue", venue_data)
+    strategy = _build(StrategyParams, "strategy", params.get("strategy", {}))
+    return SessionConfig(sim=sim, strategy=strategy, venue=venue, seed=seed)

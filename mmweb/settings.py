@@ -1,0 +1,157 @@
+"""Settings, read from the environment (see README "Configuration").
+
+With ``DATABASE_URL``/``REDIS_URL`` unset, an embedded PostgreSQL and Redis under ``./var/`` are started
+(or reused); see :mod:`mmweb.embedded`.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from mmweb import embedded
+from mmweb.env import (
+    ConfigError,
+    celery_broker_url,
+    check_redis_url,
+    env_bool,
+    env_int,
+    env_list,
+    env_str,
+    parse_database_url,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+DEBUG = env_bool("DEBUG", False)
+
+
+def _secret_key() -> str:
+    key = env_str("SECRET_KEY")
+    if key:
+        if len(key) < 32:
+            raise ConfigError("SECRET_KEY is shorter than 32 characters; generate a long random value")
+        return key
+    # Local runs: one random key kept under ./var so sessions survive restarts. Never committed.
+    path = embedded.var_dir() / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", ["http://127.0.0.1:8000", "http://localhost:8000"])
+
+_db_url = env_str("DATABASE_URL") or None
+EMBEDDED_POSTGRES = _db_url is None
+DATABASES = {"default": parse_database_url(_db_url if _db_url else embedded.ensure_postgres())}
+
+_redis_url = env_str("REDIS_URL") or None
+EMBEDDED_REDIS = _redis_url is None
+REDIS_URL = check_redis_url(_redis_url) if _redis_url else embedded.ensure_redis()
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "apps.marketdata",
+    "apps.trading",
+    "apps.control",
+    "apps.live",
+    "apps.dashboard",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "mmweb.urls"
+ASGI_APPLICATION = "mmweb.asgi.application"
+WSGI_APPLICATION = None
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 8}},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = embedded.var_dir() / "staticfiles"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "dashboard:home"
+LOGOUT_REDIRECT_URL = "login"
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000, "expiry": 30},
+    }
+}
+
+# Celery: the quoting loop runs on its own queue; a task is acked on receipt because a redelivered quoting
+# task is made harmless by the session lease, not by the broker (see apps.trading.lease).
+CELERY_BROKER_URL = celery_broker_url(REDIS_URL)
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = False
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_ROUTES = {
+    "apps.trading.tasks.run_quoting_session": {"queue": "quoting"},
+    "apps.trading.tasks.*": {"queue": "periodic"},
+}
+CELERY_TASK_DEFAULT_QUEUE = "periodic"
+CELERY_BEAT_SCHEDULE = {
+    "dead-mans-switch": {"task": "apps.trading.tasks.sweep_dead_sessions", "schedule": 5.0},
+}
+CELERY_TIMEZONE = "UTC"
+
+# Quoting loop timing (seconds unless named otherwise).
+MM_LOOP_INTERVAL_MS = env_int("MM_LOOP_INTERVAL_MS", 100, minimum=10, maximum=5000)
+MM_PUBLISH_INTERVAL_MS = env_int("MM_PUBLISH_INTERVAL_MS", 250, minimum=50, maximum=10000)
+MM_LEASE_TTL_S = env_int("MM_LEASE_TTL_S", 10, minimum=2, maximum=600)
+MM_WRITER_FLUSH_MS = env_int("MM_WRITER_FLUSH_MS", 500, minimum=10, maximum=60000)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "loggers": {"embedded_postgres": {"level": "WARNING"}, "daphne": {"level": "WARNING"}},
+}

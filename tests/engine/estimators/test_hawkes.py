@@ -1,0 +1,259 @@
+"""Tests of the exponential Hawkes intensity, its maximum-likelihood fit and the fill-cascade flag."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from apps.engine.estimators.base import EstimatorState
+from apps.engine.estimators.hawkes import (
+    NS_PER_S,
+    FillCascade,
+    FillCascadeParams,
+    HawkesIntensity,
+    HawkesParams,
+    cascade_hold_s,
+    fit_hawkes,
+    hawkes_loglik,
+)
+from apps.engine.events import Side
+
+SHARED = Path(__file__).resolve().parents[3] / ".." / "shared"
+
+
+def simulate_hawkes(mu: float, alpha: float, beta: float, horizon_s: float, seed: int) -> np.ndarray:
+    """Ogata thinning: between events the intensity only decays, so its current value bounds it."""
+    rng = np.random.default_rng(seed)
+    t, excitation, events = 0.0, 0.0, []
+    while True:
+        bound = mu + excitation
+        wait = rng.exponential(1.0 / bound)
+        t += wait
+        excitation *= math.exp(-beta * wait)
+        if t > horizon_s:
+            return np.asarray(events)
+        if rng.uniform() * bound <= mu + excitation:
+            events.append(t)
+            excitation += alpha
+
+
+def brute_force_loglik(times: np.ndarray, mu: float, alpha: float, beta: float, end: float) -> float:
+    total = 0.0
+    for i, t in enumerate(times):
+        total += math.log(mu + alpha * sum(math.exp(-beta * (t - s)) for s in times[:i]))
+    compensator = mu * end + alpha / beta * sum(1 - math.exp(-beta * (end - s)) for s in times)
+    return total - compensator
+
+
+# --- parameters -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "bad"),
+    [
+        ({"mu_per_s": 0.0}, "mu_per_s"),
+        ({"mu_per_s": math.nan}, "mu_per_s"),
+        ({"alpha_per_s": -0.1}, "alpha_per_s"),
+        ({"beta_per_s": 0.0}, "beta_per_s"),
+        ({"alpha_per_s": 1.0, "beta_per_s": 1.0}, "branching ratio"),
+    ],
+)
+def test_it_rejects_invalid_hawkes_params(kwargs, bad):
+    with pytest.raises(ValueError, match=bad):
+        HawkesParams(**kwargs).validate()
+
+
+def test_it_rejects_cascade_thresholds_out_of_order():
+    with pytest.raises(ValueError, match="clear_excess_ratio"):
+        FillCascadeParams(raise_excess_ratio=1.0, clear_excess_ratio=2.0).validate()
+
+
+# --- online intensity -------------------------------------------------------------------------
+
+
+def test_it_matches_the_direct_sum_over_past_events():
+    params = HawkesParams(mu_per_s=0.7, alpha_per_s=1.1, beta_per_s=2.3)
+    rng = np.random.default_rng(3)
+    times_s = np.sort(rng.uniform(0.0, 20.0, 60))
+    h = HawkesIntensity(params)
+    for t in times_s:
+        h.update(int(t * NS_PER_S))
+    for now in (20.0, 20.3, 25.0):
+        expected = 0.7 + 1.1 * np.exp(-2.3 * (now - np.floor(times_s * NS_PER_S) / NS_PER_S)).sum()
+        assert h.intensity(int(now * NS_PER_S)) == pytest.approx(expected, rel=1e-9)
+
+
+def test_it_decays_to_the_baseline_and_refuses_time_going_backwards():
+    h = HawkesIntensity(HawkesParams(mu_per_s=1.0, alpha_per_s=0.5, beta_per_s=1.0))
+    h.update(10 * NS_PER_S)
+    assert h.intensity(10 * NS_PER_S) == pytest.approx(1.5)
+    assert h.intensity(60 * NS_PER_S) == pytest.approx(1.0, abs=1e-12)
+    with pytest.raises(ValueError, match="backwards"):
+        h.update(9 * NS_PER_S)
+
+
+def test_it_reports_warming_without_a_fit_and_an_uncertainty_with_one():
+    times = simulate_hawkes(0.5, 0.8, 1.6, 1000.0, seed=11)
+    fit = fit_hawkes(times, start_s=0.0, end_s=1000.0)
+    prior = HawkesIntensity(HawkesParams())
+    assert prior.snapshot(0).state is EstimatorState.WARMING
+    assert math.isnan(prior.snapshot(0).std)
+    fitted = HawkesIntensity.from_fit(fit)
+    fitted.update(0)
+    snap = fitted.snapshot(NS_PER_S // 10)
+    assert snap.state is EstimatorState.OK
+    assert 0 < snap.std < snap.value
+    assert snap.ci_low < snap.value < snap.ci_high
+
+
+# --- likelihood and fit ---------------------------------------------------------------------
+
+
+def test_recursive_loglik_equals_the_double_sum():
+    rng = np.random.default_rng(5)
+    times = np.sort(rng.uniform(0.0, 30.0, 80))
+    params = HawkesParams(mu_per_s=1.2, alpha_per_s=0.9, beta_per_s=1.7)
+    fast = hawkes_loglik(times, params, start_s=0.0, end_s=30.0)
+    slow = brute_force_loglik(times, 1.2, 0.9, 1.7, 30.0)
+    assert fast == pytest.approx(slow, rel=1e-10)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_it_recovers_simulated_parameters(seed):
+    """Tolerance: each estimate within 4 standard errors and 20 % of the truth (about 4,000 events)."""
+    mu, alpha, beta, horizon = 0.5, 0.8, 1.6, 4000.0
+    times = simulate_hawkes(mu, alpha, beta, horizon, seed=seed)
+    fit = fit_hawkes(times, start_s=0.0, end_s=horizon)
+    assert fit.state is EstimatorState.OK, fit.message
+    for est, se, truth in (
+        (fit.mu_per_s, fit.stderr_mu, mu),
+        (fit.alpha_per_s, fit.stderr_alpha, alpha),
+        (fit.beta_per_s, fit.stderr_beta, beta),
+    ):
+        assert abs(est - truth) < 4 * se
+        assert abs(est - truth) < 0.2 * truth
+    assert fit.branching_ratio == pytest.approx(0.5, abs=0.1)
+    # A correct model leaves the time-rescaled gaps i.i.d. Exp(1), and self-excitation beats Poisson.
+    assert fit.ks_pvalue > 0.01
+    assert fit.lr_stat > 100
+
+
+def test_it_finds_no_excitation_in_a_poisson_process():
+    rng = np.random.default_rng(8)
+    times = np.cumsum(rng.exponential(1.0 / 2.0, 3000))
+    fit = fit_hawkes(times, start_s=0.0, end_s=float(times[-1]))
+    assert fit.state is EstimatorState.OK
+    assert fit.branching_ratio < 0.1
+    assert fit.lr_stat < 10  # no significant gain over a constant rate
+    assert fit.mu_per_s / (1 - fit.branching_ratio) == pytest.approx(2.0, rel=0.08)
+
+
+def test_it_fails_rather_than_clamps_a_non_stationary_fit():
+    # A Poisson process whose rate grows e-fold every 200 s: the best Hawkes description has n >= 1.
+    rng = np.random.default_rng(1)
+    horizon, peak = 600.0, math.exp(3.0)
+    candidates = np.sort(rng.uniform(0.0, horizon, rng.poisson(peak * horizon)))
+    times = candidates[rng.uniform(0.0, peak, candidates.size) < np.exp(candidates / 200.0)]
+    fit = fit_hawkes(times, start_s=0.0, end_s=horizon)
+    assert fit.state is EstimatorState.FAILED
+    assert "branching ratio" in fit.message
+    assert fit.branching_ratio >= 1.0
+    with pytest.raises(ValueError):
+        HawkesIntensity.from_fit(fit)
+
+
+def test_it_is_warming_with_too_few_events_and_rejects_unsorted_times():
+    assert fit_hawkes([0.0, 1.0, 2.0], min_events=50).state is EstimatorState.WARMING
+    with pytest.raises(ValueError, match="sorted"):
+        fit_hawkes([0.0, 2.0, 1.0])
+
+
+def test_it_fits_real_binance_trade_arrivals():
+    path = SHARED / "data" / "hftbacktest-binance-usdm-btcusdt-20240808" / "derived" / "trades.csv.gz"
+    if not path.exists():
+        pytest.skip(f"real data not available at {path}")
+    with gzip.open(path, "rt") as fh:
+        # One taker order matching several makers prints several trades in the same ms: count it once.
+        times_s = np.array(sorted({int(row["trade_ts_ms"]) for row in csv.DictReader(fh)})) / 1e3
+    fit = fit_hawkes(times_s)
+    assert fit.state is EstimatorState.OK, fit.message
+    assert 0.1 < fit.branching_ratio < 1.0
+    assert fit.lr_stat > 100  # trade arrivals cluster: a constant rate is firmly rejected
+    assert fit.stderr_beta < 0.5 * fit.beta_per_s
+
+
+# --- fill cascade ---------------------------------------------------------------------------
+
+
+def _burst(cascade: FillCascade, side: Side, start_s: float, n: int, spacing_s: float) -> int:
+    ts = 0
+    for k in range(n):
+        ts = int((start_s + k * spacing_s) * NS_PER_S)
+        cascade.update(ts, side)
+    return ts
+
+
+def test_it_holds_the_cascade_flag_for_the_decay_time_then_clears():
+    hawkes = HawkesParams(mu_per_s=0.05, alpha_per_s=0.1, beta_per_s=0.2)
+    cascade = FillCascade(hawkes, FillCascadeParams(raise_excess_ratio=4.0, clear_excess_ratio=1.0))
+    last = _burst(cascade, Side.BUY, 100.0, 5, 0.1)
+    excess = 0.1 * sum(math.exp(-0.2 * 0.1 * k) for k in range(5))
+    hold_s = math.log(excess / 0.05) / 0.2  # about 11.4 s
+    assert cascade.flagged(Side.BUY, last)
+    assert cascade.flagged(Side.BUY, last + int((hold_s - 0.05) * NS_PER_S))
+    assert not cascade.flagged(Side.BUY, last + int((hold_s + 0.05) * NS_PER_S))
+    assert not cascade.flagged(Side.SELL, last)
+    snap = cascade.snapshot(last + NS_PER_S)
+    assert snap.detail["buy_flag"] == 1.0 and snap.detail["sell_flag"] == 0.0
+    assert snap.detail["buy_clears_in_s"] == pytest.approx(hold_s - 1.0, abs=1e-6)
+
+
+def test_a_slower_fitted_decay_holds_the_flag_longer():
+    def hold_after_burst(beta: float) -> float:
+        cascade = FillCascade(HawkesParams(mu_per_s=0.05, alpha_per_s=0.05, beta_per_s=beta))
+        last = _burst(cascade, Side.SELL, 0.0, 6, 0.05)
+        return (cascade.clears_at_ns(Side.SELL) - last) / NS_PER_S
+
+    fast, slow = hold_after_burst(2.0), hold_after_burst(0.1)
+    assert slow > 10 * fast
+    excess = 0.05 * sum(math.exp(-0.1 * 0.05 * k) for k in range(6))
+    assert slow == pytest.approx(math.log(excess / 0.05) / 0.1, rel=1e-6)
+
+
+def test_hold_time_is_zero_below_the_threshold():
+    assert cascade_hold_s(0.5, 1.0, 2.0) == 0.0
+    assert cascade_hold_s(math.e, 1.0, 2.0) == pytest.approx(0.5)
+
+
+def test_an_isolated_fill_does_not_raise_the_flag():
+    cascade = FillCascade(HawkesParams(mu_per_s=0.05, alpha_per_s=0.1, beta_per_s=0.2))
+    cascade.update(10 * NS_PER_S, Side.BUY)  # excess 0.1 = 2 μ < 4 μ
+    cascade.update(200 * NS_PER_S, Side.BUY)
+    assert not cascade.flagged(Side.BUY, 200 * NS_PER_S)
+    assert cascade.clears_at_ns(Side.BUY) is None
+
+
+def test_it_adopts_a_fit_and_reports_a_failed_calibration():
+    times = simulate_hawkes(0.05, 0.6, 1.0, 20000.0, seed=4)
+    fit = fit_hawkes(times, start_s=0.0, end_s=20000.0)
+    assert fit.ok, fit.message
+    cascade = FillCascade(HawkesParams(mu_per_s=0.05, alpha_per_s=0.05, beta_per_s=0.1))
+    assert cascade.snapshot(0).state is EstimatorState.WARMING
+    cascade.calibrate(fit)
+    assert cascade.snapshot(0).state is EstimatorState.OK
+    last = _burst(cascade, Side.BUY, 50.0, 4, 0.2)
+    held_s = (cascade.clears_at_ns(Side.BUY) - last) / NS_PER_S
+    excess = fit.alpha_per_s * sum(math.exp(-fit.beta_per_s * 0.2 * k) for k in range(4))
+    assert held_s == pytest.approx(math.log(excess / fit.mu_per_s) / fit.beta_per_s, rel=1e-6)
+
+    bad = fit_hawkes([0.0, 1.0], min_events=50)
+    cascade.calibrate(bad)
+    snap = cascade.snapshot(last)
+    assert snap.state is EstimatorState.FAILED
+    assert "min_events" in snap.message
+    assert cascade.hawkes_params.beta_per_s == fit.beta_per_s  # kept running on the last good fit
