@@ -54,8 +54,10 @@ class StrategyParams:
         A working quote is replaced only when its target moved by at least this many ticks (limits churn).
     kappa_window_s, kappa_min_volume : float
         Trade window (s) and minimum window volume (base units) of the κ estimator.
-    sigma_window_s : float
-        Window (s) of the σ estimator.
+    sigma_bucket_s : float
+        Target bucket length (s) of the σ estimator's volume clock.
+    sigma_min_buckets : int
+        Bucket returns the σ estimator needs before it reports (quoting waits for it).
     """
 
     gamma: float = 1000.0
@@ -65,18 +67,21 @@ class StrategyParams:
     requote_ticks: int = 1
     kappa_window_s: float = 60.0
     kappa_min_volume: float = 0.5
-    sigma_window_s: float = 60.0
+    sigma_bucket_s: float = 1.0
+    sigma_min_buckets: int = 20
 
     def validate(self) -> StrategyParams:
         for f in fields(self):
             v = getattr(self, f.name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                 raise ValueError(f"StrategyParams.{f.name} must be a finite number, got {v!r}")
-        for name in ("gamma", "horizon_s", "order_size", "max_inventory", "kappa_window_s", "sigma_window_s"):
+        for name in ("gamma", "horizon_s", "order_size", "max_inventory", "kappa_window_s", "sigma_bucket_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"StrategyParams.{name} must be > 0, got {getattr(self, name)!r}")
         if self.requote_ticks < 0 or int(self.requote_ticks) != self.requote_ticks:
             raise ValueError(f"StrategyParams.requote_ticks must be a non-negative integer, got {self.requote_ticks!r}")
+        if self.sigma_min_buckets < 2 or int(self.sigma_min_buckets) != self.sigma_min_buckets:
+            raise ValueError(f"StrategyParams.sigma_min_buckets must be an integer >= 2, got {self.sigma_min_buckets!r}")
         if self.kappa_min_volume < 0:
             raise ValueError(f"StrategyParams.kappa_min_volume must be >= 0, got {self.kappa_min_volume!r}")
         return self
@@ -110,7 +115,9 @@ class StrategyCore:
         self.kappa = TradeKappaEstimator(
             KappaParams(window_s=params.kappa_window_s, min_volume=params.kappa_min_volume, tick_size=tick_size)
         )
-        self.sigma = SigmaEstimator(SigmaParams(window_s=params.sigma_window_s))
+        self.sigma = SigmaEstimator(
+            SigmaParams(target_bucket_s=params.sigma_bucket_s, min_buckets=int(params.sigma_min_buckets))
+        )
         self.tracker = OrderTracker()
         self.bbo: BestBidAsk | None = None
         self.last_decision: QuoteDecision | None = None
@@ -184,8 +191,8 @@ class StrategyCore:
             "horizon_s": p.horizon_s,
             "kappa": k_snap.value,
             "kappa_std": k_snap.std,
-            "sigma_spread": self.sigma.sigma_clean,
-            "sigma_inventory": self.sigma.sigma_inventory,
+            "sigma_spread": self.sigma.sigma_for_spread,
+            "sigma_inventory": self.sigma.sigma_for_inventory,
         }
         reasons: list[str] = []
         for snap in (k_snap, s_snap):
@@ -197,7 +204,7 @@ class StrategyCore:
             return decision
 
         delta = half_spread(p.gamma, k_snap.value)
-        skew = inventory_skew(q, p.gamma, self.sigma.sigma_inventory, p.horizon_s)
+        skew = inventory_skew(q, p.gamma, self.sigma.sigma_for_inventory, p.horizon_s)
         raw_bid = mid * (1.0 - skew - delta)
         raw_ask = mid * (1.0 - skew + delta)
         bid_px = round_price(raw_bid, self.tick_size, Side.BUY)

@@ -165,6 +165,9 @@ class LevelBook:
         self.bids: dict[int, float] = {}
         self.asks: dict[int, float] = {}
         self.has_depth = False  # True once an L2 snapshot was seen: missing levels then mean empty
+        # deepest bid / ask tick the depth data has covered (missing levels above/below them are empty)
+        self._bid_floor: int | None = None
+        self._ask_ceiling: int | None = None
 
     def tick_of(self, price: float) -> int:
         return round(price / self.tick_size)
@@ -180,6 +183,9 @@ class LevelBook:
 
     def apply_bbo(self, bid_px: float, bid_size: float, ask_px: float, ask_size: float) -> None:
         bt, at = self.tick_of(bid_px), self.tick_of(ask_px)
+        if not self.has_depth:
+            # BBO-only data: levels behind the best are not observed, so we keep none of them
+            self.bids, self.asks = {}, {}
         for t in [t for t in self.bids if t > bt or t >= at]:
             del self.bids[t]
         for t in [t for t in self.asks if t < at or t <= bt]:
@@ -195,12 +201,21 @@ class LevelBook:
         for px, sz in asks:
             self._set(self.asks, self.tick_of(px), sz)
         self.has_depth = True
+        self._bid_floor = min((self.tick_of(px) for px, _ in bids), default=None)
+        self._ask_ceiling = max((self.tick_of(px) for px, _ in asks), default=None)
 
     def apply_diff(self, bids: tuple[tuple[float, float], ...], asks: tuple[tuple[float, float], ...]) -> None:
         for px, sz in bids:
             self._set(self.bids, self.tick_of(px), sz)
         for px, sz in asks:
             self._set(self.asks, self.tick_of(px), sz)
+        if self.has_depth:
+            for px, _ in bids:
+                t = self.tick_of(px)
+                self._bid_floor = t if self._bid_floor is None else min(self._bid_floor, t)
+            for px, _ in asks:
+                t = self.tick_of(px)
+                self._ask_ceiling = t if self._ask_ceiling is None else max(self._ask_ceiling, t)
         # a diff that crosses the book removes the stale levels on the other side
         bb, ba = self.best_tick(Side.BUY), self.best_tick(Side.SELL)
         if bb is not None and ba is not None and bb >= ba:
@@ -229,9 +244,9 @@ class LevelBook:
         better = tick > best if side is Side.BUY else tick < best
         if better:
             return 0.0
-        if self.has_depth:
-            worst = min(levels) if side is Side.BUY else max(levels)
-            inside = tick >= worst if side is Side.BUY else tick <= worst
+        edge = self._bid_floor if side is Side.BUY else self._ask_ceiling
+        if self.has_depth and edge is not None:
+            inside = tick >= edge if side is Side.BUY else tick <= edge
             if inside:
                 return 0.0
         return None

@@ -11,13 +11,16 @@ Usage (the same loop in backtests and paper trading)::
 
 Clocks
 ------
-An action sent at local time ``t`` reaches the matching engine at ``t + entry_latency`` (on the
-exchange clock; clocks are assumed synchronised). A market event happens at the matching engine at
-its ``ts_exch_ns`` (or ``ts_local_ns`` when the feed has no exchange stamp, or when
-``venue_clock="local"``). Before applying a market event the venue processes every action that
-arrived no later than it. Whatever the engine produces at time ``T`` (ack, reject, fill) becomes
-visible to us at ``T + response_latency`` on the local clock, and is returned by the first call
-whose ``now`` (``event.ts_local_ns`` or ``advance``'s argument) reaches that time.
+An action sent at local time ``t`` reaches the matching engine at ``t + entry_latency``. With the
+default ``venue_clock="local"`` a market event happens at the matching engine at its ``ts_local_ns``:
+time is measured on one clock (ours), which is robust to a skewed recorder clock, and the feed
+latency is folded into ``entry_latency`` (set it to the round trip you want to simulate). With
+``venue_clock="exchange"`` market events happen at their ``ts_exch_ns`` and our local times are
+taken as exchange times: only use it when the two clocks are synchronised (local >= exchange).
+Before applying a market event the venue processes every action that arrived no later than it.
+Whatever the engine produces at time ``T`` (ack, reject, fill) becomes visible to us at
+``T + response_latency`` and is returned by the first call whose ``now`` (``event.ts_local_ns`` or
+``advance``'s argument) reaches that time.
 
 Arrivals keep the order in which actions were sent, and responses the order in which they were
 produced (one ordered connection), even when sampled latencies would reorder them.
@@ -93,8 +96,8 @@ class PaperVenueConfig:
     queue_power : float
         Exponent ``p`` of the probabilistic cancel share (dimensionless, > 0).
     venue_clock : str
-        ``"exchange"``: market events happen at ``ts_exch_ns`` (falls back to local when 0);
-        ``"local"``: at ``ts_local_ns`` (then fold feed latency into ``entry_latency_ns``).
+        ``"local"`` (default): market events happen at ``ts_local_ns``; fold the feed latency into
+        ``entry_latency_ns``. ``"exchange"``: at ``ts_exch_ns`` (local when 0); needs synchronised clocks.
     """
 
     tick_size: float
@@ -105,7 +108,7 @@ class PaperVenueConfig:
     response_latency_ns: int | LatencyModel = 0
     queue_model: str = "risk_averse"
     queue_power: float = 1.0
-    venue_clock: str = "exchange"
+    venue_clock: str = "local"
 
     def validate(self) -> None:
         for name in ("tick_size", "lot_size"):
@@ -417,6 +420,7 @@ class PaperVenue:
             return
         if tick != r.tick or new_remaining > order.remaining:
             r.tick = tick
+            r.crossed = 0.0
             r.queue = self._join_queue(side, tick)  # loses priority
         order.price = ticks_to_price(tick, self.config.tick_size)
         order.size = round(order.filled + new_remaining, 12)

@@ -375,8 +375,10 @@ class MarketSimulator:
         ]
         s = p.depth_size_noise_sigma
         self._size_noise = _Pool(lambda n: np.exp(s * self._rng.standard_normal(n) - 0.5 * s * s))
-        self._px = self._grid_to_float(_integer_inverse(p.tick_size), p.tick_size, self._px_dp)
-        self._sz = self._grid_to_float(_integer_inverse(p.lot_size), p.lot_size, self._sz_dp)
+        self._ticks_per_unit = _integer_inverse(p.tick_size)
+        self._lots_per_unit = _integer_inverse(p.lot_size)
+        self._px = self._grid_to_float(self._ticks_per_unit, p.tick_size, self._px_dp)
+        self._sz = self._grid_to_float(self._lots_per_unit, p.lot_size, self._sz_dp)
         # Mutable state.
         self._log_mid = math.log(p.start_mid)
         self._last_obs_ns = p.start_ts_ns
@@ -446,10 +448,11 @@ class MarketSimulator:
         return lambda n: round(n * step, decimals)
 
     def _levels(self, items: list[tuple[int, int]]) -> tuple[tuple[float, float], ...]:
-        if not items:
-            return ()
-        prices, sizes = zip(*items)
-        return tuple(zip(map(self._px, prices), map(self._sz, sizes)))
+        tpu, lpu = self._ticks_per_unit, self._lots_per_unit
+        if tpu and lpu:  # the hot path: int / int is correctly rounded, so 600001 / 10 is exactly 60000.1
+            return tuple([(p / tpu, s / lpu) for p, s in items])
+        px, sz = self._px, self._sz
+        return tuple([(px(p), sz(s)) for p, s in items])
 
     def _fresh_lots(self, level: int) -> int:
         lots = int(self._mean_lots[level] * self._size_noise.next() + 0.5)
@@ -466,23 +469,29 @@ class MarketSimulator:
         return [touch, *range(first, first + g * (n - 1), g)]
 
     def _rebuild_side(
-        self, old: dict[int, int], prices: list[int], refresh_levels: list[int]
+        self, old: dict[int, int], prices: list[int], refresh: list[tuple[int, int]]
     ) -> tuple[dict[int, int], list[tuple[int, int]]]:
         """New side and its changes (price, lots; 0 deletes), keeping sizes that stay on the book.
 
-        Levels new to the book, and those listed in ``refresh_levels`` (indices from the touch), get a
-        fresh size; the rest keep theirs.
+        Levels new to the book get a fresh size, ``refresh`` sets (level index from the touch, lots) on
+        re-drawn levels; the rest keep their size.
         """
-        new = dict(zip(prices, map(old.get, prices)))
-        fresh = self._fresh_lots
-        for price in sorted(new.keys() - old.keys()):
-            new[price] = fresh(prices.index(price))
+        new: dict[int, int] = {}
+        changes: list[tuple[int, int]] = []
+        get, fresh = old.get, self._fresh_lots
+        for i, price in enumerate(prices):
+            lots = get(price)
+            if lots is None:
+                lots = fresh(i)
+                changes.append((price, lots))
+            new[price] = lots
         n = len(prices)
-        for i in refresh_levels:
-            if i < n:
-                new[prices[i]] = fresh(i)
-        changes = list(new.items() - old.items())
-        changes.extend((p, 0) for p in old.keys() - new.keys())
+        for i, lots in refresh:
+            # A level new to the book already has a fresh size; only resting levels are re-drawn.
+            if i < n and (price := prices[i]) in old and new[price] != lots:
+                new[price] = lots
+                changes.append((price, lots))
+        changes.extend([(p, 0) for p in old if p not in new])
         return new, changes
 
     def _touch(self, wide: bool, extra: int, wide_side_up: bool) -> tuple[int, int]:
@@ -496,7 +505,8 @@ class MarketSimulator:
         return bid, ask
 
     def _observe_book(
-        self, ts: int, bid: int, ask: int, bid_refresh: list[int], ask_refresh: list[int]
+        self, ts: int, bid: int, ask: int, bid_refresh: list[tuple[int, int]],
+        ask_refresh: list[tuple[int, int]],
     ) -> list[Event]:
         """Move the book to the touch ``(bid, ask)``; return the diff and BBO it causes (possibly none)."""
         self._bids, bid_changes = self._rebuild_side(self._bids, self._ladder(bid, +1), bid_refresh)
@@ -574,14 +584,18 @@ class MarketSimulator:
         lots = np.maximum(1, np.rint(sizes / p.lot_size)).astype(np.int64)
         return depths.tolist(), lots.tolist(), rng.random(n).tolist()
 
-    def _draw_refreshes(self, n_refresh: int) -> list[list[int]]:
-        """For each refresh, the bid then the ask level indices whose size is re-drawn."""
-        n_rows, n_levels = 2 * n_refresh, self._params.depth_levels
-        mask = self._rng.random((n_rows, n_levels)) < self._params.depth_refresh_prob
+    def _draw_refreshes(self, n_refresh: int) -> list[list[tuple[int, int]]]:
+        """For each refresh, the bid then the ask (level index, new lots) pairs of the re-drawn levels."""
+        p, rng = self._params, self._rng
+        n_rows = 2 * n_refresh
+        mask = rng.random((n_rows, p.depth_levels)) < p.depth_refresh_prob
         rows, cols = np.nonzero(mask)
+        s = p.depth_size_noise_sigma
+        noise = np.exp(s * rng.standard_normal(cols.size) - 0.5 * s * s)
+        lots = np.maximum(1, np.floor(np.asarray(self._mean_lots)[cols] * noise + 0.5)).astype(np.int64)
         bounds = np.searchsorted(rows, np.arange(n_rows + 1)).tolist()
-        col_list = cols.tolist()
-        return [col_list[bounds[r] : bounds[r + 1]] for r in range(n_rows)]
+        pairs = list(zip(cols.tolist(), lots.tolist()))
+        return [pairs[bounds[r] : bounds[r + 1]] for r in range(n_rows)]
 
     def _draw_spreads(self, n: int) -> tuple[list[bool], list[int], list[bool]]:
         p, rng = self._params, self._rng

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
+from django.db import connection
 
 from apps.engine.core import StrategyCore
 from apps.engine.events import (
@@ -87,9 +88,15 @@ class QuotingLoop:
 
     def start(self) -> bool:
         """Take the lease and build the engine objects. False when another loop holds the session."""
+        from apps.control.models import AuditEvent
+
         if not lease.acquire(self.session_id, self.owner, self.lease_ttl_s):
             self.stats.outcome = "lease_held_elsewhere"
+            if TradingSession.objects.filter(pk=self.session_id).exists():
+                AuditEvent.objects.create(actor_label=self.owner, action="loop.lease_held", session_id=self.session_id,
+                                          reason="another loop holds this session's lease; not starting")
             return False
+        AuditEvent.objects.create(actor_label=self.owner, action="loop.start", session_id=self.session_id)
         session = TradingSession.objects.get(pk=self.session_id)
         self.session = session
         config = build_session_config(session.params, int(session.seed))
@@ -126,7 +133,10 @@ class QuotingLoop:
             )
             raise
         finally:
-            self.finish()
+            try:
+                self.finish()
+            finally:
+                connection.close()  # this thread's connection; a long-lived worker must not leak them
         return self.stats.outcome
 
     def finish(self) -> None:

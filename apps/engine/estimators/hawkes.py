@@ -36,7 +36,7 @@ import numpy as np
 from scipy import optimize, stats
 
 from apps.engine.estimators.base import EstimatorSnapshot, EstimatorState
-from apps.engine.events import Side
+from apps.engine.events import Fill, Side
 
 NS_PER_S = 1_000_000_000
 
@@ -124,9 +124,7 @@ class HawkesIntensity:
     1.18394
     """
 
-    def __init__(
-        self, params: HawkesParams, *, cov: np.ndarray | None = None, name: str = "hawkes_intensity"
-    ) -> None:
+    def __init__(self, params: HawkesParams, *, cov: np.ndarray | None = None, name: str = "hawkes_intensity") -> None:
         self.params = params.validate()
         self.cov = None if cov is None else np.asarray(cov, dtype=float).reshape(3, 3)
         self.name = name
@@ -277,9 +275,7 @@ def _loglik_and_grad(
     d_mu = float(inv.sum()) - length_s
     d_alpha = float((a * inv).sum()) - sum_one_minus / beta
     d_beta = (
-        alpha * float((b * inv).sum())
-        + alpha / beta**2 * sum_one_minus
-        - alpha / beta * float((tail * exp_tail).sum())
+        alpha * float((b * inv).sum()) + alpha / beta**2 * sum_one_minus - alpha / beta * float((tail * exp_tail).sum())
     )
     return ll, np.array([d_mu, d_alpha, d_beta])
 
@@ -297,9 +293,7 @@ def hawkes_loglik(
     The window defaults to [first event, last event]. ``params`` is not required to be stationary here.
     """
     rel_t, length = _prepare(times_s, start_s, end_s)
-    ll, _ = _loglik_and_grad(
-        rel_t, np.diff(rel_t), length, params.mu_per_s, params.alpha_per_s, params.beta_per_s
-    )
+    ll, _ = _loglik_and_grad(rel_t, np.diff(rel_t), length, params.mu_per_s, params.alpha_per_s, params.beta_per_s)
     return ll
 
 
@@ -421,8 +415,18 @@ def fit_hawkes(
     nan3 = np.full((3, 3), math.nan)
     if n_ev < min_events:
         return HawkesFit(
-            math.nan, math.nan, math.nan, math.nan, math.nan, math.nan, math.nan, n_ev, length,
-            EstimatorState.WARMING, f"{n_ev} events < min_events={min_events}", cov=nan3,
+            math.nan,
+            math.nan,
+            math.nan,
+            math.nan,
+            math.nan,
+            math.nan,
+            math.nan,
+            n_ev,
+            length,
+            EstimatorState.WARMING,
+            f"{n_ev} events < min_events={min_events}",
+            cov=nan3,
         )
     gaps = np.diff(rel_t)
     rate = n_ev / length
@@ -471,7 +475,11 @@ def fit_hawkes(
     state, message = stationarity_check(alpha, beta)
     if state is EstimatorState.OK and not best.success:
         state, message = EstimatorState.FAILED, f"optimiser did not converge: {best.message}"
-    at_bound = [name for name, v, (lo, hi) in zip(("mu", "alpha", "beta"), best.x, bounds) if v <= lo + 1e-9 or v >= hi - 1e-9]
+    at_bound = [
+        name
+        for name, v, (lo, hi) in zip(("mu", "alpha", "beta"), best.x, bounds, strict=True)
+        if v <= lo + 1e-9 or v >= hi - 1e-9
+    ]
     if state is EstimatorState.OK and at_bound:
         message = f"parameter(s) at search bound: {', '.join(at_bound)} (alpha at its lower bound ⇒ no self-excitation)"
     return HawkesFit(
@@ -562,7 +570,7 @@ class FillCascade:
         self.params = (params or FillCascadeParams()).validate()
         self.name = name
         self._hawkes = {side: HawkesIntensity(hawkes.validate(), name=f"{name}_{side.label}") for side in Side}
-        self._clear_at_ns: dict[Side, int | None] = {side: None for side in Side}
+        self._clear_at_ns: dict[Side, int | None] = dict.fromkeys(Side)
         self._state = EstimatorState.WARMING
         self._message = "parameters are a prior, not a fit"
         self._last_ns = 0
@@ -572,13 +580,17 @@ class FillCascade:
         return self._hawkes[Side.BUY].params
 
     def calibrate(self, fit: HawkesFit) -> None:
-        """Adopt a fit for both sides (the event history is kept). A failed fit leaves the parameters and
-        sets the state to FAILED with the fit's message."""
+        """Adopt a fit for both sides. A failed fit leaves the parameters and sets the state to FAILED with
+        the fit's message.
+
+        The event history is kept as its decayed count S, which was decayed with the previous β until now
+        (an approximation only for fills still within a few decay times).
+        """
         if not fit.ok:
             self._state = EstimatorState.FAILED
             self._message = f"calibration {fit.state.value}: {fit.message}; running on previous parameters"
             return
-        for side, h in self._hawkes.items():
+        for h in self._hawkes.values():
             h.params = fit.params
             h.cov = fit.cov
         self._state, self._message = EstimatorState.OK, ""
@@ -605,6 +617,10 @@ class FillCascade:
         if flagged_now or excess >= self.params.raise_excess_ratio * mu:
             self._clear_at_ns[side] = ts_ns + self._hold_ns(side, ts_ns)
 
+    def on_fill(self, fill: Fill) -> None:
+        """Register a ``Fill`` event at its local timestamp (the strategy core's clock)."""
+        self.update(fill.ts_local_ns, fill.side)
+
     def flagged(self, side: Side, now_ns: int) -> bool:
         clear_at = self._clear_at_ns[Side(side)]
         return clear_at is not None and now_ns < clear_at
@@ -619,7 +635,11 @@ class FillCascade:
         return h.excess_intensity(now_ns) / h.params.mu_per_s
 
     def snapshot(self, now_ns: int) -> EstimatorSnapshot:
-        """Value: the larger same-side excess ratio (λ − μ)/μ; ``detail`` has per-side flags and timings."""
+        """Value: the larger same-side excess ratio (λ − μ)/μ; ``detail`` has per-side flags and timings.
+
+        ``std`` is the delta-method standard error of λ/μ from the fit covariance, treating μ in the
+        denominator as known (an approximation); NaN while the parameters are a prior.
+        """
         detail: dict[str, float] = {}
         p = self.hawkes_params
         for side in Side:

@@ -162,8 +162,9 @@ class KappaPosterior:
     ci_high: float
 
 
-def gamma_posterior(n_eff: float, sum_delta: float, prior_shape: float, prior_rate: float,
-                    ci_level: float = 0.95) -> KappaPosterior:
+def gamma_posterior(
+    n_eff: float, sum_delta: float, prior_shape: float, prior_rate: float, ci_level: float = 0.95
+) -> KappaPosterior:
     """Posterior of κ for δ ~ Exp(κ) with prior Gamma(α0, β0): Gamma(α0 + n, β0 + Σδ).
 
     Parameters
@@ -192,8 +193,15 @@ def _log1mexp(x: np.ndarray) -> np.ndarray:
     return np.where(x < math.log(2.0), np.log(-np.expm1(-x)), np.log1p(-np.exp(-x)))
 
 
-def tick_posterior(n_eff: float, sum_delta_beyond: float, tick_frac: float, prior_shape: float,
-                   prior_rate: float, ci_level: float = 0.95, n_grid: int = 801) -> KappaPosterior:
+def tick_posterior(
+    n_eff: float,
+    sum_delta_beyond: float,
+    tick_frac: float,
+    prior_shape: float,
+    prior_rate: float,
+    ci_level: float = 0.95,
+    n_grid: int = 801,
+) -> KappaPosterior:
     """Posterior of κ for trade depths observed on a tick grid beyond the touch.
 
     Likelihood: a trade k ticks beyond the touch has probability ``(1 − e^{−κτ}) e^{−κkτ}``, so with
@@ -358,8 +366,9 @@ class IntensityFit:
     converged: bool = True
 
 
-def fit_intensity_curve(deltas: np.ndarray, duration_s: float, *, bin_width: float | None = None,
-                        n_bins: int = 20, min_delta: float = 0.0) -> IntensityFit:
+def fit_intensity_curve(
+    deltas: np.ndarray, duration_s: float, *, bin_width: float | None = None, n_bins: int = 20, min_delta: float = 0.0
+) -> IntensityFit:
     """Fit λ(δ) = A·e^{−κδ} from how often trades reach each depth.
 
     Trades reaching depth ≥ d arrive as a Poisson process of rate λ(d). Counting the trades whose depth
@@ -407,8 +416,12 @@ def fit_intensity_curve(deltas: np.ndarray, duration_s: float, *, bin_width: flo
     mean_excess = float(np.mean(d - min_delta))
     k0 = 1.0 / mean_excess if mean_excess > 0 else 1.0 / bin_width
     a0 = n / duration_s * math.exp(k0 * min_delta)
-    res = optimize.minimize(nll, np.array([math.log(a0), math.log(k0)]), method="Nelder-Mead",
-                            options={"xatol": 1e-10, "fatol": 1e-10, "maxiter": 4000})
+    res = optimize.minimize(
+        nll,
+        np.array([math.log(a0), math.log(k0)]),
+        method="Nelder-Mead",
+        options={"xatol": 1e-10, "fatol": 1e-10, "maxiter": 4000},
+    )
     log_a, log_k = res.x
     hess = _numeric_hessian(nll, res.x)
     try:
@@ -534,7 +547,7 @@ class TradeKappaEstimator:
             hs = 0.5 * p.tick_size if half_spread_px is None else half_spread_px
             _check("half_spread_px", hs, allow_zero=True)
             # Prints inside the touch (stale mid, hidden liquidity) count as at the touch.
-            k = max(int(round((dist_px - hs) / p.tick_size)), 0)
+            k = max(round((dist_px - hs) / p.tick_size), 0)
             tau = p.tick_size / mid
             d_beyond = k * tau
         self._trades.append((ts_ns, size, d_raw, d_beyond, tau, k))
@@ -550,7 +563,7 @@ class TradeKappaEstimator:
     def _expire(self, now_ns: int) -> None:
         cutoff = now_ns - int(self.params.window_s * _NS_PER_S)
         while self._trades and self._trades[0][0] < cutoff:
-            ts, w, d_raw, d_beyond, tau, k = self._trades.popleft()
+            _ts, w, d_raw, d_beyond, tau, k = self._trades.popleft()
             self._sums.add(-1.0, w, d_raw, d_beyond, tau, k)
             self._pops_since_resum += 1
         if not self._trades:

@@ -21,7 +21,7 @@ from apps.engine.estimators.hawkes import (
     fit_hawkes,
     hawkes_loglik,
 )
-from apps.engine.events import Side
+from apps.engine.events import Fill, Side
 
 SHARED = Path(__file__).resolve().parents[3] / ".." / "shared"
 
@@ -233,7 +233,17 @@ def test_hold_time_is_zero_below_the_threshold():
 def test_an_isolated_fill_does_not_raise_the_flag():
     cascade = FillCascade(HawkesParams(mu_per_s=0.05, alpha_per_s=0.1, beta_per_s=0.2))
     cascade.update(10 * NS_PER_S, Side.BUY)  # excess 0.1 = 2 μ < 4 μ
-    cascade.update(200 * NS_PER_S, Side.BUY)
+    fill = Fill(
+        ts_exch_ns=0,
+        ts_local_ns=200 * NS_PER_S,
+        client_order_id="c1",
+        fill_id="f1",
+        side=Side.BUY,
+        price=100.0,
+        size=1.0,
+    )
+    cascade.on_fill(fill)
+    assert cascade.excess_ratio(Side.BUY, 200 * NS_PER_S) == pytest.approx(2.0, rel=1e-6)
     assert not cascade.flagged(Side.BUY, 200 * NS_PER_S)
     assert cascade.clears_at_ns(Side.BUY) is None
 

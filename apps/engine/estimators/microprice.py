@@ -1,0 +1,277 @@
+"""Learned microprice: online ridge regression of the future mid change on book and trade-flow imbalance.
+
+What it estimates
+    E[(mid(t + h) − mid(t)) / mid(t) | x(t)], the expected fractional mid change over the horizon h, and so
+    the microprice  mid · (1 + that).  It is only trusted while it predicts better than the mid itself.
+
+Model
+    y = β_book · I_book + β_flow · I_flow + ε,  fitted by recursive least squares in information form:
+        A ← f A + x xᵀ,   b ← f b + x y,   β = (A + λ I)⁻¹ b
+    with a Gaussian (ridge, L2) prior β ~ N(0, σ²/λ) that never decays, and time-based forgetting
+    f = 2^(−Δt / half_life_s) of the data between labels. No intercept: a steady trend in the mid is the
+    drift filter's business, and the benchmark is the mid (a predicted change of 0).
+
+Symbols and units
+    y        fractional mid change over ``horizon_s`` (0.0001 = 1 bp), dimensionless
+    I_book   book imbalance (bid_size − ask_size)/(bid_size + ask_size) at the touch, in [−1, 1]
+    I_flow   taker-flow imbalance (buy_volume − sell_volume)/(buy_volume + sell_volume) over the caller's
+             window, in [−1, 1]
+    β        fraction of price per unit imbalance
+    λ        ``ridge_prior``: prior precision in units of pseudo-samples with unit features
+    R²_oos   out-of-sample R² = 1 − Σ f·(y − ŷ)² / Σ f·y², where ŷ is predicted *before* the label is learnt
+
+Assumptions
+    The relation is linear and changes slowly relative to ``half_life_s``; labels use the mid in effect at
+    t + h (the last mid observed at or before t + h), so ``observe`` should be called on every mid change.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from apps.engine.estimators.base import EstimatorSnapshot, EstimatorState
+
+NS_PER_S = 1_000_000_000
+N_FEATURES = 2
+
+
+def _finite_positive(name: str, value: float) -> None:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite positive number, got {value!r}")
+
+
+def _finite(name: str, value: float) -> None:
+    if not (isinstance(value, (int, float)) and math.isfinite(value)):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+
+
+def book_imbalance(bid_size: float, ask_size: float) -> float:
+    """(bid_size − ask_size)/(bid_size + ask_size) in [−1, 1]; raises ValueError when both are zero."""
+    return _imbalance("bid_size", bid_size, "ask_size", ask_size)
+
+
+def flow_imbalance(buy_volume: float, sell_volume: float) -> float:
+    """(buy − sell)/(buy + sell) taker volume in [−1, 1]; raises ValueError when both are zero."""
+    return _imbalance("buy_volume", buy_volume, "sell_volume", sell_volume)
+
+
+def _imbalance(name_a: str, a: float, name_b: str, b: float) -> float:
+    for name, v in ((name_a, a), (name_b, b)):
+        if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+            raise ValueError(f"{name} must be a finite non-negative number, got {v!r}")
+    if a + b <= 0:
+        raise ValueError(f"imbalance undefined: {name_a} and {name_b} are both zero")
+    return (a - b) / (a + b)
+
+
+@dataclass(frozen=True, slots=True)
+class MicropriceParams:
+    """Parameters of ``MicropriceRegression``.
+
+    Parameters
+    ----------
+    horizon_s : float
+        Forecast horizon h of the mid change, s.
+    sample_interval_s : float
+        Minimum spacing between training samples, s (observations in between only update the mid), so
+        overlapping labels do not swamp the fit with near-duplicates.
+    ridge_prior : float
+        λ, prior precision of β toward 0, in pseudo-samples of unit features. Stabilises the fit when the
+        two imbalances are collinear.
+    half_life_s : float
+        Half-life of the forgetting of old samples and old out-of-sample errors, s.
+    r2_min : float
+        The estimate is usable (state OK) only while out-of-sample R² > r2_min (dimensionless).
+    min_labels : int
+        Labels scored out of sample before R² is judged (state WARMING until then).
+    stale_after_s : float
+        With no observation for this long the state is STALE, s.
+    """
+
+    horizon_s: float = 1.0
+    sample_interval_s: float = 0.25
+    ridge_prior: float = 10.0
+    half_life_s: float = 1800.0
+    r2_min: float = 0.01
+    min_labels: int = 200
+    stale_after_s: float = 30.0
+
+    def validate(self) -> MicropriceParams:
+        for name in ("horizon_s", "sample_interval_s", "ridge_prior", "half_life_s", "stale_after_s"):
+            _finite_positive(name, getattr(self, name))
+        if not (isinstance(self.r2_min, (int, float)) and math.isfinite(self.r2_min) and self.r2_min < 1):
+            raise ValueError(f"r2_min must be a finite number < 1, got {self.r2_min!r}")
+        if not (isinstance(self.min_labels, int) and self.min_labels >= 1):
+            raise ValueError(f"min_labels must be an integer >= 1, got {self.min_labels!r}")
+        return self
+
+
+class MicropriceRegression:
+    """Online ridge/RLS microprice with out-of-sample R² gating.
+
+    See the module docstring for the model, symbols, units and assumptions.
+
+    ``observe`` feeds the stream; ``predict`` gives the expected fractional mid change for given
+    imbalances (whatever the state: read ``snapshot().usable`` before trusting it).
+    """
+
+    def __init__(self, params: MicropriceParams | None = None, *, name: str = "microprice") -> None:
+        self.params = (params or MicropriceParams()).validate()
+        self.name = name
+        self._horizon_ns = round(self.params.horizon_s * NS_PER_S)
+        self._interval_ns = round(self.params.sample_interval_s * NS_PER_S)
+        self._a = np.zeros((N_FEATURES, N_FEATURES))
+        self._b = np.zeros(N_FEATURES)
+        self._beta = np.zeros(N_FEATURES)
+        self._sse = 0.0  # forgotten sum of squared out-of-sample errors
+        self._ss0 = 0.0  # forgotten sum of squared labels (error of predicting "no change")
+        self._weight = 0.0  # forgotten number of labels
+        self._n_labels = 0
+        self._pending: deque[tuple[int, float, float, float]] = deque()
+        self._last_label_ns: int | None = None
+        self._last_sample_ns: int | None = None
+        self._last_ns = 0
+        self._last_mid = math.nan
+        self._last_x = (0.0, 0.0)
+        self._last_label = math.nan
+
+    # --- read ---------------------------------------------------------------------------------
+
+    @property
+    def coefficients(self) -> tuple[float, float]:
+        """(β_book, β_flow), fraction of price per unit imbalance."""
+        return float(self._beta[0]), float(self._beta[1])
+
+    @property
+    def n_labels(self) -> int:
+        return self._n_labels
+
+    @property
+    def r2_oos(self) -> float:
+        """Out-of-sample R² against predicting no change; NaN before any label."""
+        if self._ss0 <= 0:
+            return math.nan
+        return 1.0 - self._sse / self._ss0
+
+    @property
+    def residual_var(self) -> float:
+        """Forgotten mean squared out-of-sample error, (fraction of price)²; NaN before any label."""
+        return self._sse / self._weight if self._weight > 0 else math.nan
+
+    def predict(self, book_imbalance: float, flow_imbalance: float) -> float:
+        """Expected fractional mid change over ``horizon_s`` for these imbalances."""
+        _finite("book_imbalance", book_imbalance)
+        _finite("flow_imbalance", flow_imbalance)
+        return float(self._beta[0] * book_imbalance + self._beta[1] * flow_imbalance)
+
+    def microprice(self, mid: float, book_imbalance: float, flow_imbalance: float) -> float:
+        """mid · (1 + predicted fractional change), quote currency."""
+        _finite_positive("mid", mid)
+        return mid * (1.0 + self.predict(book_imbalance, flow_imbalance))
+
+    def _coef_cov(self) -> np.ndarray:
+        var = self.residual_var
+        if not math.isfinite(var):
+            return np.full((N_FEATURES, N_FEATURES), math.nan)
+        return var * np.linalg.inv(self._a + self.params.ridge_prior * np.eye(N_FEATURES))
+
+    # --- write --------------------------------------------------------------------------------
+
+    def observe(self, ts_ns: int, mid: float, book_imbalance: float, flow_imbalance: float) -> None:
+        """Feed the mid (quote currency) and the two imbalances at ``ts_ns``.
+
+        Resolves the labels of earlier samples whose horizon has elapsed, then (if ``sample_interval_s``
+        has passed since the last sample) keeps this one pending until its own horizon elapses.
+        """
+        _finite_positive("mid", mid)
+        _finite("book_imbalance", book_imbalance)
+        _finite("flow_imbalance", flow_imbalance)
+        if self._last_ns and ts_ns < self._last_ns:
+            raise ValueError(f"{self.name}: time went backwards ({ts_ns} < last input {self._last_ns})")
+        # A sample whose deadline passed before now was last priced by the previous mid; one whose
+        # deadline is exactly now is priced by this one.
+        while self._pending and self._pending[0][0] + self._horizon_ns < ts_ns:
+            self._learn(self._pending.popleft(), self._last_mid)
+        while self._pending and self._pending[0][0] + self._horizon_ns == ts_ns:
+            self._learn(self._pending.popleft(), mid)
+        if self._last_sample_ns is None or ts_ns - self._last_sample_ns >= self._interval_ns:
+            self._pending.append((ts_ns, mid, book_imbalance, flow_imbalance))
+            self._last_sample_ns = ts_ns
+        self._last_ns = ts_ns
+        self._last_mid = mid
+        self._last_x = (book_imbalance, flow_imbalance)
+
+    def _learn(self, sample: tuple[int, float, float, float], mid_at_horizon: float) -> None:
+        ts_ns, mid0, xb, xf = sample
+        label_ts = ts_ns + self._horizon_ns
+        y = (mid_at_horizon - mid0) / mid0
+        x = np.array([xb, xf])
+        if self._last_label_ns is not None:
+            dt_s = (label_ts - self._last_label_ns) / NS_PER_S
+            forget = 0.5 ** (dt_s / self.params.half_life_s)
+            self._a *= forget
+            self._b *= forget
+            self._sse *= forget
+            self._ss0 *= forget
+            self._weight *= forget
+        # Score first (out of sample), then learn.
+        err = y - float(self._beta @ x)
+        self._sse += err * err
+        self._ss0 += y * y
+        self._weight += 1.0
+        self._a += np.outer(x, x)
+        self._b += x * y
+        self._beta = np.linalg.solve(self._a + self.params.ridge_prior * np.eye(N_FEATURES), self._b)
+        self._n_labels += 1
+        self._last_label_ns = label_ts
+        self._last_label = y
+
+    # --- snapshot -----------------------------------------------------------------------------
+
+    def snapshot(self, now_ns: int) -> EstimatorSnapshot:
+        """Value: predicted fractional mid change for the last observed imbalances (the microprice offset
+        from mid); std: its standard error from the coefficient covariance. OK only while R²_oos > r2_min."""
+        p = self.params
+        x = np.array(self._last_x)
+        value = float(self._beta @ x)
+        cov = self._coef_cov()
+        var = float(x @ cov @ x)
+        std = math.sqrt(var) if var >= 0 else math.nan
+        r2 = self.r2_oos
+        if self._n_labels < p.min_labels:
+            state, message = EstimatorState.WARMING, f"{self._n_labels} labels < min_labels={p.min_labels}"
+        elif (now_ns - self._last_ns) / NS_PER_S > p.stale_after_s:
+            age = (now_ns - self._last_ns) / NS_PER_S
+            state, message = EstimatorState.STALE, f"no observation for {age:.1f} s > stale_after_s={p.stale_after_s}"
+        elif not r2 > p.r2_min:
+            state = EstimatorState.FAILED
+            message = f"out-of-sample R² {r2:.4f} <= r2_min={p.r2_min}: no better than the mid"
+        else:
+            state, message = EstimatorState.OK, ""
+        se = np.sqrt(np.diag(cov)) if np.all(np.isfinite(cov)) else np.full(N_FEATURES, math.nan)
+        return EstimatorSnapshot(
+            name=self.name,
+            value=value,
+            std=std,
+            state=state,
+            last_input_ns=self._last_ns,
+            ci_low=value - 1.96 * std if math.isfinite(std) else math.nan,
+            ci_high=value + 1.96 * std if math.isfinite(std) else math.nan,
+            detail={
+                "r2_oos": r2,
+                "beta_book": float(self._beta[0]),
+                "beta_flow": float(self._beta[1]),
+                "se_beta_book": float(se[0]),
+                "se_beta_flow": float(se[1]),
+                "residual_std": math.sqrt(self.residual_var) if self._weight > 0 else math.nan,
+                "n_labels": float(self._n_labels),
+                "effective_labels": self._weight,
+                "pending": float(len(self._pending)),
+                "last_label": self._last_label,
+            },
+            message=message,
+        )

@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+import json
+
+from django.core.management.base import BaseCommand, CommandError
+
+from apps.control.services import Actor, create_paper_session
+
+
+class Command(BaseCommand):
+    help = "Create a paper-trading session on the built-in market simulator and queue its quoting loop."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--name", default="paper-sim")
+        parser.add_argument("--seed", type=int, default=1)
+        parser.add_argument("--params", default="{}", help='JSON, e.g. {"strategy": {"gamma": 500}}')
+        parser.add_argument("--no-start", action="store_true", help="create only, do not queue the loop")
+
+    def handle(self, *args, **opts) -> None:
+        try:
+            params = json.loads(opts["params"])
+        except json.JSONDecodeError as exc:
+            raise CommandError(f"--params is not valid JSON: {exc}") from exc
+        try:
+            session = create_paper_session(
+                Actor(label="manage.py start_paper_session"), name=opts["name"], params=params, seed=opts["seed"],
+                start=not opts["no_start"],
+            )
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
+        self.stdout.write(str(session.pk))

@@ -1,0 +1,133 @@
+"""Pure queue rules, the level book and latency models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from apps.engine.events import Side
+from apps.engine.fillmodel import (
+    LevelBook,
+    QueueModelParams,
+    QueueState,
+    cancel_share_ahead,
+    queue_after_level_change,
+    queue_after_trade,
+)
+from apps.engine.latency import ConstantLatency, EmpiricalLatency, as_latency_model
+
+RISK_AVERSE = QueueModelParams("risk_averse")
+PROPORTIONAL = QueueModelParams("probabilistic", power=1.0)
+
+
+def test_it_consumes_the_queue_ahead_before_filling_us() -> None:
+    assert queue_after_trade(ahead=5.0, remaining=1.0, volume=3.0) == (0.0, 2.0)
+    fill, ahead = queue_after_trade(ahead=5.0, remaining=1.0, volume=5.4)
+    assert fill == pytest.approx(0.4) and ahead == 0.0
+    assert queue_after_trade(ahead=5.0, remaining=1.0, volume=50.0) == (1.0, 0.0)
+
+
+def test_risk_averse_attributes_every_cancel_to_the_back() -> None:
+    # 5 ahead, 4 behind, 2 cancelled: nothing ahead moves
+    ahead, _ = queue_after_level_change(5.0, prev_size=9.0, new_size=7.0, trade_credit=0.0, params=RISK_AVERSE)
+    assert ahead == 5.0
+
+
+def test_risk_averse_never_lets_the_queue_ahead_exceed_the_displayed_size() -> None:
+    ahead, _ = queue_after_level_change(5.0, prev_size=9.0, new_size=3.0, trade_credit=0.0, params=RISK_AVERSE)
+    assert ahead == 3.0
+
+
+def test_probabilistic_splits_cancels_in_proportion_to_the_queue_with_power_one() -> None:
+    ahead, _ = queue_after_level_change(5.0, prev_size=9.0, new_size=7.0, trade_credit=0.0, params=PROPORTIONAL)
+    assert ahead == pytest.approx(5.0 - 2.0 * 5.0 / 9.0)
+
+
+def test_probabilistic_power_shifts_cancels_towards_the_bigger_side() -> None:
+    p1 = cancel_share_ahead(5.0, 4.0, 1.0)
+    p3 = cancel_share_ahead(5.0, 4.0, 3.0)
+    assert p3 > p1 > 0.5
+    assert cancel_share_ahead(0.0, 4.0, 2.0) == 0.0
+    assert cancel_share_ahead(3.0, 0.0, 2.0) == 1.0
+    assert cancel_share_ahead(1e6, 1.0, 50.0) == pytest.approx(1.0)  # no overflow
+
+
+def test_a_decrease_explained_by_trades_is_not_counted_as_a_cancel() -> None:
+    # trade of 2 already moved ahead 5 -> 3; the depth update then shows 9 -> 7
+    ahead, credit = queue_after_level_change(3.0, prev_size=9.0, new_size=7.0, trade_credit=2.0, params=PROPORTIONAL)
+    assert ahead == 3.0 and credit == 0.0
+
+
+def test_queue_state_joins_behind_everything_on_first_sight_of_an_unknown_level() -> None:
+    q = QueueState(ahead=None, level_size=None, priority=1)
+    q.observe_level(4.0, PROPORTIONAL)
+    assert q.ahead == 4.0
+    q.observe_level(6.0, PROPORTIONAL)  # joiners behind
+    assert q.ahead == 4.0
+
+
+def test_queue_model_params_validate_names_the_bad_value() -> None:
+    with pytest.raises(ValueError, match="queue_model"):
+        QueueModelParams("fifo").validate()
+    with pytest.raises(ValueError, match="queue_power"):
+        QueueModelParams("probabilistic", power=float("nan")).validate()
+
+
+# --- level book ---------------------------------------------------------------------------------
+
+
+def test_level_book_knows_what_it_does_not_know_with_bbo_only() -> None:
+    b = LevelBook(0.1)
+    b.apply_bbo(100.0, 5.0, 100.2, 3.0)
+    assert b.level_size(Side.BUY, b.tick_of(100.0)) == 5.0
+    assert b.level_size(Side.BUY, b.tick_of(100.1)) == 0.0  # inside the spread
+    assert b.level_size(Side.BUY, b.tick_of(99.9)) is None  # behind the best, never seen
+    b.apply_bbo(99.8, 2.0, 100.1, 1.0)  # bid 100.0 is gone
+    assert b.level_size(Side.BUY, b.tick_of(100.0)) == 0.0
+    assert b.level_size(Side.SELL, b.tick_of(100.2)) is None
+
+
+def test_level_book_treats_missing_levels_inside_a_snapshot_as_empty() -> None:
+    b = LevelBook(0.1)
+    b.apply_snapshot(((100.0, 1.0), (99.7, 2.0)), ((100.1, 1.0),))
+    assert b.level_size(Side.BUY, b.tick_of(99.8)) == 0.0
+    assert b.level_size(Side.BUY, b.tick_of(99.5)) is None
+    b.apply_diff(((99.7, 0.0),), ())
+    assert b.level_size(Side.BUY, b.tick_of(99.7)) == 0.0
+    assert b.crossing_size(Side.BUY, b.tick_of(100.1)) == 1.0
+    assert b.crossing_size(Side.SELL, b.tick_of(100.1)) == 0.0
+    assert b.crossing_size(Side.SELL, b.tick_of(100.0)) == 1.0
+
+
+# --- latency ------------------------------------------------------------------------------------
+
+
+def test_constant_latency_is_constant_and_validates() -> None:
+    rng = np.random.default_rng(0)
+    assert {ConstantLatency(250).sample_ns(rng) for _ in range(5)} == {250}
+    with pytest.raises(ValueError, match="latency_ns"):
+        as_latency_model(-1)
+    with pytest.raises(ValueError):
+        as_latency_model(1.5)
+
+
+def test_empirical_latency_reproduces_its_samples_deterministically() -> None:
+    model = EmpiricalLatency.from_array(np.array([1_000, 2_000, 50_000]))
+    r1, r2 = np.random.default_rng(7), np.random.default_rng(7)
+    draws1 = [model.sample_ns(r1) for _ in range(200)]
+    draws2 = [model.sample_ns(r2) for _ in range(200)]
+    assert draws1 == draws2
+    assert set(draws1) == {1_000, 2_000, 50_000}
+    # the sample mean approaches the recorded mean
+    big = np.random.default_rng(1)
+    mean = np.mean([model.sample_ns(big) for _ in range(20_000)])
+    assert mean == pytest.approx(model.mean_ns, rel=0.05)
+
+
+def test_empirical_latency_rejects_bad_samples() -> None:
+    with pytest.raises(ValueError, match="samples_ns"):
+        EmpiricalLatency.from_array([])
+    with pytest.raises(ValueError, match="samples_ns"):
+        EmpiricalLatency.from_array([1.0, float("nan")])
+    with pytest.raises(ValueError, match="samples_ns"):
+        EmpiricalLatency((5, -1)).validate()

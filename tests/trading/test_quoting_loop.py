@@ -1,0 +1,122 @@
+"""The quoting loop against real PostgreSQL and Redis: in-process for the data path, a real worker for redelivery."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from apps.control.models import AuditEvent
+from apps.control.services import Actor, create_paper_session, halt_session
+from apps.marketdata.models import QuoteTick, TradeTick
+from apps.trading.loop import QuotingLoop
+from apps.trading.models import FillRecord, Order, OrderEventRecord, QuoteDecisionRecord, TradingSession
+
+FAST = {"strategy": {"sigma_bucket_s": 0.25, "sigma_min_buckets": 8, "kappa_min_volume": 0.05}}
+
+
+def _session(**kw) -> TradingSession:
+    return create_paper_session(Actor(label="test"), name="t", params=FAST, seed=kw.get("seed", 7), start=False)
+
+
+def _run_in_thread(loop: QuotingLoop, seconds: float) -> threading.Thread:
+    t = threading.Thread(target=loop.run, kwargs={"max_seconds": seconds})
+    t.start()
+    return t
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_records_ticks_decisions_orders_and_fills_from_a_simulated_session(settings):
+    settings.MM_LOOP_INTERVAL_MS = 50
+    session = _session()
+    loop = QuotingLoop(session.pk)
+    outcome = loop.run(max_seconds=12)
+    assert outcome == "time_limit"
+    assert TradeTick.objects.filter(instrument=session.instrument).count() > 20
+    assert QuoteTick.objects.filter(instrument=session.instrument).count() > 20
+    decisions = QuoteDecisionRecord.objects.filter(session=session)
+    quoted = decisions.exclude(bid_px=None).exclude(ask_px=None)
+    assert quoted.exists(), "never quoted both sides"
+    d = quoted.last()
+    for key in ("mid", "kappa", "sigma_spread", "sigma_inventory", "gamma", "q", "half_spread_frac", "skew_frac"):
+        assert key in d.inputs, key
+    assert d.bid_px < d.inputs["mid"] < d.ask_px
+    warming = decisions.filter(bid_px=None).first()
+    assert warming is not None and any("warming" in r for r in warming.reasons)
+    assert Order.objects.filter(session=session).count() >= 2
+    assert OrderEventRecord.objects.filter(session=session, kind="place").exists()
+    assert FillRecord.objects.filter(session=session).exists(), "no fills in 12 s of simulated trading"
+    # the loop ended: it cancelled everything and released the lease
+    assert not Order.objects.filter(session=session, status__in=Order.OPEN_STATUSES).exists()
+    session.refresh_from_db()
+    assert session.lease_owner == ""
+    assert session.last_state["fills"] == FillRecord.objects.filter(session=session).count()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_second_loop_for_the_same_session_does_not_start():
+    session = _session()
+    first = QuotingLoop(session.pk)
+    thread = _run_in_thread(first, 4)
+    time.sleep(1.0)
+    second = QuotingLoop(session.pk)
+    assert second.run(max_seconds=1) == "lease_held_elsewhere"
+    thread.join()
+    assert AuditEvent.objects.filter(session=session, action="loop.start").count() == 1
+    assert AuditEvent.objects.filter(session=session, action="loop.lease_held").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_kill_switch_cancels_every_open_order_and_ends_the_loop():
+    session = _session()
+    loop = QuotingLoop(session.pk)
+    thread = _run_in_thread(loop, 30)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not Order.objects.filter(session=session, status="open").exists():
+        time.sleep(0.1)
+    assert Order.objects.filter(session=session, status="open").exists(), "loop never had a resting order"
+    halt_session(Actor(label="test"), session.pk, "test kill switch")
+    thread.join(10)
+    assert not thread.is_alive()
+    assert loop.stats.outcome == "session_halted"
+    assert not Order.objects.filter(session=session, status__in=Order.OPEN_STATUSES).exists()
+    session.refresh_from_db()
+    assert session.status == TradingSession.Status.HALTED
+    assert AuditEvent.objects.filter(session=session, action="session.halt", reason="test kill switch").exists()
+
+
+@pytest.mark.stack
+@pytest.mark.django_db(transaction=True)
+def test_a_redelivered_task_does_not_start_a_second_loop_on_a_real_worker(tmp_path, purge_queues):
+    from tests.conftest import _stop, stack_env, start_worker
+
+    from apps.trading.tasks import run_quoting_session
+
+    session = _session()
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    worker = start_worker(stack_env(), logs, queues="quoting", concurrency=2)
+    try:
+        run_quoting_session.delay(session.pk)
+        run_quoting_session.delay(session.pk)  # the same delivery again, as after a broker redelivery
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if AuditEvent.objects.filter(session=session, action="loop.lease_held").exists() and (
+                FillRecord.objects.filter(session=session).exists()
+            ):
+                break
+            time.sleep(0.2)
+        assert AuditEvent.objects.filter(session=session, action="loop.start").count() == 1
+        assert AuditEvent.objects.filter(session=session, action="loop.lease_held").count() == 1
+        assert TradeTick.objects.filter(instrument=session.instrument).exists()
+        assert FillRecord.objects.filter(session=session).exists()
+        halt_session(Actor(label="test"), session.pk, "end of test")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and Order.objects.filter(
+            session=session, status__in=Order.OPEN_STATUSES
+        ).exists():
+            time.sleep(0.1)
+        assert not Order.objects.filter(session=session, status__in=Order.OPEN_STATUSES).exists()
+    finally:
+        _stop({"worker": worker})
