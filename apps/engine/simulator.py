@@ -70,6 +70,7 @@ All carry ``ts_local_ns = ts_exch_ns + latency_ns`` and come out in non-decreasi
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from decimal import Decimal
@@ -390,8 +391,9 @@ class MarketSimulator:
         self._trade_id = 0
         self._last_trade_log_mid = self._log_mid
         self._last_trade_ns = p.start_ts_ns
-        self._stream = self._generate()
-        self._pending: Event | None = None
+        self._times: list[int] = []  # the current block of observations, consumed from index _i
+        self._i = 0
+        self._buffer: deque[Event] = deque(self._open())
 
     # --- read-only views -------------------------------------------------------------------------
 
@@ -410,7 +412,11 @@ class MarketSimulator:
         return math.exp(self._log_mid)
 
     def book(self) -> DepthSnapshot:
-        """The current L2 book as the feed has published it so far (latest observation's timestamps)."""
+        """The L2 book after the latest simulated observation, stamped with its time.
+
+        After ``step_until`` (or an ``events`` loop run to its horizon) that is exactly the book the
+        delivered events describe.
+        """
         ts = self._last_obs_ns
         return DepthSnapshot(
             ts_exch_ns=ts,
@@ -427,13 +433,17 @@ class MarketSimulator:
 
         Resumable: a later call continues where this one stopped.
         """
+        latency, buffer = self._params.latency_ns, self._buffer
         while True:
-            if self._pending is None:
-                self._pending = next(self._stream)
-            if until_ns is not None and self._pending.ts_local_ns > until_ns:
+            while buffer:
+                if until_ns is not None and buffer[0].ts_local_ns > until_ns:
+                    return
+                yield buffer.popleft()
+            # Look at the next observation's time before simulating it, so that the state (book,
+            # true_mid) never runs ahead of what has been handed out.
+            if until_ns is not None and self._next_obs_ns() + latency > until_ns:
                 return
-            event, self._pending = self._pending, None
-            yield event
+            buffer.extend(self._step())
 
     def step_until(self, ts_ns: int) -> list[Event]:
         """Every event with ``ts_local_ns <= ts_ns`` not yet returned (for a wall-clock driven loop)."""
@@ -604,31 +614,45 @@ class MarketSimulator:
         up = rng.random(n) < 0.5
         return wide.tolist(), extra.tolist(), up.tolist()
 
-    def _generate(self) -> Iterator[Event]:
-        p = self._params
-        ts = p.start_ts_ns
+    def _open(self) -> list[Event]:
+        """The initial book around ``start_mid``: a snapshot and its top."""
+        ts = self._params.start_ts_ns
         bid, ask = self._touch(False, 0, False)
         self._bids, _ = self._rebuild_side({}, self._ladder(bid, +1), [])
         self._asks, _ = self._rebuild_side({}, self._ladder(ask, -1), [])
         self._top = (bid, self._bids[bid], ask, self._asks[ask])
         snapshot = self.book()
-        yield snapshot
-        yield self._bbo(ts, snapshot.ts_local_ns)
-        while True:
-            times, kinds, log_mids = self._draw_block()
-            n_arr = sum(kinds)
-            depths, lots, u_sides = self._draw_orders(n_arr)
-            wides, extras, ups = self._draw_spreads(len(times))
-            refreshes = self._draw_refreshes(len(times) - n_arr)
-            j = r = 0
-            for i, ts in enumerate(times):
-                self._log_mid = log_mids[i]
-                self._last_obs_ns = ts
-                bid, ask = self._touch(wides[i], extras[i], ups[i])
-                if kinds[i] == 1:
-                    yield from self._observe_book(ts, bid, ask, [], [])
-                    yield self._trade(ts, depths[j], lots[j], u_sides[j])
-                    j += 1
-                else:
-                    yield from self._observe_book(ts, bid, ask, refreshes[r], refreshes[r + 1])
-                    r += 2
+        return [snapshot, self._bbo(ts, snapshot.ts_local_ns)]
+
+    def _load_block(self) -> None:
+        times, kinds, log_mids = self._draw_block()
+        n_arr = sum(kinds)
+        self._times, self._kinds, self._log_mids = times, kinds, log_mids
+        self._depths, self._lots, self._u_sides = self._draw_orders(n_arr)
+        self._wides, self._extras, self._ups = self._draw_spreads(len(times))
+        self._refreshes = self._draw_refreshes(len(times) - n_arr)
+        self._i = self._j = self._r = 0
+
+    def _next_obs_ns(self) -> int:
+        """Exchange time of the next observation (drawing the next block when this one is used up)."""
+        if self._i >= len(self._times):
+            self._load_block()
+        return self._times[self._i]
+
+    def _step(self) -> list[Event]:
+        """Process the next observation (a book refresh or a market order) and return its events."""
+        ts = self._next_obs_ns()
+        i = self._i
+        self._i = i + 1
+        self._log_mid = self._log_mids[i]
+        self._last_obs_ns = ts
+        bid, ask = self._touch(self._wides[i], self._extras[i], self._ups[i])
+        if self._kinds[i] == 1:
+            out = self._observe_book(ts, bid, ask, [], [])
+            j = self._j
+            self._j = j + 1
+            out.append(self._trade(ts, self._depths[j], self._lots[j], self._u_sides[j]))
+            return out
+        r = self._r
+        self._r = r + 2
+        return self._observe_book(ts, bid, ask, self._refreshes[r], self._refreshes[r + 1])

@@ -63,6 +63,7 @@ import numpy as np
 from scipy import optimize, special, stats
 
 from apps.engine.estimators.base import EstimatorSnapshot, EstimatorState
+from apps.engine.events import BestBidAsk, Trade
 
 _NS_PER_S = 1_000_000_000
 _BPS = 1e4
@@ -383,7 +384,8 @@ def fit_intensity_curve(
     duration_s : float
         Observation time T over which the trades were collected, seconds.
     bin_width : float, optional
-        Width of the depth bins (fraction of mid); put it on the tick grid (tick/mid) for tick data.
+        Width of the depth bins (fraction of mid); put it on the tick grid (tick/mid) for tick data. A depth
+        exactly on an edge belongs to the bin above it.
         Defaults to the range between ``min_delta`` and the 99th percentile divided by ``n_bins``.
     n_bins : int
         Number of bins below the open last bin.
@@ -401,7 +403,8 @@ def fit_intensity_curve(
         bin_width = span / n_bins if span > 0 else 1e-6
     _check("bin_width", bin_width)
     edges = min_delta + bin_width * np.arange(n_bins + 1)
-    idx = np.minimum(((d - min_delta) / bin_width).astype(int), n_bins)
+    # Depths on a grid land exactly on edges; the relative nudge keeps k·w in bin k despite rounding.
+    idx = np.minimum(np.floor((d - min_delta) / bin_width * (1 + 1e-9) + 1e-9).astype(int), n_bins)
     counts = np.bincount(idx, minlength=n_bins + 1).astype(float)
     lower = edges
     upper = np.append(edges[1:], np.inf)
@@ -556,7 +559,7 @@ class TradeKappaEstimator:
         self._n_updates += 1
         self._expire(self._last_input_ns)
 
-    def update_from_events(self, trade, bbo) -> None:
+    def update_from_events(self, trade: Trade, bbo: BestBidAsk) -> None:
         """Record an :class:`~apps.engine.events.Trade` against the :class:`BestBidAsk` that preceded it."""
         self.update(trade.ts_local_ns, trade.price, trade.size, bbo.mid, 0.5 * (bbo.ask_px - bbo.bid_px))
 

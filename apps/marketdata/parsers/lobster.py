@@ -94,9 +94,7 @@ def seconds_text_to_ns(text: str) -> int:
 
 
 def _trade(cells: list[str], ts: int, row_no: int) -> Trade:
-    size = parse_int(cells[3], "size")
-    price_i = parse_int(cells[4], "price")
-    direction = parse_int(cells[5], "direction")
+    size, price_i, direction = int(cells[3]), int(cells[4]), int(cells[5])  # validated by the caller
     if direction not in (1, -1):
         raise BadRecord(BAD_SIDE, f"direction must be 1 or -1, got {direction}")
     price = check_price(price_i / PRICE_SCALE)
@@ -141,6 +139,8 @@ def _parse(
             ts = midnight + seconds_text_to_ns(cells[0])
             clock.check(ts)
             mtype = parse_int(cells[1], "type")
+            for i, what in ((2, "order_id"), (3, "size"), (4, "price"), (5, "direction")):
+                parse_int(cells[i], what)
             if mtype in _TRADE_TYPES:
                 trade: Trade | None = _trade(cells, ts, row_no)
             elif mtype in _OTHER_TYPES:

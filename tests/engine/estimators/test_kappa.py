@@ -241,3 +241,38 @@ def test_it_measures_a_plausible_kappa_on_binance_usdm_btcusdt():
         # Real trade depths are a point mass at the touch plus a heavy tail: the exponential is rejected,
         # and the estimator says so instead of hiding it.
         assert d["ks_p"] < 1e-3
+
+
+def test_intensity_fit_on_binance_usdm_btcusdt_exposes_the_non_exponential_shape():
+    t_ms, px, _qty, bid, ask = _load_usdm_pairs()
+    mid = 0.5 * (bid + ask)
+    tick = 0.1
+    levels = np.maximum(np.round((np.abs(px - mid) - 0.5 * (ask - bid)) / tick), 0)
+    tau = tick / float(mid.mean())  # one tick as a fraction of mid (it moves < 0.5 % over the file)
+    beyond = levels * tau  # depth beyond the touch, on one common tick grid
+    duration_s = (t_ms[-1] - t_ms[0]) / 1000.0
+    fits = {}
+    for width in (1, 20):
+        fit = fit_intensity_curve(beyond, duration_s, bin_width=width * tau, n_bins=40, min_delta=0.0)
+        fits[width] = fit
+        print(
+            f"bins of {width:2d} ticks: A {fit.a_per_s:.1f} ± {fit.a_std:.1f}/s  "
+            f"kappa {fit.kappa:.0f} ± {fit.kappa_std:.0f}  ({fit.n_trades} trades over {duration_s:.0f} s)"
+        )
+        assert fit.converged
+        # At depth 0 beyond the touch every trade counts: A is the trade rate.
+        assert abs(fit.a_per_s - beyond.size / duration_s) < 4 * fit.a_std + 1.0
+    # Under a true exponential the bin width would not matter; here the mass at the touch makes fine bins
+    # see a steep first step and coarse bins the heavy tail.
+    assert fits[1].kappa > fits[20].kappa + 4 * (fits[1].kappa_std + fits[20].kappa_std)
+
+
+def test_it_accepts_a_trade_event_with_the_preceding_top_of_book():
+    from apps.engine.events import BestBidAsk, Side, Trade
+
+    est = TradeKappaEstimator(KappaParams(min_volume=0.0, tick_size=0.1))
+    bbo = BestBidAsk(ts_exch_ns=NS, ts_local_ns=NS, bid_px=99.9, bid_size=1.0, ask_px=100.1, ask_size=1.0)
+    est.update_from_events(Trade(NS + 1, NS + 1, price=100.4, size=2.0, aggressor=Side.BUY), bbo)
+    d = est.snapshot(NS + 1).detail
+    assert d["avg_distance_bps"] == pytest.approx(40.0)
+    assert d["avg_distance_beyond_touch_bps"] == pytest.approx(30.0)  # 3 ticks past the 0.1 half spread

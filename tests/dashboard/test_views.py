@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from apps.control.models import AuditEvent
+from apps.control.services import Actor, create_paper_session
+from apps.trading.models import Order, TradingSession
+
+
+@pytest.fixture
+def session(db):
+    return create_paper_session(Actor(label="test"), name="view-test", seed=3, start=False)
+
+
+def test_pages_need_a_login(client, session):
+    for url in (reverse("dashboard:home"), reverse("dashboard:session", args=[session.pk])):
+        resp = client.get(url)
+        assert resp.status_code == 302 and resp["Location"].startswith(reverse("login"))
+
+
+def test_the_session_page_shows_the_live_tiles_and_the_websocket_address(client, operator, session):
+    client.force_login(operator)
+    resp = client.get(reverse("dashboard:session", args=[session.pk]))
+    html = resp.content.decode()
+    assert resp.status_code == 200
+    assert f'ws-connect="/ws/sessions/{session.pk}/"' in html
+    for tile in ("v-mid", "v-bid", "v-ask", "v-spread", "v-kappa", "v-sigma", "v-inventory", "v-pnl"):
+        assert f'id="{tile}"' in html
+    assert "htmx-2.0.8.min.js" in html and 'id="halt-button"' in html
+
+
+def test_the_kill_switch_asks_for_confirmation_before_halting(client, operator, session):
+    client.force_login(operator)
+    resp = client.get(reverse("dashboard:kill_switch", args=[session.pk]), {"confirm": "1"})
+    assert 'id="halt-confirm"' in resp.content.decode()
+    session.refresh_from_db()
+    assert session.status == TradingSession.Status.CREATED  # asking is not acting
+
+
+def test_halting_latches_the_session_cancels_orders_and_audits_who_and_why(client, operator, session):
+    from django.utils import timezone
+
+    now = timezone.now()
+    Order.objects.create(session=session, client_order_id="x-1", side=1, price=1.0, size=1.0, status="open",
+                         created_ts=now, updated_ts=now)
+    client.force_login(operator)
+    resp = client.post(reverse("dashboard:halt", args=[session.pk]), {"reason": "fat finger"})
+    assert resp.status_code == 200 and "HALTED" in resp.content.decode()
+    session.refresh_from_db()
+    assert session.status == TradingSession.Status.HALTED
+    assert not Order.objects.filter(session=session, status__in=Order.OPEN_STATUSES).exists()
+    audit = AuditEvent.objects.get(session=session, action="session.halt")
+    assert audit.actor == operator and audit.reason == "fat finger"
+
+
+def test_halting_without_a_reason_is_refused_and_changes_nothing(client, operator, session):
+    client.force_login(operator)
+    resp = client.post(reverse("dashboard:halt", args=[session.pk]), {"reason": "  "})
+    assert resp.status_code == 400 and "needs a reason" in resp.content.decode()
+    session.refresh_from_db()
+    assert session.status == TradingSession.Status.CREATED
+
+
+def test_halt_is_post_only(client, operator, session):
+    client.force_login(operator)
+    assert client.get(reverse("dashboard:halt", args=[session.pk])).status_code == 405
+
+
+def test_an_unknown_session_is_a_404(client, operator):
+    client.force_login(operator)
+    assert client.get(reverse("dashboard:session", args=[999999])).status_code == 404
