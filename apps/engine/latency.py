@@ -41,7 +41,7 @@ class ConstantLatency:
         if self.latency_ns < 0:
             raise ValueError(f"latency_ns must be >= 0, got {self.latency_ns!r}")
 
-    def sample_ns(self, rng: np.random.Generator) -> int:  # noqa: ARG002 - same signature as the others
+    def sample_ns(self, rng: np.random.Generator) -> int:
         return int(self.latency_ns)
 
 
@@ -68,7 +68,7 @@ class EmpiricalLatency:
             raise ValueError("samples_ns must hold at least one latency, got an empty array")
         if not np.all(np.isfinite(arr)):
             raise ValueError("samples_ns must be finite, got NaN or inf")
-        model = cls(samples_ns=tuple(int(round(x)) for x in arr))
+        model = cls(samples_ns=tuple(round(x) for x in arr))
         model.validate()
         return model
 

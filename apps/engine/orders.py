@@ -10,7 +10,7 @@ State machine (both the venue and the strategy side use it)::
 
 ``pending_cancel``/``pending_modify`` remember the status they came from and return to it when the
 venue rejects the cancel or modify. ``filled``, ``cancelled`` and ``rejected`` are terminal. Any other
-transition raises :class:`IllegalTransition`.
+transition raises :class:`IllegalTransitionError`.
 
 Sizes: ``Order.size`` is the total order size (filled + remaining). A :class:`~apps.engine.events.ModifyOrder`
 carries the new *remaining* (open) size, which is what a quoter means by "show X at P"; the venue's
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 from apps.engine.events import (
     Action,
@@ -41,7 +41,7 @@ from apps.engine.events import (
 GRID_EPS = 1e-9
 
 
-class OrderStatus(str, Enum):
+class OrderStatus(StrEnum):
     PENDING_NEW = "pending_new"
     OPEN = "open"
     PARTIALLY_FILLED = "partially_filled"
@@ -60,7 +60,7 @@ class OrderStatus(str, Enum):
         return self not in _TERMINAL
 
 
-class TimeInForce(str, Enum):
+class TimeInForce(StrEnum):
     GTC = "GTC"
     IOC = "IOC"
     POST_ONLY = "POST_ONLY"
@@ -73,7 +73,7 @@ class TimeInForce(str, Enum):
             raise ValueError(f"tif must be one of GTC, IOC, POST_ONLY, got {value!r}") from None
 
 
-class IllegalTransition(RuntimeError):
+class IllegalTransitionError(RuntimeError):
     """An order was asked to move between two statuses the lifecycle does not connect."""
 
 
@@ -86,7 +86,9 @@ _ALLOWED: dict[OrderStatus, frozenset[OrderStatus]] = {
         {_S.PARTIALLY_FILLED, _S.FILLED, _S.PENDING_CANCEL, _S.PENDING_MODIFY, _S.CANCELLED}
     ),
     # A fill may land while a cancel/modify is in flight; the order stays pending until the venue answers.
-    _S.PENDING_CANCEL: frozenset({_S.PENDING_CANCEL, _S.CANCELLED, _S.FILLED, _S.OPEN, _S.PARTIALLY_FILLED, _S.REJECTED}),
+    _S.PENDING_CANCEL: frozenset(
+        {_S.PENDING_CANCEL, _S.CANCELLED, _S.FILLED, _S.OPEN, _S.PARTIALLY_FILLED, _S.REJECTED}
+    ),
     _S.PENDING_MODIFY: frozenset(
         {_S.PENDING_MODIFY, _S.PENDING_CANCEL, _S.OPEN, _S.PARTIALLY_FILLED, _S.FILLED, _S.CANCELLED}
     ),
@@ -162,7 +164,8 @@ class Order:
 
     def transition(self, new: OrderStatus) -> None:
         if not can_transition(self.status, new):
-            raise IllegalTransition(f"order {self.client_order_id}: {self.status.value} -> {new.value} is not allowed")
+            msg = f"order {self.client_order_id}: {self.status.value} -> {new.value} is not allowed"
+            raise IllegalTransitionError(msg)
         if new in (OrderStatus.PENDING_CANCEL, OrderStatus.PENDING_MODIFY):
             if self.status not in (OrderStatus.PENDING_CANCEL, OrderStatus.PENDING_MODIFY):
                 self.resume_status = self.status
@@ -235,6 +238,7 @@ class OrderTracker:
         self.traded_volume = 0.0
         self.stats = TrackerStats()
         self._orders: dict[str, Order] = {}
+        self._live: dict[str, Order] = {}  # the non-terminal subset of _orders, in placement order
         self._pending_modify: dict[str, tuple[float, float]] = {}
         self._fill_ids: set[str] = set()
 
@@ -243,13 +247,15 @@ class OrderTracker:
         if isinstance(action, PlaceOrder):
             if action.client_order_id in self._orders:
                 raise ValueError(f"client_order_id {action.client_order_id!r} was already used")
-            self._orders[action.client_order_id] = Order(
+            order = Order(
                 client_order_id=action.client_order_id,
                 side=Side(action.side),
                 price=float(action.price),
                 size=float(action.size),
                 tif=TimeInForce.parse(action.tif),
             )
+            self._orders[order.client_order_id] = order
+            self._live[order.client_order_id] = order
         elif isinstance(action, CancelOrder):
             order = self._orders.get(action.client_order_id)
             if order is not None and order.is_live and order.status is not OrderStatus.PENDING_CANCEL:
@@ -260,7 +266,7 @@ class OrderTracker:
                 order.transition(OrderStatus.PENDING_MODIFY)
                 self._pending_modify[order.client_order_id] = (float(action.price), float(action.size))
         elif isinstance(action, CancelAll):
-            for order in self._orders.values():
+            for order in self._live.values():
                 if order.is_live and order.status is not OrderStatus.PENDING_CANCEL:
                     order.transition(OrderStatus.PENDING_CANCEL)
 
@@ -271,6 +277,13 @@ class OrderTracker:
     # -- venue events ----------------------------------------------------------------------------
     def on_event(self, event: OrderEvent) -> bool:
         """Apply one venue event; return False when it changed nothing (duplicate or stale)."""
+        changed = self._apply(event)
+        order = self._live.get(event.client_order_id)
+        if order is not None and order.status.is_terminal:
+            del self._live[event.client_order_id]
+        return changed
+
+    def _apply(self, event: OrderEvent) -> bool:
         if isinstance(event, Fill):
             return self._on_fill(event)
         order = self._orders.get(event.client_order_id)
@@ -352,7 +365,7 @@ class OrderTracker:
 
     def open_orders(self) -> list[Order]:
         """Orders not in a terminal status (including ones whose place or cancel is in flight)."""
-        return [o for o in self._orders.values() if o.is_live]
+        return list(self._live.values())
 
     def open_orders_on(self, side: Side) -> list[Order]:
         return [o for o in self.open_orders() if o.side is side]

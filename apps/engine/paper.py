@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -59,7 +59,7 @@ from apps.engine.events import (
     Side,
     Trade,
 )
-from apps.engine.fillmodel import QUEUE_MODELS, LevelBook, QueueModelParams, QueueState, queue_after_trade
+from apps.engine.fillmodel import LevelBook, QueueModelParams, QueueState, queue_after_trade
 from apps.engine.latency import LatencyModel, as_latency_model
 from apps.engine.orders import (
     Order,
@@ -262,7 +262,8 @@ class PaperVenue:
             return event.ts_exch_ns
         return event.ts_local_ns
 
-    def _emit(self, t_venue_ns: int, make_event) -> None:  # noqa: ANN001 - callable(visible_ns) -> OrderEvent
+    def _emit(self, t_venue_ns: int, make_event: Callable[[int], OrderEvent]) -> None:
+        """Queue an event produced at venue time ``t_venue_ns``; ``make_event(visible_ns)`` builds it."""
         visible = max(t_venue_ns + self._response.sample_ns(self._rng), self._last_visible_ns)
         self._last_visible_ns = visible
         heapq.heappush(self._outbox, (visible, self._next_seq(), make_event(visible)))
@@ -289,7 +290,7 @@ class PaperVenue:
 
     # --- local validation -----------------------------------------------------------------------
     def _check_locally(self, action: Action) -> Action | str:
-        cfg = self.config
+        """Client-side checks and rounding: the rounded action, or the reason for a local reject."""
         if isinstance(action, PlaceOrder):
             if not action.client_order_id:
                 return "missing_client_order_id"
@@ -314,10 +315,11 @@ class PaperVenue:
             return action if action.client_order_id in self._known_ids else "unknown_order"
         if isinstance(action, CancelAll):
             return action
-        del cfg
         return "unknown_action"
 
-    def _round_or_reason(self, action: PlaceOrder | ModifyOrder, side: Side, price: float, size: float):  # noqa: ANN202
+    def _round_or_reason(
+        self, action: PlaceOrder | ModifyOrder, side: Side, price: float, size: float
+    ) -> PlaceOrder | ModifyOrder | str:
         if not (isinstance(price, (int, float)) and math.isfinite(price) and price > 0):
             return "bad_price"
         if not (isinstance(size, (int, float)) and math.isfinite(size) and size > 0):

@@ -71,7 +71,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from decimal import Decimal
 from typing import NamedTuple
@@ -152,7 +152,7 @@ class SimulatorParams:
     drift_per_s: float = 0.0
     jump_intensity: float = 1.0 / 120.0
     jump_size_std: float = 5e-4
-    arrival_rate_A: float = 5.0
+    arrival_rate_A: float = 5.0  # noqa: N815 - the model's own symbol A, as the rest of the engine names it
     kappa: float = 5000.0
     aggressor_tilt: float = 0.0
     trade_size_min: float = 0.005
@@ -178,10 +178,26 @@ class SimulatorParams:
                     raise ValueError(f"SimulatorParams.{f.name} must be an integer, got {value!r}")
             elif isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ValueError(f"SimulatorParams.{f.name} must be a finite number, got {value!r}")
-        positive = ("start_mid", "tick_size", "lot_size", "kappa", "trade_size_min", "trade_size_tail_alpha",
-                    "depth_touch_size", "book_update_interval_s")
-        non_negative = ("sigma", "jump_intensity", "jump_size_std", "arrival_rate_A", "depth_growth_per_level",
-                        "depth_size_noise_sigma", "start_ts_ns", "latency_ns")
+        positive = (
+            "start_mid",
+            "tick_size",
+            "lot_size",
+            "kappa",
+            "trade_size_min",
+            "trade_size_tail_alpha",
+            "depth_touch_size",
+            "book_update_interval_s",
+        )
+        non_negative = (
+            "sigma",
+            "jump_intensity",
+            "jump_size_std",
+            "arrival_rate_A",
+            "depth_growth_per_level",
+            "depth_size_noise_sigma",
+            "start_ts_ns",
+            "latency_ns",
+        )
         at_least_one = ("depth_levels", "depth_level_gap_ticks", "wide_spread_max_extra_ticks")
         unit_interval = ("depth_refresh_prob", "wide_spread_prob")
         for name in positive:
@@ -326,9 +342,9 @@ def _decimals(step: float) -> int:
 class _Pool:
     """Pre-drawn random numbers handed out one at a time (refilled from the simulator's generator)."""
 
-    __slots__ = ("_draw", "_values", "_i")
+    __slots__ = ("_draw", "_i", "_values")
 
-    def __init__(self, draw) -> None:
+    def __init__(self, draw: Callable[[int], np.ndarray]) -> None:
         self._draw = draw
         self._values: list[float] = []
         self._i = 0
@@ -382,6 +398,7 @@ class MarketSimulator:
         self._sz = self._grid_to_float(self._lots_per_unit, p.lot_size, self._sz_dp)
         # Mutable state.
         self._log_mid = math.log(p.start_mid)
+        self._mid = p.start_mid  # exp(log(S)) can miss S by an ulp; start exactly where asked
         self._last_obs_ns = p.start_ts_ns
         self._block_start_ns = p.start_ts_ns
         self._bids: dict[int, int] = {}  # price in ticks -> size in lots
@@ -409,7 +426,7 @@ class MarketSimulator:
     @property
     def true_mid(self) -> float:
         """The unobserved true mid at the latest observation, quote currency."""
-        return math.exp(self._log_mid)
+        return self._mid
 
     def book(self) -> DepthSnapshot:
         """The L2 book after the latest simulated observation, stamped with its time.
@@ -451,7 +468,7 @@ class MarketSimulator:
 
     # --- internals -------------------------------------------------------------------------------
 
-    def _grid_to_float(self, per_unit: int, step: float, decimals: int):
+    def _grid_to_float(self, per_unit: int, step: float, decimals: int) -> Callable[[int], float]:
         """``n -> n * step`` printed exactly: a C-level division when ``1 / step`` is whole, else rounding."""
         if per_unit:
             return float(per_unit).__rtruediv__
@@ -504,8 +521,13 @@ class MarketSimulator:
         changes.extend([(p, 0) for p in old if p not in new])
         return new, changes
 
+    def _mid_ticks(self) -> float:
+        """The true mid in ticks; multiplying by a whole ``1 / tick`` keeps 25.0 at exactly 2500 ticks."""
+        mid = self._mid
+        return mid * self._ticks_per_unit if self._ticks_per_unit else mid / self._params.tick_size
+
     def _touch(self, wide: bool, extra: int, wide_side_up: bool) -> tuple[int, int]:
-        bid = math.floor(math.exp(self._log_mid) / self._params.tick_size)
+        bid = math.floor(self._mid_ticks())
         ask = bid + 1
         if wide:
             if wide_side_up:
@@ -515,7 +537,11 @@ class MarketSimulator:
         return bid, ask
 
     def _observe_book(
-        self, ts: int, bid: int, ask: int, bid_refresh: list[tuple[int, int]],
+        self,
+        ts: int,
+        bid: int,
+        ask: int,
+        bid_refresh: list[tuple[int, int]],
         ask_refresh: list[tuple[int, int]],
     ) -> list[Event]:
         """Move the book to the touch ``(bid, ask)``; return the diff and BBO it causes (possibly none)."""
@@ -552,7 +578,7 @@ class MarketSimulator:
         else:
             p_buy = 0.5
         self._last_trade_ns, self._last_trade_log_mid = ts, self._log_mid
-        mid_ticks = math.exp(self._log_mid) / p.tick_size
+        mid_ticks = self._mid_ticks()
         bid, _, ask, _ = self._top
         if u_side < p_buy:
             side, price = Side.BUY, max(ask, math.ceil(mid_ticks * (1.0 + depth)))
@@ -604,7 +630,7 @@ class MarketSimulator:
         noise = np.exp(s * rng.standard_normal(cols.size) - 0.5 * s * s)
         lots = np.maximum(1, np.floor(np.asarray(self._mean_lots)[cols] * noise + 0.5)).astype(np.int64)
         bounds = np.searchsorted(rows, np.arange(n_rows + 1)).tolist()
-        pairs = list(zip(cols.tolist(), lots.tolist()))
+        pairs = list(zip(cols.tolist(), lots.tolist(), strict=True))
         return [pairs[bounds[r] : bounds[r + 1]] for r in range(n_rows)]
 
     def _draw_spreads(self, n: int) -> tuple[list[bool], list[int], list[bool]]:
@@ -645,6 +671,7 @@ class MarketSimulator:
         i = self._i
         self._i = i + 1
         self._log_mid = self._log_mids[i]
+        self._mid = math.exp(self._log_mid)
         self._last_obs_ns = ts
         bid, ask = self._touch(self._wides[i], self._extras[i], self._ups[i])
         if self._kinds[i] == 1:

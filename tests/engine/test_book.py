@@ -250,7 +250,9 @@ def test_spot_data_breaks_the_futures_rule_so_the_rule_parameter_matters(spot_ev
 def test_usdm_a_missing_diff_is_reported_as_a_gap_with_expected_and_got_ids(usdm_events):
     diffs = [ev for ev in usdm_events if isinstance(ev, DepthUpdate)]
     victim = diffs[3000]
-    sync, _tops, _tickers, _crossed, gaps = _rebuild(usdm_events, SyncRule.FUTURES, drop_update_id=victim.last_update_id)
+    sync, _tops, _tickers, _crossed, gaps = _rebuild(
+        usdm_events, SyncRule.FUTURES, drop_update_id=victim.last_update_id
+    )
     assert len(gaps) == 1
     assert (gaps[0].expected, gaps[0].got) == (victim.prev_update_id, victim.last_update_id)
     assert sync.needs_snapshot and sync.book.best_bid() is None  # no snapshot follows in this file

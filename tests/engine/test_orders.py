@@ -6,7 +6,7 @@ import pytest
 
 from apps.engine.events import CancelAll, CancelOrder, Fill, ModifyOrder, OrderAck, OrderReject, PlaceOrder, Side
 from apps.engine.orders import (
-    IllegalTransition,
+    IllegalTransitionError,
     Order,
     OrderStatus,
     OrderTracker,
@@ -20,7 +20,7 @@ S = OrderStatus
 
 
 def _order(**kw) -> Order:
-    base = dict(client_order_id="o1", side=Side.BUY, price=100.0, size=2.0)
+    base = {"client_order_id": "o1", "side": Side.BUY, "price": 100.0, "size": 2.0}
     base.update(kw)
     return Order(**base)
 
@@ -50,7 +50,7 @@ def test_it_walks_the_normal_lifecycle_to_filled() -> None:
 )
 def test_it_raises_on_illegal_transitions(start: OrderStatus, target: OrderStatus) -> None:
     o = _order(status=start)
-    with pytest.raises(IllegalTransition):
+    with pytest.raises(IllegalTransitionError):
         o.transition(target)
 
 
@@ -112,8 +112,15 @@ def test_it_rounds_sizes_down_to_the_lot() -> None:
 # --- tracker ------------------------------------------------------------------------------------
 
 
-def _fill(fid: str, cid: str = "o1", side: Side = Side.BUY, px: float = 100.0, sz: float = 1.0, fee: float = 0.0,
-          remaining: float = 0.0) -> Fill:
+def _fill(
+    fid: str,
+    cid: str = "o1",
+    side: Side = Side.BUY,
+    px: float = 100.0,
+    sz: float = 1.0,
+    fee: float = 0.0,
+    remaining: float = 0.0,
+) -> Fill:
     return Fill(10, 10, cid, fid, side, px, sz, fee, "maker", remaining)
 
 

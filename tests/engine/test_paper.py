@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import csv
+import gzip
+from pathlib import Path
+
 import pytest
 
 from apps.engine.events import (
@@ -34,7 +38,7 @@ def trade(t: int, px: float, sz: float, aggressor: Side) -> Trade:
 
 
 def venue(**kw) -> PaperVenue:
-    cfg = dict(tick_size=0.1, lot_size=0.01, maker_fee=-0.0001, taker_fee=0.0004)
+    cfg = {"tick_size": 0.1, "lot_size": 0.01, "maker_fee": -0.0001, "taker_fee": 0.0004}
     cfg.update(kw)
     return PaperVenue(PaperVenueConfig(**cfg), seed=0)
 
@@ -359,12 +363,12 @@ def test_it_rejects_duplicate_ids_and_cancels_of_unknown_orders_locally() -> Non
 
 def test_config_validate_names_the_bad_parameter() -> None:
     for kw, name in [
-        (dict(tick_size=0.0, lot_size=1.0), "tick_size"),
-        (dict(tick_size=0.1, lot_size=float("nan")), "lot_size"),
-        (dict(tick_size=0.1, lot_size=1.0, queue_model="fifo"), "queue_model"),
-        (dict(tick_size=0.1, lot_size=1.0, entry_latency_ns=-5), "entry_latency_ns"),
-        (dict(tick_size=0.1, lot_size=1.0, taker_fee=float("inf")), "taker_fee"),
-        (dict(tick_size=0.1, lot_size=1.0, venue_clock="wall"), "venue_clock"),
+        ({"tick_size": 0.0, "lot_size": 1.0}, "tick_size"),
+        ({"tick_size": 0.1, "lot_size": float("nan")}, "lot_size"),
+        ({"tick_size": 0.1, "lot_size": 1.0, "queue_model": "fifo"}, "queue_model"),
+        ({"tick_size": 0.1, "lot_size": 1.0, "entry_latency_ns": -5}, "entry_latency_ns"),
+        ({"tick_size": 0.1, "lot_size": 1.0, "taker_fee": float("inf")}, "taker_fee"),
+        ({"tick_size": 0.1, "lot_size": 1.0, "venue_clock": "wall"}, "venue_clock"),
     ]:
         with pytest.raises(ValueError, match=name):
             PaperVenueConfig(**kw).validate()
@@ -432,3 +436,119 @@ def test_risk_averse_fills_no_more_than_probabilistic_on_the_same_tape() -> None
     pr, _ = _scenario(21, "probabilistic")
     vol = lambda ev: sum(f.size for f in fills(ev))  # noqa: E731
     assert vol(ra) <= vol(pr) + 1e-9
+
+
+# --- real recorded data ---------------------------------------------------------------------------
+
+USDM = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "hftbacktest-binance-usdm-btcusdt-20240808"
+
+
+def _real_events(seconds: float) -> list:
+    """The first ``seconds`` of Binance USD-M BTCUSDT trades and bookTicker, merged in local-time order."""
+    derived = USDM / "derived"
+    if not (derived / "trades.csv.gz").exists():
+        pytest.skip(f"recorded data not found under {derived}")
+    events: list[tuple[int, int, object]] = []
+    t0 = None
+    with gzip.open(derived / "trades.csv.gz", "rt") as fh:
+        for r in csv.DictReader(fh):
+            t = int(r["local_ts_ns"])
+            t0 = t if t0 is None else t0
+            if t - t0 > seconds * 1e9:
+                break
+            side = BUY if r["aggressor_side"] == "buy" else SELL
+            events.append((t, 1, Trade(int(r["trade_ts_ms"]) * 10**6, t, float(r["price"]), float(r["qty"]), side)))
+    t_end = events[-1][0]
+    with gzip.open(derived / "bbo.csv.gz", "rt") as fh:
+        for r in csv.DictReader(fh):
+            t = int(r["local_ts_ns"])
+            if t > t_end:
+                break
+            ev = BestBidAsk(
+                int(r["tx_ts_ms"]) * 10**6,
+                t,
+                float(r["bid_px"]),
+                float(r["bid_qty"]),
+                float(r["ask_px"]),
+                float(r["ask_qty"]),
+            )
+            events.append((t, 0, ev))
+    events.sort(key=lambda x: (x[0], x[1]))
+    return [e for _, _, e in events]
+
+
+def _join_the_touch(events: list, queue_model: str) -> tuple[list[Fill], OrderTracker, int]:
+    """Keep one post-only 0.01 BTC order at each best price; cancel it once 2 ticks away. 5 ms latencies."""
+    tick = 0.1
+    v = PaperVenue(
+        PaperVenueConfig(
+            tick, 0.001, entry_latency_ns=5_000_000, response_latency_ns=5_000_000, queue_model=queue_model
+        ),
+        seed=1,
+    )
+    tracker = OrderTracker()
+    got: list[Fill] = []
+    n = 0
+    for ev in events:
+        out = v.on_market(ev)
+        tracker.on_events(out)
+        got += fills(out)
+        if not isinstance(ev, BestBidAsk):
+            continue
+        actions = []
+        for side, best in ((BUY, ev.bid_px), (SELL, ev.ask_px)):
+            live = tracker.open_orders_on(side)
+            if not live:
+                n += 1
+                actions.append(PlaceOrder(f"{side.label}{n}", side, best, 0.01, tif="POST_ONLY"))
+            for o in live:
+                if o.status.value in ("open", "partially_filled") and abs(o.price - best) > 2 * tick + 1e-9:
+                    actions.append(CancelOrder(o.client_order_id))
+        tracker.on_actions(actions)
+        tracker.on_events(v.submit(actions, ev.ts_local_ns))
+    return got, tracker, n
+
+
+@pytest.mark.parametrize("queue_model", ["risk_averse", "probabilistic"])
+def test_on_recorded_binance_data_every_fill_is_explained_by_the_market(queue_model: str) -> None:
+    events = _real_events(60.0)
+    by_ts: dict[int, list] = {}
+    for e in events:
+        by_ts.setdefault(e.ts_local_ns, []).append(e)
+    got, tracker, n_orders = _join_the_touch(events, queue_model)
+    assert n_orders > 50 and len(got) > 20
+    kinds = {"at_price": 0, "through": 0, "cross": 0}
+    for f in got:
+        assert f.liquidity == "maker"  # post-only orders never take
+        trigger = by_ts[f.ts_exch_ns]  # local venue clock: a fill happens at its trigger's local time
+        kind = None
+        for e in trigger:
+            if isinstance(e, Trade) and e.aggressor is not f.side:
+                if e.price == f.price:
+                    kind = "at_price"
+                elif (e.price < f.price) if f.side is BUY else (e.price > f.price):
+                    kind = "through"
+            elif isinstance(e, BestBidAsk) and (e.ask_px <= f.price if f.side is BUY else e.bid_px >= f.price):
+                kind = "cross"
+        assert kind is not None, f"fill {f} has no market event at or through its price"
+        kinds[kind] += 1
+        if kind != "cross":
+            traded = sum(e.size for e in trigger if isinstance(e, Trade))
+            ours = sum(x.size for x in got if x.ts_exch_ns == f.ts_exch_ns)
+            assert ours <= traded + 1e-9
+    assert kinds["at_price"] > 0 and kinds["through"] > 0
+    assert tracker.position == pytest.approx(sum(int(f.side) * f.size for f in got))
+
+
+@pytest.mark.parametrize(("clock", "filled"), [("local", True), ("exchange", False)])
+def test_the_exchange_clock_orders_our_action_after_market_events_that_happened_before_it(
+    clock: str, filled: bool
+) -> None:
+    # feed latency 30 ns: we see at local 130 what happened at the exchange at 100
+    v = venue(venue_clock=clock)
+    v.on_market(BestBidAsk(100, 130, 99.9, 5.0, 100.2, 5.0))
+    v.submit([PlaceOrder("b1", BUY, 100.0, 1.0)], 130)  # reaches the engine at 130
+    # a seller swept through 100.0 at exchange time 120 (seen locally at 150): before our order arrived
+    events = v.on_market(Trade(120, 150, 99.9, 3.0, SELL))
+    events += v.advance(1_000)
+    assert bool(fills(events)) is filled

@@ -207,7 +207,7 @@ def test_it_publishes_a_top_on_every_top_change_and_only_then(default_run: list)
             top = book.best()
 
 
-def test_its_replayed_book_equals_the_simulators_own(default_run: list) -> None:
+def test_its_replayed_book_equals_the_simulators_own() -> None:
     sim = MarketSimulator(DEFAULTS, seed=11)
     events = sim.step_until(DEFAULTS.start_ts_ns + DEFAULTS.latency_ns + 60 * NS)
     book = ReplayedBook(events[0])
@@ -218,6 +218,8 @@ def test_its_replayed_book_equals_the_simulators_own(default_run: list) -> None:
     assert own.last_update_id == book.last_update_id
     assert own.bids == tuple(sorted(book.bids.items(), reverse=True))
     assert own.asks == tuple(sorted(book.asks.items()))
+    # The unobserved true mid always lies inside the published spread.
+    assert own.bids[0][0] <= sim.true_mid < own.asks[0][0]
 
 
 def test_its_prices_and_sizes_sit_on_the_grid(default_run: list) -> None:
@@ -292,7 +294,11 @@ def test_its_realised_sigma_matches_sigma_without_jumps() -> None:
 
 def test_its_realised_variance_adds_the_jump_variance_with_jumps_on() -> None:
     params = dataclasses.replace(
-        DEFAULTS, jump_intensity=0.02, jump_size_std=5e-4, arrival_rate_A=0.5, book_update_interval_s=1.0,
+        DEFAULTS,
+        jump_intensity=0.02,
+        jump_size_std=5e-4,
+        arrival_rate_A=0.5,
+        book_update_interval_s=1.0,
         wide_spread_prob=0.0,
     )
     r = mid_returns(run(params, seed=22, seconds=14_400), step_s=1.0)
@@ -350,7 +356,9 @@ def test_its_trade_sizes_are_heavy_tailed(default_run: list) -> None:
     top = np.sort(sizes)[::-1]
     k = top.size // 20
     hill_alpha = 1.0 / np.mean(np.log(top[:k] / top[k]))
-    assert hill_alpha == pytest.approx(DEFAULTS.trade_size_tail_alpha, abs=4 * DEFAULTS.trade_size_tail_alpha / math.sqrt(k))
+    assert hill_alpha == pytest.approx(
+        DEFAULTS.trade_size_tail_alpha, abs=4 * DEFAULTS.trade_size_tail_alpha / math.sqrt(k)
+    )
     kurtosis = np.mean((sizes - sizes.mean()) ** 4) / sizes.var() ** 2
     assert kurtosis > 20  # a normal has 3; alpha < 4 has none at all
     assert np.median(sizes) < sizes.mean() / 1.5

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import gzip
-import io
 import itertools
 import json
 import statistics
@@ -34,18 +33,44 @@ def trade(t, p="61800.30", q="0.006", m=False, T=1_723_161_256_322):
 
 
 def ticker(b="61800.20", a="61800.30", u=7):
-    return {"stream": "btcusdt@bookTicker",
-            "data": {"e": "bookTicker", "u": u, "b": b, "B": "2.5", "a": a, "A": "1.5", "T": 1_723_161_256_400, "E": 1_723_161_256_401}}
+    return {
+        "stream": "btcusdt@bookTicker",
+        "data": {
+            "e": "bookTicker",
+            "u": u,
+            "b": b,
+            "B": "2.5",
+            "a": a,
+            "A": "1.5",
+            "T": 1_723_161_256_400,
+            "E": 1_723_161_256_401,
+        },
+    }
 
 
 def depth(levels_b=(("61800.20", "2.0"), ("61790.00", "0.000"))):
-    return {"stream": "btcusdt@depth@0ms",
-            "data": {"e": "depthUpdate", "E": 1_723_161_256_500, "T": 1_723_161_256_499, "U": 100, "u": 105, "pu": 99,
-                     "b": [list(x) for x in levels_b], "a": [["61800.30", "1.0"]]}}
+    return {
+        "stream": "btcusdt@depth@0ms",
+        "data": {
+            "e": "depthUpdate",
+            "E": 1_723_161_256_500,
+            "T": 1_723_161_256_499,
+            "U": 100,
+            "u": 105,
+            "pu": 99,
+            "b": [list(x) for x in levels_b],
+            "a": [["61800.30", "1.0"]],
+        },
+    }
 
 
-SNAPSHOT = {"lastUpdateId": 104, "E": 1_723_161_256_501, "T": 1_723_161_256_493,
-            "bids": [["61800.20", "2.9"], ["61800.10", "0.7"]], "asks": [["61800.30", "1.1"]]}
+SNAPSHOT = {
+    "lastUpdateId": 104,
+    "E": 1_723_161_256_501,
+    "T": 1_723_161_256_493,
+    "bids": [["61800.20", "2.9"], ["61800.10", "0.7"]],
+    "asks": [["61800.30", "1.1"]],
+}
 
 # (text, expected quarantine reason or None for a good line)
 FIXTURE = [
@@ -127,8 +152,10 @@ def usdm():
     t0 = time.perf_counter()
     items = list(binance_raw.parse_file(path, stats=stats))
     elapsed = time.perf_counter() - t0
-    print(f"\nbinance-raw USD-M: {len(items)} events in {elapsed:.2f} s = {len(items) / elapsed:,.0f} events/s;"
-          f" offsets ms {stats.summary()['clock_offset_ms_by_type']}")
+    print(
+        f"\nbinance-raw USD-M: {len(items)} events in {elapsed:.2f} s = {len(items) / elapsed:,.0f} events/s;"
+        f" offsets ms {stats.summary()['clock_offset_ms_by_type']}"
+    )
     return items, stats
 
 
@@ -173,7 +200,10 @@ def test_spot_recording_gives_the_manifest_counts_and_has_no_exchange_time_on_bo
     assert stats.events == {"Trade": 19_904, "BestBidAsk": 73_174, "DepthUpdate": 6_495, "DepthSnapshot": 1}
     assert stats.n_quarantined == 0
     trades = [e for e in items if isinstance(e, Trade)]
-    assert (sum(t.aggressor is Side.BUY for t in trades), sum(t.aggressor is Side.SELL for t in trades)) == (9_093, 10_811)
+    assert (sum(t.aggressor is Side.BUY for t in trades), sum(t.aggressor is Side.SELL for t in trades)) == (
+        9_093,
+        10_811,
+    )
     assert all(e.ts_exch_ns == 0 for e in items if isinstance(e, BestBidAsk))
     assert sum(len(e.bids) + len(e.asks) for e in items if isinstance(e, DepthUpdate)) == 298_111
     assert stats.clock_offset_ms("BestBidAsk") is None

@@ -18,7 +18,7 @@ ZIP = DATA / "LOBSTER_SampleFile_AMZN_2012-06-21_1.zip"
 MSG_GZ = DATA / "AMZN_2012-06-21_34200000_57600000_message_1.csv.gz"
 
 # 2012-06-21 is EDT (UTC-4): local midnight = 04:00 UTC
-MIDNIGHT_NS = int(dt.datetime(2012, 6, 21, 4, tzinfo=dt.timezone.utc).timestamp()) * 10**9
+MIDNIGHT_NS = int(dt.datetime(2012, 6, 21, 4, tzinfo=dt.UTC).timestamp()) * 10**9
 
 MESSAGES = [
     "34200.017459617,5,0,1,2238200,-1",  # hidden execution vs resting sell => buyer aggressor
@@ -78,9 +78,7 @@ def _check(items, stats):
 
 def test_pairs_are_parsed_with_every_bad_row_quarantined():
     stats = ParseStats()
-    items = list(
-        lobster.parse_pair(enumerate(MESSAGES, 1), enumerate(BOOK, 1), dt.date(2012, 6, 21), stats=stats)
-    )
+    items = list(lobster.parse_pair(enumerate(MESSAGES, 1), enumerate(BOOK, 1), dt.date(2012, 6, 21), stats=stats))
     _check(items, stats)
 
 
@@ -105,7 +103,9 @@ def test_a_file_name_without_a_date_needs_session_date(tmp_path):
     (tmp_path / "x_book.csv").write_text(BOOK[0] + "\n")
     with pytest.raises(ValueError, match="session_date"):
         lobster.parse_file(tmp_path / "x_message.csv", tmp_path / "x_book.csv")
-    items = list(lobster.parse_file(tmp_path / "x_message.csv", tmp_path / "x_book.csv", session_date=dt.date(2012, 6, 21)))
+    items = list(
+        lobster.parse_file(tmp_path / "x_message.csv", tmp_path / "x_book.csv", session_date=dt.date(2012, 6, 21))
+    )
     assert items[0].ts_exch_ns == MIDNIGHT_NS + 34_200_017_459_617
 
 
@@ -140,5 +140,5 @@ def test_real_amzn_sample_matches_the_manifest(path):
         at_touch += t.price == (before.ask_px if t.aggressor is Side.BUY else before.bid_px)
     assert (visible_buys, visible_sells) == (4_808, 4_166)
     assert at_touch == 8_974
-    first_utc = dt.datetime.fromtimestamp(stats.first_ts_exch_ns / 1e9, dt.timezone.utc)
+    first_utc = dt.datetime.fromtimestamp(stats.first_ts_exch_ns / 1e9, dt.UTC)
     assert (first_utc.hour, first_utc.minute) == (13, 30)  # 09:30 New York (EDT)

@@ -31,7 +31,9 @@ FORMATS: dict[str, Callable[..., Iterator[MarketItem]]] = {
 }
 
 
-def parse_file(fmt: str, path: str | Path, *, stats: ParseStats | None = None, **kwargs: object) -> Iterator[MarketItem]:
+def parse_file(
+    fmt: str, path: str | Path, *, stats: ParseStats | None = None, **kwargs: object
+) -> Iterator[MarketItem]:
     """Parse ``path`` in format ``fmt`` (a key of :data:`FORMATS`); extra keywords go to the format."""
     try:
         fn = FORMATS[fmt]

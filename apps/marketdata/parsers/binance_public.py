@@ -8,7 +8,8 @@ the shape of the first row. Columns (headerless files use this order):
 kind            columns
 ==============  ==============================================================================================
 ``trades``      ``id, price, qty, quote_qty, time, is_buyer_maker[, is_best_match]`` (futures 6, spot 7)
-``aggTrades``   ``agg_trade_id, price, quantity, first_trade_id, last_trade_id, transact_time, is_buyer_maker[, is_best_match]``
+``aggTrades``   ``agg_trade_id, price, quantity, first_trade_id, last_trade_id, transact_time,
+                is_buyer_maker[, is_best_match]``
 ``bookTicker``  ``update_id, best_bid_price, best_bid_qty, best_ask_price, best_ask_qty, transaction_time, event_time``
 ==============  ==============================================================================================
 
@@ -40,7 +41,7 @@ from .common import (
     BAD_SIDE,
     DUPLICATE_TRADE_ID,
     UNPARSABLE,
-    BadRecord,
+    BadRecordError,
     Lines,
     MarketItem,
     MonotonicClock,
@@ -108,7 +109,7 @@ def kind_from_row(cells: list[str]) -> str:
 def _bool(text: str) -> bool:
     v = _BOOL.get(text.strip().lower())
     if v is None:
-        raise BadRecord(BAD_SIDE, f"is_buyer_maker must be true/false, got {text!r}")
+        raise BadRecordError(BAD_SIDE, f"is_buyer_maker must be true/false, got {text!r}")
     return v
 
 
@@ -123,7 +124,7 @@ def _trade(cells: list[str], kind: str, recent: RecentIds, clock: MonotonicClock
     if kind == "aggTrades":
         tid = "a" + tid
     if recent.seen_before(tid):
-        raise BadRecord(DUPLICATE_TRADE_ID, f"trade id {tid} seen before")
+        raise BadRecordError(DUPLICATE_TRADE_ID, f"trade id {tid} seen before")
     clock.advance(ts)
     return Trade(ts, ts, price, size, side, tid)
 
@@ -157,7 +158,7 @@ def _parse(
             try:
                 kind = kind_from_header(cells)
             except ValueError:
-                yield quarantine(line_no, BadRecord(UNPARSABLE, "not a header and no integer id"), text)
+                yield quarantine(line_no, BadRecordError(UNPARSABLE, "not a header and no integer id"), text)
                 continue
             n_cols = (len(cells),)
             if stats is not None:
@@ -171,12 +172,12 @@ def _parse(
                 stats.kind = kind
         try:
             if len(cells) not in n_cols:
-                raise BadRecord(UNPARSABLE, f"expected {' or '.join(map(str, n_cols))} columns, got {len(cells)}")
+                raise BadRecordError(UNPARSABLE, f"expected {' or '.join(map(str, n_cols))} columns, got {len(cells)}")
             if kind == "bookTicker":
                 ev: MarketItem = _book_ticker(cells)
             else:
                 ev = _trade(cells, kind, recent, clock)  # type: ignore[arg-type]
-        except BadRecord as err:
+        except BadRecordError as err:
             yield quarantine(line_no, err, text)
             continue
         yield ev

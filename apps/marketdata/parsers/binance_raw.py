@@ -52,7 +52,7 @@ from .common import (
     DUPLICATE_TRADE_ID,
     UNKNOWN_MESSAGE,
     UNPARSABLE,
-    BadRecord,
+    BadRecordError,
     Lines,
     MarketItem,
     MonotonicClock,
@@ -80,7 +80,7 @@ def _exch_ns(data: dict) -> int:
     if ts is None:
         return 0
     if not isinstance(ts, int) or isinstance(ts, bool):
-        raise BadRecord(UNPARSABLE, f"exchange time is not an integer: {ts!r}")
+        raise BadRecordError(UNPARSABLE, f"exchange time is not an integer: {ts!r}")
     return epoch_to_ns(ts)
 
 
@@ -89,7 +89,7 @@ def _int_field(data: dict, key: str, *, required: bool = True) -> int:
     if v is None and not required:
         return 0
     if not isinstance(v, int) or isinstance(v, bool):
-        raise BadRecord(UNPARSABLE, f"field {key!r} must be an integer, got {v!r}")
+        raise BadRecordError(UNPARSABLE, f"field {key!r} must be an integer, got {v!r}")
     return v
 
 
@@ -98,12 +98,12 @@ def _trade(data: dict, local_ns: int, id_key: str, recent: RecentIds) -> Trade:
     size = check_size(parse_float(data.get("q"), "q"), "q", allow_zero=False)
     m = data.get("m")
     if not isinstance(m, bool):
-        raise BadRecord(BAD_SIDE, f"'m' must be true/false, got {m!r}")
+        raise BadRecordError(BAD_SIDE, f"'m' must be true/false, got {m!r}")
     tid = str(_int_field(data, id_key))
     if id_key == "a":
         tid = "a" + tid
     if recent.seen_before(tid):
-        raise BadRecord(DUPLICATE_TRADE_ID, f"trade id {tid} seen before")
+        raise BadRecordError(DUPLICATE_TRADE_ID, f"trade id {tid} seen before")
     return Trade(
         ts_exch_ns=_exch_ns(data),
         ts_local_ns=local_ns,
@@ -145,7 +145,7 @@ def _diff(data: dict, local_ns: int) -> DepthUpdate:
 def decode_message(msg: object, local_ns: int, recent: RecentIds) -> MarketItem | None:
     """Turn one decoded JSON message into an event; None for a control message to ignore.
 
-    Raises :class:`~.common.BadRecord` for anything to quarantine.
+    Raises :class:`~.common.BadRecordError` for anything to quarantine.
     """
     stream = ""
     data = msg
@@ -153,7 +153,7 @@ def decode_message(msg: object, local_ns: int, recent: RecentIds) -> MarketItem 
         stream = str(msg["stream"])
         data = msg["data"]
     if not isinstance(data, dict):
-        raise BadRecord(UNKNOWN_MESSAGE, f"payload is a {type(data).__name__}, not an object")
+        raise BadRecordError(UNKNOWN_MESSAGE, f"payload is a {type(data).__name__}, not an object")
     kind = data.get("e")
     if kind == "trade":
         return _trade(data, local_ns, "t", recent)
@@ -169,7 +169,7 @@ def decode_message(msg: object, local_ns: int, recent: RecentIds) -> MarketItem 
         return _snapshot(data, local_ns, "bids", "asks", "lastUpdateId")
     if "result" in data and "id" in data:
         return None
-    raise BadRecord(UNKNOWN_MESSAGE, f"stream {stream!r}, event type {kind!r}")
+    raise BadRecordError(UNKNOWN_MESSAGE, f"stream {stream!r}, event type {kind!r}")
 
 
 def _parse(lines: Lines, stats: ParseStats | None, dedupe_window: int) -> Iterator[MarketItem]:
@@ -183,18 +183,18 @@ def _parse(lines: Lines, stats: ParseStats | None, dedupe_window: int) -> Iterat
         try:
             ts_text, sep, body = text.partition(" ")
             if not sep:
-                raise BadRecord(UNPARSABLE, "expected '<local_ts> <json>'")
+                raise BadRecordError(UNPARSABLE, "expected '<local_ts> <json>'")
             try:
                 local_ns = epoch_to_ns(int(ts_text))
             except ValueError:
-                raise BadRecord(UNPARSABLE, f"local timestamp is not an integer: {ts_text[:40]!r}") from None
+                raise BadRecordError(UNPARSABLE, f"local timestamp is not an integer: {ts_text[:40]!r}") from None
             clock.check(local_ns)
             try:
                 msg = json.loads(body)
             except ValueError as exc:
-                raise BadRecord(UNPARSABLE, f"invalid JSON: {exc}") from None
+                raise BadRecordError(UNPARSABLE, f"invalid JSON: {exc}") from None
             ev = decode_message(msg, local_ns, recent)
-        except BadRecord as err:
+        except BadRecordError as err:
             yield quarantine(line_no, err, text)
             continue
         clock.advance(local_ns)
@@ -205,9 +205,7 @@ def _parse(lines: Lines, stats: ParseStats | None, dedupe_window: int) -> Iterat
         yield ev
 
 
-def parse_lines(
-    lines: Lines, *, stats: ParseStats | None = None, dedupe_window: int = 100_000
-) -> Iterator[MarketItem]:
+def parse_lines(lines: Lines, *, stats: ParseStats | None = None, dedupe_window: int = 100_000) -> Iterator[MarketItem]:
     """Parse ``(line_no, text)`` pairs of a binance-raw recording; see the module docstring."""
     if stats is not None:
         stats.fmt = FORMAT

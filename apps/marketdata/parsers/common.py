@@ -73,7 +73,7 @@ class Quarantined:
 RAW_MAX_CHARS = 2000
 
 
-class BadRecord(Exception):
+class BadRecordError(Exception):
     """Raised inside a parser for a record to quarantine; carries the reason code."""
 
     def __init__(self, reason: str, detail: str = "") -> None:
@@ -82,7 +82,7 @@ class BadRecord(Exception):
         self.detail = detail
 
 
-def quarantine(line_no: int, err: BadRecord, raw: str) -> Quarantined:
+def quarantine(line_no: int, err: BadRecordError, raw: str) -> Quarantined:
     return Quarantined(line_no, err.reason, raw[:RAW_MAX_CHARS].rstrip("\r\n"), err.detail)
 
 
@@ -147,26 +147,26 @@ def parse_int(text: str, what: str) -> int:
     try:
         return int(text)
     except (TypeError, ValueError):
-        raise BadRecord(UNPARSABLE, f"{what} is not an integer: {text!r}") from None
+        raise BadRecordError(UNPARSABLE, f"{what} is not an integer: {text!r}") from None
 
 
 def parse_float(text: object, what: str) -> float:
     try:
         return float(text)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise BadRecord(UNPARSABLE, f"{what} is not a number: {text!r}") from None
+        raise BadRecordError(UNPARSABLE, f"{what} is not a number: {text!r}") from None
 
 
 def check_price(px: float, what: str = "price") -> float:
     if not (math.isfinite(px) and px > 0):
-        raise BadRecord(BAD_PRICE, f"{what} must be finite and > 0, got {px!r}")
+        raise BadRecordError(BAD_PRICE, f"{what} must be finite and > 0, got {px!r}")
     return px
 
 
 def check_size(sz: float, what: str = "size", *, allow_zero: bool) -> float:
     if not math.isfinite(sz) or sz < 0 or (sz == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
-        raise BadRecord(BAD_SIZE, f"{what} must be finite and {bound}, got {sz!r}")
+        raise BadRecordError(BAD_SIZE, f"{what} must be finite and {bound}, got {sz!r}")
     return sz
 
 
@@ -192,11 +192,11 @@ _INF = math.inf
 
 def _parse_levels_slow(levels: object, what: str, *, allow_zero: bool) -> tuple[tuple[float, float], ...]:
     if not isinstance(levels, list):
-        raise BadRecord(UNPARSABLE, f"{what} is not a list")
+        raise BadRecordError(UNPARSABLE, f"{what} is not a list")
     out = []
     for lvl in levels:
         if not isinstance(lvl, (list, tuple)) or len(lvl) != 2:
-            raise BadRecord(UNPARSABLE, f"{what} level is not a [price, size] pair: {lvl!r}")
+            raise BadRecordError(UNPARSABLE, f"{what} level is not a [price, size] pair: {lvl!r}")
         px = check_price(parse_float(lvl[0], f"{what} price"), f"{what} price")
         sz = check_size(parse_float(lvl[1], f"{what} size"), f"{what} size", allow_zero=allow_zero)
         out.append((px, sz))
@@ -205,7 +205,7 @@ def _parse_levels_slow(levels: object, what: str, *, allow_zero: bool) -> tuple[
 
 def check_not_crossed(bid_px: float, ask_px: float) -> None:
     if bid_px >= ask_px:
-        raise BadRecord(CROSSED_BOOK, f"bid {bid_px} >= ask {ask_px}")
+        raise BadRecordError(CROSSED_BOOK, f"bid {bid_px} >= ask {ask_px}")
 
 
 def sorted_snapshot_sides(
@@ -253,7 +253,7 @@ class MonotonicClock:
 
     def check(self, ts_ns: int) -> None:
         if self.last is not None and ts_ns < self.last:
-            raise BadRecord(TS_OUT_OF_ORDER, f"{self.what} went back {self.last - ts_ns} ns")
+            raise BadRecordError(TS_OUT_OF_ORDER, f"{self.what} went back {self.last - ts_ns} ns")
 
     def advance(self, ts_ns: int) -> None:
         self.last = ts_ns

@@ -42,7 +42,7 @@ from .common import (
     EMPTY_BOOK,
     UNKNOWN_MESSAGE,
     UNPARSABLE,
-    BadRecord,
+    BadRecordError,
     Lines,
     MarketItem,
     MonotonicClock,
@@ -68,13 +68,13 @@ _IGNORED_CHANNELS = {"subscriptionResponse", "pong"}
 def _time_ns(obj: dict) -> int:
     t = obj.get("time")
     if not isinstance(t, int) or isinstance(t, bool):
-        raise BadRecord(UNPARSABLE, f"'time' must be integer ms, got {t!r}")
+        raise BadRecordError(UNPARSABLE, f"'time' must be integer ms, got {t!r}")
     return epoch_to_ns(t)
 
 
 def _level(lvl: object, what: str) -> tuple[float, float]:
     if not isinstance(lvl, dict):
-        raise BadRecord(UNPARSABLE, f"{what} level is not an object: {lvl!r}")
+        raise BadRecordError(UNPARSABLE, f"{what} level is not an object: {lvl!r}")
     px = check_price(parse_float(lvl.get("px"), f"{what} px"), f"{what} px")
     sz = check_size(parse_float(lvl.get("sz"), f"{what} sz"), f"{what} sz", allow_zero=False)
     return px, sz
@@ -83,7 +83,7 @@ def _level(lvl: object, what: str) -> tuple[float, float]:
 def _l2book(data: dict, local_ns: int) -> DepthSnapshot:
     levels = data.get("levels")
     if not isinstance(levels, list) or len(levels) != 2:
-        raise BadRecord(UNPARSABLE, "'levels' must be [bids, asks]")
+        raise BadRecordError(UNPARSABLE, "'levels' must be [bids, asks]")
     bids = [_level(lv, "bid") for lv in levels[0]]
     asks = [_level(lv, "ask") for lv in levels[1]]
     b, a = sorted_snapshot_sides(bids, asks)
@@ -93,9 +93,9 @@ def _l2book(data: dict, local_ns: int) -> DepthSnapshot:
 def _bbo(data: dict, local_ns: int) -> BestBidAsk:
     pair = data.get("bbo")
     if not isinstance(pair, list) or len(pair) != 2:
-        raise BadRecord(UNPARSABLE, "'bbo' must be [bid, ask]")
+        raise BadRecordError(UNPARSABLE, "'bbo' must be [bid, ask]")
     if pair[0] is None or pair[1] is None:
-        raise BadRecord(EMPTY_BOOK, "bbo has an empty side")
+        raise BadRecordError(EMPTY_BOOK, "bbo has an empty side")
     (bid, bid_sz), (ask, ask_sz) = _level(pair[0], "bid"), _level(pair[1], "ask")
     check_not_crossed(bid, ask)
     return BestBidAsk(_time_ns(data), local_ns, bid, bid_sz, ask, ask_sz)
@@ -103,19 +103,19 @@ def _bbo(data: dict, local_ns: int) -> BestBidAsk:
 
 def _trade(t: object, local_ns: int, recent: RecentIds) -> Trade:
     if not isinstance(t, dict):
-        raise BadRecord(UNPARSABLE, f"trade is not an object: {t!r}")
+        raise BadRecordError(UNPARSABLE, f"trade is not an object: {t!r}")
     side = _SIDES.get(t.get("side"))  # type: ignore[arg-type]
     if side is None:
-        raise BadRecord(BAD_SIDE, f"side {t.get('side')!r} is not B/A")
+        raise BadRecordError(BAD_SIDE, f"side {t.get('side')!r} is not B/A")
     price = check_price(parse_float(t.get("px"), "px"), "px")
     size = check_size(parse_float(t.get("sz"), "sz"), "sz", allow_zero=False)
     ts = _time_ns(t)
     tid = t.get("tid")
     if tid is None:
-        raise BadRecord(UNPARSABLE, "trade has no 'tid'")
+        raise BadRecordError(UNPARSABLE, "trade has no 'tid'")
     key = str(tid)
     if recent.seen_before(key):
-        raise BadRecord(DUPLICATE_TRADE_ID, f"tid {key} seen before")
+        raise BadRecordError(DUPLICATE_TRADE_ID, f"tid {key} seen before")
     return Trade(ts, local_ns, price, size, side, key)
 
 
@@ -128,18 +128,18 @@ def _parse(lines: Lines, stats: ParseStats | None, coin: str | None, dedupe_wind
         try:
             ts_text, sep, body = text.partition(" ")
             if not sep:
-                raise BadRecord(UNPARSABLE, "expected '<local_ts> <json>'")
+                raise BadRecordError(UNPARSABLE, "expected '<local_ts> <json>'")
             try:
                 local_ns = epoch_to_ns(int(ts_text))
             except ValueError:
-                raise BadRecord(UNPARSABLE, f"local timestamp is not an integer: {ts_text[:40]!r}") from None
+                raise BadRecordError(UNPARSABLE, f"local timestamp is not an integer: {ts_text[:40]!r}") from None
             clock.check(local_ns)
             try:
                 msg = json.loads(body)
             except ValueError as exc:
-                raise BadRecord(UNPARSABLE, f"invalid JSON: {exc}") from None
+                raise BadRecordError(UNPARSABLE, f"invalid JSON: {exc}") from None
             if not isinstance(msg, dict):
-                raise BadRecord(UNKNOWN_MESSAGE, "message is not an object")
+                raise BadRecordError(UNKNOWN_MESSAGE, "message is not an object")
             channel, data = msg.get("channel"), msg.get("data")
             if channel in _IGNORED_CHANNELS:
                 items: list[MarketItem] = []
@@ -147,7 +147,7 @@ def _parse(lines: Lines, stats: ParseStats | None, coin: str | None, dedupe_wind
                     stats.ignored[str(channel)] += 1
             elif channel == "trades":
                 if not isinstance(data, list):
-                    raise BadRecord(UNPARSABLE, "trades data is not a list")
+                    raise BadRecordError(UNPARSABLE, "trades data is not a list")
                 items = []
                 for t in data:
                     if coin is not None and isinstance(t, dict) and t.get("coin") != coin:
@@ -156,11 +156,11 @@ def _parse(lines: Lines, stats: ParseStats | None, coin: str | None, dedupe_wind
                         continue
                     try:
                         items.append(_trade(t, local_ns, recent))
-                    except BadRecord as err:
+                    except BadRecordError as err:
                         items.append(quarantine(line_no, err, json.dumps(t)))
             elif channel in ("l2Book", "bbo"):
                 if not isinstance(data, dict):
-                    raise BadRecord(UNPARSABLE, f"{channel} data is not an object")
+                    raise BadRecordError(UNPARSABLE, f"{channel} data is not an object")
                 if coin is not None and data.get("coin") != coin:
                     if stats is not None:
                         stats.ignored["other_coin"] += 1
@@ -168,8 +168,8 @@ def _parse(lines: Lines, stats: ParseStats | None, coin: str | None, dedupe_wind
                 else:
                     items = [_l2book(data, local_ns) if channel == "l2Book" else _bbo(data, local_ns)]
             else:
-                raise BadRecord(UNKNOWN_MESSAGE, f"channel {channel!r}")
-        except BadRecord as err:
+                raise BadRecordError(UNKNOWN_MESSAGE, f"channel {channel!r}")
+        except BadRecordError as err:
             yield quarantine(line_no, err, text)
             continue
         clock.advance(local_ns)

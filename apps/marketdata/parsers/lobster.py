@@ -47,7 +47,7 @@ from .common import (
     MISSING_ROW,
     UNKNOWN_MESSAGE,
     UNPARSABLE,
-    BadRecord,
+    BadRecordError,
     Lines,
     MarketItem,
     MonotonicClock,
@@ -67,7 +67,9 @@ FORMAT = "lobster"
 PRICE_SCALE = 10_000  # LOBSTER prices are USD × 10,000
 DUMMY_PRICE = 9_999_999_999  # fills empty levels (negative on the bid side)
 DEFAULT_TZ = "America/New_York"
-_NAME = re.compile(r"(?P<ticker>[A-Za-z0-9.]+)_(?P<date>\d{4}-\d{2}-\d{2})_\d+_\d+_(?P<kind>message|orderbook)_(?P<level>\d+)")
+_NAME = re.compile(
+    r"(?P<ticker>[A-Za-z0-9.]+)_(?P<date>\d{4}-\d{2}-\d{2})_\d+_\d+_(?P<kind>message|orderbook)_(?P<level>\d+)"
+)
 _TRADE_TYPES = {4: "visible_execution", 5: "hidden_execution"}
 _OTHER_TYPES = {1: "submit", 2: "partial_cancel", 3: "delete", 7: "halt"}
 
@@ -89,14 +91,14 @@ def seconds_text_to_ns(text: str) -> int:
     """``"34200.017459617"`` -> 34,200,017,459,617 ns, exactly (no float rounding)."""
     whole, _, frac = text.strip().partition(".")
     if not whole.isdigit() or (frac and not frac.isdigit()) or len(frac) > 9:
-        raise BadRecord(UNPARSABLE, f"time is not seconds with <= 9 decimals: {text!r}")
+        raise BadRecordError(UNPARSABLE, f"time is not seconds with <= 9 decimals: {text!r}")
     return int(whole) * 1_000_000_000 + int(frac.ljust(9, "0") or "0")
 
 
 def _trade(cells: list[str], ts: int, row_no: int) -> Trade:
     size, price_i, direction = int(cells[3]), int(cells[4]), int(cells[5])  # validated by the caller
     if direction not in (1, -1):
-        raise BadRecord(BAD_SIDE, f"direction must be 1 or -1, got {direction}")
+        raise BadRecordError(BAD_SIDE, f"direction must be 1 or -1, got {direction}")
     price = check_price(price_i / PRICE_SCALE)
     check_size(float(size), allow_zero=False)
     aggressor = Side.SELL if direction == 1 else Side.BUY  # resting buy was hit by a seller
@@ -105,11 +107,11 @@ def _trade(cells: list[str], ts: int, row_no: int) -> Trade:
 
 def _top_of_book(cells: list[str], ts: int, row_no: int) -> BestBidAsk:
     if len(cells) < 4 or len(cells) % 4:
-        raise BadRecord(UNPARSABLE, f"orderbook row needs 4*levels columns, got {len(cells)}")
+        raise BadRecordError(UNPARSABLE, f"orderbook row needs 4*levels columns, got {len(cells)}")
     ask_i, ask_sz = parse_int(cells[0], "ask price"), parse_int(cells[1], "ask size")
     bid_i, bid_sz = parse_int(cells[2], "bid price"), parse_int(cells[3], "bid size")
     if abs(ask_i) >= DUMMY_PRICE or abs(bid_i) >= DUMMY_PRICE or ask_sz == 0 or bid_sz == 0:
-        raise BadRecord(EMPTY_BOOK, "a side of the top of book is empty")
+        raise BadRecordError(EMPTY_BOOK, "a side of the top of book is empty")
     bid = check_price(bid_i / PRICE_SCALE, "bid price")
     ask = check_price(ask_i / PRICE_SCALE, "ask price")
     check_size(float(bid_sz), "bid size", allow_zero=False)
@@ -118,24 +120,24 @@ def _top_of_book(cells: list[str], ts: int, row_no: int) -> BestBidAsk:
     return BestBidAsk(ts, ts, bid, float(bid_sz), ask, float(ask_sz), update_id=row_no)
 
 
-def _parse(
-    messages: Lines, orderbook: Lines, midnight: int, stats: ParseStats | None
-) -> Iterator[MarketItem]:
+def _parse(messages: Lines, orderbook: Lines, midnight: int, stats: ParseStats | None) -> Iterator[MarketItem]:
     clock = MonotonicClock("message time")
     for msg, book in zip_longest(messages, orderbook):
         if msg is None:
             row_no, text = book
-            yield quarantine(row_no, BadRecord(MISSING_ROW, "orderbook row without a message"), "orderbook:" + text)
+            yield quarantine(
+                row_no, BadRecordError(MISSING_ROW, "orderbook row without a message"), "orderbook:" + text
+            )
             continue
         row_no, text = msg
         if not text.strip():
             continue
         try:
             if book is None:
-                raise BadRecord(MISSING_ROW, "message without an orderbook row")
+                raise BadRecordError(MISSING_ROW, "message without an orderbook row")
             cells = text.split(",")
             if len(cells) != 6:
-                raise BadRecord(UNPARSABLE, f"message needs 6 columns, got {len(cells)}")
+                raise BadRecordError(UNPARSABLE, f"message needs 6 columns, got {len(cells)}")
             ts = midnight + seconds_text_to_ns(cells[0])
             clock.check(ts)
             mtype = parse_int(cells[1], "type")
@@ -146,8 +148,8 @@ def _parse(
             elif mtype in _OTHER_TYPES:
                 trade = None
             else:
-                raise BadRecord(UNKNOWN_MESSAGE, f"message type {mtype}")
-        except BadRecord as err:
+                raise BadRecordError(UNKNOWN_MESSAGE, f"message type {mtype}")
+        except BadRecordError as err:
             yield quarantine(row_no, err, text)
             continue
         clock.advance(ts)
@@ -158,7 +160,7 @@ def _parse(
         book_no, book_text = book
         try:
             yield _top_of_book(book_text.split(","), ts, book_no)
-        except BadRecord as err:
+        except BadRecordError as err:
             yield quarantine(book_no, err, "orderbook:" + book_text)
 
 

@@ -49,7 +49,7 @@ from .common import (
     DUPLICATE_TRADE_ID,
     EMPTY_BOOK,
     UNPARSABLE,
-    BadRecord,
+    BadRecordError,
     Lines,
     MarketItem,
     MonotonicClock,
@@ -94,7 +94,7 @@ def _us_to_ns(text: str, what: str) -> int:
     try:
         return int(text) * 1_000
     except ValueError:
-        raise BadRecord(UNPARSABLE, f"{what} is not integer µs: {text!r}") from None
+        raise BadRecordError(UNPARSABLE, f"{what} is not integer µs: {text!r}") from None
 
 
 class _Row:
@@ -113,18 +113,18 @@ class _Row:
 def _trade(row: _Row, ts: int, local: int, recent: RecentIds) -> Trade:
     side = _SIDES.get(row["side"])
     if side is None:
-        raise BadRecord(BAD_SIDE, f"side {row['side']!r} is not buy/sell")
+        raise BadRecordError(BAD_SIDE, f"side {row['side']!r} is not buy/sell")
     price = check_price(parse_float(row["price"], "price"))
     size = check_size(parse_float(row["amount"], "amount"), "amount", allow_zero=False)
     tid = row["id"]
     if tid and recent.seen_before(tid):
-        raise BadRecord(DUPLICATE_TRADE_ID, f"trade id {tid} seen before")
+        raise BadRecordError(DUPLICATE_TRADE_ID, f"trade id {tid} seen before")
     return Trade(ts, local, price, size, side, tid)
 
 
 def _quote(row: _Row, ts: int, local: int) -> BestBidAsk:
     if not row["bid_price"] or not row["ask_price"]:
-        raise BadRecord(EMPTY_BOOK, "bid or ask price is empty")
+        raise BadRecordError(EMPTY_BOOK, "bid or ask price is empty")
     bid = check_price(parse_float(row["bid_price"], "bid_price"), "bid_price")
     ask = check_price(parse_float(row["ask_price"], "ask_price"), "ask_price")
     bid_sz = check_size(parse_float(row["bid_amount"] or "0", "bid_amount"), "bid_amount", allow_zero=True)
@@ -150,7 +150,7 @@ def _snapshot_row(row: _Row, ts: int, local: int, depth: int) -> DepthSnapshot:
 class _L2Group:
     """Rows of one incremental_book_L2 message being collected."""
 
-    __slots__ = ("key", "line_no", "bids", "asks")
+    __slots__ = ("asks", "bids", "key", "line_no")
 
     def __init__(self, key: tuple[int, int, bool], line_no: int) -> None:
         self.key = key
@@ -164,9 +164,10 @@ class _L2Group:
             return DepthUpdate(ts, local, tuple(self.bids), tuple(self.asks))
         try:
             b, a = sorted_snapshot_sides(self.bids, self.asks)
-        except BadRecord as err:
-            return Quarantined(self.line_no, err.reason, f"<snapshot of {len(self.bids) + len(self.asks)} rows>",
-                               err.detail)
+        except BadRecordError as err:
+            return Quarantined(
+                self.line_no, err.reason, f"<snapshot of {len(self.bids) + len(self.asks)} rows>", err.detail
+            )
         return DepthSnapshot(ts, local, b, a)
 
 
@@ -199,7 +200,7 @@ def _parse(lines: Lines, stats: ParseStats | None, dedupe_window: int) -> Iterat
         try:
             cells = text.split(",")
             if len(cells) != n_cols:
-                raise BadRecord(UNPARSABLE, f"expected {n_cols} columns, got {len(cells)}")
+                raise BadRecordError(UNPARSABLE, f"expected {n_cols} columns, got {len(cells)}")
             row = _Row(cells, index)
             ts = _us_to_ns(row["timestamp"], "timestamp")
             local = _us_to_ns(row["local_timestamp"], "local_timestamp")
@@ -215,7 +216,7 @@ def _parse(lines: Lines, stats: ParseStats | None, dedupe_window: int) -> Iterat
                 is_snapshot = row["is_snapshot"] == "true"
                 side = _BOOK_SIDES.get(row["side"])
                 if side is None:
-                    raise BadRecord(BAD_SIDE, f"book side {row['side']!r} is not bid/ask")
+                    raise BadRecordError(BAD_SIDE, f"book side {row['side']!r} is not bid/ask")
                 px = check_price(parse_float(row["price"], "price"))
                 sz = check_size(parse_float(row["amount"], "amount"), "amount", allow_zero=not is_snapshot)
                 key = (ts, local, is_snapshot)
@@ -224,7 +225,7 @@ def _parse(lines: Lines, stats: ParseStats | None, dedupe_window: int) -> Iterat
                         yield group.emit()
                     group = _L2Group(key, line_no)
                 (group.bids if side is Side.BUY else group.asks).append((px, sz))
-        except BadRecord as err:
+        except BadRecordError as err:
             yield quarantine(line_no, err, text)
             continue
         clock.advance(local)
@@ -234,9 +235,7 @@ def _parse(lines: Lines, stats: ParseStats | None, dedupe_window: int) -> Iterat
         yield group.emit()
 
 
-def parse_lines(
-    lines: Lines, *, stats: ParseStats | None = None, dedupe_window: int = 100_000
-) -> Iterator[MarketItem]:
+def parse_lines(lines: Lines, *, stats: ParseStats | None = None, dedupe_window: int = 100_000) -> Iterator[MarketItem]:
     """Parse ``(line_no, text)`` pairs of one Tardis CSV (header first); see the module docstring."""
     if stats is not None:
         stats.fmt = FORMAT
