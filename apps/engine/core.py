@@ -166,9 +166,7 @@ class StrategyCore:
         """Latch: stop quoting and cancel everything. Only a new core (an operator re-arm) quotes again."""
         self.halted = True
         actions: list[Action] = [CancelAll(reason=reason)]
-        for order in self.tracker.open_orders():
-            if order.status is not OrderStatus.PENDING_CANCEL:
-                self.tracker.on_action(CancelOrder(order.client_order_id))
+        self.tracker.on_actions(actions)
         return actions
 
     # --- the decision ---------------------------------------------------------------------------

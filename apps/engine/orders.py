@@ -363,6 +363,19 @@ class OrderTracker:
     def get(self, client_order_id: str) -> Order | None:
         return self._orders.get(client_order_id)
 
+    def forget_live_orders(self) -> list[Order]:
+        """Mark every live order CANCELLED without a venue event and return them.
+
+        Only for when the venue is known to hold nothing of ours (its book was emptied by ``cancel_all_now``,
+        or it died with the process): the orders must not stay "open" in our records forever.
+        """
+        gone = list(self._live.values())
+        for order in gone:
+            order.status = OrderStatus.CANCELLED
+            order.resume_status = None
+        self._live.clear()
+        return gone
+
     def open_orders(self) -> list[Order]:
         """Orders not in a terminal status (including ones whose place or cancel is in flight)."""
         return list(self._live.values())

@@ -242,10 +242,9 @@ class QuotingLoop:
             self.core.tracker.on_event(ev)
             if isinstance(ev, OrderAck):
                 self.recorder.order_event(now, ev.client_order_id, "ack_cancelled", reason=reason)
-        for order in list(self.core.tracker._orders.values()):
-            if order.status.is_live:
-                # the venue no longer holds it (cancel_all_now emptied the book): record the terminal state
-                order.status = OrderStatus.CANCELLED
+            self._record_order(now, ev.client_order_id)
+        for order in self.core.tracker.forget_live_orders():
+            # the venue's book is empty now: whatever is still live on our side was in flight and is gone
             self.recorder.order_state(now, order)
 
     def _halt_self(self, reason: str) -> None:
