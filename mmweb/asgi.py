@@ -5,7 +5,7 @@ import os
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mmweb.settings")
-from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 
 # Static files (vendored htmx, css) are served by the same process: the console is one daphne on 127.0.0.1.
 django_asgi_app = ASGIStaticFilesHandler(get_asgi_application())

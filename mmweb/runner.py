@@ -31,7 +31,11 @@ def _log(msg: str) -> None:
 
 def _manage(*args: str, env: dict[str, str], capture: bool = False) -> str:
     res = subprocess.run(
-        [PY, "manage.py", *args], cwd=BASE_DIR, env=env, check=True, text=True,
+        [PY, "manage.py", *args],
+        cwd=BASE_DIR,
+        env=env,
+        check=True,
+        text=True,
         stdout=subprocess.PIPE if capture else None,
     )
     return res.stdout or ""
@@ -71,12 +75,51 @@ def main() -> int:
     logs.mkdir(exist_ok=True)
     specs = {
         "daphne": [PY, "-m", "daphne", "-b", HOST, "-p", PORT, "mmweb.asgi:application"],
-        "worker-quoting": [PY, "-m", "celery", "-A", "mmweb", "worker", "-Q", "quoting", "-c", "2",
-                           "--prefetch-multiplier=1", "-n", "quoting@%h", "-l", "INFO"],
-        "worker-periodic": [PY, "-m", "celery", "-A", "mmweb", "worker", "-Q", "periodic", "-c", "1",
-                            "-n", "periodic@%h", "-l", "INFO"],
-        "beat": [PY, "-m", "celery", "-A", "mmweb", "beat", "-l", "INFO",
-                 "-s", str(embedded.var_dir() / "celerybeat-schedule")],
+        "worker-quoting": [
+            PY,
+            "-m",
+            "celery",
+            "-A",
+            "mmweb",
+            "worker",
+            "-Q",
+            "quoting",
+            "-c",
+            "2",
+            "--prefetch-multiplier=1",
+            "-n",
+            "quoting@%h",
+            "-l",
+            "INFO",
+        ],
+        "worker-periodic": [
+            PY,
+            "-m",
+            "celery",
+            "-A",
+            "mmweb",
+            "worker",
+            "-Q",
+            "periodic",
+            "-c",
+            "1",
+            "-n",
+            "periodic@%h",
+            "-l",
+            "INFO",
+        ],
+        "beat": [
+            PY,
+            "-m",
+            "celery",
+            "-A",
+            "mmweb",
+            "beat",
+            "-l",
+            "INFO",
+            "-s",
+            str(embedded.var_dir() / "celerybeat-schedule"),
+        ],
     }
     procs: dict[str, subprocess.Popen] = {}
     stopping = False
@@ -90,14 +133,14 @@ def main() -> int:
     try:
         for name, cmd in specs.items():
             out = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - kept open for the child's lifetime
-            procs[name] = subprocess.Popen(cmd, cwd=BASE_DIR, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                           start_new_session=True)
+            procs[name] = subprocess.Popen(
+                cmd, cwd=BASE_DIR, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
         url = f"http://{HOST}:{PORT}/"
         if not _wait_http(url + "login/", 60):
             _log(f"daphne did not answer on {url}; see {logs / 'daphne.log'}")
             return 1
-        session_id = _manage("start_paper_session", "--name", "paper-sim", "--seed", "1", env=env,
-                             capture=True).strip()
+        session_id = _manage("start_paper_session", "--name", "paper-sim", "--seed", "1", env=env, capture=True).strip()
         _log(f"paper session #{session_id} started on the market simulator")
         _log(f"dashboard: {url}sessions/{session_id}/")
         _log(login)

@@ -105,14 +105,36 @@ def _stop(procs: dict[str, subprocess.Popen]) -> None:
             p.wait()
 
 
-def start_worker(env: dict[str, str], logs: Path, name: str = "worker", queues: str = "quoting,periodic",
-                 concurrency: int = 3) -> subprocess.Popen:
+def start_worker(
+    env: dict[str, str], logs: Path, name: str = "worker", queues: str = "quoting,periodic", concurrency: int = 3
+) -> subprocess.Popen:
     log = logs / f"{name}.log"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "mmweb", "worker", "-Q", queues, "-c", str(concurrency),
-         "--prefetch-multiplier=1", "-n", f"{name}-{os.getpid()}@%h", "-l", "INFO", "--without-gossip",
-         "--without-mingle", "--without-heartbeat"],
-        cwd=BASE_DIR, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "mmweb",
+            "worker",
+            "-Q",
+            queues,
+            "-c",
+            str(concurrency),
+            "--prefetch-multiplier=1",
+            "-n",
+            f"{name}-{os.getpid()}@%h",
+            "-l",
+            "INFO",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ],
+        cwd=BASE_DIR,
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     _wait_worker_ready(log, proc)
     return proc
@@ -137,7 +159,10 @@ def live_stack(transactional_db, tmp_path: Path, purge_queues) -> Iterator[Stack
         procs["worker"] = start_worker(env, logs)
         procs["daphne"] = subprocess.Popen(
             [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "mmweb.asgi:application"],
-            cwd=BASE_DIR, env=env, stdout=(logs / "daphne.log").open("wb"), stderr=subprocess.STDOUT,
+            cwd=BASE_DIR,
+            env=env,
+            stdout=(logs / "daphne.log").open("wb"),
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         _wait_port(port, procs["daphne"])

@@ -16,8 +16,15 @@ from apps.control.services import Actor, create_paper_session
 from apps.trading.models import Order, TradingSession
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--disable-quic", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--no-first-run",
+]
 
 pytestmark = [pytest.mark.browser, pytest.mark.stack]
 
@@ -54,7 +61,9 @@ def _text(page, sel: str) -> str:
 def test_operator_logs_in_watches_the_live_session_and_halts_it(live_stack, operator, browser_page):
     page = browser_page
     session = create_paper_session(
-        Actor(label="test"), name="browser", seed=11,
+        Actor(label="test"),
+        name="browser",
+        seed=11,
         params={"strategy": {"sigma_bucket_s": 0.25, "sigma_min_buckets": 8, "kappa_min_volume": 0.05}},
     )
     page.goto(f"{live_stack.url}/sessions/{session.pk}/")
@@ -68,9 +77,7 @@ def test_operator_logs_in_watches_the_live_session_and_halts_it(live_stack, oper
     page.wait_for_function("document.querySelector('#v-kappa').innerText.trim() !== '—'", timeout=60_000)
     page.wait_for_function("document.querySelector('#v-bid').innerText.trim() !== '—'", timeout=60_000)
     kappa_0, bid_0, ask_0 = _text(page, "#v-kappa"), _text(page, "#v-bid"), _text(page, "#v-ask")
-    page.wait_for_function(
-        f"document.querySelector('#v-kappa').innerText.trim() !== {kappa_0!r}", timeout=60_000
-    )
+    page.wait_for_function(f"document.querySelector('#v-kappa').innerText.trim() !== {kappa_0!r}", timeout=60_000)
     page.wait_for_function(
         f"document.querySelector('#v-bid').innerText.trim() !== {bid_0!r} || "
         f"document.querySelector('#v-ask').innerText.trim() !== {ask_0!r}",
@@ -94,12 +101,11 @@ def test_operator_logs_in_watches_the_live_session_and_halts_it(live_stack, oper
     page.fill("#halt-reason", "browser test")
     page.click("#halt-confirm")
     page.wait_for_selector("text=HALTED")
-    page.wait_for_function("document.querySelector('#session-status').innerText.trim() === 'halted'",
-                           timeout=15_000)
+    page.wait_for_function("document.querySelector('#session-status').innerText.trim() === 'halted'", timeout=15_000)
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and Order.objects.filter(
-        session=session, status__in=Order.OPEN_STATUSES
-    ).exists():
+    while (
+        time.monotonic() < deadline and Order.objects.filter(session=session, status__in=Order.OPEN_STATUSES).exists()
+    ):
         time.sleep(0.1)
     assert not Order.objects.filter(session=session, status__in=Order.OPEN_STATUSES).exists()
     if os.environ.get("MM_SCREENSHOT_LIVE"):

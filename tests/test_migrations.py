@@ -11,8 +11,15 @@ def test_every_migration_is_applied_on_postgresql():
     executor = MigrationExecutor(connection)
     assert executor.migration_plan(executor.loader.graph.leaf_nodes()) == []
     tables = set(connection.introspection.table_names())
-    for t in ("marketdata_tradetick", "marketdata_quotetick", "trading_tradingsession", "trading_order",
-              "trading_fillrecord", "trading_quotedecisionrecord", "control_auditevent"):
+    for t in (
+        "marketdata_tradetick",
+        "marketdata_quotetick",
+        "trading_tradingsession",
+        "trading_order",
+        "trading_fillrecord",
+        "trading_quotedecisionrecord",
+        "control_auditevent",
+    ):
         assert t in tables
 
 

@@ -15,7 +15,12 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 def test_database_urls_parse_for_tcp_and_unix_sockets():
     tcp = parse_database_url("postgresql://mm:s%40cret@db.local:5433/trading?sslmode=require")
     assert (tcp["HOST"], tcp["PORT"], tcp["NAME"], tcp["USER"], tcp["PASSWORD"]) == (
-        "db.local", "5433", "trading", "mm", "s@cret")
+        "db.local",
+        "5433",
+        "trading",
+        "mm",
+        "s@cret",
+    )
     assert tcp["OPTIONS"] == {"sslmode": "require"}
     sock = parse_database_url("postgresql://postgres@/mm?host=/work/var/pgdata")
     assert sock["HOST"] == "/work/var/pgdata" and sock["NAME"] == "mm"
@@ -70,8 +75,14 @@ def test_booleans_and_integers_from_the_environment(monkeypatch):
 )
 def test_starting_with_a_bad_setting_fails_with_a_clear_message(var, value, fragment):
     env = {**os.environ, var: value, "DJANGO_SETTINGS_MODULE": "mmweb.settings"}
-    res = subprocess.run([sys.executable, "-c", "import django; django.setup()"], cwd=BASE_DIR, env=env,
-                         capture_output=True, text=True, timeout=60)
+    res = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        cwd=BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert res.returncode != 0
     assert fragment in res.stderr
 

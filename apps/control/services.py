@@ -114,8 +114,10 @@ def stop_session(actor: Actor, session_id: int, reason: str = "operator stop") -
 
 
 def _lease_is_live(session: TradingSession) -> bool:
-    return bool(session.lease_owner) and session.lease_expires_at is not None and (
-        session.lease_expires_at > timezone.now()
+    return (
+        bool(session.lease_owner)
+        and session.lease_expires_at is not None
+        and (session.lease_expires_at > timezone.now())
     )
 
 

@@ -81,7 +81,9 @@ class StrategyParams:
         if self.requote_ticks < 0 or int(self.requote_ticks) != self.requote_ticks:
             raise ValueError(f"StrategyParams.requote_ticks must be a non-negative integer, got {self.requote_ticks!r}")
         if self.sigma_min_buckets < 2 or int(self.sigma_min_buckets) != self.sigma_min_buckets:
-            raise ValueError(f"StrategyParams.sigma_min_buckets must be an integer >= 2, got {self.sigma_min_buckets!r}")
+            raise ValueError(
+                f"StrategyParams.sigma_min_buckets must be an integer >= 2, got {self.sigma_min_buckets!r}"
+            )
         if self.kappa_min_volume < 0:
             raise ValueError(f"StrategyParams.kappa_min_volume must be >= 0, got {self.kappa_min_volume!r}")
         return self
@@ -255,11 +257,10 @@ class StrategyCore:
             if any(o.status is OrderStatus.PENDING_NEW for o in working):
                 continue  # wait for the venue's answer before touching this side again
             keep = None
+            # keep one working order while the target is within requote_ticks of it (prices sit on the grid)
+            tolerance = max(self.params.requote_ticks, 1) * self.tick_size - 1e-9
             for order in working:
-                moved = target is None or abs(order.price - target) >= self.params.requote_ticks * self.tick_size - 1e-12
-                if keep is None and not moved and self.params.requote_ticks > 0:
-                    keep = order
-                elif keep is None and target is not None and abs(order.price - target) < 1e-12:
+                if keep is None and target is not None and abs(order.price - target) < tolerance:
                     keep = order
                 else:
                     actions.append(CancelOrder(order.client_order_id))

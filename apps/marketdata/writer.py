@@ -176,9 +176,7 @@ class BatchedWriter:
     def _encode(spec: TableSpec, row: tuple[Any, ...]) -> tuple[Any, ...]:
         if not spec.json_columns:
             return row
-        return tuple(
-            json.dumps(v) if c in spec.json_columns else v for c, v in zip(spec.columns, row, strict=True)
-        )
+        return tuple(json.dumps(v) if c in spec.json_columns else v for c, v in zip(spec.columns, row, strict=True))
 
     def _copy(self, cur: Any, spec: TableSpec, rows: list[tuple[Any, ...]]) -> None:
         cols = ", ".join(spec.columns)
@@ -192,8 +190,9 @@ class BatchedWriter:
         cols = ", ".join(spec.columns)
         placeholders = ", ".join(["%s"] * len(spec.columns))
         updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in spec.columns if c not in self.upsert_conflict)
+        # identifiers come from model metadata, values are bound parameters
         sql = (
-            f"INSERT INTO {spec.table} ({cols}) VALUES ({placeholders}) "
+            f"INSERT INTO {spec.table} ({cols}) VALUES ({placeholders}) "  # noqa: S608
             f"ON CONFLICT ({', '.join(self.upsert_conflict)}) DO UPDATE SET {updates}"
         )
         cur.executemany(sql, [self._encode(spec, r) for r in rows])
@@ -232,7 +231,7 @@ class BatchedWriter:
 
     def _replay_spill(self) -> None:
         for path in self._spill_files():
-            payload = pickle.loads(path.read_bytes())
+            payload = pickle.loads(path.read_bytes())  # noqa: S301 - our own spill files under var/
             with connection.connection.transaction():
                 cur = connection.connection.cursor()
                 for table, rows in payload["tables"].items():

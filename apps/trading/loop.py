@@ -30,7 +30,6 @@ from apps.engine.events import (
     PlaceOrder,
     Trade,
 )
-from apps.engine.orders import OrderStatus
 from apps.engine.paper import PaperVenue
 from apps.engine.simulator import MarketSimulator
 from apps.marketdata.writer import BatchedWriter
@@ -93,8 +92,12 @@ class QuotingLoop:
         if not lease.acquire(self.session_id, self.owner, self.lease_ttl_s):
             self.stats.outcome = "lease_held_elsewhere"
             if TradingSession.objects.filter(pk=self.session_id).exists():
-                AuditEvent.objects.create(actor_label=self.owner, action="loop.lease_held", session_id=self.session_id,
-                                          reason="another loop holds this session's lease; not starting")
+                AuditEvent.objects.create(
+                    actor_label=self.owner,
+                    action="loop.lease_held",
+                    session_id=self.session_id,
+                    reason="another loop holds this session's lease; not starting",
+                )
             return False
         AuditEvent.objects.create(actor_label=self.owner, action="loop.start", session_id=self.session_id)
         session = TradingSession.objects.get(pk=self.session_id)
@@ -195,11 +198,19 @@ class QuotingLoop:
                     continue
                 self._seen_fill_ids.add(ev.fill_id)
                 self.recorder.fill(ev)
-                self.recorder.order_event(ev.ts_local_ns, ev.client_order_id, "fill", fill_id=ev.fill_id,
-                                          price=ev.price, size=ev.size, fee=ev.fee)
+                self.recorder.order_event(
+                    ev.ts_local_ns,
+                    ev.client_order_id,
+                    "fill",
+                    fill_id=ev.fill_id,
+                    price=ev.price,
+                    size=ev.size,
+                    fee=ev.fee,
+                )
             elif isinstance(ev, OrderAck):
-                self.recorder.order_event(ev.ts_local_ns, ev.client_order_id, f"ack_{ev.status}",
-                                          price=ev.price, size=ev.size)
+                self.recorder.order_event(
+                    ev.ts_local_ns, ev.client_order_id, f"ack_{ev.status}", price=ev.price, size=ev.size
+                )
             elif isinstance(ev, OrderReject):
                 self.recorder.order_event(ev.ts_local_ns, ev.client_order_id, "reject", reason=ev.reason)
             actions = self.core.on_event(ev)
@@ -215,8 +226,9 @@ class QuotingLoop:
         self.stats.actions += len(actions)
         for a in actions:
             if isinstance(a, PlaceOrder):
-                self.recorder.order_event(ts_ns, a.client_order_id, "place", side=int(a.side), price=a.price,
-                                          size=a.size, tif=a.tif)
+                self.recorder.order_event(
+                    ts_ns, a.client_order_id, "place", side=int(a.side), price=a.price, size=a.size, tif=a.tif
+                )
                 self._record_order(ts_ns, a.client_order_id)
             elif isinstance(a, (CancelOrder, ModifyOrder)):
                 self.recorder.order_event(ts_ns, a.client_order_id, type(a).__name__.lower())

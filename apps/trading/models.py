@@ -90,9 +90,7 @@ class Order(models.Model):
     updated_ts = models.DateTimeField()
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["session", "client_order_id"], name="order_session_clid_uniq")
-        ]
+        constraints = [models.UniqueConstraint(fields=["session", "client_order_id"], name="order_session_clid_uniq")]
         indexes = [models.Index(fields=["session", "status"], name="order_session_status")]
 
 

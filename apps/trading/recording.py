@@ -64,15 +64,31 @@ class Recorder:
     def trade(self, t: Trade) -> None:
         self.writer.add(
             TRADES,
-            (self.instrument_id, ns_to_dt(t.ts_exch_ns), t.ts_exch_ns, t.ts_local_ns, t.price, t.size,
-             int(t.aggressor), t.trade_id),
+            (
+                self.instrument_id,
+                ns_to_dt(t.ts_exch_ns),
+                t.ts_exch_ns,
+                t.ts_local_ns,
+                t.price,
+                t.size,
+                int(t.aggressor),
+                t.trade_id,
+            ),
         )
 
     def quote(self, q: BestBidAsk) -> None:
         self.writer.add(
             QUOTES,
-            (self.instrument_id, ns_to_dt(q.ts_exch_ns), q.ts_exch_ns, q.ts_local_ns, q.bid_px, q.bid_size,
-             q.ask_px, q.ask_size),
+            (
+                self.instrument_id,
+                ns_to_dt(q.ts_exch_ns),
+                q.ts_exch_ns,
+                q.ts_local_ns,
+                q.bid_px,
+                q.bid_size,
+                q.ask_px,
+                q.ask_size,
+            ),
         )
 
     def decision(self, d: QuoteDecision) -> None:
@@ -80,8 +96,18 @@ class Recorder:
         inputs = {k: (v if v == v and v not in (float("inf"), float("-inf")) else None) for k, v in d.inputs.items()}
         self.writer.add(
             DECISIONS,
-            (self.session_id, ns_to_dt(d.ts_ns), d.ts_ns, mid, d.bid_px, d.ask_px, d.bid_size, d.ask_size, inputs,
-             list(d.reasons)),
+            (
+                self.session_id,
+                ns_to_dt(d.ts_ns),
+                d.ts_ns,
+                mid,
+                d.bid_px,
+                d.ask_px,
+                d.bid_size,
+                d.ask_size,
+                inputs,
+                list(d.reasons),
+            ),
         )
 
     def order_event(self, ts_ns: int, client_order_id: str, kind: str, **detail: object) -> None:
@@ -90,13 +116,32 @@ class Recorder:
     def order_state(self, ts_ns: int, order: EngineOrder) -> None:
         created = self._created.setdefault(order.client_order_id, ts_ns)
         self.writer.upsert(
-            (self.session_id, order.client_order_id, int(order.side), order.price, order.size, order.filled,
-             order.status.value, ns_to_dt(created), ns_to_dt(ts_ns)),
+            (
+                self.session_id,
+                order.client_order_id,
+                int(order.side),
+                order.price,
+                order.size,
+                order.filled,
+                order.status.value,
+                ns_to_dt(created),
+                ns_to_dt(ts_ns),
+            ),
         )
 
     def fill(self, f: Fill) -> None:
         self.writer.add(
             FILLS,
-            (self.session_id, ns_to_dt(f.ts_local_ns), f.ts_local_ns, f.client_order_id, f.fill_id, int(f.side),
-             f.price, f.size, f.fee, f.liquidity),
+            (
+                self.session_id,
+                ns_to_dt(f.ts_local_ns),
+                f.ts_local_ns,
+                f.client_order_id,
+                f.fill_id,
+                int(f.side),
+                f.price,
+                f.size,
+                f.fee,
+                f.liquidity,
+            ),
         )

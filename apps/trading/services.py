@@ -27,8 +27,11 @@ def sweep_dead_sessions() -> list[int]:
             session.lease_owner = ""
             session.save(update_fields=["status", "status_reason", "lease_owner"])
             AuditEvent.objects.create(
-                actor_label="dead-mans-switch", action="session.dead", session=session,
-                reason=session.status_reason, detail={"orders_cancelled": n},
+                actor_label="dead-mans-switch",
+                action="session.dead",
+                session=session,
+                reason=session.status_reason,
+                detail={"orders_cancelled": n},
             )
         swept.append(session_id)
     return swept

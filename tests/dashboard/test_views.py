@@ -42,8 +42,16 @@ def test_halting_latches_the_session_cancels_orders_and_audits_who_and_why(clien
     from django.utils import timezone
 
     now = timezone.now()
-    Order.objects.create(session=session, client_order_id="x-1", side=1, price=1.0, size=1.0, status="open",
-                         created_ts=now, updated_ts=now)
+    Order.objects.create(
+        session=session,
+        client_order_id="x-1",
+        side=1,
+        price=1.0,
+        size=1.0,
+        status="open",
+        created_ts=now,
+        updated_ts=now,
+    )
     client.force_login(operator)
     resp = client.post(reverse("dashboard:halt", args=[session.pk]), {"reason": "fat finger"})
     assert resp.status_code == 200 and "HALTED" in resp.content.decode()

@@ -60,8 +60,10 @@ def test_it_quotes_both_sides_around_the_reservation_price_from_measured_kappa()
 
 
 def test_a_long_inventory_moves_both_quotes_down():
-    core, _, decisions = run(60, StrategyParams(sigma_bucket_s=0.25, sigma_min_buckets=8, kappa_min_volume=0.05,
-                                                gamma=5000, max_inventory=0.2))
+    _core, _, decisions = run(
+        60,
+        StrategyParams(sigma_bucket_s=0.25, sigma_min_buckets=8, kappa_min_volume=0.05, gamma=5000, max_inventory=0.2),
+    )
     longs = [d for d in decisions if d.bid_px and d.inputs["q"] > 0]
     shorts = [d for d in decisions if d.ask_px and d.inputs["q"] < 0]
     assert longs or shorts
@@ -72,8 +74,12 @@ def test_a_long_inventory_moves_both_quotes_down():
 
 
 def test_it_stops_bidding_at_the_inventory_limit_and_says_so():
-    core, _, decisions = run(90, StrategyParams(sigma_bucket_s=0.25, sigma_min_buckets=8, kappa_min_volume=0.05,
-                                                max_inventory=0.005, order_size=0.005))
+    core, _, decisions = run(
+        90,
+        StrategyParams(
+            sigma_bucket_s=0.25, sigma_min_buckets=8, kappa_min_volume=0.05, max_inventory=0.005, order_size=0.005
+        ),
+    )
     capped = [d for d in decisions if any("max_inventory" in r for r in d.reasons)]
     assert capped, "inventory never reached the limit"
     for d in capped:
@@ -97,8 +103,15 @@ def test_halt_cancels_everything_and_no_order_follows():
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("gamma", 0.0), ("gamma", -1.0), ("gamma", float("nan")), ("order_size", 0.0), ("horizon_s", -5.0),
-     ("sigma_min_buckets", 1), ("requote_ticks", -1)],
+    [
+        ("gamma", 0.0),
+        ("gamma", -1.0),
+        ("gamma", float("nan")),
+        ("order_size", 0.0),
+        ("horizon_s", -5.0),
+        ("sigma_min_buckets", 1),
+        ("requote_ticks", -1),
+    ],
 )
 def test_nonsense_parameters_are_rejected_by_name(field, value):
     with pytest.raises(ValueError, match=f"StrategyParams.{field}"):
@@ -111,12 +124,12 @@ def test_unknown_parameters_are_rejected():
 
 
 def test_every_order_is_post_only_and_never_crosses_the_touch():
-    core, venue, decisions = run(30)
+    core, _venue, decisions = run(30)
     for d in decisions:
         if d.bid_px is not None:
             assert d.bid_px < d.inputs["best_ask"]
         if d.ask_px is not None:
             assert d.ask_px > d.inputs["best_bid"]
-    placed = [a for a in core.tracker._orders.values()]
+    placed = list(core.tracker._orders.values())
     assert placed and all(o.tif.value == "POST_ONLY" for o in placed)
     assert isinstance(PlaceOrder("x", Side.BUY, 1.0, 1.0).tif, str)

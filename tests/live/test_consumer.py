@@ -35,8 +35,18 @@ def test_an_anonymous_websocket_is_refused():
 @pytest.mark.django_db(transaction=True)
 def test_a_logged_in_browser_receives_the_sessions_live_updates(operator):
     cookie = _cookie_for(operator)
-    state = {"mid": 60000.05, "bid_px": 59998.1, "ask_px": 60002.0, "spread_bps": 0.65, "kappa": 4321.0,
-             "kappa_state": "ok", "sigma_bps": 1.01, "inventory": 0.01, "pnl": 1.5, "fills": 3}
+    state = {
+        "mid": 60000.05,
+        "bid_px": 59998.1,
+        "ask_px": 60002.0,
+        "spread_bps": 0.65,
+        "kappa": 4321.0,
+        "kappa_state": "ok",
+        "sigma_bps": 1.01,
+        "inventory": 0.01,
+        "pnl": 1.5,
+        "fills": 3,
+    }
 
     async def go():
         comm = WebsocketCommunicator(application, "/ws/sessions/42/", headers=[ORIGIN, (b"cookie", cookie)])

@@ -89,9 +89,8 @@ def test_the_kill_switch_cancels_every_open_order_and_ends_the_loop():
 @pytest.mark.stack
 @pytest.mark.django_db(transaction=True)
 def test_a_redelivered_task_does_not_start_a_second_loop_on_a_real_worker(tmp_path, purge_queues):
-    from tests.conftest import _stop, stack_env, start_worker
-
     from apps.trading.tasks import run_quoting_session
+    from tests.conftest import _stop, stack_env, start_worker
 
     session = _session()
     logs = tmp_path / "logs"
@@ -113,9 +112,10 @@ def test_a_redelivered_task_does_not_start_a_second_loop_on_a_real_worker(tmp_pa
         assert FillRecord.objects.filter(session=session).exists()
         halt_session(Actor(label="test"), session.pk, "end of test")
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and Order.objects.filter(
-            session=session, status__in=Order.OPEN_STATUSES
-        ).exists():
+        while (
+            time.monotonic() < deadline
+            and Order.objects.filter(session=session, status__in=Order.OPEN_STATUSES).exists()
+        ):
             time.sleep(0.1)
         assert not Order.objects.filter(session=session, status__in=Order.OPEN_STATUSES).exists()
     finally:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 
-class EstimatorState(str, Enum):
+class EstimatorState(StrEnum):
     WARMING = "warming"  # not enough data yet for a usable value
     OK = "ok"
     STALE = "stale"  # no input for longer than the estimator's staleness bound

@@ -23,7 +23,10 @@ class Command(BaseCommand):
             raise CommandError(f"--params is not valid JSON: {exc}") from exc
         try:
             session = create_paper_session(
-                Actor(label="manage.py start_paper_session"), name=opts["name"], params=params, seed=opts["seed"],
+                Actor(label="manage.py start_paper_session"),
+                name=opts["name"],
+                params=params,
+                seed=opts["seed"],
                 start=not opts["no_start"],
             )
         except ValueError as exc:
