@@ -20,3 +20,26 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.ts:%Y-%m-%d %H:%M:%S} {self.actor_label} {self.action}"
+
+
+class GlobalKillSwitch(models.Model):
+    """One row: the platform-wide switch. HALTED stops every session's order flow until an operator re-arms."""
+
+    class State(models.TextChoices):
+        ARMED = "armed"  # normal operation
+        REDUCING = "reducing"
+        HALTED = "halted"
+
+    singleton = models.BooleanField(default=True, unique=True, editable=False)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.ARMED)
+    reason = models.TextField(blank=True)
+    changed_at = models.DateTimeField(auto_now=True)
+    changed_by = models.CharField(max_length=100, blank=True)
+
+    def __str__(self) -> str:
+        return f"global kill switch: {self.state}"
+
+    @classmethod
+    def current(cls) -> GlobalKillSwitch:
+        obj, _ = cls.objects.get_or_create(singleton=True)
+        return obj

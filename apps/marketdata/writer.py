@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from django.db import close_old_connections, connection
+from django.db import connection
 
 logger = logging.getLogger(__name__)
 
@@ -143,7 +143,10 @@ class BatchedWriter:
         if not batches and not upserts and not self._spill_files():
             return True
         try:
-            close_old_connections()
+            # keep one connection for the writer's life (CONN_MAX_AGE=0 would otherwise reconnect on every
+            # flush); drop it only when it is broken, e.g. after a database restart
+            if connection.connection is not None and not connection.is_usable():
+                connection.close()
             connection.ensure_connection()
             self._replay_spill()
             with connection.connection.transaction():

@@ -16,6 +16,8 @@ class TradingSession(models.Model):
     class Status(models.TextChoices):
         CREATED = "created"
         RUNNING = "running"
+        PAUSED = "paused"  # quotes cancelled, position kept; resume continues quoting
+        REDUCING = "reducing"  # only orders that reduce |inventory| may be sent
         HALTED = "halted"  # kill switch latched: no order may be sent until an operator re-arms
         STOPPED = "stopped"
         FAILED = "failed"
@@ -45,7 +47,7 @@ class TradingSession(models.Model):
 
     @property
     def is_active(self) -> bool:
-        return self.status in (self.Status.CREATED, self.Status.RUNNING)
+        return self.status in (self.Status.CREATED, self.Status.RUNNING, self.Status.PAUSED, self.Status.REDUCING)
 
 
 class QuoteDecisionRecord(models.Model):
@@ -120,3 +122,38 @@ class FillRecord(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["session", "fill_id"], name="fill_session_fillid_uniq")]
+
+
+class EstimatorSnapshotRecord(models.Model):
+    """Periodic snapshots of each estimator (value, uncertainty, state) for review and replay."""
+
+    session = models.ForeignKey(TradingSession, on_delete=models.CASCADE, related_name="estimator_snapshots")
+    ts = models.DateTimeField()
+    ts_ns = models.BigIntegerField()
+    name = models.CharField(max_length=40)
+    value = models.FloatField(null=True)
+    std = models.FloatField(null=True)
+    state = models.CharField(max_length=10)
+    ci_low = models.FloatField(null=True)
+    ci_high = models.FloatField(null=True)
+    detail = models.JSONField(default=dict)
+
+    class Meta:
+        indexes = [models.Index(fields=["session", "name", "ts"], name="estsnap_session_name_ts")]
+
+
+class RiskEventRecord(models.Model):
+    """A risk rule tripped (or a guardrail bound): which rule, the values that tripped it, what was done."""
+
+    session = models.ForeignKey(
+        TradingSession, null=True, blank=True, on_delete=models.CASCADE, related_name="risk_events"
+    )
+    ts = models.DateTimeField()
+    ts_ns = models.BigIntegerField()
+    rule = models.CharField(max_length=60)
+    action = models.CharField(max_length=20, help_text="halt, reduce, pull_quotes, warn")
+    values = models.JSONField(default=dict)
+    message = models.TextField(blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["session", "ts"], name="riskevent_session_ts")]
