@@ -52,7 +52,11 @@ def main(argv: list[str]) -> int:
     ]
     widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
     for i, row in enumerate(table):
-        print(" | ".join(str(c).ljust(w) if j != 2 else str(c).rjust(w) for j, (c, w) in enumerate(zip(row, widths))))
+        print(
+            " | ".join(
+                str(c).ljust(w) if j != 2 else str(c).rjust(w) for j, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
         if i == 0:
             print("-+-".join("-" * w for w in widths))
     return 1 if failed else 0
