@@ -137,15 +137,19 @@ CELERY_TASK_ROUTES = {
 }
 CELERY_TASK_DEFAULT_QUEUE = "periodic"
 CELERY_BEAT_SCHEDULE = {
-    "dead-mans-switch": {"task": "apps.trading.tasks.sweep_dead_sessions", "schedule": 5.0},
+    "dead-mans-switch": {"task": "apps.trading.tasks.sweep_dead_sessions", "schedule": 1.0},
 }
 CELERY_TIMEZONE = "UTC"
 
 # Quoting loop timing (seconds unless named otherwise).
 MM_LOOP_INTERVAL_MS = env_int("MM_LOOP_INTERVAL_MS", 100, minimum=10, maximum=5000)
 MM_PUBLISH_INTERVAL_MS = env_int("MM_PUBLISH_INTERVAL_MS", 250, minimum=50, maximum=10000)
-MM_LEASE_TTL_S = env_int("MM_LEASE_TTL_S", 10, minimum=2, maximum=600)
+MM_LEASE_TTL_S = env_int("MM_LEASE_TTL_S", 5, minimum=2, maximum=600)
+# A session whose loop died more than this many times in 10 minutes is marked FAILED instead of restarted.
+MM_MAX_RESTARTS = env_int("MM_MAX_RESTARTS", 3, minimum=0, maximum=100)
 MM_WRITER_FLUSH_MS = env_int("MM_WRITER_FLUSH_MS", 500, minimum=10, maximum=60000)
+# Where the batched writer spills rows it could not write while the database was away (replayed on recovery).
+MM_SPILL_DIR = Path(env_str("MM_SPILL_DIR") or (embedded.var_dir() / "spill"))
 
 LOGGING = {
     "version": 1,

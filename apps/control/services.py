@@ -12,7 +12,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
-from apps.control.models import AuditEvent
+from apps.control.models import AuditEvent, GlobalKillSwitch
 from apps.marketdata.models import Instrument
 from apps.trading.models import Order, TradingSession
 
@@ -73,44 +73,195 @@ def _queue_loop(session: TradingSession) -> None:
     transaction.on_commit(lambda: run_quoting_session.delay(session_id))
 
 
+def _transition(
+    actor: Actor,
+    session_id: int,
+    *,
+    to: str,
+    allowed_from: tuple[str, ...],
+    action: str,
+    reason: str,
+    require_reason: bool = False,
+    **detail: Any,
+) -> TradingSession:
+    if require_reason and not reason.strip():
+        raise ControlError(f"{action} needs a reason")
+    with transaction.atomic():
+        try:
+            session = TradingSession.objects.select_for_update().get(pk=session_id)
+        except TradingSession.DoesNotExist:
+            raise ControlError(f"no session #{session_id}") from None
+        if session.status == to:
+            return session
+        if session.status not in allowed_from:
+            raise ControlError(f"session #{session_id} is {session.status}; cannot {action.split('.')[-1]} it")
+        previous = session.status
+        session.status = to
+        session.status_reason = reason
+        fields = ["status", "status_reason"]
+        if to == TradingSession.Status.STOPPED:
+            session.ended_at = timezone.now()
+            fields.append("ended_at")
+        session.save(update_fields=fields)
+        if to in (TradingSession.Status.HALTED, TradingSession.Status.STOPPED, TradingSession.Status.PAUSED) and (
+            not _lease_is_live(session)
+        ):
+            # no loop holds the session: the paper venue's book died with its process
+            cancel_open_orders_in_db(session.pk, reason=f"{to} with no live loop")
+        _audit(actor, action, session, reason, previous=previous, **detail)
+        _broadcast_status(session)
+    return session
+
+
+ACTIVE = (
+    TradingSession.Status.CREATED,
+    TradingSession.Status.RUNNING,
+    TradingSession.Status.REDUCING,
+    TradingSession.Status.PAUSED,
+)
+
+
 def halt_session(actor: Actor, session_id: int, reason: str) -> TradingSession:
-    """Kill switch: latch HALTED. The running loop cancels every open order at its next step (≤ one loop
-    interval); if no loop holds the lease, the orders are cancelled here, since a paper venue's book dies with
-    its process."""
+    """Kill switch: latch HALTED. The loop cancels every open order at its next step (within one loop interval)
+    and sends nothing until an operator re-arms; with no live loop the orders are cancelled here."""
+    return _transition(
+        actor,
+        session_id,
+        to=TradingSession.Status.HALTED,
+        allowed_from=ACTIVE,
+        action="session.halt",
+        reason=reason,
+        require_reason=True,
+    )
+
+
+def reduce_session(actor: Actor, session_id: int, reason: str) -> TradingSession:
+    """REDUCING: only orders that reduce |inventory| may be sent; resting orders that would grow it are cancelled."""
+    return _transition(
+        actor,
+        session_id,
+        to=TradingSession.Status.REDUCING,
+        allowed_from=(TradingSession.Status.RUNNING, TradingSession.Status.PAUSED),
+        action="session.reduce",
+        reason=reason,
+        require_reason=True,
+    )
+
+
+def pause_session(actor: Actor, session_id: int, reason: str = "operator pause") -> TradingSession:
+    """Cancel quotes, keep the position and keep watching the market."""
+    return _transition(
+        actor,
+        session_id,
+        to=TradingSession.Status.PAUSED,
+        allowed_from=(TradingSession.Status.RUNNING, TradingSession.Status.REDUCING),
+        action="session.pause",
+        reason=reason,
+    )
+
+
+def resume_session(actor: Actor, session_id: int, reason: str = "operator resume") -> TradingSession:
+    session = _transition(
+        actor,
+        session_id,
+        to=TradingSession.Status.RUNNING,
+        allowed_from=(TradingSession.Status.PAUSED, TradingSession.Status.REDUCING),
+        action="session.resume",
+        reason=reason,
+    )
+    _ensure_loop(session)
+    return session
+
+
+def rearm_session(actor: Actor, session_id: int, reason: str) -> TradingSession:
+    """Only an operator (a logged-in user) can re-arm a HALTED session, with a reason. It comes back PAUSED:
+    quoting starts again only on an explicit resume."""
+    if actor.user is None:
+        raise ControlError("only an operator can re-arm a halted session")
+    session = _transition(
+        actor,
+        session_id,
+        to=TradingSession.Status.PAUSED,
+        allowed_from=(TradingSession.Status.HALTED,),
+        action="session.rearm",
+        reason=reason,
+        require_reason=True,
+    )
+    _ensure_loop(session)
+    return session
+
+
+def stop_session(
+    actor: Actor,
+    session_id: int,
+    reason: str = "operator stop",
+    *,
+    flatten: bool = False,
+    max_slippage_bps: float = 10.0,
+) -> TradingSession:
+    """Stop: the loop cancels all orders and exits. With ``flatten`` it first sends marketable IOC orders to close
+    the position, priced no worse than ``max_slippage_bps`` from the touch."""
+    if flatten and not (0 < max_slippage_bps <= 500):
+        raise ControlError(f"max_slippage_bps must be in (0, 500], got {max_slippage_bps}")
+    if flatten and TradingSession.objects.filter(pk=session_id, status=TradingSession.Status.HALTED).exists():
+        raise ControlError("a HALTED session sends no order, flattening included; re-arm it first")
+    return _transition(
+        actor,
+        session_id,
+        to=TradingSession.Status.STOPPED,
+        allowed_from=(*ACTIVE, TradingSession.Status.HALTED),
+        action="session.stop",
+        reason=reason,
+        flatten=flatten,
+        max_slippage_bps=max_slippage_bps,
+    )
+
+
+def start_session(actor: Actor, session_id: int) -> TradingSession:
+    """Queue the quoting loop of a CREATED session (or one whose loop died while RUNNING)."""
+    with transaction.atomic():
+        session = TradingSession.objects.select_for_update().get(pk=session_id)
+        if session.status not in (TradingSession.Status.CREATED, TradingSession.Status.RUNNING):
+            raise ControlError(f"session #{session_id} is {session.status}; only created sessions can be started")
+        _audit(actor, "session.start", session, "")
+        _queue_loop(session)
+    return session
+
+
+def _ensure_loop(session: TradingSession) -> None:
+    if not _lease_is_live(session):
+        _queue_loop(session)
+
+
+def halt_all(actor: Actor, reason: str) -> GlobalKillSwitch:
+    """Global kill switch: every session stops sending orders and cancels what it has, until an operator re-arms."""
+    return _set_global(actor, GlobalKillSwitch.State.HALTED, reason)
+
+
+def reduce_all(actor: Actor, reason: str) -> GlobalKillSwitch:
+    return _set_global(actor, GlobalKillSwitch.State.REDUCING, reason)
+
+
+def rearm_all(actor: Actor, reason: str) -> GlobalKillSwitch:
+    if actor.user is None:
+        raise ControlError("only an operator can re-arm the global kill switch")
+    return _set_global(actor, GlobalKillSwitch.State.ARMED, reason)
+
+
+def _set_global(actor: Actor, state: str, reason: str) -> GlobalKillSwitch:
     if not reason.strip():
-        raise ControlError("a kill-switch action needs a reason")
+        raise ControlError("the global kill switch needs a reason")
     with transaction.atomic():
-        session = TradingSession.objects.select_for_update().get(pk=session_id)
-        if session.status == TradingSession.Status.HALTED:
-            return session
-        if session.status in (TradingSession.Status.STOPPED, TradingSession.Status.FAILED):
-            raise ControlError(f"session #{session_id} is {session.status}; nothing to halt")
-        session.status = TradingSession.Status.HALTED
-        session.status_reason = reason
-        session.save(update_fields=["status", "status_reason"])
-        if not _lease_is_live(session):
-            cancel_open_orders_in_db(session.pk, reason="halted with no live loop")
-        _audit(actor, "session.halt", session, reason)
-        _broadcast_status(session)
-    return session
-
-
-def stop_session(actor: Actor, session_id: int, reason: str = "operator stop") -> TradingSession:
-    """Stop: the loop cancels all orders and exits. Position is kept (flattening is a separate action)."""
-    with transaction.atomic():
-        session = TradingSession.objects.select_for_update().get(pk=session_id)
-        if session.status in (TradingSession.Status.STOPPED, TradingSession.Status.FAILED):
-            return session
-        was = session.status
-        session.status = TradingSession.Status.STOPPED
-        session.status_reason = reason
-        session.ended_at = timezone.now()
-        session.save(update_fields=["status", "status_reason", "ended_at"])
-        if not _lease_is_live(session):
-            cancel_open_orders_in_db(session.pk, reason="stopped with no live loop")
-        _audit(actor, "session.stop", session, reason, previous=was)
-        _broadcast_status(session)
-    return session
+        switch, _ = GlobalKillSwitch.objects.select_for_update().get_or_create(singleton=True)
+        previous = switch.state
+        switch.state, switch.reason, switch.changed_by = state, reason, actor.label
+        switch.save()
+        _audit(actor, f"global.{state}", None, reason, previous=previous)
+        if state == GlobalKillSwitch.State.HALTED:
+            for s in TradingSession.objects.filter(status__in=ACTIVE):
+                if not _lease_is_live(s):
+                    cancel_open_orders_in_db(s.pk, reason="global halt with no live loop")
+    return switch
 
 
 def _lease_is_live(session: TradingSession) -> bool:

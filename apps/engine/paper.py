@@ -218,6 +218,24 @@ class PaperVenue:
         self._venue_now_ns = max(self._venue_now_ns, t)
         return self._drain(now_local_ns)
 
+    def next_event_ns(self) -> int | None:
+        """Local time of the next thing the venue does on its own, or ``None`` when nothing is in flight.
+
+        That is the earliest of: an action reaching the matching engine, or one of our events (ack, reject,
+        fill) becoming visible. A driver that calls :meth:`advance` at exactly these times, before feeding
+        the next market event, delivers every venue event at its own local time (``merge(feed, venue)``),
+        so results do not depend on how often the driver wakes up.
+        """
+        best: int | None = None
+        if self._inbox:
+            arrival = self._inbox[0][0]
+            if self.config.venue_clock == "exchange":
+                arrival += self._feed_delay_ns
+            best = arrival
+        if self._outbox and (best is None or self._outbox[0][0] < best):
+            best = self._outbox[0][0]
+        return best
+
     def open_orders(self) -> list[OrderView]:
         views = []
         for r in self._live.values():

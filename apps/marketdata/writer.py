@@ -92,6 +92,10 @@ class BatchedWriter:
         with self._lock:
             self._upserts[key] = row
 
+    def flush_soon(self) -> None:
+        """Ask the writer thread to flush now rather than at the next interval (e.g. after an emergency cancel)."""
+        self._wake.set()
+
     @property
     def buffered_rows(self) -> int:
         with self._lock:

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.db.models import Q
+from django.db.models import Case, F, Q, Value, When
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from apps.trading.models import TradingSession
 
-RUNNABLE = (TradingSession.Status.CREATED, TradingSession.Status.RUNNING)
+S = TradingSession.Status
+# A loop may (re)start for any session that is not finished; a HALTED or PAUSED one keeps its status.
+RUNNABLE = (S.CREATED, S.RUNNING, S.REDUCING, S.PAUSED, S.HALTED)
 
 
 def acquire(session_id: int, owner: str, ttl_s: float) -> bool:
@@ -27,8 +30,8 @@ def acquire(session_id: int, owner: str, ttl_s: float) -> bool:
             lease_owner=owner,
             lease_expires_at=now + timedelta(seconds=ttl_s),
             heartbeat_at=now,
-            status=TradingSession.Status.RUNNING,
-            started_at=now,
+            status=Case(When(status=S.CREATED, then=Value(S.RUNNING)), default=F("status")),
+            started_at=Coalesce(F("started_at"), Value(now)),
         )
     )
     return updated == 1
@@ -47,10 +50,10 @@ def release(session_id: int, owner: str) -> None:
     TradingSession.objects.filter(pk=session_id, lease_owner=owner).update(lease_owner="", lease_expires_at=None)
 
 
-def expired_running_sessions() -> list[int]:
-    now = timezone.now()
+def expired_sessions(statuses: tuple[str, ...]) -> list[int]:
+    """Sessions in ``statuses`` whose lease was taken and has run out (a loop held them and stopped renewing)."""
     return list(
-        TradingSession.objects.filter(status=TradingSession.Status.RUNNING)
-        .filter(Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now))
-        .values_list("pk", flat=True)
+        TradingSession.objects.filter(status__in=statuses, lease_expires_at__lt=timezone.now()).values_list(
+            "pk", flat=True
+        )
     )

@@ -1,8 +1,18 @@
-"""The quoting loop: simulator (or replay) feed → strategy core → paper venue, recorded and published.
+"""The quoting loop: simulator feed → strategy core → order gateway → paper venue, recorded and published.
 
-Written as small step methods so a test can drive it one step at a time. The loop runs only while it holds
-the session's lease; it re-reads the session's status (the kill switch) on every step, so a HALTED or STOPPED
-session has its orders cancelled within one loop interval.
+Written as small step methods so a test can drive it one step at a time. The loop runs only while it holds the
+session's lease. On every step it re-reads the session's status and the global kill switch (one row each); the
+most restrictive wins:
+
+* RUNNING: quote normally.
+* REDUCING: only orders that reduce |inventory| pass the gateway.
+* PAUSED / HALTED: every open order is cancelled at once (the emergency path, no latency), nothing new is sent;
+  the loop keeps reading the market, recording and publishing, so an operator can resume / re-arm.
+* STOPPED / FAILED: cancel everything and exit.
+
+If PostgreSQL cannot be reached the loop cannot see the kill switch, so it pulls its quotes, keeps buffering
+market data in the writer (which retries and spills), and resumes when the database answers; if the buffer would
+overflow, it halts the session.
 """
 
 from __future__ import annotations
@@ -11,13 +21,14 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
+from django.db import DatabaseError, connection
+from django.db.models import Case, F, FloatField, Sum, When
 
-from apps.engine.core import StrategyCore
+from apps.engine.core import StrategyCore, StrategyParams
 from apps.engine.events import (
     Action,
     BestBidAsk,
@@ -28,18 +39,21 @@ from apps.engine.events import (
     OrderAck,
     OrderReject,
     PlaceOrder,
+    Side,
     Trade,
 )
 from apps.engine.paper import PaperVenue
 from apps.engine.simulator import MarketSimulator
 from apps.marketdata.writer import BatchedWriter
 from apps.trading import lease
-from apps.trading.models import TradingSession
+from apps.trading.gateway import Mode, OrderGateway
+from apps.trading.models import FillRecord, TradingSession
 from apps.trading.recording import Recorder, make_writer
 from apps.trading.runtime import build_session_config
 
 logger = logging.getLogger(__name__)
 Status = TradingSession.Status
+EXIT_STATUSES = (Status.STOPPED, Status.FAILED)
 
 
 @dataclass
@@ -50,8 +64,9 @@ class LoopStats:
     actions: int = 0
     decisions_recorded: int = 0
     publishes: int = 0
+    emergency_cancels: int = 0
+    db_outages: int = 0
     outcome: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class QuotingLoop:
@@ -76,12 +91,15 @@ class QuotingLoop:
         self.publish_interval_ns = settings.MM_PUBLISH_INTERVAL_MS * 1_000_000
         self.lease_ttl_s = float(settings.MM_LEASE_TTL_S)
         self.heartbeat_ns = int(min(1.0, self.lease_ttl_s / 4) * 1e9)
-        self.writer = writer or make_writer(settings.MM_WRITER_FLUSH_MS / 1000, None)
+        self.writer = writer or make_writer(settings.MM_WRITER_FLUSH_MS / 1000, settings.MM_SPILL_DIR)
         self.stats = LoopStats()
-        self.status = Status.CREATED
+        self.status: str = Status.CREATED
+        self.mode = Mode.HALTED
+        self.db_ok = True
         self._next_publish_ns = 0
         self._next_heartbeat_ns = 0
         self._seen_fill_ids: set[str] = set()
+        self._blocked_recorded_for: Mode | None = None
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -99,23 +117,51 @@ class QuotingLoop:
                     reason="another loop holds this session's lease; not starting",
                 )
             return False
-        AuditEvent.objects.create(actor_label=self.owner, action="loop.start", session_id=self.session_id)
-        session = TradingSession.objects.get(pk=self.session_id)
+        session = TradingSession.objects.select_related("instrument").get(pk=self.session_id)
         self.session = session
         config = build_session_config(session.params, int(session.seed))
         now = self.clock()
         sim_params = config.sim.__class__(**{**_asdict(config.sim), "start_ts_ns": now})
         self.sim = MarketSimulator(sim_params, seed=config.seed)
         self.venue = PaperVenue(config.venue, seed=config.seed)
+        self.gateway = OrderGateway(self.venue)
+        run = self.owner.removeprefix("loop-")[:6]
         self.core = StrategyCore(
-            config.strategy, tick_size=config.sim.tick_size, lot_size=config.sim.lot_size, id_prefix=f"s{session.pk}"
+            config.strategy,
+            tick_size=config.sim.tick_size,
+            lot_size=config.sim.lot_size,
+            id_prefix=f"s{session.pk}-{run}",
         )
+        q, cash, fees, n = self._position_from_fills()
+        self.core.tracker.position, self.core.tracker.cash, self.core.tracker.fees_paid = q, cash, fees
+        self.core.fills = n
         self.recorder = Recorder(self.writer, session.pk, session.instrument_id)
         self.writer.start()
-        self.status = Status.RUNNING
         self._next_heartbeat_ns = now + self.heartbeat_ns
-        logger.info("session %s: loop %s started", self.session_id, self.owner)
+        AuditEvent.objects.create(
+            actor_label=self.owner,
+            action="loop.start",
+            session_id=self.session_id,
+            detail={"resumed_position": q, "resumed_cash": cash, "fills_before": n},
+        )
+        logger.info(
+            "session %s: loop %s started (position %s from %d earlier fills)", self.session_id, self.owner, q, n
+        )
         return True
+
+    def _position_from_fills(self) -> tuple[float, float, float, int]:
+        """Position, cash and fees rebuilt from every recorded fill: a restarted loop continues, it does not reset."""
+        signed = Case(When(side__gt=0, then=F("size")), default=-F("size"), output_field=FloatField())
+        flow = Case(
+            When(side__gt=0, then=-F("price") * F("size")), default=F("price") * F("size"), output_field=FloatField()
+        )
+        agg = FillRecord.objects.filter(session_id=self.session_id).aggregate(
+            q=Sum(signed), cash=Sum(flow), fees=Sum("fee")
+        )
+        n = FillRecord.objects.filter(session_id=self.session_id).count()
+        q = round(agg["q"] or 0.0, 12)
+        fees = agg["fees"] or 0.0
+        return q, (agg["cash"] or 0.0) - fees, fees, n
 
     def run(self, max_seconds: float | None = None) -> str:
         if not self.start():
@@ -130,8 +176,8 @@ class QuotingLoop:
         except Exception:
             logger.exception("session %s: loop crashed; cancelling orders", self.session_id)
             self.stats.outcome = "crashed"
-            self._cancel_everything("loop crashed")
-            TradingSession.objects.filter(pk=self.session_id, status=Status.RUNNING).update(
+            self._emergency_cancel("loop crashed")
+            TradingSession.objects.filter(pk=self.session_id, status__in=(Status.RUNNING, Status.REDUCING)).update(
                 status=Status.FAILED, status_reason="quoting loop crashed; see worker log"
             )
             raise
@@ -143,17 +189,22 @@ class QuotingLoop:
         return self.stats.outcome
 
     def finish(self) -> None:
-        self._cancel_everything(self.stats.outcome or "loop ended")
+        self._emergency_cancel(self.stats.outcome or "loop ended")
+        if hasattr(self, "core"):
+            self.core.halt(self.stats.outcome or "loop ended")
         self.writer.close()
-        self._save_state()
-        self._publish(force=True)
-        lease.release(self.session_id, self.owner)
+        try:
+            self._save_state()
+            self._publish(force=True)
+            lease.release(self.session_id, self.owner)
+        except DatabaseError as exc:
+            logger.warning("session %s: could not release the lease (%s); it will expire", self.session_id, exc)
         logger.info("session %s: loop %s finished (%s)", self.session_id, self.owner, self.stats.outcome)
 
     # --- one step -------------------------------------------------------------------------------
 
     def step(self) -> bool:
-        """Advance to now. Returns False when the loop must end (halted, stopped, lease lost)."""
+        """Advance to now. Returns False when the loop must end (stopped, failed, lease lost)."""
         now = self.clock()
         if not self._check_control(now):
             return False
@@ -161,25 +212,70 @@ class QuotingLoop:
             self._on_market(event)
         self._handle_order_events(self.venue.advance(now))
         if self.writer.overflowing:
+            self._emergency_cancel("recorder buffer overflow")
             self._halt_self("recorder buffer overflow: database unavailable for too long")
-            return False
+            return self.db_ok
         self._publish()
         self.stats.steps += 1
         return True
 
-    def _check_control(self, now: int) -> bool:
+    def _read_control(self) -> tuple[str, str]:
+        from apps.control.models import GlobalKillSwitch
+
         status = TradingSession.objects.filter(pk=self.session_id).values_list("status", flat=True).first()
-        if status != Status.RUNNING:
-            self.status = status or Status.STOPPED
-            self.stats.outcome = f"session_{self.status}"
+        global_state = (
+            GlobalKillSwitch.objects.filter(singleton=True).values_list("state", flat=True).first()
+            or GlobalKillSwitch.State.ARMED
+        )
+        return status or Status.STOPPED, global_state
+
+    def _check_control(self, now: int) -> bool:
+        try:
+            status, global_state = self._read_control()
+            if now >= self._next_heartbeat_ns:
+                if not lease.renew(self.session_id, self.owner, self.lease_ttl_s):
+                    self.stats.outcome = "lease_lost"
+                    return False
+                self._next_heartbeat_ns = now + self.heartbeat_ns
+                self._save_state()
+        except DatabaseError as exc:
+            # Without the database we cannot see the kill switch: pull quotes, keep recording into the buffer.
+            if self.db_ok:
+                self.stats.db_outages += 1
+                logger.warning("session %s: database unavailable (%s); quotes pulled", self.session_id, exc)
+            self.db_ok = False
+            connection.close()
+            self._set_mode(Mode.PAUSED, "database unavailable")
+            return True
+        if not self.db_ok:
+            logger.info("session %s: database back", self.session_id)
+        self.db_ok = True
+        self.status = status
+        if status in EXIT_STATUSES:
+            self.stats.outcome = f"session_{status}"
+            if status == Status.STOPPED:
+                self._flatten_if_asked()
             return False
-        if now >= self._next_heartbeat_ns:
-            if not lease.renew(self.session_id, self.owner, self.lease_ttl_s):
-                self.stats.outcome = "lease_lost"
-                return False
-            self._next_heartbeat_ns = now + self.heartbeat_ns
-            self._save_state()
+        mode = max(Mode.of(status if status != Status.CREATED else Status.RUNNING), Mode.of(global_state))
+        self._set_mode(mode, f"session {status}, global {global_state}")
         return True
+
+    def _set_mode(self, mode: Mode, why: str) -> None:
+        previous = self.gateway.mode
+        self.gateway.mode = mode
+        if mode >= Mode.PAUSED and (previous < Mode.PAUSED or self.core.tracker.open_orders()):
+            self._emergency_cancel(why)
+        elif mode is Mode.REDUCING and previous is Mode.RUNNING:
+            self._cancel_increasing()
+
+    def _cancel_increasing(self) -> None:
+        """Entering REDUCING: resting orders that would grow |inventory| are cancelled (the gateway blocks new ones)."""
+        q = self.core.tracker.position
+        growing = Side.BUY if q >= 0 else Side.SELL
+        cancels: list[Action] = [CancelOrder(o.client_order_id) for o in self.core.tracker.open_orders_on(growing)]
+        if cancels:
+            self.core.tracker.on_actions(cancels)
+            self._apply(cancels, max(self.clock(), self.core._now_ns))
 
     def _on_market(self, event: Any) -> None:
         self.stats.market_events += 1
@@ -221,10 +317,12 @@ class QuotingLoop:
         if self.core.decisions_changed and self.core.last_decision is not None:
             self.recorder.decision(self.core.last_decision)
             self.stats.decisions_recorded += 1
+            self.core.decisions_changed = False
         if not actions:
             return
-        self.stats.actions += len(actions)
-        for a in actions:
+        allowed, blocked = self.gateway.split(actions, self.core.tracker.position)
+        self.stats.actions += len(allowed)
+        for a in allowed:
             if isinstance(a, PlaceOrder):
                 self.recorder.order_event(
                     ts_ns, a.client_order_id, "place", side=int(a.side), price=a.price, size=a.size, tif=a.tif
@@ -235,35 +333,92 @@ class QuotingLoop:
                 self._record_order(ts_ns, a.client_order_id)
             elif isinstance(a, CancelAll):
                 self.recorder.order_event(ts_ns, "*", "cancel_all", reason=a.reason)
-        self._handle_order_events(self.venue.submit(actions, ts_ns))
+        for a, reason in blocked:
+            # the core re-proposes its quotes on every event while the switch is closed: record the first block
+            # after each mode change, count the rest
+            if self._blocked_recorded_for is not self.gateway.mode:
+                self._blocked_recorded_for = self.gateway.mode
+                cid = getattr(a, "client_order_id", "*")
+                self.recorder.order_event(
+                    ts_ns,
+                    cid,
+                    "blocked",
+                    action=type(a).__name__,
+                    reason=reason,
+                    note="further blocked actions in this mode are counted, not recorded",
+                )
+        self._handle_order_events(self.gateway.send(allowed, blocked, ts_ns))
 
     def _record_order(self, ts_ns: int, client_order_id: str) -> None:
         order = self.core.tracker.get(client_order_id)
         if order is not None:
             self.recorder.order_state(ts_ns, order)
 
-    # --- shutdown paths -----------------------------------------------------------------------
+    # --- emergency paths ----------------------------------------------------------------------
 
-    def _cancel_everything(self, reason: str) -> None:
-        """Cancel at the venue at once (no latency: this is the emergency path) and record the result."""
+    def _emergency_cancel(self, reason: str) -> None:
+        """Cancel at the venue at once (no latency) and record the result; the writer flushes right away."""
         if not hasattr(self, "core"):
             return
         now = max(self.clock(), self.core._now_ns)
-        self.core.halt(reason)
-        for ev in self.venue.cancel_all_now(now):
-            self.core.tracker.on_event(ev)
-            if isinstance(ev, OrderAck):
-                self.recorder.order_event(now, ev.client_order_id, "ack_cancelled", reason=reason)
-            self._record_order(now, ev.client_order_id)
+        events = self.venue.cancel_all_now(now)
+        if not events and not self.core.tracker.open_orders():
+            return
+        self.stats.emergency_cancels += 1
+        self.recorder.order_event(now, "*", "emergency_cancel_all", reason=reason)
+        self._handle_order_events(events)
         for order in self.core.tracker.forget_live_orders():
             # the venue's book is empty now: whatever is still live on our side was in flight and is gone
             self.recorder.order_state(now, order)
+        self.writer.flush_soon()
+
+    def _flatten_if_asked(self) -> None:
+        """On a stop with ``flatten``: close the position with IOC orders no worse than the slippage bound."""
+        from apps.control.models import AuditEvent
+
+        stop = AuditEvent.objects.filter(session_id=self.session_id, action="session.stop").order_by("-ts").first()
+        if stop is None or not stop.detail.get("flatten"):
+            return
+        self._emergency_cancel("stop with flatten")
+        self.core.halt("stop with flatten")  # the core proposes nothing more; only the flatten order goes out
+        bbo, q = self.core.bbo, self.core.tracker.position
+        lot = self.core.lot_size
+        size = round(int(abs(q) / lot + 1e-9) * lot, 12)
+        if bbo is None or size <= 0:
+            return
+        slip = float(stop.detail.get("max_slippage_bps", 10.0)) / 1e4
+        side = Side.SELL if q > 0 else Side.BUY
+        limit = bbo.bid_px * (1 - slip) if side is Side.SELL else bbo.ask_px * (1 + slip)
+        from apps.engine.orders import round_price
+
+        limit = round_price(limit, self.core.tick_size, Side.BUY if side is Side.SELL else Side.SELL)
+        order = PlaceOrder(f"{self.core.id_prefix}-flatten-{self.stats.steps}", side, limit, size, tif="IOC")
+        self.gateway.mode = Mode.REDUCING
+        self.core.tracker.on_actions([order])
+        self._apply([order], max(self.clock(), self.core._now_ns))
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline:
+            tracked = self.core.tracker.get(order.client_order_id)
+            if tracked is not None and tracked.status.is_terminal:
+                break
+            time.sleep(self.interval_s)
+            now = self.clock()
+            for event in self.sim.step_until(now):
+                self._on_market(event)
+            self._handle_order_events(self.venue.advance(now))
+        self.gateway.mode = Mode.HALTED
+        self.recorder.order_event(
+            self.clock(), order.client_order_id, "flatten_done", position_after=self.core.tracker.position, limit=limit
+        )
 
     def _halt_self(self, reason: str) -> None:
         from apps.control.services import Actor, halt_session
 
-        self.stats.outcome = "halted_by_loop"
-        halt_session(Actor(label="quoting-loop"), self.session_id, reason)
+        try:
+            halt_session(Actor(label="quoting-loop"), self.session_id, reason)
+            self.stats.outcome = "halted_by_loop"
+        except DatabaseError:
+            logger.error("session %s: %s, and the database is unavailable to record the halt", self.session_id, reason)
 
     def _save_state(self) -> None:
         if hasattr(self, "core"):
@@ -276,11 +431,11 @@ class QuotingLoop:
         if not force and now < self._next_publish_ns:
             return
         self._next_publish_ns = now + self.publish_interval_ns
-        status = TradingSession.objects.filter(pk=self.session_id).values_list("status", flat=True).first() or ""
+        status = self.status if self.db_ok else f"{self.status} (database unavailable)"
         try:
             self.publish(self.session_id, self.core.state(), status)
             self.stats.publishes += 1
-        except Exception as exc:  # noqa: BLE001 - a broken broadcast must not stop quoting or cancelling
+        except Exception as exc:  # noqa: BLE001 - a broken broadcast (Redis down) must not stop quoting or cancelling
             logger.warning("session %s: publish failed: %s", self.session_id, exc)
 
 
@@ -288,3 +443,6 @@ def _asdict(obj: Any) -> dict[str, Any]:
     import dataclasses
 
     return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+
+
+__all__ = ["QuotingLoop", "StrategyParams"]

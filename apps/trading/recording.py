@@ -130,6 +130,8 @@ class Recorder:
         )
 
     def fill(self, f: Fill) -> None:
+        # a venue's fill ids are unique per venue instance; prefixing the (per-run unique) client order id keeps
+        # them unique per session across loop restarts
         self.writer.add(
             FILLS,
             (
@@ -137,7 +139,7 @@ class Recorder:
                 ns_to_dt(f.ts_local_ns),
                 f.ts_local_ns,
                 f.client_order_id,
-                f.fill_id,
+                f"{f.client_order_id}/{f.fill_id}",
                 int(f.side),
                 f.price,
                 f.size,

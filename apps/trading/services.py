@@ -1,43 +1,67 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
+from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from apps.trading import lease
 from apps.trading.models import Order, TradingSession
 
+LIVE = (
+    TradingSession.Status.RUNNING,
+    TradingSession.Status.REDUCING,
+    TradingSession.Status.PAUSED,
+    TradingSession.Status.HALTED,
+)
+
 
 def sweep_dead_sessions() -> list[int]:
-    """Sessions marked RUNNING whose lease expired: their loop died. Cancel their open orders (the paper venue's
-    book died with the loop's process) and mark them FAILED with the reason; the audit row says the system acted."""
+    """Dead-man's switch. A session whose loop lost its lease (the worker died) has its open orders cancelled at
+    the venue — for the paper venue its book died with the process, so the records are closed here — and is
+    marked; then its loop is queued again, and the new loop resumes from the database (position from fills).
+    A session that keeps dying (more than MM_MAX_RESTARTS times in 10 minutes) is marked FAILED instead."""
     from apps.control.models import AuditEvent
+    from apps.trading.tasks import run_quoting_session
 
     swept: list[int] = []
-    for session_id in lease.expired_running_sessions():
+    for session_id in lease.expired_sessions(LIVE):
         with transaction.atomic():
             session = TradingSession.objects.select_for_update().get(pk=session_id)
-            if session.status != TradingSession.Status.RUNNING or (
-                session.lease_expires_at is not None and session.lease_owner and not _expired(session)
-            ):
+            if session.status not in LIVE or not _expired(session):
                 continue
+            now = timezone.now()
             n = Order.objects.filter(session_id=session_id, status__in=Order.OPEN_STATUSES).update(
-                status=Order.Status.CANCELLED
+                status=Order.Status.CANCELLED, updated_ts=now
             )
-            session.status = TradingSession.Status.FAILED
-            session.status_reason = "quoting loop lost its lease (worker died); open orders cancelled"
+            recent = AuditEvent.objects.filter(
+                session_id=session_id, action="session.dead", ts__gte=now - timedelta(minutes=10)
+            ).count()
+            restart = recent < settings.MM_MAX_RESTARTS
+            reason = f"quoting loop lost its lease (worker died?); {n} open order(s) cancelled; " + (
+                "restarting the loop" if restart else f"died {recent + 1} times in 10 min, not restarting"
+            )
             session.lease_owner = ""
-            session.save(update_fields=["status", "status_reason", "lease_owner"])
+            session.lease_expires_at = None
+            fields = ["lease_owner", "lease_expires_at"]
+            if not restart:
+                session.status = TradingSession.Status.FAILED
+                session.status_reason = reason
+                fields += ["status", "status_reason"]
+            session.save(update_fields=fields)
             AuditEvent.objects.create(
                 actor_label="dead-mans-switch",
                 action="session.dead",
                 session=session,
-                reason=session.status_reason,
-                detail={"orders_cancelled": n},
+                reason=reason,
+                detail={"orders_cancelled": n, "restart": restart},
             )
+            if restart:
+                transaction.on_commit(lambda sid=session_id: run_quoting_session.delay(sid))
         swept.append(session_id)
     return swept
 
 
 def _expired(session: TradingSession) -> bool:
-    from django.utils import timezone
-
-    return session.lease_expires_at is None or session.lease_expires_at < timezone.now()
+    return session.lease_expires_at is not None and session.lease_expires_at < timezone.now()

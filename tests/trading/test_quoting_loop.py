@@ -68,22 +68,52 @@ def test_a_second_loop_for_the_same_session_does_not_start():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_kill_switch_cancels_every_open_order_and_ends_the_loop():
+def test_the_kill_switch_cancels_every_open_order_and_nothing_is_sent_until_rearmed(operator):
+    from apps.control.services import rearm_session, resume_session, stop_session
+
     session = _session()
     loop = QuotingLoop(session.pk)
-    thread = _run_in_thread(loop, 30)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and not Order.objects.filter(session=session, status="open").exists():
-        time.sleep(0.1)
-    assert Order.objects.filter(session=session, status="open").exists(), "loop never had a resting order"
-    halt_session(Actor(label="test"), session.pk, "test kill switch")
-    thread.join(10)
-    assert not thread.is_alive()
-    assert loop.stats.outcome == "session_halted"
-    assert not Order.objects.filter(session=session, status__in=Order.OPEN_STATUSES).exists()
-    session.refresh_from_db()
-    assert session.status == TradingSession.Status.HALTED
-    assert AuditEvent.objects.filter(session=session, action="session.halt", reason="test kill switch").exists()
+    thread = _run_in_thread(loop, 60)
+    try:
+        assert _wait(lambda: Order.objects.filter(session=session, status="open").exists(), 20)
+        halt_session(Actor(label="test"), session.pk, "test kill switch")
+        t_halt = time.time_ns()
+        assert _wait(lambda: not Order.objects.filter(session=session, status__in=Order.OPEN_STATUSES).exists(), 5), (
+            "orders still open after the halt"
+        )
+        time.sleep(1.5)  # the loop keeps running, halted: nothing new may go out
+        assert thread.is_alive()
+        late = OrderEventRecord.objects.filter(session=session, kind="place", ts_ns__gt=t_halt + 200_000_000)
+        assert not late.exists(), "an order was sent while HALTED"
+        assert OrderEventRecord.objects.filter(session=session, kind="blocked").exists()
+        session.refresh_from_db()
+        assert session.status == TradingSession.Status.HALTED
+        assert AuditEvent.objects.filter(session=session, action="session.halt", reason="test kill switch").exists()
+        # a rule or a system actor cannot re-arm; an operator with a reason can, and the session comes back paused
+        with pytest.raises(Exception, match="only an operator"):
+            rearm_session(Actor(label="risk-rule"), session.pk, "try")
+        rearm_session(Actor.of(operator), session.pk, "checked, fine")
+        resume_session(Actor.of(operator), session.pk, "go")
+        t_resume = time.time_ns()
+        assert _wait(
+            lambda: OrderEventRecord.objects.filter(session=session, kind="place", ts_ns__gt=t_resume).exists(), 10
+        ), "no quoting after re-arm and resume"
+        stop_session(Actor.of(operator), session.pk, "done")
+        thread.join(10)
+        assert not thread.is_alive() and loop.stats.outcome == "session_stopped"
+        assert not Order.objects.filter(session=session, status__in=Order.OPEN_STATUSES).exists()
+    finally:
+        TradingSession.objects.filter(pk=session.pk).update(status="stopped")
+        thread.join(10)
+
+
+def _wait(cond, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return cond()
 
 
 @pytest.mark.stack

@@ -1,0 +1,80 @@
+"""The order gateway: the one path from the strategy to a venue, with the kill switch checked before every send.
+
+The mode is the most restrictive of the session's status and the global switch, refreshed from PostgreSQL at
+the start of every loop step; the check itself is an in-memory comparison (a few hundred nanoseconds).
+Blocked orders are answered with an ``OrderReject`` so the strategy's own order book stays consistent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import IntEnum
+
+from apps.engine.events import Action, CancelAll, CancelOrder, ModifyOrder, OrderEvent, OrderReject, PlaceOrder, Side
+from apps.engine.paper import PaperVenue
+
+
+class Mode(IntEnum):
+    """Ordered by restrictiveness: the larger value wins when two switches disagree."""
+
+    RUNNING = 0
+    REDUCING = 1
+    PAUSED = 2
+    HALTED = 3
+
+    @classmethod
+    def of(cls, status: str) -> Mode:
+        return {
+            "running": cls.RUNNING,
+            "reducing": cls.REDUCING,
+            "paused": cls.PAUSED,
+            "halted": cls.HALTED,
+            "armed": cls.RUNNING,
+        }.get(status, cls.HALTED)  # an unknown status is treated as halted
+
+
+class OrderGateway:
+    def __init__(self, venue: PaperVenue, mode: Mode = Mode.HALTED) -> None:
+        self.venue = venue
+        self.mode = mode  # starts closed: nothing is sent before the first control check
+        self.blocked = 0
+
+    def check(self, action: Action, position: float) -> str | None:
+        """None when ``action`` may be sent in the current mode, else the reason it may not."""
+        if isinstance(action, (CancelOrder, CancelAll)):
+            return None  # cancelling is always allowed: it only ever reduces risk
+        if self.mode is Mode.RUNNING:
+            return None
+        if self.mode is Mode.REDUCING and isinstance(action, PlaceOrder):
+            reduces = (action.side is Side.SELL and position > 0) or (action.side is Side.BUY and position < 0)
+            if reduces and action.size <= abs(position) + 1e-12:
+                return None
+            return "session is REDUCING: only orders that reduce |inventory| may be sent"
+        if isinstance(action, ModifyOrder) and self.mode is Mode.REDUCING:
+            return "session is REDUCING: modifies are not sent"
+        return f"session is {self.mode.name}: no new orders"
+
+    def split(self, actions: Sequence[Action], position: float) -> tuple[list[Action], list[tuple[Action, str]]]:
+        """(actions that may be sent, [(blocked action, reason)])."""
+        allowed: list[Action] = []
+        blocked: list[tuple[Action, str]] = []
+        for a in actions:
+            reason = self.check(a, position)
+            if reason is None:
+                allowed.append(a)
+            else:
+                blocked.append((a, reason))
+        return allowed, blocked
+
+    def submit(self, actions: Sequence[Action], now_ns: int, position: float) -> list[OrderEvent]:
+        """Send what the mode allows; every blocked place/modify is answered with an ``OrderReject``."""
+        allowed, blocked = self.split(actions, position)
+        return self.send(allowed, blocked, now_ns)
+
+    def send(self, allowed: list[Action], blocked: list[tuple[Action, str]], now_ns: int) -> list[OrderEvent]:
+        out: list[OrderEvent] = self.venue.submit(allowed, now_ns) if allowed else []
+        for a, reason in blocked:
+            self.blocked += 1
+            if isinstance(a, (PlaceOrder, ModifyOrder)):
+                out.append(OrderReject(now_ns, now_ns, a.client_order_id, f"blocked by gateway: {reason}"))
+        return out
