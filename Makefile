@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 
-.PHONY: run test bench lint format install clean-var services-stop
+.PHONY: run test bench chaos lint format install services-stop
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or run: make PYTHON=python3 ...)"; exit 1; }
@@ -37,3 +37,6 @@ format: $(STAMP)
 
 services-stop: $(STAMP)
 	$(PY) -m mmweb.embedded stop
+
+chaos: $(STAMP)
+	$(PY) -m benchmarks.chaos $(CHAOS_TRIALS)

@@ -135,7 +135,7 @@ class QuotingLoop:
         q, cash, fees, n = self._position_from_fills()
         self.core.tracker.position, self.core.tracker.cash, self.core.tracker.fees_paid = q, cash, fees
         self.core.fills = n
-        self.recorder = Recorder(self.writer, session.pk, session.instrument_id)
+        self.recorder = Recorder(self.writer, session.pk, session.instrument_id, trade_id_prefix=f"{run}-")
         self.writer.start()
         self._next_heartbeat_ns = now + self.heartbeat_ns
         AuditEvent.objects.create(
@@ -293,6 +293,9 @@ class QuotingLoop:
                 if ev.fill_id in self._seen_fill_ids:
                     continue
                 self._seen_fill_ids.add(ev.fill_id)
+                # one log line per fill: an independent record to check "no fill lost" against after a crash
+                logger.info("session %s fill %s/%s side=%+d px=%s size=%s", self.session_id, ev.client_order_id,
+                            ev.fill_id, int(ev.side), ev.price, ev.size)
                 self.recorder.fill(ev)
                 self.recorder.order_event(
                     ev.ts_local_ns,

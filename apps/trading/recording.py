@@ -55,10 +55,12 @@ def make_writer(flush_interval_s: float, spill_dir: Path | None) -> BatchedWrite
 class Recorder:
     """Adapts engine objects to writer rows for one session."""
 
-    def __init__(self, writer: BatchedWriter, session_id: int, instrument_id: int) -> None:
+    def __init__(self, writer: BatchedWriter, session_id: int, instrument_id: int, trade_id_prefix: str = "") -> None:
         self.writer = writer
         self.session_id = session_id
         self.instrument_id = instrument_id
+        # a simulated feed numbers its trades from 1 on every start; a per-run prefix keeps them unique
+        self.trade_id_prefix = trade_id_prefix
         self._created: dict[str, int] = {}
 
     def trade(self, t: Trade) -> None:
@@ -72,7 +74,7 @@ class Recorder:
                 t.price,
                 t.size,
                 int(t.aggressor),
-                t.trade_id,
+                f"{self.trade_id_prefix}{t.trade_id}",
             ),
         )
 
