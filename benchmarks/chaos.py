@@ -75,33 +75,78 @@ class Stack:
         call_command("migrate", verbosity=0)
         from django.contrib.auth import get_user_model
 
-        self.user = get_user_model().objects.create_user("chaos", password="chaos-password-1", is_superuser=True,
-                                                         is_staff=True)
+        self.user = get_user_model().objects.create_user(
+            "chaos", password="chaos-password-1", is_superuser=True, is_staff=True
+        )
 
     # --- processes ------------------------------------------------------------------------------
 
     def spawn(self, name: str, cmd: list[str]) -> subprocess.Popen:
-        p = subprocess.Popen(cmd, cwd=BASE_DIR, env=self.env, stdout=(self.logs / f"{name}.log").open("ab"),
-                             stderr=subprocess.STDOUT, start_new_session=True)
+        p = subprocess.Popen(
+            cmd,
+            cwd=BASE_DIR,
+            env=self.env,
+            stdout=(self.logs / f"{name}.log").open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.procs[name] = p
         return p
 
     def start_worker(self) -> None:
         log = self.logs / "worker-quoting.log"
         before = log.read_text(errors="replace").count("ready.") if log.exists() else 0
-        self.spawn("worker-quoting", [PY, "-m", "celery", "-A", "mmweb", "worker", "-Q", "quoting", "-c", "2",
-                                      "--prefetch-multiplier=1", "-n", f"quoting-{time.time_ns()}@%h", "-l", "INFO",
-                                      "--without-gossip", "--without-mingle"])
+        self.spawn(
+            "worker-quoting",
+            [
+                PY,
+                "-m",
+                "celery",
+                "-A",
+                "mmweb",
+                "worker",
+                "-Q",
+                "quoting",
+                "-c",
+                "2",
+                "--prefetch-multiplier=1",
+                "-n",
+                f"quoting-{time.time_ns()}@%h",
+                "-l",
+                "INFO",
+                "--without-gossip",
+                "--without-mingle",
+            ],
+        )
         assert _wait(lambda: log.read_text(errors="replace").count("ready.") > before, 60, 0.1), "worker not ready"
 
     def start(self) -> None:
         self.spawn("daphne", [PY, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "mmweb.asgi:application"])
         self.start_worker()
-        self.spawn("worker-periodic", [PY, "-m", "celery", "-A", "mmweb", "worker", "-Q", "periodic", "-c", "1",
-                                       "-n", f"periodic-{os.getpid()}@%h", "-l", "INFO", "--without-gossip",
-                                       "--without-mingle"])
-        self.spawn("beat", [PY, "-m", "celery", "-A", "mmweb", "beat", "-l", "INFO",
-                            "-s", str(self.tmp / "beat-schedule")])
+        self.spawn(
+            "worker-periodic",
+            [
+                PY,
+                "-m",
+                "celery",
+                "-A",
+                "mmweb",
+                "worker",
+                "-Q",
+                "periodic",
+                "-c",
+                "1",
+                "-n",
+                f"periodic-{os.getpid()}@%h",
+                "-l",
+                "INFO",
+                "--without-gossip",
+                "--without-mingle",
+            ],
+        )
+        self.spawn(
+            "beat", [PY, "-m", "celery", "-A", "mmweb", "beat", "-l", "INFO", "-s", str(self.tmp / "beat-schedule")]
+        )
         assert _wait(lambda: self._http_ok("/login/"), 60, 0.1), "daphne not up"
 
     def stop(self) -> None:
@@ -133,14 +178,16 @@ class Stack:
         self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
         html = self.opener.open(self.url + "/login/").read().decode()
         token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html).group(1)
-        data = urllib.parse.urlencode({"username": "chaos", "password": "chaos-password-1",
-                                       "csrfmiddlewaretoken": token}).encode()
+        data = urllib.parse.urlencode(
+            {"username": "chaos", "password": "chaos-password-1", "csrfmiddlewaretoken": token}
+        ).encode()
         self.opener.open(urllib.request.Request(self.url + "/login/", data=data, headers={"Referer": self.url}))
 
     def post_halt(self, session_id: int, reason: str) -> int:
         csrf = next(c.value for c in self.jar if c.name == "csrftoken")
         req = urllib.request.Request(
-            f"{self.url}/sessions/{session_id}/halt/", data=urllib.parse.urlencode({"reason": reason}).encode(),
+            f"{self.url}/sessions/{session_id}/halt/",
+            data=urllib.parse.urlencode({"reason": reason}).encode(),
             headers={"X-CSRFToken": csrf, "Referer": self.url, "HX-Request": "true"},
         )
         with self.opener.open(req) as r:
@@ -188,15 +235,21 @@ def kill_switch_latency(stack: Stack) -> list[dict]:
         rearm_session(op, session.pk, "chaos trial")
         resume_session(op, session.pk, "chaos trial")
     rows = [
-        {"name": f"kill switch: click → orders cancelled in DB, p50 ({stack.trials} trials)",
-         "value": statistics.median(http_ms), "unit": "ms"},
-        {"name": "kill switch: click → orders cancelled in DB, p99", "value": _pct(http_ms, 0.99), "unit": "ms",
-         "target": "< 500 ms"},
+        {
+            "name": f"kill switch: click → orders cancelled in DB, p50 ({stack.trials} trials)",
+            "value": statistics.median(http_ms),
+            "unit": "ms",
+        },
+        {
+            "name": "kill switch: click → orders cancelled in DB, p99",
+            "value": _pct(http_ms, 0.99),
+            "unit": "ms",
+            "target": "< 500 ms",
+        },
         {"name": "kill switch: orders left open after 10 s", "value": left_open, "unit": "orders", "target": "0"},
     ]
     if venue_ms:
-        rows.append({"name": "kill switch: click → venue cancel-all, p99", "value": _pct(venue_ms, 0.99),
-                     "unit": "ms"})
+        rows.append({"name": "kill switch: click → venue cancel-all, p99", "value": _pct(venue_ms, 0.99), "unit": "ms"})
     from apps.control.services import stop_session
 
     stop_session(op, session.pk, "end of trials")
@@ -232,15 +285,21 @@ def worker_sigkill(stack: Stack) -> list[dict]:
     from apps.trading.models import FillRecord
 
     session = _new_session(202)
-    assert _wait(lambda: FillRecord.objects.filter(session=session).count() >= 3 and _open_orders(session.pk) > 0,
-                 90), "session never filled"
+    assert _wait(
+        lambda: FillRecord.objects.filter(session=session).count() >= 3 and _open_orders(session.pk) > 0, 90
+    ), "session never filled"
     time.sleep(1.0)
     worker = stack.procs["worker-quoting"]
     t0 = time.time_ns()
     os.killpg(worker.pid, signal.SIGKILL)
     worker.wait()
-    safe = _wait(lambda: _open_orders(session.pk) == 0 and AuditEvent.objects.filter(
-        session=session, action="session.dead").exists(), 30, 0.02)
+    safe = _wait(
+        lambda: (
+            _open_orders(session.pk) == 0 and AuditEvent.objects.filter(session=session, action="session.dead").exists()
+        ),
+        30,
+        0.02,
+    )
     t_safe = (time.time_ns() - t0) / 1e9
     left = _open_orders(session.pk)
     logged = _fills_logged(stack, session.pk)
@@ -255,14 +314,28 @@ def worker_sigkill(stack: Stack) -> list[dict]:
 
     stop_session(Actor(label="chaos"), session.pk, "end")
     return [
-        {"name": "worker SIGKILL → orders cancelled (dead-man's switch)", "value": t_safe, "unit": "s",
-         "target": "< 10 s", "note": "safe" if safe else "NOT SAFE"},
+        {
+            "name": "worker SIGKILL → orders cancelled (dead-man's switch)",
+            "value": t_safe,
+            "unit": "s",
+            "target": "< 10 s",
+            "note": "safe" if safe else "NOT SAFE",
+        },
         {"name": "worker SIGKILL: orders left open", "value": left, "unit": "orders", "target": "0"},
-        {"name": "worker SIGKILL: fills logged by the loop but not in DB", "value": len(logged - in_db),
-         "unit": "fills", "target": "0", "note": f"{len(logged)} fills logged; duplicates in DB: {dup}"},
+        {
+            "name": "worker SIGKILL: fills logged by the loop but not in DB",
+            "value": len(logged - in_db),
+            "unit": "fills",
+            "target": "0",
+            "note": f"{len(logged)} fills logged; duplicates in DB: {dup}",
+        },
         {"name": "worker SIGKILL: resumed with position rebuilt from fills", "value": int(resumed_ok), "unit": "1=yes"},
-        {"name": "worker SIGKILL: trade ticks missing (gaps in trade ids)", "value": _trade_gaps(session.pk),
-         "unit": "rows", "target": "0"},
+        {
+            "name": "worker SIGKILL: trade ticks missing (gaps in trade ids)",
+            "value": _trade_gaps(session.pk),
+            "unit": "rows",
+            "target": "0",
+        },
     ]
 
 
@@ -288,13 +361,19 @@ def redis_restart(stack: Stack) -> list[dict]:
     stop_session(Actor(label="chaos"), session.pk, "end")
     stop_session(Actor(label="chaos"), s2.pk, "end")
     return [
-        {"name": "Redis restart: kill switch during outage → orders cancelled", "value": max(t_safe, 0.0),
-         "unit": "s", "note": "halted" if halted else "NOT halted"},
+        {
+            "name": "Redis restart: kill switch during outage → orders cancelled",
+            "value": max(t_safe, 0.0),
+            "unit": "s",
+            "note": "halted" if halted else "NOT halted",
+        },
         {"name": "Redis restart: session still HALTED after restart", "value": int(still_halted), "unit": "1=yes"},
-        {"name": "Redis restart: new task reached a worker after restart", "value": int(reached and flowing),
-         "unit": "1=yes"},
-        {"name": "Redis restart: trade ticks missing", "value": _trade_gaps(session.pk), "unit": "rows",
-         "target": "0"},
+        {
+            "name": "Redis restart: new task reached a worker after restart",
+            "value": int(reached and flowing),
+            "unit": "1=yes",
+        },
+        {"name": "Redis restart: trade ticks missing", "value": _trade_gaps(session.pk), "unit": "rows", "target": "0"},
     ]
 
 
@@ -313,8 +392,7 @@ def postgres_restart(stack: Stack) -> list[dict]:
     time.sleep(3.0)
     stack.embedded.ensure_postgres()
     connections.close_all()
-    back = _wait(lambda: OrderEventRecord.objects.filter(session=session, kind="place", ts_ns__gt=t0).exists(), 60,
-                 0.1)
+    back = _wait(lambda: OrderEventRecord.objects.filter(session=session, kind="place", ts_ns__gt=t0).exists(), 60, 0.1)
     pulled = OrderEventRecord.objects.filter(session=session, kind="emergency_cancel_all", ts_ns__gt=t0).first()
     t_safe = (pulled.ts_ns - t0) / 1e9 if pulled else float("nan")
     time.sleep(2.0)
@@ -325,12 +403,24 @@ def postgres_restart(stack: Stack) -> list[dict]:
     return [
         {"name": "PostgreSQL restart: quotes pulled after the DB went away", "value": t_safe, "unit": "s"},
         {"name": "PostgreSQL restart: quoting resumed after recovery", "value": int(back), "unit": "1=yes"},
-        {"name": "PostgreSQL restart: trade ticks missing", "value": _trade_gaps(session.pk), "unit": "rows",
-         "target": "0"},
-        {"name": "PostgreSQL restart: fills logged but not in DB", "value": len(logged - in_db), "unit": "fills",
-         "target": "0"},
-        {"name": "PostgreSQL restart: orders left open after stop", "value": _open_orders(session.pk),
-         "unit": "orders", "target": "0"},
+        {
+            "name": "PostgreSQL restart: trade ticks missing",
+            "value": _trade_gaps(session.pk),
+            "unit": "rows",
+            "target": "0",
+        },
+        {
+            "name": "PostgreSQL restart: fills logged but not in DB",
+            "value": len(logged - in_db),
+            "unit": "fills",
+            "target": "0",
+        },
+        {
+            "name": "PostgreSQL restart: orders left open after stop",
+            "value": _open_orders(session.pk),
+            "unit": "orders",
+            "target": "0",
+        },
     ]
 
 
@@ -358,6 +448,8 @@ if __name__ == "__main__":
     print(f"{'fault / measure'.ljust(w)} | {'value':>10} | unit     | target | note")
     print("-" * (w + 50))
     for r in rows:
-        print(f"{r['name'].ljust(w)} | {_fmt(r['value']):>10} | {r.get('unit', ''):<8} | {r.get('target', ''):<6} | "
-              f"{r.get('note', '')}")
+        print(
+            f"{r['name'].ljust(w)} | {_fmt(r['value']):>10} | {r.get('unit', ''):<8} | {r.get('target', ''):<6} | "
+            f"{r.get('note', '')}"
+        )
     sys.exit(1 if any("FAILED" in r["name"] for r in rows) else 0)

@@ -136,6 +136,7 @@ CELERY_TASK_ROUTES = {
     "apps.trading.tasks.*": {"queue": "periodic"},
 }
 CELERY_TASK_DEFAULT_QUEUE = "periodic"
+CELERY_IMPORTS = ["apps.trading.tasks_sweep"]
 CELERY_BEAT_SCHEDULE = {
     "dead-mans-switch": {"task": "apps.trading.tasks.sweep_dead_sessions", "schedule": 1.0},
 }

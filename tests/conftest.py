@@ -140,6 +140,17 @@ def start_worker(
     return proc
 
 
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix) -> None:
+    """A test database per pytest process: two runs on one server (a developer's and a helper's) must not drop
+    each other's database."""
+    from django.conf import settings
+
+    for db in settings.DATABASES.values():
+        test = db.setdefault("TEST", {})
+        test["NAME"] = f"{test.get('NAME') or 'test_' + db['NAME']}_{os.getpid()}"
+
+
 @pytest.fixture
 def purge_queues() -> None:
     from mmweb.celery import app

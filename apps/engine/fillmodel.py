@@ -236,16 +236,33 @@ class LevelBook:
         self._ask_ceiling = max((self.tick_of(px) for px, _ in asks), default=None)
 
     def apply_diff(self, bids: tuple[tuple[float, float], ...], asks: tuple[tuple[float, float], ...]) -> None:
-        for px, sz in bids:
-            t = self.tick_of(px)
-            self._set(Side.BUY, t, sz)
-            if self.has_depth and (self._bid_floor is None or t < self._bid_floor):
-                self._bid_floor = t
-        for px, sz in asks:
-            t = self.tick_of(px)
-            self._set(Side.SELL, t, sz)
-            if self.has_depth and (self._ask_ceiling is None or t > self._ask_ceiling):
-                self._ask_ceiling = t
+        # the hot path of an L2 replay (tens of levels per message): _set inlined per side
+        tick = self.tick_size
+        for side, diff in ((Side.BUY, bids), (Side.SELL, asks)):
+            if not diff:
+                continue
+            levels = self.bids if side is Side.BUY else self.asks
+            best = self._best[side]
+            best_ok = self._best_ok[side]
+            is_bid = side is Side.BUY
+            edge: int | None = None
+            for px, sz in diff:
+                t = round(px / tick)
+                if sz > 0.0:
+                    levels[t] = float(sz)
+                    if best_ok and (best is None or (t > best if is_bid else t < best)):
+                        best = t
+                elif levels.pop(t, None) is not None and t == best:
+                    best_ok = False
+                if edge is None or (t < edge if is_bid else t > edge):
+                    edge = t
+            self._best[side] = best
+            self._best_ok[side] = best_ok
+            if self.has_depth and edge is not None:
+                if is_bid and (self._bid_floor is None or edge < self._bid_floor):
+                    self._bid_floor = edge
+                elif not is_bid and (self._ask_ceiling is None or edge > self._ask_ceiling):
+                    self._ask_ceiling = edge
         # the diff is the newest word on the levels it sets: opposite levels it crosses are stale
         bb, ba = self.best_tick(Side.BUY), self.best_tick(Side.SELL)
         if bb is not None and ba is not None and bb >= ba:

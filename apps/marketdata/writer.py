@@ -6,6 +6,15 @@ The hot path calls :meth:`BatchedWriter.add` (a deque append); a background thre
 database answers again. ``overflowing`` tells the caller to stop producing (quoting halts on it).
 
 Order *state* (latest status per client order id) is upserted rather than copied, de-duplicated per flush.
+
+Tables with a unique index besides the primary key (the natural keys of :mod:`apps.marketdata.models`, detected
+once per table, or forced with ``TableSpec(dedupe=True)``) cannot take a plain COPY: one already-stored row would
+fail the whole batch, and the retry would fail forever. Their rows are copied into a per-connection temporary
+staging table and moved with ``INSERT ... SELECT ... ON CONFLICT DO NOTHING``; rows already stored are counted in
+``stats.duplicates`` (per table), new ones in ``stats.inserted``. ``benchmarks/bench_import.py`` measures the cost.
+
+By default the writer uses Django's connection (one per thread: the background thread has its own); pass
+``connect`` (a function returning a psycopg connection in autocommit mode) to write to another database.
 """
 
 from __future__ import annotations
@@ -16,7 +25,7 @@ import pickle
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,9 +37,12 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TableSpec:
+    """A table the writer copies into. ``dedupe``: None = detect (a unique index besides the primary key)."""
+
     table: str
     columns: tuple[str, ...]
     json_columns: frozenset[str] = frozenset()
+    dedupe: bool | None = None
 
 
 @dataclass
@@ -42,6 +54,8 @@ class WriterStats:
     rows_replayed: int = 0
     last_error: str = ""
     per_table: dict[str, int] = field(default_factory=dict)
+    inserted: dict[str, int] = field(default_factory=dict)
+    duplicates: dict[str, int] = field(default_factory=dict)
 
 
 class BatchedWriter:
@@ -55,6 +69,7 @@ class BatchedWriter:
         max_batch_rows: int = 5000,
         max_buffer_rows: int = 200_000,
         spill_dir: Path | None = None,
+        connect: Callable[[], Any] | None = None,
     ) -> None:
         if flush_interval_s <= 0:
             raise ValueError(f"flush_interval_s must be > 0, got {flush_interval_s}")
@@ -74,6 +89,11 @@ class BatchedWriter:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._flush_lock = threading.Lock()  # the background thread and an explicit flush() never interleave
+        self._connect = connect
+        self._own_conn: Any = None
+        self._dedupe: dict[str, bool] = {t: s.dedupe for t, s in self.specs.items() if s.dedupe is not None}
+        self._staged: set[str] = set()  # staging tables created on the current connection
 
     # --- producer side (hot path) -------------------------------------------------------------
 
@@ -135,35 +155,63 @@ class BatchedWriter:
             if self.buffered_rows:
                 self._spill_all()
         finally:
-            connection.close()
+            self._drop_connection()
 
     # --- flushing ---------------------------------------------------------------------------
 
     def flush(self) -> bool:
         """Write what is buffered. Returns False (keeping every row) when the database is unavailable."""
+        with self._flush_lock:
+            return self._flush()
+
+    def _raw_connection(self) -> Any:
+        if self._connect is not None:
+            if self._own_conn is None or self._own_conn.closed or self._own_conn.broken:
+                self._drop_connection()
+                self._own_conn = self._connect()
+            return self._own_conn
+        # keep one connection for the writer's life (CONN_MAX_AGE=0 would otherwise reconnect on every flush);
+        # drop it only when it is broken, e.g. after a database restart
+        if connection.connection is not None and not connection.is_usable():
+            self._drop_connection()
+        if connection.connection is None:
+            self._staged.clear()
+        connection.ensure_connection()
+        return connection.connection
+
+    def _drop_connection(self) -> None:
+        self._staged.clear()
+        if self._connect is None:
+            connection.close()
+            return
+        if self._own_conn is not None:
+            try:
+                self._own_conn.close()
+            except Exception:
+                logger.debug("batched writer: close failed", exc_info=True)
+            self._own_conn = None
+
+    def _flush(self) -> bool:
         with self._lock:
             batches = {t: list(b) for t, b in self._buffers.items() if b}
             upserts = list(self._upserts.values())
         if not batches and not upserts and not self._spill_files():
             return True
+        results: dict[str, tuple[int, int]] = {}
         try:
-            # keep one connection for the writer's life (CONN_MAX_AGE=0 would otherwise reconnect on every
-            # flush); drop it only when it is broken, e.g. after a database restart
-            if connection.connection is not None and not connection.is_usable():
-                connection.close()
-            connection.ensure_connection()
-            self._replay_spill()
-            with connection.connection.transaction():
-                cur = connection.connection.cursor()
+            conn = self._raw_connection()
+            self._replay_spill(conn)
+            with conn.transaction():
+                cur = conn.cursor()
                 for table, rows in batches.items():
-                    self._copy(cur, self.specs[table], rows)
+                    results[table] = self._write_table(cur, self.specs[table], rows)
                 if upserts:
                     self._upsert_rows(cur, upserts)
         except Exception as exc:  # noqa: BLE001 - any database failure keeps the rows for a retry
             self.stats.failures += 1
             self.stats.last_error = f"{type(exc).__name__}: {exc}"
             logger.warning("batched writer: flush failed, %d rows kept: %s", self.buffered_rows, exc)
-            connection.close()
+            self._drop_connection()
             self._spill_overflow()
             return False
         with self._lock:
@@ -176,8 +224,43 @@ class BatchedWriter:
                 key = tuple(row[self.upsert_spec.columns.index(c)] for c in self.upsert_conflict)
                 if self._upserts.get(key) is row:
                     del self._upserts[key]
+        self._count(results)
         self.stats.flushes += 1
         return True
+
+    def _count(self, results: dict[str, tuple[int, int]]) -> None:
+        for table, (inserted, duplicates) in results.items():
+            self.stats.inserted[table] = self.stats.inserted.get(table, 0) + inserted
+            self.stats.duplicates[table] = self.stats.duplicates.get(table, 0) + duplicates
+
+    def _needs_dedupe(self, cur: Any, table: str) -> bool:
+        if table not in self._dedupe:
+            cur.execute(
+                "SELECT count(*) FROM pg_index WHERE indrelid = %s::regclass AND indisunique AND NOT indisprimary",
+                (table,),
+            )
+            self._dedupe[table] = bool(cur.fetchone()[0])
+        return self._dedupe[table]
+
+    def _write_table(self, cur: Any, spec: TableSpec, rows: list[tuple[Any, ...]]) -> tuple[int, int]:
+        """COPY ``rows`` into ``spec.table``; returns (rows inserted, rows skipped as already stored)."""
+        if not self._needs_dedupe(cur, spec.table):
+            self._copy(cur, spec.table, spec, rows)
+            return len(rows), 0
+        cols = ", ".join(spec.columns)
+        stage = f"_stage_{spec.table}"
+        if stage not in self._staged:
+            # identifiers come from model metadata; temp tables are per connection and not WAL-logged
+            cur.execute(
+                f"CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS AS "  # noqa: S608
+                f"SELECT {cols} FROM {spec.table} WITH NO DATA"
+            )
+            self._staged.add(stage)
+        self._copy(cur, stage, spec, rows)
+        cur.execute(f"INSERT INTO {spec.table} ({cols}) SELECT {cols} FROM {stage} ON CONFLICT DO NOTHING")  # noqa: S608
+        inserted = cur.rowcount
+        cur.execute(f"TRUNCATE {stage}")
+        return inserted, len(rows) - inserted
 
     @staticmethod
     def _encode(spec: TableSpec, row: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -185,11 +268,17 @@ class BatchedWriter:
             return row
         return tuple(json.dumps(v) if c in spec.json_columns else v for c, v in zip(spec.columns, row, strict=True))
 
-    def _copy(self, cur: Any, spec: TableSpec, rows: list[tuple[Any, ...]]) -> None:
+    def _copy(self, cur: Any, target: str, spec: TableSpec, rows: list[tuple[Any, ...]]) -> None:
         cols = ", ".join(spec.columns)
-        with cur.copy(f"COPY {spec.table} ({cols}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(self._encode(spec, row))
+        encode = self._encode
+        with cur.copy(f"COPY {target} ({cols}) FROM STDIN") as copy:
+            if spec.json_columns:
+                for row in rows:
+                    copy.write_row(encode(spec, row))
+            else:
+                write = copy.write_row
+                for row in rows:
+                    write(row)
 
     def _upsert_rows(self, cur: Any, rows: list[tuple[Any, ...]]) -> None:
         spec = self.upsert_spec
@@ -236,14 +325,19 @@ class BatchedWriter:
         self.stats.rows_spilled += n
         logger.warning("batched writer: spilled %d rows to %s", n, path)
 
-    def _replay_spill(self) -> None:
+    def _replay_spill(self, conn: Any) -> None:
         for path in self._spill_files():
             payload = pickle.loads(path.read_bytes())  # noqa: S301 - our own spill files under var/
-            with connection.connection.transaction():
-                cur = connection.connection.cursor()
+            results: dict[str, tuple[int, int]] = {}
+            with conn.transaction():
+                cur = conn.cursor()
                 for table, rows in payload["tables"].items():
-                    self._copy(cur, self.specs[table], rows)
+                    results[table] = self._write_table(cur, self.specs[table], rows)
                 if payload["upserts"]:
                     self._upsert_rows(cur, payload["upserts"])
             path.unlink()
+            self._count(results)
+            for table, rows in payload["tables"].items():
+                self.stats.per_table[table] = self.stats.per_table.get(table, 0) + len(rows)
+                self.stats.rows_written += len(rows)
             self.stats.rows_replayed += sum(len(v) for v in payload["tables"].values()) + len(payload["upserts"])

@@ -42,6 +42,7 @@ from apps.engine.events import (
     Side,
     Trade,
 )
+from apps.engine.feeds import Backoff, FeedDisconnectedError, SimulatedFeed
 from apps.engine.paper import PaperVenue
 from apps.engine.simulator import MarketSimulator
 from apps.marketdata.writer import BatchedWriter
@@ -91,10 +92,15 @@ class QuotingLoop:
         self.publish_interval_ns = settings.MM_PUBLISH_INTERVAL_MS * 1_000_000
         self.lease_ttl_s = float(settings.MM_LEASE_TTL_S)
         self.heartbeat_ns = int(min(1.0, self.lease_ttl_s / 4) * 1e9)
-        self.writer = writer or make_writer(settings.MM_WRITER_FLUSH_MS / 1000, settings.MM_SPILL_DIR)
+        # spill files are per session: a restarted loop for the same session replays what the dead one spilled
+        self.writer = writer or make_writer(
+            settings.MM_WRITER_FLUSH_MS / 1000, settings.MM_SPILL_DIR / f"session-{session_id}"
+        )
         self.stats = LoopStats()
         self.status: str = Status.CREATED
-        self.mode = Mode.HALTED
+        self.control_mode = Mode.HALTED  # from PostgreSQL: session status and the global switch
+        self.risk_mode = Mode.RUNNING  # from the automatic rules that pull quotes without latching
+        self.feed_mode = Mode.RUNNING  # PAUSED while the feed is down or not yet resynchronised
         self.db_ok = True
         self._next_publish_ns = 0
         self._next_heartbeat_ns = 0
@@ -123,6 +129,10 @@ class QuotingLoop:
         now = self.clock()
         sim_params = config.sim.__class__(**{**_asdict(config.sim), "start_ts_ns": now})
         self.sim = MarketSimulator(sim_params, seed=config.seed)
+        self.feed = SimulatedFeed(self.sim, now, config.outages)
+        self.backoff = Backoff(config.backoff, seed=config.seed)
+        self._next_connect_ns = 0
+        self._open_at_disconnect = 0
         self.venue = PaperVenue(config.venue, seed=config.seed)
         self.gateway = OrderGateway(self.venue)
         run = self.owner.removeprefix("loop-")[:6]
@@ -135,6 +145,10 @@ class QuotingLoop:
         q, cash, fees, n = self._position_from_fills()
         self.core.tracker.position, self.core.tracker.cash, self.core.tracker.fees_paid = q, cash, fees
         self.core.fills = n
+        from apps.trading.risk import SessionRisk, build_risk_engine
+
+        engine, capital = build_risk_engine(config.risk, config.strategy.max_inventory)
+        self.risk = SessionRisk(engine, capital, config.strategy.max_inventory)
         self.recorder = Recorder(self.writer, session.pk, session.instrument_id, trade_id_prefix=f"{run}-")
         self.writer.start()
         self._next_heartbeat_ns = now + self.heartbeat_ns
@@ -208,9 +222,10 @@ class QuotingLoop:
         now = self.clock()
         if not self._check_control(now):
             return False
-        for event in self.sim.step_until(now):
+        for event in self._poll_feed(now):
             self._on_market(event)
         self._handle_order_events(self.venue.advance(now))
+        self._evaluate_risk(now)
         if self.writer.overflowing:
             self._emergency_cancel("recorder buffer overflow")
             self._halt_self("recorder buffer overflow: database unavailable for too long")
@@ -256,9 +271,112 @@ class QuotingLoop:
             if status == Status.STOPPED:
                 self._flatten_if_asked()
             return False
-        mode = max(Mode.of(status if status != Status.CREATED else Status.RUNNING), Mode.of(global_state))
-        self._set_mode(mode, f"session {status}, global {global_state}")
+        self.control_mode = max(Mode.of(status if status != Status.CREATED else Status.RUNNING), Mode.of(global_state))
+        self._set_mode(
+            max(self.control_mode, self.risk_mode, self.feed_mode), f"session {status}, global {global_state}"
+        )
         return True
+
+    def _poll_feed(self, now: int) -> list[Any]:
+        """Market events up to now. On a disconnect: pull quotes at once, then reconnect with exponential back-off
+        and jitter; after a reconnect the feed's snapshot and top of book resynchronise the core before quoting."""
+        if self.feed.connected:
+            try:
+                return self.feed.poll(now)
+            except FeedDisconnectedError as exc:
+                self.feed_mode = Mode.PAUSED
+                self._open_at_disconnect = len(self.core.tracker.open_orders())
+                self._emergency_cancel(f"feed disconnected: {exc}")
+                self._next_connect_ns = now + int(self.backoff.next_delay_s() * 1e9)
+                self._record_feed(now, "feed_disconnect", str(exc))
+                return []
+        if now < self._next_connect_ns:
+            return []
+        try:
+            events = self.feed.connect(now)
+        except FeedDisconnectedError as exc:
+            delay = self.backoff.next_delay_s()
+            self._next_connect_ns = now + int(delay * 1e9)
+            logger.info("session %s: reconnect failed (%s); next try in %.2f s", self.session_id, exc, delay)
+            return []
+        self._record_feed(now, "feed_reconnect", f"reconnected after {self.backoff.attempts} attempt(s)")
+        self.backoff.reset()
+        # quoting re-opens at the end of this step, after the core has applied the resync snapshot and top of book
+        self.feed_mode = Mode.RUNNING
+        return events
+
+    def _record_feed(self, now: int, rule: str, message: str) -> None:
+        from apps.trading.models import RiskEventRecord
+        from apps.trading.recording import ns_to_dt
+
+        action = "pull_quotes" if rule == "feed_disconnect" else "cleared"
+        try:
+            RiskEventRecord.objects.create(
+                session_id=self.session_id,
+                ts=ns_to_dt(now),
+                ts_ns=now,
+                rule=rule,
+                action=action,
+                values={"attempts": self.backoff.attempts, "open_orders_at_disconnect": self._open_at_disconnect},
+                message=message,
+            )
+        except DatabaseError as exc:
+            logger.warning("session %s: could not record %s: %s", self.session_id, rule, exc)
+
+    def _evaluate_risk(self, now: int) -> None:
+        """Run the automatic rules. halt/reduce latch through the control services (audited, in PostgreSQL);
+        pull_quotes holds quotes off only while the condition lasts; every episode is one risk-event row."""
+        from apps.engine.risk_rules import RuleAction
+
+        d = self.core.last_decision
+        started, cleared, trips = self.risk.evaluate(now, self.core.state(), d.inputs if d else {})
+        pulling = any(t.action is RuleAction.PULL_QUOTES for t in trips)
+        self.risk_mode = Mode.PAUSED if pulling else Mode.RUNNING
+        if started or cleared:
+            self._record_risk(now, started, cleared)
+        for t in started:
+            if t.action in (RuleAction.HALT, RuleAction.REDUCE) and self.db_ok:
+                from apps.control.services import Actor, ControlError, halt_session, reduce_session
+
+                fn = halt_session if t.action is RuleAction.HALT else reduce_session
+                try:
+                    fn(Actor(label=f"risk:{t.rule}"), self.session_id, t.message)
+                except ControlError as exc:
+                    logger.info("session %s: rule %s: %s", self.session_id, t.rule, exc)
+        self._set_mode(max(self.control_mode, self.risk_mode, self.feed_mode), "risk rules")
+
+    def _record_risk(self, now: int, started: list[Any], cleared: list[str]) -> None:
+        from apps.trading.models import RiskEventRecord
+        from apps.trading.recording import ns_to_dt
+
+        rows = [
+            RiskEventRecord(
+                session_id=self.session_id,
+                ts=ns_to_dt(now),
+                ts_ns=now,
+                rule=t.rule,
+                action=str(t.action),
+                values=t.to_dict()["values"],
+                message=t.message,
+            )
+            for t in started
+        ]
+        rows += [
+            RiskEventRecord(
+                session_id=self.session_id,
+                ts=ns_to_dt(now),
+                ts_ns=now,
+                rule=name,
+                action="cleared",
+                values={},
+                message=f"{name} no longer tripping",
+            )
+            for name in cleared
+        ]
+        try:
+            RiskEventRecord.objects.bulk_create(rows)
+        except DatabaseError as exc:
+            logger.warning("session %s: could not record %d risk events: %s", self.session_id, len(rows), exc)
 
     def _set_mode(self, mode: Mode, why: str) -> None:
         previous = self.gateway.mode
@@ -279,6 +397,7 @@ class QuotingLoop:
 
     def _on_market(self, event: Any) -> None:
         self.stats.market_events += 1
+        self.risk.on_market(event.ts_local_ns, event.ts_exch_ns)
         if isinstance(event, Trade):
             self.recorder.trade(event)
         elif isinstance(event, BestBidAsk):
@@ -294,8 +413,15 @@ class QuotingLoop:
                     continue
                 self._seen_fill_ids.add(ev.fill_id)
                 # one log line per fill: an independent record to check "no fill lost" against after a crash
-                logger.info("session %s fill %s/%s side=%+d px=%s size=%s", self.session_id, ev.client_order_id,
-                            ev.fill_id, int(ev.side), ev.price, ev.size)
+                logger.info(
+                    "session %s fill %s/%s side=%+d px=%s size=%s",
+                    self.session_id,
+                    ev.client_order_id,
+                    ev.fill_id,
+                    int(ev.side),
+                    ev.price,
+                    ev.size,
+                )
                 self.recorder.fill(ev)
                 self.recorder.order_event(
                     ev.ts_local_ns,
@@ -312,6 +438,8 @@ class QuotingLoop:
                 )
             elif isinstance(ev, OrderReject):
                 self.recorder.order_event(ev.ts_local_ns, ev.client_order_id, "reject", reason=ev.reason)
+                if not ev.reason.startswith("blocked by gateway"):
+                    self.risk.on_reject(ev.ts_local_ns)
             actions = self.core.on_event(ev)
             self._record_order(ev.ts_local_ns, ev.client_order_id)
             self._apply(actions, ev.ts_local_ns)
@@ -325,6 +453,11 @@ class QuotingLoop:
             return
         allowed, blocked = self.gateway.split(actions, self.core.tracker.position)
         self.stats.actions += len(allowed)
+        self.risk.on_sent(
+            ts_ns,
+            sum(isinstance(a, PlaceOrder) for a in allowed),
+            sum(isinstance(a, (CancelOrder, CancelAll)) for a in allowed),
+        )
         for a in allowed:
             if isinstance(a, PlaceOrder):
                 self.recorder.order_event(
@@ -406,7 +539,7 @@ class QuotingLoop:
                 break
             time.sleep(self.interval_s)
             now = self.clock()
-            for event in self.sim.step_until(now):
+            for event in self._poll_feed(now):
                 self._on_market(event)
             self._handle_order_events(self.venue.advance(now))
         self.gateway.mode = Mode.HALTED

@@ -157,3 +157,79 @@ class RiskEventRecord(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["session", "ts"], name="riskevent_session_ts")]
+
+
+class SweepRun(models.Model):
+    """A parameter sweep: one backtest per point of a grid, run in parallel as Celery tasks."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    name = models.CharField(max_length=100)
+    strategy = models.CharField(max_length=16, default="glft")
+    data_format = models.CharField(max_length=32)
+    data_files = models.JSONField(default=list)
+    base_params = models.JSONField(default=dict, help_text="parameters shared by every point")
+    grid = models.JSONField(default=dict, help_text='{"strategy.gamma": [..], ...}: dotted parameter -> values')
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    n_points = models.IntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"sweep #{self.pk} {self.name} ({self.status})"
+
+
+class BacktestRun(models.Model):
+    """One backtest: what was run (data, parameters, strategy) and its summary. Its decisions, orders, fills
+    and P&L series hang off ``session`` (a TradingSession with mode=backtest), like any other session's."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    session = models.OneToOneField(
+        TradingSession, null=True, blank=True, on_delete=models.CASCADE, related_name="backtest"
+    )
+    sweep = models.ForeignKey(SweepRun, null=True, blank=True, on_delete=models.CASCADE, related_name="runs")
+    point = models.JSONField(default=dict, blank=True, help_text="the sweep grid values of this run")
+    strategy = models.CharField(max_length=16, help_text="glft, fixed or as")
+    data_format = models.CharField(max_length=32)
+    data_files = models.JSONField(default=list)
+    params = models.JSONField(default=dict)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    error = models.TextField(blank=True)
+    summary = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["sweep", "status"], name="backtestrun_sweep_status")]
+
+
+class PnlPoint(models.Model):
+    """A session's P&L at one instant, by component (quote currency); components sum to ``total``."""
+
+    session = models.ForeignKey(TradingSession, on_delete=models.CASCADE, related_name="pnl_points")
+    ts = models.DateTimeField()
+    ts_ns = models.BigIntegerField()
+    mid = models.FloatField()
+    position = models.FloatField()
+    cash = models.FloatField()
+    total = models.FloatField()
+    spread_capture = models.FloatField()
+    adverse_selection = models.FloatField()
+    inventory = models.FloatField()
+    fees = models.FloatField()
+    funding = models.FloatField()
+
+    class Meta:
+        indexes = [models.Index(fields=["session", "ts"], name="pnlpoint_session_ts")]

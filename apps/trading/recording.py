@@ -20,7 +20,10 @@ ORDERS = Order._meta.db_table
 
 SPECS = (
     TableSpec(TRADES, ("instrument_id", "ts", "ts_exch_ns", "ts_local_ns", "price", "size", "aggressor", "trade_id")),
-    TableSpec(QUOTES, ("instrument_id", "ts", "ts_exch_ns", "ts_local_ns", "bid_px", "bid_size", "ask_px", "ask_size")),
+    TableSpec(
+        QUOTES,
+        ("instrument_id", "ts", "ts_exch_ns", "ts_local_ns", "bid_px", "bid_size", "ask_px", "ask_size", "update_id"),
+    ),
     TableSpec(
         DECISIONS,
         ("session_id", "ts", "ts_ns", "mid", "bid_px", "ask_px", "bid_size", "ask_size", "inputs", "reasons"),
@@ -40,6 +43,11 @@ ORDER_SPEC = TableSpec(
 
 def ns_to_dt(ts_ns: int) -> datetime:
     return datetime.fromtimestamp(ts_ns / 1e9, tz=UTC)
+
+
+def event_time(ts_exch_ns: int, ts_local_ns: int) -> datetime:
+    """The row's time: the exchange's stamp, or our receive time when the venue sent none (0)."""
+    return ns_to_dt(ts_exch_ns or ts_local_ns)
 
 
 def make_writer(flush_interval_s: float, spill_dir: Path | None) -> BatchedWriter:
@@ -68,7 +76,7 @@ class Recorder:
             TRADES,
             (
                 self.instrument_id,
-                ns_to_dt(t.ts_exch_ns),
+                event_time(t.ts_exch_ns, t.ts_local_ns),
                 t.ts_exch_ns,
                 t.ts_local_ns,
                 t.price,
@@ -83,13 +91,14 @@ class Recorder:
             QUOTES,
             (
                 self.instrument_id,
-                ns_to_dt(q.ts_exch_ns),
+                event_time(q.ts_exch_ns, q.ts_local_ns),
                 q.ts_exch_ns,
                 q.ts_local_ns,
                 q.bid_px,
                 q.bid_size,
                 q.ask_px,
                 q.ask_size,
+                q.update_id,
             ),
         )
 

@@ -10,7 +10,7 @@ from apps.engine.core import StrategyParams
 from apps.engine.paper import PaperVenueConfig
 from apps.engine.simulator import SimulatorParams
 
-SECTIONS = ("sim", "strategy", "venue")
+SECTIONS = ("sim", "strategy", "venue", "risk", "feed")
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,9 @@ class SessionConfig:
     strategy: StrategyParams
     venue: PaperVenueConfig
     seed: int
+    risk: dict[str, Any]
+    outages: tuple[tuple[float, float], ...] = ()
+    backoff: Any = None
 
 
 def _build(cls: type, section: str, data: Any) -> Any:
@@ -48,4 +51,20 @@ def build_session_config(params: dict[str, Any], seed: int) -> SessionConfig:
     venue_data = {"tick_size": sim.tick_size, "lot_size": sim.lot_size, **params.get("venue", {})}
     venue = _build(PaperVenueConfig, "venue", venue_data)
     strategy = _build(StrategyParams, "strategy", params.get("strategy", {}))
-    return SessionConfig(sim=sim, strategy=strategy, venue=venue, seed=seed)
+    risk = params.get("risk", {})
+    from apps.trading.risk import build_risk_engine
+
+    build_risk_engine(risk, strategy.max_inventory)  # validates; the loop builds its own instance
+    feed = params.get("feed", {})
+    if not isinstance(feed, dict) or set(feed) - {"outages", "backoff"}:
+        raise ValueError("params.feed must be an object with optional 'outages' and 'backoff'")
+    try:
+        outages = tuple((float(a), float(b)) for a, b in feed.get("outages", []))
+    except (TypeError, ValueError):
+        raise ValueError("params.feed.outages must be a list of [start_s, duration_s] pairs") from None
+    from apps.engine.feeds import BackoffParams
+
+    backoff = _build(BackoffParams, "feed.backoff", feed.get("backoff", {}))
+    return SessionConfig(
+        sim=sim, strategy=strategy, venue=venue, seed=seed, risk=risk, outages=outages, backoff=backoff
+    )

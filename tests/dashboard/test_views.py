@@ -78,3 +78,47 @@ def test_halt_is_post_only(client, operator, session):
 def test_an_unknown_session_is_a_404(client, operator):
     client.force_login(operator)
     assert client.get(reverse("dashboard:session", args=[999999])).status_code == 404
+
+
+def test_lifecycle_buttons_pause_resume_and_a_halted_session_needs_an_operator_rearm(client, operator, session):
+    from django.urls import reverse
+
+    TradingSession.objects.filter(pk=session.pk).update(status="running")
+    client.force_login(operator)
+    url = lambda a: reverse("dashboard:action", args=[session.pk, a])  # noqa: E731
+    assert client.post(url("pause"), {"reason": "lunch"}).status_code == 200
+    assert TradingSession.objects.get(pk=session.pk).status == "paused"
+    assert client.post(url("resume"), {}).status_code == 200
+    assert TradingSession.objects.get(pk=session.pk).status == "running"
+    client.post(reverse("dashboard:halt", args=[session.pk]), {"reason": "x"})
+    resp = client.post(url("resume"), {})
+    assert resp.status_code == 400 and "cannot resume" in resp.content.decode()
+    resp = client.post(url("rearm"), {"reason": "checked"})
+    assert resp.status_code == 200 and TradingSession.objects.get(pk=session.pk).status == "paused"
+    actions = list(AuditEvent.objects.filter(session=session).values_list("action", flat=True))
+    for a in ("session.pause", "session.resume", "session.halt", "session.rearm"):
+        assert a in actions
+    assert client.post(url("explode"), {}).status_code == 404
+
+
+def test_the_global_switch_halts_with_a_reason_and_rearms(client, operator, session):
+    from apps.control.models import GlobalKillSwitch
+
+    client.force_login(operator)
+    resp = client.post(reverse("dashboard:global_switch"), {"action": "halt", "reason": ""})
+    assert resp.status_code == 400 and GlobalKillSwitch.current().state == "armed"
+    resp = client.post(reverse("dashboard:global_switch"), {"action": "halt", "reason": "exchange incident"})
+    assert resp.status_code == 200 and GlobalKillSwitch.current().state == "halted"
+    assert 'id="global-state"' in client.get(reverse("dashboard:home")).content.decode()
+    client.post(reverse("dashboard:global_switch"), {"action": "rearm", "reason": "resolved"})
+    assert GlobalKillSwitch.current().state == "armed"
+    assert AuditEvent.objects.filter(action="global.halted", reason="exchange incident").exists()
+
+
+def test_stop_with_flatten_rejects_a_silly_slippage_bound(client, operator, session):
+    client.force_login(operator)
+    resp = client.post(
+        reverse("dashboard:action", args=[session.pk, "stop"]), {"flatten": "1", "max_slippage_bps": "5000"}
+    )
+    assert resp.status_code == 400 and "max_slippage_bps" in resp.content.decode()
+    assert TradingSession.objects.get(pk=session.pk).status == "created"

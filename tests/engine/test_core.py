@@ -52,8 +52,10 @@ def test_it_quotes_both_sides_around_the_reservation_price_from_measured_kappa()
     mid, kappa = d.inputs["mid"], d.inputs["kappa"]
     assert 1000 < kappa < 20000  # simulator truth is 5000
     r = d.inputs["reservation_price"]
-    # half-spread from (1/γ)ln(1+γ/κ), rounded outward to the tick
-    delta = math.log1p(FAST.gamma / kappa) / FAST.gamma
+    # half-spread from (1/γ)ln(1+γ/κ) with the γ the risk model produced, rounded outward to the tick
+    gamma = d.inputs["gamma"]
+    assert d.inputs["gamma_base"] == FAST.gamma
+    delta = math.log1p(gamma / kappa) / gamma
     assert r * 1 - delta * mid - 0.1 - 1e-9 <= d.bid_px <= r - delta * mid + 1e-9
     assert r + delta * mid - 1e-9 <= d.ask_px <= r + delta * mid + 0.1 + 1e-9
     assert core.fills > 0
@@ -67,10 +69,20 @@ def test_a_long_inventory_moves_both_quotes_down():
     longs = [d for d in decisions if d.bid_px and d.inputs["q"] > 0]
     shorts = [d for d in decisions if d.ask_px and d.inputs["q"] < 0]
     assert longs or shorts
-    for d in longs:
-        assert d.inputs["skew_frac"] > 0 and d.inputs["reservation_price"] < d.inputs["mid"]
-    for d in shorts:
-        assert d.inputs["skew_frac"] < 0 and d.inputs["reservation_price"] > d.inputs["mid"]
+    # the inventory term has the sign of q; the reservation price is mid times (1 + the sum of the named terms)
+    for d in longs + shorts:
+        i = d.inputs
+        assert math.copysign(1.0, i["inventory_term_frac"]) == math.copysign(1.0, i["q"])
+        total = (
+            i["drift_term_frac"]
+            - i["inventory_term_frac"]
+            - i["funding_term_frac"]
+            + i["imbalance_skew_frac"]
+            + i["flow_skew_frac"]
+            + i["microprice_term_frac"]
+        )
+        assert i["reservation_price"] == pytest.approx(i["mid"] * (1 + total), rel=1e-12)
+        assert i["skew_frac"] == pytest.approx(-total)
 
 
 def test_it_stops_bidding_at_the_inventory_limit_and_says_so():

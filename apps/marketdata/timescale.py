@@ -1,0 +1,233 @@
+"""Storage mode: TimescaleDB hypertables, compression and continuous aggregates when present; BRIN on plain PostgreSQL.
+
+Everything here takes a DB-API cursor (Django's or a bare psycopg one) on a connection in autocommit mode, so the
+same DDL runs from the migration (``0003_storage``) and, in a test, against a real TimescaleDB engine that cannot
+run Django migrations. Every statement is idempotent; :func:`apply_storage` can be run again after TimescaleDB is
+installed on a database that started plain.
+
+TimescaleDB mode
+----------------
+* The tick tables (:data:`HYPERTABLES`) become hypertables partitioned on ``ts`` (chunk interval per table). A
+  hypertable needs the partitioning column in every unique index, so the primary key becomes ``(id, ts)`` and the
+  natural keys already end in ``ts`` (see :mod:`apps.marketdata.models`).
+* Compression: segment by ``instrument_id``, order by ``ts``; a policy compresses chunks older than
+  :data:`COMPRESS_AFTER`.
+* Continuous aggregates (:data:`CAGGS`), real-time (``materialized_only = false``) so the newest bucket is
+  included: ``marketdata_quote_bars_1s`` / ``_1m`` (mid open/high/low/close, mean spread, quote count) and
+  ``marketdata_trade_bars_1s`` / ``_1m`` (volume, buy volume, notional, trade count, price OHLC), each with a
+  refresh policy. They are separate for quotes and trades because a continuous aggregate reads one hypertable;
+  :func:`apps.marketdata.selectors.bars` joins them.
+
+Plain PostgreSQL mode
+---------------------
+The same migration succeeds; the Timescale parts are skipped and each tick table gets a BRIN index on ``ts``
+(tiny, and ideal for append-mostly time order). Bars are computed from the raw rows by the selectors.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+TIMESCALEDB = "timescaledb"
+POSTGRESQL = "postgresql"
+
+# table -> chunk interval. Quotes and depth arrive at up to ~100/s per instrument, trades less, funding rarely.
+HYPERTABLES: dict[str, str] = {
+    "marketdata_tradetick": "1 day",
+    "marketdata_quotetick": "1 day",
+    "marketdata_depthupdaterecord": "1 day",
+    "marketdata_depthsnapshotrecord": "7 days",
+    "marketdata_fundingrate": "30 days",
+}
+COMPRESS_AFTER = "7 days"
+
+_QUOTE_BARS = """
+SELECT instrument_id,
+       time_bucket(INTERVAL '{width}', ts) AS bucket,
+       first((bid_px + ask_px) / 2, ts) AS mid_open,
+       max((bid_px + ask_px) / 2) AS mid_high,
+       min((bid_px + ask_px) / 2) AS mid_low,
+       last((bid_px + ask_px) / 2, ts) AS mid_close,
+       avg(ask_px - bid_px) AS spread_mean,
+       count(*) AS n_quotes
+FROM marketdata_quotetick
+GROUP BY instrument_id, bucket
+"""
+_TRADE_BARS = """
+SELECT instrument_id,
+       time_bucket(INTERVAL '{width}', ts) AS bucket,
+       first(price, ts) AS price_open,
+       max(price) AS price_high,
+       min(price) AS price_low,
+       last(price, ts) AS price_close,
+       sum(size) AS volume,
+       sum(CASE WHEN aggressor > 0 THEN size ELSE 0 END) AS buy_volume,
+       sum(price * size) AS notional,
+       count(*) AS n_trades
+FROM marketdata_tradetick
+GROUP BY instrument_id, bucket
+"""
+
+
+@dataclass(frozen=True)
+class Cagg:
+    name: str
+    query: str
+    width: str
+    start_offset: str
+    end_offset: str
+    schedule: str
+
+
+CAGGS: tuple[Cagg, ...] = (
+    Cagg("marketdata_quote_bars_1s", _QUOTE_BARS, "1 second", "1 hour", "1 second", "10 seconds"),
+    Cagg("marketdata_quote_bars_1m", _QUOTE_BARS, "1 minute", "1 day", "1 minute", "1 minute"),
+    Cagg("marketdata_trade_bars_1s", _TRADE_BARS, "1 second", "1 hour", "1 second", "10 seconds"),
+    Cagg("marketdata_trade_bars_1m", _TRADE_BARS, "1 minute", "1 day", "1 minute", "1 minute"),
+)
+
+
+@dataclass
+class StorageReport:
+    mode: str
+    hypertables: list[str] = field(default_factory=list)
+    caggs: list[str] = field(default_factory=list)
+    brin_indexes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _scalar(cursor: Any, sql: str, params: tuple[Any, ...] = ()) -> Any:
+    cursor.execute(sql, params)
+    row = cursor.fetchone()
+    return row[0] if row else None
+
+
+def timescale_available(cursor: Any) -> bool:
+    """The server can install TimescaleDB (it is in ``pg_available_extensions``)."""
+    return bool(_scalar(cursor, "SELECT count(*) FROM pg_available_extensions WHERE name = 'timescaledb'"))
+
+
+def timescale_installed(cursor: Any) -> bool:
+    return bool(_scalar(cursor, "SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'"))
+
+
+def _is_hypertable(cursor: Any, table: str) -> bool:
+    return bool(
+        _scalar(cursor, "SELECT count(*) FROM timescaledb_information.hypertables WHERE hypertable_name = %s", (table,))
+    )
+
+
+def detect_mode(cursor: Any) -> str:
+    """``"timescaledb"`` when the tick tables are hypertables, else ``"postgresql"``."""
+    if not timescale_installed(cursor):
+        return POSTGRESQL
+    return TIMESCALEDB if _is_hypertable(cursor, "marketdata_quotetick") else POSTGRESQL
+
+
+def _try_create_extension(cursor: Any, report: StorageReport) -> bool:
+    if timescale_installed(cursor):
+        return True
+    if not timescale_available(cursor):
+        report.notes.append("timescaledb extension not available on this server")
+        return False
+    try:
+        cursor.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+    except Exception as exc:  # noqa: BLE001 - e.g. not in shared_preload_libraries: fall back to plain mode
+        report.notes.append(f"CREATE EXTENSION timescaledb failed ({type(exc).__name__}: {exc}); plain mode")
+        return False
+    return True
+
+
+def _primary_key(cursor: Any, table: str) -> tuple[str, list[str]]:
+    cursor.execute(
+        """
+        SELECT c.conname, array_agg(a.attname::text ORDER BY k.ord)
+        FROM pg_constraint c
+        JOIN LATERAL unnest(c.conkey) WITH ORDINALITY AS k(attnum, ord) ON true
+        JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum
+        WHERE c.conrelid = %s::regclass AND c.contype = 'p'
+        GROUP BY c.conname
+        """,
+        (table,),
+    )
+    row = cursor.fetchone()
+    return (row[0], list(row[1])) if row else ("", [])
+
+
+def make_hypertable(cursor: Any, table: str, chunk_interval: str) -> None:
+    """Turn ``table`` into a hypertable on ``ts`` with compression and a compression policy (idempotent)."""
+    if not _is_hypertable(cursor, table):
+        name, cols = _primary_key(cursor, table)
+        if cols != ["id", "ts"]:
+            if name:
+                cursor.execute(f'ALTER TABLE "{table}" DROP CONSTRAINT "{name}"')
+            cursor.execute(f'ALTER TABLE "{table}" ADD CONSTRAINT "{table}_pkey" PRIMARY KEY (id, ts)')
+        cursor.execute(
+            "SELECT create_hypertable(%s::regclass, 'ts', chunk_time_interval => %s::interval, "
+            "if_not_exists => TRUE, migrate_data => TRUE)",
+            (table, chunk_interval),
+        )
+    cursor.execute(
+        f'ALTER TABLE "{table}" SET (timescaledb.compress, '
+        "timescaledb.compress_segmentby = 'instrument_id', timescaledb.compress_orderby = 'ts')"
+    )
+    cursor.execute(
+        "SELECT add_compression_policy(%s::regclass, %s::interval, if_not_exists => TRUE)", (table, COMPRESS_AFTER)
+    )
+
+
+def make_cagg(cursor: Any, cagg: Cagg) -> None:
+    exists = _scalar(
+        cursor, "SELECT count(*) FROM timescaledb_information.continuous_aggregates WHERE view_name = %s", (cagg.name,)
+    )
+    if not exists:
+        # continuous aggregates cannot be created inside a transaction block: the caller runs in autocommit
+        cursor.execute(
+            f"CREATE MATERIALIZED VIEW {cagg.name} "
+            "WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS "
+            f"{cagg.query.format(width=cagg.width)} WITH NO DATA"
+        )
+    cursor.execute(
+        "SELECT add_continuous_aggregate_policy(%s::regclass, start_offset => %s::interval, "
+        "end_offset => %s::interval, schedule_interval => %s::interval, if_not_exists => TRUE)",
+        (cagg.name, cagg.start_offset, cagg.end_offset, cagg.schedule),
+    )
+
+
+def make_brin(cursor: Any, table: str) -> str:
+    name = f"{table}_ts_brin"
+    cursor.execute(f'CREATE INDEX IF NOT EXISTS "{name}" ON "{table}" USING brin (ts)')
+    return name
+
+
+def apply_storage(cursor: Any, *, use_timescale: bool = True) -> StorageReport:
+    """Set up the storage for the current schema: TimescaleDB when it can be installed, else plain PostgreSQL.
+
+    ``cursor`` must be on a connection in autocommit mode (continuous aggregates refuse transaction blocks).
+    """
+    report = StorageReport(mode=POSTGRESQL)
+    if use_timescale and _try_create_extension(cursor, report):
+        for table, interval in HYPERTABLES.items():
+            make_hypertable(cursor, table, interval)
+            report.hypertables.append(table)
+        for cagg in CAGGS:
+            make_cagg(cursor, cagg)
+            report.caggs.append(cagg.name)
+        report.mode = TIMESCALEDB
+    else:
+        for table in HYPERTABLES:
+            report.brin_indexes.append(make_brin(cursor, table))
+    logger.info("market-data storage: %s", report)
+    return report
+
+
+def db_mode() -> str:
+    """The storage mode of Django's default database: ``"timescaledb"`` or ``"postgresql"``."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        return detect_mode(cursor)

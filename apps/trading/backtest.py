@@ -1,0 +1,551 @@
+"""Backtests as a service: recorded files → the engine loop (strategy + paper venue) → a stored session.
+
+A backtest is stored like any other session: a :class:`TradingSession` with ``mode=backtest`` whose decisions,
+orders, order events and fills are written through the quoting loop's own recording path
+(:class:`~apps.trading.recording.Recorder` on a :func:`~apps.trading.recording.make_writer` writer), plus a
+P&L series (:class:`PnlPoint`) and a :class:`BacktestRun` row with the parameters and the summary.
+
+Parameters (one JSON object; every section optional except ``venue.tick_size``/``venue.lot_size``)::
+
+    {"strategy": {...StrategyParams...},        # the GLFT core
+     "fixed": {...FixedSpreadParams...},        # the fixed-spread baseline
+     "as": {...ASParams...},                    # Avellaneda–Stoikov; defaults to the keys it shares with "strategy"
+     "venue": {...PaperVenueConfig...},         # tick_size and lot_size required
+     "backtest": {"markout_s": 1.0, "sample_interval_s": 1.0},
+     "instrument": {"venue": "binance-usdm", "symbol": "BTCUSDT", "kind": "perp"}}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from apps.engine.backtest import BacktestConfig, BacktestResult, EngineLoop, merge_by_local_time
+from apps.engine.baselines import ASParams, AvellanedaStoikovQuoter, FixedSpreadParams, FixedSpreadQuoter
+from apps.engine.core import StrategyCore, StrategyParams
+from apps.engine.events import Action, CancelAll, CancelOrder, Fill, ModifyOrder, OrderAck, OrderReject, PlaceOrder
+from apps.engine.paper import PaperVenue, PaperVenueConfig
+from apps.marketdata.models import Instrument
+from apps.marketdata.parsers import ParseStats, Quarantined, parse_file
+from apps.trading.models import BacktestRun, PnlPoint, SweepRun, TradingSession
+from apps.trading.recording import Recorder, make_writer, ns_to_dt
+
+STRATEGIES = ("glft", "fixed", "as")
+SECTIONS = ("strategy", "fixed", "as", "venue", "backtest", "instrument")
+RECORDER_FLUSH_S = 0.5
+
+
+@dataclass(frozen=True)
+class BacktestParams:
+    """The validated parameter object (see the module docstring for the JSON layout)."""
+
+    glft: StrategyParams
+    fixed: FixedSpreadParams
+    avst: ASParams
+    venue: PaperVenueConfig
+    backtest: BacktestConfig
+    instrument: dict[str, str]
+    raw: dict[str, Any]
+
+
+def parse_params(params: dict[str, Any] | str) -> BacktestParams:
+    """Validate a parameter object (or its JSON text); every error names the section and the field."""
+    if isinstance(params, str):
+        try:
+            params = json.loads(params)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"params: not valid JSON ({exc})") from None
+    if not isinstance(params, dict):
+        raise ValueError(f"params must be a JSON object, got {type(params).__name__}")
+    unknown = sorted(set(params) - set(SECTIONS))
+    if unknown:
+        raise ValueError(f"params: unknown section(s) {unknown}; expected some of {list(SECTIONS)}")
+    for name in SECTIONS:
+        if not isinstance(params.get(name, {}), dict):
+            raise ValueError(f"params.{name} must be an object, got {type(params[name]).__name__}")
+    venue = dict(params.get("venue", {}))
+    for name in ("tick_size", "lot_size"):
+        if name not in venue:
+            raise ValueError(f"params.venue.{name} is required (the instrument's {name.replace('_', ' ')})")
+    glft_d = params.get("strategy", {})
+    as_d = {**{k: v for k, v in glft_d.items() if k in {f.name for f in dataclasses.fields(ASParams)}}}
+    as_d.update(params.get("as", {}))
+    instrument = params.get("instrument", {})
+    bad = sorted(set(instrument) - {"venue", "symbol", "kind"})
+    if bad:
+        raise ValueError(f"params.instrument: unknown field(s) {bad}; known: ['kind', 'symbol', 'venue']")
+    return BacktestParams(
+        glft=_section("strategy", lambda: StrategyParams.from_dict(glft_d)),
+        fixed=_section("fixed", lambda: FixedSpreadParams.from_dict(params.get("fixed", {}))),
+        avst=_section("as", lambda: ASParams.from_dict(as_d)),
+        venue=_section("venue", lambda: _venue(venue)),
+        backtest=_section("backtest", lambda: _backtest(params.get("backtest", {}))),
+        instrument={str(k): str(v) for k, v in instrument.items()},
+        raw=params,
+    )
+
+
+def _section(name: str, build: Any) -> Any:
+    try:
+        return build()
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"params.{name}: {exc}") from None
+
+
+def _venue(d: dict[str, Any]) -> PaperVenueConfig:
+    known = {f.name for f in dataclasses.fields(PaperVenueConfig)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ValueError(f"unknown field(s) {unknown}; known: {sorted(known)}")
+    cfg = PaperVenueConfig(**d)
+    cfg.validate()
+    return cfg
+
+
+def _backtest(d: dict[str, Any]) -> BacktestConfig:
+    known = {"markout_s", "sample_interval_s"}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ValueError(f"unknown field(s) {unknown}; known: {sorted(known)}")
+    return BacktestConfig(**d, keep_decisions=False).validate()
+
+
+def load_params(text_or_path: str) -> dict[str, Any]:
+    """``--params`` value: inline JSON, or the path of a JSON file."""
+    s = text_or_path.strip()
+    if s.startswith("{"):
+        data = json.loads(s)
+    else:
+        path = Path(s)
+        if not path.is_file():
+            raise ValueError(f"--params: {s!r} is neither a JSON object nor an existing file")
+        data = json.loads(path.read_text())
+    if not isinstance(data, dict):
+        raise ValueError("--params must hold a JSON object")
+    return data
+
+
+# --- data -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LoadedData:
+    events: list[Any]
+    parse_s: float
+    quarantined: int
+    stats: list[ParseStats] = field(default_factory=list)
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "events": len(self.events),
+            "parse_s": self.parse_s,
+            "quarantined": self.quarantined,
+            "files": [s.source for s in self.stats],
+        }
+
+
+def load_events(files: Sequence[str | Path], fmt: str) -> LoadedData:
+    """Parse every file (one stream each) and merge them by local time. Quarantined records are counted."""
+    if not files:
+        raise ValueError("no data files given")
+    for f in files:
+        if not Path(f).is_file():
+            raise ValueError(f"data file not found: {f}")
+    t0 = time.perf_counter()
+    stats = [ParseStats() for _ in files]
+    quarantined = 0
+    streams = [list(parse_file(fmt, f, stats=st)) for f, st in zip(files, stats, strict=True)]
+    clean: list[list[Any]] = []
+    for s in streams:
+        good = [e for e in s if not isinstance(e, Quarantined)]
+        quarantined += len(s) - len(good)
+        clean.append(good)
+    events = clean[0] if len(clean) == 1 else list(merge_by_local_time(*clean))
+    # a recorder's clock can step back a little; the loop feeds events in arrival (file) order either way
+    return LoadedData(events, time.perf_counter() - t0, quarantined, stats)
+
+
+# --- the run ----------------------------------------------------------------------------------------
+
+
+def build_strategy(kind: str, p: BacktestParams, id_prefix: str) -> Any:
+    tick, lot = p.venue.tick_size, p.venue.lot_size
+    if kind == "glft":
+        return StrategyCore(p.glft, tick_size=tick, lot_size=lot, id_prefix=id_prefix)
+    if kind == "fixed":
+        return FixedSpreadQuoter(p.fixed, tick_size=tick, lot_size=lot, id_prefix=id_prefix)
+    if kind == "as":
+        return AvellanedaStoikovQuoter(p.avst, tick_size=tick, lot_size=lot, id_prefix=id_prefix)
+    raise ValueError(f"strategy must be one of {STRATEGIES}, got {kind!r}")
+
+
+def run_engine(
+    events: Sequence[Any], p: BacktestParams, kind: str, *, seed: int = 0, sink: Any = None, id_prefix: str = "bt"
+) -> BacktestResult:
+    """The pure run: no database. Same events, parameters and seed ⇒ the same result."""
+    strategy = build_strategy(kind, p, id_prefix)
+    venue = PaperVenue(p.venue, seed=seed)
+    loop = EngineLoop(strategy, venue, p.backtest, sink=sink, name=kind)
+    return loop.run(events)
+
+
+class RecorderSink:
+    """Writes what the engine loop does through the quoting loop's Recorder, with the same row kinds."""
+
+    def __init__(self, recorder: Recorder, strategy: Any) -> None:
+        self.recorder = recorder
+        self.strategy = strategy
+
+    def market(self, event: Any) -> None:
+        pass  # the market data of a backtest is its input files; it is not copied into the tick tables
+
+    def order_event(self, ev: Any) -> None:
+        r = self.recorder
+        if isinstance(ev, Fill):
+            r.fill(ev)
+            r.order_event(
+                ev.ts_local_ns, ev.client_order_id, "fill", fill_id=ev.fill_id, price=ev.price, size=ev.size, fee=ev.fee
+            )
+        elif isinstance(ev, OrderAck):
+            r.order_event(ev.ts_local_ns, ev.client_order_id, f"ack_{ev.status}", price=ev.price, size=ev.size)
+        elif isinstance(ev, OrderReject):
+            r.order_event(ev.ts_local_ns, ev.client_order_id, "reject", reason=ev.reason)
+        self._state(ev.ts_local_ns, ev.client_order_id)
+
+    def actions(self, ts_ns: int, actions: Sequence[Action]) -> None:
+        r = self.recorder
+        for a in actions:
+            if isinstance(a, PlaceOrder):
+                r.order_event(
+                    ts_ns, a.client_order_id, "place", side=int(a.side), price=a.price, size=a.size, tif=a.tif
+                )
+                self._state(ts_ns, a.client_order_id)
+            elif isinstance(a, (CancelOrder, ModifyOrder)):
+                r.order_event(ts_ns, a.client_order_id, type(a).__name__.lower())
+                self._state(ts_ns, a.client_order_id)
+            elif isinstance(a, CancelAll):
+                r.order_event(ts_ns, "*", "cancel_all", reason=a.reason)
+
+    def decision(self, decision: Any) -> None:
+        self.recorder.decision(decision)
+
+    def _state(self, ts_ns: int, cid: str) -> None:
+        order = self.strategy.tracker.get(cid)
+        if order is not None:
+            self.recorder.order_state(ts_ns, order)
+
+
+def _instrument(p: BacktestParams, fmt: str) -> Instrument:
+    venue = p.instrument.get("venue", f"replay-{fmt}")
+    symbol = p.instrument.get("symbol", "UNKNOWN")
+    kind = p.instrument.get("kind", Instrument.Kind.SPOT)
+    if kind not in Instrument.Kind.values:
+        raise ValueError(f"params.instrument.kind must be one of {Instrument.Kind.values}, got {kind!r}")
+    inst, _ = Instrument.objects.get_or_create(
+        venue=venue,
+        symbol=symbol,
+        defaults={"tick_size": p.venue.tick_size, "lot_size": p.venue.lot_size, "kind": kind},
+    )
+    if (inst.tick_size, inst.lot_size) != (p.venue.tick_size, p.venue.lot_size):
+        raise ValueError(
+            f"instrument {venue}:{symbol} has tick {inst.tick_size} / lot {inst.lot_size}, but params.venue says "
+            f"{p.venue.tick_size} / {p.venue.lot_size}"
+        )
+    return inst
+
+
+@dataclass
+class StoredBacktest:
+    run_id: int
+    session_id: int
+    summary: dict[str, Any]
+    result: BacktestResult
+
+
+def create_run(
+    files: Sequence[str | Path], fmt: str, params: dict[str, Any], strategy: str, *, name: str = "", seed: int = 0
+) -> BacktestRun:
+    """Validate and create the session and run rows (status pending); nothing is parsed yet."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    p = parse_params(params)
+    with transaction.atomic():
+        session = TradingSession.objects.create(
+            name=(name or f"backtest {strategy}")[:100],
+            mode=TradingSession.Mode.BACKTEST,
+            feed=f"replay:{fmt}"[:32],
+            instrument=_instrument(p, fmt),
+            status=TradingSession.Status.CREATED,
+            params=p.raw,
+            seed=seed,
+        )
+        return BacktestRun.objects.create(
+            session=session,
+            strategy=strategy,
+            data_format=fmt,
+            data_files=[str(f) for f in files],
+            params=p.raw,
+        )
+
+
+def execute_run(run: BacktestRun, events: Sequence[Any] | None = None) -> StoredBacktest:
+    """Run a created backtest and store everything; marks the run FAILED (with the error) if anything raises."""
+    BacktestRun.objects.filter(pk=run.pk).update(status=BacktestRun.Status.RUNNING)
+    session = run.session
+    assert session is not None
+    TradingSession.objects.filter(pk=session.pk).update(status=TradingSession.Status.RUNNING, started_at=timezone.now())
+    try:
+        p = parse_params(run.params)
+        data_info: dict[str, Any] = {}
+        if events is None:
+            data = load_events(run.data_files, run.data_format)
+            events, data_info = data.events, data.info()
+        writer = make_writer(RECORDER_FLUSH_S, None)
+        recorder = Recorder(writer, session.pk, session.instrument_id)
+        strategy = build_strategy(run.strategy, p, f"bt{session.pk}")
+        sink = RecorderSink(recorder, strategy)
+        writer.start()
+        try:
+            loop = EngineLoop(
+                strategy, PaperVenue(p.venue, seed=int(session.seed)), p.backtest, sink=sink, name=run.strategy
+            )
+            result = loop.run(events)
+        finally:
+            writer.close()
+        if writer.buffered_rows or writer.stats.rows_spilled > writer.stats.rows_replayed:
+            raise RuntimeError(
+                f"recorder could not write every row: {writer.stats.last_error or 'database unavailable'}"
+            )
+        store_pnl(session.pk, result)
+        summary = {**result.summary(), "data": data_info, "seed": int(session.seed)}
+        with transaction.atomic():
+            BacktestRun.objects.filter(pk=run.pk).update(
+                status=BacktestRun.Status.DONE, summary=summary, finished_at=timezone.now()
+            )
+            TradingSession.objects.filter(pk=session.pk).update(
+                status=TradingSession.Status.STOPPED,
+                status_reason="backtest finished",
+                ended_at=timezone.now(),
+                last_state=strategy.state(),
+            )
+        return StoredBacktest(run.pk, session.pk, summary, result)
+    except Exception as exc:
+        BacktestRun.objects.filter(pk=run.pk).update(
+            status=BacktestRun.Status.FAILED, error=f"{type(exc).__name__}: {exc}"
+        )
+        TradingSession.objects.filter(pk=session.pk).update(
+            status=TradingSession.Status.FAILED, status_reason=f"backtest failed: {exc}"[:500], ended_at=timezone.now()
+        )
+        raise
+
+
+def store_pnl(session_id: int, result: BacktestResult) -> int:
+    rows = [
+        PnlPoint(
+            session_id=session_id,
+            ts=ns_to_dt(b.ts_ns),
+            ts_ns=b.ts_ns,
+            mid=b.mid,
+            position=b.position,
+            cash=b.cash,
+            total=b.total,
+            spread_capture=b.spread_capture,
+            adverse_selection=b.adverse_selection,
+            inventory=b.inventory,
+            fees=b.fees,
+            funding=b.funding,
+        )
+        for b in result.pnl
+    ]
+    PnlPoint.objects.bulk_create(rows, batch_size=2000)
+    return len(rows)
+
+
+def run_backtests(
+    files: Sequence[str | Path],
+    fmt: str,
+    params: dict[str, Any],
+    strategies: Sequence[str],
+    *,
+    seed: int = 0,
+    name: str = "",
+) -> tuple[list[StoredBacktest], LoadedData]:
+    """Parse once, then run and store one backtest per strategy on the same events (``--compare``)."""
+    for s in strategies:
+        if s not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}, got {s!r}")
+    parse_params(params)  # fail before parsing a large file
+    data = load_events(files, fmt)
+    out = []
+    for s in strategies:
+        run = create_run(files, fmt, params, s, name=f"{name or 'backtest'} {s}", seed=seed)
+        stored = execute_run(run, data.events)
+        stored.summary["data"] = data.info()
+        BacktestRun.objects.filter(pk=run.pk).update(summary=stored.summary)
+        out.append(stored)
+    return out, data
+
+
+# --- parameter sweeps -------------------------------------------------------------------------------
+
+SWEEP_QUEUE = "periodic"  # until CELERY_TASK_ROUTES sends apps.trading.tasks_sweep.* to a "backtest" queue
+MAX_SWEEP_POINTS = 500
+
+
+def expand_grid(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """``{"strategy.gamma": [1, 10], "venue.entry_latency_ns": [0, 5e6]}`` → every combination, in order."""
+    import itertools
+
+    if not isinstance(grid, dict) or not grid:
+        raise ValueError("grid must be a non-empty object of 'section.field' -> list of values")
+    for key, values in grid.items():
+        if not isinstance(key, str) or key.count(".") != 1 or key.split(".")[0] not in SECTIONS:
+            raise ValueError(f"grid key must be 'section.field' with section in {list(SECTIONS)}, got {key!r}")
+        if not isinstance(values, list) or not values:
+            raise ValueError(f"grid[{key!r}] must be a non-empty list, got {values!r}")
+    keys = list(grid)
+    points = [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*(grid[k] for k in keys))]
+    if len(points) > MAX_SWEEP_POINTS:
+        raise ValueError(f"grid has {len(points)} points; at most {MAX_SWEEP_POINTS} per sweep")
+    return points
+
+
+def apply_point(base: dict[str, Any], point: dict[str, Any]) -> dict[str, Any]:
+    params = json.loads(json.dumps(base))
+    for key, value in point.items():
+        section, name = key.split(".")
+        params.setdefault(section, {})[name] = value
+    return params
+
+
+def create_sweep(
+    files: Sequence[str | Path],
+    fmt: str,
+    base_params: dict[str, Any],
+    grid: dict[str, list[Any]],
+    *,
+    strategy: str = "glft",
+    name: str = "",
+    seed: int = 0,
+) -> SweepRun:
+    """Validate every point first (nothing is created when one is bad), then create the sweep and its runs."""
+    points = expand_grid(grid)
+    for point in points:
+        try:
+            parse_params(apply_point(base_params, point))
+        except ValueError as exc:
+            raise ValueError(f"sweep point {point}: {exc}") from None
+    with transaction.atomic():
+        sweep = SweepRun.objects.create(
+            name=(name or "sweep")[:100],
+            strategy=strategy,
+            data_format=fmt,
+            data_files=[str(f) for f in files],
+            base_params=base_params,
+            grid=grid,
+            n_points=len(points),
+            status=SweepRun.Status.RUNNING,
+        )
+        for i, point in enumerate(points):
+            run = create_run(
+                files, fmt, apply_point(base_params, point), strategy, name=f"{sweep.name} #{i}", seed=seed
+            )
+            BacktestRun.objects.filter(pk=run.pk).update(sweep=sweep, point=point)
+    return sweep
+
+
+def start_sweep(*args: Any, queue: str = SWEEP_QUEUE, **kwargs: Any) -> SweepRun:
+    """Create a sweep and queue one Celery task per point after commit (they run in parallel on the workers).
+
+    Arguments as :func:`create_sweep`; ``queue`` is the Celery queue the points go to.
+    """
+    from apps.trading.tasks_sweep import run_backtest_point
+
+    sweep = create_sweep(*args, **kwargs)
+    run_ids = list(sweep.runs.order_by("id").values_list("id", flat=True))
+
+    def _queue() -> None:
+        for run_id in run_ids:
+            run_backtest_point.apply_async(args=[run_id], queue=queue)
+
+    transaction.on_commit(_queue)
+    return sweep
+
+
+_EVENTS_CACHE: dict[tuple[Any, ...], LoadedData] = {}
+
+
+def _cached_events(files: Sequence[str], fmt: str) -> LoadedData:
+    """A worker runs many points over the same files: parse them once per process (keyed by path and mtime)."""
+    key = (fmt, *((f, Path(f).stat().st_mtime_ns) for f in files))
+    if key not in _EVENTS_CACHE:
+        _EVENTS_CACHE.clear()  # one data set at a time bounds the memory
+        _EVENTS_CACHE[key] = load_events(files, fmt)
+    return _EVENTS_CACHE[key]
+
+
+def execute_run_by_id(run_id: int) -> str:
+    """Run one stored backtest (a sweep point); returns its status. Finishing the last point closes the sweep."""
+    run = BacktestRun.objects.select_related("session").get(pk=run_id)
+    if run.status != BacktestRun.Status.PENDING:
+        return run.status  # a redelivered task: the run is done or under way elsewhere
+    try:
+        data = _cached_events(run.data_files, run.data_format)
+        stored = execute_run(run, data.events)
+        BacktestRun.objects.filter(pk=run.pk).update(summary={**stored.summary, "data": data.info()})
+        status = BacktestRun.Status.DONE
+    except Exception:  # noqa: BLE001 - recorded on the run by execute_run (or here when parsing failed)
+        BacktestRun.objects.filter(pk=run.pk, status__in=["pending", "running"]).update(
+            status=BacktestRun.Status.FAILED, error="failed before the run started (see worker log)"
+        )
+        status = BacktestRun.Status.FAILED
+    if run.sweep_id is not None:
+        with transaction.atomic():
+            sweep = SweepRun.objects.select_for_update().get(pk=run.sweep_id)
+            left = sweep.runs.filter(status__in=["pending", "running"]).count()
+            if left == 0 and sweep.status == SweepRun.Status.RUNNING:
+                failed = sweep.runs.filter(status=BacktestRun.Status.FAILED).exists()
+                sweep.status = SweepRun.Status.FAILED if failed else SweepRun.Status.DONE
+                sweep.save(update_fields=["status"])
+    return status
+
+
+SWEEP_COLUMNS = (
+    "fills_buy",
+    "fills_sell",
+    "volume",
+    "avg_quoted_spread_bps",
+    "max_abs_inventory",
+    "pnl_total",
+    "markout_mean_bps",
+    "sharpe_per_interval",
+    "max_drawdown",
+)
+
+
+def sweep_table(sweep_id: int) -> list[dict[str, Any]]:
+    """One row per point: the grid values beside the main summary numbers, in grid order (a selector)."""
+    rows = []
+    for run in BacktestRun.objects.filter(sweep_id=sweep_id).order_by("id"):
+        s = run.summary or {}
+        rows.append(
+            {
+                "run_id": run.pk,
+                "session_id": run.session_id,
+                "status": run.status,
+                **run.point,
+                **{c: s.get(c) for c in SWEEP_COLUMNS},
+                **{f"pnl.{k}": v for k, v in (s.get("pnl") or {}).items()},
+            }
+        )
+    return rows

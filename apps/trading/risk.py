@@ -1,0 +1,161 @@
+"""Per-session risk: builds the engine's RiskEngine from the session's ``params["risk"]`` and keeps its inputs.
+
+``params["risk"]`` maps a rule kind to overrides of its params, e.g.
+``{"position_limit": {"max_position": 0.1}, "drawdown": {"max_drawdown_frac": 0.02}, "capital_quote": 10000}``.
+Unknown rule kinds or fields are rejected with a message naming them. Defaults tie the position limit to the
+strategy's own Q_max (the quoter never exceeds Q_max; the rule trips at 2·Q_max, i.e. when something is wrong).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+from apps.engine.risk_rules import (
+    CancelRateRule,
+    ClockSkewRule,
+    CrossedBookRule,
+    DrawdownRule,
+    EstimatorStateRule,
+    MessageRateRule,
+    NotionalLimitRule,
+    OrderFlowWindow,
+    PositionLimitRule,
+    RejectRateRule,
+    RiskEngine,
+    RiskState,
+    RollingLoss,
+    RuleTrip,
+    SkewAlarmRule,
+    StaleFeedRule,
+    TripEdges,
+    WindowLossRule,
+    skew_magnitude_alarm,
+)
+
+RULES = (
+    PositionLimitRule,
+    NotionalLimitRule,
+    DrawdownRule,
+    WindowLossRule,
+    StaleFeedRule,
+    CrossedBookRule,
+    ClockSkewRule,
+    EstimatorStateRule,
+    RejectRateRule,
+    CancelRateRule,
+    MessageRateRule,
+    SkewAlarmRule,
+)
+FEED = "market"
+
+
+def build_risk_engine(risk: dict[str, Any], max_inventory: float) -> tuple[RiskEngine, float]:
+    """(engine, capital in quote currency). Raises ValueError naming the bad rule or field."""
+    if not isinstance(risk, dict):
+        raise ValueError(f"params.risk must be an object, got {type(risk).__name__}")
+    risk = dict(risk)
+    capital = risk.pop("capital_quote", 10_000.0)
+    if (
+        isinstance(capital, bool)
+        or not isinstance(capital, (int, float))
+        or not (capital > 0 and math.isfinite(capital))
+    ):
+        raise ValueError(f"params.risk.capital_quote must be a positive number, got {capital!r}")
+    kinds = {cls.kind: cls for cls in RULES}
+    unknown = sorted(set(risk) - set(kinds))
+    if unknown:
+        raise ValueError(f"params.risk: unknown rule(s) {unknown}; known: {sorted(kinds)} and capital_quote")
+    defaults: dict[str, dict[str, Any]] = {
+        "position_limit": {"max_position": 2 * max_inventory},
+        "stale_feed": {"feeds": (FEED,)},
+    }
+    rules = []
+    for kind, cls in kinds.items():
+        base = cls().params
+        overrides = {**defaults.get(kind, {}), **risk.get(kind, {})}
+        fields = {f.name for f in dataclasses.fields(base)}
+        bad = sorted(set(overrides) - fields)
+        if bad:
+            raise ValueError(f"params.risk.{kind}: unknown field(s) {bad}; known: {sorted(fields)}")
+        try:
+            rules.append(cls(dataclasses.replace(base, **overrides)))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"params.risk.{kind}: {exc}") from exc
+    return RiskEngine(rules), float(capital)
+
+
+class SessionRisk:
+    """Keeps the rolling inputs and turns the engine's level trips into edges (one record per episode)."""
+
+    def __init__(self, engine: RiskEngine, capital_quote: float, max_inventory: float) -> None:
+        self.engine = engine
+        self.capital = capital_quote
+        self.max_inventory = max_inventory
+        self.losses = {w: RollingLoss(w) for w in engine.loss_windows_s}
+        self.flows = {w: OrderFlowWindow(w) for w in engine.order_flow_windows_s}
+        self.edges = TripEdges()
+        self.peak_equity = capital_quote
+        self.feed_last_ns: dict[str, int] = {}
+        self.clock_skew_ns: int | None = None
+        self._t = 0  # the rolling windows need non-decreasing time; event stamps can lag the wall clock
+
+    def _now(self, ts_ns: int) -> int:
+        self._t = max(self._t, ts_ns)
+        return self._t
+
+    def on_market(self, ts_local_ns: int, ts_exch_ns: int) -> None:
+        self.feed_last_ns[FEED] = ts_local_ns
+        if ts_exch_ns:
+            self.clock_skew_ns = ts_local_ns - ts_exch_ns
+
+    def on_sent(self, ts_ns: int, n_place: int, n_cancel: int) -> None:
+        ts_ns = self._now(ts_ns)
+        for f in self.flows.values():
+            if n_place:
+                f.record_sent(ts_ns, n_place)
+            if n_cancel:
+                f.record_cancel(ts_ns, n_cancel)
+            if n_place + n_cancel:
+                f.record_message(ts_ns, n_place + n_cancel)
+
+    def on_reject(self, ts_ns: int) -> None:
+        ts_ns = self._now(ts_ns)
+        for f in self.flows.values():
+            f.record_reject(ts_ns)
+
+    def evaluate(
+        self, now_ns: int, core_state: dict[str, Any], decision_inputs: dict[str, float]
+    ) -> tuple[list[RuleTrip], list[str], list[RuleTrip]]:
+        """(started trips, cleared rule names, all current trips)."""
+        now_ns = self._now(now_ns)
+        pnl = core_state.get("pnl")
+        pnl = 0.0 if pnl is None else float(pnl)
+        equity = self.capital + pnl
+        self.peak_equity = max(self.peak_equity, equity)
+        for loss in self.losses.values():
+            loss.update(now_ns, pnl)
+        q = float(core_state.get("inventory") or 0.0)
+        skew = decision_inputs.get("skew_frac", 0.0)
+        state = RiskState(
+            ts_ns=now_ns,
+            position=q,
+            mid=float(core_state.get("mid") or math.nan),
+            best_bid=decision_inputs.get("best_bid", math.nan),
+            best_ask=decision_inputs.get("best_ask", math.nan),
+            equity=equity,
+            peak_equity=self.peak_equity,
+            window_losses={w: loss.loss(now_ns) for w, loss in self.losses.items()},
+            feed_last_ts_ns=dict(self.feed_last_ns),
+            clock_skew_ns=self.clock_skew_ns,
+            estimator_states={
+                "kappa": core_state.get("kappa_state") or "warming",
+                "sigma": core_state.get("sigma_state") or "warming",
+            },
+            order_flow={w: f.snapshot(now_ns) for w, f in self.flows.items()},
+            skew_alarm=skew_magnitude_alarm(q, self.max_inventory, skew if math.isfinite(skew) else 0.0),
+        )
+        trips = self.engine.evaluate(state)
+        started, cleared = self.edges.update(trips)
+        return started, cleared, trips
