@@ -30,6 +30,7 @@ from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 PY = sys.executable
+CHAOS_PASSWORD = "chaos-password-1"
 
 
 def _free_port() -> int:
@@ -168,7 +169,7 @@ class Stack:
 
     def _http_ok(self, path: str) -> bool:
         try:
-            with urllib.request.urlopen(self.url + path, timeout=1) as r:  # noqa: S310 - our own 127.0.0.1 server
+            with urllib.request.urlopen(self.url + path, timeout=1) as r:
                 return r.status == 200
         except OSError:
             return False
@@ -179,7 +180,7 @@ class Stack:
         html = self.opener.open(self.url + "/login/").read().decode()
         token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', html).group(1)
         data = urllib.parse.urlencode(
-            {"username": "chaos", "password": "chaos-password-1", "csrfmiddlewaretoken": token}
+            {"username": "chaos", "password": CHAOS_PASSWORD, "csrfmiddlewaretoken": token}
         ).encode()
         self.opener.open(urllib.request.Request(self.url + "/login/", data=data, headers={"Referer": self.url}))
 
@@ -209,7 +210,7 @@ def _new_session(seed: int):
 
 def _pct(xs: list[float], q: float) -> float:
     xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
+    return xs[min(len(xs) - 1, round(q * (len(xs) - 1)))]
 
 
 def kill_switch_latency(stack: Stack) -> list[dict]:

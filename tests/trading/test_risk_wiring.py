@@ -65,7 +65,7 @@ def test_risk_config_errors_name_the_rule_and_field():
         build_risk_engine({"drawdown": {"max_dd": 1}}, 0.1)
     with pytest.raises(ValueError, match="capital_quote"):
         build_risk_engine({"capital_quote": -5}, 0.1)
-    with pytest.raises(ValueError, match="params.risk.position_limit"):
+    with pytest.raises(ValueError, match=r"params\.risk\.position_limit"):
         build_risk_engine({"position_limit": {"max_position": -1.0}}, 0.1)
 
 
