@@ -429,6 +429,8 @@ class StrategyCore:
         self.last_decision = decision
         self.last_quote = result
 
+    inventory_guard_skips = 0
+
     def _reconcile(self, result: QuoteResult) -> list[Action]:
         actions: list[Action] = []
         p = self.quoter_params
@@ -449,11 +451,20 @@ class StrategyCore:
                     free.remove(match)
                 else:
                     unmatched_targets.append(lv)
+            # Worst case if every live order on this side fills, pending cancels included (a cancel can race a
+            # fill): a new order may only use what is left of Q_max. Without this, a bid whose cancel is in flight
+            # and its replacement can both fill and take |q| past Q_max.
+            sign = 1.0 if side is Side.BUY else -1.0
+            exposure = sign * self.tracker.position + sum(o.remaining for o in self.tracker.open_orders_on(side))
+            room = p.max_inventory - exposure + 1e-12
             for lv in unmatched_targets:
                 if p.modify_orders and free:
                     o = free.pop(0)
                     actions.append(ModifyOrder(o.client_order_id, lv.price, lv.size))
+                elif lv.size > room:
+                    self.inventory_guard_skips += 1  # reported in state(): the guard binds, it is not silent
                 else:
+                    room -= lv.size
                     self._seq += 1
                     actions.append(
                         PlaceOrder(f"{self.id_prefix}-{self._seq}", side, lv.price, lv.size, tif="POST_ONLY")
@@ -517,6 +528,7 @@ class StrategyCore:
                 "open_orders": len(open_orders),
                 "reasons": list(d.reasons) if d else [],
                 "halted": self.halted,
+                "inventory_guard_skips": self.inventory_guard_skips,
             }
         )
 

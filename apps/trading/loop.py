@@ -224,6 +224,7 @@ class QuotingLoop:
             return False
         for event in self._poll_feed(now):
             self._on_market(event)
+        self._deliver_venue_until(now, inclusive=True)
         self._handle_order_events(self.venue.advance(now))
         self._evaluate_risk(now)
         if self.writer.overflowing:
@@ -395,8 +396,15 @@ class QuotingLoop:
             self.core.tracker.on_actions(cancels)
             self._apply(cancels, max(self.clock(), self.core._now_ns))
 
+    def _deliver_venue_until(self, t_ns: int, *, inclusive: bool) -> None:
+        """Deliver every venue event due before ``t_ns`` at its own time, as the backtester does
+        (apps.engine.backtest.EngineLoop), so results do not depend on when this loop wakes up."""
+        while (n := self.venue.next_event_ns()) is not None and (n <= t_ns if inclusive else n < t_ns):
+            self._handle_order_events(self.venue.advance(n))
+
     def _on_market(self, event: Any) -> None:
         self.stats.market_events += 1
+        self._deliver_venue_until(event.ts_local_ns, inclusive=False)
         self.risk.on_market(event.ts_local_ns, event.ts_exch_ns)
         if isinstance(event, Trade):
             self.recorder.trade(event)
