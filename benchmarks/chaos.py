@@ -281,6 +281,27 @@ def _trade_gaps(session_id: int) -> int:
     return sum(max(ns) - len(set(ns)) for ns in runs.values())
 
 
+def _tail_trades_missing(session_id: int, until_ns: int) -> tuple[int, int]:
+    """(expected, missing): the simulator is deterministic for a seed and start time, so the trades the first loop
+    run must have recorded up to ``until_ns`` can be regenerated and compared with the database."""
+    from apps.control.models import AuditEvent
+    from apps.engine.events import Trade
+    from apps.engine.simulator import MarketSimulator, SimulatorParams
+    from apps.marketdata.models import TradeTick
+    from apps.trading.models import TradingSession
+
+    session = TradingSession.objects.get(pk=session_id)
+    start = AuditEvent.objects.filter(session=session, action="loop.start").order_by("ts").first()
+    sp = SimulatorParams(**{**session.params.get("sim", {}), "start_ts_ns": start.detail["sim_start_ns"]})
+    expected = sum(isinstance(e, Trade) for e in MarketSimulator(sp, seed=session.seed).step_until(until_ns))
+    stored = TradeTick.objects.filter(
+        instrument_id=session.instrument_id,
+        trade_id__startswith=start.detail["trade_id_prefix"],
+        ts_local_ns__lte=until_ns,
+    ).count()
+    return expected, expected - stored
+
+
 def worker_sigkill(stack: Stack) -> list[dict]:
     from apps.control.models import AuditEvent
     from apps.trading.models import FillRecord
@@ -293,6 +314,8 @@ def worker_sigkill(stack: Stack) -> list[dict]:
     worker = stack.procs["worker-quoting"]
     t0 = time.time_ns()
     os.killpg(worker.pid, signal.SIGKILL)
+    # the loop steps every 50 ms: everything up to 150 ms before the kill had certainly been processed
+    expected_trades, missing_trades = None, None
     worker.wait()
     safe = _wait(
         lambda: (
@@ -305,6 +328,7 @@ def worker_sigkill(stack: Stack) -> list[dict]:
     left = _open_orders(session.pk)
     logged = _fills_logged(stack, session.pk)
     in_db = _fills_in_db(session.pk)
+    expected_trades, missing_trades = _tail_trades_missing(session.pk, t0 - 150_000_000)
     stack.start_worker()
     resumed = _wait(lambda: AuditEvent.objects.filter(session=session, action="loop.start").count() >= 2, 60, 0.1)
     start = AuditEvent.objects.filter(session=session, action="loop.start").order_by("-ts").first()
@@ -336,6 +360,13 @@ def worker_sigkill(stack: Stack) -> list[dict]:
             "value": _trade_gaps(session.pk),
             "unit": "rows",
             "target": "0",
+        },
+        {
+            "name": "worker SIGKILL: trade ticks the dead loop saw but never stored",
+            "value": missing_trades,
+            "unit": "rows",
+            "target": "0",
+            "note": f"of {expected_trades} regenerated from the seeded simulator",
         },
     ]
 

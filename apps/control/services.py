@@ -5,6 +5,7 @@ Each service validates, changes state in one transaction, writes an audit row, a
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,8 @@ from django.utils import timezone
 from apps.control.models import AuditEvent, GlobalKillSwitch
 from apps.marketdata.models import Instrument
 from apps.trading.models import Order, TradingSession
+
+logger = logging.getLogger(__name__)
 
 
 class ControlError(ValueError):
@@ -41,7 +44,18 @@ def _broadcast_status(session: TradingSession) -> None:
     from apps.live.broadcast import publish_session_state
 
     session_id, state, status = session.pk, dict(session.last_state), session.status
-    transaction.on_commit(lambda: publish_session_state(session_id, state, status))
+
+    def push() -> None:
+        # The state change is committed in PostgreSQL; a Redis outage may delay the browser update, never undo
+        # or fail the operator's action.
+        try:
+            publish_session_state(session_id, state, status)
+        except Exception as exc:  # noqa: BLE001 - any broker error
+            logger.warning(
+                "session %s: live update not sent (%s); the page catches up on the next update", session_id, exc
+            )
+
+    transaction.on_commit(push)
 
 
 def create_paper_session(
@@ -60,7 +74,7 @@ def create_paper_session(
         session = TradingSession.objects.create(
             name=name, instrument=instrument, params=params or {}, seed=seed, mode=TradingSession.Mode.PAPER
         )
-        _audit(actor, "session.create", session, "", params=params or {}, seed=seed)
+        _audit(actor, "session.create", session, "", params=params or {}, seed=seed, start=start)
         if start:
             _queue_loop(session)
     return session
@@ -70,7 +84,14 @@ def _queue_loop(session: TradingSession) -> None:
     from apps.trading.tasks import run_quoting_session
 
     session_id = session.pk
-    transaction.on_commit(lambda: run_quoting_session.delay(session_id))
+
+    def enqueue() -> None:
+        try:
+            run_quoting_session.delay(session_id)
+        except Exception as exc:  # noqa: BLE001 - broker down: the dead-man's sweep queues it again
+            logger.warning("session %s: could not queue the quoting loop (%s); the sweep will retry", session_id, exc)
+
+    transaction.on_commit(enqueue)
 
 
 def _transition(

@@ -156,7 +156,13 @@ class QuotingLoop:
             actor_label=self.owner,
             action="loop.start",
             session_id=self.session_id,
-            detail={"resumed_position": q, "resumed_cash": cash, "fills_before": n},
+            detail={
+                "resumed_position": q,
+                "resumed_cash": cash,
+                "fills_before": n,
+                "sim_start_ns": now,
+                "trade_id_prefix": f"{run}-",
+            },
         )
         logger.info(
             "session %s: loop %s started (position %s from %d earlier fills)", self.session_id, self.owner, q, n

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 from django.conf import settings
@@ -9,6 +10,7 @@ from django.utils import timezone
 from apps.trading import lease
 from apps.trading.models import Order, TradingSession
 
+logger = logging.getLogger(__name__)
 LIVE = (
     TradingSession.Status.RUNNING,
     TradingSession.Status.REDUCING,
@@ -25,7 +27,7 @@ def sweep_dead_sessions() -> list[int]:
     from apps.control.models import AuditEvent
     from apps.trading.tasks import run_quoting_session
 
-    swept: list[int] = []
+    swept: list[int] = requeue_unstarted()
     for session_id in lease.expired_sessions(LIVE):
         with transaction.atomic():
             session = TradingSession.objects.select_for_update().get(pk=session_id)
@@ -65,3 +67,31 @@ def sweep_dead_sessions() -> list[int]:
 
 def _expired(session: TradingSession) -> bool:
     return session.lease_expires_at is not None and session.lease_expires_at < timezone.now()
+
+
+def requeue_unstarted(grace_s: float = 10.0) -> list[int]:
+    """Sessions asked to start whose loop never took the lease (the broker was down when they were queued):
+    queue them again. A duplicate delivery is harmless (the lease decides)."""
+    from apps.control.models import AuditEvent
+    from apps.trading.tasks import run_quoting_session
+
+    cutoff = timezone.now() - timedelta(seconds=grace_s)
+    ids = list(
+        TradingSession.objects.filter(status=TradingSession.Status.CREATED, lease_owner="", created_at__lt=cutoff)
+        .filter(pk__in=AuditEvent.objects.filter(action="session.create", detail__start=True).values("session_id"))
+        .exclude(pk__in=AuditEvent.objects.filter(action="loop.requeue", ts__gte=cutoff).values("session_id"))
+        .values_list("pk", flat=True)
+    )
+    for session_id in ids:
+        try:
+            run_quoting_session.delay(session_id)
+        except Exception as exc:  # noqa: BLE001 - still no broker; next sweep
+            logger.warning("session %s: re-queue failed (%s)", session_id, exc)
+            continue
+        AuditEvent.objects.create(
+            actor_label="dead-mans-switch",
+            action="loop.requeue",
+            session_id=session_id,
+            reason="asked to start but no loop took it; queued again",
+        )
+    return ids
