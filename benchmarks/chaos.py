@@ -327,10 +327,12 @@ def worker_sigkill(stack: Stack) -> list[dict]:
     t_safe = (time.time_ns() - t0) / 1e9
     left = _open_orders(session.pk)
     logged = _fills_logged(stack, session.pk)
-    in_db = _fills_in_db(session.pk)
-    expected_trades, missing_trades = _tail_trades_missing(session.pk, t0 - 150_000_000)
     stack.start_worker()
     resumed = _wait(lambda: AuditEvent.objects.filter(session=session, action="loop.start").count() >= 2, 60, 0.1)
+    # the new loop replayed the dead one's write-ahead journal before it started; count what is stored now
+    in_db = _fills_in_db(session.pk)
+    expected_trades, missing_trades = _tail_trades_missing(session.pk, t0 - 150_000_000)
+    recovered = AuditEvent.objects.filter(session=session, action="loop.recovered").first()
     start = AuditEvent.objects.filter(session=session, action="loop.start").order_by("-ts").first()
     db_q = sum(s * z for s, z in FillRecord.objects.filter(session=session).values_list("side", "size"))
     resumed_ok = resumed and abs(start.detail.get("resumed_position", 1e9) - db_q) < 1e-9
@@ -353,6 +355,11 @@ def worker_sigkill(stack: Stack) -> list[dict]:
             "unit": "fills",
             "target": "0",
             "note": f"{len(logged)} fills logged; duplicates in DB: {dup}",
+        },
+        {
+            "name": "worker SIGKILL: rows replayed from the dead loop's journal",
+            "value": sum(recovered.detail.values()) if recovered else 0,
+            "unit": "rows",
         },
         {"name": "worker SIGKILL: resumed with position rebuilt from fills", "value": int(resumed_ok), "unit": "1=yes"},
         {

@@ -151,6 +151,8 @@ MM_MAX_RESTARTS = env_int("MM_MAX_RESTARTS", 3, minimum=0, maximum=100)
 MM_WRITER_FLUSH_MS = env_int("MM_WRITER_FLUSH_MS", 500, minimum=10, maximum=60000)
 # Where the batched writer spills rows it could not write while the database was away (replayed on recovery).
 MM_SPILL_DIR = Path(env_str("MM_SPILL_DIR") or (embedded.var_dir() / "spill"))
+# Write-ahead journals of the quoting loops' writers (a killed worker's unflushed rows are replayed from here).
+MM_JOURNAL_DIR = Path(env_str("MM_JOURNAL_DIR") or (embedded.var_dir() / "journal"))
 
 LOGGING = {
     "version": 1,

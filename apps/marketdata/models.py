@@ -220,3 +220,15 @@ class Quarantine(models.Model):
 
     def __str__(self) -> str:
         return f"{self.path}:{self.line_no} {self.reason}"
+
+
+class WriterProgress(models.Model):
+    """How far a journaled batched writer got: every journal row up to ``seq`` is in the database (written in the
+    same transaction as the rows). A successor replays the dead writer's journal above this mark."""
+
+    owner = models.CharField(max_length=80, primary_key=True)
+    seq = models.BigIntegerField()
+    updated_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.owner}@{self.seq}"

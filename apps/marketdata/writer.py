@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import pickle
 import threading
 import time
@@ -56,6 +57,42 @@ class WriterStats:
     per_table: dict[str, int] = field(default_factory=dict)
     inserted: dict[str, int] = field(default_factory=dict)
     duplicates: dict[str, int] = field(default_factory=dict)
+    rows_rejected: int = 0  # rows the database refused as data (kept in a rejected-*.pickle file, not dropped)
+
+
+class Journal:
+    """Write-ahead log of one writer: every row is appended (one ``write`` system call, so it survives a SIGKILL of
+    the process; a machine crash can lose the OS cache) with a sequence number before it is buffered. Each flush
+    records, in the same database transaction, the highest sequence number it covered (``WriterProgress``). A
+    successor replays exactly the rows above that mark: nothing lost, nothing written twice."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+
+    def append(self, seq: int, kind: str, table: str, row: tuple[Any, ...]) -> None:
+        data = pickle.dumps((seq, kind, table, row), protocol=pickle.HIGHEST_PROTOCOL)
+        os.write(self._fd, len(data).to_bytes(4, "little") + data)
+
+    def close(self, *, delete: bool) -> None:
+        os.close(self._fd)
+        if delete:
+            self.path.unlink(missing_ok=True)
+
+    @staticmethod
+    def read(path: Path) -> list[tuple[int, str, str, tuple[Any, ...]]]:
+        """Every complete record; a torn last record (the process died mid-write) is ignored."""
+        out = []
+        data = path.read_bytes()
+        i = 0
+        while i + 4 <= len(data):
+            n = int.from_bytes(data[i : i + 4], "little")
+            if i + 4 + n > len(data):
+                break
+            out.append(pickle.loads(data[i + 4 : i + 4 + n]))  # noqa: S301 - our own journal under var/
+            i += 4 + n
+        return out
 
 
 class BatchedWriter:
@@ -70,6 +107,8 @@ class BatchedWriter:
         max_buffer_rows: int = 200_000,
         spill_dir: Path | None = None,
         connect: Callable[[], Any] | None = None,
+        journal_path: Path | None = None,
+        owner: str = "",
     ) -> None:
         if flush_interval_s <= 0:
             raise ValueError(f"flush_interval_s must be > 0, got {flush_interval_s}")
@@ -94,6 +133,11 @@ class BatchedWriter:
         self._own_conn: Any = None
         self._dedupe: dict[str, bool] = {t: s.dedupe for t, s in self.specs.items() if s.dedupe is not None}
         self._staged: set[str] = set()  # staging tables created on the current connection
+        if journal_path is not None and not owner:
+            raise ValueError("a journaled writer needs an owner id (its progress mark in the database)")
+        self.owner = owner
+        self.journal = Journal(journal_path) if journal_path is not None else None
+        self._seq = 0
 
     # --- producer side (hot path) -------------------------------------------------------------
 
@@ -102,6 +146,9 @@ class BatchedWriter:
         if len(row) != len(spec.columns):
             raise ValueError(f"{table}: row has {len(row)} values, expected {len(spec.columns)} ({spec.columns})")
         with self._lock:
+            if self.journal is not None:
+                self._seq += 1
+                self.journal.append(self._seq, "add", table, row)
             self._buffers[table].append(row)
             if len(self._buffers[table]) >= self.max_batch_rows:
                 self._wake.set()
@@ -110,6 +157,9 @@ class BatchedWriter:
         assert self.upsert_spec is not None
         key = tuple(row[self.upsert_spec.columns.index(c)] for c in self.upsert_conflict)
         with self._lock:
+            if self.journal is not None:
+                self._seq += 1
+                self.journal.append(self._seq, "upsert", self.upsert_spec.table, row)
             self._upserts[key] = row
 
     def flush_soon(self) -> None:
@@ -156,6 +206,9 @@ class BatchedWriter:
                 self._spill_all()
         finally:
             self._drop_connection()
+            if self.journal is not None:
+                # everything is in the database (or in a spill file the next writer for this session replays)
+                self.journal.close(delete=not self.buffered_rows)
 
     # --- flushing ---------------------------------------------------------------------------
 
@@ -195,6 +248,7 @@ class BatchedWriter:
         with self._lock:
             batches = {t: list(b) for t, b in self._buffers.items() if b}
             upserts = list(self._upserts.values())
+            covered_seq = self._seq  # every journaled row up to here is in this snapshot or already written
         if not batches and not upserts and not self._spill_files():
             return True
         results: dict[str, tuple[int, int]] = {}
@@ -207,7 +261,13 @@ class BatchedWriter:
                     results[table] = self._write_table(cur, self.specs[table], rows)
                 if upserts:
                     self._upsert_rows(cur, upserts)
+                if self.journal is not None:
+                    self._mark_progress(cur, covered_seq)
         except Exception as exc:  # noqa: BLE001 - any database failure keeps the rows for a retry
+            if _is_data_error(exc):
+                # a row the database refuses as data would block every later flush: isolate it
+                self._drop_connection()
+                return self._flush_isolating(batches, upserts, covered_seq, exc)
             self.stats.failures += 1
             self.stats.last_error = f"{type(exc).__name__}: {exc}"
             logger.warning("batched writer: flush failed, %d rows kept: %s", self.buffered_rows, exc)
@@ -227,6 +287,80 @@ class BatchedWriter:
         self._count(results)
         self.stats.flushes += 1
         return True
+
+    def _mark_progress(self, cur: Any, seq: int) -> None:
+        cur.execute(
+            "INSERT INTO marketdata_writerprogress (owner, seq, updated_at) VALUES (%s, %s, now()) "
+            "ON CONFLICT (owner) DO UPDATE SET seq = GREATEST(marketdata_writerprogress.seq, EXCLUDED.seq), "
+            "updated_at = now()",
+            (self.owner, seq),
+        )
+
+    def _flush_isolating(
+        self,
+        batches: dict[str, list[tuple[Any, ...]]],
+        upserts: list[tuple[Any, ...]],
+        covered_seq: int,
+        first_error: Exception,
+    ) -> bool:
+        """Write row by row; rows the database refuses go to a rejected-*.pickle file with the error."""
+        logger.error("batched writer: a batch was refused (%s); writing row by row to isolate bad rows", first_error)
+        rejected: list[tuple[str, tuple[Any, ...], str]] = []
+        try:
+            conn = self._raw_connection()
+            cur = conn.cursor()
+            for table, rows in batches.items():
+                for row in rows:
+                    try:
+                        with conn.transaction():
+                            self._write_table(cur, self.specs[table], [row])
+                    except Exception as exc:
+                        if not _is_data_error(exc):
+                            raise
+                        rejected.append((table, row, f"{type(exc).__name__}: {exc}"))
+            for row in upserts:
+                try:
+                    with conn.transaction():
+                        self._upsert_rows(cur, [row])
+                except Exception as exc:
+                    if not _is_data_error(exc):
+                        raise
+                    rejected.append((self.upsert_spec.table, row, f"{type(exc).__name__}: {exc}"))
+            if self.journal is not None:
+                with conn.transaction():
+                    self._mark_progress(cur, covered_seq)
+        except Exception as exc:  # noqa: BLE001 - connection trouble mid-way: rows stay buffered, retried
+            self.stats.failures += 1
+            self.stats.last_error = f"{type(exc).__name__}: {exc}"
+            self._drop_connection()
+            return False
+        if rejected:
+            self._save_rejected(rejected)
+        with self._lock:
+            for table, rows in batches.items():
+                for _ in range(len(rows)):
+                    self._buffers[table].popleft()
+                self.stats.rows_written += len(rows)
+            for row in upserts:
+                key = tuple(row[self.upsert_spec.columns.index(c)] for c in self.upsert_conflict)
+                if self._upserts.get(key) is row:
+                    del self._upserts[key]
+        self.stats.rows_written -= len(rejected)
+        self.stats.rows_rejected += len(rejected)
+        self.stats.flushes += 1
+        return True
+
+    def _save_rejected(self, rejected: list[tuple[str, tuple[Any, ...], str]]) -> None:
+        directory = self.spill_dir or Path(os.environ.get("MM_VAR_DIR", "var")) / "spill"
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"rejected-{time.time_ns()}.pickle"
+        path.write_bytes(pickle.dumps(rejected))
+        logger.error(
+            "batched writer: %d row(s) refused by the database kept in %s; first: %s",
+            len(rejected),
+            path,
+            rejected[0][2],
+        )
 
     def _count(self, results: dict[str, tuple[int, int]]) -> None:
         for table, (inserted, duplicates) in results.items():
@@ -298,7 +432,7 @@ class BatchedWriter:
     def _spill_files(self) -> list[Path]:
         if self.spill_dir is None or not self.spill_dir.exists():
             return []
-        return sorted(self.spill_dir.glob("spill-*.pickle"))
+        return sorted(self.spill_dir.glob(f"spill-{self.owner}-*.pickle" if self.owner else "spill-*.pickle"))
 
     def _spill_overflow(self) -> None:
         if self.spill_dir is not None and self.buffered_rows > self.max_buffer_rows:
@@ -318,7 +452,9 @@ class BatchedWriter:
                 b.clear()
             self._upserts.clear()
         n = sum(len(v) for v in payload["tables"].values()) + len(payload["upserts"])
-        path = self.spill_dir / f"spill-{time.time_ns()}.pickle"
+        path = self.spill_dir / (
+            f"spill-{self.owner}-{time.time_ns()}.pickle" if self.owner else f"spill-{time.time_ns()}.pickle"
+        )
         tmp = path.with_suffix(".tmp")
         tmp.write_bytes(pickle.dumps(payload))
         tmp.rename(path)  # atomic: a half-written spill file is never replayed
@@ -341,3 +477,12 @@ class BatchedWriter:
                 self.stats.per_table[table] = self.stats.per_table.get(table, 0) + len(rows)
                 self.stats.rows_written += len(rows)
             self.stats.rows_replayed += sum(len(v) for v in payload["tables"].values()) + len(payload["upserts"])
+
+
+def _is_data_error(exc: Exception) -> bool:
+    """The database refused the rows themselves (bad value, constraint), as opposed to being unreachable."""
+    import psycopg
+
+    return isinstance(exc, (psycopg.errors.DataError, psycopg.errors.IntegrityError)) and not isinstance(
+        exc, psycopg.errors.OperationalError
+    )

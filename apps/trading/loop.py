@@ -48,8 +48,8 @@ from apps.engine.simulator import MarketSimulator
 from apps.marketdata.writer import BatchedWriter
 from apps.trading import lease
 from apps.trading.gateway import Mode, OrderGateway
-from apps.trading.models import FillRecord, TradingSession
-from apps.trading.recording import Recorder, make_writer
+from apps.trading.models import FillRecord, Order, TradingSession
+from apps.trading.recording import Recorder, make_writer, recover_journals
 from apps.trading.runtime import build_session_config
 
 logger = logging.getLogger(__name__)
@@ -92,9 +92,12 @@ class QuotingLoop:
         self.publish_interval_ns = settings.MM_PUBLISH_INTERVAL_MS * 1_000_000
         self.lease_ttl_s = float(settings.MM_LEASE_TTL_S)
         self.heartbeat_ns = int(min(1.0, self.lease_ttl_s / 4) * 1e9)
-        # spill files are per session: a restarted loop for the same session replays what the dead one spilled
+        # spill files and write-ahead journals are per session: a restarted loop for the same session replays
+        # what a dead one left
+        self.spill_dir = settings.MM_SPILL_DIR / f"session-{session_id}"
+        self.journal_dir = settings.MM_JOURNAL_DIR / f"session-{session_id}"
         self.writer = writer or make_writer(
-            settings.MM_WRITER_FLUSH_MS / 1000, settings.MM_SPILL_DIR / f"session-{session_id}"
+            settings.MM_WRITER_FLUSH_MS / 1000, self.spill_dir, self.journal_dir / f"{self.owner}.journal", self.owner
         )
         self.stats = LoopStats()
         self.status: str = Status.CREATED
@@ -123,6 +126,19 @@ class QuotingLoop:
                     reason="another loop holds this session's lease; not starting",
                 )
             return False
+        recovered = recover_journals(self.journal_dir, self.spill_dir, self.owner)
+        if recovered:
+            # a dead run's last order states came back with its journal; none of those orders exists any more
+            Order.objects.filter(session_id=self.session_id, status__in=Order.OPEN_STATUSES).update(
+                status=Order.Status.CANCELLED
+            )
+            AuditEvent.objects.create(
+                actor_label=self.owner,
+                action="loop.recovered",
+                session_id=self.session_id,
+                reason="replayed the write-ahead journal of a dead loop",
+                detail=recovered,
+            )
         session = TradingSession.objects.select_related("instrument").get(pk=self.session_id)
         self.session = session
         config = build_session_config(session.params, int(session.seed))

@@ -50,14 +50,51 @@ def event_time(ts_exch_ns: int, ts_local_ns: int) -> datetime:
     return ns_to_dt(ts_exch_ns or ts_local_ns)
 
 
-def make_writer(flush_interval_s: float, spill_dir: Path | None) -> BatchedWriter:
+def make_writer(
+    flush_interval_s: float, spill_dir: Path | None, journal_path: Path | None = None, owner: str = ""
+) -> BatchedWriter:
     return BatchedWriter(
         SPECS,
         upsert_spec=ORDER_SPEC,
         upsert_conflict=("session_id", "client_order_id"),
         flush_interval_s=flush_interval_s,
         spill_dir=spill_dir,
+        journal_path=journal_path,
+        owner=owner,
     )
+
+
+def recover_journals(journal_dir: Path, spill_dir: Path | None, current_owner: str) -> dict[str, int]:
+    """Replay the journals that dead writers of this session left behind, above their progress marks.
+
+    Returns rows replayed per dead owner. A journal is deleted only after its rows are in the database."""
+    from apps.marketdata.models import WriterProgress
+    from apps.marketdata.writer import Journal
+
+    replayed: dict[str, int] = {}
+    if not journal_dir.exists():
+        return replayed
+    for path in sorted(journal_dir.glob("*.journal")):
+        owner = path.stem
+        if owner == current_owner:
+            continue
+        mark = WriterProgress.objects.filter(owner=owner).values_list("seq", flat=True).first() or 0
+        todo = [r for r in Journal.read(path) if r[0] > mark]
+        if todo:
+            w = make_writer(1.0, None)
+            for _seq, kind, table, row in todo:
+                if kind == "add":
+                    w.add(table, row)
+                else:
+                    w.upsert(row)
+            if not w.flush():
+                raise RuntimeError(f"could not replay {path}: {w.stats.last_error}")
+        for spill in spill_dir.glob(f"spill-{owner}-*.pickle") if spill_dir and spill_dir.exists() else []:
+            spill.unlink()  # its rows were journaled too, and are in now
+        path.unlink()
+        WriterProgress.objects.filter(owner=owner).delete()
+        replayed[owner] = len(todo)
+    return replayed
 
 
 class Recorder:
