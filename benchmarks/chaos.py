@@ -463,12 +463,67 @@ def postgres_restart(stack: Stack) -> list[dict]:
     ]
 
 
+def feed_disconnect(stack: Stack) -> list[dict]:
+    from apps.control.services import Actor, create_paper_session, stop_session
+    from apps.trading.models import OrderEventRecord, RiskEventRecord
+
+    params = {
+        "strategy": {"sigma_bucket_s": 0.25, "sigma_min_buckets": 8, "kappa_min_volume": 0.05},
+        "feed": {"outages": [[15.0, 3.0]], "backoff": {"base_s": 0.25, "cap_s": 2.0}},
+    }
+    session = create_paper_session(Actor(label="chaos"), name="chaos-feed", params=params, seed=505)
+    ok = _wait(lambda: RiskEventRecord.objects.filter(session=session, rule="feed_reconnect").exists(), 60, 0.1)
+    down = RiskEventRecord.objects.filter(session=session, rule="feed_disconnect").first()
+    up = RiskEventRecord.objects.filter(session=session, rule="feed_reconnect").first()
+    pulled = (
+        OrderEventRecord.objects.filter(session=session, kind="emergency_cancel_all", ts_ns__gte=down.ts_ns)
+        .order_by("ts_ns")
+        .first()
+        if down
+        else None
+    )
+    requoted = _wait(
+        lambda: (
+            up is not None
+            and OrderEventRecord.objects.filter(session=session, kind="place", ts_ns__gt=up.ts_ns).exists()
+        ),
+        10,
+        0.1,
+    )
+    during = (
+        OrderEventRecord.objects.filter(session=session, kind="place", ts_ns__gt=down.ts_ns, ts_ns__lt=up.ts_ns).count()
+        if down and up
+        else -1
+    )
+    stop_session(Actor(label="chaos"), session.pk, "end")
+    return [
+        {
+            "name": "feed disconnect → quotes pulled",
+            "value": (pulled.ts_ns - down.ts_ns) / 1e6 if pulled else float("nan"),
+            "unit": "ms",
+            "note": f"{down.values.get('open_orders_at_disconnect')} orders open at the drop" if down else "no drop",
+        },
+        {
+            "name": "feed disconnect: reconnect after a 3 s outage (backoff + jitter)",
+            "value": (up.ts_ns - down.ts_ns) / 1e9 if ok and down else float("nan"),
+            "unit": "s",
+        },
+        {
+            "name": "feed disconnect: orders sent while the feed was down",
+            "value": during,
+            "unit": "orders",
+            "target": "0",
+        },
+        {"name": "feed disconnect: quoting resumed after resync", "value": int(requoted), "unit": "1=yes"},
+    ]
+
+
 def run(trials: int = 50) -> list[dict]:
     stack = Stack(trials)
     rows: list[dict] = []
     try:
         stack.start()
-        for scenario in (kill_switch_latency, worker_sigkill, redis_restart, postgres_restart):
+        for scenario in (kill_switch_latency, worker_sigkill, redis_restart, postgres_restart, feed_disconnect):
             try:
                 rows += scenario(stack)
             except Exception as exc:  # noqa: BLE001 - report the scenario as failed and go on
@@ -479,10 +534,15 @@ def run(trials: int = 50) -> list[dict]:
 
 
 if __name__ == "__main__":
-    trials = int(sys.argv[1]) if len(sys.argv) > 1 else 50
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    trials = int(args[0]) if args else 50
     from benchmarks.__main__ import _fmt
 
     rows = run(trials)
+    if "--json" in sys.argv:
+        import json
+
+        print("CHAOS-JSON " + json.dumps(rows, default=str))
     w = max(len(r["name"]) for r in rows)
     print(f"{'fault / measure'.ljust(w)} | {'value':>10} | unit     | target | note")
     print("-" * (w + 50))
