@@ -74,7 +74,20 @@ def _writer_copy_vs_insert(n: int = 20000) -> tuple[float, float]:
     return n / t_copy, n / t_insert
 
 
+def _gateway_check_ns() -> float:
+    import timeit
+
+    from apps.engine.events import PlaceOrder, Side
+    from apps.trading.gateway import Mode, OrderGateway
+
+    venue = PaperVenue(PaperVenueConfig(tick_size=0.1, lot_size=0.001), seed=1)
+    gw = OrderGateway(venue, Mode.REDUCING)
+    order = PlaceOrder("x", Side.SELL, 100.0, 0.01)
+    return min(timeit.repeat(lambda: gw.check(order, 0.05), number=20000, repeat=5)) / 20000 * 1e9
+
+
 def run() -> list[dict]:
+    gate_ns = _gateway_check_ns()
     n, dt = _sim_only()
     n2, dt2, fills = _full_pipeline()
     copy_rate, insert_rate = _writer_copy_vs_insert()
@@ -95,4 +108,5 @@ def run() -> list[dict]:
         {"name": "writer COPY rows/s", "value": copy_rate, "unit": "rows/s"},
         {"name": "row-by-row INSERT rows/s", "value": insert_rate, "unit": "rows/s"},
         {"name": "COPY / INSERT ratio", "value": copy_rate / insert_rate, "unit": "x"},
+        {"name": "order-gateway kill-switch check", "value": gate_ns, "unit": "ns/call", "note": "in-memory, per send"},
     ]

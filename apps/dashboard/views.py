@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET, require_POST
 
@@ -49,13 +49,21 @@ def kill_switch(request: HttpRequest, session_id: int) -> HttpResponse:
 @login_required
 @require_POST
 def halt(request: HttpRequest, session_id: int) -> HttpResponse:
+    """The kill switch. From the page (htmx) it answers with the panel; an API client sending
+    ``Accept: application/json`` (session auth + CSRF token, like any write) gets JSON."""
     reason = request.POST.get("reason", "").strip()
+    wants_json = "application/json" in request.headers.get("Accept", "") and not request.headers.get("HX-Request")
     try:
         session = services.halt_session(Actor.of(request.user), session_id, reason)
         status, ctx = 200, {"session": session}
     except ControlError as exc:
         session = get_object_or_404(TradingSession, pk=session_id)
         status, ctx = 400, {"session": session, "confirm": True, "error": str(exc)}
+    if wants_json:
+        body = {"session": session.pk, "status": session.status, "reason": session.status_reason}
+        if "error" in ctx:
+            body["error"] = ctx["error"]
+        return JsonResponse(body, status=status)
     return render(request, "dashboard/partials/kill_switch.html", ctx, status=status)
 
 

@@ -46,11 +46,11 @@ def sweep_dead_sessions() -> list[int]:
             )
             session.lease_owner = ""
             session.lease_expires_at = None
-            fields = ["lease_owner", "lease_expires_at"]
+            session.status_reason = reason
+            fields = ["lease_owner", "lease_expires_at", "status_reason"]
             if not restart:
                 session.status = TradingSession.Status.FAILED
-                session.status_reason = reason
-                fields += ["status", "status_reason"]
+                fields.append("status")
             session.save(update_fields=fields)
             AuditEvent.objects.create(
                 actor_label="dead-mans-switch",

@@ -122,3 +122,13 @@ def test_stop_with_flatten_rejects_a_silly_slippage_bound(client, operator, sess
     )
     assert resp.status_code == 400 and "max_slippage_bps" in resp.content.decode()
     assert TradingSession.objects.get(pk=session.pk).status == "created"
+
+
+def test_the_kill_switch_answers_an_api_client_in_json(client, operator, session):
+    client.force_login(operator)
+    resp = client.post(reverse("dashboard:halt", args=[session.pk]), {"reason": "api"}, HTTP_ACCEPT="application/json")
+    assert resp.status_code == 200 and resp.json() == {"session": session.pk, "status": "halted", "reason": "api"}
+    resp = client.post(
+        reverse("dashboard:halt", args=[session.pk + 999]), {"reason": "x"}, HTTP_ACCEPT="application/json"
+    )
+    assert resp.status_code in (400, 404)

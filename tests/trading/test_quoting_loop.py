@@ -150,3 +150,64 @@ def test_a_redelivered_task_does_not_start_a_second_loop_on_a_real_worker(tmp_pa
         assert not Order.objects.filter(session=session, status__in=Order.OPEN_STATUSES).exists()
     finally:
         _stop({"worker": worker})
+
+
+@pytest.mark.django_db(transaction=True)
+def test_stop_with_flatten_closes_the_position_with_an_ioc_within_the_slippage_bound(operator):
+    from apps.control.services import stop_session
+
+    session = _session()
+    loop = QuotingLoop(session.pk)
+    thread = _run_in_thread(loop, 60)
+    try:
+        assert _wait(lambda: hasattr(loop, "core") and abs(loop.core.tracker.position) > 1e-9, 40), "no position"
+        stop_session(Actor.of(operator), session.pk, "flatten test", flatten=True, max_slippage_bps=10.0)
+        thread.join(20)
+    finally:
+        TradingSession.objects.filter(pk=session.pk).update(status="stopped")
+        thread.join(10)
+    assert loop.stats.outcome == "session_stopped"
+    done = OrderEventRecord.objects.get(session=session, kind="flatten_done")
+    assert abs(done.detail["position_after"]) < 1e-9
+    flat_fills = FillRecord.objects.filter(session=session, client_order_id__contains="-flatten-")
+    assert flat_fills.exists()
+    q = sum(f.side * f.size for f in FillRecord.objects.filter(session=session))
+    assert abs(q) < 1e-9, "fills in the database do not net to zero"
+    limit = done.detail["limit"]
+    for f in flat_fills:
+        assert (f.price >= limit) if f.side < 0 else (f.price <= limit)
+    assert not Order.objects.filter(session=session, status__in=Order.OPEN_STATUSES).exists()
+
+
+class _DeadDatabaseWriter:
+    """Stands in for the batched writer while PostgreSQL is away: it buffers and never manages to flush."""
+
+    def __init__(self, limit: int) -> None:
+        self.rows = 0
+        self.limit = limit
+
+    def add(self, *_a) -> None:
+        self.rows += 1
+
+    def upsert(self, *_a) -> None:
+        self.rows += 1
+
+    @property
+    def overflowing(self) -> bool:
+        return self.rows >= self.limit
+
+    def start(self) -> None: ...
+    def close(self) -> None: ...
+    def flush_soon(self) -> None: ...
+
+
+@pytest.mark.django_db(transaction=True)
+def test_quoting_halts_when_the_record_buffer_would_overflow():
+    session = _session()
+    loop = QuotingLoop(session.pk, writer=_DeadDatabaseWriter(limit=300))
+    outcome = loop.run(max_seconds=30)
+    session.refresh_from_db()
+    assert session.status == TradingSession.Status.HALTED
+    assert "buffer overflow" in session.status_reason
+    assert outcome in ("halted_by_loop", "time_limit")
+    assert loop.core.tracker.open_orders() == []
