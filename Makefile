@@ -21,8 +21,13 @@ install: $(STAMP)
 run: $(STAMP)
 	$(PY) -m mmweb.runner
 
+# Embedded servers that `make test` itself had to start are stopped afterwards; ones already running (say, for a
+# `make run` in another terminal) are left alone. pytest's own exit code is kept (5, "no tests", fails too).
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	@was=$$($(PY) -m mmweb.embedded running); \
+	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ "$$was" = "no" ]; then $(PY) -m mmweb.embedded stop >/dev/null; fi; \
+	exit $$rc
 
 bench: $(STAMP)
 	$(PY) -m benchmarks

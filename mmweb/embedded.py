@@ -8,6 +8,7 @@ Command line::
 
     python -m mmweb.embedded start    # start (or reuse) both, print the URLs
     python -m mmweb.embedded status
+    python -m mmweb.embedded running  # "yes" when either server runs
     python -m mmweb.embedded stop
 """
 
@@ -217,6 +218,8 @@ def main(argv: list[str]) -> int:
     elif cmd == "status":
         for name, url in status().items():
             print(f"{name}: {url or 'not running'}")
+    elif cmd == "running":
+        print("yes" if any(status().values()) else "no")
     else:
         print(__doc__, file=sys.stderr)
         return 2
