@@ -469,10 +469,10 @@ def feed_disconnect(stack: Stack) -> list[dict]:
 
     params = {
         "strategy": {"sigma_bucket_s": 0.25, "sigma_min_buckets": 8, "kappa_min_volume": 0.05},
-        "feed": {"outages": [[15.0, 3.0]], "backoff": {"base_s": 0.25, "cap_s": 2.0}},
+        "feed": {"outages": [[25.0, 3.0]], "backoff": {"base_s": 0.25, "cap_s": 2.0}},
     }
     session = create_paper_session(Actor(label="chaos"), name="chaos-feed", params=params, seed=505)
-    ok = _wait(lambda: RiskEventRecord.objects.filter(session=session, rule="feed_reconnect").exists(), 60, 0.1)
+    ok = _wait(lambda: RiskEventRecord.objects.filter(session=session, rule="feed_reconnect").exists(), 90, 0.1)
     down = RiskEventRecord.objects.filter(session=session, rule="feed_disconnect").first()
     up = RiskEventRecord.objects.filter(session=session, rule="feed_reconnect").first()
     pulled = (
@@ -499,7 +499,10 @@ def feed_disconnect(stack: Stack) -> list[dict]:
     return [
         {
             "name": "feed disconnect → quotes pulled",
-            "value": (pulled.ts_ns - down.ts_ns) / 1e6 if pulled else float("nan"),
+            # nothing resting at the drop means nothing to pull: 0 ms
+            "value": (pulled.ts_ns - down.ts_ns) / 1e6
+            if pulled
+            else (0.0 if down and down.values.get("open_orders_at_disconnect") == 0 else float("nan")),
             "unit": "ms",
             "note": f"{down.values.get('open_orders_at_disconnect')} orders open at the drop" if down else "no drop",
         },
