@@ -48,15 +48,6 @@ def _coverage(hits: list[bool]) -> float:
     return sum(hits) / len(hits)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "known gap in estimators/kappa.py: its tick model treats prints AT the touch as level 0 of a geometric "
-        "law, but how many prints stop at the touch depends on where the true mid sits inside the tick (the "
-        "simulator's docstring explains; simulator.kappa_mle_from_trades uses only through-the-touch prints). "
-        "On this simulator κ comes out ~10 % low and the 90 % interval covers 5000 in ~85 % of seeds."
-    ),
-)
 def test_kappa_credible_interval_covers_the_true_kappa_in_90_percent_of_seeds(sims):
     hits = []
     for est, sp in sims:

@@ -19,12 +19,16 @@ Two likelihoods for δ are kept side by side:
   usually one tick, so most trades print *exactly* half a spread from mid: the continuous model then
   measures the spread, not the decay. With ``tick_size > 0`` we measure the distance **beyond the touch**,
   ``δ_eff = |price − mid| − half_spread`` (price units, the half spread at the trade), rounded to a whole
-  number of ticks ``k``; a trade at level ``k`` says the order's reach beyond the touch fell in
-  ``[k τ, (k+1) τ)`` with τ = tick/mid. Under Exp(κ) that interval has probability
-  ``(1 − e^{−κτ}) e^{−κ k τ}`` (a geometric law in k), so the log-likelihood is
-  ``n·ln(1 − e^{−κτ}) − κ·Σ kτ``, which tends to the continuous one as κτ → 0. The prior is the same Gamma;
-  the posterior is no longer Gamma and is integrated numerically on a grid around its (unique) mode.
-  Shifting δ by the half spread leaves κ unchanged in λ(δ) = A e^{−κδ}: the shift is absorbed into A.
+  number of ticks ``k`` (τ = tick/mid). Whether a print stops AT the touch (k = 0) depends on where the
+  unobserved true mid sits inside its tick, so those prints are not used for κ (their volume share is reported
+  as ``frac_volume_at_touch``). For the prints that went THROUGH the touch (k ≥ 1), memorylessness of Exp(κ)
+  makes the ticks travelled past the first level, ``k − 1``, geometric with ``P = (1 − e^{−κτ}) e^{−κ(k−1)τ}``
+  whatever the mid's position was, so the log-likelihood is ``n·ln(1 − e^{−κτ}) − κ·Σ(k − 1)τ``, which tends
+  to the continuous one as κτ → 0. The prior is the same Gamma; the posterior is no longer Gamma and is
+  integrated numerically on a grid around its (unique) mode. κ here is the decay of reach beyond the touch, which
+  is what a quote placed beyond the touch faces (any constant shift is absorbed into A in λ(δ) = A e^{−κδ}).
+  On the simulator (true κ = 5000) its 90 % interval covers the truth in ≥ 90 % of seeds
+  (tests/engine/test_estimator_recovery.py); counting the at-touch prints as level 0 biased κ ~10 % low.
 
 The reported ``value`` comes from the tick model when ``tick_size > 0`` and from the raw model otherwise;
 both are in ``detail`` (``kappa_raw``, ``kappa_tick``) so the effect of the correction is visible.
@@ -473,6 +477,11 @@ class _Sums:
     wtick: float = 0.0  # Σw·τ
     at_touch: float = 0.0  # Σw over trades with k = 0
     count: int = 0
+    # trades that went THROUGH the touch (k >= 1): the tick model's sample
+    thr_volume: float = 0.0  # Σw
+    thr_volume_sq: float = 0.0  # Σw²
+    thr_wexcess: float = 0.0  # Σw·(k−1)τ
+    thr_wtick: float = 0.0  # Σw·τ
 
     def add(self, sign: float, w: float, d_raw: float, d_beyond: float, tau: float, k: int) -> None:
         self.volume += sign * w
@@ -482,6 +491,11 @@ class _Sums:
         self.wtick += sign * w * tau
         if k == 0:
             self.at_touch += sign * w
+        else:
+            self.thr_volume += sign * w
+            self.thr_volume_sq += sign * w * w
+            self.thr_wexcess += sign * w * (k - 1) * tau
+            self.thr_wtick += sign * w * tau
         self.count += int(sign)
 
 
@@ -645,17 +659,26 @@ class TradeKappaEstimator:
             post = raw
             if p.tick_size > 0:
                 mean_beyond = s.wdelta_beyond / s.volume
-                tau = s.wtick / s.volume
-                tick = tick_posterior(n_eff, n_eff * mean_beyond, tau, p.prior_shape, p.prior_rate, p.ci_level)
                 detail.update(
                     avg_distance_beyond_touch_bps=mean_beyond * _BPS,
-                    tick_bps=tau * _BPS,
+                    tick_bps=s.wtick / s.volume * _BPS,
                     frac_volume_at_touch=s.at_touch / s.volume,
-                    kappa_tick=tick.mean,
-                    kappa_tick_std=tick.std,
                 )
-                post = tick
-            value, std, lo, hi = post.mean, post.std, post.ci_low, post.ci_high
+                post = None
+                if s.thr_volume > 0:
+                    # Only prints that went through the touch: whether a print stops AT the touch depends on where
+                    # the mid sits inside its tick (unobserved), but by memorylessness the ticks travelled past the
+                    # first level beyond the touch are geometric with q = e^{−κτ} whatever that position was.
+                    n_thr = s.thr_volume * s.thr_volume / s.thr_volume_sq
+                    tau = s.thr_wtick / s.thr_volume
+                    mean_excess = s.thr_wexcess / s.thr_volume
+                    tick = tick_posterior(n_thr, n_thr * mean_excess, tau, p.prior_shape, p.prior_rate, p.ci_level)
+                    detail.update(n_eff_through_touch=n_thr, kappa_tick=tick.mean, kappa_tick_std=tick.std)
+                    post = tick
+            if post is None:
+                value = std = lo = hi = math.nan
+            else:
+                value, std, lo, hi = post.mean, post.std, post.ci_low, post.ci_high
             detail.update(self.goodness_of_fit(now_ns).as_detail())
 
         state, message = self._state(now_ns, s, value)
@@ -666,6 +689,8 @@ class TradeKappaEstimator:
         idle_s = (now_ns - self._last_input_ns) / _NS_PER_S
         if idle_s > p.stale_after_s:
             return EstimatorState.STALE, f"no trade for {idle_s:.1f} s (stale after {p.stale_after_s:g} s)"
+        if p.tick_size > 0 and s.volume >= p.min_volume and s.thr_volume <= 0:
+            return EstimatorState.WARMING, "no trade went through the touch in the window yet (the tick model's sample)"
         if s.volume < p.min_volume or s.count == 0:
             return EstimatorState.WARMING, (
                 f"volume {s.volume:g} in the last {p.window_s:g} s is below min_volume {p.min_volume:g}"

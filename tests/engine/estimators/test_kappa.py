@@ -234,7 +234,9 @@ def test_it_measures_a_plausible_kappa_on_binance_usdm_btcusdt():
         )
         # Half a tick is 0.008 bps here, so measuring beyond the touch moves κ up only slightly.
         assert 1_000 < d["kappa_raw"] < 200_000
-        assert d["kappa_raw"] <= d["kappa_tick"] < 1.2 * d["kappa_raw"]
+        # the tick model uses only prints that went through the touch; its κ is the decay of reach beyond the
+        # touch, so it is not tied to the raw κ (which the at-touch half-tick prints dominate)
+        assert 1_000 < d["kappa_tick"] < 200_000 and d["n_eff_through_touch"] > 5
         assert s.ci_low < s.value < s.ci_high
         assert 0.1 < d["frac_volume_at_touch"] < 0.99
         assert s.state is EstimatorState.OK
