@@ -60,8 +60,10 @@ class StrategyParams:
     ----------
     gamma : float
         γ₀, base risk aversion per base unit valued at mid (see :mod:`apps.engine.quoter` for the unit and
-        for how the risk features move it). Default 1000 per BTC: with σ≈1e-4/√s and T=300 s a 0.05 BTC
-        position skews quotes by ~1.5 bps while the half spread stays within 15 % of 1/κ.
+        for how the risk features move it). Default 5000 per BTC with T = 400 s: with σ ≈ 1e-4/√s the skew is
+        γσ²T = 2 bps per 0.01 BTC, so at 10 % of Q_max (0.005 BTC) it is already 1 bps — the level below which the
+        skew-magnitude alarm calls the model mis-scaled — and 10 bps at Q_max; the half spread
+        (1/γ)·ln(1+γ/κ) is 1.4 bps at κ = 5000 (1/κ = 2 bps).
     horizon_s : float
         Inventory horizon T, seconds (shortened to the time left when ``session_end_ns`` is set).
     order_size : float
@@ -69,7 +71,9 @@ class StrategyParams:
     max_inventory : float
         Q_max, base units: a side's ladder never adds up past it.
     requote_ticks : int
-        A working quote is replaced only when its target moved by at least this many ticks.
+        A working quote is replaced only when its target moved by at least this many ticks. Default 30
+        (0.5 bps on BTCUSDT at 0.1 tick): the mid moves ~0.3 bps per 100 ms at σ = 1e-4/√s, and a 1-tick
+        threshold re-quotes on nearly every book update, which the message-rate rule (250 per 10 s) then stops.
     kappa_window_s, kappa_min_volume : float
         Trade window (s) and minimum window volume (base units) of the κ estimator.
     sigma_bucket_s : float
@@ -94,11 +98,11 @@ class StrategyParams:
         Session close, ns since the epoch (0 = none); T is the time left to it when shorter.
     """
 
-    gamma: float = 1000.0
-    horizon_s: float = 300.0
+    gamma: float = 5000.0
+    horizon_s: float = 400.0
     order_size: float = 0.005
     max_inventory: float = 0.05
-    requote_ticks: int = 1
+    requote_ticks: int = 30
     kappa_window_s: float = 60.0
     kappa_min_volume: float = 0.5
     sigma_bucket_s: float = 1.0

@@ -29,6 +29,9 @@ Two likelihoods for δ are kept side by side:
   is what a quote placed beyond the touch faces (any constant shift is absorbed into A in λ(δ) = A e^{−κδ}).
   On the simulator (true κ = 5000) its 90 % interval covers the truth in ≥ 90 % of seeds
   (tests/engine/test_estimator_recovery.py); counting the at-touch prints as level 0 biased κ ~10 % low.
+  With fewer than ``tick_min_through`` effective prints through the touch in the window (a level-1 feed whose
+  executions all happen at the touch, a wide-spread stock) the raw model is used; ``detail["kappa_model"]``
+  (1 tick, 0 raw) and ``n_eff_through_touch`` say which one produced the value.
 
 The reported ``value`` comes from the tick model when ``tick_size > 0`` and from the raw model otherwise;
 both are in ``detail`` (``kappa_raw``, ``kappa_tick``) so the effect of the correction is visible.
@@ -115,6 +118,10 @@ class KappaParams:
         Minimum seconds between goodness-of-fit recomputations (they are cached in between).
     gof_seed : int
         Seed for the randomised probability-integral transform in the tick model.
+    tick_min_through : float
+        Effective number of prints through the touch the tick model needs; below it the raw model is used and
+        ``detail["kappa_model"]`` says so (0 = "raw", 1 = "tick"). A level-1 feed whose executions all happen AT
+        the touch (LOBSTER) never feeds the tick model; there the half-spread is the information.
     """
 
     window_s: float = 60.0
@@ -130,11 +137,12 @@ class KappaParams:
     gof_max_trades: int = 5000
     gof_interval_s: float = 1.0
     gof_seed: int = 0
+    tick_min_through: float = 5.0
 
     def validate(self) -> KappaParams:
         for name in ("window_s", "prior_kappa", "prior_shape", "kappa_min", "kappa_max", "stale_after_s"):
             _check(name, getattr(self, name))
-        for name in ("min_volume", "tick_size", "gof_interval_s"):
+        for name in ("min_volume", "tick_size", "gof_interval_s", "tick_min_through"):
             _check(name, getattr(self, name), allow_zero=True)
         if self.kappa_min >= self.kappa_max:
             raise ValueError(f"kappa_min must be < kappa_max, got {self.kappa_min!r} >= {self.kappa_max!r}")
@@ -664,8 +672,10 @@ class TradeKappaEstimator:
                     tick_bps=s.wtick / s.volume * _BPS,
                     frac_volume_at_touch=s.at_touch / s.volume,
                 )
-                post = None
-                if s.thr_volume > 0:
+                post = raw
+                detail["kappa_model"] = 0.0
+                n_thr_eff = s.thr_volume * s.thr_volume / s.thr_volume_sq if s.thr_volume_sq > 0 else 0.0
+                if s.thr_volume > 0 and n_thr_eff >= p.tick_min_through:
                     # Only prints that went through the touch: whether a print stops AT the touch depends on where
                     # the mid sits inside its tick (unobserved), but by memorylessness the ticks travelled past the
                     # first level beyond the touch are geometric with q = e^{−κτ} whatever that position was.
@@ -673,12 +683,10 @@ class TradeKappaEstimator:
                     tau = s.thr_wtick / s.thr_volume
                     mean_excess = s.thr_wexcess / s.thr_volume
                     tick = tick_posterior(n_thr, n_thr * mean_excess, tau, p.prior_shape, p.prior_rate, p.ci_level)
-                    detail.update(n_eff_through_touch=n_thr, kappa_tick=tick.mean, kappa_tick_std=tick.std)
+                    detail.update(kappa_tick=tick.mean, kappa_tick_std=tick.std, kappa_model=1.0)
                     post = tick
-            if post is None:
-                value = std = lo = hi = math.nan
-            else:
-                value, std, lo, hi = post.mean, post.std, post.ci_low, post.ci_high
+                detail["n_eff_through_touch"] = n_thr_eff
+            value, std, lo, hi = post.mean, post.std, post.ci_low, post.ci_high
             detail.update(self.goodness_of_fit(now_ns).as_detail())
 
         state, message = self._state(now_ns, s, value)
@@ -689,8 +697,6 @@ class TradeKappaEstimator:
         idle_s = (now_ns - self._last_input_ns) / _NS_PER_S
         if idle_s > p.stale_after_s:
             return EstimatorState.STALE, f"no trade for {idle_s:.1f} s (stale after {p.stale_after_s:g} s)"
-        if p.tick_size > 0 and s.volume >= p.min_volume and s.thr_volume <= 0:
-            return EstimatorState.WARMING, "no trade went through the touch in the window yet (the tick model's sample)"
         if s.volume < p.min_volume or s.count == 0:
             return EstimatorState.WARMING, (
                 f"volume {s.volume:g} in the last {p.window_s:g} s is below min_volume {p.min_volume:g}"
