@@ -113,3 +113,6 @@ def test_operator_logs_in_watches_the_live_session_and_halts_it(live_stack, oper
     session.refresh_from_db()
     assert session.status == TradingSession.Status.HALTED and session.status_reason == "browser test"
     page.wait_for_function("document.querySelector('#v-open-orders').innerText.trim() === '0'", timeout=15_000)
+    # the control card follows the pushed status: a halted session offers re-arm, not pause
+    page.wait_for_selector("#rearm-button", timeout=15_000)
+    assert page.locator("#pause-button").count() == 0

@@ -8,6 +8,7 @@ urlpatterns = [
     path("global-switch/", views.global_switch, name="global_switch"),
     path("sessions/<int:session_id>/", views.session_detail, name="session"),
     path("sessions/<int:session_id>/kill-switch/", views.kill_switch, name="kill_switch"),
+    path("sessions/<int:session_id>/controls/", views.controls, name="controls"),
     path("sessions/<int:session_id>/halt/", views.halt, name="halt"),
     path("sessions/<int:session_id>/<slug:action>/", views.session_action, name="action"),
 ]

@@ -40,6 +40,13 @@ def session_detail(request: HttpRequest, session_id: int) -> HttpResponse:
 
 @login_required
 @require_GET
+def controls(request: HttpRequest, session_id: int) -> HttpResponse:
+    session = get_object_or_404(TradingSession, pk=session_id)
+    return render(request, "dashboard/partials/control_card.html", {"session": session})
+
+
+@login_required
+@require_GET
 def kill_switch(request: HttpRequest, session_id: int) -> HttpResponse:
     session = get_object_or_404(TradingSession, pk=session_id)
     confirm = request.GET.get("confirm") == "1"
