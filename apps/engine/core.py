@@ -493,7 +493,8 @@ class StrategyCore:
     # --- read side ------------------------------------------------------------------------------
 
     def estimator_snapshots(self) -> tuple[EstimatorSnapshot, EstimatorSnapshot]:
-        return self.market.kappa_snapshot(self._now_ns), self.market.sigma_snapshot(self._now_ns)
+        """κ and σ as the last decision saw them (a read never refreshes the estimators' caches)."""
+        return self.market.peek("kappa", self._now_ns), self.market.peek("sigma", self._now_ns)
 
     def state(self) -> dict[str, Any]:
         d = self.last_decision

@@ -348,6 +348,16 @@ class MarketEstimators:
             self.version += 1
         return c.snap
 
+    def peek(self, name: str, now_ns: int) -> EstimatorSnapshot:
+        """The last cached snapshot, computed now only if there is none — and then NOT cached. Reading for a
+        dashboard or a risk check must not move the cache's refresh clock: decisions would then depend on when
+        the reader looked (live and backtest results would differ)."""
+        c = self._cache[name]
+        if c.snap is not None:
+            return c.snap
+        est = {"kappa": self.kappa, "sigma": self.sigma}.get(name) or getattr(self, name)
+        return est.snapshot(now_ns)
+
     def kappa_snapshot(self, now_ns: int) -> EstimatorSnapshot:
         cfg = self.config
         c = self._cache["kappa"]

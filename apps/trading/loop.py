@@ -27,6 +27,7 @@ from typing import Any
 from django.conf import settings
 from django.db import DatabaseError, connection
 from django.db.models import Case, F, FloatField, Sum, When
+from django.utils import timezone
 
 from apps.engine.core import StrategyCore, StrategyParams
 from apps.engine.events import (
@@ -42,7 +43,7 @@ from apps.engine.events import (
     Side,
     Trade,
 )
-from apps.engine.feeds import Backoff, FeedDisconnectedError, SimulatedFeed
+from apps.engine.feeds import Backoff, FeedDisconnectedError, ReplayingFeed, SimulatedFeed
 from apps.engine.paper import PaperVenue
 from apps.engine.simulator import MarketSimulator
 from apps.marketdata.writer import BatchedWriter
@@ -143,19 +144,28 @@ class QuotingLoop:
         self.session = session
         config = build_session_config(session.params, int(session.seed))
         now = self.clock()
-        sim_params = config.sim.__class__(**{**_asdict(config.sim), "start_ts_ns": now})
-        self.sim = MarketSimulator(sim_params, seed=config.seed)
-        self.feed = SimulatedFeed(self.sim, now, config.outages)
+        tick, lot, venue_cfg = config.sim.tick_size, config.sim.lot_size, config.venue
+        if config.replay is not None:
+            # a recorded feed through the live loop: the instrument's grid, events re-stamped to now
+            import dataclasses
+
+            tick, lot = session.instrument.tick_size, session.instrument.lot_size
+            venue_cfg = dataclasses.replace(config.venue, tick_size=tick, lot_size=lot)
+            self.feed = ReplayingFeed(_load_replay(config.replay, session.instrument_id), now)
+        else:
+            sim_params = config.sim.__class__(**{**_asdict(config.sim), "start_ts_ns": now})
+            self.sim = MarketSimulator(sim_params, seed=config.seed)
+            self.feed = SimulatedFeed(self.sim, now, config.outages)
         self.backoff = Backoff(config.backoff, seed=config.seed)
         self._next_connect_ns = 0
         self._open_at_disconnect = 0
-        self.venue = PaperVenue(config.venue, seed=config.seed)
+        self.venue = PaperVenue(venue_cfg, seed=config.seed)
         self.gateway = OrderGateway(self.venue)
         run = self.owner.removeprefix("loop-")[:6]
         self.core = StrategyCore(
             config.strategy,
-            tick_size=config.sim.tick_size,
-            lot_size=config.sim.lot_size,
+            tick_size=tick,
+            lot_size=lot,
             id_prefix=f"s{session.pk}-{run}",
         )
         q, cash, fees, n = self._position_from_fills()
@@ -249,6 +259,12 @@ class QuotingLoop:
         self._deliver_venue_until(now, inclusive=True)
         self._handle_order_events(self.venue.advance(now))
         self._evaluate_risk(now)
+        if isinstance(self.feed, ReplayingFeed) and self.feed.exhausted:
+            self.stats.outcome = "replay_finished"
+            TradingSession.objects.filter(pk=self.session_id).update(
+                status=Status.STOPPED, status_reason="replay finished", ended_at=timezone.now()
+            )
+            return False
         if self.writer.overflowing:
             self._emergency_cancel("recorder buffer overflow")
             self._halt_self("recorder buffer overflow: database unavailable for too long")
@@ -428,7 +444,9 @@ class QuotingLoop:
         self.stats.market_events += 1
         self._deliver_venue_until(event.ts_local_ns, inclusive=False)
         self.risk.on_market(event.ts_local_ns, event.ts_exch_ns)
-        if isinstance(event, Trade):
+        if isinstance(self.feed, ReplayingFeed):
+            pass  # replayed market data is already stored (or in its files): record only what we did
+        elif isinstance(event, Trade):
             self.recorder.trade(event)
         elif isinstance(event, BestBidAsk):
             self.recorder.quote(event)
@@ -603,6 +621,26 @@ class QuotingLoop:
             self.stats.publishes += 1
         except Exception as exc:  # noqa: BLE001 - a broken broadcast (Redis down) must not stop quoting or cancelling
             logger.warning("session %s: publish failed: %s", self.session_id, exc)
+
+
+def _load_replay(replay: dict[str, Any], instrument_id: int) -> list[Any]:
+    """The recorded market events a replay session plays: parsed files, or a stored time range."""
+    from apps.engine.events import BestBidAsk, DepthSnapshot, DepthUpdate, Trade
+
+    market = (Trade, BestBidAsk, DepthUpdate, DepthSnapshot)
+    limit = int(replay.get("max_events", 10**7))
+    out: list[Any] = []
+    if "files" in replay:
+        from apps.marketdata.parsers import parse_file
+
+        for path in replay["files"]:
+            out.extend(e for e in parse_file(replay["format"], path) if isinstance(e, market))
+        out.sort(key=lambda e: e.ts_local_ns)
+    else:
+        from apps.marketdata.selectors import iter_events
+
+        out = [e for e in iter_events(instrument_id, replay["start_ns"], replay["end_ns"]) if isinstance(e, market)]
+    return out[:limit]
 
 
 def _asdict(obj: Any) -> dict[str, Any]:

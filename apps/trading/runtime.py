@@ -10,7 +10,7 @@ from apps.engine.core import StrategyParams
 from apps.engine.paper import PaperVenueConfig
 from apps.engine.simulator import SimulatorParams
 
-SECTIONS = ("sim", "strategy", "venue", "risk", "feed")
+SECTIONS = ("sim", "strategy", "venue", "risk", "feed", "replay")
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,7 @@ class SessionConfig:
     risk: dict[str, Any]
     outages: tuple[tuple[float, float], ...] = ()
     backoff: Any = None
+    replay: dict[str, Any] | None = None
 
 
 def _build(cls: type, section: str, data: Any) -> Any:
@@ -65,6 +66,29 @@ def build_session_config(params: dict[str, Any], seed: int) -> SessionConfig:
     from apps.engine.feeds import BackoffParams
 
     backoff = _build(BackoffParams, "feed.backoff", feed.get("backoff", {}))
+    replay = params.get("replay")
+    if replay is not None:
+        _check_replay(replay)
     return SessionConfig(
-        sim=sim, strategy=strategy, venue=venue, seed=seed, risk=risk, outages=outages, backoff=backoff
+        sim=sim, strategy=strategy, venue=venue, seed=seed, risk=risk, outages=outages, backoff=backoff, replay=replay
     )
+
+
+def _check_replay(replay: Any) -> None:
+    """params.replay: {"files": [...], "format": F[, "max_events": N]} or {"instrument_id", "start_ns", "end_ns"}."""
+    if not isinstance(replay, dict):
+        raise ValueError("params.replay must be an object")
+    if "files" in replay:
+        from apps.marketdata.parsers import FORMATS
+
+        if replay.get("format") not in FORMATS:
+            raise ValueError(f"params.replay.format must be one of {sorted(FORMATS)}, got {replay.get('format')!r}")
+        if not isinstance(replay["files"], list) or not replay["files"]:
+            raise ValueError("params.replay.files must be a non-empty list of paths")
+    elif {"instrument_id", "start_ns", "end_ns"} <= set(replay):
+        if not all(isinstance(replay[k], int) for k in ("instrument_id", "start_ns", "end_ns")):
+            raise ValueError("params.replay instrument_id, start_ns and end_ns must be integers")
+        if replay["end_ns"] <= replay["start_ns"]:
+            raise ValueError("params.replay.end_ns must be after start_ns")
+    else:
+        raise ValueError("params.replay needs either files+format or instrument_id+start_ns+end_ns")
