@@ -211,3 +211,28 @@ def test_quoting_halts_when_the_record_buffer_would_overflow():
     assert "buffer overflow" in session.status_reason
     assert outcome in ("halted_by_loop", "time_limit")
     assert loop.core.tracker.open_orders() == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_global_kill_switch_stops_every_session_until_an_operator_rearms_it(operator):
+    from apps.control.services import ControlError, halt_all, rearm_all
+
+    session = _session()
+    loop = QuotingLoop(session.pk)
+    thread = _run_in_thread(loop, 60)
+    try:
+        assert _wait(lambda: Order.objects.filter(session=session, status="open").exists(), 30)
+        halt_all(Actor(label="risk-desk"), "venue incident")
+        t = time.time_ns()
+        assert _wait(lambda: not Order.objects.filter(session=session, status__in=Order.OPEN_STATUSES).exists(), 5)
+        time.sleep(1.0)
+        assert not OrderEventRecord.objects.filter(session=session, kind="place", ts_ns__gt=t + 200_000_000).exists()
+        with pytest.raises(ControlError, match="only an operator"):
+            rearm_all(Actor(label="risk-desk"), "ok now")
+        rearm_all(Actor.of(operator), "incident over")
+        t2 = time.time_ns()
+        assert _wait(lambda: OrderEventRecord.objects.filter(session=session, kind="place", ts_ns__gt=t2).exists(), 10)
+        assert TradingSession.objects.get(pk=session.pk).status == TradingSession.Status.RUNNING
+    finally:
+        TradingSession.objects.filter(pk=session.pk).update(status="stopped")
+        thread.join(15)
