@@ -68,3 +68,9 @@ def test_the_migrate_service_uses_real_management_commands(compose):
         words = part.split()
         assert words[:2] == ["python", "manage.py"]
         assert words[2] in get_commands(), words[2]
+
+
+def test_workers_keep_their_journals_on_a_volume(compose):
+    svc = compose["services"]["worker-quoting"]
+    assert any(v.endswith(":/data") for v in svc["volumes"]) and svc["environment"]["MM_VAR_DIR"].startswith("/data")
+    assert "appdata" in compose["volumes"]
