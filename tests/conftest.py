@@ -25,6 +25,16 @@ def shared_data(*parts: str) -> Path:
     return path
 
 
+def wait_until(cond, seconds: float, poll_s: float = 0.05) -> bool:
+    """Poll ``cond`` until it holds or ``seconds`` pass; the final answer is ``cond()`` itself."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(poll_s)
+    return cond()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

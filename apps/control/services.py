@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from apps.control.models import AuditEvent, GlobalKillSwitch
 from apps.marketdata.models import Instrument
+from apps.trading import lease
 from apps.trading.models import Order, TradingSession
 
 logger = logging.getLogger(__name__)
@@ -125,7 +126,7 @@ def _transition(
             fields.append("ended_at")
         session.save(update_fields=fields)
         if to in (TradingSession.Status.HALTED, TradingSession.Status.STOPPED, TradingSession.Status.PAUSED) and (
-            not _lease_is_live(session)
+            not lease.is_live(session)
         ):
             # no loop holds the session: the paper venue's book died with its process
             cancel_open_orders_in_db(session.pk, reason=f"{to} with no live loop")
@@ -250,7 +251,7 @@ def start_session(actor: Actor, session_id: int) -> TradingSession:
 
 
 def _ensure_loop(session: TradingSession) -> None:
-    if not _lease_is_live(session):
+    if not lease.is_live(session):
         _queue_loop(session)
 
 
@@ -280,17 +281,9 @@ def _set_global(actor: Actor, state: str, reason: str) -> GlobalKillSwitch:
         _audit(actor, f"global.{state}", None, reason, previous=previous)
         if state == GlobalKillSwitch.State.HALTED:
             for s in TradingSession.objects.filter(status__in=ACTIVE):
-                if not _lease_is_live(s):
+                if not lease.is_live(s):
                     cancel_open_orders_in_db(s.pk, reason="global halt with no live loop")
     return switch
-
-
-def _lease_is_live(session: TradingSession) -> bool:
-    return (
-        bool(session.lease_owner)
-        and session.lease_expires_at is not None
-        and (session.lease_expires_at > timezone.now())
-    )
 
 
 def cancel_open_orders_in_db(session_id: int, reason: str) -> int:

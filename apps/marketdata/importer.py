@@ -90,7 +90,8 @@ def ns_to_dt(ts_ns: int) -> datetime:
     return _EPOCH + timedelta(microseconds=ts_ns // 1000)
 
 
-def _row_ts(ts_exch_ns: int, ts_local_ns: int) -> datetime:
+def event_time(ts_exch_ns: int, ts_local_ns: int) -> datetime:
+    """A row's time: the exchange's stamp, or our receive time when the venue sent none (0)."""
     return ns_to_dt(ts_exch_ns or ts_local_ns)
 
 
@@ -454,7 +455,14 @@ class _FileImport:
                     f = item
                     add(
                         FUNDING,
-                        (iid, _row_ts(f.ts_exch_ns, f.ts_local_ns), f.ts_exch_ns, f.ts_local_ns, f.rate, f.interval_s),
+                        (
+                            iid,
+                            event_time(f.ts_exch_ns, f.ts_local_ns),
+                            f.ts_exch_ns,
+                            f.ts_local_ns,
+                            f.rate,
+                            f.interval_s,
+                        ),
                     )
                     parsed["funding"] += 1
                 n += 1

@@ -274,6 +274,13 @@ class BatchedWriter:
             self._drop_connection()
             self._spill_overflow()
             return False
+        self._forget(batches, upserts)
+        self._count(results)
+        self.stats.flushes += 1
+        return True
+
+    def _forget(self, batches: dict[str, list[tuple[Any, ...]]], upserts: list[tuple[Any, ...]]) -> None:
+        """Drop rows a flush has dealt with from the buffers (newer rows added meanwhile stay)."""
         with self._lock:
             for table, rows in batches.items():
                 for _ in range(len(rows)):
@@ -284,9 +291,6 @@ class BatchedWriter:
                 key = tuple(row[self.upsert_spec.columns.index(c)] for c in self.upsert_conflict)
                 if self._upserts.get(key) is row:
                     del self._upserts[key]
-        self._count(results)
-        self.stats.flushes += 1
-        return True
 
     def _mark_progress(self, cur: Any, seq: int) -> None:
         cur.execute(
@@ -336,15 +340,7 @@ class BatchedWriter:
             return False
         if rejected:
             self._save_rejected(rejected)
-        with self._lock:
-            for table, rows in batches.items():
-                for _ in range(len(rows)):
-                    self._buffers[table].popleft()
-                self.stats.rows_written += len(rows)
-            for row in upserts:
-                key = tuple(row[self.upsert_spec.columns.index(c)] for c in self.upsert_conflict)
-                if self._upserts.get(key) is row:
-                    del self._upserts[key]
+        self._forget(batches, upserts)
         self.stats.rows_written -= len(rejected)
         self.stats.rows_rejected += len(rejected)
         self.stats.flushes += 1

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from enum import IntEnum
 
-from apps.engine.events import Action, CancelAll, CancelOrder, ModifyOrder, OrderEvent, OrderReject, PlaceOrder, Side
+from apps.engine.events import Action, CancelAll, CancelOrder, ModifyOrder, OrderEvent, OrderReject, PlaceOrder
+from apps.engine.killswitch import SwitchState, gate
 from apps.engine.paper import PaperVenue
 
 
@@ -46,10 +47,9 @@ class OrderGateway:
         if self.mode is Mode.RUNNING:
             return None
         if self.mode is Mode.REDUCING and isinstance(action, PlaceOrder):
-            reduces = (action.side is Side.SELL and position > 0) or (action.side is Side.BUY and position < 0)
-            if reduces and action.size <= abs(position) + 1e-12:
-                return None
-            return "session is REDUCING: only orders that reduce |inventory| may be sent"
+            # the engine's kill-switch gate owns the reduce-only rule
+            reason = gate(SwitchState.REDUCING, int(action.side), action.size, position)
+            return None if reason is None else f"session is REDUCING: {reason}"
         if isinstance(action, ModifyOrder) and self.mode is Mode.REDUCING:
             return "session is REDUCING: modifies are not sent"
         return f"session is {self.mode.name}: no new orders"

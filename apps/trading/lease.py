@@ -46,6 +46,15 @@ def renew(session_id: int, owner: str, ttl_s: float) -> bool:
     return updated == 1
 
 
+def is_live(session: TradingSession) -> bool:
+    """A loop holds the session's lease and it has not run out."""
+    return (
+        bool(session.lease_owner)
+        and session.lease_expires_at is not None
+        and (session.lease_expires_at > timezone.now())
+    )
+
+
 def release(session_id: int, owner: str) -> None:
     TradingSession.objects.filter(pk=session_id, lease_owner=owner).update(lease_owner="", lease_expires_at=None)
 

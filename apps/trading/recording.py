@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 
 from apps.engine.events import BestBidAsk, Fill, QuoteDecision, Trade
 from apps.engine.orders import Order as EngineOrder
+from apps.marketdata.importer import event_time, ns_to_dt
 from apps.marketdata.models import QuoteTick, TradeTick
 from apps.marketdata.writer import BatchedWriter, TableSpec
 from apps.trading.models import FillRecord, Order, OrderEventRecord, QuoteDecisionRecord
@@ -39,15 +39,6 @@ ORDER_SPEC = TableSpec(
     ORDERS,
     ("session_id", "client_order_id", "side", "price", "size", "filled", "status", "created_ts", "updated_ts"),
 )
-
-
-def ns_to_dt(ts_ns: int) -> datetime:
-    return datetime.fromtimestamp(ts_ns / 1e9, tz=UTC)
-
-
-def event_time(ts_exch_ns: int, ts_local_ns: int) -> datetime:
-    """The row's time: the exchange's stamp, or our receive time when the venue sent none (0)."""
-    return ns_to_dt(ts_exch_ns or ts_local_ns)
 
 
 def make_writer(

@@ -31,7 +31,8 @@ def sweep_dead_sessions() -> list[int]:
     for session_id in lease.expired_sessions(LIVE):
         with transaction.atomic():
             session = TradingSession.objects.select_for_update().get(pk=session_id)
-            if session.status not in LIVE or not _expired(session):
+            # a lease that was taken and has run out (a never-started session has none: requeue_unstarted)
+            if session.status not in LIVE or session.lease_expires_at is None or lease.is_live(session):
                 continue
             now = timezone.now()
             n = Order.objects.filter(session_id=session_id, status__in=Order.OPEN_STATUSES).update(
@@ -63,10 +64,6 @@ def sweep_dead_sessions() -> list[int]:
                 transaction.on_commit(lambda sid=session_id: run_quoting_session.delay(sid))
         swept.append(session_id)
     return swept
-
-
-def _expired(session: TradingSession) -> bool:
-    return session.lease_expires_at is not None and session.lease_expires_at < timezone.now()
 
 
 def requeue_unstarted(grace_s: float = 10.0) -> list[int]:

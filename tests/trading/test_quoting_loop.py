@@ -12,6 +12,7 @@ from apps.control.services import Actor, create_paper_session, halt_session
 from apps.marketdata.models import QuoteTick, TradeTick
 from apps.trading.loop import QuotingLoop
 from apps.trading.models import FillRecord, Order, OrderEventRecord, QuoteDecisionRecord, TradingSession
+from tests.conftest import wait_until as _wait
 
 FAST = {"strategy": {"sigma_bucket_s": 0.25, "sigma_min_buckets": 8, "kappa_min_volume": 0.05}}
 
@@ -105,15 +106,6 @@ def test_the_kill_switch_cancels_every_open_order_and_nothing_is_sent_until_rear
     finally:
         TradingSession.objects.filter(pk=session.pk).update(status="stopped")
         thread.join(10)
-
-
-def _wait(cond, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return cond()
 
 
 @pytest.mark.stack

@@ -13,17 +13,9 @@ from apps.control.services import Actor, create_paper_session
 from apps.trading.loop import QuotingLoop
 from apps.trading.models import Order, OrderEventRecord, RiskEventRecord, TradingSession
 from apps.trading.risk import build_risk_engine
+from tests.conftest import wait_until as _wait
 
 FAST = {"sigma_bucket_s": 0.25, "sigma_min_buckets": 8, "kappa_min_volume": 0.05}
-
-
-def _wait(cond, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return cond()
 
 
 @pytest.mark.django_db(transaction=True)
