@@ -390,6 +390,7 @@ def redis_restart(stack: Stack) -> list[dict]:
     # the kill switch lives in PostgreSQL: it still works while Redis is down
     halt_session(Actor(label="chaos"), session.pk, "halt during redis outage")
     halted = _wait(lambda: _open_orders(session.pk) == 0, 5)
+    left_after_halt = _open_orders(session.pk)
     t_safe = (time.time_ns() - t0) / 1e9 - 2.0
     stack.embedded.ensure_redis()
     # a new session's task must reach a worker through the restarted broker
@@ -413,6 +414,13 @@ def redis_restart(stack: Stack) -> list[dict]:
             "unit": "1=yes",
         },
         {"name": "Redis restart: trade ticks missing", "value": _trade_gaps(session.pk), "unit": "rows", "target": "0"},
+        {"name": "Redis restart: orders left open after the halt", "value": left_after_halt, "unit": "orders"},
+        {
+            "name": "Redis restart: fills logged but not in DB",
+            "value": len(_fills_logged(stack, session.pk) - _fills_in_db(session.pk)),
+            "unit": "fills",
+            "target": "0",
+        },
     ]
 
 
@@ -496,7 +504,15 @@ def feed_disconnect(stack: Stack) -> list[dict]:
         else -1
     )
     stop_session(Actor(label="chaos"), session.pk, "end")
+    _wait(lambda: _open_orders(session.pk) == 0, 10)
+    time.sleep(1.0)
     return [
+        {"name": "feed disconnect: orders left open after stop", "value": _open_orders(session.pk), "unit": "orders"},
+        {
+            "name": "feed disconnect: fills logged but not in DB",
+            "value": len(_fills_logged(stack, session.pk) - _fills_in_db(session.pk)),
+            "unit": "fills",
+        },
         {
             "name": "feed disconnect → quotes pulled",
             # nothing resting at the drop means nothing to pull: 0 ms
@@ -536,12 +552,88 @@ def run(trials: int = 50) -> list[dict]:
     return rows
 
 
+# The table: one line per fault. Each cell names the detailed row it comes from.
+SUMMARY = (
+    (
+        "kill switch (HTTP click)",
+        "kill switch: click → orders cancelled in DB, p99",
+        1e-3,
+        "kill switch: orders left open after 10 s",
+        None,
+        None,
+    ),
+    (
+        "quoting worker SIGKILL",
+        "worker SIGKILL → orders cancelled (dead-man's switch)",
+        1.0,
+        "worker SIGKILL: orders left open",
+        "worker SIGKILL: fills logged by the loop but not in DB",
+        (
+            "worker SIGKILL: trade ticks the dead loop saw but never stored",
+            "worker SIGKILL: trade ticks missing (gaps in trade ids)",
+        ),
+    ),
+    (
+        "Redis restart",
+        "Redis restart: kill switch during outage → orders cancelled",
+        1.0,
+        "Redis restart: orders left open after the halt",
+        "Redis restart: fills logged but not in DB",
+        ("Redis restart: trade ticks missing",),
+    ),
+    (
+        "PostgreSQL restart",
+        "PostgreSQL restart: quotes pulled after the DB went away",
+        1.0,
+        "PostgreSQL restart: orders left open after stop",
+        "PostgreSQL restart: fills logged but not in DB",
+        ("PostgreSQL restart: trade ticks missing",),
+    ),
+    (
+        "feed disconnect",
+        "feed disconnect → quotes pulled",
+        1e-3,
+        "feed disconnect: orders left open after stop",
+        "feed disconnect: fills logged but not in DB",
+        None,
+    ),
+)
+
+
+def summary_lines(rows: list[dict]) -> list[str]:
+    by = {
+        r["name"].split(" (")[0]
+        if r["name"].startswith("kill switch: click → orders cancelled in DB, p50")
+        else r["name"]: r["value"]
+        for r in rows
+    }
+
+    def cell(name: str | None, scale: float = 1.0, unit: str = "") -> str:
+        if name is None:
+            return "n/a"
+        v = by.get(name)
+        if v is None or v == "":
+            return "?"
+        return f"{v * scale:.3f} s" if unit == "s" else str(v)
+
+    out = [
+        f"{'fault':<26} | {'time to safe state':>18} | {'orders left open':>16} | {'fills lost':>10} | rows lost",
+        "-" * 92,
+    ]
+    for fault, t, scale, left, fills, ticks in SUMMARY:
+        lost = "n/a" if ticks is None else str(sum(int(by.get(n) or 0) for n in ticks))
+        out.append(f"{fault:<26} | {cell(t, scale, 's'):>18} | {cell(left):>16} | {cell(fills):>10} | {lost}")
+    return out
+
+
 if __name__ == "__main__":
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     trials = int(args[0]) if args else 50
     from benchmarks.__main__ import _fmt
 
     rows = run(trials)
+    print("\n".join(summary_lines(rows)))
+    print()
     if "--json" in sys.argv:
         import json
 

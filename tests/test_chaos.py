@@ -67,3 +67,13 @@ def test_a_feed_disconnect_pulls_quotes_and_resyncs(chaos_rows):
     assert chaos_rows["feed disconnect → quotes pulled"]["value"] < 500
     assert chaos_rows["feed disconnect: orders sent while the feed was down"]["value"] == 0
     assert chaos_rows["feed disconnect: quoting resumed after resync"]["value"] == 1
+
+
+def test_the_per_fault_table_has_the_issue_columns_and_no_losses(chaos_rows):
+    from benchmarks.chaos import summary_lines
+
+    lines = summary_lines(list(chaos_rows.values()))
+    assert lines[0].split(" | ")[0].strip() == "fault" and "rows lost" in lines[0]
+    for line in lines[2:]:
+        fault, _t, left, fills, rows = (c.strip() for c in line.split(" | "))
+        assert left in ("0", "n/a") and fills in ("0", "n/a") and rows in ("0", "n/a"), line
