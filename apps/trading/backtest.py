@@ -1,11 +1,18 @@
-"""Backtests as a service: recorded files → the engine loop (strategy + paper venue) → a stored session.
+"""Backtests as a service: recorded data → the engine loop (strategy + paper venue) → a stored session.
+
+The data is either recorded files (``files`` + a parser ``fmt``) or a :class:`StoredRange`: one instrument's market
+data already in the tick tables between two local times, read back by
+:func:`apps.marketdata.selectors.iter_events` (format :data:`STORED`). A run records where its data came from in
+``BacktestRun.data_format``/``data_files``: the files' paths, or ``"stored"`` and one object
+``{"venue", "symbol", "start_ns", "end_ns", "start", "end"}`` with the range resolved at creation time.
 
 A backtest is stored like any other session: a :class:`TradingSession` with ``mode=backtest`` whose decisions,
 orders, order events and fills are written through the quoting loop's own recording path
 (:class:`~apps.trading.recording.Recorder` on a :func:`~apps.trading.recording.make_writer` writer), plus a
 P&L series (:class:`PnlPoint`) and a :class:`BacktestRun` row with the parameters and the summary.
 
-Parameters (one JSON object; every section optional except ``venue.tick_size``/``venue.lot_size``)::
+Parameters (one JSON object; every section optional except ``venue.tick_size``/``venue.lot_size``, which a stored
+range takes from its Instrument when they are not given)::
 
     {"strategy": {...StrategyParams...},        # the GLFT core
      "fixed": {...FixedSpreadParams...},        # the fixed-spread baseline
@@ -22,10 +29,12 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Max, Min
 from django.utils import timezone
 
 from apps.engine.backtest import BacktestConfig, BacktestResult, EngineLoop, merge_by_local_time
@@ -33,14 +42,24 @@ from apps.engine.baselines import ASParams, AvellanedaStoikovQuoter, FixedSpread
 from apps.engine.core import StrategyCore, StrategyParams
 from apps.engine.events import Action, CancelAll, CancelOrder, Fill, ModifyOrder, OrderAck, OrderReject, PlaceOrder
 from apps.engine.paper import PaperVenue, PaperVenueConfig
-from apps.marketdata.models import Instrument
-from apps.marketdata.parsers import ParseStats, Quarantined, parse_file
+from apps.marketdata.models import (
+    DepthSnapshotRecord,
+    DepthUpdateRecord,
+    FundingRate,
+    Instrument,
+    QuoteTick,
+    TradeTick,
+)
+from apps.marketdata.parsers import FORMATS, ParseStats, Quarantined, parse_file
+from apps.marketdata.selectors import iter_events, stored_range_ns
 from apps.trading.models import BacktestRun, PnlPoint, SweepRun, TradingSession
 from apps.trading.recording import Recorder, make_writer, ns_to_dt
 
 STRATEGIES = ("glft", "fixed", "as")
 SECTIONS = ("strategy", "fixed", "as", "venue", "backtest", "instrument")
 RECORDER_FLUSH_S = 0.5
+STORED = "stored"  # data_format of a run over a stored range (not a parser format)
+assert STORED not in FORMATS
 
 
 @dataclass(frozen=True)
@@ -139,17 +158,18 @@ def load_params(text_or_path: str) -> dict[str, Any]:
 @dataclass
 class LoadedData:
     events: list[Any]
-    parse_s: float
+    parse_s: float  # time to parse the files, or to read the stored range
     quarantined: int
     stats: list[ParseStats] = field(default_factory=list)
+    stored: dict[str, Any] | None = None  # the StoredRange record when the data came from the database
 
     def info(self) -> dict[str, Any]:
-        return {
-            "events": len(self.events),
-            "parse_s": self.parse_s,
-            "quarantined": self.quarantined,
-            "files": [s.source for s in self.stats],
-        }
+        out: dict[str, Any] = {"events": len(self.events), "parse_s": self.parse_s, "quarantined": self.quarantined}
+        if self.stored is not None:
+            out["stored"] = self.stored
+        else:
+            out["files"] = [s.source for s in self.stats]
+        return out
 
 
 def load_events(files: Sequence[str | Path], fmt: str) -> LoadedData:
@@ -171,6 +191,198 @@ def load_events(files: Sequence[str | Path], fmt: str) -> LoadedData:
     events = clean[0] if len(clean) == 1 else list(merge_by_local_time(*clean))
     # a recorder's clock can step back a little; the loop feeds events in arrival (file) order either way
     return LoadedData(events, time.perf_counter() - t0, quarantined, stats)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def ns_to_iso(ts_ns: int) -> str:
+    """Local-time ns → ISO-8601 UTC with nanoseconds (``2024-08-08T23:54:15.051234567Z``)."""
+    secs, ns = divmod(ts_ns, 10**9)
+    return (_EPOCH + timedelta(seconds=secs)).strftime("%Y-%m-%dT%H:%M:%S") + f".{ns:09d}Z"
+
+
+def parse_time_ns(text: str, name: str = "time") -> int:
+    """ISO-8601 timestamp → ns since the epoch; UTC when it carries no offset. Digits after the second beyond
+    microseconds are kept (``...:15.051234567``). ``name`` labels the error."""
+    s = text.strip()
+    frac_ns = 0
+    # datetime.fromisoformat stops at microseconds: split a longer fraction off and add it back exactly
+    head, dot, rest = s.partition(".")
+    if dot:
+        digits = len(rest) - len(rest.lstrip("0123456789"))
+        frac, tail = rest[:digits], rest[digits:]
+        if not frac:
+            raise ValueError(f"{name}: {text!r} is not an ISO-8601 timestamp (e.g. 2024-08-08T23:55:00Z)")
+        frac_ns = int(frac[:9].ljust(9, "0"))
+        s = head + tail
+    try:
+        dt = datetime.fromisoformat(s)
+    except ValueError:
+        raise ValueError(f"{name}: {text!r} is not an ISO-8601 timestamp (e.g. 2024-08-08T23:55:00Z)") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    whole_s = (dt - _EPOCH) // timedelta(seconds=1)
+    return whole_s * 10**9 + frac_ns
+
+
+@dataclass(frozen=True)
+class StoredRange:
+    """One instrument's stored market data with ``start_ns <= ts_local_ns < end_ns`` (local receive time, ns).
+
+    ``None`` bounds mean the first stored event / just after the last one (of any kind, snapshots included).
+    :meth:`resolve` fills them and checks the range.
+    """
+
+    venue: str
+    symbol: str
+    start_ns: int | None = None
+    end_ns: int | None = None
+
+    def __str__(self) -> str:
+        a = "first" if self.start_ns is None else ns_to_iso(self.start_ns)
+        b = "last" if self.end_ns is None else ns_to_iso(self.end_ns)
+        return f"{self.venue}:{self.symbol} [{a}, {b})"
+
+    def instrument(self) -> Instrument:
+        inst = Instrument.objects.filter(venue=self.venue, symbol=self.symbol).first()
+        if inst is None:
+            known = [str(i) for i in Instrument.objects.order_by("venue", "symbol")[:20]]
+            raise ValueError(
+                f"unknown instrument {self.venue}:{self.symbol}: nothing stored under that venue and symbol "
+                f"(stored instruments: {', '.join(known) or 'none'})"
+            )
+        return inst
+
+    def resolve(self) -> tuple[Instrument, StoredRange]:
+        """The instrument and the range with both bounds set; ValueError when the instrument is unknown, the
+        range is empty or inverted, or no stored event falls inside it."""
+        for name in ("start_ns", "end_ns"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
+                raise ValueError(f"stored range: {name} must be an integer (ns) or None, got {v!r}")
+        inst = self.instrument()
+        start, end = self.start_ns, self.end_ns
+        if start is None or end is None:
+            bounds = _stored_bounds(inst.pk)
+            if bounds is None:
+                raise ValueError(f"no market data stored for {inst} (import some with manage.py import_marketdata)")
+            start = bounds[0] if start is None else start
+            end = bounds[1] if end is None else end
+        if start >= end:
+            raise ValueError(f"stored range: start {ns_to_iso(start)} must be before end {ns_to_iso(end)}")
+        resolved = StoredRange(self.venue, self.symbol, start, end)
+        if not _has_stored_events(inst.pk, start, end):
+            raise ValueError(f"no stored events for {resolved}")
+        return inst, resolved
+
+    def record(self) -> dict[str, Any]:
+        """What a run stores in ``data_files`` (a resolved range)."""
+        if self.start_ns is None or self.end_ns is None:
+            raise ValueError(f"stored range {self} has an open bound: resolve() it first")
+        return {
+            "venue": self.venue,
+            "symbol": self.symbol,
+            "start_ns": self.start_ns,
+            "end_ns": self.end_ns,
+            "start": ns_to_iso(self.start_ns),
+            "end": ns_to_iso(self.end_ns),
+        }
+
+    @classmethod
+    def from_record(cls, d: dict[str, Any]) -> StoredRange:
+        return cls(d["venue"], d["symbol"], int(d["start_ns"]), int(d["end_ns"]))
+
+
+_MARGIN_NS = 60 * 10**9  # as apps.marketdata.selectors: rows are found by exchange time ±60 s, then local time
+
+
+def _has_stored_events(instrument_id: int, start_ns: int, end_ns: int) -> bool:
+    """Whether :func:`~apps.marketdata.selectors.iter_events` would yield anything for the range (cheap: one
+    indexed EXISTS per table; stopping ``iter_events`` early would leave its server-side cursors half closed)."""
+    lo, hi = ns_to_dt(start_ns - _MARGIN_NS), ns_to_dt(end_ns + _MARGIN_NS)
+    return any(
+        model.objects.filter(
+            instrument_id=instrument_id, ts__gte=lo, ts__lt=hi, ts_local_ns__gte=start_ns, ts_local_ns__lt=end_ns
+        ).exists()
+        for model in (TradeTick, QuoteTick, DepthUpdateRecord, DepthSnapshotRecord, FundingRate)
+    )
+
+
+def _stored_bounds(instrument_id: int) -> tuple[int, int] | None:
+    """(first, last + 1) local ns over every table :func:`~apps.marketdata.selectors.iter_events` reads.
+
+    :func:`~apps.marketdata.selectors.stored_range_ns` looks at trades, quotes and depth diffs only, so a
+    snapshot (or funding row) before the first / after the last of those would fall outside a default range:
+    a Hyperliquid recording starts with an l2Book snapshot. The two small tables are added here.
+    """
+    bounds = stored_range_ns(instrument_id)
+    lo, hi = (bounds[0], bounds[1] - 1) if bounds else (None, None)
+    for model in (DepthSnapshotRecord, FundingRate):
+        agg = model.objects.filter(instrument_id=instrument_id).aggregate(a=Min("ts_local_ns"), b=Max("ts_local_ns"))
+        if agg["a"] is not None:
+            lo = agg["a"] if lo is None else min(lo, agg["a"])
+            hi = agg["b"] if hi is None else max(hi, agg["b"])
+    return None if lo is None or hi is None else (lo, hi + 1)
+
+
+def load_stored(rng: StoredRange) -> LoadedData:
+    """Read a stored range into memory as the engine's events, in local-time order."""
+    t0 = time.perf_counter()
+    inst, rng = rng.resolve()
+    record = rng.record()
+    events = list(iter_events(inst.pk, record["start_ns"], record["end_ns"]))
+    if not events:
+        raise ValueError(f"no stored events for {rng}")
+    return LoadedData(events, time.perf_counter() - t0, 0, stored=record)
+
+
+def load_data(fmt: str, data_files: Sequence[Any]) -> LoadedData:
+    """The events of a run as it records its source (``data_format``, ``data_files``)."""
+    if fmt == STORED:
+        if len(data_files) != 1 or not isinstance(data_files[0], dict):
+            raise ValueError(f"a stored-range run must record one range object, got {data_files!r}")
+        return load_stored(StoredRange.from_record(data_files[0]))
+    return load_events(data_files, fmt)
+
+
+DataSource = Sequence[str | Path] | StoredRange
+
+
+def _source(data: DataSource, fmt: str) -> tuple[list[Any], Instrument | None]:
+    """Check ``fmt`` against the kind of source; the ``data_files`` record and (stored) the instrument."""
+    if isinstance(data, StoredRange):
+        if fmt != STORED:
+            raise ValueError(f"a stored range takes format {STORED!r}, got {fmt!r}")
+        inst, rng = data.resolve()
+        return [rng.record()], inst
+    if fmt == STORED:
+        raise ValueError(f"format {STORED!r} needs a StoredRange, not files")
+    if isinstance(data, (str, Path)):
+        raise ValueError(f"data files must be a list of paths, got one {type(data).__name__} {str(data)!r}")
+    return [str(f) for f in data], None
+
+
+def params_for_instrument(params: dict[str, Any], inst: Instrument | None) -> dict[str, Any]:
+    """A stored range's parameters: ``venue.tick_size``/``lot_size`` default to the instrument's (params may
+    override them), and ``instrument`` is the stored one (a conflicting ``params.instrument`` is an error)."""
+    if inst is None or not isinstance(params, dict):
+        return params
+    out = dict(params)
+    given = out.get("instrument", {})
+    if isinstance(given, dict):
+        stored = {"venue": inst.venue, "symbol": inst.symbol, "kind": inst.kind}
+        clash = {k: v for k, v in given.items() if k in stored and v != stored[k]}
+        if clash:
+            raise ValueError(
+                f"params.instrument {clash} contradicts the stored instrument {inst} ({inst.kind}); "
+                "leave params.instrument out for a stored range"
+            )
+        out["instrument"] = {**given, **stored}
+    venue = out.get("venue", {})
+    if isinstance(venue, dict):
+        out["venue"] = {"tick_size": inst.tick_size, "lot_size": inst.lot_size, **venue}
+    return out
 
 
 # --- the run ----------------------------------------------------------------------------------------
@@ -205,7 +417,7 @@ class RecorderSink:
         self.strategy = strategy
 
     def market(self, event: Any) -> None:
-        pass  # the market data of a backtest is its input files; it is not copied into the tick tables
+        pass  # the market data of a backtest is its input (files or a stored range); it is not copied again
 
     def order_event(self, ev: Any) -> None:
         r = self.recorder
@@ -271,20 +483,25 @@ class StoredBacktest:
 
 
 def create_run(
-    files: Sequence[str | Path], fmt: str, params: dict[str, Any], strategy: str, *, name: str = "", seed: int = 0
+    data: DataSource, fmt: str, params: dict[str, Any], strategy: str, *, name: str = "", seed: int = 0
 ) -> BacktestRun:
-    """Validate and create the session and run rows (status pending); nothing is parsed yet."""
+    """Validate and create the session and run rows (status pending); nothing is parsed yet.
+
+    ``data`` is a list of files in parser format ``fmt``, or a :class:`StoredRange` with ``fmt`` = :data:`STORED`
+    (its open bounds are resolved now, so the run records the exact range).
+    """
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    p = parse_params(params)
+    files, inst = _source(data, fmt)
+    p = parse_params(params_for_instrument(params, inst))
     with transaction.atomic():
         session = TradingSession.objects.create(
             name=(name or f"backtest {strategy}")[:100],
             mode=TradingSession.Mode.BACKTEST,
             feed=f"replay:{fmt}"[:32],
-            instrument=_instrument(p, fmt),
+            instrument=inst or _instrument(p, fmt),
             status=TradingSession.Status.CREATED,
             params=p.raw,
             seed=seed,
@@ -293,7 +510,7 @@ def create_run(
             session=session,
             strategy=strategy,
             data_format=fmt,
-            data_files=[str(f) for f in files],
+            data_files=files,
             params=p.raw,
         )
 
@@ -308,7 +525,7 @@ def execute_run(run: BacktestRun, events: Sequence[Any] | None = None) -> Stored
         p = parse_params(run.params)
         data_info: dict[str, Any] = {}
         if events is None:
-            data = load_events(run.data_files, run.data_format)
+            data = load_data(run.data_format, run.data_files)
             events, data_info = data.events, data.info()
         writer = make_writer(RECORDER_FLUSH_S, None)
         recorder = Recorder(writer, session.pk, session.instrument_id)
@@ -372,7 +589,7 @@ def store_pnl(session_id: int, result: BacktestResult) -> int:
 
 
 def run_backtests(
-    files: Sequence[str | Path],
+    data_source: DataSource,
     fmt: str,
     params: dict[str, Any],
     strategies: Sequence[str],
@@ -380,15 +597,19 @@ def run_backtests(
     seed: int = 0,
     name: str = "",
 ) -> tuple[list[StoredBacktest], LoadedData]:
-    """Parse once, then run and store one backtest per strategy on the same events (``--compare``)."""
+    """Load once (parse the files or read the stored range), then run and store one backtest per strategy on the
+    same events (``--compare``). Arguments as :func:`create_run`."""
     for s in strategies:
         if s not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {s!r}")
-    parse_params(params)  # fail before parsing a large file
-    data = load_events(files, fmt)
+    files, inst = _source(data_source, fmt)  # a stored range is resolved (and checked) once, here
+    if isinstance(data_source, StoredRange):
+        data_source = StoredRange.from_record(files[0])
+    parse_params(params_for_instrument(params, inst))  # fail before parsing a large file
+    data = load_data(fmt, files)
     out = []
     for s in strategies:
-        run = create_run(files, fmt, params, s, name=f"{name or 'backtest'} {s}", seed=seed)
+        run = create_run(data_source, fmt, params, s, name=f"{name or 'backtest'} {s}", seed=seed)
         stored = execute_run(run, data.events)
         stored.summary["data"] = data.info()
         BacktestRun.objects.filter(pk=run.pk).update(summary=stored.summary)
@@ -429,7 +650,7 @@ def apply_point(base: dict[str, Any], point: dict[str, Any]) -> dict[str, Any]:
 
 
 def create_sweep(
-    files: Sequence[str | Path],
+    data: DataSource,
     fmt: str,
     base_params: dict[str, Any],
     grid: dict[str, list[Any]],
@@ -438,11 +659,17 @@ def create_sweep(
     name: str = "",
     seed: int = 0,
 ) -> SweepRun:
-    """Validate every point first (nothing is created when one is bad), then create the sweep and its runs."""
+    """Validate every point first (nothing is created when one is bad), then create the sweep and its runs.
+
+    ``data``/``fmt`` as :func:`create_run`: files, or a :class:`StoredRange` (resolved once, so every point
+    replays the same range)."""
     points = expand_grid(grid)
+    files, inst = _source(data, fmt)
+    if isinstance(data, StoredRange):
+        data = StoredRange.from_record(files[0])
     for point in points:
         try:
-            parse_params(apply_point(base_params, point))
+            parse_params(params_for_instrument(apply_point(base_params, point), inst))
         except ValueError as exc:
             raise ValueError(f"sweep point {point}: {exc}") from None
     with transaction.atomic():
@@ -450,16 +677,14 @@ def create_sweep(
             name=(name or "sweep")[:100],
             strategy=strategy,
             data_format=fmt,
-            data_files=[str(f) for f in files],
+            data_files=files,
             base_params=base_params,
             grid=grid,
             n_points=len(points),
             status=SweepRun.Status.RUNNING,
         )
         for i, point in enumerate(points):
-            run = create_run(
-                files, fmt, apply_point(base_params, point), strategy, name=f"{sweep.name} #{i}", seed=seed
-            )
+            run = create_run(data, fmt, apply_point(base_params, point), strategy, name=f"{sweep.name} #{i}", seed=seed)
             BacktestRun.objects.filter(pk=run.pk).update(sweep=sweep, point=point)
     return sweep
 
@@ -485,12 +710,16 @@ def start_sweep(*args: Any, queue: str = SWEEP_QUEUE, **kwargs: Any) -> SweepRun
 _EVENTS_CACHE: dict[tuple[Any, ...], LoadedData] = {}
 
 
-def _cached_events(files: Sequence[str], fmt: str) -> LoadedData:
-    """A worker runs many points over the same files: parse them once per process (keyed by path and mtime)."""
-    key = (fmt, *((f, Path(f).stat().st_mtime_ns) for f in files))
+def _cached_events(files: Sequence[Any], fmt: str) -> LoadedData:
+    """A worker runs many points over the same data: load it once per process (files keyed by path and mtime;
+    a stored range by its resolved bounds)."""
+    if fmt == STORED:
+        key: tuple[Any, ...] = (fmt, json.dumps(list(files), sort_keys=True))
+    else:
+        key = (fmt, *((f, Path(f).stat().st_mtime_ns) for f in files))
     if key not in _EVENTS_CACHE:
         _EVENTS_CACHE.clear()  # one data set at a time bounds the memory
-        _EVENTS_CACHE[key] = load_events(files, fmt)
+        _EVENTS_CACHE[key] = load_data(fmt, files)
     return _EVENTS_CACHE[key]
 
 
