@@ -75,5 +75,5 @@ def test_the_per_fault_table_has_the_issue_columns_and_no_losses(chaos_rows):
     lines = summary_lines(list(chaos_rows.values()))
     assert lines[0].split(" | ")[0].strip() == "fault" and "rows lost" in lines[0]
     for line in lines[2:]:
-        fault, _t, left, fills, rows = (c.strip() for c in line.split(" | "))
+        _fault, _t, left, fills, rows = (c.strip() for c in line.split(" | "))
         assert left in ("0", "n/a") and fills in ("0", "n/a") and rows in ("0", "n/a"), line

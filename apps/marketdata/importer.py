@@ -5,9 +5,16 @@ background thread COPYs while the parser keeps going, so parsing and the databas
 constant: the writer's buffer is bounded (the importer waits when it passes ``high_water_rows``; if the database
 is away the writer spills to ``spill_dir`` and replays on recovery).
 
+``binance-raw`` takes a faster road to the same rows: :func:`~apps.marketdata.parsers.binance_raw.records`
+(plain tuples, no event objects; the same checks) over a reader thread that decompresses while the parser runs
+(zlib releases the GIL), and :meth:`_FileImport.run_binance_raw`. Tick rows go to PostgreSQL as binary COPY.
+
 Idempotency: every stored row carries a natural key (trade id; content hash for quotes, depth and quarantine
-rows) and the writer moves rows with ``ON CONFLICT DO NOTHING``, so importing the same file twice adds nothing;
-the second run reports every row as a duplicate.
+rows) under a unique index. Tick batches are COPYed straight into their table inside a savepoint; when one hits a
+stored key (a re-import, an overlapping file, a concurrent import of the same file, which waits on the other's
+uncommitted keys) the writer rolls that COPY back and moves that table's rows through a staging table with
+``ON CONFLICT DO NOTHING`` from then on. So importing the same file twice adds nothing (the second run reports
+every row as a duplicate), and no interleaving of imports can store a row twice.
 
 Quality: the parsers quarantine bad lines (unparsable, bad price/size/side, crossed book, duplicate trade id,
 local time going backwards); for ``binance-raw`` the importer also rebuilds the L2 book with
@@ -45,7 +52,8 @@ from apps.marketdata.models import (
     QuoteTick,
     TradeTick,
 )
-from apps.marketdata.parsers import FORMATS, ParseStats, Quarantined, parse_file
+from apps.marketdata.parsers import FORMATS, ParseStats, Quarantined, binance_raw, parse_file
+from apps.marketdata.parsers.common import open_text_threaded
 from apps.marketdata.timescale import db_mode
 from apps.marketdata.writer import BatchedWriter, TableSpec
 
@@ -60,13 +68,39 @@ QUARANTINE = Quarantine._meta.db_table
 
 _TICK = ("instrument_id", "ts", "ts_exch_ns", "ts_local_ns")
 _LEVELS = ("bid_px", "bid_size", "ask_px", "ask_size")
+# Tick rows carry ``ts`` as int ns since the epoch (the event time: exchange stamp, or local when the venue sent
+# none) and depth levels as float tuples; they go to PostgreSQL as binary COPY (no text for the server to parse).
+_TICK_BIN = ("int8", "timestamptz_ns", "int8", "int8")
+_LEVELS_BIN = ("float8[]",) * 4
 SPECS: tuple[TableSpec, ...] = (
-    TableSpec(TRADES, (*_TICK, "price", "size", "aggressor", "trade_id"), dedupe=True),
-    TableSpec(QUOTES, (*_TICK, *_LEVELS, "update_id", "dedupe_key"), dedupe=True),
     TableSpec(
-        DEPTH, (*_TICK, "first_update_id", "last_update_id", "prev_update_id", *_LEVELS, "dedupe_key"), dedupe=True
+        TRADES,
+        (*_TICK, "price", "size", "aggressor", "trade_id"),
+        dedupe=True,
+        binary_types=(*_TICK_BIN, "float8", "float8", "int2", "text"),
+        direct_first=True,
     ),
-    TableSpec(SNAPSHOTS, (*_TICK, "last_update_id", *_LEVELS, "dedupe_key"), dedupe=True),
+    TableSpec(
+        QUOTES,
+        (*_TICK, *_LEVELS, "update_id", "dedupe_key"),
+        dedupe=True,
+        binary_types=(*_TICK_BIN, "float8", "float8", "float8", "float8", "int8", "int8"),
+        direct_first=True,
+    ),
+    TableSpec(
+        DEPTH,
+        (*_TICK, "first_update_id", "last_update_id", "prev_update_id", *_LEVELS, "dedupe_key"),
+        dedupe=True,
+        binary_types=(*_TICK_BIN, "int8", "int8", "int8", *_LEVELS_BIN, "int8"),
+        direct_first=True,
+    ),
+    TableSpec(
+        SNAPSHOTS,
+        (*_TICK, "last_update_id", *_LEVELS, "dedupe_key"),
+        dedupe=True,
+        binary_types=(*_TICK_BIN, "int8", *_LEVELS_BIN, "int8"),
+        direct_first=True,
+    ),
     TableSpec(FUNDING, (*_TICK, "rate", "interval_s"), dedupe=True),
     TableSpec(
         QUARANTINE,
@@ -76,6 +110,9 @@ SPECS: tuple[TableSpec, ...] = (
 )
 TABLE_LABELS = {TRADES: "trades", QUOTES: "quotes", DEPTH: "depth_updates", SNAPSHOTS: "depth_snapshots"}
 TABLE_LABELS |= {FUNDING: "funding", QUARANTINE: "quarantine"}
+
+_TRADE, _QUOTE, _DEPTH = binance_raw.TRADE, binance_raw.QUOTE, binance_raw.DEPTH
+_BLOCK = 2000  # records between hand-overs to the writer (and progress ticks)
 
 BOOK_MISMATCH = "book_mismatch"
 SEQUENCE_GAP = "sequence_gap"
@@ -95,9 +132,11 @@ def event_time(ts_exch_ns: int, ts_local_ns: int) -> datetime:
     return ns_to_dt(ts_exch_ns or ts_local_ns)
 
 
-def pg_array(values: object) -> str:
-    """A float list as a PostgreSQL array literal: COPY parses it server-side, 10x cheaper than a list dump."""
-    return "{" + ",".join(map(repr, values)) + "}"  # type: ignore[call-overload]
+def _sides(bids: tuple[tuple[float, float], ...], asks: tuple[tuple[float, float], ...]) -> tuple[tuple, ...]:
+    """(bid prices, bid sizes, ask prices, ask sizes) of two level lists, as float tuples."""
+    bp, bs = zip(*bids, strict=True) if bids else ((), ())
+    ap, as_ = zip(*asks, strict=True) if asks else ((), ())
+    return bp, bs, ap, as_
 
 
 def _clean_text(text: str) -> str:
@@ -125,11 +164,12 @@ class ImportOptions:
     Attributes
     ----------
     batch_rows : int
-        Writer flush size, rows (default 50,000).
+        Writer flush size, rows (default 10,000: small batches keep the server busy while the parser runs, and
+        leave little to write after the last line).
     high_water_rows : int
         Buffered rows above which the parser waits for the writer (bounded memory; default 400,000).
     flush_interval_s : float
-        Writer flush period, seconds (default 0.5).
+        Writer flush period, seconds (default 0.1).
     book_check : bool
         Rebuild the book and compare it with bookTicker (binance-raw only; default True).
     book_check_window : int
@@ -138,9 +178,9 @@ class ImportOptions:
         Where the writer spills rows while the database is away (default ``<var>/spill/marketdata-import``).
     """
 
-    batch_rows: int = 50_000
+    batch_rows: int = 10_000
     high_water_rows: int = 400_000
-    flush_interval_s: float = 0.5
+    flush_interval_s: float = 0.1
     book_check: bool = True
     book_check_window: int = 20_000
     spill_dir: Path | None = None
@@ -180,7 +220,7 @@ class BookCheck:
         self.sync: BinanceBookSync | None = None
         self._early_snapshots: list[DepthSnapshot] = []
         self._tops: OrderedDict[int, tuple[tuple[float, float] | None, tuple[float, float] | None]] = OrderedDict()
-        self._bbos: OrderedDict[int, tuple[BestBidAsk, int]] = OrderedDict()
+        self._bbos: OrderedDict[int, tuple[float, float, float, float, int]] = OrderedDict()
         self.matches = 0
         self.mismatches = 0
         self.gaps = 0
@@ -210,35 +250,37 @@ class BookCheck:
             self.issues.append(Issue(self._line, SEQUENCE_GAP, f"{g.kind}: expected {g.expected}, got {g.got}"))
 
     def _on_apply(self, diff: DepthUpdate, book: OrderBook) -> None:
-        if book.is_crossed:
+        bid, ask = book.best_bid(), book.best_ask()
+        if bid is not None and ask is not None and bid[0] >= ask[0]:
             self.crossed += 1
             self.issues.append(
                 Issue(self._line, CROSSED_REBUILT, f"rebuilt book crossed after u={diff.last_update_id}")
             )
         u = diff.last_update_id
-        top = (book.best_bid(), book.best_ask())
         waiting = self._bbos.pop(u, None)
         if waiting is not None:
-            self._compare(waiting[0], top, waiting[1])
+            self._compare(u, waiting, (bid, ask))
             return
-        self._tops[u] = top
+        self._tops[u] = (bid, ask)
         if len(self._tops) > self.window:
             self._tops.popitem(last=False)
 
-    def on_bbo(self, bbo: BestBidAsk, line_no: int) -> None:
-        if not bbo.update_id:
+    def on_bbo(self, u: int, bid_px: float, bid_size: float, ask_px: float, ask_size: float, line_no: int) -> None:
+        """A bookTicker: update id ``u`` (0 = none, nothing to compare) and its touch, from line ``line_no``."""
+        if not u:
             return
-        top = self._tops.pop(bbo.update_id, None)
+        top = self._tops.pop(u, None)
         if top is not None:
-            self._compare(bbo, top, line_no)
+            self._compare(u, (bid_px, bid_size, ask_px, ask_size, line_no), top)
             return
-        self._bbos[bbo.update_id] = (bbo, line_no)
+        self._bbos[u] = (bid_px, bid_size, ask_px, ask_size, line_no)
         if len(self._bbos) > self.window:
             self._bbos.popitem(last=False)
 
-    def _compare(self, bbo: BestBidAsk, top: tuple, line_no: int) -> None:
+    def _compare(self, u: int, bbo: tuple[float, float, float, float, int], top: tuple) -> None:
+        bid_px, bid_size, ask_px, ask_size, line_no = bbo
         bid, ask = top
-        if bid == (bbo.bid_px, bbo.bid_size) and ask == (bbo.ask_px, bbo.ask_size):
+        if bid == (bid_px, bid_size) and ask == (ask_px, ask_size):
             self.matches += 1
             return
         self.mismatches += 1
@@ -246,8 +288,7 @@ class BookCheck:
             Issue(
                 line_no,
                 BOOK_MISMATCH,
-                f"u={bbo.update_id} bookTicker bid {bbo.bid_px}x{bbo.bid_size} ask {bbo.ask_px}x{bbo.ask_size}; "
-                f"rebuilt bid {bid} ask {ask}",
+                f"u={u} bookTicker bid {bid_px}x{bid_size} ask {ask_px}x{ask_size}; rebuilt bid {bid} ask {ask}",
             )
         )
 
@@ -375,7 +416,7 @@ class _FileImport:
                         TRADES,
                         (
                             iid,
-                            ns_to_dt(t.ts_exch_ns or t.ts_local_ns),
+                            t.ts_exch_ns or t.ts_local_ns,
                             t.ts_exch_ns,
                             t.ts_local_ns,
                             t.price,
@@ -391,7 +432,7 @@ class _FileImport:
                         QUOTES,
                         (
                             iid,
-                            ns_to_dt(q.ts_exch_ns or q.ts_local_ns),
+                            q.ts_exch_ns or q.ts_local_ns,
                             q.ts_exch_ns,
                             q.ts_local_ns,
                             q.bid_px,
@@ -406,23 +447,20 @@ class _FileImport:
                     )
                     parsed["quotes"] += 1
                     if book is not None:
-                        book.on_bbo(q, stats.lines)
+                        book.on_bbo(q.update_id, q.bid_px, q.bid_size, q.ask_px, q.ask_size, stats.lines)
                 elif cls is DepthUpdate:
                     d = item
                     add(
                         DEPTH,
                         (
                             iid,
-                            ns_to_dt(d.ts_exch_ns or d.ts_local_ns),
+                            d.ts_exch_ns or d.ts_local_ns,
                             d.ts_exch_ns,
                             d.ts_local_ns,
                             d.first_update_id,
                             d.last_update_id,
                             d.prev_update_id,
-                            pg_array([px for px, _ in d.bids]),
-                            pg_array([sz for _, sz in d.bids]),
-                            pg_array([px for px, _ in d.asks]),
-                            pg_array([sz for _, sz in d.asks]),
+                            *_sides(d.bids, d.asks),
                             hash((d.ts_exch_ns, d.ts_local_ns, d.first_update_id, d.last_update_id, d.bids, d.asks)),
                         ),
                     )
@@ -435,14 +473,11 @@ class _FileImport:
                         SNAPSHOTS,
                         (
                             iid,
-                            ns_to_dt(s.ts_exch_ns or s.ts_local_ns),
+                            s.ts_exch_ns or s.ts_local_ns,
                             s.ts_exch_ns,
                             s.ts_local_ns,
                             s.last_update_id,
-                            pg_array([px for px, _ in s.bids]),
-                            pg_array([sz for _, sz in s.bids]),
-                            pg_array([px for px, _ in s.asks]),
-                            pg_array([sz for _, sz in s.asks]),
+                            *_sides(s.bids, s.asks),
                             hash((s.ts_exch_ns, s.ts_local_ns, s.last_update_id, s.bids, s.asks)),
                         ),
                     )
@@ -478,6 +513,82 @@ class _FileImport:
             logger.warning("import %s stopped at line %d: %s", self.path, stats.lines + 1, detail)
             return detail
         finally:
+            if book is not None:
+                self._drain_book_issues()
+        return ""
+
+    def run_binance_raw(
+        self, recs: Iterator[Any], stats: ParseStats, options: ImportOptions, tick: Callable[[], None]
+    ) -> str:
+        """:meth:`run` for :func:`~apps.marketdata.parsers.binance_raw.records` tuples (no event objects): the
+        same rows, checks and counts, several times faster. Rows go to the writer in blocks of ``_BLOCK``."""
+        iid = self.iid
+        book = self.book
+        on_bbo = book.on_bbo if book is not None else None
+        on_depth = book.on_depth if book is not None else None
+        trades: list[tuple] = []
+        quotes: list[tuple] = []
+        depth: list[tuple] = []
+        snaps: list[tuple] = []
+        blocks = ((TRADES, "trades", trades), (QUOTES, "quotes", quotes), (DEPTH, "depth_updates", depth))
+        blocks += ((SNAPSHOTS, "depth_snapshots", snaps),)
+        add_many, parsed, high_water = self.writer.add_many, self.parsed, options.high_water_rows
+
+        def hand_over() -> None:
+            for table, label, rows in blocks:
+                if rows:
+                    add_many(table, rows.copy())
+                    parsed[label] += len(rows)
+                    rows.clear()
+
+        n = 0
+        try:
+            for rec in recs:
+                if type(rec) is tuple:
+                    kind = rec[0]
+                    if kind == _QUOTE:
+                        _k, line_no, local, exch, b, bq, a, aq, u = rec
+                        quotes.append(
+                            (iid, exch or local, exch, local, b, bq, a, aq, u, hash((exch, local, u, b, bq, a, aq)))
+                        )
+                        if on_bbo is not None:
+                            on_bbo(u, b, bq, a, aq, line_no)
+                    elif kind == _TRADE:
+                        _k, _line_no, local, exch, px, sz, aggressor, tid = rec
+                        trades.append((iid, exch or local, exch, local, px, sz, aggressor, tid))
+                    elif kind == _DEPTH:
+                        _k, line_no, d, bp, bs, ap, as_ = rec
+                        exch, local = d.ts_exch_ns, d.ts_local_ns
+                        fu, lu = d.first_update_id, d.last_update_id
+                        key = hash((exch, local, fu, lu, d.bids, d.asks))
+                        depth.append((iid, exch or local, exch, local, fu, lu, d.prev_update_id, bp, bs, ap, as_, key))
+                        if on_depth is not None:
+                            on_depth(d, line_no)
+                    else:
+                        _k, line_no, sn, bp, bs, ap, as_ = rec
+                        exch, local = sn.ts_exch_ns, sn.ts_local_ns
+                        key = hash((exch, local, sn.last_update_id, sn.bids, sn.asks))
+                        snaps.append((iid, exch or local, exch, local, sn.last_update_id, bp, bs, ap, as_, key))
+                        if on_depth is not None:
+                            on_depth(sn, line_no)
+                else:
+                    self.quarantine(rec.line_no, rec.reason, rec.detail, rec.raw)
+                n += 1
+                if n % _BLOCK == 0:
+                    hand_over()
+                    tick()
+                    if book is not None and book.issues:
+                        self._drain_book_issues()
+                    while self.writer.buffered_rows >= high_water:
+                        time.sleep(0.005)
+        except Exception as exc:  # noqa: BLE001 - a read error ends this file; what was read is kept
+            hand_over()
+            detail = f"{type(exc).__name__}: {exc}"
+            self.quarantine(stats.lines + 1, FILE_ERROR, detail, "")
+            logger.warning("import %s stopped at line %d: %s", self.path, stats.lines + 1, detail)
+            return detail
+        finally:
+            hand_over()
             if book is not None:
                 self._drain_book_issues()
         return ""
@@ -530,7 +641,11 @@ def import_one_file(
     writer.start()
     tick = _progress_printer(path, stats)
     try:
-        error = job.run(parse_file(run.fmt, path, stats=stats), stats, options, tick)
+        if run.fmt == binance_raw.FORMAT:
+            stats.source = str(path)
+            error = job.run_binance_raw(binance_raw.records(open_text_threaded(path), stats), stats, options, tick)
+        else:
+            error = job.run(parse_file(run.fmt, path, stats=stats), stats, options, tick)
     finally:
         writer.close(timeout_s=3600.0)
     duration = time.perf_counter() - t0

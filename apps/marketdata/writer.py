@@ -12,6 +12,14 @@ once per table, or forced with ``TableSpec(dedupe=True)``) cannot take a plain C
 fail the whole batch, and the retry would fail forever. Their rows are copied into a per-connection temporary
 staging table and moved with ``INSERT ... SELECT ... ON CONFLICT DO NOTHING``; rows already stored are counted in
 ``stats.duplicates`` (per table), new ones in ``stats.inserted``. ``benchmarks/bench_import.py`` measures the cost.
+A spec with ``direct_first`` COPYs straight into its table inside a savepoint and takes the staging road only
+after a COPY hit a stored key (``UniqueViolation``; the savepoint undoes it): the unique index, not a check
+beforehand, is what keeps rows single, so concurrent writers of the same rows are safe (``stats.direct`` counts
+the rows that went straight in).
+
+A spec with ``binary_types`` is sent as binary COPY (:func:`binary_encoder`): no text for the server to parse
+(float arrays in text form are slow for PostgreSQL to read), and the rows are still plain tuples, so spilling,
+the journal and poison-row isolation work the same.
 
 By default the writer uses Django's connection (one per thread: the background thread has its own); pass
 ``connect`` (a function returning a psycopg connection in autocommit mode) to write to another database.
@@ -23,6 +31,7 @@ import json
 import logging
 import os
 import pickle
+import struct
 import threading
 import time
 from collections import deque
@@ -31,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from django.db import connection
 
 logger = logging.getLogger(__name__)
@@ -44,6 +54,23 @@ class TableSpec:
     columns: tuple[str, ...]
     json_columns: frozenset[str] = frozenset()
     dedupe: bool | None = None
+    # PostgreSQL binary COPY: one type per column (see :func:`binary_encoder`); None = text COPY of Python values
+    binary_types: tuple[str, ...] | None = None
+    # dedupe tables: COPY straight into the table first (inside a savepoint) and use the staging table only when
+    # that hits a stored natural key; after one such hit the writer stages that table for the rest of its life
+    direct_first: bool = False
+
+    def __post_init__(self) -> None:
+        if self.binary_types is not None:
+            if len(self.binary_types) != len(self.columns):
+                raise ValueError(f"{self.table}: {len(self.binary_types)} binary types for {len(self.columns)} columns")
+            if self.json_columns:
+                raise ValueError(f"{self.table}: json columns need the text COPY (binary_types=None)")
+            object.__setattr__(self, "_encode", binary_encoder(self.binary_types))
+
+    def encode(self, rows: Sequence[tuple[Any, ...]]) -> bytes:
+        """``rows`` as binary COPY tuples (no file header or trailer); needs ``binary_types``."""
+        return self._encode(rows)  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -58,6 +85,7 @@ class WriterStats:
     inserted: dict[str, int] = field(default_factory=dict)
     duplicates: dict[str, int] = field(default_factory=dict)
     rows_rejected: int = 0  # rows the database refused as data (kept in a rejected-*.pickle file, not dropped)
+    direct: dict[str, int] = field(default_factory=dict)  # dedupe-table rows COPYed straight in (no staging)
 
 
 class Journal:
@@ -133,6 +161,7 @@ class BatchedWriter:
         self._own_conn: Any = None
         self._dedupe: dict[str, bool] = {t: s.dedupe for t, s in self.specs.items() if s.dedupe is not None}
         self._staged: set[str] = set()  # staging tables created on the current connection
+        self._conflicted: set[str] = set()  # direct_first tables that hit a stored row: staged from then on
         if journal_path is not None and not owner:
             raise ValueError("a journaled writer needs an owner id (its progress mark in the database)")
         self.owner = owner
@@ -151,6 +180,22 @@ class BatchedWriter:
                 self.journal.append(self._seq, "add", table, row)
             self._buffers[table].append(row)
             if len(self._buffers[table]) >= self.max_batch_rows:
+                self._wake.set()
+
+    def add_many(self, table: str, rows: list[tuple[Any, ...]]) -> None:
+        """:meth:`add` for a list of rows (one lock round for all: the importer's hot path)."""
+        n = len(self.specs[table].columns)
+        if any(len(row) != n for row in rows):
+            bad = next(row for row in rows if len(row) != n)
+            raise ValueError(f"{table}: row has {len(bad)} values, expected {n} ({self.specs[table].columns})")
+        with self._lock:
+            if self.journal is not None:
+                for row in rows:
+                    self._seq += 1
+                    self.journal.append(self._seq, "add", table, row)
+            buf = self._buffers[table]
+            buf.extend(rows)
+            if len(buf) >= self.max_batch_rows:
                 self._wake.set()
 
     def upsert(self, row: tuple[Any, ...]) -> None:
@@ -377,6 +422,18 @@ class BatchedWriter:
         if not self._needs_dedupe(cur, spec.table):
             self._copy(cur, spec.table, spec, rows)
             return len(rows), 0
+        if spec.direct_first and spec.table not in self._conflicted:
+            import psycopg
+
+            try:
+                with cur.connection.transaction():  # a savepoint: a conflict undoes only this COPY
+                    self._copy(cur, spec.table, spec, rows)
+            except psycopg.errors.UniqueViolation:
+                # a row is already stored (a re-import, an overlapping file, a concurrent import): stage from now on
+                self._conflicted.add(spec.table)
+            else:
+                self.stats.direct[spec.table] = self.stats.direct.get(spec.table, 0) + len(rows)
+                return len(rows), 0
         cols = ", ".join(spec.columns)
         stage = f"_stage_{spec.table}"
         if stage not in self._staged:
@@ -400,6 +457,14 @@ class BatchedWriter:
 
     def _copy(self, cur: Any, target: str, spec: TableSpec, rows: list[tuple[Any, ...]]) -> None:
         cols = ", ".join(spec.columns)
+        if spec.binary_types is not None:
+            with cur.copy(f"COPY {target} ({cols}) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.write(BINARY_COPY_HEADER)
+                # in slices, so the server parses one while the next is encoded
+                for i in range(0, len(rows), _BINARY_SLICE_ROWS):
+                    copy.write(spec.encode(rows[i : i + _BINARY_SLICE_ROWS]))
+                copy.write(BINARY_COPY_TRAILER)
+            return
         encode = self._encode
         with cur.copy(f"COPY {target} ({cols}) FROM STDIN") as copy:
             if spec.json_columns:
@@ -473,6 +538,128 @@ class BatchedWriter:
                 self.stats.per_table[table] = self.stats.per_table.get(table, 0) + len(rows)
                 self.stats.rows_written += len(rows)
             self.stats.rows_replayed += sum(len(v) for v in payload["tables"].values()) + len(payload["upserts"])
+
+
+# --- binary COPY encoding -------------------------------------------------------------------------
+
+BINARY_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
+BINARY_COPY_TRAILER = (-1).to_bytes(2, "big", signed=True)
+_BINARY_SLICE_ROWS = 5000
+_PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01 in µs since the Unix epoch
+_FIXED = {  # type -> (struct code, byte length, value expression over {v})
+    "int2": ("h", 2, "{v}"),
+    "int4": ("i", 4, "{v}"),
+    "int8": ("q", 8, "{v}"),
+    "float8": ("d", 8, "{v}"),
+    "bool": ("?", 1, "{v} if {v}.__class__ is bool else _not_bool({v})"),  # struct's "?" would take None
+    # int ns since the Unix epoch -> timestamptz (µs since 2000-01-01, floored like ``ns // 1000``)
+    "timestamptz_ns": ("q", 8, "{v} // 1000 - " + str(_PG_EPOCH_US)),
+}
+_VARIABLE = ("text", "float8[]")
+_F8_ELEMENTS = np.dtype([("n", ">i4"), ("v", ">f8")])  # one float8[] element: length 8, then the value
+_I4 = struct.Struct(">i")
+_EMPTY_F8_ARRAY = struct.pack(">iiii", 12, 0, 0, 701)  # length 12: ndim 0, no nulls, element oid float8
+_F8_ARRAY_HEAD = struct.Struct(">iiiiii")  # field length, ndim 1, no nulls, oid 701, n, lower bound 1
+
+
+def _not_bool(v: Any) -> bool:
+    raise TypeError(f"expected bool, got {type(v).__name__}")
+
+
+def _text_field(v: str) -> bytes:
+    b = v.encode()
+    return _I4.pack(len(b)) + b
+
+
+def _f8_array_field(v: Sequence[float]) -> bytes:
+    n = len(v)
+    if not n:
+        return _EMPTY_F8_ARRAY
+    a = np.empty(n, _F8_ELEMENTS)
+    a["n"] = 8
+    a["v"] = v
+    return _F8_ARRAY_HEAD.pack(20 + 12 * n, 1, 0, 701, n, 1) + a.tobytes()
+
+
+def _field_slow(t: str, v: Any) -> bytes:
+    """One field, NULL allowed, types checked (the fast encoder's fallback)."""
+    if v is None:
+        return _I4.pack(-1)
+    try:
+        if t == "text":
+            if not isinstance(v, str):
+                raise TypeError(f"expected str, got {type(v).__name__}")
+            return _text_field(v)
+        if t == "float8[]":
+            return _f8_array_field([float(x) for x in v])
+        code, size, _expr = _FIXED[t]
+        if t == "bool" and not isinstance(v, bool):
+            _not_bool(v)
+        if t == "timestamptz_ns":
+            v = v // 1000 - _PG_EPOCH_US
+        return _I4.pack(size) + struct.pack(">" + code, v)
+    except (TypeError, ValueError, OverflowError, struct.error) as exc:
+        import psycopg
+
+        raise psycopg.DataError(f"binary COPY: {t} value {v!r} cannot be encoded: {exc}") from None
+
+
+def binary_encoder(types: Sequence[str]) -> Callable[[Sequence[tuple[Any, ...]]], bytes]:
+    """A function turning rows into PostgreSQL binary COPY tuples of ``types`` (``int2``, ``int4``, ``int8``,
+    ``float8``, ``bool``, ``text``, ``float8[]``, ``timestamptz_ns``: int ns since the Unix epoch).
+
+    The per-row code is generated once: runs of fixed-width columns are one ``struct`` pack each, so a row of
+    scalars costs one C call. A row the fast code cannot pack (a NULL, a wrong type) is encoded field by field,
+    and a value that cannot be encoded raises ``psycopg.DataError`` (the writer then isolates the row).
+    """
+    unknown = [t for t in types if t not in _FIXED and t not in _VARIABLE]
+    if unknown:
+        raise ValueError(f"unknown binary COPY types {unknown}; known: {sorted(_FIXED) + list(_VARIABLE)}")
+    names = [f"c{i}" for i in range(len(types))]
+    env: dict[str, Any] = {"_text_field": _text_field, "_f8_array_field": _f8_array_field, "_not_bool": _not_bool}
+    parts: list[str] = []
+    fmt, args = ">h", [str(len(types))]
+
+    def close_run() -> None:
+        nonlocal fmt, args
+        if len(fmt) > 1:
+            env[f"_s{len(parts)}"] = struct.Struct(fmt).pack
+            parts.append(f"_s{len(parts)}({', '.join(args)})")
+        fmt, args = ">", []
+
+    for name, t in zip(names, types, strict=True):
+        if t in _FIXED:
+            code, size, expr = _FIXED[t]
+            fmt += "i" + code
+            args += [str(size), expr.format(v=name)]
+        else:
+            close_run()
+            parts.append(f"_text_field({name})" if t == "text" else f"_f8_array_field({name})")
+    close_run()
+    src = (
+        "def encode(rows):\n"
+        "    out = []\n"
+        "    ap = out.append\n"
+        "    for row in rows:\n"
+        "        try:\n"
+        f"            {', '.join(names)}, = row\n"
+        f"            ap({' + '.join(parts)})\n"
+        "        except Exception:\n"
+        "            ap(_slow(row))\n"
+        "    return b''.join(out)\n"
+    )
+    types = tuple(types)
+
+    def slow(row: tuple[Any, ...]) -> bytes:
+        if len(row) != len(types):
+            import psycopg
+
+            raise psycopg.DataError(f"binary COPY: row has {len(row)} values, expected {len(types)}")
+        return struct.pack(">h", len(types)) + b"".join(_field_slow(t, v) for t, v in zip(types, row, strict=True))
+
+    env["_slow"] = slow
+    exec(src, env)  # noqa: S102 - source built above from constant pieces
+    return env["encode"]
 
 
 def _is_data_error(exc: Exception) -> bool:

@@ -36,34 +36,45 @@ Quarantine rules
 * ``ts_out_of_order``: the local receive time went backwards (the recorder writes in arrival order,
   so this means a corrupted or badly concatenated file). Exchange times are *not* required to be
   monotonic across streams (depth and trade messages interleave with different latencies).
+
+Speed
+-----
+:func:`records` is the parser itself, yielding plain tuples (the importer's road); :func:`parse_lines`
+turns them into events. JSON is decoded by orjson, and the standard library decides whenever orjson
+refuses a line (so ``NaN`` literals and huge integers are treated exactly as ``json`` treats them). Each
+message takes a fast path when all its checks pass at once; otherwise the checking functions
+(:func:`decode_message` and its helpers) run and raise the precise reason, so both roads quarantine the
+same lines with the same reason and detail (``tests/marketdata/test_fast_import.py``).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterator
 from pathlib import Path
+
+from orjson import loads as _orjson_loads
 
 from apps.engine.events import BestBidAsk, DepthSnapshot, DepthUpdate, Side, Trade
 
 from .common import (
     BAD_SIDE,
     DUPLICATE_TRADE_ID,
+    TS_OUT_OF_ORDER,
     UNKNOWN_MESSAGE,
     UNPARSABLE,
     BadRecordError,
     Lines,
     MarketItem,
-    MonotonicClock,
     ParseStats,
+    Quarantined,
     RecentIds,
     check_not_crossed,
     check_price,
     check_size,
-    counting,
     epoch_to_ns,
-    observed,
     open_text,
     parse_float,
     parse_levels,
@@ -172,44 +183,252 @@ def decode_message(msg: object, local_ns: int, recent: RecentIds) -> MarketItem 
     raise BadRecordError(UNKNOWN_MESSAGE, f"stream {stream!r}, event type {kind!r}")
 
 
-def _parse(lines: Lines, stats: ParseStats | None, dedupe_window: int) -> Iterator[MarketItem]:
-    clock = MonotonicClock("local receive time")
-    recent = RecentIds(dedupe_window)
-    for line_no, text in lines:
-        if not text.strip():
-            if stats is not None:
-                stats.ignored["blank_line"] += 1
-            continue
+# Record kinds yielded by :func:`records` (the first element of each tuple).
+TRADE, QUOTE, DEPTH, SNAPSHOT = 1, 2, 3, 4
+_INF = math.inf
+_MS_LO, _MS_HI = 10**11, 10**14  # epoch_to_ns's millisecond band (the exchange clocks' unit)
+_NS_LO = 10**17
+
+
+def _loads(body: str) -> object:
+    try:
+        return _orjson_loads(body)
+    except ValueError:
+        # orjson refuses a few things json accepts (NaN literals, integers past 64 bits): the standard library
+        # decides, so what is accepted and the error message are exactly json's
         try:
+            return json.loads(body)
+        except ValueError as exc:
+            raise BadRecordError(UNPARSABLE, f"invalid JSON: {exc}") from None
+
+
+def _fast_levels(levels: object, allow_zero: bool) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """``[["px", "size"], ...]`` to (prices, sizes) with C-level loops; None when anything needs the slow path's
+    check (which then raises the precise error, or accepts the same values).
+
+    The decimal strings are joined into one JSON array and decoded by orjson (correctly rounded, so each value
+    equals ``float(text)``); exactly one float per string, or the slow path decides (a string that is no JSON
+    number, e.g. ``" 1"`` or ``"nan"``, makes the array invalid or changes the count or a type).
+    """
+    if type(levels) is not list:
+        return None
+    n = len(levels)
+    if not n:
+        return (), ()
+    if set(map(type, levels)) != _LIST:
+        return None
+    try:
+        px_s, sz_s = zip(*levels, strict=True)  # ValueError unless every level is a pair
+        values = _orjson_loads("[" + ",".join(px_s) + "," + ",".join(sz_s) + "]")
+    except (TypeError, ValueError):
+        return None
+    if len(values) != 2 * n or set(map(type, values)) != _FLOAT:
+        return None
+    pxs = tuple(values[:n])
+    szs = tuple(values[n:])
+    # a NaN or infinity cannot come out of JSON numbers, but an overflow can ("1e999"): keep the sum check
+    if not math.isfinite(sum(values)) or min(pxs) <= 0:
+        return None
+    low = min(szs)
+    if low < 0 or (low == 0 and not allow_zero):
+        return None
+    return pxs, szs
+
+
+_LIST, _FLOAT = frozenset({list}), frozenset({float})
+
+
+def records(lines: Lines, stats: ParseStats, dedupe_window: int = 100_000) -> Iterator[tuple | Quarantined]:
+    """The parser's core, in the cheapest form: plain tuples instead of event objects.
+
+    Yields, in file order, :class:`~.common.Quarantined` records and tuples
+
+    * ``(TRADE, line_no, ts_local_ns, ts_exch_ns, price, size, aggressor, trade_id)`` (aggressor +1 / -1),
+    * ``(QUOTE, line_no, ts_local_ns, ts_exch_ns, bid_px, bid_size, ask_px, ask_size, update_id)``,
+    * ``(DEPTH, line_no, DepthUpdate, bid_px, bid_size, ask_px, ask_size)`` and
+      ``(SNAPSHOT, line_no, DepthSnapshot, bid_px, bid_size, ask_px, ask_size)`` (the sides as parallel float
+      tuples too).
+
+    Same checks, reasons and messages as :func:`decode_message`: each message takes a fast path when every
+    check passes at once, else the checking functions above decide. Fills ``stats`` (lines, events by event
+    class name, quarantines, ignored lines, clock offsets) exactly as :func:`parse_lines` does.
+    """
+    stats.fmt = stats.fmt or FORMAT
+    note = stats.note
+    add_quarantine = stats.add_quarantine
+    ignored = stats.ignored
+    recent = RecentIds(dedupe_window)
+    seen_before = recent.seen_before
+    loads = _loads
+    fast_levels = _fast_levels
+    inf = _INF
+    ms_lo, ms_hi, ns_lo = _MS_LO, _MS_HI, _NS_LO
+    last_local: int | None = None
+    # the two hot kinds are counted here and merged into ``stats`` at the end (and whenever the consumer stops)
+    n_quotes = n_trades = 0
+    lo, hi = _NO_LO, 0
+    quote_offset = trade_offset = None
+    try:
+        for line_no, text in lines:
+            stats.lines += 1
             ts_text, sep, body = text.partition(" ")
-            if not sep:
-                raise BadRecordError(UNPARSABLE, "expected '<local_ts> <json>'")
             try:
-                local_ns = epoch_to_ns(int(ts_text))
-            except ValueError:
-                raise BadRecordError(UNPARSABLE, f"local timestamp is not an integer: {ts_text[:40]!r}") from None
-            clock.check(local_ns)
-            try:
-                msg = json.loads(body)
-            except ValueError as exc:
-                raise BadRecordError(UNPARSABLE, f"invalid JSON: {exc}") from None
-            ev = decode_message(msg, local_ns, recent)
-        except BadRecordError as err:
-            yield quarantine(line_no, err, text)
-            continue
-        clock.advance(local_ns)
-        if ev is None:
-            if stats is not None:
-                stats.ignored["control_message"] += 1
-            continue
-        yield ev
+                try:
+                    v = int(ts_text)
+                except ValueError:
+                    if not text.strip():
+                        ignored["blank_line"] += 1
+                        continue
+                    if not sep:
+                        raise BadRecordError(UNPARSABLE, "expected '<local_ts> <json>'") from None
+                    raise BadRecordError(UNPARSABLE, f"local timestamp is not an integer: {ts_text[:40]!r}") from None
+                if not sep:
+                    raise BadRecordError(UNPARSABLE, "expected '<local_ts> <json>'")
+                local_ns = v if v >= ns_lo else epoch_to_ns(v)
+                if last_local is not None and local_ns < last_local:
+                    raise BadRecordError(TS_OUT_OF_ORDER, f"local receive time went back {last_local - local_ns} ns")
+                msg = loads(body)
+                data = msg
+                stream = ""
+                if type(msg) is dict and "stream" in msg and "data" in msg:
+                    stream = str(msg["stream"])
+                    data = msg["data"]
+                if type(data) is not dict:
+                    raise BadRecordError(UNKNOWN_MESSAGE, f"payload is a {type(data).__name__}, not an object")
+                kind = data.get("e")
+                ts = data.get("T") or data.get("E")
+                if type(ts) is int:
+                    exch = ts * 1_000_000 if ms_lo <= ts < ms_hi else epoch_to_ns(ts)
+                elif ts is None:
+                    exch = 0
+                else:
+                    exch = -1  # the checking functions raise the error
+                if kind == "bookTicker" or (kind is None and data.keys() >= _BOOK_TICKER_KEYS):
+                    try:
+                        b = float(data["b"])
+                        bq = float(data["B"])
+                        a = float(data["a"])
+                        aq = float(data["A"])
+                    except (KeyError, TypeError, ValueError):
+                        b = -1.0
+                    u = data.get("u")
+                    if 0 < b < a < inf and 0 <= bq < inf and 0 <= aq < inf and type(u) is int and exch >= 0:
+                        rec = (QUOTE, line_no, local_ns, exch, b, bq, a, aq, u)
+                    else:
+                        q = _book_ticker(data, local_ns)
+                        rec = (QUOTE, line_no, local_ns, q.ts_exch_ns, q.bid_px, q.bid_size, q.ask_px, q.ask_size)
+                        rec = (*rec, q.update_id)
+                    exch = rec[3]
+                    n_quotes += 1
+                    if exch:
+                        if exch < lo:
+                            lo = exch
+                        if exch > hi:
+                            hi = exch
+                        if quote_offset is None:
+                            quote_offset = stats.reservoir("BestBidAsk").add
+                        quote_offset((local_ns - exch) / 1e6)
+                elif kind == "trade" or kind == "aggTrade":
+                    id_key = "t" if kind == "trade" else "a"
+                    try:
+                        px = float(data["p"])
+                        sz = float(data["q"])
+                    except (KeyError, TypeError, ValueError):
+                        px = -1.0
+                    m = data.get("m")
+                    tid = data.get(id_key)
+                    if 0 < px < inf and 0 < sz < inf and (m is True or m is False) and type(tid) is int and exch >= 0:
+                        tid = str(tid) if id_key == "t" else f"a{tid}"
+                        if seen_before(tid):
+                            raise BadRecordError(DUPLICATE_TRADE_ID, f"trade id {tid} seen before")
+                        rec = (TRADE, line_no, local_ns, exch, px, sz, -1 if m else 1, tid)
+                    else:
+                        t = _trade(data, local_ns, id_key, recent)
+                        rec = (TRADE, line_no, local_ns, t.ts_exch_ns, t.price, t.size, int(t.aggressor), t.trade_id)
+                    exch = rec[3]
+                    n_trades += 1
+                    if exch:
+                        if exch < lo:
+                            lo = exch
+                        if exch > hi:
+                            hi = exch
+                        if trade_offset is None:
+                            trade_offset = stats.reservoir("Trade").add
+                        trade_offset((local_ns - exch) / 1e6)
+                elif kind == "depthUpdate" and not _PARTIAL_DEPTH.search(stream):
+                    bid = fast_levels(data.get("b"), True)
+                    ask = fast_levels(data.get("a"), True) if bid is not None else None
+                    fu, lu, pu = data.get("U"), data.get("u"), data.get("pu", 0)
+                    if bid is not None and ask is not None and exch >= 0 and type(fu) is type(lu) is type(pu) is int:
+                        ev = DepthUpdate(
+                            exch, local_ns, tuple(zip(*bid, strict=True)), tuple(zip(*ask, strict=True)), fu, lu, pu
+                        )
+                        rec = (DEPTH, line_no, ev, *bid, *ask)
+                    else:
+                        ev = _diff(data, local_ns)
+                        rec = (DEPTH, line_no, ev, *_split(ev.bids), *_split(ev.asks))
+                    note("DepthUpdate", ev.ts_exch_ns, local_ns)
+                else:
+                    ev = decode_message(msg, local_ns, recent)
+                    if ev is None:
+                        ignored["control_message"] += 1
+                        last_local = local_ns
+                        continue
+                    assert isinstance(ev, DepthSnapshot), ev  # every other kind took a branch above
+                    rec = (SNAPSHOT, line_no, ev, *_split(ev.bids), *_split(ev.asks))
+                    note("DepthSnapshot", ev.ts_exch_ns, local_ns)
+            except BadRecordError as err:
+                q = quarantine(line_no, err, text)
+                add_quarantine(q)
+                yield q
+                continue
+            last_local = local_ns
+            yield rec
+    finally:
+        if n_quotes:
+            stats.events["BestBidAsk"] += n_quotes
+        if n_trades:
+            stats.events["Trade"] += n_trades
+        if hi:
+            if stats.first_ts_exch_ns is None or lo < stats.first_ts_exch_ns:
+                stats.first_ts_exch_ns = lo
+            if stats.last_ts_exch_ns is None or hi > stats.last_ts_exch_ns:
+                stats.last_ts_exch_ns = hi
+
+
+_NO_LO = 2**63
+_BOOK_TICKER_KEYS = frozenset({"u", "b", "B", "a", "A"})
+
+
+def _split(levels: tuple[tuple[float, float], ...]) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    if not levels:
+        return (), ()
+    pxs, szs = zip(*levels, strict=True)
+    return pxs, szs
+
+
+def to_event(rec: tuple) -> MarketItem:
+    """The engine event of one :func:`records` tuple."""
+    kind = rec[0]
+    if kind == QUOTE:
+        _k, _l, local_ns, exch, b, bq, a, aq, u = rec
+        return BestBidAsk(exch, local_ns, b, bq, a, aq, update_id=u)
+    if kind == TRADE:
+        _k, _l, local_ns, exch, px, sz, aggressor, tid = rec
+        return Trade(exch, local_ns, px, sz, Side.SELL if aggressor < 0 else Side.BUY, tid)
+    return rec[2]
+
+
+def _parse(lines: Lines, stats: ParseStats | None, dedupe_window: int) -> Iterator[MarketItem]:
+    for rec in records(lines, stats if stats is not None else ParseStats(), dedupe_window):
+        yield rec if type(rec) is Quarantined else to_event(rec)
 
 
 def parse_lines(lines: Lines, *, stats: ParseStats | None = None, dedupe_window: int = 100_000) -> Iterator[MarketItem]:
     """Parse ``(line_no, text)`` pairs of a binance-raw recording; see the module docstring."""
     if stats is not None:
         stats.fmt = FORMAT
-    return observed(_parse(counting(lines, stats), stats, dedupe_window), stats)
+    return _parse(lines, stats, dedupe_window)
 
 
 def parse_file(path: str | Path, *, stats: ParseStats | None = None, **kwargs: int) -> Iterator[MarketItem]:

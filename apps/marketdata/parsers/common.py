@@ -15,10 +15,14 @@ Conventions shared by every format
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import gzip
 import io
 import math
+import queue
 import random
+import threading
 import zipfile
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
@@ -122,6 +126,100 @@ def open_text(path: str | Path, member: str | None = None, encoding: str = "utf-
     else:
         with open(p, encoding=encoding, newline="") as fh:
             yield from _lines_of(fh)
+
+
+def _read_blocks(
+    path: Path, gz: bool, encoding: str, block_bytes: int, out: queue.Queue, stop: threading.Event
+) -> None:
+    """Reader thread of :func:`open_text_threaded`: decoded text blocks that end at a line end, then None (or the
+    exception that stopped the read, after every complete line before it)."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    pieces: list[bytes] = []
+    size = 0
+
+    def emit(final: bool) -> None:
+        nonlocal pieces, size
+        data = b"".join(pieces)
+        cut = len(data) if final else data.rfind(b"\n") + 1
+        if cut:
+            out.put(decoder.decode(data[:cut], final=final))
+        pieces, size = ([data[cut:]] if cut < len(data) else []), len(data) - cut
+
+    try:
+        with gzip.open(path, "rb") if gz else open(path, "rb") as fh:
+            while not stop.is_set():
+                piece = fh.read(1 << 16)  # zlib and crc32 release the GIL: this overlaps with the parsing
+                if not piece:
+                    emit(final=True)
+                    break
+                pieces.append(piece)
+                size += len(piece)
+                if size >= block_bytes:
+                    emit(final=False)
+        out.put(None)
+    except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it where it reads
+        with contextlib.suppress(BaseException):  # the first error is the one to report
+            emit(final=False)
+        out.put(exc)
+
+
+def open_text_threaded(
+    path: str | Path, encoding: str = "utf-8", block_bytes: int = 1 << 20
+) -> Iterator[tuple[int, str]]:
+    """:func:`open_text` for a plain or ``.gz`` file, with the reading and decompression in a thread.
+
+    Same lines, line numbers and errors (a truncated gzip, bytes that are not ``encoding``: raised at the point
+    of the file where they are) as :func:`open_text`; a ``.zip`` goes to :func:`open_text`. Memory stays bounded
+    (at most four blocks of ``block_bytes`` wait in the queue).
+    """
+    p = Path(path)
+    with open(p, "rb") as fh:
+        magic = fh.read(4)
+    if magic == b"PK\x03\x04":
+        yield from open_text(p, encoding=encoding)
+        return
+    blocks: queue.Queue = queue.Queue(maxsize=4)
+    stop = threading.Event()
+    reader = threading.Thread(
+        target=_read_blocks,
+        args=(p, magic[:2] == b"\x1f\x8b", encoding, block_bytes, blocks, stop),
+        name="marketdata-reader",
+        daemon=True,
+    )
+    reader.start()
+    line_no = 0
+    pending = ""  # a block ending in a lone "\r" continues the line on the next block only for "\r\n"
+    try:
+        while True:
+            block = blocks.get()
+            if block is None:
+                break
+            if isinstance(block, BaseException):
+                raise block
+            if pending:
+                block, pending = pending + block, ""
+            if "\r" in block:
+                # universal line ends, like the text reader of open_text (newline=""): "\r", "\n" and "\r\n"
+                lines = io.StringIO(block, newline="").readlines()
+                if lines and lines[-1].endswith("\r"):
+                    pending = lines.pop()
+                lines = [ln.rstrip("\r\n") for ln in lines]
+            else:
+                lines = block.split("\n")
+                if lines[-1]:
+                    pending = lines[-1]  # only at the end of the file: no final newline
+                lines.pop()
+            for text in lines:
+                line_no += 1
+                yield line_no, text
+        if pending:
+            line_no += 1
+            yield line_no, pending.rstrip("\r\n")
+    finally:
+        stop.set()
+        while reader.is_alive():  # let a blocked put() finish, then the thread sees ``stop``
+            with contextlib.suppress(queue.Empty):
+                blocks.get(timeout=0.05)
 
 
 # --- value helpers ------------------------------------------------------------------------------
@@ -273,7 +371,7 @@ class _Reservoir:
 
     def add(self, x: float) -> None:
         self.n += 1
-        if len(self.values) < self.capacity:
+        if self.n <= self.capacity:
             self.values.append(x)
         else:
             j = self._rng.randrange(self.n)
@@ -328,19 +426,28 @@ class ParseStats:
     _offsets: dict[str, _Reservoir] = field(default_factory=dict, repr=False)
 
     def add_event(self, ev: object) -> None:
-        kind = type(ev).__name__
+        self.note(type(ev).__name__, ev.ts_exch_ns, ev.ts_local_ns)  # type: ignore[attr-defined]
+
+    def note(self, kind: str, ts_exch: int, ts_local: int) -> None:
+        """Record one event of class name ``kind`` from its two clocks (what :meth:`add_event` does, without
+        needing the event object: the fast binance-raw path calls this)."""
         self.events[kind] += 1
-        ts_exch = ev.ts_exch_ns  # type: ignore[attr-defined]
         if ts_exch:
-            if self.first_ts_exch_ns is None or ts_exch < self.first_ts_exch_ns:
+            first = self.first_ts_exch_ns
+            if first is None or ts_exch < first:
                 self.first_ts_exch_ns = ts_exch
-            if self.last_ts_exch_ns is None or ts_exch > self.last_ts_exch_ns:
+            last = self.last_ts_exch_ns
+            if last is None or ts_exch > last:
                 self.last_ts_exch_ns = ts_exch
             if self.has_local_clock:
-                res = self._offsets.get(kind)
-                if res is None:
-                    res = self._offsets[kind] = _Reservoir(self.offset_sample_size, seed=len(self._offsets))
-                res.add((ev.ts_local_ns - ts_exch) / 1e6)  # type: ignore[attr-defined]
+                self.reservoir(kind).add((ts_local - ts_exch) / 1e6)
+
+    def reservoir(self, kind: str) -> _Reservoir:
+        """The clock-offset sample of event class ``kind`` (created on first use)."""
+        res = self._offsets.get(kind)
+        if res is None:
+            res = self._offsets[kind] = _Reservoir(self.offset_sample_size, seed=len(self._offsets))
+        return res
 
     def add_quarantine(self, q: Quarantined) -> None:
         self.quarantined[q.reason] += 1
