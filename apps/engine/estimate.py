@@ -204,6 +204,10 @@ class MarketEstimators:
         self._mean_trade_size = math.nan
         self._size_decay = 0.5 ** (1.0 / 500.0)  # per trade: half-life of 500 trades
         self._mids: deque[tuple[int, float]] = deque()
+        self._momentum_ns = int(cfg.momentum_lookback_s * _NS)
+        self._snapshot_refresh_ns = int(cfg.snapshot_refresh_s * _NS)
+        self._kappa_refresh_ns = cfg.kappa_refresh_s * _NS
+        self._kappa_min_refresh_ns = cfg.kappa_min_refresh_s * _NS
         self._flow_value = 0.0
         self._cache = {name: _Cached() for name in ("kappa", "sigma", "arrival", "flow", "drift", "microprice")}
         self._kappa_trades_since = 0
@@ -258,41 +262,48 @@ class MarketEstimators:
         self.fill_cascade.update(fill.ts_local_ns, fill.side)
 
     def _on_bbo(self, b: BestBidAsk) -> None:
+        # Runs on most events of a real feed: the estimators' unchecked entry points are used, since a
+        # BestBidAsk is validated when it is built (finite positive prices, not crossed).
         ts = b.ts_local_ns
         self.bbo = b
         mid = 0.5 * (b.bid_px + b.ask_px)
-        self.sigma.update(ts, mid, volume=self._pending_volume)
+        self.sigma.update_trusted(ts, mid, self._pending_volume)
         self._pending_volume = 0.0
-        tot = b.bid_size + b.ask_size
-        touch_imb = (b.bid_size - b.ask_size) / tot if tot > 0 else 0.0
-        self.microprice.observe(ts, mid, touch_imb, self._flow_value)
+        bs = b.bid_size
+        tot = bs + b.ask_size
+        self.microprice.observe_trusted(ts, mid, (bs - b.ask_size) / tot if tot > 0 else 0.0, self._flow_value)
         mids = self._mids
         if not mids or mids[-1][1] != mid:
             mids.append((ts, mid))
-        cutoff = ts - int(self.config.momentum_lookback_s * _NS)
-        while len(mids) > 1 and mids[1][0] <= cutoff:
-            mids.popleft()
+        if len(mids) > 1 and mids[1][0] <= ts - self._momentum_ns:
+            cutoff = ts - self._momentum_ns
+            while len(mids) > 1 and mids[1][0] <= cutoff:
+                mids.popleft()
         if ts >= self._next_drift_ns:
             self._drift_observations(ts, mid)
 
     def _on_trade(self, t: Trade) -> None:
+        # A Trade is validated when built (finite positive price and size, aggressor ±1).
         ts = t.ts_local_ns
         b = self.bbo
         self.trades_seen += 1
+        price, size = t.price, t.size
         if b is not None:
-            mid = 0.5 * (b.bid_px + b.ask_px)
-            hs = 0.5 * (b.ask_px - b.bid_px)
-            self.kappa.update(ts, t.price, t.size, mid, half_spread_px=hs)
-            self._trade_depths.append(max(abs(t.price - mid) - hs, 0.0) / mid)
+            bid, ask = b.bid_px, b.ask_px
+            mid = 0.5 * (bid + ask)
+            hs = 0.5 * (ask - bid)
+            self.kappa.update_trusted(ts, price, size, mid, hs)
+            d = abs(price - mid) - hs
+            self._trade_depths.append(d / mid if d > 0 else 0.0)
             self._kappa_trades_since += 1
-        self.flow.update(ts, t.size, int(t.aggressor))
-        self.arrival.update(ts)
+        self.flow.update_trusted(ts, size, int(t.aggressor))
+        self.arrival.update_trusted(ts)
         if ts >= self.hawkes.last_event_ns:
             self.hawkes.update(ts)
         self._trade_times.append(ts / _NS)
-        self._pending_volume += t.size
+        self._pending_volume += size
         m = self._mean_trade_size
-        self._mean_trade_size = t.size if m != m else self._size_decay * m + (1 - self._size_decay) * t.size
+        self._mean_trade_size = size if m != m else self._size_decay * m + (1 - self._size_decay) * size
         if ts >= self._next_hawkes_fit_ns:
             self._refit_hawkes(ts)
 
@@ -303,7 +314,8 @@ class MarketEstimators:
         if times.size < 50:
             self._next_hawkes_fit_ns = ts + int(min(self.config.hawkes_refit_s, 10.0) * _NS)
             return
-        fit = fit_hawkes(times - times[0], min_events=50)
+        prev = self.hawkes_fit
+        fit = fit_hawkes(times - times[0], min_events=50, warm_start=self.hawkes.params if prev and prev.ok else None)
         self.hawkes_fit = fit
         if fit.ok:
             h = HawkesIntensity.from_fit(fit, name="trade_hawkes")
@@ -359,15 +371,13 @@ class MarketEstimators:
         return est.snapshot(now_ns)
 
     def kappa_snapshot(self, now_ns: int) -> EstimatorSnapshot:
-        cfg = self.config
         c = self._cache["kappa"]
         age = now_ns - c.at_ns
-        due = (
+        if (
             c.snap is None
-            or age >= cfg.kappa_refresh_s * _NS
-            or (self._kappa_trades_since >= cfg.kappa_refresh_trades and age >= cfg.kappa_min_refresh_s * _NS)
-        )
-        if due:
+            or age >= self._kappa_refresh_ns
+            or (self._kappa_trades_since >= self.config.kappa_refresh_trades and age >= self._kappa_min_refresh_ns)
+        ):
             c.snap = self.kappa.snapshot(now_ns)
             c.at_ns = now_ns
             self._kappa_trades_since = 0
@@ -375,20 +385,19 @@ class MarketEstimators:
         return c.snap
 
     def sigma_snapshot(self, now_ns: int) -> EstimatorSnapshot:
-        snap = self._get("sigma", now_ns, int(self.config.snapshot_refresh_s * _NS), self.sigma.snapshot)
-        return snap
+        return self._get("sigma", now_ns, self._snapshot_refresh_ns, self.sigma.snapshot)
 
     def arrival_snapshot(self, now_ns: int) -> EstimatorSnapshot:
-        return self._get("arrival", now_ns, int(self.config.snapshot_refresh_s * _NS), self.arrival.snapshot)
+        return self._get("arrival", now_ns, self._snapshot_refresh_ns, self.arrival.snapshot)
 
     def flow_snapshot(self, now_ns: int) -> EstimatorSnapshot:
-        return self._get("flow", now_ns, int(self.config.snapshot_refresh_s * _NS), self.flow.snapshot)
+        return self._get("flow", now_ns, self._snapshot_refresh_ns, self.flow.snapshot)
 
     def drift_snapshot(self, now_ns: int) -> EstimatorSnapshot:
-        return self._get("drift", now_ns, int(self.config.snapshot_refresh_s * _NS), self.drift.snapshot)
+        return self._get("drift", now_ns, self._snapshot_refresh_ns, self.drift.snapshot)
 
     def microprice_snapshot(self, now_ns: int) -> EstimatorSnapshot:
-        return self._get("microprice", now_ns, int(self.config.snapshot_refresh_s * _NS), self.microprice.snapshot)
+        return self._get("microprice", now_ns, self._snapshot_refresh_ns, self.microprice.snapshot)
 
     def ages(self, now_ns: int) -> dict[str, float]:
         """Seconds since each cached estimate was computed (NaN = never)."""

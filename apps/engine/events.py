@@ -51,6 +51,8 @@ class Trade:
     def __post_init__(self) -> None:
         _check_price("price", self.price, "Trade")
         _check_size("size", self.size, "Trade")
+        if self.aggressor != 1 and self.aggressor != -1:
+            raise EventError(f"Trade: aggressor must be Side.BUY or Side.SELL, got {self.aggressor!r}")
 
 
 @dataclass(frozen=True, slots=True)

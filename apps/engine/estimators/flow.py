@@ -95,15 +95,28 @@ class FlowImbalance:
         _positive("size", size)
         if int(aggressor) not in (1, -1):
             raise ValueError(f"aggressor must be +1 or -1, got {aggressor!r}")
-        ts = ts_ns if self._t_ns is None else max(ts_ns, self._t_ns)
-        self._buy, self._sell, self._w2 = self._decayed(ts)
-        if int(aggressor) == 1:
+        self.update_trusted(ts_ns, size, int(aggressor))
+
+    def update_trusted(self, ts_ns: int, size: float, aggressor: int) -> None:
+        """:meth:`update` without the input checks (``aggressor`` an int ±1), for callers that feed
+        validated trade events (:class:`~apps.engine.estimate.MarketEstimators`)."""
+        t = self._t_ns
+        if t is None:
+            t = ts_ns
+        elif ts_ns > t:
+            f = math.exp(-(ts_ns - t) / _NS_PER_S / self._tau_s)
+            self._buy *= f
+            self._sell *= f
+            self._w2 = self._w2 * f * f
+            t = ts_ns
+        if aggressor == 1:
             self._buy += size
         else:
             self._sell += size
         self._w2 += size * size
-        self._t_ns = ts
-        self._last_input_ns = max(self._last_input_ns, ts_ns)
+        self._t_ns = t
+        if ts_ns > self._last_input_ns:
+            self._last_input_ns = ts_ns
 
     def snapshot(self, now_ns: int) -> EstimatorSnapshot:
         """Read the imbalance at ``now_ns`` (dimensionless, [−1, 1])."""
@@ -205,12 +218,20 @@ class TradeArrivalRate:
         """Record ``count`` trades at ``ts_ns``."""
         if not (isinstance(count, int) and count >= 1):
             raise ValueError(f"count must be a positive integer, got {count!r}")
+        self.update_trusted(ts_ns, count)
+
+    def update_trusted(self, ts_ns: int, count: int = 1) -> None:
+        """:meth:`update` without the input check, for :class:`~apps.engine.estimate.MarketEstimators`."""
         if self._start_ns is None:
             self.start(ts_ns)
-        ts = max(ts_ns, self._t_ns)
-        self._count = self._count * math.exp(-(ts - self._t_ns) / _NS_PER_S / self._tau_s) + count
-        self._t_ns = ts
-        self._last_input_ns = max(self._last_input_ns, ts_ns)
+        t = self._t_ns
+        if ts_ns > t:
+            self._count = self._count * math.exp(-(ts_ns - t) / _NS_PER_S / self._tau_s) + count
+            self._t_ns = ts_ns
+        else:
+            self._count += count
+        if ts_ns > self._last_input_ns:
+            self._last_input_ns = ts_ns
 
     def snapshot(self, now_ns: int) -> EstimatorSnapshot:
         """Read λ (trades per second) at ``now_ns``."""

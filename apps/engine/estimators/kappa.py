@@ -536,6 +536,7 @@ class TradeKappaEstimator:
     def __init__(self, params: KappaParams | None = None) -> None:
         self.params = (params or KappaParams()).validate()
         self._trades: deque[tuple[int, float, float, float, float, int]] = deque()
+        self._window_ns = int(self.params.window_s * _NS_PER_S)
         self._sums = _Sums()
         self._last_input_ns = 0
         self._n_updates = 0
@@ -562,24 +563,34 @@ class TradeKappaEstimator:
         """
         for nm, v in (("price", price), ("size", size), ("mid", mid)):
             _check(nm, v)
-        p = self.params
+        if half_spread_px is None:
+            half_spread_px = 0.5 * self.params.tick_size
+        else:
+            _check("half_spread_px", half_spread_px, allow_zero=True)
+        self.update_trusted(ts_ns, price, size, mid, half_spread_px)
+
+    def update_trusted(self, ts_ns: int, price: float, size: float, mid: float, half_spread_px: float) -> None:
+        """:meth:`update` without the input checks (``half_spread_px`` required), for callers that feed
+        validated trade and top-of-book events (:class:`~apps.engine.estimate.MarketEstimators`)."""
         dist_px = abs(price - mid)
         d_raw = dist_px / mid
-        k = 0
-        tau = 0.0
-        d_beyond = 0.0
-        if p.tick_size > 0:
-            hs = 0.5 * p.tick_size if half_spread_px is None else half_spread_px
-            _check("half_spread_px", hs, allow_zero=True)
+        tick = self.params.tick_size
+        if tick > 0:
             # Prints inside the touch (stale mid, hidden liquidity) count as at the touch.
-            k = max(round((dist_px - hs) / p.tick_size), 0)
-            tau = p.tick_size / mid
+            k = max(round((dist_px - half_spread_px) / tick), 0)
+            tau = tick / mid
             d_beyond = k * tau
+        else:
+            k = 0
+            tau = 0.0
+            d_beyond = 0.0
         self._trades.append((ts_ns, size, d_raw, d_beyond, tau, k))
         self._sums.add(+1.0, size, d_raw, d_beyond, tau, k)
-        self._last_input_ns = max(self._last_input_ns, ts_ns)
+        if ts_ns > self._last_input_ns:
+            self._last_input_ns = ts_ns
         self._n_updates += 1
-        self._expire(self._last_input_ns)
+        if self._trades[0][0] < self._last_input_ns - self._window_ns:
+            self._expire(self._last_input_ns)
 
     def update_from_events(self, trade: Trade, bbo: BestBidAsk) -> None:
         """Record an :class:`~apps.engine.events.Trade` against the :class:`BestBidAsk` that preceded it."""

@@ -124,9 +124,10 @@ class MicropriceRegression:
         self.name = name
         self._horizon_ns = round(self.params.horizon_s * NS_PER_S)
         self._interval_ns = round(self.params.sample_interval_s * NS_PER_S)
-        self._a = np.zeros((N_FEATURES, N_FEATURES))
-        self._b = np.zeros(N_FEATURES)
-        self._beta = np.zeros(N_FEATURES)
+        # The 2x2 normal equations as scalars: a numpy call per label cost more than the algebra.
+        self._a11 = self._a12 = self._a22 = 0.0  # forgotten Σ x xᵀ
+        self._b1 = self._b2 = 0.0  # forgotten Σ x y
+        self._beta0 = self._beta1 = 0.0  # ridge solution (β_book, β_flow)
         self._sse = 0.0  # forgotten sum of squared out-of-sample errors
         self._ss0 = 0.0  # forgotten sum of squared labels (error of predicting "no change")
         self._weight = 0.0  # forgotten number of labels
@@ -144,7 +145,7 @@ class MicropriceRegression:
     @property
     def coefficients(self) -> tuple[float, float]:
         """(β_book, β_flow), fraction of price per unit imbalance."""
-        return float(self._beta[0]), float(self._beta[1])
+        return self._beta0, self._beta1
 
     @property
     def n_labels(self) -> int:
@@ -166,7 +167,7 @@ class MicropriceRegression:
         """Expected fractional mid change over ``horizon_s`` for these imbalances."""
         _finite("book_imbalance", book_imbalance)
         _finite("flow_imbalance", flow_imbalance)
-        return float(self._beta[0] * book_imbalance + self._beta[1] * flow_imbalance)
+        return self._beta0 * book_imbalance + self._beta1 * flow_imbalance
 
     def microprice(self, mid: float, book_imbalance: float, flow_imbalance: float) -> float:
         """mid · (1 + predicted fractional change), quote currency."""
@@ -177,7 +178,9 @@ class MicropriceRegression:
         var = self.residual_var
         if not math.isfinite(var):
             return np.full((N_FEATURES, N_FEATURES), math.nan)
-        return var * np.linalg.inv(self._a + self.params.ridge_prior * np.eye(N_FEATURES))
+        r = self.params.ridge_prior
+        a = np.array([[self._a11 + r, self._a12], [self._a12, self._a22 + r]])
+        return var * np.linalg.inv(a)
 
     # --- write --------------------------------------------------------------------------------
 
@@ -190,16 +193,26 @@ class MicropriceRegression:
         _finite_positive("mid", mid)
         _finite("book_imbalance", book_imbalance)
         _finite("flow_imbalance", flow_imbalance)
-        if self._last_ns and ts_ns < self._last_ns:
+        self.observe_trusted(ts_ns, mid, book_imbalance, flow_imbalance)
+
+    def observe_trusted(self, ts_ns: int, mid: float, book_imbalance: float, flow_imbalance: float) -> None:
+        """:meth:`observe` without the input checks, for callers whose inputs are already validated
+        events (:class:`~apps.engine.estimate.MarketEstimators`); once per top of book. Time order is still
+        checked: labels are defined by it."""
+        if ts_ns < self._last_ns:
             raise ValueError(f"{self.name}: time went backwards ({ts_ns} < last input {self._last_ns})")
-        # A sample whose deadline passed before now was last priced by the previous mid; one whose
-        # deadline is exactly now is priced by this one.
-        while self._pending and self._pending[0][0] + self._horizon_ns < ts_ns:
-            self._learn(self._pending.popleft(), self._last_mid)
-        while self._pending and self._pending[0][0] + self._horizon_ns == ts_ns:
-            self._learn(self._pending.popleft(), mid)
-        if self._last_sample_ns is None or ts_ns - self._last_sample_ns >= self._interval_ns:
-            self._pending.append((ts_ns, mid, book_imbalance, flow_imbalance))
+        pending = self._pending
+        if pending:
+            # A sample whose deadline passed before now was last priced by the previous mid; one whose
+            # deadline is exactly now is priced by this one.
+            horizon = self._horizon_ns
+            while pending and pending[0][0] + horizon < ts_ns:
+                self._learn(pending.popleft(), self._last_mid)
+            while pending and pending[0][0] + horizon == ts_ns:
+                self._learn(pending.popleft(), mid)
+        last = self._last_sample_ns
+        if last is None or ts_ns - last >= self._interval_ns:
+            pending.append((ts_ns, mid, book_imbalance, flow_imbalance))
             self._last_sample_ns = ts_ns
         self._last_ns = ts_ns
         self._last_mid = mid
@@ -209,23 +222,33 @@ class MicropriceRegression:
         ts_ns, mid0, xb, xf = sample
         label_ts = ts_ns + self._horizon_ns
         y = (mid_at_horizon - mid0) / mid0
-        x = np.array([xb, xf])
         if self._last_label_ns is not None:
             dt_s = (label_ts - self._last_label_ns) / NS_PER_S
             forget = 0.5 ** (dt_s / self.params.half_life_s)
-            self._a *= forget
-            self._b *= forget
+            self._a11 *= forget
+            self._a12 *= forget
+            self._a22 *= forget
+            self._b1 *= forget
+            self._b2 *= forget
             self._sse *= forget
             self._ss0 *= forget
             self._weight *= forget
         # Score first (out of sample), then learn.
-        err = y - float(self._beta @ x)
+        err = y - (self._beta0 * xb + self._beta1 * xf)
         self._sse += err * err
         self._ss0 += y * y
         self._weight += 1.0
-        self._a += np.outer(x, x)
-        self._b += x * y
-        self._beta = np.linalg.solve(self._a + self.params.ridge_prior * np.eye(N_FEATURES), self._b)
+        self._a11 += xb * xb
+        self._a12 += xb * xf
+        self._a22 += xf * xf
+        self._b1 += xb * y
+        self._b2 += xf * y
+        # β = (A + ρI)⁻¹ b by Cramer's rule; ρ > 0 keeps the determinant positive (A is PSD).
+        r = self.params.ridge_prior
+        m11, m22, m12 = self._a11 + r, self._a22 + r, self._a12
+        det = m11 * m22 - m12 * m12
+        self._beta0 = (m22 * self._b1 - m12 * self._b2) / det
+        self._beta1 = (m11 * self._b2 - m12 * self._b1) / det
         self._n_labels += 1
         self._last_label_ns = label_ts
         self._last_label = y
@@ -237,7 +260,7 @@ class MicropriceRegression:
         from mid); std: its standard error from the coefficient covariance. OK only while R²_oos > r2_min."""
         p = self.params
         x = np.array(self._last_x)
-        value = float(self._beta @ x)
+        value = float(self._beta0 * x[0] + self._beta1 * x[1])
         cov = self._coef_cov()
         var = float(x @ cov @ x)
         std = math.sqrt(var) if var >= 0 else math.nan
@@ -263,8 +286,8 @@ class MicropriceRegression:
             ci_high=value + 1.96 * std if math.isfinite(std) else math.nan,
             detail={
                 "r2_oos": r2,
-                "beta_book": float(self._beta[0]),
-                "beta_flow": float(self._beta[1]),
+                "beta_book": self._beta0,
+                "beta_flow": self._beta1,
                 "se_beta_book": float(se[0]),
                 "se_beta_flow": float(se[1]),
                 "residual_std": math.sqrt(self.residual_var) if self._weight > 0 else math.nan,

@@ -229,6 +229,7 @@ class SigmaEstimator:
         self._durations: deque[float] = deque(maxlen=p.window_buckets)
         self._volume_hist: deque[tuple[int, float]] = deque()
         self._volume_hist_sum = 0.0
+        self._lookback_ns = int(p.volume_lookback_s * _NS_PER_S)
         self._first_ns: int | None = None
         self._last_input_ns = 0
         self._open_ns = 0
@@ -251,29 +252,41 @@ class SigmaEstimator:
             raise ValueError(f"mid must be a finite positive number, got {mid!r}")
         if not (isinstance(volume, (int, float)) and math.isfinite(volume) and volume >= 0):
             raise ValueError(f"volume must be a finite non-negative number, got {volume!r}")
-        p = self.params
+        self.update_trusted(ts_ns, mid, volume)
+
+    def update_trusted(self, ts_ns: int, mid: float, volume: float = 0.0) -> None:
+        """:meth:`update` without the input checks, for callers that feed validated top-of-book events
+        (:class:`~apps.engine.estimate.MarketEstimators`); this runs once per top-of-book change."""
         if self._first_ns is None:
             self._first_ns = ts_ns
             self._open_ns, self._open_mid = ts_ns, mid
-        self._last_input_ns = max(self._last_input_ns, ts_ns)
+        if ts_ns > self._last_input_ns:
+            self._last_input_ns = ts_ns
         self._last_mid = mid
+        hist = self._volume_hist
         if volume > 0:
-            self._volume_hist.append((ts_ns, volume))
+            hist.append((ts_ns, volume))
             self._volume_hist_sum += volume
-        cutoff = ts_ns - int(p.volume_lookback_s * _NS_PER_S)
-        while self._volume_hist and self._volume_hist[0][0] < cutoff:
-            self._volume_hist_sum -= self._volume_hist.popleft()[1]
-        if not self._volume_hist:
-            self._volume_hist_sum = 0.0
-        self._open_volume += volume
+            self._open_volume += volume
+        if hist and hist[0][0] < ts_ns - self._lookback_ns:
+            cutoff = ts_ns - self._lookback_ns
+            while hist and hist[0][0] < cutoff:
+                self._volume_hist_sum -= hist.popleft()[1]
+            if not hist:
+                self._volume_hist_sum = 0.0
 
-        elapsed_s = (ts_ns - self._open_ns) / _NS_PER_S
-        if elapsed_s <= 0:
+        elapsed_ns = ts_ns - self._open_ns
+        if elapsed_ns <= 0:
             return
-        history_s = min((ts_ns - self._first_ns) / _NS_PER_S, p.volume_lookback_s)
-        self._on_volume_clock = history_s >= p.min_volume_history_s and self._volume_hist_sum > 0
+        elapsed_s = elapsed_ns / _NS_PER_S
+        p = self.params
+        history_s = (ts_ns - self._first_ns) / _NS_PER_S
+        if history_s > p.volume_lookback_s:
+            history_s = p.volume_lookback_s
+        vol_sum = self._volume_hist_sum
+        self._on_volume_clock = history_s >= p.min_volume_history_s and vol_sum > 0
         if self._on_volume_clock:
-            self._bucket_volume = self._volume_hist_sum / history_s * p.target_bucket_s
+            self._bucket_volume = vol_sum / history_s * p.target_bucket_s
             close = self._open_volume >= self._bucket_volume or elapsed_s >= p.max_bucket_s
         else:
             self._bucket_volume = math.nan

@@ -143,6 +143,22 @@ def test_it_recovers_simulated_parameters(seed):
     assert fit.lr_stat > 100
 
 
+def test_a_warm_started_refit_lands_on_the_cold_fit_of_the_next_window():
+    """The estimators re-fit on a sliding window from the previous fit: it must reach the same optimum."""
+    times = simulate_hawkes(0.5, 0.8, 1.6, 6000.0, seed=3)
+    first = fit_hawkes(times[: times.size // 2])
+    later = times[times.size // 4 :]
+    cold = fit_hawkes(later)
+    warm = fit_hawkes(later, warm_start=first.params)
+    assert cold.ok and warm.ok
+    assert warm.loglik == pytest.approx(cold.loglik, abs=1e-6 * abs(cold.loglik))
+    for name in ("mu_per_s", "alpha_per_s", "beta_per_s"):
+        assert getattr(warm, name) == pytest.approx(getattr(cold, name), rel=1e-3)
+    # a start the new window's bounds exclude (a rate a million times too high) falls back to the cold starts
+    wild = HawkesParams(mu_per_s=1e9, alpha_per_s=1e9, beta_per_s=2e9)
+    assert fit_hawkes(later, warm_start=wild).loglik == pytest.approx(cold.loglik, abs=1e-6 * abs(cold.loglik))
+
+
 def test_it_finds_no_excitation_in_a_poisson_process():
     rng = np.random.default_rng(8)
     times = np.cumsum(rng.exponential(1.0 / 2.0, 3000))
