@@ -210,6 +210,9 @@ class MarketEstimators:
         self._kappa_min_refresh_ns = cfg.kappa_min_refresh_s * _NS
         self._flow_value = 0.0
         self._cache = {name: _Cached() for name in ("kappa", "sigma", "arrival", "flow", "drift", "microprice")}
+        c = self._cache
+        self._c_kappa, self._c_sigma, self._c_arrival = c["kappa"], c["sigma"], c["arrival"]
+        self._c_flow, self._c_drift, self._c_microprice = c["flow"], c["drift"], c["microprice"]
         self._kappa_trades_since = 0
         self._next_drift_ns = 0
         self._next_hawkes_fit_ns = 0
@@ -352,9 +355,8 @@ class MarketEstimators:
 
     # --- cached reads -----------------------------------------------------------------------------
 
-    def _get(self, name: str, now_ns: int, refresh_ns: int, compute) -> EstimatorSnapshot:
-        c = self._cache[name]
-        if c.snap is None or now_ns - c.at_ns >= refresh_ns:
+    def _get(self, c: _Cached, now_ns: int, compute) -> EstimatorSnapshot:
+        if c.snap is None or now_ns - c.at_ns >= self._snapshot_refresh_ns:
             c.snap = compute(now_ns)
             c.at_ns = now_ns
             self.version += 1
@@ -371,7 +373,7 @@ class MarketEstimators:
         return est.snapshot(now_ns)
 
     def kappa_snapshot(self, now_ns: int) -> EstimatorSnapshot:
-        c = self._cache["kappa"]
+        c = self._c_kappa
         age = now_ns - c.at_ns
         if (
             c.snap is None
@@ -385,19 +387,19 @@ class MarketEstimators:
         return c.snap
 
     def sigma_snapshot(self, now_ns: int) -> EstimatorSnapshot:
-        return self._get("sigma", now_ns, self._snapshot_refresh_ns, self.sigma.snapshot)
+        return self._get(self._c_sigma, now_ns, self.sigma.snapshot)
 
     def arrival_snapshot(self, now_ns: int) -> EstimatorSnapshot:
-        return self._get("arrival", now_ns, self._snapshot_refresh_ns, self.arrival.snapshot)
+        return self._get(self._c_arrival, now_ns, self.arrival.snapshot)
 
     def flow_snapshot(self, now_ns: int) -> EstimatorSnapshot:
-        return self._get("flow", now_ns, self._snapshot_refresh_ns, self.flow.snapshot)
+        return self._get(self._c_flow, now_ns, self.flow.snapshot)
 
     def drift_snapshot(self, now_ns: int) -> EstimatorSnapshot:
-        return self._get("drift", now_ns, self._snapshot_refresh_ns, self.drift.snapshot)
+        return self._get(self._c_drift, now_ns, self.drift.snapshot)
 
     def microprice_snapshot(self, now_ns: int) -> EstimatorSnapshot:
-        return self._get("microprice", now_ns, self._snapshot_refresh_ns, self.microprice.snapshot)
+        return self._get(self._c_microprice, now_ns, self.microprice.snapshot)
 
     def ages(self, now_ns: int) -> dict[str, float]:
         """Seconds since each cached estimate was computed (NaN = never)."""

@@ -230,6 +230,7 @@ class SigmaEstimator:
         self._volume_hist: deque[tuple[int, float]] = deque()
         self._volume_hist_sum = 0.0
         self._lookback_ns = int(p.volume_lookback_s * _NS_PER_S)
+        self._steady = False  # see update_trusted
         self._first_ns: int | None = None
         self._last_input_ns = 0
         self._open_ns = 0
@@ -257,6 +258,18 @@ class SigmaEstimator:
     def update_trusted(self, ts_ns: int, mid: float, volume: float = 0.0) -> None:
         """:meth:`update` without the input checks, for callers that feed validated top-of-book events
         (:class:`~apps.engine.estimate.MarketEstimators`); this runs once per top-of-book change."""
+        if self._steady and volume == 0 and ts_ns >= self._last_input_ns:
+            # Steady state: a full lookback of history, on the volume clock, no trade since the last call
+            # and nothing due to expire. Then the bucket volume cannot have changed and the open bucket was
+            # below it, so only the max_bucket_s deadline can close it (the full path below gives the same).
+            hist = self._volume_hist
+            if not (hist and hist[0][0] < ts_ns - self._lookback_ns):
+                self._last_input_ns = ts_ns
+                self._last_mid = mid
+                elapsed_s = (ts_ns - self._open_ns) / _NS_PER_S
+                if elapsed_s > 0 and elapsed_s >= self.params.max_bucket_s:
+                    self._close_bucket(ts_ns, mid, elapsed_s)
+                return
         if self._first_ns is None:
             self._first_ns = ts_ns
             self._open_ns, self._open_mid = ts_ns, mid
@@ -277,6 +290,7 @@ class SigmaEstimator:
 
         elapsed_ns = ts_ns - self._open_ns
         if elapsed_ns <= 0:
+            self._steady = False
             return
         elapsed_s = elapsed_ns / _NS_PER_S
         p = self.params
@@ -291,6 +305,7 @@ class SigmaEstimator:
         else:
             self._bucket_volume = math.nan
             close = elapsed_s >= p.target_bucket_s
+        self._steady = self._on_volume_clock and history_s == p.volume_lookback_s
         if close:
             self._close_bucket(ts_ns, mid, elapsed_s)
 
