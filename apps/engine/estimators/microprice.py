@@ -31,8 +31,6 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
-import numpy as np
-
 from apps.engine.estimators.base import EstimatorSnapshot, EstimatorState
 
 NS_PER_S = 1_000_000_000
@@ -174,13 +172,15 @@ class MicropriceRegression:
         _finite_positive("mid", mid)
         return mid * (1.0 + self.predict(book_imbalance, flow_imbalance))
 
-    def _coef_cov(self) -> np.ndarray:
+    def _coef_cov(self) -> tuple[float, float, float]:
+        """(var β_book, var β_flow, cov) = residual_var · (A + ρI)⁻¹, the 2x2 inverse in closed form."""
         var = self.residual_var
         if not math.isfinite(var):
-            return np.full((N_FEATURES, N_FEATURES), math.nan)
+            return math.nan, math.nan, math.nan
         r = self.params.ridge_prior
-        a = np.array([[self._a11 + r, self._a12], [self._a12, self._a22 + r]])
-        return var * np.linalg.inv(a)
+        m11, m22, m12 = self._a11 + r, self._a22 + r, self._a12
+        scale = var / (m11 * m22 - m12 * m12)
+        return scale * m22, scale * m11, -scale * m12
 
     # --- write --------------------------------------------------------------------------------
 
@@ -259,10 +259,10 @@ class MicropriceRegression:
         """Value: predicted fractional mid change for the last observed imbalances (the microprice offset
         from mid); std: its standard error from the coefficient covariance. OK only while R²_oos > r2_min."""
         p = self.params
-        x = np.array(self._last_x)
-        value = float(self._beta0 * x[0] + self._beta1 * x[1])
-        cov = self._coef_cov()
-        var = float(x @ cov @ x)
+        xb, xf = self._last_x
+        value = self._beta0 * xb + self._beta1 * xf
+        v11, v22, v12 = self._coef_cov()
+        var = xb * xb * v11 + 2.0 * xb * xf * v12 + xf * xf * v22
         std = math.sqrt(var) if var >= 0 else math.nan
         r2 = self.r2_oos
         if self._n_labels < p.min_labels:
@@ -275,7 +275,9 @@ class MicropriceRegression:
             message = f"out-of-sample R² {r2:.4f} <= r2_min={p.r2_min}: no better than the mid"
         else:
             state, message = EstimatorState.OK, ""
-        se = np.sqrt(np.diag(cov)) if np.all(np.isfinite(cov)) else np.full(N_FEATURES, math.nan)
+        finite = math.isfinite(v11) and math.isfinite(v22) and math.isfinite(v12)
+        se_book = math.sqrt(v11) if finite and v11 >= 0 else math.nan
+        se_flow = math.sqrt(v22) if finite and v22 >= 0 else math.nan
         return EstimatorSnapshot(
             name=self.name,
             value=value,
@@ -288,8 +290,8 @@ class MicropriceRegression:
                 "r2_oos": r2,
                 "beta_book": self._beta0,
                 "beta_flow": self._beta1,
-                "se_beta_book": float(se[0]),
-                "se_beta_flow": float(se[1]),
+                "se_beta_book": se_book,
+                "se_beta_flow": se_flow,
                 "residual_std": math.sqrt(self.residual_var) if self._weight > 0 else math.nan,
                 "n_labels": float(self._n_labels),
                 "effective_labels": self._weight,
