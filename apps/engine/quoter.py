@@ -93,6 +93,7 @@ Flag: ``|q| > skew_flag_ratio·Q_max`` while ``|skew| < skew_flag_bps`` raises `
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field, fields
 
@@ -365,7 +366,7 @@ def bounded_gamma(
     (163.6, 0.5)
     """
     xs = {name: float(features.get(name, 0.0)) for name in FEATURE_NAMES}
-    contributions = {name: getattr(risk, f"beta_{name}") * xs[name] for name in FEATURE_NAMES}
+    contributions = {name: getattr(risk, attr) * xs[name] for name, attr in _BETA_ATTRS}
     xs["position_direction_confidence"] = direction_x
     contributions["position_direction_confidence"] = beta_direction * direction_x
     c = math.fsum(contributions.values())
@@ -395,6 +396,22 @@ def needs_requote(working_px: float, target_px: float | None, tick_size: float, 
     if target_px is None:
         return True
     return abs(working_px - target_px) >= max(requote_ticks, 1) * tick_size - 1e-9 * tick_size
+
+
+_BETA_ATTRS = tuple((name, f"beta_{name}") for name in FEATURE_NAMES)
+
+
+@functools.cache
+def _gamma_keys(name: str) -> tuple[str, str]:
+    return f"gamma_x_{name}", f"gamma_contrib_{name}"
+
+
+@functools.cache
+def _level_keys(side: Side, i: int) -> tuple[str, str, str, str, str, str]:
+    """Label and ``inputs`` keys of ladder level ``i`` on ``side`` (built once: decisions are frequent)."""
+    label = f"{'bid' if side is Side.BUY else 'ask'} L{i}"
+    stem = label.replace(" ", "_")
+    return label, f"{stem}_px", f"{stem}_size", f"{stem}_p_fill", f"{stem}_edge_bps", f"{stem}_expected_pnl"
 
 
 def _floor_to(x: float, step: float) -> float:
@@ -458,9 +475,11 @@ def quote(
         gamma_bound_shrink_nats=g.shrink_nats,
         gamma_bound=1.0 if abs(g.shrink_nats) > p.gamma_bound_report_nats else 0.0,
     )
+    contributions = g.contributions
     for name, x in g.features.items():
-        inputs[f"gamma_x_{name}"] = x
-        inputs[f"gamma_contrib_{name}"] = g.contributions[name]
+        kx, kc = _gamma_keys(name)
+        inputs[kx] = x
+        inputs[kc] = contributions[name]
     if abs(g.shrink_nats) > p.gamma_bound_report_nats:
         reasons.append(
             f"gamma_bound_binding: model log-contribution {g.log_contribution:.3f} nats compressed to "
@@ -559,7 +578,7 @@ def quote(
                 if last_px is not None and px <= last_px:
                     px = round(last_px + tick_size, 12)
             last_px = px
-            label = f"{'bid' if side is Side.BUY else 'ask'} L{i}"
+            label, k_px, k_size, k_pfill, k_edge, k_epnl = _level_keys(side, i)
             if px <= 0:
                 reasons.append(f"{label} dropped: price {px:g} <= 0")
                 continue
@@ -584,11 +603,11 @@ def quote(
                 pf = math.nan
             per_unit = edge - adverse - fee
             epnl = (pf if math.isfinite(pf) else 1.0) * size * per_unit
-            inputs[f"{label.replace(' ', '_')}_px"] = px
-            inputs[f"{label.replace(' ', '_')}_size"] = size
-            inputs[f"{label.replace(' ', '_')}_p_fill"] = pf
-            inputs[f"{label.replace(' ', '_')}_edge_bps"] = edge * 1e4
-            inputs[f"{label.replace(' ', '_')}_expected_pnl"] = epnl
+            inputs[k_px] = px
+            inputs[k_size] = size
+            inputs[k_pfill] = pf
+            inputs[k_edge] = edge * 1e4
+            inputs[k_epnl] = epnl
             if per_unit < 0:
                 reasons.append(
                     f"{label} dropped: expected P&L {epnl:.3g} < 0 (edge {edge * 1e4:.3f} bps vs adverse "
