@@ -313,12 +313,7 @@ class StrategyCore:
         bbo = m.bbo
         assert bbo is not None
         q = self.tracker.position
-        k = m.kappa_snapshot(now_ns)
-        s = m.sigma_snapshot(now_ns)
-        lam = m.arrival_snapshot(now_ns)
-        flow = m.flow_snapshot(now_ns)
-        drift = m.drift_snapshot(now_ns)
-        micro = m.microprice_snapshot(now_ns)
+        k, s, lam, flow, drift, micro = m.snapshots(now_ns)
         key = (bbo.bid_px, bbo.ask_px, q, m.version, self.halted)
         if (
             key == self._decision_key

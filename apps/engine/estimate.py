@@ -213,6 +213,8 @@ class MarketEstimators:
         c = self._cache
         self._c_kappa, self._c_sigma, self._c_arrival = c["kappa"], c["sigma"], c["arrival"]
         self._c_flow, self._c_drift, self._c_microprice = c["flow"], c["drift"], c["microprice"]
+        self._all_fresh_until_ns = 0  # see snapshots()
+        self._all_snaps: tuple[EstimatorSnapshot, ...] = ()
         self._kappa_trades_since = 0
         self._next_drift_ns = 0
         self._next_hawkes_fit_ns = 0
@@ -360,7 +362,33 @@ class MarketEstimators:
             c.snap = compute(now_ns)
             c.at_ns = now_ns
             self.version += 1
+            self._all_fresh_until_ns = 0
         return c.snap
+
+    def snapshots(self, now_ns: int) -> tuple[EstimatorSnapshot, ...]:
+        """(κ, σ, λ, flow, drift, microprice) cached snapshots, exactly as the six getters in that order
+        would return them, but in one comparison while none of them is due (most top-of-book events)."""
+        if now_ns < self._all_fresh_until_ns and self._kappa_trades_since < self.config.kappa_refresh_trades:
+            return self._all_snaps
+        snaps = (
+            self.kappa_snapshot(now_ns),
+            self.sigma_snapshot(now_ns),
+            self.arrival_snapshot(now_ns),
+            self.flow_snapshot(now_ns),
+            self.drift_snapshot(now_ns),
+            self.microprice_snapshot(now_ns),
+        )
+        r = self._snapshot_refresh_ns
+        self._all_fresh_until_ns = min(
+            self._c_kappa.at_ns + self._kappa_refresh_ns,
+            self._c_sigma.at_ns + r,
+            self._c_arrival.at_ns + r,
+            self._c_flow.at_ns + r,
+            self._c_drift.at_ns + r,
+            self._c_microprice.at_ns + r,
+        )
+        self._all_snaps = snaps
+        return snaps
 
     def peek(self, name: str, now_ns: int) -> EstimatorSnapshot:
         """The last cached snapshot, computed now only if there is none — and then NOT cached. Reading for a
@@ -384,6 +412,7 @@ class MarketEstimators:
             c.at_ns = now_ns
             self._kappa_trades_since = 0
             self.version += 1
+            self._all_fresh_until_ns = 0
         return c.snap
 
     def sigma_snapshot(self, now_ns: int) -> EstimatorSnapshot:
@@ -475,6 +504,7 @@ class MarketEstimators:
         # a report reads fresh values, whatever the cache says
         for c in self._cache.values():
             c.snap = None
+        self._all_fresh_until_ns = 0
         k = self.kappa_snapshot(now)
         s = self.sigma_snapshot(now)
         lam = self.arrival_snapshot(now)
