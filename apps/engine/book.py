@@ -1,10 +1,20 @@
 """L2 order book and the Binance snapshot/diff synchronisation rule.
 
 :class:`OrderBook` keeps price -> size per side, with absolute sizes (a size of 0 deletes the level),
-and a sorted key list per side so the touch and the first *n* levels are read best-first without
-sorting. A level change costs one dict operation plus, for an added or removed level, a bisect and a
-list insert/delete (a memmove over a few thousand floats), which handles ~450k level updates in
-about a second.
+and a sorted key list per side so the touch and the first *n* levels are read best-first as slices,
+without sorting. Both key lists are ascending with the best level *last* (bids under ``price``,
+asks under ``-price``): nearly all adds and removes happen within a few hundred levels of the touch,
+so a list insert/delete there moves only the few levels behind it instead of the whole side.
+
+Cost model (Binance USD-M BTCUSDT depth@0ms, 2024-08-08: 6,551 diffs, 443,521 level updates, 164k of
+them adds/removes, up to ~5,000 levels per side; CPython 3.11 on a shared 2-core box): ~0.25 µs per
+level (validation and dict update) plus ~0.45 µs per add/remove (a bisect and a short memmove). The
+whole recording (345 s of market) takes ~0.19 s (median diff 15 µs, p99 ~270 µs) against ~0.35 s (25 µs, ~530 µs) for the
+previous version, which kept the touch at the front of the lists (0.29 s with today's loops) and
+called a checking function per level. The loops are deliberately plain: bulk C-level alternatives
+(``dict(levels)`` + ``dict.update``, ``zip``/``sum``/``min`` validation, batched list splices) all
+measured slower, because the time goes to touching scattered float objects rather than to
+interpreting bytecode. Comparisons are written against float constants so CPython specialises them.
 
 :class:`BinanceBookSync` turns a REST snapshot plus websocket diffs into a book that is known to be
 consistent, following Binance's documented procedure (USD-M futures and spot differ, see
@@ -16,7 +26,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_left, insort
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -24,12 +34,15 @@ from apps.engine.events import DepthSnapshot, DepthUpdate, EventError, Side
 
 Level = tuple[float, float]
 
+_INF = math.inf
+
 
 class OrderBook:
     """Price-level (L2) book.
 
-    Prices in quote currency, sizes in base units. Bids are stored under the key ``-price`` so both
-    sides keep an ascending key list whose first element is the best level.
+    Prices in quote currency, sizes in base units. Each side keeps an ascending key list whose *last*
+    element is the best level: bids under ``price``, asks under ``-price``. Best-first reads are
+    reversed slices; the end of the list is where the book changes most, and editing there is cheap.
 
     Attributes
     ----------
@@ -44,8 +57,8 @@ class OrderBook:
     def __init__(self) -> None:
         self._bid_sz: dict[float, float] = {}
         self._ask_sz: dict[float, float] = {}
-        self._bid_keys: list[float] = []  # -price, ascending => best bid first
-        self._ask_keys: list[float] = []  # price, ascending => best ask first
+        self._bid_keys: list[float] = []  # price, ascending => best bid last
+        self._ask_keys: list[float] = []  # -price, ascending => best ask last
         self.last_update_id = 0
         self.ts_exch_ns = 0
         self.ts_local_ns = 0
@@ -64,10 +77,8 @@ class OrderBook:
 
         Raises :class:`~apps.engine.events.EventError` on a bad level, before changing anything.
         """
-        for px, sz in snap.bids:
-            _check_level(px, sz)
-        for px, sz in snap.asks:
-            _check_level(px, sz)
+        _check_levels(snap.bids)
+        _check_levels(snap.asks)
         self.clear()
         for px, sz in snap.bids:
             if sz > 0:
@@ -75,8 +86,8 @@ class OrderBook:
         for px, sz in snap.asks:
             if sz > 0:
                 self._ask_sz[px] = sz
-        self._bid_keys = sorted(-px for px in self._bid_sz)
-        self._ask_keys = sorted(self._ask_sz)
+        self._bid_keys = sorted(self._bid_sz)
+        self._ask_keys = sorted(-px for px in self._ask_sz)
         self.last_update_id = snap.last_update_id
         self.ts_exch_ns = snap.ts_exch_ns
         self.ts_local_ns = snap.ts_local_ns
@@ -84,32 +95,33 @@ class OrderBook:
     def apply_update(self, upd: DepthUpdate) -> None:
         """Apply a diff: each level's size is the new absolute size; 0 removes the level.
 
-        No sequence check here (that is :class:`BinanceBookSync`'s job). Raises
-        :class:`~apps.engine.events.EventError` on a non-positive/NaN price or a negative/NaN size,
-        before changing anything.
+        Levels are applied in order, so a price repeated within one diff ends at its last size.
+        Removing an absent level is a no-op. No sequence check here (that is
+        :class:`BinanceBookSync`'s job). Raises :class:`~apps.engine.events.EventError` on a
+        non-positive/NaN/inf price or a negative/NaN/inf size, before changing anything.
         """
-        for px, sz in upd.bids:
-            _check_level(px, sz)
-        for px, sz in upd.asks:
-            _check_level(px, sz)
-        bid_sz, bid_keys = self._bid_sz, self._bid_keys
-        for px, sz in upd.bids:
-            if sz == 0:
-                if bid_sz.pop(px, None) is not None:
-                    del bid_keys[bisect_left(bid_keys, -px)]
-            else:
-                if px not in bid_sz:
-                    insort(bid_keys, -px)
-                bid_sz[px] = sz
-        ask_sz, ask_keys = self._ask_sz, self._ask_keys
-        for px, sz in upd.asks:
-            if sz == 0:
-                if ask_sz.pop(px, None) is not None:
-                    del ask_keys[bisect_left(ask_keys, px)]
-            else:
-                if px not in ask_sz:
-                    insort(ask_keys, px)
-                ask_sz[px] = sz
+        bids, asks = upd.bids, upd.asks
+        # Both sides are checked before either is touched, so a rejected diff leaves the book as is.
+        _check_levels(bids)
+        _check_levels(asks)
+        if bids:
+            sizes, keys = self._bid_sz, self._bid_keys
+            for px, sz in bids:
+                if sz > 0.0:
+                    if px not in sizes:
+                        insort(keys, px)
+                    sizes[px] = sz
+                elif sizes.pop(px, None) is not None:
+                    del keys[bisect_left(keys, px)]
+        if asks:
+            sizes, keys = self._ask_sz, self._ask_keys
+            for px, sz in asks:
+                if sz > 0.0:
+                    if px not in sizes:
+                        insort(keys, -px)
+                    sizes[px] = sz
+                elif sizes.pop(px, None) is not None:
+                    del keys[bisect_left(keys, -px)]
         if upd.last_update_id:
             self.last_update_id = upd.last_update_id
         self.ts_exch_ns = upd.ts_exch_ns
@@ -128,27 +140,28 @@ class OrderBook:
         """``(price, size)`` of the highest bid, or None when the bid side is empty."""
         if not self._bid_keys:
             return None
-        px = -self._bid_keys[0]
+        px = self._bid_keys[-1]
         return px, self._bid_sz[px]
 
     def best_ask(self) -> Level | None:
         """``(price, size)`` of the lowest ask, or None when the ask side is empty."""
         if not self._ask_keys:
             return None
-        px = self._ask_keys[0]
+        px = -self._ask_keys[-1]
         return px, self._ask_sz[px]
 
     def bids(self, n: int | None = None) -> list[Level]:
         """The best ``n`` bid levels (all when None), best (highest) first."""
-        keys = self._bid_keys if n is None else self._bid_keys[:n]
+        # keys[:-n-1:-1] is reversed(keys)[:n] for every int n, negative ones included.
+        keys = self._bid_keys[::-1] if n is None else self._bid_keys[: -n - 1 : -1]
         sz = self._bid_sz
-        return [(-k, sz[-k]) for k in keys]
+        return [(k, sz[k]) for k in keys]
 
     def asks(self, n: int | None = None) -> list[Level]:
         """The best ``n`` ask levels (all when None), best (lowest) first."""
-        keys = self._ask_keys if n is None else self._ask_keys[:n]
+        keys = self._ask_keys[::-1] if n is None else self._ask_keys[: -n - 1 : -1]
         sz = self._ask_sz
-        return [(k, sz[k]) for k in keys]
+        return [(-k, sz[-k]) for k in keys]
 
     def size_at(self, side: Side, price: float) -> float:
         """Resting size at ``price`` on ``side`` (0 when there is no level)."""
@@ -167,24 +180,28 @@ class OrderBook:
         """``(best bid + best ask) / 2``, or None when a side is empty."""
         if not self._bid_keys or not self._ask_keys:
             return None
-        return 0.5 * (self._ask_keys[0] - self._bid_keys[0])
+        return 0.5 * (self._bid_keys[-1] - self._ask_keys[-1])
 
     @property
     def spread(self) -> float | None:
         """``best ask − best bid`` in quote currency, or None when a side is empty."""
         if not self._bid_keys or not self._ask_keys:
             return None
-        return self._ask_keys[0] + self._bid_keys[0]
+        return -self._ask_keys[-1] - self._bid_keys[-1]
 
     @property
     def is_crossed(self) -> bool:
         """True when best bid >= best ask (crossed or locked: not a resting state of a real book)."""
-        return bool(self._bid_keys and self._ask_keys and -self._bid_keys[0] >= self._ask_keys[0])
+        return bool(self._bid_keys and self._ask_keys and self._bid_keys[-1] >= -self._ask_keys[-1])
 
 
-def _check_level(px: float, sz: float) -> None:
-    # Written as comparisons that NaN fails, so NaN is caught without math.isfinite on the hot path.
-    if not (0 < px < math.inf) or not (0 <= sz < math.inf):
+def _check_levels(levels: Iterable[Level], _inf: float = _INF) -> None:
+    # Comparisons that NaN fails, so NaN is caught without math.isfinite. Float constants (0.0, not 0)
+    # and unchained comparisons let CPython specialise them: this loop costs about half of the
+    # original per-level _check_level call.
+    for px, sz in levels:
+        if px > 0.0 and px < _inf and sz >= 0.0 and sz < _inf:
+            continue
         raise EventError(f"OrderBook: bad level price={px!r} size={sz!r}")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import time
@@ -9,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from apps.engine.book import BinanceBookSync, BookSyncParams, GapEvent, OrderBook, SyncRule, SyncState
 from apps.engine.events import BestBidAsk, DepthSnapshot, DepthUpdate, EventError, Side
@@ -96,6 +99,126 @@ def test_it_rejects_a_bad_level_without_changing_anything(level):
     with pytest.raises(EventError):
         book.apply_update(diff(6, 6, bids=[(99.0, 1.0), level]))
     assert book.bids() == [(100.0, 1.0)] and book.last_update_id == 5
+
+
+def test_a_bad_ask_rejects_the_whole_diff_even_after_good_bids():
+    book = OrderBook()
+    book.apply_snapshot(snap([(100.0, 1.0)], [(101.0, 1.0)], last_id=5))
+    with pytest.raises(EventError, match="size=inf"):
+        book.apply_update(diff(6, 6, bids=[(100.0, 0.0), (100.5, 2.0)], asks=[(102.0, math.inf)]))
+    assert book.bids() == [(100.0, 1.0)] and book.asks() == [(101.0, 1.0)] and book.last_update_id == 5
+
+
+def test_a_price_repeated_in_one_diff_ends_at_its_last_size():
+    book = OrderBook()
+    book.apply_snapshot(snap([(100.0, 1.0)], [(101.0, 1.0)]))
+    book.apply_update(diff(0, 0, bids=[(100.0, 0.0), (100.0, 3.0), (99.0, 2.0), (99.0, 0.0)]))
+    assert book.bids() == [(100.0, 3.0)]
+    book.apply_update(diff(0, 0, asks=[(102.0, 1.0), (102.0, 0.0), (102.0, 0.0), (101.0, 0.0), (101.0, 4.0)]))
+    assert book.asks() == [(101.0, 4.0)] and book.n_ask_levels == 1
+
+
+# --- OrderBook against an obviously-correct reference (hypothesis) -------------------------------------
+
+
+class _RefBook:
+    """Naive book: one dict per side, levels applied one by one, sorted on every read."""
+
+    def __init__(self) -> None:
+        self.bid: dict[float, float] = {}
+        self.ask: dict[float, float] = {}
+        self.last_update_id = 0
+
+    @staticmethod
+    def _check(levels) -> None:
+        for px, sz in levels:
+            if not (math.isfinite(px) and px > 0 and math.isfinite(sz) and sz >= 0):
+                raise EventError(f"bad level {px!r} {sz!r}")
+
+    def apply(self, ev) -> None:
+        self._check(ev.bids)
+        self._check(ev.asks)
+        if isinstance(ev, DepthSnapshot):
+            self.bid = {px: sz for px, sz in ev.bids if sz > 0}
+            self.ask = {px: sz for px, sz in ev.asks if sz > 0}
+            self.last_update_id = ev.last_update_id
+            return
+        for side, levels in ((self.bid, ev.bids), (self.ask, ev.asks)):
+            for px, sz in levels:
+                if sz == 0:
+                    side.pop(px, None)
+                else:
+                    side[px] = sz
+        if ev.last_update_id:
+            self.last_update_id = ev.last_update_id
+
+    def bids(self) -> list[tuple[float, float]]:
+        return sorted(self.bid.items(), reverse=True)
+
+    def asks(self) -> list[tuple[float, float]]:
+        return sorted(self.ask.items())
+
+
+# One shared price grid for both sides, so levels collide, repeat within a diff and books cross.
+_GRID = [100.0 + 0.5 * i for i in range(12)]
+_good_size = st.one_of(st.sampled_from([0.0, -0.0, 0.0, 1.0]), st.floats(min_value=1e-9, max_value=1e6))
+_good_level = st.tuples(st.sampled_from(_GRID), _good_size)
+_bad_level = st.one_of(
+    st.tuples(st.sampled_from([math.nan, math.inf, -math.inf, 0.0, -0.0, -100.0]), _good_size),
+    st.tuples(st.sampled_from(_GRID), st.sampled_from([math.nan, math.inf, -math.inf, -1.0, -5e-324])),
+)
+
+
+@st.composite
+def _book_events(draw):
+    bids = draw(st.lists(_good_level, max_size=10))
+    asks = draw(st.lists(_good_level, max_size=10))
+    if draw(st.integers(0, 7)) == 0:  # now and then one bad level anywhere in either side
+        side = bids if draw(st.booleans()) else asks
+        side.insert(draw(st.integers(0, len(side))), draw(_bad_level))
+    uid = draw(st.sampled_from([0, 0, 7, 8, 9]))
+    ts = draw(st.integers(1, 10**6))
+    if draw(st.integers(0, 11)) == 0:
+        return DepthSnapshot(ts, ts + 1, tuple(bids), tuple(asks), last_update_id=uid)
+    return DepthUpdate(ts, ts + 1, tuple(bids), tuple(asks), last_update_id=uid)
+
+
+def _assert_same(book: OrderBook, ref: _RefBook) -> None:
+    bids, asks = ref.bids(), ref.asks()
+    assert book.bids() == bids and book.asks() == asks
+    assert book.best_bid() == (bids[0] if bids else None)
+    assert book.best_ask() == (asks[0] if asks else None)
+    assert (book.n_bid_levels, book.n_ask_levels) == (len(bids), len(asks))
+    for n in range(-3, max(len(bids), len(asks)) + 2):
+        assert book.bids(n) == bids[:n] and book.asks(n) == asks[:n]
+    for px in _GRID:
+        assert book.size_at(Side.BUY, px) == ref.bid.get(px, 0.0)
+        assert book.size_at(Side.SELL, px) == ref.ask.get(px, 0.0)
+    if bids and asks:
+        assert book.mid == 0.5 * (bids[0][0] + asks[0][0])
+        assert book.spread == asks[0][0] - bids[0][0]
+        assert book.is_crossed == (bids[0][0] >= asks[0][0])
+    else:
+        assert book.mid is None and book.spread is None and not book.is_crossed
+    assert book.last_update_id == ref.last_update_id
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_book_events(), min_size=1, max_size=40))
+def test_it_matches_a_naive_reference_book_under_random_diffs_and_snapshots(events):
+    book, ref = OrderBook(), _RefBook()
+    for ev in events:
+        before = (book.last_update_id, book.ts_exch_ns, book.ts_local_ns)
+        try:
+            ref.apply(ev)
+        except EventError:
+            with pytest.raises(EventError, match="OrderBook: bad level"):
+                (book.apply_snapshot if isinstance(ev, DepthSnapshot) else book.apply_update)(ev)
+            assert (book.last_update_id, book.ts_exch_ns, book.ts_local_ns) == before  # untouched
+        else:
+            (book.apply_snapshot if isinstance(ev, DepthSnapshot) else book.apply_update)(ev)
+            assert (book.ts_exch_ns, book.ts_local_ns) == (ev.ts_exch_ns, ev.ts_local_ns)
+        _assert_same(book, ref)
 
 
 # --- BinanceBookSync on hand-made sequences ----------------------------------------------------------
@@ -272,3 +395,22 @@ def test_usdm_all_level_updates_apply_in_a_few_seconds(usdm_events):
     elapsed = time.perf_counter() - t0
     print(f"\nOrderBook: {n_levels} level updates in {elapsed:.2f} s = {n_levels / elapsed:,.0f} levels/s")
     assert elapsed < 5.0
+
+
+def test_usdm_replay_as_market_estimators_does_it_ends_with_a_sane_touch_equal_to_a_naive_book(usdm_events):
+    # MarketEstimators applies every DepthUpdate and DepthSnapshot as it comes (diffs before the
+    # snapshot included), counting EventErrors instead of stopping.
+    book, ref, errors = OrderBook(), _RefBook(), 0
+    for ev in usdm_events:
+        if isinstance(ev, (DepthUpdate, DepthSnapshot)):
+            try:
+                (book.apply_snapshot if isinstance(ev, DepthSnapshot) else book.apply_update)(ev)
+            except EventError:
+                errors += 1
+            with contextlib.suppress(EventError):
+                ref.apply(ev)
+    assert errors == 0
+    (bid_px, bid_sz), (ask_px, ask_sz) = book.best_bid(), book.best_ask()
+    assert 10_000 < bid_px < ask_px < 1.01 * bid_px and bid_sz > 0 and ask_sz > 0
+    assert book.n_bid_levels > 1000 and book.n_ask_levels > 1000
+    assert book.bids() == ref.bids() and book.asks() == ref.asks()
