@@ -9,12 +9,13 @@ so a list insert/delete there moves only the few levels behind it instead of the
 Cost model (Binance USD-M BTCUSDT depth@0ms, 2024-08-08: 6,551 diffs, 443,521 level updates, 164k of
 them adds/removes, up to ~5,000 levels per side; CPython 3.11 on a shared 2-core box): ~0.25 µs per
 level (validation and dict update) plus ~0.45 µs per add/remove (a bisect and a short memmove). The
-whole recording (345 s of market) takes ~0.19 s (median diff 15 µs, p99 ~270 µs) against ~0.35 s (25 µs, ~530 µs) for the
-previous version, which kept the touch at the front of the lists (0.29 s with today's loops) and
-called a checking function per level. The loops are deliberately plain: bulk C-level alternatives
-(``dict(levels)`` + ``dict.update``, ``zip``/``sum``/``min`` validation, batched list splices) all
-measured slower, because the time goes to touching scattered float objects rather than to
-interpreting bytecode. Comparisons are written against float constants so CPython specialises them.
+whole recording (345 s of market) takes ~0.19 s (median diff 15 µs, p99 ~270 µs) against ~0.35 s
+(25 µs, ~530 µs) for the previous version, which kept the touch at the front of the lists (0.29 s with
+today's loops) and called a checking function per level. The loops are deliberately plain: bulk
+C-level alternatives (``dict(levels)`` + ``dict.update``, ``zip``/``sum``/``min`` validation, batched
+list splices) all measured slower, because the time goes to touching scattered float objects rather
+than to interpreting bytecode. Comparisons are written against float constants so CPython
+specialises them.
 
 :class:`BinanceBookSync` turns a REST snapshot plus websocket diffs into a book that is known to be
 consistent, following Binance's documented procedure (USD-M futures and spot differ, see
@@ -29,6 +30,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from operator import neg
 
 from apps.engine.events import DepthSnapshot, DepthUpdate, EventError, Side
 
@@ -162,6 +164,23 @@ class OrderBook:
         keys = self._ask_keys[::-1] if n is None else self._ask_keys[: -n - 1 : -1]
         sz = self._ask_sz
         return [(-k, sz[-k]) for k in keys]
+
+    def size_within(self, mid: float, within_frac: float) -> float:
+        """Total base size resting within ``within_frac`` of ``mid`` on both sides, every level counted
+        (bisect on the key lists, then C-level sums). Same rule as
+        :func:`apps.engine.estimators.book_signals.liquidity_within`, including its 1e-12·mid tolerance.
+        """
+        if not (math.isfinite(mid) and mid > 0):
+            raise ValueError(f"mid must be a finite positive number, got {mid!r}")
+        if not (math.isfinite(within_frac) and within_frac >= 0):
+            raise ValueError(f"within_frac must be a finite non-negative number, got {within_frac!r}")
+        reach = within_frac * mid + 1e-12 * mid
+        bk, ak = self._bid_keys, self._ask_keys
+        # bids: price >= mid − reach, i.e. the tail of the ascending list from that price on
+        bids = bk[bisect_left(bk, mid - reach) :]
+        # asks (stored as −price): price <= mid + reach, i.e. −price >= −(mid + reach)
+        asks = ak[bisect_left(ak, -(mid + reach)) :]
+        return sum(map(self._bid_sz.__getitem__, bids)) + sum(map(self._ask_sz.__getitem__, map(neg, asks)))
 
     def size_at(self, side: Side, price: float) -> float:
         """Resting size at ``price`` on ``side`` (0 when there is no level)."""

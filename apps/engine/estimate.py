@@ -54,7 +54,6 @@ import numpy as np
 
 from apps.engine.book import OrderBook
 from apps.engine.estimators.base import EstimatorSnapshot, EstimatorState
-from apps.engine.estimators.book_signals import liquidity_within
 from apps.engine.estimators.drift import DriftParams, KalmanDrift
 from apps.engine.estimators.flow import ArrivalParams, FlowImbalance, FlowParams, TradeArrivalRate
 from apps.engine.estimators.hawkes import (
@@ -444,7 +443,8 @@ class MarketEstimators:
     # --- book-derived signals and γ features -----------------------------------------------------
 
     def book_signals(self) -> dict[str, float]:
-        """Imbalance over ``imbalance_levels``, liquidity within ``near_touch_bps`` of mid (base units)."""
+        """Imbalance over ``imbalance_levels``, liquidity within ``near_touch_bps`` of mid (base units, every
+        level in the band: a 5 bps band holds a few hundred 0.1-tick levels of a BTC perp)."""
         n = self.config.imbalance_levels
         bids = self.book.bids(n)
         asks = self.book.asks(n)
@@ -454,7 +454,7 @@ class MarketEstimators:
         mid = self.bbo.mid if self.bbo else self.book.mid
         near = math.nan
         if mid:
-            near = liquidity_within(self.book.bids(50), self.book.asks(50), mid, self.config.near_touch_bps * 1e-4)
+            near = self.book.size_within(mid, self.config.near_touch_bps * 1e-4)
         return {"book_imbalance": imb, "depth_near": near, "book_levels": float(len(bids) + len(asks))}
 
     def risk_features(

@@ -414,3 +414,40 @@ def test_usdm_replay_as_market_estimators_does_it_ends_with_a_sane_touch_equal_t
     assert 10_000 < bid_px < ask_px < 1.01 * bid_px and bid_sz > 0 and ask_sz > 0
     assert book.n_bid_levels > 1000 and book.n_ask_levels > 1000
     assert book.bids() == ref.bids() and book.asks() == ref.asks()
+    # liquidity near the touch counts every level in the band: more than the 50 levels once read
+    from apps.engine.estimators.book_signals import liquidity_within
+
+    mid = 0.5 * (bid_px + ask_px)
+    for bps in (0.5, 5.0, 50.0):
+        assert book.size_within(mid, bps * 1e-4) == pytest.approx(
+            liquidity_within(book.bids(), book.asks(), mid, bps * 1e-4), rel=1e-12
+        )
+    in_band = sum(1 for px, _ in book.bids() if mid - px <= 5e-4 * mid)
+    assert in_band > 50
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    bids=st.dictionaries(st.integers(1, 60), st.floats(0.001, 10.0), max_size=40),
+    asks=st.dictionaries(st.integers(61, 120), st.floats(0.001, 10.0), max_size=40),
+    mid_ticks=st.floats(50.0, 70.0),
+    band_ticks=st.floats(0.0, 80.0),
+)
+def test_size_within_equals_walking_every_level(bids, asks, mid_ticks, band_ticks):
+    from apps.engine.estimators.book_signals import liquidity_within
+
+    book = OrderBook()
+    tick = 0.5
+    book.apply_snapshot(
+        DepthSnapshot(
+            0, 0, tuple((k * tick, v) for k, v in bids.items()), tuple((k * tick, v) for k, v in asks.items())
+        )
+    )
+    mid, frac = mid_ticks * tick, band_ticks * tick / (mid_ticks * tick)
+    assert book.size_within(mid, frac) == pytest.approx(liquidity_within(book.bids(), book.asks(), mid, frac), abs=1e-9)
+
+
+@pytest.mark.parametrize("mid, frac", [(math.nan, 0.001), (0.0, 0.001), (100.0, -0.1), (100.0, math.inf)])
+def test_size_within_rejects_a_bad_mid_or_band(mid, frac):
+    with pytest.raises(ValueError, match="must be a finite"):
+        OrderBook().size_within(mid, frac)
