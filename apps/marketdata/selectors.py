@@ -76,8 +76,9 @@ def iter_events(
     """Stored events of one instrument with ``start_ns <= ts_local_ns < end_ns``, merged by local time.
 
     Ties at equal local time go snapshot, depth diff, funding, trade, quote, then insertion order. Streams from
-    server-side cursors (constant memory). Rows are located by exchange time ``ts`` within
-    ±60 s of the range, so an event whose local clock is more than a minute off its exchange clock is missed.
+    server-side cursors (constant memory), closed when the iterator is exhausted or closed early. Rows are
+    located by exchange time ``ts`` within ±60 s of the range, so an event whose local clock is more than a
+    minute off its exchange clock is missed.
     """
     unknown = set(kinds) - set(_RANK)
     if unknown:
@@ -89,15 +90,29 @@ def iter_events(
     with transaction.atomic():
         connection.ensure_connection()
         streams = [_stream(k, instrument_id, start_ns, end_ns, chunk) for k in kinds]
-        for _loc, _rank, _id, kind, r in heapq.merge(*streams):
-            yield _event(kind, r)
+        try:
+            for _loc, _rank, _id, kind, r in heapq.merge(*streams):
+                yield _event(kind, r)
+        finally:
+            # A consumer that stops early (or raises) closes this generator: close the named cursors now,
+            # inside the transaction that owns them, not whenever the garbage collector gets to them.
+            for stream in streams:
+                stream.close()
 
 
 def stored_range_ns(instrument_id: int) -> tuple[int, int] | None:
-    """(first, last + 1) local ns over the tick tables of an instrument, or None when nothing is stored."""
+    """(first, last + 1) local ns over every table :func:`iter_events` reads (trades, quotes, depth diffs and
+    snapshots, funding), or None when nothing is stored. A recording may start with a book snapshot (a
+    Hyperliquid l2Book stream is nothing else), so the snapshot and funding tables count too."""
     lo, hi = None, None
     with connection.cursor() as cur:
-        for table in ("marketdata_tradetick", "marketdata_quotetick", "marketdata_depthupdaterecord"):
+        for table in (
+            "marketdata_tradetick",
+            "marketdata_quotetick",
+            "marketdata_depthupdaterecord",
+            "marketdata_depthsnapshotrecord",
+            "marketdata_fundingrate",
+        ):
             cur.execute(
                 f"SELECT min(ts_local_ns), max(ts_local_ns) FROM {table} WHERE instrument_id = %s",  # noqa: S608
                 (instrument_id,),

@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Max, Min
 from django.utils import timezone
 
 from apps.engine.backtest import BacktestConfig, BacktestResult, EngineLoop, merge_by_local_time
@@ -264,7 +263,7 @@ class StoredRange:
         inst = self.instrument()
         start, end = self.start_ns, self.end_ns
         if start is None or end is None:
-            bounds = _stored_bounds(inst.pk)
+            bounds = stored_range_ns(inst.pk)
             if bounds is None:
                 raise ValueError(f"no market data stored for {inst} (import some with manage.py import_marketdata)")
             start = bounds[0] if start is None else start
@@ -307,23 +306,6 @@ def _has_stored_events(instrument_id: int, start_ns: int, end_ns: int) -> bool:
         ).exists()
         for model in (TradeTick, QuoteTick, DepthUpdateRecord, DepthSnapshotRecord, FundingRate)
     )
-
-
-def _stored_bounds(instrument_id: int) -> tuple[int, int] | None:
-    """(first, last + 1) local ns over every table :func:`~apps.marketdata.selectors.iter_events` reads.
-
-    :func:`~apps.marketdata.selectors.stored_range_ns` looks at trades, quotes and depth diffs only, so a
-    snapshot (or funding row) before the first / after the last of those would fall outside a default range:
-    a Hyperliquid recording starts with an l2Book snapshot. The two small tables are added here.
-    """
-    bounds = stored_range_ns(instrument_id)
-    lo, hi = (bounds[0], bounds[1] - 1) if bounds else (None, None)
-    for model in (DepthSnapshotRecord, FundingRate):
-        agg = model.objects.filter(instrument_id=instrument_id).aggregate(a=Min("ts_local_ns"), b=Max("ts_local_ns"))
-        if agg["a"] is not None:
-            lo = agg["a"] if lo is None else min(lo, agg["a"])
-            hi = agg["b"] if hi is None else max(hi, agg["b"])
-    return None if lo is None or hi is None else (lo, hi + 1)
 
 
 def load_stored(rng: StoredRange) -> LoadedData:

@@ -283,8 +283,8 @@ def test_a_default_range_starts_and_ends_with_the_stored_snapshots(tmp_path: Pat
     inst = _import(path, "handmade", tmp_path, tick=0.1, lot=0.001)
     file_events = load_events([path], "binance-raw").events
     assert [type(e) for e in file_events] == [DepthSnapshot, BestBidAsk, DepthUpdate, Trade, BestBidAsk, DepthSnapshot]
-    # apps.marketdata.selectors.stored_range_ns looks at trades, quotes and diffs only: both snapshots are outside
-    assert stored_range_ns(inst.pk) == (T0 + 1 * 10**9, T0 + 4 * 10**9 + 1)
+    # the stored range reaches from the first snapshot to the last, which bracket every other row
+    assert stored_range_ns(inst.pk) == (T0, T0 + 5 * 10**9 + 1)
     assert load_stored(StoredRange("handmade", "BTCUSDT")).events == file_events
     params = {"fixed": {"half_spread_bps": 1.0}, "backtest": {"markout_s": 1.0}}
     [s] = run_json("--venue", "handmade", "--symbol", "BTCUSDT", "--params", json.dumps(params), "--strategy", "fixed")
@@ -387,3 +387,25 @@ def test_the_imported_binance_usdm_recording_backtests_exactly_like_the_file(tmp
         assert_same_backtest(s, f)
     for s in stored:
         assert s["decisions"] > 200 and s["fills_buy"] > 5 and s["fills_sell"] > 5, s["strategy"]
+
+
+def test_a_replay_abandoned_early_closes_its_cursors_and_the_connection_stays_usable(tmp_path: Path) -> None:
+    from django.db import connection
+
+    from apps.marketdata.selectors import iter_events
+
+    path = write_snapshot_bracketed(tmp_path / "bracketed.txt")
+    inst = _import(path, "handmade", tmp_path, tick=0.1, lot=0.001)
+    first, end = stored_range_ns(inst.pk)
+    events = iter_events(inst.pk, first, end, chunk=1)
+    assert type(next(events)) is DepthSnapshot
+    with connection.cursor() as cur:
+        cur.execute("SELECT count(*) FROM pg_cursors WHERE name LIKE 'replay_%%'")
+        assert cur.fetchone()[0] >= 4  # a named cursor per table with rows in range, while streaming
+    events.close()
+    with connection.cursor() as cur:
+        cur.execute("SELECT count(*) FROM pg_cursors")
+        assert cur.fetchone()[0] == 0
+    assert connection.in_atomic_block is False
+    # and the same range reads back whole afterwards
+    assert len(list(iter_events(inst.pk, first, end))) == 6
