@@ -38,6 +38,16 @@ def _events() -> list:
     return [e for e in parse_file("binance-raw", DATA) if hasattr(e, "ts_local_ns")]
 
 
+def _reference_loop_s() -> float:
+    """Seconds for 10M interpreted integer additions: the machine's Python speed at the moment of the run, so
+    numbers from different runs on a shared, noisy machine can be compared (divide by this)."""
+    t0 = time.perf_counter()
+    s = 0
+    for i in range(10_000_000):
+        s += i
+    return time.perf_counter() - t0
+
+
 def _timer_overhead_ns() -> float:
     pc = time.perf_counter_ns
     samples = []
@@ -123,6 +133,15 @@ def run() -> list[dict]:
     wall = _wall(core.on_event, events)
     costs = _time_each(make_core().on_event, events)
     rows += _stats("pipeline", costs, overhead, wall, f"{core.decisions_computed} decisions computed")
+    ref = _reference_loop_s()
+    rows.append(
+        {
+            "name": "python speed reference",
+            "value": ref,
+            "unit": "s / 10M adds",
+            "note": "measured in this run: compare runs on a shared machine in units of it",
+        }
+    )
     return rows
 
 

@@ -21,6 +21,11 @@ class Side(IntEnum):
         return "buy" if self is Side.BUY else "sell"
 
 
+# The other side, by lookup: ``Side(-int(side))`` goes through Enum.__call__, which costs microseconds on a
+# path that runs for every resting order on every book change. Keys are Side members, so ints ±1 work too.
+OPPOSITE: dict[int, Side] = {Side.BUY: Side.SELL, Side.SELL: Side.BUY}
+
+
 class EventError(ValueError):
     """An event with values that cannot describe a market (NaN price, crossed book, ...)."""
 

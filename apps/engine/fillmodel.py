@@ -42,7 +42,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from apps.engine.events import Side
+from apps.engine.events import OPPOSITE, Side
 
 QUEUE_MODELS = ("risk_averse", "probabilistic")
 
@@ -295,7 +295,7 @@ class LevelBook:
 
     def crossing_levels(self, side: Side, tick: int) -> list[tuple[int, float]]:
         """Opposite levels at or through our price (asks ``<= tick`` for a bid), best first."""
-        opposite = Side(-int(side))
+        opposite = OPPOSITE[side]
         best = self.best_tick(opposite)
         if best is None or (best > tick if side is Side.BUY else best < tick):
             return []

@@ -43,6 +43,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from apps.engine.events import (
+    OPPOSITE,
     Action,
     BestBidAsk,
     CancelAll,
@@ -471,7 +472,7 @@ class PaperVenue:
         return rs
 
     def _on_trade(self, trade: Trade, t: int) -> None:
-        resting_side = Side(-int(trade.aggressor))
+        resting_side = OPPOSITE[trade.aggressor]
         trade_tick = self._book.tick_of(trade.price)
         available = float(trade.size)
         for r in self._resting_on(resting_side):
