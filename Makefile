@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 
-.PHONY: run test bench chaos lint format install services-stop
+.PHONY: run test bench bench-ab chaos lint format install services-stop
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or run: make PYTHON=python3 ...)"; exit 1; }
@@ -31,6 +31,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks
+
+# make bench-ab REF=<commit>: engine, pipeline and backtest speed against REF, alternating old and new in one run
+bench-ab: $(STAMP)
+	$(PY) -m benchmarks.ab $(REF) --rounds $(or $(ROUNDS),2)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
