@@ -3,7 +3,7 @@
 The file is parsed first (parsing is not timed); then every event goes through
 
 * ``estimators``: :class:`apps.engine.estimate.MarketEstimators` alone (book, κ, σ, λ, flow, Hawkes, drift,
-  microprice updates, with the core's cached reads once per top-of-book event), and
+  microprice updates, with the core's cached reads, ``snapshots()``, once per top-of-book event), and
 * ``pipeline``: :class:`apps.engine.core.StrategyCore` (the above plus decisions, the quoter and order
   reconciliation; orders are not sent anywhere, so the tracker only sees our own actions).
 
@@ -109,10 +109,7 @@ def run() -> list[dict]:
         def est_step(ev) -> None:
             est.on_event(ev)
             if type(ev) is BestBidAsk:  # what the core reads per top-of-book event (cached, bounded-rate)
-                now = ev.ts_local_ns
-                est.kappa_snapshot(now)
-                est.sigma_snapshot(now)
-                est.arrival_snapshot(now)
+                est.snapshots(ev.ts_local_ns)
 
         return est_step
 
