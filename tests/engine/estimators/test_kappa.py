@@ -278,3 +278,22 @@ def test_it_accepts_a_trade_event_with_the_preceding_top_of_book():
     d = est.snapshot(NS + 1).detail
     assert d["avg_distance_bps"] == pytest.approx(40.0)
     assert d["avg_distance_beyond_touch_bps"] == pytest.approx(30.0)  # 3 ticks past the 0.1 half spread
+
+
+@pytest.mark.parametrize("n", [3, 10, 250, 5000, 12000])
+def test_the_fast_ks_test_equals_scipys_kstest(n):
+    from scipy import stats
+
+    from apps.engine.estimators.kappa import ks_uniform
+
+    rng = np.random.default_rng(n)
+    for power in (0.8, 1.0, 1.25):  # uniform, and two laws it must reject at size
+        u = rng.random(n) ** power
+        ref = stats.kstest(u, "uniform")
+        d, p = ks_uniform(u)
+        assert d == pytest.approx(ref.statistic, rel=1e-12)
+        assert p == pytest.approx(ref.pvalue, rel=1e-9, abs=1e-300)
+    x = rng.exponential(3.0, n)
+    ref = stats.kstest(x, "expon", args=(0.0, x.mean()))
+    d, p = ks_uniform(-np.expm1(-x / x.mean()))
+    assert (d, p) == (pytest.approx(ref.statistic, rel=1e-12), pytest.approx(ref.pvalue, rel=1e-9))
