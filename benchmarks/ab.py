@@ -27,16 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
-BASE_DIR = Path(__file__).resolve().parent.parent
-DATA = (
-    BASE_DIR.parent
-    / "shared"
-    / "data"
-    / "hftbacktest-binance-usdm-btcusdt-20240808"
-    / "raw"
-    / "usdm_btcusdt_20240808.gz"
-)
-TICK, LOT = 0.1, 0.001
+from benchmarks.bench_engine import BASE_DIR, DATA, LOT, TICK
+
 MEASURES = ("estimators", "pipeline", "backtest")
 
 

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from operator import neg
 
+from apps.engine.estimators.book_signals import check_band
 from apps.engine.events import DepthSnapshot, DepthUpdate, EventError, Side
 
 Level = tuple[float, float]
@@ -170,10 +171,7 @@ class OrderBook:
         (bisect on the key lists, then C-level sums). Same rule as
         :func:`apps.engine.estimators.book_signals.liquidity_within`, including its 1e-12·mid tolerance.
         """
-        if not (math.isfinite(mid) and mid > 0):
-            raise ValueError(f"mid must be a finite positive number, got {mid!r}")
-        if not (math.isfinite(within_frac) and within_frac >= 0):
-            raise ValueError(f"within_frac must be a finite non-negative number, got {within_frac!r}")
+        check_band(mid, within_frac)
         reach = within_frac * mid + 1e-12 * mid
         bk, ak = self._bid_keys, self._ask_keys
         # bids: price >= mid − reach, i.e. the tail of the ascending list from that price on

@@ -280,10 +280,9 @@ class MarketEstimators:
         mids = self._mids
         if not mids or mids[-1][1] != mid:
             mids.append((ts, mid))
-        if len(mids) > 1 and mids[1][0] <= ts - self._momentum_ns:
-            cutoff = ts - self._momentum_ns
-            while len(mids) > 1 and mids[1][0] <= cutoff:
-                mids.popleft()
+        cutoff = ts - self._momentum_ns
+        while len(mids) > 1 and mids[1][0] <= cutoff:
+            mids.popleft()
         if ts >= self._next_drift_ns:
             self._drift_observations(ts, mid)
 
@@ -505,7 +504,6 @@ class MarketEstimators:
         # a report reads fresh values, whatever the cache says
         for c in self._cache.values():
             c.snap = None
-        self._all_fresh_until_ns = 0
         k = self.kappa_snapshot(now)
         s = self.sigma_snapshot(now)
         lam = self.arrival_snapshot(now)

@@ -33,16 +33,21 @@ def imbalance(bids: Sequence[Level], asks: Sequence[Level], n_levels: int = 5) -
     return (b - a) / total if total > 0 else math.nan
 
 
+def check_band(mid: float, within_frac: float) -> None:
+    """ValueError unless ``mid`` is finite and positive and ``within_frac`` finite and non-negative."""
+    if not (math.isfinite(mid) and mid > 0):
+        raise ValueError(f"mid must be a finite positive number, got {mid!r}")
+    if not (math.isfinite(within_frac) and within_frac >= 0):
+        raise ValueError(f"within_frac must be a finite non-negative number, got {within_frac!r}")
+
+
 def liquidity_within(bids: Sequence[Level], asks: Sequence[Level], mid: float, within_frac: float) -> float:
     """Total base size resting within ``within_frac`` of ``mid`` on both sides (within_frac = 0.001 is 10 bps).
 
     >>> liquidity_within([(99.95, 1.0), (99.0, 5.0)], [(100.05, 2.0)], 100.0, 0.001)
     3.0
     """
-    if not (math.isfinite(mid) and mid > 0):
-        raise ValueError(f"mid must be a finite positive number, got {mid!r}")
-    if not (math.isfinite(within_frac) and within_frac >= 0):
-        raise ValueError(f"within_frac must be a finite non-negative number, got {within_frac!r}")
+    check_band(mid, within_frac)
     limit = within_frac * mid
     # A small tolerance so a level exactly at the boundary is not lost to float rounding.
     eps = 1e-12 * mid

@@ -460,16 +460,13 @@ def fit_hawkes(
     def inside(x: np.ndarray) -> bool:
         return all(lo + 1e-9 < v < hi - 1e-9 for v, (lo, hi) in zip(x, bounds, strict=True))
 
-    starts = []
+    best = None
     if warm_start is not None:
         x_warm = np.log([warm_start.mu_per_s, warm_start.alpha_per_s, warm_start.beta_per_s])
         if inside(x_warm):
-            starts.append(x_warm)
-    best = None
-    if starts:
-        best = optimize.minimize(neg, starts[0], jac=True, method="SLSQP", bounds=bounds, options=_SLSQP)
-        if not (best.success and inside(best.x)):
-            best = None
+            res = optimize.minimize(neg, x_warm, jac=True, method="SLSQP", bounds=bounds, options=_SLSQP)
+            if res.success and inside(res.x):
+                best = res
     if best is None:
         for beta_mult in (0.5, 5.0, 50.0):
             beta0 = beta_mult * rate

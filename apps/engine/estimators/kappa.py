@@ -616,7 +616,7 @@ class TradeKappaEstimator:
         self.update(trade.ts_local_ns, trade.price, trade.size, bbo.mid, 0.5 * (bbo.ask_px - bbo.bid_px))
 
     def _expire(self, now_ns: int) -> None:
-        cutoff = now_ns - int(self.params.window_s * _NS_PER_S)
+        cutoff = now_ns - self._window_ns
         while self._trades and self._trades[0][0] < cutoff:
             _ts, w, d_raw, d_beyond, tau, k = self._trades.popleft()
             self._sums.add(-1.0, w, d_raw, d_beyond, tau, k)
@@ -640,7 +640,7 @@ class TradeKappaEstimator:
 
     def _window_sums(self, now_ns: int) -> tuple[_Sums, int]:
         """Sums over trades inside the window at ``now_ns`` without mutating; returns (sums, first index)."""
-        cutoff = now_ns - int(self.params.window_s * _NS_PER_S)
+        cutoff = now_ns - self._window_ns
         s = _Sums(**{f: getattr(self._sums, f) for f in _Sums.__dataclass_fields__})
         first = 0
         for ts, w, d_raw, d_beyond, tau, k in self._trades:

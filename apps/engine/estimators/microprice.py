@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from apps.engine.estimators.base import EstimatorSnapshot, EstimatorState
 
 NS_PER_S = 1_000_000_000
-N_FEATURES = 2
 
 
 def _finite_positive(name: str, value: float) -> None:
