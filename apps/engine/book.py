@@ -53,11 +53,24 @@ class OrderBook:
         Exchange sequence id of the last snapshot or update applied (0 if the venue has none).
     ts_exch_ns, ts_local_ns : int
         Clocks of the last snapshot or update applied.
+
+    ``OrderBook(checked=False)`` skips the level checks of :meth:`apply_update` and :meth:`apply_snapshot`:
+    only for levels the caller has already validated (the importer's parser does, line by line).
     """
 
-    __slots__ = ("_ask_keys", "_ask_sz", "_bid_keys", "_bid_sz", "last_update_id", "ts_exch_ns", "ts_local_ns")
+    __slots__ = (
+        "_ask_keys",
+        "_ask_sz",
+        "_bid_keys",
+        "_bid_sz",
+        "_checked",
+        "last_update_id",
+        "ts_exch_ns",
+        "ts_local_ns",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, *, checked: bool = True) -> None:
+        self._checked = checked
         self._bid_sz: dict[float, float] = {}
         self._ask_sz: dict[float, float] = {}
         self._bid_keys: list[float] = []  # price, ascending => best bid last
@@ -80,8 +93,9 @@ class OrderBook:
 
         Raises :class:`~apps.engine.events.EventError` on a bad level, before changing anything.
         """
-        _check_levels(snap.bids)
-        _check_levels(snap.asks)
+        if self._checked:
+            _check_levels(snap.bids)
+            _check_levels(snap.asks)
         self.clear()
         for px, sz in snap.bids:
             if sz > 0:
@@ -105,8 +119,9 @@ class OrderBook:
         """
         bids, asks = upd.bids, upd.asks
         # Both sides are checked before either is touched, so a rejected diff leaves the book as is.
-        _check_levels(bids)
-        _check_levels(asks)
+        if self._checked:
+            _check_levels(bids)
+            _check_levels(asks)
         if bids:
             sizes, keys = self._bid_sz, self._bid_keys
             for px, sz in bids:
