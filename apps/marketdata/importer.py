@@ -26,12 +26,15 @@ not UTF-8) ends that file with a ``file_error`` quarantine row; everything befor
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import logging
 import sys
+import threading
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -41,6 +44,7 @@ from django.utils import timezone
 
 from apps.engine.book import BinanceBookSync, BookSyncParams, OrderBook, SyncRule
 from apps.engine.events import BestBidAsk, DepthSnapshot, DepthUpdate, Funding, Trade
+from apps.marketdata import sidecar
 from apps.marketdata.models import (
     DepthSnapshotRecord,
     DepthUpdateRecord,
@@ -54,8 +58,9 @@ from apps.marketdata.models import (
 )
 from apps.marketdata.parsers import FORMATS, ParseStats, Quarantined, binance_raw, parse_file
 from apps.marketdata.parsers.common import open_text_threaded
+from apps.marketdata.sidecar import Sidecar, SidecarError
 from apps.marketdata.timescale import db_mode
-from apps.marketdata.writer import BatchedWriter, TableSpec
+from apps.marketdata.writer import BatchedWriter, TableSpec, django_conninfo
 
 logger = logging.getLogger(__name__)
 
@@ -111,8 +116,17 @@ SPECS: tuple[TableSpec, ...] = (
 TABLE_LABELS = {TRADES: "trades", QUOTES: "quotes", DEPTH: "depth_updates", SNAPSHOTS: "depth_snapshots"}
 TABLE_LABELS |= {FUNDING: "funding", QUARANTINE: "quarantine"}
 
-_TRADE, _QUOTE, _DEPTH = binance_raw.TRADE, binance_raw.QUOTE, binance_raw.DEPTH
-_BLOCK = 2000  # records between hand-overs to the writer (and progress ticks)
+_TRADE, _QUOTE, _DEPTH, _SNAPSHOT, _RAW = (
+    binance_raw.TRADE,
+    binance_raw.QUOTE,
+    binance_raw.DEPTH,
+    binance_raw.SNAPSHOT,
+    binance_raw.RAW,
+)
+_BLOCK = 2000
+_SIDECAR_SPARE = int(
+    __import__("os").environ.get("SPARE", "1")
+)  # records between hand-overs to the writer (and progress ticks)
 
 BOOK_MISMATCH = "book_mismatch"
 SEQUENCE_GAP = "sequence_gap"
@@ -176,6 +190,10 @@ class ImportOptions:
         Update ids remembered on each side while waiting for the other (default 20,000).
     spill_dir : Path | None
         Where the writer spills rows while the database is away (default ``<var>/spill/marketdata-import``).
+    sidecar : bool
+        binance-raw: build the quote and depth rows and run the book check in a forked process with its own
+        database connection, beside the parser (default True; the same rows and checks in one process when
+        False or where ``os.fork`` does not exist).
     """
 
     batch_rows: int = 10_000
@@ -184,6 +202,7 @@ class ImportOptions:
     book_check: bool = True
     book_check_window: int = 20_000
     spill_dir: Path | None = None
+    sidecar: bool = True
 
     def validate(self) -> ImportOptions:
         for name in ("batch_rows", "high_water_rows", "book_check_window"):
@@ -229,7 +248,7 @@ class BookCheck:
         self._line = 0
 
     def _make_sync(self, rule: SyncRule) -> BinanceBookSync:
-        sync = BinanceBookSync(BookSyncParams(rule=rule), OrderBook(), on_apply=self._on_apply)
+        sync = BinanceBookSync(BookSyncParams(rule=rule), OrderBook(checked=False), on_apply=self._on_apply)
         for snap in self._early_snapshots:
             self._gaps(sync.process(snap))
         self._early_snapshots.clear()
@@ -369,42 +388,258 @@ def _default_spill_dir() -> Path:
     return embedded.var_dir() / "spill" / "marketdata-import"
 
 
+def quote_row(iid: int, rec: tuple) -> tuple:
+    """The quote-tick row of a ``QUOTE`` record (natural key: a hash of its content)."""
+    _k, _line_no, local, exch, b, bq, a, aq, u = rec
+    return (iid, exch or local, exch, local, b, bq, a, aq, u, hash((exch, local, u, b, bq, a, aq)))
+
+
+def quarantine_row(file_id: int, sha: str, path: str, line_no: int, reason: str, detail: str, raw: str) -> tuple:
+    raw = _clean_text(raw)
+    key = quarantine_key(line_no, reason, raw + detail)
+    return (file_id, sha, path, line_no, reason, _clean_text(detail), raw, key)
+
+
+class _Quarantine:
+    """Quarantine rows of one file into a writer, counted by reason."""
+
+    def __init__(self, writer: BatchedWriter, file_id: int, sha: str, path: str) -> None:
+        self.writer, self.file_id, self.sha, self.path = writer, file_id, sha, path
+        self.counts: Counter = Counter()
+
+    def __call__(self, line_no: int, reason: str, detail: str, raw: str) -> None:
+        self.writer.add(QUARANTINE, quarantine_row(self.file_id, self.sha, self.path, line_no, reason, detail, raw))
+        self.counts[reason] += 1
+
+
+class SideRows:
+    """The rows of a binance-raw file's depth diffs and snapshots, and the book check over them and the quotes.
+
+    Fed :func:`~apps.marketdata.parsers.binance_raw.records` tuples in file order: depth and snapshot records,
+    quotes (only for the book check: their rows, like the trades', come from
+    :meth:`_FileImport.run_binance_raw`) and ``RAW`` depth lines, which are decoded here, into :attr:`stats`
+    and :attr:`parsed` (a line that turns out to be a quote gets its row here). The same code runs in the
+    importing process or in its sidecar process (:class:`SidecarSide`), so both give the same rows and the same
+    quarantine.
+    """
+
+    def __init__(
+        self,
+        iid: int,
+        writer: BatchedWriter,
+        book: BookCheck | None,
+        quarantine: Callable[[int, str, str, str], None],
+        high_water_rows: int,
+    ) -> None:
+        self.iid, self.writer, self.book, self.quarantine = iid, writer, book, quarantine
+        self.high_water_rows = high_water_rows
+        self.stats = ParseStats(fmt=binance_raw.FORMAT)  # of the RAW lines decoded here
+        self.parsed: Counter = Counter()
+
+    def process(self, recs: list[tuple]) -> None:
+        iid, book, stats = self.iid, self.book, self.stats
+        on_bbo = book.on_bbo if book is not None else None
+        on_depth = book.on_depth if book is not None else None
+        quotes: list[tuple] = []
+        depth: list[tuple] = []
+        snaps: list[tuple] = []
+        for rec in recs:
+            kind = rec[0]
+            raw = kind == _RAW
+            if raw:
+                decoded = list(binance_raw.records(((rec[1], rec[2]),), stats, 1))
+                if not decoded:
+                    continue  # a control message (counted in stats.ignored)
+                rec = decoded[0]
+                if type(rec) is not tuple:
+                    self.quarantine(rec.line_no, rec.reason, rec.detail, rec.raw)
+                    continue
+                kind = rec[0]
+            if kind == _QUOTE:
+                _k, line_no, local, exch, b, bq, a, aq, u = rec
+                if raw:
+                    quotes.append(quote_row(iid, rec))
+                if on_bbo is not None:
+                    on_bbo(u, b, bq, a, aq, line_no)
+                continue
+            _k, line_no, local, exch, fu, lu, pu, bp, bs, ap, as_ = rec
+            bids, asks = tuple(zip(bp, bs, strict=True)), tuple(zip(ap, as_, strict=True))
+            if kind == _DEPTH:
+                key = hash((exch, local, fu, lu, bids, asks))
+                depth.append((iid, exch or local, exch, local, fu, lu, pu, bp, bs, ap, as_, key))
+                if on_depth is not None:
+                    on_depth(DepthUpdate(exch, local, bids, asks, fu, lu, pu), line_no)
+            elif kind == _SNAPSHOT:
+                key = hash((exch, local, lu, bids, asks))
+                snaps.append((iid, exch or local, exch, local, lu, bp, bs, ap, as_, key))
+                if on_depth is not None:
+                    on_depth(DepthSnapshot(exch, local, bids, asks, lu), line_no)
+            else:  # records(defer_depth=True) never defers a line that could be a trade
+                raise AssertionError(f"line {line_no}: a record of kind {kind} cannot come here")
+        for table, label, rows in ((QUOTES, "quotes", quotes), (DEPTH, "depth_updates", depth)):
+            if rows:
+                self.writer.add_many(table, rows)
+                self.parsed[label] += len(rows)
+        if snaps:
+            self.writer.add_many(SNAPSHOTS, snaps)
+            self.parsed["depth_snapshots"] += len(snaps)
+        self.drain_book_issues()
+        while self.writer.buffered_rows >= self.high_water_rows:
+            time.sleep(0.005)
+
+    def drain_book_issues(self) -> None:
+        if self.book is not None and self.book.issues:
+            for issue in self.book.issues:
+                self.quarantine(issue.line_no, issue.reason, issue.detail, "")
+            self.book.issues.clear()
+
+
+@dataclass
+class SideResult:
+    """What a side did for one file: records by label, rows stored and skipped per table (a sidecar's own
+    writer), quarantine rows by reason, book matches, and the ParseStats of the lines it decoded."""
+
+    parsed: dict[str, int] = field(default_factory=dict)
+    inserted: dict[str, int] = field(default_factory=dict)
+    duplicates: dict[str, int] = field(default_factory=dict)
+    quarantined: dict[str, int] = field(default_factory=dict)
+    book_matches: int = 0
+    book_mismatches: int = 0
+    spilled_rows: int = 0
+    stats: ParseStats | None = None
+
+
+class LocalSide:
+    """:class:`SideRows` in the importing process, into its writer (counts come from that writer)."""
+
+    def __init__(self, book: BookCheck | None) -> None:
+        self.book = book
+
+    def start_file(self, job: _FileImport, options: ImportOptions) -> None:
+        self._rows = SideRows(job.iid, job.writer, self.book, job.quarantine, options.high_water_rows)
+        self._book0 = (self.book.matches, self.book.mismatches) if self.book else (0, 0)
+
+    def process(self, recs: list[tuple]) -> None:
+        self._rows.process(recs)
+
+    def finish_file(self) -> SideResult:
+        rows = self._rows
+        rows.drain_book_issues()
+        matches, mismatches = (self.book.matches, self.book.mismatches) if self.book else (0, 0)
+        return SideResult(
+            parsed=dict(rows.parsed),
+            book_matches=matches - self._book0[0],
+            book_mismatches=mismatches - self._book0[1],
+            stats=rows.stats,
+        )
+
+    def close(self) -> None:
+        pass
+
+
+def _side_writer(options: ImportOptions, connect: Callable[[], Any] | None = None) -> BatchedWriter:
+    return BatchedWriter(
+        SPECS,
+        flush_interval_s=options.flush_interval_s,
+        max_batch_rows=options.batch_rows,
+        max_buffer_rows=max(options.high_water_rows * 2, options.batch_rows),
+        spill_dir=options.spill_dir or _default_spill_dir(),
+        connect=connect,
+    )
+
+
+class SidecarSide:
+    """:class:`SideRows` in a forked process with its own database connection: the import's second core.
+
+    One process serves every file of a run (the book check's state carries across files); each file gets its
+    own writer there, and :meth:`finish_file` waits until that writer has stored everything.
+    """
+
+    def __init__(self, options: ImportOptions, book_check: bool) -> None:
+        conninfo = django_conninfo()
+        self._sidecar = Sidecar(_side_server(options, book_check, conninfo))
+        self._keeping_up = True
+
+    def start_file(self, job: _FileImport, options: ImportOptions) -> None:
+        self._sidecar.send(("file", job.iid, job.file_id, job.sha, job.path))
+
+    def process(self, recs: list[tuple]) -> None:
+        self._sidecar.send(("recs", recs))
+        self._keeping_up = self._sidecar.backlog <= _SIDECAR_SPARE
+
+    def wants_raw(self) -> bool:
+        """Whether to hand it depth lines undecoded (it decodes them): while it keeps up, so the two processes
+        share the parsing whatever the mix of messages and the load on the machine."""
+        return self._keeping_up
+
+    def finish_file(self) -> SideResult:
+        return self._sidecar.request(("end",))
+
+    def close(self) -> None:
+        self._sidecar.close()
+
+
+def _side_server(options: ImportOptions, book_check: bool, conninfo: dict[str, Any]) -> Callable:
+    def connect() -> Any:
+        import psycopg
+
+        return psycopg.connect(**conninfo, autocommit=True)
+
+    def serve(recv: Callable[[], Any], reply: Callable[[Any], None]) -> None:
+        book = BookCheck(options.book_check_window) if book_check else None
+        writer: BatchedWriter | None = None
+        rows: SideRows | None = None
+        quarantine: _Quarantine | None = None
+        book0 = (0, 0)
+        while (msg := recv()) is not None:
+            if msg[0] == "recs":
+                rows.process(msg[1])
+            elif msg[0] == "file":
+                _op, iid, file_id, sha, path = msg
+                writer = _side_writer(options, connect)
+                writer.start()
+                quarantine = _Quarantine(writer, file_id, sha, path)
+                rows = SideRows(iid, writer, book, quarantine, options.high_water_rows)
+                book0 = (book.matches, book.mismatches) if book else (0, 0)
+            elif msg[0] == "end":
+                rows.drain_book_issues()
+                writer.close(timeout_s=3600.0)
+                stats = writer.stats
+                reply(
+                    SideResult(
+                        parsed=dict(rows.parsed),
+                        stats=rows.stats,
+                        inserted={t: n for t, n in stats.inserted.items() if t != QUARANTINE},
+                        duplicates={t: n for t, n in stats.duplicates.items() if t != QUARANTINE},
+                        quarantined=dict(quarantine.counts),
+                        book_matches=(book.matches - book0[0]) if book else 0,
+                        book_mismatches=(book.mismatches - book0[1]) if book else 0,
+                        spilled_rows=stats.rows_spilled - stats.rows_replayed,
+                    )
+                )
+
+    return serve
+
+
 class _FileImport:
     """Streams one file into the writer; the per-event methods are the hot path."""
 
-    def __init__(
-        self, inst_id: int, path: Path, sha: str, file_id: int, writer: BatchedWriter, book: BookCheck | None
-    ) -> None:
+    def __init__(self, inst_id: int, path: Path, sha: str, file_id: int, writer: BatchedWriter) -> None:
         self.iid = inst_id
         self.path = str(path)
         self.sha = sha
         self.file_id = file_id
         self.writer = writer
-        self.book = book
         self.parsed: Counter = Counter()
-        self.quarantined: Counter = Counter()
+        self._quarantine = _Quarantine(writer, file_id, sha, self.path)
+        self.quarantined = self._quarantine.counts
 
     def quarantine(self, line_no: int, reason: str, detail: str, raw: str) -> None:
-        raw = _clean_text(raw)
-        self.writer.add(
-            QUARANTINE,
-            (
-                self.file_id,
-                self.sha,
-                self.path,
-                line_no,
-                reason,
-                _clean_text(detail),
-                raw,
-                quarantine_key(line_no, reason, raw + detail),
-            ),
-        )
-        self.quarantined[reason] += 1
+        self._quarantine(line_no, reason, detail, raw)
 
     def run(self, items: Iterator[Any], stats: ParseStats, options: ImportOptions, tick: Callable[[], None]) -> str:
         add = self.writer.add
         iid = self.iid
-        book = self.book
         parsed = self.parsed
         n = 0
         try:
@@ -446,8 +681,6 @@ class _FileImport:
                         ),
                     )
                     parsed["quotes"] += 1
-                    if book is not None:
-                        book.on_bbo(q.update_id, q.bid_px, q.bid_size, q.ask_px, q.ask_size, stats.lines)
                 elif cls is DepthUpdate:
                     d = item
                     add(
@@ -465,8 +698,6 @@ class _FileImport:
                         ),
                     )
                     parsed["depth_updates"] += 1
-                    if book is not None:
-                        book.on_depth(d, stats.lines)
                 elif cls is DepthSnapshot:
                     s = item
                     add(
@@ -482,8 +713,6 @@ class _FileImport:
                         ),
                     )
                     parsed["depth_snapshots"] += 1
-                    if book is not None:
-                        book.on_depth(s, stats.lines)
                 elif cls is Quarantined:
                     self.quarantine(item.line_no, item.reason, item.detail, item.raw)
                 elif cls is Funding:
@@ -503,8 +732,6 @@ class _FileImport:
                 n += 1
                 if n % 2000 == 0:
                     tick()
-                    if book is not None and book.issues:
-                        self._drain_book_issues()
                     while self.writer.buffered_rows >= options.high_water_rows:
                         time.sleep(0.005)
         except Exception as exc:  # noqa: BLE001 - a read error ends this file; what was read is kept
@@ -512,34 +739,31 @@ class _FileImport:
             self.quarantine(stats.lines + 1, FILE_ERROR, detail, "")
             logger.warning("import %s stopped at line %d: %s", self.path, stats.lines + 1, detail)
             return detail
-        finally:
-            if book is not None:
-                self._drain_book_issues()
         return ""
 
     def run_binance_raw(
-        self, recs: Iterator[Any], stats: ParseStats, options: ImportOptions, tick: Callable[[], None]
+        self, recs: Iterator[Any], stats: ParseStats, options: ImportOptions, tick: Callable[[], None], side: Any
     ) -> str:
         """:meth:`run` for :func:`~apps.marketdata.parsers.binance_raw.records` tuples (no event objects): the
-        same rows, checks and counts, several times faster. Rows go to the writer in blocks of ``_BLOCK``."""
+        same rows, checks and counts, several times faster. Trade and quote rows go to the writer in blocks of
+        ``_BLOCK`` records; depth diffs, snapshots, ``RAW`` depth lines and (for the book check) quotes go, in
+        file order, to ``side`` (a :class:`LocalSide`, or a :class:`SidecarSide` process)."""
         iid = self.iid
-        book = self.book
-        on_bbo = book.on_bbo if book is not None else None
-        on_depth = book.on_depth if book is not None else None
         trades: list[tuple] = []
         quotes: list[tuple] = []
-        depth: list[tuple] = []
-        snaps: list[tuple] = []
-        blocks = ((TRADES, "trades", trades), (QUOTES, "quotes", quotes), (DEPTH, "depth_updates", depth))
-        blocks += ((SNAPSHOTS, "depth_snapshots", snaps),)
+        block: list[tuple] = []
+        book_quotes = options.book_check
         add_many, parsed, high_water = self.writer.add_many, self.parsed, options.high_water_rows
 
         def hand_over() -> None:
-            for table, label, rows in blocks:
+            for table, label, rows in ((TRADES, "trades", trades), (QUOTES, "quotes", quotes)):
                 if rows:
                     add_many(table, rows.copy())
                     parsed[label] += len(rows)
                     rows.clear()
+            if block:
+                side.process(block.copy())
+                block.clear()
 
         n = 0
         try:
@@ -547,38 +771,23 @@ class _FileImport:
                 if type(rec) is tuple:
                     kind = rec[0]
                     if kind == _QUOTE:
-                        _k, line_no, local, exch, b, bq, a, aq, u = rec
+                        _k, _line_no, local, exch, b, bq, a, aq, u = rec  # quote_row(), inline: the hot path
                         quotes.append(
                             (iid, exch or local, exch, local, b, bq, a, aq, u, hash((exch, local, u, b, bq, a, aq)))
                         )
-                        if on_bbo is not None:
-                            on_bbo(u, b, bq, a, aq, line_no)
+                        if book_quotes:
+                            block.append(rec)
                     elif kind == _TRADE:
                         _k, _line_no, local, exch, px, sz, aggressor, tid = rec
                         trades.append((iid, exch or local, exch, local, px, sz, aggressor, tid))
-                    elif kind == _DEPTH:
-                        _k, line_no, d, bp, bs, ap, as_ = rec
-                        exch, local = d.ts_exch_ns, d.ts_local_ns
-                        fu, lu = d.first_update_id, d.last_update_id
-                        key = hash((exch, local, fu, lu, d.bids, d.asks))
-                        depth.append((iid, exch or local, exch, local, fu, lu, d.prev_update_id, bp, bs, ap, as_, key))
-                        if on_depth is not None:
-                            on_depth(d, line_no)
                     else:
-                        _k, line_no, sn, bp, bs, ap, as_ = rec
-                        exch, local = sn.ts_exch_ns, sn.ts_local_ns
-                        key = hash((exch, local, sn.last_update_id, sn.bids, sn.asks))
-                        snaps.append((iid, exch or local, exch, local, sn.last_update_id, bp, bs, ap, as_, key))
-                        if on_depth is not None:
-                            on_depth(sn, line_no)
+                        block.append(rec)
                 else:
                     self.quarantine(rec.line_no, rec.reason, rec.detail, rec.raw)
                 n += 1
                 if n % _BLOCK == 0:
                     hand_over()
                     tick()
-                    if book is not None and book.issues:
-                        self._drain_book_issues()
                     while self.writer.buffered_rows >= high_water:
                         time.sleep(0.005)
         except Exception as exc:  # noqa: BLE001 - a read error ends this file; what was read is kept
@@ -589,15 +798,7 @@ class _FileImport:
             return detail
         finally:
             hand_over()
-            if book is not None:
-                self._drain_book_issues()
         return ""
-
-    def _drain_book_issues(self) -> None:
-        assert self.book is not None
-        for issue in self.book.issues:
-            self.quarantine(issue.line_no, issue.reason, issue.detail, "")
-        self.book.issues.clear()
 
 
 def _progress_printer(path: Path, stats: ParseStats) -> Callable[[], None]:
@@ -622,28 +823,38 @@ def import_one_file(
     path: Path,
     *,
     options: ImportOptions,
-    book: BookCheck | None,
+    side: LocalSide | SidecarSide | None,
     progress: Callable[[str], None] | None = None,
 ) -> FileSummary:
+    """Import one file. ``side`` takes a binance-raw file's quotes and depth (None for the other formats)."""
     sha = file_sha256(path)
     fobj = ImportFile.objects.create(run=run, path=str(path), sha256=sha, size_bytes=path.stat().st_size, fmt=run.fmt)
-    writer = BatchedWriter(
-        SPECS,
-        flush_interval_s=options.flush_interval_s,
-        max_batch_rows=options.batch_rows,
-        max_buffer_rows=max(options.high_water_rows * 2, options.batch_rows),
-        spill_dir=options.spill_dir or _default_spill_dir(),
-    )
+    writer = _side_writer(options)
     stats = ParseStats()
-    job = _FileImport(run.instrument_id, path, sha, fobj.pk, writer, book)
-    matches0, mismatches0 = (book.matches, book.mismatches) if book else (0, 0)
+    job = _FileImport(run.instrument_id, path, sha, fobj.pk, writer)
     t0 = time.perf_counter()
     writer.start()
     tick = _progress_printer(path, stats)
+    side_result = SideResult()
     try:
         if run.fmt == binance_raw.FORMAT:
+            assert side is not None
             stats.source = str(path)
-            error = job.run_binance_raw(binance_raw.records(open_text_threaded(path), stats), stats, options, tick)
+            side.start_file(job, options)
+            # a sidecar decodes the depth lines too (see records(defer_depth=...)): the heaviest part of the parse
+            defer = side.wants_raw if isinstance(side, SidecarSide) else None
+            recs = binance_raw.records(open_text_threaded(path), stats, defer_depth=defer)
+            error = job.run_binance_raw(recs, stats, options, tick, side)
+            try:
+                side_result = side.finish_file()
+                job.parsed.update(side_result.parsed)
+                if side_result.stats is not None:
+                    stats.merge(side_result.stats)
+            except SidecarError as exc:
+                # the quotes and depth the sidecar had not stored yet are not in the database: say so loudly
+                error = error or f"quotes and depth rows of this file may be incomplete: {exc}"
+                logger.error("import %s: %s", path, exc)
+                job.quarantine(stats.lines + 1, FILE_ERROR, error, "")
         else:
             error = job.run(parse_file(run.fmt, path, stats=stats), stats, options, tick)
     finally:
@@ -652,9 +863,13 @@ def import_one_file(
     if sys.stderr.isatty():
         sys.stderr.write("\n")
     labels = TABLE_LABELS
-    inserted = {labels[t]: n for t, n in writer.stats.inserted.items() if t != QUARANTINE}
-    duplicates = {labels[t]: n for t, n in writer.stats.duplicates.items() if t != QUARANTINE}
-    rows = sum(job.parsed.values()) + sum(job.quarantined.values())
+    inserted, duplicates = Counter(side_result.inserted), Counter(side_result.duplicates)
+    inserted.update(writer.stats.inserted)
+    duplicates.update(writer.stats.duplicates)
+    inserted = {labels[t]: n for t, n in inserted.items() if t != QUARANTINE}
+    duplicates = {labels[t]: n for t, n in duplicates.items() if t != QUARANTINE}
+    quarantined = job.quarantined + Counter(side_result.quarantined)
+    rows = sum(job.parsed.values()) + sum(quarantined.values())
     summary = FileSummary(
         path=str(path),
         sha256=sha,
@@ -663,13 +878,13 @@ def import_one_file(
         parsed=dict(job.parsed),
         inserted=inserted,
         duplicates=duplicates,
-        quarantined=dict(job.quarantined),
+        quarantined=dict(quarantined),
         clock_offset_ms=stats.clock_offset_ms(),
-        book_matches=(book.matches - matches0) if book else 0,
-        book_mismatches=(book.mismatches - mismatches0) if book else 0,
+        book_matches=side_result.book_matches,
+        book_mismatches=side_result.book_mismatches,
         duration_s=duration,
         rows_per_s=rows / duration if duration > 0 else 0.0,
-        spilled_rows=writer.stats.rows_spilled - writer.stats.rows_replayed,
+        spilled_rows=writer.stats.rows_spilled - writer.stats.rows_replayed + side_result.spilled_rows,
         error=error,
     )
     ImportFile.objects.filter(pk=fobj.pk).update(
@@ -691,6 +906,41 @@ def import_one_file(
     return summary
 
 
+_GC_GEN0 = 50_000  # allocations between young collections while an import runs (CPython's default is 700)
+_gc_lock = threading.Lock()
+_gc_users = 0
+
+
+@contextmanager
+def _import_gc() -> Iterator[None]:
+    """An import allocates millions of tuples that die young or sit in the writer's buffer for a moment: collect
+    the young generation less often, and never walk the objects that existed before the import (``gc.freeze``;
+    they are not its garbage). Restored when the last concurrent import ends."""
+    global _gc_users
+    with _gc_lock:
+        _gc_users += 1
+        if _gc_users == 1:
+            _import_gc.saved = gc.get_threshold()  # type: ignore[attr-defined]
+            gc.freeze()
+            gc.set_threshold(_GC_GEN0, *_import_gc.saved[1:])  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_users -= 1
+            if _gc_users == 0:
+                gc.set_threshold(*_import_gc.saved)  # type: ignore[attr-defined]
+                gc.unfreeze()
+
+
+def _make_side(fmt: str, options: ImportOptions) -> LocalSide | SidecarSide | None:
+    if fmt != binance_raw.FORMAT:
+        return None
+    if options.sidecar and sidecar.available():
+        return SidecarSide(options, options.book_check)
+    return LocalSide(BookCheck(options.book_check_window) if options.book_check else None)
+
+
 def run_import(
     paths: list[Path],
     *,
@@ -705,15 +955,19 @@ def run_import(
     options = (options or ImportOptions()).validate()
     mode = db_mode()
     run = ImportRun.objects.create(fmt=fmt, instrument=instrument, db_mode=mode)
-    book = BookCheck(options.book_check_window) if (fmt == "binance-raw" and options.book_check) else None
     summary = ImportSummary(run_id=run.pk, db_mode=mode, fmt=fmt, instrument=str(instrument))
+    side = _make_side(fmt, options)
     try:
-        for path in paths:
-            summary.files.append(import_one_file(run, path, options=options, book=book, progress=progress))
+        with _import_gc():
+            for path in paths:
+                summary.files.append(import_one_file(run, path, options=options, side=side, progress=progress))
     except BaseException as exc:
         ImportRun.objects.filter(pk=run.pk).update(
             status=ImportRun.Status.FAILED, error=f"{type(exc).__name__}: {exc}", finished_at=timezone.now()
         )
         raise
+    finally:
+        if side is not None:
+            side.close()
     ImportRun.objects.filter(pk=run.pk).update(status=ImportRun.Status.DONE, finished_at=timezone.now())
     return summary

@@ -33,9 +33,11 @@ Quarantine rules
 * ``crossed_book``: bookTicker or snapshot with bid >= ask.
 * ``bad_side``: trade whose ``m`` is not a boolean.
 * ``duplicate_trade_id``: a trade id among the last ``dedupe_window`` ids (reconnect replays).
-* ``ts_out_of_order``: the local receive time went backwards (the recorder writes in arrival order,
-  so this means a corrupted or badly concatenated file). Exchange times are *not* required to be
-  monotonic across streams (depth and trade messages interleave with different latencies).
+* ``ts_out_of_order``: the local receive time is earlier than that of the last line whose receive time
+  was in order (the recorder writes in arrival order, so this means a corrupted or badly concatenated
+  file). The receive time is the recorder's, not the message's: a line quarantined for its content still
+  sets it. Exchange times are *not* required to be monotonic across streams (depth and trade messages
+  interleave with different latencies).
 
 Speed
 -----
@@ -52,7 +54,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from orjson import loads as _orjson_loads
@@ -184,7 +186,8 @@ def decode_message(msg: object, local_ns: int, recent: RecentIds) -> MarketItem 
 
 
 # Record kinds yielded by :func:`records` (the first element of each tuple).
-TRADE, QUOTE, DEPTH, SNAPSHOT = 1, 2, 3, 4
+TRADE, QUOTE, DEPTH, SNAPSHOT, RAW = 1, 2, 3, 4, 5
+_DEPTH_MARK = 'depthUpdate"'
 _INF = math.inf
 _MS_LO, _MS_HI = 10**11, 10**14  # epoch_to_ns's millisecond band (the exchange clocks' unit)
 _NS_LO = 10**17
@@ -238,16 +241,24 @@ def _fast_levels(levels: object, allow_zero: bool) -> tuple[tuple[float, ...], t
 _LIST, _FLOAT = frozenset({list}), frozenset({float})
 
 
-def records(lines: Lines, stats: ParseStats, dedupe_window: int = 100_000) -> Iterator[tuple | Quarantined]:
+def records(
+    lines: Lines, stats: ParseStats, dedupe_window: int = 100_000, *, defer_depth: Callable[[], bool] | None = None
+) -> Iterator[tuple | Quarantined]:
     """The parser's core, in the cheapest form: plain tuples instead of event objects.
 
     Yields, in file order, :class:`~.common.Quarantined` records and tuples
 
     * ``(TRADE, line_no, ts_local_ns, ts_exch_ns, price, size, aggressor, trade_id)`` (aggressor +1 / -1),
     * ``(QUOTE, line_no, ts_local_ns, ts_exch_ns, bid_px, bid_size, ask_px, ask_size, update_id)``,
-    * ``(DEPTH, line_no, DepthUpdate, bid_px, bid_size, ask_px, ask_size)`` and
-      ``(SNAPSHOT, line_no, DepthSnapshot, bid_px, bid_size, ask_px, ask_size)`` (the sides as parallel float
-      tuples too).
+    * ``(DEPTH, line_no, ts_local_ns, ts_exch_ns, first_update_id, last_update_id, prev_update_id, bid_px,
+      bid_size, ask_px, ask_size)`` and the same for ``SNAPSHOT`` (first and previous ids 0); the sides are
+      parallel float tuples, best first in a snapshot (:func:`depth_event` makes the event).
+
+    With ``defer_depth``, a line that can only be a depth message (it holds ``depthUpdate"``, and neither a
+    backslash nor ``rade``, so no trade) is yielded undecoded once its receive time is checked, as
+    ``(RAW, line_no, text)``, whenever ``defer_depth()`` says so. Its decoding (``records`` over that line
+    alone, with a ParseStats of its own: without trades there is no state across lines) can then happen
+    elsewhere, e.g. in the importer's sidecar process.
 
     Same checks, reasons and messages as :func:`decode_message`: each message takes a fast path when every
     check passes at once, else the checking functions above decide. Fills ``stats`` (lines, events by event
@@ -259,7 +270,7 @@ def records(lines: Lines, stats: ParseStats, dedupe_window: int = 100_000) -> It
     ignored = stats.ignored
     recent = RecentIds(dedupe_window)
     seen_before = recent.seen_before
-    loads = _loads
+    orjson_loads = _orjson_loads
     fast_levels = _fast_levels
     inf = _INF
     ms_lo, ms_hi, ns_lo = _MS_LO, _MS_HI, _NS_LO
@@ -267,7 +278,10 @@ def records(lines: Lines, stats: ParseStats, dedupe_window: int = 100_000) -> It
     # the two hot kinds are counted here and merged into ``stats`` at the end (and whenever the consumer stops)
     n_quotes = n_trades = 0
     lo, hi = _NO_LO, 0
-    quote_offset = trade_offset = None
+    # clock offsets (ms) wait in lists and go to the reservoirs in bulk (see _OFFSET_BATCH)
+    quote_offsets: list[float] = []
+    trade_offsets: list[float] = []
+    add_quote_offset, add_trade_offset = quote_offsets.append, trade_offsets.append
     try:
         for line_no, text in lines:
             stats.lines += 1
@@ -287,7 +301,20 @@ def records(lines: Lines, stats: ParseStats, dedupe_window: int = 100_000) -> It
                 local_ns = v if v >= ns_lo else epoch_to_ns(v)
                 if last_local is not None and local_ns < last_local:
                     raise BadRecordError(TS_OUT_OF_ORDER, f"local receive time went back {last_local - local_ns} ns")
-                msg = loads(body)
+                last_local = local_ns
+                if (
+                    defer_depth is not None
+                    and _DEPTH_MARK in body
+                    and "\\" not in body
+                    and "rade" not in body
+                    and defer_depth()
+                ):
+                    yield (RAW, line_no, text)
+                    continue
+                try:
+                    msg = orjson_loads(body)
+                except ValueError:
+                    msg = _loads(body)  # the standard library decides (see _loads)
                 data = msg
                 stream = ""
                 if type(msg) is dict and "stream" in msg and "data" in msg:
@@ -325,9 +352,10 @@ def records(lines: Lines, stats: ParseStats, dedupe_window: int = 100_000) -> It
                             lo = exch
                         if exch > hi:
                             hi = exch
-                        if quote_offset is None:
-                            quote_offset = stats.reservoir("BestBidAsk").add
-                        quote_offset((local_ns - exch) / 1e6)
+                        add_quote_offset((local_ns - exch) / 1e6)
+                        if len(quote_offsets) >= _OFFSET_BATCH:
+                            stats.reservoir("BestBidAsk").add_many(quote_offsets)
+                            quote_offsets.clear()
                 elif kind == "trade" or kind == "aggTrade":
                     id_key = "t" if kind == "trade" else "a"
                     try:
@@ -352,39 +380,41 @@ def records(lines: Lines, stats: ParseStats, dedupe_window: int = 100_000) -> It
                             lo = exch
                         if exch > hi:
                             hi = exch
-                        if trade_offset is None:
-                            trade_offset = stats.reservoir("Trade").add
-                        trade_offset((local_ns - exch) / 1e6)
+                        add_trade_offset((local_ns - exch) / 1e6)
+                        if len(trade_offsets) >= _OFFSET_BATCH:
+                            stats.reservoir("Trade").add_many(trade_offsets)
+                            trade_offsets.clear()
                 elif kind == "depthUpdate" and not _PARTIAL_DEPTH.search(stream):
                     bid = fast_levels(data.get("b"), True)
                     ask = fast_levels(data.get("a"), True) if bid is not None else None
                     fu, lu, pu = data.get("U"), data.get("u"), data.get("pu", 0)
                     if bid is not None and ask is not None and exch >= 0 and type(fu) is type(lu) is type(pu) is int:
-                        ev = DepthUpdate(
-                            exch, local_ns, tuple(zip(*bid, strict=True)), tuple(zip(*ask, strict=True)), fu, lu, pu
-                        )
-                        rec = (DEPTH, line_no, ev, *bid, *ask)
+                        rec = (DEPTH, line_no, local_ns, exch, fu, lu, pu, *bid, *ask)
                     else:
                         ev = _diff(data, local_ns)
-                        rec = (DEPTH, line_no, ev, *_split(ev.bids), *_split(ev.asks))
-                    note("DepthUpdate", ev.ts_exch_ns, local_ns)
+                        ids = (ev.ts_exch_ns, ev.first_update_id, ev.last_update_id, ev.prev_update_id)
+                        rec = (DEPTH, line_no, local_ns, *ids, *_split(ev.bids), *_split(ev.asks))
+                    note("DepthUpdate", rec[3], local_ns)
                 else:
                     ev = decode_message(msg, local_ns, recent)
                     if ev is None:
                         ignored["control_message"] += 1
-                        last_local = local_ns
                         continue
                     assert isinstance(ev, DepthSnapshot), ev  # every other kind took a branch above
-                    rec = (SNAPSHOT, line_no, ev, *_split(ev.bids), *_split(ev.asks))
+                    ids = (ev.ts_exch_ns, 0, ev.last_update_id, 0)
+                    rec = (SNAPSHOT, line_no, local_ns, *ids, *_split(ev.bids), *_split(ev.asks))
                     note("DepthSnapshot", ev.ts_exch_ns, local_ns)
             except BadRecordError as err:
                 q = quarantine(line_no, err, text)
                 add_quarantine(q)
                 yield q
                 continue
-            last_local = local_ns
             yield rec
     finally:
+        if quote_offsets:
+            stats.reservoir("BestBidAsk").add_many(quote_offsets)
+        if trade_offsets:
+            stats.reservoir("Trade").add_many(trade_offsets)
         if n_quotes:
             stats.events["BestBidAsk"] += n_quotes
         if n_trades:
@@ -397,6 +427,7 @@ def records(lines: Lines, stats: ParseStats, dedupe_window: int = 100_000) -> It
 
 
 _NO_LO = 2**63
+_OFFSET_BATCH = 4096
 _BOOK_TICKER_KEYS = frozenset({"u", "b", "B", "a", "A"})
 
 
@@ -405,6 +436,15 @@ def _split(levels: tuple[tuple[float, float], ...]) -> tuple[tuple[float, ...], 
         return (), ()
     pxs, szs = zip(*levels, strict=True)
     return pxs, szs
+
+
+def depth_event(rec: tuple) -> DepthUpdate | DepthSnapshot:
+    """The event of a ``DEPTH`` or ``SNAPSHOT`` record (levels as (price, size) pairs)."""
+    kind, _l, local_ns, exch, first_id, last_id, prev_id, bp, bs, ap, as_ = rec
+    bids, asks = tuple(zip(bp, bs, strict=True)), tuple(zip(ap, as_, strict=True))
+    if kind == DEPTH:
+        return DepthUpdate(exch, local_ns, bids, asks, first_id, last_id, prev_id)
+    return DepthSnapshot(exch, local_ns, bids, asks, last_id)
 
 
 def to_event(rec: tuple) -> MarketItem:
@@ -416,7 +456,7 @@ def to_event(rec: tuple) -> MarketItem:
     if kind == TRADE:
         _k, _l, local_ns, exch, px, sz, aggressor, tid = rec
         return Trade(exch, local_ns, px, sz, Side.SELL if aggressor < 0 else Side.BUY, tid)
-    return rec[2]
+    return depth_event(rec)
 
 
 def _parse(lines: Lines, stats: ParseStats | None, dedupe_window: int) -> Iterator[MarketItem]:

@@ -356,6 +356,12 @@ class MonotonicClock:
     def advance(self, ts_ns: int) -> None:
         self.last = ts_ns
 
+    def step(self, ts_ns: int) -> None:
+        """:meth:`check`, then :meth:`advance`: for a receive clock, which is the recorder's whatever the line
+        holds (a line quarantined for its content still moves it)."""
+        self.check(ts_ns)
+        self.last = ts_ns
+
 
 # --- statistics ---------------------------------------------------------------------------------
 
@@ -377,6 +383,22 @@ class _Reservoir:
             j = self._rng.randrange(self.n)
             if j < self.capacity:
                 self.values[j] = x
+
+    def add_many(self, xs: list[float]) -> None:
+        """:meth:`add` for each of ``xs`` in turn (the same draws, so the same sample), without a call per value."""
+        values, cap, n = self.values, self.capacity, self.n
+        if n < cap:
+            take = xs[: cap - n]
+            values.extend(take)
+            n += len(take)
+            xs = xs[len(take) :]
+        randrange = self._rng.randrange
+        for x in xs:
+            n += 1
+            j = randrange(n)
+            if j < cap:
+                values[j] = x
+        self.n = n
 
     def median(self) -> float | None:
         if not self.values:
@@ -448,6 +470,25 @@ class ParseStats:
         if res is None:
             res = self._offsets[kind] = _Reservoir(self.offset_sample_size, seed=len(self._offsets))
         return res
+
+    def merge(self, other: ParseStats) -> None:
+        """Add what ``other`` counted over other lines of the same file (not its line count: the lines were
+        counted where they were read). Clock-offset samples of one event type are pooled; past the sample size
+        the pool is thinned uniformly, so the median stays an estimate from a uniform sample."""
+        self.events.update(other.events)
+        self.quarantined.update(other.quarantined)
+        self.ignored.update(other.ignored)
+        for attr, pick in (("first_ts_exch_ns", min), ("last_ts_exch_ns", max)):
+            theirs = getattr(other, attr)
+            if theirs is not None:
+                mine = getattr(self, attr)
+                setattr(self, attr, theirs if mine is None else pick(mine, theirs))
+        for kind, theirs in other._offsets.items():
+            mine = self.reservoir(kind)
+            mine.values.extend(theirs.values)
+            mine.n += theirs.n
+            if len(mine.values) > mine.capacity:
+                mine.values = mine._rng.sample(mine.values, mine.capacity)
 
     def add_quarantine(self, q: Quarantined) -> None:
         self.quarantined[q.reason] += 1

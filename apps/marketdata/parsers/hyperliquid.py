@@ -133,7 +133,7 @@ def _parse(lines: Lines, stats: ParseStats | None, coin: str | None, dedupe_wind
                 local_ns = epoch_to_ns(int(ts_text))
             except ValueError:
                 raise BadRecordError(UNPARSABLE, f"local timestamp is not an integer: {ts_text[:40]!r}") from None
-            clock.check(local_ns)
+            clock.step(local_ns)
             try:
                 msg = json.loads(body)
             except ValueError as exc:
@@ -172,7 +172,6 @@ def _parse(lines: Lines, stats: ParseStats | None, coin: str | None, dedupe_wind
         except BadRecordError as err:
             yield quarantine(line_no, err, text)
             continue
-        clock.advance(local_ns)
         yield from items
 
 

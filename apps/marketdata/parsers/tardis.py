@@ -204,7 +204,7 @@ def _parse(lines: Lines, stats: ParseStats | None, dedupe_window: int) -> Iterat
             row = _Row(cells, index)
             ts = _us_to_ns(row["timestamp"], "timestamp")
             local = _us_to_ns(row["local_timestamp"], "local_timestamp")
-            clock.check(local)
+            clock.step(local)
             if kind == "trades":
                 ev: MarketItem | None = _trade(row, ts, local, recent)
             elif kind == "quotes":
@@ -228,7 +228,6 @@ def _parse(lines: Lines, stats: ParseStats | None, dedupe_window: int) -> Iterat
         except BadRecordError as err:
             yield quarantine(line_no, err, text)
             continue
-        clock.advance(local)
         if ev is not None:
             yield ev
     if group is not None:
