@@ -123,10 +123,8 @@ _TRADE, _QUOTE, _DEPTH, _SNAPSHOT, _RAW = (
     binance_raw.SNAPSHOT,
     binance_raw.RAW,
 )
-_BLOCK = 2000
-_SIDECAR_SPARE = int(
-    __import__("os").environ.get("SPARE", "1")
-)  # records between hand-overs to the writer (and progress ticks)
+_BLOCK = 2000  # records between hand-overs to the writer and the side (and progress ticks)
+_SIDECAR_SPARE = 2  # blocks queued for the sidecar beyond which the parser decodes depth lines itself
 
 BOOK_MISMATCH = "book_mismatch"
 SEQUENCE_GAP = "sequence_gap"
