@@ -589,32 +589,37 @@ def _side_server(options: ImportOptions, book_check: bool, conninfo: dict[str, A
         rows: SideRows | None = None
         quarantine: _Quarantine | None = None
         book0 = (0, 0)
-        while (msg := recv()) is not None:
-            if msg[0] == "recs":
-                rows.process(msg[1])
-            elif msg[0] == "file":
-                _op, iid, file_id, sha, path = msg
-                writer = _side_writer(options, connect)
-                writer.start()
-                quarantine = _Quarantine(writer, file_id, sha, path)
-                rows = SideRows(iid, writer, book, quarantine, options.high_water_rows)
-                book0 = (book.matches, book.mismatches) if book else (0, 0)
-            elif msg[0] == "end":
-                rows.drain_book_issues()
-                writer.close(timeout_s=3600.0)
-                stats = writer.stats
-                reply(
-                    SideResult(
-                        parsed=dict(rows.parsed),
-                        stats=rows.stats,
-                        inserted={t: n for t, n in stats.inserted.items() if t != QUARANTINE},
-                        duplicates={t: n for t, n in stats.duplicates.items() if t != QUARANTINE},
-                        quarantined=dict(quarantine.counts),
-                        book_matches=(book.matches - book0[0]) if book else 0,
-                        book_mismatches=(book.mismatches - book0[1]) if book else 0,
-                        spilled_rows=stats.rows_spilled - stats.rows_replayed,
+        try:
+            while (msg := recv()) is not None:
+                if msg[0] == "recs":
+                    rows.process(msg[1])
+                elif msg[0] == "file":
+                    _op, iid, file_id, sha, path = msg
+                    writer = _side_writer(options, connect)
+                    writer.start()
+                    quarantine = _Quarantine(writer, file_id, sha, path)
+                    rows = SideRows(iid, writer, book, quarantine, options.high_water_rows)
+                    book0 = (book.matches, book.mismatches) if book else (0, 0)
+                elif msg[0] == "end":
+                    rows.drain_book_issues()
+                    writer.close(timeout_s=3600.0)
+                    stats, writer = writer.stats, None
+                    reply(
+                        SideResult(
+                            parsed=dict(rows.parsed),
+                            stats=rows.stats,
+                            inserted={t: n for t, n in stats.inserted.items() if t != QUARANTINE},
+                            duplicates={t: n for t, n in stats.duplicates.items() if t != QUARANTINE},
+                            quarantined=dict(quarantine.counts),
+                            book_matches=(book.matches - book0[0]) if book else 0,
+                            book_mismatches=(book.mismatches - book0[1]) if book else 0,
+                            spilled_rows=stats.rows_spilled - stats.rows_replayed,
+                        )
                     )
-                )
+        finally:
+            if writer is not None:
+                # the parent went away or this failed mid-file: store (or spill) what arrived, as the parent does
+                writer.close(timeout_s=3600.0)
 
     return serve
 

@@ -101,6 +101,15 @@ def test_it_rejects_a_bad_level_without_changing_anything(level):
     assert book.bids() == [(100.0, 1.0)] and book.last_update_id == 5
 
 
+def test_an_unchecked_book_applies_validated_levels_as_the_checked_one_does():
+    checked, unchecked = OrderBook(), OrderBook(checked=False)
+    for book in (checked, unchecked):
+        book.apply_snapshot(snap([(100.0, 1.0), (99.0, 2.0)], [(101.0, 1.0)], last_id=5))
+        book.apply_update(diff(6, 6, bids=[(100.0, 0.0), (100.5, 3.0)], asks=[(101.0, 0.5), (102.0, 4.0)]))
+    assert (checked.bids(), checked.asks()) == (unchecked.bids(), unchecked.asks())
+    assert unchecked.best_bid() == (100.5, 3.0) and unchecked.last_update_id == 6
+
+
 def test_a_bad_ask_rejects_the_whole_diff_even_after_good_bids():
     book = OrderBook()
     book.apply_snapshot(snap([(100.0, 1.0)], [(101.0, 1.0)], last_id=5))

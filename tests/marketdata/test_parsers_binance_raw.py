@@ -212,3 +212,21 @@ def test_spot_recording_gives_the_manifest_counts_and_has_no_exchange_time_on_bo
     # Spot trade messages lag: E - T has a small median but a long tail (MANIFEST quirk 2)
     lag_ms = [(e.ts_local_ns - e.ts_exch_ns) / 1e6 - depth_offset for e in trades]
     assert abs(statistics.median(lag_ms)) < 5 and max(lag_ms) > 100
+
+
+def test_the_receive_clock_moves_on_a_line_quarantined_for_its_content():
+    """The local timestamp is the recorder's: a line with a bad price still says when it arrived, so a later
+    line stamped before it went back in time (and a line out of order does not move the clock)."""
+    rows = [
+        line(T0 + 1_000, trade(1)),
+        line(T0 + 9_000, trade(2, p="NaN")),  # bad content, good receive time
+        line(T0 + 5_000, trade(3)),  # before the line above: out of order
+        line(T0 + 2_000, trade(4)),  # out of order too (the clock stays at T0 + 9000)
+        line(T0 + 9_000, trade(5)),  # equal is fine
+    ]
+    stats = ParseStats()
+    items = list(binance_raw.parse_lines(enumerate(rows, start=1), stats=stats))
+    reasons = [(q.line_no, q.reason) for q in items if isinstance(q, Quarantined)]
+    assert reasons == [(2, "bad_price"), (3, "ts_out_of_order"), (4, "ts_out_of_order")]
+    assert [t.trade_id for t in items if isinstance(t, Trade)] == ["1", "5"]
+    assert "went back 4000 ns" in next(q.detail for q in items if isinstance(q, Quarantined) and q.line_no == 3)

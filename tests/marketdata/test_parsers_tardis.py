@@ -150,3 +150,14 @@ def test_real_quotes_file_matches_the_manifest_and_overlaps_502_trades():
     assert 115 < stats.clock_offset_ms() < 130  # MANIFEST: about 122 ms
     lo, hi = quotes[0].ts_exch_ns, quotes[-1].ts_exch_ns
     assert sum(lo <= t.ts_exch_ns <= hi for t in tardis.parse_file(TRADES)) == 502
+
+
+def test_the_local_timestamp_moves_on_a_row_quarantined_for_its_content():
+    rows = [
+        ("exchange,symbol,timestamp,local_timestamp,id,side,price,amount", None),
+        ("binance-futures,BTCUSDT,1582329602111000,1582329602418000,1,buy,9682,0.1", None),
+        ("binance-futures,BTCUSDT,1582329602112000,1582329602420000,2,buy,0,0.1", "bad_price"),
+        ("binance-futures,BTCUSDT,1582329602113000,1582329602419000,3,buy,9682,0.1", "ts_out_of_order"),
+        ("binance-futures,BTCUSDT,1582329602114000,1582329602420000,4,buy,9682,0.1", None),
+    ]
+    assert _quarantines(_run(rows)) == _expected(rows)

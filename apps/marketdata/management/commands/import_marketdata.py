@@ -23,6 +23,11 @@ class Command(BaseCommand):
         parser.add_argument("--lot-size", type=float, default=None, help="needed when the instrument is new")
         parser.add_argument("--batch-rows", type=int, default=ImportOptions.batch_rows)
         parser.add_argument("--no-book-check", action="store_true", help="skip the binance-raw book rebuild check")
+        parser.add_argument(
+            "--no-sidecar",
+            action="store_true",
+            help="binance-raw: do everything in this process (by default a forked process shares the work)",
+        )
 
     def handle(self, *args: object, **opts: object) -> None:
         try:
@@ -34,7 +39,9 @@ class Command(BaseCommand):
                 kind=opts["kind"],
                 tick_size=opts["tick_size"],
                 lot_size=opts["lot_size"],
-                options=ImportOptions(batch_rows=opts["batch_rows"], book_check=not opts["no_book_check"]),
+                options=ImportOptions(
+                    batch_rows=opts["batch_rows"], book_check=not opts["no_book_check"], sidecar=not opts["no_sidecar"]
+                ),
             )
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
