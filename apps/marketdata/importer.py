@@ -198,9 +198,9 @@ class ImportOptions:
     spill_dir : Path | None
         Where the writer spills rows while the database is away (default ``<var>/spill/marketdata-import``).
     sidecar : bool
-        binance-raw: build the quote and depth rows and run the book check in a forked process with its own
-        database connection, beside the parser (default True; the same rows and checks in one process when
-        False or where ``os.fork`` does not exist).
+        binance-raw: build the depth rows, run the book check and decode depth lines in a forked process with
+        its own database connection, beside the parser (default True; the same rows and checks in one process
+        when False or where ``os.fork`` does not exist).
     """
 
     batch_rows: int = 10_000
@@ -643,11 +643,8 @@ class _FileImport:
         self.file_id = file_id
         self.writer = writer
         self.parsed: Counter = Counter()
-        self._quarantine = _Quarantine(writer, file_id, sha, self.path)
-        self.quarantined = self._quarantine.counts
-
-    def quarantine(self, line_no: int, reason: str, detail: str, raw: str) -> None:
-        self._quarantine(line_no, reason, detail, raw)
+        self.quarantine = _Quarantine(writer, file_id, sha, self.path)  # quarantine(line_no, reason, detail, raw)
+        self.quarantined = self.quarantine.counts
 
     def run(self, items: Iterator[Any], stats: ParseStats, options: ImportOptions, tick: Callable[[], None]) -> str:
         add = self.writer.add
@@ -754,7 +751,12 @@ class _FileImport:
         return ""
 
     def run_binance_raw(
-        self, recs: Iterator[Any], stats: ParseStats, options: ImportOptions, tick: Callable[[], None], side: Any
+        self,
+        recs: Iterator[Any],
+        stats: ParseStats,
+        options: ImportOptions,
+        tick: Callable[[], None],
+        side: LocalSide | SidecarSide,
     ) -> str:
         """:meth:`run` for :func:`~apps.marketdata.parsers.binance_raw.records` tuples (no event objects): the
         same rows, checks and counts, several times faster. Trade and quote rows go to the writer in blocks of
@@ -920,7 +922,7 @@ def import_one_file(
 
 _GC_GEN0 = 50_000  # allocations between young collections while an import runs (CPython's default is 700)
 _gc_lock = threading.Lock()
-_gc_users = 0
+_gc_state: dict[str, Any] = {"imports": 0, "saved": None}
 
 
 @contextmanager
@@ -928,20 +930,19 @@ def _import_gc() -> Iterator[None]:
     """An import allocates millions of tuples that die young or sit in the writer's buffer for a moment: collect
     the young generation less often, and never walk the objects that existed before the import (``gc.freeze``;
     they are not its garbage). Restored when the last concurrent import ends."""
-    global _gc_users
     with _gc_lock:
-        _gc_users += 1
-        if _gc_users == 1:
-            _import_gc.saved = gc.get_threshold()  # type: ignore[attr-defined]
+        _gc_state["imports"] += 1
+        if _gc_state["imports"] == 1:
+            _gc_state["saved"] = gc.get_threshold()
             gc.freeze()
-            gc.set_threshold(_GC_GEN0, *_import_gc.saved[1:])  # type: ignore[attr-defined]
+            gc.set_threshold(_GC_GEN0, *_gc_state["saved"][1:])
     try:
         yield
     finally:
         with _gc_lock:
-            _gc_users -= 1
-            if _gc_users == 0:
-                gc.set_threshold(*_import_gc.saved)  # type: ignore[attr-defined]
+            _gc_state["imports"] -= 1
+            if _gc_state["imports"] == 0:
+                gc.set_threshold(*_gc_state["saved"])
                 gc.unfreeze()
 
 

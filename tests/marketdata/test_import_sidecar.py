@@ -6,6 +6,7 @@ bulk reservoir."""
 
 from __future__ import annotations
 
+import gc
 import gzip
 import os
 import signal
@@ -228,6 +229,16 @@ def test_parse_stats_merge_adds_counts_and_pools_offsets():
     assert (a.first_ts_exch_ns, a.last_ts_exch_ns) == (1_000, 3_000)
     assert a.clock_offset_ms("Trade") == pytest.approx((4.998 + 3.997) / 2)
     assert a.clock_offset_ms() == pytest.approx(3.997)
+
+
+def test_an_import_leaves_the_garbage_collector_as_it_found_it(tmp_path):
+    lines = _head(shared_data(*USDM), tmp_path / "clean.txt", 2_000)
+    path = tmp_path / "input.txt"
+    path.write_text("".join(lines))
+    before = gc.get_threshold()
+    f = _import(path, tmp_path, sidecar=True)
+    assert f.inserted["quotes"] > 0
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
 
 
 def test_sidecar_is_the_default_where_fork_exists():
