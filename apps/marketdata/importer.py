@@ -44,7 +44,7 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -566,6 +566,7 @@ class SidecarSide:
         conninfo = django_conninfo()
         self._sidecar = Sidecar(_side_server(options, book_check, conninfo))
         self._keeping_up = True
+        self.failed = False
 
     def start_file(self, job: _FileImport, options: ImportOptions) -> None:
         self._sidecar.send(("file", job.iid, job.file_id, job.sha, job.path))
@@ -580,7 +581,11 @@ class SidecarSide:
         return self._keeping_up
 
     def finish_file(self) -> SideResult:
-        return self._sidecar.request(("end",))
+        try:
+            return self._sidecar.request(("end",))
+        except SidecarError:
+            self.failed = True
+            raise
 
     def close(self) -> None:
         self._sidecar.close()
@@ -865,10 +870,11 @@ def import_one_file(
                 if side_result.stats is not None:
                     stats.merge(side_result.stats)
             except SidecarError as exc:
-                # the quotes and depth the sidecar had not stored yet are not in the database: say so loudly
-                error = error or f"quotes and depth rows of this file may be incomplete: {exc}"
+                # what the sidecar had not stored yet is not in the database: say so loudly
+                lost = f"the depth rows of this file may be incomplete: {exc}"
+                error = f"{error}; {lost}" if error else lost
                 logger.error("import %s: %s", path, exc)
-                job.quarantine(stats.lines + 1, FILE_ERROR, error, "")
+                job.quarantine(stats.lines + 1, FILE_ERROR, lost, "")
         else:
             error = job.run(parse_file(run.fmt, path, stats=stats), stats, options, tick)
     finally:
@@ -950,7 +956,10 @@ def _make_side(fmt: str, options: ImportOptions) -> LocalSide | SidecarSide | No
     if fmt != binance_raw.FORMAT:
         return None
     if options.sidecar and sidecar.available():
-        return SidecarSide(options, options.book_check)
+        try:
+            return SidecarSide(options, options.book_check)
+        except OSError as exc:  # no process or pipe to spare: the same import in this process
+            logger.warning("import: no sidecar process (%s); importing in one process", exc)
     return LocalSide(BookCheck(options.book_check_window) if options.book_check else None)
 
 
@@ -973,6 +982,10 @@ def run_import(
     try:
         with _import_gc():
             for path in paths:
+                if isinstance(side, SidecarSide) and side.failed:
+                    # the rest of the run in this process (the book check starts again from the next snapshot)
+                    side.close()
+                    side = _make_side(fmt, replace(options, sidecar=False))
                 summary.files.append(import_one_file(run, path, options=options, side=side, progress=progress))
     except BaseException as exc:
         ImportRun.objects.filter(pk=run.pk).update(

@@ -123,16 +123,18 @@ def _alarm(seconds: int):
 
 
 @pytest.mark.parametrize("how", ["raises", "dies"])
-def test_a_failing_sidecar_ends_the_file_with_an_error_and_keeps_the_parsers_rows(tmp_path, monkeypatch, how):
-    lines = _head(shared_data(*USDM), tmp_path / "clean.txt", 12_000)
-    path = tmp_path / "input.txt"
-    path.write_text("".join(lines))
+def test_a_failing_sidecar_ends_the_file_with_an_error_and_the_run_goes_on_in_one_process(tmp_path, monkeypatch, how):
+    lines = _head(shared_data(*USDM), tmp_path / "clean.txt", 18_000)
+    first, second = tmp_path / "first.txt", tmp_path / "second.txt"
+    first.write_text("".join(lines[:12_000]))
+    second.write_text("".join(lines[12_000:]))
+    parent = os.getpid()
     calls = {"n": 0}
     original = SideRows.process
 
-    def process(self, recs):  # runs in the forked child (it inherits this patch)
+    def process(self, recs):  # the forked child inherits this patch; only the child fails
         calls["n"] += 1
-        if calls["n"] == 3:
+        if os.getpid() != parent and calls["n"] == 3:
             if how == "dies":
                 os._exit(9)
             raise RuntimeError("boom in the sidecar")
@@ -141,15 +143,26 @@ def test_a_failing_sidecar_ends_the_file_with_an_error_and_keeps_the_parsers_row
     monkeypatch.setattr(SideRows, "process", process)
     old = _alarm(120)
     try:
-        f = _import(path, tmp_path, sidecar=True)
+        f, g = import_files(
+            [first, second],
+            fmt="binance-raw",
+            venue="binance-usdm",
+            symbol="BTCUSDT",
+            kind="perp",
+            tick_size=0.1,
+            lot_size=0.001,
+            options=ImportOptions(spill_dir=tmp_path / "spill"),
+        ).files
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
-    assert "may be incomplete" in f.error
+    assert "the depth rows of this file may be incomplete" in f.error
     assert ("boom in the sidecar" in f.error) if how == "raises" else ("exit status 9" in f.error)
     assert f.quarantined.get("file_error") == 1
     # the parser's own rows (trades, quotes) are all stored; the error says the depth rows may not be
     assert f.inserted["trades"] == f.parsed["trades"] > 0 and f.inserted["quotes"] == f.parsed["quotes"] > 0
+    # the next file is imported whole, in this process
+    assert not g.error and g.inserted == g.parsed and g.parsed["depth_updates"] > 100 and not g.quarantined
 
 
 def test_sidecar_round_trip_keeps_order_and_reports_a_child_exception():
