@@ -49,6 +49,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from django.db import connection
 from django.utils import timezone
 
 from apps.engine.book import BinanceBookSync, BookSyncParams, OrderBook, SyncRule
@@ -69,7 +70,7 @@ from apps.marketdata.parsers import FORMATS, ParseStats, Quarantined, binance_ra
 from apps.marketdata.parsers.common import open_text_threaded
 from apps.marketdata.sidecar import Sidecar, SidecarError
 from apps.marketdata.timescale import db_mode
-from apps.marketdata.writer import BatchedWriter, TableSpec, django_conninfo
+from apps.marketdata.writer import BatchedWriter, TableSpec
 
 logger = logging.getLogger(__name__)
 
@@ -469,27 +470,26 @@ class SideRows:
                 if on_bbo is not None:
                     on_bbo(u, b, bq, a, aq, line_no)
                 continue
+            if kind != _DEPTH and kind != _SNAPSHOT:  # records(defer_depth=...) never defers a possible trade
+                raise AssertionError(f"line {rec[1]}: a record of kind {kind} cannot come here")
             _k, line_no, local, exch, fu, lu, pu, bp, bs, ap, as_ = rec
-            bids, asks = tuple(zip(bp, bs, strict=True)), tuple(zip(ap, as_, strict=True))
+            ev = binance_raw.depth_event(rec)
             if kind == _DEPTH:
-                key = hash((exch, local, fu, lu, bids, asks))
+                key = hash((exch, local, fu, lu, ev.bids, ev.asks))
                 depth.append((iid, exch or local, exch, local, fu, lu, pu, bp, bs, ap, as_, key))
-                if on_depth is not None:
-                    on_depth(DepthUpdate(exch, local, bids, asks, fu, lu, pu), line_no)
-            elif kind == _SNAPSHOT:
-                key = hash((exch, local, lu, bids, asks))
+            else:
+                key = hash((exch, local, lu, ev.bids, ev.asks))
                 snaps.append((iid, exch or local, exch, local, lu, bp, bs, ap, as_, key))
-                if on_depth is not None:
-                    on_depth(DepthSnapshot(exch, local, bids, asks, lu), line_no)
-            else:  # records(defer_depth=True) never defers a line that could be a trade
-                raise AssertionError(f"line {line_no}: a record of kind {kind} cannot come here")
-        for table, label, rows in ((QUOTES, "quotes", quotes), (DEPTH, "depth_updates", depth)):
+            if on_depth is not None:
+                on_depth(ev, line_no)
+        for table, label, rows in (
+            (QUOTES, "quotes", quotes),
+            (DEPTH, "depth_updates", depth),
+            (SNAPSHOTS, "depth_snapshots", snaps),
+        ):
             if rows:
                 self.writer.add_many(table, rows)
                 self.parsed[label] += len(rows)
-        if snaps:
-            self.writer.add_many(SNAPSHOTS, snaps)
-            self.parsed["depth_snapshots"] += len(snaps)
         self.drain_book_issues()
         while self.writer.buffered_rows >= self.high_water_rows:
             time.sleep(0.005)
@@ -544,7 +544,7 @@ class LocalSide:
         pass
 
 
-def _side_writer(options: ImportOptions, connect: Callable[[], Any] | None = None) -> BatchedWriter:
+def _import_writer(options: ImportOptions, connect: Callable[[], Any] | None = None) -> BatchedWriter:
     return BatchedWriter(
         SPECS,
         flush_interval_s=options.flush_interval_s,
@@ -563,7 +563,7 @@ class SidecarSide:
     """
 
     def __init__(self, options: ImportOptions, book_check: bool) -> None:
-        conninfo = django_conninfo()
+        conninfo = connection.get_connection_params()  # Django's own, for a connection it does not manage
         self._sidecar = Sidecar(_side_server(options, book_check, conninfo))
         self._keeping_up = True
         self.failed = False
@@ -609,7 +609,7 @@ def _side_server(options: ImportOptions, book_check: bool, conninfo: dict[str, A
                     rows.process(msg[1])
                 elif msg[0] == "file":
                     _op, iid, file_id, sha, path = msg
-                    writer = _side_writer(options, connect)
+                    writer = _import_writer(options, connect)
                     writer.start()
                     quarantine = _Quarantine(writer, file_id, sha, path)
                     rows = SideRows(iid, writer, book, quarantine, options.high_water_rows)
@@ -790,10 +790,7 @@ class _FileImport:
                 if type(rec) is tuple:
                     kind = rec[0]
                     if kind == _QUOTE:
-                        _k, _line_no, local, exch, b, bq, a, aq, u = rec  # quote_row(), inline: the hot path
-                        quotes.append(
-                            (iid, exch or local, exch, local, b, bq, a, aq, u, hash((exch, local, u, b, bq, a, aq)))
-                        )
+                        quotes.append(quote_row(iid, rec))
                         if book_quotes:
                             block.append(rec)
                     elif kind == _TRADE:
@@ -848,7 +845,7 @@ def import_one_file(
     """Import one file. ``side`` takes a binance-raw file's quotes and depth (None for the other formats)."""
     sha = file_sha256(path)
     fobj = ImportFile.objects.create(run=run, path=str(path), sha256=sha, size_bytes=path.stat().st_size, fmt=run.fmt)
-    writer = _side_writer(options)
+    writer = _import_writer(options)
     stats = ParseStats()
     job = _FileImport(run.instrument_id, path, sha, fobj.pk, writer)
     t0 = time.perf_counter()
@@ -935,7 +932,9 @@ _gc_state: dict[str, Any] = {"imports": 0, "saved": None}
 def _import_gc() -> Iterator[None]:
     """An import allocates millions of tuples that die young or sit in the writer's buffer for a moment: collect
     the young generation less often, and never walk the objects that existed before the import (``gc.freeze``;
-    they are not its garbage). Restored when the last concurrent import ends."""
+    they are not its garbage; a sidecar forked meanwhile inherits this, so its collector does not touch, hence
+    copy, the parent's pages).
+    Restored when the last concurrent import ends."""
     with _gc_lock:
         _gc_state["imports"] += 1
         if _gc_state["imports"] == 1:
@@ -978,9 +977,10 @@ def run_import(
     mode = db_mode()
     run = ImportRun.objects.create(fmt=fmt, instrument=instrument, db_mode=mode)
     summary = ImportSummary(run_id=run.pk, db_mode=mode, fmt=fmt, instrument=str(instrument))
-    side = _make_side(fmt, options)
+    side = None
     try:
         with _import_gc():
+            side = _make_side(fmt, options)  # forked here, a sidecar inherits the import's GC settings
             for path in paths:
                 if isinstance(side, SidecarSide) and side.failed:
                     # the rest of the run in this process (the book check starts again from the next snapshot)

@@ -16,7 +16,6 @@ raised there as :class:`SidecarError` with the child's traceback; a child that d
 from __future__ import annotations
 
 import contextlib
-import gc
 import os
 import pickle
 import queue
@@ -28,7 +27,6 @@ from typing import Any
 
 _LEN = struct.Struct(">Q")
 _QUEUED_MESSAGES = 8  # messages waiting for the sender thread before send() blocks
-_GC_GEN0 = 50_000  # allocations between young collections in the child (CPython's default is 700)
 
 
 class SidecarError(RuntimeError):
@@ -163,10 +161,6 @@ class _ChildFailed:
 
 
 def _child(serve: Callable[[Callable[[], Any], Callable[[Any], None]], None], fd_in: int, fd_out: int) -> None:
-    # what the child inherited is never garbage here: keep the collector from walking it (and from touching,
-    # hence copying, the parent's pages); its own objects are mostly short-lived tuples, so collect rarely
-    gc.freeze()
-    gc.set_threshold(_GC_GEN0, *gc.get_threshold()[1:])
     failed: list[str] = []
 
     def recv() -> Any:

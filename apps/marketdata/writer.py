@@ -540,19 +540,6 @@ class BatchedWriter:
             self.stats.rows_replayed += sum(len(v) for v in payload["tables"].values()) + len(payload["upserts"])
 
 
-_DJANGO_ONLY_OPTIONS = frozenset({"isolation_level", "server_side_binding", "pool", "assume_role"})
-
-
-def django_conninfo() -> dict[str, Any]:
-    """``psycopg.connect`` keyword arguments for Django's default database, for a connection Django does not
-    manage (a forked process must not use the one it inherited)."""
-    sd = connection.settings_dict
-    keys = {"dbname": "NAME", "user": "USER", "password": "PASSWORD", "host": "HOST", "port": "PORT"}
-    info = {k: sd[setting] for k, setting in keys.items() if sd.get(setting)}
-    info.update({k: v for k, v in (sd.get("OPTIONS") or {}).items() if k not in _DJANGO_ONLY_OPTIONS})
-    return info
-
-
 # --- binary COPY encoding -------------------------------------------------------------------------
 
 BINARY_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")

@@ -52,9 +52,10 @@ def _clear() -> None:
         cur.execute(f"TRUNCATE {', '.join(TABLES)}")
 
 
-def _import(path: Path, tmp_path: Path, *, sidecar: bool):
+def _import(paths: list[Path], tmp_path: Path, *, sidecar: bool = True):
+    """The file summaries of importing ``paths`` as the USD-M BTCUSDT perp."""
     return import_files(
-        [path],
+        paths,
         fmt="binance-raw",
         venue="binance-usdm",
         symbol="BTCUSDT",
@@ -62,7 +63,7 @@ def _import(path: Path, tmp_path: Path, *, sidecar: bool):
         tick_size=0.1,
         lot_size=0.001,
         options=ImportOptions(spill_dir=tmp_path / "spill", sidecar=sidecar),
-    ).files[0]
+    ).files
 
 
 def _summary(f) -> dict:
@@ -94,10 +95,10 @@ def test_sidecar_and_one_process_store_the_same_rows_quarantine_and_summary(tmp_
     with gzip.open(path, "wt") as fh:
         fh.write("\n".join(lines) + "\n")
 
-    side = _import(path, tmp_path, sidecar=True)
+    (side,) = _import([path], tmp_path, sidecar=True)
     stored_side = _stored()
     _clear()
-    local = _import(path, tmp_path, sidecar=False)
+    (local,) = _import([path], tmp_path, sidecar=False)
     stored_local = _stored()
 
     assert _summary(side) == _summary(local)
@@ -143,16 +144,7 @@ def test_a_failing_sidecar_ends_the_file_with_an_error_and_the_run_goes_on_in_on
     monkeypatch.setattr(SideRows, "process", process)
     old = _alarm(120)
     try:
-        f, g = import_files(
-            [first, second],
-            fmt="binance-raw",
-            venue="binance-usdm",
-            symbol="BTCUSDT",
-            kind="perp",
-            tick_size=0.1,
-            lot_size=0.001,
-            options=ImportOptions(spill_dir=tmp_path / "spill"),
-        ).files
+        f, g = _import([first, second], tmp_path)
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
@@ -249,7 +241,7 @@ def test_an_import_leaves_the_garbage_collector_as_it_found_it(tmp_path):
     path = tmp_path / "input.txt"
     path.write_text("".join(lines))
     before = gc.get_threshold()
-    f = _import(path, tmp_path, sidecar=True)
+    (f,) = _import([path], tmp_path)
     assert f.inserted["quotes"] > 0
     assert gc.get_threshold() == before and gc.get_freeze_count() == 0
 

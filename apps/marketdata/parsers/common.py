@@ -400,6 +400,13 @@ class _Reservoir:
                 values[j] = x
         self.n = n
 
+    def pool(self, other: _Reservoir) -> None:
+        """Take in ``other``'s sample (of other values); past the capacity the pool is thinned uniformly."""
+        self.values.extend(other.values)
+        self.n += other.n
+        if len(self.values) > self.capacity:
+            self.values = self._rng.sample(self.values, self.capacity)
+
     def median(self) -> float | None:
         if not self.values:
             return None
@@ -484,11 +491,7 @@ class ParseStats:
                 mine = getattr(self, attr)
                 setattr(self, attr, theirs if mine is None else pick(mine, theirs))
         for kind, theirs in other._offsets.items():
-            mine = self.reservoir(kind)
-            mine.values.extend(theirs.values)
-            mine.n += theirs.n
-            if len(mine.values) > mine.capacity:
-                mine.values = mine._rng.sample(mine.values, mine.capacity)
+            self.reservoir(kind).pool(theirs)
 
     def add_quarantine(self, q: Quarantined) -> None:
         self.quarantined[q.reason] += 1
