@@ -21,6 +21,7 @@ import pickle
 import queue
 import struct
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -127,14 +128,19 @@ class Sidecar:
             raise SidecarError(f"sidecar process {self.pid} failed:\n{answer.text}")
         return answer
 
-    def _exit_status(self) -> str:
-        try:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-        except ChildProcessError:
-            return "already reaped"
-        if pid == 0:
-            return "still running"
-        return f"exit status {os.waitstatus_to_exitcode(status)}"
+    def _exit_status(self, wait_s: float = 5.0) -> str:
+        # the pipe reports EOF while the child is still exiting: give it a moment to become reapable
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                return "already reaped"
+            if pid:
+                return f"exit status {os.waitstatus_to_exitcode(status)}"
+            if time.monotonic() > deadline:
+                return "still running"
+            time.sleep(0.01)
 
     def close(self) -> None:
         """Tell the child there is nothing more (its ``recv()`` returns None), then wait for it to exit."""
