@@ -834,6 +834,13 @@ def _progress_printer(path: Path, stats: ParseStats) -> Callable[[], None]:
     return tick
 
 
+def _reconnect_if_broken() -> None:
+    """Drop this thread's Django connection when the database went away meanwhile (a restart during a long
+    import, which the writers ride out): the next query then reconnects instead of failing the bookkeeping."""
+    if connection.connection is not None and not connection.in_atomic_block and not connection.is_usable():
+        connection.close()
+
+
 def import_one_file(
     run: ImportRun,
     path: Path,
@@ -844,6 +851,7 @@ def import_one_file(
 ) -> FileSummary:
     """Import one file. ``side`` takes a binance-raw file's quotes and depth (None for the other formats)."""
     sha = file_sha256(path)
+    _reconnect_if_broken()
     fobj = ImportFile.objects.create(run=run, path=str(path), sha256=sha, size_bytes=path.stat().st_size, fmt=run.fmt)
     writer = _import_writer(options)
     stats = ParseStats()
@@ -904,6 +912,7 @@ def import_one_file(
         spilled_rows=writer.stats.rows_spilled - writer.stats.rows_replayed + side_result.spilled_rows,
         error=error,
     )
+    _reconnect_if_broken()
     ImportFile.objects.filter(pk=fobj.pk).update(
         kind=summary.kind,
         lines=summary.lines,
@@ -988,6 +997,7 @@ def run_import(
                     side = _make_side(fmt, replace(options, sidecar=False))
                 summary.files.append(import_one_file(run, path, options=options, side=side, progress=progress))
     except BaseException as exc:
+        _reconnect_if_broken()
         ImportRun.objects.filter(pk=run.pk).update(
             status=ImportRun.Status.FAILED, error=f"{type(exc).__name__}: {exc}", finished_at=timezone.now()
         )
@@ -995,5 +1005,6 @@ def run_import(
     finally:
         if side is not None:
             side.close()
+    _reconnect_if_broken()
     ImportRun.objects.filter(pk=run.pk).update(status=ImportRun.Status.DONE, finished_at=timezone.now())
     return summary
