@@ -143,31 +143,63 @@ def test_binance_public_csv_fixture_keeps_good_rows_and_quarantines_bad(tmp_path
     assert Quarantine.objects.count() == 2  # quarantine rows are idempotent too
 
 
-def _corrupt(lines: list[str], seed: int) -> tuple[list[str], dict[int, str]]:
-    """Corrupt a copy: truncated lines, garbage JSON, NaN prices, negative sizes, a shuffled block."""
+def _json_nan(text: str) -> str | None:
+    return re.sub(r'"(p|px)":"[^"]*"', r'"\1":"NaN"', text, count=1) if re.search(r'"(p|px)":"', text) else None
+
+
+def _json_negative(text: str) -> str | None:
+    m = re.search(r'"(q|sz)":"', text)
+    return text[: m.end()] + "-" + text[m.end() :] if m else None
+
+
+def _json_garbage(text: str) -> str:
+    return f"{text.split(' ', 1)[0]} {{not json at all]]"
+
+
+def _corrupt(
+    lines: list[str],
+    seed: int,
+    nan=_json_nan,
+    negative=_json_negative,
+    garbage=_json_garbage,
+) -> tuple[list[str], dict[int, str]]:
+    """Corrupt a copy: truncated lines, garbage, NaN prices, negative sizes, a shuffled block (``nan`` and
+    ``negative`` rewrite a line of the format, or return None when it has no such field)."""
     rng = random.Random(seed)
     out = list(lines)
     bad: dict[int, str] = {}
-    idx = rng.sample(range(100, len(out) - 200), 40)
+    n = len(out)
+    lo, hi = min(100, n // 10) or 1, n - min(200, n // 5)
+    idx = rng.sample(range(lo, hi), min(40, (hi - lo) // 3))
     for k, i in enumerate(idx):
         text = out[i].rstrip("\n")
         if k % 4 == 0:
             out[i] = text[: len(text) // 2] + "\n"
         elif k % 4 == 1:
-            ts = text.split(" ", 1)[0]
-            out[i] = f"{ts} {{not json at all]]\n"
-        elif k % 4 == 2 and '"p":"' in text:
-            out[i] = re.sub(r'"p":"[^"]*"', '"p":"NaN"', text, count=1) + "\n"
-        elif '"q":"' in text:
-            out[i] = text.replace('"q":"', '"q":"-', 1) + "\n"
+            out[i] = garbage(text) + "\n"
+        elif k % 4 == 2 and nan(text) is not None:
+            out[i] = nan(text) + "\n"
+        elif negative(text) is not None:
+            out[i] = negative(text) + "\n"
         else:
             out[i] = text[: len(text) // 3] + "\n"
         bad[i + 1] = out[i]
-    # shuffle a block near the end: local receive time goes backwards there
-    block = out[-150:-100]
-    rng.shuffle(block)
-    out[-150:-100] = block
+    if n >= 400:  # shuffle a block near the end: the receive (or message) time goes backwards there
+        block = out[-150:-100]
+        rng.shuffle(block)
+        out[-150:-100] = block
     return out, bad
+
+
+def _csv_field(col: int, rewrite):
+    def mutate(text: str) -> str | None:
+        cells = text.split(",")
+        if len(cells) <= col:
+            return None
+        cells[col] = rewrite(cells[col])
+        return ",".join(cells)
+
+    return mutate
 
 
 def test_corrupted_copy_keeps_every_good_row_and_quarantines_every_bad_one(tmp_path):
@@ -197,6 +229,84 @@ def test_corrupted_copy_keeps_every_good_row_and_quarantines_every_bad_one(tmp_p
     assert {k: v for k, v in f.quarantined.items() if k in set(refused.values())} == dict(stats.quarantined)
     raw = Quarantine.objects.get(import_file__sha256=f.sha256, line_no=min(bad))
     assert raw.raw == bad[min(bad)].rstrip("\n")[:2000]
+
+
+_TARDIS = "tardis-binance-futures-btcusdt-20200222"
+_LOBSTER = "lobster-amzn-20120621-level1"
+_LOBSTER_MESSAGES = "AMZN_2012-06-21_34200000_57600000_message_1.csv.gz"
+_CSV_GARBAGE = lambda text: "not,a,valid,row"  # noqa: E731 - a column count no CSV format here has
+
+
+@pytest.mark.parametrize(
+    ("fmt", "parts", "nan", "negative", "garbage"),
+    [
+        (
+            "tardis",
+            (_TARDIS, "binance-futures_trades_BTCUSDT_2020-02-22.csv.gz"),
+            _csv_field(6, lambda v: "NaN"),
+            _csv_field(7, lambda v: "-" + v),
+            _CSV_GARBAGE,
+        ),
+        (
+            "tardis",
+            (_TARDIS, "binance-futures_quotes_BTCUSDT_2020-02-22.csv.gz"),
+            _csv_field(5, lambda v: "NaN"),
+            _csv_field(4, lambda v: "-" + v),
+            _CSV_GARBAGE,
+        ),
+        (
+            "lobster",
+            (_LOBSTER, _LOBSTER_MESSAGES),
+            _csv_field(4, lambda v: "0"),  # prices are integers (USD x 10,000): a NaN is unparsable, a 0 is bad
+            _csv_field(3, lambda v: "-" + v),
+            _CSV_GARBAGE,
+        ),
+        (
+            "hyperliquid",
+            ("hftbacktest-hyperliquid-btc-20250126-tiny", "raw", "hyperliquid_btc_20250126.gz"),
+            _json_nan,
+            _json_negative,
+            _json_garbage,
+        ),
+    ],
+    ids=["tardis-trades", "tardis-quotes", "lobster", "hyperliquid"],
+)
+def test_corrupted_copies_of_the_other_formats_keep_good_rows_and_quarantine_bad_ones(
+    tmp_path, fmt, parts, nan, negative, garbage
+):
+    src = shared_data(*parts)
+    with gzip.open(src, "rt") as fh:
+        lines = fh.readlines()
+    corrupted, bad = _corrupt(lines, seed=5, nan=nan, negative=negative, garbage=garbage)
+    assert len(bad) >= 10
+    path = tmp_path / src.name  # the same name: LOBSTER finds its orderbook file by it
+    with gzip.open(path, "wt") as fh:
+        fh.writelines(corrupted)
+    if fmt == "lobster":
+        book = src.name.replace("message", "orderbook")
+        (tmp_path / book).write_bytes(shared_data(_LOBSTER, book).read_bytes())
+    stats = ParseStats()
+    items = list(parse_file(fmt, path, stats=stats))
+    refused = {q.line_no: q.reason for q in items if isinstance(q, Quarantined)}
+    assert set(bad) <= set(refused)  # every corrupted line is refused
+    assert {"unparsable", "bad_price", "bad_size"} <= set(refused.values())
+
+    f = import_files(
+        [path], fmt=fmt, venue="c", symbol=fmt, tick_size=0.01, lot_size=0.001, options=_opts(tmp_path)
+    ).files[0]
+    assert not f.error
+    iid = ensure_instrument("c", fmt).pk
+    labels = {
+        "Trade": "trades",
+        "BestBidAsk": "quotes",
+        "DepthUpdate": "depth_updates",
+        "DepthSnapshot": "depth_snapshots",
+    }
+    expected = {labels[k]: n for k, n in stats.events.items() if n}
+    assert f.parsed == expected and f.inserted == expected  # every good row lands
+    assert _count(TradeTick, iid) == stats.events["Trade"] and _count(QuoteTick, iid) == stats.events["BestBidAsk"]
+    stored = dict(Quarantine.objects.filter(import_file__sha256=f.sha256).values_list("line_no", "reason"))
+    assert stored == refused and f.quarantined == dict(stats.quarantined)
 
 
 def test_unreadable_file_ends_with_a_file_error_and_keeps_what_was_read(tmp_path):

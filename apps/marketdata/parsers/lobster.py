@@ -21,7 +21,8 @@ Quarantine rules
 ----------------
 * ``unparsable``: wrong column count or non-numeric field (message or orderbook row).
 * ``unknown_message``: a message type outside 1–5, 7.
-* ``bad_price`` / ``bad_size`` / ``bad_side``: an execution with price <= 0, size <= 0 or direction not ±1.
+* ``bad_price`` / ``bad_size`` / ``bad_side``: an order message (submit, cancel, delete, execution) with
+  price <= 0, size <= 0 or direction not ±1; such a row yields nothing, its book row included.
 * ``empty_book``: orderbook row with a dummy price (±9,999,999,999) or a zero size on a side.
 * ``crossed_book``: orderbook row with bid >= ask.
 * ``ts_out_of_order``: message time earlier than the previous accepted one (the whole row pair
@@ -72,6 +73,7 @@ _NAME = re.compile(
 )
 _TRADE_TYPES = {4: "visible_execution", 5: "hidden_execution"}
 _OTHER_TYPES = {1: "submit", 2: "partial_cancel", 3: "delete", 7: "halt"}
+_HALT = 7
 
 
 def session_date_from_name(name: str) -> dt.date:
@@ -95,14 +97,18 @@ def seconds_text_to_ns(text: str) -> int:
     return int(whole) * 1_000_000_000 + int(frac.ljust(9, "0") or "0")
 
 
-def _trade(cells: list[str], ts: int, row_no: int) -> Trade:
-    size, price_i, direction = int(cells[3]), int(cells[4]), int(cells[5])  # validated by the caller
+def _order_fields(cells: list[str]) -> tuple[float, float, int]:
+    """(price, size, direction) of an order message (types 1-5), checked: price > 0, size > 0, direction ±1."""
+    size, price_i, direction = int(cells[3]), int(cells[4]), int(cells[5])  # integers: checked by the caller
     if direction not in (1, -1):
         raise BadRecordError(BAD_SIDE, f"direction must be 1 or -1, got {direction}")
-    price = check_price(price_i / PRICE_SCALE)
-    check_size(float(size), allow_zero=False)
+    return check_price(price_i / PRICE_SCALE), check_size(float(size), allow_zero=False), direction
+
+
+def _trade(cells: list[str], ts: int, row_no: int) -> Trade:
+    price, size, direction = _order_fields(cells)
     aggressor = Side.SELL if direction == 1 else Side.BUY  # resting buy was hit by a seller
-    return Trade(ts, ts, price, float(size), aggressor, str(row_no))
+    return Trade(ts, ts, price, size, aggressor, str(row_no))
 
 
 def _top_of_book(cells: list[str], ts: int, row_no: int) -> BestBidAsk:
@@ -146,6 +152,8 @@ def _parse(messages: Lines, orderbook: Lines, midnight: int, stats: ParseStats |
             if mtype in _TRADE_TYPES:
                 trade: Trade | None = _trade(cells, ts, row_no)
             elif mtype in _OTHER_TYPES:
+                if mtype != _HALT:  # a halt carries no order (price -1 or 0 or 1, size 0)
+                    _order_fields(cells)
                 trade = None
             else:
                 raise BadRecordError(UNKNOWN_MESSAGE, f"message type {mtype}")
