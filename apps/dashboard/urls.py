@@ -9,6 +9,7 @@ urlpatterns = [
     path("sessions/<int:session_id>/", views.session_detail, name="session"),
     path("sessions/<int:session_id>/kill-switch/", views.kill_switch, name="kill_switch"),
     path("sessions/<int:session_id>/controls/", views.controls, name="controls"),
+    path("sessions/<int:session_id>/pnl/", views.session_pnl_view, name="session_pnl"),
     path("sessions/<int:session_id>/halt/", views.halt, name="halt"),
     path("sessions/<int:session_id>/<slug:action>/", views.session_action, name="action"),
 ]

@@ -11,6 +11,10 @@ from apps.control import services
 from apps.control.models import AuditEvent, GlobalKillSwitch
 from apps.control.services import Actor, ControlError
 from apps.trading.models import FillRecord, Order, TradingSession
+from apps.trading.selectors import PnlBar, session_pnl
+
+PNL_WIDTHS = ("1 second", "1 minute")  # the widths the continuous aggregates hold
+_CHART_W, _CHART_H, _CHART_POINTS = 600, 80, 600
 
 
 def _global_ctx() -> dict:
@@ -36,6 +40,42 @@ def session_detail(request: HttpRequest, session_id: int) -> HttpResponse:
         **_global_ctx(),
     }
     return render(request, "dashboard/session.html", ctx)
+
+
+def _polyline(values: list[float]) -> str:
+    """SVG polyline points for ``values`` scaled into the chart box (at most ``_CHART_POINTS`` of them)."""
+    if len(values) > _CHART_POINTS:
+        stride = len(values) / _CHART_POINTS
+        values = [values[int(i * stride)] for i in range(_CHART_POINTS)] + [values[-1]]
+    lo, hi = min(values), max(values)
+    span = (hi - lo) or 1.0
+    dx = _CHART_W / max(len(values) - 1, 1)
+    return " ".join(f"{i * dx:.1f},{_CHART_H - (v - lo) / span * _CHART_H:.1f}" for i, v in enumerate(values))
+
+
+@login_required
+@require_GET
+def session_pnl_view(request: HttpRequest, session_id: int) -> HttpResponse:
+    """P&L and inventory of a session by bucket, from the per-session continuous aggregates (or raw fills)."""
+    session = get_object_or_404(TradingSession, pk=session_id)
+    width = request.GET.get("width", "1 minute")
+    if width not in PNL_WIDTHS:
+        return HttpResponse(f"width must be one of {', '.join(PNL_WIDTHS)}; got {width!r}", status=400)
+    bars: list[PnlBar] = session_pnl(session, width=width)
+    marked = [b for b in bars if b.pnl is not None]
+    ctx = {
+        "session": session,
+        "width": width,
+        "widths": PNL_WIDTHS,
+        "bars": bars[-30:][::-1],
+        "n_bars": len(bars),
+        "last": bars[-1] if bars else None,
+        "pnl_points": _polyline([b.pnl for b in marked]) if len(marked) > 1 else "",
+        "inv_points": _polyline([b.inventory for b in bars]) if len(bars) > 1 else "",
+        "chart_w": _CHART_W,
+        "chart_h": _CHART_H,
+    }
+    return render(request, "dashboard/partials/session_pnl.html", ctx)
 
 
 @login_required

@@ -160,14 +160,32 @@ def bars(instrument_id: int, start: datetime, end: datetime, width: str = "1 min
     On TimescaleDB the 1 s / 1 min continuous aggregates answer; otherwise the raw rows are aggregated
     (``date_bin`` over the ``(instrument, ts)`` index range).
     """
-    if width not in ("1 second", "1 minute") and not width.endswith(("second", "seconds", "minute", "minutes")):
-        raise ValueError(f"width must be an interval in seconds or minutes, got {width!r}")
-    params = {"iid": instrument_id, "start": start, "end": end, "width": width}
     with connection.cursor() as cur:
-        suffix = {"1 second": "1s", "1 minute": "1m"}.get(width)
-        if suffix and detect_mode(cur) == TIMESCALEDB:
-            cur.execute(_CAGG_SQL.format(s=suffix), params)
-        else:
-            cur.execute(_BARS_SQL, params)
-        cols = ("bucket", "mid", "spread", "n_quotes", "volume", "n_trades")
-        return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+        return bars_on(cur, instrument_id, start, end, width)
+
+
+def bars_on(cur: Any, instrument_id: int, start: datetime, end: datetime, width: str) -> list[dict[str, Any]]:
+    """:func:`bars` on a given DB-API cursor (Django's or a bare psycopg one)."""
+    width_seconds(width)
+    params = {"iid": instrument_id, "start": start, "end": end, "width": width}
+    suffix = CAGG_SUFFIX.get(width)
+    if suffix and detect_mode(cur) == TIMESCALEDB:
+        cur.execute(_CAGG_SQL.format(s=suffix), params)
+    else:
+        cur.execute(_BARS_SQL, params)
+    cols = ("bucket", "mid", "spread", "n_quotes", "volume", "n_trades")
+    return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+
+
+CAGG_SUFFIX = {"1 second": "1s", "1 minute": "1m"}  # the widths the continuous aggregates hold
+
+
+def width_seconds(width: str) -> int:
+    """Seconds in a bar width written ``"N second(s)"`` or ``"N minute(s)"``; ValueError for anything else."""
+    parts = width.split()
+    unit = {"second": 1, "seconds": 1, "minute": 60, "minutes": 60}.get(parts[-1]) if len(parts) == 2 else None
+    if unit is None or not parts[0].isdigit() or int(parts[0]) <= 0:
+        raise ValueError(
+            f"width must be a positive whole number of seconds or minutes (e.g. '1 minute'), got {width!r}"
+        )
+    return int(parts[0]) * unit

@@ -7,16 +7,22 @@ installed on a database that started plain.
 
 TimescaleDB mode
 ----------------
-* The tick tables (:data:`HYPERTABLES`) become hypertables partitioned on ``ts`` (chunk interval per table). A
-  hypertable needs the partitioning column in every unique index, so the primary key becomes ``(id, ts)`` and the
-  natural keys already end in ``ts`` (see :mod:`apps.marketdata.models`).
-* Compression: segment by ``instrument_id``, order by ``ts``; a policy compresses chunks older than
-  :data:`COMPRESS_AFTER`.
+* The tick tables and our fills (:data:`HYPERTABLES`) become hypertables partitioned on ``ts`` (chunk interval
+  per table). A hypertable needs the partitioning column in every unique index, so the primary key becomes
+  ``(id, ts)`` and the natural keys already end in ``ts`` (see :mod:`apps.marketdata.models` and
+  :class:`apps.trading.models.FillRecord`).
+* Compression: segment by ``instrument_id`` (fills: ``session_id``), order by ``ts``; a policy compresses chunks
+  older than :data:`COMPRESS_AFTER`.
 * Continuous aggregates (:data:`CAGGS`), real-time (``materialized_only = false``) so the newest bucket is
   included: ``marketdata_quote_bars_1s`` / ``_1m`` (mid open/high/low/close, mean spread, quote count) and
   ``marketdata_trade_bars_1s`` / ``_1m`` (volume, buy volume, notional, trade count, price OHLC), each with a
   refresh policy. They are separate for quotes and trades because a continuous aggregate reads one hypertable;
-  :func:`apps.marketdata.selectors.bars` joins them.
+  :func:`apps.marketdata.selectors.bars` joins them. ``trading_fill_bars_1s`` / ``_1m`` hold, per session and
+  bucket, the fill count, bought and sold size, cash flow and fees: summed from the session's start they are its
+  inventory and cash, which :func:`apps.trading.selectors.session_pnl` marks to the quote bars' mid for the P&L.
+
+Tables are set up as they exist: the market-data migration runs before the trading tables are created, and the
+trading migration that makes fills time-keyed runs :func:`apply_storage` again for them.
 
 Plain PostgreSQL mode
 ---------------------
@@ -35,13 +41,21 @@ logger = logging.getLogger(__name__)
 TIMESCALEDB = "timescaledb"
 POSTGRESQL = "postgresql"
 
-# table -> chunk interval. Quotes and depth arrive at up to ~100/s per instrument, trades less, funding rarely.
-HYPERTABLES: dict[str, str] = {
-    "marketdata_tradetick": "1 day",
-    "marketdata_quotetick": "1 day",
-    "marketdata_depthupdaterecord": "1 day",
-    "marketdata_depthsnapshotrecord": "7 days",
-    "marketdata_fundingrate": "30 days",
+
+@dataclass(frozen=True)
+class Hypertable:
+    chunk_interval: str
+    segment_by: str = "instrument_id"  # compression segments: the column every query filters on
+
+
+# Quotes and depth arrive at up to ~100/s per instrument, trades less, funding rarely; our fills far less.
+HYPERTABLES: dict[str, Hypertable] = {
+    "marketdata_tradetick": Hypertable("1 day"),
+    "marketdata_quotetick": Hypertable("1 day"),
+    "marketdata_depthupdaterecord": Hypertable("1 day"),
+    "marketdata_depthsnapshotrecord": Hypertable("7 days"),
+    "marketdata_fundingrate": Hypertable("30 days"),
+    "trading_fillrecord": Hypertable("7 days", segment_by="session_id"),
 }
 COMPRESS_AFTER = "7 days"
 
@@ -71,11 +85,26 @@ SELECT instrument_id,
 FROM marketdata_tradetick
 GROUP BY instrument_id, bucket
 """
+# Our fills per session and bucket. side is +1 buy / -1 sell; cash_flow is -side*price*size (before fees), so a
+# session's inventory is the running sum of buy_size - sell_size and its cash the running sum of cash_flow - fees.
+_FILL_BARS = """
+SELECT session_id,
+       time_bucket(INTERVAL '{width}', ts) AS bucket,
+       count(*) AS n_fills,
+       sum(CASE WHEN side > 0 THEN size ELSE 0 END) AS buy_size,
+       sum(CASE WHEN side > 0 THEN 0 ELSE size END) AS sell_size,
+       sum(CASE WHEN side > 0 THEN -price * size ELSE price * size END) AS cash_flow,
+       sum(fee) AS fees,
+       last(price, ts) AS last_price
+FROM trading_fillrecord
+GROUP BY session_id, bucket
+"""
 
 
 @dataclass(frozen=True)
 class Cagg:
     name: str
+    source: str  # the hypertable it reads
     query: str
     width: str
     start_offset: str
@@ -84,10 +113,16 @@ class Cagg:
 
 
 CAGGS: tuple[Cagg, ...] = (
-    Cagg("marketdata_quote_bars_1s", _QUOTE_BARS, "1 second", "1 hour", "1 second", "10 seconds"),
-    Cagg("marketdata_quote_bars_1m", _QUOTE_BARS, "1 minute", "1 day", "1 minute", "1 minute"),
-    Cagg("marketdata_trade_bars_1s", _TRADE_BARS, "1 second", "1 hour", "1 second", "10 seconds"),
-    Cagg("marketdata_trade_bars_1m", _TRADE_BARS, "1 minute", "1 day", "1 minute", "1 minute"),
+    Cagg(
+        "marketdata_quote_bars_1s", "marketdata_quotetick", _QUOTE_BARS, "1 second", "1 hour", "1 second", "10 seconds"
+    ),
+    Cagg("marketdata_quote_bars_1m", "marketdata_quotetick", _QUOTE_BARS, "1 minute", "1 day", "1 minute", "1 minute"),
+    Cagg(
+        "marketdata_trade_bars_1s", "marketdata_tradetick", _TRADE_BARS, "1 second", "1 hour", "1 second", "10 seconds"
+    ),
+    Cagg("marketdata_trade_bars_1m", "marketdata_tradetick", _TRADE_BARS, "1 minute", "1 day", "1 minute", "1 minute"),
+    Cagg("trading_fill_bars_1s", "trading_fillrecord", _FILL_BARS, "1 second", "1 hour", "1 second", "10 seconds"),
+    Cagg("trading_fill_bars_1m", "trading_fillrecord", _FILL_BARS, "1 minute", "1 day", "1 minute", "1 minute"),
 )
 
 
@@ -158,7 +193,11 @@ def _primary_key(cursor: Any, table: str) -> tuple[str, list[str]]:
     return (row[0], list(row[1])) if row else ("", [])
 
 
-def make_hypertable(cursor: Any, table: str, chunk_interval: str) -> None:
+def _table_exists(cursor: Any, table: str) -> bool:
+    return _scalar(cursor, "SELECT to_regclass(%s) IS NOT NULL", (table,))
+
+
+def make_hypertable(cursor: Any, table: str, spec: Hypertable) -> None:
     """Turn ``table`` into a hypertable on ``ts`` with compression and a compression policy (idempotent)."""
     if not _is_hypertable(cursor, table):
         name, cols = _primary_key(cursor, table)
@@ -169,11 +208,11 @@ def make_hypertable(cursor: Any, table: str, chunk_interval: str) -> None:
         cursor.execute(
             "SELECT create_hypertable(%s::regclass, 'ts', chunk_time_interval => %s::interval, "
             "if_not_exists => TRUE, migrate_data => TRUE)",
-            (table, chunk_interval),
+            (table, spec.chunk_interval),
         )
     cursor.execute(
         f'ALTER TABLE "{table}" SET (timescaledb.compress, '
-        "timescaledb.compress_segmentby = 'instrument_id', timescaledb.compress_orderby = 'ts')"
+        f"timescaledb.compress_segmentby = '{spec.segment_by}', timescaledb.compress_orderby = 'ts')"
     )
     cursor.execute(
         "SELECT add_compression_policy(%s::regclass, %s::interval, if_not_exists => TRUE)", (table, COMPRESS_AFTER)
@@ -210,16 +249,21 @@ def apply_storage(cursor: Any, *, use_timescale: bool = True) -> StorageReport:
     ``cursor`` must be on a connection in autocommit mode (continuous aggregates refuse transaction blocks).
     """
     report = StorageReport(mode=POSTGRESQL)
+    tables = [t for t in HYPERTABLES if _table_exists(cursor, t)]
+    report.notes.extend(
+        f"{t} does not exist yet; set up when its migration runs" for t in HYPERTABLES if t not in tables
+    )
     if use_timescale and _try_create_extension(cursor, report):
-        for table, interval in HYPERTABLES.items():
-            make_hypertable(cursor, table, interval)
+        for table in tables:
+            make_hypertable(cursor, table, HYPERTABLES[table])
             report.hypertables.append(table)
         for cagg in CAGGS:
-            make_cagg(cursor, cagg)
-            report.caggs.append(cagg.name)
+            if cagg.source in tables:
+                make_cagg(cursor, cagg)
+                report.caggs.append(cagg.name)
         report.mode = TIMESCALEDB
     else:
-        for table in HYPERTABLES:
+        for table in tables:
             report.brin_indexes.append(make_brin(cursor, table))
     logger.info("market-data storage: %s", report)
     return report

@@ -121,7 +121,10 @@ class FillRecord(models.Model):
     liquidity = models.CharField(max_length=8, default="maker")
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["session", "fill_id"], name="fill_session_fillid_uniq")]
+        # The natural key ends in ts so that it holds on a TimescaleDB hypertable (every unique index there must
+        # contain the partitioning column); a fill id is written with one ts, so it still dedupes replays.
+        constraints = [models.UniqueConstraint(fields=["session", "fill_id", "ts"], name="fill_session_fillid_ts_uniq")]
+        indexes = [models.Index(fields=["session", "ts"], name="fill_session_ts")]
 
 
 class EstimatorSnapshotRecord(models.Model):

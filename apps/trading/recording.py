@@ -170,12 +170,13 @@ class Recorder:
 
     def fill(self, f: Fill) -> None:
         # a venue's fill ids are unique per venue instance; prefixing the (per-run unique) client order id keeps
-        # them unique per session across loop restarts
+        # them unique per session across loop restarts. ts is the venue's time of the fill, as for ticks: the
+        # natural key (session, fill id, ts) must be the same when a venue delivers a fill again, later
         self.writer.add(
             FILLS,
             (
                 self.session_id,
-                ns_to_dt(f.ts_local_ns),
+                event_time(f.ts_exch_ns, f.ts_local_ns),
                 f.ts_local_ns,
                 f.client_order_id,
                 f"{f.client_order_id}/{f.fill_id}",

@@ -132,3 +132,31 @@ def test_the_kill_switch_answers_an_api_client_in_json(client, operator, session
         reverse("dashboard:halt", args=[session.pk + 999]), {"reason": "x"}, HTTP_ACCEPT="application/json"
     )
     assert resp.status_code in (400, 404)
+
+
+def test_the_session_pnl_panel_shows_inventory_and_pnl_by_bucket(client, operator):
+    from django.db import connection
+
+    from tests.trading.pnl_fixture import T0_NS, load, make_record, oracle
+
+    rec = make_record(seed=5)
+    with connection.cursor() as cur:
+        _iid, sid = load(cur, rec)
+    TradingSession.objects.filter(pk=sid).update(ended_at=None, status=TradingSession.Status.STOPPED)
+    client.force_login(operator)
+    page = client.get(reverse("dashboard:session", args=[sid])).content.decode()
+    assert reverse("dashboard:session_pnl", args=[sid]) in page  # the panel loads from the page
+
+    url = reverse("dashboard:session_pnl", args=[sid])
+    resp = client.get(url, {"width": "1 minute"})
+    html = resp.content.decode()
+    assert resp.status_code == 200 and 'id="pnl-chart"' in html and 'id="inventory-chart"' in html
+    want = oracle(rec, T0_NS, T0_NS + 301 * 10**9, 60)
+    final_inventory, final_pnl = want[-1][2], want[-1][5]
+    assert f'<span id="pnl-inventory">{final_inventory:.6f}</span>' in html
+    assert f'<span id="pnl-total">{final_pnl:.4f}</span>' in html
+    assert html.count("<tr><td>") == len(want)  # one row per minute with fills or quotes
+
+    bad = client.get(url, {"width": "1 hour"})
+    assert bad.status_code == 400 and "width must be one of" in bad.content.decode()
+    assert client.get(reverse("dashboard:session_pnl", args=[sid + 999])).status_code == 404

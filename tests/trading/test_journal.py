@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -11,6 +11,8 @@ from apps.marketdata.models import WriterProgress
 from apps.trading.models import FillRecord, QuoteDecisionRecord
 from apps.trading.recording import DECISIONS, FILLS, make_writer, recover_journals
 
+_T0 = datetime(2026, 11, 30, 12, tzinfo=UTC)
+
 
 def _decision(session_id: int, i: int) -> tuple:
     now = datetime.now(tz=UTC)
@@ -18,7 +20,8 @@ def _decision(session_id: int, i: int) -> tuple:
 
 
 def _fill(session_id: int, i: int) -> tuple:
-    return (session_id, datetime.now(tz=UTC), i, f"c{i}", f"c{i}/f{i}", 1, 100.0, 0.1, 0.0, "maker")
+    # as Recorder.fill writes it: ts is the venue's time of the fill, so a fill written twice has one natural key
+    return (session_id, _T0 + timedelta(seconds=i), i, f"c{i}", f"c{i}/f{i}", 1, 100.0, 0.1, 0.0, "maker")
 
 
 @pytest.mark.django_db(transaction=True)

@@ -1,0 +1,153 @@
+"""Reads of a session's record: P&L and inventory over time, from the fills and the market's mid.
+
+A session's inventory at the end of a bucket is the sum of every fill's signed size up to then, and its cash the
+sum of ``-side·price·size - fee``; its P&L is ``cash + inventory·mid``, marked to the last mid at or before the end
+of the bucket (the same identity as :mod:`apps.engine.pnl`, in quote currency). On TimescaleDB the per-bucket
+sums come from the ``trading_fill_bars_1s`` / ``_1m`` continuous aggregates and the mids from the quote bars
+(:mod:`apps.marketdata.timescale`); on plain PostgreSQL the same sums are computed from the raw rows over the
+``(session, ts)`` index. Either way the rows are identical, up to float summation order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.db import connection
+from django.utils import timezone
+
+from apps.marketdata.selectors import CAGG_SUFFIX, bars_on, width_seconds
+from apps.marketdata.timescale import TIMESCALEDB, detect_mode
+
+_FILL_COLS = ("bucket", "n_fills", "buy_size", "sell_size", "cash_flow", "fees", "last_price")
+
+_RAW_BARS = """
+SELECT date_bin(%(width)s::interval, ts, 'epoch'::timestamptz) AS bucket, count(*),
+       sum(CASE WHEN side > 0 THEN size ELSE 0 END), sum(CASE WHEN side > 0 THEN 0 ELSE size END),
+       sum(CASE WHEN side > 0 THEN -price * size ELSE price * size END), sum(fee),
+       (array_agg(price ORDER BY ts DESC, id DESC))[1]
+FROM trading_fillrecord WHERE session_id = %(sid)s AND ts >= %(start)s AND ts < %(end)s
+GROUP BY 1 ORDER BY 1
+"""
+_CAGG_BARS = """
+SELECT bucket, n_fills, buy_size, sell_size, cash_flow, fees, last_price FROM trading_fill_bars_{s}
+WHERE session_id = %(sid)s AND bucket >= %(start)s AND bucket < %(end)s ORDER BY bucket
+"""
+_RAW_BEFORE = """
+SELECT count(*), coalesce(sum(CASE WHEN side > 0 THEN size ELSE 0 END), 0),
+       coalesce(sum(CASE WHEN side > 0 THEN 0 ELSE size END), 0),
+       coalesce(sum(CASE WHEN side > 0 THEN -price * size ELSE price * size END), 0), coalesce(sum(fee), 0)
+FROM trading_fillrecord WHERE session_id = %(sid)s AND ts < %(start)s
+"""
+_CAGG_BEFORE = """
+SELECT coalesce(sum(n_fills), 0), coalesce(sum(buy_size), 0), coalesce(sum(sell_size), 0),
+       coalesce(sum(cash_flow), 0), coalesce(sum(fees), 0)
+FROM trading_fill_bars_{s} WHERE session_id = %(sid)s AND bucket < %(start)s
+"""
+_LAST_FILL_PRICE = """
+SELECT price FROM trading_fillrecord WHERE session_id = %(sid)s AND ts < %(start)s ORDER BY ts DESC, id DESC LIMIT 1
+"""
+_LAST_MID = """
+SELECT (bid_px + ask_px) / 2 FROM marketdata_quotetick WHERE instrument_id = %(iid)s AND ts < %(start)s
+ORDER BY ts DESC, id DESC LIMIT 1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class PnlBar:
+    """One bucket of a session: what it traded in the bucket and where it stood at the bucket's end."""
+
+    bucket: datetime  # start of the bucket
+    n_fills: int
+    buy_size: float  # base units bought in the bucket
+    sell_size: float
+    fees: float  # quote currency paid in the bucket (a rebate is negative)
+    inventory: float  # base units held at the end of the bucket
+    cash: float  # quote currency at the end of the bucket: -Σ side·price·size - Σ fee since the session began
+    mid: float | None  # the mark: last mid at or before the bucket's end (last fill price before any mid)
+    pnl: float | None  # cash + inventory·mid; None while inventory is held with no mark at all
+
+
+def _align(ts: datetime, step: int) -> datetime:
+    epoch = int(ts.timestamp())
+    return datetime.fromtimestamp(epoch - epoch % step, tz=UTC)
+
+
+def _fetchone(cur: Any, sql: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
+    cur.execute(sql, params)
+    return cur.fetchone()
+
+
+def session_pnl_on(
+    cur: Any, session_id: int, instrument_id: int, start: datetime, end: datetime, width: str = "1 minute"
+) -> list[PnlBar]:
+    """Per-bucket P&L and inventory of a session over ``[start, end)`` on a DB-API cursor, oldest first.
+
+    ``start`` is aligned down to the bucket width; fills before it are summed into the opening inventory and cash,
+    so a window in the middle of a session shows the session's real position. A bucket appears when the session
+    filled or the instrument quoted in it."""
+    step = width_seconds(width)
+    if end <= start:
+        raise ValueError(f"end ({end.isoformat()}) must be after start ({start.isoformat()})")
+    start = _align(start, step)
+    params = {"sid": session_id, "iid": instrument_id, "start": start, "end": end, "width": width}
+    suffix = CAGG_SUFFIX.get(width)
+    use_cagg = suffix is not None and detect_mode(cur) == TIMESCALEDB
+    _n, bought, sold, cash_flow, fees = _fetchone(
+        cur, (_CAGG_BEFORE.format(s=suffix) if use_cagg else _RAW_BEFORE), params
+    )
+    inventory, cash = bought - sold, cash_flow - fees
+    mid_row = _fetchone(cur, _LAST_MID, params)
+    quoted = mid_row is not None  # once the market has quoted, the mark is a mid, never a fill price
+    mark_row = mid_row or _fetchone(cur, _LAST_FILL_PRICE, params)
+    mark = mark_row[0] if mark_row else None
+
+    cur.execute(_CAGG_BARS.format(s=suffix) if use_cagg else _RAW_BARS, params)
+    fills = {row[0]: dict(zip(_FILL_COLS, row, strict=True)) for row in cur.fetchall()}
+    mids = {b["bucket"]: b["mid"] for b in bars_on(cur, instrument_id, start, end, width) if b["mid"] is not None}
+
+    out: list[PnlBar] = []
+    for bucket in sorted(fills.keys() | mids.keys()):
+        f = fills.get(bucket)
+        if f is not None:
+            inventory += f["buy_size"] - f["sell_size"]
+            cash += f["cash_flow"] - f["fees"]
+        if bucket in mids:
+            mark, quoted = mids[bucket], True
+        elif not quoted and f is not None:
+            mark = f["last_price"]
+        inventory = round(inventory, 12)  # sums of decimal lot sizes: 0.3 - 0.1 - 0.2 is flat, not 5.6e-17
+        pnl = cash if inventory == 0 else (cash + inventory * mark if mark is not None else None)
+        out.append(
+            PnlBar(
+                bucket=bucket,
+                n_fills=f["n_fills"] if f else 0,
+                buy_size=f["buy_size"] if f else 0.0,
+                sell_size=f["sell_size"] if f else 0.0,
+                fees=f["fees"] if f else 0.0,
+                inventory=inventory,
+                cash=cash,
+                mid=mark,
+                pnl=pnl,
+            )
+        )
+    return out
+
+
+def session_pnl(
+    session: Any, start: datetime | None = None, end: datetime | None = None, width: str = "1 minute"
+) -> list[PnlBar]:
+    """:func:`session_pnl_on` for a :class:`~apps.trading.models.TradingSession` on Django's database.
+
+    The range defaults to the session's own: from its first fill or start (whichever is earlier) to its end, or
+    now while it runs."""
+    if start is None:
+        first = session.fills.order_by("ts").values_list("ts", flat=True).first()
+        candidates = [t for t in (first, session.started_at, session.created_at) if t is not None]
+        start = min(candidates)
+    if end is None:
+        last = session.fills.order_by("-ts").values_list("ts", flat=True).first()
+        end = max(t for t in (session.ended_at or timezone.now(), last) if t is not None) + timedelta(seconds=1)
+    with connection.cursor() as cur:
+        return session_pnl_on(cur, session.pk, session.instrument_id, start, end, width)
