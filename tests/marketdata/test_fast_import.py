@@ -89,6 +89,14 @@ MUTATIONS = [
     ('"data":{', '"data":[{'),
     ('"s":"BTCUSDT"', '"s":NaN'),
     ("}}", "}"),
+    # depth diffs (the msgspec road): duplicate keys (the last wins), a missing pu, T of 0 (then E), a partial-book
+    # stream, a stream that is no string, a kind overwritten by a duplicate
+    ('"pu":', '"pu":1,"pu":'),
+    ('"pu":', '"pux":'),
+    ('"T":', '"T":0,"T0":'),
+    ('"stream":"btcusdt@depth@0ms"', '"stream":"btcusdt@depth5@100ms"'),
+    ('"stream":"btcusdt@depth@0ms"', '"stream":7'),
+    ('"e":"depthUpdate"', '"e":"depthUpdate","e":"x"'),
 ]
 
 
@@ -330,3 +338,21 @@ def test_fast_levels_accepts_exactly_what_parse_levels_accepts():
             fast = binance_raw._fast_levels(levels, allow_zero)
             if fast is not None:  # the fast path may decline; when it answers, it agrees
                 assert expected is not None and tuple(zip(*fast, strict=True)) == expected, levels
+
+
+def test_the_msgspec_depth_road_takes_every_real_diff_and_builds_the_orjson_roads_record(monkeypatch):
+    """Every depth diff of the real recording goes the typed (msgspec) road, and the records equal those of the
+    orjson road (the fast path switched off) for the whole file, with the same statistics."""
+    with gzip.open(shared_data(*USDM), "rt") as fh:
+        numbered = list(enumerate((line.rstrip("\n") for line in fh), start=1))
+    depth = [(n, t) for n, t in numbered if binance_raw._DEPTH_MARK in t]
+    assert len(depth) == 6_551
+    taken = [binance_raw._fast_depth(t.partition(" ")[2], n, int(t.partition(" ")[0])) for n, t in depth]
+    assert all(r is not None for r in taken)
+    typed_stats, orjson_stats = ParseStats(), ParseStats()
+    typed = list(binance_raw.records(numbered, typed_stats))
+    monkeypatch.setattr(binance_raw, "_fast_depth", lambda body, line_no, local_ns: None)
+    plain = list(binance_raw.records(numbered, orjson_stats))
+    assert typed == plain
+    assert [type(x) for r in typed for x in r] == [type(x) for r in plain for x in r]
+    assert typed_stats.events == orjson_stats.events and typed_stats.clock_offset_ms() == orjson_stats.clock_offset_ms()
