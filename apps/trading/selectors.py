@@ -69,9 +69,11 @@ class PnlBar:
     pnl: float | None  # cash + inventory·mid; None while inventory is held with no mark at all
 
 
-def _align(ts: datetime, step: int) -> datetime:
-    epoch = int(ts.timestamp())
-    return datetime.fromtimestamp(epoch - epoch % step, tz=UTC)
+def _align(ts: datetime, step: int, *, up: bool = False) -> datetime:
+    """``ts`` down (or up) to a bucket edge, buckets of ``step`` seconds counted from the epoch."""
+    epoch = ts.timestamp()
+    edge = int(epoch // step) * step
+    return datetime.fromtimestamp(edge + step if up and edge < epoch else edge, tz=UTC)
 
 
 def _fetchone(cur: Any, sql: str, params: dict[str, Any]) -> tuple[Any, ...] | None:
@@ -84,13 +86,14 @@ def session_pnl_on(
 ) -> list[PnlBar]:
     """Per-bucket P&L and inventory of a session over ``[start, end)`` on a DB-API cursor, oldest first.
 
-    ``start`` is aligned down to the bucket width; fills before it are summed into the opening inventory and cash,
+    ``start`` is aligned down and ``end`` up to bucket edges (the continuous aggregates hold whole buckets, and
+    the raw road must sum the same fills); fills before ``start`` are summed into the opening inventory and cash,
     so a window in the middle of a session shows the session's real position. A bucket appears when the session
     filled or the instrument quoted in it."""
     step = width_seconds(width)
     if end <= start:
         raise ValueError(f"end ({end.isoformat()}) must be after start ({start.isoformat()})")
-    start = _align(start, step)
+    start, end = _align(start, step), _align(end, step, up=True)
     params = {"sid": session_id, "iid": instrument_id, "start": start, "end": end, "width": width}
     suffix = CAGG_SUFFIX.get(width)
     use_cagg = suffix is not None and detect_mode(cur) == TIMESCALEDB

@@ -136,3 +136,16 @@ def test_a_fill_delivered_twice_is_stored_once_under_the_time_keyed_natural_key(
     assert FillRecord.objects.filter(session_id=sid).count() == before + 2
     bars = session_pnl(TradingSession.objects.get(pk=sid), end=ns_dt(ts) + timedelta(seconds=1))
     assert bars[-1].n_fills == 2 and bars[-1].buy_size == 1.0
+
+
+def test_a_range_is_widened_to_whole_buckets_so_both_roads_sum_the_same_fills(record):
+    """The continuous aggregates hold whole buckets; an end inside a bucket takes the whole bucket on the raw road
+    too (else the two would disagree on the last bucket)."""
+    rec, iid, sid = record
+    cut = T0_NS + 150 * NS + 500_000_000  # inside the third minute
+    with connection.cursor() as cur:
+        part = session_pnl_on(cur, sid, iid, ns_dt(T0_NS + 30 * NS), ns_dt(cut), "1 minute")
+        whole = session_pnl_on(cur, sid, iid, ns_dt(T0_NS), ns_dt(T0_NS + 180 * NS), "1 minute")
+    assert [b.bucket for b in part] == [ns_dt(T0_NS + k * 60 * NS) for k in range(3)]
+    assert_rows_equal(as_tuples(part), as_tuples(whole))
+    assert part[-1].n_fills == sum(1 for f in rec.fills if T0_NS + 120 * NS <= f[0] < T0_NS + 180 * NS)
