@@ -154,6 +154,9 @@ ORDER BY 1
 """
 
 
+CAGG_SUFFIX = {"1 second": "1s", "1 minute": "1m"}  # the widths the continuous aggregates hold
+
+
 def bars(instrument_id: int, start: datetime, end: datetime, width: str = "1 minute") -> list[dict[str, Any]]:
     """Bars of mid (close), mean spread, quote count, volume and trade count, oldest first.
 
@@ -175,9 +178,6 @@ def bars_on(cur: Any, instrument_id: int, start: datetime, end: datetime, width:
         cur.execute(_BARS_SQL, params)
     cols = ("bucket", "mid", "spread", "n_quotes", "volume", "n_trades")
     return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
-
-
-CAGG_SUFFIX = {"1 second": "1s", "1 minute": "1m"}  # the widths the continuous aggregates hold
 
 
 def width_seconds(width: str) -> int:

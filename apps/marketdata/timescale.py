@@ -112,17 +112,19 @@ class Cagg:
     schedule: str
 
 
+def _one_second_and_one_minute(prefix: str, source: str, query: str) -> tuple[Cagg, Cagg]:
+    """The 1 s and 1 min aggregates of ``query``: refreshed every 10 s over the last hour, every minute over the
+    last day (real-time aggregation covers the newest, unmaterialized buckets)."""
+    return (
+        Cagg(f"{prefix}_1s", source, query, "1 second", "1 hour", "1 second", "10 seconds"),
+        Cagg(f"{prefix}_1m", source, query, "1 minute", "1 day", "1 minute", "1 minute"),
+    )
+
+
 CAGGS: tuple[Cagg, ...] = (
-    Cagg(
-        "marketdata_quote_bars_1s", "marketdata_quotetick", _QUOTE_BARS, "1 second", "1 hour", "1 second", "10 seconds"
-    ),
-    Cagg("marketdata_quote_bars_1m", "marketdata_quotetick", _QUOTE_BARS, "1 minute", "1 day", "1 minute", "1 minute"),
-    Cagg(
-        "marketdata_trade_bars_1s", "marketdata_tradetick", _TRADE_BARS, "1 second", "1 hour", "1 second", "10 seconds"
-    ),
-    Cagg("marketdata_trade_bars_1m", "marketdata_tradetick", _TRADE_BARS, "1 minute", "1 day", "1 minute", "1 minute"),
-    Cagg("trading_fill_bars_1s", "trading_fillrecord", _FILL_BARS, "1 second", "1 hour", "1 second", "10 seconds"),
-    Cagg("trading_fill_bars_1m", "trading_fillrecord", _FILL_BARS, "1 minute", "1 day", "1 minute", "1 minute"),
+    *_one_second_and_one_minute("marketdata_quote_bars", "marketdata_quotetick", _QUOTE_BARS),
+    *_one_second_and_one_minute("marketdata_trade_bars", "marketdata_tradetick", _TRADE_BARS),
+    *_one_second_and_one_minute("trading_fill_bars", "trading_fillrecord", _FILL_BARS),
 )
 
 
