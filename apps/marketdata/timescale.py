@@ -271,6 +271,13 @@ def apply_storage(cursor: Any, *, use_timescale: bool = True) -> StorageReport:
     return report
 
 
+def migrate_storage(apps: Any, schema_editor: Any) -> None:
+    """The ``RunPython`` step of the storage migrations (marketdata 0003, trading 0003): :func:`apply_storage` on
+    the migration's connection (the migrations are not atomic, so it is in autocommit mode)."""
+    with schema_editor.connection.cursor() as cursor:
+        apply_storage(cursor)
+
+
 def db_mode() -> str:
     """The storage mode of Django's default database: ``"timescaledb"`` or ``"postgresql"``."""
     from django.db import connection

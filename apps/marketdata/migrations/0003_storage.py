@@ -4,12 +4,7 @@ created inside a transaction block. Every statement is idempotent, so a half-app
 
 from django.db import migrations
 
-
-def forward(apps, schema_editor):
-    from apps.marketdata.timescale import apply_storage
-
-    with schema_editor.connection.cursor() as cursor:
-        apply_storage(cursor)
+from apps.marketdata.timescale import migrate_storage
 
 
 class Migration(migrations.Migration):
@@ -20,5 +15,5 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.RunPython(forward, migrations.RunPython.noop, elidable=False),
+        migrations.RunPython(migrate_storage, migrations.RunPython.noop, elidable=False),
     ]

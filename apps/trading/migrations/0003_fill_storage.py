@@ -5,12 +5,7 @@ be created inside a transaction block; every storage statement is idempotent."""
 
 from django.db import migrations, models
 
-
-def forward(apps, schema_editor):
-    from apps.marketdata.timescale import apply_storage
-
-    with schema_editor.connection.cursor() as cursor:
-        apply_storage(cursor)
+from apps.marketdata.timescale import migrate_storage
 
 
 class Migration(migrations.Migration):
@@ -34,5 +29,5 @@ class Migration(migrations.Migration):
             model_name="fillrecord",
             constraint=models.UniqueConstraint(fields=("session", "fill_id", "ts"), name="fill_session_fillid_ts_uniq"),
         ),
-        migrations.RunPython(forward, migrations.RunPython.noop, elidable=False),
+        migrations.RunPython(migrate_storage, migrations.RunPython.noop, elidable=False),
     ]
