@@ -72,6 +72,8 @@ def session_pnl_view(request: HttpRequest, session_id: int) -> HttpResponse:
         "last": bars[-1] if bars else None,
         "pnl_points": _polyline([b.pnl for b in marked]) if len(marked) > 1 else "",
         "inv_points": _polyline([b.inventory for b in bars]) if len(bars) > 1 else "",
+        "pnl_range": (min(b.pnl for b in marked), max(b.pnl for b in marked)) if marked else None,
+        "inv_range": (min(b.inventory for b in bars), max(b.inventory for b in bars)) if bars else None,
         "chart_w": _CHART_W,
         "chart_h": _CHART_H,
     }

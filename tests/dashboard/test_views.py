@@ -156,6 +156,8 @@ def test_the_session_pnl_panel_shows_inventory_and_pnl_by_bucket(client, operato
     assert f'<span id="pnl-inventory">{final_inventory:.6f}</span>' in html
     assert f'<span id="pnl-total">{final_pnl:.4f}</span>' in html
     assert html.count("<tr><td>") == len(want)  # one row per minute with fills or quotes
+    inventories = [r[2] for r in want]
+    assert f"{min(inventories):.6f} … {max(inventories):.6f}" in html  # the inventory line's range, in the legend
 
     bad = client.get(url, {"width": "1 hour"})
     assert bad.status_code == 400 and "width must be one of" in bad.content.decode()
