@@ -15,8 +15,8 @@ decodes depth lines whenever it keeps up (the parser then hands them over undeco
 quarantine as the one-process road (``ImportOptions(sidecar=False)``, ``import_marketdata --no-sidecar``, and
 where ``os.fork`` is missing); ``tests/marketdata/test_import_sidecar.py`` holds them equal on clean and
 corrupted real data. A sidecar that fails or dies ends its file with a ``file_error`` that says so. Measured
-in ``benchmarks/bench_import.py``: about 1.1 s for the 93,954-line USD-M recording (1.65 s in one process),
-half the rate of a plain COPY of the same rows or a little better.
+in ``benchmarks/bench_import.py``: 0.6-0.7x the rate of a plain COPY of the same rows (one process alone:
+0.33-0.39x).
 
 Idempotency: every stored row carries a natural key (trade id; content hash for quotes, depth and quarantine
 rows) under a unique index. Tick batches are COPYed straight into their table inside a savepoint; when one hits a
@@ -396,10 +396,29 @@ def _default_spill_dir() -> Path:
     return embedded.var_dir() / "spill" / "marketdata-import"
 
 
-def quote_row(iid: int, rec: tuple) -> tuple:
-    """The quote-tick row of a ``QUOTE`` record (natural key: a hash of its content)."""
-    _k, _line_no, local, exch, b, bq, a, aq, u = rec
+# The rows of the tick tables, with their natural keys (a trade's id; a hash of the content for the others), for
+# both roads: events (:meth:`_FileImport.run`) and binance-raw records (:meth:`_FileImport.run_binance_raw`,
+# :class:`SideRows`). Times: local then exchange ns; a row's ``ts`` is the exchange's, or ours when it sent none.
+
+
+def trade_row(iid: int, local: int, exch: int, px: float, sz: float, aggressor: int, trade_id: str) -> tuple:
+    return (iid, exch or local, exch, local, px, sz, aggressor, trade_id)
+
+
+def quote_row(iid: int, local: int, exch: int, b: float, bq: float, a: float, aq: float, u: int) -> tuple:
     return (iid, exch or local, exch, local, b, bq, a, aq, u, hash((exch, local, u, b, bq, a, aq)))
+
+
+def depth_row(iid: int, ev: DepthUpdate, sides: tuple[tuple, ...]) -> tuple:
+    """``sides``: the event's levels as (bid prices, bid sizes, ask prices, ask sizes)."""
+    exch, local, fu, lu = ev.ts_exch_ns, ev.ts_local_ns, ev.first_update_id, ev.last_update_id
+    key = hash((exch, local, fu, lu, ev.bids, ev.asks))
+    return (iid, exch or local, exch, local, fu, lu, ev.prev_update_id, *sides, key)
+
+
+def snapshot_row(iid: int, ev: DepthSnapshot, sides: tuple[tuple, ...]) -> tuple:
+    exch, local, lu = ev.ts_exch_ns, ev.ts_local_ns, ev.last_update_id
+    return (iid, exch or local, exch, local, lu, *sides, hash((exch, local, lu, ev.bids, ev.asks)))
 
 
 def quarantine_row(file_id: int, sha: str, path: str, line_no: int, reason: str, detail: str, raw: str) -> tuple:
@@ -443,6 +462,7 @@ class SideRows:
         self.high_water_rows = high_water_rows
         self.stats = ParseStats(fmt=binance_raw.FORMAT)  # of the RAW lines decoded here
         self.parsed: Counter = Counter()
+        self._book0 = (book.matches, book.mismatches) if book is not None else (0, 0)  # the check spans files
 
     def process(self, recs: list[tuple]) -> None:
         iid, book, stats = self.iid, self.book, self.stats
@@ -464,24 +484,21 @@ class SideRows:
                     continue
                 kind = rec[0]
             if kind == _QUOTE:
-                _k, line_no, local, exch, b, bq, a, aq, u = rec
+                _k, line_no, _local, _exch, b, bq, a, aq, u = rec
                 if raw:
-                    quotes.append(quote_row(iid, rec))
+                    quotes.append(quote_row(iid, *rec[2:]))
                 if on_bbo is not None:
                     on_bbo(u, b, bq, a, aq, line_no)
                 continue
             if kind != _DEPTH and kind != _SNAPSHOT:  # records(defer_depth=...) never defers a possible trade
                 raise AssertionError(f"line {rec[1]}: a record of kind {kind} cannot come here")
-            _k, line_no, local, exch, fu, lu, pu, bp, bs, ap, as_ = rec
             ev = binance_raw.depth_event(rec)
             if kind == _DEPTH:
-                key = hash((exch, local, fu, lu, ev.bids, ev.asks))
-                depth.append((iid, exch or local, exch, local, fu, lu, pu, bp, bs, ap, as_, key))
+                depth.append(depth_row(iid, ev, rec[7:]))
             else:
-                key = hash((exch, local, lu, ev.bids, ev.asks))
-                snaps.append((iid, exch or local, exch, local, lu, bp, bs, ap, as_, key))
+                snaps.append(snapshot_row(iid, ev, rec[7:]))
             if on_depth is not None:
-                on_depth(ev, line_no)
+                on_depth(ev, rec[1])
         for table, label, rows in (
             (QUOTES, "quotes", quotes),
             (DEPTH, "depth_updates", depth),
@@ -499,6 +516,18 @@ class SideRows:
             for issue in self.book.issues:
                 self.quarantine(issue.line_no, issue.reason, issue.detail, "")
             self.book.issues.clear()
+
+    def finish(self) -> SideResult:
+        """Quarantine the book check's last findings; what this file's records gave (rows and book matches)."""
+        self.drain_book_issues()
+        book = self.book
+        matches, mismatches = (book.matches, book.mismatches) if book is not None else (0, 0)
+        return SideResult(
+            parsed=dict(self.parsed),
+            book_matches=matches - self._book0[0],
+            book_mismatches=mismatches - self._book0[1],
+            stats=self.stats,
+        )
 
 
 @dataclass
@@ -524,21 +553,12 @@ class LocalSide:
 
     def start_file(self, job: _FileImport, options: ImportOptions) -> None:
         self._rows = SideRows(job.iid, job.writer, self.book, job.quarantine, options.high_water_rows)
-        self._book0 = (self.book.matches, self.book.mismatches) if self.book else (0, 0)
 
     def process(self, recs: list[tuple]) -> None:
         self._rows.process(recs)
 
     def finish_file(self) -> SideResult:
-        rows = self._rows
-        rows.drain_book_issues()
-        matches, mismatches = (self.book.matches, self.book.mismatches) if self.book else (0, 0)
-        return SideResult(
-            parsed=dict(rows.parsed),
-            book_matches=matches - self._book0[0],
-            book_mismatches=mismatches - self._book0[1],
-            stats=rows.stats,
-        )
+        return self._rows.finish()
 
     def close(self) -> None:
         pass
@@ -562,9 +582,9 @@ class SidecarSide:
     own writer there, and :meth:`finish_file` waits until that writer has stored everything.
     """
 
-    def __init__(self, options: ImportOptions, book_check: bool) -> None:
+    def __init__(self, options: ImportOptions) -> None:
         conninfo = connection.get_connection_params()  # Django's own, for a connection it does not manage
-        self._sidecar = Sidecar(_side_server(options, book_check, conninfo))
+        self._sidecar = Sidecar(_side_server(options, conninfo))
         self._keeping_up = True
         self.failed = False
 
@@ -591,18 +611,17 @@ class SidecarSide:
         self._sidecar.close()
 
 
-def _side_server(options: ImportOptions, book_check: bool, conninfo: dict[str, Any]) -> Callable:
+def _side_server(options: ImportOptions, conninfo: dict[str, Any]) -> Callable:
     def connect() -> Any:
         import psycopg
 
         return psycopg.connect(**conninfo, autocommit=True)
 
     def serve(recv: Callable[[], Any], reply: Callable[[Any], None]) -> None:
-        book = BookCheck(options.book_check_window) if book_check else None
+        book = BookCheck(options.book_check_window) if options.book_check else None
         writer: BatchedWriter | None = None
         rows: SideRows | None = None
         quarantine: _Quarantine | None = None
-        book0 = (0, 0)
         try:
             while (msg := recv()) is not None:
                 if msg[0] == "recs":
@@ -613,23 +632,16 @@ def _side_server(options: ImportOptions, book_check: bool, conninfo: dict[str, A
                     writer.start()
                     quarantine = _Quarantine(writer, file_id, sha, path)
                     rows = SideRows(iid, writer, book, quarantine, options.high_water_rows)
-                    book0 = (book.matches, book.mismatches) if book else (0, 0)
                 elif msg[0] == "end":
-                    rows.drain_book_issues()
+                    result = rows.finish()
                     writer.close(timeout_s=3600.0)
                     stats, writer = writer.stats, None
-                    reply(
-                        SideResult(
-                            parsed=dict(rows.parsed),
-                            stats=rows.stats,
-                            inserted={t: n for t, n in stats.inserted.items() if t != QUARANTINE},
-                            duplicates={t: n for t, n in stats.duplicates.items() if t != QUARANTINE},
-                            quarantined=dict(quarantine.counts),
-                            book_matches=(book.matches - book0[0]) if book else 0,
-                            book_mismatches=(book.mismatches - book0[1]) if book else 0,
-                            spilled_rows=stats.rows_spilled - stats.rows_replayed,
-                        )
-                    )
+                    # this process's own writer stored the rows: the parent adds its counts to its own
+                    result.inserted = {t: n for t, n in stats.inserted.items() if t != QUARANTINE}
+                    result.duplicates = {t: n for t, n in stats.duplicates.items() if t != QUARANTINE}
+                    result.quarantined = dict(quarantine.counts)
+                    result.spilled_rows = stats.rows_spilled - stats.rows_replayed
+                    reply(result)
         finally:
             if writer is not None:
                 # the parent went away or this failed mid-file: store (or spill) what arrived, as the parent does
@@ -661,71 +673,19 @@ class _FileImport:
                 cls = type(item)
                 if cls is Trade:
                     t = item
-                    add(
-                        TRADES,
-                        (
-                            iid,
-                            t.ts_exch_ns or t.ts_local_ns,
-                            t.ts_exch_ns,
-                            t.ts_local_ns,
-                            t.price,
-                            t.size,
-                            int(t.aggressor),
-                            t.trade_id,
-                        ),
-                    )
+                    trade = (t.price, t.size, int(t.aggressor), t.trade_id)
+                    add(TRADES, trade_row(iid, t.ts_local_ns, t.ts_exch_ns, *trade))
                     parsed["trades"] += 1
                 elif cls is BestBidAsk:
                     q = item
-                    add(
-                        QUOTES,
-                        (
-                            iid,
-                            q.ts_exch_ns or q.ts_local_ns,
-                            q.ts_exch_ns,
-                            q.ts_local_ns,
-                            q.bid_px,
-                            q.bid_size,
-                            q.ask_px,
-                            q.ask_size,
-                            q.update_id,
-                            hash(
-                                (q.ts_exch_ns, q.ts_local_ns, q.update_id, q.bid_px, q.bid_size, q.ask_px, q.ask_size)
-                            ),
-                        ),
-                    )
+                    quote = (q.bid_px, q.bid_size, q.ask_px, q.ask_size, q.update_id)
+                    add(QUOTES, quote_row(iid, q.ts_local_ns, q.ts_exch_ns, *quote))
                     parsed["quotes"] += 1
                 elif cls is DepthUpdate:
-                    d = item
-                    add(
-                        DEPTH,
-                        (
-                            iid,
-                            d.ts_exch_ns or d.ts_local_ns,
-                            d.ts_exch_ns,
-                            d.ts_local_ns,
-                            d.first_update_id,
-                            d.last_update_id,
-                            d.prev_update_id,
-                            *_sides(d.bids, d.asks),
-                            hash((d.ts_exch_ns, d.ts_local_ns, d.first_update_id, d.last_update_id, d.bids, d.asks)),
-                        ),
-                    )
+                    add(DEPTH, depth_row(iid, item, _sides(item.bids, item.asks)))
                     parsed["depth_updates"] += 1
                 elif cls is DepthSnapshot:
-                    s = item
-                    add(
-                        SNAPSHOTS,
-                        (
-                            iid,
-                            s.ts_exch_ns or s.ts_local_ns,
-                            s.ts_exch_ns,
-                            s.ts_local_ns,
-                            s.last_update_id,
-                            *_sides(s.bids, s.asks),
-                            hash((s.ts_exch_ns, s.ts_local_ns, s.last_update_id, s.bids, s.asks)),
-                        ),
-                    )
+                    add(SNAPSHOTS, snapshot_row(iid, item, _sides(item.bids, item.asks)))
                     parsed["depth_snapshots"] += 1
                 elif cls is Quarantined:
                     self.quarantine(item.line_no, item.reason, item.detail, item.raw)
@@ -790,12 +750,11 @@ class _FileImport:
                 if type(rec) is tuple:
                     kind = rec[0]
                     if kind == _QUOTE:
-                        quotes.append(quote_row(iid, rec))
+                        quotes.append(quote_row(iid, *rec[2:]))
                         if book_quotes:
                             block.append(rec)
                     elif kind == _TRADE:
-                        _k, _line_no, local, exch, px, sz, aggressor, tid = rec
-                        trades.append((iid, exch or local, exch, local, px, sz, aggressor, tid))
+                        trades.append(trade_row(iid, *rec[2:]))
                     else:
                         block.append(rec)
                 else:
@@ -965,7 +924,7 @@ def _make_side(fmt: str, options: ImportOptions) -> LocalSide | SidecarSide | No
         return None
     if options.sidecar and sidecar.available():
         try:
-            return SidecarSide(options, options.book_check)
+            return SidecarSide(options)
         except OSError as exc:  # no process or pipe to spare: the same import in this process
             logger.warning("import: no sidecar process (%s); importing in one process", exc)
     return LocalSide(BookCheck(options.book_check_window) if options.book_check else None)

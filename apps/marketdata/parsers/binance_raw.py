@@ -360,19 +360,14 @@ def records(
                 if last_local is not None and local_ns < last_local:
                     raise BadRecordError(TS_OUT_OF_ORDER, f"local receive time went back {last_local - local_ns} ns")
                 last_local = local_ns
-                if (
-                    defer_depth is not None
-                    and _DEPTH_MARK in body
-                    and "\\" not in body
-                    and "rade" not in body
-                    and defer_depth()
-                ):
-                    yield (RAW, line_no, text)
-                    continue
-                if _DEPTH_MARK in body and (rec := fast_depth(body, line_no, local_ns)) is not None:
-                    note("DepthUpdate", rec[3], local_ns)
-                    yield rec
-                    continue
+                if _DEPTH_MARK in body:
+                    if defer_depth is not None and "\\" not in body and "rade" not in body and defer_depth():
+                        yield (RAW, line_no, text)
+                        continue
+                    if (rec := fast_depth(body, line_no, local_ns)) is not None:
+                        note("DepthUpdate", rec[3], local_ns)
+                        yield rec
+                        continue
                 try:
                     msg = orjson_loads(body)
                 except ValueError:
