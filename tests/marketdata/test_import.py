@@ -237,6 +237,33 @@ _LOBSTER_MESSAGES = "AMZN_2012-06-21_34200000_57600000_message_1.csv.gz"
 _CSV_GARBAGE = lambda text: "not,a,valid,row"  # noqa: E731 - a column count no CSV format here has
 
 
+_USDM_DERIVED = ("hftbacktest-binance-usdm-btcusdt-20240808", "derived")
+
+
+def _binance_public(kind: str):
+    """A Binance public-data CSV (futures layout, with its header) made from the USD-M recording's real trades or
+    bookTicker messages (its MANIFEST's derived files): there is no public-data sample in ../shared/data."""
+
+    def build(tmp_path: Path) -> Path:
+        name = "trades.csv.gz" if kind == "trades" else "bbo.csv.gz"
+        with gzip.open(shared_data(*_USDM_DERIVED, name), "rt") as fh:
+            rows = [r.rstrip("\n").split(",") for r in fh.readlines()[1:]]
+        if kind == "trades":  # local_ts_ns,event_ts_ms,trade_ts_ms,trade_id,price,qty,is_buyer_maker,aggressor_side
+            out = ["id,price,qty,quote_qty,time,is_buyer_maker"]
+            out += [f"{r[3]},{r[4]},{r[5]},{float(r[4]) * float(r[5]):.8f},{r[2]},{'true' if r[6] == '1' else 'false'}"
+                    for r in rows]  # fmt: skip
+        else:  # local_ts_ns,event_ts_ms,tx_ts_ms,update_id,bid_px,bid_qty,ask_px,ask_qty
+            out = ["update_id,best_bid_price,best_bid_qty,best_ask_price,best_ask_qty,transaction_time,event_time"]
+            out += [f"{r[3]},{r[4]},{r[5]},{r[6]},{r[7]},{r[2]},{r[1]}" for r in rows]
+        tmp_path.mkdir(exist_ok=True)
+        path = tmp_path / f"BTCUSDT-{kind}-2024-08-08.csv.gz"
+        with gzip.open(path, "wt") as fh:
+            fh.write("\n".join(out) + "\n")
+        return path
+
+    return build
+
+
 @pytest.mark.parametrize(
     ("fmt", "parts", "nan", "negative", "garbage"),
     [
@@ -268,13 +295,27 @@ _CSV_GARBAGE = lambda text: "not,a,valid,row"  # noqa: E731 - a column count no 
             _json_negative,
             _json_garbage,
         ),
+        (
+            "binance-public",
+            _binance_public("trades"),
+            _csv_field(1, lambda v: "NaN"),
+            _csv_field(2, lambda v: "-" + v),
+            _CSV_GARBAGE,
+        ),
+        (
+            "binance-public",
+            _binance_public("bookTicker"),
+            _csv_field(1, lambda v: "NaN"),
+            _csv_field(2, lambda v: "-" + v),
+            _CSV_GARBAGE,
+        ),
     ],
-    ids=["tardis-trades", "tardis-quotes", "lobster", "hyperliquid"],
+    ids=["tardis-trades", "tardis-quotes", "lobster", "hyperliquid", "public-trades", "public-bookticker"],
 )
 def test_corrupted_copies_of_the_other_formats_keep_good_rows_and_quarantine_bad_ones(
     tmp_path, fmt, parts, nan, negative, garbage
 ):
-    src = shared_data(*parts)
+    src = parts(tmp_path / "source") if callable(parts) else shared_data(*parts)
     with gzip.open(src, "rt") as fh:
         lines = fh.readlines()
     corrupted, bad = _corrupt(lines, seed=5, nan=nan, negative=negative, garbage=garbage)
