@@ -10,6 +10,7 @@ from django.views.decorators.http import require_GET, require_POST
 from apps.control import services
 from apps.control.models import AuditEvent, GlobalKillSwitch
 from apps.control.services import Actor, ControlError
+from apps.marketdata.timescale import db_mode
 from apps.trading.models import FillRecord, Order, TradingSession
 from apps.trading.selectors import PnlBar, session_pnl
 
@@ -25,7 +26,8 @@ def _global_ctx() -> dict:
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
     sessions = TradingSession.objects.select_related("instrument")[:200]
-    return render(request, "dashboard/home.html", {"sessions": sessions, **_global_ctx()})
+    ctx = {"sessions": sessions, "storage_mode": db_mode(), **_global_ctx()}
+    return render(request, "dashboard/home.html", ctx)
 
 
 @login_required

@@ -162,3 +162,13 @@ def test_the_session_pnl_panel_shows_inventory_and_pnl_by_bucket(client, operato
     bad = client.get(url, {"width": "1 hour"})
     assert bad.status_code == 400 and "width must be one of" in bad.content.decode()
     assert client.get(reverse("dashboard:session_pnl", args=[sid + 999])).status_code == 404
+
+
+def test_the_home_page_reports_the_storage_mode(client, operator):
+    from apps.marketdata.timescale import db_mode
+
+    client.force_login(operator)
+    html = client.get(reverse("dashboard:home")).content.decode()
+    mode = db_mode()
+    label = "TimescaleDB (hypertables" if mode == "timescaledb" else "plain PostgreSQL (BRIN time indexes"
+    assert f"mode <code>{mode}</code>" in html and label in html
