@@ -1,16 +1,12 @@
 from django.contrib import admin
 
 from apps.control.models import AuditEvent
+from apps.trading.admin import ReadOnlyAdmin
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(ReadOnlyAdmin):
+    """The audit trail is append-only, written by the services; the admin shows it and changes nothing."""
+
     list_display = ("ts", "actor_label", "action", "session", "reason")
     list_filter = ("action",)
-    readonly_fields = ("ts", "actor", "actor_label", "action", "session", "reason", "detail")
-
-    def has_add_permission(self, request) -> bool:  # the audit trail is append-only, written by services
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
