@@ -42,9 +42,11 @@ def _audit(actor: Actor, action: str, session: TradingSession | None, reason: st
 
 
 def _broadcast_status(session: TradingSession) -> None:
+    from apps.control.selectors import session_status
     from apps.live.broadcast import publish_session_state
 
-    session_id, state, status = session.pk, dict(session.last_state), session.status
+    # what the page shows is what the loop obeys: the session's status or the global switch's, if stricter
+    session_id, state, status = session.pk, dict(session.last_state), session_status(session).status
 
     def push() -> None:
         # The state change is committed in PostgreSQL; a Redis outage may delay the browser update, never undo
@@ -227,6 +229,8 @@ def stop_session(
         raise ControlError(f"max_slippage_bps must be in (0, 500], got {max_slippage_bps}")
     if flatten and TradingSession.objects.filter(pk=session_id, status=TradingSession.Status.HALTED).exists():
         raise ControlError("a HALTED session sends no order, flattening included; re-arm it first")
+    if flatten and GlobalKillSwitch.current().state == GlobalKillSwitch.State.HALTED:
+        raise ControlError("the global kill switch is HALTED: no order is sent, flattening included; re-arm it first")
     return _transition(
         actor,
         session_id,
@@ -279,11 +283,35 @@ def _set_global(actor: Actor, state: str, reason: str) -> GlobalKillSwitch:
         switch.state, switch.reason, switch.changed_by = state, reason, actor.label
         switch.save()
         _audit(actor, f"global.{state}", None, reason, previous=previous)
+        governed = TradingSession.objects.filter(status__in=ACTIVE).exclude(mode=TradingSession.Mode.BACKTEST)
         if state == GlobalKillSwitch.State.HALTED:
-            for s in TradingSession.objects.filter(status__in=ACTIVE):
+            for s in governed:
                 if not lease.is_live(s):
                     cancel_open_orders_in_db(s.pk, reason="global halt with no live loop")
+        elif previous == GlobalKillSwitch.State.HALTED:
+            _pause_after_global_halt(actor, reason)
+        for s in governed:
+            _broadcast_status(s)  # after commit, with the new effective status
     return switch
+
+
+def _pause_after_global_halt(actor: Actor, reason: str) -> None:
+    """Leaving a global halt is a re-arm of every session it halted, and a re-arm comes back PAUSED: each
+    session that was running or reducing is paused (with its own audit row) in the same transaction as the switch,
+    so no loop sees the switch open while its session still says running. The operator resumes each one."""
+    was_quoting = (TradingSession.Status.RUNNING, TradingSession.Status.REDUCING)
+    sessions = (
+        TradingSession.objects.select_for_update()
+        .filter(status__in=was_quoting)
+        .exclude(mode=TradingSession.Mode.BACKTEST)
+        .order_by("pk")
+    )
+    for session in sessions:
+        previous = session.status
+        session.status = TradingSession.Status.PAUSED
+        session.status_reason = f"global kill switch re-armed ({reason}); resume to quote again"
+        session.save(update_fields=["status", "status_reason"])
+        _audit(actor, "session.pause", session, session.status_reason, previous=previous, by="global.armed")
 
 
 def cancel_open_orders_in_db(session_id: int, reason: str) -> int:

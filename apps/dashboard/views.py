@@ -8,7 +8,8 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET, require_POST
 
 from apps.control import services
-from apps.control.models import AuditEvent, GlobalKillSwitch
+from apps.control.models import GlobalKillSwitch
+from apps.control.selectors import session_audit
 from apps.control.services import Actor, ControlError
 from apps.marketdata.timescale import db_mode
 from apps.trading.models import FillRecord, Order, TradingSession
@@ -36,7 +37,7 @@ def session_detail(request: HttpRequest, session_id: int) -> HttpResponse:
     session = get_object_or_404(TradingSession.objects.select_related("instrument"), pk=session_id)
     ctx = {
         "session": session,
-        "audit": AuditEvent.objects.filter(session=session).select_related("actor")[:20],
+        "audit": session_audit(session),  # with the global switch's events during the session
         "recent_fills": FillRecord.objects.filter(session=session).order_by("-ts")[:15],
         "open_orders": Order.objects.filter(session=session, status__in=Order.OPEN_STATUSES).order_by("side"),
         **_global_ctx(),

@@ -283,8 +283,12 @@ class _Quoter:
         d = self.last_decision
         mid = self.bbo.mid if self.bbo else math.nan
         q = self.tracker.position
-        bid = d.bid_px if d else None
-        ask = d.ask_px if d else None
+        open_orders = self.tracker.open_orders()
+        # what rests at the venue, not what the last decision wanted (see StrategyCore.state)
+        bids = [o.price for o in open_orders if o.side is Side.BUY]
+        asks = [o.price for o in open_orders if o.side is Side.SELL]
+        bid = max(bids) if bids else None
+        ask = min(asks) if asks else None
         out = {
             "ts_ns": self._now_ns,
             "mid": mid,
@@ -296,7 +300,7 @@ class _Quoter:
             "cash": self.tracker.cash,
             "fees": self.tracker.fees_paid,
             "fills": self.fills,
-            "open_orders": len(self.tracker.open_orders()),
+            "open_orders": len(open_orders),
             "reasons": list(d.reasons) if d else [],
             "halted": self.halted,
         }

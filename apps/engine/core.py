@@ -499,8 +499,10 @@ class StrategyCore:
         open_orders = self.tracker.open_orders()
         bids = [o.price for o in open_orders if o.side is Side.BUY]
         asks = [o.price for o in open_orders if o.side is Side.SELL]
-        bid = max(bids) if bids else (d.bid_px if d else None)
-        ask = min(asks) if asks else (d.ask_px if d else None)
+        # our quotes are what rests at the venue: the last decision's prices are what the model wanted, and
+        # while paused, reducing or halted the gateway sends none of them
+        bid = max(bids) if bids else None
+        ask = min(asks) if asks else None
         q = self.tracker.position
         pnl = self.tracker.cash + q * mid if math.isfinite(mid) else math.nan
         inputs = d.inputs if d else {}

@@ -26,7 +26,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, connection
-from django.db.models import Case, F, FloatField, Sum, When
+from django.db.models import Case, F, FloatField, Subquery, Sum, When
 from django.utils import timezone
 
 from apps.engine.core import StrategyCore, StrategyParams
@@ -102,6 +102,7 @@ class QuotingLoop:
         )
         self.stats = LoopStats()
         self.status: str = Status.CREATED
+        self.global_state: str = "armed"
         self.control_mode = Mode.HALTED  # from PostgreSQL: session status and the global switch
         self.risk_mode = Mode.RUNNING  # from the automatic rules that pull quotes without latching
         self.feed_mode = Mode.RUNNING  # PAUSED while the feed is down or not yet resynchronised
@@ -274,14 +275,21 @@ class QuotingLoop:
         return True
 
     def _read_control(self) -> tuple[str, str]:
+        """The session's status and the global switch's state in one query, so one snapshot: a global re-arm
+        pauses the sessions it halted in the same transaction, and reading the two apart could see the switch
+        open while the session still said running."""
         from apps.control.models import GlobalKillSwitch
 
-        status = TradingSession.objects.filter(pk=self.session_id).values_list("status", flat=True).first()
-        global_state = (
-            GlobalKillSwitch.objects.filter(singleton=True).values_list("state", flat=True).first()
-            or GlobalKillSwitch.State.ARMED
+        switch = GlobalKillSwitch.objects.filter(singleton=True).values("state")[:1]
+        row = (
+            TradingSession.objects.filter(pk=self.session_id)
+            .annotate(global_state=Subquery(switch))
+            .values_list("status", "global_state")
+            .first()
         )
-        return status or Status.STOPPED, global_state
+        if row is None:
+            return Status.STOPPED, GlobalKillSwitch.State.ARMED
+        return row[0], row[1] or GlobalKillSwitch.State.ARMED
 
     def _check_control(self, now: int) -> bool:
         try:
@@ -305,6 +313,7 @@ class QuotingLoop:
             logger.info("session %s: database back", self.session_id)
         self.db_ok = True
         self.status = status
+        self.global_state = global_state
         if status in EXIT_STATUSES:
             self.stats.outcome = f"session_{status}"
             if status == Status.STOPPED:
@@ -615,7 +624,11 @@ class QuotingLoop:
         if not force and now < self._next_publish_ns:
             return
         self._next_publish_ns = now + self.publish_interval_ns
-        status = self.status if self.db_ok else f"{self.status} (database unavailable)"
+        from apps.control.selectors import effective_status
+
+        status = effective_status(self.status, self.global_state)  # what the gateway obeys, global switch included
+        if not self.db_ok:
+            status = f"{status} (database unavailable)"
         try:
             self.publish(self.session_id, self.core.state(), status)
             self.stats.publishes += 1

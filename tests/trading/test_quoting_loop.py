@@ -207,23 +207,45 @@ def test_quoting_halts_when_the_record_buffer_would_overflow():
 
 @pytest.mark.django_db(transaction=True)
 def test_the_global_kill_switch_stops_every_session_until_an_operator_rearms_it(operator):
-    from apps.control.services import ControlError, halt_all, rearm_all
+    """Like a session's kill switch: while it is halted the loop publishes 'halted' with no resting quote, and its
+    re-arm brings the session back PAUSED (nothing is sent until the operator resumes it)."""
+    from apps.control.services import ControlError, halt_all, rearm_all, resume_session
+    from apps.live.broadcast import render_session_state
+
+    published: list[tuple[str, dict, str]] = []
+
+    def publish(session_id: int, state: dict, status: str) -> None:  # what the browsers would receive
+        published.append((status, state, render_session_state(session_id, state, status)))
 
     session = _session()
-    loop = QuotingLoop(session.pk)
+    loop = QuotingLoop(session.pk, publish=publish)
     thread = _run_in_thread(loop, 60)
     try:
         assert _wait(lambda: Order.objects.filter(session=session, status="open").exists(), 30)
+        assert _wait(lambda: any(s == "running" and st.get("bid_px") for s, st, _ in published), 5)
         halt_all(Actor(label="risk-desk"), "venue incident")
         t = time.time_ns()
         assert _wait(lambda: not Order.objects.filter(session=session, status__in=Order.OPEN_STATUSES).exists(), 5)
         time.sleep(1.0)
         assert not OrderEventRecord.objects.filter(session=session, kind="place", ts_ns__gt=t + 200_000_000).exists()
+        status, state, html = published[-1]
+        assert status == "halted" and state["open_orders"] == 0
+        assert state.get("bid_px") is None and state.get("ask_px") is None  # not the model's wished-for quote
+        assert 'id="v-bid">—<' in html and 'id="v-ask">—<' in html
+        assert "not quoting: session halted" in html
         with pytest.raises(ControlError, match="only an operator"):
             rearm_all(Actor(label="risk-desk"), "ok now")
         rearm_all(Actor.of(operator), "incident over")
         t2 = time.time_ns()
-        assert _wait(lambda: OrderEventRecord.objects.filter(session=session, kind="place", ts_ns__gt=t2).exists(), 10)
+        session.refresh_from_db()
+        assert session.status == TradingSession.Status.PAUSED
+        assert AuditEvent.objects.filter(session=session, action="session.pause", detail__by="global.armed").exists()
+        time.sleep(1.0)
+        assert not OrderEventRecord.objects.filter(session=session, kind="place", ts_ns__gt=t2).exists()
+        assert published[-1][0] == "paused" and 'id="v-bid">—<' in published[-1][2]
+        resume_session(Actor.of(operator), session.pk, "go")
+        t3 = time.time_ns()
+        assert _wait(lambda: OrderEventRecord.objects.filter(session=session, kind="place", ts_ns__gt=t3).exists(), 10)
         assert TradingSession.objects.get(pk=session.pk).status == TradingSession.Status.RUNNING
     finally:
         TradingSession.objects.filter(pk=session.pk).update(status="stopped")
