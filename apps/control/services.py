@@ -25,6 +25,17 @@ class ControlError(ValueError):
     """An operator action that cannot be carried out; the message says why."""
 
 
+MAX_REASON_CHARS = 500  # an operator's reason is a sentence, not a document (it is shown on every page)
+
+
+def check_reason(reason: str, *, required: bool, what: str) -> None:
+    """Every operator-supplied reason passes here: at most ``MAX_REASON_CHARS``, and not blank when required."""
+    if len(reason) > MAX_REASON_CHARS:
+        raise ControlError(f"a reason is at most {MAX_REASON_CHARS} characters (this one has {len(reason)})")
+    if required and not reason.strip():
+        raise ControlError(f"{what} needs a reason")
+
+
 @dataclass(frozen=True)
 class Actor:
     label: str
@@ -108,8 +119,7 @@ def _transition(
     require_reason: bool = False,
     **detail: Any,
 ) -> TradingSession:
-    if require_reason and not reason.strip():
-        raise ControlError(f"{action} needs a reason")
+    check_reason(reason, required=require_reason, what=action)
     with transaction.atomic():
         try:
             session = TradingSession.objects.select_for_update().get(pk=session_id)
@@ -275,8 +285,7 @@ def rearm_all(actor: Actor, reason: str) -> GlobalKillSwitch:
 
 
 def _set_global(actor: Actor, state: str, reason: str) -> GlobalKillSwitch:
-    if not reason.strip():
-        raise ControlError("the global kill switch needs a reason")
+    check_reason(reason, required=True, what="the global kill switch")
     with transaction.atomic():
         switch, _ = GlobalKillSwitch.objects.select_for_update().get_or_create(singleton=True)
         previous = switch.state

@@ -2,15 +2,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET
 
 from apps.control import services
 from apps.control.models import GlobalKillSwitch
 from apps.control.selectors import session_audit
 from apps.control.services import Actor, ControlError
+from apps.dashboard.access import action_view, read_view, refuse, wants_json
 from apps.marketdata.timescale import db_mode
 from apps.trading.models import FillRecord, Order, TradingSession
 from apps.trading.selectors import PnlBar, session_pnl
@@ -23,7 +23,7 @@ def _global_ctx() -> dict:
     return {"global_switch": GlobalKillSwitch.current()}
 
 
-@login_required
+@read_view
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
     sessions = TradingSession.objects.select_related("instrument")[:200]
@@ -31,7 +31,7 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(request, "dashboard/home.html", ctx)
 
 
-@login_required
+@read_view
 @require_GET
 def session_detail(request: HttpRequest, session_id: int) -> HttpResponse:
     session = get_object_or_404(TradingSession.objects.select_related("instrument"), pk=session_id)
@@ -56,14 +56,15 @@ def _polyline(values: list[float]) -> str:
     return " ".join(f"{i * dx:.1f},{_CHART_H - (v - lo) / span * _CHART_H:.1f}" for i, v in enumerate(values))
 
 
-@login_required
+@read_view
 @require_GET
 def session_pnl_view(request: HttpRequest, session_id: int) -> HttpResponse:
     """P&L and inventory of a session by bucket, from the per-session continuous aggregates (or raw fills)."""
     session = get_object_or_404(TradingSession, pk=session_id)
     width = request.GET.get("width", "1 minute")
     if width not in PNL_WIDTHS:
-        return HttpResponse(f"width must be one of {', '.join(PNL_WIDTHS)}; got {width!r}", status=400)
+        # never echo the value back: it is whatever the link said
+        return refuse(request, 400, f"width must be one of {', '.join(PNL_WIDTHS)}")
     bars: list[PnlBar] = session_pnl(session, width=width)
     marked = [b for b in bars if b.pnl is not None]
     ctx = {
@@ -83,14 +84,14 @@ def session_pnl_view(request: HttpRequest, session_id: int) -> HttpResponse:
     return render(request, "dashboard/partials/session_pnl.html", ctx)
 
 
-@login_required
+@read_view
 @require_GET
 def controls(request: HttpRequest, session_id: int) -> HttpResponse:
     session = get_object_or_404(TradingSession, pk=session_id)
     return render(request, "dashboard/partials/control_card.html", {"session": session})
 
 
-@login_required
+@read_view
 @require_GET
 def kill_switch(request: HttpRequest, session_id: int) -> HttpResponse:
     session = get_object_or_404(TradingSession, pk=session_id)
@@ -98,20 +99,18 @@ def kill_switch(request: HttpRequest, session_id: int) -> HttpResponse:
     return render(request, "dashboard/partials/kill_switch.html", {"session": session, "confirm": confirm})
 
 
-@login_required
-@require_POST
+@action_view
 def halt(request: HttpRequest, session_id: int) -> HttpResponse:
     """The kill switch. From the page (htmx) it answers with the panel; an API client sending
     ``Accept: application/json`` (session auth + CSRF token, like any write) gets JSON."""
     reason = request.POST.get("reason", "").strip()
-    wants_json = "application/json" in request.headers.get("Accept", "") and not request.headers.get("HX-Request")
     try:
         session = services.halt_session(Actor.of(request.user), session_id, reason)
         status, ctx = 200, {"session": session}
     except ControlError as exc:
         session = get_object_or_404(TradingSession, pk=session_id)
         status, ctx = 400, {"session": session, "confirm": True, "error": str(exc)}
-    if wants_json:
+    if wants_json(request):
         body = {"session": session.pk, "status": session.status, "reason": session.status_reason}
         if "error" in ctx:
             body["error"] = ctx["error"]
@@ -129,13 +128,18 @@ _ACTIONS: dict[str, Callable[..., TradingSession]] = {
 }
 
 
-@login_required
-@require_POST
+# Actions that may go without a reason record "operator <action>"; re-arm and reduce need one (see README).
+_DEFAULT_REASON = ("pause", "resume", "stop")
+
+
+@action_view
 def session_action(request: HttpRequest, session_id: int, action: str) -> HttpResponse:
     fn = _ACTIONS.get(action)
     if fn is None:
-        return HttpResponse(f"unknown action {action!r}", status=404)
-    reason = request.POST.get("reason", "").strip() or f"operator {action}"
+        return refuse(request, 404, "unknown action")
+    reason = request.POST.get("reason", "").strip()
+    if not reason and action in _DEFAULT_REASON:
+        reason = f"operator {action}"
     kwargs = {}
     if action == "stop" and request.POST.get("flatten") == "1":
         kwargs["flatten"] = True
@@ -149,27 +153,33 @@ def session_action(request: HttpRequest, session_id: int, action: str) -> HttpRe
     except ControlError as exc:
         error = str(exc)
     except TradingSession.DoesNotExist:
-        return HttpResponse(f"no session #{session_id}", status=404)
+        return refuse(request, 404, f"no session #{session_id}")
     session = get_object_or_404(TradingSession, pk=session_id)
+    if wants_json(request):
+        body = {"session": session.pk, "status": session.status, "reason": session.status_reason}
+        return JsonResponse({**body, "error": error} if error else body, status=400 if error else 200)
     return render(
         request, "dashboard/partials/controls.html", {"session": session, "error": error}, status=400 if error else 200
     )
 
 
-@login_required
-@require_POST
+@action_view
 def global_switch(request: HttpRequest) -> HttpResponse:
     action = request.POST.get("action", "")
     reason = request.POST.get("reason", "").strip()
     fns = {"halt": services.halt_all, "reduce": services.reduce_all, "rearm": services.rearm_all}
     error = ""
     if action not in fns:
-        error = f"unknown action {action!r}"
+        error = f"action must be one of {', '.join(fns)}"
     else:
         try:
             fns[action](Actor.of(request.user), reason)
         except ControlError as exc:
             error = str(exc)
+    if wants_json(request):
+        switch = GlobalKillSwitch.current()
+        body = {"state": switch.state, "reason": switch.reason}
+        return JsonResponse({**body, "error": error} if error else body, status=400 if error else 200)
     return render(
         request,
         "dashboard/partials/global_switch.html",

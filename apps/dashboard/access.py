@@ -1,0 +1,90 @@
+"""Who may read and who may act, and how a refusal is answered.
+
+The rule itself is in :mod:`apps.control.permissions` (read: any logged-in user; act: staff only). Here it is
+applied to views: ``read_view`` for pages and partials, ``action_view`` for every state-changing POST.
+
+An API client (``Accept: application/json`` and not an htmx request) gets JSON for every outcome: 401 when
+logged out (never a redirect to the HTML login page), 403, 404, 405 and 400 with ``{"error": ...}``. A page
+gets an escaped HTML fragment; nothing the client sent is echoed back unescaped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+
+from django.contrib.auth.views import redirect_to_login
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.utils.html import format_html
+from django.views import csrf
+
+from apps.control.permissions import can_act, can_read
+
+View = Callable[..., HttpResponse]
+
+
+def wants_json(request: HttpRequest) -> bool:
+    return "application/json" in request.headers.get("Accept", "") and not request.headers.get("HX-Request")
+
+
+def refuse(request: HttpRequest, status: int, message: str, *, api: bool | None = None) -> HttpResponse:
+    """A refusal as JSON for an API client, else as an escaped HTML fragment."""
+    if wants_json(request) if api is None else api:
+        return JsonResponse({"error": message}, status=status)
+    return HttpResponse(format_html('<p class="error">{}</p>', message), status=status)
+
+
+def _not_logged_in(request: HttpRequest) -> HttpResponse:
+    if wants_json(request):
+        return refuse(request, 401, "authentication required", api=True)
+    return redirect_to_login(request.get_full_path())
+
+
+def read_view(view: View) -> View:
+    """Any logged-in user may read; logged out: a redirect to the login page, or 401 JSON for an API client."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if not request.user.is_authenticated:
+            return _not_logged_in(request)
+        if not can_read(request.user):
+            return refuse(request, 403, "this account may not read the console")
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+def action_view(view: View) -> View:
+    """A state-changing endpoint: logged in (else redirect / 401), POST (else 405), staff (else 403); an unknown
+    object is a 404 in JSON for an API client."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        api = wants_json(request)
+        if not request.user.is_authenticated:
+            return _not_logged_in(request)
+        if request.method != "POST":
+            resp = refuse(request, 405, f"method {request.method} not allowed; use POST", api=api)
+            resp["Allow"] = "POST"
+            return resp
+        if not can_act(request.user):
+            return refuse(request, 403, "only staff users may act on sessions", api=api)
+        try:
+            return view(request, *args, **kwargs)
+        except Http404:
+            if api:
+                return refuse(request, 404, "no such session", api=True)
+            raise
+
+    wrapped.state_changing = True  # type: ignore[attr-defined]  # read by the permission tests
+    return wrapped
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """CSRF_FAILURE_VIEW: JSON for an API client (401 when it is not even logged in), Django's page otherwise."""
+    if wants_json(request):
+        user = getattr(request, "user", None)
+        if user is None or not user.is_authenticated:
+            return refuse(request, 401, "authentication required", api=True)
+        return refuse(request, 403, f"CSRF check failed: {reason}", api=True)
+    return csrf.csrf_failure(request, reason)
