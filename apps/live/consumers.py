@@ -1,21 +1,43 @@
 from __future__ import annotations
 
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from apps.control.permissions import can_read
 from apps.live.broadcast import session_group
 
 CLOSE_UNAUTHENTICATED = 4401
+CLOSE_FORBIDDEN = 4403
+CLOSE_NOT_FOUND = 4404
+
+
+@database_sync_to_async
+def _session_exists(session_id: int) -> bool:
+    from apps.trading.models import TradingSession
+
+    return TradingSession.objects.filter(pk=session_id).exists()
 
 
 class SessionLiveConsumer(AsyncWebsocketConsumer):
-    """Forwards a session's rendered live-state fragments to an authenticated browser (htmx ws extension)."""
+    """Forwards a session's rendered live-state fragments to an authenticated browser (htmx ws extension).
+
+    Refused (closed before the handshake completes): a logged-out user (4401), a user who may not read the console
+    (4403), a session that does not exist (4404). Reading follows the HTTP pages: any logged-in user.
+    """
 
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        self.group = session_group(int(self.scope["url_route"]["kwargs"]["session_id"]))
+        if not can_read(user):
+            await self.close(code=CLOSE_FORBIDDEN)
+            return
+        session_id = int(self.scope["url_route"]["kwargs"]["session_id"])
+        if not await _session_exists(session_id):
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        self.group = session_group(session_id)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
 
@@ -29,3 +51,10 @@ class SessionLiveConsumer(AsyncWebsocketConsumer):
 
     async def session_html(self, event: dict) -> None:
         await self.send(text_data=event["html"])
+
+
+class RefusingConsumer(AsyncWebsocketConsumer):
+    """Any WebSocket path that is not a live session (a malformed id, an unknown path): closed, no traceback."""
+
+    async def connect(self) -> None:
+        await self.close(code=CLOSE_NOT_FOUND)

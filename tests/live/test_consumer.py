@@ -7,6 +7,7 @@ from asgiref.sync import async_to_sync, sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.test import Client
 
+from apps.control.services import Actor, create_paper_session
 from apps.live.broadcast import publish_session_state
 from mmweb.asgi import application
 
@@ -35,6 +36,7 @@ def test_an_anonymous_websocket_is_refused():
 @pytest.mark.django_db(transaction=True)
 def test_a_logged_in_browser_receives_the_sessions_live_updates(operator):
     cookie = _cookie_for(operator)
+    sid, other = (create_paper_session(Actor(label="test"), name=n, seed=1, start=False).pk for n in ("a", "b"))
     state = {
         "mid": 60000.05,
         "bid_px": 59998.1,
@@ -49,13 +51,13 @@ def test_a_logged_in_browser_receives_the_sessions_live_updates(operator):
     }
 
     async def go():
-        comm = WebsocketCommunicator(application, "/ws/sessions/42/", headers=[ORIGIN, (b"cookie", cookie)])
+        comm = WebsocketCommunicator(application, f"/ws/sessions/{sid}/", headers=[ORIGIN, (b"cookie", cookie)])
         connected, _ = await comm.connect()
         assert connected
-        await sync_to_async(publish_session_state)(42, state, "running")
+        await sync_to_async(publish_session_state)(sid, state, "running")
         html = await comm.receive_from(timeout=5)
         # a publish to another session's group must not reach this socket
-        await sync_to_async(publish_session_state)(43, {**state, "kappa": 1.0}, "running")
+        await sync_to_async(publish_session_state)(other, {**state, "kappa": 1.0}, "running")
         nothing = await comm.receive_nothing(timeout=0.5)
         await comm.disconnect()
         return html, nothing
