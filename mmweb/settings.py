@@ -53,7 +53,9 @@ DATABASES = {"default": parse_database_url(_db_url if _db_url else embedded.ensu
 
 _redis_url = env_str("REDIS_URL") or None
 EMBEDDED_REDIS = _redis_url is None
-REDIS_URL = check_redis_url(_redis_url) if _redis_url else embedded.ensure_redis()
+# The embedded Redis is only named here; it starts where it is first used (the channel layer, the Celery broker),
+# so commands that need no Redis (shell, migrate, import_marketdata) leave none running.
+REDIS_URL = check_redis_url(_redis_url) if _redis_url else embedded.redis_url()
 
 INSTALLED_APPS = [
     "daphne",
@@ -156,8 +158,8 @@ LOGOUT_REDIRECT_URL = "login"
 
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000, "expiry": 30},
+        "BACKEND": "mmweb.layers.RedisChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000, "expiry": 30, "start_embedded": EMBEDDED_REDIS},
     }
 }
 

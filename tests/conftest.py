@@ -57,6 +57,11 @@ def database_url_for_test_db() -> str:
 def stack_env(**extra: str) -> dict[str, str]:
     from django.conf import settings
 
+    if settings.EMBEDDED_REDIS:  # the subprocesses get REDIS_URL set, so they would not start it themselves
+        from mmweb import embedded
+
+        embedded.ensure_redis_once()
+
     env = dict(os.environ)
     env.update(
         DATABASE_URL=database_url_for_test_db(),
