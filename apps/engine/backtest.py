@@ -45,6 +45,9 @@ from apps.engine.pnl import COMPONENTS, PnlBreakdown, PnlLedger, max_drawdown, s
 _NS = 1_000_000_000
 MARKET_TYPES = (Trade, BestBidAsk, DepthUpdate, DepthSnapshot, Funding, Timer)
 SECONDS_PER_YEAR = 365.0 * 86400.0  # crypto trades every day of the year
+# Annualising multiplies the per-interval Sharpe by √(intervals per year): from minutes of data that turns noise
+# into a four-digit number. Below a day of data the summary states the per-interval ratio and its span only.
+MIN_ANNUALISE_SPAN_S = 86400.0
 
 
 class Strategy(Protocol):
@@ -164,9 +167,11 @@ class BacktestResult:
         done = [m for m in marks if m.complete and math.isfinite(m.bps)]
         sharpe = sharpe_ratio(totals)
         interval = self.config.sample_interval_s
+        span_s = (self.last_ts_ns - self.first_ts_ns) / _NS
+        annualise = span_s >= MIN_ANNUALISE_SPAN_S
         out: dict[str, Any] = {
             "strategy": self.strategy,
-            "span_s": (self.last_ts_ns - self.first_ts_ns) / _NS,
+            "span_s": span_s,
             "events_processed": self.stats.market_events,
             "order_events": self.stats.order_events,
             "actions": self.stats.actions,
@@ -192,7 +197,9 @@ class BacktestResult:
             "markout_mean_bps": statistics.fmean(m.bps for m in done) if done else None,
             "sharpe_interval_s": interval,
             "sharpe_per_interval": _or_none(sharpe),
-            "sharpe_annualised": _or_none(sharpe * math.sqrt(SECONDS_PER_YEAR / interval)),
+            "sharpe_n_intervals": max(len(totals) - 1, 0),
+            # None below MIN_ANNUALISE_SPAN_S of data: an annualised ratio from minutes would be a made-up number
+            "sharpe_annualised": _or_none(sharpe * math.sqrt(SECONDS_PER_YEAR / interval)) if annualise else None,
             "max_drawdown": max_drawdown(totals),
         }
         if timing:

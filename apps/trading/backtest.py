@@ -41,6 +41,7 @@ from apps.engine.baselines import ASParams, AvellanedaStoikovQuoter, FixedSpread
 from apps.engine.core import StrategyCore, StrategyParams
 from apps.engine.events import Action, CancelAll, CancelOrder, Fill, ModifyOrder, OrderAck, OrderReject, PlaceOrder
 from apps.engine.paper import PaperVenue, PaperVenueConfig
+from apps.marketdata.identify import identify
 from apps.marketdata.models import (
     DepthSnapshotRecord,
     DepthUpdateRecord,
@@ -437,10 +438,13 @@ class RecorderSink:
             self.recorder.order_state(ts_ns, order)
 
 
-def _instrument(p: BacktestParams, fmt: str) -> Instrument:
-    venue = p.instrument.get("venue", f"replay-{fmt}")
-    symbol = p.instrument.get("symbol", "UNKNOWN")
-    kind = p.instrument.get("kind", Instrument.Kind.SPOT)
+def _instrument(p: BacktestParams, fmt: str, files: Sequence[str]) -> Instrument:
+    """The instrument a file backtest replays: ``params.instrument`` where it says, else what the files' records
+    say (:func:`apps.marketdata.identify.identify`); ``replay-<format>:UNKNOWN`` only when neither does."""
+    found = identify(files, fmt)
+    venue = p.instrument.get("venue") or (found.venue if found else f"replay-{fmt}")
+    symbol = p.instrument.get("symbol") or (found.symbol if found else "UNKNOWN")
+    kind = p.instrument.get("kind") or (found.kind if found else Instrument.Kind.SPOT)
     if kind not in Instrument.Kind.values:
         raise ValueError(f"params.instrument.kind must be one of {Instrument.Kind.values}, got {kind!r}")
     inst, _ = Instrument.objects.get_or_create(
@@ -483,7 +487,7 @@ def create_run(
             name=(name or f"backtest {strategy}")[:100],
             mode=TradingSession.Mode.BACKTEST,
             feed=f"replay:{fmt}"[:32],
-            instrument=inst or _instrument(p, fmt),
+            instrument=inst or _instrument(p, fmt, files),
             status=TradingSession.Status.CREATED,
             params=p.raw,
             seed=seed,
@@ -502,13 +506,16 @@ def execute_run(run: BacktestRun, events: Sequence[Any] | None = None) -> Stored
     BacktestRun.objects.filter(pk=run.pk).update(status=BacktestRun.Status.RUNNING)
     session = run.session
     assert session is not None
-    TradingSession.objects.filter(pk=session.pk).update(status=TradingSession.Status.RUNNING, started_at=timezone.now())
+    TradingSession.objects.filter(pk=session.pk).update(status=TradingSession.Status.RUNNING)
     try:
         p = parse_params(run.params)
         data_info: dict[str, Any] = {}
         if events is None:
             data = load_data(run.data_format, run.data_files)
             events, data_info = data.events, data.info()
+        if events:
+            # a backtest's session lives in its data's time (the receive clock its fills and P&L are stamped in)
+            TradingSession.objects.filter(pk=session.pk).update(started_at=ns_to_dt(events[0].ts_local_ns))
         writer = make_writer(RECORDER_FLUSH_S, None)
         recorder = Recorder(writer, session.pk, session.instrument_id)
         strategy = build_strategy(run.strategy, p, f"bt{session.pk}")
@@ -527,6 +534,12 @@ def execute_run(run: BacktestRun, events: Sequence[Any] | None = None) -> Stored
             )
         store_pnl(session.pk, result)
         summary = {**result.summary(), "data": data_info, "seed": int(session.seed)}
+        # the data's first and last event (the end-of-data cancels' answers included); no data, no span
+        span = (
+            {"started_at": ns_to_dt(result.first_ts_ns), "ended_at": ns_to_dt(result.last_ts_ns)}
+            if result.stats.market_events
+            else {"ended_at": timezone.now()}
+        )
         with transaction.atomic():
             BacktestRun.objects.filter(pk=run.pk).update(
                 status=BacktestRun.Status.DONE, summary=summary, finished_at=timezone.now()
@@ -534,8 +547,8 @@ def execute_run(run: BacktestRun, events: Sequence[Any] | None = None) -> Stored
             TradingSession.objects.filter(pk=session.pk).update(
                 status=TradingSession.Status.STOPPED,
                 status_reason="backtest finished",
-                ended_at=timezone.now(),
                 last_state=strategy.state(),
+                **span,
             )
         return StoredBacktest(run.pk, session.pk, summary, result)
     except Exception as exc:

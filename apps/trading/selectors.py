@@ -52,6 +52,16 @@ _LAST_MID = """
 SELECT (bid_px + ask_px) / 2 FROM marketdata_quotetick WHERE instrument_id = %(iid)s AND ts < %(start)s
 ORDER BY ts DESC, id DESC LIMIT 1
 """
+# A backtest's marks: the mids its engine sampled from the data it replayed (PnlPoint), the last one in a bucket
+_RUN_MIDS = """
+SELECT date_bin(%(width)s::interval, ts, 'epoch'::timestamptz) AS bucket, (array_agg(mid ORDER BY ts_ns DESC))[1]
+FROM trading_pnlpoint WHERE session_id = %(sid)s AND ts >= %(start)s AND ts < %(end)s
+GROUP BY 1 ORDER BY 1
+"""
+_RUN_LAST_MID = """
+SELECT mid FROM trading_pnlpoint WHERE session_id = %(sid)s AND ts < %(start)s ORDER BY ts DESC, ts_ns DESC LIMIT 1
+"""
+QUOTES, RUN = "quotes", "run"  # where the marks come from: the instrument's quote bars, or the backtest's own mids
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,14 +92,26 @@ def _fetchone(cur: Any, sql: str, params: dict[str, Any]) -> tuple[Any, ...] | N
 
 
 def session_pnl_on(
-    cur: Any, session_id: int, instrument_id: int, start: datetime, end: datetime, width: str = "1 minute"
+    cur: Any,
+    session_id: int,
+    instrument_id: int,
+    start: datetime,
+    end: datetime,
+    width: str = "1 minute",
+    marks: str = QUOTES,
 ) -> list[PnlBar]:
     """Per-bucket P&L and inventory of a session over ``[start, end)`` on a DB-API cursor, oldest first.
 
     ``start`` is aligned down and ``end`` up to bucket edges (the continuous aggregates hold whole buckets, and
     the raw road must sum the same fills); fills before ``start`` are summed into the opening inventory and cash,
     so a window in the middle of a session shows the session's real position. A bucket appears when the session
-    filled or the instrument quoted in it."""
+    filled or the instrument quoted in it.
+
+    ``marks`` = :data:`RUN` marks to the mids a backtest's engine sampled from its data (``PnlPoint``) instead of
+    the instrument's stored quotes: a backtest over files stores no quotes, and its own mids are the ones its
+    summary's P&L is marked to, so the last bucket's P&L is the summary's."""
+    if marks not in (QUOTES, RUN):
+        raise ValueError(f"marks must be {QUOTES!r} or {RUN!r}, got {marks!r}")
     step = width_seconds(width)
     if end <= start:
         raise ValueError(f"end ({end.isoformat()}) must be after start ({start.isoformat()})")
@@ -101,14 +123,18 @@ def session_pnl_on(
         cur, (_CAGG_BEFORE.format(s=suffix) if use_cagg else _RAW_BEFORE), params
     )
     inventory, cash = bought - sold, cash_flow - fees
-    mid_row = _fetchone(cur, _LAST_MID, params)
+    mid_row = _fetchone(cur, _LAST_MID if marks == QUOTES else _RUN_LAST_MID, params)
     quoted = mid_row is not None  # once the market has quoted, the mark is a mid, never a fill price
     mark_row = mid_row or _fetchone(cur, _LAST_FILL_PRICE, params)
     mark = mark_row[0] if mark_row else None
 
     cur.execute(_CAGG_BARS.format(s=suffix) if use_cagg else _RAW_BARS, params)
     fills = {row[0]: dict(zip(_FILL_COLS, row, strict=True)) for row in cur.fetchall()}
-    mids = {b["bucket"]: b["mid"] for b in bars_on(cur, instrument_id, start, end, width) if b["mid"] is not None}
+    if marks == QUOTES:
+        mids = {b["bucket"]: b["mid"] for b in bars_on(cur, instrument_id, start, end, width) if b["mid"] is not None}
+    else:
+        cur.execute(_RUN_MIDS, params)
+        mids = {bucket: mid for bucket, mid in cur.fetchall() if mid is not None}
 
     out: list[PnlBar] = []
     for bucket in sorted(fills.keys() | mids.keys()):
@@ -144,13 +170,19 @@ def session_pnl(
     """:func:`session_pnl_on` for a :class:`~apps.trading.models.TradingSession` on Django's database.
 
     The range defaults to the session's own: from its first fill or start (whichever is earlier) to its end, or
-    now while it runs."""
+    now while it runs. A backtest is marked to its own sampled mids (``marks=RUN``, see :func:`session_pnl_on`)
+    and its range reaches its last P&L sample, the end of its data."""
+    backtest = session.mode == "backtest" and session.pnl_points.exists()
     if start is None:
         first = session.fills.order_by("ts").values_list("ts", flat=True).first()
         candidates = [t for t in (first, session.started_at, session.created_at) if t is not None]
         start = min(candidates)
     if end is None:
         last = session.fills.order_by("-ts").values_list("ts", flat=True).first()
-        end = max(t for t in (session.ended_at or timezone.now(), last) if t is not None) + timedelta(seconds=1)
+        last_mark = session.pnl_points.order_by("-ts").values_list("ts", flat=True).first() if backtest else None
+        until = [t for t in (session.ended_at or timezone.now(), last, last_mark) if t is not None]
+        end = max(until) + timedelta(seconds=1)
     with connection.cursor() as cur:
-        return session_pnl_on(cur, session.pk, session.instrument_id, start, end, width)
+        return session_pnl_on(
+            cur, session.pk, session.instrument_id, start, end, width, marks=RUN if backtest else QUOTES
+        )

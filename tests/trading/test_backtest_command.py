@@ -159,7 +159,8 @@ def test_the_table_output_names_every_measure(data_file: Path, tmp_path: Path) -
         "events per second",
     ):
         assert label in out
-    assert "Sharpe over 1.0 s" in out
+    assert "Sharpe from" in out and "P&L increments of 1 s" in out
+    assert "Sharpe annualised (needs >= 1 day of data)" in out and "n/a (< 1 day)" in out
 
 
 @pytest.mark.django_db(transaction=True)

@@ -13,34 +13,66 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from apps.engine.backtest import MIN_ANNUALISE_SPAN_S
 from apps.marketdata.parsers import FORMATS
 from apps.trading.backtest import STORED, STRATEGIES, StoredRange, load_params, parse_time_ns, run_backtests
+from apps.trading.models import TradingSession
 
-ROWS: tuple[tuple[str, str], ...] = (
-    ("events_processed", "market events processed"),
-    ("events_per_s", "events per second (backtest only)"),
-    ("fills_buy", "fills buy"),
-    ("fills_sell", "fills sell"),
-    ("volume", "volume (base)"),
-    ("maker_share", "maker share"),
-    ("avg_quoted_spread_bps", "avg quoted spread (bps)"),
-    ("median_quoted_spread_bps", "median quoted spread (bps)"),
-    ("median_market_spread_bps", "median market spread (bps)"),
-    ("median_bid_distance_ticks", "median bid distance from touch (ticks)"),
-    ("median_ask_distance_ticks", "median ask distance from touch (ticks)"),
-    ("final_inventory", "final inventory"),
-    ("max_abs_inventory", "max |inventory|"),
-    ("pnl_total", "P&L total"),
-    ("pnl.spread_capture", "  spread capture"),
-    ("pnl.adverse_selection", "  adverse selection"),
-    ("pnl.inventory", "  inventory"),
-    ("pnl.fees", "  fees"),
-    ("pnl.funding", "  funding"),
-    ("markout_mean_bps", "mean markout (bps)"),
-    ("sharpe_per_interval", "Sharpe per interval"),
-    ("sharpe_annualised", "Sharpe annualised"),
-    ("max_drawdown", "max drawdown"),
+# (summary key, label, kind): the kind picks the unit and the precision (see _fmt); {base}/{quote} are the
+# instrument's currencies, {interval} the P&L sampling interval
+ROWS: tuple[tuple[str, str, str], ...] = (
+    ("events_processed", "market events processed", "count"),
+    ("events_per_s", "events per second (backtest only)", "count"),
+    ("fills_buy", "fills buy", "count"),
+    ("fills_sell", "fills sell", "count"),
+    ("volume", "volume ({base})", "base"),
+    ("maker_share", "maker share", "percent"),
+    ("avg_quoted_spread_bps", "avg quoted spread (bps)", "bps"),
+    ("median_quoted_spread_bps", "median quoted spread (bps)", "bps"),
+    ("median_market_spread_bps", "median market spread (bps)", "bps"),
+    ("median_bid_distance_ticks", "median bid distance from touch (ticks)", "ticks"),
+    ("median_ask_distance_ticks", "median ask distance from touch (ticks)", "ticks"),
+    ("final_inventory", "final inventory ({base})", "base"),
+    ("max_abs_inventory", "max |inventory| ({base})", "base"),
+    ("pnl_total", "P&L total ({quote})", "money"),
+    ("pnl.spread_capture", "  spread capture", "money"),
+    ("pnl.adverse_selection", "  adverse selection", "money"),
+    ("pnl.inventory", "  inventory", "money"),
+    ("pnl.fees", "  fees", "money"),
+    ("pnl.funding", "  funding", "money"),
+    ("markout_mean_bps", "mean markout (bps)", "bps"),
+    ("sharpe_per_interval", "Sharpe per interval ({interval}, not annualised)", "ratio"),
+    ("sharpe_annualised", "Sharpe annualised (needs >= 1 day of data)", "annualised"),
+    ("max_drawdown", "max drawdown ({quote})", "money"),
+    ("wall_s", "run time (wall clock)", "duration"),
 )
+
+# quote currencies a symbol may end in, longest first (BTCUSDT is BTC/USDT, not BTCUS/DT)
+_QUOTES = ("FDUSD", "USDT", "USDC", "BUSD", "TUSD", "USD", "EUR", "BTC", "ETH", "BNB")
+
+
+def currencies(symbol: str, venue: str = "") -> tuple[str, str]:
+    """(base, quote) of a symbol such as ``BTCUSDT`` or ``BTCUSD_PERP``; ``("base", "quote")`` when unknown.
+    Hyperliquid perps (``BTC``) and LOBSTER equities (``AMZN``) are quoted in USD."""
+    core = symbol.upper().split("_")[0].replace("-", "").replace("/", "")
+    for q in _QUOTES:
+        if core.endswith(q) and len(core) > len(q):
+            return core[: -len(q)], q
+    if venue in ("hyperliquid", "nasdaq"):
+        return core, "USD"
+    return "base", "quote"
+
+
+def duration(seconds: float) -> str:
+    """``0.421 s``, ``1 s``, ``5 min 45 s``, ``2 h 03 min``, ``3 d 04 h``: the units a reader thinks in."""
+    if seconds < 60:
+        return f"{seconds:.3g} s"
+    s = round(seconds)
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    if s < 86400:
+        return f"{s // 3600} h {s % 3600 // 60:02d} min"
+    return f"{s // 86400} d {s % 86400 // 3600:02d} h"
 
 
 def _get(summary: dict[str, Any], key: str) -> Any:
@@ -50,11 +82,27 @@ def _get(summary: dict[str, Any], key: str) -> Any:
     return cur
 
 
-def _fmt(v: Any) -> str:
+def _fmt(v: Any, kind: str, summary: dict[str, Any] | None = None) -> str:
     if v is None:
+        if kind == "annualised" and summary is not None and summary.get("span_s", 0) < MIN_ANNUALISE_SPAN_S:
+            return "n/a (< 1 day)"
         return "—"
-    if isinstance(v, float):
-        return f"{v:,.4f}" if abs(v) < 1e4 else f"{v:,.0f}"
+    if kind == "count":
+        return f"{v:,.0f}"
+    if kind == "money":  # cents; an amount below a cent keeps two significant digits rather than print 0.00
+        return f"{v:,.2f}" if v == 0 or abs(v) >= 0.01 else f"{v:.2g}"
+    if kind == "base":
+        return f"{v:,.6f}".rstrip("0").rstrip(".") or "0"
+    if kind == "percent":
+        return f"{v * 100:.1f} %"
+    if kind == "bps":
+        return f"{v:,.2f}"
+    if kind == "ticks":
+        return f"{v:,.1f}"
+    if kind in ("ratio", "annualised"):
+        return f"{v:,.3f}"
+    if kind == "duration":
+        return duration(v)
     return str(v)
 
 
@@ -112,17 +160,27 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(summaries if len(summaries) > 1 else summaries[0], indent=2, sort_keys=True))
             return
         first = summaries[0]
+        session = TradingSession.objects.select_related("instrument").get(pk=first["session_id"])
+        inst = session.instrument
+        base, quote = currencies(inst.symbol, inst.venue)
         if data.stored is not None:
             r = data.stored
-            origin = f"stored {r['venue']}:{r['symbol']} [{r['start']}, {r['end']}), read in {data.parse_s:.2f} s"
+            origin = f"stored {r['venue']}:{r['symbol']} [{r['start']}, {r['end']}), read in {duration(data.parse_s)}"
         else:
-            origin = f"{len(data.stats)} file(s), parsed in {data.parse_s:.2f} s, {data.quarantined} quarantined"
+            origin = f"{len(data.stats)} file(s), parsed in {duration(data.parse_s)}, {data.quarantined:,} quarantined"
+        when = ""
+        if session.started_at and session.ended_at:
+            when = f" ({session.started_at:%Y-%m-%d %H:%M:%S} to {session.ended_at:%Y-%m-%d %H:%M:%S} UTC)"
+        interval = duration(first["sharpe_interval_s"])
         self.stdout.write(
-            f"data: {len(data.events):,} events from {origin}; span {first['span_s']:.1f} s; "
-            f"markout horizon {first['markout_s']} s; Sharpe over {first['sharpe_interval_s']} s P&L increments"
+            f"data: {inst.venue}:{inst.symbol}, {len(data.events):,} events from {origin}\n"
+            f"span {duration(first['span_s'])}{when}; markout horizon {duration(first['markout_s'])}; "
+            f"Sharpe from {first.get('sharpe_n_intervals', 0):,} P&L increments of {interval}"
         )
-        width = max(len(label) for _, label in ROWS)
+        labels = [label.format(base=base, quote=quote, interval=interval) for _, label, _ in ROWS]
+        width = max(len(label) for label in labels)
         self.stdout.write(" " * width + " | " + " | ".join(f"{s['strategy']:>14}" for s in summaries))
-        for key, label in ROWS:
-            self.stdout.write(label.ljust(width) + " | " + " | ".join(f"{_fmt(_get(s, key)):>14}" for s in summaries))
+        for (key, _, kind), label in zip(ROWS, labels, strict=True):
+            cells = " | ".join(f"{_fmt(_get(s, key), kind, s):>14}" for s in summaries)
+            self.stdout.write(label.ljust(width) + " | " + cells)
         self.stdout.write("sessions: " + ", ".join(f"{s['strategy']}=#{s['session_id']}" for s in summaries))
