@@ -58,6 +58,16 @@ def _text(page, sel: str) -> str:
     return page.locator(sel).inner_text().strip()
 
 
+def _wait_js(page, expression: str, timeout: int) -> None:
+    """Poll a JavaScript condition from Python. Playwright's wait_for_function evaluates its string inside the page,
+    which the console's Content-Security-Policy (no eval) refuses; page.evaluate goes through the debugger."""
+    deadline = time.monotonic() + timeout / 1000
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true after {timeout} ms: {expression}")
+        time.sleep(0.1)
+
+
 def test_operator_logs_in_watches_the_live_session_and_halts_it(live_stack, operator, browser_page):
     page = browser_page
     session = create_paper_session(
@@ -74,11 +84,12 @@ def test_operator_logs_in_watches_the_live_session_and_halts_it(live_stack, oper
     page.wait_for_url(f"**/sessions/{session.pk}/")
 
     # live: κ appears and then changes, and our quotes move, all pushed over the WebSocket
-    page.wait_for_function("document.querySelector('#v-kappa').innerText.trim() !== '—'", timeout=60_000)
-    page.wait_for_function("document.querySelector('#v-bid').innerText.trim() !== '—'", timeout=60_000)
+    _wait_js(page, "document.querySelector('#v-kappa').innerText.trim() !== '—'", timeout=60_000)
+    _wait_js(page, "document.querySelector('#v-bid').innerText.trim() !== '—'", timeout=60_000)
     kappa_0, bid_0, ask_0 = _text(page, "#v-kappa"), _text(page, "#v-bid"), _text(page, "#v-ask")
-    page.wait_for_function(f"document.querySelector('#v-kappa').innerText.trim() !== {kappa_0!r}", timeout=60_000)
-    page.wait_for_function(
+    _wait_js(page, f"document.querySelector('#v-kappa').innerText.trim() !== {kappa_0!r}", timeout=60_000)
+    _wait_js(
+        page,
         f"document.querySelector('#v-bid').innerText.trim() !== {bid_0!r} || "
         f"document.querySelector('#v-ask').innerText.trim() !== {ask_0!r}",
         timeout=60_000,
@@ -101,7 +112,7 @@ def test_operator_logs_in_watches_the_live_session_and_halts_it(live_stack, oper
     page.fill("#halt-reason", "browser test")
     page.click("#halt-confirm")
     page.wait_for_selector("text=HALTED")
-    page.wait_for_function("document.querySelector('#session-status').innerText.trim() === 'halted'", timeout=15_000)
+    _wait_js(page, "document.querySelector('#session-status').innerText.trim() === 'halted'", timeout=15_000)
     deadline = time.monotonic() + 10
     while (
         time.monotonic() < deadline and Order.objects.filter(session=session, status__in=Order.OPEN_STATUSES).exists()
@@ -112,7 +123,7 @@ def test_operator_logs_in_watches_the_live_session_and_halts_it(live_stack, oper
         page.screenshot(path=os.environ["MM_SCREENSHOT_LIVE"], full_page=True)
     session.refresh_from_db()
     assert session.status == TradingSession.Status.HALTED and session.status_reason == "browser test"
-    page.wait_for_function("document.querySelector('#v-open-orders').innerText.trim() === '0'", timeout=15_000)
+    _wait_js(page, "document.querySelector('#v-open-orders').innerText.trim() === '0'", timeout=15_000)
     # the control card follows the pushed status: a halted session offers re-arm, not pause
     page.wait_for_selector("#rearm-button", timeout=15_000)
     assert page.locator("#pause-button").count() == 0
