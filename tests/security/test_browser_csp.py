@@ -25,7 +25,12 @@ def _log_in(page, base: str, next_path: str) -> None:
     page.wait_for_url(f"**{next_path}")
 
 
-def test_the_console_works_under_its_csp_and_the_xss_link_runs_nothing(bare_daphne, staff, session, browser_page):
+def test_the_console_works_under_its_csp_and_the_xss_link_runs_nothing(
+    bare_daphne,
+    staff,
+    session,
+    browser_page,  # noqa: F811 - the fixture imported above
+):
     page = browser_page
     console: list[str] = []
     dialogs: list[str] = []
