@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
+from urllib.parse import urlsplit
 
 from django.contrib.auth.views import redirect_to_login
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -28,15 +29,25 @@ def wants_json(request: HttpRequest) -> bool:
 
 
 def refuse(request: HttpRequest, status: int, message: str, *, api: bool | None = None) -> HttpResponse:
-    """A refusal as JSON for an API client, else as an escaped HTML fragment."""
+    """A refusal as JSON for an API client, else as an escaped HTML fragment. For htmx the fragment is appended
+    to the panel that was the request's target (``HX-Reswap``), so the panel stays and the message shows."""
     if wants_json(request) if api is None else api:
         return JsonResponse({"error": message}, status=status)
-    return HttpResponse(format_html('<p class="error">{}</p>', message), status=status)
+    resp = HttpResponse(format_html('<p class="error">{}</p>', message), status=status)
+    if request.headers.get("HX-Request"):
+        resp["HX-Reswap"] = "beforeend"
+    return resp
 
 
 def _not_logged_in(request: HttpRequest) -> HttpResponse:
     if wants_json(request):
         return refuse(request, 401, "authentication required", api=True)
+    if request.headers.get("HX-Request"):
+        # a panel of a page whose login expired: send the whole page to the login form, not the form into the panel
+        resp = HttpResponse(status=401)
+        page = urlsplit(request.headers.get("HX-Current-URL", "")).path or request.path
+        resp["HX-Redirect"] = redirect_to_login(page)["Location"]
+        return resp
     return redirect_to_login(request.get_full_path())
 
 
@@ -87,4 +98,6 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
         if user is None or not user.is_authenticated:
             return refuse(request, 401, "authentication required", api=True)
         return refuse(request, 403, f"CSRF check failed: {reason}", api=True)
+    if request.headers.get("HX-Request"):
+        return refuse(request, 403, "the page is out of date (CSRF check failed); reload it")
     return csrf.csrf_failure(request, reason)

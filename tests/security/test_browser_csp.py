@@ -80,3 +80,27 @@ def test_the_console_works_under_its_csp_and_the_xss_link_runs_nothing(
         assert page.locator("#content").count() == 1, path
     violations = [m for m in console if "Content Security Policy" in m]
     assert violations == [], violations
+
+
+def test_a_user_without_a_role_reads_the_page_and_is_told_why_an_action_is_refused(
+    bare_daphne,
+    viewer,
+    session,
+    browser_page,  # noqa: F811 - the fixture imported above
+):
+    page = browser_page
+    console: list[str] = []
+    page.on("console", lambda m: console.append(m.text))
+    TradingSession.objects.filter(pk=session.pk).update(status="running")
+    page.goto(f"{bare_daphne.url}/sessions/{session.pk}/")
+    page.fill("#id_username", "viewer")
+    page.fill("#id_password", "viewer-password-123")
+    page.click("#login-submit")
+    page.wait_for_url(f"**/sessions/{session.pk}/")
+    page.click("#halt-button")  # asking is reading: the confirm form comes
+    page.wait_for_selector("#halt-confirm")
+    page.click("#halt-confirm")
+    page.wait_for_selector("#kill-switch >> text=only staff users may act on sessions", timeout=15_000)
+    assert page.locator("#halt-confirm").count() == 1  # the panel stays; the message is appended
+    assert TradingSession.objects.get(pk=session.pk).status == "running"
+    assert [m for m in console if "Content Security Policy" in m] == []

@@ -507,6 +507,19 @@ def test_htmx_requests_get_html_fragments_even_when_they_accept_json(client, vie
     assert resp.status_code == 403 and resp.content.decode() == (
         '<p class="error">only staff users may act on sessions</p>'
     )
+    assert resp["HX-Reswap"] == "beforeend"  # appended to the panel (base.html lets htmx swap a 403)
+
+
+def test_an_htmx_request_with_an_expired_login_sends_the_page_to_the_login_form(client, session):
+    page = f"/sessions/{session.pk}/"
+    for resp in (
+        client.post(reverse("dashboard:halt", args=[session.pk]), HTTP_HX_REQUEST="true", HTTP_HX_CURRENT_URL=page),
+        client.get(reverse("dashboard:session_pnl", args=[session.pk]), HTTP_HX_REQUEST="true"),
+    ):
+        assert resp.status_code == 401 and resp.content == b""
+        assert resp["HX-Redirect"].startswith("/login/?next=/sessions/")
+    resp = client.post(reverse("dashboard:halt", args=[session.pk]), HTTP_HX_REQUEST="true", HTTP_HX_CURRENT_URL=page)
+    assert resp["HX-Redirect"] == f"/login/?next=/sessions/{session.pk}/"
 
 
 # --- row 9: check --deploy under the documented production settings ----------------------------------------------
