@@ -8,7 +8,7 @@ from django.views.decorators.http import require_GET
 
 from apps.control import services
 from apps.control.models import GlobalKillSwitch
-from apps.control.selectors import session_audit
+from apps.control.selectors import session_audit, session_status
 from apps.control.services import Actor, ControlError
 from apps.dashboard.access import action_view, read_view, refuse, wants_json
 from apps.marketdata.timescale import db_mode
@@ -111,11 +111,24 @@ def halt(request: HttpRequest, session_id: int) -> HttpResponse:
         session = get_object_or_404(TradingSession, pk=session_id)
         status, ctx = 400, {"session": session, "confirm": True, "error": str(exc)}
     if wants_json(request):
-        body = {"session": session.pk, "status": session.status, "reason": session.status_reason}
+        body = _api_body(session)
         if "error" in ctx:
             body["error"] = ctx["error"]
         return JsonResponse(body, status=status)
     return render(request, "dashboard/partials/kill_switch.html", ctx, status=status)
+
+
+def _api_body(session: TradingSession) -> dict:
+    """A session as the JSON API reports it: ``status`` is what the loop obeys (the global switch counted),
+    ``own_status`` what its operators set, and ``global_state`` the switch, so a client can tell them apart."""
+    st = session_status(session)
+    return {
+        "session": session.pk,
+        "status": st.status,
+        "own_status": st.own,
+        "global_state": st.global_state,
+        "reason": st.global_reason if st.by_global else session.status_reason,
+    }
 
 
 # Lifecycle actions other than the kill switch: one POST each, a reason where the service needs one.
@@ -156,7 +169,7 @@ def session_action(request: HttpRequest, session_id: int, action: str) -> HttpRe
         return refuse(request, 404, f"no session #{session_id}")
     session = get_object_or_404(TradingSession, pk=session_id)
     if wants_json(request):
-        body = {"session": session.pk, "status": session.status, "reason": session.status_reason}
+        body = _api_body(session)
         return JsonResponse({**body, "error": error} if error else body, status=400 if error else 200)
     return render(
         request, "dashboard/partials/controls.html", {"session": session, "error": error}, status=400 if error else 200

@@ -127,3 +127,13 @@ def test_stop_and_flatten_is_refused_under_a_global_halt(logged_in):
     assert resp.status_code == 400 and "global kill switch is HALTED" in resp.content.decode()
     session.refresh_from_db()
     assert session.status == Status.RUNNING
+
+
+def test_the_json_api_reports_the_status_the_loop_obeys_under_a_global_halt(logged_in):
+    session = _session("api-under-global-halt")
+    logged_in.post(reverse("dashboard:global_switch"), {"action": "halt", "reason": "venue incident"})
+    resp = logged_in.post(reverse("dashboard:action", args=[session.pk, "pause"]), {}, HTTP_ACCEPT="application/json")
+    assert resp.status_code == 200 and resp["Content-Type"] == "application/json"
+    body = resp.json()
+    assert body["status"] == "halted" and body["own_status"] == "paused" and body["global_state"] == "halted"
+    assert body["reason"] == "venue incident"

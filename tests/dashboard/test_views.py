@@ -127,7 +127,14 @@ def test_stop_with_flatten_rejects_a_silly_slippage_bound(client, operator, sess
 def test_the_kill_switch_answers_an_api_client_in_json(client, operator, session):
     client.force_login(operator)
     resp = client.post(reverse("dashboard:halt", args=[session.pk]), {"reason": "api"}, HTTP_ACCEPT="application/json")
-    assert resp.status_code == 200 and resp.json() == {"session": session.pk, "status": "halted", "reason": "api"}
+    assert resp.status_code == 200
+    assert resp.json() == {
+        "session": session.pk,
+        "status": "halted",
+        "own_status": "halted",
+        "global_state": "armed",
+        "reason": "api",
+    }
     resp = client.post(
         reverse("dashboard:halt", args=[session.pk + 999]), {"reason": "x"}, HTTP_ACCEPT="application/json"
     )

@@ -82,7 +82,7 @@ def test_the_console_works_under_its_csp_and_the_xss_link_runs_nothing(
     assert violations == [], violations
 
 
-def test_a_user_without_a_role_reads_the_page_and_is_told_why_an_action_is_refused(
+def test_a_user_without_a_role_reads_the_page_is_offered_no_action_and_a_forged_one_is_refused(
     bare_daphne,
     viewer,
     session,
@@ -97,10 +97,20 @@ def test_a_user_without_a_role_reads_the_page_and_is_told_why_an_action_is_refus
     page.fill("#id_password", "viewer-password-123")
     page.click("#login-submit")
     page.wait_for_url(f"**/sessions/{session.pk}/")
-    page.click("#halt-button")  # asking is reading: the confirm form comes
-    page.wait_for_selector("#halt-confirm")
-    page.click("#halt-confirm")
-    page.wait_for_selector("#kill-switch >> text=only staff users may act on sessions", timeout=15_000)
-    assert page.locator("#halt-confirm").count() == 1  # the panel stays; the message is appended
+    page.wait_for_selector("#kill-switch >> text=Only staff users may use the kill switch")
+    assert page.locator("#read-only-note").count() == 1
+    for button in ("#halt-button", "#pause-button", "#stop-button", "#global-switch button"):
+        assert page.locator(button).count() == 0, button
+    # a hand-made request with the page's own CSRF token (what a script or a copied curl would send) is refused
+    status = page.evaluate(
+        """async (url) => {
+            const token = JSON.parse(document.body.getAttribute("hx-headers"))["X-CSRFToken"];
+            const body = new URLSearchParams({reason: "forged"});
+            const r = await fetch(url, {method: "POST", body, headers: {"X-CSRFToken": token}});
+            return r.status;
+        }""",
+        f"/sessions/{session.pk}/halt/",
+    )
+    assert status == 403
     assert TradingSession.objects.get(pk=session.pk).status == "running"
     assert [m for m in console if "Content Security Policy" in m] == []

@@ -496,7 +496,13 @@ def test_the_json_api_answers_json_when_logged_out_unknown_forbidden_bad_or_wron
     strict.force_login(staff)
     assert "CSRF" in check(strict.post(halt, {"reason": "x"}, **JSON), 403)["error"]
     body = check(client.post(halt, {"reason": "api"}, **JSON), 200)
-    assert body == {"session": session.pk, "status": "halted", "reason": "api"}
+    assert body == {
+        "session": session.pk,
+        "status": "halted",
+        "own_status": "halted",
+        "global_state": "armed",
+        "reason": "api",
+    }
     body = check(client.post(reverse("dashboard:global_switch"), {"action": "halt", "reason": "g"}, **JSON), 200)
     assert body == {"state": "halted", "reason": "g"}
 
