@@ -171,6 +171,10 @@ class LevelBook:
         # deepest bid / ask tick the depth data has covered (missing levels above/below them are empty)
         self._bid_floor: int | None = None
         self._ask_ceiling: int | None = None
+        # The cache: while ``_best_ok[side]``, ``_best[side]`` is the best tick. Once the best level is deleted,
+        # ``_best[side]`` keeps that deleted tick as a bound: every level then present is strictly worse than it,
+        # except a level added since, which is better than everything left and becomes the best again. A rescan
+        # (``_find_best``) therefore only has to look from the bound towards the worse side.
         self._best: dict[Side, int | None] = {Side.BUY: None, Side.SELL: None}
         self._best_ok: dict[Side, bool] = {Side.BUY: True, Side.SELL: True}
 
@@ -203,8 +207,12 @@ class LevelBook:
         best = self._best[side]
         if size > 0.0:
             levels[tick] = float(size)
-            if self._best_ok[side] and (best is None or (tick > best if side is Side.BUY else tick < best)):
+            if self._best_ok[side]:
+                if best is None or (tick > best if side is Side.BUY else tick < best):
+                    self._best[side] = tick
+            elif tick >= best if side is Side.BUY else tick <= best:  # not ok: best is the bound, never None
                 self._best[side] = tick
+                self._best_ok[side] = True
         elif levels.pop(tick, None) is not None and tick == best:
             self._best_ok[side] = False
 
@@ -250,8 +258,12 @@ class LevelBook:
                 t = round(px / tick)
                 if sz > 0.0:
                     levels[t] = float(sz)
-                    if best_ok and (best is None or (t > best if is_bid else t < best)):
+                    if best_ok:
+                        if best is None or (t > best if is_bid else t < best):
+                            best = t
+                    elif t >= best if is_bid else t <= best:  # not ok: best is the bound (see __init__)
                         best = t
+                        best_ok = True
                 elif levels.pop(t, None) is not None and t == best:
                     best_ok = False
                 if edge is None or (t < edge if is_bid else t > edge):
