@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 
 from apps.engine.core import StrategyCore, StrategyParams
-from apps.engine.paper import PaperVenue, PaperVenueConfig
-from apps.engine.simulator import MarketSimulator, SimulatorParams
+from apps.engine.execution.paper import PaperVenue, PaperVenueConfig
+from apps.engine.simulation.simulator import MarketSimulator, SimulatorParams
 
 SIM_SECONDS = 300
 
@@ -77,7 +77,7 @@ def _writer_copy_vs_insert(n: int = 20000) -> tuple[float, float]:
 def _gateway_check_ns() -> float:
     import timeit
 
-    from apps.engine.events import PlaceOrder, Side
+    from apps.engine.market.events import PlaceOrder, Side
     from apps.trading.gateway import Mode, OrderGateway
 
     venue = PaperVenue(PaperVenueConfig(tick_size=0.1, lot_size=0.001), seed=1)

@@ -35,10 +35,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 # --- the only lines that know the engine's module layout -------------------------------------------------------
-from apps.engine.backtest import EngineLoop
-from apps.engine.baselines import ASParams, AvellanedaStoikovQuoter, FixedSpreadParams, FixedSpreadQuoter
 from apps.engine.core import StrategyCore, StrategyParams
-from apps.engine.paper import PaperVenue, PaperVenueConfig
+from apps.engine.execution.paper import PaperVenue, PaperVenueConfig
+from apps.engine.simulation.backtest import EngineLoop
+from apps.engine.simulation.baselines import ASParams, AvellanedaStoikovQuoter, FixedSpreadParams, FixedSpreadQuoter
 
 # ---------------------------------------------------------------------------------------------------------------
 from apps.marketdata.parsers import Quarantined, parse_file

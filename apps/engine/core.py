@@ -1,9 +1,9 @@
 """The strategy core: market and order events in, orders and the decision that caused them out.
 
 One object, no clock of its own (time comes with the events), used unchanged by the live loop, the paper loop
-and backtests (architecture principle 1). It owns the market estimators (:class:`~apps.engine.estimate.
+and backtests (architecture principle 1). It owns the market estimators (:class:`~apps.engine.estimators.market.
 MarketEstimators`: L2 book, κ, σ, λ/A, flow, Hawkes, fill cascades, drift, microprice), the quoter
-(:mod:`apps.engine.quoter`) and the order tracker. Each decision carries every input that produced it, with
+(:mod:`apps.engine.quoting.quoter`) and the order tracker. Each decision carries every input that produced it, with
 the age of each estimate (principle 2); a quote is only made from κ and σ in state OK (principle 3): while
 either is warming, stale or failed the core pulls its quotes and says why, it never substitutes a constant.
 
@@ -11,7 +11,7 @@ When a decision is made
 -----------------------
 Trades, depth diffs and acks only update state. A new decision is computed on a top-of-book event, a fill,
 a timer or a funding event, and only when something it depends on changed: the touch prices, the inventory,
-a refreshed estimate (see the refresh schedule in :mod:`apps.engine.estimate`), or ``decision_interval_s``
+a refreshed estimate (see the refresh schedule in :mod:`apps.engine.estimators.market`), or ``decision_interval_s``
 elapsed since the last one. Between those the last decision stands (its inputs would be identical up to
 the touch sizes), which is what keeps the per-event cost bounded on a busy feed.
 """
@@ -22,11 +22,12 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from apps.engine.estimate import EstimatorConfig, MarketEstimators
 from apps.engine.estimators.base import EstimatorSnapshot
 from apps.engine.estimators.kappa import KappaParams
+from apps.engine.estimators.market import EstimatorConfig, MarketEstimators
 from apps.engine.estimators.sigma import SigmaParams
-from apps.engine.events import (
+from apps.engine.execution.orders import OrderStatus, OrderTracker
+from apps.engine.market.events import (
     Action,
     BestBidAsk,
     CancelAll,
@@ -42,9 +43,8 @@ from apps.engine.events import (
     Side,
     Trade,
 )
-from apps.engine.orders import OrderStatus, OrderTracker
-from apps.engine.quoter import MarketState, QuoteResult, QuoterParams, quote
-from apps.engine.risk_aversion import RiskAversionParams
+from apps.engine.quoting.quoter import MarketState, QuoteResult, QuoterParams, quote
+from apps.engine.quoting.risk_aversion import RiskAversionParams
 
 _NS = 1_000_000_000
 
@@ -59,7 +59,7 @@ class StrategyParams:
     Attributes
     ----------
     gamma : float
-        γ₀, base risk aversion per base unit valued at mid (see :mod:`apps.engine.quoter` for the unit and
+        γ₀, base risk aversion per base unit valued at mid (see :mod:`apps.engine.quoting.quoter` for the unit and
         for how the risk features move it). Default 5000 per BTC with T = 400 s: with σ ≈ 1e-4/√s the skew is
         γσ²T = 2 bps per 0.01 BTC, so at 10 % of Q_max (0.005 BTC) it is already 1 bps — the level below which the
         skew-magnitude alarm calls the model mis-scaled — and 10 bps at Q_max; the half spread
@@ -80,7 +80,7 @@ class StrategyParams:
         Target bucket length (s) of the σ estimator's volume clock.
     sigma_min_buckets : int
         Bucket returns the σ estimator needs before it reports (quoting waits for it).
-    levels, level_spacing_bps, size_growth : ladder shape (see :class:`~apps.engine.quoter.QuoterParams`).
+    levels, level_spacing_bps, size_growth : ladder shape (see :class:`~apps.engine.quoting.quoter.QuoterParams`).
     drift_horizon_s, imbalance_coef_bps, flow_coef_bps : reservation-price terms (same).
     quote_life_s, adverse_selection_bps, maker_fee_bps, taker_fee_bps : expected-P&L filter and taker cost.
     taker_trigger_ratio : float
@@ -91,7 +91,7 @@ class StrategyParams:
     loss_budget : float
         Session loss budget, quote currency; the drawdown feature of γ is drawdown / loss_budget.
     kappa_refresh_s, snapshot_refresh_s, drift_obs_interval_s : float
-        Estimator refresh schedule, seconds (see :mod:`apps.engine.estimate`).
+        Estimator refresh schedule, seconds (see :mod:`apps.engine.estimators.market`).
     decision_interval_s : float
         A decision is recomputed at least this often while events arrive, even if nothing changed.
     session_end_ns : int

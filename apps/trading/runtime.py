@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from apps.engine.core import StrategyParams
-from apps.engine.paper import PaperVenueConfig
-from apps.engine.simulator import SimulatorParams
+from apps.engine.execution.paper import PaperVenueConfig
+from apps.engine.simulation.simulator import SimulatorParams
 
 SECTIONS = ("sim", "strategy", "venue", "risk", "feed", "replay")
 
@@ -63,7 +63,7 @@ def build_session_config(params: dict[str, Any], seed: int) -> SessionConfig:
         outages = tuple((float(a), float(b)) for a, b in feed.get("outages", []))
     except (TypeError, ValueError):
         raise ValueError("params.feed.outages must be a list of [start_s, duration_s] pairs") from None
-    from apps.engine.feeds import BackoffParams
+    from apps.engine.market.feeds import BackoffParams
 
     backoff = _build(BackoffParams, "feed.backoff", feed.get("backoff", {}))
     replay = params.get("replay")

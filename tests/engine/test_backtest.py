@@ -9,12 +9,12 @@ from dataclasses import asdict
 
 import pytest
 
-from apps.engine.backtest import BacktestConfig, EngineLoop, ReplayFeed, merge_by_local_time
-from apps.engine.baselines import FixedSpreadParams, FixedSpreadQuoter
 from apps.engine.core import StrategyCore, StrategyParams
-from apps.engine.events import BestBidAsk, DepthSnapshot, DepthUpdate, Fill, Side, Trade
-from apps.engine.paper import PaperVenue, PaperVenueConfig
-from apps.engine.simulator import MarketSimulator, SimulatorParams
+from apps.engine.execution.paper import PaperVenue, PaperVenueConfig
+from apps.engine.market.events import BestBidAsk, DepthSnapshot, DepthUpdate, Fill, Side, Trade
+from apps.engine.simulation.backtest import BacktestConfig, EngineLoop, ReplayFeed, merge_by_local_time
+from apps.engine.simulation.baselines import FixedSpreadParams, FixedSpreadQuoter
+from apps.engine.simulation.simulator import MarketSimulator, SimulatorParams
 
 SP = SimulatorParams()
 FAST = {"sigma_bucket_s": 0.25, "sigma_min_buckets": 8, "kappa_min_volume": 0.05}
@@ -241,7 +241,7 @@ def _real_events(fmt: str, files: list[str], limit: int) -> list:
 
 @pytest.mark.parametrize("name", list(REAL))
 def test_on_the_shared_real_data_glft_beside_both_baselines(name: str) -> None:
-    from apps.engine.baselines import ASParams, AvellanedaStoikovQuoter
+    from apps.engine.simulation.baselines import ASParams, AvellanedaStoikovQuoter
 
     fmt, files, limit, tick, lot, glft_params, fixed_params = REAL[name]
     events = _real_events(fmt, files, limit)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from apps.engine.baselines import ASParams, AvellanedaStoikovQuoter, FixedSpreadParams, FixedSpreadQuoter
 from apps.engine.core import StrategyCore, StrategyParams
-from apps.engine.events import BestBidAsk, CancelAll, Fill, OrderAck, PlaceOrder, Side
-from apps.engine.orders import round_price
-from apps.engine.pricing import avellaneda_stoikov_quotes
+from apps.engine.execution.orders import round_price
+from apps.engine.market.events import BestBidAsk, CancelAll, Fill, OrderAck, PlaceOrder, Side
+from apps.engine.quoting.pricing import avellaneda_stoikov_quotes
+from apps.engine.simulation.baselines import ASParams, AvellanedaStoikovQuoter, FixedSpreadParams, FixedSpreadQuoter
 
 TICK, LOT = 0.1, 0.001
 

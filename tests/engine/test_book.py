@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from apps.engine.book import BinanceBookSync, BookSyncParams, GapEvent, OrderBook, SyncRule, SyncState
-from apps.engine.events import BestBidAsk, DepthSnapshot, DepthUpdate, EventError, Side
+from apps.engine.market.book import BinanceBookSync, BookSyncParams, GapEvent, OrderBook, SyncRule, SyncState
+from apps.engine.market.events import BestBidAsk, DepthSnapshot, DepthUpdate, EventError, Side
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 USDM_RAW = DATA / "hftbacktest-binance-usdm-btcusdt-20240808" / "raw" / "usdm_btcusdt_20240808.gz"

@@ -7,9 +7,9 @@ import math
 import pytest
 
 from apps.engine.core import StrategyCore, StrategyParams
-from apps.engine.events import BestBidAsk, CancelAll, PlaceOrder, Side, Trade
-from apps.engine.paper import PaperVenue, PaperVenueConfig
-from apps.engine.simulator import MarketSimulator, SimulatorParams
+from apps.engine.execution.paper import PaperVenue, PaperVenueConfig
+from apps.engine.market.events import BestBidAsk, CancelAll, PlaceOrder, Side, Trade
+from apps.engine.simulation.simulator import MarketSimulator, SimulatorParams
 
 FAST = StrategyParams(sigma_bucket_s=0.25, sigma_min_buckets=8, kappa_min_volume=0.05)
 

@@ -7,8 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from apps.engine.events import DepthSnapshot, DepthUpdate, Side
-from apps.engine.fillmodel import (
+from apps.engine.execution.fillmodel import (
     LevelBook,
     QueueModelParams,
     QueueState,
@@ -16,7 +15,8 @@ from apps.engine.fillmodel import (
     queue_after_level_change,
     queue_after_trade,
 )
-from apps.engine.latency import ConstantLatency, EmpiricalLatency, as_latency_model
+from apps.engine.execution.latency import ConstantLatency, EmpiricalLatency, as_latency_model
+from apps.engine.market.events import DepthSnapshot, DepthUpdate, Side
 
 RISK_AVERSE = QueueModelParams("risk_averse")
 PROPORTIONAL = QueueModelParams("probabilistic", power=1.0)

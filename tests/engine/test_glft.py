@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from apps.engine.glft import (
+from apps.engine.quoting.glft import (
     GLFTParams,
     GLFTRangeError,
     glft_matrix,
@@ -16,7 +16,7 @@ from apps.engine.glft import (
     glft_stationary_offsets,
     solve_glft,
 )
-from apps.engine.pricing import avellaneda_stoikov_offsets, glft_coefficients, half_spread
+from apps.engine.quoting.pricing import avellaneda_stoikov_offsets, glft_coefficients, half_spread
 
 SIGMA = 1e-4
 KAPPA = 3333.0

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from apps.engine.events import Side
-from apps.engine.killswitch import (
+from apps.engine.market.events import Side
+from apps.engine.risk.killswitch import (
     Actor,
     ActorKind,
     CombinedSwitch,
@@ -19,7 +19,7 @@ from apps.engine.killswitch import (
     Transition,
     gate,
 )
-from apps.engine.risk_rules import PositionLimitParams, PositionLimitRule, RiskState
+from apps.engine.risk.rules import PositionLimitParams, PositionLimitRule, RiskState
 
 OP = Actor.operator("alice")
 DEADMAN = Actor.system("deadman")

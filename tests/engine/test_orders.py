@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from apps.engine.events import CancelAll, CancelOrder, Fill, ModifyOrder, OrderAck, OrderReject, PlaceOrder, Side
-from apps.engine.orders import (
+from apps.engine.execution.orders import (
     IllegalTransitionError,
     Order,
     OrderStatus,
@@ -15,6 +14,7 @@ from apps.engine.orders import (
     round_price,
     round_size,
 )
+from apps.engine.market.events import CancelAll, CancelOrder, Fill, ModifyOrder, OrderAck, OrderReject, PlaceOrder, Side
 
 S = OrderStatus
 

@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from apps.engine.events import (
+from apps.engine.execution.latency import EmpiricalLatency
+from apps.engine.execution.orders import OrderTracker
+from apps.engine.execution.paper import PaperVenue, PaperVenueConfig
+from apps.engine.market.events import (
     BestBidAsk,
     CancelAll,
     CancelOrder,
@@ -22,9 +25,6 @@ from apps.engine.events import (
     Side,
     Trade,
 )
-from apps.engine.latency import EmpiricalLatency
-from apps.engine.orders import OrderTracker
-from apps.engine.paper import PaperVenue, PaperVenueConfig
 
 BUY, SELL = Side.BUY, Side.SELL
 

@@ -6,8 +6,8 @@ from fractions import Fraction
 
 import pytest
 
-from apps.engine.events import Fill, Side
-from apps.engine.pnl import PnlLedger, max_drawdown, sharpe_ratio
+from apps.engine.accounting.pnl import PnlLedger, max_drawdown, sharpe_ratio
+from apps.engine.market.events import Fill, Side
 
 S = 1_000_000_000
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from apps.engine.prediction import PredictionParams, prediction_quote, time_to_settlement_s, token_sigma
+from apps.engine.quoting.prediction import PredictionParams, prediction_quote, time_to_settlement_s, token_sigma
 
 
 def test_token_sigma_is_absolute_not_log():

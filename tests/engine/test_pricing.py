@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from apps.engine.pricing import (
+from apps.engine.quoting.pricing import (
     avellaneda_stoikov_offsets,
     avellaneda_stoikov_quotes,
     glft_coefficients,

@@ -7,9 +7,9 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from apps.engine.pricing import avellaneda_stoikov_offsets, half_spread, inventory_skew
-from apps.engine.quoter import MarketState, QuoterParams, quote
-from apps.engine.risk_aversion import RiskAversionParams
+from apps.engine.quoting.pricing import avellaneda_stoikov_offsets, half_spread, inventory_skew
+from apps.engine.quoting.quoter import MarketState, QuoterParams, quote
+from apps.engine.quoting.risk_aversion import RiskAversionParams
 
 gammas = st.floats(min_value=1e-3, max_value=1e4)
 kappas = st.floats(min_value=10.0, max_value=1e5)

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from apps.engine.events import Side
-from apps.engine.quoter import (
+from apps.engine.market.events import Side
+from apps.engine.quoting.quoter import (
     MarketState,
     QuoterParams,
     bounded_gamma,
@@ -17,7 +17,7 @@ from apps.engine.quoter import (
     quote,
     taker_reduction_size,
 )
-from apps.engine.risk_aversion import RiskAversionParams
+from apps.engine.quoting.risk_aversion import RiskAversionParams
 
 TICK, LOT = 0.1, 0.001
 RISK = RiskAversionParams()

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from apps.engine.risk_aversion import (
+from apps.engine.quoting.risk_aversion import (
     FEATURE_NAMES,
     RiskAversionParams,
     RiskFeatures,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from apps.engine.estimators.base import EstimatorState
-from apps.engine.risk_rules import (
+from apps.engine.risk.rules import (
     ACTION_SEVERITY,
     CancelRateParams,
     CancelRateRule,

@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from apps.engine.core import StrategyCore, StrategyParams
-from apps.engine.events import BestBidAsk, Side, Trade
+from apps.engine.market.events import BestBidAsk, Side, Trade
 
 TICK, LOT = 0.1, 0.001
 START = 1_700_000_000 * 10**9

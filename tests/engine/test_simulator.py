@@ -12,8 +12,8 @@ import math
 import numpy as np
 import pytest
 
-from apps.engine.events import BestBidAsk, DepthSnapshot, DepthUpdate, Side, Trade
-from apps.engine.simulator import KappaFit, MarketSimulator, SimulatorParams, kappa_mle_from_trades
+from apps.engine.market.events import BestBidAsk, DepthSnapshot, DepthUpdate, Side, Trade
+from apps.engine.simulation.simulator import KappaFit, MarketSimulator, SimulatorParams, kappa_mle_from_trades
 
 NS = 1_000_000_000
 DEFAULTS = SimulatorParams()

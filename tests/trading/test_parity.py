@@ -1,6 +1,6 @@
 """Live/replay parity: one recorded feed through the backtester and through a wall-clock-stepped live loop shape.
 
-Both run the same step code (apps.engine.backtest.EngineLoop) and record through the quoting loop's Recorder;
+Both run the same step code (apps.engine.simulation.backtest.EngineLoop) and record through the quoting loop's Recorder;
 the stored decisions, order events and fills must be identical (client order ids differ only by the session
 prefix). The live loop's shape is ``for each step: feed.step_until(now); venue.advance(now)`` at the loop
 interval; with the merge in EngineLoop the step size cannot change what happens.
@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from apps.engine.backtest import EngineLoop, ReplayFeed
-from apps.engine.paper import PaperVenue
+from apps.engine.execution.paper import PaperVenue
+from apps.engine.simulation.backtest import EngineLoop, ReplayFeed
 from apps.trading.backtest import RecorderSink, build_strategy, create_run, execute_run, load_events, parse_params
 from apps.trading.models import FillRecord, OrderEventRecord, QuoteDecisionRecord
 from apps.trading.recording import Recorder, make_writer

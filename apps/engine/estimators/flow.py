@@ -99,7 +99,7 @@ class FlowImbalance:
 
     def update_trusted(self, ts_ns: int, size: float, aggressor: int) -> None:
         """:meth:`update` without the input checks (``aggressor`` an int ±1), for callers that feed
-        validated trade events (:class:`~apps.engine.estimate.MarketEstimators`)."""
+        validated trade events (:class:`~apps.engine.estimators.market.MarketEstimators`)."""
         t = self._t_ns
         if t is None:
             t = ts_ns
@@ -221,7 +221,7 @@ class TradeArrivalRate:
         self.update_trusted(ts_ns, count)
 
     def update_trusted(self, ts_ns: int, count: int = 1) -> None:
-        """:meth:`update` without the input check, for :class:`~apps.engine.estimate.MarketEstimators`."""
+        """:meth:`update` without the input check, for :class:`~apps.engine.estimators.market.MarketEstimators`."""
         if self._start_ns is None:
             self.start(ts_ns)
         t = self._t_ns

@@ -36,7 +36,7 @@ import numpy as np
 from scipy import optimize, stats
 
 from apps.engine.estimators.base import EstimatorSnapshot, EstimatorState
-from apps.engine.events import Fill, Side
+from apps.engine.market.events import Fill, Side
 
 NS_PER_S = 1_000_000_000
 

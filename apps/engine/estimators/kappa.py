@@ -70,7 +70,7 @@ import numpy as np
 from scipy import optimize, special, stats
 
 from apps.engine.estimators.base import EstimatorSnapshot, EstimatorState
-from apps.engine.events import BestBidAsk, Trade
+from apps.engine.market.events import BestBidAsk, Trade
 
 _NS_PER_S = 1_000_000_000
 _BPS = 1e4
@@ -590,7 +590,7 @@ class TradeKappaEstimator:
 
     def update_trusted(self, ts_ns: int, price: float, size: float, mid: float, half_spread_px: float) -> None:
         """:meth:`update` without the input checks (``half_spread_px`` required), for callers that feed
-        validated trade and top-of-book events (:class:`~apps.engine.estimate.MarketEstimators`)."""
+        validated trade and top-of-book events (:class:`~apps.engine.estimators.market.MarketEstimators`)."""
         dist_px = abs(price - mid)
         d_raw = dist_px / mid
         tick = self.params.tick_size
@@ -612,7 +612,7 @@ class TradeKappaEstimator:
             self._expire(self._last_input_ns)
 
     def update_from_events(self, trade: Trade, bbo: BestBidAsk) -> None:
-        """Record an :class:`~apps.engine.events.Trade` against the :class:`BestBidAsk` that preceded it."""
+        """Record an :class:`~apps.engine.market.events.Trade` against the :class:`BestBidAsk` that preceded it."""
         self.update(trade.ts_local_ns, trade.price, trade.size, bbo.mid, 0.5 * (bbo.ask_px - bbo.bid_px))
 
     def _expire(self, now_ns: int) -> None:

@@ -196,7 +196,7 @@ class MicropriceRegression:
 
     def observe_trusted(self, ts_ns: int, mid: float, book_imbalance: float, flow_imbalance: float) -> None:
         """:meth:`observe` without the input checks, for callers whose inputs are already validated
-        events (:class:`~apps.engine.estimate.MarketEstimators`); once per top of book. Time order is still
+        events (:class:`~apps.engine.estimators.market.MarketEstimators`); once per top of book. Time order is still
         checked: labels are defined by it."""
         if ts_ns < self._last_ns:
             raise ValueError(f"{self.name}: time went backwards ({ts_ns} < last input {self._last_ns})")

@@ -257,7 +257,7 @@ class SigmaEstimator:
 
     def update_trusted(self, ts_ns: int, mid: float, volume: float = 0.0) -> None:
         """:meth:`update` without the input checks, for callers that feed validated top-of-book events
-        (:class:`~apps.engine.estimate.MarketEstimators`); this runs once per top-of-book change."""
+        (:class:`~apps.engine.estimators.market.MarketEstimators`); this runs once per top-of-book change."""
         if self._steady and volume == 0 and ts_ns >= self._last_input_ns:
             # Steady state: a full lookback of history, on the volume clock, no trade since the last call
             # and nothing due to expire. Then the bucket volume cannot have changed and the open bucket was

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from apps.engine.events import BestBidAsk, Event
-from apps.engine.simulator import MarketSimulator
+from apps.engine.market.events import BestBidAsk, Event
+from apps.engine.simulation.simulator import MarketSimulator
 
 _NS = 1_000_000_000
 

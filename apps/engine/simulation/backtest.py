@@ -9,8 +9,8 @@ local time, and the result does not depend on how often a driver wakes up: a bac
 events its feed produced up to ``now`` and gets identical decisions and fills (tested in ``test_parity``).
 
 The strategy is anything with the :class:`Strategy` shape (the GLFT :class:`~apps.engine.core.StrategyCore`
-and the baselines in :mod:`apps.engine.baselines`). A :class:`Sink` receives everything for recording; the
-P&L :class:`~apps.engine.pnl.PnlLedger` is fed from the venue's book mid and our fills.
+and the baselines in :mod:`apps.engine.simulation.baselines`). A :class:`Sink` receives everything for recording; the
+P&L :class:`~apps.engine.accounting.pnl.PnlLedger` is fed from the venue's book mid and our fills.
 
 Pure: no Django, no I/O.
 """
@@ -25,7 +25,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from apps.engine.events import (
+from apps.engine.accounting.pnl import COMPONENTS, PnlBreakdown, PnlLedger, max_drawdown, sharpe_ratio
+from apps.engine.execution.orders import OrderTracker
+from apps.engine.execution.paper import PaperVenue
+from apps.engine.market.events import (
     Action,
     BestBidAsk,
     DepthSnapshot,
@@ -38,9 +41,6 @@ from apps.engine.events import (
     Timer,
     Trade,
 )
-from apps.engine.orders import OrderTracker
-from apps.engine.paper import PaperVenue
-from apps.engine.pnl import COMPONENTS, PnlBreakdown, PnlLedger, max_drawdown, sharpe_ratio
 
 _NS = 1_000_000_000
 MARKET_TYPES = (Trade, BestBidAsk, DepthUpdate, DepthSnapshot, Funding, Timer)

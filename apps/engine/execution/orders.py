@@ -12,7 +12,7 @@ State machine (both the venue and the strategy side use it)::
 venue rejects the cancel or modify. ``filled``, ``cancelled`` and ``rejected`` are terminal. Any other
 transition raises :class:`IllegalTransitionError`.
 
-Sizes: ``Order.size`` is the total order size (filled + remaining). A :class:`~apps.engine.events.ModifyOrder`
+Sizes: ``Order.size`` is the total order size (filled + remaining). A :class:`~apps.engine.market.events.ModifyOrder`
 carries the new *remaining* (open) size, which is what a quoter means by "show X at P"; the venue's
 ``OrderAck(status="modified")`` echoes the new price and new remaining size.
 """
@@ -23,7 +23,7 @@ import math
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from apps.engine.events import (
+from apps.engine.market.events import (
     Action,
     CancelAll,
     CancelOrder,

@@ -5,7 +5,7 @@ Model
 Mid follows ``dS̃ = σ dW`` in normalised price (fraction of the reference mid); our bid/ask at distance ``δ``
 (fraction of mid) is hit at rate ``A·exp(−κ·δ)`` with fills of ``Δ`` base units; inventory is confined to
 ``q ∈ {−Q, −Q+Δ, …, Q}``; the objective is CARA utility with risk aversion γ on wealth counted in base units
-valued at mid (units as in :mod:`apps.engine.pricing`). Counting inventory in lots ``n = q/Δ`` turns this into
+valued at mid (units as in :mod:`apps.engine.quoting.pricing`). Counting inventory in lots ``n = q/Δ`` turns this into
 GLFT's unit-lot model with lot price ``ΔS̃``, lot volatility ``Δσ`` and decay ``κ/Δ`` per lot-price distance.
 
 GLFT's change of variables reduces the Hamilton–Jacobi–Bellman equation to a *linear* ODE system in the

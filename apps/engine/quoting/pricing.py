@@ -190,7 +190,7 @@ def glft_coefficients(gamma: float, xi: float, delta: float, A: float, kappa: fl
     ``bid_offset(q) ≈ c1 + σ·c2·(q + Δ/2)``,  ``ask_offset(q) ≈ c1 − σ·c2·(q − Δ/2)``,
 
     i.e. half-spread ``c1 + (Δ/2)·σ·c2`` and skew ``σ·c2`` per base unit of inventory. ``ξ = γ`` is GLFT 2013's
-    model (the finite-horizon solver in :mod:`apps.engine.glft`); ``ξ`` is the risk aversion applied to the
+    model (the finite-horizon solver in :mod:`apps.engine.quoting.glft`); ``ξ`` is the risk aversion applied to the
     spread term in Guéant's more general objective.
 
     Parameters

@@ -42,7 +42,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from apps.engine.events import OPPOSITE, Side
+from apps.engine.market.events import OPPOSITE, Side
 
 QUEUE_MODELS = ("risk_averse", "probabilistic")
 

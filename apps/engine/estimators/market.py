@@ -28,7 +28,7 @@ each decision's inputs, so "how old was the κ behind this quote" is answerable.
 
 A and λ
 -------
-κ is measured on the depth *beyond the touch* (the tick model of :mod:`.estimators.kappa`), so every trade
+κ is measured on the depth *beyond the touch* (the tick model of :mod:`apps.engine.estimators.kappa`), so every trade
 reaches depth 0 of that scale and ``A`` (the intensity at depth 0) is the trade arrival rate λ itself; the
 ``estimate`` report also gives the joint Poisson fit of ``λ(δ) = A·e^{−κδ}`` on the depth histogram
 (:func:`~apps.engine.estimators.kappa.fit_intensity_curve`) as a cross-check.
@@ -53,7 +53,6 @@ from typing import Any
 
 import numpy as np
 
-from apps.engine.book import OrderBook
 from apps.engine.estimators.base import EstimatorSnapshot, EstimatorState
 from apps.engine.estimators.drift import DriftParams, KalmanDrift
 from apps.engine.estimators.flow import ArrivalParams, FlowImbalance, FlowParams, TradeArrivalRate
@@ -66,7 +65,8 @@ from apps.engine.estimators.hawkes import (
 from apps.engine.estimators.kappa import KappaParams, TradeKappaEstimator, fit_intensity_curve
 from apps.engine.estimators.microprice import MicropriceParams, MicropriceRegression
 from apps.engine.estimators.sigma import SigmaEstimator, SigmaParams
-from apps.engine.events import BestBidAsk, DepthSnapshot, DepthUpdate, EventError, Fill, Funding, Side, Trade
+from apps.engine.market.book import OrderBook
+from apps.engine.market.events import BestBidAsk, DepthSnapshot, DepthUpdate, EventError, Fill, Funding, Side, Trade
 
 _NS = 1_000_000_000
 

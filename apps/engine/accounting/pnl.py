@@ -31,7 +31,7 @@ from collections import deque
 from dataclasses import dataclass
 from fractions import Fraction
 
-from apps.engine.events import Fill
+from apps.engine.market.events import Fill
 
 _NS = 1_000_000_000
 _ZERO = Fraction(0)

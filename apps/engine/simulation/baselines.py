@@ -3,7 +3,7 @@
 * :class:`FixedSpreadQuoter` — quotes ``mid·(1 ∓ h)`` with a constant half-spread ``h`` and no inventory skew,
   stopping one side at the inventory limit. The naive market maker.
 * :class:`AvellanedaStoikovQuoter` — the plain finite-horizon Avellaneda–Stoikov (2008) closed form
-  (:func:`apps.engine.pricing.avellaneda_stoikov_quotes`): reservation price ``s·(1 − q·γ·σ²·T)`` and total
+  (:func:`apps.engine.quoting.pricing.avellaneda_stoikov_quotes`): reservation price ``s·(1 − q·γ·σ²·T)`` and total
   spread ``γσ²T + (2/γ)·ln(1 + γ/κ)`` with a constant horizon ``T``. σ and κ are either fixed parameters
   (the textbook setting) or, when left at ``None``, measured by the same estimators the GLFT core uses, so the
   comparison isolates the formula.
@@ -22,7 +22,8 @@ from typing import Any
 
 from apps.engine.estimators.kappa import KappaParams, TradeKappaEstimator
 from apps.engine.estimators.sigma import SigmaEstimator, SigmaParams
-from apps.engine.events import (
+from apps.engine.execution.orders import OrderStatus, OrderTracker, round_price, round_size
+from apps.engine.market.events import (
     Action,
     BestBidAsk,
     CancelAll,
@@ -35,8 +36,7 @@ from apps.engine.events import (
     Side,
     Trade,
 )
-from apps.engine.orders import OrderStatus, OrderTracker, round_price, round_size
-from apps.engine.pricing import avellaneda_stoikov_quotes
+from apps.engine.quoting.pricing import avellaneda_stoikov_quotes
 
 
 def _check_fields(obj: Any, positive: tuple[str, ...], optional_positive: tuple[str, ...] = ()) -> None:
@@ -101,7 +101,7 @@ class FixedSpreadParams:
 
 @dataclass(frozen=True, slots=True)
 class ASParams:
-    """Parameters of :class:`AvellanedaStoikovQuoter` (units as in :mod:`apps.engine.pricing`).
+    """Parameters of :class:`AvellanedaStoikovQuoter` (units as in :mod:`apps.engine.quoting.pricing`).
 
     Attributes
     ----------

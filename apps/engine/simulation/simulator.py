@@ -78,7 +78,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from apps.engine.events import BestBidAsk, DepthSnapshot, DepthUpdate, Event, Side, Trade
+from apps.engine.market.events import BestBidAsk, DepthSnapshot, DepthUpdate, Event, Side, Trade
 
 __all__ = ["KappaFit", "MarketSimulator", "SimulatorParams", "kappa_mle_from_trades"]
 

@@ -10,7 +10,7 @@ causes enter here and nowhere else (seed 003's lesson: multiplicative post-proce
 log-additive model make γ untraceable). The result lists every contribution, so a quote decision can show
 "why this γ"; when a bound binds, the result says which one and by how much (never silently).
 
-γ is in the units of :mod:`apps.engine.pricing`: per base unit valued at mid. Its scale is set by ``γ₀`` and
+γ is in the units of :mod:`apps.engine.quoting.pricing`: per base unit valued at mid. Its scale is set by ``γ₀`` and
 must be chosen per asset and size unit; the βs are unit-free.
 
 Features (all dimensionless; helpers below build them from raw quantities)

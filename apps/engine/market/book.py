@@ -33,7 +33,7 @@ from enum import StrEnum
 from operator import neg
 
 from apps.engine.estimators.book_signals import check_band
-from apps.engine.events import DepthSnapshot, DepthUpdate, EventError, Side
+from apps.engine.market.events import DepthSnapshot, DepthUpdate, EventError, Side
 
 Level = tuple[float, float]
 
@@ -91,7 +91,7 @@ class OrderBook:
     def apply_snapshot(self, snap: DepthSnapshot) -> None:
         """Replace the whole book with ``snap`` (zero-size levels in it are skipped).
 
-        Raises :class:`~apps.engine.events.EventError` on a bad level, before changing anything.
+        Raises :class:`~apps.engine.market.events.EventError` on a bad level, before changing anything.
         """
         if self._checked:
             _check_levels(snap.bids)
@@ -114,7 +114,7 @@ class OrderBook:
 
         Levels are applied in order, so a price repeated within one diff ends at its last size.
         Removing an absent level is a no-op. No sequence check here (that is
-        :class:`BinanceBookSync`'s job). Raises :class:`~apps.engine.events.EventError` on a
+        :class:`BinanceBookSync`'s job). Raises :class:`~apps.engine.market.events.EventError` on a
         non-positive/NaN/inf price or a negative/NaN/inf size, before changing anything.
         """
         bids, asks = upd.bids, upd.asks

@@ -25,7 +25,7 @@ Whatever the engine produces at time ``T`` (ack, reject, fill) becomes visible t
 Arrivals keep the order in which actions were sent, and responses the order in which they were
 produced (one ordered connection), even when sampled latencies would reorder them.
 
-Matching rules live in :mod:`apps.engine.fillmodel` (queue position, trades, cancels). On arrival an
+Matching rules live in :mod:`apps.engine.execution.fillmodel` (queue position, trades, cancels). On arrival an
 order that would cross the displayed book takes liquidity at the displayed levels (taker fee) unless
 it is ``POST_ONLY`` (rejected); an ``IOC`` remainder is cancelled; a ``GTC`` remainder rests.
 Self-trade prevention rejects an incoming order or modify that would cross one of our own resting
@@ -42,7 +42,17 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from apps.engine.events import (
+from apps.engine.execution.fillmodel import LevelBook, QueueModelParams, QueueState, queue_after_trade
+from apps.engine.execution.latency import LatencyModel, as_latency_model
+from apps.engine.execution.orders import (
+    Order,
+    OrderStatus,
+    TimeInForce,
+    price_to_ticks,
+    round_size,
+    ticks_to_price,
+)
+from apps.engine.market.events import (
     OPPOSITE,
     Action,
     BestBidAsk,
@@ -59,16 +69,6 @@ from apps.engine.events import (
     PlaceOrder,
     Side,
     Trade,
-)
-from apps.engine.fillmodel import LevelBook, QueueModelParams, QueueState, queue_after_trade
-from apps.engine.latency import LatencyModel, as_latency_model
-from apps.engine.orders import (
-    Order,
-    OrderStatus,
-    TimeInForce,
-    price_to_ticks,
-    round_size,
-    ticks_to_price,
 )
 
 VENUE_CLOCKS = ("exchange", "local")
@@ -93,7 +93,7 @@ class PaperVenueConfig:
     response_latency_ns : int or LatencyModel
         Delay from an engine event (ack, fill) to its visibility to us, ns.
     queue_model : str
-        ``"risk_averse"`` or ``"probabilistic"`` (see :mod:`apps.engine.fillmodel`).
+        ``"risk_averse"`` or ``"probabilistic"`` (see :mod:`apps.engine.execution.fillmodel`).
     queue_power : float
         Exponent ``p`` of the probabilistic cancel share (dimensionless, > 0).
     venue_clock : str

@@ -1,22 +1,22 @@
 """The quoter: a market state and an inventory in, a fully explained quote decision out (pure, no clock).
 
-Units (see :mod:`apps.engine.pricing`): distances and price shifts are fractions of mid (``1e-4`` = 1 bp);
+Units (see :mod:`apps.engine.quoting.pricing`): distances and price shifts are fractions of mid (``1e-4`` = 1 bp);
 σ is the log-price volatility per √second; κ is per unit fractional distance; A and λ per second; T in
 seconds; q and sizes in base units.
 
 γ and the inventory term
 ------------------------
-γ is the CARA coefficient *per base unit valued at mid*, the convention of :mod:`apps.engine.pricing`, so
+γ is the CARA coefficient *per base unit valued at mid*, the convention of :mod:`apps.engine.quoting.pricing`, so
 the half-spread is ``δ* = (1/γ)·ln(1 + γ/κ)`` exactly as there. The issue writes the inventory term as
 ``(q/Q_max)·γσ²T``; we keep one γ and write it as
 
     inventory_term = (q / Q_max) · Γ · σ_inv² · T,      Γ = γ · Q_max  ("γ per full inventory"),
 
-which is the same number as ``q·γ·σ²·T`` of :func:`apps.engine.pricing.inventory_skew`. No amplifier:
+which is the same number as ``q·γ·σ²·T`` of :func:`apps.engine.quoting.pricing.inventory_skew`. No amplifier:
 nothing multiplies this term but the model's own factors. Both ``gamma`` and ``gamma_full_inventory`` are
 recorded in the decision.
 
-γ itself comes from the log-additive model of :mod:`apps.engine.risk_aversion` (one model, named features)
+γ itself comes from the log-additive model of :mod:`apps.engine.quoting.risk_aversion` (one model, named features)
 plus one feature that module does not have, ``position_direction_confidence`` (below), and its *total*
 log-contribution ``C = Σ βᵢxᵢ`` is bounded smoothly:
 
@@ -51,7 +51,7 @@ Horizon: ``T = horizon_s``, shortened to the time left to ``session_end_ns`` whe
 finite-horizon reading); ``horizon_source`` in the inputs says which (0 = parameter, 1 = session end).
 
 Half-spread and σ: the spread prices diffusive risk through γ's ``volatility_regime`` feature, built from
-σ_clean (jump-robust); the inventory term uses σ_inv. That is the σ rule of :mod:`.estimators.sigma`.
+σ_clean (jump-robust); the inventory term uses σ_inv. That is the σ rule of :mod:`apps.engine.estimators.sigma`.
 
 Ladders
 -------
@@ -97,9 +97,9 @@ import functools
 import math
 from dataclasses import dataclass, field, fields
 
-from apps.engine.events import QuoteDecision, Side
-from apps.engine.pricing import half_spread
-from apps.engine.risk_aversion import FEATURE_NAMES, RiskAversionParams
+from apps.engine.market.events import QuoteDecision, Side
+from apps.engine.quoting.pricing import half_spread
+from apps.engine.quoting.risk_aversion import FEATURE_NAMES, RiskAversionParams
 
 __all__ = [
     "GammaResult",
@@ -358,7 +358,7 @@ def bounded_gamma(
 
     ``features`` keys are feature names (missing = 0, the reference); γ₀ is ``gamma_base`` (per base unit).
     The β's come from ``risk`` (its ``gamma_base``, ``gamma_min`` and ``gamma_max`` are not used): the same
-    log-additive model as :func:`apps.engine.risk_aversion.risk_aversion`, with a smooth bound on the
+    log-additive model as :func:`apps.engine.quoting.risk_aversion.risk_aversion`, with a smooth bound on the
     total log-contribution instead of a clip on γ.
 
     >>> r = bounded_gamma(100.0, RiskAversionParams(), {"drawdown": 0.5}, -0.5, 0.0, 2.3)
