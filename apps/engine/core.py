@@ -43,7 +43,7 @@ from apps.engine.market.events import (
     Side,
     Trade,
 )
-from apps.engine.quoting.quoter import MarketState, QuoteResult, QuoterParams, quote
+from apps.engine.quoting.quoter import MarketState, QuoteResult, QuoterParams, needs_requote, quote
 from apps.engine.quoting.risk_aversion import RiskAversionParams
 
 _NS = 1_000_000_000
@@ -433,7 +433,7 @@ class StrategyCore:
     def _reconcile(self, result: QuoteResult) -> list[Action]:
         actions: list[Action] = []
         p = self.quoter_params
-        tol = max(p.requote_ticks, 1) * self.tick_size - 1e-9
+        tick, requote_ticks = self.tick_size, p.requote_ticks
         for side, levels in ((Side.BUY, result.bids), (Side.SELL, result.asks)):
             working = [
                 o
@@ -445,7 +445,7 @@ class StrategyCore:
             unmatched_targets = []
             free = list(working)
             for lv in levels:
-                match = next((o for o in free if abs(o.price - lv.price) < tol), None)
+                match = next((o for o in free if not needs_requote(o.price, lv.price, tick, requote_ticks)), None)
                 if match is not None:
                     free.remove(match)
                 else:

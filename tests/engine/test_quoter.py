@@ -184,6 +184,25 @@ def test_requote_threshold():
     assert needs_requote(100.0, None, 0.1, 1)
 
 
+def test_a_move_of_whole_ticks_counts_whole_despite_float_noise():
+    # 100.0 − 99.7 is 0.29999999999999716 in floats, less than 3 × 0.1 = 0.30000000000000004
+    assert needs_requote(100.0, 99.7, 0.1, 3)
+    assert needs_requote(100.0, 100.3, 0.1, 3)
+    assert not needs_requote(100.0, 99.8, 0.1, 3)
+    # the slack is a named parameter, in ticks
+    assert not needs_requote(100.0, 99.7, 0.1, 3, eps_ticks=0.0)
+
+
+def test_the_core_and_the_baselines_requote_by_the_same_rule():
+    import inspect
+
+    from apps.engine import core
+    from apps.engine.simulation import baselines
+
+    for module in (core, baselines):
+        assert "needs_requote(" in inspect.getsource(module)
+
+
 def test_no_quotes_while_kappa_or_sigma_unusable():
     res = run(kappa_ok=False)
     assert not res.bids and not res.asks and res.to_decision().bid_px is None

@@ -102,6 +102,7 @@ from apps.engine.quoting.pricing import half_spread
 from apps.engine.quoting.risk_aversion import FEATURE_NAMES, RiskAversionParams
 
 __all__ = [
+    "REQUOTE_EPS_TICKS",
     "GammaResult",
     "Level",
     "MarketState",
@@ -391,11 +392,31 @@ def taker_reduction_size(q: float, gamma: float, sigma: float, horizon_s: float,
     return min(max(abs(q) - cost_frac / k, 0.0), abs(q))
 
 
-def needs_requote(working_px: float, target_px: float | None, tick_size: float, requote_ticks: int) -> bool:
-    """True when a working order at ``working_px`` should be replaced to reach ``target_px``."""
+REQUOTE_EPS_TICKS = 1e-8
+"""Float slack of :func:`needs_requote`, in ticks: prices on the tick grid differ by whole ticks up to float
+noise (≈1e-11 at 60,000 with a 0.1 tick), so a move of ``k`` ticks must count as ``k`` ticks, not ``k − ε``.
+1e-8 tick is 1e-9 in price at a 0.1 tick, the absolute slack the core and the baselines used before."""
+
+
+def needs_requote(
+    working_px: float,
+    target_px: float | None,
+    tick_size: float,
+    requote_ticks: int,
+    *,
+    eps_ticks: float = REQUOTE_EPS_TICKS,
+) -> bool:
+    """True when a working order at ``working_px`` should be replaced to reach ``target_px``.
+
+    Replaced when the target moved by at least ``max(requote_ticks, 1)`` ticks (less ``eps_ticks`` of a tick of
+    float slack), or when there is no target. The one requote rule of the strategy core and the baselines.
+
+    >>> needs_requote(100.0, 100.3, 0.1, 3), needs_requote(100.0, 100.2, 0.1, 3)
+    (True, False)
+    """
     if target_px is None:
         return True
-    return abs(working_px - target_px) >= max(requote_ticks, 1) * tick_size - 1e-9 * tick_size
+    return abs(working_px - target_px) >= (max(requote_ticks, 1) - eps_ticks) * tick_size
 
 
 _BETA_ATTRS = tuple((name, f"beta_{name}") for name in FEATURE_NAMES)

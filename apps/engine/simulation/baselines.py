@@ -37,6 +37,7 @@ from apps.engine.market.events import (
     Trade,
 )
 from apps.engine.quoting.pricing import avellaneda_stoikov_quotes
+from apps.engine.quoting.quoter import needs_requote
 
 
 def _check_fields(obj: Any, positive: tuple[str, ...], optional_positive: tuple[str, ...] = ()) -> None:
@@ -260,7 +261,7 @@ class _Quoter:
 
     def _reconcile(self, decision: QuoteDecision) -> list[Action]:
         actions: list[Action] = []
-        tolerance = max(self.params.requote_ticks, 1) * self.tick_size - 1e-9
+        tick, requote_ticks = self.tick_size, self.params.requote_ticks
         for side, target, size in (
             (Side.BUY, decision.bid_px, decision.bid_size),
             (Side.SELL, decision.ask_px, decision.ask_size),
@@ -270,7 +271,7 @@ class _Quoter:
                 continue
             keep = None
             for order in working:
-                if keep is None and target is not None and abs(order.price - target) < tolerance:
+                if keep is None and target is not None and not needs_requote(order.price, target, tick, requote_ticks):
                     keep = order
                 else:
                     actions.append(CancelOrder(order.client_order_id))
