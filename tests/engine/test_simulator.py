@@ -12,8 +12,9 @@ import math
 import numpy as np
 import pytest
 
+from apps.engine.estimators.kappa import KappaPosterior, tick_posterior
 from apps.engine.market.events import BestBidAsk, DepthSnapshot, DepthUpdate, Side, Trade
-from apps.engine.simulation.simulator import KappaFit, MarketSimulator, SimulatorParams, kappa_mle_from_trades
+from apps.engine.simulation.simulator import MarketSimulator, SimulatorParams
 
 NS = 1_000_000_000
 DEFAULTS = SimulatorParams()
@@ -61,6 +62,26 @@ def trade_tape(events: list) -> np.ndarray:
             touch = bbo.ask_px if e.aggressor is Side.BUY else bbo.bid_px
             rows.append((e.price, int(e.aggressor), touch, e.size, bbo.mid))
     return np.array(rows)
+
+
+def tick_kappa(tape: np.ndarray, tick_size: float) -> tuple[KappaPosterior, int]:
+    """κ from the tape by the engine's own tick model (:func:`tick_posterior`, flat prior), and the prints used.
+
+    A print ``k ≥ 1`` ticks beyond the touch is ``k − 1`` ticks beyond the first price past it; prints at the
+    touch carry no usable information (their chance depends on where the mid sits inside its tick).
+    """
+    k = np.rint(tape[:, 1] * (tape[:, 0] - tape[:, 2]) / tick_size)
+    assert np.all(k >= 0), "a print inside the touch on its aggressor's side"
+    through = k >= 1
+    tau = tick_size / tape[through, 2]
+    post = tick_posterior(
+        n_eff=float(through.sum()),
+        sum_delta_beyond=float(np.sum((k[through] - 1) * tau)),
+        tick_frac=float(tau.mean()),
+        prior_shape=1.0,
+        prior_rate=0.0,
+    )
+    return post, int(through.sum())
 
 
 def mid_returns(events: list, step_s: float) -> np.ndarray:
@@ -311,10 +332,9 @@ def test_its_realised_variance_adds_the_jump_variance_with_jumps_on() -> None:
 
 def test_it_gives_back_kappa_from_its_trade_tape(default_run: list) -> None:
     tape = trade_tape(default_run)
-    fit = kappa_mle_from_trades(tape[:, 0], tape[:, 1], tape[:, 2], DEFAULTS.tick_size)
-    assert fit.n_total == len(tape)
-    assert fit.n_through > 0.95 * fit.n_total  # at kappa 5000 almost every print goes through the touch
-    assert abs(fit.kappa - DEFAULTS.kappa) < 4 * fit.kappa_se
+    fit, n_through = tick_kappa(tape, DEFAULTS.tick_size)
+    assert n_through > 0.95 * len(tape)  # at kappa 5000 almost every print goes through the touch
+    assert abs(fit.mean - DEFAULTS.kappa) < 4 * fit.std
     # The defaults put prints a few bps beyond the touch, i.e. far through a one-tick book.
     mean_excess_bps = np.mean(tape[:, 1] * (tape[:, 0] - tape[:, 2]) / tape[:, 4]) * 1e4
     assert 1.0 < mean_excess_bps < 4.0
@@ -323,10 +343,10 @@ def test_it_gives_back_kappa_from_its_trade_tape(default_run: list) -> None:
 def test_it_gives_back_a_large_kappa_where_the_tick_grid_matters() -> None:
     params = dataclasses.replace(DEFAULTS, kappa=1e5, arrival_rate_A=10.0, book_update_interval_s=1.0)
     tape = trade_tape(run(params, seed=9, seconds=300))
-    fit = kappa_mle_from_trades(tape[:, 0], tape[:, 1], tape[:, 2], params.tick_size)
-    assert abs(fit.kappa - params.kappa) < 4 * fit.kappa_se
+    fit, _ = tick_kappa(tape, params.tick_size)
+    assert abs(fit.mean - params.kappa) < 4 * fit.std
     # The grid-blind estimate (1 / mean distance beyond the touch) over-counts each print by about half a
-    # tick: here kappa * tick / mid / 2 is about 8 %, which the tick-aware MLE removes.
+    # tick: here kappa * tick / mid / 2 is about 8 %, which the tick model removes.
     excess = tape[:, 1] * (tape[:, 0] - tape[:, 2]) / tape[:, 2]
     naive = 1.0 / excess[excess > 0].mean()
     assert naive < params.kappa * 0.95
@@ -361,32 +381,3 @@ def test_its_trade_sizes_are_heavy_tailed(default_run: list) -> None:
     kurtosis = np.mean((sizes - sizes.mean()) ** 4) / sizes.var() ** 2
     assert kurtosis > 20  # a normal has 3; alpha < 4 has none at all
     assert np.median(sizes) < sizes.mean() / 1.5
-
-
-# --- the kappa estimator on its own -------------------------------------------------------------------
-
-
-def test_kappa_mle_recovers_kappa_from_a_synthetic_tick_grid_tape() -> None:
-    rng = np.random.default_rng(0)
-    kappa, tick, n = 40_000.0, 0.1, 20_000
-    mid = 60_000.0 * np.exp(np.cumsum(rng.normal(0, 1e-3, n)))  # h = tick / mid varies across trades
-    side = np.where(rng.random(n) < 0.5, 1, -1)
-    mid_ticks = mid / tick
-    bid = np.floor(mid_ticks)
-    reach = mid_ticks * (1 + side * rng.exponential(1 / kappa, n))
-    price_ticks = np.where(side > 0, np.maximum(bid + 1, np.ceil(reach)), np.minimum(bid, np.floor(reach)))
-    touch = np.where(side > 0, bid + 1, bid) * tick
-    fit = kappa_mle_from_trades(price_ticks * tick, side, touch, tick)
-    assert isinstance(fit, KappaFit)
-    assert abs(fit.kappa - kappa) < 4 * fit.kappa_se
-    assert fit.kappa_se < 0.03 * kappa
-    assert fit.n_through < n  # prints at the touch carry no usable information and are left out
-
-
-def test_kappa_mle_reports_what_it_cannot_estimate() -> None:
-    at_touch = kappa_mle_from_trades(np.array([100.1, 99.9]), np.array([1, -1]), np.array([100.1, 99.9]), 0.1)
-    assert math.isnan(at_touch.kappa) and at_touch.n_through == 0
-    with pytest.raises(ValueError, match="inside the touch"):
-        kappa_mle_from_trades(np.array([100.0]), np.array([1]), np.array([100.1]), 0.1)
-    with pytest.raises(ValueError, match="tick_size"):
-        kappa_mle_from_trades(np.array([100.2]), np.array([1]), np.array([100.1]), 0.0)

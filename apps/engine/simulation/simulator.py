@@ -41,10 +41,11 @@ is depends on where ``S`` sits inside its tick, which nobody observes.  Prints *
 information: the event "``S (1 + delta)`` passed the ask ``a``" is exponential past ``a`` by
 memorylessness, whatever ``S`` and ``a`` are, so the number of ticks ``k = (price - a) / tick >= 1`` of a
 through-the-touch buy is exactly geometric, ``P(k) = (1 - q) q**(k - 1)`` with ``q = exp(-kappa * h)``
-and ``h = tick / S`` (the tick as a fraction of mid).  :func:`kappa_mle_from_trades` maximises that
-likelihood, so kappa is recoverable from the tape alone (trade price, aggressor side, touch before the
-trade).  The naive estimator ``1 / mean(distance beyond the touch)`` over-counts each excess by about half
-a tick and is biased by ``~ kappa * h / 2`` (0.4 % at the defaults, 8 % at ``kappa = 1e5``).
+and ``h = tick / S`` (the tick as a fraction of mid).  The engine's κ estimator uses that likelihood
+(:func:`apps.engine.estimators.kappa.tick_posterior`), so kappa is recoverable from the tape alone (trade
+price, aggressor side, touch before the trade); the simulator's tests check it does.  The naive estimator
+``1 / mean(distance beyond the touch)`` over-counts each excess by about half a tick and is biased by
+``~ kappa * h / 2`` (0.4 % at the defaults, 8 % at ``kappa = 1e5``).
 
 Defaults (BTCUSDT-like, lively for a demo)
 ------------------------------------------
@@ -74,13 +75,12 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from decimal import Decimal
-from typing import NamedTuple
 
 import numpy as np
 
 from apps.engine.market.events import BestBidAsk, DepthSnapshot, DepthUpdate, Event, Side, Trade
 
-__all__ = ["KappaFit", "MarketSimulator", "SimulatorParams", "kappa_mle_from_trades"]
+__all__ = ["MarketSimulator", "SimulatorParams"]
 
 _NS_PER_S = 1_000_000_000
 # Observations per vectorised block (a performance knob only; it is fixed so a seed gives one path).
@@ -226,105 +226,6 @@ class SimulatorParams:
                 f"SimulatorParams.book_update_interval_s must be at least 1 ns, got {self.book_update_interval_s!r}"
             )
         return self
-
-
-class KappaFit(NamedTuple):
-    """Result of :func:`kappa_mle_from_trades`.
-
-    ``kappa`` per unit fractional distance, ``kappa_se`` its asymptotic standard error (observed
-    information), ``n_through`` the number of prints beyond the touch that carried the information, and
-    ``n_total`` all prints offered.
-    """
-
-    kappa: float
-    kappa_se: float
-    n_through: int
-    n_total: int
-
-
-def kappa_mle_from_trades(
-    prices: np.ndarray,
-    aggressor: np.ndarray,
-    touch_prices: np.ndarray,
-    tick_size: float,
-) -> KappaFit:
-    """Estimate kappa of ``P(depth > delta) = exp(-kappa * delta)`` from a trade tape on a tick grid.
-
-    Model and estimator: a market order with depth ``delta ~ Exp(kappa)`` (fraction of mid ``S``) prints at
-    the first grid price at or beyond ``S (1 + delta)`` (buys; mirrored for sells), never inside the touch.
-    For a print beyond the touch, ``k = side * (price - touch) / tick`` is geometric on ``1, 2, ...`` with
-    ``q_i = exp(-kappa * h_i)``, ``h_i = tick / touch_i`` (memorylessness; exact whatever the unobserved
-    ``S``).  Prints at the touch (``k = 0``) are dropped because their probability depends on where ``S``
-    sits inside the tick.  The log-likelihood ``sum log(1 - q_i) + (k_i - 1) log q_i`` is concave in kappa;
-    its root is found by bracketing.
-
-    Parameters
-    ----------
-    prices : array of float
-        Trade prices, quote currency.
-    aggressor : array of int
-        +1 for a buy aggressor, -1 for a sell.
-    touch_prices : array of float
-        The touch on the aggressor's side just before each trade (best ask for buys, best bid for sells).
-    tick_size : float
-        Price grid step, quote currency.
-
-    Returns
-    -------
-    KappaFit
-        ``kappa`` is ``nan`` (and ``n_through`` says why) when no print went beyond the touch or none stayed
-        within one tick of it (the likelihood then has no interior maximum).
-
-    Raises
-    ------
-    ValueError
-        On mismatched lengths, a non-positive tick, or a print inside the touch.
-    """
-    px = np.asarray(prices, dtype=float)
-    side = np.asarray(aggressor, dtype=float)
-    touch = np.asarray(touch_prices, dtype=float)
-    if not (px.shape == side.shape == touch.shape and px.ndim == 1):
-        raise ValueError("kappa_mle_from_trades: prices, aggressor and touch_prices must be 1-d of equal length")
-    if not (math.isfinite(tick_size) and tick_size > 0):
-        raise ValueError(f"kappa_mle_from_trades: tick_size must be > 0, got {tick_size!r}")
-    k = np.rint(side * (px - touch) / tick_size)
-    if np.any(k < 0):
-        raise ValueError("kappa_mle_from_trades: a trade printed inside the touch on its aggressor's side")
-    through = k >= 1
-    n_through = int(through.sum())
-    if n_through == 0 or np.all(k[through] > 1):
-        # All at the touch, or every excess > 1 tick, leaves the likelihood monotone; report, don't guess.
-        return KappaFit(math.nan, math.nan, n_through, px.size)
-    h = tick_size / touch[through]
-    excess = k[through] - 1.0
-    sum_h_excess = float(np.sum(h * excess))
-    if sum_h_excess == 0.0:
-        return KappaFit(math.inf, math.nan, n_through, px.size)
-
-    def score(kappa: float) -> float:
-        return float(np.sum(h / np.expm1(kappa * h))) - sum_h_excess
-
-    # Constant-h closed form seeds the bracket: q = m / (1 + m), m = mean excess ticks.
-    h_bar = float(h.mean())
-    mean_excess = float(excess.mean())
-    guess = math.log1p(1.0 / mean_excess) / h_bar
-    lo, hi = guess / 2.0, guess * 2.0
-    while score(lo) < 0:
-        lo /= 2.0
-    while score(hi) > 0:
-        hi *= 2.0
-    for _ in range(200):  # bisection in log-space: robust, and 200 halvings is far past float precision
-        mid = math.sqrt(lo * hi)
-        if score(mid) > 0:
-            lo = mid
-        else:
-            hi = mid
-        if hi / lo - 1.0 < 1e-12:
-            break
-    kappa_hat = math.sqrt(lo * hi)
-    x = kappa_hat * h
-    info = float(np.sum(h * h * np.exp(x) / np.expm1(x) ** 2))
-    return KappaFit(kappa_hat, 1.0 / math.sqrt(info), n_through, px.size)
 
 
 def _integer_inverse(step: float) -> int:
