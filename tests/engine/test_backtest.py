@@ -12,7 +12,8 @@ import pytest
 from apps.engine.core import StrategyCore, StrategyParams
 from apps.engine.execution.paper import PaperVenue, PaperVenueConfig
 from apps.engine.market.events import BestBidAsk, DepthSnapshot, DepthUpdate, Fill, Side, Trade
-from apps.engine.simulation.backtest import BacktestConfig, EngineLoop, ReplayFeed, merge_by_local_time
+from apps.engine.market.feeds import ReplayingFeed
+from apps.engine.simulation.backtest import BacktestConfig, EngineLoop, merge_by_local_time
 from apps.engine.simulation.baselines import FixedSpreadParams, FixedSpreadQuoter
 from apps.engine.simulation.simulator import MarketSimulator, SimulatorParams
 
@@ -141,11 +142,11 @@ def test_wall_clock_steps_of_any_size_give_the_same_decisions_and_fills_as_one_p
     whole = EngineLoop(glft(), venue(seed=2)).run(events)
     rng = random.Random(0)
     stepped = EngineLoop(glft(), venue(seed=2))
-    feed = ReplayFeed(events)
     now = events[0].ts_local_ns
+    feed = ReplayingFeed(events, start_ns=now)  # the live loop's replay feed, here with no time shift
     while not feed.exhausted:
         now += rng.choice([1_000_000, 50_000_000, 100_000_000, 700_000_000])
-        stepped.step_until(feed.step_until(now), now)
+        stepped.step_until(feed.poll(now), now)
     stepped.finish()
     # the stepped driver's last wake-up lies up to 700 ms past the final market event, so acks due in that tail
     # reach its core (and may prompt one more decision) while the single pass ends at the last event
@@ -166,7 +167,7 @@ def test_depth_data_drives_the_mid_and_bad_config_is_rejected() -> None:
     with pytest.raises(ValueError, match="sample_interval_s"):
         BacktestConfig(sample_interval_s=0).validate()
     with pytest.raises(ValueError, match="goes back in local time"):
-        ReplayFeed([BestBidAsk(5, 5, 1.0, 1.0, 2.0, 1.0), BestBidAsk(4, 4, 1.0, 1.0, 2.0, 1.0)])
+        ReplayingFeed([BestBidAsk(5, 5, 1.0, 1.0, 2.0, 1.0), BestBidAsk(4, 4, 1.0, 1.0, 2.0, 1.0)], start_ns=5)
 
 
 def test_merge_by_local_time_interleaves_streams() -> None:

@@ -17,7 +17,6 @@ Pure: no Django, no I/O.
 
 from __future__ import annotations
 
-import bisect
 import math
 import statistics
 import time
@@ -413,38 +412,3 @@ def merge_by_local_time(*streams: Iterable[Any]) -> Iterator[Any]:
 
 def _local_ts(event: Any) -> int:
     return event.ts_local_ns
-
-
-class ReplayFeed:
-    """Recorded events served the way the live loop asks for them: ``step_until(now_ns)`` (like the simulator).
-
-    This is the feed injection point for :class:`apps.trading.loop.QuotingLoop` (its ``sim`` attribute), and
-    the backtest's feed. Events must be in local-time order (a :class:`ValueError` names the first that is not).
-    """
-
-    def __init__(self, events: Sequence[Any]) -> None:
-        times = [e.ts_local_ns for e in events]
-        for i in range(1, len(times)):
-            if times[i] < times[i - 1]:
-                raise ValueError(f"ReplayFeed: event {i} goes back in local time ({times[i]} < {times[i - 1]})")
-        self._events = list(events)
-        self._times = times
-        self._pos = 0
-
-    @property
-    def first_ts_ns(self) -> int | None:
-        return self._times[0] if self._times else None
-
-    @property
-    def last_ts_ns(self) -> int | None:
-        return self._times[-1] if self._times else None
-
-    @property
-    def exhausted(self) -> bool:
-        return self._pos >= len(self._events)
-
-    def step_until(self, ts_ns: int) -> list[Any]:
-        end = bisect.bisect_right(self._times, ts_ns, lo=self._pos)
-        out = self._events[self._pos : end]
-        self._pos = end
-        return out
