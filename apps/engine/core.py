@@ -255,17 +255,9 @@ class StrategyCore:
         self._decision_ns = 0
         self._peak_pnl: float | None = None  # the first mark sets it: an inherited position is not a drawdown
 
-    # compatibility: the estimators by their old names
-    @property
-    def kappa(self):
-        return self.market.kappa
-
-    @property
-    def sigma(self):
-        return self.market.sigma
-
     @property
     def bbo(self) -> BestBidAsk | None:
+        """The latest top of book (the baselines have the same attribute; the live loop's flatten reads it)."""
         return self.market.bbo
 
     # --- events -------------------------------------------------------------------------------

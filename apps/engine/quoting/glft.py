@@ -36,6 +36,13 @@ entrywise (``c = a·N²``); ``exp(B h)`` for a small step ``h`` is summed as a T
 matrices, and longer times come from squaring and matrix–vector products of non-negative matrices,
 renormalising as we go. No subtraction ever happens, so every entry is accurate to a few ulps *relative to
 itself*. The tests cross-check against ``scipy.linalg.expm`` where that is well conditioned.
+
+Status
+------
+Not called by the quoter yet: :mod:`apps.engine.quoting.quoter` quotes from the asymptotic closed form of
+:mod:`apps.engine.quoting.pricing`. It is kept (issue 14) because the quote-quality issue wires this exact
+finite-horizon solution into the quoter, where the asymptotic form is poor (large |q| near Q_max, short
+horizons).
 """
 
 from __future__ import annotations

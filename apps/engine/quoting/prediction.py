@@ -18,6 +18,12 @@ Differences from the perpetual-futures quoter, and why
 Formulas (Avellaneda–Stoikov in absolute units)
     r = p − q·γ·V,      δ* = (1/γ)·ln(1 + γ/κ),     bid = floor_grid(r − δ*),  ask = ceil_grid(r + δ*)
 with q in contracts (positive = long YES), γ per contract per unit price, κ per unit price.
+
+Status
+------
+No venue quotes prediction markets yet, so only the tests call this module. It is kept (issue 14) as the
+pricing library of the prediction-market venue to come, which will call :func:`prediction_quote` the way the
+perpetual-futures core calls :func:`apps.engine.quoting.quoter.quote`.
 """
 
 from __future__ import annotations
