@@ -104,13 +104,19 @@ from apps.engine.quoting.risk_aversion import FEATURE_NAMES, RiskAversionParams
 __all__ = [
     "REQUOTE_EPS_TICKS",
     "GammaResult",
+    "LadderCosts",
     "Level",
     "MarketState",
     "QuoteResult",
     "QuoterParams",
+    "Reservation",
     "bounded_gamma",
     "direction_confidence",
     "fill_probability",
+    "horizon_left_s",
+    "level_expected_pnl",
+    "level_price",
+    "level_size",
     "needs_requote",
     "quote",
     "taker_reduction_size",
@@ -446,7 +452,10 @@ def _ceil_to(x: float, step: float) -> float:
 
 
 # --------------------------------------------------------------------------------------------------
-# The decision
+# The decision, in steps
+#
+# Each step reads what it needs, returns its result, and appends what it used to the decision's trace:
+# ``inputs`` (named numbers) and ``reasons`` (what bound, what was dropped and why), in the order below.
 # --------------------------------------------------------------------------------------------------
 
 
@@ -459,11 +468,32 @@ def quote(
     tick_size: float,
     lot_size: float,
 ) -> QuoteResult:
-    """Compute the quote ladders for inventory ``q`` in ``market`` (see the module docstring)."""
+    """Compute the quote ladders for inventory ``q`` in ``market`` (see the module docstring).
+
+    γ → horizon → reservation price and half-spread → skew flag → a ladder per side (price, size, E[P&L]
+    filter per level) → emergency taker.
+    """
     p = params
-    mid = market.mid
+    inputs = _market_inputs(p, market, q, tick_size, lot_size)
+    if not market.kappa_ok or not market.sigma_ok:
+        return QuoteResult(market.ts_ns, (), (), inputs, ("estimators not usable",))
+    reasons: list[str] = []
+    gamma = _gamma_step(p, risk, market, q, inputs, reasons)
+    horizon, horizon_source = horizon_left_s(p.horizon_s, market.session_end_ns, market.ts_ns)
+    res = _reservation_step(p, market, q, gamma, horizon, horizon_source, inputs, reasons)
+    _skew_flag_step(p, q, res.skew_frac, inputs, reasons)
+    costs = _ladder_costs(p, market, tick_size, inputs)
+    bids = _ladder_step(Side.BUY, p, market, q, res, costs, tick_size, lot_size, inputs, reasons)
+    asks = _ladder_step(Side.SELL, p, market, q, res, costs, tick_size, lot_size, inputs, reasons)
+    taker_side, taker_size, taker_px = _taker_step(p, market, q, gamma, res, costs, lot_size, inputs, reasons)
+    inputs["taker_size"] = taker_size
+    return QuoteResult(market.ts_ns, tuple(bids), tuple(asks), inputs, tuple(reasons), taker_side, taker_size, taker_px)
+
+
+def _market_inputs(p: QuoterParams, market: MarketState, q: float, tick_size: float, lot_size: float) -> dict:
+    """The decision's inputs every quote carries, quoted or not: touch, inventory, κ, σ, A, grid."""
     inputs: dict[str, float] = {
-        "mid": mid,
+        "mid": market.mid,
         "best_bid": market.best_bid,
         "best_ask": market.best_ask,
         "q": q,
@@ -477,11 +507,21 @@ def quote(
         "lot_size": lot_size,
     }
     inputs.update(market.extra_inputs)
-    reasons: list[str] = []
-    if not market.kappa_ok or not market.sigma_ok:
-        return QuoteResult(market.ts_ns, (), (), inputs, ("estimators not usable",))
+    return inputs
 
-    # --- γ ---------------------------------------------------------------------------------------
+
+# --- γ -------------------------------------------------------------------------------------------------
+
+
+def _gamma_step(
+    p: QuoterParams,
+    risk: RiskAversionParams,
+    market: MarketState,
+    q: float,
+    inputs: dict[str, float],
+    reasons: list[str],
+) -> float:
+    """γ from the bounded log-additive model (:func:`bounded_gamma`), every feature and contribution traced."""
     features = dict(market.risk_features)
     features["inventory_utilisation"] = (q / p.max_inventory) ** 2
     dir_x = direction_confidence(q, market.drift_mean_per_s, market.drift_std_per_s) if market.drift_ok else 0.0
@@ -506,14 +546,44 @@ def quote(
             f"gamma_bound_binding: model log-contribution {g.log_contribution:.3f} nats compressed to "
             f"{g.log_contribution_bounded:.3f} (bound ±{p.gamma_log_bound_nats:g})"
         )
+    return gamma
 
-    # --- horizon and terms ------------------------------------------------------------------------
-    horizon = p.horizon_s
-    horizon_source = 0.0
-    if market.session_end_ns:
-        left = (market.session_end_ns - market.ts_ns) / 1e9
-        if left < horizon:
-            horizon, horizon_source = max(left, 0.0), 1.0
+
+# --- reservation price and half-spread -------------------------------------------------------------------
+
+
+def horizon_left_s(horizon_s: float, session_end_ns: int, now_ns: int) -> tuple[float, float]:
+    """``(T, source)``: ``horizon_s``, or the time left to ``session_end_ns`` when shorter (source 1.0)."""
+    if session_end_ns:
+        left = (session_end_ns - now_ns) / 1e9
+        if left < horizon_s:
+            return max(left, 0.0), 1.0
+    return horizon_s, 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """The reservation price ``r`` (quote currency) and what the ladders and the taker need with it."""
+
+    price: float
+    half_spread_frac: float  # δ*, fraction of mid
+    skew_frac: float  # (s − r)/s
+    horizon_s: float  # T actually used
+    sigma_inventory: float  # σ_inv of the inventory term, per √s
+
+
+def _reservation_step(
+    p: QuoterParams,
+    market: MarketState,
+    q: float,
+    gamma: float,
+    horizon: float,
+    horizon_source: float,
+    inputs: dict[str, float],
+    reasons: list[str],
+) -> Reservation:
+    """``r = s·(1 + drift − inventory − funding + imbalance + flow + microprice)`` and ``δ*`` (module docstring)."""
+    mid = market.mid
     sig_inv = market.sigma_inventory
     inventory_term = (q / p.max_inventory) * (gamma * p.max_inventory) * sig_inv * sig_inv * horizon
     drift_term = market.drift_expected_return if market.drift_ok else 0.0
@@ -558,8 +628,11 @@ def quote(
     )
     if not market.drift_ok:
         reasons.append("drift not usable: drift term is 0")
+    return Reservation(r, delta, skew, horizon, sig_inv)
 
-    # --- flag -------------------------------------------------------------------------------------
+
+def _skew_flag_step(p: QuoterParams, q: float, skew: float, inputs: dict[str, float], reasons: list[str]) -> None:
+    """Flag a skew too small for the position (seed 003: short 8.65 units with a 0.00 bps skew)."""
     small = abs(q) > p.skew_flag_ratio * p.max_inventory and abs(skew) < p.skew_flag_bps * _BPS
     inputs["skew_too_small"] = 1.0 if small else 0.0
     if small:
@@ -568,105 +641,184 @@ def quote(
             f"< {p.skew_flag_bps:g} bps"
         )
 
-    # --- ladders ------------------------------------------------------------------------------------
-    spacing = max(p.level_spacing_bps * _BPS * mid, tick_size)
-    mean_size = market.mean_trade_size
-    a_rate = market.a_per_s if math.isfinite(market.a_per_s) else math.nan
+
+# --- ladders ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LadderCosts:
+    """What every level's price and E[P&L] need besides the reservation price (fractions of mid unless stated)."""
+
+    spacing_px: float  # distance between levels, quote currency (at least one tick)
+    adverse_frac: float  # expected post-fill move against us, scaled by flow toxicity
+    fee_frac: float  # maker fee (negative = rebate)
+    half_market_spread_px: float  # half the market's spread, quote currency
+    a_per_s: float  # A (NaN = unknown: p_fill unknown)
+    mean_trade_size: float  # v̄, base units
+
+
+def _ladder_costs(p: QuoterParams, market: MarketState, tick_size: float, inputs: dict[str, float]) -> LadderCosts:
+    mid = market.mid
     adverse = p.adverse_selection_bps * _BPS * (1.0 + max(market.flow_toxicity, 0.0))
     fee = p.maker_fee_bps * _BPS
     inputs.update(adverse_selection_frac=adverse, maker_fee_frac=fee, quote_life_s=p.quote_life_s)
-    half_mkt = 0.5 * (market.best_ask - market.best_bid)
-    room = {Side.BUY: p.max_inventory - q, Side.SELL: p.max_inventory + q}
-    ladders: dict[Side, list[Level]] = {Side.BUY: [], Side.SELL: []}
-    for side in (Side.BUY, Side.SELL):
-        left = room[side]
-        touch_clamped = False
-        last_px: float | None = None
-        for i in range(int(p.levels)):
-            raw_off = delta * mid + i * spacing
-            if side is Side.BUY:
-                px = _floor_to(r - raw_off, tick_size)
-                if px >= market.best_ask:
-                    px = _floor_to(market.best_ask - tick_size, tick_size)
-                    touch_clamped = True
-                if last_px is not None and px >= last_px:
-                    px = round(last_px - tick_size, 12)
-            else:
-                px = _ceil_to(r + raw_off, tick_size)
-                if px <= market.best_bid:
-                    px = _ceil_to(market.best_bid + tick_size, tick_size)
-                    touch_clamped = True
-                if last_px is not None and px <= last_px:
-                    px = round(last_px + tick_size, 12)
-            last_px = px
-            label, k_px, k_size, k_pfill, k_edge, k_epnl = _level_keys(side, i)
-            if px <= 0:
-                reasons.append(f"{label} dropped: price {px:g} <= 0")
-                continue
-            size = _floor_to(p.order_size * p.size_growth**i, lot_size)
-            if size > left + 1e-12:
-                size = _floor_to(max(left, 0.0), lot_size)
-            if size < lot_size - 1e-12:
-                word = "bid" if side is Side.BUY else "ask"
-                bound = "max_inventory" if side is Side.BUY else "-max_inventory"
-                reasons.append(
-                    f"no {word} at L{i}: a fill would take q={q:.6g} past {bound} {p.max_inventory:g} "
-                    f"(room {max(left, 0.0):.6g})"
-                )
-                break
-            off = (mid - px) / mid if side is Side.BUY else (px - mid) / mid
-            edge = (r - px) / mid if side is Side.BUY else (px - r) / mid
-            beyond = off - half_mkt / mid
-            queue_ahead = (market.bid_queue if side is Side.BUY else market.ask_queue).get(px, 0.0)
-            if math.isfinite(a_rate) and math.isfinite(mean_size):
-                pf = fill_probability(a_rate, market.kappa, beyond, p.quote_life_s, queue_ahead, mean_size)
-            else:
-                pf = math.nan
-            per_unit = edge - adverse - fee
-            epnl = (pf if math.isfinite(pf) else 1.0) * size * per_unit
-            inputs[k_px] = px
-            inputs[k_size] = size
-            inputs[k_pfill] = pf
-            inputs[k_edge] = edge * 1e4
-            inputs[k_epnl] = epnl
-            if per_unit < 0:
-                reasons.append(
-                    f"{label} dropped: expected P&L {epnl:.3g} < 0 (edge {edge * 1e4:.3f} bps vs adverse "
-                    f"{adverse * 1e4:.3f} + fee {fee * 1e4:.3f} bps, p_fill {pf:.3g})"
-                )
-                continue
-            ladders[side].append(Level(side, i, px, size, off, pf, epnl))
-            left -= size
-        if touch_clamped:
-            word = "bid" if side is Side.BUY else "ask"
-            other = "ask" if side is Side.BUY else "bid"
-            where = "below the best ask" if side is Side.BUY else "above the best bid"
-            reasons.append(f"{word} would cross the {other}: placed one tick {where} (post-only)")
-
-    # --- emergency taker ----------------------------------------------------------------------------
-    taker_side: Side | None = None
-    taker_size = 0.0
-    taker_px = math.nan
-    if abs(q) >= p.taker_trigger_ratio * p.max_inventory and q != 0:
-        cost = half_mkt / mid + p.taker_fee_bps * _BPS
-        x = _floor_to(taker_reduction_size(q, gamma, sig_inv, horizon, cost), lot_size)
-        inputs.update(taker_cost_frac=cost, taker_size_optimal=x)
-        if x >= lot_size - 1e-12:
-            taker_side = Side.SELL if q > 0 else Side.BUY
-            taker_size = x
-            taker_px = market.best_bid if q > 0 else market.best_ask
-            reasons.append(
-                f"emergency taker: |q|={abs(q):.6g} >= {p.taker_trigger_ratio:g}·Q_max; "
-                f"{'sell' if q > 0 else 'buy'} {x:g} where marginal penalty γσ²T(|q|−x) = cost {cost * 1e4:.2f} bps"
-            )
-    inputs["taker_size"] = taker_size
-    return QuoteResult(
-        market.ts_ns,
-        tuple(ladders[Side.BUY]),
-        tuple(ladders[Side.SELL]),
-        inputs,
-        tuple(reasons),
-        taker_side,
-        taker_size,
-        taker_px,
+    return LadderCosts(
+        spacing_px=max(p.level_spacing_bps * _BPS * mid, tick_size),
+        adverse_frac=adverse,
+        fee_frac=fee,
+        half_market_spread_px=0.5 * (market.best_ask - market.best_bid),
+        a_per_s=market.a_per_s if math.isfinite(market.a_per_s) else math.nan,
+        mean_trade_size=market.mean_trade_size,
     )
+
+
+def level_price(
+    side: Side, offset_px: float, r: float, best_bid: float, best_ask: float, last_px: float | None, tick: float
+) -> tuple[float, bool]:
+    """``(price, clamped)`` of a level ``offset_px`` from ``r``: rounded outward to the tick, never through the
+    opposite touch (post-only: one tick inside it instead, ``clamped``), and strictly behind the level before."""
+    clamped = False
+    if side is Side.BUY:
+        px = _floor_to(r - offset_px, tick)
+        if px >= best_ask:
+            px = _floor_to(best_ask - tick, tick)
+            clamped = True
+        if last_px is not None and px >= last_px:
+            px = round(last_px - tick, 12)
+    else:
+        px = _ceil_to(r + offset_px, tick)
+        if px <= best_bid:
+            px = _ceil_to(best_bid + tick, tick)
+            clamped = True
+        if last_px is not None and px <= last_px:
+            px = round(last_px + tick, 12)
+    return px, clamped
+
+
+def level_size(order_size: float, size_growth: float, i: int, room: float, lot_size: float) -> float:
+    """``order_size·size_growth^i`` rounded down to the lot, cut to the ``room`` left on this side."""
+    size = _floor_to(order_size * size_growth**i, lot_size)
+    if size > room + 1e-12:
+        size = _floor_to(max(room, 0.0), lot_size)
+    return size
+
+
+def level_expected_pnl(
+    side: Side,
+    px: float,
+    size: float,
+    market: MarketState,
+    r: float,
+    costs: LadderCosts,
+    quote_life_s: float,
+) -> tuple[float, float, float, float]:
+    """``(offset, edge, p_fill, E[P&L])`` of a level (fractions of mid; E[P&L] × base units per quote life).
+
+    ``edge − adverse − fee`` is the value per unit of a fill; p_fill unknown (NaN) counts as 1.
+    """
+    mid = market.mid
+    off = (mid - px) / mid if side is Side.BUY else (px - mid) / mid
+    edge = (r - px) / mid if side is Side.BUY else (px - r) / mid
+    beyond = off - costs.half_market_spread_px / mid
+    queue_ahead = (market.bid_queue if side is Side.BUY else market.ask_queue).get(px, 0.0)
+    if math.isfinite(costs.a_per_s) and math.isfinite(costs.mean_trade_size):
+        pf = fill_probability(costs.a_per_s, market.kappa, beyond, quote_life_s, queue_ahead, costs.mean_trade_size)
+    else:
+        pf = math.nan
+    per_unit = edge - costs.adverse_frac - costs.fee_frac
+    epnl = (pf if math.isfinite(pf) else 1.0) * size * per_unit
+    return off, edge, pf, epnl
+
+
+def _ladder_step(
+    side: Side,
+    p: QuoterParams,
+    market: MarketState,
+    q: float,
+    res: Reservation,
+    costs: LadderCosts,
+    tick_size: float,
+    lot_size: float,
+    inputs: dict[str, float],
+    reasons: list[str],
+) -> list[Level]:
+    """Levels ``0..N−1`` of one side: price, size within the side's room, then the E[P&L] filter per level.
+
+    A level dropped by the filter leaves its room to the next one; the first level with less than a lot of room
+    ends the side.
+    """
+    mid = market.mid
+    r, delta = res.price, res.half_spread_frac
+    left = p.max_inventory - q if side is Side.BUY else p.max_inventory + q
+    touch_clamped = False
+    last_px: float | None = None
+    ladder: list[Level] = []
+    for i in range(int(p.levels)):
+        px, clamped = level_price(
+            side, delta * mid + i * costs.spacing_px, r, market.best_bid, market.best_ask, last_px, tick_size
+        )
+        touch_clamped = touch_clamped or clamped
+        last_px = px
+        label, k_px, k_size, k_pfill, k_edge, k_epnl = _level_keys(side, i)
+        if px <= 0:
+            reasons.append(f"{label} dropped: price {px:g} <= 0")
+            continue
+        size = level_size(p.order_size, p.size_growth, i, left, lot_size)
+        if size < lot_size - 1e-12:
+            word = "bid" if side is Side.BUY else "ask"
+            bound = "max_inventory" if side is Side.BUY else "-max_inventory"
+            reasons.append(
+                f"no {word} at L{i}: a fill would take q={q:.6g} past {bound} {p.max_inventory:g} "
+                f"(room {max(left, 0.0):.6g})"
+            )
+            break
+        off, edge, pf, epnl = level_expected_pnl(side, px, size, market, r, costs, p.quote_life_s)
+        inputs[k_px] = px
+        inputs[k_size] = size
+        inputs[k_pfill] = pf
+        inputs[k_edge] = edge * 1e4
+        inputs[k_epnl] = epnl
+        if edge - costs.adverse_frac - costs.fee_frac < 0:  # the E[P&L] filter
+            reasons.append(
+                f"{label} dropped: expected P&L {epnl:.3g} < 0 (edge {edge * 1e4:.3f} bps vs adverse "
+                f"{costs.adverse_frac * 1e4:.3f} + fee {costs.fee_frac * 1e4:.3f} bps, p_fill {pf:.3g})"
+            )
+            continue
+        ladder.append(Level(side, i, px, size, off, pf, epnl))
+        left -= size
+    if touch_clamped:
+        word = "bid" if side is Side.BUY else "ask"
+        other = "ask" if side is Side.BUY else "bid"
+        where = "below the best ask" if side is Side.BUY else "above the best bid"
+        reasons.append(f"{word} would cross the {other}: placed one tick {where} (post-only)")
+    return ladder
+
+
+# --- emergency taker ----------------------------------------------------------------------------------------
+
+
+def _taker_step(
+    p: QuoterParams,
+    market: MarketState,
+    q: float,
+    gamma: float,
+    res: Reservation,
+    costs: LadderCosts,
+    lot_size: float,
+    inputs: dict[str, float],
+    reasons: list[str],
+) -> tuple[Side | None, float, float]:
+    """``(side, size, price)`` of the emergency taker order, or ``(None, 0, NaN)`` (module docstring)."""
+    if not (abs(q) >= p.taker_trigger_ratio * p.max_inventory and q != 0):
+        return None, 0.0, math.nan
+    mid = market.mid
+    cost = costs.half_market_spread_px / mid + p.taker_fee_bps * _BPS
+    x = _floor_to(taker_reduction_size(q, gamma, res.sigma_inventory, res.horizon_s, cost), lot_size)
+    inputs.update(taker_cost_frac=cost, taker_size_optimal=x)
+    if x < lot_size - 1e-12:
+        return None, 0.0, math.nan
+    reasons.append(
+        f"emergency taker: |q|={abs(q):.6g} >= {p.taker_trigger_ratio:g}·Q_max; "
+        f"{'sell' if q > 0 else 'buy'} {x:g} where marginal penalty γσ²T(|q|−x) = cost {cost * 1e4:.2f} bps"
+    )
+    return (Side.SELL if q > 0 else Side.BUY), x, (market.best_bid if q > 0 else market.best_ask)
