@@ -39,10 +39,10 @@ volume the market showed. No market impact: our simulated fills do not remove re
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from apps.engine.market.events import OPPOSITE, Side
+from apps.engine.validation import one_of, positive
 
 QUEUE_MODELS = ("risk_averse", "probabilistic")
 
@@ -64,10 +64,9 @@ class QueueModelParams:
     power: float = 1.0
 
     def validate(self) -> None:
-        if self.kind not in QUEUE_MODELS:
-            raise ValueError(f"queue_model must be one of {QUEUE_MODELS}, got {self.kind!r}")
-        if not (isinstance(self.power, (int, float)) and math.isfinite(self.power) and self.power > 0):
-            raise ValueError(f"queue_power must be a finite number > 0, got {self.power!r}")
+        # named by the venue configuration's fields, through which the operator sets them
+        one_of("queue_model", self.kind, QUEUE_MODELS, "PaperVenueConfig")
+        positive("queue_power", self.power, "PaperVenueConfig")
 
 
 # --- pure rules ----------------------------------------------------------------------------------

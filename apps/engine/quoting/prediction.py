@@ -33,15 +33,11 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from apps.engine.validation import finite
+
 __all__ = ["PredictionParams", "PredictionQuote", "prediction_quote", "time_to_settlement_s", "token_sigma"]
 
 _NS = 1_000_000_000
-
-
-def _finite(name: str, v: float) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise ValueError(f"{name} must be a finite number, got {v!r}")
-    return float(v)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +58,7 @@ class PredictionParams:
 
     def validate(self) -> PredictionParams:
         for name in ("tick", "min_price", "max_price"):
-            _finite(name, getattr(self, name))
+            finite(name, getattr(self, name), "PredictionParams")
         if not 0 < self.tick < 1:
             raise ValueError(f"tick must be in (0, 1), got {self.tick!r}")
         if not 0 < self.min_price < self.max_price < 1:
@@ -144,14 +140,14 @@ def prediction_quote(
         Seconds to settlement ≥ 0 (:func:`time_to_settlement_s`).
     """
     pp = (params or PredictionParams()).validate()
-    m = _finite("mid", mid)
+    m = finite("mid", mid)
     if not 0 < m < 1:
         raise ValueError(f"mid must be in (0, 1), got {mid!r}")
-    qq = _finite("q", q)
-    g = _finite("gamma", gamma)
-    s = _finite("sigma", sigma)
-    k = _finite("kappa", kappa)
-    t = _finite("time_to_settlement", time_to_settlement)
+    qq = finite("q", q)
+    g = finite("gamma", gamma)
+    s = finite("sigma", sigma)
+    k = finite("kappa", kappa)
+    t = finite("time_to_settlement", time_to_settlement)
     if g <= 0 or k <= 0:
         raise ValueError(f"gamma and kappa must be > 0, got gamma={gamma!r}, kappa={kappa!r}")
     if s < 0 or t < 0:

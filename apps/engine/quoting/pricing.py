@@ -40,6 +40,8 @@ from __future__ import annotations
 
 import math
 
+from apps.engine.validation import finite, non_negative, positive
+
 __all__ = [
     "avellaneda_stoikov_offsets",
     "avellaneda_stoikov_quotes",
@@ -52,26 +54,6 @@ __all__ = [
 
 
 # --- validation helpers (ValueError naming the argument and the bad value) ----------------------
-
-
-def _finite(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return float(value)
-
-
-def _positive(name: str, value: float) -> float:
-    v = _finite(name, value)
-    if v <= 0.0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
-    return v
-
-
-def _non_negative(name: str, value: float) -> float:
-    v = _finite(name, value)
-    if v < 0.0:
-        raise ValueError(f"{name} must be >= 0, got {value!r}")
-    return v
 
 
 def _log1p_ratio_over(x: float, k: float) -> float:
@@ -102,8 +84,8 @@ def half_spread(gamma: float, kappa: float) -> float:
     >>> round(half_spread(0.5, 3333.0) * 1e4, 3)  # bps
     3.0
     """
-    g = _positive("gamma", gamma)
-    k = _positive("kappa", kappa)
+    g = positive("gamma", gamma)
+    k = positive("kappa", kappa)
     return _log1p_ratio_over(g, k)
 
 
@@ -121,10 +103,10 @@ def inventory_skew(q: float, gamma: float, sigma: float, horizon_s: float) -> fl
     horizon_s : float
         Time to horizon T ≥ 0 in seconds.
     """
-    qq = _finite("q", q)
-    g = _positive("gamma", gamma)
-    s = _non_negative("sigma", sigma)
-    t = _non_negative("horizon_s", horizon_s)
+    qq = finite("q", q)
+    g = positive("gamma", gamma)
+    s = non_negative("sigma", sigma)
+    t = non_negative("horizon_s", horizon_s)
     return qq * g * s * s * t
 
 
@@ -141,7 +123,7 @@ def reservation_price(mid: float, q: float, gamma: float, sigma: float, horizon_
     q, gamma, sigma, horizon_s
         As in :func:`inventory_skew`.
     """
-    m = _positive("mid", mid)
+    m = positive("mid", mid)
     return m * (1.0 - inventory_skew(q, gamma, sigma, horizon_s))
 
 
@@ -171,7 +153,7 @@ def avellaneda_stoikov_quotes(
     ``spread = γσ²T + (2/γ)·ln(1 + γ/κ)`` a fraction of mid. No clamping: a large |q| can put one quote
     through the mid.
     """
-    m = _positive("mid", mid)
+    m = positive("mid", mid)
     bid_off, ask_off = avellaneda_stoikov_offsets(q, gamma, sigma, kappa, horizon_s)
     return m * (1.0 - bid_off), m * (1.0 + ask_off)
 
@@ -211,11 +193,11 @@ def glft_coefficients(gamma: float, xi: float, delta: float, A: float, kappa: fl
     (c1, c2) : tuple of float
         c1 a fraction of mid; c2 in (fraction of mid) / (base unit · σ), i.e. √s per base unit.
     """
-    g = _positive("gamma", gamma)
-    x = _positive("xi", xi)
-    d = _positive("delta", delta)
-    a = _positive("A", A)
-    k = _positive("kappa", kappa)
+    g = positive("gamma", gamma)
+    x = positive("xi", xi)
+    d = positive("delta", delta)
+    a = positive("A", A)
+    k = positive("kappa", kappa)
     xd = x * d
     c1 = _log1p_ratio_over(xd, k)
     # (1 + ξΔ/κ)^(κ/(ξΔ)+1) → e as ξΔ/κ → 0; evaluate in logs to stay accurate there.
@@ -255,9 +237,9 @@ def glft_quotes(
     (bid_offset, ask_offset) : tuple of float
         Distances from mid as fractions (positive = away from mid). Not clamped.
     """
-    _positive("mid", mid)
-    qq = _finite("q", q)
-    s = _non_negative("sigma", sigma)
+    positive("mid", mid)
+    qq = finite("q", q)
+    s = non_negative("sigma", sigma)
     c1, c2 = glft_coefficients(gamma, gamma if xi is None else xi, delta, A, kappa)
     half = 0.5 * float(delta)
     return c1 + s * c2 * (qq + half), c1 - s * c2 * (qq - half)

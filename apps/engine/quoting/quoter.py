@@ -100,6 +100,7 @@ from dataclasses import dataclass, field, fields
 from apps.engine.market.events import QuoteDecision, Side
 from apps.engine.quoting.pricing import half_spread
 from apps.engine.quoting.risk_aversion import FEATURE_NAMES, RiskAversionParams
+from apps.engine.validation import boolean, finite, integer, non_negative, positive
 
 __all__ = [
     "REQUOTE_EPS_TICKS",
@@ -123,12 +124,6 @@ __all__ = [
 ]
 
 _BPS = 1e-4
-
-
-def _finite(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return float(value)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -210,14 +205,11 @@ class QuoterParams:
     skew_flag_bps: float = 1.0
 
     def validate(self) -> QuoterParams:
+        where = "QuoterParams"
+        boolean("modify_orders", self.modify_orders, where)
         for f in fields(self):
-            v = getattr(self, f.name)
-            if f.name == "modify_orders":
-                if not isinstance(v, bool):
-                    raise ValueError(f"QuoterParams.modify_orders must be a bool, got {v!r}")
-                continue
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                raise ValueError(f"QuoterParams.{f.name} must be a finite number, got {v!r}")
+            if f.name != "modify_orders":
+                finite(f.name, getattr(self, f.name), where)
         for name in (
             "gamma_base",
             "gamma_log_bound_nats",
@@ -229,15 +221,11 @@ class QuoterParams:
             "quote_life_s",
             "taker_trigger_ratio",
         ):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"QuoterParams.{name} must be > 0, got {getattr(self, name)!r}")
+            positive(name, getattr(self, name), where)
         for name in ("gamma_bound_report_nats", "level_spacing_bps", "adverse_selection_bps", "skew_flag_ratio"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"QuoterParams.{name} must be >= 0, got {getattr(self, name)!r}")
-        for name in ("levels", "requote_ticks"):
-            v = getattr(self, name)
-            if int(v) != v or v < (1 if name == "levels" else 0):
-                raise ValueError(f"QuoterParams.{name} must be an integer >= {1 if name == 'levels' else 0}, got {v!r}")
+            non_negative(name, getattr(self, name), where)
+        integer("levels", self.levels, where, minimum=1)
+        integer("requote_ticks", self.requote_ticks, where, minimum=0)
         return self
 
 

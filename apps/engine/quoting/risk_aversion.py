@@ -42,6 +42,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 
+from apps.engine.validation import is_finite_number, positive
+
 __all__ = [
     "FEATURE_NAMES",
     "RiskAversionParams",
@@ -65,10 +67,6 @@ FEATURE_NAMES: tuple[str, ...] = (
     "drawdown",
     "estimator_uncertainty",
 )
-
-
-def _is_finite_number(value: object) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +120,7 @@ class RiskAversionParams:
     def validate(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if not _is_finite_number(value):
+            if not is_finite_number(value):
                 raise ValueError(f"{f.name} must be a finite number, got {value!r}")
         for name in ("gamma_base", "gamma_min", "gamma_max"):
             if getattr(self, name) <= 0:
@@ -159,7 +157,7 @@ class RiskFeatures:
     def validate(self) -> None:
         for name in FEATURE_NAMES:
             value = getattr(self, name)
-            if not _is_finite_number(value):
+            if not is_finite_number(value):
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
         if not 0.0 <= self.flow_toxicity <= 1.0:
             raise ValueError(f"flow_toxicity must be in [0, 1], got {self.flow_toxicity!r}")
@@ -255,46 +253,40 @@ def risk_aversion(params: RiskAversionParams, features: RiskFeatures) -> RiskAve
 # --- feature builders from raw quantities --------------------------------------------------------
 
 
-def _positive(name: str, value: float) -> float:
-    if not _is_finite_number(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return float(value)
-
-
 def volatility_regime_feature(sigma: float, sigma_ref: float) -> float:
     """``ln(σ/σ_ref)``; both per √s, > 0."""
-    return math.log(_positive("sigma", sigma) / _positive("sigma_ref", sigma_ref))
+    return math.log(positive("sigma", sigma) / positive("sigma_ref", sigma_ref))
 
 
 def thin_book_feature(depth_near: float, depth_ref: float) -> float:
     """``ln(D_ref/D_near)``; depths in base units within the same band around mid, > 0."""
-    return math.log(_positive("depth_ref", depth_ref) / _positive("depth_near", depth_near))
+    return math.log(positive("depth_ref", depth_ref) / positive("depth_near", depth_near))
 
 
 def cascade_intensity_feature(intensity: float, baseline: float) -> float:
     """``ln(λ_now/λ_base)``; intensities per second, > 0."""
-    return math.log(_positive("intensity", intensity) / _positive("baseline", baseline))
+    return math.log(positive("intensity", intensity) / positive("baseline", baseline))
 
 
 def inventory_utilisation_feature(q: float, q_max: float) -> float:
     """``(q/Q_max)²``; q signed base units, Q_max > 0 base units."""
-    if not _is_finite_number(q):
+    if not is_finite_number(q):
         raise ValueError(f"q must be a finite number, got {q!r}")
-    return (float(q) / _positive("q_max", q_max)) ** 2
+    return (float(q) / positive("q_max", q_max)) ** 2
 
 
 def drawdown_feature(drawdown: float, budget: float) -> float:
     """Drawdown (≥ 0, quote currency, peak-to-current loss) as a fraction of the loss budget (> 0)."""
-    if not _is_finite_number(drawdown) or drawdown < 0:
+    if not is_finite_number(drawdown) or drawdown < 0:
         raise ValueError(f"drawdown must be a finite number >= 0, got {drawdown!r}")
-    return float(drawdown) / _positive("budget", budget)
+    return float(drawdown) / positive("budget", budget)
 
 
 def estimator_uncertainty_feature(relative_errors: dict[str, float]) -> float:
     """``sqrt(Σ rᵢ²)`` of relative standard errors ``rᵢ = std/|value|`` (each ≥ 0, finite), keyed by estimate."""
     total = 0.0
     for name, r in relative_errors.items():
-        if not _is_finite_number(r) or r < 0:
+        if not is_finite_number(r) or r < 0:
             raise ValueError(f"relative error of {name} must be a finite number >= 0, got {r!r}")
         total += float(r) ** 2
     return math.sqrt(total)

@@ -49,6 +49,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import ClassVar, Protocol
 
+from apps.engine.validation import fraction, positive
+
 __all__ = [
     "ACTION_SEVERITY",
     "UNKNOWN_INPUT_ACTION",
@@ -124,20 +126,6 @@ def _finite(value: object) -> bool:
         return math.isfinite(value) and value is not True and value is not False  # type: ignore[arg-type]
     except TypeError:  # None, str, ...
         return False
-
-
-def _require_positive(name: str, value: object) -> None:
-    if not (_finite(value) and value > 0):  # type: ignore[operator]
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-
-
-def _require_fraction(name: str, value: object, *, open_low: bool, closed_high: bool) -> None:
-    ok = _finite(value) and (value > 0 if open_low else value >= 0)  # type: ignore[operator]
-    ok = ok and (value <= 1 if closed_high else value < 1)  # type: ignore[operator]
-    if not ok:
-        low = "(0" if open_low else "[0"
-        high = "1]" if closed_high else "1)"
-        raise ValueError(f"{name} must be in {low}, {high}, got {value!r}")
 
 
 def _require_action(value: object) -> None:
@@ -291,7 +279,7 @@ class RollingLoss:
     __slots__ = ("_max", "_samples", "_seq", "window_ns", "window_s")
 
     def __init__(self, window_s: float) -> None:
-        _require_positive("window_s", window_s)
+        positive("window_s", window_s, "RollingLoss")
         self.window_s = float(window_s)
         self.window_ns = round(window_s * NS_PER_S)
         self._samples: deque[tuple[int, int, float]] = deque()  # (seq, ts_ns, pnl)
@@ -352,7 +340,7 @@ class OrderFlowWindow:
     __slots__ = ("_cancelled", "_messages", "_rejected", "_sent", "window_s")
 
     def __init__(self, window_s: float) -> None:
-        _require_positive("window_s", window_s)
+        positive("window_s", window_s, "OrderFlowWindow")
         self.window_s = float(window_s)
         ns = round(window_s * NS_PER_S)
         self._sent = RollingCounter(ns)
@@ -512,7 +500,7 @@ class PositionLimitParams:
     action: RuleAction = RuleAction.REDUCE
 
     def validate(self) -> None:
-        _require_positive("max_position", self.max_position)
+        positive("max_position", self.max_position, "PositionLimitParams")
         _require_action(self.action)
 
 
@@ -553,7 +541,7 @@ class NotionalLimitParams:
     action: RuleAction = RuleAction.REDUCE
 
     def validate(self) -> None:
-        _require_positive("max_notional_quote", self.max_notional_quote)
+        positive("max_notional_quote", self.max_notional_quote, "NotionalLimitParams")
         _require_action(self.action)
 
 
@@ -606,9 +594,9 @@ class DrawdownParams:
 
     def validate(self) -> None:
         if self.max_drawdown_frac != math.inf:
-            _require_fraction("max_drawdown_frac", self.max_drawdown_frac, open_low=True, closed_high=True)
+            fraction("max_drawdown_frac", self.max_drawdown_frac, "DrawdownParams", open_low=True, closed_high=True)
         if self.max_drawdown_quote != math.inf:
-            _require_positive("max_drawdown_quote", self.max_drawdown_quote)
+            positive("max_drawdown_quote", self.max_drawdown_quote, "DrawdownParams")
         if self.max_drawdown_frac == math.inf and self.max_drawdown_quote == math.inf:
             raise ValueError("max_drawdown_frac and max_drawdown_quote are both inf: at least one must be finite")
         _require_action(self.action)
@@ -669,8 +657,8 @@ class WindowLossParams:
     action: RuleAction = RuleAction.HALT
 
     def validate(self) -> None:
-        _require_positive("window_s", self.window_s)
-        _require_positive("max_loss_quote", self.max_loss_quote)
+        positive("window_s", self.window_s, "WindowLossParams")
+        positive("max_loss_quote", self.max_loss_quote, "WindowLossParams")
         _require_action(self.action)
 
 
@@ -717,7 +705,7 @@ class StaleFeedParams:
     action: RuleAction = RuleAction.PULL_QUOTES
 
     def validate(self) -> None:
-        _require_positive("max_age_s", self.max_age_s)
+        positive("max_age_s", self.max_age_s, "StaleFeedParams")
         _require_names("feeds", self.feeds, allow_empty=True)
         _require_action(self.action)
 
@@ -807,7 +795,7 @@ class ClockSkewParams:
     action: RuleAction = RuleAction.PULL_QUOTES
 
     def validate(self) -> None:
-        _require_positive("max_abs_skew_ms", self.max_abs_skew_ms)
+        positive("max_abs_skew_ms", self.max_abs_skew_ms, "ClockSkewParams")
         _require_action(self.action)
 
 
@@ -886,7 +874,7 @@ class EstimatorStateRule(_Rule):
 
 
 def _rate_params_validate(p: object, count_field: str) -> None:
-    _require_positive("window_s", p.window_s)  # type: ignore[attr-defined]
+    positive("window_s", p.window_s, type(p).__name__)  # type: ignore[attr-defined]
     value = getattr(p, count_field)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{count_field} must be an int >= 1, got {value!r}")
@@ -920,7 +908,7 @@ class RejectRateParams:
 
     def validate(self) -> None:
         _rate_params_validate(self, "min_orders")
-        _require_fraction("max_reject_ratio", self.max_reject_ratio, open_low=True, closed_high=True)
+        fraction("max_reject_ratio", self.max_reject_ratio, "RejectRateParams", open_low=True, closed_high=True)
 
 
 class _FlowRule(_Rule):
@@ -1119,8 +1107,8 @@ class MarginParams:
     action: RuleAction = RuleAction.REDUCE
 
     def validate(self) -> None:
-        _require_fraction("max_margin_use", self.max_margin_use, open_low=True, closed_high=True)
-        _require_fraction("min_liq_distance_frac", self.min_liq_distance_frac, open_low=True, closed_high=False)
+        fraction("max_margin_use", self.max_margin_use, "MarginParams", open_low=True, closed_high=True)
+        fraction("min_liq_distance_frac", self.min_liq_distance_frac, "MarginParams", open_low=True, closed_high=False)
         _require_action(self.action)
 
 
@@ -1207,8 +1195,8 @@ class SkewAlarmParams:
     action: RuleAction = RuleAction.WARN
 
     def validate(self) -> None:
-        _require_fraction("min_position_ratio", self.min_position_ratio, open_low=True, closed_high=True)
-        _require_positive("min_skew_bps", self.min_skew_bps)
+        fraction("min_position_ratio", self.min_position_ratio, "SkewAlarmParams", open_low=True, closed_high=True)
+        positive("min_skew_bps", self.min_skew_bps, "SkewAlarmParams")
         _require_action(self.action)
 
 

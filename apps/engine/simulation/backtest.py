@@ -40,6 +40,7 @@ from apps.engine.market.events import (
     Timer,
     Trade,
 )
+from apps.engine.validation import positive
 
 _NS = 1_000_000_000
 MARKET_TYPES = (Trade, BestBidAsk, DepthUpdate, DepthSnapshot, Funding, Timer)
@@ -97,9 +98,7 @@ class BacktestConfig:
 
     def validate(self) -> BacktestConfig:
         for name in ("markout_s", "sample_interval_s"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-                raise ValueError(f"BacktestConfig.{name} must be a finite number of seconds > 0, got {v!r}")
+            positive(name, getattr(self, name), "BacktestConfig")
         return self
 
 

@@ -38,23 +38,20 @@ from apps.engine.market.events import (
 )
 from apps.engine.quoting.pricing import avellaneda_stoikov_quotes
 from apps.engine.quoting.quoter import needs_requote
+from apps.engine.validation import finite, integer, non_negative, positive
 
 
-def _check_fields(obj: Any, positive: tuple[str, ...], optional_positive: tuple[str, ...] = ()) -> None:
-    cls = type(obj).__name__
+def _check_fields(obj: Any, positives: tuple[str, ...], optional_positive: tuple[str, ...] = ()) -> None:
+    """Every field a finite number (``optional_positive`` ones may be ``None``), ``positives`` > 0."""
+    where = type(obj).__name__
     for f in fields(obj):
         v = getattr(obj, f.name)
-        if v is None and f.name in optional_positive:
-            continue
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise ValueError(f"{cls}.{f.name} must be a finite number, got {v!r}")
-    for name in positive + optional_positive:
-        v = getattr(obj, name)
-        if v is not None and v <= 0:
-            raise ValueError(f"{cls}.{name} must be > 0, got {v!r}")
-    rt = obj.requote_ticks
-    if rt < 0 or int(rt) != rt:
-        raise ValueError(f"{cls}.requote_ticks must be a non-negative integer, got {rt!r}")
+        if not (v is None and f.name in optional_positive):
+            finite(f.name, v, where)
+    for name in positives + optional_positive:
+        if getattr(obj, name) is not None:
+            positive(name, getattr(obj, name), where)
+    integer("requote_ticks", obj.requote_ticks, where)
 
 
 def _from_dict(cls: type, data: dict[str, Any], *, ignore_unknown: bool) -> Any:
@@ -140,10 +137,8 @@ class ASParams:
             ("gamma", "horizon_s", "order_size", "max_inventory", "kappa_window_s", "kappa_max", "sigma_bucket_s"),
             ("sigma", "kappa"),
         )
-        if self.kappa_min_volume < 0:
-            raise ValueError(f"ASParams.kappa_min_volume must be >= 0, got {self.kappa_min_volume!r}")
-        if self.sigma_min_buckets < 2 or int(self.sigma_min_buckets) != self.sigma_min_buckets:
-            raise ValueError(f"ASParams.sigma_min_buckets must be an integer >= 2, got {self.sigma_min_buckets!r}")
+        non_negative("kappa_min_volume", self.kappa_min_volume, "ASParams")
+        integer("sigma_min_buckets", self.sigma_min_buckets, "ASParams", minimum=2)
         return self
 
     @classmethod
