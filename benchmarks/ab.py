@@ -89,7 +89,7 @@ def worker(root: str, events_path: str) -> dict[str, float]:
             est.on_event(ev)
 
     def pipeline() -> None:
-        core = StrategyCore(StrategyParams(max_inventory=0.05), tick_size=TICK, lot_size=LOT)
+        core = StrategyCore(StrategyParams.from_dict({"max_inventory": 0.05}), tick_size=TICK, lot_size=LOT)
         for ev in events:
             core.on_event(ev)
 

@@ -124,7 +124,7 @@ def run() -> list[dict]:
     )
 
     def make_core() -> StrategyCore:
-        return StrategyCore(StrategyParams(max_inventory=0.05), tick_size=TICK, lot_size=LOT)
+        return StrategyCore(StrategyParams.from_dict({"max_inventory": 0.05}), tick_size=TICK, lot_size=LOT)
 
     core = make_core()
     wall = _wall(core.on_event, events)

@@ -24,7 +24,7 @@ def _full_pipeline() -> tuple[int, float, int]:
     events = list(MarketSimulator(sp, seed=1).events(until_ns=sp.start_ts_ns + SIM_SECONDS * 10**9))
     venue = PaperVenue(PaperVenueConfig(tick_size=sp.tick_size, lot_size=sp.lot_size), seed=1)
     core = StrategyCore(
-        StrategyParams(sigma_bucket_s=0.25, sigma_min_buckets=8, kappa_min_volume=0.05),
+        StrategyParams.from_dict({"sigma_bucket_s": 0.25, "sigma_min_buckets": 8, "kappa_min_volume": 0.05}),
         tick_size=sp.tick_size,
         lot_size=sp.lot_size,
     )

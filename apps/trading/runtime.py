@@ -40,6 +40,16 @@ def _build(cls: type, section: str, data: Any) -> Any:
     return obj
 
 
+def _strategy(data: Any) -> StrategyParams:
+    """The flat ``strategy`` dict sessions store (StrategyParams nests the quoter's fields; from_dict maps them)."""
+    if not isinstance(data, dict):
+        raise ValueError(f"params.strategy must be an object, got {type(data).__name__}")
+    try:
+        return StrategyParams.from_dict(data)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"params.strategy: {exc}") from exc
+
+
 def build_session_config(params: dict[str, Any], seed: int) -> SessionConfig:
     if not isinstance(params, dict):
         raise ValueError(f"params must be an object, got {type(params).__name__}")
@@ -51,7 +61,7 @@ def build_session_config(params: dict[str, Any], seed: int) -> SessionConfig:
     sim = _build(SimulatorParams, "sim", params.get("sim", {}))
     venue_data = {"tick_size": sim.tick_size, "lot_size": sim.lot_size, **params.get("venue", {})}
     venue = _build(PaperVenueConfig, "venue", venue_data)
-    strategy = _build(StrategyParams, "strategy", params.get("strategy", {}))
+    strategy = _strategy(params.get("strategy", {}))
     risk = params.get("risk", {})
     from apps.trading.risk import build_risk_engine
 

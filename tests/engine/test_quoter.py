@@ -23,6 +23,12 @@ TICK, LOT = 0.1, 0.001
 RISK = RiskAversionParams()
 
 
+def qp(**kw) -> QuoterParams:
+    """QuoterParams with the γ₀ = 1000, T = 300 s and 1-tick requote these tests were written for (the product's
+    defaults, 5000 / 400 s / 30 ticks, are QuoterParams' own)."""
+    return QuoterParams(**{"gamma_base": 1000.0, "horizon_s": 300.0, "requote_ticks": 1, **kw})
+
+
 def market(**kw) -> MarketState:
     base = {
         "ts_ns": 1,
@@ -39,13 +45,13 @@ def market(**kw) -> MarketState:
 
 
 def run(q: float = 0.0, params: QuoterParams | None = None, **kw):
-    return quote(params or QuoterParams(), RISK, market(**kw), q, tick_size=TICK, lot_size=LOT)
+    return quote(params or qp(), RISK, market(**kw), q, tick_size=TICK, lot_size=LOT)
 
 
 def test_seed000_golden_half_spreads_via_the_quoter():
     # seed 000's table: γ = 0.5 → κ 2000 ≈ 5 bps, 5000 ≈ 2 bps, 1000 ≈ 10 bps, 100 ≈ 99 bps, 50 ≈ 198 bps
     for kappa, bps in ((5000, 2.0), (2000, 5.0), (1000, 10.0), (500, 20.0), (100, 99.0), (50, 198.0)):
-        res = run(params=QuoterParams(gamma_base=0.5), kappa=float(kappa))
+        res = run(params=qp(gamma_base=0.5), kappa=float(kappa))
         assert res.inputs["half_spread_bps"] == pytest.approx(bps, rel=0.01)
         assert res.inputs["gamma"] == pytest.approx(0.5)
 
@@ -103,7 +109,7 @@ def test_usable_microprice_replaces_the_prior_skews_and_says_so():
 
 
 def test_ladder_sizes_follow_the_rule_and_never_exceed_the_room_to_max_inventory():
-    p = QuoterParams(levels=4, order_size=0.01, size_growth=2.0, max_inventory=0.05, level_spacing_bps=1.0)
+    p = qp(levels=4, order_size=0.01, size_growth=2.0, max_inventory=0.05, level_spacing_bps=1.0)
     res = run(q=0.02, params=p)
     bid_sizes = [lv.size for lv in res.bids]
     assert sum(bid_sizes) <= 0.05 - 0.02 + 1e-12  # room on the bid: Q_max − q
@@ -121,13 +127,13 @@ def test_ladder_sizes_follow_the_rule_and_never_exceed_the_room_to_max_inventory
 
 
 def test_post_only_quotes_never_cross_the_touch_and_the_clamp_is_reported():
-    res = run(q=-0.05, params=QuoterParams(gamma_base=1e5))  # a huge short skew pushes the bid through the ask
+    res = run(q=-0.05, params=qp(gamma_base=1e5))  # a huge short skew pushes the bid through the ask
     assert res.bids and res.bids[0].price < 60000.0
     assert any("bid would cross the ask" in r for r in res.reasons)
 
 
 def test_levels_with_negative_expected_pnl_are_dropped_with_the_reason():
-    res = run(params=QuoterParams(adverse_selection_bps=50.0))
+    res = run(params=qp(adverse_selection_bps=50.0))
     assert not res.bids and not res.asks
     assert sum("dropped: expected P&L" in r for r in res.reasons) == 2
 
@@ -144,7 +150,7 @@ def test_emergency_taker_is_sized_where_marginal_penalty_meets_cost():
     x = taker_reduction_size(0.2, 1000.0, 1e-4, 300.0, 5.5e-4)
     assert x == pytest.approx(0.2 - 5.5e-4 / (1000 * 1e-8 * 300))
     assert taker_reduction_size(0.01, 1000.0, 1e-4, 300.0, 5.5e-4) == 0.0
-    res = run(q=0.3, params=QuoterParams(max_inventory=0.2, gamma_base=1000.0), sigma_inventory=3e-4)
+    res = run(q=0.3, params=qp(max_inventory=0.2, gamma_base=1000.0), sigma_inventory=3e-4)
     assert res.taker_side is Side.SELL and 0 < res.taker_size <= 0.3
     assert res.taker_price == 59999.9
     assert any("emergency taker" in r for r in res.reasons)
@@ -152,10 +158,10 @@ def test_emergency_taker_is_sized_where_marginal_penalty_meets_cost():
 
 
 def test_the_small_skew_flag_fires_when_a_large_position_barely_moves_the_quotes():
-    res = run(q=0.02, params=QuoterParams(gamma_base=1.0))  # 40 % of Q_max, tiny γ
+    res = run(q=0.02, params=qp(gamma_base=1.0))  # 40 % of Q_max, tiny γ
     assert res.inputs["skew_too_small"] == 1.0
     assert any("skew_too_small" in r for r in res.reasons)
-    res = run(q=0.02, params=QuoterParams(gamma_base=1e5))
+    res = run(q=0.02, params=qp(gamma_base=1e5))
     assert res.inputs["skew_too_small"] == 0.0
 
 
@@ -164,7 +170,7 @@ def test_gamma_bound_is_smooth_and_reported_when_it_binds():
     assert small.gamma == pytest.approx(100.0 * math.exp(0.01), rel=1e-4)
     big = bounded_gamma(100.0, RISK, {"drawdown": 50.0}, -0.5, 0.0, 2.3)
     assert big.gamma <= 100.0 * math.exp(2.3) * (1 + 1e-12) and big.shrink_nats > 40
-    res = run(params=QuoterParams(), risk_features={"drawdown": 5.0})
+    res = run(params=qp(), risk_features={"drawdown": 5.0})
     assert res.inputs["gamma_bound"] == 1.0
     assert any("gamma_bound_binding" in r for r in res.reasons)
 

@@ -135,11 +135,16 @@ _BPS = 1e-4
 class QuoterParams:
     """Quoting parameters (units in the names or below; defaults for BTC-like perpetuals).
 
+    These are the product's defaults: :class:`apps.engine.core.StrategyParams` nests this class and a session's
+    flat ``strategy`` dict sets its fields by name (``gamma`` for ``gamma_base``).
+
     Attributes
     ----------
     gamma_base : float
-        γ₀, risk aversion per base unit valued at mid under reference conditions (1000 per BTC: with
-        σ≈1e-4/√s, T=300 s a 0.05 BTC position skews ≈1.5 bps while δ* stays within 15 % of 1/κ).
+        γ₀, risk aversion per base unit valued at mid under reference conditions. Default 5000 per BTC with
+        T = 400 s: with σ ≈ 1e-4/√s the skew is γσ²T = 2 bps per 0.01 BTC, so at 10 % of Q_max (0.005 BTC) it is
+        already 1 bps (the level below which the skew-magnitude alarm calls the model mis-scaled) and 10 bps at
+        Q_max; the half spread (1/γ)·ln(1+γ/κ) is 1.4 bps at κ = 5000 (1/κ = 2 bps).
     gamma_log_bound_nats : float
         C_max of the smooth bound ``C_max·tanh(C/C_max)`` on the total log-contribution (2.3 ⇒ γ within
         ×/÷10 of γ₀).
@@ -148,7 +153,8 @@ class QuoterParams:
     beta_direction_confidence : float
         β of ``position_direction_confidence`` (negative: confidence in the position lowers γ).
     horizon_s : float
-        T, seconds, for the inventory and funding terms.
+        T, seconds, for the inventory and funding terms (shortened to the time left when the market state has
+        a session end).
     drift_horizon_s : float
         T_d, seconds over which the drift's expected return enters r (≈ the life of a resting quote plus
         the time to lay off a fill).
@@ -172,7 +178,9 @@ class QuoterParams:
     maker_fee_bps, taker_fee_bps : float
         Fees in bps of notional (negative = rebate).
     requote_ticks : int
-        A working order is replaced only when its target moved by at least this many ticks.
+        A working order is replaced only when its target moved by at least this many ticks. Default 30
+        (0.5 bps on BTCUSDT at 0.1 tick): the mid moves ~0.3 bps per 100 ms at σ = 1e-4/√s, and a 1-tick
+        threshold re-quotes on nearly every book update, which the message-rate rule (250 per 10 s) then stops.
     modify_orders : bool
         Replace with ModifyOrder instead of cancel + new order.
     taker_trigger_ratio : float
@@ -181,11 +189,11 @@ class QuoterParams:
         Flag when |q| > ratio·Q_max but |skew| < skew_flag_bps.
     """
 
-    gamma_base: float = 1000.0
+    gamma_base: float = 5000.0
     gamma_log_bound_nats: float = 2.3
     gamma_bound_report_nats: float = 0.05
     beta_direction_confidence: float = -0.5
-    horizon_s: float = 300.0
+    horizon_s: float = 400.0
     drift_horizon_s: float = 30.0
     max_inventory: float = 0.05
     order_size: float = 0.005
@@ -198,7 +206,7 @@ class QuoterParams:
     adverse_selection_bps: float = 0.5
     maker_fee_bps: float = 0.0
     taker_fee_bps: float = 5.0
-    requote_ticks: int = 1
+    requote_ticks: int = 30
     modify_orders: bool = False
     taker_trigger_ratio: float = 1.0
     skew_flag_ratio: float = 0.1
