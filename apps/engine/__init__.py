@@ -8,6 +8,7 @@
 * ``simulation/``  the market simulator, baseline quoters and the backtest driver
 * ``accounting/``  P&L attribution
 * ``core``         the strategy core: it composes the parts above (events in, actions and decisions out)
+* ``validation``   the parameter checks every part uses (errors name the owner, the field and the value)
 
 Never imports Django and never does I/O; the same code runs live, in paper mode and in backtests.
 """

@@ -61,6 +61,7 @@ import numpy as np
 from scipy import special
 
 from apps.engine.estimators.base import EstimatorSnapshot, EstimatorState
+from apps.engine.validation import non_negative, positive
 
 _NS_PER_S = 1_000_000_000
 _BV_SCALE = math.pi / 2.0  # 1/μ1², μ1 = E|Z| = √(2/π)
@@ -126,13 +127,9 @@ class SigmaParams:
             "sigma_max",
             "correction_half_life_buckets",
         ):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-                raise ValueError(f"{name} must be a finite positive number, got {v!r}")
+            positive(name, getattr(self, name), "SigmaParams")
         for name in ("min_volume_history_s", "sigma_min"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
-                raise ValueError(f"{name} must be a finite non-negative number, got {v!r}")
+            non_negative(name, getattr(self, name), "SigmaParams")
         if self.sigma_min >= self.sigma_max:
             raise ValueError(f"sigma_min must be < sigma_max, got {self.sigma_min!r} >= {self.sigma_max!r}")
         if self.max_bucket_s < self.target_bucket_s:

@@ -70,6 +70,7 @@ from apps.engine.market.events import (
     Side,
     Trade,
 )
+from apps.engine.validation import positive
 
 VENUE_CLOCKS = ("exchange", "local")
 
@@ -113,9 +114,7 @@ class PaperVenueConfig:
 
     def validate(self) -> None:
         for name in ("tick_size", "lot_size"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-                raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
+            positive(name, getattr(self, name), "PaperVenueConfig")
         for name in ("maker_fee", "taker_fee"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and abs(v) < 0.1):

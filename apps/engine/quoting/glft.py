@@ -52,6 +52,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from apps.engine.validation import non_negative, positive
+
 __all__ = [
     "GLFTParams",
     "GLFTRangeError",
@@ -107,15 +109,8 @@ class GLFTParams:
 
     def validate(self) -> None:
         for name in ("gamma", "kappa", "A", "order_size", "max_inventory"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ValueError(f"{name} must be a finite number, got {value!r}")
-            if value <= 0:
-                raise ValueError(f"{name} must be > 0, got {value!r}")
-        if isinstance(self.sigma, bool) or not isinstance(self.sigma, (int, float)) or not math.isfinite(self.sigma):
-            raise ValueError(f"sigma must be a finite number, got {self.sigma!r}")
-        if self.sigma < 0:
-            raise ValueError(f"sigma must be >= 0, got {self.sigma!r}")
+            positive(name, getattr(self, name), "GLFTParams")
+        non_negative("sigma", self.sigma, "GLFTParams")
         ratio = self.max_inventory / self.order_size
         if abs(ratio - round(ratio)) > 1e-9 * max(1.0, ratio) or round(ratio) < 1:
             raise ValueError(
