@@ -440,7 +440,7 @@ def test_risk_averse_fills_no_more_than_probabilistic_on_the_same_tape() -> None
 
 # --- real recorded data ---------------------------------------------------------------------------
 
-USDM = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "hftbacktest-binance-usdm-btcusdt-20240808"
+USDM = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "hftbacktest-binance-usdm-btcusdt-20240808"
 
 
 def _real_events(seconds: float) -> list:

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from apps.engine.market.book import BinanceBookSync, BookSyncParams, GapEvent, OrderBook, SyncRule, SyncState
 from apps.engine.market.events import BestBidAsk, DepthSnapshot, DepthUpdate, EventError, Side
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+DATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
 USDM_RAW = DATA / "hftbacktest-binance-usdm-btcusdt-20240808" / "raw" / "usdm_btcusdt_20240808.gz"
 SPOT_RAW = [
     DATA / "hftbacktest-binance-spot-btcusdt-20240808" / "raw" / "spot_btcusdt_20240808.gz",
