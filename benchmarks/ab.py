@@ -19,6 +19,7 @@ removed afterwards.
 from __future__ import annotations
 
 import argparse
+import enum
 import json
 import pickle
 import statistics
@@ -53,6 +54,14 @@ _LAYOUTS = {
 }
 
 
+_SIDE_FIELDS = frozenset({"aggressor", "side"})
+
+
+def _plain(value: Any) -> Any:
+    """An event field as a built-in type (an IntEnum side as its int), so either tree can unpickle it."""
+    return int(value) if isinstance(value, enum.IntEnum) else value
+
+
 def _engine_modules() -> dict[str, Any]:
     import importlib
 
@@ -80,7 +89,11 @@ def worker(root: str, events_path: str) -> dict[str, float]:
 
     with open(events_path, "rb") as f:
         rows = pickle.load(f)  # noqa: S301 - a file this process's parent wrote a moment ago
-    events = [getattr(mods["events"], name)(*fields) for name, fields in rows]
+    Side = mods["events"].Side  # sides travel as ±1 (the old tree's enum is another class)
+    events = [
+        getattr(mods["events"], name)(**{k: Side(v) if k in _SIDE_FIELDS else v for k, v in fields.items()})
+        for name, fields in rows
+    ]
     n = len(events)
 
     def estimators() -> None:
@@ -140,7 +153,7 @@ def main(argv: list[str]) -> int:
             events_path = Path(tmp) / "events.pkl"
             events = [e for e in parse_file("binance-raw", DATA) if hasattr(e, "ts_local_ns")]
             # by class name and fields, so the old tree rebuilds them from wherever its events module lives
-            rows = [(type(e).__name__, tuple(getattr(e, f) for f in e.__dataclass_fields__)) for e in events]
+            rows = [(type(e).__name__, {f: _plain(getattr(e, f)) for f in e.__dataclass_fields__}) for e in events]
             events_path.write_bytes(pickle.dumps(rows))
             results: dict[str, list[dict[str, float]]] = {"old": [], "new": []}
             for r in range(args.rounds):
