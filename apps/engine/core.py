@@ -27,16 +27,15 @@ from apps.engine.estimators.base import EstimatorSnapshot
 from apps.engine.estimators.kappa import KappaParams
 from apps.engine.estimators.market import EstimatorConfig, MarketEstimators
 from apps.engine.estimators.sigma import SigmaParams
-from apps.engine.execution.orders import OrderStatus, OrderTracker
+from apps.engine.execution.orders import OrderTracker
+from apps.engine.execution.reconcile import reconcile_side
 from apps.engine.market.events import (
     Action,
     BestBidAsk,
     CancelAll,
-    CancelOrder,
     DepthSnapshot,
     DepthUpdate,
     Fill,
-    ModifyOrder,
     OrderAck,
     OrderReject,
     PlaceOrder,
@@ -44,7 +43,7 @@ from apps.engine.market.events import (
     Side,
     Trade,
 )
-from apps.engine.quoting.quoter import MarketState, QuoteResult, QuoterParams, needs_requote, quote
+from apps.engine.quoting.quoter import MarketState, QuoteResult, QuoterParams, quote
 from apps.engine.quoting.risk_aversion import RiskAversionParams
 from apps.engine.validation import integer, non_negative, positive
 
@@ -375,43 +374,19 @@ class StrategyCore:
     def _reconcile(self, result: QuoteResult) -> list[Action]:
         actions: list[Action] = []
         p = self.quoter_params
-        tick, requote_ticks = self.tick_size, p.requote_ticks
         for side, levels in ((Side.BUY, result.bids), (Side.SELL, result.asks)):
-            working = [
-                o
-                for o in self.tracker.open_orders_on(side)
-                if o.status is not OrderStatus.PENDING_CANCEL and o.tif.value == "POST_ONLY"
-            ]
-            if any(o.status is OrderStatus.PENDING_NEW for o in working):
-                continue  # wait for the venue's answer before touching this side again
-            unmatched_targets = []
-            free = list(working)
-            for lv in levels:
-                match = next((o for o in free if not needs_requote(o.price, lv.price, tick, requote_ticks)), None)
-                if match is not None:
-                    free.remove(match)
-                else:
-                    unmatched_targets.append(lv)
-            # Worst case if every live order on this side fills, pending cancels included (a cancel can race a
-            # fill): a new order may only use what is left of Q_max. Without this, a bid whose cancel is in flight
-            # and its replacement can both fill and take |q| past Q_max.
-            sign = 1.0 if side is Side.BUY else -1.0
-            exposure = sign * self.tracker.position + sum(o.remaining for o in self.tracker.open_orders_on(side))
-            room = p.max_inventory - exposure + 1e-12
-            for lv in unmatched_targets:
-                if p.modify_orders and free:
-                    o = free.pop(0)
-                    actions.append(ModifyOrder(o.client_order_id, lv.price, lv.size))
-                elif lv.size > room:
-                    self.inventory_guard_skips += 1  # reported in state(): the guard binds, it is not silent
-                else:
-                    room -= lv.size
-                    self._seq += 1
-                    actions.append(
-                        PlaceOrder(f"{self.id_prefix}-{self._seq}", side, lv.price, lv.size, tif="POST_ONLY")
-                    )
-            for o in free:
-                actions.append(CancelOrder(o.client_order_id))
+            r = reconcile_side(
+                self.tracker,
+                side,
+                [(lv.price, lv.size) for lv in levels],
+                tick_size=self.tick_size,
+                requote_ticks=p.requote_ticks,
+                max_inventory=p.max_inventory,
+                modify_orders=p.modify_orders,
+                new_order_id=self._next_order_id,
+            )
+            actions += r.actions
+            self.inventory_guard_skips += r.guard_skips  # reported in state(): the guard binds, it is not silent
         if result.taker_side is not None and result.taker_size > 0:
             pending_taker = any(o.tif.value == "IOC" for o in self.tracker.open_orders())
             if not pending_taker:
@@ -426,6 +401,10 @@ class StrategyCore:
                     )
                 )
         return actions
+
+    def _next_order_id(self) -> str:
+        self._seq += 1
+        return f"{self.id_prefix}-{self._seq}"
 
     # --- read side ------------------------------------------------------------------------------
 

@@ -10,8 +10,9 @@
 
 Both expose what the backtester and the quoting loop use: ``on_event(event) -> actions``, ``last_decision``,
 ``decisions_changed``, ``tracker``, ``halt(reason)``, ``state()``, ``params``. Orders are post-only, one per
-side, replaced only when the target moved by ``requote_ticks`` or more; a side with an order awaiting its
-ack is left alone, like the core.
+side, and go through the core's own reconciler (:func:`apps.engine.execution.reconcile.reconcile_side`): replaced
+only when the target moved by ``requote_ticks`` or more, a side with an order awaiting its ack left alone, and no
+new order placed that could take ``|q|`` past ``max_inventory`` if every live order on its side filled.
 """
 
 from __future__ import annotations
@@ -22,22 +23,20 @@ from typing import Any
 
 from apps.engine.estimators.kappa import KappaParams, TradeKappaEstimator
 from apps.engine.estimators.sigma import SigmaEstimator, SigmaParams
-from apps.engine.execution.orders import OrderStatus, OrderTracker, round_price, round_size
+from apps.engine.execution.orders import OrderTracker, round_price, round_size
+from apps.engine.execution.reconcile import reconcile_side
 from apps.engine.market.events import (
     Action,
     BestBidAsk,
     CancelAll,
-    CancelOrder,
     Fill,
     OrderAck,
     OrderReject,
-    PlaceOrder,
     QuoteDecision,
     Side,
     Trade,
 )
 from apps.engine.quoting.pricing import avellaneda_stoikov_quotes
-from apps.engine.quoting.quoter import needs_requote
 from apps.engine.validation import finite, integer, non_negative, positive
 
 
@@ -166,6 +165,7 @@ class _Quoter:
         self.decisions_changed = False
         self.halted = False
         self.fills = 0
+        self.inventory_guard_skips = 0
         self._seq = 0
         self._now_ns = 0
 
@@ -256,24 +256,27 @@ class _Quoter:
 
     def _reconcile(self, decision: QuoteDecision) -> list[Action]:
         actions: list[Action] = []
-        tick, requote_ticks = self.tick_size, self.params.requote_ticks
         for side, target, size in (
             (Side.BUY, decision.bid_px, decision.bid_size),
             (Side.SELL, decision.ask_px, decision.ask_size),
         ):
-            working = [o for o in self.tracker.open_orders_on(side) if o.status is not OrderStatus.PENDING_CANCEL]
-            if any(o.status is OrderStatus.PENDING_NEW for o in working):
-                continue
-            keep = None
-            for order in working:
-                if keep is None and target is not None and not needs_requote(order.price, target, tick, requote_ticks):
-                    keep = order
-                else:
-                    actions.append(CancelOrder(order.client_order_id))
-            if keep is None and target is not None and size > 0:
-                self._seq += 1
-                actions.append(PlaceOrder(f"{self.id_prefix}-{self._seq}", side, target, size, tif="POST_ONLY"))
+            r = reconcile_side(
+                self.tracker,
+                side,
+                [(target, size)] if target is not None and size > 0 else [],
+                tick_size=self.tick_size,
+                requote_ticks=self.params.requote_ticks,
+                max_inventory=self.params.max_inventory,
+                modify_orders=False,
+                new_order_id=self._next_order_id,
+            )
+            actions += r.actions
+            self.inventory_guard_skips += r.guard_skips
         return actions
+
+    def _next_order_id(self) -> str:
+        self._seq += 1
+        return f"{self.id_prefix}-{self._seq}"
 
     def state(self) -> dict[str, Any]:
         d = self.last_decision

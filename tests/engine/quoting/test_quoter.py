@@ -199,16 +199,6 @@ def test_a_move_of_whole_ticks_counts_whole_despite_float_noise():
     assert not needs_requote(100.0, 99.7, 0.1, 3, eps_ticks=0.0)
 
 
-def test_the_core_and_the_baselines_requote_by_the_same_rule():
-    import inspect
-
-    from apps.engine import core
-    from apps.engine.simulation import baselines
-
-    for module in (core, baselines):
-        assert "needs_requote(" in inspect.getsource(module)
-
-
 def test_no_quotes_while_kappa_or_sigma_unusable():
     res = run(kappa_ok=False)
     assert not res.bids and not res.asks and res.to_decision().bid_px is None
