@@ -7,17 +7,19 @@ number from another says little. This checks out ``REF`` into a temporary ``git 
 runs the same three measurements in a fresh process of the old tree and then of the new one, on the same parsed
 events (the shared Binance USD-M recording):
 
-* ``estimators``: :class:`apps.engine.estimate.MarketEstimators` over every event, best of 3 passes;
+* ``estimators``: :class:`apps.engine.estimators.market.MarketEstimators` over every event, best of 3 passes;
 * ``pipeline``: :class:`apps.engine.core.StrategyCore` (estimators, decisions, order reconciliation), best of 2;
 * ``backtest``: the GLFT backtest (core + paper venue with the L2 queue model + ledger), best of 2.
 
 It prints events/s per round and the median new/old ratio. ``REF`` must be recent enough to share the event
-classes (they are unpickled in the old tree). The worktree is removed afterwards.
+classes (they are rebuilt in the old tree by name and fields; either module layout works). The worktree is
+removed afterwards.
 """
 
 from __future__ import annotations
 
 import argparse
+import enum
 import json
 import pickle
 import statistics
@@ -26,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from benchmarks.bench_engine import BASE_DIR, DATA, LOT, TICK
 
@@ -41,16 +44,56 @@ def _best_rate(run, n_events: int, passes: int) -> float:
     return n_events / best
 
 
+# Where each module lives, newest layout first: REF may predate the engine's subpackages (issue 14).
+_LAYOUTS = {
+    "core": ("apps.engine.core",),
+    "estimators": ("apps.engine.estimators.market", "apps.engine.estimate"),
+    "paper": ("apps.engine.execution.paper", "apps.engine.paper"),
+    "backtest": ("apps.engine.simulation.backtest", "apps.engine.backtest"),
+    "events": ("apps.engine.market.events", "apps.engine.events"),
+}
+
+
+_SIDE_FIELDS = frozenset({"aggressor", "side"})
+
+
+def _plain(value: Any) -> Any:
+    """An event field as a built-in type (an IntEnum side as its int), so either tree can unpickle it."""
+    return int(value) if isinstance(value, enum.IntEnum) else value
+
+
+def _engine_modules() -> dict[str, Any]:
+    import importlib
+
+    out = {}
+    for key, candidates in _LAYOUTS.items():
+        for name in candidates:
+            try:
+                out[key] = importlib.import_module(name)
+                break
+            except ModuleNotFoundError:
+                continue
+        else:
+            raise ModuleNotFoundError(f"none of {candidates} in this tree")
+    return out
+
+
 def worker(root: str, events_path: str) -> dict[str, float]:
     """Measure in the tree at ``root`` (run in its own process, with ``root`` first on sys.path)."""
     sys.path.insert(0, root)
-    from apps.engine.backtest import EngineLoop
-    from apps.engine.core import StrategyCore, StrategyParams
-    from apps.engine.estimate import MarketEstimators
-    from apps.engine.paper import PaperVenue, PaperVenueConfig
+    mods = _engine_modules()
+    StrategyCore, StrategyParams = mods["core"].StrategyCore, mods["core"].StrategyParams
+    MarketEstimators = mods["estimators"].MarketEstimators
+    PaperVenue, PaperVenueConfig = mods["paper"].PaperVenue, mods["paper"].PaperVenueConfig
+    EngineLoop = mods["backtest"].EngineLoop
 
     with open(events_path, "rb") as f:
-        events = pickle.load(f)  # noqa: S301 - a file this process's parent wrote a moment ago
+        rows = pickle.load(f)  # noqa: S301 - a file this process's parent wrote a moment ago
+    Side = mods["events"].Side  # sides travel as ±1 (the old tree's enum is another class)
+    events = [
+        getattr(mods["events"], name)(**{k: Side(v) if k in _SIDE_FIELDS else v for k, v in fields.items()})
+        for name, fields in rows
+    ]
     n = len(events)
 
     def estimators() -> None:
@@ -59,7 +102,7 @@ def worker(root: str, events_path: str) -> dict[str, float]:
             est.on_event(ev)
 
     def pipeline() -> None:
-        core = StrategyCore(StrategyParams(max_inventory=0.05), tick_size=TICK, lot_size=LOT)
+        core = StrategyCore(StrategyParams.from_dict({"max_inventory": 0.05}), tick_size=TICK, lot_size=LOT)
         for ev in events:
             core.on_event(ev)
 
@@ -109,7 +152,9 @@ def main(argv: list[str]) -> int:
         try:
             events_path = Path(tmp) / "events.pkl"
             events = [e for e in parse_file("binance-raw", DATA) if hasattr(e, "ts_local_ns")]
-            events_path.write_bytes(pickle.dumps(events))
+            # by class name and fields, so the old tree rebuilds them from wherever its events module lives
+            rows = [(type(e).__name__, {f: _plain(getattr(e, f)) for f in e.__dataclass_fields__}) for e in events]
+            events_path.write_bytes(pickle.dumps(rows))
             results: dict[str, list[dict[str, float]]] = {"old": [], "new": []}
             for r in range(args.rounds):
                 for label, root in (("old", old), ("new", BASE_DIR)):

@@ -14,11 +14,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from apps.engine.backtest import EngineLoop
-from apps.engine.baselines import FixedSpreadParams, FixedSpreadQuoter
 from apps.engine.core import StrategyCore, StrategyParams
-from apps.engine.orders import OrderTracker
-from apps.engine.paper import PaperVenue, PaperVenueConfig
+from apps.engine.execution.orders import OrderTracker
+from apps.engine.execution.paper import PaperVenue, PaperVenueConfig
+from apps.engine.simulation.backtest import EngineLoop
+from apps.engine.simulation.baselines import FixedSpreadParams, FixedSpreadQuoter
 from apps.marketdata.parsers import ParseStats, Quarantined, parse_file
 
 DATA = (

@@ -2,7 +2,7 @@
 
 The file is parsed first (parsing is not timed); then every event goes through
 
-* ``estimators``: :class:`apps.engine.estimate.MarketEstimators` alone (book, κ, σ, λ, flow, Hawkes, drift,
+* ``estimators``: :class:`apps.engine.estimators.market.MarketEstimators` alone (book, κ, σ, λ, flow, Hawkes, drift,
   microprice updates, with the core's cached reads, ``snapshots()``, once per top-of-book event), and
 * ``pipeline``: :class:`apps.engine.core.StrategyCore` (the above plus decisions, the quoter and order
   reconciliation; orders are not sent anywhere, so the tracker only sees our own actions).
@@ -95,8 +95,8 @@ def run() -> list[dict]:
             {"name": "pipeline p99", "value": "", "unit": "µs/event", "target": "p99 < 50 µs", "note": note},
         ]
     from apps.engine.core import StrategyCore, StrategyParams
-    from apps.engine.estimate import MarketEstimators
-    from apps.engine.events import BestBidAsk
+    from apps.engine.estimators.market import MarketEstimators
+    from apps.engine.market.events import BestBidAsk
 
     events = _events()
     overhead = _timer_overhead_ns()
@@ -124,7 +124,7 @@ def run() -> list[dict]:
     )
 
     def make_core() -> StrategyCore:
-        return StrategyCore(StrategyParams(max_inventory=0.05), tick_size=TICK, lot_size=LOT)
+        return StrategyCore(StrategyParams.from_dict({"max_inventory": 0.05}), tick_size=TICK, lot_size=LOT)
 
     core = make_core()
     wall = _wall(core.on_event, events)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 
 from apps.engine.core import StrategyCore, StrategyParams
-from apps.engine.paper import PaperVenue, PaperVenueConfig
-from apps.engine.simulator import MarketSimulator, SimulatorParams
+from apps.engine.execution.paper import PaperVenue, PaperVenueConfig
+from apps.engine.simulation.simulator import MarketSimulator, SimulatorParams
 
 SIM_SECONDS = 300
 
@@ -24,7 +24,7 @@ def _full_pipeline() -> tuple[int, float, int]:
     events = list(MarketSimulator(sp, seed=1).events(until_ns=sp.start_ts_ns + SIM_SECONDS * 10**9))
     venue = PaperVenue(PaperVenueConfig(tick_size=sp.tick_size, lot_size=sp.lot_size), seed=1)
     core = StrategyCore(
-        StrategyParams(sigma_bucket_s=0.25, sigma_min_buckets=8, kappa_min_volume=0.05),
+        StrategyParams.from_dict({"sigma_bucket_s": 0.25, "sigma_min_buckets": 8, "kappa_min_volume": 0.05}),
         tick_size=sp.tick_size,
         lot_size=sp.lot_size,
     )
@@ -77,7 +77,7 @@ def _writer_copy_vs_insert(n: int = 20000) -> tuple[float, float]:
 def _gateway_check_ns() -> float:
     import timeit
 
-    from apps.engine.events import PlaceOrder, Side
+    from apps.engine.market.events import PlaceOrder, Side
     from apps.trading.gateway import Mode, OrderGateway
 
     venue = PaperVenue(PaperVenueConfig(tick_size=0.1, lot_size=0.001), seed=1)

@@ -285,8 +285,8 @@ def _tail_trades_missing(session_id: int, until_ns: int) -> tuple[int, int]:
     """(expected, missing): the simulator is deterministic for a seed and start time, so the trades the first loop
     run must have recorded up to ``until_ns`` can be regenerated and compared with the database."""
     from apps.control.models import AuditEvent
-    from apps.engine.events import Trade
-    from apps.engine.simulator import MarketSimulator, SimulatorParams
+    from apps.engine.market.events import Trade
+    from apps.engine.simulation.simulator import MarketSimulator, SimulatorParams
     from apps.marketdata.models import TradeTick
     from apps.trading.models import TradingSession
 

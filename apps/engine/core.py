@@ -1,9 +1,9 @@
 """The strategy core: market and order events in, orders and the decision that caused them out.
 
 One object, no clock of its own (time comes with the events), used unchanged by the live loop, the paper loop
-and backtests (architecture principle 1). It owns the market estimators (:class:`~apps.engine.estimate.
+and backtests (architecture principle 1). It owns the market estimators (:class:`~apps.engine.estimators.market.
 MarketEstimators`: L2 book, κ, σ, λ/A, flow, Hawkes, fill cascades, drift, microprice), the quoter
-(:mod:`apps.engine.quoter`) and the order tracker. Each decision carries every input that produced it, with
+(:mod:`apps.engine.quoting.quoter`) and the order tracker. Each decision carries every input that produced it, with
 the age of each estimate (principle 2); a quote is only made from κ and σ in state OK (principle 3): while
 either is warming, stale or failed the core pulls its quotes and says why, it never substitutes a constant.
 
@@ -11,7 +11,7 @@ When a decision is made
 -----------------------
 Trades, depth diffs and acks only update state. A new decision is computed on a top-of-book event, a fill,
 a timer or a funding event, and only when something it depends on changed: the touch prices, the inventory,
-a refreshed estimate (see the refresh schedule in :mod:`apps.engine.estimate`), or ``decision_interval_s``
+a refreshed estimate (see the refresh schedule in :mod:`apps.engine.estimators.market`), or ``decision_interval_s``
 elapsed since the last one. Between those the last decision stands (its inputs would be identical up to
 the touch sizes), which is what keeps the per-event cost bounded on a busy feed.
 """
@@ -19,22 +19,23 @@ the touch sizes), which is what keeps the per-event cost bounded on a busy feed.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from typing import Any
 
-from apps.engine.estimate import EstimatorConfig, MarketEstimators
 from apps.engine.estimators.base import EstimatorSnapshot
 from apps.engine.estimators.kappa import KappaParams
+from apps.engine.estimators.market import EstimatorConfig, MarketEstimators
 from apps.engine.estimators.sigma import SigmaParams
-from apps.engine.events import (
+from apps.engine.execution.orders import OrderTracker
+from apps.engine.execution.reconcile import reconcile_side
+from apps.engine.market.events import (
     Action,
     BestBidAsk,
     CancelAll,
-    CancelOrder,
     DepthSnapshot,
     DepthUpdate,
     Fill,
-    ModifyOrder,
     OrderAck,
     OrderReject,
     PlaceOrder,
@@ -42,85 +43,55 @@ from apps.engine.events import (
     Side,
     Trade,
 )
-from apps.engine.orders import OrderStatus, OrderTracker
-from apps.engine.quoter import MarketState, QuoteResult, QuoterParams, quote
-from apps.engine.risk_aversion import RiskAversionParams
+from apps.engine.quoting.quoter import MarketState, QuoteResult, QuoterParams, quote
+from apps.engine.quoting.risk_aversion import RiskAversionParams
+from apps.engine.validation import integer, non_negative, positive
 
 _NS = 1_000_000_000
 
-_INT_FIELDS = ("requote_ticks", "sigma_min_buckets", "levels", "session_end_ns")
-_BOOL_FIELDS = ("modify_orders",)
+# A session's ``strategy`` dict is flat: each QuoterParams field by its own name, except gamma_base, which sessions
+# have always called ``gamma``.
+FLAT_QUOTER_NAMES: dict[str, str] = {
+    ("gamma" if f.name == "gamma_base" else f.name): f.name for f in fields(QuoterParams)
+}
+_WHOLE_NUMBERS = ("levels", "requote_ticks")  # JSON may give 2.0; the quoter and the book want 2
 
 
 @dataclass(frozen=True, slots=True)
 class StrategyParams:
-    """Quoting parameters (a session's ``strategy`` dict goes through :meth:`from_dict`).
+    """The strategy core's parameters: the quoter's, nested, plus the estimators' and the core's own.
+
+    A session's ``strategy`` dict stays flat, as sessions store it: ``{"gamma": 5000, "max_inventory": 0.05,
+    "kappa_window_s": 60, ...}``. :meth:`from_dict` reads it (``gamma`` is the quoter's ``gamma_base``; every
+    other quoter field keeps its name, see :data:`FLAT_QUOTER_NAMES`) and :meth:`as_dict` writes the same shape.
+    The quoting defaults are :class:`~apps.engine.quoting.quoter.QuoterParams`'s; nothing here repeats them.
 
     Attributes
     ----------
-    gamma : float
-        γ₀, base risk aversion per base unit valued at mid (see :mod:`apps.engine.quoter` for the unit and
-        for how the risk features move it). Default 5000 per BTC with T = 400 s: with σ ≈ 1e-4/√s the skew is
-        γσ²T = 2 bps per 0.01 BTC, so at 10 % of Q_max (0.005 BTC) it is already 1 bps — the level below which the
-        skew-magnitude alarm calls the model mis-scaled — and 10 bps at Q_max; the half spread
-        (1/γ)·ln(1+γ/κ) is 1.4 bps at κ = 5000 (1/κ = 2 bps).
-    horizon_s : float
-        Inventory horizon T, seconds (shortened to the time left when ``session_end_ns`` is set).
-    order_size : float
-        Size of the first ladder level, base units (rounded down to the lot).
-    max_inventory : float
-        Q_max, base units: a side's ladder never adds up past it.
-    requote_ticks : int
-        A working quote is replaced only when its target moved by at least this many ticks. Default 30
-        (0.5 bps on BTCUSDT at 0.1 tick): the mid moves ~0.3 bps per 100 ms at σ = 1e-4/√s, and a 1-tick
-        threshold re-quotes on nearly every book update, which the message-rate rule (250 per 10 s) then stops.
+    quoter : QuoterParams
+        γ₀ and its model, T, Q_max, order size, ladder, reservation-price terms, E[P&L] filter, requote rule,
+        taker (see :class:`~apps.engine.quoting.quoter.QuoterParams` for units and defaults).
     kappa_window_s, kappa_min_volume : float
         Trade window (s) and minimum window volume (base units) of the κ estimator.
     sigma_bucket_s : float
         Target bucket length (s) of the σ estimator's volume clock.
     sigma_min_buckets : int
         Bucket returns the σ estimator needs before it reports (quoting waits for it).
-    levels, level_spacing_bps, size_growth : ladder shape (see :class:`~apps.engine.quoter.QuoterParams`).
-    drift_horizon_s, imbalance_coef_bps, flow_coef_bps : reservation-price terms (same).
-    quote_life_s, adverse_selection_bps, maker_fee_bps, taker_fee_bps : expected-P&L filter and taker cost.
-    taker_trigger_ratio : float
-        Emergency taker reduction is considered at |q| ≥ this × Q_max.
-    modify_orders : bool
-        Move working orders with ModifyOrder instead of cancel + new.
-    gamma_log_bound_nats, beta_direction_confidence : γ's smooth bound and the direction feature's β.
     loss_budget : float
         Session loss budget, quote currency; the drawdown feature of γ is drawdown / loss_budget.
     kappa_refresh_s, snapshot_refresh_s, drift_obs_interval_s : float
-        Estimator refresh schedule, seconds (see :mod:`apps.engine.estimate`).
+        Estimator refresh schedule, seconds (see :mod:`apps.engine.estimators.market`).
     decision_interval_s : float
         A decision is recomputed at least this often while events arrive, even if nothing changed.
     session_end_ns : int
         Session close, ns since the epoch (0 = none); T is the time left to it when shorter.
     """
 
-    gamma: float = 5000.0
-    horizon_s: float = 400.0
-    order_size: float = 0.005
-    max_inventory: float = 0.05
-    requote_ticks: int = 30
+    quoter: QuoterParams = field(default_factory=QuoterParams)
     kappa_window_s: float = 60.0
     kappa_min_volume: float = 0.5
     sigma_bucket_s: float = 1.0
     sigma_min_buckets: int = 20
-    levels: int = 1
-    level_spacing_bps: float = 1.0
-    size_growth: float = 1.0
-    drift_horizon_s: float = 30.0
-    imbalance_coef_bps: float = 0.2
-    flow_coef_bps: float = 0.2
-    quote_life_s: float = 1.0
-    adverse_selection_bps: float = 0.5
-    maker_fee_bps: float = 0.0
-    taker_fee_bps: float = 5.0
-    taker_trigger_ratio: float = 1.0
-    modify_orders: bool = False
-    gamma_log_bound_nats: float = 2.3
-    beta_direction_confidence: float = -0.5
     loss_budget: float = 100.0
     kappa_refresh_s: float = 1.0
     snapshot_refresh_s: float = 0.25
@@ -128,20 +99,16 @@ class StrategyParams:
     decision_interval_s: float = 0.5
     session_end_ns: int = 0
 
+    @property
+    def max_inventory(self) -> float:
+        """Q_max (the quoter's), which the backtest driver and the session's risk rules read."""
+        return self.quoter.max_inventory
+
     def validate(self) -> StrategyParams:
-        for f in fields(self):
-            v = getattr(self, f.name)
-            if f.name in _BOOL_FIELDS:
-                if not isinstance(v, bool):
-                    raise ValueError(f"StrategyParams.{f.name} must be true or false, got {v!r}")
-                continue
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                raise ValueError(f"StrategyParams.{f.name} must be a finite number, got {v!r}")
+        where = "StrategyParams"
+        if not isinstance(self.quoter, QuoterParams):
+            raise ValueError(f"StrategyParams.quoter must be a QuoterParams, got {type(self.quoter).__name__}")
         for name in (
-            "gamma",
-            "horizon_s",
-            "order_size",
-            "max_inventory",
             "kappa_window_s",
             "sigma_bucket_s",
             "loss_budget",
@@ -150,47 +117,16 @@ class StrategyParams:
             "drift_obs_interval_s",
             "decision_interval_s",
         ):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"StrategyParams.{name} must be > 0, got {getattr(self, name)!r}")
-        if self.requote_ticks < 0 or int(self.requote_ticks) != self.requote_ticks:
-            raise ValueError(f"StrategyParams.requote_ticks must be a non-negative integer, got {self.requote_ticks!r}")
-        if self.sigma_min_buckets < 2 or int(self.sigma_min_buckets) != self.sigma_min_buckets:
-            raise ValueError(
-                f"StrategyParams.sigma_min_buckets must be an integer >= 2, got {self.sigma_min_buckets!r}"
-            )
-        if self.session_end_ns < 0 or int(self.session_end_ns) != self.session_end_ns:
-            raise ValueError(f"StrategyParams.session_end_ns must be an integer >= 0, got {self.session_end_ns!r}")
-        if self.kappa_min_volume < 0:
-            raise ValueError(f"StrategyParams.kappa_min_volume must be >= 0, got {self.kappa_min_volume!r}")
-        # the quoter validates its own share (levels, spacing, fees, ...) with the same field names
+            positive(name, getattr(self, name), where)
+        non_negative("kappa_min_volume", self.kappa_min_volume, where)
+        integer("sigma_min_buckets", self.sigma_min_buckets, where, minimum=2)
+        integer("session_end_ns", self.session_end_ns, where)
         try:
-            self.quoter_params()
-        except ValueError as exc:
-            raise ValueError(str(exc).replace("QuoterParams.", "StrategyParams.")) from None
+            self.quoter.validate()
+        except ValueError as exc:  # named as the session's flat dict names them
+            message = str(exc).replace("QuoterParams.gamma_base", "StrategyParams.gamma")
+            raise ValueError(message.replace("QuoterParams.", "StrategyParams.")) from None
         return self
-
-    def quoter_params(self) -> QuoterParams:
-        return QuoterParams(
-            gamma_base=self.gamma,
-            gamma_log_bound_nats=self.gamma_log_bound_nats,
-            beta_direction_confidence=self.beta_direction_confidence,
-            horizon_s=self.horizon_s,
-            drift_horizon_s=self.drift_horizon_s,
-            max_inventory=self.max_inventory,
-            order_size=self.order_size,
-            levels=int(self.levels) if self.levels == int(self.levels) else self.levels,
-            level_spacing_bps=self.level_spacing_bps,
-            size_growth=self.size_growth,
-            imbalance_coef_bps=self.imbalance_coef_bps,
-            flow_coef_bps=self.flow_coef_bps,
-            quote_life_s=self.quote_life_s,
-            adverse_selection_bps=self.adverse_selection_bps,
-            maker_fee_bps=self.maker_fee_bps,
-            taker_fee_bps=self.taker_fee_bps,
-            requote_ticks=int(self.requote_ticks),
-            modify_orders=self.modify_orders,
-            taker_trigger_ratio=self.taker_trigger_ratio,
-        ).validate()
 
     def estimator_config(self, tick_size: float) -> EstimatorConfig:
         return EstimatorConfig(
@@ -205,15 +141,27 @@ class StrategyParams:
         )
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> StrategyParams:
-        known = {f.name for f in fields(cls)}
+    def from_dict(cls, data: Mapping[str, Any]) -> StrategyParams:
+        """From a session's flat ``strategy`` dict (any subset of :meth:`as_dict`'s keys), validated."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"StrategyParams: parameters must be an object, got {type(data).__name__}")
+        own = {f.name for f in fields(cls)} - {"quoter"}
+        known = own | set(FLAT_QUOTER_NAMES)
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"StrategyParams: unknown parameter(s) {unknown}; known: {sorted(known)}")
-        return cls(**data).validate()
+        quoter = {FLAT_QUOTER_NAMES[k]: v for k, v in data.items() if k in FLAT_QUOTER_NAMES}
+        for name in _WHOLE_NUMBERS:
+            v = quoter.get(name)
+            if isinstance(v, float) and v.is_integer():
+                quoter[name] = int(v)
+        return cls(QuoterParams(**quoter), **{k: v for k, v in data.items() if k in own}).validate()
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The flat ``strategy`` dict a session stores; :meth:`from_dict` reads it back."""
+        out = {flat: getattr(self.quoter, name) for flat, name in FLAT_QUOTER_NAMES.items()}
+        out.update({f.name: getattr(self, f.name) for f in fields(self) if f.name != "quoter"})
+        return out
 
 
 class StrategyCore:
@@ -239,7 +187,7 @@ class StrategyCore:
         self.tick_size = tick_size
         self.lot_size = lot_size
         self.id_prefix = id_prefix
-        self.quoter_params = params.quoter_params()
+        self.quoter_params = params.quoter
         self.risk_params = RiskAversionParams()
         self.market = MarketEstimators(params.estimator_config(tick_size), tick_size=tick_size)
         self.tracker = OrderTracker(initial_position=initial_position)
@@ -255,17 +203,9 @@ class StrategyCore:
         self._decision_ns = 0
         self._peak_pnl: float | None = None  # the first mark sets it: an inherited position is not a drawdown
 
-    # compatibility: the estimators by their old names
-    @property
-    def kappa(self):
-        return self.market.kappa
-
-    @property
-    def sigma(self):
-        return self.market.sigma
-
     @property
     def bbo(self) -> BestBidAsk | None:
+        """The latest top of book (the baselines have the same attribute; the live loop's flatten reads it)."""
         return self.market.bbo
 
     # --- events -------------------------------------------------------------------------------
@@ -355,9 +295,9 @@ class StrategyCore:
                     "best_bid": bbo.bid_px,
                     "best_ask": bbo.ask_px,
                     "q": q,
-                    "q_ratio": q / self.params.max_inventory,
-                    "gamma": self.params.gamma,
-                    "horizon_s": self.params.horizon_s,
+                    "q_ratio": q / self.quoter_params.max_inventory,
+                    "gamma": self.quoter_params.gamma_base,
+                    "horizon_s": self.quoter_params.horizon_s,
                     "kappa": k.value,
                     "sigma_spread": sig_clean,
                     "sigma_inventory": sig_inv,
@@ -378,12 +318,13 @@ class StrategyCore:
         bid_queue: dict[float, float] = {}
         ask_queue: dict[float, float] = {}
         if book:
-            bid_queue = dict(m.book.bids(self.params.levels + 5))
-            ask_queue = dict(m.book.asks(self.params.levels + 5))
+            bid_queue = dict(m.book.bids(self.quoter_params.levels + 5))
+            ask_queue = dict(m.book.asks(self.quoter_params.levels + 5))
         else:
             bid_queue = {bbo.bid_px: bbo.bid_size}
             ask_queue = {bbo.ask_px: bbo.ask_size}
         drift_ok = drift.usable
+        drift_horizon_s = self.quoter_params.drift_horizon_s
         state = MarketState(
             ts_ns=now_ns,
             best_bid=bbo.bid_px,
@@ -397,7 +338,7 @@ class StrategyCore:
             mean_trade_size=m.mean_trade_size,
             drift_mean_per_s=drift.value,
             drift_std_per_s=drift.std,
-            drift_expected_return=m.drift.expected_return(self.params.drift_horizon_s, now_ns) if drift_ok else 0.0,
+            drift_expected_return=m.drift.expected_return(drift_horizon_s, now_ns) if drift_ok else 0.0,
             drift_ok=drift_ok,
             book_imbalance=book.get("book_imbalance", 0.0),
             flow_imbalance=flow_imb,
@@ -433,43 +374,19 @@ class StrategyCore:
     def _reconcile(self, result: QuoteResult) -> list[Action]:
         actions: list[Action] = []
         p = self.quoter_params
-        tol = max(p.requote_ticks, 1) * self.tick_size - 1e-9
         for side, levels in ((Side.BUY, result.bids), (Side.SELL, result.asks)):
-            working = [
-                o
-                for o in self.tracker.open_orders_on(side)
-                if o.status is not OrderStatus.PENDING_CANCEL and o.tif.value == "POST_ONLY"
-            ]
-            if any(o.status is OrderStatus.PENDING_NEW for o in working):
-                continue  # wait for the venue's answer before touching this side again
-            unmatched_targets = []
-            free = list(working)
-            for lv in levels:
-                match = next((o for o in free if abs(o.price - lv.price) < tol), None)
-                if match is not None:
-                    free.remove(match)
-                else:
-                    unmatched_targets.append(lv)
-            # Worst case if every live order on this side fills, pending cancels included (a cancel can race a
-            # fill): a new order may only use what is left of Q_max. Without this, a bid whose cancel is in flight
-            # and its replacement can both fill and take |q| past Q_max.
-            sign = 1.0 if side is Side.BUY else -1.0
-            exposure = sign * self.tracker.position + sum(o.remaining for o in self.tracker.open_orders_on(side))
-            room = p.max_inventory - exposure + 1e-12
-            for lv in unmatched_targets:
-                if p.modify_orders and free:
-                    o = free.pop(0)
-                    actions.append(ModifyOrder(o.client_order_id, lv.price, lv.size))
-                elif lv.size > room:
-                    self.inventory_guard_skips += 1  # reported in state(): the guard binds, it is not silent
-                else:
-                    room -= lv.size
-                    self._seq += 1
-                    actions.append(
-                        PlaceOrder(f"{self.id_prefix}-{self._seq}", side, lv.price, lv.size, tif="POST_ONLY")
-                    )
-            for o in free:
-                actions.append(CancelOrder(o.client_order_id))
+            r = reconcile_side(
+                self.tracker,
+                side,
+                [(lv.price, lv.size) for lv in levels],
+                tick_size=self.tick_size,
+                requote_ticks=p.requote_ticks,
+                max_inventory=p.max_inventory,
+                modify_orders=p.modify_orders,
+                new_order_id=self._next_order_id,
+            )
+            actions += r.actions
+            self.inventory_guard_skips += r.guard_skips  # reported in state(): the guard binds, it is not silent
         if result.taker_side is not None and result.taker_size > 0:
             pending_taker = any(o.tif.value == "IOC" for o in self.tracker.open_orders())
             if not pending_taker:
@@ -484,6 +401,10 @@ class StrategyCore:
                     )
                 )
         return actions
+
+    def _next_order_id(self) -> str:
+        self._seq += 1
+        return f"{self.id_prefix}-{self._seq}"
 
     # --- read side ------------------------------------------------------------------------------
 
@@ -519,7 +440,7 @@ class StrategyCore:
                 "kappa_ci_high": k.ci_high,
                 "sigma_bps": s.value * 1e4,
                 "sigma_state": s.state.value,
-                "gamma": inputs.get("gamma", self.params.gamma),
+                "gamma": inputs.get("gamma", self.quoter_params.gamma_base),
                 "inventory": q,
                 "skew_bps": (inputs.get("skew_frac", math.nan) * 1e4) if d else None,
                 "drift_bps_per_min": inputs.get("drift_mean_per_s", math.nan) * 1e4 * 60 if d else None,

@@ -27,7 +27,7 @@ every row as a duplicate), and no interleaving of imports can store a row twice.
 
 Quality: the parsers quarantine bad lines (unparsable, bad price/size/side, crossed book, duplicate trade id,
 local time going backwards); for ``binance-raw`` the importer also rebuilds the L2 book with
-:class:`~apps.engine.book.BinanceBookSync` and checks it against the exchange's bookTicker at every update id
+:class:`~apps.engine.market.book.BinanceBookSync` and checks it against the exchange's bookTicker at every update id
 both carry (``book_matches`` / ``book_mismatches``), quarantining mismatches (``book_mismatch``), sequence gaps
 (``sequence_gap``) and a crossed rebuilt book (``crossed_book``). A read error (a truncated gzip, bytes that are
 not UTF-8) ends that file with a ``file_error`` quarantine row; everything before it is kept.
@@ -52,8 +52,8 @@ from typing import Any
 from django.db import connection
 from django.utils import timezone
 
-from apps.engine.book import BinanceBookSync, BookSyncParams, OrderBook, SyncRule
-from apps.engine.events import BestBidAsk, DepthSnapshot, DepthUpdate, Funding, Trade
+from apps.engine.market.book import BinanceBookSync, BookSyncParams, OrderBook, SyncRule
+from apps.engine.market.events import BestBidAsk, DepthSnapshot, DepthUpdate, Funding, Trade
 from apps.marketdata import sidecar
 from apps.marketdata.models import (
     DepthSnapshotRecord,

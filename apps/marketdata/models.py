@@ -15,8 +15,8 @@ Design choices for the high-rate tables (trades, quotes, depth updates, depth sn
   partitioning column in each one; the time of a given event never changes, so the key is as strong without it.
 * **Depth diffs are stored one row per message**, with the levels as parallel ``float8[]`` arrays, not one row
   per level: 6.5 k rows instead of 440 k for the USD-M sample, one index entry per message, and replay gets the
-  engine's :class:`~apps.engine.events.DepthUpdate` back without regrouping. Per-level questions are answered with
-  ``unnest`` (see :mod:`apps.marketdata.selectors`).
+  engine's :class:`~apps.engine.market.events.DepthUpdate` back without regrouping. Per-level questions are
+  answered with ``unnest`` (see :mod:`apps.marketdata.selectors`).
 * **No database foreign-key constraint and no separate ``instrument_id`` index** on these tables: a deferred FK
   trigger per copied row costs more than the copy itself, and ``(instrument, ts)`` already serves lookups.
   Instruments are only created, never deleted, by the services (``on_delete=PROTECT`` still guards the ORM).

@@ -14,7 +14,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 
-from apps.engine.events import MarketEvent
+from apps.engine.market.events import MarketEvent
 from apps.marketdata.selectors import iter_events
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from django.db import connection
 
-from apps.engine.events import BestBidAsk, DepthSnapshot, DepthUpdate, Funding, MarketEvent, Side, Trade
+from apps.engine.market.events import BestBidAsk, DepthSnapshot, DepthUpdate, Funding, MarketEvent, Side, Trade
 from apps.marketdata.importer import ns_to_dt
 from apps.marketdata.timescale import TIMESCALEDB, detect_mode
 

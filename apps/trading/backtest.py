@@ -36,11 +36,20 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from apps.engine.backtest import BacktestConfig, BacktestResult, EngineLoop, merge_by_local_time
-from apps.engine.baselines import ASParams, AvellanedaStoikovQuoter, FixedSpreadParams, FixedSpreadQuoter
 from apps.engine.core import StrategyCore, StrategyParams
-from apps.engine.events import Action, CancelAll, CancelOrder, Fill, ModifyOrder, OrderAck, OrderReject, PlaceOrder
-from apps.engine.paper import PaperVenue, PaperVenueConfig
+from apps.engine.execution.paper import PaperVenue, PaperVenueConfig
+from apps.engine.market.events import (
+    Action,
+    CancelAll,
+    CancelOrder,
+    Fill,
+    ModifyOrder,
+    OrderAck,
+    OrderReject,
+    PlaceOrder,
+)
+from apps.engine.simulation.backtest import BacktestConfig, BacktestResult, EngineLoop, merge_by_local_time
+from apps.engine.simulation.baselines import ASParams, AvellanedaStoikovQuoter, FixedSpreadParams, FixedSpreadQuoter
 from apps.marketdata.identify import identify
 from apps.marketdata.models import (
     DepthSnapshotRecord,

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from enum import IntEnum
 
-from apps.engine.events import Action, CancelAll, CancelOrder, ModifyOrder, OrderEvent, OrderReject, PlaceOrder
-from apps.engine.killswitch import SwitchState, gate
-from apps.engine.paper import PaperVenue
+from apps.engine.execution.paper import PaperVenue
+from apps.engine.market.events import Action, CancelAll, CancelOrder, ModifyOrder, OrderEvent, OrderReject, PlaceOrder
+from apps.engine.risk.killswitch import SwitchState, gate
 
 
 class Mode(IntEnum):

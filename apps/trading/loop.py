@@ -30,7 +30,8 @@ from django.db.models import Case, F, FloatField, Subquery, Sum, When
 from django.utils import timezone
 
 from apps.engine.core import StrategyCore, StrategyParams
-from apps.engine.events import (
+from apps.engine.execution.paper import PaperVenue
+from apps.engine.market.events import (
     Action,
     BestBidAsk,
     CancelAll,
@@ -43,9 +44,8 @@ from apps.engine.events import (
     Side,
     Trade,
 )
-from apps.engine.feeds import Backoff, FeedDisconnectedError, ReplayingFeed, SimulatedFeed
-from apps.engine.paper import PaperVenue
-from apps.engine.simulator import MarketSimulator
+from apps.engine.market.feeds import Backoff, FeedDisconnectedError, ReplayingFeed, SimulatedFeed
+from apps.engine.simulation.simulator import MarketSimulator
 from apps.marketdata.writer import BatchedWriter
 from apps.trading import lease
 from apps.trading.gateway import Mode, OrderGateway
@@ -374,7 +374,7 @@ class QuotingLoop:
     def _evaluate_risk(self, now: int) -> None:
         """Run the automatic rules. halt/reduce latch through the control services (audited, in PostgreSQL);
         pull_quotes holds quotes off only while the condition lasts; every episode is one risk-event row."""
-        from apps.engine.risk_rules import RuleAction
+        from apps.engine.risk.rules import RuleAction
 
         d = self.core.last_decision
         started, cleared, trips = self.risk.evaluate(now, self.core.state(), d.inputs if d else {})
@@ -445,7 +445,7 @@ class QuotingLoop:
 
     def _deliver_venue_until(self, t_ns: int, *, inclusive: bool) -> None:
         """Deliver every venue event due before ``t_ns`` at its own time, as the backtester does
-        (apps.engine.backtest.EngineLoop), so results do not depend on when this loop wakes up."""
+        (apps.engine.simulation.backtest.EngineLoop), so results do not depend on when this loop wakes up."""
         while (n := self.venue.next_event_ns()) is not None and (n <= t_ns if inclusive else n < t_ns):
             self._handle_order_events(self.venue.advance(n))
 
@@ -582,7 +582,7 @@ class QuotingLoop:
         slip = float(stop.detail.get("max_slippage_bps", 10.0)) / 1e4
         side = Side.SELL if q > 0 else Side.BUY
         limit = bbo.bid_px * (1 - slip) if side is Side.SELL else bbo.ask_px * (1 + slip)
-        from apps.engine.orders import round_price
+        from apps.engine.execution.orders import round_price
 
         limit = round_price(limit, self.core.tick_size, Side.BUY if side is Side.SELL else Side.SELL)
         order = PlaceOrder(f"{self.core.id_prefix}-flatten-{self.stats.steps}", side, limit, size, tif="IOC")
@@ -638,7 +638,7 @@ class QuotingLoop:
 
 def _load_replay(replay: dict[str, Any], instrument_id: int) -> list[Any]:
     """The recorded market events a replay session plays: parsed files, or a stored time range."""
-    from apps.engine.events import BestBidAsk, DepthSnapshot, DepthUpdate, Trade
+    from apps.engine.market.events import BestBidAsk, DepthSnapshot, DepthUpdate, Trade
 
     market = (Trade, BestBidAsk, DepthUpdate, DepthSnapshot)
     limit = int(replay.get("max_events", 10**7))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from apps.engine.events import BestBidAsk, Fill, QuoteDecision, Trade
-from apps.engine.orders import Order as EngineOrder
+from apps.engine.execution.orders import Order as EngineOrder
+from apps.engine.market.events import BestBidAsk, Fill, QuoteDecision, Trade
 from apps.marketdata.importer import event_time, ns_to_dt
 from apps.marketdata.models import QuoteTick, TradeTick
 from apps.marketdata.writer import BatchedWriter, TableSpec

@@ -12,7 +12,7 @@ import dataclasses
 import math
 from typing import Any
 
-from apps.engine.risk_rules import (
+from apps.engine.risk.rules import (
     CancelRateRule,
     ClockSkewRule,
     CrossedBookRule,

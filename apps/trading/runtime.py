@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from apps.engine.core import StrategyParams
-from apps.engine.paper import PaperVenueConfig
-from apps.engine.simulator import SimulatorParams
+from apps.engine.execution.paper import PaperVenueConfig
+from apps.engine.simulation.simulator import SimulatorParams
 
 SECTIONS = ("sim", "strategy", "venue", "risk", "feed", "replay")
 
@@ -40,6 +40,16 @@ def _build(cls: type, section: str, data: Any) -> Any:
     return obj
 
 
+def _strategy(data: Any) -> StrategyParams:
+    """The flat ``strategy`` dict sessions store (StrategyParams nests the quoter's fields; from_dict maps them)."""
+    if not isinstance(data, dict):
+        raise ValueError(f"params.strategy must be an object, got {type(data).__name__}")
+    try:
+        return StrategyParams.from_dict(data)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"params.strategy: {exc}") from exc
+
+
 def build_session_config(params: dict[str, Any], seed: int) -> SessionConfig:
     if not isinstance(params, dict):
         raise ValueError(f"params must be an object, got {type(params).__name__}")
@@ -51,7 +61,7 @@ def build_session_config(params: dict[str, Any], seed: int) -> SessionConfig:
     sim = _build(SimulatorParams, "sim", params.get("sim", {}))
     venue_data = {"tick_size": sim.tick_size, "lot_size": sim.lot_size, **params.get("venue", {})}
     venue = _build(PaperVenueConfig, "venue", venue_data)
-    strategy = _build(StrategyParams, "strategy", params.get("strategy", {}))
+    strategy = _strategy(params.get("strategy", {}))
     risk = params.get("risk", {})
     from apps.trading.risk import build_risk_engine
 
@@ -63,7 +73,7 @@ def build_session_config(params: dict[str, Any], seed: int) -> SessionConfig:
         outages = tuple((float(a), float(b)) for a, b in feed.get("outages", []))
     except (TypeError, ValueError):
         raise ValueError("params.feed.outages must be a list of [start_s, duration_s] pairs") from None
-    from apps.engine.feeds import BackoffParams
+    from apps.engine.market.feeds import BackoffParams
 
     backoff = _build(BackoffParams, "feed.backoff", feed.get("backoff", {}))
     replay = params.get("replay")

@@ -2,7 +2,7 @@
 
 A session's inventory at the end of a bucket is the sum of every fill's signed size up to then, and its cash the
 sum of ``-side·price·size - fee``; its P&L is ``cash + inventory·mid``, marked to the last mid at or before the end
-of the bucket (the same identity as :mod:`apps.engine.pnl`, in quote currency). On TimescaleDB the per-bucket
+of the bucket (the same identity as :mod:`apps.engine.accounting.pnl`, in quote currency). On TimescaleDB the per-bucket
 sums come from the ``trading_fill_bars_1s`` / ``_1m`` continuous aggregates and the mids from the quote bars
 (:mod:`apps.marketdata.timescale`); on plain PostgreSQL the same sums are computed from the raw rows over the
 ``(session, ts)`` index. Either way the rows are identical, up to float summation order.

@@ -7,11 +7,11 @@ import math
 import pytest
 
 from apps.engine.core import StrategyCore, StrategyParams
-from apps.engine.events import BestBidAsk, CancelAll, PlaceOrder, Side, Trade
-from apps.engine.paper import PaperVenue, PaperVenueConfig
-from apps.engine.simulator import MarketSimulator, SimulatorParams
+from apps.engine.execution.paper import PaperVenue, PaperVenueConfig
+from apps.engine.market.events import BestBidAsk, CancelAll, PlaceOrder, Side, Trade
+from apps.engine.simulation.simulator import MarketSimulator, SimulatorParams
 
-FAST = StrategyParams(sigma_bucket_s=0.25, sigma_min_buckets=8, kappa_min_volume=0.05)
+FAST = StrategyParams.from_dict({"sigma_bucket_s": 0.25, "sigma_min_buckets": 8, "kappa_min_volume": 0.05})
 
 
 def run(seconds: float, params: StrategyParams = FAST, seed: int = 3, sim: SimulatorParams | None = None):
@@ -38,7 +38,7 @@ def run(seconds: float, params: StrategyParams = FAST, seed: int = 3, sim: Simul
 
 
 def test_it_does_not_quote_until_kappa_and_sigma_are_measured():
-    core, _, decisions = run(3, StrategyParams(kappa_min_volume=1e6))
+    core, _, decisions = run(3, StrategyParams.from_dict({"kappa_min_volume": 1e6}))
     assert decisions and all(d.bid_px is None and d.ask_px is None for d in decisions)
     assert any("kappa warming" in r for r in decisions[-1].reasons)
     assert core.tracker.open_orders() == []
@@ -54,7 +54,7 @@ def test_it_quotes_both_sides_around_the_reservation_price_from_measured_kappa()
     r = d.inputs["reservation_price"]
     # half-spread from (1/γ)ln(1+γ/κ) with the γ the risk model produced, rounded outward to the tick
     gamma = d.inputs["gamma"]
-    assert d.inputs["gamma_base"] == FAST.gamma
+    assert d.inputs["gamma_base"] == FAST.quoter.gamma_base
     delta = math.log1p(gamma / kappa) / gamma
     assert r * 1 - delta * mid - 0.1 - 1e-9 <= d.bid_px <= r - delta * mid + 1e-9
     assert r + delta * mid - 1e-9 <= d.ask_px <= r + delta * mid + 0.1 + 1e-9
@@ -64,7 +64,15 @@ def test_it_quotes_both_sides_around_the_reservation_price_from_measured_kappa()
 def test_a_long_inventory_moves_both_quotes_down():
     _core, _, decisions = run(
         60,
-        StrategyParams(sigma_bucket_s=0.25, sigma_min_buckets=8, kappa_min_volume=0.05, gamma=5000, max_inventory=0.2),
+        StrategyParams.from_dict(
+            {
+                "sigma_bucket_s": 0.25,
+                "sigma_min_buckets": 8,
+                "kappa_min_volume": 0.05,
+                "gamma": 5000,
+                "max_inventory": 0.2,
+            }
+        ),
     )
     longs = [d for d in decisions if d.bid_px and d.inputs["q"] > 0]
     shorts = [d for d in decisions if d.ask_px and d.inputs["q"] < 0]
@@ -88,8 +96,14 @@ def test_a_long_inventory_moves_both_quotes_down():
 def test_it_stops_bidding_at_the_inventory_limit_and_says_so():
     core, _, decisions = run(
         90,
-        StrategyParams(
-            sigma_bucket_s=0.25, sigma_min_buckets=8, kappa_min_volume=0.05, max_inventory=0.005, order_size=0.005
+        StrategyParams.from_dict(
+            {
+                "sigma_bucket_s": 0.25,
+                "sigma_min_buckets": 8,
+                "kappa_min_volume": 0.05,
+                "max_inventory": 0.005,
+                "order_size": 0.005,
+            }
         ),
     )
     capped = [d for d in decisions if any("max_inventory" in r for r in d.reasons)]
@@ -127,7 +141,7 @@ def test_halt_cancels_everything_and_no_order_follows():
 )
 def test_nonsense_parameters_are_rejected_by_name(field, value):
     with pytest.raises(ValueError, match=f"StrategyParams.{field}"):
-        StrategyParams(**{field: value}).validate()
+        StrategyParams.from_dict({field: value})
 
 
 def test_unknown_parameters_are_rejected():
@@ -145,3 +159,64 @@ def test_every_order_is_post_only_and_never_crosses_the_touch():
     placed = list(core.tracker._orders.values())
     assert placed and all(o.tif.value == "POST_ONLY" for o in placed)
     assert isinstance(PlaceOrder("x", Side.BUY, 1.0, 1.0).tif, str)
+
+
+# the flat ``strategy`` dict sessions stored before StrategyParams nested QuoterParams, with its defaults
+STORED_DEFAULTS = {
+    "gamma": 5000.0,
+    "horizon_s": 400.0,
+    "order_size": 0.005,
+    "max_inventory": 0.05,
+    "requote_ticks": 30,
+    "kappa_window_s": 60.0,
+    "kappa_min_volume": 0.5,
+    "sigma_bucket_s": 1.0,
+    "sigma_min_buckets": 20,
+    "levels": 1,
+    "level_spacing_bps": 1.0,
+    "size_growth": 1.0,
+    "drift_horizon_s": 30.0,
+    "imbalance_coef_bps": 0.2,
+    "flow_coef_bps": 0.2,
+    "quote_life_s": 1.0,
+    "adverse_selection_bps": 0.5,
+    "maker_fee_bps": 0.0,
+    "taker_fee_bps": 5.0,
+    "taker_trigger_ratio": 1.0,
+    "modify_orders": False,
+    "gamma_log_bound_nats": 2.3,
+    "beta_direction_confidence": -0.5,
+    "loss_budget": 100.0,
+    "kappa_refresh_s": 1.0,
+    "snapshot_refresh_s": 0.25,
+    "drift_obs_interval_s": 1.0,
+    "decision_interval_s": 0.5,
+    "session_end_ns": 0,
+}
+
+
+def test_strategy_params_nest_the_quoters_instead_of_mirroring_them():
+    from dataclasses import fields
+
+    from apps.engine.quoting.quoter import QuoterParams
+
+    own = {f.name for f in fields(StrategyParams)} - {"quoter"}
+    assert not own & {f.name for f in fields(QuoterParams)}
+    assert StrategyParams().quoter == QuoterParams()
+
+
+def test_the_stored_flat_dict_reads_back_with_the_same_effective_defaults():
+    flat = StrategyParams().as_dict()
+    assert {k: flat[k] for k in STORED_DEFAULTS} == STORED_DEFAULTS
+    assert StrategyParams.from_dict(STORED_DEFAULTS) == StrategyParams()
+    p = StrategyParams.from_dict({"gamma": 800.0, "levels": 3.0, "requote_ticks": 2.0, "loss_budget": 50.0})
+    assert (p.quoter.gamma_base, p.quoter.levels, p.quoter.requote_ticks, p.loss_budget) == (800.0, 3, 2, 50.0)
+    assert type(p.quoter.levels) is int and p.max_inventory == 0.05
+    assert StrategyParams.from_dict(p.as_dict()) == p
+
+
+def test_a_bad_quoter_value_is_named_as_the_flat_dict_names_it():
+    with pytest.raises(ValueError, match=r"^StrategyParams\.gamma must be > 0, got -1$"):
+        StrategyParams.from_dict({"gamma": -1})
+    with pytest.raises(ValueError, match=r"^StrategyParams\.levels must be an integer >= 1, got 0$"):
+        StrategyParams.from_dict({"levels": 0})

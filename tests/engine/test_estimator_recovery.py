@@ -14,11 +14,11 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from apps.engine.estimate import EstimatorConfig, MarketEstimators, estimate_events
 from apps.engine.estimators.kappa import KappaParams
+from apps.engine.estimators.market import EstimatorConfig, MarketEstimators, estimate_events
 from apps.engine.estimators.sigma import SigmaParams
-from apps.engine.events import BestBidAsk, Side, Trade
-from apps.engine.simulator import MarketSimulator, SimulatorParams
+from apps.engine.market.events import BestBidAsk, Side, Trade
+from apps.engine.simulation.simulator import MarketSimulator, SimulatorParams
 from tests.conftest import shared_data
 
 SEEDS = range(20)

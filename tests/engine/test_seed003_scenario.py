@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from apps.engine.core import StrategyCore, StrategyParams
-from apps.engine.events import BestBidAsk, Side, Trade
+from apps.engine.market.events import BestBidAsk, Side, Trade
 
 TICK, LOT = 0.1, 0.001
 START = 1_700_000_000 * 10**9
@@ -45,7 +45,7 @@ def rising_market(seconds: float = 600.0, rise_bps: float = 38.0, sigma: float =
 
 
 def test_short_inventory_in_a_rise_skews_the_quotes_and_the_drift_responds():
-    params = StrategyParams(max_inventory=10.0, order_size=0.5, gamma=1000.0, horizon_s=300.0)
+    params = StrategyParams.from_dict({"max_inventory": 10.0, "order_size": 0.5, "gamma": 1000.0, "horizon_s": 300.0})
     core = StrategyCore(params, tick_size=TICK, lot_size=LOT, initial_position=Q0)
     decisions = []
     for ev in rising_market():
@@ -78,7 +78,9 @@ def test_short_inventory_in_a_rise_skews_the_quotes_and_the_drift_responds():
 
 
 def test_the_same_market_with_a_flat_book_does_not_skew():
-    core = StrategyCore(StrategyParams(max_inventory=10.0, order_size=0.5), tick_size=TICK, lot_size=LOT)
+    core = StrategyCore(
+        StrategyParams.from_dict({"max_inventory": 10.0, "order_size": 0.5}), tick_size=TICK, lot_size=LOT
+    )
     for ev in rising_market(seconds=120.0):
         core.on_event(ev)
     d = core.last_decision

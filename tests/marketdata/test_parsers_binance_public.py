@@ -6,7 +6,7 @@ import zipfile
 
 import pytest
 
-from apps.engine.events import BestBidAsk, Side, Trade
+from apps.engine.market.events import BestBidAsk, Side, Trade
 from apps.marketdata.parsers import binance_public, parse_file
 from apps.marketdata.parsers.common import ParseStats, Quarantined
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from apps.engine.events import BestBidAsk, DepthSnapshot, DepthUpdate, Side, Trade
+from apps.engine.market.events import BestBidAsk, DepthSnapshot, DepthUpdate, Side, Trade
 from apps.marketdata.parsers import binance_raw, parse_file
 from apps.marketdata.parsers.common import ParseStats, Quarantined
 

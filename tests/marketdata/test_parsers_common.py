@@ -7,7 +7,7 @@ import zipfile
 
 import pytest
 
-from apps.engine.events import BestBidAsk, Side, Trade
+from apps.engine.market.events import BestBidAsk, Side, Trade
 from apps.marketdata.parsers import FORMATS, parse_file
 from apps.marketdata.parsers.common import ParseStats, Quarantined, RecentIds, epoch_to_ns, open_text
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from apps.engine.events import BestBidAsk, DepthSnapshot, Side, Trade
+from apps.engine.market.events import BestBidAsk, DepthSnapshot, Side, Trade
 from apps.marketdata.parsers import hyperliquid, parse_file
 from apps.marketdata.parsers.common import ParseStats, Quarantined
 

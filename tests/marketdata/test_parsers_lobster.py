@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from apps.engine.events import BestBidAsk, Side, Trade
+from apps.engine.market.events import BestBidAsk, Side, Trade
 from apps.marketdata.parsers import lobster, parse_file
 from apps.marketdata.parsers.common import ParseStats, Quarantined, open_text, zip_members
 

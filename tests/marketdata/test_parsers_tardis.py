@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from apps.engine.events import BestBidAsk, DepthSnapshot, DepthUpdate, Side, Trade
+from apps.engine.market.events import BestBidAsk, DepthSnapshot, DepthUpdate, Side, Trade
 from apps.marketdata.parsers import parse_file, tardis
 from apps.marketdata.parsers.common import ParseStats, Quarantined
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
-from apps.engine.events import BestBidAsk, DepthSnapshot, DepthUpdate, Trade
-from apps.engine.simulator import MarketSimulator, SimulatorParams
+from apps.engine.market.events import BestBidAsk, DepthSnapshot, DepthUpdate, Trade
+from apps.engine.simulation.simulator import MarketSimulator, SimulatorParams
 from apps.trading.models import (
     BacktestRun,
     FillRecord,

@@ -18,8 +18,8 @@ import pytest
 from django.core.management import call_command
 from django.urls import reverse
 
-from apps.engine.backtest import MIN_ANNUALISE_SPAN_S, BacktestConfig, BacktestResult
-from apps.engine.pnl import PnlBreakdown
+from apps.engine.accounting.pnl import PnlBreakdown
+from apps.engine.simulation.backtest import MIN_ANNUALISE_SPAN_S, BacktestConfig, BacktestResult
 from apps.marketdata.identify import identify
 from apps.trading.models import BacktestRun, TradingSession
 from apps.trading.selectors import session_pnl

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from django.core.management import CommandError, call_command
 
-from apps.engine.events import BestBidAsk, DepthSnapshot, DepthUpdate, Funding, Trade
+from apps.engine.market.events import BestBidAsk, DepthSnapshot, DepthUpdate, Funding, Trade
 from apps.marketdata.importer import ImportOptions
 from apps.marketdata.models import Instrument
 from apps.marketdata.selectors import stored_range_ns

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from apps.engine.events import BestBidAsk, CancelAll, CancelOrder, ModifyOrder, OrderReject, PlaceOrder, Side
-from apps.engine.paper import PaperVenue, PaperVenueConfig
+from apps.engine.execution.paper import PaperVenue, PaperVenueConfig
+from apps.engine.market.events import BestBidAsk, CancelAll, CancelOrder, ModifyOrder, OrderReject, PlaceOrder, Side
 from apps.trading.gateway import Mode, OrderGateway
 
 

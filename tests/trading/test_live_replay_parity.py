@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from apps.engine.backtest import EngineLoop
 from apps.engine.core import StrategyCore, StrategyParams
-from apps.engine.feeds import shift_event
-from apps.engine.paper import PaperVenue, PaperVenueConfig
+from apps.engine.execution.paper import PaperVenue, PaperVenueConfig
+from apps.engine.market.feeds import shift_event
+from apps.engine.simulation.backtest import EngineLoop
 from apps.marketdata.models import Instrument
 from apps.trading.loop import QuotingLoop, _load_replay
 from apps.trading.models import FillRecord, QuoteDecisionRecord, TradingSession

@@ -1,6 +1,6 @@
 """Live/replay parity: one recorded feed through the backtester and through a wall-clock-stepped live loop shape.
 
-Both run the same step code (apps.engine.backtest.EngineLoop) and record through the quoting loop's Recorder;
+Both run the same step code (apps.engine.simulation.backtest.EngineLoop) and record through the quoting loop's Recorder;
 the stored decisions, order events and fills must be identical (client order ids differ only by the session
 prefix). The live loop's shape is ``for each step: feed.step_until(now); venue.advance(now)`` at the loop
 interval; with the merge in EngineLoop the step size cannot change what happens.
@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from apps.engine.backtest import EngineLoop, ReplayFeed
-from apps.engine.paper import PaperVenue
+from apps.engine.execution.paper import PaperVenue
+from apps.engine.market.feeds import ReplayingFeed
+from apps.engine.simulation.backtest import EngineLoop
 from apps.trading.backtest import RecorderSink, build_strategy, create_run, execute_run, load_events, parse_params
 from apps.trading.models import FillRecord, OrderEventRecord, QuoteDecisionRecord
 from apps.trading.recording import Recorder, make_writer
@@ -36,14 +37,14 @@ def _live_shaped_run(run, events: list) -> None:
         p.backtest,
         sink=RecorderSink(Recorder(writer, session.pk, session.instrument_id), strategy),
     )
-    feed = ReplayFeed(events)
     step_ns = settings.MM_LOOP_INTERVAL_MS * 1_000_000
     now = events[0].ts_local_ns
+    feed = ReplayingFeed(events, start_ns=now)  # the live loop's replay feed, with no time shift
     writer.start()
     try:
         while not feed.exhausted:
             now += step_ns
-            loop.step_until(feed.step_until(now), now)
+            loop.step_until(feed.poll(now), now)
         loop.finish()
     finally:
         writer.close()

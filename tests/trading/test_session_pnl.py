@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 from django.db import connection
 
-from apps.engine.events import Fill, Side
+from apps.engine.market.events import Fill, Side
 from apps.marketdata.models import QuoteTick
 from apps.marketdata.timescale import POSTGRESQL, detect_mode
 from apps.trading.models import FillRecord, TradingSession

@@ -42,15 +42,11 @@ import math
 from dataclasses import dataclass
 
 from apps.engine.estimators.base import EstimatorSnapshot, EstimatorState
+from apps.engine.validation import positive
 
 NS_PER_S = 1_000_000_000
 
 OBSERVATION_SOURCES: tuple[str, ...] = ("trade_flow", "momentum", "microprice")
-
-
-def _finite_positive(name: str, value: float) -> None:
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite positive number, got {value!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +107,7 @@ class DriftParams:
             "stale_after_s",
             "nis_fail_above",
         ):
-            _finite_positive(name, getattr(self, name))
+            positive(name, getattr(self, name), "DriftParams")
         if not (math.isfinite(self.adapt_rate) and self.adapt_rate >= 0):
             raise ValueError(f"adapt_rate must be a finite number >= 0, got {self.adapt_rate!r}")
         if not (isinstance(self.warmup_obs, int) and self.warmup_obs >= 0):
@@ -215,7 +211,7 @@ class KalmanDrift:
 
     def expected_return(self, horizon_s: float, now_ns: int) -> float:
         """E[∫₀ᵀ μ dt] = m (1 − e^{−θT}) / θ: expected fractional mid change over ``horizon_s`` seconds."""
-        _finite_positive("horizon_s", horizon_s)
+        positive("horizon_s", horizon_s, "KalmanDrift")
         m, _ = self.predict(now_ns)
         return m * -math.expm1(-self._theta * horizon_s) / self._theta
 
@@ -232,7 +228,7 @@ class KalmanDrift:
         ``obs_var`` (1/s²) overrides the source's documented variance for this reading.
         """
         r = self.params.obs_var(source) if obs_var is None else obs_var
-        _finite_positive("obs_var", r)
+        positive("obs_var", r, "KalmanDrift")
         if not (isinstance(drift_obs_per_s, (int, float)) and math.isfinite(drift_obs_per_s)):
             raise ValueError(f"{self.name}: observation from {source!r} must be finite, got {drift_obs_per_s!r}")
         dt = self._dt_s(ts_ns)

@@ -12,15 +12,9 @@ from dataclasses import dataclass
 from scipy import special
 
 from apps.engine.estimators.base import EstimatorSnapshot, EstimatorState
+from apps.engine.validation import non_negative, positive
 
 _NS_PER_S = 1_000_000_000
-
-
-def _positive(name: str, value: float, *, allow_zero: bool = False) -> None:
-    ok = isinstance(value, (int, float)) and math.isfinite(value) and (value >= 0 if allow_zero else value > 0)
-    if not ok:
-        bound = "non-negative" if allow_zero else "positive"
-        raise ValueError(f"{name} must be a finite {bound} number, got {value!r}")
 
 
 def _z(ci_level: float) -> float:
@@ -54,9 +48,9 @@ class FlowParams:
     ci_level: float = 0.95
 
     def validate(self) -> FlowParams:
-        _positive("half_life_s", self.half_life_s)
-        _positive("min_volume", self.min_volume, allow_zero=True)
-        _positive("stale_after_s", self.stale_after_s)
+        positive("half_life_s", self.half_life_s, "FlowParams")
+        non_negative("min_volume", self.min_volume, "FlowParams")
+        positive("stale_after_s", self.stale_after_s, "FlowParams")
         if not (0.0 < self.ci_level < 1.0):
             raise ValueError(f"ci_level must be in (0, 1), got {self.ci_level!r}")
         return self
@@ -92,14 +86,14 @@ class FlowImbalance:
 
     def update(self, ts_ns: int, size: float, aggressor: int) -> None:
         """Add a trade of ``size`` base units; ``aggressor`` is +1 (buy, lifted the ask) or −1 (sell)."""
-        _positive("size", size)
+        positive("size", size, "FlowImbalance.update")
         if int(aggressor) not in (1, -1):
             raise ValueError(f"aggressor must be +1 or -1, got {aggressor!r}")
         self.update_trusted(ts_ns, size, int(aggressor))
 
     def update_trusted(self, ts_ns: int, size: float, aggressor: int) -> None:
         """:meth:`update` without the input checks (``aggressor`` an int ±1), for callers that feed
-        validated trade events (:class:`~apps.engine.estimate.MarketEstimators`)."""
+        validated trade events (:class:`~apps.engine.estimators.market.MarketEstimators`)."""
         t = self._t_ns
         if t is None:
             t = ts_ns
@@ -177,10 +171,10 @@ class ArrivalParams:
     ci_level: float = 0.95
 
     def validate(self) -> ArrivalParams:
-        _positive("half_life_s", self.half_life_s)
-        _positive("min_trades", self.min_trades, allow_zero=True)
-        _positive("stale_after_s", self.stale_after_s)
-        _positive("lambda_max", self.lambda_max)
+        positive("half_life_s", self.half_life_s, "ArrivalParams")
+        non_negative("min_trades", self.min_trades, "ArrivalParams")
+        positive("stale_after_s", self.stale_after_s, "ArrivalParams")
+        positive("lambda_max", self.lambda_max, "ArrivalParams")
         if not (0.0 < self.ci_level < 1.0):
             raise ValueError(f"ci_level must be in (0, 1), got {self.ci_level!r}")
         return self
@@ -221,7 +215,7 @@ class TradeArrivalRate:
         self.update_trusted(ts_ns, count)
 
     def update_trusted(self, ts_ns: int, count: int = 1) -> None:
-        """:meth:`update` without the input check, for :class:`~apps.engine.estimate.MarketEstimators`."""
+        """:meth:`update` without the input check, for :class:`~apps.engine.estimators.market.MarketEstimators`."""
         if self._start_ns is None:
             self.start(ts_ns)
         t = self._t_ns

@@ -36,14 +36,10 @@ import numpy as np
 from scipy import optimize, stats
 
 from apps.engine.estimators.base import EstimatorSnapshot, EstimatorState
-from apps.engine.events import Fill, Side
+from apps.engine.market.events import Fill, Side
+from apps.engine.validation import non_negative, positive
 
 NS_PER_S = 1_000_000_000
-
-
-def _require_finite_positive(name: str, value: float) -> None:
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite positive number, got {value!r}")
 
 
 # --- parameters ---------------------------------------------------------------------------------
@@ -71,12 +67,9 @@ class HawkesParams:
     beta_per_s: float = 1.0
 
     def validate(self) -> HawkesParams:
-        _require_finite_positive("mu_per_s", self.mu_per_s)
-        if not (isinstance(self.alpha_per_s, (int, float)) and math.isfinite(self.alpha_per_s)):
-            raise ValueError(f"alpha_per_s must be a finite number, got {self.alpha_per_s!r}")
-        if self.alpha_per_s < 0:
-            raise ValueError(f"alpha_per_s must be >= 0, got {self.alpha_per_s!r}")
-        _require_finite_positive("beta_per_s", self.beta_per_s)
+        positive("mu_per_s", self.mu_per_s, "HawkesParams")
+        non_negative("alpha_per_s", self.alpha_per_s, "HawkesParams")
+        positive("beta_per_s", self.beta_per_s, "HawkesParams")
         if self.alpha_per_s >= self.beta_per_s:
             raise ValueError(
                 f"branching ratio alpha_per_s/beta_per_s must be < 1, got "
@@ -545,8 +538,8 @@ class FillCascadeParams:
     clear_excess_ratio: float = 1.0
 
     def validate(self) -> FillCascadeParams:
-        _require_finite_positive("raise_excess_ratio", self.raise_excess_ratio)
-        _require_finite_positive("clear_excess_ratio", self.clear_excess_ratio)
+        positive("raise_excess_ratio", self.raise_excess_ratio, "FillCascadeParams")
+        positive("clear_excess_ratio", self.clear_excess_ratio, "FillCascadeParams")
         if self.clear_excess_ratio > self.raise_excess_ratio:
             raise ValueError(
                 f"clear_excess_ratio must be <= raise_excess_ratio, got {self.clear_excess_ratio!r} > "

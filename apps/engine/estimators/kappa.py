@@ -70,19 +70,11 @@ import numpy as np
 from scipy import optimize, special, stats
 
 from apps.engine.estimators.base import EstimatorSnapshot, EstimatorState
-from apps.engine.events import BestBidAsk, Trade
+from apps.engine.market.events import BestBidAsk, Trade
+from apps.engine.validation import non_negative, positive
 
 _NS_PER_S = 1_000_000_000
 _BPS = 1e4
-
-
-def _check(name: str, value: float, *, positive: bool = True, allow_zero: bool = False) -> None:
-    ok = isinstance(value, (int, float)) and math.isfinite(value)
-    if ok and positive:
-        ok = value >= 0 if allow_zero else value > 0
-    if not ok:
-        bound = "a finite non-negative number" if allow_zero else "a finite positive number"
-        raise ValueError(f"{name} must be {bound}, got {value!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,9 +133,9 @@ class KappaParams:
 
     def validate(self) -> KappaParams:
         for name in ("window_s", "prior_kappa", "prior_shape", "kappa_min", "kappa_max", "stale_after_s"):
-            _check(name, getattr(self, name))
+            positive(name, getattr(self, name), "KappaParams")
         for name in ("min_volume", "tick_size", "gof_interval_s", "tick_min_through"):
-            _check(name, getattr(self, name), allow_zero=True)
+            non_negative(name, getattr(self, name), "KappaParams")
         if self.kappa_min >= self.kappa_max:
             raise ValueError(f"kappa_min must be < kappa_max, got {self.kappa_min!r} >= {self.kappa_max!r}")
         if not (0.0 < self.ci_level < 1.0):
@@ -423,7 +415,7 @@ def fit_intensity_curve(
     min_delta : float
         Depth of the first edge d_0; trades shallower than it are dropped (e.g. the half spread).
     """
-    _check("duration_s", duration_s)
+    positive("duration_s", duration_s, "fit_intensity_curve")
     d = np.asarray(deltas, dtype=float)
     d = d[np.isfinite(d) & (d >= min_delta)]
     n = d.size
@@ -432,7 +424,7 @@ def fit_intensity_curve(
     if bin_width is None:
         span = float(np.quantile(d, 0.99)) - min_delta
         bin_width = span / n_bins if span > 0 else 1e-6
-    _check("bin_width", bin_width)
+    positive("bin_width", bin_width, "fit_intensity_curve")
     edges = min_delta + bin_width * np.arange(n_bins + 1)
     # Depths on a grid land exactly on edges; the relative nudge keeps k·w in bin k despite rounding.
     idx = np.minimum(np.floor((d - min_delta) / bin_width * (1 + 1e-9) + 1e-9).astype(int), n_bins)
@@ -581,16 +573,16 @@ class TradeKappaEstimator:
             book is assumed one tick wide (half_spread = tick/2).
         """
         for nm, v in (("price", price), ("size", size), ("mid", mid)):
-            _check(nm, v)
+            positive(nm, v, "TradeKappaEstimator.update")
         if half_spread_px is None:
             half_spread_px = 0.5 * self.params.tick_size
         else:
-            _check("half_spread_px", half_spread_px, allow_zero=True)
+            non_negative("half_spread_px", half_spread_px, "TradeKappaEstimator.update")
         self.update_trusted(ts_ns, price, size, mid, half_spread_px)
 
     def update_trusted(self, ts_ns: int, price: float, size: float, mid: float, half_spread_px: float) -> None:
         """:meth:`update` without the input checks (``half_spread_px`` required), for callers that feed
-        validated trade and top-of-book events (:class:`~apps.engine.estimate.MarketEstimators`)."""
+        validated trade and top-of-book events (:class:`~apps.engine.estimators.market.MarketEstimators`)."""
         dist_px = abs(price - mid)
         d_raw = dist_px / mid
         tick = self.params.tick_size
@@ -612,7 +604,7 @@ class TradeKappaEstimator:
             self._expire(self._last_input_ns)
 
     def update_from_events(self, trade: Trade, bbo: BestBidAsk) -> None:
-        """Record an :class:`~apps.engine.events.Trade` against the :class:`BestBidAsk` that preceded it."""
+        """Record an :class:`~apps.engine.market.events.Trade` against the :class:`BestBidAsk` that preceded it."""
         self.update(trade.ts_local_ns, trade.price, trade.size, bbo.mid, 0.5 * (bbo.ask_px - bbo.bid_px))
 
     def _expire(self, now_ns: int) -> None:

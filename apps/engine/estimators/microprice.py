@@ -32,18 +32,9 @@ from collections import deque
 from dataclasses import dataclass
 
 from apps.engine.estimators.base import EstimatorSnapshot, EstimatorState
+from apps.engine.validation import finite, positive
 
 NS_PER_S = 1_000_000_000
-
-
-def _finite_positive(name: str, value: float) -> None:
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite positive number, got {value!r}")
-
-
-def _finite(name: str, value: float) -> None:
-    if not (isinstance(value, (int, float)) and math.isfinite(value)):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
 
 
 def book_imbalance(bid_size: float, ask_size: float) -> float:
@@ -99,7 +90,7 @@ class MicropriceParams:
 
     def validate(self) -> MicropriceParams:
         for name in ("horizon_s", "sample_interval_s", "ridge_prior", "half_life_s", "stale_after_s"):
-            _finite_positive(name, getattr(self, name))
+            positive(name, getattr(self, name), "MicropriceParams")
         if not (isinstance(self.r2_min, (int, float)) and math.isfinite(self.r2_min) and self.r2_min < 1):
             raise ValueError(f"r2_min must be a finite number < 1, got {self.r2_min!r}")
         if not (isinstance(self.min_labels, int) and self.min_labels >= 1):
@@ -162,13 +153,13 @@ class MicropriceRegression:
 
     def predict(self, book_imbalance: float, flow_imbalance: float) -> float:
         """Expected fractional mid change over ``horizon_s`` for these imbalances."""
-        _finite("book_imbalance", book_imbalance)
-        _finite("flow_imbalance", flow_imbalance)
+        finite("book_imbalance", book_imbalance, "MicropriceRegression")
+        finite("flow_imbalance", flow_imbalance, "MicropriceRegression")
         return self._beta0 * book_imbalance + self._beta1 * flow_imbalance
 
     def microprice(self, mid: float, book_imbalance: float, flow_imbalance: float) -> float:
         """mid · (1 + predicted fractional change), quote currency."""
-        _finite_positive("mid", mid)
+        positive("mid", mid, "MicropriceRegression")
         return mid * (1.0 + self.predict(book_imbalance, flow_imbalance))
 
     def _coef_cov(self) -> tuple[float, float, float]:
@@ -189,14 +180,14 @@ class MicropriceRegression:
         Resolves the labels of earlier samples whose horizon has elapsed, then (if ``sample_interval_s``
         has passed since the last sample) keeps this one pending until its own horizon elapses.
         """
-        _finite_positive("mid", mid)
-        _finite("book_imbalance", book_imbalance)
-        _finite("flow_imbalance", flow_imbalance)
+        positive("mid", mid, "MicropriceRegression")
+        finite("book_imbalance", book_imbalance, "MicropriceRegression")
+        finite("flow_imbalance", flow_imbalance, "MicropriceRegression")
         self.observe_trusted(ts_ns, mid, book_imbalance, flow_imbalance)
 
     def observe_trusted(self, ts_ns: int, mid: float, book_imbalance: float, flow_imbalance: float) -> None:
         """:meth:`observe` without the input checks, for callers whose inputs are already validated
-        events (:class:`~apps.engine.estimate.MarketEstimators`); once per top of book. Time order is still
+        events (:class:`~apps.engine.estimators.market.MarketEstimators`); once per top of book. Time order is still
         checked: labels are defined by it."""
         if ts_ns < self._last_ns:
             raise ValueError(f"{self.name}: time went backwards ({ts_ns} < last input {self._last_ns})")

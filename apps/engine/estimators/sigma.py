@@ -61,6 +61,7 @@ import numpy as np
 from scipy import special
 
 from apps.engine.estimators.base import EstimatorSnapshot, EstimatorState
+from apps.engine.validation import non_negative, positive
 
 _NS_PER_S = 1_000_000_000
 _BV_SCALE = math.pi / 2.0  # 1/μ1², μ1 = E|Z| = √(2/π)
@@ -126,13 +127,9 @@ class SigmaParams:
             "sigma_max",
             "correction_half_life_buckets",
         ):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-                raise ValueError(f"{name} must be a finite positive number, got {v!r}")
+            positive(name, getattr(self, name), "SigmaParams")
         for name in ("min_volume_history_s", "sigma_min"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
-                raise ValueError(f"{name} must be a finite non-negative number, got {v!r}")
+            non_negative(name, getattr(self, name), "SigmaParams")
         if self.sigma_min >= self.sigma_max:
             raise ValueError(f"sigma_min must be < sigma_max, got {self.sigma_min!r} >= {self.sigma_max!r}")
         if self.max_bucket_s < self.target_bucket_s:
@@ -257,7 +254,7 @@ class SigmaEstimator:
 
     def update_trusted(self, ts_ns: int, mid: float, volume: float = 0.0) -> None:
         """:meth:`update` without the input checks, for callers that feed validated top-of-book events
-        (:class:`~apps.engine.estimate.MarketEstimators`); this runs once per top-of-book change."""
+        (:class:`~apps.engine.estimators.market.MarketEstimators`); this runs once per top-of-book change."""
         if self._steady and volume == 0 and ts_ns >= self._last_input_ns:
             # Steady state: a full lookback of history, on the volume clock, no trade since the last call
             # and nothing due to expire. Then the bucket volume cannot have changed and the open bucket was

@@ -2,7 +2,7 @@
 
 Each format module has ``parse_lines(lines, *, stats=None, ...)`` over ``(line_no, text)`` pairs and
 ``parse_file(path, *, stats=None, ...)`` (plain, .gz or .zip). Both return generators that yield
-:mod:`apps.engine.events` (``Trade``, ``BestBidAsk``, ``DepthUpdate``, ``DepthSnapshot``) or
+:mod:`apps.engine.market.events` (``Trade``, ``BestBidAsk``, ``DepthUpdate``, ``DepthSnapshot``) or
 :class:`~.common.Quarantined` records, in file order, in constant memory. Pass a
 :class:`~.common.ParseStats` to get counts per event type, quarantines per reason and the median
 local−exchange clock offset.

@@ -63,7 +63,7 @@ from pathlib import Path
 import msgspec
 from orjson import loads as _orjson_loads
 
-from apps.engine.events import BestBidAsk, DepthSnapshot, DepthUpdate, Side, Trade
+from apps.engine.market.events import BestBidAsk, DepthSnapshot, DepthUpdate, Side, Trade
 
 from .common import (
     BAD_SIDE,

@@ -1,7 +1,7 @@
 """Shared pieces of the market-data parsers: file opening, quarantine records, per-file statistics.
 
 A parser is a generator over ``(line_no, text)`` pairs that yields engine events
-(:mod:`apps.engine.events`) or :class:`Quarantined` records, in file order and in constant memory.
+(:mod:`apps.engine.market.events`) or :class:`Quarantined` records, in file order and in constant memory.
 Nothing here imports Django; the lead's importers wire these generators to tables.
 
 Conventions shared by every format
@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from apps.engine.events import BestBidAsk, DepthSnapshot, DepthUpdate, Trade
+from apps.engine.market.events import BestBidAsk, DepthSnapshot, DepthUpdate, Trade
 
 Lines = Iterable[tuple[int, str]]
 

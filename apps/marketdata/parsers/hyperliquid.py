@@ -34,7 +34,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from apps.engine.events import BestBidAsk, DepthSnapshot, Side, Trade
+from apps.engine.market.events import BestBidAsk, DepthSnapshot, Side, Trade
 
 from .common import (
     BAD_SIDE,

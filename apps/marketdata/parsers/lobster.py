@@ -40,7 +40,7 @@ from itertools import zip_longest
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from apps.engine.events import BestBidAsk, Side, Trade
+from apps.engine.market.events import BestBidAsk, Side, Trade
 
 from .common import (
     BAD_SIDE,

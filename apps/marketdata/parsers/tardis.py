@@ -42,7 +42,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from apps.engine.events import BestBidAsk, DepthSnapshot, DepthUpdate, Side, Trade
+from apps.engine.market.events import BestBidAsk, DepthSnapshot, DepthUpdate, Side, Trade
 
 from .common import (
     BAD_SIDE,

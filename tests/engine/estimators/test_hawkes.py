@@ -21,7 +21,7 @@ from apps.engine.estimators.hawkes import (
     fit_hawkes,
     hawkes_loglik,
 )
-from apps.engine.events import Fill, Side
+from apps.engine.market.events import Fill, Side
 
 SHARED = Path(__file__).resolve().parents[3] / ".." / "shared"
 

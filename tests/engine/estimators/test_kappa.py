@@ -270,7 +270,7 @@ def test_intensity_fit_on_binance_usdm_btcusdt_exposes_the_non_exponential_shape
 
 
 def test_it_accepts_a_trade_event_with_the_preceding_top_of_book():
-    from apps.engine.events import BestBidAsk, Side, Trade
+    from apps.engine.market.events import BestBidAsk, Side, Trade
 
     est = TradeKappaEstimator(KappaParams(min_volume=0.0, tick_size=0.1))
     bbo = BestBidAsk(ts_exch_ns=NS, ts_local_ns=NS, bid_px=99.9, bid_size=1.0, ask_px=100.1, ask_size=1.0)

@@ -13,7 +13,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from apps.engine.backtest import MIN_ANNUALISE_SPAN_S
+from apps.engine.simulation.backtest import MIN_ANNUALISE_SPAN_S
 from apps.marketdata.parsers import FORMATS
 from apps.trading.backtest import STORED, STRATEGIES, StoredRange, load_params, parse_time_ns, run_backtests
 from apps.trading.models import TradingSession

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.engine.estimate import estimate_events, infer_tick_size
+from apps.engine.estimators.market import estimate_events, infer_tick_size
 from apps.marketdata.parsers import ParseStats, parse_file
 
 FORMATS = ("binance-raw", "tardis", "lobster", "hyperliquid")

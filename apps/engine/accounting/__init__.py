@@ -1,0 +1,1 @@
+"""P&L attribution: spread capture, adverse selection, inventory, fees, funding."""

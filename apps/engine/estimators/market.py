@@ -1,0 +1,657 @@
+"""All market estimators behind one event interface, with O(1) updates and rate-bounded expensive reads.
+
+:class:`MarketEstimators` owns the L2 book and every estimator the quoter reads: κ (trade tape, Gamma
+posterior), σ (volume clock, RV/BV), λ (trade arrival rate; also A, see below), taker-flow imbalance, a
+Hawkes intensity of market trades (re-fitted by maximum likelihood at a bounded rate), the fill-cascade
+flag for our own fills, the Kalman drift (inputs: trade flow, momentum, microprice) and the microprice
+regression. The strategy core, the ``estimate`` command and the benchmark all use it, so the numbers an
+operator sees from a recording are the numbers the quoter would have used.
+
+Cost model (why the core can keep up with a feed)
+-------------------------------------------------
+Every ``on_event`` does O(1) work per estimator (plus the book diff's levels). Reads that integrate a
+posterior or run a fit are *cached* and recomputed only when stale:
+
+* κ snapshot (tick posterior on an 801-point grid + goodness of fit): at most every ``kappa_refresh_s``,
+  or sooner once ``kappa_refresh_trades`` new trades arrived, but never twice within
+  ``kappa_min_refresh_s``;
+* σ, λ, flow and drift snapshots: every ``snapshot_refresh_s``;
+* Kalman drift observations (momentum, flow, microprice): one of each every ``drift_obs_interval_s``;
+* κ goodness of fit (KS, power law; diagnostic only): every 10 s (``KappaParams.gof_interval_s``);
+* Hawkes maximum-likelihood re-fit on the last ``hawkes_fit_trades`` trade times: every ``hawkes_refit_s``.
+  This is the one expensive step left inline: a cold fit of 1000 trades takes ~35–130 ms (three starts), a
+  re-fit warm-started from the last fit ~10–30 ms, once per 5 minutes by default (measured on a shared 2-core
+  machine); a live loop that cannot stall that long should set ``hawkes_refit_s`` high and re-fit elsewhere.
+
+The age of each cached estimate is reported (``*_age_s`` in :meth:`MarketEstimators.ages`), and goes into
+each decision's inputs, so "how old was the κ behind this quote" is answerable.
+
+A and λ
+-------
+κ is measured on the depth *beyond the touch* (the tick model of :mod:`apps.engine.estimators.kappa`), so every trade
+reaches depth 0 of that scale and ``A`` (the intensity at depth 0) is the trade arrival rate λ itself; the
+``estimate`` report also gives the joint Poisson fit of ``λ(δ) = A·e^{−κδ}`` on the depth histogram
+(:func:`~apps.engine.estimators.kappa.fit_intensity_curve`) as a cross-check.
+
+Drift observations (each an unbiased reading of μ in 1/s, with its variance)
+---------------------------------------------------------------------------
+* momentum: ``ln(mid_t / mid_{t−L}) / L`` over ``momentum_lookback_s`` = L; its variance under the
+  diffusion is ``σ_inv²/L`` (1/s²), computed from the measured σ, not a constant;
+* trade_flow: ``flow_drift_per_s · I_flow`` (a prior slope: drift per unit taker imbalance), with the
+  drift filter's documented ``obs_var_trade_flow``;
+* microprice: learned offset / its horizon, only while the microprice regression is usable, with variance
+  ``residual_var / horizon²``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from apps.engine.estimators.base import EstimatorSnapshot, EstimatorState
+from apps.engine.estimators.drift import DriftParams, KalmanDrift
+from apps.engine.estimators.flow import ArrivalParams, FlowImbalance, FlowParams, TradeArrivalRate
+from apps.engine.estimators.hawkes import (
+    FillCascade,
+    HawkesIntensity,
+    HawkesParams,
+    fit_hawkes,
+)
+from apps.engine.estimators.kappa import KappaParams, TradeKappaEstimator, fit_intensity_curve
+from apps.engine.estimators.microprice import MicropriceParams, MicropriceRegression
+from apps.engine.estimators.sigma import SigmaEstimator, SigmaParams
+from apps.engine.market.book import OrderBook
+from apps.engine.market.events import BestBidAsk, DepthSnapshot, DepthUpdate, EventError, Fill, Funding, Side, Trade
+
+_NS = 1_000_000_000
+
+
+def _pos(name: str, v: float, *, zero: bool = False) -> None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or (v < 0 if zero else v <= 0):
+        raise ValueError(
+            f"EstimatorConfig.{name} must be a finite {'non-negative' if zero else 'positive'} number, got {v!r}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class EstimatorConfig:
+    """Parameters of every estimator plus the refresh schedule (see the module docstring).
+
+    Attributes
+    ----------
+    kappa, sigma, flow, arrival, drift, microprice : params of each estimator.
+    hawkes_prior : HawkesParams
+        Hawkes parameters used until the first successful fit (the intensity is WARMING until then).
+    kappa_refresh_s, kappa_min_refresh_s : float
+        Max / min seconds between κ snapshot recomputations.
+    kappa_refresh_trades : int
+        New trades that trigger a κ recomputation before ``kappa_refresh_s``.
+    snapshot_refresh_s : float
+        Seconds between σ, λ, flow, drift and microprice snapshot refreshes.
+    drift_obs_interval_s : float
+        Seconds between drift observations (one per source).
+    momentum_lookback_s : float
+        L, the momentum reading's lookback, seconds.
+    flow_drift_per_s : float
+        Drift (1/s) read from a taker-flow imbalance of 1 (prior slope).
+    hawkes_refit_s : float
+        Seconds between Hawkes maximum-likelihood re-fits on the trade tape.
+    hawkes_fit_trades : int
+        Trade times used by each fit (the latest ones).
+    imbalance_levels : int
+        Book levels per side in the book imbalance.
+    near_touch_bps : float
+        Band around mid for "liquidity near the touch", bps.
+    reference_half_life_s : float
+        Half-life of the slow references σ_ref and D_ref of the γ features (volatility regime, thin book).
+    """
+
+    kappa: KappaParams = field(default_factory=lambda: KappaParams(gof_interval_s=10.0))
+    sigma: SigmaParams = field(default_factory=SigmaParams)
+    flow: FlowParams = field(default_factory=FlowParams)
+    arrival: ArrivalParams = field(default_factory=ArrivalParams)
+    drift: DriftParams = field(default_factory=DriftParams)
+    microprice: MicropriceParams = field(default_factory=MicropriceParams)
+    hawkes_prior: HawkesParams = field(
+        default_factory=lambda: HawkesParams(mu_per_s=1.0, alpha_per_s=0.5, beta_per_s=1.0)
+    )
+    kappa_refresh_s: float = 1.0
+    kappa_min_refresh_s: float = 0.2
+    kappa_refresh_trades: int = 200
+    snapshot_refresh_s: float = 0.25
+    drift_obs_interval_s: float = 1.0
+    momentum_lookback_s: float = 10.0
+    flow_drift_per_s: float = 2e-5
+    hawkes_refit_s: float = 300.0
+    hawkes_fit_trades: int = 1000
+    imbalance_levels: int = 5
+    near_touch_bps: float = 5.0
+    reference_half_life_s: float = 1800.0
+
+    def validate(self) -> EstimatorConfig:
+        for name in (
+            "kappa_refresh_s",
+            "snapshot_refresh_s",
+            "drift_obs_interval_s",
+            "momentum_lookback_s",
+            "hawkes_refit_s",
+            "near_touch_bps",
+            "reference_half_life_s",
+        ):
+            _pos(name, getattr(self, name))
+        _pos("kappa_min_refresh_s", self.kappa_min_refresh_s, zero=True)
+        _pos("flow_drift_per_s", self.flow_drift_per_s, zero=True)
+        for name in ("kappa_refresh_trades", "hawkes_fit_trades", "imbalance_levels"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"EstimatorConfig.{name} must be a positive integer, got {v!r}")
+        return self
+
+
+class _Cached:
+    """A snapshot and when it was taken."""
+
+    __slots__ = ("at_ns", "snap")
+
+    def __init__(self) -> None:
+        self.snap: EstimatorSnapshot | None = None
+        self.at_ns = -1
+
+
+class MarketEstimators:
+    """Book + estimators driven by market events; reads are cached (module docstring).
+
+    Parameters
+    ----------
+    config : EstimatorConfig
+    tick_size : float
+        Price tick, quote currency (the κ tick model uses it unless ``config.kappa.tick_size`` is set).
+    """
+
+    def __init__(self, config: EstimatorConfig | None = None, *, tick_size: float = 0.0) -> None:
+        cfg = (config or EstimatorConfig()).validate()
+        if cfg.kappa.tick_size == 0 and tick_size > 0:
+            kp = cfg.kappa
+            cfg = _replace(cfg, kappa=_replace(kp, tick_size=tick_size))
+        self.config = cfg
+        self.book = OrderBook()
+        self.kappa = TradeKappaEstimator(cfg.kappa)
+        self.sigma = SigmaEstimator(cfg.sigma)
+        self.flow = FlowImbalance(cfg.flow)
+        self.arrival = TradeArrivalRate(cfg.arrival)
+        self.drift = KalmanDrift(cfg.drift)
+        self.microprice = MicropriceRegression(cfg.microprice)
+        self.hawkes = HawkesIntensity(cfg.hawkes_prior, name="trade_hawkes")
+        self.hawkes_fit = None
+        self.fill_cascade = FillCascade(cfg.hawkes_prior)
+        self.bbo: BestBidAsk | None = None
+        self._has_bbo_stream = False
+        self.funding_rate = 0.0
+        self.funding_interval_s = 8 * 3600.0
+        self.trades_seen = 0
+        self.events_seen = 0
+        self.book_errors = 0
+        self._now_ns = 0
+        self._first_ns = 0
+        self._trade_times: deque[float] = deque(maxlen=cfg.hawkes_fit_trades)
+        self._trade_depths: deque[float] = deque(maxlen=20_000)  # depth beyond touch, fraction of mid
+        self._pending_volume = 0.0
+        self._mean_trade_size = math.nan
+        self._size_decay = 0.5 ** (1.0 / 500.0)  # per trade: half-life of 500 trades
+        self._mids: deque[tuple[int, float]] = deque()
+        self._momentum_ns = int(cfg.momentum_lookback_s * _NS)
+        self._snapshot_refresh_ns = int(cfg.snapshot_refresh_s * _NS)
+        self._kappa_refresh_ns = cfg.kappa_refresh_s * _NS
+        self._kappa_min_refresh_ns = cfg.kappa_min_refresh_s * _NS
+        self._flow_value = 0.0
+        self._cache = {name: _Cached() for name in ("kappa", "sigma", "arrival", "flow", "drift", "microprice")}
+        c = self._cache
+        self._c_kappa, self._c_sigma, self._c_arrival = c["kappa"], c["sigma"], c["arrival"]
+        self._c_flow, self._c_drift, self._c_microprice = c["flow"], c["drift"], c["microprice"]
+        self._all_fresh_until_ns = 0  # see snapshots()
+        self._all_snaps: tuple[EstimatorSnapshot, ...] = ()
+        self._kappa_trades_since = 0
+        self._next_drift_ns = 0
+        self._next_hawkes_fit_ns = 0
+        self._sigma_ref = math.nan
+        self._depth_ref = math.nan
+        self._ref_t_ns = 0
+        self.version = 0  # bumps whenever a cached estimate is refreshed
+
+    # --- events --------------------------------------------------------------------------------
+
+    @property
+    def now_ns(self) -> int:
+        return self._now_ns
+
+    def on_event(self, ev: Any) -> None:
+        """Feed one market event (Trade, BestBidAsk, DepthSnapshot, DepthUpdate, Funding; others ignored)."""
+        ts = ev.ts_local_ns
+        if ts > self._now_ns:
+            self._now_ns = ts
+        if not self._first_ns:
+            self._first_ns = ts
+        self.events_seen += 1
+        cls = type(ev)
+        if cls is BestBidAsk:
+            self._has_bbo_stream = True
+            self._on_bbo(ev)
+        elif cls is Trade:
+            self._on_trade(ev)
+        elif cls is DepthUpdate:
+            try:
+                self.book.apply_update(ev)
+            except EventError:
+                self.book_errors += 1
+        elif cls is DepthSnapshot:
+            try:
+                self.book.apply_snapshot(ev)
+            except EventError:
+                self.book_errors += 1
+                return
+            if not self._has_bbo_stream:
+                # venues that publish whole-book snapshots only (Hyperliquid l2Book): the touch comes from them
+                bb, ba = self.book.best_bid(), self.book.best_ask()
+                if bb and ba and bb[0] < ba[0]:
+                    self._on_bbo(BestBidAsk(ev.ts_exch_ns, ts, bb[0], bb[1], ba[0], ba[1]))
+        elif cls is Funding:
+            self.funding_rate = ev.rate
+            self.funding_interval_s = ev.interval_s
+
+    def on_fill(self, fill: Fill) -> None:
+        self.fill_cascade.update(fill.ts_local_ns, fill.side)
+
+    def _on_bbo(self, b: BestBidAsk) -> None:
+        # Runs on most events of a real feed: the estimators' unchecked entry points are used, since a
+        # BestBidAsk is validated when it is built (finite positive prices, not crossed).
+        ts = b.ts_local_ns
+        self.bbo = b
+        mid = 0.5 * (b.bid_px + b.ask_px)
+        self.sigma.update_trusted(ts, mid, self._pending_volume)
+        self._pending_volume = 0.0
+        bs = b.bid_size
+        tot = bs + b.ask_size
+        self.microprice.observe_trusted(ts, mid, (bs - b.ask_size) / tot if tot > 0 else 0.0, self._flow_value)
+        mids = self._mids
+        if not mids or mids[-1][1] != mid:
+            mids.append((ts, mid))
+        cutoff = ts - self._momentum_ns
+        while len(mids) > 1 and mids[1][0] <= cutoff:
+            mids.popleft()
+        if ts >= self._next_drift_ns:
+            self._drift_observations(ts, mid)
+
+    def _on_trade(self, t: Trade) -> None:
+        # A Trade is validated when built (finite positive price and size, aggressor ±1).
+        ts = t.ts_local_ns
+        b = self.bbo
+        self.trades_seen += 1
+        price, size = t.price, t.size
+        if b is not None:
+            bid, ask = b.bid_px, b.ask_px
+            mid = 0.5 * (bid + ask)
+            hs = 0.5 * (ask - bid)
+            self.kappa.update_trusted(ts, price, size, mid, hs)
+            d = abs(price - mid) - hs
+            self._trade_depths.append(d / mid if d > 0 else 0.0)
+            self._kappa_trades_since += 1
+        self.flow.update_trusted(ts, size, int(t.aggressor))
+        self.arrival.update_trusted(ts)
+        if ts >= self.hawkes.last_event_ns:
+            self.hawkes.update(ts)
+        self._trade_times.append(ts / _NS)
+        self._pending_volume += size
+        m = self._mean_trade_size
+        self._mean_trade_size = size if m != m else self._size_decay * m + (1 - self._size_decay) * size
+        if ts >= self._next_hawkes_fit_ns:
+            self._refit_hawkes(ts)
+
+    def _refit_hawkes(self, ts: int) -> None:
+        """Maximum-likelihood re-fit of the trade Hawkes process (bounded rate: ``hawkes_refit_s``)."""
+        self._next_hawkes_fit_ns = ts + int(self.config.hawkes_refit_s * _NS)
+        times = np.fromiter(self._trade_times, float, len(self._trade_times))
+        if times.size < 50:
+            self._next_hawkes_fit_ns = ts + int(min(self.config.hawkes_refit_s, 10.0) * _NS)
+            return
+        prev = self.hawkes_fit
+        fit = fit_hawkes(times - times[0], min_events=50, warm_start=self.hawkes.params if prev and prev.ok else None)
+        self.hawkes_fit = fit
+        if fit.ok:
+            h = HawkesIntensity.from_fit(fit, name="trade_hawkes")
+            # replay the recent events so the excitation is current under the new parameters
+            base = ts / _NS - 30.0 / fit.beta_per_s
+            for s in times[times >= base]:
+                h.update(int(s * _NS))
+            self.hawkes = h
+
+    def _drift_observations(self, ts: int, mid: float) -> None:
+        cfg = self.config
+        self._next_drift_ns = ts + int(cfg.drift_obs_interval_s * _NS)
+        self._flow_value = self._flow_now(ts)
+        d = self.drift
+        sig = self.sigma.sigma_for_inventory
+        if len(self._mids) >= 2 and math.isfinite(sig) and sig > 0:
+            t0, m0 = self._mids[0]
+            lookback = (ts - t0) / _NS
+            if lookback >= 0.5 * cfg.momentum_lookback_s:
+                d.update(ts, "momentum", math.log(mid / m0) / lookback, obs_var=sig * sig / lookback)
+        if cfg.flow_drift_per_s > 0 and self.flow._t_ns is not None:
+            d.update(ts, "trade_flow", cfg.flow_drift_per_s * self._flow_value)
+        snap = self._cache["microprice"].snap
+        if snap is not None and snap.usable:
+            h = self.microprice.params.horizon_s
+            rv = self.microprice.residual_var
+            if math.isfinite(rv) and rv > 0:
+                d.update(ts, "microprice", snap.value / h, obs_var=rv / (h * h))
+
+    def _flow_now(self, ts: int) -> float:
+        buy, sell, _ = self.flow._decayed(ts)
+        tot = buy + sell
+        return (buy - sell) / tot if tot > 0 else 0.0
+
+    # --- cached reads -----------------------------------------------------------------------------
+
+    def _get(self, c: _Cached, now_ns: int, compute) -> EstimatorSnapshot:
+        if c.snap is None or now_ns - c.at_ns >= self._snapshot_refresh_ns:
+            c.snap = compute(now_ns)
+            c.at_ns = now_ns
+            self.version += 1
+            self._all_fresh_until_ns = 0
+        return c.snap
+
+    def snapshots(self, now_ns: int) -> tuple[EstimatorSnapshot, ...]:
+        """(κ, σ, λ, flow, drift, microprice) cached snapshots, exactly as the six getters in that order
+        would return them, but in one comparison while none of them is due (most top-of-book events)."""
+        if now_ns < self._all_fresh_until_ns and self._kappa_trades_since < self.config.kappa_refresh_trades:
+            return self._all_snaps
+        snaps = (
+            self.kappa_snapshot(now_ns),
+            self.sigma_snapshot(now_ns),
+            self.arrival_snapshot(now_ns),
+            self.flow_snapshot(now_ns),
+            self.drift_snapshot(now_ns),
+            self.microprice_snapshot(now_ns),
+        )
+        r = self._snapshot_refresh_ns
+        self._all_fresh_until_ns = min(
+            self._c_kappa.at_ns + self._kappa_refresh_ns,
+            self._c_sigma.at_ns + r,
+            self._c_arrival.at_ns + r,
+            self._c_flow.at_ns + r,
+            self._c_drift.at_ns + r,
+            self._c_microprice.at_ns + r,
+        )
+        self._all_snaps = snaps
+        return snaps
+
+    def peek(self, name: str, now_ns: int) -> EstimatorSnapshot:
+        """The last cached snapshot, computed now only if there is none — and then NOT cached. Reading for a
+        dashboard or a risk check must not move the cache's refresh clock: decisions would then depend on when
+        the reader looked (live and backtest results would differ)."""
+        c = self._cache[name]
+        if c.snap is not None:
+            return c.snap
+        est = {"kappa": self.kappa, "sigma": self.sigma}.get(name) or getattr(self, name)
+        return est.snapshot(now_ns)
+
+    def kappa_snapshot(self, now_ns: int) -> EstimatorSnapshot:
+        c = self._c_kappa
+        age = now_ns - c.at_ns
+        if (
+            c.snap is None
+            or age >= self._kappa_refresh_ns
+            or (self._kappa_trades_since >= self.config.kappa_refresh_trades and age >= self._kappa_min_refresh_ns)
+        ):
+            c.snap = self.kappa.snapshot(now_ns)
+            c.at_ns = now_ns
+            self._kappa_trades_since = 0
+            self.version += 1
+            self._all_fresh_until_ns = 0
+        return c.snap
+
+    def sigma_snapshot(self, now_ns: int) -> EstimatorSnapshot:
+        return self._get(self._c_sigma, now_ns, self.sigma.snapshot)
+
+    def arrival_snapshot(self, now_ns: int) -> EstimatorSnapshot:
+        return self._get(self._c_arrival, now_ns, self.arrival.snapshot)
+
+    def flow_snapshot(self, now_ns: int) -> EstimatorSnapshot:
+        return self._get(self._c_flow, now_ns, self.flow.snapshot)
+
+    def drift_snapshot(self, now_ns: int) -> EstimatorSnapshot:
+        return self._get(self._c_drift, now_ns, self.drift.snapshot)
+
+    def microprice_snapshot(self, now_ns: int) -> EstimatorSnapshot:
+        return self._get(self._c_microprice, now_ns, self.microprice.snapshot)
+
+    def ages(self, now_ns: int) -> dict[str, float]:
+        """Seconds since each cached estimate was computed (NaN = never)."""
+        return {
+            f"{name}_age_s": ((now_ns - c.at_ns) / _NS if c.snap is not None else math.nan)
+            for name, c in self._cache.items()
+        }
+
+    @property
+    def mean_trade_size(self) -> float:
+        return self._mean_trade_size
+
+    # --- book-derived signals and γ features -----------------------------------------------------
+
+    def book_signals(self) -> dict[str, float]:
+        """Imbalance over ``imbalance_levels``, liquidity within ``near_touch_bps`` of mid (base units, every
+        level in the band: a 5 bps band holds a few hundred 0.1-tick levels of a BTC perp)."""
+        n = self.config.imbalance_levels
+        bids = self.book.bids(n)
+        asks = self.book.asks(n)
+        b = sum(s for _, s in bids)
+        a = sum(s for _, s in asks)
+        imb = (b - a) / (b + a) if b + a > 0 else 0.0
+        mid = self.bbo.mid if self.bbo else self.book.mid
+        near = math.nan
+        if mid:
+            near = self.book.size_within(mid, self.config.near_touch_bps * 1e-4)
+        return {"book_imbalance": imb, "depth_near": near, "book_levels": float(len(bids) + len(asks))}
+
+    def risk_features(
+        self, now_ns: int, k: EstimatorSnapshot, s: EstimatorSnapshot, depth_near: float, flow_imb: float
+    ) -> dict[str, float]:
+        """The γ features this object can measure (drawdown and inventory come from the core)."""
+        dt_s = (now_ns - self._ref_t_ns) / _NS if self._ref_t_ns else 0.0
+        w = 1.0 - 0.5 ** (dt_s / self.config.reference_half_life_s) if dt_s > 0 else 0.0
+        self._ref_t_ns = now_ns
+        out: dict[str, float] = {}
+        clean = s.detail.get("sigma_clean", math.nan)
+        if s.usable and clean > 0:
+            self._sigma_ref = (
+                clean if self._sigma_ref != self._sigma_ref else self._sigma_ref + w * (clean - self._sigma_ref)
+            )
+            out["volatility_regime"] = math.log(clean / self._sigma_ref)
+        if depth_near == depth_near and depth_near > 0:
+            self._depth_ref = (
+                depth_near
+                if self._depth_ref != self._depth_ref
+                else self._depth_ref + w * (depth_near - self._depth_ref)
+            )
+            out["thin_book"] = math.log(self._depth_ref / depth_near)
+        out["flow_toxicity"] = min(abs(flow_imb), 1.0)
+        cascade = 0.0
+        if self.hawkes_fit is not None and self.hawkes_fit.ok and self.hawkes.n_events:
+            lam = self.hawkes.intensity(max(now_ns, self.hawkes.last_event_ns))
+            cascade = max(math.log(lam / self.hawkes.params.mu_per_s), 0.0)
+        fc = self.fill_cascade
+        if fc._state is EstimatorState.OK:
+            excess = max(fc.excess_ratio(Side.BUY, now_ns), fc.excess_ratio(Side.SELL, now_ns))
+            cascade = max(cascade, math.log1p(excess))
+        out["cascade_intensity"] = cascade
+        rel = []
+        if k.usable and k.value > 0:
+            rel.append(k.std / k.value)
+        if s.usable and s.value > 0:
+            rel.append(s.std / s.value)
+        out["estimator_uncertainty"] = math.sqrt(sum(r * r for r in rel if math.isfinite(r)))
+        return out
+
+    # --- the report for the estimate command ------------------------------------------------------
+
+    def report(self, now_ns: int | None = None) -> dict[str, Any]:
+        """Final snapshot of every estimator as plain JSON-able values (NaN/inf become None)."""
+        now = self._now_ns if now_ns is None else now_ns
+        # a report reads fresh values, whatever the cache says
+        for c in self._cache.values():
+            c.snap = None
+        k = self.kappa_snapshot(now)
+        s = self.sigma_snapshot(now)
+        lam = self.arrival_snapshot(now)
+        flow = self.flow_snapshot(now)
+        drift = self.drift_snapshot(now)
+        micro = self.microprice_snapshot(now)
+        if self._trade_times:
+            self._refit_hawkes(now)
+        duration_s = (now - self._first_ns) / _NS if self._first_ns else 0.0
+        intensity: dict[str, Any] = {"error": None}
+        depths = np.fromiter(self._trade_depths, float, len(self._trade_depths))
+        if depths.size >= 2 and duration_s > 0 and self.bbo is not None:
+            tau = (self.config.kappa.tick_size or 0.0) / self.bbo.mid
+            # the depths held cover the last len(depths) trades; scale the duration accordingly
+            span_s = duration_s * depths.size / max(self.trades_seen, 1)
+            try:
+                fit = fit_intensity_curve(depths, span_s, bin_width=tau if tau > 0 else None)
+                intensity = {
+                    "a_per_s": fit.a_per_s,
+                    "a_std": fit.a_std,
+                    "kappa": fit.kappa,
+                    "kappa_std": fit.kappa_std,
+                    "n_trades": fit.n_trades,
+                    "converged": fit.converged,
+                    "duration_s": span_s,
+                }
+            except (ValueError, np.linalg.LinAlgError) as exc:
+                intensity = {"error": str(exc)}
+        hf = self.hawkes_fit
+        hawkes: dict[str, Any] = {"state": "warming", "message": "fewer than 50 trades"}
+        if hf is not None:
+            hawkes = {
+                "state": hf.state.value,
+                "message": hf.message,
+                "mu_per_s": hf.mu_per_s,
+                "alpha_per_s": hf.alpha_per_s,
+                "beta_per_s": hf.beta_per_s,
+                "branching_ratio": hf.branching_ratio,
+                "decay_time_s": hf.decay_time_s,
+                "stderr_mu": hf.stderr_mu,
+                "stderr_alpha": hf.stderr_alpha,
+                "stderr_beta": hf.stderr_beta,
+                "n_events": hf.n_events,
+                "ks_pvalue": hf.ks_pvalue,
+            }
+        out = {
+            "events_seen": self.events_seen,
+            "trades_seen": self.trades_seen,
+            "duration_s": duration_s,
+            "book_errors": self.book_errors,
+            "kappa": {
+                "value": k.value,
+                "ci_low": k.ci_low,
+                "ci_high": k.ci_high,
+                "std": k.std,
+                "state": k.state.value,
+                "message": k.message,
+                "avg_trade_distance_bps": k.detail.get("avg_distance_bps"),
+                "avg_distance_beyond_touch_bps": k.detail.get("avg_distance_beyond_touch_bps"),
+                "kappa_raw": k.detail.get("kappa_raw"),
+                "kappa_tick": k.detail.get("kappa_tick"),
+                "frac_volume_at_touch": k.detail.get("frac_volume_at_touch"),
+                "fit_test": {
+                    name: k.detail.get(name)
+                    for name in ("ks_stat", "ks_p", "powerlaw_alpha", "loglik_ratio", "loglik_ratio_p", "gof_n")
+                },
+            },
+            "intensity_fit": intensity,
+            "A_per_s": lam.value,
+            "sigma": {
+                "sigma_clean": s.detail.get("sigma_clean"),
+                "sigma_total": s.detail.get("sigma_total"),
+                "ci_low": s.ci_low,
+                "ci_high": s.ci_high,
+                "state": s.state.value,
+                "message": s.message,
+                "jump_share": s.detail.get("jump_share"),
+                "correction_factor": s.detail.get("correction_factor"),
+                "n_buckets": s.detail.get("n_buckets"),
+            },
+            "lambda_per_s": {
+                "value": lam.value,
+                "ci_low": lam.ci_low,
+                "ci_high": lam.ci_high,
+                "state": lam.state.value,
+            },
+            "hawkes": hawkes,
+            "drift": {
+                "mean_per_s": drift.value,
+                "std_per_s": drift.std,
+                "state": drift.state.value,
+                "theta_per_s": drift.detail.get("theta_per_s"),
+                "n_obs": drift.detail.get("n_obs"),
+            },
+            "flow_imbalance": {"value": flow.value, "state": flow.state.value},
+            "microprice": {"r2_oos": micro.detail.get("r2_oos"), "state": micro.state.value},
+            "mean_trade_size": self._mean_trade_size,
+        }
+        return _json_safe(out)
+
+
+def _replace(obj: Any, **changes: Any) -> Any:
+    import dataclasses
+
+    return dataclasses.replace(obj, **changes)
+
+
+def _json_safe(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _json_safe(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_json_safe(x) for x in v]
+    if isinstance(v, (float, np.floating)):
+        f = float(v)
+        return f if math.isfinite(f) else None
+    if isinstance(v, np.integer):
+        return int(v)
+    return v
+
+
+def estimate_events(events: Any, *, tick_size: float = 0.0, config: EstimatorConfig | None = None) -> dict[str, Any]:
+    """Run :class:`MarketEstimators` over an iterable of events and return its final :meth:`report`.
+
+    Items that are not events (e.g. a parser's quarantine records, which have no ``ts_local_ns``) are
+    counted under ``skipped`` and otherwise ignored.
+    """
+    est = MarketEstimators(config, tick_size=tick_size)
+    skipped = 0
+    for ev in events:
+        if not hasattr(ev, "ts_local_ns"):
+            skipped += 1
+            continue
+        est.on_event(ev)
+    out = est.report()
+    out["skipped"] = skipped
+    return out
+
+
+def infer_tick_size(prices: list[float]) -> float:
+    """The price grid from observed prices: the smallest positive gap between distinct prices, rounded to a
+    power-of-ten multiple of 1, 2.5 or 5 (0 when fewer than two distinct prices)."""
+    ps = sorted(set(prices))
+    gaps = [b - a for a, b in itertools.pairwise(ps) if b - a > 1e-12]
+    if not gaps:
+        return 0.0
+    g = min(gaps)
+    exp10 = 10 ** math.floor(math.log10(g))
+    for m in (1.0, 2.0, 2.5, 5.0, 10.0):
+        if abs(g - m * exp10) <= 0.05 * m * exp10:
+            return round(m * exp10, 12)
+    return round(g, 12)

@@ -1,0 +1,820 @@
+"""The quoter: a market state and an inventory in, a fully explained quote decision out (pure, no clock).
+
+Units (see :mod:`apps.engine.quoting.pricing`): distances and price shifts are fractions of mid (``1e-4`` = 1 bp);
+σ is the log-price volatility per √second; κ is per unit fractional distance; A and λ per second; T in
+seconds; q and sizes in base units.
+
+γ and the inventory term
+------------------------
+γ is the CARA coefficient *per base unit valued at mid*, the convention of :mod:`apps.engine.quoting.pricing`, so
+the half-spread is ``δ* = (1/γ)·ln(1 + γ/κ)`` exactly as there. The issue writes the inventory term as
+``(q/Q_max)·γσ²T``; we keep one γ and write it as
+
+    inventory_term = (q / Q_max) · Γ · σ_inv² · T,      Γ = γ · Q_max  ("γ per full inventory"),
+
+which is the same number as ``q·γ·σ²·T`` of :func:`apps.engine.quoting.pricing.inventory_skew`. No amplifier:
+nothing multiplies this term but the model's own factors. Both ``gamma`` and ``gamma_full_inventory`` are
+recorded in the decision.
+
+γ itself comes from the log-additive model of :mod:`apps.engine.quoting.risk_aversion` (one model, named features)
+plus one feature that module does not have, ``position_direction_confidence`` (below), and its *total*
+log-contribution ``C = Σ βᵢxᵢ`` is bounded smoothly:
+
+    log γ = log γ₀ + C_max · tanh(C / C_max).
+
+The bound never clips; it compresses. It is reported as *binding* when it removes more than
+``gamma_bound_report_nats`` of the model's log-γ (``gamma_bound_shrink_nats`` in the inputs).
+
+position_direction_confidence
+    ``x = 2·P(sign(μ) = sign(q)) − 1`` in [−1, 1] with ``P = Φ(sign(q)·m/s)`` from the drift posterior
+    (mean m, sd s). 0 when flat or when the drift is unknown. Its β is negative by default: the more the
+    drift posterior agrees with the position, the less averse we are to holding it (seed 003's
+    continuation idea, entering γ instead of zeroing the skew).
+
+Reservation price
+-----------------
+    r = s · (1 + drift_term − inventory_term − funding_term + imbalance_skew + flow_skew + microprice_term)
+
+* ``drift_term`` = E[∫₀^{T_d} μ dt], the Kalman drift's expected return over ``drift_horizon_s``;
+* ``inventory_term`` as above, with σ_inv the inventory σ (``max(σ_total, σ_clean)``, jumps included);
+* ``funding_term`` = funding_rate · T / funding_interval_s: the carry a holder pays over the horizon (a
+  positive rate makes holding long costlier, so r moves down);
+* ``imbalance_skew`` = imbalance_coef · I_book and ``flow_skew`` = flow_coef · I_flow (prior coefficients,
+  fraction of mid per unit imbalance);
+* ``microprice_term``: the learned microprice offset. While the microprice regression is usable (its
+  out-of-sample R² passes its threshold) it *replaces* the two prior skews (they predict the same mid move;
+  adding both would count it twice) and the decision says so.
+
+``skew_frac = (s − r)/s``: positive when quotes move down (long inventory), the dashboard's ``skew_bps``.
+
+Horizon: ``T = horizon_s``, shortened to the time left to ``session_end_ns`` when one is given (the
+finite-horizon reading); ``horizon_source`` in the inputs says which (0 = parameter, 1 = session end).
+
+Half-spread and σ: the spread prices diffusive risk through γ's ``volatility_regime`` feature, built from
+σ_clean (jump-robust); the inventory term uses σ_inv. That is the σ rule of :mod:`apps.engine.estimators.sigma`.
+
+Ladders
+-------
+Level ``i = 0..N−1`` sits at ``δ* + i·level_spacing`` from r on each side, rounded outward to the tick
+(bid down, ask up) and never through the opposite touch (post-only: a bid at or above the best ask is
+placed one tick below it, and the guardrail is reported). Sizes: ``order_size · size_growth^i`` rounded down
+to the lot, then cut so that the side's total never exceeds its room, ``Q_max − q`` for bids and
+``Q_max + q`` for asks; a level left with less than one lot is dropped with the reason.
+
+Expected-P&L filter
+-------------------
+Each level's expected P&L per quote life τ = ``quote_life_s`` (fraction of mid × base units):
+
+    p_fill = 1 − exp(−A · e^{−κ·d} · τ · e^{−Q/v̄}),     E[P&L] = p_fill · size · (edge − adverse − fee),
+
+with ``d`` the distance beyond the market touch (fraction of mid; the tick κ model measures depth beyond
+the touch, so A is the rate of trades reaching the touch), ``Q`` the resting size ahead of us at that price
+(queue position at the back) and ``v̄`` the mean trade size (the chance a trade reaching the level is big
+enough to get through the queue is taken as ``e^{−Q/v̄}``, exponential trade sizes); ``edge`` the distance
+from the reservation price (the price at which we are indifferent to the fill); ``adverse`` the expected
+post-fill mid move against us (``adverse_selection_bps``, a prior until markouts measure it, scaled up by
+flow toxicity as ``(1 + toxicity)``); ``fee`` the maker fee (negative for a rebate). A level with negative
+E[P&L] is dropped and the drop is recorded.
+
+Requote and taker
+-----------------
+:func:`needs_requote`: a working order is replaced only when its target moved by at least
+``requote_ticks`` ticks. ``modify_orders`` chooses ModifyOrder (keeps the order id, loses queue priority on
+most venues anyway) over cancel-replace.
+
+Emergency taker: when ``|q| ≥ taker_trigger_ratio · Q_max``, reducing by x base units lowers the expected
+inventory penalty ``½·γσ²T·q²`` (fraction of mid × base units) by ``½γσ²T(q² − (|q|−x)²)`` and costs
+``x·c`` with ``c`` = half the market spread + taker fee. The gain is maximised at
+``x* = |q| − c/(γσ²T)`` (marginal penalty = marginal cost), cut to [0, |q|] and rounded down to the lot.
+
+Flag: ``|q| > skew_flag_ratio·Q_max`` while ``|skew| < skew_flag_bps`` raises ``skew_too_small``
+(seed 003: short 8.65 units with a 0.00 bps skew for a whole losing session).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, field, fields
+
+from apps.engine.market.events import QuoteDecision, Side
+from apps.engine.quoting.pricing import half_spread
+from apps.engine.quoting.risk_aversion import FEATURE_NAMES, RiskAversionParams
+from apps.engine.validation import boolean, finite, integer, non_negative, positive
+
+__all__ = [
+    "REQUOTE_EPS_TICKS",
+    "GammaResult",
+    "LadderCosts",
+    "Level",
+    "MarketState",
+    "QuoteResult",
+    "QuoterParams",
+    "Reservation",
+    "bounded_gamma",
+    "direction_confidence",
+    "fill_probability",
+    "horizon_left_s",
+    "level_expected_pnl",
+    "level_price",
+    "level_size",
+    "needs_requote",
+    "quote",
+    "taker_reduction_size",
+]
+
+_BPS = 1e-4
+
+
+# --------------------------------------------------------------------------------------------------
+# Parameters
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class QuoterParams:
+    """Quoting parameters (units in the names or below; defaults for BTC-like perpetuals).
+
+    These are the product's defaults: :class:`apps.engine.core.StrategyParams` nests this class and a session's
+    flat ``strategy`` dict sets its fields by name (``gamma`` for ``gamma_base``).
+
+    Attributes
+    ----------
+    gamma_base : float
+        γ₀, risk aversion per base unit valued at mid under reference conditions. Default 5000 per BTC with
+        T = 400 s: with σ ≈ 1e-4/√s the skew is γσ²T = 2 bps per 0.01 BTC, so at 10 % of Q_max (0.005 BTC) it is
+        already 1 bps (the level below which the skew-magnitude alarm calls the model mis-scaled) and 10 bps at
+        Q_max; the half spread (1/γ)·ln(1+γ/κ) is 1.4 bps at κ = 5000 (1/κ = 2 bps).
+    gamma_log_bound_nats : float
+        C_max of the smooth bound ``C_max·tanh(C/C_max)`` on the total log-contribution (2.3 ⇒ γ within
+        ×/÷10 of γ₀).
+    gamma_bound_report_nats : float
+        The bound is reported as binding when it removes more than this many nats of log γ.
+    beta_direction_confidence : float
+        β of ``position_direction_confidence`` (negative: confidence in the position lowers γ).
+    horizon_s : float
+        T, seconds, for the inventory and funding terms (shortened to the time left when the market state has
+        a session end).
+    drift_horizon_s : float
+        T_d, seconds over which the drift's expected return enters r (≈ the life of a resting quote plus
+        the time to lay off a fill).
+    max_inventory : float
+        Q_max, base units.
+    order_size : float
+        Size of level 0, base units.
+    levels : int
+        N, levels per side.
+    level_spacing_bps : float
+        Distance between consecutive levels, bps of mid (at least one tick after rounding).
+    size_growth : float
+        Size ratio between consecutive levels (1 = equal sizes).
+    imbalance_coef_bps, flow_coef_bps : float
+        Prior skew of r per unit book imbalance (best ``imbalance_levels`` levels) and per unit taker-flow
+        imbalance, bps of mid.
+    quote_life_s : float
+        τ, expected life of a resting quote for the fill probability, seconds.
+    adverse_selection_bps : float
+        Expected mid move against a filled maker order, bps (a prior until markouts measure it).
+    maker_fee_bps, taker_fee_bps : float
+        Fees in bps of notional (negative = rebate).
+    requote_ticks : int
+        A working order is replaced only when its target moved by at least this many ticks. Default 30
+        (0.5 bps on BTCUSDT at 0.1 tick): the mid moves ~0.3 bps per 100 ms at σ = 1e-4/√s, and a 1-tick
+        threshold re-quotes on nearly every book update, which the message-rate rule (250 per 10 s) then stops.
+    modify_orders : bool
+        Replace with ModifyOrder instead of cancel + new order.
+    taker_trigger_ratio : float
+        Emergency taker reduction is considered when |q| ≥ this × Q_max.
+    skew_flag_ratio, skew_flag_bps : float
+        Flag when |q| > ratio·Q_max but |skew| < skew_flag_bps.
+    """
+
+    gamma_base: float = 5000.0
+    gamma_log_bound_nats: float = 2.3
+    gamma_bound_report_nats: float = 0.05
+    beta_direction_confidence: float = -0.5
+    horizon_s: float = 400.0
+    drift_horizon_s: float = 30.0
+    max_inventory: float = 0.05
+    order_size: float = 0.005
+    levels: int = 1
+    level_spacing_bps: float = 1.0
+    size_growth: float = 1.0
+    imbalance_coef_bps: float = 0.2
+    flow_coef_bps: float = 0.2
+    quote_life_s: float = 1.0
+    adverse_selection_bps: float = 0.5
+    maker_fee_bps: float = 0.0
+    taker_fee_bps: float = 5.0
+    requote_ticks: int = 30
+    modify_orders: bool = False
+    taker_trigger_ratio: float = 1.0
+    skew_flag_ratio: float = 0.1
+    skew_flag_bps: float = 1.0
+
+    def validate(self) -> QuoterParams:
+        where = "QuoterParams"
+        boolean("modify_orders", self.modify_orders, where)
+        for f in fields(self):
+            if f.name != "modify_orders":
+                finite(f.name, getattr(self, f.name), where)
+        for name in (
+            "gamma_base",
+            "gamma_log_bound_nats",
+            "horizon_s",
+            "drift_horizon_s",
+            "max_inventory",
+            "order_size",
+            "size_growth",
+            "quote_life_s",
+            "taker_trigger_ratio",
+        ):
+            positive(name, getattr(self, name), where)
+        for name in ("gamma_bound_report_nats", "level_spacing_bps", "adverse_selection_bps", "skew_flag_ratio"):
+            non_negative(name, getattr(self, name), where)
+        integer("levels", self.levels, where, minimum=1)
+        integer("requote_ticks", self.requote_ticks, where, minimum=0)
+        return self
+
+
+# --------------------------------------------------------------------------------------------------
+# Market state (what the estimators say, already read)
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MarketState:
+    """Everything the quoter needs, as plain numbers (NaN = unknown; ``*_ok`` says whether it is usable).
+
+    Prices in quote currency, sizes in base units, the rest in the units of the module docstring.
+    ``bid_queue``/``ask_queue`` map a price to the resting size there (the queue we would join);
+    ``risk_features`` are the :class:`RiskFeatures` x's (``inventory_utilisation`` is filled in by the
+    quoter from q). ``session_end_ns`` (0 = none) shortens T.
+    """
+
+    ts_ns: int
+    best_bid: float
+    best_ask: float
+    kappa: float
+    sigma_clean: float
+    sigma_inventory: float
+    kappa_ok: bool = True
+    sigma_ok: bool = True
+    a_per_s: float = math.nan
+    mean_trade_size: float = math.nan
+    drift_mean_per_s: float = 0.0
+    drift_std_per_s: float = math.nan
+    drift_expected_return: float = 0.0
+    drift_ok: bool = False
+    book_imbalance: float = 0.0
+    flow_imbalance: float = 0.0
+    microprice_offset: float = 0.0
+    microprice_ok: bool = False
+    funding_rate: float = 0.0
+    funding_interval_s: float = 8 * 3600.0
+    flow_toxicity: float = 0.0
+    bid_queue: dict[float, float] = field(default_factory=dict)
+    ask_queue: dict[float, float] = field(default_factory=dict)
+    risk_features: dict[str, float] = field(default_factory=dict)
+    session_end_ns: int = 0
+    extra_inputs: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def mid(self) -> float:
+        return 0.5 * (self.best_bid + self.best_ask)
+
+
+@dataclass(frozen=True, slots=True)
+class Level:
+    side: Side
+    index: int
+    price: float
+    size: float
+    offset_frac: float  # distance from mid after rounding, positive = away from mid
+    p_fill: float
+    expected_pnl: float  # fraction of mid × base units per quote life
+
+
+@dataclass(frozen=True, slots=True)
+class GammaResult:
+    gamma: float
+    log_contribution: float  # C, the model's total, nats
+    log_contribution_bounded: float  # C_max·tanh(C/C_max)
+    contributions: dict[str, float]
+    features: dict[str, float]
+
+    @property
+    def shrink_nats(self) -> float:
+        return self.log_contribution - self.log_contribution_bounded
+
+
+@dataclass(frozen=True, slots=True)
+class QuoteResult:
+    """The quoter's full answer: ladders, optional taker order, every input and term, and reasons."""
+
+    ts_ns: int
+    bids: tuple[Level, ...]
+    asks: tuple[Level, ...]
+    inputs: dict[str, float]
+    reasons: tuple[str, ...]
+    taker_side: Side | None = None
+    taker_size: float = 0.0
+    taker_price: float = math.nan
+
+    def to_decision(self) -> QuoteDecision:
+        """The shared :class:`QuoteDecision`: best level per side, ladders flattened into ``inputs``."""
+        b = self.bids[0] if self.bids else None
+        a = self.asks[0] if self.asks else None
+        return QuoteDecision(
+            self.ts_ns,
+            b.price if b else None,
+            a.price if a else None,
+            b.size if b else 0.0,
+            a.size if a else 0.0,
+            self.inputs,
+            self.reasons,
+        )
+
+
+# --------------------------------------------------------------------------------------------------
+# Pieces (pure functions)
+# --------------------------------------------------------------------------------------------------
+
+
+def direction_confidence(q: float, drift_mean: float, drift_std: float) -> float:
+    """``2·Φ(sign(q)·m/s) − 1`` in [−1, 1]; 0 when flat or when the drift sd is unknown/zero."""
+    if q == 0 or not (math.isfinite(drift_std) and drift_std > 0 and math.isfinite(drift_mean)):
+        return 0.0
+    z = math.copysign(1.0, q) * drift_mean / drift_std
+    return math.erf(z / math.sqrt(2.0))  # = 2Φ(z) − 1
+
+
+def bounded_gamma(
+    gamma_base: float,
+    risk: RiskAversionParams,
+    features: dict[str, float],
+    beta_direction: float,
+    direction_x: float,
+    bound_nats: float,
+) -> GammaResult:
+    """γ = γ₀·exp(C_max·tanh(C/C_max)), C = Σβᵢxᵢ over :data:`FEATURE_NAMES` plus the direction feature.
+
+    ``features`` keys are feature names (missing = 0, the reference); γ₀ is ``gamma_base`` (per base unit).
+    The β's come from ``risk`` (its ``gamma_base``, ``gamma_min`` and ``gamma_max`` are not used): the same
+    log-additive model as :func:`apps.engine.quoting.risk_aversion.risk_aversion`, with a smooth bound on the
+    total log-contribution instead of a clip on γ.
+
+    >>> r = bounded_gamma(100.0, RiskAversionParams(), {"drawdown": 0.5}, -0.5, 0.0, 2.3)
+    >>> round(r.gamma, 2), round(r.log_contribution, 3)
+    (163.6, 0.5)
+    """
+    xs = {name: float(features.get(name, 0.0)) for name in FEATURE_NAMES}
+    contributions = {name: getattr(risk, attr) * xs[name] for name, attr in _BETA_ATTRS}
+    xs["position_direction_confidence"] = direction_x
+    contributions["position_direction_confidence"] = beta_direction * direction_x
+    c = math.fsum(contributions.values())
+    cb = bound_nats * math.tanh(c / bound_nats)
+    return GammaResult(gamma_base * math.exp(cb), c, cb, contributions, xs)
+
+
+def fill_probability(
+    a_per_s: float, kappa: float, depth_beyond_touch: float, life_s: float, queue_ahead: float, mean_trade_size: float
+) -> float:
+    """``1 − exp(−A·e^{−κd}·τ·e^{−Q/v̄})`` (see the module docstring); d ≥ 0 fraction of mid, Q, v̄ base units."""
+    d = max(depth_beyond_touch, 0.0)
+    through_queue = math.exp(-queue_ahead / mean_trade_size) if mean_trade_size > 0 and queue_ahead > 0 else 1.0
+    return -math.expm1(-a_per_s * math.exp(-kappa * d) * life_s * through_queue)
+
+
+def taker_reduction_size(q: float, gamma: float, sigma: float, horizon_s: float, cost_frac: float) -> float:
+    """x* = |q| − c/(γσ²T) cut to [0, |q|]: base units to take to reduce the inventory (not lot-rounded)."""
+    k = gamma * sigma * sigma * horizon_s
+    if k <= 0:
+        return 0.0
+    return min(max(abs(q) - cost_frac / k, 0.0), abs(q))
+
+
+REQUOTE_EPS_TICKS = 1e-8
+"""Float slack of :func:`needs_requote`, in ticks: prices on the tick grid differ by whole ticks up to float
+noise (≈1e-11 at 60,000 with a 0.1 tick), so a move of ``k`` ticks must count as ``k`` ticks, not ``k − ε``.
+1e-8 tick is 1e-9 in price at a 0.1 tick, the absolute slack the core and the baselines used before."""
+
+
+def needs_requote(
+    working_px: float,
+    target_px: float | None,
+    tick_size: float,
+    requote_ticks: int,
+    *,
+    eps_ticks: float = REQUOTE_EPS_TICKS,
+) -> bool:
+    """True when a working order at ``working_px`` should be replaced to reach ``target_px``.
+
+    Replaced when the target moved by at least ``max(requote_ticks, 1)`` ticks (less ``eps_ticks`` of a tick of
+    float slack), or when there is no target. The one requote rule of the strategy core and the baselines.
+
+    >>> needs_requote(100.0, 100.3, 0.1, 3), needs_requote(100.0, 100.2, 0.1, 3)
+    (True, False)
+    """
+    if target_px is None:
+        return True
+    return abs(working_px - target_px) >= (max(requote_ticks, 1) - eps_ticks) * tick_size
+
+
+_BETA_ATTRS = tuple((name, f"beta_{name}") for name in FEATURE_NAMES)
+
+
+@functools.cache
+def _gamma_keys(name: str) -> tuple[str, str]:
+    return f"gamma_x_{name}", f"gamma_contrib_{name}"
+
+
+@functools.cache
+def _level_keys(side: Side, i: int) -> tuple[str, str, str, str, str, str]:
+    """Label and ``inputs`` keys of ladder level ``i`` on ``side`` (built once: decisions are frequent)."""
+    label = f"{'bid' if side is Side.BUY else 'ask'} L{i}"
+    stem = label.replace(" ", "_")
+    return label, f"{stem}_px", f"{stem}_size", f"{stem}_p_fill", f"{stem}_edge_bps", f"{stem}_expected_pnl"
+
+
+def _floor_to(x: float, step: float) -> float:
+    n = math.floor(x / step + 1e-9)
+    return round(n * step, 12)
+
+
+def _ceil_to(x: float, step: float) -> float:
+    n = math.ceil(x / step - 1e-9)
+    return round(n * step, 12)
+
+
+# --------------------------------------------------------------------------------------------------
+# The decision, in steps
+#
+# Each step reads what it needs, returns its result, and appends what it used to the decision's trace:
+# ``inputs`` (named numbers) and ``reasons`` (what bound, what was dropped and why), in the order below.
+# --------------------------------------------------------------------------------------------------
+
+
+def quote(
+    params: QuoterParams,
+    risk: RiskAversionParams,
+    market: MarketState,
+    q: float,
+    *,
+    tick_size: float,
+    lot_size: float,
+) -> QuoteResult:
+    """Compute the quote ladders for inventory ``q`` in ``market`` (see the module docstring).
+
+    γ → horizon → reservation price and half-spread → skew flag → a ladder per side (price, size, E[P&L]
+    filter per level) → emergency taker.
+    """
+    p = params
+    inputs = _market_inputs(p, market, q, tick_size, lot_size)
+    if not market.kappa_ok or not market.sigma_ok:
+        return QuoteResult(market.ts_ns, (), (), inputs, ("estimators not usable",))
+    reasons: list[str] = []
+    gamma = _gamma_step(p, risk, market, q, inputs, reasons)
+    horizon, horizon_source = horizon_left_s(p.horizon_s, market.session_end_ns, market.ts_ns)
+    res = _reservation_step(p, market, q, gamma, horizon, horizon_source, inputs, reasons)
+    _skew_flag_step(p, q, res.skew_frac, inputs, reasons)
+    costs = _ladder_costs(p, market, tick_size, inputs)
+    bids = _ladder_step(Side.BUY, p, market, q, res, costs, tick_size, lot_size, inputs, reasons)
+    asks = _ladder_step(Side.SELL, p, market, q, res, costs, tick_size, lot_size, inputs, reasons)
+    taker_side, taker_size, taker_px = _taker_step(p, market, q, gamma, res, costs, lot_size, inputs, reasons)
+    inputs["taker_size"] = taker_size
+    return QuoteResult(market.ts_ns, tuple(bids), tuple(asks), inputs, tuple(reasons), taker_side, taker_size, taker_px)
+
+
+def _market_inputs(p: QuoterParams, market: MarketState, q: float, tick_size: float, lot_size: float) -> dict:
+    """The decision's inputs every quote carries, quoted or not: touch, inventory, κ, σ, A, grid."""
+    inputs: dict[str, float] = {
+        "mid": market.mid,
+        "best_bid": market.best_bid,
+        "best_ask": market.best_ask,
+        "q": q,
+        "q_ratio": q / p.max_inventory,
+        "max_inventory": p.max_inventory,
+        "kappa": market.kappa,
+        "sigma_spread": market.sigma_clean,
+        "sigma_inventory": market.sigma_inventory,
+        "a_per_s": market.a_per_s,
+        "tick_size": tick_size,
+        "lot_size": lot_size,
+    }
+    inputs.update(market.extra_inputs)
+    return inputs
+
+
+# --- γ -------------------------------------------------------------------------------------------------
+
+
+def _gamma_step(
+    p: QuoterParams,
+    risk: RiskAversionParams,
+    market: MarketState,
+    q: float,
+    inputs: dict[str, float],
+    reasons: list[str],
+) -> float:
+    """γ from the bounded log-additive model (:func:`bounded_gamma`), every feature and contribution traced."""
+    features = dict(market.risk_features)
+    features["inventory_utilisation"] = (q / p.max_inventory) ** 2
+    dir_x = direction_confidence(q, market.drift_mean_per_s, market.drift_std_per_s) if market.drift_ok else 0.0
+    g = bounded_gamma(p.gamma_base, risk, features, p.beta_direction_confidence, dir_x, p.gamma_log_bound_nats)
+    gamma = g.gamma
+    inputs.update(
+        gamma=gamma,
+        gamma_base=p.gamma_base,
+        gamma_full_inventory=gamma * p.max_inventory,
+        gamma_log_contribution=g.log_contribution,
+        gamma_log_contribution_bounded=g.log_contribution_bounded,
+        gamma_bound_shrink_nats=g.shrink_nats,
+        gamma_bound=1.0 if abs(g.shrink_nats) > p.gamma_bound_report_nats else 0.0,
+    )
+    contributions = g.contributions
+    for name, x in g.features.items():
+        kx, kc = _gamma_keys(name)
+        inputs[kx] = x
+        inputs[kc] = contributions[name]
+    if abs(g.shrink_nats) > p.gamma_bound_report_nats:
+        reasons.append(
+            f"gamma_bound_binding: model log-contribution {g.log_contribution:.3f} nats compressed to "
+            f"{g.log_contribution_bounded:.3f} (bound ±{p.gamma_log_bound_nats:g})"
+        )
+    return gamma
+
+
+# --- reservation price and half-spread -------------------------------------------------------------------
+
+
+def horizon_left_s(horizon_s: float, session_end_ns: int, now_ns: int) -> tuple[float, float]:
+    """``(T, source)``: ``horizon_s``, or the time left to ``session_end_ns`` when shorter (source 1.0)."""
+    if session_end_ns:
+        left = (session_end_ns - now_ns) / 1e9
+        if left < horizon_s:
+            return max(left, 0.0), 1.0
+    return horizon_s, 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """The reservation price ``r`` (quote currency) and what the ladders and the taker need with it."""
+
+    price: float
+    half_spread_frac: float  # δ*, fraction of mid
+    skew_frac: float  # (s − r)/s
+    horizon_s: float  # T actually used
+    sigma_inventory: float  # σ_inv of the inventory term, per √s
+
+
+def _reservation_step(
+    p: QuoterParams,
+    market: MarketState,
+    q: float,
+    gamma: float,
+    horizon: float,
+    horizon_source: float,
+    inputs: dict[str, float],
+    reasons: list[str],
+) -> Reservation:
+    """``r = s·(1 + drift − inventory − funding + imbalance + flow + microprice)`` and ``δ*`` (module docstring)."""
+    mid = market.mid
+    sig_inv = market.sigma_inventory
+    inventory_term = (q / p.max_inventory) * (gamma * p.max_inventory) * sig_inv * sig_inv * horizon
+    drift_term = market.drift_expected_return if market.drift_ok else 0.0
+    funding_term = market.funding_rate * horizon / market.funding_interval_s
+    if market.microprice_ok:
+        imbalance_skew = flow_skew = 0.0
+        micro_term = market.microprice_offset
+        reasons.append("microprice usable: learned microprice term replaces the imbalance and flow prior skews")
+    else:
+        imbalance_skew = p.imbalance_coef_bps * _BPS * market.book_imbalance
+        flow_skew = p.flow_coef_bps * _BPS * market.flow_imbalance
+        micro_term = 0.0
+    shift = drift_term - inventory_term - funding_term + imbalance_skew + flow_skew + micro_term
+    r = mid * (1.0 + shift)
+    delta = half_spread(gamma, market.kappa)
+    skew = -shift
+    inputs.update(
+        horizon_s=horizon,
+        horizon_source=horizon_source,
+        drift_horizon_s=p.drift_horizon_s,
+        drift_mean_per_s=market.drift_mean_per_s,
+        drift_std_per_s=market.drift_std_per_s,
+        drift_ok=1.0 if market.drift_ok else 0.0,
+        inventory_term_frac=inventory_term,
+        drift_term_frac=drift_term,
+        funding_rate=market.funding_rate,
+        funding_term_frac=funding_term,
+        book_imbalance=market.book_imbalance,
+        flow_imbalance=market.flow_imbalance,
+        imbalance_skew_frac=imbalance_skew,
+        flow_skew_frac=flow_skew,
+        microprice_ok=1.0 if market.microprice_ok else 0.0,
+        microprice_term_frac=micro_term,
+        reservation_shift_frac=shift,
+        skew_frac=skew,
+        skew_bps=skew * 1e4,
+        reservation_price=r,
+        half_spread_frac=delta,
+        half_spread_bps=delta * 1e4,
+        raw_bid=r - delta * mid,
+        raw_ask=r + delta * mid,
+    )
+    if not market.drift_ok:
+        reasons.append("drift not usable: drift term is 0")
+    return Reservation(r, delta, skew, horizon, sig_inv)
+
+
+def _skew_flag_step(p: QuoterParams, q: float, skew: float, inputs: dict[str, float], reasons: list[str]) -> None:
+    """Flag a skew too small for the position (seed 003: short 8.65 units with a 0.00 bps skew)."""
+    small = abs(q) > p.skew_flag_ratio * p.max_inventory and abs(skew) < p.skew_flag_bps * _BPS
+    inputs["skew_too_small"] = 1.0 if small else 0.0
+    if small:
+        reasons.append(
+            f"skew_too_small: |q|={abs(q):.6g} > {p.skew_flag_ratio:g}·Q_max but |skew|={abs(skew) * 1e4:.3f} bps "
+            f"< {p.skew_flag_bps:g} bps"
+        )
+
+
+# --- ladders ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LadderCosts:
+    """What every level's price and E[P&L] need besides the reservation price (fractions of mid unless stated)."""
+
+    spacing_px: float  # distance between levels, quote currency (at least one tick)
+    adverse_frac: float  # expected post-fill move against us, scaled by flow toxicity
+    fee_frac: float  # maker fee (negative = rebate)
+    half_market_spread_px: float  # half the market's spread, quote currency
+    a_per_s: float  # A (NaN = unknown: p_fill unknown)
+    mean_trade_size: float  # v̄, base units
+
+
+def _ladder_costs(p: QuoterParams, market: MarketState, tick_size: float, inputs: dict[str, float]) -> LadderCosts:
+    mid = market.mid
+    adverse = p.adverse_selection_bps * _BPS * (1.0 + max(market.flow_toxicity, 0.0))
+    fee = p.maker_fee_bps * _BPS
+    inputs.update(adverse_selection_frac=adverse, maker_fee_frac=fee, quote_life_s=p.quote_life_s)
+    return LadderCosts(
+        spacing_px=max(p.level_spacing_bps * _BPS * mid, tick_size),
+        adverse_frac=adverse,
+        fee_frac=fee,
+        half_market_spread_px=0.5 * (market.best_ask - market.best_bid),
+        a_per_s=market.a_per_s if math.isfinite(market.a_per_s) else math.nan,
+        mean_trade_size=market.mean_trade_size,
+    )
+
+
+def level_price(
+    side: Side, offset_px: float, r: float, best_bid: float, best_ask: float, last_px: float | None, tick: float
+) -> tuple[float, bool]:
+    """``(price, clamped)`` of a level ``offset_px`` from ``r``: rounded outward to the tick, never through the
+    opposite touch (post-only: one tick inside it instead, ``clamped``), and strictly behind the level before."""
+    clamped = False
+    if side is Side.BUY:
+        px = _floor_to(r - offset_px, tick)
+        if px >= best_ask:
+            px = _floor_to(best_ask - tick, tick)
+            clamped = True
+        if last_px is not None and px >= last_px:
+            px = round(last_px - tick, 12)
+    else:
+        px = _ceil_to(r + offset_px, tick)
+        if px <= best_bid:
+            px = _ceil_to(best_bid + tick, tick)
+            clamped = True
+        if last_px is not None and px <= last_px:
+            px = round(last_px + tick, 12)
+    return px, clamped
+
+
+def level_size(order_size: float, size_growth: float, i: int, room: float, lot_size: float) -> float:
+    """``order_size·size_growth^i`` rounded down to the lot, cut to the ``room`` left on this side."""
+    size = _floor_to(order_size * size_growth**i, lot_size)
+    if size > room + 1e-12:
+        size = _floor_to(max(room, 0.0), lot_size)
+    return size
+
+
+def level_expected_pnl(
+    side: Side,
+    px: float,
+    size: float,
+    market: MarketState,
+    r: float,
+    costs: LadderCosts,
+    quote_life_s: float,
+) -> tuple[float, float, float, float]:
+    """``(offset, edge, p_fill, E[P&L])`` of a level (fractions of mid; E[P&L] × base units per quote life).
+
+    ``edge − adverse − fee`` is the value per unit of a fill; p_fill unknown (NaN) counts as 1.
+    """
+    mid = market.mid
+    off = (mid - px) / mid if side is Side.BUY else (px - mid) / mid
+    edge = (r - px) / mid if side is Side.BUY else (px - r) / mid
+    beyond = off - costs.half_market_spread_px / mid
+    queue_ahead = (market.bid_queue if side is Side.BUY else market.ask_queue).get(px, 0.0)
+    if math.isfinite(costs.a_per_s) and math.isfinite(costs.mean_trade_size):
+        pf = fill_probability(costs.a_per_s, market.kappa, beyond, quote_life_s, queue_ahead, costs.mean_trade_size)
+    else:
+        pf = math.nan
+    per_unit = edge - costs.adverse_frac - costs.fee_frac
+    epnl = (pf if math.isfinite(pf) else 1.0) * size * per_unit
+    return off, edge, pf, epnl
+
+
+def _ladder_step(
+    side: Side,
+    p: QuoterParams,
+    market: MarketState,
+    q: float,
+    res: Reservation,
+    costs: LadderCosts,
+    tick_size: float,
+    lot_size: float,
+    inputs: dict[str, float],
+    reasons: list[str],
+) -> list[Level]:
+    """Levels ``0..N−1`` of one side: price, size within the side's room, then the E[P&L] filter per level.
+
+    A level dropped by the filter leaves its room to the next one; the first level with less than a lot of room
+    ends the side.
+    """
+    mid = market.mid
+    r, delta = res.price, res.half_spread_frac
+    left = p.max_inventory - q if side is Side.BUY else p.max_inventory + q
+    touch_clamped = False
+    last_px: float | None = None
+    ladder: list[Level] = []
+    for i in range(int(p.levels)):
+        px, clamped = level_price(
+            side, delta * mid + i * costs.spacing_px, r, market.best_bid, market.best_ask, last_px, tick_size
+        )
+        touch_clamped = touch_clamped or clamped
+        last_px = px
+        label, k_px, k_size, k_pfill, k_edge, k_epnl = _level_keys(side, i)
+        if px <= 0:
+            reasons.append(f"{label} dropped: price {px:g} <= 0")
+            continue
+        size = level_size(p.order_size, p.size_growth, i, left, lot_size)
+        if size < lot_size - 1e-12:
+            word = "bid" if side is Side.BUY else "ask"
+            bound = "max_inventory" if side is Side.BUY else "-max_inventory"
+            reasons.append(
+                f"no {word} at L{i}: a fill would take q={q:.6g} past {bound} {p.max_inventory:g} "
+                f"(room {max(left, 0.0):.6g})"
+            )
+            break
+        off, edge, pf, epnl = level_expected_pnl(side, px, size, market, r, costs, p.quote_life_s)
+        inputs[k_px] = px
+        inputs[k_size] = size
+        inputs[k_pfill] = pf
+        inputs[k_edge] = edge * 1e4
+        inputs[k_epnl] = epnl
+        if edge - costs.adverse_frac - costs.fee_frac < 0:  # the E[P&L] filter
+            reasons.append(
+                f"{label} dropped: expected P&L {epnl:.3g} < 0 (edge {edge * 1e4:.3f} bps vs adverse "
+                f"{costs.adverse_frac * 1e4:.3f} + fee {costs.fee_frac * 1e4:.3f} bps, p_fill {pf:.3g})"
+            )
+            continue
+        ladder.append(Level(side, i, px, size, off, pf, epnl))
+        left -= size
+    if touch_clamped:
+        word = "bid" if side is Side.BUY else "ask"
+        other = "ask" if side is Side.BUY else "bid"
+        where = "below the best ask" if side is Side.BUY else "above the best bid"
+        reasons.append(f"{word} would cross the {other}: placed one tick {where} (post-only)")
+    return ladder
+
+
+# --- emergency taker ----------------------------------------------------------------------------------------
+
+
+def _taker_step(
+    p: QuoterParams,
+    market: MarketState,
+    q: float,
+    gamma: float,
+    res: Reservation,
+    costs: LadderCosts,
+    lot_size: float,
+    inputs: dict[str, float],
+    reasons: list[str],
+) -> tuple[Side | None, float, float]:
+    """``(side, size, price)`` of the emergency taker order, or ``(None, 0, NaN)`` (module docstring)."""
+    if not (abs(q) >= p.taker_trigger_ratio * p.max_inventory and q != 0):
+        return None, 0.0, math.nan
+    mid = market.mid
+    cost = costs.half_market_spread_px / mid + p.taker_fee_bps * _BPS
+    x = _floor_to(taker_reduction_size(q, gamma, res.sigma_inventory, res.horizon_s, cost), lot_size)
+    inputs.update(taker_cost_frac=cost, taker_size_optimal=x)
+    if x < lot_size - 1e-12:
+        return None, 0.0, math.nan
+    reasons.append(
+        f"emergency taker: |q|={abs(q):.6g} >= {p.taker_trigger_ratio:g}·Q_max; "
+        f"{'sell' if q > 0 else 'buy'} {x:g} where marginal penalty γσ²T(|q|−x) = cost {cost * 1e4:.2f} bps"
+    )
+    return (Side.SELL if q > 0 else Side.BUY), x, (market.best_bid if q > 0 else market.best_ask)

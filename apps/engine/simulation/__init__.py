@@ -1,0 +1,2 @@
+"""Running the engine without an exchange: the market simulator, baseline quoters and the backtest
+driver."""
