@@ -11,29 +11,33 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.utils import timezone
 
-from apps.control.models import AuditEvent, GlobalKillSwitch
+from apps.control import audit, lifecycle
+from apps.control.audit import MAX_REASON_CHARS, ControlError, check_reason
+from apps.control.lifecycle import ACTIVE
+from apps.control.models import GlobalKillSwitch
 from apps.marketdata.models import Instrument
 from apps.trading import lease
-from apps.trading.models import Order, TradingSession
+from apps.trading.models import TradingSession
 
 logger = logging.getLogger(__name__)
 
-
-class ControlError(ValueError):
-    """An operator action that cannot be carried out; the message says why."""
-
-
-MAX_REASON_CHARS = 500  # an operator's reason is a sentence, not a document (it is shown on every page)
-
-
-def check_reason(reason: str, *, required: bool, what: str) -> None:
-    """Every operator-supplied reason passes here: at most ``MAX_REASON_CHARS``, and not blank when required."""
-    if len(reason) > MAX_REASON_CHARS:
-        raise ControlError(f"a reason is at most {MAX_REASON_CHARS} characters (this one has {len(reason)})")
-    if required and not reason.strip():
-        raise ControlError(f"{what} needs a reason")
+__all__ = [
+    "MAX_REASON_CHARS",
+    "Actor",
+    "ControlError",
+    "check_reason",
+    "halt_all",
+    "halt_session",
+    "pause_session",
+    "rearm_all",
+    "rearm_session",
+    "reduce_all",
+    "reduce_session",
+    "resume_session",
+    "start_session",
+    "stop_session",
+]
 
 
 @dataclass(frozen=True)
@@ -47,29 +51,7 @@ class Actor:
 
 
 def _audit(actor: Actor, action: str, session: TradingSession | None, reason: str, **detail: Any) -> None:
-    AuditEvent.objects.create(
-        actor=actor.user, actor_label=actor.label, action=action, session=session, reason=reason, detail=detail
-    )
-
-
-def _broadcast_status(session: TradingSession) -> None:
-    from apps.control.selectors import session_status
-    from apps.live.broadcast import publish_session_state
-
-    # what the page shows is what the loop obeys: the session's status or the global switch's, if stricter
-    session_id, state, status = session.pk, dict(session.last_state), session_status(session).status
-
-    def push() -> None:
-        # The state change is committed in PostgreSQL; a Redis outage may delay the browser update, never undo
-        # or fail the operator's action.
-        try:
-            publish_session_state(session_id, state, status)
-        except Exception as exc:  # noqa: BLE001 - any broker error
-            logger.warning(
-                "session %s: live update not sent (%s); the page catches up on the next update", session_id, exc
-            )
-
-    transaction.on_commit(push)
+    audit.record(actor.label, actor.user, action, session, reason, **detail)
 
 
 def create_paper_session(
@@ -108,101 +90,34 @@ def _queue_loop(session: TradingSession) -> None:
     transaction.on_commit(enqueue)
 
 
-def _transition(
-    actor: Actor,
-    session_id: int,
-    *,
-    to: str,
-    allowed_from: tuple[str, ...],
-    action: str,
-    reason: str,
-    require_reason: bool = False,
-    **detail: Any,
-) -> TradingSession:
-    check_reason(reason, required=require_reason, what=action)
-    with transaction.atomic():
-        try:
-            session = TradingSession.objects.select_for_update().get(pk=session_id)
-        except TradingSession.DoesNotExist:
-            raise ControlError(f"no session #{session_id}") from None
-        if session.status == to:
-            return session
-        if session.status not in allowed_from:
-            raise ControlError(f"session #{session_id} is {session.status}; cannot {action.split('.')[-1]} it")
-        previous = session.status
-        session.status = to
-        session.status_reason = reason
-        fields = ["status", "status_reason"]
-        if to == TradingSession.Status.STOPPED:
-            session.ended_at = timezone.now()
-            fields.append("ended_at")
-        session.save(update_fields=fields)
-        if to in (TradingSession.Status.HALTED, TradingSession.Status.STOPPED, TradingSession.Status.PAUSED) and (
-            not lease.is_live(session)
-        ):
-            # no loop holds the session: the paper venue's book died with its process
-            cancel_open_orders_in_db(session.pk, reason=f"{to} with no live loop")
-        _audit(actor, action, session, reason, previous=previous, **detail)
-        _broadcast_status(session)
-    return session
-
-
-ACTIVE = (
-    TradingSession.Status.CREATED,
-    TradingSession.Status.RUNNING,
-    TradingSession.Status.REDUCING,
-    TradingSession.Status.PAUSED,
-)
+def _transition(actor: Actor, session_id: int, event: str, reason: str, **kwargs: Any) -> TradingSession:
+    """An operator's event through the lifecycle table (status, audit row, database cancels, broadcast)."""
+    try:
+        return lifecycle.transition(
+            session_id, event, reason=reason, actor_label=actor.label, actor_user=actor.user, **kwargs
+        )
+    except TradingSession.DoesNotExist:
+        raise ControlError(f"no session #{session_id}") from None
 
 
 def halt_session(actor: Actor, session_id: int, reason: str) -> TradingSession:
     """Kill switch: latch HALTED. The loop cancels every open order at its next step (within one loop interval)
     and sends nothing until an operator re-arms; with no live loop the orders are cancelled here."""
-    return _transition(
-        actor,
-        session_id,
-        to=TradingSession.Status.HALTED,
-        allowed_from=ACTIVE,
-        action="session.halt",
-        reason=reason,
-        require_reason=True,
-    )
+    return _transition(actor, session_id, "halt", reason)
 
 
 def reduce_session(actor: Actor, session_id: int, reason: str) -> TradingSession:
     """REDUCING: only orders that reduce |inventory| may be sent; resting orders that would grow it are cancelled."""
-    return _transition(
-        actor,
-        session_id,
-        to=TradingSession.Status.REDUCING,
-        allowed_from=(TradingSession.Status.RUNNING, TradingSession.Status.PAUSED),
-        action="session.reduce",
-        reason=reason,
-        require_reason=True,
-    )
+    return _transition(actor, session_id, "reduce", reason)
 
 
 def pause_session(actor: Actor, session_id: int, reason: str = "operator pause") -> TradingSession:
     """Cancel quotes, keep the position and keep watching the market."""
-    return _transition(
-        actor,
-        session_id,
-        to=TradingSession.Status.PAUSED,
-        allowed_from=(TradingSession.Status.RUNNING, TradingSession.Status.REDUCING),
-        action="session.pause",
-        reason=reason,
-    )
+    return _transition(actor, session_id, "pause", reason)
 
 
 def resume_session(actor: Actor, session_id: int, reason: str = "operator resume") -> TradingSession:
-    session = _transition(
-        actor,
-        session_id,
-        to=TradingSession.Status.RUNNING,
-        allowed_from=(TradingSession.Status.PAUSED, TradingSession.Status.REDUCING),
-        action="session.resume",
-        reason=reason,
-    )
+    session = _transition(actor, session_id, "resume", reason)
     _ensure_loop(session)
     return session
 
@@ -212,15 +127,7 @@ def rearm_session(actor: Actor, session_id: int, reason: str) -> TradingSession:
     quoting starts again only on an explicit resume."""
     if actor.user is None:
         raise ControlError("only an operator can re-arm a halted session")
-    session = _transition(
-        actor,
-        session_id,
-        to=TradingSession.Status.PAUSED,
-        allowed_from=(TradingSession.Status.HALTED,),
-        action="session.rearm",
-        reason=reason,
-        require_reason=True,
-    )
+    session = _transition(actor, session_id, "rearm", reason)
     _ensure_loop(session)
     return session
 
@@ -241,15 +148,9 @@ def stop_session(
         raise ControlError("a HALTED session sends no order, flattening included; re-arm it first")
     if flatten and GlobalKillSwitch.current().state == GlobalKillSwitch.State.HALTED:
         raise ControlError("the global kill switch is HALTED: no order is sent, flattening included; re-arm it first")
+    fields = {"flatten_requested": flatten, "flatten_max_slippage_bps": max_slippage_bps if flatten else None}
     return _transition(
-        actor,
-        session_id,
-        to=TradingSession.Status.STOPPED,
-        allowed_from=(*ACTIVE, TradingSession.Status.HALTED),
-        action="session.stop",
-        reason=reason,
-        flatten=flatten,
-        max_slippage_bps=max_slippage_bps,
+        actor, session_id, "stop", reason, extra_fields=fields, flatten=flatten, max_slippage_bps=max_slippage_bps
     )
 
 
@@ -296,11 +197,11 @@ def _set_global(actor: Actor, state: str, reason: str) -> GlobalKillSwitch:
         if state == GlobalKillSwitch.State.HALTED:
             for s in governed:
                 if not lease.is_live(s):
-                    cancel_open_orders_in_db(s.pk, reason="global halt with no live loop")
+                    audit.cancel_open_orders_in_db(s.pk)  # no loop holds it: nothing rests at any venue
         elif previous == GlobalKillSwitch.State.HALTED:
             _pause_after_global_halt(actor, reason)
         for s in governed:
-            _broadcast_status(s)  # after commit, with the new effective status
+            audit.broadcast_status(s)  # after commit, with the new effective status
     return switch
 
 
@@ -310,21 +211,13 @@ def _pause_after_global_halt(actor: Actor, reason: str) -> None:
     so no loop sees the switch open while its session still says running. The operator resumes each one."""
     was_quoting = (TradingSession.Status.RUNNING, TradingSession.Status.REDUCING)
     sessions = (
-        TradingSession.objects.select_for_update()
-        .filter(status__in=was_quoting)
+        TradingSession.objects.filter(status__in=was_quoting)
         .exclude(mode=TradingSession.Mode.BACKTEST)
         .order_by("pk")
+        .values_list("pk", flat=True)
     )
-    for session in sessions:
-        previous = session.status
-        session.status = TradingSession.Status.PAUSED
-        session.status_reason = f"global kill switch re-armed ({reason}); resume to quote again"
-        session.save(update_fields=["status", "status_reason"])
-        _audit(actor, "session.pause", session, session.status_reason, previous=previous, by="global.armed")
-
-
-def cancel_open_orders_in_db(session_id: int, reason: str) -> int:
-    now = timezone.now()
-    return Order.objects.filter(session_id=session_id, status__in=Order.OPEN_STATUSES).update(
-        status=Order.Status.CANCELLED, updated_ts=now
-    )
+    why = f"global kill switch re-armed ({reason}); resume to quote again"
+    for session_id in list(sessions):
+        lifecycle.transition(
+            session_id, "pause", reason=why, actor_label=actor.label, actor_user=actor.user, by="global.armed"
+        )

@@ -567,10 +567,12 @@ class QuotingLoop:
 
     def _flatten_if_asked(self) -> None:
         """On a stop with ``flatten``: close the position with IOC orders no worse than the slippage bound."""
-        from apps.control.models import AuditEvent
-
-        stop = AuditEvent.objects.filter(session_id=self.session_id, action="session.stop").order_by("-ts").first()
-        if stop is None or not stop.detail.get("flatten"):
+        asked = (
+            TradingSession.objects.filter(pk=self.session_id, flatten_requested=True)
+            .values_list("flatten_max_slippage_bps", flat=True)
+            .first()
+        )
+        if asked is None:
             return
         self._emergency_cancel("stop with flatten")
         self.core.halt("stop with flatten")  # the core proposes nothing more; only the flatten order goes out
@@ -579,7 +581,7 @@ class QuotingLoop:
         size = round(int(abs(q) / lot + 1e-9) * lot, 12)
         if bbo is None or size <= 0:
             return
-        slip = float(stop.detail.get("max_slippage_bps", 10.0)) / 1e4
+        slip = float(asked) / 1e4
         side = Side.SELL if q > 0 else Side.BUY
         limit = bbo.bid_px * (1 - slip) if side is Side.SELL else bbo.ask_px * (1 + slip)
         from apps.engine.execution.orders import round_price

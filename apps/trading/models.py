@@ -38,6 +38,9 @@ class TradingSession(models.Model):
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     last_state = models.JSONField(default=dict, blank=True, help_text="latest published live state")
+    # A stop may ask the loop to close the position first with IOC orders no worse than the bound from the touch.
+    flatten_requested = models.BooleanField(default=False, db_default=False)
+    flatten_max_slippage_bps = models.FloatField(null=True, blank=True)
 
     class Meta:
         ordering = ["-id"]
