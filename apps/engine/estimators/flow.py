@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from scipy import special
 
 from apps.engine.estimators.base import EstimatorSnapshot, EstimatorState
-from apps.engine.validation import non_negative, positive
+from apps.engine.validation import fraction, non_negative, positive
 
 _NS_PER_S = 1_000_000_000
 
@@ -51,8 +51,7 @@ class FlowParams:
         positive("half_life_s", self.half_life_s, "FlowParams")
         non_negative("min_volume", self.min_volume, "FlowParams")
         positive("stale_after_s", self.stale_after_s, "FlowParams")
-        if not (0.0 < self.ci_level < 1.0):
-            raise ValueError(f"ci_level must be in (0, 1), got {self.ci_level!r}")
+        fraction("ci_level", self.ci_level, "FlowParams", open_low=True, closed_high=False)
         return self
 
 
@@ -175,8 +174,7 @@ class ArrivalParams:
         non_negative("min_trades", self.min_trades, "ArrivalParams")
         positive("stale_after_s", self.stale_after_s, "ArrivalParams")
         positive("lambda_max", self.lambda_max, "ArrivalParams")
-        if not (0.0 < self.ci_level < 1.0):
-            raise ValueError(f"ci_level must be in (0, 1), got {self.ci_level!r}")
+        fraction("ci_level", self.ci_level, "ArrivalParams", open_low=True, closed_high=False)
         return self
 
 

@@ -71,7 +71,7 @@ from scipy import optimize, special, stats
 
 from apps.engine.estimators.base import EstimatorSnapshot, EstimatorState
 from apps.engine.market.events import BestBidAsk, Trade
-from apps.engine.validation import non_negative, positive
+from apps.engine.validation import fraction, non_negative, positive
 
 _NS_PER_S = 1_000_000_000
 _BPS = 1e4
@@ -138,8 +138,7 @@ class KappaParams:
             non_negative(name, getattr(self, name), "KappaParams")
         if self.kappa_min >= self.kappa_max:
             raise ValueError(f"kappa_min must be < kappa_max, got {self.kappa_min!r} >= {self.kappa_max!r}")
-        if not (0.0 < self.ci_level < 1.0):
-            raise ValueError(f"ci_level must be in (0, 1), got {self.ci_level!r}")
+        fraction("ci_level", self.ci_level, "KappaParams", open_low=True, closed_high=False)
         if self.gof_min_trades < 3:
             raise ValueError(f"gof_min_trades must be >= 3, got {self.gof_min_trades!r}")
         if self.gof_max_trades < self.gof_min_trades:

@@ -6,7 +6,7 @@ The one reconciler of the strategy core and the baselines. Per side, given targe
    one of them awaits its ack (``pending_new``) the side is left alone: acting on an order the venue has not
    confirmed risks duplicates.
 2. Each target, best first, keeps the first free working order that does not need a requote
-   (:func:`~apps.engine.quoting.quoter.needs_requote`: within ``requote_ticks`` of the target).
+   (:func:`needs_requote`: within ``requote_ticks`` of the target).
 3. Each unmatched target moves a free order (``ModifyOrder``, when ``modify_orders``) or places a new post-only
    order, if the worst case allows it: with every live order on this side filled, pending cancels included (a
    cancel can race a fill), ``|q|`` must stay within Q_max. Without this, a bid whose cancel is in flight and its
@@ -25,11 +25,37 @@ from dataclasses import dataclass
 
 from apps.engine.execution.orders import OrderStatus, OrderTracker
 from apps.engine.market.events import Action, CancelOrder, ModifyOrder, PlaceOrder, Side
-from apps.engine.quoting.quoter import needs_requote
 
-__all__ = ["SideReconciliation", "reconcile_side"]
+__all__ = ["REQUOTE_EPS_TICKS", "SideReconciliation", "needs_requote", "reconcile_side"]
 
 _ROOM_SLACK = 1e-12  # base units: float noise in a position summed from fills must not block the last lot
+
+
+REQUOTE_EPS_TICKS = 1e-8
+"""Float slack of :func:`needs_requote`, in ticks: prices on the tick grid differ by whole ticks up to float
+noise (≈1e-11 at 60,000 with a 0.1 tick), so a move of ``k`` ticks must count as ``k`` ticks, not ``k − ε``.
+1e-8 tick is 1e-9 in price at a 0.1 tick, the absolute slack the core and the baselines used before."""
+
+
+def needs_requote(
+    working_px: float,
+    target_px: float | None,
+    tick_size: float,
+    requote_ticks: int,
+    *,
+    eps_ticks: float = REQUOTE_EPS_TICKS,
+) -> bool:
+    """True when a working order at ``working_px`` should be replaced to reach ``target_px``.
+
+    Replaced when the target moved by at least ``max(requote_ticks, 1)`` ticks (less ``eps_ticks`` of a tick of
+    float slack), or when there is no target. The one requote rule of the strategy core and the baselines.
+
+    >>> needs_requote(100.0, 100.3, 0.1, 3), needs_requote(100.0, 100.2, 0.1, 3)
+    (True, False)
+    """
+    if target_px is None:
+        return True
+    return abs(working_px - target_px) >= (max(requote_ticks, 1) - eps_ticks) * tick_size
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,7 +33,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from apps.engine.validation import finite
+from apps.engine.validation import finite, fraction
 
 __all__ = ["PredictionParams", "PredictionQuote", "prediction_quote", "time_to_settlement_s", "token_sigma"]
 
@@ -59,8 +59,7 @@ class PredictionParams:
     def validate(self) -> PredictionParams:
         for name in ("tick", "min_price", "max_price"):
             finite(name, getattr(self, name), "PredictionParams")
-        if not 0 < self.tick < 1:
-            raise ValueError(f"tick must be in (0, 1), got {self.tick!r}")
+        fraction("tick", self.tick, "PredictionParams", open_low=True, closed_high=False)
         if not 0 < self.min_price < self.max_price < 1:
             raise ValueError(
                 f"need 0 < min_price < max_price < 1, got min_price={self.min_price!r}, max_price={self.max_price!r}"

@@ -78,8 +78,8 @@ E[P&L] is dropped and the drop is recorded.
 
 Requote and taker
 -----------------
-:func:`needs_requote`: a working order is replaced only when its target moved by at least
-``requote_ticks`` ticks. ``modify_orders`` chooses ModifyOrder (keeps the order id, loses queue priority on
+:func:`apps.engine.execution.reconcile.needs_requote`: a working order is replaced only when its target moved by
+at least ``requote_ticks`` ticks. ``modify_orders`` chooses ModifyOrder (keeps the order id, loses queue priority on
 most venues anyway) over cancel-replace.
 
 Emergency taker: when ``|q| ≥ taker_trigger_ratio · Q_max``, reducing by x base units lowers the expected
@@ -103,7 +103,6 @@ from apps.engine.quoting.risk_aversion import FEATURE_NAMES, RiskAversionParams
 from apps.engine.validation import boolean, finite, integer, non_negative, positive
 
 __all__ = [
-    "REQUOTE_EPS_TICKS",
     "GammaResult",
     "LadderCosts",
     "Level",
@@ -118,7 +117,6 @@ __all__ = [
     "level_expected_pnl",
     "level_price",
     "level_size",
-    "needs_requote",
     "quote",
     "taker_reduction_size",
 ]
@@ -392,33 +390,6 @@ def taker_reduction_size(q: float, gamma: float, sigma: float, horizon_s: float,
     if k <= 0:
         return 0.0
     return min(max(abs(q) - cost_frac / k, 0.0), abs(q))
-
-
-REQUOTE_EPS_TICKS = 1e-8
-"""Float slack of :func:`needs_requote`, in ticks: prices on the tick grid differ by whole ticks up to float
-noise (≈1e-11 at 60,000 with a 0.1 tick), so a move of ``k`` ticks must count as ``k`` ticks, not ``k − ε``.
-1e-8 tick is 1e-9 in price at a 0.1 tick, the absolute slack the core and the baselines used before."""
-
-
-def needs_requote(
-    working_px: float,
-    target_px: float | None,
-    tick_size: float,
-    requote_ticks: int,
-    *,
-    eps_ticks: float = REQUOTE_EPS_TICKS,
-) -> bool:
-    """True when a working order at ``working_px`` should be replaced to reach ``target_px``.
-
-    Replaced when the target moved by at least ``max(requote_ticks, 1)`` ticks (less ``eps_ticks`` of a tick of
-    float slack), or when there is no target. The one requote rule of the strategy core and the baselines.
-
-    >>> needs_requote(100.0, 100.3, 0.1, 3), needs_requote(100.0, 100.2, 0.1, 3)
-    (True, False)
-    """
-    if target_px is None:
-        return True
-    return abs(working_px - target_px) >= (max(requote_ticks, 1) - eps_ticks) * tick_size
 
 
 _BETA_ATTRS = tuple((name, f"beta_{name}") for name in FEATURE_NAMES)

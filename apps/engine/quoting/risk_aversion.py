@@ -42,7 +42,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 
-from apps.engine.validation import is_finite_number, positive
+from apps.engine.validation import finite, fraction, is_finite_number, non_negative, positive
 
 __all__ = [
     "FEATURE_NAMES",
@@ -119,12 +119,9 @@ class RiskAversionParams:
 
     def validate(self) -> None:
         for f in fields(self):
-            value = getattr(self, f.name)
-            if not is_finite_number(value):
-                raise ValueError(f"{f.name} must be a finite number, got {value!r}")
+            finite(f.name, getattr(self, f.name), "RiskAversionParams")
         for name in ("gamma_base", "gamma_min", "gamma_max"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+            positive(name, getattr(self, name), "RiskAversionParams")
         if not self.gamma_min <= self.gamma_max:
             raise ValueError(
                 f"gamma_min must be <= gamma_max, got gamma_min={self.gamma_min!r}, gamma_max={self.gamma_max!r}"
@@ -156,14 +153,10 @@ class RiskFeatures:
 
     def validate(self) -> None:
         for name in FEATURE_NAMES:
-            value = getattr(self, name)
-            if not is_finite_number(value):
-                raise ValueError(f"{name} must be a finite number, got {value!r}")
-        if not 0.0 <= self.flow_toxicity <= 1.0:
-            raise ValueError(f"flow_toxicity must be in [0, 1], got {self.flow_toxicity!r}")
+            finite(name, getattr(self, name), "RiskFeatures")
+        fraction("flow_toxicity", self.flow_toxicity, "RiskFeatures")
         for name in ("inventory_utilisation", "drawdown", "estimator_uncertainty"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+            non_negative(name, getattr(self, name), "RiskFeatures")
 
     def as_dict(self) -> dict[str, float]:
         return {name: float(getattr(self, name)) for name in FEATURE_NAMES}
@@ -270,15 +263,13 @@ def cascade_intensity_feature(intensity: float, baseline: float) -> float:
 
 def inventory_utilisation_feature(q: float, q_max: float) -> float:
     """``(q/Q_max)²``; q signed base units, Q_max > 0 base units."""
-    if not is_finite_number(q):
-        raise ValueError(f"q must be a finite number, got {q!r}")
+    finite("q", q)
     return (float(q) / positive("q_max", q_max)) ** 2
 
 
 def drawdown_feature(drawdown: float, budget: float) -> float:
     """Drawdown (≥ 0, quote currency, peak-to-current loss) as a fraction of the loss budget (> 0)."""
-    if not is_finite_number(drawdown) or drawdown < 0:
-        raise ValueError(f"drawdown must be a finite number >= 0, got {drawdown!r}")
+    non_negative("drawdown", drawdown)
     return float(drawdown) / positive("budget", budget)
 
 

@@ -6,7 +6,7 @@ import inspect
 import itertools
 
 from apps.engine.execution.orders import OrderTracker
-from apps.engine.execution.reconcile import reconcile_side
+from apps.engine.execution.reconcile import needs_requote, reconcile_side
 from apps.engine.market.events import CancelOrder, Fill, OrderAck, PlaceOrder, Side
 
 TICK = 0.1
@@ -64,3 +64,19 @@ def test_the_core_and_the_baselines_reconcile_with_it():
 
     for module in (core, baselines):
         assert "reconcile_side(" in inspect.getsource(module)
+
+
+def test_requote_threshold():
+    assert not needs_requote(100.0, 100.05, 0.1, 1)
+    assert needs_requote(100.0, 100.1, 0.1, 1)
+    assert not needs_requote(100.0, 100.1, 0.1, 2)
+    assert needs_requote(100.0, None, 0.1, 1)
+
+
+def test_a_move_of_whole_ticks_counts_whole_despite_float_noise():
+    # 100.0 − 99.7 is 0.29999999999999716 in floats, less than 3 × 0.1 = 0.30000000000000004
+    assert needs_requote(100.0, 99.7, 0.1, 3)
+    assert needs_requote(100.0, 100.3, 0.1, 3)
+    assert not needs_requote(100.0, 99.8, 0.1, 3)
+    # the slack is a named parameter, in ticks
+    assert not needs_requote(100.0, 99.7, 0.1, 3, eps_ticks=0.0)

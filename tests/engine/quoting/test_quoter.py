@@ -13,7 +13,6 @@ from apps.engine.quoting.quoter import (
     bounded_gamma,
     direction_confidence,
     fill_probability,
-    needs_requote,
     quote,
     taker_reduction_size,
 )
@@ -181,22 +180,6 @@ def test_direction_confidence_lowers_gamma_when_the_drift_agrees_with_the_positi
     agree = run(q=0.02, drift_ok=True, drift_mean_per_s=1e-5, drift_std_per_s=1e-5)
     disagree = run(q=0.02, drift_ok=True, drift_mean_per_s=-1e-5, drift_std_per_s=1e-5)
     assert agree.inputs["gamma"] < disagree.inputs["gamma"]
-
-
-def test_requote_threshold():
-    assert not needs_requote(100.0, 100.05, 0.1, 1)
-    assert needs_requote(100.0, 100.1, 0.1, 1)
-    assert not needs_requote(100.0, 100.1, 0.1, 2)
-    assert needs_requote(100.0, None, 0.1, 1)
-
-
-def test_a_move_of_whole_ticks_counts_whole_despite_float_noise():
-    # 100.0 − 99.7 is 0.29999999999999716 in floats, less than 3 × 0.1 = 0.30000000000000004
-    assert needs_requote(100.0, 99.7, 0.1, 3)
-    assert needs_requote(100.0, 100.3, 0.1, 3)
-    assert not needs_requote(100.0, 99.8, 0.1, 3)
-    # the slack is a named parameter, in ticks
-    assert not needs_requote(100.0, 99.7, 0.1, 3, eps_ticks=0.0)
 
 
 def test_no_quotes_while_kappa_or_sigma_unusable():
