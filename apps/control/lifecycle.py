@@ -8,7 +8,7 @@ call it; nothing else writes a session's status.
 
 ::
 
-    created ──start──▶ running ◀──resume── paused ◀──rearm── halted
+    created ──run────▶ running ◀──resume── paused ◀──rearm── halted
        │                │  ▲                 ▲ │                ▲
        │                │  └─────resume──────┼─┘                │
        │                ├──reduce──▶ reducing┘(pause)           │
@@ -55,7 +55,7 @@ class Transition:
 TABLE: dict[str, Transition] = {
     t.event: t
     for t in (
-        Transition("start", frozenset({S.CREATED}), S.RUNNING, system_only=True),
+        Transition("run", frozenset({S.CREATED}), S.RUNNING, system_only=True),  # a loop took the session
         Transition("pause", frozenset({S.RUNNING, S.REDUCING}), S.PAUSED),
         Transition("resume", frozenset({S.PAUSED, S.REDUCING}), S.RUNNING),
         Transition("reduce", frozenset({S.RUNNING, S.PAUSED}), S.REDUCING, reason_required=True),
@@ -147,5 +147,6 @@ def transition(
         ):
             audit.cancel_open_orders_in_db(session.pk)  # no loop holds it: nothing rests at any venue
         audit.record(actor_label, actor_user, t.audit_action, session, reason, previous=previous, **detail)
-        audit.broadcast_status(session)
+        if session.mode != TradingSession.Mode.BACKTEST:  # a backtest has no live page to push to
+            audit.broadcast_status(session)
     return session

@@ -19,7 +19,12 @@ range takes from its Instrument when they are not given)::
      "as": {...ASParams...},                    # Avellaneda–Stoikov; defaults to the keys it shares with "strategy"
      "venue": {...PaperVenueConfig...},         # tick_size and lot_size required
      "backtest": {"markout_s": 1.0, "sample_interval_s": 1.0},
-     "instrument": {"venue": "binance-usdm", "symbol": "BTCUSDT", "kind": "perp"}}
+     "instrument": {"venue": "binance-usdm", "symbol": "BTCUSDT", "kind": "perp"},
+     "risk": {...}}                             # the live session's rule overrides (apps.engine.risk.session)
+
+Every backtest runs the session's risk rules (their defaults, with ``risk`` overrides) in the same driver as the
+live loop: a rule that halts or reduces a live session halts or reduces the backtest at the same instant, and
+the run's summary lists the trips (``risk_events``) when there were any.
 """
 
 from __future__ import annotations
@@ -38,16 +43,7 @@ from django.utils import timezone
 
 from apps.engine.core import StrategyCore, StrategyParams
 from apps.engine.execution.paper import PaperVenue, PaperVenueConfig
-from apps.engine.market.events import (
-    Action,
-    CancelAll,
-    CancelOrder,
-    Fill,
-    ModifyOrder,
-    OrderAck,
-    OrderReject,
-    PlaceOrder,
-)
+from apps.engine.risk.session import SessionRisk, build_risk_engine
 from apps.engine.simulation.backtest import BacktestConfig, BacktestResult, EngineLoop, merge_by_local_time
 from apps.engine.simulation.baselines import ASParams, AvellanedaStoikovQuoter, FixedSpreadParams, FixedSpreadQuoter
 from apps.marketdata.identify import identify
@@ -62,10 +58,11 @@ from apps.marketdata.models import (
 from apps.marketdata.parsers import FORMATS, ParseStats, Quarantined, parse_file
 from apps.marketdata.selectors import iter_events, stored_range_ns
 from apps.trading.models import BacktestRun, PnlPoint, SweepRun, TradingSession
-from apps.trading.recording import Recorder, make_writer, ns_to_dt
+from apps.trading.ports import session_control
+from apps.trading.recording import Recorder, RecorderSink, make_writer, ns_to_dt
 
 STRATEGIES = ("glft", "fixed", "as")
-SECTIONS = ("strategy", "fixed", "as", "venue", "backtest", "instrument")
+SECTIONS = ("strategy", "fixed", "as", "venue", "backtest", "instrument", "risk")
 RECORDER_FLUSH_S = 0.5
 STORED = "stored"  # data_format of a run over a stored range (not a parser format)
 assert STORED not in FORMATS
@@ -82,6 +79,13 @@ class BacktestParams:
     backtest: BacktestConfig
     instrument: dict[str, str]
     raw: dict[str, Any]
+    risk: dict[str, Any] = field(default_factory=dict)
+
+    def session_risk(self, kind: str) -> SessionRisk:
+        """The live session's rule set for a strategy of ``kind`` (its Q_max sets the position limit's default)."""
+        max_inventory = {"glft": self.glft, "fixed": self.fixed, "as": self.avst}[kind].max_inventory
+        engine, capital = build_risk_engine(self.risk, max_inventory)
+        return SessionRisk(engine, capital, max_inventory)
 
 
 def parse_params(params: dict[str, Any] | str) -> BacktestParams:
@@ -110,14 +114,18 @@ def parse_params(params: dict[str, Any] | str) -> BacktestParams:
     bad = sorted(set(instrument) - {"venue", "symbol", "kind"})
     if bad:
         raise ValueError(f"params.instrument: unknown field(s) {bad}; known: ['kind', 'symbol', 'venue']")
+    risk = params.get("risk", {})
+    glft = _section("strategy", lambda: StrategyParams.from_dict(glft_d))
+    build_risk_engine(risk, glft.max_inventory)  # validates: every error names the rule and the field
     return BacktestParams(
-        glft=_section("strategy", lambda: StrategyParams.from_dict(glft_d)),
+        glft=glft,
         fixed=_section("fixed", lambda: FixedSpreadParams.from_dict(params.get("fixed", {}))),
         avst=_section("as", lambda: ASParams.from_dict(as_d)),
         venue=_section("venue", lambda: _venue(venue)),
         backtest=_section("backtest", lambda: _backtest(params.get("backtest", {}))),
         instrument={str(k): str(v) for k, v in instrument.items()},
         raw=params,
+        risk=risk,
     )
 
 
@@ -397,54 +405,8 @@ def run_engine(
     """The pure run: no database. Same events, parameters and seed ⇒ the same result."""
     strategy = build_strategy(kind, p, id_prefix)
     venue = PaperVenue(p.venue, seed=seed)
-    loop = EngineLoop(strategy, venue, p.backtest, sink=sink, name=kind)
+    loop = EngineLoop(strategy, venue, p.backtest, sink=sink, name=kind, risk=p.session_risk(kind))
     return loop.run(events)
-
-
-class RecorderSink:
-    """Writes what the engine loop does through the quoting loop's Recorder, with the same row kinds."""
-
-    def __init__(self, recorder: Recorder, strategy: Any) -> None:
-        self.recorder = recorder
-        self.strategy = strategy
-
-    def market(self, event: Any) -> None:
-        pass  # the market data of a backtest is its input (files or a stored range); it is not copied again
-
-    def order_event(self, ev: Any) -> None:
-        r = self.recorder
-        if isinstance(ev, Fill):
-            r.fill(ev)
-            r.order_event(
-                ev.ts_local_ns, ev.client_order_id, "fill", fill_id=ev.fill_id, price=ev.price, size=ev.size, fee=ev.fee
-            )
-        elif isinstance(ev, OrderAck):
-            r.order_event(ev.ts_local_ns, ev.client_order_id, f"ack_{ev.status}", price=ev.price, size=ev.size)
-        elif isinstance(ev, OrderReject):
-            r.order_event(ev.ts_local_ns, ev.client_order_id, "reject", reason=ev.reason)
-        self._state(ev.ts_local_ns, ev.client_order_id)
-
-    def actions(self, ts_ns: int, actions: Sequence[Action]) -> None:
-        r = self.recorder
-        for a in actions:
-            if isinstance(a, PlaceOrder):
-                r.order_event(
-                    ts_ns, a.client_order_id, "place", side=int(a.side), price=a.price, size=a.size, tif=a.tif
-                )
-                self._state(ts_ns, a.client_order_id)
-            elif isinstance(a, (CancelOrder, ModifyOrder)):
-                r.order_event(ts_ns, a.client_order_id, type(a).__name__.lower())
-                self._state(ts_ns, a.client_order_id)
-            elif isinstance(a, CancelAll):
-                r.order_event(ts_ns, "*", "cancel_all", reason=a.reason)
-
-    def decision(self, decision: Any) -> None:
-        self.recorder.decision(decision)
-
-    def _state(self, ts_ns: int, cid: str) -> None:
-        order = self.strategy.tracker.get(cid)
-        if order is not None:
-            self.recorder.order_state(ts_ns, order)
 
 
 def _instrument(p: BacktestParams, fmt: str, files: Sequence[str]) -> Instrument:
@@ -497,7 +459,6 @@ def create_run(
             mode=TradingSession.Mode.BACKTEST,
             feed=f"replay:{fmt}"[:32],
             instrument=inst or _instrument(p, fmt, files),
-            status=TradingSession.Status.CREATED,
             params=p.raw,
             seed=seed,
         )
@@ -515,7 +476,8 @@ def execute_run(run: BacktestRun, events: Sequence[Any] | None = None) -> Stored
     BacktestRun.objects.filter(pk=run.pk).update(status=BacktestRun.Status.RUNNING)
     session = run.session
     assert session is not None
-    TradingSession.objects.filter(pk=session.pk).update(status=TradingSession.Status.RUNNING)
+    control = session_control(session.pk, actor_label="backtest")  # the session's status is control's to write
+    control.report("run", "backtest started")
     try:
         p = parse_params(run.params)
         data_info: dict[str, Any] = {}
@@ -528,13 +490,12 @@ def execute_run(run: BacktestRun, events: Sequence[Any] | None = None) -> Stored
         writer = make_writer(RECORDER_FLUSH_S, None)
         recorder = Recorder(writer, session.pk, session.instrument_id)
         strategy = build_strategy(run.strategy, p, f"bt{session.pk}")
-        sink = RecorderSink(recorder, strategy)
+        venue = PaperVenue(p.venue, seed=int(session.seed))
         writer.start()
         try:
-            loop = EngineLoop(
-                strategy, PaperVenue(p.venue, seed=int(session.seed)), p.backtest, sink=sink, name=run.strategy
-            )
-            result = loop.run(events)
+            sink = RecorderSink(recorder)
+            risk = p.session_risk(run.strategy)
+            result = EngineLoop(strategy, venue, p.backtest, sink=sink, name=run.strategy, risk=risk).run(events)
         finally:
             writer.close()
         if writer.buffered_rows or writer.stats.rows_spilled > writer.stats.rows_replayed:
@@ -553,20 +514,13 @@ def execute_run(run: BacktestRun, events: Sequence[Any] | None = None) -> Stored
             BacktestRun.objects.filter(pk=run.pk).update(
                 status=BacktestRun.Status.DONE, summary=summary, finished_at=timezone.now()
             )
-            TradingSession.objects.filter(pk=session.pk).update(
-                status=TradingSession.Status.STOPPED,
-                status_reason="backtest finished",
-                last_state=strategy.state(),
-                **span,
-            )
+            control.report("finish", "backtest finished", extra_fields={"last_state": strategy.state(), **span})
         return StoredBacktest(run.pk, session.pk, summary, result)
     except Exception as exc:
         BacktestRun.objects.filter(pk=run.pk).update(
             status=BacktestRun.Status.FAILED, error=f"{type(exc).__name__}: {exc}"
         )
-        TradingSession.objects.filter(pk=session.pk).update(
-            status=TradingSession.Status.FAILED, status_reason=f"backtest failed: {exc}"[:500], ended_at=timezone.now()
-        )
+        control.report("fail", f"backtest failed: {type(exc).__name__}: {exc}")
         raise
 
 

@@ -17,11 +17,3 @@ def run_quoting_session(session_id: int) -> str:
     outcome = QuotingLoop(session_id).run()
     logger.info("run_quoting_session(%s): %s", session_id, outcome)
     return outcome
-
-
-@shared_task(name="apps.trading.tasks.sweep_dead_sessions", ignore_result=True)
-def sweep_dead_sessions() -> list[int]:
-    """Dead-man's switch: a RUNNING session whose lease expired has no loop; cancel its orders and mark it."""
-    from apps.trading.services import sweep_dead_sessions as sweep
-
-    return sweep()

@@ -1,3 +1,9 @@
+"""The dead-man's switch: sessions whose quoting loop died (its lease ran out) or never started.
+
+Lives in the control layer because it changes a session's status and writes audit rows; its Celery task keeps
+its old name (``apps.trading.tasks.sweep_dead_sessions``) so schedules and queues are unchanged.
+"""
+
 from __future__ import annotations
 
 import logging
@@ -7,6 +13,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from apps.control import lifecycle
+from apps.control.models import AuditEvent
 from apps.trading import lease
 from apps.trading.models import Order, TradingSession
 
@@ -24,7 +32,6 @@ def sweep_dead_sessions() -> list[int]:
     the venue — for the paper venue its book died with the process, so the records are closed here — and is
     marked; then its loop is queued again, and the new loop resumes from the database (position from fills).
     A session that keeps dying (more than MM_MAX_RESTARTS times in 10 minutes) is marked FAILED instead."""
-    from apps.control.models import AuditEvent
     from apps.trading.tasks import run_quoting_session
 
     swept: list[int] = requeue_unstarted()
@@ -48,11 +55,9 @@ def sweep_dead_sessions() -> list[int]:
             session.lease_owner = ""
             session.lease_expires_at = None
             session.status_reason = reason
-            fields = ["lease_owner", "lease_expires_at", "status_reason"]
+            session.save(update_fields=["lease_owner", "lease_expires_at", "status_reason"])
             if not restart:
-                session.status = TradingSession.Status.FAILED
-                fields.append("status")
-            session.save(update_fields=fields)
+                lifecycle.transition(session_id, "fail", reason=reason, actor_label="dead-mans-switch", by_system=True)
             AuditEvent.objects.create(
                 actor_label="dead-mans-switch",
                 action="session.dead",
@@ -69,7 +74,6 @@ def sweep_dead_sessions() -> list[int]:
 def requeue_unstarted(grace_s: float = 10.0) -> list[int]:
     """Sessions asked to start whose loop never took the lease (the broker was down when they were queued):
     queue them again. A duplicate delivery is harmless (the lease decides)."""
-    from apps.control.models import AuditEvent
     from apps.trading.tasks import run_quoting_session
 
     cutoff = timezone.now() - timedelta(seconds=grace_s)

@@ -1,0 +1,50 @@
+"""The port through which trading reports to the control layer, so ``apps.trading`` never imports ``apps.control``.
+
+A quoting loop or a backtest changes its session's status only by *reporting* an event of the lifecycle table
+(``run``, ``halt``, ``reduce``, ``finish``, ``fail``) and leaves its own notes (``loop.start``…) through a
+:class:`SessionControl`; the control layer decides, writes the status and the audit row, and broadcasts. The
+implementation is named by ``settings.MM_SESSION_CONTROL`` (default ``apps.control.ports.DatabaseSessionControl``)
+and handed to the loop by its task; a test may hand in its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from django.conf import settings
+from django.utils.module_loading import import_string
+
+
+@dataclass(frozen=True)
+class ControlSnapshot:
+    """The session's own status and the global switch's state, read together (one snapshot)."""
+
+    status: str
+    global_state: str
+
+
+class SessionControl(Protocol):
+    session_id: int
+
+    def read(self) -> ControlSnapshot:
+        """The session's status and the global switch, in one query."""
+
+    def report(self, event: str, reason: str, **detail: Any) -> str:
+        """Ask for a lifecycle event (``run``, ``halt``, ``reduce``, ``finish``, ``fail``); returns the status
+        after it. A refused event raises ``ValueError`` with the table's reason."""
+
+    def note(self, action: str, reason: str = "", **detail: Any) -> None:
+        """An audit row of the platform's own (``loop.start``, ``loop.recovered``, ``loop.lease_held``, …)."""
+
+    def flatten_request(self) -> float | None:
+        """The slippage bound (bps) of a stop that asked to flatten, else None."""
+
+    def shown_status(self, snapshot: ControlSnapshot) -> str:
+        """The status a page shows for ``snapshot``: the session's, or the global switch's when stricter."""
+
+
+def session_control(session_id: int, actor_label: str = "quoting-loop") -> SessionControl:
+    """The configured implementation for one session."""
+    cls = import_string(getattr(settings, "MM_SESSION_CONTROL", "apps.control.ports.DatabaseSessionControl"))
+    return cls(session_id, actor_label=actor_label)
