@@ -78,7 +78,7 @@ def _gateway_check_ns() -> float:
     import timeit
 
     from apps.engine.market.events import PlaceOrder, Side
-    from apps.trading.gateway import Mode, OrderGateway
+    from apps.engine.risk.gateway import Mode, OrderGateway
 
     venue = PaperVenue(PaperVenueConfig(tick_size=0.1, lot_size=0.001), seed=1)
     gw = OrderGateway(venue, Mode.REDUCING)

@@ -172,7 +172,7 @@ class QuotingLoop:
         q, cash, fees, n = self._position_from_fills()
         self.core.tracker.position, self.core.tracker.cash, self.core.tracker.fees_paid = q, cash, fees
         self.core.fills = n
-        from apps.trading.risk import SessionRisk, build_risk_engine
+        from apps.engine.risk.session import SessionRisk, build_risk_engine
 
         engine, capital = build_risk_engine(config.risk, config.strategy.max_inventory)
         self.risk = SessionRisk(engine, capital, config.strategy.max_inventory)

@@ -63,7 +63,7 @@ def build_session_config(params: dict[str, Any], seed: int) -> SessionConfig:
     venue = _build(PaperVenueConfig, "venue", venue_data)
     strategy = _strategy(params.get("strategy", {}))
     risk = params.get("risk", {})
-    from apps.trading.risk import build_risk_engine
+    from apps.engine.risk.session import build_risk_engine
 
     build_risk_engine(risk, strategy.max_inventory)  # validates; the loop builds its own instance
     feed = params.get("feed", {})

@@ -10,9 +10,9 @@ import pytest
 
 from apps.control.models import AuditEvent
 from apps.control.services import Actor, create_paper_session
+from apps.engine.risk.session import build_risk_engine
 from apps.trading.loop import QuotingLoop
 from apps.trading.models import Order, OrderEventRecord, RiskEventRecord, TradingSession
-from apps.trading.risk import build_risk_engine
 from tests.conftest import wait_until as _wait
 
 FAST = {"sigma_bucket_s": 0.25, "sigma_min_buckets": 8, "kappa_min_volume": 0.05}

@@ -1,8 +1,10 @@
 """The order gateway: the one path from the strategy to a venue, with the kill switch checked before every send.
 
-The mode is the most restrictive of the session's status and the global switch, refreshed from PostgreSQL at
-the start of every loop step; the check itself is an in-memory comparison (a few hundred nanoseconds).
-Blocked orders are answered with an ``OrderReject`` so the strategy's own order book stays consistent.
+The driver (:class:`apps.engine.simulation.backtest.EngineLoop`) sets the mode: the most restrictive of what
+its owner hands it (a live session's status and the global switch, read from PostgreSQL by the quoting loop;
+RUNNING in a backtest) and what the risk rules decide. The check itself is an in-memory comparison (a few
+hundred nanoseconds). Blocked orders are answered with an ``OrderReject`` so the strategy's own order book stays
+consistent. Pure: no Django, no I/O.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ States, least to most restrictive
 ``HALTED``    no order at all; the owner cancels every open order when it enters this state.
 
 Who may move a session or the global switch between these states, the latch, the audit row and the
-broadcast belong to the control services (``apps.control``); the order gateway (``apps.trading.gateway``)
+broadcast belong to the control services (``apps.control``); the order gateway (:mod:`apps.engine.risk.gateway`)
 calls :func:`gate` for the reduce-only rule. An in-engine latched switch object (``KillSwitch``,
 ``CombinedSwitch`` and its ``Actor``) used to live here, reached only by its tests; it was removed in issue 14.
 

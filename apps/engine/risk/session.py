@@ -1,9 +1,17 @@
 """Per-session risk: builds the engine's RiskEngine from the session's ``params["risk"]`` and keeps its inputs.
 
+The one driver (:class:`apps.engine.simulation.backtest.EngineLoop`) feeds and evaluates it in every mode:
+live, replay through the live loop, and backtests. Pure: no Django, no I/O.
+
 ``params["risk"]`` maps a rule kind to overrides of its params, e.g.
 ``{"position_limit": {"max_position": 0.1}, "drawdown": {"max_drawdown_frac": 0.02}, "capital_quote": 10000}``.
 Unknown rule kinds or fields are rejected with a message naming them. Defaults tie the position limit to the
 strategy's own Q_max (the quoter never exceeds Q_max; the rule trips at 2·Q_max, i.e. when something is wrong).
+
+The margin rule (:class:`~apps.engine.risk.rules.MarginRule`) joins the set only when ``params["risk"]["margin"]``
+is given (``{}`` for its defaults): it needs the venue's margin report (leverage, maintenance rate, wallet,
+entry price), which a venue hands over through :meth:`SessionRisk.on_margin`. The paper venue reports no
+margin, so on it the rule is configured but not applicable (it returns no trip while ``leverage`` is unknown).
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from apps.engine.risk.rules import (
     CrossedBookRule,
     DrawdownRule,
     EstimatorStateRule,
+    MarginRule,
     MessageRateRule,
     NotionalLimitRule,
     OrderFlowWindow,
@@ -48,6 +57,7 @@ RULES = (
     MessageRateRule,
     SkewAlarmRule,
 )
+OPTIONAL_RULES = (MarginRule,)  # only when configured: they need a report not every venue gives
 FEED = "market"
 
 
@@ -63,7 +73,7 @@ def build_risk_engine(risk: dict[str, Any], max_inventory: float) -> tuple[RiskE
         or not (capital > 0 and math.isfinite(capital))
     ):
         raise ValueError(f"params.risk.capital_quote must be a positive number, got {capital!r}")
-    kinds = {cls.kind: cls for cls in RULES}
+    kinds = {cls.kind: cls for cls in (*RULES, *OPTIONAL_RULES)}
     unknown = sorted(set(risk) - set(kinds))
     if unknown:
         raise ValueError(f"params.risk: unknown rule(s) {unknown}; known: {sorted(kinds)} and capital_quote")
@@ -73,6 +83,8 @@ def build_risk_engine(risk: dict[str, Any], max_inventory: float) -> tuple[RiskE
     }
     rules = []
     for kind, cls in kinds.items():
+        if cls in OPTIONAL_RULES and kind not in risk:
+            continue
         base = cls().params
         overrides = {**defaults.get(kind, {}), **risk.get(kind, {})}
         fields = {f.name for f in dataclasses.fields(base)}
@@ -99,6 +111,7 @@ class SessionRisk:
         self.peak_equity = capital_quote
         self.feed_last_ns: dict[str, int] = {}
         self.clock_skew_ns: int | None = None
+        self.margin: tuple[float, float, float, float] | None = None  # leverage, maint. rate, wallet, entry
         self._t = 0  # the rolling windows need non-decreasing time; event stamps can lag the wall clock
 
     def _now(self, ts_ns: int) -> int:
@@ -109,6 +122,10 @@ class SessionRisk:
         self.feed_last_ns[FEED] = ts_local_ns
         if ts_exch_ns:
             self.clock_skew_ns = ts_local_ns - ts_exch_ns
+
+    def on_margin(self, leverage: float, maint_margin_rate: float, wallet_balance: float, entry_price: float) -> None:
+        """The venue's margin report (isolated linear perpetual): what the margin rule reads."""
+        self.margin = (leverage, maint_margin_rate, wallet_balance, entry_price)
 
     def on_sent(self, ts_ns: int, n_place: int, n_cancel: int) -> None:
         ts_ns = self._now(ts_ns)
@@ -156,6 +173,8 @@ class SessionRisk:
             order_flow={w: f.snapshot(now_ns) for w, f in self.flows.items()},
             skew_alarm=skew_magnitude_alarm(q, self.max_inventory, skew if math.isfinite(skew) else 0.0),
         )
+        if self.margin is not None:
+            state.leverage, state.maint_margin_rate, state.wallet_balance, state.entry_price = self.margin
         trips = self.engine.evaluate(state)
         started, cleared = self.edges.update(trips)
         return started, cleared, trips

@@ -6,7 +6,7 @@ import pytest
 
 from apps.engine.execution.paper import PaperVenue, PaperVenueConfig
 from apps.engine.market.events import BestBidAsk, CancelAll, CancelOrder, ModifyOrder, OrderReject, PlaceOrder, Side
-from apps.trading.gateway import Mode, OrderGateway
+from apps.engine.risk.gateway import Mode, OrderGateway
 
 
 @pytest.fixture

@@ -1,0 +1,38 @@
+"""The session rule set (apps.engine.risk.session): configuration, and the margin rule where a venue reports margin."""
+
+from __future__ import annotations
+
+import pytest
+
+from apps.engine.risk.rules import MarginRule, RuleAction
+from apps.engine.risk.session import SessionRisk, build_risk_engine
+
+STATE = {"pnl": 0.0, "inventory": 0.5, "mid": 100.0, "kappa_state": "ok", "sigma_state": "ok"}
+
+
+def test_the_margin_rule_is_in_the_set_only_when_configured():
+    engine, _ = build_risk_engine({}, 0.1)
+    assert not any(isinstance(r, MarginRule) for r in engine.rules)
+    engine, _ = build_risk_engine({"margin": {"max_margin_use": 0.2}}, 0.1)
+    (rule,) = [r for r in engine.rules if isinstance(r, MarginRule)]
+    assert rule.params.max_margin_use == 0.2
+    with pytest.raises(ValueError, match=r"params\.risk\.margin: unknown field"):
+        build_risk_engine({"margin": {"max_use": 0.2}}, 0.1)
+
+
+def test_without_a_margin_report_the_configured_rule_does_not_apply():
+    """The paper venue reports no margin: the rule is configured but has nothing to judge."""
+    risk = SessionRisk(*build_risk_engine({"margin": {}}, 1.0), max_inventory=1.0)
+    risk.on_market(10, 9)
+    _, _, trips = risk.evaluate(10, STATE, {"best_bid": 99.9, "best_ask": 100.1})
+    assert not [t for t in trips if t.kind == "margin"]
+
+
+def test_a_venue_margin_report_near_liquidation_reduces():
+    risk = SessionRisk(*build_risk_engine({"margin": {}}, 1.0), max_inventory=1.0)
+    risk.on_market(10, 9)
+    # 20x long from 104: liquidation near 99.3, 0.7 % below a mark of 100, inside the 5 % bound
+    risk.on_margin(leverage=20.0, maint_margin_rate=0.004, wallet_balance=10_000.0, entry_price=104.0)
+    started, _, _ = risk.evaluate(10, STATE, {"best_bid": 99.9, "best_ask": 100.1})
+    (trip,) = [t for t in started if t.kind == "margin"]
+    assert trip.action is RuleAction.REDUCE and trip.values["liq_distance_frac"] < 0.05
