@@ -180,6 +180,9 @@ class StrategyCore:
         lot_size: float,
         id_prefix: str = "q",
         initial_position: float = 0.0,
+        initial_cash: float = 0.0,
+        initial_fees: float = 0.0,
+        initial_fills: int = 0,
     ) -> None:
         if not (tick_size > 0 and lot_size > 0):
             raise ValueError(f"tick_size and lot_size must be > 0, got {tick_size!r}, {lot_size!r}")
@@ -190,12 +193,13 @@ class StrategyCore:
         self.quoter_params = params.quoter
         self.risk_params = RiskAversionParams()
         self.market = MarketEstimators(params.estimator_config(tick_size), tick_size=tick_size)
-        self.tracker = OrderTracker(initial_position=initial_position)
+        # a restarted live session continues from its recorded fills: position, cash (net of fees), fees, count
+        self.tracker = OrderTracker(initial_position, initial_cash, initial_fees)
         self.last_decision: QuoteDecision | None = None
         self.last_quote: QuoteResult | None = None
         self.decisions_changed = False
         self.halted = False
-        self.fills = 0
+        self.fills = initial_fills
         self.decisions_computed = 0
         self._seq = 0
         self._now_ns = 0

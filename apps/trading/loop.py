@@ -1,4 +1,9 @@
-"""The quoting loop: simulator feed → strategy core → order gateway → paper venue, recorded and published.
+"""The quoting loop: a wall-clock shell around the engine's one driver (lease, heartbeat, control poll, publish).
+
+Everything between a market event and a recorded row (risk rules → strategy core → gateway → venue → order
+events → ledger → sink) is :class:`apps.engine.simulation.backtest.EngineLoop`, the same driver a backtest runs;
+this shell hands it a clock (``step_until(events, now)`` once per step), a feed (the simulator or a recording
+re-stamped to now), the paper venue and the recording sink, and tells it the operator's mode.
 
 Written as small step methods so a test can drive it one step at a time. The loop runs only while it holds the
 session's lease. On every step it re-reads the session's status and the global kill switch (one row each); the
@@ -31,42 +36,30 @@ from django.utils import timezone
 
 from apps.engine.core import StrategyCore, StrategyParams
 from apps.engine.execution.paper import PaperVenue
-from apps.engine.market.events import (
-    Action,
-    BestBidAsk,
-    CancelAll,
-    CancelOrder,
-    Fill,
-    ModifyOrder,
-    OrderAck,
-    OrderReject,
-    PlaceOrder,
-    Side,
-    Trade,
-)
 from apps.engine.market.feeds import Backoff, FeedDisconnectedError, ReplayingFeed, SimulatedFeed
+from apps.engine.risk.gateway import Mode
+from apps.engine.risk.rules import RuleAction, RuleTrip
+from apps.engine.risk.session import SessionRisk, build_risk_engine
+from apps.engine.simulation.backtest import BacktestConfig, EngineLoop
 from apps.engine.simulation.simulator import MarketSimulator
 from apps.marketdata.writer import BatchedWriter
 from apps.trading import lease
-from apps.trading.gateway import Mode, OrderGateway
 from apps.trading.models import FillRecord, Order, TradingSession
-from apps.trading.recording import Recorder, make_writer, recover_journals
+from apps.trading.recording import Recorder, RecorderSink, make_writer, recover_journals
 from apps.trading.runtime import build_session_config
 
 logger = logging.getLogger(__name__)
 Status = TradingSession.Status
 EXIT_STATUSES = (Status.STOPPED, Status.FAILED)
+# the driver's measurement settings in a live session: no decision list kept in memory, no end-of-data cancel
+# (the shell cancels on exit); the risk grid is the backtest's, so a replay and a backtest evaluate alike
+LIVE = BacktestConfig(keep_decisions=False, cancel_at_end=False)
 
 
 @dataclass
 class LoopStats:
-    steps: int = 0
-    market_events: int = 0
-    order_events: int = 0
-    actions: int = 0
-    decisions_recorded: int = 0
+    steps: int = 0  # what the engine did is in ``loop.driver.result.stats``
     publishes: int = 0
-    emergency_cancels: int = 0
     db_outages: int = 0
     outcome: str = ""
 
@@ -103,14 +96,10 @@ class QuotingLoop:
         self.stats = LoopStats()
         self.status: str = Status.CREATED
         self.global_state: str = "armed"
-        self.control_mode = Mode.HALTED  # from PostgreSQL: session status and the global switch
-        self.risk_mode = Mode.RUNNING  # from the automatic rules that pull quotes without latching
-        self.feed_mode = Mode.RUNNING  # PAUSED while the feed is down or not yet resynchronised
         self.db_ok = True
+        self._feed_resynced = False
         self._next_publish_ns = 0
         self._next_heartbeat_ns = 0
-        self._seen_fill_ids: set[str] = set()
-        self._blocked_recorded_for: Mode | None = None
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -160,23 +149,31 @@ class QuotingLoop:
         self.backoff = Backoff(config.backoff, seed=config.seed)
         self._next_connect_ns = 0
         self._open_at_disconnect = 0
-        self.venue = PaperVenue(venue_cfg, seed=config.seed)
-        self.gateway = OrderGateway(self.venue)
         run = self.owner.removeprefix("loop-")[:6]
+        q, cash, fees, n = self._position_from_fills()
         self.core = StrategyCore(
             config.strategy,
             tick_size=tick,
             lot_size=lot,
             id_prefix=f"s{session.pk}-{run}",
+            initial_position=q,
+            initial_cash=cash,
+            initial_fees=fees,
+            initial_fills=n,
         )
-        q, cash, fees, n = self._position_from_fills()
-        self.core.tracker.position, self.core.tracker.cash, self.core.tracker.fees_paid = q, cash, fees
-        self.core.fills = n
-        from apps.engine.risk.session import SessionRisk, build_risk_engine
-
         engine, capital = build_risk_engine(config.risk, config.strategy.max_inventory)
-        self.risk = SessionRisk(engine, capital, config.strategy.max_inventory)
-        self.recorder = Recorder(self.writer, session.pk, session.instrument_id, trade_id_prefix=f"{run}-")
+        recorder = Recorder(self.writer, session.pk, session.instrument_id, trade_id_prefix=f"{run}-")
+        # a replay's market data is already stored (or in its files): record only what we did
+        self.sink = RecorderSink(recorder, record_market=config.replay is None, log_fills=True)
+        self.driver = EngineLoop(
+            self.core,
+            PaperVenue(venue_cfg, seed=config.seed),
+            LIVE,
+            sink=self.sink,
+            risk=SessionRisk(engine, capital, config.strategy.max_inventory),
+            report=self._report_trip,
+            mode=Mode.HALTED,  # nothing is sent before the first control read
+        )
         self.writer.start()
         self._next_heartbeat_ns = now + self.heartbeat_ns
         AuditEvent.objects.create(
@@ -236,9 +233,8 @@ class QuotingLoop:
         return self.stats.outcome
 
     def finish(self) -> None:
-        self._emergency_cancel(self.stats.outcome or "loop ended")
-        if hasattr(self, "core"):
-            self.core.halt(self.stats.outcome or "loop ended")
+        if hasattr(self, "driver"):
+            self.driver.stop(self.stats.outcome or "loop ended", self.clock())
         self.writer.close()
         try:
             self._save_state()
@@ -255,16 +251,12 @@ class QuotingLoop:
         now = self.clock()
         if not self._check_control(now):
             return False
-        for event in self._poll_feed(now):
-            self._on_market(event)
-        self._deliver_venue_until(now, inclusive=True)
-        self._handle_order_events(self.venue.advance(now))
-        self._evaluate_risk(now)
-        if isinstance(self.feed, ReplayingFeed) and self.feed.exhausted:
-            self.stats.outcome = "replay_finished"
-            TradingSession.objects.filter(pk=self.session_id).update(
-                status=Status.STOPPED, status_reason="replay finished", ended_at=timezone.now()
-            )
+        self.driver.step_until(self._poll_feed(now), now)
+        if self._feed_resynced:  # quoting re-opens after the core has applied the resync snapshot and top of book
+            self._feed_resynced = False
+            self.driver.set_mode("feed", Mode.RUNNING, now, "feed resynchronised")
+        if self.feed.exhausted:
+            self._finish_replay()
             return False
         if self.writer.overflowing:
             self._emergency_cancel("recorder buffer overflow")
@@ -307,7 +299,7 @@ class QuotingLoop:
                 logger.warning("session %s: database unavailable (%s); quotes pulled", self.session_id, exc)
             self.db_ok = False
             connection.close()
-            self._set_mode(Mode.PAUSED, "database unavailable")
+            self.driver.set_mode("db", Mode.PAUSED, now, "database unavailable")
             return True
         if not self.db_ok:
             logger.info("session %s: database back", self.session_id)
@@ -319,10 +311,9 @@ class QuotingLoop:
             if status == Status.STOPPED:
                 self._flatten_if_asked()
             return False
-        self.control_mode = max(Mode.of(status if status != Status.CREATED else Status.RUNNING), Mode.of(global_state))
-        self._set_mode(
-            max(self.control_mode, self.risk_mode, self.feed_mode), f"session {status}, global {global_state}"
-        )
+        control = max(Mode.of(status if status != Status.CREATED else Status.RUNNING), Mode.of(global_state))
+        self.driver.set_mode("control", control, now, f"session {status}, global {global_state}")
+        self.driver.set_mode("db", Mode.RUNNING, now, "database available")
         return True
 
     def _poll_feed(self, now: int) -> list[Any]:
@@ -332,9 +323,8 @@ class QuotingLoop:
             try:
                 return self.feed.poll(now)
             except FeedDisconnectedError as exc:
-                self.feed_mode = Mode.PAUSED
                 self._open_at_disconnect = len(self.core.tracker.open_orders())
-                self._emergency_cancel(f"feed disconnected: {exc}")
+                self.driver.set_mode("feed", Mode.PAUSED, now, f"feed disconnected: {exc}")
                 self._next_connect_ns = now + int(self.backoff.next_delay_s() * 1e9)
                 self._record_feed(now, "feed_disconnect", str(exc))
                 return []
@@ -349,221 +339,32 @@ class QuotingLoop:
             return []
         self._record_feed(now, "feed_reconnect", f"reconnected after {self.backoff.attempts} attempt(s)")
         self.backoff.reset()
-        # quoting re-opens at the end of this step, after the core has applied the resync snapshot and top of book
-        self.feed_mode = Mode.RUNNING
+        self._feed_resynced = True
         return events
 
     def _record_feed(self, now: int, rule: str, message: str) -> None:
-        from apps.trading.models import RiskEventRecord
-        from apps.trading.recording import ns_to_dt
-
         action = "pull_quotes" if rule == "feed_disconnect" else "cleared"
-        try:
-            RiskEventRecord.objects.create(
-                session_id=self.session_id,
-                ts=ns_to_dt(now),
-                ts_ns=now,
-                rule=rule,
-                action=action,
-                values={"attempts": self.backoff.attempts, "open_orders_at_disconnect": self._open_at_disconnect},
-                message=message,
-            )
-        except DatabaseError as exc:
-            logger.warning("session %s: could not record %s: %s", self.session_id, rule, exc)
+        values = {"attempts": self.backoff.attempts, "open_orders_at_disconnect": self._open_at_disconnect}
+        self.sink.risk_event(now, rule, action, values, message)
 
-    def _evaluate_risk(self, now: int) -> None:
-        """Run the automatic rules. halt/reduce latch through the control services (audited, in PostgreSQL);
-        pull_quotes holds quotes off only while the condition lasts; every episode is one risk-event row."""
-        from apps.engine.risk.rules import RuleAction
-
-        d = self.core.last_decision
-        started, cleared, trips = self.risk.evaluate(now, self.core.state(), d.inputs if d else {})
-        pulling = any(t.action is RuleAction.PULL_QUOTES for t in trips)
-        self.risk_mode = Mode.PAUSED if pulling else Mode.RUNNING
-        if started or cleared:
-            self._record_risk(now, started, cleared)
-        for t in started:
-            if t.action in (RuleAction.HALT, RuleAction.REDUCE) and self.db_ok:
-                from apps.control.services import Actor, ControlError, halt_session, reduce_session
-
-                fn = halt_session if t.action is RuleAction.HALT else reduce_session
-                try:
-                    fn(Actor(label=f"risk:{t.rule}"), self.session_id, t.message)
-                except ControlError as exc:
-                    logger.info("session %s: rule %s: %s", self.session_id, t.rule, exc)
-        self._set_mode(max(self.control_mode, self.risk_mode, self.feed_mode), "risk rules")
-
-    def _record_risk(self, now: int, started: list[Any], cleared: list[str]) -> None:
-        from apps.trading.models import RiskEventRecord
-        from apps.trading.recording import ns_to_dt
-
-        rows = [
-            RiskEventRecord(
-                session_id=self.session_id,
-                ts=ns_to_dt(now),
-                ts_ns=now,
-                rule=t.rule,
-                action=str(t.action),
-                values=t.to_dict()["values"],
-                message=t.message,
-            )
-            for t in started
-        ]
-        rows += [
-            RiskEventRecord(
-                session_id=self.session_id,
-                ts=ns_to_dt(now),
-                ts_ns=now,
-                rule=name,
-                action="cleared",
-                values={},
-                message=f"{name} no longer tripping",
-            )
-            for name in cleared
-        ]
-        try:
-            RiskEventRecord.objects.bulk_create(rows)
-        except DatabaseError as exc:
-            logger.warning("session %s: could not record %d risk events: %s", self.session_id, len(rows), exc)
-
-    def _set_mode(self, mode: Mode, why: str) -> None:
-        previous = self.gateway.mode
-        self.gateway.mode = mode
-        if mode >= Mode.PAUSED and (previous < Mode.PAUSED or self.core.tracker.open_orders()):
-            self._emergency_cancel(why)
-        elif mode is Mode.REDUCING and previous is Mode.RUNNING:
-            self._cancel_increasing()
-
-    def _cancel_increasing(self) -> None:
-        """Entering REDUCING: resting orders that would grow |inventory| are cancelled (the gateway blocks new ones)."""
-        q = self.core.tracker.position
-        growing = Side.BUY if q >= 0 else Side.SELL
-        cancels: list[Action] = [CancelOrder(o.client_order_id) for o in self.core.tracker.open_orders_on(growing)]
-        if cancels:
-            self.core.tracker.on_actions(cancels)
-            self._apply(cancels, max(self.clock(), self.core._now_ns))
-
-    def _deliver_venue_until(self, t_ns: int, *, inclusive: bool) -> None:
-        """Deliver every venue event due before ``t_ns`` at its own time, as the backtester does
-        (apps.engine.simulation.backtest.EngineLoop), so results do not depend on when this loop wakes up."""
-        while (n := self.venue.next_event_ns()) is not None and (n <= t_ns if inclusive else n < t_ns):
-            self._handle_order_events(self.venue.advance(n))
-
-    def _on_market(self, event: Any) -> None:
-        self.stats.market_events += 1
-        self._deliver_venue_until(event.ts_local_ns, inclusive=False)
-        self.risk.on_market(event.ts_local_ns, event.ts_exch_ns)
-        if isinstance(self.feed, ReplayingFeed):
-            pass  # replayed market data is already stored (or in its files): record only what we did
-        elif isinstance(event, Trade):
-            self.recorder.trade(event)
-        elif isinstance(event, BestBidAsk):
-            self.recorder.quote(event)
-        self._handle_order_events(self.venue.on_market(event))
-        self._apply(self.core.on_event(event), event.ts_local_ns)
-
-    def _handle_order_events(self, events: list[Any]) -> None:
-        for ev in events:
-            self.stats.order_events += 1
-            if isinstance(ev, Fill):
-                if ev.fill_id in self._seen_fill_ids:
-                    continue
-                self._seen_fill_ids.add(ev.fill_id)
-                # one log line per fill: an independent record to check "no fill lost" against after a crash
-                logger.info(
-                    "session %s fill %s/%s side=%+d px=%s size=%s",
-                    self.session_id,
-                    ev.client_order_id,
-                    ev.fill_id,
-                    int(ev.side),
-                    ev.price,
-                    ev.size,
-                )
-                self.recorder.fill(ev)
-                self.recorder.order_event(
-                    ev.ts_local_ns,
-                    ev.client_order_id,
-                    "fill",
-                    fill_id=ev.fill_id,
-                    price=ev.price,
-                    size=ev.size,
-                    fee=ev.fee,
-                )
-            elif isinstance(ev, OrderAck):
-                self.recorder.order_event(
-                    ev.ts_local_ns, ev.client_order_id, f"ack_{ev.status}", price=ev.price, size=ev.size
-                )
-            elif isinstance(ev, OrderReject):
-                self.recorder.order_event(ev.ts_local_ns, ev.client_order_id, "reject", reason=ev.reason)
-                if not ev.reason.startswith("blocked by gateway"):
-                    self.risk.on_reject(ev.ts_local_ns)
-            actions = self.core.on_event(ev)
-            self._record_order(ev.ts_local_ns, ev.client_order_id)
-            self._apply(actions, ev.ts_local_ns)
-
-    def _apply(self, actions: list[Action], ts_ns: int) -> None:
-        if self.core.decisions_changed and self.core.last_decision is not None:
-            self.recorder.decision(self.core.last_decision)
-            self.stats.decisions_recorded += 1
-            self.core.decisions_changed = False
-        if not actions:
+    def _report_trip(self, trip: RuleTrip) -> None:
+        """A halt/reduce rule tripped in the driver (which latched it already): make it the session's status."""
+        if not self.db_ok:
             return
-        allowed, blocked = self.gateway.split(actions, self.core.tracker.position)
-        self.stats.actions += len(allowed)
-        self.risk.on_sent(
-            ts_ns,
-            sum(isinstance(a, PlaceOrder) for a in allowed),
-            sum(isinstance(a, (CancelOrder, CancelAll)) for a in allowed),
-        )
-        for a in allowed:
-            if isinstance(a, PlaceOrder):
-                self.recorder.order_event(
-                    ts_ns, a.client_order_id, "place", side=int(a.side), price=a.price, size=a.size, tif=a.tif
-                )
-                self._record_order(ts_ns, a.client_order_id)
-            elif isinstance(a, (CancelOrder, ModifyOrder)):
-                self.recorder.order_event(ts_ns, a.client_order_id, type(a).__name__.lower())
-                self._record_order(ts_ns, a.client_order_id)
-            elif isinstance(a, CancelAll):
-                self.recorder.order_event(ts_ns, "*", "cancel_all", reason=a.reason)
-        for a, reason in blocked:
-            # the core re-proposes its quotes on every event while the switch is closed: record the first block
-            # after each mode change, count the rest
-            if self._blocked_recorded_for is not self.gateway.mode:
-                self._blocked_recorded_for = self.gateway.mode
-                cid = getattr(a, "client_order_id", "*")
-                self.recorder.order_event(
-                    ts_ns,
-                    cid,
-                    "blocked",
-                    action=type(a).__name__,
-                    reason=reason,
-                    note="further blocked actions in this mode are counted, not recorded",
-                )
-        self._handle_order_events(self.gateway.send(allowed, blocked, ts_ns))
+        from apps.control.services import Actor, ControlError, halt_session, reduce_session
 
-    def _record_order(self, ts_ns: int, client_order_id: str) -> None:
-        order = self.core.tracker.get(client_order_id)
-        if order is not None:
-            self.recorder.order_state(ts_ns, order)
+        fn = halt_session if trip.action is RuleAction.HALT else reduce_session
+        try:
+            fn(Actor(label=f"risk:{trip.rule}"), self.session_id, trip.message)
+        except ControlError as exc:
+            logger.info("session %s: rule %s: %s", self.session_id, trip.rule, exc)
 
     # --- emergency paths ----------------------------------------------------------------------
 
     def _emergency_cancel(self, reason: str) -> None:
         """Cancel at the venue at once (no latency) and record the result; the writer flushes right away."""
-        if not hasattr(self, "core"):
-            return
-        now = max(self.clock(), self.core._now_ns)
-        events = self.venue.cancel_all_now(now)
-        if not events and not self.core.tracker.open_orders():
-            return
-        self.stats.emergency_cancels += 1
-        self.recorder.order_event(now, "*", "emergency_cancel_all", reason=reason)
-        self._handle_order_events(events)
-        for order in self.core.tracker.forget_live_orders():
-            # the venue's book is empty now: whatever is still live on our side was in flight and is gone
-            self.recorder.order_state(now, order)
-        self.writer.flush_soon()
+        if hasattr(self, "driver"):
+            self.driver.emergency_cancel(reason, self.clock())
 
     def _flatten_if_asked(self) -> None:
         """On a stop with ``flatten``: close the position with IOC orders no worse than the slippage bound."""
@@ -574,23 +375,9 @@ class QuotingLoop:
         )
         if asked is None:
             return
-        self._emergency_cancel("stop with flatten")
-        self.core.halt("stop with flatten")  # the core proposes nothing more; only the flatten order goes out
-        bbo, q = self.core.bbo, self.core.tracker.position
-        lot = self.core.lot_size
-        size = round(int(abs(q) / lot + 1e-9) * lot, 12)
-        if bbo is None or size <= 0:
+        order = self.driver.flatten(float(asked), f"{self.core.id_prefix}-flatten-{self.stats.steps}", self.clock())
+        if order is None:
             return
-        slip = float(asked) / 1e4
-        side = Side.SELL if q > 0 else Side.BUY
-        limit = bbo.bid_px * (1 - slip) if side is Side.SELL else bbo.ask_px * (1 + slip)
-        from apps.engine.execution.orders import round_price
-
-        limit = round_price(limit, self.core.tick_size, Side.BUY if side is Side.SELL else Side.SELL)
-        order = PlaceOrder(f"{self.core.id_prefix}-flatten-{self.stats.steps}", side, limit, size, tif="IOC")
-        self.gateway.mode = Mode.REDUCING
-        self.core.tracker.on_actions([order])
-        self._apply([order], max(self.clock(), self.core._now_ns))
         deadline = time.monotonic() + 3.0
         while time.monotonic() < deadline:
             tracked = self.core.tracker.get(order.client_order_id)
@@ -598,13 +385,8 @@ class QuotingLoop:
                 break
             time.sleep(self.interval_s)
             now = self.clock()
-            for event in self._poll_feed(now):
-                self._on_market(event)
-            self._handle_order_events(self.venue.advance(now))
-        self.gateway.mode = Mode.HALTED
-        self.recorder.order_event(
-            self.clock(), order.client_order_id, "flatten_done", position_after=self.core.tracker.position, limit=limit
-        )
+            self.driver.step_until(self._poll_feed(now), now)
+        self.driver.end_flatten(order, self.clock())
 
     def _halt_self(self, reason: str) -> None:
         from apps.control.services import Actor, halt_session
@@ -614,6 +396,12 @@ class QuotingLoop:
             self.stats.outcome = "halted_by_loop"
         except DatabaseError:
             logger.error("session %s: %s, and the database is unavailable to record the halt", self.session_id, reason)
+
+    def _finish_replay(self) -> None:
+        self.stats.outcome = "replay_finished"
+        TradingSession.objects.filter(pk=self.session_id).update(
+            status=Status.STOPPED, status_reason="replay finished", ended_at=timezone.now()
+        )
 
     def _save_state(self) -> None:
         if hasattr(self, "core"):

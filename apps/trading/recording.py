@@ -1,15 +1,36 @@
-"""What the quoting loop records, as rows for the batched writer (tables named from the models)."""
+"""What a session records, as rows for the batched writer (tables named from the models).
+
+:class:`RecorderSink` is the one mapping from what the engine's driver sees and does to database rows, for the
+live loop, replay through it and stored backtests alike; :class:`Recorder` writes the rows.
+"""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from typing import Any
 
 from apps.engine.execution.orders import Order as EngineOrder
-from apps.engine.market.events import BestBidAsk, Fill, QuoteDecision, Trade
+from apps.engine.market.events import (
+    Action,
+    BestBidAsk,
+    CancelAll,
+    CancelOrder,
+    Fill,
+    ModifyOrder,
+    OrderAck,
+    OrderEvent,
+    OrderReject,
+    PlaceOrder,
+    QuoteDecision,
+    Trade,
+)
 from apps.marketdata.importer import event_time, ns_to_dt
 from apps.marketdata.models import QuoteTick, TradeTick
 from apps.marketdata.writer import BatchedWriter, TableSpec
-from apps.trading.models import FillRecord, Order, OrderEventRecord, QuoteDecisionRecord
+from apps.trading.models import FillRecord, Order, OrderEventRecord, QuoteDecisionRecord, RiskEventRecord
+
+logger = logging.getLogger(__name__)
 
 TRADES = TradeTick._meta.db_table
 QUOTES = QuoteTick._meta.db_table
@@ -17,6 +38,7 @@ DECISIONS = QuoteDecisionRecord._meta.db_table
 ORDER_EVENTS = OrderEventRecord._meta.db_table
 FILLS = FillRecord._meta.db_table
 ORDERS = Order._meta.db_table
+RISK_EVENTS = RiskEventRecord._meta.db_table
 
 SPECS = (
     TableSpec(TRADES, ("instrument_id", "ts", "ts_exch_ns", "ts_local_ns", "price", "size", "aggressor", "trade_id")),
@@ -33,6 +55,10 @@ SPECS = (
     TableSpec(
         FILLS,
         ("session_id", "ts", "ts_ns", "client_order_id", "fill_id", "side", "price", "size", "fee", "liquidity"),
+    ),
+    # "values" is an SQL keyword: the writer puts column names into COPY as they are written here
+    TableSpec(
+        RISK_EVENTS, ("session_id", "ts", "ts_ns", "rule", "action", '"values"', "message"), frozenset({'"values"'})
     ),
 )
 ORDER_SPEC = TableSpec(
@@ -187,3 +213,88 @@ class Recorder:
                 f.liquidity,
             ),
         )
+
+    def risk_event(self, ts_ns: int, rule: str, action: str, values: dict[str, Any], message: str) -> None:
+        self.writer.add(RISK_EVENTS, (self.session_id, ns_to_dt(ts_ns), ts_ns, rule, action, values, message))
+
+
+class RecorderSink:
+    """The driver's sink (:class:`apps.engine.simulation.backtest.Sink`) as rows: the one event→row mapping.
+
+    ``record_market`` copies trades and top of book into the tick tables (a simulated live feed); a replay or a
+    backtest leaves it off, its market data being its input. ``log_fills`` writes one log line per fill: in a
+    live loop an independent record to check "no fill lost" against after a crash.
+    """
+
+    def __init__(self, recorder: Recorder, *, record_market: bool = False, log_fills: bool = False) -> None:
+        self.recorder = recorder
+        self.record_market = record_market
+        self.log_fills = log_fills
+
+    def market(self, event: Any) -> None:
+        if not self.record_market:
+            return
+        if isinstance(event, Trade):
+            self.recorder.trade(event)
+        elif isinstance(event, BestBidAsk):
+            self.recorder.quote(event)
+
+    def order_event(self, ev: OrderEvent, order: EngineOrder | None) -> None:
+        r = self.recorder
+        if isinstance(ev, Fill):
+            if self.log_fills:
+                logger.info(
+                    "session %s fill %s/%s side=%+d px=%s size=%s",
+                    r.session_id,
+                    ev.client_order_id,
+                    ev.fill_id,
+                    int(ev.side),
+                    ev.price,
+                    ev.size,
+                )
+            r.fill(ev)
+            r.order_event(
+                ev.ts_local_ns, ev.client_order_id, "fill", fill_id=ev.fill_id, price=ev.price, size=ev.size, fee=ev.fee
+            )
+        elif isinstance(ev, OrderAck):
+            r.order_event(ev.ts_local_ns, ev.client_order_id, f"ack_{ev.status}", price=ev.price, size=ev.size)
+        elif isinstance(ev, OrderReject):
+            r.order_event(ev.ts_local_ns, ev.client_order_id, "reject", reason=ev.reason)
+        if order is not None:
+            r.order_state(ev.ts_local_ns, order)
+
+    def sent(self, ts_ns: int, a: Action, order: EngineOrder | None) -> None:
+        r = self.recorder
+        if isinstance(a, PlaceOrder):
+            r.order_event(ts_ns, a.client_order_id, "place", side=int(a.side), price=a.price, size=a.size, tif=a.tif)
+        elif isinstance(a, (CancelOrder, ModifyOrder)):
+            r.order_event(ts_ns, a.client_order_id, type(a).__name__.lower())
+        elif isinstance(a, CancelAll):
+            r.order_event(ts_ns, "*", "cancel_all", reason=a.reason)
+        if order is not None:
+            r.order_state(ts_ns, order)
+
+    def blocked(self, ts_ns: int, a: Action, reason: str) -> None:
+        self.recorder.order_event(
+            ts_ns,
+            getattr(a, "client_order_id", "*"),
+            "blocked",
+            action=type(a).__name__,
+            reason=reason,
+            note="further blocked actions in this mode are counted, not recorded",
+        )
+
+    def decision(self, decision: QuoteDecision) -> None:
+        self.recorder.decision(decision)
+
+    def risk_event(self, ts_ns: int, rule: str, action: str, values: dict[str, Any], message: str) -> None:
+        self.recorder.risk_event(ts_ns, rule, action, values, message)
+        self.recorder.writer.flush_soon()  # an operator looks for why the session stopped quoting
+
+    def note(self, ts_ns: int, client_order_id: str, kind: str, **detail: Any) -> None:
+        self.recorder.order_event(ts_ns, client_order_id, kind, **detail)
+        if kind == "emergency_cancel_all":
+            self.recorder.writer.flush_soon()  # cancels are what an operator waits to see
+
+    def order_state(self, ts_ns: int, order: EngineOrder) -> None:
+        self.recorder.order_state(ts_ns, order)

@@ -102,3 +102,41 @@ def _check_replay(replay: Any) -> None:
             raise ValueError("params.replay.end_ns must be after start_ns")
     else:
         raise ValueError("params.replay needs either files+format or instrument_id+start_ns+end_ns")
+
+
+def build_feed(config: SessionConfig, instrument: Any, now_ns: int) -> tuple[Any, PaperVenueConfig, float, float]:
+    """The live loop's feed, its venue config and the (tick, lot) grid: the seeded simulator starting at
+    ``now_ns``, or a recording (``params.replay``) re-stamped so its first event happens at ``now_ns`` on the
+    instrument's grid. Either is wrapped to reconnect with back-off after a drop."""
+    from apps.engine.market.feeds import Backoff, ReconnectingFeed, ReplayingFeed, SimulatedFeed
+    from apps.engine.simulation.simulator import MarketSimulator
+
+    tick, lot, venue = config.sim.tick_size, config.sim.lot_size, config.venue
+    if config.replay is not None:
+        tick, lot = instrument.tick_size, instrument.lot_size
+        venue = dataclasses.replace(config.venue, tick_size=tick, lot_size=lot)
+        feed: Any = ReplayingFeed(load_replay(config.replay, instrument.pk), now_ns)
+    else:
+        sim = MarketSimulator(dataclasses.replace(config.sim, start_ts_ns=now_ns), seed=config.seed)
+        feed = SimulatedFeed(sim, now_ns, config.outages)
+    return ReconnectingFeed(feed, Backoff(config.backoff, seed=config.seed)), venue, tick, lot
+
+
+def load_replay(replay: dict[str, Any], instrument_id: int) -> list[Any]:
+    """The recorded market events a replay session plays: parsed files, or a stored time range."""
+    from apps.engine.market.events import BestBidAsk, DepthSnapshot, DepthUpdate, Trade
+
+    market = (Trade, BestBidAsk, DepthUpdate, DepthSnapshot)
+    limit = int(replay.get("max_events", 10**7))
+    out: list[Any] = []
+    if "files" in replay:
+        from apps.marketdata.parsers import parse_file
+
+        for path in replay["files"]:
+            out.extend(e for e in parse_file(replay["format"], path) if isinstance(e, market))
+        out.sort(key=lambda e: e.ts_local_ns)
+    else:
+        from apps.marketdata.selectors import iter_events
+
+        out = [e for e in iter_events(instrument_id, replay["start_ns"], replay["end_ns"]) if isinstance(e, market)]
+    return out[:limit]

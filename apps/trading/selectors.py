@@ -186,3 +186,20 @@ def session_pnl(
         return session_pnl_on(
             cur, session.pk, session.instrument_id, start, end, width, marks=RUN if backtest else QUOTES
         )
+
+
+def position_from_fills(session_id: int) -> tuple[float, float, float, int]:
+    """(position, cash net of fees, fees, fill count) from every recorded fill of a session: what a restarted
+    quoting loop continues from (it does not reset)."""
+    from django.db.models import Case, F, FloatField, Sum, When
+
+    from apps.trading.models import FillRecord
+
+    signed = Case(When(side__gt=0, then=F("size")), default=-F("size"), output_field=FloatField())
+    flow = Case(
+        When(side__gt=0, then=-F("price") * F("size")), default=F("price") * F("size"), output_field=FloatField()
+    )
+    fills = FillRecord.objects.filter(session_id=session_id)
+    agg = fills.aggregate(q=Sum(signed), cash=Sum(flow), fees=Sum("fee"))
+    fees = agg["fees"] or 0.0
+    return round(agg["q"] or 0.0, 12), (agg["cash"] or 0.0) - fees, fees, fills.count()

@@ -42,6 +42,9 @@ USDM_PARAMS = {
     "fixed": {"half_spread_bps": 0.2},
     "as": {"horizon_s": 5.0},
     "venue": {"entry_latency_ns": 2_000_000, "response_latency_ns": 3_000_000},
+    # the session's risk rules run in backtests too; this recorder's clock was 1.27 s behind the exchange, past the
+    # default 1 s skew bound that would pull quotes for the whole run (as it would live)
+    "risk": {"clock_skew": {"max_abs_skew_ms": 2000.0}},
 }
 # the file run needs tick/lot and names its own instrument; the stored run takes both from the stored Instrument
 USDM_FILE_PARAMS = {

@@ -1,7 +1,8 @@
 """Live/replay parity: one recorded feed through the backtester and through a wall-clock-stepped live loop shape.
 
-Both run the same step code (apps.engine.simulation.backtest.EngineLoop) and record through the quoting loop's Recorder;
-the stored decisions, order events and fills must be identical (client order ids differ only by the session
+Both run the same driver (apps.engine.simulation.backtest.EngineLoop) with the session's risk rules, and record
+through the one sink (apps.trading.recording.RecorderSink); the stored decisions, order events, fills and risk
+events must be identical (client order ids differ only by the session
 prefix). The live loop's shape is ``for each step: feed.step_until(now); venue.advance(now)`` at the loop
 interval; with the merge in EngineLoop the step size cannot change what happens.
 """
@@ -17,9 +18,9 @@ from django.conf import settings
 from apps.engine.execution.paper import PaperVenue
 from apps.engine.market.feeds import ReplayingFeed
 from apps.engine.simulation.backtest import EngineLoop
-from apps.trading.backtest import RecorderSink, build_strategy, create_run, execute_run, load_events, parse_params
-from apps.trading.models import FillRecord, OrderEventRecord, QuoteDecisionRecord
-from apps.trading.recording import Recorder, make_writer
+from apps.trading.backtest import build_strategy, create_run, execute_run, load_events, parse_params
+from apps.trading.models import FillRecord, OrderEventRecord, QuoteDecisionRecord, RiskEventRecord
+from apps.trading.recording import Recorder, RecorderSink, make_writer
 from tests.trading.test_backtest_command import PARAMS, write_binance_raw
 
 PARITY = {**PARAMS, "venue": {**PARAMS["venue"], "entry_latency_ns": 3_000_000, "response_latency_ns": 4_000_000}}
@@ -35,7 +36,8 @@ def _live_shaped_run(run, events: list) -> None:
         strategy,
         PaperVenue(p.venue, seed=int(session.seed)),
         p.backtest,
-        sink=RecorderSink(Recorder(writer, session.pk, session.instrument_id), strategy),
+        sink=RecorderSink(Recorder(writer, session.pk, session.instrument_id)),
+        risk=p.session_risk(run.strategy),
     )
     step_ns = settings.MM_LOOP_INTERVAL_MS * 1_000_000
     now = events[0].ts_local_ns
@@ -64,7 +66,11 @@ def _rows(session_id: int) -> dict[str, list]:
         (e.ts_ns, strip.sub("", e.client_order_id), e.kind)
         for e in OrderEventRecord.objects.filter(session_id=session_id).order_by("id")
     ]
-    return {"decisions": decisions, "fills": fills, "order_events": events}
+    risk = [
+        (r.ts_ns, r.rule, r.action, r.values, r.message)
+        for r in RiskEventRecord.objects.filter(session_id=session_id).order_by("id")
+    ]
+    return {"decisions": decisions, "fills": fills, "order_events": events, "risk_events": risk}
 
 
 @pytest.mark.django_db(transaction=True)
@@ -80,6 +86,7 @@ def test_the_same_feed_gives_the_same_decisions_and_fills_live_and_in_replay(tmp
     assert a["decisions"] == b["decisions"]
     assert a["fills"] == b["fills"]
     assert a["order_events"] == b["order_events"]
+    assert a["risk_events"] == b["risk_events"]
 
 
 @pytest.mark.django_db(transaction=True)

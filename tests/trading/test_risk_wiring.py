@@ -27,6 +27,8 @@ def test_a_position_limit_trip_puts_the_session_in_reducing_mode_and_records_why
     thread.start()
     try:
         assert _wait(lambda: TradingSession.objects.get(pk=session.pk).status == "reducing", 35), "never tripped"
+        # risk events go through the batched writer with the other records: they land a flush later
+        assert _wait(lambda: RiskEventRecord.objects.filter(session=session, rule="position_limit").exists(), 5)
         event = RiskEventRecord.objects.filter(session=session, rule="position_limit").first()
         assert event is not None and event.action == "reduce"
         assert event.values["max_position"] == 0.005 and abs(event.values["position"]) >= 0.005

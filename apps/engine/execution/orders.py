@@ -231,10 +231,10 @@ class OrderTracker:
         Sum of fill fees in quote currency (negative when rebates dominate).
     """
 
-    def __init__(self, initial_position: float = 0.0) -> None:
+    def __init__(self, initial_position: float = 0.0, initial_cash: float = 0.0, initial_fees: float = 0.0) -> None:
         self.position = float(initial_position)
-        self.cash = 0.0
-        self.fees_paid = 0.0
+        self.cash = float(initial_cash)
+        self.fees_paid = float(initial_fees)
         self.traded_volume = 0.0
         self.stats = TrackerStats()
         self._orders: dict[str, Order] = {}

@@ -79,6 +79,11 @@ class SimulatedFeed:
         self.connected = True
         self.disconnects = 0
 
+    @property
+    def exhausted(self) -> bool:
+        """A simulated market never runs out (a recorded one does: :attr:`ReplayingFeed.exhausted`)."""
+        return False
+
     def _down(self, now_ns: int) -> bool:
         return any(a <= now_ns < b for a, b in self.windows)
 
@@ -101,6 +106,59 @@ class SimulatedFeed:
         (bid, bid_sz), (ask, ask_sz) = snap.bids[0], snap.asks[0]
         bbo = BestBidAsk(snap.ts_exch_ns, snap.ts_local_ns, bid, bid_sz, ask, ask_sz, snap.last_update_id)
         return [snap, bbo]
+
+
+@dataclass(frozen=True, slots=True)
+class FeedPoll:
+    """What one poll of a :class:`ReconnectingFeed` brought.
+
+    ``dropped`` is why the feed went down during this poll (quotes must be pulled at once); ``resynced`` says it
+    came back and ``events`` begin with its resynchronisation snapshot and top of book; ``attempts`` counts the
+    reconnect attempts (at a drop: the first delay drawn; at a resync: what it took).
+    """
+
+    events: list[Event]
+    dropped: str | None = None
+    resynced: bool = False
+    attempts: int = 0
+
+
+class ReconnectingFeed:
+    """A feed that reconnects itself after a disconnect, with exponential back-off and jitter (:class:`Backoff`).
+
+    ``poll(now)`` never raises :class:`FeedDisconnectedError`: it reports the drop and the resync in a
+    :class:`FeedPoll`, and between them returns no events until the next attempt is due. Pure: the wall clock
+    comes in as ``now_ns``.
+    """
+
+    def __init__(self, feed: SimulatedFeed | ReplayingFeed, backoff: Backoff) -> None:
+        self.feed = feed
+        self.backoff = backoff
+        self._next_connect_ns = 0
+        self.last_error = ""
+
+    @property
+    def exhausted(self) -> bool:
+        return self.feed.exhausted
+
+    def poll(self, now_ns: int) -> FeedPoll:
+        if self.feed.connected:
+            try:
+                return FeedPoll(self.feed.poll(now_ns))
+            except FeedDisconnectedError as exc:
+                self._next_connect_ns = now_ns + int(self.backoff.next_delay_s() * 1e9)
+                return FeedPoll([], dropped=str(exc), attempts=self.backoff.attempts)
+        if now_ns < self._next_connect_ns:
+            return FeedPoll([])
+        try:
+            events = self.feed.connect(now_ns)
+        except FeedDisconnectedError as exc:
+            self.last_error = str(exc)
+            self._next_connect_ns = now_ns + int(self.backoff.next_delay_s() * 1e9)
+            return FeedPoll([])
+        attempts = self.backoff.attempts
+        self.backoff.reset()
+        return FeedPoll(events, resynced=True, attempts=attempts)
 
 
 def shift_event(event: Event, shift_ns: int) -> Event:

@@ -1,16 +1,20 @@
-"""The backtest driver: ``for event in merge(feed, venue): actions = core.on_event(event); venue.submit(actions)``.
+"""The one driver: ``for event in merge(feed, venue): risk; actions = core.on_event(event); gateway; venue``.
 
-One step code for replay and live (architecture principle 1). :class:`EngineLoop` owns the merge of a market
-feed with the paper venue's own events: before a market event at local time ``t`` is fed, every venue event
-(an action reaching the matching engine, an ack/fill becoming visible) due strictly before ``t`` is processed
-at its own time, via :meth:`PaperVenue.next_event_ns`. The strategy therefore sees the market only as of its
-local time, and the result does not depend on how often a driver wakes up: a backtest calls
-:meth:`EngineLoop.on_market` for every event; a wall-clock loop calls :meth:`EngineLoop.step_until` with the
-events its feed produced up to ``now`` and gets identical decisions and fills (tested in ``test_parity``).
+One step code for live, replay and backtests (architecture principle 1). :class:`EngineLoop` owns the order
+market event → risk rules → strategy core → gateway (kill-switch gate) → venue → order events → ledger → sink,
+and the merge of a market feed with the paper venue's own events: before a market event at local time ``t`` is
+fed, every venue event (an action reaching the matching engine, an ack/fill becoming visible) due strictly
+before ``t`` is processed at its own time, via :meth:`PaperVenue.next_event_ns`. The strategy therefore sees
+the market only as of its local time, and the result does not depend on how often a driver wakes up: a
+backtest calls :meth:`EngineLoop.on_market` for every event; the live quoting loop
+(:class:`apps.trading.loop.QuotingLoop`, a wall-clock shell) calls :meth:`EngineLoop.step_until` with the
+events its feed produced up to ``now`` and gets identical decisions, fills and risk events (tested in
+``tests/trading/test_parity.py`` and ``test_live_replay_parity.py``).
 
 The strategy is anything with the :class:`Strategy` shape (the GLFT :class:`~apps.engine.core.StrategyCore`
-and the baselines in :mod:`apps.engine.simulation.baselines`). A :class:`Sink` receives everything for recording; the
-P&L :class:`~apps.engine.accounting.pnl.PnlLedger` is fed from the venue's book mid and our fills.
+and the baselines in :mod:`apps.engine.simulation.baselines`). A :class:`Sink` receives everything for
+recording (:class:`apps.trading.recording.RecorderSink` is the one mapping to database rows, live and
+backtest); the P&L :class:`~apps.engine.accounting.pnl.PnlLedger` is fed from the venue's book mid and our fills.
 
 Pure: no Django, no I/O.
 """
@@ -20,26 +24,33 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from apps.engine.accounting.pnl import COMPONENTS, PnlBreakdown, PnlLedger, max_drawdown, sharpe_ratio
-from apps.engine.execution.orders import OrderTracker
+from apps.engine.execution.orders import Order, OrderTracker, round_price
 from apps.engine.execution.paper import PaperVenue
 from apps.engine.market.events import (
     Action,
     BestBidAsk,
+    CancelAll,
+    CancelOrder,
     DepthSnapshot,
     DepthUpdate,
     Fill,
     Funding,
     OrderEvent,
+    OrderReject,
+    PlaceOrder,
     QuoteDecision,
     Side,
     Timer,
     Trade,
 )
+from apps.engine.risk.gateway import Mode, OrderGateway
+from apps.engine.risk.rules import RuleAction, RuleTrip
+from apps.engine.risk.session import SessionRisk
 from apps.engine.validation import positive
 
 _NS = 1_000_000_000
@@ -48,6 +59,7 @@ SECONDS_PER_YEAR = 365.0 * 86400.0  # crypto trades every day of the year
 # Annualising multiplies the per-interval Sharpe by √(intervals per year): from minutes of data that turns noise
 # into a four-digit number. Below a day of data the summary states the per-interval ratio and its span only.
 MIN_ANNUALISE_SPAN_S = 86400.0
+BLOCKED = "blocked by gateway"  # the reason prefix of the gateway's own rejects (not the venue's)
 
 
 class Strategy(Protocol):
@@ -65,16 +77,29 @@ class Strategy(Protocol):
 
 
 class Sink(Protocol):
-    """Receives everything the loop sees and does, in order (a recorder)."""
+    """Receives everything the driver sees and does, in order (a recorder). ``order`` arguments are the
+    strategy's tracked order after the event or action (None when it tracks none, e.g. a cancel-all)."""
 
     def market(self, event: Any) -> None: ...
 
-    def order_event(self, event: OrderEvent) -> None:
+    def order_event(self, event: OrderEvent, order: Order | None) -> None:
         """Called after the strategy has processed ``event`` and before its reaction is sent."""
 
-    def actions(self, ts_ns: int, actions: Sequence[Action]) -> None: ...
+    def sent(self, ts_ns: int, action: Action, order: Order | None) -> None:
+        """An action the gateway let through, as it goes to the venue."""
+
+    def blocked(self, ts_ns: int, action: Action, reason: str) -> None:
+        """The first action the gateway blocked after a mode change (later ones are counted)."""
 
     def decision(self, decision: QuoteDecision) -> None: ...
+
+    def risk_event(self, ts_ns: int, rule: str, action: str, values: dict[str, Any], message: str) -> None:
+        """A rule started tripping (action = what it does) or stopped (action = ``"cleared"``)."""
+
+    def note(self, ts_ns: int, client_order_id: str, kind: str, **detail: Any) -> None:
+        """A driver event about orders that is not a venue answer (emergency cancel, flatten done)."""
+
+    def order_state(self, ts_ns: int, order: Order) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -89,6 +114,9 @@ class BacktestConfig:
         Spacing in seconds of the P&L series and of the quote-statistics samples (also the Sharpe interval).
     keep_decisions : bool
         Keep every changed decision in memory (for tests and parity); the summary does not need them.
+    risk_interval_s : float
+        Spacing in seconds of the local-time grid on which the driver evaluates the risk rules (when it has
+        any); the live loop's default step.
     cancel_at_end : bool
         At the end of the data, halt the strategy (cancel-all through the venue, with its latency) and wait
         for the answers, so no order is left "open" in a finished session.
@@ -98,9 +126,10 @@ class BacktestConfig:
     sample_interval_s: float = 1.0
     keep_decisions: bool = True
     cancel_at_end: bool = True
+    risk_interval_s: float = 0.1
 
     def validate(self) -> BacktestConfig:
-        for name in ("markout_s", "sample_interval_s"):
+        for name in ("markout_s", "sample_interval_s", "risk_interval_s"):
             positive(name, getattr(self, name), "BacktestConfig")
         return self
 
@@ -124,6 +153,8 @@ class RunStats:
     actions: int = 0
     decisions: int = 0
     local_rejects: int = 0
+    blocked: int = 0  # actions the gateway did not let through
+    emergency_cancels: int = 0
     wall_s: float = 0.0
 
 
@@ -141,6 +172,8 @@ class BacktestResult:
     samples: list[QuoteSample] = field(default_factory=list)
     ledger: PnlLedger | None = None
     stats: RunStats = field(default_factory=RunStats)
+    risk_events: list[RuleTrip] = field(default_factory=list)  # each trip as it started
+    risk_cleared: list[tuple[int, str]] = field(default_factory=list)  # (ts_ns, rule) as each stopped
     max_abs_inventory: float = 0.0
     first_ts_ns: int = 0
     last_ts_ns: int = 0
@@ -200,6 +233,9 @@ class BacktestResult:
             "sharpe_annualised": _or_none(sharpe * math.sqrt(SECONDS_PER_YEAR / interval)) if annualise else None,
             "max_drawdown": max_drawdown(totals),
         }
+        if self.risk_events:  # only with risk rules that tripped: a run without any digests as before
+            out["risk_events"] = [t.to_dict() for t in self.risk_events]
+            out["blocked_actions"] = self.stats.blocked
         if timing:
             out["wall_s"] = self.stats.wall_s
             out["events_per_s"] = self.stats.market_events / self.stats.wall_s if self.stats.wall_s > 0 else None
@@ -211,7 +247,20 @@ def _or_none(x: float) -> float | None:
 
 
 class EngineLoop:
-    """merge(feed, venue) → strategy → venue, with P&L and quote statistics; see the module docstring.
+    """The one driver: merge(feed, venue) → risk rules → strategy → gateway → venue → order events → ledger → sink.
+
+    Live trading, replay through the live loop and backtests all run this class; they differ only in what they
+    hand it (architecture principle 1): the clock (a backtest calls :meth:`on_market` per event and
+    :meth:`finish`; the live loop calls :meth:`step_until` with its feed's events up to the wall-clock ``now``),
+    the feed, the venue and the sink.
+
+    Risk rules (:class:`~apps.engine.risk.session.SessionRisk`, optional) are evaluated on a grid of local time
+    every ``config.risk_interval_s``, each grid point before any event stamped at or after it, so the result
+    does not depend on how often a live loop wakes up. ``pull_quotes`` closes the gateway (PAUSED) while it
+    lasts; ``halt`` and ``reduce`` latch the gateway at once (HALTED / REDUCING) and are handed to ``report`` so
+    the owner can record them where operators see them (a live session's status). The latch holds until the
+    owner next sets the ``"control"`` mode (:meth:`set_mode`), i.e. until the operator's state has taken over;
+    a backtest never does, so a trip holds to the end of its data.
 
     Parameters
     ----------
@@ -220,11 +269,17 @@ class EngineLoop:
     venue : PaperVenue
         The simulated venue; its book gives the mid used for P&L.
     config : BacktestConfig
-        Measurement parameters.
+        Measurement parameters (and the risk grid).
     sink : Sink, optional
-        Receives market events, order events, actions and changed decisions (a recorder).
+        Receives everything, in order (:class:`apps.trading.recording.RecorderSink` writes it to the database).
     name : str
         Label of the strategy in the result.
+    risk : SessionRisk, optional
+        The risk rules; ``None`` runs none (the engine fingerprint and the benchmarks).
+    report : callable, optional
+        Called with each ``halt``/``reduce`` trip as it starts.
+    mode : Mode
+        The gateway's starting mode (the live loop starts HALTED until its first control read).
     """
 
     def __init__(
@@ -235,11 +290,19 @@ class EngineLoop:
         *,
         sink: Sink | None = None,
         name: str = "",
+        risk: SessionRisk | None = None,
+        report: Callable[[RuleTrip], None] | None = None,
+        mode: Mode = Mode.RUNNING,
     ) -> None:
         self.strategy = strategy
         self.venue = venue
         self.config = (config or BacktestConfig()).validate()
         self.sink = sink
+        self.risk = risk
+        self.report = report
+        self.gateway = OrderGateway(venue, mode)
+        self._modes: dict[str, Mode] = {"control": mode}
+        self._blocked_recorded_for: Mode | None = None
         self.ledger = PnlLedger(self.config.markout_s)
         params = getattr(strategy, "params", None)
         self.result = BacktestResult(
@@ -252,8 +315,19 @@ class EngineLoop:
         self._tick = venue.config.tick_size
         self._interval_ns = round(self.config.sample_interval_s * _NS)
         self._next_sample_ns: int | None = None
+        self._risk_ns = round(self.config.risk_interval_s * _NS)
+        self._next_risk_ns: int | None = None
         self._now_ns = 0
         self._book = venue.book
+
+    @property
+    def now_ns(self) -> int:
+        """The latest local time the driver has processed (event time, not the wall clock)."""
+        return self._now_ns
+
+    @property
+    def mode(self) -> Mode:
+        return self.gateway.mode
 
     # --- the merge ------------------------------------------------------------------------------
     def on_market(self, event: Any) -> None:
@@ -263,14 +337,16 @@ class EngineLoop:
         nxt = venue.next_event_ns()
         while nxt is not None and nxt < t:
             self._now_ns = max(self._now_ns, nxt)
-            self._sample_until(nxt)
+            self._clock_until(nxt)
             self._handle(venue.advance(nxt))
             nxt = venue.next_event_ns()
-        self._sample_until(t)
+        self._clock_until(t)
         self._now_ns = max(self._now_ns, t)
         if self.result.first_ts_ns == 0:
             self.result.first_ts_ns = t
         self.result.stats.market_events += 1
+        if self.risk is not None:
+            self.risk.on_market(t, event.ts_exch_ns)
         if self.sink is not None:
             self.sink.market(event)
         out = venue.on_market(event)
@@ -289,10 +365,10 @@ class EngineLoop:
         nxt = venue.next_event_ns()
         while nxt is not None and nxt <= now_ns:
             self._now_ns = max(self._now_ns, nxt)
-            self._sample_until(nxt)
+            self._clock_until(nxt)
             self._handle(venue.advance(nxt))
             nxt = venue.next_event_ns()
-        self._sample_until(now_ns)
+        self._clock_until(now_ns)
         self._now_ns = max(self._now_ns, now_ns)
 
     def step_until(self, events: Iterable[Any], now_ns: int) -> None:
@@ -325,6 +401,133 @@ class EngineLoop:
         self.result.last_ts_ns = self._now_ns
         return self.result
 
+    # --- modes: what the gateway lets through ----------------------------------------------------
+    def set_mode(self, source: str, mode: Mode, now_ns: int, why: str) -> None:
+        """Set one source's mode; the gateway obeys the most restrictive of all sources.
+
+        Sources are the owner's (``"control"``: a session's status and the global switch; ``"feed"``, ``"db"``:
+        a live loop's own holds) and the driver's (``"risk"``: pull_quotes while it lasts; ``"latched"``: a halt
+        or reduce trip). Setting ``"control"`` clears the latch: the operator's state has taken it over.
+        Entering PAUSED or HALTED cancels everything at the venue at once; entering REDUCING cancels the
+        resting orders that would grow ``|q|``.
+        """
+        self._modes[source] = mode
+        if source == "control":
+            self._modes.pop("latched", None)
+        self._apply_mode(now_ns, why)
+
+    def _apply_mode(self, now_ns: int, why: str) -> None:
+        mode = max(self._modes.values())
+        previous = self.gateway.mode
+        self.gateway.mode = mode
+        if mode >= Mode.PAUSED and (previous < Mode.PAUSED or self.strategy.tracker.open_orders()):
+            self.emergency_cancel(why, now_ns)
+        elif mode is Mode.REDUCING and previous is Mode.RUNNING:
+            self._cancel_increasing(now_ns)
+
+    def emergency_cancel(self, reason: str, now_ns: int | None = None) -> None:
+        """Cancel at the venue at once (no latency) and mark whatever was still in flight as gone."""
+        t = self._now_ns if now_ns is None else max(now_ns, self._now_ns)
+        events = self.venue.cancel_all_now(t)
+        tracker = self.strategy.tracker
+        if not events and not tracker.open_orders():
+            return
+        self.result.stats.emergency_cancels += 1
+        sink = self.sink
+        if sink is not None:
+            sink.note(t, "*", "emergency_cancel_all", reason=reason)
+        self._handle(events)
+        for order in tracker.forget_live_orders():
+            # the venue's book is empty now: whatever is still live on our side was in flight and is gone
+            if sink is not None:
+                sink.order_state(t, order)
+
+    def stop(self, reason: str, now_ns: int) -> None:
+        """The owner ends the session: cancel everything at once and latch the strategy (it proposes nothing)."""
+        self.emergency_cancel(reason, now_ns)
+        self.strategy.halt(reason)  # its cancel-all is moot: the venue holds nothing of ours any more
+
+    def flatten(self, max_slippage_bps: float, client_order_id: str, now_ns: int) -> PlaceOrder | None:
+        """Stop with flatten: cancel everything, latch the strategy, and send one IOC order that closes the
+        position no worse than ``max_slippage_bps`` beyond the touch. None when flat or with no book.
+        Only that order passes the gateway (REDUCING) until :meth:`end_flatten`; risk rules no longer run."""
+        self.stop("stop with flatten", now_ns)
+        self.risk = None  # the session is ending: a pulled quote must not cancel the closing order
+        bbo, q = getattr(self.strategy, "bbo", None), self.strategy.tracker.position
+        lot, tick = self.venue.config.lot_size, self.venue.config.tick_size
+        size = round(int(abs(q) / lot + 1e-9) * lot, 12)
+        if bbo is None or size <= 0:
+            return None
+        slip = max_slippage_bps / 1e4
+        side = Side.SELL if q > 0 else Side.BUY
+        limit = bbo.bid_px * (1 - slip) if side is Side.SELL else bbo.ask_px * (1 + slip)
+        limit = round_price(limit, tick, Side.BUY if side is Side.SELL else Side.SELL)  # rounded towards the touch
+        order = PlaceOrder(client_order_id, side, limit, size, tif="IOC")
+        self._modes = {"control": Mode.REDUCING}
+        self.gateway.mode = Mode.REDUCING
+        self.strategy.tracker.on_actions([order])
+        self._after_strategy(max(now_ns, self._now_ns), [order])
+        return order
+
+    def end_flatten(self, order: PlaceOrder, now_ns: int) -> None:
+        self._modes = {"control": Mode.HALTED}
+        self.gateway.mode = Mode.HALTED
+        if self.sink is not None:
+            position = self.strategy.tracker.position
+            self.sink.note(now_ns, order.client_order_id, "flatten_done", position_after=position, limit=order.price)
+
+    def _cancel_increasing(self, now_ns: int) -> None:
+        tracker = self.strategy.tracker
+        growing = Side.BUY if tracker.position >= 0 else Side.SELL
+        cancels: list[Action] = [CancelOrder(o.client_order_id) for o in tracker.open_orders_on(growing)]
+        if cancels:
+            tracker.on_actions(cancels)
+            self._send(max(now_ns, self._now_ns), cancels, [])
+
+    # --- risk -------------------------------------------------------------------------------------
+    def _clock_until(self, t: int) -> None:
+        self._sample_until(t)
+        if self.risk is None:
+            return
+        nxt = self._next_risk_ns
+        if nxt is None:
+            self._next_risk_ns = (t // self._risk_ns + 1) * self._risk_ns
+            return
+        while nxt <= t:
+            self._next_risk_ns = nxt + self._risk_ns
+            self._evaluate_risk(nxt)
+            if self.risk is None:
+                return
+            nxt = self._next_risk_ns
+
+    def _evaluate_risk(self, now_ns: int) -> None:
+        risk = self.risk
+        assert risk is not None
+        d = self.strategy.last_decision
+        started, cleared, trips = risk.evaluate(now_ns, self.strategy.state(), d.inputs if d else {})
+        sink = self.sink
+        latched = self._modes.get("latched", Mode.RUNNING)
+        for t in started:
+            self.result.risk_events.append(t)
+            if sink is not None:
+                sink.risk_event(now_ns, t.rule, str(t.action), t.to_dict()["values"], t.message)
+            if t.action is RuleAction.HALT:
+                latched = Mode.HALTED
+            elif t.action is RuleAction.REDUCE:
+                latched = max(latched, Mode.REDUCING)
+        for name in cleared:
+            self.result.risk_cleared.append((now_ns, name))
+            if sink is not None:
+                sink.risk_event(now_ns, name, "cleared", {}, f"{name} no longer tripping")
+        if latched is not Mode.RUNNING:
+            self._modes["latched"] = latched
+        pulling = any(t.action is RuleAction.PULL_QUOTES for t in trips)
+        self.set_mode("risk", Mode.PAUSED if pulling else Mode.RUNNING, now_ns, "risk rules")
+        if self.report is not None:
+            for t in started:
+                if t.action is RuleAction.HALT or t.action is RuleAction.REDUCE:
+                    self.report(t)
+
     # --- internals ------------------------------------------------------------------------------
     def _update_mid(self, t: int) -> None:
         book = self._book
@@ -337,17 +540,23 @@ class EngineLoop:
             self.ledger.on_mid(t, mid)
 
     def _handle(self, events: list[OrderEvent]) -> None:
-        strategy, ledger, sink, result = self.strategy, self.ledger, self.sink, self.result
+        strategy, ledger, sink, result, risk = self.strategy, self.ledger, self.sink, self.result, self.risk
         for ev in events:
             result.stats.order_events += 1
-            if isinstance(ev, Fill) and ledger.on_fill(ev):
+            cls = type(ev)
+            if cls is Fill:
+                if not ledger.on_fill(ev):
+                    continue  # a venue delivered this fill before: it must not count twice anywhere
                 result.fills.append(ev)
                 q = abs(ledger.position)
                 if q > result.max_abs_inventory:
                     result.max_abs_inventory = q
+            elif cls is OrderReject and risk is not None and not ev.reason.startswith(BLOCKED):
+                risk.on_reject(ev.ts_local_ns)
             actions = strategy.on_event(ev)
             if sink is not None:
-                sink.order_event(ev)  # after the strategy saw it, so a recorded order state includes it
+                # after the strategy saw it, so the recorded order state includes it
+                sink.order_event(ev, strategy.tracker.get(ev.client_order_id))
             self._after_strategy(ev.ts_local_ns, actions)
 
     def _after_strategy(self, ts_ns: int, actions: list[Action]) -> None:
@@ -360,13 +569,40 @@ class EngineLoop:
                 self.sink.decision(strategy.last_decision)
         if not actions:
             return
-        self.result.stats.actions += len(actions)
-        if self.sink is not None:
-            self.sink.actions(ts_ns, actions)
-        local = self.venue.submit(actions, ts_ns)
-        if local:
-            self.result.stats.local_rejects += len(local)
-            self._handle(local)
+        gateway = self.gateway
+        if gateway.mode is Mode.RUNNING:
+            self._send(ts_ns, actions, [])
+            return
+        allowed, blocked = gateway.split(actions, strategy.tracker.position)
+        if blocked and self.sink is not None and self._blocked_recorded_for is not gateway.mode:
+            # the strategy re-proposes its quotes on every event while the gateway is closed: record the first
+            # block after each mode change, count the rest
+            self._blocked_recorded_for = gateway.mode
+            a, reason = blocked[0]
+            self.sink.blocked(ts_ns, a, reason)
+        self._send(ts_ns, allowed, blocked)
+
+    def _send(self, ts_ns: int, allowed: list[Action], blocked: list[tuple[Action, str]]) -> None:
+        stats = self.result.stats
+        out: list[OrderEvent] = []
+        if allowed:
+            stats.actions += len(allowed)
+            if self.risk is not None:
+                n_place = sum(isinstance(a, PlaceOrder) for a in allowed)
+                self.risk.on_sent(ts_ns, n_place, sum(isinstance(a, (CancelOrder, CancelAll)) for a in allowed))
+            sink = self.sink
+            if sink is not None:
+                get = self.strategy.tracker.get
+                for a in allowed:
+                    cid = getattr(a, "client_order_id", None)
+                    sink.sent(ts_ns, a, get(cid) if cid is not None else None)
+            out = self.venue.submit(allowed, ts_ns)
+            stats.local_rejects += len(out)
+        if blocked:
+            stats.blocked += len(blocked)
+            out = out + self.gateway.send([], blocked, ts_ns)
+        if out:
+            self._handle(out)
 
     def _sample_until(self, t: int) -> None:
         nxt = self._next_sample_ns
