@@ -31,22 +31,21 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, connection
-from django.db.models import Case, F, FloatField, Subquery, Sum, When
+from django.db.models import Subquery
 from django.utils import timezone
 
 from apps.engine.core import StrategyCore, StrategyParams
 from apps.engine.execution.paper import PaperVenue
-from apps.engine.market.feeds import Backoff, FeedDisconnectedError, ReplayingFeed, SimulatedFeed
 from apps.engine.risk.gateway import Mode
 from apps.engine.risk.rules import RuleAction, RuleTrip
 from apps.engine.risk.session import SessionRisk, build_risk_engine
 from apps.engine.simulation.backtest import BacktestConfig, EngineLoop
-from apps.engine.simulation.simulator import MarketSimulator
 from apps.marketdata.writer import BatchedWriter
 from apps.trading import lease
-from apps.trading.models import FillRecord, Order, TradingSession
+from apps.trading.models import Order, TradingSession
 from apps.trading.recording import Recorder, RecorderSink, make_writer, recover_journals
-from apps.trading.runtime import build_session_config
+from apps.trading.runtime import build_feed, build_session_config
+from apps.trading.selectors import position_from_fills
 
 logger = logging.getLogger(__name__)
 Status = TradingSession.Status
@@ -98,6 +97,7 @@ class QuotingLoop:
         self.global_state: str = "armed"
         self.db_ok = True
         self._feed_resynced = False
+        self._open_at_disconnect = 0
         self._next_publish_ns = 0
         self._next_heartbeat_ns = 0
 
@@ -134,23 +134,9 @@ class QuotingLoop:
         self.session = session
         config = build_session_config(session.params, int(session.seed))
         now = self.clock()
-        tick, lot, venue_cfg = config.sim.tick_size, config.sim.lot_size, config.venue
-        if config.replay is not None:
-            # a recorded feed through the live loop: the instrument's grid, events re-stamped to now
-            import dataclasses
-
-            tick, lot = session.instrument.tick_size, session.instrument.lot_size
-            venue_cfg = dataclasses.replace(config.venue, tick_size=tick, lot_size=lot)
-            self.feed = ReplayingFeed(_load_replay(config.replay, session.instrument_id), now)
-        else:
-            sim_params = config.sim.__class__(**{**_asdict(config.sim), "start_ts_ns": now})
-            self.sim = MarketSimulator(sim_params, seed=config.seed)
-            self.feed = SimulatedFeed(self.sim, now, config.outages)
-        self.backoff = Backoff(config.backoff, seed=config.seed)
-        self._next_connect_ns = 0
-        self._open_at_disconnect = 0
+        self.feed, venue_cfg, tick, lot = build_feed(config, session.instrument, now)
         run = self.owner.removeprefix("loop-")[:6]
-        q, cash, fees, n = self._position_from_fills()
+        q, cash, fees, n = position_from_fills(self.session_id)
         self.core = StrategyCore(
             config.strategy,
             tick_size=tick,
@@ -192,20 +178,6 @@ class QuotingLoop:
             "session %s: loop %s started (position %s from %d earlier fills)", self.session_id, self.owner, q, n
         )
         return True
-
-    def _position_from_fills(self) -> tuple[float, float, float, int]:
-        """Position, cash and fees rebuilt from every recorded fill: a restarted loop continues, it does not reset."""
-        signed = Case(When(side__gt=0, then=F("size")), default=-F("size"), output_field=FloatField())
-        flow = Case(
-            When(side__gt=0, then=-F("price") * F("size")), default=F("price") * F("size"), output_field=FloatField()
-        )
-        agg = FillRecord.objects.filter(session_id=self.session_id).aggregate(
-            q=Sum(signed), cash=Sum(flow), fees=Sum("fee")
-        )
-        n = FillRecord.objects.filter(session_id=self.session_id).count()
-        q = round(agg["q"] or 0.0, 12)
-        fees = agg["fees"] or 0.0
-        return q, (agg["cash"] or 0.0) - fees, fees, n
 
     def run(self, max_seconds: float | None = None) -> str:
         if not self.start():
@@ -317,34 +289,21 @@ class QuotingLoop:
         return True
 
     def _poll_feed(self, now: int) -> list[Any]:
-        """Market events up to now. On a disconnect: pull quotes at once, then reconnect with exponential back-off
-        and jitter; after a reconnect the feed's snapshot and top of book resynchronise the core before quoting."""
-        if self.feed.connected:
-            try:
-                return self.feed.poll(now)
-            except FeedDisconnectedError as exc:
-                self._open_at_disconnect = len(self.core.tracker.open_orders())
-                self.driver.set_mode("feed", Mode.PAUSED, now, f"feed disconnected: {exc}")
-                self._next_connect_ns = now + int(self.backoff.next_delay_s() * 1e9)
-                self._record_feed(now, "feed_disconnect", str(exc))
-                return []
-        if now < self._next_connect_ns:
-            return []
-        try:
-            events = self.feed.connect(now)
-        except FeedDisconnectedError as exc:
-            delay = self.backoff.next_delay_s()
-            self._next_connect_ns = now + int(delay * 1e9)
-            logger.info("session %s: reconnect failed (%s); next try in %.2f s", self.session_id, exc, delay)
-            return []
-        self._record_feed(now, "feed_reconnect", f"reconnected after {self.backoff.attempts} attempt(s)")
-        self.backoff.reset()
-        self._feed_resynced = True
-        return events
+        """Market events up to now. A drop pulls quotes at once; the feed reconnects itself with back-off, and
+        quoting re-opens at the end of the step that brought its resync snapshot and top of book to the core."""
+        polled = self.feed.poll(now)
+        if polled.dropped is not None:
+            self._open_at_disconnect = len(self.core.tracker.open_orders())
+            self.driver.set_mode("feed", Mode.PAUSED, now, f"feed disconnected: {polled.dropped}")
+            self._record_feed(now, "feed_disconnect", "pull_quotes", polled.attempts, polled.dropped)
+        elif polled.resynced:
+            message = f"reconnected after {polled.attempts} attempt(s)"
+            self._record_feed(now, "feed_reconnect", "cleared", polled.attempts, message)
+            self._feed_resynced = True
+        return polled.events
 
-    def _record_feed(self, now: int, rule: str, message: str) -> None:
-        action = "pull_quotes" if rule == "feed_disconnect" else "cleared"
-        values = {"attempts": self.backoff.attempts, "open_orders_at_disconnect": self._open_at_disconnect}
+    def _record_feed(self, now: int, rule: str, action: str, attempts: int, message: str) -> None:
+        values = {"attempts": attempts, "open_orders_at_disconnect": self._open_at_disconnect}
         self.sink.risk_event(now, rule, action, values, message)
 
     def _report_trip(self, trip: RuleTrip) -> None:
@@ -424,32 +383,6 @@ class QuotingLoop:
             self.stats.publishes += 1
         except Exception as exc:  # noqa: BLE001 - a broken broadcast (Redis down) must not stop quoting or cancelling
             logger.warning("session %s: publish failed: %s", self.session_id, exc)
-
-
-def _load_replay(replay: dict[str, Any], instrument_id: int) -> list[Any]:
-    """The recorded market events a replay session plays: parsed files, or a stored time range."""
-    from apps.engine.market.events import BestBidAsk, DepthSnapshot, DepthUpdate, Trade
-
-    market = (Trade, BestBidAsk, DepthUpdate, DepthSnapshot)
-    limit = int(replay.get("max_events", 10**7))
-    out: list[Any] = []
-    if "files" in replay:
-        from apps.marketdata.parsers import parse_file
-
-        for path in replay["files"]:
-            out.extend(e for e in parse_file(replay["format"], path) if isinstance(e, market))
-        out.sort(key=lambda e: e.ts_local_ns)
-    else:
-        from apps.marketdata.selectors import iter_events
-
-        out = [e for e in iter_events(instrument_id, replay["start_ns"], replay["end_ns"]) if isinstance(e, market)]
-    return out[:limit]
-
-
-def _asdict(obj: Any) -> dict[str, Any]:
-    import dataclasses
-
-    return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
 
 
 __all__ = ["QuotingLoop", "StrategyParams"]

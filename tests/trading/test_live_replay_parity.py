@@ -11,8 +11,9 @@ from apps.engine.market.feeds import shift_event
 from apps.engine.risk.session import SessionRisk, build_risk_engine
 from apps.engine.simulation.backtest import EngineLoop
 from apps.marketdata.models import Instrument
-from apps.trading.loop import QuotingLoop, _load_replay
+from apps.trading.loop import QuotingLoop
 from apps.trading.models import FillRecord, QuoteDecisionRecord, RiskEventRecord, TradingSession
+from apps.trading.runtime import load_replay as _load_replay
 from tests.conftest import shared_data
 
 STRATEGY = {"sigma_bucket_s": 0.25, "sigma_min_buckets": 8, "kappa_min_volume": 0.05}
@@ -48,7 +49,7 @@ def test_the_live_loop_and_the_backtester_agree_on_a_recorded_feed(case: str):
     outcome = loop.run(max_seconds=240)
     assert outcome == "replay_finished"
 
-    events = [shift_event(e, loop.feed.shift_ns) for e in _load_replay(replay, inst.pk)]
+    events = [shift_event(e, loop.feed.feed.shift_ns) for e in _load_replay(replay, inst.pk)]
     core = StrategyCore(StrategyParams.from_dict(STRATEGY), tick_size=0.1, lot_size=0.001, id_prefix="bt")
     venue = PaperVenue(PaperVenueConfig(tick_size=0.1, lot_size=0.001, **VENUE), seed=3)
     q_max = core.params.max_inventory
