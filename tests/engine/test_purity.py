@@ -1,4 +1,4 @@
-"""The engine never imports Django (architecture: one pure engine for live, paper and backtests)."""
+"""The engine never imports Django nor any other app (architecture: one pure engine for live, paper and backtests)."""
 
 from __future__ import annotations
 
@@ -12,13 +12,14 @@ import apps.engine
 BASE_DIR = Path(__file__).resolve().parents[2]
 
 
-def test_importing_every_engine_module_does_not_import_django():
+def test_importing_every_engine_module_imports_neither_django_nor_another_app():
     modules = [m.name for m in pkgutil.walk_packages(apps.engine.__path__, "apps.engine.")]
     assert "apps.engine.core" in modules and "apps.engine.simulation.simulator" in modules
     code = (
         "import importlib, sys\n"
         f"for m in {modules!r}: importlib.import_module(m)\n"
         "bad = sorted(k for k in sys.modules if k == 'django' or k.startswith('django.'))\n"
+        "bad += sorted(k for k in sys.modules if k.startswith('apps.') and not k.startswith('apps.engine'))\n"
         "print(','.join(bad))\n"
     )
     res = subprocess.run([sys.executable, "-c", code], cwd=BASE_DIR, capture_output=True, text=True, timeout=120)
