@@ -15,7 +15,7 @@ call it; nothing else writes a session's status.
        │                └──pause──▶ paused                      │
        └── any active status ──halt────────────────────────────┘
        any active status or halted ──stop──▶ stopped      any not-ended status ──fail──▶ failed
-       running / reducing / paused ──finish──▶ stopped (a replay or backtest reached the end of its data)
+       running / reducing / paused / halted ──finish──▶ stopped (a replay or backtest reached the end of its data)
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ TABLE: dict[str, Transition] = {
         Transition("halt", ACTIVE, S.HALTED, reason_required=True),
         Transition("rearm", frozenset({S.HALTED}), S.PAUSED, reason_required=True, operator_only=True),
         Transition("stop", ACTIVE | {S.HALTED}, S.STOPPED),
-        Transition("finish", frozenset({S.RUNNING, S.REDUCING, S.PAUSED}), S.STOPPED, system_only=True),
+        Transition("finish", frozenset({S.RUNNING, S.REDUCING, S.PAUSED, S.HALTED}), S.STOPPED, system_only=True),
         Transition("fail", ACTIVE | {S.HALTED}, S.FAILED, system_only=True),
     )
 }

@@ -35,12 +35,20 @@ class DatabaseSessionControl:
             return ControlSnapshot(TradingSession.Status.STOPPED, GlobalKillSwitch.State.ARMED)
         return ControlSnapshot(row[0], row[1] or GlobalKillSwitch.State.ARMED)
 
-    def report(self, event: str, reason: str, *, extra_fields: dict[str, Any] | None = None, **detail: Any) -> str:
+    def report(
+        self,
+        event: str,
+        reason: str,
+        *,
+        actor_label: str | None = None,
+        extra_fields: dict[str, Any] | None = None,
+        **detail: Any,
+    ) -> str:
         session = lifecycle.transition(
             self.session_id,
             event,
             reason=reason[: audit.MAX_REASON_CHARS],
-            actor_label=self.actor_label,
+            actor_label=actor_label or self.actor_label,
             by_system=True,
             extra_fields=extra_fields,
             **detail,

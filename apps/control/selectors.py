@@ -2,7 +2,7 @@
 audit trail with the global switch's events in it.
 
 A session's own status is what its operators set; the global kill switch sits above every session. The loop obeys
-the more restrictive of the two (:class:`apps.trading.gateway.Mode` orders them), so every page and live update
+the more restrictive of the two (:class:`apps.engine.risk.gateway.Mode` orders them), so every page and live update
 shows that one too: a running session under a global halt *is* halted, and says by whom.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 from django.db.models import Q, QuerySet
 
 from apps.control.models import AuditEvent, GlobalKillSwitch
-from apps.trading.gateway import Mode
+from apps.engine.risk.gateway import Mode
 from apps.trading.models import TradingSession
 
 # statuses in which the global switch governs a session's order flow (a stopped or failed session sends nothing)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.db.models import Case, F, Q, Value, When
+from django.db.models import F, Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -30,7 +30,6 @@ def acquire(session_id: int, owner: str, ttl_s: float) -> bool:
             lease_owner=owner,
             lease_expires_at=now + timedelta(seconds=ttl_s),
             heartbeat_at=now,
-            status=Case(When(status=S.CREATED, then=Value(S.RUNNING)), default=F("status")),
             started_at=Coalesce(F("started_at"), Value(now)),
         )
     )

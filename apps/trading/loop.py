@@ -31,8 +31,6 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, connection
-from django.db.models import Subquery
-from django.utils import timezone
 
 from apps.engine.core import StrategyCore, StrategyParams
 from apps.engine.execution.paper import PaperVenue
@@ -43,6 +41,7 @@ from apps.engine.simulation.backtest import BacktestConfig, EngineLoop
 from apps.marketdata.writer import BatchedWriter
 from apps.trading import lease
 from apps.trading.models import Order, TradingSession
+from apps.trading.ports import ControlSnapshot, SessionControl, session_control
 from apps.trading.recording import Recorder, RecorderSink, make_writer, recover_journals
 from apps.trading.runtime import build_feed, build_session_config
 from apps.trading.selectors import position_from_fills
@@ -72,9 +71,12 @@ class QuotingLoop:
         clock: Callable[[], int] = time.time_ns,
         publish: Callable[[int, dict[str, Any], str], None] | None = None,
         writer: BatchedWriter | None = None,
+        control: SessionControl | None = None,
     ) -> None:
         self.session_id = session_id
         self.owner = owner or f"loop-{uuid.uuid4().hex[:12]}"
+        # the session's status and audit trail are the control layer's: the loop reads and reports through a port
+        self.control = control or session_control(session_id, actor_label=self.owner)
         self.clock = clock
         if publish is None:
             from apps.live.broadcast import publish_session_state
@@ -105,31 +107,19 @@ class QuotingLoop:
 
     def start(self) -> bool:
         """Take the lease and build the engine objects. False when another loop holds the session."""
-        from apps.control.models import AuditEvent
-
         if not lease.acquire(self.session_id, self.owner, self.lease_ttl_s):
             self.stats.outcome = "lease_held_elsewhere"
-            if TradingSession.objects.filter(pk=self.session_id).exists():
-                AuditEvent.objects.create(
-                    actor_label=self.owner,
-                    action="loop.lease_held",
-                    session_id=self.session_id,
-                    reason="another loop holds this session's lease; not starting",
-                )
+            self.control.note("loop.lease_held", "another loop holds this session's lease; not starting")
             return False
+        if self.control.read().status == Status.CREATED:
+            self.control.report("run", "quoting loop started")
         recovered = recover_journals(self.journal_dir, self.spill_dir, self.owner)
         if recovered:
             # a dead run's last order states came back with its journal; none of those orders exists any more
             Order.objects.filter(session_id=self.session_id, status__in=Order.OPEN_STATUSES).update(
                 status=Order.Status.CANCELLED
             )
-            AuditEvent.objects.create(
-                actor_label=self.owner,
-                action="loop.recovered",
-                session_id=self.session_id,
-                reason="replayed the write-ahead journal of a dead loop",
-                detail=recovered,
-            )
+            self.control.note("loop.recovered", "replayed the write-ahead journal of a dead loop", **recovered)
         session = TradingSession.objects.select_related("instrument").get(pk=self.session_id)
         self.session = session
         config = build_session_config(session.params, int(session.seed))
@@ -162,17 +152,14 @@ class QuotingLoop:
         )
         self.writer.start()
         self._next_heartbeat_ns = now + self.heartbeat_ns
-        AuditEvent.objects.create(
-            actor_label=self.owner,
-            action="loop.start",
-            session_id=self.session_id,
-            detail={
-                "resumed_position": q,
-                "resumed_cash": cash,
-                "fills_before": n,
-                "sim_start_ns": now,
-                "trade_id_prefix": f"{run}-",
-            },
+        self.control.note(
+            "loop.start",
+            "",
+            resumed_position=q,
+            resumed_cash=cash,
+            fills_before=n,
+            sim_start_ns=now,
+            trade_id_prefix=f"{run}-",
         )
         logger.info(
             "session %s: loop %s started (position %s from %d earlier fills)", self.session_id, self.owner, q, n
@@ -193,9 +180,7 @@ class QuotingLoop:
             logger.exception("session %s: loop crashed; cancelling orders", self.session_id)
             self.stats.outcome = "crashed"
             self._emergency_cancel("loop crashed")
-            TradingSession.objects.filter(pk=self.session_id, status__in=(Status.RUNNING, Status.REDUCING)).update(
-                status=Status.FAILED, status_reason="quoting loop crashed; see worker log"
-            )
+            self._report_crash()
             raise
         finally:
             try:
@@ -239,21 +224,9 @@ class QuotingLoop:
         return True
 
     def _read_control(self) -> tuple[str, str]:
-        """The session's status and the global switch's state in one query, so one snapshot: a global re-arm
-        pauses the sessions it halted in the same transaction, and reading the two apart could see the switch
-        open while the session still said running."""
-        from apps.control.models import GlobalKillSwitch
-
-        switch = GlobalKillSwitch.objects.filter(singleton=True).values("state")[:1]
-        row = (
-            TradingSession.objects.filter(pk=self.session_id)
-            .annotate(global_state=Subquery(switch))
-            .values_list("status", "global_state")
-            .first()
-        )
-        if row is None:
-            return Status.STOPPED, GlobalKillSwitch.State.ARMED
-        return row[0], row[1] or GlobalKillSwitch.State.ARMED
+        """The session's status and the global switch's state, one snapshot (see :meth:`SessionControl.read`)."""
+        snapshot = self.control.read()
+        return snapshot.status, snapshot.global_state
 
     def _check_control(self, now: int) -> bool:
         try:
@@ -310,12 +283,10 @@ class QuotingLoop:
         """A halt/reduce rule tripped in the driver (which latched it already): make it the session's status."""
         if not self.db_ok:
             return
-        from apps.control.services import Actor, ControlError, halt_session, reduce_session
-
-        fn = halt_session if trip.action is RuleAction.HALT else reduce_session
+        event = "halt" if trip.action is RuleAction.HALT else "reduce"
         try:
-            fn(Actor(label=f"risk:{trip.rule}"), self.session_id, trip.message)
-        except ControlError as exc:
+            self.control.report(event, trip.message, actor_label=f"risk:{trip.rule}")
+        except ValueError as exc:  # the table refuses it from the current status (e.g. already halted)
             logger.info("session %s: rule %s: %s", self.session_id, trip.rule, exc)
 
     # --- emergency paths ----------------------------------------------------------------------
@@ -327,11 +298,7 @@ class QuotingLoop:
 
     def _flatten_if_asked(self) -> None:
         """On a stop with ``flatten``: close the position with IOC orders no worse than the slippage bound."""
-        asked = (
-            TradingSession.objects.filter(pk=self.session_id, flatten_requested=True)
-            .values_list("flatten_max_slippage_bps", flat=True)
-            .first()
-        )
+        asked = self.control.flatten_request()
         if asked is None:
             return
         order = self.driver.flatten(float(asked), f"{self.core.id_prefix}-flatten-{self.stats.steps}", self.clock())
@@ -348,19 +315,28 @@ class QuotingLoop:
         self.driver.end_flatten(order, self.clock())
 
     def _halt_self(self, reason: str) -> None:
-        from apps.control.services import Actor, halt_session
-
         try:
-            halt_session(Actor(label="quoting-loop"), self.session_id, reason)
+            self.control.report("halt", reason)
             self.stats.outcome = "halted_by_loop"
         except DatabaseError:
             logger.error("session %s: %s, and the database is unavailable to record the halt", self.session_id, reason)
+        except ValueError as exc:  # already halted or stopped
+            logger.info("session %s: halt not recorded: %s", self.session_id, exc)
 
     def _finish_replay(self) -> None:
         self.stats.outcome = "replay_finished"
-        TradingSession.objects.filter(pk=self.session_id).update(
-            status=Status.STOPPED, status_reason="replay finished", ended_at=timezone.now()
-        )
+        try:
+            self.control.report("finish", "replay finished")
+        except ValueError as exc:  # stopped meanwhile
+            logger.info("session %s: replay finished: %s", self.session_id, exc)
+
+    def _report_crash(self) -> None:
+        """A crash fails a session that was quoting; a paused or halted one keeps its status for the operator."""
+        try:
+            if self.control.read().status in (Status.RUNNING, Status.REDUCING):
+                self.control.report("fail", "quoting loop crashed; see worker log")
+        except (DatabaseError, ValueError) as exc:
+            logger.error("session %s: crash not recorded: %s", self.session_id, exc)
 
     def _save_state(self) -> None:
         if hasattr(self, "core"):
@@ -373,9 +349,8 @@ class QuotingLoop:
         if not force and now < self._next_publish_ns:
             return
         self._next_publish_ns = now + self.publish_interval_ns
-        from apps.control.selectors import effective_status
-
-        status = effective_status(self.status, self.global_state)  # what the gateway obeys, global switch included
+        # what the gateway obeys, global switch included
+        status = self.control.shown_status(ControlSnapshot(self.status, self.global_state))
         if not self.db_ok:
             status = f"{status} (database unavailable)"
         try:

@@ -30,9 +30,10 @@ class SessionControl(Protocol):
     def read(self) -> ControlSnapshot:
         """The session's status and the global switch, in one query."""
 
-    def report(self, event: str, reason: str, **detail: Any) -> str:
+    def report(self, event: str, reason: str, *, actor_label: str | None = None, **detail: Any) -> str:
         """Ask for a lifecycle event (``run``, ``halt``, ``reduce``, ``finish``, ``fail``); returns the status
-        after it. A refused event raises ``ValueError`` with the table's reason."""
+        after it. ``actor_label`` names who asks when not the port's owner (e.g. ``risk:drawdown``). A refused
+        event raises ``ValueError`` with the table's reason."""
 
     def note(self, action: str, reason: str = "", **detail: Any) -> None:
         """An audit row of the platform's own (``loop.start``, ``loop.recovered``, ``loop.lease_held``, …)."""
