@@ -337,10 +337,14 @@ class EngineLoop:
         nxt = venue.next_event_ns()
         while nxt is not None and nxt < t:
             self._now_ns = max(self._now_ns, nxt)
-            self._clock_until(nxt)
+            self._sample_until(nxt)
+            if self.risk is not None:
+                self._risk_until(nxt)
             self._handle(venue.advance(nxt))
             nxt = venue.next_event_ns()
-        self._clock_until(t)
+        self._sample_until(t)
+        if self.risk is not None:
+            self._risk_until(t)
         self._now_ns = max(self._now_ns, t)
         if self.result.first_ts_ns == 0:
             self.result.first_ts_ns = t
@@ -365,10 +369,14 @@ class EngineLoop:
         nxt = venue.next_event_ns()
         while nxt is not None and nxt <= now_ns:
             self._now_ns = max(self._now_ns, nxt)
-            self._clock_until(nxt)
+            self._sample_until(nxt)
+            if self.risk is not None:
+                self._risk_until(nxt)
             self._handle(venue.advance(nxt))
             nxt = venue.next_event_ns()
-        self._clock_until(now_ns)
+        self._sample_until(now_ns)
+        if self.risk is not None:
+            self._risk_until(now_ns)
         self._now_ns = max(self._now_ns, now_ns)
 
     def step_until(self, events: Iterable[Any], now_ns: int) -> None:
@@ -485,10 +493,8 @@ class EngineLoop:
             self._send(max(now_ns, self._now_ns), cancels, [])
 
     # --- risk -------------------------------------------------------------------------------------
-    def _clock_until(self, t: int) -> None:
-        self._sample_until(t)
-        if self.risk is None:
-            return
+    def _risk_until(self, t: int) -> None:
+        """Evaluate the rules at every grid point up to ``t`` (called before any event stamped ``t``)."""
         nxt = self._next_risk_ns
         if nxt is None:
             self._next_risk_ns = (t // self._risk_ns + 1) * self._risk_ns
