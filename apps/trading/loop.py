@@ -256,7 +256,7 @@ class QuotingLoop:
             if status == Status.STOPPED:
                 self._flatten_if_asked()
             return False
-        control = max(Mode.of(status if status != Status.CREATED else Status.RUNNING), Mode.of(global_state))
+        control = max(Mode.of(status), Mode.of(global_state))
         self.driver.set_mode("control", control, now, f"session {status}, global {global_state}")
         self.driver.set_mode("db", Mode.RUNNING, now, "database available")
         return True

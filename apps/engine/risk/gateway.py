@@ -10,30 +10,10 @@ consistent. Pure: no Django, no I/O.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from enum import IntEnum
 
 from apps.engine.execution.paper import PaperVenue
 from apps.engine.market.events import Action, CancelAll, CancelOrder, ModifyOrder, OrderEvent, OrderReject, PlaceOrder
-from apps.engine.risk.killswitch import SwitchState, gate
-
-
-class Mode(IntEnum):
-    """Ordered by restrictiveness: the larger value wins when two switches disagree."""
-
-    RUNNING = 0
-    REDUCING = 1
-    PAUSED = 2
-    HALTED = 3
-
-    @classmethod
-    def of(cls, status: str) -> Mode:
-        return {
-            "running": cls.RUNNING,
-            "reducing": cls.REDUCING,
-            "paused": cls.PAUSED,
-            "halted": cls.HALTED,
-            "armed": cls.RUNNING,
-        }.get(status, cls.HALTED)  # an unknown status is treated as halted
+from apps.engine.risk.killswitch import Mode, gate
 
 
 class OrderGateway:
@@ -50,7 +30,7 @@ class OrderGateway:
             return None
         if self.mode is Mode.REDUCING and isinstance(action, PlaceOrder):
             # the engine's kill-switch gate owns the reduce-only rule
-            reason = gate(SwitchState.REDUCING, int(action.side), action.size, position)
+            reason = gate(Mode.REDUCING, int(action.side), action.size, position)
             return None if reason is None else f"session is REDUCING: {reason}"
         if isinstance(action, ModifyOrder) and self.mode is Mode.REDUCING:
             return "session is REDUCING: modifies are not sent"
@@ -80,3 +60,6 @@ class OrderGateway:
             if isinstance(a, (PlaceOrder, ModifyOrder)):
                 out.append(OrderReject(now_ns, now_ns, a.client_order_id, f"blocked by gateway: {reason}"))
         return out
+
+
+__all__ = ["Mode", "OrderGateway"]  # Mode lives in killswitch, the vocabulary; re-exported for the driver

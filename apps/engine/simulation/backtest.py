@@ -101,6 +101,9 @@ class Sink(Protocol):
 
     def order_state(self, ts_ns: int, order: Order) -> None: ...
 
+    def flush(self) -> None:
+        """An emergency path ended: what was recorded should reach storage without waiting for the next batch."""
+
 
 @dataclass(frozen=True)
 class BacktestConfig:
@@ -449,6 +452,8 @@ class EngineLoop:
             # the venue's book is empty now: whatever is still live on our side was in flight and is gone
             if sink is not None:
                 sink.order_state(t, order)
+        if sink is not None:
+            sink.flush()  # the cancels are what an operator waits to see: every row of them, now
 
     def stop(self, reason: str, now_ns: int) -> None:
         """The owner ends the session: cancel everything at once and latch the strategy (it proposes nothing)."""
@@ -517,10 +522,8 @@ class EngineLoop:
             self.result.risk_events.append(t)
             if sink is not None:
                 sink.risk_event(now_ns, t.rule, str(t.action), t.to_dict()["values"], t.message)
-            if t.action is RuleAction.HALT:
-                latched = Mode.HALTED
-            elif t.action is RuleAction.REDUCE:
-                latched = max(latched, Mode.REDUCING)
+            if t.action is RuleAction.HALT or t.action is RuleAction.REDUCE:  # they latch; pull_quotes does not
+                latched = max(latched, Mode.of_rule(t.action))
         for name in cleared:
             self.result.risk_cleared.append((now_ns, name))
             if sink is not None:
@@ -528,7 +531,7 @@ class EngineLoop:
         if latched is not Mode.RUNNING:
             self._modes["latched"] = latched
         pulling = any(t.action is RuleAction.PULL_QUOTES for t in trips)
-        self.set_mode("risk", Mode.PAUSED if pulling else Mode.RUNNING, now_ns, "risk rules")
+        self.set_mode("risk", Mode.of_rule(RuleAction.PULL_QUOTES) if pulling else Mode.RUNNING, now_ns, "risk rules")
         if self.report is not None:
             for t in started:
                 if t.action is RuleAction.HALT or t.action is RuleAction.REDUCE:

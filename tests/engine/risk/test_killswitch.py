@@ -8,9 +8,9 @@ import time
 import pytest
 
 from apps.engine.market.events import Side
-from apps.engine.risk.killswitch import SwitchState, gate
+from apps.engine.risk.killswitch import Mode, gate
 
-ARMED, REDUCING, HALTED = SwitchState.ARMED, SwitchState.REDUCING, SwitchState.HALTED
+ARMED, REDUCING, HALTED = Mode.RUNNING, Mode.REDUCING, Mode.HALTED
 
 ORDERS = [(side, size, pos) for side in (Side.BUY, Side.SELL) for size in (0.1, 1.0, 5.0) for pos in (-2.0, 0.0, 2.0)]
 
