@@ -293,8 +293,9 @@ class RecorderSink:
 
     def note(self, ts_ns: int, client_order_id: str, kind: str, **detail: Any) -> None:
         self.recorder.order_event(ts_ns, client_order_id, kind, **detail)
-        if kind == "emergency_cancel_all":
-            self.recorder.writer.flush_soon()  # cancels are what an operator waits to see
 
     def order_state(self, ts_ns: int, order: EngineOrder) -> None:
         self.recorder.order_state(ts_ns, order)
+
+    def flush(self) -> None:
+        self.recorder.writer.flush_soon()
