@@ -113,57 +113,17 @@ class QuotingLoop:
             return False
         if self.control.read().status == Status.CREATED:
             self.control.report("run", "quoting loop started")
-        recovered = recover_journals(self.journal_dir, self.spill_dir, self.owner)
+        recovered = recover_dead_run(self.session_id, self.journal_dir, self.spill_dir, self.owner)
         if recovered:
-            # a dead run's last order states came back with its journal; none of those orders exists any more
-            Order.objects.filter(session_id=self.session_id, status__in=Order.OPEN_STATUSES).update(
-                status=Order.Status.CANCELLED
-            )
             self.control.note("loop.recovered", "replayed the write-ahead journal of a dead loop", **recovered)
-        session = TradingSession.objects.select_related("instrument").get(pk=self.session_id)
-        self.session = session
-        config = build_session_config(session.params, int(session.seed))
+        self.session = TradingSession.objects.select_related("instrument").get(pk=self.session_id)
         now = self.clock()
-        self.feed, venue_cfg, tick, lot = build_feed(config, session.instrument, now)
-        run = self.owner.removeprefix("loop-")[:6]
-        q, cash, fees, n = position_from_fills(self.session_id)
-        self.core = StrategyCore(
-            config.strategy,
-            tick_size=tick,
-            lot_size=lot,
-            id_prefix=f"s{session.pk}-{run}",
-            initial_position=q,
-            initial_cash=cash,
-            initial_fees=fees,
-            initial_fills=n,
-        )
-        engine, capital = build_risk_engine(config.risk, config.strategy.max_inventory)
-        recorder = Recorder(self.writer, session.pk, session.instrument_id, trade_id_prefix=f"{run}-")
-        # a replay's market data is already stored (or in its files): record only what we did
-        self.sink = RecorderSink(recorder, record_market=config.replay is None, log_fills=True)
-        self.driver = EngineLoop(
-            self.core,
-            PaperVenue(venue_cfg, seed=config.seed),
-            LIVE,
-            sink=self.sink,
-            risk=SessionRisk(engine, capital, config.strategy.max_inventory),
-            report=self._report_trip,
-            mode=Mode.HALTED,  # nothing is sent before the first control read
-        )
+        live = build_live_engine(self.session, self.writer, self.owner, now, self._report_trip)
+        self.feed, self.core, self.sink, self.driver = live.feed, live.core, live.sink, live.driver
         self.writer.start()
         self._next_heartbeat_ns = now + self.heartbeat_ns
-        self.control.note(
-            "loop.start",
-            "",
-            resumed_position=q,
-            resumed_cash=cash,
-            fills_before=n,
-            sim_start_ns=now,
-            trade_id_prefix=f"{run}-",
-        )
-        logger.info(
-            "session %s: loop %s started (position %s from %d earlier fills)", self.session_id, self.owner, q, n
-        )
+        self.control.note("loop.start", "", **live.resumed)
+        logger.info("session %s: loop %s started (%s)", self.session_id, self.owner, live.resumed)
         return True
 
     def run(self, max_seconds: float | None = None) -> str:
@@ -179,7 +139,7 @@ class QuotingLoop:
         except Exception:
             logger.exception("session %s: loop crashed; cancelling orders", self.session_id)
             self.stats.outcome = "crashed"
-            self._emergency_cancel("loop crashed")
+            self.driver.emergency_cancel("loop crashed", self.clock())
             self._report_crash()
             raise
         finally:
@@ -216,21 +176,17 @@ class QuotingLoop:
             self._finish_replay()
             return False
         if self.writer.overflowing:
-            self._emergency_cancel("recorder buffer overflow")
+            self.driver.emergency_cancel("recorder buffer overflow", self.clock())
             self._halt_self("recorder buffer overflow: database unavailable for too long")
             return self.db_ok
         self._publish()
         self.stats.steps += 1
         return True
 
-    def _read_control(self) -> tuple[str, str]:
-        """The session's status and the global switch's state, one snapshot (see :meth:`SessionControl.read`)."""
-        snapshot = self.control.read()
-        return snapshot.status, snapshot.global_state
-
     def _check_control(self, now: int) -> bool:
         try:
-            status, global_state = self._read_control()
+            snapshot = self.control.read()  # the session's status and the global switch, one snapshot
+            status, global_state = snapshot.status, snapshot.global_state
             if now >= self._next_heartbeat_ns:
                 if not lease.renew(self.session_id, self.owner, self.lease_ttl_s):
                     self.stats.outcome = "lease_lost"
@@ -290,11 +246,6 @@ class QuotingLoop:
             logger.info("session %s: rule %s: %s", self.session_id, trip.rule, exc)
 
     # --- emergency paths ----------------------------------------------------------------------
-
-    def _emergency_cancel(self, reason: str) -> None:
-        """Cancel at the venue at once (no latency) and record the result; the writer flushes right away."""
-        if hasattr(self, "driver"):
-            self.driver.emergency_cancel(reason, self.clock())
 
     def _flatten_if_asked(self) -> None:
         """On a stop with ``flatten``: close the position with IOC orders no worse than the slippage bound."""
@@ -360,4 +311,68 @@ class QuotingLoop:
             logger.warning("session %s: publish failed: %s", self.session_id, exc)
 
 
-__all__ = ["QuotingLoop", "StrategyParams"]
+def recover_dead_run(session_id: int, journal_dir: Any, spill_dir: Any, owner: str) -> dict[str, Any] | None:
+    """Replay a dead loop's write-ahead journal; its last order states came back with it, and none of those orders
+    exists any more (the paper venue's book died with its process), so they are closed. What was replayed, or None."""
+    recovered = recover_journals(journal_dir, spill_dir, owner)
+    if recovered:
+        Order.objects.filter(session_id=session_id, status__in=Order.OPEN_STATUSES).update(
+            status=Order.Status.CANCELLED
+        )
+    return recovered
+
+
+@dataclass
+class LiveEngine:
+    """What one run of a live session drives: its feed, strategy core, recording sink and the one driver."""
+
+    feed: Any
+    core: StrategyCore
+    sink: RecorderSink
+    driver: EngineLoop
+    resumed: dict[str, Any]  # where a restarted loop continues from (position rebuilt from fills), for the audit
+
+
+def build_live_engine(
+    session: TradingSession, writer: BatchedWriter, owner: str, now_ns: int, report: Callable[[RuleTrip], None]
+) -> LiveEngine:
+    """The engine objects of one loop run, from the session's stored parameters; the driver starts HALTED (nothing
+    is sent before the shell's first control read)."""
+    config = build_session_config(session.params, int(session.seed))
+    feed, venue_cfg, tick, lot = build_feed(config, session.instrument, now_ns)
+    run = owner.removeprefix("loop-")[:6]
+    q, cash, fees, n = position_from_fills(session.pk)
+    core = StrategyCore(
+        config.strategy,
+        tick_size=tick,
+        lot_size=lot,
+        id_prefix=f"s{session.pk}-{run}",
+        initial_position=q,
+        initial_cash=cash,
+        initial_fees=fees,
+        initial_fills=n,
+    )
+    engine, capital = build_risk_engine(config.risk, config.strategy.max_inventory)
+    recorder = Recorder(writer, session.pk, session.instrument_id, trade_id_prefix=f"{run}-")
+    # a replay's market data is already stored (or in its files): record only what we did
+    sink = RecorderSink(recorder, record_market=config.replay is None, log_fills=True)
+    driver = EngineLoop(
+        core,
+        PaperVenue(venue_cfg, seed=config.seed),
+        LIVE,
+        sink=sink,
+        risk=SessionRisk(engine, capital, config.strategy.max_inventory),
+        report=report,
+        mode=Mode.HALTED,
+    )
+    resumed = {
+        "resumed_position": q,
+        "resumed_cash": cash,
+        "fills_before": n,
+        "sim_start_ns": now_ns,
+        "trade_id_prefix": f"{run}-",
+    }
+    return LiveEngine(feed, core, sink, driver, resumed)
+
+
+__all__ = ["LiveEngine", "QuotingLoop", "StrategyParams", "build_live_engine", "recover_dead_run"]
