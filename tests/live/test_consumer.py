@@ -24,7 +24,7 @@ def _cookie_for(user) -> bytes:
 def test_an_anonymous_websocket_is_refused():
     async def go():
         comm = WebsocketCommunicator(application, "/ws/sessions/1/", headers=[ORIGIN])
-        connected, code = await comm.connect()
+        connected, code = await comm.connect(timeout=10)
         await comm.disconnect()
         return connected, code
 
