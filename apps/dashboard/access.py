@@ -1,7 +1,8 @@
 """Who may read and who may act, and how a refusal is answered.
 
-The rule itself is in :mod:`apps.control.permissions` (read: any logged-in user; act: staff only). Here it is
-applied to views: ``read_view`` for pages and partials, ``action_view`` for every state-changing POST.
+The rule itself is in :mod:`apps.control.permissions` (roles viewer < operator < admin). Here it is
+applied to views: ``read_view`` for pages and partials, ``action_view`` (operator) and ``admin_view`` for every
+state-changing POST.
 
 An API client (``Accept: application/json`` and not an htmx request) gets JSON for every outcome: 401 when
 logged out (never a redirect to the HTML login page), 403, 404, 405 and 400 with ``{"error": ...}``. A page
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
+from typing import Any
 from urllib.parse import urlsplit
 
 from django.contrib.auth.views import redirect_to_login
@@ -19,7 +21,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.utils.html import format_html
 from django.views import csrf
 
-from apps.control.permissions import can_act, can_read
+from apps.control.permissions import Role, can_read, role_of
 
 View = Callable[..., HttpResponse]
 
@@ -59,36 +61,46 @@ def read_view(view: View) -> View:
         if not request.user.is_authenticated:
             return _not_logged_in(request)
         if not can_read(request.user):
-            return refuse(request, 403, "this account may not read the console")
+            return refuse(request, 403, "this account has no console role (viewer, operator or admin)")
         return view(request, *args, **kwargs)
 
     return wrapped
 
 
-def action_view(view: View) -> View:
-    """A state-changing endpoint: logged in (else redirect / 401), POST (else 405), staff (else 403); an unknown
-    object is a 404 in JSON for an API client."""
+def action_view(view: View | None = None, *, role: Role = Role.OPERATOR) -> Any:
+    """A state-changing endpoint: logged in (else redirect / 401), POST (else 405), at least ``role`` (operator by
+    default; ``admin_view`` for admin-only actions) else 403; an unknown object is a 404 in JSON for an API client.
+    Usable bare (``@action_view``) or with a role (``@action_view(role=Role.ADMIN)``)."""
 
-    @wraps(view)
-    def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        api = wants_json(request)
-        if not request.user.is_authenticated:
-            return _not_logged_in(request)
-        if request.method != "POST":
-            resp = refuse(request, 405, f"method {request.method} not allowed; use POST", api=api)
-            resp["Allow"] = "POST"
-            return resp
-        if not can_act(request.user):
-            return refuse(request, 403, "only staff users may act on sessions", api=api)
-        try:
-            return view(request, *args, **kwargs)
-        except Http404:
-            if api:
-                return refuse(request, 404, "no such session", api=True)
-            raise
+    def decorate(view: View) -> View:
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+            api = wants_json(request)
+            if not request.user.is_authenticated:
+                return _not_logged_in(request)
+            if request.method != "POST":
+                resp = refuse(request, 405, f"method {request.method} not allowed; use POST", api=api)
+                resp["Allow"] = "POST"
+                return resp
+            if role_of(request.user) < role:
+                return refuse(request, 403, f"this needs the {role.label} role", api=api)
+            try:
+                return view(request, *args, **kwargs)
+            except Http404:
+                if api:
+                    return refuse(request, 404, "no such session", api=True)
+                raise
 
-    wrapped.state_changing = True  # type: ignore[attr-defined]  # read by the permission tests
-    return wrapped
+        wrapped.state_changing = True  # type: ignore[attr-defined]  # read by the permission tests
+        wrapped.required_role = role  # type: ignore[attr-defined]
+        return wrapped
+
+    return decorate(view) if view is not None else decorate
+
+
+def admin_view(view: View) -> View:
+    """A state-changing endpoint only an admin may use (parameter edits, re-arm, users)."""
+    return action_view(view, role=Role.ADMIN)
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:

@@ -1,11 +1,17 @@
-"""Template context every console page gets: whether the user may act, so pages offer only what they allow."""
+"""Template context every console page gets: the user's role, so pages offer only what it allows."""
 
 from __future__ import annotations
 
 from django.http import HttpRequest
 
-from apps.control.permissions import can_act
+from apps.control.permissions import Role, role_of
 
 
-def permissions(request: HttpRequest) -> dict[str, bool]:
-    return {"can_act": can_act(getattr(request, "user", None))}
+def permissions(request: HttpRequest) -> dict[str, object]:
+    role = role_of(getattr(request, "user", None))
+    return {
+        "role": role.label,
+        "can_read": role >= Role.VIEWER,
+        "can_act": role >= Role.OPERATOR,
+        "can_admin": role >= Role.ADMIN,
+    }

@@ -25,3 +25,10 @@ def render_session_state(session_id: int, state: dict[str, Any], status: str) ->
 def publish_session_state(session_id: int, state: dict[str, Any], status: str) -> None:
     html = render_session_state(session_id, state, status)
     async_to_sync(get_channel_layer().group_send)(session_group(session_id), {"type": "session.html", "html": html})
+
+
+def publish_session_event(session_id: int, event: dict[str, Any]) -> None:
+    """Push a discrete event to the session's browsers as JSON: ``{"kind": ..., "ts_ns": ..., ...}``. Kinds so far:
+    ``"params"`` (a parameter change or revert: ``version``, ``changes`` {field: [old, new]}, ``actor``, ``reason``),
+    ``"audit"`` (an audit row), ``"alert"``. The live page draws ``params`` events as chart markers."""
+    async_to_sync(get_channel_layer().group_send)(session_group(session_id), {"type": "session.event", "event": event})

@@ -52,6 +52,12 @@ class SessionLiveConsumer(AsyncWebsocketConsumer):
     async def session_html(self, event: dict) -> None:
         await self.send(text_data=event["html"])
 
+    async def session_event(self, message: dict) -> None:
+        """A discrete event (see ``apps.live.broadcast.publish_session_event``), forwarded as JSON."""
+        import json
+
+        await self.send(text_data=json.dumps({"event": message["event"]}))
+
 
 class RefusingConsumer(AsyncWebsocketConsumer):
     """Any WebSocket path that is not a live session (a malformed id, an unknown path): closed, no traceback."""

@@ -22,13 +22,18 @@ _SETTINGS_VARS = ("ALLOWED_HOSTS", "CSRF_TRUSTED_ORIGINS", "DEBUG", "MM_SECURE",
 
 @pytest.fixture
 def staff(django_user_model):
-    return django_user_model.objects.create_user("staff-op", password="staff-password-123", is_staff=True)
+    """An operator (may act on sessions)."""
+    from tests.roles import make_user
+
+    return make_user("operator", "staff-op")
 
 
 @pytest.fixture
 def viewer(django_user_model):
-    """A logged-in user with no role: not staff."""
-    return django_user_model.objects.create_user("viewer", password="viewer-password-123", is_staff=False)
+    """A viewer: may read, may not act."""
+    from tests.roles import make_user
+
+    return make_user("viewer", "viewer")
 
 
 @pytest.fixture

@@ -194,12 +194,14 @@ def test_websocket_routes_for_anonymous_no_role_and_staff_users(django_user_mode
     from apps.control.services import Actor, create_paper_session
 
     sid = create_paper_session(Actor(label="t"), name="ws-matrix", seed=2, start=False).pk
-    viewer = django_user_model.objects.create_user("ws-viewer", password="x" * 12)
-    staff = django_user_model.objects.create_user("ws-staff", password="x" * 12, is_staff=True)
+    from tests.roles import make_user
+
+    viewer = make_user("viewer", "ws-viewer")
+    staff = make_user("operator", "ws-staff")
     paths = _ws_paths(sid)
     assert any(live for _p, live in paths) and any(not live for _p, live in paths)
     for path, live in paths:
         assert _connect(path, None) == (False, 4401 if live else 4404), path
-        # reading is open to any logged-in user (apps.control.permissions.can_read)
+        # reading is open to every role (apps.control.permissions.can_read)
         assert _connect(path, cookie_for(viewer))[0] is live, path
         assert _connect(path, cookie_for(staff))[0] is live, path
