@@ -108,9 +108,9 @@ def test_start_only_fields_are_refused_once_the_session_has_started_and_say_why(
     before = _state(session)
     with pytest.raises(ControlError, match=r"sim.sigma: cannot change once the session has started .*simulator"):
         change(Actor(label="a"), session.pk, {"sim.sigma": 3e-4}, "live")
-    with pytest.raises(ControlError, match="strategy.kappa_window_s: cannot change .*estimators"):
+    with pytest.raises(ControlError, match=r"strategy.kappa_window_s: cannot change .*estimators"):
         change(Actor(label="a"), session.pk, {"strategy.kappa_window_s": 90}, "live")
-    with pytest.raises(ControlError, match="sim.sigma: cannot change"):
+    with pytest.raises(ControlError, match=r"sim.sigma: cannot change"):
         revert(Actor(label="a"), session.pk, 1, "back")
     assert _state(session) == before
     change(Actor(label="a"), session.pk, {"strategy.gamma": 3000}, "live is fine")
