@@ -143,3 +143,142 @@ def test_effective_values_are_json_safe_and_name_every_rule():
     assert eff["risk.drawdown.max_drawdown_quote"] == "inf"
     assert eff["risk.position_limit.max_position"] == 0.1  # 2·Q_max by default
     assert eff["risk.drawdown.action"] == "halt"
+
+
+# --- the page and its endpoints -------------------------------------------------------------------------------
+
+
+def _login(client, role: str):
+    from tests.roles import make_user
+
+    user = make_user(role, f"{role}-params")
+    client.force_login(user)
+    return user
+
+
+def _url(session: TradingSession, version: int | None = None) -> str:
+    if version is None:
+        return f"/sessions/{session.pk}/parameters/"
+    return f"/sessions/{session.pk}/parameters/revert/{version}/"
+
+
+def _row(html: str, path: str) -> str:
+    import re
+
+    from django.utils.text import slugify
+
+    m = re.search(rf'<tr id="param-{slugify(path)}" data-path="{re.escape(path)}">(.*?)</tr>', html, re.S)
+    assert m, f"no form row for {path}"
+    return m[1]
+
+
+@pytest.mark.django_db
+def test_the_form_renders_every_editable_field_with_its_unit_bounds_and_help(client):
+    from django.utils.html import escape
+
+    from apps.control.param_form import form_fields
+
+    _login(client, "admin")
+    session = _session()
+    html = client.get(_url(session)).content.decode()
+    fields = form_fields()
+    assert len(fields) > 50
+    assert {"strategy.gamma", "strategy.max_inventory", "risk.drawdown.max_drawdown_frac", "risk.capital_quote"} <= {
+        f.path for f in fields
+    }
+    for f in fields:
+        assert f.unit, f"{f.path} has no unit"
+        assert f.help, f"{f.path} has no help text"
+        row = _row(html, f.path)
+        assert f'<td class="unit">{escape(f.unit)}</td>' in row, f.path
+        assert f'name="{f.path}"' in row and " disabled" not in row, f.path
+    gamma = _row(html, "strategy.gamma")
+    assert 'value="5000.0"' in gamma and "&gt; 0" in gamma and "risk aversion" in gamma
+    assert 'id="params-save"' in html and 'id="revert-reason"' in html
+
+
+@pytest.mark.django_db
+def test_a_viewer_and_an_operator_see_the_page_read_only_and_cannot_post(client):
+    session = _session()
+    change(Actor(label="a"), session.pk, {"strategy.gamma": 3000}, "earlier")
+    for role in ("viewer", "operator"):
+        client.logout()
+        _login(client, role)
+        html = client.get(_url(session)).content.decode()
+        assert 'id="params-read-only"' in html and 'id="params-save"' not in html and "revert-1" not in html
+        assert " disabled" in _row(html, "strategy.gamma")
+        assert client.post(_url(session), {"strategy.gamma": "1000", "reason": "x"}).status_code == 403
+        assert client.post(_url(session, 1), {"reason": "x"}).status_code == 403
+        api = client.post(
+            _url(session),
+            {"changes": {"strategy.gamma": 1}, "reason": "x"},
+            content_type="application/json",
+            HTTP_ACCEPT="application/json",
+        )
+        assert api.status_code == 403
+    session.refresh_from_db()
+    assert session.params_version == 2
+
+
+@pytest.mark.django_db
+def test_an_admin_changes_and_reverts_from_the_page(client):
+    admin = _login(client, "admin")
+    session = _session()
+    resp = client.post(
+        _url(session), {"strategy.gamma": "2500", "strategy.levels": "1", "reason": "tighter"}, HTTP_HX_REQUEST="true"
+    )
+    assert resp.status_code == 200, resp.content[:300]
+    html = resp.content.decode()
+    assert "saved as version 2" in html and "strategy.gamma</code>: 5000.0 → 2500" in html
+    v2 = ParameterVersion.objects.get(session=session, version=2)
+    assert v2.actor == admin and v2.changes == {"strategy.gamma": [5000.0, 2500]}  # levels was unchanged
+    resp = client.post(_url(session, 1), {"reason": "undo"}, HTTP_HX_REQUEST="true")
+    assert resp.status_code == 200 and "version 1 restored as version 3" in resp.content.decode()
+    session.refresh_from_db()
+    assert session.params == {} and session.params_version == 3
+
+
+@pytest.mark.django_db
+def test_an_invalid_value_from_the_page_names_the_field_and_changes_nothing(client):
+    _login(client, "admin")
+    session = _session()
+    before = _state(session)
+    resp = client.post(_url(session), {"strategy.gamma": "-1", "reason": "bad"}, HTTP_HX_REQUEST="true")
+    assert resp.status_code == 400
+    assert "strategy.gamma: must be &gt; 0, got -1" in resp.content.decode()
+    assert 'value="-1"' in _row(resp.content.decode(), "strategy.gamma")  # what was typed stays to be fixed
+    resp = client.post(_url(session), {"strategy.gamma": "abc", "reason": "bad"}, HTTP_HX_REQUEST="true")
+    assert resp.status_code == 400 and "strategy.gamma: must be a number (1/base unit)" in resp.content.decode()
+    resp = client.post(_url(session), {"strategy.gamma": "1000", "reason": ""}, HTTP_HX_REQUEST="true")
+    assert resp.status_code == 400 and "needs a reason" in resp.content.decode()
+    assert _state(session) == before
+
+
+@pytest.mark.django_db
+def test_the_json_api_changes_reverts_and_reports(client):
+    _login(client, "admin")
+    session = _session()
+    post = {"content_type": "application/json", "HTTP_ACCEPT": "application/json"}
+    bad = client.post(_url(session), {"changes": {"risk.drawdown.max_drawdown_frac": 3}, "reason": "x"}, **post)
+    assert bad.status_code == 400
+    assert bad.json()["error"] == "risk.drawdown.max_drawdown_frac: must be in (0, 1], got 3"
+    ok = client.post(_url(session), {"changes": {"risk.drawdown.max_drawdown_frac": 0.03}, "reason": "x"}, **post)
+    assert ok.status_code == 200
+    assert ok.json() == {
+        "session": session.pk,
+        "version": 2,
+        "changes": {"risk.drawdown.max_drawdown_frac": [0.05, 0.03]},
+        "reverted_from": None,
+    }
+    back = client.post(_url(session, 1), {"reason": "undo"}, **post)
+    assert back.status_code == 200 and back.json()["reverted_from"] == 1
+    got = client.get(_url(session), HTTP_ACCEPT="application/json").json()
+    assert got["version"] == 3 and [v["version"] for v in got["versions"]] == [3, 2, 1]
+    assert got["in_force"]["risk.drawdown.max_drawdown_frac"] == 0.05
+
+
+@pytest.mark.django_db
+def test_the_session_page_links_to_the_parameters(client):
+    _login(client, "viewer")
+    session = _session()
+    assert f'href="{_url(session)}"' in client.get(f"/sessions/{session.pk}/").content.decode()
