@@ -282,3 +282,16 @@ def test_the_session_page_links_to_the_parameters(client):
     _login(client, "viewer")
     session = _session()
     assert f'href="{_url(session)}"' in client.get(f"/sessions/{session.pk}/").content.decode()
+
+
+@pytest.mark.django_db
+def test_the_admin_shows_parameters_read_only_with_a_link_to_the_console_page(client, django_user_model):
+    user = django_user_model.objects.create_superuser("root-params", "r@example.invalid", "root-password-123")
+    client.force_login(user)
+    session = _session(strategy={"gamma": 4000})
+    url = f"/admin/trading/tradingsession/{session.pk}/change/"
+    html = client.get(url).content.decode()
+    assert 'name="params"' not in html and _url(session) in html
+    client.post(url, {"name": "renamed", "params": '{"strategy": {"gamma": -1}}'})
+    session.refresh_from_db()
+    assert session.params == {"strategy": {"gamma": 4000}} and session.params_version == 1
