@@ -295,3 +295,33 @@ def test_the_admin_shows_parameters_read_only_with_a_link_to_the_console_page(cl
     client.post(url, {"name": "renamed", "params": '{"strategy": {"gamma": -1}}'})
     session.refresh_from_db()
     assert session.params == {"strategy": {"gamma": 4000}} and session.params_version == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_change_is_pushed_to_the_sessions_browsers_after_commit():
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    from apps.live.broadcast import session_group
+
+    session = _session()
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(session_group(session.pk), channel)
+    try:
+        with pytest.raises(ControlError):
+            change(Actor(label="ops"), session.pk, {"strategy.gamma": -1}, "bad")
+        change(Actor(label="ops"), session.pk, {"strategy.gamma": 2500}, "tighter")
+        message = async_to_sync(layer.receive)(channel)
+    finally:
+        async_to_sync(layer.group_discard)(session_group(session.pk), channel)
+    event = message["event"]
+    assert message["type"] == "session.event"
+    assert {k: event[k] for k in ("kind", "version", "changes", "actor", "reason")} == {
+        "kind": "params",
+        "version": 2,
+        "changes": {"strategy.gamma": [5000.0, 2500]},
+        "actor": "ops",
+        "reason": "tighter",
+    }
+    assert event["ts_ns"] > 0
