@@ -28,12 +28,17 @@ class DatabaseSessionControl:
         row = (
             TradingSession.objects.filter(pk=self.session_id)
             .annotate(global_state=Subquery(switch))
-            .values_list("status", "global_state")
+            .values_list("status", "global_state", "params_version")
             .first()
         )
         if row is None:
             return ControlSnapshot(TradingSession.Status.STOPPED, GlobalKillSwitch.State.ARMED)
-        return ControlSnapshot(row[0], row[1] or GlobalKillSwitch.State.ARMED)
+        return ControlSnapshot(row[0], row[1] or GlobalKillSwitch.State.ARMED, row[2])
+
+    def current_params(self) -> tuple[int, dict[str, Any]]:
+        # one row: the version number and the params it names were written in one transaction by apps.control.params
+        version, params = TradingSession.objects.filter(pk=self.session_id).values_list("params_version", "params")[0]
+        return int(version), dict(params)
 
     def report(
         self,

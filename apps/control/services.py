@@ -71,6 +71,9 @@ def create_paper_session(
             name=name, instrument=instrument, params=params or {}, seed=seed, mode=TradingSession.Mode.PAPER
         )
         _audit(actor, "session.create", session, "", params=params or {}, seed=seed, start=start)
+        from apps.control.params import record_initial
+
+        record_initial(actor, session)  # parameter version 1
         if start:
             _queue_loop(session)
     return session

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from apps.dashboard import views
+from apps.dashboard import params_views, views
 
 app_name = "dashboard"
 urlpatterns = [
@@ -11,5 +11,11 @@ urlpatterns = [
     path("sessions/<int:session_id>/controls/", views.controls, name="controls"),
     path("sessions/<int:session_id>/pnl/", views.session_pnl_view, name="session_pnl"),
     path("sessions/<int:session_id>/halt/", views.halt, name="halt"),
+    path("sessions/<int:session_id>/parameters/", params_views.parameters, name="parameters"),
+    path(
+        "sessions/<int:session_id>/parameters/revert/<int:version>/",
+        params_views.revert,
+        name="parameters_revert",
+    ),
     path("sessions/<int:session_id>/<slug:action>/", views.session_action, name="action"),
 ]

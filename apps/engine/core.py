@@ -55,6 +55,17 @@ FLAT_QUOTER_NAMES: dict[str, str] = {
     ("gamma" if f.name == "gamma_base" else f.name): f.name for f in fields(QuoterParams)
 }
 _WHOLE_NUMBERS = ("levels", "requote_ticks")  # JSON may give 2.0; the quoter and the book want 2
+# The StrategyParams fields the estimators are built from: they cannot change on a running core (new estimators
+# would start cold, the book included); every other field applies at the next decision (StrategyCore.apply_params).
+ESTIMATOR_FIELDS = (
+    "kappa_window_s",
+    "kappa_min_volume",
+    "sigma_bucket_s",
+    "sigma_min_buckets",
+    "kappa_refresh_s",
+    "snapshot_refresh_s",
+    "drift_obs_interval_s",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +217,27 @@ class StrategyCore:
         self._decision_key: tuple | None = None
         self._decision_ns = 0
         self._peak_pnl: float | None = None  # the first mark sets it: an inherited position is not a drawdown
+        self._force_changed = False  # set by apply_params: the next decision is recorded whatever its prices
+
+    def apply_params(self, params: StrategyParams) -> None:
+        """Quote with ``params`` from the next decision on (a live parameter change; the caller records which).
+
+        The quoter's fields, ``loss_budget``, ``decision_interval_s`` and ``session_end_ns`` take effect at once:
+        the next event that can make a decision makes one, and it is reported as changed (so it is recorded)
+        even when its prices are the same. The estimators' fields (:data:`ESTIMATOR_FIELDS`) must be unchanged:
+        a ValueError names the first that differs. Position, cash, orders and estimates are kept.
+        """
+        params = params.validate()
+        for name in ESTIMATOR_FIELDS:
+            if getattr(params, name) != getattr(self.params, name):
+                raise ValueError(
+                    f"StrategyParams.{name} cannot change on a running strategy core: the estimators are built "
+                    f"from it once per run ({getattr(self.params, name)!r} -> {getattr(params, name)!r})"
+                )
+        self.params = params
+        self.quoter_params = params.quoter
+        self._decision_key = None  # decide again at the next event, with the new parameters
+        self._force_changed = True
 
     @property
     def bbo(self) -> BestBidAsk | None:
@@ -364,12 +396,13 @@ class StrategyCore:
     def _set(self, result: QuoteResult) -> None:
         decision = result.to_decision()
         prev = self.last_decision
-        if prev is None or (prev.bid_px, prev.ask_px, prev.reasons) != (
-            decision.bid_px,
-            decision.ask_px,
-            decision.reasons,
+        if (
+            prev is None
+            or self._force_changed
+            or (prev.bid_px, prev.ask_px, prev.reasons) != (decision.bid_px, decision.ask_px, decision.reasons)
         ):
             self.decisions_changed = True
+            self._force_changed = False
         self.last_decision = decision
         self.last_quote = result
 
@@ -465,4 +498,4 @@ def _finite_only(d: dict[str, Any]) -> dict[str, Any]:
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
 
 
-__all__ = ["StrategyCore", "StrategyParams"]
+__all__ = ["ESTIMATOR_FIELDS", "StrategyCore", "StrategyParams"]

@@ -102,6 +102,7 @@ class QuotingLoop:
         self._open_at_disconnect = 0
         self._next_publish_ns = 0
         self._next_heartbeat_ns = 0
+        self._params_tried = 0  # the last parameter-set version this loop loaded (applied or refused)
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -215,7 +216,34 @@ class QuotingLoop:
         control = max(Mode.of(status), Mode.of(global_state))
         self.driver.set_mode("control", control, now, f"session {status}, global {global_state}")
         self.driver.set_mode("db", Mode.RUNNING, now, "database available")
+        if snapshot.params_version and snapshot.params_version not in (self.sink.params_version, self._params_tried):
+            self._apply_params(now)
         return True
+
+    def _apply_params(self, now: int) -> None:
+        """An operator changed the parameters while we run: load the current version and hand it to the engine
+        (strategy core and risk rules) before this step's events; the next recorded decision names the version.
+        Every version was validated when written, so a refusal here (an estimator field, which only a restart
+        applies) is noted once and the loop keeps quoting with the version it runs."""
+        try:
+            version, params = self.control.current_params()
+            self._params_tried = version
+            running = self.sink.params_version
+            try:
+                config = build_session_config(params, int(self.session.seed))
+                engine, capital = build_risk_engine(config.risk, config.strategy.max_inventory)
+                self.core.apply_params(config.strategy)
+            except ValueError as exc:
+                logger.warning("session %s: parameters v%s not applied: %s", self.session_id, version, exc)
+                self.control.note("params.not_applied", str(exc)[:500], version=version, running=running)
+                return
+            if self.driver.risk is not None:  # None only while flattening on a stop
+                self.driver.risk.replace_rules(engine, capital, config.strategy.max_inventory)
+            self.sink.params_version = version
+            self.control.note("params.applied", "", version=version, previous=running, ts_ns=now)
+        except DatabaseError as exc:  # tried again at the next step that reads the database
+            logger.warning("session %s: parameters not loaded (%s)", self.session_id, exc)
+            self._params_tried = 0
 
     def _poll_feed(self, now: int) -> list[Any]:
         """Market events up to now. A drop pulls quotes at once; the feed reconnects itself with back-off, and
@@ -355,7 +383,9 @@ def build_live_engine(
     engine, capital = build_risk_engine(config.risk, config.strategy.max_inventory)
     recorder = Recorder(writer, session.pk, session.instrument_id, trade_id_prefix=f"{run}-")
     # a replay's market data is already stored (or in its files): record only what we did
-    sink = RecorderSink(recorder, record_market=config.replay is None, log_fills=True)
+    sink = RecorderSink(
+        recorder, record_market=config.replay is None, log_fills=True, params_version=int(session.params_version)
+    )
     driver = EngineLoop(
         core,
         PaperVenue(venue_cfg, seed=config.seed),

@@ -29,6 +29,8 @@ class TradingSession(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.CREATED)
     status_reason = models.TextField(blank=True)
     params = models.JSONField(default=dict, help_text="strategy and simulator parameters (validated by the engine)")
+    # the number of the control.ParameterVersion that ``params`` is; the loop reads it with the status every step
+    params_version = models.PositiveIntegerField(default=1, db_default=1)
     seed = models.BigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)

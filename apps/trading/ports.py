@@ -18,17 +18,22 @@ from django.utils.module_loading import import_string
 
 @dataclass(frozen=True)
 class ControlSnapshot:
-    """The session's own status and the global switch's state, read together (one snapshot)."""
+    """The session's own status, the global switch's state and the session's parameter-set version, read together
+    (one snapshot). A loop that sees a version other than the one it runs loads it with ``current_params``."""
 
     status: str
     global_state: str
+    params_version: int = 0  # 0: the port does not track versions (the loop then never reloads)
 
 
 class SessionControl(Protocol):
     session_id: int
 
     def read(self) -> ControlSnapshot:
-        """The session's status and the global switch, in one query."""
+        """The session's status, the global switch and the parameter-set version, in one query."""
+
+    def current_params(self) -> tuple[int, dict[str, Any]]:
+        """The session's current parameter-set version and its params, read together."""
 
     def report(self, event: str, reason: str, *, actor_label: str | None = None, **detail: Any) -> str:
         """Ask for a lifecycle event (``run``, ``halt``, ``reduce``, ``finish``, ``fail``); returns the status

@@ -156,9 +156,11 @@ class Recorder:
             ),
         )
 
-    def decision(self, d: QuoteDecision) -> None:
+    def decision(self, d: QuoteDecision, params_version: int | None = None) -> None:
         mid = d.inputs.get("mid", 0.0)
         inputs = {k: (v if v == v and v not in (float("inf"), float("-inf")) else None) for k, v in d.inputs.items()}
+        if params_version is not None:  # the session's parameter-set version the decision was made with
+            inputs["params_version"] = params_version
         self.writer.add(
             DECISIONS,
             (
@@ -223,13 +225,23 @@ class RecorderSink:
 
     ``record_market`` copies trades and top of book into the tick tables (a simulated live feed); a replay or a
     backtest leaves it off, its market data being its input. ``log_fills`` writes one log line per fill: in a
-    live loop an independent record to check "no fill lost" against after a crash.
+    live loop an independent record to check "no fill lost" against after a crash. ``params_version`` (a live
+    session's parameter-set version, set by the loop when it applies one) goes into each recorded decision's
+    inputs; the engine's own decision inputs do not carry it, so backtests are unchanged.
     """
 
-    def __init__(self, recorder: Recorder, *, record_market: bool = False, log_fills: bool = False) -> None:
+    def __init__(
+        self,
+        recorder: Recorder,
+        *,
+        record_market: bool = False,
+        log_fills: bool = False,
+        params_version: int | None = None,
+    ) -> None:
         self.recorder = recorder
         self.record_market = record_market
         self.log_fills = log_fills
+        self.params_version = params_version
 
     def market(self, event: Any) -> None:
         if not self.record_market:
@@ -285,7 +297,7 @@ class RecorderSink:
         )
 
     def decision(self, decision: QuoteDecision) -> None:
-        self.recorder.decision(decision)
+        self.recorder.decision(decision, self.params_version)
 
     def risk_event(self, ts_ns: int, rule: str, action: str, values: dict[str, Any], message: str) -> None:
         self.recorder.risk_event(ts_ns, rule, action, values, message)

@@ -114,6 +114,16 @@ class SessionRisk:
         self.margin: tuple[float, float, float, float] | None = None  # leverage, maint. rate, wallet, entry
         self._t = 0  # the rolling windows need non-decreasing time; event stamps can lag the wall clock
 
+    def replace_rules(self, engine: RiskEngine, capital_quote: float, max_inventory: float) -> None:
+        """Evaluate ``engine``'s rules from now on (a live parameter change). The rolling windows the new rules
+        share with the old keep their history; a new window starts empty; trip edges carry over by rule name, so a
+        rule still tripping is not recorded twice. Equity is re-based on the new capital (peak moved by the same
+        amount), so a capital change is not a drawdown."""
+        self.peak_equity += capital_quote - self.capital
+        self.engine, self.capital, self.max_inventory = engine, capital_quote, max_inventory
+        self.losses = {w: self.losses.get(w) or RollingLoss(w) for w in engine.loss_windows_s}
+        self.flows = {w: self.flows.get(w) or OrderFlowWindow(w) for w in engine.order_flow_windows_s}
+
     def _now(self, ts_ns: int) -> int:
         self._t = max(self._t, ts_ns)
         return self._t
