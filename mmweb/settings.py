@@ -93,6 +93,8 @@ MIDDLEWARE = [
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
+    # logs nobody in; gives the admin role its model permissions in the Django admin (apps.control.permissions)
+    "apps.control.permissions.AdminRoleBackend",
 ]
 AXES_FAILURE_LIMIT = env_int("MM_LOGIN_FAILURE_LIMIT", 5, minimum=1, maximum=1000)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("MM_LOGIN_COOLOFF_MIN", 15, minimum=1, maximum=7 * 24 * 60))
@@ -100,13 +102,18 @@ AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
 AXES_RESET_ON_SUCCESS = True
 AXES_VERBOSE = False
 
-# Browser hardening (see README "Production settings"). The defaults suit plain http on 127.0.0.1; MM_SECURE=1
-# is for a console served over https (directly or behind a TLS-terminating proxy, MM_BEHIND_PROXY=1).
+# Browser hardening (see docs/console-roles.md "Production settings"). MM_SECURE turns on https-only cookies,
+# the redirect to https and HSTS. Its default: on when not in DEBUG and the console answers to a host other than
+# the loopback ones (ALLOWED_HOSTS), i.e. when it is served to anyone else; off for `make run` on
+# http://127.0.0.1 (a Secure cookie is not sent back over plain http, so the login would never stick).
+# MM_SECURE=0/1 overrides it either way; `check --deploy` warns when it is off.
 CSRF_COOKIE_HTTPONLY = True  # htmx sends the token from the page (hx-headers), never from the cookie
 CSRF_FAILURE_VIEW = "apps.dashboard.access.csrf_failure"
 SESSION_COOKIE_SAMESITE = CSRF_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
-MM_SECURE = env_bool("MM_SECURE", False)
+_LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
+MM_SECURE = env_bool("MM_SECURE", not DEBUG and not set(ALLOWED_HOSTS) <= _LOOPBACK_HOSTS)
 SECURE_SSL_REDIRECT = MM_SECURE
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = MM_SECURE
 SECURE_HSTS_SECONDS = env_int("MM_HSTS_SECONDS", 31_536_000 if MM_SECURE else 0, minimum=0, maximum=63_072_000)

@@ -9,6 +9,11 @@ Roles come from Django groups (created by migration ``control.0002_roles``), eac
 * **admin**: also edit and revert parameters, re-arm (a session or the global switch) and manage users.
 
 A superuser is an admin. A logged-in user in none of the groups has no role and may read nothing.
+
+The Django admin is the admin role's alone: ``is_staff`` is set for admins only (:func:`assign_role`, and the user
+admin keeps it in step with the groups), the admin site checks the role itself, and :class:`AdminRoleBackend`
+gives the role the model permissions it needs there (users, groups; the records stay read-only by their
+ModelAdmins).
 """
 
 from __future__ import annotations
@@ -74,3 +79,28 @@ def assign_role(user: Any, role: Role) -> None:
     user.is_staff = role is Role.ADMIN or user.is_superuser
     user.save(update_fields=["is_staff"])
     user.__dict__.pop("_mm_role", None)
+
+
+def role_named(name: str) -> Role:
+    """``"viewer"``, ``"operator"``, ``"admin"`` or ``"none"`` (any case) as a Role; anything else is a ValueError
+    that lists the choices."""
+    try:
+        return Role[name.strip().upper()]
+    except KeyError:
+        choices = ", ".join(r.label for r in sorted(Role, reverse=True))
+        raise ValueError(f"role must be one of {choices}, not {name!r}") from None
+
+
+class AdminRoleBackend:
+    """An authentication backend that logs nobody in and gives the admin role every model permission, so an admin
+    who is not a superuser can manage users and groups (and read every record) in the Django admin. Writes the
+    ModelAdmins refuse (orders, fills, audit rows, ...) stay refused: they answer no to everyone."""
+
+    def authenticate(self, request: Any, **credentials: Any) -> None:
+        return None
+
+    def has_perm(self, user_obj: Any, perm: str, obj: Any = None) -> bool:
+        return can_admin(user_obj)
+
+    def has_module_perms(self, user_obj: Any, app_label: str) -> bool:
+        return can_admin(user_obj)

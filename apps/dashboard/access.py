@@ -11,7 +11,7 @@ gets an escaped HTML fragment; nothing the client sent is echoed back unescaped.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import wraps
 from typing import Any
 from urllib.parse import urlsplit
@@ -54,7 +54,8 @@ def _not_logged_in(request: HttpRequest) -> HttpResponse:
 
 
 def read_view(view: View) -> View:
-    """Any logged-in user may read; logged out: a redirect to the login page, or 401 JSON for an API client."""
+    """A page or partial: the viewer role or above may read. Logged out: a redirect to the login page (401 JSON for
+    an API client); logged in with no role: 403."""
 
     @wraps(view)
     def wrapped(request: HttpRequest, *args, **kwargs) -> HttpResponse:
@@ -64,13 +65,26 @@ def read_view(view: View) -> View:
             return refuse(request, 403, "this account has no console role (viewer, operator or admin)")
         return view(request, *args, **kwargs)
 
+    wrapped.access = "read"  # type: ignore[attr-defined]  # read by the permission matrix
+    wrapped.required_role = Role.VIEWER  # type: ignore[attr-defined]
     return wrapped
 
 
-def action_view(view: View | None = None, *, role: Role = Role.OPERATOR) -> Any:
+def action_name(request: HttpRequest, kwargs: dict[str, Any]) -> str:
+    """The action an endpoint is asked for: the URL's ``action`` argument, else the POST field ``action``."""
+    return str(kwargs.get("action") or request.POST.get("action", ""))
+
+
+def action_view(
+    view: View | None = None, *, role: Role = Role.OPERATOR, per_action: Mapping[str, Role] | None = None
+) -> Any:
     """A state-changing endpoint: logged in (else redirect / 401), POST (else 405), at least ``role`` (operator by
     default; ``admin_view`` for admin-only actions) else 403; an unknown object is a 404 in JSON for an API client.
-    Usable bare (``@action_view``) or with a role (``@action_view(role=Role.ADMIN)``)."""
+
+    ``per_action`` raises the role for some of an endpoint's actions (named as :func:`action_name` reads them):
+    ``@action_view(per_action={"rearm": Role.ADMIN})`` lets an operator halt and reduce, and only an admin re-arm.
+    Usable bare (``@action_view``) or with arguments (``@action_view(role=Role.ADMIN)``)."""
+    raised = dict(per_action or {})
 
     def decorate(view: View) -> View:
         @wraps(view)
@@ -82,8 +96,12 @@ def action_view(view: View | None = None, *, role: Role = Role.OPERATOR) -> Any:
                 resp = refuse(request, 405, f"method {request.method} not allowed; use POST", api=api)
                 resp["Allow"] = "POST"
                 return resp
-            if role_of(request.user) < role:
+            have = role_of(request.user)
+            if have < role:
                 return refuse(request, 403, f"this needs the {role.label} role", api=api)
+            action = action_name(request, kwargs) if raised else ""
+            if action in raised and have < raised[action]:
+                return refuse(request, 403, f"{action} needs the {raised[action].label} role", api=api)
             try:
                 return view(request, *args, **kwargs)
             except Http404:
@@ -91,8 +109,10 @@ def action_view(view: View | None = None, *, role: Role = Role.OPERATOR) -> Any:
                     return refuse(request, 404, "no such session", api=True)
                 raise
 
+        wrapped.access = "admin" if role >= Role.ADMIN else "action"  # type: ignore[attr-defined]
         wrapped.state_changing = True  # type: ignore[attr-defined]  # read by the permission tests
         wrapped.required_role = role  # type: ignore[attr-defined]
+        wrapped.per_action_roles = raised  # type: ignore[attr-defined]
         return wrapped
 
     return decorate(view) if view is not None else decorate
@@ -101,6 +121,14 @@ def action_view(view: View | None = None, *, role: Role = Role.OPERATOR) -> Any:
 def admin_view(view: View) -> View:
     """A state-changing endpoint only an admin may use (parameter edits, re-arm, users)."""
     return action_view(view, role=Role.ADMIN)
+
+
+def required_role(view: Any, action: str = "") -> Role | None:
+    """The role a view marked by this module needs (for ``action``, where it raises some), or None if unmarked."""
+    role = getattr(view, "required_role", None)
+    if role is None:
+        return None
+    return max(role, getattr(view, "per_action_roles", {}).get(action, role))
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:

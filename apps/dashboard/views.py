@@ -8,6 +8,7 @@ from django.views.decorators.http import require_GET
 
 from apps.control import services
 from apps.control.models import GlobalKillSwitch
+from apps.control.permissions import Role
 from apps.control.selectors import session_audit, session_status
 from apps.control.services import Actor, ControlError
 from apps.dashboard.access import action_view, read_view, refuse, wants_json
@@ -145,7 +146,7 @@ _ACTIONS: dict[str, Callable[..., TradingSession]] = {
 _DEFAULT_REASON = ("pause", "resume", "stop")
 
 
-@action_view
+@action_view(per_action={"rearm": Role.ADMIN})
 def session_action(request: HttpRequest, session_id: int, action: str) -> HttpResponse:
     fn = _ACTIONS.get(action)
     if fn is None:
@@ -176,7 +177,7 @@ def session_action(request: HttpRequest, session_id: int, action: str) -> HttpRe
     )
 
 
-@action_view
+@action_view(per_action={"rearm": Role.ADMIN})
 def global_switch(request: HttpRequest) -> HttpResponse:
     action = request.POST.get("action", "")
     reason = request.POST.get("reason", "").strip()

@@ -6,6 +6,9 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from apps.control.permissions import can_read
 from apps.live.broadcast import session_group
 
+# the role comes from the user's groups: a database query, so not on the event loop
+_can_read = database_sync_to_async(can_read)
+
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
@@ -22,7 +25,8 @@ class SessionLiveConsumer(AsyncWebsocketConsumer):
     """Forwards a session's rendered live-state fragments to an authenticated browser (htmx ws extension).
 
     Refused (closed before the handshake completes): a logged-out user (4401), a user who may not read the console
-    (4403), a session that does not exist (4404). Reading follows the HTTP pages: any logged-in user.
+    (4403: no console role), a session that does not exist (4404). Reading follows the HTTP pages: the viewer
+    role or above (apps.control.permissions).
     """
 
     async def connect(self) -> None:
@@ -30,7 +34,7 @@ class SessionLiveConsumer(AsyncWebsocketConsumer):
         if user is None or not user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        if not can_read(user):
+        if not await _can_read(user):
             await self.close(code=CLOSE_FORBIDDEN)
             return
         session_id = int(self.scope["url_route"]["kwargs"]["session_id"])

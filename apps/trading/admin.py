@@ -3,7 +3,18 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
-from apps.trading.models import FillRecord, Order, TradingSession
+from apps.trading.models import (
+    BacktestRun,
+    EstimatorSnapshotRecord,
+    FillRecord,
+    Order,
+    OrderEventRecord,
+    PnlPoint,
+    QuoteDecisionRecord,
+    RiskEventRecord,
+    SweepRun,
+    TradingSession,
+)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -52,3 +63,51 @@ class OrderAdmin(ReadOnlyAdmin):
 @admin.register(FillRecord)
 class FillAdmin(ReadOnlyAdmin):
     list_display = ("session", "ts", "side", "price", "size", "fee", "liquidity")
+
+
+# The rest of the record: written by the loop, the writer and the backtest runner, read here, changed by nobody.
+
+
+@admin.register(QuoteDecisionRecord)
+class QuoteDecisionAdmin(ReadOnlyAdmin):
+    list_display = ("session", "ts", "mid", "bid_px", "ask_px", "bid_size", "ask_size")
+    list_select_related = ("session",)
+
+
+@admin.register(OrderEventRecord)
+class OrderEventAdmin(ReadOnlyAdmin):
+    list_display = ("session", "ts", "client_order_id", "kind")
+    list_filter = ("kind",)
+    list_select_related = ("session",)
+
+
+@admin.register(RiskEventRecord)
+class RiskEventAdmin(ReadOnlyAdmin):
+    list_display = ("session", "ts", "rule", "action")
+    list_filter = ("action",)
+    list_select_related = ("session",)
+
+
+@admin.register(EstimatorSnapshotRecord)
+class EstimatorSnapshotAdmin(ReadOnlyAdmin):
+    list_display = ("session", "ts", "name", "value", "std", "state")
+    list_filter = ("name", "state")
+    list_select_related = ("session",)
+
+
+@admin.register(PnlPoint)
+class PnlPointAdmin(ReadOnlyAdmin):
+    list_display = ("session", "ts", "total", "spread_capture", "adverse_selection", "inventory", "fees", "funding")
+    list_select_related = ("session",)
+
+
+@admin.register(BacktestRun)
+class BacktestRunAdmin(ReadOnlyAdmin):
+    list_display = ("id", "strategy", "data_format", "status", "created_at", "finished_at")
+    list_filter = ("status", "strategy")
+
+
+@admin.register(SweepRun)
+class SweepRunAdmin(ReadOnlyAdmin):
+    list_display = ("id", "name", "strategy", "status", "n_points", "created_at")
+    list_filter = ("status",)

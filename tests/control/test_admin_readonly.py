@@ -1,7 +1,9 @@
-"""Fills, orders and audit rows are read-only in the Django admin, for every user, superusers included.
+"""Every record (orders, fills, decisions, order events, risk events, estimator snapshots, P&L points, audit rows,
+backtest and sweep runs) is read-only in the Django admin, for every user, superusers and the admin role included.
 
 The quoting loop rebuilds a session's position from its fills, so a fill edited in the admin would move the
-session's position and P&L with no audit row. Driven through the admin's real views with a superuser client.
+session's position and P&L with no audit row. Driven through the admin's real views with a superuser client and
+with an admin-role client (not a superuser: its model permissions come from the role).
 """
 
 from __future__ import annotations
@@ -12,7 +14,19 @@ from django.utils import timezone
 
 from apps.control.models import AuditEvent
 from apps.control.services import Actor, create_paper_session
-from apps.trading.models import FillRecord, Order
+from apps.trading.models import (
+    BacktestRun,
+    EstimatorSnapshotRecord,
+    FillRecord,
+    Order,
+    OrderEventRecord,
+    PnlPoint,
+    QuoteDecisionRecord,
+    RiskEventRecord,
+    SweepRun,
+)
+
+RECORDS = ["fill", "order", "audit", "decision", "order_event", "risk_event", "estimator", "pnl", "backtest", "sweep"]
 
 
 @pytest.fixture
@@ -33,12 +47,42 @@ def rows(db):
         updated_ts=now,
     )
     audit = AuditEvent.objects.get(session=session, action="session.create")
-    return {"fill": fill, "order": order, "audit": audit}
+    at = {"session": session, "ts": now, "ts_ns": 1}
+    sweep = SweepRun.objects.create(name="s", data_format="binance_trades")
+    return {
+        "fill": fill,
+        "order": order,
+        "audit": audit,
+        "decision": QuoteDecisionRecord.objects.create(**at, mid=61000.0, bid_size=0.01, ask_size=0.01),
+        "order_event": OrderEventRecord.objects.create(**at, client_order_id="c1", kind="place"),
+        "risk_event": RiskEventRecord.objects.create(**at, rule="max_position", action="halt"),
+        "estimator": EstimatorSnapshotRecord.objects.create(**at, name="kappa", value=3000.0, state="ok"),
+        "pnl": PnlPoint.objects.create(
+            **at,
+            mid=61000.0,
+            position=0.0,
+            cash=0.0,
+            total=0.0,
+            spread_capture=0.0,
+            adverse_selection=0.0,
+            inventory=0.0,
+            fees=0.0,
+            funding=0.0,
+        ),
+        "backtest": BacktestRun.objects.create(strategy="glft", data_format="binance_trades", sweep=sweep),
+        "sweep": sweep,
+    }
 
 
-@pytest.fixture
-def superuser_client(client, django_user_model):
-    user = django_user_model.objects.create_superuser("root", "root@example.invalid", "root-password-123")
+@pytest.fixture(params=["superuser", "admin-role"])
+def superuser_client(request, client, django_user_model):
+    """A superuser, or an admin by its role only: both see the records and neither may change them."""
+    if request.param == "superuser":
+        user = django_user_model.objects.create_superuser("root", "root@example.invalid", "root-password-123")
+    else:
+        from tests.roles import make_user
+
+        user = make_user("admin", "role-admin")
     client.force_login(user)
     return client
 
@@ -48,7 +92,7 @@ def _url(obj, view: str, *args) -> str:
     return reverse(f"admin:{meta.app_label}_{meta.model_name}_{view}", args=args)
 
 
-@pytest.mark.parametrize("name", ["fill", "order", "audit"])
+@pytest.mark.parametrize("name", RECORDS)
 def test_a_superuser_can_view_but_not_add_change_or_delete(superuser_client, rows, name) -> None:
     obj = rows[name]
     before = {f.attname: getattr(obj, f.attname) for f in obj._meta.concrete_fields}

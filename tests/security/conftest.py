@@ -1,5 +1,6 @@
-"""Fixtures for the security probes: the three kinds of user, a session to aim at, and a bare daphne started with
-the default settings (no ALLOWED_HOSTS / CSRF_TRUSTED_ORIGINS from the environment)."""
+"""Fixtures for the security probes: a user of each role (none, viewer, operator, admin), a session to aim at,
+and a bare daphne started with the default settings (no ALLOWED_HOSTS / CSRF_TRUSTED_ORIGINS from the
+environment)."""
 
 from __future__ import annotations
 
@@ -21,11 +22,11 @@ _SETTINGS_VARS = ("ALLOWED_HOSTS", "CSRF_TRUSTED_ORIGINS", "DEBUG", "MM_SECURE",
 
 
 @pytest.fixture
-def staff(django_user_model):
-    """An operator (may act on sessions)."""
+def norole(django_user_model):
+    """Logged in, in no role group: may read nothing and do nothing."""
     from tests.roles import make_user
 
-    return make_user("operator", "staff-op")
+    return make_user("none", "norole")
 
 
 @pytest.fixture
@@ -34,6 +35,22 @@ def viewer(django_user_model):
     from tests.roles import make_user
 
     return make_user("viewer", "viewer")
+
+
+@pytest.fixture
+def staff(django_user_model):
+    """An operator (may act on sessions; may not re-arm)."""
+    from tests.roles import make_user
+
+    return make_user("operator", "staff-op")
+
+
+@pytest.fixture
+def admin_user(django_user_model):
+    """An admin (not a superuser): may also re-arm and edit parameters."""
+    from tests.roles import make_user
+
+    return make_user("admin", "admin-user")
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import pytest
 
 from apps.live.broadcast import publish_session_state
 from apps.trading.models import TradingSession
+from tests.roles import PASSWORD
 from tests.test_browser import browser_page  # noqa: F401  (the fixture)
 
 pytestmark = [pytest.mark.browser, pytest.mark.stack]
@@ -20,7 +21,7 @@ def _log_in(page, base: str, next_path: str) -> None:
     page.goto(f"{base}{next_path}")
     assert "/login/" in page.url
     page.fill("#id_username", "staff-op")
-    page.fill("#id_password", "staff-password-123")
+    page.fill("#id_password", PASSWORD)
     page.click("#login-submit")
     page.wait_for_url(f"**{next_path}")
 
@@ -72,8 +73,10 @@ def test_the_console_works_under_its_csp_and_the_xss_link_runs_nothing(
     assert page.locator("img").count() == 0
     page.wait_for_timeout(500)
     assert dialogs == []
-    # the admin (its own scripts and styles) under the same policy; model pages need model permissions
-    type(staff).objects.filter(pk=staff.pk).update(is_superuser=True)
+    # the admin (its own scripts and styles) under the same policy: the admin role's alone
+    from apps.control.permissions import Role, assign_role
+
+    assign_role(staff, Role.ADMIN)
     for path in ("/admin/", "/admin/trading/tradingsession/", f"/admin/trading/tradingsession/{session.pk}/change/"):
         page.goto(f"{base}{path}")
         page.wait_for_load_state("load")
@@ -82,7 +85,7 @@ def test_the_console_works_under_its_csp_and_the_xss_link_runs_nothing(
     assert violations == [], violations
 
 
-def test_a_user_without_a_role_reads_the_page_is_offered_no_action_and_a_forged_one_is_refused(
+def test_a_viewer_reads_the_page_is_offered_no_action_and_a_forged_one_is_refused(
     bare_daphne,
     viewer,
     session,
@@ -94,10 +97,10 @@ def test_a_user_without_a_role_reads_the_page_is_offered_no_action_and_a_forged_
     TradingSession.objects.filter(pk=session.pk).update(status="running")
     page.goto(f"{bare_daphne.url}/sessions/{session.pk}/")
     page.fill("#id_username", "viewer")
-    page.fill("#id_password", "viewer-password-123")
+    page.fill("#id_password", PASSWORD)
     page.click("#login-submit")
     page.wait_for_url(f"**/sessions/{session.pk}/")
-    page.wait_for_selector("#kill-switch >> text=Only staff users may use the kill switch")
+    page.wait_for_selector("#kill-switch >> text=The kill switch needs the operator role")
     assert page.locator("#read-only-note").count() == 1
     for button in ("#halt-button", "#pause-button", "#stop-button", "#global-switch button"):
         assert page.locator(button).count() == 0, button

@@ -24,6 +24,7 @@ from apps.control.services import MAX_REASON_CHARS, Actor, ControlError
 from apps.trading.models import TradingSession
 from mmweb.asgi import application
 from tests.conftest import BASE_DIR, stack_env
+from tests.roles import PASSWORD
 from tests.security.conftest import cookie_for
 
 XSS = "<img src=x onerror=alert(1)>"
@@ -242,12 +243,14 @@ def test_a_real_daphne_refuses_foreign_origins_and_bad_paths_without_a_traceback
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_logged_in_user_without_a_role_may_read_the_live_socket(viewer):
-    """Reading is open to any logged-in user, on the socket as on the pages (see apps.control.permissions)."""
+def test_a_user_without_a_role_is_refused_on_the_live_socket_and_a_viewer_reads(norole, viewer):
+    """Reading needs the viewer role, on the socket as on the pages (see apps.control.permissions)."""
     from apps.control.services import create_paper_session
 
     sid = create_paper_session(Actor(label="t"), name="ws", seed=1, start=False).pk
-    connected, _ = _ws(f"/ws/sessions/{sid}/", origin="http://127.0.0.1:8000", cookie=cookie_for(viewer))
+    path = f"/ws/sessions/{sid}/"
+    assert _ws(path, origin="http://127.0.0.1:8000", cookie=cookie_for(norole)) == (False, 4403)
+    connected, _ = _ws(path, origin="http://127.0.0.1:8000", cookie=cookie_for(viewer))
     assert connected is True
 
 
@@ -278,9 +281,10 @@ ACTIONS = [
 
 @pytest.mark.parametrize("api", [False, True])
 @pytest.mark.parametrize("status", ["running", "paused", "halted"])
-def test_a_user_without_a_role_cannot_act_on_a_session(client, viewer, session, status, api):
+@pytest.mark.parametrize("who", ["norole", "viewer"])
+def test_a_user_below_the_operator_role_cannot_act_on_a_session(client, request, who, session, status, api):
     TradingSession.objects.filter(pk=session.pk).update(status=status)
-    client.force_login(viewer)
+    client.force_login(request.getfixturevalue(who))
     headers = JSON if api else {}
     for action, data in ACTIONS:
         url = (
@@ -291,24 +295,42 @@ def test_a_user_without_a_role_cannot_act_on_a_session(client, viewer, session, 
         resp = client.post(url, data, **headers)
         assert resp.status_code == 403, (action, resp.content)
         if api:
-            assert resp.json() == {"error": "only staff users may act on sessions"}
+            assert resp.json() == {"error": "this needs the operator role"}
     for action in ("halt", "reduce", "rearm"):
         resp = client.post(reverse("dashboard:global_switch"), {"action": action, "reason": "probe"}, **headers)
         assert resp.status_code == 403
     assert TradingSession.objects.get(pk=session.pk).status == status
     assert GlobalKillSwitch.current().state == "armed"
     assert not AuditEvent.objects.exclude(action="session.create").exists()
-    # reading stays open
-    assert client.get(reverse("dashboard:session", args=[session.pk])).status_code == 200
+    # reading: a viewer's right, not a role-less account's
+    page = client.get(reverse("dashboard:session", args=[session.pk]))
+    assert page.status_code == (200 if who == "viewer" else 403)
 
 
-def test_a_staff_user_can_act(client, staff, session):
+def test_an_operator_can_act_but_not_re_arm(client, staff, session):
     TradingSession.objects.filter(pk=session.pk).update(status="running")
     client.force_login(staff)
     assert client.post(reverse("dashboard:action", args=[session.pk, "pause"]), {"reason": "x"}).status_code == 200
     assert client.post(reverse("dashboard:halt", args=[session.pk]), {"reason": "x"}).status_code == 200
+    rearm = client.post(reverse("dashboard:action", args=[session.pk, "rearm"]), {"reason": "x"}, **JSON)
+    assert rearm.status_code == 403 and rearm.json() == {"error": "rearm needs the admin role"}
+    assert TradingSession.objects.get(pk=session.pk).status == "halted"
+    glob = reverse("dashboard:global_switch")
+    assert client.post(glob, {"action": "halt", "reason": "x"}, **JSON).status_code == 200
+    assert client.post(glob, {"action": "rearm", "reason": "x"}, **JSON).status_code == 403
+    assert GlobalKillSwitch.current().state == "halted"
+    assert not AuditEvent.objects.filter(action__in=["session.rearm", "global.armed"]).exists()
+
+
+def test_an_admin_re_arms_a_session_and_the_global_switch(client, admin_user, session):
+    TradingSession.objects.filter(pk=session.pk).update(status="running")
+    client.force_login(admin_user)
+    assert client.post(reverse("dashboard:halt", args=[session.pk]), {"reason": "x"}).status_code == 200
     assert client.post(reverse("dashboard:action", args=[session.pk, "rearm"]), {"reason": "x"}).status_code == 200
     assert TradingSession.objects.get(pk=session.pk).status == "paused"
+    glob = reverse("dashboard:global_switch")
+    assert client.post(glob, {"action": "halt", "reason": "x"}, **JSON).status_code == 200
+    assert client.post(glob, {"action": "rearm", "reason": "x"}, **JSON).json()["state"] == "armed"
 
 
 # --- row 5: login throttling -------------------------------------------------------------------------------------
@@ -325,14 +347,14 @@ def test_wrong_passwords_lock_the_login_and_then_the_right_one_is_refused(client
     ]
     assert statuses[: limit - 1] == [200] * (limit - 1)  # the form again, "wrong user name or password"
     assert set(statuses[limit:]) == {429}, statuses  # locked
-    resp = client.post(login_url, {"username": "staff-op", "password": "staff-password-123"})
+    resp = client.post(login_url, {"username": "staff-op", "password": PASSWORD})
     assert resp.status_code == 429 and "_auth_user_id" not in client.session
     assert "too many login attempts" in resp.content.decode()
     # the lock is on the IP address and on the user name: another user from here is locked too, and this user
     # from another address as well
     assert client.post(login_url, {"username": "someone-else", "password": "x"}).status_code == 429
     other = Client(REMOTE_ADDR="10.1.2.3")
-    resp = other.post(login_url, {"username": "staff-op", "password": "staff-password-123"})
+    resp = other.post(login_url, {"username": "staff-op", "password": PASSWORD})
     assert resp.status_code == 429
 
 
@@ -340,20 +362,20 @@ def test_a_lock_ends_after_the_cool_off(client, staff):
     with override_settings(AXES_COOLOFF_TIME=timedelta(seconds=2)):
         for i in range(6):
             client.post("/login/", {"username": "staff-op", "password": f"wrong-{i}"})
-        assert client.post("/login/", {"username": "staff-op", "password": "staff-password-123"}).status_code == 429
+        assert client.post("/login/", {"username": "staff-op", "password": PASSWORD}).status_code == 429
         time.sleep(2.5)
-        resp = client.post("/login/", {"username": "staff-op", "password": "staff-password-123"})
+        resp = client.post("/login/", {"username": "staff-op", "password": PASSWORD})
         assert resp.status_code == 302 and client.session["_auth_user_id"] == str(staff.pk)
 
 
 def test_a_correct_login_still_works_and_resets_the_count(client, staff):
     for i in range(3):
         client.post("/login/", {"username": "staff-op", "password": f"wrong-{i}"})
-    assert client.post("/login/", {"username": "staff-op", "password": "staff-password-123"}).status_code == 302
+    assert client.post("/login/", {"username": "staff-op", "password": PASSWORD}).status_code == 302
     client.post("/logout/")
     for i in range(3):  # would reach the limit of 5 had the success not reset the count
         client.post("/login/", {"username": "staff-op", "password": f"wrong-{i}"})
-    assert client.post("/login/", {"username": "staff-op", "password": "staff-password-123"}).status_code == 302
+    assert client.post("/login/", {"username": "staff-op", "password": PASSWORD}).status_code == 302
 
 
 # --- row 6: Host: testserver -------------------------------------------------------------------------------------
@@ -387,9 +409,9 @@ def _halt(session):
 
 
 @pytest.mark.parametrize("reason", ["", "   "])
-def test_rearm_with_an_empty_reason_is_refused(client, staff, session, reason):
+def test_rearm_with_an_empty_reason_is_refused(client, admin_user, session, reason):
     _halt(session)
-    client.force_login(staff)
+    client.force_login(admin_user)
     resp = client.post(reverse("dashboard:action", args=[session.pk, "rearm"]), {"reason": reason})
     assert resp.status_code == 400 and "needs a reason" in resp.content.decode()
     assert TradingSession.objects.get(pk=session.pk).status == "halted"
@@ -402,10 +424,10 @@ def test_rearm_with_an_empty_reason_is_refused(client, staff, session, reason):
     ("kind", "needs_reason"),
     [("halt", True), ("reduce", True), ("rearm", True), ("pause", False), ("resume", False), ("stop", False)],
 )
-def test_reasons_are_required_where_the_readme_says(client, staff, session, kind, needs_reason):
+def test_reasons_are_required_where_the_readme_says(client, staff, admin_user, session, kind, needs_reason):
     start = {"halt": "running", "reduce": "running", "rearm": "halted", "pause": "running", "resume": "paused"}
     TradingSession.objects.filter(pk=session.pk).update(status=start.get(kind, "running"))
-    client.force_login(staff)
+    client.force_login(admin_user if kind == "rearm" else staff)
     url = (
         reverse("dashboard:halt", args=[session.pk])
         if kind == "halt"
@@ -481,10 +503,10 @@ def test_the_json_api_answers_json_when_logged_out_unknown_forbidden_bad_or_wron
     check(client.post(reverse("dashboard:global_switch"), {"action": "halt", "reason": "x"}, **JSON), 401)
     check(client.post(reverse("dashboard:action", args=[session.pk, "pause"]), **JSON), 401)
     client.force_login(viewer)
-    assert "only staff" in check(client.post(halt, {"reason": "x"}, **JSON), 403)["error"]
+    assert check(client.post(halt, {"reason": "x"}, **JSON), 403) == {"error": "this needs the operator role"}
     client.force_login(staff)
     assert check(client.post(unknown, {"reason": "x"}, **JSON), 404) == {"error": "no such session"}
-    check(client.post(reverse("dashboard:action", args=[999_999, "rearm"]), {"reason": "x"}, **JSON), 404)
+    check(client.post(reverse("dashboard:action", args=[999_999, "pause"]), {"reason": "x"}, **JSON), 404)
     check(client.post(reverse("dashboard:action", args=[session.pk, "explode"]), **JSON), 404)
     assert "needs a reason" in check(client.post(halt, {"reason": ""}, **JSON), 400)["error"]
     resp = client.get(halt, **JSON)
@@ -510,9 +532,7 @@ def test_the_json_api_answers_json_when_logged_out_unknown_forbidden_bad_or_wron
 def test_htmx_requests_get_html_fragments_even_when_they_accept_json(client, viewer, session):
     client.force_login(viewer)
     resp = client.post(reverse("dashboard:halt", args=[session.pk]), {"reason": "x"}, HTTP_HX_REQUEST="true", **JSON)
-    assert resp.status_code == 403 and resp.content.decode() == (
-        '<p class="error">only staff users may act on sessions</p>'
-    )
+    assert resp.status_code == 403 and resp.content.decode() == ('<p class="error">this needs the operator role</p>')
     assert resp["HX-Reswap"] == "beforeend"  # appended to the panel (base.html lets htmx swap a 403)
 
 
