@@ -19,7 +19,6 @@ from apps.control import params as param_service
 from apps.control.audit import ControlError
 from apps.control.param_form import FormError, display, form_fields, overridden_paths, submitted_changes
 from apps.control.params import LIVE_SECTIONS, field_error
-from apps.control.permissions import Role
 from apps.control.services import Actor
 from apps.dashboard.access import admin_view, read_view, wants_json
 from apps.trading.models import TradingSession
@@ -31,20 +30,9 @@ GROUP_TITLES = {
 }
 
 
-def parameters(request: HttpRequest, session_id: int) -> HttpResponse:
-    """``GET``: the page (any role). ``POST``: a change (admin)."""
-    if request.method == "POST":
-        return _change(request, session_id)
-    return _page(request, session_id)
-
-
-parameters.state_changing = True  # type: ignore[attr-defined]  # its POST is admin_view; read by the permission tests
-parameters.required_role = Role.ADMIN  # type: ignore[attr-defined]
-
-
 @read_view
 @require_GET
-def _page(request: HttpRequest, session_id: int) -> HttpResponse:
+def parameters(request: HttpRequest, session_id: int) -> HttpResponse:
     session = get_object_or_404(TradingSession.objects.select_related("instrument"), pk=session_id)
     if wants_json(request):
         return JsonResponse(_api_body(session))
@@ -52,7 +40,7 @@ def _page(request: HttpRequest, session_id: int) -> HttpResponse:
 
 
 @admin_view
-def _change(request: HttpRequest, session_id: int) -> HttpResponse:
+def change(request: HttpRequest, session_id: int) -> HttpResponse:
     session = get_object_or_404(TradingSession, pk=session_id)
     posted: dict[str, str] = {}
     try:

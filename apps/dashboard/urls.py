@@ -12,6 +12,7 @@ urlpatterns = [
     path("sessions/<int:session_id>/pnl/", views.session_pnl_view, name="session_pnl"),
     path("sessions/<int:session_id>/halt/", views.halt, name="halt"),
     path("sessions/<int:session_id>/parameters/", params_views.parameters, name="parameters"),
+    path("sessions/<int:session_id>/parameters/change/", params_views.change, name="parameters_change"),
     path(
         "sessions/<int:session_id>/parameters/revert/<int:version>/",
         params_views.revert,

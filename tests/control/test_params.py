@@ -156,9 +156,14 @@ def _login(client, role: str):
     return user
 
 
+def _page(session: TradingSession) -> str:
+    return f"/sessions/{session.pk}/parameters/"
+
+
 def _url(session: TradingSession, version: int | None = None) -> str:
+    """Where a change (no version) or a revert to ``version`` is POSTed."""
     if version is None:
-        return f"/sessions/{session.pk}/parameters/"
+        return f"/sessions/{session.pk}/parameters/change/"
     return f"/sessions/{session.pk}/parameters/revert/{version}/"
 
 
@@ -180,7 +185,7 @@ def test_the_form_renders_every_editable_field_with_its_unit_bounds_and_help(cli
 
     _login(client, "admin")
     session = _session()
-    html = client.get(_url(session)).content.decode()
+    html = client.get(_page(session)).content.decode()
     fields = form_fields()
     assert len(fields) > 50
     assert {"strategy.gamma", "strategy.max_inventory", "risk.drawdown.max_drawdown_frac", "risk.capital_quote"} <= {
@@ -204,7 +209,7 @@ def test_a_viewer_and_an_operator_see_the_page_read_only_and_cannot_post(client)
     for role in ("viewer", "operator"):
         client.logout()
         _login(client, role)
-        html = client.get(_url(session)).content.decode()
+        html = client.get(_page(session)).content.decode()
         assert 'id="params-read-only"' in html and 'id="params-save"' not in html and "revert-1" not in html
         assert " disabled" in _row(html, "strategy.gamma")
         assert client.post(_url(session), {"strategy.gamma": "1000", "reason": "x"}).status_code == 403
@@ -272,7 +277,7 @@ def test_the_json_api_changes_reverts_and_reports(client):
     }
     back = client.post(_url(session, 1), {"reason": "undo"}, **post)
     assert back.status_code == 200 and back.json()["reverted_from"] == 1
-    got = client.get(_url(session), HTTP_ACCEPT="application/json").json()
+    got = client.get(_page(session), HTTP_ACCEPT="application/json").json()
     assert got["version"] == 3 and [v["version"] for v in got["versions"]] == [3, 2, 1]
     assert got["in_force"]["risk.drawdown.max_drawdown_frac"] == 0.05
 
@@ -281,7 +286,7 @@ def test_the_json_api_changes_reverts_and_reports(client):
 def test_the_session_page_links_to_the_parameters(client):
     _login(client, "viewer")
     session = _session()
-    assert f'href="{_url(session)}"' in client.get(f"/sessions/{session.pk}/").content.decode()
+    assert f'href="{_page(session)}"' in client.get(f"/sessions/{session.pk}/").content.decode()
 
 
 @pytest.mark.django_db
@@ -291,7 +296,7 @@ def test_the_admin_shows_parameters_read_only_with_a_link_to_the_console_page(cl
     session = _session(strategy={"gamma": 4000})
     url = f"/admin/trading/tradingsession/{session.pk}/change/"
     html = client.get(url).content.decode()
-    assert 'name="params"' not in html and _url(session) in html
+    assert 'name="params"' not in html and _page(session) in html
     client.post(url, {"name": "renamed", "params": '{"strategy": {"gamma": -1}}'})
     session.refresh_from_db()
     assert session.params == {"strategy": {"gamma": 4000}} and session.params_version == 1
