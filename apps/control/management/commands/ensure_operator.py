@@ -13,12 +13,14 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from mmweb import embedded
+from mmweb.dbready import ensure_migrated
 
 
 class Command(BaseCommand):
     help = "Create the operator (superuser) account from the environment."
 
     def handle(self, *args, **options) -> None:
+        ensure_migrated(self.stdout)
         username = os.environ.get("MM_ADMIN_USERNAME", "operator").strip()
         if not username:
             raise CommandError("MM_ADMIN_USERNAME is set but empty")

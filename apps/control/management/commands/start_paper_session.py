@@ -5,6 +5,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.control.services import Actor, create_paper_session
+from mmweb.dbready import ensure_migrated
 
 
 class Command(BaseCommand):
@@ -17,6 +18,7 @@ class Command(BaseCommand):
         parser.add_argument("--no-start", action="store_true", help="create only, do not queue the loop")
 
     def handle(self, *args, **opts) -> None:
+        ensure_migrated(self.stdout)
         try:
             params = json.loads(opts["params"])
         except json.JSONDecodeError as exc:
