@@ -146,6 +146,7 @@ def test_state_changing_endpoints_are_the_ones_marked_so(running):
         # a read view: it must refuse POST outright (require_GET), checked by the matrix above as 405
         assert name in {
             "dashboard:home",
+            "dashboard:sessions_table",
             "dashboard:session",
             "dashboard:session_pnl",
             "dashboard:controls",
