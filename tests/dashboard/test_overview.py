@@ -289,3 +289,19 @@ def test_a_session_started_from_the_page_is_run_by_the_real_celery_worker(op_cli
         TradingSession.objects.filter(name="queued").update(status="stopped")
         _stop({"worker": worker})
     assert not BacktestRun.objects.exists()
+
+
+@pytest.mark.django_db
+def test_start_paper_session_takes_a_preset_and_merges_params_over_it():
+    import io
+
+    from django.core.management import CommandError, call_command
+
+    out = io.StringIO()
+    call_command(
+        "start_paper_session", "--preset", "wide", "--params", '{"strategy": {"levels": 2}}', "--no-start", stdout=out
+    )
+    session = TradingSession.objects.get(pk=int(out.getvalue()))
+    assert session.params["strategy"] == {"adverse_selection_bps": 2.0, "levels": 2, "level_spacing_bps": 2.0}
+    with pytest.raises(CommandError, match="invalid choice: 'yolo'"):
+        call_command("start_paper_session", "--preset", "yolo", "--no-start", stdout=io.StringIO())
