@@ -101,10 +101,10 @@ def instrument_choices() -> list[tuple[str, str]]:
 class StartSessionForm(forms.Form):
     name = forms.CharField(max_length=100, initial="paper")
     instrument = forms.ChoiceField()
-    source = forms.ChoiceField(choices=SOURCES, initial=SIMULATOR, label="data source")
+    source = forms.ChoiceField(choices=SOURCES, initial=SIMULATOR, label="Data source")
     recording = forms.ChoiceField(required=False, help_text="with data source 'a recorded file'")
     preset = forms.ChoiceField(
-        choices=[(p.name, p.label) for p in presets.PRESETS], initial="default", label="parameter preset"
+        choices=[(p.name, p.label) for p in presets.PRESETS], initial="default", label="Parameter preset"
     )
     seed = forms.IntegerField(min_value=0, max_value=2**31 - 1, initial=1, help_text="simulator and venue seed")
 
