@@ -27,6 +27,8 @@ __all__ = [
     "Actor",
     "ControlError",
     "check_reason",
+    "create_paper_session",
+    "create_replay_session",
     "halt_all",
     "halt_session",
     "pause_session",
@@ -77,6 +79,87 @@ def create_paper_session(
         if start:
             _queue_loop(session)
     return session
+
+
+def create_replay_session(
+    actor: Actor,
+    *,
+    name: str,
+    instrument: str,
+    replay: dict[str, Any],
+    params: dict[str, Any] | None = None,
+    seed: int = 0,
+    start: bool = True,
+) -> TradingSession:
+    """Create a paper session that replays recorded market data of a known instrument through the live quoting
+    loop (re-stamped to start now, played at real speed), and (optionally) queue its loop.
+
+    ``instrument`` is a registry key (``binance-usdm:BTCUSDT``, see :mod:`apps.marketdata.instruments`); the
+    session trades on its tick and lot and, unless ``params.venue`` says otherwise, pays its fees. ``replay`` is
+    ``{"files": [paths], "format": F[, "max_events": N]}`` (a recording; its records must name this instrument
+    when they name one) or ``{"stored": True}`` (every tick stored for the instrument). Every bad value raises
+    ValueError naming it, and nothing is created.
+    """
+    from apps.marketdata import instruments
+    from apps.trading.runtime import build_session_config
+
+    known = instruments.get(instrument)  # ValueError naming the known ones
+    params = dict(params or {})
+    if "replay" in params:
+        raise ValueError("params.replay: the data source is given as replay=..., not inside params")
+    if not isinstance(replay, dict):
+        raise ValueError(f"replay must be an object, got {type(replay).__name__}")
+    params = instruments.with_instrument_defaults(params, known, grid=False)  # the loop uses the row's grid
+    with transaction.atomic():
+        inst = instruments.ensure_known_instrument(known)
+        params["replay"] = _replay_source(replay, known, inst)
+        build_session_config(params, seed)  # raises ValueError naming the bad parameter
+        session = TradingSession.objects.create(
+            name=name, instrument=inst, params=params, seed=seed, mode=TradingSession.Mode.PAPER, feed="replay"
+        )
+        _audit(actor, "session.create", session, "", params=params, seed=seed, start=start, instrument=known.key)
+        from apps.control.params import record_initial
+
+        record_initial(actor, session)  # parameter version 1
+        if start:
+            _queue_loop(session)
+    return session
+
+
+def _replay_source(replay: dict[str, Any], known: Any, inst: Instrument) -> dict[str, Any]:
+    """``params.replay`` for the loop: a recording checked against the instrument, or the stored range resolved."""
+    from pathlib import Path
+
+    from apps.marketdata.identify import identify
+    from apps.marketdata.selectors import stored_range_ns
+
+    if replay.get("stored"):
+        if set(replay) - {"stored", "max_events"}:
+            raise ValueError(f"replay: a stored replay takes only 'stored' and 'max_events', got {sorted(replay)}")
+        bounds = stored_range_ns(inst.pk)
+        if bounds is None:
+            raise ValueError(
+                f"replay: no market data stored for {known.key}; import some with "
+                f"`python manage.py import_marketdata FILES --format F` first"
+            )
+        out: dict[str, Any] = {"instrument_id": inst.pk, "start_ns": bounds[0], "end_ns": bounds[1]}
+    else:
+        files, fmt = replay.get("files"), replay.get("format")
+        if not isinstance(files, list) or not files or not all(isinstance(f, str) for f in files):
+            raise ValueError("replay.files must be a non-empty list of paths")
+        missing = [f for f in files if not Path(f).is_file()]
+        if missing:
+            raise ValueError(f"replay.files: not found: {', '.join(missing)}")
+        found = identify(files, fmt) if isinstance(fmt, str) else None
+        if found is not None and (found.venue, found.symbol) != (known.venue, known.symbol):
+            raise ValueError(f"replay.files hold {found.label()} ({found.evidence}), not {known.key}")
+        out = {"files": list(files), "format": fmt}
+    if "max_events" in replay:
+        n = replay["max_events"]
+        if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
+            raise ValueError(f"replay.max_events must be a positive integer, got {n!r}")
+        out["max_events"] = n
+    return out
 
 
 def _queue_loop(session: TradingSession) -> None:

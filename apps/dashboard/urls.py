@@ -1,10 +1,12 @@
 from django.urls import path
 
-from apps.dashboard import params_views, views
+from apps.dashboard import overview_views, params_views, views
 
 app_name = "dashboard"
 urlpatterns = [
-    path("", views.home, name="home"),
+    path("", overview_views.home, name="home"),
+    path("sessions/table/", overview_views.sessions_table, name="sessions_table"),
+    path("sessions/start/", overview_views.start_session, name="start_session"),
     path("global-switch/", views.global_switch, name="global_switch"),
     path("sessions/<int:session_id>/", views.session_detail, name="session"),
     path("sessions/<int:session_id>/kill-switch/", views.kill_switch, name="kill_switch"),

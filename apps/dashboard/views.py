@@ -12,7 +12,6 @@ from apps.control.permissions import Role
 from apps.control.selectors import session_audit, session_status
 from apps.control.services import Actor, ControlError
 from apps.dashboard.access import action_view, read_view, refuse, wants_json
-from apps.marketdata.timescale import db_mode
 from apps.trading.models import FillRecord, Order, TradingSession
 from apps.trading.selectors import PnlBar, session_pnl
 
@@ -22,14 +21,6 @@ _CHART_W, _CHART_H, _CHART_POINTS = 600, 80, 600
 
 def _global_ctx() -> dict:
     return {"global_switch": GlobalKillSwitch.current()}
-
-
-@read_view
-@require_GET
-def home(request: HttpRequest) -> HttpResponse:
-    sessions = TradingSession.objects.select_related("instrument")[:200]
-    ctx = {"sessions": sessions, "storage_mode": db_mode(), **_global_ctx()}
-    return render(request, "dashboard/home.html", ctx)
 
 
 @read_view

@@ -167,7 +167,8 @@ def test_the_table_output_names_every_measure(data_file: Path, tmp_path: Path) -
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"venue": {"tick_size": 0.1}}, "params.venue.lot_size is required"),
+        # an instrument the registry does not know (the file's records say binance-usdm:BTCUSDT, a known one)
+        ({"venue": {"tick_size": 0.1}, "instrument": PARAMS["instrument"]}, "params.venue.lot_size is required"),
         ({**PARAMS, "strategy": {"gamma": -1}}, "params.strategy: StrategyParams.gamma must be > 0"),
         ({**PARAMS, "venue": {**PARAMS["venue"], "queue_model": "magic"}}, "queue_model"),
         ({**PARAMS, "backtest": {"markout_s": 0}}, "markout_s"),

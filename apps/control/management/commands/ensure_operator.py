@@ -19,12 +19,14 @@ from django.core.management.base import BaseCommand, CommandError
 
 from apps.control.permissions import Role, assign_role
 from mmweb import embedded
+from mmweb.dbready import ensure_migrated
 
 
 class Command(BaseCommand):
     help = "Create the operator account (admin role) from the environment."
 
     def handle(self, *args, **options) -> None:
+        ensure_migrated(self.stdout)
         username = os.environ.get("MM_ADMIN_USERNAME", "operator").strip()
         if not username:
             raise CommandError("MM_ADMIN_USERNAME is set but empty")

@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand
 
 from apps.control.services import Actor, stop_session
 from apps.trading.models import Order, TradingSession
+from mmweb.dbready import ensure_migrated
 
 
 class Command(BaseCommand):
@@ -16,6 +17,7 @@ class Command(BaseCommand):
         parser.add_argument("--wait", type=float, default=20.0, help="seconds to wait for orders to be cancelled")
 
     def handle(self, *args, **opts) -> None:
+        ensure_migrated(self.stdout)
         actor = Actor(label="stop_all_sessions")
         to_stop = list(
             TradingSession.objects.filter(

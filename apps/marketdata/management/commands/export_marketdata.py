@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.marketdata.export import TABLES, export_parquet
 from apps.marketdata.models import Instrument
+from mmweb.dbready import ensure_migrated
 
 
 def _when(text: str) -> datetime:
@@ -31,6 +32,7 @@ class Command(BaseCommand):
         parser.add_argument("--table", choices=TABLES, default="trades")
 
     def handle(self, *args: object, **opts: object) -> None:
+        ensure_migrated(self.stdout)
         inst = Instrument.objects.filter(venue=opts["venue"], symbol=opts["symbol"]).first()
         if inst is None:
             raise CommandError(f"no instrument {opts['venue']}:{opts['symbol']}")

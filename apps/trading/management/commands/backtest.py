@@ -1,5 +1,9 @@
-"""``manage.py backtest (--data FILES --format F | --venue V --symbol S [--start T] [--end T]) --params JSON|FILE
+"""``manage.py backtest (--data FILES --format F | --venue V --symbol S [--start T] [--end T]) [--params JSON|FILE]
 [--strategy S|all] [--compare] [--json]``.
+
+``--params`` defaults to ``{}``: the engine's documented defaults. A known instrument
+(:mod:`apps.marketdata.instruments`, picked by what the files' records say or by ``--venue``/``--symbol``) fills
+in the venue's tick size, lot size and fees wherever ``--params`` leaves them out.
 
 The data is recorded files, or a stored time range of one instrument's market data (``--start``/``--end`` are
 ISO-8601, UTC when they carry no offset; an omitted bound is the first / last stored event). Thin: parses
@@ -9,14 +13,19 @@ arguments, calls :mod:`apps.trading.backtest`, prints the summary (a table, or J
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.engine.simulation.backtest import MIN_ANNUALISE_SPAN_S
+from apps.marketdata import instruments
+from apps.marketdata.identify import identify
+from apps.marketdata.instruments import currencies
 from apps.marketdata.parsers import FORMATS
 from apps.trading.backtest import STORED, STRATEGIES, StoredRange, load_params, parse_time_ns, run_backtests
 from apps.trading.models import TradingSession
+from mmweb.dbready import ensure_migrated
 
 # (summary key, label, kind): the kind picks the unit and the precision (see _fmt); {base}/{quote} are the
 # instrument's currencies, {interval} the P&L sampling interval
@@ -46,21 +55,6 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ("max_drawdown", "max drawdown ({quote})", "money"),
     ("wall_s", "run time (wall clock)", "duration"),
 )
-
-# quote currencies a symbol may end in, longest first (BTCUSDT is BTC/USDT, not BTCUS/DT)
-_QUOTES = ("FDUSD", "USDT", "USDC", "BUSD", "TUSD", "USD", "EUR", "BTC", "ETH", "BNB")
-
-
-def currencies(symbol: str, venue: str = "") -> tuple[str, str]:
-    """(base, quote) of a symbol such as ``BTCUSDT`` or ``BTCUSD_PERP``; ``("base", "quote")`` when unknown.
-    Hyperliquid perps (``BTC``) and LOBSTER equities (``AMZN``) are quoted in USD."""
-    core = symbol.upper().split("_")[0].replace("-", "").replace("/", "")
-    for q in _QUOTES:
-        if core.endswith(q) and len(core) > len(q):
-            return core[: -len(q)], q
-    if venue in ("hyperliquid", "nasdaq"):
-        return core, "USD"
-    return "base", "quote"
 
 
 def duration(seconds: float) -> str:
@@ -116,7 +110,12 @@ class Command(BaseCommand):
         parser.add_argument("--symbol", help="stored range: the instrument's symbol")
         parser.add_argument("--start", help="stored range start, ISO-8601 (UTC if no offset); default: first stored")
         parser.add_argument("--end", help="stored range end (exclusive), ISO-8601; default: just after the last")
-        parser.add_argument("--params", required=True, help="parameters: a JSON object or the path of a JSON file")
+        parser.add_argument(
+            "--params",
+            default="{}",
+            help="parameters: a JSON object or the path of a JSON file (default {}: the documented defaults, with a "
+            "known instrument's tick, lot and fees)",
+        )
         parser.add_argument("--strategy", default="glft", choices=[*STRATEGIES, "all"])
         parser.add_argument("--compare", action="store_true", help="GLFT and both baselines side by side")
         parser.add_argument("--seed", type=int, default=0, help="the paper venue's random seed (latency draws)")
@@ -147,11 +146,35 @@ class Command(BaseCommand):
             raise CommandError(f"--start {opts['start']} must be before --end {opts['end']}")
         return StoredRange(opts["venue"], opts["symbol"], start, end), STORED
 
+    def _with_instrument(self, params: dict[str, Any], source: list[str] | StoredRange, fmt: str) -> dict[str, Any]:
+        """``params`` with the known instrument's venue grid and fees filled in where they are left out."""
+        given = params.get("instrument") if isinstance(params.get("instrument"), dict) else {}
+        if isinstance(source, StoredRange):
+            venue, symbol = source.venue, source.symbol
+        elif given.get("venue") and given.get("symbol"):
+            venue, symbol = given["venue"], given["symbol"]
+        else:
+            missing = [f for f in source if not Path(f).is_file()]
+            if missing:
+                raise CommandError(f"data file not found: {', '.join(missing)}")
+            found = identify(source, fmt)
+            venue, symbol = (found.venue, found.symbol) if found else ("", "")
+        known = instruments.lookup(venue, symbol)
+        venue_given = params.get("venue") if isinstance(params.get("venue"), dict) else {}
+        if known is None and not isinstance(source, StoredRange) and "tick_size" not in venue_given:
+            what = f"{venue}:{symbol}" if venue else "the files do not name their instrument, which"
+            raise CommandError(
+                f"{what} is not a known instrument ({', '.join(instruments.known_keys())}): give its grid in "
+                '--params, e.g. \'{"venue": {"tick_size": 0.1, "lot_size": 0.001}}\''
+            )
+        return instruments.with_instrument_defaults(params, known, grid=not isinstance(source, StoredRange))
+
     def handle(self, *args: Any, **opts: Any) -> None:
         strategies = list(STRATEGIES) if (opts["compare"] or opts["strategy"] == "all") else [opts["strategy"]]
         try:
             source, fmt = self._source(opts)
-            params = load_params(opts["params"])
+            ensure_migrated(self.stdout if not opts["json"] else None)
+            params = self._with_instrument(load_params(opts["params"]), source, fmt)
             stored, data = run_backtests(source, fmt, params, strategies, seed=opts["seed"], name=opts["name"])
         except (ValueError, json.JSONDecodeError) as exc:
             raise CommandError(str(exc)) from exc

@@ -10,6 +10,8 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.engine.estimators.market import estimate_events, infer_tick_size
+from apps.marketdata import instruments
+from apps.marketdata.identify import identify
 from apps.marketdata.parsers import ParseStats, parse_file
 
 FORMATS = ("binance-raw", "tardis", "lobster", "hyperliquid")
@@ -25,7 +27,12 @@ class Command(BaseCommand):
         parser.add_argument("files", nargs="+", help="recorded files; several are merged by local timestamp")
         parser.add_argument("--format", required=True, choices=FORMATS, dest="fmt")
         parser.add_argument("--json", action="store_true", help="print the report as JSON")
-        parser.add_argument("--tick-size", type=float, default=0.0, help="price tick; inferred from prices if 0")
+        parser.add_argument(
+            "--tick-size",
+            type=float,
+            default=0.0,
+            help="price tick; default: a known instrument's (named by the files' records), else inferred from prices",
+        )
 
     def handle(self, *args, **opts) -> None:
         paths = [Path(f) for f in opts["files"]]
@@ -44,7 +51,11 @@ class Command(BaseCommand):
             raise CommandError(f"cannot read {opts['fmt']} data: {exc}") from exc
         if not any(hasattr(e, "ts_local_ns") for e in head):
             raise CommandError(f"no market events parsed from {', '.join(map(str, paths))} as {opts['fmt']}")
-        tick = opts["tick_size"] or infer_tick_size([x for e in head for x in _prices(e)])
+        tick = (
+            opts["tick_size"]
+            or _known_tick(paths, opts["fmt"])
+            or infer_tick_size([x for e in head for x in _prices(e)])
+        )
         try:
             report = estimate_events(chain(head, stream), tick_size=tick)
         except (OSError, ValueError, UnicodeDecodeError) as exc:
@@ -56,6 +67,16 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(report, indent=2, sort_keys=True))
         else:
             self.stdout.write(_text(report))
+
+
+def _known_tick(paths: list[Path], fmt: str) -> float:
+    """The registry's tick of the instrument the files hold, or 0 when they hold no known one."""
+    try:
+        found = identify(paths, fmt)
+    except (OSError, ValueError):
+        return 0.0
+    known = instruments.lookup(found.venue, found.symbol) if found else None
+    return known.tick_size if known else 0.0
 
 
 def _prices(e) -> list[float]:
