@@ -95,7 +95,7 @@ def _bump(alert: Alert, f: Finding, now: datetime) -> None:
 def acknowledge(alert_id: int, user: Any) -> Alert:
     """An operator has seen the alert: record who and when, and an audit row. ControlError when already done."""
     with transaction.atomic():
-        alert = Alert.objects.select_for_update().select_related("session").filter(pk=alert_id).first()
+        alert = Alert.objects.select_for_update(of=("self",)).select_related("session").filter(pk=alert_id).first()
         if alert is None:
             raise ControlError(f"no alert #{alert_id}")
         if alert.acknowledged_at is not None:
