@@ -8,6 +8,7 @@ import threading
 import time
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import ClassVar
 
 import pytest
 from django.utils import timezone
@@ -153,7 +154,7 @@ def test_feed_stale_names_a_silent_loop_or_a_silent_market(settings):
 
 
 class _Hook(BaseHTTPRequestHandler):
-    received: list[dict] = []
+    received: ClassVar[list[dict]] = []
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers["Content-Length"]))

@@ -10,9 +10,9 @@ import time
 
 import pytest
 
+from apps.control.services import Actor, create_paper_session
 from apps.engine.market.events import Fill, Side
 from apps.trading.loop import QuotingLoop
-from apps.control.services import Actor, create_paper_session
 
 FAST = {"strategy": {"sigma_bucket_s": 0.25, "sigma_min_buckets": 8, "kappa_min_volume": 0.05}}
 
@@ -64,8 +64,9 @@ def test_the_loops_log_lines_are_json_with_the_session_and_order_ids(json_lines)
 
 @pytest.mark.django_db(transaction=True)
 def test_a_service_called_from_a_session_url_logs_with_the_session_and_user(client, json_lines):
-    from apps.ops.models import Alert
     from django.utils import timezone
+
+    from apps.ops.models import Alert
     from tests.roles import make_user
 
     session = create_paper_session(Actor(label="t"), name="logs", params=FAST, seed=2, start=False)
