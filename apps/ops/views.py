@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET
@@ -55,9 +55,9 @@ def acknowledge(request: HttpRequest, alert_id: int) -> HttpResponse:
     return redirect(back)
 
 
-@require_GET
 def metrics(request: HttpRequest) -> HttpResponse:
-    """Prometheus exposition. ``Authorization: Bearer <MM_METRICS_TOKEN>``, or a logged-in admin's session."""
+    """Prometheus exposition. ``Authorization: Bearer <MM_METRICS_TOKEN>``, or a logged-in admin's session.
+    Who asks is checked before the method, so an anonymous client learns nothing (401 whatever it sends)."""
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
     from apps.ops.collector import ConsoleCollector
@@ -73,6 +73,8 @@ def metrics(request: HttpRequest) -> HttpResponse:
         )
         resp["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return resp
+    if request.method not in ("GET", "HEAD"):
+        return HttpResponseNotAllowed(["GET", "HEAD"])
     registry = CollectorRegistry(auto_describe=False)
     registry.register(ConsoleCollector())
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
