@@ -203,19 +203,24 @@ MM_JOURNAL_DIR = Path(env_str("MM_JOURNAL_DIR") or (embedded.var_dir() / "journa
 MM_ALERT_FEED_STALE_S = env_int("MM_ALERT_FEED_STALE_S", 5, minimum=1, maximum=86400)
 MM_ALERT_HEARTBEAT_STALE_S = env_int("MM_ALERT_HEARTBEAT_STALE_S", 10, minimum=1, maximum=86400)
 MM_ALERT_ESTIMATOR_STATES = env_list("MM_ALERT_ESTIMATOR_STATES", ["failed"])
+if not set(MM_ALERT_ESTIMATOR_STATES) <= {"warming", "ok", "stale", "failed"}:
+    raise ConfigError(f"MM_ALERT_ESTIMATOR_STATES: each of warming, ok, stale, failed; got {MM_ALERT_ESTIMATOR_STATES}")
 MM_ALERT_LOOKBACK_S = env_int("MM_ALERT_LOOKBACK_S", 300, minimum=0, maximum=7 * 86400)
 MM_ALERT_EMAILS = env_list("MM_ALERT_EMAILS", [])  # empty: the active admins' and operators' e-mail addresses
-MM_ALERT_WEBHOOK_URL = env_str("MM_ALERT_WEBHOOK_URL")
+MM_ALERT_WEBHOOK_URL = env_str("MM_ALERT_WEBHOOK_URL") or ""
+if MM_ALERT_WEBHOOK_URL and not MM_ALERT_WEBHOOK_URL.startswith(("http://", "https://")):
+    raise ConfigError(f"MM_ALERT_WEBHOOK_URL must be an http:// or https:// URL, got {MM_ALERT_WEBHOOK_URL!r}")
 MM_ALERT_WEBHOOK_TIMEOUT_S = env_int("MM_ALERT_WEBHOOK_TIMEOUT_S", 3, minimum=1, maximum=60)
 EMAIL_BACKEND = env_str("EMAIL_BACKEND") or "django.core.mail.backends.console.EmailBackend"
 EMAIL_HOST = env_str("EMAIL_HOST") or "localhost"
 EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1, maximum=65535)
-EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
-EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER") or ""
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD") or ""
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10, minimum=1, maximum=300)  # s: a hung mail server must not stall the sweep
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL") or "mm-alerts@localhost"
 # /metrics: a scraper sends "Authorization: Bearer <MM_METRICS_TOKEN>"; a logged-in admin may read it too.
-MM_METRICS_TOKEN = env_str("MM_METRICS_TOKEN")
+MM_METRICS_TOKEN = env_str("MM_METRICS_TOKEN") or ""
 
 # Logs: one JSON object per line (MM_LOG_FORMAT=json), or key=value text for a terminal (plain); see apps.ops.logs.
 MM_LOG_FORMAT = env_str("MM_LOG_FORMAT") or "json"
