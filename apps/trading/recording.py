@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apps.engine.execution.orders import Order as EngineOrder
 from apps.engine.market.events import (
@@ -29,6 +29,9 @@ from apps.marketdata.importer import event_time, ns_to_dt
 from apps.marketdata.models import QuoteTick, TradeTick
 from apps.marketdata.writer import BatchedWriter, TableSpec
 from apps.trading.models import FillRecord, Order, OrderEventRecord, QuoteDecisionRecord, RiskEventRecord
+
+if TYPE_CHECKING:
+    from apps.ops.counters import LoopMetrics
 
 logger = logging.getLogger(__name__)
 
@@ -227,7 +230,9 @@ class RecorderSink:
     backtest leaves it off, its market data being its input. ``log_fills`` writes one log line per fill: in a
     live loop an independent record to check "no fill lost" against after a crash. ``params_version`` (a live
     session's parameter-set version, set by the loop when it applies one) goes into each recorded decision's
-    inputs; the engine's own decision inputs do not carry it, so backtests are unchanged.
+    inputs; the engine's own decision inputs do not carry it, so backtests are unchanged. ``metrics`` (set by the
+    live loop) counts quotes, orders, fills and rejects and times them for ``/metrics`` (see
+    :mod:`apps.ops.counters`).
     """
 
     def __init__(
@@ -242,6 +247,7 @@ class RecorderSink:
         self.record_market = record_market
         self.log_fills = log_fills
         self.params_version = params_version
+        self.metrics: LoopMetrics | None = None
 
     def market(self, event: Any) -> None:
         if not self.record_market:
@@ -252,8 +258,10 @@ class RecorderSink:
             self.recorder.quote(event)
 
     def order_event(self, ev: OrderEvent, order: EngineOrder | None) -> None:
-        r = self.recorder
+        r, m = self.recorder, self.metrics
         if isinstance(ev, Fill):
+            if m is not None:
+                m.on_fill()
             if self.log_fills:
                 logger.info(
                     "session %s fill %s/%s side=%+d px=%s size=%s",
@@ -263,20 +271,30 @@ class RecorderSink:
                     int(ev.side),
                     ev.price,
                     ev.size,
+                    extra={"session_id": r.session_id, "order_id": ev.client_order_id},
                 )
             r.fill(ev)
             r.order_event(
                 ev.ts_local_ns, ev.client_order_id, "fill", fill_id=ev.fill_id, price=ev.price, size=ev.size, fee=ev.fee
             )
         elif isinstance(ev, OrderAck):
+            if m is not None and ev.status == "open":
+                m.on_ack(ev.client_order_id, ev.ts_local_ns)
             r.order_event(ev.ts_local_ns, ev.client_order_id, f"ack_{ev.status}", price=ev.price, size=ev.size)
         elif isinstance(ev, OrderReject):
+            if m is not None:
+                m.on_reject(ev.client_order_id)
             r.order_event(ev.ts_local_ns, ev.client_order_id, "reject", reason=ev.reason)
         if order is not None:
             r.order_state(ev.ts_local_ns, order)
 
     def sent(self, ts_ns: int, a: Action, order: EngineOrder | None) -> None:
-        r = self.recorder
+        r, m = self.recorder, self.metrics
+        if m is not None:
+            if isinstance(a, PlaceOrder):
+                m.on_place(a.client_order_id, ts_ns)
+            elif isinstance(a, (CancelOrder, CancelAll)):
+                m.on_cancel()
         if isinstance(a, PlaceOrder):
             r.order_event(ts_ns, a.client_order_id, "place", side=int(a.side), price=a.price, size=a.size, tif=a.tif)
         elif isinstance(a, (CancelOrder, ModifyOrder)):
@@ -297,6 +315,8 @@ class RecorderSink:
         )
 
     def decision(self, decision: QuoteDecision) -> None:
+        if self.metrics is not None:
+            self.metrics.on_decision(decision.ts_ns)
         self.recorder.decision(decision, self.params_version)
 
     def risk_event(self, ts_ns: int, rule: str, action: str, values: dict[str, Any], message: str) -> None:
