@@ -87,6 +87,8 @@ def build_risk_engine(risk: dict[str, Any], max_inventory: float) -> tuple[RiskE
             continue
         base = cls().params
         overrides = {**defaults.get(kind, {}), **risk.get(kind, {})}
+        # JSON has no tuples: a list given for a tuple field (feeds, estimators, bad_states) is that tuple
+        overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
         fields = {f.name for f in dataclasses.fields(base)}
         bad = sorted(set(overrides) - fields)
         if bad:

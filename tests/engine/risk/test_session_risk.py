@@ -36,3 +36,15 @@ def test_a_venue_margin_report_near_liquidation_reduces():
     started, _, _ = risk.evaluate(10, STATE, {"best_bid": 99.9, "best_ask": 100.1})
     (trip,) = [t for t in started if t.kind == "margin"]
     assert trip.action is RuleAction.REDUCE and trip.values["liq_distance_frac"] < 0.05
+
+
+def test_json_lists_set_tuple_fields_and_are_still_validated():
+    """A session's params are JSON, which has no tuples: a list sets a tuple field (bad_states, feeds)."""
+    engine, _ = build_risk_engine(
+        {"estimator_state": {"bad_states": ["failed"]}, "stale_feed": {"feeds": ["market"]}}, 0.1
+    )
+    by_name = {type(r).__name__: r for r in engine.rules}
+    assert by_name["EstimatorStateRule"].params.bad_states == ("failed",)
+    assert by_name["StaleFeedRule"].params.feeds == ("market",)
+    with pytest.raises(ValueError, match=r"params.risk.estimator_state: bad_states must be among .*'nope'"):
+        build_risk_engine({"estimator_state": {"bad_states": ["nope"]}}, 0.1)
