@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "apps.live",
     "apps.dashboard",
     "apps.ops",
+    "apps.review",
 ]
 
 MIDDLEWARE = [

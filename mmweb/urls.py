@@ -10,5 +10,6 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("metrics", metrics, name="metrics"),
     path("alerts/", include("apps.ops.urls")),
+    path("review/", include("apps.review.urls")),
     path("", include("apps.dashboard.urls")),
 ]

@@ -1,0 +1,3 @@
+"""URL routes of the review app's calibration part (see apps/review/urls.py)."""
+
+urlpatterns: list = []
