@@ -23,7 +23,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 logger = logging.getLogger(__name__)
@@ -66,6 +65,7 @@ class SnapshotPublisher:
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._slots: dict[int, dict[str, Any]] = {}
+        self._events: list[tuple[int, dict[str, Any]]] = []  # in order, never coalesced
         self._seq: dict[int, int] = {}
         self._busy = False
         self._thread: threading.Thread | None = None
@@ -86,11 +86,18 @@ class SnapshotPublisher:
             self._cond.notify()
         return seq
 
+    def offer_event(self, session_id: int, event: dict[str, Any]) -> None:
+        """Queue a discrete event for the session's browsers (sent in order, before any newer snapshot)."""
+        with self._cond:
+            self._ensure_thread()
+            self._events.append((session_id, event))
+            self._cond.notify()
+
     def flush(self, timeout_s: float = 2.0) -> bool:
         """Wait until every offered snapshot has been sent (tests, process exit)."""
         deadline = time.monotonic() + timeout_s
         with self._cond:
-            while self._slots or self._busy:
+            while self._slots or self._events or self._busy:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
@@ -114,24 +121,32 @@ class SnapshotPublisher:
         layer = get_channel_layer()
         while True:
             with self._cond:
-                while not self._slots:
+                while not self._slots and not self._events:
                     self._busy = False
                     self._cond.notify_all()
                     self._cond.wait()
+                events, self._events = self._events, []
                 batch, self._slots = self._slots, {}
                 self._busy = True
+            for session_id, event in events:
+                message = {"type": "session.event", "event": event}
+                self._send(loop, layer, session_id, message, "event")
             for session_id, snapshot in batch.items():
                 message = {"type": "session.snapshot", "seq": snapshot["seq"], "text": to_json(snapshot)}
                 t0 = time.perf_counter()
-                try:
-                    loop.run_until_complete(layer.group_send(session_group(session_id), message))
+                if self._send(loop, layer, session_id, message, "snapshot"):
                     self.stats.sent += 1
-                except Exception as exc:  # noqa: BLE001 - Redis down: the next snapshot tries again
-                    self.stats.failed += 1
-                    logger.warning("session %s: live snapshot not sent (%s)", session_id, exc)
-                dt = time.perf_counter() - t0
                 if len(self.stats.send_s) < 10_000:
-                    self.stats.send_s.append(dt)
+                    self.stats.send_s.append(time.perf_counter() - t0)
+
+    def _send(self, loop: asyncio.AbstractEventLoop, layer: Any, session_id: int, message: dict, what: str) -> bool:
+        try:
+            loop.run_until_complete(layer.group_send(session_group(session_id), message))
+            return True
+        except Exception as exc:  # noqa: BLE001 - Redis down: the next snapshot tries again
+            self.stats.failed += 1
+            logger.warning("session %s: live %s not sent (%s)", session_id, what, exc)
+            return False
 
 
 publisher = SnapshotPublisher()
@@ -163,8 +178,9 @@ def publish_session_event(session_id: int, event: dict[str, Any]) -> None:
     """Push a discrete event to the session's browsers as JSON: ``{"kind": ..., "ts_ns": ..., ...}``. Kinds so far:
     ``"params"`` (a parameter change or revert: ``version``, ``changes`` {field: [old, new]}, ``actor``, ``reason``),
     ``"audit"`` (an audit row: ``action``, ``actor``, ``reason``), ``"status"`` (``status``), ``"alert"``. The live
-    page draws ``params`` events as chart markers. Events are never coalesced away."""
-    async_to_sync(get_channel_layer().group_send)(session_group(session_id), {"type": "session.event", "event": event})
+    page draws ``params`` events as chart markers. Events are never coalesced away; like snapshots they are sent by
+    the publisher thread, so the caller (a view after commit, the loop) never waits on Redis."""
+    publisher.offer_event(session_id, event)
 
 
 __all__ = [

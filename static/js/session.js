@@ -81,6 +81,10 @@
 
   // --- charts ---------------------------------------------------------------------------------
   const utcDate = function (ts) { return uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"); };
+  // tick labels as 24-hour UTC clock time (uPlot's default is a 12-hour local format)
+  const utcTicks = function (u, splits) {
+    return splits.map(function (v) { return v === null ? "" : new Date(v * 1e3).toISOString().substring(11, 19); });
+  };
   let priceChart = null, pnlChart = null;
 
   function markerHook(u) { // parameter changes: dashed vertical lines with their version
@@ -99,6 +103,10 @@
     ctx.restore();
   }
 
+  function xSeries() { // the legend's time, UTC with milliseconds
+    return { label: "time (UTC)", value: function (u, v) { return v === null ? "--" : new Date(v * 1e3).toISOString().substring(11, 23); } };
+  }
+
   function width(el) { return Math.max(300, el.clientWidth || 600); }
 
   function makeCharts() {
@@ -109,11 +117,11 @@
       width: width(pe), height: 300, tzDate: utcDate,
       scales: { x: { time: true } },
       axes: [
-        { stroke: "#8a97a3", grid: { stroke: "#263340" }, label: "time (UTC)" },
+        { stroke: "#8a97a3", grid: { stroke: "#263340" }, label: "time (UTC)", values: utcTicks, space: 70 },
         { stroke: "#8a97a3", grid: { stroke: "#263340" }, label: "price (quote ccy)", size: 80 },
       ],
       series: [
-        {},
+        xSeries(),
         { label: "mid", stroke: "#e6e6e6", width: 1, spanGaps: true },
         { label: "microprice", stroke: "#b58cff", width: 1, dash: [4, 3], spanGaps: true },
         { label: "our bid", stroke: "#3ecf8e", width: 1.5, spanGaps: false },
@@ -126,14 +134,14 @@
     }, [[], [], [], [], [], [], [], []], pe);
     const ce = document.getElementById("pnl-parts-chart");
     const colors = ["#3ecf8e", "#ff5c5c", "#4fb3ff", "#e0a030", "#b58cff"];
-    const series = [{}];
+    const series = [xSeries()];
     PART_NAMES.forEach(function (n, i) { series.push({ label: PART_LABELS[n], stroke: colors[i], width: 1.5, spanGaps: true }); });
     series.push({ label: "total", stroke: "#e6e6e6", width: 2, spanGaps: true });
     pnlChart = new uPlot({
       width: width(ce), height: 220, tzDate: utcDate,
       scales: { x: { time: true } },
       axes: [
-        { stroke: "#8a97a3", grid: { stroke: "#263340" }, label: "time (UTC)" },
+        { stroke: "#8a97a3", grid: { stroke: "#263340" }, label: "time (UTC)", values: utcTicks, space: 70 },
         { stroke: "#8a97a3", grid: { stroke: "#263340" }, label: "P&L (quote ccy)", size: 70 },
       ],
       series: series,
