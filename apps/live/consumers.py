@@ -50,7 +50,8 @@ class SessionLiveConsumer(AsyncWebsocketConsumer):
         if user is None or not user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        if not can_read(user):
+        # a role is read from the user's groups: a query, so off the event loop
+        if not await database_sync_to_async(can_read)(user):
             await self.close(code=CLOSE_FORBIDDEN)
             return
         session_id = int(self.scope["url_route"]["kwargs"]["session_id"])

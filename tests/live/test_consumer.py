@@ -148,3 +148,21 @@ def test_a_websocket_from_a_foreign_origin_is_refused(operator):
         return connected
 
     assert async_to_sync(go)() is False
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_viewer_whose_role_comes_from_a_group_is_let_in_and_a_user_without_a_role_is_refused():
+    """The role is read from the user's groups (a database query) during the handshake, off the event loop."""
+    from tests.roles import make_user
+
+    sid = create_paper_session(Actor(label="test"), name="roles", seed=1, start=False).pk
+
+    async def connect(cookie: bytes):
+        comm = WebsocketCommunicator(application, f"/ws/sessions/{sid}/", headers=[ORIGIN, (b"cookie", cookie)])
+        result = await comm.connect(timeout=10)
+        await comm.disconnect()
+        return result
+
+    viewer, nobody = _cookie_for(make_user("viewer")), _cookie_for(make_user("none"))
+    assert async_to_sync(connect)(viewer)[0] is True
+    assert async_to_sync(connect)(nobody) == (False, 4403)
