@@ -25,6 +25,8 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 
+from apps.live.layers import LIVE_LAYER
+
 logger = logging.getLogger(__name__)
 
 
@@ -118,7 +120,7 @@ class SnapshotPublisher:
     def _run(self) -> None:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
-        layer = get_channel_layer()
+        layer = get_channel_layer(LIVE_LAYER)
         while True:
             with self._cond:
                 while not self._slots and not self._events:

@@ -8,6 +8,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from apps.control.permissions import can_read
 from apps.live.broadcast import session_group
+from apps.live.layers import LIVE_LAYER
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
@@ -23,10 +24,16 @@ MAX_CLIENT_MESSAGE = 200  # bytes: the browser sends nothing but acks
 
 
 @database_sync_to_async
-def _session_exists(session_id: int) -> bool:
+def _refusal(user, session_id: int) -> int | None:
+    """The close code refusing this user this session's page, or None: one trip to the database thread for both
+    checks (a role is read from the user's groups), so a crowd of handshakes does not queue twice."""
     from apps.trading.models import TradingSession
 
-    return TradingSession.objects.filter(pk=session_id).exists()
+    if not can_read(user):
+        return CLOSE_FORBIDDEN
+    if not TradingSession.objects.filter(pk=session_id).exists():
+        return CLOSE_NOT_FOUND
+    return None
 
 
 class SessionLiveConsumer(AsyncWebsocketConsumer):
@@ -45,18 +52,17 @@ class SessionLiveConsumer(AsyncWebsocketConsumer):
     (4403), a session that does not exist (4404).
     """
 
+    channel_layer_alias = LIVE_LAYER  # pub/sub: one Redis message per snapshot per web process (apps.live.layers)
+
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
-        # a role is read from the user's groups: a query, so off the event loop
-        if not await database_sync_to_async(can_read)(user):
-            await self.close(code=CLOSE_FORBIDDEN)
-            return
         session_id = int(self.scope["url_route"]["kwargs"]["session_id"])
-        if not await _session_exists(session_id):
-            await self.close(code=CLOSE_NOT_FOUND)
+        refusal = await _refusal(user, session_id)
+        if refusal is not None:
+            await self.close(code=refusal)
             return
         self.pending: str | None = None  # the newest snapshot not yet sent (JSON text)
         self.in_flight: dict[int, float] = {}  # seq -> monotonic time sent

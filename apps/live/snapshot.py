@@ -26,8 +26,8 @@ from apps.engine.market.events import Fill, Side, Trade
 from apps.live.wording import MODE_SOURCES, MODE_WORDS, explain_all
 
 SNAPSHOT_VERSION = 1
-TRADES_KEPT = 200  # market trades in each snapshot: about the last minute on a busy feed
-FILLS_KEPT = 50
+TRADES_KEPT = 60  # market trades in each snapshot; the page keeps its own history, de-duplicated by id
+FILLS_KEPT = 20
 RISK_EVENTS_KEPT = 20
 PULLS_KEPT = 10
 _NS = 1_000_000_000
