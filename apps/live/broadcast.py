@@ -134,7 +134,9 @@ class SnapshotPublisher:
                 message = {"type": "session.event", "event": event}
                 self._send(loop, layer, session_id, message, "event")
             for session_id, snapshot in batch.items():
-                message = {"type": "session.snapshot", "seq": snapshot["seq"], "text": to_json(snapshot)}
+                # the browser's frame, serialised once here for every browser of every web process
+                frame = f'{{"type":"snapshot","seq":{int(snapshot["seq"])},"snapshot":{to_json(snapshot)}}}'
+                message = {"type": "session.snapshot", "seq": snapshot["seq"], "frame": frame}
                 t0 = time.perf_counter()
                 if self._send(loop, layer, session_id, message, "snapshot"):
                     self.stats.sent += 1

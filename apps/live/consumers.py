@@ -92,7 +92,7 @@ class SessionLiveConsumer(AsyncWebsocketConsumer):
         """The session's latest snapshot from the publisher: keep only the newest until the browser has room."""
         if self.pending is not None:
             self.coalesced += 1
-        self.pending = f'{{"type":"snapshot","seq":{int(message["seq"])},"snapshot":{message["text"]}}}'
+        self.pending = message["frame"]  # the publisher built the frame once for every browser
         self.pending_seq = int(message["seq"])
         await self._pump()
 
