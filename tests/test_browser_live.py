@@ -21,10 +21,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.stack]
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
-def _js(page, expression: str):
-    return page.evaluate(expression)
-
-
 def test_the_live_page_draws_charts_and_attribution_and_the_kill_switch_empties_the_ladder(
     live_stack,
     operator,
@@ -115,7 +111,7 @@ def test_the_live_page_draws_charts_and_attribution_and_the_kill_switch_empties_
     page.screenshot(path=str(ARTIFACTS / "live-halted.png"), full_page=True)
     # Known and not this page's: htmx's settle gives the re-fetched control card's reason input an empty style
     # attribute (style-src-attr), which the policy blocks harmlessly; and Chromium asks for /favicon.ico.
-    known = ("CSPV style-src-attr  <input name=\"reason\" id=\"control-reason\"", "favicon.ico")
+    known = ('CSPV style-src-attr  <input name="reason" id="control-reason"', "favicon.ico")
     violations = [m for m in console if m.startswith("log: CSPV") and not any(k in m for k in known)]
     errors = [m for m in console if m.startswith("pageerror") or (m.startswith("error") and "favicon.ico" not in m)]
     errors = [m for m in errors if "Applying inline style" not in m]  # each is reported again as a CSPV line
