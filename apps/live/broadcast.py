@@ -64,7 +64,8 @@ class PublisherStats:
 class SnapshotPublisher:
     """A daemon thread with its own event loop that ``group_send``\\s the latest snapshot of each session."""
 
-    def __init__(self) -> None:
+    def __init__(self, layer_alias: str = LIVE_LAYER) -> None:
+        self.layer_alias = layer_alias
         self._cond = threading.Condition()
         self._slots: dict[int, dict[str, Any]] = {}
         self._events: list[tuple[int, dict[str, Any]]] = []  # in order, never coalesced
@@ -120,7 +121,7 @@ class SnapshotPublisher:
     def _run(self) -> None:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
-        layer = get_channel_layer(LIVE_LAYER)
+        layer = get_channel_layer(self.layer_alias)
         while True:
             with self._cond:
                 while not self._slots and not self._events:

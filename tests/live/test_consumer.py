@@ -166,3 +166,38 @@ def test_a_viewer_whose_role_comes_from_a_group_is_let_in_and_a_user_without_a_r
     viewer, nobody = _cookie_for(make_user("viewer")), _cookie_for(make_user("none"))
     assert async_to_sync(connect)(viewer)[0] is True
     assert async_to_sync(connect)(nobody) == (False, 4403)
+
+
+def test_the_loop_never_waits_for_redis_and_snapshots_coalesce_while_it_is_away(settings):
+    """The publisher's Redis here accepts connections and never answers (a hung server): each hand-over still
+    returns at once, and the snapshots offered while the thread is stuck replace each other (latest wins)."""
+    import socket
+    import time
+
+    from apps.live.broadcast import SnapshotPublisher
+
+    hung = socket.socket()
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(16)  # the kernel completes the handshake; nothing ever reads or answers
+    settings.CHANNEL_LAYERS = {
+        **settings.CHANNEL_LAYERS,
+        "hung": {
+            "BACKEND": "apps.live.layers.LivePubSubLayer",
+            "CONFIG": {"hosts": [f"redis://127.0.0.1:{hung.getsockname()[1]}/0"]},
+        },
+    }
+    try:
+        pub = SnapshotPublisher("hung")
+        pub.offer(1, {"v": 1, "n": 0})
+        time.sleep(0.5)  # the thread is now waiting on the hung server
+        costs = []
+        for n in range(1, 201):
+            t0 = time.perf_counter()
+            pub.offer(1, {"v": 1, "n": n})
+            costs.append(time.perf_counter() - t0)
+        assert max(costs) < 0.05, f"a hand-over took {max(costs) * 1e3:.1f} ms"
+        assert pub.stats.sent == 0 and pub.stats.offered == 201
+        assert pub.stats.replaced == 199, pub.stats  # one slot: each newer snapshot replaced the waiting one
+        assert pub.flush(0.2) is False  # still stuck: nothing was sent, nothing queued up behind it
+    finally:
+        hung.close()
