@@ -172,7 +172,12 @@ CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "mmweb.layers.RedisChannelLayer",
         "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000, "expiry": 30, "start_embedded": EMBEDDED_REDIS},
-    }
+    },
+    # the live page's snapshots and events: pub/sub, one Redis message per snapshot per web process
+    "live": {
+        "BACKEND": "apps.live.layers.LivePubSubLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "start_embedded": EMBEDDED_REDIS},
+    },
 }
 
 # Celery: the quoting loop runs on its own queue; a task is acked on receipt because a redelivered quoting

@@ -32,9 +32,38 @@ def check_reason(reason: str, *, required: bool, what: str) -> None:
 def record(
     actor_label: str, actor_user: Any, action: str, session: TradingSession | None, reason: str, **detail: Any
 ) -> AuditEvent:
-    return AuditEvent.objects.create(
+    row = AuditEvent.objects.create(
         actor=actor_user, actor_label=actor_label, action=action, session=session, reason=reason, detail=detail
     )
+    if session is not None:
+        _push_after_commit(session.pk, audit_event(row))
+    return row
+
+
+def audit_event(row: AuditEvent) -> dict[str, Any]:
+    """An audit row as the live page's ``"audit"`` event (``params.*`` rows are also drawn as chart markers)."""
+    return {
+        "kind": "audit",
+        "id": row.pk,
+        "ts_ns": int(row.ts.timestamp() * 1e9),
+        "action": row.action,
+        "actor": row.actor_label,
+        "reason": row.reason,
+        "detail": row.detail,
+    }
+
+
+def _push_after_commit(session_id: int, event: dict[str, Any]) -> None:
+    from apps.live.broadcast import publish_session_event
+
+    def push() -> None:
+        # committed in PostgreSQL already: a Redis outage delays the browser update, never fails the action
+        try:
+            publish_session_event(session_id, event)
+        except Exception as exc:  # noqa: BLE001 - any broker error
+            logger.warning("session %s: live %s event not sent (%s)", session_id, event.get("kind"), exc)
+
+    transaction.on_commit(push)
 
 
 def cancel_open_orders_in_db(session_id: int) -> int:
@@ -45,20 +74,13 @@ def cancel_open_orders_in_db(session_id: int) -> int:
 
 
 def broadcast_status(session: TradingSession) -> None:
-    """After commit, push the session's effective status (the global switch counted) to its live page."""
+    """After commit, push the session's effective status (the global switch counted) to its live page, as a
+    ``"status"`` event (never coalesced away; the running loop's next snapshot carries the same status)."""
+    import time
+
     from apps.control.selectors import session_status
-    from apps.live.broadcast import publish_session_state
 
-    session_id, state, status = session.pk, dict(session.last_state), session_status(session).status
-
-    def push() -> None:
-        # The state change is committed in PostgreSQL; a Redis outage may delay the browser update, never undo
-        # or fail the operator's action.
-        try:
-            publish_session_state(session_id, state, status)
-        except Exception as exc:  # noqa: BLE001 - any broker error
-            logger.warning(
-                "session %s: live update not sent (%s); the page catches up on the next update", session_id, exc
-            )
-
-    transaction.on_commit(push)
+    status = session_status(session).status
+    _push_after_commit(
+        session.pk, {"kind": "status", "ts_ns": time.time_ns(), "status": status, "reason": session.status_reason}
+    )

@@ -342,7 +342,12 @@ class QuotingLoop:
         if not self.db_ok:
             status = f"{status} (database unavailable)"
         try:
-            self.publish(self.session_id, self.core.state(), status)
+            # one complete JSON snapshot (latest wins); handing it over never waits on Redis or a browser
+            from apps.live.snapshot import attach_tape, build_snapshot
+
+            tape = attach_tape(self.driver)  # wraps the driver's sink once: recent trades, fills, risk events
+            snapshot = build_snapshot(self.core, self.driver, tape, session_id=self.session_id, status=status)
+            self.publish(self.session_id, snapshot, status)
             self.stats.publishes += 1
         except Exception as exc:  # noqa: BLE001 - a broken broadcast (Redis down) must not stop quoting or cancelling
             logger.warning("session %s: publish failed: %s", self.session_id, exc)

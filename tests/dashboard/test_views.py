@@ -24,7 +24,9 @@ def test_the_session_page_shows_the_live_tiles_and_the_websocket_address(client,
     resp = client.get(reverse("dashboard:session", args=[session.pk]))
     html = resp.content.decode()
     assert resp.status_code == 200
-    assert f'ws-connect="/ws/sessions/{session.pk}/"' in html
+    assert f'data-ws-path="/ws/sessions/{session.pk}/"' in html  # static/js/session.js opens it
+    assert "vendor/uplot/uPlot.iife.min.js" in html and 'id="price-chart"' in html and 'id="pnl-parts-chart"' in html
+    assert 'id="live-bootstrap"' in html and 'type="application/json"' in html  # data for the JS, not a script
     for tile in ("v-mid", "v-bid", "v-ask", "v-spread", "v-kappa", "v-sigma", "v-inventory", "v-pnl"):
         assert f'id="{tile}"' in html
     assert "htmx-2.0.8.min.js" in html and 'id="halt-button"' in html

@@ -214,8 +214,9 @@ def test_the_global_kill_switch_stops_every_session_until_an_operator_rearms_it(
 
     published: list[tuple[str, dict, str]] = []
 
-    def publish(session_id: int, state: dict, status: str) -> None:  # what the browsers would receive
-        published.append((status, state, render_session_state(session_id, state, status)))
+    def publish(session_id: int, snapshot: dict, status: str) -> None:  # what the browsers would receive
+        state = snapshot["state"]  # the snapshot's flat tiles (the same dict the session stores as last_state)
+        published.append((status, state, render_session_state(session_id, snapshot, status)))
 
     session = _session()
     loop = QuotingLoop(session.pk, publish=publish)
