@@ -304,22 +304,45 @@ def test_the_admin_shows_parameters_read_only_with_a_link_to_the_console_page(cl
 
 @pytest.mark.django_db(transaction=True)
 def test_a_change_is_pushed_to_the_sessions_browsers_after_commit():
+    """Through the live page's own layer (pub/sub, apps.live.layers): the refused change sends nothing, the
+    accepted one a ``params`` event (beside the ``audit`` event of its audit row)."""
+    import asyncio
+
     from asgiref.sync import async_to_sync
     from channels.layers import get_channel_layer
 
     from apps.live.broadcast import session_group
+    from apps.live.layers import LIVE_LAYER
 
     session = _session()
-    layer = get_channel_layer()
-    channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)(session_group(session.pk), channel)
-    try:
+    layer = get_channel_layer(LIVE_LAYER)
+
+    async def params_events() -> list[dict]:
+        channel = await layer.new_channel()
+        await layer.group_add(session_group(session.pk), channel)
+        await asyncio.sleep(0.2)  # the subscription is in place before anything is published
+        try:
+            await asyncio.to_thread(_change_bad_then_good)
+            got: list[dict] = []
+            while True:
+                try:
+                    msg = await asyncio.wait_for(layer.receive(channel), timeout=5)
+                except TimeoutError:
+                    return got
+                if msg.get("type") == "session.event" and msg["event"].get("kind") == "params":
+                    got.append(msg)
+                    return got
+        finally:
+            await layer.group_discard(session_group(session.pk), channel)
+
+    def _change_bad_then_good() -> None:
         with pytest.raises(ControlError):
             change(Actor(label="ops"), session.pk, {"strategy.gamma": -1}, "bad")
         change(Actor(label="ops"), session.pk, {"strategy.gamma": 2500}, "tighter")
-        message = async_to_sync(layer.receive)(channel)
-    finally:
-        async_to_sync(layer.group_discard)(session_group(session.pk), channel)
+
+    got = async_to_sync(params_events)()
+    assert len(got) == 1, got
+    message = got[0]
     event = message["event"]
     assert message["type"] == "session.event"
     assert {k: event[k] for k in ("kind", "version", "changes", "actor", "reason")} == {

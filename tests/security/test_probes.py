@@ -37,18 +37,23 @@ def _csp(resp) -> dict[str, list[str]]:
 
 
 class _ScriptAudit(HTMLParser):
-    """Collects inline scripts and inline event-handler attributes from a page."""
+    """Collects inline scripts and inline event-handler attributes from a page. A JSON data block
+    (``<script type="application/json">``, what ``json_script`` writes) is data the browser never runs; it is
+    counted apart, in ``data_blocks``."""
 
     def __init__(self) -> None:
         super().__init__()
         self.inline_scripts: list[str] = []
         self.handlers: list[str] = []
         self.styles: list[str] = []
+        self.data_blocks: list[str] = []
         self._in_inline_script = False
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         names = dict(attrs)
-        if tag == "script" and "src" not in names:
+        if tag == "script" and "src" not in names and names.get("type") == "application/json":
+            self.data_blocks.append(names.get("id") or "")
+        elif tag == "script" and "src" not in names:
             self._in_inline_script = True
             self.inline_scripts.append("")
         self.handlers += [f"{tag}.{k}" for k, _ in attrs if k.startswith("on")]
