@@ -1,14 +1,14 @@
 """The live session page in headless Chromium against the real stack (daphne + Celery worker + PostgreSQL + Redis).
 
 Log in, open a running paper session, see the price chart draw and the P&L attribution update from pushed
-snapshots, see a parameter-change marker and an audit row arrive, press the kill switch and see HALTED with zero
+snapshots, edit γ on the parameters page and see its marker on the chart (and the loop's next decision use it),
+see an audit row arrive, press the kill switch and see HALTED with zero
 open orders. Screenshots go to test-artifacts/ (gitignored).
 """
 
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -30,7 +30,7 @@ def test_the_live_page_draws_charts_and_attribution_and_the_kill_switch_empties_
     page = browser_page
     console: list[str] = []
     page.on("console", lambda m: console.append(f"{m.type}: {m.text} @ {m.location}"))
-    page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
+    page.on("pageerror", lambda e: console.append(f"pageerror: {e} @ {page.url} {e.stack}"))
     page.add_init_script(
         "document.addEventListener('securitypolicyviolation', function (e) { console.log('CSPV ' + e.violatedDirective"
         " + ' ' + e.sample + ' ' + (e.target && e.target.outerHTML ? e.target.outerHTML.slice(0, 300) : '')); });"
@@ -75,17 +75,29 @@ def test_the_live_page_draws_charts_and_attribution_and_the_kill_switch_empties_
     # the window picker redraws without errors
     page.click("#window-picker button[data-window='60']")
 
-    # a parameter change (as the parameter service publishes it) becomes a chart marker; an audit row is pushed
-    from apps.live.broadcast import publish_session_event
+    # an admin edits γ on the parameters page: back on the live page the change is a chart marker, the running
+    # loop applied it without a restart, and its next recorded decision names the new version
+    page.click("#parameters-link")
+    page.fill("[name='strategy.gamma']", "6000")
+    page.fill("#params-reason", "browser test: more risk-averse")
+    page.click("#params-save")
+    page.wait_for_selector("text=saved as version 2", timeout=15_000)
+    page.screenshot(path=str(ARTIFACTS / "live-parameters-saved.png"), full_page=True)
+    page.goto(f"{live_stack.url}/sessions/{session.pk}/")
+    page.wait_for_selector("#param-markers li[data-version='2']", timeout=15_000)
+    _wait_js(page, "Number(document.querySelector('#live-root').dataset.snapshots || 0) >= 2", timeout=30_000)
+    from apps.control.models import AuditEvent
+    from apps.trading.models import QuoteDecisionRecord
 
-    now_ns = time.time_ns()
-    with ThreadPoolExecutor(1) as pool:  # Playwright's sync API runs an event loop in this thread
-        pool.submit(
-            publish_session_event,
-            session.pk,
-            {"kind": "params", "ts_ns": now_ns, "version": 2, "changes": {"gamma": [5000, 6000]}, "actor": "op"},
-        ).result()
-    page.wait_for_selector("#param-markers li[data-version='2']", timeout=10_000)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (
+        AuditEvent.objects.filter(session=session, action="params.applied").exists()
+        and QuoteDecisionRecord.objects.filter(session=session, inputs__params_version=2).exists()
+    ):
+        time.sleep(0.2)
+    assert AuditEvent.objects.filter(session=session, action="params.applied").exists()
+    decided = QuoteDecisionRecord.objects.filter(session=session, inputs__params_version=2).order_by("ts").first()
+    assert decided is not None and decided.inputs["gamma_base"] == 6000
     page.screenshot(path=str(ARTIFACTS / "live-running.png"), full_page=True)
 
     # kill switch, behind a confirm step: HALTED, zero open orders, the audit row pushed without a reload

@@ -291,11 +291,14 @@ def submitted_changes(post: Any, in_force: dict[str, Any], overridden: set[str])
     for field in form_fields():
         if field.path not in post:
             continue
+        shown = in_force.get(field.path, field.default)  # what the form rendered (an optional rule's defaults)
+        if post[field.path].strip() == display(shown) != "":
+            continue  # sent back as the form showed it (a default of inf included): unchanged
         value = parse(field, post[field.path])
         if value is None:
             if field.path in overridden:
                 changes[field.path] = None
-        elif value != in_force.get(field.path):
+        elif value != shown:
             changes[field.path] = value
     return changes
 

@@ -173,6 +173,9 @@
       r[3] = bid; r[4] = ask;
       for (let i = 0; i < 8; i++) { cols[i].push(r[i] === undefined ? null : r[i]); }
     });
+    // uPlot cannot lay out an axis over an empty range (one x value, or no finite y): wait for a second point
+    const hasY = function (cs) { return cs.slice(1).some(function (c) { return c.some(function (v) { return v !== null && isFinite(v); }); }); };
+    if (cols[0].length < 2 || !hasY(cols) || nowS <= from) { return; }
     priceChart.setData(cols);
     priceChart.setScale("x", { min: from, max: nowS });
     const pcols = [[], [], [], [], [], [], []];
@@ -181,6 +184,7 @@
       pcols[0].push(p[0]);
       for (let i = 0; i < 6; i++) { pcols[i + 1].push(p[5 + i] === undefined ? null : p[5 + i]); }
     });
+    if (pcols[0].length < 2 || !hasY(pcols)) { return; }
     pnlChart.setData(pcols);
     pnlChart.setScale("x", { min: from, max: nowS });
   }
@@ -384,7 +388,8 @@
     li.title = title;
     li.dataset.version = version === undefined ? "" : String(version);
     document.getElementById("param-markers").appendChild(li);
-    if (priceChart) { priceChart.redraw(false); pnlChart.redraw(false); }
+    // redraw only a chart that has data: uPlot's axes cannot be drawn before a first range exists
+    [priceChart, pnlChart].forEach(function (c) { if (c && c.data && c.data[0] && c.data[0].length > 1) { c.redraw(false); } });
   }
 
   function addAuditRow(ev) {

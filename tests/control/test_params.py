@@ -244,6 +244,24 @@ def test_an_admin_changes_and_reverts_from_the_page(client):
 
 
 @pytest.mark.django_db
+def test_the_whole_form_posted_back_with_one_edit_is_that_one_change(client):
+    """What a browser sends: every input as the page rendered it (defaults of ``inf`` included), one of them edited."""
+    import re
+    from html import unescape
+
+    _login(client, "admin")
+    session = _session()
+    html = client.get(_page(session)).content.decode()
+    form = html[html.index('id="params-form"') : html.index("</form>", html.index('id="params-form"'))]
+    posted = {unescape(n): unescape(v) for n, v in re.findall(r'<input name="([^"]+)"[^>]*?value="([^"]*)"', form)}
+    assert "inf" in posted.values() and len(posted) > 20  # the form does show infinite defaults
+    posted.update({"strategy.gamma": "6000", "reason": "only γ"})
+    resp = client.post(_url(session), posted, HTTP_HX_REQUEST="true")
+    assert resp.status_code == 200 and "saved as version 2" in resp.content.decode(), resp.content[:300]
+    assert ParameterVersion.objects.get(session=session, version=2).changes == {"strategy.gamma": [5000.0, 6000]}
+
+
+@pytest.mark.django_db
 def test_an_invalid_value_from_the_page_names_the_field_and_changes_nothing(client):
     _login(client, "admin")
     session = _session()
