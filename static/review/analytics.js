@@ -40,7 +40,9 @@
     el._chart = new uPlot(opts, data, el);
     return el._chart;
   }
-  function axis(label, extra) { return Object.assign({ label: label, stroke: "#57606a", grid: { stroke: "#eaeef2" } }, extra || {}); }
+  function axis(label, extra) {
+    return Object.assign({ label: label, stroke: "#8b949e", grid: { stroke: "rgba(139,148,158,0.2)" }, ticks: { stroke: "rgba(139,148,158,0.3)" } }, extra || {});
+  }
   function utcTicks(u, splits) {
     return splits.map(function (v) { return v === null ? "" : new Date(v * 1e3).toISOString().substring(11, 19); });
   }

@@ -269,3 +269,43 @@ def test_the_analytics_need_a_console_role(client, hand):
     assert client.get(url, HTTP_ACCEPT="application/json").status_code == 401
     client.force_login(make_user("none"))
     assert client.get(url, HTTP_ACCEPT="application/json").status_code == 403
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_the_panel_draws_its_charts_in_chromium(live_server):
+    """The panel's own page in headless Chromium: every chart drawn by static/review/analytics.js, no script error
+    (the CSP allows 'self' only), the notes filled from the JSON."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.roles import PASSWORD
+
+    session = _hand_built("BROWSER")
+    make_user("viewer", "analytics-viewer")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        try:
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(f"{live_server.url}/login/?next=/review/sessions/{session.pk}/analytics/")
+            page.fill("input[name=username]", "analytics-viewer")
+            page.fill("input[name=password]", PASSWORD)
+            page.click("button[type=submit]")
+            page.wait_for_selector("[data-role=spreads-hist-chart] .uplot", timeout=15_000)
+            page.wait_for_function("document.querySelectorAll('.review-analytics .uplot').length === 5")
+            assert errors == []
+            assert "5 fills · mids from decisions" in page.text_content("[data-role=markouts-note]")
+            assert page.text_content("[data-role=kappa-note]") == "no public trades stored for this range"
+            assert page.locator("[data-role=markouts-table] tbody tr").count() == 15
+        finally:
+            browser.close()
