@@ -9,6 +9,7 @@ from typing import Any
 from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET
 
 from apps.dashboard.access import action_view, read_view, wants_json
 from apps.review.progress import review_url, run_state
@@ -42,6 +43,7 @@ def _invalid(request: HttpRequest, form: BacktestForm, which: str) -> HttpRespon
 
 
 @read_view
+@require_GET
 def backtests(request: HttpRequest) -> HttpResponse:
     return _page(request)
 
@@ -91,6 +93,7 @@ def launch_sweep(request: HttpRequest) -> HttpResponse:
 
 
 @read_view
+@require_GET
 def backtest_run(request: HttpRequest, run_id: int) -> HttpResponse:
     run = get_object_or_404(BacktestRun.objects.select_related("session__instrument", "sweep"), pk=run_id)
     state = run_state(run)
@@ -149,6 +152,7 @@ def sweep_context(sweep: SweepRun) -> dict[str, Any]:
 
 
 @read_view
+@require_GET
 def sweep(request: HttpRequest, sweep_id: int) -> HttpResponse:
     sw = get_object_or_404(SweepRun, pk=sweep_id)
     ctx = sweep_context(sw)
@@ -169,6 +173,7 @@ def sweep(request: HttpRequest, sweep_id: int) -> HttpResponse:
 
 
 @read_view
+@require_GET
 def sweep_results(request: HttpRequest, sweep_id: int) -> HttpResponse:
     """The table and the heat map (an htmx partial that polls itself while the sweep runs)."""
     sw = get_object_or_404(SweepRun, pk=sweep_id)
