@@ -18,7 +18,8 @@ range takes from its Instrument when they are not given)::
      "fixed": {...FixedSpreadParams...},        # the fixed-spread baseline
      "as": {...ASParams...},                    # Avellaneda–Stoikov; defaults to the keys it shares with "strategy"
      "venue": {...PaperVenueConfig...},         # tick_size and lot_size required
-     "backtest": {"markout_s": 1.0, "sample_interval_s": 1.0},
+     "backtest": {"markout_s": 1.0, "sample_interval_s": 1.0,
+                  "max_events": 50000},             # optional: replay only the first N market events
      "instrument": {"venue": "binance-usdm", "symbol": "BTCUSDT", "kind": "perp"},
      "risk": {...}}                             # the live session's rule overrides (apps.engine.risk.session)
 
@@ -32,7 +33,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -80,6 +81,7 @@ class BacktestParams:
     instrument: dict[str, str]
     raw: dict[str, Any]
     risk: dict[str, Any] = field(default_factory=dict)
+    max_events: int | None = None  # replay only the first N events of the data (a small slice from the browser)
 
     def session_risk(self, kind: str) -> SessionRisk:
         """The live session's rule set for a strategy of ``kind`` (its Q_max sets the position limit's default)."""
@@ -117,15 +119,20 @@ def parse_params(params: dict[str, Any] | str) -> BacktestParams:
     risk = params.get("risk", {})
     glft = _section("strategy", lambda: StrategyParams.from_dict(glft_d))
     build_risk_engine(risk, glft.max_inventory)  # validates: every error names the rule and the field
+    bt = dict(params.get("backtest", {}))
+    max_events = bt.pop("max_events", None)
+    if max_events is not None and (isinstance(max_events, bool) or not isinstance(max_events, int) or max_events < 1):
+        raise ValueError(f"params.backtest.max_events must be a positive integer, got {max_events!r}")
     return BacktestParams(
         glft=glft,
         fixed=_section("fixed", lambda: FixedSpreadParams.from_dict(params.get("fixed", {}))),
         avst=_section("as", lambda: ASParams.from_dict(as_d)),
         venue=_section("venue", lambda: _venue(venue)),
-        backtest=_section("backtest", lambda: _backtest(params.get("backtest", {}))),
+        backtest=_section("backtest", lambda: _backtest(bt)),
         instrument={str(k): str(v) for k, v in instrument.items()},
         raw=params,
         risk=risk,
+        max_events=max_events,
     )
 
 
@@ -471,8 +478,28 @@ def create_run(
         )
 
 
-def execute_run(run: BacktestRun, events: Sequence[Any] | None = None) -> StoredBacktest:
-    """Run a created backtest and store everything; marks the run FAILED (with the error) if anything raises."""
+Progress = Callable[[int, int], None]  # (events processed, events in the run)
+PROGRESS_EVERY = 500  # events between two progress calls (the callback throttles by time itself)
+
+
+def _with_progress(events: Sequence[Any], progress: Progress) -> Iterator[Any]:
+    """The events, calling ``progress(done, total)`` every :data:`PROGRESS_EVERY` of them and once at the end."""
+    total = len(events)
+    progress(0, total)
+    for i, event in enumerate(events, 1):
+        yield event
+        if i % PROGRESS_EVERY == 0:
+            progress(i, total)
+    progress(total, total)
+
+
+def execute_run(
+    run: BacktestRun, events: Sequence[Any] | None = None, *, progress: Progress | None = None
+) -> StoredBacktest:
+    """Run a created backtest and store everything; marks the run FAILED (with the error) if anything raises.
+
+    ``progress`` (optional) is called with (events processed, total) as the replay goes (see :func:`_with_progress`);
+    ``params.backtest.max_events`` cuts the data to its first N events before the replay."""
     BacktestRun.objects.filter(pk=run.pk).update(status=BacktestRun.Status.RUNNING)
     session = run.session
     assert session is not None
@@ -484,6 +511,9 @@ def execute_run(run: BacktestRun, events: Sequence[Any] | None = None) -> Stored
         if events is None:
             data = load_data(run.data_format, run.data_files)
             events, data_info = data.events, data.info()
+        if p.max_events is not None and len(events) > p.max_events:
+            events = events[: p.max_events]
+            data_info = {**data_info, "events": len(events), "max_events": p.max_events}
         if events:
             # a backtest's session lives in its data's time (the receive clock its fills and P&L are stamped in)
             TradingSession.objects.filter(pk=session.pk).update(started_at=ns_to_dt(events[0].ts_local_ns))
@@ -495,7 +525,8 @@ def execute_run(run: BacktestRun, events: Sequence[Any] | None = None) -> Stored
         try:
             sink = RecorderSink(recorder)
             risk = p.session_risk(run.strategy)
-            result = EngineLoop(strategy, venue, p.backtest, sink=sink, name=run.strategy, risk=risk).run(events)
+            feed = events if progress is None else _with_progress(events, progress)
+            result = EngineLoop(strategy, venue, p.backtest, sink=sink, name=run.strategy, risk=risk).run(feed)
         finally:
             writer.close()
         if writer.buffered_rows or writer.stats.rows_spilled > writer.stats.rows_replayed:
@@ -665,6 +696,15 @@ def start_sweep(*args: Any, queue: str = SWEEP_QUEUE, **kwargs: Any) -> SweepRun
     return sweep
 
 
+def start_run(*args: Any, queue: str = SWEEP_QUEUE, **kwargs: Any) -> BacktestRun:
+    """Create one backtest (arguments as :func:`create_run`) and queue it on a Celery worker after commit."""
+    from apps.trading.tasks_sweep import run_backtest_point
+
+    run = create_run(*args, **kwargs)
+    transaction.on_commit(lambda: run_backtest_point.apply_async(args=[run.pk], queue=queue))
+    return run
+
+
 _EVENTS_CACHE: dict[tuple[Any, ...], LoadedData] = {}
 
 
@@ -681,15 +721,17 @@ def _cached_events(files: Sequence[Any], fmt: str) -> LoadedData:
     return _EVENTS_CACHE[key]
 
 
-def execute_run_by_id(run_id: int) -> str:
-    """Run one stored backtest (a sweep point); returns its status. Finishing the last point closes the sweep."""
+def execute_run_by_id(run_id: int, progress: Progress | None = None) -> str:
+    """Run one stored backtest (a sweep point); returns its status. Finishing the last point closes the sweep.
+    ``progress`` as :func:`execute_run`."""
     run = BacktestRun.objects.select_related("session").get(pk=run_id)
     if run.status != BacktestRun.Status.PENDING:
         return run.status  # a redelivered task: the run is done or under way elsewhere
     try:
         data = _cached_events(run.data_files, run.data_format)
-        stored = execute_run(run, data.events)
-        BacktestRun.objects.filter(pk=run.pk).update(summary={**stored.summary, "data": data.info()})
+        stored = execute_run(run, data.events, progress=progress)
+        info = {**data.info(), **stored.summary.get("data", {})}  # a max_events cut says the events replayed
+        BacktestRun.objects.filter(pk=run.pk).update(summary={**stored.summary, "data": info})
         status = BacktestRun.Status.DONE
     except Exception:  # noqa: BLE001 - recorded on the run by execute_run (or here when parsing failed)
         BacktestRun.objects.filter(pk=run.pk, status__in=["pending", "running"]).update(

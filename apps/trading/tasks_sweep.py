@@ -16,9 +16,15 @@ logger = logging.getLogger(__name__)
 
 @shared_task(name="apps.trading.tasks_sweep.run_backtest_point", acks_late=False, ignore_result=True)
 def run_backtest_point(run_id: int) -> str:
-    """Run one stored backtest (one sweep point) and store its results."""
-    from apps.trading.backtest import execute_run_by_id
+    """Run one stored backtest (a single run from the browser, or one sweep point) and store its results.
 
-    status = execute_run_by_id(run_id)
+    Its progress and its end are pushed to the browsers that watch it (:mod:`apps.review.progress`)."""
+    from apps.review.progress import ProgressPublisher, publish_end
+    from apps.trading.backtest import execute_run_by_id
+    from apps.trading.models import BacktestRun
+
+    sweep_id = BacktestRun.objects.filter(pk=run_id).values_list("sweep_id", flat=True).first()
+    status = execute_run_by_id(run_id, progress=ProgressPublisher(run_id, sweep_id))
+    publish_end(run_id)
     logger.info("run_backtest_point(%s): %s", run_id, status)
     return status
