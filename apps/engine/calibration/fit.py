@@ -36,6 +36,9 @@ adverse selection
 
 Only ``strategy.*`` values are session parameters (``settable``); the rest are engine defaults or live estimates,
 reported for review beside the prior they would replace.
+
+A change is proposed only where the data contradict the value in force: when the old value lies inside the fitted
+95 % interval it is kept (and the fitted value shown beside it).
 """
 
 from __future__ import annotations
@@ -347,7 +350,18 @@ def calibrate(fit: MarketSeries, val: MarketSeries, config: CalibrationConfig | 
     _fit_drift(fit, val, cfg, sigma, micro, estimates, scores)
     _fit_adverse(fit, val, cfg, estimates, scores, plots)
     _fit_betas(fit, val, cfg, sigma, estimates, scores)
+    for e in estimates:
+        _keep_prior_when_consistent(e)
     return CalibrationResult(estimates, scores, plots, summary)
+
+
+def _keep_prior_when_consistent(e: Estimate) -> None:
+    """Propose a change only where the data contradict the value in force: an old value inside the fitted 95 %
+    interval is kept (the fitted value is still shown)."""
+    if e.proposed and e.old is not None and math.isfinite(e.ci_low) and math.isfinite(e.ci_high):
+        if e.ci_low <= e.old <= e.ci_high:
+            e.proposed = False
+            e.note = (e.note + "; " if e.note else "") + "the old value lies inside the interval: kept"
 
 
 def _through_touch(s: MarketSeries) -> tuple[np.ndarray, np.ndarray]:
