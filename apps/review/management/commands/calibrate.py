@@ -52,6 +52,8 @@ class Command(BaseCommand):
             run = self._recording(actor, o) if o["data"] else self._stored(actor, o)
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
+        if run is None:
+            return
         if run.status == run.Status.FAILED:
             raise CommandError(f"calibration #{run.pk} failed: {run.error}")
         self.stdout.write(table(run))
@@ -71,8 +73,8 @@ class Command(BaseCommand):
             from apps.review.tasks import run_calibration
 
             run_calibration.delay(run.pk)
-            self.stdout.write(f"calibration #{run.pk} queued")
-            raise SystemExit(0)
+            self.stdout.write(f"calibration #{run.pk} queued: /review/calibration/{run.pk}/")
+            return None
         return svc.execute(run.pk)
 
     def _recording(self, actor: Actor, o: dict):
