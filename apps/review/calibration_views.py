@@ -32,8 +32,40 @@ def calibration_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     return render(
         request,
         "review/calibration_detail.html",
-        {"run": run, "plots": plots, "changes": run.changes(), "sessions": sessions},
+        {
+            "run": run,
+            "estimates": _estimate_rows(run),
+            "scores": _score_rows(run),
+            "plots": plots,
+            "changes": run.changes(),
+            "sessions": sessions,
+        },
     )
+
+
+def _num(v: object) -> str:
+    """Four significant figures (the stored values keep full precision); a dash for none."""
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def _estimate_rows(run: CalibrationRun) -> list[dict]:
+    rows = []
+    for e in run.estimates:
+        decision = ("apply" if e.get("proposed") else "kept") if e.get("settable") else "review only"
+        interval = "—" if e.get("ci_low") is None else f"[{_num(e['ci_low'])}, {_num(e['ci_high'])}]"
+        why = " · ".join(x for x in (e.get("method", ""), e.get("note", "")) if x)
+        rows.append({**e, "old_s": _num(e.get("old")), "new_s": _num(e.get("new")), "interval": interval,
+                     "decision": decision, "why": why})  # fmt: skip
+    return rows
+
+
+def _score_rows(run: CalibrationRun) -> list[dict]:
+    keys = ("in_fitted", "in_old", "out_fitted", "out_old")
+    return [{**s, **{f"{k}_s": _num(s.get(k)) for k in keys}} for s in run.scores]
 
 
 def _session_id(request: HttpRequest) -> int | None:

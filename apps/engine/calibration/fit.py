@@ -358,10 +358,10 @@ def calibrate(fit: MarketSeries, val: MarketSeries, config: CalibrationConfig | 
 def _keep_prior_when_consistent(e: Estimate) -> None:
     """Propose a change only where the data contradict the value in force: an old value inside the fitted 95 %
     interval is kept (the fitted value is still shown)."""
-    if e.proposed and e.old is not None and math.isfinite(e.ci_low) and math.isfinite(e.ci_high):
-        if e.ci_low <= e.old <= e.ci_high:
-            e.proposed = False
-            e.note = (e.note + "; " if e.note else "") + "the old value lies inside the interval: kept"
+    finite = math.isfinite(e.ci_low) and math.isfinite(e.ci_high)
+    if e.proposed and e.old is not None and finite and e.ci_low <= e.old <= e.ci_high:
+        e.proposed = False
+        e.note = (e.note + "; " if e.note else "") + "the old value lies inside the interval: kept"
 
 
 def _through_touch(s: MarketSeries) -> tuple[np.ndarray, np.ndarray]:
@@ -523,7 +523,9 @@ def _fit_sigma(fit, val, cfg: CalibrationConfig, est: list, scores: list, plots:
             _gauss_ll(rv, PRIOR_SIGMA, dt),
         )
     )
-    block = max(int(60 / dt), 2)
+    # minutes, or 10-s blocks on a range shorter than 10 minutes (a short recording still gets a curve)
+    block_s = 60.0 if val.duration_s >= 600 else 10.0
+    block = max(int(block_s / dt), 2)
     m = rv.size // block
     if m:
         realised = np.sqrt(np.sum(rv[: m * block].reshape(m, block) ** 2, axis=1) / (block * dt))
@@ -531,7 +533,7 @@ def _fit_sigma(fit, val, cfg: CalibrationConfig, est: list, scores: list, plots:
         scores.append(
             Score(
                 "sigma_forecast",
-                "RMS error of 60-s realised σ (validation)",
+                f"RMS error of {block_s:g}-s realised σ (validation)",
                 "lower",
                 math.nan,
                 math.nan,
@@ -539,10 +541,10 @@ def _fit_sigma(fit, val, cfg: CalibrationConfig, est: list, scores: list, plots:
                 err(PRIOR_SIGMA),
             )
         )
-        xs = np.arange(m, dtype=float)
+        xs = np.arange(m, dtype=float) * block_s
         plots["sigma"] = svg_chart(
-            "Realised σ per minute (validation) vs fitted",
-            "minute",
+            f"Realised σ per {block_s:g} s (validation) vs fitted",
+            "s into the validation range",
             "σ per √s",
             [
                 ("realised", xs, realised, "line"),
