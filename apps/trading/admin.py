@@ -1,7 +1,5 @@
 from django.contrib import admin
 from django.http import HttpRequest
-from django.urls import reverse
-from django.utils.html import format_html
 
 from apps.trading.models import (
     BacktestRun,
@@ -13,8 +11,9 @@ from apps.trading.models import (
     QuoteDecisionRecord,
     RiskEventRecord,
     SweepRun,
-    TradingSession,
 )
+
+# TradingSession's admin is in apps/control/admin.py: its parameters change only through apps.control.params.
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -30,28 +29,6 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
-
-
-@admin.register(TradingSession)
-class TradingSessionAdmin(admin.ModelAdmin):
-    """Parameters are read-only here: they change only through ``apps.control.params`` (validated by the engine,
-    versioned, audited, applied by the running loop), on the console's parameters page that this links to."""
-
-    list_display = ("id", "name", "mode", "instrument", "status", "params_version", "started_at", "heartbeat_at")
-    readonly_fields = ("status", "status_reason", "lease_owner", "lease_expires_at", "heartbeat_at", "last_state")
-
-    def get_readonly_fields(self, request: HttpRequest, obj: TradingSession | None = None) -> tuple[str, ...]:
-        if obj is None:
-            return (*self.readonly_fields, "params_version")
-        return (*self.readonly_fields, "params", "params_version", "parameters_page")
-
-    @admin.display(description="edit parameters")
-    def parameters_page(self, obj: TradingSession) -> str:
-        url = reverse("dashboard:parameters", args=[obj.pk])
-        return format_html(
-            '<a href="{}">on the console\'s parameters page</a> (versioned, audited, applied by the running loop)',
-            url,
-        )
 
 
 @admin.register(Order)

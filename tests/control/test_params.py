@@ -308,16 +308,37 @@ def test_the_session_page_links_to_the_parameters(client):
 
 
 @pytest.mark.django_db
-def test_the_admin_shows_parameters_read_only_with_a_link_to_the_console_page(client, django_user_model):
+def test_the_admin_changes_parameters_only_through_the_service(client, django_user_model):
+    """The raw JSON is read-only in the admin; its parameter-change field goes through apps.control.params (validated,
+    versioned, audited): a refused value names the field and nothing is saved, not even the other fields."""
     user = django_user_model.objects.create_superuser("root-params", "r@example.invalid", "root-password-123")
     client.force_login(user)
     session = _session(strategy={"gamma": 4000})
     url = f"/admin/trading/tradingsession/{session.pk}/change/"
     html = client.get(url).content.decode()
-    assert 'name="params"' not in html and _page(session) in html
-    client.post(url, {"name": "renamed", "params": '{"strategy": {"gamma": -1}}'})
+    assert 'name="params"' not in html and 'name="param_changes"' in html and _page(session) in html
+    # the raw JSON field is ignored; a bad value is refused with the field named; no reason is refused
+    client.post(url, {"name": "p", "params": '{"strategy": {"gamma": -1}}'})
+    resp = client.post(url, {"name": "renamed", "param_changes": '{"strategy.gamma": -1}', "param_reason": "x"})
+    assert resp.status_code == 302
+    shown = client.get(resp["Location"]).content.decode()
+    assert "nothing saved: strategy.gamma: must be &gt; 0, got -1" in shown.lower()
+    resp = client.post(url, {"name": "renamed", "param_changes": '{"strategy.gamma": 6000}', "param_reason": ""})
+    assert resp.status_code == 200 and "param_reason" in resp.content.decode()
+    resp = client.post(url, {"name": "renamed", "param_changes": "{not json", "param_reason": "x"})
+    assert resp.status_code == 200 and "not JSON" in resp.content.decode()
     session.refresh_from_db()
-    assert session.params == {"strategy": {"gamma": 4000}} and session.params_version == 1
+    assert session.params == {"strategy": {"gamma": 4000}} and session.params_version == 1 and session.name == "p"
+    # a good change: a new version by this user, with its audit row; the name saved with it
+    resp = client.post(url, {"name": "renamed", "param_changes": '{"strategy.gamma": 6000}', "param_reason": "wider"})
+    assert resp.status_code == 302
+    session.refresh_from_db()
+    assert session.params == {"strategy": {"gamma": 6000}} and session.params_version == 2 and session.name == "renamed"
+    v2 = ParameterVersion.objects.get(session=session, version=2)
+    assert v2.actor == user and v2.reason == "wider" and v2.changes == {"strategy.gamma": [4000, 6000]}
+    assert AuditEvent.objects.filter(session=session, action="params.change").count() == 1
+    # sessions are created on the console (validated, loop queued), not in the admin
+    assert client.get("/admin/trading/tradingsession/add/").status_code == 403
 
 
 @pytest.mark.django_db(transaction=True)
