@@ -42,6 +42,28 @@ CACHED = (("kappa", "kappa"), ("sigma", "sigma_clean"), ("arrival", "lambda"), (
 CACHED_REST = (("drift", "drift"), ("microprice", "microprice"))
 NAMES = ("kappa", "sigma_clean", "sigma_total", "lambda", "flow", "drift", "microprice", "gamma")
 _NS = 1_000_000_000
+# the detail kept per reading (a day is 86,400 snapshots: the full per-scale detail would triple the rows' size);
+# the decision inputs keep everything the quoter used
+KEEP: dict[str, tuple[str, ...]] = {
+    "kappa": (
+        "n_trades",
+        "n_eff",
+        "avg_distance_bps",
+        "kappa_model",
+        "kappa_raw",
+        "kappa_tick",
+        "ks_stat",
+        "ks_p",
+        "powerlaw_alpha",
+        "loglik_ratio",
+        "loglik_ratio_p",
+    ),
+    "sigma": ("sigma_total", "jump_share", "n_buckets", "mean_bucket_s", "correction_factor", "noise_ratio"),
+    "arrival": ("decayed_count", "exposure_s"),
+    "flow": ("buy_volume", "sell_volume", "n_eff"),
+    "drift": ("n_obs", "nis_mean", "theta_per_s"),
+    "microprice": ("beta_book", "beta_flow", "r2_oos", "residual_std", "n_labels"),
+}
 
 
 def estimator_readings(strategy: Any, now_ns: int) -> list[EstimatorSnapshot]:
@@ -57,7 +79,9 @@ def estimator_readings(strategy: Any, now_ns: int) -> list[EstimatorSnapshot]:
         if age != age:  # never computed: nothing to record, and computing one here would change the run
             continue
         snap = market.peek(source, now_ns)
-        detail = {**snap.detail, "age_s": age}
+        d = snap.detail
+        detail = {k: d[k] for k in KEEP[source] if k in d}
+        detail["age_s"] = age
         if source == "arrival":
             lam = snap
         if source == "sigma":
