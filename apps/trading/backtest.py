@@ -18,7 +18,7 @@ range takes from its Instrument when they are not given)::
      "fixed": {...FixedSpreadParams...},        # the fixed-spread baseline
      "as": {...ASParams...},                    # Avellaneda–Stoikov; defaults to the keys it shares with "strategy"
      "venue": {...PaperVenueConfig...},         # tick_size and lot_size required
-     "backtest": {"markout_s": 1.0, "sample_interval_s": 1.0,
+     "backtest": {"markout_s": 1.0, "sample_interval_s": 1.0, "snapshot_interval_s": 1.0,
                   "max_events": 50000},             # optional: replay only the first N market events
      "instrument": {"venue": "binance-usdm", "symbol": "BTCUSDT", "kind": "perp"},
      "risk": {...}}                             # the live session's rule overrides (apps.engine.risk.session)
@@ -154,7 +154,7 @@ def _venue(d: dict[str, Any]) -> PaperVenueConfig:
 
 
 def _backtest(d: dict[str, Any]) -> BacktestConfig:
-    known = {"markout_s", "sample_interval_s"}
+    known = {"markout_s", "sample_interval_s", "snapshot_interval_s"}
     unknown = sorted(set(d) - known)
     if unknown:
         raise ValueError(f"unknown field(s) {unknown}; known: {sorted(known)}")

@@ -7,9 +7,12 @@ live loop, replay through it and stored backtests alike; :class:`Recorder` write
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from apps.engine.estimators.base import EstimatorSnapshot
 from apps.engine.execution.orders import Order as EngineOrder
 from apps.engine.market.events import (
     Action,
@@ -28,7 +31,14 @@ from apps.engine.market.events import (
 from apps.marketdata.importer import event_time, ns_to_dt
 from apps.marketdata.models import QuoteTick, TradeTick
 from apps.marketdata.writer import BatchedWriter, TableSpec
-from apps.trading.models import FillRecord, Order, OrderEventRecord, QuoteDecisionRecord, RiskEventRecord
+from apps.trading.models import (
+    EstimatorSnapshotRecord,
+    FillRecord,
+    Order,
+    OrderEventRecord,
+    QuoteDecisionRecord,
+    RiskEventRecord,
+)
 
 if TYPE_CHECKING:
     from apps.ops.counters import LoopMetrics
@@ -42,6 +52,7 @@ ORDER_EVENTS = OrderEventRecord._meta.db_table
 FILLS = FillRecord._meta.db_table
 ORDERS = Order._meta.db_table
 RISK_EVENTS = RiskEventRecord._meta.db_table
+ESTIMATOR_SNAPSHOTS = EstimatorSnapshotRecord._meta.db_table
 
 SPECS = (
     TableSpec(TRADES, ("instrument_id", "ts", "ts_exch_ns", "ts_local_ns", "price", "size", "aggressor", "trade_id")),
@@ -62,6 +73,11 @@ SPECS = (
     # "values" is an SQL keyword: the writer puts column names into COPY as they are written here
     TableSpec(
         RISK_EVENTS, ("session_id", "ts", "ts_ns", "rule", "action", '"values"', "message"), frozenset({'"values"'})
+    ),
+    TableSpec(
+        ESTIMATOR_SNAPSHOTS,
+        ("session_id", "ts", "ts_ns", "name", "value", "std", "state", "ci_low", "ci_high", "detail"),
+        frozenset({"detail"}),
     ),
 )
 ORDER_SPEC = TableSpec(
@@ -222,6 +238,37 @@ class Recorder:
     def risk_event(self, ts_ns: int, rule: str, action: str, values: dict[str, Any], message: str) -> None:
         self.writer.add(RISK_EVENTS, (self.session_id, ns_to_dt(ts_ns), ts_ns, rule, action, values, message))
 
+    def estimator_snapshot(self, ts_ns: int, snapshots: Sequence[EstimatorSnapshot]) -> None:
+        """One row per estimator; NaN and ±inf (an interval not computed, a value not yet known) become NULL."""
+        ts = ns_to_dt(ts_ns)
+        add, sid = self.writer.add, self.session_id
+        for s in snapshots:
+            detail: dict[str, Any] = {k: _finite(v) for k, v in s.detail.items()}
+            if s.message:
+                detail["message"] = s.message
+            if s.last_input_ns:
+                detail["last_input_ns"] = s.last_input_ns
+            add(
+                ESTIMATOR_SNAPSHOTS,
+                (
+                    sid,
+                    ts,
+                    ts_ns,
+                    s.name,
+                    _finite(s.value),
+                    _finite(s.std),
+                    s.state.value,
+                    _finite(s.ci_low),
+                    _finite(s.ci_high),
+                    detail,
+                ),
+            )
+
+
+def _finite(v: Any) -> Any:
+    """JSON and charts: a float that is not finite is "unknown" (None); anything else passes."""
+    return None if isinstance(v, float) and not math.isfinite(v) else v
+
 
 class RecorderSink:
     """The driver's sink (:class:`apps.engine.simulation.backtest.Sink`) as rows: the one event→row mapping.
@@ -322,6 +369,9 @@ class RecorderSink:
     def risk_event(self, ts_ns: int, rule: str, action: str, values: dict[str, Any], message: str) -> None:
         self.recorder.risk_event(ts_ns, rule, action, values, message)
         self.recorder.writer.flush_soon()  # an operator looks for why the session stopped quoting
+
+    def estimator_snapshot(self, ts_ns: int, snapshots: Sequence[EstimatorSnapshot]) -> None:
+        self.recorder.estimator_snapshot(ts_ns, snapshots)
 
     def note(self, ts_ns: int, client_order_id: str, kind: str, **detail: Any) -> None:
         self.recorder.order_event(ts_ns, client_order_id, kind, **detail)

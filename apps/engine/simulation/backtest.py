@@ -24,11 +24,12 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from apps.engine.accounting.pnl import COMPONENTS, PnlBreakdown, PnlLedger, max_drawdown, sharpe_ratio
+from apps.engine.estimators.base import EstimatorSnapshot
 from apps.engine.execution.orders import Order, OrderTracker, round_price
 from apps.engine.execution.paper import PaperVenue
 from apps.engine.market.events import (
@@ -51,9 +52,11 @@ from apps.engine.market.events import (
 from apps.engine.risk.gateway import Mode, OrderGateway
 from apps.engine.risk.rules import RuleAction, RuleTrip
 from apps.engine.risk.session import SessionRisk
+from apps.engine.simulation.snapshots import estimator_readings
 from apps.engine.validation import positive
 
 _NS = 1_000_000_000
+_NEVER = 1 << 63  # beyond any int64 ns timestamp
 MARKET_TYPES = (Trade, BestBidAsk, DepthUpdate, DepthSnapshot, Funding, Timer)
 SECONDS_PER_YEAR = 365.0 * 86400.0  # crypto trades every day of the year
 # Annualising multiplies the per-interval Sharpe by √(intervals per year): from minutes of data that turns noise
@@ -101,6 +104,10 @@ class Sink(Protocol):
 
     def order_state(self, ts_ns: int, order: Order) -> None: ...
 
+    def estimator_snapshot(self, ts_ns: int, snapshots: Sequence[EstimatorSnapshot]) -> None:
+        """The strategy's estimators as they stood at ``ts_ns`` (a point of the ``snapshot_interval_s`` grid);
+        see :mod:`apps.engine.simulation.snapshots` for the names and units."""
+
     def flush(self) -> None:
         """An emergency path ended: what was recorded should reach storage without waiting for the next batch."""
 
@@ -123,6 +130,11 @@ class BacktestConfig:
     cancel_at_end : bool
         At the end of the data, halt the strategy (cancel-all through the venue, with its latency) and wait
         for the answers, so no order is left "open" in a finished session.
+    snapshot_interval_s : float
+        Spacing in seconds of data (local) time of the estimator snapshots handed to the sink (1.0 = at most
+        one per second of data, whatever the event rate). Taken on a grid aligned to whole intervals of the
+        epoch, at most one per grid point reached (a gap in the data gives one, not one per missed point).
+        Only with a sink; reading them never changes the run (see :mod:`apps.engine.simulation.snapshots`).
     """
 
     markout_s: float = 1.0
@@ -130,9 +142,10 @@ class BacktestConfig:
     keep_decisions: bool = True
     cancel_at_end: bool = True
     risk_interval_s: float = 0.1
+    snapshot_interval_s: float = 1.0
 
     def validate(self) -> BacktestConfig:
-        for name in ("markout_s", "sample_interval_s", "risk_interval_s"):
+        for name in ("markout_s", "sample_interval_s", "risk_interval_s", "snapshot_interval_s"):
             positive(name, getattr(self, name), "BacktestConfig")
         return self
 
@@ -322,6 +335,9 @@ class EngineLoop:
         self._next_risk_ns: int | None = None
         self._now_ns = 0
         self._book = venue.book
+        self._snap_ns = round(self.config.snapshot_interval_s * _NS)
+        # the next snapshot instant; 0 = set the grid at the first event; never without a sink
+        self._next_snap_ns = 0 if sink is not None else _NEVER
 
     @property
     def now_ns(self) -> int:
@@ -341,11 +357,15 @@ class EngineLoop:
         while nxt is not None and nxt < t:
             self._now_ns = max(self._now_ns, nxt)
             self._sample_until(nxt)
+            if nxt >= self._next_snap_ns:
+                self._snapshot(nxt)
             if self.risk is not None:
                 self._risk_until(nxt)
             self._handle(venue.advance(nxt))
             nxt = venue.next_event_ns()
         self._sample_until(t)
+        if t >= self._next_snap_ns:
+            self._snapshot(t)
         if self.risk is not None:
             self._risk_until(t)
         self._now_ns = max(self._now_ns, t)
@@ -373,11 +393,15 @@ class EngineLoop:
         while nxt is not None and nxt <= now_ns:
             self._now_ns = max(self._now_ns, nxt)
             self._sample_until(nxt)
+            if nxt >= self._next_snap_ns:
+                self._snapshot(nxt)
             if self.risk is not None:
                 self._risk_until(nxt)
             self._handle(venue.advance(nxt))
             nxt = venue.next_event_ns()
         self._sample_until(now_ns)
+        if now_ns >= self._next_snap_ns:
+            self._snapshot(now_ns)
         if self.risk is not None:
             self._risk_until(now_ns)
         self._now_ns = max(self._now_ns, now_ns)
@@ -624,6 +648,20 @@ class EngineLoop:
             self._take_sample(nxt)
             nxt += self._interval_ns
         self._next_sample_ns = nxt
+
+    def _snapshot(self, t: int) -> None:
+        """Record the estimators at the latest grid point ≤ ``t`` (called before anything stamped ``t``, so what
+        is recorded is what stood at that point); the first call only places the grid."""
+        step = self._snap_ns
+        point = t // step * step
+        first = self._next_snap_ns == 0
+        self._next_snap_ns = point + step
+        sink = self.sink
+        if first or sink is None:
+            return
+        readings = estimator_readings(self.strategy, point)
+        if readings:
+            sink.estimator_snapshot(point, readings)
 
     def _take_sample(self, ts_ns: int) -> None:
         ledger = self.ledger
