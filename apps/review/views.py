@@ -48,6 +48,8 @@ def review_page(request: HttpRequest, session_id: int) -> HttpResponse:
         "session": session,
         "backtest": _backtest(session),
         "span": span,
+        "span_from": queries.ns_to_dt(span.start_ns),
+        "span_to": queries.ns_to_dt(span.end_ns),
         "summary": summary,
         "summary_parts": [(part.replace("_", " "), summary.get(part)) for part in queries.PNL_PARTS],
         "parts": queries.PNL_PARTS,

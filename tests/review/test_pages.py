@@ -336,3 +336,52 @@ def test_series_json_is_plain_json(client, viewer, stored):
     resp = client.get(reverse("review:series", args=[stored.pk]))
     assert resp["Content-Type"].startswith("application/json")
     json.loads(resp.content)
+
+
+@pytest.mark.browser
+def test_in_chromium_the_charts_draw_and_a_click_shows_the_decision_in_force(live_server, transactional_db, tmp_path):
+    import os
+
+    from tests.roles import PASSWORD
+    from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
+
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("Debian's chromium is not installed")
+    s = build_session("in-chromium")
+    make_user("viewer", "chromium-viewer")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    from playwright.sync_api import sync_playwright
+
+    errors: list[str] = []
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            try:
+                page.goto(f"{live_server.url}/review/sessions/{s.pk}/")
+                page.fill("#id_username", "chromium-viewer")
+                page.fill("#id_password", PASSWORD)
+                page.click("#login-submit")
+                page.wait_for_selector("#review-price canvas", timeout=15_000)
+                page.wait_for_function(
+                    "document.getElementById('review-resolution').textContent.includes('10 decisions')"
+                )
+                assert page.locator("#review-pnl canvas").count() == 1
+                # click the middle of the price chart: the session runs 9 s, so about its 5th second
+                box = page.locator("#review-price .u-over").bounding_box()
+                page.mouse.click(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5)
+                page.wait_for_selector("#decision-panel .decision", timeout=10_000)
+                text = page.locator("#decision-panel").inner_text()
+                assert "Decision #" in text and "o4b" in text and "sigma" in text
+                assert page.locator("#decision-version").inner_text() == "1"
+                page.screenshot(path=str(tmp_path / "review.png"), full_page=True)
+            finally:
+                browser.close()
+    finally:
+        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        from django.db import connections
+
+        connections.close_all()
+    assert not [e for e in errors if "Content Security Policy" in e or "Uncaught" in e], errors
