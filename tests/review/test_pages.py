@@ -348,6 +348,7 @@ def test_in_chromium_the_charts_draw_and_a_click_shows_the_decision_in_force(liv
     if not os.path.exists(CHROMIUM):
         pytest.skip("Debian's chromium is not installed")
     s = build_session("in-chromium")
+    other = build_session("other", start_ns=T0_NS + 3600 * SEC, gamma=0.3)  # no ORM call under Playwright's loop
     make_user("viewer", "chromium-viewer")
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     from playwright.sync_api import sync_playwright
@@ -377,6 +378,11 @@ def test_in_chromium_the_charts_draw_and_a_click_shows_the_decision_in_force(liv
                 assert "Decision #" in text and "o4b" in text and "sigma" in text
                 assert page.locator("#decision-version").inner_text() == "1"
                 page.screenshot(path=str(tmp_path / "review.png"), full_page=True)
+                # the comparison page draws both sessions too (here on different clocks: elapsed time)
+                page.goto(f"{live_server.url}/review/compare/?a={s.pk}&b={other.pk}")
+                page.wait_for_selector("#compare-price canvas", timeout=10_000)
+                page.wait_for_selector("#compare-pnl canvas", timeout=10_000)
+                assert "elapsed" in page.locator("#compare-alignment").inner_text()
             finally:
                 browser.close()
     finally:
