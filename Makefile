@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 
-.PHONY: run test bench bench-ws bench-ab chaos lint format install services-stop
+.PHONY: run test bench bench-ws bench-review bench-ab chaos lint format install services-stop
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or run: make PYTHON=python3 ...)"; exit 1; }
@@ -36,6 +36,10 @@ bench: $(STAMP)
 # make bench-ws [WS_CLIENTS=100 WS_SECONDS=60]: the live page's WebSocket fan-out alone (its own table)
 bench-ws: $(STAMP)
 	$(PY) -m benchmarks.ws_fanout
+
+# make bench-review: the review page and its chart data over a full day of records (docs/review.md)
+bench-review: $(STAMP)
+	$(PY) -m benchmarks review
 
 # make bench-ab REF=<commit>: engine, pipeline and backtest speed against REF, alternating old and new in one run
 bench-ab: $(STAMP)
