@@ -1,6 +1,6 @@
 """In headless Chromium against the real stack (daphne + Celery worker + PostgreSQL + Redis): launch a small backtest
 from /review/backtests/, watch its progress pushed over the WebSocket reach done, and follow the link to the
-session's review page (built by the review pages part; until it is merged the link's href is what is checked)."""
+session's review page, where a click on the price chart shows the decision in force at that instant."""
 
 from __future__ import annotations
 
@@ -52,6 +52,17 @@ def test_operator_launches_a_backtest_watches_progress_and_opens_its_review(live
 
     page.click("#review-link")
     page.wait_for_url(f"**/review/sessions/{run.session_id}/")
-    # the review page belongs to another part of issue 18; until it is merged this URL may answer 404
+    # the review page: its charts draw; a click on the price chart shows the decision in force at that instant,
+    # with its inputs and parameter version; the analytics and estimator panels load into the page too
+    page.wait_for_selector("#review-price canvas", timeout=30_000)
+    box = page.locator("#review-price canvas").first.bounding_box()
+    assert box is not None
+    page.mouse.click(box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.5)
+    page.wait_for_selector("#decision-panel .decision", timeout=15_000)
+    text = page.locator("#decision-panel").inner_text()
+    assert "Decision #" in text and "gamma" in text, text[:500]
+    assert page.locator("#decision-version").inner_text().strip() == "1"
+    page.wait_for_selector("#review-analytics canvas", timeout=30_000)
+    page.wait_for_selector("#review-estimators canvas", timeout=30_000)
     shot: Path = ARTIFACTS / "review-backtest-session.png"
     page.screenshot(path=str(shot), full_page=True)
