@@ -52,7 +52,7 @@ def test_a_logged_in_browser_receives_the_sessions_live_updates(operator):
 
     async def go():
         comm = WebsocketCommunicator(application, f"/ws/sessions/{sid}/", headers=[ORIGIN, (b"cookie", cookie)])
-        connected, _ = await comm.connect()
+        connected, _ = await comm.connect(timeout=20)
         assert connected
         await sync_to_async(publish_session_state)(sid, state, "running")
         first = await comm.receive_json_from(timeout=5)
@@ -86,7 +86,7 @@ def test_a_slow_browser_gets_the_latest_snapshot_not_a_backlog_and_events_are_ne
 
     async def go():
         comm = WebsocketCommunicator(application, f"/ws/sessions/{sid}/", headers=[ORIGIN, (b"cookie", cookie)])
-        assert (await comm.connect())[0]
+        assert (await comm.connect(timeout=20))[0]
         got = []
         for n in range(MAX_IN_FLIGHT):
             await sync_to_async(publish)(n)
@@ -122,7 +122,7 @@ def test_an_audit_row_and_a_status_change_are_pushed_after_commit(operator):
 
     async def go():
         comm = WebsocketCommunicator(application, f"/ws/sessions/{session.pk}/", headers=[ORIGIN, (b"cookie", cookie)])
-        assert (await comm.connect())[0]
+        assert (await comm.connect(timeout=20))[0]
         await sync_to_async(pause_session)(Actor.of(operator), session.pk, "lunch")
         got = [await comm.receive_json_from(timeout=5), await comm.receive_json_from(timeout=5)]
         await comm.disconnect()
@@ -143,7 +143,7 @@ def test_a_websocket_from_a_foreign_origin_is_refused(operator):
         comm = WebsocketCommunicator(
             application, "/ws/sessions/1/", headers=[(b"origin", b"http://evil.example"), (b"cookie", cookie)]
         )
-        connected, _ = await comm.connect()
+        connected, _ = await comm.connect(timeout=20)
         await comm.disconnect()
         return connected
 

@@ -251,8 +251,8 @@ def test_the_progress_socket_checks_the_role_and_the_run():
     async def connect(path: str, cookie: str | None) -> tuple[bool, Any]:
         headers = [(b"origin", b"http://127.0.0.1:8000")] + ([(b"cookie", cookie.encode())] if cookie else [])
         comm = WebsocketCommunicator(application, path, headers=headers)
-        ok, code = await comm.connect(timeout=5)
-        first = json.loads(await comm.receive_from(timeout=5)) if ok and path != "/ws/backtests/" else None
+        ok, code = await comm.connect(timeout=20)
+        first = json.loads(await comm.receive_from(timeout=20)) if ok and path != "/ws/backtests/" else None
         await comm.disconnect()
         return ok, first if ok else code
 

@@ -285,7 +285,7 @@ def _connect(path: str, cookie: str | None) -> tuple[bool, int | None]:
     async def go():
         headers = [ORIGIN] + ([(b"cookie", cookie.encode())] if cookie else [])
         comm = WebsocketCommunicator(application, path, headers=headers)
-        connected, code = await comm.connect(timeout=5)
+        connected, code = await comm.connect(timeout=20)
         await comm.disconnect()
         return connected, code
 

@@ -178,7 +178,7 @@ def _ws(path: str, *, origin: str | None, cookie: str | None = None, host: str |
         if host:
             headers.append((b"host", host.encode()))
         comm = WebsocketCommunicator(application, path, headers=headers)
-        connected, code = await comm.connect(timeout=5)
+        connected, code = await comm.connect(timeout=20)
         await comm.disconnect()
         return connected, code
 
