@@ -27,8 +27,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from apps.control.params import ESTIMATORS_WHY
-from apps.engine.core import ESTIMATOR_FIELDS, FLAT_QUOTER_NAMES, StrategyParams
+from apps.engine.core import ESTIMATOR_FIELDS, FLAT_QUOTER_NAMES, RISK_AVERSION_FIELDS, StrategyParams
 from apps.engine.quoting.quoter import QuoterParams
+from apps.engine.quoting.risk_aversion import RiskAversionParams
 from apps.engine.risk.rules import RuleAction
 from apps.engine.risk.session import OPTIONAL_RULES, RULES, build_risk_engine
 
@@ -48,6 +49,14 @@ UNITS: dict[str, str] = {
     "strategy.sigma_min_buckets": "buckets",
     "strategy.loss_budget": "quote ccy",
     "strategy.session_end_ns": "ns since epoch (0 = none)",
+    "strategy.kappa_prior": "per unit fractional distance",
+    "strategy.drift_obs_var_trade_flow": "1/s²",
+    "strategy.drift_obs_var_momentum": "1/s²",
+    "strategy.drift_obs_var_microprice": "1/s²",
+    "strategy.hawkes_prior_mu_per_s": "1/s",
+    "strategy.hawkes_prior_alpha_per_s": "1/s",
+    "strategy.hawkes_prior_beta_per_s": "1/s",
+    **{f"strategy.risk_aversion.{name}": "nats per unit feature" for name in RISK_AVERSION_FIELDS},
     "risk.capital_quote": "quote ccy",
     "risk.position_limit.max_position": "base units",
     "risk.reject_rate.max_reject_ratio": "fraction",
@@ -171,10 +180,13 @@ def _bounds(check: Any, name: str) -> str:
 
 
 def _strategy_fields() -> list[FormField]:
+    """The quoting fields, the γ model's βs, then the estimators' (set before start): one block each on the page."""
     quoter_docs, own_docs = _attribute_docs(QuoterParams), _attribute_docs(StrategyParams)
     defaults = StrategyParams().as_dict()
+    betas = defaults.pop("risk_aversion")
     out = []
-    for flat, default in defaults.items():
+    for flat in sorted(defaults, key=lambda name: name in ESTIMATOR_FIELDS):  # stable: live ones, then estimators'
+        default = defaults[flat]
         kind = _kind(default)
         if kind is None:
             continue
@@ -186,7 +198,21 @@ def _strategy_fields() -> list[FormField]:
         group = "strategy" if live else "strategy (estimators)"
         if not live:
             help_text = f"{help_text} Set before the session starts: {ESTIMATORS_WHY}."
+        if not live and out[-1].live:
+            out.extend(_beta_fields(betas))  # after the last live field
         out.append(FormField(path, group, flat, kind, _unit(path, kind), help_text, bounds, live, default))
+    return out
+
+
+def _beta_fields(defaults: dict[str, float]) -> list[FormField]:
+    """``strategy.risk_aversion.beta_<feature>``: live, any finite number (0 switches the feature off)."""
+    docs = _attribute_docs(RiskAversionParams)
+    out = []
+    for name in RISK_AVERSION_FIELDS:
+        path = f"strategy.risk_aversion.{name}"
+        bounds = _bounds(lambda v, n=name: StrategyParams.from_dict({"risk_aversion": {n: v}}), name)
+        text = f"γ model: log γ = log γ₀ + Σ βᵢxᵢ. {docs.get(name, '')} 0 switches the feature off."
+        out.append(FormField(path, "strategy", name, "float", _unit(path, "float"), text, bounds, True, defaults[name]))
     return out
 
 

@@ -9,9 +9,10 @@ event to the session's browsers after commit. The running loop sees the new numb
 applies it (:meth:`apps.trading.loop.QuotingLoop._apply_params`).
 
 What applies to a running session (any status but CREATED): the ``strategy`` section except the estimator
-fields (:data:`apps.engine.core.ESTIMATOR_FIELDS`), and the ``risk`` section. The simulator, venue, feed and
-replay, and the estimators, are built once when the loop starts: they may change only while the session is
-CREATED. A stopped or failed session, and a backtest, keep the parameters they ran with.
+fields (:data:`apps.engine.core.ESTIMATOR_FIELDS`: windows, refresh schedule and the κ, drift and Hawkes priors),
+the γ model's βs included (``strategy.risk_aversion.beta_<feature>``), and the ``risk`` section. The simulator,
+venue, feed and replay, and the estimators, are built once when the loop starts: they may change only while the
+session is CREATED. A stopped or failed session, and a backtest, keep the parameters they ran with.
 """
 
 from __future__ import annotations
@@ -58,7 +59,10 @@ def effective(params: dict[str, Any], seed: int) -> dict[str, Any]:
     from apps.trading.runtime import build_session_config
 
     config = build_session_config(params, seed)
-    out: dict[str, Any] = {f"strategy.{k}": v for k, v in config.strategy.as_dict().items()}
+    strategy = config.strategy.as_dict()
+    risk_aversion = strategy.pop("risk_aversion")
+    out: dict[str, Any] = {f"strategy.{k}": v for k, v in strategy.items()}
+    out.update({f"strategy.risk_aversion.{k}": v for k, v in risk_aversion.items()})
     engine, capital = build_risk_engine(config.risk, config.strategy.max_inventory)
     out["risk.capital_quote"] = capital
     for rule in engine.rules:
@@ -220,13 +224,14 @@ def _publish(session_id: int, event: dict[str, Any]) -> None:
 
 def _known_paths() -> dict[str, set[str]]:
     """Section (``strategy``, ``risk.<kind>``, ...) -> its field names."""
-    from apps.engine.core import FLAT_QUOTER_NAMES, StrategyParams
+    from apps.engine.core import FLAT_QUOTER_NAMES, RISK_AVERSION_FIELDS, StrategyParams
     from apps.engine.execution.paper import PaperVenueConfig
     from apps.engine.market.feeds import BackoffParams
     from apps.engine.risk.session import OPTIONAL_RULES, RULES
     from apps.engine.simulation.simulator import SimulatorParams
 
     out = {"strategy": set(FLAT_QUOTER_NAMES) | {f.name for f in dataclasses.fields(StrategyParams)} - {"quoter"}}
+    out["strategy.risk_aversion"] = set(RISK_AVERSION_FIELDS)
     for cls in (*RULES, *OPTIONAL_RULES):
         out[f"risk.{cls.kind}"] = {f.name for f in dataclasses.fields(cls().params)}
     out["sim"] = {f.name for f in dataclasses.fields(SimulatorParams)}
@@ -290,7 +295,7 @@ def _start_only(path: str) -> str:
     return ""
 
 
-_OWNER_FIELD = re.compile(r"^params\.([\w.]+): (?:\w+(?:Params|Config)\.)?(\w+) (must .*)$", re.S)
+_OWNER_FIELD = re.compile(r"^params\.([\w.]+): (?:\w+(?:Params|Config)\.)?([\w.]+) (must .*)$", re.S)
 _SECTION_FIELD = re.compile(r"^params\.([\w.]+) (must .*)$", re.S)
 
 

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from apps.engine.estimators.base import EstimatorSnapshot
+from apps.engine.estimators.drift import DriftParams
+from apps.engine.estimators.hawkes import HawkesParams
 from apps.engine.estimators.kappa import KappaParams
 from apps.engine.estimators.market import EstimatorConfig, MarketEstimators
 from apps.engine.estimators.sigma import SigmaParams
@@ -44,8 +46,8 @@ from apps.engine.market.events import (
     Trade,
 )
 from apps.engine.quoting.quoter import MarketState, QuoteResult, QuoterParams, quote
-from apps.engine.quoting.risk_aversion import RiskAversionParams
-from apps.engine.validation import integer, non_negative, positive
+from apps.engine.quoting.risk_aversion import FEATURE_NAMES, RiskAversionParams
+from apps.engine.validation import finite, integer, non_negative, positive
 
 _NS = 1_000_000_000
 
@@ -65,7 +67,19 @@ ESTIMATOR_FIELDS = (
     "kappa_refresh_s",
     "snapshot_refresh_s",
     "drift_obs_interval_s",
+    "kappa_prior",
+    "drift_obs_var_trade_flow",
+    "drift_obs_var_momentum",
+    "drift_obs_var_microprice",
+    "hawkes_prior_mu_per_s",
+    "hawkes_prior_alpha_per_s",
+    "hawkes_prior_beta_per_s",
 )
+# The γ model's coefficients a session sets, in the nested ``strategy.risk_aversion`` object: the βs only. The
+# quoter takes γ₀ from ``gamma`` and bounds γ with ``gamma_log_bound_nats``; RiskAversionParams' own gamma_base,
+# gamma_min and gamma_max are not used by it, so a session cannot set them.
+RISK_AVERSION_FIELDS: tuple[str, ...] = tuple(f"beta_{name}" for name in FEATURE_NAMES)
+_KAPPA, _DRIFT, _HAWKES = KappaParams(), DriftParams(), EstimatorConfig().hawkes_prior
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +110,18 @@ class StrategyParams:
         A decision is recomputed at least this often while events arrive, even if nothing changed.
     session_end_ns : int
         Session close, ns since the epoch (0 = none); T is the time left to it when shorter.
+    kappa_prior : float
+        Prior mean of κ, per unit fractional distance beyond the touch: the κ estimator's Gamma prior
+        (``KappaParams.prior_kappa``) the live estimate starts from and shrinks towards while trades are few.
+    drift_obs_var_trade_flow, drift_obs_var_momentum, drift_obs_var_microprice : float
+        Observation noise variance R of each reading of the Kalman drift (``DriftParams.obs_var_*``), 1/s²: the
+        larger, the less that reading moves the drift estimate.
+    hawkes_prior_mu_per_s, hawkes_prior_alpha_per_s, hawkes_prior_beta_per_s : float
+        Hawkes intensity the trade and fill cascade estimators start from, 1/s: baseline μ, jump per event α and
+        decay β (α < β).
+    risk_aversion : RiskAversionParams
+        The γ model's βs, nats per unit feature (``strategy.risk_aversion.beta_<feature>``; see
+        :mod:`apps.engine.quoting.risk_aversion` for each feature); only the ``beta_*`` fields are read.
     """
 
     quoter: QuoterParams = field(default_factory=QuoterParams)
@@ -109,6 +135,14 @@ class StrategyParams:
     drift_obs_interval_s: float = 1.0
     decision_interval_s: float = 0.5
     session_end_ns: int = 0
+    kappa_prior: float = _KAPPA.prior_kappa
+    drift_obs_var_trade_flow: float = _DRIFT.obs_var_trade_flow
+    drift_obs_var_momentum: float = _DRIFT.obs_var_momentum
+    drift_obs_var_microprice: float = _DRIFT.obs_var_microprice
+    hawkes_prior_mu_per_s: float = _HAWKES.mu_per_s
+    hawkes_prior_alpha_per_s: float = _HAWKES.alpha_per_s
+    hawkes_prior_beta_per_s: float = _HAWKES.beta_per_s
+    risk_aversion: RiskAversionParams = field(default_factory=RiskAversionParams)
 
     @property
     def max_inventory(self) -> float:
@@ -127,11 +161,27 @@ class StrategyParams:
             "snapshot_refresh_s",
             "drift_obs_interval_s",
             "decision_interval_s",
+            "kappa_prior",
+            "drift_obs_var_trade_flow",
+            "drift_obs_var_momentum",
+            "drift_obs_var_microprice",
+            "hawkes_prior_mu_per_s",
+            "hawkes_prior_beta_per_s",
         ):
             positive(name, getattr(self, name), where)
         non_negative("kappa_min_volume", self.kappa_min_volume, where)
+        non_negative("hawkes_prior_alpha_per_s", self.hawkes_prior_alpha_per_s, where)
+        if not self.hawkes_prior_alpha_per_s < self.hawkes_prior_beta_per_s:
+            raise ValueError(
+                f"{where}.hawkes_prior_alpha_per_s must be < hawkes_prior_beta_per_s (a stationary Hawkes process), "
+                f"got {self.hawkes_prior_alpha_per_s!r} >= {self.hawkes_prior_beta_per_s!r}"
+            )
         integer("sigma_min_buckets", self.sigma_min_buckets, where, minimum=2)
         integer("session_end_ns", self.session_end_ns, where)
+        if not isinstance(self.risk_aversion, RiskAversionParams):
+            raise ValueError(f"{where}.risk_aversion must be an object of βs, got {type(self.risk_aversion).__name__}")
+        for name in RISK_AVERSION_FIELDS:
+            finite(name, getattr(self.risk_aversion, name), f"{where}.risk_aversion")
         try:
             self.quoter.validate()
         except ValueError as exc:  # named as the session's flat dict names them
@@ -142,9 +192,23 @@ class StrategyParams:
     def estimator_config(self, tick_size: float) -> EstimatorConfig:
         return EstimatorConfig(
             kappa=KappaParams(
-                window_s=self.kappa_window_s, min_volume=self.kappa_min_volume, tick_size=tick_size, gof_interval_s=10.0
+                window_s=self.kappa_window_s,
+                min_volume=self.kappa_min_volume,
+                prior_kappa=self.kappa_prior,
+                tick_size=tick_size,
+                gof_interval_s=10.0,
             ),
             sigma=SigmaParams(target_bucket_s=self.sigma_bucket_s, min_buckets=int(self.sigma_min_buckets)),
+            drift=DriftParams(
+                obs_var_trade_flow=self.drift_obs_var_trade_flow,
+                obs_var_momentum=self.drift_obs_var_momentum,
+                obs_var_microprice=self.drift_obs_var_microprice,
+            ),
+            hawkes_prior=HawkesParams(
+                mu_per_s=self.hawkes_prior_mu_per_s,
+                alpha_per_s=self.hawkes_prior_alpha_per_s,
+                beta_per_s=self.hawkes_prior_beta_per_s,
+            ),
             kappa_refresh_s=self.kappa_refresh_s,
             kappa_min_refresh_s=min(0.2, self.kappa_refresh_s),
             snapshot_refresh_s=self.snapshot_refresh_s,
@@ -156,8 +220,8 @@ class StrategyParams:
         """From a session's flat ``strategy`` dict (any subset of :meth:`as_dict`'s keys), validated."""
         if not isinstance(data, Mapping):
             raise ValueError(f"StrategyParams: parameters must be an object, got {type(data).__name__}")
-        own = {f.name for f in fields(cls)} - {"quoter"}
-        known = own | set(FLAT_QUOTER_NAMES)
+        own = {f.name for f in fields(cls)} - {"quoter", "risk_aversion"}
+        known = own | set(FLAT_QUOTER_NAMES) | {"risk_aversion"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"StrategyParams: unknown parameter(s) {unknown}; known: {sorted(known)}")
@@ -166,13 +230,32 @@ class StrategyParams:
             v = quoter.get(name)
             if isinstance(v, float) and v.is_integer():
                 quoter[name] = int(v)
-        return cls(QuoterParams(**quoter), **{k: v for k, v in data.items() if k in own}).validate()
+        risk = _risk_aversion(data.get("risk_aversion", {}))
+        return cls(QuoterParams(**quoter), risk_aversion=risk, **{k: v for k, v in data.items() if k in own}).validate()
 
     def as_dict(self) -> dict[str, Any]:
-        """The flat ``strategy`` dict a session stores; :meth:`from_dict` reads it back."""
+        """The ``strategy`` dict a session stores (flat but for the ``risk_aversion`` βs); :meth:`from_dict` reads
+        it back."""
         out = {flat: getattr(self.quoter, name) for flat, name in FLAT_QUOTER_NAMES.items()}
-        out.update({f.name: getattr(self, f.name) for f in fields(self) if f.name != "quoter"})
+        out.update({f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("quoter", "risk_aversion")})
+        out["risk_aversion"] = {name: getattr(self.risk_aversion, name) for name in RISK_AVERSION_FIELDS}
         return out
+
+
+def _risk_aversion(data: Any) -> RiskAversionParams:
+    """The γ model's βs from a session's ``strategy.risk_aversion`` object (any subset of the ``beta_*`` names)."""
+    where = "StrategyParams.risk_aversion"
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{where} must be an object of βs, got {type(data).__name__}")
+    unknown = sorted(set(data) - set(RISK_AVERSION_FIELDS))
+    if unknown:
+        raise ValueError(
+            f"{where}: unknown parameter(s) {unknown}; known: {list(RISK_AVERSION_FIELDS)} (γ₀ is strategy.gamma, "
+            "its bound strategy.gamma_log_bound_nats)"
+        )
+    for name, value in data.items():
+        finite(name, value, where)
+    return RiskAversionParams(**{k: float(v) for k, v in data.items()})
 
 
 class StrategyCore:
@@ -202,7 +285,7 @@ class StrategyCore:
         self.lot_size = lot_size
         self.id_prefix = id_prefix
         self.quoter_params = params.quoter
-        self.risk_params = RiskAversionParams()
+        self.risk_params = params.risk_aversion
         self.market = MarketEstimators(params.estimator_config(tick_size), tick_size=tick_size)
         # a restarted live session continues from its recorded fills: position, cash (net of fees), fees, count
         self.tracker = OrderTracker(initial_position, initial_cash, initial_fees)
@@ -222,7 +305,8 @@ class StrategyCore:
     def apply_params(self, params: StrategyParams) -> None:
         """Quote with ``params`` from the next decision on (a live parameter change; the caller records which).
 
-        The quoter's fields, ``loss_budget``, ``decision_interval_s`` and ``session_end_ns`` take effect at once:
+        The quoter's fields, the γ model's βs (``risk_aversion``), ``loss_budget``, ``decision_interval_s`` and
+        ``session_end_ns`` take effect at once:
         the next event that can make a decision makes one, and it is reported as changed (so it is recorded)
         even when its prices are the same. The estimators' fields (:data:`ESTIMATOR_FIELDS`) must be unchanged:
         a ValueError names the first that differs. Position, cash, orders and estimates are kept.
@@ -236,6 +320,7 @@ class StrategyCore:
                 )
         self.params = params
         self.quoter_params = params.quoter
+        self.risk_params = params.risk_aversion
         self._decision_key = None  # decide again at the next event, with the new parameters
         self._force_changed = True
 

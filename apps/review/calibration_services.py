@@ -2,7 +2,9 @@
 
 Applying goes through :func:`apps.control.params.change`, the only writer of a session's parameters (a new
 ParameterVersion and its ``params.change`` audit row), plus a ``calibration.apply`` audit row naming the run;
-nothing is ever applied automatically.
+nothing is ever applied automatically. Every proposed value is a session parameter; the κ, drift and Hawkes priors
+are estimator fields, so a session that has already started takes the rest and the audit row names those left out
+(``not_applied``).
 """
 
 from __future__ import annotations
@@ -145,6 +147,12 @@ def apply(actor: Actor, run_id: int, session_id: int, reason: str) -> Any:
         changes = run.changes()
         if not changes:
             raise ControlError(f"calibration #{run.pk} proposes no session parameter change")
+        changes, left_out = split_for_session(changes, session_id)
+        if not changes:
+            raise ControlError(
+                f"calibration #{run.pk} proposes only estimator priors ({', '.join(sorted(left_out))}), which are set "
+                f"before a session starts and session #{session_id} has started: apply it to a new session"
+            )
         version = params.change(actor, session_id, changes, reason)
         run.status = CalibrationRun.Status.APPLIED
         run.decided_by, run.decided_at, run.decision_reason = actor.user, timezone.now(), reason
@@ -159,8 +167,24 @@ def apply(actor: Actor, run_id: int, session_id: int, reason: str) -> Any:
             run=run.pk,
             version=version.version,
             changes=changes,
+            **({"not_applied": left_out, "not_applied_why": params.ESTIMATORS_WHY} if left_out else {}),
         )
     return version
+
+
+def split_for_session(changes: dict[str, float], session_id: int) -> tuple[dict[str, float], dict[str, float]]:
+    """(the changes a session takes now, the estimator priors it cannot take): a session that has started keeps its
+    estimators (:data:`apps.engine.core.ESTIMATOR_FIELDS`), so their priors are left out and named in the audit row;
+    a session not yet started takes everything."""
+    from apps.engine.core import ESTIMATOR_FIELDS
+    from apps.trading.models import TradingSession
+
+    status = TradingSession.objects.filter(pk=session_id).values_list("status", flat=True).first()
+    if status is None or status == TradingSession.Status.CREATED:
+        return dict(changes), {}  # a missing session: params.change names the problem
+    estimator_paths = {f"strategy.{name}" for name in ESTIMATOR_FIELDS}
+    now = {k: v for k, v in changes.items() if k not in estimator_paths}
+    return now, {k: v for k, v in changes.items() if k in estimator_paths}
 
 
 def reject(actor: Actor, run_id: int, reason: str) -> CalibrationRun:

@@ -79,6 +79,13 @@ def test_a_revert_restores_an_earlier_version_as_a_new_one():
         ({"strategy.gamm": 1}, "strategy.gamm: unknown parameter"),
         ({"risk.positon_limit.max_position": 1}, "unknown risk rule 'positon_limit'"),
         ({"gamma": 1}, "not a parameter"),
+        ({"strategy.risk_aversion.beta_thin_book": "x"}, "strategy.risk_aversion.beta_thin_book: must be a finite"),
+        ({"strategy.risk_aversion.beta_thin_book": True}, "strategy.risk_aversion.beta_thin_book: must be a finite"),
+        ({"strategy.risk_aversion.gamma_min": 1}, r"strategy.risk_aversion.gamma_min: unknown parameter"),
+        ({"strategy.risk_aversion": 2}, "strategy.risk_aversion: must be an object of βs, got int"),
+        ({"strategy.kappa_prior": 0}, "strategy.kappa_prior: must be > 0, got 0"),
+        ({"strategy.drift_obs_var_microprice": -1e-9}, "strategy.drift_obs_var_microprice: must be > 0"),
+        ({"strategy.hawkes_prior_alpha_per_s": 2.0}, "strategy.hawkes_prior_alpha_per_s: must be < hawkes_prior_beta"),
         ({}, "no parameter given"),
     ],
 )
@@ -114,6 +121,47 @@ def test_start_only_fields_are_refused_once_the_session_has_started_and_say_why(
         revert(Actor(label="a"), session.pk, 1, "back")
     assert _state(session) == before
     change(Actor(label="a"), session.pk, {"strategy.gamma": 3000}, "live is fine")
+    for path, value in (
+        ("strategy.kappa_prior", 3000.0),
+        ("strategy.drift_obs_var_trade_flow", 1e-9),
+        ("strategy.hawkes_prior_mu_per_s", 2.0),
+    ):
+        with pytest.raises(ControlError, match=rf"{path}: cannot change once the session has started .*estimators"):
+            change(Actor(label="a"), session.pk, {path: value}, "live")
+    v = change(Actor(label="a"), session.pk, {"strategy.risk_aversion.beta_drawdown": 2.0}, "a β is live")
+    assert v.changes == {"strategy.risk_aversion.beta_drawdown": [1.0, 2.0]}
+    assert v.params["strategy"]["risk_aversion"] == {"beta_drawdown": 2.0}
+
+
+@pytest.mark.django_db
+def test_the_estimator_priors_and_the_betas_are_set_before_start_and_reach_the_engine():
+    from apps.trading.runtime import build_session_config
+
+    session = _session()
+    changes = {
+        "strategy.kappa_prior": 3500.0,
+        "strategy.drift_obs_var_trade_flow": 1e-9,
+        "strategy.drift_obs_var_momentum": 2e-9,
+        "strategy.drift_obs_var_microprice": 3e-10,
+        "strategy.hawkes_prior_mu_per_s": 4.0,
+        "strategy.hawkes_prior_alpha_per_s": 0.2,
+        "strategy.hawkes_prior_beta_per_s": 2.0,
+        "strategy.risk_aversion.beta_thin_book": 0.25,
+    }
+    v = change(Actor(label="a"), session.pk, changes, "calibrated priors")
+    assert set(v.changes) == set(changes)
+    cfg = build_session_config(v.params, 1).strategy.estimator_config(0.1)
+    assert cfg.kappa.prior_kappa == 3500.0
+    assert (cfg.drift.obs_var_trade_flow, cfg.drift.obs_var_momentum, cfg.drift.obs_var_microprice) == (
+        1e-9,
+        2e-9,
+        3e-10,
+    )
+    assert (cfg.hawkes_prior.mu_per_s, cfg.hawkes_prior.alpha_per_s, cfg.hawkes_prior.beta_per_s) == (4.0, 0.2, 2.0)
+    assert build_session_config(v.params, 1).strategy.risk_aversion.beta_thin_book == 0.25
+    reset = change(Actor(label="a"), session.pk, {"strategy.risk_aversion.beta_thin_book": None}, "default again")
+    assert "risk_aversion" not in reset.params["strategy"]
+    assert reset.changes == {"strategy.risk_aversion.beta_thin_book": [0.25, 0.5]}
 
 
 @pytest.mark.django_db
@@ -199,6 +247,16 @@ def test_the_form_renders_every_editable_field_with_its_unit_bounds_and_help(cli
         assert f'name="{f.path}"' in row and " disabled" not in row, f.path
     gamma = _row(html, "strategy.gamma")
     assert 'value="5000.0"' in gamma and "&gt; 0" in gamma and "risk aversion" in gamma
+    # the γ model's βs (live) and the estimators' priors (set before start) are on the form too
+    by_path = {f.path: f for f in fields}
+    beta = by_path["strategy.risk_aversion.beta_thin_book"]
+    assert beta.live and beta.unit == "nats per unit feature" and beta.default == 0.5 and "square-root" in beta.help
+    assert 'value="0.5"' in _row(html, beta.path)
+    prior = by_path["strategy.kappa_prior"]
+    assert not prior.live and prior.bounds == "> 0" and "Set before the session starts" in prior.help
+    assert by_path["strategy.hawkes_prior_alpha_per_s"].unit == "1/s"
+    assert by_path["strategy.drift_obs_var_microprice"].unit == "1/s²"
+    assert "< hawkes_prior_beta_per_s" in by_path["strategy.hawkes_prior_alpha_per_s"].bounds
     assert 'id="params-save"' in html and 'id="revert-reason"' in html
 
 

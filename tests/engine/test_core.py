@@ -220,3 +220,28 @@ def test_a_bad_quoter_value_is_named_as_the_flat_dict_names_it():
         StrategyParams.from_dict({"gamma": -1})
     with pytest.raises(ValueError, match=r"^StrategyParams\.levels must be an integer >= 1, got 0$"):
         StrategyParams.from_dict({"levels": 0})
+
+
+def test_the_gamma_betas_are_the_sessions_and_apply_params_swaps_them_but_not_the_priors():
+    import dataclasses
+
+    from apps.engine.estimators.drift import DriftParams
+    from apps.engine.estimators.kappa import KappaParams
+    from apps.engine.quoting.risk_aversion import RiskAversionParams
+
+    # defaults unchanged: the same βs and estimator priors as before they were settable
+    assert StrategyParams().risk_aversion == RiskAversionParams()
+    cfg = StrategyParams().estimator_config(0.1)
+    assert cfg.kappa.prior_kappa == KappaParams().prior_kappa and cfg.drift == DriftParams()
+    p = StrategyParams.from_dict({**FAST.as_dict(), "risk_aversion": {"beta_estimator_uncertainty": 3.0}})
+    core, _, decisions = run(60, p)
+    inputs = decisions[-1].inputs
+    assert inputs["gamma_x_estimator_uncertainty"] > 0
+    assert inputs["gamma_contrib_estimator_uncertainty"] == pytest.approx(3.0 * inputs["gamma_x_estimator_uncertainty"])
+    off = dataclasses.replace(p, risk_aversion=RiskAversionParams(beta_estimator_uncertainty=0.0))
+    core.apply_params(off)
+    assert core.risk_params.beta_estimator_uncertainty == 0.0
+    with pytest.raises(ValueError, match=r"StrategyParams\.kappa_prior cannot change on a running strategy core"):
+        core.apply_params(dataclasses.replace(off, kappa_prior=3000.0))
+    with pytest.raises(ValueError, match=r"^StrategyParams\.risk_aversion\.beta_drawdown must be a finite number"):
+        StrategyParams.from_dict({"risk_aversion": {"beta_drawdown": math.nan}})

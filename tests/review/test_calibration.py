@@ -48,9 +48,9 @@ def _covers(result: CalibrationResult, param: str, truth: float) -> None:
 @pytest.mark.parametrize("seed", [11, 12])
 def test_it_recovers_kappa_and_a_of_the_simulator_within_their_intervals(seed):
     r = _result(seed)
-    _covers(r, "engine.kappa.prior_kappa", TRUTH.kappa)
+    _covers(r, "strategy.kappa_prior", TRUTH.kappa)
     _covers(r, "measured.A_per_s", TRUTH.arrival_rate_A)
-    assert abs(r.estimate("engine.kappa.prior_kappa").new / TRUTH.kappa - 1) < 0.05
+    assert abs(r.estimate("strategy.kappa_prior").new / TRUTH.kappa - 1) < 0.05
 
 
 def test_it_recovers_sigma_clean_and_total_within_their_intervals():
@@ -63,15 +63,15 @@ def test_it_recovers_sigma_clean_and_total_within_their_intervals():
 def test_what_the_simulator_leaves_out_is_found_absent():
     """No self-excitation, no impact, no predictive imbalance, constant σ: every such estimate's interval covers 0."""
     r = _result()
-    _covers(r, "engine.hawkes_prior.alpha_per_s", 0.0)
+    _covers(r, "strategy.hawkes_prior_alpha_per_s", 0.0)
     e = r.estimate("strategy.adverse_selection_bps")  # markouts: the tape does not move the true mid
     assert e.ci_low <= 0.0 <= e.ci_high
     _covers(r, "strategy.imbalance_coef_bps", 0.0)
     _covers(r, "strategy.flow_coef_bps", 0.0)
     for name in ("volatility_regime", "thin_book", "flow_toxicity", "cascade_intensity"):
-        _covers(r, f"engine.risk_aversion.beta_{name}", 0.0)
+        _covers(r, f"strategy.risk_aversion.beta_{name}", 0.0)
     # the βs of our own position and P&L cannot be identified from market data: the prior is kept and said so
-    kept = r.estimate("engine.risk_aversion.beta_drawdown")
+    kept = r.estimate("strategy.risk_aversion.beta_drawdown")
     assert not kept.proposed and kept.new == kept.old and "not identified" in kept.note
 
 
@@ -143,8 +143,13 @@ def test_the_list_and_the_proposal_page_show_old_new_intervals_scores_and_plots(
     page = client.get(reverse("review:calibration-list")).content.decode()
     assert f"#{run.pk}" in page and "proposed" in page
     page = client.get(reverse("review:calibration-detail", args=[run.pk])).content.decode()
-    for text in ("strategy.adverse_selection_bps", "engine.kappa.prior_kappa", "<svg", "out: fitted", "not identified"):
+    for text in ("strategy.adverse_selection_bps", "strategy.kappa_prior", "<svg", "out: fitted", "not identified"):
         assert text in page
+    assert "strategy.risk_aversion.beta_drawdown" in page and "engine." not in page
+    # review only: just what the estimators measure live (A, σ), and the page says so
+    rows = [e for e in run.estimates if not e["settable"]]
+    assert rows and all(e["param"].startswith("measured.") for e in rows)
+    assert "Review only: the <code>measured.*</code> rows" in page
     assert "Apply</button>" not in page  # a viewer sees no decision form
 
 
@@ -154,7 +159,7 @@ def test_applying_writes_a_parameter_version_and_audit_rows(client, session):
     run = _proposed_run(admin)
     changes = run.changes()
     assert changes["strategy.adverse_selection_bps"] == 0.0  # the prior 0.5 bps is far outside the interval
-    assert all(k.startswith("strategy.") for k in changes)  # engine defaults and live estimates are review only
+    assert all(k.startswith("strategy.") for k in changes)  # every proposed value is a session parameter
     client.force_login(admin)
     assert "Apply</button>" in client.get(reverse("review:calibration-detail", args=[run.pk])).content.decode()
     resp = client.post(
@@ -167,11 +172,46 @@ def test_applying_writes_a_parameter_version_and_audit_rows(client, session):
     version = ParameterVersion.objects.get(session=session, version=run.applied_version)
     assert version.version == 2 and version.reason == "fitted on sim"
     assert session.params["strategy"]["adverse_selection_bps"] == 0.0
+    # the γ βs and the estimator priors go through the same path: the version holds them, the engine runs them
+    betas = {k.rsplit(".", 1)[1]: v for k, v in changes.items() if k.startswith("strategy.risk_aversion.")}
+    assert betas and version.params["strategy"]["risk_aversion"] == betas
+    assert version.params["strategy"]["kappa_prior"] == changes["strategy.kappa_prior"]
+    assert version.changes["strategy.kappa_prior"][1] == changes["strategy.kappa_prior"]
+    for name, beta in betas.items():
+        assert version.changes[f"strategy.risk_aversion.{name}"] == [1.0, beta]
+    from apps.trading.runtime import build_session_config
+
+    strategy = build_session_config(version.params, 3).strategy
+    assert strategy.risk_aversion.beta_volatility_regime == betas["beta_volatility_regime"]
+    assert strategy.estimator_config(0.1).kappa.prior_kappa == changes["strategy.kappa_prior"]
     assert AuditEvent.objects.filter(session=session, action="params.change", detail__version=2).exists()
     assert AuditEvent.objects.filter(action="calibration.apply", detail__run=run.pk).exists()
     # applied once: a second apply is refused
     again = client.post(reverse("review:calibration-apply", args=[run.pk]), {"session_id": session.pk, "reason": "x"})
     assert again.status_code == 400 and b"applied" in again.content
+
+
+@pytest.mark.django_db
+def test_a_started_session_takes_the_live_values_and_the_audit_row_names_the_priors_left_out(session):
+    TradingSession.objects.filter(pk=session.pk).update(status=TradingSession.Status.RUNNING)
+    run = _proposed_run()
+    changes = run.changes()
+    priors = {k for k in changes if k.startswith(("strategy.kappa_", "strategy.hawkes_", "strategy.drift_obs_var"))}
+    assert "strategy.kappa_prior" in priors
+    version = svc.apply(Actor(label="admin"), run.pk, session.pk, "live βs")
+    assert not priors & set(version.changes)
+    assert (
+        version.params["strategy"]["risk_aversion"]["beta_volatility_regime"]
+        == (changes["strategy.risk_aversion.beta_volatility_regime"])
+    )
+    row = AuditEvent.objects.get(action="calibration.apply", detail__run=run.pk)
+    assert set(row.detail["not_applied"]) == priors and "estimators are built" in row.detail["not_applied_why"]
+    # a started session refuses a prior on its own, with the parameter path's message
+    from apps.control import params
+    from apps.control.audit import ControlError
+
+    with pytest.raises(ControlError, match=r"strategy\.kappa_prior: cannot change once the session has started"):
+        params.change(Actor(label="admin"), session.pk, {"strategy.kappa_prior": 3000.0}, "prior")
 
 
 @pytest.mark.django_db
@@ -254,10 +294,10 @@ def test_the_command_calibrates_a_stored_range_and_prints_a_table(stored_instrum
     call_command(*args, "--fit-end", _iso(T0 + 480 * NS), "--validate-start", _iso(T0 + 480 * NS),
                  "--validate-end", _iso(STORED_END), stdout=out)  # fmt: skip
     text = out.getvalue()
-    assert "engine.kappa.prior_kappa" in text and "strategy.adverse_selection_bps" in text and "out fit" in text
+    assert "strategy.kappa_prior" in text and "strategy.adverse_selection_bps" in text and "out fit" in text
     run = CalibrationRun.objects.get(instrument=stored_instrument)
     assert run.status == CalibrationRun.Status.PROPOSED
-    kappa = next(e for e in run.estimates if e["param"] == "engine.kappa.prior_kappa")
+    kappa = next(e for e in run.estimates if e["param"] == "strategy.kappa_prior")
     # within 5 % (not the interval): stored ticks replay a trade BEFORE the top of book of the same local
     # nanosecond (selectors.iter_events' tie order), so some simulator prints pair with the previous mid
     assert abs(kappa["new"] / TRUTH.kappa - 1) < 0.05

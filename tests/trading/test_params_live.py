@@ -114,3 +114,32 @@ def test_a_version_the_running_core_cannot_take_is_noted_once_and_the_loop_keeps
     finally:
         TradingSession.objects.filter(pk=session.pk).update(status="stopped")
         loop.finish()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_sessions_gamma_betas_shape_its_decisions_and_a_live_beta_edit_reaches_the_loop():
+    """``strategy.risk_aversion`` βs set at creation are the ones each decision's γ contributions use; an edit of one
+    reaches the running loop at its next step, like any live field, and the next decision uses it."""
+    admin = make_user("admin", "beta-admin")
+    params = {"strategy": {**FAST["strategy"], "risk_aversion": {"beta_estimator_uncertainty": 2.0}}}
+    session = create_paper_session(Actor(label="t"), name="live-betas", params=params, seed=9, start=False)
+    clock = SteppedClock()
+    loop = QuotingLoop(session.pk, clock=clock, publish=lambda *a: None)
+    assert loop.start()
+    try:
+        _quoting(loop, clock)
+        d = _last_recorded(loop, session)
+        x = d.inputs["gamma_x_estimator_uncertainty"]
+        assert x > 0 and d.inputs["gamma_contrib_estimator_uncertainty"] == pytest.approx(2.0 * x)
+        assert d.inputs["gamma_contrib_thin_book"] == pytest.approx(0.5 * d.inputs["gamma_x_thin_book"])  # default
+
+        change(Actor.of(admin), session.pk, {"strategy.risk_aversion.beta_estimator_uncertainty": 0.0}, "switch off")
+        assert loop.core.risk_params.beta_estimator_uncertainty == 2.0  # nothing changes until the next step
+        _step(loop, clock)
+        assert loop.core.risk_params.beta_estimator_uncertainty == 0.0 and loop.sink.params_version == 2
+        d = _next_decision_with(loop, clock, session, 2)
+        assert d.inputs["gamma_x_estimator_uncertainty"] > 0 and d.inputs["gamma_contrib_estimator_uncertainty"] == 0.0
+        assert loop.stats.outcome == ""  # no restart
+    finally:
+        TradingSession.objects.filter(pk=session.pk).update(status="stopped")
+        loop.finish()

@@ -4,7 +4,8 @@ What is fitted (each with a 95 % interval where one exists; units as in the engi
 -----------------------------------------------------------------------------------
 κ, A
     κ from the ticks travelled *beyond the touch* by each print that went through it (the tick likelihood of
-    :func:`apps.engine.estimators.kappa.tick_posterior`, prior :class:`KappaParams`' Gamma, unweighted: each
+    :func:`apps.engine.estimators.kappa.tick_posterior`, prior the session's ``strategy.kappa_prior`` with
+    :class:`KappaParams`' Gamma shape, unweighted: each
     market order is one draw); A = trades per second (Poisson interval), the intensity at depth 0 of that scale,
     as :mod:`apps.engine.estimators.market` reads it. The joint Poisson fit of ``λ(δ) = A·e^{−κδ}``
     (:func:`fit_intensity_curve`) is kept as a cross-check.
@@ -12,7 +13,8 @@ What is fitted (each with a 95 % interval where one exists; units as in the engi
     ``sigma_total = √(RV/T)`` and ``sigma_clean = √(BV/T)`` of 1-s mid returns (the sigma estimator's
     realised/bipower machinery and its log-space interval).
 Hawkes
-    :func:`apps.engine.estimators.hawkes.fit_hawkes` on the trade times (μ, α, β with standard errors).
+    :func:`apps.engine.estimators.hawkes.fit_hawkes` on the trade times (μ, α, β with standard errors), proposed
+    as ``strategy.hawkes_prior_{mu,alpha,beta}_per_s`` (all three when a partial change would break α < β).
 microprice coefficients
     Least squares of the mid's fractional change over ``quote_life_s`` on book imbalance (best 5 levels) and
     taker-flow imbalance (trailing 10 s), no intercept, on non-overlapping samples; proposed as
@@ -20,7 +22,7 @@ microprice coefficients
 drift observation variances
     For the ``trade_flow`` and ``microprice`` readings of μ: ``R̂ = mean((z − μ_realised)²) − σ²/H``, the prediction
     error's variance minus the realised drift's own diffusion noise over H seconds. Not identified (the prior is
-    kept) when the interval reaches 0. ``momentum``'s variance is computed live from σ, so it has no constant.
+    kept) when the interval reaches 0. Proposed as ``strategy.drift_obs_var_trade_flow`` / ``_microprice``.
 adverse selection
     Mean markout over ``quote_life_s`` of public trades within ``as_max_distance_bps`` of mid (where our quotes
     sit), in bps against the maker; proposed as ``strategy.adverse_selection_bps`` (clipped at 0: the quoter
@@ -34,8 +36,11 @@ adverse selection
     otherwise, and for the features that depend on our own trading (inventory, drawdown, estimator uncertainty),
     the prior is kept and the result says why.
 
-Only ``strategy.*`` values are session parameters (``settable``); the rest are engine defaults or live estimates,
-reported for review beside the prior they would replace.
+Every fitted value that is a parameter is proposed by its session path (``strategy.<field>``, the βs as
+``strategy.risk_aversion.beta_<feature>``; ``settable``) and applied through :func:`apps.control.params.change`.
+The κ, drift and Hawkes priors are estimator fields (:data:`apps.engine.core.ESTIMATOR_FIELDS`): they take effect
+when a session starts. Only A and σ are review only (``measured.*``): the estimators measure them live, there is
+no parameter to set.
 
 A change is proposed only where the data contradict the value in force: when the old value lies inside the fitted
 95 % interval it is kept (and the fitted value shown beside it).
@@ -52,7 +57,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from apps.engine.estimators.drift import DriftParams
+from apps.engine.core import StrategyParams
 from apps.engine.estimators.hawkes import HawkesParams, fit_hawkes, hawkes_loglik
 from apps.engine.estimators.kappa import KappaParams, fit_intensity_curve, tick_posterior
 from apps.engine.estimators.market import EstimatorConfig, infer_tick_size
@@ -60,7 +65,7 @@ from apps.engine.estimators.sigma import _THETA_BV, _THETA_RV, bipower_variation
 from apps.engine.market.book import OrderBook
 from apps.engine.market.events import BestBidAsk, DepthSnapshot, DepthUpdate, Trade
 from apps.engine.quoting.quoter import QuoterParams
-from apps.engine.quoting.risk_aversion import FEATURE_NAMES, RiskAversionParams
+from apps.engine.quoting.risk_aversion import FEATURE_NAMES
 
 __all__ = ["CalibrationConfig", "CalibrationResult", "MarketSeries", "calibrate", "check_split", "collect"]
 
@@ -132,10 +137,17 @@ class CalibrationConfig:
         return self
 
     def old(self, name: str) -> float:
-        """The current value of a ``strategy`` field: the baseline's, else the quoter's default."""
+        """The current value of a ``strategy`` field (``risk_aversion.beta_<feature>`` for a β): the baseline's, else
+        the engine's default."""
+        head, _, beta = name.partition(".")
+        if beta:
+            risk = self.baseline.get(head)
+            if isinstance(risk, Mapping) and beta in risk:
+                return float(risk[beta])
+            return float(StrategyParams().as_dict()[head][beta])
         if name in self.baseline:
             return float(self.baseline[name])
-        return float(getattr(QuoterParams(), name))
+        return float(StrategyParams().as_dict()[name])
 
 
 # --- the event stream as arrays ---------------------------------------------------------------------------
@@ -343,7 +355,7 @@ def calibrate(fit: MarketSeries, val: MarketSeries, config: CalibrationConfig | 
         "validate": {"duration_s": val.duration_s, "trades": int(val.t_ts.size), "quotes": int(val.q_ts.size)},
         "tick_size": fit.tick_size,
     }
-    _fit_kappa(fit, val, estimates, scores, plots)
+    _fit_kappa(fit, val, cfg, estimates, scores, plots)
     sigma = _fit_sigma(fit, val, cfg, estimates, scores, plots)
     _fit_hawkes(fit, val, cfg, estimates, scores)
     micro = _fit_microprice(fit, val, cfg, estimates, scores)
@@ -352,7 +364,23 @@ def calibrate(fit: MarketSeries, val: MarketSeries, config: CalibrationConfig | 
     _fit_betas(fit, val, cfg, sigma, estimates, scores)
     for e in estimates:
         _keep_prior_when_consistent(e)
+    _hawkes_as_a_set(estimates)
     return CalibrationResult(estimates, scores, plots, summary)
+
+
+def _hawkes_as_a_set(estimates: list[Estimate]) -> None:
+    """The Hawkes prior is valid only as a set (α < β): when the proposed values beside the kept ones would break
+    that, the whole fitted set is proposed, so the session never gets a new α beside an old β it contradicts."""
+    group = {e.param.removeprefix("strategy.hawkes_prior_"): e for e in estimates if "hawkes_prior_" in e.param}
+    if len(group) != 3 or not any(e.proposed for e in group.values()):
+        return
+    value = {k: (e.new if e.proposed else e.old) for k, e in group.items()}
+    if value["alpha_per_s"] < value["beta_per_s"]:
+        return
+    for e in group.values():
+        if not e.proposed:
+            e.proposed = True
+            e.note = (e.note + "; " if e.note else "") + "proposed with the rest of its set (α < β must hold)"
 
 
 def _keep_prior_when_consistent(e: Estimate) -> None:
@@ -379,17 +407,20 @@ def _geom_loglik(excess: np.ndarray, tau: np.ndarray, kappa: float) -> float:
     return float(np.mean(np.log(-np.expm1(-kappa * tau)) - kappa * excess * tau))
 
 
-def _fit_kappa(fit: MarketSeries, val: MarketSeries, est: list, scores: list, plots: dict) -> None:
-    prior = KappaParams()
+def _fit_kappa(
+    fit: MarketSeries, val: MarketSeries, cfg: CalibrationConfig, est: list, scores: list, plots: dict
+) -> None:
+    prior = KappaParams(prior_kappa=cfg.old("kappa_prior"))
     excess, tau = _through_touch(fit)
     if excess.size < 5:
         est.append(
             Estimate(
-                "engine.kappa.prior_kappa",
-                "κ (fill-rate decay)",
-                "per unit distance",
+                "strategy.kappa_prior",
+                "κ prior (fill-rate decay)",
+                "per unit fractional distance",
                 prior.prior_kappa,
                 math.nan,
+                settable=True,
                 proposed=False,
                 note=f"only {excess.size} prints through the touch; κ not identified",
             )
@@ -400,15 +431,16 @@ def _fit_kappa(fit: MarketSeries, val: MarketSeries, est: list, scores: list, pl
         )
         est.append(
             Estimate(
-                "engine.kappa.prior_kappa",
-                "κ (fill-rate decay beyond the touch)",
+                "strategy.kappa_prior",
+                "κ prior (fill-rate decay beyond the touch)",
                 "per unit fractional distance",
                 prior.prior_kappa,
                 post.mean,
                 post.ci_low,
                 post.ci_high,
+                settable=True,
                 method="tick likelihood, Gamma prior",
-                note="κ is estimated live by the quoter; this is the estimator's prior mean (an engine default)",
+                note="κ itself is estimated live; this is the estimator's prior mean, set before the session starts",
             )
         )
         ve, vt = _through_touch(val)
@@ -561,7 +593,6 @@ def _fit_hawkes(fit, val, cfg: CalibrationConfig, est: list, scores: list) -> No
         return
     start = float(times[0]) if fit.t_ts.size > cfg.hawkes_max_events else 0.0
     h = fit_hawkes(times, start_s=start, end_s=fit.duration_s)
-    prior = _EST.hawkes_prior
     for attr, label, se in (
         ("mu_per_s", "Hawkes μ (baseline)", h.stderr_mu),
         ("alpha_per_s", "Hawkes α (jump per event)", h.stderr_alpha),
@@ -570,13 +601,14 @@ def _fit_hawkes(fit, val, cfg: CalibrationConfig, est: list, scores: list) -> No
         v = getattr(h, attr)
         est.append(
             Estimate(
-                f"engine.hawkes_prior.{attr}",
+                f"strategy.hawkes_prior_{attr}",
                 label,
                 "1/s",
-                getattr(prior, attr),
+                cfg.old(f"hawkes_prior_{attr}"),
                 v,
                 v - _Z95 * se,
                 v + _Z95 * se,
+                settable=True,
                 proposed=h.ok,
                 method="exact MLE (estimators/hawkes.py)",
                 note=h.message or f"branching ratio {h.branching_ratio:.3g}",
@@ -672,10 +704,9 @@ def _drift_errors(s: MarketSeries, cfg: CalibrationConfig, micro: np.ndarray) ->
 def _fit_drift(fit, val, cfg: CalibrationConfig, sigma: dict, micro: np.ndarray, est: list, scores: list) -> None:
     h = cfg.drift_horizon_s
     noise = sigma["total"] ** 2 / h  # variance of the realised drift over h from the diffusion itself
-    prior = DriftParams()
     errs, verrs = _drift_errors(fit, cfg, micro), _drift_errors(val, cfg, micro)
     for source, e in errs.items():
-        old = prior.obs_var(source)
+        old = cfg.old(f"drift_obs_var_{source}")
         e2 = e * e
         r_hat = float(np.mean(e2)) - noise
         se = float(np.std(e2, ddof=1) / math.sqrt(e2.size)) if e2.size > 1 else math.nan
@@ -683,13 +714,14 @@ def _fit_drift(fit, val, cfg: CalibrationConfig, sigma: dict, micro: np.ndarray,
         ok = lo > 0
         est.append(
             Estimate(
-                f"engine.drift.obs_var_{source}",
+                f"strategy.drift_obs_var_{source}",
                 f"drift observation variance R ({source})",
                 "1/s²",
                 old,
                 r_hat if ok else old,
                 lo,
                 hi,
+                settable=True,
                 proposed=ok,
                 method=f"prediction error² minus σ²/H over H = {h:g} s",
                 note="" if ok else f"not identified: the interval reaches 0 (R̂ = {r_hat:.3g}); prior kept",
@@ -805,12 +837,11 @@ def _beta_xy(s: MarketSeries, cfg: CalibrationConfig, sigma_ref: float, depth_re
 
 
 def _fit_betas(fit, val, cfg: CalibrationConfig, sigma: dict, est: list, scores: list) -> None:
-    prior = RiskAversionParams()
     sigma_ref = sigma["total"]
     depth_ref = float(np.median(fit.depth[fit.depth > 0])) if np.any(fit.depth > 0) else 1.0
     lam_base = max(fit.t_ts.size / fit.duration_s, 1e-9)
     x, y = _beta_xy(fit, cfg, sigma_ref, depth_ref, lam_base)
-    prior_b = np.array([prior.beta(f) for f in MARKET_FEATURES])
+    prior_b = np.array([cfg.old(f"risk_aversion.beta_{f}") for f in MARKET_FEATURES])
     fitted_b = prior_b.copy()
     if y.size >= cfg.min_windows:
         varies = np.std(x, axis=0) > 1e-9
@@ -835,13 +866,14 @@ def _fit_betas(fit, val, cfg: CalibrationConfig, sigma: dict, est: list, scores:
             fitted_b[i] = b
         est.append(
             Estimate(
-                f"engine.risk_aversion.beta_{name}",
+                f"strategy.risk_aversion.beta_{name}",
                 f"γ β: {name}",
                 "nats per unit feature",
-                prior_b[i],
-                round(b, 6) if ok else prior_b[i],
+                float(prior_b[i]),
+                round(b, 6) if ok else float(prior_b[i]),
                 b - _Z95 * s,
                 b + _Z95 * s,
+                settable=True,
                 proposed=ok,
                 method=f"regression of next-{cfg.beta_window_s:g}-s log realised risk on the features",
                 note=note,
@@ -850,11 +882,12 @@ def _fit_betas(fit, val, cfg: CalibrationConfig, sigma: dict, est: list, scores:
     for name in OWN_FEATURES:
         est.append(
             Estimate(
-                f"engine.risk_aversion.beta_{name}",
+                f"strategy.risk_aversion.beta_{name}",
                 f"γ β: {name}",
                 "nats per unit feature",
-                prior.beta(name),
-                prior.beta(name),
+                cfg.old(f"risk_aversion.beta_{name}"),
+                cfg.old(f"risk_aversion.beta_{name}"),
+                settable=True,
                 proposed=False,
                 note="depends on our own position/P&L, not on market data: not identified here, prior kept",
             )
