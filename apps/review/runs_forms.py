@@ -207,8 +207,8 @@ class SweepForm(BacktestForm):
             if not key:
                 self.add_error(f"param{i}", "give the parameter these values are for")
                 continue
-            section = key.split(".")[0]
-            if key.count(".") != 1 or section not in SECTIONS:
+            parts = key.split(".")
+            if len(parts) < 2 or parts[0] not in SECTIONS or not all(parts):
                 self.add_error(
                     f"param{i}", f"must be 'section.field' with section one of {list(SECTIONS)}, got {key!r}"
                 )
@@ -246,6 +246,6 @@ class SweepForm(BacktestForm):
 
 def _bad_key(exc: ValueError, key: str) -> bool:
     """Whether the error is about ``key`` (``strategy.gamma`` → the message names ``params.strategy`` and ``gamma``)."""
-    section, name = key.split(".")
+    section, name = key.split(".")[0], key.split(".")[-1]
     text = str(exc)
     return f"params.{section}" in text and name in text

@@ -613,13 +613,15 @@ MAX_SWEEP_POINTS = 500
 
 
 def expand_grid(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
-    """``{"strategy.gamma": [1, 10], "venue.entry_latency_ns": [0, 5e6]}`` → every combination, in order."""
+    """``{"strategy.gamma": [1, 10], "venue.entry_latency_ns": [0, 5e6]}`` → every combination, in order. A key is
+    dotted from its section down (``strategy.risk_aversion.beta_thin_book`` sets a nested field)."""
     import itertools
 
     if not isinstance(grid, dict) or not grid:
         raise ValueError("grid must be a non-empty object of 'section.field' -> list of values")
     for key, values in grid.items():
-        if not isinstance(key, str) or key.count(".") != 1 or key.split(".")[0] not in SECTIONS:
+        parts = key.split(".") if isinstance(key, str) else []
+        if len(parts) < 2 or parts[0] not in SECTIONS or not all(parts):
             raise ValueError(f"grid key must be 'section.field' with section in {list(SECTIONS)}, got {key!r}")
         if not isinstance(values, list) or not values:
             raise ValueError(f"grid[{key!r}] must be a non-empty list, got {values!r}")
@@ -633,8 +635,11 @@ def expand_grid(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
 def apply_point(base: dict[str, Any], point: dict[str, Any]) -> dict[str, Any]:
     params = json.loads(json.dumps(base))
     for key, value in point.items():
-        section, name = key.split(".")
-        params.setdefault(section, {})[name] = value
+        *path, name = key.split(".")
+        node = params
+        for part in path:
+            node = node.setdefault(part, {})
+        node[name] = value
     return params
 
 

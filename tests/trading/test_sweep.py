@@ -31,6 +31,14 @@ def test_the_grid_expands_to_every_combination_in_order() -> None:
         expand_grid({"gamma": [1.0]})
     with pytest.raises(ValueError, match="non-empty list"):
         expand_grid({"strategy.gamma": []})
+    with pytest.raises(ValueError, match=r"section\.field"):
+        expand_grid({"strategy..beta": [1.0]})
+    # a nested field (the γ model's βs live under strategy.risk_aversion) is set where it belongs
+    nested = apply_point(PARAMS, expand_grid({"strategy.risk_aversion.beta_thin_book": [0.0, 1.0]})[1])
+    assert nested["strategy"]["risk_aversion"] == {"beta_thin_book": 1.0}
+    from apps.trading.backtest import parse_params
+
+    assert parse_params(nested).glft.risk_aversion.beta_thin_book == 1.0
 
 
 @pytest.mark.django_db(transaction=True)
