@@ -295,7 +295,7 @@ class Estimate:
     note: str = ""
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: _finite(v) for k, v in asdict(self).items()}
+        return {k: _json_safe(v) for k, v in asdict(self).items()}
 
 
 @dataclass
@@ -311,7 +311,7 @@ class Score:
     out_old: float
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: _finite(v) for k, v in asdict(self).items()}
+        return {k: _json_safe(v) for k, v in asdict(self).items()}
 
 
 @dataclass
@@ -332,11 +332,12 @@ class CalibrationResult:
         raise KeyError(param)
 
 
-def _finite(v: Any) -> Any:
+def _json_safe(v: Any) -> Any:
+    """A value for JSON: NaN and ±inf as None, numpy scalars as Python numbers."""
     if isinstance(v, float) and not math.isfinite(v):
         return None
     if isinstance(v, (np.floating, np.integer)):
-        return _finite(v.item())
+        return _json_safe(v.item())
     return v
 
 
