@@ -63,6 +63,7 @@ class HyperliquidServer:
         self.exchange_log: list[dict] = []
         self.clients: list = []  # [ws, set(subscription keys)]
         self.refusing = False
+        self.lose_next_answer = False  # apply the next exchange request, then drop the connection unanswered
         self.connects = 0
         self._http = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._ws = serve(self._ws_handler, "127.0.0.1", 0, process_request=self._process_request)
@@ -351,6 +352,10 @@ class HyperliquidServer:
                     code, out = server._info(body)
                 elif self.path == "/exchange":
                     code, out = server._exchange(body)
+                    if server.lose_next_answer:
+                        server.lose_next_answer = False
+                        self.close_connection = True
+                        return
                 else:
                     code, out = 404, {"error": "not found"}
                 raw = json.dumps(out).encode()

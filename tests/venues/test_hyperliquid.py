@@ -249,6 +249,39 @@ def test_order_cancelled_while_disconnected_is_closed_by_reconciliation(venue, s
     assert [(e.client_order_id, e.status) for e in events] == [("k1", "cancelled")]
 
 
+def test_lost_answer_resolved_by_reconciliation(venue, server):
+    server.lose_next_answer = True  # the order is placed but its answer never arrives
+    assert venue.submit([PlaceOrder("l1", Side.BUY, 105000.0, 0.01, "POST_ONLY")], now()) == []
+    assert [v.status for v in venue.open_orders()] == ["pending_new"]
+    events = collect(venue, lambda ev: len(ev) >= 1)
+    assert [(e.client_order_id, e.status) for e in events] == [("l1", "open")]
+    assert venue.submit([CancelOrder("l1")], now())[0].status == "cancelled"  # its oid is known again
+    server.lose_next_answer = True  # this one the venue rejected (it would cross), and the answer is lost
+    assert venue.submit([PlaceOrder("l2", Side.BUY, 105056.0, 0.01, "POST_ONLY")], now()) == []
+    events = collect(venue, lambda ev: len(ev) >= 1)
+    assert [(e.client_order_id, e.reason) for e in events] == [("l2", "not_at_venue_after_lost_answer")]
+    assert venue.open_orders() == []
+
+
+def test_config_from_settings(settings):
+    from apps.venues.hyperliquid.venue import MAINNET_WS_URL, TESTNET_API_URL, config_from_settings
+
+    settings.MM_HYPERLIQUID_NETWORK = "testnet"
+    settings.MM_HYPERLIQUID_API_URL = ""
+    cfg = config_from_settings("BTC")
+    assert (cfg.resolved_api_url, cfg.mainnet) == (TESTNET_API_URL, False)
+    settings.MM_HYPERLIQUID_NETWORK = "mainnet"
+    settings.MM_HYPERLIQUID_WS_URL = ""
+    settings.MM_HYPERLIQUID_API_URL = "http://127.0.0.1:9"
+    cfg = config_from_settings("BTC")
+    assert (cfg.resolved_api_url, cfg.resolved_ws_url) == ("http://127.0.0.1:9", MAINNET_WS_URL)
+    settings.MM_HYPERLIQUID_NETWORK = "prod"
+    with pytest.raises(ValueError, match="network must be"):
+        config_from_settings("BTC")
+    with pytest.raises(ValueError, match="dead_man_s"):
+        HyperliquidConfig(coin="BTC", dead_man_s=2).validate()
+
+
 def test_heartbeat_ping_pong(server, creds):
     v = make_venue(server, creds, heartbeat_s=0.1)
     try:

@@ -116,6 +116,19 @@ class HyperliquidConfig:
         return self.ws_url or (MAINNET_WS_URL if self.mainnet else TESTNET_WS_URL)
 
 
+def config_from_settings(coin: str, **overrides) -> HyperliquidConfig:
+    """A config from Django settings ``MM_HYPERLIQUID_NETWORK`` / ``_API_URL`` / ``_WS_URL``."""
+    from django.conf import settings
+
+    return HyperliquidConfig(
+        coin=coin,
+        network=getattr(settings, "MM_HYPERLIQUID_NETWORK", "testnet"),
+        api_url=getattr(settings, "MM_HYPERLIQUID_API_URL", "") or "",
+        ws_url=getattr(settings, "MM_HYPERLIQUID_WS_URL", "") or "",
+        **overrides,
+    ).validate()
+
+
 @dataclass
 class _Order:
     cid: str
@@ -179,6 +192,7 @@ class HyperliquidVenue:
         self.unknown_open_orders: list[dict] = []
         self.quarantined = 0
         self._last_mid: float | None = None
+        self._needs_reconcile = False
 
     # --- lifecycle ---------------------------------------------------------------------------------------------
     def start(self, timeout_s: float = 5.0) -> None:
@@ -236,12 +250,23 @@ class HyperliquidVenue:
                     out.append(OrderReject(now_local_ns, now_local_ns, "", f"unknown_action: {type(a).__name__}"))
             except VenueUnavailableError as exc:
                 cid = getattr(a, "client_order_id", "")
+                if isinstance(a, PlaceOrder) and cid in self._orders:
+                    # sent, answer lost: the order may rest at the venue. It stays pending_new until the
+                    # reconciliation (next advance) finds it by cloid, or rejects it as never placed.
+                    self._needs_reconcile = True
+                    logger.warning("hyperliquid: no answer placing %s (%s); will reconcile", cid, exc)
+                    continue
                 out.append(OrderReject(now_local_ns, now_local_ns, cid, f"venue_unreachable: {exc}"))
         return out
 
     def advance(self, now_local_ns: int) -> list[OrderEvent]:
         """Drain the stream (reconciling after a reconnect), refresh the dead-man's switch; our events so far."""
         self._drain(now_local_ns)
+        if self._needs_reconcile:
+            try:
+                self.reconcile(now_local_ns)
+            except (VenueError, VenueUnavailableError) as exc:
+                logger.warning("hyperliquid: reconciliation failed, will retry: %s", exc)
         if self._dead_man_until_ms is not None:
             now_ms = int(time.time() * 1000)
             if now_ms - self._dead_man_sent_ms >= self.cfg.dead_man_s * 1000 / 3:
@@ -562,6 +587,7 @@ class HyperliquidVenue:
         """After a (re)connect: book every fill missed since the last one, then close orders the venue no longer
         holds. Returns how many fills were booked. Idempotent (fills by ``tid``)."""
         self.reconciliations += 1
+        self._needs_reconcile = False
         before = len(self._pending)
         start = max(0, self._last_fill_ms - 1000)
         fills = self.http.info({"type": "userFillsByTime", "user": self._creds.account_address, "startTime": start})
@@ -569,6 +595,22 @@ class HyperliquidVenue:
             self._book_fill(f, now_local_ns)
         booked = sum(1 for e in self._pending[before:] if isinstance(e, Fill))
         venue_open = {int(o["oid"]): o for o in self._info_user("openOrders") if o.get("coin") == self.cfg.coin}
+        by_cloid = {o.get("cloid"): o for o in venue_open.values() if o.get("cloid")}
+        for o in self._orders.values():
+            if o.status != "pending_new" or o.oid is not None:
+                continue
+            found = by_cloid.get(cloid_of(o.cid))
+            if found is not None:  # placed although its answer was lost
+                self._set_oid(o, int(found["oid"]))
+                o.status = "open"
+                self._pending.append(OrderAck(now_local_ns, now_local_ns, o.cid, "open", o.price, o.size))
+            elif o.filled > 0:  # filled at once (an IOC, or a crossing GTC) and gone
+                o.status = "filled" if o.remaining <= 0 else "cancelled"
+                if o.status == "cancelled":
+                    self._pending.append(OrderAck(now_local_ns, now_local_ns, o.cid, "cancelled", o.price, o.remaining))
+            else:
+                o.status = "rejected"
+                self._pending.append(OrderReject(now_local_ns, now_local_ns, o.cid, "not_at_venue_after_lost_answer"))
         for o in self._orders.values():
             if o.status == "open" and o.oid not in venue_open:
                 o.status = "cancelled"
