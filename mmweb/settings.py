@@ -255,3 +255,9 @@ LOGGING = {
         "axes": {"level": "WARNING"},  # every login is logged at INFO; failures and lock-outs at WARNING
     },
 }
+
+# Hyperliquid (apps/venues/hyperliquid): "testnet" or "mainnet"; the URLs default to the network's public ones (tests
+# point them at 127.0.0.1). Keys are read from the environment by the connector only, never from settings.
+MM_HYPERLIQUID_NETWORK = env_str("MM_HYPERLIQUID_NETWORK", "testnet")
+MM_HYPERLIQUID_API_URL = env_str("MM_HYPERLIQUID_API_URL", "")
+MM_HYPERLIQUID_WS_URL = env_str("MM_HYPERLIQUID_WS_URL", "")
