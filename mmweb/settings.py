@@ -212,6 +212,12 @@ MM_SPILL_DIR = Path(env_str("MM_SPILL_DIR") or (embedded.var_dir() / "spill"))
 # Write-ahead journals of the quoting loops' writers (a killed worker's unflushed rows are replayed from here).
 MM_JOURNAL_DIR = Path(env_str("MM_JOURNAL_DIR") or (embedded.var_dir() / "journal"))
 
+# Binance public market data (apps/venues/binance; docs/venues-binance.md). Tests point these at 127.0.0.1.
+MM_BINANCE_WS_URL = env_str("MM_BINANCE_WS_URL", "wss://fstream.binance.com")
+MM_BINANCE_REST_URL = env_str("MM_BINANCE_REST_URL", "https://fapi.binance.com")
+MM_BINANCE_SPOT_WS_URL = env_str("MM_BINANCE_SPOT_WS_URL", "wss://stream.binance.com:9443")
+MM_BINANCE_SPOT_REST_URL = env_str("MM_BINANCE_SPOT_REST_URL", "https://api.binance.com")
+
 # Alerts (apps.ops; see docs/console-ops.md). Thresholds in seconds.
 MM_ALERT_FEED_STALE_S = env_int("MM_ALERT_FEED_STALE_S", 5, minimum=1, maximum=86400)
 MM_ALERT_HEARTBEAT_STALE_S = env_int("MM_ALERT_HEARTBEAT_STALE_S", 10, minimum=1, maximum=86400)
