@@ -211,7 +211,7 @@ def _orders(core: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
 
 
 def _risk(driver: Any, tape: LiveTape | None, status: str) -> dict[str, Any]:
-    modes = getattr(driver, "_modes", {})  # the driver's per-source modes; the gateway obeys the strictest
+    modes = driver.modes  # the driver's per-source modes; the gateway obeys the strictest
     sources = {name: mode.name.lower() for name, mode in modes.items()}
     mode = driver.mode.name.lower()
     holding = [

@@ -437,6 +437,11 @@ class EngineLoop:
         return self.result
 
     # --- modes: what the gateway lets through ----------------------------------------------------
+    @property
+    def modes(self) -> dict[str, Mode]:
+        """Each source's mode (a copy): what holds quotes back and why; the gateway obeys the strictest."""
+        return dict(self._modes)
+
     def set_mode(self, source: str, mode: Mode, now_ns: int, why: str) -> None:
         """Set one source's mode; the gateway obeys the most restrictive of all sources.
 
