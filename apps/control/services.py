@@ -284,14 +284,16 @@ def _set_global(actor: Actor, state: str, reason: str) -> GlobalKillSwitch:
             for s in governed:
                 if not lease.is_live(s):
                     audit.cancel_open_orders_in_db(s.pk)  # no loop holds it: nothing rests at any venue
-        elif previous == GlobalKillSwitch.State.HALTED:
-            _pause_after_global_halt(actor, reason)
+        paused: set[int] = set()
+        if state != GlobalKillSwitch.State.HALTED and previous == GlobalKillSwitch.State.HALTED:
+            paused = _pause_after_global_halt(actor, reason)  # each pause is broadcast by its own transition
         for s in governed:
-            audit.broadcast_status(s)  # after commit, with the new effective status
+            if s.pk not in paused:
+                audit.broadcast_status(s)  # after commit, with the new effective status
     return switch
 
 
-def _pause_after_global_halt(actor: Actor, reason: str) -> None:
+def _pause_after_global_halt(actor: Actor, reason: str) -> set[int]:
     """Leaving a global halt is a re-arm of every session it halted, and a re-arm comes back PAUSED: each
     session that was running or reducing is paused (with its own audit row) in the same transaction as the switch,
     so no loop sees the switch open while its session still says running. The operator resumes each one."""
@@ -303,7 +305,9 @@ def _pause_after_global_halt(actor: Actor, reason: str) -> None:
         .values_list("pk", flat=True)
     )
     why = f"global kill switch re-armed ({reason}); resume to quote again"
-    for session_id in list(sessions):
+    ids = list(sessions)
+    for session_id in ids:
         lifecycle.transition(
             session_id, "pause", reason=why, actor_label=actor.label, actor_user=actor.user, by="global.armed"
         )
+    return set(ids)

@@ -151,3 +151,47 @@ def test_a_stop_with_flatten_stores_the_request_on_the_session(session, operator
     services.stop_session(Actor.of(operator), session.pk, "close out", flatten=True, max_slippage_bps=7.5)
     session.refresh_from_db()
     assert session.status == S.STOPPED and session.flatten_requested and session.flatten_max_slippage_bps == 7.5
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_global_rearm_pushes_each_session_status_once(operator):
+    """Leaving a global halt pauses each session that was quoting: its page gets one ``paused`` status event (from
+    its own transition), not a second copy from the switch; a session that was already paused gets one too."""
+    import asyncio
+
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    from apps.live.broadcast import session_group
+    from apps.live.layers import LIVE_LAYER
+
+    actor = Actor.of(operator)
+    running = services.create_paper_session(actor, name="g-run", seed=41, start=False)
+    paused = services.create_paper_session(actor, name="g-pause", seed=42, start=False)
+    TradingSession.objects.filter(pk=running.pk).update(status=TradingSession.Status.RUNNING)
+    TradingSession.objects.filter(pk=paused.pk).update(status=TradingSession.Status.PAUSED)
+    services.halt_all(actor, "drill")
+    layer = get_channel_layer(LIVE_LAYER)
+
+    async def statuses() -> dict[int, list[str]]:
+        channels = {}
+        for s in (running, paused):
+            channels[s.pk] = await layer.new_channel()
+            await layer.group_add(session_group(s.pk), channels[s.pk])
+        await asyncio.sleep(0.2)
+        await asyncio.to_thread(services.rearm_all, actor, "drill over")
+        got: dict[int, list[str]] = {pk: [] for pk in channels}
+        for pk, channel in channels.items():
+            while True:
+                try:
+                    msg = await asyncio.wait_for(layer.receive(channel), timeout=2)
+                except TimeoutError:
+                    break
+                if msg.get("type") == "session.event" and msg["event"].get("kind") == "status":
+                    got[pk].append(msg["event"]["status"])
+            await layer.group_discard(session_group(pk), channel)
+        return got
+
+    got = async_to_sync(statuses)()
+    assert got == {running.pk: ["paused"], paused.pk: ["paused"]}
+    assert TradingSession.objects.get(pk=running.pk).status == TradingSession.Status.PAUSED
