@@ -320,6 +320,8 @@ class EngineLoop:
         self._modes: dict[str, Mode] = {"control": mode}
         self._blocked_recorded_for: Mode | None = None
         self.ledger = PnlLedger(self.config.markout_s)
+        # the clock of the venue's fill times: the paper venue's ``venue_clock``; a real venue's is the exchange's
+        self._venue_exchange_clock = getattr(getattr(venue, "config", None), "venue_clock", "exchange") == "exchange"
         params = getattr(strategy, "params", None)
         self.result = BacktestResult(
             strategy=name or type(strategy).__name__,
@@ -380,7 +382,7 @@ class EngineLoop:
         if isinstance(event, Funding):
             self.ledger.on_funding(t, event.rate)
         elif not isinstance(event, Trade):
-            self._update_mid(t)
+            self._update_mid(t, event.ts_exch_ns)
         if out:
             self._handle(out)
         actions = self.strategy.on_event(event)
@@ -562,7 +564,10 @@ class EngineLoop:
                     self.report(t)
 
     # --- internals ------------------------------------------------------------------------------
-    def _update_mid(self, t: int) -> None:
+    def _update_mid(self, t: int, ts_exch_ns: int = 0) -> None:
+        """Tell the ledger about a mid change at local time ``t``, with the venue's time of it: the ledger values
+        each fill at the mid in force at the fill's venue time (the paper venue's default clock is local time;
+        a venue on the exchange clock stamps fills with exchange times)."""
         book = self._book
         bb = book.best_tick(Side.BUY)
         ba = book.best_tick(Side.SELL)
@@ -570,7 +575,8 @@ class EngineLoop:
             return
         mid = (bb + ba) * self._tick * 0.5
         if mid != self.ledger.mid:
-            self.ledger.on_mid(t, mid)
+            venue_t = ts_exch_ns if self._venue_exchange_clock and ts_exch_ns > 0 else t
+            self.ledger.on_mid(t, mid, venue_t)
 
     def _handle(self, events: list[OrderEvent]) -> None:
         strategy, ledger, sink, result, risk = self.strategy, self.ledger, self.sink, self.result, self.risk
