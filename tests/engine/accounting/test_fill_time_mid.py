@@ -152,3 +152,33 @@ def test_on_the_shared_recordings_every_fill_is_valued_at_the_mid_before_its_tra
     spread = sum(int(f.side) * F(f.size) * (F(mid_before[f.ts_exch_ns]) - F(f.price)) for f in result.fills)
     assert e.spread_capture == spread
     assert loop.ledger.stale_fills == 0
+
+
+def test_the_driver_with_a_venue_on_the_exchange_clock_values_fills_at_the_exchange_time_mid() -> None:
+    from apps.engine.execution.paper import PaperVenue, PaperVenueConfig
+    from apps.engine.market.events import BestBidAsk, Trade
+    from apps.engine.simulation.backtest import EngineLoop
+    from apps.engine.simulation.baselines import FixedSpreadParams, FixedSpreadQuoter
+
+    lag = 50 * MS  # every event reaches us 50 ms after the exchange stamped it
+    quoter = FixedSpreadQuoter(
+        FixedSpreadParams(half_spread_bps=5.0, order_size=1.0, max_inventory=5.0), tick_size=0.1, lot_size=0.01
+    )
+    cfg = PaperVenueConfig(tick_size=0.1, lot_size=0.01, venue_clock="exchange", response_latency_ns=10 * MS)
+    loop = EngineLoop(quoter, PaperVenue(cfg, seed=0))
+    for t in (S, 2 * S):
+        loop.on_market(BestBidAsk(t, t + lag, 100.0, 5.0, 100.2, 5.0))
+    bid = next(o for o in loop.venue.open_orders() if o.side == Side.BUY)
+    # a sell through our bid at exchange time 3 s, then the book drops 1 ms later (exchange time)
+    loop.on_market(Trade(3 * S, 3 * S + lag, bid.price - 0.2, 50.0, Side.SELL, "t1"))
+    loop.on_market(BestBidAsk(3 * S + MS, 3 * S + MS + lag, 99.6, 5.0, 99.8, 5.0))
+    loop.advance(3 * S + lag + 100 * MS)
+    loop.on_market(BestBidAsk(6 * S, 6 * S + lag, 99.6, 5.0, 99.8, 5.0))
+    result = loop.finish()
+    (f,) = [x for x in result.fills if x.side == Side.BUY]
+    e = loop.ledger.exact()
+    assert f.ts_exch_ns == 3 * S
+    # the mid before the trade (100.1), not the one when the fill reached us (99.7)
+    assert float(e.spread_capture) == pytest.approx(f.size * (100.1 - f.price))
+    assert float(e.adverse_selection) == pytest.approx(f.size * (99.7 - 100.1))
+    assert e.total == e.components_sum
