@@ -52,8 +52,9 @@ from typing import Any
 from django.db import connection
 from django.utils import timezone
 
+from apps.engine.accounting.funding import FundingClock
 from apps.engine.market.book import BinanceBookSync, BookSyncParams, OrderBook, SyncRule
-from apps.engine.market.events import BestBidAsk, DepthSnapshot, DepthUpdate, Funding, Trade
+from apps.engine.market.events import BestBidAsk, DepthSnapshot, DepthUpdate, Funding, MarkPrice, Trade
 from apps.marketdata import sidecar
 from apps.marketdata.models import (
     DepthSnapshotRecord,
@@ -126,6 +127,7 @@ SPECS: tuple[TableSpec, ...] = (
 TABLE_LABELS = {TRADES: "trades", QUOTES: "quotes", DEPTH: "depth_updates", SNAPSHOTS: "depth_snapshots"}
 TABLE_LABELS |= {FUNDING: "funding", QUARANTINE: "quarantine"}
 
+_OTHER_TRADE, _MARK = binance_raw.OTHER_TRADE, binance_raw.MARK
 _TRADE, _QUOTE, _DEPTH, _SNAPSHOT, _RAW = (
     binance_raw.TRADE,
     binance_raw.QUOTE,
@@ -340,6 +342,8 @@ class FileSummary:
     rows_per_s: float
     spilled_rows: int = 0
     error: str = ""
+    # trades that are not market trades (insurance fund, ADL, ...), by the venue's label: not stored
+    non_market_trades: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -371,6 +375,9 @@ class ImportSummary:
                     f"    {table:<16} parsed {f.parsed.get(table, 0):>10,}  new {f.inserted.get(table, 0):>10,}  "
                     f"already stored {f.duplicates.get(table, 0):>10,}"
                 )
+            excluded = sum(f.non_market_trades.values())
+            kinds = "".join(f", {k} {n:,}" for k, n in sorted(f.non_market_trades.items()))
+            lines.append(f"    non-market trades excluded {excluded:,}{kinds}")
             if f.quarantined:
                 reasons = ", ".join(f"{r} {n:,}" for r, n in sorted(f.quarantined.items()))
                 lines.append(f"    quarantined {sum(f.quarantined.values()):,}: {reasons}")
@@ -403,6 +410,13 @@ def _default_spill_dir() -> Path:
 
 def trade_row(iid: int, local: int, exch: int, px: float, sz: float, aggressor: int, trade_id: str) -> tuple:
     return (iid, exch or local, exch, local, px, sz, aggressor, trade_id)
+
+
+def funding_row(iid: int, exch: int, local: int, rate: float, interval_s: float) -> tuple:
+    """A FundingRate row: one funding settlement (time, rate paid). From ``markPrice`` updates only the
+    settlements are stored (:class:`~apps.engine.accounting.funding.FundingClock`): a stored-range replay turns
+    each row into a Funding payment, so the per-second announced rates must not become rows."""
+    return (iid, event_time(exch, local), exch, local, rate, interval_s)
 
 
 def quote_row(iid: int, local: int, exch: int, b: float, bq: float, a: float, aq: float, u: int) -> tuple:
@@ -662,6 +676,7 @@ class _FileImport:
         self.parsed: Counter = Counter()
         self.quarantine = _Quarantine(writer, file_id, sha, self.path)  # quarantine(line_no, reason, detail, raw)
         self.quarantined = self.quarantine.counts
+        self.funding = FundingClock()  # funding settlements from mark-price updates
 
     def run(self, items: Iterator[Any], stats: ParseStats, options: ImportOptions, tick: Callable[[], None]) -> str:
         add = self.writer.add
@@ -671,7 +686,9 @@ class _FileImport:
         try:
             for item in items:
                 cls = type(item)
-                if cls is Trade:
+                if cls is Trade and not item.market:
+                    pass  # counted by the parser (ParseStats.non_market_trades); not a market trade: not stored
+                elif cls is Trade:
                     t = item
                     trade = (t.price, t.size, int(t.aggressor), t.trade_id)
                     add(TRADES, trade_row(iid, t.ts_local_ns, t.ts_exch_ns, *trade))
@@ -703,6 +720,12 @@ class _FileImport:
                         ),
                     )
                     parsed["funding"] += 1
+                elif cls is MarkPrice:
+                    m = item
+                    paid = self.funding.on_mark(m.ts_exch_ns, m.ts_local_ns, m.funding_rate, m.next_funding_ns)
+                    if paid is not None:
+                        add(FUNDING, funding_row(iid, paid.ts_exch_ns, paid.ts_local_ns, paid.rate, m.interval_s))
+                        parsed["funding"] += 1
                 n += 1
                 if n % 2000 == 0:
                     tick()
@@ -755,6 +778,14 @@ class _FileImport:
                             block.append(rec)
                     elif kind == _TRADE:
                         trades.append(trade_row(iid, *rec[2:]))
+                    elif kind == _OTHER_TRADE:
+                        pass  # counted by the parser (ParseStats.non_market_trades); not stored
+                    elif kind == _MARK:
+                        paid = self.funding.on_mark(rec[3], rec[2], rec[5], rec[6])
+                        if paid is not None:
+                            row = funding_row(iid, paid.ts_exch_ns, paid.ts_local_ns, paid.rate, 8 * 3600.0)
+                            self.writer.add(FUNDING, row)
+                            parsed["funding"] += 1
                     else:
                         block.append(rec)
                 else:
@@ -870,6 +901,7 @@ def import_one_file(
         rows_per_s=rows / duration if duration > 0 else 0.0,
         spilled_rows=writer.stats.rows_spilled - writer.stats.rows_replayed + side_result.spilled_rows,
         error=error,
+        non_market_trades=dict(stats.non_market_trades),
     )
     _reconnect_if_broken()
     ImportFile.objects.filter(pk=fobj.pk).update(

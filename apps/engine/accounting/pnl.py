@@ -5,7 +5,8 @@ Accounting identity (quote currency, marked to the mid ``m_T``)::
     total(T) = cash(T) + q(T)·m_T
     cash     = −Σ s·x·p  − Σ fee  + Σ funding            (s = +1 buy / −1 sell, x size, p fill price)
 
-Decomposition, per fill ``i`` at time ``t_i`` with mid ``m_i`` and markout horizon ``h`` (``markout_s``)::
+Decomposition, per fill ``i`` at venue time ``t_i`` (when the matching engine filled us, the fill's
+``ts_exch_ns``) with markout horizon ``h`` (``markout_s``)::
 
     spread capture   Σ s·x·(m_i − p)                     what the fill earned against the mid it hit
     adverse select.  Σ s·x·(m(min(t_i + h, T)) − m_i)     how the mid moved against us in the first h seconds
@@ -13,11 +14,21 @@ Decomposition, per fill ``i`` at time ``t_i`` with mid ``m_i`` and markout horiz
     fees             −Σ fee                               (a rebate is a negative fee: positive P&L)
     funding          Σ −q·m·rate at each funding event    (longs pay a positive rate)
 
-``m(t)`` is the mid in force at time ``t`` (the last mid update at or before ``t``). The five parts sum to
-``total`` *exactly*: every running sum is kept as a :class:`fractions.Fraction` of the float inputs (a float
-converts to a Fraction without rounding), so the identity holds with ``==``, not within a tolerance. The
-floats reported are those Fractions rounded once. A fill before any mid was seen uses its own price as the
-mid (zero spread capture).
+``m_i`` is the mid in force at the venue's time of the fill, *before* the market event that filled us: the
+last mid change stamped strictly before ``t_i`` on the venue's clock (a change stamped at ``t_i`` itself may be
+the trade's own consequence). The fill reaches us later (response latency); valuing it at the mid we see then
+would book the first milliseconds of the adverse move as negative spread capture. The ledger keeps a short
+history of mid changes (``history_s`` of local time, at least one entry) to look ``m_i`` up; a fill with no
+venue time (``ts_exch_ns`` 0) or older than the history uses the mid in force when it is booked (counted in
+:attr:`PnlLedger.stale_fills`). ``m(t)`` is the mid in force at time ``t`` (the last mid update at or before
+``t``). The five parts sum to ``total`` *exactly*: every running sum is kept as a
+:class:`fractions.Fraction` of the float inputs (a float converts to a Fraction without rounding), so the
+identity holds with ``==``, not within a tolerance. The floats reported are those Fractions rounded once. A
+fill before any mid was seen uses its own price as the mid (zero spread capture).
+
+Clocks: :meth:`PnlLedger.on_mid` takes the local time of a mid change and, when the venue runs on another
+clock (exchange time), its venue time; ``t_i + h`` is converted to local time with the offset of the mid
+change ``m_i`` came from (0 when both clocks are the same, as in the paper venue's default).
 
 The markout of a fill, ``s·(m(t_i + h) − p)/p`` in bps, is recorded once ``t_i + h`` has passed (or at
 :meth:`PnlLedger.finish`, marked ``complete=False``).
@@ -126,13 +137,18 @@ class PnlLedger:
         inventory P&L (the move after). ``> 0``.
     """
 
-    def __init__(self, markout_s: float = 1.0) -> None:
-        if isinstance(markout_s, bool) or not isinstance(markout_s, (int, float)) or not math.isfinite(markout_s):
-            raise ValueError(f"markout_s must be a finite number of seconds, got {markout_s!r}")
-        if markout_s <= 0:
-            raise ValueError(f"markout_s must be > 0, got {markout_s!r}")
+    def __init__(self, markout_s: float = 1.0, history_s: float = 30.0) -> None:
+        for name, v in (("markout_s", markout_s), ("history_s", history_s)):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ValueError(f"{name} must be a finite number of seconds, got {v!r}")
+            if v <= 0:
+                raise ValueError(f"{name} must be > 0, got {v!r}")
         self.markout_s = float(markout_s)
         self._h_ns = round(markout_s * _NS)
+        self._keep_ns = round(max(history_s, markout_s) * _NS)
+        # mid changes (venue time, local time, mid), oldest first; pruned to ``_keep_ns`` of local time
+        self._history: deque[tuple[int, int, float]] = deque()
+        self.stale_fills = 0  # fills valued at the booking-time mid (no venue time, or older than the history)
         self.mid = math.nan
         self.mid_ts_ns = 0
         self._cash = _ZERO
@@ -150,18 +166,37 @@ class PnlLedger:
         self.fills = 0
 
     # --- inputs ---------------------------------------------------------------------------------
-    def on_mid(self, ts_ns: int, mid: float) -> None:
-        """The mid became ``mid`` at ``ts_ns``. Markouts whose horizon ended before ``ts_ns`` use the old mid."""
+    def on_mid(self, ts_ns: int, mid: float, venue_ts_ns: int | None = None) -> None:
+        """The mid became ``mid`` at local time ``ts_ns`` (venue time ``venue_ts_ns``, default the same).
+
+        Markouts whose horizon ended before ``ts_ns`` use the old mid.
+        """
         pending = self._pending
         if pending and pending[0].deadline_ns < ts_ns:
             self._resolve(lambda p: p.deadline_ns < ts_ns)
         self.mid = float(mid)
         self.mid_ts_ns = ts_ns
+        hist = self._history
+        hist.append((ts_ns if venue_ts_ns is None else venue_ts_ns, ts_ns, self.mid))
+        cutoff = ts_ns - self._keep_ns
+        while len(hist) > 1 and hist[1][1] <= cutoff:
+            hist.popleft()  # hist[0] stays while it is still the mid in force at the cutoff
         if pending and pending[0].deadline_ns <= ts_ns:
             self._resolve(lambda p: p.deadline_ns <= ts_ns)
 
+    def mid_before(self, venue_ts_ns: int) -> tuple[float, int] | None:
+        """The mid in force just before venue time ``venue_ts_ns`` and the local-minus-venue clock offset of
+        the change it came from; ``None`` when the history does not reach back that far."""
+        hist = self._history
+        for i in range(len(hist) - 1, -1, -1):
+            v, local, mid = hist[i]
+            if v < venue_ts_ns:
+                return mid, local - v
+        return None
+
     def on_fill(self, fill: Fill) -> bool:
-        """Book one fill at its local (visible) time; returns False for a duplicate ``fill_id``."""
+        """Book one fill, valued at the mid in force at the venue's time of the fill (see the module doc);
+        returns False for a duplicate ``fill_id``."""
         if fill.fill_id in self._fill_ids:
             return False
         self._fill_ids.add(fill.fill_id)
@@ -169,7 +204,17 @@ class PnlLedger:
         s = int(fill.side)
         x = Fraction(fill.size)
         p = Fraction(fill.price)
-        mid = self.mid if math.isfinite(self.mid) else float(fill.price)
+        found = self.mid_before(fill.ts_exch_ns) if fill.ts_exch_ns > 0 else None
+        if found is not None:
+            mid, offset = found
+            deadline = fill.ts_exch_ns + offset + self._h_ns
+            t_fill = fill.ts_exch_ns + offset
+        else:
+            if math.isfinite(self.mid):
+                self.stale_fills += 1
+            mid = self.mid if math.isfinite(self.mid) else float(fill.price)
+            deadline = fill.ts_local_ns + self._h_ns
+            t_fill = fill.ts_local_ns
         m = Fraction(mid)
         sx = s * x
         self._cash -= sx * p + Fraction(fill.fee)
@@ -177,12 +222,23 @@ class PnlLedger:
         self._q += sx
         self._entry += sx * m
         self._spread += sx * (m - p)
-        self._pending.append(
-            _Pending(fill.ts_local_ns + self._h_ns, fill.ts_local_ns, sx, s, fill.price, fill.size, mid)
-        )
         self._pend_q += sx
         self._pend_entry += sx * m
+        pend = _Pending(deadline, t_fill, sx, s, fill.price, fill.size, mid)
+        if deadline < self.mid_ts_ns:
+            # the horizon ended before the fill reached us (h shorter than the response latency)
+            self._pending.appendleft(pend)
+            self._resolve_one(self._mid_at_local(deadline))
+        else:
+            self._pending.append(pend)
         return True
+
+    def _mid_at_local(self, ts_ns: int) -> float:
+        """The mid in force at local time ``ts_ns`` from the history (the oldest one kept if older)."""
+        for _, local, mid in reversed(self._history):
+            if local <= ts_ns:
+                return mid
+        return self._history[0][2] if self._history else self.mid
 
     def on_funding(self, ts_ns: int, rate: float) -> Fraction:
         """A funding payment at ``rate`` (fraction of notional; longs pay when positive). Returns the amount."""
@@ -240,13 +296,17 @@ class PnlLedger:
     def _resolve(self, due) -> None:
         m_float = self.mid if math.isfinite(self.mid) else None
         while self._pending and due(self._pending[0]):
-            p = self._pending.popleft()
-            mid_after = m_float if m_float is not None else p.mid_at_fill
-            m = Fraction(mid_after)
-            self._as_done += p.signed_size * (m - Fraction(p.mid_at_fill))
-            self._pend_q -= p.signed_size
-            self._pend_entry -= p.signed_size * Fraction(p.mid_at_fill)
-            self.markouts.append(self._markout(p, mid_after, complete=True))
+            self._resolve_one(m_float)
+
+    def _resolve_one(self, m_float: float | None) -> None:
+        """Close the first pending fill's markout at mid ``m_float`` (its own mid when there is none)."""
+        p = self._pending.popleft()
+        mid_after = m_float if m_float is not None and math.isfinite(m_float) else p.mid_at_fill
+        m = Fraction(mid_after)
+        self._as_done += p.signed_size * (m - Fraction(p.mid_at_fill))
+        self._pend_q -= p.signed_size
+        self._pend_entry -= p.signed_size * Fraction(p.mid_at_fill)
+        self.markouts.append(self._markout(p, mid_after, complete=True))
 
     @staticmethod
     def _markout(p: _Pending, mid_after: float, *, complete: bool) -> Markout:

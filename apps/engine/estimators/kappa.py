@@ -603,7 +603,11 @@ class TradeKappaEstimator:
             self._expire(self._last_input_ns)
 
     def update_from_events(self, trade: Trade, bbo: BestBidAsk) -> None:
-        """Record an :class:`~apps.engine.market.events.Trade` against the :class:`BestBidAsk` that preceded it."""
+        """Record an :class:`~apps.engine.market.events.Trade` against the :class:`BestBidAsk` that preceded it.
+
+        A non-market print (``trade.market`` False: insurance fund, ADL) is not order flow and is skipped."""
+        if not trade.market:
+            return
         self.update(trade.ts_local_ns, trade.price, trade.size, bbo.mid, 0.5 * (bbo.ask_px - bbo.bid_px))
 
     def _expire(self, now_ns: int) -> None:

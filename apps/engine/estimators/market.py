@@ -66,7 +66,17 @@ from apps.engine.estimators.kappa import KappaParams, TradeKappaEstimator, fit_i
 from apps.engine.estimators.microprice import MicropriceParams, MicropriceRegression
 from apps.engine.estimators.sigma import SigmaEstimator, SigmaParams
 from apps.engine.market.book import OrderBook
-from apps.engine.market.events import BestBidAsk, DepthSnapshot, DepthUpdate, EventError, Fill, Funding, Side, Trade
+from apps.engine.market.events import (
+    BestBidAsk,
+    DepthSnapshot,
+    DepthUpdate,
+    EventError,
+    Fill,
+    Funding,
+    MarkPrice,
+    Side,
+    Trade,
+)
 
 _NS = 1_000_000_000
 
@@ -194,6 +204,8 @@ class MarketEstimators:
         self.funding_rate = 0.0
         self.funding_interval_s = 8 * 3600.0
         self.trades_seen = 0
+        self.non_market_trades = 0  # insurance-fund / ADL prints: left out of every trade estimator
+        self.mark_price = math.nan
         self.events_seen = 0
         self.book_errors = 0
         self._now_ns = 0
@@ -242,7 +254,10 @@ class MarketEstimators:
             self._has_bbo_stream = True
             self._on_bbo(ev)
         elif cls is Trade:
-            self._on_trade(ev)
+            if ev.market:
+                self._on_trade(ev)
+            else:
+                self.non_market_trades += 1  # not order flow a quote meets: no κ, flow, arrival, Hawkes, σ volume
         elif cls is DepthUpdate:
             try:
                 self.book.apply_update(ev)
@@ -262,6 +277,11 @@ class MarketEstimators:
         elif cls is Funding:
             self.funding_rate = ev.rate
             self.funding_interval_s = ev.interval_s
+        elif cls is MarkPrice:
+            # the rate the next settlement will charge: the reservation price's funding term uses it
+            self.funding_rate = ev.funding_rate
+            self.funding_interval_s = ev.interval_s
+            self.mark_price = ev.mark_price
 
     def on_fill(self, fill: Fill) -> None:
         self.fill_cascade.update(fill.ts_local_ns, fill.side)
@@ -552,6 +572,7 @@ class MarketEstimators:
         out = {
             "events_seen": self.events_seen,
             "trades_seen": self.trades_seen,
+            "non_market_trades_excluded": self.non_market_trades,
             "duration_s": duration_s,
             "book_errors": self.book_errors,
             "kappa": {

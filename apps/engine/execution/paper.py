@@ -171,6 +171,7 @@ class PaperVenue:
         self._seq = 0
         self._priority = 0
         self._fill_seq = 0
+        self.non_market_trades = 0  # trades skipped by the fill model (``Trade.market`` False)
         self._last_arrival_ns = -(2**62)
         self._last_visible_ns = -(2**62)
         self._venue_now_ns = -(2**62)
@@ -199,7 +200,10 @@ class PaperVenue:
         self._process_arrivals(t)
         self._venue_now_ns = max(self._venue_now_ns, t)
         if isinstance(event, Trade):
-            self._on_trade(event, t)
+            if event.market:
+                self._on_trade(event, t)
+            else:
+                self.non_market_trades += 1  # an insurance-fund / ADL print does not trade against the book
         elif isinstance(event, BestBidAsk):
             self._book.apply_bbo(event.bid_px, event.bid_size, event.ask_px, event.ask_size)
             self._after_book_change(t)

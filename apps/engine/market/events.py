@@ -44,7 +44,13 @@ def _check_size(name: str, value: float, where: str, *, allow_zero: bool = False
 
 @dataclass(frozen=True, slots=True)
 class Trade:
-    """A market trade. ``aggressor`` is the side of the taker (BUY lifted the ask)."""
+    """A trade print. ``aggressor`` is the side of the taker (BUY lifted the ask).
+
+    ``market`` is False for a print that is not a trade between market participants at the book (Binance
+    USD-M ``"X": "INSURANCE_FUND"`` liquidations taken over by the insurance fund, ``"ADL"`` auto-deleveraging,
+    ``"NA"``): it says nothing about the order flow a quote meets, so κ, flow, Hawkes and the paper venue's fill
+    model skip it (they count it). ``kind`` is the venue's label (``"MARKET"`` when the venue gives none).
+    """
 
     ts_exch_ns: int
     ts_local_ns: int
@@ -52,6 +58,8 @@ class Trade:
     size: float
     aggressor: Side
     trade_id: str = ""
+    market: bool = True
+    kind: str = "MARKET"
 
     def __post_init__(self) -> None:
         _check_price("price", self.price, "Trade")
@@ -122,6 +130,30 @@ class Funding:
 
 
 @dataclass(frozen=True, slots=True)
+class MarkPrice:
+    """A perpetual's mark price and current funding rate (Binance USD-M ``@markPrice``: ``p``, ``r``, ``T``).
+
+    ``funding_rate`` is the rate that will be paid at ``next_funding_ns`` (fraction per funding interval; longs
+    pay when positive). It is an estimate until that time; the rate in force when ``next_funding_ns`` passes is
+    the one paid.
+    """
+
+    ts_exch_ns: int
+    ts_local_ns: int
+    mark_price: float
+    funding_rate: float
+    next_funding_ns: int = 0
+    interval_s: float = 8 * 3600.0
+
+    def __post_init__(self) -> None:
+        _check_price("mark_price", self.mark_price, "MarkPrice")
+        if not (isinstance(self.funding_rate, (int, float)) and math.isfinite(self.funding_rate)):
+            raise EventError(f"MarkPrice: funding_rate must be a finite number, got {self.funding_rate!r}")
+        if not isinstance(self.next_funding_ns, int) or self.next_funding_ns < 0:
+            raise EventError(f"MarkPrice: next_funding_ns must be a non-negative integer, got {self.next_funding_ns!r}")
+
+
+@dataclass(frozen=True, slots=True)
 class Timer:
     """A clock tick from the loop driver; lets time-based logic run without market events."""
 
@@ -166,7 +198,7 @@ class Fill:
     remaining: float = 0.0
 
 
-MarketEvent = Trade | BestBidAsk | DepthUpdate | DepthSnapshot | Funding | Timer
+MarketEvent = Trade | BestBidAsk | DepthUpdate | DepthSnapshot | Funding | MarkPrice | Timer
 OrderEvent = OrderAck | OrderReject | Fill
 Event = MarketEvent | OrderEvent
 

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from apps.engine.accounting.funding import FundingClock
 from apps.engine.accounting.pnl import COMPONENTS, PnlBreakdown, PnlLedger, max_drawdown, sharpe_ratio
 from apps.engine.estimators.base import EstimatorSnapshot
 from apps.engine.execution.orders import Order, OrderTracker, round_price
@@ -41,6 +42,7 @@ from apps.engine.market.events import (
     DepthUpdate,
     Fill,
     Funding,
+    MarkPrice,
     OrderEvent,
     OrderReject,
     PlaceOrder,
@@ -57,7 +59,7 @@ from apps.engine.validation import positive
 
 _NS = 1_000_000_000
 _NEVER = 1 << 63  # beyond any int64 ns timestamp
-MARKET_TYPES = (Trade, BestBidAsk, DepthUpdate, DepthSnapshot, Funding, Timer)
+MARKET_TYPES = (Trade, BestBidAsk, DepthUpdate, DepthSnapshot, Funding, MarkPrice, Timer)
 SECONDS_PER_YEAR = 365.0 * 86400.0  # crypto trades every day of the year
 # Annualising multiplies the per-interval Sharpe by √(intervals per year): from minutes of data that turns noise
 # into a four-digit number. Below a day of data the summary states the per-interval ratio and its span only.
@@ -320,6 +322,9 @@ class EngineLoop:
         self._modes: dict[str, Mode] = {"control": mode}
         self._blocked_recorded_for: Mode | None = None
         self.ledger = PnlLedger(self.config.markout_s)
+        # the clock of the venue's fill times: the paper venue's ``venue_clock``; a real venue's is the exchange's
+        self._venue_exchange_clock = getattr(getattr(venue, "config", None), "venue_clock", "exchange") == "exchange"
+        self._funding = FundingClock()  # settlements from mark-price updates
         params = getattr(strategy, "params", None)
         self.result = BacktestResult(
             strategy=name or type(strategy).__name__,
@@ -379,8 +384,10 @@ class EngineLoop:
         out = venue.on_market(event)
         if isinstance(event, Funding):
             self.ledger.on_funding(t, event.rate)
+        elif isinstance(event, MarkPrice):
+            self._on_mark_price(t, event)
         elif not isinstance(event, Trade):
-            self._update_mid(t)
+            self._update_mid(t, event.ts_exch_ns)
         if out:
             self._handle(out)
         actions = self.strategy.on_event(event)
@@ -567,7 +574,17 @@ class EngineLoop:
                     self.report(t)
 
     # --- internals ------------------------------------------------------------------------------
-    def _update_mid(self, t: int) -> None:
+    def _on_mark_price(self, t: int, event: MarkPrice) -> None:
+        """A mark-price update: when it shows that the settlement the previous one announced has passed, the
+        announced rate is paid on the position (the ledger's funding part; :mod:`apps.engine.accounting.funding`)."""
+        paid = self._funding.on_mark(event.ts_exch_ns, t, event.funding_rate, event.next_funding_ns)
+        if paid is not None:
+            self.ledger.on_funding(t, paid.rate)
+
+    def _update_mid(self, t: int, ts_exch_ns: int = 0) -> None:
+        """Tell the ledger about a mid change at local time ``t``, with the venue's time of it: the ledger values
+        each fill at the mid in force at the fill's venue time (the paper venue's default clock is local time;
+        a venue on the exchange clock stamps fills with exchange times)."""
         book = self._book
         bb = book.best_tick(Side.BUY)
         ba = book.best_tick(Side.SELL)
@@ -575,7 +592,8 @@ class EngineLoop:
             return
         mid = (bb + ba) * self._tick * 0.5
         if mid != self.ledger.mid:
-            self.ledger.on_mid(t, mid)
+            venue_t = ts_exch_ns if self._venue_exchange_clock and ts_exch_ns > 0 else t
+            self.ledger.on_mid(t, mid, venue_t)
 
     def _handle(self, events: list[OrderEvent]) -> None:
         strategy, ledger, sink, result, risk = self.strategy, self.ledger, self.sink, self.result, self.risk

@@ -14,6 +14,13 @@ Output
 ------
 * ``@trade`` / ``@aggTrade`` -> :class:`Trade`. ``m=true`` (buyer is maker) means a **SELL** aggressor.
   ``trade_id`` is ``t`` (trade) or ``"a<id>"`` (aggTrade, prefixed so the two id spaces cannot collide).
+  USD-M trades carry ``X``, the trade type: ``"MARKET"`` for an ordinary trade, else ``"INSURANCE_FUND"``
+  (a liquidation the insurance fund took over), ``"ADL"`` (auto-deleveraging) or ``"NA"``; any value other
+  than ``MARKET`` gives ``market=False`` and ``kind=X`` (counted in ``ParseStats.non_market_trades``). Spot
+  trades have no ``X`` (market trades). A non-string ``X`` is ``unparsable``.
+* ``@markPrice`` / ``@markPrice@1s`` (``"e": "markPriceUpdate"``) -> :class:`MarkPrice`: mark price ``p``,
+  funding rate ``r``, next funding time ``T`` (ms), exchange time ``E`` (``T`` is *not* the event time
+  here). Delivery contracts send ``r`` and ``T`` as ``""``: rate 0, no funding time.
 * ``@bookTicker`` -> :class:`BestBidAsk` with ``update_id = u``.
 * depth diff -> :class:`DepthUpdate` (``U``, ``u``, ``pu``; ``pu`` is 0 on spot). Sizes are absolute, 0 deletes.
 * REST snapshot and partial-book streams -> :class:`DepthSnapshot` (best-first).
@@ -63,7 +70,7 @@ from pathlib import Path
 import msgspec
 from orjson import loads as _orjson_loads
 
-from apps.engine.market.events import BestBidAsk, DepthSnapshot, DepthUpdate, Side, Trade
+from apps.engine.market.events import BestBidAsk, DepthSnapshot, DepthUpdate, MarkPrice, Side, Trade
 
 from .common import (
     BAD_SIDE,
@@ -110,7 +117,29 @@ def _int_field(data: dict, key: str, *, required: bool = True) -> int:
     return v
 
 
+def _trade_type(data: dict) -> str:
+    x = data.get("X", "MARKET")
+    if not isinstance(x, str) or not x:
+        raise BadRecordError(UNPARSABLE, f"field 'X' (trade type) must be a non-empty string, got {x!r}")
+    return x
+
+
+def _mark_price(data: dict, local_ns: int) -> MarkPrice:
+    mark = check_price(parse_float(data.get("p"), "p"), "mark price")
+    r = data.get("r")
+    rate = 0.0 if r == "" else parse_float(r, "r")
+    if not math.isfinite(rate):
+        raise BadRecordError(UNPARSABLE, f"field 'r' (funding rate) must be finite, got {r!r}")
+    t = data.get("T")
+    next_ns = 0 if t == "" or t is None else epoch_to_ns(_int_field(data, "T"))
+    e = data.get("E")
+    if not isinstance(e, int) or isinstance(e, bool):
+        raise BadRecordError(UNPARSABLE, f"field 'E' (event time) must be an integer, got {e!r}")
+    return MarkPrice(epoch_to_ns(e), local_ns, mark, rate, next_ns)
+
+
 def _trade(data: dict, local_ns: int, id_key: str, recent: RecentIds) -> Trade:
+    kind = _trade_type(data)
     price = check_price(parse_float(data.get("p"), "p"))
     size = check_size(parse_float(data.get("q"), "q"), "q", allow_zero=False)
     m = data.get("m")
@@ -128,6 +157,8 @@ def _trade(data: dict, local_ns: int, id_key: str, recent: RecentIds) -> Trade:
         size=size,
         aggressor=Side.SELL if m else Side.BUY,
         trade_id=tid,
+        market=kind == "MARKET",
+        kind=kind,
     )
 
 
@@ -176,6 +207,8 @@ def decode_message(msg: object, local_ns: int, recent: RecentIds) -> MarketItem 
         return _trade(data, local_ns, "t", recent)
     if kind == "aggTrade":
         return _trade(data, local_ns, "a", recent)
+    if kind == "markPriceUpdate":
+        return _mark_price(data, local_ns)
     if kind == "bookTicker" or (kind is None and {"u", "b", "B", "a", "A"} <= data.keys()):
         return _book_ticker(data, local_ns)
     if kind == "depthUpdate":
@@ -190,7 +223,7 @@ def decode_message(msg: object, local_ns: int, recent: RecentIds) -> MarketItem 
 
 
 # Record kinds yielded by :func:`records` (the first element of each tuple).
-TRADE, QUOTE, DEPTH, SNAPSHOT, RAW = 1, 2, 3, 4, 5
+TRADE, QUOTE, DEPTH, SNAPSHOT, RAW, OTHER_TRADE, MARK = 1, 2, 3, 4, 5, 6, 7
 _DEPTH_MARK = 'depthUpdate"'
 _INF = math.inf
 _MS_LO, _MS_HI = 10**11, 10**14  # epoch_to_ns's millisecond band (the exchange clocks' unit)
@@ -306,6 +339,8 @@ def records(
     Yields, in file order, :class:`~.common.Quarantined` records and tuples
 
     * ``(TRADE, line_no, ts_local_ns, ts_exch_ns, price, size, aggressor, trade_id)`` (aggressor +1 / -1),
+    * ``(OTHER_TRADE, ..., trade_id, kind)``: the same for a non-market trade (``X`` other than ``MARKET``),
+    * ``(MARK, line_no, ts_local_ns, ts_exch_ns, mark_price, funding_rate, next_funding_ns)``,
     * ``(QUOTE, line_no, ts_local_ns, ts_exch_ns, bid_px, bid_size, ask_px, ask_size, update_id)``,
     * ``(DEPTH, line_no, ts_local_ns, ts_exch_ns, first_update_id, last_update_id, prev_update_id, bid_px,
       bid_size, ask_px, ask_size)`` and the same for ``SNAPSHOT`` (first and previous ids 0); the sides are
@@ -422,7 +457,15 @@ def records(
                         px = -1.0
                     m = data.get("m")
                     tid = data.get(id_key)
-                    if 0 < px < inf and 0 < sz < inf and (m is True or m is False) and type(tid) is int and exch >= 0:
+                    x = data.get("X", "MARKET")
+                    if (
+                        0 < px < inf
+                        and 0 < sz < inf
+                        and (m is True or m is False)
+                        and type(tid) is int
+                        and exch >= 0
+                        and x == "MARKET"
+                    ):
                         tid = str(tid) if id_key == "t" else f"a{tid}"
                         if seen_before(tid):
                             raise BadRecordError(DUPLICATE_TRADE_ID, f"trade id {tid} seen before")
@@ -430,6 +473,9 @@ def records(
                     else:
                         t = _trade(data, local_ns, id_key, recent)
                         rec = (TRADE, line_no, local_ns, t.ts_exch_ns, t.price, t.size, int(t.aggressor), t.trade_id)
+                        if not t.market:
+                            rec = (OTHER_TRADE, *rec[1:], t.kind)
+                            stats.non_market_trades[t.kind] += 1
                     exch = rec[3]
                     n_trades += 1
                     if exch:
@@ -452,6 +498,10 @@ def records(
                         ids = (ev.ts_exch_ns, ev.first_update_id, ev.last_update_id, ev.prev_update_id)
                         rec = (DEPTH, line_no, local_ns, *ids, *_split(ev.bids), *_split(ev.asks))
                     note("DepthUpdate", rec[3], local_ns)
+                elif kind == "markPriceUpdate":
+                    mp = _mark_price(data, local_ns)
+                    rec = (MARK, line_no, local_ns, mp.ts_exch_ns, mp.mark_price, mp.funding_rate, mp.next_funding_ns)
+                    note("MarkPrice", mp.ts_exch_ns, local_ns)
                 else:
                     ev = decode_message(msg, local_ns, recent)
                     if ev is None:
@@ -513,6 +563,12 @@ def to_event(rec: tuple) -> MarketItem:
     if kind == TRADE:
         _k, _l, local_ns, exch, px, sz, aggressor, tid = rec
         return Trade(exch, local_ns, px, sz, Side.SELL if aggressor < 0 else Side.BUY, tid)
+    if kind == OTHER_TRADE:
+        _k, _l, local_ns, exch, px, sz, aggressor, tid, label = rec
+        return Trade(exch, local_ns, px, sz, Side.SELL if aggressor < 0 else Side.BUY, tid, False, label)
+    if kind == MARK:
+        _k, _l, local_ns, exch, mark, rate, next_ns = rec
+        return MarkPrice(exch, local_ns, mark, rate, next_ns)
     return depth_event(rec)
 
 

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from apps.engine.market.events import BestBidAsk, DepthSnapshot, DepthUpdate, Trade
+from apps.engine.market.events import BestBidAsk, DepthSnapshot, DepthUpdate, MarkPrice, Trade
 
 Lines = Iterable[tuple[int, str]]
 
@@ -428,6 +428,9 @@ class ParseStats:
     ignored : Counter
         Well-formed control messages deliberately skipped (subscription acks, LOBSTER non-trade
         messages, halts), by kind.
+    non_market_trades : Counter
+        Trades yielded with ``market=False`` (insurance fund, ADL, ...), by the venue's label; they are also
+        counted in ``events["Trade"]``. Estimators, the fill model and the importer leave them out.
     kind : str
         Sub-kind detected inside the format (``trades``, ``quotes``, ``aggTrades``, ...), if any.
     lines : int
@@ -449,6 +452,7 @@ class ParseStats:
     events: Counter = field(default_factory=Counter)
     quarantined: Counter = field(default_factory=Counter)
     ignored: Counter = field(default_factory=Counter)
+    non_market_trades: Counter = field(default_factory=Counter)
     first_ts_exch_ns: int | None = None
     last_ts_exch_ns: int | None = None
     offset_sample_size: int = 50_000
@@ -456,6 +460,8 @@ class ParseStats:
 
     def add_event(self, ev: object) -> None:
         self.note(type(ev).__name__, ev.ts_exch_ns, ev.ts_local_ns)  # type: ignore[attr-defined]
+        if getattr(ev, "market", True) is False:
+            self.non_market_trades[ev.kind] += 1  # type: ignore[attr-defined]
 
     def note(self, kind: str, ts_exch: int, ts_local: int) -> None:
         """Record one event of class name ``kind`` from its two clocks (what :meth:`add_event` does, without
@@ -485,6 +491,7 @@ class ParseStats:
         self.events.update(other.events)
         self.quarantined.update(other.quarantined)
         self.ignored.update(other.ignored)
+        self.non_market_trades.update(other.non_market_trades)
         for attr, pick in (("first_ts_exch_ns", min), ("last_ts_exch_ns", max)):
             theirs = getattr(other, attr)
             if theirs is not None:
@@ -532,6 +539,7 @@ class ParseStats:
             "events": dict(self.events),
             "quarantined": dict(self.quarantined),
             "ignored": dict(self.ignored),
+            "non_market_trades": dict(self.non_market_trades),
             "first_ts_exch_ns": self.first_ts_exch_ns,
             "last_ts_exch_ns": self.last_ts_exch_ns,
             "clock_offset_ms": self.clock_offset_ms(),
@@ -561,5 +569,5 @@ def observed(items: Iterator[object], stats: ParseStats | None) -> Iterator[obje
         yield item
 
 
-MarketItem = Trade | BestBidAsk | DepthUpdate | DepthSnapshot | Quarantined
+MarketItem = Trade | BestBidAsk | DepthUpdate | DepthSnapshot | MarkPrice | Quarantined
 ParserFn = Callable[..., Iterator[MarketItem]]

@@ -99,7 +99,8 @@ def _text(r: dict) -> str:
     ft = k["fit_test"]
     lines = [
         f"files: {', '.join(r['files'])} ({r['format']}), tick {r['tick_size']:g}",
-        f"events {r['events_seen']}, trades seen {r['trades_seen']}, {r['duration_s']:.1f} s",
+        f"events {r['events_seen']}, trades seen {r['trades_seen']}, non-market trades excluded "
+        f"{r['non_market_trades_excluded']}, {r['duration_s']:.1f} s",
         f"kappa   {_fmt(k['value'])} [{_fmt(k['ci_low'])}, {_fmt(k['ci_high'])}] ({k['state']}) {k['message']}",
         f"        avg trade distance {_fmt(k['avg_trade_distance_bps'])} bps, beyond touch "
         f"{_fmt(k['avg_distance_beyond_touch_bps'])} bps, raw kappa {_fmt(k['kappa_raw'])}",
