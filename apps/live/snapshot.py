@@ -266,7 +266,14 @@ def _bps(frac: float | None) -> float | None:
 
 
 def build_snapshot(
-    core: Any, driver: Any, tape: LiveTape | None, *, session_id: int, status: str, seq: int = 0
+    core: Any,
+    driver: Any,
+    tape: LiveTape | None,
+    *,
+    session_id: int,
+    status: str,
+    seq: int = 0,
+    feed: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One complete, JSON-ready snapshot of a running session (see the module docstring for units)."""
     built_ns = time.time_ns()
@@ -338,6 +345,9 @@ def build_snapshot(
         "fills": list(tape.fills) if tape else [],
         "risk": _risk(driver, tape, status),
         "decision": _decision(core),
+        # a live connector's connection: state (connecting/syncing/live/backoff/stopped), book whole, message age
+        # in seconds; None for the simulator and replays
+        "feed": feed,
         "state": core.state(),  # the legacy flat tiles (also what the session row stores as last_state)
     }
 
