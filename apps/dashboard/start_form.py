@@ -128,7 +128,7 @@ class StartSessionForm(forms.Form):
             self.add_error(
                 "source",
                 f"the simulator makes its own market (instrument 'simulator'); to trade {instrument} choose "
-                "a replay of stored ticks or of a recorded file",
+                "a replay of stored ticks or of a recorded file, or Binance live data",
             )
         if source != SIMULATOR and instrument == SIMULATOR:
             what = (

@@ -192,3 +192,59 @@ def test_bad_inputs_name_their_field():
         with pytest.raises(ValueError, match=field.replace(".", r"\.")):
             create_live_data_session(actor, **args)
     assert not TradingSession.objects.exists()
+
+
+# --- the overview's start form and row ------------------------------------------------------------
+
+
+def _form(**over) -> dict:
+    return {"name": "live", "instrument": INSTRUMENT, "source": "binance", "preset": "default", "seed": "3"} | over
+
+
+@pytest.mark.django_db
+def test_an_operator_starts_a_live_data_session_from_the_overview_and_its_row_shows_the_feed_state(client):
+    from tests.dashboard.test_overview import _cells
+    from tests.roles import make_user
+
+    client.force_login(make_user("viewer", "live-viewer"))
+    assert client.post("/sessions/start/", _form()).status_code == 403
+    client.force_login(make_user("operator", "live-op"))
+    assert "Binance live data (paper)" in client.get("/").content.decode()
+    resp = client.post("/sessions/start/", _form(), HTTP_ACCEPT="application/json")
+    assert resp.status_code == 201, resp.content
+    session = TradingSession.objects.get(pk=resp.json()["session"])
+    assert (session.feed, session.mode, session.instrument.venue, session.instrument.symbol) == (
+        "binance",
+        "paper",
+        "binance-usdm",
+        "BTCUSDT",
+    )
+    assert session.params["feed"] == {"source": "binance"} and session.params["venue"]["maker_fee"] == 0.0002
+    audit = AuditEvent.objects.get(session=session, action="session.create")
+    assert audit.actor_label == "live-op" and audit.detail["instrument"] == INSTRUMENT
+
+    # what a running loop saves with its state: the row shows the connector's state beside the feed
+    TradingSession.objects.filter(pk=session.pk).update(
+        status="running", last_state={"ts_ns": time.time_ns(), "feed": {"state": "backoff"}}
+    )
+    cells = _cells(client.get("/sessions/table/").content.decode(), session.pk)
+    assert cells["feed"].split() == ["binance", "backoff"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("over", "field", "message"),
+    [
+        ({"instrument": "hyperliquid:BTC"}, "instrument", "Binance live data are for Binance instruments"),
+        ({"instrument": "simulator"}, "instrument", "live data need a known Binance instrument"),
+        ({"recording": "shared/data/x.gz"}, "recording", "Select a valid choice"),
+    ],
+)
+def test_bad_start_form_inputs_name_their_field(client, over, field, message):
+    from tests.roles import make_user
+
+    client.force_login(make_user("operator", "live-op"))
+    api = client.post("/sessions/start/", _form(**over), HTTP_ACCEPT="application/json")
+    assert api.status_code == 400 and field in api.json()["fields"], api.content
+    assert message in " ".join(api.json()["fields"][field])
+    assert not TradingSession.objects.exists()
