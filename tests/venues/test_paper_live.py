@@ -16,8 +16,11 @@ import pytest
 
 from apps.control.models import AuditEvent, ParameterVersion
 from apps.control.services import Actor, create_live_data_session, halt_session
+from apps.engine.market.book import OrderBook
+from apps.engine.market.events import DepthSnapshot, DepthUpdate
 from apps.engine.risk.gateway import Mode
 from apps.marketdata.models import DepthSnapshotRecord, DepthUpdateRecord, QuoteTick, TradeTick
+from apps.marketdata.selectors import iter_events, stored_range_ns
 from apps.trading.loop import QuotingLoop
 from apps.trading.models import FillRecord, Order, RiskEventRecord, TradingSession
 from tests.conftest import shared_data
@@ -88,6 +91,25 @@ def _flush(loop: QuotingLoop) -> None:
     assert any(loop.writer.flush() for _ in range(3))
 
 
+def _assert_the_stored_book_replays(iid: int) -> None:
+    """What the loop stored reads back as the engine saw it: every stored diff chains onto the book rebuilt from
+    the last stored snapshot (the first sync, the resync after the gap), so the session replays exactly."""
+    lo, hi = stored_range_ns(iid)
+    book, whole, snapshots, diffs = OrderBook(), False, 0, 0
+    for ev in iter_events(iid, lo, hi):
+        if isinstance(ev, DepthSnapshot):
+            book.apply_snapshot(ev)
+            whole, snapshots = True, snapshots + 1
+        elif isinstance(ev, DepthUpdate):
+            assert whole, "no diff before the first snapshot"
+            assert ev.prev_update_id == book.last_update_id, "stored diffs chain between snapshots"
+            book.apply_update(ev)
+            diffs += 1
+    assert snapshots >= 2 and diffs > 10
+    (bid, _), (ask, _) = book.best_bid(), book.best_ask()
+    assert bid < ask
+
+
 def _two_sided(loop: QuotingLoop) -> bool:
     bids = [o for o in loop.core.tracker.open_orders() if int(o.side) > 0]
     asks = [o for o in loop.core.tracker.open_orders() if int(o.side) < 0]
@@ -137,6 +159,7 @@ def test_a_live_data_session_quotes_fills_records_depth_and_pauses_through_a_res
         assert DepthUpdateRecord.objects.filter(instrument_id=iid).count() > 10
         assert DepthSnapshotRecord.objects.filter(instrument_id=iid).count() >= 2  # the first sync and the resync
         assert FillRecord.objects.filter(session=session).count() == loop.core.fills
+        _assert_the_stored_book_replays(iid)
 
         feed = published[-1]["feed"]
         assert feed["source"] == "binance" and feed["symbol"] == "BTCUSDT" and feed["state"] == "live"
