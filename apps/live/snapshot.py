@@ -11,7 +11,8 @@ keeps bounded windows of those. :func:`attach_tape` installs it once per driver.
 
 Units (see ``docs/console-live.md``): prices in quote currency; spreads, skew and σ in bps (σ per √s); κ per unit
 fractional distance (κ≈3333 ⇔ 3 bps); λ and A per second; drift in bps per minute; sizes and inventory in base
-units; P&L in quote currency; times in ns since the epoch (UTC).
+units; P&L in quote currency; times in ns since the epoch (UTC). ``feed`` (a live connector's, else None):
+its connection ``state`` and ``message_age_s`` (seconds since its last message, by the connector's wall clock).
 """
 
 from __future__ import annotations
