@@ -397,6 +397,26 @@ def build_live_engine(
     is sent before the shell's first control read)."""
     config = build_session_config(session.params, int(session.seed))
     feed, venue_cfg, tick, lot = build_feed(config, session.instrument, now_ns)
+    try:
+        return _assemble(session, writer, owner, now_ns, report, config, feed, venue_cfg, tick, lot)
+    except BaseException:
+        if hasattr(feed, "close"):  # a live connector's thread must not outlive a run that never started
+            feed.close()
+        raise
+
+
+def _assemble(
+    session: TradingSession,
+    writer: BatchedWriter,
+    owner: str,
+    now_ns: int,
+    report: Callable[[RuleTrip], None],
+    config: Any,
+    feed: Any,
+    venue_cfg: Any,
+    tick: float,
+    lot: float,
+) -> LiveEngine:
     run = owner.removeprefix("loop-")[:6]
     q, cash, fees, n = position_from_fills(session.pk)
     core = StrategyCore(
