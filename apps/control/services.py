@@ -27,6 +27,7 @@ __all__ = [
     "Actor",
     "ControlError",
     "check_reason",
+    "create_live_data_session",
     "create_paper_session",
     "create_replay_session",
     "halt_all",
@@ -116,6 +117,54 @@ def create_replay_session(
         build_session_config(params, seed)  # raises ValueError naming the bad parameter
         session = TradingSession.objects.create(
             name=name, instrument=inst, params=params, seed=seed, mode=TradingSession.Mode.PAPER, feed="replay"
+        )
+        _audit(actor, "session.create", session, "", params=params, seed=seed, start=start, instrument=known.key)
+        from apps.control.params import record_initial
+
+        record_initial(actor, session)  # parameter version 1
+        if start:
+            _queue_loop(session)
+    return session
+
+
+def create_live_data_session(
+    actor: Actor,
+    *,
+    name: str,
+    instrument: str,
+    params: dict[str, Any] | None = None,
+    seed: int = 0,
+    start: bool = True,
+) -> TradingSession:
+    """Create a paper session on live market data (paper trading on a live market) and (optionally) queue its loop.
+
+    ``instrument`` is a registry key of a Binance instrument (``binance-usdm:BTCUSDT``, ``binance-spot:ETHUSDT``,
+    see :mod:`apps.marketdata.instruments`); the loop's feed is a Binance connector for it (``params.feed.source``
+    = ``"binance"``, URLs from the MM_BINANCE_* settings) and its venue the paper venue on the instrument's tick and
+    lot, paying its fees unless ``params.venue`` says otherwise. Every market event is recorded. Every bad value
+    raises ValueError naming it, and nothing is created.
+    """
+    from apps.marketdata import instruments
+    from apps.trading.runtime import BINANCE_VENUES, build_session_config
+
+    known = instruments.get(instrument)  # ValueError naming the known ones
+    if known.venue not in BINANCE_VENUES:
+        raise ValueError(f"instrument: live data comes from Binance ({', '.join(BINANCE_VENUES)}), not {known.key}")
+    params = dict(params or {})
+    if "replay" in params:
+        raise ValueError("params.replay: a live-data session's market is the venue's stream, not a recording")
+    feed = params.get("feed", {})
+    if not isinstance(feed, dict):
+        raise ValueError(f"params.feed must be an object, got {type(feed).__name__}")
+    if feed.get("source", "binance") != "binance":
+        raise ValueError(f"params.feed.source: a live-data session's feed is 'binance', got {feed['source']!r}")
+    params["feed"] = {**feed, "source": "binance"}
+    params = instruments.with_instrument_defaults(params, known, grid=False)  # the loop uses the row's grid
+    build_session_config(params, seed)  # raises ValueError naming the bad parameter
+    with transaction.atomic():
+        inst = instruments.ensure_known_instrument(known)
+        session = TradingSession.objects.create(
+            name=name, instrument=inst, params=params, seed=seed, mode=TradingSession.Mode.PAPER, feed="binance"
         )
         _audit(actor, "session.create", session, "", params=params, seed=seed, start=start, instrument=known.key)
         from apps.control.params import record_initial

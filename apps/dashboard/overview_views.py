@@ -26,7 +26,7 @@ from apps.control.permissions import can_operate
 from apps.control.selectors import SessionStatus, effective_status, session_status
 from apps.control.services import Actor, ControlError
 from apps.dashboard.access import action_view, read_view, wants_json
-from apps.dashboard.start_form import SIMULATOR, StartSessionForm
+from apps.dashboard.start_form import LIVE_DATA, SIMULATOR, StartSessionForm
 from apps.marketdata.instruments import currencies
 from apps.marketdata.timescale import db_mode
 from apps.trading.models import TradingSession
@@ -51,6 +51,7 @@ class SessionRow:
     sigma_state: str
     feed_age_s: float | None  # now − the last state's event time; None when there is no live feed to age
     heartbeat_age_s: float | None
+    feed_state: str = ""  # a live connector's connection state (connecting/syncing/live/backoff); "" otherwise
 
     @property
     def kill_switch(self) -> str:
@@ -98,6 +99,7 @@ def _row(s: TradingSession, switch: GlobalKillSwitch, now_ns: int) -> SessionRow
         sigma_state=st.get("sigma_state") or "—",
         feed_age_s=feed_age,
         heartbeat_age_s=hb_age,
+        feed_state=str((st.get("feed") or {}).get("state") or "") if live else "",
     )
 
 
@@ -158,6 +160,10 @@ def _create(form: StartSessionForm, request: HttpRequest) -> TradingSession:
     data = form.cleaned_data
     params = presets.preset_params(data["preset"])
     actor = Actor.of(request.user)
+    if data["source"] == LIVE_DATA:
+        return services.create_live_data_session(
+            actor, name=data["name"], instrument=data["instrument"], params=params, seed=data["seed"]
+        )
     replay = form.replay()
     if replay is None:
         return services.create_paper_session(actor, name=data["name"], params=params, seed=data["seed"])
@@ -167,12 +173,19 @@ def _create(form: StartSessionForm, request: HttpRequest) -> TradingSession:
 
 
 # which form field a service error is about, by the start of its message
-_ERROR_FIELDS = (("replay", "source"), ("params", "preset"), ("seed", "seed"), ("unknown instrument", "instrument"))
+_ERROR_FIELDS = (
+    ("replay", "source"),
+    ("params", "preset"),
+    ("seed", "seed"),
+    ("unknown instrument", "instrument"),
+    ("instrument", "instrument"),
+)
 
 
 @action_view
 def start_session(request: HttpRequest) -> HttpResponse:
-    """Create a paper session (simulator) or a replay session from the start form and queue its loop.
+    """Create a paper session (simulator), a replay session or a paper session on live Binance data from the start
+    form and queue its loop.
 
     Answers: htmx, the form again (400 with the errors) or a redirect to the new session's page (``HX-Redirect``);
     a plain form POST, the same as a page (400) or a 303 to the session; JSON, ``{"session": id}`` (201) or

@@ -4,6 +4,8 @@ Data sources:
 
 * ``simulator``: the built-in market simulator (its own instrument, ``sim:SIM-BTCUSDT-<seed>``);
 * ``stored``: every tick stored for a known instrument (``manage.py import_marketdata``), replayed at real speed;
+* ``binance``: Binance live market data of a known Binance instrument (paper trading on live data: the orders
+  go to the paper venue), through the connector whose URLs are the MM_BINANCE_* settings;
 * ``recording``: a recorded file of a known instrument, offered from the recordings folders
   (:func:`recording_roots`: ``var/recordings/`` and, in a development checkout, ``../shared/data/``). The form
   offers only files found there; a path typed into the request is refused, so the page cannot be made to read
@@ -26,13 +28,16 @@ from django.conf import settings
 from apps.control import presets
 from apps.marketdata import instruments
 from apps.marketdata.identify import identify
+from apps.trading.runtime import BINANCE_VENUES
 from mmweb import embedded
 
 SIMULATOR = "simulator"
+LIVE_DATA = "binance"
 SOURCES = (
     (SIMULATOR, "built-in market simulator"),
     ("stored", "replay: ticks stored for the instrument"),
     ("recording", "replay: a recorded file"),
+    (LIVE_DATA, "Binance live data (paper)"),
 )
 # formats tried, in order, to tell what a recording holds (identify() reads only the first lines)
 _SNIFF = ("binance-raw", "hyperliquid", "tardis", "binance-public", "lobster")
@@ -123,10 +128,17 @@ class StartSessionForm(forms.Form):
             self.add_error(
                 "source",
                 f"the simulator makes its own market (instrument 'simulator'); to trade {instrument} choose "
-                "a replay of stored ticks or of a recorded file",
+                "a replay of stored ticks or of a recorded file, or Binance live data",
             )
         if source != SIMULATOR and instrument == SIMULATOR:
-            self.add_error("instrument", "a replay needs a known instrument, not 'simulator'")
+            what = (
+                "live data need a known Binance instrument"
+                if source == LIVE_DATA
+                else "a replay needs a known instrument"
+            )
+            self.add_error("instrument", f"{what}, not 'simulator'")
+        elif source == LIVE_DATA and instruments.get(instrument).venue not in BINANCE_VENUES:
+            self.add_error("instrument", f"Binance live data are for Binance instruments, not {instrument}")
         if source == "recording":
             rec = self.recordings.get(data.get("recording") or "")
             if rec is None:

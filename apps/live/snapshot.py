@@ -11,7 +11,8 @@ keeps bounded windows of those. :func:`attach_tape` installs it once per driver.
 
 Units (see ``docs/console-live.md``): prices in quote currency; spreads, skew and σ in bps (σ per √s); κ per unit
 fractional distance (κ≈3333 ⇔ 3 bps); λ and A per second; drift in bps per minute; sizes and inventory in base
-units; P&L in quote currency; times in ns since the epoch (UTC).
+units; P&L in quote currency; times in ns since the epoch (UTC). ``feed`` (a live connector's, else None):
+its connection ``state`` and ``message_age_s`` (seconds since its last message, by the connector's wall clock).
 """
 
 from __future__ import annotations
@@ -266,7 +267,14 @@ def _bps(frac: float | None) -> float | None:
 
 
 def build_snapshot(
-    core: Any, driver: Any, tape: LiveTape | None, *, session_id: int, status: str, seq: int = 0
+    core: Any,
+    driver: Any,
+    tape: LiveTape | None,
+    *,
+    session_id: int,
+    status: str,
+    seq: int = 0,
+    feed: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One complete, JSON-ready snapshot of a running session (see the module docstring for units)."""
     built_ns = time.time_ns()
@@ -338,6 +346,9 @@ def build_snapshot(
         "fills": list(tape.fills) if tape else [],
         "risk": _risk(driver, tape, status),
         "decision": _decision(core),
+        # a live connector's connection: state (connecting/syncing/live/backoff/stopped), book whole, message age
+        # in seconds; None for the simulator and replays
+        "feed": feed,
         "state": core.state(),  # the legacy flat tiles (also what the session row stores as last_state)
     }
 

@@ -127,6 +127,8 @@ class QuotingLoop:
         self.feed, self.core, self.sink, self.driver = live.feed, live.core, live.sink, live.driver
         self.sink.metrics = LoopMetrics(self.clock)  # saved with the state, read by /metrics
         self.writer.start()
+        if not getattr(self.feed, "connected", True):  # a live connector: no quote before its book is whole
+            self.driver.set_mode("feed", Mode.PAUSED, now, "feed connecting: book not synchronised yet")
         self._next_heartbeat_ns = now + self.heartbeat_ns
         self.control.note("loop.start", "", **live.resumed)
         logger.info("session %s: loop %s started (%s)", self.session_id, self.owner, live.resumed)
@@ -158,6 +160,9 @@ class QuotingLoop:
     def finish(self) -> None:
         if hasattr(self, "driver"):
             self.driver.stop(self.stats.outcome or "loop ended", self.clock())
+        close = getattr(getattr(self, "feed", None), "close", None)
+        if close is not None:  # a live connector's network thread ends with the loop
+            close()
         self.writer.close()
         try:
             self._save_state()
@@ -265,6 +270,11 @@ class QuotingLoop:
             self._feed_resynced = True
         return polled.events
 
+    def feed_status(self) -> dict[str, Any] | None:
+        """A live connector's connection state and message age (None for the simulator and replays)."""
+        status = getattr(getattr(self, "feed", None), "status", None)
+        return status() if status is not None else None
+
     def _record_feed(self, now: int, rule: str, action: str, attempts: int, message: str) -> None:
         values = {"attempts": attempts, "open_orders_at_disconnect": self._open_at_disconnect}
         self.sink.risk_event(now, rule, action, values, message)
@@ -328,6 +338,9 @@ class QuotingLoop:
             state = self.core.state()
             if self.sink.metrics is not None:
                 state["metrics"] = self.sink.metrics.snapshot()
+            feed = self.feed_status()
+            if feed is not None:
+                state["feed"] = feed
             TradingSession.objects.filter(pk=self.session_id).update(last_state=state)
 
     def _publish(self, force: bool = False) -> None:
@@ -346,7 +359,9 @@ class QuotingLoop:
             from apps.live.snapshot import attach_tape, build_snapshot
 
             tape = attach_tape(self.driver)  # wraps the driver's sink once: recent trades, fills, risk events
-            snapshot = build_snapshot(self.core, self.driver, tape, session_id=self.session_id, status=status)
+            snapshot = build_snapshot(
+                self.core, self.driver, tape, session_id=self.session_id, status=status, feed=self.feed_status()
+            )
             self.publish(self.session_id, snapshot, status)
             self.stats.publishes += 1
         except Exception as exc:  # noqa: BLE001 - a broken broadcast (Redis down) must not stop quoting or cancelling
@@ -382,6 +397,26 @@ def build_live_engine(
     is sent before the shell's first control read)."""
     config = build_session_config(session.params, int(session.seed))
     feed, venue_cfg, tick, lot = build_feed(config, session.instrument, now_ns)
+    try:
+        return _assemble(session, writer, owner, now_ns, report, config, feed, venue_cfg, tick, lot)
+    except BaseException:
+        if hasattr(feed, "close"):  # a live connector's thread must not outlive a run that never started
+            feed.close()
+        raise
+
+
+def _assemble(
+    session: TradingSession,
+    writer: BatchedWriter,
+    owner: str,
+    now_ns: int,
+    report: Callable[[RuleTrip], None],
+    config: Any,
+    feed: Any,
+    venue_cfg: Any,
+    tick: float,
+    lot: float,
+) -> LiveEngine:
     run = owner.removeprefix("loop-")[:6]
     q, cash, fees, n = position_from_fills(session.pk)
     core = StrategyCore(

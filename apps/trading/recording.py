@@ -19,7 +19,10 @@ from apps.engine.market.events import (
     BestBidAsk,
     CancelAll,
     CancelOrder,
+    DepthSnapshot,
+    DepthUpdate,
     Fill,
+    Funding,
     ModifyOrder,
     OrderAck,
     OrderEvent,
@@ -28,7 +31,8 @@ from apps.engine.market.events import (
     QuoteDecision,
     Trade,
 )
-from apps.marketdata.importer import event_time, ns_to_dt
+from apps.marketdata.importer import DEPTH, FUNDING, SNAPSHOTS, _sides, depth_row, event_time, ns_to_dt, snapshot_row
+from apps.marketdata.importer import SPECS as MARKET_SPECS
 from apps.marketdata.models import QuoteTick, TradeTick
 from apps.marketdata.writer import BatchedWriter, TableSpec
 from apps.trading.models import (
@@ -80,6 +84,9 @@ SPECS = (
         frozenset({"detail"}),
     ),
 )
+# L2 depth (diffs and whole-book snapshots) and funding go to the importer's tables with the importer's rows, so a
+# live session's market data reads back (apps.marketdata.selectors.iter_events) like an imported recording
+SPECS += tuple(spec for spec in MARKET_SPECS if spec.table in (DEPTH, SNAPSHOTS, FUNDING))
 ORDER_SPEC = TableSpec(
     ORDERS,
     ("session_id", "client_order_id", "side", "price", "size", "filled", "status", "created_ts", "updated_ts"),
@@ -174,6 +181,16 @@ class Recorder:
                 q.update_id,
             ),
         )
+
+    def depth(self, ev: DepthUpdate) -> None:
+        self.writer.add(DEPTH, depth_row(self.instrument_id, ev, _sides(ev.bids, ev.asks)))
+
+    def depth_snapshot(self, ev: DepthSnapshot) -> None:
+        self.writer.add(SNAPSHOTS, snapshot_row(self.instrument_id, ev, _sides(ev.bids, ev.asks)))
+
+    def funding(self, ev: Funding) -> None:
+        ts = event_time(ev.ts_exch_ns, ev.ts_local_ns)
+        self.writer.add(FUNDING, (self.instrument_id, ts, ev.ts_exch_ns, ev.ts_local_ns, ev.rate, ev.interval_s))
 
     def decision(self, d: QuoteDecision, params_version: int | None = None) -> None:
         mid = d.inputs.get("mid", 0.0)
@@ -273,8 +290,10 @@ def _finite(v: Any) -> Any:
 class RecorderSink:
     """The driver's sink (:class:`apps.engine.simulation.backtest.Sink`) as rows: the one event→row mapping.
 
-    ``record_market`` copies trades and top of book into the tick tables (a simulated live feed); a replay or a
-    backtest leaves it off, its market data being its input. ``log_fills`` writes one log line per fill: in a
+    ``record_market`` copies every market event the engine sees into the market-data store (a simulated or live
+    feed): trades, top of book, L2 depth diffs and the whole-book snapshots a feed resynchronises with, and
+    funding-rate changes, so the session's market can be replayed exactly; a replay or a backtest leaves it off,
+    its market data being its input. ``log_fills`` writes one log line per fill: in a
     live loop an independent record to check "no fill lost" against after a crash. ``params_version`` (a live
     session's parameter-set version, set by the loop when it applies one) goes into each recorded decision's
     inputs; the engine's own decision inputs do not carry it, so backtests are unchanged. ``metrics`` (set by the
@@ -295,14 +314,23 @@ class RecorderSink:
         self.log_fills = log_fills
         self.params_version = params_version
         self.metrics: LoopMetrics | None = None
+        self._last_funding_rate: float | None = None
 
     def market(self, event: Any) -> None:
         if not self.record_market:
             return
-        if isinstance(event, Trade):
+        t = type(event)
+        if t is Trade:
             self.recorder.trade(event)
-        elif isinstance(event, BestBidAsk):
+        elif t is BestBidAsk:
             self.recorder.quote(event)
+        elif t is DepthUpdate:
+            self.recorder.depth(event)
+        elif t is DepthSnapshot:
+            self.recorder.depth_snapshot(event)
+        elif t is Funding and event.rate != self._last_funding_rate:  # markPrice repeats it every second
+            self._last_funding_rate = event.rate
+            self.recorder.funding(event)
 
     def order_event(self, ev: OrderEvent, order: EngineOrder | None) -> None:
         r, m = self.recorder, self.metrics

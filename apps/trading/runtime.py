@@ -11,6 +11,10 @@ from apps.engine.execution.paper import PaperVenueConfig
 from apps.engine.simulation.simulator import SimulatorParams
 
 SECTIONS = ("sim", "strategy", "venue", "risk", "feed", "replay")
+# where a live loop's market events come from: the seeded simulator (or params.replay), or Binance's public
+# market data for the session's instrument (paper trading on live data: the venue is the paper venue either way)
+FEED_SOURCES = ("simulator", "binance")
+BINANCE_VENUES = ("binance-usdm", "binance-spot")
 
 
 @dataclass(frozen=True)
@@ -23,6 +27,7 @@ class SessionConfig:
     outages: tuple[tuple[float, float], ...] = ()
     backoff: Any = None
     replay: dict[str, Any] | None = None
+    feed_source: str = "simulator"  # params.feed.source: "simulator" (or a replay), or "binance" (live data)
 
 
 def _build(cls: type, section: str, data: Any) -> Any:
@@ -67,8 +72,11 @@ def build_session_config(params: dict[str, Any], seed: int) -> SessionConfig:
 
     build_risk_engine(risk, strategy.max_inventory)  # validates; the loop builds its own instance
     feed = params.get("feed", {})
-    if not isinstance(feed, dict) or set(feed) - {"outages", "backoff"}:
-        raise ValueError("params.feed must be an object with optional 'outages' and 'backoff'")
+    if not isinstance(feed, dict) or set(feed) - {"outages", "backoff", "source"}:
+        raise ValueError("params.feed must be an object with optional 'outages', 'backoff' and 'source'")
+    source = feed.get("source", "simulator")
+    if source not in FEED_SOURCES:
+        raise ValueError(f"params.feed.source must be one of {list(FEED_SOURCES)}, got {source!r}")
     try:
         outages = tuple((float(a), float(b)) for a, b in feed.get("outages", []))
     except (TypeError, ValueError):
@@ -79,8 +87,18 @@ def build_session_config(params: dict[str, Any], seed: int) -> SessionConfig:
     replay = params.get("replay")
     if replay is not None:
         _check_replay(replay)
+        if source != "simulator":
+            raise ValueError(f"params.feed.source: a replay plays its recording, not {source!r}")
     return SessionConfig(
-        sim=sim, strategy=strategy, venue=venue, seed=seed, risk=risk, outages=outages, backoff=backoff, replay=replay
+        sim=sim,
+        strategy=strategy,
+        venue=venue,
+        seed=seed,
+        risk=risk,
+        outages=outages,
+        backoff=backoff,
+        replay=replay,
+        feed_source=source,
     )
 
 
@@ -107,11 +125,16 @@ def _check_replay(replay: Any) -> None:
 def build_feed(config: SessionConfig, instrument: Any, now_ns: int) -> tuple[Any, PaperVenueConfig, float, float]:
     """The live loop's feed, its venue config and the (tick, lot) grid: the seeded simulator starting at
     ``now_ns``, or a recording (``params.replay``) re-stamped so its first event happens at ``now_ns`` on the
-    instrument's grid. Either is wrapped to reconnect with back-off after a drop."""
+    instrument's grid. Either is wrapped to reconnect with back-off after a drop. With ``params.feed.source =
+    "binance"`` it is a started :class:`~apps.venues.binance.connector.BinanceFeed` of the instrument (its own
+    connector reconnects with back-off and resynchronises the book; ``close()`` stops it), on the instrument's
+    grid: paper trading on live data."""
     from apps.engine.market.feeds import Backoff, ReconnectingFeed, ReplayingFeed, SimulatedFeed
     from apps.engine.simulation.simulator import MarketSimulator
 
     tick, lot, venue = config.sim.tick_size, config.sim.lot_size, config.venue
+    if config.feed_source == "binance":
+        return build_binance_feed(config, instrument), _on_grid(config.venue, instrument), *_grid(instrument)
     if config.replay is not None:
         tick, lot = instrument.tick_size, instrument.lot_size
         venue = dataclasses.replace(config.venue, tick_size=tick, lot_size=lot)
@@ -120,6 +143,28 @@ def build_feed(config: SessionConfig, instrument: Any, now_ns: int) -> tuple[Any
         sim = MarketSimulator(dataclasses.replace(config.sim, start_ts_ns=now_ns), seed=config.seed)
         feed = SimulatedFeed(sim, now_ns, config.outages)
     return ReconnectingFeed(feed, Backoff(config.backoff, seed=config.seed)), venue, tick, lot
+
+
+def _grid(instrument: Any) -> tuple[float, float]:
+    return float(instrument.tick_size), float(instrument.lot_size)
+
+
+def _on_grid(venue: PaperVenueConfig, instrument: Any) -> PaperVenueConfig:
+    tick, lot = _grid(instrument)
+    return dataclasses.replace(venue, tick_size=tick, lot_size=lot)
+
+
+def build_binance_feed(config: SessionConfig, instrument: Any) -> Any:
+    """A started Binance connector for the instrument's symbol (URLs from the MM_BINANCE_* settings), as a feed."""
+    from apps.venues.binance.connector import BinanceConnector, BinanceFeed
+
+    if instrument.venue not in BINANCE_VENUES:
+        raise ValueError(
+            f"params.feed.source 'binance' needs a Binance instrument ({', '.join(BINANCE_VENUES)}), "
+            f"not {instrument.venue}:{instrument.symbol}"
+        )
+    connector = BinanceConnector(instrument.venue, [instrument.symbol], backoff=config.backoff, seed=config.seed)
+    return BinanceFeed(connector.start(), instrument.symbol)
 
 
 def load_replay(replay: dict[str, Any], instrument_id: int) -> list[Any]:

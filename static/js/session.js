@@ -310,6 +310,13 @@
     }));
   }
 
+  function feedRows(f) { // a live connector's connection (absent for the simulator and replays)
+    if (!f) { return []; }
+    const age = f.message_age_s === null || f.message_age_s === undefined ? "no message yet" : "last message " + fmt(f.message_age_s, 1) + " s ago";
+    return [["feed " + f.source + " " + f.venue + ":" + f.symbol, f.state + " · " + age,
+      (f.whole ? "book whole" : "book resynchronising: quotes pulled") + (f.last_error ? " · " + f.last_error : "")]];
+  }
+
   function renderBook(s) {
     const m = s.market || {}, q = s.quotes || {};
     fillTable("book", [
@@ -317,7 +324,7 @@
       ["market ask × size", fmt(m.best_ask, 2) + " × " + fmt(m.ask_size, 4)],
       ["mid / microprice", fmt(m.mid, 2) + " / " + fmt(m.microprice, 2) + " quote ccy", m.microprice_state],
       ["spread: ours vs market", fmt(q.spread_bps, 2) + " vs " + fmt(q.market_spread_bps, 2) + " bps"],
-    ].map(function (r) { return [r[0], r[1], r[2] || ""]; }));
+    ].concat(feedRows(s.feed)).map(function (r) { return [r[0], r[1], r[2] || ""]; }));
     const rows = [];
     (q.asks || []).slice().reverse().concat(q.bids || []).forEach(function (o) {
       rows.push([o.side, fmt(o.px, 2), fmt(o.size, 4), fmt(o.remaining, 4), o.status, o.id]);

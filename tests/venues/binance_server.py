@@ -122,13 +122,18 @@ class ServerStats:
 class BinanceReplayServer:
     """WebSocket + HTTP on 127.0.0.1 replaying :class:`Recording` s (several symbols merge by receive time)."""
 
-    def __init__(self, recordings: Iterable[Recording], *, speed: float = 0.0, spot: bool = False) -> None:
+    def __init__(
+        self, recordings: Iterable[Recording], *, speed: float = 0.0, spot: bool = False, restamp: bool = False
+    ) -> None:
         self.recordings = {r.symbol: r for r in recordings}
         merged = [m for r in self.recordings.values() for m in r.messages]
         merged.sort(key=lambda m: m.local_ns)
         self.messages = merged
         self.speed = speed
         self.spot = spot
+        # restamp: exchange times ("E", "T") moved to the wall clock at send time, less each message's recorded
+        # exchange-to-receive delay, as a live venue's would be (a quoting loop's clock-skew rule checks them)
+        self.restamp = restamp
         self.books: dict[str, OrderBook] = {}
         self.book_ts: dict[str, tuple[int, int]] = {}
         for sym, rec in self.recordings.items():
@@ -235,7 +240,8 @@ class BinanceReplayServer:
         exch_ns, last_u = self.book_ts[sym]
         out: dict = {"lastUpdateId": last_u}
         if not self.spot:
-            out |= {"E": exch_ns // 1_000_000, "T": exch_ns // 1_000_000}
+            ms = time.time_ns() // 1_000_000 if self.restamp else exch_ns // 1_000_000
+            out |= {"E": ms, "T": ms}
         out["bids"] = [[_px(p), _px(s)] for p, s in book.bids(limit)]
         out["asks"] = [[_px(p), _px(s)] for p, s in book.asks(limit)]
         return out
@@ -288,12 +294,24 @@ class BinanceReplayServer:
                     self.stats.dropped.append(m.diff.last_update_id)
                     send = False
             if send:
+                data = self._restamped(m) if self.restamp else m.data
                 by_name: dict[str, list] = {}
                 for c in self._clients:
                     name = c.wants.get((m.symbol, m.kind))
                     if name is not None:
                         by_name.setdefault(name, []).append(c.ws)
                 for name, conns in by_name.items():
-                    broadcast(conns, (b'{"stream":"%s","data":%s}' % (name.encode(), m.data)).decode())
+                    broadcast(conns, (b'{"stream":"%s","data":%s}' % (name.encode(), data)).decode())
             self.cursor = i + 1
         self.done.set()
+
+    @staticmethod
+    def _restamped(m: Message) -> bytes:
+        data = orjson.loads(m.data)
+        sent_ms = data.get("E") if isinstance(data.get("E"), int) else m.local_ns // 1_000_000
+        delay_ms = max(0, m.local_ns // 1_000_000 - sent_ms)  # the recorder's clock ran behind at times: no < 0
+        shift_ms = time.time_ns() // 1_000_000 - delay_ms - sent_ms
+        for key in ("E", "T"):
+            if isinstance(data.get(key), int):
+                data[key] += shift_ms
+        return orjson.dumps(data)

@@ -410,6 +410,29 @@ class BinanceFeed:
     def connected(self) -> bool:
         return self.whole
 
+    def close(self) -> None:
+        """Stop the connector (the quoting loop calls this when it finishes)."""
+        self.connector.stop()
+
+    def status(self) -> dict[str, Any]:
+        """The connection as the dashboard and the stale-feed check see it: ``state`` (connecting / syncing /
+        live / backoff / stopped), whether this symbol's book is whole, and the age of the last stream message in
+        seconds (None before the first)."""
+        c = self.connector
+        last = c.stats.last_message_ns
+        return {
+            "source": "binance",
+            "venue": c.venue,
+            "symbol": self.symbol,
+            "state": c.state.value,
+            "whole": self.whole,
+            "message_age_s": round((c.clock() - last) / 1e9, 3) if last else None,
+            "attempts": c.attempts,
+            "disconnects": c.stats.disconnects,
+            "gaps": c.stats.gaps,
+            "last_error": c.last_error,
+        }
+
     def _next(self) -> Item | None:
         if self._pending:
             return self._pending.popleft()
