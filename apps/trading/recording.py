@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from apps.engine.accounting.funding import FundingClock
 from apps.engine.estimators.base import EstimatorSnapshot
 from apps.engine.execution.orders import Order as EngineOrder
 from apps.engine.market.events import (
@@ -23,6 +24,7 @@ from apps.engine.market.events import (
     DepthUpdate,
     Fill,
     Funding,
+    MarkPrice,
     ModifyOrder,
     OrderAck,
     OrderEvent,
@@ -315,6 +317,7 @@ class RecorderSink:
         self.params_version = params_version
         self.metrics: LoopMetrics | None = None
         self._last_funding_rate: float | None = None
+        self._funding_clock = FundingClock()  # mark-price updates -> the settlements worth a row
 
     def market(self, event: Any) -> None:
         if not self.record_market:
@@ -328,7 +331,13 @@ class RecorderSink:
             self.recorder.depth(event)
         elif t is DepthSnapshot:
             self.recorder.depth_snapshot(event)
-        elif t is Funding and event.rate != self._last_funding_rate:  # markPrice repeats it every second
+        elif t is MarkPrice:  # an announced rate: stored once it is paid (a replay books each row as a payment)
+            paid = self._funding_clock.on_mark(
+                event.ts_exch_ns, event.ts_local_ns, event.funding_rate, event.next_funding_ns
+            )
+            if paid is not None:
+                self.recorder.funding(Funding(paid.ts_exch_ns, paid.ts_local_ns, paid.rate, event.interval_s))
+        elif t is Funding and event.rate != self._last_funding_rate:
             self._last_funding_rate = event.rate
             self.recorder.funding(event)
 

@@ -11,7 +11,7 @@ queue.
 
 Items (``kind``, ``symbol``, ``payload``, ``whole``):
 
-* ``"event"``: every parsed market message (Trade, BestBidAsk, DepthUpdate, Funding from markPrice) and every REST
+* ``"event"``: every parsed market message (Trade, BestBidAsk, DepthUpdate, MarkPrice from markPrice) and every REST
   snapshot fetched (DepthSnapshot). ``whole`` says whether the symbol's book was whole after it (for a diff: it was
   applied in sequence). The recorder stores all of them; the engine feed passes book events only when whole.
 * ``"lost"``: the symbol's book is no longer whole (sequence gap, snapshot failure or disconnect); payload = reason.
@@ -45,7 +45,7 @@ import websockets
 from websockets.asyncio.client import connect as ws_connect
 
 from apps.engine.market.book import BinanceBookSync, BookSyncParams, SyncRule
-from apps.engine.market.events import BestBidAsk, DepthSnapshot, DepthUpdate, EventError, Funding, Trade
+from apps.engine.market.events import BestBidAsk, DepthSnapshot, DepthUpdate, EventError, Funding, MarkPrice, Trade
 from apps.engine.market.feeds import Backoff, BackoffParams, FeedPoll
 from apps.marketdata.parsers.binance_raw import decode_message
 from apps.marketdata.parsers.common import BadRecordError, RecentIds
@@ -354,11 +354,9 @@ class BinanceConnector:
             sym = self._by_stream_sym.get(stream.partition("@")[0])
             if sym is None:
                 raise BadRecordError("unknown_message", f"stream {stream!r} not subscribed")
-            data = msg["data"]
-            if data.get("e") == "markPriceUpdate":
-                ev: Any = Funding(int(data["E"]) * 1_000_000, local, float(data["r"]))
-            else:
-                ev = decode_message(msg, local, self._recent)
+            # markPriceUpdate decodes to a MarkPrice (mark price and the announced rate), never to a payment: the
+            # driver's FundingClock books a settlement when the announced funding time passes
+            ev: Any = decode_message(msg, local, self._recent)
         except (BadRecordError, EventError, ValueError, KeyError, TypeError, AttributeError) as exc:
             stats.bad_messages += 1
             self.last_error = f"bad message: {exc}"[:300]
@@ -449,7 +447,7 @@ class BinanceFeed:
                 continue
             if kind == "event":
                 t = type(payload)
-                if t is Trade or t is Funding or (whole and self.whole and t is not DepthSnapshot):
+                if t is Trade or t is MarkPrice or t is Funding or (whole and self.whole and t is not DepthSnapshot):
                     events.append(payload)
             elif kind == "lost":
                 if self.whole:
@@ -475,6 +473,6 @@ class BinanceFeed:
                 self._pending.appendleft(item)
                 break
             t = type(item.payload)
-            if t is Trade or t is Funding or (item.whole and t is not DepthSnapshot):
+            if t is Trade or t is MarkPrice or t is Funding or (item.whole and t is not DepthSnapshot):
                 out.append(item.payload)
         return out

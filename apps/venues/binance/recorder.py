@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from apps.engine.market.events import BestBidAsk, DepthSnapshot, DepthUpdate, Funding, Trade
+from apps.engine.accounting.funding import FundingClock
+from apps.engine.market.events import BestBidAsk, DepthSnapshot, DepthUpdate, MarkPrice, Trade
 from apps.venues.binance.connector import BinanceConnector
 
 
@@ -50,7 +51,7 @@ class Recorder:
         self.iids = instrument_ids
         self.writer = writer or BatchedWriter(SPECS, flush_interval_s=0.5, spill_dir=_spill_dir())
         self.counts = RecordCounts(per_symbol={s: {} for s in connector.symbols})
-        self._last_rate: dict[str, float] = {}
+        self._clocks: dict[str, FundingClock] = {}  # per symbol: mark-price updates -> settlements
 
     def drain(self) -> int:
         """Move what the connector has queued into the writer; returns the number of items taken."""
@@ -107,12 +108,15 @@ class Recorder:
                 add(SNAPSHOTS, snapshot_row(iid, ev, _sides(ev.bids, ev.asks)))
                 c.depth_snapshots += 1
                 label = "depth_snapshots"
-            elif t is Funding:
-                if self._last_rate.get(sym) == ev.rate:
+            elif t is MarkPrice:
+                # stored as the importer stores it: one row per settlement (a stored-range replay pays each row)
+                paid = self._clocks.setdefault(sym, FundingClock()).on_mark(
+                    ev.ts_exch_ns, ev.ts_local_ns, ev.funding_rate, ev.next_funding_ns
+                )
+                if paid is None:
                     continue
-                self._last_rate[sym] = ev.rate
-                ts = event_time(ev.ts_exch_ns, ev.ts_local_ns)
-                add(FUNDING, (iid, ts, ev.ts_exch_ns, ev.ts_local_ns, ev.rate, ev.interval_s))
+                ts = event_time(paid.ts_exch_ns, paid.ts_local_ns)
+                add(FUNDING, (iid, ts, paid.ts_exch_ns, paid.ts_local_ns, paid.rate, ev.interval_s))
                 c.funding += 1
                 label = "funding"
             else:
