@@ -8,7 +8,11 @@ Django's test client (the whole view, middleware and template included; a logged
 * the review page (``/review/sessions/<id>/``);
 * ``series.json`` for the whole day at 1,500 and at 5,000 points (bucketed in SQL);
 * ``series.json`` zoomed into one minute (bucketed) and into 10 s (raw events);
-* ``decision.json`` at a moment in the middle of the day.
+* ``decision.json`` at a moment in the middle of the day;
+* the panels the page loads beside the charts: the estimator histories (``estimators.json``, one snapshot per
+  second per estimator for the day) and the analytics (markouts, fill rate against distance, spreads, κ
+  diagnostics; this scratch day stores no public trades, so κ diagnostics and the public fill rate answer "none
+  stored" and the mids come from the decisions).
 
 Each is timed ``REPS`` times after one warm-up; the table gives the median. Target: each under 1 s on plain
 PostgreSQL.
@@ -49,7 +53,13 @@ FROM (SELECT %(t0)s::bigint + g * 5000000000::bigint AS ns, g FROM generate_seri
 INSERT INTO trading_riskeventrecord (session_id, ts, ts_ns, rule, action, "values", message)
 SELECT %(sid)s, 'epoch'::timestamptz + make_interval(secs => ns / 1e9), ns, 'max_inventory', 'reduce', '{}'::jsonb, ''
 FROM (SELECT %(t0)s::bigint + g * 3600000000000::bigint AS ns FROM generate_series(1, 23) g) s;
+INSERT INTO trading_estimatorsnapshotrecord (session_id, ts, ts_ns, name, value, std, state, ci_low, ci_high, detail)
+SELECT %(sid)s, 'epoch'::timestamptz + make_interval(secs => ns / 1e9), ns, n, 1 + sin(g / 700.0) * 0.1, 0.05,
+       CASE WHEN g %% 5000 < 30 THEN 'stale' ELSE 'ok' END, 0.9, 1.1, '{}'::jsonb
+FROM (SELECT %(t0)s::bigint + g * 1000000000::bigint AS ns, g FROM generate_series(0, %(n_pnl)s - 1) g) s,
+     unnest(%(names)s::text[]) n;
 ANALYZE trading_quotedecisionrecord; ANALYZE trading_pnlpoint; ANALYZE trading_fillrecord;
+ANALYZE trading_estimatorsnapshotrecord;
 """
 
 
@@ -134,6 +144,23 @@ def _measure(session_id: int) -> list[dict[str, Any]]:
             "note": f"{len(resp.json()['orders'])} orders; day end ts_ns {day_end_ns}",
         }
     )
+    for name, label, params in (
+        ("review:estimators_json", "estimators.json whole day (600 pts/series)", {}),
+        ("review:markouts", "markouts.json whole day", {}),
+        ("review:fill_rate", "fill-rate.json whole day", {}),
+        ("review:spreads", "spreads.json whole day", {}),
+        ("review:kappa_diagnostics", "kappa.json whole day", {}),
+    ):
+        s, resp = _time(client, reverse(name, args=[session_id]), params)
+        rows.append(
+            {
+                "name": label,
+                "value": s * 1000,
+                "unit": "ms",
+                "target": "< 1,000",
+                "note": f"{len(resp.content):,} bytes",
+            }
+        )
     return rows
 
 
@@ -157,6 +184,7 @@ def run() -> list[dict[str, Any]]:
     sd["NAME"] = scratch
     try:
         call_command("migrate", verbosity=0)
+        from apps.engine.simulation.snapshots import NAMES
         from apps.marketdata.models import Instrument
         from apps.trading.models import BacktestRun, TradingSession
 
@@ -168,7 +196,14 @@ def run() -> list[dict[str, Any]]:
             cur.execute("SET synchronous_commit = off")
             cur.execute(
                 _FILL_DAY,
-                {"sid": s.pk, "t0": T0_NS, "n_dec": DAY_S * DECISIONS_PER_S, "n_pnl": DAY_S, "n_fill": DAY_S // 5},
+                {
+                    "sid": s.pk,
+                    "t0": T0_NS,
+                    "n_dec": DAY_S * DECISIONS_PER_S,
+                    "n_pnl": DAY_S,
+                    "n_fill": DAY_S // 5,
+                    "names": list(NAMES),
+                },
             )
         build_s = time.perf_counter() - t0
         rows = [
@@ -176,7 +211,8 @@ def run() -> list[dict[str, Any]]:
                 "name": "build the day (generate_series)",
                 "value": build_s,
                 "unit": "s",
-                "note": f"{DAY_S * DECISIONS_PER_S:,} decisions, {DAY_S:,} P&L points, {DAY_S // 5:,} fills",
+                "note": f"{DAY_S * DECISIONS_PER_S:,} decisions, {DAY_S:,} P&L points, {DAY_S // 5:,} fills, "
+                f"{DAY_S * len(NAMES):,} estimator snapshots",
             }
         ]
         rows += _measure(s.pk)
