@@ -358,21 +358,8 @@ class EngineLoop:
         """Feed one market event (local-time order): venue events due before it first, then the event."""
         t = event.ts_local_ns
         venue = self.venue
-        nxt = venue.next_event_ns()
-        while nxt is not None and nxt < t:
-            self._now_ns = max(self._now_ns, nxt)
-            self._sample_until(nxt)
-            if nxt >= self._next_snap_ns:
-                self._snapshot(nxt)
-            if self.risk is not None:
-                self._risk_until(nxt)
-            self._handle(venue.advance(nxt))
-            nxt = venue.next_event_ns()
-        self._sample_until(t)
-        if t >= self._next_snap_ns:
-            self._snapshot(t)
-        if self.risk is not None:
-            self._risk_until(t)
+        self._deliver_venue(t, inclusive=False)
+        self._reach(t)
         self._now_ns = max(self._now_ns, t)
         if self.result.first_ts_ns == 0:
             self.result.first_ts_ns = t
@@ -395,23 +382,28 @@ class EngineLoop:
 
     def advance(self, now_ns: int) -> None:
         """Let time pass to ``now_ns`` with no market data: every venue event due by then is delivered."""
+        self._deliver_venue(now_ns, inclusive=True)
+        self._reach(now_ns)
+        self._now_ns = max(self._now_ns, now_ns)
+
+    def _deliver_venue(self, t: int, *, inclusive: bool) -> None:
+        """Process every venue event due before ``t`` (at ``t`` too when ``inclusive``), each at its own time,
+        with the driver's clocks brought up to it first."""
         venue = self.venue
         nxt = venue.next_event_ns()
-        while nxt is not None and nxt <= now_ns:
+        while nxt is not None and (nxt <= t if inclusive else nxt < t):
             self._now_ns = max(self._now_ns, nxt)
-            self._sample_until(nxt)
-            if nxt >= self._next_snap_ns:
-                self._snapshot(nxt)
-            if self.risk is not None:
-                self._risk_until(nxt)
+            self._reach(nxt)
             self._handle(venue.advance(nxt))
             nxt = venue.next_event_ns()
-        self._sample_until(now_ns)
-        if now_ns >= self._next_snap_ns:
-            self._snapshot(now_ns)
+
+    def _reach(self, t: int) -> None:
+        """The driver's own clocks up to ``t``: P&L samples, estimator snapshots, the risk rules' grid."""
+        self._sample_until(t)
+        if t >= self._next_snap_ns:
+            self._snapshot(t)
         if self.risk is not None:
-            self._risk_until(now_ns)
-        self._now_ns = max(self._now_ns, now_ns)
+            self._risk_until(t)
 
     def step_until(self, events: Iterable[Any], now_ns: int) -> None:
         """One wall-clock step of a live loop: the feed's events up to ``now_ns``, then the venue up to it."""
