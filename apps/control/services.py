@@ -70,16 +70,7 @@ def create_paper_session(
             symbol=f"SIM-BTCUSDT-{seed}",
             defaults={"kind": Instrument.Kind.PERP, "tick_size": config.sim.tick_size, "lot_size": config.sim.lot_size},
         )
-        session = TradingSession.objects.create(
-            name=name, instrument=instrument, params=params or {}, seed=seed, mode=TradingSession.Mode.PAPER
-        )
-        _audit(actor, "session.create", session, "", params=params or {}, seed=seed, start=start)
-        from apps.control.params import record_initial
-
-        record_initial(actor, session)  # parameter version 1
-        if start:
-            _queue_loop(session)
-    return session
+        return _open_session(actor, name, instrument, params or {}, seed, "simulator", start)
 
 
 def create_replay_session(
@@ -115,16 +106,7 @@ def create_replay_session(
         inst = instruments.ensure_known_instrument(known)
         params["replay"] = _replay_source(replay, known, inst)
         build_session_config(params, seed)  # raises ValueError naming the bad parameter
-        session = TradingSession.objects.create(
-            name=name, instrument=inst, params=params, seed=seed, mode=TradingSession.Mode.PAPER, feed="replay"
-        )
-        _audit(actor, "session.create", session, "", params=params, seed=seed, start=start, instrument=known.key)
-        from apps.control.params import record_initial
-
-        record_initial(actor, session)  # parameter version 1
-        if start:
-            _queue_loop(session)
-    return session
+        return _open_session(actor, name, inst, params, seed, "replay", start, instrument=known.key)
 
 
 def create_live_data_session(
@@ -163,15 +145,31 @@ def create_live_data_session(
     build_session_config(params, seed)  # raises ValueError naming the bad parameter
     with transaction.atomic():
         inst = instruments.ensure_known_instrument(known)
-        session = TradingSession.objects.create(
-            name=name, instrument=inst, params=params, seed=seed, mode=TradingSession.Mode.PAPER, feed="binance"
-        )
-        _audit(actor, "session.create", session, "", params=params, seed=seed, start=start, instrument=known.key)
-        from apps.control.params import record_initial
+        return _open_session(actor, name, inst, params, seed, "binance", start, instrument=known.key)
 
-        record_initial(actor, session)  # parameter version 1
-        if start:
-            _queue_loop(session)
+
+def _open_session(
+    actor: Actor,
+    name: str,
+    instrument: Instrument,
+    params: dict[str, Any],
+    seed: int,
+    feed: str,
+    start: bool,
+    /,
+    **detail: Any,
+) -> TradingSession:
+    """The part every paper session's creation shares (inside the caller's transaction): the row, its audit row,
+    parameter version 1 and, if asked, its quoting loop queued after commit."""
+    from apps.control.params import record_initial
+
+    session = TradingSession.objects.create(
+        name=name, instrument=instrument, params=params, seed=seed, mode=TradingSession.Mode.PAPER, feed=feed
+    )
+    _audit(actor, "session.create", session, "", params=params, seed=seed, start=start, **detail)
+    record_initial(actor, session)  # parameter version 1
+    if start:
+        _queue_loop(session)
     return session
 
 
