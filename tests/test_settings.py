@@ -74,8 +74,15 @@ def test_booleans_and_integers_from_the_environment(monkeypatch):
     ],
 )
 def test_starting_with_a_bad_setting_fails_with_a_clear_message(var, value, fragment):
+    res = setup_with(var, value)
+    assert res.returncode != 0
+    assert fragment in res.stderr
+
+
+def setup_with(var: str, value: str) -> subprocess.CompletedProcess:
+    """``django.setup()`` in a fresh interpreter with one environment variable set (settings are read at import)."""
     env = {**os.environ, var: value, "DJANGO_SETTINGS_MODULE": "mmweb.settings"}
-    res = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-c", "import django; django.setup()"],
         cwd=BASE_DIR,
         env=env,
@@ -83,8 +90,6 @@ def test_starting_with_a_bad_setting_fails_with_a_clear_message(var, value, frag
         text=True,
         timeout=60,
     )
-    assert res.returncode != 0
-    assert fragment in res.stderr
 
 
 @pytest.mark.django_db

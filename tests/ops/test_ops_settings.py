@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from tests.conftest import BASE_DIR
+from tests.test_settings import setup_with
 
 
 @pytest.mark.parametrize(
@@ -22,15 +23,7 @@ from tests.conftest import BASE_DIR
     ],
 )
 def test_a_bad_ops_setting_fails_with_a_clear_message(var, value, fragment):
-    env = {**os.environ, var: value, "DJANGO_SETTINGS_MODULE": "mmweb.settings"}
-    res = subprocess.run(
-        [sys.executable, "-c", "import django; django.setup()"],
-        cwd=BASE_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    res = setup_with(var, value)
     assert res.returncode != 0
     assert fragment in res.stderr
 
