@@ -26,6 +26,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from benchmarks.bench_import import _admin_conninfo  # the scratch database is made the same way
+
 DAY_START = datetime(2024, 8, 8, tzinfo=UTC)
 T0_NS = int(DAY_START.timestamp()) * 1_000_000_000
 DAY_S = 86_400
@@ -61,15 +63,6 @@ FROM (SELECT %(t0)s::bigint + g * 1000000000::bigint AS ns, g FROM generate_seri
 ANALYZE trading_quotedecisionrecord; ANALYZE trading_pnlpoint; ANALYZE trading_fillrecord;
 ANALYZE trading_estimatorsnapshotrecord;
 """
-
-
-def _admin_conninfo(sd: dict) -> dict:
-    info = {"dbname": "postgres", "user": sd["USER"] or "postgres", "host": sd["HOST"] or None}
-    if sd.get("PORT"):
-        info["port"] = sd["PORT"]
-    if sd.get("PASSWORD"):
-        info["password"] = sd["PASSWORD"]
-    return info
 
 
 def _time(client: Any, url: str, params: dict[str, str] | None = None) -> tuple[float, Any]:
