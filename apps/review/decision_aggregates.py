@@ -6,16 +6,19 @@ plain PostgreSQL before any binning (the endpoints took 1.1 s and 1.5 s). So the
 two small tables (:mod:`apps.review.models`) and the endpoints read those:
 
 * :class:`~apps.review.models.DecisionValueBin` — per quantity (our bid's distance below the mid, our ask's above
-  it, our quoted spread, the market's spread; bps of the mid) and per fine bin ``[k·Q, (k+1)·Q)`` with
-  ``Q =`` :data:`FINE_BPS`: how many decisions fell there, the seconds they were in force and ``Σ value·seconds``.
-  A few hundred rows per session whatever its length.
+  it, our quoted spread, the market's spread; bps of the mid) and per fine bin: how many decisions fell there, the
+  seconds they were in force and ``Σ value·seconds``. Distances on a linear grid ``[k·Q, (k+1)·Q)``,
+  ``Q =`` :data:`FINE_BPS`, so that any fill-rate bucket width that is a whole number of ``Q`` is tiled exactly;
+  spreads on a relative grid ``[(1+ρ)^k, (1+ρ)^(k+1))``, ``ρ =`` :data:`SPREAD_RATIO`, because the spreads
+  histogram's buckets scale with the spreads (a one-tick BTCUSDT market spread is 0.017 bps). A few hundred to a few
+  thousand rows per session, whatever its length.
 * :class:`~apps.review.models.DecisionSecond` — per whole second: count, sum, min and max of our spread and of the
   market's; at most 86,400 rows a day.
 
 Building is lazy and incremental (:func:`catch_up`, called by the readers): under a per-session advisory lock, the
 decisions after the last one folded in (the ``DecisionAggregateState`` watermark) are read with the watermark
 decision itself, whose open interval they close, and added with ``INSERT … ON CONFLICT DO UPDATE``. A session
-recorded before this table existed is built on its first read (a full day: one pass, about 2 s, once); a running
+recorded before this table existed is built on its first read (a full day: one pass, 3–4 s, once); a running
 session's reads fold only what was recorded since the previous read. The recorder is left alone: it writes through
 a batched, journaled writer whose hot path should not touch review tables, and folding on read costs only the new
 rows. Decisions are appended in time order by every writer; one stored later with an earlier time than the
@@ -23,10 +26,10 @@ watermark (found by a cheap check on ids above the watermark's) makes the sessio
 
 The decision still in force at the end (the watermark) has no closed interval yet: readers add its stretch up to
 the end of the session's span themselves (:func:`open_tail`). What the fine bins change, documented in
-docs/review-analytics.md: a value is known to within ``Q`` (0.01 bps), so a value within float rounding of a
-fill-rate bucket edge, or within ``Q/2`` of a spreads-histogram edge, may land in the neighbouring bucket, and the
-99th percentile that sets the histogram's range is read to ``Q``. Durations, counts, sums, means, minima and maxima
-are exact.
+docs/review-analytics.md: a distance within float rounding of a fill-rate bucket edge may land in the neighbouring
+bucket; a spread within ρ/2 of a histogram edge may too (each fine bin is counted at its centre), and the 99th
+percentile that sets the histogram's range is read to ρ. Durations, counts, sums, means, minima and maxima are
+exact.
 """
 
 # ruff: noqa: S608 - the SQL is assembled from this module's fixed table names and fragments; values are parameters
@@ -150,7 +153,8 @@ def catch_up(session_id: int) -> DecisionAggregateState | None:
     the session has no valid decision). Serialised per session by an advisory lock held to the end of the
     transaction, so concurrent readers fold each decision once."""
     with transaction.atomic():
-        _one("SELECT pg_advisory_xact_lock(%(c)s, %(sid)s)", {"c": _LOCK_CLASS, "sid": session_id})
+        # the (int, int) form: a session id past 2³¹ shares a lock with another one, which only serialises them
+        _one("SELECT pg_advisory_xact_lock(%(c)s, %(key)s)", {"c": _LOCK_CLASS, "key": session_id % 2**31})
         state = DecisionAggregateState.objects.filter(session_id=session_id).first()
         if state is not None:
             (earlier,) = _one(

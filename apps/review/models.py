@@ -113,10 +113,10 @@ class DecisionAggregateState(models.Model):
 
 
 class DecisionValueBin(models.Model):
-    """Per session, per quantity, per fine bin of :data:`~apps.review.decision_aggregates.FINE_BPS` bps: how many
-    decisions had a value in ``[k·Q, (k+1)·Q)``, how many seconds it was in force (closed intervals only) and the
-    time-weighted sum ``Σ value·seconds``. Quantities: 1 our bid's distance below the mid, -1 our ask's above it,
-    2 our quoted spread, 3 the market's spread (all bps of the mid)."""
+    """Per session, per quantity, per fine bin ``k`` (:mod:`apps.review.decision_aggregates` has the grids): how
+    many decisions had a value in it, how many seconds they were in force (closed intervals only) and the
+    time-weighted sum ``Σ value·seconds``. Quantities: 1 our bid's distance below the mid, -1 our ask's above it
+    (linear bins of 0.01 bps), 2 our quoted spread, 3 the market's spread (relative bins of 0.1 %); bps of the mid."""
 
     session = models.ForeignKey("trading.TradingSession", on_delete=models.CASCADE, related_name="+")
     kind = models.SmallIntegerField()
