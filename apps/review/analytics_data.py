@@ -33,6 +33,7 @@ from django.db import connection
 
 from apps.marketdata.models import QuoteTick, TradeTick
 from apps.review import analytics
+from apps.review import decision_aggregates as aggregates
 from apps.trading.models import FillRecord, QuoteDecisionRecord, TradingSession
 
 MAX_FILLS = 20_000
@@ -223,23 +224,41 @@ def load_public_trades(session: TradingSession, span: Span, src: MidSource) -> P
 _SIDE_NAMES = {1: "bid", -1: "ask"}
 
 
-def load_fill_rate(
-    session: TradingSession, bin_bps: float = 1.0, max_bps: float = 20.0, mid_choice: str | None = None
-) -> dict[str, Any]:
-    """Our fill rate per distance bucket beside the public-trade one (:func:`analytics.fill_rate_curve`), per side.
+def fine_multiple(bin_bps: float) -> int | None:
+    """``bin_bps / Q`` when it is a whole number (the aggregates' fine bins then tile the buckets), else None."""
+    m = bin_bps / aggregates.FINE_BPS
+    return round(m) if round(m) >= 1 and abs(m - round(m)) <= 1e-9 * m else None
 
-    Quote time is aggregated in SQL: each decision's quote is in force from its ``ts`` to the next decision's (the
-    last one to the end of the span); a fill is attributed to the quote of the decision strictly before it.
-    """
-    edges = analytics.distance_edges_bps(bin_bps, max_bps)
-    span = session_span(session)
-    if span is None:
-        return _empty("no decisions or fills in this session")
-    src = mid_source(session, span, mid_choice)
-    params = {"sid": session.pk, "edges": [float(e) for e in edges], "end": span.end}
-    n_bins = edges.size - 1
+
+def _quote_time_aggregated(
+    session: TradingSession, bin_bps: float, n_bins: int, end: datetime
+) -> tuple[dict[int, np.ndarray], dict[int, float]]:
+    """Seconds quoted per side and bucket from the fine bins (:mod:`apps.review.decision_aggregates`): fine bin
+    ``k`` is bucket ``⌊k / m⌋``, ``m = bin_bps / Q``; the decision still in force adds its stretch to ``end``."""
+    m = fine_multiple(bin_bps)
+    assert m is not None  # the caller checked
     time_s = {1: np.zeros(n_bins), -1: np.zeros(n_bins)}
-    fills = {1: np.zeros(n_bins, dtype=int), -1: np.zeros(n_bins, dtype=int)}
+    outside_s = {1: 0.0, -1: 0.0}
+    state = aggregates.catch_up(session.pk)
+    if state is None:
+        return time_s, outside_s
+    tail = aggregates.open_tail(state)
+    rows = [(kind, k, secs) for kind, k, _n, secs, _w in aggregates.value_bins(session.pk, (1, -1))]
+    tail_s = (end - tail.ts).total_seconds()
+    rows += [(side, tail.bins[side], tail_s) for side in (1, -1) if tail.bins[side] is not None]
+    for side, k, secs in rows:
+        j = k // m
+        if 0 <= j < n_bins:
+            time_s[side][j] += secs
+        else:
+            outside_s[side] += secs
+    return time_s, outside_s
+
+
+def _quote_time_direct(params: dict[str, Any], n_bins: int) -> tuple[dict[int, np.ndarray], dict[int, float]]:
+    """Seconds quoted per side and bucket straight from the decisions (a ``LEAD`` window over all of them): for
+    a ``bin_bps`` the fine bins do not tile."""
+    time_s = {1: np.zeros(n_bins), -1: np.zeros(n_bins)}
     outside_s = {1: 0.0, -1: 0.0}
     for side, b, secs in _rows(
         f"""WITH d AS (
@@ -260,6 +279,31 @@ def load_fill_rate(
             time_s[side][b - 1] += secs
         else:
             outside_s[side] += secs
+    return time_s, outside_s
+
+
+def load_fill_rate(
+    session: TradingSession, bin_bps: float = 1.0, max_bps: float = 20.0, mid_choice: str | None = None
+) -> dict[str, Any]:
+    """Our fill rate per distance bucket beside the public-trade one (:func:`analytics.fill_rate_curve`), per side.
+
+    Each decision's quote is in force from its ``ts`` to the next decision's (the last one to the end of the span);
+    a fill is attributed to the quote of the decision strictly before it (one index probe per fill). Quote time per
+    bucket is read from the session's decision aggregates (:mod:`apps.review.decision_aggregates`) when ``bin_bps``
+    is a whole number of their fine bins (the default 1 bps is), else computed straight from the decisions.
+    """
+    edges = analytics.distance_edges_bps(bin_bps, max_bps)
+    span = session_span(session)
+    if span is None:
+        return _empty("no decisions or fills in this session")
+    src = mid_source(session, span, mid_choice)
+    params = {"sid": session.pk, "edges": [float(e) for e in edges], "end": span.end}
+    n_bins = edges.size - 1
+    fills = {1: np.zeros(n_bins, dtype=int), -1: np.zeros(n_bins, dtype=int)}
+    if fine_multiple(bin_bps) is not None:
+        time_s, outside_s = _quote_time_aggregated(session, bin_bps, n_bins, span.end)
+    else:
+        time_s, outside_s = _quote_time_direct(params, n_bins)
     unattributed = 0
     outside_fills = 0
     for side, b, count in _rows(
@@ -317,74 +361,62 @@ def _trades_meta(trades: PublicTrades | None) -> dict[str, Any]:
 # Spreads
 # --------------------------------------------------------------------------------------------------
 
-_OURS = (
-    "CASE WHEN bid_px IS NOT NULL AND ask_px IS NOT NULL AND bid_px <> 'NaN'::float8 AND ask_px <> 'NaN'::float8"
-    " THEN 1e4 * (ask_px - bid_px) / mid END"
-)
-_MARKET = "1e4 * ((inputs->>'best_ask')::float8 - (inputs->>'best_bid')::float8) / mid"
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 
 
 def load_spreads(session: TradingSession, n_points: int = 300, n_bins: int = 40) -> dict[str, Any]:
     """Our quoted spread ``1e4·(ask − bid)/mid`` and the market's ``1e4·(best_ask − best_bid)/mid`` (the BBO the
-    engine saw at each decision, from its inputs), in bps: a ``date_bin`` series of at most ``n_points`` buckets
+    engine saw at each decision, from its inputs), in bps: a series of at most ``n_points`` buckets of whole seconds
     (mean, min, max per bucket) and time-weighted histograms (each decision weighted by how long it was in force)
-    with quantiles read off them."""
+    with quantiles read off them.
+
+    All from the session's decision aggregates (:mod:`apps.review.decision_aggregates`): the series from its
+    per-second rows (≤ 86,400 a day), the histograms from its fine value bins, each counted at its centre; the
+    histogram's range is 1.05 × the larger 99th percentile of the two spreads (per decision), as before."""
     span = session_span(session)
     n_dec = QuoteDecisionRecord.objects.filter(session=session).count()
     if span is None or n_dec == 0:
         return _empty("no decisions in this session")
-    stride_us = max(1, math.ceil(span.seconds * 1e6 / n_points))
-    base = {"sid": session.pk, "stride": timedelta(microseconds=stride_us), "origin": span.start, "end": span.end}
-    # One statement, one scan of the decisions (their inputs' JSON read once, into a materialised CTE): the
-    # series, the 99th percentiles that set the histogram's range, and the time-weighted histogram. A full day
-    # (864,000 decisions) took three scans before, 2.2 s; see benchmarks/bench_review.py.
-    ((series_json, top_json, hist_json),) = _rows(
-        f"""WITH d AS MATERIALIZED (
-                 SELECT ts, id, {_OURS} AS ours, {_MARKET} AS market FROM {DECISIONS} d
-                 WHERE session_id = %(sid)s AND {_DEC_OK}),
-             ser AS (SELECT date_bin(%(stride)s, ts, %(origin)s) AS b, avg(ours) AS ao, min(ours) AS io,
-                            max(ours) AS xo, avg(market) AS am, min(market) AS im, max(market) AS xm
-                     FROM d GROUP BY 1),
-             top AS (SELECT percentile_cont(0.99) WITHIN GROUP (ORDER BY ours) AS po,
-                            percentile_cont(0.99) WITHIN GROUP (ORDER BY market) AS pm FROM d),
-             lim AS (SELECT COALESCE(GREATEST(
-                         CASE WHEN po NOT IN ('NaN', 'Infinity', '-Infinity') THEN po END,
-                         CASE WHEN pm NOT IN ('NaN', 'Infinity', '-Infinity') THEN pm END), 0) AS hi FROM top),
-             e AS (SELECT array_agg(CASE WHEN hi > 0 THEN hi * 1.05 ELSE 1.0 END * i / %(n_bins)s ORDER BY i)
-                          AS edges FROM lim, generate_series(0, %(n_bins)s) i),
-             w AS (SELECT ours, market, LEAD(ts, 1, %(end)s) OVER (ORDER BY ts, id) - ts AS dt FROM d),
-             v AS (SELECT 'ours' AS which, ours AS x, dt FROM w WHERE ours IS NOT NULL
-                   UNION ALL SELECT 'market', market, dt FROM w WHERE market IS NOT NULL AND market <> 'NaN'),
-             h AS (SELECT which, width_bucket(x, e.edges) AS b, sum(EXTRACT(EPOCH FROM dt))::float8 AS secs,
-                          sum(x * EXTRACT(EPOCH FROM dt))::float8 AS wsum
-                   FROM v, e GROUP BY 1, 2)
-        SELECT (SELECT json_agg(json_build_array(extract(epoch FROM b), ao, io, xo, am, im, xm) ORDER BY b)
-                FROM ser),
-               (SELECT json_build_array(hi) FROM lim),
-               (SELECT json_agg(json_build_array(which, b, secs, wsum)) FROM h)""",
-        {**base, "n_bins": n_bins},
+    state = aggregates.catch_up(session.pk)
+    origin = span.start.replace(microsecond=0)
+    # whole seconds, so that the per-second rows tile the buckets; (end − origin)/stride < n_points buckets
+    stride_s = int((span.end - origin).total_seconds() // n_points) + 1
+    series = _rows(
+        f"""SELECT extract(epoch FROM date_bin(%(stride)s, second, %(origin)s))::float8 AS b,
+                   sum(sum_ours) / NULLIF(sum(n_ours), 0), min(min_ours), max(max_ours),
+                   sum(sum_market) / NULLIF(sum(n_market), 0), min(min_market), max(max_market)
+            FROM {aggregates.SECONDS} WHERE session_id = %(sid)s GROUP BY 1 ORDER BY 1""",
+        {"sid": session.pk, "stride": timedelta(seconds=stride_s), "origin": origin},
     )
-    from datetime import UTC, datetime
-
-    def num(v: Any) -> float | None:  # JSON carries a non-finite float8 as a string ("NaN")
-        return float(v) if isinstance(v, str) else v
-
-    series = [(datetime.fromtimestamp(float(r[0]), UTC), *(num(v) for v in r[1:])) for r in (series_json or [])]
-    hi = float(top_json[0])
+    which = {aggregates.KIND_OURS: "ours", aggregates.KIND_MARKET: "market"}
+    rows = aggregates.value_bins(session.pk, tuple(which)) if state is not None else []
+    bins = {
+        w: np.array([(r[1], r[2], r[3], r[4]) for r in rows if r[0] == kind], dtype=float).reshape(-1, 4)
+        for kind, w in which.items()
+    }
+    for kind, w in which.items():  # fine bin → the value it stands for
+        bins[w][:, 0] = aggregates.centres(kind, bins[w][:, 0])
+    tops = [aggregates.percentile_cont(bins[w][:, 0], bins[w][:, 1], 0.99) for w in ("ours", "market")]
+    hi = max([t for t in tops if t is not None], default=0.0)
     edges = np.linspace(0.0, hi * 1.05 if hi > 0 else 1.0, n_bins + 1)
     hist = {"ours": np.zeros(n_bins), "market": np.zeros(n_bins)}
     weighted_sum = {"ours": 0.0, "market": 0.0}
     weight = {"ours": 0.0, "market": 0.0}
-    for which, b, secs, wsum in hist_json or []:
-        weight[which] += secs
-        weighted_sum[which] += wsum
-        if 1 <= b <= n_bins:
-            hist[which][b - 1] += secs
-        elif b > n_bins:
-            hist[which][-1] += secs  # the top 1 %: kept in the last bin so the histogram holds all the time
-        else:
-            hist[which][0] += secs  # a crossed or negative spread, shown in the first bin
+    if state is not None:
+        tail = aggregates.open_tail(state)
+        tail_s = (span.end - tail.ts).total_seconds()
+        for kind, w in which.items():
+            x = tail.values[kind]
+            if x is not None:
+                centre = float(aggregates.centres(kind, np.array([tail.bins[kind]]))[0])
+                bins[w] = np.vstack([bins[w], [centre, 0, tail_s, x * tail_s]])
+    for w in ("ours", "market"):
+        centre, secs, wsum = bins[w][:, 0], bins[w][:, 2], bins[w][:, 3]
+        weight[w], weighted_sum[w] = float(secs.sum()), float(wsum.sum())
+        # PostgreSQL's width_bucket on each fine bin's centre: 0 below the first edge, n_bins + 1 at or above the last
+        b = np.searchsorted(edges, centre, side="right")
+        # the top 1 % is kept in the last bin so the histogram holds all the time; a crossed spread in the first
+        np.add.at(hist[w], np.clip(b, 1, n_bins) - 1, secs)
     centers = 0.5 * (edges[:-1] + edges[1:])
 
     def col(i: int) -> list[float | None]:
@@ -408,9 +440,9 @@ def load_spreads(session: TradingSession, n_points: int = 300, n_bins: int = 40)
     return {
         "empty": False,
         "n_decisions": n_dec,
-        "bucket_s": stride_us / 1e6,
+        "bucket_s": float(stride_s),
         "series": {
-            "t_s": [r[0].timestamp() for r in series],
+            "t_s": [r[0] for r in series],
             "ours_mean_bps": col(1),
             "ours_min_bps": col(2),
             "ours_max_bps": col(3),

@@ -96,3 +96,53 @@ class CalibrationRun(models.Model):
             for e in self.estimates
             if e.get("settable") and e.get("proposed") and e.get("new") is not None and e.get("new") != e.get("old")
         }
+
+
+class DecisionAggregateState(models.Model):
+    """How far a session's decision aggregates (:mod:`apps.review.decision_aggregates`) have been built: the last
+    decision folded in (``last_ts``, ``last_id``, in the ``(ts, id)`` order the analytics use). That decision's own
+    interval is still open (it lasts until the next decision), so it is re-read when the next ones are folded in."""
+
+    session = models.OneToOneField(
+        "trading.TradingSession", on_delete=models.CASCADE, primary_key=True, related_name="+"
+    )
+    last_ts = models.DateTimeField()
+    last_id = models.BigIntegerField()
+    n_decisions = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+
+class DecisionValueBin(models.Model):
+    """Per session, per quantity, per fine bin ``k`` (:mod:`apps.review.decision_aggregates` has the grids): how
+    many decisions had a value in it, how many seconds they were in force (closed intervals only) and the
+    time-weighted sum ``Σ value·seconds``. Quantities: 1 our bid's distance below the mid, -1 our ask's above it
+    (linear bins of 0.01 bps), 2 our quoted spread, 3 the market's spread (relative bins of 0.1 %); bps of the mid."""
+
+    session = models.ForeignKey("trading.TradingSession", on_delete=models.CASCADE, related_name="+")
+    kind = models.SmallIntegerField()
+    k = models.BigIntegerField()
+    n = models.BigIntegerField(default=0)
+    seconds = models.FloatField(default=0.0)
+    weighted_sum = models.FloatField(default=0.0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["session", "kind", "k"], name="decision_value_bin_unique")]
+
+
+class DecisionSecond(models.Model):
+    """Per session, per whole second (event time, truncated): count, sum, min and max of our quoted spread and of
+    the market's (bps of the mid) over the decisions of that second; the spreads series is bucketed from these."""
+
+    session = models.ForeignKey("trading.TradingSession", on_delete=models.CASCADE, related_name="+")
+    second = models.DateTimeField()
+    n_ours = models.IntegerField(default=0)
+    sum_ours = models.FloatField(null=True)
+    min_ours = models.FloatField(null=True)
+    max_ours = models.FloatField(null=True)
+    n_market = models.IntegerField(default=0)
+    sum_market = models.FloatField(null=True)
+    min_market = models.FloatField(null=True)
+    max_market = models.FloatField(null=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["session", "second"], name="decision_second_unique")]
