@@ -146,11 +146,34 @@ def _measure(session_id: int) -> list[dict[str, Any]]:
         raise RuntimeError(f"fill-rate.json answered {resp.status_code}: {resp.content[:200]!r}")
     rows.append(
         {
-            "name": "fill-rate.json first read (builds aggregates)",
+            "name": "fill-rate.json first read, never folded (backfill)",
             "value": first_s * 1000,
             "unit": "ms",
             "target": "once",
-            "note": "one pass over the day's decisions, then every read uses the aggregates",
+            "note": "once, for a session recorded before the beat ran; the beat folds live ones as they record",
+        }
+    )
+    # what the beat (apps.review.tasks.fold_decisions, every MM_REVIEW_FOLD_S = 5 s) does on a running session: fold
+    # the 5 s of decisions recorded since its last pass into a day's aggregates
+    from django.db import connection as conn
+
+    from apps.review.decision_aggregates import catch_up
+
+    fold_ms = []
+    for rep in range(REPS):
+        t_new = day_end_ns + rep * 5_000_000_000
+        with conn.cursor() as cur:
+            cur.execute(_FILL_DAY.split(";")[0], {"sid": session_id, "t0": t_new, "n_dec": 5 * DECISIONS_PER_S})
+        t0 = time.perf_counter()
+        catch_up(session_id)
+        fold_ms.append((time.perf_counter() - t0) * 1000)
+    rows.append(
+        {
+            "name": "beat fold of 5 s of new decisions",
+            "value": statistics.median(fold_ms),
+            "unit": "ms",
+            "target": "off the request path",
+            "note": f"{5 * DECISIONS_PER_S} decisions into a folded day, median of {REPS}",
         }
     )
     for name, label, params in (

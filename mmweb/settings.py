@@ -197,6 +197,11 @@ CELERY_IMPORTS = ["apps.trading.tasks_sweep"]
 CELERY_BEAT_SCHEDULE = {
     "dead-mans-switch": {"task": "apps.trading.tasks.sweep_dead_sessions", "schedule": 1.0},
     "alerts": {"task": "apps.ops.tasks.evaluate_alerts", "schedule": float(env_int("MM_ALERT_SWEEP_S", 2, minimum=1))},
+    # the review page's fill-rate/spreads aggregates, folded as sessions record so a first read finds them built
+    "review-aggregates": {
+        "task": "apps.review.tasks.fold_decisions",
+        "schedule": float(env_int("MM_REVIEW_FOLD_S", 5, minimum=1, maximum=3600)),
+    },
 }
 CELERY_TIMEZONE = "UTC"
 

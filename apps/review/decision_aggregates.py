@@ -233,3 +233,31 @@ def percentile_cont(values: np.ndarray, n: np.ndarray, q: float) -> float | None
     v_lo = float(centres[int(np.searchsorted(cum, lo, side="right"))])
     v_hi = float(centres[int(np.searchsorted(cum, hi, side="right"))])
     return v_lo + (pos - lo) * (v_hi - v_lo)
+
+
+# statuses in which a session may still be recording decisions
+_LIVE_STATUSES = ("created", "running", "paused", "reducing", "halted")
+
+
+def fold_recent(ended_within_s: float = 600.0) -> dict[int, int]:
+    """Fold the new decisions of every session that may still be recording (any live status) or that ended within
+    ``ended_within_s`` seconds (a backtest, or a session just stopped), so that the analytics panels find their
+    aggregates built when they are first opened instead of building a whole day on that read. The readers still
+    call :func:`catch_up` themselves: this only keeps the work off the request path. Returns ``{session id: number
+    of decisions folded so far}`` for the sessions it visited."""
+    from datetime import timedelta
+
+    from django.db.models import Q
+    from django.utils import timezone
+
+    from apps.trading.models import TradingSession
+
+    since = timezone.now() - timedelta(seconds=ended_within_s)
+    ids = TradingSession.objects.filter(Q(status__in=_LIVE_STATUSES) | Q(ended_at__gte=since)).values_list(
+        "pk", flat=True
+    )
+    out: dict[int, int] = {}
+    for sid in ids:
+        state = catch_up(sid)
+        out[sid] = state.n_decisions if state is not None else 0
+    return out

@@ -216,3 +216,24 @@ def test_the_spreads_series_buckets_whole_seconds_and_stays_within_the_points(ha
     assert min(x for x in out["series"]["ours_min_bps"] if x is not None) == pytest.approx(lo, rel=1e-12)
     assert max(x for x in out["series"]["ours_max_bps"] if x is not None) == pytest.approx(hi, rel=1e-12)
     assert span.end - span.start > timedelta(seconds=100)
+
+
+def test_the_beat_folds_live_and_just_ended_sessions_and_leaves_old_ones_to_their_first_read(hand):
+    from django.conf import settings
+    from django.utils import timezone
+
+    from apps.review.tasks import fold_decisions
+
+    schedule = {e["task"] for e in settings.CELERY_BEAT_SCHEDULE.values()}
+    assert "apps.review.tasks.fold_decisions" in schedule
+    old = _hand_built("OLD")
+    TradingSession.objects.filter(pk=hand.pk).update(status="running", ended_at=None)
+    TradingSession.objects.filter(pk=old.pk).update(status="stopped", ended_at=timezone.now() - timedelta(hours=2))
+    fold_decisions.apply()  # the task as the beat sends it, run eagerly
+    assert DecisionAggregateState.objects.get(session=hand).n_decisions == len(DECISIONS)
+    assert not DecisionAggregateState.objects.filter(session=old).exists()
+    # a session that has just ended (a finished backtest) is folded too, and its first read adds nothing more
+    TradingSession.objects.filter(pk=old.pk).update(ended_at=timezone.now())
+    assert aggregates.fold_recent()[old.pk] == len(DECISIONS)
+    analytics_data.load_fill_rate(old, bin_bps=1.0, max_bps=5.0)
+    assert DecisionAggregateState.objects.get(session=old).n_decisions == len(DECISIONS)
