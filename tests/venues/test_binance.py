@@ -262,4 +262,6 @@ def test_record_command_names_bad_arguments(db):
         call_command("record", venue="binance-usdm", symbols="DOGEUSDT", seconds=1)
     with pytest.raises(CommandError, match="--seconds"):
         call_command("record", venue="binance-usdm", symbols="BTCUSDT", seconds=0)
+    with pytest.raises(CommandError, match="--max-buffer-rows"):
+        call_command("record", venue="binance-usdm", symbols="BTCUSDT", seconds=1, max_buffer_rows=0)
     assert wait_until(lambda: True, 0.1)
