@@ -326,3 +326,44 @@ def test_a_venue_clock_skew_under_the_bound_lets_it_quote(skewed_server):
     finally:
         TradingSession.objects.filter(pk=session.pk).update(status="stopped")
         loop.finish()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_live_data_session_on_binance_spot_quotes_fills_and_records_spot_depth(settings):
+    """binance-spot:BTCUSDT: the connector opens spot's stream and ``/api/v3/depth`` (the MM_BINANCE_SPOT_* settings),
+    syncs by spot's rule, and the session quotes on spot's grid, gets paper fills and stores diffs that chain by
+    ``U == previous u + 1`` from the stored snapshot."""
+    path = shared_data("hftbacktest-binance-spot-btcusdt-20240808", "raw", "spot_btcusdt_20240808.gz")
+    srv = BinanceReplayServer([load_recording(Path(path), 30_000)], speed=4.0, restamp=True).start()
+    settings.MM_BINANCE_SPOT_WS_URL = srv.base_ws
+    settings.MM_BINANCE_SPOT_REST_URL = srv.base_http
+    settings.MM_BINANCE_WS_URL = settings.MM_BINANCE_REST_URL = "http://127.0.0.1:9"  # never the USD-M ones
+    session = create_live_data_session(
+        Actor(label="t"), name="spot", instrument="binance-spot:BTCUSDT", params=PARAMS, start=False
+    )
+    loop = _loop(session)
+    try:
+        assert loop.feed.connector.venue == "binance-spot" and loop.core.tick_size == 0.01
+        _run_until(loop, lambda: _two_sided(loop), 25, "quoting both sides")
+        _run_until(loop, lambda: loop.core.fills > 0, 25, "a paper fill")
+        assert loop.feed_status()["venue"] == "binance-spot" and srv.stats.rest_requests >= 1
+        _flush(loop)
+        iid = session.instrument_id
+        assert (
+            TradeTick.objects.filter(instrument_id=iid).exists()
+            and QuoteTick.objects.filter(instrument_id=iid).exists()
+        )
+        lo, hi = stored_range_ns(iid)
+        book, diffs = OrderBook(), 0
+        for ev in iter_events(iid, lo, hi):
+            if isinstance(ev, DepthSnapshot):
+                book.apply_snapshot(ev)
+            elif isinstance(ev, DepthUpdate):
+                assert ev.first_update_id == book.last_update_id + 1, "stored spot diffs chain from the snapshot"
+                book.apply_update(ev)
+                diffs += 1
+        assert diffs > 10 and book.best_bid()[0] < book.best_ask()[0]
+    finally:
+        TradingSession.objects.filter(pk=session.pk).update(status="stopped")
+        loop.finish()
+        srv.stop()
