@@ -1,4 +1,5 @@
-"""Binance connector against the local replay server (tests/venues/binance_server.py), shared USD-M BTCUSDT recording.
+"""Binance connector against the local replay server (tests/venues/binance_server.py), shared USD-M BTCUSDT recording
+(and the same two measures on the shared spot BTCUSDT recording, ``@depth@100ms``).
 
 * throughput: the whole recording (its 93,912 stream messages from the first diff that bridges its REST snapshot:
   trades, bookTicker, depth@0ms diffs) replayed as fast as
@@ -18,6 +19,7 @@ import numpy as np
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 REC = DATA / "hftbacktest-binance-usdm-btcusdt-20240808" / "raw" / "usdm_btcusdt_20240808.gz"
+SPOT_REC = DATA / "hftbacktest-binance-spot-btcusdt-20240808" / "raw" / "spot_btcusdt_20240808.gz"
 
 
 def _setup() -> None:
@@ -26,13 +28,13 @@ def _setup() -> None:
     django.setup()
 
 
-def _throughput() -> tuple[float, int]:
+def _throughput(path: Path = REC, venue: str = "binance-usdm") -> tuple[float, int]:
     from apps.venues.binance.connector import BinanceConnector
     from tests.venues.binance_server import BinanceReplayServer, load_recording
 
-    rec = load_recording(REC)
+    rec = load_recording(path)
     srv = BinanceReplayServer([rec], speed=0.0).start()
-    conn = BinanceConnector("binance-usdm", ["BTCUSDT"], ws_url=srv.base_ws, rest_url=srv.base_http)
+    conn = BinanceConnector(venue, ["BTCUSDT"], ws_url=srv.base_ws, rest_url=srv.base_http)
     first = 0
     try:
         conn.start()
@@ -54,13 +56,13 @@ def _throughput() -> tuple[float, int]:
     return n / ((last - first) / 1e9), n
 
 
-def _latency() -> tuple[float, float, int]:
+def _latency(path: Path = REC, venue: str = "binance-usdm") -> tuple[float, float, int]:
     from apps.venues.binance.connector import BinanceConnector, BinanceFeed
     from tests.venues.binance_server import BinanceReplayServer, load_recording
 
-    rec = load_recording(REC, 12_000)
+    rec = load_recording(path, 12_000)
     srv = BinanceReplayServer([rec], speed=10.0).start()
-    conn = BinanceConnector("binance-usdm", ["BTCUSDT"], ws_url=srv.base_ws, rest_url=srv.base_http)
+    conn = BinanceConnector(venue, ["BTCUSDT"], ws_url=srv.base_ws, rest_url=srv.base_http)
     feed = BinanceFeed(conn)
     lat: list[int] = []
     try:
@@ -94,6 +96,24 @@ def run() -> list[dict]:
         },
         {"name": "binance receipt->event p50", "value": p50, "unit": "µs", "note": f"{n_lat:,} events, 10x speed"},
         {"name": "binance receipt->event p99", "value": p99, "unit": "µs", "note": "consumer polls every 0.5 ms"},
+        *_spot_rows(),
+    ]
+
+
+def _spot_rows() -> list[dict]:
+    if not SPOT_REC.exists():
+        return [{"name": "binance spot connector", "value": "", "unit": "", "note": f"skipped: {SPOT_REC} absent"}]
+    rate, n = _throughput(SPOT_REC, "binance-spot")
+    p50, p99, n_lat = _latency(SPOT_REC, "binance-spot")
+    return [
+        {
+            "name": "binance spot parse+book msgs/s",
+            "value": rate,
+            "unit": "msg/s",
+            "note": f"{n:,} messages of the spot BTCUSDT recording from the local server",
+        },
+        {"name": "binance spot receipt->event p50", "value": p50, "unit": "µs", "note": f"{n_lat:,} events, 10x"},
+        {"name": "binance spot receipt->event p99", "value": p99, "unit": "µs", "note": "consumer polls every 0.5 ms"},
     ]
 
 

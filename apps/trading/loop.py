@@ -180,7 +180,9 @@ class QuotingLoop:
         now = self.clock()
         if not self._check_control(now):
             return False
-        self.driver.step_until(self._poll_feed(now), now)
+        events = self._poll_feed(now)
+        self._feed_clock()
+        self.driver.step_until(events, now)
         if self._feed_resynced:  # quoting re-opens after the core has applied the resync snapshot and top of book
             self._feed_resynced = False
             self.driver.set_mode("feed", Mode.RUNNING, now, "feed resynchronised")
@@ -269,6 +271,16 @@ class QuotingLoop:
             self._record_feed(now, "feed_reconnect", "cleared", polled.attempts, message)
             self._feed_resynced = True
         return polled.events
+
+    def _feed_clock(self) -> None:
+        """A live feed's measured clock offset goes to the clock-skew rule before this step's events."""
+        measured = getattr(self.feed, "clock_offset_ns", None)
+        risk = self.driver.risk
+        if measured is None or risk is None:
+            return
+        offset = measured()
+        if offset is not None:
+            risk.on_clock(offset)
 
     def feed_status(self) -> dict[str, Any] | None:
         """A live connector's connection state and message age (None for the simulator and replays)."""

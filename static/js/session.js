@@ -313,8 +313,14 @@
   function feedRows(f) { // a live connector's connection (absent for the simulator and replays)
     if (!f) { return []; }
     const age = f.message_age_s === null || f.message_age_s === undefined ? "no message yet" : "last message " + fmt(f.message_age_s, 1) + " s ago";
-    return [["feed " + f.source + " " + f.venue + ":" + f.symbol, f.state + " · " + age,
+    const rows = [["feed " + f.source + " " + f.venue + ":" + f.symbol, f.state + " · " + age,
       (f.whole ? "book whole" : "book resynchronising: quotes pulled") + (f.last_error ? " · " + f.last_error : "")]];
+    if (f.clock_offset_ms !== undefined) { // measured continuously by the connector; the clock-skew rule reads the offset
+      const off = f.clock_offset_ms === null ? "not measured yet" : fmt(f.clock_offset_ms, 1) + " ms";
+      const rtt = f.rtt_ms === null ? "not measured yet" : fmt(f.rtt_ms, 1) + " ms";
+      rows.push(["feed clock offset (local − exchange) / round trip", off + " / " + rtt, "min-filtered, median over 30 s"]);
+    }
+    return rows;
   }
 
   function renderBook(s) {

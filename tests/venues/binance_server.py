@@ -5,7 +5,9 @@ MANIFEST.md), in recorded order, as one market shared by every client: the repla
 connects and goes on whether or not anyone is listening (messages sent while a client is away are lost to it, as on
 the real venue). The server keeps its own book (the recorded REST snapshot, then every diff as it is sent), so
 ``GET /fapi/v1/depth`` (or ``/api/v3/depth``) answers a snapshot consistent with the stream at that moment; it
-starts at the first diff that bridges the recorded snapshot (``U <= lastUpdateId <= u``).
+starts at the first diff that bridges the recorded snapshot (USD-M ``U <= lastUpdateId <= u``, spot
+``U <= lastUpdateId + 1 <= u``). A spot recording (its diffs carry no ``pu``) is served as spot: the REST snapshot
+has no ``E``/``T``, as Binance's ``/api/v3/depth`` has none; every message is the recorded one, byte for byte.
 
 Commands (Python, from the test's thread): :meth:`BinanceReplayServer.drop_diff` (a diff's ``u`` that will not be
 sent, though the market moves by it: a gap), :meth:`disconnect` (close every client: ``1001 going away``, or abort
@@ -50,6 +52,7 @@ class Recording:
     symbol: str
     snapshot: DepthSnapshot
     messages: list[Message]
+    spot: bool = False  # a spot recording: diffs chain by U == previous u + 1 (no pu), snapshot without E/T
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -59,7 +62,8 @@ class Recording:
 
 
 def load_recording(path: Path, max_messages: int | None = None) -> Recording:
-    """The recording's REST snapshot and the stream messages from the first diff that bridges it on."""
+    """The recording's REST snapshot and the stream messages from the first diff that bridges it on (spot or USD-M,
+    told apart by the diffs: spot's carry no ``pu``)."""
     lines: list[tuple[int, dict]] = []
     snapshot: DepthSnapshot | None = None
     recent = RecentIds(10)
@@ -75,7 +79,9 @@ def load_recording(path: Path, max_messages: int | None = None) -> Recording:
                 break
     if snapshot is None:
         raise ValueError(f"{path}: no REST depth snapshot in the recording")
-    target = snapshot.last_update_id
+    diffs = [msg["data"] for _, msg in lines if msg["data"].get("e") == "depthUpdate"]
+    spot = bool(diffs) and "pu" not in diffs[0]
+    target = snapshot.last_update_id + 1 if spot else snapshot.last_update_id
     start = None
     for i, (_, msg) in enumerate(lines):
         d = msg["data"]
@@ -83,7 +89,7 @@ def load_recording(path: Path, max_messages: int | None = None) -> Recording:
             start = i
             break
     if start is None:
-        raise ValueError(f"{path}: no diff bridges the snapshot's lastUpdateId {target}")
+        raise ValueError(f"{path}: no diff bridges the snapshot's lastUpdateId {snapshot.last_update_id}")
     out: list[Message] = []
     symbol = ""
     for ts, msg in lines[start:]:
@@ -97,7 +103,7 @@ def load_recording(path: Path, max_messages: int | None = None) -> Recording:
         out.append(Message(ts, symbol, kind, orjson.dumps(msg["data"]), diff))
         if max_messages is not None and len(out) >= max_messages:
             break
-    return Recording(symbol, snapshot, out)
+    return Recording(symbol, snapshot, out, spot)
 
 
 def _px(x: float) -> str:
@@ -123,9 +129,17 @@ class BinanceReplayServer:
     """WebSocket + HTTP on 127.0.0.1 replaying :class:`Recording` s (several symbols merge by receive time)."""
 
     def __init__(
-        self, recordings: Iterable[Recording], *, speed: float = 0.0, spot: bool = False, restamp: bool = False
+        self,
+        recordings: Iterable[Recording],
+        *,
+        speed: float = 0.0,
+        spot: bool | None = None,
+        restamp: bool = False,
+        skew_ms: float = 0.0,
     ) -> None:
         self.recordings = {r.symbol: r for r in recordings}
+        if spot is None:  # from the recordings (one market per server: spot and USD-M do not mix)
+            spot = any(r.spot for r in self.recordings.values())
         merged = [m for r in self.recordings.values() for m in r.messages]
         merged.sort(key=lambda m: m.local_ns)
         self.messages = merged
@@ -134,6 +148,11 @@ class BinanceReplayServer:
         # restamp: exchange times ("E", "T") moved to the wall clock at send time, less each message's recorded
         # exchange-to-receive delay, as a live venue's would be (a quoting loop's clock-skew rule checks them)
         self.restamp = restamp
+        # skew_ms: the venue's clock runs this far ahead of ours (restamped stamps only; may be changed while the
+        # server runs): a client's measured offset (local - exchange) comes out about -skew_ms + the send delay
+        if skew_ms and not restamp:
+            raise ValueError("skew_ms needs restamp=True (the recorded stamps are not moved otherwise)")
+        self.skew_ms = skew_ms
         self.books: dict[str, OrderBook] = {}
         self.book_ts: dict[str, tuple[int, int]] = {}
         for sym, rec in self.recordings.items():
@@ -240,7 +259,7 @@ class BinanceReplayServer:
         exch_ns, last_u = self.book_ts[sym]
         out: dict = {"lastUpdateId": last_u}
         if not self.spot:
-            ms = time.time_ns() // 1_000_000 if self.restamp else exch_ns // 1_000_000
+            ms = self._now_ms() if self.restamp else exch_ns // 1_000_000
             out |= {"E": ms, "T": ms}
         out["bids"] = [[_px(p), _px(s)] for p, s in book.bids(limit)]
         out["asks"] = [[_px(p), _px(s)] for p, s in book.asks(limit)]
@@ -305,12 +324,15 @@ class BinanceReplayServer:
             self.cursor = i + 1
         self.done.set()
 
-    @staticmethod
-    def _restamped(m: Message) -> bytes:
+    def _now_ms(self) -> int:
+        """The venue's clock, ms: the wall clock plus the configured skew."""
+        return round(time.time_ns() / 1_000_000 + self.skew_ms)
+
+    def _restamped(self, m: Message) -> bytes:
         data = orjson.loads(m.data)
         sent_ms = data.get("E") if isinstance(data.get("E"), int) else m.local_ns // 1_000_000
         delay_ms = max(0, m.local_ns // 1_000_000 - sent_ms)  # the recorder's clock ran behind at times: no < 0
-        shift_ms = time.time_ns() // 1_000_000 - delay_ms - sent_ms
+        shift_ms = self._now_ms() - delay_ms - sent_ms
         for key in ("E", "T"):
             if isinstance(data.get(key), int):
                 data[key] += shift_ms

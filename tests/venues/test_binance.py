@@ -1,4 +1,5 @@
-"""The Binance connector against a local server replaying the shared USD-M recording (tests/venues/binance_server.py).
+"""The Binance connector against a local server replaying the shared USD-M and spot recordings
+(tests/venues/binance_server.py; both are real hftbacktest recordings, served byte for byte).
 
 What is compared: the book the engine sees (the feed's resync snapshot, then every in-sequence diff it passes on)
 against the recorded ``@bookTicker`` — best bid and ask, price and size — at every update id ``u`` carried by both
@@ -25,9 +26,12 @@ from tests.venues.binance_server import BinanceReplayServer, load_recording
 FAST_BACKOFF = BackoffParams(base_s=0.05, cap_s=0.2, jitter=0.5)
 
 
-def _recording(name: str = "btcusdt", n: int = 5000):
-    path = shared_data(f"hftbacktest-binance-usdm-{name}-20240808", "raw", f"usdm_{name}_20240808.gz")
+def _recording(name: str = "btcusdt", n: int = 5000, market: str = "usdm"):
+    path = shared_data(f"hftbacktest-binance-{market}-{name}-20240808", "raw", f"{market}_{name}_20240808.gz")
     return load_recording(Path(path), n)
+
+
+MARKETS = {"usdm": "binance-usdm", "spot": "binance-spot"}
 
 
 class Watcher:
@@ -54,7 +58,10 @@ class Watcher:
                 self.book.apply_snapshot(ev)
             elif isinstance(ev, DepthUpdate):
                 assert self.whole
-                assert ev.prev_update_id == self.book.last_update_id, "the feed passes only chained diffs"
+                if self.feed.connector.venue == "binance-spot":  # spot: U == previous u + 1 (no pu)
+                    assert ev.first_update_id == self.book.last_update_id + 1, "the feed passes only chained diffs"
+                else:
+                    assert ev.prev_update_id == self.book.last_update_id, "the feed passes only chained diffs"
                 self.book.apply_update(ev)
                 (bp, bs), (ap, as_) = self.book.best_bid(), self.book.best_ask()
                 self.tops[ev.last_update_id] = (bp, bs, ap, as_)
@@ -89,12 +96,13 @@ class Watcher:
 def server_factory():
     servers, connectors = [], []
 
-    def make(recordings, speed=0.0, **conn_kwargs):
-        srv = BinanceReplayServer(recordings, speed=speed).start()
+    def make(recordings, speed=0.0, server_kwargs=None, **conn_kwargs):
+        srv = BinanceReplayServer(recordings, speed=speed, **(server_kwargs or {})).start()
         servers.append(srv)
         syms = [r.symbol for r in recordings]
+        venue = "binance-spot" if recordings[0].spot else "binance-usdm"
         conn = BinanceConnector(
-            "binance-usdm", syms, ws_url=srv.base_ws, rest_url=srv.base_http, backoff=FAST_BACKOFF, **conn_kwargs
+            venue, syms, ws_url=srv.base_ws, rest_url=srv.base_http, backoff=FAST_BACKOFF, **conn_kwargs
         )
         connectors.append(conn)
         return srv, conn
@@ -106,8 +114,10 @@ def server_factory():
         s.stop()
 
 
-def test_book_equals_recorded_book_ticker(server_factory):
-    rec = _recording(n=20_000)
+@pytest.mark.parametrize("market", ["usdm", "spot"])
+def test_book_equals_recorded_book_ticker(server_factory, market):
+    rec = _recording(n=20_000, market=market)
+    assert rec.spot is (market == "spot")
     srv, conn = server_factory([rec], speed=0.0)
     w = Watcher(BinanceFeed(conn.start()))
     assert w.run_until(lambda: srv.done.is_set() and conn.stats.messages >= len(rec.messages), 20)
@@ -124,19 +134,24 @@ def test_book_equals_recorded_book_ticker(server_factory):
     assert conn.state is ConnState.LIVE
 
 
-def test_dropped_diff_is_detected_and_resynchronised(server_factory):
-    rec = _recording(n=6000)
+@pytest.mark.parametrize("market", ["usdm", "spot"])
+def test_dropped_diff_is_detected_and_resynchronised(server_factory, market):
+    rec = _recording(n=6000, market=market)
     diffs = [m.diff for m in rec.messages if m.diff is not None]
-    victim = diffs[60].last_update_id
-    srv, conn = server_factory([rec], speed=15.0)
+    i = 60 if market == "usdm" else 120
+    victim = diffs[i].last_update_id
+    # spot's diffs come every 100 ms (USD-M's several times as often): replay it faster to see the same stretch
+    srv, conn = server_factory([rec], speed=15.0 if market == "usdm" else 40.0)
     srv.drop_diff(victim)
     w = Watcher(BinanceFeed(conn.start()))
     assert w.run_until(lambda: w.log == ["resynced", "dropped", "resynced"], 20), w.log
     assert srv.stats.dropped == [victim]
     assert conn.stats.gaps == 1 and conn.stats.snapshots == 2
     gap = conn.syncs["BTCUSDT"].gaps[0]
-    # the book stood at the diff before the victim; the next diff's pu names the victim
-    assert (gap.kind, gap.expected, gap.got) == ("sequence", diffs[59].last_update_id, victim)
+    if market == "usdm":  # the book stood at the diff before the victim; the next diff's pu names the victim
+        assert (gap.kind, gap.expected, gap.got) == ("sequence", diffs[i - 1].last_update_id, victim)
+    else:  # spot: the next diff should have started right after the diff before the victim; it starts after it
+        assert (gap.kind, gap.expected, gap.got) == ("sequence", diffs[i - 1].last_update_id + 1, victim + 1)
     assert w.events_while_down == 0, "no book events reach the engine while the book is not whole"
     assert w.run_until(srv.done.is_set, 20)
     w.run_until(lambda: False, 0.3)
@@ -215,6 +230,31 @@ def test_record_command_stores_the_replayed_slice(settings, capsys):
         assert DepthSnapshotRecord.objects.filter(instrument=inst).count() == 1
 
 
+@pytest.mark.django_db(transaction=True)
+def test_record_command_stores_spot(settings, capsys):
+    """``record --venue binance-spot``: spot's URLs and depth path, spot's sync rule, every message stored."""
+    from apps.marketdata.models import DepthSnapshotRecord, DepthUpdateRecord, Instrument, QuoteTick, TradeTick
+
+    rec = _recording("btcusdt", 2000, market="spot")
+    srv = BinanceReplayServer([rec], speed=0.0).start()
+    try:
+        settings.MM_BINANCE_SPOT_WS_URL = srv.base_ws
+        settings.MM_BINANCE_SPOT_REST_URL = srv.base_http
+        settings.MM_BINANCE_WS_URL = settings.MM_BINANCE_REST_URL = "http://127.0.0.1:9"  # never the USD-M ones
+        call_command("record", venue="binance-spot", symbols="BTCUSDT", seconds=2.5)
+        assert srv.done.is_set() and srv.stats.rest_requests >= 1
+    finally:
+        srv.stop()
+    out = capsys.readouterr().out
+    assert "live" in out and "gaps 0 " in out
+    inst = Instrument.objects.get(venue="binance-spot", symbol="BTCUSDT")
+    counts = rec.counts()
+    assert TradeTick.objects.filter(instrument=inst).count() == counts["trade"]
+    assert QuoteTick.objects.filter(instrument=inst).count() == counts["bookTicker"]
+    assert DepthUpdateRecord.objects.filter(instrument=inst).count() == counts["depth"]
+    assert DepthSnapshotRecord.objects.filter(instrument=inst).count() == 1
+
+
 def test_record_command_names_bad_arguments(db):
     from django.core.management.base import CommandError
 
@@ -222,4 +262,6 @@ def test_record_command_names_bad_arguments(db):
         call_command("record", venue="binance-usdm", symbols="DOGEUSDT", seconds=1)
     with pytest.raises(CommandError, match="--seconds"):
         call_command("record", venue="binance-usdm", symbols="BTCUSDT", seconds=0)
+    with pytest.raises(CommandError, match="--max-buffer-rows"):
+        call_command("record", venue="binance-usdm", symbols="BTCUSDT", seconds=1, max_buffer_rows=0)
     assert wait_until(lambda: True, 0.1)

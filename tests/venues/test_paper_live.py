@@ -271,3 +271,100 @@ def test_bad_start_form_inputs_name_their_field(client, over, field, message):
     assert api.status_code == 400 and field in api.json()["fields"], api.content
     assert message in " ".join(api.json()["fields"][field])
     assert not TradingSession.objects.exists()
+
+
+@pytest.fixture
+def skewed_server(recording, settings, request):
+    """The replay server with its clock ``request.param`` ms ahead of ours (restamped, so otherwise live-like)."""
+    srv = BinanceReplayServer([recording], speed=4.0, restamp=True, skew_ms=request.param).start()
+    settings.MM_BINANCE_WS_URL = srv.base_ws
+    settings.MM_BINANCE_REST_URL = srv.base_http
+    yield srv
+    srv.stop()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("skewed_server", [1500.0, -1500.0], indirect=True)
+def test_a_venue_clock_skew_over_the_bound_trips_the_clock_skew_rule(skewed_server):
+    """The venue's clock 1.5 s ahead (or behind: as if every message came 1.5 s late): the connector measures about
+    -1.5 s (+1.5 s) local - exchange, the feed shows it, and the clock-skew rule (1 s by default) pulls the quotes:
+    the book is whole, yet nothing is quoted."""
+    session = create_live_data_session(Actor(label="t"), name="skew", instrument=INSTRUMENT, params=PARAMS, start=False)
+    loop = _loop(session)
+    try:
+        _run_until(loop, lambda: loop.feed_status()["state"] == "live", 20, "the book whole")
+        deadline = time.monotonic() + 4.0
+        while time.monotonic() < deadline:
+            assert loop.step()
+            assert loop.core.tracker.open_orders() == []
+            time.sleep(0.02)
+        status = loop.feed_status()
+        assert abs(status["clock_offset_ms"] + skewed_server.skew_ms) <= 50, status
+        assert status["rtt_ms"] is not None and 0 < status["rtt_ms"] < 500
+        assert loop.driver.risk.clock_measured and loop.driver.risk.clock_skew_ns == loop.feed.clock_offset_ns()
+        _flush(loop)
+        trips = RiskEventRecord.objects.filter(session=session, rule="clock_skew")
+        assert trips.exists(), list(RiskEventRecord.objects.filter(session=session).values_list("rule", flat=True))
+        assert trips.first().values["clock_skew_ms"] == pytest.approx(status["clock_offset_ms"], abs=60)
+    finally:
+        TradingSession.objects.filter(pk=session.pk).update(status="stopped")
+        loop.finish()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("skewed_server", [300.0], indirect=True)
+def test_a_venue_clock_skew_under_the_bound_lets_it_quote(skewed_server):
+    """The venue's clock 0.3 s ahead: measured, shown, under the 1 s bound: the session quotes and nothing trips."""
+    session = create_live_data_session(Actor(label="t"), name="skew", instrument=INSTRUMENT, params=PARAMS, start=False)
+    loop = _loop(session)
+    try:
+        _run_until(loop, lambda: _two_sided(loop), 20, "quoting both sides")
+        status = loop.feed_status()
+        assert -350 <= status["clock_offset_ms"] <= -250, status
+        assert loop.driver.risk.clock_skew_ns == loop.feed.clock_offset_ns()
+        _flush(loop)
+        assert not RiskEventRecord.objects.filter(session=session, rule="clock_skew").exists()
+    finally:
+        TradingSession.objects.filter(pk=session.pk).update(status="stopped")
+        loop.finish()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_live_data_session_on_binance_spot_quotes_fills_and_records_spot_depth(settings):
+    """binance-spot:BTCUSDT: the connector opens spot's stream and ``/api/v3/depth`` (the MM_BINANCE_SPOT_* settings),
+    syncs by spot's rule, and the session quotes on spot's grid, gets paper fills and stores diffs that chain by
+    ``U == previous u + 1`` from the stored snapshot."""
+    path = shared_data("hftbacktest-binance-spot-btcusdt-20240808", "raw", "spot_btcusdt_20240808.gz")
+    srv = BinanceReplayServer([load_recording(Path(path), 30_000)], speed=4.0, restamp=True).start()
+    settings.MM_BINANCE_SPOT_WS_URL = srv.base_ws
+    settings.MM_BINANCE_SPOT_REST_URL = srv.base_http
+    settings.MM_BINANCE_WS_URL = settings.MM_BINANCE_REST_URL = "http://127.0.0.1:9"  # never the USD-M ones
+    session = create_live_data_session(
+        Actor(label="t"), name="spot", instrument="binance-spot:BTCUSDT", params=PARAMS, start=False
+    )
+    loop = _loop(session)
+    try:
+        assert loop.feed.connector.venue == "binance-spot" and loop.core.tick_size == 0.01
+        _run_until(loop, lambda: _two_sided(loop), 25, "quoting both sides")
+        _run_until(loop, lambda: loop.core.fills > 0, 25, "a paper fill")
+        assert loop.feed_status()["venue"] == "binance-spot" and srv.stats.rest_requests >= 1
+        _flush(loop)
+        iid = session.instrument_id
+        assert (
+            TradeTick.objects.filter(instrument_id=iid).exists()
+            and QuoteTick.objects.filter(instrument_id=iid).exists()
+        )
+        lo, hi = stored_range_ns(iid)
+        book, diffs = OrderBook(), 0
+        for ev in iter_events(iid, lo, hi):
+            if isinstance(ev, DepthSnapshot):
+                book.apply_snapshot(ev)
+            elif isinstance(ev, DepthUpdate):
+                assert ev.first_update_id == book.last_update_id + 1, "stored spot diffs chain from the snapshot"
+                book.apply_update(ev)
+                diffs += 1
+        assert diffs > 10 and book.best_bid()[0] < book.best_ask()[0]
+    finally:
+        TradingSession.objects.filter(pk=session.pk).update(status="stopped")
+        loop.finish()
+        srv.stop()

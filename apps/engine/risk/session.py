@@ -113,6 +113,7 @@ class SessionRisk:
         self.peak_equity = capital_quote
         self.feed_last_ns: dict[str, int] = {}
         self.clock_skew_ns: int | None = None
+        self.clock_measured = False  # a live feed measures the offset (on_clock): events no longer set it
         self.margin: tuple[float, float, float, float] | None = None  # leverage, maint. rate, wallet, entry
         self._t = 0  # the rolling windows need non-decreasing time; event stamps can lag the wall clock
 
@@ -132,8 +133,16 @@ class SessionRisk:
 
     def on_market(self, ts_local_ns: int, ts_exch_ns: int) -> None:
         self.feed_last_ns[FEED] = ts_local_ns
-        if ts_exch_ns:
+        if ts_exch_ns and not self.clock_measured:
             self.clock_skew_ns = ts_local_ns - ts_exch_ns
+
+    def on_clock(self, offset_ns: int) -> None:
+        """A live feed's measured local-minus-exchange offset (:class:`~apps.engine.market.clock.ClockEstimator`:
+        min-filtered, median over a window): the clock-skew rule reads it from now on, instead of the last event's
+        raw difference, which one late message moves by its whole delay. Replays and backtests never call this, so
+        they keep the per-event difference (and their results)."""
+        self.clock_measured = True
+        self.clock_skew_ns = int(offset_ns)
 
     def on_margin(self, leverage: float, maint_margin_rate: float, wallet_balance: float, entry_price: float) -> None:
         """The venue's margin report (isolated linear perpetual): what the margin rule reads."""

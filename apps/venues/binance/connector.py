@@ -22,6 +22,11 @@ Connection life: ``connecting`` -> ``syncing`` (socket open, snapshots being fet
 ``connecting`` ... ; ``stopped`` at the end. Heartbeats: the websockets library answers the server's pings and
 sends its own every ``ping_interval_s``; no pong within ``ping_timeout_s`` closes the connection (then back-off and
 reconnect, which resubscribes every stream and resynchronises every book).
+
+Clock: every message with an exchange stamp feeds a :class:`~apps.engine.market.clock.ClockEstimator` (local minus
+exchange offset, min-filtered per second, median over 30 s), and so does every round trip: a WebSocket ping every
+``rtt_interval_s`` to its pong, each REST snapshot request to its answer. :class:`BinanceFeed` shows both in its
+status and hands the offset to the quoting loop's clock-skew rule (:meth:`BinanceFeed.clock_offset_ns`).
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ import websockets
 from websockets.asyncio.client import connect as ws_connect
 
 from apps.engine.market.book import BinanceBookSync, BookSyncParams, SyncRule
+from apps.engine.market.clock import ClockEstimator, ClockParams
 from apps.engine.market.events import BestBidAsk, DepthSnapshot, DepthUpdate, EventError, Funding, MarkPrice, Trade
 from apps.engine.market.feeds import Backoff, BackoffParams, FeedPoll
 from apps.marketdata.parsers.binance_raw import decode_message
@@ -126,6 +132,8 @@ class BinanceConnector:
         ping_interval_s: float = 20.0,
         ping_timeout_s: float = 20.0,
         rest_timeout_s: float = 10.0,
+        rtt_interval_s: float = 5.0,
+        clock_params: ClockParams | None = None,
         clock: Callable[[], int] = time.time_ns,
     ) -> None:
         self.ep = endpoints(venue, ws_url, rest_url)
@@ -144,6 +152,10 @@ class BinanceConnector:
         self.ping_interval_s = ping_interval_s
         self.ping_timeout_s = ping_timeout_s
         self.rest_timeout_s = rest_timeout_s
+        if not (0 < rtt_interval_s < float("inf")):
+            raise ValueError(f"rtt_interval_s must be a positive number of seconds, got {rtt_interval_s!r}")
+        self.rtt_interval_s = rtt_interval_s
+        self.clock_est = ClockEstimator(clock_params)
         self.clock = clock
         self.queue: queue.SimpleQueue[Item] = queue.SimpleQueue()
         self.stats = ConnectorStats()
@@ -269,9 +281,26 @@ class BinanceConnector:
         self._set_state(ConnState.SYNCING)
         for sym in self.symbols:
             self._start_resync(sym)
-        async for raw in ws:
-            self._handle(raw, self.clock())
-        # the async for ends on a normal close (ours on stop, or the server's)
+        pinger = asyncio.ensure_future(self._ping(ws))
+        try:
+            async for raw in ws:
+                self._handle(raw, self.clock())
+            # the async for ends on a normal close (ours on stop, or the server's)
+        finally:
+            pinger.cancel()
+
+    async def _ping(self, ws: Any) -> None:
+        """Round trips for the clock estimator: a ping every ``rtt_interval_s``, timed to its pong. (The websockets
+        library's own keepalive pings, every ``ping_interval_s``, watch the connection; these measure it.)"""
+        while True:
+            t0 = time.perf_counter_ns()
+            try:
+                pong = await ws.ping()
+                await asyncio.wait_for(pong, timeout=self.ping_timeout_s)
+            except (TimeoutError, websockets.exceptions.ConnectionClosed):
+                return  # the keepalive closes a dead connection; a closed one ends the session
+            self.clock_est.on_round_trip(time.perf_counter_ns() - t0)
+            await asyncio.sleep(self.rtt_interval_s)
 
     def _lose(self, sym: str, reason: str) -> None:
         if self._whole[sym]:
@@ -307,13 +336,16 @@ class BinanceConnector:
         sync = self.syncs[sym]
         while not self._stopping:
             try:
-                snap = await asyncio.to_thread(self._fetch_snapshot, sym)
+                snap, rtt_ns = await asyncio.to_thread(self._fetch_snapshot, sym)
             except (OSError, ValueError, BadRecordError, EventError) as exc:
                 self.stats.snapshot_failures += 1
                 self.last_error = f"{sym} depth snapshot: {exc}"[:300]
                 failures += 1
                 await asyncio.sleep(min(5.0, 0.1 * 2**failures))
                 continue
+            self.clock_est.on_round_trip(rtt_ns)
+            if snap.ts_exch_ns:  # USD-M's snapshot carries E/T (spot's none)
+                self.clock_est.on_stamp(snap.ts_local_ns, snap.ts_exch_ns)
             if self.syncs.get(sym) is not sync:  # a new connection started meanwhile
                 return
             self.stats.snapshots += 1
@@ -328,19 +360,22 @@ class BinanceConnector:
             self.stats.gaps += len(gaps)  # the snapshot was older than every buffered diff: fetch a newer one
             await asyncio.sleep(0.05)
 
-    def _fetch_snapshot(self, sym: str) -> DepthSnapshot:
+    def _fetch_snapshot(self, sym: str) -> tuple[DepthSnapshot, int]:
+        """The REST snapshot and the request's round trip (ns; the estimator is fed on the loop's thread)."""
         query = urllib.parse.urlencode({"symbol": sym, "limit": self.snapshot_limit})
         url = f"{self.ep.rest_url}{self.ep.depth_path}?{query}"
+        t0 = time.perf_counter_ns()
         with urllib.request.urlopen(url, timeout=self.rest_timeout_s) as resp:  # noqa: S310 - URL from settings
             body = resp.read()
         local = self.clock()
+        rtt_ns = time.perf_counter_ns() - t0
         data = orjson.loads(body)
         if not isinstance(data, dict) or "lastUpdateId" not in data:
             raise ValueError(f"not a depth snapshot: {body[:200]!r}")
         snap = decode_message(data, local, self._recent)
         if not isinstance(snap, DepthSnapshot):
             raise ValueError("not a depth snapshot")
-        return snap
+        return snap, rtt_ns
 
     def _handle(self, raw: str | bytes, local: int) -> None:
         stats = self.stats
@@ -363,6 +398,8 @@ class BinanceConnector:
             return
         if ev is None:
             return
+        if ev.ts_exch_ns > 0:
+            self.clock_est.on_stamp(local, ev.ts_exch_ns)
         if type(ev) is DepthUpdate:
             sync = self.syncs[sym]
             was = sync.in_sync
@@ -429,7 +466,13 @@ class BinanceFeed:
             "disconnects": c.stats.disconnects,
             "gaps": c.stats.gaps,
             "last_error": c.last_error,
+            **c.clock_est.status(),
         }
+
+    def clock_offset_ns(self) -> int | None:
+        """The measured local-minus-exchange offset (ns; None before the first stamped message): what the quoting
+        loop gives the clock-skew rule instead of one event's raw difference."""
+        return self.connector.clock_est.offset_ns
 
     def _next(self) -> Item | None:
         if self._pending:

@@ -40,7 +40,16 @@ def _spill_dir() -> Path:
 class Recorder:
     """Drain a connector's queue into a :class:`~apps.marketdata.writer.BatchedWriter` with the importer's tables."""
 
-    def __init__(self, connector: BinanceConnector, instrument_ids: dict[str, int], writer: Any | None = None) -> None:
+    def __init__(
+        self,
+        connector: BinanceConnector,
+        instrument_ids: dict[str, int],
+        writer: Any | None = None,
+        *,
+        max_buffer_rows: int = 200_000,
+    ) -> None:
+        """``max_buffer_rows``: rows the writer keeps in memory while the database is away before it spills the
+        oldest to ``MM_SPILL_DIR/marketdata-record`` (replayed, oldest first, when the database answers)."""
         from apps.marketdata.importer import SPECS
         from apps.marketdata.writer import BatchedWriter
 
@@ -49,7 +58,13 @@ class Recorder:
             raise ValueError(f"instrument_ids: no instrument for {sorted(missing)}")
         self.connector = connector
         self.iids = instrument_ids
-        self.writer = writer or BatchedWriter(SPECS, flush_interval_s=0.5, spill_dir=_spill_dir())
+        self.writer = writer or BatchedWriter(
+            SPECS,
+            flush_interval_s=0.5,
+            max_batch_rows=min(5000, max_buffer_rows),
+            max_buffer_rows=max_buffer_rows,
+            spill_dir=_spill_dir(),
+        )
         self.counts = RecordCounts(per_symbol={s: {} for s in connector.symbols})
         self._clocks: dict[str, FundingClock] = {}  # per symbol: mark-price updates -> settlements
 
@@ -173,6 +188,7 @@ def record(
     *,
     progress: Callable[[str], None] | None = None,
     should_stop: Callable[[], bool] = lambda: False,
+    max_buffer_rows: int = 200_000,
     **connector_kwargs: Any,
 ) -> RecordCounts:
     """Create the instruments (registry values) and record their market data."""
@@ -187,4 +203,5 @@ def record(
                 f"symbols: {venue}:{sym} is not a known instrument (known: {', '.join(instruments.known_keys())})"
             )
         iids[sym] = instruments.ensure_known_instrument(known).pk
-    return Recorder(conn, iids).run(seconds, progress=progress, should_stop=should_stop)
+    recorder = Recorder(conn, iids, max_buffer_rows=max_buffer_rows)
+    return recorder.run(seconds, progress=progress, should_stop=should_stop)

@@ -48,3 +48,22 @@ def test_json_lists_set_tuple_fields_and_are_still_validated():
     assert by_name["StaleFeedRule"].params.feeds == ("market",)
     with pytest.raises(ValueError, match=r"params.risk.estimator_state: bad_states must be among .*'nope'"):
         build_risk_engine({"estimator_state": {"bad_states": ["nope"]}}, 0.1)
+
+
+def test_a_measured_clock_offset_replaces_the_per_event_difference():
+    """Without a measurement the clock-skew rule reads the last event's local - exchange difference; once a live feed
+    hands over its measured offset (on_clock), a late event no longer moves it."""
+    ms = 1_000_000
+    risk = SessionRisk(*build_risk_engine({}, 1.0), max_inventory=1.0)
+    t = 1_700_000_000_000_000_000
+    risk.on_market(t, t - 1500 * ms)  # one message 1.5 s late: the raw difference trips the 1 s bound
+    _, _, trips = risk.evaluate(t, STATE, {"best_bid": 99.9, "best_ask": 100.1})
+    assert [tr.values["clock_skew_ms"] for tr in trips if tr.kind == "clock_skew"] == [1500.0]
+    risk.on_clock(3 * ms)  # the estimator's view: 3 ms
+    risk.on_market(t + ms, t - 1500 * ms)  # another late message changes nothing now
+    _, cleared, trips = risk.evaluate(t + ms, STATE, {"best_bid": 99.9, "best_ask": 100.1})
+    assert risk.clock_skew_ns == 3 * ms and not [tr for tr in trips if tr.kind == "clock_skew"]
+    assert "clock_skew" in cleared
+    risk.on_clock(-1200 * ms)  # a measured skew over the bound trips it
+    _, _, trips = risk.evaluate(t + 2 * ms, STATE, {"best_bid": 99.9, "best_ask": 100.1})
+    assert [tr.values["clock_skew_ms"] for tr in trips if tr.kind == "clock_skew"] == [-1200.0]

@@ -19,6 +19,12 @@ class Command(BaseCommand):
         parser.add_argument("--symbols", required=True, help="comma-separated, e.g. BTCUSDT,ETHUSDT")
         parser.add_argument("--seconds", type=float, default=None, help="stop after this long (default: Ctrl-C)")
         parser.add_argument("--depth-speed", default="100ms", help="diff stream speed: 100ms (default), 0ms, 250ms")
+        parser.add_argument(
+            "--max-buffer-rows",
+            type=int,
+            default=200_000,
+            help="rows kept in memory while the database is away before the oldest spill to disk (default 200000)",
+        )
 
     def handle(self, *args: object, **opts: object) -> None:
         from apps.venues.binance.recorder import record
@@ -29,6 +35,9 @@ class Command(BaseCommand):
         seconds = opts["seconds"]
         if seconds is not None and not seconds > 0:
             raise CommandError(f"--seconds must be > 0, got {seconds}")
+        max_buffer_rows = opts["max_buffer_rows"]
+        if not isinstance(max_buffer_rows, int) or max_buffer_rows < 1:
+            raise CommandError(f"--max-buffer-rows must be an integer >= 1, got {max_buffer_rows!r}")
         ensure_migrated()
         stop = threading.Event()
         previous = {}
@@ -43,6 +52,7 @@ class Command(BaseCommand):
                 progress=lambda line: self.stdout.write(line),
                 should_stop=stop.is_set,
                 depth_speed=str(opts["depth_speed"]),
+                max_buffer_rows=max_buffer_rows,
             )
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
