@@ -7,9 +7,9 @@ The file is parsed once, before any timing. The two implementations alternate, `
 
 Wall clock moves with the load of a shared machine; instruction counts do not. When ``valgrind`` is on PATH, each
 implementation also runs under ``valgrind --tool=callgrind`` in a child process on a fixed slice (the snapshot
-and the first ``SLICE`` diffs after it, pickled once), and again with the same set-up but no replay: the
-difference of the two instruction totals, divided by the slice's diffs, is the instructions per depth message
-(and per level update), free of interpreter start-up and imports.
+and the first ``SLICE`` diffs after it, pickled once), and again replaying only the first half: the difference
+of the two instruction totals, divided by the second half's diffs, is the instructions per depth message (and per
+level update) of diffs ``SLICE/2+1 .. SLICE``, free of interpreter start-up, imports and first-call warm-up.
 """
 
 from __future__ import annotations
@@ -72,19 +72,18 @@ def _slice(events: list) -> list:
     return events[i : i + 1 + SLICE]
 
 
-def _callgrind_child(impl: str, path: str, replay: bool) -> None:
-    """Runs under valgrind: load the slice, build the book from the snapshot, then replay the diffs (or not)."""
+def _callgrind_child(impl: str, path: str, n_diffs: int) -> None:
+    """Runs under valgrind: load the slice, build the book from the snapshot, then replay its first n diffs."""
     with open(path, "rb") as f:
         events = pickle.load(f)  # noqa: S301 - our own file, written a moment ago by the parent
     book = _classes()[impl]()
     book.apply_snapshot(events[0])
-    if replay:
-        upd = book.apply_update
-        for ev in events[1:]:
-            upd(ev)
+    upd = book.apply_update
+    for ev in events[1 : 1 + n_diffs]:
+        upd(ev)
 
 
-def _instructions(impl: str, path: str, replay: bool) -> int:
+def _instructions(impl: str, path: str, n_diffs: int) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         out = subprocess.run(
             [
@@ -97,7 +96,7 @@ def _instructions(impl: str, path: str, replay: bool) -> int:
                 "--callgrind-child",
                 impl,
                 path,
-                "1" if replay else "0",
+                str(n_diffs),
             ],
             cwd=BASE_DIR,
             env={**os.environ, "PYTHONHASHSEED": "0"},
@@ -144,20 +143,22 @@ def run() -> list[dict]:
         rows.append({"name": "book instructions", "value": "", "unit": "", "note": "skipped: valgrind not on PATH"})
         return rows
     part = _slice(events)
-    slice_levels = sum(len(e.bids) + len(e.asks) for e in part[1:])
+    half = SLICE // 2
+    slice_levels = sum(len(e.bids) + len(e.asks) for e in part[1 + half :])
     with tempfile.NamedTemporaryFile(suffix=".pkl", delete=False) as f:
         pickle.dump(part, f)
     try:
         per: dict[str, float] = {}
         for name in classes:
-            n = _instructions(name, f.name, True) - _instructions(name, f.name, False)
-            per[name] = n / SLICE
+            n = _instructions(name, f.name, SLICE) - _instructions(name, f.name, half)
+            per[name] = n / (SLICE - half)
             rows.append(
                 {
                     "name": f"book instructions per depth message ({name})",
                     "value": per[name],
                     "unit": "instr",
-                    "note": f"callgrind, {SLICE} diffs after the snapshot ({n / slice_levels:,.0f} per level update)",
+                    "note": f"callgrind, diffs {half + 1}-{SLICE} after the snapshot "
+                    f"({n / slice_levels:,.0f} per level update)",
                 }
             )
         rows.append(
@@ -176,7 +177,7 @@ def run() -> list[dict]:
 if __name__ == "__main__":
     if len(sys.argv) == 5 and sys.argv[1] == "--callgrind-child":
         sys.path.insert(0, str(BASE_DIR))
-        _callgrind_child(sys.argv[2], sys.argv[3], sys.argv[4] == "1")
+        _callgrind_child(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     else:
         for row in run():
             print(row)
