@@ -484,3 +484,17 @@ def test_size_within_equals_walking_every_level(Book, bids, asks, mid_ticks, ban
 def test_size_within_rejects_a_bad_mid_or_band(Book, mid, frac):
     with pytest.raises(ValueError, match="must be a finite"):
         Book().size_within(mid, frac)
+
+
+@both
+def test_a_copied_or_pickled_book_is_an_independent_equal_book(Book):
+    import copy
+    import pickle
+
+    book = Book(checked=False)
+    book.apply_snapshot(snap([(100.0, 1.0), (99.5, 2.0)], [(100.5, 3.0)], last_id=7))
+    for clone in (copy.deepcopy(book), pickle.loads(pickle.dumps(book))):
+        assert type(clone) is Book
+        assert (clone.bids(), clone.asks(), clone.last_update_id) == (book.bids(), book.asks(), 7)
+        clone.set_level(Side.BUY, 100.0, 0.0)
+        assert book.best_bid() == (100.0, 1.0) and clone.best_bid() == (99.5, 2.0)
