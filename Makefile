@@ -4,8 +4,13 @@ PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
+# The compiled hot path (docs/compiled-core.md): one extension per .pyx, built in place beside it.
+EXT_SUFFIX := $(shell $(PYTHON) -c "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))" 2>/dev/null)
+PYX    := $(shell find apps -name '*.pyx' 2>/dev/null)
+PXD    := $(shell find apps -name '*.pxd' 2>/dev/null)
+EXTS   := $(PYX:.pyx=$(EXT_SUFFIX))
 
-.PHONY: run test bench bench-ws bench-review bench-ab chaos lint format install services-stop
+.PHONY: build run test bench bench-ws bench-review bench-ab chaos lint format install services-stop
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or run: make PYTHON=python3 ...)"; exit 1; }
@@ -16,33 +21,43 @@ $(STAMP): $(PY) requirements.txt requirements-dev.txt
 	$(PY) -m pip install --disable-pip-version-check -q -r requirements-dev.txt
 	@rm -f $(VENV)/.installed-*; touch $(STAMP)
 
-install: $(STAMP)
+# `pip install -e .` compiles every extension in place (Cython and setuptools come into pip's isolated build
+# environment, never into the venv). The extensions are rebuilt whenever any .pyx/.pxd or pyproject.toml is newer
+# than one of them, or the venv was rebuilt, so an edited .pyx never runs stale under run/test/bench. touch: setuptools
+# skips a compile it thinks is current, and make must then see the outputs as new.
+$(EXTS) &: $(PYX) $(PXD) pyproject.toml $(STAMP)
+	$(PY) -m pip install --disable-pip-version-check -q --no-deps -e .
+	@touch $(EXTS)
 
-run: $(STAMP)
+build: $(EXTS)
+
+install: $(STAMP) $(EXTS)
+
+run: $(STAMP) $(EXTS)
 	$(PY) -m mmweb.runner
 
 # Embedded servers that `make test` itself had to start are stopped afterwards; ones already running (say, for a
 # `make run` in another terminal) are left alone. pytest's own exit code is kept (5, "no tests", fails too).
-test: $(STAMP)
+test: $(STAMP) $(EXTS)
 	@was=$$($(PY) -m mmweb.embedded running); \
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ "$$was" = "no" ]; then $(PY) -m mmweb.embedded stop >/dev/null; fi; \
 	exit $$rc
 
-bench: $(STAMP)
+bench: $(STAMP) $(EXTS)
 	$(PY) -m benchmarks
 	$(PY) -m benchmarks.ws_fanout
 
 # make bench-ws [WS_CLIENTS=100 WS_SECONDS=60]: the live page's WebSocket fan-out alone (its own table)
-bench-ws: $(STAMP)
+bench-ws: $(STAMP) $(EXTS)
 	$(PY) -m benchmarks.ws_fanout
 
 # make bench-review: the review page and its chart data over a full day of records (docs/review.md)
-bench-review: $(STAMP)
+bench-review: $(STAMP) $(EXTS)
 	$(PY) -m benchmarks review
 
 # make bench-ab REF=<commit>: engine, pipeline and backtest speed against REF, alternating old and new in one run
-bench-ab: $(STAMP)
+bench-ab: $(STAMP) $(EXTS)
 	$(PY) -m benchmarks.ab $(REF) --rounds $(or $(ROUNDS),2)
 
 lint: $(STAMP)
@@ -56,5 +71,5 @@ format: $(STAMP)
 services-stop: $(STAMP)
 	$(PY) -m mmweb.embedded stop
 
-chaos: $(STAMP)
+chaos: $(STAMP) $(EXTS)
 	$(PY) -m benchmarks.chaos $(CHAOS_TRIALS)

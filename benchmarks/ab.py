@@ -13,7 +13,9 @@ events (the shared Binance USD-M recording):
 
 It prints events/s per round and the median new/old ratio. ``REF`` must be recent enough to share the event
 classes (they are rebuilt in the old tree by name and fields; either module layout works). The worktree is
-removed afterwards.
+removed afterwards. When ``REF`` has Cython modules (docs/compiled-core.md), they are compiled into its worktree
+first (``pip wheel`` in pip's isolated build environment, the ``.so`` files copied beside their ``.pyx``; nothing
+is installed into the venv), and a tree whose compiled modules fell back to Python is an error, not a row.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +81,32 @@ def _engine_modules() -> dict[str, Any]:
     return out
 
 
+def _build_extensions(tree: Path, tmp: Path) -> None:
+    """Compile ``tree``'s Cython extensions in place without installing anything (a no-op without .pyx files)."""
+    if not any(tree.glob("apps/**/*.pyx")):
+        return
+    wheels = tmp / "wheels"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(tree)],
+        check=True,
+        capture_output=True,
+    )
+    for whl in wheels.glob("*.whl"):
+        with zipfile.ZipFile(whl) as z:
+            for name in z.namelist():
+                if name.endswith(".so"):
+                    (tree / name).write_bytes(z.read(name))
+
+
+def _fallbacks() -> dict[str, str]:
+    """Compiled modules of the tree just imported that fell back to Python (none in a tree without them)."""
+    try:
+        from apps.engine import compiled
+    except ImportError:
+        return {}
+    return dict(compiled.FALLBACKS)
+
+
 def worker(root: str, events_path: str) -> dict[str, float]:
     """Measure in the tree at ``root`` (run in its own process, with ``root`` first on sys.path)."""
     sys.path.insert(0, root)
@@ -86,6 +115,8 @@ def worker(root: str, events_path: str) -> dict[str, float]:
     MarketEstimators = mods["estimators"].MarketEstimators
     PaperVenue, PaperVenueConfig = mods["paper"].PaperVenue, mods["paper"].PaperVenueConfig
     EngineLoop = mods["backtest"].EngineLoop
+    if fell_back := _fallbacks():
+        raise RuntimeError(f"{root}: compiled modules fell back to Python: {fell_back}")
 
     with open(events_path, "rb") as f:
         rows = pickle.load(f)  # noqa: S301 - a file this process's parent wrote a moment ago
@@ -150,6 +181,7 @@ def main(argv: list[str]) -> int:
             capture_output=True,
         )
         try:
+            _build_extensions(old, Path(tmp))
             events_path = Path(tmp) / "events.pkl"
             events = [e for e in parse_file("binance-raw", DATA) if hasattr(e, "ts_local_ns")]
             # by class name and fields, so the old tree rebuilds them from wherever its events module lives

@@ -1,6 +1,6 @@
 """L2 order book and the Binance snapshot/diff synchronisation rule.
 
-:class:`OrderBook` keeps price -> size per side, with absolute sizes (a size of 0 deletes the level),
+:class:`PyOrderBook` keeps price -> size per side, with absolute sizes (a size of 0 deletes the level),
 and a sorted key list per side so the touch and the first *n* levels are read best-first as slices,
 without sorting. Both key lists are ascending with the best level *last* (bids under ``price``,
 asks under ``-price``): nearly all adds and removes happen within a few hundred levels of the touch,
@@ -20,6 +20,11 @@ specialises them.
 :class:`BinanceBookSync` turns a REST snapshot plus websocket diffs into a book that is known to be
 consistent, following Binance's documented procedure (USD-M futures and spot differ, see
 :class:`SyncRule`), and reports every sequence gap as a :class:`GapEvent`.
+
+This module is the one import point of the book: :data:`OrderBook` is the compiled twin of
+:class:`PyOrderBook` (``apps/engine/market/_book.pyx``, same API, same results on every shared recording)
+unless ``MM_PURE_PYTHON=1`` is set or it was not built (see :mod:`apps.engine.compiled`, docs/compiled-core.md).
+:class:`PyOrderBook` stays as the readable reference.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from operator import neg
 
+from apps.engine import compiled
 from apps.engine.estimators.book_signals import check_band
 from apps.engine.market.events import DepthSnapshot, DepthUpdate, EventError, Side
 
@@ -40,8 +46,8 @@ Level = tuple[float, float]
 _INF = math.inf
 
 
-class OrderBook:
-    """Price-level (L2) book.
+class PyOrderBook:
+    """Price-level (L2) book: the pure-Python reference (the compiled twin is ``apps/engine/market/_book.pyx``).
 
     Prices in quote currency, sizes in base units. Each side keeps an ascending key list whose *last*
     element is the best level: bids under ``price``, asks under ``-price``. Best-first reads are
@@ -54,7 +60,7 @@ class OrderBook:
     ts_exch_ns, ts_local_ns : int
         Clocks of the last snapshot or update applied.
 
-    ``OrderBook(checked=False)`` skips the level checks of :meth:`apply_update` and :meth:`apply_snapshot`:
+    ``PyOrderBook(checked=False)`` skips the level checks of :meth:`apply_update` and :meth:`apply_snapshot`:
     only for levels the caller has already validated (the importer's parser does, line by line).
     """
 
@@ -235,6 +241,15 @@ def _check_levels(levels: Iterable[Level], _inf: float = _INF) -> None:
         if px > 0.0 and px < _inf and sz >= 0.0 and sz < _inf:
             continue
         raise EventError(f"OrderBook: bad level price={px!r} size={sz!r}")
+
+
+# --- the implementation the engine uses -----------------------------------------------------------------
+
+_compiled_book = compiled.load("apps.engine.market._book")
+# The compiled class when it is built and MM_PURE_PYTHON is not set; else the reference. Everything imports the
+# book from here, so one switch covers the estimators, the importer's check, calibration and the connectors.
+OrderBook: type[PyOrderBook] = _compiled_book.OrderBook if _compiled_book is not None else PyOrderBook
+BOOK_COMPILED: bool = _compiled_book is not None
 
 
 # --- Binance synchronisation ----------------------------------------------------------------------

@@ -13,7 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from apps.engine.market.book import BinanceBookSync, BookSyncParams, GapEvent, OrderBook, SyncRule, SyncState
+from apps.engine.market import _book
+from apps.engine.market.book import BinanceBookSync, BookSyncParams, GapEvent, PyOrderBook, SyncRule, SyncState
 from apps.engine.market.events import BestBidAsk, DepthSnapshot, DepthUpdate, EventError, Side
 
 DATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
@@ -22,6 +23,12 @@ SPOT_RAW = [
     DATA / "hftbacktest-binance-spot-btcusdt-20240808" / "raw" / "spot_btcusdt_20240808.gz",
     DATA / "hftbacktest-binance-spot-btcusdt-20240808" / "raw" / "spot_btcusdt_20240809.gz",
 ]
+
+
+# Every OrderBook test runs against both implementations: the pure-Python reference and the compiled class that
+# apps.engine.market.book selects (importing _book directly: this module fails loudly when it did not build).
+BOOKS = [pytest.param(PyOrderBook, id="reference"), pytest.param(_book.OrderBook, id="compiled")]
+both = pytest.mark.parametrize("Book", BOOKS)
 
 
 def snap(bids, asks, last_id=0):
@@ -35,9 +42,10 @@ def diff(first, last, prev=0, bids=(), asks=()):
 # --- OrderBook ---------------------------------------------------------------------------------------
 
 
-def test_it_matches_a_naive_dict_book_under_random_updates():
+@both
+def test_it_matches_a_naive_dict_book_under_random_updates(Book):
     rng = np.random.default_rng(7)
-    book = OrderBook()
+    book = Book()
     ref_bids: dict[float, float] = {}
     ref_asks: dict[float, float] = {}
     for _ in range(3000):
@@ -59,24 +67,27 @@ def test_it_matches_a_naive_dict_book_under_random_updates():
     assert not book.is_crossed
 
 
-def test_it_reports_none_on_an_empty_side():
-    book = OrderBook()
+@both
+def test_it_reports_none_on_an_empty_side(Book):
+    book = Book()
     assert book.best_bid() is None and book.best_ask() is None
     assert book.mid is None and book.spread is None and not book.is_crossed
     book.set_level(Side.BUY, 100.0, 1.0)
     assert book.best_bid() == (100.0, 1.0) and book.mid is None
 
 
-def test_it_deletes_on_zero_and_ignores_deleting_a_missing_level():
-    book = OrderBook()
+@both
+def test_it_deletes_on_zero_and_ignores_deleting_a_missing_level(Book):
+    book = Book()
     book.apply_snapshot(snap([(100.0, 1.0), (99.0, 2.0)], [(101.0, 3.0)]))
     book.apply_update(diff(0, 0, bids=[(100.0, 0.0), (98.0, 0.0)]))
     assert book.bids() == [(99.0, 2.0)]
     assert book.mid == pytest.approx(100.0) and book.spread == pytest.approx(2.0)
 
 
-def test_it_flags_crossed_and_locked_books():
-    book = OrderBook()
+@both
+def test_it_flags_crossed_and_locked_books(Book):
+    book = Book()
     book.apply_snapshot(snap([(100.0, 1.0)], [(101.0, 1.0)]))
     book.set_level(Side.SELL, 100.0, 1.0)  # locked
     assert book.is_crossed
@@ -84,25 +95,28 @@ def test_it_flags_crossed_and_locked_books():
     assert book.is_crossed and book.best_ask() == (99.5, 1.0)
 
 
-def test_a_snapshot_replaces_the_book_and_sets_the_update_id():
-    book = OrderBook()
+@both
+def test_a_snapshot_replaces_the_book_and_sets_the_update_id(Book):
+    book = Book()
     book.apply_update(diff(0, 0, bids=[(50.0, 1.0)], asks=[(500.0, 1.0)]))
     book.apply_snapshot(snap([(100.0, 1.0), (101.0, 2.0)], [(102.0, 1.0)], last_id=42))
     assert book.bids() == [(101.0, 2.0), (100.0, 1.0)]  # re-sorted best first
     assert book.asks() == [(102.0, 1.0)] and book.last_update_id == 42
 
 
+@both
 @pytest.mark.parametrize("level", [(math.nan, 1.0), (-1.0, 1.0), (100.0, -1.0), (100.0, math.nan), (math.inf, 1.0)])
-def test_it_rejects_a_bad_level_without_changing_anything(level):
-    book = OrderBook()
+def test_it_rejects_a_bad_level_without_changing_anything(Book, level):
+    book = Book()
     book.apply_snapshot(snap([(100.0, 1.0)], [(101.0, 1.0)], last_id=5))
     with pytest.raises(EventError):
         book.apply_update(diff(6, 6, bids=[(99.0, 1.0), level]))
     assert book.bids() == [(100.0, 1.0)] and book.last_update_id == 5
 
 
-def test_an_unchecked_book_applies_validated_levels_as_the_checked_one_does():
-    checked, unchecked = OrderBook(), OrderBook(checked=False)
+@both
+def test_an_unchecked_book_applies_validated_levels_as_the_checked_one_does(Book):
+    checked, unchecked = Book(), Book(checked=False)
     for book in (checked, unchecked):
         book.apply_snapshot(snap([(100.0, 1.0), (99.0, 2.0)], [(101.0, 1.0)], last_id=5))
         book.apply_update(diff(6, 6, bids=[(100.0, 0.0), (100.5, 3.0)], asks=[(101.0, 0.5), (102.0, 4.0)]))
@@ -110,16 +124,18 @@ def test_an_unchecked_book_applies_validated_levels_as_the_checked_one_does():
     assert unchecked.best_bid() == (100.5, 3.0) and unchecked.last_update_id == 6
 
 
-def test_a_bad_ask_rejects_the_whole_diff_even_after_good_bids():
-    book = OrderBook()
+@both
+def test_a_bad_ask_rejects_the_whole_diff_even_after_good_bids(Book):
+    book = Book()
     book.apply_snapshot(snap([(100.0, 1.0)], [(101.0, 1.0)], last_id=5))
     with pytest.raises(EventError, match="size=inf"):
         book.apply_update(diff(6, 6, bids=[(100.0, 0.0), (100.5, 2.0)], asks=[(102.0, math.inf)]))
     assert book.bids() == [(100.0, 1.0)] and book.asks() == [(101.0, 1.0)] and book.last_update_id == 5
 
 
-def test_a_price_repeated_in_one_diff_ends_at_its_last_size():
-    book = OrderBook()
+@both
+def test_a_price_repeated_in_one_diff_ends_at_its_last_size(Book):
+    book = Book()
     book.apply_snapshot(snap([(100.0, 1.0)], [(101.0, 1.0)]))
     book.apply_update(diff(0, 0, bids=[(100.0, 0.0), (100.0, 3.0), (99.0, 2.0), (99.0, 0.0)]))
     assert book.bids() == [(100.0, 3.0)]
@@ -192,7 +208,7 @@ def _book_events(draw):
     return DepthUpdate(ts, ts + 1, tuple(bids), tuple(asks), last_update_id=uid)
 
 
-def _assert_same(book: OrderBook, ref: _RefBook) -> None:
+def _assert_same(book: PyOrderBook, ref: _RefBook) -> None:
     bids, asks = ref.bids(), ref.asks()
     assert book.bids() == bids and book.asks() == asks
     assert book.best_bid() == (bids[0] if bids else None)
@@ -212,10 +228,11 @@ def _assert_same(book: OrderBook, ref: _RefBook) -> None:
     assert book.last_update_id == ref.last_update_id
 
 
+@both
 @settings(max_examples=200, deadline=None)
 @given(st.lists(_book_events(), min_size=1, max_size=40))
-def test_it_matches_a_naive_reference_book_under_random_diffs_and_snapshots(events):
-    book, ref = OrderBook(), _RefBook()
+def test_it_matches_a_naive_reference_book_under_random_diffs_and_snapshots(Book, events):
+    book, ref = Book(), _RefBook()
     for ev in events:
         before = (book.last_update_id, book.ts_exch_ns, book.ts_local_ns)
         try:
@@ -333,7 +350,7 @@ def spot_events():
     return _parsed(SPOT_RAW)
 
 
-def _rebuild(events, rule, drop_update_id=None):
+def _rebuild(events, rule, drop_update_id=None, Book=PyOrderBook):
     tops: dict[int, tuple] = {}
     crossed: list[int] = []
 
@@ -342,7 +359,7 @@ def _rebuild(events, rule, drop_update_id=None):
             crossed.append(d.last_update_id)
         tops[d.last_update_id] = (book.best_bid(), book.best_ask())
 
-    sync = BinanceBookSync(BookSyncParams(rule=rule), on_apply=on_apply)
+    sync = BinanceBookSync(BookSyncParams(rule=rule), Book(), on_apply=on_apply)
     tickers: dict[int, tuple] = {}
     gaps: list[GapEvent] = []
     for ev in events:
@@ -355,8 +372,9 @@ def _rebuild(events, rule, drop_update_id=None):
     return sync, tops, tickers, crossed, gaps
 
 
-def test_usdm_rebuilt_top_of_book_equals_book_ticker_at_every_shared_update_id(usdm_events):
-    sync, tops, tickers, crossed, gaps = _rebuild(usdm_events, SyncRule.FUTURES)
+@both
+def test_usdm_rebuilt_top_of_book_equals_book_ticker_at_every_shared_update_id(Book, usdm_events):
+    sync, tops, tickers, crossed, gaps = _rebuild(usdm_events, SyncRule.FUTURES, Book=Book)
     shared = sorted(set(tops) & set(tickers))
     assert len(shared) == 629  # MANIFEST: 629 bookTicker messages share an update id with a depth diff
     assert [u for u in shared if tops[u] != tickers[u]] == []
@@ -364,8 +382,9 @@ def test_usdm_rebuilt_top_of_book_equals_book_ticker_at_every_shared_update_id(u
     assert sync.n_applied + sync.n_dropped_stale == 6551  # every diff message accounted for
 
 
-def test_spot_rebuilt_top_of_book_equals_book_ticker_across_the_midnight_file_boundary(spot_events):
-    sync, tops, tickers, crossed, gaps = _rebuild(spot_events, SyncRule.SPOT)
+@both
+def test_spot_rebuilt_top_of_book_equals_book_ticker_across_the_midnight_file_boundary(Book, spot_events):
+    sync, tops, tickers, crossed, gaps = _rebuild(spot_events, SyncRule.SPOT, Book=Book)
     shared = sorted(set(tops) & set(tickers))
     assert len(shared) == 1072  # MANIFEST: all 1,072 messages sharing an update id
     assert [u for u in shared if tops[u] != tickers[u]] == []
@@ -379,22 +398,24 @@ def test_spot_data_breaks_the_futures_rule_so_the_rule_parameter_matters(spot_ev
     assert gaps and gaps[0].kind == "sequence" and gaps[0].got == 0
 
 
-def test_usdm_a_missing_diff_is_reported_as_a_gap_with_expected_and_got_ids(usdm_events):
+@both
+def test_usdm_a_missing_diff_is_reported_as_a_gap_with_expected_and_got_ids(Book, usdm_events):
     diffs = [ev for ev in usdm_events if isinstance(ev, DepthUpdate)]
     victim = diffs[3000]
     sync, _tops, _tickers, _crossed, gaps = _rebuild(
-        usdm_events, SyncRule.FUTURES, drop_update_id=victim.last_update_id
+        usdm_events, SyncRule.FUTURES, drop_update_id=victim.last_update_id, Book=Book
     )
     assert len(gaps) == 1
     assert (gaps[0].expected, gaps[0].got) == (victim.prev_update_id, victim.last_update_id)
     assert sync.needs_snapshot and sync.book.best_bid() is None  # no snapshot follows in this file
 
 
-def test_usdm_all_level_updates_apply_in_a_few_seconds(usdm_events):
+@both
+def test_usdm_all_level_updates_apply_in_a_few_seconds(Book, usdm_events):
     events = [ev for ev in usdm_events if isinstance(ev, (DepthUpdate, DepthSnapshot))]
     n_levels = sum(len(ev.bids) + len(ev.asks) for ev in events if isinstance(ev, DepthUpdate))
     assert n_levels == 443_521  # MANIFEST: depth_updates.csv rows
-    book = OrderBook()
+    book = Book()
     t0 = time.perf_counter()
     for ev in events:
         if isinstance(ev, DepthSnapshot):
@@ -406,10 +427,11 @@ def test_usdm_all_level_updates_apply_in_a_few_seconds(usdm_events):
     assert elapsed < 5.0
 
 
-def test_usdm_replay_as_market_estimators_does_it_ends_with_a_sane_touch_equal_to_a_naive_book(usdm_events):
+@both
+def test_usdm_replay_as_market_estimators_does_it_ends_with_a_sane_touch_equal_to_a_naive_book(Book, usdm_events):
     # MarketEstimators applies every DepthUpdate and DepthSnapshot as it comes (diffs before the
     # snapshot included), counting EventErrors instead of stopping.
-    book, ref, errors = OrderBook(), _RefBook(), 0
+    book, ref, errors = Book(), _RefBook(), 0
     for ev in usdm_events:
         if isinstance(ev, (DepthUpdate, DepthSnapshot)):
             try:
@@ -435,6 +457,7 @@ def test_usdm_replay_as_market_estimators_does_it_ends_with_a_sane_touch_equal_t
     assert in_band > 50
 
 
+@both
 @settings(max_examples=200, deadline=None)
 @given(
     bids=st.dictionaries(st.integers(1, 60), st.floats(0.001, 10.0), max_size=40),
@@ -442,10 +465,10 @@ def test_usdm_replay_as_market_estimators_does_it_ends_with_a_sane_touch_equal_t
     mid_ticks=st.floats(50.0, 70.0),
     band_ticks=st.floats(0.0, 80.0),
 )
-def test_size_within_equals_walking_every_level(bids, asks, mid_ticks, band_ticks):
+def test_size_within_equals_walking_every_level(Book, bids, asks, mid_ticks, band_ticks):
     from apps.engine.estimators.book_signals import liquidity_within
 
-    book = OrderBook()
+    book = Book()
     tick = 0.5
     book.apply_snapshot(
         DepthSnapshot(
@@ -456,7 +479,22 @@ def test_size_within_equals_walking_every_level(bids, asks, mid_ticks, band_tick
     assert book.size_within(mid, frac) == pytest.approx(liquidity_within(book.bids(), book.asks(), mid, frac), abs=1e-9)
 
 
+@both
 @pytest.mark.parametrize("mid, frac", [(math.nan, 0.001), (0.0, 0.001), (100.0, -0.1), (100.0, math.inf)])
-def test_size_within_rejects_a_bad_mid_or_band(mid, frac):
+def test_size_within_rejects_a_bad_mid_or_band(Book, mid, frac):
     with pytest.raises(ValueError, match="must be a finite"):
-        OrderBook().size_within(mid, frac)
+        Book().size_within(mid, frac)
+
+
+@both
+def test_a_copied_or_pickled_book_is_an_independent_equal_book(Book):
+    import copy
+    import pickle
+
+    book = Book(checked=False)
+    book.apply_snapshot(snap([(100.0, 1.0), (99.5, 2.0)], [(100.5, 3.0)], last_id=7))
+    for clone in (copy.deepcopy(book), pickle.loads(pickle.dumps(book))):
+        assert type(clone) is Book
+        assert (clone.bids(), clone.asks(), clone.last_update_id) == (book.bids(), book.asks(), 7)
+        clone.set_level(Side.BUY, 100.0, 0.0)
+        assert book.best_bid() == (100.0, 1.0) and clone.best_bid() == (99.5, 2.0)

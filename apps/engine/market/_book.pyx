@@ -1,0 +1,463 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""Compiled L2 book: the same public API and the same results as :class:`apps.engine.market.book.PyOrderBook`.
+
+:mod:`apps.engine.market.book` is the readable reference and the one import point: its ``OrderBook`` is this class
+unless ``MM_PURE_PYTHON=1`` is set or this module did not build (docs/compiled-core.md).
+
+Layout. Each side is one C array of (key, size) pairs of doubles, ascending by key, with the best level *last*: bids under ``price``, asks under ``-price`` (exactly the reference's key lists, so every read walks the
+same levels in the same order and the sums add the same doubles in the same order). An add or a remove is a
+binary search plus one ``memmove`` of the levels behind it, which are few because nearly all changes happen near
+the touch, i.e. near the end of the array. A diff's levels are first read into a scratch array of doubles
+in one pass (checked there), so the book is only touched once the whole diff is known to be good. No Python object is kept per level: a level costs 16 bytes instead of
+a dict entry, a list slot and two float objects (~100 bytes), and the loops touch contiguous memory.
+
+Why not a dense per-tick array: the book does not know the tick size (the Binance parser does not carry it), and
+a sorted array is within a few ns of it near the touch while never needing a range check or a re-centre. Keys are
+compared as doubles, exactly like the reference's dict and list (prices are never NaN here: the level check
+rejects them; ``checked=False`` is only for levels the caller has validated, as in the reference).
+"""
+
+cimport cython
+from libc.stdlib cimport free, malloc, realloc
+from libc.string cimport memmove
+
+from apps.engine.estimators.book_signals import check_band
+from apps.engine.market.events import DepthUpdate, EventError, Side
+
+cdef object _BUY = Side.BUY
+cdef double _INF = float("inf")
+
+
+cdef struct Level:
+    double key  # price for bids, -price for asks
+    double size
+
+
+cdef enum:
+    BLOCK = 64  # levels per block: a move inside one is at most 1 KB
+
+
+cdef struct Block:
+    Py_ssize_t n
+    Level lv[BLOCK]
+
+
+cdef struct BookSide:
+    # The side's levels in ascending key order, cut into blocks of at most BLOCK levels: block b's levels all sort
+    # before block b+1's, and no block is empty. tails[b] is block b's last key, for the search between blocks.
+    Block** blocks
+    double* tails
+    Py_ssize_t nb  # blocks in use
+    Py_ssize_t cap  # room in blocks/tails
+    Py_ssize_t n  # levels
+
+
+cdef inline Py_ssize_t _bisect_keys(const double* a, Py_ssize_t n, double x) noexcept nogil:
+    # First index whose key is >= x (``bisect.bisect_left``); the end is checked first: the touch lives there.
+    cdef Py_ssize_t lo = 0, hi = n, mid
+    if n and a[n - 1] < x:
+        return n
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if a[mid] < x:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+cdef inline Py_ssize_t _bisect_block(const Block* blk, double x) noexcept nogil:
+    cdef Py_ssize_t lo = 0, hi = blk.n, mid
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if blk.lv[mid].key < x:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+cdef int _insert_block(BookSide* s, Py_ssize_t b) except -1:
+    """Insert a new, empty block at position b (the caller fills it before anything reads it)."""
+    cdef Py_ssize_t cap
+    cdef Block** blocks
+    cdef double* tails
+    if s.nb == s.cap:
+        cap = s.cap * 2 if s.cap else 64
+        blocks = <Block**> realloc(s.blocks, cap * sizeof(Block*))
+        if blocks == NULL:
+            raise MemoryError("OrderBook: cannot grow a book side")
+        s.blocks = blocks
+        tails = <double*> realloc(s.tails, cap * sizeof(double))
+        if tails == NULL:
+            raise MemoryError("OrderBook: cannot grow a book side")
+        s.tails = tails
+        s.cap = cap
+    cdef Block* blk = <Block*> malloc(sizeof(Block))
+    if blk == NULL:
+        raise MemoryError("OrderBook: cannot grow a book side")
+    blk.n = 0
+    if b < s.nb:
+        memmove(s.blocks + b + 1, s.blocks + b, (s.nb - b) * sizeof(Block*))
+        memmove(s.tails + b + 1, s.tails + b, (s.nb - b) * sizeof(double))
+    s.blocks[b] = blk
+    s.nb += 1
+    return 0
+
+
+cdef void _free_side(BookSide* s) noexcept nogil:
+    cdef Py_ssize_t b
+    for b in range(s.nb):
+        free(s.blocks[b])
+    s.nb = 0
+    s.n = 0
+
+
+cdef inline int _put(BookSide* s, double key, double size) except -1:
+    """Set the size at ``key``, inserting the level if it is absent."""
+    cdef Py_ssize_t b, i, half
+    cdef Block* blk
+    cdef Block* upper
+    if s.nb == 0:
+        _insert_block(s, 0)
+        blk = s.blocks[0]
+        blk.lv[0].key = key
+        blk.lv[0].size = size
+        blk.n = 1
+        s.tails[0] = key
+        s.n = 1
+        return 0
+    b = _bisect_keys(s.tails, s.nb, key)
+    if b == s.nb:  # above every key: append to the last block
+        b -= 1
+        blk = s.blocks[b]
+        i = blk.n
+    else:
+        blk = s.blocks[b]
+        i = _bisect_block(blk, key)
+        if blk.lv[i].key == key:  # i < blk.n: tails[b] >= key
+            blk.lv[i].size = size
+            return 0
+    if blk.n == BLOCK:  # full: move its upper half into a new block after it
+        _insert_block(s, b + 1)
+        upper = s.blocks[b + 1]
+        half = BLOCK // 2
+        memmove(upper.lv, blk.lv + half, (BLOCK - half) * sizeof(Level))
+        upper.n = BLOCK - half
+        blk.n = half
+        s.tails[b + 1] = upper.lv[upper.n - 1].key
+        s.tails[b] = blk.lv[half - 1].key
+        if i > half:
+            b += 1
+            i -= half
+            blk = upper
+    if i < blk.n:
+        memmove(blk.lv + i + 1, blk.lv + i, (blk.n - i) * sizeof(Level))
+    blk.lv[i].key = key
+    blk.lv[i].size = size
+    blk.n += 1
+    if i == blk.n - 1:
+        s.tails[b] = key
+    s.n += 1
+    return 0
+
+
+cdef inline void _drop(BookSide* s, double key) noexcept nogil:
+    """Remove the level at ``key``; absent is a no-op."""
+    cdef Py_ssize_t b = _bisect_keys(s.tails, s.nb, key), i
+    cdef Block* blk
+    if b == s.nb:
+        return
+    blk = s.blocks[b]
+    i = _bisect_block(blk, key)
+    if blk.lv[i].key != key:
+        return
+    blk.n -= 1
+    s.n -= 1
+    if blk.n == 0:  # never keep an empty block: free it and close the gap
+        free(blk)
+        s.nb -= 1
+        if b < s.nb:
+            memmove(s.blocks + b, s.blocks + b + 1, (s.nb - b) * sizeof(Block*))
+            memmove(s.tails + b, s.tails + b + 1, (s.nb - b) * sizeof(double))
+        return
+    if i < blk.n:
+        memmove(blk.lv + i, blk.lv + i + 1, (blk.n - i) * sizeof(Level))
+    else:
+        s.tails[b] = blk.lv[blk.n - 1].key
+
+
+cdef inline double _size_of(const BookSide* s, double key) noexcept nogil:
+    cdef Py_ssize_t b = _bisect_keys(s.tails, s.nb, key), i
+    if b == s.nb:
+        return 0.0
+    i = _bisect_block(s.blocks[b], key)
+    if s.blocks[b].lv[i].key == key:
+        return s.blocks[b].lv[i].size
+    return 0.0
+
+
+cdef inline double _sum_from(const BookSide* s, double x) noexcept nogil:
+    # Sizes of every level with key >= x, in ascending key order, one plain double addition at a time: the same
+    # doubles added in the same order as the reference's sum() over its ascending key list (CPython 3.11).
+    cdef double acc = 0.0
+    cdef Py_ssize_t b = _bisect_keys(s.tails, s.nb, x), i
+    if b == s.nb:
+        return acc
+    i = _bisect_block(s.blocks[b], x)
+    while b < s.nb:
+        while i < s.blocks[b].n:
+            acc += s.blocks[b].lv[i].size
+            i += 1
+        b += 1
+        i = 0
+    return acc
+
+
+cdef inline Level* _best(const BookSide* s) noexcept nogil:
+    cdef Block* blk = s.blocks[s.nb - 1]
+    return &blk.lv[blk.n - 1]
+
+
+cdef list _walk(const BookSide* s, Py_ssize_t m, double sign):
+    # the best m levels, best first: backwards from the end of the last block
+    cdef list out = [None] * m
+    cdef Py_ssize_t j = 0, b = s.nb - 1, i
+    while j < m:
+        i = s.blocks[b].n - 1
+        while i >= 0 and j < m:
+            out[j] = (sign * s.blocks[b].lv[i].key, s.blocks[b].lv[i].size)
+            i -= 1
+            j += 1
+        b -= 1
+    return out
+
+
+cdef inline tuple _as_tuple(object levels):
+    return levels if type(levels) is tuple else tuple(levels)
+
+
+cdef int _stage(tuple levels, Level* out, bint checked) except -1:
+    """Read ``levels`` into ``out`` as C doubles, in one pass; with ``checked``, the reference's rule
+    (comparisons that NaN fails, so NaN is caught too). Nothing in the book changes here, so a bad level anywhere
+    leaves the book as it was."""
+    cdef Py_ssize_t i
+    cdef double px, sz
+    for i in range(len(levels)):
+        px, sz = levels[i]
+        if checked and not (px > 0.0 and px < _INF and sz >= 0.0 and sz < _INF):
+            p_obj, s_obj = levels[i]
+            raise EventError(f"OrderBook: bad level price={p_obj!r} size={s_obj!r}")
+        out[i].key = px
+        out[i].size = sz
+    return 0
+
+
+cdef inline Py_ssize_t _count(Py_ssize_t n, object limit) except -2:
+    # The reference reads ``reversed(keys)[:limit]``: Python slice rules, negative limits included.
+    if limit is None:
+        return n
+    cdef Py_ssize_t m = limit
+    if m < 0:
+        m = n + m
+        if m < 0:
+            m = 0
+    return m if m < n else n
+
+
+def _rebuild(checked, bids, asks, last_update_id, ts_exch_ns, ts_local_ns):
+    """Unpickle helper (``copy``/``pickle`` go through :meth:`OrderBook.__reduce__`)."""
+    cdef OrderBook book = OrderBook(checked=checked)
+    book._load(bids, asks)
+    book.last_update_id = last_update_id
+    book.ts_exch_ns = ts_exch_ns
+    book.ts_local_ns = ts_local_ns
+    return book
+
+
+@cython.final
+cdef class OrderBook:
+    """Price-level (L2) book; see :class:`apps.engine.market.book.PyOrderBook` for the contract.
+
+    ``OrderBook(checked=False)`` skips the level checks of :meth:`apply_update` and :meth:`apply_snapshot`: only
+    for levels the caller has already validated (the importer's parser does, line by line).
+    """
+
+    cdef BookSide _bid
+    cdef BookSide _ask
+    cdef Level* _tmp  # one diff's levels as doubles, bids then asks (staged before the book is touched)
+    cdef Py_ssize_t _tmp_cap
+    cdef bint _checked
+    cdef public object last_update_id
+    cdef public object ts_exch_ns
+    cdef public object ts_local_ns
+
+    def __cinit__(self, *, bint checked=True):
+        self._checked = checked
+        self.last_update_id = 0
+        self.ts_exch_ns = 0
+        self.ts_local_ns = 0
+
+    def __dealloc__(self):
+        _free_side(&self._bid)
+        _free_side(&self._ask)
+        free(self._bid.blocks)
+        free(self._bid.tails)
+        free(self._ask.blocks)
+        free(self._ask.tails)
+        free(self._tmp)
+
+    def __reduce__(self):
+        return _rebuild, (
+            bool(self._checked), self.bids(), self.asks(), self.last_update_id, self.ts_exch_ns, self.ts_local_ns
+        )
+
+    cdef Level* _staged(self, tuple bids, tuple asks) except NULL:
+        cdef Py_ssize_t need = len(bids) + len(asks)
+        cdef Level* tmp
+        if need > self._tmp_cap:
+            tmp = <Level*> realloc(self._tmp, (need + 64) * sizeof(Level))
+            if tmp == NULL:
+                raise MemoryError("OrderBook: cannot stage a diff")
+            self._tmp, self._tmp_cap = tmp, need + 64
+        if self._tmp == NULL:  # an empty diff on a new book: keep one valid pointer
+            self._tmp = <Level*> malloc(64 * sizeof(Level))
+            if self._tmp == NULL:
+                raise MemoryError("OrderBook: cannot stage a diff")
+            self._tmp_cap = 64
+        _stage(bids, self._tmp, self._checked)
+        _stage(asks, self._tmp + len(bids), self._checked)
+        return self._tmp
+
+    cdef _load(self, bids, asks):
+        cdef double px, sz
+        for px, sz in bids:
+            _put(&self._bid, px, sz)
+        for px, sz in asks:
+            _put(&self._ask, -px, sz)
+
+    # --- writes -------------------------------------------------------------------------------------------
+
+    cpdef clear(self):
+        _free_side(&self._bid)
+        _free_side(&self._ask)
+        self.last_update_id = 0
+
+    cpdef apply_snapshot(self, snap):
+        """Replace the whole book with ``snap`` (zero-size levels in it are skipped).
+
+        Raises :class:`~apps.engine.market.events.EventError` on a bad level, before changing anything.
+        """
+        cdef tuple bids = _as_tuple(snap.bids)
+        cdef tuple asks = _as_tuple(snap.asks)
+        cdef Py_ssize_t nb = len(bids), i
+        cdef Level* lv = self._staged(bids, asks)
+        self.clear()
+        for i in range(nb):
+            if lv[i].size > 0:
+                _put(&self._bid, lv[i].key, lv[i].size)
+        for i in range(nb, nb + len(asks)):
+            if lv[i].size > 0:
+                _put(&self._ask, -lv[i].key, lv[i].size)
+        self.last_update_id = snap.last_update_id
+        self.ts_exch_ns = snap.ts_exch_ns
+        self.ts_local_ns = snap.ts_local_ns
+
+    cpdef apply_update(self, upd):
+        """Apply a diff: each level's size is the new absolute size; 0 removes the level.
+
+        Same contract as the reference: levels in order, removing an absent level is a no-op, both sides are
+        checked before either is touched.
+        """
+        cdef tuple bids = _as_tuple(upd.bids)
+        cdef tuple asks = _as_tuple(upd.asks)
+        cdef Py_ssize_t nb = len(bids), i
+        cdef Level* lv = self._staged(bids, asks)
+        for i in range(nb):
+            if lv[i].size > 0.0:
+                _put(&self._bid, lv[i].key, lv[i].size)
+            else:
+                _drop(&self._bid, lv[i].key)
+        for i in range(nb, nb + len(asks)):
+            if lv[i].size > 0.0:
+                _put(&self._ask, -lv[i].key, lv[i].size)
+            else:
+                _drop(&self._ask, -lv[i].key)
+        last = upd.last_update_id
+        if last:
+            self.last_update_id = last
+        self.ts_exch_ns = upd.ts_exch_ns
+        self.ts_local_ns = upd.ts_local_ns
+
+    def set_level(self, side, price, size):
+        """Set one level's absolute size (0 deletes); like the reference, it is a diff with both clocks 0."""
+        if side is _BUY:
+            self.apply_update(DepthUpdate(0, 0, ((price, size),), ()))
+        else:
+            self.apply_update(DepthUpdate(0, 0, (), ((price, size),)))
+
+    # --- reads --------------------------------------------------------------------------------------------
+
+    cpdef best_bid(self):
+        """``(price, size)`` of the highest bid, or None when the bid side is empty."""
+        if self._bid.n == 0:
+            return None
+        cdef Level* lv = _best(&self._bid)
+        return (lv.key, lv.size)
+
+    cpdef best_ask(self):
+        """``(price, size)`` of the lowest ask, or None when the ask side is empty."""
+        if self._ask.n == 0:
+            return None
+        cdef Level* lv = _best(&self._ask)
+        return (-lv.key, lv.size)
+
+    cpdef list bids(self, n=None):
+        """The best ``n`` bid levels (all when None), best (highest) first."""
+        return _walk(&self._bid, _count(self._bid.n, n), 1.0)
+
+    cpdef list asks(self, n=None):
+        """The best ``n`` ask levels (all when None), best (lowest) first."""
+        return _walk(&self._ask, _count(self._ask.n, n), -1.0)
+
+    cpdef double size_within(self, double mid, double within_frac) except? -1.0:
+        """Total base size resting within ``within_frac`` of ``mid`` on both sides, every level counted; the
+        reference's rule, including its 1e-12·mid tolerance."""
+        check_band(mid, within_frac)
+        cdef double reach = within_frac * mid + 1e-12 * mid
+        return _sum_from(&self._bid, mid - reach) + _sum_from(&self._ask, -(mid + reach))
+
+    cpdef double size_at(self, side, double price):
+        """Resting size at ``price`` on ``side`` (0 when there is no level)."""
+        if side is _BUY:
+            return _size_of(&self._bid, price)
+        return _size_of(&self._ask, -price)
+
+    @property
+    def n_bid_levels(self):
+        return self._bid.n
+
+    @property
+    def n_ask_levels(self):
+        return self._ask.n
+
+    @property
+    def mid(self):
+        """``(best bid + best ask) / 2``, or None when a side is empty."""
+        if self._bid.n == 0 or self._ask.n == 0:
+            return None
+        return 0.5 * (_best(&self._bid).key - _best(&self._ask).key)
+
+    @property
+    def spread(self):
+        """``best ask − best bid`` in quote currency, or None when a side is empty."""
+        if self._bid.n == 0 or self._ask.n == 0:
+            return None
+        return -_best(&self._ask).key - _best(&self._bid).key
+
+    @property
+    def is_crossed(self):
+        """True when best bid >= best ask (crossed or locked: not a resting state of a real book)."""
+        return bool(
+            self._bid.n and self._ask.n and _best(&self._bid).key >= -_best(&self._ask).key
+        )

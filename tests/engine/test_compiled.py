@@ -1,0 +1,52 @@
+"""The compiled hot path is what runs: a checkout where an extension did not build must fail here, not fall back.
+
+``make test`` always builds the extensions first (the Makefile's rule on every .pyx), so this holds on every run of
+the suite, in CI and on a developer's machine alike; only ``MM_PURE_PYTHON=1`` (set on purpose, for debugging)
+selects the references, and then only the selection check is skipped: the module must still have built.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from apps.engine import compiled
+from apps.engine.market import book
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPILED_MODULES = ["apps.engine.market._book"]
+
+
+@pytest.mark.parametrize("name", COMPILED_MODULES)
+def test_every_compiled_module_is_built_and_is_a_native_extension(name):
+    mod = importlib.import_module(name)  # ImportError here: the extension did not build (run `make build`)
+    assert Path(mod.__file__).suffix == ".so", f"{name} was imported from {mod.__file__}, not a built extension"
+    # an edited .pyx must never run stale: the built module is at least as new as its source
+    pyx = ROOT / (name.replace(".", "/") + ".pyx")
+    assert Path(mod.__file__).stat().st_mtime >= pyx.stat().st_mtime, f"{mod.__file__} is older than {pyx}"
+
+
+def test_the_engine_uses_the_compiled_book_unless_told_otherwise():
+    if compiled.pure_python():
+        pytest.skip("MM_PURE_PYTHON is set: the references are selected on purpose")
+    assert compiled.FALLBACKS == {}, f"compiled modules fell back to Python: {compiled.FALLBACKS}"
+    assert book.BOOK_COMPILED and book.OrderBook is importlib.import_module("apps.engine.market._book").OrderBook
+    from apps.engine.estimators.market import MarketEstimators
+
+    assert type(MarketEstimators().book) is book.OrderBook
+
+
+@pytest.mark.parametrize(("flag", "expect"), [("1", "PyOrderBook"), ("0", "OrderBook"), ("", "OrderBook")])
+def test_mm_pure_python_selects_the_reference(flag, expect):
+    # A fresh interpreter: the choice is made once, at import.
+    env = {**os.environ, "MM_PURE_PYTHON": flag}
+    code = "from apps.engine.market import book; print(book.OrderBook.__name__, book.OrderBook.__module__)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    name, module = out.stdout.split()
+    assert name == expect
+    assert module == ("apps.engine.market.book" if flag == "1" else "apps.engine.market._book")
