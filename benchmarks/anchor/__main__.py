@@ -101,7 +101,8 @@ def main(argv: list[str]) -> int:
         ours.append(_last_json(ours_cmd, "our backtest"))
         theirs.append(_last_json(theirs_cmd, "hftbacktest run"))
         print(
-            f"# round {i + 1}: ours {ours[-1]['wall_s']:.3f} s, hftbacktest {theirs[-1]['wall_s']:.3f} s "
+            f"# round {i + 1}: ours {ours[-1]['wall_s']:.3f} s (+{ours[-1]['parse_s']:.1f} s parsing, untimed), "
+            f"hftbacktest {theirs[-1]['wall_s']:.3f} s "
             f"(+{theirs[-1]['warmup_s']:.1f} s numba compile on a slice, untimed)",
             file=sys.stderr,
         )
