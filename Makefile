@@ -60,6 +60,23 @@ bench-review: $(STAMP) $(EXTS)
 bench-ab: $(STAMP) $(EXTS)
 	$(PY) -m benchmarks.ab $(REF) --rounds $(or $(ROUNDS),2)
 
+# make bench-anchor [ROUNDS=2]: our backtest beside hftbacktest 2.4.4 on the same recording, alternating
+# (docs/bench-anchor.md). hftbacktest (numba, llvmlite) goes into its own virtualenv, never into $(VENV).
+ANCHOR_VENV  := var/anchor-venv
+ANCHOR_PY    := $(ANCHOR_VENV)/bin/python
+ANCHOR_STAMP := $(ANCHOR_VENV)/.installed-hftbacktest-2.4.4
+.PHONY: bench-anchor
+
+$(ANCHOR_STAMP):
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or run: make PYTHON=python3 ...)"; exit 1; }
+	@mkdir -p $(dir $(ANCHOR_VENV))
+	$(PYTHON) -m venv $(ANCHOR_VENV)
+	$(ANCHOR_PY) -m pip install --disable-pip-version-check -q hftbacktest==2.4.4
+	@rm -f $(ANCHOR_VENV)/.installed-*; touch $(ANCHOR_STAMP)
+
+bench-anchor: $(STAMP) $(ANCHOR_STAMP)
+	$(PY) -m benchmarks.anchor --anchor-python $(ANCHOR_PY) --rounds $(or $(ROUNDS),2)
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
