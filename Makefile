@@ -74,7 +74,7 @@ $(ANCHOR_STAMP):
 	$(ANCHOR_PY) -m pip install --disable-pip-version-check -q hftbacktest==2.4.4
 	@rm -f $(ANCHOR_VENV)/.installed-*; touch $(ANCHOR_STAMP)
 
-bench-anchor: $(STAMP) $(ANCHOR_STAMP)
+bench-anchor: $(STAMP) $(EXTS) $(ANCHOR_STAMP)
 	$(PY) -m benchmarks.anchor --anchor-python $(ANCHOR_PY) --rounds $(or $(ROUNDS),2)
 
 lint: $(STAMP)
