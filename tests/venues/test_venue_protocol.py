@@ -80,6 +80,8 @@ def _scenario(venue, wait_ns: int) -> None:
     now = time.time_ns()
     events = venue.submit([ModifyOrder("p-1", px - 1.0, 0.002)], now) + _settle(venue, now, wait_ns)
     assert any(isinstance(e, OrderAck) and e.status == "modified" for e in events)
+    time.sleep(0.2)  # a real venue cancels the replaced oid: that update must not cancel the modified order
+    assert not [e for e in venue.advance(time.time_ns()) if isinstance(e, OrderAck) and e.status == "cancelled"]
     assert venue.open_orders()[0].price == px - 1.0
 
     now = time.time_ns()

@@ -703,6 +703,12 @@ class HyperliquidVenue:
         if cid is None:
             return
         o = self._orders[cid]
+        try:
+            superseded = o.oid is not None and int(order.get("oid")) != o.oid
+        except (TypeError, ValueError):
+            superseded = False
+        if superseded:  # a modify replaced that oid (the venue cancels the old one): the order lives on
+            return
         status = str(u.get("status", ""))
         t = int(u.get("statusTimestamp", 0)) * 1_000_000
         if "cancel" in status.lower() and o.live:  # canceled, marginCanceled, scheduledCancel, ...
