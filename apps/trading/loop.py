@@ -33,7 +33,8 @@ from django.conf import settings
 from django.db import DatabaseError, connection
 
 from apps.engine.core import StrategyCore, StrategyParams
-from apps.engine.execution.paper import PaperVenue
+from apps.engine.execution.venue import Account, Feed, Venue
+from apps.engine.market.events import MarkPrice
 from apps.engine.risk.gateway import Mode
 from apps.engine.risk.rules import RuleAction, RuleTrip
 from apps.engine.risk.session import SessionRisk, build_risk_engine
@@ -45,7 +46,7 @@ from apps.trading import lease
 from apps.trading.models import Order, TradingSession
 from apps.trading.ports import ControlSnapshot, SessionControl, session_control
 from apps.trading.recording import Recorder, RecorderSink, make_writer, recover_journals
-from apps.trading.runtime import build_feed, build_session_config
+from apps.trading.runtime import build_feed, build_session_config, build_venue
 from apps.trading.selectors import position_from_fills
 
 logger = logging.getLogger(__name__)
@@ -105,6 +106,12 @@ class QuotingLoop:
         self._next_publish_ns = 0
         self._next_heartbeat_ns = 0
         self._params_tried = 0  # the last parameter-set version this loop loaded (applied or refused)
+        self.account_interval_ns = settings.MM_ACCOUNT_POLL_MS * 1_000_000
+        self._next_account_ns = 0
+        self._last_account_ns = 0
+        self._reported_position: float | None = None
+        self._funding_seen_ns = 0
+        self.account_errors = 0
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -125,6 +132,7 @@ class QuotingLoop:
         now = self.clock()
         live = build_live_engine(self.session, self.writer, self.owner, now, self._report_trip)
         self.feed, self.core, self.sink, self.driver = live.feed, live.core, live.sink, live.driver
+        self.sink_start_ns = now
         self.sink.metrics = LoopMetrics(self.clock)  # saved with the state, read by /metrics
         self.writer.start()
         if not getattr(self.feed, "connected", True):  # a live connector: no quote before its book is whole
@@ -180,6 +188,7 @@ class QuotingLoop:
         now = self.clock()
         if not self._check_control(now):
             return False
+        self._poll_account(now)
         self.driver.step_until(self._poll_feed(now), now)
         if self._feed_resynced:  # quoting re-opens after the core has applied the resync snapshot and top of book
             self._feed_resynced = False
@@ -269,6 +278,48 @@ class QuotingLoop:
             self._record_feed(now, "feed_reconnect", "cleared", polled.attempts, message)
             self._feed_resynced = True
         return polled.events
+
+    def _poll_account(self, now: int) -> None:
+        """Every ``MM_ACCOUNT_POLL_MS`` (default 5 s), on a venue that reports an account (:class:`Account`): its
+        margin report to the margin rule, its funding rate to the reservation price's funding term, and each
+        funding payment it made since the last poll to the P&L's funding part. The paper venue reports none of
+        these, so nothing happens on it. A failed poll is logged and retried at the next interval.
+
+        The margin rule runs only on a position the venue reports: while the venue says flat (or its report does
+        not show a fresh fill yet) the rule is not applicable, and the poll comes early after the position moved,
+        so that window is one tenth of the interval."""
+        venue = self.driver.venue
+        if not isinstance(venue, Account):
+            return
+        moved = self._reported_position is not None and self.core.tracker.position != self._reported_position
+        if now < self._next_account_ns and not (
+            moved and now >= self._last_account_ns + self.account_interval_ns // 10
+        ):
+            return  # due every interval, and soon (a tenth of it) after our position changed
+        self._last_account_ns = now
+        self._next_account_ns = now + self.account_interval_ns
+        try:
+            report = venue.margin_report()
+            rate = venue.funding_rate()
+            payments = venue.funding_since(self._funding_seen_ns or self.sink_start_ns)
+        except Exception as exc:  # noqa: BLE001 - the venue's HTTP side may be down; quoting goes on
+            self.account_errors += 1
+            logger.warning("session %s: account poll failed: %s", self.session_id, exc)
+            return
+        self._reported_position = report.position if report is not None else None
+        risk = self.driver.risk
+        if report is not None and risk is not None:
+            if report.position == 0:
+                # flat at the venue (or a fill its report does not show yet): no position, no leverage to check
+                risk.margin = None
+            else:
+                risk.on_margin(report.leverage, report.maint_margin_rate, report.wallet_balance, report.entry_price)
+        mid = self.driver.ledger.mid
+        if rate is not None and mid == mid:  # the term needs no settlement time: next_funding_ns 0 pays nothing
+            self.driver.on_account(MarkPrice(now, now, mid, rate, 0, interval_s=venue.funding_interval_s))
+        for payment in payments:
+            self._funding_seen_ns = max(self._funding_seen_ns, payment.ts_exch_ns + 1)
+            self.driver.on_account(payment)
 
     def feed_status(self) -> dict[str, Any] | None:
         """A live connector's connection state and message age (None for the simulator and replays)."""
@@ -383,7 +434,7 @@ def recover_dead_run(session_id: int, journal_dir: Any, spill_dir: Any, owner: s
 class LiveEngine:
     """What one run of a live session drives: its feed, strategy core, recording sink and the one driver."""
 
-    feed: Any
+    feed: Feed
     core: StrategyCore
     sink: RecorderSink
     driver: EngineLoop
@@ -398,7 +449,8 @@ def build_live_engine(
     config = build_session_config(session.params, int(session.seed))
     feed, venue_cfg, tick, lot = build_feed(config, session.instrument, now_ns)
     try:
-        return _assemble(session, writer, owner, now_ns, report, config, feed, venue_cfg, tick, lot)
+        venue = build_venue(config, feed, venue_cfg)
+        return _assemble(session, writer, owner, now_ns, report, config, feed, venue, tick, lot)
     except BaseException:
         if hasattr(feed, "close"):  # a live connector's thread must not outlive a run that never started
             feed.close()
@@ -412,8 +464,8 @@ def _assemble(
     now_ns: int,
     report: Callable[[RuleTrip], None],
     config: Any,
-    feed: Any,
-    venue_cfg: Any,
+    feed: Feed,
+    venue: Venue,
     tick: float,
     lot: float,
 ) -> LiveEngine:
@@ -437,7 +489,7 @@ def _assemble(
     )
     driver = EngineLoop(
         core,
-        PaperVenue(venue_cfg, seed=config.seed),
+        venue,
         LIVE,
         sink=sink,
         risk=SessionRisk(engine, capital, config.strategy.max_inventory),
