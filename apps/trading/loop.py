@@ -22,6 +22,7 @@ overflow, it halts the session.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import uuid
@@ -37,7 +38,7 @@ from apps.engine.execution.venue import Account, Feed, Venue
 from apps.engine.market.events import MarkPrice
 from apps.engine.risk.gateway import Mode
 from apps.engine.risk.rules import RuleAction, RuleTrip
-from apps.engine.risk.session import SessionRisk, build_risk_engine
+from apps.engine.risk.session import SessionRisk, build_risk_engine, margin_inventory_cap
 from apps.engine.simulation.backtest import BacktestConfig, EngineLoop
 from apps.marketdata.writer import BatchedWriter
 from apps.ops.counters import LoopMetrics
@@ -112,6 +113,7 @@ class QuotingLoop:
         self._reported_position: float | None = None
         self._funding_seen_ns = 0
         self.account_errors = 0
+        self.margin_cap: float | None = None  # the leverage-aware bound on max_inventory the venue's margin allows
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -133,6 +135,7 @@ class QuotingLoop:
         live = build_live_engine(self.session, self.writer, self.owner, now, self._report_trip)
         self.feed, self.core, self.sink, self.driver = live.feed, live.core, live.sink, live.driver
         self.sink_start_ns = now
+        self.session_max_inventory = self.core.params.max_inventory  # the operator's bound; margin may lower it
         self.sink.metrics = LoopMetrics(self.clock)  # saved with the state, read by /metrics
         self.writer.start()
         if not getattr(self.feed, "connected", True):  # a live connector: no quote before its book is whole
@@ -253,6 +256,7 @@ class QuotingLoop:
                 config = build_session_config(params, int(self.session.seed))
                 engine, capital = build_risk_engine(config.risk, config.strategy.max_inventory)
                 self.core.apply_params(config.strategy)
+                self.session_max_inventory = config.strategy.max_inventory
             except ValueError as exc:
                 logger.warning("session %s: parameters v%s not applied: %s", self.session_id, version, exc)
                 self.control.note("params.not_applied", str(exc)[:500], version=version, running=running)
@@ -315,11 +319,44 @@ class QuotingLoop:
             else:
                 risk.on_margin(report.leverage, report.maint_margin_rate, report.wallet_balance, report.entry_price)
         mid = self.driver.ledger.mid
+        if report is not None:
+            self._size_for_margin(report, mid)
         if rate is not None and mid == mid:  # the term needs no settlement time: next_funding_ns 0 pays nothing
             self.driver.on_account(MarkPrice(now, now, mid, rate, 0, interval_s=venue.funding_interval_s))
         for payment in payments:
             self._funding_seen_ns = max(self._funding_seen_ns, payment.ts_exch_ns + 1)
             self.driver.on_account(payment)
+
+    def _size_for_margin(self, report: Any, mid: float) -> None:
+        """Leverage-aware sizing: the quoter's ``max_inventory`` is the session's, capped by what the account's
+        margin carries (:func:`~apps.engine.risk.session.margin_inventory_cap` at the margin rule's
+        ``max_margin_use``, its default when the rule is not configured). The core gets new parameters only when
+        the bound moves by more than 5 % (or one lot), so a drifting mid does not re-decide on every poll."""
+        from apps.engine.risk.rules import MarginParams
+
+        rule = (
+            next((r for r in self.driver.risk.engine.rules if r.kind == "margin"), None) if self.driver.risk else None
+        )
+        max_use = rule.params.max_margin_use if rule is not None else MarginParams().max_margin_use
+        lot = self.core.lot_size
+        cap = margin_inventory_cap(report.account_value, report.leverage, mid, max_use, lot)
+        if cap is None:
+            return
+        self.margin_cap = cap
+        configured = self.session_max_inventory
+        target = max(min(configured, cap), lot)  # one lot at least: the quoter needs a positive bound
+        current = self.core.params.max_inventory
+        if abs(target - current) < max(0.05 * current, lot):
+            return  # within 5 % (or a lot): the margin rule still guards the difference
+        params = self.core.params
+        try:
+            self.core.apply_params(
+                dataclasses.replace(params, quoter=dataclasses.replace(params.quoter, max_inventory=target))
+            )
+        except ValueError as exc:
+            logger.warning("session %s: margin sizing not applied: %s", self.session_id, exc)
+            return
+        self.control.note("margin.sizing", "", max_inventory=target, configured=configured, margin_cap=cap)
 
     def feed_status(self) -> dict[str, Any] | None:
         """A live connector's connection state and message age (None for the simulator and replays)."""

@@ -250,12 +250,20 @@ def test_venue_margin_trips_the_margin_rule_and_venue_funding_reaches_the_quote_
         # the account shrinks until the position's margin is most of it: the margin rule trips
         report = loop.driver.venue.margin_report()
         assert report.leverage == 10 and report.entry_price == pytest.approx(bid.price)
+        # leverage-aware sizing: a million-dollar account at 10x carries far more than the session's 0.05 BTC
+        assert loop.margin_cap > 40 and loop.core.params.max_inventory == 0.05
         server.account_value = q * report.entry_price / 10 / 0.6  # margin use 60 % > the rule's 50 %
         tripped = lambda: [t for t in loop.driver.result.risk_events if t.rule == "margin"]  # noqa: E731
         _run_until(loop, lambda: bool(tripped()), 5, "the margin rule")
         assert "margin use" in tripped()[0].message
         _flush(loop)
         assert RiskEventRecord.objects.filter(session_id=loop.session_id, rule="margin").exists()
+        # and the quoter's bound follows the account down to what half of it carries at 10x (whole lots)
+        _run_until(loop, lambda: loop.core.params.max_inventory < 0.05, 5, "the margin-sized bound")
+        value = server.account_value + q * (loop.driver.ledger.mid - report.entry_price)  # the venue's accountValue
+        expected = int(0.5 * value * 10 / loop.driver.ledger.mid / 0.00001 + 1e-9) * 0.00001
+        assert loop.core.params.max_inventory == pytest.approx(expected, abs=0.00002)
+        assert AuditEvent.objects.filter(session_id=loop.session_id, action="margin.sizing").exists()
         assert loop.driver.mode >= Mode.REDUCING
     finally:
         TradingSession.objects.filter(pk=loop.session_id).update(status="stopped")
