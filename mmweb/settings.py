@@ -272,3 +272,6 @@ LOGGING = {
 MM_HYPERLIQUID_NETWORK = env_str("MM_HYPERLIQUID_NETWORK", "testnet")
 MM_HYPERLIQUID_API_URL = env_str("MM_HYPERLIQUID_API_URL", "")
 MM_HYPERLIQUID_WS_URL = env_str("MM_HYPERLIQUID_WS_URL", "")
+# how often a live loop asks its venue for the account (margin report, funding rate and payments), in ms; sooner
+# after our position moved (apps/trading/loop.py, QuotingLoop._poll_account). Venues without an account: unused.
+MM_ACCOUNT_POLL_MS = env_int("MM_ACCOUNT_POLL_MS", 5000, minimum=100, maximum=600_000)

@@ -28,6 +28,7 @@ __all__ = [
     "ControlError",
     "check_reason",
     "create_live_data_session",
+    "create_live_session",
     "create_paper_session",
     "create_replay_session",
     "halt_all",
@@ -148,6 +149,48 @@ def create_live_data_session(
         return _open_session(actor, name, inst, params, seed, "binance", start, instrument=known.key)
 
 
+def create_live_session(
+    actor: Actor,
+    *,
+    name: str,
+    instrument: str = "hyperliquid:BTC",
+    params: dict[str, Any] | None = None,
+    seed: int = 0,
+    start: bool = True,
+) -> TradingSession:
+    """Create a LIVE session: real orders on Hyperliquid perps, and (optionally) queue its loop.
+
+    ``instrument`` is a registry key of a Hyperliquid perp (``hyperliquid:BTC``); its symbol is the coin. The
+    loop's feed and venue are one :class:`~apps.venues.hyperliquid.venue.HyperliquidVenue` (``params.feed.source``
+    = ``"hyperliquid"``): network and URLs from the MM_HYPERLIQUID_* settings, the key from the environment
+    (never from ``params``, never stored). The caller decides who may do this (an admin only, in any view).
+    Every bad value raises ValueError naming it, and nothing is created.
+    """
+    from apps.marketdata import instruments
+    from apps.trading.runtime import build_session_config
+
+    known = instruments.get(instrument)  # ValueError naming the known ones
+    if known.venue != "hyperliquid":
+        raise ValueError(f"instrument: live trading is implemented for Hyperliquid perps only, not {known.key}")
+    params = dict(params or {})
+    if "replay" in params:
+        raise ValueError("params.replay: a live session's market is the venue's stream, not a recording")
+    feed = params.get("feed", {})
+    if not isinstance(feed, dict):
+        raise ValueError(f"params.feed must be an object, got {type(feed).__name__}")
+    if feed.get("source", "hyperliquid") != "hyperliquid":
+        raise ValueError(
+            f"params.feed.source: a live Hyperliquid session's feed is 'hyperliquid', got {feed['source']!r}"
+        )
+    params["feed"] = {**feed, "source": "hyperliquid"}
+    params = instruments.with_instrument_defaults(params, known, grid=False)
+    build_session_config(params, seed)  # raises ValueError naming the bad parameter
+    with transaction.atomic():
+        inst = instruments.ensure_known_instrument(known)
+        mode = TradingSession.Mode.LIVE
+        return _open_session(actor, name, inst, params, seed, "hyperliquid", start, mode=mode, instrument=known.key)
+
+
 def _open_session(
     actor: Actor,
     name: str,
@@ -157,16 +200,17 @@ def _open_session(
     feed: str,
     start: bool,
     /,
+    mode: str = TradingSession.Mode.PAPER,
     **detail: Any,
 ) -> TradingSession:
-    """The part every paper session's creation shares (inside the caller's transaction): the row, its audit row,
+    """The part every session's creation shares (inside the caller's transaction): the row, its audit row,
     parameter version 1 and, if asked, its quoting loop queued after commit."""
     from apps.control.params import record_initial
 
     session = TradingSession.objects.create(
-        name=name, instrument=instrument, params=params, seed=seed, mode=TradingSession.Mode.PAPER, feed=feed
+        name=name, instrument=instrument, params=params, seed=seed, mode=mode, feed=feed
     )
-    _audit(actor, "session.create", session, "", params=params, seed=seed, start=start, **detail)
+    _audit(actor, "session.create", session, "", params=params, seed=seed, start=start, mode=mode, **detail)
     record_initial(actor, session)  # parameter version 1
     if start:
         _queue_loop(session)

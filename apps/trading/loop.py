@@ -22,6 +22,7 @@ overflow, it halts the session.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import uuid
@@ -33,10 +34,11 @@ from django.conf import settings
 from django.db import DatabaseError, connection
 
 from apps.engine.core import StrategyCore, StrategyParams
-from apps.engine.execution.paper import PaperVenue
+from apps.engine.execution.venue import Account, Feed, Venue
+from apps.engine.market.events import MarkPrice
 from apps.engine.risk.gateway import Mode
 from apps.engine.risk.rules import RuleAction, RuleTrip
-from apps.engine.risk.session import SessionRisk, build_risk_engine
+from apps.engine.risk.session import SessionRisk, build_risk_engine, margin_inventory_cap
 from apps.engine.simulation.backtest import BacktestConfig, EngineLoop
 from apps.marketdata.writer import BatchedWriter
 from apps.ops.counters import LoopMetrics
@@ -45,7 +47,7 @@ from apps.trading import lease
 from apps.trading.models import Order, TradingSession
 from apps.trading.ports import ControlSnapshot, SessionControl, session_control
 from apps.trading.recording import Recorder, RecorderSink, make_writer, recover_journals
-from apps.trading.runtime import build_feed, build_session_config
+from apps.trading.runtime import build_feed, build_session_config, build_venue
 from apps.trading.selectors import position_from_fills
 
 logger = logging.getLogger(__name__)
@@ -105,6 +107,13 @@ class QuotingLoop:
         self._next_publish_ns = 0
         self._next_heartbeat_ns = 0
         self._params_tried = 0  # the last parameter-set version this loop loaded (applied or refused)
+        self.account_interval_ns = settings.MM_ACCOUNT_POLL_MS * 1_000_000
+        self._next_account_ns = 0
+        self._last_account_ns = 0
+        self._reported_position: float | None = None
+        self._funding_seen_ns = 0
+        self.account_errors = 0
+        self.margin_cap: float | None = None  # the leverage-aware bound on max_inventory the venue's margin allows
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -125,6 +134,8 @@ class QuotingLoop:
         now = self.clock()
         live = build_live_engine(self.session, self.writer, self.owner, now, self._report_trip)
         self.feed, self.core, self.sink, self.driver = live.feed, live.core, live.sink, live.driver
+        self.sink_start_ns = now
+        self.session_max_inventory = self.core.params.max_inventory  # the operator's bound; margin may lower it
         self.sink.metrics = LoopMetrics(self.clock)  # saved with the state, read by /metrics
         self.writer.start()
         if not getattr(self.feed, "connected", True):  # a live connector: no quote before its book is whole
@@ -180,6 +191,7 @@ class QuotingLoop:
         now = self.clock()
         if not self._check_control(now):
             return False
+        self._poll_account(now)
         events = self._poll_feed(now)
         self._feed_clock()
         self.driver.step_until(events, now)
@@ -246,6 +258,7 @@ class QuotingLoop:
                 config = build_session_config(params, int(self.session.seed))
                 engine, capital = build_risk_engine(config.risk, config.strategy.max_inventory)
                 self.core.apply_params(config.strategy)
+                self.session_max_inventory = config.strategy.max_inventory
             except ValueError as exc:
                 logger.warning("session %s: parameters v%s not applied: %s", self.session_id, version, exc)
                 self.control.note("params.not_applied", str(exc)[:500], version=version, running=running)
@@ -281,6 +294,81 @@ class QuotingLoop:
         offset = measured()
         if offset is not None:
             risk.on_clock(offset)
+
+    def _poll_account(self, now: int) -> None:
+        """Every ``MM_ACCOUNT_POLL_MS`` (default 5 s), on a venue that reports an account (:class:`Account`): its
+        margin report to the margin rule, its funding rate to the reservation price's funding term, and each
+        funding payment it made since the last poll to the P&L's funding part. The paper venue reports none of
+        these, so nothing happens on it. A failed poll is logged and retried at the next interval.
+
+        The margin rule runs only on a position the venue reports: while the venue says flat (or its report does
+        not show a fresh fill yet) the rule is not applicable, and the poll comes early after the position moved,
+        so that window is one tenth of the interval."""
+        venue = self.driver.venue
+        if not isinstance(venue, Account):
+            return
+        moved = self._reported_position is not None and self.core.tracker.position != self._reported_position
+        if now < self._next_account_ns and not (
+            moved and now >= self._last_account_ns + self.account_interval_ns // 10
+        ):
+            return  # due every interval, and soon (a tenth of it) after our position changed
+        self._last_account_ns = now
+        self._next_account_ns = now + self.account_interval_ns
+        try:
+            report = venue.margin_report()
+            rate = venue.funding_rate()
+            payments = venue.funding_since(self._funding_seen_ns or self.sink_start_ns)
+        except Exception as exc:  # noqa: BLE001 - the venue's HTTP side may be down; quoting goes on
+            self.account_errors += 1
+            logger.warning("session %s: account poll failed: %s", self.session_id, exc)
+            return
+        self._reported_position = report.position if report is not None else None
+        risk = self.driver.risk
+        if report is not None and risk is not None:
+            if report.position == 0:
+                # flat at the venue (or a fill its report does not show yet): no position, no leverage to check
+                risk.margin = None
+            else:
+                risk.on_margin(report.leverage, report.maint_margin_rate, report.wallet_balance, report.entry_price)
+        mid = self.driver.ledger.mid
+        if report is not None:
+            self._size_for_margin(report, mid)
+        if rate is not None and mid == mid:  # the term needs no settlement time: next_funding_ns 0 pays nothing
+            self.driver.on_account(MarkPrice(now, now, mid, rate, 0, interval_s=venue.funding_interval_s))
+        for payment in payments:
+            self._funding_seen_ns = max(self._funding_seen_ns, payment.ts_exch_ns + 1)
+            self.driver.on_account(payment)
+
+    def _size_for_margin(self, report: Any, mid: float) -> None:
+        """Leverage-aware sizing: the quoter's ``max_inventory`` is the session's, capped by what the account's
+        margin carries (:func:`~apps.engine.risk.session.margin_inventory_cap` at the margin rule's
+        ``max_margin_use``, its default when the rule is not configured). The core gets new parameters only when
+        the bound moves by more than 5 % (or one lot), so a drifting mid does not re-decide on every poll."""
+        from apps.engine.risk.rules import MarginParams
+
+        rule = (
+            next((r for r in self.driver.risk.engine.rules if r.kind == "margin"), None) if self.driver.risk else None
+        )
+        max_use = rule.params.max_margin_use if rule is not None else MarginParams().max_margin_use
+        lot = self.core.lot_size
+        cap = margin_inventory_cap(report.account_value, report.leverage, mid, max_use, lot)
+        if cap is None:
+            return
+        self.margin_cap = cap
+        configured = self.session_max_inventory
+        target = max(min(configured, cap), lot)  # one lot at least: the quoter needs a positive bound
+        current = self.core.params.max_inventory
+        if abs(target - current) < max(0.05 * current, lot):
+            return  # within 5 % (or a lot): the margin rule still guards the difference
+        params = self.core.params
+        try:
+            self.core.apply_params(
+                dataclasses.replace(params, quoter=dataclasses.replace(params.quoter, max_inventory=target))
+            )
+        except ValueError as exc:
+            logger.warning("session %s: margin sizing not applied: %s", self.session_id, exc)
+            return
+        self.control.note("margin.sizing", "", max_inventory=target, configured=configured, margin_cap=cap)
 
     def feed_status(self) -> dict[str, Any] | None:
         """A live connector's connection state and message age (None for the simulator and replays)."""
@@ -395,7 +483,7 @@ def recover_dead_run(session_id: int, journal_dir: Any, spill_dir: Any, owner: s
 class LiveEngine:
     """What one run of a live session drives: its feed, strategy core, recording sink and the one driver."""
 
-    feed: Any
+    feed: Feed
     core: StrategyCore
     sink: RecorderSink
     driver: EngineLoop
@@ -410,7 +498,8 @@ def build_live_engine(
     config = build_session_config(session.params, int(session.seed))
     feed, venue_cfg, tick, lot = build_feed(config, session.instrument, now_ns)
     try:
-        return _assemble(session, writer, owner, now_ns, report, config, feed, venue_cfg, tick, lot)
+        venue = build_venue(config, feed, venue_cfg)
+        return _assemble(session, writer, owner, now_ns, report, config, feed, venue, tick, lot)
     except BaseException:
         if hasattr(feed, "close"):  # a live connector's thread must not outlive a run that never started
             feed.close()
@@ -424,8 +513,8 @@ def _assemble(
     now_ns: int,
     report: Callable[[RuleTrip], None],
     config: Any,
-    feed: Any,
-    venue_cfg: Any,
+    feed: Feed,
+    venue: Venue,
     tick: float,
     lot: float,
 ) -> LiveEngine:
@@ -449,7 +538,7 @@ def _assemble(
     )
     driver = EngineLoop(
         core,
-        PaperVenue(venue_cfg, seed=config.seed),
+        venue,
         LIVE,
         sink=sink,
         risk=SessionRisk(engine, capital, config.strategy.max_inventory),

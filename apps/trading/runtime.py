@@ -13,7 +13,8 @@ from apps.engine.simulation.simulator import SimulatorParams
 SECTIONS = ("sim", "strategy", "venue", "risk", "feed", "replay")
 # where a live loop's market events come from: the seeded simulator (or params.replay), or Binance's public
 # market data for the session's instrument (paper trading on live data: the venue is the paper venue either way)
-FEED_SOURCES = ("simulator", "binance")
+# or Hyperliquid's stream, whose connector is also the venue (a LIVE session: real orders)
+FEED_SOURCES = ("simulator", "binance", "hyperliquid")
 BINANCE_VENUES = ("binance-usdm", "binance-spot")
 
 
@@ -133,6 +134,12 @@ def build_feed(config: SessionConfig, instrument: Any, now_ns: int) -> tuple[Any
     from apps.engine.simulation.simulator import MarketSimulator
 
     tick, lot, venue = config.sim.tick_size, config.sim.lot_size, config.venue
+    if config.feed_source == "hyperliquid":
+        return (
+            build_hyperliquid_feed(config, instrument, now_ns),
+            _on_grid(config.venue, instrument),
+            *_grid(instrument),
+        )
     if config.feed_source == "binance":
         return build_binance_feed(config, instrument), _on_grid(config.venue, instrument), *_grid(instrument)
     if config.replay is not None:
@@ -165,6 +172,43 @@ def build_binance_feed(config: SessionConfig, instrument: Any) -> Any:
         )
     connector = BinanceConnector(instrument.venue, [instrument.symbol], backoff=config.backoff, seed=config.seed)
     return BinanceFeed(connector.start(), instrument.symbol)
+
+
+def build_hyperliquid_feed(config: SessionConfig, instrument: Any, now_ns: int) -> Any:
+    """A started Hyperliquid venue for the instrument's coin as the loop's feed (its ``venue`` is the loop's venue).
+
+    Network and URLs from the MM_HYPERLIQUID_* settings, the key from the environment (``credentials_from_env``),
+    back-off from ``params.feed.backoff``. ``quoting_mode`` rounds prices by the venue's rules and keeps the
+    dead-man's switch armed while orders are out. Orders of ours a dead run left on the coin are cancelled first.
+    """
+    from apps.venues.hyperliquid.feed import HyperliquidFeed
+    from apps.venues.hyperliquid.secrets import credentials_from_env
+    from apps.venues.hyperliquid.venue import HyperliquidVenue, config_from_settings
+
+    if instrument.venue != "hyperliquid":
+        raise ValueError(
+            f"params.feed.source 'hyperliquid' needs a Hyperliquid instrument, "
+            f"not {instrument.venue}:{instrument.symbol}"
+        )
+    cfg = config_from_settings(instrument.symbol, backoff=config.backoff, quoting_mode=True)
+    venue = HyperliquidVenue(cfg, credentials_from_env(), seed=config.seed)
+    venue.start()
+    try:
+        venue.cancel_all_now(now_ns)  # a dead run's orders: the tracker starts empty, so must the venue
+    except BaseException:
+        venue.stop()
+        raise
+    return HyperliquidFeed(venue)
+
+
+def build_venue(config: SessionConfig, feed: Any, venue_config: PaperVenueConfig) -> Any:
+    """The loop's venue: the live connector when the feed is one (``feed.venue``), else the paper venue."""
+    live = getattr(feed, "venue", None)
+    if config.feed_source == "hyperliquid" and live is not None:
+        return live
+    from apps.engine.execution.paper import PaperVenue
+
+    return PaperVenue(venue_config, seed=config.seed)
 
 
 def load_replay(replay: dict[str, Any], instrument_id: int) -> list[Any]:

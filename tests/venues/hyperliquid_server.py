@@ -55,6 +55,8 @@ class HyperliquidServer:
         self.orders: dict[int, dict] = {}  # oid -> order (open only)
         self.fills: list[dict] = []
         self.position = 0.0
+        self.entry_px = 0.0  # average entry of the position (clearinghouseState entryPx)
+        self.funding: list[dict] = []  # userFunding entries, oldest first (pay_funding)
         self.next_oid = 1000
         self.next_tid = 5000
         self.last_nonce = 0
@@ -132,6 +134,44 @@ class HyperliquidServer:
             self.scheduled_cancel_ms = None
             return n
 
+    def publish_book(self) -> None:
+        """Send the served book (stamped now) to the ``l2Book`` subscribers, as the venue does on every change."""
+        with self.lock:
+            self._broadcast("l2Book", "BTC", {"channel": "l2Book", "data": self._fresh_book()})
+
+    def move_book(self, usd: float) -> None:
+        """Shift every level of the served book by ``usd`` (a market that moves; the sizes stay)."""
+        with self.lock:
+            bids, asks = self.book["levels"]
+            shift = [[dict(lv, px=_num(float(lv["px"]) + usd)) for lv in side] for side in (bids, asks)]
+            self.book = dict(self.book, levels=shift)
+
+    def publish_trade(self, side: str, size: float, through_usd: float = 0.0) -> None:
+        """A market trade ``through_usd`` beyond the touch (``side`` "B": a buyer lifted the ask), as the ``trades``
+        channel sends it."""
+        with self.lock:
+            bid, _, ask, _ = self.best()
+            self.next_tid += 1
+            px = ask + through_usd if side == "B" else bid - through_usd
+            trade = {"coin": "BTC", "side": side, "px": _num(px), "sz": _num(size), "time": _ms()}
+            trade.update(hash="0x" + f"{self.next_tid:064x}", tid=self.next_tid, users=["0x1", "0x2"])
+            self._broadcast("trades", "BTC", {"channel": "trades", "data": [trade]})
+
+    def _fresh_book(self) -> dict:
+        return dict(self.book, time=_ms())  # the sample's levels, with the time the venue would stamp now
+
+    def pay_funding(self, rate: float) -> dict:
+        """A funding settlement at ``rate`` on the current position (longs pay when positive), as ``userFunding``
+        reports it: ``usdc`` = -szi * oracle price * rate."""
+        with self.lock:
+            bid, _, ask, _ = self.best()
+            px = (bid + ask) / 2
+            delta = {"type": "funding", "coin": "BTC", "usdc": _num(round(-self.position * px * rate, 6))}
+            delta.update(szi=_num(self.position), fundingRate=_num(rate), nSamples=None)
+            entry = {"time": _ms(), "hash": "0x" + "0" * 64, "delta": delta}
+            self.funding.append(entry)
+            return entry
+
     def publish_sample(self) -> int:
         """Send every recorded market message to the clients subscribed to its channel."""
         for msg in self.sample:
@@ -144,6 +184,12 @@ class HyperliquidServer:
         o["remaining"] = round(o["remaining"] - size, 10)
         start = self.position
         self.position = round(self.position + (size if o["side"] == "B" else -size), 10)
+        if self.position == 0:
+            self.entry_px = 0.0
+        elif abs(self.position) > abs(start) and start * self.position >= 0:  # opened or added: average in
+            self.entry_px = (abs(start) * self.entry_px + size * px) / abs(self.position)
+        elif start * self.position < 0:  # flipped: the rest opens at this price
+            self.entry_px = px
         fee = round(px * size * (0.00035 if crossed else 0.0001), 6)
         f = {
             "coin": o["coin"],
@@ -325,9 +371,12 @@ class HyperliquidServer:
             if kind == "clearinghouseState":
                 bid, _, ask, _ = self.best()
                 ntl = abs(self.position) * (bid + ask) / 2
-                summary = {"accountValue": _num(self.account_value), "totalNtlPos": _num(ntl)}
+                upnl = self.position * ((bid + ask) / 2 - self.entry_px) if self.position else 0.0
+                # account_value is the wallet (deposits, fees and closed P&L aside); the venue's value adds upnl
+                summary = {"accountValue": _num(round(self.account_value + upnl, 6)), "totalNtlPos": _num(ntl)}
                 summary.update(totalRawUsd=_num(self.account_value), totalMarginUsed=_num(ntl / LEVERAGE))
                 pos = {"coin": "BTC", "szi": _num(self.position), "leverage": {"type": "cross", "value": 10}}
+                pos.update(entryPx=_num(self.entry_px), unrealizedPnl=_num(round(upnl, 6)), positionValue=_num(ntl))
                 return 200, {
                     "assetPositions": [{"type": "oneWay", "position": pos}] if self.position else [],
                     "marginSummary": summary,
@@ -336,7 +385,8 @@ class HyperliquidServer:
                     "time": _ms(),
                 }
             if kind == "userFunding":
-                return 200, []
+                start, end = body.get("startTime", 0), body.get("endTime") or 2**62
+                return 200, [f for f in self.funding if start <= f["time"] <= end]
         return 422, {"status": "err", "response": f"Unknown info type {kind!r}"}
 
     def _handler(self):
@@ -409,7 +459,7 @@ class HyperliquidServer:
                 with self.lock:
                     subs.add((kind, key))
                     if kind == "l2Book":
-                        self._send(ws, {"channel": "l2Book", "data": self.book})
+                        self._send(ws, {"channel": "l2Book", "data": self._fresh_book()})
                     elif kind == "userFills":
                         snap = {"isSnapshot": True, "user": self.user, "fills": list(self.fills)}
                         self._send(ws, {"channel": "userFills", "data": snap})

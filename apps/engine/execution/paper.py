@@ -61,6 +61,7 @@ from apps.engine.market.events import (
     DepthSnapshot,
     DepthUpdate,
     Fill,
+    Funding,
     MarketEvent,
     ModifyOrder,
     OrderAck,
@@ -176,6 +177,8 @@ class PaperVenue:
         self._last_visible_ns = -(2**62)
         self._venue_now_ns = -(2**62)
         self._feed_delay_ns = 0
+        self._fills: list[Fill] = []  # every fill delivered to us, in order (the account side)
+        self._position = 0.0
 
     # --- public API ---------------------------------------------------------------------------
     def submit(self, actions: Sequence[Action], now_local_ns: int) -> list[OrderEvent]:
@@ -273,6 +276,33 @@ class PaperVenue:
     def book(self) -> LevelBook:
         return self._book
 
+    # --- the account side (:class:`apps.engine.execution.venue.Account`) ------------------------------------
+    def position(self) -> float:
+        """Signed position from the fills delivered so far (base units)."""
+        return self._position
+
+    def fills_since(self, fill_id: str | None) -> list[Fill]:
+        """Fills delivered after the one with ``fill_id`` (all of them for ``None`` or an unknown id)."""
+        if fill_id is not None:
+            for i in range(len(self._fills) - 1, -1, -1):
+                if self._fills[i].fill_id == fill_id:
+                    return self._fills[i + 1 :]
+        return list(self._fills)
+
+    def margin_report(self) -> None:
+        """The paper venue keeps no margin account: the margin rule stays not applicable on it."""
+
+    def funding_rate(self) -> None:
+        """The paper venue has no funding of its own (a feed's funding events reach the ledger directly)."""
+
+    def funding_since(self, start_ns: int) -> list[Funding]:
+        """No payments of its own (see :meth:`funding_rate`)."""
+        return []
+
+    @property
+    def funding_interval_s(self) -> float:
+        return 8 * 3600.0
+
     # --- clocks and queues ----------------------------------------------------------------------
     def _next_seq(self) -> int:
         self._seq += 1
@@ -293,7 +323,11 @@ class PaperVenue:
     def _drain(self, now_local_ns: int) -> list[OrderEvent]:
         out: list[OrderEvent] = []
         while self._outbox and self._outbox[0][0] <= now_local_ns:
-            out.append(heapq.heappop(self._outbox)[2])
+            ev = heapq.heappop(self._outbox)[2]
+            if type(ev) is Fill:
+                self._fills.append(ev)
+                self._position += ev.size if ev.side is Side.BUY else -ev.size
+            out.append(ev)
         return out
 
     def _process_arrivals(self, t_ns: int) -> None:

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from apps.engine.execution.paper import PaperVenue
+from apps.engine.execution.venue import Venue
 from apps.engine.market.events import Action, CancelAll, CancelOrder, ModifyOrder, OrderEvent, OrderReject, PlaceOrder
 from apps.engine.risk.killswitch import Mode, gate
 
 
 class OrderGateway:
-    def __init__(self, venue: PaperVenue, mode: Mode = Mode.HALTED) -> None:
+    def __init__(self, venue: Venue, mode: Mode = Mode.HALTED) -> None:
         self.venue = venue
         self.mode = mode  # starts closed: nothing is sent before the first control check
         self.blocked = 0

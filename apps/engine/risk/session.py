@@ -100,6 +100,20 @@ def build_risk_engine(risk: dict[str, Any], max_inventory: float) -> tuple[RiskE
     return RiskEngine(rules), float(capital)
 
 
+def margin_inventory_cap(
+    account_value: float, leverage: float, mid: float, max_margin_use: float, lot_size: float
+) -> float | None:
+    """The largest |position| (base units, a whole number of lots) whose initial margin at ``leverage`` stays within
+    ``max_margin_use`` of ``account_value``: ``max_margin_use · account_value · leverage / mid``, the margin rule's
+    bound turned into a size, so a quoter capped by it never quotes the position that rule would trip on.
+    ``None`` when an input is unknown (not finite, or not positive); 0 when the account cannot carry one lot."""
+    values = (account_value, leverage, mid, max_margin_use, lot_size)
+    if not all(math.isfinite(v) and v > 0 for v in values):
+        return None
+    lots = math.floor(max_margin_use * account_value * leverage / mid / lot_size + 1e-9)
+    return round(max(lots, 0) * lot_size, 12)
+
+
 class SessionRisk:
     """Keeps the rolling inputs and turns the engine's level trips into edges (one record per episode)."""
 

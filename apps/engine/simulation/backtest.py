@@ -32,7 +32,7 @@ from apps.engine.accounting.funding import FundingClock
 from apps.engine.accounting.pnl import COMPONENTS, PnlBreakdown, PnlLedger, max_drawdown, sharpe_ratio
 from apps.engine.estimators.base import EstimatorSnapshot
 from apps.engine.execution.orders import Order, OrderTracker, round_price
-from apps.engine.execution.paper import PaperVenue
+from apps.engine.execution.venue import Venue
 from apps.engine.market.events import (
     Action,
     BestBidAsk,
@@ -284,8 +284,9 @@ class EngineLoop:
     ----------
     strategy : Strategy
         The quoter (StrategyCore or a baseline).
-    venue : PaperVenue
-        The simulated venue; its book gives the mid used for P&L.
+    venue : Venue
+        The paper venue or a live one (:class:`~apps.engine.execution.venue.Venue`); its book gives the mid
+        used for P&L.
     config : BacktestConfig
         Measurement parameters (and the risk grid).
     sink : Sink, optional
@@ -303,7 +304,7 @@ class EngineLoop:
     def __init__(
         self,
         strategy: Strategy,
-        venue: PaperVenue,
+        venue: Venue,
         config: BacktestConfig | None = None,
         *,
         sink: Sink | None = None,
@@ -379,6 +380,21 @@ class EngineLoop:
             self._handle(out)
         actions = self.strategy.on_event(event)
         self._after_strategy(t, actions)
+
+    def on_account(self, event: Funding | MarkPrice) -> None:
+        """Funding news from the venue's account side, not from the market feed: a :class:`MarkPrice` sets the
+        reservation price's funding term (and settles as a feed's would), a :class:`Funding` is a payment the venue
+        made (the P&L's funding part). Unlike :meth:`on_market` it does not count as market data, so the
+        stale-feed rule still sees a silent feed as stale, and it is not recorded as a market event."""
+        t = event.ts_local_ns
+        self._deliver_venue(t, inclusive=False)
+        self._reach(t)
+        self._now_ns = max(self._now_ns, t)
+        if isinstance(event, Funding):
+            self.ledger.on_funding(t, event.rate)
+        else:
+            self._on_mark_price(t, event)
+        self._after_strategy(t, self.strategy.on_event(event))
 
     def advance(self, now_ns: int) -> None:
         """Let time pass to ``now_ns`` with no market data: every venue event due by then is delivered."""

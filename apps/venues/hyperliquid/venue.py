@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 
 from apps.engine.execution.fillmodel import LevelBook
 from apps.engine.execution.paper import OrderView
+from apps.engine.execution.venue import MarginReport
 from apps.engine.market.events import (
     Action,
     BestBidAsk,
@@ -46,6 +47,7 @@ from apps.engine.market.events import (
     DepthSnapshot,
     DepthUpdate,
     Fill,
+    Funding,
     MarketEvent,
     ModifyOrder,
     OrderAck,
@@ -80,7 +82,12 @@ def cloid_of(client_order_id: str) -> str:
 @dataclass(frozen=True)
 class HyperliquidConfig:
     """Settings. ``api_url``/``ws_url`` default by ``network`` ("mainnet" | "testnet"); tests point them at
-    127.0.0.1. ``dead_man_s`` is the scheduled-cancel window (>= 5 s, the venue's minimum)."""
+    127.0.0.1. ``dead_man_s`` is the scheduled-cancel window (>= 5 s, the venue's minimum).
+
+    ``quoting_mode`` (off by default, on in a live session) makes the venue behave as the quoting loop needs:
+    prices are rounded to the venue's price rule on the passive side (bids down, asks up) instead of rejected, the
+    dead-man's switch is armed by the first order sent and disarmed once :meth:`HyperliquidVenue.cancel_all_now`
+    has emptied the book (armed exactly while the session quotes)."""
 
     coin: str
     network: str = "testnet"
@@ -90,6 +97,7 @@ class HyperliquidConfig:
     backoff: BackoffParams = field(default_factory=BackoffParams)
     dead_man_s: float = 30.0
     http_timeout_s: float = 5.0
+    quoting_mode: bool = False
 
     def validate(self) -> HyperliquidConfig:
         if self.network not in ("mainnet", "testnet"):
@@ -193,6 +201,8 @@ class HyperliquidVenue:
         self.quarantined = 0
         self._last_mid: float | None = None
         self._needs_reconcile = False
+        self._fills: list[Fill] = []  # every fill booked, in booking order (fills_since)
+        self.requests = 0  # exchange requests sent by submit (batching keeps this at one per kind and call)
 
     # --- lifecycle ---------------------------------------------------------------------------------------------
     def start(self, timeout_s: float = 5.0) -> None:
@@ -235,13 +245,29 @@ class HyperliquidVenue:
 
     # --- the paper venue's operations ---------------------------------------------------------------------------
     def submit(self, actions: list[Action], now_local_ns: int) -> list[OrderEvent]:
+        """Send the actions, batched: each run of consecutive places is one ``order`` request and each run of
+        consecutive cancels one ``cancelByCloid`` request (one round trip per run instead of per action);
+        modifies and cancel-alls go one by one, in order. Returns the venue's answers (acks and rejects)."""
         out: list[OrderEvent] = []
-        for a in actions:
+        places = any(isinstance(a, PlaceOrder) for a in actions)
+        if self.cfg.quoting_mode and self._dead_man_until_ms is None and places:
+            try:
+                self.arm_dead_man()  # before the first order rests: the venue cancels it if we die
+            except (VenueError, VenueUnavailableError) as exc:
+                logger.warning("hyperliquid: could not arm the scheduled cancel: %s", exc)
+        i = 0
+        while i < len(actions):
+            a = actions[i]
+            j = i + 1
+            if isinstance(a, (PlaceOrder, CancelOrder)):
+                while j < len(actions) and type(actions[j]) is type(a):
+                    j += 1
+            run, i = list(actions[i:j]), j
             try:
                 if isinstance(a, PlaceOrder):
-                    out.extend(self._place(a, now_local_ns))
+                    out.extend(self._place_batch(run, now_local_ns))  # type: ignore[arg-type]
                 elif isinstance(a, CancelOrder):
-                    out.extend(self._cancel([a.client_order_id], now_local_ns))
+                    out.extend(self._cancel([c.client_order_id for c in run], now_local_ns))  # type: ignore[union-attr]
                 elif isinstance(a, ModifyOrder):
                     out.extend(self._modify(a, now_local_ns))
                 elif isinstance(a, CancelAll):
@@ -249,14 +275,15 @@ class HyperliquidVenue:
                 else:
                     out.append(OrderReject(now_local_ns, now_local_ns, "", f"unknown_action: {type(a).__name__}"))
             except VenueUnavailableError as exc:
-                cid = getattr(a, "client_order_id", "")
-                if isinstance(a, PlaceOrder) and cid in self._orders:
-                    # sent, answer lost: the order may rest at the venue. It stays pending_new until the
-                    # reconciliation (next advance) finds it by cloid, or rejects it as never placed.
-                    self._needs_reconcile = True
-                    logger.warning("hyperliquid: no answer placing %s (%s); will reconcile", cid, exc)
-                    continue
-                out.append(OrderReject(now_local_ns, now_local_ns, cid, f"venue_unreachable: {exc}"))
+                for b in run:
+                    cid = getattr(b, "client_order_id", "")
+                    if isinstance(b, PlaceOrder) and cid in self._orders:
+                        # sent, answer lost: the order may rest at the venue. It stays pending_new until the
+                        # reconciliation (next advance) finds it by cloid, or rejects it as never placed.
+                        self._needs_reconcile = True
+                        logger.warning("hyperliquid: no answer placing %s (%s); will reconcile", cid, exc)
+                        continue
+                    out.append(OrderReject(now_local_ns, now_local_ns, cid, f"venue_unreachable: {exc}"))
         return out
 
     def advance(self, now_local_ns: int) -> list[OrderEvent]:
@@ -291,7 +318,14 @@ class HyperliquidVenue:
         return self.advance(event.ts_local_ns)
 
     def next_event_ns(self) -> int | None:
-        return time.time_ns() if (self._pending or not self.socket.inbox.empty()) else None
+        """The local receipt time of the oldest thing waiting for the driver: a booked event, or a stream message
+        not read yet (its events are stamped with that time). The driver delivers them in time order with the
+        market events, like the paper venue's."""
+        times = [e.ts_local_ns for e in self._pending[:1]]
+        with self.socket.inbox.mutex:  # a peek: the stream thread appends under the same lock
+            if self.socket.inbox.queue:
+                times.append(self.socket.inbox.queue[0][0])
+        return min(times) if times else None
 
     def open_orders(self) -> list[OrderView]:
         return [
@@ -306,10 +340,24 @@ class HyperliquidVenue:
         venue_open = [o for o in self._info_user("openOrders") if o.get("coin") == self.cfg.coin]
         if venue_open:
             out.extend(self._cancel_oids([int(o["oid"]) for o in venue_open], now_local_ns))
-        for o in self._orders.values():  # anything we thought live that the venue no longer holds
+        if any(o.live and o.status != "pending_new" for o in self._orders.values()):
+            # we thought it live and the venue no longer holds it: it filled while we did not hear (a dropped
+            # stream) or the venue cancelled it. Fills first, so a filled order is booked filled, not cancelled.
+            try:
+                self.reconcile(now_local_ns)
+            except (VenueError, VenueUnavailableError) as exc:
+                logger.warning("hyperliquid: reconciliation on cancel-all failed: %s", exc)
+            out.extend(self._pending)
+            self._pending = []
+        for o in self._orders.values():  # still live in our books: gone from the venue all the same
             if o.live and o.status != "pending_new":
                 o.status = "cancelled"
                 out.append(OrderAck(now_local_ns, now_local_ns, o.cid, "cancelled", o.price, o.remaining))
+        if self.cfg.quoting_mode and self._dead_man_until_ms is not None:
+            try:
+                self.disarm_dead_man()  # nothing of ours rests: nothing for the scheduled cancel to protect
+            except (VenueError, VenueUnavailableError) as exc:
+                logger.warning("hyperliquid: could not disarm the scheduled cancel: %s", exc)
         return out
 
     # --- account ----------------------------------------------------------------------------------------------
@@ -332,6 +380,43 @@ class HyperliquidVenue:
         out["withdrawable"] = float(st.get("withdrawable", 0.0))
         return out
 
+    def fills_since(self, fill_id: str | None) -> list[Fill]:
+        """Fills booked after the one with ``fill_id`` (the venue's ``tid``); all of them for ``None``."""
+        if fill_id is not None:
+            for i in range(len(self._fills) - 1, -1, -1):
+                if self._fills[i].fill_id == fill_id:
+                    return self._fills[i + 1 :]
+        return list(self._fills)
+
+    def margin_report(self) -> MarginReport:
+        """The margin rule's inputs from ``clearinghouseState``: the position's leverage (the asset's
+        ``maxLeverage`` while flat, when it does not matter), the maintenance rate (half the initial margin at
+        ``maxLeverage``, the venue's rule), the wallet without the position's unrealised P&L, the entry price and
+        the position itself."""
+        st = self.clearinghouse_state()
+        rules = self._need_rules()
+        ms = st.get("marginSummary", {})
+        account_value = float(ms.get("accountValue", 0.0))
+        leverage, entry, upnl, szi = float(max(rules.max_leverage, 1)), 0.0, 0.0, 0.0
+        for p in st.get("assetPositions", []):
+            pos = p.get("position", {})
+            if pos.get("coin") == self.cfg.coin:
+                lev = pos.get("leverage")
+                if isinstance(lev, dict) and lev.get("value"):
+                    leverage = float(lev["value"])
+                entry = float(pos.get("entryPx") or 0.0)
+                upnl = float(pos.get("unrealizedPnl") or 0.0)
+                szi = float(pos.get("szi") or 0.0)
+        return MarginReport(
+            leverage=leverage,
+            maint_margin_rate=0.5 / max(rules.max_leverage, 1),
+            wallet_balance=account_value - upnl,
+            entry_price=entry,
+            account_value=account_value,
+            margin_used=float(ms.get("totalMarginUsed", 0.0)),
+            position=szi,
+        )
+
     def funding_rate(self) -> float:
         """The coin's current hourly funding rate (``metaAndAssetCtxs``), a fraction."""
         _meta, ctxs = self.http.info({"type": "metaAndAssetCtxs"})
@@ -339,6 +424,23 @@ class HyperliquidVenue:
 
     def user_funding(self, start_ms: int) -> list[dict]:
         return self.http.info({"type": "userFunding", "user": self._creds.account_address, "startTime": start_ms})
+
+    funding_interval_s = 3600.0  # Hyperliquid perps settle funding every hour
+
+    def funding_since(self, start_ns: int) -> list[Funding]:
+        """This coin's funding payments at or after ``start_ns`` (``userFunding``), oldest first, as
+        :class:`Funding` events: ``rate`` the rate paid (longs pay when positive), stamped with the venue's time
+        and received now."""
+        now = time.time_ns()
+        out = []
+        for p in self.user_funding(start_ns // 1_000_000) or []:
+            delta = p.get("delta", {}) if isinstance(p, dict) else {}
+            if delta.get("type", "funding") != "funding" or delta.get("coin") != self.cfg.coin:
+                continue
+            t_ns = int(p.get("time", 0)) * 1_000_000
+            if t_ns >= start_ns:
+                out.append(Funding(t_ns, now, float(delta["fundingRate"]), self.funding_interval_s))
+        return sorted(out, key=lambda f: f.ts_exch_ns)
 
     # --- dead-man's switch ------------------------------------------------------------------------------------
     def arm_dead_man(self) -> int:
@@ -372,26 +474,52 @@ class HyperliquidVenue:
             "c": cloid_of(cid),
         }
 
-    def _place(self, a: PlaceOrder, now: int) -> list[OrderEvent]:
+    def _place_batch(self, places: list[PlaceOrder], now: int) -> list[OrderEvent]:
+        """Check every order locally (a bad one is rejected alone), then send the good ones in one request."""
         rules = self._need_rules()
-        cid = a.client_order_id
-        if not cid:
-            return [OrderReject(now, now, cid, "client_order_id: missing")]
-        if cid in self._orders:
-            return [OrderReject(now, now, cid, "client_order_id: duplicate")]
-        tif = str(a.tif).upper()
-        if tif not in _TIF:
-            return [OrderReject(now, now, cid, f"tif: must be one of {sorted(_TIF)}, got {a.tif!r}")]
+        out: list[OrderEvent] = []
+        sent: list[tuple[_Order, dict]] = []
+        for a in places:
+            cid = a.client_order_id
+            if not cid:
+                out.append(OrderReject(now, now, cid, "client_order_id: missing"))
+                continue
+            if cid in self._orders:
+                out.append(OrderReject(now, now, cid, "client_order_id: duplicate"))
+                continue
+            tif = str(a.tif).upper()
+            if tif not in _TIF:
+                out.append(OrderReject(now, now, cid, f"tif: must be one of {sorted(_TIF)}, got {a.tif!r}"))
+                continue
+            try:
+                side = Side(a.side)
+                price = rules.round_price(a.price, side is Side.BUY) if self.cfg.quoting_mode else a.price
+                wire = self._wire(rules, side, price, a.size, tif, cid)
+            except (InvalidOrderError, ValueError) as exc:
+                out.append(OrderReject(now, now, cid, str(exc)))
+                continue
+            order = _Order(cid, side, float(wire["p"]), float(wire["s"]), tif)
+            self._orders[cid] = order
+            self._by_cloid[wire["c"]] = cid
+            sent.append((order, wire))
+        if not sent:
+            return out
+        self.requests += 1
+        resp = self._exchange({"type": "order", "orders": [w for _, w in sent], "grouping": "na"}, "", now)
+        for (order, _), status in zip(sent, self._statuses(resp, len(sent)), strict=True):
+            out.extend(self._on_place_status(order, status, now))
+        return out
+
+    @classmethod
+    def _statuses(cls, response: object, n: int) -> list[object]:
+        """One status per order of a batch; a request-level error (or a short answer) applies to every order."""
         try:
-            side = Side(a.side)
-            wire = self._wire(rules, side, a.price, a.size, tif, cid)
-        except (InvalidOrderError, ValueError) as exc:
-            return [OrderReject(now, now, cid, str(exc))]
-        order = _Order(cid, side, float(wire["p"]), float(wire["s"]), tif)
-        self._orders[cid] = order
-        self._by_cloid[wire["c"]] = cid
-        status = self._one_status(self._exchange({"type": "order", "orders": [wire], "grouping": "na"}, cid, now))
-        return self._on_place_status(order, status, now)
+            sts = response["data"]["statuses"]  # type: ignore[index]
+        except (KeyError, IndexError, TypeError):
+            sts = []
+        if isinstance(sts, list) and len(sts) == n:
+            return [f"error: {st['error']}" if isinstance(st, dict) and "error" in st else st for st in sts]
+        return [cls._one_status(response)] * n
 
     def _on_place_status(self, order: _Order, status: object, now: int) -> list[OrderEvent]:
         cid = order.cid
@@ -443,6 +571,7 @@ class HyperliquidVenue:
         if not known:
             return out
         action = {"type": "cancelByCloid", "cancels": [{"asset": rules.asset, "cloid": cloid_of(c)} for c in known]}
+        self.requests += 1
         resp = self._exchange(action, known[0], now)
         statuses = resp.get("data", {}).get("statuses", []) if isinstance(resp, dict) else []
         for i, cid in enumerate(known):
@@ -550,20 +679,20 @@ class HyperliquidVenue:
             o.status = "filled"
         liquidity = "taker" if f.get("crossed") else "maker"
         t_exch = t_ms * 1_000_000
-        self._pending.append(
-            Fill(
-                t_exch,
-                local_ns,
-                cid,
-                tid,
-                o.side,
-                float(f["px"]),
-                size,
-                float(f.get("fee", 0.0)),
-                liquidity,
-                o.remaining,
-            )
+        fill = Fill(
+            t_exch,
+            local_ns,
+            cid,
+            tid,
+            o.side,
+            float(f["px"]),
+            size,
+            float(f.get("fee", 0.0)),
+            liquidity,
+            o.remaining,
         )
+        self._pending.append(fill)
+        self._fills.append(fill)
         if o.ioc_total is not None and o.live and o.filled >= o.ioc_total - 1e-12:
             o.status = "cancelled"  # the IOC remainder the venue did not fill
             self._pending.append(OrderAck(t_exch, local_ns, cid, "cancelled", o.price, o.remaining))
@@ -574,6 +703,12 @@ class HyperliquidVenue:
         if cid is None:
             return
         o = self._orders[cid]
+        try:
+            superseded = o.oid is not None and int(order.get("oid")) != o.oid
+        except (TypeError, ValueError):
+            superseded = False
+        if superseded:  # a modify replaced that oid (the venue cancels the old one): the order lives on
+            return
         status = str(u.get("status", ""))
         t = int(u.get("statusTimestamp", 0)) * 1_000_000
         if "cancel" in status.lower() and o.live:  # canceled, marginCanceled, scheduledCancel, ...
