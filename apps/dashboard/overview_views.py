@@ -3,7 +3,8 @@
 Every session with its mode, venue, symbol, status (effective: the global kill switch counted), inventory and
 P&L with their units, kill-switch state, estimator health (κ and σ fit states from the loop's last state) and feed
 age. The table is a partial the page re-fetches every few seconds (``hx-trigger="every 3s"``); it is paginated and
-filtered by the status shown. Operators also get the start form (:mod:`apps.dashboard.start_form`).
+filtered by the status shown. Operators also get the start form (:mod:`apps.dashboard.start_form`); admins also the
+live-on-Hyperliquid form, whose endpoint (:func:`start_live_session`) refuses anyone below admin with 403.
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ from django.views.decorators.http import require_GET
 
 from apps.control import presets, services
 from apps.control.models import GlobalKillSwitch
-from apps.control.permissions import can_operate
+from apps.control.permissions import Role, can_operate, role_of
 from apps.control.selectors import SessionStatus, effective_status, session_status
 from apps.control.services import Actor, ControlError
-from apps.dashboard.access import action_view, read_view, wants_json
-from apps.dashboard.start_form import LIVE_DATA, SIMULATOR, StartSessionForm
+from apps.dashboard.access import action_view, admin_view, read_view, wants_json
+from apps.dashboard.start_form import LIVE_DATA, SIMULATOR, StartLiveSessionForm, StartSessionForm
 from apps.marketdata.instruments import currencies
 from apps.marketdata.timescale import db_mode
 from apps.trading.models import TradingSession
@@ -146,6 +147,8 @@ def home(request: HttpRequest) -> HttpResponse:
     ctx = {**_table_ctx(request), "storage_mode": db_mode()}
     if can_operate(request.user):
         ctx["form"] = StartSessionForm(initial={"instrument": SIMULATOR})
+    if role_of(request.user) >= Role.ADMIN:
+        ctx["live_form"] = StartLiveSessionForm()
     return render(request, "dashboard/home.html", ctx)
 
 
@@ -182,6 +185,55 @@ _ERROR_FIELDS = (
 )
 
 
+def _answer_created(request: HttpRequest, session: TradingSession) -> HttpResponse:
+    url = reverse("dashboard:session", args=[session.pk])
+    if wants_json(request):
+        return JsonResponse({"session": session.pk, "url": url, "status": session.status}, status=201)
+    if request.headers.get("HX-Request"):
+        resp = HttpResponse(status=204)
+        resp["HX-Redirect"] = url
+        return resp
+    return HttpResponseRedirect(url, status=303)
+
+
+def _answer_invalid(request: HttpRequest, form: Any, partial: str, ctx_key: str) -> HttpResponse:
+    if wants_json(request):
+        fields = {k: [str(e) for e in v] for k, v in form.errors.items()}
+        first = next(iter(fields.items()), ("form", ["invalid"]))
+        return JsonResponse({"error": f"{first[0]}: {first[1][0]}", "fields": fields}, status=400)
+    if request.headers.get("HX-Request"):
+        return render(request, partial, {ctx_key: form}, status=400)
+    ctx = {**_table_ctx(request), "storage_mode": db_mode(), ctx_key: form}
+    if ctx_key != "form" and can_operate(request.user):
+        ctx["form"] = StartSessionForm(initial={"instrument": SIMULATOR})
+    return render(request, "dashboard/home.html", ctx, status=400)
+
+
+@admin_view
+def start_live_session(request: HttpRequest) -> HttpResponse:
+    """Create a LIVE session on Hyperliquid from the admin's form (real orders) and queue its loop. The form checks
+    the confirmation and that credentials are configured; :func:`apps.control.services.create_live_session`
+    validates the rest and writes the audit row. Answers as :func:`start_session` does."""
+    form = StartLiveSessionForm(request.POST)
+    session = None
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            session = services.create_live_session(
+                Actor.of(request.user),
+                name=data["name"],
+                instrument=data["instrument"],
+                params=presets.preset_params(data["preset"]),
+            )
+        except (ValueError, ControlError) as exc:
+            msg = str(exc)
+            field = next((f for prefix, f in _ERROR_FIELDS if msg.startswith(prefix)), None)
+            form.add_error(field if field in form.fields else None, msg)
+    if session is None:
+        return _answer_invalid(request, form, "dashboard/partials/start_live_form.html", "live_form")
+    return _answer_created(request, session)
+
+
 @action_view
 def start_session(request: HttpRequest) -> HttpResponse:
     """Create a paper session (simulator), a replay session or a paper session on live Binance data from the start
@@ -200,19 +252,5 @@ def start_session(request: HttpRequest) -> HttpResponse:
             field = next((f for prefix, f in _ERROR_FIELDS if msg.startswith(prefix)), None)
             form.add_error(field, msg)
     if session is None:
-        if wants_json(request):
-            fields = {k: [str(e) for e in v] for k, v in form.errors.items()}
-            first = next(iter(fields.items()), ("form", ["invalid"]))
-            return JsonResponse({"error": f"{first[0]}: {first[1][0]}", "fields": fields}, status=400)
-        if request.headers.get("HX-Request"):
-            return render(request, "dashboard/partials/start_form.html", {"form": form}, status=400)
-        ctx = {**_table_ctx(request), "storage_mode": db_mode(), "form": form}
-        return render(request, "dashboard/home.html", ctx, status=400)
-    url = reverse("dashboard:session", args=[session.pk])
-    if wants_json(request):
-        return JsonResponse({"session": session.pk, "url": url, "status": session.status}, status=201)
-    if request.headers.get("HX-Request"):
-        resp = HttpResponse(status=204)
-        resp["HX-Redirect"] = url
-        return resp
-    return HttpResponseRedirect(url, status=303)
+        return _answer_invalid(request, form, "dashboard/partials/start_form.html", "form")
+    return _answer_created(request, session)

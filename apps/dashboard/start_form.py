@@ -13,6 +13,12 @@ Data sources:
 
 The form checks its fields; the session is then created by :mod:`apps.control.services` (which validates the
 parameters again, writes the audit row and queues the loop after commit).
+
+:class:`StartLiveSessionForm` is the admin's alone (the page shows it to admins only and its endpoint is an
+``admin_view``): a LIVE session on Hyperliquid, with real orders. It asks for the coin to be typed again as the
+confirmation, and refuses at once when the credentials are not in the environment
+(:func:`~apps.venues.hyperliquid.secrets.credentials_from_env`'s message names the variable), so no session is
+created that could only fail when its loop starts.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from apps.control import presets
 from apps.marketdata import instruments
 from apps.marketdata.identify import identify
 from apps.trading.runtime import BINANCE_VENUES
+from apps.venues.hyperliquid.secrets import CredentialsError, credentials_from_env
 from mmweb import embedded
 
 SIMULATOR = "simulator"
@@ -158,3 +165,45 @@ class StartSessionForm(forms.Form):
             rec = self.recordings[self.cleaned_data["recording"]]
             return {"files": [rec.path], "format": rec.fmt}
         return None
+
+
+def live_instrument_choices() -> list[tuple[str, str]]:
+    """The Hyperliquid perps of the registry: what a live session may trade."""
+    return [
+        (k.key, f"{k.key} (tick {k.tick_size:g} {k.quote}, lot {k.lot_size:g} {k.base})")
+        for k in instruments.KNOWN
+        if k.venue == "hyperliquid"
+    ]
+
+
+class StartLiveSessionForm(forms.Form):
+    """A LIVE session on Hyperliquid (admin only). ``confirm`` must be the coin itself (``BTC`` for
+    ``hyperliquid:BTC``, case as the venue spells it): a deliberate second statement of what will be traded."""
+
+    name = forms.CharField(max_length=100, initial="live")
+    instrument = forms.ChoiceField(label="Hyperliquid perp")
+    preset = forms.ChoiceField(
+        choices=[(p.name, p.label) for p in presets.PRESETS], initial="conservative", label="Parameter preset"
+    )
+    confirm = forms.CharField(
+        max_length=32,
+        label="Confirm: type the coin",
+        help_text="real orders on the venue: type the coin (e.g. BTC) to confirm",
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["instrument"].choices = live_instrument_choices()
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        instrument, confirm = data.get("instrument"), data.get("confirm")
+        if instrument is not None and confirm is not None:
+            coin = instruments.get(instrument).symbol
+            if confirm.strip() != coin:
+                self.add_error("confirm", f"type {coin} exactly to confirm live trading on {instrument}")
+        try:
+            credentials_from_env()  # only checked here; the loop reads them again, they are never kept
+        except CredentialsError as exc:
+            self.add_error(None, f"no Hyperliquid credentials configured: {exc}")
+        return data

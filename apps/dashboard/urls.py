@@ -7,6 +7,7 @@ urlpatterns = [
     path("", overview_views.home, name="home"),
     path("sessions/table/", overview_views.sessions_table, name="sessions_table"),
     path("sessions/start/", overview_views.start_session, name="start_session"),
+    path("sessions/start-live/", overview_views.start_live_session, name="start_live_session"),
     path("global-switch/", views.global_switch, name="global_switch"),
     path("sessions/<int:session_id>/", views.session_detail, name="session"),
     path("sessions/<int:session_id>/kill-switch/", views.kill_switch, name="kill_switch"),

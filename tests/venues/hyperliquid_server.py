@@ -10,6 +10,9 @@ venue rejects, with the venue's messages: a price off the tick rules, a size off
 cross, an ``Ioc`` with nothing to match, insufficient margin, a bad signature or a reused nonce. It can drop every
 WebSocket connection and refuse new ones (:meth:`drop_connections`), and it keeps the ``scheduleCancel`` time (the
 test fires it with :meth:`fire_scheduled_cancel`). Exchange requests are checked with the SDK's signature recovery.
+
+``clock_skew_ms`` sets the venue's clock that many ms ahead of ours (negative: behind): every ``time`` it stamps
+(books, trades, fills, order updates, funding) and every time it checks (the scheduled cancel) is on that clock.
 """
 
 from __future__ import annotations
@@ -32,16 +35,15 @@ UNIVERSE = [{"name": "BTC", "szDecimals": 5, "maxLeverage": 40}, {"name": "ETH",
 LEVERAGE = 10.0
 
 
-def _ms() -> int:
-    return int(time.time() * 1000)
-
-
 def _num(x: float) -> str:
     return format(Decimal(repr(float(x))).normalize(), "f")
 
 
 class HyperliquidServer:
-    def __init__(self, sample: Path, *, signer: str, user: str, account_value: float = 10_000.0) -> None:
+    def __init__(
+        self, sample: Path, *, signer: str, user: str, account_value: float = 10_000.0, clock_skew_ms: float = 0.0
+    ) -> None:
+        self.clock_skew_ms = clock_skew_ms
         self.signer = signer.lower()
         self.user = user
         self.account_value = account_value
@@ -73,6 +75,10 @@ class HyperliquidServer:
             threading.Thread(target=self._http.serve_forever, daemon=True),
             threading.Thread(target=self._ws.serve_forever, daemon=True),
         ]
+
+    def _ms(self) -> int:
+        """The venue's clock (ms): ours plus ``clock_skew_ms``."""
+        return int(time.time() * 1000 + self.clock_skew_ms)
 
     # --- lifecycle -----------------------------------------------------------------------------------------------
     @property
@@ -153,12 +159,12 @@ class HyperliquidServer:
             bid, _, ask, _ = self.best()
             self.next_tid += 1
             px = ask + through_usd if side == "B" else bid - through_usd
-            trade = {"coin": "BTC", "side": side, "px": _num(px), "sz": _num(size), "time": _ms()}
+            trade = {"coin": "BTC", "side": side, "px": _num(px), "sz": _num(size), "time": self._ms()}
             trade.update(hash="0x" + f"{self.next_tid:064x}", tid=self.next_tid, users=["0x1", "0x2"])
             self._broadcast("trades", "BTC", {"channel": "trades", "data": [trade]})
 
     def _fresh_book(self) -> dict:
-        return dict(self.book, time=_ms())  # the sample's levels, with the time the venue would stamp now
+        return dict(self.book, time=self._ms())  # the sample's levels, with the time the venue would stamp now
 
     def pay_funding(self, rate: float) -> dict:
         """A funding settlement at ``rate`` on the current position (longs pay when positive), as ``userFunding``
@@ -168,7 +174,7 @@ class HyperliquidServer:
             px = (bid + ask) / 2
             delta = {"type": "funding", "coin": "BTC", "usdc": _num(round(-self.position * px * rate, 6))}
             delta.update(szi=_num(self.position), fundingRate=_num(rate), nSamples=None)
-            entry = {"time": _ms(), "hash": "0x" + "0" * 64, "delta": delta}
+            entry = {"time": self._ms(), "hash": "0x" + "0" * 64, "delta": delta}
             self.funding.append(entry)
             return entry
 
@@ -196,7 +202,7 @@ class HyperliquidServer:
             "px": _num(px),
             "sz": _num(size),
             "side": o["side"],
-            "time": _ms(),
+            "time": self._ms(),
             "startPosition": _num(start),
             "dir": "Open Long" if o["side"] == "B" else "Open Short",
             "closedPnl": "0.0",
@@ -223,7 +229,7 @@ class HyperliquidServer:
         order.update(limitPx=_num(o["px"]), sz=_num(o["remaining"]), origSz=_num(o["orig"]))
         if o.get("cloid"):
             order["cloid"] = o["cloid"]
-        return {"order": order, "status": status, "statusTimestamp": _ms()}
+        return {"order": order, "status": status, "statusTimestamp": self._ms()}
 
     def _push_user(self, f: dict, o: dict) -> None:
         self._broadcast_user("userFills", {"user": self.user, "fills": [f]})
@@ -264,7 +270,7 @@ class HyperliquidServer:
         self.next_oid += 1
         o = {
             "coin": meta["name"], "side": "B" if w["b"] else "A", "px": px, "orig": size, "remaining": size,
-            "oid": self.next_oid, "timestamp": _ms(), "cloid": w.get("c"), "tif": tif,
+            "oid": self.next_oid, "timestamp": self._ms(), "cloid": w.get("c"), "tif": tif,
         }  # fmt: skip
         self.orders[o["oid"]] = o
         if crosses:  # take the best level only (enough for tests), the rest rests (Gtc) or is cancelled (Ioc)
@@ -331,7 +337,7 @@ class HyperliquidServer:
             if kind == "scheduleCancel":
                 t = action.get("time")
                 self.schedule_calls.append(dict(action))
-                if t is not None and t < _ms() + 5000:
+                if t is not None and t < self._ms() + 5000:
                     msg = "Scheduled cancel time too early, must be at least 5 seconds from now."
                     return 200, {"status": "err", "response": msg}
                 self.scheduled_cancel_ms = t
@@ -382,7 +388,7 @@ class HyperliquidServer:
                     "marginSummary": summary,
                     "crossMarginSummary": summary,
                     "withdrawable": _num(self.account_value - ntl / LEVERAGE),
-                    "time": _ms(),
+                    "time": self._ms(),
                 }
             if kind == "userFunding":
                 start, end = body.get("startTime", 0), body.get("endTime") or 2**62

@@ -375,3 +375,30 @@ def test_secret_key_never_in_logs(server, creds, caplog, capfd):
     key_bytes = bytes.fromhex(FAKE_KEY)
     for needle in (FAKE_KEY, FAKE_KEY.upper(), FAKE_KEY[:16], FAKE_KEY[-16:], str(key_bytes), str(list(key_bytes))):
         assert needle not in text
+
+
+def test_clock_offset_and_round_trip_from_the_stream_and_http(server, creds):
+    """The venue's clock 800 ms behind ours: books and trades are stamped on it, so the socket's
+    estimator measures local - venue of about +800 ms; pings and HTTP requests give the round trip. The
+    ``isSnapshot`` fill replay on subscribing is history (an old ``time``) and is not an offset sample."""
+    server.clock_skew_ms = -800.0
+    old = {"coin": "BTC", "px": "100000", "sz": "0.001", "side": "B", "time": server._ms() - 3_600_000}
+    server.fills.append(dict(old, oid=1, tid=1, crossed=False, fee="0", hash="0x0"))
+    v = make_venue(server, creds)
+    try:
+        clock = v.socket.clock
+        assert clock.rtt_ns is not None and clock.n_rtt >= 2  # meta + userFills over HTTP, before the socket
+        replayed = lambda: any(m[2].get("channel") == "userFills" for m in list(v.socket.inbox.queue))  # noqa: E731
+        assert wait_until(replayed, 3.0)
+        # one sample (the l2Book snapshot); the replay's hour-old fill, were it one, would be the last, near +1 h
+        assert clock.n_samples == 1 and 790 <= clock.last_sample_ns / 1e6 <= 850
+        assert 790 <= clock.offset_ns / 1e6 <= 850
+        before = clock.n_samples
+        for _ in range(3):
+            server.publish_book()
+            server.publish_trade("B", 0.01)
+        assert wait_until(lambda: clock.n_samples >= before + 6, 3.0)
+        assert 790 <= clock.offset_ns / 1e6 <= 850 and 0 < clock.rtt_ns < 0.5e9
+        assert wait_until(lambda: v.socket.last_pong_ns > 0, 3.0)  # the first ping goes out on connect
+    finally:
+        v.stop()

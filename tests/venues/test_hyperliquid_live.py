@@ -284,3 +284,65 @@ def test_bad_live_session_inputs_name_their_field(server):
         with pytest.raises(ValueError, match=field.replace(".", r"\.")):
             create_live_session(actor, **args)
     assert not TradingSession.objects.exists()
+
+
+@pytest.fixture
+def skewed_server(server, request):
+    """The local server with the venue's clock ``request.param`` ms ahead of ours (every ``time`` it stamps)."""
+    server.clock_skew_ms = request.param
+    return server
+
+
+def _feed_clock_settled(loop: QuotingLoop) -> bool:
+    status = loop.feed_status()
+    return (status.get("clock_samples") or 0) >= 5 and status.get("rtt_ms") is not None
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("skewed_server", [1500.0, -1500.0], indirect=True)
+def test_a_venue_clock_skew_over_the_bound_trips_the_clock_skew_rule_and_nothing_is_quoted(skewed_server):
+    """The venue's clock 1.5 s ahead (or behind): the stream's ``time`` stamps make the feed measure about -1.5 s
+    (+1.5 s) local - venue, the feed status shows it with the round trip, the loop hands it to the clock-skew rule
+    (1 s by default), which trips: the book is whole and the market moves, yet nothing is quoted on the venue."""
+    session = create_live_session(
+        Actor(label="t"), name="hl-skew", instrument="hyperliquid:BTC", params=PARAMS, start=False
+    )
+    loop = _loop(session)
+    market = Market(skewed_server)
+    try:
+        _run_until(loop, lambda: loop.feed_status()["whole"] and _feed_clock_settled(loop), 15, "the clock", market)
+        deadline = time.monotonic() + 4.0
+        while time.monotonic() < deadline:  # long enough for the estimators to warm up and quote, were it allowed
+            market()
+            time.sleep(0.03)
+            assert loop.step()
+            assert loop.core.tracker.open_orders() == [] and skewed_server.orders == {}
+        status = loop.feed_status()
+        assert abs(status["clock_offset_ms"] + skewed_server.clock_skew_ms) <= 50, status
+        assert status["rtt_ms"] is not None and 0 < status["rtt_ms"] < 500, status
+        assert loop.driver.risk.clock_measured and loop.driver.risk.clock_skew_ns == loop.feed.clock_offset_ns()
+        _flush(loop)
+        trips = RiskEventRecord.objects.filter(session=session, rule="clock_skew")
+        assert trips.exists(), list(RiskEventRecord.objects.filter(session=session).values_list("rule", flat=True))
+        assert trips.first().values["clock_skew_ms"] == pytest.approx(status["clock_offset_ms"], abs=60)
+    finally:
+        TradingSession.objects.filter(pk=session.pk).update(status="stopped")
+        loop.finish()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("skewed_server", [300.0], indirect=True)
+def test_a_venue_clock_skew_under_the_bound_is_measured_and_the_session_quotes(skewed_server):
+    """The venue's clock 0.3 s ahead: measured (about -300 ms), shown, under the 1 s bound: it quotes, nothing trips."""
+    loop, _market = _start_quoting(skewed_server, "hl-skew-ok")
+    try:
+        _run_until(loop, lambda: _feed_clock_settled(loop), 10, "the clock measured", _market)
+        status = loop.feed_status()
+        assert -350 <= status["clock_offset_ms"] <= -250, status
+        assert status["rtt_ms"] is not None and 0 < status["rtt_ms"] < 500, status
+        assert loop.driver.risk.clock_skew_ns == loop.feed.clock_offset_ns()
+        _flush(loop)
+        assert not RiskEventRecord.objects.filter(session_id=loop.session_id, rule="clock_skew").exists()
+    finally:
+        TradingSession.objects.filter(pk=loop.session_id).update(status="stopped")
+        loop.finish()

@@ -10,6 +10,11 @@ not see still lost messages), ``resynced`` with the first whole ``l2Book`` snaps
 message is the whole top of the book, so one snapshot is a resynchronisation). Between the two, trades pass and
 book events do not. Order-state reconciliation after a reconnect is the venue's (it runs on the first message of
 a new connection).
+
+The clock: the socket's :class:`~apps.engine.market.clock.ClockEstimator` (venue ``time`` stamps against local
+receipt, round trips of pings and HTTP requests) is shown in :meth:`HyperliquidFeed.status` (``clock_offset_ms``,
+``rtt_ms``, as a Binance feed shows it) and handed to the clock-skew rule by the loop
+(:meth:`HyperliquidFeed.clock_offset_ns`).
 """
 
 from __future__ import annotations
@@ -46,7 +51,8 @@ class HyperliquidFeed:
 
     def status(self) -> dict[str, Any]:
         """The connection as the dashboard shows it: ``state`` (connecting / connected / backoff / closed), whether
-        the book is whole, the age of the last market message (s), disconnects and reconciliations so far."""
+        the book is whole, the age of the last market message (s), disconnects and reconciliations so far, and the
+        clock: ``clock_offset_ms`` (local − venue), ``rtt_ms``, ``rtt_max_ms``, ``clock_samples``."""
         v, sock = self.venue, self.venue.socket
         last = self._last_message_ns
         return {
@@ -61,7 +67,13 @@ class HyperliquidFeed:
             "disconnects": sock.disconnects,
             "reconciliations": v.reconciliations,
             "last_error": sock.last_error,
+            **sock.clock.status(),
         }
+
+    def clock_offset_ns(self) -> int | None:
+        """The measured local-minus-venue offset (ns; ``None`` before the first stamped message): what the quoting
+        loop gives the clock-skew rule instead of one event's raw difference."""
+        return self.venue.socket.clock.offset_ns
 
     def poll(self, now_ns: int) -> FeedPoll:
         events = self._carry + self.venue.poll_market(now_ns)

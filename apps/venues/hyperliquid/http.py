@@ -3,6 +3,9 @@
 Errors: a transport failure raises :class:`VenueUnavailableError`; a ``{"status": "err", "response": msg}``
 answer raises :class:`VenueError` carrying the venue's message. Per-order errors (``statuses[i].error``) are
 returned to the caller as they are.
+
+Every answered request is a round trip for the clock estimator (``on_round_trip``, the request sent to its answer
+read, in ns); requests that fail are not (a timeout says nothing about the path's latency).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 
 from hyperliquid.utils.signing import sign_l1_action
 
@@ -27,13 +31,22 @@ class VenueUnavailableError(ConnectionError):
 
 
 class HyperliquidHttp:
-    def __init__(self, base_url: str, credentials: Credentials | None, *, mainnet: bool, timeout_s: float = 5.0):
+    def __init__(
+        self,
+        base_url: str,
+        credentials: Credentials | None,
+        *,
+        mainnet: bool,
+        timeout_s: float = 5.0,
+        on_round_trip: Callable[[int], None] | None = None,
+    ):
         if not base_url.startswith(("http://", "https://")):
             raise ValueError(f"api_url must be an http(s) URL, got {base_url!r}")
         self.base_url = base_url.rstrip("/")
         self._creds = credentials
         self.mainnet = mainnet
         self.timeout_s = timeout_s
+        self.on_round_trip = on_round_trip
         self._nonce_lock = threading.Lock()
         self._last_nonce = 0
 
@@ -41,6 +54,7 @@ class HyperliquidHttp:
         req = urllib.request.Request(  # noqa: S310 - the scheme is checked in __init__
             self.base_url + path, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
         )
+        t0 = time.perf_counter_ns()
         try:
             with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:  # noqa: S310
                 raw = resp.read()
@@ -49,6 +63,8 @@ class HyperliquidHttp:
             raise VenueError(f"HTTP {exc.code} from {path}: {detail}") from None
         except (urllib.error.URLError, OSError) as exc:
             raise VenueUnavailableError(f"{path}: {exc}") from None
+        if self.on_round_trip is not None:
+            self.on_round_trip(time.perf_counter_ns() - t0)
         try:
             return json.loads(raw)
         except ValueError:

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from apps.engine.execution.fillmodel import LevelBook
 from apps.engine.execution.paper import OrderView
 from apps.engine.execution.venue import MarginReport
+from apps.engine.market.clock import ClockEstimator, ClockParams
 from apps.engine.market.events import (
     Action,
     BestBidAsk,
@@ -87,7 +88,10 @@ class HyperliquidConfig:
     ``quoting_mode`` (off by default, on in a live session) makes the venue behave as the quoting loop needs:
     prices are rounded to the venue's price rule on the passive side (bids down, asks up) instead of rejected, the
     dead-man's switch is armed by the first order sent and disarmed once :meth:`HyperliquidVenue.cancel_all_now`
-    has emptied the book (armed exactly while the session quotes)."""
+    has emptied the book (armed exactly while the session quotes).
+
+    ``rtt_interval_s`` (default 5 s) is how often a ping is timed to its pong; ``clock`` the windows of the clock
+    estimator fed by the stream's ``time`` stamps and by every round trip (:mod:`.ws`)."""
 
     coin: str
     network: str = "testnet"
@@ -98,6 +102,8 @@ class HyperliquidConfig:
     dead_man_s: float = 30.0
     http_timeout_s: float = 5.0
     quoting_mode: bool = False
+    rtt_interval_s: float = 5.0
+    clock: ClockParams = field(default_factory=ClockParams)
 
     def validate(self) -> HyperliquidConfig:
         if self.network not in ("mainnet", "testnet"):
@@ -106,6 +112,8 @@ class HyperliquidConfig:
             raise ValueError("coin is required (e.g. 'BTC')")
         if not self.heartbeat_s > 0:
             raise ValueError(f"heartbeat_s must be > 0, got {self.heartbeat_s}")
+        if not (0 < self.rtt_interval_s < float("inf")):
+            raise ValueError(f"rtt_interval_s must be a positive number of seconds, got {self.rtt_interval_s!r}")
         if not self.dead_man_s >= 5:
             raise ValueError(f"dead_man_s must be >= 5 (the venue's minimum), got {self.dead_man_s}")
         self.backoff.validate()
@@ -182,8 +190,14 @@ class HyperliquidVenue:
             {"type": "userFills", "user": user},
         ]
         self.socket = HyperliquidSocket(
-            config.resolved_ws_url, subs, backoff=Backoff(config.backoff, seed=seed), heartbeat_s=config.heartbeat_s
+            config.resolved_ws_url,
+            subs,
+            backoff=Backoff(config.backoff, seed=seed),
+            heartbeat_s=config.heartbeat_s,
+            rtt_interval_s=config.rtt_interval_s,
+            clock=ClockEstimator(config.clock),
         )
+        self.http.on_round_trip = self.socket.record_round_trip  # HTTP round trips count too
         self.rules: AssetRules | None = None
         self._orders: dict[str, _Order] = {}
         self._by_oid: dict[int, str] = {}
