@@ -101,9 +101,12 @@ the touch, so A is the rate of trades reaching the touch), ``Q`` the resting siz
 (queue position at the back) and ``v̄`` the mean trade size (the chance a trade reaching the level is big
 enough to get through the queue is taken as ``e^{−Q/v̄}``, exponential trade sizes); ``edge`` the distance
 from the reservation price (the price at which we are indifferent to the fill); ``adverse`` the expected
-post-fill mid move against us (``adverse_selection_bps``, a prior until markouts measure it, scaled up by
-flow toxicity as ``(1 + toxicity)``); ``fee`` the maker fee (negative for a rebate). A level with negative
-E[P&L] is dropped and the drop is recorded.
+post-fill mid move against us (scaled up by flow toxicity as ``(1 + toxicity)``); ``fee`` the maker fee
+(negative for a rebate). A level with negative E[P&L] is dropped and the drop is recorded; a level at or through
+the touch (bid ≥ best bid, ask ≤ best ask) is kept only when its E[P&L] is strictly positive. ``adverse`` is the
+*measured* post-fill move (:mod:`apps.engine.estimators.adverse`: our fills' and comparable public trades'
+markouts at the quote life, ``adverse_selection_measured`` = 1 in the inputs) while that estimator is OK, and the
+prior ``adverse_selection_bps`` otherwise. It is a symmetric cost, so it enters the filter only, not r.
 
 Requote and taker
 -----------------
@@ -293,7 +296,9 @@ class MarketState:
     Prices in quote currency, sizes in base units, the rest in the units of the module docstring.
     ``bid_queue``/``ask_queue`` map a price to the resting size there (the queue we would join);
     ``risk_features`` are the :class:`RiskFeatures` x's (``inventory_utilisation`` is filled in by the
-    quoter from q). ``session_end_ns`` (0 = none) shortens T.
+    quoter from q). ``session_end_ns`` (0 = none) shortens T. ``adverse_selection`` is the measured post-fill
+    mid move against a maker fill (fraction of mid, :mod:`apps.engine.estimators.adverse`), used while
+    ``adverse_selection_ok``.
     """
 
     ts_ns: int
@@ -317,6 +322,8 @@ class MarketState:
     funding_rate: float = 0.0
     funding_interval_s: float = 8 * 3600.0
     flow_toxicity: float = 0.0
+    adverse_selection: float = math.nan
+    adverse_selection_ok: bool = False
     bid_queue: dict[float, float] = field(default_factory=dict)
     ask_queue: dict[float, float] = field(default_factory=dict)
     risk_features: dict[str, float] = field(default_factory=dict)
@@ -750,9 +757,17 @@ class LadderCosts:
 
 def _ladder_costs(p: QuoterParams, market: MarketState, tick_size: float, inputs: dict[str, float]) -> LadderCosts:
     mid = market.mid
-    adverse = p.adverse_selection_bps * _BPS * (1.0 + max(market.flow_toxicity, 0.0))
+    measured = market.adverse_selection_ok and math.isfinite(market.adverse_selection)
+    base = market.adverse_selection if measured else p.adverse_selection_bps * _BPS
+    adverse = base * (1.0 + max(market.flow_toxicity, 0.0))
     fee = p.maker_fee_bps * _BPS
-    inputs.update(adverse_selection_frac=adverse, maker_fee_frac=fee, quote_life_s=p.quote_life_s)
+    inputs.update(
+        adverse_selection_frac=adverse,
+        adverse_selection_base_frac=base,
+        adverse_selection_measured=1.0 if measured else 0.0,
+        maker_fee_frac=fee,
+        quote_life_s=p.quote_life_s,
+    )
     return LadderCosts(
         spacing_px=max(p.level_spacing_bps * _BPS * mid, tick_size),
         adverse_frac=adverse,
@@ -869,9 +884,13 @@ def _ladder_step(
         inputs[k_pfill] = pf
         inputs[k_edge] = edge * 1e4
         inputs[k_epnl] = epnl
-        if edge - costs.adverse_frac - costs.fee_frac < 0:  # the E[P&L] filter
+        per_unit = edge - costs.adverse_frac - costs.fee_frac
+        at_touch = px >= market.best_bid if side is Side.BUY else px <= market.best_ask
+        # the E[P&L] filter; at or through the touch (first in the queue, first picked off) only when > 0
+        if per_unit < 0 or (at_touch and per_unit <= 0):
             reasons.append(
-                f"{label} dropped: expected P&L {epnl:.3g} < 0 (edge {edge * 1e4:.3f} bps vs adverse "
+                f"{label} dropped: expected P&L {epnl:.3g} {'<=' if at_touch else '<'} 0"
+                f"{' at the touch' if at_touch else ''} (edge {edge * 1e4:.3f} bps vs adverse "
                 f"{costs.adverse_frac * 1e4:.3f} + fee {costs.fee_frac * 1e4:.3f} bps, p_fill {pf:.3g})"
             )
             continue
