@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 
-.PHONY: run test bench bench-ws bench-review bench-ab chaos lint format install services-stop
+.PHONY: run test bench bench-ws bench-review bench-ab chaos lint format install services-stop evaluate
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or run: make PYTHON=python3 ...)"; exit 1; }
@@ -44,6 +44,10 @@ bench-review: $(STAMP)
 # make bench-ab REF=<commit>: engine, pipeline and backtest speed against REF, alternating old and new in one run
 bench-ab: $(STAMP)
 	$(PY) -m benchmarks.ab $(REF) --rounds $(or $(ROUNDS),2)
+
+# make evaluate [EVAL_ARGS="--recording usdm-btcusdt --params '{...}'"]: walk-forward table, ours vs the baselines
+evaluate: $(STAMP)
+	$(PY) manage.py evaluate $(EVAL_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
