@@ -15,9 +15,13 @@ i.e. minus the markout at horizon ``h``. Two sources feed it:
   bought ⇒ a maker sold). Many, but a maker at the touch is picked off differently from one a few ticks out, so
   they count for less.
 
-Times are venue times (``ts_exch_ns``) on both the fill and the book, so the latency to us does not enter the
-markout (the same instant the P&L attribution uses). The estimate is the weighted mean over the latest
-``window`` samples of each source, with a normal interval ``mean ± z·sd/√n_eff`` (``n_eff = (Σw)²/Σw²``).
+Times are our local clock's, on which every book update arrives (spot book tickers carry no exchange time). A
+fill's reference instant is its venue time when that is earlier than its arrival (the paper venue stamps fills on
+the local clock at the match; a real venue's exchange time lies a feed latency before the local time of the same
+instant, so the reference errs toward *before* the trade, the side the attribution wants), else its arrival.
+
+The estimate is the weighted mean over the latest ``window`` samples of each source, with a normal interval
+``mean ± z·sd/√n_eff`` (``n_eff = (Σw)²/Σw²``).
 
 State: WARMING until ``min_own_fills`` own markouts *or* ``min_public_trades`` public ones are in; STALE when no
 markout has completed for ``stale_after_s``; OK otherwise. The quoter uses the measured value only while OK and
@@ -94,11 +98,11 @@ class AdverseSelectionEstimator:
     def __init__(self, params: AdverseSelectionParams | None = None) -> None:
         self.params = (params or AdverseSelectionParams()).validate()
         self._h_ns = int(self.params.horizon_s * _NS)
-        self._mid = math.nan  # mid in force now (venue time _mid_ts)
+        self._mid = math.nan  # mid in force now (local time _mid_ts)
         self._mid_ts = 0
-        self._hist_ts: deque[int] = deque()  # recent mids by venue time, to find the mid before a fill
+        self._hist_ts: deque[int] = deque()  # recent mids by local time, to find the mid before a fill
         self._hist_mid: deque[float] = deque()
-        self._pending: deque[tuple[int, int, float, bool]] = deque()  # (target ts_exch, side, m0, own)
+        self._pending: deque[tuple[int, int, float, bool]] = deque()  # (target local ts, side, m0, own)
         self.own: deque[float] = deque(maxlen=self.params.window)
         self.public: deque[float] = deque(maxlen=self.params.window)
         self.own_total = 0
@@ -108,11 +112,11 @@ class AdverseSelectionEstimator:
 
     # --- inputs -------------------------------------------------------------------------------
 
-    def on_book(self, ts_exch_ns: int, ts_local_ns: int, mid: float) -> None:
-        """A new mid at venue time ``ts_exch_ns``: complete every markout whose horizon ended before it."""
+    def on_book(self, ts_local_ns: int, mid: float) -> None:
+        """A new mid at local time ``ts_local_ns``: complete every markout whose horizon ended before it."""
         self._now_local = max(self._now_local, ts_local_ns)
         pend = self._pending
-        while pend and pend[0][0] <= ts_exch_ns:
+        while pend and pend[0][0] <= ts_local_ns:
             _, side, m0, own = pend.popleft()
             # the mid in force at the target time is the one before this update
             x = -side * (self._mid - m0) / m0
@@ -123,39 +127,40 @@ class AdverseSelectionEstimator:
                 self.public_total += 1
             self._last_done_ns = self._now_local
         self._mid = mid
-        self._mid_ts = ts_exch_ns
-        if not self._hist_ts or ts_exch_ns >= self._hist_ts[-1]:
-            self._hist_ts.append(ts_exch_ns)
+        self._mid_ts = ts_local_ns
+        if not self._hist_ts or ts_local_ns >= self._hist_ts[-1]:
+            self._hist_ts.append(ts_local_ns)
             self._hist_mid.append(mid)
-            cutoff = ts_exch_ns - _HISTORY_NS
+            cutoff = ts_local_ns - _HISTORY_NS
             while len(self._hist_ts) > 1 and self._hist_ts[1] <= cutoff:
                 self._hist_ts.popleft()
                 self._hist_mid.popleft()
 
-    def mid_before(self, ts_exch_ns: int) -> float:
-        """The mid in force just before venue time ``ts_exch_ns`` (NaN when older than the kept history)."""
-        i = bisect.bisect_left(self._hist_ts, ts_exch_ns)
+    def mid_before(self, ts_ns: int) -> float:
+        """The mid in force just before local time ``ts_ns`` (NaN when older than the kept history)."""
+        i = bisect.bisect_left(self._hist_ts, ts_ns)
         return self._hist_mid[i - 1] if i > 0 else math.nan
 
-    def on_public_trade(self, ts_exch_ns: int, price: float, aggressor: int) -> None:
+    def on_public_trade(self, ts_local_ns: int, price: float, aggressor: int) -> None:
         """A market trade: its resting side (−aggressor) was a maker fill at ``|price − mid|`` from the mid."""
         m0 = self._mid
         if not m0 > 0 or self.params.public_weight == 0:
             return
         if abs(price - m0) / m0 * 1e4 > self.params.public_max_distance_bps:
             return
-        self._push(ts_exch_ns, -int(aggressor), m0, False)
+        self._push(ts_local_ns, -int(aggressor), m0, False)
 
-    def on_own_fill(self, ts_exch_ns: int, side: int, mid_before: float | None = None) -> None:
-        """One of our maker fills (side +1 bought, −1 sold); ``mid_before`` defaults to the mid in force just
-        before the fill's venue time (:meth:`mid_before`), not the later mid at which we learn of it."""
-        m0 = self.mid_before(ts_exch_ns) if mid_before is None else mid_before
+    def on_own_fill(self, ts_ns: int, side: int, mid_before: float | None = None) -> None:
+        """One of our maker fills (side +1 bought, −1 sold) at reference instant ``ts_ns`` (local clock; see the
+        module docstring); ``mid_before`` defaults to the mid in force just before it (:meth:`mid_before`), not
+        the later mid at which we learn of the fill."""
+        m0 = self.mid_before(ts_ns) if mid_before is None else mid_before
         if not m0 > 0:
             return
-        self._push(ts_exch_ns, int(side), m0, True)
+        self._push(ts_ns, int(side), m0, True)
 
-    def _push(self, ts_exch_ns: int, side: int, m0: float, own: bool) -> None:
-        item = (ts_exch_ns + self._h_ns, side, m0, own)
+    def _push(self, ts_ns: int, side: int, m0: float, own: bool) -> None:
+        item = (ts_ns + self._h_ns, side, m0, own)
         pend = self._pending
         if pend and pend[-1][0] > item[0]:  # out of order (rare): keep the queue sorted by target
             pend.append(item)

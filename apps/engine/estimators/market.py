@@ -289,7 +289,8 @@ class MarketEstimators:
     def on_fill(self, fill: Fill) -> None:
         self.fill_cascade.update(fill.ts_local_ns, fill.side)
         if fill.liquidity == "maker":
-            self.adverse.on_own_fill(fill.ts_exch_ns, int(fill.side))
+            t = fill.ts_exch_ns if 0 < fill.ts_exch_ns < fill.ts_local_ns else fill.ts_local_ns
+            self.adverse.on_own_fill(t, int(fill.side))
 
     def _on_bbo(self, b: BestBidAsk) -> None:
         # Runs on most events of a real feed: the estimators' unchecked entry points are used, since a
@@ -297,7 +298,7 @@ class MarketEstimators:
         ts = b.ts_local_ns
         self.bbo = b
         mid = 0.5 * (b.bid_px + b.ask_px)
-        self.adverse.on_book(b.ts_exch_ns, ts, mid)
+        self.adverse.on_book(ts, mid)
         self.sigma.update_trusted(ts, mid, self._pending_volume)
         self._pending_volume = 0.0
         bs = b.bid_size
@@ -326,7 +327,7 @@ class MarketEstimators:
             d = abs(price - mid) - hs
             self._trade_depths.append(d / mid if d > 0 else 0.0)
             self._kappa_trades_since += 1
-        self.adverse.on_public_trade(t.ts_exch_ns, price, int(t.aggressor))
+        self.adverse.on_public_trade(ts, price, int(t.aggressor))
         self.flow.update_trusted(ts, size, int(t.aggressor))
         self.arrival.update_trusted(ts)
         if ts >= self.hawkes.last_event_ns:

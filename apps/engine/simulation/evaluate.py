@@ -12,8 +12,8 @@ paper venue with the same assumptions. A recording is split by local time at ``f
   carried in (its P&L from then on counts as inventory P&L).
 
 Markouts are taken from the mid path of the recording itself: for a maker fill on side s at venue time t, with
-``m₀`` the mid in force just before t, ``markout(h) = s·(m(t+h) − m₀)/m₀`` in bps (positive = the mid moved in
-our favour).
+``m₀`` the mid in force just before t (the paper venue's local clock, on which it stamps fills),
+``markout(h) = s·(m(t+h) − m₀)/m₀`` in bps (positive = the mid moved in our favour).
 """
 
 from __future__ import annotations
@@ -152,7 +152,7 @@ def _mid_path(events: Sequence[Any]) -> tuple[list[int], list[float]]:
     mids: list[float] = []
     for e in events:
         if type(e) is BestBidAsk:
-            ts.append(e.ts_exch_ns)
+            ts.append(e.ts_local_ns)  # the paper venue's clock: fills are stamped with it
             mids.append(0.5 * (e.bid_px + e.ask_px))
     return ts, mids
 
