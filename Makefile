@@ -10,7 +10,7 @@ PYX    := $(shell find apps -name '*.pyx' 2>/dev/null)
 PXD    := $(shell find apps -name '*.pxd' 2>/dev/null)
 EXTS   := $(PYX:.pyx=$(EXT_SUFFIX))
 
-.PHONY: build run test bench bench-ws bench-review bench-ab chaos lint format install services-stop
+.PHONY: build run test bench bench-ws bench-review bench-ab chaos lint format install services-stop evaluate
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or run: make PYTHON=python3 ...)"; exit 1; }
@@ -76,6 +76,10 @@ $(ANCHOR_STAMP):
 
 bench-anchor: $(STAMP) $(EXTS) $(ANCHOR_STAMP)
 	$(PY) -m benchmarks.anchor --anchor-python $(ANCHOR_PY) --rounds $(or $(ROUNDS),2)
+
+# make evaluate [EVAL_ARGS="--recording usdm-btcusdt --params '{...}'"]: walk-forward table, ours vs the baselines
+evaluate: $(STAMP) $(EXTS)
+	$(PY) manage.py evaluate $(EVAL_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from apps.engine.estimators.adverse import AdverseSelectionParams
 from apps.engine.estimators.base import EstimatorSnapshot
 from apps.engine.estimators.drift import DriftParams
 from apps.engine.estimators.hawkes import HawkesParams
@@ -45,7 +46,7 @@ from apps.engine.market.events import (
     Side,
     Trade,
 )
-from apps.engine.quoting.quoter import MarketState, QuoteResult, QuoterParams, quote
+from apps.engine.quoting.quoter import MODEL_CODES, MarketState, QuoteResult, QuoterParams, quote
 from apps.engine.quoting.risk_aversion import FEATURE_NAMES, RiskAversionParams
 from apps.engine.validation import finite, integer, non_negative, positive
 
@@ -209,6 +210,8 @@ class StrategyParams:
                 alpha_per_s=self.hawkes_prior_alpha_per_s,
                 beta_per_s=self.hawkes_prior_beta_per_s,
             ),
+            # the markout horizon of the measured adverse selection is the quoter's quote life
+            adverse=AdverseSelectionParams(horizon_s=self.quoter.quote_life_s),
             kappa_refresh_s=self.kappa_refresh_s,
             kappa_min_refresh_s=min(0.2, self.kappa_refresh_s),
             snapshot_refresh_s=self.snapshot_refresh_s,
@@ -418,6 +421,7 @@ class StrategyCore:
                     "q": q,
                     "q_ratio": q / self.quoter_params.max_inventory,
                     "gamma": self.quoter_params.gamma_base,
+                    "model_requested_code": MODEL_CODES[self.quoter_params.model],
                     "horizon_s": self.quoter_params.horizon_s,
                     "kappa": k.value,
                     "sigma_spread": sig_clean,
@@ -429,6 +433,15 @@ class StrategyCore:
             self._set(result)
             return result
 
+        adv = m.adverse.snapshot(now_ns)
+        extra.update(
+            adverse_selection_measured_bps=adv.value * 1e4,
+            adverse_selection_ci_low_bps=adv.ci_low * 1e4,
+            adverse_selection_ci_high_bps=adv.ci_high * 1e4,
+            adverse_selection_state_ok=1.0 if adv.usable else 0.0,
+            adverse_selection_own_markouts=adv.detail["own_markouts"],
+            adverse_selection_public_markouts=adv.detail["public_markouts"],
+        )
         book = m.book_signals() if m.book.n_bid_levels and m.book.n_ask_levels else {}
         flow_imb = flow.value if flow.usable else 0.0
         features = m.risk_features(now_ns, k, s, book.get("depth_near", math.nan), flow_imb)
@@ -468,6 +481,8 @@ class StrategyCore:
             funding_rate=m.funding_rate,
             funding_interval_s=m.funding_interval_s,
             flow_toxicity=features.get("flow_toxicity", 0.0),
+            adverse_selection=adv.value,
+            adverse_selection_ok=adv.usable,
             bid_queue=bid_queue,
             ask_queue=ask_queue,
             risk_features=features,

@@ -52,10 +52,14 @@ def test_it_quotes_both_sides_around_the_reservation_price_from_measured_kappa()
     mid, kappa = d.inputs["mid"], d.inputs["kappa"]
     assert 1000 < kappa < 20000  # simulator truth is 5000
     r = d.inputs["reservation_price"]
-    # half-spread from (1/γ)ln(1+γ/κ) with the γ the risk model produced, rounded outward to the tick
-    gamma = d.inputs["gamma"]
-    assert d.inputs["gamma_base"] == FAST.quoter.gamma_base
-    delta = math.log1p(gamma / kappa) / gamma
+    # GLFT half-spread c1 + (Δ/2)·σ·c2 (ξ = γ₀ in c1, the risk model's γ in c2), rounded outward to the tick
+    gamma, xi, size = d.inputs["gamma"], FAST.quoter.gamma_base, FAST.quoter.order_size
+    assert d.inputs["gamma_base"] == xi
+    a_mid = d.inputs["glft_a_mid_per_s"]
+    c1 = math.log1p(xi * size / kappa) / (xi * size)
+    c2 = math.sqrt(gamma / (2 * a_mid * size * kappa) * (1 + xi * size / kappa) ** (1 + kappa / (xi * size)))
+    delta = c1 + 0.5 * size * d.inputs["sigma_spread"] * c2
+    assert d.inputs["half_spread_frac"] == pytest.approx(delta, rel=1e-9)
     assert r * 1 - delta * mid - 0.1 - 1e-9 <= d.bid_px <= r - delta * mid + 1e-9
     assert r + delta * mid - 1e-9 <= d.ask_px <= r + delta * mid + 0.1 + 1e-9
     assert core.fills > 0

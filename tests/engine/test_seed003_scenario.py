@@ -45,7 +45,8 @@ def rising_market(seconds: float = 600.0, rise_bps: float = 38.0, sigma: float =
 
 
 def test_short_inventory_in_a_rise_skews_the_quotes_and_the_drift_responds():
-    params = StrategyParams.from_dict({"max_inventory": 10.0, "order_size": 0.5, "gamma": 1000.0, "horizon_s": 300.0})
+    # γ 3000 (was 1000 under the AS inventory term γσ²T·q): the GLFT skew σ·c2·q grows as √γ
+    params = StrategyParams.from_dict({"max_inventory": 10.0, "order_size": 0.5, "gamma": 3000.0, "horizon_s": 300.0})
     core = StrategyCore(params, tick_size=TICK, lot_size=LOT, initial_position=Q0)
     decisions = []
     for ev in rising_market():

@@ -53,6 +53,7 @@ from typing import Any
 
 import numpy as np
 
+from apps.engine.estimators.adverse import AdverseSelectionEstimator, AdverseSelectionParams
 from apps.engine.estimators.base import EstimatorSnapshot, EstimatorState
 from apps.engine.estimators.drift import DriftParams, KalmanDrift
 from apps.engine.estimators.flow import ArrivalParams, FlowImbalance, FlowParams, TradeArrivalRate
@@ -94,7 +95,7 @@ class EstimatorConfig:
 
     Attributes
     ----------
-    kappa, sigma, flow, arrival, drift, microprice : params of each estimator.
+    kappa, sigma, flow, arrival, drift, microprice, adverse : params of each estimator.
     hawkes_prior : HawkesParams
         Hawkes parameters used until the first successful fit (the intensity is WARMING until then).
     kappa_refresh_s, kappa_min_refresh_s : float
@@ -127,6 +128,7 @@ class EstimatorConfig:
     arrival: ArrivalParams = field(default_factory=ArrivalParams)
     drift: DriftParams = field(default_factory=DriftParams)
     microprice: MicropriceParams = field(default_factory=MicropriceParams)
+    adverse: AdverseSelectionParams = field(default_factory=AdverseSelectionParams)
     hawkes_prior: HawkesParams = field(
         default_factory=lambda: HawkesParams(mu_per_s=1.0, alpha_per_s=0.5, beta_per_s=1.0)
     )
@@ -196,6 +198,7 @@ class MarketEstimators:
         self.arrival = TradeArrivalRate(cfg.arrival)
         self.drift = KalmanDrift(cfg.drift)
         self.microprice = MicropriceRegression(cfg.microprice)
+        self.adverse = AdverseSelectionEstimator(cfg.adverse)
         self.hawkes = HawkesIntensity(cfg.hawkes_prior, name="trade_hawkes")
         self.hawkes_fit = None
         self.fill_cascade = FillCascade(cfg.hawkes_prior)
@@ -285,6 +288,9 @@ class MarketEstimators:
 
     def on_fill(self, fill: Fill) -> None:
         self.fill_cascade.update(fill.ts_local_ns, fill.side)
+        if fill.liquidity == "maker":
+            t = fill.ts_exch_ns if 0 < fill.ts_exch_ns < fill.ts_local_ns else fill.ts_local_ns
+            self.adverse.on_own_fill(t, int(fill.side))
 
     def _on_bbo(self, b: BestBidAsk) -> None:
         # Runs on most events of a real feed: the estimators' unchecked entry points are used, since a
@@ -292,6 +298,7 @@ class MarketEstimators:
         ts = b.ts_local_ns
         self.bbo = b
         mid = 0.5 * (b.bid_px + b.ask_px)
+        self.adverse.on_book(ts, mid)
         self.sigma.update_trusted(ts, mid, self._pending_volume)
         self._pending_volume = 0.0
         bs = b.bid_size
@@ -320,6 +327,7 @@ class MarketEstimators:
             d = abs(price - mid) - hs
             self._trade_depths.append(d / mid if d > 0 else 0.0)
             self._kappa_trades_since += 1
+        self.adverse.on_public_trade(ts, price, int(t.aggressor))
         self.flow.update_trusted(ts, size, int(t.aggressor))
         self.arrival.update_trusted(ts)
         if ts >= self.hawkes.last_event_ns:

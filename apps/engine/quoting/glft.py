@@ -16,12 +16,14 @@ time to horizon ``τ = T − t``:
 with ``M`` symmetric tridiagonal on ``n ∈ {−N..N}`` (``N = Q/Δ``):
 
     M[n, n] = a·n²,            a = κ·γ·Δ·σ² / 2             (per second)
-    M[n, n±1] = −e,            e = A·(1 + γΔ/κ)^(−(1 + κ/(γΔ)))   (per second)
+    M[n, n±1] = −e,            e = A·(1 + ξΔ/κ)^(−(1 + κ/(ξΔ)))   (per second)
 
 and the optimal offsets (fractions of mid)
 
-    bid_offset(τ, n) = (1/κ)·ln(v_n / v_{n+1}) + (1/(γΔ))·ln(1 + γΔ/κ)      for n < N
-    ask_offset(τ, n) = (1/κ)·ln(v_n / v_{n−1}) + (1/(γΔ))·ln(1 + γΔ/κ)      for n > −N
+    bid_offset(τ, n) = (1/κ)·ln(v_n / v_{n+1}) + (1/(ξΔ))·ln(1 + ξΔ/κ)      for n < N
+    ask_offset(τ, n) = (1/κ)·ln(v_n / v_{n−1}) + (1/(ξΔ))·ln(1 + ξΔ/κ)      for n > −N
+
+(ξ = γ in GLFT 2013's CARA model; see :class:`GLFTParams` for ξ ≠ γ.)
 
 No bid is quoted at ``q = +Q`` and no ask at ``q = −Q``: a fill there would break the inventory bound. Those
 entries are NaN in the arrays and ``False`` in the ``*_quoted`` masks.
@@ -39,10 +41,8 @@ itself*. The tests cross-check against ``scipy.linalg.expm`` where that is well 
 
 Status
 ------
-Not called by the quoter yet: :mod:`apps.engine.quoting.quoter` quotes from the asymptotic closed form of
-:mod:`apps.engine.quoting.pricing`. It is kept (issue 14) because the quote-quality issue wires this exact
-finite-horizon solution into the quoter, where the asymptotic form is poor (large |q| near Q_max, short
-horizons).
+The quoter's ``glft_finite`` model (issue 16) quotes from :func:`glft_offsets_at` when the session has an end
+time; ``glft`` uses the asymptotic closed form of :mod:`apps.engine.quoting.pricing`.
 """
 
 from __future__ import annotations
@@ -82,7 +82,12 @@ class GLFTRangeError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class GLFTParams:
-    """Parameters of the finite-horizon GLFT problem (CARA model, ξ = γ).
+    """Parameters of the finite-horizon GLFT problem (CARA model ξ = γ, or Guéant's ξ ≠ γ).
+
+    With an exponential intensity the Hamiltonian is exponential in its argument for every ξ, so the same
+    change of variables linearises the HJB equation (Guéant 2017): γ enters only ``a`` (the inventory penalty
+    ``γσ²q²/2``) and ξ only ``e`` and the base half-spread ``(1/(ξΔ))·ln(1 + ξΔ/κ)``. The quoter holds ξ at the
+    base γ₀ so that risk features, which act through γ, can only widen the quotes.
 
     Attributes
     ----------
@@ -98,6 +103,8 @@ class GLFTParams:
         Δ > 0, base units per fill.
     max_inventory : float
         Q > 0, base units; must be a whole number of order sizes (Q/Δ an integer, at most 2000).
+    xi : float or None
+        ξ > 0, risk aversion of the spread term, per base unit valued at mid; None (default) = γ.
     """
 
     gamma: float
@@ -106,10 +113,13 @@ class GLFTParams:
     A: float
     order_size: float = 1.0
     max_inventory: float = 10.0
+    xi: float | None = None
 
     def validate(self) -> None:
         for name in ("gamma", "kappa", "A", "order_size", "max_inventory"):
             positive(name, getattr(self, name), "GLFTParams")
+        if self.xi is not None:
+            positive("xi", self.xi, "GLFTParams")
         non_negative("sigma", self.sigma, "GLFTParams")
         ratio = self.max_inventory / self.order_size
         if abs(ratio - round(ratio)) > 1e-9 * max(1.0, ratio) or round(ratio) < 1:
@@ -132,9 +142,14 @@ class GLFTParams:
         return n * self.order_size
 
     @property
+    def spread_gamma(self) -> float:
+        """ξ, the spread term's risk aversion (γ unless set)."""
+        return self.gamma if self.xi is None else self.xi
+
+    @property
     def base_half_spread(self) -> float:
-        """``(1/(γΔ))·ln(1 + γΔ/κ)``: the offset at the horizon and the risk-neutral part of every offset."""
-        gd = self.gamma * self.order_size
+        """``(1/(ξΔ))·ln(1 + ξΔ/κ)``: the offset at the horizon and the risk-neutral part of every offset."""
+        gd = self.spread_gamma * self.order_size
         return math.log1p(gd / self.kappa) / gd
 
 
@@ -178,8 +193,8 @@ def glft_matrix(params: GLFTParams) -> tuple[float, float, np.ndarray]:
     params.validate()
     gd = params.gamma * params.order_size
     a = 0.5 * params.kappa * gd * params.sigma**2
-    # (1 + x)^(−(1 + 1/x)) with x = γΔ/κ, evaluated in logs (x is often ~1e-4).
-    x = gd / params.kappa
+    # (1 + x)^(−(1 + 1/x)) with x = ξΔ/κ, evaluated in logs (x is often ~1e-4).
+    x = params.spread_gamma * params.order_size / params.kappa
     e = params.A * math.exp(-(1.0 + 1.0 / x) * math.log1p(x))
     n = np.arange(-params.n_lots, params.n_lots + 1, dtype=float)
     m = np.diag(a * n * n)

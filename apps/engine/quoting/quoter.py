@@ -4,17 +4,46 @@ Units (see :mod:`apps.engine.quoting.pricing`): distances and price shifts are f
 σ is the log-price volatility per √second; κ is per unit fractional distance; A and λ per second; T in
 seconds; q and sizes in base units.
 
-γ and the inventory term
-------------------------
-γ is the CARA coefficient *per base unit valued at mid*, the convention of :mod:`apps.engine.quoting.pricing`, so
-the half-spread is ``δ* = (1/γ)·ln(1 + γ/κ)`` exactly as there. The issue writes the inventory term as
-``(q/Q_max)·γσ²T``; we keep one γ and write it as
+Quoting models (``QuoterParams.model``, recorded in every decision as ``model_code``)
+-----------------------------------------------------------------------------------
+Units as in :mod:`apps.engine.quoting.pricing`: prices normalised by the mid, so σ is in (fraction of mid)
+per √s, κ and γ (and ξ) per unit fractional distance / per base unit valued at mid (γ has the unit of 1/price
+in the normalised price, per base unit), A per second, Δ = ``order_size`` and q in base units, T in seconds.
 
-    inventory_term = (q / Q_max) · Γ · σ_inv² · T,      Γ = γ · Q_max  ("γ per full inventory"),
+``glft`` (default): Guéant–Lehalle–Fernandez-Tapia's asymptotic closed form (Guéant 2017, Δ-sized fills)
 
-which is the same number as ``q·γ·σ²·T`` of :func:`apps.engine.quoting.pricing.inventory_skew`. No amplifier:
-nothing multiplies this term but the model's own factors. Both ``gamma`` and ``gamma_full_inventory`` are
-recorded in the decision.
+    c1 = (1/(ξΔ))·ln(1 + ξΔ/κ),      c2 = √( γ/(2·A·Δ·κ) · (1 + ξΔ/κ)^(1 + κ/(ξΔ)) ),
+    δ* = c1 + (Δ/2)·σ_spread·c2,     inventory_term = q·σ_inv·c2,
+
+so ``bid_offset = δ* + inventory_term`` and ``ask_offset = δ* − inventory_term`` (fractions of mid). κ and A are
+the trade-tape fit's (A is moved from the touch to the mid: :func:`glft_a_at_mid`); σ_spread is σ_clean
+(jump-robust), σ_inv = max(σ_total, σ_clean) (jumps included), the σ rule of
+:mod:`apps.engine.estimators.sigma`. ξ, the spread term's risk aversion, is held at ``gamma_base`` (γ₀); the
+risk features act on γ, which appears only inside c2. That is why no risk feature can narrow the quotes: c1
+(which *falls* as its risk aversion rises) does not see them, and c2 rises with γ. With ξ = γ (GLFT 2013's CARA
+model) a rise in γ would shrink c1 faster than it grows c2 whenever σ is small — the bug of issue 16.
+
+``glft_finite``: the finite-horizon GLFT solution (:func:`apps.engine.quoting.glft.glft_offsets_at`, same γ, ξ,
+σ_inv, κ, A, Δ, the grid ±Q_max in steps of Δ) at τ = time left to ``session_end_ns``, interpolated linearly in
+q; without a session end it is the asymptotic ``glft`` (and the decision says so). The inventory term is the
+solution's at q, ``(bid(q) − ask(q))/2``; δ* is the solution's at flat inventory, ``bid(0) = ask(0)``. The exact
+solution's own half-spread ``(bid(q)+ask(q))/2`` can *narrow* slightly as σ or γ rise when |q| is near Q_max
+(the reducing side moves in faster than the other moves out; e.g. q = 0.7·Q_max: −0.06 %), and a risk rise must
+never narrow the quotes, so that part of the solution is not used.
+
+``as``: Avellaneda–Stoikov finite-T, kept as a baseline: ``δ* = (1/(γΔ))·ln(1+γΔ/κ) + γΔσ_spread²T/2`` and
+``inventory_term = q·γ·σ_inv²·T`` with T = ``horizon_s`` (or the time left). Its first term falls as γ rises.
+
+What each risk feature moves, and which way
+-------------------------------------------
+Every feature of :mod:`apps.engine.quoting.risk_aversion` (volatility regime, thin book, flow toxicity, cascade
+intensity, inventory utilisation, drawdown, estimator uncertainty) has β ≥ 0 (validated) and enters log γ; γ
+enters c2 only, so a larger feature value **widens** δ* (through (Δ/2)·σ_spread·c2) and **steepens** the skew
+(through q·σ_inv·c2); it never narrows the spread. σ widens δ* and steepens the skew directly (c2 multiplies
+σ). Flow toxicity also **raises** the adverse-selection cost in the E[P&L] filter (below), which can only drop
+levels, never move them inward. ``position_direction_confidence`` (β < 0) is not a risk feature: confidence
+that the drift favours the position lowers γ, i.e. a flatter skew and a slightly tighter spread. Other terms move
+only the reservation price r (drift, funding, imbalance, flow, microprice), never δ*.
 
 γ itself comes from the log-additive model of :mod:`apps.engine.quoting.risk_aversion` (one model, named features)
 plus one feature that module does not have, ``position_direction_confidence`` (below), and its *total*
@@ -50,8 +79,8 @@ Reservation price
 Horizon: ``T = horizon_s``, shortened to the time left to ``session_end_ns`` when one is given (the
 finite-horizon reading); ``horizon_source`` in the inputs says which (0 = parameter, 1 = session end).
 
-Half-spread and σ: the spread prices diffusive risk through γ's ``volatility_regime`` feature, built from
-σ_clean (jump-robust); the inventory term uses σ_inv. That is the σ rule of :mod:`apps.engine.estimators.sigma`.
+Half-spread and σ: δ* prices diffusive risk through σ_clean directly (GLFT's c2 term) and through γ's
+``volatility_regime`` feature; the inventory term uses σ_inv.
 
 Ladders
 -------
@@ -72,9 +101,12 @@ the touch, so A is the rate of trades reaching the touch), ``Q`` the resting siz
 (queue position at the back) and ``v̄`` the mean trade size (the chance a trade reaching the level is big
 enough to get through the queue is taken as ``e^{−Q/v̄}``, exponential trade sizes); ``edge`` the distance
 from the reservation price (the price at which we are indifferent to the fill); ``adverse`` the expected
-post-fill mid move against us (``adverse_selection_bps``, a prior until markouts measure it, scaled up by
-flow toxicity as ``(1 + toxicity)``); ``fee`` the maker fee (negative for a rebate). A level with negative
-E[P&L] is dropped and the drop is recorded.
+post-fill mid move against us (scaled up by flow toxicity as ``(1 + toxicity)``); ``fee`` the maker fee
+(negative for a rebate). A level with negative E[P&L] is dropped and the drop is recorded; a level at or through
+the touch (bid ≥ best bid, ask ≤ best ask) is kept only when its E[P&L] is strictly positive. ``adverse`` is the
+*measured* post-fill move (:mod:`apps.engine.estimators.adverse`: our fills' and comparable public trades'
+markouts at the quote life, ``adverse_selection_measured`` = 1 in the inputs) while that estimator is OK, and the
+prior ``adverse_selection_bps`` otherwise. It is a symmetric cost, so it enters the filter only, not r.
 
 Requote and taker
 -----------------
@@ -95,33 +127,43 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
+
+import numpy as np
 
 from apps.engine.market.events import QuoteDecision, Side
-from apps.engine.quoting.pricing import half_spread
+from apps.engine.quoting.glft import GLFTParams, GLFTRangeError, glft_offsets_at
+from apps.engine.quoting.pricing import glft_coefficients, half_spread
 from apps.engine.quoting.risk_aversion import FEATURE_NAMES, RiskAversionParams
 from apps.engine.validation import boolean, finite, integer, non_negative, positive
 
 __all__ = [
+    "MODEL_CODES",
     "GammaResult",
     "LadderCosts",
     "Level",
     "MarketState",
+    "ModelTerms",
     "QuoteResult",
     "QuoterParams",
     "Reservation",
     "bounded_gamma",
     "direction_confidence",
     "fill_probability",
+    "glft_a_at_mid",
     "horizon_left_s",
     "level_expected_pnl",
     "level_price",
     "level_size",
+    "model_terms",
     "quote",
     "taker_reduction_size",
 ]
 
 _BPS = 1e-4
+
+# ``model_code`` in a decision's inputs (inputs are numbers): which model produced the quotes.
+MODEL_CODES: dict[str, float] = {"as": 0.0, "glft": 1.0, "glft_finite": 2.0}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -139,10 +181,9 @@ class QuoterParams:
     Attributes
     ----------
     gamma_base : float
-        γ₀, risk aversion per base unit valued at mid under reference conditions. Default 5000 per BTC with
-        T = 400 s: with σ ≈ 1e-4/√s the skew is γσ²T = 2 bps per 0.01 BTC, so at 10 % of Q_max (0.005 BTC) it is
-        already 1 bps (the level below which the skew-magnitude alarm calls the model mis-scaled) and 10 bps at
-        Q_max; the half spread (1/γ)·ln(1+γ/κ) is 1.4 bps at κ = 5000 (1/κ = 2 bps).
+        γ₀, risk aversion per base unit valued at mid under reference conditions; also ξ, the GLFT spread term's
+        risk aversion (module docstring). Default 5000 per BTC: with κ = 5000, Δ = 0.005 BTC, A = 5/s and
+        σ = 1e-4/√s, c1 ≈ 2.0 bps and the GLFT skew σ·c2 ≈ 9 bps per BTC (0.46 bps at Q_max = 0.05 BTC).
     gamma_log_bound_nats : float
         C_max of the smooth bound ``C_max·tanh(C/C_max)`` on the total log-contribution (2.3 ⇒ γ within
         ×/÷10 of γ₀).
@@ -185,6 +226,11 @@ class QuoterParams:
         Emergency taker reduction is considered when |q| ≥ this × Q_max.
     skew_flag_ratio, skew_flag_bps : float
         Flag when |q| > ratio·Q_max but |skew| < skew_flag_bps.
+    model : str
+        The quoting model (recorded in every decision as ``model_code``, see :data:`MODEL_CODES`):
+        ``"glft"`` (default) the GLFT asymptotic closed form; ``"glft_finite"`` the finite-horizon GLFT solution
+        to the session's end time (the asymptotic form when the session has none); ``"as"``
+        Avellaneda–Stoikov finite-T, kept as a baseline (its half-spread *falls* as γ rises).
     """
 
     gamma_base: float = 5000.0
@@ -209,12 +255,15 @@ class QuoterParams:
     taker_trigger_ratio: float = 1.0
     skew_flag_ratio: float = 0.1
     skew_flag_bps: float = 1.0
+    model: str = "glft"
 
     def validate(self) -> QuoterParams:
         where = "QuoterParams"
         boolean("modify_orders", self.modify_orders, where)
+        if self.model not in MODEL_CODES:
+            raise ValueError(f"{where}.model must be one of {sorted(MODEL_CODES)}, got {self.model!r}")
         for f in fields(self):
-            if f.name != "modify_orders":
+            if f.name not in ("modify_orders", "model"):
                 finite(f.name, getattr(self, f.name), where)
         for name in (
             "gamma_base",
@@ -247,7 +296,9 @@ class MarketState:
     Prices in quote currency, sizes in base units, the rest in the units of the module docstring.
     ``bid_queue``/``ask_queue`` map a price to the resting size there (the queue we would join);
     ``risk_features`` are the :class:`RiskFeatures` x's (``inventory_utilisation`` is filled in by the
-    quoter from q). ``session_end_ns`` (0 = none) shortens T.
+    quoter from q). ``session_end_ns`` (0 = none) shortens T. ``adverse_selection`` is the measured post-fill
+    mid move against a maker fill (fraction of mid, :mod:`apps.engine.estimators.adverse`), used while
+    ``adverse_selection_ok``.
     """
 
     ts_ns: int
@@ -271,6 +322,8 @@ class MarketState:
     funding_rate: float = 0.0
     funding_interval_s: float = 8 * 3600.0
     flow_toxicity: float = 0.0
+    adverse_selection: float = math.nan
+    adverse_selection_ok: bool = False
     bid_queue: dict[float, float] = field(default_factory=dict)
     ask_queue: dict[float, float] = field(default_factory=dict)
     risk_features: dict[str, float] = field(default_factory=dict)
@@ -444,6 +497,8 @@ def quote(
     inputs = _market_inputs(p, market, q, tick_size, lot_size)
     if not market.kappa_ok or not market.sigma_ok:
         return QuoteResult(market.ts_ns, (), (), inputs, ("estimators not usable",))
+    if p.model != "as" and not (math.isfinite(market.a_per_s) and market.a_per_s > 0):
+        return QuoteResult(market.ts_ns, (), (), inputs, (f"A not usable: model {p.model} needs the fill intensity",))
     reasons: list[str] = []
     gamma = _gamma_step(p, risk, market, q, inputs, reasons)
     horizon, horizon_source = horizon_left_s(p.horizon_s, market.session_end_ns, market.ts_ns)
@@ -472,6 +527,7 @@ def _market_inputs(p: QuoterParams, market: MarketState, q: float, tick_size: fl
         "a_per_s": market.a_per_s,
         "tick_size": tick_size,
         "lot_size": lot_size,
+        "model_requested_code": MODEL_CODES[p.model],
     }
     inputs.update(market.extra_inputs)
     return inputs
@@ -539,6 +595,68 @@ class Reservation:
     sigma_inventory: float  # σ_inv of the inventory term, per √s
 
 
+@dataclass(frozen=True, slots=True)
+class ModelTerms:
+    """What the quoting model contributes: the inventory term and the half-spread (fractions of mid)."""
+
+    model: str  # the model actually used ("glft_finite" falls back to "glft" without a session end)
+    inventory_term: float  # q-driven reservation shift, positive when long (quotes move down)
+    half_spread: float  # δ*, fraction of mid
+    c1: float  # the risk-neutral part of δ*: (1/(ξΔ))·ln(1+ξΔ/κ) (GLFT) or (1/γ)·ln(1+γ/κ) (AS)
+    c2: float  # GLFT's c2 (√s per base unit); NaN for AS
+    xi: float  # spread-term risk aversion ξ
+    a_mid_per_s: float  # A at zero distance from mid, per second
+    note: str = ""
+
+
+def glft_a_at_mid(market: MarketState) -> float:
+    """A at zero distance *from mid*, per second: the tape's A counts trades reaching the touch (the κ fit
+    measures depth beyond it), so ``λ(δ) = A·e^{−κ(δ−h)} = (A·e^{κh})·e^{−κδ}`` with h the half market spread."""
+    h = 0.5 * (market.best_ask - market.best_bid) / market.mid
+    return market.a_per_s * math.exp(market.kappa * max(h, 0.0))
+
+
+def model_terms(p: QuoterParams, market: MarketState, q: float, gamma: float, horizon: float) -> ModelTerms:
+    """The inventory term and half-spread of ``p.model`` (module docstring, "Quoting models").
+
+    GLFT models need A (``market.a_per_s`` finite and > 0); the caller checks that first.
+    """
+    kappa = market.kappa
+    sig_spread, sig_inv = market.sigma_clean, market.sigma_inventory
+    if p.model == "as":
+        gd = gamma * p.order_size
+        c1 = half_spread(gd, kappa)  # (1/(γΔ))·ln(1 + γΔ/κ)
+        inv = q * gamma * sig_inv * sig_inv * horizon
+        delta = c1 + 0.5 * gd * sig_spread * sig_spread * horizon
+        return ModelTerms("as", inv, delta, c1, math.nan, gamma, math.nan)
+    xi = p.gamma_base
+    a_mid = glft_a_at_mid(market)
+    c1, c2 = glft_coefficients(gamma, xi, p.order_size, a_mid, kappa)
+    asym = ModelTerms("glft", q * sig_inv * c2, c1 + 0.5 * p.order_size * sig_spread * c2, c1, c2, xi, a_mid)
+    if p.model == "glft":
+        return asym
+    if not market.session_end_ns:
+        return replace(asym, note="glft_finite: no session end, asymptotic GLFT")
+    tau = max((market.session_end_ns - market.ts_ns) / 1e9, 0.0)
+    n_lots = min(max(round(p.max_inventory / p.order_size), 1), 2000)
+    gp = GLFTParams(gamma, sig_inv, kappa, a_mid, p.order_size, n_lots * p.order_size, xi)
+    try:
+        bid, ask = glft_offsets_at(gp, tau)
+    except GLFTRangeError as exc:
+        return replace(asym, note=f"glft_finite: {exc}; asymptotic GLFT")
+    # Where a side is not quoted (the grid's edge) take the asymptotic offset: the ladder's room rule drops it.
+    grid = gp.inventory
+    bid = np.where(np.isfinite(bid), bid, c1 + sig_inv * c2 * (grid + 0.5 * p.order_size))
+    ask = np.where(np.isfinite(ask), ask, c1 - sig_inv * c2 * (grid - 0.5 * p.order_size))
+    x = min(max(q / p.order_size + n_lots, 0.0), 2.0 * n_lots)
+    i0 = min(math.floor(x), 2 * n_lots - 1)
+    w = x - i0
+    b = (1.0 - w) * bid[i0] + w * bid[i0 + 1]
+    a = (1.0 - w) * ask[i0] + w * ask[i0 + 1]
+    flat_half = 0.5 * float(bid[n_lots] + ask[n_lots])  # symmetric at q = 0: bid = ask offset there
+    return ModelTerms("glft_finite", 0.5 * (b - a), flat_half, c1, c2, xi, a_mid)
+
+
 def _reservation_step(
     p: QuoterParams,
     market: MarketState,
@@ -552,7 +670,8 @@ def _reservation_step(
     """``r = s·(1 + drift − inventory − funding + imbalance + flow + microprice)`` and ``δ*`` (module docstring)."""
     mid = market.mid
     sig_inv = market.sigma_inventory
-    inventory_term = (q / p.max_inventory) * (gamma * p.max_inventory) * sig_inv * sig_inv * horizon
+    terms = model_terms(p, market, q, gamma, horizon)
+    inventory_term = terms.inventory_term
     drift_term = market.drift_expected_return if market.drift_ok else 0.0
     funding_term = market.funding_rate * horizon / market.funding_interval_s
     if market.microprice_ok:
@@ -565,8 +684,20 @@ def _reservation_step(
         micro_term = 0.0
     shift = drift_term - inventory_term - funding_term + imbalance_skew + flow_skew + micro_term
     r = mid * (1.0 + shift)
-    delta = half_spread(gamma, market.kappa)
+    delta = terms.half_spread
     skew = -shift
+    if terms.note:
+        reasons.append(terms.note)
+    inputs.update(
+        model_code=MODEL_CODES[terms.model],
+        model_requested_code=MODEL_CODES[p.model],
+        spread_gamma=terms.xi,
+        glft_c1_frac=terms.c1,
+        glft_c2=terms.c2,
+        glft_a_mid_per_s=terms.a_mid_per_s,
+        half_spread_base_frac=terms.c1,
+        half_spread_risk_frac=delta - terms.c1,
+    )
     inputs.update(
         horizon_s=horizon,
         horizon_source=horizon_source,
@@ -626,9 +757,17 @@ class LadderCosts:
 
 def _ladder_costs(p: QuoterParams, market: MarketState, tick_size: float, inputs: dict[str, float]) -> LadderCosts:
     mid = market.mid
-    adverse = p.adverse_selection_bps * _BPS * (1.0 + max(market.flow_toxicity, 0.0))
+    measured = market.adverse_selection_ok and math.isfinite(market.adverse_selection)
+    base = market.adverse_selection if measured else p.adverse_selection_bps * _BPS
+    adverse = base * (1.0 + max(market.flow_toxicity, 0.0))
     fee = p.maker_fee_bps * _BPS
-    inputs.update(adverse_selection_frac=adverse, maker_fee_frac=fee, quote_life_s=p.quote_life_s)
+    inputs.update(
+        adverse_selection_frac=adverse,
+        adverse_selection_base_frac=base,
+        adverse_selection_measured=1.0 if measured else 0.0,
+        maker_fee_frac=fee,
+        quote_life_s=p.quote_life_s,
+    )
     return LadderCosts(
         spacing_px=max(p.level_spacing_bps * _BPS * mid, tick_size),
         adverse_frac=adverse,
@@ -745,9 +884,13 @@ def _ladder_step(
         inputs[k_pfill] = pf
         inputs[k_edge] = edge * 1e4
         inputs[k_epnl] = epnl
-        if edge - costs.adverse_frac - costs.fee_frac < 0:  # the E[P&L] filter
+        per_unit = edge - costs.adverse_frac - costs.fee_frac
+        at_touch = px >= market.best_bid if side is Side.BUY else px <= market.best_ask
+        # the E[P&L] filter; at or through the touch (first in the queue, first picked off) only when > 0
+        if per_unit < 0 or (at_touch and per_unit <= 0):
             reasons.append(
-                f"{label} dropped: expected P&L {epnl:.3g} < 0 (edge {edge * 1e4:.3f} bps vs adverse "
+                f"{label} dropped: expected P&L {epnl:.3g} {'<=' if at_touch else '<'} 0"
+                f"{' at the touch' if at_touch else ''} (edge {edge * 1e4:.3f} bps vs adverse "
                 f"{costs.adverse_frac * 1e4:.3f} + fee {costs.fee_frac * 1e4:.3f} bps, p_fill {pf:.3g})"
             )
             continue

@@ -122,6 +122,9 @@ class RiskAversionParams:
             finite(f.name, getattr(self, f.name), "RiskAversionParams")
         for name in ("gamma_base", "gamma_min", "gamma_max"):
             positive(name, getattr(self, name), "RiskAversionParams")
+        for name in FEATURE_NAMES:
+            # a negative β would let a risk (volatility, toxicity, drawdown, ...) lower γ and narrow the quotes
+            non_negative(f"beta_{name}", self.beta(name), "RiskAversionParams")
         if not self.gamma_min <= self.gamma_max:
             raise ValueError(
                 f"gamma_min must be <= gamma_max, got gamma_min={self.gamma_min!r}, gamma_max={self.gamma_max!r}"

@@ -7,9 +7,9 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from apps.engine.quoting.pricing import avellaneda_stoikov_offsets, half_spread, inventory_skew
-from apps.engine.quoting.quoter import MarketState, QuoterParams, quote
-from apps.engine.quoting.risk_aversion import RiskAversionParams
+from apps.engine.quoting.pricing import avellaneda_stoikov_offsets, glft_coefficients, half_spread, inventory_skew
+from apps.engine.quoting.quoter import MODEL_CODES, MarketState, QuoterParams, quote
+from apps.engine.quoting.risk_aversion import FEATURE_NAMES, RiskAversionParams
 
 gammas = st.floats(min_value=1e-3, max_value=1e4)
 kappas = st.floats(min_value=10.0, max_value=1e5)
@@ -20,7 +20,7 @@ RISK = RiskAversionParams()
 FAST = settings(max_examples=150, deadline=None)
 
 
-def _quote(q: float, gamma: float = 1000.0, **kw):
+def _quote(q: float, gamma: float = 1000.0, model: str = "glft", **kw):
     m = {
         "ts_ns": 1,
         "best_bid": 99.99,
@@ -32,16 +32,86 @@ def _quote(q: float, gamma: float = 1000.0, **kw):
         "mean_trade_size": 1.0,
     }
     m.update(kw)
-    p = QuoterParams(gamma_base=gamma, max_inventory=10.0, order_size=1.0, adverse_selection_bps=0.0)
+    p = QuoterParams(gamma_base=gamma, max_inventory=10.0, order_size=1.0, adverse_selection_bps=0.0, model=model)
     return quote(p, RISK, MarketState(**m), q, tick_size=1e-6, lot_size=1e-3)
 
 
+# The old test here asserted that the half-spread *falls* as γ rises ((1/γ)·ln(1+γ/κ) alone, issue 16's bug).
+# What the quoter quotes is GLFT's c1(ξ) + (Δ/2)·σ·c2(γ, ξ) with ξ fixed: it must not fall in γ or in σ.
+GLFT_MODELS = st.sampled_from(["glft", "glft_finite"])
+sizes = st.floats(min_value=1e-3, max_value=10.0)
+a_rates = st.floats(min_value=0.01, max_value=100.0)
+
+
+def _glft_half_spread(gamma: float, xi: float, sigma: float, kappa: float, a: float, delta: float) -> float:
+    c1, c2 = glft_coefficients(gamma, xi, delta, a, kappa)
+    return c1 + 0.5 * delta * sigma * c2
+
+
 @FAST
-@given(gammas, gammas, kappas)
-def test_half_spread_decreases_in_gamma(g1, g2, k):
+@given(gammas, gammas, gammas, sigmas, kappas, a_rates, sizes)
+def test_glft_half_spread_non_decreasing_in_gamma(g1, g2, xi, s, k, a, d):
     lo, hi = sorted((g1, g2))
-    assert half_spread(hi, k) <= half_spread(lo, k) * (1 + 1e-12)
-    assert half_spread(lo, k) <= 1.0 / k * (1 + 1e-12)  # bounded by the γ → 0 limit 1/κ
+    assert _glft_half_spread(hi, xi, s, k, a, d) >= _glft_half_spread(lo, xi, s, k, a, d) * (1 - 1e-12)
+
+
+@FAST
+@given(sigmas, sigmas, gammas, kappas, a_rates, sizes)
+def test_glft_half_spread_non_decreasing_in_sigma(s1, s2, g, k, a, d):
+    lo, hi = sorted((s1, s2))
+    assert _glft_half_spread(g, g, hi, k, a, d) >= _glft_half_spread(g, g, lo, k, a, d) * (1 - 1e-12)
+
+
+def _spread(res) -> float:
+    """The quoted spread, ask − bid after rounding and every filter; inf when a side is missing."""
+    if not res.bids or not res.asks:
+        return math.inf
+    return res.asks[0].price - res.bids[0].price
+
+
+SESSION_END = {"session_end_ns": 120 * 10**9}
+
+
+@FAST
+@given(GLFT_MODELS, sigmas, sigmas, st.floats(min_value=-8.0, max_value=8.0))
+def test_quoted_spread_non_decreasing_in_sigma(model, s1, s2, q):
+    lo, hi = sorted((s1, s2))
+    a = _quote(q, model=model, sigma_clean=lo, sigma_inventory=lo, **SESSION_END)
+    b = _quote(q, model=model, sigma_clean=hi, sigma_inventory=hi, **SESSION_END)
+    assert b.inputs["half_spread_frac"] >= a.inputs["half_spread_frac"] * (1 - 1e-9)
+    assert _spread(b) >= _spread(a) - 1e-9
+
+
+@FAST
+@given(GLFT_MODELS, st.sampled_from(FEATURE_NAMES), st.floats(0.0, 3.0), st.floats(0.0, 3.0), st.floats(-8.0, 8.0))
+def test_no_risk_feature_narrows_the_quoted_spread(model, name, x1, x2, q):
+    """Raising any risk feature raises γ (β ≥ 0); γ must widen (never narrow) δ* and the quoted spread."""
+    lo, hi = sorted((x1, x2))
+    a = _quote(q, model=model, risk_features={name: lo}, **SESSION_END)
+    b = _quote(q, model=model, risk_features={name: hi}, **SESSION_END)
+    assert b.inputs["gamma"] >= a.inputs["gamma"]
+    assert b.inputs["half_spread_frac"] >= a.inputs["half_spread_frac"] * (1 - 1e-9)
+    assert _spread(b) >= _spread(a) - 1e-9
+
+
+@FAST
+@given(GLFT_MODELS, st.floats(0.0, 9.0), st.floats(0.0, 9.0), st.sampled_from([1.0, -1.0]))
+def test_skew_grows_with_abs_inventory(model, q1, q2, sign):
+    lo, hi = sorted((q1, q2))
+    a = _quote(sign * lo, model=model, **SESSION_END).inputs["inventory_term_frac"]
+    b = _quote(sign * hi, model=model, **SESSION_END).inputs["inventory_term_frac"]
+    assert abs(b) >= abs(a) * (1 - 1e-9)
+    if hi > 1e-6:
+        assert b * sign > 0  # long → quotes move down, short → up
+
+
+def test_every_decision_records_its_model():
+    for model in MODEL_CODES:
+        res = _quote(1.0, model=model, **SESSION_END)
+        assert res.inputs["model_code"] == MODEL_CODES[model]
+    no_end = _quote(1.0, model="glft_finite")
+    assert no_end.inputs["model_code"] == MODEL_CODES["glft"]  # asymptotic without a session end, and says so
+    assert any("no session end" in r for r in no_end.reasons)
 
 
 @FAST

@@ -48,9 +48,11 @@ def run(q: float = 0.0, params: QuoterParams | None = None, **kw):
 
 
 def test_seed000_golden_half_spreads_via_the_quoter():
-    # seed 000's table: γ = 0.5 → κ 2000 ≈ 5 bps, 5000 ≈ 2 bps, 1000 ≈ 10 bps, 100 ≈ 99 bps, 50 ≈ 198 bps
+    # seed 000's table: γ = 0.5 → κ 2000 ≈ 5 bps, 5000 ≈ 2 bps, 1000 ≈ 10 bps, 100 ≈ 99 bps, 50 ≈ 198 bps.
+    # The seed's orders are one unit (Δ = 1): GLFT's c1 = (1/(ξΔ))·ln(1+ξΔ/κ); its volatility term
+    # (Δ/2)·σ·c2 is < 0.02 bps here.
     for kappa, bps in ((5000, 2.0), (2000, 5.0), (1000, 10.0), (500, 20.0), (100, 99.0), (50, 198.0)):
-        res = run(params=qp(gamma_base=0.5), kappa=float(kappa))
+        res = run(params=qp(gamma_base=0.5, order_size=1.0), kappa=float(kappa))
         assert res.inputs["half_spread_bps"] == pytest.approx(bps, rel=0.01)
         assert res.inputs["gamma"] == pytest.approx(0.5)
 
@@ -80,10 +82,14 @@ def test_every_term_is_recorded_and_the_reservation_price_is_their_sum():
         "gamma_full_inventory",
     ):
         assert name in i and math.isfinite(i[name]), name
-    # inventory term = (q/Q_max)·(γ·Q_max)·σ²·T: no amplifier
-    assert i["inventory_term_frac"] == pytest.approx(
-        (0.02 / 0.05) * i["gamma_full_inventory"] * 1e-8 * i["horizon_s"], rel=1e-12
-    )
+    # GLFT inventory term = q·σ_inv·c2, c2 = √(γ/(2·A·Δ·κ)·(1+ξΔ/κ)^(1+κ/(ξΔ))), ξ = γ₀, A moved from the touch
+    # to the mid (A·e^{κh}, h the half market spread): no amplifier
+    a_mid = 5.0 * math.exp(5000.0 * 0.05 / 59999.95)
+    x = 1000.0 * 0.005 / 5000.0
+    c2 = math.sqrt(i["gamma"] / (2 * a_mid * 0.005 * 5000.0) * (1 + x) ** (1 + 1 / x))
+    assert i["glft_c2"] == pytest.approx(c2, rel=1e-9)
+    assert i["inventory_term_frac"] == pytest.approx(0.02 * 1e-4 * c2, rel=1e-12)
+    assert i["model_code"] == 1.0
     assert i["funding_term_frac"] == pytest.approx(1e-4 * 300 / 28800)
     shift = (
         i["drift_term_frac"]
@@ -93,6 +99,36 @@ def test_every_term_is_recorded_and_the_reservation_price_is_their_sum():
         + i["flow_skew_frac"]
     )
     assert i["reservation_price"] == pytest.approx(i["mid"] * (1 + shift), rel=1e-12)
+
+
+def test_the_as_baseline_keeps_the_avellaneda_stoikov_terms():
+    res = run(q=0.02, params=qp(model="as"))
+    i = res.inputs
+    assert i["model_code"] == 0.0
+    # inventory term = (q/Q_max)·(γ·Q_max)·σ²·T: no amplifier
+    assert i["inventory_term_frac"] == pytest.approx(
+        (0.02 / 0.05) * i["gamma_full_inventory"] * 1e-8 * i["horizon_s"], rel=1e-12
+    )
+    gd = i["gamma"] * 0.005
+    assert i["half_spread_frac"] == pytest.approx(math.log1p(gd / 5000.0) / gd + 0.5 * gd * 1e-8 * 300.0, rel=1e-12)
+
+
+def test_glft_needs_a_and_says_so():
+    res = run(a_per_s=math.nan)
+    assert not res.bids and not res.asks
+    assert any("A not usable" in r for r in res.reasons)
+    assert run(a_per_s=math.nan, params=qp(model="as")).bids  # AS does not use A
+
+
+def test_glft_finite_uses_the_time_to_the_session_end():
+    near = run(q=0.02, params=qp(model="glft_finite"), ts_ns=0, session_end_ns=1 * 10**9).inputs
+    far = run(q=0.02, params=qp(model="glft_finite"), ts_ns=0, session_end_ns=3600 * 10**9).inputs
+    assert near["model_code"] == far["model_code"] == 2.0
+    # inventory risk has less time to bite near the end: smaller skew and half-spread
+    assert 0 < near["inventory_term_frac"] < far["inventory_term_frac"]
+    assert near["half_spread_frac"] < far["half_spread_frac"]
+    with pytest.raises(ValueError, match="model must be one of"):
+        qp(model="glf").validate()
 
 
 def test_session_end_shortens_the_horizon():
@@ -160,7 +196,7 @@ def test_the_small_skew_flag_fires_when_a_large_position_barely_moves_the_quotes
     res = run(q=0.02, params=qp(gamma_base=1.0))  # 40 % of Q_max, tiny γ
     assert res.inputs["skew_too_small"] == 1.0
     assert any("skew_too_small" in r for r in res.reasons)
-    res = run(q=0.02, params=qp(gamma_base=1e5))
+    res = run(q=0.02, params=qp(gamma_base=1e6))  # GLFT skew σ·c2·q ≈ 2.5 bps
     assert res.inputs["skew_too_small"] == 0.0
 
 

@@ -1,0 +1,248 @@
+"""Walk-forward evaluation of the strategy against its baselines on one recording (issue 16).
+
+Every strategy (ours and the baselines: fixed spread, Avellaneda–Stoikov, join-the-touch) goes through the same
+paper venue with the same assumptions. A recording is split by local time at ``fit_fraction`` of its span:
+
+* the **fit part** warms every strategy up: its estimators (κ, A, σ, drift, adverse selection, …) learn only from
+  it, online. No parameter is tuned on any part: each strategy runs with the parameters it is given, fixed before
+  the recording is read;
+* the **evaluated part** is what the table reports: P&L by part is the ledger's at the end minus the ledger's at
+  the split (each snapshot sums exactly to its total, so the difference does too), fills, markouts, spreads,
+  inventory and quoting share count only fills and decisions after the split. The inventory held at the split is
+  carried in (its P&L from then on counts as inventory P&L).
+
+Markouts are taken from the mid path of the recording itself: for a maker fill on side s at venue time t, with
+``m₀`` the mid in force just before t (the paper venue's local clock, on which it stamps fills),
+``markout(h) = s·(m(t+h) − m₀)/m₀`` in bps (positive = the mid moved in our favour).
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from apps.engine.accounting.pnl import COMPONENTS
+from apps.engine.core import StrategyCore, StrategyParams
+from apps.engine.execution.paper import PaperVenue, PaperVenueConfig
+from apps.engine.market.events import BestBidAsk, Side
+from apps.engine.simulation.backtest import EngineLoop
+from apps.engine.simulation.baselines import (
+    ASParams,
+    AvellanedaStoikovQuoter,
+    FixedSpreadParams,
+    FixedSpreadQuoter,
+    _Quoter,
+)
+from apps.engine.validation import fraction, non_negative, positive
+
+__all__ = [
+    "EvaluationConfig",
+    "EvaluationRow",
+    "JoinTouchQuoter",
+    "evaluate_recording",
+    "walk_forward_split",
+]
+
+_NS = 1_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluationConfig:
+    """Venue assumptions and the split (defaults: issue 16's, after hftbacktest's GLFT example).
+
+    Attributes
+    ----------
+    fit_fraction : float
+        Share of the recording's span (local time) in the fit part, in (0, 1). Default 0.3.
+    order_size, max_inventory : float
+        Order size and Q_max, base units, for every strategy. Defaults 0.01 and 0.2.
+    latency_ms : float
+        Entry and response latency of the paper venue, ms. Default 10.
+    maker_fee_bps, taker_fee_bps : float
+        Fees, bps of notional (negative = rebate). Defaults −0.5 and 7.
+    fixed_half_spread_bps : float
+        The fixed-spread baseline's half-spread, bps. Default 2.
+    seed : int
+        The paper venue's random seed.
+    """
+
+    fit_fraction: float = 0.3
+    order_size: float = 0.01
+    max_inventory: float = 0.2
+    latency_ms: float = 10.0
+    maker_fee_bps: float = -0.5
+    taker_fee_bps: float = 7.0
+    fixed_half_spread_bps: float = 2.0
+    seed: int = 1
+
+    def validate(self) -> EvaluationConfig:
+        where = "EvaluationConfig"
+        fraction("fit_fraction", self.fit_fraction, where, open_low=True, closed_high=False)
+        for name in ("order_size", "max_inventory", "fixed_half_spread_bps"):
+            positive(name, getattr(self, name), where)
+        non_negative("latency_ms", self.latency_ms, where)
+        return self
+
+
+class JoinTouchQuoter(_Quoter):
+    """Baseline: one order on each side at the best bid and the best ask (join the touch), inventory-guarded."""
+
+    def __init__(self, params: FixedSpreadParams, *, tick_size: float, lot_size: float, id_prefix: str = "j") -> None:
+        self.params = params.validate()
+        super().__init__(tick_size=tick_size, lot_size=lot_size, id_prefix=id_prefix)
+
+    def _targets(self, now_ns: int, mid: float, q: float, inputs: dict[str, float]) -> tuple[float, float]:
+        b = self.bbo
+        assert b is not None
+        inputs["half_spread_frac"] = 0.5 * (b.ask_px - b.bid_px) / mid
+        return b.bid_px, b.ask_px
+
+
+def walk_forward_split(events: Sequence[Any], fit_fraction: float) -> tuple[int, int]:
+    """``(index, split_ns)``: ``events[:index]`` are the fit part (local time < split_ns), the rest evaluated."""
+    if not events:
+        raise ValueError("walk_forward_split: no events")
+    t0, t1 = events[0].ts_local_ns, events[-1].ts_local_ns
+    split_ns = t0 + int((t1 - t0) * fit_fraction)
+    index = bisect.bisect_left([e.ts_local_ns for e in events], split_ns)
+    return index, split_ns
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluationRow:
+    """One strategy on the evaluated part of one recording (money in quote currency, sizes in base units)."""
+
+    strategy: str
+    pnl_total: float
+    pnl: dict[str, float]
+    fills_buy: int
+    fills_sell: int
+    maker_volume_buy: float
+    maker_volume_sell: float
+    markout_1s_bps: float
+    markout_5s_bps: float
+    median_half_spread_bps: float
+    max_abs_inventory: float
+    both_sides_share: float
+    pnl_at_split: float  # the fit part's P&L (not in the table: it shows what the fit part left behind)
+    inventory_at_split: float
+
+
+def _strategies(cfg: EvaluationConfig, tick: float, lot: float, ours: dict[str, Any]) -> dict[str, Callable[[], Any]]:
+    size, qmax = cfg.order_size, cfg.max_inventory
+    mine = {"order_size": size, "max_inventory": qmax, "maker_fee_bps": cfg.maker_fee_bps}
+    mine |= {"taker_fee_bps": cfg.taker_fee_bps} | ours
+    fixed = FixedSpreadParams(half_spread_bps=cfg.fixed_half_spread_bps, order_size=size, max_inventory=qmax)
+    touch = FixedSpreadParams(order_size=size, max_inventory=qmax)
+    avst = ASParams(order_size=size, max_inventory=qmax)
+    return {
+        "ours": lambda: StrategyCore(StrategyParams.from_dict(mine), tick_size=tick, lot_size=lot),
+        "fixed": lambda: FixedSpreadQuoter(fixed, tick_size=tick, lot_size=lot),
+        "as": lambda: AvellanedaStoikovQuoter(avst, tick_size=tick, lot_size=lot),
+        "join_touch": lambda: JoinTouchQuoter(touch, tick_size=tick, lot_size=lot),
+    }
+
+
+def _mid_path(events: Sequence[Any]) -> tuple[list[int], list[float]]:
+    ts: list[int] = []
+    mids: list[float] = []
+    for e in events:
+        if type(e) is BestBidAsk:
+            ts.append(e.ts_local_ns)  # the paper venue's clock: fills are stamped with it
+            mids.append(0.5 * (e.bid_px + e.ask_px))
+    return ts, mids
+
+
+def _mid_at(ts: list[int], mids: list[float], t: int, *, before: bool) -> float:
+    i = bisect.bisect_left(ts, t) if before else bisect.bisect_right(ts, t)
+    return mids[i - 1] if i > 0 else math.nan
+
+
+def _markout_bps(fills: list[Any], ts: list[int], mids: list[float], h_s: float) -> float:
+    out = []
+    for f in fills:
+        m0 = _mid_at(ts, mids, f.ts_exch_ns, before=True)
+        m1 = _mid_at(ts, mids, f.ts_exch_ns + int(h_s * _NS), before=False)
+        if m0 > 0 and math.isfinite(m1):
+            out.append(int(f.side) * (m1 - m0) / m0 * 1e4)
+    return statistics.fmean(out) if out else math.nan
+
+
+def evaluate_recording(
+    events: Sequence[Any],
+    tick: float,
+    lot: float,
+    cfg: EvaluationConfig | None = None,
+    ours: dict[str, Any] | None = None,
+) -> tuple[int, list[EvaluationRow]]:
+    """``(split_ns, rows)``: every strategy warmed on the fit part and measured on the evaluated part.
+
+    ``ours`` overrides our strategy's flat ``strategy`` parameters (fixed before the recording is read).
+    """
+    cfg = (cfg or EvaluationConfig()).validate()
+    index, split_ns = walk_forward_split(events, cfg.fit_fraction)
+    ts, mids = _mid_path(events)
+    rows = []
+    lat = int(cfg.latency_ms * 1_000_000)
+    for name, make in _strategies(cfg, tick, lot, ours or {}).items():
+        venue = PaperVenue(
+            PaperVenueConfig(
+                tick,
+                lot,
+                maker_fee=cfg.maker_fee_bps * 1e-4,
+                taker_fee=cfg.taker_fee_bps * 1e-4,
+                entry_latency_ns=lat,
+                response_latency_ns=lat,
+            ),
+            seed=cfg.seed,
+        )
+        loop = EngineLoop(make(), venue, name=name)
+        for e in events[:index]:
+            loop.on_market(e)
+        at_split = loop.ledger.snapshot(split_ns)
+        q0 = at_split.position
+        for e in events[index:]:
+            loop.on_market(e)
+        result = loop.finish()
+        end = loop.ledger.snapshot()
+        fills = [f for f in result.fills if f.ts_exch_ns >= split_ns]
+        maker = [f for f in fills if f.liquidity == "maker"]
+        q, qmax = q0, abs(q0)
+        for f in fills:
+            q += int(f.side) * f.size
+            qmax = max(qmax, abs(q))
+        decisions = [d for d in result.decisions if d.ts_ns >= split_ns]
+        halves = [
+            0.5 * (d.ask_px - d.bid_px) / d.inputs["mid"] * 1e4
+            for d in decisions
+            if d.bid_px is not None and d.ask_px is not None and d.inputs.get("mid")
+        ]
+        both = 0.0
+        t_end = events[-1].ts_local_ns
+        for d, nxt in zip(decisions, [*decisions[1:], None], strict=True):
+            if d.bid_px is not None and d.ask_px is not None:
+                both += ((nxt.ts_ns if nxt else t_end) - d.ts_ns) / max(t_end - split_ns, 1)
+        parts = {c: getattr(end, c) - getattr(at_split, c) for c in COMPONENTS}
+        rows.append(
+            EvaluationRow(
+                name,
+                end.total - at_split.total,
+                parts,
+                sum(1 for f in fills if f.side is Side.BUY),
+                sum(1 for f in fills if f.side is Side.SELL),
+                math.fsum(f.size for f in maker if f.side is Side.BUY),
+                math.fsum(f.size for f in maker if f.side is Side.SELL),
+                _markout_bps(maker, ts, mids, 1.0),
+                _markout_bps(maker, ts, mids, 5.0),
+                statistics.median(halves) if halves else math.nan,
+                qmax,
+                both,
+                at_split.total,
+                q0,
+            )
+        )
+    return split_ns, rows
