@@ -320,7 +320,10 @@ def test_a_venue_clock_skew_over_the_bound_trips_the_clock_skew_rule_and_nothing
         status = loop.feed_status()
         assert abs(status["clock_offset_ms"] + skewed_server.clock_skew_ms) <= 50, status
         assert status["rtt_ms"] is not None and 0 < status["rtt_ms"] < 500, status
-        assert loop.driver.risk.clock_measured and loop.driver.risk.clock_skew_ns == loop.feed.clock_offset_ns()
+        # the rule holds the feed's measured offset as of the last step; the socket thread may have refined the
+        # estimate since, so compare within a few ms
+        assert loop.driver.risk.clock_measured
+        assert abs(loop.driver.risk.clock_skew_ns - loop.feed.clock_offset_ns()) <= 5_000_000
         _flush(loop)
         trips = RiskEventRecord.objects.filter(session=session, rule="clock_skew")
         assert trips.exists(), list(RiskEventRecord.objects.filter(session=session).values_list("rule", flat=True))
@@ -340,7 +343,7 @@ def test_a_venue_clock_skew_under_the_bound_is_measured_and_the_session_quotes(s
         status = loop.feed_status()
         assert -350 <= status["clock_offset_ms"] <= -250, status
         assert status["rtt_ms"] is not None and 0 < status["rtt_ms"] < 500, status
-        assert loop.driver.risk.clock_skew_ns == loop.feed.clock_offset_ns()
+        assert abs(loop.driver.risk.clock_skew_ns - loop.feed.clock_offset_ns()) <= 5_000_000
         _flush(loop)
         assert not RiskEventRecord.objects.filter(session_id=loop.session_id, rule="clock_skew").exists()
     finally:

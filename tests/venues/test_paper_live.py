@@ -301,7 +301,10 @@ def test_a_venue_clock_skew_over_the_bound_trips_the_clock_skew_rule(skewed_serv
         status = loop.feed_status()
         assert abs(status["clock_offset_ms"] + skewed_server.skew_ms) <= 50, status
         assert status["rtt_ms"] is not None and 0 < status["rtt_ms"] < 500
-        assert loop.driver.risk.clock_measured and loop.driver.risk.clock_skew_ns == loop.feed.clock_offset_ns()
+        # the rule holds the feed's measured offset as of the last step; the socket thread may have refined the
+        # estimate since (by microseconds), so compare within a few ms
+        assert loop.driver.risk.clock_measured
+        assert abs(loop.driver.risk.clock_skew_ns - loop.feed.clock_offset_ns()) <= 5_000_000
         _flush(loop)
         trips = RiskEventRecord.objects.filter(session=session, rule="clock_skew")
         assert trips.exists(), list(RiskEventRecord.objects.filter(session=session).values_list("rule", flat=True))
@@ -321,7 +324,7 @@ def test_a_venue_clock_skew_under_the_bound_lets_it_quote(skewed_server):
         _run_until(loop, lambda: _two_sided(loop), 20, "quoting both sides")
         status = loop.feed_status()
         assert -350 <= status["clock_offset_ms"] <= -250, status
-        assert loop.driver.risk.clock_skew_ns == loop.feed.clock_offset_ns()
+        assert abs(loop.driver.risk.clock_skew_ns - loop.feed.clock_offset_ns()) <= 5_000_000
         _flush(loop)
         assert not RiskEventRecord.objects.filter(session=session, rule="clock_skew").exists()
     finally:
