@@ -11,6 +11,7 @@ from django.core.management import CommandError, call_command
 
 from apps.engine.market.events import BestBidAsk, DepthSnapshot, DepthUpdate, Trade
 from apps.engine.simulation.simulator import MarketSimulator, SimulatorParams
+from apps.review.models import DecisionAggregateState
 from apps.trading.models import (
     BacktestRun,
     FillRecord,
@@ -130,6 +131,9 @@ def test_compare_stores_three_sessions_and_prints_their_summaries_side_by_side(d
         fills = FillRecord.objects.filter(session=session)
         assert fills.filter(side=1).count() == s["fills_buy"] and fills.filter(side=-1).count() == s["fills_sell"]
         assert QuoteDecisionRecord.objects.filter(session=session).count() == s["decisions"]
+        # the review analytics' aggregates are built by the command, up to its last decision
+        folded = DecisionAggregateState.objects.get(session=session)
+        assert folded.last_id == QuoteDecisionRecord.objects.filter(session=session).order_by("-ts", "-id")[0].id
         assert OrderEventRecord.objects.filter(session=session, kind="place").exists()
         assert not Order.objects.filter(session=session, status__in=Order.OPEN_STATUSES).exists()
         points = PnlPoint.objects.filter(session=session).order_by("ts_ns")

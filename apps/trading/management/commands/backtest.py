@@ -178,6 +178,12 @@ class Command(BaseCommand):
             stored, data = run_backtests(source, fmt, params, strategies, seed=opts["seed"], name=opts["name"])
         except (ValueError, json.JSONDecodeError) as exc:
             raise CommandError(str(exc)) from exc
+        # the review page's fill-rate/spreads aggregates, built now rather than on the page's first read (a command
+        # run without workers has no beat to fold them)
+        from apps.review.decision_aggregates import catch_up
+
+        for s in stored:
+            catch_up(s.session_id)
         summaries = [{**s.summary, "session_id": s.session_id, "run_id": s.run_id} for s in stored]
         if opts["json"]:
             self.stdout.write(json.dumps(summaries if len(summaries) > 1 else summaries[0], indent=2, sort_keys=True))
