@@ -52,6 +52,7 @@ from apps.engine.execution.orders import (
     round_size,
     ticks_to_price,
 )
+from apps.engine.execution.venue import fills_after
 from apps.engine.market.events import (
     OPPOSITE,
     Action,
@@ -283,11 +284,7 @@ class PaperVenue:
 
     def fills_since(self, fill_id: str | None) -> list[Fill]:
         """Fills delivered after the one with ``fill_id`` (all of them for ``None`` or an unknown id)."""
-        if fill_id is not None:
-            for i in range(len(self._fills) - 1, -1, -1):
-                if self._fills[i].fill_id == fill_id:
-                    return self._fills[i + 1 :]
-        return list(self._fills)
+        return fills_after(self._fills, fill_id)
 
     def margin_report(self) -> None:
         """The paper venue keeps no margin account: the margin rule stays not applicable on it."""

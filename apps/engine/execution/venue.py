@@ -51,6 +51,16 @@ class MarginReport:
     position: float = 0.0  # the venue's signed position (base units): 0 means the report shows none
 
 
+def fills_after(fills: Sequence[Fill], fill_id: str | None) -> list[Fill]:
+    """The fills in ``fills`` (in booking order) after the one with ``fill_id``; all of them for ``None`` or an id
+    not among them. What every :class:`Account`'s ``fills_since`` answers from its own booked list."""
+    if fill_id is not None:
+        for i in range(len(fills) - 1, -1, -1):
+            if fills[i].fill_id == fill_id:
+                return list(fills[i + 1 :])
+    return list(fills)
+
+
 class VenueGrid(Protocol):
     """The venue's price and size grid as the driver reads it (``venue.config``)."""
 

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 
 from apps.engine.execution.fillmodel import LevelBook
 from apps.engine.execution.paper import OrderView
-from apps.engine.execution.venue import MarginReport
+from apps.engine.execution.venue import MarginReport, fills_after
 from apps.engine.market.clock import ClockEstimator, ClockParams
 from apps.engine.market.events import (
     Action,
@@ -396,11 +396,7 @@ class HyperliquidVenue:
 
     def fills_since(self, fill_id: str | None) -> list[Fill]:
         """Fills booked after the one with ``fill_id`` (the venue's ``tid``); all of them for ``None``."""
-        if fill_id is not None:
-            for i in range(len(self._fills) - 1, -1, -1):
-                if self._fills[i].fill_id == fill_id:
-                    return self._fills[i + 1 :]
-        return list(self._fills)
+        return fills_after(self._fills, fill_id)
 
     def margin_report(self) -> MarginReport:
         """The margin rule's inputs from ``clearinghouseState``: the position's leverage (the asset's
