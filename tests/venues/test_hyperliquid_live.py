@@ -38,6 +38,7 @@ from apps.trading.loop import QuotingLoop
 from apps.trading.models import FillRecord, Order, RiskEventRecord, TradingSession
 from apps.venues.hyperliquid.venue import cloid_of
 from tests.venues.hyperliquid_server import HyperliquidServer
+from tests.venues.live_checks import assert_skew_measured_and_tripped, flush
 from tests.venues.test_hyperliquid import ACCOUNT, FAKE_KEY, sample_path
 
 PARAMS = {
@@ -114,10 +115,6 @@ def _two_sided(loop: QuotingLoop) -> bool:
     return Side.BUY in sides and Side.SELL in sides
 
 
-def _flush(loop: QuotingLoop) -> None:
-    assert any(loop.writer.flush() for _ in range(3))
-
-
 def _on_server(server: HyperliquidServer, loop: QuotingLoop) -> dict[str, int]:
     """Our open orders as the server holds them: client id -> oid (matched by cloid)."""
     ours = {cloid_of(o.client_order_id): o.client_order_id for o in loop.core.tracker.open_orders()}
@@ -175,7 +172,7 @@ def test_a_live_session_quotes_books_a_partial_fill_and_a_fill_missed_while_disc
         assert loop.core.fills == fills_before + 1  # the missed fill, booked once (reconciliation + snapshot)
         assert loop.core.tracker.position == pytest.approx(server.position)
         assert loop.driver.venue.reconciliations >= 1
-        _flush(loop)
+        flush(loop)
         assert FillRecord.objects.filter(session=session).count() == loop.core.fills
         rules = set(RiskEventRecord.objects.filter(session=session).values_list("rule", flat=True))
         assert {"feed_disconnect", "feed_reconnect"} <= rules
@@ -209,7 +206,7 @@ def test_the_kill_switch_cancels_everything_on_the_venue_and_disarms_the_schedul
         assert server.scheduled_cancel_ms is None and server.schedule_calls[-1] == {"type": "scheduleCancel"}
         market()
         assert loop.step() and server.orders == {}  # halted: nothing new is sent
-        _flush(loop)
+        flush(loop)
         assert not Order.objects.filter(session_id=loop.session_id, status__in=Order.OPEN_STATUSES).exists()
 
         # the global switch does the same for a session quoting again (an operator re-arms and resumes it)
@@ -256,7 +253,7 @@ def test_venue_margin_trips_the_margin_rule_and_venue_funding_reaches_the_quote_
         tripped = lambda: [t for t in loop.driver.result.risk_events if t.rule == "margin"]  # noqa: E731
         _run_until(loop, lambda: bool(tripped()), 5, "the margin rule")
         assert "margin use" in tripped()[0].message
-        _flush(loop)
+        flush(loop)
         assert RiskEventRecord.objects.filter(session_id=loop.session_id, rule="margin").exists()
         # and the quoter's bound follows the account down to what half of it carries at 10x (whole lots)
         _run_until(loop, lambda: loop.core.params.max_inventory < 0.05, 5, "the margin-sized bound")
@@ -317,17 +314,7 @@ def test_a_venue_clock_skew_over_the_bound_trips_the_clock_skew_rule_and_nothing
             time.sleep(0.03)
             assert loop.step()
             assert loop.core.tracker.open_orders() == [] and skewed_server.orders == {}
-        status = loop.feed_status()
-        assert abs(status["clock_offset_ms"] + skewed_server.clock_skew_ms) <= 50, status
-        assert status["rtt_ms"] is not None and 0 < status["rtt_ms"] < 500, status
-        # the rule holds the feed's measured offset as of the last step; the socket thread may have refined the
-        # estimate since, so compare within a few ms
-        assert loop.driver.risk.clock_measured
-        assert abs(loop.driver.risk.clock_skew_ns - loop.feed.clock_offset_ns()) <= 5_000_000
-        _flush(loop)
-        trips = RiskEventRecord.objects.filter(session=session, rule="clock_skew")
-        assert trips.exists(), list(RiskEventRecord.objects.filter(session=session).values_list("rule", flat=True))
-        assert trips.first().values["clock_skew_ms"] == pytest.approx(status["clock_offset_ms"], abs=60)
+        assert_skew_measured_and_tripped(loop, session, skewed_server.clock_skew_ms)
     finally:
         TradingSession.objects.filter(pk=session.pk).update(status="stopped")
         loop.finish()
@@ -344,7 +331,7 @@ def test_a_venue_clock_skew_under_the_bound_is_measured_and_the_session_quotes(s
         assert -350 <= status["clock_offset_ms"] <= -250, status
         assert status["rtt_ms"] is not None and 0 < status["rtt_ms"] < 500, status
         assert abs(loop.driver.risk.clock_skew_ns - loop.feed.clock_offset_ns()) <= 5_000_000
-        _flush(loop)
+        flush(loop)
         assert not RiskEventRecord.objects.filter(session_id=loop.session_id, rule="clock_skew").exists()
     finally:
         TradingSession.objects.filter(pk=loop.session_id).update(status="stopped")

@@ -25,6 +25,7 @@ from apps.trading.loop import QuotingLoop
 from apps.trading.models import FillRecord, Order, RiskEventRecord, TradingSession
 from tests.conftest import shared_data
 from tests.venues.binance_server import BinanceReplayServer, load_recording
+from tests.venues.live_checks import assert_skew_measured_and_tripped, flush
 
 INSTRUMENT = "binance-usdm:BTCUSDT"
 # quick estimators; no fee and no adverse-selection prior so that the quoter's E[P&L] filter lets the tight GLFT
@@ -80,15 +81,9 @@ def _run_until(loop: QuotingLoop, cond, seconds: float, what: str) -> None:
         if d
         else None
     )
-    _flush(loop)
+    flush(loop)
     events = list(RiskEventRecord.objects.filter(session_id=loop.session_id).values_list("rule", "message")[:5])
     pytest.fail(f"not within {seconds} s: {what} (risk {events}; feed {loop.feed_status()}; last decision {why})")
-
-
-def _flush(loop: QuotingLoop) -> None:
-    """Write what the loop buffered (a flush from this thread may need a second go: the writer's staging tables
-    are per connection, and its own thread made them on another)."""
-    assert any(loop.writer.flush() for _ in range(3))
 
 
 def _assert_the_stored_book_replays(iid: int) -> None:
@@ -150,7 +145,7 @@ def test_a_live_data_session_quotes_fills_records_depth_and_pauses_through_a_res
         _run_until(loop, lambda: _two_sided(loop), 15, "quoting again after the resync")
         assert connector.stats.gaps >= 1
 
-        _flush(loop)
+        flush(loop)
         rules = list(RiskEventRecord.objects.filter(session=session).values_list("rule", flat=True))
         assert "feed_disconnect" in rules and "feed_reconnect" in rules
         iid = session.instrument_id
@@ -168,7 +163,7 @@ def test_a_live_data_session_quotes_fills_records_depth_and_pauses_through_a_res
         halt_session(Actor(label="t"), session.pk, "kill switch test")
         assert loop.step()
         assert loop.core.tracker.open_orders() == []
-        _flush(loop)
+        flush(loop)
         assert not Order.objects.filter(session=session, status__in=Order.OPEN_STATUSES).exists()
     finally:
         TradingSession.objects.filter(pk=session.pk).update(status="stopped")
@@ -298,17 +293,7 @@ def test_a_venue_clock_skew_over_the_bound_trips_the_clock_skew_rule(skewed_serv
             assert loop.step()
             assert loop.core.tracker.open_orders() == []
             time.sleep(0.02)
-        status = loop.feed_status()
-        assert abs(status["clock_offset_ms"] + skewed_server.skew_ms) <= 50, status
-        assert status["rtt_ms"] is not None and 0 < status["rtt_ms"] < 500
-        # the rule holds the feed's measured offset as of the last step; the socket thread may have refined the
-        # estimate since (by microseconds), so compare within a few ms
-        assert loop.driver.risk.clock_measured
-        assert abs(loop.driver.risk.clock_skew_ns - loop.feed.clock_offset_ns()) <= 5_000_000
-        _flush(loop)
-        trips = RiskEventRecord.objects.filter(session=session, rule="clock_skew")
-        assert trips.exists(), list(RiskEventRecord.objects.filter(session=session).values_list("rule", flat=True))
-        assert trips.first().values["clock_skew_ms"] == pytest.approx(status["clock_offset_ms"], abs=60)
+        assert_skew_measured_and_tripped(loop, session, skewed_server.skew_ms)
     finally:
         TradingSession.objects.filter(pk=session.pk).update(status="stopped")
         loop.finish()
@@ -325,7 +310,7 @@ def test_a_venue_clock_skew_under_the_bound_lets_it_quote(skewed_server):
         status = loop.feed_status()
         assert -350 <= status["clock_offset_ms"] <= -250, status
         assert abs(loop.driver.risk.clock_skew_ns - loop.feed.clock_offset_ns()) <= 5_000_000
-        _flush(loop)
+        flush(loop)
         assert not RiskEventRecord.objects.filter(session=session, rule="clock_skew").exists()
     finally:
         TradingSession.objects.filter(pk=session.pk).update(status="stopped")
@@ -351,7 +336,7 @@ def test_a_live_data_session_on_binance_spot_quotes_fills_and_records_spot_depth
         _run_until(loop, lambda: _two_sided(loop), 25, "quoting both sides")
         _run_until(loop, lambda: loop.core.fills > 0, 25, "a paper fill")
         assert loop.feed_status()["venue"] == "binance-spot" and srv.stats.rest_requests >= 1
-        _flush(loop)
+        flush(loop)
         iid = session.instrument_id
         assert (
             TradeTick.objects.filter(instrument_id=iid).exists()
