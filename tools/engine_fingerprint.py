@@ -25,7 +25,6 @@ import argparse
 import dataclasses
 import enum
 import hashlib
-import heapq
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -41,23 +40,11 @@ from apps.engine.simulation.backtest import EngineLoop
 from apps.engine.simulation.baselines import ASParams, AvellanedaStoikovQuoter, FixedSpreadParams, FixedSpreadQuoter
 
 # ---------------------------------------------------------------------------------------------------------------
-from apps.marketdata.parsers import Quarantined, parse_file
+from apps.marketdata.recordings import BINANCE_RAW_RECORDINGS, load_binance_raw
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 
-# name: (files under DATA, tick size, lot size)
-RECORDINGS: dict[str, tuple[tuple[str, ...], float, float]] = {
-    "usdm-btcusdt": (("hftbacktest-binance-usdm-btcusdt-20240808/raw/usdm_btcusdt_20240808.gz",), 0.1, 0.001),
-    "usdm-ethusdt": (("hftbacktest-binance-usdm-ethusdt-20240808/raw/usdm_ethusdt_20240808.gz",), 0.01, 0.001),
-    "spot-btcusdt": (
-        (
-            "hftbacktest-binance-spot-btcusdt-20240808/raw/spot_btcusdt_20240808.gz",
-            "hftbacktest-binance-spot-btcusdt-20240808/raw/spot_btcusdt_20240809.gz",
-        ),
-        0.01,
-        0.00001,
-    ),
-}
+RECORDINGS = BINANCE_RAW_RECORDINGS
 
 
 def strategies(tick: float, lot: float) -> dict[str, Any]:
@@ -113,10 +100,7 @@ def digest(records: Iterable[Any]) -> str:
 
 
 def events_of(files: tuple[str, ...]) -> list[Any]:
-    streams: list[Iterator[Any]] = [
-        (e for e in parse_file("binance-raw", DATA / f) if not isinstance(e, Quarantined)) for f in files
-    ]
-    return list(heapq.merge(*streams, key=lambda e: e.ts_local_ns))
+    return load_binance_raw(DATA, files)
 
 
 def fingerprint(names: Iterable[str]) -> Iterator[str]:

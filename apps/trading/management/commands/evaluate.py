@@ -9,7 +9,6 @@ fixed before any recording is read. Thin: reads the files, prints the table. No 
 
 from __future__ import annotations
 
-import heapq
 import json
 import math
 from pathlib import Path
@@ -19,26 +18,9 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.engine.simulation.evaluate import EvaluationConfig, evaluate_recording
-from apps.marketdata.parsers import Quarantined, parse_file
+from apps.marketdata.recordings import BINANCE_RAW_RECORDINGS, load_binance_raw
 
-# name: (raw files under the data directory, tick size, lot size): the shared recordings in Binance's raw format
-RECORDINGS: dict[str, tuple[tuple[str, ...], float, float]] = {
-    "usdm-btcusdt": (("hftbacktest-binance-usdm-btcusdt-20240808/raw/usdm_btcusdt_20240808.gz",), 0.1, 0.001),
-    "usdm-ethusdt": (("hftbacktest-binance-usdm-ethusdt-20240808/raw/usdm_ethusdt_20240808.gz",), 0.01, 0.001),
-    "spot-btcusdt": (
-        (
-            "hftbacktest-binance-spot-btcusdt-20240808/raw/spot_btcusdt_20240808.gz",
-            "hftbacktest-binance-spot-btcusdt-20240808/raw/spot_btcusdt_20240809.gz",
-        ),
-        0.01,
-        0.00001,
-    ),
-}
-
-
-def load_events(data_dir: Path, files: tuple[str, ...]) -> list[Any]:
-    streams = [(e for e in parse_file("binance-raw", data_dir / f) if not isinstance(e, Quarantined)) for f in files]
-    return list(heapq.merge(*streams, key=lambda e: e.ts_local_ns))
+RECORDINGS = BINANCE_RAW_RECORDINGS
 
 
 def _f(x: float, nd: int = 3) -> str:
@@ -71,7 +53,7 @@ class Command(BaseCommand):
             if missing:
                 self.stdout.write(f"{name}: skipped, missing {missing}")
                 continue
-            split_ns, rows = evaluate_recording(load_events(data_dir, files), tick, lot, cfg, ours)
+            split_ns, rows = evaluate_recording(load_binance_raw(data_dir, files), tick, lot, cfg, ours)
             self.stdout.write(
                 f"\n{name}: evaluated from {split_ns} ns (fit part {cfg.fit_fraction:.0%} of the span); "
                 "P&L in quote ccy, markouts and half-spread in bps, both = share of time quoting both sides"
