@@ -220,7 +220,7 @@ def test_record_command_stores_the_replayed_slice(settings, capsys):
     finally:
         srv.stop()
     out = capsys.readouterr().out
-    assert "live" in out and "recorded trades=" in out
+    assert "recorded trades=" in out and " > live" in _states_line(out)
     for rec in recs:
         inst = Instrument.objects.get(venue="binance-usdm", symbol=rec.symbol)
         counts = rec.counts()
@@ -228,6 +228,13 @@ def test_record_command_stores_the_replayed_slice(settings, capsys):
         assert QuoteTick.objects.filter(instrument=inst).count() == counts["bookTicker"]
         assert DepthUpdateRecord.objects.filter(instrument=inst).count() == counts["depth"]
         assert DepthSnapshotRecord.objects.filter(instrument=inst).count() == 1
+
+
+def _states_line(out: str) -> str:
+    """The recorder's closing list of connection states (the per-second lines only sample the state)."""
+    lines = [line for line in out.splitlines() if line.startswith("states ")]
+    assert len(lines) == 1, out
+    return lines[0]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -246,7 +253,7 @@ def test_record_command_stores_spot(settings, capsys):
     finally:
         srv.stop()
     out = capsys.readouterr().out
-    assert "live" in out and "gaps 0 " in out
+    assert " > live" in _states_line(out) and "gaps 0 " in out
     inst = Instrument.objects.get(venue="binance-spot", symbol="BTCUSDT")
     counts = rec.counts()
     assert TradeTick.objects.filter(instrument=inst).count() == counts["trade"]

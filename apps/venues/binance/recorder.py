@@ -178,7 +178,14 @@ class Recorder:
             self.writer.close()
             if progress is not None:
                 progress(self.progress_line(time.monotonic() - t0))
+                progress(self.states_line())
         return self.counts
+
+    def states_line(self) -> str:
+        """Every state the connection passed through, in order (the once-a-second lines sample it and can miss a
+        short one, such as a sync that finished between two samples)."""
+        states = [s for _, s in self.connector.stats.states]
+        return "states " + " > ".join(states) if states else "states (none)"
 
 
 def record(
