@@ -114,10 +114,23 @@ Requote and taker
 at least ``requote_ticks`` ticks. ``modify_orders`` chooses ModifyOrder (keeps the order id, loses queue priority on
 most venues anyway) over cancel-replace.
 
-Emergency taker: when ``|q| ≥ taker_trigger_ratio · Q_max``, reducing by x base units lowers the expected
-inventory penalty ``½·γσ²T·q²`` (fraction of mid × base units) by ``½γσ²T(q² − (|q|−x)²)`` and costs
-``x·c`` with ``c`` = half the market spread + taker fee. The gain is maximised at
-``x* = |q| − c/(γσ²T)`` (marginal penalty = marginal cost), cut to [0, |q|] and rounded down to the lot.
+Emergency taker: when ``|q| ≥ taker_trigger_ratio · Q_max``, the model's own reducing-side quote sits
+``k·|q| − δ`` beyond the mid (k = d(inventory_term)/dq: σ_inv·c2 for GLFT, γσ_inv²T for AS; δ the quoted
+half-spread). When that is more than ``c`` = half the market spread + taker fee, the model would pay more to
+be filled as a maker than crossing costs, so we cross: ``x* = |q| − (δ + c)/k``, cut to [0, |q|] and rounded down
+to the lot, brings the reducing quote back to the crossing price. The taker thus prices inventory with the same
+γ, σ and model as the quotes (an earlier rule used AS's ``½γσ²T·q²`` penalty beside GLFT quotes, and at the
+default γ₀ it crossed 7 bps to shed inventory whose GLFT skew was under 0.5 bps).
+
+Cost of a fill
+--------------
+GLFT prices a fill's value as the distance from r. When each fill costs ``c_f`` more (the expected adverse move
+after it plus the maker fee), the sup over δ of ``A·e^{−κδ}·(δ − c_f − …)`` is reached at ``δ* + c_f``: the
+optimal quotes move out by exactly the per-fill cost. With ``fill_cost_in_spread`` (default) the quoted
+half-spread is ``δ = δ* + max(adverse + fee, 0)`` (floored at 0, so a rebate or a favourable measured markout
+never narrows it below δ*); ``adverse`` is the same measured (or prior) value, scaled by flow toxicity, that the
+E[P&L] filter uses, so flow toxicity widens the spread. The decision records ``half_spread_model_frac`` (δ*) and
+``half_spread_fill_cost_frac``.
 
 Flag: ``|q| > skew_flag_ratio·Q_max`` while ``|skew| < skew_flag_bps`` raises ``skew_too_small``
 (seed 003: short 8.65 units with a 0.00 bps skew for a whole losing session).
@@ -224,6 +237,10 @@ class QuoterParams:
         Replace with ModifyOrder instead of cancel + new order.
     taker_trigger_ratio : float
         Emergency taker reduction is considered when |q| ≥ this × Q_max.
+    fill_cost_in_spread : bool
+        Add the expected cost of a fill (adverse selection, measured once the estimator is OK, plus the maker
+        fee; floored at 0) to δ* (module docstring, "Cost of a fill"). Default True; False is the textbook GLFT
+        δ* with the costs only in the E[P&L] filter.
     skew_flag_ratio, skew_flag_bps : float
         Flag when |q| > ratio·Q_max but |skew| < skew_flag_bps.
     model : str
@@ -253,6 +270,7 @@ class QuoterParams:
     requote_ticks: int = 30
     modify_orders: bool = False
     taker_trigger_ratio: float = 1.0
+    fill_cost_in_spread: bool = True
     skew_flag_ratio: float = 0.1
     skew_flag_bps: float = 1.0
     model: str = "glft"
@@ -260,10 +278,11 @@ class QuoterParams:
     def validate(self) -> QuoterParams:
         where = "QuoterParams"
         boolean("modify_orders", self.modify_orders, where)
+        boolean("fill_cost_in_spread", self.fill_cost_in_spread, where)
         if self.model not in MODEL_CODES:
             raise ValueError(f"{where}.model must be one of {sorted(MODEL_CODES)}, got {self.model!r}")
         for f in fields(self):
-            if f.name not in ("modify_orders", "model"):
+            if f.name not in ("modify_orders", "model", "fill_cost_in_spread"):
                 finite(f.name, getattr(self, f.name), where)
         for name in (
             "gamma_base",
@@ -437,12 +456,12 @@ def fill_probability(
     return -math.expm1(-a_per_s * math.exp(-kappa * d) * life_s * through_queue)
 
 
-def taker_reduction_size(q: float, gamma: float, sigma: float, horizon_s: float, cost_frac: float) -> float:
-    """x* = |q| − c/(γσ²T) cut to [0, |q|]: base units to take to reduce the inventory (not lot-rounded)."""
-    k = gamma * sigma * sigma * horizon_s
-    if k <= 0:
+def taker_reduction_size(q: float, slope: float, half_spread_frac: float, cost_frac: float) -> float:
+    """x* = |q| − (δ + c)/k cut to [0, |q|] (k = d(inventory_term)/dq, δ the half-spread, c the cost of crossing):
+    base units to take so the reducing side's quote is no longer beyond the crossing price (not lot-rounded)."""
+    if not slope > 0:
         return 0.0
-    return min(max(abs(q) - cost_frac / k, 0.0), abs(q))
+    return min(max(abs(q) - (half_spread_frac + cost_frac) / slope, 0.0), abs(q))
 
 
 _BETA_ATTRS = tuple((name, f"beta_{name}") for name in FEATURE_NAMES)
@@ -502,9 +521,9 @@ def quote(
     reasons: list[str] = []
     gamma = _gamma_step(p, risk, market, q, inputs, reasons)
     horizon, horizon_source = horizon_left_s(p.horizon_s, market.session_end_ns, market.ts_ns)
-    res = _reservation_step(p, market, q, gamma, horizon, horizon_source, inputs, reasons)
-    _skew_flag_step(p, q, res.skew_frac, inputs, reasons)
     costs = _ladder_costs(p, market, tick_size, inputs)
+    res = _reservation_step(p, market, q, gamma, horizon, horizon_source, costs, inputs, reasons)
+    _skew_flag_step(p, q, res.skew_frac, inputs, reasons)
     bids = _ladder_step(Side.BUY, p, market, q, res, costs, tick_size, lot_size, inputs, reasons)
     asks = _ladder_step(Side.SELL, p, market, q, res, costs, tick_size, lot_size, inputs, reasons)
     taker_side, taker_size, taker_px = _taker_step(p, market, q, gamma, res, costs, lot_size, inputs, reasons)
@@ -593,6 +612,7 @@ class Reservation:
     skew_frac: float  # (s − r)/s
     horizon_s: float  # T actually used
     sigma_inventory: float  # σ_inv of the inventory term, per √s
+    inventory_slope: float  # d(inventory_term)/dq, fraction of mid per base unit
 
 
 @dataclass(frozen=True, slots=True)
@@ -657,6 +677,20 @@ def model_terms(p: QuoterParams, market: MarketState, q: float, gamma: float, ho
     return ModelTerms("glft_finite", 0.5 * (b - a), flat_half, c1, c2, xi, a_mid)
 
 
+def _inventory_slope(
+    p: QuoterParams, market: MarketState, q: float, gamma: float, horizon: float, terms: ModelTerms
+) -> float:
+    """k = inventory_term / q, fraction of mid per base unit: σ_inv·c2 (GLFT) or γσ_inv²T (AS), linear in q; the
+    finite solution's chord at q (at one lot when flat)."""
+    if terms.model == "as":
+        return gamma * market.sigma_inventory**2 * horizon
+    if terms.model == "glft":
+        return market.sigma_inventory * terms.c2
+    if q:
+        return terms.inventory_term / q
+    return model_terms(p, market, p.order_size, gamma, horizon).inventory_term / p.order_size
+
+
 def _reservation_step(
     p: QuoterParams,
     market: MarketState,
@@ -664,6 +698,7 @@ def _reservation_step(
     gamma: float,
     horizon: float,
     horizon_source: float,
+    costs: LadderCosts,
     inputs: dict[str, float],
     reasons: list[str],
 ) -> Reservation:
@@ -684,7 +719,8 @@ def _reservation_step(
         micro_term = 0.0
     shift = drift_term - inventory_term - funding_term + imbalance_skew + flow_skew + micro_term
     r = mid * (1.0 + shift)
-    delta = terms.half_spread
+    fill_cost = max(costs.adverse_frac + costs.fee_frac, 0.0) if p.fill_cost_in_spread else 0.0
+    delta = terms.half_spread + fill_cost
     skew = -shift
     if terms.note:
         reasons.append(terms.note)
@@ -696,7 +732,10 @@ def _reservation_step(
         glft_c2=terms.c2,
         glft_a_mid_per_s=terms.a_mid_per_s,
         half_spread_base_frac=terms.c1,
-        half_spread_risk_frac=delta - terms.c1,
+        half_spread_risk_frac=terms.half_spread - terms.c1,
+        half_spread_model_frac=terms.half_spread,
+        half_spread_fill_cost_frac=fill_cost,
+        inventory_slope_frac=_inventory_slope(p, market, q, gamma, horizon, terms),
     )
     inputs.update(
         horizon_s=horizon,
@@ -726,7 +765,8 @@ def _reservation_step(
     )
     if not market.drift_ok:
         reasons.append("drift not usable: drift term is 0")
-    return Reservation(r, delta, skew, horizon, sig_inv)
+    slope = inputs["inventory_slope_frac"]
+    return Reservation(r, delta, skew, horizon, sig_inv, slope)
 
 
 def _skew_flag_step(p: QuoterParams, q: float, skew: float, inputs: dict[str, float], reasons: list[str]) -> None:
@@ -923,12 +963,13 @@ def _taker_step(
         return None, 0.0, math.nan
     mid = market.mid
     cost = costs.half_market_spread_px / mid + p.taker_fee_bps * _BPS
-    x = _floor_to(taker_reduction_size(q, gamma, res.sigma_inventory, res.horizon_s, cost), lot_size)
+    x = _floor_to(taker_reduction_size(q, res.inventory_slope, res.half_spread_frac, cost), lot_size)
     inputs.update(taker_cost_frac=cost, taker_size_optimal=x)
     if x < lot_size - 1e-12:
         return None, 0.0, math.nan
     reasons.append(
-        f"emergency taker: |q|={abs(q):.6g} >= {p.taker_trigger_ratio:g}·Q_max; "
-        f"{'sell' if q > 0 else 'buy'} {x:g} where marginal penalty γσ²T(|q|−x) = cost {cost * 1e4:.2f} bps"
+        f"emergency taker: |q|={abs(q):.6g} >= {p.taker_trigger_ratio:g}·Q_max and the reducing quote would sit "
+        f"{(abs(q) * res.inventory_slope - res.half_spread_frac) * 1e4:.2f} bps beyond the mid, past the crossing "
+        f"cost {cost * 1e4:.2f} bps; {'sell' if q > 0 else 'buy'} {x:g}"
     )
     return (Side.SELL if q > 0 else Side.BUY), x, (market.best_bid if q > 0 else market.best_ask)
