@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import math
 
 import pytest
@@ -117,8 +119,19 @@ def test_measured_adverse_selection_replaces_the_prior_and_keeps_quotes_off_the_
     )
     assert measured.inputs["adverse_selection_measured"] == 1.0
     assert measured.inputs["adverse_selection_frac"] == pytest.approx(3e-4)
-    assert not measured.bids and not measured.asks  # 3 bps measured adverse move > the edge at the touch
-    assert any("at the touch" in r for r in measured.reasons)
+    # the measured 3 bps move is a cost of every fill: the quotes move out by it, off the touch, E[P&L] > 0
+    mid = measured.inputs["mid"]
+    assert measured.inputs["half_spread_fill_cost_frac"] == pytest.approx(3e-4)
+    assert measured.bids[0].price < 99.995 and measured.asks[0].price > 100.005
+    assert (mid - measured.bids[0].price) / mid >= prior.inputs["half_spread_frac"] + 3e-4 - 1e-12
+    assert measured.bids[0].expected_pnl > 0 and measured.asks[0].expected_pnl > 0
+    # the textbook δ* (costs only in the filter): the touch does not pay for a 3 bps move, both sides dropped
+    textbook = replace(p, fill_cost_in_spread=False)
+    kept_in = quote(
+        textbook, risk, _market(adverse_selection=3e-4, adverse_selection_ok=True), 0.0, tick_size=0.01, lot_size=0.001
+    )
+    assert not kept_in.bids and not kept_in.asks
+    assert any("at the touch" in r for r in kept_in.reasons)
     # not OK → the prior again
     stale = quote(
         p, risk, _market(adverse_selection=3e-4, adverse_selection_ok=False), 0.0, tick_size=0.01, lot_size=0.001

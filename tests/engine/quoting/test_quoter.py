@@ -53,8 +53,11 @@ def test_seed000_golden_half_spreads_via_the_quoter():
     # (Δ/2)·σ·c2 is < 0.02 bps here.
     for kappa, bps in ((5000, 2.0), (2000, 5.0), (1000, 10.0), (500, 20.0), (100, 99.0), (50, 198.0)):
         res = run(params=qp(gamma_base=0.5, order_size=1.0), kappa=float(kappa))
-        assert res.inputs["half_spread_bps"] == pytest.approx(bps, rel=0.01)
+        assert res.inputs["half_spread_model_frac"] * 1e4 == pytest.approx(bps, rel=0.01)
         assert res.inputs["gamma"] == pytest.approx(0.5)
+        # quoted: δ* plus the cost of a fill (the 0.5 bps adverse-selection prior, no maker fee)
+        assert res.inputs["half_spread_bps"] == pytest.approx(bps + 0.5, rel=0.01)
+        assert res.inputs["half_spread_fill_cost_frac"] == pytest.approx(0.5e-4, rel=1e-12)
 
 
 def test_every_term_is_recorded_and_the_reservation_price_is_their_sum():
@@ -110,7 +113,10 @@ def test_the_as_baseline_keeps_the_avellaneda_stoikov_terms():
         (0.02 / 0.05) * i["gamma_full_inventory"] * 1e-8 * i["horizon_s"], rel=1e-12
     )
     gd = i["gamma"] * 0.005
-    assert i["half_spread_frac"] == pytest.approx(math.log1p(gd / 5000.0) / gd + 0.5 * gd * 1e-8 * 300.0, rel=1e-12)
+    assert i["half_spread_model_frac"] == pytest.approx(
+        math.log1p(gd / 5000.0) / gd + 0.5 * gd * 1e-8 * 300.0, rel=1e-12
+    )
+    assert i["half_spread_frac"] == pytest.approx(i["half_spread_model_frac"] + 0.5e-4, rel=1e-12)
 
 
 def test_glft_needs_a_and_says_so():
@@ -168,9 +174,24 @@ def test_post_only_quotes_never_cross_the_touch_and_the_clamp_is_reported():
 
 
 def test_levels_with_negative_expected_pnl_are_dropped_with_the_reason():
-    res = run(params=qp(adverse_selection_bps=50.0))
+    res = run(params=qp(adverse_selection_bps=50.0, fill_cost_in_spread=False))
     assert not res.bids and not res.asks
     assert sum("dropped: expected P&L" in r for r in res.reasons) == 2
+
+
+def test_the_cost_of_a_fill_moves_both_quotes_out_by_exactly_that_cost():
+    base = run(params=qp(adverse_selection_bps=0.0))
+    assert base.inputs["half_spread_fill_cost_frac"] == 0.0
+    for adverse, fee, shift in ((50.0, 0.0, 50.0), (2.0, -0.5, 1.5), (0.2, -0.5, 0.0), (1.0, 1.0, 2.0)):
+        res = run(params=qp(adverse_selection_bps=adverse, maker_fee_bps=fee))
+        i = res.inputs
+        assert i["half_spread_model_frac"] == pytest.approx(base.inputs["half_spread_frac"], rel=1e-12)
+        assert i["half_spread_fill_cost_frac"] == pytest.approx(shift * 1e-4, abs=1e-15)  # a rebate never narrows δ*
+        assert i["half_spread_frac"] == pytest.approx(i["half_spread_model_frac"] + shift * 1e-4, rel=1e-12)
+        assert i["raw_ask"] - i["raw_bid"] == pytest.approx(2 * i["half_spread_frac"] * i["mid"], rel=1e-9)
+        assert res.bids and res.asks and res.bids[0].expected_pnl > 0 and res.asks[0].expected_pnl > 0
+    off = run(params=qp(adverse_selection_bps=50.0, fill_cost_in_spread=False)).inputs
+    assert off["half_spread_fill_cost_frac"] == 0.0 and off["half_spread_frac"] == off["half_spread_model_frac"]
 
 
 def test_fill_probability_falls_with_depth_and_queue():
@@ -181,14 +202,25 @@ def test_fill_probability_falls_with_depth_and_queue():
     assert p0 == pytest.approx(1 - math.exp(-5.0))
 
 
-def test_emergency_taker_is_sized_where_marginal_penalty_meets_cost():
-    x = taker_reduction_size(0.2, 1000.0, 1e-4, 300.0, 5.5e-4)
-    assert x == pytest.approx(0.2 - 5.5e-4 / (1000 * 1e-8 * 300))
-    assert taker_reduction_size(0.01, 1000.0, 1e-4, 300.0, 5.5e-4) == 0.0
-    res = run(q=0.3, params=qp(max_inventory=0.2, gamma_base=1000.0), sigma_inventory=3e-4)
+def test_emergency_taker_brings_the_reducing_quote_back_to_the_crossing_price():
+    # k = 3e-3 per base unit, δ = 1e-4, c = 5.5e-4: the reducing quote sits k·|q| − δ beyond the mid
+    x = taker_reduction_size(0.3, 3e-3, 1e-4, 5.5e-4)
+    assert x == pytest.approx(0.3 - (1e-4 + 5.5e-4) / 3e-3)
+    assert (0.3 - x) * 3e-3 - 1e-4 == pytest.approx(5.5e-4)  # after the take: exactly at the crossing cost
+    assert taker_reduction_size(0.2, 3e-3, 1e-4, 5.5e-4) == 0.0  # 5 bps beyond the mid < 6.5 bps: keep quoting
+    assert taker_reduction_size(0.3, 0.0, 1e-4, 5.5e-4) == 0.0
+    assert taker_reduction_size(-0.3, 3e-3, 1e-4, 5.5e-4) == pytest.approx(x)  # sign-free size
+    res = run(q=0.3, params=qp(max_inventory=0.2, gamma_base=1e8), sigma_inventory=3e-4)
+    k, delta, cost = res.inputs["inventory_slope_frac"], res.inputs["half_spread_frac"], res.inputs["taker_cost_frac"]
+    assert 0.3 * k - delta > cost  # the model's own ask would be past the crossing price
     assert res.taker_side is Side.SELL and 0 < res.taker_size <= 0.3
+    assert (0.3 - res.taker_size - LOT) * k - delta <= cost  # within one lot of the crossing price (lot-rounded)
     assert res.taker_price == 59999.9
     assert any("emergency taker" in r for r in res.reasons)
+    # the same inventory with a skew the crossing cost exceeds: no take (the old AS-penalty rule took here)
+    calm = run(q=0.3, params=qp(max_inventory=0.2, gamma_base=1000.0), sigma_inventory=3e-4)
+    assert 0.3 * calm.inputs["inventory_slope_frac"] - calm.inputs["half_spread_frac"] < calm.inputs["taker_cost_frac"]
+    assert calm.taker_side is None
     assert run(q=0.01).taker_side is None
 
 
