@@ -4,8 +4,12 @@ Every strategy (ours and the baselines: fixed spread, Avellaneda–Stoikov, join
 paper venue with the same assumptions. A recording is split by local time at ``fit_fraction`` of its span:
 
 * the **fit part** warms every strategy up: its estimators (κ, A, σ, drift, adverse selection, …) learn only from
-  it, online. No parameter is tuned on any part: each strategy runs with the parameters it is given, fixed before
-  the recording is read;
+  it, online. One parameter is calibrated on it, walk-forward: our γ₀ (``calibrate_gamma``, default on), the risk
+  aversion at which GLFT's skew at Q_max equals ``skew_ratio_at_qmax`` times its half-spread
+  (:mod:`apps.engine.calibration.inventory_gamma`), the median over the decisions of a first pass of our strategy
+  over the fit part *alone* (that pass never sees an event after the split). Our strategy then runs over the whole
+  recording with that γ₀ fixed (row ``ours``); the row ``ours_default`` runs with the γ₀ it was given, uncalibrated.
+  The baselines' parameters are the configuration's, fixed before the recording is read;
 * the **evaluated part** is what the table reports: P&L by part is the ledger's at the end minus the ledger's at
   the split (each snapshot sums exactly to its total, so the difference does too), fills, markouts, spreads,
   inventory and quoting share count only fills and decisions after the split. The inventory held at the split is
@@ -22,7 +26,7 @@ import bisect
 import math
 import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from apps.engine.accounting.pnl import COMPONENTS
@@ -37,7 +41,8 @@ from apps.engine.simulation.baselines import (
     FixedSpreadQuoter,
     _Quoter,
 )
-from apps.engine.validation import fraction, non_negative, positive
+from apps.engine.calibration.inventory_gamma import implied_gamma_base
+from apps.engine.validation import boolean, fraction, non_negative, positive
 
 __all__ = [
     "EvaluationConfig",
@@ -68,6 +73,13 @@ class EvaluationConfig:
         The fixed-spread baseline's half-spread, bps. Default 2.
     seed : int
         The paper venue's random seed.
+    calibrate_gamma : bool
+        Calibrate our γ₀ on the fit part (module docstring). Default True; ignored when ``ours`` sets ``gamma``.
+    skew_ratio_at_qmax : float
+        ρ of that calibration: the skew at Q_max as a multiple of the half-spread, > 0. Default 1 (the reducing
+        quote reaches the mid at the limit).
+    series_interval_s : float
+        Sampling interval of the P&L-by-part series kept for the chart, seconds. Default 1.
     """
 
     fit_fraction: float = 0.3
@@ -78,11 +90,15 @@ class EvaluationConfig:
     taker_fee_bps: float = 7.0
     fixed_half_spread_bps: float = 2.0
     seed: int = 1
+    calibrate_gamma: bool = True
+    skew_ratio_at_qmax: float = 1.0
+    series_interval_s: float = 1.0
 
     def validate(self) -> EvaluationConfig:
         where = "EvaluationConfig"
         fraction("fit_fraction", self.fit_fraction, where, open_low=True, closed_high=False)
-        for name in ("order_size", "max_inventory", "fixed_half_spread_bps"):
+        boolean("calibrate_gamma", self.calibrate_gamma, where)
+        for name in ("order_size", "max_inventory", "fixed_half_spread_bps", "skew_ratio_at_qmax", "series_interval_s"):
             positive(name, getattr(self, name), where)
         non_negative("latency_ms", self.latency_ms, where)
         return self
@@ -130,24 +146,80 @@ class EvaluationRow:
     both_sides_share: float
     pnl_at_split: float  # the fit part's P&L (not in the table: it shows what the fit part left behind)
     inventory_at_split: float
+    both_sides_share_with_room: float = math.nan  # the same, only over time with room for a fill on both sides
+    params: dict[str, Any] = field(default_factory=dict)  # what the strategy ran with beyond its defaults
+    series: Any = None  # EvaluationSeries for the chart
 
 
-def _strategies(cfg: EvaluationConfig, tick: float, lot: float, ours: dict[str, Any]) -> dict[str, Callable[[], Any]]:
-    size, qmax = cfg.order_size, cfg.max_inventory
-    mine = {"order_size": size, "max_inventory": qmax, "maker_fee_bps": cfg.maker_fee_bps}
+@dataclass(slots=True)
+class EvaluationSeries:
+    """What the chart draws for one strategy over the evaluated part (ns timestamps, quote currency)."""
+
+    quote_ts: list[int] = field(default_factory=list)
+    bids: list[float] = field(default_factory=list)  # NaN = that side not quoted
+    asks: list[float] = field(default_factory=list)
+    fills: list[tuple[int, float, int]] = field(default_factory=list)  # (ts, price, side ±1)
+    pnl_ts: list[int] = field(default_factory=list)
+    pnl: dict[str, list[float]] = field(default_factory=dict)  # part → P&L since the split
+
+
+def _ours(cfg: EvaluationConfig, tick: float, lot: float, ours: dict[str, Any]) -> Callable[[], Any]:
+    mine = {"order_size": cfg.order_size, "max_inventory": cfg.max_inventory, "maker_fee_bps": cfg.maker_fee_bps}
     mine |= {"taker_fee_bps": cfg.taker_fee_bps} | ours
+    params = StrategyParams.from_dict(mine)  # validated before any event is read
+    return lambda: StrategyCore(params, tick_size=tick, lot_size=lot)
+
+
+def _strategies(
+    cfg: EvaluationConfig, tick: float, lot: float, ours: dict[str, Any], calibrated: dict[str, Any] | None = None
+) -> dict[str, Callable[[], Any]]:
+    size, qmax = cfg.order_size, cfg.max_inventory
     fixed = FixedSpreadParams(half_spread_bps=cfg.fixed_half_spread_bps, order_size=size, max_inventory=qmax)
     touch = FixedSpreadParams(order_size=size, max_inventory=qmax)
     avst = ASParams(order_size=size, max_inventory=qmax)
-    return {
-        "ours": lambda: StrategyCore(StrategyParams.from_dict(mine), tick_size=tick, lot_size=lot),
+    mine = {"ours": _ours(cfg, tick, lot, ours | (calibrated or {}))}
+    if calibrated:
+        mine["ours_default"] = _ours(cfg, tick, lot, ours)
+    return mine | {
         "fixed": lambda: FixedSpreadQuoter(fixed, tick_size=tick, lot_size=lot),
         "as": lambda: AvellanedaStoikovQuoter(avst, tick_size=tick, lot_size=lot),
         "join_touch": lambda: JoinTouchQuoter(touch, tick_size=tick, lot_size=lot),
     }
 
 
-def _mid_path(events: Sequence[Any]) -> tuple[list[int], list[float]]:
+def _venue(cfg: EvaluationConfig, tick: float, lot: float) -> PaperVenue:
+    lat = int(cfg.latency_ms * 1_000_000)
+    return PaperVenue(
+        PaperVenueConfig(
+            tick,
+            lot,
+            maker_fee=cfg.maker_fee_bps * 1e-4,
+            taker_fee=cfg.taker_fee_bps * 1e-4,
+            entry_latency_ns=lat,
+            response_latency_ns=lat,
+        ),
+        seed=cfg.seed,
+    )
+
+
+def calibrate_on_fit_part(
+    fit_events: Sequence[Any], tick: float, lot: float, cfg: EvaluationConfig, ours: dict[str, Any]
+) -> dict[str, Any]:
+    """``{"gamma": γ₀}`` implied by the inventory limit (module docstring), from a pass of our strategy over
+    ``fit_events`` only; ``{}`` when ``ours`` fixes ``gamma`` or calibration is off."""
+    if not cfg.calibrate_gamma or "gamma" in ours:
+        return {}
+    loop = EngineLoop(_ours(cfg, tick, lot, ours)(), _venue(cfg, tick, lot), name="calibration")
+    for e in fit_events:
+        loop.on_market(e)
+    result = loop.finish()
+    implied = implied_gamma_base(
+        (d.inputs for d in result.decisions), cfg.order_size, cfg.max_inventory, cfg.skew_ratio_at_qmax
+    )
+    return {"gamma": implied.gamma_base}
+
+
+def mid_path(events: Sequence[Any]) -> tuple[list[int], list[float]]:
     ts: list[int] = []
     mids: list[float] = []
     for e in events:
@@ -181,51 +253,67 @@ def evaluate_recording(
 ) -> tuple[int, list[EvaluationRow]]:
     """``(split_ns, rows)``: every strategy warmed on the fit part and measured on the evaluated part.
 
-    ``ours`` overrides our strategy's flat ``strategy`` parameters (fixed before the recording is read).
+    ``ours`` overrides our strategy's flat ``strategy`` parameters (fixed before the recording is read); our γ₀ is
+    calibrated on the fit part unless ``ours`` sets ``gamma`` (module docstring).
     """
     cfg = (cfg or EvaluationConfig()).validate()
+    ours = dict(ours or {})
     index, split_ns = walk_forward_split(events, cfg.fit_fraction)
-    ts, mids = _mid_path(events)
+    calibrated = calibrate_on_fit_part(events[:index], tick, lot, cfg, ours)
+    ts, mids = mid_path(events)
     rows = []
-    lat = int(cfg.latency_ms * 1_000_000)
-    for name, make in _strategies(cfg, tick, lot, ours or {}).items():
-        venue = PaperVenue(
-            PaperVenueConfig(
-                tick,
-                lot,
-                maker_fee=cfg.maker_fee_bps * 1e-4,
-                taker_fee=cfg.taker_fee_bps * 1e-4,
-                entry_latency_ns=lat,
-                response_latency_ns=lat,
-            ),
-            seed=cfg.seed,
-        )
-        loop = EngineLoop(make(), venue, name=name)
+    every_ns = int(cfg.series_interval_s * _NS)
+    for name, make in _strategies(cfg, tick, lot, ours, calibrated).items():
+        loop = EngineLoop(make(), _venue(cfg, tick, lot), name=name)
         for e in events[:index]:
             loop.on_market(e)
         at_split = loop.ledger.snapshot(split_ns)
         q0 = at_split.position
+        series = EvaluationSeries(pnl={c: [] for c in (*COMPONENTS, "total")})
+        next_sample = split_ns
         for e in events[index:]:
             loop.on_market(e)
+            if e.ts_local_ns >= next_sample:
+                snap = loop.ledger.snapshot()
+                series.pnl_ts.append(e.ts_local_ns)
+                for c in COMPONENTS:
+                    series.pnl[c].append(getattr(snap, c) - getattr(at_split, c))
+                series.pnl["total"].append(snap.total - at_split.total)
+                next_sample = e.ts_local_ns + every_ns
         result = loop.finish()
         end = loop.ledger.snapshot()
+        series.pnl_ts.append(events[-1].ts_local_ns)  # the last point is the table's
+        for c in COMPONENTS:
+            series.pnl[c].append(getattr(end, c) - getattr(at_split, c))
+        series.pnl["total"].append(end.total - at_split.total)
         fills = [f for f in result.fills if f.ts_exch_ns >= split_ns]
         maker = [f for f in fills if f.liquidity == "maker"]
         q, qmax = q0, abs(q0)
         for f in fills:
             q += int(f.side) * f.size
             qmax = max(qmax, abs(q))
+            series.fills.append((f.ts_exch_ns, f.price, int(f.side)))
         decisions = [d for d in result.decisions if d.ts_ns >= split_ns]
         halves = [
             0.5 * (d.ask_px - d.bid_px) / d.inputs["mid"] * 1e4
             for d in decisions
             if d.bid_px is not None and d.ask_px is not None and d.inputs.get("mid")
         ]
-        both = 0.0
+        both, room_both, room_time = 0.0, 0.0, 0.0
         t_end = events[-1].ts_local_ns
+        span = max(t_end - split_ns, 1)
         for d, nxt in zip(decisions, [*decisions[1:], None], strict=True):
-            if d.bid_px is not None and d.ask_px is not None:
-                both += ((nxt.ts_ns if nxt else t_end) - d.ts_ns) / max(t_end - split_ns, 1)
+            dt = ((nxt.ts_ns if nxt else t_end) - d.ts_ns) / span
+            quoting_both = d.bid_px is not None and d.ask_px is not None
+            if quoting_both:
+                both += dt
+            dq = d.inputs.get("q", math.nan)
+            if math.isfinite(dq) and abs(dq) + cfg.order_size <= cfg.max_inventory + 1e-12:
+                room_time += dt
+                room_both += dt if quoting_both else 0.0
+            series.quote_ts.append(d.ts_ns)
+            series.bids.append(d.bid_px if d.bid_px is not None else math.nan)
+            series.asks.append(d.ask_px if d.ask_px is not None else math.nan)
         parts = {c: getattr(end, c) - getattr(at_split, c) for c in COMPONENTS}
         rows.append(
             EvaluationRow(
@@ -243,6 +331,9 @@ def evaluate_recording(
                 both,
                 at_split.total,
                 q0,
+                room_both / room_time if room_time > 0 else math.nan,
+                (ours | calibrated) if name == "ours" else (dict(ours) if name == "ours_default" else {}),
+                series,
             )
         )
     return split_ns, rows

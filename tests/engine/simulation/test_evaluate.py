@@ -32,10 +32,14 @@ def test_the_split_is_at_the_fit_fraction_of_the_span(events):
 def test_the_table_counts_only_the_evaluated_part_and_ignores_its_future_at_the_split(events):
     cfg = EvaluationConfig(fit_fraction=0.4)
     split_ns, rows = evaluate_recording(events, 0.1, 0.001, cfg)
-    assert [r.strategy for r in rows] == ["ours", "fixed", "as", "join_touch"]
+    assert [r.strategy for r in rows] == ["ours", "ours_default", "fixed", "as", "join_touch"]
+    assert rows[0].params["gamma"] > 0 and rows[1].params == {}  # γ₀ calibrated on the fit part; the default's not
     for r in rows:
         assert r.pnl_total == pytest.approx(math.fsum(r.pnl.values()), abs=1e-9)
         assert 0.0 <= r.both_sides_share <= 1.0 + 1e-9
+        assert math.isnan(r.both_sides_share_with_room) or 0.0 <= r.both_sides_share_with_room <= 1.0 + 1e-9
+        assert r.series.pnl["total"][-1] == pytest.approx(r.pnl_total, abs=1e-6)  # the chart's series ends at the table
+        assert len(r.series.fills) == r.fills_buy + r.fills_sell
     assert any(r.fills_buy + r.fills_sell > 0 for r in rows), "the slice must produce fills"
 
     # Walk-forward: whatever the evaluated part holds, the strategies reach the split in the same state. Shift every
@@ -51,6 +55,7 @@ def test_the_table_counts_only_the_evaluated_part_and_ignores_its_future_at_the_
     moved = list(events[:index]) + [shifted(e) for e in events[index:]]
     split2, rows2 = evaluate_recording(moved, 0.1, 0.001, cfg)
     assert split2 == split_ns
+    assert rows2[0].params == rows[0].params  # the calibrated γ₀ saw nothing after the split
     for a, b in zip(rows, rows2, strict=True):
         assert (b.pnl_at_split, b.inventory_at_split) == (a.pnl_at_split, a.inventory_at_split), a.strategy
     assert [r.pnl for r in rows2] != [r.pnl for r in rows]
@@ -61,3 +66,59 @@ def test_join_the_touch_quotes_at_the_touch(events):
     touch = next(r for r in rows if r.strategy == "join_touch")
     # the USD-M BTCUSDT book is one tick (0.1) wide: half a tick is ~0.008 bps at ~61,800
     assert touch.median_half_spread_bps < 0.05
+
+
+def test_a_given_gamma_is_not_calibrated_and_calibration_can_be_turned_off(events):
+    _split, rows = evaluate_recording(events, 0.1, 0.001, EvaluationConfig(fit_fraction=0.5), {"gamma": 7000.0})
+    assert [r.strategy for r in rows][:2] == ["ours", "fixed"] and rows[0].params == {"gamma": 7000.0}
+    _split, rows = evaluate_recording(events, 0.1, 0.001, EvaluationConfig(fit_fraction=0.5, calibrate_gamma=False))
+    assert [r.strategy for r in rows][:2] == ["ours", "fixed"] and rows[0].params == {}
+    with pytest.raises(ValueError, match="skew_ratio_at_qmax"):
+        EvaluationConfig(skew_ratio_at_qmax=0.0).validate()
+
+
+def test_the_chart_is_a_valid_png_with_quotes_fills_and_pnl_drawn(events, tmp_path):
+    import struct
+    import zlib
+
+    import numpy as np
+
+    from apps.engine.simulation.evalchart import GREEN, RED, W, write_evaluation_png
+    from apps.engine.simulation.evaluate import mid_path
+
+    split_ns, rows = evaluate_recording(events, 0.1, 0.001, EvaluationConfig(fit_fraction=0.4))
+    ts, mids = mid_path(events)
+    caption = write_evaluation_png(tmp_path / "c.png", rows, ts, mids, split_ns, events[-1].ts_local_ns)
+    data = (tmp_path / "c.png").read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and str(tmp_path / "c.png") in caption
+    w, h = struct.unpack(">II", data[16:24])
+    assert (w, h) == (W, 780)
+    idat = data[data.index(b"IDAT") + 4 : data.index(b"IEND") - 8]
+    raw = np.frombuffer(zlib.decompress(idat), dtype=np.uint8).reshape(h, 1 + 3 * w)[:, 1:].reshape(h, w, 3)
+    top = raw[:260]
+    assert (top == GREEN).all(axis=2).sum() > 100 and (top == RED).all(axis=2).sum() > 100  # bids and asks drawn
+    assert (raw[260:] != 255).any(axis=2).sum() > 1000  # the P&L panels are not empty
+
+
+def test_the_command_prints_the_table_and_writes_a_chart_and_names_bad_input(tmp_path, capsys, settings):
+    from pathlib import Path
+
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    data = Path(settings.BASE_DIR).parent / "shared" / "data"
+    call_command(
+        "evaluate", recording=["usdm-ethusdt"], data_dir=str(data), png_dir=str(tmp_path), params='{"gamma": 9000}'
+    )
+    out = capsys.readouterr().out
+    assert "usdm-ethusdt: evaluated from" in out and "ours: gamma=9000" in out
+    assert "γ₀ calibrated" not in out  # a given γ₀ is not calibrated
+    for name in ("ours", "fixed", "as", "join_touch"):
+        assert f"\n{name} " in out
+    assert (tmp_path / "usdm-ethusdt.png").stat().st_size > 1000
+    with pytest.raises(CommandError, match="JSON object"):
+        call_command("evaluate", recording=["usdm-ethusdt"], params="[1]", png_dir=str(tmp_path))
+    with pytest.raises(CommandError, match="skew_ratio_at_qmax"):
+        call_command("evaluate", recording=["usdm-ethusdt"], skew_ratio=-1.0, png_dir=str(tmp_path))
+    with pytest.raises(CommandError, match="gamma"):
+        call_command("evaluate", recording=["usdm-ethusdt"], params='{"gamma": -1}', png_dir=str(tmp_path))

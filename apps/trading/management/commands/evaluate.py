@@ -1,10 +1,14 @@
-"""``manage.py evaluate [--data-dir DIR] [--recording NAME ...] [--fit-fraction F] [--params JSON]``.
+"""``manage.py evaluate [--data-dir DIR] [--recording NAME ...] [--fit-fraction F] [--params JSON] [--png-dir DIR]
+[--no-calibrate] [--skew-ratio R]``.
 
 Our strategy and the baselines (fixed spread, Avellaneda–Stoikov, join-the-touch) through the same paper venue on
 every shared Binance recording, walk-forward (:mod:`apps.engine.simulation.evaluate`): the fit part only warms
 the strategies up, the table is the evaluated part. Venue assumptions default to issue 16's (0.01 orders, 0.2 max,
 10 ms latency, risk-averse queue, maker −0.5 bps, taker 7 bps). ``--params`` (our strategy's flat parameters) is
-fixed before any recording is read. Thin: reads the files, prints the table. No database.
+fixed before any recording is read; our γ₀ is calibrated on each recording's fit part unless ``--params`` sets
+``gamma`` or ``--no-calibrate`` (the row ``ours_default`` is the same strategy uncalibrated). One PNG per recording
+(quotes, fills and mid; P&L by part; every strategy's P&L) goes to ``--png-dir`` (default ``var/evaluate``). Thin:
+reads the files, prints the table, writes the charts. No database.
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from apps.engine.simulation.evaluate import EvaluationConfig, evaluate_recording
+from apps.engine.simulation.evalchart import write_evaluation_png
+from apps.engine.simulation.evaluate import EvaluationConfig, evaluate_recording, mid_path
 from apps.marketdata.recordings import BINANCE_RAW_RECORDINGS, load_binance_raw
 
 RECORDINGS = BINANCE_RAW_RECORDINGS
@@ -35,17 +40,32 @@ class Command(BaseCommand):
         parser.add_argument("--recording", action="append", choices=sorted(RECORDINGS), default=None)
         parser.add_argument("--fit-fraction", type=float, default=EvaluationConfig().fit_fraction)
         parser.add_argument("--params", default="{}", help="our strategy's flat parameters, JSON")
+        parser.add_argument("--png-dir", default=str(Path(settings.BASE_DIR) / "var" / "evaluate"))
+        parser.add_argument("--no-calibrate", action="store_true", help="run our strategy with its γ₀ as given")
+        parser.add_argument(
+            "--skew-ratio",
+            type=float,
+            default=EvaluationConfig().skew_ratio_at_qmax,
+            help="the γ₀ calibration's skew at Q_max, in half-spreads (default 1)",
+        )
 
     def handle(self, *args: Any, **opts: Any) -> None:
         try:
             ours = json.loads(opts["params"])
-            cfg = EvaluationConfig(fit_fraction=opts["fit_fraction"]).validate()
+            if not isinstance(ours, dict):
+                raise ValueError(f"--params must be a JSON object, got {opts['params']!r}")
+            cfg = EvaluationConfig(
+                fit_fraction=opts["fit_fraction"],
+                calibrate_gamma=not opts["no_calibrate"],
+                skew_ratio_at_qmax=opts["skew_ratio"],
+            ).validate()
         except (ValueError, json.JSONDecodeError) as exc:
             raise CommandError(str(exc)) from None
         data_dir = Path(opts["data_dir"])
         head = (
             f"{'strategy':<11}{'net':>9}{'spread':>9}{'adverse':>9}{'invent':>9}{'fees':>8}{'fund':>6}"
             f"{'fills b/s':>11}{'maker vol b/s':>16}{'mk1s':>7}{'mk5s':>7}{'med hs':>8}{'max|q|':>8}{'both':>6}"
+            f"{'room':>6}"
         )
         for name in opts["recording"] or sorted(RECORDINGS):
             files, tick, lot = RECORDINGS[name]
@@ -53,11 +73,22 @@ class Command(BaseCommand):
             if missing:
                 self.stdout.write(f"{name}: skipped, missing {missing}")
                 continue
-            split_ns, rows = evaluate_recording(load_binance_raw(data_dir, files), tick, lot, cfg, ours)
+            events = load_binance_raw(data_dir, files)
+            try:
+                split_ns, rows = evaluate_recording(events, tick, lot, cfg, ours)
+            except ValueError as exc:
+                raise CommandError(f"{name}: {exc}") from None
             self.stdout.write(
                 f"\n{name}: evaluated from {split_ns} ns (fit part {cfg.fit_fraction:.0%} of the span); "
-                "P&L in quote ccy, markouts and half-spread in bps, both = share of time quoting both sides"
+                "P&L in quote ccy, markouts and half-spread in bps, both = share of time quoting both sides, "
+                "room = the same over the time with room for a fill on both sides"
             )
+            for r in rows:
+                if r.params:
+                    shown = ", ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.params.items())
+                    calibrated = r.strategy == "ours" and cfg.calibrate_gamma and "gamma" not in ours
+                    how = " (γ₀ calibrated on the fit part)" if calibrated else ""
+                    self.stdout.write(f"{r.strategy}: {shown}{how}")
             self.stdout.write(head)
             for r in rows:
                 p = r.pnl
@@ -67,5 +98,10 @@ class Command(BaseCommand):
                     f"{f'{r.fills_buy}/{r.fills_sell}':>11}"
                     f"{f'{r.maker_volume_buy:.3f}/{r.maker_volume_sell:.3f}':>16}"
                     f"{_f(r.markout_1s_bps, 2):>7}{_f(r.markout_5s_bps, 2):>7}{_f(r.median_half_spread_bps, 2):>8}"
-                    f"{_f(r.max_abs_inventory):>8}{_f(r.both_sides_share, 2):>6}"
+                    f"{_f(r.max_abs_inventory):>8}{_f(r.both_sides_share, 2):>6}{_f(r.both_sides_share_with_room, 2):>6}"
                 )
+            ts, mids = mid_path(events)
+            caption = write_evaluation_png(
+                Path(opts["png_dir"]) / f"{name}.png", rows, ts, mids, split_ns, events[-1].ts_local_ns
+            )
+            self.stdout.write(caption)
