@@ -61,7 +61,9 @@ class _Panel:
 
     def _y(self, v: np.ndarray) -> np.ndarray:
         frac = (v - self.lo) / (self.hi - self.lo)
-        return np.clip(self.top + PANEL_H - PAD - (frac * (PANEL_H - 2 * PAD)).astype(int), self.top, self.top + PANEL_H - 1)
+        return np.clip(
+            self.top + PANEL_H - PAD - (frac * (PANEL_H - 2 * PAD)).astype(int), self.top, self.top + PANEL_H - 1
+        )
 
     def line(self, ts: Sequence[int], vs: Sequence[float], colour: tuple[int, int, int], step: bool = False) -> None:
         t, v = np.asarray(ts, dtype=np.float64), np.asarray(vs, dtype=np.float64)

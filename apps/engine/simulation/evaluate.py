@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from apps.engine.accounting.pnl import COMPONENTS
+from apps.engine.calibration.inventory_gamma import implied_gamma_base
 from apps.engine.core import StrategyCore, StrategyParams
 from apps.engine.execution.paper import PaperVenue, PaperVenueConfig
 from apps.engine.market.events import BestBidAsk, Side
@@ -41,7 +42,6 @@ from apps.engine.simulation.baselines import (
     FixedSpreadQuoter,
     _Quoter,
 )
-from apps.engine.calibration.inventory_gamma import implied_gamma_base
 from apps.engine.validation import boolean, fraction, non_negative, positive
 
 __all__ = [

@@ -63,7 +63,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         data_dir = Path(opts["data_dir"])
         head = (
-            f"{'strategy':<11}{'net':>9}{'spread':>9}{'adverse':>9}{'invent':>9}{'fees':>8}{'fund':>6}"
+            f"{'strategy':<13}{'net':>9}{'spread':>9}{'adverse':>9}{'invent':>9}{'fees':>8}{'fund':>6}"
             f"{'fills b/s':>11}{'maker vol b/s':>16}{'mk1s':>7}{'mk5s':>7}{'med hs':>8}{'max|q|':>8}{'both':>6}"
             f"{'room':>6}"
         )
@@ -85,7 +85,9 @@ class Command(BaseCommand):
             )
             for r in rows:
                 if r.params:
-                    shown = ", ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.params.items())
+                    shown = ", ".join(
+                        f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.params.items()
+                    )
                     calibrated = r.strategy == "ours" and cfg.calibrate_gamma and "gamma" not in ours
                     how = " (γ₀ calibrated on the fit part)" if calibrated else ""
                     self.stdout.write(f"{r.strategy}: {shown}{how}")
@@ -93,12 +95,13 @@ class Command(BaseCommand):
             for r in rows:
                 p = r.pnl
                 self.stdout.write(
-                    f"{r.strategy:<11}{_f(r.pnl_total):>9}{_f(p['spread_capture']):>9}"
+                    f"{r.strategy:<13}{_f(r.pnl_total):>9}{_f(p['spread_capture']):>9}"
                     f"{_f(p['adverse_selection']):>9}{_f(p['inventory']):>9}{_f(p['fees']):>8}{_f(p['funding'], 2):>6}"
                     f"{f'{r.fills_buy}/{r.fills_sell}':>11}"
                     f"{f'{r.maker_volume_buy:.3f}/{r.maker_volume_sell:.3f}':>16}"
                     f"{_f(r.markout_1s_bps, 2):>7}{_f(r.markout_5s_bps, 2):>7}{_f(r.median_half_spread_bps, 2):>8}"
-                    f"{_f(r.max_abs_inventory):>8}{_f(r.both_sides_share, 2):>6}{_f(r.both_sides_share_with_room, 2):>6}"
+                    f"{_f(r.max_abs_inventory):>8}{_f(r.both_sides_share, 2):>6}"
+                    f"{_f(r.both_sides_share_with_room, 2):>6}"
                 )
             ts, mids = mid_path(events)
             caption = write_evaluation_png(
