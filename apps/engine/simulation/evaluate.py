@@ -149,6 +149,7 @@ class EvaluationRow:
     both_sides_share_with_room: float = math.nan  # the same, only over time with room for a fill on both sides
     params: dict[str, Any] = field(default_factory=dict)  # what the strategy ran with beyond its defaults
     series: Any = None  # EvaluationSeries for the chart
+    note: str = ""  # e.g. why γ₀ could not be calibrated
 
 
 @dataclass(slots=True)
@@ -204,19 +205,23 @@ def _venue(cfg: EvaluationConfig, tick: float, lot: float) -> PaperVenue:
 
 def calibrate_on_fit_part(
     fit_events: Sequence[Any], tick: float, lot: float, cfg: EvaluationConfig, ours: dict[str, Any]
-) -> dict[str, Any]:
-    """``{"gamma": γ₀}`` implied by the inventory limit (module docstring), from a pass of our strategy over
-    ``fit_events`` only; ``{}`` when ``ours`` fixes ``gamma`` or calibration is off."""
+) -> tuple[dict[str, Any], str]:
+    """``({"gamma": γ₀}, "")`` implied by the inventory limit (module docstring), from a pass of our strategy over
+    ``fit_events`` only; ``({}, "")`` when ``ours`` fixes ``gamma`` or calibration is off, ``({}, reason)`` when
+    the fit part has no decision to calibrate from (our γ₀ then stays as given)."""
     if not cfg.calibrate_gamma or "gamma" in ours:
-        return {}
+        return {}, ""
     loop = EngineLoop(_ours(cfg, tick, lot, ours)(), _venue(cfg, tick, lot), name="calibration")
     for e in fit_events:
         loop.on_market(e)
     result = loop.finish()
-    implied = implied_gamma_base(
-        (d.inputs for d in result.decisions), cfg.order_size, cfg.max_inventory, cfg.skew_ratio_at_qmax
-    )
-    return {"gamma": implied.gamma_base}
+    try:
+        implied = implied_gamma_base(
+            (d.inputs for d in result.decisions), cfg.order_size, cfg.max_inventory, cfg.skew_ratio_at_qmax
+        )
+    except ValueError as exc:
+        return {}, f"γ₀ not calibrated ({exc}); it stays as given"
+    return {"gamma": implied.gamma_base}, ""
 
 
 def mid_path(events: Sequence[Any]) -> tuple[list[int], list[float]]:
@@ -259,7 +264,7 @@ def evaluate_recording(
     cfg = (cfg or EvaluationConfig()).validate()
     ours = dict(ours or {})
     index, split_ns = walk_forward_split(events, cfg.fit_fraction)
-    calibrated = calibrate_on_fit_part(events[:index], tick, lot, cfg, ours)
+    calibrated, calibration_note = calibrate_on_fit_part(events[:index], tick, lot, cfg, ours)
     ts, mids = mid_path(events)
     rows = []
     every_ns = int(cfg.series_interval_s * _NS)
@@ -302,7 +307,7 @@ def evaluate_recording(
         both, room_both, room_time = 0.0, 0.0, 0.0
         t_end = events[-1].ts_local_ns
         span = max(t_end - split_ns, 1)
-        for d, nxt in zip(decisions, [*decisions[1:], None], strict=True):
+        for d, nxt in zip(decisions, [*decisions[1:], None][: len(decisions)], strict=True):
             dt = ((nxt.ts_ns if nxt else t_end) - d.ts_ns) / span
             quoting_both = d.bid_px is not None and d.ask_px is not None
             if quoting_both:
@@ -334,6 +339,7 @@ def evaluate_recording(
                 room_both / room_time if room_time > 0 else math.nan,
                 (ours | calibrated) if name == "ours" else (dict(ours) if name == "ours_default" else {}),
                 series,
+                calibration_note if name == "ours" else "",
             )
         )
     return split_ns, rows

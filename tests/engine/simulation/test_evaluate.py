@@ -122,3 +122,21 @@ def test_the_command_prints_the_table_and_writes_a_chart_and_names_bad_input(tmp
         call_command("evaluate", recording=["usdm-ethusdt"], skew_ratio=-1.0, png_dir=str(tmp_path))
     with pytest.raises(CommandError, match="gamma"):
         call_command("evaluate", recording=["usdm-ethusdt"], params='{"gamma": -1}', png_dir=str(tmp_path))
+
+
+def test_every_shared_recording_is_evaluated_even_one_too_short_to_calibrate(tmp_path, capsys, settings):
+    from pathlib import Path
+
+    from django.core.management import call_command
+
+    from apps.marketdata.recordings import EVALUATION_RECORDINGS
+
+    assert {"usdm-btcusdt", "usdm-ethusdt", "spot-btcusdt", "tardis-usdm-btcusdt", "lobster-amzn"} <= set(
+        EVALUATION_RECORDINGS
+    )
+    data = Path(settings.BASE_DIR).parent / "shared" / "data"
+    call_command("evaluate", recording=["hyperliquid-btc"], data_dir=str(data), png_dir=str(tmp_path))
+    out = capsys.readouterr().out
+    # 25 s of data: no decision with usable estimators in the fit part, so γ₀ stays as given, and the table says so
+    assert "ours: γ₀ not calibrated" in out and "no decision with usable kappa" in out
+    assert "\nfixed " in out and (tmp_path / "hyperliquid-btc.png").exists()

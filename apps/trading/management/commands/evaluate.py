@@ -13,6 +13,7 @@ reads the files, prints the table, writes the charts. No database.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -23,9 +24,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.engine.simulation.evalchart import write_evaluation_png
 from apps.engine.simulation.evaluate import EvaluationConfig, evaluate_recording, mid_path
-from apps.marketdata.recordings import BINANCE_RAW_RECORDINGS, load_binance_raw
+from apps.marketdata.recordings import EVALUATION_RECORDINGS, load_recording
 
-RECORDINGS = BINANCE_RAW_RECORDINGS
+RECORDINGS = EVALUATION_RECORDINGS
 
 
 def _f(x: float, nd: int = 3) -> str:
@@ -68,14 +69,15 @@ class Command(BaseCommand):
             f"{'room':>6}"
         )
         for name in opts["recording"] or sorted(RECORDINGS):
-            files, tick, lot = RECORDINGS[name]
-            missing = [f for f in files if not (data_dir / f).exists()]
+            rec = RECORDINGS[name]
+            missing = [f for f in rec.files if not (data_dir / f).exists()]
             if missing:
                 self.stdout.write(f"{name}: skipped, missing {missing}")
                 continue
-            events = load_binance_raw(data_dir, files)
+            events = load_recording(data_dir, rec)
+            here = dataclasses.replace(cfg, order_size=rec.order_size, max_inventory=rec.max_inventory)
             try:
-                split_ns, rows = evaluate_recording(events, tick, lot, cfg, ours)
+                split_ns, rows = evaluate_recording(events, rec.tick, rec.lot, here, ours)
             except ValueError as exc:
                 raise CommandError(f"{name}: {exc}") from None
             self.stdout.write(
@@ -83,7 +85,12 @@ class Command(BaseCommand):
                 "P&L in quote ccy, markouts and half-spread in bps, both = share of time quoting both sides, "
                 "room = the same over the time with room for a fill on both sides"
             )
+            self.stdout.write(
+                f"order size {rec.order_size:g}, Q_max {rec.max_inventory:g}" + (f"; {rec.note}" if rec.note else "")
+            )
             for r in rows:
+                if r.note:
+                    self.stdout.write(f"{r.strategy}: {r.note}")
                 if r.params:
                     shown = ", ".join(
                         f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.params.items()
@@ -98,7 +105,7 @@ class Command(BaseCommand):
                     f"{r.strategy:<13}{_f(r.pnl_total):>9}{_f(p['spread_capture']):>9}"
                     f"{_f(p['adverse_selection']):>9}{_f(p['inventory']):>9}{_f(p['fees']):>8}{_f(p['funding'], 2):>6}"
                     f"{f'{r.fills_buy}/{r.fills_sell}':>11}"
-                    f"{f'{r.maker_volume_buy:.3f}/{r.maker_volume_sell:.3f}':>16}"
+                    f"{f'{r.maker_volume_buy:.4g}/{r.maker_volume_sell:.4g}':>16}"
                     f"{_f(r.markout_1s_bps, 2):>7}{_f(r.markout_5s_bps, 2):>7}{_f(r.median_half_spread_bps, 2):>8}"
                     f"{_f(r.max_abs_inventory):>8}{_f(r.both_sides_share, 2):>6}"
                     f"{_f(r.both_sides_share_with_room, 2):>6}"
