@@ -153,7 +153,10 @@ class ArrivalParams:
     half_life_s : float
         Half-life of the exponential decay, seconds.
     min_trades : float
-        Decayed trade count needed before λ is reported (WARMING below).
+        Trades needed since the start before λ is reported (WARMING below). A cold-start rule only: once reached,
+        a quiet market's low decayed count is a low rate, reported as OK with its (wide) interval. Stopping there
+        would idle the quotes through every lull of a slow market (a full LOBSTER AMZN day: 32 % of the time with
+        a decayed-count rule), and a small λ already widens GLFT's quotes (c2 ∝ 1/√A).
     stale_after_s : float
         Seconds without input after which λ is STALE. Quiet periods lower λ by themselves (the estimate
         decays to ``now``); staleness means the feed, not the market, may be silent.
@@ -195,6 +198,7 @@ class TradeArrivalRate:
         self.params = (params or ArrivalParams()).validate()
         self._tau_s = self.params.half_life_s / math.log(2.0)
         self._count = 0.0
+        self._trades = 0  # since the start, undecayed: the cold-start rule
         self._t_ns: int | None = None
         self._start_ns: int | None = None
         self._last_input_ns = 0
@@ -216,6 +220,7 @@ class TradeArrivalRate:
         """:meth:`update` without the input check, for :class:`~apps.engine.estimators.market.MarketEstimators`."""
         if self._start_ns is None:
             self.start(ts_ns)
+        self._trades += count
         t = self._t_ns
         if ts_ns > t:
             self._count = self._count * math.exp(-(ts_ns - t) / _NS_PER_S / self._tau_s) + count
@@ -242,11 +247,19 @@ class TradeArrivalRate:
             std = math.sqrt(max(var_n, 0.0)) / exposure
             z = _z(p.ci_level)
             lo, hi = max(value - z * std, 0.0), value + z * std
-        detail = {"decayed_count": n, "exposure_s": exposure, "half_life_s": p.half_life_s}
+        detail = {
+            "decayed_count": n,
+            "trades": float(self._trades),
+            "exposure_s": exposure,
+            "half_life_s": p.half_life_s,
+        }
         if (now_ns - self._last_input_ns) / _NS_PER_S > p.stale_after_s:
             state, msg = EstimatorState.STALE, f"no input for more than {p.stale_after_s:g} s"
-        elif n < p.min_trades:
-            state, msg = EstimatorState.WARMING, f"decayed trade count {n:.1f} below min_trades {p.min_trades:g}"
+        elif self._trades < p.min_trades:
+            state, msg = (
+                EstimatorState.WARMING,
+                f"{self._trades} trades since the start, below min_trades {p.min_trades:g}",
+            )
         elif not (math.isfinite(value) and value <= p.lambda_max):
             state, msg = EstimatorState.FAILED, f"rate {value:.4g}/s above lambda_max {p.lambda_max:g}/s"
         else:

@@ -109,3 +109,18 @@ def test_arrival_rate_states():
     assert failed.state is EstimatorState.FAILED and failed.value > 50.0
     assert lam.snapshot(20 * NS).state is EstimatorState.STALE
     assert math.isnan(TradeArrivalRate().snapshot(0).value)
+
+
+def test_a_quiet_spell_after_the_warm_up_is_a_low_rate_not_a_warm_up():
+    lam = TradeArrivalRate(ArrivalParams(half_life_s=30.0, min_trades=10.0, stale_after_s=60.0))
+    for i in range(9):
+        lam.update(i * NS)
+    assert lam.snapshot(9 * NS).state is EstimatorState.WARMING  # 9 trades since the start
+    lam.update(9 * NS)
+    busy = lam.snapshot(10 * NS)
+    assert busy.state is EstimatorState.OK
+    quiet = lam.snapshot(55 * NS)  # 45 s without a trade: the decayed count is ~3.5, the rate low, the state OK
+    assert quiet.detail["decayed_count"] < 10.0
+    assert quiet.state is EstimatorState.OK and 0 < quiet.value < 0.5 * busy.value
+    assert quiet.ci_high - quiet.ci_low > 0
+    assert lam.snapshot(71 * NS).state is EstimatorState.STALE  # silence past stale_after_s is still stale
