@@ -186,10 +186,11 @@ def check_stream(rec: Any, copies: int = 3) -> dict[str, int]:
 
 def child(hours: float, keep_decisions: bool) -> dict[str, Any]:
     from benchmarks.anchor.ours import make_loop
-    from benchmarks.daystream import DATA, HFT_ROWS_PER_COPY, day_stream, load
+    from benchmarks.daystream import DATA, HFT_ROWS_PER_COPY, day_stream, load, require_compiled
 
     rss_start = _rss_now_mb()
     rec = load(DATA)
+    hot_path = require_compiled()
     copies = rec.copies_for_hours(hours)
     total = rec.events_in(copies)
     checked = check_stream(rec, min(3, copies))
@@ -253,6 +254,7 @@ def child(hours: float, keep_decisions: bool) -> dict[str, Any]:
         "restamped": total - rec.messages,  # copy 0 is the parsed events themselves
         "hft_rows": copies * HFT_ROWS_PER_COPY,
         "keep_decisions": keep_decisions,
+        "hot_path": hot_path,
         "wall_s": wall,
         "stream_us_per_msg": stream_s * 1e6,
         "parse_s": rec.parse_s,
@@ -310,7 +312,8 @@ def rows_of(r: dict[str, Any]) -> list[dict[str, Any]]:
             "value": r["peak_mb"],
             "unit": "MB",
             "target": f"< {RSS_TARGET_MB:,.0f} MB",
-            "note": f"child process ru_maxrss; {r['rss_loaded_mb']:.0f} MB with one parsed copy loaded",
+            "note": f"child process ru_maxrss; {r['rss_loaded_mb']:.0f} MB with one parsed copy loaded; "
+            f"book {r['hot_path']}",
         },
     ]
     for p in r["points"]:

@@ -61,6 +61,9 @@ def _instrumentation(on: bool) -> None:
 
 
 def _callgrind_child(subject: str, path: str, warm: int, n: int) -> None:
+    from benchmarks.daystream import require_compiled
+
+    require_compiled()
     with open(path, "rb") as f:
         events = pickle.load(f)  # noqa: S301 - our own file, written a moment ago by the parent
     step = _make(subject)

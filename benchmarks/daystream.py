@@ -67,6 +67,17 @@ class Recording:
         return len(self.events) + (copies - 1) * len(self.resync)
 
 
+def require_compiled() -> str:
+    """What runs the hot path: "compiled" or "pure Python (MM_PURE_PYTHON)". Raises when a compiled module fell back
+    to Python without being asked to (a checkout whose extensions are not built): its numbers would be the
+    reference's, quoted as the product's."""
+    from apps.engine import compiled
+
+    if compiled.FALLBACKS:
+        raise RuntimeError(f"compiled modules fell back to Python (run make build): {compiled.FALLBACKS}")
+    return "pure Python (MM_PURE_PYTHON)" if compiled.pure_python() else "compiled"
+
+
 def _ids(e: Any) -> tuple[int, ...]:
     return tuple(
         x
