@@ -115,11 +115,11 @@ def deep_size(obj: Any, seen: set[int] | None = None) -> int:
     return size
 
 
-def _per_item_bytes(c: Any, sample: int = 200) -> float:
+def _per_item_bytes(c: Any, seen: set[int], sample: int = 200) -> float:
+    """Deep bytes per item of the last ``sample`` items of ``c``, not counting what ``seen`` already holds."""
     if len(c) == 0:
         return 0.0
     items = list(c.items())[-sample:] if isinstance(c, dict) else list(c)[-sample:]
-    seen: set[int] = set()
     return (sum(deep_size(x, seen) for x in items) + 8 * len(items)) / len(items)
 
 
@@ -228,12 +228,15 @@ def child(hours: float, keep_decisions: bool) -> dict[str, Any]:
     wall = time.perf_counter() - t0 - probe_s  # the checkpoints' own walks are not the backtest's time
     final = containers(loop)
     growth = []
-    # growth from the 10 % point on (the estimators' windows fill during the first minutes of data)
+    # growth from the 10 % point on (the estimators' windows fill during the first minutes of data); an object held
+    # by two containers (the client order id keying the tracker's and the venue's orders) is counted once, in the
+    # one walked first
     base = points[min(1, len(points) - 1)]["lengths"]
+    seen: set[int] = set()
     for path, c in final.items():
         grew = len(c) - base.get(path, 0)
         if grew > 0:
-            per = _per_item_bytes(c)
+            per = _per_item_bytes(c, seen)
             growth.append(
                 {
                     "path": path,
