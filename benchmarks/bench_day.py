@@ -224,6 +224,7 @@ def child(hours: float, keep_decisions: bool) -> dict[str, Any]:
                 points[-1]["probe_s"] = time.perf_counter() - t_probe
 
     result = loop.run(fed())
+    peak_run = _rss_peak_mb()  # before the walk below and the summary allocate anything
     probe_s = sum(p["probe_s"] for p in points)
     wall = time.perf_counter() - t0 - probe_s  # the checkpoints' own walks are not the backtest's time
     final = containers(loop)
@@ -263,7 +264,8 @@ def child(hours: float, keep_decisions: bool) -> dict[str, Any]:
         "parse_s": rec.parse_s,
         "rss_start_mb": rss_start,
         "rss_loaded_mb": rss_loaded,
-        "peak_mb": _rss_peak_mb(),
+        "peak_mb": peak_run,
+        "peak_exit_mb": _rss_peak_mb(),
         "points": [{k: v for k, v in p.items() if k != "lengths"} for p in points],
         "growth": growth,
         "checked": checked,
@@ -315,7 +317,8 @@ def rows_of(r: dict[str, Any]) -> list[dict[str, Any]]:
             "value": r["peak_mb"],
             "unit": "MB",
             "target": f"< {RSS_TARGET_MB:,.0f} MB",
-            "note": f"child process ru_maxrss; {r['rss_loaded_mb']:.0f} MB with one parsed copy loaded; "
+            "note": f"child's ru_maxrss when the run returned ({r['peak_exit_mb']:.0f} MB after the summary and the "
+            f"walk below); {r['rss_loaded_mb']:.0f} MB with one parsed copy loaded; "
             f"book {r['hot_path']}",
         },
     ]
