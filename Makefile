@@ -10,7 +10,7 @@ PYX    := $(shell find apps -name '*.pyx' 2>/dev/null)
 PXD    := $(shell find apps -name '*.pxd' 2>/dev/null)
 EXTS   := $(PYX:.pyx=$(EXT_SUFFIX))
 
-.PHONY: build run test bench bench-ws bench-review bench-ab chaos lint format install services-stop evaluate
+.PHONY: build run test bench bench-ws bench-review bench-ab bench-day chaos lint format install services-stop evaluate
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or run: make PYTHON=python3 ...)"; exit 1; }
@@ -55,6 +55,11 @@ bench-ws: $(STAMP) $(EXTS)
 # make bench-review: the review page and its chart data over a full day of records (docs/review.md)
 bench-review: $(STAMP) $(EXTS)
 	$(PY) -m benchmarks review
+
+# make bench-day [HOURS=24] [KEEP_DECISIONS=1]: the USD-M recording repeated into a day, streamed through the backtest;
+# rows/s, peak RSS and what grows (docs/compiled-core.md). make bench runs the same at 1 h.
+bench-day: $(STAMP) $(EXTS)
+	$(PY) -m benchmarks.bench_day --hours $(or $(HOURS),24) $(if $(KEEP_DECISIONS),--keep-decisions)
 
 # make bench-ab REF=<commit>: engine, pipeline and backtest speed against REF, alternating old and new in one run
 bench-ab: $(STAMP) $(EXTS)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import pkgutil
 import sys
@@ -20,21 +21,57 @@ def _fmt(v: object) -> str:
     return str(v)
 
 
+def _run_params(names: list[str]) -> dict[str, inspect.Parameter]:
+    """The keyword parameters of the benchmarks' ``run()`` (a module that fails to import is reported later)."""
+    params: dict[str, inspect.Parameter] = {}
+    for name in names:
+        try:
+            params.update(inspect.signature(importlib.import_module(f"benchmarks.{name}").run).parameters)
+        except Exception:  # noqa: BLE001, S112 - main() runs it again and reports the failure in the table
+            continue
+    return params
+
+
+def _options(args: list[str], params: dict[str, inspect.Parameter]) -> tuple[set[str], dict[str, object]]:
+    """Names of the benchmarks to run, and options for their ``run()``: ``--hours 24`` is ``run(hours=24.0)`` (the
+    value converted to the type of the parameter's default), ``--keep-decisions`` sets a parameter whose default is
+    a bool. Every selected module that takes the parameter gets it."""
+    only: set[str] = set()
+    opts: dict[str, object] = {}
+    it = iter(args)
+    for a in it:
+        if not a.startswith("--"):
+            only.add(a)
+            continue
+        key = a[2:].replace("-", "_")
+        if key not in params:
+            raise SystemExit(f"no benchmark's run() takes {a}")
+        default = params[key].default
+        if isinstance(default, bool):
+            opts[key] = True
+            continue
+        value = next(it, None)
+        if value is None:
+            raise SystemExit(f"{a} needs a value")
+        opts[key] = value if default is inspect.Parameter.empty or default is None else type(default)(value)
+    return only, opts
+
+
 def main(argv: list[str]) -> int:
-    only = set(argv[1:])
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mmweb.settings")
     import benchmarks
 
     names = sorted(m.name for m in pkgutil.iter_modules(benchmarks.__path__) if m.name.startswith("bench_"))
+    only, opts = _options(argv[1:], _run_params(names) if any(a.startswith("--") for a in argv[1:]) else {})
+    selected = [n for n in names if not only or n in only or n.removeprefix("bench_") in only]
     rows: list[tuple[str, dict]] = []
     failed = 0
-    for name in names:
-        if only and name not in only and name.removeprefix("bench_") not in only:
-            continue
+    for name in selected:
         t0 = time.perf_counter()
         try:
             mod = importlib.import_module(f"benchmarks.{name}")
-            for row in mod.run():
+            params = inspect.signature(mod.run).parameters
+            for row in mod.run(**{k: v for k, v in opts.items() if k in params}):
                 rows.append((name.removeprefix("bench_"), row))
         except Exception:  # noqa: BLE001 - report and go on with the other benchmarks
             failed += 1

@@ -38,8 +38,11 @@ TAKER_FEE_BPS = 7.0
 RISK = {"clock_skew": {"max_abs_skew_ms": 2000.0}}
 
 
-def make_loop() -> EngineLoop:
-    """The backtest as a session would run it, with the issue's assumptions in place of the session's."""
+def make_loop(*, keep_decisions: bool = False) -> EngineLoop:
+    """The backtest as a session would run it, with the issue's assumptions in place of the session's.
+
+    ``keep_decisions`` keeps every changed decision in the result (``BacktestConfig``'s default; a session's
+    backtest does not keep them, and neither does the anchor)."""
     quoter = replace(
         QuoterParams(),
         order_size=ORDER_SIZE,
@@ -63,7 +66,7 @@ def make_loop() -> EngineLoop:
     )
     engine, capital = build_risk_engine(RISK, MAX_INVENTORY)
     risk = SessionRisk(engine, capital, MAX_INVENTORY)
-    return EngineLoop(core, venue, BacktestConfig(keep_decisions=False), name="glft", risk=risk)
+    return EngineLoop(core, venue, BacktestConfig(keep_decisions=keep_decisions), name="glft", risk=risk)
 
 
 def run(raw: Path, passes: int = 2) -> dict:

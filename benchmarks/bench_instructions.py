@@ -1,0 +1,165 @@
+"""Instructions per market event under callgrind: the estimator + quoter pipeline and the whole backtest (issue 15).
+
+Wall clock on these shared machines moves 2-3x within an hour; instruction counts do not. Each subject replays a
+fixed slice of the shared Binance USD-M BTCUSDT recording in a child process under ``valgrind --tool=callgrind``:
+
+* ``pipeline``: :class:`apps.engine.core.StrategyCore` ``on_event`` per event (estimators, decisions, quoter, order
+  reconciliation), the object ``bench_engine`` times;
+* ``backtest``: :meth:`EngineLoop.on_market` per event of the loop ``make bench-anchor`` and ``bench_day`` time
+  (:func:`benchmarks.anchor.ours.make_loop`: the same core, the paper venue with its L2 book, queue model and 10 ms
+  latency, the session's default risk rules, the P&L ledger; no sink).
+
+The child starts with instrumentation off (``--instr-atstart=no``: imports, unpickling and set-up run ~6x faster and
+are not counted), replays the first ``WARM`` events (36 s of market: the estimators are warm and the core has been
+quoting since event ~4,700), switches instrumentation on with ``callgrind_control -i on``, replays ``n`` more events
+and switches it off. It runs twice, with ``n = N`` and ``n = 2N``: the difference of the two totals, divided by
+``N``, is the cost per event of events ``WARM+N+1 .. WARM+2N`` (whatever the toggling itself costs cancels). The
+slice is the parsed events, pickled once by the parent, so parsing is never counted. Events in the window are of
+all kinds, in the recording's mix (the row's note gives it); the per-kind split is not measured.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+WARM = 10_000  # events replayed uninstrumented first
+N = 4_000  # the measured window: events WARM+N+1 .. WARM+2N
+SUBJECTS = ("pipeline", "backtest")
+
+
+def _make(subject: str) -> Any:
+    """The per-event callable of ``subject``."""
+    if subject == "pipeline":
+        from apps.engine.core import StrategyCore, StrategyParams
+
+        core = StrategyCore(StrategyParams.from_dict({"max_inventory": 0.05}), tick_size=0.1, lot_size=0.001)
+        return core.on_event
+    if subject == "backtest":
+        from benchmarks.anchor.ours import make_loop
+
+        return make_loop().on_market
+    raise ValueError(f"unknown subject {subject!r}")
+
+
+def _instrumentation(on: bool) -> None:
+    subprocess.run(
+        ["callgrind_control", "-i", "on" if on else "off", str(os.getpid())],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _callgrind_child(subject: str, path: str, warm: int, n: int) -> None:
+    from benchmarks.daystream import require_compiled
+
+    require_compiled()
+    with open(path, "rb") as f:
+        events = pickle.load(f)  # noqa: S301 - our own file, written a moment ago by the parent
+    step = _make(subject)
+    for ev in events[:warm]:
+        step(ev)
+    _instrumentation(True)
+    for ev in events[warm : warm + n]:
+        step(ev)
+    _instrumentation(False)
+
+
+def _instructions(subject: str, path: str, warm: int, n: int) -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                "--instr-atstart=no",
+                f"--callgrind-out-file={tmp}/cg.out",
+                sys.executable,
+                "-m",
+                "benchmarks.bench_instructions",
+                "--callgrind-child",
+                subject,
+                path,
+                str(warm),
+                str(n),
+            ],
+            cwd=BASE_DIR,
+            env={**os.environ, "PYTHONHASHSEED": "0"},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    m = re.search(r"Collected : (\d+)", out.stderr)
+    if not m:
+        raise RuntimeError(f"callgrind printed no total: {out.stderr[-300:]}")
+    return int(m.group(1))
+
+
+def measure(warm: int = WARM, n: int = N, subjects: tuple[str, ...] = SUBJECTS) -> dict[str, Any]:
+    from benchmarks.daystream import DATA, load
+
+    events = load(DATA).events[: warm + 2 * n]
+    window = events[warm + n : warm + 2 * n]
+    mix = Counter(type(e).__name__ for e in window)
+    levels = sum(len(e.bids) + len(e.asks) for e in window if hasattr(e, "bids"))
+    span_s = (window[-1].ts_local_ns - window[0].ts_local_ns) / 1e9
+    out: dict[str, Any] = {"warm": warm, "n": n, "mix": dict(mix), "levels": levels, "span_s": span_s}
+    with tempfile.NamedTemporaryFile(suffix=".pkl", delete=False) as f:
+        pickle.dump(events, f)
+    try:
+        for subject in subjects:
+            short = _instructions(subject, f.name, warm, n)
+            long = _instructions(subject, f.name, warm, 2 * n)
+            out[subject] = {"short": short, "long": long, "per_event": (long - short) / n}
+    finally:
+        os.unlink(f.name)
+    return out
+
+
+def run() -> list[dict[str, Any]]:
+    from benchmarks.daystream import DATA
+
+    if not DATA.exists():
+        return [{"name": "instructions per event", "value": "", "unit": "", "note": f"skipped: {DATA} not present"}]
+    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
+        return [{"name": "instructions per event", "value": "", "unit": "", "note": "skipped: valgrind not on PATH"}]
+    r = measure()
+    mix = ", ".join(f"{v:,} {k}" for k, v in sorted(r["mix"].items(), key=lambda kv: -kv[1]))
+    where = f"events {r['warm'] + r['n'] + 1:,}-{r['warm'] + 2 * r['n']:,} of the USD-M recording"
+    rows = [
+        {
+            "name": f"{subject} instructions per event",
+            "value": r[subject]["per_event"],
+            "unit": "instr/event",
+            "note": f"callgrind, {where}" if subject == SUBJECTS[0] else f"{r['n']:,} events: {mix}",
+        }
+        for subject in SUBJECTS
+    ]
+    rows.append(
+        {
+            "name": "backtest minus pipeline",
+            "value": r["backtest"]["per_event"] - r["pipeline"]["per_event"],
+            "unit": "instr/event",
+            "note": f"venue, ledger, risk rules, driver; {r['levels']:,} L2 levels in the window "
+            f"({r['span_s']:.1f} s of market)",
+        }
+    )
+    return rows
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 6 and sys.argv[1] == "--callgrind-child":
+        sys.path.insert(0, str(BASE_DIR))
+        _callgrind_child(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
+    else:
+        for row in run():
+            print(row)
