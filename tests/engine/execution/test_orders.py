@@ -203,3 +203,36 @@ def test_tracker_refuses_to_reuse_a_client_order_id() -> None:
     tr.on_action(PlaceOrder("o1", Side.BUY, 100.0, 1.0))
     with pytest.raises(ValueError, match="o1"):
         tr.on_action(PlaceOrder("o1", Side.BUY, 100.0, 1.0))
+
+
+def test_tracker_forgets_the_oldest_finished_orders_but_never_a_live_one() -> None:
+    tr = OrderTracker(retain_terminal=3)
+    tr.on_action(PlaceOrder("keep", Side.SELL, 101.0, 1.0))
+    tr.on_event(OrderAck(1, 1, "keep", "open", 101.0, 1.0))
+    for i in range(5):
+        cid = f"o{i}"
+        tr.on_action(PlaceOrder(cid, Side.BUY, 100.0, 1.0))
+        tr.on_event(OrderAck(1, 1, cid, "open", 100.0, 1.0))
+        tr.on_event(OrderAck(2, 2, cid, "cancelled", 100.0, 1.0))
+    assert [tr.get(f"o{i}") is None for i in range(5)] == [True, True, False, False, False]  # the last 3 kept
+    assert tr.get("keep").status is S.OPEN  # live for all this time: never forgotten
+    # a late fill for a forgotten order still moves the position, and is counted as unknown
+    unknown = tr.stats.unknown_order_events
+    assert tr.on_event(_fill("late", cid="o0", sz=1.0))
+    assert tr.position == pytest.approx(1.0) and tr.stats.unknown_order_events == unknown + 1
+    # the orders forgotten by forget_live_orders() go the same way
+    gone = tr.forget_live_orders()
+    assert [o.client_order_id for o in gone] == ["keep"] and tr.get("keep") is not None
+    assert tr.get("o2") is None  # pushed out by "keep"
+    with pytest.raises(ValueError, match="retain_terminal"):
+        OrderTracker(retain_terminal=0)
+
+
+def test_tracker_memory_is_bounded_over_many_orders() -> None:
+    tr = OrderTracker(retain_terminal=100)
+    for i in range(5000):
+        cid = f"o{i}"
+        tr.on_action(PlaceOrder(cid, Side.BUY, 100.0, 1.0))
+        tr.on_event(OrderAck(1, 1, cid, "open", 100.0, 1.0))
+        tr.on_event(OrderAck(2, 2, cid, "cancelled", 100.0, 1.0))
+    assert len(tr._orders) == 100 and len(tr._finished) == 100
