@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import resource
 import time
-from pathlib import Path
 from typing import Any
 
 from apps.engine.core import StrategyCore, StrategyParams
@@ -20,16 +19,9 @@ from apps.engine.execution.paper import PaperVenue, PaperVenueConfig
 from apps.engine.simulation.backtest import EngineLoop
 from apps.engine.simulation.baselines import FixedSpreadParams, FixedSpreadQuoter
 from apps.marketdata.parsers import ParseStats, Quarantined, parse_file
+from benchmarks.common import USDM_BTCUSDT_RAW
 
-DATA = (
-    Path(__file__).resolve().parents[1]
-    / ".."
-    / "shared"
-    / "data"
-    / "hftbacktest-binance-usdm-btcusdt-20240808"
-    / "raw"
-    / "usdm_btcusdt_20240808.gz"
-)
+DATA = USDM_BTCUSDT_RAW
 TARGET_EVENTS_PER_S = 250_000
 TICK, LOT = 0.1, 0.001
 

@@ -16,23 +16,16 @@ from __future__ import annotations
 
 import os
 import pickle
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.common import USDM_BTCUSDT_RAW, callgrind_instructions
+
 BASE_DIR = Path(__file__).resolve().parent.parent
-DATA = (
-    BASE_DIR.parent
-    / "shared"
-    / "data"
-    / "hftbacktest-binance-usdm-btcusdt-20240808"
-    / "raw"
-    / "usdm_btcusdt_20240808.gz"
-)
+DATA = USDM_BTCUSDT_RAW
 ROUNDS = 5
 SLICE = 500  # diffs after the snapshot replayed under callgrind (~34k level updates; ~1 min under valgrind)
 
@@ -84,30 +77,7 @@ def _callgrind_child(impl: str, path: str, n_diffs: int) -> None:
 
 
 def _instructions(impl: str, path: str, n_diffs: int) -> int:
-    with tempfile.TemporaryDirectory() as tmp:
-        out = subprocess.run(
-            [
-                "valgrind",
-                "--tool=callgrind",
-                f"--callgrind-out-file={tmp}/cg.out",
-                sys.executable,
-                "-m",
-                "benchmarks.bench_book",
-                "--callgrind-child",
-                impl,
-                path,
-                str(n_diffs),
-            ],
-            cwd=BASE_DIR,
-            env={**os.environ, "PYTHONHASHSEED": "0"},
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-    m = re.search(r"Collected : (\d+)", out.stderr)
-    if not m:
-        raise RuntimeError(f"callgrind printed no total: {out.stderr[-300:]}")
-    return int(m.group(1))
+    return callgrind_instructions("benchmarks.bench_book", ["--callgrind-child", impl, path, str(n_diffs)])
 
 
 def run() -> list[dict]:

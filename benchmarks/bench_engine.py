@@ -19,15 +19,10 @@ import statistics
 import time
 from pathlib import Path
 
+from benchmarks.common import USDM_BTCUSDT_RAW
+
 BASE_DIR = Path(__file__).resolve().parent.parent
-DATA = (
-    BASE_DIR.parent
-    / "shared"
-    / "data"
-    / "hftbacktest-binance-usdm-btcusdt-20240808"
-    / "raw"
-    / "usdm_btcusdt_20240808.gz"
-)
+DATA = USDM_BTCUSDT_RAW
 TICK = 0.1
 LOT = 0.001
 

@@ -20,15 +20,10 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from benchmarks.common import USDM_BTCUSDT_RAW
+
 BASE_DIR = Path(__file__).resolve().parent.parent
-USDM = (
-    BASE_DIR.parent
-    / "shared"
-    / "data"
-    / "hftbacktest-binance-usdm-btcusdt-20240808"
-    / "raw"
-    / "usdm_btcusdt_20240808.gz"
-)
+USDM = USDM_BTCUSDT_RAW
 TABLES = (
     "marketdata_tradetick",
     "marketdata_quotetick",

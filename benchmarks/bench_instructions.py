@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import re
 import shutil
 import subprocess
 import sys
@@ -30,6 +29,8 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+from benchmarks.common import callgrind_instructions
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 WARM = 10_000  # events replayed uninstrumented first
@@ -76,32 +77,11 @@ def _callgrind_child(subject: str, path: str, warm: int, n: int) -> None:
 
 
 def _instructions(subject: str, path: str, warm: int, n: int) -> int:
-    with tempfile.TemporaryDirectory() as tmp:
-        out = subprocess.run(
-            [
-                "valgrind",
-                "--tool=callgrind",
-                "--instr-atstart=no",
-                f"--callgrind-out-file={tmp}/cg.out",
-                sys.executable,
-                "-m",
-                "benchmarks.bench_instructions",
-                "--callgrind-child",
-                subject,
-                path,
-                str(warm),
-                str(n),
-            ],
-            cwd=BASE_DIR,
-            env={**os.environ, "PYTHONHASHSEED": "0"},
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-    m = re.search(r"Collected : (\d+)", out.stderr)
-    if not m:
-        raise RuntimeError(f"callgrind printed no total: {out.stderr[-300:]}")
-    return int(m.group(1))
+    return callgrind_instructions(
+        "benchmarks.bench_instructions",
+        ["--callgrind-child", subject, path, str(warm), str(n)],
+        instr_at_start=False,
+    )
 
 
 def measure(warm: int = WARM, n: int = N, subjects: tuple[str, ...] = SUBJECTS) -> dict[str, Any]:

@@ -29,15 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks.common import USDM_BTCUSDT_RAW
+
 BASE_DIR = Path(__file__).resolve().parent.parent
-DATA = (
-    BASE_DIR.parent
-    / "shared"
-    / "data"
-    / "hftbacktest-binance-usdm-btcusdt-20240808"
-    / "raw"
-    / "usdm_btcusdt_20240808.gz"
-)
+DATA = USDM_BTCUSDT_RAW
 # hftbacktest's rows of one copy of the recording (docs/bench-anchor.md: 466,493 depth + 21,476 trade + 4,000
 # snapshot + 4 clear; its converter drops bookTicker); the unit make bench-anchor compares in
 HFT_ROWS_PER_COPY = 491_973
