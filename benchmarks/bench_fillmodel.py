@@ -97,7 +97,14 @@ def _callgrind_child(impl: str, path: str, n: int) -> None:
             book.apply_diff(ev.bids, ev.asks)
 
 
-def _instructions(impl: str, path: str, n: int) -> int:
+def _backtest_child(impl: str, path: str, n: int) -> None:
+    """Runs under valgrind: the GLFT backtest over the first ``n`` events of the pickled slice."""
+    with open(path, "rb") as f:
+        events = pickle.load(f)  # noqa: S301 - our own file, written a moment ago by the parent
+    _backtest(_classes()[impl], events[:n])
+
+
+def _instructions(impl: str, path: str, n: int, mode: str = "--callgrind-child") -> int:
     with tempfile.TemporaryDirectory() as tmp:
         out = subprocess.run(
             [
@@ -107,7 +114,7 @@ def _instructions(impl: str, path: str, n: int) -> int:
                 sys.executable,
                 "-m",
                 "benchmarks.bench_fillmodel",
-                "--callgrind-child",
+                mode,
                 impl,
                 path,
                 str(n),
@@ -184,10 +191,37 @@ def run() -> list[dict]:
     return rows
 
 
+def backtest_instructions(first: int = 10_000, second: int = 20_000) -> dict[str, float]:
+    """Instructions per event of the whole GLFT backtest with each fill model (callgrind, events first+1..second of
+    the file: the difference of two replay lengths, so start-up and imports cancel). A few minutes; not in
+    ``make bench``: ``python -m benchmarks.bench_fillmodel --backtest-callgrind``."""
+    events = _events()[:second]
+    with tempfile.NamedTemporaryFile(suffix=".pkl", delete=False) as f:
+        pickle.dump(events, f)
+    try:
+        return {
+            name: (
+                _instructions(name, f.name, second, "--backtest-child")
+                - _instructions(name, f.name, first, "--backtest-child")
+            )
+            / (second - first)
+            for name in _classes()
+        }
+    finally:
+        os.unlink(f.name)
+
+
 if __name__ == "__main__":
+    sys.path.insert(0, str(BASE_DIR))
     if len(sys.argv) == 5 and sys.argv[1] == "--callgrind-child":
-        sys.path.insert(0, str(BASE_DIR))
         _callgrind_child(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+    elif len(sys.argv) == 5 and sys.argv[1] == "--backtest-child":
+        _backtest_child(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+    elif sys.argv[1:] == ["--backtest-callgrind"]:
+        per = backtest_instructions()
+        for name, n in per.items():
+            print(f"GLFT backtest instructions per event, events 10,001-20,000 ({name} fill model): {n:,.0f}")
+        print(f"ratio (reference / compiled): {per['reference'] / per['compiled']:.2f}x")
     else:
         for row in run():
             print(row)
