@@ -3,12 +3,12 @@
 # does; neither reaches the runtime image.
 FROM python:3.11-slim AS build
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && apt-get install -y --no-install-recommends gcc g++ libc6-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY . .
 RUN pip install --no-cache-dir --no-deps -e . \
-    && python -c "import apps.engine.market._book"
+    && python -c "import apps.engine.market._book, apps.engine.execution._fillmodel"
 
 FROM python:3.11-slim
 WORKDIR /app
@@ -18,6 +18,8 @@ RUN pip install --no-cache-dir -r requirements.txt
 # the source tree with the built extensions beside their .pyx (the app runs from /app, so they import from here)
 COPY --from=build /app /app
 # fail the image build, not the first backtest, when an extension is missing or would fall back to Python
-RUN python -c "from apps.engine.market import book; assert book.BOOK_COMPILED, 'compiled book missing'"
+# (the fill model is C++: its libstdc++ is in the slim image already, apt depends on it)
+RUN python -c "from apps.engine.market import book; assert book.BOOK_COMPILED, 'compiled book missing'" \
+    && python -c "from apps.engine.execution import fillmodel as f; assert f.FILLMODEL_COMPILED, 'fill model missing'"
 EXPOSE 8000
 CMD ["python", "-m", "daphne", "-b", "0.0.0.0", "-p", "8000", "mmweb.asgi:application"]

@@ -16,10 +16,12 @@ from pathlib import Path
 import pytest
 
 from apps.engine import compiled
+from apps.engine.execution import fillmodel
 from apps.engine.market import book
+from apps.engine.market.events import Side
 
 ROOT = Path(__file__).resolve().parents[2]
-COMPILED_MODULES = ["apps.engine.market._book"]
+COMPILED_MODULES = ["apps.engine.market._book", "apps.engine.execution._fillmodel"]
 
 
 @pytest.mark.parametrize("name", COMPILED_MODULES)
@@ -41,6 +43,20 @@ def test_the_engine_uses_the_compiled_book_unless_told_otherwise():
     assert type(MarketEstimators().book) is book.OrderBook
 
 
+def test_the_paper_venue_uses_the_compiled_fill_model_unless_told_otherwise():
+    if compiled.pure_python():
+        pytest.skip("MM_PURE_PYTHON is set: the references are selected on purpose")
+    assert compiled.FALLBACKS == {}, f"compiled modules fell back to Python: {compiled.FALLBACKS}"
+    compiled_fm = importlib.import_module("apps.engine.execution._fillmodel")
+    assert fillmodel.FILLMODEL_COMPILED
+    assert fillmodel.LevelBook is compiled_fm.LevelBook and fillmodel.QueueState is compiled_fm.QueueState
+    from apps.engine.execution.paper import PaperVenue, PaperVenueConfig
+
+    venue = PaperVenue(PaperVenueConfig(tick_size=0.1, lot_size=0.001))
+    assert type(venue.book) is compiled_fm.LevelBook
+    assert type(venue._join_queue(Side.BUY, 1000)) is compiled_fm.QueueState
+
+
 @pytest.mark.parametrize(("flag", "expect"), [("1", "PyOrderBook"), ("0", "OrderBook"), ("", "OrderBook")])
 def test_mm_pure_python_selects_the_reference(flag, expect):
     # A fresh interpreter: the choice is made once, at import.
@@ -50,3 +66,20 @@ def test_mm_pure_python_selects_the_reference(flag, expect):
     name, module = out.stdout.split()
     assert name == expect
     assert module == ("apps.engine.market.book" if flag == "1" else "apps.engine.market._book")
+
+
+@pytest.mark.parametrize(
+    ("flag", "expect"),
+    [("1", "PyLevelBook PyQueueState"), ("yes", "PyLevelBook PyQueueState"), ("", "LevelBook QueueState")],
+)
+def test_mm_pure_python_selects_the_fill_model_reference(flag, expect):
+    env = {**os.environ, "MM_PURE_PYTHON": flag}
+    code = (
+        "from apps.engine.execution import fillmodel as f; "
+        "print(f.LevelBook.__name__, f.QueueState.__name__, f.LevelBook.__module__, f.QueueState.__module__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    *names, m1, m2 = out.stdout.split()
+    assert " ".join(names) == expect
+    module = "apps.engine.execution.fillmodel" if expect.startswith("Py") else "apps.engine.execution._fillmodel"
+    assert m1 == m2 == module

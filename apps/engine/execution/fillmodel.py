@@ -35,12 +35,18 @@ the depth change that reflects it usually arrive as two events); the credit neve
 
 Fills are always at our limit price (maker) — a price the market reached — and never exceed the
 volume the market showed. No market impact: our simulated fills do not remove recorded liquidity.
+
+This module is the readable reference (``PyLevelBook``, ``PyQueueState`` and the pure rules). ``LevelBook`` and
+``QueueState`` below are the compiled twins from ``apps/engine/execution/_fillmodel.pyx`` (same API, the same
+doubles on every shared recording) when they are built, and these references under ``MM_PURE_PYTHON=1``
+(docs/compiled-core.md).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from apps.engine import compiled
 from apps.engine.market.events import OPPOSITE, Side
 from apps.engine.validation import one_of, positive
 
@@ -124,8 +130,9 @@ def queue_after_level_change(
 
 
 @dataclass
-class QueueState:
-    """Where one resting order stands in its level's queue.
+class PyQueueState:
+    """Where one resting order stands in its level's queue: the pure-Python reference (the compiled twin is
+    ``apps/engine/execution/_fillmodel.pyx``; use :data:`QueueState`, which is the compiled one when built).
 
     ``ahead`` is ``None`` while the level has never been observed since the order joined.
     ``priority`` orders our own orders at the same level (smaller joined earlier).
@@ -152,8 +159,9 @@ class QueueState:
 # --- a minimal L2 book in integer ticks --------------------------------------------------------
 
 
-class LevelBook:
-    """Displayed size per price tick, fed by snapshots, diffs and best bid/ask updates.
+class PyLevelBook:
+    """Displayed size per price tick, fed by snapshots, diffs and best bid/ask updates: the pure-Python reference
+    (the compiled twin is ``apps/engine/execution/_fillmodel.pyx``; use :data:`LevelBook`).
 
     Knows what it does not know: :meth:`level_size` returns ``None`` for a level it has no
     information about (e.g. behind the best when only BBO data is available). The best tick of
@@ -321,3 +329,13 @@ class LevelBook:
     def crossing_size(self, side: Side, tick: int) -> float:
         """Opposite-side size at or through our price; 0 when the book does not reach it."""
         return sum(sz for _, sz in self.crossing_levels(side, tick))
+
+
+# --- the implementation the venues use ----------------------------------------------------------
+
+_compiled_fillmodel = compiled.load("apps.engine.execution._fillmodel")
+# The compiled classes when they are built and MM_PURE_PYTHON is not set; else the references. The paper venue, the
+# Hyperliquid venue and the backtest driver take them from here (docs/compiled-core.md).
+LevelBook: type[PyLevelBook] = _compiled_fillmodel.LevelBook if _compiled_fillmodel is not None else PyLevelBook
+QueueState: type[PyQueueState] = _compiled_fillmodel.QueueState if _compiled_fillmodel is not None else PyQueueState
+FILLMODEL_COMPILED: bool = _compiled_fillmodel is not None

@@ -1,4 +1,8 @@
-"""Pure queue rules, the level book and latency models."""
+"""Pure queue rules, the level book and latency models.
+
+The level book and queue-state tests run against both implementations: the pure-Python reference and the compiled
+class that the venues use (``apps/engine/execution/_fillmodel.pyx``; docs/compiled-core.md).
+"""
 
 from __future__ import annotations
 
@@ -7,16 +11,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from apps.engine.execution import _fillmodel
 from apps.engine.execution.fillmodel import (
-    LevelBook,
+    PyLevelBook,
+    PyQueueState,
     QueueModelParams,
-    QueueState,
     cancel_share_ahead,
     queue_after_level_change,
     queue_after_trade,
 )
 from apps.engine.execution.latency import ConstantLatency, EmpiricalLatency, as_latency_model
 from apps.engine.market.events import DepthSnapshot, DepthUpdate, Side
+
+BOOKS = [pytest.param(PyLevelBook, id="reference"), pytest.param(_fillmodel.LevelBook, id="compiled")]
+QUEUES = [pytest.param(PyQueueState, id="reference"), pytest.param(_fillmodel.QueueState, id="compiled")]
+both_books = pytest.mark.parametrize("LevelBook", BOOKS)
+both_queues = pytest.mark.parametrize("QueueState", QUEUES)
 
 RISK_AVERSE = QueueModelParams("risk_averse")
 PROPORTIONAL = QueueModelParams("probabilistic", power=1.0)
@@ -60,7 +70,8 @@ def test_a_decrease_explained_by_trades_is_not_counted_as_a_cancel() -> None:
     assert ahead == 3.0 and credit == 0.0
 
 
-def test_queue_state_joins_behind_everything_on_first_sight_of_an_unknown_level() -> None:
+@both_queues
+def test_queue_state_joins_behind_everything_on_first_sight_of_an_unknown_level(QueueState) -> None:
     q = QueueState(ahead=None, level_size=None, priority=1)
     q.observe_level(4.0, PROPORTIONAL)
     assert q.ahead == 4.0
@@ -78,7 +89,8 @@ def test_queue_model_params_validate_names_the_bad_value() -> None:
 # --- level book ---------------------------------------------------------------------------------
 
 
-def test_level_book_knows_what_it_does_not_know_with_bbo_only() -> None:
+@both_books
+def test_level_book_knows_what_it_does_not_know_with_bbo_only(LevelBook) -> None:
     b = LevelBook(0.1)
     b.apply_bbo(100.0, 5.0, 100.2, 3.0)
     assert b.level_size(Side.BUY, b.tick_of(100.0)) == 5.0
@@ -89,7 +101,8 @@ def test_level_book_knows_what_it_does_not_know_with_bbo_only() -> None:
     assert b.level_size(Side.SELL, b.tick_of(100.2)) is None
 
 
-def test_level_book_treats_missing_levels_inside_a_snapshot_as_empty() -> None:
+@both_books
+def test_level_book_treats_missing_levels_inside_a_snapshot_as_empty(LevelBook) -> None:
     b = LevelBook(0.1)
     b.apply_snapshot(((100.0, 1.0), (99.7, 2.0)), ((100.1, 1.0),))
     assert b.level_size(Side.BUY, b.tick_of(99.8)) == 0.0
@@ -150,13 +163,14 @@ class _DictBook:
         return max(self.bids, default=None), min(self.asks, default=None)
 
 
-def _assert_same(book: LevelBook, ref: _DictBook, where: str) -> None:
+def _assert_same(book: PyLevelBook, ref: _DictBook, where: str) -> None:
     got = (book.best_tick(Side.BUY), book.best_tick(Side.SELL))
     assert got == ref.best(), f"{where}: best (bid, ask) ticks {got}, reference {ref.best()}"
     assert book.bids == ref.bids and book.asks == ref.asks, f"{where}: levels differ from the reference"
 
 
-def test_level_book_finds_a_higher_bid_added_by_the_diff_that_deletes_the_best() -> None:
+@both_books
+def test_level_book_finds_a_higher_bid_added_by_the_diff_that_deletes_the_best(LevelBook) -> None:
     b = LevelBook(1.0)
     b.apply_snapshot(((100.0, 1.0), (99.0, 1.0)), ((103.0, 1.0),))
     b.apply_diff(((100.0, 0.0), (101.0, 2.0)), ())
@@ -179,9 +193,10 @@ _op = st.one_of(
 )
 
 
+@both_books
 @settings(max_examples=400, deadline=None)
 @given(st.lists(_op, min_size=1, max_size=40), st.sampled_from([1.0, 0.1, 0.01]))
-def test_level_book_best_prices_equal_a_dict_reference_after_every_update(ops, tick_size: float) -> None:
+def test_level_book_best_prices_equal_a_dict_reference_after_every_update(LevelBook, ops, tick_size: float) -> None:
     book, ref = LevelBook(tick_size), _DictBook()
     for i, op in enumerate(ops):
         if op[0] == "bbo":
@@ -200,7 +215,8 @@ def test_level_book_best_prices_equal_a_dict_reference_after_every_update(ops, t
         _assert_same(book, ref, f"after op {i} {op[0]}")
 
 
-def test_level_book_best_prices_equal_a_dict_reference_on_every_recorded_usdm_diff() -> None:
+@both_books
+def test_level_book_best_prices_equal_a_dict_reference_on_every_recorded_usdm_diff(LevelBook) -> None:
     from apps.marketdata.parsers import Quarantined, parse_file
     from tests.conftest import shared_data
 

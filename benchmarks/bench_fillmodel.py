@@ -1,0 +1,227 @@
+"""Fill model: the pure-Python reference against the compiled classes, on the shared Binance USD-M BTCUSDT recording.
+
+Two measures (docs/compiled-core.md):
+
+- **The backtest, reference against compiled fill model, in one run.** The GLFT backtest of ``bench_backtest``
+  (strategy core, paper venue with its level book and queue model, ledger; 5 ms latencies) over every event of the
+  file, run ``ROUNDS`` times with the paper venue's ``LevelBook``/``QueueState`` set to the references and as many
+  with the compiled classes, alternating, so both see the same machine load; the best round of each and their
+  ratio. Everything else (the compiled L2 book of phase 1 included) is the same in both. The fills of every round
+  must be the same, or the benchmark fails.
+- **Instructions per book event** under ``valgrind --tool=callgrind`` (when on PATH): the venue's level book alone,
+  fed what the paper venue feeds it (book tickers, the snapshot, diffs), starting at the depth snapshot; replayed for
+  ``SLICE`` and ``SLICE/2`` events in child processes, the difference divided by ``SLICE/2``, so start-up, imports
+  and warm-up cancel.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA = (
+    BASE_DIR.parent
+    / "shared"
+    / "data"
+    / "hftbacktest-binance-usdm-btcusdt-20240808"
+    / "raw"
+    / "usdm_btcusdt_20240808.gz"
+)
+TICK, LOT = 0.1, 0.001
+ROUNDS = 3
+SLICE = 6000  # book events after the snapshot replayed under callgrind (~10% of them diffs)
+
+
+def _classes() -> dict[str, tuple[type, type]]:
+    from apps.engine.execution import _fillmodel
+    from apps.engine.execution.fillmodel import PyLevelBook, PyQueueState
+
+    return {"reference": (PyLevelBook, PyQueueState), "compiled": (_fillmodel.LevelBook, _fillmodel.QueueState)}
+
+
+def _events() -> list:
+    from apps.marketdata.parsers import Quarantined, parse_file
+
+    return [e for e in parse_file("binance-raw", DATA) if not isinstance(e, Quarantined)]
+
+
+def _backtest(impl: tuple[type, type], events: list) -> tuple[float, int]:
+    from apps.engine.core import StrategyCore, StrategyParams
+    from apps.engine.execution import paper
+    from apps.engine.simulation.backtest import EngineLoop
+
+    saved = paper.LevelBook, paper.QueueState
+    paper.LevelBook, paper.QueueState = impl  # the names the paper venue builds its book and queue states from
+    try:
+        cfg = paper.PaperVenueConfig(TICK, LOT, entry_latency_ns=5_000_000, response_latency_ns=5_000_000)
+        venue = paper.PaperVenue(cfg, seed=1)
+        assert type(venue.book) is impl[0]
+        loop = EngineLoop(StrategyCore(StrategyParams(), tick_size=TICK, lot_size=LOT), venue, name="glft")
+        t0 = time.perf_counter()
+        result = loop.run(events)
+        return time.perf_counter() - t0, len(result.fills)
+    finally:
+        paper.LevelBook, paper.QueueState = saved
+
+
+def _book_events(events: list) -> list:
+    from apps.engine.market.events import BestBidAsk, DepthSnapshot, DepthUpdate
+
+    book = [e for e in events if type(e) in (BestBidAsk, DepthSnapshot, DepthUpdate)]
+    i = next(i for i, e in enumerate(book) if type(e) is DepthSnapshot)
+    return book[i : i + 1 + SLICE]
+
+
+def _callgrind_child(impl: str, path: str, n: int) -> None:
+    """Runs under valgrind: the level book fed the first ``n`` events of the slice, as the paper venue feeds it."""
+    from apps.engine.market.events import BestBidAsk, DepthSnapshot
+
+    with open(path, "rb") as f:
+        events = pickle.load(f)  # noqa: S301 - our own file, written a moment ago by the parent
+    book = _classes()[impl][0](TICK)
+    for ev in events[:n]:
+        cls = type(ev)
+        if cls is BestBidAsk:
+            book.apply_bbo(ev.bid_px, ev.bid_size, ev.ask_px, ev.ask_size)
+        elif cls is DepthSnapshot:
+            book.apply_snapshot(ev.bids, ev.asks)
+        else:
+            book.apply_diff(ev.bids, ev.asks)
+
+
+def _backtest_child(impl: str, path: str, n: int) -> None:
+    """Runs under valgrind: the GLFT backtest over the first ``n`` events of the pickled slice."""
+    with open(path, "rb") as f:
+        events = pickle.load(f)  # noqa: S301 - our own file, written a moment ago by the parent
+    _backtest(_classes()[impl], events[:n])
+
+
+def _instructions(impl: str, path: str, n: int, mode: str = "--callgrind-child") -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                f"--callgrind-out-file={tmp}/cg.out",
+                sys.executable,
+                "-m",
+                "benchmarks.bench_fillmodel",
+                mode,
+                impl,
+                path,
+                str(n),
+            ],
+            cwd=BASE_DIR,
+            env={**os.environ, "PYTHONHASHSEED": "0"},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    m = re.search(r"Collected : (\d+)", out.stderr)
+    if not m:
+        raise RuntimeError(f"callgrind printed no total: {out.stderr[-300:]}")
+    return int(m.group(1))
+
+
+def run() -> list[dict]:
+    if not DATA.exists():
+        return [{"name": "fill model", "value": "", "unit": "", "note": f"skipped: {DATA} not present"}]
+    events = _events()
+    classes = _classes()
+    best = {name: float("inf") for name in classes}
+    fills: dict[str, set[int]] = {name: set() for name in classes}
+    for _ in range(ROUNDS):
+        for name, impl in classes.items():
+            wall, n_fills = _backtest(impl, events)
+            best[name] = min(best[name], wall)
+            fills[name].add(n_fills)
+    if len(fills["reference"] | fills["compiled"]) != 1:
+        raise RuntimeError(f"the two fill models filled differently: {fills}")
+    note = f"GLFT backtest, {len(events):,} events, best of {ROUNDS} alternating rounds"
+    rows = [
+        {"name": f"backtest with the {name} fill model", "value": len(events) / s, "unit": "events/s", "note": note}
+        for name, s in best.items()
+    ]
+    rows.append(
+        {
+            "name": "backtest speed-up (compiled / reference fill model)",
+            "value": best["reference"] / best["compiled"],
+            "unit": "×",
+            "note": f"same run, same events, {fills['compiled'].pop()} fills in every round",
+        }
+    )
+    if shutil.which("valgrind") is None:
+        rows.append({"name": "level book instructions", "value": "", "unit": "", "note": "skipped: no valgrind"})
+        return rows
+    part = _book_events(events)
+    half = SLICE // 2
+    with tempfile.NamedTemporaryFile(suffix=".pkl", delete=False) as f:
+        pickle.dump(part, f)
+    try:
+        per: dict[str, float] = {}
+        for name in classes:
+            n = _instructions(name, f.name, 1 + SLICE) - _instructions(name, f.name, 1 + half)
+            per[name] = n / (SLICE - half)
+            rows.append(
+                {
+                    "name": f"level book instructions per book event ({name})",
+                    "value": per[name],
+                    "unit": "instr",
+                    "note": f"callgrind, book events {half + 1}-{SLICE} after the snapshot (tickers and diffs)",
+                }
+            )
+        rows.append(
+            {
+                "name": "level book instruction ratio (reference / compiled)",
+                "value": per["reference"] / per["compiled"],
+                "unit": "×",
+                "note": "load-independent",
+            }
+        )
+    finally:
+        os.unlink(f.name)
+    return rows
+
+
+def backtest_instructions(first: int = 10_000, second: int = 20_000) -> dict[str, float]:
+    """Instructions per event of the whole GLFT backtest with each fill model (callgrind, events first+1..second of
+    the file: the difference of two replay lengths, so start-up and imports cancel). A few minutes; not in
+    ``make bench``: ``python -m benchmarks.bench_fillmodel --backtest-callgrind``."""
+    events = _events()[:second]
+    with tempfile.NamedTemporaryFile(suffix=".pkl", delete=False) as f:
+        pickle.dump(events, f)
+    try:
+        return {
+            name: (
+                _instructions(name, f.name, second, "--backtest-child")
+                - _instructions(name, f.name, first, "--backtest-child")
+            )
+            / (second - first)
+            for name in _classes()
+        }
+    finally:
+        os.unlink(f.name)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(BASE_DIR))
+    if len(sys.argv) == 5 and sys.argv[1] == "--callgrind-child":
+        _callgrind_child(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+    elif len(sys.argv) == 5 and sys.argv[1] == "--backtest-child":
+        _backtest_child(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+    elif sys.argv[1:] == ["--backtest-callgrind"]:
+        per = backtest_instructions()
+        for name, n in per.items():
+            print(f"GLFT backtest instructions per event, events 10,001-20,000 ({name} fill model): {n:,.0f}")
+        print(f"ratio (reference / compiled): {per['reference'] / per['compiled']:.2f}x")
+    else:
+        for row in run():
+            print(row)
