@@ -18,23 +18,16 @@ from __future__ import annotations
 
 import os
 import pickle
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.common import USDM_BTCUSDT_RAW, callgrind_instructions
+
 BASE_DIR = Path(__file__).resolve().parent.parent
-DATA = (
-    BASE_DIR.parent
-    / "shared"
-    / "data"
-    / "hftbacktest-binance-usdm-btcusdt-20240808"
-    / "raw"
-    / "usdm_btcusdt_20240808.gz"
-)
+DATA = USDM_BTCUSDT_RAW
 TICK, LOT = 0.1, 0.001
 ROUNDS = 3
 SLICE = 6000  # book events after the snapshot replayed under callgrind (~10% of them diffs)
@@ -105,30 +98,7 @@ def _backtest_child(impl: str, path: str, n: int) -> None:
 
 
 def _instructions(impl: str, path: str, n: int, mode: str = "--callgrind-child") -> int:
-    with tempfile.TemporaryDirectory() as tmp:
-        out = subprocess.run(
-            [
-                "valgrind",
-                "--tool=callgrind",
-                f"--callgrind-out-file={tmp}/cg.out",
-                sys.executable,
-                "-m",
-                "benchmarks.bench_fillmodel",
-                mode,
-                impl,
-                path,
-                str(n),
-            ],
-            cwd=BASE_DIR,
-            env={**os.environ, "PYTHONHASHSEED": "0"},
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-    m = re.search(r"Collected : (\d+)", out.stderr)
-    if not m:
-        raise RuntimeError(f"callgrind printed no total: {out.stderr[-300:]}")
-    return int(m.group(1))
+    return callgrind_instructions("benchmarks.bench_fillmodel", [mode, impl, path, str(n)])
 
 
 def run() -> list[dict]:
