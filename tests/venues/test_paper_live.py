@@ -19,6 +19,7 @@ from apps.control.services import Actor, create_live_data_session, halt_session
 from apps.engine.market.book import OrderBook
 from apps.engine.market.events import DepthSnapshot, DepthUpdate
 from apps.engine.risk.gateway import Mode
+from apps.engine.risk.rules import CancelRateParams, MessageRateParams
 from apps.marketdata.models import DepthSnapshotRecord, DepthUpdateRecord, QuoteTick, TradeTick
 from apps.marketdata.selectors import iter_events, stored_range_ns
 from apps.trading.loop import QuotingLoop
@@ -30,7 +31,15 @@ from tests.venues.live_checks import assert_skew_measured_and_tripped, flush
 INSTRUMENT = "binance-usdm:BTCUSDT"
 # quick estimators; no fee and no adverse-selection prior so that the quoter's E[P&L] filter lets the tight GLFT
 # quotes of this liquid market through (with the real 2 bps maker fee it rightly quotes nothing at this κ)
+SPEED = 4.0  # the replay servers below run the recordings at 4× real time
 PARAMS = {
+    # the message- and cancel-rate limits count wall-clock seconds: at 4× the market's pace the same quoting sends
+    # 4× the messages and cancels per 10 s, so the limits are scaled with it (the spot session tripped the
+    # unscaled 250 of each under load)
+    "risk": {
+        "message_rate": {"max_messages": int(MessageRateParams().max_messages * SPEED)},
+        "cancel_rate": {"max_cancels": int(CancelRateParams().max_cancels * SPEED)},
+    },
     "strategy": {
         "sigma_bucket_s": 0.25,
         "sigma_min_buckets": 8,
@@ -51,7 +60,7 @@ def recording():
 
 @pytest.fixture
 def server(recording, settings):
-    srv = BinanceReplayServer([recording], speed=4.0, restamp=True).start()
+    srv = BinanceReplayServer([recording], speed=SPEED, restamp=True).start()
     settings.MM_BINANCE_WS_URL = srv.base_ws
     settings.MM_BINANCE_REST_URL = srv.base_http
     yield srv
@@ -271,7 +280,7 @@ def test_bad_start_form_inputs_name_their_field(client, over, field, message):
 @pytest.fixture
 def skewed_server(recording, settings, request):
     """The replay server with its clock ``request.param`` ms ahead of ours (restamped, so otherwise live-like)."""
-    srv = BinanceReplayServer([recording], speed=4.0, restamp=True, skew_ms=request.param).start()
+    srv = BinanceReplayServer([recording], speed=SPEED, restamp=True, skew_ms=request.param).start()
     settings.MM_BINANCE_WS_URL = srv.base_ws
     settings.MM_BINANCE_REST_URL = srv.base_http
     yield srv
@@ -323,7 +332,7 @@ def test_a_live_data_session_on_binance_spot_quotes_fills_and_records_spot_depth
     syncs by spot's rule, and the session quotes on spot's grid, gets paper fills and stores diffs that chain by
     ``U == previous u + 1`` from the stored snapshot."""
     path = shared_data("hftbacktest-binance-spot-btcusdt-20240808", "raw", "spot_btcusdt_20240808.gz")
-    srv = BinanceReplayServer([load_recording(Path(path), 30_000)], speed=4.0, restamp=True).start()
+    srv = BinanceReplayServer([load_recording(Path(path), 30_000)], speed=SPEED, restamp=True).start()
     settings.MM_BINANCE_SPOT_WS_URL = srv.base_ws
     settings.MM_BINANCE_SPOT_REST_URL = srv.base_http
     settings.MM_BINANCE_WS_URL = settings.MM_BINANCE_REST_URL = "http://127.0.0.1:9"  # never the USD-M ones
