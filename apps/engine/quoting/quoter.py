@@ -626,6 +626,7 @@ class ModelTerms:
     c2: float  # GLFT's c2 (√s per base unit); NaN for AS
     xi: float  # spread-term risk aversion ξ
     a_mid_per_s: float  # A at zero distance from mid, per second
+    inventory_slope: float  # k = inventory_term / q (per base unit); the finite solution's chord at one lot when flat
     note: str = ""
 
 
@@ -648,11 +649,12 @@ def model_terms(p: QuoterParams, market: MarketState, q: float, gamma: float, ho
         c1 = half_spread(gd, kappa)  # (1/(γΔ))·ln(1 + γΔ/κ)
         inv = q * gamma * sig_inv * sig_inv * horizon
         delta = c1 + 0.5 * gd * sig_spread * sig_spread * horizon
-        return ModelTerms("as", inv, delta, c1, math.nan, gamma, math.nan)
+        return ModelTerms("as", inv, delta, c1, math.nan, gamma, math.nan, gamma * sig_inv**2 * horizon)
     xi = p.gamma_base
     a_mid = glft_a_at_mid(market)
     c1, c2 = glft_coefficients(gamma, xi, p.order_size, a_mid, kappa)
-    asym = ModelTerms("glft", q * sig_inv * c2, c1 + 0.5 * p.order_size * sig_spread * c2, c1, c2, xi, a_mid)
+    delta = c1 + 0.5 * p.order_size * sig_spread * c2
+    asym = ModelTerms("glft", q * sig_inv * c2, delta, c1, c2, xi, a_mid, sig_inv * c2)
     if p.model == "glft":
         return asym
     if not market.session_end_ns:
@@ -668,27 +670,19 @@ def model_terms(p: QuoterParams, market: MarketState, q: float, gamma: float, ho
     grid = gp.inventory
     bid = np.where(np.isfinite(bid), bid, c1 + sig_inv * c2 * (grid + 0.5 * p.order_size))
     ask = np.where(np.isfinite(ask), ask, c1 - sig_inv * c2 * (grid - 0.5 * p.order_size))
-    x = min(max(q / p.order_size + n_lots, 0.0), 2.0 * n_lots)
-    i0 = min(math.floor(x), 2 * n_lots - 1)
-    w = x - i0
-    b = (1.0 - w) * bid[i0] + w * bid[i0 + 1]
-    a = (1.0 - w) * ask[i0] + w * ask[i0 + 1]
+
+    def inventory_term_at(qq: float) -> float:  # the solution's (bid − ask)/2, linear in q between grid points
+        x = min(max(qq / p.order_size + n_lots, 0.0), 2.0 * n_lots)
+        i0 = min(math.floor(x), 2 * n_lots - 1)
+        w = x - i0
+        b = (1.0 - w) * bid[i0] + w * bid[i0 + 1]
+        a = (1.0 - w) * ask[i0] + w * ask[i0 + 1]
+        return 0.5 * (b - a)
+
+    inv = inventory_term_at(q)
+    k = inv / q if q else inventory_term_at(p.order_size) / p.order_size
     flat_half = 0.5 * float(bid[n_lots] + ask[n_lots])  # symmetric at q = 0: bid = ask offset there
-    return ModelTerms("glft_finite", 0.5 * (b - a), flat_half, c1, c2, xi, a_mid)
-
-
-def _inventory_slope(
-    p: QuoterParams, market: MarketState, q: float, gamma: float, horizon: float, terms: ModelTerms
-) -> float:
-    """k = inventory_term / q, fraction of mid per base unit: σ_inv·c2 (GLFT) or γσ_inv²T (AS), linear in q; the
-    finite solution's chord at q (at one lot when flat)."""
-    if terms.model == "as":
-        return gamma * market.sigma_inventory**2 * horizon
-    if terms.model == "glft":
-        return market.sigma_inventory * terms.c2
-    if q:
-        return terms.inventory_term / q
-    return model_terms(p, market, p.order_size, gamma, horizon).inventory_term / p.order_size
+    return ModelTerms("glft_finite", inv, flat_half, c1, c2, xi, a_mid, k)
 
 
 def _reservation_step(
@@ -735,7 +729,7 @@ def _reservation_step(
         half_spread_risk_frac=terms.half_spread - terms.c1,
         half_spread_model_frac=terms.half_spread,
         half_spread_fill_cost_frac=fill_cost,
-        inventory_slope_frac=_inventory_slope(p, market, q, gamma, horizon, terms),
+        inventory_slope_frac=terms.inventory_slope,
     )
     inputs.update(
         horizon_s=horizon,
@@ -765,8 +759,7 @@ def _reservation_step(
     )
     if not market.drift_ok:
         reasons.append("drift not usable: drift term is 0")
-    slope = inputs["inventory_slope_frac"]
-    return Reservation(r, delta, skew, horizon, sig_inv, slope)
+    return Reservation(r, delta, skew, horizon, sig_inv, terms.inventory_slope)
 
 
 def _skew_flag_step(p: QuoterParams, q: float, skew: float, inputs: dict[str, float], reasons: list[str]) -> None:
