@@ -14,15 +14,13 @@ level update) of diffs ``SLICE/2+1 .. SLICE``, free of interpreter start-up, imp
 
 from __future__ import annotations
 
-import os
 import pickle
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import USDM_BTCUSDT_RAW, callgrind_instructions
+from benchmarks.common import USDM_BTCUSDT_RAW, callgrind_instructions, reference_vs_compiled_rows
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA = USDM_BTCUSDT_RAW
@@ -115,32 +113,20 @@ def run() -> list[dict]:
     part = _slice(events)
     half = SLICE // 2
     slice_levels = sum(len(e.bids) + len(e.asks) for e in part[1 + half :])
-    with tempfile.NamedTemporaryFile(suffix=".pkl", delete=False) as f:
-        pickle.dump(part, f)
-    try:
-        per: dict[str, float] = {}
-        for name in classes:
-            n = _instructions(name, f.name, SLICE) - _instructions(name, f.name, half)
-            per[name] = n / (SLICE - half)
-            rows.append(
-                {
-                    "name": f"book instructions per depth message ({name})",
-                    "value": per[name],
-                    "unit": "instr",
-                    "note": f"callgrind, diffs {half + 1}-{SLICE} after the snapshot "
-                    f"({n / slice_levels:,.0f} per level update)",
-                }
-            )
-        rows.append(
-            {
-                "name": "book instruction ratio (reference / compiled)",
-                "value": per["reference"] / per["compiled"],
-                "unit": "×",
-                "note": "load-independent",
-            }
-        )
-    finally:
-        os.unlink(f.name)
+    rows += reference_vs_compiled_rows(
+        part,
+        classes,
+        _instructions,
+        half,
+        SLICE,
+        SLICE - half,
+        "book instructions per depth message",
+        lambda _name, n: (
+            f"callgrind, diffs {half + 1}-{SLICE} after the snapshot "
+            f"({n * (SLICE - half) / slice_levels:,.0f} per level update)"
+        ),
+        "book instruction ratio (reference / compiled)",
+    )
     return rows
 
 

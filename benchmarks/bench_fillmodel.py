@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import USDM_BTCUSDT_RAW, callgrind_instructions
+from benchmarks.common import USDM_BTCUSDT_RAW, callgrind_instructions, reference_vs_compiled_rows
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA = USDM_BTCUSDT_RAW
@@ -133,31 +133,17 @@ def run() -> list[dict]:
         return rows
     part = _book_events(events)
     half = SLICE // 2
-    with tempfile.NamedTemporaryFile(suffix=".pkl", delete=False) as f:
-        pickle.dump(part, f)
-    try:
-        per: dict[str, float] = {}
-        for name in classes:
-            n = _instructions(name, f.name, 1 + SLICE) - _instructions(name, f.name, 1 + half)
-            per[name] = n / (SLICE - half)
-            rows.append(
-                {
-                    "name": f"level book instructions per book event ({name})",
-                    "value": per[name],
-                    "unit": "instr",
-                    "note": f"callgrind, book events {half + 1}-{SLICE} after the snapshot (tickers and diffs)",
-                }
-            )
-        rows.append(
-            {
-                "name": "level book instruction ratio (reference / compiled)",
-                "value": per["reference"] / per["compiled"],
-                "unit": "×",
-                "note": "load-independent",
-            }
-        )
-    finally:
-        os.unlink(f.name)
+    rows += reference_vs_compiled_rows(
+        part,
+        classes,
+        _instructions,
+        1 + half,
+        1 + SLICE,
+        SLICE - half,
+        "level book instructions per book event",
+        lambda _name, _n: f"callgrind, book events {half + 1}-{SLICE} after the snapshot (tickers and diffs)",
+        "level book instruction ratio (reference / compiled)",
+    )
     return rows
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import pickle
 import re
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -45,3 +47,40 @@ def callgrind_instructions(module: str, child_args: list[str], *, instr_at_start
     if not m:
         raise RuntimeError(f"callgrind printed no total: {out.stderr[-300:]}")
     return int(m.group(1))
+
+
+def reference_vs_compiled_rows(
+    events: list,
+    impls: Iterable[str],
+    count: Callable[[str, str, int], int],
+    short: int,
+    long: int,
+    per: int,
+    label: str,
+    note: Callable[[str, float], str],
+    ratio_name: str,
+) -> list[dict]:
+    """Instructions per event of each implementation: ``events`` pickled for the callgrind children, ``count(impl,
+    path, n)`` run for ``long`` and ``short`` events, the difference divided by ``per``; one row per implementation
+    (``label`` with the name, ``note(impl, instructions)``) and a reference/compiled ratio row."""
+    rows: list[dict] = []
+    with tempfile.NamedTemporaryFile(suffix=".pkl", delete=False) as f:
+        pickle.dump(events, f)
+    try:
+        result: dict[str, float] = {}
+        for name in impls:
+            result[name] = (count(name, f.name, long) - count(name, f.name, short)) / per
+            rows.append(
+                {"name": f"{label} ({name})", "value": result[name], "unit": "instr", "note": note(name, result[name])}
+            )
+        rows.append(
+            {
+                "name": ratio_name,
+                "value": result["reference"] / result["compiled"],
+                "unit": "×",
+                "note": "load-independent",
+            }
+        )
+    finally:
+        os.unlink(f.name)
+    return rows
