@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from apps.engine.estimators.adverse import AdverseSelectionParams
+from apps.engine.estimators.depth_markout import MID_HISTORY_S, DepthMarkoutParams
 from apps.engine.estimators.base import EstimatorSnapshot
 from apps.engine.estimators.drift import DriftParams
 from apps.engine.estimators.hawkes import HawkesParams
@@ -212,6 +213,8 @@ class StrategyParams:
             ),
             # the markout horizon of the measured adverse selection is the quoter's quote life
             adverse=AdverseSelectionParams(horizon_s=self.quoter.quote_life_s),
+            # and of the depth curve, within the mid history it reads (10 s)
+            depth_markout=DepthMarkoutParams(horizon_s=min(self.quoter.quote_life_s, 0.5 * MID_HISTORY_S)),
             kappa_refresh_s=self.kappa_refresh_s,
             kappa_min_refresh_s=min(0.2, self.kappa_refresh_s),
             snapshot_refresh_s=self.snapshot_refresh_s,
@@ -442,6 +445,15 @@ class StrategyCore:
             adverse_selection_own_markouts=adv.detail["own_markouts"],
             adverse_selection_public_markouts=adv.detail["public_markouts"],
         )
+        depth, curve = m.depth_cost(now_ns)
+        extra.update(
+            depth_markout_state_ok=1.0 if depth.usable else 0.0,
+            depth_markout_events=depth.detail["events"],
+            depth_markout_pooled_bps=depth.value * 1e4,
+            depth_markout_cost_0_5bps_bps=depth.detail.get("cost_0.5bps_bps", math.nan),
+            depth_markout_cost_1bps_bps=depth.detail.get("cost_1bps_bps", math.nan),
+            depth_markout_cost_2bps_bps=depth.detail.get("cost_2bps_bps", math.nan),
+        )
         book = m.book_signals() if m.book.n_bid_levels and m.book.n_ask_levels else {}
         flow_imb = flow.value if flow.usable else 0.0
         features = m.risk_features(now_ns, k, s, book.get("depth_near", math.nan), flow_imb)
@@ -483,6 +495,8 @@ class StrategyCore:
             flow_toxicity=features.get("flow_toxicity", 0.0),
             adverse_selection=adv.value,
             adverse_selection_ok=adv.usable,
+            fill_cost_curve=curve,
+            fill_cost_curve_ok=depth.usable and curve is not None,
             bid_queue=bid_queue,
             ask_queue=ask_queue,
             risk_features=features,

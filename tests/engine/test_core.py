@@ -59,9 +59,13 @@ def test_it_quotes_both_sides_around_the_reservation_price_from_measured_kappa()
     c1 = math.log1p(xi * size / kappa) / (xi * size)
     c2 = math.sqrt(gamma / (2 * a_mid * size * kappa) * (1 + xi * size / kappa) ** (1 + kappa / (xi * size)))
     delta = c1 + 0.5 * size * d.inputs["sigma_spread"] * c2
-    assert d.inputs["half_spread_frac"] == pytest.approx(delta, rel=1e-9)
-    assert r * 1 - delta * mid - 0.1 - 1e-9 <= d.bid_px <= r - delta * mid + 1e-9
-    assert r + delta * mid - 1e-9 <= d.ask_px <= r + delta * mid + 0.1 + 1e-9
+    assert d.inputs["half_spread_model_frac"] == pytest.approx(delta, rel=1e-9)
+    # the quoted δ adds the cost of a fill (never negative)
+    cost = d.inputs["half_spread_fill_cost_frac"]
+    assert cost >= 0 and d.inputs["half_spread_frac"] == pytest.approx(delta + cost, rel=1e-9)
+    half = d.inputs["half_spread_frac"]
+    assert r * 1 - half * mid - 0.1 - 1e-9 <= d.bid_px <= r - half * mid + 1e-9
+    assert r + half * mid - 1e-9 <= d.ask_px <= r + half * mid + 0.1 + 1e-9
     assert core.fills > 0
 
 

@@ -55,6 +55,7 @@ import numpy as np
 
 from apps.engine.estimators.adverse import AdverseSelectionEstimator, AdverseSelectionParams
 from apps.engine.estimators.base import EstimatorSnapshot, EstimatorState
+from apps.engine.estimators.depth_markout import DepthCostCurve, DepthMarkoutCurve, DepthMarkoutParams
 from apps.engine.estimators.drift import DriftParams, KalmanDrift
 from apps.engine.estimators.flow import ArrivalParams, FlowImbalance, FlowParams, TradeArrivalRate
 from apps.engine.estimators.hawkes import (
@@ -95,7 +96,7 @@ class EstimatorConfig:
 
     Attributes
     ----------
-    kappa, sigma, flow, arrival, drift, microprice, adverse : params of each estimator.
+    kappa, sigma, flow, arrival, drift, microprice, adverse, depth_markout : params of each estimator.
     hawkes_prior : HawkesParams
         Hawkes parameters used until the first successful fit (the intensity is WARMING until then).
     kappa_refresh_s, kappa_min_refresh_s : float
@@ -129,6 +130,7 @@ class EstimatorConfig:
     drift: DriftParams = field(default_factory=DriftParams)
     microprice: MicropriceParams = field(default_factory=MicropriceParams)
     adverse: AdverseSelectionParams = field(default_factory=AdverseSelectionParams)
+    depth_markout: DepthMarkoutParams = field(default_factory=DepthMarkoutParams)
     hawkes_prior: HawkesParams = field(
         default_factory=lambda: HawkesParams(mu_per_s=1.0, alpha_per_s=0.5, beta_per_s=1.0)
     )
@@ -199,6 +201,7 @@ class MarketEstimators:
         self.drift = KalmanDrift(cfg.drift)
         self.microprice = MicropriceRegression(cfg.microprice)
         self.adverse = AdverseSelectionEstimator(cfg.adverse)
+        self.depth_markout = DepthMarkoutCurve(cfg.depth_markout)
         self.hawkes = HawkesIntensity(cfg.hawkes_prior, name="trade_hawkes")
         self.hawkes_fit = None
         self.fill_cascade = FillCascade(cfg.hawkes_prior)
@@ -226,6 +229,8 @@ class MarketEstimators:
         self._flow_value = 0.0
         self._cache = {name: _Cached() for name in ("kappa", "sigma", "arrival", "flow", "drift", "microprice")}
         c = self._cache
+        self._c_depth = _Cached()  # the depth-conditional fill cost: read by the quoter only, not in snapshots()
+        self._depth_curve: DepthCostCurve | None = None
         self._c_kappa, self._c_sigma, self._c_arrival = c["kappa"], c["sigma"], c["arrival"]
         self._c_flow, self._c_drift, self._c_microprice = c["flow"], c["drift"], c["microprice"]
         self._all_fresh_until_ns = 0  # see snapshots()
@@ -328,6 +333,7 @@ class MarketEstimators:
             self._trade_depths.append(d / mid if d > 0 else 0.0)
             self._kappa_trades_since += 1
         self.adverse.on_public_trade(ts, price, int(t.aggressor))
+        self.depth_markout.on_trade(ts, price, int(t.aggressor), self.adverse.mid_before)
         self.flow.update_trusted(ts, size, int(t.aggressor))
         self.arrival.update_trusted(ts)
         if ts >= self.hawkes.last_event_ns:
@@ -456,6 +462,19 @@ class MarketEstimators:
 
     def microprice_snapshot(self, now_ns: int) -> EstimatorSnapshot:
         return self._get(self._c_microprice, now_ns, self.microprice.snapshot)
+
+    def depth_cost(self, now_ns: int) -> tuple[EstimatorSnapshot, DepthCostCurve | None]:
+        """The depth-conditional fill cost (:mod:`apps.engine.estimators.depth_markout`): its snapshot and its
+        curve, refreshed on the σ/λ schedule (``snapshot_refresh_s``)."""
+        dm = self.depth_markout
+
+        def compute(t: int) -> EstimatorSnapshot:
+            dm.advance(t, self.adverse.mid_before)
+            self._depth_curve = dm.curve()  # cached with its snapshot: both move on the same schedule
+            return dm.snapshot(t)
+
+        snap = self._get(self._c_depth, now_ns, compute)
+        return snap, self._depth_curve
 
     def ages(self, now_ns: int) -> dict[str, float]:
         """Seconds since each cached estimate was computed (NaN = never)."""

@@ -132,6 +132,23 @@ never narrows it below δ*); ``adverse`` is the same measured (or prior) value, 
 E[P&L] filter uses, so flow toxicity widens the spread. The decision records ``half_spread_model_frac`` (δ*) and
 ``half_spread_fill_cost_frac``.
 
+**By depth** (``fill_cost_by_depth``, default on, once the depth curve is OK): the cost of a fill is not one
+number. A quote deep in the book is filled by sweeps and by moves that reached it while our cancel was in flight,
+and the mid goes on moving after those more than after a lone trade at the touch
+(:mod:`apps.engine.estimators.depth_markout` measures ``c(δ)`` from the public tape, per depth from the mid our
+quote would have been priced from). With a depth-dependent cost the same objective,
+``e^{−κδ}·(δ − (δ* − 1/κ) − C(δ))`` with ``C(δ) = c(δ) + toxicity·max(ā, 0) + fee`` (ā the pooled cost), is
+maximised exactly over δ ≥ δ* (:func:`depth_priced_half_spread`; ``c`` is linear between its grid points): with
+a constant ``c`` this is ``δ* + max(c + fee, 0)`` again, the rule above. The objective has increasing differences
+in (δ, δ*) and in (δ, the added cost), so a risk feature, which raises δ* or toxicity, never narrows the quoted
+spread (Topkis; ties go to the wider δ). Toxicity adds ``toxicity·max(ā, 0)`` rather than scaling ``c``, which
+is what keeps that true where ``c`` rises steeply with depth. The decision records ``fill_cost_by_depth`` (1 when
+used) and ``fill_cost_at_quote_frac``, ``C`` at the chosen δ.
+
+Both sides use the one δ. Pricing each side at its own depth (the side that reduces inventory sits shallower,
+where fills cost more) was tried: −3.3 → −1.8 USDT on the spot recording, within its inventory noise, and it lets
+a risk feature that steepens the skew narrow the spread, so it is not done.
+
 Flag: ``|q| > skew_flag_ratio·Q_max`` while ``|skew| < skew_flag_bps`` raises ``skew_too_small``
 (seed 003: short 8.65 units with a 0.00 bps skew for a whole losing session).
 """
@@ -141,6 +158,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass, field, fields, replace
+from typing import Any
 
 import numpy as np
 
@@ -151,6 +169,7 @@ from apps.engine.quoting.risk_aversion import FEATURE_NAMES, RiskAversionParams
 from apps.engine.validation import boolean, finite, integer, non_negative, positive
 
 __all__ = [
+    "depth_priced_half_spread",
     "MODEL_CODES",
     "GammaResult",
     "LadderCosts",
@@ -241,6 +260,9 @@ class QuoterParams:
         Add the expected cost of a fill (adverse selection, measured once the estimator is OK, plus the maker
         fee; floored at 0) to δ* (module docstring, "Cost of a fill"). Default True; False is the textbook GLFT
         δ* with the costs only in the E[P&L] filter.
+    fill_cost_by_depth : bool
+        With ``fill_cost_in_spread``: price the cost of a fill per depth from the measured depth curve while it is
+        OK (module docstring, "Cost of a fill", "By depth"), else the one measured number. Default True.
     skew_flag_ratio, skew_flag_bps : float
         Flag when |q| > ratio·Q_max but |skew| < skew_flag_bps.
     model : str
@@ -271,6 +293,7 @@ class QuoterParams:
     modify_orders: bool = False
     taker_trigger_ratio: float = 1.0
     fill_cost_in_spread: bool = True
+    fill_cost_by_depth: bool = True
     skew_flag_ratio: float = 0.1
     skew_flag_bps: float = 1.0
     model: str = "glft"
@@ -279,10 +302,11 @@ class QuoterParams:
         where = "QuoterParams"
         boolean("modify_orders", self.modify_orders, where)
         boolean("fill_cost_in_spread", self.fill_cost_in_spread, where)
+        boolean("fill_cost_by_depth", self.fill_cost_by_depth, where)
         if self.model not in MODEL_CODES:
             raise ValueError(f"{where}.model must be one of {sorted(MODEL_CODES)}, got {self.model!r}")
         for f in fields(self):
-            if f.name not in ("modify_orders", "model", "fill_cost_in_spread"):
+            if f.name not in ("modify_orders", "model", "fill_cost_in_spread", "fill_cost_by_depth"):
                 finite(f.name, getattr(self, f.name), where)
         for name in (
             "gamma_base",
@@ -317,7 +341,8 @@ class MarketState:
     ``risk_features`` are the :class:`RiskFeatures` x's (``inventory_utilisation`` is filled in by the
     quoter from q). ``session_end_ns`` (0 = none) shortens T. ``adverse_selection`` is the measured post-fill
     mid move against a maker fill (fraction of mid, :mod:`apps.engine.estimators.adverse`), used while
-    ``adverse_selection_ok``.
+    ``adverse_selection_ok``; ``fill_cost_curve`` the same per depth
+    (:class:`~apps.engine.estimators.depth_markout.DepthCostCurve`), used while ``fill_cost_curve_ok``.
     """
 
     ts_ns: int
@@ -343,6 +368,8 @@ class MarketState:
     flow_toxicity: float = 0.0
     adverse_selection: float = math.nan
     adverse_selection_ok: bool = False
+    fill_cost_curve: Any = None
+    fill_cost_curve_ok: bool = False
     bid_queue: dict[float, float] = field(default_factory=dict)
     ask_queue: dict[float, float] = field(default_factory=dict)
     risk_features: dict[str, float] = field(default_factory=dict)
@@ -608,7 +635,7 @@ class Reservation:
     """The reservation price ``r`` (quote currency) and what the ladders and the taker need with it."""
 
     price: float
-    half_spread_frac: float  # δ*, fraction of mid
+    half_spread_frac: float  # δ, fraction of mid (δ* plus the cost of a fill)
     skew_frac: float  # (s − r)/s
     horizon_s: float  # T actually used
     sigma_inventory: float  # σ_inv of the inventory term, per √s
@@ -713,8 +740,16 @@ def _reservation_step(
         micro_term = 0.0
     shift = drift_term - inventory_term - funding_term + imbalance_skew + flow_skew + micro_term
     r = mid * (1.0 + shift)
-    fill_cost = max(costs.adverse_frac + costs.fee_frac, 0.0) if p.fill_cost_in_spread else 0.0
-    delta = terms.half_spread + fill_cost
+    by_depth = p.fill_cost_in_spread and p.fill_cost_by_depth and market.fill_cost_curve_ok
+    if by_depth:
+        delta, cost_at_quote = depth_priced_half_spread(
+            terms.half_spread, market.kappa, market.fill_cost_curve, max(market.flow_toxicity, 0.0), costs.fee_frac
+        )
+        fill_cost = delta - terms.half_spread
+    else:
+        fill_cost = max(costs.adverse_frac + costs.fee_frac, 0.0) if p.fill_cost_in_spread else 0.0
+        delta = terms.half_spread + fill_cost
+        cost_at_quote = costs.adverse_frac + costs.fee_frac
     skew = -shift
     if terms.note:
         reasons.append(terms.note)
@@ -729,6 +764,8 @@ def _reservation_step(
         half_spread_risk_frac=terms.half_spread - terms.c1,
         half_spread_model_frac=terms.half_spread,
         half_spread_fill_cost_frac=fill_cost,
+        fill_cost_by_depth=1.0 if by_depth else 0.0,
+        fill_cost_at_quote_frac=cost_at_quote,
         inventory_slope_frac=terms.inventory_slope,
     )
     inputs.update(
@@ -760,6 +797,52 @@ def _reservation_step(
     if not market.drift_ok:
         reasons.append("drift not usable: drift term is 0")
     return Reservation(r, delta, skew, horizon, sig_inv, terms.inventory_slope)
+
+
+def depth_priced_half_spread(
+    delta_star: float, kappa: float, curve: Any, toxicity: float, fee_frac: float
+) -> tuple[float, float]:
+    """``(δ, C(δ))``: the half-spread at or beyond ``delta_star`` that maximises
+    ``J(δ) = e^{−κδ}·(δ − δ* + 1/κ − C(δ))``, with ``C(δ) = c(δ) + toxicity·max(ā, 0) + fee`` and ``c`` the depth
+    curve (module docstring, "Cost of a fill"; fractions of mid, κ per fraction of mid).
+
+    ``c`` is linear between the curve's grid points and constant past the last one
+    (:meth:`~apps.engine.estimators.depth_markout.DepthCostCurve.cost_at`), so on each cell J has one stationary
+    point, found in closed form and clamped to the cell; the best cell wins, ties to the wider δ. This is the
+    exact maximiser over all δ ≥ δ*, not over a grid: with a constant ``c`` it is ``max(δ* + c + fee, δ*)``, the
+    scalar rule, and it never decreases when δ* or the added cost rises (J has increasing differences in δ and each
+    of them, and the feasible set [δ*, ∞) rises with δ*)."""
+    if not (kappa > 0 and math.isfinite(kappa) and math.isfinite(delta_star)):
+        raise ValueError(f"depth_priced_half_spread: needs a finite δ* and κ > 0, got δ*={delta_star!r} κ={kappa!r}")
+    lo = delta_star
+    costs = curve.costs
+    step = curve.step
+    extra = toxicity * max(curve.pooled, 0.0) + fee_frac
+    inv_k = 1.0 / kappa
+    base = delta_star - inv_k  # J(δ) = e^{−κδ}·(δ − base − C(δ)), up to the factor e^{κδ*}
+    last = len(costs) - 1
+    c_min = min(costs) + extra
+    peak_min = delta_star + c_min  # J ≤ e^{−κδ}·(δ − base − c_min), which falls beyond this
+    best, best_cost, best_v = math.nan, math.nan, -math.inf
+    for k in range(min(max(math.floor(lo / step), 0), last), last + 1):
+        e = k * step
+        a = max(e, lo)
+        b = (k + 1) * step if k < last else math.inf
+        if b < a:
+            continue
+        if a > peak_min and math.exp(-kappa * (a - lo)) * (a - base - c_min) < best_v:
+            break  # no later cell can do better
+        c0 = costs[k] + extra
+        slope = (costs[k + 1] - costs[k]) / step if k < last else 0.0
+        if slope < 1.0:  # J rises then falls on the cell: its stationary point, clamped
+            x = min(max(inv_k + (base + c0 - slope * e) / (1.0 - slope), a), b)
+        else:  # the cost rises faster than the depth: J falls across the cell
+            x = a
+        c = c0 + slope * (x - e)
+        v = math.exp(-kappa * (x - lo)) * (x - base - c)
+        if v >= best_v:
+            best, best_cost, best_v = x, c, v
+    return best, best_cost
 
 
 def _skew_flag_step(p: QuoterParams, q: float, skew: float, inputs: dict[str, float], reasons: list[str]) -> None:

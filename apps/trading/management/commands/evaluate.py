@@ -23,7 +23,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.engine.simulation.evalchart import write_evaluation_png
-from apps.engine.simulation.evaluate import EvaluationConfig, evaluate_recording, mid_path
+from apps.engine.simulation.evaluate import EvaluationConfig, cut_to_book, evaluate_recording, mid_path
 from apps.marketdata.recordings import EVALUATION_RECORDINGS, load_recording
 
 RECORDINGS = EVALUATION_RECORDINGS
@@ -88,6 +88,11 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"order size {rec.order_size:g}, Q_max {rec.max_inventory:g}" + (f"; {rec.note}" if rec.note else "")
             )
+            if rows and rows[0].events_after_book:
+                self.stdout.write(
+                    f"cut at the last top of book: the {rows[0].events_after_book:,} events after it are left out "
+                    "(no mid to value a fill by)"
+                )
             for r in rows:
                 if r.note:
                     self.stdout.write(f"{r.strategy}: {r.note}")
@@ -110,6 +115,7 @@ class Command(BaseCommand):
                     f"{_f(r.max_abs_inventory):>8}{_f(r.both_sides_share, 2):>6}"
                     f"{_f(r.both_sides_share_with_room, 2):>6}"
                 )
+            events, _ = cut_to_book(events)
             ts, mids = mid_path(events)
             caption = write_evaluation_png(
                 Path(opts["png_dir"]) / f"{name}.png", rows, ts, mids, split_ns, events[-1].ts_local_ns

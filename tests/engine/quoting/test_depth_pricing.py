@@ -1,0 +1,154 @@
+"""The half-spread priced with a depth-dependent fill cost (quoter docstring, "Cost of a fill", "By depth")."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from apps.engine.estimators.depth_markout import DepthCostCurve
+from apps.engine.quoting.quoter import MarketState, QuoterParams, depth_priced_half_spread, quote
+from apps.engine.quoting.risk_aversion import FEATURE_NAMES, RiskAversionParams
+
+BPS = 1e-4
+RISK = RiskAversionParams()
+FAST = settings(max_examples=200, deadline=None)
+
+
+def flat(cost: float, n: int = 50, step: float = 0.1 * BPS) -> DepthCostCurve:
+    return DepthCostCurve(step, (cost,) * n, (100,) * n, cost)
+
+
+def objective(x: float, delta_star: float, kappa: float, curve: DepthCostCurve, tox: float, fee: float) -> float:
+    c = curve.cost_at(x) + tox * max(curve.pooled, 0.0) + fee
+    return math.exp(-kappa * (x - delta_star)) * (x - delta_star + 1.0 / kappa - c)
+
+
+curves = st.lists(st.floats(-2.0, 6.0), min_size=2, max_size=60).map(
+    lambda cs: DepthCostCurve(0.25 * BPS, tuple(c * BPS for c in cs), (10,) * len(cs), sum(cs) / len(cs) * BPS)
+)
+deltas = st.floats(0.05, 12.0).map(lambda x: x * BPS)
+kappas = st.floats(300.0, 50_000.0)
+toxicities = st.floats(0.0, 3.0)
+fees = st.floats(-1.0, 2.0).map(lambda x: x * BPS)
+
+
+@pytest.mark.parametrize("cost_bps", [-0.7, 0.0, 0.3, 1.1, 4.0, 9.0])
+@pytest.mark.parametrize("fee_bps", [-0.5, 0.0, 0.2])
+def test_a_flat_curve_gives_the_scalar_rule_exactly(cost_bps, fee_bps):
+    """A constant cost c: δ = δ* + max(c + fee, 0), whatever the grid (9 bps lies past the grid's 5 bps)."""
+    d_star, kappa = 1.3 * BPS, 8000.0
+    delta, c = depth_priced_half_spread(d_star, kappa, flat(cost_bps * BPS), 0.0, fee_bps * BPS)
+    assert delta == pytest.approx(d_star + max((cost_bps + fee_bps) * BPS, 0.0), rel=1e-12, abs=1e-18)
+    assert c == pytest.approx((cost_bps + fee_bps) * BPS)
+
+
+@FAST
+@given(curves, deltas, kappas, toxicities, fees)
+def test_it_is_the_maximiser_over_every_depth_not_over_a_grid(curve, d_star, kappa, tox, fee):
+    delta, _ = depth_priced_half_spread(d_star, kappa, curve, tox, fee)
+    assert delta >= d_star
+    best = objective(delta, d_star, kappa, curve, tox, fee)
+    hi = len(curve.costs) * curve.step + 20 * BPS
+    rng = random.Random(1)
+    probes = [d_star + (hi - d_star) * i / 4000 for i in range(4001)] + [rng.uniform(d_star, hi) for _ in range(500)]
+    for x in probes:
+        assert objective(x, d_star, kappa, curve, tox, fee) <= best + 1e-12 * max(abs(best), 1e-8)
+
+
+@FAST
+@given(curves, deltas, deltas, kappas, toxicities, fees)
+def test_a_larger_model_half_spread_never_narrows_the_quote(curve, d1, d2, kappa, tox, fee):
+    lo, hi = sorted((d1, d2))
+    assert depth_priced_half_spread(hi, kappa, curve, tox, fee)[0] >= depth_priced_half_spread(lo, kappa, curve, tox, fee)[0]
+
+
+@FAST
+@given(curves, deltas, kappas, toxicities, toxicities, fees)
+def test_more_toxic_flow_never_narrows_the_quote(curve, d_star, kappa, t1, t2, fee):
+    lo, hi = sorted((t1, t2))
+    a = depth_priced_half_spread(d_star, kappa, curve, lo, fee)[0]
+    b = depth_priced_half_spread(d_star, kappa, curve, hi, fee)[0]
+    assert b >= a * (1 - 1e-12)
+
+
+def test_a_cost_that_rises_with_depth_moves_the_quote_past_the_expensive_depths():
+    """Fills at 1–2 bps cost 3 bps (sweeps), fills beyond cost 0.5: quoting where fills lose is not optimal."""
+    costs = tuple((3.0 if 10 <= k < 20 else 0.5) * BPS for k in range(60))
+    curve = DepthCostCurve(0.1 * BPS, costs, (50,) * 60, 1.5 * BPS)
+    kappa = 4000.0  # 1/κ = 2.5 bps
+    flat_rule = 1.0 * BPS + 1.5 * BPS  # δ* + the pooled cost: inside the expensive band
+    delta, c = depth_priced_half_spread(1.0 * BPS, kappa, curve, 0.0, 0.0)
+    assert delta >= 2.0 * BPS and delta != pytest.approx(flat_rule)
+    assert c == pytest.approx(0.5 * BPS)
+
+
+@pytest.mark.parametrize("kappa", [0.0, -1.0, math.nan, math.inf])
+def test_nonsense_kappa_is_an_error(kappa):
+    with pytest.raises(ValueError, match="κ > 0"):
+        depth_priced_half_spread(1e-4, kappa, flat(1e-4), 0.0, 0.0)
+
+
+def _state(curve: DepthCostCurve | None, ok: bool = True, **kw) -> MarketState:
+    m = {
+        "ts_ns": 1,
+        "best_bid": 99.99,
+        "best_ask": 100.01,
+        "kappa": 5000.0,
+        "sigma_clean": 1e-4,
+        "sigma_inventory": 1e-4,
+        "a_per_s": 5.0,
+        "mean_trade_size": 1.0,
+        "adverse_selection": 0.4 * BPS,
+        "adverse_selection_ok": True,
+        "fill_cost_curve": curve,
+        "fill_cost_curve_ok": ok,
+    }
+    return MarketState(**(m | kw))
+
+
+def _params(**kw) -> QuoterParams:
+    return QuoterParams(gamma_base=1000.0, max_inventory=10.0, order_size=1.0, **kw)
+
+
+STEEP = DepthCostCurve(0.1 * BPS, tuple((0.2 + 0.15 * k) * BPS for k in range(40)), (50,) * 40, 1.0 * BPS)
+
+
+def test_the_quoter_uses_the_curve_only_while_it_is_ok_and_asked_to():
+    by_depth = quote(_params(), RISK, _state(STEEP), 0.0, tick_size=1e-6, lot_size=1e-3).inputs
+    warming = quote(_params(), RISK, _state(STEEP, ok=False), 0.0, tick_size=1e-6, lot_size=1e-3).inputs
+    off = quote(_params(fill_cost_by_depth=False), RISK, _state(STEEP), 0.0, tick_size=1e-6, lot_size=1e-3).inputs
+    d_star = by_depth["half_spread_model_frac"]
+    assert by_depth["fill_cost_by_depth"] == 1.0 and warming["fill_cost_by_depth"] == off["fill_cost_by_depth"] == 0.0
+    expected, cost = depth_priced_half_spread(d_star, 5000.0, STEEP, 0.0, 0.0)
+    assert by_depth["half_spread_frac"] == expected and by_depth["fill_cost_at_quote_frac"] == cost
+    assert by_depth["half_spread_fill_cost_frac"] == pytest.approx(expected - d_star)
+    # without the curve: the one measured number (0.4 bps), as before
+    for inputs in (warming, off):
+        assert inputs["half_spread_frac"] == pytest.approx(d_star + 0.4 * BPS)
+    assert by_depth["half_spread_frac"] != pytest.approx(warming["half_spread_frac"])
+
+
+SESSION_END = {"session_end_ns": 120 * 10**9}
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.sampled_from(["glft", "glft_finite"]),
+    st.sampled_from(FEATURE_NAMES),
+    st.floats(0.0, 3.0),
+    st.floats(0.0, 3.0),
+    st.floats(-8.0, 8.0),
+    curves,
+)
+def test_no_risk_feature_narrows_the_quoted_spread_with_a_depth_curve(model, name, x1, x2, q, curve):
+    lo, hi = sorted((x1, x2))
+    p = QuoterParams(gamma_base=1000.0, max_inventory=10.0, order_size=1.0, model=model)
+    a = quote(p, RISK, _state(curve, risk_features={name: lo}, **SESSION_END), q, tick_size=1e-6, lot_size=1e-3)
+    b = quote(p, RISK, _state(curve, risk_features={name: hi}, **SESSION_END), q, tick_size=1e-6, lot_size=1e-3)
+    assert b.inputs["half_spread_frac"] >= a.inputs["half_spread_frac"] * (1 - 1e-9)
+    if a.bids and a.asks and b.bids and b.asks:
+        assert b.asks[0].price - b.bids[0].price >= a.asks[0].price - a.bids[0].price - 1e-9
