@@ -44,6 +44,7 @@ UNITS: dict[str, str] = {
     "strategy.requote_ticks": "ticks",
     "strategy.modify_orders": "yes/no",
     "strategy.fill_cost_in_spread": "yes/no",
+    "strategy.fill_cost_by_depth": "yes/no",
     "strategy.taker_trigger_ratio": "× Q_max",
     "strategy.skew_flag_ratio": "× Q_max",
     "strategy.kappa_min_volume": "base units",

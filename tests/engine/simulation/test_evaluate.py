@@ -8,8 +8,8 @@ import math
 
 import pytest
 
-from apps.engine.market.events import BestBidAsk
-from apps.engine.simulation.evaluate import EvaluationConfig, evaluate_recording, walk_forward_split
+from apps.engine.market.events import BestBidAsk, Side, Trade
+from apps.engine.simulation.evaluate import EvaluationConfig, cut_to_book, evaluate_recording, walk_forward_split
 from tests.engine.simulation.test_backtest import REAL, _real_events
 
 
@@ -27,6 +27,21 @@ def test_the_split_is_at_the_fit_fraction_of_the_span(events):
     assert all(e.ts_local_ns >= split_ns for e in events[index:])
     with pytest.raises(ValueError, match="fit_fraction"):
         EvaluationConfig(fit_fraction=1.0).validate()
+
+
+def test_the_recording_is_cut_at_its_last_book_event(events):
+    """Trades after the last quote have no mid to value a fill by: they are left out, and counted."""
+    last = events[-1].ts_local_ns
+    tail = [Trade(last + i * 10**9, last + i * 10**9, 61_000.0, 0.01, Side.BUY) for i in range(1, 4)]
+    book = ("BestBidAsk", "DepthSnapshot", "DepthUpdate")
+    last_book = max(i for i, e in enumerate(events) if type(e).__name__ in book)
+    cut, after = cut_to_book([*events, *tail])
+    assert after == 3 + len(events) - 1 - last_book and list(cut) == list(events[: last_book + 1])
+    assert type(cut[-1]).__name__ in book
+    _, rows = evaluate_recording([*events, *tail], 0.1, 0.001, EvaluationConfig(fit_fraction=0.4))
+    assert {r.events_after_book for r in rows} == {after}
+    with pytest.raises(ValueError, match="no book"):
+        cut_to_book(tail)
 
 
 def test_the_table_counts_only_the_evaluated_part_and_ignores_its_future_at_the_split(events):
