@@ -21,7 +21,6 @@ inline ``_pymin``/``_pymax`` below do exactly that, so ties and NaN choose the s
 cimport cython
 from cython.operator cimport dereference as deref, preincrement as inc
 from libc.math cimport fabs, isinf, isnan, pow, rint
-from libcpp.map cimport map as cmap
 from libcpp.utility cimport pair
 
 from apps.engine.market.events import Side
@@ -29,10 +28,6 @@ from apps.engine.market.events import Side
 cdef object _BUY = Side.BUY
 cdef object _SELL = Side.SELL
 cdef double _TICK_LIMIT = 9.0e18  # |price / tick| beyond this has no int64 tick (the reference's ints are unbounded)
-
-ctypedef long long tick_t
-ctypedef cmap[tick_t, double] Levels
-
 
 cdef inline double _pymin(double a, double b) noexcept nogil:
     return b if b < a else a
@@ -133,10 +128,7 @@ cdef class QueueState:
     ``ahead`` and ``level_size`` are ``None`` while unknown (a flag beside a double here).
     """
 
-    cdef double _ahead, _level_size
-    cdef bint _ahead_known, _level_known
-    cdef public object priority
-    cdef public double trade_credit
+    # fields: _fillmodel.pxd
 
     def __init__(self, ahead, level_size, priority, trade_credit=0.0):
         self.ahead = ahead
@@ -164,6 +156,9 @@ cdef class QueueState:
 
     def observe_level(self, double size, params) -> None:
         """A fresh displayed size ``size`` at our level."""
+        self._observe(size, params)
+
+    cdef int _observe(self, double size, object params) except -1:
         if not self._ahead_known:
             self._ahead = size  # first sight: join behind everything displayed now
             self._ahead_known = True
@@ -173,6 +168,7 @@ cdef class QueueState:
             _level_change(&self._ahead, &self.trade_credit, self._level_size, size, params)
         self._level_size = size
         self._level_known = True
+        return 0
 
     def _key(self):
         return (self.ahead, self.level_size, self.priority, self.trade_credit)
@@ -203,11 +199,7 @@ cdef class LevelBook:
     """Displayed size per price tick, fed by snapshots, diffs and best bid/ask updates (the reference:
     ``PyLevelBook``; the same rules and answers)."""
 
-    cdef Levels _bids, _asks
-    cdef readonly double tick_size
-    cdef public bint has_depth
-    cdef tick_t _floor, _ceiling  # deepest bid / ask tick the depth data has covered
-    cdef bint _floor_known, _ceiling_known
+    # fields: _fillmodel.pxd
 
     _SCAN_TICKS = 64  # the reference's constant (unused here: the map always knows its best)
 
@@ -255,10 +247,10 @@ cdef class LevelBook:
     def tick_of(self, double price) -> int:
         return self._tick(price)
 
-    cdef inline Levels* _side(self, bint bid) noexcept:
+    cdef Levels* _side(self, bint bid) noexcept:
         return &self._bids if bid else &self._asks
 
-    cdef inline bint _best(self, bint bid, tick_t* out) noexcept:
+    cdef bint _best(self, bint bid, tick_t* out) noexcept:
         cdef Levels* levels = self._side(bid)
         if levels.empty():
             return False
@@ -277,7 +269,7 @@ cdef class LevelBook:
     def _find_best(self, side):
         return self.best_tick(side)
 
-    cdef inline void _put(self, bint bid, tick_t tick, double size) noexcept:
+    cdef void _put(self, bint bid, tick_t tick, double size) noexcept:
         if size > 0.0:
             self._side(bid)[0][tick] = size
         else:
@@ -295,6 +287,9 @@ cdef class LevelBook:
 
     # --- updates -------------------------------------------------------------------------------------------
     def apply_bbo(self, double bid_px, double bid_size, double ask_px, double ask_size) -> None:
+        self._apply_bbo(bid_px, bid_size, ask_px, ask_size)
+
+    cdef int _apply_bbo(self, double bid_px, double bid_size, double ask_px, double ask_size) except -1:
         cdef tick_t bt = self._tick(bid_px), at = self._tick(ask_px), b, a
         if not self.has_depth:
             # BBO-only data: levels behind the best are not observed, so we keep none of them
@@ -306,6 +301,7 @@ cdef class LevelBook:
             self._asks.erase(a)
         self._put(True, bt, bid_size)
         self._put(False, at, ask_size)
+        return 0
 
     def apply_snapshot(self, bids, asks) -> None:
         cdef double px, sz
@@ -372,22 +368,30 @@ cdef class LevelBook:
     # --- reads ---------------------------------------------------------------------------------------------
     def level_size(self, side, tick_t tick):
         """Displayed size at ``tick`` on ``side``: 0.0 if known empty, ``None`` if unknown."""
-        cdef bint bid = _is_bid(side)
+        cdef double size
+        if self._level(_is_bid(side), tick, &size):
+            return size
+        return None
+
+    cdef bint _level(self, bint bid, tick_t tick, double* out) noexcept:
+        # level_size at C level: False for the reference's None (unknown), else the size in ``out``
         cdef Levels* levels = self._side(bid)
         cdef Levels.iterator it = levels.find(tick)
         cdef tick_t best
         if it != levels.end():
-            return deref(it).second
+            out[0] = deref(it).second
+            return True
         if not self._best(bid, &best):
-            return None
+            return False
+        out[0] = 0.0
         if (tick > best) if bid else (tick < best):
-            return 0.0
+            return True
         if bid:
             if self.has_depth and self._floor_known and tick >= self._floor:
-                return 0.0
+                return True
         elif self.has_depth and self._ceiling_known and tick <= self._ceiling:
-            return 0.0
-        return None
+            return True
+        return False
 
     def crossing_levels(self, side, tick_t tick) -> list:
         """Opposite levels at or through our price (asks ``<= tick`` for a bid), best first."""
@@ -408,22 +412,28 @@ cdef class LevelBook:
 
     def crossing_size(self, side, tick_t tick):
         """Opposite-side size at or through our price; 0 when the book does not reach it."""
+        cdef bint any_level
+        cdef double total = self._crossing(_is_bid(side), tick, &any_level)
+        if not any_level:
+            return 0  # the reference's sum() over nothing is the int 0
+        return total
+
+    cdef double _crossing(self, bint bid, tick_t tick, bint* any_level) noexcept:
+        # crossing_size at C level; ``any_level`` False where the reference returns the int 0
         cdef double total = 0.0
-        cdef bint any_level = False
         cdef Levels.iterator it
         cdef Levels.reverse_iterator rit
-        if _is_bid(side):
+        any_level[0] = False
+        if bid:
             it = self._asks.begin()
             while it != self._asks.end() and deref(it).first <= tick:
                 total += deref(it).second
-                any_level = True
+                any_level[0] = True
                 inc(it)
         else:
             rit = self._bids.rbegin()
             while rit != self._bids.rend() and deref(rit).first >= tick:
                 total += deref(rit).second
-                any_level = True
+                any_level[0] = True
                 inc(rit)
-        if not any_level:
-            return 0  # the reference's sum() over nothing is the int 0
         return total
