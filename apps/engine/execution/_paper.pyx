@@ -85,7 +85,7 @@ cdef class PaperVenueBase:
     def on_market(self, event):
         """Feed one market event in local-time order; returns our events visible by its local time."""
         cdef object t, book = self._book
-        cdef list inbox = self._inbox
+        cdef list inbox = self._inbox, outbox
         if type(book) is not LevelBook:
             return super(PaperVenueBase, self).on_market(event)
         if self._exchange_clock:
@@ -110,7 +110,11 @@ cdef class PaperVenueBase:
         elif isinstance(event, DepthUpdate):
             book.apply_diff(event.bids, event.asks)
             self._book_changed(t, <LevelBook>book)
-        return self._drain(event.ts_local_ns)
+        now = event.ts_local_ns
+        outbox = self._outbox
+        if not outbox or (<tuple>outbox[0])[0] > now:
+            return []  # nothing of ours visible yet (most events)
+        return self._drain(now)
 
     def _after_book_change(self, t):
         book = self._book

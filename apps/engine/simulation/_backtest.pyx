@@ -39,7 +39,7 @@ cdef class EngineLoopBase:
 
     # the reference's state, set by its __init__ (typed slots where the per-event path reads it)
     cdef public object strategy, venue, config, sink, risk, result, gateway, ledger, _book, _tick
-    cdef public object _now_ns, _next_sample_ns, _interval_ns, _next_snap_ns
+    cdef public object _now_ns, _next_sample_ns, _interval_ns, _next_snap_ns, _next_risk_ns
     cdef public bint _venue_exchange_clock
 
     # --- the replay loop -----------------------------------------------------------------------------------------
@@ -114,7 +114,9 @@ cdef class EngineLoopBase:
         if t >= self._next_snap_ns:
             self._snapshot(t)
         if self.risk is not None:
-            self._risk_until(t)
+            nxt = self._next_risk_ns
+            if nxt is None or nxt <= t:  # else the reference's _risk_until has nothing to do before ``t``
+                self._risk_until(t)
         return 0
 
     def _sample_until(self, t):
