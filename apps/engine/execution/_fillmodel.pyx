@@ -194,6 +194,30 @@ cdef inline bint _is_bid(object side):
     return side is _BUY
 
 
+# The level book's per-level helpers, inline in this module (the class's _side/_best/_put methods, declared in
+# _fillmodel.pxd for other compiled modules, delegate to them).
+cdef inline Levels* _side_levels(LevelBook book, bint bid) noexcept:
+    return &book._bids if bid else &book._asks
+
+
+cdef inline bint _best_of(LevelBook book, bint bid, tick_t* out) noexcept:
+    cdef Levels* levels = _side_levels(book, bid)
+    if levels.empty():
+        return False
+    if bid:
+        out[0] = deref(levels.rbegin()).first
+    else:
+        out[0] = deref(levels.begin()).first
+    return True
+
+
+cdef inline void _put_to(LevelBook book, bint bid, tick_t tick, double size) noexcept:
+    if size > 0.0:
+        _side_levels(book, bid)[0][tick] = size
+    else:
+        _side_levels(book, bid).erase(tick)
+
+
 @cython.final
 cdef class LevelBook:
     """Displayed size per price tick, fed by snapshots, diffs and best bid/ask updates (the reference:
@@ -248,21 +272,14 @@ cdef class LevelBook:
         return self._tick(price)
 
     cdef Levels* _side(self, bint bid) noexcept:
-        return &self._bids if bid else &self._asks
+        return _side_levels(self, bid)
 
     cdef bint _best(self, bint bid, tick_t* out) noexcept:
-        cdef Levels* levels = self._side(bid)
-        if levels.empty():
-            return False
-        if bid:
-            out[0] = deref(levels.rbegin()).first
-        else:
-            out[0] = deref(levels.begin()).first
-        return True
+        return _best_of(self, bid, out)
 
     def best_tick(self, side):
         cdef tick_t t
-        if self._best(_is_bid(side), &t):
+        if _best_of(self, _is_bid(side), &t):
             return t
         return None
 
@@ -270,16 +287,13 @@ cdef class LevelBook:
         return self.best_tick(side)
 
     cdef void _put(self, bint bid, tick_t tick, double size) noexcept:
-        if size > 0.0:
-            self._side(bid)[0][tick] = size
-        else:
-            self._side(bid).erase(tick)
+        _put_to(self, bid, tick, size)
 
     def _set(self, side, tick_t tick, double size) -> None:
-        self._put(_is_bid(side), tick, size)
+        _put_to(self, _is_bid(side), tick, size)
 
     def _levels(self, side) -> dict:
-        return self._as_dict(self._side(_is_bid(side)))
+        return self._as_dict(_side_levels(self, _is_bid(side)))
 
     def _reset(self) -> None:
         self._bids.clear()
@@ -295,12 +309,12 @@ cdef class LevelBook:
             # BBO-only data: levels behind the best are not observed, so we keep none of them
             self._bids.clear()
             self._asks.clear()
-        while self._best(True, &b) and (b > bt or b >= at):
+        while _best_of(self, True, &b) and (b > bt or b >= at):
             self._bids.erase(b)
-        while self._best(False, &a) and (a < at or a <= bt):
+        while _best_of(self, False, &a) and (a < at or a <= bt):
             self._asks.erase(a)
-        self._put(True, bt, bid_size)
-        self._put(False, at, ask_size)
+        _put_to(self, True, bt, bid_size)
+        _put_to(self, False, at, ask_size)
         return 0
 
     def apply_snapshot(self, bids, asks) -> None:
@@ -311,13 +325,13 @@ cdef class LevelBook:
         self._asks.clear()
         for px, sz in bids:
             t = self._tick(px)
-            self._put(True, t, sz)
+            _put_to(self, True, t, sz)
             if not any_bid or t < self._floor:
                 self._floor = t
             any_bid = True
         for px, sz in asks:
             t = self._tick(px)
-            self._put(False, t, sz)
+            _put_to(self, False, t, sz)
             if not any_ask or t > self._ceiling:
                 self._ceiling = t
             any_ask = True
@@ -333,7 +347,7 @@ cdef class LevelBook:
         has_edge = False
         for px, sz in bids:
             t = self._tick(px)
-            self._put(True, t, sz)
+            _put_to(self, True, t, sz)
             if not has_edge or t < edge:
                 edge = t
                 has_edge = True
@@ -346,7 +360,7 @@ cdef class LevelBook:
         has_edge = False
         for px, sz in asks:
             t = self._tick(px)
-            self._put(False, t, sz)
+            _put_to(self, False, t, sz)
             if not has_edge or t > edge:
                 edge = t
                 has_edge = True
@@ -357,12 +371,12 @@ cdef class LevelBook:
             self._ceiling = edge
             self._ceiling_known = True
         # the diff is the newest word on the levels it sets: opposite levels it crosses are stale
-        if self._best(True, &b) and self._best(False, &a) and b >= a:
+        if _best_of(self, True, &b) and _best_of(self, False, &a) and b >= a:
             if has_top_bid:
-                while self._best(False, &a) and a <= top_bid:
+                while _best_of(self, False, &a) and a <= top_bid:
                     self._asks.erase(a)
             if has_top_ask:
-                while self._best(True, &b) and b >= top_ask:
+                while _best_of(self, True, &b) and b >= top_ask:
                     self._bids.erase(b)
 
     # --- reads ---------------------------------------------------------------------------------------------
@@ -375,13 +389,13 @@ cdef class LevelBook:
 
     cdef bint _level(self, bint bid, tick_t tick, double* out) noexcept:
         # level_size at C level: False for the reference's None (unknown), else the size in ``out``
-        cdef Levels* levels = self._side(bid)
+        cdef Levels* levels = _side_levels(self, bid)
         cdef Levels.iterator it = levels.find(tick)
         cdef tick_t best
         if it != levels.end():
             out[0] = deref(it).second
             return True
-        if not self._best(bid, &best):
+        if not _best_of(self, bid, &best):
             return False
         out[0] = 0.0
         if (tick > best) if bid else (tick < best):
