@@ -71,7 +71,7 @@ def _walk(obj: Any, path: str, depth: int, seen: set[int], out: dict[str, Any]) 
         return
     names: list[str] = []
     for cls in type(obj).__mro__:
-        names += [n for n in getattr(cls, "__slots__", ()) if isinstance(n, str)]
+        names += _slot_names(cls)
     names += list(getattr(obj, "__dict__", {}))
     for name in dict.fromkeys(names):
         try:
@@ -81,6 +81,21 @@ def _walk(obj: Any, path: str, depth: int, seen: set[int], out: dict[str, Any]) 
         if callable(value) and not isinstance(value, (*_CONTAINERS, deque)):
             continue
         _walk(value, f"{path}.{name}", depth - 1, seen, out)
+
+
+def _slot_names(cls: type) -> list[str]:
+    """Attributes stored in ``cls``'s instance layout, not its ``__dict__``: ``__slots__`` and the typed fields of a
+    compiled (Cython ``cdef public``) class, e.g. the paper venue's ``_live`` and the driver's ``result``."""
+    import types
+
+    names = [n for n in getattr(cls, "__slots__", ()) if isinstance(n, str)]
+    descriptors = (types.GetSetDescriptorType, types.MemberDescriptorType)
+    names += [
+        n
+        for n, v in vars(cls).items()
+        if isinstance(v, descriptors) and n not in ("__dict__", "__weakref__") and n not in names
+    ]
+    return names
 
 
 def containers(loop: Any) -> dict[str, Any]:
@@ -107,8 +122,8 @@ def deep_size(obj: Any, seen: set[int] | None = None) -> int:
         size += sum(deep_size(x, seen) for x in obj)
     elif not isinstance(obj, (str, bytes, int, float)):
         for cls in type(obj).__mro__:
-            for n in getattr(cls, "__slots__", ()):
-                if isinstance(n, str) and hasattr(obj, n):
+            for n in _slot_names(cls):
+                if hasattr(obj, n):
                     size += deep_size(getattr(obj, n), seen)
         if hasattr(obj, "__dict__"):
             size += deep_size(obj.__dict__, seen)

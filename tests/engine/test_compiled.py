@@ -21,7 +21,12 @@ from apps.engine.market import book
 from apps.engine.market.events import Side
 
 ROOT = Path(__file__).resolve().parents[2]
-COMPILED_MODULES = ["apps.engine.market._book", "apps.engine.execution._fillmodel"]
+COMPILED_MODULES = [
+    "apps.engine.market._book",
+    "apps.engine.execution._fillmodel",
+    "apps.engine.execution._paper",
+    "apps.engine.simulation._backtest",
+]
 
 
 @pytest.mark.parametrize("name", COMPILED_MODULES)
@@ -83,3 +88,38 @@ def test_mm_pure_python_selects_the_fill_model_reference(flag, expect):
     assert " ".join(names) == expect
     module = "apps.engine.execution.fillmodel" if expect.startswith("Py") else "apps.engine.execution._fillmodel"
     assert m1 == m2 == module
+
+
+def test_the_engine_uses_the_compiled_venue_and_driver_unless_told_otherwise():
+    if compiled.pure_python():
+        pytest.skip("MM_PURE_PYTHON is set: the references are selected on purpose")
+    assert compiled.FALLBACKS == {}, f"compiled modules fell back to Python: {compiled.FALLBACKS}"
+    from apps.engine.core import StrategyCore, StrategyParams
+    from apps.engine.execution import paper
+    from apps.engine.simulation import backtest
+
+    compiled_paper = importlib.import_module("apps.engine.execution._paper")
+    compiled_driver = importlib.import_module("apps.engine.simulation._backtest")
+    assert paper.PAPER_COMPILED and backtest.DRIVER_COMPILED
+    assert paper.PaperVenue.__mro__[1:3] == (compiled_paper.PaperVenueBase, paper.PyPaperVenue)
+    assert backtest.EngineLoop.__mro__[1:3] == (compiled_driver.EngineLoopBase, backtest.PyEngineLoop)
+    # the per-event methods are the compiled ones, not the reference's
+    assert paper.PaperVenue.on_market is compiled_paper.PaperVenueBase.on_market
+    assert backtest.EngineLoop.on_market is compiled_driver.EngineLoopBase.on_market
+    venue = paper.PaperVenue(paper.PaperVenueConfig(tick_size=0.1, lot_size=0.001))
+    assert venue._resting_type is compiled_paper.Resting
+    loop = backtest.EngineLoop(StrategyCore(StrategyParams(), tick_size=0.1, lot_size=0.001), venue)
+    assert isinstance(loop, compiled_driver.EngineLoopBase) and isinstance(loop.venue, compiled_paper.PaperVenueBase)
+
+
+@pytest.mark.parametrize(("flag", "expect"), [("1", "PyPaperVenue PyEngineLoop"), ("", "PaperVenue EngineLoop")])
+def test_mm_pure_python_selects_the_venue_and_driver_references(flag, expect):
+    env = {**os.environ, "MM_PURE_PYTHON": flag}
+    code = (
+        "from apps.engine.execution import paper; from apps.engine.simulation import backtest as b; "
+        "print(paper.PaperVenue.__name__, b.EngineLoop.__name__, paper.PAPER_COMPILED, b.DRIVER_COMPILED)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    *names, c1, c2 = out.stdout.split()
+    assert " ".join(names) == expect
+    assert c1 == c2 == str(flag != "1")

@@ -21,7 +21,6 @@ inline ``_pymin``/``_pymax`` below do exactly that, so ties and NaN choose the s
 cimport cython
 from cython.operator cimport dereference as deref, preincrement as inc
 from libc.math cimport fabs, isinf, isnan, pow, rint
-from libcpp.map cimport map as cmap
 from libcpp.utility cimport pair
 
 from apps.engine.market.events import Side
@@ -29,10 +28,6 @@ from apps.engine.market.events import Side
 cdef object _BUY = Side.BUY
 cdef object _SELL = Side.SELL
 cdef double _TICK_LIMIT = 9.0e18  # |price / tick| beyond this has no int64 tick (the reference's ints are unbounded)
-
-ctypedef long long tick_t
-ctypedef cmap[tick_t, double] Levels
-
 
 cdef inline double _pymin(double a, double b) noexcept nogil:
     return b if b < a else a
@@ -133,10 +128,7 @@ cdef class QueueState:
     ``ahead`` and ``level_size`` are ``None`` while unknown (a flag beside a double here).
     """
 
-    cdef double _ahead, _level_size
-    cdef bint _ahead_known, _level_known
-    cdef public object priority
-    cdef public double trade_credit
+    # fields: _fillmodel.pxd
 
     def __init__(self, ahead, level_size, priority, trade_credit=0.0):
         self.ahead = ahead
@@ -164,6 +156,9 @@ cdef class QueueState:
 
     def observe_level(self, double size, params) -> None:
         """A fresh displayed size ``size`` at our level."""
+        self._observe(size, params)
+
+    cdef int _observe(self, double size, object params) except -1:
         if not self._ahead_known:
             self._ahead = size  # first sight: join behind everything displayed now
             self._ahead_known = True
@@ -173,6 +168,7 @@ cdef class QueueState:
             _level_change(&self._ahead, &self.trade_credit, self._level_size, size, params)
         self._level_size = size
         self._level_known = True
+        return 0
 
     def _key(self):
         return (self.ahead, self.level_size, self.priority, self.trade_credit)
@@ -198,16 +194,36 @@ cdef inline bint _is_bid(object side):
     return side is _BUY
 
 
+# The level book's per-level helpers, inline in this module (the class's _side/_best/_put methods, declared in
+# _fillmodel.pxd for other compiled modules, delegate to them).
+cdef inline Levels* _side_levels(LevelBook book, bint bid) noexcept:
+    return &book._bids if bid else &book._asks
+
+
+cdef inline bint _best_of(LevelBook book, bint bid, tick_t* out) noexcept:
+    cdef Levels* levels = _side_levels(book, bid)
+    if levels.empty():
+        return False
+    if bid:
+        out[0] = deref(levels.rbegin()).first
+    else:
+        out[0] = deref(levels.begin()).first
+    return True
+
+
+cdef inline void _put_to(LevelBook book, bint bid, tick_t tick, double size) noexcept:
+    if size > 0.0:
+        _side_levels(book, bid)[0][tick] = size
+    else:
+        _side_levels(book, bid).erase(tick)
+
+
 @cython.final
 cdef class LevelBook:
     """Displayed size per price tick, fed by snapshots, diffs and best bid/ask updates (the reference:
     ``PyLevelBook``; the same rules and answers)."""
 
-    cdef Levels _bids, _asks
-    cdef readonly double tick_size
-    cdef public bint has_depth
-    cdef tick_t _floor, _ceiling  # deepest bid / ask tick the depth data has covered
-    cdef bint _floor_known, _ceiling_known
+    # fields: _fillmodel.pxd
 
     _SCAN_TICKS = 64  # the reference's constant (unused here: the map always knows its best)
 
@@ -255,39 +271,29 @@ cdef class LevelBook:
     def tick_of(self, double price) -> int:
         return self._tick(price)
 
-    cdef inline Levels* _side(self, bint bid) noexcept:
-        return &self._bids if bid else &self._asks
+    cdef Levels* _side(self, bint bid) noexcept:
+        return _side_levels(self, bid)
 
-    cdef inline bint _best(self, bint bid, tick_t* out) noexcept:
-        cdef Levels* levels = self._side(bid)
-        if levels.empty():
-            return False
-        if bid:
-            out[0] = deref(levels.rbegin()).first
-        else:
-            out[0] = deref(levels.begin()).first
-        return True
+    cdef bint _best(self, bint bid, tick_t* out) noexcept:
+        return _best_of(self, bid, out)
 
     def best_tick(self, side):
         cdef tick_t t
-        if self._best(_is_bid(side), &t):
+        if _best_of(self, _is_bid(side), &t):
             return t
         return None
 
     def _find_best(self, side):
         return self.best_tick(side)
 
-    cdef inline void _put(self, bint bid, tick_t tick, double size) noexcept:
-        if size > 0.0:
-            self._side(bid)[0][tick] = size
-        else:
-            self._side(bid).erase(tick)
+    cdef void _put(self, bint bid, tick_t tick, double size) noexcept:
+        _put_to(self, bid, tick, size)
 
     def _set(self, side, tick_t tick, double size) -> None:
-        self._put(_is_bid(side), tick, size)
+        _put_to(self, _is_bid(side), tick, size)
 
     def _levels(self, side) -> dict:
-        return self._as_dict(self._side(_is_bid(side)))
+        return self._as_dict(_side_levels(self, _is_bid(side)))
 
     def _reset(self) -> None:
         self._bids.clear()
@@ -295,17 +301,21 @@ cdef class LevelBook:
 
     # --- updates -------------------------------------------------------------------------------------------
     def apply_bbo(self, double bid_px, double bid_size, double ask_px, double ask_size) -> None:
+        self._apply_bbo(bid_px, bid_size, ask_px, ask_size)
+
+    cdef int _apply_bbo(self, double bid_px, double bid_size, double ask_px, double ask_size) except -1:
         cdef tick_t bt = self._tick(bid_px), at = self._tick(ask_px), b, a
         if not self.has_depth:
             # BBO-only data: levels behind the best are not observed, so we keep none of them
             self._bids.clear()
             self._asks.clear()
-        while self._best(True, &b) and (b > bt or b >= at):
+        while _best_of(self, True, &b) and (b > bt or b >= at):
             self._bids.erase(b)
-        while self._best(False, &a) and (a < at or a <= bt):
+        while _best_of(self, False, &a) and (a < at or a <= bt):
             self._asks.erase(a)
-        self._put(True, bt, bid_size)
-        self._put(False, at, ask_size)
+        _put_to(self, True, bt, bid_size)
+        _put_to(self, False, at, ask_size)
+        return 0
 
     def apply_snapshot(self, bids, asks) -> None:
         cdef double px, sz
@@ -315,13 +325,13 @@ cdef class LevelBook:
         self._asks.clear()
         for px, sz in bids:
             t = self._tick(px)
-            self._put(True, t, sz)
+            _put_to(self, True, t, sz)
             if not any_bid or t < self._floor:
                 self._floor = t
             any_bid = True
         for px, sz in asks:
             t = self._tick(px)
-            self._put(False, t, sz)
+            _put_to(self, False, t, sz)
             if not any_ask or t > self._ceiling:
                 self._ceiling = t
             any_ask = True
@@ -337,7 +347,7 @@ cdef class LevelBook:
         has_edge = False
         for px, sz in bids:
             t = self._tick(px)
-            self._put(True, t, sz)
+            _put_to(self, True, t, sz)
             if not has_edge or t < edge:
                 edge = t
                 has_edge = True
@@ -350,7 +360,7 @@ cdef class LevelBook:
         has_edge = False
         for px, sz in asks:
             t = self._tick(px)
-            self._put(False, t, sz)
+            _put_to(self, False, t, sz)
             if not has_edge or t > edge:
                 edge = t
                 has_edge = True
@@ -361,33 +371,41 @@ cdef class LevelBook:
             self._ceiling = edge
             self._ceiling_known = True
         # the diff is the newest word on the levels it sets: opposite levels it crosses are stale
-        if self._best(True, &b) and self._best(False, &a) and b >= a:
+        if _best_of(self, True, &b) and _best_of(self, False, &a) and b >= a:
             if has_top_bid:
-                while self._best(False, &a) and a <= top_bid:
+                while _best_of(self, False, &a) and a <= top_bid:
                     self._asks.erase(a)
             if has_top_ask:
-                while self._best(True, &b) and b >= top_ask:
+                while _best_of(self, True, &b) and b >= top_ask:
                     self._bids.erase(b)
 
     # --- reads ---------------------------------------------------------------------------------------------
     def level_size(self, side, tick_t tick):
         """Displayed size at ``tick`` on ``side``: 0.0 if known empty, ``None`` if unknown."""
-        cdef bint bid = _is_bid(side)
-        cdef Levels* levels = self._side(bid)
+        cdef double size
+        if self._level(_is_bid(side), tick, &size):
+            return size
+        return None
+
+    cdef bint _level(self, bint bid, tick_t tick, double* out) noexcept:
+        # level_size at C level: False for the reference's None (unknown), else the size in ``out``
+        cdef Levels* levels = _side_levels(self, bid)
         cdef Levels.iterator it = levels.find(tick)
         cdef tick_t best
         if it != levels.end():
-            return deref(it).second
-        if not self._best(bid, &best):
-            return None
+            out[0] = deref(it).second
+            return True
+        if not _best_of(self, bid, &best):
+            return False
+        out[0] = 0.0
         if (tick > best) if bid else (tick < best):
-            return 0.0
+            return True
         if bid:
             if self.has_depth and self._floor_known and tick >= self._floor:
-                return 0.0
+                return True
         elif self.has_depth and self._ceiling_known and tick <= self._ceiling:
-            return 0.0
-        return None
+            return True
+        return False
 
     def crossing_levels(self, side, tick_t tick) -> list:
         """Opposite levels at or through our price (asks ``<= tick`` for a bid), best first."""
@@ -408,22 +426,28 @@ cdef class LevelBook:
 
     def crossing_size(self, side, tick_t tick):
         """Opposite-side size at or through our price; 0 when the book does not reach it."""
+        cdef bint any_level
+        cdef double total = self._crossing(_is_bid(side), tick, &any_level)
+        if not any_level:
+            return 0  # the reference's sum() over nothing is the int 0
+        return total
+
+    cdef double _crossing(self, bint bid, tick_t tick, bint* any_level) noexcept:
+        # crossing_size at C level; ``any_level`` False where the reference returns the int 0
         cdef double total = 0.0
-        cdef bint any_level = False
         cdef Levels.iterator it
         cdef Levels.reverse_iterator rit
-        if _is_bid(side):
+        any_level[0] = False
+        if bid:
             it = self._asks.begin()
             while it != self._asks.end() and deref(it).first <= tick:
                 total += deref(it).second
-                any_level = True
+                any_level[0] = True
                 inc(it)
         else:
             rit = self._bids.rbegin()
             while rit != self._bids.rend() and deref(rit).first >= tick:
                 total += deref(rit).second
-                any_level = True
+                any_level[0] = True
                 inc(rit)
-        if not any_level:
-            return 0  # the reference's sum() over nothing is the int 0
         return total

@@ -42,6 +42,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from apps.engine import compiled
 from apps.engine.execution.fillmodel import LevelBook, QueueModelParams, QueueState, queue_after_trade
 from apps.engine.execution.latency import LatencyModel, as_latency_model
 from apps.engine.execution.orders import (
@@ -154,8 +155,14 @@ class _Resting:
     crossed: float = 0.0
 
 
-class PaperVenue:
-    """Simulated matching of our orders against recorded market data; see the module docstring."""
+class PyPaperVenue:
+    """Simulated matching of our orders against recorded market data; see the module docstring.
+
+    The pure-Python reference: use :data:`PaperVenue`, which is this class with its per-event path compiled
+    (``apps/engine/execution/_paper.pyx``) when that is built (docs/compiled-core.md).
+    """
+
+    _resting_type: Callable[[Order, int, QueueState], _Resting] = _Resting  # the compiled venue's is typed
 
     def __init__(self, config: PaperVenueConfig, seed: int = 0) -> None:
         config.validate()
@@ -436,7 +443,7 @@ class PaperVenue:
             order.transition(OrderStatus.CANCELLED)
             self._ack(order.client_order_id, "cancelled", order.price, order.remaining, t)
             return
-        resting = _Resting(order, tick, self._join_queue(side, tick))
+        resting = self._resting_type(order, tick, self._join_queue(side, tick))
         resting.crossed = self._book.crossing_size(side, tick)  # swept above (no market impact)
         self._live[order.client_order_id] = resting
 
@@ -551,3 +558,20 @@ def _side_or_none(value: object) -> Side | None:
         return Side(value)
     except ValueError:
         return None
+
+
+_compiled_paper = compiled.load("apps.engine.execution._paper")
+
+if _compiled_paper is not None:
+
+    class PaperVenue(_compiled_paper.PaperVenueBase, PyPaperVenue):
+        """The paper venue with its per-event path compiled (``_paper.PaperVenueBase``: market-event dispatch, the
+        resting orders against each book change and trade, the in-flight heaps); the rest is ``PyPaperVenue``'s."""
+
+        _resting_type = _compiled_paper.Resting
+
+else:
+    PaperVenue = PyPaperVenue  # type: ignore[misc]
+
+# which one the engine runs: the compiled venue when built and MM_PURE_PYTHON is not set
+PAPER_COMPILED: bool = _compiled_paper is not None

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from apps.engine import compiled
 from apps.engine.accounting.funding import FundingClock
 from apps.engine.accounting.pnl import COMPONENTS, PnlBreakdown, PnlLedger, max_drawdown, sharpe_ratio
 from apps.engine.estimators.base import EstimatorSnapshot
@@ -264,8 +265,11 @@ def _or_none(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
-class EngineLoop:
+class PyEngineLoop:
     """The one driver: merge(feed, venue) → risk rules → strategy → gateway → venue → order events → ledger → sink.
+
+    The pure-Python reference: use :data:`EngineLoop`, which is this class with its per-event path compiled
+    (``apps/engine/simulation/_backtest.pyx``) when that is built (docs/compiled-core.md).
 
     Live trading, replay through the live loop and backtests all run this class; they differ only in what they
     hand it (architecture principle 1): the clock (a backtest calls :meth:`on_market` per event and
@@ -720,6 +724,21 @@ class EngineLoop:
                 ask_distance_ticks=round(ask / tick - ba, 6) if ask is not None else None,
             )
         )
+
+
+_compiled_driver = compiled.load("apps.engine.simulation._backtest")
+
+if _compiled_driver is not None:
+
+    class EngineLoop(_compiled_driver.EngineLoopBase, PyEngineLoop):
+        """The driver with its per-event path compiled (``_backtest.EngineLoopBase``: the replay loop, the market
+        event, the merge with the venue, the driver's clocks, the ledger's mid); the rest is ``PyEngineLoop``'s."""
+
+else:
+    EngineLoop = PyEngineLoop  # type: ignore[misc]
+
+# which one runs: the compiled driver when built and MM_PURE_PYTHON is not set
+DRIVER_COMPILED: bool = _compiled_driver is not None
 
 
 def merge_by_local_time(*streams: Iterable[Any]) -> Iterator[Any]:

@@ -25,8 +25,15 @@ from apps.engine.market.events import (
     Side,
     Trade,
 )
+from tests.engine.variants import VARIANTS, select
 
 BUY, SELL = Side.BUY, Side.SELL
+
+
+@pytest.fixture(autouse=True, params=VARIANTS)
+def variant(request, monkeypatch):
+    """Every test here runs against the reference venue and driver and against the compiled ones."""
+    return select(request.param, monkeypatch, request.module)
 
 
 def bbo(t: int, bid: float, bid_sz: float, ask: float, ask_sz: float) -> BestBidAsk:

@@ -7,6 +7,13 @@ import pytest
 from apps.engine.execution.paper import PaperVenue, PaperVenueConfig
 from apps.engine.market.events import BestBidAsk, CancelAll, CancelOrder, ModifyOrder, OrderReject, PlaceOrder, Side
 from apps.engine.risk.gateway import Mode, OrderGateway
+from tests.engine.variants import VARIANTS, select
+
+
+@pytest.fixture(autouse=True, params=VARIANTS)
+def variant(request, monkeypatch):
+    """Every test here runs against the reference venue and driver and against the compiled ones."""
+    return select(request.param, monkeypatch, request.module)
 
 
 @pytest.fixture

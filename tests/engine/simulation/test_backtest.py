@@ -16,9 +16,16 @@ from apps.engine.market.feeds import ReplayingFeed
 from apps.engine.simulation.backtest import BacktestConfig, EngineLoop, merge_by_local_time
 from apps.engine.simulation.baselines import FixedSpreadParams, FixedSpreadQuoter
 from apps.engine.simulation.simulator import MarketSimulator, SimulatorParams
+from tests.engine.variants import VARIANTS, select
 
 SP = SimulatorParams()
 FAST = {"sigma_bucket_s": 0.25, "sigma_min_buckets": 8, "kappa_min_volume": 0.05}
+
+
+@pytest.fixture(autouse=True, params=VARIANTS)
+def variant(request, monkeypatch):
+    """Every test here runs against the reference venue and driver and against the compiled ones."""
+    return select(request.param, monkeypatch, request.module)
 
 
 def sim_events(seconds: float = 60.0, seed: int = 4) -> list:

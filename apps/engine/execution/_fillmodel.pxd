@@ -1,0 +1,35 @@
+# The compiled fill model's classes, for other compiled modules to cimport (apps/engine/execution/_paper.pyx calls the
+# level book and the queue state at C level on every market event). The Python API is in _fillmodel.pyx.
+cimport cython
+from libcpp.map cimport map as cmap
+
+ctypedef long long tick_t
+ctypedef cmap[tick_t, double] Levels
+
+
+@cython.final
+cdef class QueueState:
+    cdef double _ahead, _level_size
+    cdef bint _ahead_known, _level_known
+    cdef public object priority
+    cdef public double trade_credit
+
+    cdef int _observe(self, double size, object params) except -1
+
+
+@cython.final
+cdef class LevelBook:
+    cdef Levels _bids, _asks
+    cdef readonly double tick_size
+    cdef public bint has_depth
+    cdef tick_t _floor, _ceiling  # deepest bid / ask tick the depth data has covered
+    cdef bint _floor_known, _ceiling_known
+
+    cdef dict _as_dict(self, Levels* levels)
+    cdef tick_t _tick(self, double price) except? -1
+    cdef Levels* _side(self, bint bid) noexcept
+    cdef bint _best(self, bint bid, tick_t* out) noexcept
+    cdef void _put(self, bint bid, tick_t tick, double size) noexcept
+    cdef int _apply_bbo(self, double bid_px, double bid_size, double ask_px, double ask_size) except -1
+    cdef bint _level(self, bint bid, tick_t tick, double* out) noexcept
+    cdef double _crossing(self, bint bid, tick_t tick, bint* any_level) noexcept

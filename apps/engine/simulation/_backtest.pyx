@@ -1,0 +1,173 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""Compiled per-event path of the driver: the same behaviour as the reference ``PyEngineLoop`` in
+:mod:`apps.engine.simulation.backtest`, which stays the readable version of every step.
+
+Design, as for the paper venue (``apps/engine/execution/_paper.pyx``): ``EngineLoopBase`` is a compiled base class
+holding the state the per-event path reads in typed slots, and :mod:`apps.engine.simulation.backtest` builds the
+driver everyone uses as ``class EngineLoop(EngineLoopBase, PyEngineLoop)``. It overrides only what runs on every
+market event: the replay loop of ``run``, ``on_market``, the merge with the venue (``_deliver_venue``), the driver's
+clocks (``_reach``, ``_sample_until``), the ledger's mid (``_update_mid``) and the check after the strategy
+(``_after_strategy``). Whatever is rare (a venue event due, a P&L sample, an estimator snapshot, the risk grid, a
+decision or actions to record and send, a mid that moved) calls the reference's own Python methods, so the live loop
+(``step_until``, modes, emergency cancels, flatten) runs the reference code around the compiled steps.
+
+The strategy core and the venue are called through their Python methods (the compiled paper venue's are compiled
+themselves); the venue's level book is read at C level when it is the compiled one.
+
+Floats: the mid is ``(best bid tick + best ask tick) · tick · 0.5`` in the reference's order, on ticks whose sum is
+exact as a double (else the reference's Python arithmetic runs), so it is the same double.
+"""
+
+cimport cython
+from libc.math cimport isfinite
+
+from apps.engine.execution._fillmodel cimport LevelBook, tick_t
+
+import time
+
+from apps.engine.market.events import Funding, MarkPrice, Side, Trade
+from apps.engine.risk.gateway import Mode
+
+cdef object _BUY = Side.BUY
+cdef object _SELL = Side.SELL
+cdef object _RUNNING = Mode.RUNNING
+cdef tick_t _EXACT = 1LL << 52  # two ticks below this add exactly in a double
+
+
+cdef class EngineLoopBase:
+    """The compiled half of ``backtest.EngineLoop``; the reference ``PyEngineLoop`` is the other (see the module)."""
+
+    # the reference's state, set by its __init__ (typed slots where the per-event path reads it)
+    cdef public object strategy, venue, config, sink, risk, result, gateway, ledger, _book, _tick
+    cdef public object _now_ns, _next_sample_ns, _interval_ns, _next_snap_ns, _next_risk_ns
+    cdef public bint _venue_exchange_clock
+
+    # --- the replay loop -----------------------------------------------------------------------------------------
+    def run(self, feed):
+        """Replay a whole feed (market events in local-time order; anything else is skipped) and finish."""
+        from apps.engine.simulation.backtest import MARKET_TYPES
+
+        cdef bint own = type(self).on_market is EngineLoopBase.on_market and "on_market" not in getattr(self, "__dict__", {})
+        t0 = time.perf_counter()
+        on_market = self.on_market
+        for event in feed:
+            if isinstance(event, MARKET_TYPES):
+                if own:
+                    self._market(event)
+                else:
+                    on_market(event)
+        self.result.stats.wall_s += time.perf_counter() - t0
+        return self.finish()
+
+    def on_market(self, event):
+        """Feed one market event (local-time order): venue events due before it first, then the event."""
+        self._market(event)
+
+    cdef int _market(self, object event) except -1:
+        t = event.ts_local_ns
+        venue = self.venue
+        self._deliver(t, False)
+        self._clocks(t)
+        if t > self._now_ns:
+            self._now_ns = t
+        result = self.result
+        if result.first_ts_ns == 0:
+            result.first_ts_ns = t
+        result.stats.market_events += 1
+        if self.risk is not None:
+            self.risk.on_market(t, event.ts_exch_ns)
+        if self.sink is not None:
+            self.sink.market(event)
+        out = venue.on_market(event)
+        if isinstance(event, Funding):
+            self.ledger.on_funding(t, event.rate)
+        elif isinstance(event, MarkPrice):
+            self._on_mark_price(t, event)
+        elif not isinstance(event, Trade):
+            self._mid(t, event.ts_exch_ns)
+        if out:
+            self._handle(out)
+        self._after(t, self.strategy.on_event(event))
+        return 0
+
+    # --- the merge with the venue ---------------------------------------------------------------------------------
+    def _deliver_venue(self, t, *, inclusive):
+        self._deliver(t, inclusive)
+
+    cdef int _deliver(self, object t, bint inclusive) except -1:
+        venue = self.venue
+        nxt = venue.next_event_ns()
+        while nxt is not None and (nxt <= t if inclusive else nxt < t):
+            if nxt > self._now_ns:
+                self._now_ns = nxt
+            self._clocks(nxt)
+            self._handle(venue.advance(nxt))
+            nxt = venue.next_event_ns()
+        return 0
+
+    # --- the driver's clocks --------------------------------------------------------------------------------------
+    def _reach(self, t):
+        self._clocks(t)
+
+    cdef int _clocks(self, object t) except -1:
+        self._samples(t)
+        if t >= self._next_snap_ns:
+            self._snapshot(t)
+        if self.risk is not None:
+            nxt = self._next_risk_ns
+            if nxt is None or nxt <= t:  # else the reference's _risk_until has nothing to do before ``t``
+                self._risk_until(t)
+        return 0
+
+    def _sample_until(self, t):
+        self._samples(t)
+
+    cdef int _samples(self, object t) except -1:
+        nxt = self._next_sample_ns
+        if nxt is None:
+            if isfinite(self.ledger.mid):
+                # samples on a fixed grid aligned to whole intervals of the epoch: reproducible across runs
+                self._next_sample_ns = (t // self._interval_ns + 1) * self._interval_ns
+            return 0
+        if nxt <= t:
+            while nxt <= t:
+                self._take_sample(nxt)
+                nxt += self._interval_ns
+            self._next_sample_ns = nxt
+        return 0
+
+    # --- the ledger's mid -----------------------------------------------------------------------------------------
+    def _update_mid(self, t, ts_exch_ns=0):
+        self._mid(t, ts_exch_ns)
+
+    cdef int _mid(self, object t, object ts_exch_ns) except -1:
+        cdef tick_t bb, ba
+        cdef double mid
+        book = self._book
+        tick = self._tick
+        if type(book) is not LevelBook or type(tick) is not float:
+            super(EngineLoopBase, self)._update_mid(t, ts_exch_ns)
+            return 0
+        if not (<LevelBook>book)._best(True, &bb) or not (<LevelBook>book)._best(False, &ba) or bb >= ba:
+            return 0
+        if not (-_EXACT < bb < _EXACT and -_EXACT < ba < _EXACT):
+            super(EngineLoopBase, self)._update_mid(t, ts_exch_ns)
+            return 0
+        mid = <double>(bb + ba) * <double>tick * 0.5
+        ledger = self.ledger
+        if mid != ledger.mid:
+            venue_t = ts_exch_ns if self._venue_exchange_clock and ts_exch_ns > 0 else t
+            ledger.on_mid(t, mid, venue_t)
+        return 0
+
+    # --- after the strategy ---------------------------------------------------------------------------------------
+    def _after_strategy(self, ts_ns, actions):
+        self._after(ts_ns, actions)
+
+    cdef int _after(self, object ts_ns, object actions) except -1:
+        strategy = self.strategy
+        # nothing to record and nothing to send (most market events): the reference would do nothing either
+        if not actions and not (strategy.decisions_changed and strategy.last_decision is not None):
+            return 0
+        super(EngineLoopBase, self)._after_strategy(ts_ns, actions)
+        return 0

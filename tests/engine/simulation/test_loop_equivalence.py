@@ -1,0 +1,103 @@
+"""The compiled paper venue and driver and their pure-Python references agree exactly, on every shared recording.
+
+``apps/engine/execution/_paper.pyx`` (``PaperVenue``) against ``PyPaperVenue`` and
+``apps/engine/simulation/_backtest.pyx`` (``EngineLoop``) against ``PyEngineLoop``, everything else the same (the
+compiled book and fill model in both): the whole backtest of every shared Binance recording (the engine
+fingerprint's list) for each strategy of the engine fingerprint (GLFT, fixed spread, Avellaneda–Stoikov), the two
+pairs in lockstep. The compiled driver replays the recording with its own (compiled) ``run``; its feed steps the
+reference driver (``on_market``, which is all the reference's ``run`` does per event) through the same event and
+compares, after **every** event, with ``==`` on exact values: the driver's clock, counters, fills, P&L and quote
+samples and the ledger's mid and position; the venue's next event time, position, fills delivered, live orders and
+its own clocks. Every 64 events and at the end, every live order as the venue sees it (price, sizes, status, queue
+ahead) and the last P&L and quote sample, by ``repr`` (exact for floats). At the end, the event, action,
+order-event, decision and fill counts and the fingerprint tool's digests of every decision, every fill and the
+summary.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from apps.engine.execution.paper import PAPER_COMPILED, PaperVenue, PyPaperVenue
+from apps.engine.simulation.backtest import DRIVER_COMPILED, MARKET_TYPES, EngineLoop, PyEngineLoop
+from tests.engine.execution.test_fillmodel_equivalence import EVENTS, recording  # noqa: F401 - the fixture
+from tools.engine_fingerprint import digest, strategies, venue
+
+pytestmark = pytest.mark.skipif(
+    not (PAPER_COMPILED and DRIVER_COMPILED), reason="the compiled venue/driver is not selected (MM_PURE_PYTHON?)"
+)
+
+
+def _state(loop) -> tuple:
+    """What must be equal after every event (cheap reads)."""
+    v, r, s = loop.venue, loop.result, loop.result.stats
+    return (
+        loop.now_ns,
+        (s.market_events, s.order_events, s.actions, s.decisions, s.local_rejects, s.blocked, s.emergency_cancels),
+        len(r.fills),
+        len(r.pnl),
+        len(r.samples),
+        repr(loop.ledger.mid),
+        repr(loop.ledger.position),
+        repr(r.max_abs_inventory),
+        v.next_event_ns(),
+        repr(v.position()),
+        len(v._fills),
+        sorted(v._live),
+        v._venue_now_ns,
+        v.non_market_trades,
+        v._seq,
+    )
+
+
+def _deep(loop) -> tuple:
+    """The rest, every 64 events and at the end: every live order and the last samples, exact by repr."""
+    v, r = loop.venue, loop.result
+    # ``crossed`` as a float: the reference keeps the level book's int 0 for "nothing crossed", the compiled 0.0
+    live = [(repr(o), repr(float(v._live[o.client_order_id].crossed))) for o in v.open_orders()]
+    return (live, repr(r.pnl[-1]) if r.pnl else None, repr(r.samples[-1]) if r.samples else None, repr(r.fills[-1:]))
+
+
+def _digests(result) -> tuple:
+    s = result.stats
+    return (
+        (s.market_events, s.actions, s.order_events, len(result.decisions), len(result.fills)),
+        digest(result.decisions),
+        digest(result.fills),
+        digest([result.summary(timing=False)]),
+    )
+
+
+def _lockstep(events, tick, lot, label):
+    cfg = venue(tick, lot).config  # the engine fingerprint's venue: 5 ms each way, risk-averse queue
+    ref = PyEngineLoop(strategies(tick, lot)[label], PyPaperVenue(cfg, seed=1), name=label)
+    com = EngineLoop(strategies(tick, lot)[label], PaperVenue(cfg, seed=1), name=label)
+    assert type(com.venue).on_market is not PyPaperVenue.on_market and type(ref.venue) is PyPaperVenue
+    n = 0
+
+    def feed():
+        nonlocal n
+        for ev in events:
+            yield ev  # the compiled driver processes it before asking for the next one
+            if not isinstance(ev, MARKET_TYPES):
+                continue
+            ref.on_market(ev)
+            n += 1
+            assert _state(com) == _state(ref), f"{label}: after event {n} ({type(ev).__name__})"
+            if n % 64 == 0:
+                assert _deep(com) == _deep(ref), f"{label}: orders or samples after event {n}"
+
+    got = com.run(feed())
+    want = ref.finish()
+    assert _state(com) == _state(ref) and _deep(com) == _deep(ref), f"{label}: after finish()"
+    return got, want, n
+
+
+@pytest.mark.parametrize("label", ["glft", "fixed", "as"])
+def test_the_backtest_is_identical_with_the_compiled_venue_and_driver(recording, label):  # noqa: F811
+    name, events, tick, lot = recording
+    got, want, n = _lockstep(events, tick, lot, label)
+    assert n == EVENTS[name], f"{name}: {n} market events compared, not the whole recording"
+    assert _digests(got) == _digests(want), f"{name} {label}: compiled (counts, decisions, fills, summary) differ"
+    if label == "glft":
+        assert len(got.fills) > 0, f"{name}: no fills: the fill path was not compared"
