@@ -21,7 +21,11 @@ from apps.engine.market import book
 from apps.engine.market.events import Side
 
 ROOT = Path(__file__).resolve().parents[2]
-COMPILED_MODULES = ["apps.engine.market._book", "apps.engine.execution._fillmodel"]
+COMPILED_MODULES = [
+    "apps.engine.market._book",
+    "apps.engine.execution._fillmodel",
+    "apps.engine.estimators._estimators",
+]
 
 
 @pytest.mark.parametrize("name", COMPILED_MODULES)
@@ -83,3 +87,48 @@ def test_mm_pure_python_selects_the_fill_model_reference(flag, expect):
     assert " ".join(names) == expect
     module = "apps.engine.execution.fillmodel" if expect.startswith("Py") else "apps.engine.execution._fillmodel"
     assert m1 == m2 == module
+
+
+ESTIMATOR_CLASSES = [
+    ("adverse", "AdverseSelectionEstimator"),
+    ("sigma", "SigmaEstimator"),
+    ("microprice", "MicropriceRegression"),
+    ("flow", "FlowImbalance"),
+    ("flow", "TradeArrivalRate"),
+    ("hawkes", "HawkesIntensity"),
+]
+
+
+def test_market_estimators_use_the_compiled_estimators_unless_told_otherwise():
+    if compiled.pure_python():
+        pytest.skip("MM_PURE_PYTHON is set: the references are selected on purpose")
+    assert compiled.FALLBACKS == {}, f"compiled modules fell back to Python: {compiled.FALLBACKS}"
+    compiled_est = importlib.import_module("apps.engine.estimators._estimators")
+    for module, name in ESTIMATOR_CLASSES:
+        mod = importlib.import_module(f"apps.engine.estimators.{module}")
+        assert mod.ESTIMATORS_COMPILED
+        assert getattr(mod, name) is getattr(compiled_est, name), name
+    from apps.engine.estimators.market import MarketEstimators
+
+    est = MarketEstimators()
+    for attr in ("adverse", "sigma", "microprice", "flow", "arrival", "hawkes"):
+        assert type(getattr(est, attr)).__module__ == "apps.engine.estimators._estimators", attr
+
+
+@pytest.mark.parametrize("flag", ["1", "true", ""])
+def test_mm_pure_python_selects_the_estimator_references(flag):
+    env = {**os.environ, "MM_PURE_PYTHON": flag}
+    code = (
+        "import importlib\n"
+        f"for mod, name in {ESTIMATOR_CLASSES!r}:\n"
+        "    c = getattr(importlib.import_module('apps.engine.estimators.' + mod), name)\n"
+        "    print(c.__name__, c.__module__)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    rows = [line.split() for line in out.stdout.splitlines()]
+    assert len(rows) == len(ESTIMATOR_CLASSES)
+    for (module, name), (got, where) in zip(ESTIMATOR_CLASSES, rows, strict=True):
+        if flag:
+            assert (got, where) == ("Py" + name, f"apps.engine.estimators.{module}")
+        else:
+            assert (got, where) == (name, "apps.engine.estimators._estimators")

@@ -350,7 +350,7 @@ class MarketEstimators:
         fit = fit_hawkes(times - times[0], min_events=50, warm_start=self.hawkes.params if prev and prev.ok else None)
         self.hawkes_fit = fit
         if fit.ok:
-            h = HawkesIntensity.from_fit(fit, name="trade_hawkes")
+            h = type(self.hawkes).from_fit(fit, name="trade_hawkes")  # the class in use (compiled or reference)
             # replay the recent events so the excitation is current under the new parameters
             base = ts / _NS - 30.0 / fit.beta_per_s
             for s in times[times >= base]:
