@@ -96,6 +96,7 @@ ESTIMATOR_CLASSES = [
     ("flow", "FlowImbalance"),
     ("flow", "TradeArrivalRate"),
     ("hawkes", "HawkesIntensity"),
+    ("kappa", "TradeKappaEstimator"),
 ]
 
 
@@ -111,7 +112,7 @@ def test_market_estimators_use_the_compiled_estimators_unless_told_otherwise():
     from apps.engine.estimators.market import MarketEstimators
 
     est = MarketEstimators()
-    for attr in ("adverse", "sigma", "microprice", "flow", "arrival", "hawkes"):
+    for attr in ("adverse", "sigma", "microprice", "flow", "arrival", "hawkes", "kappa"):
         assert type(getattr(est, attr)).__module__ == "apps.engine.estimators._estimators", attr
 
 

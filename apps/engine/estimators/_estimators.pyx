@@ -24,7 +24,7 @@ double ``math.fsum`` returns over the whole window.
 """
 
 cimport cython
-from libc.math cimport exp, fabs, isfinite, isinf, isnan, pow, sqrt
+from libc.math cimport exp, fabs, isfinite, isinf, isnan, pow, rint, sqrt
 from libc.stdint cimport int64_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memmove
@@ -1111,3 +1111,199 @@ cdef class HawkesIntensity:
 
     def snapshot(self, now_ns):
         return _hawkes_ref().snapshot(self, now_ns)
+
+
+# --- κ from the trade tape: the window and its running sums ---------------------------------------------------
+
+cdef object _REF_KAPPA = None
+
+
+cdef object _kappa_mod():
+    global _REF_KAPPA
+    if _REF_KAPPA is None:
+        from apps.engine.estimators import kappa
+
+        _REF_KAPPA = kappa
+    return _REF_KAPPA
+
+
+cdef struct Sums:
+    double volume, volume_sq, wdelta_raw, wdelta_beyond, wtick, at_touch
+    int64_t count
+    double thr_volume, thr_volume_sq, thr_wexcess, thr_wtick
+
+
+cdef inline void _sums_add(Sums* s, double sign, Rec* r) noexcept nogil:
+    # kappa._Sums.add, the same operations in the same order (r: t, a = w, b = d_raw, c = d_beyond, d = tau, k)
+    cdef double w = r.a, tau = r.d
+    cdef int64_t k = r.k
+    s.volume += sign * w
+    s.volume_sq += sign * w * w
+    s.wdelta_raw += sign * w * r.b
+    s.wdelta_beyond += sign * w * r.c
+    s.wtick += sign * w * tau
+    if k == 0:
+        s.at_touch += sign * w
+    else:
+        s.thr_volume += sign * w
+        s.thr_volume_sq += sign * w * w
+        s.thr_wexcess += sign * w * <double>(k - 1) * tau
+        s.thr_wtick += sign * w * tau
+    s.count += <int64_t>sign
+
+
+cdef inline void _sums_zero(Sums* s) noexcept nogil:
+    s.volume = s.volume_sq = s.wdelta_raw = s.wdelta_beyond = s.wtick = s.at_touch = 0.0
+    s.count = 0
+    s.thr_volume = s.thr_volume_sq = s.thr_wexcess = s.thr_wtick = 0.0
+
+
+cdef object _sums_object(Sums* s):
+    return _kappa_mod()._Sums(
+        s.volume, s.volume_sq, s.wdelta_raw, s.wdelta_beyond, s.wtick, s.at_touch, s.count,
+        s.thr_volume, s.thr_volume_sq, s.thr_wexcess, s.thr_wtick,
+    )  # fmt: skip
+
+
+@cython.final
+cdef class TradeKappaEstimator:
+    """Compiled :class:`apps.engine.estimators.kappa.PyTradeKappaEstimator`: the trade window and its running
+    sums in C (``update_trusted``, the expiry, the window sums a snapshot starts from); the posterior, the
+    goodness of fit and the snapshot are the reference's functions on this state."""
+
+    name = "kappa"
+
+    cdef readonly object params
+    cdef Ring _ring  # t = local time, a = size, b = d_raw, c = d_beyond, d = tau, k
+    cdef Sums _s
+    cdef int64_t _window
+    cdef public int64_t _last_input_ns, _n_updates, _pops_since_resum
+    cdef public object _gof, _rng
+    cdef double _tick
+
+    def __init__(self, params=None):
+        import numpy as np
+
+        km = _kappa_mod()
+        self.params = (params or km.KappaParams()).validate()
+        _clear(&self._ring)
+        self._window = int(self.params.window_s * _NS)
+        _sums_zero(&self._s)
+        self._last_input_ns = 0
+        self._n_updates = 0
+        self._pops_since_resum = 0
+        self._gof = km._GofCache()
+        self._rng = np.random.default_rng(self.params.gof_seed)
+        self._tick = self.params.tick_size
+
+    def __dealloc__(self):
+        free(self._ring.buf)
+
+    # -- state the reference reads -----------------------------------------------------------------
+
+    @property
+    def _window_ns(self):
+        return self._window
+
+    @property
+    def _trades(self):
+        cdef Rec* r
+        out = deque()
+        for i in range(self._ring.n):
+            r = _at(&self._ring, i)
+            out.append((r.t, r.a, r.b, r.c, r.d, r.k))
+        return out
+
+    @property
+    def _sums(self):
+        return _sums_object(&self._s)
+
+    @property
+    def last_input_ns(self):
+        return self._last_input_ns
+
+    # -- mutation ---------------------------------------------------------------------------------
+
+    def update(self, ts_ns, price, size, mid, half_spread_px=None):
+        _kappa_mod().PyTradeKappaEstimator.update(self, ts_ns, price, size, mid, half_spread_px)
+
+    def update_from_events(self, trade, bbo):
+        _kappa_mod().PyTradeKappaEstimator.update_from_events(self, trade, bbo)
+
+    def update_trusted(self, int64_t ts_ns, double price, double size, double mid, double half_spread_px):
+        """:meth:`update` without the input checks (``half_spread_px`` required)."""
+        cdef double dist_px = fabs(price - mid)
+        cdef double d_raw = dist_px / mid
+        cdef double tick = self._tick, tau, d_beyond, q
+        cdef int64_t k
+        cdef Rec* r
+        if tick > 0:
+            # Prints inside the touch (stale mid, hidden liquidity) count as at the touch.
+            q = (dist_px - half_spread_px) / tick
+            if not isfinite(q):
+                k = max(round(q), 0)  # Python's round: ValueError on NaN, OverflowError on an infinity
+            else:
+                q = rint(q)  # round-half-even, as Python's round()
+                k = <int64_t>q if q > 0 else 0
+            tau = tick / mid
+            d_beyond = <double>k * tau
+        else:
+            k = 0
+            tau = 0.0
+            d_beyond = 0.0
+        r = _push(&self._ring)
+        r.t = ts_ns
+        r.a = size
+        r.b = d_raw
+        r.c = d_beyond
+        r.d = tau
+        r.k = k
+        _sums_add(&self._s, 1.0, r)
+        if ts_ns > self._last_input_ns:
+            self._last_input_ns = ts_ns
+        self._n_updates += 1
+        if self._ring.buf[self._ring.head].t < self._last_input_ns - self._window:
+            self._expire(self._last_input_ns)
+
+    cdef void _expire(self, int64_t now_ns) noexcept:
+        cdef int64_t cutoff = now_ns - self._window
+        cdef Py_ssize_t i
+        while self._ring.n and self._ring.buf[self._ring.head].t < cutoff:
+            _sums_add(&self._s, -1.0, &self._ring.buf[self._ring.head])
+            _pop(&self._ring)
+            self._pops_since_resum += 1
+        if not self._ring.n:
+            _sums_zero(&self._s)
+            self._pops_since_resum = 0
+        elif self._pops_since_resum > 50_000:
+            # Bound the floating-point drift of the running sums (the reference's re-sum).
+            _sums_zero(&self._s)
+            for i in range(self._ring.n):
+                _sums_add(&self._s, 1.0, _at(&self._ring, i))
+            self._pops_since_resum = 0
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    def _window_sums(self, int64_t now_ns):
+        """Sums over trades inside the window at ``now_ns`` without mutating; returns (sums, first index)."""
+        cdef int64_t cutoff = now_ns - self._window
+        cdef Sums s = self._s
+        cdef Py_ssize_t first = 0
+        cdef Rec* r
+        while first < self._ring.n:
+            r = _at(&self._ring, first)
+            if r.t >= cutoff:
+                break
+            _sums_add(&s, -1.0, r)
+            first += 1
+        return _sums_object(&s), first
+
+    def goodness_of_fit(self, now_ns):
+        return _kappa_mod().PyTradeKappaEstimator.goodness_of_fit(self, now_ns)
+
+    def snapshot(self, now_ns):
+        return _kappa_mod().PyTradeKappaEstimator.snapshot(self, now_ns)
+
+    def _state(self, now_ns, s, value):
+        return _kappa_mod().PyTradeKappaEstimator._state(self, now_ns, s, value)
+

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from apps.engine.estimators import _estimators, adverse, flow, hawkes, market, microprice, sigma
+from apps.engine.estimators import _estimators, adverse, flow, hawkes, kappa, market, microprice, sigma
 
 COMPILED = [
     (adverse, "AdverseSelectionEstimator"),
@@ -20,6 +20,7 @@ COMPILED = [
     (flow, "FlowImbalance"),
     (flow, "TradeArrivalRate"),
     (hawkes, "HawkesIntensity"),
+    (kappa, "TradeKappaEstimator"),
 ]
 BOTH_EXEMPT = {"test_estimators_equivalence"}
 

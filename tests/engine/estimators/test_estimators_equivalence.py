@@ -1,31 +1,33 @@
 """The compiled estimators and their pure-Python references agree exactly, on every shared Binance recording.
 
 ``apps/engine/estimators/_estimators.pyx`` (``AdverseSelectionEstimator``, ``SigmaEstimator``,
-``MicropriceRegression``, ``FlowImbalance``, ``TradeArrivalRate``, ``HawkesIntensity``) against the ``Py*`` classes
-of the estimator modules: every event of every shared Binance recording (the engine fingerprint's list,
-:data:`apps.marketdata.recordings.BINANCE_RAW_RECORDINGS`) goes through a :class:`MarketEstimators` built with the
-references and one built with the compiled classes, and
+``MicropriceRegression``, ``FlowImbalance``, ``TradeArrivalRate``, ``HawkesIntensity``, ``TradeKappaEstimator``)
+against the ``Py*`` classes of the estimator modules: every event of every shared Binance recording (the engine
+fingerprint's list, :data:`apps.marketdata.recordings.BINANCE_RAW_RECORDINGS`) goes through a
+:class:`MarketEstimators` built with the references and one built with the compiled classes, and
 
-- after **every** event: σ for the spread and for the inventory, the microprice coefficients, last imbalances and
-  prediction, the flow's decayed volumes, the arrival count, the Hawkes state and the adverse snapshot (whose
-  window sums the compiled class keeps incrementally) are compared with ``==`` on their exact bits (NaN equals
-  NaN, ``-0.0`` is not ``0.0``);
+- after **every** event: κ's running window sums and counters, σ for the spread and for the inventory and its open
+  bucket, the microprice coefficients, last imbalances and prediction, the flow's decayed volumes, the arrival
+  count, the Hawkes state and the adverse snapshot (whose window sums the compiled class keeps incrementally) are
+  compared with ``==`` on their exact bits (NaN equals NaN, ``-0.0`` is not ``0.0``);
 - at every 50th book ticker (a decision-like point) and at the end: the six cached snapshots the quoter reads
   (``MarketEstimators.snapshots``) and every estimator's own snapshot (value, std, interval, state, detail dict,
-  message);
+  message), κ's window (its length and first index);
 - own maker fills for the adverse estimator are synthesised at fixed book tickers (every 97th), alternating sides,
   stamped a little before the ticker (so the mid before them is looked up), some with an explicit mid and some
-  out of order (earlier than a pending one), fed to both.
+  out of order (earlier than a pending one), fed to both;
+- at the end, the ``estimate`` command's report of each.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from pathlib import Path
 
 import pytest
 
-from apps.engine.estimators import _estimators, adverse, flow, hawkes, market, microprice, sigma
+from apps.engine.estimators import _estimators, adverse, flow, hawkes, kappa, market, microprice, sigma
 from apps.engine.estimators.base import EstimatorSnapshot
 from apps.engine.estimators.market import MarketEstimators
 from apps.engine.market.events import BestBidAsk
@@ -40,6 +42,7 @@ COMPILED = [
     (flow, "FlowImbalance"),
     (flow, "TradeArrivalRate"),
     (hawkes, "HawkesIntensity"),
+    (kappa, "TradeKappaEstimator"),
 ]
 MS = 1_000_000
 
@@ -75,7 +78,7 @@ def estimators(tick: float, *, reference: bool, monkeypatch) -> MarketEstimators
             m.setattr(market, name, getattr(mod, "Py" + name) if reference else getattr(_estimators, name))
         est = MarketEstimators(tick_size=tick)
     kinds = {type(est.adverse), type(est.sigma), type(est.microprice), type(est.flow), type(est.arrival)}
-    kinds.add(type(est.hawkes))
+    kinds |= {type(est.hawkes), type(est.kappa)}
     assert all((k.__module__ == _estimators.__name__) != reference for k in kinds), kinds
     return est
 
@@ -112,6 +115,10 @@ def cheap_state(est: MarketEstimators, now: int):
             est.adverse.own_total,
             est.adverse.public_total,
             est.adverse.snapshot(now),
+            dataclasses.astuple(est.kappa._sums),
+            est.kappa._n_updates,
+            est.kappa._pops_since_resum,
+            est.kappa.last_input_ns,
         )
     )
 
@@ -127,6 +134,9 @@ def all_snapshots(est: MarketEstimators, now: int):
             est.hawkes.snapshot(now),
             est.adverse.snapshot(now),
             est.hawkes.intensity(max(now, est.hawkes.last_event_ns)),
+            est.kappa.snapshot(now),
+            est.kappa._window_sums(now)[1],
+            len(est.kappa._trades),
         )
     )
 

@@ -1,0 +1,223 @@
+"""Market estimators: the pure-Python references against the compiled classes, on the shared USD-M BTCUSDT recording.
+
+:class:`~apps.engine.estimators.market.MarketEstimators` is built once with the reference estimators (``Py*``:
+adverse selection, σ, microprice, flow, arrival rate, Hawkes intensity, κ's trade window) and once with the
+compiled ones (``apps/engine/estimators/_estimators.pyx``); the book is the compiled one in both, so the difference
+is the estimators'. The file is parsed once, before any timing.
+
+* wall clock: every event of the file through a fresh ``MarketEstimators`` of each kind, alternating, ``ROUNDS``
+  times each in one run, best round (events/s and the ratio);
+* callgrind, ``MarketEstimators.on_event``: a child replays the first ``SHORT`` and then the first ``LONG`` events
+  of the file; the difference of the two totals over ``LONG - SHORT`` is the instructions per event of that window
+  (start-up, imports and warm-up cancel);
+* callgrind, the ``pipeline`` of :mod:`benchmarks.bench_instructions` (``StrategyCore.on_event``: estimators,
+  decisions, quoter, order reconciliation) with each kind of estimators, measured the same way as there (``WARM``
+  events uninstrumented, then windows of ``N`` and ``2N``).
+
+``python -m benchmarks.bench_estimators --backtest-callgrind`` (a few minutes; not in ``make bench``): the whole
+backtest's instructions per event (``bench_instructions``' ``backtest`` subject) with each kind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from benchmarks.common import USDM_BTCUSDT_RAW, callgrind_instructions, reference_vs_compiled_rows
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA = USDM_BTCUSDT_RAW
+ROUNDS = 3
+SHORT, LONG = 10_000, 14_000  # MarketEstimators callgrind window: events SHORT+1 .. LONG
+IMPLS = ("reference", "compiled")
+NAMES = [
+    ("adverse", "AdverseSelectionEstimator"),
+    ("sigma", "SigmaEstimator"),
+    ("microprice", "MicropriceRegression"),
+    ("flow", "FlowImbalance"),
+    ("flow", "TradeArrivalRate"),
+    ("hawkes", "HawkesIntensity"),
+    ("kappa", "TradeKappaEstimator"),
+]
+
+
+@contextlib.contextmanager
+def estimators(impl: str) -> Iterator[None]:
+    """While open, a MarketEstimators (and so a StrategyCore) is built with the ``impl`` estimators."""
+    import importlib
+
+    from apps.engine.estimators import _estimators, market
+
+    saved = []
+    try:
+        for module, name in NAMES:
+            mod = importlib.import_module(f"apps.engine.estimators.{module}")
+            cls = getattr(mod, "Py" + name) if impl == "reference" else getattr(_estimators, name)
+            for target in (mod, market):
+                saved.append((target, name, getattr(target, name)))
+                setattr(target, name, cls)
+        yield
+    finally:
+        for target, name, old in reversed(saved):
+            setattr(target, name, old)
+
+
+def _events() -> list:
+    from apps.marketdata.parsers import Quarantined, parse_file
+
+    return [e for e in parse_file("binance-raw", DATA) if not isinstance(e, Quarantined)]
+
+
+def _replay(impl: str, events: list) -> float:
+    from apps.engine.estimators.market import MarketEstimators
+
+    with estimators(impl):
+        est = MarketEstimators(tick_size=0.1)
+    step = est.on_event
+    t0 = time.perf_counter()
+    for ev in events:
+        step(ev)
+    return time.perf_counter() - t0
+
+
+def _estimators_child(impl: str, path: str, n: int) -> None:
+    """Runs under valgrind: a MarketEstimators of kind ``impl`` fed the first ``n`` pickled events."""
+    from apps.engine.estimators.market import MarketEstimators
+
+    with open(path, "rb") as f:
+        events = pickle.load(f)  # noqa: S301 - our own file, written a moment ago by the parent
+    with estimators(impl):
+        est = MarketEstimators(tick_size=0.1)
+    step = est.on_event
+    for ev in events[:n]:
+        step(ev)
+
+
+def _subject_child(subject: str, impl: str, path: str, warm: int, n: int) -> None:
+    """Runs under valgrind: bench_instructions' ``subject`` built with the ``impl`` estimators, instrumented only
+    for events warm+1 .. warm+n."""
+    from benchmarks import bench_instructions as bi
+    from benchmarks.daystream import require_compiled
+
+    require_compiled()
+    with open(path, "rb") as f:
+        events = pickle.load(f)  # noqa: S301 - our own file, written a moment ago by the parent
+    with estimators(impl):
+        step = bi._make(subject)
+    for ev in events[:warm]:
+        step(ev)
+    bi._instrumentation(True)
+    for ev in events[warm : warm + n]:
+        step(ev)
+    bi._instrumentation(False)
+
+
+def _count_estimators(impl: str, path: str, n: int) -> int:
+    return callgrind_instructions("benchmarks.bench_estimators", ["--estimators-child", impl, path, str(n)])
+
+
+def subject_instructions(subject: str) -> dict[str, float]:
+    """Instructions per event of bench_instructions' ``subject`` with each kind of estimators."""
+    from benchmarks import bench_instructions as bi
+    from benchmarks.daystream import load
+
+    warm, n = bi.WARM, bi.N
+    events = load(DATA).events[: warm + 2 * n]
+    out: dict[str, float] = {}
+    with tempfile.NamedTemporaryFile(suffix=".pkl", delete=False) as f:
+        pickle.dump(events, f)
+    try:
+        for impl in IMPLS:
+            counts = [
+                callgrind_instructions(
+                    "benchmarks.bench_estimators",
+                    ["--subject-child", subject, impl, f.name, str(warm), str(m)],
+                    instr_at_start=False,
+                )
+                for m in (n, 2 * n)
+            ]
+            out[impl] = (counts[1] - counts[0]) / n
+    finally:
+        os.unlink(f.name)
+    return out
+
+
+def run() -> list[dict]:
+    if not DATA.exists():
+        return [{"name": "estimators", "value": "", "unit": "", "note": f"skipped: {DATA} not present"}]
+    events = _events()
+    best = {impl: float("inf") for impl in IMPLS}
+    for _ in range(ROUNDS):
+        for impl in IMPLS:
+            best[impl] = min(best[impl], _replay(impl, events))
+    note = f"MarketEstimators.on_event, {len(events):,} events, best of {ROUNDS} alternating rounds"
+    rows = [
+        {"name": f"estimator events/s ({impl})", "value": len(events) / s, "unit": "events/s", "note": note}
+        for impl, s in best.items()
+    ]
+    rows.append(
+        {
+            "name": "estimators speed-up (compiled / reference)",
+            "value": best["reference"] / best["compiled"],
+            "unit": "×",
+            "note": "same run, same events",
+        }
+    )
+    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
+        rows.append({"name": "estimator instructions", "value": "", "unit": "", "note": "skipped: no valgrind"})
+        return rows
+    rows += reference_vs_compiled_rows(
+        events[:LONG],
+        IMPLS,
+        _count_estimators,
+        SHORT,
+        LONG,
+        LONG - SHORT,
+        "estimators instructions per event",
+        lambda _impl, _n: f"callgrind, MarketEstimators.on_event, events {SHORT + 1:,}-{LONG:,}",
+        "estimators instruction ratio (reference / compiled)",
+    )
+    from benchmarks import bench_instructions as bi
+
+    pipe = subject_instructions("pipeline")
+    rows += [
+        {
+            "name": f"pipeline instructions per event ({impl} estimators)",
+            "value": pipe[impl],
+            "unit": "instr/event",
+            "note": f"callgrind, StrategyCore.on_event, events {bi.WARM + bi.N + 1:,}-{bi.WARM + 2 * bi.N:,}",
+        }
+        for impl in IMPLS
+    ]
+    rows.append(
+        {
+            "name": "pipeline instruction ratio (reference / compiled estimators)",
+            "value": pipe["reference"] / pipe["compiled"],
+            "unit": "×",
+            "note": "load-independent",
+        }
+    )
+    return rows
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(BASE_DIR))
+    if len(sys.argv) == 5 and sys.argv[1] == "--estimators-child":
+        _estimators_child(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+    elif len(sys.argv) == 7 and sys.argv[1] == "--subject-child":
+        _subject_child(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6]))
+    elif sys.argv[1:] == ["--backtest-callgrind"]:
+        per = subject_instructions("backtest")
+        for impl, n in per.items():
+            print(f"whole backtest instructions per event ({impl} estimators): {n:,.0f}")
+        print(f"ratio (reference / compiled): {per['reference'] / per['compiled']:.2f}x")
+    else:
+        for row in run():
+            print(row)
