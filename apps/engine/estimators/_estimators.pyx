@@ -351,7 +351,7 @@ cdef class AdverseSelectionEstimator:
 
     # --- inputs -------------------------------------------------------------------------------
 
-    def on_book(self, int64_t ts_local_ns, double mid):
+    cpdef on_book(self, int64_t ts_local_ns, double mid):
         """A new mid at local time ``ts_local_ns``: complete every markout whose horizon ended before it."""
         cdef Rec* r
         cdef double x
@@ -391,7 +391,7 @@ cdef class AdverseSelectionEstimator:
                 hi = m
         return _at(&self._hist, lo - 1).a if lo > 0 else _NAN
 
-    def on_public_trade(self, int64_t ts_local_ns, double price, long aggressor):
+    cpdef on_public_trade(self, int64_t ts_local_ns, double price, long aggressor):
         """A market trade: its resting side (−aggressor) was a maker fill at ``|price − mid|`` from the mid."""
         cdef double m0 = self._mid
         if not m0 > 0 or self._public_weight == 0:
@@ -624,7 +624,7 @@ cdef class SigmaEstimator:
         """Feed one mid observation (quote currency) at ``ts_ns`` with the base volume traded since the last."""
         _sigma_ref().update(self, ts_ns, mid, volume)
 
-    def update_trusted(self, int64_t ts_ns, double mid, double volume=0.0):
+    cpdef update_trusted(self, int64_t ts_ns, double mid, double volume=0.0):
         """:meth:`update` without the input checks (once per top-of-book change)."""
         cdef Ring* hist = &self._vhist
         cdef double elapsed_s, history_s, vol_sum
@@ -836,7 +836,7 @@ cdef class MicropriceRegression:
         """Feed the mid and the two imbalances at ``ts_ns`` (checked; the reference's checks)."""
         _micro_ref().observe(self, ts_ns, mid, book_imbalance, flow_imbalance)
 
-    def observe_trusted(self, int64_t ts_ns, double mid, double book_imbalance, double flow_imbalance):
+    cpdef observe_trusted(self, int64_t ts_ns, double mid, double book_imbalance, double flow_imbalance):
         """:meth:`observe` without the input checks (time order is still checked)."""
         cdef Ring* pending = &self._pend
         cdef int64_t horizon
@@ -942,7 +942,7 @@ cdef class FlowImbalance:
     def update(self, ts_ns, size, aggressor):
         _flow_ref().update(self, ts_ns, size, aggressor)
 
-    def update_trusted(self, int64_t ts_ns, double size, long aggressor):
+    cpdef update_trusted(self, int64_t ts_ns, double size, long aggressor):
         """:meth:`update` without the input checks (``aggressor`` an int ±1)."""
         cdef int64_t t
         cdef double f
@@ -1014,7 +1014,7 @@ cdef class TradeArrivalRate:
     def update(self, ts_ns, count=1):
         _arrival_ref().update(self, ts_ns, count)
 
-    def update_trusted(self, int64_t ts_ns, int64_t count=1):
+    cpdef update_trusted(self, int64_t ts_ns, int64_t count=1):
         """:meth:`update` without the input check."""
         if not self._started:
             self.start(ts_ns)
@@ -1082,7 +1082,7 @@ cdef class HawkesIntensity:
     def _decayed(self, now_ns):
         return _hawkes_ref()._decayed(self, now_ns)
 
-    def update(self, int64_t ts_ns):
+    cpdef update(self, int64_t ts_ns):
         """Register one event at ``ts_ns`` (ns). Events must come in non-decreasing time."""
         cdef double s = 0.0, d_s = 0.0, dt_s, decay
         if self._n_events != 0:
@@ -1230,7 +1230,7 @@ cdef class TradeKappaEstimator:
     def update_from_events(self, trade, bbo):
         _kappa_mod().PyTradeKappaEstimator.update_from_events(self, trade, bbo)
 
-    def update_trusted(self, int64_t ts_ns, double price, double size, double mid, double half_spread_px):
+    cpdef update_trusted(self, int64_t ts_ns, double price, double size, double mid, double half_spread_px):
         """:meth:`update` without the input checks (``half_spread_px`` required)."""
         cdef double dist_px = fabs(price - mid)
         cdef double d_raw = dist_px / mid
@@ -1307,3 +1307,104 @@ cdef class TradeKappaEstimator:
     def _state(self, now_ns, s, value):
         return _kappa_mod().PyTradeKappaEstimator._state(self, now_ns, s, value)
 
+
+# --- MarketEstimators' per-event bodies ---------------------------------------------------------------------------
+
+cdef object _NS_OBJ = 1_000_000_000
+
+
+@cython.final
+cdef class MarketStep:
+    """``MarketEstimators._on_bbo`` and ``_on_trade`` in one compiled call each (a book ticker is one Python → C
+    call), for a :class:`~apps.engine.estimators.market.MarketEstimators` whose estimators are the compiled classes
+    (:meth:`fits`). The estimators are called at C level; the MarketEstimators' own fields (the mids deque, the
+    pending volume, the trade times, ...) stay its attributes, read and written here exactly as its methods do,
+    which remain the reference (and run whenever this does not fit). The drift observations and the Hawkes re-fit
+    are called on the object when due, as there."""
+
+    cdef object est
+    cdef AdverseSelectionEstimator adverse
+    cdef SigmaEstimator sigma
+    cdef MicropriceRegression micro
+    cdef TradeKappaEstimator kappa
+    cdef FlowImbalance flow
+    cdef TradeArrivalRate arrival
+    cdef int64_t momentum_ns
+
+    @staticmethod
+    def fits(est):
+        """True when every estimator this step calls is the compiled class (the Hawkes intensity may be either)."""
+        return (
+            type(est.adverse) is AdverseSelectionEstimator
+            and type(est.sigma) is SigmaEstimator
+            and type(est.microprice) is MicropriceRegression
+            and type(est.kappa) is TradeKappaEstimator
+            and type(est.flow) is FlowImbalance
+            and type(est.arrival) is TradeArrivalRate
+        )
+
+    def __init__(self, est):
+        self.est = est
+        self.adverse = est.adverse
+        self.sigma = est.sigma
+        self.micro = est.microprice
+        self.kappa = est.kappa
+        self.flow = est.flow
+        self.arrival = est.arrival
+        self.momentum_ns = est._momentum_ns
+
+    def on_bbo(self, b):
+        """``MarketEstimators._on_bbo(b)``."""
+        est = self.est
+        cdef int64_t ts = b.ts_local_ns
+        est.bbo = b
+        cdef double mid = 0.5 * (<double>b.bid_px + <double>b.ask_px)
+        self.adverse.on_book(ts, mid)
+        self.sigma.update_trusted(ts, mid, est._pending_volume)
+        est._pending_volume = 0.0
+        cdef double bs = b.bid_size, ask_size = b.ask_size
+        cdef double tot = bs + ask_size
+        self.micro.observe_trusted(ts, mid, (bs - ask_size) / tot if tot > 0 else 0.0, est._flow_value)
+        mids = est._mids
+        if not mids or <double>mids[len(mids) - 1][1] != mid:  # (wraparound is off: no [-1])
+            mids.append((ts, mid))
+        cdef int64_t cutoff = ts - self.momentum_ns
+        while len(mids) > 1 and <int64_t>mids[1][0] <= cutoff:
+            mids.popleft()
+        if ts >= <int64_t>est._next_drift_ns:
+            est._drift_observations(ts, mid)
+
+    def on_trade(self, t):
+        """``MarketEstimators._on_trade(t)``."""
+        est = self.est
+        ts_obj = t.ts_local_ns
+        cdef int64_t ts = ts_obj
+        cdef double price = t.price, size = t.size, bid, ask, mid, hs, d, m, decay
+        b = est.bbo
+        est.trades_seen += 1
+        if b is not None:
+            bid = b.bid_px
+            ask = b.ask_px
+            mid = 0.5 * (bid + ask)
+            hs = 0.5 * (ask - bid)
+            self.kappa.update_trusted(ts, price, size, mid, hs)
+            d = fabs(price - mid) - hs
+            est._trade_depths.append(d / mid if d > 0 else 0.0)
+            est._kappa_trades_since += 1
+        cdef long aggressor = int(t.aggressor)
+        self.adverse.on_public_trade(ts, price, aggressor)
+        self.flow.update_trusted(ts, size, aggressor)
+        self.arrival.update_trusted(ts)
+        h = est.hawkes
+        if type(h) is HawkesIntensity:
+            if ts >= (<HawkesIntensity>h)._last_ns:
+                (<HawkesIntensity>h).update(ts)
+        elif ts >= h.last_event_ns:
+            h.update(ts)
+        est._trade_times.append(ts_obj / _NS_OBJ)  # Python's int / int (a time in ns is beyond 2**53)
+        est._pending_volume = <double>est._pending_volume + size
+        m = est._mean_trade_size
+        decay = est._size_decay
+        est._mean_trade_size = size if m != m else decay * m + (1 - decay) * size
+        if ts >= <int64_t>est._next_hawkes_fit_ns:
+            est._refit_hawkes(ts)

@@ -53,6 +53,7 @@ from typing import Any
 
 import numpy as np
 
+from apps.engine import compiled
 from apps.engine.estimators.adverse import AdverseSelectionEstimator, AdverseSelectionParams
 from apps.engine.estimators.base import EstimatorSnapshot, EstimatorState
 from apps.engine.estimators.drift import DriftParams, KalmanDrift
@@ -80,6 +81,10 @@ from apps.engine.market.events import (
 )
 
 _NS = 1_000_000_000
+
+# MarketStep (apps/engine/estimators/_estimators.pyx) runs _on_bbo's and _on_trade's bodies as one compiled call each
+# when the estimators are the compiled classes; None when MM_PURE_PYTHON=1 or not built (see apps.engine.compiled).
+_compiled = compiled.load("apps.engine.estimators._estimators")
 
 
 def _pos(name: str, v: float, *, zero: bool = False) -> None:
@@ -237,6 +242,12 @@ class MarketEstimators:
         self._depth_ref = math.nan
         self._ref_t_ns = 0
         self.version = 0  # bumps whenever a cached estimate is refreshed
+        if _compiled is not None and _compiled.MarketStep.fits(self):
+            # A book ticker and a trade become one compiled call each, with the same effects as _on_bbo and
+            # _on_trade below, which stay the reference (and run whenever an estimator is a Python class).
+            step = _compiled.MarketStep(self)
+            self._on_bbo = step.on_bbo
+            self._on_trade = step.on_trade
 
     # --- events --------------------------------------------------------------------------------
 

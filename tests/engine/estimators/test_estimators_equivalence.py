@@ -16,6 +16,9 @@ fingerprint's list, :data:`apps.marketdata.recordings.BINANCE_RAW_RECORDINGS`) g
 - own maker fills for the adverse estimator are synthesised at fixed book tickers (every 97th), alternating sides,
   stamped a little before the ticker (so the mid before them is looked up), some with an explicit mid and some
   out of order (earlier than a pending one), fed to both;
+- after every event too: MarketEstimators' own per-event fields (the last book ticker, trade count, pending volume,
+  mean trade size, the mids deque's ends, the last trade time and depth, ...), which the compiled
+  ``MarketStep`` (``_on_bbo``/``_on_trade`` in one call each) writes when the estimators are compiled;
 - at the end, the ``estimate`` command's report of each.
 """
 
@@ -80,6 +83,8 @@ def estimators(tick: float, *, reference: bool, monkeypatch) -> MarketEstimators
     kinds = {type(est.adverse), type(est.sigma), type(est.microprice), type(est.flow), type(est.arrival)}
     kinds |= {type(est.hawkes), type(est.kappa)}
     assert all((k.__module__ == _estimators.__name__) != reference for k in kinds), kinds
+    # the compiled kind runs _on_bbo/_on_trade as MarketStep's methods, the reference kind as MarketEstimators'
+    assert isinstance(getattr(est._on_bbo, "__self__", None), _estimators.MarketStep) != reference
     return est
 
 
@@ -119,6 +124,22 @@ def cheap_state(est: MarketEstimators, now: int):
             est.kappa._n_updates,
             est.kappa._pops_since_resum,
             est.kappa.last_input_ns,
+            # MarketEstimators' own per-event fields (MarketStep writes them when the estimators are compiled)
+            est.bbo,
+            est.trades_seen,
+            est._pending_volume,
+            est._mean_trade_size,
+            est._flow_value,
+            est._kappa_trades_since,
+            est._next_drift_ns,
+            est._next_hawkes_fit_ns,
+            len(est._mids),
+            est._mids[-1] if est._mids else None,
+            est._mids[0] if est._mids else None,
+            len(est._trade_times),
+            est._trade_times[-1] if est._trade_times else None,
+            len(est._trade_depths),
+            est._trade_depths[-1] if est._trade_depths else None,
         )
     )
 
