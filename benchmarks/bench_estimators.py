@@ -6,7 +6,9 @@ compiled ones (``apps/engine/estimators/_estimators.pyx``); the book is the comp
 is the estimators'. The file is parsed once, before any timing.
 
 * wall clock: every event of the file through a fresh ``MarketEstimators`` of each kind, alternating, ``ROUNDS``
-  times each in one run, best round (events/s and the ratio);
+  times each in one run, best round (events/s and the ratio). Three kinds: the references; the compiled estimators
+  called from MarketEstimators' Python ``_on_bbo``/``_on_trade`` ("no step"); the compiled estimators with
+  ``MarketStep`` (one compiled call per book ticker or trade: what the engine runs);
 * callgrind, ``MarketEstimators.on_event``: a child replays the first ``SHORT`` and then the first ``LONG`` events
   of the file; the difference of the two totals over ``LONG - SHORT`` is the instructions per event of that window
   (start-up, imports and warm-up cancel);
@@ -29,6 +31,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from benchmarks.common import USDM_BTCUSDT_RAW, callgrind_instructions, reference_vs_compiled_rows
 
@@ -37,6 +40,7 @@ DATA = USDM_BTCUSDT_RAW
 ROUNDS = 3
 SHORT, LONG = 10_000, 14_000  # MarketEstimators callgrind window: events SHORT+1 .. LONG
 IMPLS = ("reference", "compiled")
+EST_IMPLS = ("reference", "compiled, no step", "compiled")
 NAMES = [
     ("adverse", "AdverseSelectionEstimator"),
     ("sigma", "SigmaEstimator"),
@@ -75,11 +79,20 @@ def _events() -> list:
     return [e for e in parse_file("binance-raw", DATA) if not isinstance(e, Quarantined)]
 
 
-def _replay(impl: str, events: list) -> float:
+def _make_est(impl: str) -> Any:
+    """``reference``: the Py* estimators; ``compiled``: the compiled ones with MarketStep (a book ticker or a trade is
+    one compiled call); ``compiled, no step``: the compiled estimators called from MarketEstimators' Python bodies."""
     from apps.engine.estimators.market import MarketEstimators
 
-    with estimators(impl):
+    with estimators("reference" if impl == "reference" else "compiled"):
         est = MarketEstimators(tick_size=0.1)
+    if impl == "compiled, no step":
+        del est._on_bbo, est._on_trade  # back to the methods _on_bbo/_on_trade
+    return est
+
+
+def _replay(impl: str, events: list) -> float:
+    est = _make_est(impl)
     step = est.on_event
     t0 = time.perf_counter()
     for ev in events:
@@ -89,13 +102,9 @@ def _replay(impl: str, events: list) -> float:
 
 def _estimators_child(impl: str, path: str, n: int) -> None:
     """Runs under valgrind: a MarketEstimators of kind ``impl`` fed the first ``n`` pickled events."""
-    from apps.engine.estimators.market import MarketEstimators
-
     with open(path, "rb") as f:
         events = pickle.load(f)  # noqa: S301 - our own file, written a moment ago by the parent
-    with estimators(impl):
-        est = MarketEstimators(tick_size=0.1)
-    step = est.on_event
+    step = _make_est(impl).on_event
     for ev in events[:n]:
         step(ev)
 
@@ -153,9 +162,9 @@ def run() -> list[dict]:
     if not DATA.exists():
         return [{"name": "estimators", "value": "", "unit": "", "note": f"skipped: {DATA} not present"}]
     events = _events()
-    best = {impl: float("inf") for impl in IMPLS}
+    best = {impl: float("inf") for impl in EST_IMPLS}
     for _ in range(ROUNDS):
-        for impl in IMPLS:
+        for impl in EST_IMPLS:
             best[impl] = min(best[impl], _replay(impl, events))
     note = f"MarketEstimators.on_event, {len(events):,} events, best of {ROUNDS} alternating rounds"
     rows = [
@@ -175,7 +184,7 @@ def run() -> list[dict]:
         return rows
     rows += reference_vs_compiled_rows(
         events[:LONG],
-        IMPLS,
+        EST_IMPLS,
         _count_estimators,
         SHORT,
         LONG,
