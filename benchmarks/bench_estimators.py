@@ -9,12 +9,11 @@ is the estimators'. The file is parsed once, before any timing.
   times each in one run, best round (events/s and the ratio). Three kinds: the references; the compiled estimators
   called from MarketEstimators' Python ``_on_bbo``/``_on_trade`` ("no step"); the compiled estimators with
   ``MarketStep`` (one compiled call per book ticker or trade: what the engine runs);
-* callgrind, ``MarketEstimators.on_event``: a child replays the first ``SHORT`` and then the first ``LONG`` events
-  of the file; the difference of the two totals over ``LONG - SHORT`` is the instructions per event of that window
-  (start-up, imports and warm-up cancel);
-* callgrind, the ``pipeline`` of :mod:`benchmarks.bench_instructions` (``StrategyCore.on_event``: estimators,
-  decisions, quoter, order reconciliation) with each kind of estimators, measured the same way as there (``WARM``
-  events uninstrumented, then windows of ``N`` and ``2N``).
+* callgrind, ``MarketEstimators.on_event`` of each kind, and the ``pipeline`` of :mod:`benchmarks.bench_instructions`
+  (``StrategyCore.on_event``: estimators, decisions, quoter, order reconciliation) with the reference and the
+  compiled estimators, measured as bench_instructions measures: a child replays ``WARM`` events uninstrumented,
+  then ``N`` or ``2N`` instrumented; the difference of the two totals over ``N`` is the cost per event of events
+  ``WARM+N+1 .. WARM+2N`` (start-up, imports, warm-up and the toggling cancel).
 
 ``python -m benchmarks.bench_estimators --backtest-callgrind`` (a few minutes; not in ``make bench``): the whole
 backtest's instructions per event (``bench_instructions``' ``backtest`` subject) with each kind.
@@ -33,12 +32,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import USDM_BTCUSDT_RAW, callgrind_instructions, reference_vs_compiled_rows
+from benchmarks.common import USDM_BTCUSDT_RAW, callgrind_instructions
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA = USDM_BTCUSDT_RAW
 ROUNDS = 3
-SHORT, LONG = 10_000, 14_000  # MarketEstimators callgrind window: events SHORT+1 .. LONG
 IMPLS = ("reference", "compiled")
 EST_IMPLS = ("reference", "compiled, no step", "compiled")
 NAMES = [
@@ -100,15 +98,6 @@ def _replay(impl: str, events: list) -> float:
     return time.perf_counter() - t0
 
 
-def _estimators_child(impl: str, path: str, n: int) -> None:
-    """Runs under valgrind: a MarketEstimators of kind ``impl`` fed the first ``n`` pickled events."""
-    with open(path, "rb") as f:
-        events = pickle.load(f)  # noqa: S301 - our own file, written a moment ago by the parent
-    step = _make_est(impl).on_event
-    for ev in events[:n]:
-        step(ev)
-
-
 def _subject_child(subject: str, impl: str, path: str, warm: int, n: int) -> None:
     """Runs under valgrind: bench_instructions' ``subject`` built with the ``impl`` estimators, instrumented only
     for events warm+1 .. warm+n."""
@@ -118,8 +107,11 @@ def _subject_child(subject: str, impl: str, path: str, warm: int, n: int) -> Non
     require_compiled()
     with open(path, "rb") as f:
         events = pickle.load(f)  # noqa: S301 - our own file, written a moment ago by the parent
-    with estimators(impl):
-        step = bi._make(subject)
+    if subject == "estimators":
+        step = _make_est(impl).on_event
+    else:
+        with estimators(impl):
+            step = bi._make(subject)
     for ev in events[:warm]:
         step(ev)
     bi._instrumentation(True)
@@ -128,12 +120,9 @@ def _subject_child(subject: str, impl: str, path: str, warm: int, n: int) -> Non
     bi._instrumentation(False)
 
 
-def _count_estimators(impl: str, path: str, n: int) -> int:
-    return callgrind_instructions("benchmarks.bench_estimators", ["--estimators-child", impl, path, str(n)])
-
-
-def subject_instructions(subject: str) -> dict[str, float]:
-    """Instructions per event of bench_instructions' ``subject`` with each kind of estimators."""
+def subject_instructions(subject: str, impls: tuple[str, ...] = IMPLS) -> dict[str, float]:
+    """Instructions per event of ``subject`` (``estimators``: MarketEstimators.on_event, or one of bench_instructions'
+    subjects) with each kind of estimators in ``impls``."""
     from benchmarks import bench_instructions as bi
     from benchmarks.daystream import load
 
@@ -143,7 +132,7 @@ def subject_instructions(subject: str) -> dict[str, float]:
     with tempfile.NamedTemporaryFile(suffix=".pkl", delete=False) as f:
         pickle.dump(events, f)
     try:
-        for impl in IMPLS:
+        for impl in impls:
             counts = [
                 callgrind_instructions(
                     "benchmarks.bench_estimators",
@@ -182,26 +171,34 @@ def run() -> list[dict]:
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         rows.append({"name": "estimator instructions", "value": "", "unit": "", "note": "skipped: no valgrind"})
         return rows
-    rows += reference_vs_compiled_rows(
-        events[:LONG],
-        EST_IMPLS,
-        _count_estimators,
-        SHORT,
-        LONG,
-        LONG - SHORT,
-        "estimators instructions per event",
-        lambda _impl, _n: f"callgrind, MarketEstimators.on_event, events {SHORT + 1:,}-{LONG:,}",
-        "estimators instruction ratio (reference / compiled)",
-    )
     from benchmarks import bench_instructions as bi
 
+    where = f"events {bi.WARM + bi.N + 1:,}-{bi.WARM + 2 * bi.N:,}"
+    est = subject_instructions("estimators", EST_IMPLS)
+    rows += [
+        {
+            "name": f"estimators instructions per event ({impl})",
+            "value": est[impl],
+            "unit": "instr/event",
+            "note": f"callgrind, MarketEstimators.on_event, {where}",
+        }
+        for impl in EST_IMPLS
+    ]
+    rows.append(
+        {
+            "name": "estimators instruction ratio (reference / compiled)",
+            "value": est["reference"] / est["compiled"],
+            "unit": "×",
+            "note": "load-independent",
+        }
+    )
     pipe = subject_instructions("pipeline")
     rows += [
         {
             "name": f"pipeline instructions per event ({impl} estimators)",
             "value": pipe[impl],
             "unit": "instr/event",
-            "note": f"callgrind, StrategyCore.on_event, events {bi.WARM + bi.N + 1:,}-{bi.WARM + 2 * bi.N:,}",
+            "note": f"callgrind, StrategyCore.on_event, {where}",
         }
         for impl in IMPLS
     ]
@@ -218,9 +215,7 @@ def run() -> list[dict]:
 
 if __name__ == "__main__":
     sys.path.insert(0, str(BASE_DIR))
-    if len(sys.argv) == 5 and sys.argv[1] == "--estimators-child":
-        _estimators_child(sys.argv[2], sys.argv[3], int(sys.argv[4]))
-    elif len(sys.argv) == 7 and sys.argv[1] == "--subject-child":
+    if len(sys.argv) == 7 and sys.argv[1] == "--subject-child":
         _subject_child(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6]))
     elif sys.argv[1:] == ["--backtest-callgrind"]:
         per = subject_instructions("backtest")
