@@ -17,8 +17,8 @@ fingerprint's list, :data:`apps.marketdata.recordings.BINANCE_RAW_RECORDINGS`) g
   stamped a little before the ticker (so the mid before them is looked up), some with an explicit mid and some
   out of order (earlier than a pending one), fed to both;
 - after every event too: MarketEstimators' own per-event fields (the last book ticker, trade count, pending volume,
-  mean trade size, the mids deque's ends, the last trade time and depth, ...), which the compiled
-  ``MarketStep`` (``_on_bbo``/``_on_trade`` in one call each) writes when the estimators are compiled;
+  mean trade size, the mids deque's ends, the last trade time and depth, event counters, ...), which the compiled
+  ``MarketStep`` (``on_event``/``_on_bbo``/``_on_trade`` in one call each) writes when the estimators are compiled;
 - at the end, the ``estimate`` command's report of each.
 """
 
@@ -83,8 +83,9 @@ def estimators(tick: float, *, reference: bool, monkeypatch) -> MarketEstimators
     kinds = {type(est.adverse), type(est.sigma), type(est.microprice), type(est.flow), type(est.arrival)}
     kinds |= {type(est.hawkes), type(est.kappa)}
     assert all((k.__module__ == _estimators.__name__) != reference for k in kinds), kinds
-    # the compiled kind runs _on_bbo/_on_trade as MarketStep's methods, the reference kind as MarketEstimators'
-    assert isinstance(getattr(est._on_bbo, "__self__", None), _estimators.MarketStep) != reference
+    # the compiled kind runs on_event/_on_bbo/_on_trade as MarketStep's methods, the reference kind as its own
+    for method in (est.on_event, est._on_bbo, est._on_trade):
+        assert isinstance(getattr(method, "__self__", None), _estimators.MarketStep) != reference
     return est
 
 
@@ -125,6 +126,11 @@ def cheap_state(est: MarketEstimators, now: int):
             est.kappa._pops_since_resum,
             est.kappa.last_input_ns,
             # MarketEstimators' own per-event fields (MarketStep writes them when the estimators are compiled)
+            est.events_seen,
+            est._first_ns,
+            est._has_bbo_stream,
+            est.book_errors,
+            est.non_market_trades,
             est.bbo,
             est.trades_seen,
             est._pending_volume,
