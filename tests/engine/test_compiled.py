@@ -114,9 +114,9 @@ def test_market_estimators_use_the_compiled_estimators_unless_told_otherwise():
     est = MarketEstimators()
     for attr in ("adverse", "sigma", "microprice", "flow", "arrival", "hawkes", "kappa"):
         assert type(getattr(est, attr)).__module__ == "apps.engine.estimators._estimators", attr
-    # an event is one compiled call
-    for method in (est.on_event, est._on_bbo, est._on_trade):
-        assert isinstance(method.__self__, compiled_est.MarketStep)
+    # a book ticker and a trade are one compiled call each
+    assert isinstance(est._on_bbo.__self__, compiled_est.MarketStep)
+    assert isinstance(est._on_trade.__self__, compiled_est.MarketStep)
 
 
 @pytest.mark.parametrize("flag", ["1", "true", ""])

@@ -33,10 +33,6 @@ import math
 from collections import deque
 
 from apps.engine.estimators.base import EstimatorSnapshot, EstimatorState
-from apps.engine.market.events import BestBidAsk as _BestBidAsk
-from apps.engine.market.events import DepthUpdate as _DepthUpdate
-from apps.engine.market.events import EventError as _EventError
-from apps.engine.market.events import Trade as _Trade
 
 cdef int64_t _NS = 1_000_000_000
 cdef int64_t _HISTORY_NS = 10 * _NS  # the adverse estimator's kept mids (adverse._HISTORY_NS)
@@ -1315,22 +1311,12 @@ cdef class TradeKappaEstimator:
 # --- MarketEstimators' per-event bodies ---------------------------------------------------------------------------
 
 cdef object _NS_OBJ = 1_000_000_000
-cdef object _REF_MARKET = None
-
-
-cdef object _market_ref():
-    global _REF_MARKET
-    if _REF_MARKET is None:
-        from apps.engine.estimators.market import MarketEstimators
-
-        _REF_MARKET = MarketEstimators
-    return _REF_MARKET
 
 
 @cython.final
 cdef class MarketStep:
-    """``MarketEstimators.on_event`` (for book tickers, trades and depth diffs), ``_on_bbo`` and ``_on_trade`` in
-    one compiled call each (a book ticker is one Python → C call), for a :class:`~apps.engine.estimators.market.MarketEstimators` whose estimators are the compiled classes
+    """``MarketEstimators._on_bbo`` and ``_on_trade`` in one compiled call each (a book ticker is one Python → C
+    call), for a :class:`~apps.engine.estimators.market.MarketEstimators` whose estimators are the compiled classes
     (:meth:`fits`). The estimators are called at C level; the MarketEstimators' own fields (the mids deque, the
     pending volume, the trade times, ...) stay its attributes, read and written here exactly as its methods do,
     which remain the reference (and run whenever this does not fit). The drift observations and the Hawkes re-fit
@@ -1367,35 +1353,7 @@ cdef class MarketStep:
         self.arrival = est.arrival
         self.momentum_ns = est._momentum_ns
 
-    def on_event(self, ev):
-        """``MarketEstimators.on_event(ev)``: a book ticker, a trade or a depth diff here; any other event (snapshot,
-        funding, mark price, ...) through that method itself."""
-        cls = type(ev)
-        if cls is not _BestBidAsk and cls is not _Trade and cls is not _DepthUpdate:
-            _market_ref().on_event(self.est, ev)
-            return
-        est = self.est
-        ts = ev.ts_local_ns
-        if ts > est._now_ns:
-            est._now_ns = ts
-        if not est._first_ns:
-            est._first_ns = ts
-        est.events_seen += 1
-        if cls is _BestBidAsk:
-            est._has_bbo_stream = True
-            self.on_bbo(ev)
-        elif cls is _Trade:
-            if ev.market:
-                self.on_trade(ev)
-            else:
-                est.non_market_trades += 1  # not order flow a quote meets: no κ, flow, arrival, Hawkes, σ volume
-        else:
-            try:
-                est.book.apply_update(ev)
-            except _EventError:
-                est.book_errors += 1
-
-    cpdef on_bbo(self, b):
+    def on_bbo(self, b):
         """``MarketEstimators._on_bbo(b)``."""
         est = self.est
         cdef int64_t ts = b.ts_local_ns
@@ -1416,7 +1374,7 @@ cdef class MarketStep:
         if ts >= <int64_t>est._next_drift_ns:
             est._drift_observations(ts, mid)
 
-    cpdef on_trade(self, t):
+    def on_trade(self, t):
         """``MarketEstimators._on_trade(t)``."""
         est = self.est
         ts_obj = t.ts_local_ns

@@ -82,9 +82,8 @@ from apps.engine.market.events import (
 
 _NS = 1_000_000_000
 
-# MarketStep (apps/engine/estimators/_estimators.pyx) runs on_event's, _on_bbo's and _on_trade's bodies as one
-# compiled call each when the estimators are the compiled classes; None when MM_PURE_PYTHON=1 or not built
-# (see apps.engine.compiled).
+# MarketStep (apps/engine/estimators/_estimators.pyx) runs _on_bbo's and _on_trade's bodies as one compiled call each
+# when the estimators are the compiled classes; None when MM_PURE_PYTHON=1 or not built (see apps.engine.compiled).
 _compiled = compiled.load("apps.engine.estimators._estimators")
 
 
@@ -244,10 +243,9 @@ class MarketEstimators:
         self._ref_t_ns = 0
         self.version = 0  # bumps whenever a cached estimate is refreshed
         if _compiled is not None and _compiled.MarketStep.fits(self):
-            # An event becomes one compiled call, with the same effects as on_event, _on_bbo and _on_trade below,
-            # which stay the reference (and run whenever an estimator is a Python class).
+            # A book ticker and a trade become one compiled call each, with the same effects as _on_bbo and
+            # _on_trade below, which stay the reference (and run whenever an estimator is a Python class).
             step = _compiled.MarketStep(self)
-            self.on_event = step.on_event
             self._on_bbo = step.on_bbo
             self._on_trade = step.on_trade
 

@@ -18,7 +18,7 @@ fingerprint's list, :data:`apps.marketdata.recordings.BINANCE_RAW_RECORDINGS`) g
   out of order (earlier than a pending one), fed to both;
 - after every event too: MarketEstimators' own per-event fields (the last book ticker, trade count, pending volume,
   mean trade size, the mids deque's ends, the last trade time and depth, event counters, ...), which the compiled
-  ``MarketStep`` (``on_event``/``_on_bbo``/``_on_trade`` in one call each) writes when the estimators are compiled;
+  ``MarketStep`` (``_on_bbo``/``_on_trade`` in one call each) writes when the estimators are compiled;
 - at the end, the ``estimate`` command's report of each.
 """
 
@@ -83,8 +83,8 @@ def estimators(tick: float, *, reference: bool, monkeypatch) -> MarketEstimators
     kinds = {type(est.adverse), type(est.sigma), type(est.microprice), type(est.flow), type(est.arrival)}
     kinds |= {type(est.hawkes), type(est.kappa)}
     assert all((k.__module__ == _estimators.__name__) != reference for k in kinds), kinds
-    # the compiled kind runs on_event/_on_bbo/_on_trade as MarketStep's methods, the reference kind as its own
-    for method in (est.on_event, est._on_bbo, est._on_trade):
+    # the compiled kind runs _on_bbo/_on_trade as MarketStep's methods, the reference kind as its own
+    for method in (est._on_bbo, est._on_trade):
         assert isinstance(getattr(method, "__self__", None), _estimators.MarketStep) != reference
     return est
 
