@@ -83,9 +83,11 @@ def estimators(tick: float, *, reference: bool, monkeypatch) -> MarketEstimators
     kinds = {type(est.adverse), type(est.sigma), type(est.microprice), type(est.flow), type(est.arrival)}
     kinds |= {type(est.hawkes), type(est.kappa)}
     assert all((k.__module__ == _estimators.__name__) != reference for k in kinds), kinds
-    # the compiled kind runs _on_bbo/_on_trade as MarketStep's methods, the reference kind as its own
+    # the compiled kind runs _on_bbo/_on_trade as MarketStep's methods (unless MM_PURE_PYTHON=1 turned MarketStep
+    # off: then the compiled estimators run under MarketEstimators' Python methods), the reference kind as its own
+    step = not reference and market._compiled is not None
     for method in (est._on_bbo, est._on_trade):
-        assert isinstance(getattr(method, "__self__", None), _estimators.MarketStep) != reference
+        assert isinstance(getattr(method, "__self__", None), _estimators.MarketStep) == step
     return est
 
 
