@@ -8,7 +8,7 @@ RUN apt-get update \
 WORKDIR /app
 COPY . .
 RUN pip install --no-cache-dir --no-deps -e . \
-    && python -c "import apps.engine.market._book, apps.engine.execution._fillmodel"
+    && python -c "import apps.engine.market._book, apps.engine.execution._fillmodel, apps.engine.estimators._estimators"
 
 FROM python:3.11-slim
 WORKDIR /app
@@ -20,6 +20,7 @@ COPY --from=build /app /app
 # fail the image build, not the first backtest, when an extension is missing or would fall back to Python
 # (the fill model is C++: its libstdc++ is in the slim image already, apt depends on it)
 RUN python -c "from apps.engine.market import book; assert book.BOOK_COMPILED, 'compiled book missing'" \
-    && python -c "from apps.engine.execution import fillmodel as f; assert f.FILLMODEL_COMPILED, 'fill model missing'"
+    && python -c "from apps.engine.execution import fillmodel as f; assert f.FILLMODEL_COMPILED, 'fill model missing'" \
+    && python -c "from apps.engine.estimators import sigma; assert sigma.ESTIMATORS_COMPILED, 'estimators missing'"
 EXPOSE 8000
 CMD ["python", "-m", "daphne", "-b", "0.0.0.0", "-p", "8000", "mmweb.asgi:application"]

@@ -26,6 +26,7 @@ COMPILED_MODULES = [
     "apps.engine.execution._fillmodel",
     "apps.engine.execution._paper",
     "apps.engine.simulation._backtest",
+    "apps.engine.estimators._estimators",
 ]
 
 
@@ -123,3 +124,52 @@ def test_mm_pure_python_selects_the_venue_and_driver_references(flag, expect):
     *names, c1, c2 = out.stdout.split()
     assert " ".join(names) == expect
     assert c1 == c2 == str(flag != "1")
+
+
+ESTIMATOR_CLASSES = [
+    ("adverse", "AdverseSelectionEstimator"),
+    ("sigma", "SigmaEstimator"),
+    ("microprice", "MicropriceRegression"),
+    ("flow", "FlowImbalance"),
+    ("flow", "TradeArrivalRate"),
+    ("hawkes", "HawkesIntensity"),
+    ("kappa", "TradeKappaEstimator"),
+]
+
+
+def test_market_estimators_use_the_compiled_estimators_unless_told_otherwise():
+    if compiled.pure_python():
+        pytest.skip("MM_PURE_PYTHON is set: the references are selected on purpose")
+    assert compiled.FALLBACKS == {}, f"compiled modules fell back to Python: {compiled.FALLBACKS}"
+    compiled_est = importlib.import_module("apps.engine.estimators._estimators")
+    for module, name in ESTIMATOR_CLASSES:
+        mod = importlib.import_module(f"apps.engine.estimators.{module}")
+        assert mod.ESTIMATORS_COMPILED
+        assert getattr(mod, name) is getattr(compiled_est, name), name
+    from apps.engine.estimators.market import MarketEstimators
+
+    est = MarketEstimators()
+    for attr in ("adverse", "sigma", "microprice", "flow", "arrival", "hawkes", "kappa"):
+        assert type(getattr(est, attr)).__module__ == "apps.engine.estimators._estimators", attr
+    # a book ticker and a trade are one compiled call each
+    assert isinstance(est._on_bbo.__self__, compiled_est.MarketStep)
+    assert isinstance(est._on_trade.__self__, compiled_est.MarketStep)
+
+
+@pytest.mark.parametrize("flag", ["1", "true", ""])
+def test_mm_pure_python_selects_the_estimator_references(flag):
+    env = {**os.environ, "MM_PURE_PYTHON": flag}
+    code = (
+        "import importlib\n"
+        f"for mod, name in {ESTIMATOR_CLASSES!r}:\n"
+        "    c = getattr(importlib.import_module('apps.engine.estimators.' + mod), name)\n"
+        "    print(c.__name__, c.__module__)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    rows = [line.split() for line in out.stdout.splitlines()]
+    assert len(rows) == len(ESTIMATOR_CLASSES)
+    for (module, name), (got, where) in zip(ESTIMATOR_CLASSES, rows, strict=True):
+        if flag:
+            assert (got, where) == ("Py" + name, f"apps.engine.estimators.{module}")
+        else:
+            assert (got, where) == (name, "apps.engine.estimators._estimators")

@@ -35,10 +35,11 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
+from apps.engine import compiled
 from apps.engine.estimators.base import EstimatorSnapshot, EstimatorState
 from apps.engine.validation import integer, non_negative, positive
 
-__all__ = ["AdverseSelectionEstimator", "AdverseSelectionParams"]
+__all__ = ["AdverseSelectionEstimator", "AdverseSelectionParams", "PyAdverseSelectionEstimator"]
 
 _NS = 1_000_000_000
 _HISTORY_NS = 10 * _NS  # mids kept to look up the one before a fill (fills reach us well within this)
@@ -88,7 +89,7 @@ class AdverseSelectionParams:
         return self
 
 
-class AdverseSelectionEstimator:
+class PyAdverseSelectionEstimator:
     """Markouts of maker fills (ours and public ones near the mid) at horizon ``h`` (module docstring).
 
     Feed it every top of book (:meth:`on_book`), every market trade (:meth:`on_public_trade`) and our maker fills
@@ -215,3 +216,12 @@ class AdverseSelectionEstimator:
         else:
             state, msg = EstimatorState.OK, ""
         return EstimatorSnapshot("adverse_selection", mean, se, state, self._last_done_ns, lo, hi, detail, msg)
+
+
+# The compiled classes (apps/engine/estimators/_estimators.pyx, same API, same results) unless MM_PURE_PYTHON=1 is
+# set or the module did not build (apps.engine.compiled, docs/compiled-core.md); the Py* classes stay the reference.
+_compiled = compiled.load("apps.engine.estimators._estimators")
+AdverseSelectionEstimator: type[PyAdverseSelectionEstimator] = (
+    _compiled.AdverseSelectionEstimator if _compiled is not None else PyAdverseSelectionEstimator
+)
+ESTIMATORS_COMPILED: bool = _compiled is not None

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from scipy import special
 
+from apps.engine import compiled
 from apps.engine.estimators.base import EstimatorSnapshot, EstimatorState
 from apps.engine.validation import fraction, non_negative, positive
 
@@ -55,7 +56,7 @@ class FlowParams:
         return self
 
 
-class FlowImbalance:
+class PyFlowImbalance:
     """Volume-weighted aggressor imbalance ``I = (B − S) / (B + S)`` in [−1, 1], decayed in time.
 
     ``B``, ``S`` are the exponentially decayed base volumes of buy- and sell-aggressor trades. +1 means all
@@ -181,7 +182,7 @@ class ArrivalParams:
         return self
 
 
-class TradeArrivalRate:
+class PyTradeArrivalRate:
     """λ, the rate of trades per second, as an exponentially weighted count.
 
     With decayed count ``N(t) = Σ e^{−(t−t_i)/τ}`` and the exposure ``E(t) = τ (1 − e^{−(t−t_0)/τ})``
@@ -265,3 +266,11 @@ class TradeArrivalRate:
         else:
             state, msg = EstimatorState.OK, ""
         return EstimatorSnapshot(self.name, value, std, state, self._last_input_ns, lo, hi, detail, msg)
+
+
+# The compiled classes (apps/engine/estimators/_estimators.pyx, same API, same results) unless MM_PURE_PYTHON=1 is
+# set or the module did not build (apps.engine.compiled, docs/compiled-core.md); the Py* classes stay the reference.
+_compiled = compiled.load("apps.engine.estimators._estimators")
+FlowImbalance: type[PyFlowImbalance] = _compiled.FlowImbalance if _compiled is not None else PyFlowImbalance
+TradeArrivalRate: type[PyTradeArrivalRate] = _compiled.TradeArrivalRate if _compiled is not None else PyTradeArrivalRate
+ESTIMATORS_COMPILED: bool = _compiled is not None

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import optimize, stats
 
+from apps.engine import compiled
 from apps.engine.estimators.base import EstimatorSnapshot, EstimatorState
 from apps.engine.market.events import Fill, Side
 from apps.engine.validation import non_negative, positive
@@ -91,7 +92,7 @@ class HawkesParams:
 # --- online intensity ---------------------------------------------------------------------------
 
 
-class HawkesIntensity:
+class PyHawkesIntensity:
     """Online intensity λ(t) of a Hawkes process with known parameters, O(1) per event.
 
     State kept: S = Σ exp(−β (t_last − tᵢ)) (the decayed event count at the last event, dimensionless)
@@ -127,7 +128,7 @@ class HawkesIntensity:
         self._n_events = 0
 
     @classmethod
-    def from_fit(cls, fit: HawkesFit, *, name: str = "hawkes_intensity") -> HawkesIntensity:
+    def from_fit(cls, fit: HawkesFit, *, name: str = "hawkes_intensity") -> PyHawkesIntensity:
         """Intensity with fitted parameters; raises ValueError when the fit is not usable."""
         if fit.state is not EstimatorState.OK:
             raise ValueError(f"cannot use a Hawkes fit in state {fit.state.value}: {fit.message}")
@@ -679,3 +680,10 @@ class FillCascade:
             detail=detail,
             message=self._message,
         )
+
+
+# The compiled classes (apps/engine/estimators/_estimators.pyx, same API, same results) unless MM_PURE_PYTHON=1 is
+# set or the module did not build (apps.engine.compiled, docs/compiled-core.md); the Py* classes stay the reference.
+_compiled = compiled.load("apps.engine.estimators._estimators")
+HawkesIntensity: type[PyHawkesIntensity] = _compiled.HawkesIntensity if _compiled is not None else PyHawkesIntensity
+ESTIMATORS_COMPILED: bool = _compiled is not None

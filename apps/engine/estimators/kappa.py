@@ -69,6 +69,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import optimize, special, stats
 
+from apps.engine import compiled
 from apps.engine.estimators.base import EstimatorSnapshot, EstimatorState
 from apps.engine.market.events import BestBidAsk, Trade
 from apps.engine.validation import fraction, non_negative, positive
@@ -527,7 +528,7 @@ class _GofCache:
     result: ExpGoodnessOfFit = field(default_factory=ExpGoodnessOfFit)
 
 
-class TradeKappaEstimator:
+class PyTradeKappaEstimator:
     """Online κ from the trade tape, with a Gamma-prior posterior (see the module docstring).
 
     Estimates κ (per unit fractional distance from mid) in λ(δ) = A·e^{−κδ} from the volume-weighted
@@ -738,3 +739,12 @@ class TradeKappaEstimator:
     @property
     def last_input_ns(self) -> int:
         return self._last_input_ns
+
+
+# The compiled class (apps/engine/estimators/_estimators.pyx, same API, same results) unless MM_PURE_PYTHON=1 is set
+# or the module did not build (apps.engine.compiled, docs/compiled-core.md); PyTradeKappaEstimator stays the reference.
+_compiled = compiled.load("apps.engine.estimators._estimators")
+TradeKappaEstimator: type[PyTradeKappaEstimator] = (
+    _compiled.TradeKappaEstimator if _compiled is not None else PyTradeKappaEstimator
+)
+ESTIMATORS_COMPILED: bool = _compiled is not None

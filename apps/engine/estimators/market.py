@@ -53,6 +53,7 @@ from typing import Any
 
 import numpy as np
 
+from apps.engine import compiled
 from apps.engine.estimators.adverse import AdverseSelectionEstimator, AdverseSelectionParams
 from apps.engine.estimators.base import EstimatorSnapshot, EstimatorState
 from apps.engine.estimators.depth_markout import DepthCostCurve, DepthMarkoutCurve, DepthMarkoutParams
@@ -81,6 +82,10 @@ from apps.engine.market.events import (
 )
 
 _NS = 1_000_000_000
+
+# MarketStep (apps/engine/estimators/_estimators.pyx) runs _on_bbo's and _on_trade's bodies as one compiled call each
+# when the estimators are the compiled classes; None when MM_PURE_PYTHON=1 or not built (see apps.engine.compiled).
+_compiled = compiled.load("apps.engine.estimators._estimators")
 
 
 def _pos(name: str, v: float, *, zero: bool = False) -> None:
@@ -242,6 +247,12 @@ class MarketEstimators:
         self._depth_ref = math.nan
         self._ref_t_ns = 0
         self.version = 0  # bumps whenever a cached estimate is refreshed
+        if _compiled is not None and _compiled.MarketStep.fits(self):
+            # A book ticker and a trade become one compiled call each, with the same effects as _on_bbo and
+            # _on_trade below, which stay the reference (and run whenever an estimator is a Python class).
+            step = _compiled.MarketStep(self)
+            self._on_bbo = step.on_bbo
+            self._on_trade = step.on_trade
 
     # --- events --------------------------------------------------------------------------------
 
@@ -356,7 +367,7 @@ class MarketEstimators:
         fit = fit_hawkes(times - times[0], min_events=50, warm_start=self.hawkes.params if prev and prev.ok else None)
         self.hawkes_fit = fit
         if fit.ok:
-            h = HawkesIntensity.from_fit(fit, name="trade_hawkes")
+            h = type(self.hawkes).from_fit(fit, name="trade_hawkes")  # the class in use (compiled or reference)
             # replay the recent events so the excitation is current under the new parameters
             base = ts / _NS - 30.0 / fit.beta_per_s
             for s in times[times >= base]:

@@ -31,6 +31,7 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
+from apps.engine import compiled
 from apps.engine.estimators.base import EstimatorSnapshot, EstimatorState
 from apps.engine.validation import finite, positive
 
@@ -98,7 +99,7 @@ class MicropriceParams:
         return self
 
 
-class MicropriceRegression:
+class PyMicropriceRegression:
     """Online ridge/RLS microprice with out-of-sample R² gating.
 
     See the module docstring for the model, symbols, units and assumptions.
@@ -290,3 +291,12 @@ class MicropriceRegression:
             },
             message=message,
         )
+
+
+# The compiled classes (apps/engine/estimators/_estimators.pyx, same API, same results) unless MM_PURE_PYTHON=1 is
+# set or the module did not build (apps.engine.compiled, docs/compiled-core.md); the Py* classes stay the reference.
+_compiled = compiled.load("apps.engine.estimators._estimators")
+MicropriceRegression: type[PyMicropriceRegression] = (
+    _compiled.MicropriceRegression if _compiled is not None else PyMicropriceRegression
+)
+ESTIMATORS_COMPILED: bool = _compiled is not None

@@ -60,6 +60,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
+from apps.engine import compiled
 from apps.engine.estimators.base import EstimatorSnapshot, EstimatorState
 from apps.engine.validation import non_negative, positive
 
@@ -205,7 +206,7 @@ class _Closed:
     per_scale: dict[int, tuple[float, float, int]]  # k -> (sigma_total, sigma_clean, n_blocks)
 
 
-class SigmaEstimator:
+class PySigmaEstimator:
     """Online σ per √second (fraction of price) from mids, on a volume clock (see the module docstring).
 
     Examples
@@ -445,3 +446,10 @@ class SigmaEstimator:
                     f"{label} {s:.3g} per sqrt(s) outside the plausible range [{p.sigma_min:g}, {p.sigma_max:g}]"
                 )
         return EstimatorState.OK, ""
+
+
+# The compiled classes (apps/engine/estimators/_estimators.pyx, same API, same results) unless MM_PURE_PYTHON=1 is
+# set or the module did not build (apps.engine.compiled, docs/compiled-core.md); the Py* classes stay the reference.
+_compiled = compiled.load("apps.engine.estimators._estimators")
+SigmaEstimator: type[PySigmaEstimator] = _compiled.SigmaEstimator if _compiled is not None else PySigmaEstimator
+ESTIMATORS_COMPILED: bool = _compiled is not None

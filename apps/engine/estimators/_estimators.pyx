@@ -1,0 +1,1411 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""Compiled per-event state of the market estimators: the same API and the same results as the references.
+
+The references are the pure-Python classes beside this module (``PyAdverseSelectionEstimator`` in
+:mod:`apps.engine.estimators.adverse`, ``PySigmaEstimator`` in :mod:`~apps.engine.estimators.sigma`,
+``PyMicropriceRegression`` in :mod:`~apps.engine.estimators.microprice`, ``PyFlowImbalance`` and
+``PyTradeArrivalRate`` in :mod:`~apps.engine.estimators.flow`, ``PyHawkesIntensity`` in
+:mod:`~apps.engine.estimators.hawkes`); each of those modules exports the compiled class under the public name
+unless ``MM_PURE_PYTHON=1`` is set or this module did not build (docs/compiled-core.md).
+
+What is compiled: the per-event updates (``on_book``/``on_public_trade``/``on_own_fill``, ``update_trusted``,
+``observe_trusted``, ``update``) and their state, held in C doubles and int64s and in ring buffers of C records
+instead of deques of tuples. What is not: the cold reads and the rare steps (snapshots, σ's bucket statistics,
+the checked entry points, the Hawkes delta-method error). Those run the reference's own function on this
+object (``PySigmaEstimator.snapshot(self, now)``), which reads the state through the properties below, so they
+are the reference's code by construction, not a copy of it.
+
+Floats: every update does the reference's operations in the reference's order on the same doubles (C ``+ - * /``
+are IEEE like CPython's; ``exp``/``log`` are the same libm calls CPython's ``math`` makes; ``x ** y`` follows
+CPython's ``float_pow``; an int64 time difference is divided by 1e9 in C only while it is exact as a double,
+as CPython's int true division does, else in Python). The adverse estimator's window sums are kept exactly and
+incrementally (Shewchuk partials: add on append, subtract on eviction), so a snapshot reads in O(1) the very
+double ``math.fsum`` returns over the whole window.
+"""
+
+cimport cython
+from libc.math cimport exp, fabs, isfinite, isinf, isnan, pow, rint, sqrt
+from libc.stdint cimport int64_t
+from libc.stdlib cimport free, malloc, realloc
+from libc.string cimport memmove
+
+import math
+from collections import deque
+
+from apps.engine.estimators.base import EstimatorSnapshot, EstimatorState
+
+cdef int64_t _NS = 1_000_000_000
+cdef int64_t _HISTORY_NS = 10 * _NS  # the adverse estimator's kept mids (adverse._HISTORY_NS)
+cdef int64_t _EXACT_NS = 9007199254740992  # 2**53: an int64 this large or larger is not exact as a double
+cdef double _INF = float("inf")
+cdef double _NAN = float("nan")
+
+cdef object _WARMING = EstimatorState.WARMING
+cdef object _STALE = EstimatorState.STALE
+cdef object _OK = EstimatorState.OK
+
+
+# --- helpers ----------------------------------------------------------------------------------------------------
+
+
+cdef inline double _div_ns(int64_t d) except? -1.0:
+    # CPython's int / int for a time difference in ns: converted exactly and divided once while |d| <= 2**53 (its
+    # fast path), else its correctly rounded long division.
+    if -_EXACT_NS <= d <= _EXACT_NS:
+        return <double>d / 1e9
+    return (<object>d) / 1_000_000_000
+
+
+cdef double _pypow(double base, double power) except? -1.0:
+    # CPython 3.11's float ** (float_pow) for a non-negative base: its special cases, then C's pow, raising where
+    # Python raises (as in apps/engine/execution/_fillmodel.pyx).
+    cdef double x
+    if power == 0.0:
+        return 1.0
+    if isnan(base):
+        return base
+    if isnan(power):
+        return 1.0 if base == 1.0 else power
+    if isinf(power):
+        if base == 1.0:
+            return 1.0
+        return fabs(power) if (power > 0.0) == (base > 1.0) else 0.0
+    if isinf(base):
+        return base if power > 0.0 else 0.0
+    if base == 0.0:
+        if power < 0.0:
+            raise ZeroDivisionError("0.0 cannot be raised to a negative power")
+        return 0.0
+    if base == 1.0:
+        return 1.0
+    x = pow(base, power)
+    if isinf(x):
+        raise OverflowError(34, "Numerical result out of range")
+    return x
+
+
+cdef inline double _exp(double x) except? -1.0:
+    # math.exp: libm's exp, OverflowError on a finite argument that overflows
+    cdef double r = exp(x)
+    if isinf(r) and isfinite(x):
+        raise OverflowError("math range error")
+    return r
+
+
+cdef inline object _opt(bint has, int64_t v):
+    return v if has else None
+
+
+# --- ring buffer of records -------------------------------------------------------------------------------------
+#
+# A deque of fixed-shape tuples as C records: push at the back, pop at the front, index, insert in order. The
+# capacity is a power of two and grows by doubling (the contents are unwrapped on the way).
+
+cdef struct Rec:
+    int64_t t
+    double a
+    double b
+    double c
+    double d
+    int64_t k
+
+
+cdef struct Ring:
+    Rec* buf
+    Py_ssize_t cap  # a power of two (0 before the first push)
+    Py_ssize_t head
+    Py_ssize_t n
+
+
+cdef inline Rec* _at(Ring* r, Py_ssize_t i) noexcept nogil:
+    return &r.buf[(r.head + i) & (r.cap - 1)]
+
+
+cdef int _grow(Ring* r) except -1:
+    cdef Py_ssize_t cap = r.cap * 2 if r.cap else 16
+    cdef Rec* buf = <Rec*> malloc(cap * sizeof(Rec))
+    cdef Py_ssize_t i
+    if buf == NULL:
+        raise MemoryError()
+    for i in range(r.n):
+        buf[i] = _at(r, i)[0]
+    free(r.buf)
+    r.buf = buf
+    r.cap = cap
+    r.head = 0
+    return 0
+
+
+cdef inline Rec* _push(Ring* r) except NULL:
+    # a new record at the back (its fields are the caller's to set)
+    if r.n == r.cap:
+        _grow(r)
+    r.n += 1
+    return _at(r, r.n - 1)
+
+
+cdef inline void _pop(Ring* r) noexcept nogil:
+    r.head = (r.head + 1) & (r.cap - 1)
+    r.n -= 1
+
+
+cdef inline void _pop_back(Ring* r) noexcept nogil:
+    r.n -= 1
+
+
+cdef inline void _clear(Ring* r) noexcept nogil:
+    r.head = 0
+    r.n = 0
+
+
+cdef Rec* _insert_sorted(Ring* r, int64_t t) except NULL:
+    # a new record after every record whose t <= the new one's (a stable sort by t of the old order plus it)
+    cdef Py_ssize_t lo = 0, hi = r.n, mid, i
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if _at(r, mid).t <= t:
+            lo = mid + 1
+        else:
+            hi = mid
+    _push(r)
+    i = r.n - 1
+    while i > lo:
+        _at(r, i)[0] = _at(r, i - 1)[0]
+        i -= 1
+    return _at(r, lo)
+
+
+# --- exact running sums (Shewchuk partials, as math.fsum) -------------------------------------------------------
+
+cdef enum:
+    _MAX_PARTIALS = 128
+
+
+cdef struct ExactSum:
+    double p[_MAX_PARTIALS]
+    int n
+
+
+cdef inline bint _exact_add(ExactSum* s, double x) noexcept nogil:
+    # math.fsum's inner loop: the partials stay non-overlapping, in increasing magnitude, and sum exactly to every
+    # value added so far. False when the partials would overflow their array (the caller then re-sums).
+    cdef int i = 0, j
+    cdef double y, hi, lo, t
+    for j in range(s.n):
+        y = s.p[j]
+        if fabs(x) < fabs(y):
+            t = x
+            x = y
+            y = t
+        hi = x + y
+        lo = y - (hi - x)
+        if lo != 0.0:
+            s.p[i] = lo
+            i += 1
+        x = hi
+    s.n = i
+    if x != 0.0:
+        if s.n == _MAX_PARTIALS:
+            return False
+        s.p[s.n] = x
+        s.n += 1
+    return True
+
+
+cdef inline double _exact_value(ExactSum* s) noexcept nogil:
+    # math.fsum's final rounding of its partials: the correctly rounded exact sum (half-even on a tie)
+    cdef int n = s.n
+    cdef double hi = 0.0, lo = 0.0, x, y, yr
+    if n > 0:
+        n -= 1
+        hi = s.p[n]
+        while n > 0:
+            x = hi
+            n -= 1
+            y = s.p[n]
+            hi = x + y
+            yr = hi - x
+            lo = y - yr
+            if lo != 0.0:
+                break
+        if n > 0 and ((lo < 0.0 and s.p[n - 1] < 0.0) or (lo > 0.0 and s.p[n - 1] > 0.0)):
+            y = lo * 2.0
+            x = hi + y
+            yr = x - hi
+            if y == yr:
+                hi = x
+    return hi
+
+
+# Values of a magnitude where the partials could overflow (or that are not finite: NaN, inf) are not summed
+# incrementally; while the window holds any, its sums are math.fsum's own over the window (exceptions included).
+cdef double _SAFE_ABS = 1e140
+
+
+cdef class _Window:
+    """A deque(maxlen=window) of markouts with the exact sums of the values and of their squares."""
+
+    cdef Ring ring
+    cdef Py_ssize_t maxlen
+    cdef ExactSum sx, sxx
+    cdef Py_ssize_t n_unsafe
+    cdef bint partials_ok
+
+    def __cinit__(self, Py_ssize_t maxlen):
+        self.maxlen = maxlen
+        self.partials_ok = True
+
+    def __dealloc__(self):
+        free(self.ring.buf)
+
+    cdef int append(self, double x) except -1:
+        cdef double old
+        if self.ring.n == self.maxlen:
+            old = self.ring.buf[self.ring.head].a
+            _pop(&self.ring)
+            self._account(old, -1)
+        _push(&self.ring).a = x
+        self._account(x, 1)
+        return 0
+
+    cdef inline void _account(self, double x, int sign) noexcept:
+        if not (fabs(x) <= _SAFE_ABS):
+            self.n_unsafe += sign
+            return
+        if sign > 0:
+            self.partials_ok &= _exact_add(&self.sx, x) & _exact_add(&self.sxx, x * x)
+        else:
+            self.partials_ok &= _exact_add(&self.sx, -x) & _exact_add(&self.sxx, -(x * x))
+
+    cdef list values(self):
+        return [_at(&self.ring, i).a for i in range(self.ring.n)]
+
+    cdef int _resum(self) except -1:
+        # re-derive the partials from the window (only if they ever outgrew their array)
+        cdef Py_ssize_t i
+        cdef double x
+        self.sx.n = 0
+        self.sxx.n = 0
+        self.partials_ok = True
+        for i in range(self.ring.n):
+            x = _at(&self.ring, i).a
+            if fabs(x) <= _SAFE_ABS:
+                self.partials_ok &= _exact_add(&self.sx, x) & _exact_add(&self.sxx, x * x)
+        if not self.partials_ok:
+            raise RuntimeError("exact sum: too many partials")
+        return 0
+
+    cdef double fsum(self) except? -1.0:
+        """math.fsum(window)."""
+        if self.n_unsafe:
+            return math.fsum(self.values())
+        if not self.partials_ok:
+            self._resum()
+        return _exact_value(&self.sx)
+
+    cdef double fsum_sq(self) except? -1.0:
+        """math.fsum(x * x for x in window)."""
+        if self.n_unsafe:
+            return math.fsum([x * x for x in self.values()])
+        if not self.partials_ok:
+            self._resum()
+        return _exact_value(&self.sxx)
+
+
+# --- adverse selection ------------------------------------------------------------------------------------------
+
+
+@cython.final
+cdef class AdverseSelectionEstimator:
+    """Compiled :class:`apps.engine.estimators.adverse.PyAdverseSelectionEstimator` (same API and results)."""
+
+    cdef readonly object params
+    cdef public int64_t own_total, public_total
+    cdef int64_t _h_ns, _mid_ts, _last_done, _now_local
+    cdef double _mid, _max_dist_bps, _public_weight
+    cdef Ring _hist  # t = local time, a = mid
+    cdef Ring _pending  # t = target local time, k = side, a = m0, d = 1.0 if own
+    cdef _Window _own, _public
+
+    def __init__(self, params=None):
+        from apps.engine.estimators.adverse import AdverseSelectionParams
+
+        self.params = (params or AdverseSelectionParams()).validate()
+        self._h_ns = int(self.params.horizon_s * _NS)
+        self._mid = _NAN
+        self._mid_ts = 0
+        self._own = _Window(self.params.window)
+        self._public = _Window(self.params.window)
+        self.own_total = 0
+        self.public_total = 0
+        self._last_done = 0
+        self._now_local = 0
+        self._max_dist_bps = self.params.public_max_distance_bps
+        self._public_weight = self.params.public_weight
+        _clear(&self._hist)
+        _clear(&self._pending)
+
+    def __dealloc__(self):
+        free(self._hist.buf)
+        free(self._pending.buf)
+
+    # --- inputs -------------------------------------------------------------------------------
+
+    cpdef on_book(self, int64_t ts_local_ns, double mid):
+        """A new mid at local time ``ts_local_ns``: complete every markout whose horizon ended before it."""
+        cdef Rec* r
+        cdef double x
+        cdef int64_t cutoff
+        if ts_local_ns > self._now_local:
+            self._now_local = ts_local_ns
+        while self._pending.n and self._pending.buf[self._pending.head].t <= ts_local_ns:
+            r = &self._pending.buf[self._pending.head]
+            # the mid in force at the target time is the one before this update
+            x = <double>(-r.k) * (self._mid - r.a) / r.a
+            if r.d != 0.0:
+                self._own.append(x)
+                self.own_total += 1
+            else:
+                self._public.append(x)
+                self.public_total += 1
+            _pop(&self._pending)
+            self._last_done = self._now_local
+        self._mid = mid
+        self._mid_ts = ts_local_ns
+        if not self._hist.n or ts_local_ns >= _at(&self._hist, self._hist.n - 1).t:
+            r = _push(&self._hist)
+            r.t = ts_local_ns
+            r.a = mid
+            cutoff = ts_local_ns - _HISTORY_NS
+            while self._hist.n > 1 and _at(&self._hist, 1).t <= cutoff:
+                _pop(&self._hist)
+
+    cpdef double mid_before(self, int64_t ts_ns):
+        """The mid in force just before local time ``ts_ns`` (NaN when older than the kept history)."""
+        cdef Py_ssize_t lo = 0, hi = self._hist.n, m
+        while lo < hi:  # bisect_left
+            m = (lo + hi) >> 1
+            if _at(&self._hist, m).t < ts_ns:
+                lo = m + 1
+            else:
+                hi = m
+        return _at(&self._hist, lo - 1).a if lo > 0 else _NAN
+
+    cpdef on_public_trade(self, int64_t ts_local_ns, double price, long aggressor):
+        """A market trade: its resting side (−aggressor) was a maker fill at ``|price − mid|`` from the mid."""
+        cdef double m0 = self._mid
+        if not m0 > 0 or self._public_weight == 0:
+            return
+        if fabs(price - m0) / m0 * 1e4 > self._max_dist_bps:
+            return
+        self._push_markout(ts_local_ns, -aggressor, m0, False)
+
+    def on_own_fill(self, int64_t ts_ns, side, mid_before=None):
+        """One of our maker fills (side +1 bought, −1 sold) at reference instant ``ts_ns`` (local clock); the mid
+        before it defaults to :meth:`mid_before`."""
+        cdef double m0 = self.mid_before(ts_ns) if mid_before is None else mid_before
+        if not m0 > 0:
+            return
+        self._push_markout(ts_ns, int(side), m0, True)
+
+    cdef int _push_markout(self, int64_t ts_ns, long side, double m0, bint own) except -1:
+        cdef int64_t target = ts_ns + self._h_ns
+        cdef Rec* r
+        if self._pending.n and _at(&self._pending, self._pending.n - 1).t > target:
+            r = _insert_sorted(&self._pending, target)  # out of order (rare): keep the queue sorted by target
+        else:
+            r = _push(&self._pending)
+        r.t = target
+        r.k = side
+        r.a = m0
+        r.d = 1.0 if own else 0.0
+        return 0
+
+    # --- state the reference exposes ----------------------------------------------------------
+
+    @property
+    def own(self):
+        return deque(self._own.values(), maxlen=self.params.window)
+
+    @property
+    def public(self):
+        return deque(self._public.values(), maxlen=self.params.window)
+
+    @property
+    def _last_done_ns(self):
+        return self._last_done
+
+    # --- output -------------------------------------------------------------------------------
+
+    def snapshot(self, now_local_ns):
+        """Weighted mean adverse move (fraction of mid) with its interval and state (the reference's snapshot,
+        with the window sums read from the exact running sums: the same doubles as math.fsum)."""
+        p = self.params
+        cdef double w_pub = p.public_weight
+        cdef double sw = 0.0, sw2 = 0.0, swx = 0.0, swx2 = 0.0, w, s, s2
+        cdef double s_own = 0.0, s_pub = 0.0
+        cdef Py_ssize_t n_own = self._own.ring.n, n_pub = self._public.ring.n, n
+        cdef _Window xs
+        cdef int src
+        if n_own:
+            s_own = self._own.fsum()
+        if n_pub:
+            s_pub = self._public.fsum()
+        for src in range(2):
+            if src == 0:
+                xs, w, n, s = self._own, 1.0, n_own, s_own
+            else:
+                xs, w, n, s = self._public, w_pub, n_pub, s_pub
+            if w <= 0:
+                continue
+            if n:
+                s2 = xs.fsum_sq()
+                sw += w * n
+                sw2 += w * w * n
+                swx += w * s
+                swx2 += w * s2
+        detail = {
+            "own_markouts": <double>n_own,
+            "public_markouts": <double>n_pub,
+            "own_mean_bps": (s_own / n_own * 1e4) if n_own else _NAN,
+            "public_mean_bps": (s_pub / n_pub * 1e4) if n_pub else _NAN,
+            "horizon_s": p.horizon_s,
+        }
+        if sw <= 0:
+            return EstimatorSnapshot(
+                "adverse_selection", _NAN, _NAN, _WARMING, 0, detail=detail,
+                message="no completed markouts yet",
+            )  # fmt: skip
+        cdef double mean = swx / sw
+        cdef double var = swx2 / sw - mean * mean
+        if 0.0 > var:  # max(var, 0.0)
+            var = 0.0
+        if sw2 == 0.0:
+            raise ZeroDivisionError("float division by zero")
+        cdef double n_eff = sw * sw / sw2
+        cdef double se = sqrt(var / n_eff) if n_eff > 1 else _INF
+        cdef double z = p.z
+        lo, hi = mean - z * se, mean + z * se
+        detail.update(n_eff=n_eff, mean_bps=mean * 1e4)
+        if n_own < p.min_own_fills and n_pub < p.min_public_trades:
+            state, msg = (
+                _WARMING,
+                f"{n_own} own / {n_pub} public markouts "
+                f"(< {p.min_own_fills} / {p.min_public_trades})",
+            )
+        elif now_local_ns - self._last_done > p.stale_after_s * _NS:
+            state, msg = _STALE, f"no markout completed for {p.stale_after_s:g} s"
+        else:
+            state, msg = _OK, ""
+        return EstimatorSnapshot("adverse_selection", mean, se, state, self._last_done, lo, hi, detail, msg)
+
+
+# --- references (resolved on first use: their modules import this one) ------------------------------------------
+
+cdef object _REF_SIGMA = None
+cdef object _REF_MICRO = None
+cdef object _REF_FLOW = None
+cdef object _REF_ARRIVAL = None
+cdef object _REF_HAWKES = None
+
+
+cdef object _sigma_ref():
+    global _REF_SIGMA
+    if _REF_SIGMA is None:
+        from apps.engine.estimators.sigma import PySigmaEstimator
+
+        _REF_SIGMA = PySigmaEstimator
+    return _REF_SIGMA
+
+
+cdef object _micro_ref():
+    global _REF_MICRO
+    if _REF_MICRO is None:
+        from apps.engine.estimators.microprice import PyMicropriceRegression
+
+        _REF_MICRO = PyMicropriceRegression
+    return _REF_MICRO
+
+
+cdef object _flow_ref():
+    global _REF_FLOW
+    if _REF_FLOW is None:
+        from apps.engine.estimators.flow import PyFlowImbalance
+
+        _REF_FLOW = PyFlowImbalance
+    return _REF_FLOW
+
+
+cdef object _arrival_ref():
+    global _REF_ARRIVAL
+    if _REF_ARRIVAL is None:
+        from apps.engine.estimators.flow import PyTradeArrivalRate
+
+        _REF_ARRIVAL = PyTradeArrivalRate
+    return _REF_ARRIVAL
+
+
+cdef object _hawkes_ref():
+    global _REF_HAWKES
+    if _REF_HAWKES is None:
+        from apps.engine.estimators.hawkes import PyHawkesIntensity
+
+        _REF_HAWKES = PyHawkesIntensity
+    return _REF_HAWKES
+
+
+# --- sigma ------------------------------------------------------------------------------------------------------
+
+
+@cython.final
+cdef class SigmaEstimator:
+    """Compiled :class:`apps.engine.estimators.sigma.PySigmaEstimator`: ``update_trusted`` in C; the bucket
+    statistics, the checked ``update`` and every read are the reference's functions on this state."""
+
+    name = "sigma"
+
+    cdef readonly object params
+    cdef public object _returns, _durations, _closed
+    cdef Ring _vhist  # t = local time, a = volume
+    cdef public double _volume_hist_sum
+    cdef int64_t _lookback_ns
+    cdef public bint _steady, _on_volume_clock
+    cdef bint _has_first
+    cdef int64_t _first
+    cdef public int64_t _last_input_ns, _open_ns, _n_checked
+    cdef public double _open_mid, _open_volume, _last_mid, _bucket_volume
+    cdef public double _decay, _ewma_realised, _ewma_predicted
+    cdef double _target_bucket_s, _volume_lookback_s, _min_volume_history_s, _max_bucket_s
+
+    def __init__(self, params=None):
+        from apps.engine.estimators.sigma import SigmaParams, _Closed
+
+        self.params = (params or SigmaParams()).validate()
+        p = self.params
+        self._returns = deque(maxlen=p.window_buckets)
+        self._durations = deque(maxlen=p.window_buckets)
+        _clear(&self._vhist)
+        self._volume_hist_sum = 0.0
+        self._lookback_ns = int(p.volume_lookback_s * _NS)
+        self._steady = False
+        self._has_first = False
+        self._first = 0
+        self._last_input_ns = 0
+        self._open_ns = 0
+        self._open_mid = _NAN
+        self._open_volume = 0.0
+        self._last_mid = _NAN
+        self._on_volume_clock = False
+        self._bucket_volume = _NAN
+        self._closed = _Closed(0, 0.0, 0.0, math.nan, {})
+        self._decay = 0.5 ** (1.0 / p.correction_half_life_buckets)
+        self._ewma_realised = 0.0
+        self._ewma_predicted = 0.0
+        self._n_checked = 0
+        self._target_bucket_s = p.target_bucket_s
+        self._volume_lookback_s = p.volume_lookback_s
+        self._min_volume_history_s = p.min_volume_history_s
+        self._max_bucket_s = p.max_bucket_s
+
+    def __dealloc__(self):
+        free(self._vhist.buf)
+
+    @property
+    def _first_ns(self):
+        return _opt(self._has_first, self._first)
+
+    @property
+    def _volume_hist(self):
+        return deque([(_at(&self._vhist, i).t, _at(&self._vhist, i).a) for i in range(self._vhist.n)])
+
+    # -- mutation ---------------------------------------------------------------------------------
+
+    def update(self, ts_ns, mid, volume=0.0):
+        """Feed one mid observation (quote currency) at ``ts_ns`` with the base volume traded since the last."""
+        _sigma_ref().update(self, ts_ns, mid, volume)
+
+    cpdef update_trusted(self, int64_t ts_ns, double mid, double volume=0.0):
+        """:meth:`update` without the input checks (once per top-of-book change)."""
+        cdef Ring* hist = &self._vhist
+        cdef double elapsed_s, history_s, vol_sum
+        cdef int64_t elapsed_ns, cutoff
+        cdef bint close
+        cdef Rec* r
+        if self._steady and volume == 0 and ts_ns >= self._last_input_ns:
+            # Steady state: a full lookback of history, on the volume clock, no trade since the last call
+            # and nothing due to expire (the reference's fast path, the same decisions).
+            if not (hist.n and hist.buf[hist.head].t < ts_ns - self._lookback_ns):
+                self._last_input_ns = ts_ns
+                self._last_mid = mid
+                elapsed_s = _div_ns(ts_ns - self._open_ns)
+                if elapsed_s > 0 and elapsed_s >= self._max_bucket_s:
+                    self._close_bucket(ts_ns, mid, elapsed_s)
+                return
+        if not self._has_first:
+            self._has_first = True
+            self._first = ts_ns
+            self._open_ns, self._open_mid = ts_ns, mid
+        if ts_ns > self._last_input_ns:
+            self._last_input_ns = ts_ns
+        self._last_mid = mid
+        if volume > 0:
+            r = _push(hist)
+            r.t = ts_ns
+            r.a = volume
+            self._volume_hist_sum += volume
+            self._open_volume += volume
+        if hist.n and hist.buf[hist.head].t < ts_ns - self._lookback_ns:
+            cutoff = ts_ns - self._lookback_ns
+            while hist.n and hist.buf[hist.head].t < cutoff:
+                self._volume_hist_sum -= hist.buf[hist.head].a
+                _pop(hist)
+            if not hist.n:
+                self._volume_hist_sum = 0.0
+
+        elapsed_ns = ts_ns - self._open_ns
+        if elapsed_ns <= 0:
+            self._steady = False
+            return
+        elapsed_s = _div_ns(elapsed_ns)
+        history_s = _div_ns(ts_ns - self._first)
+        if history_s > self._volume_lookback_s:
+            history_s = self._volume_lookback_s
+        vol_sum = self._volume_hist_sum
+        self._on_volume_clock = history_s >= self._min_volume_history_s and vol_sum > 0
+        if self._on_volume_clock:
+            if history_s == 0.0:
+                raise ZeroDivisionError("float division by zero")
+            self._bucket_volume = vol_sum / history_s * self._target_bucket_s
+            close = self._open_volume >= self._bucket_volume or elapsed_s >= self._max_bucket_s
+        else:
+            self._bucket_volume = _NAN
+            close = elapsed_s >= self._target_bucket_s
+        self._steady = self._on_volume_clock and history_s == self._volume_lookback_s
+        if close:
+            self._close_bucket(ts_ns, mid, elapsed_s)
+
+    cdef int _close_bucket(self, int64_t ts_ns, double mid, double elapsed_s) except -1:
+        # once per bucket: the reference's own step (numpy over the window)
+        _sigma_ref()._close_bucket(self, ts_ns, mid, elapsed_s)
+        return 0
+
+    # -- reading: the reference's functions ------------------------------------------------------
+
+    def _compute_closed(self):
+        return _sigma_ref()._compute_closed(self)
+
+    def _sigma_inventory_closed(self):
+        return _sigma_ref()._sigma_inventory_closed(self)
+
+    def _open_contribution(self):
+        return _sigma_ref()._open_contribution(self)
+
+    @property
+    def sigma_clean(self):
+        return _sigma_ref().sigma_clean.fget(self)
+
+    @property
+    def sigma_total(self):
+        return _sigma_ref().sigma_total.fget(self)
+
+    @property
+    def sigma_for_spread(self):
+        return _sigma_ref().sigma_clean.fget(self)
+
+    @property
+    def sigma_for_inventory(self):
+        return _sigma_ref().sigma_for_inventory.fget(self)
+
+    @property
+    def correction_factor(self):
+        return _sigma_ref().correction_factor.fget(self)
+
+    @property
+    def last_input_ns(self):
+        return self._last_input_ns
+
+    def snapshot(self, now_ns):
+        """Read σ at ``now_ns`` (the reference's snapshot on this state)."""
+        return _sigma_ref().snapshot(self, now_ns)
+
+    def _state(self, now_ns, clean, total):
+        return _sigma_ref()._state(self, now_ns, clean, total)
+
+
+# --- microprice -------------------------------------------------------------------------------------------------
+
+
+@cython.final
+cdef class MicropriceRegression:
+    """Compiled :class:`apps.engine.estimators.microprice.PyMicropriceRegression`: ``observe_trusted`` and the
+    label step in C; the reads are the reference's functions on this state."""
+
+    cdef readonly object params
+    cdef public object name
+    cdef public int64_t _horizon_ns, _interval_ns, _n_labels, _last_ns
+    cdef public double _a11, _a12, _a22, _b1, _b2, _beta0, _beta1, _sse, _ss0, _weight
+    cdef public double _last_mid, _last_label
+    cdef double _xb, _xf, _ridge, _half_life
+    cdef Ring _pend  # t = sample time, a = mid, b = book imbalance, c = flow imbalance
+    cdef bint _has_label, _has_sample
+    cdef int64_t _label_ns, _sample_ns
+
+    def __init__(self, params=None, *, name="microprice"):
+        from apps.engine.estimators.microprice import MicropriceParams
+
+        self.params = (params or MicropriceParams()).validate()
+        self.name = name
+        self._horizon_ns = round(self.params.horizon_s * _NS)
+        self._interval_ns = round(self.params.sample_interval_s * _NS)
+        self._a11 = self._a12 = self._a22 = 0.0
+        self._b1 = self._b2 = 0.0
+        self._beta0 = self._beta1 = 0.0
+        self._sse = 0.0
+        self._ss0 = 0.0
+        self._weight = 0.0
+        self._n_labels = 0
+        _clear(&self._pend)
+        self._has_label = self._has_sample = False
+        self._label_ns = self._sample_ns = 0
+        self._last_ns = 0
+        self._last_mid = _NAN
+        self._xb = self._xf = 0.0
+        self._last_label = _NAN
+        self._ridge = self.params.ridge_prior
+        self._half_life = self.params.half_life_s
+
+    def __dealloc__(self):
+        free(self._pend.buf)
+
+    # --- state the reference reads --------------------------------------------------------------
+
+    @property
+    def _last_x(self):
+        return (self._xb, self._xf)
+
+    @property
+    def _last_label_ns(self):
+        return _opt(self._has_label, self._label_ns)
+
+    @property
+    def _last_sample_ns(self):
+        return _opt(self._has_sample, self._sample_ns)
+
+    @property
+    def _pending(self):
+        cdef Rec* r
+        out = deque()
+        for i in range(self._pend.n):
+            r = _at(&self._pend, i)
+            out.append((r.t, r.a, r.b, r.c))
+        return out
+
+    # --- read: the reference's functions --------------------------------------------------------
+
+    @property
+    def coefficients(self):
+        return self._beta0, self._beta1
+
+    @property
+    def n_labels(self):
+        return self._n_labels
+
+    @property
+    def r2_oos(self):
+        return _micro_ref().r2_oos.fget(self)
+
+    @property
+    def residual_var(self):
+        return _micro_ref().residual_var.fget(self)
+
+    def predict(self, book_imbalance, flow_imbalance):
+        return _micro_ref().predict(self, book_imbalance, flow_imbalance)
+
+    def microprice(self, mid, book_imbalance, flow_imbalance):
+        return _micro_ref().microprice(self, mid, book_imbalance, flow_imbalance)
+
+    def _coef_cov(self):
+        return _micro_ref()._coef_cov(self)
+
+    def snapshot(self, now_ns):
+        return _micro_ref().snapshot(self, now_ns)
+
+    # --- write --------------------------------------------------------------------------------
+
+    def observe(self, ts_ns, mid, book_imbalance, flow_imbalance):
+        """Feed the mid and the two imbalances at ``ts_ns`` (checked; the reference's checks)."""
+        _micro_ref().observe(self, ts_ns, mid, book_imbalance, flow_imbalance)
+
+    cpdef observe_trusted(self, int64_t ts_ns, double mid, double book_imbalance, double flow_imbalance):
+        """:meth:`observe` without the input checks (time order is still checked)."""
+        cdef Ring* pending = &self._pend
+        cdef int64_t horizon
+        cdef Rec* r
+        if ts_ns < self._last_ns:
+            raise ValueError(f"{self.name}: time went backwards ({ts_ns} < last input {self._last_ns})")
+        if pending.n:
+            # A sample whose deadline passed before now was last priced by the previous mid; one whose
+            # deadline is exactly now is priced by this one.
+            horizon = self._horizon_ns
+            while pending.n and pending.buf[pending.head].t + horizon < ts_ns:
+                self._learn(&pending.buf[pending.head], self._last_mid)
+                _pop(pending)
+            while pending.n and pending.buf[pending.head].t + horizon == ts_ns:
+                self._learn(&pending.buf[pending.head], mid)
+                _pop(pending)
+        if not self._has_sample or ts_ns - self._sample_ns >= self._interval_ns:
+            r = _push(pending)
+            r.t = ts_ns
+            r.a = mid
+            r.b = book_imbalance
+            r.c = flow_imbalance
+            self._has_sample = True
+            self._sample_ns = ts_ns
+        self._last_ns = ts_ns
+        self._last_mid = mid
+        self._xb = book_imbalance
+        self._xf = flow_imbalance
+
+    cdef int _learn(self, Rec* sample, double mid_at_horizon) except -1:
+        cdef double mid0 = sample.a, xb = sample.b, xf = sample.c
+        cdef int64_t label_ts = sample.t + self._horizon_ns
+        cdef double y = (mid_at_horizon - mid0) / mid0
+        cdef double dt_s, forget, err, m11, m22, m12, det
+        if self._has_label:
+            dt_s = _div_ns(label_ts - self._label_ns)
+            forget = _pypow(0.5, dt_s / self._half_life)
+            self._a11 *= forget
+            self._a12 *= forget
+            self._a22 *= forget
+            self._b1 *= forget
+            self._b2 *= forget
+            self._sse *= forget
+            self._ss0 *= forget
+            self._weight *= forget
+        # Score first (out of sample), then learn.
+        err = y - (self._beta0 * xb + self._beta1 * xf)
+        self._sse += err * err
+        self._ss0 += y * y
+        self._weight += 1.0
+        self._a11 += xb * xb
+        self._a12 += xb * xf
+        self._a22 += xf * xf
+        self._b1 += xb * y
+        self._b2 += xf * y
+        m11, m22, m12 = self._a11 + self._ridge, self._a22 + self._ridge, self._a12
+        det = m11 * m22 - m12 * m12
+        if det == 0.0:
+            raise ZeroDivisionError("float division by zero")
+        self._beta0 = (m22 * self._b1 - m12 * self._b2) / det
+        self._beta1 = (m11 * self._b2 - m12 * self._b1) / det
+        self._n_labels += 1
+        self._has_label = True
+        self._label_ns = label_ts
+        self._last_label = y
+        return 0
+
+
+# --- flow imbalance and trade arrival rate ------------------------------------------------------------------------
+
+
+@cython.final
+cdef class FlowImbalance:
+    """Compiled :class:`apps.engine.estimators.flow.PyFlowImbalance`: ``update_trusted`` in C."""
+
+    name = "flow_imbalance"
+
+    cdef readonly object params
+    cdef public double _tau_s, _buy, _sell, _w2
+    cdef bint _has_t
+    cdef int64_t _t
+    cdef public int64_t _last_input_ns
+
+    def __init__(self, params=None):
+        from apps.engine.estimators.flow import FlowParams
+
+        self.params = (params or FlowParams()).validate()
+        self._tau_s = self.params.half_life_s / math.log(2.0)
+        self._buy = 0.0
+        self._sell = 0.0
+        self._w2 = 0.0
+        self._has_t = False
+        self._t = 0
+        self._last_input_ns = 0
+
+    @property
+    def _t_ns(self):
+        return _opt(self._has_t, self._t)
+
+    def _decayed(self, now_ns):
+        return _flow_ref()._decayed(self, now_ns)
+
+    def update(self, ts_ns, size, aggressor):
+        _flow_ref().update(self, ts_ns, size, aggressor)
+
+    cpdef update_trusted(self, int64_t ts_ns, double size, long aggressor):
+        """:meth:`update` without the input checks (``aggressor`` an int ±1)."""
+        cdef int64_t t
+        cdef double f
+        if not self._has_t:
+            t = ts_ns
+        elif ts_ns > self._t:
+            t = self._t
+            f = _exp(-_div_ns(ts_ns - t) / self._tau_s)
+            self._buy *= f
+            self._sell *= f
+            self._w2 = self._w2 * f * f
+            t = ts_ns
+        else:
+            t = self._t
+        if aggressor == 1:
+            self._buy += size
+        else:
+            self._sell += size
+        self._w2 += size * size
+        self._has_t = True
+        self._t = t
+        if ts_ns > self._last_input_ns:
+            self._last_input_ns = ts_ns
+
+    def snapshot(self, now_ns):
+        return _flow_ref().snapshot(self, now_ns)
+
+
+@cython.final
+cdef class TradeArrivalRate:
+    """Compiled :class:`apps.engine.estimators.flow.PyTradeArrivalRate`: ``update_trusted`` in C."""
+
+    name = "trade_rate"
+
+    cdef readonly object params
+    cdef public double _tau_s, _count
+    cdef public int64_t _trades, _last_input_ns
+    cdef bint _started
+    cdef int64_t _t, _start
+
+    def __init__(self, params=None):
+        from apps.engine.estimators.flow import ArrivalParams
+
+        self.params = (params or ArrivalParams()).validate()
+        self._tau_s = self.params.half_life_s / math.log(2.0)
+        self._count = 0.0
+        self._trades = 0
+        self._started = False
+        self._t = self._start = 0
+        self._last_input_ns = 0
+
+    @property
+    def _t_ns(self):
+        return _opt(self._started, self._t)
+
+    @property
+    def _start_ns(self):
+        return _opt(self._started, self._start)
+
+    def start(self, int64_t ts_ns):
+        """Start the exposure clock without a trade (e.g. at session start), so quiet time counts."""
+        if not self._started:
+            self._started = True
+            self._start = ts_ns
+            self._t = ts_ns
+            if ts_ns > self._last_input_ns:
+                self._last_input_ns = ts_ns
+
+    def update(self, ts_ns, count=1):
+        _arrival_ref().update(self, ts_ns, count)
+
+    cpdef update_trusted(self, int64_t ts_ns, int64_t count=1):
+        """:meth:`update` without the input check."""
+        if not self._started:
+            self.start(ts_ns)
+        self._trades += count
+        if ts_ns > self._t:
+            self._count = self._count * _exp(-_div_ns(ts_ns - self._t) / self._tau_s) + count
+            self._t = ts_ns
+        else:
+            self._count += count
+        if ts_ns > self._last_input_ns:
+            self._last_input_ns = ts_ns
+
+    def snapshot(self, now_ns):
+        return _arrival_ref().snapshot(self, now_ns)
+
+
+# --- Hawkes intensity -------------------------------------------------------------------------------------------
+
+
+@cython.final
+cdef class HawkesIntensity:
+    """Compiled :class:`apps.engine.estimators.hawkes.PyHawkesIntensity`: ``update`` in C; the reads are the
+    reference's functions on this state."""
+
+    cdef object _params
+    cdef public object cov, name
+    cdef public double _s, _d_s
+    cdef public int64_t _last_ns, _n_events
+    cdef double _beta
+
+    def __init__(self, params, *, cov=None, name="hawkes_intensity"):
+        import numpy as np
+
+        self.params = params.validate()
+        self.cov = None if cov is None else np.asarray(cov, dtype=float).reshape(3, 3)
+        self.name = name
+        self._s = 0.0
+        self._d_s = 0.0
+        self._last_ns = 0
+        self._n_events = 0
+        self._beta = self.params.beta_per_s
+
+    @property
+    def params(self):
+        return self._params
+
+    @params.setter
+    def params(self, value):  # FillCascade adopts a fit by replacing its intensities' parameters
+        self._params = value
+        self._beta = value.beta_per_s
+
+    @classmethod
+    def from_fit(cls, fit, *, name="hawkes_intensity"):
+        """Intensity with fitted parameters; raises ValueError when the fit is not usable."""
+        return _hawkes_ref().from_fit.__func__(cls, fit, name=name)
+
+    @property
+    def n_events(self):
+        return self._n_events
+
+    @property
+    def last_event_ns(self):
+        return self._last_ns
+
+    def _decayed(self, now_ns):
+        return _hawkes_ref()._decayed(self, now_ns)
+
+    cpdef update(self, int64_t ts_ns):
+        """Register one event at ``ts_ns`` (ns). Events must come in non-decreasing time."""
+        cdef double s = 0.0, d_s = 0.0, dt_s, decay
+        if self._n_events != 0:
+            dt_s = _div_ns(ts_ns - self._last_ns)
+            if dt_s < 0:
+                raise ValueError(f"{self.name}: time went backwards ({ts_ns} < last event {self._last_ns})")
+            decay = _exp(-self._beta * dt_s)
+            s = decay * self._s
+            d_s = decay * (self._d_s + dt_s * self._s)
+        self._s = s + 1.0
+        self._d_s = d_s
+        self._last_ns = ts_ns
+        self._n_events += 1
+
+    def decayed_count(self, now_ns):
+        return _hawkes_ref().decayed_count(self, now_ns)
+
+    def excess_intensity(self, now_ns):
+        return _hawkes_ref().excess_intensity(self, now_ns)
+
+    def intensity(self, now_ns):
+        return _hawkes_ref().intensity(self, now_ns)
+
+    def intensity_std(self, now_ns):
+        return _hawkes_ref().intensity_std(self, now_ns)
+
+    def snapshot(self, now_ns):
+        return _hawkes_ref().snapshot(self, now_ns)
+
+
+# --- κ from the trade tape: the window and its running sums ---------------------------------------------------
+
+cdef object _REF_KAPPA = None
+
+
+cdef object _kappa_mod():
+    global _REF_KAPPA
+    if _REF_KAPPA is None:
+        from apps.engine.estimators import kappa
+
+        _REF_KAPPA = kappa
+    return _REF_KAPPA
+
+
+cdef struct Sums:
+    double volume, volume_sq, wdelta_raw, wdelta_beyond, wtick, at_touch
+    int64_t count
+    double thr_volume, thr_volume_sq, thr_wexcess, thr_wtick
+
+
+cdef inline void _sums_add(Sums* s, double sign, Rec* r) noexcept nogil:
+    # kappa._Sums.add, the same operations in the same order (r: t, a = w, b = d_raw, c = d_beyond, d = tau, k)
+    cdef double w = r.a, tau = r.d
+    cdef int64_t k = r.k
+    s.volume += sign * w
+    s.volume_sq += sign * w * w
+    s.wdelta_raw += sign * w * r.b
+    s.wdelta_beyond += sign * w * r.c
+    s.wtick += sign * w * tau
+    if k == 0:
+        s.at_touch += sign * w
+    else:
+        s.thr_volume += sign * w
+        s.thr_volume_sq += sign * w * w
+        s.thr_wexcess += sign * w * <double>(k - 1) * tau
+        s.thr_wtick += sign * w * tau
+    s.count += <int64_t>sign
+
+
+cdef inline void _sums_zero(Sums* s) noexcept nogil:
+    s.volume = s.volume_sq = s.wdelta_raw = s.wdelta_beyond = s.wtick = s.at_touch = 0.0
+    s.count = 0
+    s.thr_volume = s.thr_volume_sq = s.thr_wexcess = s.thr_wtick = 0.0
+
+
+cdef object _sums_object(Sums* s):
+    return _kappa_mod()._Sums(
+        s.volume, s.volume_sq, s.wdelta_raw, s.wdelta_beyond, s.wtick, s.at_touch, s.count,
+        s.thr_volume, s.thr_volume_sq, s.thr_wexcess, s.thr_wtick,
+    )  # fmt: skip
+
+
+@cython.final
+cdef class TradeKappaEstimator:
+    """Compiled :class:`apps.engine.estimators.kappa.PyTradeKappaEstimator`: the trade window and its running
+    sums in C (``update_trusted``, the expiry, the window sums a snapshot starts from); the posterior, the
+    goodness of fit and the snapshot are the reference's functions on this state."""
+
+    name = "kappa"
+
+    cdef readonly object params
+    cdef Ring _ring  # t = local time, a = size, b = d_raw, c = d_beyond, d = tau, k
+    cdef Sums _s
+    cdef int64_t _window
+    cdef public int64_t _last_input_ns, _n_updates, _pops_since_resum
+    cdef public object _gof, _rng
+    cdef double _tick
+
+    def __init__(self, params=None):
+        import numpy as np
+
+        km = _kappa_mod()
+        self.params = (params or km.KappaParams()).validate()
+        _clear(&self._ring)
+        self._window = int(self.params.window_s * _NS)
+        _sums_zero(&self._s)
+        self._last_input_ns = 0
+        self._n_updates = 0
+        self._pops_since_resum = 0
+        self._gof = km._GofCache()
+        self._rng = np.random.default_rng(self.params.gof_seed)
+        self._tick = self.params.tick_size
+
+    def __dealloc__(self):
+        free(self._ring.buf)
+
+    # -- state the reference reads -----------------------------------------------------------------
+
+    @property
+    def _window_ns(self):
+        return self._window
+
+    @property
+    def _trades(self):
+        cdef Rec* r
+        out = deque()
+        for i in range(self._ring.n):
+            r = _at(&self._ring, i)
+            out.append((r.t, r.a, r.b, r.c, r.d, r.k))
+        return out
+
+    @property
+    def _sums(self):
+        return _sums_object(&self._s)
+
+    @property
+    def last_input_ns(self):
+        return self._last_input_ns
+
+    # -- mutation ---------------------------------------------------------------------------------
+
+    def update(self, ts_ns, price, size, mid, half_spread_px=None):
+        _kappa_mod().PyTradeKappaEstimator.update(self, ts_ns, price, size, mid, half_spread_px)
+
+    def update_from_events(self, trade, bbo):
+        _kappa_mod().PyTradeKappaEstimator.update_from_events(self, trade, bbo)
+
+    cpdef update_trusted(self, int64_t ts_ns, double price, double size, double mid, double half_spread_px):
+        """:meth:`update` without the input checks (``half_spread_px`` required)."""
+        cdef double dist_px = fabs(price - mid)
+        cdef double d_raw = dist_px / mid
+        cdef double tick = self._tick, tau, d_beyond, q
+        cdef int64_t k
+        cdef Rec* r
+        if tick > 0:
+            # Prints inside the touch (stale mid, hidden liquidity) count as at the touch.
+            q = (dist_px - half_spread_px) / tick
+            if not isfinite(q):
+                k = max(round(q), 0)  # Python's round: ValueError on NaN, OverflowError on an infinity
+            else:
+                q = rint(q)  # round-half-even, as Python's round()
+                k = <int64_t>q if q > 0 else 0
+            tau = tick / mid
+            d_beyond = <double>k * tau
+        else:
+            k = 0
+            tau = 0.0
+            d_beyond = 0.0
+        r = _push(&self._ring)
+        r.t = ts_ns
+        r.a = size
+        r.b = d_raw
+        r.c = d_beyond
+        r.d = tau
+        r.k = k
+        _sums_add(&self._s, 1.0, r)
+        if ts_ns > self._last_input_ns:
+            self._last_input_ns = ts_ns
+        self._n_updates += 1
+        if self._ring.buf[self._ring.head].t < self._last_input_ns - self._window:
+            self._expire(self._last_input_ns)
+
+    cdef void _expire(self, int64_t now_ns) noexcept:
+        cdef int64_t cutoff = now_ns - self._window
+        cdef Py_ssize_t i
+        while self._ring.n and self._ring.buf[self._ring.head].t < cutoff:
+            _sums_add(&self._s, -1.0, &self._ring.buf[self._ring.head])
+            _pop(&self._ring)
+            self._pops_since_resum += 1
+        if not self._ring.n:
+            _sums_zero(&self._s)
+            self._pops_since_resum = 0
+        elif self._pops_since_resum > 50_000:
+            # Bound the floating-point drift of the running sums (the reference's re-sum).
+            _sums_zero(&self._s)
+            for i in range(self._ring.n):
+                _sums_add(&self._s, 1.0, _at(&self._ring, i))
+            self._pops_since_resum = 0
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    def _window_sums(self, int64_t now_ns):
+        """Sums over trades inside the window at ``now_ns`` without mutating; returns (sums, first index)."""
+        cdef int64_t cutoff = now_ns - self._window
+        cdef Sums s = self._s
+        cdef Py_ssize_t first = 0
+        cdef Rec* r
+        while first < self._ring.n:
+            r = _at(&self._ring, first)
+            if r.t >= cutoff:
+                break
+            _sums_add(&s, -1.0, r)
+            first += 1
+        return _sums_object(&s), first
+
+    def goodness_of_fit(self, now_ns):
+        return _kappa_mod().PyTradeKappaEstimator.goodness_of_fit(self, now_ns)
+
+    def snapshot(self, now_ns):
+        return _kappa_mod().PyTradeKappaEstimator.snapshot(self, now_ns)
+
+    def _state(self, now_ns, s, value):
+        return _kappa_mod().PyTradeKappaEstimator._state(self, now_ns, s, value)
+
+
+# --- MarketEstimators' per-event bodies ---------------------------------------------------------------------------
+
+cdef object _NS_OBJ = 1_000_000_000
+
+
+@cython.final
+cdef class MarketStep:
+    """``MarketEstimators._on_bbo`` and ``_on_trade`` in one compiled call each (a book ticker is one Python → C
+    call), for a :class:`~apps.engine.estimators.market.MarketEstimators` whose estimators are the compiled classes
+    (:meth:`fits`). The estimators are called at C level; the MarketEstimators' own fields (the mids deque, the
+    pending volume, the trade times, ...) stay its attributes, read and written here exactly as its methods do,
+    which remain the reference (and run whenever this does not fit). The drift observations and the Hawkes re-fit
+    are called on the object when due, as there."""
+
+    cdef object est
+    cdef AdverseSelectionEstimator adverse
+    cdef SigmaEstimator sigma
+    cdef MicropriceRegression micro
+    cdef TradeKappaEstimator kappa
+    cdef FlowImbalance flow
+    cdef TradeArrivalRate arrival
+    cdef int64_t momentum_ns
+
+    @staticmethod
+    def fits(est):
+        """True when every estimator this step calls is the compiled class (the Hawkes intensity may be either)."""
+        return (
+            type(est.adverse) is AdverseSelectionEstimator
+            and type(est.sigma) is SigmaEstimator
+            and type(est.microprice) is MicropriceRegression
+            and type(est.kappa) is TradeKappaEstimator
+            and type(est.flow) is FlowImbalance
+            and type(est.arrival) is TradeArrivalRate
+        )
+
+    def __init__(self, est):
+        self.est = est
+        self.adverse = est.adverse
+        self.sigma = est.sigma
+        self.micro = est.microprice
+        self.kappa = est.kappa
+        self.flow = est.flow
+        self.arrival = est.arrival
+        self.momentum_ns = est._momentum_ns
+
+    def on_bbo(self, b):
+        """``MarketEstimators._on_bbo(b)``."""
+        est = self.est
+        cdef int64_t ts = b.ts_local_ns
+        est.bbo = b
+        cdef double mid = 0.5 * (<double>b.bid_px + <double>b.ask_px)
+        self.adverse.on_book(ts, mid)
+        self.sigma.update_trusted(ts, mid, est._pending_volume)
+        est._pending_volume = 0.0
+        cdef double bs = b.bid_size, ask_size = b.ask_size
+        cdef double tot = bs + ask_size
+        self.micro.observe_trusted(ts, mid, (bs - ask_size) / tot if tot > 0 else 0.0, est._flow_value)
+        mids = est._mids
+        if not mids or <double>mids[len(mids) - 1][1] != mid:  # (wraparound is off: no [-1])
+            mids.append((ts, mid))
+        cdef int64_t cutoff = ts - self.momentum_ns
+        while len(mids) > 1 and <int64_t>mids[1][0] <= cutoff:
+            mids.popleft()
+        if ts >= <int64_t>est._next_drift_ns:
+            est._drift_observations(ts, mid)
+
+    def on_trade(self, t):
+        """``MarketEstimators._on_trade(t)``."""
+        est = self.est
+        ts_obj = t.ts_local_ns
+        cdef int64_t ts = ts_obj
+        cdef double price = t.price, size = t.size, bid, ask, mid, hs, d, m, decay
+        b = est.bbo
+        est.trades_seen += 1
+        if b is not None:
+            bid = b.bid_px
+            ask = b.ask_px
+            mid = 0.5 * (bid + ask)
+            hs = 0.5 * (ask - bid)
+            self.kappa.update_trusted(ts, price, size, mid, hs)
+            d = fabs(price - mid) - hs
+            est._trade_depths.append(d / mid if d > 0 else 0.0)
+            est._kappa_trades_since += 1
+        cdef long aggressor = int(t.aggressor)
+        self.adverse.on_public_trade(ts, price, aggressor)
+        est.depth_markout.on_trade(ts_obj, price, aggressor, self.adverse.mid_before)  # Python (depth_markout.py)
+        self.flow.update_trusted(ts, size, aggressor)
+        self.arrival.update_trusted(ts)
+        h = est.hawkes
+        if type(h) is HawkesIntensity:
+            if ts >= (<HawkesIntensity>h)._last_ns:
+                (<HawkesIntensity>h).update(ts)
+        elif ts >= h.last_event_ns:
+            h.update(ts)
+        est._trade_times.append(ts_obj / _NS_OBJ)  # Python's int / int (a time in ns is beyond 2**53)
+        est._pending_volume = <double>est._pending_volume + size
+        m = est._mean_trade_size
+        decay = est._size_decay
+        est._mean_trade_size = size if m != m else decay * m + (1 - decay) * size
+        if ts >= <int64_t>est._next_hawkes_fit_ns:
+            est._refit_hawkes(ts)
