@@ -13,6 +13,10 @@ whatever the strategy core runs):
   venue/driver pair: events 14,001-18,000 of the recording (two replay lengths, the difference / 4,000), and the
   ``pipeline`` subject on the same slice, so "backtest minus pipeline" (venue, ledger, risk rules, driver: the part
   compiled here) is given for both.
+- **The venue and the driver alone**, the same way on the same slice: a strategy that rests one bid and one ask 10 %
+  away from the market at its first book ticker and then does nothing (:class:`_Watcher`), no risk rules, so every
+  measured event is a market event that touches none of our orders and the count is what the venue, the driver and
+  the ledger cost for it (two resting orders walked on each book change).
 """
 
 from __future__ import annotations
@@ -64,7 +68,47 @@ def _backtest(variant: str, events: list) -> tuple[float, int]:
     return time.perf_counter() - t0, len(result.fills)
 
 
-def _callgrind_child(variant: str, path: str, warm: int, n: int) -> None:
+class _Watcher:
+    """A strategy that rests a far bid and a far ask once and then only watches (the Strategy shape); its own cost
+    per event is a type check."""
+
+    def __init__(self) -> None:
+        from apps.engine.execution.orders import OrderTracker
+        from apps.engine.market.events import BestBidAsk
+
+        self.tracker = OrderTracker()
+        self.last_decision = None
+        self.decisions_changed = False
+        self._first = BestBidAsk  # None once the orders are placed
+
+    def on_event(self, event: Any) -> list:
+        if self._first is None or type(event) is not self._first:
+            return []
+        from apps.engine.market.events import PlaceOrder, Side
+
+        self._first = None
+        bid, ask = round(event.bid_px * 0.9, 1), round(event.ask_px * 1.1, 1)
+        actions = [PlaceOrder("far-bid", Side.BUY, bid, LOT), PlaceOrder("far-ask", Side.SELL, ask, LOT)]
+        self.tracker.on_actions(actions)
+        return actions
+
+    def halt(self, reason: str) -> list:
+        return []
+
+    def state(self) -> dict:
+        return {}
+
+
+def _watcher_loop(variant: str) -> Any:
+    from apps.engine.execution.paper import PaperVenueConfig
+    from apps.engine.simulation.backtest import BacktestConfig
+
+    venue_cls, loop_cls = _classes(variant)
+    cfg = PaperVenueConfig(TICK, LOT, entry_latency_ns=5_000_000, response_latency_ns=5_000_000)
+    return loop_cls(_Watcher(), venue_cls(cfg, seed=1), BacktestConfig(keep_decisions=False), name="watcher")
+
+
+def _callgrind_child(variant: str, path: str, warm: int, n: int, subject: str = "backtest") -> None:
     """Runs under valgrind: ``bench_instructions``' backtest subject with ``variant``'s venue and driver."""
     from benchmarks.anchor import ours
     from benchmarks.bench_instructions import _instrumentation
@@ -73,19 +117,27 @@ def _callgrind_child(variant: str, path: str, warm: int, n: int) -> None:
     require_compiled()
     with open(path, "rb") as f:
         events = pickle.load(f)  # noqa: S301 - our own file, written a moment ago by the parent
-    ours.PaperVenue, ours.EngineLoop = _classes(variant)  # the names make_loop builds the loop from
-    step = ours.make_loop().on_market
+    if subject == "watcher":
+        loop = _watcher_loop(variant)
+    else:
+        ours.PaperVenue, ours.EngineLoop = _classes(variant)  # the names make_loop builds the loop from
+        loop = ours.make_loop()
+    step = loop.on_market
     for ev in events[:warm]:
         step(ev)
     _instrumentation(True)
     for ev in events[warm : warm + n]:
         step(ev)
     _instrumentation(False)
+    if subject == "watcher":
+        assert len(loop.venue.open_orders()) == 2, "the watcher's orders are not resting: nothing was walked"
 
 
-def _instructions(variant: str, path: str, warm: int, n: int) -> int:
+def _instructions(variant: str, path: str, warm: int, n: int, subject: str = "backtest") -> int:
     return callgrind_instructions(
-        "benchmarks.bench_loop", ["--callgrind-child", variant, path, str(warm), str(n)], instr_at_start=False
+        "benchmarks.bench_loop",
+        ["--callgrind-child", variant, path, str(warm), str(n), subject],
+        instr_at_start=False,
     )
 
 
@@ -102,6 +154,10 @@ def instructions() -> dict[str, Any]:
     try:
         for variant in VARIANTS:
             out[variant] = (_instructions(variant, f.name, warm, 2 * n) - _instructions(variant, f.name, warm, n)) / n
+            out[f"watcher {variant}"] = (
+                _instructions(variant, f.name, warm, 2 * n, "watcher")
+                - _instructions(variant, f.name, warm, n, "watcher")
+            ) / n
         out["pipeline"] = (
             bi._instructions("pipeline", f.name, warm, 2 * n) - bi._instructions("pipeline", f.name, warm, n)
         ) / n
@@ -167,13 +223,30 @@ def run() -> list[dict]:
             "note": "load-independent",
         }
     )
+    for v in VARIANTS:
+        rows.append(
+            {
+                "name": f"venue + driver alone, instructions per event ({v})",
+                "value": r[f"watcher {v}"],
+                "unit": "instr",
+                "note": "same slice; two far resting orders, a strategy that does nothing, no risk rules",
+            }
+        )
+    rows.append(
+        {
+            "name": "venue + driver alone instruction ratio (reference / compiled)",
+            "value": r["watcher reference"] / r["watcher compiled"],
+            "unit": "×",
+            "note": "load-independent",
+        }
+    )
     return rows
 
 
 if __name__ == "__main__":
     sys.path.insert(0, str(BASE_DIR))
-    if len(sys.argv) == 6 and sys.argv[1] == "--callgrind-child":
-        _callgrind_child(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
+    if len(sys.argv) == 7 and sys.argv[1] == "--callgrind-child":
+        _callgrind_child(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), sys.argv[6])
     elif sys.argv[1:] == ["--instructions"]:
         print(instructions())
     else:

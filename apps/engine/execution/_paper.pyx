@@ -96,7 +96,15 @@ cdef class PaperVenueBase:
             self._process_arrivals(t)
         if t > self._venue_now_ns:
             self._venue_now_ns = t
-        if isinstance(event, Trade):
+        cls = type(event)
+        # the exact classes first (an isinstance that fails costs a type walk); a subclass takes the isinstance chain
+        if cls is BestBidAsk:
+            (<LevelBook>book)._apply_bbo(event.bid_px, event.bid_size, event.ask_px, event.ask_size)
+            self._book_changed(t, <LevelBook>book)
+        elif cls is DepthUpdate:
+            book.apply_diff(event.bids, event.asks)
+            self._book_changed(t, <LevelBook>book)
+        elif isinstance(event, Trade):
             if event.market:
                 self._trade(event, t, <LevelBook>book)
             else:
@@ -130,6 +138,29 @@ cdef class PaperVenueBase:
         if not live:
             return 0
         params = self._queue_params
+        # Most book changes fill none of our orders: then nothing removes an order during the walk, so it reads the
+        # dict in place (no list of ids, no lookup per order). A fill (fresh crossed size) takes the reference's
+        # walk over a copy of the ids, from the first order, as the reference does; the check has no side effect.
+        for value in live.values():
+            r = <Resting?>value
+            if book._crossing(r.bid, r.tick, &any_level) - r.crossed > 0:
+                return self._book_changed_with_fills(t, book, params)
+        for value in live.values():
+            r = <Resting>value
+            r.crossed = book._crossing(r.bid, r.tick, &any_level)
+            if book._level(r.bid, r.tick, &displayed):
+                q = r.queue
+                if type(q) is QueueState:
+                    (<QueueState>q)._observe(displayed, params)
+                else:
+                    q.observe_level(displayed, params)
+        return 0
+
+    cdef int _book_changed_with_fills(self, object t, LevelBook book, object params) except -1:
+        cdef dict live = self._live
+        cdef Resting r
+        cdef double crossing, fresh, displayed
+        cdef bint any_level
         for cid in list(live):
             r = <Resting?>live[cid]
             crossing = book._crossing(r.bid, r.tick, &any_level)

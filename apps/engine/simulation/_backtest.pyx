@@ -25,7 +25,7 @@ from apps.engine.execution._fillmodel cimport LevelBook, tick_t
 
 import time
 
-from apps.engine.market.events import Funding, MarkPrice, Side, Trade
+from apps.engine.market.events import BestBidAsk, DepthSnapshot, DepthUpdate, Funding, MarkPrice, Side, Trade
 from apps.engine.risk.gateway import Mode
 
 cdef object _BUY = Side.BUY
@@ -79,7 +79,13 @@ cdef class EngineLoopBase:
         if self.sink is not None:
             self.sink.market(event)
         out = venue.on_market(event)
-        if isinstance(event, Funding):
+        cls = type(event)
+        # the exact classes first (an isinstance that fails costs a type walk); anything else takes the reference's chain
+        if cls is BestBidAsk or cls is DepthUpdate or cls is DepthSnapshot:
+            self._mid(t, event.ts_exch_ns)
+        elif cls is Trade:
+            pass
+        elif isinstance(event, Funding):
             self.ledger.on_funding(t, event.rate)
         elif isinstance(event, MarkPrice):
             self._on_mark_price(t, event)
