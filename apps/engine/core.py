@@ -24,8 +24,8 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from apps.engine.estimators.adverse import AdverseSelectionParams
-from apps.engine.estimators.depth_markout import MID_HISTORY_S, DepthMarkoutParams
 from apps.engine.estimators.base import EstimatorSnapshot
+from apps.engine.estimators.depth_markout import MID_HISTORY_S, DepthMarkoutParams
 from apps.engine.estimators.drift import DriftParams
 from apps.engine.estimators.hawkes import HawkesParams
 from apps.engine.estimators.kappa import KappaParams

@@ -169,7 +169,6 @@ from apps.engine.quoting.risk_aversion import FEATURE_NAMES, RiskAversionParams
 from apps.engine.validation import boolean, finite, integer, non_negative, positive
 
 __all__ = [
-    "depth_priced_half_spread",
     "MODEL_CODES",
     "GammaResult",
     "LadderCosts",
@@ -180,6 +179,7 @@ __all__ = [
     "QuoterParams",
     "Reservation",
     "bounded_gamma",
+    "depth_priced_half_spread",
     "direction_confidence",
     "fill_probability",
     "glft_a_at_mid",
@@ -815,33 +815,27 @@ def depth_priced_half_spread(
     if not (kappa > 0 and math.isfinite(kappa) and math.isfinite(delta_star)):
         raise ValueError(f"depth_priced_half_spread: needs a finite δ* and κ > 0, got δ*={delta_star!r} κ={kappa!r}")
     lo = delta_star
-    costs = curve.costs
+    costs = curve.cost_array  # float64, one per grid point
     step = curve.step
     extra = toxicity * max(curve.pooled, 0.0) + fee_frac
     inv_k = 1.0 / kappa
     base = delta_star - inv_k  # J(δ) = e^{−κδ}·(δ − base − C(δ)), up to the factor e^{κδ*}
     last = len(costs) - 1
-    c_min = min(costs) + extra
-    peak_min = delta_star + c_min  # J ≤ e^{−κδ}·(δ − base − c_min), which falls beyond this
-    best, best_cost, best_v = math.nan, math.nan, -math.inf
-    for k in range(min(max(math.floor(lo / step), 0), last), last + 1):
-        e = k * step
-        a = max(e, lo)
-        b = (k + 1) * step if k < last else math.inf
-        if b < a:
-            continue
-        if a > peak_min and math.exp(-kappa * (a - lo)) * (a - base - c_min) < best_v:
-            break  # no later cell can do better
-        c0 = costs[k] + extra
-        slope = (costs[k + 1] - costs[k]) / step if k < last else 0.0
-        if slope < 1.0:  # J rises then falls on the cell: its stationary point, clamped
-            x = min(max(inv_k + (base + c0 - slope * e) / (1.0 - slope), a), b)
-        else:  # the cost rises faster than the depth: J falls across the cell
-            x = a
-        c = c0 + slope * (x - e)
-        v = math.exp(-kappa * (x - lo)) * (x - base - c)
-        if v >= best_v:
-            best, best_cost, best_v = x, c, v
+    k0 = min(max(math.floor(lo / step), 0), last)
+    ks = np.arange(k0, last + 1)
+    e = ks * step
+    a = np.maximum(e, lo)  # each cell's part at or beyond δ*
+    b = np.append((ks[:-1] + 1) * step, math.inf)
+    c0 = costs[k0:] + extra
+    slope = np.append(np.diff(costs[k0:]) / step, 0.0)  # the last cell's cost is constant
+    rising = slope < 1.0  # J rises then falls on the cell: its stationary point, clamped; else J falls: a
+    denom = np.where(rising, 1.0 - slope, 1.0)
+    x = np.where(rising, np.minimum(np.maximum(inv_k + (base + c0 - slope * e) / denom, a), b), a)
+    c = c0 + slope * (x - e)
+    v = np.exp(-kappa * (x - lo)) * (x - base - c)
+    v[b < a] = -math.inf  # a cell wholly below δ*
+    i = len(v) - 1 - int(np.argmax(v[::-1]))  # the best, ties to the wider δ
+    best, best_cost = float(x[i]), float(c[i])
     return best, best_cost
 
 

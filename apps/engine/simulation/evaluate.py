@@ -123,17 +123,20 @@ _BOOK_EVENTS = (BestBidAsk, DepthSnapshot, DepthUpdate)
 
 
 def cut_to_book(events: Sequence[Any]) -> tuple[Sequence[Any], int]:
-    """``(events up to the last book event (quote, depth snapshot or diff), how many came after it)``. After the last quote there is no mid: a
-    fill there has no spread capture or markout to value it by, a resting order no book to queue in, and a quoter
-    quotes a frozen touch. The Tardis sample has quotes for its first 4 minutes and trades for the rest of the
-    day; evaluated over the whole day, the baselines "earned" +4.10 from trades against quotes 24 h old."""
+    """``(events up to the last book event (quote, depth snapshot or diff), how many came after it)``. After the
+    last book event there is no mid: a fill there has no spread capture or markout to value it by, a resting order
+    no book to queue in, and a quoter quotes a frozen touch. The Tardis sample has quotes for its first 4 minutes
+    and trades for the rest of the day; evaluated over the whole day, the baselines "earned" +4.10 from trades
+    against quotes 24 h old."""
     last = -1
     for i in range(len(events) - 1, -1, -1):
         if type(events[i]) in _BOOK_EVENTS:
             last = i
             break
     if last < 0:
-        raise ValueError("cut_to_book: the recording has no book (no quote, depth snapshot or diff): nothing to value fills by")
+        raise ValueError(
+            "cut_to_book: the recording has no book (no quote, depth snapshot or diff): nothing to value fills by"
+        )
     return events[: last + 1], len(events) - last - 1
 
 

@@ -190,3 +190,20 @@ def test_on_the_spot_recording_fills_a_little_off_the_touch_cost_more_than_fills
     # the same events' public markouts at the touch (the scalar estimator) agree in size with the pooled cost
     adv = m.adverse.snapshot(events[59_999].ts_local_ns)
     assert 0.3 < curve.pooled / adv.value < 3
+
+
+def test_only_the_latest_window_of_events_is_kept_and_the_curve_forgets_the_rest():
+    mids = Mids()
+    est = DepthMarkoutCurve(params(window=2))
+    mids.set(0, 100.0)
+    for i, (px, move) in enumerate(((99.995, 1.0), (99.985, 2.0), (99.975, 4.0))):  # depths 0.5, 1.5, 2.5 bps
+        t = (10 * i + 1) * S
+        est.on_trade(t, px, -1, mids)
+        mids.set(t + 500 * MS, 100.0 - move * 0.01)
+        est.advance(t + 2 * S, mids)
+        mids.set(t + 3 * S, 100.0)
+    c = est.curve()
+    assert est.completed == 3 and len(est._depths) == 2
+    assert c.counts == (2, 2, 1, 0, 0)  # the 0.5 bps event has left the window
+    assert c.pooled == pytest.approx(3e-4) and c.costs[2] == pytest.approx(4e-4)
+    assert sum(est._cell_n) == 2 and est._cell_n[0] == 0

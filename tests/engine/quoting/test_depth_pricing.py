@@ -63,7 +63,8 @@ def test_it_is_the_maximiser_over_every_depth_not_over_a_grid(curve, d_star, kap
 @given(curves, deltas, deltas, kappas, toxicities, fees)
 def test_a_larger_model_half_spread_never_narrows_the_quote(curve, d1, d2, kappa, tox, fee):
     lo, hi = sorted((d1, d2))
-    assert depth_priced_half_spread(hi, kappa, curve, tox, fee)[0] >= depth_priced_half_spread(lo, kappa, curve, tox, fee)[0]
+    wide = depth_priced_half_spread(hi, kappa, curve, tox, fee)[0]
+    assert wide >= depth_priced_half_spread(lo, kappa, curve, tox, fee)[0]
 
 
 @FAST
