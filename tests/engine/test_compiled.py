@@ -27,6 +27,7 @@ COMPILED_MODULES = [
     "apps.engine.execution._paper",
     "apps.engine.simulation._backtest",
     "apps.engine.estimators._estimators",
+    "apps.engine.quoting._depthprice",
 ]
 
 
@@ -173,3 +174,14 @@ def test_mm_pure_python_selects_the_estimator_references(flag):
             assert (got, where) == ("Py" + name, f"apps.engine.estimators.{module}")
         else:
             assert (got, where) == (name, "apps.engine.estimators._estimators")
+
+
+def test_the_quoter_prices_the_depth_cost_with_the_compiled_loop_unless_told_otherwise():
+    from apps.engine.quoting import quoter
+
+    if compiled.pure_python():
+        assert quoter.depth_priced_half_spread is quoter.py_depth_priced_half_spread
+        return
+    assert compiled.FALLBACKS == {}, f"compiled modules fell back to Python: {compiled.FALLBACKS}"
+    mod = importlib.import_module("apps.engine.quoting._depthprice")
+    assert quoter.DEPTHPRICE_COMPILED and quoter.depth_priced_half_spread is mod.depth_priced_half_spread

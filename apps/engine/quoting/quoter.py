@@ -162,6 +162,7 @@ from typing import Any
 
 import numpy as np
 
+from apps.engine import compiled
 from apps.engine.market.events import QuoteDecision, Side
 from apps.engine.quoting.glft import GLFTParams, GLFTRangeError, glft_offsets_at
 from apps.engine.quoting.pricing import glft_coefficients, half_spread
@@ -188,6 +189,7 @@ __all__ = [
     "level_price",
     "level_size",
     "model_terms",
+    "py_depth_priced_half_spread",
     "quote",
     "taker_reduction_size",
 ]
@@ -799,7 +801,7 @@ def _reservation_step(
     return Reservation(r, delta, skew, horizon, sig_inv, terms.inventory_slope)
 
 
-def depth_priced_half_spread(
+def py_depth_priced_half_spread(
     delta_star: float, kappa: float, curve: Any, toxicity: float, fee_frac: float
 ) -> tuple[float, float]:
     """``(δ, C(δ))``: the half-spread at or beyond ``delta_star`` that maximises
@@ -815,28 +817,37 @@ def depth_priced_half_spread(
     if not (kappa > 0 and math.isfinite(kappa) and math.isfinite(delta_star)):
         raise ValueError(f"depth_priced_half_spread: needs a finite δ* and κ > 0, got δ*={delta_star!r} κ={kappa!r}")
     lo = delta_star
-    costs = curve.cost_array  # float64, one per grid point
+    costs = curve.costs
     step = curve.step
     extra = toxicity * max(curve.pooled, 0.0) + fee_frac
     inv_k = 1.0 / kappa
     base = delta_star - inv_k  # J(δ) = e^{−κδ}·(δ − base − C(δ)), up to the factor e^{κδ*}
     last = len(costs) - 1
-    k0 = min(max(math.floor(lo / step), 0), last)
-    ks = np.arange(k0, last + 1)
-    e = ks * step
-    a = np.maximum(e, lo)  # each cell's part at or beyond δ*
-    b = np.append((ks[:-1] + 1) * step, math.inf)
-    c0 = costs[k0:] + extra
-    slope = np.append(np.diff(costs[k0:]) / step, 0.0)  # the last cell's cost is constant
-    rising = slope < 1.0  # J rises then falls on the cell: its stationary point, clamped; else J falls: a
-    denom = np.where(rising, 1.0 - slope, 1.0)
-    x = np.where(rising, np.minimum(np.maximum(inv_k + (base + c0 - slope * e) / denom, a), b), a)
-    c = c0 + slope * (x - e)
-    v = np.exp(-kappa * (x - lo)) * (x - base - c)
-    v[b < a] = -math.inf  # a cell wholly below δ*
-    i = len(v) - 1 - int(np.argmax(v[::-1]))  # the best, ties to the wider δ
-    best, best_cost = float(x[i]), float(c[i])
+    best, best_cost, best_v = math.nan, math.nan, -math.inf
+    for k in range(min(max(math.floor(lo / step), 0), last), last + 1):
+        e = k * step
+        a = e if e > lo else lo  # the cell's part at or beyond δ*
+        b = (k + 1) * step if k < last else math.inf
+        if b < a:
+            continue
+        c0 = costs[k] + extra
+        slope = (costs[k + 1] - costs[k]) / step if k < last else 0.0
+        if slope < 1.0:  # J rises then falls on the cell: its stationary point, clamped to the cell
+            x = inv_k + (base + c0 - slope * e) / (1.0 - slope)
+            x = b if x > b else (a if x < a else x)
+        else:  # the cost rises faster than the depth: J falls across the cell
+            x = a
+        c = c0 + slope * (x - e)
+        v = math.exp(-kappa * (x - lo)) * (x - base - c)
+        if v >= best_v:  # ties to the wider δ
+            best, best_cost, best_v = x, c, v
     return best, best_cost
+
+
+# the compiled twin (apps/engine/quoting/_depthprice.pyx: the same loop in C, the same doubles) when it is built
+_depthprice = compiled.load("apps.engine.quoting._depthprice")
+depth_priced_half_spread = py_depth_priced_half_spread if _depthprice is None else _depthprice.depth_priced_half_spread
+DEPTHPRICE_COMPILED = _depthprice is not None
 
 
 def _skew_flag_step(p: QuoterParams, q: float, skew: float, inputs: dict[str, float], reasons: list[str]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import struct
 
 import pytest
 from hypothesis import given, settings
@@ -153,3 +154,23 @@ def test_no_risk_feature_narrows_the_quoted_spread_with_a_depth_curve(model, nam
     assert b.inputs["half_spread_frac"] >= a.inputs["half_spread_frac"] * (1 - 1e-9)
     if a.bids and a.asks and b.bids and b.asks:
         assert b.asks[0].price - b.bids[0].price >= a.asks[0].price - a.bids[0].price - 1e-9
+
+
+@settings(max_examples=400, deadline=None)
+@given(curves, deltas, kappas, toxicities, fees)
+def test_the_compiled_loop_returns_the_references_doubles(curve, d_star, kappa, tox, fee):
+    """The quoter runs the compiled twin when it is built (tests/engine/test_compiled.py); it must give the same
+    doubles as the Python reference, bit for bit, δ and its cost."""
+    from apps.engine.quoting import quoter
+
+    ref = quoter.py_depth_priced_half_spread(d_star, kappa, curve, tox, fee)
+    got = quoter.depth_priced_half_spread(d_star, kappa, curve, tox, fee)
+    assert [struct.pack("<d", v) for v in got] == [struct.pack("<d", v) for v in ref]
+
+
+def test_the_compiled_loop_rejects_what_the_reference_rejects():
+    from apps.engine.quoting import quoter
+
+    for fn in (quoter.py_depth_priced_half_spread, quoter.depth_priced_half_spread):
+        with pytest.raises(ValueError, match="κ > 0"):
+            fn(1e-4, 0.0, flat(1e-4), 0.0, 0.0)
