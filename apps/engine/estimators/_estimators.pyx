@@ -24,6 +24,8 @@ double ``math.fsum`` returns over the whole window.
 """
 
 cimport cython
+
+from apps.engine._pyfloat cimport pypow as _pypow
 from libc.math cimport exp, fabs, isfinite, isinf, isnan, pow, rint, sqrt
 from libc.stdint cimport int64_t
 from libc.stdlib cimport free, malloc, realloc
@@ -54,34 +56,6 @@ cdef inline double _div_ns(int64_t d) except? -1.0:
     if -_EXACT_NS <= d <= _EXACT_NS:
         return <double>d / 1e9
     return (<object>d) / 1_000_000_000
-
-
-cdef double _pypow(double base, double power) except? -1.0:
-    # CPython 3.11's float ** (float_pow) for a non-negative base: its special cases, then C's pow, raising where
-    # Python raises (as in apps/engine/execution/_fillmodel.pyx).
-    cdef double x
-    if power == 0.0:
-        return 1.0
-    if isnan(base):
-        return base
-    if isnan(power):
-        return 1.0 if base == 1.0 else power
-    if isinf(power):
-        if base == 1.0:
-            return 1.0
-        return fabs(power) if (power > 0.0) == (base > 1.0) else 0.0
-    if isinf(base):
-        return base if power > 0.0 else 0.0
-    if base == 0.0:
-        if power < 0.0:
-            raise ZeroDivisionError("0.0 cannot be raised to a negative power")
-        return 0.0
-    if base == 1.0:
-        return 1.0
-    x = pow(base, power)
-    if isinf(x):
-        raise OverflowError(34, "Numerical result out of range")
-    return x
 
 
 cdef inline double _exp(double x) except? -1.0:

@@ -19,6 +19,8 @@ inline ``_pymin``/``_pymax`` below do exactly that, so ties and NaN choose the s
 """
 
 cimport cython
+
+from apps.engine._pyfloat cimport pypow as _pypow
 from cython.operator cimport dereference as deref, preincrement as inc
 from libc.math cimport fabs, isinf, isnan, pow, rint
 from libcpp.utility cimport pair
@@ -38,34 +40,6 @@ cdef inline double _pymax(double a, double b) noexcept nogil:
 
 
 # --- pure rules -------------------------------------------------------------------------------------------------
-
-
-cdef double _pypow(double base, double power) except? -1.0:
-    # CPython 3.11's float ** (float_pow) for a base that is not negative (behind / ahead, both > 0): its special
-    # cases first, so a NaN keeps its sign and payload as there, then C's pow, raising where Python raises.
-    cdef double x
-    if power == 0.0:
-        return 1.0
-    if isnan(base):
-        return base
-    if isnan(power):
-        return 1.0 if base == 1.0 else power
-    if isinf(power):
-        if base == 1.0:
-            return 1.0
-        return fabs(power) if (power > 0.0) == (base > 1.0) else 0.0
-    if isinf(base):
-        return base if power > 0.0 else 0.0
-    if base == 0.0:
-        if power < 0.0:
-            raise ZeroDivisionError("0.0 cannot be raised to a negative power")
-        return 0.0
-    if base == 1.0:
-        return 1.0
-    x = pow(base, power)
-    if isinf(x):
-        raise OverflowError(34, "Numerical result out of range")
-    return x
 
 
 cdef double _share_ahead(double ahead, double behind, double power) except? -1.0:

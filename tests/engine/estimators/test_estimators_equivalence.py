@@ -30,23 +30,15 @@ from pathlib import Path
 
 import pytest
 
-from apps.engine.estimators import _estimators, adverse, flow, hawkes, kappa, market, microprice, sigma
+from apps.engine.estimators import _estimators, market
 from apps.engine.estimators.base import EstimatorSnapshot
 from apps.engine.estimators.market import MarketEstimators
 from apps.engine.market.events import BestBidAsk
 from apps.marketdata.recordings import BINANCE_RAW_RECORDINGS, load_binance_raw
+from tests.engine.estimators.conftest import COMPILED  # the compiled classes and where each is selected
 
 DATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "data"
 EVENTS = {"usdm-btcusdt": 93_954, "usdm-ethusdt": 74_655, "spot-btcusdt": 99_574}
-COMPILED = [
-    (adverse, "AdverseSelectionEstimator"),
-    (sigma, "SigmaEstimator"),
-    (microprice, "MicropriceRegression"),
-    (flow, "FlowImbalance"),
-    (flow, "TradeArrivalRate"),
-    (hawkes, "HawkesIntensity"),
-    (kappa, "TradeKappaEstimator"),
-]
 MS = 1_000_000
 
 
