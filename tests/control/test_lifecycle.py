@@ -193,5 +193,9 @@ def test_a_global_rearm_pushes_each_session_status_once(operator):
         return got
 
     got = async_to_sync(statuses)()
-    assert got == {running.pk: ["paused"], paused.pk: ["paused"]}
+    # the halt's own "halted" push goes out after its commit; on a loaded machine it can reach the channels after
+    # they subscribed (seen once in a clean-clone run): it may lead, but the re-arm pushes exactly one "paused" each
+    for pk in (running.pk, paused.pk):
+        *lead, last = got[pk] or ["nothing"]
+        assert last == "paused" and set(lead) <= {"halted"}, got
     assert TradingSession.objects.get(pk=running.pk).status == TradingSession.Status.PAUSED

@@ -46,6 +46,9 @@ PARAMS = {
         "kappa_min_volume": 0.05,
         "adverse_selection_bps": 0.0,
         "maker_fee_bps": 0.0,
+        # nor the depth-priced fill cost: on spot, once its curve is measured, it rightly quotes ~2 bps out, where
+        # a fill can take longer than these tests wait (what it does is tests/engine/quoting/test_depth_pricing.py)
+        "fill_cost_by_depth": False,
     },
     "venue": {"maker_fee": 0.0},
     "feed": {"backoff": {"base_s": 0.05, "cap_s": 0.2, "jitter": 0.5}},
