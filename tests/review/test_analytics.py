@@ -279,6 +279,7 @@ def test_the_panel_draws_its_charts_in_chromium(live_server):
     from playwright.sync_api import sync_playwright
 
     from tests.roles import PASSWORD
+    from tests.test_browser import _wait_js
 
     session = _hand_built("BROWSER")
     make_user("viewer", "analytics-viewer")
@@ -302,7 +303,7 @@ def test_the_panel_draws_its_charts_in_chromium(live_server):
             page.fill("input[name=password]", PASSWORD)
             page.click("button[type=submit]")
             page.wait_for_selector("[data-role=spreads-hist-chart] .uplot", timeout=15_000)
-            page.wait_for_function("document.querySelectorAll('.review-analytics .uplot').length === 5")
+            _wait_js(page, "document.querySelectorAll('.review-analytics .uplot').length === 5", timeout=15_000)
             assert errors == []
             assert "5 fills · mids from decisions" in page.text_content("[data-role=markouts-note]")
             assert page.text_content("[data-role=kappa-note]") == "no public trades stored for this range"

@@ -343,7 +343,7 @@ def test_in_chromium_the_charts_draw_and_a_click_shows_the_decision_in_force(liv
     import os
 
     from tests.roles import PASSWORD
-    from tests.test_browser import CHROMIUM, CHROMIUM_ARGS
+    from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, _wait_js
 
     if not os.path.exists(CHROMIUM):
         pytest.skip("Debian's chromium is not installed")
@@ -366,8 +366,10 @@ def test_in_chromium_the_charts_draw_and_a_click_shows_the_decision_in_force(liv
                 page.fill("#id_password", PASSWORD)
                 page.click("#login-submit")
                 page.wait_for_selector("#review-price canvas", timeout=15_000)
-                page.wait_for_function(
-                    "document.getElementById('review-resolution').textContent.includes('10 decisions')"
+                _wait_js(
+                    page,
+                    "document.getElementById('review-resolution').textContent.includes('10 decisions')",
+                    timeout=30_000,
                 )
                 assert page.locator("#review-pnl canvas").count() == 1
                 # click the middle of the price chart: the session runs 9 s, so about its 5th second
