@@ -58,6 +58,15 @@ _NS = 1_000_000_000
 FLAT_QUOTER_NAMES: dict[str, str] = {
     ("gamma" if f.name == "gamma_base" else f.name): f.name for f in fields(QuoterParams)
 }
+# the depth-priced fill cost's decision inputs besides its state flag (NaN when the quoter does not price with it;
+# the estimator is still fed every trade, so turning fill_cost_by_depth on mid-session finds a warm curve)
+_DEPTH_MARKOUT_INPUTS = (
+    "depth_markout_events",
+    "depth_markout_pooled_bps",
+    "depth_markout_cost_0_5bps_bps",
+    "depth_markout_cost_1bps_bps",
+    "depth_markout_cost_2bps_bps",
+)
 _WHOLE_NUMBERS = ("levels", "requote_ticks")  # JSON may give 2.0; the quoter and the book want 2
 # The StrategyParams fields the estimators are built from: they cannot change on a running core (new estimators
 # would start cold, the book included); every other field applies at the next decision (StrategyCore.apply_params).
@@ -445,15 +454,21 @@ class StrategyCore:
             adverse_selection_own_markouts=adv.detail["own_markouts"],
             adverse_selection_public_markouts=adv.detail["public_markouts"],
         )
-        depth, curve = m.depth_cost(now_ns)
-        extra.update(
-            depth_markout_state_ok=1.0 if depth.usable else 0.0,
-            depth_markout_events=depth.detail["events"],
-            depth_markout_pooled_bps=depth.value * 1e4,
-            depth_markout_cost_0_5bps_bps=depth.detail.get("cost_0.5bps_bps", math.nan),
-            depth_markout_cost_1bps_bps=depth.detail.get("cost_1bps_bps", math.nan),
-            depth_markout_cost_2bps_bps=depth.detail.get("cost_2bps_bps", math.nan),
-        )
+        curve = None
+        curve_ok = False
+        if self.quoter_params.fill_cost_by_depth:  # the curve is built and read only when the quoter prices with it
+            depth, curve = m.depth_cost(now_ns)
+            curve_ok = depth.usable and curve is not None
+            extra.update(
+                depth_markout_state_ok=1.0 if depth.usable else 0.0,
+                depth_markout_events=depth.detail["events"],
+                depth_markout_pooled_bps=depth.value * 1e4,
+                depth_markout_cost_0_5bps_bps=depth.detail.get("cost_0.5bps_bps", math.nan),
+                depth_markout_cost_1bps_bps=depth.detail.get("cost_1bps_bps", math.nan),
+                depth_markout_cost_2bps_bps=depth.detail.get("cost_2bps_bps", math.nan),
+            )
+        else:  # the same inputs, marked unused
+            extra.update(dict.fromkeys(_DEPTH_MARKOUT_INPUTS, math.nan), depth_markout_state_ok=0.0)
         book = m.book_signals() if m.book.n_bid_levels and m.book.n_ask_levels else {}
         flow_imb = flow.value if flow.usable else 0.0
         features = m.risk_features(now_ns, k, s, book.get("depth_near", math.nan), flow_imb)
@@ -496,7 +511,7 @@ class StrategyCore:
             adverse_selection=adv.value,
             adverse_selection_ok=adv.usable,
             fill_cost_curve=curve,
-            fill_cost_curve_ok=depth.usable and curve is not None,
+            fill_cost_curve_ok=curve_ok,
             bid_queue=bid_queue,
             ask_queue=ask_queue,
             risk_features=features,

@@ -253,3 +253,22 @@ def test_the_gamma_betas_are_the_sessions_and_apply_params_swaps_them_but_not_th
         core.apply_params(dataclasses.replace(off, kappa_prior=3000.0))
     with pytest.raises(ValueError, match=r"^StrategyParams\.risk_aversion\.beta_drawdown must be a finite number"):
         StrategyParams.from_dict({"risk_aversion": {"beta_drawdown": math.nan}})
+
+
+def test_the_depth_cost_curve_is_built_only_when_the_quoter_prices_with_it():
+    on = StrategyParams.from_dict(FAST.as_dict() | {"fill_cost_by_depth": True})
+    off = StrategyParams.from_dict(on.as_dict() | {"fill_cost_by_depth": False})
+    core_on, _, _ = run(40, on)
+    core_off, _, _ = run(40, off)
+    inputs_on, inputs_off = core_on.last_decision.inputs, core_off.last_decision.inputs
+    assert inputs_on["depth_markout_events"] > 0 and core_on.market._depth_curve is not None
+    # off: the same decision inputs, marked unused, and the curve never computed ...
+    depth_keys = {k for k in inputs_on if k.startswith("depth_markout_")}
+    assert depth_keys <= set(inputs_off)
+    assert inputs_off["depth_markout_state_ok"] == 0.0 and inputs_off["fill_cost_by_depth"] == 0.0
+    assert all(math.isnan(inputs_off[k]) for k in depth_keys - {"depth_markout_state_ok"})
+    assert core_off.market._depth_curve is None
+    # ... while the estimator is still fed every trade: turning the option on mid-session finds it warm
+    assert core_off.market.depth_markout.completed > 0
+    core_off.apply_params(on)
+    assert core_off.market.depth_cost(core_off._now_ns)[0].detail["events"] > 0
