@@ -85,12 +85,14 @@ ESTIMATOR_FIELDS = (
     "hawkes_prior_mu_per_s",
     "hawkes_prior_alpha_per_s",
     "hawkes_prior_beta_per_s",
+    "depth_markout_reference_lag_s",
 )
 # The γ model's coefficients a session sets, in the nested ``strategy.risk_aversion`` object: the βs only. The
 # quoter takes γ₀ from ``gamma`` and bounds γ with ``gamma_log_bound_nats``; RiskAversionParams' own gamma_base,
 # gamma_min and gamma_max are not used by it, so a session cannot set them.
 RISK_AVERSION_FIELDS: tuple[str, ...] = tuple(f"beta_{name}" for name in FEATURE_NAMES)
 _KAPPA, _DRIFT, _HAWKES = KappaParams(), DriftParams(), EstimatorConfig().hawkes_prior
+_DEPTH_MARKOUT = DepthMarkoutParams()
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +132,12 @@ class StrategyParams:
     hawkes_prior_mu_per_s, hawkes_prior_alpha_per_s, hawkes_prior_beta_per_s : float
         Hawkes intensity the trade and fill cascade estimators start from, 1/s: baseline μ, jump per event α and
         decay β (α < β).
+    depth_markout_reference_lag_s : float
+        The depth-conditional fill cost's reference lag, seconds (``DepthMarkoutParams.reference_lag_s``): a public
+        trade's depth and the move after it are measured from the mid this long before it, the age of the mid a
+        resting quote was priced from. Default 0.02; ``manage.py evaluate`` calibrates it on each recording's fit
+        part from the age of our own quotes when filled. ≥ 0, and with the markout horizon (the quote life, at most
+        5 s) below the 10 s of mid history the estimator keeps.
     risk_aversion : RiskAversionParams
         The γ model's βs, nats per unit feature (``strategy.risk_aversion.beta_<feature>``; see
         :mod:`apps.engine.quoting.risk_aversion` for each feature); only the ``beta_*`` fields are read.
@@ -153,6 +161,7 @@ class StrategyParams:
     hawkes_prior_mu_per_s: float = _HAWKES.mu_per_s
     hawkes_prior_alpha_per_s: float = _HAWKES.alpha_per_s
     hawkes_prior_beta_per_s: float = _HAWKES.beta_per_s
+    depth_markout_reference_lag_s: float = _DEPTH_MARKOUT.reference_lag_s
     risk_aversion: RiskAversionParams = field(default_factory=RiskAversionParams)
 
     @property
@@ -182,6 +191,7 @@ class StrategyParams:
             positive(name, getattr(self, name), where)
         non_negative("kappa_min_volume", self.kappa_min_volume, where)
         non_negative("hawkes_prior_alpha_per_s", self.hawkes_prior_alpha_per_s, where)
+        non_negative("depth_markout_reference_lag_s", self.depth_markout_reference_lag_s, where)
         if not self.hawkes_prior_alpha_per_s < self.hawkes_prior_beta_per_s:
             raise ValueError(
                 f"{where}.hawkes_prior_alpha_per_s must be < hawkes_prior_beta_per_s (a stationary Hawkes process), "
@@ -198,6 +208,13 @@ class StrategyParams:
         except ValueError as exc:  # named as the session's flat dict names them
             message = str(exc).replace("QuoterParams.gamma_base", "StrategyParams.gamma")
             raise ValueError(message.replace("QuoterParams.", "StrategyParams.")) from None
+        horizon = min(self.quoter.quote_life_s, 0.5 * MID_HISTORY_S)
+        if not horizon + self.depth_markout_reference_lag_s < MID_HISTORY_S:
+            raise ValueError(
+                f"{where}.depth_markout_reference_lag_s must be < {MID_HISTORY_S - horizon:g} s (the {MID_HISTORY_S:g} "
+                f"s of mid history kept, less the markout horizon {horizon:g} s), got "
+                f"{self.depth_markout_reference_lag_s!r}"
+            )
         return self
 
     def estimator_config(self, tick_size: float) -> EstimatorConfig:
@@ -223,7 +240,10 @@ class StrategyParams:
             # the markout horizon of the measured adverse selection is the quoter's quote life
             adverse=AdverseSelectionParams(horizon_s=self.quoter.quote_life_s),
             # and of the depth curve, within the mid history it reads (10 s)
-            depth_markout=DepthMarkoutParams(horizon_s=min(self.quoter.quote_life_s, 0.5 * MID_HISTORY_S)),
+            depth_markout=DepthMarkoutParams(
+                horizon_s=min(self.quoter.quote_life_s, 0.5 * MID_HISTORY_S),
+                reference_lag_s=self.depth_markout_reference_lag_s,
+            ),
             kappa_refresh_s=self.kappa_refresh_s,
             kappa_min_refresh_s=min(0.2, self.kappa_refresh_s),
             snapshot_refresh_s=self.snapshot_refresh_s,

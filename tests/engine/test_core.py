@@ -145,6 +145,9 @@ def test_halt_cancels_everything_and_no_order_follows():
         ("horizon_s", -5.0),
         ("sigma_min_buckets", 1),
         ("requote_ticks", -1),
+        ("depth_markout_reference_lag_s", -0.01),
+        ("depth_markout_reference_lag_s", float("nan")),
+        ("depth_markout_reference_lag_s", 9.5),  # + the 1 s quote life: beyond the 10 s of mid history kept
     ],
 )
 def test_nonsense_parameters_are_rejected_by_name(field, value):
@@ -272,3 +275,14 @@ def test_the_depth_cost_curve_is_built_only_when_the_quoter_prices_with_it():
     assert core_off.market.depth_markout.completed > 0
     core_off.apply_params(on)
     assert core_off.market.depth_cost(core_off._now_ns)[0].detail["events"] > 0
+
+
+def test_the_depth_curves_reference_lag_reaches_its_estimator():
+    params = StrategyParams.from_dict({"depth_markout_reference_lag_s": 0.25, "quote_life_s": 2.0})
+    core = StrategyCore(params, tick_size=0.1, lot_size=0.001)
+    assert core.market.depth_markout.params.reference_lag_s == 0.25
+    assert core.market.depth_markout.params.horizon_s == 2.0
+    with pytest.raises(ValueError, match=r"depth_markout_reference_lag_s must be < 5 s"):
+        StrategyParams.from_dict({"depth_markout_reference_lag_s": 5.0, "quote_life_s": 30.0})  # horizon capped at 5
+    with pytest.raises(ValueError, match="cannot change on a running strategy core"):
+        core.apply_params(StrategyParams.from_dict({"depth_markout_reference_lag_s": 0.5, "quote_life_s": 2.0}))
