@@ -8,7 +8,7 @@ RUN apt-get update \
 WORKDIR /app
 COPY . .
 RUN pip install --no-cache-dir --no-deps -e . \
-    && python -c "import apps.engine.market._book, apps.engine.execution._fillmodel, apps.engine.estimators._estimators, apps.engine.execution._paper, apps.engine.simulation._backtest, apps.engine.quoting._depthprice"
+    && python -c "import apps.engine.market._book, apps.engine.execution._fillmodel, apps.engine.estimators._estimators, apps.engine.execution._paper, apps.engine.simulation._backtest, apps.engine.quoting._depthprice, apps.engine._core"
 
 FROM python:3.11-slim
 WORKDIR /app

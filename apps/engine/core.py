@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from apps.engine import compiled
 from apps.engine.estimators.adverse import AdverseSelectionParams
 from apps.engine.estimators.base import EstimatorSnapshot
 from apps.engine.estimators.depth_markout import MID_HISTORY_S, DepthMarkoutParams
@@ -293,7 +294,7 @@ def _risk_aversion(data: Any) -> RiskAversionParams:
     return RiskAversionParams(**{k: float(v) for k, v in data.items()})
 
 
-class StrategyCore:
+class PyStrategyCore:
     """GLFT/AS quoting around a reservation price built from measured κ, σ, drift, flow and inventory.
 
     Feed every event to :meth:`on_event`; send the returned actions to the venue. ``last_decision`` is the
@@ -408,15 +409,23 @@ class StrategyCore:
         m = self.market
         bbo = m.bbo
         assert bbo is not None
-        q = self.tracker.position
-        k, s, lam, flow, drift, micro = m.snapshots(now_ns)
-        key = (bbo.bid_px, bbo.ask_px, q, m.version, self.halted)
+        snaps = m.snapshots(now_ns)
+        key = (bbo.bid_px, bbo.ask_px, self.tracker.position, m.version, self.halted)
         if (
             key == self._decision_key
             and self.last_quote is not None
             and now_ns - self._decision_ns < self.params.decision_interval_s * _NS
         ):
             return None  # nothing the decision depends on changed
+        return self._decide_now(now_ns, key, snaps)
+
+    def _decide_now(self, now_ns: int, key: tuple, snaps: tuple[EstimatorSnapshot, ...]) -> QuoteResult:
+        """The decision, once :meth:`_decide` found that something it depends on changed (``key``: the touch,
+        the position, the estimates' version, the halt; ``snaps``: the six cached snapshots)."""
+        m = self.market
+        bbo = m.bbo
+        q = key[2]
+        k, s, lam, flow, drift, micro = snaps
         self._decision_key = key
         self._decision_ns = now_ns
         self.decisions_computed += 1
@@ -642,9 +651,24 @@ class StrategyCore:
         )
 
 
+_compiled_core = compiled.load("apps.engine._core")
+
+if _compiled_core is not None:
+
+    class StrategyCore(_compiled_core.StrategyCoreBase, PyStrategyCore):
+        """The strategy core with its per-event path compiled (``_core.StrategyCoreBase``: the market events and
+        the check that no decision is due); the decision and everything else is ``PyStrategyCore``'s."""
+
+else:
+    StrategyCore = PyStrategyCore  # type: ignore[misc]
+
+# which one runs: the compiled per-event path when built and MM_PURE_PYTHON is not set
+CORE_COMPILED: bool = _compiled_core is not None
+
+
 def _finite_only(d: dict[str, Any]) -> dict[str, Any]:
     """JSON-safe: NaN and inf become None so the browser shows '—' rather than a fake number."""
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
 
 
-__all__ = ["ESTIMATOR_FIELDS", "StrategyCore", "StrategyParams"]
+__all__ = ["CORE_COMPILED", "ESTIMATOR_FIELDS", "PyStrategyCore", "StrategyCore", "StrategyParams"]
