@@ -31,6 +31,10 @@ The mids come from the adverse-selection estimator's history (:meth:`AdverseSele
 last 10 s; "the mid at t" is the one in force just before t, as there): an event is completed at the first trade
 or read at or after ``t + h``; one whose horizon fell out of that history (a lull longer than it) is dropped and
 counted.
+
+:class:`DepthMarkoutCurve` is the compiled class (``apps/engine/estimators/_estimators.pyx``: the pending events,
+the kept window and the cells' sums in C, the same doubles) unless ``MM_PURE_PYTHON=1`` is set or it did not build;
+:class:`PyDepthMarkoutCurve` below is the reference it is held to (docs/compiled-core.md).
 """
 
 from __future__ import annotations
@@ -42,10 +46,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from apps.engine import compiled
 from apps.engine.estimators.base import EstimatorSnapshot, EstimatorState
 from apps.engine.validation import integer, non_negative, positive
 
-__all__ = ["DepthCostCurve", "DepthMarkoutCurve", "DepthMarkoutParams"]
+__all__ = ["DepthCostCurve", "DepthMarkoutCurve", "DepthMarkoutParams", "PyDepthMarkoutCurve"]
 
 _NS = 1_000_000_000
 _BPS = 1e-4
@@ -157,9 +162,12 @@ class DepthCostCurve:
         return c0 + (c1 - c0) / self.step * (depth - k * self.step)
 
 
-class DepthMarkoutCurve:
+class PyDepthMarkoutCurve:
     """Depth-conditional markouts of public maker fills (module docstring). Feed every market trade, in arrival
-    order, with the mid lookup of :class:`~apps.engine.estimators.adverse.AdverseSelectionEstimator`."""
+    order, with the mid lookup of :class:`~apps.engine.estimators.adverse.AdverseSelectionEstimator`.
+
+    The reference of the compiled :class:`DepthMarkoutCurve`, which runs this class's :meth:`snapshot` on its own
+    state (``curve()``, ``dropped``, ``_cell_s2``, ``_last_done_ns``)."""
 
     def __init__(self, params: DepthMarkoutParams | None = None) -> None:
         p = self.params = (params or DepthMarkoutParams()).validate()
@@ -312,3 +320,12 @@ class DepthMarkoutCurve:
             "depth_markout", c.pooled, se, state, self._last_done_ns, c.pooled - 1.96 * se, c.pooled + 1.96 * se,
             detail, msg,
         )  # fmt: skip
+
+
+# The compiled class (apps/engine/estimators/_estimators.pyx, same API, same results) unless MM_PURE_PYTHON=1 is set
+# or the module did not build (apps.engine.compiled); PyDepthMarkoutCurve stays the reference.
+_compiled = compiled.load("apps.engine.estimators._estimators")
+DepthMarkoutCurve: type[PyDepthMarkoutCurve] = (
+    _compiled.DepthMarkoutCurve if _compiled is not None else PyDepthMarkoutCurve
+)
+ESTIMATORS_COMPILED: bool = _compiled is not None
