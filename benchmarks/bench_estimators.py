@@ -1,9 +1,9 @@
 """Market estimators: the pure-Python references against the compiled classes, on the shared USD-M BTCUSDT recording.
 
 :class:`~apps.engine.estimators.market.MarketEstimators` is built once with the reference estimators (``Py*``:
-adverse selection, σ, microprice, flow, arrival rate, Hawkes intensity, κ's trade window) and once with the
-compiled ones (``apps/engine/estimators/_estimators.pyx``); the book is the compiled one in both, so the difference
-is the estimators'. The file is parsed once, before any timing.
+adverse selection, σ, microprice, flow, arrival rate, Hawkes intensity, κ's trade window, the depth-markout curve)
+and once with the compiled ones (``apps/engine/estimators/_estimators.pyx``); the book is the compiled one in both,
+so the difference is the estimators'. The file is parsed once, before any timing.
 
 * wall clock: every event of the file through a fresh ``MarketEstimators`` of each kind, alternating, ``ROUNDS``
   times each in one run, best round (events/s and the ratio). Three kinds: the references; the compiled estimators
@@ -47,6 +47,7 @@ NAMES = [
     ("flow", "TradeArrivalRate"),
     ("hawkes", "HawkesIntensity"),
     ("kappa", "TradeKappaEstimator"),
+    ("depth_markout", "DepthMarkoutCurve"),
 ]
 
 

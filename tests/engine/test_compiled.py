@@ -136,6 +136,7 @@ ESTIMATOR_CLASSES = [
     ("flow", "TradeArrivalRate"),
     ("hawkes", "HawkesIntensity"),
     ("kappa", "TradeKappaEstimator"),
+    ("depth_markout", "DepthMarkoutCurve"),
 ]
 
 
@@ -151,7 +152,7 @@ def test_market_estimators_use_the_compiled_estimators_unless_told_otherwise():
     from apps.engine.estimators.market import MarketEstimators
 
     est = MarketEstimators()
-    for attr in ("adverse", "sigma", "microprice", "flow", "arrival", "hawkes", "kappa"):
+    for attr in ("adverse", "sigma", "microprice", "flow", "arrival", "hawkes", "kappa", "depth_markout"):
         assert type(getattr(est, attr)).__module__ == "apps.engine.estimators._estimators", attr
     # a book ticker and a trade are one compiled call each
     assert isinstance(est._on_bbo.__self__, compiled_est.MarketStep)

@@ -5,8 +5,9 @@ The references are the pure-Python classes beside this module (``PyAdverseSelect
 :mod:`apps.engine.estimators.adverse`, ``PySigmaEstimator`` in :mod:`~apps.engine.estimators.sigma`,
 ``PyMicropriceRegression`` in :mod:`~apps.engine.estimators.microprice`, ``PyFlowImbalance`` and
 ``PyTradeArrivalRate`` in :mod:`~apps.engine.estimators.flow`, ``PyHawkesIntensity`` in
-:mod:`~apps.engine.estimators.hawkes`); each of those modules exports the compiled class under the public name
-unless ``MM_PURE_PYTHON=1`` is set or this module did not build (docs/compiled-core.md).
+:mod:`~apps.engine.estimators.hawkes`, ``PyDepthMarkoutCurve`` in :mod:`~apps.engine.estimators.depth_markout`);
+each of those modules exports the compiled class under the public name unless ``MM_PURE_PYTHON=1`` is set or this
+module did not build (docs/compiled-core.md).
 
 What is compiled: the per-event updates (``on_book``/``on_public_trade``/``on_own_fill``, ``update_trusted``,
 ``observe_trusted``, ``update``) and their state, held in C doubles and int64s and in ring buffers of C records
@@ -130,6 +131,17 @@ cdef inline void _pop_back(Ring* r) noexcept nogil:
 cdef inline void _clear(Ring* r) noexcept nogil:
     r.head = 0
     r.n = 0
+
+
+cdef object _records(Ring* r, row):
+    # the records as a deque of row(t, a, b, c, d, k), oldest first: the reference's deque, for a read of it
+    cdef Rec* x
+    cdef Py_ssize_t i
+    out = deque()
+    for i in range(r.n):
+        x = _at(r, i)
+        out.append(row(x.t, x.a, x.b, x.c, x.d, x.k))
+    return out
 
 
 cdef Rec* _insert_sorted(Ring* r, int64_t t) except NULL:
@@ -767,12 +779,7 @@ cdef class MicropriceRegression:
 
     @property
     def _pending(self):
-        cdef Rec* r
-        out = deque()
-        for i in range(self._pend.n):
-            r = _at(&self._pend, i)
-            out.append((r.t, r.a, r.b, r.c))
-        return out
+        return _records(&self._pend, lambda t, a, b, c, d, k: (t, a, b, c))
 
     # --- read: the reference's functions --------------------------------------------------------
 
@@ -1181,12 +1188,7 @@ cdef class TradeKappaEstimator:
 
     @property
     def _trades(self):
-        cdef Rec* r
-        out = deque()
-        for i in range(self._ring.n):
-            r = _at(&self._ring, i)
-            out.append((r.t, r.a, r.b, r.c, r.d, r.k))
-        return out
+        return _records(&self._ring, lambda *rec: rec)
 
     @property
     def _sums(self):
@@ -1282,6 +1284,236 @@ cdef class TradeKappaEstimator:
         return _kappa_mod().PyTradeKappaEstimator._state(self, now_ns, s, value)
 
 
+# --- depth-conditional markouts ---------------------------------------------------------------------------------
+
+cdef object _REF_DEPTH = None
+
+
+cdef object _depth_mod():
+    global _REF_DEPTH
+    if _REF_DEPTH is None:
+        from apps.engine.estimators import depth_markout
+
+        _REF_DEPTH = depth_markout
+    return _REF_DEPTH
+
+
+@cython.final
+cdef class DepthMarkoutCurve:
+    """Compiled :class:`apps.engine.estimators.depth_markout.PyDepthMarkoutCurve`: the pending events, the kept
+    window and the per-cell running sums in C (``on_trade``, ``advance``, ``curve``); the snapshot is the
+    reference's function on this state. :class:`MarketStep` feeds it a trade with the compiled adverse estimator's
+    mid lookup called at C level (:meth:`_trade`), no Python call per trade."""
+
+    cdef readonly object params
+    cdef public int64_t completed, dropped
+    cdef int64_t _h_ns, _lag_ns, _last_done, _curve_at
+    cdef double _step
+    cdef Py_ssize_t _last_cell, _window
+    cdef Ring _pend  # t = target local ns, k = trade local ns, a = m_ref, b = depth, d = side
+    cdef Ring _kept  # a = depth, b = adverse move, k = its cell (−1: depth < 0)
+    cdef int64_t* _cell_n_c
+    cdef double* _cell_s_c
+    cdef double* _cell_s2_c
+    cdef object _curve
+
+    def __init__(self, params=None):
+        dm = _depth_mod()
+        p = self.params = (params or dm.DepthMarkoutParams()).validate()
+        self._h_ns = round(p.horizon_s * _NS)
+        self._lag_ns = round(p.reference_lag_s * _NS)
+        self._step = p.step_bps * 1e-4
+        self._last_cell = int(p.max_depth_bps / p.step_bps + 1e-9)
+        self._window = p.window
+        _clear(&self._pend)
+        _clear(&self._kept)
+        cdef Py_ssize_t n = self._last_cell + 1, i
+        self._cell_n_c = <int64_t*> realloc(self._cell_n_c, n * sizeof(int64_t))
+        self._cell_s_c = <double*> realloc(self._cell_s_c, n * sizeof(double))
+        self._cell_s2_c = <double*> realloc(self._cell_s2_c, n * sizeof(double))
+        if self._cell_n_c == NULL or self._cell_s_c == NULL or self._cell_s2_c == NULL:
+            raise MemoryError()
+        for i in range(n):
+            self._cell_n_c[i] = 0
+            self._cell_s_c[i] = 0.0
+            self._cell_s2_c[i] = 0.0
+        self.completed = 0
+        self.dropped = 0
+        self._last_done = 0
+        self._curve = None
+        self._curve_at = -1
+
+    def __dealloc__(self):
+        free(self._pend.buf)
+        free(self._kept.buf)
+        free(self._cell_n_c)
+        free(self._cell_s_c)
+        free(self._cell_s2_c)
+
+    cdef inline Py_ssize_t _cell(self, double depth) except? -2:
+        # the reference's min(int(depth / step), last cell), −1 for a negative depth (int() raises on NaN / inf)
+        if depth < 0.0:
+            return -1
+        cdef double q = depth / self._step
+        if isnan(q):
+            raise ValueError("cannot convert float NaN to integer")
+        if isinf(q):
+            raise OverflowError("cannot convert float infinity to integer")
+        if q >= <double>self._last_cell:
+            return self._last_cell
+        return <Py_ssize_t>q
+
+    cdef inline double _mid(self, AdverseSelectionEstimator adverse, object mid_before, int64_t t) except? -1.0:
+        if adverse is not None:
+            return adverse.mid_before(t)
+        return mid_before(t)
+
+    # --- inputs -------------------------------------------------------------------------------------
+
+    def on_trade(self, int64_t ts_ns, double price, aggressor, mid_before):
+        """A market trade at local time ``ts_ns``; ``mid_before(t)`` is the mid in force just before local ``t``."""
+        self._trade(ts_ns, price, -int(aggressor), None, mid_before)
+
+    def advance(self, int64_t now_ns, mid_before):
+        """Complete the events whose horizon ended before ``now_ns`` (a read between trades)."""
+        self._complete(now_ns, None, mid_before)
+
+    cdef int _trade(
+        self, int64_t ts_ns, double price, long side, AdverseSelectionEstimator adverse, object mid_before
+    ) except -1:
+        # on_trade, with the mids from ``adverse`` (C calls) when it is given, else from the callable
+        cdef Ring* pend = &self._pend
+        cdef Rec* r
+        cdef double m_ref, depth
+        if pend.n and pend.buf[pend.head].t <= ts_ns:
+            self._complete(ts_ns, adverse, mid_before)
+        if pend.n:
+            r = _at(pend, pend.n - 1)
+            if r.k == ts_ns and r.d == <double>side:  # the same sweep: one event, as deep as its deepest print
+                depth = <double>(-side) * (price - r.a) / r.a
+                if depth > r.b:  # max(last, depth)
+                    r.b = depth
+                return 0
+        m_ref = self._mid(adverse, mid_before, ts_ns - self._lag_ns)  # the mid in force just before ts − lag
+        if not m_ref > 0:
+            return 0
+        depth = <double>(-side) * (price - m_ref) / m_ref
+        r = _push(pend)
+        r.t = ts_ns + self._h_ns
+        r.k = ts_ns
+        r.d = <double>side
+        r.a = m_ref
+        r.b = depth
+        return 0
+
+    cdef int _complete(self, int64_t now_ns, AdverseSelectionEstimator adverse, object mid_before) except -1:
+        cdef Ring* pend = &self._pend
+        cdef Ring* kept = &self._kept
+        cdef Rec* r
+        cdef int64_t target
+        cdef double side, m_ref, depth, m1, a, x
+        cdef Py_ssize_t k
+        while pend.n and pend.buf[pend.head].t <= now_ns:  # every event before the horizon has been seen
+            r = &pend.buf[pend.head]
+            target, side, m_ref, depth = r.t, r.d, r.a, r.b
+            _pop(pend)
+            m1 = self._mid(adverse, mid_before, target)  # the mid in force just before the horizon
+            if not m1 > 0:
+                self.dropped += 1
+                continue
+            a = -side * (m1 - m_ref) / m_ref
+            k = self._cell(depth)
+            if kept.n == self._window:  # the oldest event leaves the window
+                r = &kept.buf[kept.head]
+                if r.k >= 0:
+                    x = r.b
+                    self._cell_n_c[r.k] -= 1
+                    self._cell_s_c[r.k] -= x
+                    self._cell_s2_c[r.k] -= x * x
+                _pop(kept)
+            r = _push(kept)
+            r.a = depth
+            r.b = a
+            r.k = k
+            if k >= 0:
+                self._cell_n_c[k] += 1
+                self._cell_s_c[k] += a
+                self._cell_s2_c[k] += a * a
+            self.completed += 1
+            self._last_done = now_ns
+        return 0
+
+    # --- state the reference exposes ----------------------------------------------------------------
+
+    @property
+    def _pending(self):
+        return _records(&self._pend, lambda t, a, b, c, d, k: [t, k, int(d), a, b])
+
+    @property
+    def _depths(self):
+        return deque([_at(&self._kept, i).a for i in range(self._kept.n)])
+
+    @property
+    def _adverse(self):
+        return deque([_at(&self._kept, i).b for i in range(self._kept.n)])
+
+    @property
+    def _cell_n(self):
+        return [self._cell_n_c[i] for i in range(self._last_cell + 1)]
+
+    @property
+    def _cell_s(self):
+        return [self._cell_s_c[i] for i in range(self._last_cell + 1)]
+
+    @property
+    def _cell_s2(self):
+        return [self._cell_s2_c[i] for i in range(self._last_cell + 1)]
+
+    @property
+    def _last_done_ns(self):
+        return self._last_done
+
+    # --- outputs ------------------------------------------------------------------------------------
+
+    def curve(self):
+        """The cost curve over the kept events (None before any event with depth ≥ 0), the reference's sums in its
+        order: the pooled sum cell 0 upwards, the suffix sums from the last cell down."""
+        import numpy as np
+
+        if self._curve_at == self.completed:
+            return self._curve
+        self._curve_at = self.completed
+        cdef Py_ssize_t last = self._last_cell, k
+        cdef int64_t n = 0, run_n = 0
+        cdef double total = 0.0, run_s = 0.0, pooled, prior
+        cdef double n0 = self.params.prior_events
+        for k in range(last + 1):
+            n += self._cell_n_c[k]
+        if n == 0:
+            self._curve = None
+            return None
+        for k in range(last + 1):
+            total += self._cell_s_c[k]
+        pooled = total / <double>n
+        prior = n0 * pooled
+        costs = np.empty(last + 1, dtype=np.float64)
+        cdef double[::1] c = costs
+        counts = [0] * (last + 1)
+        for k in range(last, -1, -1):  # suffix sums: the events at depth ≥ k·step
+            run_n += self._cell_n_c[k]
+            run_s += self._cell_s_c[k]
+            counts[k] = run_n
+            if n0 > 0:
+                c[k] = (run_s + prior) / (<double>run_n + n0)
+            else:
+                c[k] = run_s / <double>run_n if run_n else pooled
+        self._curve = _depth_mod().DepthCostCurve(self._step, costs, tuple(counts), pooled)
+        return self._curve
+
+    def snapshot(self, now_ns):
+        return _depth_mod().PyDepthMarkoutCurve.snapshot(self, now_ns)
+
+
 # --- MarketEstimators' per-event bodies ---------------------------------------------------------------------------
 
 cdef object _NS_OBJ = 1_000_000_000
@@ -1303,11 +1535,14 @@ cdef class MarketStep:
     cdef TradeKappaEstimator kappa
     cdef FlowImbalance flow
     cdef TradeArrivalRate arrival
+    cdef DepthMarkoutCurve depth  # None when est.depth_markout is the reference (then called with the mid lookup)
+    cdef object depth_py, mid_before
     cdef int64_t momentum_ns
 
     @staticmethod
     def fits(est):
-        """True when every estimator this step calls is the compiled class (the Hawkes intensity may be either)."""
+        """True when every estimator this step calls is the compiled class (the Hawkes intensity and the depth curve
+        may be either)."""
         return (
             type(est.adverse) is AdverseSelectionEstimator
             and type(est.sigma) is SigmaEstimator
@@ -1325,6 +1560,10 @@ cdef class MarketStep:
         self.kappa = est.kappa
         self.flow = est.flow
         self.arrival = est.arrival
+        dm = est.depth_markout
+        self.depth = dm if type(dm) is DepthMarkoutCurve else None
+        self.depth_py = dm
+        self.mid_before = self.adverse.mid_before  # bound once, for a reference depth curve
         self.momentum_ns = est._momentum_ns
 
     def on_bbo(self, b):
@@ -1367,7 +1606,10 @@ cdef class MarketStep:
             est._kappa_trades_since += 1
         cdef long aggressor = int(t.aggressor)
         self.adverse.on_public_trade(ts, price, aggressor)
-        est.depth_markout.on_trade(ts_obj, price, aggressor, self.adverse.mid_before)  # Python (depth_markout.py)
+        if self.depth is not None:
+            self.depth._trade(ts, price, -aggressor, self.adverse, None)  # C calls, mids from the adverse estimator
+        else:
+            self.depth_py.on_trade(ts_obj, price, aggressor, self.mid_before)
         self.flow.update_trusted(ts, size, aggressor)
         self.arrival.update_trusted(ts)
         h = est.hawkes

@@ -31,6 +31,10 @@ The mids come from the adverse-selection estimator's history (:meth:`AdverseSele
 last 10 s; "the mid at t" is the one in force just before t, as there): an event is completed at the first trade
 or read at or after ``t + h``; one whose horizon fell out of that history (a lull longer than it) is dropped and
 counted.
+
+:class:`DepthMarkoutCurve` is the compiled class (``apps/engine/estimators/_estimators.pyx``: the pending events,
+the kept window and the cells' sums in C, the same doubles) unless ``MM_PURE_PYTHON=1`` is set or it did not build;
+:class:`PyDepthMarkoutCurve` below is the reference it is held to (docs/compiled-core.md).
 """
 
 from __future__ import annotations
@@ -38,14 +42,15 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
+from apps.engine import compiled
 from apps.engine.estimators.base import EstimatorSnapshot, EstimatorState
 from apps.engine.validation import integer, non_negative, positive
 
-__all__ = ["DepthCostCurve", "DepthMarkoutCurve", "DepthMarkoutParams"]
+__all__ = ["DepthCostCurve", "DepthMarkoutCurve", "DepthMarkoutParams", "PyDepthMarkoutCurve"]
 
 _NS = 1_000_000_000
 _BPS = 1e-4
@@ -106,42 +111,63 @@ class DepthMarkoutParams:
         return self
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class DepthCostCurve:
     """``c(δ)``, the expected adverse move after a maker fill at depth ``δ`` (fractions of mid), on a grid.
 
-    ``costs[k]`` and ``counts[k]`` belong to depth ``k·step``; :meth:`cost_at` interpolates linearly between grid
-    points (a quote between two is filled by fewer events than reach the shallower and more than reach the deeper),
-    ``costs[0]`` at or below 0 and the last value beyond the grid.
+    ``cost_array[k]`` and ``counts[k]`` belong to depth ``k·step``; :meth:`cost_at` interpolates linearly between
+    grid points (a quote between two is filled by fewer events than reach the shallower and more than reach the
+    deeper), the first cost at or below 0 and the last beyond the grid. The costs are held once, as a read-only
+    float64 array (any sequence given is copied into one), which the quoter reads; ``costs`` is a tuple view of it.
+    Two curves are equal when their step, counts, pooled cost and every cost are (``==`` on floats).
     """
 
     step: float  # grid step, fraction of mid
-    costs: tuple[float, ...]
+    cost_array: np.ndarray  # c(k·step), float64, read-only
     counts: tuple[int, ...]
     pooled: float  # ā, fraction of mid
-    cost_array: np.ndarray = field(init=False, repr=False, compare=False)  # ``costs`` as float64, for the quoter
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "cost_array", np.array(self.costs, dtype=float))
+        costs = np.array(self.cost_array, dtype=np.float64)  # the curve's own copy
+        costs.flags.writeable = False
+        object.__setattr__(self, "cost_array", costs)
 
     @property
-    def depths(self) -> tuple[float, ...]:
-        return tuple(k * self.step for k in range(len(self.costs)))
+    def costs(self) -> tuple[float, ...]:
+        return tuple(self.cost_array.tolist())
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return (
+            self.step == other.step
+            and self.counts == other.counts
+            and self.pooled == other.pooled
+            and bool(np.array_equal(self.cost_array, other.cost_array))
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.step, self.counts, self.pooled))
 
     def cost_at(self, depth: float) -> float:
-        costs = self.costs
+        costs = self.cost_array
         if not depth > 0:
-            return costs[0]
+            return float(costs[0])
         u = depth / self.step
         k = int(u)
-        if k >= len(costs) - 1:
-            return costs[-1]
-        return costs[k] + (costs[k + 1] - costs[k]) / self.step * (depth - k * self.step)
+        last = len(costs) - 1
+        if k >= last:
+            return float(costs[last])
+        c0, c1 = float(costs[k]), float(costs[k + 1])
+        return c0 + (c1 - c0) / self.step * (depth - k * self.step)
 
 
-class DepthMarkoutCurve:
+class PyDepthMarkoutCurve:
     """Depth-conditional markouts of public maker fills (module docstring). Feed every market trade, in arrival
-    order, with the mid lookup of :class:`~apps.engine.estimators.adverse.AdverseSelectionEstimator`."""
+    order, with the mid lookup of :class:`~apps.engine.estimators.adverse.AdverseSelectionEstimator`.
+
+    The reference of the compiled :class:`DepthMarkoutCurve`, which runs this class's :meth:`snapshot` on its own
+    state (``curve()``, ``dropped``, ``_cell_s2``, ``_last_done_ns``)."""
 
     def __init__(self, params: DepthMarkoutParams | None = None) -> None:
         p = self.params = (params or DepthMarkoutParams()).validate()
@@ -257,7 +283,7 @@ class DepthMarkoutCurve:
                 costs[k] = (run_s + prior) / (run_n + n0)
             else:
                 costs[k] = run_s / run_n if run_n else pooled
-        self._curve = DepthCostCurve(self._step, tuple(costs), tuple(counts), pooled)
+        self._curve = DepthCostCurve(self._step, costs, tuple(counts), pooled)
         return self._curve
 
     def snapshot(self, now_ns: int) -> EstimatorSnapshot:
@@ -294,3 +320,12 @@ class DepthMarkoutCurve:
             "depth_markout", c.pooled, se, state, self._last_done_ns, c.pooled - 1.96 * se, c.pooled + 1.96 * se,
             detail, msg,
         )  # fmt: skip
+
+
+# The compiled class (apps/engine/estimators/_estimators.pyx, same API, same results) unless MM_PURE_PYTHON=1 is set
+# or the module did not build (apps.engine.compiled); PyDepthMarkoutCurve stays the reference.
+_compiled = compiled.load("apps.engine.estimators._estimators")
+DepthMarkoutCurve: type[PyDepthMarkoutCurve] = (
+    _compiled.DepthMarkoutCurve if _compiled is not None else PyDepthMarkoutCurve
+)
+ESTIMATORS_COMPILED: bool = _compiled is not None

@@ -817,7 +817,7 @@ def py_depth_priced_half_spread(
     if not (kappa > 0 and math.isfinite(kappa) and math.isfinite(delta_star)):
         raise ValueError(f"depth_priced_half_spread: needs a finite δ* and κ > 0, got δ*={delta_star!r} κ={kappa!r}")
     lo = delta_star
-    costs = curve.costs
+    costs = curve.cost_array  # float64; each cost is read back as a Python float (the same double)
     step = curve.step
     extra = toxicity * max(curve.pooled, 0.0) + fee_frac
     inv_k = 1.0 / kappa
@@ -830,8 +830,9 @@ def py_depth_priced_half_spread(
         b = (k + 1) * step if k < last else math.inf
         if b < a:
             continue
-        c0 = costs[k] + extra
-        slope = (costs[k + 1] - costs[k]) / step if k < last else 0.0
+        ck = float(costs[k])
+        c0 = ck + extra
+        slope = (float(costs[k + 1]) - ck) / step if k < last else 0.0
         if slope < 1.0:  # J rises then falls on the cell: its stationary point, clamped to the cell
             x = inv_k + (base + c0 - slope * e) / (1.0 - slope)
             x = b if x > b else (a if x < a else x)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from apps.engine.estimators import _estimators, adverse, flow, hawkes, kappa, market, microprice, sigma
+from apps.engine.estimators import _estimators, adverse, depth_markout, flow, hawkes, kappa, market, microprice, sigma
 
 COMPILED = [
     (adverse, "AdverseSelectionEstimator"),
@@ -21,6 +21,7 @@ COMPILED = [
     (flow, "TradeArrivalRate"),
     (hawkes, "HawkesIntensity"),
     (kappa, "TradeKappaEstimator"),
+    (depth_markout, "DepthMarkoutCurve"),
 ]
 BOTH_EXEMPT = {"test_estimators_equivalence"}
 

@@ -170,7 +170,7 @@ def test_nonsense_parameters_are_rejected_with_their_name(kw, word):
 
 def test_the_curve_interpolates_between_grid_points_and_holds_its_ends():
     c = DepthCostCurve(1e-4, (1.0, 2.0, 4.0), (3, 2, 1), 2.0)
-    assert c.depths == (0.0, 1e-4, 2e-4)
+    assert [k * c.step for k in range(len(c.cost_array))] == [0.0, 1e-4, 2e-4]  # the grid: depth k·step
     got = [c.cost_at(x) for x in (-1.0, 0.0, 0.5e-4, 1e-4, 1.25e-4, 2e-4, 2.5e-4, 1.0)]
     assert got == pytest.approx([1.0, 1.0, 1.5, 2.0, 2.5, 4.0, 4.0, 4.0])
 

@@ -1,18 +1,21 @@
 """The compiled estimators and their pure-Python references agree exactly, on every shared Binance recording.
 
 ``apps/engine/estimators/_estimators.pyx`` (``AdverseSelectionEstimator``, ``SigmaEstimator``,
-``MicropriceRegression``, ``FlowImbalance``, ``TradeArrivalRate``, ``HawkesIntensity``, ``TradeKappaEstimator``)
-against the ``Py*`` classes of the estimator modules: every event of every shared Binance recording (the engine
-fingerprint's list, :data:`apps.marketdata.recordings.BINANCE_RAW_RECORDINGS`) goes through a
+``MicropriceRegression``, ``FlowImbalance``, ``TradeArrivalRate``, ``HawkesIntensity``, ``TradeKappaEstimator``,
+``DepthMarkoutCurve``) against the ``Py*`` classes of the estimator modules: every event of every shared Binance
+recording (the engine fingerprint's list, :data:`apps.marketdata.recordings.BINANCE_RAW_RECORDINGS`) goes through a
 :class:`MarketEstimators` built with the references and one built with the compiled classes, and
 
 - after **every** event: κ's running window sums and counters, σ for the spread and for the inventory and its open
   bucket, the microprice coefficients, last imbalances and prediction, the flow's decayed volumes, the arrival
   count, the Hawkes state and the adverse snapshot (whose window sums the compiled class keeps incrementally) are
-  compared with ``==`` on their exact bits (NaN equals NaN, ``-0.0`` is not ``0.0``);
+  compared with ``==`` on their exact bits (NaN equals NaN, ``-0.0`` is not ``0.0``), and so is the depth curve's
+  state: its counters, both ends of its pending events (the sweep merge, the lag) and every grid cell's count, sum
+  and sum of squares (which the window's contents and the eviction order feed);
 - at every 50th book ticker (a decision-like point) and at the end: the six cached snapshots the quoter reads
   (``MarketEstimators.snapshots``) and every estimator's own snapshot (value, std, interval, state, detail dict,
-  message), κ's window (its length and first index);
+  message), κ's window (its length and first index), the depth cost (its snapshot and its curve, every cost's
+  bits), the depth curve's whole kept window (depths and moves, in order);
 - own maker fills for the adverse estimator are synthesised at fixed book tickers (every 97th), alternating sides,
   stamped a little before the ticker (so the mid before them is looked up), some with an explicit mid and some
   out of order (earlier than a pending one), fed to both;
@@ -20,18 +23,25 @@ fingerprint's list, :data:`apps.marketdata.recordings.BINANCE_RAW_RECORDINGS`) g
   mean trade size, the mids deque's ends, the last trade time and depth, event counters, ...), which the compiled
   ``MarketStep`` (``_on_bbo``/``_on_trade`` in one call each) writes when the estimators are compiled;
 - at the end, the ``estimate`` command's report of each.
+
+The depth curve is also held to its reference on generated tapes that take the paths a recording seldom does
+(dropped events, a small window, depths past the grid), through its Python entry points with a plain callable.
 """
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
+import math
 import struct
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from apps.engine.estimators import _estimators, market
 from apps.engine.estimators.base import EstimatorSnapshot
+from apps.engine.estimators.depth_markout import DepthCostCurve
 from apps.engine.estimators.market import MarketEstimators
 from apps.engine.market.events import BestBidAsk
 from apps.marketdata.recordings import BINANCE_RAW_RECORDINGS, load_binance_raw
@@ -50,6 +60,8 @@ def bits(x):
         return tuple(bits(v) for v in x)
     if isinstance(x, dict):
         return {k: bits(v) for k, v in x.items()}
+    if isinstance(x, DepthCostCurve):
+        return ("curve", bits(x.step), x.cost_array.tobytes(), x.counts, bits(x.pooled))
     if isinstance(x, EstimatorSnapshot):
         return (
             x.name,
@@ -73,7 +85,7 @@ def estimators(tick: float, *, reference: bool, monkeypatch) -> MarketEstimators
             m.setattr(market, name, getattr(mod, "Py" + name) if reference else getattr(_estimators, name))
         est = MarketEstimators(tick_size=tick)
     kinds = {type(est.adverse), type(est.sigma), type(est.microprice), type(est.flow), type(est.arrival)}
-    kinds |= {type(est.hawkes), type(est.kappa)}
+    kinds |= {type(est.hawkes), type(est.kappa), type(est.depth_markout)}
     assert all((k.__module__ == _estimators.__name__) != reference for k in kinds), kinds
     # the compiled kind runs _on_bbo/_on_trade as MarketStep's methods (unless MM_PURE_PYTHON=1 turned MarketStep
     # off: then the compiled estimators run under MarketEstimators' Python methods), the reference kind as its own
@@ -140,15 +152,23 @@ def cheap_state(est: MarketEstimators, now: int):
             est._trade_times[-1] if est._trade_times else None,
             len(est._trade_depths),
             est._trade_depths[-1] if est._trade_depths else None,
-            # the depth curve (Python in both) is fed by MarketStep's trade call when compiled
-            est.depth_markout.completed,
-            est.depth_markout.dropped,
-            len(est.depth_markout._pending),
-            tuple(est.depth_markout._pending[-1]) if est.depth_markout._pending else None,
-            est.depth_markout._depths[-1] if est.depth_markout._depths else None,
-            est.depth_markout._adverse[-1] if est.depth_markout._adverse else None,
         )
-    )
+    ) + depth_state(est.depth_markout)
+
+
+def depth_state(dm, *, window: bool = False):
+    """The depth curve's state: counters, the ends of the pending events, every cell's count and sums (as their
+    bytes: one comparison for the whole grid); with ``window``, the kept events themselves, in order."""
+    pend = dm._pending
+    n = len(dm._cell_n)
+    cells = tuple(struct.pack(f"<{n}{c}", *xs) for c, xs in (("q", dm._cell_n), ("d", dm._cell_s), ("d", dm._cell_s2)))
+    head = (dm.completed, dm.dropped, dm._last_done_ns, sum(dm._cell_n), len(pend))
+    ends = (tuple(pend[0]), tuple(pend[-1])) if pend else None
+    kept = ()
+    if window:
+        depths, adverse = list(dm._depths), list(dm._adverse)
+        kept = (struct.pack(f"<{len(depths)}d", *depths), struct.pack(f"<{len(adverse)}d", *adverse))
+    return bits((head, ends)) + cells + kept
 
 
 def all_snapshots(est: MarketEstimators, now: int):
@@ -167,7 +187,7 @@ def all_snapshots(est: MarketEstimators, now: int):
             len(est.kappa._trades),
             est.depth_cost(now),
         )
-    )
+    ) + depth_state(est.depth_markout, window=True)
 
 
 @pytest.mark.parametrize("name", list(BINANCE_RAW_RECORDINGS))
@@ -206,3 +226,44 @@ def test_compiled_estimators_match_the_references_on_every_event(name, monkeypat
     now = ref.now_ns
     assert all_snapshots(cmp, now) == all_snapshots(ref, now)
     assert bits(cmp.report()) == bits(ref.report())
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_compiled_depth_curve_matches_the_reference_on_generated_tapes(seed):
+    """Paths a recording seldom takes, on a random tape with a small window and grid: sweeps (several prints at one
+    local time, both sides), trades through the reference mid (negative depth), depths past the grid, lulls longer
+    than the mid history (dropped events), reads between trades (``advance``) and rebuilt curves."""
+    from apps.engine.estimators.depth_markout import DepthMarkoutParams, PyDepthMarkoutCurve
+
+    rng = np.random.default_rng(seed)
+    p = DepthMarkoutParams(horizon_s=0.5, step_bps=0.5, max_depth_bps=3.0, window=40, prior_events=3.0 * (seed % 2))
+    ref, cmp = PyDepthMarkoutCurve(p), _estimators.DepthMarkoutCurve(p)
+    hist_t: list[int] = []
+    hist_m: list[float] = []
+
+    def mid_before(t: int) -> float:  # the mid in force just before t; NaN once t is 2 s older than the last mid
+        i = bisect.bisect_left(hist_t, t)
+        return hist_m[i - 1] if i > 0 and hist_t[-1] - t < 2_000 * MS else math.nan
+
+    t, mid = 1_000 * MS, 100.0
+    for step in range(3_000):
+        t += int(rng.exponential(40 * MS)) + (3_000 * MS if rng.random() < 0.01 else 0)
+        mid *= 1 + rng.normal(0, 2e-5)
+        hist_t.append(t)
+        hist_m.append(mid)
+        t += int(rng.integers(0, 3)) * MS
+        for _ in range(int(rng.integers(1, 4))):  # one to three prints at this local time
+            aggressor = 1 if rng.random() < 0.5 else -1
+            price = mid * (1 + aggressor * rng.normal(1e-4, 2e-4))
+            for est in (ref, cmp):
+                est.on_trade(t, price, aggressor, mid_before)
+        if step % 7 == 0:
+            read_at = t + int(rng.integers(0, 800)) * MS
+            for est in (ref, cmp):
+                est.advance(read_at, mid_before)
+        assert depth_state(cmp) == depth_state(ref), f"seed {seed}: state differs at step {step}"
+        if step % 25 == 0:
+            assert bits(cmp.curve()) == bits(ref.curve()) and bits(cmp.snapshot(t)) == bits(ref.snapshot(t))
+    assert depth_state(cmp, window=True) == depth_state(ref, window=True)
+    assert ref.completed > 500 and ref.dropped > 0 and len(ref._depths) == p.window
+    assert min(ref._depths) < 0 < ref._cell_n[-1]  # both ends of the grid were reached
