@@ -14,16 +14,15 @@ level update) of diffs ``SLICE/2+1 .. SLICE``, free of interpreter start-up, imp
 
 from __future__ import annotations
 
-import pickle
 import shutil
 import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import USDM_BTCUSDT_RAW, callgrind_instructions, reference_vs_compiled_rows
+from benchmarks import common
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-DATA = USDM_BTCUSDT_RAW
+DATA = common.USDM_BTCUSDT_RAW
 ROUNDS = 5
 SLICE = 500  # diffs after the snapshot replayed under callgrind (~34k level updates; ~1 min under valgrind)
 
@@ -65,8 +64,7 @@ def _slice(events: list) -> list:
 
 def _callgrind_child(impl: str, path: str, n_diffs: int) -> None:
     """Runs under valgrind: load the slice, build the book from the snapshot, then replay its first n diffs."""
-    with open(path, "rb") as f:
-        events = pickle.load(f)  # noqa: S301 - our own file, written a moment ago by the parent
+    events = common.unpickled(path)
     book = _classes()[impl]()
     book.apply_snapshot(events[0])
     upd = book.apply_update
@@ -75,7 +73,7 @@ def _callgrind_child(impl: str, path: str, n_diffs: int) -> None:
 
 
 def _instructions(impl: str, path: str, n_diffs: int) -> int:
-    return callgrind_instructions("benchmarks.bench_book", ["--callgrind-child", impl, path, str(n_diffs)])
+    return common.callgrind_instructions("benchmarks.bench_book", ["--callgrind-child", impl, path, str(n_diffs)])
 
 
 def run() -> list[dict]:
@@ -86,26 +84,21 @@ def run() -> list[dict]:
 
     n_levels = sum(len(e.bids) + len(e.asks) for e in events if isinstance(e, DepthUpdate))
     classes = _classes()
-    best = {name: float("inf") for name in classes}
-    for _ in range(ROUNDS):
-        for name, cls in classes.items():
-            best[name] = min(best[name], _replay(cls, events))
-    note = f"{len(events):,} depth messages, {n_levels:,} level updates, best of {ROUNDS} alternating rounds"
-    rows = [
-        {"name": f"book level updates/s ({name})", "value": n_levels / s, "unit": "levels/s", "note": note}
-        for name, s in best.items()
-    ]
-    rows += [
-        {"name": f"book per depth message ({name})", "value": s / len(events) * 1e6, "unit": "µs", "note": ""}
-        for name, s in best.items()
-    ]
-    rows.append(
-        {
-            "name": "book speed-up (compiled / reference)",
-            "value": best["reference"] / best["compiled"],
-            "unit": "×",
-            "note": "same run, same events",
-        }
+    best, _ = common.alternating_best(classes, lambda name: (_replay(classes[name], events), None), ROUNDS)
+    rows = common.comparison_rows(
+        {name: n_levels / s for name, s in best.items()},
+        "book level updates/s ({impl})",
+        "levels/s",
+        f"{len(events):,} depth messages, {n_levels:,} level updates, best of {ROUNDS} alternating rounds",
+    )
+    rows += common.comparison_rows(
+        {name: s / len(events) * 1e6 for name, s in best.items()},
+        "book per depth message ({impl})",
+        "µs",
+        "",
+        "book speed-up (compiled / reference)",
+        ratio=best["reference"] / best["compiled"],
+        ratio_note="same run, same events",
     )
     if shutil.which("valgrind") is None:
         rows.append({"name": "book instructions", "value": "", "unit": "", "note": "skipped: valgrind not on PATH"})
@@ -113,7 +106,7 @@ def run() -> list[dict]:
     part = _slice(events)
     half = SLICE // 2
     slice_levels = sum(len(e.bids) + len(e.asks) for e in part[1 + half :])
-    rows += reference_vs_compiled_rows(
+    rows += common.reference_vs_compiled_rows(
         part,
         classes,
         _instructions,

@@ -22,20 +22,17 @@ backtest's instructions per event (``bench_instructions``' ``backtest`` subject)
 from __future__ import annotations
 
 import contextlib
-import os
-import pickle
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import USDM_BTCUSDT_RAW, callgrind_instructions
+from benchmarks import common
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-DATA = USDM_BTCUSDT_RAW
+DATA = common.USDM_BTCUSDT_RAW
 ROUNDS = 3
 IMPLS = ("reference", "compiled")
 EST_IMPLS = ("reference", "compiled, no step", "compiled")
@@ -72,12 +69,6 @@ def estimators(impl: str) -> Iterator[None]:
             setattr(target, name, old)
 
 
-def _events() -> list:
-    from apps.marketdata.parsers import Quarantined, parse_file
-
-    return [e for e in parse_file("binance-raw", DATA) if not isinstance(e, Quarantined)]
-
-
 def _make_est(impl: str) -> Any:
     """``reference``: the Py* estimators; ``compiled``: the compiled ones with MarketStep (a book ticker or a trade is
     one compiled call); ``compiled, no step``: the compiled estimators called from MarketEstimators' Python bodies."""
@@ -106,68 +97,43 @@ def _subject_child(subject: str, impl: str, path: str, warm: int, n: int) -> Non
     from benchmarks.daystream import require_compiled
 
     require_compiled()
-    with open(path, "rb") as f:
-        events = pickle.load(f)  # noqa: S301 - our own file, written a moment ago by the parent
+    events = common.unpickled(path)
     if subject == "estimators":
         step = _make_est(impl).on_event
     else:
         with estimators(impl):
             step = bi._make(subject)
-    for ev in events[:warm]:
-        step(ev)
-    bi._instrumentation(True)
-    for ev in events[warm : warm + n]:
-        step(ev)
-    bi._instrumentation(False)
+    common.replay_window(step, events, warm, n)
 
 
 def subject_instructions(subject: str, impls: tuple[str, ...] = IMPLS) -> dict[str, float]:
     """Instructions per event of ``subject`` (``estimators``: MarketEstimators.on_event, or one of bench_instructions'
     subjects) with each kind of estimators in ``impls``."""
-    from benchmarks import bench_instructions as bi
-    from benchmarks.daystream import load
+    from benchmarks.bench_instructions import window_per_event
 
-    warm, n = bi.WARM, bi.N
-    events = load(DATA).events[: warm + 2 * n]
-    out: dict[str, float] = {}
-    with tempfile.NamedTemporaryFile(suffix=".pkl", delete=False) as f:
-        pickle.dump(events, f)
-    try:
-        for impl in impls:
-            counts = [
-                callgrind_instructions(
-                    "benchmarks.bench_estimators",
-                    ["--subject-child", subject, impl, f.name, str(warm), str(m)],
-                    instr_at_start=False,
-                )
-                for m in (n, 2 * n)
-            ]
-            out[impl] = (counts[1] - counts[0]) / n
-    finally:
-        os.unlink(f.name)
-    return out
+    def count(impl: str, path: str, warm: int, n: int) -> int:
+        return common.callgrind_instructions(
+            "benchmarks.bench_estimators",
+            ["--subject-child", subject, impl, path, str(warm), str(n)],
+            instr_at_start=False,
+        )
+
+    return window_per_event(count, impls)
 
 
 def run() -> list[dict]:
     if not DATA.exists():
         return [{"name": "estimators", "value": "", "unit": "", "note": f"skipped: {DATA} not present"}]
-    events = _events()
-    best = {impl: float("inf") for impl in EST_IMPLS}
-    for _ in range(ROUNDS):
-        for impl in EST_IMPLS:
-            best[impl] = min(best[impl], _replay(impl, events))
-    note = f"MarketEstimators.on_event, {len(events):,} events, best of {ROUNDS} alternating rounds"
-    rows = [
-        {"name": f"estimator events/s ({impl})", "value": len(events) / s, "unit": "events/s", "note": note}
-        for impl, s in best.items()
-    ]
-    rows.append(
-        {
-            "name": "estimators speed-up (compiled / reference)",
-            "value": best["reference"] / best["compiled"],
-            "unit": "×",
-            "note": "same run, same events",
-        }
+    events = common.parsed_events(DATA)
+    best, _ = common.alternating_best(EST_IMPLS, lambda impl: (_replay(impl, events), None), ROUNDS)
+    rows = common.comparison_rows(
+        {impl: len(events) / s for impl, s in best.items()},
+        "estimator events/s ({impl})",
+        "events/s",
+        f"MarketEstimators.on_event, {len(events):,} events, best of {ROUNDS} alternating rounds",
+        "estimators speed-up (compiled / reference)",
+        ratio=best["reference"] / best["compiled"],
+        ratio_note="same run, same events",
     )
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         rows.append({"name": "estimator instructions", "value": "", "unit": "", "note": "skipped: no valgrind"})
@@ -175,41 +141,19 @@ def run() -> list[dict]:
     from benchmarks import bench_instructions as bi
 
     where = f"events {bi.WARM + bi.N + 1:,}-{bi.WARM + 2 * bi.N:,}"
-    est = subject_instructions("estimators", EST_IMPLS)
-    rows += [
-        {
-            "name": f"estimators instructions per event ({impl})",
-            "value": est[impl],
-            "unit": "instr/event",
-            "note": f"callgrind, MarketEstimators.on_event, {where}",
-        }
-        for impl in EST_IMPLS
-    ]
-    rows.append(
-        {
-            "name": "estimators instruction ratio (reference / compiled)",
-            "value": est["reference"] / est["compiled"],
-            "unit": "×",
-            "note": "load-independent",
-        }
+    rows += common.comparison_rows(
+        subject_instructions("estimators", EST_IMPLS),
+        "estimators instructions per event ({impl})",
+        "instr/event",
+        f"callgrind, MarketEstimators.on_event, {where}",
+        "estimators instruction ratio (reference / compiled)",
     )
-    pipe = subject_instructions("pipeline")
-    rows += [
-        {
-            "name": f"pipeline instructions per event ({impl} estimators)",
-            "value": pipe[impl],
-            "unit": "instr/event",
-            "note": f"callgrind, StrategyCore.on_event, {where}",
-        }
-        for impl in IMPLS
-    ]
-    rows.append(
-        {
-            "name": "pipeline instruction ratio (reference / compiled estimators)",
-            "value": pipe["reference"] / pipe["compiled"],
-            "unit": "×",
-            "note": "load-independent",
-        }
+    rows += common.comparison_rows(
+        subject_instructions("pipeline"),
+        "pipeline instructions per event ({impl} estimators)",
+        "instr/event",
+        f"callgrind, StrategyCore.on_event, {where}",
+        "pipeline instruction ratio (reference / compiled estimators)",
     )
     return rows
 
@@ -219,10 +163,9 @@ if __name__ == "__main__":
     if len(sys.argv) == 7 and sys.argv[1] == "--subject-child":
         _subject_child(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6]))
     elif sys.argv[1:] == ["--backtest-callgrind"]:
-        per = subject_instructions("backtest")
-        for impl, n in per.items():
-            print(f"whole backtest instructions per event ({impl} estimators): {n:,.0f}")
-        print(f"ratio (reference / compiled): {per['reference'] / per['compiled']:.2f}x")
+        common.print_per_event(
+            subject_instructions("backtest"), "whole backtest instructions per event ({impl} estimators)"
+        )
     else:
         for row in run():
             print(row)

@@ -16,18 +16,15 @@ Two measures (docs/compiled-core.md):
 
 from __future__ import annotations
 
-import os
-import pickle
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import USDM_BTCUSDT_RAW, callgrind_instructions, reference_vs_compiled_rows
+from benchmarks import common
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-DATA = USDM_BTCUSDT_RAW
+DATA = common.USDM_BTCUSDT_RAW
 TICK, LOT = 0.1, 0.001
 ROUNDS = 3
 SLICE = 6000  # book events after the snapshot replayed under callgrind (~10% of them diffs)
@@ -38,12 +35,6 @@ def _classes() -> dict[str, tuple[type, type]]:
     from apps.engine.execution.fillmodel import PyLevelBook, PyQueueState
 
     return {"reference": (PyLevelBook, PyQueueState), "compiled": (_fillmodel.LevelBook, _fillmodel.QueueState)}
-
-
-def _events() -> list:
-    from apps.marketdata.parsers import Quarantined, parse_file
-
-    return [e for e in parse_file("binance-raw", DATA) if not isinstance(e, Quarantined)]
 
 
 def _backtest(impl: tuple[type, type], events: list) -> tuple[float, int]:
@@ -77,10 +68,8 @@ def _callgrind_child(impl: str, path: str, n: int) -> None:
     """Runs under valgrind: the level book fed the first ``n`` events of the slice, as the paper venue feeds it."""
     from apps.engine.market.events import BestBidAsk, DepthSnapshot
 
-    with open(path, "rb") as f:
-        events = pickle.load(f)  # noqa: S301 - our own file, written a moment ago by the parent
     book = _classes()[impl][0](TICK)
-    for ev in events[:n]:
+    for ev in common.unpickled(path)[:n]:
         cls = type(ev)
         if cls is BestBidAsk:
             book.apply_bbo(ev.bid_px, ev.bid_size, ev.ask_px, ev.ask_size)
@@ -92,48 +81,27 @@ def _callgrind_child(impl: str, path: str, n: int) -> None:
 
 def _backtest_child(impl: str, path: str, n: int) -> None:
     """Runs under valgrind: the GLFT backtest over the first ``n`` events of the pickled slice."""
-    with open(path, "rb") as f:
-        events = pickle.load(f)  # noqa: S301 - our own file, written a moment ago by the parent
-    _backtest(_classes()[impl], events[:n])
+    _backtest(_classes()[impl], common.unpickled(path)[:n])
 
 
 def _instructions(impl: str, path: str, n: int, mode: str = "--callgrind-child") -> int:
-    return callgrind_instructions("benchmarks.bench_fillmodel", [mode, impl, path, str(n)])
+    return common.callgrind_instructions("benchmarks.bench_fillmodel", [mode, impl, path, str(n)])
 
 
 def run() -> list[dict]:
     if not DATA.exists():
         return [{"name": "fill model", "value": "", "unit": "", "note": f"skipped: {DATA} not present"}]
-    events = _events()
+    events = common.parsed_events(DATA)
     classes = _classes()
-    best = {name: float("inf") for name in classes}
-    fills: dict[str, set[int]] = {name: set() for name in classes}
-    for _ in range(ROUNDS):
-        for name, impl in classes.items():
-            wall, n_fills = _backtest(impl, events)
-            best[name] = min(best[name], wall)
-            fills[name].add(n_fills)
-    if len(fills["reference"] | fills["compiled"]) != 1:
-        raise RuntimeError(f"the two fill models filled differently: {fills}")
-    note = f"GLFT backtest, {len(events):,} events, best of {ROUNDS} alternating rounds"
-    rows = [
-        {"name": f"backtest with the {name} fill model", "value": len(events) / s, "unit": "events/s", "note": note}
-        for name, s in best.items()
-    ]
-    rows.append(
-        {
-            "name": "backtest speed-up (compiled / reference fill model)",
-            "value": best["reference"] / best["compiled"],
-            "unit": "×",
-            "note": f"same run, same events, {fills['compiled'].pop()} fills in every round",
-        }
+    rows = common.backtest_speed_rows(
+        classes, lambda name: _backtest(classes[name], events), len(events), ROUNDS, "fill model", "the two fill models"
     )
     if shutil.which("valgrind") is None:
         rows.append({"name": "level book instructions", "value": "", "unit": "", "note": "skipped: no valgrind"})
         return rows
     part = _book_events(events)
     half = SLICE // 2
-    rows += reference_vs_compiled_rows(
+    rows += common.reference_vs_compiled_rows(
         part,
         classes,
         _instructions,
@@ -151,20 +119,14 @@ def backtest_instructions(first: int = 10_000, second: int = 20_000) -> dict[str
     """Instructions per event of the whole GLFT backtest with each fill model (callgrind, events first+1..second of
     the file: the difference of two replay lengths, so start-up and imports cancel). A few minutes; not in
     ``make bench``: ``python -m benchmarks.bench_fillmodel --backtest-callgrind``."""
-    events = _events()[:second]
-    with tempfile.NamedTemporaryFile(suffix=".pkl", delete=False) as f:
-        pickle.dump(events, f)
-    try:
-        return {
-            name: (
-                _instructions(name, f.name, second, "--backtest-child")
-                - _instructions(name, f.name, first, "--backtest-child")
-            )
-            / (second - first)
-            for name in _classes()
-        }
-    finally:
-        os.unlink(f.name)
+    return common.window_instructions(
+        common.parsed_events(DATA)[:second],
+        lambda name, path, n: _instructions(name, path, n, "--backtest-child"),
+        _classes(),
+        first,
+        second,
+        second - first,
+    )
 
 
 if __name__ == "__main__":
@@ -174,10 +136,9 @@ if __name__ == "__main__":
     elif len(sys.argv) == 5 and sys.argv[1] == "--backtest-child":
         _backtest_child(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     elif sys.argv[1:] == ["--backtest-callgrind"]:
-        per = backtest_instructions()
-        for name, n in per.items():
-            print(f"GLFT backtest instructions per event, events 10,001-20,000 ({name} fill model): {n:,.0f}")
-        print(f"ratio (reference / compiled): {per['reference'] / per['compiled']:.2f}x")
+        common.print_per_event(
+            backtest_instructions(), "GLFT backtest instructions per event, events 10,001-20,000 ({impl} fill model)"
+        )
     else:
         for row in run():
             print(row)

@@ -20,17 +20,14 @@ all kinds, in the recording's mix (the row's note gives it); the per-kind split 
 
 from __future__ import annotations
 
-import os
-import pickle
 import shutil
-import subprocess
 import sys
-import tempfile
 from collections import Counter
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import callgrind_instructions
+from benchmarks.common import callgrind_instructions, replay_window, unpickled, window_instructions
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 WARM = 10_000  # events replayed uninstrumented first
@@ -52,28 +49,11 @@ def _make(subject: str) -> Any:
     raise ValueError(f"unknown subject {subject!r}")
 
 
-def _instrumentation(on: bool) -> None:
-    subprocess.run(
-        ["callgrind_control", "-i", "on" if on else "off", str(os.getpid())],
-        check=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
 def _callgrind_child(subject: str, path: str, warm: int, n: int) -> None:
     from benchmarks.daystream import require_compiled
 
     require_compiled()
-    with open(path, "rb") as f:
-        events = pickle.load(f)  # noqa: S301 - our own file, written a moment ago by the parent
-    step = _make(subject)
-    for ev in events[:warm]:
-        step(ev)
-    _instrumentation(True)
-    for ev in events[warm : warm + n]:
-        step(ev)
-    _instrumentation(False)
+    replay_window(_make(subject), unpickled(path), warm, n)
 
 
 def _instructions(subject: str, path: str, warm: int, n: int) -> int:
@@ -82,6 +62,23 @@ def _instructions(subject: str, path: str, warm: int, n: int) -> int:
         ["--callgrind-child", subject, path, str(warm), str(n)],
         instr_at_start=False,
     )
+
+
+def window_per_event(
+    count: Callable[[str, str, int, int], int],
+    subjects: Iterable[str],
+    events: list | None = None,
+    warm: int = WARM,
+    n: int = N,
+) -> dict[str, float]:
+    """Instructions per event of each subject over events ``warm+n+1 .. warm+2n`` of the recording (``events``, its
+    first ``warm+2n`` events, loaded when not given): ``count(subject, path, warm, m)`` is a callgrind child's total
+    for ``m = n`` and ``m = 2n``; the difference over ``n``."""
+    if events is None:
+        from benchmarks.daystream import DATA, load
+
+        events = load(DATA).events[: warm + 2 * n]
+    return window_instructions(events, lambda s, path, m: count(s, path, warm, m), subjects, n, 2 * n, n)
 
 
 def measure(warm: int = WARM, n: int = N, subjects: tuple[str, ...] = SUBJECTS) -> dict[str, Any]:
@@ -93,16 +90,7 @@ def measure(warm: int = WARM, n: int = N, subjects: tuple[str, ...] = SUBJECTS) 
     levels = sum(len(e.bids) + len(e.asks) for e in window if hasattr(e, "bids"))
     span_s = (window[-1].ts_local_ns - window[0].ts_local_ns) / 1e9
     out: dict[str, Any] = {"warm": warm, "n": n, "mix": dict(mix), "levels": levels, "span_s": span_s}
-    with tempfile.NamedTemporaryFile(suffix=".pkl", delete=False) as f:
-        pickle.dump(events, f)
-    try:
-        for subject in subjects:
-            short = _instructions(subject, f.name, warm, n)
-            long = _instructions(subject, f.name, warm, 2 * n)
-            out[subject] = {"short": short, "long": long, "per_event": (long - short) / n}
-    finally:
-        os.unlink(f.name)
-    return out
+    return out | window_per_event(_instructions, subjects, events, warm, n)
 
 
 def run() -> list[dict[str, Any]]:
@@ -118,7 +106,7 @@ def run() -> list[dict[str, Any]]:
     rows = [
         {
             "name": f"{subject} instructions per event",
-            "value": r[subject]["per_event"],
+            "value": r[subject],
             "unit": "instr/event",
             "note": f"callgrind, {where}" if subject == SUBJECTS[0] else f"{r['n']:,} events: {mix}",
         }
@@ -127,7 +115,7 @@ def run() -> list[dict[str, Any]]:
     rows.append(
         {
             "name": "backtest minus pipeline",
-            "value": r["backtest"]["per_event"] - r["pipeline"]["per_event"],
+            "value": r["backtest"] - r["pipeline"],
             "unit": "instr/event",
             "note": f"venue, ledger, risk rules, driver; {r['levels']:,} L2 levels in the window "
             f"({r['span_s']:.1f} s of market)",

@@ -21,19 +21,16 @@ whatever the strategy core runs):
 
 from __future__ import annotations
 
-import os
-import pickle
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import USDM_BTCUSDT_RAW, callgrind_instructions
+from benchmarks import common
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-DATA = USDM_BTCUSDT_RAW
+DATA = common.USDM_BTCUSDT_RAW
 TICK, LOT = 0.1, 0.001
 ROUNDS = 3
 VARIANTS = ("reference", "compiled")
@@ -48,12 +45,6 @@ def _classes(variant: str) -> tuple[type, type]:
     if not (paper.PAPER_COMPILED and backtest.DRIVER_COMPILED):
         raise RuntimeError("the compiled paper venue / driver is not selected (MM_PURE_PYTHON set, or not built)")
     return paper.PaperVenue, backtest.EngineLoop
-
-
-def _events() -> list:
-    from apps.marketdata.parsers import Quarantined, parse_file
-
-    return [e for e in parse_file("binance-raw", DATA) if not isinstance(e, Quarantined)]
 
 
 def _backtest(variant: str, events: list) -> tuple[float, int]:
@@ -111,32 +102,30 @@ def _watcher_loop(variant: str) -> Any:
 def _callgrind_child(variant: str, path: str, warm: int, n: int, subject: str = "backtest") -> None:
     """Runs under valgrind: ``bench_instructions``' backtest subject with ``variant``'s venue and driver."""
     from benchmarks.anchor import ours
-    from benchmarks.bench_instructions import _instrumentation
     from benchmarks.daystream import require_compiled
 
     require_compiled()
-    with open(path, "rb") as f:
-        events = pickle.load(f)  # noqa: S301 - our own file, written a moment ago by the parent
+    events = common.unpickled(path)
     if subject == "watcher":
         loop = _watcher_loop(variant)
     else:
         ours.PaperVenue, ours.EngineLoop = _classes(variant)  # the names make_loop builds the loop from
         loop = ours.make_loop()
-    step = loop.on_market
-    for ev in events[:warm]:
-        step(ev)
-    _instrumentation(True)
-    for ev in events[warm : warm + n]:
-        step(ev)
-    _instrumentation(False)
+    common.replay_window(loop.on_market, events, warm, n)
     if subject == "watcher":
         assert len(loop.venue.open_orders()) == 2, "the watcher's orders are not resting: nothing was walked"
 
 
-def _instructions(variant: str, path: str, warm: int, n: int, subject: str = "backtest") -> int:
-    return callgrind_instructions(
+def _instructions(key: str, path: str, warm: int, n: int) -> int:
+    """A callgrind child's total for ``key``: a variant (its backtest), ``watcher <variant>``, or ``pipeline``."""
+    from benchmarks import bench_instructions as bi
+
+    if key == "pipeline":
+        return bi._instructions("pipeline", path, warm, n)
+    subject, _, variant = key.rpartition(" ")
+    return common.callgrind_instructions(
         "benchmarks.bench_loop",
-        ["--callgrind-child", variant, path, str(warm), str(n), subject],
+        ["--callgrind-child", variant, path, str(warm), str(n), subject or "backtest"],
         instr_at_start=False,
     )
 
@@ -144,101 +133,40 @@ def _instructions(variant: str, path: str, warm: int, n: int, subject: str = "ba
 def instructions() -> dict[str, Any]:
     """Instructions per event: the backtest with each venue/driver pair and the pipeline alone, same slice."""
     from benchmarks import bench_instructions as bi
-    from benchmarks.daystream import load
 
-    warm, n = bi.WARM, bi.N
-    events = load(DATA).events[: warm + 2 * n]
-    out: dict[str, Any] = {"warm": warm, "n": n}
-    with tempfile.NamedTemporaryFile(suffix=".pkl", delete=False) as f:
-        pickle.dump(events, f)
-    try:
-        for variant in VARIANTS:
-            out[variant] = (_instructions(variant, f.name, warm, 2 * n) - _instructions(variant, f.name, warm, n)) / n
-            out[f"watcher {variant}"] = (
-                _instructions(variant, f.name, warm, 2 * n, "watcher")
-                - _instructions(variant, f.name, warm, n, "watcher")
-            ) / n
-        out["pipeline"] = (
-            bi._instructions("pipeline", f.name, warm, 2 * n) - bi._instructions("pipeline", f.name, warm, n)
-        ) / n
-    finally:
-        os.unlink(f.name)
-    return out
+    keys = [key for v in VARIANTS for key in (v, f"watcher {v}")] + ["pipeline"]
+    return {"warm": bi.WARM, "n": bi.N} | bi.window_per_event(_instructions, keys)
 
 
 def run() -> list[dict]:
     if not DATA.exists():
         return [{"name": "venue and driver", "value": "", "unit": "", "note": f"skipped: {DATA} not present"}]
-    events = _events()
-    best = dict.fromkeys(VARIANTS, float("inf"))
-    fills: dict[str, set[int]] = {v: set() for v in VARIANTS}
-    for _ in range(ROUNDS):
-        for variant in VARIANTS:
-            wall, n_fills = _backtest(variant, events)
-            best[variant] = min(best[variant], wall)
-            fills[variant].add(n_fills)
-    if len(fills["reference"] | fills["compiled"]) != 1:
-        raise RuntimeError(f"the two venue/driver pairs filled differently: {fills}")
-    note = f"GLFT backtest, {len(events):,} events, best of {ROUNDS} alternating rounds"
-    rows: list[dict] = [
-        {"name": f"backtest with the {v} venue and driver", "value": len(events) / s, "unit": "events/s", "note": note}
-        for v, s in best.items()
-    ]
-    rows.append(
-        {
-            "name": "backtest speed-up (compiled / reference venue and driver)",
-            "value": best["reference"] / best["compiled"],
-            "unit": "×",
-            "note": f"same run, same events, {fills['compiled'].pop()} fills in every round",
-        }
+    events = common.parsed_events(DATA)
+    rows = common.backtest_speed_rows(
+        VARIANTS, lambda v: _backtest(v, events), len(events), ROUNDS, "venue and driver", "the two venue/driver pairs"
     )
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         rows.append({"name": "venue and driver instructions", "value": "", "unit": "", "note": "skipped: no valgrind"})
         return rows
     r = instructions()
     where = f"callgrind, events {r['warm'] + r['n'] + 1:,}-{r['warm'] + 2 * r['n']:,}, bench_instructions' backtest"
-    for v in VARIANTS:
-        rows.append(
-            {
-                "name": f"backtest instructions per event ({v} venue and driver)",
-                "value": r[v],
-                "unit": "instr",
-                "note": where,
-            }
-        )
-    for v in VARIANTS:
-        rows.append(
-            {
-                "name": f"backtest minus pipeline ({v} venue and driver)",
-                "value": r[v] - r["pipeline"],
-                "unit": "instr",
-                "note": f"pipeline alone {r['pipeline']:,.0f} instr/event on the same slice",
-            }
-        )
-    rows.append(
-        {
-            "name": "backtest-minus-pipeline instruction ratio (reference / compiled)",
-            "value": (r["reference"] - r["pipeline"]) / (r["compiled"] - r["pipeline"]),
-            "unit": "×",
-            "note": "load-independent",
-        }
+    pipe = r["pipeline"]
+    rows += common.comparison_rows(
+        {v: r[v] for v in VARIANTS}, "backtest instructions per event ({impl} venue and driver)", "instr", where
     )
-    for v in VARIANTS:
-        rows.append(
-            {
-                "name": f"venue + driver alone, instructions per event ({v})",
-                "value": r[f"watcher {v}"],
-                "unit": "instr",
-                "note": "same slice; two far resting orders, a strategy that does nothing, no risk rules",
-            }
-        )
-    rows.append(
-        {
-            "name": "venue + driver alone instruction ratio (reference / compiled)",
-            "value": r["watcher reference"] / r["watcher compiled"],
-            "unit": "×",
-            "note": "load-independent",
-        }
+    rows += common.comparison_rows(
+        {v: r[v] - pipe for v in VARIANTS},
+        "backtest minus pipeline ({impl} venue and driver)",
+        "instr",
+        f"pipeline alone {pipe:,.0f} instr/event on the same slice",
+        "backtest-minus-pipeline instruction ratio (reference / compiled)",
+    )
+    rows += common.comparison_rows(
+        {v: r[f"watcher {v}"] for v in VARIANTS},
+        "venue + driver alone, instructions per event ({impl})",
+        "instr",
+        "same slice; two far resting orders, a strategy that does nothing, no risk rules",
+        "venue + driver alone instruction ratio (reference / compiled)",
     )
     return rows
 

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from apps.engine.estimators.depth_markout import DepthCostCurve
 from apps.engine.quoting.quoter import MarketState, QuoterParams, depth_priced_half_spread, quote
 from apps.engine.quoting.risk_aversion import FEATURE_NAMES, RiskAversionParams
+from tests.engine.quoting.builders import SESSION_END, market_state
 
 BPS = 1e-4
 RISK = RiskAversionParams()
@@ -95,21 +96,9 @@ def test_nonsense_kappa_is_an_error(kappa):
 
 
 def _state(curve: DepthCostCurve | None, ok: bool = True, **kw) -> MarketState:
-    m = {
-        "ts_ns": 1,
-        "best_bid": 99.99,
-        "best_ask": 100.01,
-        "kappa": 5000.0,
-        "sigma_clean": 1e-4,
-        "sigma_inventory": 1e-4,
-        "a_per_s": 5.0,
-        "mean_trade_size": 1.0,
-        "adverse_selection": 0.4 * BPS,
-        "adverse_selection_ok": True,
-        "fill_cost_curve": curve,
-        "fill_cost_curve_ok": ok,
-    }
-    return MarketState(**(m | kw))
+    """The property tests' market with a measured 0.4 bps adverse selection and ``curve`` (``ok``: its state)."""
+    costs = {"adverse_selection": 0.4 * BPS, "adverse_selection_ok": True, "fill_cost_curve": curve}
+    return market_state(**(costs | {"fill_cost_curve_ok": ok} | kw))
 
 
 def _params(**kw) -> QuoterParams:
@@ -132,9 +121,6 @@ def test_the_quoter_uses_the_curve_only_while_it_is_ok_and_asked_to():
     for inputs in (warming, off):
         assert inputs["half_spread_frac"] == pytest.approx(d_star + 0.4 * BPS)
     assert by_depth["half_spread_frac"] != pytest.approx(warming["half_spread_frac"])
-
-
-SESSION_END = {"session_end_ns": 120 * 10**9}
 
 
 @settings(max_examples=150, deadline=None)

@@ -8,8 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from apps.engine.quoting.pricing import avellaneda_stoikov_offsets, glft_coefficients, half_spread, inventory_skew
-from apps.engine.quoting.quoter import MODEL_CODES, MarketState, QuoterParams, quote
+from apps.engine.quoting.quoter import MODEL_CODES, QuoterParams, quote
 from apps.engine.quoting.risk_aversion import FEATURE_NAMES, RiskAversionParams
+from tests.engine.quoting.builders import SESSION_END, market_state
 
 gammas = st.floats(min_value=1e-3, max_value=1e4)
 kappas = st.floats(min_value=10.0, max_value=1e5)
@@ -21,19 +22,8 @@ FAST = settings(max_examples=150, deadline=None)
 
 
 def _quote(q: float, gamma: float = 1000.0, model: str = "glft", **kw):
-    m = {
-        "ts_ns": 1,
-        "best_bid": 99.99,
-        "best_ask": 100.01,
-        "kappa": 5000.0,
-        "sigma_clean": 1e-4,
-        "sigma_inventory": 1e-4,
-        "a_per_s": 5.0,
-        "mean_trade_size": 1.0,
-    }
-    m.update(kw)
     p = QuoterParams(gamma_base=gamma, max_inventory=10.0, order_size=1.0, adverse_selection_bps=0.0, model=model)
-    return quote(p, RISK, MarketState(**m), q, tick_size=1e-6, lot_size=1e-3)
+    return quote(p, RISK, market_state(**kw), q, tick_size=1e-6, lot_size=1e-3)
 
 
 # The old test here asserted that the half-spread *falls* as γ rises ((1/γ)·ln(1+γ/κ) alone, issue 16's bug).
@@ -67,9 +57,6 @@ def _spread(res) -> float:
     if not res.bids or not res.asks:
         return math.inf
     return res.asks[0].price - res.bids[0].price
-
-
-SESSION_END = {"session_end_ns": 120 * 10**9}
 
 
 @FAST
