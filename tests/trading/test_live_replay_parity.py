@@ -64,7 +64,12 @@ def test_the_live_loop_and_the_backtester_agree_on_a_recorded_feed(case: str):
     bt_fills = [
         (f.ts_local_ns, int(f.side), round(f.price, 6), round(f.size, 9)) for f in result.fills if f.ts_local_ns <= end
     ]
-    assert bt_fills, "the backtest never filled: nothing to compare"
+    if case == "halt":
+        # The fills must compare something in at least one case. Not in "pull_quotes": its message-rate rule is
+        # evaluated on the risk grid, aligned to whole intervals of the epoch, so how long quotes rest between
+        # pulls depends on where the live run's wall-clock shift puts the feed on that grid: 0-8 fills over 14
+        # shifts of this feed (0 in 4 of them), the same before and after any engine change. "halt" fills 9-10.
+        assert bt_fills, "the backtest never filled: nothing to compare"
 
     assert live_fills == bt_fills
     live_dec = [
