@@ -28,6 +28,7 @@ COMPILED_MODULES = [
     "apps.engine.simulation._backtest",
     "apps.engine.estimators._estimators",
     "apps.engine.quoting._depthprice",
+    "apps.engine.quoting._quote",
     "apps.engine._core",
 ]
 

@@ -190,6 +190,7 @@ __all__ = [
     "level_size",
     "model_terms",
     "py_depth_priced_half_spread",
+    "py_quote",
     "quote",
     "taker_reduction_size",
 ]
@@ -527,7 +528,7 @@ def _ceil_to(x: float, step: float) -> float:
 # --------------------------------------------------------------------------------------------------
 
 
-def quote(
+def py_quote(
     params: QuoterParams,
     risk: RiskAversionParams,
     market: MarketState,
@@ -708,8 +709,9 @@ def model_terms(p: QuoterParams, market: MarketState, q: float, gamma: float, ho
         a = (1.0 - w) * ask[i0] + w * ask[i0 + 1]
         return 0.5 * (b - a)
 
-    inv = inventory_term_at(q)
-    k = inv / q if q else inventory_term_at(p.order_size) / p.order_size
+    # plain floats (the grid's values are numpy scalars): a decision's inputs are Python floats whatever the model
+    inv = float(inventory_term_at(q))
+    k = inv / q if q else float(inventory_term_at(p.order_size)) / p.order_size
     flat_half = 0.5 * float(bid[n_lots] + ask[n_lots])  # symmetric at q = 0: bid = ask offset there
     return ModelTerms("glft_finite", inv, flat_half, c1, c2, xi, a_mid, k)
 
@@ -1055,3 +1057,10 @@ def _taker_step(
         f"cost {cost * 1e4:.2f} bps; {'sell' if q > 0 else 'buy'} {x:g}"
     )
     return (Side.SELL if q > 0 else Side.BUY), x, (market.best_bid if q > 0 else market.best_ask)
+
+
+# The compiled twin of py_quote (apps/engine/quoting/_quote.pyx: the same steps in C doubles, the same QuoteResult to
+# the bit) when it is built. Loaded last: it reads this module's classes and steps on its first call.
+_quote = compiled.load("apps.engine.quoting._quote")
+quote = py_quote if _quote is None else _quote.quote
+QUOTE_COMPILED = _quote is not None

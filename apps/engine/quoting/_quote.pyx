@@ -1,0 +1,714 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False, cdivision=False
+"""Compiled twin of :func:`apps.engine.quoting.quoter.py_quote`: the same steps (γ → horizon → fill costs →
+reservation price and half-spread → skew flag → a ladder per side → emergency taker) in C doubles, with the same
+operations in the same order, so the same :class:`QuoteResult`: the same levels, the same ``inputs`` (keys in the
+same insertion order, the same doubles) and the same reasons. The reference's docstrings have the maths.
+
+Where C and Python differ, Python's behaviour is kept:
+
+* ``math.exp``/``expm1``/``log1p``/``tanh``/``erf``/``sqrt`` are the C library's in CPython too; the wrappers
+  below raise where the math module raises (overflow, domain);
+* ``**`` is CPython's ``float_pow`` (:func:`pypow`), ``max``/``min`` keep their first argument on ties and NaN;
+* ``round(x, 12)`` (the tick and lot rounding) is computed exactly (:func:`round12`, checked against the builtin
+  in tests/engine/quoting/test_quote_equivalence.py) and ``math.fsum`` is CPython's algorithm (:func:`fsum_c`);
+  both hand unusual inputs (non-finite, tiny, a zero sum) to the builtins;
+* anything the reference would raise on (a zero step, a non-finite price before ``math.floor``, an invalid GLFT
+  coefficient) is handed to the reference's own function, which raises the same error.
+
+The rare branches call the reference's steps: the AS and finite-horizon GLFT models (:func:`model_terms`) and the
+depth-priced half-spread (the compiled :mod:`apps.engine.quoting._depthprice` when built).
+"""
+
+import math
+
+from cpython.dict cimport PyDict_GetItem, PyDict_SetItem, PyDict_Update
+from cpython.float cimport PyFloat_FromDouble
+from cpython.object cimport PyObject, PyObject_GenericSetAttr
+from libc.math cimport ceil, copysign, erf, exp, expm1, fabs, floor, fma, isfinite, isinf, isnan, log1p, rint
+from libc.math cimport sqrt, tanh, NAN
+
+from apps.engine._pyfloat cimport pypow
+
+_BPS = 1e-4
+cdef double BPS = 1e-4
+
+# --- bound once, on the first call (the reference module imports this one at its end) ---------------------------
+
+cdef bint _bound = False
+cdef object _ref = None
+cdef object _Level = None
+cdef object _QuoteResult = None
+cdef object _BUY = None
+cdef object _SELL = None
+cdef object _MODEL_CODES = None
+cdef object _model_terms = None
+cdef object _glft_coefficients = None
+cdef object _floor_to_py = None
+cdef object _ceil_to_py = None
+cdef object _depth_priced = None
+cdef tuple _GAMMA = ()  # (feature name, beta attribute, inputs key of x, inputs key of the contribution)
+cdef list _BID_KEYS = []
+cdef list _ASK_KEYS = []
+cdef object _fsum = math.fsum
+cdef object _round = round
+cdef object _nan = math.nan
+cdef object _new = object.__new__
+
+
+cdef inline object _frozen(cls, tuple names, tuple values):
+    # A frozen, slotted dataclass built as its generated __init__ builds it (object.__setattr__ per field, in field
+    # order), without the Python-level call: QuoteResult(...) costs ~1.9 µs and a Level ~1.3 µs that way.
+    cdef object obj = _new(cls)
+    cdef Py_ssize_t k
+    for k in range(len(names)):
+        PyObject_GenericSetAttr(obj, names[k], values[k])
+    return obj
+
+
+cdef tuple _LEVEL_FIELDS = ("side", "index", "price", "size", "offset_frac", "p_fill", "expected_pnl")
+cdef tuple _RESULT_FIELDS = ("ts_ns", "bids", "asks", "inputs", "reasons", "taker_side", "taker_size", "taker_price")
+
+
+cdef inline object _result(ts_ns, tuple bids, tuple asks, dict inputs, tuple reasons, taker_side, taker_size,
+                           taker_price):
+    return _frozen(_QuoteResult, _RESULT_FIELDS, (ts_ns, bids, asks, inputs, reasons, taker_side, taker_size,
+                                                   taker_price))
+
+
+cdef void _bind() except *:
+    global _bound, _ref, _Level, _QuoteResult, _BUY, _SELL, _MODEL_CODES, _model_terms, _glft_coefficients
+    global _floor_to_py, _ceil_to_py, _depth_priced, _GAMMA
+    from apps.engine.market.events import Side
+    from apps.engine.quoting import quoter as ref
+    from apps.engine.quoting.pricing import glft_coefficients
+    from apps.engine.quoting.risk_aversion import FEATURE_NAMES
+
+    _ref = ref
+    _Level = ref.Level
+    _QuoteResult = ref.QuoteResult
+    _BUY = Side.BUY
+    _SELL = Side.SELL
+    _MODEL_CODES = ref.MODEL_CODES
+    _model_terms = ref.model_terms
+    _glft_coefficients = glft_coefficients
+    _floor_to_py = ref._floor_to
+    _ceil_to_py = ref._ceil_to
+    _depth_priced = ref.depth_priced_half_spread
+    _GAMMA = tuple((name, attr) + tuple(ref._gamma_keys(name)) for name, attr in ref._BETA_ATTRS)
+    # the fields _frozen sets must be the classes' own, in their order, and no __post_init__ may be skipped
+    for cls, names in ((ref.Level, _LEVEL_FIELDS), (ref.QuoteResult, _RESULT_FIELDS)):
+        if tuple(cls.__dataclass_fields__) != names or hasattr(cls, "__post_init__"):
+            raise RuntimeError(f"apps.engine.quoting._quote: {cls.__name__}'s fields changed; update _quote.pyx")
+    if len(_GAMMA) >= 16:
+        raise RuntimeError("apps.engine.quoting._quote holds at most 15 risk features")
+    _bound = True
+
+
+cdef tuple _level_keys(bint buy, Py_ssize_t i):
+    cdef list keys = _BID_KEYS if buy else _ASK_KEYS
+    while len(keys) <= i:
+        keys.append(_ref._level_keys(_BUY if buy else _SELL, len(keys)))
+    return <tuple>keys[i]
+
+
+# --- Python's float semantics in C ------------------------------------------------------------------------------
+
+
+cdef inline double pymax(double a, double b) noexcept:
+    # max(a, b): the first unless the second is strictly greater (NaN and ±0 as Python)
+    return b if b > a else a
+
+
+cdef inline double pymin(double a, double b) noexcept:
+    return b if b < a else a
+
+
+cdef inline double m_exp(double x) except? -1.0:
+    cdef double r = exp(x)
+    if isinf(r) and isfinite(x):
+        raise OverflowError("math range error")
+    return r
+
+
+cdef inline double m_expm1(double x) except? -1.0:
+    cdef double r = expm1(x)
+    if isinf(r) and isfinite(x):
+        raise OverflowError("math range error")
+    return r
+
+
+cdef inline double m_log1p(double x) except? -1.0:
+    cdef double r
+    if x == 0.0:
+        return x
+    r = log1p(x)
+    if (isnan(r) and not isnan(x)) or (isinf(r) and isfinite(x)):
+        raise ValueError("math domain error")
+    return r
+
+
+cdef inline double m_sqrt(double x) except? -1.0:
+    cdef double r = sqrt(x)
+    if isnan(r) and not isnan(x):
+        raise ValueError("math domain error")
+    return r
+
+
+cdef double TWO52 = 4503599627370496.0
+
+
+cpdef double round12(double x) except? -1.0:
+    """``round(x, 12)`` exactly as CPython (the decimal value of ``x`` rounded half-even to 12 places, then the
+    nearest double). Exact in C for 1e-200 ≤ |x| < 8192; |x| ≥ 8192 is its own answer (a double there is less than
+    half an ulp from any 12-place decimal within 5e-13 of it); the rest goes to the builtin."""
+    cdef double ax = fabs(x)
+    cdef double y, lo, n, f, d
+    if ax >= 8192.0:
+        if isfinite(x):
+            return x
+        return _round(x, 12)
+    if ax < 1e-200:
+        return _round(x, 12)
+    # x·10¹² exactly as y + lo (10¹² is a double; fma gives the exact residual); |y| < 2⁵³
+    y = x * 1e12
+    lo = fma(x, 1e12, -y)
+    n = rint(y)  # nearest integer to y, ties to even
+    f = y - n  # exact (Sterbenz), |f| ≤ 0.5; the exact fraction is f + lo
+    if f > 0.0 or (f == 0.0 and lo >= 0.0):
+        # up when f + lo > 0.5; 0.5 − f is exact when f ≥ 0.25, and below that |lo| ≤ 0.25 < 0.5 − f anyway
+        d = 0.5 - f
+        if lo > d:
+            n += 1.0
+        elif lo == d and f != 0.5 and fmod2(n) != 0.0:  # exactly half-way: to the even neighbour
+            n += 1.0
+    else:
+        d = -0.5 - f
+        if lo < d:
+            n -= 1.0
+        elif lo == d and f != -0.5 and fmod2(n) != 0.0:
+            n -= 1.0
+    return copysign(n / 1e12, x)
+
+
+cdef inline double fmod2(double n) noexcept:
+    # n mod 2 for an integer-valued double (0 or ±1)
+    return n - 2.0 * floor(n * 0.5)
+
+
+cdef double fsum_c(double* v, int count) except? -1.0:
+    """``math.fsum`` of ``count`` finite doubles: CPython's algorithm (Shewchuk's partials, then the half-even
+    correction across partials); a non-finite partial or a zero sum goes to the builtin (its special cases)."""
+    cdef double p[32]
+    cdef int n = 0, i, j, k
+    cdef double x, y, t, hi, yr, lo = 0.0
+    for k in range(count):
+        x = v[k]
+        if not isfinite(x):
+            return _fsum([v[j] for j in range(count)])
+        i = 0
+        for j in range(n):
+            y = p[j]
+            if fabs(x) < fabs(y):
+                t = x
+                x = y
+                y = t
+            hi = x + y
+            yr = hi - x
+            lo = y - yr
+            if lo != 0.0:
+                p[i] = lo
+                i += 1
+            x = hi
+        n = i
+        if x != 0.0:
+            if not isfinite(x):
+                return _fsum([v[j] for j in range(count)])
+            p[n] = x
+            n += 1
+    hi = 0.0
+    lo = 0.0
+    if n > 0:
+        n -= 1
+        hi = p[n]
+        while n > 0:
+            x = hi
+            n -= 1
+            y = p[n]
+            hi = x + y
+            yr = hi - x
+            lo = y - yr
+            if lo != 0.0:
+                break
+        if n > 0 and ((lo < 0.0 and p[n - 1] < 0.0) or (lo > 0.0 and p[n - 1] > 0.0)):
+            y = lo * 2.0
+            x = hi + y
+            yr = x - hi
+            if y == yr:
+                hi = x
+    if hi == 0.0:
+        return _fsum([v[j] for j in range(count)])
+    return hi
+
+
+cdef double floor_to(double x, double step) except? -1.0:
+    cdef double y
+    if step != 0.0:
+        y = x / step + 1e-9
+        if isfinite(y):
+            return round12(floor(y) * step)
+    return _floor_to_py(x, step)  # raises as the reference does (ZeroDivisionError, ValueError, OverflowError)
+
+
+cdef double ceil_to(double x, double step) except? -1.0:
+    cdef double y
+    if step != 0.0:
+        y = x / step - 1e-9
+        if isfinite(y):
+            return round12(ceil(y) * step)
+    return _ceil_to_py(x, step)
+
+
+# --- the parameters, read once per QuoterParams / RiskAversionParams object (both frozen) -------------------------
+
+
+cdef class _Params:
+    cdef object p
+    cdef double gamma_base, bound_nats, bound_report, beta_dir, horizon_s, max_inv, order_size, spacing_bps
+    cdef double size_growth, imbalance_bps, flow_bps, quote_life_s, adverse_bps, maker_fee_bps, taker_fee_bps
+    cdef double taker_trigger, skew_flag_ratio, skew_flag_bps
+    # 2.0 read at run time: with a constant exponent the C compiler turns pow(x, 2.0) into x·x, which is not
+    # always the C library's pow (CPython's ``x ** 2``) to the last bit (e.g. x = 2.35e-37)
+    cdef double two
+    cdef Py_ssize_t levels
+    cdef bint in_spread, by_depth, glft, as_model, glft_checked
+    cdef object model, model_code, o_gamma_base, o_horizon_s, o_drift_horizon_s, o_max_inv, o_quote_life_s
+
+    cdef void load(self, p) except *:
+        self.p = p
+        self.two = 2.0
+        self.gamma_base = p.gamma_base
+        self.bound_nats = p.gamma_log_bound_nats
+        self.bound_report = p.gamma_bound_report_nats
+        self.beta_dir = p.beta_direction_confidence
+        self.horizon_s = p.horizon_s
+        self.max_inv = p.max_inventory
+        self.order_size = p.order_size
+        self.levels = int(p.levels)
+        self.spacing_bps = p.level_spacing_bps
+        self.size_growth = p.size_growth
+        self.imbalance_bps = p.imbalance_coef_bps
+        self.flow_bps = p.flow_coef_bps
+        self.quote_life_s = p.quote_life_s
+        self.adverse_bps = p.adverse_selection_bps
+        self.maker_fee_bps = p.maker_fee_bps
+        self.taker_fee_bps = p.taker_fee_bps
+        self.taker_trigger = p.taker_trigger_ratio
+        self.skew_flag_ratio = p.skew_flag_ratio
+        self.skew_flag_bps = p.skew_flag_bps
+        self.in_spread = bool(p.fill_cost_in_spread)
+        self.by_depth = bool(p.fill_cost_by_depth)
+        self.model = p.model
+        self.model_code = _MODEL_CODES[p.model]
+        self.glft = p.model == "glft"
+        self.as_model = p.model == "as"
+        # the C GLFT coefficients only for parameters pricing.positive() accepts as they are (plain floats)
+        self.glft_checked = type(p.gamma_base) is float and type(p.order_size) is float
+        self.o_gamma_base = p.gamma_base
+        self.o_horizon_s = p.horizon_s
+        self.o_drift_horizon_s = p.drift_horizon_s
+        self.o_max_inv = p.max_inventory
+        self.o_quote_life_s = p.quote_life_s
+
+
+cdef _Params _params = _Params()
+cdef object _risk = None
+cdef double _betas[16]
+
+
+cdef inline void _use(p, risk) except *:
+    global _risk
+    cdef Py_ssize_t k
+    if p is not _params.p:
+        _params.load(p)
+    if risk is not _risk:
+        for k in range(len(_GAMMA)):
+            _betas[k] = getattr(risk, _GAMMA[k][1])
+        _risk = risk
+
+
+# --- the decision ------------------------------------------------------------------------------------------------
+
+
+def quote(params, risk, market, q, *, tick_size, lot_size):
+    """As :func:`apps.engine.quoting.quoter.py_quote` (the same result, exactly)."""
+    if not _bound:
+        _bind()
+    _use(params, risk)
+    cdef _Params p = _params
+    cdef double qd = q
+    cdef double tick = tick_size, lot = lot_size
+    cdef object o_bid = market.best_bid, o_ask = market.best_ask
+    cdef double bb = o_bid, ba = o_ask
+    cdef double mid = 0.5 * (bb + ba)
+    cdef object ts_ns = market.ts_ns
+    cdef object o_kappa = market.kappa, o_a = market.a_per_s
+    cdef object o_sig_clean = market.sigma_clean, o_sig_inv = market.sigma_inventory
+    cdef double a_per_s = o_a
+    cdef dict inputs = {
+        "mid": mid,
+        "best_bid": o_bid,
+        "best_ask": o_ask,
+        "q": q,
+        "q_ratio": qd / p.max_inv,
+        "max_inventory": p.o_max_inv,
+        "kappa": o_kappa,
+        "sigma_spread": o_sig_clean,
+        "sigma_inventory": o_sig_inv,
+        "a_per_s": o_a,
+        "tick_size": tick_size,
+        "lot_size": lot_size,
+        "model_requested_code": p.model_code,
+    }
+    PyDict_Update(inputs, market.extra_inputs)
+    if not market.kappa_ok or not market.sigma_ok:
+        return _result(ts_ns, (), (), inputs, ("estimators not usable",), None, 0.0, _nan)
+    if not p.as_model and not (isfinite(a_per_s) and a_per_s > 0):
+        return _result(ts_ns, (), (), inputs, (f"A not usable: model {p.model} needs the fill intensity",), None, 0.0,
+                       _nan)
+    cdef list reasons = []
+    cdef double gamma = _gamma_step(p, market, qd, inputs, reasons)
+
+    # horizon_left_s
+    cdef object session_end = market.session_end_ns
+    cdef object horizon = p.o_horizon_s
+    cdef double horizon_source = 0.0
+    if session_end:
+        left = (session_end - ts_ns) / 1e9
+        if left < p.horizon_s:
+            horizon = pymax(left, 0.0)
+            horizon_source = 1.0
+
+    # _ladder_costs
+    cdef object o_adv = market.adverse_selection
+    cdef double adv_m = o_adv
+    cdef double toxicity = market.flow_toxicity
+    cdef bint measured = market.adverse_selection_ok and isfinite(adv_m)
+    cdef double adv_base = adv_m if measured else p.adverse_bps * BPS
+    cdef double adverse = adv_base * (1.0 + pymax(toxicity, 0.0))
+    cdef double fee = p.maker_fee_bps * BPS
+    inputs["adverse_selection_frac"] = adverse
+    inputs["adverse_selection_base_frac"] = o_adv if measured else adv_base
+    inputs["adverse_selection_measured"] = 1.0 if measured else 0.0
+    inputs["maker_fee_frac"] = fee
+    inputs["quote_life_s"] = p.o_quote_life_s
+    cdef double spacing_px = pymax(p.spacing_bps * BPS * mid, tick)
+    cdef double half_mkt_px = 0.5 * (ba - bb)
+    cdef double a_costs = a_per_s if isfinite(a_per_s) else NAN
+    cdef double mean_trade = market.mean_trade_size
+
+    # _reservation_step
+    cdef double r, delta, skew, slope
+    r, delta, skew, slope = _reservation_step(
+        p, market, qd, q, gamma, horizon, horizon_source, adverse, fee, toxicity, mid, bb, ba, a_per_s, inputs, reasons
+    )
+
+    # _skew_flag_step
+    cdef bint small = fabs(qd) > p.skew_flag_ratio * p.max_inv and fabs(skew) < p.skew_flag_bps * BPS
+    inputs["skew_too_small"] = 1.0 if small else 0.0
+    if small:
+        reasons.append(
+            f"skew_too_small: |q|={fabs(qd):.6g} > {p.skew_flag_ratio:g}·Q_max but |skew|={fabs(skew) * 1e4:.3f} bps "
+            f"< {p.skew_flag_bps:g} bps"
+        )
+
+    cdef tuple bids = _ladder(True, p, market, qd, r, delta, spacing_px, adverse, fee, half_mkt_px, a_costs,
+                              mean_trade, mid, bb, ba, tick, lot, inputs, reasons)
+    cdef tuple asks = _ladder(False, p, market, qd, r, delta, spacing_px, adverse, fee, half_mkt_px, a_costs,
+                              mean_trade, mid, bb, ba, tick, lot, inputs, reasons)
+
+    # _taker_step
+    cdef object taker_side = None
+    cdef double taker_size = 0.0
+    cdef object taker_px = _nan
+    cdef double cost, x
+    if fabs(qd) >= p.taker_trigger * p.max_inv and qd != 0:
+        cost = half_mkt_px / mid + p.taker_fee_bps * BPS
+        # taker_reduction_size: x* = |q| − (δ + c)/k cut to [0, |q|]
+        x = pymin(pymax(fabs(qd) - (delta + cost) / slope, 0.0), fabs(qd)) if slope > 0 else 0.0
+        x = floor_to(x, lot)
+        inputs["taker_cost_frac"] = cost
+        inputs["taker_size_optimal"] = x
+        if not x < lot - 1e-12:
+            reasons.append(
+                f"emergency taker: |q|={fabs(qd):.6g} >= {p.taker_trigger:g}·Q_max and the reducing quote would sit "
+                f"{(fabs(qd) * slope - delta) * 1e4:.2f} bps beyond the mid, past the crossing "
+                f"cost {cost * 1e4:.2f} bps; {'sell' if qd > 0 else 'buy'} {x:g}"
+            )
+            taker_side = _SELL if qd > 0 else _BUY
+            taker_size = x
+            taker_px = o_bid if qd > 0 else o_ask
+    inputs["taker_size"] = taker_size
+    return _result(ts_ns, bids, asks, inputs, tuple(reasons), taker_side, taker_size, taker_px)
+
+
+cdef double _gamma_step(_Params p, market, double q, dict inputs, list reasons) except? -1.0:
+    """γ = γ₀·exp(C_max·tanh(C/C_max)) (:func:`bounded_gamma`), every feature and contribution traced."""
+    cdef dict features = market.risk_features
+    cdef double xs[16]
+    cdef double contrib[16]
+    cdef Py_ssize_t k, nf = len(_GAMMA)
+    cdef double dir_x = 0.0, m, s, z
+    cdef object v
+    for k in range(nf):
+        name = _GAMMA[k][0]
+        if name == "inventory_utilisation":
+            xs[k] = pypow(q / p.max_inv, p.two)
+        else:
+            v = features.get(name, 0.0)
+            xs[k] = float(v)
+        contrib[k] = _betas[k] * xs[k]
+    if market.drift_ok:  # direction_confidence
+        m = market.drift_mean_per_s
+        s = market.drift_std_per_s
+        if not (q == 0 or not (isfinite(s) and s > 0 and isfinite(m))):
+            z = copysign(1.0, q) * m / s
+            dir_x = erf(z / sqrt(2.0))
+    xs[nf] = dir_x
+    contrib[nf] = p.beta_dir * dir_x
+    cdef double c = fsum_c(contrib, nf + 1)
+    cdef double cb = p.bound_nats * tanh(c / p.bound_nats)
+    cdef double gamma = p.gamma_base * m_exp(cb)
+    cdef double shrink = c - cb
+    inputs["gamma"] = gamma
+    inputs["gamma_base"] = p.o_gamma_base
+    inputs["gamma_full_inventory"] = gamma * p.max_inv
+    inputs["gamma_log_contribution"] = c
+    inputs["gamma_log_contribution_bounded"] = cb
+    inputs["gamma_bound_shrink_nats"] = shrink
+    inputs["gamma_bound"] = 1.0 if fabs(shrink) > p.bound_report else 0.0
+    for k in range(nf):
+        keys = <tuple>_GAMMA[k]
+        inputs[keys[2]] = xs[k]
+        inputs[keys[3]] = contrib[k]
+    inputs["gamma_x_position_direction_confidence"] = dir_x
+    inputs["gamma_contrib_position_direction_confidence"] = contrib[nf]
+    if fabs(shrink) > p.bound_report:
+        reasons.append(
+            f"gamma_bound_binding: model log-contribution {c:.3f} nats compressed to "
+            f"{cb:.3f} (bound ±{p.bound_nats:g})"
+        )
+    return gamma
+
+
+cdef tuple _reservation_step(
+    _Params p, market, double q, object q_obj, double gamma, object horizon_obj, double horizon_source,
+    double adverse, double fee, double toxicity, double mid, double bb, double ba, double a_per_s, dict inputs,
+    list reasons,
+):
+    """``r = s·(1 + drift − inventory − funding + imbalance + flow + microprice)`` and δ; returns
+    ``(r, δ, skew, inventory slope)``."""
+    cdef double horizon = horizon_obj
+    cdef double kappa = market.kappa
+    cdef double sig_spread = market.sigma_clean, sig_inv = market.sigma_inventory
+    cdef double inv, half, c1, c2, a_mid, slope, h, xd
+    cdef object model_code, xi_obj, note = ""
+    if p.glft:
+        # model_terms, GLFT asymptotic: A moved to the mid (glft_a_at_mid), then glft_coefficients
+        h = 0.5 * (ba - bb) / mid
+        a_mid = a_per_s * m_exp(kappa * pymax(h, 0.0))
+        if (p.glft_checked and type(market.kappa) is float and isfinite(gamma) and gamma > 0 and isfinite(a_mid)
+                and a_mid > 0 and isfinite(kappa) and kappa > 0 and p.gamma_base > 0 and isfinite(p.gamma_base)
+                and p.order_size > 0 and isfinite(p.order_size)):
+            xd = p.gamma_base * p.order_size
+            c1 = m_log1p(xd / kappa) / xd
+            c2 = m_sqrt(gamma / (2.0 * a_mid * p.order_size * kappa) * m_exp((kappa / xd + 1.0) * m_log1p(xd / kappa)))
+        else:  # pricing.positive() raises here
+            c1, c2 = _glft_coefficients(gamma, p.o_gamma_base, p.order_size, a_mid, market.kappa)
+        half = c1 + 0.5 * p.order_size * sig_spread * c2
+        inv = q * sig_inv * c2
+        slope = sig_inv * c2
+        model_code = 1.0
+        xi_obj = p.o_gamma_base
+    else:  # AS and the finite-horizon GLFT: the reference's model_terms
+        terms = _model_terms(p.p, market, q_obj, gamma, horizon_obj)
+        inv = terms.inventory_term
+        half = terms.half_spread
+        c1 = terms.c1
+        c2 = terms.c2
+        a_mid = terms.a_mid_per_s
+        slope = terms.inventory_slope
+        model_code = _MODEL_CODES[terms.model]
+        xi_obj = terms.xi
+        note = terms.note
+    cdef object drift_obj = market.drift_expected_return if market.drift_ok else 0.0
+    cdef double drift_term = drift_obj
+    cdef double funding_term = market.funding_rate * horizon / market.funding_interval_s
+    cdef double imbalance_skew, flow_skew, micro_term
+    cdef object micro_obj, o_book_imb = market.book_imbalance, o_flow_imb = market.flow_imbalance
+    cdef bint micro_ok = market.microprice_ok
+    if micro_ok:
+        imbalance_skew = flow_skew = 0.0
+        micro_obj = market.microprice_offset
+        micro_term = micro_obj
+        reasons.append("microprice usable: learned microprice term replaces the imbalance and flow prior skews")
+    else:
+        imbalance_skew = p.imbalance_bps * BPS * <double>o_book_imb
+        flow_skew = p.flow_bps * BPS * <double>o_flow_imb
+        micro_term = 0.0
+        micro_obj = 0.0
+    cdef double shift = drift_term - inv - funding_term + imbalance_skew + flow_skew + micro_term
+    cdef double r = mid * (1.0 + shift)
+    cdef bint by_depth = p.in_spread and p.by_depth and market.fill_cost_curve_ok
+    cdef double delta, fill_cost, cost_at_quote
+    if by_depth:
+        delta, cost_at_quote = _depth_priced(half, market.kappa, market.fill_cost_curve, pymax(toxicity, 0.0), fee)
+        fill_cost = delta - half
+    else:
+        fill_cost = pymax(adverse + fee, 0.0) if p.in_spread else 0.0
+        delta = half + fill_cost
+        cost_at_quote = adverse + fee
+    cdef double skew = -shift
+    if note:
+        reasons.append(note)
+    inputs["model_code"] = model_code
+    inputs["model_requested_code"] = p.model_code
+    inputs["spread_gamma"] = xi_obj
+    inputs["glft_c1_frac"] = c1
+    inputs["glft_c2"] = c2
+    inputs["glft_a_mid_per_s"] = a_mid
+    inputs["half_spread_base_frac"] = c1
+    inputs["half_spread_risk_frac"] = half - c1
+    inputs["half_spread_model_frac"] = half
+    inputs["half_spread_fill_cost_frac"] = fill_cost
+    inputs["fill_cost_by_depth"] = 1.0 if by_depth else 0.0
+    inputs["fill_cost_at_quote_frac"] = cost_at_quote
+    inputs["inventory_slope_frac"] = slope
+    inputs["horizon_s"] = horizon_obj
+    inputs["horizon_source"] = horizon_source
+    inputs["drift_horizon_s"] = p.o_drift_horizon_s
+    inputs["drift_mean_per_s"] = market.drift_mean_per_s
+    inputs["drift_std_per_s"] = market.drift_std_per_s
+    inputs["drift_ok"] = 1.0 if market.drift_ok else 0.0
+    inputs["inventory_term_frac"] = inv
+    inputs["drift_term_frac"] = drift_obj
+    inputs["funding_rate"] = market.funding_rate
+    inputs["funding_term_frac"] = funding_term
+    inputs["book_imbalance"] = o_book_imb
+    inputs["flow_imbalance"] = o_flow_imb
+    inputs["imbalance_skew_frac"] = imbalance_skew
+    inputs["flow_skew_frac"] = flow_skew
+    inputs["microprice_ok"] = 1.0 if micro_ok else 0.0
+    inputs["microprice_term_frac"] = micro_obj
+    inputs["reservation_shift_frac"] = shift
+    inputs["skew_frac"] = skew
+    inputs["skew_bps"] = skew * 1e4
+    inputs["reservation_price"] = r
+    inputs["half_spread_frac"] = delta
+    inputs["half_spread_bps"] = delta * 1e4
+    inputs["raw_bid"] = r - delta * mid
+    inputs["raw_ask"] = r + delta * mid
+    if not market.drift_ok:
+        reasons.append("drift not usable: drift term is 0")
+    return r, delta, skew, slope
+
+
+cdef tuple _ladder(
+    bint buy, _Params p, market, double q, double r, double delta, double spacing_px, double adverse, double fee,
+    double half_mkt_px, double a_per_s, double mean_trade, double mid, double bb, double ba, double tick,
+    double lot, dict inputs, list reasons,
+):
+    """Levels ``0..N−1`` of one side (the reference's ``_ladder_step`` with ``level_price``, ``level_size``,
+    ``level_expected_pnl`` and ``fill_probability`` inline)."""
+    cdef double left = p.max_inv - q if buy else p.max_inv + q
+    cdef bint touch_clamped = False, clamped, have_last = False, at_touch
+    cdef double last_px = 0.0, px, size, off, edge, beyond, queue_ahead, pf, epnl, per_unit, d, through, room
+    cdef double kappa = market.kappa
+    cdef dict queue = market.bid_queue if buy else market.ask_queue
+    cdef list ladder = []
+    cdef Py_ssize_t i
+    cdef tuple keys
+    cdef object side = _BUY if buy else _SELL
+    cdef object o_px
+    cdef PyObject* found
+    cdef bint pf_known = isfinite(a_per_s) and isfinite(mean_trade)
+    for i in range(p.levels):
+        # level_price
+        clamped = False
+        if buy:
+            px = floor_to(r - (delta * mid + i * spacing_px), tick)
+            if px >= ba:
+                px = floor_to(ba - tick, tick)
+                clamped = True
+            if have_last and px >= last_px:
+                px = round12(last_px - tick)
+        else:
+            px = ceil_to(r + (delta * mid + i * spacing_px), tick)
+            if px <= bb:
+                px = ceil_to(bb + tick, tick)
+                clamped = True
+            if have_last and px <= last_px:
+                px = round12(last_px + tick)
+        touch_clamped = touch_clamped or clamped
+        last_px = px
+        have_last = True
+        keys = _level_keys(buy, i)
+        if px <= 0:
+            reasons.append(f"{keys[0]} dropped: price {px:g} <= 0")
+            continue
+        # level_size
+        size = floor_to(p.order_size * pypow(p.size_growth, <double>i), lot)
+        if size > left + 1e-12:
+            size = floor_to(pymax(left, 0.0), lot)
+        if size < lot - 1e-12:
+            reasons.append(
+                f"no {'bid' if buy else 'ask'} at L{i}: a fill would take q={q:.6g} past "
+                f"{'max_inventory' if buy else '-max_inventory'} {p.max_inv:g} (room {pymax(left, 0.0):.6g})"
+            )
+            break
+        # level_expected_pnl
+        off = (mid - px) / mid if buy else (px - mid) / mid
+        edge = (r - px) / mid if buy else (px - r) / mid
+        beyond = off - half_mkt_px / mid
+        o_px = PyFloat_FromDouble(px)
+        found = PyDict_GetItem(queue, o_px)
+        queue_ahead = <object>found if found != NULL else 0.0
+        if pf_known:  # fill_probability
+            d = pymax(beyond, 0.0)
+            through = m_exp(-queue_ahead / mean_trade) if mean_trade > 0 and queue_ahead > 0 else 1.0
+            pf = -m_expm1(-a_per_s * m_exp(-kappa * d) * p.quote_life_s * through)
+        else:
+            pf = NAN
+        per_unit = edge - adverse - fee
+        epnl = (pf if isfinite(pf) else 1.0) * size * per_unit
+        inputs[keys[1]] = o_px
+        inputs[keys[2]] = size
+        inputs[keys[3]] = pf
+        inputs[keys[4]] = edge * 1e4
+        inputs[keys[5]] = epnl
+        at_touch = px >= bb if buy else px <= ba
+        if per_unit < 0 or (at_touch and per_unit <= 0):
+            reasons.append(
+                f"{keys[0]} dropped: expected P&L {epnl:.3g} {'<=' if at_touch else '<'} 0"
+                f"{' at the touch' if at_touch else ''} (edge {edge * 1e4:.3f} bps vs adverse "
+                f"{adverse * 1e4:.3f} + fee {fee * 1e4:.3f} bps, p_fill {pf:.3g})"
+            )
+            continue
+        ladder.append(_frozen(_Level, _LEVEL_FIELDS, (side, i, o_px, size, off, pf, epnl)))
+        left -= size
+    if touch_clamped:
+        if buy:
+            reasons.append("bid would cross the ask: placed one tick below the best ask (post-only)")
+        else:
+            reasons.append("ask would cross the bid: placed one tick above the best bid (post-only)")
+    return tuple(ladder)
+
+
+def fsum(values):
+    """:func:`fsum_c` from Python, for the tests that hold it to ``math.fsum`` (at most 16 values)."""
+    cdef double v[16]
+    cdef int n = len(values), k
+    if n > 16:
+        raise ValueError("at most 16 values")
+    for k in range(n):
+        v[k] = values[k]
+    return fsum_c(v, n)
