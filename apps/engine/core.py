@@ -488,16 +488,14 @@ class PyStrategyCore:
         if self.quoter_params.fill_cost_by_depth:  # the curve is built and read only when the quoter prices with it
             depth, curve = m.depth_cost(now_ns)
             curve_ok = depth.usable and curve is not None
-            extra.update(
-                depth_markout_state_ok=1.0 if depth.usable else 0.0,
-                depth_markout_events=depth.detail["events"],
-                depth_markout_pooled_bps=depth.value * 1e4,
-                depth_markout_cost_0_5bps_bps=depth.detail.get("cost_0.5bps_bps", math.nan),
-                depth_markout_cost_1bps_bps=depth.detail.get("cost_1bps_bps", math.nan),
-                depth_markout_cost_2bps_bps=depth.detail.get("cost_2bps_bps", math.nan),
-            )
+            d = depth.detail
+            extra["depth_markout_state_ok"] = 1.0 if depth.usable else 0.0
+            nan = math.nan
+            costs = (d.get("cost_0.5bps_bps", nan), d.get("cost_1bps_bps", nan), d.get("cost_2bps_bps", nan))
+            extra.update(zip(_DEPTH_MARKOUT_INPUTS, (d["events"], depth.value * 1e4, *costs), strict=True))
         else:  # the same inputs, marked unused
-            extra.update(dict.fromkeys(_DEPTH_MARKOUT_INPUTS, math.nan), depth_markout_state_ok=0.0)
+            extra["depth_markout_state_ok"] = 0.0
+            extra.update(dict.fromkeys(_DEPTH_MARKOUT_INPUTS, math.nan))
         book = m.book_signals() if m.book.n_bid_levels and m.book.n_ask_levels else {}
         flow_imb = flow.value if flow.usable else 0.0
         features = m.risk_features(now_ns, k, s, book.get("depth_near", math.nan), flow_imb)

@@ -33,6 +33,12 @@ COMPILED_MODULES = [
 ]
 
 
+def _in_fresh_python(flag: str, code: str) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter with ``MM_PURE_PYTHON=flag``: the choice is made once, at import."""
+    env = {**os.environ, "MM_PURE_PYTHON": flag}
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+
+
 @pytest.mark.parametrize("name", COMPILED_MODULES)
 def test_every_compiled_module_is_built_and_is_a_native_extension(name):
     mod = importlib.import_module(name)  # ImportError here: the extension did not build (run `make build`)
@@ -68,10 +74,8 @@ def test_the_paper_venue_uses_the_compiled_fill_model_unless_told_otherwise():
 
 @pytest.mark.parametrize(("flag", "expect"), [("1", "PyOrderBook"), ("0", "OrderBook"), ("", "OrderBook")])
 def test_mm_pure_python_selects_the_reference(flag, expect):
-    # A fresh interpreter: the choice is made once, at import.
-    env = {**os.environ, "MM_PURE_PYTHON": flag}
     code = "from apps.engine.market import book; print(book.OrderBook.__name__, book.OrderBook.__module__)"
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    out = _in_fresh_python(flag, code)
     name, module = out.stdout.split()
     assert name == expect
     assert module == ("apps.engine.market.book" if flag == "1" else "apps.engine.market._book")
@@ -82,12 +86,11 @@ def test_mm_pure_python_selects_the_reference(flag, expect):
     [("1", "PyLevelBook PyQueueState"), ("yes", "PyLevelBook PyQueueState"), ("", "LevelBook QueueState")],
 )
 def test_mm_pure_python_selects_the_fill_model_reference(flag, expect):
-    env = {**os.environ, "MM_PURE_PYTHON": flag}
     code = (
         "from apps.engine.execution import fillmodel as f; "
         "print(f.LevelBook.__name__, f.QueueState.__name__, f.LevelBook.__module__, f.QueueState.__module__)"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    out = _in_fresh_python(flag, code)
     *names, m1, m2 = out.stdout.split()
     assert " ".join(names) == expect
     module = "apps.engine.execution.fillmodel" if expect.startswith("Py") else "apps.engine.execution._fillmodel"
@@ -118,12 +121,11 @@ def test_the_engine_uses_the_compiled_venue_and_driver_unless_told_otherwise():
 
 @pytest.mark.parametrize(("flag", "expect"), [("1", "PyPaperVenue PyEngineLoop"), ("", "PaperVenue EngineLoop")])
 def test_mm_pure_python_selects_the_venue_and_driver_references(flag, expect):
-    env = {**os.environ, "MM_PURE_PYTHON": flag}
     code = (
         "from apps.engine.execution import paper; from apps.engine.simulation import backtest as b; "
         "print(paper.PaperVenue.__name__, b.EngineLoop.__name__, paper.PAPER_COMPILED, b.DRIVER_COMPILED)"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    out = _in_fresh_python(flag, code)
     *names, c1, c2 = out.stdout.split()
     assert " ".join(names) == expect
     assert c1 == c2 == str(flag != "1")
@@ -162,14 +164,13 @@ def test_market_estimators_use_the_compiled_estimators_unless_told_otherwise():
 
 @pytest.mark.parametrize("flag", ["1", "true", ""])
 def test_mm_pure_python_selects_the_estimator_references(flag):
-    env = {**os.environ, "MM_PURE_PYTHON": flag}
     code = (
         "import importlib\n"
         f"for mod, name in {ESTIMATOR_CLASSES!r}:\n"
         "    c = getattr(importlib.import_module('apps.engine.estimators.' + mod), name)\n"
         "    print(c.__name__, c.__module__)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    out = _in_fresh_python(flag, code)
     rows = [line.split() for line in out.stdout.splitlines()]
     assert len(rows) == len(ESTIMATOR_CLASSES)
     for (module, name), (got, where) in zip(ESTIMATOR_CLASSES, rows, strict=True):
@@ -188,3 +189,31 @@ def test_the_quoter_prices_the_depth_cost_with_the_compiled_loop_unless_told_oth
     assert compiled.FALLBACKS == {}, f"compiled modules fell back to Python: {compiled.FALLBACKS}"
     mod = importlib.import_module("apps.engine.quoting._depthprice")
     assert quoter.DEPTHPRICE_COMPILED and quoter.depth_priced_half_spread is mod.depth_priced_half_spread
+
+
+def test_the_strategy_core_and_the_quoter_are_the_compiled_ones_unless_told_otherwise():
+    from apps.engine import core
+    from apps.engine.quoting import quoter
+
+    if compiled.pure_python():
+        assert core.StrategyCore is core.PyStrategyCore and quoter.quote is quoter.py_quote
+        return
+    assert compiled.FALLBACKS == {}, f"compiled modules fell back to Python: {compiled.FALLBACKS}"
+    compiled_core = importlib.import_module("apps.engine._core")
+    assert core.CORE_COMPILED and core.StrategyCore.__mro__[1:3] == (
+        compiled_core.StrategyCoreBase,
+        core.PyStrategyCore,
+    )
+    assert core.StrategyCore.on_event is compiled_core.StrategyCoreBase.on_event
+    assert quoter.QUOTE_COMPILED and quoter.quote is importlib.import_module("apps.engine.quoting._quote").quote
+
+
+@pytest.mark.parametrize(("flag", "expect"), [("1", "PyStrategyCore py_quote"), ("", "StrategyCore quote")])
+def test_mm_pure_python_selects_the_strategy_core_and_quoter_references(flag, expect):
+    code = (
+        "from apps.engine import core; from apps.engine.quoting import quoter as q; "
+        "print(core.StrategyCore.__name__, q.quote.__name__, core.CORE_COMPILED, q.QUOTE_COMPILED)"
+    )
+    *names, c1, c2 = _in_fresh_python(flag, code).stdout.split()
+    assert " ".join(names) == expect
+    assert c1 == c2 == str(flag != "1")

@@ -59,6 +59,18 @@ cdef class Resting:
         return f"Resting(order={self.order!r}, tick={self.tick!r}, queue={self.queue!r}, crossed={self.crossed!r})"
 
 
+cdef inline int _observe_level(Resting r, LevelBook book, object params) except -1:
+    """The displayed size at a resting order's level, when the book has that level, to its queue state."""
+    cdef double displayed
+    if book._level(r.bid, r.tick, &displayed):
+        q = r.queue
+        if type(q) is QueueState:
+            (<QueueState>q)._observe(displayed, params)
+        else:
+            q.observe_level(displayed, params)
+    return 0
+
+
 cdef class PaperVenueBase:
     """The compiled half of ``paper.PaperVenue``; the reference ``PyPaperVenue`` is the other (see the module)."""
 
@@ -133,7 +145,6 @@ cdef class PaperVenueBase:
     cdef int _book_changed(self, object t, LevelBook book) except -1:
         cdef dict live = self._live
         cdef Resting r
-        cdef double crossing, fresh, displayed
         cdef bint any_level
         if not live:
             return 0
@@ -148,18 +159,13 @@ cdef class PaperVenueBase:
         for value in live.values():
             r = <Resting>value
             r.crossed = book._crossing(r.bid, r.tick, &any_level)
-            if book._level(r.bid, r.tick, &displayed):
-                q = r.queue
-                if type(q) is QueueState:
-                    (<QueueState>q)._observe(displayed, params)
-                else:
-                    q.observe_level(displayed, params)
+            _observe_level(r, book, params)
         return 0
 
     cdef int _book_changed_with_fills(self, object t, LevelBook book, object params) except -1:
         cdef dict live = self._live
         cdef Resting r
-        cdef double crossing, fresh, displayed
+        cdef double crossing, fresh
         cdef bint any_level
         for cid in list(live):
             r = <Resting?>live[cid]
@@ -174,12 +180,7 @@ cdef class PaperVenueBase:
                 self._finish_if_filled(cid)
                 if cid not in live:
                     continue
-            if book._level(r.bid, r.tick, &displayed):
-                q = r.queue
-                if type(q) is QueueState:
-                    (<QueueState>q)._observe(displayed, params)
-                else:
-                    q.observe_level(displayed, params)
+            _observe_level(r, book, params)
         return 0
 
     def _on_trade(self, trade, t):
