@@ -46,6 +46,7 @@ cdef object _glft_coefficients = None
 cdef object _floor_to_py = None
 cdef object _ceil_to_py = None
 cdef object _depth_priced = None
+cdef object _SKEW_CAPPED = None
 cdef tuple _GAMMA = ()  # (feature name, beta attribute, inputs key of x, inputs key of the contribution)
 cdef list _BID_KEYS = []
 cdef list _ASK_KEYS = []
@@ -77,7 +78,7 @@ cdef inline object _result(ts_ns, tuple bids, tuple asks, dict inputs, tuple rea
 
 cdef void _bind() except *:
     global _bound, _ref, _Level, _QuoteResult, _BUY, _SELL, _MODEL_CODES, _model_terms, _glft_coefficients
-    global _floor_to_py, _ceil_to_py, _depth_priced, _GAMMA
+    global _floor_to_py, _ceil_to_py, _depth_priced, _GAMMA, _SKEW_CAPPED
     from apps.engine.market.events import Side
     from apps.engine.quoting import quoter as ref
     from apps.engine.quoting.pricing import glft_coefficients
@@ -94,6 +95,7 @@ cdef void _bind() except *:
     _floor_to_py = ref._floor_to
     _ceil_to_py = ref._ceil_to
     _depth_priced = ref.depth_priced_half_spread
+    _SKEW_CAPPED = ref._SKEW_CAPPED
     _GAMMA = tuple((name, attr) + tuple(ref._gamma_keys(name)) for name, attr in ref._BETA_ATTRS)
     # the fields _frozen sets must be the classes' own, in their order, and no __post_init__ may be skipped
     for cls, names in ((ref.Level, _LEVEL_FIELDS), (ref.QuoteResult, _RESULT_FIELDS)):
@@ -280,7 +282,7 @@ cdef class _Params:
     # always the C library's pow (CPython's ``x ** 2``) to the last bit (e.g. x = 2.35e-37)
     cdef double two
     cdef Py_ssize_t levels
-    cdef bint in_spread, by_depth, glft, as_model, glft_checked
+    cdef bint in_spread, by_depth, skew_cap, glft, as_model, glft_checked
     cdef object model, model_code, o_gamma_base, o_horizon_s, o_drift_horizon_s, o_max_inv, o_quote_life_s
 
     cdef void load(self, p) except *:
@@ -307,6 +309,7 @@ cdef class _Params:
         self.skew_flag_bps = p.skew_flag_bps
         self.in_spread = bool(p.fill_cost_in_spread)
         self.by_depth = bool(p.fill_cost_by_depth)
+        self.skew_cap = bool(p.skew_cap_by_fill_cost)
         self.model = p.model
         self.model_code = _MODEL_CODES[p.model]
         self.glft = p.model == "glft"
@@ -407,17 +410,17 @@ def quote(params, risk, market, q, *, tick_size, lot_size):
     cdef double mean_trade = market.mean_trade_size
 
     # _reservation_step
-    cdef double r, delta, skew, slope
-    r, delta, skew, slope = _reservation_step(
+    cdef double r, delta, skew, model_skew, slope
+    r, delta, skew, model_skew, slope = _reservation_step(
         p, market, qd, q, gamma, horizon, horizon_source, adverse, fee, toxicity, mid, bb, ba, a_per_s, inputs, reasons
     )
 
-    # _skew_flag_step
-    cdef bint small = fabs(qd) > p.skew_flag_ratio * p.max_inv and fabs(skew) < p.skew_flag_bps * BPS
+    # _skew_flag_step: the model's skew, before the cap
+    cdef bint small = fabs(qd) > p.skew_flag_ratio * p.max_inv and fabs(model_skew) < p.skew_flag_bps * BPS
     inputs["skew_too_small"] = 1.0 if small else 0.0
     if small:
         reasons.append(
-            f"skew_too_small: |q|={fabs(qd):.6g} > {p.skew_flag_ratio:g}·Q_max but |skew|={fabs(skew) * 1e4:.3f} bps "
+            f"skew_too_small: |q|={fabs(qd):.6g} > {p.skew_flag_ratio:g}·Q_max but |skew|={fabs(model_skew) * 1e4:.3f} bps "
             f"< {p.skew_flag_bps:g} bps"
         )
 
@@ -500,13 +503,28 @@ cdef double _gamma_step(_Params p, market, double q, dict inputs, list reasons) 
     return gamma
 
 
+cdef double _floor_depth(object curve, double fee, double delta) except? -1.0:
+    """quoter.fill_cost_floor_depth: the shallowest grid depth where ``d − c(d) − fee ≥ 0``, else ``delta``."""
+    cdef const double[:] costs = curve.cost_array
+    cdef double step = curve.step
+    cdef Py_ssize_t k
+    cdef double d
+    for k in range(costs.shape[0]):
+        d = <double>k * step
+        if d >= delta:
+            break
+        if d - costs[k] - fee >= 0.0:
+            return d
+    return delta
+
+
 cdef tuple _reservation_step(
     _Params p, market, double q, object q_obj, double gamma, object horizon_obj, double horizon_source,
     double adverse, double fee, double toxicity, double mid, double bb, double ba, double a_per_s, dict inputs,
     list reasons,
 ):
-    """``r = s·(1 + drift − inventory − funding + imbalance + flow + microprice)`` and δ; returns
-    ``(r, δ, skew, inventory slope)``."""
+    """``r = s·(1 + drift − inventory − funding + imbalance + flow + microprice)`` and δ, the shift bounded by the
+    skew cap; returns ``(r, δ, skew, the model's skew before the cap, inventory slope)``."""
     cdef double horizon = horizon_obj
     cdef double kappa = market.kappa
     cdef double sig_spread = market.sigma_clean, sig_inv = market.sigma_inventory
@@ -567,6 +585,18 @@ cdef tuple _reservation_step(
         fill_cost = pymax(adverse + fee, 0.0) if p.in_spread else 0.0
         delta = half + fill_cost
         cost_at_quote = adverse + fee
+    # the skew cap (quoter._reservation_step): |shift| <= δ − d_min, both quotes moved together
+    cdef double model_shift = shift
+    cdef double cap = NAN
+    if by_depth and p.skew_cap:
+        cap = delta - _floor_depth(market.fill_cost_curve, fee, delta)
+        if shift > cap:
+            shift = cap
+        elif shift < -cap:
+            shift = -cap
+        if shift != model_shift:
+            r = mid * (1.0 + shift)
+            reasons.append(_SKEW_CAPPED)
     cdef double skew = -shift
     if note:
         reasons.append(note)
@@ -602,6 +632,8 @@ cdef tuple _reservation_step(
     inputs["reservation_shift_frac"] = shift
     inputs["skew_frac"] = skew
     inputs["skew_bps"] = skew * 1e4
+    inputs["skew_model_frac"] = -model_shift
+    inputs["skew_cap_frac"] = cap
     inputs["reservation_price"] = r
     inputs["half_spread_frac"] = delta
     inputs["half_spread_bps"] = delta * 1e4
@@ -609,7 +641,7 @@ cdef tuple _reservation_step(
     inputs["raw_ask"] = r + delta * mid
     if not market.drift_ok:
         reasons.append("drift not usable: drift term is 0")
-    return r, delta, skew, slope
+    return r, delta, skew, -model_shift, slope
 
 
 cdef tuple _ladder(

@@ -149,8 +149,20 @@ Both sides use the one δ. Pricing each side at its own depth (the side that red
 where fills cost more) was tried: −3.3 → −1.8 USDT on the spot recording, within its inventory noise, and it lets
 a risk feature that steepens the skew narrow the spread, so it is not done.
 
+**Skew cap** (``skew_cap_by_fill_cost``, default on, while the quotes are priced by depth): the reservation shift
+(inventory, drift, funding, imbalance, flow, microprice together) is bounded, ``|r − s|/s ≤ δ − d_min``, so that
+neither quote sits nearer the mid than ``d_min``, the shallowest depth of the curve where a fill earns its measured
+cost (``d − c(d) − fee ≥ 0``; ``δ`` itself when no shallower depth does, which leaves no skew). GLFT's skew values
+a reducing fill by the inventory risk it removes, but the model has no adverse selection: on the shared Binance
+recordings the skew put the reducing quote at or through the touch, where the tape's fills lose ~1–3 bps within a
+second. The cap moves both quotes together, so the spread (2δ) is unchanged and no risk feature narrows it; the
+skew still grows with |q| and with γ up to the cap, and stays there. The decision records ``skew_model_frac`` (the
+skew the model asked for), ``skew_cap_frac`` (NaN when the cap is off) and, when it binds, the reason
+"skew capped …". The emergency taker still prices inventory with the model's uncapped slope.
+
 Flag: ``|q| > skew_flag_ratio·Q_max`` while ``|skew| < skew_flag_bps`` raises ``skew_too_small``
-(seed 003: short 8.65 units with a 0.00 bps skew for a whole losing session).
+(seed 003: short 8.65 units with a 0.00 bps skew for a whole losing session). It reads the model's skew, before the
+cap: a deliberate cap is reported as such, not as a mis-scaled γ, σ or horizon.
 """
 
 from __future__ import annotations
@@ -266,6 +278,9 @@ class QuoterParams:
     fill_cost_by_depth : bool
         With ``fill_cost_in_spread``: price the cost of a fill per depth from the measured depth curve while it is
         OK (module docstring, "Cost of a fill", "By depth"), else the one measured number. Default True.
+    skew_cap_by_fill_cost : bool
+        While the quotes are priced by depth: bound the skew so that neither quote sits nearer the mid than the
+        shallowest depth where a fill earns its measured cost (module docstring, "Skew cap"). Default True.
     skew_flag_ratio, skew_flag_bps : float
         Flag when |q| > ratio·Q_max but |skew| < skew_flag_bps.
     model : str
@@ -297,6 +312,7 @@ class QuoterParams:
     taker_trigger_ratio: float = 1.0
     fill_cost_in_spread: bool = True
     fill_cost_by_depth: bool = True
+    skew_cap_by_fill_cost: bool = True
     skew_flag_ratio: float = 0.1
     skew_flag_bps: float = 1.0
     model: str = "glft"
@@ -306,10 +322,11 @@ class QuoterParams:
         boolean("modify_orders", self.modify_orders, where)
         boolean("fill_cost_in_spread", self.fill_cost_in_spread, where)
         boolean("fill_cost_by_depth", self.fill_cost_by_depth, where)
+        boolean("skew_cap_by_fill_cost", self.skew_cap_by_fill_cost, where)
         if self.model not in MODEL_CODES:
             raise ValueError(f"{where}.model must be one of {sorted(MODEL_CODES)}, got {self.model!r}")
         for f in fields(self):
-            if f.name not in ("modify_orders", "model", "fill_cost_in_spread", "fill_cost_by_depth"):
+            if f.name not in _BOOLEAN_OR_NAMED:
                 finite(f.name, getattr(self, f.name), where)
         for name in (
             "gamma_base",
@@ -553,7 +570,7 @@ def py_quote(
     horizon, horizon_source = horizon_left_s(p.horizon_s, market.session_end_ns, market.ts_ns)
     costs = _ladder_costs(p, market, tick_size, inputs)
     res = _reservation_step(p, market, q, gamma, horizon, horizon_source, costs, inputs, reasons)
-    _skew_flag_step(p, q, res.skew_frac, inputs, reasons)
+    _skew_flag_step(p, q, res.model_skew_frac, inputs, reasons)
     bids = _ladder_step(Side.BUY, p, market, q, res, costs, tick_size, lot_size, inputs, reasons)
     asks = _ladder_step(Side.SELL, p, market, q, res, costs, tick_size, lot_size, inputs, reasons)
     taker_side, taker_size, taker_px = _taker_step(p, market, q, gamma, res, costs, lot_size, inputs, reasons)
@@ -633,13 +650,18 @@ def horizon_left_s(horizon_s: float, session_end_ns: int, now_ns: int) -> tuple[
     return horizon_s, 0.0
 
 
+# QuoterParams fields that are not numbers (validated as booleans or by name)
+_BOOLEAN_OR_NAMED = ("modify_orders", "model", "fill_cost_in_spread", "fill_cost_by_depth", "skew_cap_by_fill_cost")
+
+
 @dataclass(frozen=True, slots=True)
 class Reservation:
     """The reservation price ``r`` (quote currency) and what the ladders and the taker need with it."""
 
     price: float
     half_spread_frac: float  # δ, fraction of mid (δ* plus the cost of a fill)
-    skew_frac: float  # (s − r)/s
+    skew_frac: float  # (s − r)/s, as quoted (after the skew cap)
+    model_skew_frac: float  # the skew the model asked for, before the cap (the skew flag reads this)
     horizon_s: float  # T actually used
     sigma_inventory: float  # σ_inv of the inventory term, per √s
     inventory_slope: float  # d(inventory_term)/dq, fraction of mid per base unit
@@ -754,6 +776,17 @@ def _reservation_step(
         fill_cost = max(costs.adverse_frac + costs.fee_frac, 0.0) if p.fill_cost_in_spread else 0.0
         delta = terms.half_spread + fill_cost
         cost_at_quote = costs.adverse_frac + costs.fee_frac
+    model_shift = shift
+    cap = math.nan
+    if by_depth and p.skew_cap_by_fill_cost:
+        cap = delta - fill_cost_floor_depth(market.fill_cost_curve, costs.fee_frac, delta)
+        if shift > cap:
+            shift = cap
+        elif shift < -cap:
+            shift = -cap
+        if shift != model_shift:
+            r = mid * (1.0 + shift)
+            reasons.append(_SKEW_CAPPED)
     skew = -shift
     if terms.note:
         reasons.append(terms.note)
@@ -792,6 +825,8 @@ def _reservation_step(
         reservation_shift_frac=shift,
         skew_frac=skew,
         skew_bps=skew * 1e4,
+        skew_model_frac=-model_shift,
+        skew_cap_frac=cap,
         reservation_price=r,
         half_spread_frac=delta,
         half_spread_bps=delta * 1e4,
@@ -800,7 +835,24 @@ def _reservation_step(
     )
     if not market.drift_ok:
         reasons.append("drift not usable: drift term is 0")
-    return Reservation(r, delta, skew, horizon, sig_inv, terms.inventory_slope)
+    return Reservation(r, delta, skew, -model_shift, horizon, sig_inv, terms.inventory_slope)
+
+
+_SKEW_CAPPED = "skew capped: nearer the mid a fill costs more than it earns (depth curve)"
+
+
+def fill_cost_floor_depth(curve: Any, fee_frac: float, delta: float) -> float:
+    """The shallowest grid depth ``d`` (fraction of mid) of the depth curve where a fill earns its cost,
+    ``d − c(d) − fee ≥ 0``, or ``delta`` when none at or below ``delta`` does (module docstring, "Skew cap")."""
+    costs = curve.cost_array
+    step = curve.step
+    for k in range(len(costs)):
+        d = k * step
+        if d >= delta:
+            break
+        if d - float(costs[k]) - fee_frac >= 0.0:
+            return d
+    return delta
 
 
 def py_depth_priced_half_spread(

@@ -138,8 +138,12 @@ def test_no_risk_feature_narrows_the_quoted_spread_with_a_depth_curve(model, nam
     a = quote(p, RISK, _state(curve, risk_features={name: lo}, **SESSION_END), q, tick_size=1e-6, lot_size=1e-3)
     b = quote(p, RISK, _state(curve, risk_features={name: hi}, **SESSION_END), q, tick_size=1e-6, lot_size=1e-3)
     assert b.inputs["half_spread_frac"] >= a.inputs["half_spread_frac"] * (1 - 1e-9)
+    raw = [x.inputs["raw_ask"] - x.inputs["raw_bid"] for x in (a, b)]
+    assert raw[1] >= raw[0] * (1 - 1e-12)
     if a.bids and a.asks and b.bids and b.asks:
-        assert b.asks[0].price - b.bids[0].price >= a.asks[0].price - a.bids[0].price - 1e-9
+        # each price is rounded outward to the 1e-6 tick: the quoted spread is the raw one plus less than two ticks
+        # (the skew cap can put a raw price exactly on a tick, where the rounding adds nothing)
+        assert b.asks[0].price - b.bids[0].price >= a.asks[0].price - a.bids[0].price - 2e-6
 
 
 @settings(max_examples=400, deadline=None)
@@ -160,3 +164,67 @@ def test_the_compiled_loop_rejects_what_the_reference_rejects():
     for fn in (quoter.py_depth_priced_half_spread, quoter.depth_priced_half_spread):
         with pytest.raises(ValueError, match="κ > 0"):
             fn(1e-4, 0.0, flat(1e-4), 0.0, 0.0)
+
+
+# --- the skew cap (quoter docstring, "Skew cap") ---------------------------------------------------------------------
+
+# fills nearer the mid than 1 bps cost 2 bps; from 1 bps on they cost 0.3 bps (below the depth itself)
+SHALLOW_TOXIC = DepthCostCurve(0.1 * BPS, (2.0 * BPS,) * 10 + (0.3 * BPS,) * 40, (50,) * 50, 0.6 * BPS)
+
+
+def _quote_at(q: float, curve: DepthCostCurve = SHALLOW_TOXIC, **params):
+    return quote(_params(**params), RISK, _state(curve), q, tick_size=1e-6, lot_size=1e-3)
+
+
+def test_the_cap_keeps_the_reducing_quote_out_of_the_depths_where_a_fill_loses():
+    """Long 8 of Q_max 10: the model's skew puts the ask through the mid; capped, it stops at 1 bps from the mid (the
+    shallowest depth where a fill earns its cost), the bid moves with it, and the spread is the model's."""
+    capped = _quote_at(8.0)
+    free = _quote_at(8.0, skew_cap_by_fill_cost=False)
+    i, j = capped.inputs, free.inputs
+    mid = i["mid"]
+    delta = i["half_spread_frac"]
+    assert delta == j["half_spread_frac"] and delta > 1.0 * BPS  # the cap never changes δ
+    assert j["raw_ask"] < mid * (1 + 1.0 * BPS)  # uncapped: the reducing ask is shallower than 1 bps
+    assert i["skew_cap_frac"] == pytest.approx(delta - 1.0 * BPS, abs=1e-15)
+    assert i["skew_frac"] == pytest.approx(i["skew_cap_frac"], abs=1e-15)
+    assert i["skew_model_frac"] == j["skew_frac"] > i["skew_frac"] > 0
+    assert i["raw_ask"] == pytest.approx(mid * (1 + 1.0 * BPS), rel=1e-12)
+    assert i["raw_ask"] - i["raw_bid"] == pytest.approx(j["raw_ask"] - j["raw_bid"], rel=1e-12)
+    assert "skew capped" in " ".join(capped.reasons) and "skew capped" not in " ".join(free.reasons)
+    assert math.isnan(j["skew_cap_frac"])
+    # the flag reads the model's skew: a deliberate cap is not reported as a mis-scaled model
+    assert i["skew_too_small"] == j["skew_too_small"]
+
+
+def test_no_cap_below_it_and_none_without_the_depth_curve():
+    small = _quote_at(0.2)
+    assert 0 < small.inputs["skew_frac"] < small.inputs["skew_cap_frac"]
+    assert small.inputs["skew_frac"] == small.inputs["skew_model_frac"]
+    assert not any(r.startswith("skew capped") for r in small.reasons)
+    warming = quote(_params(), RISK, _state(SHALLOW_TOXIC, ok=False), 8.0, tick_size=1e-6, lot_size=1e-3)
+    assert math.isnan(warming.inputs["skew_cap_frac"]) and warming.inputs["skew_frac"] > 0
+
+
+def test_a_curve_where_no_shallower_depth_pays_leaves_no_skew():
+    never = DepthCostCurve(0.1 * BPS, (9.0 * BPS,) * 50, (50,) * 50, 9.0 * BPS)
+    r = _quote_at(8.0, curve=never)
+    assert r.inputs["skew_cap_frac"] == 0.0 and r.inputs["skew_frac"] == 0.0 and r.inputs["skew_model_frac"] > 0
+
+
+@settings(max_examples=150, deadline=None)
+@given(curves, st.floats(0.0, 9.9), st.floats(0.0, 9.9), st.sampled_from([1.0, -1.0]), fees)
+def test_with_the_cap_the_skew_still_grows_with_inventory_and_no_quote_sits_nearer_than_the_floor(
+    curve, q1, q2, sign, fee
+):
+    lo, hi = sorted((q1, q2))
+    a = _quote_at(sign * lo, curve=curve, maker_fee_bps=fee / BPS).inputs
+    b = _quote_at(sign * hi, curve=curve, maker_fee_bps=fee / BPS).inputs
+    assert sign * b["skew_frac"] >= sign * a["skew_frac"] - 1e-15  # weakly: it stops at the cap
+    for i in (a, b):
+        mid, delta = i["mid"], i["half_spread_frac"]
+        floor = delta - i["skew_cap_frac"]  # d_min
+        assert 0.0 <= i["skew_cap_frac"] <= delta
+        assert abs(i["skew_frac"]) <= i["skew_cap_frac"] * (1 + 1e-12)
+        assert i["raw_bid"] <= mid * (1 - floor) * (1 + 1e-12) and i["raw_ask"] >= mid * (1 + floor) * (1 - 1e-12)
+        assert i["raw_ask"] - i["raw_bid"] == pytest.approx(2 * delta * mid, rel=1e-9)

@@ -163,6 +163,7 @@ def params(draw):
         taker_trigger_ratio=draw(st.floats(0.05, 1.2)),
         fill_cost_in_spread=draw(st.booleans()),
         fill_cost_by_depth=draw(st.booleans()),
+        skew_cap_by_fill_cost=draw(st.booleans()),
         skew_flag_ratio=draw(st.floats(0.0, 1.0)),
         skew_flag_bps=draw(st.floats(0.0, 20.0)),
         model=draw(st.sampled_from(["glft", "glft", "glft_finite", "as"])),
@@ -258,6 +259,8 @@ def test_generated_states_cover_every_branch():
             seen.add("taker")
         if i.get("fill_cost_by_depth") == 1.0:
             seen.add("by depth")
+            cap = i.get("skew_cap_frac", math.nan)
+            seen.add("by depth, cap off" if math.isnan(cap) else ("cap 0" if cap == 0.0 else "cap > 0"))
         if i.get("horizon_source") == 1.0:
             seen.add("session end")
 
@@ -266,6 +269,7 @@ def test_generated_states_cover_every_branch():
         "model 0.0", "model 1.0", "model 2.0", "ladder", "taker", "by depth", "session end",
         "estimators not usable", "A not usable", "drift not usable", "microprice usable",
         "gamma_bound_binding", "skew_too_small", "emergency taker", "no bid at L0", "bid would cross the ask",
+        "skew capped", "by depth, cap off", "cap 0", "cap > 0",
     ):  # fmt: skip
         assert branch in seen, f"the generator never reached {branch!r}: {sorted(seen)}"
 
