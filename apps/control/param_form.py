@@ -45,6 +45,7 @@ UNITS: dict[str, str] = {
     "strategy.modify_orders": "yes/no",
     "strategy.fill_cost_in_spread": "yes/no",
     "strategy.fill_cost_by_depth": "yes/no",
+    "strategy.skew_cap_by_fill_cost": "yes/no",
     "strategy.taker_trigger_ratio": "× Q_max",
     "strategy.skew_flag_ratio": "× Q_max",
     "strategy.kappa_min_volume": "base units",
