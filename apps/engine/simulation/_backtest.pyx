@@ -27,6 +27,7 @@ import time
 
 from apps.engine.market.events import BestBidAsk, DepthSnapshot, DepthUpdate, Funding, MarkPrice, Side, Trade
 from apps.engine.risk.gateway import Mode
+from apps.engine.risk.session import FEED, SessionRisk
 
 cdef object _BUY = Side.BUY
 cdef object _SELL = Side.SELL
@@ -74,8 +75,16 @@ cdef class EngineLoopBase:
         if result.first_ts_ns == 0:
             result.first_ts_ns = t
         result.stats.market_events += 1
-        if self.risk is not None:
-            self.risk.on_market(t, event.ts_exch_ns)
+        risk = self.risk
+        if risk is not None:
+            if type(risk) is SessionRisk:
+                # SessionRisk.on_market without the Python call (the reference's method is the readable version)
+                risk.feed_last_ns[FEED] = t
+                ts_exch_ns = event.ts_exch_ns
+                if ts_exch_ns and not risk.clock_measured:
+                    risk.clock_skew_ns = t - ts_exch_ns
+            else:
+                risk.on_market(t, event.ts_exch_ns)
         if self.sink is not None:
             self.sink.market(event)
         out = venue.on_market(event)
