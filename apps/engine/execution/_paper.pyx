@@ -130,7 +130,7 @@ cdef class PaperVenueBase:
         elif isinstance(event, DepthUpdate):
             book.apply_diff(event.bids, event.asks)
             self._book_changed(t, <LevelBook>book)
-        now = event.ts_local_ns
+        now = t if not self._exchange_clock else event.ts_local_ns  # t is the local stamp already on the local clock
         outbox = self._outbox
         if not outbox or (<tuple>outbox[0])[0] > now:
             return []  # nothing of ours visible yet (most events)

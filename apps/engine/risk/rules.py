@@ -257,7 +257,15 @@ class RollingCounter:
 
     def count(self, now_ns: int) -> int:
         """Events in ``(now_ns − W, now_ns]``."""
-        self._advance(now_ns)
+        # _advance, inline (the risk grid counts 8 windows per evaluation; most have nothing to expire)
+        if self._last_ns is not None and now_ns < self._last_ns:
+            raise ValueError(f"time went backwards: {now_ns} < {self._last_ns}")
+        self._last_ns = now_ns
+        events = self._events
+        if events:
+            cutoff = now_ns - self.window_ns
+            while events and events[0][0] <= cutoff:
+                self._total -= events.popleft()[1]
         return self._total
 
 
@@ -337,7 +345,7 @@ class OrderFlowWindow:
     (place, cancel, modify, cancel-all): the gateway calls it *as well as* the specific method.
     """
 
-    __slots__ = ("_cancelled", "_messages", "_rejected", "_sent", "window_s")
+    __slots__ = ("_cancelled", "_last", "_messages", "_rejected", "_sent", "window_s")
 
     def __init__(self, window_s: float) -> None:
         positive("window_s", window_s, "OrderFlowWindow")
@@ -347,6 +355,7 @@ class OrderFlowWindow:
         self._rejected = RollingCounter(ns)
         self._cancelled = RollingCounter(ns)
         self._messages = RollingCounter(ns)
+        self._last: OrderFlowCounts | None = None  # the last snapshot (immutable): returned again while equal
 
     def record_sent(self, ts_ns: int, n: int = 1) -> None:
         self._sent.add(ts_ns, n)
@@ -361,13 +370,21 @@ class OrderFlowWindow:
         self._messages.add(ts_ns, n)
 
     def snapshot(self, now_ns: int) -> OrderFlowCounts:
-        return OrderFlowCounts(
-            self.window_s,
-            self._sent.count(now_ns),
-            self._rejected.count(now_ns),
-            self._cancelled.count(now_ns),
-            self._messages.count(now_ns),
-        )
+        sent = self._sent.count(now_ns)
+        rejected = self._rejected.count(now_ns)
+        cancelled = self._cancelled.count(now_ns)
+        messages = self._messages.count(now_ns)
+        last = self._last
+        if (
+            last is not None
+            and last.sent == sent
+            and last.rejected == rejected
+            and last.cancelled == cancelled
+            and last.messages == messages
+        ):
+            return last  # the risk grid asks every 100 ms; the counts rarely move between two asks
+        self._last = last = OrderFlowCounts(self.window_s, sent, rejected, cancelled, messages)
+        return last
 
 
 # --- the inputs --------------------------------------------------------------------------------------------
@@ -1200,6 +1217,9 @@ class SkewAlarmParams:
         _require_action(self.action)
 
 
+_DEFAULT_SKEW_ALARM = SkewAlarmParams()  # frozen: one instance serves every call without params
+
+
 def skew_magnitude_alarm(
     position: float, max_position: float, skew_frac: float, params: SkewAlarmParams | None = None
 ) -> bool:
@@ -1209,7 +1229,7 @@ def skew_magnitude_alarm(
     exactly 10 % of Q_max or exactly 1 bp there is no alarm. A non-finite skew with a meaningful position
     raises the alarm (an unknown skew is not a sufficient one).
     """
-    p = params or SkewAlarmParams()
+    p = params or _DEFAULT_SKEW_ALARM
     if not abs(position) > p.min_position_ratio * max_position:
         return False
     if not math.isfinite(skew_frac):

@@ -146,6 +146,7 @@ class SessionRisk:
         return self._t
 
     def on_market(self, ts_local_ns: int, ts_exch_ns: int) -> None:
+        # the compiled driver (apps/engine/simulation/_backtest.pyx) runs this inline for a SessionRisk: keep in step
         self.feed_last_ns[FEED] = ts_local_ns
         if ts_exch_ns and not self.clock_measured:
             self.clock_skew_ns = ts_local_ns - ts_exch_ns

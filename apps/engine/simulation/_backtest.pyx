@@ -27,6 +27,7 @@ import time
 
 from apps.engine.market.events import BestBidAsk, DepthSnapshot, DepthUpdate, Funding, MarkPrice, Side, Trade
 from apps.engine.risk.gateway import Mode
+from apps.engine.risk.session import FEED, SessionRisk
 
 cdef object _BUY = Side.BUY
 cdef object _SELL = Side.SELL
@@ -74,15 +75,24 @@ cdef class EngineLoopBase:
         if result.first_ts_ns == 0:
             result.first_ts_ns = t
         result.stats.market_events += 1
-        if self.risk is not None:
-            self.risk.on_market(t, event.ts_exch_ns)
+        ts_exch_ns = None  # read once, when first needed (a Timer-like event without it must not be asked early)
+        risk = self.risk
+        if risk is not None:
+            ts_exch_ns = event.ts_exch_ns
+            if type(risk) is SessionRisk:
+                # SessionRisk.on_market without the Python call (the reference's method is the readable version)
+                risk.feed_last_ns[FEED] = t
+                if ts_exch_ns and not risk.clock_measured:
+                    risk.clock_skew_ns = t - ts_exch_ns
+            else:
+                risk.on_market(t, ts_exch_ns)
         if self.sink is not None:
             self.sink.market(event)
         out = venue.on_market(event)
         cls = type(event)
         # the exact classes first (an isinstance that fails costs a type walk); anything else takes the reference's chain
         if cls is BestBidAsk or cls is DepthUpdate or cls is DepthSnapshot:
-            self._mid(t, event.ts_exch_ns)
+            self._mid(t, event.ts_exch_ns if ts_exch_ns is None else ts_exch_ns)
         elif cls is Trade:
             pass
         elif isinstance(event, Funding):
@@ -90,7 +100,7 @@ cdef class EngineLoopBase:
         elif isinstance(event, MarkPrice):
             self._on_mark_price(t, event)
         elif not isinstance(event, Trade):
-            self._mid(t, event.ts_exch_ns)
+            self._mid(t, event.ts_exch_ns if ts_exch_ns is None else ts_exch_ns)
         if out:
             self._handle(out)
         self._after(t, self.strategy.on_event(event))

@@ -286,6 +286,33 @@ def test_order_flow_window_feeds_the_rules_end_to_end():
     assert rule.evaluate(state(ts_ns=later, order_flow={10.0: snap})) is None
 
 
+def test_order_flow_snapshots_match_a_brute_force_count_of_each_window():
+    """Every snapshot (the window returns its previous one while the four counts are unchanged) is the count of
+    each kind of record in ``(now − W, now]``, recounted from the records themselves."""
+    rng = np.random.default_rng(5)
+    w = OrderFlowWindow(2.0)
+    records: list[tuple[str, int, int]] = []
+    now, repeats = T0, 0
+    for _ in range(3000):
+        now += int(rng.integers(0, NS // 2))
+        kind = ("sent", "reject", "cancel", "message", "snapshot")[int(rng.integers(0, 5))]
+        if kind != "snapshot":
+            n = int(rng.integers(1, 4))
+            getattr(w, f"record_{kind}")(now, n)
+            records.append((kind, now, n))
+            continue
+        previous = w._last
+        snap = w.snapshot(now)
+        repeats += snap is previous
+        counts = {
+            k: sum(n for kk, t, n in records if kk == k and now - 2 * NS < t <= now)
+            for k in ("sent", "reject", "cancel", "message")
+        }
+        want = OrderFlowCounts(2.0, counts["sent"], counts["reject"], counts["cancel"], counts["message"])
+        assert snap == want, f"at {now}: {snap} != {want}"
+    assert repeats > 50  # the reuse was exercised
+
+
 def brute_loss(samples: list[tuple[int, float]], now: int, window: int) -> float:
     start = now - window
     in_effect = [p for t, p in samples if t <= start]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import pytest
 
 from apps.engine.execution.paper import PAPER_COMPILED, PaperVenue, PyPaperVenue
+from apps.engine.risk.session import SessionRisk, build_risk_engine
 from apps.engine.simulation.backtest import DRIVER_COMPILED, MARKET_TYPES, EngineLoop, PyEngineLoop
 from tests.engine.execution.test_fillmodel_equivalence import EVENTS, recording  # noqa: F401 - the fixture
 from tools.engine_fingerprint import digest, strategies, venue
@@ -68,10 +69,36 @@ def _digests(result) -> tuple:
     )
 
 
-def _lockstep(events, tick, lot, label):
+def _risk_state(loop) -> tuple:
+    """The risk rules' inputs the driver feeds per event, and what the grid made of them (exact, by repr)."""
+    r = loop.risk
+    return (
+        dict(r.feed_last_ns),
+        r.clock_skew_ns,
+        r._t,
+        repr(r.peak_equity),
+        dict(r.edges.active),
+        repr(loop.result.risk_events),
+        loop.result.risk_cleared,
+        loop.gateway.mode,
+        [(c._total, c._last_ns) for f in r.flows.values() for c in (f._sent, f._rejected, f._cancelled, f._messages)],
+    )
+
+
+def _session_risk(max_inventory: float) -> SessionRisk:
+    # the bench-anchor's rules: the session's defaults with the clock-skew bound raised for these recordings
+    return SessionRisk(*build_risk_engine({"clock_skew": {"max_abs_skew_ms": 2000.0}}, max_inventory), max_inventory)
+
+
+def _lockstep(events, tick, lot, label, *, risk: bool = False):
     cfg = venue(tick, lot).config  # the engine fingerprint's venue: 5 ms each way, risk-averse queue
-    ref = PyEngineLoop(strategies(tick, lot)[label], PyPaperVenue(cfg, seed=1), name=label)
-    com = EngineLoop(strategies(tick, lot)[label], PaperVenue(cfg, seed=1), name=label)
+    q_max = strategies(tick, lot)["glft"].params.max_inventory
+    ref = PyEngineLoop(
+        strategies(tick, lot)[label], PyPaperVenue(cfg, seed=1), name=label, risk=_session_risk(q_max) if risk else None
+    )
+    com = EngineLoop(
+        strategies(tick, lot)[label], PaperVenue(cfg, seed=1), name=label, risk=_session_risk(q_max) if risk else None
+    )
     assert type(com.venue).on_market is not PyPaperVenue.on_market and type(ref.venue) is PyPaperVenue
     n = 0
 
@@ -84,12 +111,16 @@ def _lockstep(events, tick, lot, label):
             ref.on_market(ev)
             n += 1
             assert _state(com) == _state(ref), f"{label}: after event {n} ({type(ev).__name__})"
+            if risk:
+                assert _risk_state(com) == _risk_state(ref), f"{label}: risk inputs after event {n}"
             if n % 64 == 0:
                 assert _deep(com) == _deep(ref), f"{label}: orders or samples after event {n}"
 
     got = com.run(feed())
     want = ref.finish()
     assert _state(com) == _state(ref) and _deep(com) == _deep(ref), f"{label}: after finish()"
+    if risk:
+        assert _risk_state(com) == _risk_state(ref), f"{label}: risk inputs after finish()"
     return got, want, n
 
 
@@ -101,3 +132,15 @@ def test_the_backtest_is_identical_with_the_compiled_venue_and_driver(recording,
     assert _digests(got) == _digests(want), f"{name} {label}: compiled (counts, decisions, fills, summary) differ"
     if label == "glft":
         assert len(got.fills) > 0, f"{name}: no fills: the fill path was not compared"
+
+
+def test_the_backtest_with_the_session_risk_rules_is_identical_with_the_compiled_driver(recording):  # noqa: F811
+    """The bench-anchor's loop (GLFT with the session's risk rules, which the compiled driver feeds inline): the risk
+    rules' inputs, trips and the gateway's mode after every event, and the whole backtest's digests."""
+    name, events, tick, lot = recording
+    got, want, n = _lockstep(events, tick, lot, "glft", risk=True)
+    assert n == EVENTS[name]
+    assert _digests(got) == _digests(want), (
+        f"{name}: compiled (counts, decisions, fills, summary) differ with risk rules"
+    )
+    assert len(got.fills) > 0, f"{name}: no fills with the risk rules: the fill path was not compared"
