@@ -190,7 +190,9 @@ class SessionRisk:
         for loss in self.losses.values():
             loss.update(now_ns, pnl)
         q = float(core_state.get("inventory") or 0.0)
-        skew = decision_inputs.get("skew_frac", 0.0)
+        # the model's skew (before the quoter's skew cap, when it binds): the alarm is for a mis-scaled γ, σ or T,
+        # and a deliberate cap is reported by the quoter as its own reason
+        skew = decision_inputs.get("skew_model_frac", decision_inputs.get("skew_frac", 0.0))
         state = RiskState(
             ts_ns=now_ns,
             position=q,

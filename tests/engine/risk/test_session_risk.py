@@ -67,3 +67,18 @@ def test_a_measured_clock_offset_replaces_the_per_event_difference():
     risk.on_clock(-1200 * ms)  # a measured skew over the bound trips it
     _, _, trips = risk.evaluate(t + 2 * ms, STATE, {"best_bid": 99.9, "best_ask": 100.1})
     assert [tr.values["clock_skew_ms"] for tr in trips if tr.kind == "clock_skew"] == [-1200.0]
+
+
+def test_the_skew_alarm_reads_the_models_skew_not_the_capped_one():
+    """The quoter records the skew it asked for (``skew_model_frac``) beside the one it quoted after the skew cap
+    (``skew_frac``): a deliberate cap is not a mis-scaled model, a model that asks for no skew is."""
+    book = {"best_bid": 99.9, "best_ask": 100.1}
+    long_half = {**STATE, "inventory": 0.5}  # 50 % of Q_max = 1
+    for inputs, alarm in (
+        ({"skew_frac": 0.0, "skew_model_frac": 3e-4}, False),  # capped to 0 by the quoter: no alarm
+        ({"skew_frac": 3e-4, "skew_model_frac": 0.0}, True),  # the model asks for none: the alarm
+        ({"skew_frac": 0.0}, True),  # an older decision without the model's skew: the quoted one
+    ):
+        risk = SessionRisk(*build_risk_engine({}, 1.0), max_inventory=1.0)
+        _, _, trips = risk.evaluate(10, long_half, book | inputs)
+        assert any(t.rule == "skew_alarm" for t in trips) is alarm, inputs
