@@ -683,24 +683,77 @@ cdef class SigmaEstimator:
     def _sigma_inventory_closed(self):
         return _sigma_ref()._sigma_inventory_closed(self)
 
+    # σ's reads in C: the reference's operations on the same doubles (math.sqrt/math.log are libm's sqrt/log, the
+    # int ns difference is divided as CPython does, max() keeps its first argument unless the second is greater).
+    # Where the reference would raise (a zero open mid, the log of a non-positive ratio, the root of a negative
+    # number), the reference's function runs instead and raises.
+
+    cdef object _c_open_contribution(self):
+        cdef double ratio, r, dt
+        if not isfinite(self._open_mid) or not isfinite(self._last_mid):
+            return 0.0, 0.0
+        if self._open_mid == 0.0:
+            return _sigma_ref()._open_contribution(self)
+        ratio = self._last_mid / self._open_mid
+        if not ratio > 0.0:
+            return _sigma_ref()._open_contribution(self)
+        r = log(ratio)
+        dt = _div_ns(self._last_input_ns - self._open_ns)
+        return r * r, (0.0 if 0.0 > dt else dt)
+
+    # (the reads return Python floats as the reference does: its math.nan object where it returns math.nan, a new
+    # float where it computes one, and for sigma_for_inventory the very object of sigma_total or sigma_clean; code
+    # comparing containers of them, where NaN is equal only to itself, sees the same thing)
+
+    cdef object _c_sigma_clean(self):
+        c = self._closed
+        cdef double elapsed = c.elapsed_s, bv, q
+        if elapsed > 0:
+            bv = c.bv
+            if isfinite(bv):
+                q = bv / elapsed
+                if q < 0:
+                    return _sigma_ref().sigma_clean.fget(self)
+                return sqrt(q)
+        return math.nan
+
+    cdef object _c_sigma_total(self):
+        c = self._closed
+        cdef double r2, dt, t, q
+        r2, dt = self._c_open_contribution()
+        t = <double>c.elapsed_s + dt
+        if t > 0 and c.n > 0:
+            q = (<double>c.rv + r2) / t
+            if q < 0:
+                return _sigma_ref().sigma_total.fget(self)
+            return sqrt(q)
+        return math.nan
+
     def _open_contribution(self):
-        return _sigma_ref()._open_contribution(self)
+        return self._c_open_contribution()
 
     @property
     def sigma_clean(self):
-        return _sigma_ref().sigma_clean.fget(self)
+        return self._c_sigma_clean()
 
     @property
     def sigma_total(self):
-        return _sigma_ref().sigma_total.fget(self)
+        return self._c_sigma_total()
 
     @property
     def sigma_for_spread(self):
-        return _sigma_ref().sigma_clean.fget(self)
+        return self._c_sigma_clean()
 
     @property
     def sigma_for_inventory(self):
-        return _sigma_ref().sigma_for_inventory.fget(self)
+        total = self._c_sigma_total()
+        clean = self._c_sigma_clean()
+        cdef double t = total, c = clean
+        if isnan(c):
+            return total
+        if isnan(t):
+            return clean
+        return clean if c > t else total
 
     @property
     def correction_factor(self):
@@ -1719,6 +1772,14 @@ cdef class DepthMarkoutCurve:
                 c[k] = run_s / <double>run_n if run_n else pooled
         self._curve = _depth_mod().DepthCostCurve(self._step, costs, tuple(counts), pooled)
         return self._curve
+
+    def _sum_of_squares(self):
+        """The reference's sum of every cell's sum of squares, cell 0 upwards, over the C array."""
+        cdef double s2 = 0.0
+        cdef Py_ssize_t k
+        for k in range(self._last_cell + 1):
+            s2 += self._cell_s2_c[k]
+        return s2
 
     def snapshot(self, now_ns):
         return _depth_mod().PyDepthMarkoutCurve.snapshot(self, now_ns)

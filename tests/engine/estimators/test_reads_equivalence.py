@@ -1,4 +1,5 @@
-"""κ's compiled read path against its references, bit for bit, on generated inputs.
+"""The compiled estimators' reads (κ's tick posterior and goodness of fit, σ's reads, the depth curve's snapshot)
+against their references, bit for bit, on generated inputs.
 
 - ``_estimators.tick_mode`` (the tick posterior's derivative, bracket and Brent root search in C) against
   :func:`apps.engine.estimators.kappa.tick_mode` (Python, ``scipy.optimize.brentq``) on thousands of generated
@@ -8,6 +9,11 @@
 - the compiled ``TradeKappaEstimator``'s goodness of fit (read from its ring) and snapshot against
   ``PyTradeKappaEstimator``'s on generated tapes with a small window and a small ``gof_max_trades`` (so the window
   walk and the row limit both bite), in the tick and the continuous model.
+
+- the compiled ``SigmaEstimator``'s ``sigma_clean``/``sigma_total``/``sigma_for_inventory``/``_open_contribution``
+  (in C) and snapshot against ``PySigmaEstimator``'s on a generated mid path, including an open bucket at a zero
+  mid (where the reference raises, and so must the compiled class);
+- the compiled ``DepthMarkoutCurve``'s sum of squares (a C loop) and snapshot against the reference's.
 
 On the shared recordings the whole κ snapshot (tick posterior and goodness of fit included) is compared by
 tests/engine/estimators/test_estimators_equivalence.py.
@@ -140,3 +146,87 @@ def test_the_compiled_kappa_estimator_matches_the_reference_on_generated_tapes(t
     assert n_gof > 50  # the test statistics were recomputed, on full samples, many times
     if tick:
         assert n_tick > 50  # and the tick posterior ran
+
+
+def test_the_compiled_sigma_reads_match_the_reference():
+    from apps.engine.estimators.sigma import PySigmaEstimator, SigmaParams
+
+    p = SigmaParams(min_buckets=3, window_buckets=30, target_bucket_s=0.5)
+    ref, cmp = PySigmaEstimator(p), _estimators.SigmaEstimator(p)
+    rng = np.random.default_rng(5)
+    t, mid = 1_000 * MS, 100.0
+
+    def reads(est, now):
+        snap = est.snapshot(now)
+        nan_objects = tuple(getattr(est, a) is math.nan for a in ("sigma_clean", "sigma_total", "sigma_for_inventory"))
+        return (
+            nan_objects
+            + bits(
+                (
+                    est.sigma_clean,
+                    est.sigma_total,
+                    est.sigma_for_spread,
+                    est.sigma_for_inventory,
+                    est._open_contribution(),
+                )
+            )
+            + bits((snap.value, snap.std, snap.ci_low, snap.ci_high, snap.state, snap.detail, snap.message))
+        )
+
+    for step in range(3_000):
+        t += int(rng.exponential(60 * MS))
+        mid *= 1 + rng.normal(0, 3e-4 if step % 500 < 50 else 3e-5)  # calm stretches and bursts
+        volume = float(rng.exponential(0.2)) if rng.random() < 0.3 else 0.0
+        for est in (ref, cmp):
+            est.update_trusted(t, mid, volume)
+        if step % 5 == 0:
+            now = t + int(rng.integers(0, 2_000)) * MS
+            assert reads(cmp, now) == reads(ref, now), step
+    assert ref._closed.n >= 20
+    for est in (ref, cmp):  # an open bucket at a zero mid: the reference divides by it
+        est._open_mid = 0.0
+    for name in ("sigma_total", "sigma_for_inventory", "_open_contribution"):
+        outcomes = [
+            outcome(lambda e: getattr(e, name)() if name.startswith("_") else getattr(e, name), e) for e in (cmp, ref)
+        ]
+        assert outcomes[0] == outcomes[1] == ("raised", "ZeroDivisionError"), name
+    for est in (ref, cmp):  # a negative last mid: the log of a negative ratio
+        est._open_mid, est._last_mid = 100.0, -1.0
+    assert outcome(lambda e: e.sigma_total, cmp) == outcome(lambda e: e.sigma_total, ref) == ("raised", "ValueError")
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_compiled_depth_curve_snapshot_matches_the_reference(seed):
+    from apps.engine.estimators.depth_markout import DepthMarkoutParams, PyDepthMarkoutCurve
+
+    p = DepthMarkoutParams(horizon_s=0.5, step_bps=0.5, max_depth_bps=3.0, window=60, min_events=20)
+    ref, cmp = PyDepthMarkoutCurve(p), _estimators.DepthMarkoutCurve(p)
+    rng = np.random.default_rng(seed)
+    hist_t: list[int] = []
+    hist_m: list[float] = []
+
+    def mid_before(t: int) -> float:
+        i = int(np.searchsorted(hist_t, t, side="left"))
+        return hist_m[i - 1] if i > 0 else math.nan
+
+    t, mid = 1_000 * MS, 100.0
+    for step in range(1_500):
+        t += int(rng.exponential(40 * MS))
+        mid *= 1 + rng.normal(0, 2e-5)
+        hist_t.append(t)
+        hist_m.append(mid)
+        t += 1
+        aggressor = 1 if rng.random() < 0.5 else -1
+        price = mid * (1 + aggressor * rng.normal(1e-4, 2e-4))
+        for est in (ref, cmp):
+            est.on_trade(t, price, aggressor, mid_before)
+        if step % 11 == 0:
+            now = t + int(rng.integers(0, 1_000)) * MS
+            for est in (ref, cmp):
+                est.advance(now, mid_before)
+            assert bits(cmp._sum_of_squares()) == bits(ref._sum_of_squares()), step
+            a, b = cmp.snapshot(now), ref.snapshot(now)
+            assert bits((a.value, a.std, a.ci_low, a.ci_high, a.state, a.detail, a.message, a.last_input_ns)) == bits(
+                (b.value, b.std, b.ci_low, b.ci_high, b.state, b.detail, b.message, b.last_input_ns)
+            ), step
+    assert ref.completed > 500
