@@ -27,7 +27,7 @@ double ``math.fsum`` returns over the whole window.
 cimport cython
 
 from apps.engine._pyfloat cimport pypow as _pypow
-from libc.math cimport exp, fabs, isfinite, isinf, isnan, pow, rint, sqrt
+from libc.math cimport exp, expm1, fabs, isfinite, isinf, isnan, log, pow, rint, signbit, sqrt
 from libc.stdint cimport int64_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memmove
@@ -683,24 +683,77 @@ cdef class SigmaEstimator:
     def _sigma_inventory_closed(self):
         return _sigma_ref()._sigma_inventory_closed(self)
 
+    # σ's reads in C: the reference's operations on the same doubles (math.sqrt/math.log are libm's sqrt/log, the
+    # int ns difference is divided as CPython does, max() keeps its first argument unless the second is greater).
+    # Where the reference would raise (a zero open mid, the log of a non-positive ratio, the root of a negative
+    # number), the reference's function runs instead and raises.
+
+    cdef object _c_open_contribution(self):
+        cdef double ratio, r, dt
+        if not isfinite(self._open_mid) or not isfinite(self._last_mid):
+            return 0.0, 0.0
+        if self._open_mid == 0.0:
+            return _sigma_ref()._open_contribution(self)
+        ratio = self._last_mid / self._open_mid
+        if not ratio > 0.0:
+            return _sigma_ref()._open_contribution(self)
+        r = log(ratio)
+        dt = _div_ns(self._last_input_ns - self._open_ns)
+        return r * r, (0.0 if 0.0 > dt else dt)
+
+    # (the reads return Python floats as the reference does: its math.nan object where it returns math.nan, a new
+    # float where it computes one, and for sigma_for_inventory the very object of sigma_total or sigma_clean; code
+    # comparing containers of them, where NaN is equal only to itself, sees the same thing)
+
+    cdef object _c_sigma_clean(self):
+        c = self._closed
+        cdef double elapsed = c.elapsed_s, bv, q
+        if elapsed > 0:
+            bv = c.bv
+            if isfinite(bv):
+                q = bv / elapsed
+                if q < 0:
+                    return _sigma_ref().sigma_clean.fget(self)
+                return sqrt(q)
+        return math.nan
+
+    cdef object _c_sigma_total(self):
+        c = self._closed
+        cdef double r2, dt, t, q
+        r2, dt = self._c_open_contribution()
+        t = <double>c.elapsed_s + dt
+        if t > 0 and c.n > 0:
+            q = (<double>c.rv + r2) / t
+            if q < 0:
+                return _sigma_ref().sigma_total.fget(self)
+            return sqrt(q)
+        return math.nan
+
     def _open_contribution(self):
-        return _sigma_ref()._open_contribution(self)
+        return self._c_open_contribution()
 
     @property
     def sigma_clean(self):
-        return _sigma_ref().sigma_clean.fget(self)
+        return self._c_sigma_clean()
 
     @property
     def sigma_total(self):
-        return _sigma_ref().sigma_total.fget(self)
+        return self._c_sigma_total()
 
     @property
     def sigma_for_spread(self):
-        return _sigma_ref().sigma_clean.fget(self)
+        return self._c_sigma_clean()
 
     @property
     def sigma_for_inventory(self):
-        return _sigma_ref().sigma_for_inventory.fget(self)
+        total = self._c_sigma_total()
+        clean = self._c_sigma_clean()
+        cdef double t = total, c = clean
+        if isnan(c):
+            return total
+        if isnan(t):
+            return clean
+        return clean if c > t else total
 
     @property
     def correction_factor(self):
@@ -1108,6 +1161,177 @@ cdef object _kappa_mod():
     return _REF_KAPPA
 
 
+# --- κ's tick posterior: its mode in C ---------------------------------------------------------------------------
+#
+# kappa.tick_mode's derivative of the log posterior in u = ln κ, its bracket and its root, the same operations on
+# the same doubles (exp and expm1 are the libm calls CPython's math makes). The root is found by Brent's method as
+# scipy.optimize.brentq does it (xtol 1e-12, its default rtol 4·eps and 100 iterations): keep a bracket [cur, blk]
+# with the best point cur, try the secant step (two points) or inverse quadratic interpolation (three), take it
+# only if it is short enough compared with the previous step and the half bracket, else bisect; never step less
+# than the tolerance. Wherever the reference would raise (an overflowing exp, a division by a zero expm1, a NaN
+# inside the root search, no convergence) or loop on, this returns -1 and the caller runs the reference itself.
+
+cdef struct TickLogPost:
+    double a0, b0, n, s, tau
+    bint bad  # the reference would have raised (OverflowError, ZeroDivisionError)
+
+
+cdef inline double _dlogpost(TickLogPost* p, double log_k) noexcept nogil:
+    # a0 + k·(nτ/expm1(kτ) − b0 − S), k = e^u (kappa.tick_mode's dlogpost)
+    cdef double k = exp(log_k), x, e, touch
+    if isinf(k) and isfinite(log_k):
+        p.bad = True  # math.exp: OverflowError
+    x = k * p.tau
+    if x < 700.0:
+        e = expm1(x)
+        if e == 0.0:
+            p.bad = True  # ZeroDivisionError
+            return _NAN
+        touch = p.n * p.tau / e
+    else:
+        touch = 0.0
+    return p.a0 + k * (touch - p.b0 - p.s)
+
+
+cdef double _BRENT_RTOL = 4.0 * 2.220446049250313e-16  # brentq's default rtol, 4 · machine epsilon
+cdef int _BRENT_MAXITER = 100
+
+
+cdef int _brent_root(TickLogPost* p, double a, double b, double xtol, double* root) noexcept nogil:
+    # the root of _dlogpost in [a, b] (f(a) > 0 > f(b) here), as brentq finds it; -1 where brentq would raise
+    cdef double x_prev = a, x_cur = b, x_blk = 0.0
+    cdef double f_prev = _dlogpost(p, x_prev), f_cur, f_blk = 0.0
+    cdef double s_prev = 0.0, s_cur = 0.0, s_bis, tol, s_try, d_prev, d_blk, t
+    cdef int it
+    if p.bad or isnan(f_prev):
+        return -1
+    f_cur = _dlogpost(p, x_cur)
+    if p.bad or isnan(f_cur):
+        return -1
+    if f_prev == 0.0:
+        root[0] = x_prev
+        return 0
+    if f_cur == 0.0:
+        root[0] = x_cur
+        return 0
+    if signbit(f_prev) == signbit(f_cur):
+        return -1
+    for it in range(_BRENT_MAXITER):
+        if f_prev != 0.0 and f_cur != 0.0 and signbit(f_prev) != signbit(f_cur):
+            # the root lies between prev and cur: prev becomes the bracket's far end
+            x_blk = x_prev
+            f_blk = f_prev
+            s_prev = x_cur - x_prev
+            s_cur = s_prev
+        if fabs(f_blk) < fabs(f_cur):
+            # keep the smaller |f| in cur (prev takes the old cur)
+            x_prev = x_cur
+            x_cur = x_blk
+            x_blk = x_prev
+            f_prev = f_cur
+            f_cur = f_blk
+            f_blk = f_prev
+        tol = (xtol + _BRENT_RTOL * fabs(x_cur)) / 2
+        s_bis = (x_blk - x_cur) / 2
+        if f_cur == 0.0 or fabs(s_bis) < tol:
+            root[0] = x_cur
+            return 0
+        if fabs(s_prev) > tol and fabs(f_cur) < fabs(f_prev):
+            if x_prev == x_blk:  # two distinct points: the secant
+                s_try = -f_cur * (x_cur - x_prev) / (f_cur - f_prev)
+            else:  # three: inverse quadratic interpolation
+                d_prev = (f_prev - f_cur) / (x_prev - x_cur)
+                d_blk = (f_blk - f_cur) / (x_blk - x_cur)
+                s_try = -f_cur * (f_blk * d_blk - f_prev * d_prev) / (d_blk * d_prev * (f_blk - f_prev))
+            t = 3 * fabs(s_bis) - tol
+            if fabs(s_prev) < t:
+                t = fabs(s_prev)
+            if 2 * fabs(s_try) < t:  # short enough: take it
+                s_prev = s_cur
+                s_cur = s_try
+            else:
+                s_prev = s_bis
+                s_cur = s_bis
+        else:
+            s_prev = s_bis
+            s_cur = s_bis
+        x_prev = x_cur
+        f_prev = f_cur
+        if fabs(s_cur) > tol:
+            x_cur += s_cur
+        else:
+            x_cur += tol if s_bis > 0 else -tol
+        f_cur = _dlogpost(p, x_cur)
+        if p.bad or isnan(f_cur):
+            return -1
+    return -1  # no convergence: brentq's RuntimeError
+
+
+cdef int _tick_mode(TickLogPost* p, double* u_mode, double* curv) noexcept nogil:
+    # kappa.tick_mode on finite inputs with τ ≥ 1e-300; -1 where the reference would raise or loop on
+    cdef double lo = log(1e-6 / p.tau), hi = log(1e3 / p.tau), f, h = 1e-4, fp, fm
+    cdef int guard = 0
+    while True:
+        f = _dlogpost(p, lo)
+        if p.bad or isnan(f):  # (a NaN ends the reference's loop; brentq then raises on it)
+            return -1
+        if not f <= 0:
+            break
+        lo -= 5.0
+        guard += 1
+        if guard > 10_000:
+            return -1
+    guard = 0
+    while True:
+        f = _dlogpost(p, hi)
+        if p.bad or isnan(f):
+            return -1
+        if not f >= 0:
+            break
+        hi += 5.0
+        guard += 1
+        if guard > 10_000:
+            return -1
+    if _brent_root(p, lo, hi, 1e-12, u_mode) < 0:
+        return -1
+    fp = _dlogpost(p, u_mode[0] + h)
+    fm = _dlogpost(p, u_mode[0] - h)
+    if p.bad:
+        return -1
+    curv[0] = -(fp - fm) / (2 * h)
+    return 0
+
+
+def tick_mode(double n_eff, double sum_delta_beyond, double tick_frac, double prior_shape, double prior_rate):
+    """:func:`apps.engine.estimators.kappa.tick_mode` with the derivative, its bracket and Brent's root search in C:
+    the same ``(u_mode, curv)`` bits (the reference runs instead for inputs it would reject or where it raises)."""
+    cdef TickLogPost p
+    cdef double u_mode, curv
+    p.a0 = prior_shape
+    p.b0 = prior_rate
+    p.n = n_eff
+    p.s = sum_delta_beyond
+    p.tau = tick_frac
+    p.bad = False
+    if (
+        isfinite(n_eff) and isfinite(sum_delta_beyond) and isfinite(prior_shape) and isfinite(prior_rate)
+        and isfinite(tick_frac) and tick_frac >= 1e-300
+        and _tick_mode(&p, &u_mode, &curv) == 0
+    ):
+        return u_mode, curv
+    return _kappa_mod().tick_mode(n_eff, sum_delta_beyond, tick_frac, prior_shape, prior_rate)
+
+
+def tick_posterior(n_eff, sum_delta_beyond, tick_frac, prior_shape, prior_rate, ci_level=0.95, n_grid=801):
+    """:func:`apps.engine.estimators.kappa.tick_posterior` with its mode from :func:`tick_mode` (C); the grid is the
+    reference's own function (:func:`~apps.engine.estimators.kappa.tick_posterior_at_mode`)."""
+    km = _kappa_mod()
+    u_mode, curv = tick_mode(n_eff, sum_delta_beyond, tick_frac, prior_shape, prior_rate)
+    return km.tick_posterior_at_mode(
+        n_eff, sum_delta_beyond, tick_frac, prior_shape, prior_rate, u_mode, curv, ci_level, n_grid
+    )
+
+
 cdef struct Sums:
     double volume, volume_sq, wdelta_raw, wdelta_beyond, wtick, at_touch
     int64_t count
@@ -1275,7 +1499,46 @@ cdef class TradeKappaEstimator:
         return _sums_object(&s), first
 
     def goodness_of_fit(self, now_ns):
-        return _kappa_mod().PyTradeKappaEstimator.goodness_of_fit(self, now_ns)
+        """The reference's goodness_of_fit: the same cache test, and on a recomputation the same latest
+        ``gof_max_trades`` rows of the window, read from the ring into the array the reference builds (its k or
+        d_raw column, as float64) and passed to the reference's test with the same generator."""
+        import numpy as np
+
+        km = _kappa_mod()
+        p = self.params
+        c = self._gof
+        fresh = c.n_updates == self._n_updates or (
+            c.computed_at_ns >= 0 and now_ns - c.computed_at_ns < p.gof_interval_s * _NS_OBJ
+        )
+        if fresh and c.computed_at_ns >= 0:
+            return c.result
+        cdef int64_t cutoff = <int64_t>now_ns - self._window
+        cdef Py_ssize_t first = 0, n = self._ring.n, start, m, i
+        cdef Py_ssize_t max_rows = p.gof_max_trades
+        while first < n and _at(&self._ring, first).t < cutoff:
+            first += 1
+        start = n - max_rows if n - max_rows > first else first
+        m = n - start
+        cdef double[::1] col
+        if m < p.gof_min_trades:
+            result = km.ExpGoodnessOfFit(n=m)
+        else:
+            arr = np.empty(m, dtype=np.float64)
+            col = arr
+            if p.tick_size > 0:
+                for i in range(m):
+                    col[i] = <double>_at(&self._ring, start + i).k
+                result = km.exponential_gof_ticks(arr, self._rng)
+            else:
+                for i in range(m):
+                    col[i] = _at(&self._ring, start + i).b
+                result = km.exponential_gof_continuous(arr)
+        self._gof = km._GofCache(now_ns, self._n_updates, result)
+        return result
+
+    def _tick_posterior(self, n_eff, sum_delta_beyond, tick_frac, prior_shape, prior_rate, ci_level=0.95):
+        # the reference's snapshot calls this: the tick posterior with its mode found in C
+        return tick_posterior(n_eff, sum_delta_beyond, tick_frac, prior_shape, prior_rate, ci_level)
 
     def snapshot(self, now_ns):
         return _kappa_mod().PyTradeKappaEstimator.snapshot(self, now_ns)
@@ -1509,6 +1772,14 @@ cdef class DepthMarkoutCurve:
                 c[k] = run_s / <double>run_n if run_n else pooled
         self._curve = _depth_mod().DepthCostCurve(self._step, costs, tuple(counts), pooled)
         return self._curve
+
+    def _sum_of_squares(self):
+        """The reference's sum of every cell's sum of squares, cell 0 upwards, over the C array."""
+        cdef double s2 = 0.0
+        cdef Py_ssize_t k
+        for k in range(self._last_cell + 1):
+            s2 += self._cell_s2_c[k]
+        return s2
 
     def snapshot(self, now_ns):
         return _depth_mod().PyDepthMarkoutCurve.snapshot(self, now_ns)

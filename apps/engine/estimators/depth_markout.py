@@ -54,6 +54,8 @@ __all__ = ["DepthCostCurve", "DepthMarkoutCurve", "DepthMarkoutParams", "PyDepth
 
 _NS = 1_000_000_000
 _BPS = 1e-4
+# the snapshot's detail keys and depths for the cost at 0.5, 1 and 2 bps (k · 0.1 bps, k = 5, 10, 20), built once
+_COST_POINTS = tuple((f"cost_{k * 0.1:g}bps_bps", k * 0.1 * _BPS) for k in (5, 10, 20))
 MID_HISTORY_S = 10.0  # the mids the adverse-selection estimator keeps (its _HISTORY_NS)
 
 
@@ -286,6 +288,13 @@ class PyDepthMarkoutCurve:
         self._curve = DepthCostCurve(self._step, costs, tuple(counts), pooled)
         return self._curve
 
+    def _sum_of_squares(self) -> float:
+        """Every cell's sum of squares added up, cell 0 upwards (the compiled class adds its C array the same way)."""
+        s2 = 0.0
+        for x in self._cell_s2:
+            s2 += x
+        return s2
+
     def snapshot(self, now_ns: int) -> EstimatorSnapshot:
         """The pooled cost (fraction of mid) with its standard error and state; the curve is :meth:`curve`."""
         p = self.params
@@ -302,14 +311,11 @@ class PyDepthMarkoutCurve:
                 "depth_markout", math.nan, math.nan, EstimatorState.WARMING, 0, detail=detail,
                 message="no completed trade event yet",
             )  # fmt: skip
-        s2 = 0.0
-        for x in self._cell_s2:
-            s2 += x
+        s2 = self._sum_of_squares()
         var = max(s2 / n - c.pooled * c.pooled, 0.0) * n / (n - 1) if n > 1 else math.inf
         se = math.sqrt(var / n) if n > 1 else math.inf
-        for k in (5, 10, 20):  # the cost at 0.5, 1 and 2 bps (grid permitting), for the decision record
-            depth = k * 0.1 * _BPS
-            detail[f"cost_{k * 0.1:g}bps_bps"] = c.cost_at(depth) / _BPS
+        for key, depth in _COST_POINTS:  # the cost at 0.5, 1 and 2 bps (grid permitting), for the decision record
+            detail[key] = c.cost_at(depth) / _BPS
         if n < p.min_events:
             state, msg = EstimatorState.WARMING, f"{n} events (< {p.min_events})"
         elif now_ns - self._last_done_ns > p.stale_after_s * _NS:

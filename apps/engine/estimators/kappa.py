@@ -65,6 +65,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
+from itertools import islice
 
 import numpy as np
 from scipy import optimize, special, stats
@@ -220,6 +221,21 @@ def tick_posterior(
     tick_frac : float
         τ = tick / mid, one tick as a fraction of mid.
     """
+    u_mode, curv = tick_mode(n_eff, sum_delta_beyond, tick_frac, prior_shape, prior_rate)
+    return tick_posterior_at_mode(
+        n_eff, sum_delta_beyond, tick_frac, prior_shape, prior_rate, u_mode, curv, ci_level, n_grid
+    )
+
+
+def tick_mode(
+    n_eff: float, sum_delta_beyond: float, tick_frac: float, prior_shape: float, prior_rate: float
+) -> tuple[float, float]:
+    """The mode of :func:`tick_posterior`'s log density in u = ln κ and its curvature there: ``(u_mode, curv)``.
+
+    The mode is the root of the derivative (bracketed, then ``scipy.optimize.brentq`` with ``xtol=1e-12``); the
+    curvature is minus the derivative's central difference with step 1e-4. The compiled module
+    (``_estimators.tick_mode``) does the same operations in C and is held to this function bit for bit.
+    """
     a0, b0, n, s, tau = prior_shape, prior_rate, n_eff, sum_delta_beyond, tick_frac
 
     # Work in u = ln κ, where the density is κ^{α0} e^{−β0κ} (1 − e^{−κτ})^n e^{−κS} (Jacobian κ).
@@ -239,6 +255,23 @@ def tick_posterior(
     u_mode = optimize.brentq(dlogpost, lo, hi, xtol=1e-12)
     h = 1e-4
     curv = -(dlogpost(u_mode + h) - dlogpost(u_mode - h)) / (2 * h)
+    return u_mode, curv
+
+
+def tick_posterior_at_mode(
+    n_eff: float,
+    sum_delta_beyond: float,
+    tick_frac: float,
+    prior_shape: float,
+    prior_rate: float,
+    u_mode: float,
+    curv: float,
+    ci_level: float = 0.95,
+    n_grid: int = 801,
+) -> KappaPosterior:
+    """:func:`tick_posterior` from its mode and curvature (:func:`tick_mode`): the density integrated on the grid
+    in ln κ spanning ±12 Laplace standard deviations around the mode."""
+    a0, b0, n, s, tau = prior_shape, prior_rate, n_eff, sum_delta_beyond, tick_frac
     sd_u = 1.0 / math.sqrt(max(curv, 1e-12))
     u0 = u_mode - 12 * sd_u
     step = 24 * sd_u / (n_grid - 1)
@@ -637,6 +670,9 @@ class PyTradeKappaEstimator:
 
     # -- reading ----------------------------------------------------------------------------------
 
+    # The tick posterior the snapshot uses (the compiled class finds the mode in C: _estimators.tick_posterior).
+    _tick_posterior = staticmethod(tick_posterior)
+
     def _window_sums(self, now_ns: int) -> tuple[_Sums, int]:
         """Sums over trades inside the window at ``now_ns`` without mutating; returns (sums, first index)."""
         cutoff = now_ns - self._window_ns
@@ -659,7 +695,9 @@ class PyTradeKappaEstimator:
         if fresh and c.computed_at_ns >= 0:
             return c.result
         _, first = self._window_sums(now_ns)
-        rows = list(self._trades)[first:][-p.gof_max_trades :]
+        trades = self._trades
+        # the window's latest gof_max_trades rows, in order (list(trades)[first:][-gof_max_trades:] without the copy)
+        rows = list(islice(trades, max(first, len(trades) - p.gof_max_trades), None))
         if len(rows) < p.gof_min_trades:
             result = ExpGoodnessOfFit(n=len(rows))
         elif p.tick_size > 0:
@@ -711,7 +749,9 @@ class PyTradeKappaEstimator:
                     n_thr = s.thr_volume * s.thr_volume / s.thr_volume_sq
                     tau = s.thr_wtick / s.thr_volume
                     mean_excess = s.thr_wexcess / s.thr_volume
-                    tick = tick_posterior(n_thr, n_thr * mean_excess, tau, p.prior_shape, p.prior_rate, p.ci_level)
+                    tick = self._tick_posterior(
+                        n_thr, n_thr * mean_excess, tau, p.prior_shape, p.prior_rate, p.ci_level
+                    )
                     detail.update(kappa_tick=tick.mean, kappa_tick_std=tick.std, kappa_model=1.0)
                     post = tick
                 detail["n_eff_through_touch"] = n_thr_eff

@@ -195,6 +195,17 @@ def sigma_log_interval(sigma: float, n: int, theta: float, ci_level: float) -> t
 # --------------------------------------------------------------------------------------------------
 
 
+_SCALE_KEYS: dict[tuple[type, int], tuple[str, str, str]] = {}
+
+
+def _scale_keys(k: int) -> tuple[str, str, str]:
+    """The snapshot's detail keys for aggregation scale ``k`` (formatted once per scale and kept)."""
+    keys = _SCALE_KEYS.get((type(k), k))
+    if keys is None:
+        keys = _SCALE_KEYS[(type(k), k)] = (f"sigma_total_k{k}", f"sigma_clean_k{k}", f"n_blocks_k{k}")
+    return keys
+
+
 @dataclass(frozen=True, slots=True)
 class _Closed:
     """Statistics of the closed buckets, recomputed when a bucket closes."""
@@ -414,9 +425,10 @@ class PySigmaEstimator:
             "correction_n": float(self._n_checked),
         }
         for k, (s_tot, s_cln, nb) in c.per_scale.items():
-            detail[f"sigma_total_k{k}"] = s_tot
-            detail[f"sigma_clean_k{k}"] = s_cln
-            detail[f"n_blocks_k{k}"] = float(nb)
+            key_tot, key_cln, key_nb = _scale_keys(k)
+            detail[key_tot] = s_tot
+            detail[key_cln] = s_cln
+            detail[key_nb] = float(nb)
         fine, coarse = c.per_scale.get(min(p.scales)), c.per_scale.get(max(p.scales))
         if fine and coarse and coarse[0] > 0:
             detail["noise_ratio"] = (fine[0] / coarse[0]) ** 2

@@ -1,0 +1,232 @@
+"""The compiled estimators' reads (κ's tick posterior and goodness of fit, σ's reads, the depth curve's snapshot)
+against their references, bit for bit, on generated inputs.
+
+- ``_estimators.tick_mode`` (the tick posterior's derivative, bracket and Brent root search in C) against
+  :func:`apps.engine.estimators.kappa.tick_mode` (Python, ``scipy.optimize.brentq``) on thousands of generated
+  posteriors spanning the recordings' range and far beyond it, and on inputs where the reference raises (the compiled
+  function then runs the reference, so the same exception comes out);
+- ``_estimators.tick_posterior`` against :func:`~apps.engine.estimators.kappa.tick_posterior`;
+- the compiled ``TradeKappaEstimator``'s goodness of fit (read from its ring) and snapshot against
+  ``PyTradeKappaEstimator``'s on generated tapes with a small window and a small ``gof_max_trades`` (so the window
+  walk and the row limit both bite), in the tick and the continuous model.
+
+- the compiled ``SigmaEstimator``'s ``sigma_clean``/``sigma_total``/``sigma_for_inventory``/``_open_contribution``
+  (in C) and snapshot against ``PySigmaEstimator``'s on a generated mid path, including an open bucket at a zero
+  mid (where the reference raises, and so must the compiled class);
+- the compiled ``DepthMarkoutCurve``'s sum of squares (a C loop) and snapshot against the reference's.
+
+On the shared recordings the whole κ snapshot (tick posterior and goodness of fit included) is compared by
+tests/engine/estimators/test_estimators_equivalence.py.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+
+import numpy as np
+import pytest
+
+from apps.engine.estimators import _estimators, kappa
+from apps.engine.estimators.kappa import KappaParams, PyTradeKappaEstimator
+
+MS = 1_000_000
+
+
+def bits(x):
+    """Floats as their exact bit patterns (NaN == NaN, -0.0 != 0.0), through tuples, lists, dicts, dataclasses."""
+    if isinstance(x, float):
+        return struct.pack("<d", x)
+    if isinstance(x, (tuple, list)):
+        return tuple(bits(v) for v in x)
+    if isinstance(x, dict):
+        return {k: bits(v) for k, v in x.items()}
+    if hasattr(x, "__dataclass_fields__"):
+        return (type(x).__name__, bits(tuple(getattr(x, f) for f in x.__dataclass_fields__)))
+    return x
+
+
+def generated_posteriors(seed: int, count: int):
+    """(n_eff, S, τ, α0, β0) over wide ranges: n from 0.05 to 8000 trades, τ from 2e-9 to 0.05, the mean excess
+    from 0 (every print one level through) to 50 ticks, prior κ from 20 to 60 000."""
+    rng = np.random.default_rng(seed)
+    for _ in range(count):
+        n = float(np.exp(rng.uniform(-3.0, 9.0)))
+        tau = float(np.exp(rng.uniform(-20.0, -3.0)))
+        mean_excess = tau * float(np.exp(rng.uniform(-6.0, 4.0))) if rng.random() > 0.05 else 0.0
+        a0 = float(np.exp(rng.uniform(-2.0, 3.0)))
+        b0 = a0 / float(np.exp(rng.uniform(3.0, 11.0)))
+        yield n, n * mean_excess, tau, a0, b0
+
+
+def outcome(fn, *args):
+    try:
+        return ("ok", bits(fn(*args)))
+    except (ArithmeticError, ValueError, RuntimeError) as e:  # the same exception type is part of the contract
+        return ("raised", type(e).__name__)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_compiled_tick_mode_matches_the_reference_bit_for_bit(seed):
+    n_same = 0
+    for args in generated_posteriors(seed, 2500):
+        ref = kappa.tick_mode(*args)
+        cmp = _estimators.tick_mode(*args)
+        assert bits(cmp) == bits(ref), args
+        n_same += 1
+    assert n_same == 2500
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        (10.0, 0.0, 0.0, 2.0, 0.001),  # τ = 0: the reference divides by expm1(0) = 0
+        (10.0, 0.0, math.nan, 2.0, 0.001),
+        (math.nan, 0.0, 1e-5, 2.0, 0.001),
+        (10.0, math.inf, 1e-5, 2.0, 0.001),
+        (10.0, 1e-4, 1e-5, 2.0, math.inf),
+        (10.0, 1e-4, 1e-310, 2.0, 0.001),  # a subnormal τ (below the C path's 1e-300)
+        (0.0, 0.0, 1e-5, 2.0, 0.001),  # no trades: the prior alone
+        (1e6, 1e6 * 3e-5, 1e-5, 2.0, 0.001),
+        (3.0, 3.0 * 1e-6, 1e-6, 0.01, 1e-8),
+    ],
+)
+def test_the_compiled_tick_mode_matches_the_reference_at_the_edges(args):
+    assert outcome(_estimators.tick_mode, *args) == outcome(kappa.tick_mode, *args)
+
+
+def test_the_compiled_tick_posterior_matches_the_reference():
+    for i, args in enumerate(generated_posteriors(11, 300)):
+        ci = (0.95, 0.9, 0.5)[i % 3]
+        assert bits(_estimators.tick_posterior(*args, ci)) == bits(kappa.tick_posterior(*args, ci)), args
+
+
+@pytest.mark.parametrize("tick", [0.0, 0.1])
+@pytest.mark.parametrize("seed", range(3))
+def test_the_compiled_kappa_estimator_matches_the_reference_on_generated_tapes(tick, seed):
+    """Bursts and lulls on a 5 s window with at most 40 rows in the goodness of fit (from 25), re-fitted every
+    0.2 s: the window walk, the row limit, the cache and the shared generator all bite; reads land between
+    trades, after lulls longer than the window (an emptied window) and at the trade times."""
+    p = KappaParams(
+        window_s=5.0,
+        min_volume=0.5,
+        tick_size=tick,
+        gof_min_trades=25,
+        gof_max_trades=40,
+        gof_interval_s=0.2,
+        gof_seed=seed,
+        tick_min_through=3.0,
+    )
+    ref, cmp = PyTradeKappaEstimator(p), _estimators.TradeKappaEstimator(p)
+    rng = np.random.default_rng(100 + seed)
+    t, mid = 1_000 * MS, 30_000.0
+    n_gof = n_tick = 0
+    for step in range(4_000):
+        t += int(rng.exponential(15 * MS)) + (7_000 * MS if rng.random() < 0.003 else 0)
+        mid *= 1 + rng.normal(0, 2e-5)
+        half = 0.05 * int(rng.integers(1, 4))
+        side = 1 if rng.random() < 0.5 else -1
+        depth_ticks = int(rng.geometric(0.6)) - 1 if rng.random() < 0.5 else 0
+        price = mid + side * (half + 0.1 * depth_ticks + rng.normal(0, 0.02))
+        size = float(rng.exponential(0.05))
+        if size <= 0:
+            continue
+        for est in (ref, cmp):
+            est.update_trusted(t, price, size, mid, half)
+        if step % 9 == 0:
+            now = t + int(rng.integers(0, 3_000)) * MS
+            a, b = cmp.snapshot(now), ref.snapshot(now)
+            assert bits((a.value, a.std, a.ci_low, a.ci_high, a.state, a.detail, a.message)) == bits(
+                (b.value, b.std, b.ci_low, b.ci_high, b.state, b.detail, b.message)
+            ), step
+            assert bits(cmp.goodness_of_fit(now)) == bits(ref.goodness_of_fit(now)), step
+            assert (cmp._gof.computed_at_ns, cmp._gof.n_updates) == (ref._gof.computed_at_ns, ref._gof.n_updates)
+            n_gof += ref._gof.computed_at_ns == now and ref._gof.result.n >= 25
+            n_tick += b.detail.get("kappa_model") == 1.0
+    assert n_gof > 50  # the test statistics were recomputed, on full samples, many times
+    if tick:
+        assert n_tick > 50  # and the tick posterior ran
+
+
+def test_the_compiled_sigma_reads_match_the_reference():
+    from apps.engine.estimators.sigma import PySigmaEstimator, SigmaParams
+
+    p = SigmaParams(min_buckets=3, window_buckets=30, target_bucket_s=0.5)
+    ref, cmp = PySigmaEstimator(p), _estimators.SigmaEstimator(p)
+    rng = np.random.default_rng(5)
+    t, mid = 1_000 * MS, 100.0
+
+    def reads(est, now):
+        snap = est.snapshot(now)
+        nan_objects = tuple(getattr(est, a) is math.nan for a in ("sigma_clean", "sigma_total", "sigma_for_inventory"))
+        return (
+            nan_objects
+            + bits(
+                (
+                    est.sigma_clean,
+                    est.sigma_total,
+                    est.sigma_for_spread,
+                    est.sigma_for_inventory,
+                    est._open_contribution(),
+                )
+            )
+            + bits((snap.value, snap.std, snap.ci_low, snap.ci_high, snap.state, snap.detail, snap.message))
+        )
+
+    for step in range(3_000):
+        t += int(rng.exponential(60 * MS))
+        mid *= 1 + rng.normal(0, 3e-4 if step % 500 < 50 else 3e-5)  # calm stretches and bursts
+        volume = float(rng.exponential(0.2)) if rng.random() < 0.3 else 0.0
+        for est in (ref, cmp):
+            est.update_trusted(t, mid, volume)
+        if step % 5 == 0:
+            now = t + int(rng.integers(0, 2_000)) * MS
+            assert reads(cmp, now) == reads(ref, now), step
+    assert ref._closed.n >= 20
+    for est in (ref, cmp):  # an open bucket at a zero mid: the reference divides by it
+        est._open_mid = 0.0
+    for name in ("sigma_total", "sigma_for_inventory", "_open_contribution"):
+        outcomes = [
+            outcome(lambda e: getattr(e, name)() if name.startswith("_") else getattr(e, name), e) for e in (cmp, ref)
+        ]
+        assert outcomes[0] == outcomes[1] == ("raised", "ZeroDivisionError"), name
+    for est in (ref, cmp):  # a negative last mid: the log of a negative ratio
+        est._open_mid, est._last_mid = 100.0, -1.0
+    assert outcome(lambda e: e.sigma_total, cmp) == outcome(lambda e: e.sigma_total, ref) == ("raised", "ValueError")
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_compiled_depth_curve_snapshot_matches_the_reference(seed):
+    from apps.engine.estimators.depth_markout import DepthMarkoutParams, PyDepthMarkoutCurve
+
+    p = DepthMarkoutParams(horizon_s=0.5, step_bps=0.5, max_depth_bps=3.0, window=60, min_events=20)
+    ref, cmp = PyDepthMarkoutCurve(p), _estimators.DepthMarkoutCurve(p)
+    rng = np.random.default_rng(seed)
+    hist_t: list[int] = []
+    hist_m: list[float] = []
+
+    def mid_before(t: int) -> float:
+        i = int(np.searchsorted(hist_t, t, side="left"))
+        return hist_m[i - 1] if i > 0 else math.nan
+
+    t, mid = 1_000 * MS, 100.0
+    for step in range(1_500):
+        t += int(rng.exponential(40 * MS))
+        mid *= 1 + rng.normal(0, 2e-5)
+        hist_t.append(t)
+        hist_m.append(mid)
+        t += 1
+        aggressor = 1 if rng.random() < 0.5 else -1
+        price = mid * (1 + aggressor * rng.normal(1e-4, 2e-4))
+        for est in (ref, cmp):
+            est.on_trade(t, price, aggressor, mid_before)
+        if step % 11 == 0:
+            now = t + int(rng.integers(0, 1_000)) * MS
+            for est in (ref, cmp):
+                est.advance(now, mid_before)
+            assert bits(cmp._sum_of_squares()) == bits(ref._sum_of_squares()), step
+            a, b = cmp.snapshot(now), ref.snapshot(now)
+            assert bits((a.value, a.std, a.ci_low, a.ci_high, a.state, a.detail, a.message, a.last_input_ns)) == bits(
+                (b.value, b.std, b.ci_low, b.ci_high, b.state, b.detail, b.message, b.last_input_ns)
+            ), step
+    assert ref.completed > 500
