@@ -34,7 +34,7 @@ from cpython.object cimport PyObject_GenericSetAttr
 from libc.stdint cimport int64_t
 
 from apps.engine.core import _DEPTH_MARKOUT_INPUTS, PyStrategyCore
-from apps.engine.estimators.base import EstimatorState
+from apps.engine.estimators.base import EstimatorSnapshot, EstimatorState
 from apps.engine.execution.orders import OrderStatus, TimeInForce
 from apps.engine.execution.reconcile import REQUOTE_EPS_TICKS, SideReconciliation
 from apps.engine.market.events import (
@@ -72,6 +72,8 @@ cdef tuple _DM_INPUTS = tuple(_DEPTH_MARKOUT_INPUTS)
 cdef dict _STATE_OK_KEYS = {}  # snapshot name -> f"{name}_state_ok"
 cdef dict _AGE_KEYS = {}  # cache name -> f"{name}_age_s"
 cdef double _TWO53 = 9007199254740992.0
+cdef object _SNAPSHOT = EstimatorSnapshot
+cdef object _OK = EstimatorState.OK
 
 # the dataclasses built field by field (as their generated __init__ does); checked against the classes in _bind
 cdef tuple _STATE_FIELDS = (
@@ -128,6 +130,13 @@ cdef inline object _frozen(object cls, tuple names, tuple values):
     for k in range(len(names)):
         PyObject_GenericSetAttr(obj, names[k], values[k])
     return obj
+
+
+cdef inline bint _usable(object snap) except -1:
+    """``snap.usable``: for an EstimatorSnapshot its property's own test (``state is EstimatorState.OK``), read here."""
+    if type(snap) is _SNAPSHOT:
+        return snap.state is _OK
+    return snap.usable
 
 
 cdef inline object _state_ok_key(object name):
@@ -241,7 +250,7 @@ cdef class StrategyCoreBase:
         self.decisions_computed += 1
 
         mid = bbo.mid
-        cdef bint k_ok = k.usable, s_ok = s.usable
+        cdef bint k_ok = _usable(k), s_ok = _usable(s)
         reasons = []
         if not k_ok:
             reasons.append(f"{k.name} {k.state.value}: {k.message}".rstrip(": "))
@@ -270,7 +279,8 @@ cdef class StrategyCoreBase:
                     extra[_age_key(name)] = <double>dt / _NS
                 else:
                     extra[_age_key(name)] = (now_ns - c.at_ns) / 1_000_000_000
-        cdef bint lam_ok = lam.usable, flow_ok = flow.usable, drift_ok = drift.usable, micro_ok = micro.usable
+        cdef bint lam_ok = _usable(lam), flow_ok = _usable(flow)
+        cdef bint drift_ok = _usable(drift), micro_ok = _usable(micro)
         extra[_state_ok_key(k.name)] = 1.0 if k_ok else 0.0
         extra[_state_ok_key(s.name)] = 1.0 if s_ok else 0.0
         extra[_state_ok_key(lam.name)] = 1.0 if lam_ok else 0.0
@@ -313,7 +323,7 @@ cdef class StrategyCoreBase:
 
         adv = m.adverse.snapshot(now_ns)
         adv_value = adv.value
-        cdef bint adv_ok = adv.usable
+        cdef bint adv_ok = _usable(adv)
         adv_detail = adv.detail
         extra["adverse_selection_measured_bps"] = adv_value * 1e4
         extra["adverse_selection_ci_low_bps"] = adv.ci_low * 1e4
@@ -326,7 +336,7 @@ cdef class StrategyCoreBase:
         cdef Py_ssize_t i
         if qp.fill_cost_by_depth:
             depth, curve = m.depth_cost(now_ns)
-            depth_ok = depth.usable
+            depth_ok = _usable(depth)
             curve_ok = depth_ok and curve is not None
             d = depth.detail
             extra["depth_markout_state_ok"] = 1.0 if depth_ok else 0.0

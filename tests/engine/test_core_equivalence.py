@@ -16,12 +16,17 @@ decision and fill.
 
 from __future__ import annotations
 
+import math
+import random
 import struct
 
 import pytest
 
 from apps.engine.core import CORE_COMPILED, PyStrategyCore, StrategyCore, StrategyParams
+from apps.engine.execution.orders import OrderTracker
 from apps.engine.execution.paper import PaperVenue
+from apps.engine.market.events import CancelOrder, Fill, ModifyOrder, OrderAck, PlaceOrder, Side
+from apps.engine.quoting.quoter import Level, QuoteResult
 from apps.engine.simulation.backtest import MARKET_TYPES, EngineLoop
 from tests.engine.execution.test_fillmodel_equivalence import EVENTS, recording  # noqa: F401 - the fixture
 from tools.engine_fingerprint import digest, venue
@@ -152,3 +157,72 @@ def test_the_strategy_core_is_identical_compiled_and_in_python(recording, params
         kinds = ref_rec.kinds
         assert {"PlaceOrderPOST_ONLY", "PlaceOrderIOC", "CancelOrder", "ModifyOrder"} <= kinds, kinds
         assert ref_core.inventory_guard_skips > 0
+
+
+# --- the reconciliation on generated order books ------------------------------------------------------------------
+
+
+def _tracker(rng: random.Random, position: float) -> OrderTracker:
+    """A tracker with up to six orders on random sides, prices, sizes, time-in-force and states."""
+    t = OrderTracker(initial_position=position)
+    for i in range(rng.randint(0, 6)):
+        cid = f"o{i}"
+        side = rng.choice((Side.BUY, Side.SELL))
+        price = 100.0 + rng.randint(-12, 12) * 0.1  # on the grid up to float noise
+        size = rng.choice((0.001, 0.002, 0.005, 0.01))
+        tif = rng.choice(("POST_ONLY", "POST_ONLY", "POST_ONLY", "GTC", "IOC"))
+        t.on_actions([PlaceOrder(cid, side, price, size, tif=tif)])
+        state = rng.choice(("pending_new", "open", "open", "open", "partial", "cancelling", "modifying"))
+        if state == "pending_new":
+            continue
+        t.on_event(OrderAck(1, 1, cid, "open", price, size))
+        if state == "partial":
+            t.on_event(Fill(2, 2, cid, f"f{i}", side, price, 0.001, remaining=round(size - 0.001, 12)))
+        elif state == "cancelling":
+            t.on_actions([CancelOrder(cid)])
+        elif state == "modifying":
+            t.on_actions([ModifyOrder(cid, price + 0.1, size)])
+    return t
+
+
+def _levels(rng: random.Random, side: Side) -> tuple:
+    sign = -1 if side is Side.BUY else 1
+    start = rng.randint(-3, 3)
+    return tuple(
+        Level(side, i, 100.0 + (start + sign * i * rng.randint(1, 4)) * 0.1, rng.choice((0.001, 0.005, 0.02)), 0, 0, 0)
+        for i in range(rng.randint(0, 3))
+    )
+
+
+def test_the_compiled_reconciliation_is_the_reference_on_generated_order_books():
+    """``_reconcile`` (``reconcile_side`` per side, then the taker) on 4,000 generated trackers and quotes: the
+    same actions (by ``repr``: ids, prices, sizes, order), the same guard skips and order sequence."""
+    rng = random.Random(15)
+    seen: set[str] = set()
+    for case in range(4000):
+        p = StrategyParams.from_dict(
+            {
+                "requote_ticks": rng.choice((0, 1, 2, 3, 30)),
+                "modify_orders": rng.random() < 0.4,
+                "max_inventory": rng.choice((0.004, 0.01, 0.05)),
+            }
+        )
+        position = rng.choice((0.0, 0.002, -0.002, 0.009, -0.009, 0.05))
+        state = rng.getstate()
+        cores = []
+        for cls in (PyStrategyCore, StrategyCore):
+            rng.setstate(state)
+            core = cls(p, tick_size=0.1, lot_size=0.001)
+            core.tracker = _tracker(rng, position)
+            core._seq = 7
+            bids, asks = _levels(rng, Side.BUY), _levels(rng, Side.SELL)
+            taker = rng.choice((None, None, Side.BUY, Side.SELL))
+            size = rng.choice((0.0, 0.001, 0.003)) if taker is not None else 0.0
+            result = QuoteResult(1, bids, asks, {}, (), taker, size, 100.0 if taker is not None else math.nan)
+            cores.append((core, core._reconcile(result)))
+        (ref, want), (com, got) = cores
+        assert repr(got) == repr(want), f"case {case}"
+        assert (com.inventory_guard_skips, com._seq) == (ref.inventory_guard_skips, ref._seq), f"case {case}"
+        seen.update(f"{type(a).__name__}{getattr(a, 'tif', '')}" for a in want)
+        seen.update(("guard",) if ref.inventory_guard_skips else ())
+    assert {"PlaceOrderPOST_ONLY", "PlaceOrderIOC", "CancelOrder", "ModifyOrder", "guard"} <= seen, seen
