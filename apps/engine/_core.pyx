@@ -1,10 +1,10 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""Compiled per-event path of the strategy core: the same behaviour as the reference ``PyStrategyCore`` in
-:mod:`apps.engine.core`, which stays the readable version of every step.
+"""Compiled per-event path and decision of the strategy core: the same behaviour as the reference
+``PyStrategyCore`` in :mod:`apps.engine.core`, which stays the readable version of every step.
 
 Design, as for the driver and the paper venue: ``StrategyCoreBase`` holds the state the per-event path reads in
 slots, and :mod:`apps.engine.core` builds ``class StrategyCore(StrategyCoreBase, PyStrategyCore)``. It overrides
-only ``on_event``, and in it only what most events of a real feed do:
+``on_event``, and in it only what most events of a real feed do:
 
 * a book ticker or a trade is handed to the market estimators as ``MarketEstimators.on_event`` would (its clock,
   first-event time and counter, then the compiled ``MarketStep`` call it holds in ``_on_bbo``/``_on_trade``);
@@ -12,16 +12,43 @@ only ``on_event``, and in it only what most events of a real feed do:
 * after a book ticker, the check of ``PyStrategyCore._decide`` that nothing a decision depends on changed (the
   touch, the position, the estimates' version, the halt, the decision interval) runs here without a Python call;
   the six snapshots are taken through ``MarketEstimators.snapshots`` only when one of them is due (its own fast
-  test, read here), so the estimates' version moves exactly when the reference's would. When the check fails,
-  the reference's ``_decide_now``, ``_reconcile`` and the tracker run as they do there.
+  test, read here), so the estimates' version moves exactly when the reference's would.
+
+It also overrides the decision itself: ``_decide_now``, ``_set`` and ``_reconcile`` (with ``reconcile_side``) are
+compiled here (``_c_decide_now``, ``_c_set``, ``_c_reconcile``, ``_reconcile_side``): the same steps in the same
+order, the same objects kept where the reference keeps them (an input that is an int stays an int), the same
+dict key order; ``MarketState``, ``QuoteResult``, ``QuoteDecision`` and the actions are built field by field as
+their dataclass ``__init__`` would (checked against the classes when the module is first used). The estimators'
+reads (snapshots, ``depth_cost``, ``book_signals``, ``risk_features``, the adverse snapshot, the drift's expected
+return) and the quoter are called as in the reference. The Python-visible ``_decide_now``/``_set``/``_reconcile``
+are the compiled ones, so the events that run the reference's ``on_event`` (fills, funding, timers) decide through
+them too.
 
 Every other event (our order events and fills, funding, marks, timers) runs the reference's ``on_event``.
 """
 
+import math
+import sys
+
+from cpython.object cimport PyObject_GenericSetAttr
 from libc.stdint cimport int64_t
 
-from apps.engine.core import PyStrategyCore
-from apps.engine.market.events import BestBidAsk, DepthSnapshot, DepthUpdate, Trade
+from apps.engine.core import _DEPTH_MARKOUT_INPUTS, PyStrategyCore
+from apps.engine.estimators.base import EstimatorSnapshot, EstimatorState
+from apps.engine.execution.orders import OrderStatus, TimeInForce
+from apps.engine.execution.reconcile import REQUOTE_EPS_TICKS, SideReconciliation
+from apps.engine.market.events import (
+    BestBidAsk,
+    CancelOrder,
+    DepthSnapshot,
+    DepthUpdate,
+    ModifyOrder,
+    PlaceOrder,
+    QuoteDecision,
+    Side,
+    Trade,
+)
+from apps.engine.quoting.quoter import MODEL_CODES, MarketState, QuoteResult
 
 cdef object _reference_on_event = PyStrategyCore.on_event
 cdef object _BBO = BestBidAsk
@@ -29,14 +56,125 @@ cdef object _TRADE = Trade
 cdef object _DEPTH_UPDATE = DepthUpdate
 cdef object _DEPTH_SNAPSHOT = DepthSnapshot
 cdef double _NS = 1e9
+cdef object _nan = math.nan
+cdef object _new = object.__new__
+cdef object _core_module = sys.modules[PyStrategyCore.__module__]  # its ``quote`` is read at each decision, as there
+cdef object _MODEL_CODES = MODEL_CODES
+cdef object _BUY = Side.BUY
+cdef object _SELL = Side.SELL
+cdef object _PENDING_CANCEL = OrderStatus.PENDING_CANCEL
+cdef object _PENDING_NEW = OrderStatus.PENDING_NEW
+cdef object _POST_ONLY = TimeInForce.POST_ONLY
+cdef object _IOC = TimeInForce.IOC
+cdef double _EPS_TICKS = REQUOTE_EPS_TICKS
+cdef double _ROOM_SLACK = 1e-12  # reconcile.py's _ROOM_SLACK (checked in _bind)
+cdef tuple _DM_INPUTS = tuple(_DEPTH_MARKOUT_INPUTS)
+cdef dict _STATE_OK_KEYS = {}  # snapshot name -> f"{name}_state_ok"
+cdef dict _AGE_KEYS = {}  # cache name -> f"{name}_age_s"
+cdef double _TWO53 = 9007199254740992.0
+cdef object _SNAPSHOT = EstimatorSnapshot
+cdef object _OK = EstimatorState.OK
+
+# the dataclasses built field by field (as their generated __init__ does); checked against the classes in _bind
+cdef tuple _STATE_FIELDS = (
+    "ts_ns", "best_bid", "best_ask", "kappa", "sigma_clean", "sigma_inventory", "kappa_ok", "sigma_ok", "a_per_s",
+    "mean_trade_size", "drift_mean_per_s", "drift_std_per_s", "drift_expected_return", "drift_ok", "book_imbalance",
+    "flow_imbalance", "microprice_offset", "microprice_ok", "funding_rate", "funding_interval_s", "flow_toxicity",
+    "adverse_selection", "adverse_selection_ok", "fill_cost_curve", "fill_cost_curve_ok", "bid_queue", "ask_queue",
+    "risk_features", "session_end_ns", "extra_inputs",
+)
+cdef tuple _RESULT_FIELDS = ("ts_ns", "bids", "asks", "inputs", "reasons", "taker_side", "taker_size", "taker_price")
+cdef tuple _DECISION_FIELDS = ("ts_ns", "bid_px", "ask_px", "bid_size", "ask_size", "inputs", "reasons")
+cdef tuple _PLACE_FIELDS = ("client_order_id", "side", "price", "size", "tif")
+cdef tuple _MODIFY_FIELDS = ("client_order_id", "price", "size")
+cdef tuple _CANCEL_FIELDS = ("client_order_id",)
+cdef object _RESULT_TAKER_DEFAULTS = None  # QuoteResult's defaults of taker_side, taker_size, taker_price
+cdef bint _bound = False
+
+
+cdef int _bind() except -1:
+    """Check, once, that the dataclasses built field by field here are still the ones this module was written for."""
+    global _bound, _RESULT_TAKER_DEFAULTS
+    import dataclasses
+
+    from apps.engine.execution import reconcile
+
+    for cls, names in (
+        (MarketState, _STATE_FIELDS),
+        (QuoteResult, _RESULT_FIELDS),
+        (QuoteDecision, _DECISION_FIELDS),
+        (PlaceOrder, _PLACE_FIELDS),
+        (ModifyOrder, _MODIFY_FIELDS),
+        (CancelOrder, _CANCEL_FIELDS),
+    ):
+        if (
+            tuple(cls.__dataclass_fields__) != names
+            or hasattr(cls, "__post_init__")
+            or not cls.__dataclass_params__.frozen
+        ):
+            raise RuntimeError(f"apps.engine._core: {cls.__name__}'s fields changed; update _core.pyx")
+    f = QuoteResult.__dataclass_fields__
+    _RESULT_TAKER_DEFAULTS = (f["taker_side"].default, f["taker_size"].default, f["taker_price"].default)
+    if any(d is dataclasses.MISSING for d in _RESULT_TAKER_DEFAULTS):
+        raise RuntimeError("apps.engine._core: QuoteResult's taker defaults changed; update _core.pyx")
+    if reconcile._ROOM_SLACK != _ROOM_SLACK:
+        raise RuntimeError("apps.engine._core: reconcile._ROOM_SLACK changed; update _core.pyx")
+    _bound = True
+    return 0
+
+
+cdef inline object _frozen(object cls, tuple names, tuple values):
+    """A frozen, slotted dataclass built as its generated __init__ builds it (object.__setattr__ per field)."""
+    cdef object obj = _new(cls)
+    cdef Py_ssize_t k
+    for k in range(len(names)):
+        PyObject_GenericSetAttr(obj, names[k], values[k])
+    return obj
+
+
+cdef inline bint _usable(object snap) except -1:
+    """``snap.usable``: for an EstimatorSnapshot its property's own test (``state is EstimatorState.OK``), read here."""
+    if type(snap) is _SNAPSHOT:
+        return snap.state is _OK
+    return snap.usable
+
+
+cdef inline object _state_ok_key(object name):
+    key = _STATE_OK_KEYS.get(name)
+    if key is None:
+        key = f"{name}_state_ok"
+        _STATE_OK_KEYS[name] = key
+    return key
+
+
+cdef inline object _age_key(object name):
+    key = _AGE_KEYS.get(name)
+    if key is None:
+        key = f"{name}_age_s"
+        _AGE_KEYS[name] = key
+    return key
 
 
 cdef class StrategyCoreBase:
     """The compiled half of ``core.StrategyCore``; the reference ``PyStrategyCore`` is the other (see the module)."""
 
-    # the reference's state, set by its __init__ (slots where the per-event path reads it)
+    # the reference's state, set by its __init__ (slots where the per-event path and the decision read it); the
+    # reference's apply_params writes params, quoter_params, risk_params, _decision_key and _force_changed here
     cdef public object market, tracker, params, last_quote, _decision_key, _now_ns, _decision_ns
-    cdef public bint halted, decisions_changed
+    cdef public object quoter_params, risk_params, last_decision, _peak_pnl, tick_size, lot_size, id_prefix
+    cdef public bint halted, decisions_changed, _force_changed
+    cdef public Py_ssize_t decisions_computed, _seq, inventory_guard_skips
+
+    # --- the decision, Python-visible: the reference's on_event (fills, funding, timers) and _decide call these ---
+
+    def _decide_now(self, now_ns, tuple key, tuple snaps):
+        return self._c_decide_now(now_ns, key, snaps)
+
+    def _set(self, result):
+        self._c_set(result)
+
+    def _reconcile(self, result):
+        return self._c_reconcile(result)
 
     def on_event(self, event):
         cls = type(event)
@@ -94,10 +232,314 @@ cdef class StrategyCoreBase:
             and <double>(<int64_t>now - <int64_t>self._decision_ns) < <double>self.params.decision_interval_s * _NS
         ):
             return []  # nothing the decision depends on changed
-        result = self._decide_now(now, (bid, ask, q, version, halted), snaps)
-        actions = self._reconcile(result)
+        result = self._c_decide_now(now, (bid, ask, q, version, halted), snaps)
+        actions = self._c_reconcile(result)
         self.tracker.on_actions(actions)
         return actions
+
+    cdef object _c_decide_now(self, object now_ns, tuple key, tuple snaps):
+        """PyStrategyCore._decide_now, step by step (see there)."""
+        if not _bound:
+            _bind()
+        m = self.market
+        bbo = m.bbo
+        q = key[2]
+        k, s, lam, flow, drift, micro = snaps
+        self._decision_key = key
+        self._decision_ns = now_ns
+        self.decisions_computed += 1
+
+        mid = bbo.mid
+        cdef bint k_ok = _usable(k), s_ok = _usable(s)
+        reasons = []
+        if not k_ok:
+            reasons.append(f"{k.name} {k.state.value}: {k.message}".rstrip(": "))
+        if not s_ok:
+            reasons.append(f"{s.name} {s.state.value}: {s.message}".rstrip(": "))
+        sigma = m.sigma
+        sig_clean = sigma.sigma_for_spread
+        sig_inv = sigma.sigma_for_inventory
+        cdef dict extra = {
+            "kappa_std": k.std,
+            "kappa_ci_low": k.ci_low,
+            "kappa_ci_high": k.ci_high,
+            "avg_trade_distance_bps": k.detail.get("avg_distance_bps", _nan),
+            "sigma_total": s.detail.get("sigma_total", _nan),
+            "lambda_per_s": lam.value,
+            "mean_trade_size": m.mean_trade_size,
+        }
+        # MarketEstimators.ages, in its order
+        cdef int64_t dt
+        for name, c in (<dict>m._cache).items():
+            if c.snap is None:
+                extra[_age_key(name)] = _nan
+            else:
+                dt = <int64_t>now_ns - <int64_t>c.at_ns
+                if -_TWO53 < <double>dt < _TWO53:  # int / int is the double division of the two exact doubles
+                    extra[_age_key(name)] = <double>dt / _NS
+                else:
+                    extra[_age_key(name)] = (now_ns - c.at_ns) / 1_000_000_000
+        cdef bint lam_ok = _usable(lam), flow_ok = _usable(flow)
+        cdef bint drift_ok = _usable(drift), micro_ok = _usable(micro)
+        extra[_state_ok_key(k.name)] = 1.0 if k_ok else 0.0
+        extra[_state_ok_key(s.name)] = 1.0 if s_ok else 0.0
+        extra[_state_ok_key(lam.name)] = 1.0 if lam_ok else 0.0
+        extra[_state_ok_key(flow.name)] = 1.0 if flow_ok else 0.0
+        extra[_state_ok_key(drift.name)] = 1.0 if drift_ok else 0.0
+        extra[_state_ok_key(micro.name)] = 1.0 if micro_ok else 0.0
+
+        qp = self.quoter_params
+        if reasons:
+            t_side, t_size, t_price = _RESULT_TAKER_DEFAULTS
+            result = _frozen(
+                QuoteResult,
+                _RESULT_FIELDS,
+                (
+                    now_ns,
+                    (),
+                    (),
+                    {
+                        "mid": mid,
+                        "best_bid": bbo.bid_px,
+                        "best_ask": bbo.ask_px,
+                        "q": q,
+                        "q_ratio": q / qp.max_inventory,
+                        "gamma": qp.gamma_base,
+                        "model_requested_code": _MODEL_CODES[qp.model],
+                        "horizon_s": qp.horizon_s,
+                        "kappa": k.value,
+                        "sigma_spread": sig_clean,
+                        "sigma_inventory": sig_inv,
+                        **extra,
+                    },
+                    tuple(reasons),
+                    t_side,
+                    t_size,
+                    t_price,
+                ),
+            )
+            self._c_set(result)
+            return result
+
+        adv = m.adverse.snapshot(now_ns)
+        adv_value = adv.value
+        cdef bint adv_ok = _usable(adv)
+        adv_detail = adv.detail
+        extra["adverse_selection_measured_bps"] = adv_value * 1e4
+        extra["adverse_selection_ci_low_bps"] = adv.ci_low * 1e4
+        extra["adverse_selection_ci_high_bps"] = adv.ci_high * 1e4
+        extra["adverse_selection_state_ok"] = 1.0 if adv_ok else 0.0
+        extra["adverse_selection_own_markouts"] = adv_detail["own_markouts"]
+        extra["adverse_selection_public_markouts"] = adv_detail["public_markouts"]
+        curve = None
+        curve_ok = False
+        cdef Py_ssize_t i
+        if qp.fill_cost_by_depth:
+            depth, curve = m.depth_cost(now_ns)
+            depth_ok = _usable(depth)
+            curve_ok = depth_ok and curve is not None
+            d = depth.detail
+            extra["depth_markout_state_ok"] = 1.0 if depth_ok else 0.0
+            values = (
+                d["events"],
+                depth.value * 1e4,
+                d.get("cost_0.5bps_bps", _nan),
+                d.get("cost_1bps_bps", _nan),
+                d.get("cost_2bps_bps", _nan),
+            )
+            for i in range(5):
+                extra[_DM_INPUTS[i]] = values[i]
+        else:
+            extra["depth_markout_state_ok"] = 0.0
+            for i in range(5):
+                extra[_DM_INPUTS[i]] = _nan
+        book_ = m.book
+        cdef dict book
+        if book_.n_bid_levels and book_.n_ask_levels:
+            book = m.book_signals()
+        else:
+            book = {}
+        flow_imb = flow.value if flow_ok else 0.0
+        depth_near = book.get("depth_near", _nan)
+        features = m.risk_features(now_ns, k, s, depth_near, flow_imb)
+        tracker = self.tracker
+        pnl = tracker.cash + q * mid
+        peak = self._peak_pnl
+        if peak is None or pnl > peak:  # max(peak, pnl): the first unless the second is greater
+            peak = pnl
+        self._peak_pnl = peak
+        dd = peak - pnl
+        if 0.0 > dd:  # max(dd, 0.0)
+            dd = 0.0
+        features["drawdown"] = dd / self.params.loss_budget
+        extra["pnl"] = pnl
+        extra["depth_near"] = depth_near
+        if book:
+            n = qp.levels + 5
+            bid_queue = dict(book_.bids(n))
+            ask_queue = dict(book_.asks(n))
+        else:
+            bid_queue = {bbo.bid_px: bbo.bid_size}
+            ask_queue = {bbo.ask_px: bbo.ask_size}
+        drift_horizon_s = qp.drift_horizon_s
+        state = _frozen(
+            MarketState,
+            _STATE_FIELDS,
+            (
+                now_ns,  # ts_ns
+                bbo.bid_px,  # best_bid
+                bbo.ask_px,  # best_ask
+                k.value,  # kappa
+                sig_clean,  # sigma_clean
+                sig_inv,  # sigma_inventory
+                True,  # kappa_ok
+                True,  # sigma_ok
+                lam.value if lam_ok else _nan,  # a_per_s
+                m.mean_trade_size,  # mean_trade_size
+                drift.value,  # drift_mean_per_s
+                drift.std,  # drift_std_per_s
+                m.drift.expected_return(drift_horizon_s, now_ns) if drift_ok else 0.0,  # drift_expected_return
+                drift_ok,  # drift_ok
+                book.get("book_imbalance", 0.0),  # book_imbalance
+                flow_imb,  # flow_imbalance
+                micro.value if micro_ok else 0.0,  # microprice_offset
+                micro_ok,  # microprice_ok
+                m.funding_rate,  # funding_rate
+                m.funding_interval_s,  # funding_interval_s
+                features.get("flow_toxicity", 0.0),  # flow_toxicity
+                adv_value,  # adverse_selection
+                adv_ok,  # adverse_selection_ok
+                curve,  # fill_cost_curve
+                curve_ok,  # fill_cost_curve_ok
+                bid_queue,
+                ask_queue,
+                features,  # risk_features
+                int(self.params.session_end_ns),  # session_end_ns
+                extra,  # extra_inputs
+            ),
+        )
+        result = _core_module.quote(qp, self.risk_params, state, q, tick_size=self.tick_size, lot_size=self.lot_size)
+        self._c_set(result)
+        return result
+
+    cdef int _c_set(self, object result) except -1:
+        """PyStrategyCore._set, with QuoteResult.to_decision inlined."""
+        if not _bound:
+            _bind()
+        bids = result.bids
+        asks = result.asks
+        reasons = result.reasons
+        if bids:
+            b = bids[0]
+            bid_px, bid_size = b.price, b.size
+        else:
+            bid_px, bid_size = None, 0.0
+        if asks:
+            a = asks[0]
+            ask_px, ask_size = a.price, a.size
+        else:
+            ask_px, ask_size = None, 0.0
+        decision = _frozen(
+            QuoteDecision, _DECISION_FIELDS, (result.ts_ns, bid_px, ask_px, bid_size, ask_size, result.inputs, reasons)
+        )
+        prev = self.last_decision
+        if (
+            prev is None
+            or self._force_changed
+            or not (_same(prev.bid_px, bid_px) and _same(prev.ask_px, ask_px) and _same(prev.reasons, reasons))
+        ):
+            self.decisions_changed = True
+            self._force_changed = False
+        self.last_decision = decision
+        self.last_quote = result
+        return 0
+
+    cdef list _c_reconcile(self, object result):
+        """PyStrategyCore._reconcile (reconcile_side per side, then the taker order)."""
+        if not _bound:
+            _bind()
+        cdef list actions = []
+        p = self.quoter_params
+        tracker = self.tracker
+        cdef double tick = self.tick_size
+        cdef Py_ssize_t requote_ticks = p.requote_ticks
+        cdef double max_inv = p.max_inventory
+        cdef bint modify = p.modify_orders
+        for side, levels in ((_BUY, result.bids), (_SELL, result.asks)):
+            self.inventory_guard_skips += self._reconcile_side(
+                actions, tracker, side, levels, tick, requote_ticks, max_inv, modify
+            )
+        taker_side = result.taker_side
+        if taker_side is not None and result.taker_size > 0:
+            pending_taker = False
+            for o in tracker.open_orders():
+                if o.tif.value == "IOC":
+                    pending_taker = True
+                    break
+            if not pending_taker:
+                self._seq += 1
+                actions.append(
+                    _frozen(
+                        PlaceOrder,
+                        _PLACE_FIELDS,
+                        (f"{self.id_prefix}-t{self._seq}", taker_side, result.taker_price, result.taker_size, "IOC"),
+                    )
+                )
+        return actions
+
+    cdef Py_ssize_t _reconcile_side(
+        self, list actions, object tracker, object side, object levels, double tick, Py_ssize_t requote_ticks,
+        double max_inventory, bint modify_orders
+    ) except -1:
+        """reconcile_side (apps/engine/execution/reconcile.py) for one side: appends its actions to ``actions`` and
+        returns the guard's skips. The targets are the levels' (price, size), best first."""
+        cdef list on_side = tracker.open_orders_on(side)
+        cdef list free = []
+        cdef Py_ssize_t j, n_free, skips = 0
+        cdef double threshold, px, size_d, exposure, room
+        for o in on_side:
+            tif = o.tif
+            if o.status is not _PENDING_CANCEL and (tif is _POST_ONLY or (tif is not _IOC and tif.value == "POST_ONLY")):
+                free.append(o)
+        for o in free:
+            if o.status is _PENDING_NEW:
+                return 0
+        threshold = (<double>(requote_ticks if requote_ticks > 1 else 1) - _EPS_TICKS) * tick
+        cdef list unmatched = []
+        for lv in levels:
+            price = lv.price
+            size = lv.size
+            px = price
+            n_free = len(free)
+            for j in range(n_free):
+                if not (abs(<double>free[j].price - px) >= threshold):  # not needs_requote: keep this order
+                    del free[j]
+                    break
+            else:
+                unmatched.append((price, size))
+        cdef double sign = 1.0 if side is _BUY else -1.0
+        exposure = 0.0
+        for o in on_side:
+            exposure += <double>o.remaining
+        exposure = sign * <double>tracker.position + exposure
+        room = max_inventory - exposure + _ROOM_SLACK
+        for price, size in unmatched:
+            if modify_orders and free:
+                actions.append(_frozen(ModifyOrder, _MODIFY_FIELDS, (free.pop(0).client_order_id, price, size)))
+            else:
+                size_d = size
+                if size_d > room:
+                    skips += 1
+                else:
+                    room -= size_d
+                    self._seq += 1
+                    actions.append(
+                        _frozen(PlaceOrder, _PLACE_FIELDS, (f"{self.id_prefix}-{self._seq}", side, price, size,
+                                                            "POST_ONLY"))
+                    )
+        for o in free:
+            actions.append(_frozen(CancelOrder, _CANCEL_FIELDS, (o.client_order_id,)))
+        return skips
 
 
 cdef inline bint _same(object a, object b) except -1:

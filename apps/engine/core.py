@@ -654,8 +654,9 @@ _compiled_core = compiled.load("apps.engine._core")
 if _compiled_core is not None:
 
     class StrategyCore(_compiled_core.StrategyCoreBase, PyStrategyCore):
-        """The strategy core with its per-event path compiled (``_core.StrategyCoreBase``: the market events and
-        the check that no decision is due); the decision and everything else is ``PyStrategyCore``'s."""
+        """The strategy core with its per-event path and its decision compiled (``_core.StrategyCoreBase``: the
+        market events, the check that no decision is due, ``_decide_now``, ``_set`` and ``_reconcile``); everything
+        else is ``PyStrategyCore``'s."""
 
 else:
     StrategyCore = PyStrategyCore  # type: ignore[misc]
