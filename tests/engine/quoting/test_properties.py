@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from apps.engine.quoting.pricing import avellaneda_stoikov_offsets, glft_coefficients, half_spread, inventory_skew
@@ -21,9 +21,24 @@ RISK = RiskAversionParams()
 FAST = settings(max_examples=150, deadline=None)
 
 
+TICK = 1e-6
+
+
+def _raw_spread(r) -> float:
+    return r.inputs["raw_ask"] - r.inputs["raw_bid"]
+
+
+def _no_narrower(a, b) -> None:
+    """``b``'s spread is no narrower than ``a``'s: exactly before rounding; after it, within the two ticks the outward
+    rounding of each price may add to ``a`` and not to ``b`` (a risk feature also moves the skew, so the two raw prices
+    fall differently between ticks)."""
+    assert _raw_spread(b) >= _raw_spread(a) * (1 - 1e-12)
+    assert _spread(b) >= _spread(a) - 2 * TICK - 1e-12
+
+
 def _quote(q: float, gamma: float = 1000.0, model: str = "glft", **kw):
     p = QuoterParams(gamma_base=gamma, max_inventory=10.0, order_size=1.0, adverse_selection_bps=0.0, model=model)
-    return quote(p, RISK, market_state(**kw), q, tick_size=1e-6, lot_size=1e-3)
+    return quote(p, RISK, market_state(**kw), q, tick_size=TICK, lot_size=1e-3)
 
 
 # The old test here asserted that the half-spread *falls* as γ rises ((1/γ)·ln(1+γ/κ) alone, issue 16's bug).
@@ -66,11 +81,12 @@ def test_quoted_spread_non_decreasing_in_sigma(model, s1, s2, q):
     a = _quote(q, model=model, sigma_clean=lo, sigma_inventory=lo, **SESSION_END)
     b = _quote(q, model=model, sigma_clean=hi, sigma_inventory=hi, **SESSION_END)
     assert b.inputs["half_spread_frac"] >= a.inputs["half_spread_frac"] * (1 - 1e-9)
-    assert _spread(b) >= _spread(a) - 1e-9
+    _no_narrower(a, b)
 
 
 @FAST
 @given(GLFT_MODELS, st.sampled_from(FEATURE_NAMES), st.floats(0.0, 3.0), st.floats(0.0, 3.0), st.floats(-8.0, 8.0))
+@example("glft", "volatility_regime", 0.0, 6.1e-5, 7.75)  # the rounded spread one tick narrower, the raw one wider
 def test_no_risk_feature_narrows_the_quoted_spread(model, name, x1, x2, q):
     """Raising any risk feature raises γ (β ≥ 0); γ must widen (never narrow) δ* and the quoted spread."""
     lo, hi = sorted((x1, x2))
@@ -78,7 +94,7 @@ def test_no_risk_feature_narrows_the_quoted_spread(model, name, x1, x2, q):
     b = _quote(q, model=model, risk_features={name: hi}, **SESSION_END)
     assert b.inputs["gamma"] >= a.inputs["gamma"]
     assert b.inputs["half_spread_frac"] >= a.inputs["half_spread_frac"] * (1 - 1e-9)
-    assert _spread(b) >= _spread(a) - 1e-9
+    _no_narrower(a, b)
 
 
 @FAST
