@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
 from apps.engine.core import StrategyCore, StrategyParams
 from apps.engine.market.events import BestBidAsk, Side, Trade
@@ -44,9 +45,18 @@ def rising_market(seconds: float = 600.0, rise_bps: float = 38.0, sigma: float =
     return events
 
 
-def test_short_inventory_in_a_rise_skews_the_quotes_and_the_drift_responds():
+@pytest.mark.parametrize("skew_cap", [False, True], ids=["model-skew", "skew-capped"])
+def test_short_inventory_in_a_rise_skews_the_quotes_and_the_drift_responds(skew_cap):
     # γ 3000 (was 1000 under the AS inventory term γσ²T·q): the GLFT skew σ·c2·q grows as √γ
-    params = StrategyParams.from_dict({"max_inventory": 10.0, "order_size": 0.5, "gamma": 3000.0, "horizon_s": 300.0})
+    params = StrategyParams.from_dict(
+        {
+            "max_inventory": 10.0,
+            "order_size": 0.5,
+            "gamma": 3000.0,
+            "horizon_s": 300.0,
+            "skew_cap_by_fill_cost": skew_cap,
+        }
+    )
     core = StrategyCore(params, tick_size=TICK, lot_size=LOT, initial_position=Q0)
     decisions = []
     for ev in rising_market():
@@ -60,8 +70,15 @@ def test_short_inventory_in_a_rise_skews_the_quotes_and_the_drift_responds():
         i = d.inputs
         assert i["q"] == Q0
         mid, delta = i["mid"], i["half_spread_frac"]
-        # |skew| well above 1 bp, in the direction that buys back the short (reservation above mid)
-        assert i["skew_bps"] < -5.0, i["skew_bps"]
+        # the model's |skew| well above 1 bp, in the direction that buys back the short (reservation above mid)
+        assert i["skew_model_frac"] * 1e4 < -5.0, i["skew_model_frac"]
+        if skew_cap:
+            # quoted: bounded by the skew cap (the bid no nearer the mid than the shallowest depth where a fill
+            # earns its measured cost), still above the flag's 1 bp here and in the same direction
+            assert i["skew_frac"] == -i["skew_cap_frac"] and i["skew_bps"] < -1.0, (i["skew_bps"], i["skew_cap_frac"])
+            assert "skew capped" in " ".join(d.reasons)
+        else:
+            assert i["skew_bps"] == i["skew_model_frac"] * 1e4 < -5.0, i["skew_bps"]
         assert i["inventory_term_frac"] < 0 and i["reservation_price"] > mid
         assert i["skew_too_small"] == 0.0
         # ask pulled up beyond the symmetric half-spread; bid moved toward (or onto) the market
@@ -75,7 +92,7 @@ def test_short_inventory_in_a_rise_skews_the_quotes_and_the_drift_responds():
     assert np.mean([d.inputs["drift_ok"] for d in late]) > 0.9
     assert np.mean([d.inputs["drift_term_frac"] for d in late]) > 0
     state = core.state()
-    assert state["skew_bps"] is not None and abs(state["skew_bps"]) > 5.0
+    assert state["skew_bps"] is not None and abs(state["skew_bps"]) > (1.0 if skew_cap else 5.0)
 
 
 def test_the_same_market_with_a_flat_book_does_not_skew():

@@ -588,7 +588,8 @@ cdef tuple _reservation_step(
     # the skew cap (quoter._reservation_step): |shift| <= δ − d_min, both quotes moved together
     cdef double model_shift = shift
     cdef double cap = NAN
-    if by_depth and p.skew_cap:
+    cdef bint cap_on = by_depth and p.skew_cap
+    if cap_on:
         cap = delta - _floor_depth(market.fill_cost_curve, fee, delta)
         if shift > cap:
             shift = cap
@@ -633,7 +634,7 @@ cdef tuple _reservation_step(
     inputs["skew_frac"] = skew
     inputs["skew_bps"] = skew * 1e4
     inputs["skew_model_frac"] = -model_shift
-    inputs["skew_cap_frac"] = cap
+    inputs["skew_cap_frac"] = cap if cap_on else _nan  # the reference's math.nan object when off (dicts compare by it)
     inputs["reservation_price"] = r
     inputs["half_spread_frac"] = delta
     inputs["half_spread_bps"] = delta * 1e4
