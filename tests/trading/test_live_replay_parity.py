@@ -16,7 +16,10 @@ from apps.trading.models import FillRecord, QuoteDecisionRecord, RiskEventRecord
 from apps.trading.runtime import load_replay as _load_replay
 from tests.conftest import shared_data
 
-STRATEGY = {"sigma_bucket_s": 0.25, "sigma_min_buckets": 8, "kappa_min_volume": 0.05}
+# The skew cap (issue 16) is off: with it GLFT fills so rarely on these 50 s that some wall-clock shifts of the
+# live run leave "halt" with no fill to compare (one clean-clone run); off, "halt" fills 9-10 times at every shift
+# measured. The cap is the quoter's and has its own tests; this test is about the one driver under two clocks.
+STRATEGY = {"sigma_bucket_s": 0.25, "sigma_min_buckets": 8, "kappa_min_volume": 0.05, "skew_cap_by_fill_cost": False}
 VENUE = {"entry_latency_ns": 2_000_000, "response_latency_ns": 3_000_000}
 # Every rule of the session is active. One bound is set from the data: the recorder's clock was 1.27 s behind the
 # exchange (MANIFEST), which the default 1 s skew bound answers by never quoting at all. One more bound is set low
