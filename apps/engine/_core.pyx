@@ -139,20 +139,21 @@ cdef inline bint _usable(object snap) except -1:
     return snap.usable
 
 
-cdef inline object _state_ok_key(object name):
-    key = _STATE_OK_KEYS.get(name)
+cdef inline object _suffixed(dict cache, object name, str suffix):
+    """``f"{name}{suffix}"``, built once per name and kept in ``cache`` (the decision's per-snapshot input keys)."""
+    key = cache.get(name)
     if key is None:
-        key = f"{name}_state_ok"
-        _STATE_OK_KEYS[name] = key
+        key = f"{name}{suffix}"
+        cache[name] = key
     return key
+
+
+cdef inline object _state_ok_key(object name):
+    return _suffixed(_STATE_OK_KEYS, name, "_state_ok")
 
 
 cdef inline object _age_key(object name):
-    key = _AGE_KEYS.get(name)
-    if key is None:
-        key = f"{name}_age_s"
-        _AGE_KEYS[name] = key
-    return key
+    return _suffixed(_AGE_KEYS, name, "_age_s")
 
 
 cdef class StrategyCoreBase:
