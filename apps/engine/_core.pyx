@@ -11,15 +11,15 @@ slots, and :mod:`apps.engine.core` builds ``class StrategyCore(StrategyCoreBase,
   depth events go to ``MarketEstimators.on_event`` itself;
 * after a book ticker, the check of ``PyStrategyCore._decide`` that nothing a decision depends on changed (the
   touch, the position, the estimates' version, the halt, the decision interval) runs here without a Python call;
-  the six snapshots are taken through ``MarketEstimators.snapshots`` only when one of them is due (its own fast
-  test, read here), so the estimates' version moves exactly when the reference's would.
+  the six snapshots are the estimators' cache (``MarketEstimators.cached_snapshots``), refreshed between events
+  (``refresh``, whose two comparisons also run here at the start of every event, as in the reference).
 
 It also overrides the decision itself: ``_decide_now``, ``_set`` and ``_reconcile`` (with ``reconcile_side``) are
 compiled here (``_c_decide_now``, ``_c_set``, ``_c_reconcile``, ``_reconcile_side``): the same steps in the same
 order, the same objects kept where the reference keeps them (an input that is an int stays an int), the same
 dict key order; ``MarketState``, ``QuoteResult``, ``QuoteDecision`` and the actions are built field by field as
 their dataclass ``__init__`` would (checked against the classes when the module is first used). The estimators'
-reads (snapshots, ``depth_cost``, ``book_signals``, ``risk_features``, the adverse snapshot, the drift's expected
+reads (cached snapshots, ``cached_depth_cost``, ``book_signals``, ``risk_features``, the adverse snapshot, the drift's expected
 return) and the quoter are called as in the reference. The Python-visible ``_decide_now``/``_set``/``_reconcile``
 are the compiled ones, so the events that run the reference's ``on_event`` (fills, funding, timers) decide through
 them too.
@@ -177,7 +177,20 @@ cdef class StrategyCoreBase:
     def _reconcile(self, result):
         return self._c_reconcile(result)
 
+    def refresh(self):
+        """PyStrategyCore.refresh, with MarketEstimators.refresh_due's two comparisons inline."""
+        m = self.market
+        now = self._now_ns
+        if now >= m._refresh_due_ns or (m._kappa_trades_since >= m._kappa_trades_n and now >= m._kappa_min_due_ns):
+            m.refresh(now)
+            return True
+        return False
+
     def on_event(self, event):
+        m = self.market
+        now = self._now_ns
+        if now >= m._refresh_due_ns or (m._kappa_trades_since >= m._kappa_trades_n and now >= m._kappa_min_due_ns):
+            m.refresh(now)  # left due after the last event (PyStrategyCore.refresh)
         cls = type(event)
         if cls is _BBO:
             return self._on_bbo(event)
@@ -211,11 +224,10 @@ cdef class StrategyCoreBase:
             return []
         bbo = m.bbo  # the event itself (_on_bbo sets it): never None here
         now = self._now_ns
-        # PyStrategyCore._decide: MarketEstimators.snapshots, called only when its own fast test fails
-        if now < m._all_fresh_until_ns and m._kappa_trades_since < m.config.kappa_refresh_trades:
-            snaps = m._all_snaps
-        else:
-            snaps = m.snapshots(now)
+        # PyStrategyCore._decide: MarketEstimators.cached_snapshots (computed there only at the first read)
+        snaps = m._all_snaps
+        if not snaps:
+            snaps = m.cached_snapshots(now)
         bid = bbo.bid_px
         ask = bbo.ask_px
         q = self.tracker.position
@@ -336,7 +348,7 @@ cdef class StrategyCoreBase:
         curve_ok = False
         cdef Py_ssize_t i
         if qp.fill_cost_by_depth:
-            depth, curve = m.depth_cost(now_ns)
+            depth, curve = m.cached_depth_cost(now_ns)
             depth_ok = _usable(depth)
             curve_ok = depth_ok and curve is not None
             d = depth.detail

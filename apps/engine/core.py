@@ -367,7 +367,21 @@ class PyStrategyCore:
 
     # --- events -------------------------------------------------------------------------------
 
+    def refresh(self) -> bool:
+        """Recompute the estimates that are due, stamped at the last event's time (``MarketEstimators.refresh``):
+        the engine driver calls this after an event's actions were sent, so no decision waits for a posterior
+        grid or a fit. When a driver does not, the next :meth:`on_event` does it first, with the same stamp and
+        the same result. True when anything was due."""
+        m = self.market
+        now = self._now_ns
+        if m.refresh_due(now):
+            m.refresh(now)
+            return True
+        return False
+
     def on_event(self, event: Any) -> list[Action]:
+        if self.market.refresh_due(self._now_ns):
+            self.market.refresh(self._now_ns)  # left due after the last event (see refresh)
         ts = event.ts_local_ns
         if ts > self._now_ns:
             self._now_ns = ts
@@ -409,7 +423,7 @@ class PyStrategyCore:
         m = self.market
         bbo = m.bbo
         assert bbo is not None
-        snaps = m.snapshots(now_ns)
+        snaps = m.cached_snapshots(now_ns)  # refreshed between events (refresh)
         key = (bbo.bid_px, bbo.ask_px, self.tracker.position, m.version, self.halted)
         if (
             key == self._decision_key
@@ -486,7 +500,7 @@ class PyStrategyCore:
         curve = None
         curve_ok = False
         if self.quoter_params.fill_cost_by_depth:  # the curve is built and read only when the quoter prices with it
-            depth, curve = m.depth_cost(now_ns)
+            depth, curve = m.cached_depth_cost(now_ns)
             curve_ok = depth.usable and curve is not None
             d = depth.detail
             extra["depth_markout_state_ok"] = 1.0 if depth.usable else 0.0

@@ -562,6 +562,7 @@ cdef class SigmaEstimator:
     cdef public double _open_mid, _open_volume, _last_mid, _bucket_volume
     cdef public double _decay, _ewma_realised, _ewma_predicted
     cdef double _target_bucket_s, _volume_lookback_s, _min_volume_history_s, _max_bucket_s
+    cdef public bint defer_closed, closed_stale
 
     def __init__(self, params=None):
         from apps.engine.estimators.sigma import SigmaParams, _Closed
@@ -592,9 +593,14 @@ cdef class SigmaEstimator:
         self._volume_lookback_s = p.volume_lookback_s
         self._min_volume_history_s = p.min_volume_history_s
         self._max_bucket_s = p.max_bucket_s
+        self.defer_closed = False
+        self.closed_stale = False
 
     def __dealloc__(self):
         free(self._vhist.buf)
+
+    def settle(self):
+        _sigma_ref().settle(self)
 
     @property
     def _first_ns(self):
@@ -1845,6 +1851,8 @@ cdef class MarketStep:
         cdef double mid = 0.5 * (<double>b.bid_px + <double>b.ask_px)
         self.adverse.on_book(ts, mid)
         self.sigma.update_trusted(ts, mid, est._pending_volume)
+        if self.sigma.closed_stale:
+            est._refresh_due_ns = 0  # the refresh step settles σ's window (MarketEstimators._on_bbo)
         est._pending_volume = 0.0
         cdef double bs = b.bid_size, ask_size = b.ask_size
         cdef double tot = bs + ask_size

@@ -16,12 +16,21 @@ posterior or run a fit are *cached* and recomputed only when stale:
   or sooner once ``kappa_refresh_trades`` new trades arrived, but never twice within
   ``kappa_min_refresh_s``;
 * σ, λ, flow and drift snapshots: every ``snapshot_refresh_s``;
+* σ's window statistics (numpy over the closed buckets): once per closed bucket;
 * Kalman drift observations (momentum, flow, microprice): one of each every ``drift_obs_interval_s``;
 * κ goodness of fit (KS, power law; diagnostic only): every 10 s (``KappaParams.gof_interval_s``);
-* Hawkes maximum-likelihood re-fit on the last ``hawkes_fit_trades`` trade times: every ``hawkes_refit_s``.
-  This is the one expensive step left inline: a cold fit of 1000 trades takes ~35–130 ms (three starts), a
-  re-fit warm-started from the last fit ~10–30 ms, once per 5 minutes by default (measured on a shared 2-core
-  machine); a live loop that cannot stall that long should set ``hawkes_refit_s`` high and re-fit elsewhere.
+* Hawkes maximum-likelihood re-fit on the last ``hawkes_fit_trades`` trade times: every ``hawkes_refit_s``
+  (a cold fit of 1000 trades ~35–130 ms, a warm-started re-fit ~10–30 ms, once per 5 minutes by default).
+
+The refresh step. None of these runs inside the event that finds it due: the event only marks it, and
+:meth:`MarketEstimators.refresh` does it *after* the event, stamped with that event's time (so it sees exactly
+the data up to and including it). The engine driver calls the strategy core's ``refresh()`` once the event's
+actions were sent, so a quoting event reads caches and never waits for a posterior grid, a bucket's statistics
+or a fit; the next decision reads what the refresh computed. A caller that never runs the step gets the same
+numbers: the next ``on_event`` (of the core or of these estimators) runs it first, with the same stamp. Until it
+ran, reads see the estimates before that event (σ's statistics before the bucket that just closed).
+:meth:`MarketEstimators.cached_snapshots` / :meth:`MarketEstimators.cached_depth_cost` are the decision's reads;
+:meth:`MarketEstimators.snapshots` and the per-estimator getters still refresh what is due when called.
 
 The age of each cached estimate is reported (``*_age_s`` in :meth:`MarketEstimators.ages`), and goes into
 each decision's inputs, so "how old was the κ behind this quote" is answerable.
@@ -82,6 +91,7 @@ from apps.engine.market.events import (
 )
 
 _NS = 1_000_000_000
+_NEVER = 2**63 - 1  # a refresh time that never comes (int64 max: the compiled core compares it as a C integer)
 
 # MarketStep (apps/engine/estimators/_estimators.pyx) runs _on_bbo's and _on_trade's bodies as one compiled call each
 # when the estimators are the compiled classes; None when MM_PURE_PYTHON=1 or not built (see apps.engine.compiled).
@@ -241,12 +251,18 @@ class MarketEstimators:
         self._all_fresh_until_ns = 0  # see snapshots()
         self._all_snaps: tuple[EstimatorSnapshot, ...] = ()
         self._kappa_trades_since = 0
+        # the refresh step's schedule (refresh_due/refresh): nothing is due until a first read cached something
+        self._refresh_due_ns = _NEVER
+        self._kappa_min_due_ns = _NEVER  # κ's trade-count trigger, not before kappa_min_refresh_s
+        self._kappa_trades_n = cfg.kappa_refresh_trades
         self._next_drift_ns = 0
         self._next_hawkes_fit_ns = 0
+        self._hawkes_fit_at: int | None = None  # a re-fit due after the trade at this time (_refit_hawkes)
         self._sigma_ref = math.nan
         self._depth_ref = math.nan
         self._ref_t_ns = 0
         self.version = 0  # bumps whenever a cached estimate is refreshed
+        self.sigma.defer_closed = True  # its window statistics are recomputed in the refresh step (refresh)
         if _compiled is not None and _compiled.MarketStep.fits(self):
             # A book ticker and a trade become one compiled call each, with the same effects as _on_bbo and
             # _on_trade below, which stay the reference (and run whenever an estimator is a Python class).
@@ -262,6 +278,8 @@ class MarketEstimators:
 
     def on_event(self, ev: Any) -> None:
         """Feed one market event (Trade, BestBidAsk, DepthSnapshot, DepthUpdate, Funding; others ignored)."""
+        if self.refresh_due(self._now_ns):
+            self.refresh(self._now_ns)  # what the last event left due, if no driver ran the refresh step
         ts = ev.ts_local_ns
         if ts > self._now_ns:
             self._now_ns = ts
@@ -316,6 +334,8 @@ class MarketEstimators:
         mid = 0.5 * (b.bid_px + b.ask_px)
         self.adverse.on_book(ts, mid)
         self.sigma.update_trusted(ts, mid, self._pending_volume)
+        if self.sigma.closed_stale:
+            self._refresh_due_ns = 0  # a bucket closed: the refresh step settles σ's window statistics
         self._pending_volume = 0.0
         bs = b.bid_size
         tot = bs + b.ask_size
@@ -357,6 +377,13 @@ class MarketEstimators:
             self._refit_hawkes(ts)
 
     def _refit_hawkes(self, ts: int) -> None:
+        """The Hawkes re-fit is due after the trade at ``ts``: the refresh step runs it (:meth:`_fit_hawkes`),
+        stamped ``ts``, before anything else reaches the estimators, so it sees exactly the trades up to this one."""
+        self._hawkes_fit_at = ts
+        self._next_hawkes_fit_ns = _NEVER  # until the fit sets the next time
+        self._refresh_due_ns = 0
+
+    def _fit_hawkes(self, ts: int) -> None:
         """Maximum-likelihood re-fit of the trade Hawkes process (bounded rate: ``hawkes_refit_s``)."""
         self._next_hawkes_fit_ns = ts + int(self.config.hawkes_refit_s * _NS)
         times = np.fromiter(self._trade_times, float, len(self._trade_times))
@@ -433,6 +460,68 @@ class MarketEstimators:
         )
         self._all_snaps = snaps
         return snaps
+
+    # --- the refresh step: the quoting event reads caches, the driver refreshes them between events ---------
+
+    def cached_snapshots(self, now_ns: int) -> tuple[EstimatorSnapshot, ...]:
+        """The six cached snapshots as :meth:`snapshots` returns them, without refreshing a due one: the
+        strategy core's decision reads these, and :meth:`refresh` (run by the driver after the event's
+        actions went out) keeps them fresh. Only the very first read computes them (then the refresh
+        schedule starts)."""
+        if self._all_snaps:
+            return self._all_snaps
+        snaps = self.snapshots(now_ns)
+        self._schedule()
+        return snaps
+
+    def cached_depth_cost(self, now_ns: int) -> tuple[EstimatorSnapshot, DepthCostCurve | None]:
+        """:meth:`depth_cost` from the cache, like :meth:`cached_snapshots`: the first read builds the curve
+        and from then on :meth:`refresh` keeps it on the σ/λ schedule."""
+        c = self._c_depth
+        if c.snap is not None:
+            return c.snap, self._depth_curve
+        out = self.depth_cost(now_ns)
+        self._schedule()
+        return out
+
+    def refresh_due(self, now_ns: int) -> bool:
+        """Whether :meth:`refresh` at ``now_ns`` would recompute anything (two comparisons)."""
+        return now_ns >= self._refresh_due_ns or (
+            self._kappa_trades_since >= self._kappa_trades_n and now_ns >= self._kappa_min_due_ns
+        )
+
+    def refresh(self, now_ns: int) -> None:
+        """Recompute every cached estimate that is due at ``now_ns`` (the schedule of the module docstring),
+        stamped ``now_ns``: the κ posterior, σ, λ, flow, drift, microprice and, once the quoter has read it,
+        the depth-conditional fill cost. The engine driver calls it after an event's actions were sent, so
+        the quoting event never pays for a refresh; the next decision reads what it computed."""
+        self._settle()
+        if self._all_snaps:  # before the first read there is no schedule to keep
+            self.snapshots(now_ns)
+        if self._c_depth.snap is not None:
+            self.depth_cost(now_ns)
+        self._schedule()
+
+    def _settle(self) -> None:
+        """The work an event left for the refresh step: σ's window statistics after a bucket closed, the
+        Hawkes re-fit after the trade that found it due (each as of that event)."""
+        self.sigma.settle()
+        at = self._hawkes_fit_at
+        if at is not None:
+            self._hawkes_fit_at = None
+            self._fit_hawkes(at)
+
+    def _schedule(self) -> None:
+        if self.sigma.closed_stale or self._hawkes_fit_at is not None:
+            self._refresh_due_ns = 0  # an event's leftover work (_settle) is still to do
+            return
+        due = self._all_fresh_until_ns if self._all_snaps else _NEVER
+        c = self._c_depth
+        if c.snap is not None:
+            due = min(due, c.at_ns + self._snapshot_refresh_ns)
+        self._refresh_due_ns = due
+        k = self._c_kappa
+        self._kappa_min_due_ns = math.ceil(k.at_ns + self._kappa_min_refresh_ns) if k.snap is not None else _NEVER
 
     def peek(self, name: str, now_ns: int) -> EstimatorSnapshot:
         """The last cached snapshot, computed now only if there is none — and then NOT cached. Reading for a
@@ -559,6 +648,7 @@ class MarketEstimators:
     def report(self, now_ns: int | None = None) -> dict[str, Any]:
         """Final snapshot of every estimator as plain JSON-able values (NaN/inf become None)."""
         now = self._now_ns if now_ns is None else now_ns
+        self._settle()  # what the last event left for a refresh step
         # a report reads fresh values, whatever the cache says
         for c in self._cache.values():
             c.snap = None

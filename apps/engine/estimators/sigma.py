@@ -253,8 +253,20 @@ class PySigmaEstimator:
         self._ewma_realised = 0.0
         self._ewma_predicted = 0.0
         self._n_checked = 0
+        # defer_closed: a bucket's close only appends its return; the window's statistics (numpy over the window,
+        # the expensive step) wait for settle(). MarketEstimators sets it and settles in its refresh step, after
+        # the event, so no quoting event pays for them; until then every read sees the statistics before that
+        # bucket. Off (the default), they are recomputed at the close, as a standalone estimator expects.
+        self.defer_closed = False
+        self.closed_stale = False
 
     # -- mutation ---------------------------------------------------------------------------------
+
+    def settle(self) -> None:
+        """Recompute the closed buckets' statistics if a close deferred them (``defer_closed``)."""
+        if self.closed_stale:
+            self._closed = self._compute_closed()
+            self.closed_stale = False
 
     def update(self, ts_ns: int, mid: float, volume: float = 0.0) -> None:
         """Feed one mid observation (quote currency) at ``ts_ns`` with the base volume traded since the last."""
@@ -329,7 +341,10 @@ class PySigmaEstimator:
         self._returns.append(r)
         self._durations.append(elapsed_s)
         self._open_ns, self._open_mid, self._open_volume = ts_ns, mid, 0.0
-        self._closed = self._compute_closed()
+        if self.defer_closed:
+            self.closed_stale = True  # settle() recomputes the statistics (see __init__)
+        else:
+            self._closed = self._compute_closed()
 
     def _compute_closed(self) -> _Closed:
         r = np.fromiter(self._returns, float, len(self._returns))

@@ -39,7 +39,7 @@ cdef class EngineLoopBase:
     """The compiled half of ``backtest.EngineLoop``; the reference ``PyEngineLoop`` is the other (see the module)."""
 
     # the reference's state, set by its __init__ (typed slots where the per-event path reads it)
-    cdef public object strategy, venue, config, sink, risk, result, gateway, ledger, _book, _tick
+    cdef public object strategy, venue, config, sink, risk, result, gateway, ledger, _book, _tick, _strategy_refresh
     cdef public object _now_ns, _next_sample_ns, _interval_ns, _next_snap_ns, _next_risk_ns
     cdef public bint _venue_exchange_clock
 
@@ -104,6 +104,8 @@ cdef class EngineLoopBase:
         if out:
             self._handle(out)
         self._after(t, self.strategy.on_event(event))
+        if self._strategy_refresh is not None:
+            self._strategy_refresh()  # PyEngineLoop.on_market: the estimates due, after the actions went out
         return 0
 
     # --- the merge with the venue ---------------------------------------------------------------------------------

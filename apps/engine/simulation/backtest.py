@@ -318,6 +318,8 @@ class PyEngineLoop:
         mode: Mode = Mode.RUNNING,
     ) -> None:
         self.strategy = strategy
+        # the strategy core's refresh step (its estimates due), run after each market event's actions went out
+        self._strategy_refresh = getattr(strategy, "refresh", None)
         self.venue = venue
         self.config = (config or BacktestConfig()).validate()
         self.sink = sink
@@ -384,6 +386,8 @@ class PyEngineLoop:
             self._handle(out)
         actions = self.strategy.on_event(event)
         self._after_strategy(t, actions)
+        if self._strategy_refresh is not None:
+            self._strategy_refresh()  # off the quoting event: the next decision reads what it computes
 
     def on_account(self, event: Funding | MarkPrice) -> None:
         """Funding news from the venue's account side, not from the market feed: a :class:`MarkPrice` sets the
