@@ -619,6 +619,25 @@ class PyStrategyCore:
         """κ and σ as the last decision saw them (a read never refreshes the estimators' caches)."""
         return self.market.peek("kappa", self._now_ns), self.market.peek("sigma", self._now_ns)
 
+    def risk_state(self) -> dict[str, Any]:
+        """The part of :meth:`state` the session's risk rules read (``SessionRisk.evaluate``), with the same
+        values: the driver evaluates the rules every 100 ms of market time, and the dashboard's other fields (open
+        orders, quotes, estimates' intervals) would cost more than the rules themselves."""
+        bbo = self.market.bbo
+        mid = bbo.mid if bbo else math.nan
+        q = self.tracker.position
+        pnl = self.tracker.cash + q * mid if math.isfinite(mid) else math.nan
+        m = self.market
+        return _finite_only(
+            {
+                "mid": mid,
+                "kappa_state": m.peek("kappa", self._now_ns).state.value,
+                "sigma_state": m.peek("sigma", self._now_ns).state.value,
+                "inventory": q,
+                "pnl": pnl,
+            }
+        )
+
     def state(self) -> dict[str, Any]:
         d = self.last_decision
         bbo = self.market.bbo

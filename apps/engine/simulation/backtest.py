@@ -566,8 +566,11 @@ class PyEngineLoop:
     def _evaluate_risk(self, now_ns: int) -> None:
         risk = self.risk
         assert risk is not None
-        d = self.strategy.last_decision
-        started, cleared, trips = risk.evaluate(now_ns, self.strategy.state(), d.inputs if d else {})
+        strategy = self.strategy
+        d = strategy.last_decision
+        # what the rules read of the core's state (the strategy core's risk_state; a baseline's whole state)
+        view = strategy.risk_state() if hasattr(strategy, "risk_state") else strategy.state()
+        started, cleared, trips = risk.evaluate(now_ns, view, d.inputs if d else {})
         sink = self.sink
         latched = self._modes.get("latched", Mode.RUNNING)
         for t in started:
