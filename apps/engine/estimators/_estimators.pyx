@@ -27,6 +27,7 @@ double ``math.fsum`` returns over the whole window.
 cimport cython
 
 from apps.engine._pyfloat cimport pypow as _pypow
+from cpython.number cimport PyNumber_Power
 from libc.math cimport exp, expm1, fabs, isfinite, isinf, isnan, log, pow, rint, signbit, sqrt
 from libc.stdint cimport int64_t
 from libc.stdlib cimport free, malloc, realloc
@@ -46,6 +47,8 @@ cdef double _NAN = float("nan")
 cdef object _WARMING = EstimatorState.WARMING
 cdef object _STALE = EstimatorState.STALE
 cdef object _OK = EstimatorState.OK
+cdef object _FAILED = EstimatorState.FAILED
+cdef dict _SIGMA_SCALE_KEYS = {}  # sigma._scale_keys' cache: (type(k), k) -> the three detail keys of scale k
 
 
 # --- helpers ----------------------------------------------------------------------------------------------------
@@ -69,6 +72,55 @@ cdef inline double _exp(double x) except? -1.0:
 
 cdef inline object _opt(bint has, int64_t v):
     return v if has else None
+
+
+# --- the snapshots' helpers -------------------------------------------------------------------------------------
+#
+# The compiled snapshots do the reference's operations on the same doubles and build the same EstimatorSnapshot: the
+# same field values and detail keys in the same order, and the reference's math.nan / math.inf objects where it
+# returns those (a dict compares a NaN by identity first, so a decision record holding the reference's math.nan
+# equals one holding the compiled snapshot's). A time they read must be an int within ±2**62 (so every difference of
+# two times is exact in int64); any other runs the reference's snapshot on the object.
+
+cdef object _NAN_OBJ = math.nan
+cdef object _INF_OBJ = math.inf
+cdef int64_t _NS_LIM = 4611686018427387904  # 2**62
+cdef object _NS_LIM_OBJ = 4611686018427387904
+
+
+cdef inline bint _as_ns(object v, int64_t* out) except -1:
+    # an int time within ±2**62, as int64 (False: the caller runs the reference)
+    if type(v) is not int or not (-_NS_LIM_OBJ <= v <= _NS_LIM_OBJ):
+        return False
+    out[0] = v
+    return True
+
+
+cdef inline bint _ns_in(int64_t v) noexcept nogil:
+    return -_NS_LIM <= v <= _NS_LIM
+
+
+cdef inline object _nan_or(double x):
+    # for a value the reference holds as math.nan until it computes one (a computed one is never NaN there)
+    return _NAN_OBJ if isnan(x) else x
+
+
+cdef inline double _pymax(double a, double b) noexcept nogil:
+    # Python's max(a, b) of two floats: a unless b is greater
+    return b if b > a else a
+
+
+cdef inline double _pymin(double a, double b) noexcept nogil:
+    # Python's min(a, b) of two floats: a unless b is smaller
+    return b if b < a else a
+
+
+cdef inline double _expm1(double x) except? -1.0:
+    # math.expm1: libm's expm1, OverflowError on a finite argument that overflows
+    cdef double r = expm1(x)
+    if isinf(r) and isfinite(x):
+        raise OverflowError("math range error")
+    return r
 
 
 # --- ring buffer of records -------------------------------------------------------------------------------------
@@ -563,9 +615,13 @@ cdef class SigmaEstimator:
     cdef public double _decay, _ewma_realised, _ewma_predicted
     cdef double _target_bucket_s, _volume_lookback_s, _min_volume_history_s, _max_bucket_s
     cdef public bint defer_closed, closed_stale
+    cdef double _z, _theta_bv, _theta_rv  # the snapshot's constants (sigma_log_interval's z, sigma's θs)
+    cdef object _fine_k, _coarse_k
 
     def __init__(self, params=None):
-        from apps.engine.estimators.sigma import SigmaParams, _Closed
+        from scipy import special
+
+        from apps.engine.estimators.sigma import _THETA_BV, _THETA_RV, SigmaParams, _Closed
 
         self.params = (params or SigmaParams()).validate()
         p = self.params
@@ -595,6 +651,11 @@ cdef class SigmaEstimator:
         self._max_bucket_s = p.max_bucket_s
         self.defer_closed = False
         self.closed_stale = False
+        self._z = float(special.ndtri(0.5 + 0.5 * p.ci_level))  # sigma_log_interval's z, the same call
+        self._theta_bv = _THETA_BV
+        self._theta_rv = _THETA_RV
+        self._fine_k = min(p.scales)
+        self._coarse_k = max(p.scales)
 
     def __dealloc__(self):
         free(self._vhist.buf)
@@ -770,8 +831,106 @@ cdef class SigmaEstimator:
         return self._last_input_ns
 
     def snapshot(self, now_ns):
-        """Read σ at ``now_ns`` (the reference's snapshot on this state)."""
-        return _sigma_ref().snapshot(self, now_ns)
+        """Read σ at ``now_ns``: the reference's snapshot, in C (its operations on the same doubles)."""
+        cdef int64_t now
+        if not _as_ns(now_ns, &now) or not _ns_in(self._last_input_ns):
+            return _sigma_ref().snapshot(self, now_ns)
+        return self._c_snapshot(now)
+
+    cdef tuple _log_interval(self, double sigma, long n, double theta):
+        # sigma.sigma_log_interval(sigma, n, theta, ci_level) with its z computed once
+        cdef double rel, z = self._z
+        if not (n > 0 and isfinite(sigma) and sigma > 0):
+            return _NAN_OBJ, _NAN_OBJ, _NAN_OBJ
+        rel = sqrt(theta / <double>n)
+        return sigma * rel / 2.0, sigma * _exp(-0.5 * z * rel), sigma * _exp(0.5 * z * rel)
+
+    cdef object _c_snapshot(self, int64_t now):
+        p = self.params
+        c = self._closed
+        clean = self._c_sigma_clean()
+        total = self._c_sigma_total()
+        cdef double d_clean = clean, d_total = total, cf = 0.0, tol = p.correction_tolerance, rv, bv, elapsed
+        cdef long n = c.n
+        cdef bint cf_flag
+        std, lo, hi = self._log_interval(d_clean, n, self._theta_bv)
+        total_std = self._log_interval(d_total, n, self._theta_rv)[0]
+        if self._ewma_predicted > 0:  # correction_factor
+            cf = self._ewma_realised / self._ewma_predicted
+            cf_obj = cf
+        else:
+            cf_obj = _NAN_OBJ
+        cf_flag = isfinite(cf) and cf_obj is not _NAN_OBJ and not (1.0 / tol <= cf <= tol)
+        if isnan(d_clean):  # sigma_for_inventory: max(total, clean) unless one is NaN
+            inventory = total
+        elif isnan(d_total):
+            inventory = clean
+        else:
+            inventory = clean if d_clean > d_total else total
+        rv = c.rv
+        bv = c.bv
+        elapsed_obj = c.elapsed_s
+        elapsed = elapsed_obj
+        detail = {
+            "sigma_clean": clean,
+            "sigma_total": total,
+            "sigma_total_std": total_std,
+            "sigma_spread": clean,
+            "sigma_inventory": inventory,
+            "jump_share": 1.0 - bv / rv if rv > 0 and isfinite(bv) else _NAN_OBJ,
+            "n_buckets": <double>n,
+            "window_s": elapsed_obj,
+            "mean_bucket_s": elapsed / <double>n if n else _NAN_OBJ,
+            "volume_clock": 1.0 if self._on_volume_clock else 0.0,
+            "bucket_volume": _nan_or(self._bucket_volume),
+            "correction_factor": cf_obj,
+            "correction_flag": 1.0 if cf_flag else 0.0,
+            "correction_n": <double>self._n_checked,
+        }
+        per_scale = c.per_scale
+        for k, v in per_scale.items():
+            s_tot, s_cln, nb = v
+            keys = _SIGMA_SCALE_KEYS.get((type(k), k))
+            if keys is None:
+                keys = _SIGMA_SCALE_KEYS[(type(k), k)] = (f"sigma_total_k{k}", f"sigma_clean_k{k}", f"n_blocks_k{k}")
+            detail[keys[0]] = s_tot
+            detail[keys[1]] = s_cln
+            detail[keys[2]] = float(nb)
+        fine, coarse = per_scale.get(self._fine_k), per_scale.get(self._coarse_k)
+        if fine and coarse and coarse[0] > 0:
+            # Python's float ** int: CPython's float_pow, libm's pow(x, 2.0) (not x * x, which a C compiler would
+            # make of a constant exponent, and which differs from glibc's pow in the last bit now and then)
+            detail["noise_ratio"] = PyNumber_Power(<double>fine[0] / <double>coarse[0], 2, None)
+
+        state, message = self._c_state(now, clean, total)
+        if cf_flag:
+            flag = (
+                f"variance correction factor {cf_obj:.2f} outside [{1 / p.correction_tolerance:.2f}, "
+                f"{p.correction_tolerance:.2f}]: realised bucket variance "
+                f"{'exceeds' if cf > 1 else 'falls short of'} the one-step prediction"
+            )
+            message = f"{message}; {flag}" if message else flag
+        return EstimatorSnapshot(self.name, clean, std, state, self._last_input_ns, lo, hi, detail, message)
+
+    cdef tuple _c_state(self, int64_t now, object clean, object total):
+        # PySigmaEstimator._state
+        p = self.params
+        cdef double idle_s, s
+        if not self._has_first:
+            return _WARMING, "no input yet"
+        idle_s = _div_ns(now - self._last_input_ns)
+        if idle_s > <double>p.stale_after_s:
+            return _STALE, f"no input for {idle_s:.1f} s (stale after {p.stale_after_s:g} s)"
+        n = self._closed.n
+        if n < p.min_buckets:
+            return _WARMING, f"{n} of {p.min_buckets} buckets"
+        for label, s_obj in (("sigma_clean", clean), ("sigma_total", total)):
+            s = s_obj
+            if not (isfinite(s) and <double>p.sigma_min <= s <= <double>p.sigma_max):
+                return _FAILED, (
+                    f"{label} {s_obj:.3g} per sqrt(s) outside the plausible range [{p.sigma_min:g}, {p.sigma_max:g}]"
+                )
+        return _OK, ""
 
     def _state(self, now_ns, clean, total):
         return _sigma_ref()._state(self, now_ns, clean, total)
@@ -868,7 +1027,72 @@ cdef class MicropriceRegression:
         return _micro_ref()._coef_cov(self)
 
     def snapshot(self, now_ns):
-        return _micro_ref().snapshot(self, now_ns)
+        """The reference's snapshot, in C (its operations on the same doubles)."""
+        cdef int64_t now
+        if not _as_ns(now_ns, &now) or not _ns_in(self._last_ns):
+            return _micro_ref().snapshot(self, now_ns)
+        return self._c_snapshot(now)
+
+    cdef object _c_snapshot(self, int64_t now):
+        p = self.params
+        cdef double xb = self._xb, xf = self._xf, var_r, scale, det, r = self._ridge, m11, m22, m12
+        cdef double value = self._beta0 * xb + self._beta1 * xf
+        cdef double v11, v22, v12, var, age, std
+        cdef bint finite
+        # _coef_cov, with residual_var
+        var_r = self._sse / self._weight if self._weight > 0 else _NAN
+        if not isfinite(var_r):
+            v11 = v22 = v12 = _NAN
+        else:
+            m11, m22, m12 = self._a11 + r, self._a22 + r, self._a12
+            det = m11 * m22 - m12 * m12
+            if det == 0.0:
+                return _micro_ref().snapshot(self, now)  # (ZeroDivisionError there)
+            scale = var_r / det
+            v11, v22, v12 = scale * m22, scale * m11, -scale * m12
+        var = xb * xb * v11 + 2.0 * xb * xf * v12 + xf * xf * v22
+        std_obj = sqrt(var) if var >= 0 else _NAN_OBJ
+        std = std_obj
+        r2 = 1.0 - self._sse / self._ss0 if self._ss0 > 0 else _NAN_OBJ  # r2_oos
+        if self._n_labels < p.min_labels:
+            state, message = _WARMING, f"{self._n_labels} labels < min_labels={p.min_labels}"
+        elif _div_ns(now - self._last_ns) > <double>p.stale_after_s:
+            age = _div_ns(now - self._last_ns)
+            state, message = _STALE, f"no observation for {age:.1f} s > stale_after_s={p.stale_after_s}"
+        elif not <double>r2 > <double>p.r2_min:
+            state = _FAILED
+            message = f"out-of-sample R² {r2:.4f} <= r2_min={p.r2_min}: no better than the mid"
+        else:
+            state, message = _OK, ""
+        finite = isfinite(v11) and isfinite(v22) and isfinite(v12)
+        if self._weight > 0:
+            if var_r < 0:
+                return _micro_ref().snapshot(self, now)  # (math.sqrt's ValueError there)
+            residual_std = sqrt(var_r)
+        else:
+            residual_std = _NAN_OBJ
+        return EstimatorSnapshot(
+            self.name,
+            value,
+            std_obj,
+            state,
+            self._last_ns,
+            value - 1.96 * std if isfinite(std) else _NAN_OBJ,
+            value + 1.96 * std if isfinite(std) else _NAN_OBJ,
+            {
+                "r2_oos": r2,
+                "beta_book": self._beta0,
+                "beta_flow": self._beta1,
+                "se_beta_book": sqrt(v11) if finite and v11 >= 0 else _NAN_OBJ,
+                "se_beta_flow": sqrt(v22) if finite and v22 >= 0 else _NAN_OBJ,
+                "residual_std": residual_std,
+                "n_labels": <double>self._n_labels,
+                "effective_labels": self._weight,
+                "pending": <double>self._pend.n,
+                "last_label": _nan_or(self._last_label),
+            },
+            message,
+        )
 
     # --- write --------------------------------------------------------------------------------
 
@@ -959,11 +1183,13 @@ cdef class FlowImbalance:
     cdef bint _has_t
     cdef int64_t _t
     cdef public int64_t _last_input_ns
+    cdef double _z  # the snapshot's flow._z(ci_level)
 
     def __init__(self, params=None):
-        from apps.engine.estimators.flow import FlowParams
+        from apps.engine.estimators.flow import FlowParams, _z
 
         self.params = (params or FlowParams()).validate()
+        self._z = _z(self.params.ci_level)
         self._tau_s = self.params.half_life_s / math.log(2.0)
         self._buy = 0.0
         self._sell = 0.0
@@ -1008,7 +1234,47 @@ cdef class FlowImbalance:
             self._last_input_ns = ts_ns
 
     def snapshot(self, now_ns):
-        return _flow_ref().snapshot(self, now_ns)
+        """The reference's snapshot, in C (its operations on the same doubles)."""
+        cdef int64_t now
+        if not _as_ns(now_ns, &now) or not _ns_in(self._last_input_ns) or not _ns_in(self._t):
+            return _flow_ref().snapshot(self, now_ns)
+        return self._c_snapshot(now)
+
+    cdef object _c_snapshot(self, int64_t now):
+        p = self.params
+        cdef double buy = 0.0, sell = 0.0, w2 = 0.0, f, total, v, sd, z = self._z, m
+        cdef int64_t d
+        if self._has_t:  # _decayed
+            d = now - self._t
+            f = _exp(-_div_ns(d if d > 0 else 0) / self._tau_s)
+            buy = self._buy * f
+            sell = self._sell * f
+            w2 = self._w2 * f * f
+        total = buy + sell
+        value = std = lo = hi = _NAN_OBJ
+        if total > 0:
+            v = (buy - sell) / total
+            m = _pymax(1.0 - v * v, 0.0)
+            if m * w2 < 0:
+                return _flow_ref().snapshot(self, now)  # (math.sqrt's ValueError there)
+            sd = sqrt(m * w2) / total
+            value, std = v, sd
+            lo, hi = _pymax(v - z * sd, -1.0), _pymin(v + z * sd, 1.0)
+        detail = {
+            "buy_volume": buy,
+            "sell_volume": sell,
+            "n_eff": total * total / w2 if w2 > 0 else 0.0,
+            "half_life_s": p.half_life_s,
+        }
+        if not self._has_t:
+            state, msg = _WARMING, "no trades yet"
+        elif _div_ns(now - self._last_input_ns) > <double>p.stale_after_s:
+            state, msg = _STALE, f"no trade for more than {p.stale_after_s:g} s"
+        elif total < <double>p.min_volume or total <= 0:
+            state, msg = _WARMING, f"decayed volume {total:g} below min_volume {p.min_volume:g}"
+        else:
+            state, msg = _OK, ""
+        return EstimatorSnapshot(self.name, value, std, state, self._last_input_ns, lo, hi, detail, msg)
 
 
 @cython.final
@@ -1022,11 +1288,13 @@ cdef class TradeArrivalRate:
     cdef public int64_t _trades, _last_input_ns
     cdef bint _started
     cdef int64_t _t, _start
+    cdef double _z  # the snapshot's flow._z(ci_level)
 
     def __init__(self, params=None):
-        from apps.engine.estimators.flow import ArrivalParams
+        from apps.engine.estimators.flow import ArrivalParams, _z
 
         self.params = (params or ArrivalParams()).validate()
+        self._z = _z(self.params.ci_level)
         self._tau_s = self.params.half_life_s / math.log(2.0)
         self._count = 0.0
         self._trades = 0
@@ -1068,7 +1336,50 @@ cdef class TradeArrivalRate:
             self._last_input_ns = ts_ns
 
     def snapshot(self, now_ns):
-        return _arrival_ref().snapshot(self, now_ns)
+        """The reference's snapshot, in C (its operations on the same doubles)."""
+        cdef int64_t now_in
+        if (
+            not _as_ns(now_ns, &now_in) or not _ns_in(self._last_input_ns) or not _ns_in(self._t)
+            or not _ns_in(self._start)
+        ):
+            return _arrival_ref().snapshot(self, now_ns)
+        return self._c_snapshot(now_in)
+
+    cdef object _c_snapshot(self, int64_t now_in):
+        p = self.params
+        cdef double tau = self._tau_s, n, age_s, exposure, v, var_n, sd, z = self._z
+        cdef int64_t now
+        if not self._started:
+            return EstimatorSnapshot(self.name, _NAN_OBJ, _NAN_OBJ, _WARMING, 0, message="no input yet")
+        now = now_in if now_in >= self._t else self._t  # max(now_ns, self._t_ns)
+        n = self._count * _exp(_div_ns(-(now - self._t)) / tau)
+        age_s = _div_ns(now - self._start)
+        exposure = tau * -_expm1(-age_s / tau)
+        value = std = lo = hi = _NAN_OBJ
+        if exposure > 0:
+            v = n / exposure
+            var_n = v * 0.5 * tau * -_expm1(-2.0 * age_s / tau)
+            sd = sqrt(_pymax(var_n, 0.0)) / exposure
+            value, std = v, sd
+            lo, hi = _pymax(v - z * sd, 0.0), v + z * sd
+        detail = {
+            "decayed_count": n,
+            "trades": <double>self._trades,
+            "exposure_s": exposure,
+            "half_life_s": p.half_life_s,
+        }
+        if _div_ns(now_in - self._last_input_ns) > <double>p.stale_after_s:
+            state, msg = _STALE, f"no input for more than {p.stale_after_s:g} s"
+        elif self._trades < p.min_trades:
+            state, msg = (
+                _WARMING,
+                f"{self._trades} trades since the start, below min_trades {p.min_trades:g}",
+            )
+        elif not (isfinite(<double>value) and <double>value <= <double>p.lambda_max):
+            state, msg = _FAILED, f"rate {value:.4g}/s above lambda_max {p.lambda_max:g}/s"
+        else:
+            state, msg = _OK, ""
+        return EstimatorSnapshot(self.name, value, std, state, self._last_input_ns, lo, hi, detail, msg)
 
 
 # --- Hawkes intensity -------------------------------------------------------------------------------------------
@@ -1547,7 +1858,82 @@ cdef class TradeKappaEstimator:
         return tick_posterior(n_eff, sum_delta_beyond, tick_frac, prior_shape, prior_rate, ci_level)
 
     def snapshot(self, now_ns):
-        return _kappa_mod().PyTradeKappaEstimator.snapshot(self, now_ns)
+        """Read κ at ``now_ns``: the reference's snapshot in C (the window sums, the detail, the state) around the
+        reference's own numeric steps (``gamma_posterior``, the tick posterior's grid, the goodness of fit)."""
+        cdef int64_t now
+        if not _as_ns(now_ns, &now) or not _ns_in(self._last_input_ns):
+            return _kappa_mod().PyTradeKappaEstimator.snapshot(self, now_ns)
+        return self._c_snapshot(now_ns, now)
+
+    cdef object _c_snapshot(self, object now_ns, int64_t now):
+        km = _kappa_mod()
+        p = self.params
+        cdef Sums s = self._s
+        cdef int64_t cutoff = now - self._window
+        cdef Py_ssize_t first = 0
+        cdef Rec* r
+        cdef double n_eff, mean_raw, mean_beyond, n_thr_eff, n_thr, tau, mean_excess, idle_s, v
+        if self._last_input_ns == 0 and not self._ring.n:
+            return EstimatorSnapshot(self.name, _NAN_OBJ, _NAN_OBJ, _WARMING, 0, message="no trades yet")
+        while first < self._ring.n:  # _window_sums
+            r = _at(&self._ring, first)
+            if r.t >= cutoff:
+                break
+            _sums_add(&s, -1.0, r)
+            first += 1
+        detail = {
+            "n_trades": <double>s.count,
+            "volume": s.volume,
+            "window_s": p.window_s,
+            "min_volume": p.min_volume,
+        }
+        value = std = lo = hi = _NAN_OBJ
+        if s.count > 0 and s.volume > 0:
+            n_eff = s.volume * s.volume / s.volume_sq if s.volume_sq > 0 else 0.0
+            mean_raw = s.wdelta_raw / s.volume
+            raw = km.gamma_posterior(n_eff, n_eff * mean_raw, p.prior_shape, p.prior_rate, p.ci_level)
+            detail["n_eff"] = n_eff
+            detail["avg_distance_bps"] = mean_raw * 1e4
+            detail["kappa_raw"] = raw.mean
+            detail["kappa_raw_mle"] = 1.0 / mean_raw if mean_raw > 0 else _INF_OBJ
+            detail["kappa_raw_std"] = raw.std
+            post = raw
+            if p.tick_size > 0:
+                mean_beyond = s.wdelta_beyond / s.volume
+                detail["avg_distance_beyond_touch_bps"] = mean_beyond * 1e4
+                detail["tick_bps"] = s.wtick / s.volume * 1e4
+                detail["frac_volume_at_touch"] = s.at_touch / s.volume
+                detail["kappa_model"] = 0.0
+                n_thr_eff = s.thr_volume * s.thr_volume / s.thr_volume_sq if s.thr_volume_sq > 0 else 0.0
+                if s.thr_volume > 0 and n_thr_eff >= <double>p.tick_min_through:
+                    n_thr = s.thr_volume * s.thr_volume / s.thr_volume_sq
+                    tau = s.thr_wtick / s.thr_volume
+                    mean_excess = s.thr_wexcess / s.thr_volume
+                    tick = tick_posterior(n_thr, n_thr * mean_excess, tau, p.prior_shape, p.prior_rate, p.ci_level)
+                    detail["kappa_tick"] = tick.mean  # detail.update(kappa_tick=, kappa_tick_std=, kappa_model=)
+                    detail["kappa_tick_std"] = tick.std
+                    detail["kappa_model"] = 1.0
+                    post = tick
+                detail["n_eff_through_touch"] = n_thr_eff
+            value, std, lo, hi = post.mean, post.std, post.ci_low, post.ci_high
+            detail.update(self.goodness_of_fit(now_ns).as_detail())
+        # _state
+        idle_s = _div_ns(now - self._last_input_ns)
+        if idle_s > <double>p.stale_after_s:
+            state, message = _STALE, f"no trade for {idle_s:.1f} s (stale after {p.stale_after_s:g} s)"
+        elif s.volume < <double>p.min_volume or s.count == 0:
+            state, message = _WARMING, (
+                f"volume {s.volume:g} in the last {p.window_s:g} s is below min_volume {p.min_volume:g}"
+            )
+        else:
+            v = value
+            if not isfinite(v) or not (<double>p.kappa_min <= v <= <double>p.kappa_max):
+                state, message = _FAILED, (
+                    f"kappa {value:.6g} outside the plausible range [{p.kappa_min:g}, {p.kappa_max:g}]"
+                )
+            else:
+                state, message = _OK, ""
+        return EstimatorSnapshot(self.name, value, std, state, self._last_input_ns, lo, hi, detail, message)
 
     def _state(self, now_ns, s, value):
         return _kappa_mod().PyTradeKappaEstimator._state(self, now_ns, s, value)
@@ -1556,6 +1942,7 @@ cdef class TradeKappaEstimator:
 # --- depth-conditional markouts ---------------------------------------------------------------------------------
 
 cdef object _REF_DEPTH = None
+cdef object _DEPTH_COST_POINTS = None  # depth_markout._COST_POINTS: (detail key, depth) of the snapshot's costs
 
 
 cdef object _depth_mod():
@@ -1788,7 +2175,77 @@ cdef class DepthMarkoutCurve:
         return s2
 
     def snapshot(self, now_ns):
-        return _depth_mod().PyDepthMarkoutCurve.snapshot(self, now_ns)
+        """The pooled cost with its standard error and state: the reference's snapshot, in C (its operations on the
+        same doubles; the costs at the detail's depths read from the curve's array as ``cost_at`` reads them)."""
+        cdef int64_t now
+        if not _as_ns(now_ns, &now) or not _ns_in(self._last_done):
+            return _depth_mod().PyDepthMarkoutCurve.snapshot(self, now_ns)
+        return self._c_snapshot(now)
+
+    cdef object _c_snapshot(self, int64_t now):
+        global _DEPTH_COST_POINTS
+        p = self.params
+        c = self.curve()
+        cdef int64_t n = c.counts[0] if c is not None else 0, d
+        cdef double s2, pooled, var, se, depth, step, u, c0, c1, x
+        cdef const double[::1] costs
+        cdef Py_ssize_t k, last
+        detail = {
+            "events": <double>n,
+            "dropped": <double>self.dropped,
+            "horizon_s": p.horizon_s,
+            "reference_lag_s": p.reference_lag_s,
+        }
+        if c is None:
+            return EstimatorSnapshot(
+                "depth_markout", _NAN_OBJ, _NAN_OBJ, _WARMING, 0, detail=detail,
+                message="no completed trade event yet",
+            )  # fmt: skip
+        s2 = self._sum_of_squares()
+        pooled_obj = c.pooled
+        pooled = pooled_obj
+        if n > 1:
+            var = _pymax(s2 / <double>n - pooled * pooled, 0.0) * <double>n / <double>(n - 1)
+            se = sqrt(var / <double>n)
+            se_obj = se
+        else:
+            se = _INF
+            se_obj = _INF_OBJ
+        if _DEPTH_COST_POINTS is None:
+            _DEPTH_COST_POINTS = _depth_mod()._COST_POINTS
+        costs = c.cost_array
+        step = c.step
+        last = costs.shape[0] - 1
+        for key, depth_obj in _DEPTH_COST_POINTS:  # DepthCostCurve.cost_at(depth) / _BPS
+            depth = depth_obj
+            if not depth > 0:
+                x = costs[0]
+            else:
+                u = depth / step
+                if not u < 4e18:
+                    return _depth_mod().PyDepthMarkoutCurve.snapshot(self, now)
+                k = <Py_ssize_t>u  # int(u): u is finite and positive here
+                if k >= last:
+                    x = costs[last]
+                else:
+                    c0, c1 = costs[k], costs[k + 1]
+                    x = c0 + (c1 - c0) / step * (depth - <double>k * step)
+            detail[key] = x / 1e-4
+        if n < p.min_events:
+            state, msg = _WARMING, f"{n} events (< {p.min_events})"
+        else:
+            d = now - self._last_done
+            if (
+                <double>d > <double>p.stale_after_s * 1e9 if -_EXACT_NS <= d <= _EXACT_NS
+                else d > p.stale_after_s * _NS_OBJ
+            ):
+                state, msg = _STALE, f"no event completed for {p.stale_after_s:g} s"
+            else:
+                state, msg = _OK, ""
+        return EstimatorSnapshot(
+            "depth_markout", pooled_obj, se_obj, state, self._last_done, pooled - 1.96 * se, pooled + 1.96 * se,
+            detail, msg,
+        )  # fmt: skip
 
 
 # --- MarketEstimators' per-event bodies ---------------------------------------------------------------------------
