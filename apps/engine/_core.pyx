@@ -19,8 +19,11 @@ compiled here (``_c_decide_now``, ``_c_set``, ``_c_reconcile``, ``_reconcile_sid
 order, the same objects kept where the reference keeps them (an input that is an int stays an int), the same
 dict key order; ``MarketState``, ``QuoteResult``, ``QuoteDecision`` and the actions are built field by field as
 their dataclass ``__init__`` would (checked against the classes when the module is first used). The estimators'
-reads (cached snapshots, ``cached_depth_cost``, ``book_signals``, ``risk_features``, the adverse snapshot, the drift's expected
-return) and the quoter are called as in the reference. The Python-visible ``_decide_now``/``_set``/``_reconcile``
+reads ``book_signals``, ``risk_features`` (with its writes), ``ages`` and the drift's expected return are twinned here
+step by step (``_book_signals``, ``_risk_features``, ``_expected_return``; each falls back to the reference where a
+case is not twinned, and all of them do if a reference's code changed: ``_bind``); the cached snapshots,
+``cached_depth_cost``, the adverse snapshot and the quoter are called as in the reference. The Python-visible
+``_decide_now``/``_set``/``_reconcile``
 are the compiled ones, so the events that run the reference's ``on_event`` (fills, funding, timers) decide through
 them too.
 
@@ -93,9 +96,10 @@ cdef object _DRIFT = KalmanDrift
 cdef object _math_log = math.log
 
 # The estimators' reads a decision makes, twinned below step by step (_book_signals, _risk_features, _expected_return
-# and the ages loop of _c_decide_now): the references' code as it was when the twins were written, by _code_digest. _bind compares;
-# if a reference changed (or Python's bytecode did: 3.12 also changed how sum() adds floats), the twins stand down
-# and the decision calls the references (tests/engine/test_core_reads.py fails until the twin and digest are updated).
+# and the ages loop of _c_decide_now): the references' code as it was when the twins were written, by _code_digest.
+# _bind compares; if a reference changed (or Python's bytecode did: 3.12 also changed how sum() adds floats), the
+# twins stand down and the decision calls the references (tests/engine/test_core_reads.py fails until the twin and
+# its digest are updated).
 cdef dict _TWINNED_DIGESTS = {
     "MarketEstimators.book_signals": "8d0ed3678dbf5f39",
     "MarketEstimators.risk_features": "a5209656c8a2c1cb",
