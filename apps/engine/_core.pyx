@@ -19,22 +19,35 @@ compiled here (``_c_decide_now``, ``_c_set``, ``_c_reconcile``, ``_reconcile_sid
 order, the same objects kept where the reference keeps them (an input that is an int stays an int), the same
 dict key order; ``MarketState``, ``QuoteResult``, ``QuoteDecision`` and the actions are built field by field as
 their dataclass ``__init__`` would (checked against the classes when the module is first used). The estimators'
-reads (cached snapshots, ``cached_depth_cost``, ``book_signals``, ``risk_features``, the adverse snapshot, the drift's expected
-return) and the quoter are called as in the reference. The Python-visible ``_decide_now``/``_set``/``_reconcile``
+reads ``book_signals``, ``risk_features`` (with its writes), ``ages`` and the drift's expected return are twinned here
+step by step (``_book_signals``, ``_risk_features``, ``_expected_return``; each falls back to the reference where a
+case is not twinned, and all of them do if a reference's code changed: ``_bind``); the cached snapshots,
+``cached_depth_cost``, the adverse snapshot and the quoter are called as in the reference. The Python-visible
+``_decide_now``/``_set``/``_reconcile``
 are the compiled ones, so the events that run the reference's ``on_event`` (fills, funding, timers) decide through
 them too.
 
 Every other event (our order events and fills, funding, marks, timers) runs the reference's ``on_event``.
 """
 
+import hashlib
 import math
 import sys
+from types import CodeType
 
 from cpython.object cimport PyObject_GenericSetAttr
+from libc.math cimport exp, expm1, fabs, isfinite, log, sqrt
 from libc.stdint cimport int64_t
+
+from apps.engine._pyfloat cimport pypow
 
 from apps.engine.core import _DEPTH_MARKOUT_INPUTS, PyStrategyCore
 from apps.engine.estimators.base import EstimatorSnapshot, EstimatorState
+from apps.engine import validation
+from apps.engine.estimators import drift as drift_module
+from apps.engine.estimators.drift import KalmanDrift
+from apps.engine.estimators.hawkes import HawkesFit, HawkesIntensity, PyHawkesIntensity
+from apps.engine.estimators.market import MarketEstimators
 from apps.engine.execution.orders import OrderStatus, TimeInForce
 from apps.engine.execution.reconcile import REQUOTE_EPS_TICKS, SideReconciliation
 from apps.engine.market.events import (
@@ -75,6 +88,92 @@ cdef double _TWO53 = 9007199254740992.0
 cdef object _SNAPSHOT = EstimatorSnapshot
 cdef object _OK = EstimatorState.OK
 
+cdef object _MARKET = MarketEstimators
+cdef object _HAWKES_C = HawkesIntensity  # the compiled class when built (else the reference itself)
+cdef object _HAWKES_PY = PyHawkesIntensity
+cdef object _HAWKES_FIT = HawkesFit
+cdef object _DRIFT = KalmanDrift
+cdef object _math_log = math.log
+
+# The estimators' reads a decision makes, twinned below step by step (_book_signals, _risk_features, _expected_return
+# and the ages loop of _c_decide_now): the references' code as it was when the twins were written, by _code_digest.
+# _bind compares; if a reference changed (or Python's bytecode did: 3.12 also changed how sum() adds floats), the
+# twins stand down and the decision calls the references (tests/engine/test_core_reads.py fails until the twin and
+# its digest are updated).
+cdef dict _TWINNED_DIGESTS = {
+    "MarketEstimators.book_signals": "8d0ed3678dbf5f39",
+    "MarketEstimators.risk_features": "a5209656c8a2c1cb",
+    "MarketEstimators.ages": "011e5a16ab491c3e",
+    "PyHawkesIntensity.intensity": "8006d796d50962a6",
+    "PyHawkesIntensity.excess_intensity": "eeb9f1fb487981f2",
+    "PyHawkesIntensity.decayed_count": "6c585ae3f00e6b2a",
+    "PyHawkesIntensity._decayed": "9661b71f7e63d01a",
+    "HawkesFit.ok": "bc6da40fe72ed99f",
+    "KalmanDrift.expected_return": "a362a8258e48daac",
+    "KalmanDrift.predict": "27ebbffb4808a419",
+    "KalmanDrift._dt_s": "abc02900cf73d447",
+    "drift.ou_transition": "906687a19caf76a7",
+    "validation.positive": "5e3cd6344b6246b6",
+    "validation.finite": "95913172031a3ad9",
+    "validation.is_finite_number": "a5cc95df323bb929",
+}
+cdef bint _reads_twinned = False
+
+
+def _code_digest(func):
+    """A digest of what ``func`` does: its bytecode, names and constants (nested code objects by their own digest, so
+    line numbers do not count; nor does its docstring)."""
+
+    def parts(code, doc):
+        yield code.co_code
+        yield repr((code.co_names, code.co_varnames, code.co_freevars, code.co_cellvars)).encode()
+        for i, c in enumerate(code.co_consts):
+            if i == 0 and doc is not None and c is doc:
+                continue
+            yield parts_digest(c) if isinstance(c, CodeType) else repr(c).encode()
+
+    def parts_digest(code, doc=None):
+        h = hashlib.sha256()
+        for part in parts(code, doc):
+            h.update(len(part).to_bytes(8, "little"))
+            h.update(part)
+        return h.hexdigest().encode()
+
+    return parts_digest(func.__code__, func.__doc__).decode()[:16]
+
+
+def reference_digests():
+    """The digests of the references the decision's reads twin, as they are now (compare ``twinned_digests``)."""
+    return {
+        "MarketEstimators.book_signals": _code_digest(MarketEstimators.book_signals),
+        "MarketEstimators.risk_features": _code_digest(MarketEstimators.risk_features),
+        "MarketEstimators.ages": _code_digest(MarketEstimators.ages),
+        "PyHawkesIntensity.intensity": _code_digest(PyHawkesIntensity.intensity),
+        "PyHawkesIntensity.excess_intensity": _code_digest(PyHawkesIntensity.excess_intensity),
+        "PyHawkesIntensity.decayed_count": _code_digest(PyHawkesIntensity.decayed_count),
+        "PyHawkesIntensity._decayed": _code_digest(PyHawkesIntensity._decayed),
+        "HawkesFit.ok": _code_digest(HawkesFit.ok.fget),
+        "KalmanDrift.expected_return": _code_digest(KalmanDrift.expected_return),
+        "KalmanDrift.predict": _code_digest(KalmanDrift.predict),
+        "KalmanDrift._dt_s": _code_digest(KalmanDrift._dt_s),
+        "drift.ou_transition": _code_digest(drift_module.ou_transition),
+        "validation.positive": _code_digest(validation.positive),
+        "validation.finite": _code_digest(validation.finite),
+        "validation.is_finite_number": _code_digest(validation.is_finite_number),
+    }
+
+
+def twinned_digests():
+    """The digests the twins were written against."""
+    return dict(_TWINNED_DIGESTS)
+
+
+def reads_twinned():
+    """Whether the decision reads through the twins (True) or calls the references (their code changed)."""
+    if not _bound:
+        _bind()
+    return _reads_twinned
+
 # the dataclasses built field by field (as their generated __init__ does); checked against the classes in _bind
 cdef tuple _STATE_FIELDS = (
     "ts_ns", "best_bid", "best_ask", "kappa", "sigma_clean", "sigma_inventory", "kappa_ok", "sigma_ok", "a_per_s",
@@ -94,7 +193,7 @@ cdef bint _bound = False
 
 cdef int _bind() except -1:
     """Check, once, that the dataclasses built field by field here are still the ones this module was written for."""
-    global _bound, _RESULT_TAKER_DEFAULTS
+    global _bound, _RESULT_TAKER_DEFAULTS, _reads_twinned
     import dataclasses
 
     from apps.engine.execution import reconcile
@@ -119,6 +218,7 @@ cdef int _bind() except -1:
         raise RuntimeError("apps.engine._core: QuoteResult's taker defaults changed; update _core.pyx")
     if reconcile._ROOM_SLACK != _ROOM_SLACK:
         raise RuntimeError("apps.engine._core: reconcile._ROOM_SLACK changed; update _core.pyx")
+    _reads_twinned = reference_digests() == _TWINNED_DIGESTS
     _bound = True
     return 0
 
@@ -283,15 +383,18 @@ cdef class StrategyCoreBase:
         }
         # MarketEstimators.ages, in its order
         cdef int64_t dt
-        for name, c in (<dict>m._cache).items():
-            if c.snap is None:
-                extra[_age_key(name)] = _nan
-            else:
-                dt = <int64_t>now_ns - <int64_t>c.at_ns
-                if -_TWO53 < <double>dt < _TWO53:  # int / int is the double division of the two exact doubles
-                    extra[_age_key(name)] = <double>dt / _NS
+        if not _reads_twinned or type(m) is not _MARKET:
+            extra.update(m.ages(now_ns))
+        else:
+            for name, c in (<dict>m._cache).items():
+                if c.snap is None:
+                    extra[_age_key(name)] = _nan
                 else:
-                    extra[_age_key(name)] = (now_ns - c.at_ns) / 1_000_000_000
+                    dt = <int64_t>now_ns - <int64_t>c.at_ns
+                    if -_TWO53 < <double>dt < _TWO53:  # int / int is the double division of the two exact doubles
+                        extra[_age_key(name)] = <double>dt / _NS
+                    else:
+                        extra[_age_key(name)] = (now_ns - c.at_ns) / 1_000_000_000
         cdef bint lam_ok = _usable(lam), flow_ok = _usable(flow)
         cdef bint drift_ok = _usable(drift), micro_ok = _usable(micro)
         extra[_state_ok_key(k.name)] = 1.0 if k_ok else 0.0
@@ -366,15 +469,23 @@ cdef class StrategyCoreBase:
             extra["depth_markout_state_ok"] = 0.0
             for i in range(5):
                 extra[_DM_INPUTS[i]] = _nan
+        # m.book_signals() when the book has both sides (else {}: no imbalance, no depth near the touch)
         book_ = m.book
-        cdef dict book
-        if book_.n_bid_levels and book_.n_ask_levels:
-            book = m.book_signals()
-        else:
-            book = {}
+        cdef bint has_book = book_.n_bid_levels and book_.n_ask_levels
+        book_imbalance = 0.0
+        depth_near = _nan
+        best_bids = best_asks = None  # the book's best levels, read once for the signals and the queues
+        n_queue = qp.levels + 5
+        if has_book:
+            reads = _book_signals(m, book_, mid, n_queue)
+            if reads is None:
+                book = m.book_signals()
+                book_imbalance = book.get("book_imbalance", 0.0)
+                depth_near = book.get("depth_near", _nan)
+            else:
+                book_imbalance, depth_near, best_bids, best_asks = reads
         flow_imb = flow.value if flow_ok else 0.0
-        depth_near = book.get("depth_near", _nan)
-        features = m.risk_features(now_ns, k, s, depth_near, flow_imb)
+        features = _risk_features(m, now_ns, k, s, depth_near, flow_imb, k_ok, s_ok)
         tracker = self.tracker
         pnl = tracker.cash + q * mid
         peak = self._peak_pnl
@@ -387,10 +498,12 @@ cdef class StrategyCoreBase:
         features["drawdown"] = dd / self.params.loss_budget
         extra["pnl"] = pnl
         extra["depth_near"] = depth_near
-        if book:
-            n = qp.levels + 5
-            bid_queue = dict(book_.bids(n))
-            ask_queue = dict(book_.asks(n))
+        if best_bids is not None:
+            bid_queue = _head_dict(best_bids, n_queue)
+            ask_queue = _head_dict(best_asks, n_queue)
+        elif has_book:
+            bid_queue = dict(book_.bids(n_queue))
+            ask_queue = dict(book_.asks(n_queue))
         else:
             bid_queue = {bbo.bid_px: bbo.bid_size}
             ask_queue = {bbo.ask_px: bbo.ask_size}
@@ -411,9 +524,9 @@ cdef class StrategyCoreBase:
                 m.mean_trade_size,  # mean_trade_size
                 drift.value,  # drift_mean_per_s
                 drift.std,  # drift_std_per_s
-                m.drift.expected_return(drift_horizon_s, now_ns) if drift_ok else 0.0,  # drift_expected_return
+                _expected_return(m.drift, drift_horizon_s, now_ns) if drift_ok else 0.0,  # drift_expected_return
                 drift_ok,  # drift_ok
-                book.get("book_imbalance", 0.0),  # book_imbalance
+                book_imbalance,  # book_imbalance
                 flow_imb,  # flow_imbalance
                 micro.value if micro_ok else 0.0,  # microprice_offset
                 micro_ok,  # microprice_ok
@@ -572,3 +685,227 @@ cdef int _market_trade(object m, object ev, object ts) except -1:
     else:
         m.non_market_trades += 1  # not order flow a quote meets: no κ, flow, arrival, Hawkes, σ volume
     return 0
+
+
+# --- the estimators' reads of a decision, step by step (each next to the reference it twins) -----------------------
+
+
+cdef inline object _pylog(double x):
+    """``math.log(x)`` of a float: C's ``log`` where Python's is C's (x > 0, +inf included), else Python's own (its
+    NaN, its ValueError)."""
+    if x > 0.0:
+        return log(x)
+    return _math_log(x)
+
+
+cdef bint _head_sum(list levels, Py_ssize_t n, double* out) except -1:
+    """``sum(s for _, s in levels[:n])`` as CPython 3.11 adds floats (0 + the first, then one ``+=`` each, left to
+    right); False, and nothing written, when a level is not a ``(price, size)`` tuple with a float size."""
+    cdef double acc = 0.0
+    cdef Py_ssize_t i, m = len(levels)
+    if n < m:
+        m = n
+    for i in range(m):
+        lv = levels[i]
+        if type(lv) is not tuple or len(<tuple>lv) != 2:
+            return False
+        size = (<tuple>lv)[1]
+        if type(size) is not float:
+            return False
+        acc += <double>size
+    out[0] = acc
+    return True
+
+
+cdef dict _head_dict(list levels, Py_ssize_t n):
+    """``dict(levels[:n])`` (the levels are ``(price, size)`` pairs, best first)."""
+    cdef dict d = {}
+    cdef Py_ssize_t i, m = len(levels)
+    if n < m:
+        m = n
+    for i in range(m):
+        price, size = levels[i]
+        d[price] = size
+    return d
+
+
+cdef tuple _book_signals(object m, object book, object mid, object n_queue):
+    """MarketEstimators.book_signals (apps/engine/estimators/market.py) for a decision, whose book has both sides:
+    ``(book_imbalance, depth_near, bids, asks)``, with ``bids``/``asks`` the book's best ``max(imbalance_levels,
+    n_queue)`` levels, which the decision's queues (its first ``n_queue``) read too (``book.bids(n)[:j]`` is
+    ``book.bids(j)``). ``book_levels``, the reference's third key, is not read by the decision. ``mid`` is the
+    decision's ``bbo.mid`` (the reference's ``self.bbo.mid``: the decision has a touch). None where the reference must
+    run (not twinned, or a level that is not a pair of floats)."""
+    if not _reads_twinned or type(m) is not _MARKET:
+        return None
+    cfg = m.config
+    n_imb = cfg.imbalance_levels
+    if type(n_imb) is not int or type(n_queue) is not int or n_imb < 1 or n_queue < 1:
+        return None
+    n = n_imb if n_imb > n_queue else n_queue
+    bids = book.bids(n)
+    asks = book.asks(n)
+    if type(bids) is not list or type(asks) is not list:
+        return None
+    cdef double b, a, tot
+    if not _head_sum(bids, n_imb, &b) or not _head_sum(asks, n_imb, &a):
+        return None
+    tot = b + a
+    imb = (b - a) / tot if tot > 0 else 0.0
+    near = _nan
+    if mid:
+        near = book.size_within(mid, cfg.near_touch_bps * 1e-4)
+    return (imb, near, bids, asks)
+
+
+cdef dict _risk_features(
+    object m, object now_ns, object k, object s, object depth_near, object flow_imb, bint k_ok, bint s_ok
+):
+    """MarketEstimators.risk_features (apps/engine/estimators/market.py), step by step, with its side effects on
+    ``m`` (``_ref_t_ns``, ``_sigma_ref``, ``_depth_ref``) and the Hawkes intensity read as PyHawkesIntensity.intensity
+    computes it. ``k_ok``/``s_ok`` are ``k.usable``/``s.usable``. Every check that could send it elsewhere comes
+    before the first write; where the twin would need a case the recordings never take, the reference runs: the
+    fill-cascade term (FillCascade calibrated, state OK: nothing in the engine calibrates it), a Hawkes intensity
+    of another class, a value that is not a float."""
+    if (
+        not _reads_twinned
+        or type(m) is not _MARKET
+        or type(now_ns) is not int
+        or type(depth_near) is not float
+        or type(flow_imb) is not float
+        or m.fill_cascade._state is _OK
+    ):
+        return m.risk_features(now_ns, k, s, depth_near, flow_imb)
+    ref_t = m._ref_t_ns
+    sigma_ref = m._sigma_ref
+    depth_ref = m._depth_ref
+    clean = s.detail.get("sigma_clean", _nan)
+    kv, ks, sv, ss = k.value, k.std, s.value, s.std
+    if (
+        type(ref_t) is not int
+        or type(sigma_ref) is not float
+        or type(depth_ref) is not float
+        or type(clean) is not float
+        or type(kv) is not float
+        or type(ks) is not float
+        or type(sv) is not float
+        or type(ss) is not float
+    ):
+        return m.risk_features(now_ns, k, s, depth_near, flow_imb)
+    # the Hawkes term's inputs (reads only): hawkes_fit.ok and n_events as the reference's condition reads them
+    cdef bint use_hawkes = False
+    cdef double mu = 0.0, alpha = 0.0, beta = 0.0, h_s = 0.0
+    fit = m.hawkes_fit
+    h = m.hawkes
+    if fit is not None and (fit.state is _OK if type(fit) is _HAWKES_FIT else fit.ok) and h.n_events:
+        if type(h) is not _HAWKES_C and type(h) is not _HAWKES_PY:
+            return m.risk_features(now_ns, k, s, depth_near, flow_imb)
+        p = h.params
+        mu, alpha, beta = p.mu_per_s, p.alpha_per_s, p.beta_per_s
+        h_s = h._s
+        last = h.last_event_ns
+        if type(last) is not int or not (mu > 0.0):
+            return m.risk_features(now_ns, k, s, depth_near, flow_imb)
+        use_hawkes = True
+
+    # dt_s = (now_ns - self._ref_t_ns) / _NS if self._ref_t_ns else 0.0
+    cdef double dt_s = 0.0, w = 0.0, x, ratio, total
+    cdef int64_t dt
+    if ref_t:
+        dt = <int64_t>now_ns - <int64_t>ref_t
+        if -_TWO53 < <double>dt < _TWO53:  # int / int: the double division of the two exact doubles
+            dt_s = <double>dt / _NS
+        else:
+            dt_s = (now_ns - ref_t) / 1_000_000_000
+    # w = 1.0 - 0.5 ** (dt_s / half-life) if dt_s > 0 else 0.0
+    if dt_s > 0:
+        w = 1.0 - pypow(0.5, dt_s / <double>m.config.reference_half_life_s)
+    m._ref_t_ns = now_ns
+    cdef dict out = {}
+    cdef double c, r
+    if s_ok and <double>clean > 0:
+        c = clean
+        r = sigma_ref
+        if r != r:
+            m._sigma_ref = clean
+            r = c
+        else:
+            r = r + w * (c - r)
+            m._sigma_ref = r
+        out["volatility_regime"] = _pylog(c / r)
+    cdef double d = depth_near
+    if d == d and d > 0:
+        r = depth_ref
+        if r != r:
+            m._depth_ref = depth_near
+            r = d
+        else:
+            r = r + w * (d - r)
+            m._depth_ref = r
+        out["thin_book"] = _pylog(r / d)
+    # min(abs(flow_imb), 1.0): the first unless the second is smaller
+    x = fabs(<double>flow_imb)
+    out["flow_toxicity"] = 1.0 if 1.0 < x else x
+    cascade = 0.0
+    cdef int64_t t
+    if use_hawkes:
+        # lam = self.hawkes.intensity(max(now_ns, last_event_ns)): mu + alpha * (exp(-beta * dt_s) * S)
+        t = <int64_t>now_ns
+        if <int64_t>last > t:
+            t = <int64_t>last
+        dt = t - <int64_t>last
+        if <double>dt < _TWO53:
+            x = <double>dt / _NS
+        else:
+            x = (t - last) / 1_000_000_000
+        ratio = (mu + alpha * (exp(-beta * x) * h_s)) / mu
+        cascade = _pylog(ratio)
+        if 0.0 > <double>cascade:  # max(cascade, 0.0)
+            cascade = 0.0
+    out["cascade_intensity"] = cascade
+    # sqrt(sum(r * r for r in rel if isfinite(r))), rel = [k.std / k.value, s.std / s.value] where usable and > 0
+    total = 0.0
+    if k_ok and <double>kv > 0:
+        r = <double>ks / <double>kv
+        if isfinite(r):
+            total += r * r
+    if s_ok and <double>sv > 0:
+        r = <double>ss / <double>sv
+        if isfinite(r):
+            total += r * r
+    out["estimator_uncertainty"] = sqrt(total)
+    return out
+
+
+cdef object _expected_return(object drift, object horizon_s, object now_ns):
+    """KalmanDrift.expected_return (apps/engine/estimators/drift.py) with its predict, _dt_s and ou_transition, step by
+    step: the predicted mean ``a * m`` (the variance, which it does not read and which cannot raise for a finite
+    θ > 0, is left out) times ``-expm1(-θT) / θ``. The reference runs where a check or an exception could differ:
+    not twinned, another class, a horizon that is not a finite positive float, time going backwards, θ not a finite
+    positive float."""
+    if not _reads_twinned or type(drift) is not _DRIFT or type(now_ns) is not int or type(horizon_s) is not float:
+        return drift.expected_return(horizon_s, now_ns)
+    cdef double h = horizon_s
+    theta = drift._theta
+    mean = drift._m
+    last = drift._last_ns
+    if (
+        not (isfinite(h) and h > 0.0)  # validation.positive's test
+        or type(theta) is not float
+        or type(mean) is not float
+        or not (isfinite(<double>theta) and <double>theta > 0.0)
+        or (last is not None and type(last) is not int)
+    ):
+        return drift.expected_return(horizon_s, now_ns)
+    cdef double th = theta, dt_s = 0.0
+    cdef int64_t dt
+    if last is not None:
+        dt = <int64_t>now_ns - <int64_t>last
+        if dt < 0:  # time went backwards: the reference's ValueError
+            return drift.expected_return(horizon_s, now_ns)
+        if <double>dt < _TWO53:  # int / int: the double division of the two exact doubles
+            dt_s = <double>dt / _NS
+        else:
+            dt_s = (now_ns - last) / 1_000_000_000
+    cdef double a = exp(-th * dt_s)
+    return (a * <double>mean) * -expm1(-th * h) / th

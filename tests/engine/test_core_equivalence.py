@@ -7,7 +7,8 @@ depth off, and with a ladder of three levels, modified orders, a tight Q_max and
 modify and the taker paths), whose parameters change mid-way through ``apply_params`` (γ, the requote rule, the
 fill cost by depth). After **every** event: the actions the core returned (by ``repr``, exact for floats), whether
 the decision changed, the decision key (touch, position, estimates' version, halt), the decision count and time,
-the estimators' clock, counters and version, the position and cash, the guard's skips and the order sequence.
+the estimators' clock, counters, version and γ-feature references (σ_ref, D_ref, their time), the position and cash,
+the guard's skips and the order sequence.
 After **every** decision (the compiled ``_decide_now``, ``_set`` and ``_reconcile`` against the reference's): the
 whole decision, its time, prices and sizes, every input key in order with its type and exact bits, the reasons;
 and the quoter's full result by ``repr`` (ladders, taker). At the end, the fingerprint tool's digests of every
@@ -88,6 +89,7 @@ def _state(core) -> tuple:
         m.events_seen,
         m.non_market_trades,
         m.version,
+        (repr(m._sigma_ref), repr(m._depth_ref), m._ref_t_ns),  # what risk_features keeps between decisions
         repr(t.position),
         repr(t.cash),
     )
