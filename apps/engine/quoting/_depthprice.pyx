@@ -5,7 +5,7 @@ doubles. The reference's docstring has the maths; the quoter calls this one when
 (:mod:`apps.engine.compiled`)."""
 
 import cython
-from libc.math cimport exp, floor, isfinite, INFINITY
+from libc.math cimport exp, fabs, floor, isfinite, INFINITY
 
 import math
 
@@ -29,11 +29,31 @@ def depth_priced_half_spread(double delta_star, double kappa, curve, double toxi
     if k0 > last:
         k0 = last
     cdef double best = math.nan, best_cost = math.nan, best_v = -INFINITY
-    cdef double e, a, b, c0, slope, x, c, v
+    cdef double e, a, b, c0, slope, x, c, v, h, t, y, h_max, c_min = INFINITY, x_max
     cdef Py_ssize_t k
+    # h = x − base − C(x) on any cell from k0 on is at most h_max: x is at most the last grid depth, or the last
+    # cell's stationary point (or δ*), and C(x) at least the smallest cost plus the added cost; the slack covers the
+    # rounding of each h (a few ulps of these ~1e-4 magnitudes), far below it
+    for k in range(k0, last + 1):
+        if costs[k] < c_min:
+            c_min = costs[k]
+    x_max = last * step
+    x = inv_k + (base + (costs[last] + extra))
+    if x > x_max:
+        x_max = x
+    if lo > x_max:
+        x_max = lo
+    h_max = x_max - base - (c_min + extra)
+    h_max += 1e-9 * (fabs(x_max) + fabs(base) + fabs(c_min) + fabs(extra))
     for k in range(k0, last + 1):
         e = k * step
         a = e if e > lo else lo
+        if best_v > 0.0:
+            # every later cell has x ≥ a, so e^t ≤ e^{−y} ≤ 1/P(y) with y = κ(a − δ*) and P the exponential's Taylor
+            # polynomial to degree 4: once h_max/P(y) (with a 1e-6 margin) is below the best, no later cell wins
+            y = kappa * (a - lo)
+            if h_max * 1.000001 < best_v * (1.0 + y * (1.0 + y * (0.5 + y * (1.0 / 6.0 + y * (1.0 / 24.0))))):
+                break
         b = (k + 1) * step if k < last else INFINITY
         if b < a:
             continue
@@ -48,7 +68,19 @@ def depth_priced_half_spread(double delta_star, double kappa, curve, double toxi
         else:
             x = a
         c = c0 + slope * (x - e)
-        v = exp(-kappa * (x - lo)) * (x - base - c)
+        h = x - base - c
+        t = -kappa * (x - lo)
+        if best_v > 0.0:
+            # A cell that cannot win needs no exp: with h ≤ 0 its J is ≤ 0; else J = e^t·h ≤ h / P(−t), P the
+            # exponential's Taylor polynomial to degree 4 (≤ e^y for y = −t ≥ 0), with a 1e-6 margin far beyond the
+            # few ulps of exp's and this bound's rounding. Skipped only when the bound is below the best: the same
+            # winner, the same doubles (a NaN fails both tests and is computed).
+            if h <= 0.0:
+                continue
+            y = -t
+            if h * 1.000001 < best_v * (1.0 + y * (1.0 + y * (0.5 + y * (1.0 / 6.0 + y * (1.0 / 24.0))))):
+                continue
+        v = exp(t) * h
         if v >= best_v:
             best, best_cost, best_v = x, c, v
     return best, best_cost

@@ -23,11 +23,18 @@ import math
 
 from cpython.dict cimport PyDict_GetItem, PyDict_SetItem, PyDict_Update
 from cpython.float cimport PyFloat_FromDouble
-from cpython.object cimport PyObject, PyObject_GenericSetAttr
+from cpython.object cimport PyObject, PyObject_GenericSetAttr, PyTypeObject
 from libc.math cimport ceil, copysign, erf, exp, expm1, fabs, floor, fma, isfinite, isinf, isnan, log1p, rint
 from libc.math cimport sqrt, tanh, NAN
 
 from apps.engine._pyfloat cimport pypow
+
+
+cdef extern from "Python.h":
+    # a dict sized for ``minused`` entries up front: the same dict (keys, order, values), without the resizes that
+    # growing one from 8 slots to the inputs' ~125 entries costs (CPython's own BUILD_MAP uses it)
+    dict _PyDict_NewPresized(Py_ssize_t minused)
+    PyTypeObject PyBaseObject_Type
 
 _BPS = 1e-4
 cdef double BPS = 1e-4
@@ -53,13 +60,13 @@ cdef list _ASK_KEYS = []
 cdef object _fsum = math.fsum
 cdef object _round = round
 cdef object _nan = math.nan
-cdef object _new = object.__new__
+cdef tuple _NO_ARGS = ()
 
 
 cdef inline object _frozen(cls, tuple names, tuple values):
     # A frozen, slotted dataclass built as its generated __init__ builds it (object.__setattr__ per field, in field
     # order), without the Python-level call: QuoteResult(...) costs ~1.9 µs and a Level ~1.3 µs that way.
-    cdef object obj = _new(cls)
+    cdef object obj = PyBaseObject_Type.tp_new(cls, <PyObject*>_NO_ARGS, NULL)  # object.__new__(cls), uncalled
     cdef Py_ssize_t k
     for k in range(len(names)):
         PyObject_GenericSetAttr(obj, names[k], values[k])
@@ -357,22 +364,24 @@ def quote(params, risk, market, q, *, tick_size, lot_size):
     cdef object o_kappa = market.kappa, o_a = market.a_per_s
     cdef object o_sig_clean = market.sigma_clean, o_sig_inv = market.sigma_inventory
     cdef double a_per_s = o_a
-    cdef dict inputs = {
-        "mid": mid,
-        "best_bid": o_bid,
-        "best_ask": o_ask,
-        "q": q,
-        "q_ratio": qd / p.max_inv,
-        "max_inventory": p.o_max_inv,
-        "kappa": o_kappa,
-        "sigma_spread": o_sig_clean,
-        "sigma_inventory": o_sig_inv,
-        "a_per_s": o_a,
-        "tick_size": tick_size,
-        "lot_size": lot_size,
-        "model_requested_code": p.model_code,
-    }
-    PyDict_Update(inputs, market.extra_inputs)
+    cdef object extra = market.extra_inputs
+    # room for every key this call can write: the 13 below, the core's, γ's, the costs, the reservation, the
+    # ladder's 5 per level and side, the taker's
+    cdef dict inputs = _PyDict_NewPresized(13 + len(extra) + 2 * len(_GAMMA) + 80 + 10 * p.levels)
+    inputs["mid"] = mid
+    inputs["best_bid"] = o_bid
+    inputs["best_ask"] = o_ask
+    inputs["q"] = q
+    inputs["q_ratio"] = qd / p.max_inv
+    inputs["max_inventory"] = p.o_max_inv
+    inputs["kappa"] = o_kappa
+    inputs["sigma_spread"] = o_sig_clean
+    inputs["sigma_inventory"] = o_sig_inv
+    inputs["a_per_s"] = o_a
+    inputs["tick_size"] = tick_size
+    inputs["lot_size"] = lot_size
+    inputs["model_requested_code"] = p.model_code
+    PyDict_Update(inputs, extra)
     if not market.kappa_ok or not market.sigma_ok:
         return _result(ts_ns, (), (), inputs, ("estimators not usable",), None, 0.0, _nan)
     if not p.as_model and not (isfinite(a_per_s) and a_per_s > 0):

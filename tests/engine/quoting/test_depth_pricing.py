@@ -228,3 +228,37 @@ def test_with_the_cap_the_skew_still_grows_with_inventory_and_no_quote_sits_near
         assert abs(i["skew_frac"]) <= i["skew_cap_frac"] * (1 + 1e-12)
         assert i["raw_bid"] <= mid * (1 - floor) * (1 + 1e-12) and i["raw_ask"] >= mid * (1 + floor) * (1 - 1e-12)
         assert i["raw_ask"] - i["raw_bid"] == pytest.approx(2 * delta * mid, rel=1e-9)
+
+
+def _shaped_curves(n: int, seed: int):
+    """Curves shaped as the depth-markout estimator's (201 cells of 0.1 bps, costs of ~0.5–2 bps rising then flat,
+    with noise, negative stretches, a flat tail, plateaus that make ties), each with a δ*, κ, toxicity and fee."""
+    rng = random.Random(seed)
+    for i in range(n):
+        cells = rng.choice((201, 201, 120, 3, 2))
+        step = rng.choice((1e-5, 0.5e-5, 2.5e-5))
+        level = rng.uniform(-0.5, 2.5) * BPS
+        rise = rng.uniform(0.0, 1.5) * BPS
+        noise = rng.choice((0.0, 0.05, 0.3)) * BPS
+        scale = rng.uniform(1.0, 8.0)
+        costs = [level + rise * (1.0 - math.exp(-k / scale)) + rng.gauss(0.0, noise) for k in range(cells)]
+        if i % 7 == 0:  # a plateau equal to the last cost: J ties across cells
+            costs[cells // 2 :] = [costs[cells // 2]] * (cells - cells // 2)
+        if i % 11 == 0:  # a cost rising faster than the depth somewhere
+            costs[cells // 3 :] = [c + 2.0 * step * max(0, k - cells // 3) for k, c in enumerate(costs[cells // 3 :])]
+        curve = DepthCostCurve(step, tuple(costs), (100,) * cells, rng.uniform(-0.5, 2.0) * BPS)
+        d_star = rng.choice((rng.uniform(0.05, 3.0), rng.uniform(0.0, 40.0), 0.0)) * BPS
+        kappa = math.exp(rng.uniform(math.log(300.0), math.log(200_000.0)))
+        yield curve, d_star, kappa, rng.choice((0.0, rng.uniform(0.0, 3.0))), rng.uniform(-1.0, 2.0) * BPS
+
+
+def test_the_compiled_loop_returns_the_references_doubles_on_curves_shaped_as_the_estimators():
+    """The compiled loop skips the cells that cannot win (no exp where J's bound is below the best so far, and stops
+    once no later cell can reach it); the result must still be the reference's, bit for bit, on full-size curves
+    where that happens (large κ: J decays over a few cells) and where it does not (small κ, ties, δ* past the grid)."""
+    from apps.engine.quoting import quoter
+
+    for k, (curve, d_star, kappa, tox, fee) in enumerate(_shaped_curves(6000, seed=15)):
+        ref = quoter.py_depth_priced_half_spread(d_star, kappa, curve, tox, fee)
+        got = quoter.depth_priced_half_spread(d_star, kappa, curve, tox, fee)
+        assert [struct.pack("<d", v) for v in got] == [struct.pack("<d", v) for v in ref], (k, d_star, kappa, tox, fee)
