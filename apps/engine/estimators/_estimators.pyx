@@ -28,6 +28,7 @@ cimport cython
 
 from apps.engine._pyfloat cimport pypow as _pypow
 from cpython.number cimport PyNumber_Power
+from cpython.object cimport PyObject_GenericSetAttr
 from libc.math cimport exp, expm1, fabs, isfinite, isinf, isnan, log, pow, rint, signbit, sqrt
 from libc.stdint cimport int64_t
 from libc.stdlib cimport free, malloc, realloc
@@ -98,6 +99,41 @@ cdef inline bint _as_ns(object v, int64_t* out) except -1:
 
 cdef inline bint _ns_in(int64_t v) noexcept nogil:
     return -_NS_LIM <= v <= _NS_LIM
+
+
+cdef extern from "Python.h":
+    # an ordinary dict with room for minused items (CPython's own constructor; not in the limited API)
+    dict _PyDict_NewPresized(Py_ssize_t minused)
+
+
+cdef object _new = object.__new__
+cdef tuple _SNAPSHOT_FIELDS = (
+    "name", "value", "std", "state", "last_input_ns", "ci_low", "ci_high", "detail", "message"
+)  # fmt: skip
+# _snapshot builds an EstimatorSnapshot without calling it only while the class is the one it was written for: these
+# fields in this order, no __post_init__ (else it calls the class)
+cdef bint _SNAPSHOT_PLAIN = (
+    tuple(EstimatorSnapshot.__dataclass_fields__) == _SNAPSHOT_FIELDS
+    and not hasattr(EstimatorSnapshot, "__post_init__")
+)
+
+
+cdef object _snapshot(name, value, std, state, last_input_ns, ci_low, ci_high, dict detail, message):
+    """``EstimatorSnapshot(name, value, ..., detail, message)`` built as its generated __init__ builds the frozen,
+    slotted dataclass (object.__setattr__ per field, in field order), without the Python-level call."""
+    if not _SNAPSHOT_PLAIN:
+        return EstimatorSnapshot(name, value, std, state, last_input_ns, ci_low, ci_high, detail, message)
+    cdef object obj = _new(EstimatorSnapshot)
+    PyObject_GenericSetAttr(obj, "name", name)
+    PyObject_GenericSetAttr(obj, "value", value)
+    PyObject_GenericSetAttr(obj, "std", std)
+    PyObject_GenericSetAttr(obj, "state", state)
+    PyObject_GenericSetAttr(obj, "last_input_ns", last_input_ns)
+    PyObject_GenericSetAttr(obj, "ci_low", ci_low)
+    PyObject_GenericSetAttr(obj, "ci_high", ci_high)
+    PyObject_GenericSetAttr(obj, "detail", detail)
+    PyObject_GenericSetAttr(obj, "message", message)
+    return obj
 
 
 cdef inline object _nan_or(double x):
@@ -364,11 +400,29 @@ cdef class AdverseSelectionEstimator:
     cdef Ring _hist  # t = local time, a = mid
     cdef Ring _pending  # t = target local time, k = side, a = m0, d = 1.0 if own
     cdef _Window _own, _public
+    # the snapshot's parameters, read once (the params are frozen): only while they are of the plain types its C code
+    # assumes (floats, ints within ±2**62: _c_params), else the reference's snapshot runs on this object
+    cdef bint _c_params
+    cdef double _z, _stale_ns  # p.z; p.stale_after_s * _NS (a float times an int, as the reference computes it)
+    cdef int64_t _min_own, _min_pub
+    cdef object _horizon_obj, _stale_msg
 
     def __init__(self, params=None):
         from apps.engine.estimators.adverse import AdverseSelectionParams
 
-        self.params = (params or AdverseSelectionParams()).validate()
+        self.params = p = (params or AdverseSelectionParams()).validate()
+        self._c_params = (
+            type(p.public_weight) is float and type(p.z) is float and type(p.stale_after_s) is float
+            and type(p.min_own_fills) is int and type(p.min_public_trades) is int
+            and -_NS_LIM_OBJ <= p.min_own_fills <= _NS_LIM_OBJ and -_NS_LIM_OBJ <= p.min_public_trades <= _NS_LIM_OBJ
+        )  # fmt: skip
+        if self._c_params:
+            self._z = p.z
+            self._stale_ns = p.stale_after_s * _NS_OBJ
+            self._min_own = p.min_own_fills
+            self._min_pub = p.min_public_trades
+            self._stale_msg = f"no markout completed for {p.stale_after_s:g} s"
+        self._horizon_obj = p.horizon_s
         self._h_ns = int(self.params.horizon_s * _NS)
         self._mid = _NAN
         self._mid_ts = 0
@@ -476,66 +530,87 @@ cdef class AdverseSelectionEstimator:
     # --- output -------------------------------------------------------------------------------
 
     def snapshot(self, now_local_ns):
-        """Weighted mean adverse move (fraction of mid) with its interval and state (the reference's snapshot,
-        with the window sums read from the exact running sums: the same doubles as math.fsum)."""
-        p = self.params
-        cdef double w_pub = p.public_weight
-        cdef double sw = 0.0, sw2 = 0.0, swx = 0.0, swx2 = 0.0, w, s, s2
-        cdef double s_own = 0.0, s_pub = 0.0
-        cdef Py_ssize_t n_own = self._own.ring.n, n_pub = self._public.ring.n, n
-        cdef _Window xs
-        cdef int src
-        if n_own:
+        """Weighted mean adverse move (fraction of mid) with its interval and state: the reference's snapshot in C,
+        with the window sums read from the exact running sums (the same doubles as math.fsum). A time that is not
+        an int within ±2**62, or parameters not of the plain types the C code assumes, run the reference's."""
+        cdef int64_t now
+        if not self._c_params or not _as_ns(now_local_ns, &now) or not (0 <= self._last_done <= _NS_LIM):
+            return _adverse_ref().snapshot(self, now_local_ns)
+        return self._c_snapshot(now)
+
+    cdef object _c_snapshot(self, int64_t now):
+        # PyAdverseSelectionEstimator.snapshot step by step: the loop's sums (own, then public when its weight is
+        # positive: the window sums are read in the reference's order, so an exception is the one it raises)
+        cdef double w_pub = self._public_weight
+        cdef double sw = 0.0, sw2 = 0.0, swx = 0.0, swx2 = 0.0
+        cdef double s_own = 0.0, s_pub = 0.0, s2
+        cdef Py_ssize_t n_own = self._own.ring.n, n_pub = self._public.ring.n
+        cdef bint pub_summed = False
+        cdef double mean, var, n_eff, se, z = self._z
+        cdef int64_t d
+        cdef bint stale
+        if n_own:  # weight 1.0
             s_own = self._own.fsum()
-        if n_pub:
+            s2 = self._own.fsum_sq()
+            sw += 1.0 * n_own
+            sw2 += 1.0 * 1.0 * n_own
+            swx += 1.0 * s_own
+            swx2 += 1.0 * s2
+        if not (w_pub <= 0) and n_pub:  # the reference's `if w <= 0: continue`
             s_pub = self._public.fsum()
-        for src in range(2):
-            if src == 0:
-                xs, w, n, s = self._own, 1.0, n_own, s_own
-            else:
-                xs, w, n, s = self._public, w_pub, n_pub, s_pub
-            if w <= 0:
-                continue
-            if n:
-                s2 = xs.fsum_sq()
-                sw += w * n
-                sw2 += w * w * n
-                swx += w * s
-                swx2 += w * s2
-        detail = {
-            "own_markouts": <double>n_own,
-            "public_markouts": <double>n_pub,
-            "own_mean_bps": (s_own / n_own * 1e4) if n_own else _NAN,
-            "public_mean_bps": (s_pub / n_pub * 1e4) if n_pub else _NAN,
-            "horizon_s": p.horizon_s,
-        }
+            pub_summed = True
+            s2 = self._public.fsum_sq()
+            sw += w_pub * n_pub
+            sw2 += w_pub * w_pub * n_pub
+            swx += w_pub * s_pub
+            swx2 += w_pub * s2
+        if n_pub and not pub_summed:
+            s_pub = self._public.fsum()
+        # the reference's dict literal and its update (the same keys in the same order), allocated for its 7 keys
+        # at once rather than resized on the sixth
+        cdef dict detail = _PyDict_NewPresized(7)
+        detail["own_markouts"] = <double>n_own
+        detail["public_markouts"] = <double>n_pub
+        detail["own_mean_bps"] = (s_own / n_own * 1e4) if n_own else _NAN_OBJ
+        detail["public_mean_bps"] = (s_pub / n_pub * 1e4) if n_pub else _NAN_OBJ
+        detail["horizon_s"] = self._horizon_obj
         if sw <= 0:
-            return EstimatorSnapshot(
-                "adverse_selection", _NAN, _NAN, _WARMING, 0, detail=detail,
-                message="no completed markouts yet",
+            return _snapshot(
+                "adverse_selection", _NAN_OBJ, _NAN_OBJ, _WARMING, 0, _NAN_OBJ, _NAN_OBJ, detail,
+                "no completed markouts yet",
             )  # fmt: skip
-        cdef double mean = swx / sw
-        cdef double var = swx2 / sw - mean * mean
+        mean = swx / sw
+        var = swx2 / sw - mean * mean
         if 0.0 > var:  # max(var, 0.0)
             var = 0.0
         if sw2 == 0.0:
             raise ZeroDivisionError("float division by zero")
-        cdef double n_eff = sw * sw / sw2
-        cdef double se = sqrt(var / n_eff) if n_eff > 1 else _INF
-        cdef double z = p.z
-        lo, hi = mean - z * se, mean + z * se
-        detail.update(n_eff=n_eff, mean_bps=mean * 1e4)
-        if n_own < p.min_own_fills and n_pub < p.min_public_trades:
-            state, msg = (
-                _WARMING,
-                f"{n_own} own / {n_pub} public markouts "
-                f"(< {p.min_own_fills} / {p.min_public_trades})",
-            )
-        elif now_local_ns - self._last_done > p.stale_after_s * _NS:
-            state, msg = _STALE, f"no markout completed for {p.stale_after_s:g} s"
+        n_eff = sw * sw / sw2
+        detail["n_eff"] = n_eff
+        detail["mean_bps"] = mean * 1e4
+        if n_eff > 1:
+            se = sqrt(var / n_eff)
+            std = se
         else:
-            state, msg = _OK, ""
-        return EstimatorSnapshot("adverse_selection", mean, se, state, self._last_done, lo, hi, detail, msg)
+            se = _INF
+            std = _INF_OBJ  # math.inf itself
+        if n_own < self._min_own and n_pub < self._min_pub:
+            state = _WARMING
+            msg = f"{n_own} own / {n_pub} public markouts (< {self._min_own} / {self._min_pub})"
+        else:
+            # now - last > stale_after_s * 1e9: an int against a float, exactly (as Python compares them)
+            d = now - self._last_done
+            if -_EXACT_NS <= d <= _EXACT_NS:
+                stale = <double>d > self._stale_ns
+            else:
+                stale = (<object>d) > self._stale_ns
+            if stale:
+                state, msg = _STALE, self._stale_msg
+            else:
+                state, msg = _OK, ""
+        return _snapshot(
+            "adverse_selection", mean, std, state, self._last_done, mean - z * se, mean + z * se, detail, msg
+        )
 
 
 # --- references (resolved on first use: their modules import this one) ------------------------------------------
@@ -545,6 +620,16 @@ cdef object _REF_MICRO = None
 cdef object _REF_FLOW = None
 cdef object _REF_ARRIVAL = None
 cdef object _REF_HAWKES = None
+cdef object _REF_ADVERSE = None
+
+
+cdef object _adverse_ref():
+    global _REF_ADVERSE
+    if _REF_ADVERSE is None:
+        from apps.engine.estimators.adverse import PyAdverseSelectionEstimator
+
+        _REF_ADVERSE = PyAdverseSelectionEstimator
+    return _REF_ADVERSE
 
 
 cdef object _sigma_ref():

@@ -214,3 +214,73 @@ def test_the_compiled_depth_snapshot_matches_the_reference_in_every_state(seed):
                 states.add(same(cmp, ref, now, step).state.value)
     assert states == {"warming", "ok", "stale"}, states
     same(cmp, ref, float(t), "float time")
+
+
+@pytest.mark.parametrize("sources", ["own", "public", "both"])
+def test_the_compiled_adverse_snapshot_matches_the_reference_in_every_state(sources):
+    from apps.engine.estimators.adverse import AdverseSelectionParams, PyAdverseSelectionEstimator
+
+    # a small window, few markouts to leave WARMING, a short staleness bound; public trades count only when the
+    # weight is positive ("own" feeds them with weight 0, so they are dropped)
+    p = AdverseSelectionParams(
+        horizon_s=0.5, public_max_distance_bps=2.0, public_weight=0.0 if sources == "own" else 0.3, window=60,
+        min_own_fills=6, min_public_trades=40, stale_after_s=3.0,
+    )  # fmt: skip
+    ref, cmp = PyAdverseSelectionEstimator(p), _estimators.AdverseSelectionEstimator(p)
+    rng = np.random.default_rng(50 + len(sources))
+    t, mid = 1_000 * MS, 100.0
+    states, seen = set(), set()
+    b = same(cmp, ref, t, "no input")
+    assert b.message == "no completed markouts yet" and b.value is math.nan and b.ci_low is math.nan
+    assert b.detail["own_mean_bps"] is math.nan and b.detail["public_mean_bps"] is math.nan
+    for step in range(2_000):
+        t += int(rng.exponential(60 * MS)) + (5 * S if rng.random() < 0.004 else 0)
+        mid *= 1 + rng.normal(0, 3e-5)
+        for est in (ref, cmp):
+            est.on_book(t, mid)
+        if sources != "own" and rng.random() < 0.4:
+            price = mid * (1 + rng.normal(0, 2e-4))  # some beyond public_max_distance_bps (dropped)
+            aggressor = 1 if rng.random() < 0.5 else -1
+            for est in (ref, cmp):
+                est.on_public_trade(t + 1, price, aggressor)
+        if sources != "public" and rng.random() < 0.05:
+            side = 1 if rng.random() < 0.5 else -1
+            fill_t = t - int(rng.integers(0, 200)) * MS  # the mid before it is looked up; sometimes out of order
+            for est in (ref, cmp):
+                est.on_own_fill(fill_t, side)
+        if step % 3 == 0:
+            for now in read_times(rng, t):
+                b = same(cmp, ref, now, step)
+                states.add(b.state.value if b.detail.get("n_eff") is not None else "no markouts")
+                seen.add((b.detail["own_markouts"] > 0, b.detail["public_markouts"] > 0, b.std is math.inf))
+    assert states == {"no markouts", "warming", "ok", "stale"}, states
+    # (own markouts in the window, public ones): none yet, then one source, then (with both) the two
+    expected = {"own": {(False, False), (True, False)}, "public": {(False, False), (False, True)}}
+    assert {(o, q) for o, q, _ in seen} == expected.get(sources, {(False, False), (False, True), (True, True)}), seen
+    if sources == "own":  # one own markout alone: n_eff = 1, the std is math.inf itself
+        assert (True, False, True) in seen
+    # reads the C code leaves to the reference: a time that is not an int, one beyond ±2**62, and far enough after
+    # the last markout that the difference is no longer exact as a double (the int/float comparison in Python)
+    for now in (float(t), 2**70, t + 2**60, t + 2**53 + 1):
+        same(cmp, ref, now, now)
+
+
+def test_the_adverse_snapshot_with_parameters_of_other_types_is_the_references():
+    from apps.engine.estimators.adverse import AdverseSelectionParams, PyAdverseSelectionEstimator
+
+    # an int z and integral floats for the counts (as JSON may give them): the reference's snapshot on the object
+    p = AdverseSelectionParams(z=2, min_own_fills=2.0, min_public_trades=3.0, stale_after_s=1, public_weight=1)
+    ref, cmp = PyAdverseSelectionEstimator(p), _estimators.AdverseSelectionEstimator(p)
+    t, mid = 1_000 * MS, 100.0
+    msgs = set()
+    for step in range(40):
+        t += 100 * MS
+        mid += 0.01 * (-1) ** (step // 3)
+        for est in (ref, cmp):
+            est.on_book(t, mid)
+            est.on_public_trade(t + 1, mid, 1)
+            if step % 10 == 0:
+                est.on_own_fill(t - MS, -1)
+        msgs.add(same(cmp, ref, t, step).message)
+        same(cmp, ref, t + 2 * S, step)
+    assert "0 own / 2 public markouts (< 2.0 / 3.0)" in msgs and "" in msgs
