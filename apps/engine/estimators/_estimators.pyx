@@ -101,9 +101,20 @@ cdef inline bint _ns_in(int64_t v) noexcept nogil:
     return -_NS_LIM <= v <= _NS_LIM
 
 
-cdef extern from "Python.h":
-    # an ordinary dict with room for minused items (CPython's own constructor; not in the limited API)
-    dict _PyDict_NewPresized(Py_ssize_t minused)
+cdef extern from *:
+    """
+    /* CPython's private _PyDict_NewPresized (what its own BUILD_MAP uses) up to 3.12; a plain PyDict_New from
+       3.13 on, whose headers may not declare it (the project runs 3.11): the same dict either way, only the
+       resizes on the way differ */
+    #if PY_VERSION_HEX < 0x030D0000
+    #define mm_dict_presized(n) _PyDict_NewPresized(n)
+    #else
+    #define mm_dict_presized(n) PyDict_New()
+    #endif
+    """
+    # a dict with room for ``minused`` entries up front: the same dict (keys, order, values) as {} filled in the
+    # same order, without the resizes on the way
+    dict mm_dict_presized(Py_ssize_t minused)
 
 
 cdef object _new = object.__new__
@@ -568,7 +579,7 @@ cdef class AdverseSelectionEstimator:
             s_pub = self._public.fsum()
         # the reference's dict literal and its update (the same keys in the same order), allocated for its 7 keys
         # at once rather than resized on the sixth
-        cdef dict detail = _PyDict_NewPresized(7)
+        cdef dict detail = mm_dict_presized(7)
         detail["own_markouts"] = <double>n_own
         detail["public_markouts"] = <double>n_pub
         detail["own_mean_bps"] = (s_own / n_own * 1e4) if n_own else _NAN_OBJ

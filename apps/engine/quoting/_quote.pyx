@@ -30,10 +30,23 @@ from libc.math cimport sqrt, tanh, NAN
 from apps.engine._pyfloat cimport pypow
 
 
+cdef extern from *:
+    """
+    /* CPython's private _PyDict_NewPresized (what its own BUILD_MAP uses) up to 3.12; a plain PyDict_New from
+       3.13 on, whose headers may not declare it (the project runs 3.11): the same dict either way, only the
+       resizes on the way differ */
+    #if PY_VERSION_HEX < 0x030D0000
+    #define mm_dict_presized(n) _PyDict_NewPresized(n)
+    #else
+    #define mm_dict_presized(n) PyDict_New()
+    #endif
+    """
+    # a dict with room for ``minused`` entries up front: the same dict (keys, order, values) as {} filled in the
+    # same order, without the resizes on the way
+    dict mm_dict_presized(Py_ssize_t minused)
+
+
 cdef extern from "Python.h":
-    # a dict sized for ``minused`` entries up front: the same dict (keys, order, values), without the resizes that
-    # growing one from 8 slots to the inputs' ~125 entries costs (CPython's own BUILD_MAP uses it)
-    dict _PyDict_NewPresized(Py_ssize_t minused)
     PyTypeObject PyBaseObject_Type
 
 _BPS = 1e-4
@@ -367,7 +380,7 @@ def quote(params, risk, market, q, *, tick_size, lot_size):
     cdef object extra = market.extra_inputs
     # room for every key this call can write: the 13 below, the core's, γ's, the costs, the reservation, the
     # ladder's 5 per level and side, the taker's
-    cdef dict inputs = _PyDict_NewPresized(13 + len(extra) + 2 * len(_GAMMA) + 80 + 10 * p.levels)
+    cdef dict inputs = mm_dict_presized(13 + len(extra) + 2 * len(_GAMMA) + 80 + 10 * p.levels)
     inputs["mid"] = mid
     inputs["best_bid"] = o_bid
     inputs["best_ask"] = o_ask
