@@ -1,7 +1,7 @@
 # cython: language_level=3
 """Python's float arithmetic where C's differs, for the compiled modules that must return CPython's doubles."""
 
-from libc.math cimport fabs, isinf, isnan, pow
+from libc.math cimport expm1, fabs, isfinite, isinf, isnan, pow
 
 
 cdef inline double pypow(double base, double power) except? -1.0:
@@ -30,3 +30,21 @@ cdef inline double pypow(double base, double power) except? -1.0:
     if isinf(x):
         raise OverflowError(34, "Numerical result out of range")
     return x
+
+
+cdef inline double pymax(double a, double b) noexcept nogil:
+    # Python's max(a, b) of two floats: a unless b is strictly greater (NaN and ±0 as Python)
+    return b if b > a else a
+
+
+cdef inline double pymin(double a, double b) noexcept nogil:
+    # Python's min(a, b) of two floats: a unless b is strictly smaller
+    return b if b < a else a
+
+
+cdef inline double m_expm1(double x) except? -1.0:
+    # math.expm1: libm's expm1, OverflowError on a finite argument that overflows
+    cdef double r = expm1(x)
+    if isinf(r) and isfinite(x):
+        raise OverflowError("math range error")
+    return r

@@ -26,7 +26,7 @@ double ``math.fsum`` returns over the whole window.
 
 cimport cython
 
-from apps.engine._pyfloat cimport pypow as _pypow
+from apps.engine._pyfloat cimport m_expm1 as _expm1, pymax as _pymax, pymin as _pymin, pypow as _pypow
 from cpython.number cimport PyNumber_Power
 from cpython.object cimport PyObject_GenericSetAttr
 from libc.math cimport exp, expm1, fabs, isfinite, isinf, isnan, log, pow, rint, signbit, sqrt
@@ -150,24 +150,6 @@ cdef object _snapshot(name, value, std, state, last_input_ns, ci_low, ci_high, d
 cdef inline object _nan_or(double x):
     # for a value the reference holds as math.nan until it computes one (a computed one is never NaN there)
     return _NAN_OBJ if isnan(x) else x
-
-
-cdef inline double _pymax(double a, double b) noexcept nogil:
-    # Python's max(a, b) of two floats: a unless b is greater
-    return b if b > a else a
-
-
-cdef inline double _pymin(double a, double b) noexcept nogil:
-    # Python's min(a, b) of two floats: a unless b is smaller
-    return b if b < a else a
-
-
-cdef inline double _expm1(double x) except? -1.0:
-    # math.expm1: libm's expm1, OverflowError on a finite argument that overflows
-    cdef double r = expm1(x)
-    if isinf(r) and isfinite(x):
-        raise OverflowError("math range error")
-    return r
 
 
 # --- ring buffer of records -------------------------------------------------------------------------------------

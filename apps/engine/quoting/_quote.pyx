@@ -27,7 +27,7 @@ from cpython.object cimport PyObject, PyObject_GenericSetAttr, PyTypeObject
 from libc.math cimport ceil, copysign, erf, exp, expm1, fabs, floor, fma, isfinite, isinf, isnan, log1p, rint
 from libc.math cimport sqrt, tanh, NAN
 
-from apps.engine._pyfloat cimport pypow
+from apps.engine._pyfloat cimport m_expm1, pymax, pymin, pypow
 
 
 cdef extern from *:
@@ -136,24 +136,8 @@ cdef tuple _level_keys(bint buy, Py_ssize_t i):
 # --- Python's float semantics in C ------------------------------------------------------------------------------
 
 
-cdef inline double pymax(double a, double b) noexcept:
-    # max(a, b): the first unless the second is strictly greater (NaN and ±0 as Python)
-    return b if b > a else a
-
-
-cdef inline double pymin(double a, double b) noexcept:
-    return b if b < a else a
-
-
 cdef inline double m_exp(double x) except? -1.0:
     cdef double r = exp(x)
-    if isinf(r) and isfinite(x):
-        raise OverflowError("math range error")
-    return r
-
-
-cdef inline double m_expm1(double x) except? -1.0:
-    cdef double r = expm1(x)
     if isinf(r) and isfinite(x):
         raise OverflowError("math range error")
     return r
