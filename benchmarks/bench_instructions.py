@@ -16,6 +16,10 @@ and switches it off. It runs twice, with ``n = N`` and ``n = 2N``: the differenc
 ``N``, is the cost per event of events ``WARM+N+1 .. WARM+2N`` (whatever the toggling itself costs cancels). The
 slice is the parsed events, pickled once by the parent, so parsing is never counted. Events in the window are of
 all kinds, in the recording's mix (the row's note gives it); the per-kind split is not measured.
+
+A third row counts one quoter call (the decision, its typed input record included): the ``quote()`` calls the
+pipeline makes in the measured window are captured (uninstrumented) and replayed by two callgrind children, once and
+three times; the difference over twice the calls.
 """
 
 from __future__ import annotations
@@ -93,6 +97,59 @@ def measure(warm: int = WARM, n: int = N, subjects: tuple[str, ...] = SUBJECTS) 
     return out | window_per_event(_instructions, subjects, events, warm, n)
 
 
+def _captured_quote_calls(events: list, warm: int, n: int) -> list[tuple]:
+    """The quoter calls the pipeline subject makes during events ``warm+n+1 .. warm+2n``: (params, risk, market
+    state, q, keyword arguments), captured as the core makes them."""
+    from apps.engine import core as core_module
+
+    step = _make("pipeline")
+    calls: list[tuple] = []
+    real = core_module.quote
+
+    def capture(params, risk, market, q, **kw):
+        calls.append((params, risk, market, q, kw))
+        return real(params, risk, market, q, **kw)
+
+    for e in events[: warm + n]:
+        step(e)
+    core_module.quote = capture
+    try:
+        for e in events[warm + n : warm + 2 * n]:
+            step(e)
+    finally:
+        core_module.quote = real
+    return calls
+
+
+def _quote_child(path: str, passes: int) -> None:
+    from benchmarks.daystream import require_compiled
+
+    require_compiled()
+    from apps.engine.quoting.quoter import quote
+
+    calls = unpickled(path)
+    for _ in range(passes):
+        for params, risk, market, q, kw in calls:
+            quote(params, risk, market, q, **kw)
+
+
+def quote_call_instructions(events: list, warm: int = WARM, n: int = N) -> tuple[float, int]:
+    """Instructions per call of the (compiled) quoter on the decisions of the measured window: callgrind children
+    replaying the captured calls once and three times; the difference over twice the calls (loading cancels)."""
+    import pickle
+    import tempfile
+
+    calls = _captured_quote_calls(events, warm, n)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = f"{tmp}/calls.pickle"
+        with open(path, "wb") as f:
+            pickle.dump(calls, f)
+        c1, c3 = (
+            callgrind_instructions("benchmarks.bench_instructions", ["--quote-child", path, str(k)]) for k in (1, 3)
+        )
+    return (c3 - c1) / (2 * len(calls)), len(calls)
+
+
 def run() -> list[dict[str, Any]]:
     from benchmarks.daystream import DATA
 
@@ -112,6 +169,18 @@ def run() -> list[dict[str, Any]]:
         }
         for subject in SUBJECTS
     ]
+    from benchmarks.daystream import load
+
+    per_call, n_calls = quote_call_instructions(load(DATA).events[: r["warm"] + 2 * r["n"]], r["warm"], r["n"])
+    rows.append(
+        {
+            "name": "one decision's quoter call",
+            "value": per_call,
+            "unit": "instr/call",
+            "note": f"the {n_calls:,} quote() calls the pipeline makes in that window, replayed (3 passes - 1) / 2; "
+            "the decision record is built in it",
+        }
+    )
     rows.append(
         {
             "name": "backtest minus pipeline",
@@ -128,6 +197,9 @@ if __name__ == "__main__":
     if len(sys.argv) == 6 and sys.argv[1] == "--callgrind-child":
         sys.path.insert(0, str(BASE_DIR))
         _callgrind_child(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
+    elif len(sys.argv) == 4 and sys.argv[1] == "--quote-child":
+        sys.path.insert(0, str(BASE_DIR))
+        _quote_child(sys.argv[2], int(sys.argv[3]))
     else:
         for row in run():
             print(row)

@@ -10,7 +10,7 @@ strategy (the GLFT strategy core with its default parameters, the fixed-spread a
 baselines), the backtest driver replays the recording through the paper venue (5 ms entry and response
 latency, risk-averse queue, seed 1) and the tool prints the number of market events, actions, order events,
 decisions and fills, one SHA-256 over every decision and one over every fill. Each record is written out with
-all its fields in declaration order, floats as ``repr`` (so one ulp shows), enums by name, dict items sorted by
+all its fields in declaration order, floats as ``repr`` (so one ulp shows), enums by name, mapping items sorted by
 key (an input dictionary's meaning does not depend on its insertion order). A third digest covers the run's
 summary without wall-clock numbers (P&L by component, spreads, markouts).
 
@@ -27,7 +27,7 @@ import enum
 import hashlib
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +78,7 @@ def canon(x: Any) -> str:
     if dataclasses.is_dataclass(x) and not isinstance(x, type):
         inner = ",".join(f"{f.name}={canon(getattr(x, f.name))}" for f in dataclasses.fields(x))
         return f"{type(x).__name__}({inner})"
-    if isinstance(x, dict):
+    if isinstance(x, Mapping):  # a dict, or a decision's typed record (apps/engine/market/inputs.py): its items
         items = sorted((canon(k), canon(v)) for k, v in x.items())
         return "{" + ",".join(f"{k}:{v}" for k, v in items) + "}"
     if isinstance(x, (list, tuple)):

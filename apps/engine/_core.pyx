@@ -61,7 +61,10 @@ from apps.engine.market.events import (
     Side,
     Trade,
 )
+from apps.engine.market.inputs import DecisionInputs
 from apps.engine.quoting.quoter import MODEL_CODES, MarketState, QuoteResult
+
+cdef object _record = DecisionInputs.from_mapping  # the not-quotable decision's inputs as the typed record
 
 cdef object _reference_on_event = PyStrategyCore.on_event
 cdef object _BBO = BestBidAsk
@@ -414,7 +417,7 @@ cdef class StrategyCoreBase:
                     now_ns,
                     (),
                     (),
-                    {
+                    _record({
                         "mid": mid,
                         "best_bid": bbo.bid_px,
                         "best_ask": bbo.ask_px,
@@ -427,7 +430,7 @@ cdef class StrategyCoreBase:
                         "sigma_spread": sig_clean,
                         "sigma_inventory": sig_inv,
                         **extra,
-                    },
+                    }),
                     tuple(reasons),
                     t_side,
                     t_size,

@@ -48,6 +48,7 @@ from apps.engine.market.events import (
     Side,
     Trade,
 )
+from apps.engine.market.inputs import DecisionInputs
 from apps.engine.quoting.quoter import MODEL_CODES, MarketState, QuoteResult, QuoterParams, quote
 from apps.engine.quoting.risk_aversion import FEATURE_NAMES, RiskAversionParams
 from apps.engine.validation import finite, integer, non_negative, positive
@@ -469,20 +470,22 @@ class PyStrategyCore:
                 now_ns,
                 (),
                 (),
-                {
-                    "mid": mid,
-                    "best_bid": bbo.bid_px,
-                    "best_ask": bbo.ask_px,
-                    "q": q,
-                    "q_ratio": q / self.quoter_params.max_inventory,
-                    "gamma": self.quoter_params.gamma_base,
-                    "model_requested_code": MODEL_CODES[self.quoter_params.model],
-                    "horizon_s": self.quoter_params.horizon_s,
-                    "kappa": k.value,
-                    "sigma_spread": sig_clean,
-                    "sigma_inventory": sig_inv,
-                    **extra,
-                },
+                DecisionInputs.from_mapping(
+                    {
+                        "mid": mid,
+                        "best_bid": bbo.bid_px,
+                        "best_ask": bbo.ask_px,
+                        "q": q,
+                        "q_ratio": q / self.quoter_params.max_inventory,
+                        "gamma": self.quoter_params.gamma_base,
+                        "model_requested_code": MODEL_CODES[self.quoter_params.model],
+                        "horizon_s": self.quoter_params.horizon_s,
+                        "kappa": k.value,
+                        "sigma_spread": sig_clean,
+                        "sigma_inventory": sig_inv,
+                        **extra,
+                    }
+                ),
                 tuple(reasons),
             )
             self._set(result)

@@ -8,6 +8,7 @@ Prices are in quote currency, sizes in base-asset units. Sides are ``+1`` (buy/b
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -240,7 +241,9 @@ class QuoteDecision:
     """What the quoter decided and every input that produced it (principle 2: traceable quotes).
 
     Prices are absolute; ``None`` means that side is not quoted (``reasons`` says why).
-    ``inputs`` maps a named input (mid, sigma, kappa, gamma, q, each skew, ...) to its value.
+    ``inputs`` maps a named input (mid, sigma, kappa, gamma, q, each skew, ...) to its value: the GLFT quoter's is the
+    typed record :class:`apps.engine.market.inputs.DecisionInputs` (names shared, values as doubles), a baseline's a
+    plain dict; readers use the ``Mapping`` interface only.
     """
 
     ts_ns: int
@@ -248,5 +251,5 @@ class QuoteDecision:
     ask_px: float | None
     bid_size: float
     ask_size: float
-    inputs: dict[str, float] = field(default_factory=dict)
+    inputs: Mapping[str, float] = field(default_factory=dict)
     reasons: tuple[str, ...] = ()

@@ -19,31 +19,20 @@ The rare branches call the reference's steps: the AS and finite-horizon GLFT mod
 depth-priced half-spread (the compiled :mod:`apps.engine.quoting._depthprice` when built).
 """
 
+import array as _array_mod
 import math
 
-from cpython.dict cimport PyDict_GetItem, PyDict_SetItem, PyDict_Update
+from cpython cimport array
+from cpython.dict cimport PyDict_GetItem, PyDict_Next
 from cpython.float cimport PyFloat_FromDouble
-from cpython.object cimport PyObject, PyObject_GenericSetAttr, PyTypeObject
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.object cimport PyObject, PyObject_GenericSetAttr, PyObject_Hash, PyTypeObject
+from cpython.tuple cimport PyTuple_GET_ITEM
+from libc.string cimport memcpy
 from libc.math cimport ceil, copysign, erf, exp, expm1, fabs, floor, fma, isfinite, isinf, isnan, log1p, rint
 from libc.math cimport sqrt, tanh, NAN
 
 from apps.engine._pyfloat cimport m_expm1, pymax, pymin, pypow
-
-
-cdef extern from *:
-    """
-    /* CPython's private _PyDict_NewPresized (what its own BUILD_MAP uses) up to 3.12; a plain PyDict_New from
-       3.13 on, whose headers may not declare it (the project runs 3.11): the same dict either way, only the
-       resizes on the way differ */
-    #if PY_VERSION_HEX < 0x030D0000
-    #define mm_dict_presized(n) _PyDict_NewPresized(n)
-    #else
-    #define mm_dict_presized(n) PyDict_New()
-    #endif
-    """
-    # a dict with room for ``minused`` entries up front: the same dict (keys, order, values) as {} filled in the
-    # same order, without the resizes on the way
-    dict mm_dict_presized(Py_ssize_t minused)
 
 
 cdef extern from "Python.h":
@@ -90,16 +79,137 @@ cdef tuple _LEVEL_FIELDS = ("side", "index", "price", "size", "offset_frac", "p_
 cdef tuple _RESULT_FIELDS = ("ts_ns", "bids", "asks", "inputs", "reasons", "taker_side", "taker_size", "taker_price")
 
 
-cdef inline object _result(ts_ns, tuple bids, tuple asks, dict inputs, tuple reasons, taker_side, taker_size,
+cdef inline object _result(ts_ns, tuple bids, tuple asks, object inputs, tuple reasons, taker_side, taker_size,
                            taker_price):
     return _frozen(_QuoteResult, _RESULT_FIELDS, (ts_ns, bids, asks, inputs, reasons, taker_side, taker_size,
                                                    taker_price))
 
 
+# --- the decision's inputs as the typed record (apps/engine/market/inputs.py) -------------------------------------
+#
+# The steps write (key, double) pairs in the reference's insertion order into a _Rec; _record turns them into a
+# DecisionInputs: the shared InputLayout of those names (found by a hash of the keys' own hashes, then checked key
+# by key, pointer first) and one array('d') of the values. No float object and no dict per decision.
+
+cdef enum:
+    _REC_STACK = 384  # pairs on the C stack; more (a long ladder) goes to the heap
+    _MODEL_REQUESTED_AT = 12  # where model_requested_code is first written (the reference writes it twice)
+
+cdef struct _Rec:
+    Py_ssize_t n
+    Py_ssize_t cap
+    PyObject** keys  # borrowed: module constants, the cached level and γ keys, the core's extra dict's keys
+    double* vals
+    bint requested_again  # model_requested_code written again, in place (see _reservation_step)
+
+cdef object _DecisionInputs = None
+cdef tuple _INPUT_FIELDS = ("layout", "vector")
+cdef dict _LAYOUTS = {}  # hash of a key sequence's string hashes -> its InputLayout (a collision costs the slow path)
+cdef dict _LAYOUTS_BY_ADDRESS = {}  # hash of the keys' addresses -> the layout whose own name objects they are
+cdef array.array _VEC = _array_mod.array("d")
+
+
+cdef inline int _put(_Rec* rec, object key, double v) except -1:
+    if rec.n >= rec.cap:  # cannot happen: the capacity counts every write; kept so a change cannot overrun
+        raise RuntimeError(f"apps.engine.quoting._quote: more than {rec.cap} decision inputs; update the capacity")
+    rec.keys[rec.n] = <PyObject*>key
+    rec.vals[rec.n] = v
+    rec.n += 1
+    return 0
+
+
+cdef int _put_all(_Rec* rec, object extra) except -1:
+    """``inputs.update(extra)``: the core's inputs in their order, each as a double (as array('d') converts)."""
+    cdef Py_ssize_t pos = 0
+    cdef PyObject* k
+    cdef PyObject* v
+    if type(extra) is dict:
+        while PyDict_Next(extra, &pos, &k, &v):
+            _put(rec, <object>k, <double><object>v)
+    else:
+        for key, value in extra.items():
+            _put(rec, key, value)
+    return 0
+
+
+cdef object _new_record(object layout, _Rec* rec):
+    cdef array.array vec = array.clone(_VEC, rec.n, False)
+    memcpy(vec.data.as_doubles, rec.vals, rec.n * sizeof(double))
+    return _frozen(_DecisionInputs, _INPUT_FIELDS, (layout, vec))
+
+
+cdef object _record(_Rec* rec):
+    """The pairs as a DecisionInputs, exactly what ``DecisionInputs.from_mapping`` makes of the reference's dict.
+
+    The layout is found by the keys' addresses first: a layout holds its names, so a key that *is* the layout's
+    name (the quoter's constants, the cached level and γ keys, the core's cached keys) cannot be another string.
+    Keys that are equal strings but other objects are found by their string hashes and compared by value."""
+    cdef Py_ssize_t i, n = rec.n
+    cdef size_t h = <size_t>n
+    cdef PyObject* k
+    cdef PyObject* found
+    cdef object layout
+    cdef tuple names
+    cdef bint same
+    for i in range(n):  # by address
+        h = (h * <size_t>1000003) ^ <size_t>rec.keys[i]
+    found = PyDict_GetItem(_LAYOUTS_BY_ADDRESS, <Py_ssize_t>h)
+    if found != NULL:
+        names = (<object>found).names
+        if len(names) == n:
+            same = True
+            for i in range(n):
+                if PyTuple_GET_ITEM(names, i) != rec.keys[i]:
+                    same = False
+                    break
+            if same:
+                return _new_record(<object>found, rec)
+    cdef size_t hs = <size_t>n
+    for i in range(n):  # by value
+        hs = (hs * <size_t>1000003) ^ <size_t>PyObject_Hash(<object>rec.keys[i])
+    found = PyDict_GetItem(_LAYOUTS, <Py_ssize_t>hs)
+    if found != NULL:
+        layout = <object>found
+        names = layout.names
+        same = len(names) == n
+        if same:
+            for i in range(n):
+                k = PyTuple_GET_ITEM(names, i)
+                if k != rec.keys[i] and not (<object>k == <object>rec.keys[i]):
+                    same = False
+                    break
+        if same:
+            _remember_addresses(layout, rec, h)
+            return _new_record(layout, rec)
+    # first time for these names (or a key written twice): through a dict, as the reference
+    cdef dict d = {}
+    for i in range(n):
+        d[<object>rec.keys[i]] = PyFloat_FromDouble(rec.vals[i])
+    if rec.requested_again:  # the reference's second write comes after the core's inputs: its value is the last
+        d[<object>rec.keys[_MODEL_REQUESTED_AT]] = PyFloat_FromDouble(rec.vals[_MODEL_REQUESTED_AT])
+    out = _DecisionInputs.from_mapping(d)
+    if len(d) == n and len(_LAYOUTS) < 4096:  # bounded as InputLayout's own table
+        _LAYOUTS[<Py_ssize_t>hs] = out.layout
+        _remember_addresses(out.layout, rec, h)
+    return out
+
+
+cdef void _remember_addresses(object layout, _Rec* rec, size_t h) except *:
+    # only when the keys are the layout's own name objects (so the addresses stay theirs while the cache holds it)
+    cdef tuple names = layout.names
+    cdef Py_ssize_t i
+    for i in range(rec.n):
+        if PyTuple_GET_ITEM(names, i) != rec.keys[i]:
+            return
+    if len(_LAYOUTS_BY_ADDRESS) < 4096:
+        _LAYOUTS_BY_ADDRESS[<Py_ssize_t>h] = layout
+
+
 cdef void _bind() except *:
     global _bound, _ref, _Level, _QuoteResult, _BUY, _SELL, _MODEL_CODES, _model_terms, _glft_coefficients
-    global _floor_to_py, _ceil_to_py, _depth_priced, _GAMMA, _SKEW_CAPPED
+    global _floor_to_py, _ceil_to_py, _depth_priced, _GAMMA, _SKEW_CAPPED, _DecisionInputs
     from apps.engine.market.events import Side
+    from apps.engine.market.inputs import DecisionInputs
     from apps.engine.quoting import quoter as ref
     from apps.engine.quoting.pricing import glft_coefficients
     from apps.engine.quoting.risk_aversion import FEATURE_NAMES
@@ -116,6 +226,9 @@ cdef void _bind() except *:
     _ceil_to_py = ref._ceil_to
     _depth_priced = ref.depth_priced_half_spread
     _SKEW_CAPPED = ref._SKEW_CAPPED
+    _DecisionInputs = DecisionInputs
+    if tuple(DecisionInputs.__slots__) != _INPUT_FIELDS:
+        raise RuntimeError("apps.engine.quoting._quote: DecisionInputs' slots changed; update _quote.pyx")
     _GAMMA = tuple((name, attr) + tuple(ref._gamma_keys(name)) for name, attr in ref._BETA_ATTRS)
     # the fields _frozen sets must be the classes' own, in their order, and no __post_init__ may be skipped
     for cls, names in ((ref.Level, _LEVEL_FIELDS), (ref.QuoteResult, _RESULT_FIELDS)):
@@ -354,6 +467,34 @@ def quote(params, risk, market, q, *, tick_size, lot_size):
     cdef _Params p = _params
     cdef double qd = q
     cdef double tick = tick_size, lot = lot_size
+    cdef object extra = market.extra_inputs
+    # the decision's inputs, written as (key, double) pairs and turned into the typed record at the end (_record).
+    # Room for every key this call can write: the 13 below, the core's, γ's, the costs, the reservation, the
+    # ladder's 5 per level and side, the taker's; on the stack unless a long ladder or many core inputs need more
+    cdef PyObject* keys_stack[_REC_STACK]
+    cdef double vals_stack[_REC_STACK]
+    cdef _Rec rec_s
+    cdef _Rec* rec = &rec_s
+    rec.n = 0
+    rec.requested_again = False
+    rec.cap = 13 + len(extra) + 2 * len(_GAMMA) + 80 + 10 * p.levels
+    if rec.cap <= _REC_STACK:
+        rec.keys = keys_stack
+        rec.vals = vals_stack
+        return _quote(p, market, q, qd, tick, lot, tick_size, lot_size, extra, rec)
+    rec.keys = <PyObject**>PyMem_Malloc(rec.cap * sizeof(PyObject*))
+    rec.vals = <double*>PyMem_Malloc(rec.cap * sizeof(double))
+    try:
+        if rec.keys == NULL or rec.vals == NULL:
+            raise MemoryError()
+        return _quote(p, market, q, qd, tick, lot, tick_size, lot_size, extra, rec)
+    finally:
+        PyMem_Free(rec.keys)
+        PyMem_Free(rec.vals)
+
+
+cdef object _quote(_Params p, market, object q, double qd, double tick, double lot, object tick_size,
+                   object lot_size, object extra, _Rec* rec):
     cdef object o_bid = market.best_bid, o_ask = market.best_ask
     cdef double bb = o_bid, ba = o_ask
     cdef double mid = 0.5 * (bb + ba)
@@ -361,31 +502,27 @@ def quote(params, risk, market, q, *, tick_size, lot_size):
     cdef object o_kappa = market.kappa, o_a = market.a_per_s
     cdef object o_sig_clean = market.sigma_clean, o_sig_inv = market.sigma_inventory
     cdef double a_per_s = o_a
-    cdef object extra = market.extra_inputs
-    # room for every key this call can write: the 13 below, the core's, γ's, the costs, the reservation, the
-    # ladder's 5 per level and side, the taker's
-    cdef dict inputs = mm_dict_presized(13 + len(extra) + 2 * len(_GAMMA) + 80 + 10 * p.levels)
-    inputs["mid"] = mid
-    inputs["best_bid"] = o_bid
-    inputs["best_ask"] = o_ask
-    inputs["q"] = q
-    inputs["q_ratio"] = qd / p.max_inv
-    inputs["max_inventory"] = p.o_max_inv
-    inputs["kappa"] = o_kappa
-    inputs["sigma_spread"] = o_sig_clean
-    inputs["sigma_inventory"] = o_sig_inv
-    inputs["a_per_s"] = o_a
-    inputs["tick_size"] = tick_size
-    inputs["lot_size"] = lot_size
-    inputs["model_requested_code"] = p.model_code
-    PyDict_Update(inputs, extra)
+    _put(rec, "mid", mid)
+    _put(rec, "best_bid", bb)
+    _put(rec, "best_ask", ba)
+    _put(rec, "q", qd)
+    _put(rec, "q_ratio", qd / p.max_inv)
+    _put(rec, "max_inventory", p.max_inv)
+    _put(rec, "kappa", <double>o_kappa)
+    _put(rec, "sigma_spread", <double>o_sig_clean)
+    _put(rec, "sigma_inventory", <double>o_sig_inv)
+    _put(rec, "a_per_s", a_per_s)
+    _put(rec, "tick_size", tick)
+    _put(rec, "lot_size", lot)
+    _put(rec, "model_requested_code", <double>p.model_code)
+    _put_all(rec, extra)
     if not market.kappa_ok or not market.sigma_ok:
-        return _result(ts_ns, (), (), inputs, ("estimators not usable",), None, 0.0, _nan)
+        return _result(ts_ns, (), (), _record(rec), ("estimators not usable",), None, 0.0, _nan)
     if not p.as_model and not (isfinite(a_per_s) and a_per_s > 0):
-        return _result(ts_ns, (), (), inputs, (f"A not usable: model {p.model} needs the fill intensity",), None, 0.0,
+        return _result(ts_ns, (), (), _record(rec), (f"A not usable: model {p.model} needs the fill intensity",), None, 0.0,
                        _nan)
     cdef list reasons = []
-    cdef double gamma = _gamma_step(p, market, qd, inputs, reasons)
+    cdef double gamma = _gamma_step(p, market, qd, rec, reasons)
 
     # horizon_left_s
     cdef object session_end = market.session_end_ns
@@ -405,11 +542,11 @@ def quote(params, risk, market, q, *, tick_size, lot_size):
     cdef double adv_base = adv_m if measured else p.adverse_bps * BPS
     cdef double adverse = adv_base * (1.0 + pymax(toxicity, 0.0))
     cdef double fee = p.maker_fee_bps * BPS
-    inputs["adverse_selection_frac"] = adverse
-    inputs["adverse_selection_base_frac"] = o_adv if measured else adv_base
-    inputs["adverse_selection_measured"] = 1.0 if measured else 0.0
-    inputs["maker_fee_frac"] = fee
-    inputs["quote_life_s"] = p.o_quote_life_s
+    _put(rec, "adverse_selection_frac", adverse)
+    _put(rec, "adverse_selection_base_frac", adv_m if measured else adv_base)
+    _put(rec, "adverse_selection_measured", 1.0 if measured else 0.0)
+    _put(rec, "maker_fee_frac", fee)
+    _put(rec, "quote_life_s", p.quote_life_s)
     cdef double spacing_px = pymax(p.spacing_bps * BPS * mid, tick)
     cdef double half_mkt_px = 0.5 * (ba - bb)
     cdef double a_costs = a_per_s if isfinite(a_per_s) else NAN
@@ -418,12 +555,12 @@ def quote(params, risk, market, q, *, tick_size, lot_size):
     # _reservation_step
     cdef double r, delta, skew, model_skew, slope
     r, delta, skew, model_skew, slope = _reservation_step(
-        p, market, qd, q, gamma, horizon, horizon_source, adverse, fee, toxicity, mid, bb, ba, a_per_s, inputs, reasons
+        p, market, qd, q, gamma, horizon, horizon_source, adverse, fee, toxicity, mid, bb, ba, a_per_s, rec, reasons
     )
 
     # _skew_flag_step: the model's skew, before the cap
     cdef bint small = fabs(qd) > p.skew_flag_ratio * p.max_inv and fabs(model_skew) < p.skew_flag_bps * BPS
-    inputs["skew_too_small"] = 1.0 if small else 0.0
+    _put(rec, "skew_too_small", 1.0 if small else 0.0)
     if small:
         reasons.append(
             f"skew_too_small: |q|={fabs(qd):.6g} > {p.skew_flag_ratio:g}·Q_max but |skew|={fabs(model_skew) * 1e4:.3f} bps "
@@ -431,9 +568,9 @@ def quote(params, risk, market, q, *, tick_size, lot_size):
         )
 
     cdef tuple bids = _ladder(True, p, market, qd, r, delta, spacing_px, adverse, fee, half_mkt_px, a_costs,
-                              mean_trade, mid, bb, ba, tick, lot, inputs, reasons)
+                              mean_trade, mid, bb, ba, tick, lot, rec, reasons)
     cdef tuple asks = _ladder(False, p, market, qd, r, delta, spacing_px, adverse, fee, half_mkt_px, a_costs,
-                              mean_trade, mid, bb, ba, tick, lot, inputs, reasons)
+                              mean_trade, mid, bb, ba, tick, lot, rec, reasons)
 
     # _taker_step
     cdef object taker_side = None
@@ -445,8 +582,8 @@ def quote(params, risk, market, q, *, tick_size, lot_size):
         # taker_reduction_size: x* = |q| − (δ + c)/k cut to [0, |q|]
         x = pymin(pymax(fabs(qd) - (delta + cost) / slope, 0.0), fabs(qd)) if slope > 0 else 0.0
         x = floor_to(x, lot)
-        inputs["taker_cost_frac"] = cost
-        inputs["taker_size_optimal"] = x
+        _put(rec, "taker_cost_frac", cost)
+        _put(rec, "taker_size_optimal", x)
         if not x < lot - 1e-12:
             reasons.append(
                 f"emergency taker: |q|={fabs(qd):.6g} >= {p.taker_trigger:g}·Q_max and the reducing quote would sit "
@@ -456,11 +593,11 @@ def quote(params, risk, market, q, *, tick_size, lot_size):
             taker_side = _SELL if qd > 0 else _BUY
             taker_size = x
             taker_px = o_bid if qd > 0 else o_ask
-    inputs["taker_size"] = taker_size
-    return _result(ts_ns, bids, asks, inputs, tuple(reasons), taker_side, taker_size, taker_px)
+    _put(rec, "taker_size", taker_size)
+    return _result(ts_ns, bids, asks, _record(rec), tuple(reasons), taker_side, taker_size, taker_px)
 
 
-cdef double _gamma_step(_Params p, market, double q, dict inputs, list reasons) except? -1.0:
+cdef double _gamma_step(_Params p, market, double q, _Rec* rec, list reasons) except? -1.0:
     """γ = γ₀·exp(C_max·tanh(C/C_max)) (:func:`bounded_gamma`), every feature and contribution traced."""
     cdef dict features = market.risk_features
     cdef double xs[16]
@@ -488,19 +625,19 @@ cdef double _gamma_step(_Params p, market, double q, dict inputs, list reasons) 
     cdef double cb = p.bound_nats * tanh(c / p.bound_nats)
     cdef double gamma = p.gamma_base * m_exp(cb)
     cdef double shrink = c - cb
-    inputs["gamma"] = gamma
-    inputs["gamma_base"] = p.o_gamma_base
-    inputs["gamma_full_inventory"] = gamma * p.max_inv
-    inputs["gamma_log_contribution"] = c
-    inputs["gamma_log_contribution_bounded"] = cb
-    inputs["gamma_bound_shrink_nats"] = shrink
-    inputs["gamma_bound"] = 1.0 if fabs(shrink) > p.bound_report else 0.0
+    _put(rec, "gamma", gamma)
+    _put(rec, "gamma_base", p.gamma_base)
+    _put(rec, "gamma_full_inventory", gamma * p.max_inv)
+    _put(rec, "gamma_log_contribution", c)
+    _put(rec, "gamma_log_contribution_bounded", cb)
+    _put(rec, "gamma_bound_shrink_nats", shrink)
+    _put(rec, "gamma_bound", 1.0 if fabs(shrink) > p.bound_report else 0.0)
     for k in range(nf):
         keys = <tuple>_GAMMA[k]
-        inputs[keys[2]] = xs[k]
-        inputs[keys[3]] = contrib[k]
-    inputs["gamma_x_position_direction_confidence"] = dir_x
-    inputs["gamma_contrib_position_direction_confidence"] = contrib[nf]
+        _put(rec, keys[2], xs[k])
+        _put(rec, keys[3], contrib[k])
+    _put(rec, "gamma_x_position_direction_confidence", dir_x)
+    _put(rec, "gamma_contrib_position_direction_confidence", contrib[nf])
     if fabs(shrink) > p.bound_report:
         reasons.append(
             f"gamma_bound_binding: model log-contribution {c:.3f} nats compressed to "
@@ -526,7 +663,7 @@ cdef double _floor_depth(object curve, double fee, double delta) except? -1.0:
 
 cdef tuple _reservation_step(
     _Params p, market, double q, object q_obj, double gamma, object horizon_obj, double horizon_source,
-    double adverse, double fee, double toxicity, double mid, double bb, double ba, double a_per_s, dict inputs,
+    double adverse, double fee, double toxicity, double mid, double bb, double ba, double a_per_s, _Rec* rec,
     list reasons,
 ):
     """``r = s·(1 + drift − inventory − funding + imbalance + flow + microprice)`` and δ, the shift bounded by the
@@ -607,45 +744,47 @@ cdef tuple _reservation_step(
     cdef double skew = -shift
     if note:
         reasons.append(note)
-    inputs["model_code"] = model_code
-    inputs["model_requested_code"] = p.model_code
-    inputs["spread_gamma"] = xi_obj
-    inputs["glft_c1_frac"] = c1
-    inputs["glft_c2"] = c2
-    inputs["glft_a_mid_per_s"] = a_mid
-    inputs["half_spread_base_frac"] = c1
-    inputs["half_spread_risk_frac"] = half - c1
-    inputs["half_spread_model_frac"] = half
-    inputs["half_spread_fill_cost_frac"] = fill_cost
-    inputs["fill_cost_by_depth"] = 1.0 if by_depth else 0.0
-    inputs["fill_cost_at_quote_frac"] = cost_at_quote
-    inputs["inventory_slope_frac"] = slope
-    inputs["horizon_s"] = horizon_obj
-    inputs["horizon_source"] = horizon_source
-    inputs["drift_horizon_s"] = p.o_drift_horizon_s
-    inputs["drift_mean_per_s"] = market.drift_mean_per_s
-    inputs["drift_std_per_s"] = market.drift_std_per_s
-    inputs["drift_ok"] = 1.0 if market.drift_ok else 0.0
-    inputs["inventory_term_frac"] = inv
-    inputs["drift_term_frac"] = drift_obj
-    inputs["funding_rate"] = market.funding_rate
-    inputs["funding_term_frac"] = funding_term
-    inputs["book_imbalance"] = o_book_imb
-    inputs["flow_imbalance"] = o_flow_imb
-    inputs["imbalance_skew_frac"] = imbalance_skew
-    inputs["flow_skew_frac"] = flow_skew
-    inputs["microprice_ok"] = 1.0 if micro_ok else 0.0
-    inputs["microprice_term_frac"] = micro_obj
-    inputs["reservation_shift_frac"] = shift
-    inputs["skew_frac"] = skew
-    inputs["skew_bps"] = skew * 1e4
-    inputs["skew_model_frac"] = -model_shift
-    inputs["skew_cap_frac"] = cap if cap_on else _nan  # the reference's math.nan object when off (dicts compare by it)
-    inputs["reservation_price"] = r
-    inputs["half_spread_frac"] = delta
-    inputs["half_spread_bps"] = delta * 1e4
-    inputs["raw_bid"] = r - delta * mid
-    inputs["raw_ask"] = r + delta * mid
+    _put(rec, "model_code", <double>model_code)
+    # model_requested_code again, as the reference writes it again: the same value in the same place (index 12)
+    rec.vals[_MODEL_REQUESTED_AT] = <double>p.model_code
+    rec.requested_again = True
+    _put(rec, "spread_gamma", <double>xi_obj)
+    _put(rec, "glft_c1_frac", c1)
+    _put(rec, "glft_c2", c2)
+    _put(rec, "glft_a_mid_per_s", a_mid)
+    _put(rec, "half_spread_base_frac", c1)
+    _put(rec, "half_spread_risk_frac", half - c1)
+    _put(rec, "half_spread_model_frac", half)
+    _put(rec, "half_spread_fill_cost_frac", fill_cost)
+    _put(rec, "fill_cost_by_depth", 1.0 if by_depth else 0.0)
+    _put(rec, "fill_cost_at_quote_frac", cost_at_quote)
+    _put(rec, "inventory_slope_frac", slope)
+    _put(rec, "horizon_s", horizon)
+    _put(rec, "horizon_source", horizon_source)
+    _put(rec, "drift_horizon_s", <double>p.o_drift_horizon_s)
+    _put(rec, "drift_mean_per_s", <double>market.drift_mean_per_s)
+    _put(rec, "drift_std_per_s", <double>market.drift_std_per_s)
+    _put(rec, "drift_ok", 1.0 if market.drift_ok else 0.0)
+    _put(rec, "inventory_term_frac", inv)
+    _put(rec, "drift_term_frac", drift_term)
+    _put(rec, "funding_rate", <double>market.funding_rate)
+    _put(rec, "funding_term_frac", funding_term)
+    _put(rec, "book_imbalance", <double>o_book_imb)
+    _put(rec, "flow_imbalance", <double>o_flow_imb)
+    _put(rec, "imbalance_skew_frac", imbalance_skew)
+    _put(rec, "flow_skew_frac", flow_skew)
+    _put(rec, "microprice_ok", 1.0 if micro_ok else 0.0)
+    _put(rec, "microprice_term_frac", micro_term)
+    _put(rec, "reservation_shift_frac", shift)
+    _put(rec, "skew_frac", skew)
+    _put(rec, "skew_bps", skew * 1e4)
+    _put(rec, "skew_model_frac", -model_shift)
+    _put(rec, "skew_cap_frac", cap)  # NaN when the cap is off, as the reference's math.nan
+    _put(rec, "reservation_price", r)
+    _put(rec, "half_spread_frac", delta)
+    _put(rec, "half_spread_bps", delta * 1e4)
+    _put(rec, "raw_bid", r - delta * mid)
+    _put(rec, "raw_ask", r + delta * mid)
     if not market.drift_ok:
         reasons.append("drift not usable: drift term is 0")
     return r, delta, skew, -model_shift, slope
@@ -654,7 +793,7 @@ cdef tuple _reservation_step(
 cdef tuple _ladder(
     bint buy, _Params p, market, double q, double r, double delta, double spacing_px, double adverse, double fee,
     double half_mkt_px, double a_per_s, double mean_trade, double mid, double bb, double ba, double tick,
-    double lot, dict inputs, list reasons,
+    double lot, _Rec* rec, list reasons,
 ):
     """Levels ``0..N−1`` of one side (the reference's ``_ladder_step`` with ``level_price``, ``level_size``,
     ``level_expected_pnl`` and ``fill_probability`` inline)."""
@@ -719,11 +858,11 @@ cdef tuple _ladder(
             pf = NAN
         per_unit = edge - adverse - fee
         epnl = (pf if isfinite(pf) else 1.0) * size * per_unit
-        inputs[keys[1]] = o_px
-        inputs[keys[2]] = size
-        inputs[keys[3]] = pf
-        inputs[keys[4]] = edge * 1e4
-        inputs[keys[5]] = epnl
+        _put(rec, keys[1], px)
+        _put(rec, keys[2], size)
+        _put(rec, keys[3], pf)
+        _put(rec, keys[4], edge * 1e4)
+        _put(rec, keys[5], epnl)
         at_touch = px >= bb if buy else px <= ba
         if per_unit < 0 or (at_touch and per_unit <= 0):
             reasons.append(

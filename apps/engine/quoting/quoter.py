@@ -176,6 +176,7 @@ import numpy as np
 
 from apps.engine import compiled
 from apps.engine.market.events import QuoteDecision, Side
+from apps.engine.market.inputs import DecisionInputs
 from apps.engine.quoting.glft import GLFTParams, GLFTRangeError, glft_offsets_at
 from apps.engine.quoting.pricing import glft_coefficients, half_spread
 from apps.engine.quoting.risk_aversion import FEATURE_NAMES, RiskAversionParams
@@ -432,7 +433,7 @@ class QuoteResult:
     ts_ns: int
     bids: tuple[Level, ...]
     asks: tuple[Level, ...]
-    inputs: dict[str, float]
+    inputs: DecisionInputs  # every named number of the decision, a typed vector (apps/engine/market/inputs.py)
     reasons: tuple[str, ...]
     taker_side: Side | None = None
     taker_size: float = 0.0
@@ -562,9 +563,10 @@ def py_quote(
     p = params
     inputs = _market_inputs(p, market, q, tick_size, lot_size)
     if not market.kappa_ok or not market.sigma_ok:
-        return QuoteResult(market.ts_ns, (), (), inputs, ("estimators not usable",))
+        return QuoteResult(market.ts_ns, (), (), _record(inputs), ("estimators not usable",))
     if p.model != "as" and not (math.isfinite(market.a_per_s) and market.a_per_s > 0):
-        return QuoteResult(market.ts_ns, (), (), inputs, (f"A not usable: model {p.model} needs the fill intensity",))
+        reason = f"A not usable: model {p.model} needs the fill intensity"
+        return QuoteResult(market.ts_ns, (), (), _record(inputs), (reason,))
     reasons: list[str] = []
     gamma = _gamma_step(p, risk, market, q, inputs, reasons)
     horizon, horizon_source = horizon_left_s(p.horizon_s, market.session_end_ns, market.ts_ns)
@@ -575,7 +577,15 @@ def py_quote(
     asks = _ladder_step(Side.SELL, p, market, q, res, costs, tick_size, lot_size, inputs, reasons)
     taker_side, taker_size, taker_px = _taker_step(p, market, q, gamma, res, costs, lot_size, inputs, reasons)
     inputs["taker_size"] = taker_size
-    return QuoteResult(market.ts_ns, tuple(bids), tuple(asks), inputs, tuple(reasons), taker_side, taker_size, taker_px)
+    return QuoteResult(
+        market.ts_ns, tuple(bids), tuple(asks), _record(inputs), tuple(reasons), taker_side, taker_size, taker_px
+    )
+
+
+# The steps write the decision's inputs into a dict, in order (the readable form); the result holds them as the typed
+# record (apps/engine/market/inputs.py: one shared layout of names, one array of doubles), which the compiled
+# quoter writes directly.
+_record = DecisionInputs.from_mapping
 
 
 def _market_inputs(p: QuoterParams, market: MarketState, q: float, tick_size: float, lot_size: float) -> dict:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from apps.engine.risk.rules import (
@@ -179,7 +180,7 @@ class SessionRisk:
             f.record_reject(ts_ns)
 
     def evaluate(
-        self, now_ns: int, core_state: dict[str, Any], decision_inputs: dict[str, float]
+        self, now_ns: int, core_state: dict[str, Any], decision_inputs: Mapping[str, float]
     ) -> tuple[list[RuleTrip], list[str], list[RuleTrip]]:
         """(started trips, cleared rule names, all current trips)."""
         now_ns = self._now(now_ns)

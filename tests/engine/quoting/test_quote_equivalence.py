@@ -27,6 +27,7 @@ from apps.engine import core as core_module
 from apps.engine.core import StrategyCore, StrategyParams
 from apps.engine.estimators.depth_markout import DepthCostCurve
 from apps.engine.execution.paper import PaperVenue
+from apps.engine.market.inputs import DecisionInputs
 from apps.engine.quoting import quoter
 from apps.engine.quoting.quoter import MarketState, QuoterParams, py_quote
 from apps.engine.quoting.risk_aversion import FEATURE_NAMES, RiskAversionParams
@@ -45,6 +46,8 @@ def bits(x):
         return (type(x).__name__, struct.pack("<d", x))
     if isinstance(x, (tuple, list)):
         return (type(x).__name__, tuple(bits(v) for v in x))
+    if isinstance(x, DecisionInputs):  # the typed record: its names in order and its doubles' bytes
+        return ("DecisionInputs", x.layout.names, x.vector.typecode, x.vector.tobytes())
     if isinstance(x, dict):  # insertion order included
         return ("dict", tuple((bits(k), bits(v)) for k, v in x.items()))
     if hasattr(x, "__dataclass_fields__"):
@@ -212,7 +215,11 @@ def markets(draw):
         risk_features=features,
         session_end_ns=draw(st.sampled_from([0, ts + 30_000_000_000, ts + 10**13, ts - 5, ts + 7_000_000_000_000])),
         extra_inputs=draw(
-            st.dictionaries(st.sampled_from(["kappa_std", "pnl", "drift_ok", "gamma", "zz"]), finite, max_size=4)
+            st.dictionaries(
+                st.sampled_from(["kappa_std", "pnl", "drift_ok", "gamma", "zz", "model_requested_code"]),
+                finite,
+                max_size=4,
+            )
         ),
     )
 
