@@ -5,8 +5,8 @@ the best of ``passes`` runs in that process, each with a new loop, strategy and 
 The recording is parsed first and not timed (hftbacktest's conversion to ``.npz`` is not timed either); the
 timed part is what ``apps.trading.backtest`` runs for a session minus its database writes: the one driver
 (:class:`~apps.engine.simulation.backtest.EngineLoop`) with the GLFT :class:`~apps.engine.core.StrategyCore`,
-the paper venue (full L2 book, risk-averse queue model, constant latency), the session's default risk rules
-and the P&L ledger; no sink. Prints one JSON object on its last stdout line.
+the paper venue (full L2 book, risk-averse queue model, constant latency, no partial fills), the session's default
+risk rules and the P&L ledger; no sink. Prints one JSON object on its last stdout line.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ MAX_INVENTORY = 0.2  # BTC
 LATENCY_NS = 10_000_000  # constant, each way (order entry and response)
 MAKER_FEE_BPS = -0.5  # a rebate
 TAKER_FEE_BPS = 7.0
+PARTIAL_FILLS = False  # an order fills whole or not at all, as hftbacktest's no_partial_fill_exchange()
 # The recorder's clock runs ~1.27 s behind Binance's (MANIFEST.md, quirk 1): the session default (1000 ms) would
 # pull quotes for the whole run, so the bound is raised as the project's own tests do for this file.
 RISK = {"clock_skew": {"max_abs_skew_ms": 2000.0}}
@@ -61,6 +62,7 @@ def make_loop(*, keep_decisions: bool = False) -> EngineLoop:
             entry_latency_ns=LATENCY_NS,
             response_latency_ns=LATENCY_NS,
             queue_model="risk_averse",
+            partial_fills=PARTIAL_FILLS,
         ),
         seed=1,
     )

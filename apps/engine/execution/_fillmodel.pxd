@@ -7,6 +7,11 @@ ctypedef long long tick_t
 ctypedef cmap[tick_t, double] Levels
 
 
+cdef inline double _whole_fill(double part, double remaining) noexcept:
+    # the no-partial-fill rule (fillmodel.whole_fill): an order the market reached fills whole, else not at all
+    return remaining if part > 0.0 else 0.0
+
+
 @cython.final
 cdef class QueueState:
     cdef double _ahead, _level_size

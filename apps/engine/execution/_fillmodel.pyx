@@ -62,6 +62,11 @@ def queue_after_trade(double ahead, double remaining, double volume) -> tuple:
     return _pymin(remaining, _pymax(0.0, volume - ahead)), _pymax(0.0, ahead - volume)
 
 
+def whole_fill(double part, double remaining) -> float:
+    """The no-partial-fill rule: ``remaining`` when ``part > 0``, else ``0.0`` (see the reference)."""
+    return _whole_fill(part, remaining)
+
+
 cdef inline bint _is_probabilistic(object params) except -1:
     return params.kind == "probabilistic"
 

@@ -25,7 +25,7 @@ from or of another size, a comparison with 0) treats identically.
 
 cimport cython
 
-from apps.engine.execution._fillmodel cimport LevelBook, QueueState, tick_t
+from apps.engine.execution._fillmodel cimport LevelBook, QueueState, _whole_fill, tick_t
 
 import heapq
 
@@ -77,6 +77,7 @@ cdef class PaperVenueBase:
     # the reference's state, set by its __init__ (typed where the per-event path reads it)
     cdef object _config
     cdef bint _exchange_clock
+    cdef bint _partial  # config.partial_fills
     cdef public object _rng, _entry, _response, _queue_params, _book
     cdef public dict _live
     cdef public set _known_ids
@@ -92,6 +93,7 @@ cdef class PaperVenueBase:
     def config(self, value):
         self._config = value
         self._exchange_clock = value.venue_clock == "exchange"
+        self._partial = value.partial_fills
 
     # --- the market event ----------------------------------------------------------------------------------------
     def on_market(self, event):
@@ -175,6 +177,8 @@ cdef class PaperVenueBase:
             if fresh > 0:
                 order = r.order
                 size = round_size(min(order.remaining, fresh), self._config.lot_size)
+                if not self._partial:
+                    size = _whole_fill(size, order.remaining)
                 r.queue.ahead = 0.0
                 self._fill(order, order.price, size, "maker", t)
                 self._finish_if_filled(cid)
@@ -223,7 +227,10 @@ cdef class PaperVenueBase:
                 size, q.ahead = queue_after_trade(q.ahead, order.remaining, available)
             size = round_size(size, lot)
             if size > 0:
-                available -= size
+                if self._partial:
+                    available -= size
+                else:
+                    size = _whole_fill(size, order.remaining)  # and the trade stays whole for our next order
                 self._fill(order, order.price, size, "maker", t)
                 self._finish_if_filled(order.client_order_id)
         return 0

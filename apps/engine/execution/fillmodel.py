@@ -36,6 +36,11 @@ the depth change that reflects it usually arrive as two events); the credit neve
 Fills are always at our limit price (maker) — a price the market reached — and never exceed the
 volume the market showed. No market impact: our simulated fills do not remove recorded liquidity.
 
+**No partial fills** (the paper venue's ``partial_fills=False``, hftbacktest's ``NoPartialFillExchange``): the
+rules above still decide *whether* the market reached our order; :func:`whole_fill` then fills its whole
+remaining size (so the "never exceed the volume the market showed" bound is dropped in that mode). The queue
+bookkeeping is unchanged.
+
 This module is the readable reference (``PyLevelBook``, ``PyQueueState`` and the pure rules). ``LevelBook`` and
 ``QueueState`` below are the compiled twins from ``apps/engine/execution/_fillmodel.pyx`` (same API, the same
 doubles on every shared recording) when they are built, and these references under ``MM_PURE_PYTHON=1``
@@ -98,6 +103,15 @@ def queue_after_trade(ahead: float, remaining: float, volume: float) -> tuple[fl
     """
     fill = min(remaining, max(0.0, volume - ahead))
     return fill, max(0.0, ahead - volume)
+
+
+def whole_fill(part: float, remaining: float) -> float:
+    """The no-partial-fill rule: an order the market reached fills whole, else not at all.
+
+    ``part`` is what the partial rules above (rounded down to whole lots) would fill now; ``remaining`` the
+    order's open size. Returns ``remaining`` when ``part > 0``, else ``0.0`` (``NaN`` counts as not reached).
+    """
+    return remaining if part > 0.0 else 0.0
 
 
 def queue_after_level_change(

@@ -43,7 +43,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from apps.engine import compiled
-from apps.engine.execution.fillmodel import LevelBook, QueueModelParams, QueueState, queue_after_trade
+from apps.engine.execution.fillmodel import LevelBook, QueueModelParams, QueueState, queue_after_trade, whole_fill
 from apps.engine.execution.latency import LatencyModel, as_latency_model
 from apps.engine.execution.orders import (
     Order,
@@ -73,7 +73,7 @@ from apps.engine.market.events import (
     Side,
     Trade,
 )
-from apps.engine.validation import positive
+from apps.engine.validation import boolean, positive
 
 VENUE_CLOCKS = ("exchange", "local")
 
@@ -103,6 +103,39 @@ class PaperVenueConfig:
     venue_clock : str
         ``"local"`` (default): market events happen at ``ts_local_ns``; fold the feed latency into
         ``entry_latency_ns``. ``"exchange"``: at ``ts_exch_ns`` (local when 0); needs synchronised clocks.
+    partial_fills : bool
+        ``True`` (default): an order fills in as many parts as the market gives it: a resting order
+        ``min(remaining, trade size - queue ahead)`` per trade at its price, ``min(remaining, trade size)`` per
+        trade through it, ``min(remaining, fresh opposite size)`` when the book crosses it; an arriving order that
+        crosses takes the displayed levels one by one. ``False``: an order fills whole or not at all, the
+        semantics of hftbacktest's ``NoPartialFillExchange`` (see below).
+
+    Notes
+    -----
+    With ``partial_fills=False`` the rules that decide *whether* the market reached an order are the ones above;
+    only the size changes (:func:`~apps.engine.execution.fillmodel.whole_fill`):
+
+    * a trade at a resting order's price, once the queue ahead is through (the part of the trade past the queue
+      ahead, rounded down to whole lots, is positive), fills the whole remaining size at the order's price, however
+      small the trade; a trade that does not clear the queue ahead fills nothing and only moves the queue;
+    * a trade through the order's price (of at least one lot) fills it whole at its price;
+    * the book moving to or through the order's price (fresh opposite size of at least one lot) fills it whole at
+      its price;
+    * every one of our orders a trade reaches sees the trade's whole size: a whole fill does not use the trade up
+      for our orders behind it (with partial fills, a trade's volume is shared among them in time priority);
+    * an arriving order that crosses the displayed book (not ``POST_ONLY``) fills whole as a taker at the best
+      opposite level's price, whatever the size displayed there; ``IOC`` then has no remainder to cancel.
+
+    Fees are the maker or taker rate on the whole size at the fill price. Where this departs from hftbacktest's
+    ``NoPartialFillExchange`` (2.4.4, with its risk-averse queue): (1) it fills at the queue when the trade's
+    excess over the queue ahead is at least one lot rounded down (``round_size``), hftbacktest when it rounds to at
+    least one lot (``round((s - A) / lot) >= 1``, i.e. half a lot); (2) a resting order whose level was never
+    observed (``queue_ahead`` unknown, BBO-only data behind the best) claims no place until it is, where
+    hftbacktest takes the level's size at entry, 0 when unknown; (3) a trade through or a book cross needs at least
+    one lot (hftbacktest's trades and depths are whole lots, so this never binds on its data); (4) a book cross
+    is any fresh opposite size at or through our price, as the partial mode sees it, where hftbacktest fills when
+    the best opposite price moves to or through ours (the same moments on an L2 replay, where our order is filled
+    the first time the book reaches it).
     """
 
     tick_size: float
@@ -114,6 +147,7 @@ class PaperVenueConfig:
     queue_model: str = "risk_averse"
     queue_power: float = 1.0
     venue_clock: str = "local"
+    partial_fills: bool = True
 
     def validate(self) -> None:
         for name in ("tick_size", "lot_size"):
@@ -130,6 +164,7 @@ class PaperVenueConfig:
         QueueModelParams(self.queue_model, self.queue_power).validate()
         if self.venue_clock not in VENUE_CLOCKS:
             raise ValueError(f"venue_clock must be one of {VENUE_CLOCKS}, got {self.venue_clock!r}")
+        boolean("partial_fills", self.partial_fills, "PaperVenueConfig")
 
 
 @dataclass(frozen=True)
@@ -432,6 +467,9 @@ class PyPaperVenue:
             return
         order.transition(OrderStatus.OPEN)
         self._ack(order.client_order_id, "open", order.price, order.size, t)
+        if crossing and not self.config.partial_fills:
+            # whole, at the best opposite level, whatever its displayed size (hftbacktest's no-partial taker)
+            self._fill(order, ticks_to_price(crossing[0][0], self.config.tick_size), order.remaining, "taker", t)
         for level_tick, level_size in crossing:
             if order.remaining <= 0:
                 break
@@ -530,7 +568,10 @@ class PyPaperVenue:
                 size, q.ahead = queue_after_trade(q.ahead, order.remaining, available)
             size = round_size(size, self.config.lot_size)
             if size > 0:
-                available -= size
+                if self.config.partial_fills:
+                    available -= size
+                else:
+                    size = whole_fill(size, order.remaining)  # and the trade stays whole for our next order
                 self._fill(order, order.price, size, "maker", t)
                 self._finish_if_filled(order.client_order_id)
 
@@ -543,6 +584,8 @@ class PyPaperVenue:
             r.crossed = crossing
             if fresh > 0:
                 size = round_size(min(order.remaining, fresh), self.config.lot_size)
+                if not self.config.partial_fills:
+                    size = whole_fill(size, order.remaining)
                 r.queue.ahead = 0.0
                 self._fill(order, order.price, size, "maker", t)
                 self._finish_if_filled(cid)

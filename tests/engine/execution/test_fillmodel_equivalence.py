@@ -81,6 +81,14 @@ def test_queue_after_trade_is_the_same_doubles(ahead, remaining, volume):
     assert outcome(_fillmodel.queue_after_trade, ahead, remaining, volume) == ref
 
 
+@settings(max_examples=2000, deadline=None)
+@given(_size, _size)
+def test_whole_fill_is_the_same_double(part, remaining):
+    ref = outcome(fillmodel.whole_fill, part, remaining)
+    assert outcome(_fillmodel.whole_fill, part, remaining) == ref
+    assert ref == bits(remaining if part > 0.0 else 0.0)  # whole when reached (NaN is not), else nothing
+
+
 @settings(max_examples=3000, deadline=None)
 @given(_size, _size, _size, _size, st.sampled_from(PARAMS))
 def test_queue_after_level_change_is_the_same_doubles(ahead, prev_size, new_size, credit, params):

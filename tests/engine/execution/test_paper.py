@@ -190,6 +190,103 @@ def test_two_of_our_orders_at_one_level_share_a_trade_in_time_priority() -> None
     assert {f.client_order_id: f.size for f in got} == {"b1": pytest.approx(1.0), "b2": pytest.approx(0.5)}
 
 
+# --- no partial fills (partial_fills=False: hftbacktest's NoPartialFillExchange) -------------------------------
+
+
+def whole(**kw) -> PaperVenue:
+    return venue(partial_fills=False, **kw)
+
+
+def test_without_partial_fills_a_trade_smaller_than_our_order_fills_it_whole_once_the_queue_is_through() -> None:
+    v = whole()
+    resting_bid(v, size=1.0)  # 5.0 ahead
+    got = fills(v.on_market(trade(3, 100.0, 5.3, SELL)))  # 0.3 past the queue: the partial venue fills 0.3
+    assert [(f.client_order_id, f.price, f.size, f.remaining, f.liquidity) for f in got] == [
+        ("b1", 100.0, 1.0, 0.0, "maker")
+    ]
+    assert got[0].fee == pytest.approx(-0.0001 * 100.0 * 1.0)  # the maker rebate on the whole size
+    assert v.open_orders() == []
+    assert v.position() == pytest.approx(1.0)
+    assert [f.fill_id for f in v.fills_since(None)] == [got[0].fill_id]
+
+
+def test_without_partial_fills_a_trade_that_does_not_clear_the_queue_ahead_fills_nothing() -> None:
+    v = whole()
+    resting_bid(v, size=1.0)
+    assert fills(v.on_market(trade(3, 100.0, 3.0, SELL))) == []
+    assert view(v, "b1").queue_ahead == pytest.approx(2.0)  # the queue still moves
+    assert fills(v.on_market(trade(4, 100.0, 2.0, SELL))) == []  # exactly the queue ahead: nothing past it
+    assert (view(v, "b1").queue_ahead, view(v, "b1").remaining) == (0.0, 1.0)
+    got = fills(v.on_market(trade(5, 100.0, 0.01, SELL)))  # one lot past the queue: the whole order
+    assert [(f.size, f.remaining) for f in got] == [(1.0, 0.0)]
+    assert v.position() == pytest.approx(1.0)
+
+
+def test_without_partial_fills_a_small_trade_through_our_price_fills_us_whole_at_our_price() -> None:
+    v = whole()
+    resting_bid(v, size=1.0)
+    got = fills(v.on_market(trade(3, 99.8, 0.4, SELL)))
+    assert [(f.price, f.size, f.liquidity) for f in got] == [(100.0, 1.0, "maker")]
+    assert v.open_orders() == [] and v.position() == pytest.approx(1.0)
+
+
+def test_without_partial_fills_a_book_moving_through_our_price_fills_us_whole() -> None:
+    v = whole()
+    resting_bid(v, size=1.0)
+    got = fills(v.on_market(bbo(3, 99.8, 4.0, 100.0, 0.3)))  # 0.3 offered at our bid: the partial venue fills 0.3
+    assert [(f.price, f.size, f.remaining, f.liquidity) for f in got] == [(100.0, 1.0, 0.0, "maker")]
+    assert got[0].fee == pytest.approx(-0.0001 * 100.0 * 1.0)
+    assert fills(v.on_market(bbo(4, 99.8, 4.0, 99.9, 2.0))) == []  # nothing left to fill
+    assert v.position() == pytest.approx(1.0)
+
+
+def test_without_partial_fills_an_ask_is_filled_whole_by_a_buyer_lifting_through_it() -> None:
+    v = whole()
+    v.on_market(bbo(1, 100.0, 5.0, 100.2, 5.0))
+    v.submit([PlaceOrder("a1", SELL, 100.2, 0.5)], 1)
+    v.on_market(bbo(2, 100.0, 5.0, 100.2, 5.0))
+    assert fills(v.on_market(trade(3, 100.3, 0.02, BUY))) != []
+    assert v.open_orders() == [] and v.position() == pytest.approx(-0.5)
+    f = v.fills_since(None)[0]
+    assert (f.side, f.price, f.size, f.fee) == (SELL, 100.2, 0.5, pytest.approx(-0.0001 * 100.2 * 0.5))
+
+
+def test_without_partial_fills_each_of_our_orders_a_trade_reaches_sees_the_whole_trade() -> None:
+    v = whole()
+    v.on_market(bbo(1, 100.0, 5.0, 100.2, 5.0))
+    v.submit([PlaceOrder("b1", BUY, 100.0, 1.0)], 1)
+    v.on_market(bbo(2, 100.0, 7.0, 100.2, 5.0))
+    v.submit([PlaceOrder("b2", BUY, 100.0, 1.0)], 2)
+    v.on_market(bbo(3, 100.0, 7.0, 100.2, 5.0))
+    assert (view(v, "b1").queue_ahead, view(v, "b2").queue_ahead) == (5.0, 7.0)
+    got = fills(v.on_market(trade(4, 100.0, 7.5, SELL)))
+    # with partial fills b1 would take 1.0 of the 2.5 past its queue and leave b2 nothing; here b1's whole fill does
+    # not use the trade up: 7.5 is past b2's 7.0 ahead too (hftbacktest's queue positions ignore our other orders)
+    assert {f.client_order_id: f.size for f in got} == {"b1": 1.0, "b2": 1.0}
+    assert v.position() == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("tif", ["GTC", "IOC"])
+def test_without_partial_fills_a_crossing_order_takes_its_whole_size_at_the_best_level(tif: str) -> None:
+    v = whole()
+    v.on_market(DepthSnapshot(1, 1, ((100.0, 5.0),), ((100.1, 0.5), (100.2, 0.7), (100.4, 9.0))))
+    v.submit([PlaceOrder("g1", BUY, 100.2, 2.0, tif=tif)], 1)
+    events = v.on_market(DepthUpdate(2, 2, (), ()))
+    assert [type(e) for e in events] == [OrderAck, Fill]  # no IOC remainder, no resting remainder
+    f = fills(events)[0]
+    assert (f.price, f.size, f.remaining, f.liquidity) == (100.1, 2.0, 0.0, "taker")
+    assert f.fee == pytest.approx(0.0004 * 100.1 * 2.0)
+    assert v.open_orders() == [] and v.position() == pytest.approx(2.0)
+
+
+def test_without_partial_fills_a_post_only_order_that_would_cross_is_still_rejected() -> None:
+    v = whole()
+    v.on_market(bbo(1, 100.0, 5.0, 100.2, 5.0))
+    v.submit([PlaceOrder("p1", BUY, 100.2, 1.0, tif="POST_ONLY")], 1)
+    events = v.on_market(bbo(2, 100.0, 5.0, 100.2, 5.0))
+    assert [(type(e), getattr(e, "reason", "")) for e in events] == [(OrderReject, "post_only_would_cross")]
+
+
 # --- time in force, post-only, taking, self-trade ---------------------------------------------
 
 
@@ -376,6 +473,8 @@ def test_config_validate_names_the_bad_parameter() -> None:
         ({"tick_size": 0.1, "lot_size": 1.0, "entry_latency_ns": -5}, "entry_latency_ns"),
         ({"tick_size": 0.1, "lot_size": 1.0, "taker_fee": float("inf")}, "taker_fee"),
         ({"tick_size": 0.1, "lot_size": 1.0, "venue_clock": "wall"}, "venue_clock"),
+        ({"tick_size": 0.1, "lot_size": 1.0, "partial_fills": "no"}, "partial_fills"),
+        ({"tick_size": 0.1, "lot_size": 1.0, "partial_fills": 0}, "partial_fills"),
     ]:
         with pytest.raises(ValueError, match=name):
             PaperVenueConfig(**kw).validate()

@@ -16,6 +16,8 @@ summary.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from apps.engine.execution.paper import PAPER_COMPILED, PaperVenue, PyPaperVenue
@@ -90,8 +92,9 @@ def _session_risk(max_inventory: float) -> SessionRisk:
     return SessionRisk(*build_risk_engine({"clock_skew": {"max_abs_skew_ms": 2000.0}}, max_inventory), max_inventory)
 
 
-def _lockstep(events, tick, lot, label, *, risk: bool = False):
-    cfg = venue(tick, lot).config  # the engine fingerprint's venue: 5 ms each way, risk-averse queue
+def _lockstep(events, tick, lot, label, *, risk: bool = False, partial_fills: bool = True):
+    # the engine fingerprint's venue: 5 ms each way, risk-averse queue
+    cfg = replace(venue(tick, lot).config, partial_fills=partial_fills)
     q_max = strategies(tick, lot)["glft"].params.max_inventory
     ref = PyEngineLoop(
         strategies(tick, lot)[label], PyPaperVenue(cfg, seed=1), name=label, risk=_session_risk(q_max) if risk else None
@@ -144,3 +147,15 @@ def test_the_backtest_with_the_session_risk_rules_is_identical_with_the_compiled
         f"{name}: compiled (counts, decisions, fills, summary) differ with risk rules"
     )
     assert len(got.fills) > 0, f"{name}: no fills with the risk rules: the fill path was not compared"
+
+
+def test_the_backtest_without_partial_fills_is_identical_with_the_compiled_venue_and_driver(recording):  # noqa: F811
+    """``partial_fills=False`` (the bench-anchor's assumption): the same lockstep comparison, GLFT; every order that
+    fills fills once, whole."""
+    name, events, tick, lot = recording
+    got, want, n = _lockstep(events, tick, lot, "glft", partial_fills=False)
+    assert n == EVENTS[name]
+    assert _digests(got) == _digests(want), f"{name}: compiled (counts, decisions, fills, summary) differ"
+    assert len(got.fills) > 0, f"{name}: no fills: the fill path was not compared"
+    ids = [f.client_order_id for f in got.fills]
+    assert len(set(ids)) == len(ids), f"{name}: an order filled in more than one part without partial fills"
