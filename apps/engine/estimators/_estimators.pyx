@@ -29,6 +29,8 @@ cimport cython
 from apps.engine._pyfloat cimport m_expm1 as _expm1, pymax as _pymax, pymin as _pymin, pypow as _pypow
 from cpython.number cimport PyNumber_Power
 from cpython.object cimport PyObject_GenericSetAttr
+from cpython.ref cimport Py_INCREF
+from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from libc.math cimport exp, expm1, fabs, isfinite, isinf, isnan, log, pow, rint, signbit, sqrt
 from libc.stdint cimport int64_t
 from libc.stdlib cimport free, malloc, realloc
@@ -2232,16 +2234,19 @@ cdef class DepthMarkoutCurve:
         prior = n0 * pooled
         costs = np.empty(last + 1, dtype=np.float64)
         cdef double[::1] c = costs
-        counts = [0] * (last + 1)
+        cdef tuple counts = PyTuple_New(last + 1)  # the reference's tuple(counts), filled in place
+        cdef object count
         for k in range(last, -1, -1):  # suffix sums: the events at depth ≥ k·step
             run_n += self._cell_n_c[k]
             run_s += self._cell_s_c[k]
-            counts[k] = run_n
+            count = run_n
+            Py_INCREF(count)  # PyTuple_SET_ITEM steals a reference
+            PyTuple_SET_ITEM(counts, k, count)
             if n0 > 0:
                 c[k] = (run_s + prior) / (<double>run_n + n0)
             else:
                 c[k] = run_s / <double>run_n if run_n else pooled
-        self._curve = _depth_mod().DepthCostCurve(self._step, costs, tuple(counts), pooled)
+        self._curve = _depth_mod().DepthCostCurve(self._step, costs, counts, pooled)
         return self._curve
 
     def _sum_of_squares(self):
