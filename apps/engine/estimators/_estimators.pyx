@@ -29,6 +29,8 @@ cimport cython
 from apps.engine._pyfloat cimport m_expm1 as _expm1, pymax as _pymax, pymin as _pymin, pypow as _pypow
 from cpython.number cimport PyNumber_Power
 from cpython.object cimport PyObject_GenericSetAttr
+from cpython.ref cimport Py_INCREF
+from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from libc.math cimport exp, expm1, fabs, isfinite, isinf, isnan, log, pow, rint, signbit, sqrt
 from libc.stdint cimport int64_t
 from libc.stdlib cimport free, malloc, realloc
@@ -988,7 +990,7 @@ cdef class SigmaEstimator:
                 f"{'exceeds' if cf > 1 else 'falls short of'} the one-step prediction"
             )
             message = f"{message}; {flag}" if message else flag
-        return EstimatorSnapshot(self.name, clean, std, state, self._last_input_ns, lo, hi, detail, message)
+        return _snapshot(self.name, clean, std, state, self._last_input_ns, lo, hi, detail, message)
 
     cdef tuple _c_state(self, int64_t now, object clean, object total):
         # PySigmaEstimator._state
@@ -1149,7 +1151,7 @@ cdef class MicropriceRegression:
             residual_std = sqrt(var_r)
         else:
             residual_std = _NAN_OBJ
-        return EstimatorSnapshot(
+        return _snapshot(
             self.name,
             value,
             std_obj,
@@ -1352,7 +1354,7 @@ cdef class FlowImbalance:
             state, msg = _WARMING, f"decayed volume {total:g} below min_volume {p.min_volume:g}"
         else:
             state, msg = _OK, ""
-        return EstimatorSnapshot(self.name, value, std, state, self._last_input_ns, lo, hi, detail, msg)
+        return _snapshot(self.name, value, std, state, self._last_input_ns, lo, hi, detail, msg)
 
 
 @cython.final
@@ -1428,7 +1430,7 @@ cdef class TradeArrivalRate:
         cdef double tau = self._tau_s, n, age_s, exposure, v, var_n, sd, z = self._z
         cdef int64_t now
         if not self._started:
-            return EstimatorSnapshot(self.name, _NAN_OBJ, _NAN_OBJ, _WARMING, 0, message="no input yet")
+            return _snapshot(self.name, _NAN_OBJ, _NAN_OBJ, _WARMING, 0, _NAN_OBJ, _NAN_OBJ, {}, "no input yet")
         now = now_in if now_in >= self._t else self._t  # max(now_ns, self._t_ns)
         n = self._count * _exp(_div_ns(-(now - self._t)) / tau)
         age_s = _div_ns(now - self._start)
@@ -1457,7 +1459,7 @@ cdef class TradeArrivalRate:
             state, msg = _FAILED, f"rate {value:.4g}/s above lambda_max {p.lambda_max:g}/s"
         else:
             state, msg = _OK, ""
-        return EstimatorSnapshot(self.name, value, std, state, self._last_input_ns, lo, hi, detail, msg)
+        return _snapshot(self.name, value, std, state, self._last_input_ns, lo, hi, detail, msg)
 
 
 # --- Hawkes intensity -------------------------------------------------------------------------------------------
@@ -1952,7 +1954,7 @@ cdef class TradeKappaEstimator:
         cdef Rec* r
         cdef double n_eff, mean_raw, mean_beyond, n_thr_eff, n_thr, tau, mean_excess, idle_s, v
         if self._last_input_ns == 0 and not self._ring.n:
-            return EstimatorSnapshot(self.name, _NAN_OBJ, _NAN_OBJ, _WARMING, 0, message="no trades yet")
+            return _snapshot(self.name, _NAN_OBJ, _NAN_OBJ, _WARMING, 0, _NAN_OBJ, _NAN_OBJ, {}, "no trades yet")
         while first < self._ring.n:  # _window_sums
             r = _at(&self._ring, first)
             if r.t >= cutoff:
@@ -2011,7 +2013,7 @@ cdef class TradeKappaEstimator:
                 )
             else:
                 state, message = _OK, ""
-        return EstimatorSnapshot(self.name, value, std, state, self._last_input_ns, lo, hi, detail, message)
+        return _snapshot(self.name, value, std, state, self._last_input_ns, lo, hi, detail, message)
 
     def _state(self, now_ns, s, value):
         return _kappa_mod().PyTradeKappaEstimator._state(self, now_ns, s, value)
@@ -2232,16 +2234,19 @@ cdef class DepthMarkoutCurve:
         prior = n0 * pooled
         costs = np.empty(last + 1, dtype=np.float64)
         cdef double[::1] c = costs
-        counts = [0] * (last + 1)
+        cdef tuple counts = PyTuple_New(last + 1)  # the reference's tuple(counts), filled in place
+        cdef object count
         for k in range(last, -1, -1):  # suffix sums: the events at depth ≥ k·step
             run_n += self._cell_n_c[k]
             run_s += self._cell_s_c[k]
-            counts[k] = run_n
+            count = run_n
+            Py_INCREF(count)  # PyTuple_SET_ITEM steals a reference
+            PyTuple_SET_ITEM(counts, k, count)
             if n0 > 0:
                 c[k] = (run_s + prior) / (<double>run_n + n0)
             else:
                 c[k] = run_s / <double>run_n if run_n else pooled
-        self._curve = _depth_mod().DepthCostCurve(self._step, costs, tuple(counts), pooled)
+        self._curve = _depth_mod().DepthCostCurve(self._step, costs, counts, pooled)
         return self._curve
 
     def _sum_of_squares(self):
@@ -2275,9 +2280,9 @@ cdef class DepthMarkoutCurve:
             "reference_lag_s": p.reference_lag_s,
         }
         if c is None:
-            return EstimatorSnapshot(
-                "depth_markout", _NAN_OBJ, _NAN_OBJ, _WARMING, 0, detail=detail,
-                message="no completed trade event yet",
+            return _snapshot(
+                "depth_markout", _NAN_OBJ, _NAN_OBJ, _WARMING, 0, _NAN_OBJ, _NAN_OBJ, detail,
+                "no completed trade event yet",
             )  # fmt: skip
         s2 = self._sum_of_squares()
         pooled_obj = c.pooled
@@ -2320,7 +2325,7 @@ cdef class DepthMarkoutCurve:
                 state, msg = _STALE, f"no event completed for {p.stale_after_s:g} s"
             else:
                 state, msg = _OK, ""
-        return EstimatorSnapshot(
+        return _snapshot(
             "depth_markout", pooled_obj, se_obj, state, self._last_done, pooled - 1.96 * se, pooled + 1.96 * se,
             detail, msg,
         )  # fmt: skip

@@ -258,6 +258,19 @@ def tick_mode(
     return u_mode, curv
 
 
+_GRID_INDEX: dict[int, np.ndarray] = {}
+
+
+def _grid_index(n_grid: int) -> np.ndarray:
+    """(0.0, 1.0, …, n_grid − 1) as a read-only float64 array, built once per grid size."""
+    idx = _GRID_INDEX.get(n_grid)
+    if idx is None:
+        idx = np.arange(n_grid, dtype=np.float64)
+        idx.flags.writeable = False
+        _GRID_INDEX[n_grid] = idx
+    return idx
+
+
 def tick_posterior_at_mode(
     n_eff: float,
     sum_delta_beyond: float,
@@ -275,21 +288,38 @@ def tick_posterior_at_mode(
     sd_u = 1.0 / math.sqrt(max(curv, 1e-12))
     u0 = u_mode - 12 * sd_u
     step = 24 * sd_u / (n_grid - 1)
-    u = u0 + step * np.arange(n_grid)
+    # The refresh step runs this once per κ refresh: each line is one numpy operation on the grid, written into
+    # an array it owns (``tmp``) where the value is not needed again, so the same operations in the same order
+    # give the same bits as the plain expressions in the comments with fewer temporaries.
+    u = step * _grid_index(n_grid)
+    u += u0  # u = u0 + step · (0, 1, …, n_grid − 1)
     k = np.exp(u)
     # ln(1 − e^{−κτ}) as log(−expm1(−x)): exact enough in absolute terms for every x > 0, which is all a
     # log density needs (it is exponentiated after subtracting its maximum, in the hundreds)
-    logp = a0 * u - b0 * k + n * np.log(-np.expm1(-k * tau)) - k * s  # density in u: κ^{α0} …
-    w = np.exp(logp - logp.max())
+    tmp = np.multiply(k, -tau)  # −k·τ (negating τ or the product is exact either way)
+    np.expm1(tmp, out=tmp)
+    np.negative(tmp, out=tmp)
+    np.log(tmp, out=tmp)
+    tmp *= n
+    logp = a0 * u  # density in u: κ^{α0} …; logp = a0·u − b0·k + n·log(−expm1(−k·τ)) − k·s
+    logp -= b0 * k
+    logp += tmp
+    logp -= np.multiply(k, s, out=tmp)
+    logp -= logp.max()
+    w = np.exp(logp, out=logp)  # w = exp(logp − max logp)
     # Trapezoid rule on the uniform grid, in closed form: cumulative integral, normaliser, first two moments.
     cdf = np.cumsum(w)
-    cdf -= 0.5 * (w[0] + w)
+    half_ends = np.add(w, w[0], out=tmp)
+    half_ends *= 0.5
+    cdf -= half_ends  # cdf −= 0.5 · (w[0] + w)
     cdf *= step
     z = float(cdf[-1])
-    kw = k * w
-    mean = step * (float(kw.sum()) - 0.5 * float(kw[0] + kw[-1])) / z
-    dev2w = (k - mean) ** 2 * w
-    var = step * (float(dev2w.sum()) - 0.5 * float(dev2w[0] + dev2w[-1])) / z
+    kw = np.multiply(k, w, out=tmp)
+    mean = step * (float(kw.sum()) - 0.5 * (float(kw[0]) + float(kw[-1]))) / z
+    dev2w = np.subtract(k, mean, out=tmp)
+    dev2w *= dev2w
+    dev2w *= w  # dev2w = (k − mean)² · w
+    var = step * (float(dev2w.sum()) - 0.5 * (float(dev2w[0]) + float(dev2w[-1]))) / z
     tail = 0.5 * (1.0 - ci_level)
     lo_u, hi_u = np.interp((tail * z, (1.0 - tail) * z), cdf, u)
     return KappaPosterior(

@@ -441,15 +441,30 @@ class MarketEstimators:
         would return them, but in one comparison while none of them is due (most top-of-book events)."""
         if now_ns < self._all_fresh_until_ns and self._kappa_trades_since < self.config.kappa_refresh_trades:
             return self._all_snaps
-        snaps = (
-            self.kappa_snapshot(now_ns),
-            self.sigma_snapshot(now_ns),
-            self.arrival_snapshot(now_ns),
-            self.flow_snapshot(now_ns),
-            self.drift_snapshot(now_ns),
-            self.microprice_snapshot(now_ns),
-        )
+        kappa = self.kappa_snapshot(now_ns)
         r = self._snapshot_refresh_ns
+        # The five other getters in their order, each exactly as _get refreshes its cache, inlined: the refresh
+        # step runs this every snapshot_refresh_s, and the two Python calls per estimator were a visible part of it.
+        for c, est in (
+            (self._c_sigma, self.sigma),
+            (self._c_arrival, self.arrival),
+            (self._c_flow, self.flow),
+            (self._c_drift, self.drift),
+            (self._c_microprice, self.microprice),
+        ):
+            if c.snap is None or now_ns - c.at_ns >= r:
+                c.snap = est.snapshot(now_ns)
+                c.at_ns = now_ns
+                self.version += 1
+                self._all_fresh_until_ns = 0
+        snaps = (
+            kappa,
+            self._c_sigma.snap,
+            self._c_arrival.snap,
+            self._c_flow.snap,
+            self._c_drift.snap,
+            self._c_microprice.snap,
+        )
         self._all_fresh_until_ns = min(
             self._c_kappa.at_ns + self._kappa_refresh_ns,
             self._c_sigma.at_ns + r,

@@ -350,16 +350,23 @@ class PySigmaEstimator:
         r = np.fromiter(self._returns, float, len(self._returns))
         dt = np.fromiter(self._durations, float, len(self._durations))
         per_scale: dict[int, tuple[float, float, int]] = {}
+        headline = self.params.headline_scale  # one of the scales (validated): its sums are taken in the loop
+        n = 0
+        elapsed = rv_h = 0.0
+        bv_h = math.nan
         for k in self.params.scales:
             rk, dtk = aggregate_returns(r, dt, k)
             t = float(dtk.sum())
-            if rk.size >= 2 and t > 0:
-                per_scale[k] = (math.sqrt(realised_variance(rk) / t), math.sqrt(bipower_variation(rk) / t), rk.size)
+            usable = rk.size >= 2 and t > 0
+            if usable or k == headline:
+                rv, bv = realised_variance(rk), bipower_variation(rk)
+            if usable:
+                per_scale[k] = (math.sqrt(rv / t), math.sqrt(bv / t), rk.size)
             else:
                 per_scale[k] = (math.nan, math.nan, int(rk.size))
-        k = self.params.headline_scale
-        rk, dtk = aggregate_returns(r, dt, k)
-        return _Closed(int(rk.size), float(dtk.sum()), realised_variance(rk), bipower_variation(rk), per_scale)
+            if k == headline:
+                n, elapsed, rv_h, bv_h = int(rk.size), t, rv, bv
+        return _Closed(n, elapsed, rv_h, bv_h, per_scale)
 
     # -- reading ----------------------------------------------------------------------------------
 

@@ -297,3 +297,50 @@ def test_the_fast_ks_test_equals_scipys_kstest(n):
     ref = stats.kstest(x, "expon", args=(0.0, x.mean()))
     d, p = ks_uniform(-np.expm1(-x / x.mean()))
     assert (d, p) == (pytest.approx(ref.statistic, rel=1e-12), pytest.approx(ref.pvalue, rel=1e-9))
+
+
+def _grid_posterior_plainly(n, s, tau, a0, b0, u_mode, curv, ci_level, n_grid):
+    """tick_posterior_at_mode's grid written as plain numpy expressions (one temporary per operation): the oracle
+    its in-place version must equal bit for bit."""
+    sd_u = 1.0 / math.sqrt(max(curv, 1e-12))
+    u0 = u_mode - 12 * sd_u
+    step = 24 * sd_u / (n_grid - 1)
+    u = u0 + step * np.arange(n_grid)
+    k = np.exp(u)
+    logp = a0 * u - b0 * k + n * np.log(-np.expm1(-k * tau)) - k * s
+    w = np.exp(logp - logp.max())
+    cdf = np.cumsum(w)
+    cdf -= 0.5 * (w[0] + w)
+    cdf *= step
+    z = float(cdf[-1])
+    kw = k * w
+    mean = step * (float(kw.sum()) - 0.5 * float(kw[0] + kw[-1])) / z
+    dev2w = (k - mean) ** 2 * w
+    var = step * (float(dev2w.sum()) - 0.5 * float(dev2w[0] + dev2w[-1])) / z
+    tail = 0.5 * (1.0 - ci_level)
+    lo_u, hi_u = np.interp((tail * z, (1.0 - tail) * z), cdf, u)
+    return mean, math.sqrt(max(var, 0.0)), math.exp(lo_u), math.exp(hi_u)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_tick_posterior_grid_equals_its_plain_expressions_bit_for_bit(seed):
+    from apps.engine.estimators.kappa import tick_mode, tick_posterior_at_mode
+
+    rng = np.random.default_rng(seed)
+    checked = 0
+    for i in range(400):
+        n = float(rng.uniform(5.0, 3000.0)) if i % 3 else float(rng.uniform(0.1, 10.0))
+        tau = float(10 ** rng.uniform(-7, -2))
+        s = n * tau * float(10 ** rng.uniform(-3, 2))
+        a0 = float(rng.uniform(0.5, 5.0))
+        b0 = a0 / float(10 ** rng.uniform(2, 4.5))
+        ci = float(rng.choice([0.9, 0.95, 0.99]))
+        n_grid = int(rng.choice([801, 801, 101, 9, 2]))
+        u_mode, curv = tick_mode(n, s, tau, a0, b0)
+        with np.errstate(all="ignore"):
+            post = tick_posterior_at_mode(n, s, tau, a0, b0, u_mode, curv, ci, n_grid)
+            want = _grid_posterior_plainly(n, s, tau, a0, b0, u_mode, curv, ci, n_grid)
+        got = (post.mean, post.std, post.ci_low, post.ci_high)
+        assert np.array(got).tobytes() == np.array(want).tobytes(), (i, got, want)
+        checked += 1
+    assert checked == 400

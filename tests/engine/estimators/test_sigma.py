@@ -195,3 +195,37 @@ def test_it_measures_a_plausible_sigma_on_binance_usdm_btcusdt():
     # BTC moves a few percent a day: 1e-4/sqrt(s) is ~3 %/day; anything outside 1e-5..1e-3 is a bug.
     assert 1e-5 < d["sigma_clean"] < 1e-3
     assert d["sigma_total"] >= d["sigma_clean"]  # the last minutes hold sweeps of several bps
+
+
+@pytest.mark.parametrize(
+    ("scales", "headline", "n_returns"),
+    [((1, 2, 4), 1, 300), ((1, 2, 4), 4, 300), ((4, 1, 2), 2, 97), ((1, 3), 3, 5), ((2, 5), 5, 9)],
+)
+def test_the_closed_statistics_are_the_headline_scales_sums_bit_for_bit(scales, headline, n_returns):
+    """_compute_closed takes the headline scale's sums inside its loop over the scales: they must be, bit for bit,
+    what aggregating the window at the headline scale and summing it directly gives, and every scale's entry what
+    that scale alone gives (including scales too coarse for two blocks)."""
+    from apps.engine.estimators.sigma import aggregate_returns
+
+    est = SigmaEstimator(SigmaParams(scales=scales, headline_scale=headline, window_buckets=300, min_buckets=3))
+    rng = np.random.default_rng(n_returns)
+    est._returns.extend(SIGMA * rng.standard_normal(n_returns) * rng.choice([1.0, 30.0], n_returns, p=[0.97, 0.03]))
+    est._durations.extend(rng.uniform(0.2, 30.0, n_returns))
+    closed = est._compute_closed()
+    r = np.array(est._returns, dtype=float)
+    dt = np.array(est._durations, dtype=float)
+    rk, dtk = aggregate_returns(r, dt, headline)
+    want = (int(rk.size), float(dtk.sum()), realised_variance(rk), bipower_variation(rk))
+    got = (closed.n, closed.elapsed_s, closed.rv, closed.bv)
+    assert [type(x) for x in got] == [type(x) for x in want]
+    assert np.array(got[1:]).tobytes() == np.array(want[1:]).tobytes() and got[0] == want[0]
+    assert list(closed.per_scale) == list(dict.fromkeys(scales))
+    for k in scales:
+        rk, dtk = aggregate_returns(r, dt, k)
+        t = float(dtk.sum())
+        if rk.size >= 2 and t > 0:
+            want_k = (math.sqrt(realised_variance(rk) / t), math.sqrt(bipower_variation(rk) / t), rk.size)
+        else:
+            want_k = (math.nan, math.nan, int(rk.size))
+        got_k = closed.per_scale[k]
+        assert np.array(got_k[:2]).tobytes() == np.array(want_k[:2]).tobytes() and got_k[2] == want_k[2]
