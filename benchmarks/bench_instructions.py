@@ -19,7 +19,9 @@ all kinds, in the recording's mix (the row's note gives it); the per-kind split 
 
 A third row counts one quoter call (the decision, its typed input record included): the ``quote()`` calls the
 pipeline makes in the measured window are captured (uninstrumented) and replayed by two callgrind children, once and
-three times; the difference over twice the calls.
+three times after an uncounted warm pass, with instrumentation on only around the replay and the garbage collector
+off; the difference over twice the calls. (Counting the whole child instead moves by millions of instructions
+between runs with the interpreter's start-up, more than the calls themselves.)
 """
 
 from __future__ import annotations
@@ -122,20 +124,30 @@ def _captured_quote_calls(events: list, warm: int, n: int) -> list[tuple]:
 
 
 def _quote_child(path: str, passes: int) -> None:
+    import gc
+
+    from benchmarks.common import instrumentation
     from benchmarks.daystream import require_compiled
 
     require_compiled()
     from apps.engine.quoting.quoter import quote
 
     calls = unpickled(path)
+    for params, risk, market, q, kw in calls:  # a warm pass, uncounted (first-use work: layouts, caches)
+        quote(params, risk, market, q, **kw)
+    gc.collect()
+    gc.disable()  # a collection's traversal of every live object would land in whichever pass it falls
+    instrumentation(True)
     for _ in range(passes):
         for params, risk, market, q, kw in calls:
             quote(params, risk, market, q, **kw)
+    instrumentation(False)
 
 
 def quote_call_instructions(events: list, warm: int = WARM, n: int = N) -> tuple[float, int]:
     """Instructions per call of the (compiled) quoter on the decisions of the measured window: callgrind children
-    replaying the captured calls once and three times; the difference over twice the calls (loading cancels)."""
+    (instrumentation on only around the replay, after a warm pass, the garbage collector off) replaying the captured
+    calls once and three times; the difference over twice the calls (the toggling cancels)."""
     import pickle
     import tempfile
 
@@ -145,7 +157,10 @@ def quote_call_instructions(events: list, warm: int = WARM, n: int = N) -> tuple
         with open(path, "wb") as f:
             pickle.dump(calls, f)
         c1, c3 = (
-            callgrind_instructions("benchmarks.bench_instructions", ["--quote-child", path, str(k)]) for k in (1, 3)
+            callgrind_instructions(
+                "benchmarks.bench_instructions", ["--quote-child", path, str(k)], instr_at_start=False
+            )
+            for k in (1, 3)
         )
     return (c3 - c1) / (2 * len(calls)), len(calls)
 
