@@ -123,6 +123,14 @@ def _captured_quote_calls(events: list, warm: int, n: int) -> list[tuple]:
     return calls
 
 
+def quote_replay_result(call: tuple) -> Any:
+    """One captured call replayed as the children replay it (the dispatcher's ``quote``: compiled when built)."""
+    from apps.engine.quoting.quoter import quote
+
+    params, risk, market, q, kw = call
+    return quote(params, risk, market, q, **kw)
+
+
 def _quote_child(path: str, passes: int) -> None:
     import gc
 

@@ -109,3 +109,29 @@ def test_print_per_event_prints_each_count_and_the_ratio(capsys):
         "backtest per event (compiled fill model): 50,000",
         "ratio (reference / compiled): 2.50x",
     ]
+
+
+def test_the_quoter_call_row_replays_exactly_the_calls_the_pipeline_made_in_the_window():
+    from apps.engine.core import StrategyCore
+    from apps.engine.quoting.quoter import py_quote
+    from benchmarks import bench_instructions as bi
+    from benchmarks.daystream import DATA, load
+    from tests.engine.quoting.test_quote_equivalence import bits
+
+    if not DATA.exists():
+        pytest.skip(f"{DATA} not present")
+    warm, n = 6_000, 1_500
+    events = load(DATA).events[: warm + 2 * n]
+    calls = bi._captured_quote_calls(events, warm, n)
+    # as many calls as decisions the same pipeline computes over those events
+    core = bi._make("pipeline").__self__
+    assert isinstance(core, StrategyCore)
+    for e in events[: warm + n]:
+        core.on_event(e)
+    before = core.decisions_computed
+    for e in events[warm + n : warm + 2 * n]:
+        core.on_event(e)
+    assert len(calls) == core.decisions_computed - before > 0
+    # each captured call, replayed, gives what the reference gives on it (the states were captured, not shared)
+    p, risk, market, q, kw = calls[-1]
+    assert bits(bi.quote_replay_result(calls[-1])) == bits(py_quote(p, risk, market, q, **kw))
