@@ -110,7 +110,9 @@ def _fingerprint(result) -> str:
             "summary": result.summary(timing=False),
             "fills": [asdict(f) for f in result.fills],
             "decisions": [
-                [d.ts_ns, d.bid_px, d.ask_px, d.bid_size, d.ask_size, d.inputs, d.reasons] for d in result.decisions
+                # the decision's typed input record is named when serialised, as the recorder does
+                [d.ts_ns, d.bid_px, d.ask_px, d.bid_size, d.ask_size, dict(d.inputs), d.reasons]
+                for d in result.decisions
             ],
             "pnl": [p.as_dict() for p in result.pnl],
         },
