@@ -8,7 +8,8 @@ Here the names live once, in an interned :class:`InputLayout` (a quoter produces
 configuration: quoted, not quoted, with a taker order), and a decision holds only its values, 8 bytes each,
 in an ``array('d')``. A name is attached when the record is read, serialised or shown: :class:`DecisionInputs`
 is a read-only ``Mapping[str, float]``, so ``inputs["mid"]``, ``inputs.get("q", nan)``, ``inputs.items()`` and
-``dict(inputs)`` work as they did on the dict.
+``dict(inputs)`` work as they did on the dict. ``json.dumps`` takes only a real dict: serialise ``dict(inputs)``,
+``inputs.to_dict()`` or ``inputs.finite_or_none()`` (what the recorder and the live page do).
 
 Every value is a float (the quoter's inputs are; an int or a bool given to :meth:`DecisionInputs.from_mapping`
 is stored as its float, as ``array('d')`` stores it). Key order is the order the decision wrote them in.
