@@ -82,9 +82,6 @@ def _layout_of(names: tuple[str, ...]) -> InputLayout:
     return InputLayout.of(names)
 
 
-_EMPTY = InputLayout.of(())
-
-
 class _Items(ItemsView):
     __slots__ = ()
 
@@ -140,10 +137,6 @@ class DecisionInputs(Mapping):
                     raise TypeError(f"decision input {k!r} must be a number, got {type(v).__name__} {v!r}") from None
             raise
         return cls(InputLayout.of(tuple(m)), values)
-
-    @classmethod
-    def empty(cls) -> DecisionInputs:
-        return cls(_EMPTY, array("d"))
 
     # --- the Mapping -------------------------------------------------------------------------------------------
 

@@ -27,7 +27,8 @@ from cpython.dict cimport PyDict_GetItem, PyDict_Next
 from cpython.float cimport PyFloat_FromDouble
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.object cimport PyObject, PyObject_GenericSetAttr, PyObject_Hash, PyTypeObject
-from cpython.tuple cimport PyTuple_GET_ITEM
+from cpython.ref cimport Py_INCREF
+from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_New, PyTuple_SET_ITEM
 from libc.string cimport memcpy
 from libc.math cimport ceil, copysign, erf, exp, expm1, fabs, floor, fma, isfinite, isinf, isnan, log1p, rint
 from libc.math cimport sqrt, tanh, NAN
@@ -104,7 +105,7 @@ cdef struct _Rec:
 
 cdef object _DecisionInputs = None
 cdef tuple _INPUT_FIELDS = ("layout", "vector")
-cdef dict _LAYOUTS = {}  # hash of a key sequence's string hashes -> its InputLayout (a collision costs the slow path)
+cdef dict _INTERNED = None  # InputLayout's table of layouts by their names (bound on first use)
 cdef dict _LAYOUTS_BY_ADDRESS = {}  # hash of the keys' addresses -> the layout whose own name objects they are
 cdef array.array _VEC = _array_mod.array("d")
 
@@ -143,12 +144,10 @@ cdef object _record(_Rec* rec):
 
     The layout is found by the keys' addresses first: a layout holds its names, so a key that *is* the layout's
     name (the quoter's constants, the cached level and γ keys, the core's cached keys) cannot be another string.
-    Keys that are equal strings but other objects are found by their string hashes and compared by value."""
+    Keys that are equal strings but other objects are found in InputLayout's own table, by value."""
     cdef Py_ssize_t i, n = rec.n
     cdef size_t h = <size_t>n
-    cdef PyObject* k
     cdef PyObject* found
-    cdef object layout
     cdef tuple names
     cdef bint same
     for i in range(n):  # by address
@@ -164,23 +163,15 @@ cdef object _record(_Rec* rec):
                     break
             if same:
                 return _new_record(<object>found, rec)
-    cdef size_t hs = <size_t>n
-    for i in range(n):  # by value
-        hs = (hs * <size_t>1000003) ^ <size_t>PyObject_Hash(<object>rec.keys[i])
-    found = PyDict_GetItem(_LAYOUTS, <Py_ssize_t>hs)
-    if found != NULL:
-        layout = <object>found
-        names = layout.names
-        same = len(names) == n
-        if same:
-            for i in range(n):
-                k = PyTuple_GET_ITEM(names, i)
-                if k != rec.keys[i] and not (<object>k == <object>rec.keys[i]):
-                    same = False
-                    break
-        if same:
-            _remember_addresses(layout, rec, h)
-            return _new_record(layout, rec)
+    # equal strings that are other objects: the names' own interning table (InputLayout.of's), by value
+    cdef tuple keys = PyTuple_New(n)
+    for i in range(n):
+        Py_INCREF(<object>rec.keys[i])
+        PyTuple_SET_ITEM(keys, i, <object>rec.keys[i])
+    found = PyDict_GetItem(_INTERNED, keys)
+    if found != NULL:  # the same names, so none twice
+        _remember_addresses(<object>found, rec, h)
+        return _new_record(<object>found, rec)
     # first time for these names (or a key written twice): through a dict, as the reference
     cdef dict d = {}
     for i in range(n):
@@ -188,8 +179,7 @@ cdef object _record(_Rec* rec):
     if rec.requested_again:  # the reference's second write comes after the core's inputs: its value is the last
         d[<object>rec.keys[_MODEL_REQUESTED_AT]] = PyFloat_FromDouble(rec.vals[_MODEL_REQUESTED_AT])
     out = _DecisionInputs.from_mapping(d)
-    if len(d) == n and len(_LAYOUTS) < 4096:  # bounded as InputLayout's own table
-        _LAYOUTS[<Py_ssize_t>hs] = out.layout
+    if len(d) == n:
         _remember_addresses(out.layout, rec, h)
     return out
 
@@ -207,9 +197,9 @@ cdef void _remember_addresses(object layout, _Rec* rec, size_t h) except *:
 
 cdef void _bind() except *:
     global _bound, _ref, _Level, _QuoteResult, _BUY, _SELL, _MODEL_CODES, _model_terms, _glft_coefficients
-    global _floor_to_py, _ceil_to_py, _depth_priced, _GAMMA, _SKEW_CAPPED, _DecisionInputs
+    global _floor_to_py, _ceil_to_py, _depth_priced, _GAMMA, _SKEW_CAPPED, _DecisionInputs, _INTERNED
     from apps.engine.market.events import Side
-    from apps.engine.market.inputs import DecisionInputs
+    from apps.engine.market.inputs import DecisionInputs, InputLayout
     from apps.engine.quoting import quoter as ref
     from apps.engine.quoting.pricing import glft_coefficients
     from apps.engine.quoting.risk_aversion import FEATURE_NAMES
@@ -227,6 +217,7 @@ cdef void _bind() except *:
     _depth_priced = ref.depth_priced_half_spread
     _SKEW_CAPPED = ref._SKEW_CAPPED
     _DecisionInputs = DecisionInputs
+    _INTERNED = InputLayout._interned
     if tuple(DecisionInputs.__slots__) != _INPUT_FIELDS:
         raise RuntimeError("apps.engine.quoting._quote: DecisionInputs' slots changed; update _quote.pyx")
     _GAMMA = tuple((name, attr) + tuple(ref._gamma_keys(name)) for name, attr in ref._BETA_ATTRS)

@@ -77,3 +77,17 @@ def test_the_core_input_order_and_values_are_kept_whatever_the_mapping():
     r = both(QuoterParams(), replace(BASE, extra_inputs=extra)).inputs
     assert list(r)[13:16] == ["pnl", "zz", "drift_ok"]
     assert math.copysign(1.0, r["zz"]) == -1.0
+
+
+def test_core_input_names_that_are_new_string_objects_each_time_give_the_same_record():
+    # names equal by value but not by identity (built at run time): the layout is found by value, not rebuilt
+    def fresh(name: str) -> str:
+        return "".join(list(name))
+
+    layouts = set()
+    for value in (1.0, 2.0, 3.0):
+        extra = {fresh("pnl_fresh"): value, fresh("depth_near_fresh"): -value}
+        r = both(QuoterParams(), replace(BASE, extra_inputs=extra)).inputs
+        assert r["pnl_fresh"] == value and r["depth_near_fresh"] == -value
+        layouts.add(id(r.layout))
+    assert len(layouts) == 1
