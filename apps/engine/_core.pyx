@@ -40,6 +40,7 @@ from libc.math cimport exp, expm1, fabs, isfinite, log, sqrt
 from libc.stdint cimport int64_t
 
 from apps.engine._pyfloat cimport pypow
+from apps.engine.estimators._estimators cimport MarketFields
 
 from apps.engine.core import _DEPTH_MARKOUT_INPUTS, PyStrategyCore
 from apps.engine.estimators.base import EstimatorSnapshot, EstimatorState
@@ -282,47 +283,47 @@ cdef class StrategyCoreBase:
 
     def refresh(self):
         """PyStrategyCore.refresh, with MarketEstimators.refresh_due's two comparisons inline."""
-        m = self.market
-        now = self._now_ns
-        if now >= m._refresh_due_ns or (m._kappa_trades_since >= m._kappa_trades_n and now >= m._kappa_min_due_ns):
-            m.refresh(now)
+        cdef MarketFields m = <MarketFields?>self.market
+        cdef int64_t now = self._now_ns
+        if now >= m.c_refresh_due_ns or (m.c_kappa_trades_since >= m.c_kappa_trades_n and now >= m.c_kappa_min_due_ns):
+            (<object>m).refresh(self._now_ns)
             return True
         return False
 
     def on_event(self, event):
-        m = self.market
-        now = self._now_ns
-        if now >= m._refresh_due_ns or (m._kappa_trades_since >= m._kappa_trades_n and now >= m._kappa_min_due_ns):
-            m.refresh(now)  # left due after the last event (PyStrategyCore.refresh)
+        cdef MarketFields f = <MarketFields?>self.market  # its per-event fields as C slots
+        cdef int64_t now = self._now_ns
+        if now >= f.c_refresh_due_ns or (f.c_kappa_trades_since >= f.c_kappa_trades_n and now >= f.c_kappa_min_due_ns):
+            (<object>f).refresh(self._now_ns)  # left due after the last event (PyStrategyCore.refresh)
         cls = type(event)
         if cls is _BBO:
-            return self._on_bbo(event)
+            return self._on_bbo(event, f)
         if cls is _TRADE or cls is _DEPTH_UPDATE or cls is _DEPTH_SNAPSHOT:
             ts = event.ts_local_ns
             if ts > self._now_ns:
                 self._now_ns = ts
             self.decisions_changed = False
             if cls is _TRADE:
-                _market_trade(self.market, event, ts)
+                _market_trade(f, event, ts)
             else:
-                self.market.on_event(event)
+                (<object>f).on_event(event)
             return []  # state only; the next top-of-book change re-quotes
         return _reference_on_event(self, event)
 
-    cdef object _on_bbo(self, object event):
+    cdef object _on_bbo(self, object event, MarketFields m):
         ts = event.ts_local_ns
         if ts > self._now_ns:
             self._now_ns = ts
         self.decisions_changed = False
-        m = self.market
         # MarketEstimators.on_event for a BestBidAsk
-        if ts > m._now_ns:
-            m._now_ns = ts
-        if not m._first_ns:
-            m._first_ns = ts
-        m.events_seen += 1
+        cdef int64_t t = ts
+        if t > m.c_now_ns:
+            m.c_now_ns = t
+        if not m.c_first_ns:
+            m.c_first_ns = t
+        m.c_events_seen += 1
         m._has_bbo_stream = True
-        m._on_bbo(event)
+        (<object>m)._on_bbo(event)
         if self.halted:
             return []
         bbo = m.bbo  # the event itself (_on_bbo sets it): never None here
@@ -330,11 +331,11 @@ cdef class StrategyCoreBase:
         # PyStrategyCore._decide: MarketEstimators.cached_snapshots (computed there only at the first read)
         snaps = m._all_snaps
         if not snaps:
-            snaps = m.cached_snapshots(now)
+            snaps = (<object>m).cached_snapshots(now)
         bid = bbo.bid_px
         ask = bbo.ask_px
         q = self.tracker.position
-        version = m.version
+        version = m.c_version
         halted = self.halted
         key = self._decision_key
         if (
@@ -676,17 +677,17 @@ cdef inline bint _same(object a, object b) except -1:
     return a is b or a == b
 
 
-cdef int _market_trade(object m, object ev, object ts) except -1:
+cdef int _market_trade(MarketFields m, object ev, int64_t ts) except -1:
     """MarketEstimators.on_event for a Trade."""
-    if ts > m._now_ns:
-        m._now_ns = ts
-    if not m._first_ns:
-        m._first_ns = ts
-    m.events_seen += 1
+    if ts > m.c_now_ns:
+        m.c_now_ns = ts
+    if not m.c_first_ns:
+        m.c_first_ns = ts
+    m.c_events_seen += 1
     if ev.market:
-        m._on_trade(ev)
+        (<object>m)._on_trade(ev)
     else:
-        m.non_market_trades += 1  # not order flow a quote meets: no κ, flow, arrival, Hawkes, σ volume
+        m.c_non_market_trades += 1  # not order flow a quote meets: no κ, flow, arrival, Hawkes, σ volume
     return 0
 
 

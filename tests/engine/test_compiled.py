@@ -162,6 +162,42 @@ def test_market_estimators_use_the_compiled_estimators_unless_told_otherwise():
     assert isinstance(est._on_trade.__self__, compiled_est.MarketStep)
 
 
+def test_market_estimators_keep_their_per_event_fields_in_c_slots():
+    """``MarketEstimators`` subclasses ``_estimators.MarketFields`` when built, so the compiled per-event paths read its
+    clock, counters and schedule as C fields; the reference's code reads them by name as before. The typed slots
+    refuse what the reference never stores there (a float time) instead of converting it."""
+    if compiled.pure_python():
+        pytest.skip("MM_PURE_PYTHON is set: the references are selected on purpose")
+    compiled_est = importlib.import_module("apps.engine.estimators._estimators")
+    from apps.engine.estimators.market import MarketEstimators
+
+    assert MarketEstimators.__bases__ == (compiled_est.MarketFields,)
+    est = MarketEstimators()
+    assert "_now_ns" not in est.__dict__ and "events_seen" not in est.__dict__
+    assert (est._now_ns, est.events_seen, est._refresh_due_ns, est._has_bbo_stream) == (0, 0, 2**63 - 1, False)
+    assert est._mean_trade_size != est._mean_trade_size  # NaN until the first trade
+    est._now_ns = 1_722_000_000_123_456_789
+    assert est.now_ns == 1_722_000_000_123_456_789
+    with pytest.raises(TypeError, match="_now_ns takes an integer"):
+        est._now_ns = 1.5e18  # Cython's own int64 conversion would have truncated it
+    with pytest.raises(TypeError, match="events_seen takes an integer"):
+        est.events_seen = True
+    with pytest.raises(OverflowError):
+        est._refresh_due_ns = 2**63
+    assert est._now_ns == 1_722_000_000_123_456_789  # a refused write changes nothing
+
+
+@pytest.mark.parametrize("flag", ["1", ""])
+def test_mm_pure_python_keeps_market_estimators_fields_in_its_dict(flag):
+    code = (
+        "from apps.engine.estimators.market import MarketEstimators\n"
+        "e = MarketEstimators()\n"
+        "print([b.__name__ for b in MarketEstimators.__bases__], '_now_ns' in e.__dict__)\n"
+    )
+    out = _in_fresh_python(flag, code).stdout.strip()
+    assert out == ("['object'] True" if flag else "['MarketFields'] False")
+
+
 @pytest.mark.parametrize("flag", ["1", "true", ""])
 def test_mm_pure_python_selects_the_estimator_references(flag):
     code = (

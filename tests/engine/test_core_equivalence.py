@@ -86,8 +86,13 @@ def _state(core) -> tuple:
         core._seq,
         repr(core._peak_pnl),
         m.now_ns,
+        m._first_ns,
         m.events_seen,
         m.non_market_trades,
+        m.trades_seen,
+        m._kappa_trades_since,
+        m._refresh_due_ns,  # the refresh schedule the core's per-event check reads as C fields
+        m._kappa_min_due_ns,
         m.version,
         (repr(m._sigma_ref), repr(m._depth_ref), m._ref_t_ns),  # what risk_features keeps between decisions
         repr(t.position),

@@ -192,7 +192,12 @@ class _Cached:
         self.at_ns = -1
 
 
-class MarketEstimators:
+# The per-event fields as C slots when the compiled module is built (``_estimators.MarketFields``: the compiled
+# per-event paths read them as C fields); the reference's code below reads and writes them by name either way.
+_Fields: type = _compiled.MarketFields if _compiled is not None else object
+
+
+class MarketEstimators(_Fields):  # type: ignore[misc,valid-type]
     """Book + estimators driven by market events; reads are cached (module docstring).
 
     Parameters
@@ -534,7 +539,9 @@ class MarketEstimators:
         c = self._c_depth
         if c.snap is not None:
             due = min(due, c.at_ns + self._snapshot_refresh_ns)
-        self._refresh_due_ns = due
+        # an integer time (κ's refresh interval is a float of ns, so ``due`` can be one): for the integer times it is
+        # compared with, now >= due exactly when now >= ceil(due)
+        self._refresh_due_ns = math.ceil(due)
         k = self._c_kappa
         self._kappa_min_due_ns = math.ceil(k.at_ns + self._kappa_min_refresh_ns) if k.snap is not None else _NEVER
 

@@ -1,0 +1,18 @@
+# cython: language_level=3
+"""What other compiled modules see of :mod:`apps.engine.estimators._estimators`: :class:`MarketFields`, the slots of
+``MarketEstimators``'s per-event fields (``apps/engine/_core.pyx`` reads and writes them as C fields)."""
+
+from libc.stdint cimport int64_t
+
+
+cdef class MarketFields:
+    # integer times (ns) and counters, in int64 (Python sees them under their names without the ``c`` prefix, e.g.
+    # ``_now_ns`` for ``c_now_ns``, through properties that take integers only: a float time or an int past
+    # 2**63 - 1 is refused, never truncated)
+    cdef int64_t c_now_ns, c_first_ns, c_events_seen, c_trades_seen, c_non_market_trades, c_version
+    cdef int64_t c_refresh_due_ns, c_kappa_trades_since, c_kappa_trades_n, c_kappa_min_due_ns
+    cdef int64_t c_next_drift_ns, c_next_hawkes_fit_ns
+    # floats the reference only ever stores as floats
+    cdef public double _pending_volume, _flow_value, _mean_trade_size, _size_decay
+    cdef public bint _has_bbo_stream
+    cdef public object bbo, hawkes, _mids, _trade_times, _trade_depths, _all_snaps
