@@ -1,0 +1,53 @@
+"""The compiled strategy core's per-event path against the reference from a stream's very first event.
+
+``apps/engine/_core.pyx`` writes the estimators' clock, first-event time and counters as C fields of
+``_estimators.MarketFields``; the branch that stamps the first event's time runs only on a stream's first event, and
+the recordings in tests/engine/test_core_equivalence.py do not start with the kind of event each path handles. Here
+the USD-M BTCUSDT recording is cut to start at its first book ticker, at its first trade and at its first depth diff;
+the reference ``PyStrategyCore`` and the compiled ``StrategyCore`` (each with its own estimators) take the same
+events, and after every event their state (clock, first-event time, counters, refresh schedule, decision key,
+position) and the actions they returned must be the same.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from apps.engine.core import CORE_COMPILED, PyStrategyCore, StrategyCore, StrategyParams
+from apps.engine.market.events import BestBidAsk, DepthUpdate, Trade
+from apps.marketdata.recordings import BINANCE_RAW_RECORDINGS, load_binance_raw
+from tests.engine.execution.test_fillmodel_equivalence import DATA
+from tests.engine.test_core_equivalence import _state
+
+pytestmark = pytest.mark.skipif(not CORE_COMPILED, reason="the compiled strategy core is not selected")
+
+_N = 3_000  # events replayed from the first one of the kind
+
+
+@pytest.fixture(scope="module")
+def usdm():
+    files, tick, lot = BINANCE_RAW_RECORDINGS["usdm-btcusdt"]
+    missing = [f for f in files if not (DATA / f).exists()]
+    if missing:
+        pytest.skip(f"shared recording missing: {missing}")
+    return load_binance_raw(DATA, files)[:20_000], tick, lot
+
+
+@pytest.mark.parametrize("first", [BestBidAsk, Trade, DepthUpdate], ids=lambda c: c.__name__)
+def test_the_compiled_core_matches_the_reference_from_the_first_event(usdm, first):
+    events, tick, lot = usdm
+    start = next(i for i, e in enumerate(events) if type(e) is first)
+    stream = events[start : start + _N]
+    params = StrategyParams.from_dict({"max_inventory": 0.05})
+    ref = PyStrategyCore(params, tick_size=tick, lot_size=lot)
+    fast = StrategyCore(params, tick_size=tick, lot_size=lot)
+    assert type(fast) is not PyStrategyCore
+    for i, ev in enumerate(stream):
+        a = ref.on_event(ev)
+        ref.refresh()
+        b = fast.on_event(ev)
+        fast.refresh()
+        assert repr(b) == repr(a), f"event {i} ({type(ev).__name__}): actions differ"
+        assert _state(fast) == _state(ref), f"event {i} ({type(ev).__name__}): state differs"
+    assert fast.market._first_ns == stream[0].ts_local_ns
+    assert fast.decisions_computed > 0
