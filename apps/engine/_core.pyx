@@ -41,6 +41,7 @@ from libc.stdint cimport int64_t
 
 from apps.engine._pyfloat cimport pypow
 from apps.engine.estimators._estimators cimport MarketFields
+from apps.engine._slots cimport slot_get, slot_offset
 
 from apps.engine.core import _DEPTH_MARKOUT_INPUTS, PyStrategyCore
 from apps.engine.estimators.base import EstimatorSnapshot, EstimatorState
@@ -64,6 +65,32 @@ from apps.engine.market.events import (
 )
 from apps.engine.market.inputs import DecisionInputs
 from apps.engine.quoting.quoter import MODEL_CODES, MarketState, QuoteResult
+
+cdef extern from *:
+    """
+    /* CPython's private _PyDict_NewPresized up to 3.12 (as in _estimators.pyx); a plain PyDict_New from 3.13 on */
+    #if PY_VERSION_HEX < 0x030D0000
+    #define mm_core_dict_presized(n) _PyDict_NewPresized(n)
+    #else
+    #define mm_core_dict_presized(n) PyDict_New()
+    #endif
+    """
+    # a dict with room for ``minused`` entries: the same dict as {} filled in the same order, without the resizes
+    dict _dict_presized "mm_core_dict_presized" (Py_ssize_t minused)
+
+
+# the book ticker's and the trade's fields by their slot offsets (apps/engine/_slots.pxd), for an event exactly that class
+cdef Py_ssize_t _B_TS = slot_offset(BestBidAsk, "ts_local_ns"), _B_BID = slot_offset(BestBidAsk, "bid_px")
+cdef Py_ssize_t _B_ASK = slot_offset(BestBidAsk, "ask_px")
+cdef bint _B_SLOTS = min(_B_TS, _B_BID, _B_ASK) >= 0
+cdef Py_ssize_t _T_TS = slot_offset(Trade, "ts_local_ns"), _T_MARKET = slot_offset(Trade, "market")
+cdef bint _T_SLOTS = min(_T_TS, _T_MARKET) >= 0
+
+
+def slot_reads_active():
+    """Whether the events' and the estimates' fields are read by slot offset here (tests/engine/test_compiled.py)."""
+    return _B_SLOTS and _T_SLOTS and min(_S_NAME, _S_VALUE, _S_STD, _S_STATE, _S_CI_LOW, _S_CI_HIGH, _S_DETAIL) >= 0
+
 
 cdef object _record = DecisionInputs.from_mapping  # the not-quotable decision's inputs as the typed record
 
@@ -236,10 +263,28 @@ cdef inline object _frozen(object cls, tuple names, tuple values):
     return obj
 
 
+# EstimatorSnapshot's fields by their slot offsets (apps/engine/_slots.pxd): -1 where a field is not a plain slot
+cdef Py_ssize_t _S_NAME = slot_offset(EstimatorSnapshot, "name")
+cdef Py_ssize_t _S_VALUE = slot_offset(EstimatorSnapshot, "value")
+cdef Py_ssize_t _S_STD = slot_offset(EstimatorSnapshot, "std")
+cdef Py_ssize_t _S_STATE = slot_offset(EstimatorSnapshot, "state")
+cdef Py_ssize_t _S_CI_LOW = slot_offset(EstimatorSnapshot, "ci_low")
+cdef Py_ssize_t _S_CI_HIGH = slot_offset(EstimatorSnapshot, "ci_high")
+cdef Py_ssize_t _S_DETAIL = slot_offset(EstimatorSnapshot, "detail")
+cdef Py_ssize_t _S_MESSAGE = slot_offset(EstimatorSnapshot, "message")
+
+
+cdef inline object _sf(object snap, Py_ssize_t offset, str name):
+    """``getattr(snap, name)``: by its slot offset when ``snap`` is exactly an EstimatorSnapshot."""
+    if offset >= 0 and type(snap) is _SNAPSHOT:
+        return slot_get(snap, offset)
+    return getattr(snap, name)
+
+
 cdef inline bint _usable(object snap) except -1:
     """``snap.usable``: for an EstimatorSnapshot its property's own test (``state is EstimatorState.OK``), read here."""
     if type(snap) is _SNAPSHOT:
-        return snap.state is _OK
+        return (slot_get(snap, _S_STATE) if _S_STATE >= 0 else snap.state) is _OK
     return snap.usable
 
 
@@ -299,7 +344,7 @@ cdef class StrategyCoreBase:
         if cls is _BBO:
             return self._on_bbo(event, f)
         if cls is _TRADE or cls is _DEPTH_UPDATE or cls is _DEPTH_SNAPSHOT:
-            ts = event.ts_local_ns
+            ts = slot_get(event, _T_TS) if cls is _TRADE and _T_SLOTS else event.ts_local_ns
             if ts > self._now_ns:
                 self._now_ns = ts
             self.decisions_changed = False
@@ -311,7 +356,7 @@ cdef class StrategyCoreBase:
         return _reference_on_event(self, event)
 
     cdef object _on_bbo(self, object event, MarketFields m):
-        ts = event.ts_local_ns
+        ts = slot_get(event, _B_TS) if _B_SLOTS else event.ts_local_ns  # (type(event) is BestBidAsk: on_event)
         if ts > self._now_ns:
             self._now_ns = ts
         self.decisions_changed = False
@@ -332,8 +377,12 @@ cdef class StrategyCoreBase:
         snaps = m._all_snaps
         if not snaps:
             snaps = (<object>m).cached_snapshots(now)
-        bid = bbo.bid_px
-        ask = bbo.ask_px
+        if _B_SLOTS and type(bbo) is _BBO:
+            bid = slot_get(bbo, _B_BID)
+            ask = slot_get(bbo, _B_ASK)
+        else:
+            bid = bbo.bid_px
+            ask = bbo.ask_px
         q = self.tracker.position
         version = m.c_version
         halted = self.halted
@@ -359,38 +408,49 @@ cdef class StrategyCoreBase:
         if not _bound:
             _bind()
         m = self.market
-        bbo = m.bbo
+        cdef MarketFields mf = <MarketFields?>m  # the fields it reads, as C slots
+        bbo = mf.bbo
         q = key[2]
         k, s, lam, flow, drift, micro = snaps
         self._decision_key = key
         self._decision_ns = now_ns
         self.decisions_computed += 1
 
-        mid = bbo.mid
+        if type(bbo) is _BBO and type(bbo.bid_px) is float and type(bbo.ask_px) is float:
+            mid = 0.5 * (<double>bbo.bid_px + <double>bbo.ask_px)  # BestBidAsk.mid, the same operations on doubles
+        else:
+            mid = bbo.mid
         cdef bint k_ok = _usable(k), s_ok = _usable(s)
         reasons = []
         if not k_ok:
             reasons.append(f"{k.name} {k.state.value}: {k.message}".rstrip(": "))
         if not s_ok:
             reasons.append(f"{s.name} {s.state.value}: {s.message}".rstrip(": "))
-        sigma = m.sigma
+        sigma = mf.sigma
         sig_clean = sigma.sigma_for_spread
         sig_inv = sigma.sigma_for_inventory
-        cdef dict extra = {
-            "kappa_std": k.std,
-            "kappa_ci_low": k.ci_low,
-            "kappa_ci_high": k.ci_high,
-            "avg_trade_distance_bps": k.detail.get("avg_distance_bps", _nan),
-            "sigma_total": s.detail.get("sigma_total", _nan),
-            "lambda_per_s": lam.value,
-            "mean_trade_size": m.mean_trade_size,
-        }
+        # MarketEstimators.mean_trade_size is its float field (read as a C field when the class is exactly that one)
+        cdef object mean_size
+        if type(m) is _MARKET:
+            mean_size = (<MarketFields>m)._mean_trade_size
+        else:
+            mean_size = m.mean_trade_size
+        # the reference's dict literal, entry by entry in its order, in a dict sized for all the entries added below
+        # (the same dict, without the resizes on the way)
+        cdef dict extra = _dict_presized(64)
+        extra["kappa_std"] = _sf(k, _S_STD, "std")
+        extra["kappa_ci_low"] = _sf(k, _S_CI_LOW, "ci_low")
+        extra["kappa_ci_high"] = _sf(k, _S_CI_HIGH, "ci_high")
+        extra["avg_trade_distance_bps"] = _sf(k, _S_DETAIL, "detail").get("avg_distance_bps", _nan)
+        extra["sigma_total"] = _sf(s, _S_DETAIL, "detail").get("sigma_total", _nan)
+        extra["lambda_per_s"] = _sf(lam, _S_VALUE, "value")
+        extra["mean_trade_size"] = mean_size
         # MarketEstimators.ages, in its order
         cdef int64_t dt
         if not _reads_twinned or type(m) is not _MARKET:
             extra.update(m.ages(now_ns))
         else:
-            for name, c in (<dict>m._cache).items():
+            for name, c in (<dict>mf._cache).items():
                 if c.snap is None:
                     extra[_age_key(name)] = _nan
                 else:
@@ -401,12 +461,12 @@ cdef class StrategyCoreBase:
                         extra[_age_key(name)] = (now_ns - c.at_ns) / 1_000_000_000
         cdef bint lam_ok = _usable(lam), flow_ok = _usable(flow)
         cdef bint drift_ok = _usable(drift), micro_ok = _usable(micro)
-        extra[_state_ok_key(k.name)] = 1.0 if k_ok else 0.0
-        extra[_state_ok_key(s.name)] = 1.0 if s_ok else 0.0
-        extra[_state_ok_key(lam.name)] = 1.0 if lam_ok else 0.0
-        extra[_state_ok_key(flow.name)] = 1.0 if flow_ok else 0.0
-        extra[_state_ok_key(drift.name)] = 1.0 if drift_ok else 0.0
-        extra[_state_ok_key(micro.name)] = 1.0 if micro_ok else 0.0
+        extra[_state_ok_key(_sf(k, _S_NAME, "name"))] = 1.0 if k_ok else 0.0
+        extra[_state_ok_key(_sf(s, _S_NAME, "name"))] = 1.0 if s_ok else 0.0
+        extra[_state_ok_key(_sf(lam, _S_NAME, "name"))] = 1.0 if lam_ok else 0.0
+        extra[_state_ok_key(_sf(flow, _S_NAME, "name"))] = 1.0 if flow_ok else 0.0
+        extra[_state_ok_key(_sf(drift, _S_NAME, "name"))] = 1.0 if drift_ok else 0.0
+        extra[_state_ok_key(_sf(micro, _S_NAME, "name"))] = 1.0 if micro_ok else 0.0
 
         qp = self.quoter_params
         if reasons:
@@ -427,7 +487,7 @@ cdef class StrategyCoreBase:
                         "gamma": qp.gamma_base,
                         "model_requested_code": _MODEL_CODES[qp.model],
                         "horizon_s": qp.horizon_s,
-                        "kappa": k.value,
+                        "kappa": _sf(k, _S_VALUE, "value"),
                         "sigma_spread": sig_clean,
                         "sigma_inventory": sig_inv,
                         **extra,
@@ -441,13 +501,13 @@ cdef class StrategyCoreBase:
             self._c_set(result)
             return result
 
-        adv = m.adverse.snapshot(now_ns)
-        adv_value = adv.value
+        adv = mf.adverse.snapshot(now_ns)
+        adv_value = _sf(adv, _S_VALUE, "value")
         cdef bint adv_ok = _usable(adv)
-        adv_detail = adv.detail
+        adv_detail = _sf(adv, _S_DETAIL, "detail")
         extra["adverse_selection_measured_bps"] = adv_value * 1e4
-        extra["adverse_selection_ci_low_bps"] = adv.ci_low * 1e4
-        extra["adverse_selection_ci_high_bps"] = adv.ci_high * 1e4
+        extra["adverse_selection_ci_low_bps"] = _sf(adv, _S_CI_LOW, "ci_low") * 1e4
+        extra["adverse_selection_ci_high_bps"] = _sf(adv, _S_CI_HIGH, "ci_high") * 1e4
         extra["adverse_selection_state_ok"] = 1.0 if adv_ok else 0.0
         extra["adverse_selection_own_markouts"] = adv_detail["own_markouts"]
         extra["adverse_selection_public_markouts"] = adv_detail["public_markouts"]
@@ -458,11 +518,11 @@ cdef class StrategyCoreBase:
             depth, curve = m.cached_depth_cost(now_ns)
             depth_ok = _usable(depth)
             curve_ok = depth_ok and curve is not None
-            d = depth.detail
+            d = _sf(depth, _S_DETAIL, "detail")
             extra["depth_markout_state_ok"] = 1.0 if depth_ok else 0.0
             values = (
                 d["events"],
-                depth.value * 1e4,
+                _sf(depth, _S_VALUE, "value") * 1e4,
                 d.get("cost_0.5bps_bps", _nan),
                 d.get("cost_1bps_bps", _nan),
                 d.get("cost_2bps_bps", _nan),
@@ -474,7 +534,7 @@ cdef class StrategyCoreBase:
             for i in range(5):
                 extra[_DM_INPUTS[i]] = _nan
         # m.book_signals() when the book has both sides (else {}: no imbalance, no depth near the touch)
-        book_ = m.book
+        book_ = mf.book
         cdef bint has_book = book_.n_bid_levels and book_.n_ask_levels
         book_imbalance = 0.0
         depth_near = _nan
@@ -488,7 +548,7 @@ cdef class StrategyCoreBase:
                 depth_near = book.get("depth_near", _nan)
             else:
                 book_imbalance, depth_near, best_bids, best_asks = reads
-        flow_imb = flow.value if flow_ok else 0.0
+        flow_imb = _sf(flow, _S_VALUE, "value") if flow_ok else 0.0
         features = _risk_features(m, now_ns, k, s, depth_near, flow_imb, k_ok, s_ok)
         tracker = self.tracker
         pnl = tracker.cash + q * mid
@@ -519,23 +579,23 @@ cdef class StrategyCoreBase:
                 now_ns,  # ts_ns
                 bbo.bid_px,  # best_bid
                 bbo.ask_px,  # best_ask
-                k.value,  # kappa
+                _sf(k, _S_VALUE, "value"),  # kappa
                 sig_clean,  # sigma_clean
                 sig_inv,  # sigma_inventory
                 True,  # kappa_ok
                 True,  # sigma_ok
-                lam.value if lam_ok else _nan,  # a_per_s
-                m.mean_trade_size,  # mean_trade_size
-                drift.value,  # drift_mean_per_s
-                drift.std,  # drift_std_per_s
-                _expected_return(m.drift, drift_horizon_s, now_ns) if drift_ok else 0.0,  # drift_expected_return
+                _sf(lam, _S_VALUE, "value") if lam_ok else _nan,  # a_per_s
+                mean_size,  # mean_trade_size (read once: nothing in between writes it)
+                _sf(drift, _S_VALUE, "value"),  # drift_mean_per_s
+                _sf(drift, _S_STD, "std"),  # drift_std_per_s
+                _expected_return(mf.drift, drift_horizon_s, now_ns) if drift_ok else 0.0,  # drift_expected_return
                 drift_ok,  # drift_ok
                 book_imbalance,  # book_imbalance
                 flow_imb,  # flow_imbalance
-                micro.value if micro_ok else 0.0,  # microprice_offset
+                _sf(micro, _S_VALUE, "value") if micro_ok else 0.0,  # microprice_offset
                 micro_ok,  # microprice_ok
-                m.funding_rate,  # funding_rate
-                m.funding_interval_s,  # funding_interval_s
+                mf.funding_rate,  # funding_rate
+                mf.funding_interval_s,  # funding_interval_s
                 features.get("flow_toxicity", 0.0),  # flow_toxicity
                 adv_value,  # adverse_selection
                 adv_ok,  # adverse_selection_ok
@@ -684,7 +744,7 @@ cdef int _market_trade(MarketFields m, object ev, int64_t ts) except -1:
     if not m.c_first_ns:
         m.c_first_ns = ts
     m.c_events_seen += 1
-    if ev.market:
+    if (slot_get(ev, _T_MARKET) if _T_SLOTS else ev.market):  # (type(ev) is Trade: on_event)
         (<object>m)._on_trade(ev)
     else:
         m.c_non_market_trades += 1  # not order flow a quote meets: no κ, flow, arrival, Hawkes, σ volume
@@ -742,7 +802,7 @@ cdef tuple _book_signals(object m, object book, object mid, object n_queue):
     run (not twinned, or a level that is not a pair of floats)."""
     if not _reads_twinned or type(m) is not _MARKET:
         return None
-    cfg = m.config
+    cfg = (<MarketFields>m).config
     n_imb = cfg.imbalance_levels
     if type(n_imb) is not int or type(n_queue) is not int or n_imb < 1 or n_queue < 1:
         return None
@@ -780,11 +840,15 @@ cdef dict _risk_features(
         or m.fill_cascade._state is _OK
     ):
         return m.risk_features(now_ns, k, s, depth_near, flow_imb)
-    ref_t = m._ref_t_ns
-    sigma_ref = m._sigma_ref
-    depth_ref = m._depth_ref
-    clean = s.detail.get("sigma_clean", _nan)
-    kv, ks, sv, ss = k.value, k.std, s.value, s.std
+    cdef MarketFields mf = <MarketFields>m  # exactly MarketEstimators (checked above): its fields as C slots
+    ref_t = mf._ref_t_ns
+    sigma_ref = mf._sigma_ref
+    depth_ref = mf._depth_ref
+    clean = _sf(s, _S_DETAIL, "detail").get("sigma_clean", _nan)
+    kv = _sf(k, _S_VALUE, "value")
+    ks = _sf(k, _S_STD, "std")
+    sv = _sf(s, _S_VALUE, "value")
+    ss = _sf(s, _S_STD, "std")
     if (
         type(ref_t) is not int
         or type(sigma_ref) is not float
@@ -799,8 +863,8 @@ cdef dict _risk_features(
     # the Hawkes term's inputs (reads only): hawkes_fit.ok and n_events as the reference's condition reads them
     cdef bint use_hawkes = False
     cdef double mu = 0.0, alpha = 0.0, beta = 0.0, h_s = 0.0
-    fit = m.hawkes_fit
-    h = m.hawkes
+    fit = mf.hawkes_fit
+    h = mf.hawkes
     if fit is not None and (fit.state is _OK if type(fit) is _HAWKES_FIT else fit.ok) and h.n_events:
         if type(h) is not _HAWKES_C and type(h) is not _HAWKES_PY:
             return m.risk_features(now_ns, k, s, depth_near, flow_imb)
@@ -823,29 +887,29 @@ cdef dict _risk_features(
             dt_s = (now_ns - ref_t) / 1_000_000_000
     # w = 1.0 - 0.5 ** (dt_s / half-life) if dt_s > 0 else 0.0
     if dt_s > 0:
-        w = 1.0 - pypow(0.5, dt_s / <double>m.config.reference_half_life_s)
-    m._ref_t_ns = now_ns
+        w = 1.0 - pypow(0.5, dt_s / <double>mf.config.reference_half_life_s)
+    mf._ref_t_ns = now_ns
     cdef dict out = {}
     cdef double c, r
     if s_ok and <double>clean > 0:
         c = clean
         r = sigma_ref
         if r != r:
-            m._sigma_ref = clean
+            mf._sigma_ref = clean
             r = c
         else:
             r = r + w * (c - r)
-            m._sigma_ref = r
+            mf._sigma_ref = r
         out["volatility_regime"] = _pylog(c / r)
     cdef double d = depth_near
     if d == d and d > 0:
         r = depth_ref
         if r != r:
-            m._depth_ref = depth_near
+            mf._depth_ref = depth_near
             r = d
         else:
             r = r + w * (d - r)
-            m._depth_ref = r
+            mf._depth_ref = r
         out["thin_book"] = _pylog(r / d)
     # min(abs(flow_imb), 1.0): the first unless the second is smaller
     x = fabs(<double>flow_imb)

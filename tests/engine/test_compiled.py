@@ -187,6 +187,18 @@ def test_market_estimators_keep_their_per_event_fields_in_c_slots():
     assert est._now_ns == 1_722_000_000_123_456_789  # a refused write changes nothing
 
 
+def test_the_compiled_per_event_paths_read_the_events_by_slot_offset():
+    """The core and the estimators' step read a book ticker's, a trade's and an estimate's fields by their slot offsets
+    (apps/engine/_slots.pxd); a class that stopped being slotted would silently fall back to getattr: caught here."""
+    if compiled.pure_python():
+        pytest.skip("MM_PURE_PYTHON is set: the references are selected on purpose")
+    from apps.engine import _core
+    from apps.engine.estimators import _estimators
+
+    assert _core.slot_reads_active()
+    assert _estimators.slot_reads_active()
+
+
 @pytest.mark.parametrize("flag", ["1", ""])
 def test_mm_pure_python_keeps_market_estimators_fields_in_its_dict(flag):
     code = (

@@ -16,3 +16,6 @@ cdef class MarketFields:
     cdef public double _pending_volume, _flow_value, _mean_trade_size, _size_decay
     cdef public bint _has_bbo_stream
     cdef public object bbo, hawkes, _mids, _trade_times, _trade_depths, _all_snaps
+    # what the core's decision reads (objects, stored and returned as they are)
+    cdef public object config, book, sigma, adverse, drift, fill_cascade, hawkes_fit, _cache
+    cdef public object funding_rate, funding_interval_s, _sigma_ref, _depth_ref, _ref_t_ns

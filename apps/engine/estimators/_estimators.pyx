@@ -27,6 +27,7 @@ double ``math.fsum`` returns over the whole window.
 cimport cython
 
 from apps.engine._pyfloat cimport m_expm1 as _expm1, pymax as _pymax, pymin as _pymin, pypow as _pypow
+from apps.engine._slots cimport slot_get, slot_offset
 from cpython.number cimport PyIndex_Check, PyNumber_Power
 from cpython.object cimport PyObject_GenericSetAttr
 from cpython.ref cimport Py_INCREF
@@ -40,6 +41,7 @@ import math
 from collections import deque
 
 from apps.engine.estimators.base import EstimatorSnapshot, EstimatorState
+from apps.engine.market.events import BestBidAsk, Trade
 
 cdef int64_t _NS = 1_000_000_000
 cdef int64_t _HISTORY_NS = 10 * _NS  # the adverse estimator's kept mids (adverse._HISTORY_NS)
@@ -2437,6 +2439,23 @@ cdef class MarketFields:
             self.c_next_hawkes_fit_ns = _integer(value, "_next_hawkes_fit_ns")
 
 
+# The market events' fields read by their slot offsets (apps/engine/_slots.pxd) when an event is exactly that class
+cdef object _BBO_T = BestBidAsk
+cdef object _TRADE_T = Trade
+cdef Py_ssize_t _B_TS = slot_offset(BestBidAsk, "ts_local_ns"), _B_BID = slot_offset(BestBidAsk, "bid_px")
+cdef Py_ssize_t _B_ASK = slot_offset(BestBidAsk, "ask_px"), _B_BSZ = slot_offset(BestBidAsk, "bid_size")
+cdef Py_ssize_t _B_ASZ = slot_offset(BestBidAsk, "ask_size")
+cdef bint _B_SLOTS = min(_B_TS, _B_BID, _B_ASK, _B_BSZ, _B_ASZ) >= 0
+cdef Py_ssize_t _T_TS = slot_offset(Trade, "ts_local_ns"), _T_PRICE = slot_offset(Trade, "price")
+cdef Py_ssize_t _T_SIZE = slot_offset(Trade, "size"), _T_AGG = slot_offset(Trade, "aggressor")
+cdef bint _T_SLOTS = min(_T_TS, _T_PRICE, _T_SIZE, _T_AGG) >= 0
+
+
+def slot_reads_active():
+    """Whether the book ticker's and the trade's fields are read by slot offset here (tests/engine/test_compiled.py)."""
+    return _B_SLOTS and _T_SLOTS
+
+
 @cython.final
 cdef class MarketStep:
     """``MarketEstimators._on_bbo`` and ``_on_trade`` in one compiled call each (a book ticker is one Python → C
@@ -2488,15 +2507,26 @@ cdef class MarketStep:
     def on_bbo(self, b):
         """``MarketEstimators._on_bbo(b)``."""
         cdef MarketFields est = self.est
-        cdef int64_t ts = b.ts_local_ns
+        cdef bint slots = _B_SLOTS and type(b) is _BBO_T  # its fields by offset (the same objects getattr gives)
+        cdef int64_t ts = slot_get(b, _B_TS) if slots else b.ts_local_ns
         est.bbo = b
-        cdef double mid = 0.5 * (<double>b.bid_px + <double>b.ask_px)
+        cdef double mid
+        if slots:
+            mid = 0.5 * (<double>slot_get(b, _B_BID) + <double>slot_get(b, _B_ASK))
+        else:
+            mid = 0.5 * (<double>b.bid_px + <double>b.ask_px)
         self.adverse.on_book(ts, mid)
         self.sigma.update_trusted(ts, mid, est._pending_volume)
         if self.sigma.closed_stale:
             est.c_refresh_due_ns = 0  # the refresh step settles σ's window (MarketEstimators._on_bbo)
         est._pending_volume = 0.0
-        cdef double bs = b.bid_size, ask_size = b.ask_size
+        cdef double bs, ask_size
+        if slots:
+            bs = slot_get(b, _B_BSZ)
+            ask_size = slot_get(b, _B_ASZ)
+        else:
+            bs = b.bid_size
+            ask_size = b.ask_size
         cdef double tot = bs + ask_size
         self.micro.observe_trusted(ts, mid, (bs - ask_size) / tot if tot > 0 else 0.0, est._flow_value)
         mids = est._mids
@@ -2511,21 +2541,32 @@ cdef class MarketStep:
     def on_trade(self, t):
         """``MarketEstimators._on_trade(t)``."""
         cdef MarketFields est = self.est
-        ts_obj = t.ts_local_ns
+        cdef bint slots = _T_SLOTS and type(t) is _TRADE_T  # its fields by offset (the same objects getattr gives)
+        ts_obj = slot_get(t, _T_TS) if slots else t.ts_local_ns
         cdef int64_t ts = ts_obj
-        cdef double price = t.price, size = t.size, bid, ask, mid, hs, d, m, decay
+        cdef double price, size, bid, ask, mid, hs, d, m, decay
+        if slots:
+            price = slot_get(t, _T_PRICE)
+            size = slot_get(t, _T_SIZE)
+        else:
+            price = t.price
+            size = t.size
         b = est.bbo
         est.c_trades_seen += 1
         if b is not None:
-            bid = b.bid_px
-            ask = b.ask_px
+            if _B_SLOTS and type(b) is _BBO_T:
+                bid = slot_get(b, _B_BID)
+                ask = slot_get(b, _B_ASK)
+            else:
+                bid = b.bid_px
+                ask = b.ask_px
             mid = 0.5 * (bid + ask)
             hs = 0.5 * (ask - bid)
             self.kappa.update_trusted(ts, price, size, mid, hs)
             d = fabs(price - mid) - hs
             est._trade_depths.append(d / mid if d > 0 else 0.0)
             est.c_kappa_trades_since += 1
-        cdef long aggressor = int(t.aggressor)
+        cdef long aggressor = int(slot_get(t, _T_AGG) if slots else t.aggressor)
         self.adverse.on_public_trade(ts, price, aggressor)
         if self.depth is not None:
             self.depth._trade(ts, price, -aggressor, self.adverse, None)  # C calls, mids from the adverse estimator

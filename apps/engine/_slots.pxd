@@ -1,0 +1,47 @@
+# cython: language_level=3
+"""Reading a ``__slots__`` field of a known class by its offset, for the compiled per-event paths.
+
+A frozen, slotted dataclass (the market events, ``EstimatorSnapshot``) keeps each field in a slot that CPython reads
+through a member descriptor: ``obj.field`` from C costs a type lookup and a descriptor call (~140 instructions). The
+descriptor holds the field's byte offset in the instance; :func:`slot_offset` finds it once (at import) and
+:func:`slot_get` then reads the field in a few instructions. It returns the very object ``getattr`` returns, and an
+unset slot raises AttributeError as ``getattr`` does. Callers use it only for an object whose type is exactly the class
+the offset was taken from, and fall back to ``getattr`` when :func:`slot_offset` found no plain object slot (-1: the
+field became a property, or the class is no longer slotted)."""
+
+from cpython.object cimport PyObject
+
+
+cdef extern from "structmember.h":
+    ctypedef struct PyMemberDef:
+        int type
+        Py_ssize_t offset
+    enum:
+        T_OBJECT_EX
+
+
+cdef extern from "Python.h":
+    ctypedef struct PyMemberDescrObject:
+        PyMemberDef* d_member
+
+
+cdef inline Py_ssize_t slot_offset(object cls, str name) except -2:
+    """The byte offset of ``cls``'s slot ``name`` (a plain object slot, found along its MRO), else -1."""
+    import types
+
+    for klass in cls.__mro__:
+        d = klass.__dict__.get(name)
+        if d is None:
+            continue
+        if type(d) is types.MemberDescriptorType and (<PyMemberDescrObject*>d).d_member.type == T_OBJECT_EX:
+            return (<PyMemberDescrObject*>d).d_member.offset
+        return -1
+    return -1
+
+
+cdef inline object slot_get(object obj, Py_ssize_t offset):
+    """``obj``'s slot at ``offset`` (from :func:`slot_offset` of ``type(obj)``): the object itself, or AttributeError."""
+    cdef PyObject* v = (<PyObject**>((<char*><PyObject*>obj) + offset))[0]
+    if v == NULL:
+        raise AttributeError(f"{type(obj).__name__!r} object has an unset slot (offset {offset})")
+    return <object>v
