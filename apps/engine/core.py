@@ -631,15 +631,15 @@ class PyStrategyCore:
         q = self.tracker.position
         pnl = self.tracker.cash + q * mid if math.isfinite(mid) else math.nan
         m = self.market
-        return _finite_only(
-            {
-                "mid": mid,
-                "kappa_state": m.peek("kappa", self._now_ns).state.value,
-                "sigma_state": m.peek("sigma", self._now_ns).state.value,
-                "inventory": q,
-                "pnl": pnl,
-            }
-        )
+        # _finite_only's rule, value by value (the grid asks ten times a second); an estimator state's _value_ is
+        # what its .value property returns
+        return {
+            "mid": None if isinstance(mid, float) and not math.isfinite(mid) else mid,
+            "kappa_state": m.peek("kappa", self._now_ns).state._value_,
+            "sigma_state": m.peek("sigma", self._now_ns).state._value_,
+            "inventory": None if isinstance(q, float) and not math.isfinite(q) else q,
+            "pnl": None if isinstance(pnl, float) and not math.isfinite(pnl) else pnl,
+        }
 
     def state(self) -> dict[str, Any]:
         d = self.last_decision

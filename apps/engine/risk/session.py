@@ -21,6 +21,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from apps.engine import compiled
 from apps.engine.risk.rules import (
     CancelRateRule,
     ClockSkewRule,
@@ -115,8 +116,11 @@ def margin_inventory_cap(
     return round(max(lots, 0) * lot_size, 12)
 
 
-class SessionRisk:
-    """Keeps the rolling inputs and turns the engine's level trips into edges (one record per episode)."""
+class PySessionRisk:
+    """Keeps the rolling inputs and turns the engine's level trips into edges (one record per episode).
+
+    The pure-Python reference: use :data:`SessionRisk`, which is this class with :meth:`evaluate` compiled
+    (``apps/engine/risk/_session.pyx``) when that is built."""
 
     def __init__(self, engine: RiskEngine, capital_quote: float, max_inventory: float) -> None:
         self.engine = engine
@@ -217,3 +221,20 @@ class SessionRisk:
         trips = self.engine.evaluate(state)
         started, cleared = self.edges.update(trips)
         return started, cleared, trips
+
+
+_compiled_session = compiled.load("apps.engine.risk._session")
+
+if _compiled_session is not None:
+
+    class SessionRisk(PySessionRisk):
+        """The session's risk with one evaluation compiled (``_session.evaluate``: the same updates of the rolling
+        inputs, the rules' quiet case checked in C, the reference rules on the same ``RiskState`` whenever one may
+        trip); everything else is ``PySessionRisk``'s."""
+
+        evaluate = _compiled_session.evaluate  # a builtin function: called as risk.evaluate(...) it gets no self
+else:
+    SessionRisk = PySessionRisk  # type: ignore[misc]
+
+# which one the driver runs: the compiled evaluation when built and MM_PURE_PYTHON is not set
+SESSION_COMPILED: bool = _compiled_session is not None

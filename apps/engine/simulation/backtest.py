@@ -585,7 +585,7 @@ class PyEngineLoop:
                 sink.risk_event(now_ns, name, "cleared", {}, f"{name} no longer tripping")
         if latched is not Mode.RUNNING:
             self._modes["latched"] = latched
-        pulling = any(t.action is RuleAction.PULL_QUOTES for t in trips)
+        pulling = bool(trips) and any(t.action is RuleAction.PULL_QUOTES for t in trips)
         self.set_mode("risk", Mode.of_rule(RuleAction.PULL_QUOTES) if pulling else Mode.RUNNING, now_ns, "risk rules")
         if self.report is not None:
             for t in started:

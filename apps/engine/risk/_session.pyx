@@ -1,0 +1,339 @@
+# cython: language_level=3, binding=True
+"""Compiled twin of one risk evaluation, ``PySessionRisk.evaluate`` in :mod:`apps.engine.risk.session` (the
+readable reference): the backtest driver evaluates the rules every 100 ms of market time, and in the reference
+one evaluation is ~130,000 instructions, nearly all interpreter work (a ``RiskState`` of 17 fields and four dicts,
+one Python call per rule) for a result that is almost always "nothing trips".
+
+:func:`evaluate` makes the reference's updates of the rolling inputs in the same order with the same values (the
+session clock, the peak equity, every ``RollingLoss`` and ``OrderFlowWindow``, through their own Python methods),
+then checks in C, for each rule of a known type, the exact negation of the reference rule's trip conditions. When
+every rule is certainly quiet there is no trip, and no ``RiskState`` is built. Otherwise (a rule may trip, an input
+is of an unusual type, a rule of a type not known here, the margin rule with a margin report) it builds the same
+``RiskState`` as the reference and runs the reference rules on it, so every trip, value and message is the
+reference's own. The edges go through the session's ``TripEdges`` in both cases.
+
+Every check below mirrors one ``evaluate`` of :mod:`apps.engine.risk.rules`; a quiet verdict is given only for
+inputs of the types the session itself produces (floats, ints, ``None``), anything else takes the reference path.
+"""
+
+from cpython.dict cimport PyDict_GetItem
+from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_FromDouble
+from cpython.object cimport PyObject
+from libc.math cimport INFINITY, fabs, isfinite
+
+import math
+
+from apps.engine.market.inputs import DecisionInputs
+from apps.engine.risk.rules import (
+    CancelRateRule,
+    ClockSkewRule,
+    CrossedBookRule,
+    DrawdownRule,
+    EstimatorStateRule,
+    MarginRule,
+    MessageRateRule,
+    OrderFlowCounts,
+    OrderFlowWindow,
+    RollingCounter,
+    RollingLoss,
+    TripEdges,
+    _DEFAULT_SKEW_ALARM,
+    NotionalLimitRule,
+    PositionLimitRule,
+    RejectRateRule,
+    RiskState,
+    SkewAlarmRule,
+    StaleFeedRule,
+    WindowLossRule,
+    skew_magnitude_alarm,
+)
+
+cdef object _isfinite = math.isfinite
+cdef object _nan = math.nan
+cdef object _inf = math.inf
+cdef object _POSITION = PositionLimitRule
+cdef object _NOTIONAL = NotionalLimitRule
+cdef object _DRAWDOWN = DrawdownRule
+cdef object _WINDOW_LOSS = WindowLossRule
+cdef object _STALE = StaleFeedRule
+cdef object _CROSSED = CrossedBookRule
+cdef object _SKEW = ClockSkewRule
+cdef object _ESTIMATOR = EstimatorStateRule
+cdef object _REJECT = RejectRateRule
+cdef object _CANCEL = CancelRateRule
+cdef object _MESSAGE = MessageRateRule
+cdef object _MARGIN = MarginRule
+cdef object _SKEW_ALARM = SkewAlarmRule
+cdef object _RECORD = DecisionInputs
+cdef object _ROLLING_LOSS = RollingLoss
+cdef object _COUNTER = RollingCounter
+cdef object _FLOW = OrderFlowWindow
+cdef object _COUNTS = OrderFlowCounts
+cdef object _EDGES = TripEdges
+
+
+cdef inline bint _ge(double x, object bound) except -1:
+    """``x >= bound`` as Python compares them (a bound given as an int is compared exactly, as the reference does)."""
+    if type(bound) is float:
+        return x >= PyFloat_AS_DOUBLE(bound)
+    return x >= bound
+
+
+cdef inline bint _finite_float(object v):
+    """``rules._finite(v)`` for an exact float (what the session builds); False (not quiet) for anything else."""
+    return type(v) is float and isfinite(PyFloat_AS_DOUBLE(v))
+
+
+cdef bint _quiet(object rule, object now, double q, double mid, object best_bid, object best_ask,
+                 object equity, object peak, dict window_losses, object feed_last, object skew_ns,
+                 object kappa, object sigma, dict order_flow, object margin, bint skew_alarm) except -1:
+    """True only when the reference ``rule.evaluate(state)`` returns None for this state."""
+    cdef object t = type(rule)
+    cdef object p = rule.params
+    cdef double e, pk, dd, frac, bid, ask, loss
+    cdef PyObject* found
+    if t is _POSITION:  # q is a float (float() of the core's value)
+        return isfinite(q) and not _ge(fabs(q), p.max_position)
+    if t is _NOTIONAL:
+        if not isfinite(q):
+            return False
+        if q == 0:
+            return True
+        if not (isfinite(mid) and mid > 0):
+            return False
+        return not _ge(fabs(q) * mid, p.max_notional_quote)
+    if t is _DRAWDOWN:
+        if not (_finite_float(equity) and _finite_float(peak)):
+            return False
+        e = PyFloat_AS_DOUBLE(equity)
+        pk = PyFloat_AS_DOUBLE(peak)
+        if e > pk:  # max(peak, equity)
+            pk = e
+        dd = pk - e
+        frac = dd / pk if pk > 0 else INFINITY
+        if _ge(dd, p.max_drawdown_quote):  # hit_quote
+            return False
+        bound = p.max_drawdown_frac
+        return not (bound != _inf and _ge(frac, bound))  # hit_frac
+    if t is _WINDOW_LOSS:
+        found = PyDict_GetItem(window_losses, p.window_s)
+        if found is NULL or not _finite_float(<object>found):
+            return False
+        loss = PyFloat_AS_DOUBLE(<object>found)
+        return not _ge(loss, p.max_loss_quote)
+    if t is _STALE:
+        feeds = p.feeds
+        if not feeds:
+            if not feed_last:
+                return False
+            feeds = feed_last  # its keys
+        max_age_ns = rule.max_age_ns
+        for feed in feeds:
+            found = PyDict_GetItem(feed_last, feed)
+            if found is NULL or (<object>found) is None:
+                return False
+            if type(<object>found) is not int or now - <object>found >= max_age_ns:
+                return False
+        return True
+    if t is _CROSSED:
+        if not (_finite_float(best_bid) and _finite_float(best_ask)):
+            return False
+        bid = PyFloat_AS_DOUBLE(best_bid)
+        ask = PyFloat_AS_DOUBLE(best_ask)
+        return bid > 0 and ask > 0 and not (bid >= ask)
+    if t is _SKEW:
+        if type(skew_ns) is not int:  # None (unknown) trips; a float or a bool takes the reference path
+            return False
+        return not (abs(skew_ns) >= rule.max_abs_skew_ns)
+    if t is _ESTIMATOR:
+        bad = rule._bad
+        for name in p.estimators:
+            if name == "kappa":
+                s = kappa
+            elif name == "sigma":
+                s = sigma
+            else:  # not reported by the session: "missing"
+                return False
+            if s in bad:
+                return False
+        return True
+    if t is _REJECT or t is _CANCEL or t is _MESSAGE:
+        found = PyDict_GetItem(order_flow, p.window_s)
+        if found is NULL:
+            return False
+        c = <object>found
+        if t is _REJECT:
+            if c.sent < p.min_orders:
+                return True
+            return not (c.rejected / c.sent >= p.max_reject_ratio)
+        if t is _CANCEL:
+            return not (c.cancelled >= p.max_cancels)
+        return not (c.messages >= p.max_messages)
+    if t is _MARGIN:
+        return margin is None  # no margin report: leverage is None, not applicable
+    if t is _SKEW_ALARM:
+        return not skew_alarm
+    return False  # a rule of a type not known here: the reference decides
+
+
+cdef object _get(object m, str key, object default):
+    """``m.get(key, default)``: a plain dict or a decision record read directly, any other mapping asked."""
+    cdef PyObject* found
+    if type(m) is dict:
+        found = PyDict_GetItem(m, key)
+        return default if found is NULL else <object>found
+    if type(m) is _RECORD:  # DecisionInputs.get
+        found = PyDict_GetItem(m.layout.index, key)
+        return default if found is NULL else m.vector[<object>found]
+    return m.get(key, default)
+
+
+cdef object _window_loss(object loss, object now_ns, object pnl):
+    """``loss.update(now_ns, pnl)`` then ``loss.loss(now_ns)`` (RollingLoss; pnl a finite float, time not going
+    backwards: else the reference methods run and raise as they do)."""
+    samples = loss._samples
+    if (type(loss) is not _ROLLING_LOSS or not _finite_float(pnl)
+            or (samples and now_ns < (<tuple>samples[-1])[1])):
+        loss.update(now_ns, pnl)
+        return loss.loss(now_ns)
+    cdef double v = PyFloat_AS_DOUBLE(pnl)
+    seq = loss._seq + 1
+    loss._seq = seq
+    samples.append((seq, now_ns, pnl))
+    mx = loss._max
+    while mx and PyFloat_AS_DOUBLE((<tuple>mx[-1])[1]) <= v:
+        mx.pop()
+    mx.append((seq, pnl))
+    # _expire(now_ns); loss() expires again at the same time, which removes nothing more
+    cutoff = now_ns - loss.window_ns
+    while len(samples) >= 2 and (<tuple>samples[1])[1] <= cutoff:
+        samples.popleft()
+    first_seq = (<tuple>samples[0])[0]
+    while mx and (<tuple>mx[0])[0] < first_seq:
+        mx.popleft()
+    return PyFloat_FromDouble(PyFloat_AS_DOUBLE((<tuple>mx[0])[1]) - v)
+
+
+cdef object _count(object c, object now_ns):
+    """``RollingCounter.count(now_ns)``."""
+    last = c._last_ns
+    if type(c) is not _COUNTER or (last is not None and now_ns < last):
+        return c.count(now_ns)
+    c._last_ns = now_ns
+    events = c._events
+    if events:
+        cutoff = now_ns - c.window_ns
+        while events and (<list>events[0])[0] <= cutoff:
+            c._total -= (<list>events.popleft())[1]
+    return c._total
+
+
+cdef object _snapshot(object f, object now_ns):
+    """``OrderFlowWindow.snapshot(now_ns)``."""
+    if type(f) is not _FLOW:
+        return f.snapshot(now_ns)
+    sent = _count(f._sent, now_ns)
+    rejected = _count(f._rejected, now_ns)
+    cancelled = _count(f._cancelled, now_ns)
+    messages = _count(f._messages, now_ns)
+    last = f._last
+    if (
+        last is not None
+        and last.sent == sent
+        and last.rejected == rejected
+        and last.cancelled == cancelled
+        and last.messages == messages
+    ):
+        return last
+    f._last = last = _COUNTS(f.window_s, sent, rejected, cancelled, messages)
+    return last
+
+
+cdef bint _skew_alarm(object q, object max_inventory, object skew) except -1:
+    """``skew_magnitude_alarm(q, max_inventory, skew if math.isfinite(skew) else 0.0)`` with the default params."""
+    cdef double x
+    p = _DEFAULT_SKEW_ALARM
+    ratio, bps = p.min_position_ratio, p.min_skew_bps
+    if not (type(skew) is float and type(max_inventory) is float and type(ratio) is float and type(bps) is float):
+        return skew_magnitude_alarm(q, max_inventory, skew if _isfinite(skew) else 0.0)
+    x = PyFloat_AS_DOUBLE(skew)
+    if not isfinite(x):
+        x = 0.0
+    if not (fabs(PyFloat_AS_DOUBLE(q)) > PyFloat_AS_DOUBLE(ratio) * PyFloat_AS_DOUBLE(max_inventory)):
+        return False
+    return fabs(x) * 1e4 < PyFloat_AS_DOUBLE(bps)
+
+
+def evaluate(risk, now_ns, core_state, decision_inputs):
+    """``PySessionRisk.evaluate(risk, now_ns, core_state, decision_inputs)``, the same result and the same updates:
+    (started trips, cleared rule names, all current trips)."""
+    # the session clock (_now): max(self._t, now_ns)
+    t = risk._t
+    if now_ns > t:
+        t = now_ns
+    risk._t = t
+    now_ns = t
+    pnl = _get(core_state, "pnl", None)
+    pnl = 0.0 if pnl is None else float(pnl)
+    equity = risk.capital + pnl
+    peak = risk.peak_equity
+    if equity > peak:  # max(peak_equity, equity)
+        peak = equity
+    risk.peak_equity = peak
+    losses = risk.losses
+    cdef dict window_losses
+    if type(losses) is dict and all(type(x) is _ROLLING_LOSS for x in losses.values()):
+        # every update, then every loss: each window's loss(now) right after its own update is the same
+        window_losses = {w: _window_loss(loss, now_ns, pnl) for w, loss in losses.items()}
+    else:
+        for loss in losses.values():
+            loss.update(now_ns, pnl)
+        window_losses = {w: loss.loss(now_ns) for w, loss in losses.items()}
+    q_obj = float(_get(core_state, "inventory", None) or 0.0)
+    skew = _get(decision_inputs, "skew_model_frac", _get(decision_inputs, "skew_frac", 0.0))
+    mid_obj = float(_get(core_state, "mid", None) or _nan)
+    best_bid = _get(decision_inputs, "best_bid", _nan)
+    best_ask = _get(decision_inputs, "best_ask", _nan)
+    clock_skew_ns = risk.clock_skew_ns
+    kappa = _get(core_state, "kappa_state", None) or "warming"
+    sigma = _get(core_state, "sigma_state", None) or "warming"
+    cdef dict order_flow = {w: _snapshot(f, now_ns) for w, f in risk.flows.items()}
+    cdef bint skew_alarm = _skew_alarm(q_obj, risk.max_inventory, skew)
+    margin = risk.margin
+    cdef double q = q_obj
+    cdef double mid = mid_obj
+    feed_last = risk.feed_last_ns
+    quiet = True
+    for rule in risk.engine.rules:
+        if not _quiet(rule, now_ns, q, mid, best_bid, best_ask, equity, peak, window_losses, feed_last,
+                      clock_skew_ns, kappa, sigma, order_flow, margin, skew_alarm):
+            quiet = False
+            break
+    edges = risk.edges
+    if quiet:
+        if type(edges) is _EDGES:  # TripEdges.update([])
+            cleared = list(edges._active)
+            edges._active = {}
+            return [], cleared, []
+        trips = []
+    else:
+        state = RiskState(
+            ts_ns=now_ns,
+            position=q_obj,
+            mid=mid_obj,
+            best_bid=best_bid,
+            best_ask=best_ask,
+            equity=equity,
+            peak_equity=peak,
+            window_losses=window_losses,
+            feed_last_ts_ns=dict(feed_last),
+            clock_skew_ns=clock_skew_ns,
+            estimator_states={"kappa": kappa, "sigma": sigma},
+            order_flow=order_flow,
+            skew_alarm=skew_alarm,
+        )
+        if margin is not None:
+            state.leverage, state.maint_margin_rate, state.wallet_balance, state.entry_price = margin
+        trips = risk.engine.evaluate(state)
+    started, cleared = edges.update(trips)
+    return started, cleared, trips
