@@ -183,10 +183,13 @@ cdef class QueueState:
 
 
 cdef inline Py_ssize_t _tail_search(const TickSide* s, tick_t key) noexcept nogil:
-    # first block whose last key is >= key (nb when above every key); the end is checked first: the touch is there
+    # first block whose last key is >= key (nb when above every key); the end is checked first, then the last
+    # block: the touch is there (a book ticker's two levels, our orders' levels)
     cdef Py_ssize_t lo = 0, hi = s.nb, mid
     if hi and s.tails[hi - 1] < key:
         return hi
+    if hi == 1 or (hi and s.tails[hi - 2] < key):
+        return hi - 1
     while lo < hi:
         mid = (lo + hi) >> 1
         if s.tails[mid] < key:
@@ -369,10 +372,17 @@ cdef inline bint _best_of(LevelBook book, bint bid, tick_t* out) noexcept:
 
 cdef inline int _put_to(LevelBook book, bint bid, tick_t tick, double size) except -1:
     cdef Py_ssize_t hint = 0
+    cdef TickSide* side = _side_levels(book, bid)
+    cdef TBlock* last
     if size > 0.0:
-        _side_put(_side_levels(book, bid), tick if bid else -tick, size, &hint)
+        if side.n:  # a new size at the best level (most book tickers): no search
+            last = side.blocks[side.nb - 1]
+            if last.lv[last.n - 1].key == (tick if bid else -tick):
+                last.lv[last.n - 1].size = size
+                return 0
+        _side_put(side, tick if bid else -tick, size, &hint)
     else:
-        _side_drop(_side_levels(book, bid), tick if bid else -tick, &hint)
+        _side_drop(side, tick if bid else -tick, &hint)
     return 0
 
 

@@ -250,7 +250,12 @@ def test_the_level_books_agree_on_deep_generated_books_in_any_level_order(shape,
     for book in (ref, com):
         book.apply_snapshot(levels[:1000], levels[1001:])
     for step in range(100):
-        if step % 10 == 9:
+        bb, ba = ref.best_tick(Side.BUY), ref.best_tick(Side.SELL)
+        if step % 10 == 4 and bb is not None and ba is not None and bb < ba:
+            # a book ticker that only resizes both best levels (the compiled book's no-search case)
+            args = (bb * 0.5, float(step), ba * 0.5, float(step + 1))
+            kind = "apply_bbo"
+        elif step % 10 == 9:
             bid = float(rng.integers(1500, 2500))
             args = (bid * 0.5, 1.0, (bid + float(rng.integers(1, 4))) * 0.5, 2.0)
             kind = "apply_bbo"
