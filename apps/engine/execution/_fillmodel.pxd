@@ -1,10 +1,32 @@
 # The compiled fill model's classes, for other compiled modules to cimport (apps/engine/execution/_paper.pyx calls the
 # level book and the queue state at C level on every market event). The Python API is in _fillmodel.pyx.
 cimport cython
-from libcpp.map cimport map as cmap
 
 ctypedef long long tick_t
-ctypedef cmap[tick_t, double] Levels
+
+
+# One side of the level book (_fillmodel.pyx): its levels ascending by key, the best level last (bids keyed by the
+# tick, asks by minus the tick), cut into blocks of at most TBLOCK levels; tails[b] is block b's last key.
+cdef struct TLevel:
+    tick_t key
+    double size
+
+
+cdef enum:
+    TBLOCK = 64
+
+
+cdef struct TBlock:
+    Py_ssize_t n
+    TLevel lv[TBLOCK]
+
+
+cdef struct TickSide:
+    TBlock** blocks
+    tick_t* tails
+    Py_ssize_t nb  # blocks in use (none is empty)
+    Py_ssize_t cap  # room in blocks/tails
+    Py_ssize_t n  # levels
 
 
 cdef inline double _whole_fill(double part, double remaining) noexcept:
@@ -24,17 +46,16 @@ cdef class QueueState:
 
 @cython.final
 cdef class LevelBook:
-    cdef Levels _bids, _asks
+    cdef TickSide _bids, _asks
     cdef readonly double tick_size
     cdef public bint has_depth
     cdef tick_t _floor, _ceiling  # deepest bid / ask tick the depth data has covered
     cdef bint _floor_known, _ceiling_known
 
-    cdef dict _as_dict(self, Levels* levels)
+    cdef dict _as_dict(self, bint bid)
     cdef tick_t _tick(self, double price) except? -1
-    cdef Levels* _side(self, bint bid) noexcept
     cdef bint _best(self, bint bid, tick_t* out) noexcept
-    cdef void _put(self, bint bid, tick_t tick, double size) noexcept
+    cdef int _put(self, bint bid, tick_t tick, double size) except -1
     cdef int _apply_bbo(self, double bid_px, double bid_size, double ask_px, double ask_size) except -1
     cdef bint _level(self, bint bid, tick_t tick, double* out) noexcept
     cdef double _crossing(self, bint bid, tick_t tick, bint* any_level) noexcept

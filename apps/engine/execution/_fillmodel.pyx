@@ -7,9 +7,11 @@
 ``QueueState`` are these classes unless ``MM_PURE_PYTHON=1`` is set or this module did not build
 (docs/compiled-core.md).
 
-Layout. Each side of the level book is a C++ ``std::map`` from the integer tick to the displayed size (a double):
-ordered, so the best level is the map's first (asks) or last (bids) key and needs no cache, and a crossing walk is
-an in-order iteration. The reference's dict plus best-tick cache answers the same questions: its cached best is
+Layout. Each side of the level book is a sorted array of (key, size) pairs cut into blocks of at most 64 levels
+(``TickSide`` in _fillmodel.pxd, the layout of the compiled L2 book): bids keyed by the integer tick, asks by minus
+the tick, so on both sides the best level is the last one and needs no cache, and a crossing walk goes backwards
+from it. (It replaced a C++ ``std::map``: a diff's level cost a tree walk and, for an added or removed level, an
+allocation; here a search, usually inside the previous level's block, and a memmove of at most a block.) The reference's dict plus best-tick cache answers the same questions: its cached best is
 always the true best (``tests/engine/execution/test_fillmodel.py`` holds it to a plain dict), so every read here
 returns what the reference returns, and every float is the same double (sizes are stored, never computed; sums
 add in the reference's order, one plain addition at a time, as CPython 3.11's ``sum()`` does).
@@ -21,11 +23,18 @@ inline ``_pymin``/``_pymax`` below do exactly that, so ties and NaN choose the s
 cimport cython
 
 from apps.engine._pyfloat cimport pypow as _pypow
-from cython.operator cimport dereference as deref, preincrement as inc
+from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_CheckExact
+from cpython.ref cimport PyObject
+from cpython.tuple cimport PyTuple_CheckExact, PyTuple_GET_SIZE
 from libc.math cimport fabs, isinf, isnan, pow, rint
-from libcpp.utility cimport pair
+from libc.stdlib cimport free, malloc, realloc
+from libc.string cimport memmove
 
 from apps.engine.market.events import Side
+
+
+cdef extern from "Python.h":
+    PyObject* PyTuple_GET_ITEM(object t, Py_ssize_t i)  # borrowed, unchecked: the cpython.tuple one returns an object
 
 cdef object _BUY = Side.BUY
 cdef object _SELL = Side.SELL
@@ -167,34 +176,229 @@ cdef class QueueState:
 
 
 # --- the level book ---------------------------------------------------------------------------------------------
+# Each side is a TickSide (_fillmodel.pxd): the levels ascending by key with the best level last (bids keyed by the
+# tick, asks by minus the tick), cut into blocks of at most TBLOCK levels, the layout of the compiled L2 book
+# (apps/engine/market/_book.pyx). An update is a search (between blocks, then inside one) and, for an added or
+# removed level, one memmove of at most a block; no allocation per level, and the best level is the last one.
+
+
+cdef inline Py_ssize_t _tail_search(const TickSide* s, tick_t key) noexcept nogil:
+    # first block whose last key is >= key (nb when above every key); the end is checked first, then the last
+    # block: the touch is there (a book ticker's two levels, our orders' levels)
+    cdef Py_ssize_t lo = 0, hi = s.nb, mid
+    if hi and s.tails[hi - 1] < key:
+        return hi
+    if hi == 1 or (hi and s.tails[hi - 2] < key):
+        return hi - 1
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if s.tails[mid] < key:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+cdef inline Py_ssize_t _find_block(const TickSide* s, tick_t key, Py_ssize_t* hint) noexcept nogil:
+    # _tail_search, trying the previous level's block first (a diff lists a side's levels in price order); the hint
+    # is checked in full (block b is the answer iff tails[b - 1] < key <= tails[b]), so a stale one costs a search
+    cdef Py_ssize_t b = hint[0]
+    if b < s.nb and key <= s.tails[b] and (b == 0 or s.tails[b - 1] < key):
+        return b
+    b = _tail_search(s, key)
+    hint[0] = b
+    return b
+
+
+cdef inline Py_ssize_t _in_block(const TBlock* blk, tick_t key) noexcept nogil:
+    # first index in the block whose key is >= key
+    cdef Py_ssize_t lo = 0, hi = blk.n, mid
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if blk.lv[mid].key < key:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+cdef int _new_block(TickSide* s, Py_ssize_t b) except -1:
+    """Insert a new, empty block at position b (the caller fills it before anything reads it)."""
+    cdef Py_ssize_t cap
+    cdef TBlock** blocks
+    cdef tick_t* tails
+    if s.nb == s.cap:
+        cap = s.cap * 2 if s.cap else 16
+        blocks = <TBlock**> realloc(s.blocks, cap * sizeof(TBlock*))
+        if blocks == NULL:
+            raise MemoryError("LevelBook: cannot grow a book side")
+        s.blocks = blocks
+        tails = <tick_t*> realloc(s.tails, cap * sizeof(tick_t))
+        if tails == NULL:
+            raise MemoryError("LevelBook: cannot grow a book side")
+        s.tails = tails
+        s.cap = cap
+    cdef TBlock* blk = <TBlock*> malloc(sizeof(TBlock))
+    if blk == NULL:
+        raise MemoryError("LevelBook: cannot grow a book side")
+    blk.n = 0
+    if b < s.nb:
+        memmove(s.blocks + b + 1, s.blocks + b, (s.nb - b) * sizeof(TBlock*))
+        memmove(s.tails + b + 1, s.tails + b, (s.nb - b) * sizeof(tick_t))
+    s.blocks[b] = blk
+    s.nb += 1
+    return 0
+
+
+cdef void _clear_side(TickSide* s) noexcept nogil:
+    cdef Py_ssize_t b
+    for b in range(s.nb):
+        free(s.blocks[b])
+    s.nb = 0
+    s.n = 0
+
+
+cdef int _side_put(TickSide* s, tick_t key, double size, Py_ssize_t* hint) except -1:
+    """Set the size at ``key``, inserting the level if it is absent."""
+    cdef Py_ssize_t b, i, half
+    cdef TBlock* blk
+    cdef TBlock* upper
+    if s.nb == 0:
+        _new_block(s, 0)
+        blk = s.blocks[0]
+        blk.lv[0].key = key
+        blk.lv[0].size = size
+        blk.n = 1
+        s.tails[0] = key
+        s.n = 1
+        return 0
+    b = _find_block(s, key, hint)
+    if b == s.nb:  # above every key: append to the last block
+        b -= 1
+        blk = s.blocks[b]
+        i = blk.n
+    else:
+        blk = s.blocks[b]
+        i = _in_block(blk, key)
+        if blk.lv[i].key == key:  # i < blk.n: tails[b] >= key
+            blk.lv[i].size = size
+            return 0
+    if blk.n == TBLOCK:  # full: move its upper half into a new block after it
+        _new_block(s, b + 1)
+        upper = s.blocks[b + 1]
+        half = TBLOCK // 2
+        memmove(upper.lv, blk.lv + half, (TBLOCK - half) * sizeof(TLevel))
+        upper.n = TBLOCK - half
+        blk.n = half
+        s.tails[b + 1] = upper.lv[upper.n - 1].key
+        s.tails[b] = blk.lv[half - 1].key
+        if i > half:
+            b += 1
+            i -= half
+            blk = upper
+    if i < blk.n:
+        memmove(blk.lv + i + 1, blk.lv + i, (blk.n - i) * sizeof(TLevel))
+    blk.lv[i].key = key
+    blk.lv[i].size = size
+    blk.n += 1
+    if i == blk.n - 1:
+        s.tails[b] = key
+    s.n += 1
+    return 0
+
+
+cdef void _side_drop_at(TickSide* s, Py_ssize_t b, Py_ssize_t i) noexcept nogil:
+    # remove level i of block b
+    cdef TBlock* blk = s.blocks[b]
+    blk.n -= 1
+    s.n -= 1
+    if blk.n == 0:  # never keep an empty block: free it and close the gap
+        free(blk)
+        s.nb -= 1
+        if b < s.nb:
+            memmove(s.blocks + b, s.blocks + b + 1, (s.nb - b) * sizeof(TBlock*))
+            memmove(s.tails + b, s.tails + b + 1, (s.nb - b) * sizeof(tick_t))
+        return
+    if i < blk.n:
+        memmove(blk.lv + i, blk.lv + i + 1, (blk.n - i) * sizeof(TLevel))
+    else:
+        s.tails[b] = blk.lv[blk.n - 1].key
+
+
+cdef inline void _side_drop(TickSide* s, tick_t key, Py_ssize_t* hint) noexcept nogil:
+    """Remove the level at ``key``; absent is a no-op."""
+    cdef Py_ssize_t b = _find_block(s, key, hint), i
+    if b == s.nb:
+        return
+    i = _in_block(s.blocks[b], key)
+    if s.blocks[b].lv[i].key == key:
+        _side_drop_at(s, b, i)
+
+
+cdef inline bint _side_get(const TickSide* s, tick_t key, double* out) noexcept nogil:
+    cdef Py_ssize_t b = _tail_search(s, key), i
+    if b == s.nb:
+        return False
+    i = _in_block(s.blocks[b], key)
+    if s.blocks[b].lv[i].key == key:
+        out[0] = s.blocks[b].lv[i].size
+        return True
+    return False
+
+
+cdef inline void _side_pop_best(TickSide* s) noexcept nogil:
+    _side_drop_at(s, s.nb - 1, s.blocks[s.nb - 1].n - 1)
 
 
 cdef inline bint _is_bid(object side):
     return side is _BUY
 
 
-# The level book's per-level helpers, inline in this module (the class's _side/_best/_put methods, declared in
+# The level book's per-level helpers, inline in this module (the class's _best/_put methods, declared in
 # _fillmodel.pxd for other compiled modules, delegate to them).
-cdef inline Levels* _side_levels(LevelBook book, bint bid) noexcept:
+cdef inline TickSide* _side_levels(LevelBook book, bint bid) noexcept:
     return &book._bids if bid else &book._asks
 
 
 cdef inline bint _best_of(LevelBook book, bint bid, tick_t* out) noexcept:
-    cdef Levels* levels = _side_levels(book, bid)
-    if levels.empty():
+    cdef TickSide* s = _side_levels(book, bid)
+    cdef TBlock* blk
+    if s.n == 0:
         return False
-    if bid:
-        out[0] = deref(levels.rbegin()).first
-    else:
-        out[0] = deref(levels.begin()).first
+    blk = s.blocks[s.nb - 1]
+    out[0] = blk.lv[blk.n - 1].key if bid else -blk.lv[blk.n - 1].key
     return True
 
 
-cdef inline void _put_to(LevelBook book, bint bid, tick_t tick, double size) noexcept:
+cdef inline int _put_to(LevelBook book, bint bid, tick_t tick, double size) except -1:
+    cdef Py_ssize_t hint = 0
+    cdef TickSide* side = _side_levels(book, bid)
+    cdef TBlock* last
     if size > 0.0:
-        _side_levels(book, bid)[0][tick] = size
+        if side.n:  # a new size at the best level (most book tickers): no search
+            last = side.blocks[side.nb - 1]
+            if last.lv[last.n - 1].key == (tick if bid else -tick):
+                last.lv[last.n - 1].size = size
+                return 0
+        _side_put(side, tick if bid else -tick, size, &hint)
     else:
-        _side_levels(book, bid).erase(tick)
+        _side_drop(side, tick if bid else -tick, &hint)
+    return 0
+
+
+cdef inline bint _pair_of_floats(object level, double* px, double* sz) noexcept:
+    # an exact 2-tuple of exact floats (every parsed diff's level) read in place; False sends the caller to Python's
+    # unpacking, which converts (or rejects) anything else exactly as before
+    cdef PyObject* p
+    cdef PyObject* q
+    if PyTuple_CheckExact(level) and PyTuple_GET_SIZE(level) == 2:
+        p = PyTuple_GET_ITEM(level, 0)
+        q = PyTuple_GET_ITEM(level, 1)
+        if PyFloat_CheckExact(<object> p) and PyFloat_CheckExact(<object> q):
+            px[0] = PyFloat_AS_DOUBLE(<object> p)
+            sz[0] = PyFloat_AS_DOUBLE(<object> q)
+            return True
+    return False
 
 
 @cython.final
@@ -204,7 +408,7 @@ cdef class LevelBook:
 
     # fields: _fillmodel.pxd
 
-    _SCAN_TICKS = 64  # the reference's constant (unused here: the map always knows its best)
+    _SCAN_TICKS = 64  # the reference's constant (unused here: the book always knows its best)
 
     def __init__(self, double tick_size):
         self.tick_size = tick_size
@@ -212,16 +416,24 @@ cdef class LevelBook:
         self._floor_known = False
         self._ceiling_known = False
 
+    def __dealloc__(self):
+        _clear_side(&self._bids)
+        _clear_side(&self._asks)
+        free(self._bids.blocks)
+        free(self._bids.tails)
+        free(self._asks.blocks)
+        free(self._asks.tails)
+
     # --- reads of the C state, for tests and debugging -----------------------------------------------------
     @property
     def bids(self) -> dict:
         """A copy of the bid levels, tick -> size (the reference keeps a dict)."""
-        return self._as_dict(&self._bids)
+        return self._as_dict(True)
 
     @property
     def asks(self) -> dict:
         """A copy of the ask levels, tick -> size."""
-        return self._as_dict(&self._asks)
+        return self._as_dict(False)
 
     @property
     def _bid_floor(self):
@@ -231,12 +443,19 @@ cdef class LevelBook:
     def _ask_ceiling(self):
         return self._ceiling if self._ceiling_known else None
 
-    cdef dict _as_dict(self, Levels* levels):
+    cdef dict _as_dict(self, bint bid):
+        # ascending ticks, as the std::map this replaced iterated them
         cdef dict out = {}
-        cdef Levels.iterator it = levels.begin()
-        while it != levels.end():
-            out[deref(it).first] = deref(it).second
-            inc(it)
+        cdef TickSide* s = _side_levels(self, bid)
+        cdef Py_ssize_t b, i
+        if bid:
+            for b in range(s.nb):
+                for i in range(s.blocks[b].n):
+                    out[s.blocks[b].lv[i].key] = s.blocks[b].lv[i].size
+        else:
+            for b in range(s.nb - 1, -1, -1):
+                for i in range(s.blocks[b].n - 1, -1, -1):
+                    out[-s.blocks[b].lv[i].key] = s.blocks[b].lv[i].size
         return out
 
     # --- ticks ---------------------------------------------------------------------------------------------
@@ -250,9 +469,6 @@ cdef class LevelBook:
     def tick_of(self, double price) -> int:
         return self._tick(price)
 
-    cdef Levels* _side(self, bint bid) noexcept:
-        return _side_levels(self, bid)
-
     cdef bint _best(self, bint bid, tick_t* out) noexcept:
         return _best_of(self, bid, out)
 
@@ -265,18 +481,18 @@ cdef class LevelBook:
     def _find_best(self, side):
         return self.best_tick(side)
 
-    cdef void _put(self, bint bid, tick_t tick, double size) noexcept:
-        _put_to(self, bid, tick, size)
+    cdef int _put(self, bint bid, tick_t tick, double size) except -1:
+        return _put_to(self, bid, tick, size)
 
     def _set(self, side, tick_t tick, double size) -> None:
         _put_to(self, _is_bid(side), tick, size)
 
     def _levels(self, side) -> dict:
-        return self._as_dict(_side_levels(self, _is_bid(side)))
+        return self._as_dict(_is_bid(side))
 
     def _reset(self) -> None:
-        self._bids.clear()
-        self._asks.clear()
+        _clear_side(&self._bids)
+        _clear_side(&self._asks)
 
     # --- updates -------------------------------------------------------------------------------------------
     def apply_bbo(self, double bid_px, double bid_size, double ask_px, double ask_size) -> None:
@@ -286,12 +502,12 @@ cdef class LevelBook:
         cdef tick_t bt = self._tick(bid_px), at = self._tick(ask_px), b, a
         if not self.has_depth:
             # BBO-only data: levels behind the best are not observed, so we keep none of them
-            self._bids.clear()
-            self._asks.clear()
+            _clear_side(&self._bids)
+            _clear_side(&self._asks)
         while _best_of(self, True, &b) and (b > bt or b >= at):
-            self._bids.erase(b)
+            _side_pop_best(&self._bids)
         while _best_of(self, False, &a) and (a < at or a <= bt):
-            self._asks.erase(a)
+            _side_pop_best(&self._asks)
         _put_to(self, True, bt, bid_size)
         _put_to(self, False, at, ask_size)
         return 0
@@ -300,8 +516,8 @@ cdef class LevelBook:
         cdef double px, sz
         cdef tick_t t
         cdef bint any_bid = False, any_ask = False
-        self._bids.clear()
-        self._asks.clear()
+        _clear_side(&self._bids)
+        _clear_side(&self._asks)
         for px, sz in bids:
             t = self._tick(px)
             _put_to(self, True, t, sz)
@@ -322,11 +538,18 @@ cdef class LevelBook:
         cdef double px, sz
         cdef tick_t t, edge = 0, top_bid = 0, top_ask = 0, b, a
         cdef bint has_edge, has_top_bid = False, has_top_ask = False
+        cdef Py_ssize_t hint = 0
+        cdef object level
         # bids: the deepest tick the diff covered, and its best positive level (for the crossing rule below)
         has_edge = False
-        for px, sz in bids:
+        for level in bids:
+            if not _pair_of_floats(level, &px, &sz):
+                px, sz = level
             t = self._tick(px)
-            _put_to(self, True, t, sz)
+            if sz > 0.0:
+                _side_put(&self._bids, t, sz, &hint)
+            else:
+                _side_drop(&self._bids, t, &hint)
             if not has_edge or t < edge:
                 edge = t
                 has_edge = True
@@ -337,9 +560,15 @@ cdef class LevelBook:
             self._floor = edge
             self._floor_known = True
         has_edge = False
-        for px, sz in asks:
+        hint = 0
+        for level in asks:
+            if not _pair_of_floats(level, &px, &sz):
+                px, sz = level
             t = self._tick(px)
-            _put_to(self, False, t, sz)
+            if sz > 0.0:
+                _side_put(&self._asks, -t, sz, &hint)
+            else:
+                _side_drop(&self._asks, -t, &hint)
             if not has_edge or t > edge:
                 edge = t
                 has_edge = True
@@ -353,10 +582,10 @@ cdef class LevelBook:
         if _best_of(self, True, &b) and _best_of(self, False, &a) and b >= a:
             if has_top_bid:
                 while _best_of(self, False, &a) and a <= top_bid:
-                    self._asks.erase(a)
+                    _side_pop_best(&self._asks)
             if has_top_ask:
                 while _best_of(self, True, &b) and b >= top_ask:
-                    self._bids.erase(b)
+                    _side_pop_best(&self._bids)
 
     # --- reads ---------------------------------------------------------------------------------------------
     def level_size(self, side, tick_t tick):
@@ -368,11 +597,8 @@ cdef class LevelBook:
 
     cdef bint _level(self, bint bid, tick_t tick, double* out) noexcept:
         # level_size at C level: False for the reference's None (unknown), else the size in ``out``
-        cdef Levels* levels = _side_levels(self, bid)
-        cdef Levels.iterator it = levels.find(tick)
         cdef tick_t best
-        if it != levels.end():
-            out[0] = deref(it).second
+        if _side_get(_side_levels(self, bid), tick if bid else -tick, out):
             return True
         if not _best_of(self, bid, &best):
             return False
@@ -389,18 +615,19 @@ cdef class LevelBook:
     def crossing_levels(self, side, tick_t tick) -> list:
         """Opposite levels at or through our price (asks ``<= tick`` for a bid), best first."""
         cdef list out = []
-        cdef Levels.iterator it
-        cdef Levels.reverse_iterator rit
-        if _is_bid(side):
-            it = self._asks.begin()
-            while it != self._asks.end() and deref(it).first <= tick:
-                out.append((deref(it).first, deref(it).second))
-                inc(it)
-        else:
-            rit = self._bids.rbegin()
-            while rit != self._bids.rend() and deref(rit).first >= tick:
-                out.append((deref(rit).first, deref(rit).second))
-                inc(rit)
+        cdef bint bid = _is_bid(side)
+        cdef TickSide* s = _side_levels(self, not bid)
+        cdef Py_ssize_t b = s.nb - 1, i
+        cdef tick_t t
+        while b >= 0:  # from the best level (the last) away from the touch
+            i = s.blocks[b].n - 1
+            while i >= 0:
+                t = -s.blocks[b].lv[i].key if bid else s.blocks[b].lv[i].key
+                if (t > tick) if bid else (t < tick):
+                    return out
+                out.append((t, s.blocks[b].lv[i].size))
+                i -= 1
+            b -= 1
         return out
 
     def crossing_size(self, side, tick_t tick):
@@ -412,21 +639,21 @@ cdef class LevelBook:
         return total
 
     cdef double _crossing(self, bint bid, tick_t tick, bint* any_level) noexcept:
-        # crossing_size at C level; ``any_level`` False where the reference returns the int 0
+        # crossing_size at C level; ``any_level`` False where the reference returns the int 0. The sizes are added
+        # best first, one plain addition at a time, as the reference's sum() over crossing_levels.
         cdef double total = 0.0
-        cdef Levels.iterator it
-        cdef Levels.reverse_iterator rit
+        cdef TickSide* s = _side_levels(self, not bid)
+        cdef Py_ssize_t b = s.nb - 1, i
+        cdef tick_t t
         any_level[0] = False
-        if bid:
-            it = self._asks.begin()
-            while it != self._asks.end() and deref(it).first <= tick:
-                total += deref(it).second
+        while b >= 0:
+            i = s.blocks[b].n - 1
+            while i >= 0:
+                t = -s.blocks[b].lv[i].key if bid else s.blocks[b].lv[i].key
+                if (t > tick) if bid else (t < tick):
+                    return total
+                total += s.blocks[b].lv[i].size
                 any_level[0] = True
-                inc(it)
-        else:
-            rit = self._bids.rbegin()
-            while rit != self._bids.rend() and deref(rit).first >= tick:
-                total += deref(rit).second
-                any_level[0] = True
-                inc(rit)
+                i -= 1
+            b -= 1
         return total

@@ -19,7 +19,14 @@ rejects them; ``checked=False`` is only for levels the caller has validated, as 
 
 cimport cython
 from libc.stdlib cimport free, malloc, realloc
+from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_CheckExact
+from cpython.ref cimport PyObject
+from cpython.tuple cimport PyTuple_CheckExact, PyTuple_GET_SIZE
 from libc.string cimport memmove
+
+
+cdef extern from "Python.h":
+    PyObject* PyTuple_GET_ITEM(object t, Py_ssize_t i)  # borrowed, unchecked: the cpython.tuple one returns an object
 
 from apps.engine.estimators.book_signals import check_band
 from apps.engine.market.events import DepthUpdate, EventError, Side
@@ -77,6 +84,19 @@ cdef inline Py_ssize_t _bisect_block(const Block* blk, double x) noexcept nogil:
     return lo
 
 
+cdef inline Py_ssize_t _find_block(const BookSide* s, double key, Py_ssize_t* hint) noexcept nogil:
+    # _bisect_keys(s.tails, s.nb, key), trying the block of the previous level first: a diff lists each side's
+    # levels in price order, so consecutive levels often share a block. The hint is only a guess, checked here in
+    # full (block b is the answer iff tails[b - 1] < key <= tails[b]), so a stale one costs a search, never a
+    # wrong block.
+    cdef Py_ssize_t b = hint[0]
+    if b < s.nb and key <= s.tails[b] and (b == 0 or s.tails[b - 1] < key):
+        return b
+    b = _bisect_keys(s.tails, s.nb, key)
+    hint[0] = b
+    return b
+
+
 cdef int _insert_block(BookSide* s, Py_ssize_t b) except -1:
     """Insert a new, empty block at position b (the caller fills it before anything reads it)."""
     cdef Py_ssize_t cap
@@ -113,8 +133,8 @@ cdef void _free_side(BookSide* s) noexcept nogil:
     s.n = 0
 
 
-cdef inline int _put(BookSide* s, double key, double size) except -1:
-    """Set the size at ``key``, inserting the level if it is absent."""
+cdef inline int _put(BookSide* s, double key, double size, Py_ssize_t* hint) except -1:
+    """Set the size at ``key``, inserting the level if it is absent (``hint``: see :func:`_find_block`)."""
     cdef Py_ssize_t b, i, half
     cdef Block* blk
     cdef Block* upper
@@ -127,7 +147,7 @@ cdef inline int _put(BookSide* s, double key, double size) except -1:
         s.tails[0] = key
         s.n = 1
         return 0
-    b = _bisect_keys(s.tails, s.nb, key)
+    b = _find_block(s, key, hint)
     if b == s.nb:  # above every key: append to the last block
         b -= 1
         blk = s.blocks[b]
@@ -162,9 +182,9 @@ cdef inline int _put(BookSide* s, double key, double size) except -1:
     return 0
 
 
-cdef inline void _drop(BookSide* s, double key) noexcept nogil:
-    """Remove the level at ``key``; absent is a no-op."""
-    cdef Py_ssize_t b = _bisect_keys(s.tails, s.nb, key), i
+cdef inline void _drop(BookSide* s, double key, Py_ssize_t* hint) noexcept nogil:
+    """Remove the level at ``key``; absent is a no-op (``hint``: see :func:`_find_block`)."""
+    cdef Py_ssize_t b = _find_block(s, key, hint), i
     cdef Block* blk
     if b == s.nb:
         return
@@ -240,13 +260,30 @@ cdef inline tuple _as_tuple(object levels):
 cdef int _stage(tuple levels, Level* out, bint checked) except -1:
     """Read ``levels`` into ``out`` as C doubles, in one pass; with ``checked``, the reference's rule
     (comparisons that NaN fails, so NaN is caught too). Nothing in the book changes here, so a bad level anywhere
-    leaves the book as it was."""
+    leaves the book as it was.
+
+    A level that is exactly a 2-tuple of exact floats (every parsed diff's) is read in place, without the generic
+    unpacking; anything else (lists, ints, float subclasses, wrong lengths) takes Python's unpacking, which also
+    raises Python's errors for it."""
     cdef Py_ssize_t i
     cdef double px, sz
-    for i in range(len(levels)):
-        px, sz = levels[i]
+    cdef object level
+    cdef PyObject* p
+    cdef PyObject* q
+    for i in range(PyTuple_GET_SIZE(levels)):
+        level = <object> PyTuple_GET_ITEM(levels, i)
+        if PyTuple_CheckExact(level) and PyTuple_GET_SIZE(level) == 2:
+            p = PyTuple_GET_ITEM(level, 0)
+            q = PyTuple_GET_ITEM(level, 1)
+            if PyFloat_CheckExact(<object> p) and PyFloat_CheckExact(<object> q):
+                px = PyFloat_AS_DOUBLE(<object> p)
+                sz = PyFloat_AS_DOUBLE(<object> q)
+            else:
+                px, sz = level
+        else:
+            px, sz = level
         if checked and not (px > 0.0 and px < _INF and sz >= 0.0 and sz < _INF):
-            p_obj, s_obj = levels[i]
+            p_obj, s_obj = level
             raise EventError(f"OrderBook: bad level price={p_obj!r} size={s_obj!r}")
         out[i].key = px
         out[i].size = sz
@@ -331,10 +368,12 @@ cdef class OrderBook:
 
     cdef _load(self, bids, asks):
         cdef double px, sz
+        cdef Py_ssize_t hint = 0
         for px, sz in bids:
-            _put(&self._bid, px, sz)
+            _put(&self._bid, px, sz, &hint)
+        hint = 0
         for px, sz in asks:
-            _put(&self._ask, -px, sz)
+            _put(&self._ask, -px, sz, &hint)
 
     # --- writes -------------------------------------------------------------------------------------------
 
@@ -350,15 +389,16 @@ cdef class OrderBook:
         """
         cdef tuple bids = _as_tuple(snap.bids)
         cdef tuple asks = _as_tuple(snap.asks)
-        cdef Py_ssize_t nb = len(bids), i
+        cdef Py_ssize_t nb = len(bids), i, hint = 0
         cdef Level* lv = self._staged(bids, asks)
         self.clear()
         for i in range(nb):
             if lv[i].size > 0:
-                _put(&self._bid, lv[i].key, lv[i].size)
+                _put(&self._bid, lv[i].key, lv[i].size, &hint)
+        hint = 0
         for i in range(nb, nb + len(asks)):
             if lv[i].size > 0:
-                _put(&self._ask, -lv[i].key, lv[i].size)
+                _put(&self._ask, -lv[i].key, lv[i].size, &hint)
         self.last_update_id = snap.last_update_id
         self.ts_exch_ns = snap.ts_exch_ns
         self.ts_local_ns = snap.ts_local_ns
@@ -371,18 +411,19 @@ cdef class OrderBook:
         """
         cdef tuple bids = _as_tuple(upd.bids)
         cdef tuple asks = _as_tuple(upd.asks)
-        cdef Py_ssize_t nb = len(bids), i
+        cdef Py_ssize_t nb = len(bids), i, hint = 0
         cdef Level* lv = self._staged(bids, asks)
         for i in range(nb):
             if lv[i].size > 0.0:
-                _put(&self._bid, lv[i].key, lv[i].size)
+                _put(&self._bid, lv[i].key, lv[i].size, &hint)
             else:
-                _drop(&self._bid, lv[i].key)
+                _drop(&self._bid, lv[i].key, &hint)
+        hint = 0
         for i in range(nb, nb + len(asks)):
             if lv[i].size > 0.0:
-                _put(&self._ask, -lv[i].key, lv[i].size)
+                _put(&self._ask, -lv[i].key, lv[i].size, &hint)
             else:
-                _drop(&self._ask, -lv[i].key)
+                _drop(&self._ask, -lv[i].key, &hint)
         last = upd.last_update_id
         if last:
             self.last_update_id = last

@@ -143,6 +143,89 @@ def test_a_price_repeated_in_one_diff_ends_at_its_last_size(Book):
     assert book.asks() == [(101.0, 4.0)] and book.n_ask_levels == 1
 
 
+class _Float(float):
+    """A float subclass: the compiled book reads it through Python's generic unpacking, not in place."""
+
+
+# The compiled book reads a level that is an exact 2-tuple of exact floats in place and anything else through Python's
+# unpacking; each shape below must give the reference's book, and the reference's error (type and message) when bad.
+_LEVEL_SHAPES = [
+    pytest.param(lambda px, sz: (px, sz), id="float-tuple"),
+    pytest.param(lambda px, sz: [px, sz], id="list"),
+    pytest.param(lambda px, sz: (_Float(px), sz), id="float-subclass-price"),
+    pytest.param(lambda px, sz: (px, _Float(sz)), id="float-subclass-size"),
+    pytest.param(lambda px, sz: (int(px), sz) if math.isfinite(px) and px == int(px) else (px, sz), id="int-price"),
+    pytest.param(lambda px, sz: (px, int(sz)) if math.isfinite(sz) and sz == int(sz) else (px, sz), id="int-size"),
+]
+
+
+def _outcome(book, upd):
+    try:
+        book.apply_update(upd)
+    except Exception as exc:  # noqa: BLE001 - the exception itself is compared
+        err = (type(exc), str(exc))
+    else:
+        err = None
+    return err, book.bids(), book.asks(), book.last_update_id
+
+
+@pytest.mark.parametrize("shape", _LEVEL_SHAPES)
+@pytest.mark.parametrize(
+    "bad", [None, (math.nan, 1.0), (-1.0, 1.0), (0.0, 1.0), (100.0, -1.0), (100.0, math.nan), (100.0, math.inf)]
+)
+def test_compiled_level_shapes_give_the_references_book_and_errors(shape, bad):
+    bids = [shape(99.0 - k, float(k % 3)) for k in range(6)]
+    asks = [shape(101.0 + k, float(k % 2)) for k in range(5)]
+    if bad is not None:
+        asks.insert(2, shape(*bad))
+    books = [PyOrderBook(), _book.OrderBook()]
+    for book in books:
+        book.apply_snapshot(snap([(99.0, 5.0), (98.5, 1.0)], [(101.0, 2.0)], last_id=3))
+    got = [_outcome(book, diff(4, 4, bids=bids, asks=asks)) for book in books]
+    assert got[0] == got[1]
+    assert (got[1][0] is None) == (bad is None)
+
+
+@pytest.mark.parametrize("malformed", [(100.0,), (100.0, 1.0, 2.0), 100.0])
+def test_compiled_malformed_levels_raise_the_references_error_type(malformed):
+    # (the wording of Python's unpacking errors differs between Cython and the interpreter, before this fast path
+    # too: the type is the contract)
+    errors = []
+    for Book in (PyOrderBook, _book.OrderBook):
+        book = Book()
+        with pytest.raises((TypeError, ValueError)) as info:
+            book.apply_update(diff(1, 1, bids=[(99.0, 1.0), malformed]))
+        errors.append(info.type)
+        assert book.bids() == []
+    assert errors[0] == errors[1]
+
+
+@pytest.mark.parametrize("order", ["ascending", "descending", "shuffled"])
+def test_compiled_deep_book_matches_the_reference_in_any_level_order(order):
+    # Thousands of levels (dozens of the compiled book's 64-level blocks, split and emptied as diffs go): each diff
+    # touches levels across the whole side, in price order (as Binance sends them: the block hint's fast case), in
+    # reverse, or shuffled; both books must agree after every diff.
+    rng = np.random.default_rng(7)
+    ref, fast = PyOrderBook(), _book.OrderBook()
+    ticks = np.arange(1, 4001)
+    for step in range(120):
+        sides = []
+        for lo, hi in ((1, 2000), (2001, 4000)):
+            picked = rng.choice(ticks[lo - 1 : hi], size=int(rng.integers(1, 160)), replace=False)
+            picked = np.sort(picked)
+            if order == "descending":
+                picked = picked[::-1]
+            elif order == "shuffled":
+                rng.shuffle(picked)
+            sizes = np.where(rng.random(len(picked)) < (0.25 if step > 40 else 0.02), 0.0, rng.random(len(picked)))
+            sides.append([(float(t) * 0.5, float(s)) for t, s in zip(picked, sizes, strict=True)])
+        upd = diff(step + 1, step + 1, bids=sides[0], asks=sides[1])
+        ref.apply_update(upd)
+        fast.apply_update(upd)
+        assert fast.bids() == ref.bids() and fast.asks() == ref.asks()
+    assert ref.n_bid_levels > 200 and ref.n_ask_levels > 200
+
+
 # --- OrderBook against an obviously-correct reference (hypothesis) -------------------------------------
 
 
