@@ -41,7 +41,8 @@ from libc.stdint cimport int64_t
 
 from apps.engine._pyfloat cimport pypow
 from apps.engine.estimators._estimators cimport MarketFields
-from apps.engine._slots cimport slot_get, slot_offset
+from apps.engine._slots cimport slot_get, slot_offset, slot_set
+from libc.stdlib cimport free, malloc
 
 from apps.engine.core import _DEPTH_MARKOUT_INPUTS, PyStrategyCore
 from apps.engine.estimators.base import EstimatorSnapshot, EstimatorState
@@ -88,8 +89,17 @@ cdef bint _T_SLOTS = min(_T_TS, _T_MARKET) >= 0
 
 
 def slot_reads_active():
-    """Whether the events' and the estimates' fields are read by slot offset here (tests/engine/test_compiled.py)."""
-    return _B_SLOTS and _T_SLOTS and min(_S_NAME, _S_VALUE, _S_STD, _S_STATE, _S_CI_LOW, _S_CI_HIGH, _S_DETAIL) >= 0
+    """Whether the events' and the estimates' fields are read, and the decision's dataclasses written, by slot offset
+    here (tests/engine/test_compiled.py)."""
+    if not _bound:
+        _bind()
+    layouts = (_L_STATE, _L_RESULT, _L_DECISION, _L_PLACE, _L_MODIFY, _L_CANCEL)
+    return (
+        _B_SLOTS
+        and _T_SLOTS
+        and min(_S_NAME, _S_VALUE, _S_STD, _S_STATE, _S_CI_LOW, _S_CI_HIGH, _S_DETAIL) >= 0
+        and all((<_Layout>layout).offsets != NULL for layout in layouts)
+    )
 
 
 cdef object _record = DecisionInputs.from_mapping  # the not-quotable decision's inputs as the typed record
@@ -220,11 +230,13 @@ cdef tuple _MODIFY_FIELDS = ("client_order_id", "price", "size")
 cdef tuple _CANCEL_FIELDS = ("client_order_id",)
 cdef object _RESULT_TAKER_DEFAULTS = None  # QuoteResult's defaults of taker_side, taker_size, taker_price
 cdef bint _bound = False
+cdef _Layout _L_STATE, _L_RESULT, _L_DECISION, _L_PLACE, _L_MODIFY, _L_CANCEL  # set by _bind (after its checks)
 
 
 cdef int _bind() except -1:
     """Check, once, that the dataclasses built field by field here are still the ones this module was written for."""
     global _bound, _RESULT_TAKER_DEFAULTS, _reads_twinned
+    global _L_STATE, _L_RESULT, _L_DECISION, _L_PLACE, _L_MODIFY, _L_CANCEL
     import dataclasses
 
     from apps.engine.execution import reconcile
@@ -243,6 +255,12 @@ cdef int _bind() except -1:
             or not cls.__dataclass_params__.frozen
         ):
             raise RuntimeError(f"apps.engine._core: {cls.__name__}'s fields changed; update _core.pyx")
+    _L_STATE = _Layout(MarketState, _STATE_FIELDS)
+    _L_RESULT = _Layout(QuoteResult, _RESULT_FIELDS)
+    _L_DECISION = _Layout(QuoteDecision, _DECISION_FIELDS)
+    _L_PLACE = _Layout(PlaceOrder, _PLACE_FIELDS)
+    _L_MODIFY = _Layout(ModifyOrder, _MODIFY_FIELDS)
+    _L_CANCEL = _Layout(CancelOrder, _CANCEL_FIELDS)
     f = QuoteResult.__dataclass_fields__
     _RESULT_TAKER_DEFAULTS = (f["taker_side"].default, f["taker_size"].default, f["taker_price"].default)
     if any(d is dataclasses.MISSING for d in _RESULT_TAKER_DEFAULTS):
@@ -254,12 +272,46 @@ cdef int _bind() except -1:
     return 0
 
 
-cdef inline object _frozen(object cls, tuple names, tuple values):
-    """A frozen, slotted dataclass built as its generated __init__ builds it (object.__setattr__ per field)."""
-    cdef object obj = _new(cls)
+cdef class _Layout:
+    """A frozen, slotted dataclass's fields in order and, when every one is a plain object slot, their offsets."""
+
+    cdef object cls
+    cdef tuple names
+    cdef Py_ssize_t n
+    cdef Py_ssize_t* offsets  # NULL: set the fields by name
+    cdef object __weakref__
+
+    def __cinit__(self, cls, tuple names):
+        self.cls = cls
+        self.names = names
+        self.n = len(names)
+        self.offsets = NULL
+        offsets = [slot_offset(cls, name) for name in names]
+        if min(offsets) < 0:
+            return
+        self.offsets = <Py_ssize_t*>malloc(self.n * sizeof(Py_ssize_t))
+        if self.offsets == NULL:
+            raise MemoryError()
+        for k in range(self.n):
+            self.offsets[k] = offsets[k]
+
+    def __dealloc__(self):
+        free(self.offsets)
+
+
+cdef inline object _frozen(_Layout layout, tuple values):
+    """A frozen, slotted dataclass built as its generated __init__ builds it (``object.__setattr__`` per field: a store
+    in its slot, by offset when the layout has them)."""
+    if layout is None:
+        raise RuntimeError("apps.engine._core: a layout used before _bind()")
+    cdef object obj = _new(layout.cls)
     cdef Py_ssize_t k
-    for k in range(len(names)):
-        PyObject_GenericSetAttr(obj, names[k], values[k])
+    if layout.offsets != NULL:
+        for k in range(layout.n):
+            slot_set(obj, layout.offsets[k], values[k])
+    else:
+        for k in range(layout.n):
+            PyObject_GenericSetAttr(obj, layout.names[k], values[k])
     return obj
 
 
@@ -471,10 +523,7 @@ cdef class StrategyCoreBase:
         qp = self.quoter_params
         if reasons:
             t_side, t_size, t_price = _RESULT_TAKER_DEFAULTS
-            result = _frozen(
-                QuoteResult,
-                _RESULT_FIELDS,
-                (
+            result = _frozen(_L_RESULT, (
                     now_ns,
                     (),
                     (),
@@ -572,10 +621,7 @@ cdef class StrategyCoreBase:
             bid_queue = {bbo.bid_px: bbo.bid_size}
             ask_queue = {bbo.ask_px: bbo.ask_size}
         drift_horizon_s = qp.drift_horizon_s
-        state = _frozen(
-            MarketState,
-            _STATE_FIELDS,
-            (
+        state = _frozen(_L_STATE, (
                 now_ns,  # ts_ns
                 bbo.bid_px,  # best_bid
                 bbo.ask_px,  # best_ask
@@ -629,9 +675,7 @@ cdef class StrategyCoreBase:
             ask_px, ask_size = a.price, a.size
         else:
             ask_px, ask_size = None, 0.0
-        decision = _frozen(
-            QuoteDecision, _DECISION_FIELDS, (result.ts_ns, bid_px, ask_px, bid_size, ask_size, result.inputs, reasons)
-        )
+        decision = _frozen(_L_DECISION, (result.ts_ns, bid_px, ask_px, bid_size, ask_size, result.inputs, reasons))
         prev = self.last_decision
         if (
             prev is None
@@ -670,8 +714,7 @@ cdef class StrategyCoreBase:
                 self._seq += 1
                 actions.append(
                     _frozen(
-                        PlaceOrder,
-                        _PLACE_FIELDS,
+                        _L_PLACE,
                         (f"{self.id_prefix}-t{self._seq}", taker_side, result.taker_price, result.taker_size, "IOC"),
                     )
                 )
@@ -715,7 +758,7 @@ cdef class StrategyCoreBase:
         room = max_inventory - exposure + _ROOM_SLACK
         for price, size in unmatched:
             if modify_orders and free:
-                actions.append(_frozen(ModifyOrder, _MODIFY_FIELDS, (free.pop(0).client_order_id, price, size)))
+                actions.append(_frozen(_L_MODIFY, (free.pop(0).client_order_id, price, size)))
             else:
                 size_d = size
                 if size_d > room:
@@ -724,11 +767,10 @@ cdef class StrategyCoreBase:
                     room -= size_d
                     self._seq += 1
                     actions.append(
-                        _frozen(PlaceOrder, _PLACE_FIELDS, (f"{self.id_prefix}-{self._seq}", side, price, size,
-                                                            "POST_ONLY"))
+                        _frozen(_L_PLACE, (f"{self.id_prefix}-{self._seq}", side, price, size, "POST_ONLY"))
                     )
         for o in free:
-            actions.append(_frozen(CancelOrder, _CANCEL_FIELDS, (o.client_order_id,)))
+            actions.append(_frozen(_L_CANCEL, (o.client_order_id,)))
         return skips
 
 

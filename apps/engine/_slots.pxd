@@ -10,6 +10,7 @@ the offset was taken from, and fall back to ``getattr`` when :func:`slot_offset`
 field became a property, or the class is no longer slotted)."""
 
 from cpython.object cimport PyObject
+from cpython.ref cimport Py_INCREF, Py_XDECREF
 
 
 cdef extern from "structmember.h":
@@ -45,3 +46,13 @@ cdef inline object slot_get(object obj, Py_ssize_t offset):
     if v == NULL:
         raise AttributeError(f"{type(obj).__name__!r} object has an unset slot (offset {offset})")
     return <object>v
+
+
+cdef inline void slot_set(object obj, Py_ssize_t offset, object value) noexcept:
+    """Store ``value`` in ``obj``'s slot at ``offset``, as ``object.__setattr__`` stores a plain object slot (the new
+    value referenced, the old one released)."""
+    cdef PyObject** p = <PyObject**>((<char*><PyObject*>obj) + offset)
+    cdef PyObject* old = p[0]
+    Py_INCREF(value)
+    p[0] = <PyObject*>value
+    Py_XDECREF(old)

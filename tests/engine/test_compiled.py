@@ -30,6 +30,7 @@ COMPILED_MODULES = [
     "apps.engine.quoting._depthprice",
     "apps.engine.quoting._quote",
     "apps.engine._core",
+    "apps.engine.risk._session",
 ]
 
 

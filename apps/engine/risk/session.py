@@ -232,7 +232,9 @@ if _compiled_session is not None:
         inputs, the rules' quiet case checked in C, the reference rules on the same ``RiskState`` whenever one may
         trip); everything else is ``PySessionRisk``'s."""
 
-        evaluate = _compiled_session.evaluate  # a builtin function: called as risk.evaluate(...) it gets no self
+        # a Cython function compiled with binding=True: it binds like a Python function, so risk.evaluate(...) passes
+        # the session as its first argument
+        evaluate = _compiled_session.evaluate
 else:
     SessionRisk = PySessionRisk  # type: ignore[misc]
 
