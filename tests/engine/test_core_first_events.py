@@ -15,26 +15,16 @@ import pytest
 
 from apps.engine.core import CORE_COMPILED, PyStrategyCore, StrategyCore, StrategyParams
 from apps.engine.market.events import BestBidAsk, DepthUpdate, Trade
-from apps.marketdata.recordings import BINANCE_RAW_RECORDINGS, load_binance_raw
-from tests.engine.execution.test_fillmodel_equivalence import DATA
 from tests.engine.test_core_equivalence import _state
+from tests.engine.test_core_reads import usdm  # noqa: F401 - the fixture: the USD-M recording's first 26,000 events
 
 pytestmark = pytest.mark.skipif(not CORE_COMPILED, reason="the compiled strategy core is not selected")
 
 _N = 3_000  # events replayed from the first one of the kind
 
 
-@pytest.fixture(scope="module")
-def usdm():
-    files, tick, lot = BINANCE_RAW_RECORDINGS["usdm-btcusdt"]
-    missing = [f for f in files if not (DATA / f).exists()]
-    if missing:
-        pytest.skip(f"shared recording missing: {missing}")
-    return load_binance_raw(DATA, files)[:20_000], tick, lot
-
-
 @pytest.mark.parametrize("first", [BestBidAsk, Trade, DepthUpdate], ids=lambda c: c.__name__)
-def test_the_compiled_core_matches_the_reference_from_the_first_event(usdm, first):
+def test_the_compiled_core_matches_the_reference_from_the_first_event(usdm, first):  # noqa: F811
     events, tick, lot = usdm
     start = next(i for i, e in enumerate(events) if type(e) is first)
     stream = events[start : start + _N]
