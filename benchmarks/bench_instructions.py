@@ -22,6 +22,10 @@ pipeline makes in the measured window are captured (uninstrumented) and replayed
 three times after an uncounted warm pass, with instrumentation on only around the replay and the garbage collector
 off; the difference over twice the calls. (Counting the whole child instead moves by millions of instructions
 between runs with the interpreter's start-up, more than the calls themselves.)
+
+A fourth row counts one whole decision the same way: the pipeline core is warmed to the end of the measured window
+(each event followed by the refresh step) and its last decision (``_decide_now``: the estimates read, the ~124
+inputs, the quoter call, ``_set``; not the reconciliation) is replayed 200 times once and three times.
 """
 
 from __future__ import annotations
@@ -173,6 +177,63 @@ def quote_call_instructions(events: list, warm: int = WARM, n: int = N) -> tuple
     return (c3 - c1) / (2 * len(calls)), len(calls)
 
 
+def warm_decision(events: list, warm: int = WARM, n: int = N) -> tuple[Any, tuple]:
+    """The pipeline core after events ``1 .. warm+n`` (each with the refresh step after it, as the driver runs it) and
+    the arguments of the last decision it computed: ``core._decide_now(*args)`` computes a decision again at that
+    time, touch and position, on the core's current estimates. It is the same work, not the same answer: the γ
+    features' slow references and the estimates refreshed since move between calls."""
+    core = _make("pipeline").__self__
+    args = None
+    for e in events[: warm + n]:
+        before = core.decisions_computed
+        core.on_event(e)
+        if core.decisions_computed != before:
+            args = (core._decision_ns, core._decision_key, core.market._all_snaps)
+        core.refresh()
+    if args is None:
+        raise RuntimeError("no decision in the replayed events")
+    return core, args
+
+
+def _decision_child(path: str, warm: int, n: int, passes: int) -> None:
+    import gc
+
+    from benchmarks.common import instrumentation
+    from benchmarks.daystream import require_compiled
+
+    require_compiled()
+    core, args = warm_decision(unpickled(path), warm, n)
+    for _ in range(DECISION_CALLS):  # a warm pass, uncounted
+        core._decide_now(*args)
+    gc.collect()
+    gc.disable()
+    instrumentation(True)
+    for _ in range(passes * DECISION_CALLS):
+        core._decide_now(*args)
+    instrumentation(False)
+
+
+DECISION_CALLS = 200  # replays of the decision per pass
+
+
+def decision_instructions(events: list, warm: int = WARM, n: int = N) -> float:
+    """Instructions of one whole decision (``_decide_now``: the estimates read, the inputs, the quoter call, ``_set``;
+    not the reconciliation) on the core warmed to the end of the measured window, its last decision replayed: callgrind
+    children replaying it once and three times ``DECISION_CALLS`` times; the difference over twice that."""
+    from benchmarks.common import pickled
+
+    with pickled(events[: warm + n]) as path:
+        c1, c3 = (
+            callgrind_instructions(
+                "benchmarks.bench_instructions",
+                ["--decision-child", path, str(warm), str(n), str(k)],
+                instr_at_start=False,
+            )
+            for k in (1, 3)
+        )
+    return (c3 - c1) / (2 * DECISION_CALLS)
+
+
 def run() -> list[dict[str, Any]]:
     from benchmarks.daystream import DATA
 
@@ -206,6 +267,15 @@ def run() -> list[dict[str, Any]]:
     )
     rows.append(
         {
+            "name": "one decision",
+            "value": decision_instructions(load(DATA).events[: r["warm"] + 2 * r["n"]], r["warm"], 2 * r["n"]),
+            "unit": "instr/decision",
+            "note": "the core's last decision in that window replayed (_decide_now: estimates read, inputs, quoter "
+            "call, _set; not the reconciliation)",
+        }
+    )
+    rows.append(
+        {
             "name": "backtest minus pipeline",
             "value": r["backtest"] - r["pipeline"],
             "unit": "instr/event",
@@ -220,6 +290,9 @@ if __name__ == "__main__":
     if len(sys.argv) == 6 and sys.argv[1] == "--callgrind-child":
         sys.path.insert(0, str(BASE_DIR))
         _callgrind_child(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
+    elif len(sys.argv) == 6 and sys.argv[1] == "--decision-child":
+        sys.path.insert(0, str(BASE_DIR))
+        _decision_child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
     elif len(sys.argv) == 4 and sys.argv[1] == "--quote-child":
         sys.path.insert(0, str(BASE_DIR))
         _quote_child(sys.argv[2], int(sys.argv[3]))

@@ -135,3 +135,23 @@ def test_the_quoter_call_row_replays_exactly_the_calls_the_pipeline_made_in_the_
     # each captured call, replayed, gives what the reference gives on it (the states were captured, not shared)
     p, risk, market, q, kw = calls[-1]
     assert bits(bi.quote_replay_result(calls[-1])) == bits(py_quote(p, risk, market, q, **kw))
+
+
+def test_the_decision_row_replays_a_whole_decision_at_the_last_ones_time_and_touch():
+    from benchmarks import bench_instructions as bi
+    from benchmarks.daystream import DATA, load
+
+    if not DATA.exists():
+        pytest.skip(f"{DATA} not present")
+    events = load(DATA).events[:9_000]
+    core, args = bi.warm_decision(events, 6_000, 3_000)
+    last = core.last_decision
+    computed = core.decisions_computed
+    for _ in range(3):
+        core._decide_now(*args)
+        d = core.last_decision
+        assert d is not last and d.ts_ns == last.ts_ns  # a new decision, at the same time
+        assert list(d.inputs) == list(last.inputs)  # with the same inputs named (a whole decision: quoted, not refused)
+        assert d.inputs["best_bid"] == last.inputs["best_bid"] and d.inputs["q"] == last.inputs["q"]
+        assert d.bid_px is not None and d.ask_px is not None and d.bid_px < d.ask_px  # both sides quoted
+    assert core.decisions_computed == computed + 3
