@@ -41,7 +41,7 @@ from libc.stdint cimport int64_t
 
 from apps.engine._pyfloat cimport pypow
 from apps.engine.estimators._estimators cimport MarketFields
-from apps.engine._slots cimport slot_get, slot_offset, slot_set
+from apps.engine._slots cimport field, slot_get, slot_offset, slot_set
 from libc.stdlib cimport free, malloc
 
 from apps.engine.core import _DEPTH_MARKOUT_INPUTS, PyStrategyCore
@@ -323,14 +323,11 @@ cdef Py_ssize_t _S_STATE = slot_offset(EstimatorSnapshot, "state")
 cdef Py_ssize_t _S_CI_LOW = slot_offset(EstimatorSnapshot, "ci_low")
 cdef Py_ssize_t _S_CI_HIGH = slot_offset(EstimatorSnapshot, "ci_high")
 cdef Py_ssize_t _S_DETAIL = slot_offset(EstimatorSnapshot, "detail")
-cdef Py_ssize_t _S_MESSAGE = slot_offset(EstimatorSnapshot, "message")
 
 
 cdef inline object _sf(object snap, Py_ssize_t offset, str name):
     """``getattr(snap, name)``: by its slot offset when ``snap`` is exactly an EstimatorSnapshot."""
-    if offset >= 0 and type(snap) is _SNAPSHOT:
-        return slot_get(snap, offset)
-    return getattr(snap, name)
+    return field(snap, _SNAPSHOT, offset, name)
 
 
 cdef inline bint _usable(object snap) except -1:
@@ -429,12 +426,8 @@ cdef class StrategyCoreBase:
         snaps = m._all_snaps
         if not snaps:
             snaps = (<object>m).cached_snapshots(now)
-        if _B_SLOTS and type(bbo) is _BBO:
-            bid = slot_get(bbo, _B_BID)
-            ask = slot_get(bbo, _B_ASK)
-        else:
-            bid = bbo.bid_px
-            ask = bbo.ask_px
+        bid = field(bbo, _BBO, _B_BID, "bid_px")
+        ask = field(bbo, _BBO, _B_ASK, "ask_px")
         q = self.tracker.position
         version = m.c_version
         halted = self.halted
@@ -468,8 +461,10 @@ cdef class StrategyCoreBase:
         self._decision_ns = now_ns
         self.decisions_computed += 1
 
-        if type(bbo) is _BBO and type(bbo.bid_px) is float and type(bbo.ask_px) is float:
-            mid = 0.5 * (<double>bbo.bid_px + <double>bbo.ask_px)  # BestBidAsk.mid, the same operations on doubles
+        bid_px = field(bbo, _BBO, _B_BID, "bid_px")
+        ask_px = field(bbo, _BBO, _B_ASK, "ask_px")
+        if type(bbo) is _BBO and type(bid_px) is float and type(ask_px) is float:
+            mid = 0.5 * (<double>bid_px + <double>ask_px)  # BestBidAsk.mid, the same operations on doubles
         else:
             mid = bbo.mid
         cdef bint k_ok = _usable(k), s_ok = _usable(s)
@@ -529,8 +524,8 @@ cdef class StrategyCoreBase:
                     (),
                     _record({
                         "mid": mid,
-                        "best_bid": bbo.bid_px,
-                        "best_ask": bbo.ask_px,
+                        "best_bid": bid_px,
+                        "best_ask": ask_px,
                         "q": q,
                         "q_ratio": q / qp.max_inventory,
                         "gamma": qp.gamma_base,
@@ -618,13 +613,13 @@ cdef class StrategyCoreBase:
             bid_queue = dict(book_.bids(n_queue))
             ask_queue = dict(book_.asks(n_queue))
         else:
-            bid_queue = {bbo.bid_px: bbo.bid_size}
-            ask_queue = {bbo.ask_px: bbo.ask_size}
+            bid_queue = {bid_px: bbo.bid_size}
+            ask_queue = {ask_px: bbo.ask_size}
         drift_horizon_s = qp.drift_horizon_s
         state = _frozen(_L_STATE, (
                 now_ns,  # ts_ns
-                bbo.bid_px,  # best_bid
-                bbo.ask_px,  # best_ask
+                bid_px,  # best_bid
+                ask_px,  # best_ask
                 _sf(k, _S_VALUE, "value"),  # kappa
                 sig_clean,  # sigma_clean
                 sig_inv,  # sigma_inventory

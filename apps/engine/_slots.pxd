@@ -56,3 +56,10 @@ cdef inline void slot_set(object obj, Py_ssize_t offset, object value) noexcept:
     Py_INCREF(value)
     p[0] = <PyObject*>value
     Py_XDECREF(old)
+
+
+cdef inline object field(object obj, object cls, Py_ssize_t offset, str name):
+    """``getattr(obj, name)``: by slot offset when ``obj`` is exactly ``cls`` and the offset is known (>= 0)."""
+    if offset >= 0 and type(obj) is cls:
+        return slot_get(obj, offset)
+    return getattr(obj, name)

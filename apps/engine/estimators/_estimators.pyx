@@ -27,7 +27,7 @@ double ``math.fsum`` returns over the whole window.
 cimport cython
 
 from apps.engine._pyfloat cimport m_expm1 as _expm1, pymax as _pymax, pymin as _pymin, pypow as _pypow
-from apps.engine._slots cimport slot_get, slot_offset
+from apps.engine._slots cimport field, slot_get, slot_offset
 from cpython.number cimport PyIndex_Check, PyNumber_Power
 from cpython.object cimport PyObject_GenericSetAttr
 from cpython.ref cimport Py_INCREF
@@ -2554,12 +2554,8 @@ cdef class MarketStep:
         b = est.bbo
         est.c_trades_seen += 1
         if b is not None:
-            if _B_SLOTS and type(b) is _BBO_T:
-                bid = slot_get(b, _B_BID)
-                ask = slot_get(b, _B_ASK)
-            else:
-                bid = b.bid_px
-                ask = b.ask_px
+            bid = field(b, _BBO_T, _B_BID, "bid_px")
+            ask = field(b, _BBO_T, _B_ASK, "ask_px")
             mid = 0.5 * (bid + ask)
             hs = 0.5 * (ask - bid)
             self.kappa.update_trusted(ts, price, size, mid, hs)
