@@ -8,6 +8,7 @@ Prices are in quote currency, sizes in base-asset units. Sides are ``+1`` (buy/b
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -43,6 +44,24 @@ def _check_size(name: str, value: float, where: str, *, allow_zero: bool = False
         raise EventError(f"{where}: {name} must be a finite {bound} number, got {value!r}")
 
 
+_INT64_MAX = 2**63 - 1
+
+
+def _check_times(ev: object, where: str) -> None:
+    """Both timestamps are integers of ns in [0, 2⁶³): the compiled paths hold them as int64, so a float (1.7e18)
+    would be truncated there while the reference compared it as a float, and the two would disagree without a word.
+    A NumPy integer is taken as the int it is; a bool, a float, a string or None is an error that names the field."""
+    for name in ("ts_exch_ns", "ts_local_ns"):
+        v = getattr(ev, name)
+        if type(v) is not int:
+            if isinstance(v, bool) or not hasattr(type(v), "__index__"):
+                raise EventError(f"{where}: {name} must be an integer number of ns, got {type(v).__name__} {v!r}")
+            v = operator.index(v)
+            object.__setattr__(ev, name, v)
+        if not 0 <= v <= _INT64_MAX:
+            raise EventError(f"{where}: {name} must be in [0, 2**63) ns, got {v!r}")
+
+
 @dataclass(frozen=True, slots=True)
 class Trade:
     """A trade print. ``aggressor`` is the side of the taker (BUY lifted the ask).
@@ -63,6 +82,7 @@ class Trade:
     kind: str = "MARKET"
 
     def __post_init__(self) -> None:
+        _check_times(self, "Trade")
         _check_price("price", self.price, "Trade")
         _check_size("size", self.size, "Trade")
         if self.aggressor != 1 and self.aggressor != -1:
@@ -82,6 +102,7 @@ class BestBidAsk:
     update_id: int = 0
 
     def __post_init__(self) -> None:
+        _check_times(self, "BestBidAsk")
         _check_price("bid_px", self.bid_px, "BestBidAsk")
         _check_price("ask_px", self.ask_px, "BestBidAsk")
         _check_size("bid_size", self.bid_size, "BestBidAsk", allow_zero=True)
@@ -110,6 +131,9 @@ class DepthUpdate:
     last_update_id: int = 0
     prev_update_id: int = 0
 
+    def __post_init__(self) -> None:
+        _check_times(self, "DepthUpdate")
+
 
 @dataclass(frozen=True, slots=True)
 class DepthSnapshot:
@@ -121,6 +145,9 @@ class DepthSnapshot:
     asks: tuple[tuple[float, float], ...]
     last_update_id: int = 0
 
+    def __post_init__(self) -> None:
+        _check_times(self, "DepthSnapshot")
+
 
 @dataclass(frozen=True, slots=True)
 class Funding:
@@ -128,6 +155,9 @@ class Funding:
     ts_local_ns: int
     rate: float  # per funding interval, fraction (0.0001 = 1 bp)
     interval_s: float = 8 * 3600.0
+
+    def __post_init__(self) -> None:
+        _check_times(self, "Funding")
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +177,7 @@ class MarkPrice:
     interval_s: float = 8 * 3600.0
 
     def __post_init__(self) -> None:
+        _check_times(self, "MarkPrice")
         _check_price("mark_price", self.mark_price, "MarkPrice")
         if not (isinstance(self.funding_rate, (int, float)) and math.isfinite(self.funding_rate)):
             raise EventError(f"MarkPrice: funding_rate must be a finite number, got {self.funding_rate!r}")
@@ -161,6 +192,9 @@ class Timer:
     ts_exch_ns: int
     ts_local_ns: int
 
+    def __post_init__(self) -> None:
+        _check_times(self, "Timer")
+
 
 # --- our own order flow -----------------------------------------------------------------------
 
@@ -174,6 +208,9 @@ class OrderAck:
     price: float = 0.0
     size: float = 0.0
 
+    def __post_init__(self) -> None:
+        _check_times(self, "OrderAck")
+
 
 @dataclass(frozen=True, slots=True)
 class OrderReject:
@@ -181,6 +218,9 @@ class OrderReject:
     ts_local_ns: int
     client_order_id: str
     reason: str
+
+    def __post_init__(self) -> None:
+        _check_times(self, "OrderReject")
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +237,9 @@ class Fill:
     fee: float = 0.0
     liquidity: str = "maker"  # "maker" | "taker"
     remaining: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_times(self, "Fill")
 
 
 MarketEvent = Trade | BestBidAsk | DepthUpdate | DepthSnapshot | Funding | MarkPrice | Timer
