@@ -36,6 +36,7 @@ import sys
 from types import CodeType
 
 from cpython.object cimport PyObject_GenericSetAttr
+from cpython.number cimport PyIndex_Check
 from libc.math cimport exp, expm1, fabs, isfinite, log, sqrt
 from libc.stdint cimport int64_t
 
@@ -51,7 +52,7 @@ from apps.engine.estimators import drift as drift_module
 from apps.engine.estimators.drift import KalmanDrift
 from apps.engine.estimators.hawkes import HawkesFit, HawkesIntensity, PyHawkesIntensity
 from apps.engine.estimators.market import MarketEstimators
-from apps.engine.execution.orders import OrderStatus, TimeInForce
+from apps.engine.execution.orders import OrderStatus, OrderTracker, TimeInForce
 from apps.engine.execution.reconcile import REQUOTE_EPS_TICKS, SideReconciliation
 from apps.engine.market.events import (
     BestBidAsk,
@@ -117,6 +118,7 @@ cdef object _MODEL_CODES = MODEL_CODES
 cdef object _BUY = Side.BUY
 cdef object _SELL = Side.SELL
 cdef object _PENDING_CANCEL = OrderStatus.PENDING_CANCEL
+cdef object _TRACKER = OrderTracker
 cdef object _PENDING_NEW = OrderStatus.PENDING_NEW
 cdef object _POST_ONLY = TimeInForce.POST_ONLY
 cdef object _IOC = TimeInForce.IOC
@@ -157,6 +159,8 @@ cdef dict _TWINNED_DIGESTS = {
     "validation.positive": "5e3cd6344b6246b6",
     "validation.finite": "95913172031a3ad9",
     "validation.is_finite_number": "a5cc95df323bb929",
+    "OrderTracker.open_orders": "6443fbbeb91e91f2",
+    "OrderTracker.open_orders_on": "bbdfad533b3c55f7",
 }
 cdef bint _reads_twinned = False
 
@@ -201,6 +205,8 @@ def reference_digests():
         "validation.positive": _code_digest(validation.positive),
         "validation.finite": _code_digest(validation.finite),
         "validation.is_finite_number": _code_digest(validation.is_finite_number),
+        "OrderTracker.open_orders": _code_digest(OrderTracker.open_orders),
+        "OrderTracker.open_orders_on": _code_digest(OrderTracker.open_orders_on),
     }
 
 
@@ -359,10 +365,30 @@ cdef class StrategyCoreBase:
 
     # the reference's state, set by its __init__ (slots where the per-event path and the decision read it); the
     # reference's apply_params writes params, quoter_params, risk_params, _decision_key and _force_changed here
-    cdef public object market, tracker, params, last_quote, _decision_key, _now_ns, _decision_ns
+    cdef public object market, tracker, params, last_quote, _decision_key
+    cdef int64_t c_now_ns, c_decision_ns  # the reference's _now_ns and _decision_ns (properties below)
     cdef public object quoter_params, risk_params, last_decision, _peak_pnl, tick_size, lot_size, id_prefix
     cdef public bint halted, decisions_changed, _force_changed
     cdef public Py_ssize_t decisions_computed, _seq, inventory_guard_skips
+
+    property _now_ns:
+        """The latest event time seen (ns), an int64 here: the setter takes integers only (a float would be
+        truncated by a plain conversion), so the reference's writes keep the meaning they have there."""
+
+        def __get__(self):
+            return self.c_now_ns
+
+        def __set__(self, value):
+            self.c_now_ns = _i64(value, "_now_ns")
+
+    property _decision_ns:
+        """The time of the last computed decision (ns), as ``_now_ns``."""
+
+        def __get__(self):
+            return self.c_decision_ns
+
+        def __set__(self, value):
+            self.c_decision_ns = _i64(value, "_decision_ns")
 
     # --- the decision, Python-visible: the reference's on_event (fills, funding, timers) and _decide call these ---
 
@@ -378,39 +404,40 @@ cdef class StrategyCoreBase:
     def refresh(self):
         """PyStrategyCore.refresh, with MarketEstimators.refresh_due's two comparisons inline."""
         cdef MarketFields m = <MarketFields?>self.market
-        cdef int64_t now = self._now_ns
+        cdef int64_t now = self.c_now_ns
         if now >= m.c_refresh_due_ns or (m.c_kappa_trades_since >= m.c_kappa_trades_n and now >= m.c_kappa_min_due_ns):
-            (<object>m).refresh(self._now_ns)
+            (<object>m).refresh(now)
             return True
         return False
 
     def on_event(self, event):
         cdef MarketFields f = <MarketFields?>self.market  # its per-event fields as C slots
-        cdef int64_t now = self._now_ns
+        cdef int64_t now = self.c_now_ns
+        cdef int64_t t
         if now >= f.c_refresh_due_ns or (f.c_kappa_trades_since >= f.c_kappa_trades_n and now >= f.c_kappa_min_due_ns):
-            (<object>f).refresh(self._now_ns)  # left due after the last event (PyStrategyCore.refresh)
+            (<object>f).refresh(now)  # left due after the last event (PyStrategyCore.refresh)
         cls = type(event)
         if cls is _BBO:
             return self._on_bbo(event, f)
         if cls is _TRADE or cls is _DEPTH_UPDATE or cls is _DEPTH_SNAPSHOT:
-            ts = slot_get(event, _T_TS) if cls is _TRADE and _T_SLOTS else event.ts_local_ns
-            if ts > self._now_ns:
-                self._now_ns = ts
+            t = _i64(slot_get(event, _T_TS) if cls is _TRADE and _T_SLOTS else event.ts_local_ns, "ts_local_ns")
+            if t > self.c_now_ns:
+                self.c_now_ns = t
             self.decisions_changed = False
             if cls is _TRADE:
-                _market_trade(f, event, ts)
+                _market_trade(f, event, t)
             else:
                 (<object>f).on_event(event)
             return []  # state only; the next top-of-book change re-quotes
         return _reference_on_event(self, event)
 
     cdef object _on_bbo(self, object event, MarketFields m):
-        ts = slot_get(event, _B_TS) if _B_SLOTS else event.ts_local_ns  # (type(event) is BestBidAsk: on_event)
-        if ts > self._now_ns:
-            self._now_ns = ts
+        # (type(event) is BestBidAsk: on_event)
+        cdef int64_t t = _i64(slot_get(event, _B_TS) if _B_SLOTS else event.ts_local_ns, "ts_local_ns")
+        if t > self.c_now_ns:
+            self.c_now_ns = t
         self.decisions_changed = False
         # MarketEstimators.on_event for a BestBidAsk
-        cdef int64_t t = ts
         if t > m.c_now_ns:
             m.c_now_ns = t
         if not m.c_first_ns:
@@ -421,7 +448,7 @@ cdef class StrategyCoreBase:
         if self.halted:
             return []
         bbo = m.bbo  # the event itself (_on_bbo sets it): never None here
-        now = self._now_ns
+        cdef int64_t now = self.c_now_ns
         # PyStrategyCore._decide: MarketEstimators.cached_snapshots (computed there only at the first read)
         snaps = m._all_snaps
         if not snaps:
@@ -440,7 +467,7 @@ cdef class StrategyCoreBase:
             and _same(key[3], version)
             and _same(key[4], halted)
             and self.last_quote is not None
-            and <double>(<int64_t>now - <int64_t>self._decision_ns) < <double>self.params.decision_interval_s * _NS
+            and <double>(now - self.c_decision_ns) < <double>self.params.decision_interval_s * _NS
         ):
             return []  # nothing the decision depends on changed
         result = self._c_decide_now(now, (bid, ask, q, version, halted), snaps)
@@ -458,7 +485,7 @@ cdef class StrategyCoreBase:
         q = key[2]
         k, s, lam, flow, drift, micro = snaps
         self._decision_key = key
-        self._decision_ns = now_ns
+        self.c_decision_ns = _i64(now_ns, "_decision_ns")
         self.decisions_computed += 1
 
         bid_px = field(bbo, _BBO, _B_BID, "bid_px")
@@ -721,7 +748,11 @@ cdef class StrategyCoreBase:
     ) except -1:
         """reconcile_side (apps/engine/execution/reconcile.py) for one side: appends its actions to ``actions`` and
         returns the guard's skips. The targets are the levels' (price, size), best first."""
-        cdef list on_side = tracker.open_orders_on(side)
+        cdef list on_side
+        if _reads_twinned and type(tracker) is _TRACKER:  # OrderTracker.open_orders_on, its list comprehension over _live in order
+            on_side = [o for o in (<dict>tracker._live).values() if o.side is side]
+        else:
+            on_side = tracker.open_orders_on(side)
         cdef list free = []
         cdef Py_ssize_t j, n_free, skips = 0
         cdef double threshold, px, size_d, exposure, room
@@ -767,6 +798,14 @@ cdef class StrategyCoreBase:
         for o in free:
             actions.append(_frozen(_L_CANCEL, (o.client_order_id,)))
         return skips
+
+
+cdef inline int64_t _i64(object value, str name) except? -1:
+    """An integer time as int64: an int (or anything with ``__index__``), else TypeError; past int64, OverflowError.
+    (Cython's own conversion would truncate a float; the events refuse one, apps/engine/market/events.py.)"""
+    if not PyIndex_Check(value) or isinstance(value, bool):
+        raise TypeError(f"StrategyCore.{name} takes an integer of ns, got {value!r}")
+    return value
 
 
 cdef inline bint _same(object a, object b) except -1:

@@ -188,6 +188,27 @@ def test_market_estimators_keep_their_per_event_fields_in_c_slots():
     assert est._now_ns == 1_722_000_000_123_456_789  # a refused write changes nothing
 
 
+def test_the_strategy_core_keeps_its_clock_in_c_slots():
+    """``StrategyCoreBase`` holds the core's event clock and last decision time as int64 C fields (the per-event path
+    compares them without Python ints); the reference's code reads and writes them by name, and a write that is not
+    an integer is refused instead of truncated."""
+    if compiled.pure_python():
+        pytest.skip("MM_PURE_PYTHON is set: the references are selected on purpose")
+    from apps.engine.core import StrategyCore, StrategyParams
+
+    core = StrategyCore(StrategyParams.from_dict({"max_inventory": 0.05}), tick_size=0.1, lot_size=0.001)
+    assert "_now_ns" not in getattr(core, "__dict__", {}) and (core._now_ns, core._decision_ns) == (0, 0)
+    core._now_ns = 1_722_000_000_123_456_789
+    assert type(core._now_ns) is int and core._now_ns == 1_722_000_000_123_456_789
+    with pytest.raises(TypeError, match="_now_ns takes an integer of ns"):
+        core._now_ns = 1.5e18
+    with pytest.raises(TypeError, match="_decision_ns takes an integer of ns"):
+        core._decision_ns = True
+    with pytest.raises(OverflowError):
+        core._decision_ns = 2**63
+    assert (core._now_ns, core._decision_ns) == (1_722_000_000_123_456_789, 0)  # a refused write changes nothing
+
+
 def test_the_compiled_per_event_paths_read_the_events_by_slot_offset():
     """The core and the estimators' step read a book ticker's, a trade's and an estimate's fields by their slot offsets
     (apps/engine/_slots.pxd); a class that stopped being slotted would silently fall back to getattr: caught here."""
