@@ -37,7 +37,8 @@ from types import CodeType
 
 from cpython.object cimport PyObject_GenericSetAttr
 from cpython.number cimport PyIndex_Check
-from libc.math cimport exp, expm1, fabs, isfinite, log, sqrt
+from cpython.long cimport PyLong_CheckExact
+from libc.math cimport NAN, exp, expm1, fabs, isfinite, log, sqrt
 from libc.stdint cimport int64_t
 
 from apps.engine._pyfloat cimport pypow
@@ -45,7 +46,7 @@ from apps.engine.estimators._estimators cimport MarketFields
 from apps.engine._slots cimport field, slot_get, slot_offset, slot_set
 from libc.stdlib cimport free, malloc
 
-from apps.engine.core import _DEPTH_MARKOUT_INPUTS, PyStrategyCore
+from apps.engine.core import _DEPTH_MARKOUT_INPUTS, PyStrategyCore, StrategyParams
 from apps.engine.estimators.base import EstimatorSnapshot, EstimatorState
 from apps.engine import validation
 from apps.engine.estimators import drift as drift_module
@@ -119,6 +120,7 @@ cdef object _BUY = Side.BUY
 cdef object _SELL = Side.SELL
 cdef object _PENDING_CANCEL = OrderStatus.PENDING_CANCEL
 cdef object _TRACKER = OrderTracker
+cdef object _STRATEGY_PARAMS = StrategyParams
 cdef object _PENDING_NEW = OrderStatus.PENDING_NEW
 cdef object _POST_ONLY = TimeInForce.POST_ONLY
 cdef object _IOC = TimeInForce.IOC
@@ -365,8 +367,10 @@ cdef class StrategyCoreBase:
 
     # the reference's state, set by its __init__ (slots where the per-event path and the decision read it); the
     # reference's apply_params writes params, quoter_params, risk_params, _decision_key and _force_changed here
-    cdef public object market, tracker, params, last_quote, _decision_key
+    cdef public object market, tracker, last_quote, _decision_key
     cdef int64_t c_now_ns, c_decision_ns  # the reference's _now_ns and _decision_ns (properties below)
+    cdef object c_params  # the reference's params (property below)
+    cdef double c_interval_ns  # params.decision_interval_s * 1e9 when params is a StrategyParams (frozen), else NaN
     cdef public object quoter_params, risk_params, last_decision, _peak_pnl, tick_size, lot_size, id_prefix
     cdef public bint halted, decisions_changed, _force_changed
     cdef public Py_ssize_t decisions_computed, _seq, inventory_guard_skips
@@ -380,6 +384,20 @@ cdef class StrategyCoreBase:
 
         def __set__(self, value):
             self.c_now_ns = _i64(value, "_now_ns")
+
+    property params:
+        """The strategy's parameters. A ``StrategyParams`` is frozen, so the per-event path keeps its decision interval
+        in ns as a C double, computed here as it computed it at each event; anything else is read at each event."""
+
+        def __get__(self):
+            return self.c_params
+
+        def __set__(self, value):
+            self.c_params = value
+            if type(value) is _STRATEGY_PARAMS:
+                self.c_interval_ns = <double>value.decision_interval_s * _NS
+            else:
+                self.c_interval_ns = NAN
 
     property _decision_ns:
         """The time of the last computed decision (ns), as ``_now_ns``."""
@@ -467,7 +485,10 @@ cdef class StrategyCoreBase:
             and _same(key[3], version)
             and _same(key[4], halted)
             and self.last_quote is not None
-            and <double>(now - self.c_decision_ns) < <double>self.params.decision_interval_s * _NS
+            and <double>(now - self.c_decision_ns) < (
+                self.c_interval_ns if self.c_interval_ns == self.c_interval_ns
+                else <double>self.c_params.decision_interval_s * _NS
+            )
         ):
             return []  # nothing the decision depends on changed
         result = self._c_decide_now(now, (bid, ask, q, version, halted), snaps)
@@ -803,7 +824,7 @@ cdef class StrategyCoreBase:
 cdef inline int64_t _i64(object value, str name) except? -1:
     """An integer time as int64: an int (or anything with ``__index__``), else TypeError; past int64, OverflowError.
     (Cython's own conversion would truncate a float; the events refuse one, apps/engine/market/events.py.)"""
-    if not PyIndex_Check(value) or isinstance(value, bool):
+    if not PyLong_CheckExact(value) and (not PyIndex_Check(value) or isinstance(value, bool)):
         raise TypeError(f"StrategyCore.{name} takes an integer of ns, got {value!r}")
     return value
 

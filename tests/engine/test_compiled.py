@@ -219,6 +219,9 @@ def test_the_compiled_per_event_paths_read_the_events_by_slot_offset():
 
     assert _core.slot_reads_active()
     assert _estimators.slot_reads_active()
+    from apps.engine.quoting import _quote
+
+    assert _quote.slot_reads_active()  # MarketState's fields read, Level and QuoteResult built, by offset
 
 
 @pytest.mark.parametrize("flag", ["1", ""])

@@ -34,6 +34,7 @@ from libc.math cimport ceil, copysign, erf, exp, expm1, fabs, floor, fma, isfini
 from libc.math cimport sqrt, tanh, NAN
 
 from apps.engine._pyfloat cimport m_expm1, pymax, pymin, pypow
+from apps.engine._slots cimport field, slot_offset, slot_set
 
 
 cdef extern from "Python.h":
@@ -57,6 +58,54 @@ cdef object _floor_to_py = None
 cdef object _ceil_to_py = None
 cdef object _depth_priced = None
 cdef object _SKEW_CAPPED = None
+
+
+# --- MarketState's fields by slot offset (apps/engine/_slots.pxd): the quoter reads ~40 of them per decision, each a
+# type lookup and a member descriptor call by name (~150 instructions) where the offset read is a few. -----------------
+cdef enum:
+    MS_TS_NS = 0
+    MS_BEST_BID = 1
+    MS_BEST_ASK = 2
+    MS_KAPPA = 3
+    MS_SIGMA_CLEAN = 4
+    MS_SIGMA_INVENTORY = 5
+    MS_KAPPA_OK = 6
+    MS_SIGMA_OK = 7
+    MS_A_PER_S = 8
+    MS_MEAN_TRADE_SIZE = 9
+    MS_DRIFT_MEAN_PER_S = 10
+    MS_DRIFT_STD_PER_S = 11
+    MS_DRIFT_EXPECTED_RETURN = 12
+    MS_DRIFT_OK = 13
+    MS_BOOK_IMBALANCE = 14
+    MS_FLOW_IMBALANCE = 15
+    MS_MICROPRICE_OFFSET = 16
+    MS_MICROPRICE_OK = 17
+    MS_FUNDING_RATE = 18
+    MS_FUNDING_INTERVAL_S = 19
+    MS_FLOW_TOXICITY = 20
+    MS_ADVERSE_SELECTION = 21
+    MS_ADVERSE_SELECTION_OK = 22
+    MS_FILL_COST_CURVE = 23
+    MS_FILL_COST_CURVE_OK = 24
+    MS_BID_QUEUE = 25
+    MS_ASK_QUEUE = 26
+    MS_RISK_FEATURES = 27
+    MS_SESSION_END_NS = 28
+    MS_EXTRA_INPUTS = 29
+    MS_N = 30
+
+cdef tuple _MS_FIELDS = ('ts_ns', 'best_bid', 'best_ask', 'kappa', 'sigma_clean', 'sigma_inventory', 'kappa_ok', 'sigma_ok', 'a_per_s', 'mean_trade_size', 'drift_mean_per_s', 'drift_std_per_s', 'drift_expected_return', 'drift_ok', 'book_imbalance', 'flow_imbalance', 'microprice_offset', 'microprice_ok', 'funding_rate', 'funding_interval_s', 'flow_toxicity', 'adverse_selection', 'adverse_selection_ok', 'fill_cost_curve', 'fill_cost_curve_ok', 'bid_queue', 'ask_queue', 'risk_features', 'session_end_ns', 'extra_inputs')
+cdef Py_ssize_t _MS_OFF[30]  # set by _bind; -1 everywhere until then (getattr)
+cdef Py_ssize_t _k
+for _k in range(MS_N):
+    _MS_OFF[_k] = -1
+cdef object _MarketState = None
+
+
+cdef inline object _ms(object market, int i):
+    """``getattr(market, MarketState's field i)``: by slot offset when ``market`` is exactly a MarketState."""
+    return field(market, _MarketState, _MS_OFF[i], <str>PyTuple_GET_ITEM(_MS_FIELDS, i))
 cdef tuple _GAMMA = ()  # (feature name, beta attribute, inputs key of x, inputs key of the contribution)
 cdef list _BID_KEYS = []
 cdef list _ASK_KEYS = []
@@ -66,14 +115,24 @@ cdef object _nan = math.nan
 cdef tuple _NO_ARGS = ()
 
 
-cdef inline object _frozen(cls, tuple names, tuple values):
+cdef inline object _frozen(cls, tuple names, tuple values, bint by_offset, Py_ssize_t* offsets):
     # A frozen, slotted dataclass built as its generated __init__ builds it (object.__setattr__ per field, in field
-    # order), without the Python-level call: QuoteResult(...) costs ~1.9 µs and a Level ~1.3 µs that way.
+    # order), without the Python-level call: QuoteResult(...) costs ~1.9 µs and a Level ~1.3 µs that way. With
+    # ``by_offset`` each field is stored in its slot as object.__setattr__ stores it (apps/engine/_slots.pxd).
     cdef object obj = PyBaseObject_Type.tp_new(cls, <PyObject*>_NO_ARGS, NULL)  # object.__new__(cls), uncalled
     cdef Py_ssize_t k
-    for k in range(len(names)):
-        PyObject_GenericSetAttr(obj, names[k], values[k])
+    if by_offset:
+        for k in range(len(names)):
+            slot_set(obj, offsets[k], <object>PyTuple_GET_ITEM(values, k))
+    else:
+        for k in range(len(names)):
+            PyObject_GenericSetAttr(obj, names[k], values[k])
     return obj
+
+
+cdef Py_ssize_t _LEVEL_OFF[7]
+cdef Py_ssize_t _RESULT_OFF[8]
+cdef bint _LEVEL_SLOTS = False, _RESULT_SLOTS = False  # set by _bind
 
 
 cdef tuple _LEVEL_FIELDS = ("side", "index", "price", "size", "offset_frac", "p_fill", "expected_pnl")
@@ -83,7 +142,7 @@ cdef tuple _RESULT_FIELDS = ("ts_ns", "bids", "asks", "inputs", "reasons", "take
 cdef inline object _result(ts_ns, tuple bids, tuple asks, object inputs, tuple reasons, taker_side, taker_size,
                            taker_price):
     return _frozen(_QuoteResult, _RESULT_FIELDS, (ts_ns, bids, asks, inputs, reasons, taker_side, taker_size,
-                                                   taker_price))
+                                                   taker_price), _RESULT_SLOTS, _RESULT_OFF)
 
 
 # --- the decision's inputs as the typed record (apps/engine/market/inputs.py) -------------------------------------
@@ -136,7 +195,7 @@ cdef int _put_all(_Rec* rec, object extra) except -1:
 cdef object _new_record(object layout, _Rec* rec):
     cdef array.array vec = array.clone(_VEC, rec.n, False)
     memcpy(vec.data.as_doubles, rec.vals, rec.n * sizeof(double))
-    return _frozen(_DecisionInputs, _INPUT_FIELDS, (layout, vec))
+    return _frozen(_DecisionInputs, _INPUT_FIELDS, (layout, vec), False, NULL)
 
 
 cdef object _record(_Rec* rec):
@@ -197,7 +256,8 @@ cdef void _remember_addresses(object layout, _Rec* rec, size_t h) except *:
 
 cdef void _bind() except *:
     global _bound, _ref, _Level, _QuoteResult, _BUY, _SELL, _MODEL_CODES, _model_terms, _glft_coefficients
-    global _floor_to_py, _ceil_to_py, _depth_priced, _GAMMA, _SKEW_CAPPED, _DecisionInputs, _INTERNED
+    global _floor_to_py, _ceil_to_py, _depth_priced, _GAMMA, _SKEW_CAPPED, _DecisionInputs, _INTERNED, _MarketState
+    global _LEVEL_SLOTS, _RESULT_SLOTS
     from apps.engine.market.events import Side
     from apps.engine.market.inputs import DecisionInputs, InputLayout
     from apps.engine.quoting import quoter as ref
@@ -227,7 +287,34 @@ cdef void _bind() except *:
             raise RuntimeError(f"apps.engine.quoting._quote: {cls.__name__}'s fields changed; update _quote.pyx")
     if len(_GAMMA) >= 16:
         raise RuntimeError("apps.engine.quoting._quote holds at most 15 risk features")
+    # slot offsets (apps/engine/_slots.pxd), each -1 where a field is not a plain slot (then read or set by name)
+    if tuple(ref.MarketState.__dataclass_fields__) != _MS_FIELDS:
+        raise RuntimeError("apps.engine.quoting._quote: MarketState's fields changed; update _quote.pyx")
+    _MarketState = ref.MarketState
+    cdef Py_ssize_t i
+    for i in range(MS_N):
+        _MS_OFF[i] = slot_offset(ref.MarketState, _MS_FIELDS[i])
+    _LEVEL_SLOTS = _offsets(ref.Level, _LEVEL_FIELDS, _LEVEL_OFF)
+    _RESULT_SLOTS = _offsets(ref.QuoteResult, _RESULT_FIELDS, _RESULT_OFF)
     _bound = True
+
+
+cdef bint _offsets(object cls, tuple names, Py_ssize_t* out) except -1:
+    """``cls``'s slot offsets of ``names`` into ``out``; False (and ``out`` unused) unless every one is a plain slot."""
+    cdef Py_ssize_t i
+    for i in range(len(names)):
+        out[i] = slot_offset(cls, names[i])
+        if out[i] < 0:
+            return False
+    return True
+
+
+def slot_reads_active():
+    """Whether the quoter reads MarketState's fields and builds its Levels and QuoteResults by slot offset (False if a
+    field stopped being a plain slot: then it reads and sets them by name)."""
+    if not _bound:
+        _bind()
+    return _LEVEL_SLOTS and _RESULT_SLOTS and min([_MS_OFF[i] for i in range(MS_N)]) >= 0
 
 
 cdef tuple _level_keys(bint buy, Py_ssize_t i):
@@ -458,7 +545,7 @@ def quote(params, risk, market, q, *, tick_size, lot_size):
     cdef _Params p = _params
     cdef double qd = q
     cdef double tick = tick_size, lot = lot_size
-    cdef object extra = market.extra_inputs
+    cdef object extra = _ms(market, MS_EXTRA_INPUTS)
     # the decision's inputs, written as (key, double) pairs and turned into the typed record at the end (_record).
     # Room for every key this call can write: the 13 below, the core's, γ's, the costs, the reservation, the
     # ladder's 5 per level and side, the taker's; on the stack unless a long ladder or many core inputs need more
@@ -486,12 +573,12 @@ def quote(params, risk, market, q, *, tick_size, lot_size):
 
 cdef object _quote(_Params p, market, object q, double qd, double tick, double lot, object tick_size,
                    object lot_size, object extra, _Rec* rec):
-    cdef object o_bid = market.best_bid, o_ask = market.best_ask
+    cdef object o_bid = _ms(market, MS_BEST_BID), o_ask = _ms(market, MS_BEST_ASK)
     cdef double bb = o_bid, ba = o_ask
     cdef double mid = 0.5 * (bb + ba)
-    cdef object ts_ns = market.ts_ns
-    cdef object o_kappa = market.kappa, o_a = market.a_per_s
-    cdef object o_sig_clean = market.sigma_clean, o_sig_inv = market.sigma_inventory
+    cdef object ts_ns = _ms(market, MS_TS_NS)
+    cdef object o_kappa = _ms(market, MS_KAPPA), o_a = _ms(market, MS_A_PER_S)
+    cdef object o_sig_clean = _ms(market, MS_SIGMA_CLEAN), o_sig_inv = _ms(market, MS_SIGMA_INVENTORY)
     cdef double a_per_s = o_a
     _put(rec, "mid", mid)
     _put(rec, "best_bid", bb)
@@ -507,7 +594,7 @@ cdef object _quote(_Params p, market, object q, double qd, double tick, double l
     _put(rec, "lot_size", lot)
     _put(rec, "model_requested_code", <double>p.model_code)
     _put_all(rec, extra)
-    if not market.kappa_ok or not market.sigma_ok:
+    if not _ms(market, MS_KAPPA_OK) or not _ms(market, MS_SIGMA_OK):
         return _result(ts_ns, (), (), _record(rec), ("estimators not usable",), None, 0.0, _nan)
     if not p.as_model and not (isfinite(a_per_s) and a_per_s > 0):
         return _result(ts_ns, (), (), _record(rec), (f"A not usable: model {p.model} needs the fill intensity",), None, 0.0,
@@ -516,7 +603,7 @@ cdef object _quote(_Params p, market, object q, double qd, double tick, double l
     cdef double gamma = _gamma_step(p, market, qd, rec, reasons)
 
     # horizon_left_s
-    cdef object session_end = market.session_end_ns
+    cdef object session_end = _ms(market, MS_SESSION_END_NS)
     cdef object horizon = p.o_horizon_s
     cdef double horizon_source = 0.0
     if session_end:
@@ -526,10 +613,10 @@ cdef object _quote(_Params p, market, object q, double qd, double tick, double l
             horizon_source = 1.0
 
     # _ladder_costs
-    cdef object o_adv = market.adverse_selection
+    cdef object o_adv = _ms(market, MS_ADVERSE_SELECTION)
     cdef double adv_m = o_adv
-    cdef double toxicity = market.flow_toxicity
-    cdef bint measured = market.adverse_selection_ok and isfinite(adv_m)
+    cdef double toxicity = _ms(market, MS_FLOW_TOXICITY)
+    cdef bint measured = _ms(market, MS_ADVERSE_SELECTION_OK) and isfinite(adv_m)
     cdef double adv_base = adv_m if measured else p.adverse_bps * BPS
     cdef double adverse = adv_base * (1.0 + pymax(toxicity, 0.0))
     cdef double fee = p.maker_fee_bps * BPS
@@ -541,7 +628,7 @@ cdef object _quote(_Params p, market, object q, double qd, double tick, double l
     cdef double spacing_px = pymax(p.spacing_bps * BPS * mid, tick)
     cdef double half_mkt_px = 0.5 * (ba - bb)
     cdef double a_costs = a_per_s if isfinite(a_per_s) else NAN
-    cdef double mean_trade = market.mean_trade_size
+    cdef double mean_trade = _ms(market, MS_MEAN_TRADE_SIZE)
 
     # _reservation_step
     cdef double r, delta, skew, model_skew, slope
@@ -590,7 +677,7 @@ cdef object _quote(_Params p, market, object q, double qd, double tick, double l
 
 cdef double _gamma_step(_Params p, market, double q, _Rec* rec, list reasons) except? -1.0:
     """γ = γ₀·exp(C_max·tanh(C/C_max)) (:func:`bounded_gamma`), every feature and contribution traced."""
-    cdef dict features = market.risk_features
+    cdef dict features = _ms(market, MS_RISK_FEATURES)
     cdef double xs[16]
     cdef double contrib[16]
     cdef Py_ssize_t k, nf = len(_GAMMA)
@@ -604,9 +691,9 @@ cdef double _gamma_step(_Params p, market, double q, _Rec* rec, list reasons) ex
             v = features.get(name, 0.0)
             xs[k] = float(v)
         contrib[k] = _betas[k] * xs[k]
-    if market.drift_ok:  # direction_confidence
-        m = market.drift_mean_per_s
-        s = market.drift_std_per_s
+    if _ms(market, MS_DRIFT_OK):  # direction_confidence
+        m = _ms(market, MS_DRIFT_MEAN_PER_S)
+        s = _ms(market, MS_DRIFT_STD_PER_S)
         if not (q == 0 or not (isfinite(s) and s > 0 and isfinite(m))):
             z = copysign(1.0, q) * m / s
             dir_x = erf(z / sqrt(2.0))
@@ -660,22 +747,22 @@ cdef tuple _reservation_step(
     """``r = s·(1 + drift − inventory − funding + imbalance + flow + microprice)`` and δ, the shift bounded by the
     skew cap; returns ``(r, δ, skew, the model's skew before the cap, inventory slope)``."""
     cdef double horizon = horizon_obj
-    cdef double kappa = market.kappa
-    cdef double sig_spread = market.sigma_clean, sig_inv = market.sigma_inventory
+    cdef double kappa = _ms(market, MS_KAPPA)
+    cdef double sig_spread = _ms(market, MS_SIGMA_CLEAN), sig_inv = _ms(market, MS_SIGMA_INVENTORY)
     cdef double inv, half, c1, c2, a_mid, slope, h, xd
     cdef object model_code, xi_obj, note = ""
     if p.glft:
         # model_terms, GLFT asymptotic: A moved to the mid (glft_a_at_mid), then glft_coefficients
         h = 0.5 * (ba - bb) / mid
         a_mid = a_per_s * m_exp(kappa * pymax(h, 0.0))
-        if (p.glft_checked and type(market.kappa) is float and isfinite(gamma) and gamma > 0 and isfinite(a_mid)
+        if (p.glft_checked and type(_ms(market, MS_KAPPA)) is float and isfinite(gamma) and gamma > 0 and isfinite(a_mid)
                 and a_mid > 0 and isfinite(kappa) and kappa > 0 and p.gamma_base > 0 and isfinite(p.gamma_base)
                 and p.order_size > 0 and isfinite(p.order_size)):
             xd = p.gamma_base * p.order_size
             c1 = m_log1p(xd / kappa) / xd
             c2 = m_sqrt(gamma / (2.0 * a_mid * p.order_size * kappa) * m_exp((kappa / xd + 1.0) * m_log1p(xd / kappa)))
         else:  # pricing.positive() raises here
-            c1, c2 = _glft_coefficients(gamma, p.o_gamma_base, p.order_size, a_mid, market.kappa)
+            c1, c2 = _glft_coefficients(gamma, p.o_gamma_base, p.order_size, a_mid, _ms(market, MS_KAPPA))
         half = c1 + 0.5 * p.order_size * sig_spread * c2
         inv = q * sig_inv * c2
         slope = sig_inv * c2
@@ -692,15 +779,15 @@ cdef tuple _reservation_step(
         model_code = _MODEL_CODES[terms.model]
         xi_obj = terms.xi
         note = terms.note
-    cdef object drift_obj = market.drift_expected_return if market.drift_ok else 0.0
+    cdef object drift_obj = _ms(market, MS_DRIFT_EXPECTED_RETURN) if _ms(market, MS_DRIFT_OK) else 0.0
     cdef double drift_term = drift_obj
-    cdef double funding_term = market.funding_rate * horizon / market.funding_interval_s
+    cdef double funding_term = _ms(market, MS_FUNDING_RATE) * horizon / _ms(market, MS_FUNDING_INTERVAL_S)
     cdef double imbalance_skew, flow_skew, micro_term
-    cdef object micro_obj, o_book_imb = market.book_imbalance, o_flow_imb = market.flow_imbalance
-    cdef bint micro_ok = market.microprice_ok
+    cdef object micro_obj, o_book_imb = _ms(market, MS_BOOK_IMBALANCE), o_flow_imb = _ms(market, MS_FLOW_IMBALANCE)
+    cdef bint micro_ok = _ms(market, MS_MICROPRICE_OK)
     if micro_ok:
         imbalance_skew = flow_skew = 0.0
-        micro_obj = market.microprice_offset
+        micro_obj = _ms(market, MS_MICROPRICE_OFFSET)
         micro_term = micro_obj
         reasons.append("microprice usable: learned microprice term replaces the imbalance and flow prior skews")
     else:
@@ -710,10 +797,10 @@ cdef tuple _reservation_step(
         micro_obj = 0.0
     cdef double shift = drift_term - inv - funding_term + imbalance_skew + flow_skew + micro_term
     cdef double r = mid * (1.0 + shift)
-    cdef bint by_depth = p.in_spread and p.by_depth and market.fill_cost_curve_ok
+    cdef bint by_depth = p.in_spread and p.by_depth and _ms(market, MS_FILL_COST_CURVE_OK)
     cdef double delta, fill_cost, cost_at_quote
     if by_depth:
-        delta, cost_at_quote = _depth_priced(half, market.kappa, market.fill_cost_curve, pymax(toxicity, 0.0), fee)
+        delta, cost_at_quote = _depth_priced(half, _ms(market, MS_KAPPA), _ms(market, MS_FILL_COST_CURVE), pymax(toxicity, 0.0), fee)
         fill_cost = delta - half
     else:
         fill_cost = pymax(adverse + fee, 0.0) if p.in_spread else 0.0
@@ -724,7 +811,7 @@ cdef tuple _reservation_step(
     cdef double cap = NAN
     cdef bint cap_on = by_depth and p.skew_cap
     if cap_on:
-        cap = delta - _floor_depth(market.fill_cost_curve, fee, delta)
+        cap = delta - _floor_depth(_ms(market, MS_FILL_COST_CURVE), fee, delta)
         if shift > cap:
             shift = cap
         elif shift < -cap:
@@ -753,12 +840,12 @@ cdef tuple _reservation_step(
     _put(rec, "horizon_s", horizon)
     _put(rec, "horizon_source", horizon_source)
     _put(rec, "drift_horizon_s", <double>p.o_drift_horizon_s)
-    _put(rec, "drift_mean_per_s", <double>market.drift_mean_per_s)
-    _put(rec, "drift_std_per_s", <double>market.drift_std_per_s)
-    _put(rec, "drift_ok", 1.0 if market.drift_ok else 0.0)
+    _put(rec, "drift_mean_per_s", <double>_ms(market, MS_DRIFT_MEAN_PER_S))
+    _put(rec, "drift_std_per_s", <double>_ms(market, MS_DRIFT_STD_PER_S))
+    _put(rec, "drift_ok", 1.0 if _ms(market, MS_DRIFT_OK) else 0.0)
     _put(rec, "inventory_term_frac", inv)
     _put(rec, "drift_term_frac", drift_term)
-    _put(rec, "funding_rate", <double>market.funding_rate)
+    _put(rec, "funding_rate", <double>_ms(market, MS_FUNDING_RATE))
     _put(rec, "funding_term_frac", funding_term)
     _put(rec, "book_imbalance", <double>o_book_imb)
     _put(rec, "flow_imbalance", <double>o_flow_imb)
@@ -776,7 +863,7 @@ cdef tuple _reservation_step(
     _put(rec, "half_spread_bps", delta * 1e4)
     _put(rec, "raw_bid", r - delta * mid)
     _put(rec, "raw_ask", r + delta * mid)
-    if not market.drift_ok:
+    if not _ms(market, MS_DRIFT_OK):
         reasons.append("drift not usable: drift term is 0")
     return r, delta, skew, -model_shift, slope
 
@@ -791,8 +878,8 @@ cdef tuple _ladder(
     cdef double left = p.max_inv - q if buy else p.max_inv + q
     cdef bint touch_clamped = False, clamped, have_last = False, at_touch
     cdef double last_px = 0.0, px, size, off, edge, beyond, queue_ahead, pf, epnl, per_unit, d, through, room
-    cdef double kappa = market.kappa
-    cdef dict queue = market.bid_queue if buy else market.ask_queue
+    cdef double kappa = _ms(market, MS_KAPPA)
+    cdef dict queue = _ms(market, MS_BID_QUEUE) if buy else _ms(market, MS_ASK_QUEUE)
     cdef list ladder = []
     cdef Py_ssize_t i
     cdef tuple keys
@@ -862,7 +949,7 @@ cdef tuple _ladder(
                 f"{adverse * 1e4:.3f} + fee {fee * 1e4:.3f} bps, p_fill {pf:.3g})"
             )
             continue
-        ladder.append(_frozen(_Level, _LEVEL_FIELDS, (side, i, o_px, size, off, pf, epnl)))
+        ladder.append(_frozen(_Level, _LEVEL_FIELDS, (side, i, o_px, size, off, pf, epnl), _LEVEL_SLOTS, _LEVEL_OFF))
         left -= size
     if touch_clamped:
         if buy:
