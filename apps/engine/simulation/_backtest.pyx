@@ -29,6 +29,9 @@ from apps.engine.market.events import BestBidAsk, DepthSnapshot, DepthUpdate, Fu
 from apps.engine.risk.gateway import Mode
 from apps.engine.risk.session import FEED, SessionRisk
 
+cdef object _PY_SET_MODE = None  # PyEngineLoop's set_mode and _apply_mode (bound on first use: backtest imports us)
+cdef object _PY_APPLY_MODE = None
+cdef dict _NO_DICT = {}
 cdef object _BUY = Side.BUY
 cdef object _SELL = Side.SELL
 cdef object _RUNNING = Mode.RUNNING
@@ -40,7 +43,7 @@ cdef class EngineLoopBase:
 
     # the reference's state, set by its __init__ (typed slots where the per-event path reads it)
     cdef public object strategy, venue, config, sink, risk, result, gateway, ledger, _book, _tick, _strategy_refresh
-    cdef public object _now_ns, _next_sample_ns, _interval_ns, _next_snap_ns, _next_risk_ns
+    cdef public object _now_ns, _next_sample_ns, _interval_ns, _next_snap_ns, _next_risk_ns, _risk_ns, _modes
     cdef public bint _venue_exchange_clock
 
     # --- the replay loop -----------------------------------------------------------------------------------------
@@ -133,8 +136,70 @@ cdef class EngineLoopBase:
             self._snapshot(t)
         if self.risk is not None:
             nxt = self._next_risk_ns
-            if nxt is None or nxt <= t:  # else the reference's _risk_until has nothing to do before ``t``
-                self._risk_until(t)
+            if nxt is None or nxt <= t:  # else _risk_until has nothing to do before ``t``
+                self._risk_grid(t)
+        return 0
+
+    # --- the risk grid --------------------------------------------------------------------------------------------
+    def _risk_until(self, t):
+        self._risk_grid(t)
+
+    cdef int _risk_grid(self, object t) except -1:
+        """PyEngineLoop._risk_until: every grid point up to ``t``."""
+        nxt = self._next_risk_ns
+        if nxt is None:
+            self._next_risk_ns = (t // self._risk_ns + 1) * self._risk_ns
+            return 0
+        while nxt <= t:
+            self._next_risk_ns = nxt + self._risk_ns
+            self._risk_at(nxt)
+            if self.risk is None:
+                return 0
+            nxt = self._next_risk_ns
+        return 0
+
+    def _evaluate_risk(self, now_ns):
+        self._risk_at(now_ns)
+
+    cdef int _risk_at(self, object now_ns) except -1:
+        """PyEngineLoop._evaluate_risk. The usual outcome (nothing started, cleared or tripping, every mode source
+        RUNNING) is taken here: it only sets the ``"risk"`` source and the gateway to RUNNING, as the reference's
+        set_mode does then; any other outcome runs the reference's ``_risk_outcome``."""
+        global _PY_SET_MODE, _PY_APPLY_MODE
+        if _PY_SET_MODE is None:
+            from apps.engine.simulation.backtest import PyEngineLoop
+
+            _PY_SET_MODE = PyEngineLoop.set_mode
+            _PY_APPLY_MODE = PyEngineLoop._apply_mode
+        risk = self.risk
+        assert risk is not None
+        strategy = self.strategy
+        d = strategy.last_decision
+        # what the rules read of the core's state (the strategy core's risk_state; a baseline's whole state)
+        view = strategy.risk_state() if hasattr(strategy, "risk_state") else strategy.state()
+        started, cleared, trips = risk.evaluate(now_ns, view, d.inputs if d else {})
+        if (
+            type(started) is list and not started
+            and type(cleared) is list and not cleared
+            and type(trips) is list and not trips
+            and type(self).set_mode is _PY_SET_MODE
+            and type(self)._apply_mode is _PY_APPLY_MODE
+            and "set_mode" not in getattr(self, "__dict__", _NO_DICT)
+            and "_apply_mode" not in getattr(self, "__dict__", _NO_DICT)
+            and type(self._modes) is dict
+        ):
+            modes = <dict>self._modes
+            modes["risk"] = _RUNNING  # set_mode("risk", RUNNING, ...): "risk" is not "control", no latch cleared
+            for m in modes.values():
+                if m is not _RUNNING:
+                    break
+            else:
+                # _apply_mode with max(modes) RUNNING: neither cancel branch can run
+                self.gateway.mode = _RUNNING
+                return 0
+            self._apply_mode(now_ns, "risk rules")
+            return 0
+        self._risk_outcome(now_ns, started, cleared, trips)
         return 0
 
     def _sample_until(self, t):
