@@ -820,6 +820,45 @@ cdef class StrategyCoreBase:
             actions.append(_frozen(_L_CANCEL, (o.client_order_id,)))
         return skips
 
+    def risk_state(self):
+        """PyStrategyCore.risk_state, the same dict (keys in order, the same objects or the same doubles): the touch's
+        mid from its slots, each estimator state from MarketEstimators.peek's cache read directly (peek itself when
+        nothing is cached or the estimators are another class); the P&L on the same Python objects."""
+        m = self.market
+        exact = type(m) is _MARKET
+        bbo = (<MarketFields>m).bbo if exact else m.bbo
+        bid = ask = None
+        if type(bbo) is _BBO and _B_SLOTS:
+            bid = slot_get(bbo, _B_BID)
+            ask = slot_get(bbo, _B_ASK)
+        if type(bid) is float and type(ask) is float:
+            mid = 0.5 * (<double>bid + <double>ask)  # BestBidAsk.mid
+        else:
+            mid = bbo.mid if bbo else _nan
+        cdef bint finite = isfinite(<double>mid) if type(mid) is float else math.isfinite(mid)
+        tracker = self.tracker
+        q = tracker.position
+        pnl = tracker.cash + q * mid if finite else _nan
+        now = self._now_ns
+        if exact:
+            cache = (<MarketFields>m)._cache
+            kappa = cache["kappa"].snap
+            if kappa is None:
+                kappa = m.peek("kappa", now)
+            sigma = cache["sigma"].snap
+            if sigma is None:
+                sigma = m.peek("sigma", now)
+        else:
+            kappa = m.peek("kappa", now)
+            sigma = m.peek("sigma", now)
+        return {
+            "mid": None if isinstance(mid, float) and not finite else mid,
+            "kappa_state": field(kappa, _SNAPSHOT, _S_STATE, "state")._value_,
+            "sigma_state": field(sigma, _SNAPSHOT, _S_STATE, "state")._value_,
+            "inventory": None if isinstance(q, float) and not math.isfinite(q) else q,
+            "pnl": None if isinstance(pnl, float) and not math.isfinite(pnl) else pnl,
+        }
+
 
 cdef inline int64_t _i64(object value, str name) except? -1:
     """An integer time as int64: an int (or anything with ``__index__``), else TypeError; past int64, OverflowError.

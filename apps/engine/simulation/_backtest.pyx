@@ -21,6 +21,8 @@ exact as a double (else the reference's Python arithmetic runs), so it is the sa
 cimport cython
 from libc.math cimport isfinite
 
+from apps.engine._slots cimport slot_get, slot_offset
+
 from apps.engine.execution._fillmodel cimport LevelBook, tick_t
 
 import time
@@ -29,10 +31,31 @@ from apps.engine.market.events import BestBidAsk, DepthSnapshot, DepthUpdate, Fu
 from apps.engine.risk.gateway import Mode
 from apps.engine.risk.session import FEED, SessionRisk
 
+cdef object _PY_SET_MODE = None  # PyEngineLoop's set_mode and _apply_mode (bound on first use: backtest imports us)
+cdef object _PY_APPLY_MODE = None
+cdef dict _NO_DICT = {}
 cdef object _BUY = Side.BUY
 cdef object _SELL = Side.SELL
 cdef object _RUNNING = Mode.RUNNING
 cdef tick_t _EXACT = 1LL << 52  # two ticks below this add exactly in a double
+# the stamps of the three market events of every recording, read by slot offset (-1: getattr, see _slots.pxd)
+cdef Py_ssize_t _BBO_LOCAL = slot_offset(BestBidAsk, "ts_local_ns"), _BBO_EXCH = slot_offset(BestBidAsk, "ts_exch_ns")
+cdef Py_ssize_t _TRADE_LOCAL = slot_offset(Trade, "ts_local_ns"), _TRADE_EXCH = slot_offset(Trade, "ts_exch_ns")
+cdef Py_ssize_t _DIFF_LOCAL = slot_offset(DepthUpdate, "ts_local_ns"), _DIFF_EXCH = slot_offset(DepthUpdate, "ts_exch_ns")
+cdef object _BBO = BestBidAsk
+cdef object _TRADE = Trade
+cdef object _DIFF = DepthUpdate
+
+
+cdef inline Py_ssize_t _stamp_offset(object cls, bint local):
+    """The slot offset of ``cls``'s local or exchange stamp when it is one of the three classes above, else -1."""
+    if cls is _BBO:
+        return _BBO_LOCAL if local else _BBO_EXCH
+    if cls is _TRADE:
+        return _TRADE_LOCAL if local else _TRADE_EXCH
+    if cls is _DIFF:
+        return _DIFF_LOCAL if local else _DIFF_EXCH
+    return -1
 
 
 cdef class EngineLoopBase:
@@ -40,8 +63,9 @@ cdef class EngineLoopBase:
 
     # the reference's state, set by its __init__ (typed slots where the per-event path reads it)
     cdef public object strategy, venue, config, sink, risk, result, gateway, ledger, _book, _tick, _strategy_refresh
-    cdef public object _now_ns, _next_sample_ns, _interval_ns, _next_snap_ns, _next_risk_ns
+    cdef public object _now_ns, _next_sample_ns, _interval_ns, _next_snap_ns, _next_risk_ns, _risk_ns, _modes
     cdef public bint _venue_exchange_clock
+    cdef object _first_set_for  # the result whose first_ts_ns this driver has seen set
 
     # --- the replay loop -----------------------------------------------------------------------------------------
     def run(self, feed):
@@ -65,20 +89,26 @@ cdef class EngineLoopBase:
         self._market(event)
 
     cdef int _market(self, object event) except -1:
-        t = event.ts_local_ns
+        cls = type(event)
+        cdef Py_ssize_t local_at = _stamp_offset(cls, True), exch_at = _stamp_offset(cls, False)
+        t = slot_get(event, local_at) if local_at >= 0 else event.ts_local_ns
         venue = self.venue
         self._deliver(t, False)
         self._clocks(t)
         if t > self._now_ns:
             self._now_ns = t
         result = self.result
-        if result.first_ts_ns == 0:
-            result.first_ts_ns = t
+        # first_ts_ns is written only here: once this result's is set, it is not read again per event
+        if result is not self._first_set_for:
+            if result.first_ts_ns == 0:
+                result.first_ts_ns = t
+            if result.first_ts_ns != 0:
+                self._first_set_for = result
         result.stats.market_events += 1
         ts_exch_ns = None  # read once, when first needed (a Timer-like event without it must not be asked early)
         risk = self.risk
         if risk is not None:
-            ts_exch_ns = event.ts_exch_ns
+            ts_exch_ns = slot_get(event, exch_at) if exch_at >= 0 else event.ts_exch_ns
             if type(risk) is SessionRisk:
                 # SessionRisk.on_market without the Python call (the reference's method is the readable version)
                 risk.feed_last_ns[FEED] = t
@@ -89,10 +119,11 @@ cdef class EngineLoopBase:
         if self.sink is not None:
             self.sink.market(event)
         out = venue.on_market(event)
-        cls = type(event)
         # the exact classes first (an isinstance that fails costs a type walk); anything else takes the reference's chain
         if cls is BestBidAsk or cls is DepthUpdate or cls is DepthSnapshot:
-            self._mid(t, event.ts_exch_ns if ts_exch_ns is None else ts_exch_ns)
+            if ts_exch_ns is None:
+                ts_exch_ns = slot_get(event, exch_at) if exch_at >= 0 else event.ts_exch_ns
+            self._mid(t, ts_exch_ns)
         elif cls is Trade:
             pass
         elif isinstance(event, Funding):
@@ -133,8 +164,70 @@ cdef class EngineLoopBase:
             self._snapshot(t)
         if self.risk is not None:
             nxt = self._next_risk_ns
-            if nxt is None or nxt <= t:  # else the reference's _risk_until has nothing to do before ``t``
-                self._risk_until(t)
+            if nxt is None or nxt <= t:  # else _risk_until has nothing to do before ``t``
+                self._risk_grid(t)
+        return 0
+
+    # --- the risk grid --------------------------------------------------------------------------------------------
+    def _risk_until(self, t):
+        self._risk_grid(t)
+
+    cdef int _risk_grid(self, object t) except -1:
+        """PyEngineLoop._risk_until: every grid point up to ``t``."""
+        nxt = self._next_risk_ns
+        if nxt is None:
+            self._next_risk_ns = (t // self._risk_ns + 1) * self._risk_ns
+            return 0
+        while nxt <= t:
+            self._next_risk_ns = nxt + self._risk_ns
+            self._risk_at(nxt)
+            if self.risk is None:
+                return 0
+            nxt = self._next_risk_ns
+        return 0
+
+    def _evaluate_risk(self, now_ns):
+        self._risk_at(now_ns)
+
+    cdef int _risk_at(self, object now_ns) except -1:
+        """PyEngineLoop._evaluate_risk. The usual outcome (nothing started, cleared or tripping, every mode source
+        RUNNING) is taken here: it only sets the ``"risk"`` source and the gateway to RUNNING, as the reference's
+        set_mode does then; any other outcome runs the reference's ``_risk_outcome``."""
+        global _PY_SET_MODE, _PY_APPLY_MODE
+        if _PY_SET_MODE is None:
+            from apps.engine.simulation.backtest import PyEngineLoop
+
+            _PY_SET_MODE = PyEngineLoop.set_mode
+            _PY_APPLY_MODE = PyEngineLoop._apply_mode
+        risk = self.risk
+        assert risk is not None
+        strategy = self.strategy
+        d = strategy.last_decision
+        # what the rules read of the core's state (the strategy core's risk_state; a baseline's whole state)
+        view = strategy.risk_state() if hasattr(strategy, "risk_state") else strategy.state()
+        started, cleared, trips = risk.evaluate(now_ns, view, d.inputs if d else {})
+        if (
+            type(started) is list and not started
+            and type(cleared) is list and not cleared
+            and type(trips) is list and not trips
+            and type(self).set_mode is _PY_SET_MODE
+            and type(self)._apply_mode is _PY_APPLY_MODE
+            and "set_mode" not in getattr(self, "__dict__", _NO_DICT)
+            and "_apply_mode" not in getattr(self, "__dict__", _NO_DICT)
+            and type(self._modes) is dict
+        ):
+            modes = <dict>self._modes
+            modes["risk"] = _RUNNING  # set_mode("risk", RUNNING, ...): "risk" is not "control", no latch cleared
+            for m in modes.values():
+                if m is not _RUNNING:
+                    break
+            else:
+                # _apply_mode with max(modes) RUNNING: neither cancel branch can run
+                self.gateway.mode = _RUNNING
+                return 0
+            self._apply_mode(now_ns, "risk rules")
+            return 0
+        self._risk_outcome(now_ns, started, cleared, trips)
         return 0
 
     def _sample_until(self, t):

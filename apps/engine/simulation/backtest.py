@@ -571,6 +571,10 @@ class PyEngineLoop:
         # what the rules read of the core's state (the strategy core's risk_state; a baseline's whole state)
         view = strategy.risk_state() if hasattr(strategy, "risk_state") else strategy.state()
         started, cleared, trips = risk.evaluate(now_ns, view, d.inputs if d else {})
+        self._risk_outcome(now_ns, started, cleared, trips)
+
+    def _risk_outcome(self, now_ns: int, started: list[RuleTrip], cleared: list[str], trips: list[RuleTrip]) -> None:
+        """Record what one evaluation started and cleared, latch halt/reduce, and set the ``"risk"`` mode."""
         sink = self.sink
         latched = self._modes.get("latched", Mode.RUNNING)
         for t in started:

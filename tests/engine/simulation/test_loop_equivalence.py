@@ -20,6 +20,7 @@ from dataclasses import replace
 
 import pytest
 
+from apps.engine.core import PyStrategyCore
 from apps.engine.execution.paper import PAPER_COMPILED, PaperVenue, PyPaperVenue
 from apps.engine.risk.session import SessionRisk, build_risk_engine
 from apps.engine.simulation.backtest import DRIVER_COMPILED, MARKET_TYPES, EngineLoop, PyEngineLoop
@@ -83,24 +84,95 @@ def _risk_state(loop) -> tuple:
         repr(loop.result.risk_events),
         loop.result.risk_cleared,
         loop.gateway.mode,
+        list(loop._modes.items()),
         [(c._total, c._last_ns) for f in r.flows.values() for c in (f._sent, f._rejected, f._cancelled, f._messages)],
     )
 
 
-def _session_risk(max_inventory: float) -> SessionRisk:
-    # the bench-anchor's rules: the session's defaults with the clock-skew bound raised for these recordings
-    return SessionRisk(*build_risk_engine({"clock_skew": {"max_abs_skew_ms": 2000.0}}, max_inventory), max_inventory)
+def _typed(d: dict) -> list:
+    """A dict's items in order, each value with its type and exact repr (floats by their shortest exact repr)."""
+    return [(k, type(v).__name__, repr(v)) for k, v in d.items()]
 
 
-def _lockstep(events, tick, lot, label, *, risk: bool = False, partial_fills: bool = True):
+def _risk_view(loop) -> tuple:
+    """The compiled core's ``risk_state`` against the reference method run on the same core object."""
+    core = loop.strategy
+    return _typed(core.risk_state()), _typed(PyStrategyCore.risk_state(core))
+
+
+BENCH_RULES = {"clock_skew": {"max_abs_skew_ms": 2000.0}}
+
+
+def _session_risk(max_inventory: float, rules: dict | None = None) -> SessionRisk:
+    # the bench-anchor's rules by default: the session's defaults with the clock-skew bound raised for these recordings
+    return SessionRisk(*build_risk_engine(rules or BENCH_RULES, max_inventory), max_inventory)
+
+
+class _ListSink:
+    """Records what the driver hands a sink, as comparable rows (market events counted, not kept)."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple] = []
+        self.market_events = 0
+
+    def market(self, event) -> None:
+        self.market_events += 1
+
+    def order_event(self, event, order) -> None:
+        self.rows.append(("order_event", repr(event), repr(order)))
+
+    def sent(self, ts_ns, action, order) -> None:
+        self.rows.append(("sent", ts_ns, repr(action), repr(order)))
+
+    def blocked(self, ts_ns, action, reason) -> None:
+        self.rows.append(("blocked", ts_ns, repr(action), reason))
+
+    def decision(self, decision) -> None:
+        self.rows.append(("decision", decision.ts_ns))
+
+    def risk_event(self, ts_ns, rule, action, values, message) -> None:
+        self.rows.append(("risk_event", ts_ns, rule, action, repr(values), message))
+
+    def note(self, ts_ns, client_order_id, kind, **detail) -> None:
+        self.rows.append(("note", ts_ns, client_order_id, kind, repr(detail)))
+
+    def order_state(self, ts_ns, order) -> None:
+        self.rows.append(("order_state", ts_ns, repr(order)))
+
+    def estimator_snapshot(self, ts_ns, snapshots) -> None:
+        self.rows.append(("estimator_snapshot", ts_ns, len(snapshots)))
+
+    def flush(self) -> None:
+        self.rows.append(("flush",))
+
+
+def _lockstep(
+    events,
+    tick,
+    lot,
+    label,
+    *,
+    risk: bool = False,
+    partial_fills: bool = True,
+    rules: dict | None = None,
+    sink: bool = False,
+):
     # the engine fingerprint's venue: 5 ms each way, risk-averse queue
     cfg = replace(venue(tick, lot).config, partial_fills=partial_fills)
     q_max = strategies(tick, lot)["glft"].params.max_inventory
     ref = PyEngineLoop(
-        strategies(tick, lot)[label], PyPaperVenue(cfg, seed=1), name=label, risk=_session_risk(q_max) if risk else None
+        strategies(tick, lot)[label],
+        PyPaperVenue(cfg, seed=1),
+        name=label,
+        risk=_session_risk(q_max, rules) if risk else None,
+        sink=_ListSink() if sink else None,
     )
     com = EngineLoop(
-        strategies(tick, lot)[label], PaperVenue(cfg, seed=1), name=label, risk=_session_risk(q_max) if risk else None
+        strategies(tick, lot)[label],
+        PaperVenue(cfg, seed=1),
+        name=label,
+        risk=_session_risk(q_max, rules) if risk else None,
+        sink=_ListSink() if sink else None,
     )
     assert type(com.venue).on_market is not PyPaperVenue.on_market and type(ref.venue) is PyPaperVenue
     n = 0
@@ -116,6 +188,10 @@ def _lockstep(events, tick, lot, label, *, risk: bool = False, partial_fills: bo
             assert _state(com) == _state(ref), f"{label}: after event {n} ({type(ev).__name__})"
             if risk:
                 assert _risk_state(com) == _risk_state(ref), f"{label}: risk inputs after event {n}"
+                got_view, want_view = _risk_view(com)
+                assert got_view == want_view, f"{label}: the core's risk_state after event {n}"
+            if sink:
+                assert com.sink.rows == ref.sink.rows, f"{label}: what the sink received, after event {n}"
             if n % 64 == 0:
                 assert _deep(com) == _deep(ref), f"{label}: orders or samples after event {n}"
 
@@ -124,6 +200,8 @@ def _lockstep(events, tick, lot, label, *, risk: bool = False, partial_fills: bo
     assert _state(com) == _state(ref) and _deep(com) == _deep(ref), f"{label}: after finish()"
     if risk:
         assert _risk_state(com) == _risk_state(ref), f"{label}: risk inputs after finish()"
+    if sink:
+        assert com.sink.rows == ref.sink.rows and com.sink.market_events == ref.sink.market_events
     return got, want, n
 
 
@@ -159,3 +237,25 @@ def test_the_backtest_without_partial_fills_is_identical_with_the_compiled_venue
     assert len(got.fills) > 0, f"{name}: no fills: the fill path was not compared"
     ids = [f.client_order_id for f in got.fills]
     assert len(set(ids)) == len(ids), f"{name}: an order filled in more than one part without partial fills"
+
+
+def test_risk_trips_latches_and_modes_are_identical_with_the_compiled_driver(recording):  # noqa: F811
+    """Rules tight enough to trip on these recordings: a feed older than 0.3 s and more than 40 messages in 10 s pull
+    the quotes (on and off: PAUSED, emergency cancels, cleared edges), a position of one lot latches REDUCING (every
+    later evaluation runs with a mode source that is not RUNNING). With a sink, so every risk event, note and blocked
+    action is compared too. The compiled driver takes its own path for the evaluations where nothing started, cleared
+    or trips and every mode is RUNNING, the reference's ``_risk_outcome`` for the others: both run here."""
+    name, events, tick, lot = recording
+    rules = {
+        **BENCH_RULES,
+        "stale_feed": {"max_age_s": 0.3},
+        "message_rate": {"max_messages": 40},
+        "position_limit": {"max_position": lot},
+    }
+    got, want, n = _lockstep(events, tick, lot, "glft", risk=True, rules=rules, sink=True)
+    assert n == EVENTS[name]
+    assert _digests(got) == _digests(want), f"{name}: compiled (counts, decisions, fills, summary) differ with trips"
+    actions = {str(t.action) for t in got.risk_events}
+    assert {"pull_quotes", "reduce"} <= actions, f"{name}: the tight rules did not trip as intended: {actions}"
+    assert got.risk_cleared, f"{name}: no rule cleared: the edge path was not compared"
+    assert got.stats.emergency_cancels > 0, f"{name}: no emergency cancel: PAUSED was never entered with orders"
