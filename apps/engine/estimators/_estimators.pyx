@@ -2036,6 +2036,45 @@ cdef object _depth_mod():
     return _REF_DEPTH
 
 
+cdef object _NUMPY = None
+
+
+cdef object _numpy():
+    # numpy, imported on first use (a function-level import statement costs a lookup per call)
+    global _NUMPY
+    if _NUMPY is None:
+        import numpy
+
+        _NUMPY = numpy
+    return _NUMPY
+
+
+cdef int _CURVE_PLAIN = -1  # 1 while DepthCostCurve is the class _cost_curve was written for (checked on first use)
+
+
+cdef object _cost_curve(object step, object costs, tuple counts, object pooled):
+    """``DepthCostCurve(step, costs, counts, pooled)`` for ``costs`` a new float64 array that nothing else holds: its
+    generated ``__init__`` (one ``object.__setattr__`` per field, in field order) and its ``__post_init__``, whose copy
+    of such an array (``np.array(costs, dtype=np.float64)``, made read-only) is the array itself made read-only."""
+    global _CURVE_PLAIN
+    cls = _depth_mod().DepthCostCurve
+    if _CURVE_PLAIN < 0:
+        _CURVE_PLAIN = (
+            tuple(cls.__dataclass_fields__) == ("step", "cost_array", "counts", "pooled")
+            and cls.__dataclass_params__.frozen
+            and cls.__post_init__.__qualname__ == "DepthCostCurve.__post_init__"
+        )
+    if not _CURVE_PLAIN:
+        return cls(step, costs, counts, pooled)
+    cdef object obj = _new(cls)
+    PyObject_GenericSetAttr(obj, "step", step)
+    PyObject_GenericSetAttr(obj, "cost_array", costs)
+    PyObject_GenericSetAttr(obj, "counts", counts)
+    PyObject_GenericSetAttr(obj, "pooled", pooled)
+    costs.flags.writeable = False  # __post_init__: the curve's own (read-only) array
+    return obj
+
+
 @cython.final
 cdef class DepthMarkoutCurve:
     """Compiled :class:`apps.engine.estimators.depth_markout.PyDepthMarkoutCurve`: the pending events, the kept
@@ -2216,8 +2255,7 @@ cdef class DepthMarkoutCurve:
     def curve(self):
         """The cost curve over the kept events (None before any event with depth ≥ 0), the reference's sums in its
         order: the pooled sum cell 0 upwards, the suffix sums from the last cell down."""
-        import numpy as np
-
+        np = _numpy()
         if self._curve_at == self.completed:
             return self._curve
         self._curve_at = self.completed
@@ -2248,7 +2286,7 @@ cdef class DepthMarkoutCurve:
                 c[k] = (run_s + prior) / (<double>run_n + n0)
             else:
                 c[k] = run_s / <double>run_n if run_n else pooled
-        self._curve = _depth_mod().DepthCostCurve(self._step, costs, counts, pooled)
+        self._curve = _cost_curve(self._step, costs, counts, pooled)
         return self._curve
 
     def _sum_of_squares(self):
