@@ -19,3 +19,6 @@ cdef class MarketFields:
     # what the core's decision reads (objects, stored and returned as they are)
     cdef public object config, book, sigma, adverse, drift, fill_cascade, hawkes_fit, _cache
     cdef public object funding_rate, funding_interval_s, _sigma_ref, _depth_ref, _ref_t_ns
+    # what the refresh step reads and writes (MarketStep.refresh): objects, as the reference stores them (the
+    # fresh-until time is an int or a float, the fit time an int or None)
+    cdef public object _all_fresh_until_ns, _hawkes_fit_at, _depth_curve

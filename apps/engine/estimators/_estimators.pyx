@@ -27,7 +27,7 @@ double ``math.fsum`` returns over the whole window.
 cimport cython
 
 from apps.engine._pyfloat cimport m_expm1 as _expm1, pymax as _pymax, pymin as _pymin, pypow as _pypow
-from apps.engine._slots cimport field, slot_get, slot_offset
+from apps.engine._slots cimport field, slot_get, slot_offset, slot_set
 from cpython.number cimport PyIndex_Check, PyNumber_Power
 from cpython.object cimport PyObject_GenericSetAttr
 from cpython.ref cimport Py_INCREF
@@ -2036,6 +2036,45 @@ cdef object _depth_mod():
     return _REF_DEPTH
 
 
+cdef object _NUMPY = None
+
+
+cdef object _numpy():
+    # numpy, imported on first use (a function-level import statement costs a lookup per call)
+    global _NUMPY
+    if _NUMPY is None:
+        import numpy
+
+        _NUMPY = numpy
+    return _NUMPY
+
+
+cdef int _CURVE_PLAIN = -1  # 1 while DepthCostCurve is the class _cost_curve was written for (checked on first use)
+
+
+cdef object _cost_curve(object step, object costs, tuple counts, object pooled):
+    """``DepthCostCurve(step, costs, counts, pooled)`` for ``costs`` a new float64 array that nothing else holds: its
+    generated ``__init__`` (one ``object.__setattr__`` per field, in field order) and its ``__post_init__``, whose copy
+    of such an array (``np.array(costs, dtype=np.float64)``, made read-only) is the array itself made read-only."""
+    global _CURVE_PLAIN
+    cls = _depth_mod().DepthCostCurve
+    if _CURVE_PLAIN < 0:
+        _CURVE_PLAIN = (
+            tuple(cls.__dataclass_fields__) == ("step", "cost_array", "counts", "pooled")
+            and cls.__dataclass_params__.frozen
+            and cls.__post_init__.__qualname__ == "DepthCostCurve.__post_init__"
+        )
+    if not _CURVE_PLAIN:
+        return cls(step, costs, counts, pooled)
+    cdef object obj = _new(cls)
+    PyObject_GenericSetAttr(obj, "step", step)
+    PyObject_GenericSetAttr(obj, "cost_array", costs)
+    PyObject_GenericSetAttr(obj, "counts", counts)
+    PyObject_GenericSetAttr(obj, "pooled", pooled)
+    costs.flags.writeable = False  # __post_init__: the curve's own (read-only) array
+    return obj
+
+
 @cython.final
 cdef class DepthMarkoutCurve:
     """Compiled :class:`apps.engine.estimators.depth_markout.PyDepthMarkoutCurve`: the pending events, the kept
@@ -2216,8 +2255,7 @@ cdef class DepthMarkoutCurve:
     def curve(self):
         """The cost curve over the kept events (None before any event with depth ≥ 0), the reference's sums in its
         order: the pooled sum cell 0 upwards, the suffix sums from the last cell down."""
-        import numpy as np
-
+        np = _numpy()
         if self._curve_at == self.completed:
             return self._curve
         self._curve_at = self.completed
@@ -2248,7 +2286,7 @@ cdef class DepthMarkoutCurve:
                 c[k] = (run_s + prior) / (<double>run_n + n0)
             else:
                 c[k] = run_s / <double>run_n if run_n else pooled
-        self._curve = _depth_mod().DepthCostCurve(self._step, costs, counts, pooled)
+        self._curve = _cost_curve(self._step, costs, counts, pooled)
         return self._curve
 
     def _sum_of_squares(self):
@@ -2456,6 +2494,21 @@ def slot_reads_active():
     return _B_SLOTS and _T_SLOTS
 
 
+cdef object _NEVER_OBJ = 2**63 - 1  # market._NEVER
+cdef object _ceil = math.ceil
+
+
+cdef inline bint _ge_exact(int64_t a, object x) except -1:
+    # ``a >= x`` as Python compares an int with an int or a float (exactly): in C while that is exact
+    cdef int64_t b
+    if type(x) is float:
+        if -_EXACT_NS <= a <= _EXACT_NS:  # a is exact as a double
+            return <double>a >= <double>x
+    elif _as_ns(x, &b):
+        return a >= b
+    return a >= x
+
+
 @cython.final
 cdef class MarketStep:
     """``MarketEstimators._on_bbo`` and ``_on_trade`` in one compiled call each (a book ticker is one Python → C
@@ -2475,6 +2528,12 @@ cdef class MarketStep:
     cdef DepthMarkoutCurve depth  # None when est.depth_markout is the reference (then called with the mid lookup)
     cdef object depth_py, mid_before
     cdef int64_t momentum_ns
+    # the refresh step's reads (refresh): the estimators' caches (``_Cached``, each snap and at_ns read by slot
+    # offset when cache_slots) and the refresh intervals, fixed when the MarketEstimators was built
+    cdef object c_kappa, c_sigma, c_arrival, c_flow, c_drift, c_micro, c_depth
+    cdef bint cache_slots
+    cdef Py_ssize_t off_snap, off_at
+    cdef object snapshot_refresh_ns, kappa_refresh_ns, kappa_min_refresh_ns
 
     @staticmethod
     def fits(est):
@@ -2503,6 +2562,17 @@ cdef class MarketStep:
         self.depth_py = dm
         self.mid_before = self.adverse.mid_before  # bound once, for a reference depth curve
         self.momentum_ns = est._momentum_ns
+        self.c_kappa, self.c_sigma, self.c_arrival = est._c_kappa, est._c_sigma, est._c_arrival
+        self.c_flow, self.c_drift, self.c_micro = est._c_flow, est._c_drift, est._c_microprice
+        self.c_depth = est._c_depth
+        caches = (self.c_kappa, self.c_sigma, self.c_arrival, self.c_flow, self.c_drift, self.c_micro, self.c_depth)
+        cache_t = type(self.c_kappa)
+        self.off_snap = slot_offset(cache_t, "snap")
+        self.off_at = slot_offset(cache_t, "at_ns")
+        self.cache_slots = self.off_snap >= 0 and self.off_at >= 0 and all(type(c) is cache_t for c in caches)
+        self.snapshot_refresh_ns = est._snapshot_refresh_ns
+        self.kappa_refresh_ns = est._kappa_refresh_ns
+        self.kappa_min_refresh_ns = est._kappa_min_refresh_ns
 
     def on_bbo(self, b):
         """``MarketEstimators._on_bbo(b)``."""
@@ -2583,3 +2653,139 @@ cdef class MarketStep:
         est._mean_trade_size = size if m != m else decay * m + (1 - decay) * size
         if ts >= est.c_next_hawkes_fit_ns:
             (<object>est)._refit_hawkes(ts)
+
+    # --- the refresh step -----------------------------------------------------------------------------------------
+    # MarketEstimators.refresh and the methods it calls (_settle, snapshots, kappa_snapshot, _get, depth_cost,
+    # _schedule), step by step in the reference's order: the same tests on the same objects (an int time compared
+    # with an int or float interval exactly, as Python compares them), the same calls, the same stores.
+
+    cdef inline object _snap(self, object c):
+        return slot_get(c, self.off_snap) if self.cache_slots else c.snap
+
+    cdef inline object _at_ns(self, object c):
+        return slot_get(c, self.off_at) if self.cache_slots else c.at_ns
+
+    cdef int _store(self, object c, object snap, object now_ns) except -1:
+        # c.snap = snap; c.at_ns = now_ns (the reference's order)
+        if self.cache_slots:
+            slot_set(c, self.off_snap, snap)
+            slot_set(c, self.off_at, now_ns)
+        else:
+            c.snap = snap
+            c.at_ns = now_ns
+        return 0
+
+    cdef bint _older(self, object c, object now_ns, int64_t now, object interval) except -1:
+        # ``now_ns - c.at_ns >= interval`` (Python ints, an int or float interval)
+        cdef int64_t at
+        at_obj = self._at_ns(c)
+        if _as_ns(at_obj, &at):
+            return _ge_exact(now - at, interval)
+        return now_ns - at_obj >= interval
+
+    cdef int _get(self, object c, object now_ns, int64_t now, object est_i) except -1:
+        # MarketEstimators._get(c, now_ns, est_i.snapshot), its result unused
+        cdef MarketFields est = self.est
+        if self._snap(c) is None or self._older(c, now_ns, now, self.snapshot_refresh_ns):
+            self._store(c, est_i.snapshot(now_ns), now_ns)
+            est.c_version += 1
+            est._all_fresh_until_ns = 0
+        return 0
+
+    def refresh(self, now_ns):
+        """``MarketEstimators.refresh(now_ns)`` (its reference runs for a time that is not an int within ±2**62)."""
+        cdef MarketFields est = self.est
+        cdef int64_t now
+        if not _as_ns(now_ns, &now):
+            return type(est).refresh(est, now_ns)
+        # _settle: σ's window statistics (the reference's settle, which does nothing unless closed_stale), the re-fit
+        if self.sigma.closed_stale:
+            self.sigma.settle()
+        at = est._hawkes_fit_at
+        if at is not None:
+            est._hawkes_fit_at = None
+            (<object>est)._fit_hawkes(at)
+        if est._all_snaps:
+            self._snapshots(now_ns, now)
+        if self._snap(self.c_depth) is not None:
+            self._depth_cost(now_ns, now)
+        self._schedule()
+
+    cdef int _snapshots(self, object now_ns, int64_t now) except -1:
+        # MarketEstimators.snapshots(now_ns), its result unused (it is stored in _all_snaps)
+        cdef MarketFields est = self.est
+        if now_ns < est._all_fresh_until_ns and est.c_kappa_trades_since < est.config.kappa_refresh_trades:
+            return 0
+        # kappa_snapshot
+        c = self.c_kappa
+        if (
+            self._snap(c) is None
+            or self._older(c, now_ns, now, self.kappa_refresh_ns)
+            or (
+                est.c_kappa_trades_since >= est.config.kappa_refresh_trades
+                and self._older(c, now_ns, now, self.kappa_min_refresh_ns)
+            )
+        ):
+            self._store(c, self.kappa.snapshot(now_ns), now_ns)
+            est.c_kappa_trades_since = 0
+            est.c_version += 1
+            est._all_fresh_until_ns = 0
+        kappa = self._snap(c)
+        self._get(self.c_sigma, now_ns, now, est.sigma)
+        self._get(self.c_arrival, now_ns, now, (<object>est).arrival)
+        self._get(self.c_flow, now_ns, now, (<object>est).flow)
+        self._get(self.c_drift, now_ns, now, est.drift)
+        self._get(self.c_micro, now_ns, now, (<object>est).microprice)
+        snaps = (
+            kappa,
+            self._snap(self.c_sigma),
+            self._snap(self.c_arrival),
+            self._snap(self.c_flow),
+            self._snap(self.c_drift),
+            self._snap(self.c_micro),
+        )
+        r = self.snapshot_refresh_ns
+        est._all_fresh_until_ns = min(
+            self._at_ns(self.c_kappa) + self.kappa_refresh_ns,
+            self._at_ns(self.c_sigma) + r,
+            self._at_ns(self.c_arrival) + r,
+            self._at_ns(self.c_flow) + r,
+            self._at_ns(self.c_drift) + r,
+            self._at_ns(self.c_micro) + r,
+        )
+        est._all_snaps = snaps
+        return 0
+
+    cdef int _depth_cost(self, object now_ns, int64_t now) except -1:
+        # MarketEstimators.depth_cost(now_ns), its result unused: _get with its compute()
+        cdef MarketFields est = self.est
+        c = self.c_depth
+        if self._snap(c) is None or self._older(c, now_ns, now, self.snapshot_refresh_ns):
+            dm = (<object>est).depth_markout
+            if dm is self.depth:
+                self.depth._complete(now, self.adverse, None)  # advance(now, adverse.mid_before): its mids in C
+            else:
+                dm.advance(now_ns, self.adverse.mid_before)
+            est._depth_curve = dm.curve()
+            self._store(c, dm.snapshot(now_ns), now_ns)
+            est.c_version += 1
+            est._all_fresh_until_ns = 0
+        return 0
+
+    cdef int _schedule(self) except -1:
+        # MarketEstimators._schedule
+        cdef MarketFields est = self.est
+        if self.sigma.closed_stale or est._hawkes_fit_at is not None:
+            est.c_refresh_due_ns = 0
+            return 0
+        due = est._all_fresh_until_ns if est._all_snaps else _NEVER_OBJ
+        c = self.c_depth
+        if self._snap(c) is not None:
+            due = min(due, self._at_ns(c) + self.snapshot_refresh_ns)
+        est.c_refresh_due_ns = _integer(_ceil(due), "_refresh_due_ns")
+        c = self.c_kappa
+        if self._snap(c) is not None:
+            est.c_kappa_min_due_ns = _integer(_ceil(self._at_ns(c) + self.kappa_min_refresh_ns), "_kappa_min_due_ns")
+        else:
+            est.c_kappa_min_due_ns = _NEVER_OBJ
+        return 0

@@ -274,6 +274,8 @@ class MarketEstimators(_Fields):  # type: ignore[misc,valid-type]
             step = _compiled.MarketStep(self)
             self._on_bbo = step.on_bbo
             self._on_trade = step.on_trade
+            # and the refresh step (refresh and what it calls, with the same effects) one compiled call
+            self.refresh = step.refresh
 
     # --- events --------------------------------------------------------------------------------
 

@@ -90,7 +90,7 @@ def estimators(tick: float, *, reference: bool, monkeypatch) -> MarketEstimators
     # the compiled kind runs _on_bbo/_on_trade as MarketStep's methods (unless MM_PURE_PYTHON=1 turned MarketStep
     # off: then the compiled estimators run under MarketEstimators' Python methods), the reference kind as its own
     step = not reference and market._compiled is not None
-    for method in (est._on_bbo, est._on_trade):
+    for method in (est._on_bbo, est._on_trade, est.refresh):
         assert isinstance(getattr(method, "__self__", None), _estimators.MarketStep) == step
     return est
 
@@ -152,6 +152,17 @@ def cheap_state(est: MarketEstimators, now: int):
             est._trade_times[-1] if est._trade_times else None,
             len(est._trade_depths),
             est._trade_depths[-1] if est._trade_depths else None,
+            # the refresh step's schedule and caches (MarketStep.refresh runs it when the estimators are compiled)
+            est._refresh_due_ns,
+            est._kappa_min_due_ns,
+            est._all_fresh_until_ns,
+            type(est._all_fresh_until_ns),
+            est.version,
+            est.sigma.closed_stale,
+            est._hawkes_fit_at,
+            tuple(c.at_ns for c in (*est._cache.values(), est._c_depth)),
+            tuple(c.snap is None for c in (*est._cache.values(), est._c_depth)),
+            est._depth_curve,
         )
     ) + depth_state(est.depth_markout)
 
