@@ -67,7 +67,7 @@ from apps.engine.market.events import (
     Trade,
 )
 from apps.engine.market.inputs import DecisionInputs
-from apps.engine.quoting.quoter import MODEL_CODES, MarketState, QuoteResult
+from apps.engine.quoting.quoter import MODEL_CODES, Level, MarketState, QuoteResult
 
 cdef extern from *:
     """
@@ -325,6 +325,9 @@ cdef inline object _frozen(_Layout layout, tuple values):
 
 # EstimatorSnapshot's fields by their slot offsets (apps/engine/_slots.pxd): -1 where a field is not a plain slot
 cdef Py_ssize_t _S_NAME = slot_offset(EstimatorSnapshot, "name")
+# a quote Level's price and size by slot offset (_c_set reads the best of each side)
+cdef object _LEVEL = Level
+cdef Py_ssize_t _LV_PRICE = slot_offset(Level, "price"), _LV_SIZE = slot_offset(Level, "size")
 cdef Py_ssize_t _S_VALUE = slot_offset(EstimatorSnapshot, "value")
 cdef Py_ssize_t _S_STD = slot_offset(EstimatorSnapshot, "std")
 cdef Py_ssize_t _S_STATE = slot_offset(EstimatorSnapshot, "state")
@@ -705,20 +708,25 @@ cdef class StrategyCoreBase:
         """PyStrategyCore._set, with QuoteResult.to_decision inlined."""
         if not _bound:
             _bind()
-        bids = result.bids
-        asks = result.asks
-        reasons = result.reasons
+        cdef Py_ssize_t* off = _L_RESULT.offsets
+        if off != NULL and type(result) is QuoteResult:  # its fields by slot offset (_RESULT_FIELDS' order)
+            ts_ns, bids, asks, inputs, reasons = (
+                slot_get(result, off[0]), slot_get(result, off[1]), slot_get(result, off[2]), slot_get(result, off[3]),
+                slot_get(result, off[4]),
+            )
+        else:
+            ts_ns, bids, asks, inputs, reasons = result.ts_ns, result.bids, result.asks, result.inputs, result.reasons
         if bids:
             b = bids[0]
-            bid_px, bid_size = b.price, b.size
+            bid_px, bid_size = field(b, _LEVEL, _LV_PRICE, "price"), field(b, _LEVEL, _LV_SIZE, "size")
         else:
             bid_px, bid_size = None, 0.0
         if asks:
             a = asks[0]
-            ask_px, ask_size = a.price, a.size
+            ask_px, ask_size = field(a, _LEVEL, _LV_PRICE, "price"), field(a, _LEVEL, _LV_SIZE, "size")
         else:
             ask_px, ask_size = None, 0.0
-        decision = _frozen(_L_DECISION, (result.ts_ns, bid_px, ask_px, bid_size, ask_size, result.inputs, reasons))
+        decision = _frozen(_L_DECISION, (ts_ns, bid_px, ask_px, bid_size, ask_size, inputs, reasons))
         prev = self.last_decision
         if (
             prev is None

@@ -139,6 +139,17 @@ cdef object _snapshot(name, value, std, state, last_input_ns, ci_low, ci_high, d
     if not _SNAPSHOT_PLAIN:
         return EstimatorSnapshot(name, value, std, state, last_input_ns, ci_low, ci_high, detail, message)
     cdef object obj = _new(EstimatorSnapshot)
+    if _SNAPSHOT_SLOTS:  # each field stored in its slot as object.__setattr__ stores it (apps/engine/_slots.pxd)
+        slot_set(obj, _SNAP_OFF[0], name)
+        slot_set(obj, _SNAP_OFF[1], value)
+        slot_set(obj, _SNAP_OFF[2], std)
+        slot_set(obj, _SNAP_OFF[3], state)
+        slot_set(obj, _SNAP_OFF[4], last_input_ns)
+        slot_set(obj, _SNAP_OFF[5], ci_low)
+        slot_set(obj, _SNAP_OFF[6], ci_high)
+        slot_set(obj, _SNAP_OFF[7], detail)
+        slot_set(obj, _SNAP_OFF[8], message)
+        return obj
     PyObject_GenericSetAttr(obj, "name", name)
     PyObject_GenericSetAttr(obj, "value", value)
     PyObject_GenericSetAttr(obj, "std", std)
@@ -149,6 +160,17 @@ cdef object _snapshot(name, value, std, state, last_input_ns, ci_low, ci_high, d
     PyObject_GenericSetAttr(obj, "detail", detail)
     PyObject_GenericSetAttr(obj, "message", message)
     return obj
+
+
+# EstimatorSnapshot's slot offsets in _SNAPSHOT_FIELDS' order; _SNAPSHOT_SLOTS when every field is a plain slot
+cdef Py_ssize_t _SNAP_OFF[9]
+cdef bint _SNAPSHOT_SLOTS = _SNAPSHOT_PLAIN and len(_SNAPSHOT_FIELDS) == 9
+cdef Py_ssize_t _si
+if _SNAPSHOT_SLOTS:
+    for _si in range(9):
+        _SNAP_OFF[_si] = slot_offset(EstimatorSnapshot, _SNAPSHOT_FIELDS[_si])
+        if _SNAP_OFF[_si] < 0:
+            _SNAPSHOT_SLOTS = False
 
 
 cdef inline object _nan_or(double x):
@@ -2490,8 +2512,9 @@ cdef bint _T_SLOTS = min(_T_TS, _T_PRICE, _T_SIZE, _T_AGG) >= 0
 
 
 def slot_reads_active():
-    """Whether the book ticker's and the trade's fields are read by slot offset here (tests/engine/test_compiled.py)."""
-    return _B_SLOTS and _T_SLOTS
+    """Whether the book ticker's and the trade's fields are read, and the snapshots' stored, by slot offset here
+    (tests/engine/test_compiled.py)."""
+    return _B_SLOTS and _T_SLOTS and _SNAPSHOT_SLOTS
 
 
 cdef object _NEVER_OBJ = 2**63 - 1  # market._NEVER
