@@ -36,14 +36,13 @@ import sys
 from types import CodeType
 
 from cpython.object cimport PyObject_GenericSetAttr
-from cpython.number cimport PyIndex_Check
-from cpython.long cimport PyLong_CheckExact
+
 from libc.math cimport NAN, exp, expm1, fabs, isfinite, log, sqrt
 from libc.stdint cimport int64_t
 
 from apps.engine._pyfloat cimport pypow
 from apps.engine.estimators._estimators cimport MarketFields
-from apps.engine._slots cimport field, slot_get, slot_offset, slot_set
+from apps.engine._slots cimport field, slot_get, slot_offset, slot_offsets, slot_set, strict_int64
 from libc.stdlib cimport free, malloc
 
 from apps.engine.core import _DEPTH_MARKOUT_INPUTS, PyStrategyCore, StrategyParams
@@ -293,15 +292,12 @@ cdef class _Layout:
         self.cls = cls
         self.names = names
         self.n = len(names)
-        self.offsets = NULL
-        offsets = [slot_offset(cls, name) for name in names]
-        if min(offsets) < 0:
-            return
         self.offsets = <Py_ssize_t*>malloc(self.n * sizeof(Py_ssize_t))
         if self.offsets == NULL:
             raise MemoryError()
-        for k in range(self.n):
-            self.offsets[k] = offsets[k]
+        if not slot_offsets(cls, names, self.offsets):
+            free(self.offsets)
+            self.offsets = NULL
 
     def __dealloc__(self):
         free(self.offsets)
@@ -325,15 +321,15 @@ cdef inline object _frozen(_Layout layout, tuple values):
 
 # EstimatorSnapshot's fields by their slot offsets (apps/engine/_slots.pxd): -1 where a field is not a plain slot
 cdef Py_ssize_t _S_NAME = slot_offset(EstimatorSnapshot, "name")
-# a quote Level's price and size by slot offset (_c_set reads the best of each side)
-cdef object _LEVEL = Level
-cdef Py_ssize_t _LV_PRICE = slot_offset(Level, "price"), _LV_SIZE = slot_offset(Level, "size")
 cdef Py_ssize_t _S_VALUE = slot_offset(EstimatorSnapshot, "value")
 cdef Py_ssize_t _S_STD = slot_offset(EstimatorSnapshot, "std")
 cdef Py_ssize_t _S_STATE = slot_offset(EstimatorSnapshot, "state")
 cdef Py_ssize_t _S_CI_LOW = slot_offset(EstimatorSnapshot, "ci_low")
 cdef Py_ssize_t _S_CI_HIGH = slot_offset(EstimatorSnapshot, "ci_high")
 cdef Py_ssize_t _S_DETAIL = slot_offset(EstimatorSnapshot, "detail")
+# a quote Level's price and size by slot offset (_c_set reads the best of each side)
+cdef object _LEVEL = Level
+cdef Py_ssize_t _LV_PRICE = slot_offset(Level, "price"), _LV_SIZE = slot_offset(Level, "size")
 
 
 cdef inline object _sf(object snap, Py_ssize_t offset, str name):
@@ -869,11 +865,8 @@ cdef class StrategyCoreBase:
 
 
 cdef inline int64_t _i64(object value, str name) except? -1:
-    """An integer time as int64: an int (or anything with ``__index__``), else TypeError; past int64, OverflowError.
-    (Cython's own conversion would truncate a float; the events refuse one, apps/engine/market/events.py.)"""
-    if not PyLong_CheckExact(value) and (not PyIndex_Check(value) or isinstance(value, bool)):
-        raise TypeError(f"StrategyCore.{name} takes an integer of ns, got {value!r}")
-    return value
+    """An integer time of StrategyCore's as int64 (apps/engine/_slots.pxd: strict_int64)."""
+    return strict_int64(value, "StrategyCore", name, " of ns")
 
 
 cdef inline bint _same(object a, object b) except -1:

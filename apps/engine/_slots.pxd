@@ -9,8 +9,11 @@ unset slot raises AttributeError as ``getattr`` does. Callers use it only for an
 the offset was taken from, and fall back to ``getattr`` when :func:`slot_offset` found no plain object slot (-1: the
 field became a property, or the class is no longer slotted)."""
 
+from cpython.long cimport PyLong_CheckExact
+from cpython.number cimport PyIndex_Check
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_INCREF, Py_XDECREF
+from libc.stdint cimport int64_t
 
 
 cdef extern from "structmember.h":
@@ -40,6 +43,17 @@ cdef inline Py_ssize_t slot_offset(object cls, str name) except -2:
     return -1
 
 
+cdef inline bint slot_offsets(object cls, tuple names, Py_ssize_t* out) except -1:
+    """``cls``'s slot offsets of ``names``, in order, into ``out`` (room for ``len(names)``): True when every one is a
+    plain object slot, else False (and ``out`` is not to be used: set the fields by name)."""
+    cdef Py_ssize_t i
+    for i in range(len(names)):
+        out[i] = slot_offset(cls, names[i])
+        if out[i] < 0:
+            return False
+    return True
+
+
 cdef inline object slot_get(object obj, Py_ssize_t offset):
     """``obj``'s slot at ``offset`` (from :func:`slot_offset` of ``type(obj)``): the object itself, or AttributeError."""
     cdef PyObject* v = (<PyObject**>((<char*><PyObject*>obj) + offset))[0]
@@ -63,3 +77,12 @@ cdef inline object field(object obj, object cls, Py_ssize_t offset, str name):
     if offset >= 0 and type(obj) is cls:
         return slot_get(obj, offset)
     return getattr(obj, name)
+
+
+cdef inline int64_t strict_int64(object value, str owner, str name, str unit) except? -1:
+    """An integer field's value as int64, for the C fields behind the engine's integer properties (times in ns, counts):
+    an int (or anything with ``__index__`` but a bool), else TypeError naming ``owner.name`` and ``unit``; past int64,
+    OverflowError. (Cython's own conversion would truncate a float; the events refuse one, apps/engine/market/events.py.)"""
+    if not PyLong_CheckExact(value) and (not PyIndex_Check(value) or isinstance(value, bool)):
+        raise TypeError(f"{owner}.{name} takes an integer{unit}, got {value!r}")
+    return value

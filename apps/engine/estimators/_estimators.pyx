@@ -27,8 +27,8 @@ double ``math.fsum`` returns over the whole window.
 cimport cython
 
 from apps.engine._pyfloat cimport m_expm1 as _expm1, pymax as _pymax, pymin as _pymin, pypow as _pypow
-from apps.engine._slots cimport field, slot_get, slot_offset, slot_set
-from cpython.number cimport PyIndex_Check, PyNumber_Power
+from apps.engine._slots cimport field, slot_get, slot_offset, slot_offsets, slot_set, strict_int64
+from cpython.number cimport PyNumber_Power
 from cpython.object cimport PyObject_GenericSetAttr
 from cpython.ref cimport Py_INCREF
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
@@ -164,13 +164,9 @@ cdef object _snapshot(name, value, std, state, last_input_ns, ci_low, ci_high, d
 
 # EstimatorSnapshot's slot offsets in _SNAPSHOT_FIELDS' order; _SNAPSHOT_SLOTS when every field is a plain slot
 cdef Py_ssize_t _SNAP_OFF[9]
-cdef bint _SNAPSHOT_SLOTS = _SNAPSHOT_PLAIN and len(_SNAPSHOT_FIELDS) == 9
-cdef Py_ssize_t _si
-if _SNAPSHOT_SLOTS:
-    for _si in range(9):
-        _SNAP_OFF[_si] = slot_offset(EstimatorSnapshot, _SNAPSHOT_FIELDS[_si])
-        if _SNAP_OFF[_si] < 0:
-            _SNAPSHOT_SLOTS = False
+cdef bint _SNAPSHOT_SLOTS = (
+    _SNAPSHOT_PLAIN and len(_SNAPSHOT_FIELDS) == 9 and slot_offsets(EstimatorSnapshot, _SNAPSHOT_FIELDS, _SNAP_OFF)
+)
 
 
 cdef inline object _nan_or(double x):
@@ -2399,11 +2395,8 @@ cdef object _NS_OBJ = 1_000_000_000
 
 
 cdef inline int64_t _integer(object value, str name) except? -1:
-    """An integer field's value as int64: an int (or anything with ``__index__``), else TypeError; past int64,
-    OverflowError. (Cython's own conversion would truncate a float.)"""
-    if not PyIndex_Check(value) or isinstance(value, bool):
-        raise TypeError(f"MarketEstimators.{name} takes an integer (ns or a count), got {value!r}")
-    return value
+    """An integer field of MarketEstimators' (ns or a count) as int64 (apps/engine/_slots.pxd: strict_int64)."""
+    return strict_int64(value, "MarketEstimators", name, " (ns or a count)")
 
 
 cdef class MarketFields:

@@ -34,7 +34,7 @@ from libc.math cimport ceil, copysign, erf, exp, expm1, fabs, floor, fma, isfini
 from libc.math cimport sqrt, tanh, NAN
 
 from apps.engine._pyfloat cimport m_expm1, pymax, pymin, pypow
-from apps.engine._slots cimport field, slot_offset, slot_set
+from apps.engine._slots cimport field, slot_offset, slot_offsets, slot_set
 
 
 cdef extern from "Python.h":
@@ -294,19 +294,9 @@ cdef void _bind() except *:
     cdef Py_ssize_t i
     for i in range(MS_N):
         _MS_OFF[i] = slot_offset(ref.MarketState, _MS_FIELDS[i])
-    _LEVEL_SLOTS = _offsets(ref.Level, _LEVEL_FIELDS, _LEVEL_OFF)
-    _RESULT_SLOTS = _offsets(ref.QuoteResult, _RESULT_FIELDS, _RESULT_OFF)
+    _LEVEL_SLOTS = slot_offsets(ref.Level, _LEVEL_FIELDS, _LEVEL_OFF)
+    _RESULT_SLOTS = slot_offsets(ref.QuoteResult, _RESULT_FIELDS, _RESULT_OFF)
     _bound = True
-
-
-cdef bint _offsets(object cls, tuple names, Py_ssize_t* out) except -1:
-    """``cls``'s slot offsets of ``names`` into ``out``; False (and ``out`` unused) unless every one is a plain slot."""
-    cdef Py_ssize_t i
-    for i in range(len(names)):
-        out[i] = slot_offset(cls, names[i])
-        if out[i] < 0:
-            return False
-    return True
 
 
 def slot_reads_active():
