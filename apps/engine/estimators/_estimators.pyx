@@ -32,7 +32,7 @@ from cpython.number cimport PyNumber_Power
 from cpython.object cimport PyObject_GenericSetAttr
 from cpython.ref cimport Py_INCREF
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
-from libc.math cimport exp, expm1, fabs, isfinite, isinf, isnan, log, pow, rint, signbit, sqrt
+from libc.math cimport INFINITY, copysign, exp, expm1, fabs, isfinite, isinf, isnan, log, pow, rint, signbit, sqrt
 from libc.stdint cimport int64_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memmove
@@ -647,6 +647,68 @@ cdef object _adverse_ref():
     return _REF_ADVERSE
 
 
+cdef object _SIGMA_MOD = None
+cdef double _BV_SCALE = math.pi / 2.0  # sigma._BV_SCALE (checked in _closed_sums)
+
+
+cdef object _closed_sums(object returns, object durations, tuple scales, object headline):
+    """:func:`apps.engine.estimators.sigma.closed_statistics` in C: the same loops and the same order of every sum,
+    so the same ``_Closed``, bit for bit (the reference runs instead if the window's two deques differ in length)."""
+    global _SIGMA_MOD
+    if _SIGMA_MOD is None:
+        from apps.engine.estimators import sigma as sigma_mod
+
+        if sigma_mod._BV_SCALE != _BV_SCALE:
+            raise RuntimeError("apps.engine.estimators._estimators: sigma._BV_SCALE changed; update _closed_sums")
+        _SIGMA_MOD = sigma_mod
+    cdef Py_ssize_t size = len(returns)
+    if len(durations) != size:
+        return _SIGMA_MOD.closed_statistics(list(returns), list(durations), scales, headline)
+    cdef double* r = <double*>malloc((2 * size + 1) * sizeof(double))
+    if r == NULL:
+        raise MemoryError()
+    cdef double* d = r + size
+    cdef Py_ssize_t i = 0, j, b, k, blocks, n = 0
+    cdef double t, rv, cross, prev, rb, tb, a, bv, elapsed = 0.0, rv_h = 0.0, bv_h = _NAN
+    cdef dict per_scale = {}
+    try:
+        for x in returns:
+            r[i] = x
+            i += 1
+        i = 0
+        for x in durations:
+            d[i] = x
+            i += 1
+        for ko in scales:
+            k = ko
+            blocks = size // k
+            i = size - blocks * k
+            t = rv = cross = prev = 0.0
+            for b in range(blocks):
+                rb = r[i]
+                tb = d[i]
+                for j in range(i + 1, i + k):
+                    rb += r[j]
+                    tb += d[j]
+                i += k
+                t += tb
+                rv += rb * rb
+                a = fabs(rb)
+                if b:
+                    cross += a * prev
+                prev = a
+            bv = _BV_SCALE * <double>blocks / <double>(blocks - 1) * cross if blocks >= 2 else _NAN
+            if blocks >= 2 and t > 0:
+                per_scale[ko] = (sqrt(rv / t), sqrt(bv / t), blocks)
+            else:
+                per_scale[ko] = (_NAN_OBJ, _NAN_OBJ, blocks)
+            if ko == headline:
+                n, elapsed, rv_h, bv_h = blocks, t, rv, bv
+    finally:
+        free(r)
+    return _SIGMA_MOD._Closed(n, elapsed, rv_h, bv_h, per_scale)
+
+
 cdef object _sigma_ref():
     global _REF_SIGMA
     if _REF_SIGMA is None:
@@ -845,7 +907,7 @@ cdef class SigmaEstimator:
     # -- reading: the reference's functions ------------------------------------------------------
 
     def _compute_closed(self):
-        return _sigma_ref()._compute_closed(self)
+        return _closed_sums(self._returns, self._durations, self.params.scales, self.params.headline_scale)
 
     def _sigma_inventory_closed(self):
         return _sigma_ref()._sigma_inventory_closed(self)
@@ -1739,12 +1801,108 @@ def tick_mode(double n_eff, double sum_delta_beyond, double tick_frac, double pr
     return _kappa_mod().tick_mode(n_eff, sum_delta_beyond, tick_frac, prior_shape, prior_rate)
 
 
+cdef int _tick_grid(
+    double n, double s, double tau, double a0, double b0, double u_mode, double curv, double ci_level,
+    Py_ssize_t n_grid, double* out,
+) except -1:
+    """:func:`apps.engine.estimators.kappa.tick_posterior_at_mode`'s grid in C, the same operations in the same order
+    with the same C library functions, so the same bits: ``out`` = (mean, std, ci_low, ci_high)."""
+    cdef double c = curv
+    if 1e-12 > c:  # max(curv, 1e-12) as Python's max evaluates it (a NaN curv stays NaN)
+        c = 1e-12
+    cdef double sd_u = 1.0 / sqrt(c)
+    cdef double u0 = u_mode - 12 * sd_u
+    cdef double step = 24 * sd_u / <double>(n_grid - 1)
+    cdef double neg_tau = -tau
+    cdef double* buf = <double*>malloc(4 * n_grid * sizeof(double))
+    if buf == NULL:
+        raise MemoryError()
+    cdef double* u = buf
+    cdef double* k = buf + n_grid
+    cdef double* w = buf + 2 * n_grid  # the log density first, then its weights
+    cdef double* cdf = buf + 3 * n_grid
+    cdef double top = -INFINITY, ui, ki, lp, w0, run = 0.0, kw_sum = 0.0, dev_sum = 0.0, d, d0, dl, z, mean, var
+    cdef double tail, v
+    cdef Py_ssize_t i, last = n_grid - 1
+    for i in range(n_grid):
+        ui = step * <double>i + u0
+        ki = exp(ui)
+        lp = a0 * ui - b0 * ki + n * log(-expm1(ki * neg_tau)) - ki * s
+        u[i] = ui
+        k[i] = ki
+        w[i] = lp
+        if (isnan(lp) or lp > top) and not isnan(top):
+            top = lp
+    for i in range(n_grid):
+        w[i] = exp(w[i] - top)
+    w0 = w[0]
+    for i in range(n_grid):
+        run += w[i]
+        cdf[i] = (run - 0.5 * (w0 + w[i])) * step
+        kw_sum += k[i] * w[i]
+    z = cdf[last]
+    mean = _ieee_div(step * (kw_sum - 0.5 * (k[0] * w0 + k[last] * w[last])), z)
+    for i in range(n_grid):
+        d = k[i] - mean
+        dev_sum += d * d * w[i]
+    d0 = k[0] - mean
+    dl = k[last] - mean
+    var = _ieee_div(step * (dev_sum - 0.5 * (d0 * d0 * w0 + dl * dl * w[last])), z)
+    tail = 0.5 * (1.0 - ci_level)
+    v = var
+    if 0.0 > v:  # max(var, 0.0)
+        v = 0.0
+    out[0] = mean
+    out[1] = sqrt(v)
+    out[2] = exp(_grid_quantile(cdf, u, n_grid, tail * z))
+    out[3] = exp(_grid_quantile(cdf, u, n_grid, (1.0 - tail) * z))
+    free(buf)
+    return 0
+
+
+cdef inline double _ieee_div(double a, double b) noexcept:
+    """kappa._div: a / b, and at b = 0 the value the reference gives (its NaN is Python's, with the same bits)."""
+    if b != 0.0:
+        return a / b
+    if isnan(a) or a == 0.0:
+        return _NAN
+    return copysign(INFINITY, a) * copysign(1.0, b)
+
+
+cdef double _grid_quantile(const double* cdf, const double* u, Py_ssize_t n, double target) noexcept:
+    """kappa._grid_quantile: the ``u`` where ``cdf`` first reaches ``target``, linear between grid points."""
+    cdef Py_ssize_t i, j
+    cdef double denom
+    for i in range(1, n):
+        if cdf[i] >= target:
+            j = i - 1
+            denom = cdf[i] - cdf[j]
+            if denom > 0.0:
+                return u[j] + (target - cdf[j]) * (u[i] - u[j]) / denom
+            return u[i]
+    return target if isnan(target) else u[n - 1]
+
+
+def tick_posterior_at_mode(
+    double n_eff, double sum_delta_beyond, double tick_frac, double prior_shape, double prior_rate, double u_mode,
+    double curv, double ci_level=0.95, n_grid=801,
+):
+    """:func:`apps.engine.estimators.kappa.tick_posterior_at_mode` with the grid in C (:func:`_tick_grid`): the same
+    KappaPosterior, bit for bit."""
+    if not (type(n_grid) is int and n_grid >= 2):
+        return _kappa_mod().tick_posterior_at_mode(
+            n_eff, sum_delta_beyond, tick_frac, prior_shape, prior_rate, u_mode, curv, ci_level, n_grid
+        )  # (it raises the reference's error)
+    cdef double out[4]
+    _tick_grid(n_eff, sum_delta_beyond, tick_frac, prior_shape, prior_rate, u_mode, curv, ci_level, n_grid, out)
+    return _kappa_mod().KappaPosterior(out[0], out[1], out[2], out[3])
+
+
 def tick_posterior(n_eff, sum_delta_beyond, tick_frac, prior_shape, prior_rate, ci_level=0.95, n_grid=801):
-    """:func:`apps.engine.estimators.kappa.tick_posterior` with its mode from :func:`tick_mode` (C); the grid is the
-    reference's own function (:func:`~apps.engine.estimators.kappa.tick_posterior_at_mode`)."""
-    km = _kappa_mod()
+    """:func:`apps.engine.estimators.kappa.tick_posterior` with its mode from :func:`tick_mode` and its grid from
+    :func:`tick_posterior_at_mode`, both in C."""
     u_mode, curv = tick_mode(n_eff, sum_delta_beyond, tick_frac, prior_shape, prior_rate)
-    return km.tick_posterior_at_mode(
+    return tick_posterior_at_mode(
         n_eff, sum_delta_beyond, tick_frac, prior_shape, prior_rate, u_mode, curv, ci_level, n_grid
     )
 

@@ -258,17 +258,42 @@ def tick_mode(
     return u_mode, curv
 
 
-_GRID_INDEX: dict[int, np.ndarray] = {}
+def _exp(x: float) -> float:
+    """e^x as the C library gives it: +inf past the largest double (``math.exp`` raises there)."""
+    try:
+        return math.exp(x)
+    except OverflowError:
+        return math.inf
 
 
-def _grid_index(n_grid: int) -> np.ndarray:
-    """(0.0, 1.0, …, n_grid − 1) as a read-only float64 array, built once per grid size."""
-    idx = _GRID_INDEX.get(n_grid)
-    if idx is None:
-        idx = np.arange(n_grid, dtype=np.float64)
-        idx.flags.writeable = False
-        _GRID_INDEX[n_grid] = idx
-    return idx
+def _log(x: float) -> float:
+    """ln x as the C library gives it: −inf at 0 and NaN below (``math.log`` raises there)."""
+    if x > 0.0 or x != x:
+        return math.log(x)
+    return -math.inf if x == 0.0 else math.nan
+
+
+def _div(a: float, b: float) -> float:
+    """a / b as IEEE division gives it: ±inf or NaN at b = 0 (Python raises there)."""
+    if b != 0.0:
+        return a / b
+    if a != a or a == 0.0:
+        return math.nan
+    return math.copysign(math.inf, a) * math.copysign(1.0, b)
+
+
+def _grid_quantile(cdf: list[float], u: list[float], target: float) -> float:
+    """The ``u`` at which the piecewise-linear ``cdf`` (non-decreasing, ``cdf[0] = 0``) first reaches ``target``:
+    linear between the two grid points around it, ``u[-1]`` if it never does, ``target`` itself if it is NaN."""
+    n = len(cdf)
+    for i in range(1, n):
+        if cdf[i] >= target:
+            j = i - 1
+            denom = cdf[i] - cdf[j]
+            if denom > 0.0:
+                return u[j] + (target - cdf[j]) * (u[i] - u[j]) / denom
+            return u[i]
+    return target if target != target else u[n - 1]
 
 
 def tick_posterior_at_mode(
@@ -283,50 +308,58 @@ def tick_posterior_at_mode(
     n_grid: int = 801,
 ) -> KappaPosterior:
     """:func:`tick_posterior` from its mode and curvature (:func:`tick_mode`): the density integrated on the grid
-    in ln κ spanning ±12 Laplace standard deviations around the mode."""
+    in ln κ spanning ±12 Laplace standard deviations around the mode (trapezoid rule on ``n_grid`` points).
+
+    Written as plain loops over the grid with the C library's ``exp``/``expm1``/``log`` (``math``), every sum taken
+    in grid order, so that the compiled twin (``apps/engine/estimators/_estimators.pyx``: ``_tick_grid``) gives the
+    same bits with the same operations in C, on every CPU. (NumPy's vector ``exp``/``log`` kernels differ in the
+    last bit between AVX2 and AVX-512 machines, which made the decisions' fingerprints differ by platform.) The
+    credible interval interpolates the cumulative integral linearly between grid points (:func:`_grid_quantile`).
+    """
+    if not (isinstance(n_grid, int) and n_grid >= 2):
+        raise ValueError(f"tick_posterior_at_mode: n_grid must be an integer >= 2, got {n_grid!r}")
     a0, b0, n, s, tau = prior_shape, prior_rate, n_eff, sum_delta_beyond, tick_frac
     sd_u = 1.0 / math.sqrt(max(curv, 1e-12))
     u0 = u_mode - 12 * sd_u
     step = 24 * sd_u / (n_grid - 1)
-    # The refresh step runs this once per κ refresh: each line is one numpy operation on the grid, written into
-    # an array it owns (``tmp``) where the value is not needed again, so the same operations in the same order
-    # give the same bits as the plain expressions in the comments with fewer temporaries.
-    u = step * _grid_index(n_grid)
-    u += u0  # u = u0 + step · (0, 1, …, n_grid − 1)
-    k = np.exp(u)
-    # ln(1 − e^{−κτ}) as log(−expm1(−x)): exact enough in absolute terms for every x > 0, which is all a
-    # log density needs (it is exponentiated after subtracting its maximum, in the hundreds)
-    tmp = np.multiply(k, -tau)  # −k·τ (negating τ or the product is exact either way)
-    np.expm1(tmp, out=tmp)
-    np.negative(tmp, out=tmp)
-    np.log(tmp, out=tmp)
-    tmp *= n
-    logp = a0 * u  # density in u: κ^{α0} …; logp = a0·u − b0·k + n·log(−expm1(−k·τ)) − k·s
-    logp -= b0 * k
-    logp += tmp
-    logp -= np.multiply(k, s, out=tmp)
-    logp -= logp.max()
-    w = np.exp(logp, out=logp)  # w = exp(logp − max logp)
-    # Trapezoid rule on the uniform grid, in closed form: cumulative integral, normaliser, first two moments.
-    cdf = np.cumsum(w)
-    half_ends = np.add(w, w[0], out=tmp)
-    half_ends *= 0.5
-    cdf -= half_ends  # cdf −= 0.5 · (w[0] + w)
-    cdf *= step
-    z = float(cdf[-1])
-    kw = np.multiply(k, w, out=tmp)
-    mean = step * (float(kw.sum()) - 0.5 * (float(kw[0]) + float(kw[-1]))) / z
-    dev2w = np.subtract(k, mean, out=tmp)
-    dev2w *= dev2w
-    dev2w *= w  # dev2w = (k − mean)² · w
-    var = step * (float(dev2w.sum()) - 0.5 * (float(dev2w[0]) + float(dev2w[-1]))) / z
+    neg_tau = -tau
+    u = [0.0] * n_grid
+    k = [0.0] * n_grid
+    logp = [0.0] * n_grid
+    top = -math.inf
+    for i in range(n_grid):
+        ui = step * i + u0
+        ki = _exp(ui)
+        # density in u: κ^{α0} e^{−β0 κ} (1 − e^{−κτ})^n e^{−κS}; ln(1 − e^{−κτ}) as log(−expm1(−κτ))
+        lp = a0 * ui - b0 * ki + n * _log(-math.expm1(ki * neg_tau)) - ki * s
+        u[i], k[i], logp[i] = ui, ki, lp
+        if (lp != lp or lp > top) and top == top:  # the maximum, NaN if any is NaN
+            top = lp
+    # trapezoid rule on the uniform grid: cumulative integral, normaliser, first two moments
+    w = [_exp(lp - top) for lp in logp]
+    w0 = w[0]
+    cdf = [0.0] * n_grid
+    run = 0.0
+    kw_sum = 0.0
+    for i in range(n_grid):
+        run += w[i]
+        cdf[i] = (run - 0.5 * (w0 + w[i])) * step
+        kw_sum += k[i] * w[i]
+    z = cdf[n_grid - 1]
+    last = n_grid - 1
+    mean = _div(step * (kw_sum - 0.5 * (k[0] * w0 + k[last] * w[last])), z)
+    dev_sum = 0.0
+    for i in range(n_grid):
+        d = k[i] - mean
+        dev_sum += d * d * w[i]
+    d0, dl = k[0] - mean, k[last] - mean
+    var = _div(step * (dev_sum - 0.5 * (d0 * d0 * w0 + dl * dl * w[last])), z)
     tail = 0.5 * (1.0 - ci_level)
-    lo_u, hi_u = np.interp((tail * z, (1.0 - tail) * z), cdf, u)
     return KappaPosterior(
         mean=mean,
         std=math.sqrt(max(var, 0.0)),
-        ci_low=math.exp(lo_u),
-        ci_high=math.exp(hi_u),
+        ci_low=_exp(_grid_quantile(cdf, u, tail * z)),
+        ci_high=_exp(_grid_quantile(cdf, u, (1.0 - tail) * z)),
     )
 
 

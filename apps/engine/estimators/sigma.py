@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -217,6 +218,50 @@ class _Closed:
     per_scale: dict[int, tuple[float, float, int]]  # k -> (sigma_total, sigma_clean, n_blocks)
 
 
+def closed_statistics(
+    returns: Sequence[float], durations_s: Sequence[float], scales: Sequence[int], headline: int
+) -> _Closed:
+    """The closed buckets' statistics at every scale: for each ``k``, the returns and durations summed in
+    non-overlapping blocks of ``k`` (the newest blocks kept whole, as :func:`aggregate_returns`), then the blocks'
+    elapsed time, RV and BV (:func:`realised_variance`, :func:`bipower_variation`); the headline scale's sums are
+    the headline's.
+
+    Plain loops, every sum taken oldest first, so that the compiled estimator's twin (``_estimators.pyx``:
+    ``_closed_sums``) gives the same bits in C on every CPU (numpy's pairwise sums and BLAS dot products are not
+    written down, and differ between machines).
+    """
+    size = len(returns)
+    per_scale: dict[int, tuple[float, float, int]] = {}
+    n = 0
+    elapsed = rv_h = 0.0
+    bv_h = math.nan
+    for k in scales:
+        blocks = size // k
+        i = size - blocks * k
+        t = rv = cross = prev = 0.0
+        for b in range(blocks):
+            rb = returns[i]
+            tb = durations_s[i]
+            for j in range(i + 1, i + k):
+                rb += returns[j]
+                tb += durations_s[j]
+            i += k
+            t += tb
+            rv += rb * rb
+            a = abs(rb)
+            if b:
+                cross += a * prev
+            prev = a
+        bv = _BV_SCALE * blocks / (blocks - 1) * cross if blocks >= 2 else math.nan
+        if blocks >= 2 and t > 0:
+            per_scale[k] = (math.sqrt(rv / t), math.sqrt(bv / t), blocks)
+        else:
+            per_scale[k] = (math.nan, math.nan, blocks)
+        if k == headline:
+            n, elapsed, rv_h, bv_h = blocks, t, rv, bv
+    return _Closed(n, elapsed, rv_h, bv_h, per_scale)
+
+
 class PySigmaEstimator:
     """Online σ per √second (fraction of price) from mids, on a volume clock (see the module docstring).
 
@@ -347,26 +392,9 @@ class PySigmaEstimator:
             self._closed = self._compute_closed()
 
     def _compute_closed(self) -> _Closed:
-        r = np.fromiter(self._returns, float, len(self._returns))
-        dt = np.fromiter(self._durations, float, len(self._durations))
-        per_scale: dict[int, tuple[float, float, int]] = {}
-        headline = self.params.headline_scale  # one of the scales (validated): its sums are taken in the loop
-        n = 0
-        elapsed = rv_h = 0.0
-        bv_h = math.nan
-        for k in self.params.scales:
-            rk, dtk = aggregate_returns(r, dt, k)
-            t = float(dtk.sum())
-            usable = rk.size >= 2 and t > 0
-            if usable or k == headline:
-                rv, bv = realised_variance(rk), bipower_variation(rk)
-            if usable:
-                per_scale[k] = (math.sqrt(rv / t), math.sqrt(bv / t), rk.size)
-            else:
-                per_scale[k] = (math.nan, math.nan, int(rk.size))
-            if k == headline:
-                n, elapsed, rv_h, bv_h = int(rk.size), t, rv, bv
-        return _Closed(n, elapsed, rv_h, bv_h, per_scale)
+        return closed_statistics(
+            list(self._returns), list(self._durations), self.params.scales, self.params.headline_scale
+        )
 
     # -- reading ----------------------------------------------------------------------------------
 

@@ -5,7 +5,9 @@ against their references, bit for bit, on generated inputs.
   :func:`apps.engine.estimators.kappa.tick_mode` (Python, ``scipy.optimize.brentq``) on thousands of generated
   posteriors spanning the recordings' range and far beyond it, and on inputs where the reference raises (the compiled
   function then runs the reference, so the same exception comes out);
-- ``_estimators.tick_posterior`` against :func:`~apps.engine.estimators.kappa.tick_posterior`;
+- ``_estimators.tick_posterior`` against :func:`~apps.engine.estimators.kappa.tick_posterior`, and its grid
+  (``_estimators.tick_posterior_at_mode``, C loops) against the reference's on every grid size and at the edges
+  (a NaN or infinite curvature, an infinite rate, a grid of 2 points, a grid that is not an integer);
 - the compiled ``TradeKappaEstimator``'s goodness of fit (read from its ring) and snapshot against
   ``PyTradeKappaEstimator``'s on generated tapes with a small window and a small ``gof_max_trades`` (so the window
   walk and the row limit both bite), in the tick and the continuous model.
@@ -99,6 +101,36 @@ def test_the_compiled_tick_posterior_matches_the_reference():
     for i, args in enumerate(generated_posteriors(11, 300)):
         ci = (0.95, 0.9, 0.5)[i % 3]
         assert bits(_estimators.tick_posterior(*args, ci)) == bits(kappa.tick_posterior(*args, ci)), args
+
+
+@pytest.mark.parametrize("n_grid", [2, 3, 9, 101, 801, 2001])
+def test_the_compiled_tick_grid_matches_the_reference_bit_for_bit(n_grid):
+    for i, args in enumerate(generated_posteriors(20 + n_grid, 150)):
+        ci = (0.95, 0.9, 0.5, 0.99)[i % 4]
+        u_mode, curv = kappa.tick_mode(*args)
+        full = (*args, u_mode, curv, ci, n_grid)
+        assert bits(_estimators.tick_posterior_at_mode(*full)) == bits(kappa.tick_posterior_at_mode(*full)), full
+
+
+@pytest.mark.parametrize(
+    "u_mode, curv, ci, n_grid",
+    [
+        (8.0, math.nan, 0.95, 801),  # max(curv, 1e-12) keeps the NaN, as Python's max does
+        (8.0, math.inf, 0.95, 801),  # a zero-width grid: z = 0
+        (8.0, 0.0, 0.95, 801),  # the curvature floor: a grid ±12e6 wide in ln κ (κ overflows to inf)
+        (8.0, -5.0, 0.95, 9),
+        (math.nan, 100.0, 0.95, 801),
+        (800.0, 100.0, 0.95, 801),  # κ past the largest double on the whole grid
+        (8.0, 100.0, 1.0, 801),  # a zero-width interval: both ends at a cdf target of 0 and z
+        (8.0, 100.0, 0.95, 2),
+        (8.0, 100.0, 0.95, 801.0),  # not an integer: the reference's ValueError
+        (8.0, 100.0, 0.95, 1),
+    ],
+)
+def test_the_compiled_tick_grid_matches_the_reference_at_the_edges(u_mode, curv, ci, n_grid):
+    for args in ((50.0, 50 * 3e-5, 1e-5, 2.0, 2.0 / 3000), (50.0, 50 * 3e-5, 1e-5, 2.0, math.inf)):
+        full = (*args, u_mode, curv, ci, n_grid)
+        assert outcome(_estimators.tick_posterior_at_mode, *full) == outcome(kappa.tick_posterior_at_mode, *full)
 
 
 @pytest.mark.parametrize("tick", [0.0, 0.1])

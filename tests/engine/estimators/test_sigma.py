@@ -201,16 +201,20 @@ def test_it_measures_a_plausible_sigma_on_binance_usdm_btcusdt():
     ("scales", "headline", "n_returns"),
     [((1, 2, 4), 1, 300), ((1, 2, 4), 4, 300), ((4, 1, 2), 2, 97), ((1, 3), 3, 5), ((2, 5), 5, 9)],
 )
-def test_the_closed_statistics_are_the_headline_scales_sums_bit_for_bit(scales, headline, n_returns):
-    """_compute_closed takes the headline scale's sums inside its loop over the scales: they must be, bit for bit,
-    what aggregating the window at the headline scale and summing it directly gives, and every scale's entry what
-    that scale alone gives (including scales too coarse for two blocks)."""
+def test_the_closed_statistics_are_the_headline_scales_sums(scales, headline, n_returns):
+    """_compute_closed (sigma.closed_statistics: plain loops, sums oldest first) takes the headline scale's sums
+    inside its loop over the scales: they must be what aggregating the window at the headline scale with numpy
+    and summing it directly gives (to rounding: numpy sums pairwise and BLAS dots in its own order), and every
+    scale's entry what that scale alone gives (including scales too coarse for two blocks)."""
     from apps.engine.estimators.sigma import aggregate_returns
 
     est = SigmaEstimator(SigmaParams(scales=scales, headline_scale=headline, window_buckets=300, min_buckets=3))
     rng = np.random.default_rng(n_returns)
-    est._returns.extend(SIGMA * rng.standard_normal(n_returns) * rng.choice([1.0, 30.0], n_returns, p=[0.97, 0.03]))
-    est._durations.extend(rng.uniform(0.2, 30.0, n_returns))
+    # Python floats, as the estimator appends them (math.log of a ratio; the bucket's elapsed seconds)
+    est._returns.extend(
+        (SIGMA * rng.standard_normal(n_returns) * rng.choice([1.0, 30.0], n_returns, p=[0.97, 0.03])).tolist()
+    )
+    est._durations.extend(rng.uniform(0.2, 30.0, n_returns).tolist())
     closed = est._compute_closed()
     r = np.array(est._returns, dtype=float)
     dt = np.array(est._durations, dtype=float)
@@ -218,7 +222,8 @@ def test_the_closed_statistics_are_the_headline_scales_sums_bit_for_bit(scales, 
     want = (int(rk.size), float(dtk.sum()), realised_variance(rk), bipower_variation(rk))
     got = (closed.n, closed.elapsed_s, closed.rv, closed.bv)
     assert [type(x) for x in got] == [type(x) for x in want]
-    assert np.array(got[1:]).tobytes() == np.array(want[1:]).tobytes() and got[0] == want[0]
+    assert got[0] == want[0]
+    assert got[1:] == pytest.approx(want[1:], rel=1e-13, abs=0.0, nan_ok=True)
     assert list(closed.per_scale) == list(dict.fromkeys(scales))
     for k in scales:
         rk, dtk = aggregate_returns(r, dt, k)
@@ -228,4 +233,39 @@ def test_the_closed_statistics_are_the_headline_scales_sums_bit_for_bit(scales, 
         else:
             want_k = (math.nan, math.nan, int(rk.size))
         got_k = closed.per_scale[k]
-        assert np.array(got_k[:2]).tobytes() == np.array(want_k[:2]).tobytes() and got_k[2] == want_k[2]
+        assert got_k[2] == want_k[2] and type(got_k[2]) is int
+        assert got_k[:2] == pytest.approx(want_k[:2], rel=1e-13, abs=0.0, nan_ok=True)
+
+
+@pytest.mark.parametrize(
+    ("scales", "headline", "n_returns"),
+    [((1, 2, 4), 1, 300), ((1, 2, 4), 4, 300), ((4, 1, 2), 2, 97), ((1, 3), 3, 5), ((2, 5), 5, 9), ((1, 2), 2, 0)],
+)
+def test_the_compiled_closed_statistics_match_the_reference_bit_for_bit(scales, headline, n_returns):
+    from apps.engine.estimators import _estimators
+    from apps.engine.estimators.sigma import PySigmaEstimator
+
+    p = SigmaParams(scales=scales, headline_scale=headline, window_buckets=300, min_buckets=3)
+    compiled, reference = _estimators.SigmaEstimator(p), PySigmaEstimator(p)
+    rng = np.random.default_rng(n_returns + 7)
+    r = SIGMA * rng.standard_normal(n_returns) * rng.choice([1.0, 30.0], n_returns, p=[0.97, 0.03])
+    dt = rng.uniform(0.2, 30.0, n_returns)
+    for est in (compiled, reference):
+        est._returns.extend(r.tolist())
+        est._durations.extend(dt.tolist())
+    got, want = compiled._compute_closed(), reference._compute_closed()
+    assert type(got) is type(want)
+    fields = ("n", "elapsed_s", "rv", "bv")
+    assert [np.float64(getattr(got, f)).tobytes() for f in fields] == [
+        np.float64(getattr(want, f)).tobytes() for f in fields
+    ]
+    assert [type(getattr(got, f)) for f in fields] == [type(getattr(want, f)) for f in fields]
+    assert list(got.per_scale) == list(want.per_scale)
+    for k, (a, b, n) in want.per_scale.items():
+        ga, gb, gn = got.per_scale[k]
+        assert (np.float64(ga).tobytes(), np.float64(gb).tobytes(), gn, type(gn)) == (
+            np.float64(a).tobytes(),
+            np.float64(b).tobytes(),
+            n,
+            type(n),
+        )
