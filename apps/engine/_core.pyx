@@ -49,7 +49,7 @@ from apps.engine.core import _DEPTH_MARKOUT_INPUTS, PyStrategyCore, StrategyPara
 from apps.engine.estimators.base import EstimatorSnapshot, EstimatorState
 from apps.engine import validation
 from apps.engine.estimators import drift as drift_module
-from apps.engine.estimators.drift import KalmanDrift
+from apps.engine.estimators.drift import KalmanDrift, PyKalmanDrift
 from apps.engine.estimators.hawkes import HawkesFit, HawkesIntensity, PyHawkesIntensity
 from apps.engine.estimators.market import MarketEstimators
 from apps.engine.execution.orders import OrderStatus, OrderTracker, TimeInForce
@@ -199,9 +199,9 @@ def reference_digests():
         "PyHawkesIntensity.decayed_count": _code_digest(PyHawkesIntensity.decayed_count),
         "PyHawkesIntensity._decayed": _code_digest(PyHawkesIntensity._decayed),
         "HawkesFit.ok": _code_digest(HawkesFit.ok.fget),
-        "KalmanDrift.expected_return": _code_digest(KalmanDrift.expected_return),
-        "KalmanDrift.predict": _code_digest(KalmanDrift.predict),
-        "KalmanDrift._dt_s": _code_digest(KalmanDrift._dt_s),
+        "KalmanDrift.expected_return": _code_digest(PyKalmanDrift.expected_return),
+        "KalmanDrift.predict": _code_digest(PyKalmanDrift.predict),
+        "KalmanDrift._dt_s": _code_digest(PyKalmanDrift._dt_s),
         "drift.ou_transition": _code_digest(drift_module.ou_transition),
         "validation.positive": _code_digest(validation.positive),
         "validation.finite": _code_digest(validation.finite),

@@ -2557,6 +2557,228 @@ cdef inline int64_t _integer(object value, str name) except? -1:
     return strict_int64(value, "MarketEstimators", name, " (ns or a count)")
 
 
+# --- the drift's Kalman filter ------------------------------------------------------------------------------------
+
+cdef object _REF_DRIFT = None
+
+
+cdef object _drift_ref():
+    global _REF_DRIFT
+    if _REF_DRIFT is None:
+        from apps.engine.estimators.drift import PyKalmanDrift
+
+        _REF_DRIFT = PyKalmanDrift
+    return _REF_DRIFT
+
+
+cdef object _OBS_SOURCES = ("trade_flow", "momentum", "microprice")
+
+
+@cython.final
+cdef class KalmanDrift:
+    """Compiled :class:`apps.engine.estimators.drift.PyKalmanDrift`: ``update`` and ``snapshot`` in C, the
+    reference's operations in its order on the same doubles (``math.exp``/``expm1``/``log``/``sqrt`` are libm's,
+    ``**`` is :func:`_pypow`, ``max``/``min`` keep Python's argument order). Where the reference would raise or
+    convert (an observation or time that is not a plain float or int, a variance that is not a finite positive
+    float, a divisor that is zero) the reference's own method runs on this object before anything changed, so the
+    same exception and the same state come out. Everything else is the reference's."""
+
+    cdef readonly object params
+    cdef public object name
+    cdef public double _theta, _noise_var, _m, _p, _nis_mean, _g2_theta, _g2_noise, _last_nis
+    cdef public long long _n_obs
+    cdef public bint _theta_at_bound
+    cdef bint _has_last
+    cdef int64_t _last
+    cdef double _w, _warm, _adapt_rate, _log_lo, _log_hi, _stale_after_s, _nis_fail_above
+    cdef object _obs_vars  # source -> the params' obs_var_<source>
+
+    def __init__(self, params=None, *, name="drift"):
+        from apps.engine.estimators.drift import DriftParams
+
+        self.params = (params or DriftParams()).validate()
+        self.name = name
+        p = self.params
+        self._theta = p.theta_per_s
+        self._noise_var = 2.0 * p.theta_per_s * p.drift_std_per_s**2
+        self._m = 0.0
+        self._p = p.drift_std_per_s**2
+        self._has_last = False
+        self._last = 0
+        self._n_obs = 0
+        self._nis_mean = 1.0
+        self._g2_theta = 0.0
+        self._g2_noise = 0.0
+        self._theta_at_bound = False
+        self._last_nis = math.nan
+        self._obs_vars = {src: getattr(p, f"obs_var_{src}") for src in _OBS_SOURCES}
+        self._adapt_rate = p.adapt_rate
+        self._warm = p.warmup_obs
+        self._log_lo = math.log(p.theta_min_per_s)
+        self._log_hi = math.log(p.theta_max_per_s)
+        self._stale_after_s = p.stale_after_s
+        self._nis_fail_above = p.nis_fail_above
+
+    property _last_ns:
+        def __get__(self):
+            return self._last if self._has_last else None
+
+        def __set__(self, value):
+            if value is None:
+                self._has_last = False
+                self._last = 0
+            else:
+                self._last = strict_int64(value, "KalmanDrift", "_last_ns", " of ns")
+                self._has_last = True
+
+    # --- read: the reference's -----------------------------------------------------------------------------
+
+    mean_per_s = property(lambda self: self._m)
+    var_per_s2 = property(lambda self: self._p)
+    theta_per_s = property(lambda self: self._theta)
+    process_noise_var = property(lambda self: self._noise_var)
+    n_obs = property(lambda self: self._n_obs)
+    nis_mean = property(lambda self: self._nis_mean)
+
+    @property
+    def stationary_std_per_s(self):
+        return _drift_ref().stationary_std_per_s.fget(self)
+
+    def _dt_s(self, ts_ns):
+        return _drift_ref()._dt_s(self, ts_ns)
+
+    def predict(self, now_ns):
+        return _drift_ref().predict(self, now_ns)
+
+    def expected_return(self, horizon_s, now_ns):
+        return _drift_ref().expected_return(self, horizon_s, now_ns)
+
+    def advance(self, ts_ns):
+        _drift_ref().advance(self, ts_ns)
+
+    def _adapt(self, g_theta, g_noise):
+        _drift_ref()._adapt(self, g_theta, g_noise)
+
+    # --- write ---------------------------------------------------------------------------------------------
+
+    def update(self, ts_ns, source, drift_obs_per_s, *, obs_var=None):
+        """The reference's ``update``: in C for an int time within ±2**62 not before the last update, a float
+        observation and a finite positive float variance (else the reference runs and raises or converts)."""
+        cdef int64_t ts, d
+        cdef double r, z
+        r_obj = self._obs_vars.get(source) if obs_var is None and type(source) is str else obs_var
+        if (
+            not _as_ns(ts_ns, &ts)
+            or type(r_obj) is not float
+            or type(drift_obs_per_s) is not float
+        ):
+            return _drift_ref().update(self, ts_ns, source, drift_obs_per_s, obs_var=obs_var)
+        r = r_obj
+        z = drift_obs_per_s
+        if not (isfinite(r) and r > 0.0 and isfinite(z)) or (self._has_last and (ts < self._last or not _ns_in(self._last))):
+            return _drift_ref().update(self, ts_ns, source, drift_obs_per_s, obs_var=obs_var)
+        if self._c_update(ts, r, z) == 1:  # a zero divisor ahead, nothing changed: the reference raises
+            return _drift_ref().update(self, ts_ns, source, drift_obs_per_s, obs_var=obs_var)
+
+    cdef int _c_update(self, int64_t ts, double r, double z) except -1:
+        cdef double dt = _div_ns(ts - self._last) if self._has_last else 0.0
+        cdef double theta = self._theta, noise = self._noise_var
+        cdef double a = _exp(-theta * dt)
+        cdef double q = noise * -_expm1(-2.0 * theta * dt) / (2.0 * theta)
+        cdef double m_prior = a * self._m
+        cdef double p_prior = a * a * self._p + q
+        cdef double innov = z - m_prior
+        cdef double s = p_prior + r
+        if s == 0.0 or 2.0 * theta == 0.0:
+            return 1
+        cdef double gain = p_prior / s
+        cdef double nis = innov * innov / s
+        cdef double dq, dp, dm, g_theta, g_noise, w, log_theta, x
+        cdef object p = self.params
+        if self._adapt_rate > 0 and self._n_obs >= self._warm:
+            if 2 * theta * theta == 0.0 or theta == 0.0:
+                return 1
+            dq = noise * (dt * a * a / theta + _expm1(-2 * theta * dt) / (2 * theta * theta))
+            dp = -2.0 * dt * a * a * self._p + dq
+            dm = -dt * m_prior
+            g_theta = theta * (innov / s * dm + 0.5 * (nis - 1.0) / s * dp)
+            g_noise = 0.5 * (nis - 1.0) * q / s
+            # _adapt
+            w = 1.0 - _pypow(0.5, 1.0 / <double>p.nis_halflife_obs)
+            self._g2_theta += w * (g_theta * g_theta - self._g2_theta)
+            self._g2_noise += w * (g_noise * g_noise - self._g2_noise)
+            if self._g2_theta > 0:
+                log_theta = log(self._theta) + self._adapt_rate * g_theta / sqrt(self._g2_theta)
+                self._theta_at_bound = not (self._log_lo < log_theta < self._log_hi)
+                x = _pymin(_pymax(log_theta, self._log_lo), self._log_hi)
+                self._theta = _exp(x)
+            if self._g2_noise > 0:
+                self._noise_var *= _exp(self._adapt_rate * g_noise / sqrt(self._g2_noise))
+        self._m = m_prior + gain * innov
+        self._p = (1.0 - gain) * p_prior
+        self._last = ts
+        self._has_last = True
+        self._n_obs += 1
+        w = 1.0 - _pypow(0.5, 1.0 / <double>p.nis_halflife_obs)
+        self._nis_mean += w * (nis - self._nis_mean)
+        self._last_nis = nis
+        return 0
+
+    # --- snapshot ------------------------------------------------------------------------------------------
+
+    def snapshot(self, now_ns):
+        """The reference's snapshot, in C for an int time within ±2**62 (else the reference's)."""
+        cdef int64_t now
+        if not _as_ns(now_ns, &now) or (self._has_last and not _ns_in(self._last)):
+            return _drift_ref().snapshot(self, now_ns)
+        return self._c_snapshot(now, now_ns)
+
+    cdef object _c_snapshot(self, int64_t now, object now_ns):
+        cdef double m, var, a, q, dt = 0.0, std, theta = self._theta
+        cdef int64_t at
+        p = self.params
+        if not self._has_last:
+            m, var = self._m, self._p
+        else:
+            at = now if now > self._last else self._last  # max(now_ns, self._last_ns)
+            dt = _div_ns(at - self._last)
+            if 2.0 * theta == 0.0:
+                return _drift_ref().snapshot(self, now_ns)
+            a = _exp(-theta * dt)
+            q = self._noise_var * -_expm1(-2.0 * theta * dt) / (2.0 * theta)
+            m = a * self._m
+            var = a * a * self._p + q
+        if var < 0 or (2.0 * theta == 0.0) or self._noise_var / (2.0 * theta) < 0:
+            return _drift_ref().snapshot(self, now_ns)  # math.sqrt's ValueError
+        std = sqrt(var)
+        cdef double age
+        if not self._has_last or self._n_obs < p.warmup_obs:
+            state, message = _WARMING, f"{self._n_obs} observations < warmup_obs={p.warmup_obs}"
+        elif _div_ns(now - self._last) > <double>p.stale_after_s:
+            age = _div_ns(now - self._last)
+            state, message = _STALE, f"no observation for {age:.1f} s > stale_after_s={p.stale_after_s}"
+        elif self._nis_mean > <double>p.nis_fail_above:
+            state = _FAILED
+            message = (
+                f"innovations inconsistent with the posterior: mean NIS {self._nis_mean:.2f} > {p.nis_fail_above}"
+            )
+        else:
+            state, message = _OK, ""
+        detail = {
+            "theta_per_s": self._theta,
+            "process_noise_var": self._noise_var,
+            "stationary_std_per_s": sqrt(self._noise_var / (2.0 * self._theta)),
+            "nis_mean": self._nis_mean,
+            "last_nis": self._last_nis,
+            "n_obs": <double>self._n_obs,
+            "theta_at_bound": 1.0 if self._theta_at_bound else 0.0,
+        }
+        return _snapshot(
+            self.name, m, std, state, (self._last if self._has_last else None) or 0, m - 1.96 * std, m + 1.96 * std,
+            detail, message,
+        )
+
+
 cdef class MarketFields:
     """The per-event fields of :class:`~apps.engine.estimators.market.MarketEstimators` as C slots (declared in
     ``_estimators.pxd``): its base class when this module is built. The reference's code reads and writes them by

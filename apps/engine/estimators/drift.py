@@ -41,6 +41,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from apps.engine import compiled
 from apps.engine.estimators.base import EstimatorSnapshot, EstimatorState
 from apps.engine.validation import positive
 
@@ -132,14 +133,14 @@ def ou_transition(theta_per_s: float, noise_var_per_s3: float, dt_s: float) -> t
     return a, q
 
 
-class KalmanDrift:
+class PyKalmanDrift:
     """Posterior of the price drift μ (fraction of price per second) from named noisy readings.
 
     See the module docstring for the model, symbols, units and the adaptation rule.
 
     Examples
     --------
-    >>> f = KalmanDrift(DriftParams(adapt_rate=0.0))
+    >>> f = PyKalmanDrift(DriftParams(adapt_rate=0.0))
     >>> f.update(0, "microprice", 2e-5)
     >>> 0 < f.mean_per_s < 2e-5
     True
@@ -310,3 +311,9 @@ class KalmanDrift:
             },
             message=message,
         )
+
+
+# The compiled class (apps/engine/estimators/_estimators.pyx: update and snapshot in C, the same results) unless
+# MM_PURE_PYTHON=1 is set or the module did not build (apps.engine.compiled); PyKalmanDrift stays the reference.
+_compiled = compiled.load("apps.engine.estimators._estimators")
+KalmanDrift: type[PyKalmanDrift] = _compiled.KalmanDrift if _compiled is not None else PyKalmanDrift
