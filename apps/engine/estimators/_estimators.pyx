@@ -2583,41 +2583,31 @@ cdef class KalmanDrift:
     float, a divisor that is zero) the reference's own method runs on this object before anything changed, so the
     same exception and the same state come out. Everything else is the reference's."""
 
-    cdef readonly object params
+    cdef object _params
     cdef public object name
     cdef public double _theta, _noise_var, _m, _p, _nis_mean, _g2_theta, _g2_noise, _last_nis
     cdef public long long _n_obs
     cdef public bint _theta_at_bound
     cdef bint _has_last
     cdef int64_t _last
-    cdef double _w, _warm, _adapt_rate, _log_lo, _log_hi, _stale_after_s, _nis_fail_above
+    cdef double _warm, _adapt_rate, _log_lo, _log_hi
     cdef object _obs_vars  # source -> the params' obs_var_<source>
 
     def __init__(self, params=None, *, name="drift"):
-        from apps.engine.estimators.drift import DriftParams
+        _drift_ref().__init__(self, params, name=name)  # the reference's own state, set through these fields
 
-        self.params = (params or DriftParams()).validate()
-        self.name = name
-        p = self.params
-        self._theta = p.theta_per_s
-        self._noise_var = 2.0 * p.theta_per_s * p.drift_std_per_s**2
-        self._m = 0.0
-        self._p = p.drift_std_per_s**2
-        self._has_last = False
-        self._last = 0
-        self._n_obs = 0
-        self._nis_mean = 1.0
-        self._g2_theta = 0.0
-        self._g2_noise = 0.0
-        self._theta_at_bound = False
-        self._last_nis = math.nan
-        self._obs_vars = {src: getattr(p, f"obs_var_{src}") for src in _OBS_SOURCES}
-        self._adapt_rate = p.adapt_rate
-        self._warm = p.warmup_obs
-        self._log_lo = math.log(p.theta_min_per_s)
-        self._log_hi = math.log(p.theta_max_per_s)
-        self._stale_after_s = p.stale_after_s
-        self._nis_fail_above = p.nis_fail_above
+    property params:
+        def __get__(self):
+            return self._params
+
+        def __set__(self, p):
+            # what update reads of the parameters, cached as C doubles (re-read whenever they are replaced)
+            self._params = p
+            self._obs_vars = {src: getattr(p, f"obs_var_{src}") for src in _OBS_SOURCES}
+            self._adapt_rate = p.adapt_rate
+            self._warm = p.warmup_obs
+            self._log_lo = math.log(p.theta_min_per_s)
+            self._log_hi = math.log(p.theta_max_per_s)
 
     property _last_ns:
         def __get__(self):
@@ -2694,7 +2684,7 @@ cdef class KalmanDrift:
         cdef double gain = p_prior / s
         cdef double nis = innov * innov / s
         cdef double dq, dp, dm, g_theta, g_noise, w, log_theta, x
-        cdef object p = self.params
+        cdef object p = self._params
         if self._adapt_rate > 0 and self._n_obs >= self._warm:
             if 2 * theta * theta == 0.0 or theta == 0.0:
                 return 1
@@ -2736,7 +2726,7 @@ cdef class KalmanDrift:
     cdef object _c_snapshot(self, int64_t now, object now_ns):
         cdef double m, var, a, q, dt = 0.0, std, theta = self._theta
         cdef int64_t at
-        p = self.params
+        p = self._params
         if not self._has_last:
             m, var = self._m, self._p
         else:

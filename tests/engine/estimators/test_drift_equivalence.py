@@ -144,3 +144,20 @@ def test_the_compiled_drift_filter_keeps_its_name_params_and_reads():
     for attr in ("mean_per_s", "var_per_s2", "theta_per_s", "process_noise_var", "stationary_std_per_s", "n_obs"):
         assert bits(getattr(cmp, attr)) == bits(getattr(ref, attr)), attr
     assert cmp.snapshot(6 * 10**9).name == "drift_b"
+
+
+def test_replacing_the_compiled_filters_params_is_read_by_its_next_update():
+    """The compiled filter caches what ``update`` reads of its parameters; assigning new ones (as the reference's plain
+    attribute allows) must take effect exactly as in the reference."""
+    ref, cmp = PyKalmanDrift(DriftParams(adapt_rate=0.0)), _estimators.KalmanDrift(DriftParams(adapt_rate=0.0))
+    t = 10**12
+    for i in range(40):
+        if i == 20:
+            other = DriftParams(adapt_rate=0.4, warmup_obs=0, obs_var_momentum=1e-9, theta_min_per_s=0.01)
+            ref.params = other
+            cmp.params = other
+        t += 250_000_000
+        z = 1e-5 * (-1) ** i
+        assert outcome(cmp.update, t, "momentum", z) == outcome(ref.update, t, "momentum", z), i
+        assert state(cmp) == state(ref), i
+    assert cmp.params is other and ref._g2_noise > 0  # the adaptation ran after the swap
