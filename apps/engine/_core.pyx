@@ -59,6 +59,7 @@ from apps.engine.market.events import (
     CancelOrder,
     DepthSnapshot,
     DepthUpdate,
+    EventError,
     ModifyOrder,
     PlaceOrder,
     QuoteDecision,
@@ -110,6 +111,7 @@ cdef object _BBO = BestBidAsk
 cdef object _TRADE = Trade
 cdef object _DEPTH_UPDATE = DepthUpdate
 cdef object _DEPTH_SNAPSHOT = DepthSnapshot
+cdef object _EventError = EventError
 cdef double _NS = 1e9
 cdef object _nan = math.nan
 cdef object _new = object.__new__
@@ -443,6 +445,8 @@ cdef class StrategyCoreBase:
             self.decisions_changed = False
             if cls is _TRADE:
                 _market_trade(f, event, t)
+            elif cls is _DEPTH_UPDATE:
+                _market_depth_update(f, event, t)
             else:
                 (<object>f).on_event(event)
             return []  # state only; the next top-of-book change re-quotes
@@ -872,6 +876,21 @@ cdef inline int64_t _i64(object value, str name) except? -1:
 cdef inline bint _same(object a, object b) except -1:
     """One item of a tuple ``==``: identity first, then ``==`` (as tuple comparison does)."""
     return a is b or a == b
+
+
+cdef int _market_depth_update(MarketFields m, object ev, int64_t ts) except -1:
+    """MarketEstimators.on_event for a DepthUpdate (its refresh check is the core's own, made just before with a time
+    at least the market's: on_event), without the Python frame around the book's compiled apply_update."""
+    if ts > m.c_now_ns:
+        m.c_now_ns = ts
+    if not m.c_first_ns:
+        m.c_first_ns = ts
+    m.c_events_seen += 1
+    try:
+        (<object>m).book.apply_update(ev)
+    except _EventError:
+        (<object>m).book_errors += 1
+    return 0
 
 
 cdef int _market_trade(MarketFields m, object ev, int64_t ts) except -1:

@@ -41,3 +41,35 @@ def test_the_compiled_core_matches_the_reference_from_the_first_event(usdm, firs
         assert _state(fast) == _state(ref), f"event {i} ({type(ev).__name__}): state differs"
     assert fast.market._first_ns == stream[0].ts_local_ns
     assert fast.decisions_computed > 0
+
+
+def test_the_compiled_core_counts_a_depth_diff_the_book_refuses_as_the_reference_does(usdm):  # noqa: F811
+    """A depth diff with a level no book can hold (a NaN price, a negative or infinite size) is refused by the book
+    with an EventError and counted in ``book_errors``; the compiled core's depth path (``_market_depth_update``) must
+    count it, keep the book as it was and go on exactly as the reference's ``MarketEstimators.on_event``."""
+    events, tick, lot = usdm
+    start = next(i for i, e in enumerate(events) if type(e) is DepthUpdate)
+    stream = list(events[start : start + 1_500])
+    bad_levels = [((float("nan"), 1.0),), ((61_000.0, -1.0),), ((61_000.0, float("inf")),)]
+    k = n_depth = 0
+    for i, ev in enumerate(list(stream)):
+        n_depth += type(ev) is DepthUpdate
+        if type(ev) is DepthUpdate and n_depth % 10 == 1:
+            bad = DepthUpdate(ev.ts_exch_ns, ev.ts_local_ns, ev.bids + bad_levels[k % 3], ev.asks, ev.last_update_id)
+            stream[i] = bad
+            k += 1
+    assert k >= 3
+    params = StrategyParams.from_dict({"max_inventory": 0.05})
+    ref = PyStrategyCore(params, tick_size=tick, lot_size=lot)
+    fast = StrategyCore(params, tick_size=tick, lot_size=lot)
+    for i, ev in enumerate(stream):
+        a = ref.on_event(ev)
+        ref.refresh()
+        b = fast.on_event(ev)
+        fast.refresh()
+        assert repr(b) == repr(a), f"event {i}: actions differ"
+        assert _state(fast) == _state(ref), f"event {i}: state differs"
+        assert fast.market.book_errors == ref.market.book_errors, f"event {i}"
+        assert fast.market.book.best_bid() == ref.market.book.best_bid(), f"event {i}"
+        assert fast.market.book.best_ask() == ref.market.book.best_ask(), f"event {i}"
+    assert fast.market.book_errors == k
