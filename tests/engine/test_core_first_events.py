@@ -23,11 +23,9 @@ pytestmark = pytest.mark.skipif(not CORE_COMPILED, reason="the compiled strategy
 _N = 3_000  # events replayed from the first one of the kind
 
 
-@pytest.mark.parametrize("first", [BestBidAsk, Trade, DepthUpdate], ids=lambda c: c.__name__)
-def test_the_compiled_core_matches_the_reference_from_the_first_event(usdm, first):  # noqa: F811
-    events, tick, lot = usdm
-    start = next(i for i, e in enumerate(events) if type(e) is first)
-    stream = events[start : start + _N]
+def _lockstep(stream, tick, lot, check=None):
+    """The reference and the compiled core over ``stream``, each refreshed after every event: the same actions and
+    the same state after every event (and ``check(i, ref, fast)`` when given)."""
     params = StrategyParams.from_dict({"max_inventory": 0.05})
     ref = PyStrategyCore(params, tick_size=tick, lot_size=lot)
     fast = StrategyCore(params, tick_size=tick, lot_size=lot)
@@ -39,6 +37,17 @@ def test_the_compiled_core_matches_the_reference_from_the_first_event(usdm, firs
         fast.refresh()
         assert repr(b) == repr(a), f"event {i} ({type(ev).__name__}): actions differ"
         assert _state(fast) == _state(ref), f"event {i} ({type(ev).__name__}): state differs"
+        if check is not None:
+            check(i, ref, fast)
+    return ref, fast
+
+
+@pytest.mark.parametrize("first", [BestBidAsk, Trade, DepthUpdate], ids=lambda c: c.__name__)
+def test_the_compiled_core_matches_the_reference_from_the_first_event(usdm, first):  # noqa: F811
+    events, tick, lot = usdm
+    start = next(i for i, e in enumerate(events) if type(e) is first)
+    stream = events[start : start + _N]
+    _, fast = _lockstep(stream, tick, lot)
     assert fast.market._first_ns == stream[0].ts_local_ns
     assert fast.decisions_computed > 0
 
@@ -59,17 +68,11 @@ def test_the_compiled_core_counts_a_depth_diff_the_book_refuses_as_the_reference
             stream[i] = bad
             k += 1
     assert k >= 3
-    params = StrategyParams.from_dict({"max_inventory": 0.05})
-    ref = PyStrategyCore(params, tick_size=tick, lot_size=lot)
-    fast = StrategyCore(params, tick_size=tick, lot_size=lot)
-    for i, ev in enumerate(stream):
-        a = ref.on_event(ev)
-        ref.refresh()
-        b = fast.on_event(ev)
-        fast.refresh()
-        assert repr(b) == repr(a), f"event {i}: actions differ"
-        assert _state(fast) == _state(ref), f"event {i}: state differs"
+
+    def same_book(i, ref, fast):
         assert fast.market.book_errors == ref.market.book_errors, f"event {i}"
         assert fast.market.book.best_bid() == ref.market.book.best_bid(), f"event {i}"
         assert fast.market.book.best_ask() == ref.market.book.best_ask(), f"event {i}"
+
+    _, fast = _lockstep(stream, tick, lot, same_book)
     assert fast.market.book_errors == k
