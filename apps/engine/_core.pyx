@@ -878,14 +878,19 @@ cdef inline bint _same(object a, object b) except -1:
     return a is b or a == b
 
 
-cdef int _market_depth_update(MarketFields m, object ev, int64_t ts) except -1:
-    """MarketEstimators.on_event for a DepthUpdate (its refresh check is the core's own, made just before with a time
-    at least the market's: on_event), without the Python frame around the book's compiled apply_update."""
+cdef inline void _market_stamp(MarketFields m, int64_t ts) noexcept:
+    """MarketEstimators.on_event's bookkeeping for every market event: the clock, the first event's time, the count."""
     if ts > m.c_now_ns:
         m.c_now_ns = ts
     if not m.c_first_ns:
         m.c_first_ns = ts
     m.c_events_seen += 1
+
+
+cdef int _market_depth_update(MarketFields m, object ev, int64_t ts) except -1:
+    """MarketEstimators.on_event for a DepthUpdate (its refresh check is the core's own, made just before with a time
+    at least the market's: on_event), without the Python frame around the book's compiled apply_update."""
+    _market_stamp(m, ts)
     try:
         (<object>m).book.apply_update(ev)
     except _EventError:
@@ -895,11 +900,7 @@ cdef int _market_depth_update(MarketFields m, object ev, int64_t ts) except -1:
 
 cdef int _market_trade(MarketFields m, object ev, int64_t ts) except -1:
     """MarketEstimators.on_event for a Trade."""
-    if ts > m.c_now_ns:
-        m.c_now_ns = ts
-    if not m.c_first_ns:
-        m.c_first_ns = ts
-    m.c_events_seen += 1
+    _market_stamp(m, ts)
     if (slot_get(ev, _T_MARKET) if _T_SLOTS else ev.market):  # (type(ev) is Trade: on_event)
         (<object>m)._on_trade(ev)
     else:

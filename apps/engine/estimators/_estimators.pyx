@@ -2590,7 +2590,7 @@ cdef class KalmanDrift:
     cdef public bint _theta_at_bound
     cdef bint _has_last
     cdef int64_t _last
-    cdef double _warm, _adapt_rate, _log_lo, _log_hi
+    cdef double _warm, _adapt_rate, _log_lo, _log_hi, _w_nis
     cdef object _obs_vars  # source -> the params' obs_var_<source>
 
     def __init__(self, params=None, *, name="drift"):
@@ -2608,6 +2608,7 @@ cdef class KalmanDrift:
             self._warm = p.warmup_obs
             self._log_lo = math.log(p.theta_min_per_s)
             self._log_hi = math.log(p.theta_max_per_s)
+            self._w_nis = 1.0 - _pypow(0.5, 1.0 / <double>p.nis_halflife_obs)  # the reference's w, both places
 
     property _last_ns:
         def __get__(self):
@@ -2684,7 +2685,6 @@ cdef class KalmanDrift:
         cdef double gain = p_prior / s
         cdef double nis = innov * innov / s
         cdef double dq, dp, dm, g_theta, g_noise, w, log_theta, x
-        cdef object p = self._params
         if self._adapt_rate > 0 and self._n_obs >= self._warm:
             if 2 * theta * theta == 0.0 or theta == 0.0:
                 return 1
@@ -2694,7 +2694,7 @@ cdef class KalmanDrift:
             g_theta = theta * (innov / s * dm + 0.5 * (nis - 1.0) / s * dp)
             g_noise = 0.5 * (nis - 1.0) * q / s
             # _adapt
-            w = 1.0 - _pypow(0.5, 1.0 / <double>p.nis_halflife_obs)
+            w = self._w_nis
             self._g2_theta += w * (g_theta * g_theta - self._g2_theta)
             self._g2_noise += w * (g_noise * g_noise - self._g2_noise)
             if self._g2_theta > 0:
@@ -2709,7 +2709,7 @@ cdef class KalmanDrift:
         self._last = ts
         self._has_last = True
         self._n_obs += 1
-        w = 1.0 - _pypow(0.5, 1.0 / <double>p.nis_halflife_obs)
+        w = self._w_nis
         self._nis_mean += w * (nis - self._nis_mean)
         self._last_nis = nis
         return 0
