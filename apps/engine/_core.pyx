@@ -42,6 +42,7 @@ from libc.stdint cimport int64_t
 
 from apps.engine._pyfloat cimport pypow
 from apps.engine.estimators._estimators cimport MarketFields
+from apps.engine.market._book cimport OrderBook as CBook
 from apps.engine._slots cimport field, slot_get, slot_offset, slot_offsets, slot_set, strict_int64
 from libc.stdlib cimport free, malloc
 
@@ -630,7 +631,11 @@ cdef class StrategyCoreBase:
                 extra[_DM_INPUTS[i]] = _nan
         # m.book_signals() when the book has both sides (else {}: no imbalance, no depth near the touch)
         book_ = mf.book
-        cdef bint has_book = book_.n_bid_levels and book_.n_ask_levels
+        cdef bint has_book
+        if type(book_) is CBook:  # its level counts as C fields
+            has_book = (<CBook>book_)._bid.n and (<CBook>book_)._ask.n
+        else:
+            has_book = book_.n_bid_levels and book_.n_ask_levels
         book_imbalance = 0.0
         depth_near = _nan
         best_bids = best_asks = None  # the book's best levels, read once for the signals and the queues
@@ -657,7 +662,10 @@ cdef class StrategyCoreBase:
         features["drawdown"] = dd / self.params.loss_budget
         extra["pnl"] = pnl
         extra["depth_near"] = depth_near
-        if best_bids is not None:
+        if type(best_bids) is dict:  # _book_signals read the compiled book: the queues are its dicts already
+            bid_queue = best_bids
+            ask_queue = best_asks
+        elif best_bids is not None:
             bid_queue = _head_dict(best_bids, n_queue)
             ask_queue = _head_dict(best_asks, n_queue)
         elif has_book:
@@ -891,8 +899,12 @@ cdef int _market_depth_update(MarketFields m, object ev, int64_t ts) except -1:
     """MarketEstimators.on_event for a DepthUpdate (its refresh check is the core's own, made just before with a time
     at least the market's: on_event), without the Python frame around the book's compiled apply_update."""
     _market_stamp(m, ts)
+    book = m.book
     try:
-        (<object>m).book.apply_update(ev)
+        if type(book) is CBook:  # the compiled book's apply_update at C level (no Python method call)
+            (<CBook>book).apply_update(ev)
+        else:
+            book.apply_update(ev)
     except _EventError:
         (<object>m).book_errors += 1
     return 0
@@ -939,11 +951,11 @@ cdef bint _head_sum(list levels, Py_ssize_t n, double* out) except -1:
 
 
 cdef dict _head_dict(list levels, Py_ssize_t n):
-    """``dict(levels[:n])`` (the levels are ``(price, size)`` pairs, best first)."""
-    cdef dict d = {}
+    """``dict(levels[:n])`` (the levels are ``(price, size)`` pairs, best first), sized for them up front."""
     cdef Py_ssize_t i, m = len(levels)
     if n < m:
         m = n
+    cdef dict d = _dict_presized(m if m > 0 else 0)
     for i in range(m):
         price, size = levels[i]
         d[price] = size
@@ -954,7 +966,8 @@ cdef tuple _book_signals(object m, object book, object mid, object n_queue):
     """MarketEstimators.book_signals (apps/engine/estimators/market.py) for a decision, whose book has both sides:
     ``(book_imbalance, depth_near, bids, asks)``, with ``bids``/``asks`` the book's best ``max(imbalance_levels,
     n_queue)`` levels, which the decision's queues (its first ``n_queue``) read too (``book.bids(n)[:j]`` is
-    ``book.bids(j)``). ``book_levels``, the reference's third key, is not read by the decision. ``mid`` is the
+    ``book.bids(j)``); from the compiled book, ``bids``/``asks`` are already the queues' dicts (``OrderBook.head``).
+    ``book_levels``, the reference's third key, is not read by the decision. ``mid`` is the
     decision's ``bbo.mid`` (the reference's ``self.bbo.mid``: the decision has a touch). None where the reference must
     run (not twinned, or a level that is not a pair of floats)."""
     if not _reads_twinned or type(m) is not _MARKET:
@@ -963,19 +976,28 @@ cdef tuple _book_signals(object m, object book, object mid, object n_queue):
     n_imb = cfg.imbalance_levels
     if type(n_imb) is not int or type(n_queue) is not int or n_imb < 1 or n_queue < 1:
         return None
-    n = n_imb if n_imb > n_queue else n_queue
-    bids = book.bids(n)
-    asks = book.asks(n)
-    if type(bids) is not list or type(asks) is not list:
-        return None
     cdef double b, a, tot
-    if not _head_sum(bids, n_imb, &b) or not _head_sum(asks, n_imb, &a):
-        return None
+    if type(book) is CBook:
+        # the compiled book at C level: the queues' dicts and the imbalance sums straight from its levels (the same
+        # floats, dicts and sums as the lists below give), returned in the lists' place
+        bids = (<CBook>book).head(True, n_queue, n_imb, &b)
+        asks = (<CBook>book).head(False, n_queue, n_imb, &a)
+    else:
+        n = n_imb if n_imb > n_queue else n_queue
+        bids = book.bids(n)
+        asks = book.asks(n)
+        if type(bids) is not list or type(asks) is not list:
+            return None
+        if not _head_sum(bids, n_imb, &b) or not _head_sum(asks, n_imb, &a):
+            return None
     tot = b + a
     imb = (b - a) / tot if tot > 0 else 0.0
     near = _nan
     if mid:
-        near = book.size_within(mid, cfg.near_touch_bps * 1e-4)
+        if type(book) is CBook:
+            near = (<CBook>book).size_within(mid, cfg.near_touch_bps * 1e-4)
+        else:
+            near = book.size_within(mid, cfg.near_touch_bps * 1e-4)
     return (imb, near, bids, asks)
 
 

@@ -74,6 +74,23 @@ def _no_asks(core):
     assert book.n_ask_levels == 0 and book.n_bid_levels > 0
 
 
+_THIN: dict[str, float] = {}  # the thin book's imbalance over its levels, as book_signals computes it
+
+
+def _thin_book(core):
+    """Fewer levels on each side than the decision's queues and the imbalance read (the compiled book's ``head``
+    stops at the book's last level): two bids and three asks left."""
+    book = core.market.book
+    now = core._now_ns
+    book.apply_update(
+        DepthUpdate(now, now, tuple((px, 0.0) for px, _ in book.bids()[2:]), tuple((px, 0.0) for px, _ in book.asks()[3:]))
+    )
+    assert book.n_bid_levels == 2 and book.n_ask_levels == 3
+    assert core.market.config.imbalance_levels > 3 and core.quoter_params.levels + 5 > 3
+    b, a = sum(s for _, s in book.bids()), sum(s for _, s in book.asks())
+    _THIN["imbalance"] = (b - a) / (b + a)
+
+
 def _python_book_int_sizes(core):
     m = core.market
     book = PyOrderBook(checked=False)
@@ -89,6 +106,7 @@ _CHANGES = {
     "failed-hawkes-fit": _failed_hawkes_fit,
     "no-asks": _no_asks,
     "python-book-int-sizes": _python_book_int_sizes,
+    "thin-book": _thin_book,
 }
 # what the decision at the change shows of the path it took (its inputs)
 _SHOWN = {
@@ -99,6 +117,7 @@ _SHOWN = {
     # the reference book sums int sizes to an int: the reads' type checks send both twins to the references (the
     # decision's typed record holds it as a double: an integral one, where the recording's sizes sum to fractions)
     "python-book-int-sizes": lambda i: i["depth_near"] >= 1 and i["depth_near"] == int(i["depth_near"]),
+    "thin-book": lambda i: i["book_imbalance"] == _THIN["imbalance"],
 }
 
 

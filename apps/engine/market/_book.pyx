@@ -28,6 +28,18 @@ from libc.string cimport memmove
 cdef extern from "Python.h":
     PyObject* PyTuple_GET_ITEM(object t, Py_ssize_t i)  # borrowed, unchecked: the cpython.tuple one returns an object
 
+
+cdef extern from *:
+    """
+    /* CPython's private _PyDict_NewPresized up to 3.12 (as in _core.pyx); a plain PyDict_New from 3.13 on */
+    #if PY_VERSION_HEX < 0x030D0000
+    #define mm_book_dict_presized(n) _PyDict_NewPresized(n)
+    #else
+    #define mm_book_dict_presized(n) PyDict_New()
+    #endif
+    """
+    dict _dict_presized "mm_book_dict_presized" (Py_ssize_t minused)
+
 from apps.engine.estimators.book_signals import check_band
 from apps.engine.market.events import DepthUpdate, EventError, Side
 
@@ -35,28 +47,7 @@ cdef object _BUY = Side.BUY
 cdef double _INF = float("inf")
 
 
-cdef struct Level:
-    double key  # price for bids, -price for asks
-    double size
-
-
-cdef enum:
-    BLOCK = 64  # levels per block: a move inside one is at most 1 KB
-
-
-cdef struct Block:
-    Py_ssize_t n
-    Level lv[BLOCK]
-
-
-cdef struct BookSide:
-    # The side's levels in ascending key order, cut into blocks of at most BLOCK levels: block b's levels all sort
-    # before block b+1's, and no block is empty. tails[b] is block b's last key, for the search between blocks.
-    Block** blocks
-    double* tails
-    Py_ssize_t nb  # blocks in use
-    Py_ssize_t cap  # room in blocks/tails
-    Py_ssize_t n  # levels
+# Level, Block and BookSide, and OrderBook's fields, are declared in _book.pxd (for the core to cimport).
 
 
 cdef inline Py_ssize_t _bisect_keys(const double* a, Py_ssize_t n, double x) noexcept nogil:
@@ -320,14 +311,7 @@ cdef class OrderBook:
     for levels the caller has already validated (the importer's parser does, line by line).
     """
 
-    cdef BookSide _bid
-    cdef BookSide _ask
-    cdef Level* _tmp  # one diff's levels as doubles, bids then asks (staged before the book is touched)
-    cdef Py_ssize_t _tmp_cap
-    cdef bint _checked
-    cdef public object last_update_id
-    cdef public object ts_exch_ns
-    cdef public object ts_local_ns
+    # fields: _book.pxd
 
     def __cinit__(self, *, bint checked=True):
         self._checked = checked
@@ -460,6 +444,33 @@ cdef class OrderBook:
     cpdef list asks(self, n=None):
         """The best ``n`` ask levels (all when None), best (lowest) first."""
         return _walk(&self._ask, _count(self._ask.n, n), -1.0)
+
+    cdef dict head(self, bint bid, Py_ssize_t n_dict, Py_ssize_t n_sum, double* total):
+        """For the core's decision (C only): ``dict(levels[:n_dict])`` and, in ``total``, the sum of
+        ``levels[:n_sum]``'s sizes (0.0, then one ``+=`` each, best first: the order ``sum`` adds a list in), where
+        ``levels`` is :meth:`bids`/:meth:`asks` of ``max(n_dict, n_sum)``. The same floats as those lists hold,
+        without the list and its tuples; the dict is sized for its entries up front (the same dict)."""
+        cdef const BookSide* s = &self._bid if bid else &self._ask
+        cdef double sign = 1.0 if bid else -1.0
+        cdef Py_ssize_t m = n_dict if n_dict > n_sum else n_sum, j = 0, b = s.nb - 1, i
+        if m > s.n:
+            m = s.n
+        if m < 0:
+            m = 0
+        cdef dict out = _dict_presized(n_dict if n_dict < m else m)
+        cdef double acc = 0.0
+        while j < m:
+            i = s.blocks[b].n - 1
+            while i >= 0 and j < m:
+                if j < n_sum:
+                    acc += s.blocks[b].lv[i].size
+                if j < n_dict:
+                    out[sign * s.blocks[b].lv[i].key] = s.blocks[b].lv[i].size
+                i -= 1
+                j += 1
+            b -= 1
+        total[0] = acc
+        return out
 
     cpdef double size_within(self, double mid, double within_frac) except? -1.0:
         """Total base size resting within ``within_frac`` of ``mid`` on both sides, every level counted; the

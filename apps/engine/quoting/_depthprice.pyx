@@ -5,9 +5,7 @@ doubles. The reference's docstring has the maths; the quoter calls this one when
 (:mod:`apps.engine.compiled`)."""
 
 import cython
-from libc.math cimport exp, fabs, floor, isfinite, INFINITY
-
-import math
+from libc.math cimport exp, fabs, floor, isfinite, INFINITY, NAN
 
 
 @cython.cdivision(True)
@@ -28,7 +26,7 @@ def depth_priced_half_spread(double delta_star, double kappa, curve, double toxi
         k0 = 0
     if k0 > last:
         k0 = last
-    cdef double best = math.nan, best_cost = math.nan, best_v = -INFINITY
+    cdef double best = NAN, best_cost = NAN, best_v = -INFINITY  # math.nan's bits, without its module lookup
     cdef double e, a, b, c0, slope, x, c, v, h, t, y, h_max, c_min = INFINITY, x_max
     cdef Py_ssize_t k
     # h = x − base − C(x) on any cell from k0 on is at most h_max: x is at most the last grid depth, or the last

@@ -1,0 +1,49 @@
+# The compiled L2 book's layout and class, for other compiled modules to cimport (apps/engine/_core.pyx reads the
+# decision's book signals and applies depth diffs at C level). The Python API and the code are in _book.pyx.
+
+cdef struct Level:
+    double key  # price for bids, -price for asks
+    double size
+
+
+cdef enum:
+    BLOCK = 64  # levels per block: a move inside one is at most 1 KB
+
+
+cdef struct Block:
+    Py_ssize_t n
+    Level lv[BLOCK]
+
+
+cdef struct BookSide:
+    # The side's levels in ascending key order, cut into blocks of at most BLOCK levels: block b's levels all sort
+    # before block b+1's, and no block is empty. tails[b] is block b's last key, for the search between blocks.
+    Block** blocks
+    double* tails
+    Py_ssize_t nb  # blocks in use
+    Py_ssize_t cap  # room in blocks/tails
+    Py_ssize_t n  # levels
+
+
+cdef class OrderBook:
+    cdef BookSide _bid
+    cdef BookSide _ask
+    cdef Level* _tmp  # one diff's levels as doubles, bids then asks (staged before the book is touched)
+    cdef Py_ssize_t _tmp_cap
+    cdef bint _checked
+    cdef public object last_update_id
+    cdef public object ts_exch_ns
+    cdef public object ts_local_ns
+
+    cdef Level* _staged(self, tuple bids, tuple asks) except NULL
+    cdef _load(self, bids, asks)
+    cpdef clear(self)
+    cpdef apply_snapshot(self, snap)
+    cpdef apply_update(self, upd)
+    cpdef best_bid(self)
+    cpdef best_ask(self)
+    cpdef list bids(self, n=*)
+    cpdef list asks(self, n=*)
+    cpdef double size_within(self, double mid, double within_frac) except? -1.0
+    cpdef double size_at(self, side, double price)
+    cdef dict head(self, bint bid, Py_ssize_t n_dict, Py_ssize_t n_sum, double* total)
