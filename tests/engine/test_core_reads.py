@@ -82,9 +82,9 @@ def _thin_book(core):
     stops at the book's last level): two bids and three asks left."""
     book = core.market.book
     now = core._now_ns
-    book.apply_update(
-        DepthUpdate(now, now, tuple((px, 0.0) for px, _ in book.bids()[2:]), tuple((px, 0.0) for px, _ in book.asks()[3:]))
-    )
+    gone_bids = tuple((px, 0.0) for px, _ in book.bids()[2:])
+    gone_asks = tuple((px, 0.0) for px, _ in book.asks()[3:])
+    book.apply_update(DepthUpdate(now, now, gone_bids, gone_asks))
     assert book.n_bid_levels == 2 and book.n_ask_levels == 3
     assert core.market.config.imbalance_levels > 3 and core.quoter_params.levels + 5 > 3
     b, a = sum(s for _, s in book.bids()), sum(s for _, s in book.asks())
