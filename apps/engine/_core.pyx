@@ -68,7 +68,7 @@ from apps.engine.market.events import (
     Trade,
 )
 from apps.engine.market.inputs import DecisionInputs
-from apps.engine.quoting.quoter import MODEL_CODES, Level, MarketState, QuoteResult
+from apps.engine.quoting.quoter import MODEL_CODES, Level, MarketState, QuoterParams, QuoteResult
 
 cdef extern from *:
     """
@@ -123,6 +123,7 @@ cdef object _SELL = Side.SELL
 cdef object _PENDING_CANCEL = OrderStatus.PENDING_CANCEL
 cdef object _TRACKER = OrderTracker
 cdef object _STRATEGY_PARAMS = StrategyParams
+cdef object _QUOTER_PARAMS = QuoterParams
 cdef object _PENDING_NEW = OrderStatus.PENDING_NEW
 cdef object _POST_ONLY = TimeInForce.POST_ONLY
 cdef object _IOC = TimeInForce.IOC
@@ -373,7 +374,12 @@ cdef class StrategyCoreBase:
     cdef int64_t c_now_ns, c_decision_ns  # the reference's _now_ns and _decision_ns (properties below)
     cdef object c_params  # the reference's params (property below)
     cdef double c_interval_ns  # params.decision_interval_s * 1e9 when params is a StrategyParams (frozen), else NaN
-    cdef public object quoter_params, risk_params, last_decision, _peak_pnl, tick_size, lot_size, id_prefix
+    cdef object c_quoter_params  # the reference's quoter_params (property below)
+    # the fields the decision and the reconciliation read, cached by the setters when the parameters are exactly the
+    # frozen dataclasses (else read from them each time): None in c_fill_cost_by_depth says "not cached"
+    cdef object c_fill_cost_by_depth, c_levels, c_drift_horizon_s, c_requote_ticks, c_max_inventory, c_modify_orders
+    cdef object c_loss_budget, c_session_end_ns
+    cdef public object risk_params, last_decision, _peak_pnl, tick_size, lot_size, id_prefix
     cdef public bint halted, decisions_changed, _force_changed
     cdef public Py_ssize_t decisions_computed, _seq, inventory_guard_skips
 
@@ -398,8 +404,30 @@ cdef class StrategyCoreBase:
             self.c_params = value
             if type(value) is _STRATEGY_PARAMS:
                 self.c_interval_ns = <double>value.decision_interval_s * _NS
+                self.c_loss_budget = value.loss_budget
+                self.c_session_end_ns = value.session_end_ns
             else:
                 self.c_interval_ns = NAN
+                self.c_loss_budget = self.c_session_end_ns = None
+
+    property quoter_params:
+        """The quoter's parameters. A ``QuoterParams`` is frozen, so the fields the decision and the reconciliation
+        read are kept here when it is set (the same objects); anything else is read at each decision."""
+
+        def __get__(self):
+            return self.c_quoter_params
+
+        def __set__(self, value):
+            self.c_quoter_params = value
+            if type(value) is _QUOTER_PARAMS:
+                self.c_fill_cost_by_depth = value.fill_cost_by_depth
+                self.c_levels = value.levels
+                self.c_drift_horizon_s = value.drift_horizon_s
+                self.c_requote_ticks = value.requote_ticks
+                self.c_max_inventory = value.max_inventory
+                self.c_modify_orders = value.modify_orders
+            else:
+                self.c_fill_cost_by_depth = None
 
     property _decision_ns:
         """The time of the last computed decision (ns), as ``_now_ns``."""
@@ -567,7 +595,7 @@ cdef class StrategyCoreBase:
         extra[_state_ok_key(_sf(drift, _S_NAME, "name"))] = 1.0 if drift_ok else 0.0
         extra[_state_ok_key(_sf(micro, _S_NAME, "name"))] = 1.0 if micro_ok else 0.0
 
-        qp = self.quoter_params
+        qp = self.c_quoter_params
         if reasons:
             t_side, t_size, t_price = _RESULT_TAKER_DEFAULTS
             result = _frozen(_L_RESULT, (
@@ -610,7 +638,8 @@ cdef class StrategyCoreBase:
         curve = None
         curve_ok = False
         cdef Py_ssize_t i
-        if qp.fill_cost_by_depth:
+        cdef bint cached = self.c_fill_cost_by_depth is not None  # qp is a QuoterParams: its fields as read when set
+        if (self.c_fill_cost_by_depth if cached else qp.fill_cost_by_depth):
             depth, curve = m.cached_depth_cost(now_ns)
             depth_ok = _usable(depth)
             curve_ok = depth_ok and curve is not None
@@ -639,7 +668,7 @@ cdef class StrategyCoreBase:
         book_imbalance = 0.0
         depth_near = _nan
         best_bids = best_asks = None  # the book's best levels, read once for the signals and the queues
-        n_queue = qp.levels + 5
+        n_queue = (self.c_levels if cached else qp.levels) + 5
         if has_book:
             reads = _book_signals(m, book_, mid, n_queue)
             if reads is None:
@@ -659,7 +688,8 @@ cdef class StrategyCoreBase:
         dd = peak - pnl
         if 0.0 > dd:  # max(dd, 0.0)
             dd = 0.0
-        features["drawdown"] = dd / self.params.loss_budget
+        params = self.c_params
+        features["drawdown"] = dd / (self.c_loss_budget if type(params) is _STRATEGY_PARAMS else params.loss_budget)
         extra["pnl"] = pnl
         extra["depth_near"] = depth_near
         if type(best_bids) is dict:  # _book_signals read the compiled book: the queues are its dicts already
@@ -674,7 +704,7 @@ cdef class StrategyCoreBase:
         else:
             bid_queue = {bid_px: bbo.bid_size}
             ask_queue = {ask_px: bbo.ask_size}
-        drift_horizon_s = qp.drift_horizon_s
+        drift_horizon_s = self.c_drift_horizon_s if cached else qp.drift_horizon_s
         state = _frozen(_L_STATE, (
                 now_ns,  # ts_ns
                 bid_px,  # best_bid
@@ -704,7 +734,7 @@ cdef class StrategyCoreBase:
                 bid_queue,
                 ask_queue,
                 features,  # risk_features
-                int(self.params.session_end_ns),  # session_end_ns
+                int(self.c_session_end_ns if type(params) is _STRATEGY_PARAMS else params.session_end_ns),
                 extra,  # extra_inputs
             ),
         )
@@ -752,12 +782,13 @@ cdef class StrategyCoreBase:
         if not _bound:
             _bind()
         cdef list actions = []
-        p = self.quoter_params
+        p = self.c_quoter_params
         tracker = self.tracker
         cdef double tick = self.tick_size
-        cdef Py_ssize_t requote_ticks = p.requote_ticks
-        cdef double max_inv = p.max_inventory
-        cdef bint modify = p.modify_orders
+        cdef bint cached = self.c_fill_cost_by_depth is not None  # p is a QuoterParams: its fields as set
+        cdef Py_ssize_t requote_ticks = self.c_requote_ticks if cached else p.requote_ticks
+        cdef double max_inv = self.c_max_inventory if cached else p.max_inventory
+        cdef bint modify = self.c_modify_orders if cached else p.modify_orders
         for side, levels in ((_BUY, result.bids), (_SELL, result.asks)):
             self.inventory_guard_skips += self._reconcile_side(
                 actions, tracker, side, levels, tick, requote_ticks, max_inv, modify
