@@ -326,7 +326,11 @@ def _grid_posterior_plainly(n, s, tau, a0, b0, u_mode, curv, ci_level, n_grid):
 def test_the_tick_posterior_grid_agrees_with_its_plain_numpy_expressions(seed):
     """The reference's loops (sums in grid order, the C library's exp/log, its own linear interpolation of the
     cumulative integral) against numpy's vector kernels, pairwise sums and ``np.interp``: the same numbers to a few
-    ulps (measured: within 3.5e-15 relative over 3,000 generated posteriors)."""
+    ulps. Measured over 3,000 generated posteriors: within 3.5e-15 relative on an AVX2 machine. NumPy's AVX-512
+    exp/log kernels differ from its AVX2 ones in the last bit, which the coarse grids (2 and 9 points) amplify: over
+    4,000 posteriors on an AVX-512 machine the mean stays within 5.8e-14 relative and the interval within 9.2e-14, and
+    the standard deviation within a few ulps of the *mean*, not of itself (``k − mean`` loses the digits κ and its
+    mean share: where the grid is degenerate the std is 1e-16 of the mean, all rounding). Hence its absolute term."""
     from apps.engine.estimators.kappa import tick_mode, tick_posterior_at_mode
 
     rng = np.random.default_rng(seed)
@@ -344,7 +348,9 @@ def test_the_tick_posterior_grid_agrees_with_its_plain_numpy_expressions(seed):
         with np.errstate(all="ignore"):
             want = _grid_posterior_plainly(n, s, tau, a0, b0, u_mode, curv, ci, n_grid)
         got = (post.mean, post.std, post.ci_low, post.ci_high)
-        assert got == pytest.approx(want, rel=1e-13, abs=0.0), (i, got, want)
+        assert got[0] == pytest.approx(want[0], rel=1e-13, abs=0.0), (i, got, want)
+        assert got[1] == pytest.approx(want[1], rel=1e-13, abs=1e-13 * abs(want[0])), (i, got, want)
+        assert got[2:] == pytest.approx(want[2:], rel=5e-13, abs=0.0), (i, got, want)
         checked += 1
     assert checked == 400
 
