@@ -41,7 +41,7 @@ from libc.math cimport NAN, exp, expm1, fabs, isfinite, log, sqrt
 from libc.stdint cimport int64_t
 
 from apps.engine._pyfloat cimport pypow
-from apps.engine.estimators._estimators cimport MarketFields
+from apps.engine.estimators._estimators cimport MarketFields, sigma_reads
 from apps.engine.market._book cimport OrderBook as CBook
 from apps.engine._slots cimport field, slot_get, slot_offset, slot_offsets, slot_set, strict_int64
 from libc.stdlib cimport free, malloc
@@ -52,7 +52,7 @@ from apps.engine import validation
 from apps.engine.estimators import drift as drift_module
 from apps.engine.estimators.drift import KalmanDrift, PyKalmanDrift
 from apps.engine.estimators.hawkes import HawkesFit, HawkesIntensity, PyHawkesIntensity
-from apps.engine.estimators.market import MarketEstimators
+from apps.engine.estimators.market import MarketEstimators, _Cached
 from apps.engine.execution.orders import OrderStatus, OrderTracker, TimeInForce
 from apps.engine.execution.reconcile import REQUOTE_EPS_TICKS, SideReconciliation
 from apps.engine.market.events import (
@@ -137,6 +137,8 @@ cdef object _SNAPSHOT = EstimatorSnapshot
 cdef object _OK = EstimatorState.OK
 
 cdef object _MARKET = MarketEstimators
+cdef object _CACHED = _Cached  # MarketEstimators' cache entries (snap, at_ns), read by slot offset in the ages
+cdef Py_ssize_t _C_SNAP = slot_offset(_Cached, "snap"), _C_AT = slot_offset(_Cached, "at_ns")
 cdef object _HAWKES_C = HawkesIntensity  # the compiled class when built (else the reference itself)
 cdef object _HAWKES_PY = PyHawkesIntensity
 cdef object _HAWKES_FIT = HawkesFit
@@ -554,8 +556,12 @@ cdef class StrategyCoreBase:
         if not s_ok:
             reasons.append(f"{s.name} {s.state.value}: {s.message}".rstrip(": "))
         sigma = mf.sigma
-        sig_clean = sigma.sigma_for_spread
-        sig_inv = sigma.sigma_for_inventory
+        sig_pair = sigma_reads(sigma)  # the compiled SigmaEstimator's two reads in one C call
+        if sig_pair is None:
+            sig_clean = sigma.sigma_for_spread
+            sig_inv = sigma.sigma_for_inventory
+        else:
+            sig_clean, sig_inv = sig_pair
         # MarketEstimators.mean_trade_size is its float field (read as a C field when the class is exactly that one)
         cdef object mean_size
         if type(m) is _MARKET:
@@ -577,15 +583,16 @@ cdef class StrategyCoreBase:
         if not _reads_twinned or type(m) is not _MARKET:
             extra.update(m.ages(now_ns))
         else:
-            for name, c in (<dict>mf._cache).items():
-                if c.snap is None:
+            for name, c in (<dict>mf._cache).items():  # each a market._Cached: its slots by offset
+                if field(c, _CACHED, _C_SNAP, "snap") is None:
                     extra[_age_key(name)] = _nan
                 else:
-                    dt = <int64_t>now_ns - <int64_t>c.at_ns
+                    at = field(c, _CACHED, _C_AT, "at_ns")
+                    dt = <int64_t>now_ns - <int64_t>at
                     if -_TWO53 < <double>dt < _TWO53:  # int / int is the double division of the two exact doubles
                         extra[_age_key(name)] = <double>dt / _NS
                     else:
-                        extra[_age_key(name)] = (now_ns - c.at_ns) / 1_000_000_000
+                        extra[_age_key(name)] = (now_ns - at) / 1_000_000_000
         cdef bint lam_ok = _usable(lam), flow_ok = _usable(flow)
         cdef bint drift_ok = _usable(drift), micro_ok = _usable(micro)
         extra[_state_ok_key(_sf(k, _S_NAME, "name"))] = 1.0 if k_ok else 0.0

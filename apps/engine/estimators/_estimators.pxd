@@ -22,3 +22,7 @@ cdef class MarketFields:
     # what the refresh step reads and writes (MarketStep.refresh): objects, as the reference stores them (the
     # fresh-until time is an int or a float, the fit time an int or None)
     cdef public object _all_fresh_until_ns, _hawkes_fit_at, _depth_curve
+
+
+# (spread σ, inventory σ) of the compiled SigmaEstimator in one call; None for another class
+cdef tuple sigma_reads(object sigma)

@@ -1102,6 +1102,24 @@ cdef class SigmaEstimator:
 
 
 @cython.final
+
+cdef tuple sigma_reads(object sigma):
+    """``(sigma.sigma_for_spread, sigma.sigma_for_inventory)`` in one C call, for the core's decision
+    (``apps/engine/_core.pyx``); None when ``sigma`` is not exactly the compiled class. The clean σ is computed once:
+    both properties compute it from the same state, without side effects, so it is the same float (a NaN is
+    ``math.nan`` itself in both)."""
+    if type(sigma) is not SigmaEstimator:
+        return None
+    cdef SigmaEstimator est = <SigmaEstimator>sigma
+    clean = est._c_sigma_clean()
+    total = est._c_sigma_total()
+    cdef double t = total, c = clean
+    if isnan(c):  # sigma_for_inventory, as the property
+        return (clean, total)
+    if isnan(t):
+        return (clean, clean)
+    return (clean, clean if c > t else total)
+
 cdef class MicropriceRegression:
     """Compiled :class:`apps.engine.estimators.microprice.PyMicropriceRegression`: ``observe_trusted`` and the
     label step in C; the reads are the reference's functions on this state."""
