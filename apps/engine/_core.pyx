@@ -43,6 +43,7 @@ from libc.stdint cimport int64_t
 from apps.engine._pyfloat cimport pypow
 from apps.engine.estimators._estimators cimport MarketFields, sigma_reads
 from apps.engine.market._book cimport OrderBook as CBook
+from apps.engine.quoting._quote cimport InputPairs
 from apps.engine._slots cimport field, slot_get, slot_offset, slot_offsets, slot_set, strict_int64
 from libc.stdlib cimport free, malloc
 
@@ -568,39 +569,40 @@ cdef class StrategyCoreBase:
             mean_size = (<MarketFields>m)._mean_trade_size
         else:
             mean_size = m.mean_trade_size
-        # the reference's dict literal, entry by entry in its order, in a dict sized for all the entries added below
-        # (the same dict, without the resizes on the way)
-        cdef dict extra = _dict_presized(64)
-        extra["kappa_std"] = _sf(k, _S_STD, "std")
-        extra["kappa_ci_low"] = _sf(k, _S_CI_LOW, "ci_low")
-        extra["kappa_ci_high"] = _sf(k, _S_CI_HIGH, "ci_high")
-        extra["avg_trade_distance_bps"] = _sf(k, _S_DETAIL, "detail").get("avg_distance_bps", _nan)
-        extra["sigma_total"] = _sf(s, _S_DETAIL, "detail").get("sigma_total", _nan)
-        extra["lambda_per_s"] = _sf(lam, _S_VALUE, "value")
-        extra["mean_trade_size"] = mean_size
+        # the reference's dict, entry by entry in its order, as InputPairs (_quote.pxd): the same keys and values in the
+        # same order, without a dict insert each; the quoter reads them as it reads the dict
+        cdef InputPairs extra = InputPairs()
+        extra.put("kappa_std", _sf(k, _S_STD, "std"))
+        extra.put("kappa_ci_low", _sf(k, _S_CI_LOW, "ci_low"))
+        extra.put("kappa_ci_high", _sf(k, _S_CI_HIGH, "ci_high"))
+        extra.put("avg_trade_distance_bps", _sf(k, _S_DETAIL, "detail").get("avg_distance_bps", _nan))
+        extra.put("sigma_total", _sf(s, _S_DETAIL, "detail").get("sigma_total", _nan))
+        extra.put("lambda_per_s", _sf(lam, _S_VALUE, "value"))
+        extra.put("mean_trade_size", mean_size)
         # MarketEstimators.ages, in its order
         cdef int64_t dt
         if not _reads_twinned or type(m) is not _MARKET:
-            extra.update(m.ages(now_ns))
+            for name, age in m.ages(now_ns).items():  # extra.update(m.ages(now_ns))
+                extra.put(name, age)
         else:
             for name, c in (<dict>mf._cache).items():  # each a market._Cached: its slots by offset
                 if field(c, _CACHED, _C_SNAP, "snap") is None:
-                    extra[_age_key(name)] = _nan
+                    extra.put(_age_key(name), _nan)
                 else:
                     at = field(c, _CACHED, _C_AT, "at_ns")
                     dt = <int64_t>now_ns - <int64_t>at
                     if -_TWO53 < <double>dt < _TWO53:  # int / int is the double division of the two exact doubles
-                        extra[_age_key(name)] = <double>dt / _NS
+                        extra.put(_age_key(name), <double>dt / _NS)
                     else:
-                        extra[_age_key(name)] = (now_ns - at) / 1_000_000_000
+                        extra.put(_age_key(name), (now_ns - at) / 1_000_000_000)
         cdef bint lam_ok = _usable(lam), flow_ok = _usable(flow)
         cdef bint drift_ok = _usable(drift), micro_ok = _usable(micro)
-        extra[_state_ok_key(_sf(k, _S_NAME, "name"))] = 1.0 if k_ok else 0.0
-        extra[_state_ok_key(_sf(s, _S_NAME, "name"))] = 1.0 if s_ok else 0.0
-        extra[_state_ok_key(_sf(lam, _S_NAME, "name"))] = 1.0 if lam_ok else 0.0
-        extra[_state_ok_key(_sf(flow, _S_NAME, "name"))] = 1.0 if flow_ok else 0.0
-        extra[_state_ok_key(_sf(drift, _S_NAME, "name"))] = 1.0 if drift_ok else 0.0
-        extra[_state_ok_key(_sf(micro, _S_NAME, "name"))] = 1.0 if micro_ok else 0.0
+        extra.put(_state_ok_key(_sf(k, _S_NAME, "name")), 1.0 if k_ok else 0.0)
+        extra.put(_state_ok_key(_sf(s, _S_NAME, "name")), 1.0 if s_ok else 0.0)
+        extra.put(_state_ok_key(_sf(lam, _S_NAME, "name")), 1.0 if lam_ok else 0.0)
+        extra.put(_state_ok_key(_sf(flow, _S_NAME, "name")), 1.0 if flow_ok else 0.0)
+        extra.put(_state_ok_key(_sf(drift, _S_NAME, "name")), 1.0 if drift_ok else 0.0)
+        extra.put(_state_ok_key(_sf(micro, _S_NAME, "name")), 1.0 if micro_ok else 0.0)
 
         qp = self.c_quoter_params
         if reasons:
@@ -621,7 +623,7 @@ cdef class StrategyCoreBase:
                         "kappa": _sf(k, _S_VALUE, "value"),
                         "sigma_spread": sig_clean,
                         "sigma_inventory": sig_inv,
-                        **extra,
+                        **extra.as_dict(),
                     }),
                     tuple(reasons),
                     t_side,
@@ -636,12 +638,12 @@ cdef class StrategyCoreBase:
         adv_value = _sf(adv, _S_VALUE, "value")
         cdef bint adv_ok = _usable(adv)
         adv_detail = _sf(adv, _S_DETAIL, "detail")
-        extra["adverse_selection_measured_bps"] = adv_value * 1e4
-        extra["adverse_selection_ci_low_bps"] = _sf(adv, _S_CI_LOW, "ci_low") * 1e4
-        extra["adverse_selection_ci_high_bps"] = _sf(adv, _S_CI_HIGH, "ci_high") * 1e4
-        extra["adverse_selection_state_ok"] = 1.0 if adv_ok else 0.0
-        extra["adverse_selection_own_markouts"] = adv_detail["own_markouts"]
-        extra["adverse_selection_public_markouts"] = adv_detail["public_markouts"]
+        extra.put("adverse_selection_measured_bps", adv_value * 1e4)
+        extra.put("adverse_selection_ci_low_bps", _sf(adv, _S_CI_LOW, "ci_low") * 1e4)
+        extra.put("adverse_selection_ci_high_bps", _sf(adv, _S_CI_HIGH, "ci_high") * 1e4)
+        extra.put("adverse_selection_state_ok", 1.0 if adv_ok else 0.0)
+        extra.put("adverse_selection_own_markouts", adv_detail["own_markouts"])
+        extra.put("adverse_selection_public_markouts", adv_detail["public_markouts"])
         curve = None
         curve_ok = False
         cdef Py_ssize_t i
@@ -651,7 +653,7 @@ cdef class StrategyCoreBase:
             depth_ok = _usable(depth)
             curve_ok = depth_ok and curve is not None
             d = _sf(depth, _S_DETAIL, "detail")
-            extra["depth_markout_state_ok"] = 1.0 if depth_ok else 0.0
+            extra.put("depth_markout_state_ok", 1.0 if depth_ok else 0.0)
             values = (
                 d["events"],
                 _sf(depth, _S_VALUE, "value") * 1e4,
@@ -660,11 +662,11 @@ cdef class StrategyCoreBase:
                 d.get("cost_2bps_bps", _nan),
             )
             for i in range(5):
-                extra[_DM_INPUTS[i]] = values[i]
+                extra.put(_DM_INPUTS[i], values[i])
         else:
-            extra["depth_markout_state_ok"] = 0.0
+            extra.put("depth_markout_state_ok", 0.0)
             for i in range(5):
-                extra[_DM_INPUTS[i]] = _nan
+                extra.put(_DM_INPUTS[i], _nan)
         # m.book_signals() when the book has both sides (else {}: no imbalance, no depth near the touch)
         book_ = mf.book
         cdef bint has_book
@@ -697,8 +699,8 @@ cdef class StrategyCoreBase:
             dd = 0.0
         params = self.c_params
         features["drawdown"] = dd / (self.c_loss_budget if type(params) is _STRATEGY_PARAMS else params.loss_budget)
-        extra["pnl"] = pnl
-        extra["depth_near"] = depth_near
+        extra.put("pnl", pnl)
+        extra.put("depth_near", depth_near)
         if type(best_bids) is dict:  # _book_signals read the compiled book: the queues are its dicts already
             bid_queue = best_bids
             ask_queue = best_asks

@@ -350,3 +350,58 @@ def test_fsum_is_the_builtin(xs):
     want = outcome(math.fsum, xs)
     got = outcome(_quote.fsum, xs)
     assert got == want
+
+
+# --- the compiled core's extra inputs as InputPairs (apps/engine/quoting/_quote.pxd) --------------------------------
+
+_WRITE_KEYS = ["kappa_std", "pnl", "drift_ok", "gamma", "zz", "model_requested_code", "mid", "depth_near"]
+
+
+def _pairs(writes):
+    from apps.engine.quoting._quote import InputPairs
+
+    pairs, d = InputPairs(), {}
+    for key, value in writes:
+        pairs.add(key, value)
+        d[key] = value
+    return pairs, d
+
+
+@pytest.mark.skipif(not quoter.QUOTE_COMPILED, reason="the compiled quoter is not built")
+def test_input_pairs_stand_for_the_dict_of_the_same_writes():
+    """Repeated keys end as in a dict (first place, last value); past the 64 pairs held inline they go to the heap;
+    the pairs hold their keys and values and release them."""
+    import sys
+
+    value = float("1.5")  # a float object of its own, to count its references
+    base = sys.getrefcount(value)
+    writes = [(f"k{i % 150}", float(i)) for i in range(300)] + [("zz", value), ("k3", -1.0), ("zz", 2)]
+    pairs, d = _pairs(writes)
+    assert pairs.as_dict() == d and list(pairs.as_dict()) == list(d)
+    assert len(pairs) == len(d) == 151 and list(pairs.items()) == list(d.items())
+    assert sys.getrefcount(value) == base + 2  # the dict's reference and the pairs'
+    del pairs
+    assert sys.getrefcount(value) == base + 1
+
+
+@pytest.mark.skipif(not quoter.QUOTE_COMPILED, reason="the compiled quoter is not built")
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    params(),
+    markets(),
+    inventories,
+    st.lists(
+        st.tuples(st.sampled_from(_WRITE_KEYS), st.one_of(finite, st.booleans(), st.integers(-5, 5))), max_size=80
+    ),
+)
+def test_the_quoter_reads_input_pairs_as_the_dict_of_the_same_writes(p, m, q, writes):
+    """The compiled core hands the quoter InputPairs where the reference hands a dict: the compiled quote of the
+    pairs is py_quote of the dict built by the same writes (repeated keys, more than 64 writes, ints and bools)."""
+    if m.fill_cost_curve is None and m.fill_cost_curve_ok:
+        m = replace(m, fill_cost_curve_ok=False)
+    pairs, d = _pairs(writes)
+    want = outcome(py_quote, p, RiskAversionParams(), replace(m, extra_inputs=d), q, tick_size=0.01, lot_size=0.001)
+    got = outcome(
+        compiled_quote, p, RiskAversionParams(), replace(m, extra_inputs=pairs), q, tick_size=0.01, lot_size=0.001
+    )
+    assert got == want
