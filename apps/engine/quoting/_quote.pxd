@@ -11,8 +11,8 @@ cdef enum:
 
 cdef class InputPairs:
     cdef Py_ssize_t n, cap
-    cdef PyObject** keys  # owned references, in insertion order (inline_keys until more than PAIRS_INLINE)
-    cdef PyObject** vals  # owned references
+    cdef PyObject** k_arr  # owned references, in insertion order (inline_keys until more than PAIRS_INLINE)
+    cdef PyObject** v_arr  # owned references
     cdef PyObject* inline_keys[PAIRS_INLINE]
     cdef PyObject* inline_vals[PAIRS_INLINE]
 

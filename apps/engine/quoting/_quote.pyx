@@ -186,23 +186,24 @@ cdef class InputPairs:
     ``(key, value)`` pairs in the order the core writes them, the values the very objects the dict would hold. Writing
     a pair is two stores where a dict insert hashes and probes (~200 instructions; ~34 a decision). ``_put_all`` reads
     them in order as it reads the dict, and a key written twice ends as a dict keeps it (its first place, its last
-    value): the decision record's own path for repeated names (``_record``) resolves it. ``items()``, ``len()`` and
-    :meth:`as_dict` give the same view as the dict for anything else."""
+    value): the decision record's own path for repeated names (``_record``) resolves it. For anything else (the
+    reference quoter's ``dict.update``, ``**``) they read as that dict: ``keys()``, ``[key]``, ``items()``, ``len()``,
+    ``in``, ``get`` and :meth:`as_dict`."""
 
     def __cinit__(self):
         self.n = 0
         self.cap = PAIRS_INLINE
-        self.keys = self.inline_keys
-        self.vals = self.inline_vals
+        self.k_arr = self.inline_keys
+        self.v_arr = self.inline_vals
 
     def __dealloc__(self):
         cdef Py_ssize_t i
         for i in range(self.n):
-            Py_XDECREF(self.keys[i])
-            Py_XDECREF(self.vals[i])
-        if self.keys != self.inline_keys:
-            PyMem_Free(self.keys)
-            PyMem_Free(self.vals)
+            Py_XDECREF(self.k_arr[i])
+            Py_XDECREF(self.v_arr[i])
+        if self.k_arr != self.inline_keys:
+            PyMem_Free(self.k_arr)
+            PyMem_Free(self.v_arr)
 
     cdef int put(self, object key, object value) except -1:
         cdef PyObject** nk
@@ -214,16 +215,16 @@ cdef class InputPairs:
                 PyMem_Free(nk)
                 PyMem_Free(nv)
                 raise MemoryError()
-            memcpy(nk, self.keys, self.n * sizeof(PyObject*))
-            memcpy(nv, self.vals, self.n * sizeof(PyObject*))
-            if self.keys != self.inline_keys:
-                PyMem_Free(self.keys)
-                PyMem_Free(self.vals)
-            self.keys, self.vals, self.cap = nk, nv, 2 * self.cap
+            memcpy(nk, self.k_arr, self.n * sizeof(PyObject*))
+            memcpy(nv, self.v_arr, self.n * sizeof(PyObject*))
+            if self.k_arr != self.inline_keys:
+                PyMem_Free(self.k_arr)
+                PyMem_Free(self.v_arr)
+            self.k_arr, self.v_arr, self.cap = nk, nv, 2 * self.cap
         Py_INCREF(key)
         Py_INCREF(value)
-        self.keys[self.n] = <PyObject*>key
-        self.vals[self.n] = <PyObject*>value
+        self.k_arr[self.n] = <PyObject*>key
+        self.v_arr[self.n] = <PyObject*>value
         self.n += 1
         return 0
 
@@ -235,6 +236,28 @@ cdef class InputPairs:
         """The number of distinct keys, as the dict's length."""
         return len(self.as_dict())
 
+    def keys(self):
+        """The dict's keys, in its order (with ``__getitem__``, what ``dict.update`` and ``**`` read)."""
+        return self.as_dict().keys()
+
+    def __iter__(self):
+        return iter(self.as_dict())
+
+    def __getitem__(self, key):
+        """The last value written under ``key`` (KeyError when none was)."""
+        cdef Py_ssize_t i
+        for i in range(self.n - 1, -1, -1):
+            k = <object>self.k_arr[i]
+            if k is key or k == key:
+                return <object>self.v_arr[i]
+        raise KeyError(key)
+
+    def __contains__(self, key):
+        return key in self.as_dict()
+
+    def get(self, key, default=None):
+        return self.as_dict().get(key, default)
+
     def items(self):
         """The dict's items: each key once, in its first place, with its last value."""
         return self.as_dict().items()
@@ -244,7 +267,7 @@ cdef class InputPairs:
         cdef dict d = {}
         cdef Py_ssize_t i
         for i in range(self.n):
-            d[<object>self.keys[i]] = <object>self.vals[i]
+            d[<object>self.k_arr[i]] = <object>self.v_arr[i]
         return d
 
     def __repr__(self):
@@ -260,7 +283,7 @@ cdef int _put_all(_Rec* rec, object extra) except -1:
     if type(extra) is InputPairs:  # every write in order: a repeated key is resolved by _record as the dict would
         pairs = <InputPairs>extra
         for i in range(pairs.n):
-            _put(rec, <object>pairs.keys[i], <double><object>pairs.vals[i])
+            _put(rec, <object>pairs.k_arr[i], <double><object>pairs.v_arr[i])
         return 0
     if type(extra) is dict:
         while PyDict_Next(extra, &pos, &k, &v):

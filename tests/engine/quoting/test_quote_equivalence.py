@@ -380,6 +380,13 @@ def test_input_pairs_stand_for_the_dict_of_the_same_writes():
     assert pairs.as_dict() == d and list(pairs.as_dict()) == list(d)
     assert len(pairs) == len(d) == 151 and list(pairs.items()) == list(d.items())
     assert sys.getrefcount(value) == base + 2  # the dict's reference and the pairs'
+    assert pairs["zz"] == 2 and pairs["k3"] == -1.0 and pairs.get("k7") == 157.0 and "k149" in pairs
+    assert list(pairs) == list(pairs.keys()) == list(d) and {**pairs} == d and dict(pairs) == d
+    updated = {"first": 0.0}
+    updated.update(pairs)  # the reference quoter's inputs.update(market.extra_inputs)
+    assert list(updated.items()) == [("first", 0.0), *d.items()]
+    with pytest.raises(KeyError):
+        pairs["absent"]
     del pairs
     assert sys.getrefcount(value) == base + 1
 
