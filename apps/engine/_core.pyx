@@ -775,11 +775,18 @@ cdef class StrategyCoreBase:
             ask_px, ask_size = None, 0.0
         decision = _frozen(_L_DECISION, (ts_ns, bid_px, ask_px, bid_size, ask_size, inputs, reasons))
         prev = self.last_decision
-        if (
-            prev is None
-            or self._force_changed
-            or not (_same(prev.bid_px, bid_px) and _same(prev.ask_px, ask_px) and _same(prev.reasons, reasons))
-        ):
+        cdef Py_ssize_t* doff = _L_DECISION.offsets
+        cdef bint changed = prev is None or self._force_changed
+        if not changed:
+            if doff != NULL and type(prev) is _L_DECISION.cls:  # its fields by slot offset (_DECISION_FIELDS' order)
+                changed = not (
+                    _same(slot_get(prev, doff[1]), bid_px)
+                    and _same(slot_get(prev, doff[2]), ask_px)
+                    and _same(slot_get(prev, doff[6]), reasons)
+                )
+            else:
+                changed = not (_same(prev.bid_px, bid_px) and _same(prev.ask_px, ask_px) and _same(prev.reasons, reasons))
+        if changed:
             self.decisions_changed = True
             self._force_changed = False
         self.last_decision = decision
