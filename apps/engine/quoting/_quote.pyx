@@ -273,6 +273,18 @@ cdef class InputPairs:
     def __repr__(self):
         return f"InputPairs({self.as_dict()!r})"
 
+    def __reduce__(self):  # pickled as its writes, repeats included (benchmarks pickle the quoter's calls)
+        cdef Py_ssize_t i
+        return (_input_pairs, ([(<object>self.k_arr[i], <object>self.v_arr[i]) for i in range(self.n)],))
+
+
+def _input_pairs(writes):
+    """InputPairs from ``(key, value)`` writes in order (unpickling)."""
+    cdef InputPairs pairs = InputPairs()
+    for key, value in writes:
+        pairs.put(key, value)
+    return pairs
+
 
 cdef int _put_all(_Rec* rec, object extra) except -1:
     """``inputs.update(extra)``: the core's inputs in their order, each as a double (as array('d') converts)."""

@@ -387,6 +387,10 @@ def test_input_pairs_stand_for_the_dict_of_the_same_writes():
     assert list(updated.items()) == [("first", 0.0), *d.items()]
     with pytest.raises(KeyError):
         pairs["absent"]
+    import pickle
+
+    again = pickle.loads(pickle.dumps(pairs))  # its writes, repeats included
+    assert type(again) is type(pairs) and again.as_dict() == d and list(again) == list(d)
     del pairs
     assert sys.getrefcount(value) == base + 1
 
