@@ -41,7 +41,7 @@ from libc.math cimport NAN, exp, expm1, fabs, isfinite, log, sqrt
 from libc.stdint cimport int64_t
 
 from apps.engine._pyfloat cimport pypow
-from apps.engine.estimators._estimators cimport MarketFields, sigma_reads
+from apps.engine.estimators._estimators cimport MarketFields, hawkes_reads, sigma_reads
 from apps.engine.market._book cimport OrderBook as CBook
 from apps.engine.quoting._quote cimport InputPairs
 from apps.engine._slots cimport field, slot_get, slot_offset, slot_offsets, slot_set, strict_int64
@@ -52,7 +52,7 @@ from apps.engine.estimators.base import EstimatorSnapshot, EstimatorState
 from apps.engine import validation
 from apps.engine.estimators import drift as drift_module
 from apps.engine.estimators.drift import KalmanDrift, PyKalmanDrift
-from apps.engine.estimators.hawkes import HawkesFit, HawkesIntensity, PyHawkesIntensity
+from apps.engine.estimators.hawkes import HawkesFit, HawkesIntensity, HawkesParams, PyHawkesIntensity
 from apps.engine.estimators.market import MarketEstimators, _Cached
 from apps.engine.execution.orders import OrderStatus, OrderTracker, TimeInForce
 from apps.engine.execution.reconcile import REQUOTE_EPS_TICKS, SideReconciliation
@@ -143,6 +143,11 @@ cdef Py_ssize_t _C_SNAP = slot_offset(_Cached, "snap"), _C_AT = slot_offset(_Cac
 cdef object _HAWKES_C = HawkesIntensity  # the compiled class when built (else the reference itself)
 cdef object _HAWKES_PY = PyHawkesIntensity
 cdef object _HAWKES_FIT = HawkesFit
+cdef object _HAWKES_PARAMS = HawkesParams
+# the risk features' Hawkes reads by slot offset (frozen, slotted dataclasses; -1: read by name)
+cdef Py_ssize_t _HF_STATE = slot_offset(HawkesFit, "state")
+cdef Py_ssize_t _HP_MU = slot_offset(HawkesParams, "mu_per_s"), _HP_ALPHA = slot_offset(HawkesParams, "alpha_per_s")
+cdef Py_ssize_t _HP_BETA = slot_offset(HawkesParams, "beta_per_s")
 cdef object _DRIFT = KalmanDrift
 cdef object _math_log = math.log
 
@@ -1091,16 +1096,22 @@ cdef dict _risk_features(
     cdef double mu = 0.0, alpha = 0.0, beta = 0.0, h_s = 0.0
     fit = mf.hawkes_fit
     h = mf.hawkes
-    if fit is not None and (fit.state is _OK if type(fit) is _HAWKES_FIT else fit.ok) and h.n_events:
-        if type(h) is not _HAWKES_C and type(h) is not _HAWKES_PY:
-            return m.risk_features(now_ns, k, s, depth_near, flow_imb)
-        p = h.params
-        mu, alpha, beta = p.mu_per_s, p.alpha_per_s, p.beta_per_s
-        h_s = h._s
-        last = h.last_event_ns
-        if type(last) is not int or not (mu > 0.0):
-            return m.risk_features(now_ns, k, s, depth_near, flow_imb)
-        use_hawkes = True
+    cdef tuple hr
+    if fit is not None and (field(fit, _HAWKES_FIT, _HF_STATE, "state") is _OK if type(fit) is _HAWKES_FIT else fit.ok):
+        hr = hawkes_reads(h)  # the compiled intensity's fields in one C call (None: read by name)
+        if hr[0] if hr is not None else h.n_events:
+            if hr is None:
+                if type(h) is not _HAWKES_PY:
+                    return m.risk_features(now_ns, k, s, depth_near, flow_imb)
+                p, h_s, last = h.params, h._s, h.last_event_ns
+            else:
+                p, h_s, last = hr[1], hr[2], hr[3]
+            mu = field(p, _HAWKES_PARAMS, _HP_MU, "mu_per_s")
+            alpha = field(p, _HAWKES_PARAMS, _HP_ALPHA, "alpha_per_s")
+            beta = field(p, _HAWKES_PARAMS, _HP_BETA, "beta_per_s")
+            if type(last) is not int or not (mu > 0.0):
+                return m.risk_features(now_ns, k, s, depth_near, flow_imb)
+            use_hawkes = True
 
     # dt_s = (now_ns - self._ref_t_ns) / _NS if self._ref_t_ns else 0.0
     cdef double dt_s = 0.0, w = 0.0, x, ratio, total

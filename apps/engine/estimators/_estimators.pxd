@@ -26,3 +26,6 @@ cdef class MarketFields:
 
 # (spread σ, inventory σ) of the compiled SigmaEstimator in one call; None for another class
 cdef tuple sigma_reads(object sigma)
+
+# (n_events, params, _s, last_event_ns) of the compiled HawkesIntensity in one call; None for another class
+cdef tuple hawkes_reads(object h)

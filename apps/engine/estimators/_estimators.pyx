@@ -1120,6 +1120,15 @@ cdef tuple sigma_reads(object sigma):
         return (clean, clean)
     return (clean, clean if c > t else total)
 
+
+cdef tuple hawkes_reads(object h):
+    """``(h.n_events, h.params, h._s, h.last_event_ns)`` of the compiled HawkesIntensity in one C call, for the core's
+    risk features (``apps/engine/_core.pyx``); None when ``h`` is not exactly that class."""
+    if type(h) is not HawkesIntensity:
+        return None
+    cdef HawkesIntensity hi = <HawkesIntensity>h
+    return (hi._n_events, hi._params, hi._s, hi._last_ns)
+
 cdef class MicropriceRegression:
     """Compiled :class:`apps.engine.estimators.microprice.PyMicropriceRegression`: ``observe_trusted`` and the
     label step in C; the reads are the reference's functions on this state."""
