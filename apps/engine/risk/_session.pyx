@@ -21,6 +21,8 @@ from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_FromDouble
 from cpython.object cimport PyObject
 from libc.math cimport INFINITY, fabs, isfinite
 
+from apps.engine._slots cimport field, slot_get, slot_offset, slot_set
+
 import math
 
 from apps.engine.market.inputs import DecisionInputs
@@ -69,6 +71,15 @@ cdef object _ROLLING_LOSS = RollingLoss
 cdef object _COUNTER = RollingCounter
 cdef object _FLOW = OrderFlowWindow
 cdef object _COUNTS = OrderFlowCounts
+# the rolling counters' and the order-flow window's slots, and the counts' fields, by offset (-1: by name)
+cdef Py_ssize_t _RC_EVENTS = slot_offset(RollingCounter, "_events"), _RC_LAST = slot_offset(RollingCounter, "_last_ns")
+cdef Py_ssize_t _RC_TOTAL = slot_offset(RollingCounter, "_total"), _RC_WINDOW = slot_offset(RollingCounter, "window_ns")
+cdef bint _RC_SLOTS = min(_RC_EVENTS, _RC_LAST, _RC_TOTAL, _RC_WINDOW) >= 0
+cdef Py_ssize_t _FW_SENT = slot_offset(OrderFlowWindow, "_sent"), _FW_REJ = slot_offset(OrderFlowWindow, "_rejected")
+cdef Py_ssize_t _FW_CAN = slot_offset(OrderFlowWindow, "_cancelled"), _FW_MSG = slot_offset(OrderFlowWindow, "_messages")
+cdef Py_ssize_t _FW_LAST = slot_offset(OrderFlowWindow, "_last")
+cdef Py_ssize_t _FC_SENT = slot_offset(OrderFlowCounts, "sent"), _FC_REJ = slot_offset(OrderFlowCounts, "rejected")
+cdef Py_ssize_t _FC_CAN = slot_offset(OrderFlowCounts, "cancelled"), _FC_MSG = slot_offset(OrderFlowCounts, "messages")
 cdef object _EDGES = TripEdges
 
 
@@ -215,34 +226,42 @@ cdef object _window_loss(object loss, object now_ns, object pnl):
 
 
 cdef object _count(object c, object now_ns):
-    """``RollingCounter.count(now_ns)``."""
-    last = c._last_ns
-    if type(c) is not _COUNTER or (last is not None and now_ns < last):
+    """``RollingCounter.count(now_ns)``; its slots by offset (the same reads and writes in the same order: the running
+    total is written once after the pops, which nothing reads in between)."""
+    if type(c) is not _COUNTER or not _RC_SLOTS:
         return c.count(now_ns)
-    c._last_ns = now_ns
-    events = c._events
+    last = slot_get(c, _RC_LAST)
+    if last is not None and now_ns < last:
+        return c.count(now_ns)
+    slot_set(c, _RC_LAST, now_ns)
+    events = slot_get(c, _RC_EVENTS)
     if events:
-        cutoff = now_ns - c.window_ns
+        cutoff = now_ns - slot_get(c, _RC_WINDOW)
+        total = slot_get(c, _RC_TOTAL)
+        popped = False
         while events and (<list>events[0])[0] <= cutoff:
-            c._total -= (<list>events.popleft())[1]
-    return c._total
+            total -= (<list>events.popleft())[1]
+            popped = True
+        if popped:
+            slot_set(c, _RC_TOTAL, total)
+    return slot_get(c, _RC_TOTAL)
 
 
 cdef object _snapshot(object f, object now_ns):
     """``OrderFlowWindow.snapshot(now_ns)``."""
     if type(f) is not _FLOW:
         return f.snapshot(now_ns)
-    sent = _count(f._sent, now_ns)
-    rejected = _count(f._rejected, now_ns)
-    cancelled = _count(f._cancelled, now_ns)
-    messages = _count(f._messages, now_ns)
-    last = f._last
+    sent = _count(field(f, _FLOW, _FW_SENT, "_sent"), now_ns)
+    rejected = _count(field(f, _FLOW, _FW_REJ, "_rejected"), now_ns)
+    cancelled = _count(field(f, _FLOW, _FW_CAN, "_cancelled"), now_ns)
+    messages = _count(field(f, _FLOW, _FW_MSG, "_messages"), now_ns)
+    last = field(f, _FLOW, _FW_LAST, "_last")
     if (
         last is not None
-        and last.sent == sent
-        and last.rejected == rejected
-        and last.cancelled == cancelled
-        and last.messages == messages
+        and field(last, _COUNTS, _FC_SENT, "sent") == sent
+        and field(last, _COUNTS, _FC_REJ, "rejected") == rejected
+        and field(last, _COUNTS, _FC_CAN, "cancelled") == cancelled
+        and field(last, _COUNTS, _FC_MSG, "messages") == messages
     ):
         return last
     f._last = last = _COUNTS(f.window_s, sent, rejected, cancelled, messages)
