@@ -44,7 +44,9 @@ from apps.engine._pyfloat cimport pypow
 from apps.engine.estimators._estimators cimport MarketFields, hawkes_reads, sigma_reads
 from apps.engine.market._book cimport OrderBook as CBook
 from apps.engine.quoting._quote cimport InputPairs
-from apps.engine._slots cimport field, slot_get, slot_offset, slot_offsets, slot_set, strict_int64
+from apps.engine._slots cimport (
+    dict_presized, field, slot_get, slot_offset, slot_offsets, slot_set, strict_int64,
+)
 from libc.stdlib cimport free, malloc
 
 from apps.engine.core import _DEPTH_MARKOUT_INPUTS, PyStrategyCore, StrategyParams
@@ -70,18 +72,6 @@ from apps.engine.market.events import (
 )
 from apps.engine.market.inputs import DecisionInputs
 from apps.engine.quoting.quoter import MODEL_CODES, Level, MarketState, QuoterParams, QuoteResult
-
-cdef extern from *:
-    """
-    /* CPython's private _PyDict_NewPresized up to 3.12 (as in _estimators.pyx); a plain PyDict_New from 3.13 on */
-    #if PY_VERSION_HEX < 0x030D0000
-    #define mm_core_dict_presized(n) _PyDict_NewPresized(n)
-    #else
-    #define mm_core_dict_presized(n) PyDict_New()
-    #endif
-    """
-    # a dict with room for ``minused`` entries: the same dict as {} filled in the same order, without the resizes
-    dict _dict_presized "mm_core_dict_presized" (Py_ssize_t minused)
 
 
 # the book ticker's and the trade's fields by their slot offsets (apps/engine/_slots.pxd), for an event exactly that class
@@ -1007,7 +997,7 @@ cdef dict _head_dict(list levels, Py_ssize_t n):
     cdef Py_ssize_t i, m = len(levels)
     if n < m:
         m = n
-    cdef dict d = _dict_presized(m if m > 0 else 0)
+    cdef dict d = dict_presized(m)
     for i in range(m):
         price, size = levels[i]
         d[price] = size

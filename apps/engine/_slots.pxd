@@ -16,6 +16,22 @@ from cpython.ref cimport Py_INCREF, Py_XDECREF
 from libc.stdint cimport int64_t
 
 
+cdef extern from *:
+    """
+    /* CPython's private _PyDict_NewPresized (what its own BUILD_MAP uses) up to 3.12; a plain PyDict_New from
+       3.13 on, whose headers may not declare it (the project runs 3.11): the same dict either way, only the
+       resizes on the way differ */
+    #if PY_VERSION_HEX < 0x030D0000
+    #define mm_dict_presized(n) _PyDict_NewPresized(n)
+    #else
+    #define mm_dict_presized(n) PyDict_New()
+    #endif
+    """
+    # a dict with room for ``minused`` entries up front: the same dict (keys, order, values) as {} filled in the
+    # same order, without the resizes on the way (shared by the compiled modules that build dicts per event)
+    dict dict_presized "mm_dict_presized" (Py_ssize_t minused)
+
+
 cdef extern from "structmember.h":
     ctypedef struct PyMemberDef:
         int type

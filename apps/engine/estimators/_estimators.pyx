@@ -27,7 +27,7 @@ double ``math.fsum`` returns over the whole window.
 cimport cython
 
 from apps.engine._pyfloat cimport m_expm1 as _expm1, pymax as _pymax, pymin as _pymin, pypow as _pypow
-from apps.engine._slots cimport field, slot_get, slot_offset, slot_offsets, slot_set, strict_int64
+from apps.engine._slots cimport dict_presized, field, slot_get, slot_offset, slot_offsets, slot_set, strict_int64
 from cpython.number cimport PyNumber_Power
 from cpython.object cimport PyObject_GenericSetAttr
 from cpython.ref cimport Py_INCREF
@@ -104,21 +104,6 @@ cdef inline bint _as_ns(object v, int64_t* out) except -1:
 cdef inline bint _ns_in(int64_t v) noexcept nogil:
     return -_NS_LIM <= v <= _NS_LIM
 
-
-cdef extern from *:
-    """
-    /* CPython's private _PyDict_NewPresized (what its own BUILD_MAP uses) up to 3.12; a plain PyDict_New from
-       3.13 on, whose headers may not declare it (the project runs 3.11): the same dict either way, only the
-       resizes on the way differ */
-    #if PY_VERSION_HEX < 0x030D0000
-    #define mm_dict_presized(n) _PyDict_NewPresized(n)
-    #else
-    #define mm_dict_presized(n) PyDict_New()
-    #endif
-    """
-    # a dict with room for ``minused`` entries up front: the same dict (keys, order, values) as {} filled in the
-    # same order, without the resizes on the way
-    dict mm_dict_presized(Py_ssize_t minused)
 
 
 cdef object _new = object.__new__
@@ -583,7 +568,7 @@ cdef class AdverseSelectionEstimator:
             s_pub = self._public.fsum()
         # the reference's dict literal and its update (the same keys in the same order), allocated for its 7 keys
         # at once rather than resized on the sixth
-        cdef dict detail = mm_dict_presized(7)
+        cdef dict detail = dict_presized(7)
         detail["own_markouts"] = <double>n_own
         detail["public_markouts"] = <double>n_pub
         detail["own_mean_bps"] = (s_own / n_own * 1e4) if n_own else _NAN_OBJ

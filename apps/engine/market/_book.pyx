@@ -24,21 +24,12 @@ from cpython.ref cimport PyObject
 from cpython.tuple cimport PyTuple_CheckExact, PyTuple_GET_SIZE
 from libc.string cimport memmove
 
+from apps.engine._slots cimport dict_presized
+
 
 cdef extern from "Python.h":
     PyObject* PyTuple_GET_ITEM(object t, Py_ssize_t i)  # borrowed, unchecked: the cpython.tuple one returns an object
 
-
-cdef extern from *:
-    """
-    /* CPython's private _PyDict_NewPresized up to 3.12 (as in _core.pyx); a plain PyDict_New from 3.13 on */
-    #if PY_VERSION_HEX < 0x030D0000
-    #define mm_book_dict_presized(n) _PyDict_NewPresized(n)
-    #else
-    #define mm_book_dict_presized(n) PyDict_New()
-    #endif
-    """
-    dict _dict_presized "mm_book_dict_presized" (Py_ssize_t minused)
 
 from apps.engine.estimators.book_signals import check_band
 from apps.engine.market.events import DepthUpdate, EventError, Side
@@ -457,7 +448,7 @@ cdef class OrderBook:
             m = s.n
         if m < 0:
             m = 0
-        cdef dict out = _dict_presized(n_dict if n_dict < m else m)
+        cdef dict out = dict_presized(n_dict if n_dict < m else m)
         cdef double acc = 0.0
         while j < m:
             i = s.blocks[b].n - 1
