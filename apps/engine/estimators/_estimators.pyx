@@ -1638,6 +1638,37 @@ cdef class HawkesIntensity:
         return _hawkes_ref().snapshot(self, now_ns)
 
 
+def kernel_sums(gaps_s, beta):
+    """:func:`apps.engine.estimators.hawkes.py_kernel_sums` (the Hawkes likelihood's recursions) with its loop in C:
+    the same decays (NumPy's ``exp`` of the same product, computed here exactly as there), then the same two
+    multiplications and one subtraction per event, in the same order, on the same doubles. A fit calls this ~90
+    times on a window of a few thousand trades; the reference spends ~0.1 ms per call in its Python loop."""
+    np = _numpy()
+    if type(gaps_s) is not np.ndarray or gaps_s.ndim != 1:  # not what a fit passes: the reference's own behaviour
+        from apps.engine.estimators.hawkes import py_kernel_sums
+
+        return py_kernel_sums(gaps_s, beta)
+    decay_arr = np.exp(-beta * gaps_s)
+    cdef const double[::1] e = np.ascontiguousarray(decay_arr, dtype=np.float64)
+    cdef const double[::1] g = np.ascontiguousarray(gaps_s, dtype=np.float64)  # (float32 widens exactly, as tolist)
+    cdef Py_ssize_t n = e.shape[0] + 1, i
+    if g.shape[0] != e.shape[0]:
+        raise ValueError(f"kernel_sums: {g.shape[0]} gaps but {e.shape[0]} decays")
+    a_arr = np.zeros(n)
+    b_arr = np.zeros(n)
+    cdef double[::1] av = a_arr
+    cdef double[::1] bv = b_arr
+    cdef double a = 0.0, b = 0.0, one_plus_a, ei
+    for i in range(1, n):
+        ei = e[i - 1]
+        one_plus_a = 1.0 + a
+        b = ei * (b - g[i - 1] * one_plus_a)
+        a = ei * one_plus_a
+        av[i] = a
+        bv[i] = b
+    return a_arr, b_arr
+
+
 # --- κ from the trade tape: the window and its running sums ---------------------------------------------------
 
 cdef object _REF_KAPPA = None

@@ -213,10 +213,11 @@ class PyHawkesIntensity:
 # --- likelihood ---------------------------------------------------------------------------------
 
 
-def _kernel_sums(gaps_s: np.ndarray, beta: float) -> tuple[np.ndarray, np.ndarray]:
+def py_kernel_sums(gaps_s: np.ndarray, beta: float) -> tuple[np.ndarray, np.ndarray]:
     """A_i = Σ_{j<i} e^{−β(t_i − t_j)} and B_i = ∂A_i/∂β for sorted events with gaps t_i − t_{i−1}.
 
     Recursions: A_i = e^{−βΔ_i} (1 + A_{i−1}),  B_i = e^{−βΔ_i} (B_{i−1} − Δ_i (1 + A_{i−1})), A_0 = B_0 = 0.
+    The reference; ``_kernel_sums`` is the compiled twin (``_estimators.kernel_sums``, the loop in C) when built.
     """
     n = gaps_s.size + 1
     decay = np.exp(-beta * gaps_s).tolist()
@@ -687,3 +688,5 @@ class FillCascade:
 _compiled = compiled.load("apps.engine.estimators._estimators")
 HawkesIntensity: type[PyHawkesIntensity] = _compiled.HawkesIntensity if _compiled is not None else PyHawkesIntensity
 ESTIMATORS_COMPILED: bool = _compiled is not None
+# The likelihood's recursions (every fit evaluates them ~90 times): the compiled loop, bit for bit the reference's.
+_kernel_sums = _compiled.kernel_sums if _compiled is not None else py_kernel_sums

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from apps.engine.estimators import hawkes
 from apps.engine.estimators.base import EstimatorState
 from apps.engine.estimators.hawkes import (
     NS_PER_S,
@@ -190,17 +191,54 @@ def test_it_is_warming_with_too_few_events_and_rejects_unsorted_times():
 
 
 def test_it_fits_real_binance_trade_arrivals():
-    path = SHARED / "data" / "hftbacktest-binance-usdm-btcusdt-20240808" / "derived" / "trades.csv.gz"
-    if not path.exists():
-        pytest.skip(f"real data not available at {path}")
-    with gzip.open(path, "rt") as fh:
-        # One taker order matching several makers prints several trades in the same ms: count it once.
-        times_s = np.array(sorted({int(row["trade_ts_ms"]) for row in csv.DictReader(fh)})) / 1e3
+    # One taker order matching several makers prints several trades in the same ms: counted once.
+    times_s = _real_trade_times_s()
     fit = fit_hawkes(times_s)
     assert fit.state is EstimatorState.OK, fit.message
     assert 0.1 < fit.branching_ratio < 1.0
     assert fit.lr_stat > 100  # trade arrivals cluster: a constant rate is firmly rejected
     assert fit.stderr_beta < 0.5 * fit.beta_per_s
+
+
+def _real_trade_times_s() -> np.ndarray:
+    path = SHARED / "data" / "hftbacktest-binance-usdm-btcusdt-20240808" / "derived" / "trades.csv.gz"
+    if not path.exists():
+        pytest.skip(f"real data not available at {path}")
+    with gzip.open(path, "rt") as fh:
+        return np.array(sorted({int(row["trade_ts_ms"]) for row in csv.DictReader(fh)})) / 1e3
+
+
+@pytest.mark.skipif(not hawkes.ESTIMATORS_COMPILED, reason="the compiled estimators are not built")
+def test_the_compiled_kernel_recursions_equal_the_reference_bit_for_bit():
+    """The likelihood's recursions in C (``_estimators.kernel_sums``, what every fit calls) against the readable
+    loop, on the real tape's gaps and on edge cases: the same doubles, not close ones."""
+    assert hawkes._kernel_sums is not hawkes.py_kernel_sums
+    t = _real_trade_times_s()
+    gaps = np.diff(t - t[0])
+    cases = [
+        (gaps, 0.37),
+        (gaps[:2000], np.float64(11.0)),  # the optimiser passes NumPy scalars
+        (gaps[5000:9000], 950.0),
+        (np.zeros(40), 3.0),  # simultaneous events
+        (np.array([]), 1.0),
+        (np.array([1e-9, 5.0, 1e4, 0.0, 0.25]), 1e-3),
+        (gaps[:500].astype(np.float32), 2.5),
+        (gaps[:1000:2], 7.0),  # a strided view
+    ]
+    for g, beta in cases:
+        ref_a, ref_b = hawkes.py_kernel_sums(g, beta)
+        a, b = hawkes._kernel_sums(g, beta)
+        assert a.dtype == ref_a.dtype and b.dtype == ref_b.dtype
+        assert a.tobytes() == ref_a.tobytes() and b.tobytes() == ref_b.tobytes(), (len(g), beta)
+    for bad in (np.zeros((3, 2)), [0.5, 1.0]):  # not a fit's input: the reference's own result or error
+        try:
+            expected = hawkes.py_kernel_sums(bad, 1.0)
+        except Exception as exc:  # noqa: BLE001 - whatever it raises, the twin raises the same
+            with pytest.raises(type(exc)):
+                hawkes._kernel_sums(bad, 1.0)
+        else:
+            got = hawkes._kernel_sums(bad, 1.0)
+            assert all(x.tobytes() == y.tobytes() for x, y in zip(got, expected, strict=True))
 
 
 # --- fill cascade ---------------------------------------------------------------------------
