@@ -41,29 +41,42 @@ cdef double _INF = float("inf")
 # Level, Block and BookSide, and OrderBook's fields, are declared in _book.pxd (for the core to cimport).
 
 
+cdef inline Py_ssize_t _lower_bound(const double* a, Py_ssize_t n, double x) noexcept nogil:
+    # First index whose key is >= x (``bisect.bisect_left``) without a data-dependent branch: the range halves
+    # each step whatever the keys, and the step is a conditional move, so a search never mispredicts (a diff's
+    # level lands anywhere within its block; a branchy search paid ~15 cycles per wrong guess). NaN compares
+    # false, as in bisect.
+    cdef const double* base = a
+    cdef Py_ssize_t half
+    if n == 0:
+        return 0
+    while n > 1:
+        half = n >> 1
+        base = base + half if base[half] < x else base
+        n -= half
+    return (base - a) + (base[0] < x)
+
+
 cdef inline Py_ssize_t _bisect_keys(const double* a, Py_ssize_t n, double x) noexcept nogil:
-    # First index whose key is >= x (``bisect.bisect_left``); the end is checked first: the touch lives there.
-    cdef Py_ssize_t lo = 0, hi = n, mid
+    # _lower_bound, with the end checked first: the touch lives there.
     if n and a[n - 1] < x:
         return n
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if a[mid] < x:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
+    return _lower_bound(a, n, x)
 
 
 cdef inline Py_ssize_t _bisect_block(const Block* blk, double x) noexcept nogil:
-    cdef Py_ssize_t lo = 0, hi = blk.n, mid
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if blk.lv[mid].key < x:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
+    # _lower_bound over the block's levels' keys
+    cdef const Level* a = blk.lv
+    cdef Py_ssize_t n = blk.n
+    cdef const Level* base = a
+    cdef Py_ssize_t half
+    if n == 0:
+        return 0
+    while n > 1:
+        half = n >> 1
+        base = base + half if base[half].key < x else base
+        n -= half
+    return (base - a) + (base[0].key < x)
 
 
 cdef inline Py_ssize_t _find_block(const BookSide* s, double key, Py_ssize_t* hint) noexcept nogil:
