@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from apps.engine.estimators import kappa as kappa_module
 from apps.engine.estimators.base import EstimatorState
 from apps.engine.estimators.kappa import (
     KappaParams,
@@ -297,6 +298,26 @@ def test_the_fast_ks_test_equals_scipys_kstest(n):
     ref = stats.kstest(x, "expon", args=(0.0, x.mean()))
     d, p = ks_uniform(-np.expm1(-x / x.mean()))
     assert (d, p) == (pytest.approx(ref.statistic, rel=1e-12), pytest.approx(ref.pvalue, rel=1e-9))
+
+
+def test_the_ks_survival_function_is_scipys_kstwo_sf_exactly():
+    """kappa.kstwo_sf skips scipy's distribution framework around the function kstwo.sf calls: the same doubles on
+    a grid of statistics and counts, at the support's edges (1/(2n), 1) and just inside them, and for NaN."""
+    from scipy import stats
+
+    from apps.engine.estimators.kappa import kstwo_sf
+
+    assert kappa_module._kolmogn is not None  # else the framework path runs and this compares it with itself
+    rng = np.random.default_rng(7)
+    for n in (1, 2, 3, 7, 40, 141, 500, 2000, 5000, 12000):
+        edge = 0.5 / n
+        ds = [edge, np.nextafter(edge, 1.0), np.nextafter(edge, 0.0), 0.0, 1.0, np.nextafter(1.0, 0.0), 1.5, -0.1]
+        ds += list(rng.uniform(edge, min(1.0, 12.0 * edge + 0.05), 40)) + list(rng.uniform(0.0, 1.0, 10))
+        for d in ds:
+            ref = float(stats.kstwo.sf(d, n))
+            got = kstwo_sf(float(d), n)
+            assert got == ref or (math.isnan(got) and math.isnan(ref)), (d, n, got, ref)
+    assert math.isnan(kstwo_sf(math.nan, 10)) and math.isnan(float(stats.kstwo.sf(math.nan, 10)))
 
 
 def _grid_posterior_plainly(n, s, tau, a0, b0, u_mode, curv, ci_level, n_grid):
