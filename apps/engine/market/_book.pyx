@@ -22,6 +22,7 @@ from libc.stdlib cimport free, malloc, realloc
 from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_CheckExact
 from cpython.ref cimport PyObject
 from cpython.tuple cimport PyTuple_CheckExact, PyTuple_GET_SIZE
+from libc.math cimport isfinite
 from libc.string cimport memmove
 
 from apps.engine._slots cimport dict_presized
@@ -479,7 +480,8 @@ cdef class OrderBook:
     cpdef double size_within(self, double mid, double within_frac) except? -1.0:
         """Total base size resting within ``within_frac`` of ``mid`` on both sides, every level counted; the
         reference's rule, including its 1e-12·mid tolerance."""
-        check_band(mid, within_frac)
+        if not (isfinite(mid) and mid > 0 and isfinite(within_frac) and within_frac >= 0):
+            check_band(mid, within_frac)  # the reference's check, for its error (the C test above is the same one)
         cdef double reach = within_frac * mid + 1e-12 * mid
         return _sum_from(&self._bid, mid - reach) + _sum_from(&self._ask, -(mid + reach))
 
