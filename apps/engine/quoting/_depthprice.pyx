@@ -4,23 +4,76 @@ curve's cells, the same operations in the same order (``exp`` is the C library's
 doubles. The reference's docstring has the maths; the quoter calls this one when it is built
 (:mod:`apps.engine.compiled`)."""
 
-import cython
+cimport cython
 from libc.math cimport exp, fabs, floor, isfinite, INFINITY, NAN
+from libc.stdlib cimport free, malloc
+
+
+# The last curve read (a decision reads the curve the refresh step last built, so it changes once per refresh): its
+# cost array (held, so its buffer stays valid; a curve's own read-only copy: DepthCostCurve.__post_init__), the
+# buffer view's pointer and length, and the suffix minima of the costs (``_suffix[k]`` = the first smallest of
+# ``costs[k:]``, the value the reference's forward scan from ``k`` keeps: ties and NaN as its ``<``).
+cdef object _arr = None
+cdef const double[::1] _view
+cdef double* _suffix = NULL
+cdef Py_ssize_t _n = 0
+
+
+cdef const double* _costs(object arr, Py_ssize_t* n) except NULL:
+    global _arr, _view, _suffix, _n
+    cdef Py_ssize_t k
+    cdef double* suffix
+    cdef double m
+    if arr is not _arr:
+        _view = arr  # raises as the reference's reading would for something that is not a float64 vector
+        suffix = <double*> malloc((_view.shape[0] + 1) * sizeof(double))
+        if suffix == NULL:
+            raise MemoryError("depth_priced_half_spread: no memory for the curve's minima")
+        m = INFINITY
+        suffix[_view.shape[0]] = INFINITY
+        for k in range(_view.shape[0] - 1, -1, -1):
+            if _view[k] <= m:  # the earlier of equal costs, as a forward ``<`` scan keeps it; NaN never taken
+                m = _view[k]
+            suffix[k] = m
+        free(_suffix)
+        _suffix = suffix
+        _n = _view.shape[0]
+        _arr = arr
+    n[0] = _n
+    if _n == 0:  # the reference's loop would index costs[-1]: the generic path raises its error
+        raise IndexError("depth_priced_half_spread: the curve has no cost")
+    return &_view[0]
+
+
+cdef const double* curve_costs(object curve, Py_ssize_t* n) except NULL:
+    return _costs(curve.cost_array, n)
 
 
 @cython.cdivision(True)
 def depth_priced_half_spread(double delta_star, double kappa, curve, double toxicity, double fee_frac):
     """``(δ, C(δ))``, as :func:`apps.engine.quoting.quoter.py_depth_priced_half_spread`."""
+    cdef double delta, cost
+    priced(delta_star, kappa, curve, toxicity, fee_frac, &delta, &cost)
+    return delta, cost
+
+
+@cython.cdivision(True)
+cdef int priced(
+    double delta_star, double kappa, object curve, double toxicity, double fee_frac, double* out_delta,
+    double* out_cost,
+) except -1:
     if not (kappa > 0 and isfinite(kappa) and isfinite(delta_star)):
         raise ValueError(f"depth_priced_half_spread: needs a finite δ* and κ > 0, got δ*={delta_star!r} κ={kappa!r}")
-    cdef const double[::1] costs = curve.cost_array
+    arr = curve.cost_array
     cdef double step = curve.step
     cdef double pooled = curve.pooled
+    cdef Py_ssize_t n_costs
+    cdef const double* costs = _costs(arr, &n_costs)
     cdef double extra = toxicity * (pooled if pooled > 0.0 else 0.0) + fee_frac
     cdef double lo = delta_star
     cdef double inv_k = 1.0 / kappa
     cdef double base = delta_star - inv_k
-    cdef Py_ssize_t last = costs.shape[0] - 1
+    cdef Py_ssize_t last = n_costs - 1
     cdef Py_ssize_t k0 = <Py_ssize_t>floor(lo / step)
     if k0 < 0:
         k0 = 0
@@ -32,9 +85,7 @@ def depth_priced_half_spread(double delta_star, double kappa, curve, double toxi
     # h = x − base − C(x) on any cell from k0 on is at most h_max: x is at most the last grid depth, or the last
     # cell's stationary point (or δ*), and C(x) at least the smallest cost plus the added cost; the slack covers the
     # rounding of each h (a few ulps of these ~1e-4 magnitudes), far below it
-    for k in range(k0, last + 1):
-        if costs[k] < c_min:
-            c_min = costs[k]
+    c_min = _suffix[k0]  # the smallest of costs[k0:] (the first of equals; NaN skipped)
     x_max = last * step
     x = inv_k + (base + (costs[last] + extra))
     if x > x_max:
@@ -81,4 +132,6 @@ def depth_priced_half_spread(double delta_star, double kappa, curve, double toxi
         v = exp(t) * h
         if v >= best_v:
             best, best_cost, best_v = x, c, v
-    return best, best_cost
+    out_delta[0] = best
+    out_cost[0] = best_cost
+    return 0

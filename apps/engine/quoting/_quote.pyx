@@ -37,6 +37,7 @@ from libc.math cimport sqrt, tanh, NAN
 
 from apps.engine._pyfloat cimport m_expm1, pymax, pymin, pypow
 from apps.engine._slots cimport field, slot_offset, slot_offsets, slot_set
+from apps.engine.quoting._depthprice cimport curve_costs, priced
 
 
 cdef extern from "Python.h":
@@ -59,6 +60,7 @@ cdef object _glft_coefficients = None
 cdef object _floor_to_py = None
 cdef object _ceil_to_py = None
 cdef object _depth_priced = None
+cdef bint _depth_priced_c = False  # the quoter's depth_priced_half_spread is _depthprice's: called at C level
 cdef object _SKEW_CAPPED = None
 
 
@@ -370,7 +372,7 @@ cdef void _remember_addresses(object layout, _Rec* rec, size_t h) except *:
 
 cdef void _bind() except *:
     global _bound, _ref, _Level, _QuoteResult, _BUY, _SELL, _MODEL_CODES, _model_terms, _glft_coefficients
-    global _floor_to_py, _ceil_to_py, _depth_priced, _GAMMA, _SKEW_CAPPED, _DecisionInputs, _INTERNED, _MarketState
+    global _floor_to_py, _ceil_to_py, _depth_priced, _depth_priced_c, _GAMMA, _SKEW_CAPPED, _DecisionInputs, _INTERNED, _MarketState
     global _LEVEL_SLOTS, _RESULT_SLOTS
     from apps.engine.market.events import Side
     from apps.engine.market.inputs import DecisionInputs, InputLayout
@@ -389,6 +391,9 @@ cdef void _bind() except *:
     _floor_to_py = ref._floor_to
     _ceil_to_py = ref._ceil_to
     _depth_priced = ref.depth_priced_half_spread
+    from apps.engine.quoting import _depthprice
+
+    _depth_priced_c = _depth_priced is _depthprice.depth_priced_half_spread
     _SKEW_CAPPED = ref._SKEW_CAPPED
     _DecisionInputs = DecisionInputs
     _INTERNED = InputLayout._interned
@@ -830,13 +835,32 @@ cdef double _gamma_step(_Params p, market, double q, _Rec* rec, list reasons) ex
     return gamma
 
 
-cdef double _floor_depth(object curve, double fee, double delta) except? -1.0:
-    """quoter.fill_cost_floor_depth: the shallowest grid depth where ``d − c(d) − fee ≥ 0``, else ``delta``."""
+cdef double _floor_depth_view(object curve, double fee, double delta) except? -1.0:
+    # _floor_depth on any buffer of doubles (strided too), as it read every curve before
     cdef const double[:] costs = curve.cost_array
     cdef double step = curve.step
     cdef Py_ssize_t k
     cdef double d
     for k in range(costs.shape[0]):
+        d = <double>k * step
+        if d >= delta:
+            break
+        if d - costs[k] - fee >= 0.0:
+            return d
+    return delta
+
+
+cdef double _floor_depth(object curve, double fee, double delta) except? -1.0:
+    """quoter.fill_cost_floor_depth: the shallowest grid depth where ``d − c(d) − fee ≥ 0``, else ``delta``."""
+    cdef Py_ssize_t k, n
+    cdef const double* costs
+    try:
+        costs = curve_costs(curve, &n)  # its contiguous float64 buffer (the last curve's view is kept: _depthprice)
+    except (ValueError, TypeError, IndexError, BufferError):  # strided, another dtype, empty: the buffer view
+        return _floor_depth_view(curve, fee, delta)
+    cdef double step = curve.step
+    cdef double d
+    for k in range(n):
         d = <double>k * step
         if d >= delta:
             break
@@ -906,7 +930,13 @@ cdef tuple _reservation_step(
     cdef bint by_depth = p.in_spread and p.by_depth and _ms(market, MS_FILL_COST_CURVE_OK)
     cdef double delta, fill_cost, cost_at_quote
     if by_depth:
-        delta, cost_at_quote = _depth_priced(half, _ms(market, MS_KAPPA), _ms(market, MS_FILL_COST_CURVE), pymax(toxicity, 0.0), fee)
+        if _depth_priced_c:  # the same function, called at C level
+            priced(half, _ms(market, MS_KAPPA), _ms(market, MS_FILL_COST_CURVE), pymax(toxicity, 0.0), fee, &delta,
+                   &cost_at_quote)
+        else:
+            delta, cost_at_quote = _depth_priced(
+                half, _ms(market, MS_KAPPA), _ms(market, MS_FILL_COST_CURVE), pymax(toxicity, 0.0), fee
+            )
         fill_cost = delta - half
     else:
         fill_cost = pymax(adverse + fee, 0.0) if p.in_spread else 0.0

@@ -262,3 +262,24 @@ def test_the_compiled_loop_returns_the_references_doubles_on_curves_shaped_as_th
         ref = quoter.py_depth_priced_half_spread(d_star, kappa, curve, tox, fee)
         got = quoter.depth_priced_half_spread(d_star, kappa, curve, tox, fee)
         assert [struct.pack("<d", v) for v in got] == [struct.pack("<d", v) for v in ref], (k, d_star, kappa, tox, fee)
+
+
+def test_the_compiled_loop_gives_the_references_doubles_as_the_curve_it_reads_changes_back_and_forth():
+    """The compiled twin keeps the last curve's costs (their buffer and suffix minima) between calls: reading curve A,
+    then B, then A again, many times over (a hit, then a miss, each time), with costs that tie (0.0 and -0.0, equal
+    minima at several depths), must give what the reference gives at every call."""
+    from apps.engine.quoting import quoter
+
+    rng = random.Random(4)
+    ties = DepthCostCurve(0.1 * BPS, (0.5 * BPS, 0.0, -0.0, 0.0, 1.0 * BPS) * 8, (10,) * 40, 0.2 * BPS)
+    shaped = [c for c, *_ in _shaped_curves(6, seed=21)]
+    curves_ = [ties, *shaped, flat(0.3 * BPS)]
+    for k in range(3000):
+        curve = curves_[k % 2] if k < 1000 else rng.choice(curves_)
+        d_star = rng.uniform(0.0, 6.0) * BPS
+        kappa = math.exp(rng.uniform(math.log(300.0), math.log(200_000.0)))
+        tox, fee = rng.uniform(0.0, 2.0), rng.uniform(-1.0, 1.0) * BPS
+        for _ in range(2):  # the second call reads the kept curve
+            ref = quoter.py_depth_priced_half_spread(d_star, kappa, curve, tox, fee)
+            got = quoter.depth_priced_half_spread(d_star, kappa, curve, tox, fee)
+            assert [struct.pack("<d", v) for v in got] == [struct.pack("<d", v) for v in ref], (k, d_star, kappa)
