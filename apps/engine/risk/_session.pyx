@@ -43,6 +43,7 @@ from apps.engine.risk.rules import (
     NotionalLimitRule,
     PositionLimitRule,
     RejectRateRule,
+    RiskEngine,
     RiskState,
     SkewAlarmRule,
     StaleFeedRule,
@@ -81,6 +82,7 @@ cdef Py_ssize_t _FW_LAST = slot_offset(OrderFlowWindow, "_last")
 cdef Py_ssize_t _FC_SENT = slot_offset(OrderFlowCounts, "sent"), _FC_REJ = slot_offset(OrderFlowCounts, "rejected")
 cdef Py_ssize_t _FC_CAN = slot_offset(OrderFlowCounts, "cancelled"), _FC_MSG = slot_offset(OrderFlowCounts, "messages")
 cdef object _EDGES = TripEdges
+cdef object _RISK_ENGINE = RiskEngine
 
 
 cdef inline bint _ge(double x, object bound) except -1:
@@ -322,14 +324,18 @@ def evaluate(risk, now_ns, core_state, decision_inputs):
     cdef double q = q_obj
     cdef double mid = mid_obj
     feed_last = risk.feed_last_ns
-    quiet = True
-    for rule in risk.engine.rules:
+    engine = risk.engine
+    rules = engine.rules
+    # the rules not certainly quiet, in order (None: every one is); _quiet reads, never writes
+    cdef list loud = None
+    for rule in rules:
         if not _quiet(rule, now_ns, q, mid, best_bid, best_ask, equity, peak, window_losses, feed_last,
                       clock_skew_ns, kappa, sigma, order_flow, margin, skew_alarm):
-            quiet = False
-            break
+            if loud is None:
+                loud = []
+            loud.append(rule)
     edges = risk.edges
-    if quiet:
+    if loud is None:
         if type(edges) is _EDGES:  # TripEdges.update([])
             cleared = list(edges._active)
             edges._active = {}
@@ -353,6 +359,16 @@ def evaluate(risk, now_ns, core_state, decision_inputs):
         )
         if margin is not None:
             state.leverage, state.maint_margin_rate, state.wallet_balance, state.entry_price = margin
-        trips = risk.engine.evaluate(state)
+        if type(engine) is _RISK_ENGINE and (type(rules) is tuple or type(rules) is list):
+            # RiskEngine.evaluate runs each rule in order and keeps the trips; a quiet rule's evaluate returns None
+            # (_quiet's contract), so only the others run: the same trips in the same order (a rule that stays
+            # active, such as the skew alarm in a long position, no longer costs every rule's Python call)
+            trips = []
+            for rule in loud:
+                trip = rule.evaluate(state)
+                if trip is not None:
+                    trips.append(trip)
+        else:
+            trips = engine.evaluate(state)
     started, cleared = edges.update(trips)
     return started, cleared, trips

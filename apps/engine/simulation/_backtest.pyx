@@ -29,6 +29,7 @@ import time
 
 from apps.engine.market.events import BestBidAsk, DepthSnapshot, DepthUpdate, Funding, MarkPrice, Side, Trade
 from apps.engine.risk.gateway import Mode
+from apps.engine.risk.rules import RuleAction
 from apps.engine.risk.session import FEED, SessionRisk
 
 cdef object _PY_SET_MODE = None  # PyEngineLoop's set_mode and _apply_mode (bound on first use: backtest imports us)
@@ -37,6 +38,15 @@ cdef dict _NO_DICT = {}
 cdef object _BUY = Side.BUY
 cdef object _SELL = Side.SELL
 cdef object _RUNNING = Mode.RUNNING
+cdef object _PULL_QUOTES = RuleAction.PULL_QUOTES
+
+
+cdef bint _none_pulls(list trips) except -1:
+    """``not (bool(trips) and any(t.action is RuleAction.PULL_QUOTES for t in trips))``: _risk_outcome's test."""
+    for t in trips:
+        if t.action is _PULL_QUOTES:
+            return False
+    return True
 cdef tick_t _EXACT = 1LL << 52  # two ticks below this add exactly in a double
 # the stamps of the three market events of every recording, read by slot offset (-1: getattr, see _slots.pxd)
 cdef Py_ssize_t _BBO_LOCAL = slot_offset(BestBidAsk, "ts_local_ns"), _BBO_EXCH = slot_offset(BestBidAsk, "ts_exch_ns")
@@ -190,9 +200,10 @@ cdef class EngineLoopBase:
         self._risk_at(now_ns)
 
     cdef int _risk_at(self, object now_ns) except -1:
-        """PyEngineLoop._evaluate_risk. The usual outcome (nothing started, cleared or tripping, every mode source
-        RUNNING) is taken here: it only sets the ``"risk"`` source and the gateway to RUNNING, as the reference's
-        set_mode does then; any other outcome runs the reference's ``_risk_outcome``."""
+        """PyEngineLoop._evaluate_risk. The usual outcome (nothing started or cleared, no trip that pulls quotes,
+        every mode source RUNNING) is taken here: it only sets the ``"risk"`` source and the gateway to RUNNING, as the
+        reference's ``_risk_outcome`` and set_mode do then (a warning that stays active, e.g. the skew alarm, records
+        nothing and latches nothing there); any other outcome runs the reference's ``_risk_outcome``."""
         global _PY_SET_MODE, _PY_APPLY_MODE
         if _PY_SET_MODE is None:
             from apps.engine.simulation.backtest import PyEngineLoop
@@ -209,7 +220,7 @@ cdef class EngineLoopBase:
         if (
             type(started) is list and not started
             and type(cleared) is list and not cleared
-            and type(trips) is list and not trips
+            and type(trips) is list and _none_pulls(<list>trips)
             and type(self).set_mode is _PY_SET_MODE
             and type(self)._apply_mode is _PY_APPLY_MODE
             and "set_mode" not in getattr(self, "__dict__", _NO_DICT)
