@@ -25,6 +25,7 @@ from or of another size, a comparison with 0) treats identically.
 
 cimport cython
 
+from apps.engine._slots cimport slot_get, slot_offset
 from apps.engine.execution._fillmodel cimport LevelBook, QueueState, _whole_fill, tick_t
 
 import heapq
@@ -32,6 +33,12 @@ import heapq
 from apps.engine.execution._fillmodel import queue_after_trade
 from apps.engine.execution.orders import round_size
 from apps.engine.market.events import OPPOSITE, BestBidAsk, DepthSnapshot, DepthUpdate, Fill, Side, Trade
+
+# BestBidAsk's slots (-1: not a plain slot, read by name)
+cdef Py_ssize_t _B_TS = slot_offset(BestBidAsk, "ts_local_ns"), _B_BID = slot_offset(BestBidAsk, "bid_px")
+cdef Py_ssize_t _B_BSZ = slot_offset(BestBidAsk, "bid_size"), _B_ASK = slot_offset(BestBidAsk, "ask_px")
+cdef Py_ssize_t _B_ASZ = slot_offset(BestBidAsk, "ask_size")
+cdef bint _BBO_SLOTS = min(_B_TS, _B_BID, _B_BSZ, _B_ASK, _B_ASZ) >= 0
 
 cdef object _BUY = Side.BUY
 cdef object _SELL = Side.SELL
@@ -102,18 +109,27 @@ cdef class PaperVenueBase:
         cdef list inbox = self._inbox, outbox
         if type(book) is not LevelBook:
             return super(PaperVenueBase, self).on_market(event)
+        cls = type(event)
+        # a book ticker's fields by slot offset (the same objects getattr gives: apps/engine/_slots.pxd)
+        cdef bint bbo_slots = _BBO_SLOTS and cls is BestBidAsk
         if self._exchange_clock:
             t = self._event_venue_time(event)
+        elif bbo_slots:
+            t = slot_get(event, _B_TS)
         else:
             t = event.ts_local_ns
         if inbox and (<tuple>inbox[0])[0] <= t:
             self._process_arrivals(t)
         if t > self._venue_now_ns:
             self._venue_now_ns = t
-        cls = type(event)
         # the exact classes first (an isinstance that fails costs a type walk); a subclass takes the isinstance chain
         if cls is BestBidAsk:
-            (<LevelBook>book)._apply_bbo(event.bid_px, event.bid_size, event.ask_px, event.ask_size)
+            if bbo_slots:
+                (<LevelBook>book)._apply_bbo(
+                    slot_get(event, _B_BID), slot_get(event, _B_BSZ), slot_get(event, _B_ASK), slot_get(event, _B_ASZ)
+                )
+            else:
+                (<LevelBook>book)._apply_bbo(event.bid_px, event.bid_size, event.ask_px, event.ask_size)
             self._book_changed(t, <LevelBook>book)
         elif cls is DepthUpdate:
             book.apply_diff(event.bids, event.asks)
