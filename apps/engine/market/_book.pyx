@@ -38,46 +38,37 @@ from apps.engine.market.events import DepthUpdate, EventError, Side
 cdef object _BUY = Side.BUY
 cdef double _INF = float("inf")
 
+if sizeof(Level) != 2 * sizeof(double):  # _bisect_block reads a block's keys as every other double
+    raise ImportError("apps.engine.market._book: a Level is not two packed doubles")
+
 
 # Level, Block and BookSide, and OrderBook's fields, are declared in _book.pxd (for the core to cimport).
 
 
-cdef inline Py_ssize_t _lower_bound(const double* a, Py_ssize_t n, double x) noexcept nogil:
-    # First index whose key is >= x (``bisect.bisect_left``) without a data-dependent branch: the range halves
-    # each step whatever the keys, and the step is a conditional move, so a search never mispredicts (a diff's
-    # level lands anywhere within its block; a branchy search paid ~15 cycles per wrong guess). NaN compares
-    # false, as in bisect.
-    cdef const double* base = a
-    cdef Py_ssize_t half
+cdef inline Py_ssize_t _lower_bound(const double* a, Py_ssize_t stride, Py_ssize_t n, double x) noexcept nogil:
+    # First index i whose key a[i·stride] is >= x (``bisect.bisect_left``) without a data-dependent branch: the range
+    # halves each step whatever the keys, and the step is a conditional move, so a search never mispredicts (a diff's
+    # level lands anywhere within its block; a branchy search paid ~15 cycles per wrong guess). NaN compares false, as
+    # in bisect. stride 1: the block tails; 2: a block's levels' keys (a Level is two doubles, the key first).
+    cdef Py_ssize_t lo = 0, half
     if n == 0:
         return 0
     while n > 1:
         half = n >> 1
-        base = base + half if base[half] < x else base
+        lo = lo + half if a[(lo + half) * stride] < x else lo
         n -= half
-    return (base - a) + (base[0] < x)
+    return lo + (a[lo * stride] < x)
 
 
 cdef inline Py_ssize_t _bisect_keys(const double* a, Py_ssize_t n, double x) noexcept nogil:
     # _lower_bound, with the end checked first: the touch lives there.
     if n and a[n - 1] < x:
         return n
-    return _lower_bound(a, n, x)
+    return _lower_bound(a, 1, n, x)
 
 
 cdef inline Py_ssize_t _bisect_block(const Block* blk, double x) noexcept nogil:
-    # _lower_bound over the block's levels' keys
-    cdef const Level* a = blk.lv
-    cdef Py_ssize_t n = blk.n
-    cdef const Level* base = a
-    cdef Py_ssize_t half
-    if n == 0:
-        return 0
-    while n > 1:
-        half = n >> 1
-        base = base + half if base[half].key < x else base
-        n -= half
-    return (base - a) + (base[0].key < x)
+    return _lower_bound(&blk.lv[0].key, 2, blk.n, x)
 
 
 cdef inline Py_ssize_t _find_block(const BookSide* s, double key, Py_ssize_t* hint) noexcept nogil:

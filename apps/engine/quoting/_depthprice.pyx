@@ -10,9 +10,14 @@ from libc.stdlib cimport free, malloc
 
 
 # The last curve read (a decision reads the curve the refresh step last built, so it changes once per refresh): its
-# cost array (held, so its buffer stays valid; a curve's own read-only copy: DepthCostCurve.__post_init__), the
-# buffer view's pointer and length, and the suffix minima of the costs (``_suffix[k]`` = the first smallest of
+# cost array (held, so its buffer stays valid; a curve's own read-only copy: DepthCostCurve.__post_init__; a strided
+# float64 view is read through a packed copy of it), the buffer view's pointer and length, and the suffix minima of the costs (``_suffix[k]`` = the first smallest of
 # ``costs[k:]``, the value the reference's forward scan from ``k`` keeps: ties and NaN as its ``<``).
+import numpy as _np
+
+cdef object _NDARRAY = _np.ndarray
+cdef object _FLOAT64 = _np.dtype(_np.float64)
+cdef object _contiguous = _np.ascontiguousarray
 cdef object _arr = None
 cdef const double[::1] _view
 cdef double* _suffix = NULL
@@ -25,7 +30,10 @@ cdef const double* _costs(object arr, Py_ssize_t* n) except NULL:
     cdef double* suffix
     cdef double m
     if arr is not _arr:
-        _view = arr  # raises as the reference's reading would for something that is not a float64 vector
+        src = arr
+        if type(arr) is _NDARRAY and arr.dtype == _FLOAT64 and arr.ndim == 1 and not arr.flags.c_contiguous:
+            src = _contiguous(arr)  # a strided view of float64 costs: the same doubles, packed
+        _view = src  # raises for something that is not a float64 vector (another dtype, 2-D, no buffer)
         suffix = <double*> malloc((_view.shape[0] + 1) * sizeof(double))
         if suffix == NULL:
             raise MemoryError("depth_priced_half_spread: no memory for the curve's minima")

@@ -835,29 +835,14 @@ cdef double _gamma_step(_Params p, market, double q, _Rec* rec, list reasons) ex
     return gamma
 
 
-cdef double _floor_depth_view(object curve, double fee, double delta) except? -1.0:
-    # _floor_depth on any buffer of doubles (strided too), as it read every curve before
-    cdef const double[:] costs = curve.cost_array
-    cdef double step = curve.step
-    cdef Py_ssize_t k
-    cdef double d
-    for k in range(costs.shape[0]):
-        d = <double>k * step
-        if d >= delta:
-            break
-        if d - costs[k] - fee >= 0.0:
-            return d
-    return delta
-
-
 cdef double _floor_depth(object curve, double fee, double delta) except? -1.0:
     """quoter.fill_cost_floor_depth: the shallowest grid depth where ``d − c(d) − fee ≥ 0``, else ``delta``."""
     cdef Py_ssize_t k, n
     cdef const double* costs
     try:
-        costs = curve_costs(curve, &n)  # its contiguous float64 buffer (the last curve's view is kept: _depthprice)
-    except (ValueError, TypeError, IndexError, BufferError):  # strided, another dtype, empty: the buffer view
-        return _floor_depth_view(curve, fee, delta)
+        costs = curve_costs(curve, &n)  # its float64 costs, contiguous (the last curve's are kept: _depthprice)
+    except IndexError:  # a curve without a cost: no depth pays
+        return delta
     cdef double step = curve.step
     cdef double d
     for k in range(n):

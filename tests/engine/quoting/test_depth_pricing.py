@@ -283,3 +283,26 @@ def test_the_compiled_loop_gives_the_references_doubles_as_the_curve_it_reads_ch
             ref = quoter.py_depth_priced_half_spread(d_star, kappa, curve, tox, fee)
             got = quoter.depth_priced_half_spread(d_star, kappa, curve, tox, fee)
             assert [struct.pack("<d", v) for v in got] == [struct.pack("<d", v) for v in ref], (k, d_star, kappa)
+
+
+def test_the_compiled_quoter_reads_a_strided_cost_array_as_the_reference_does():
+    """The compiled depth pricing and skew cap read a curve's contiguous cost buffer directly; a cost array that is a
+    strided view (not what DepthCostCurve builds, but what a caller could hand it) is read through a packed copy: the
+    same quotes as the reference's, where the cap binds and where it does not (before, the compiled quoter raised)."""
+    import numpy as np
+
+    from apps.engine.quoting import quoter
+
+    strided = DepthCostCurve(SHALLOW_TOXIC.step, SHALLOW_TOXIC.costs, SHALLOW_TOXIC.counts, SHALLOW_TOXIC.pooled)
+    view = np.repeat(SHALLOW_TOXIC.cost_array, 2)[::2]
+    assert not view.flags.c_contiguous and np.array_equal(view, SHALLOW_TOXIC.cost_array)
+    object.__setattr__(strided, "cost_array", view)
+    for curve in (SHALLOW_TOXIC, strided):
+        for q in (-8.0, -2.0, 0.0, 3.0, 8.0):
+            args = (_params(), RISK, _state(curve), q)
+            got = quoter.quote(*args, tick_size=1e-6, lot_size=1e-3)
+            want = quoter.py_quote(*args, tick_size=1e-6, lot_size=1e-3)
+            assert got.inputs["skew_cap_frac"] == want.inputs["skew_cap_frac"], (q, curve is strided)
+            assert [(lv.price, lv.size) for lv in got.bids + got.asks] == [
+                (lv.price, lv.size) for lv in want.bids + want.asks
+            ]
