@@ -9,12 +9,14 @@ from libc.math cimport exp, fabs, floor, isfinite, INFINITY, NAN
 from libc.stdlib cimport free, malloc
 
 
-# The last curve read (a decision reads the curve the refresh step last built, so it changes once per refresh): its
-# cost array (held, so its buffer stays valid; a curve's own read-only copy: DepthCostCurve.__post_init__; a strided
-# float64 view is read through a packed copy of it), the buffer view's pointer and length, and the suffix minima of the costs (``_suffix[k]`` = the first smallest of
-# ``costs[k:]``, the value the reference's forward scan from ``k`` keeps: ties and NaN as its ``<``).
 import numpy as _np
 
+
+# The last curve read (a decision reads the curve the refresh step last built, so it changes once per refresh): its
+# cost array (held, so its buffer stays valid; a curve's own read-only copy: DepthCostCurve.__post_init__; a strided
+# float64 view is read through a packed copy of it), the buffer view's pointer and length, and the suffix minima of
+# the costs (``_suffix[k]`` = the first smallest of ``costs[k:]``, the value the reference's forward scan from ``k``
+# keeps: ties and NaN as its ``<``).
 cdef object _NDARRAY = _np.ndarray
 cdef object _FLOAT64 = _np.dtype(_np.float64)
 cdef object _contiguous = _np.ascontiguousarray

@@ -372,7 +372,8 @@ cdef void _remember_addresses(object layout, _Rec* rec, size_t h) except *:
 
 cdef void _bind() except *:
     global _bound, _ref, _Level, _QuoteResult, _BUY, _SELL, _MODEL_CODES, _model_terms, _glft_coefficients
-    global _floor_to_py, _ceil_to_py, _depth_priced, _depth_priced_c, _GAMMA, _SKEW_CAPPED, _DecisionInputs, _INTERNED, _MarketState
+    global _floor_to_py, _ceil_to_py, _depth_priced, _depth_priced_c, _GAMMA, _SKEW_CAPPED, _DecisionInputs
+    global _INTERNED, _MarketState
     global _LEVEL_SLOTS, _RESULT_SLOTS
     from apps.engine.market.events import Side
     from apps.engine.market.inputs import DecisionInputs, InputLayout

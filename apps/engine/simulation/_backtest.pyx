@@ -47,6 +47,8 @@ cdef bint _none_pulls(list trips) except -1:
         if t.action is _PULL_QUOTES:
             return False
     return True
+
+
 cdef tick_t _EXACT = 1LL << 52  # two ticks below this add exactly in a double
 # the stamps of the three market events of every recording, read by slot offset (-1: getattr, see _slots.pxd)
 cdef Py_ssize_t _BBO_LOCAL = slot_offset(BestBidAsk, "ts_local_ns"), _BBO_EXCH = slot_offset(BestBidAsk, "ts_exch_ns")
