@@ -840,12 +840,12 @@ cdef double _floor_depth(object curve, double fee, double delta) except? -1.0:
     """quoter.fill_cost_floor_depth: the shallowest grid depth where ``d − c(d) − fee ≥ 0``, else ``delta``."""
     cdef Py_ssize_t k, n
     cdef const double* costs
+    cdef double step = curve.step  # read first: nothing runs Python between the costs' pointer and the loop
+    cdef double d
     try:
         costs = curve_costs(curve, &n)  # its float64 costs, contiguous (the last curve's are kept: _depthprice)
     except IndexError:  # a curve without a cost: no depth pays
         return delta
-    cdef double step = curve.step
-    cdef double d
     for k in range(n):
         d = <double>k * step
         if d >= delta:
