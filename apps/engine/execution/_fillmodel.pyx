@@ -38,6 +38,9 @@ cdef extern from "Python.h":
 
 cdef object _BUY = Side.BUY
 cdef object _SELL = Side.SELL
+
+if sizeof(TLevel) != 2 * sizeof(tick_t) or sizeof(double) != sizeof(tick_t):  # _in_block's stride of 2
+    raise ImportError("apps.engine.execution._fillmodel: a TLevel is not a tick and a double, packed")
 cdef double _TICK_LIMIT = 9.0e18  # |price / tick| beyond this has no int64 tick (the reference's ints are unbounded)
 
 cdef inline double _pymin(double a, double b) noexcept nogil:
@@ -182,6 +185,20 @@ cdef class QueueState:
 # removed level, one memmove of at most a block; no allocation per level, and the best level is the last one.
 
 
+cdef inline Py_ssize_t _lower_bound(const tick_t* a, Py_ssize_t stride, Py_ssize_t n, tick_t key) noexcept nogil:
+    # first index i whose key a[i·stride] is >= key, branchless (as _book.pyx's): the range halves whatever the keys,
+    # each step a conditional move. stride 1: the block tails; 2: a block's levels' keys (a TLevel is a tick and a
+    # double, the tick first: checked at import)
+    cdef Py_ssize_t lo = 0, half
+    if n == 0:
+        return 0
+    while n > 1:
+        half = n >> 1
+        lo = lo + half if a[(lo + half) * stride] < key else lo
+        n -= half
+    return lo + (a[lo * stride] < key)
+
+
 cdef inline Py_ssize_t _tail_search(const TickSide* s, tick_t key) noexcept nogil:
     # first block whose last key is >= key (nb when above every key); the end is checked first, then the last
     # block: the touch is there (a book ticker's two levels, our orders' levels)
@@ -190,15 +207,7 @@ cdef inline Py_ssize_t _tail_search(const TickSide* s, tick_t key) noexcept nogi
         return hi
     if hi == 1 or (hi and s.tails[hi - 2] < key):
         return hi - 1
-    # branchless lower bound (as in _book.pyx): the range halves whatever the keys, each step a conditional move
-    cdef Py_ssize_t lo = 0, n = hi, half
-    if n == 0:
-        return 0
-    while n > 1:
-        half = n >> 1
-        lo = lo + half if s.tails[lo + half] < key else lo
-        n -= half
-    return lo + (s.tails[lo] < key)
+    return _lower_bound(s.tails, 1, hi, key)
 
 
 cdef inline Py_ssize_t _find_block(const TickSide* s, tick_t key, Py_ssize_t* hint) noexcept nogil:
@@ -213,15 +222,8 @@ cdef inline Py_ssize_t _find_block(const TickSide* s, tick_t key, Py_ssize_t* hi
 
 
 cdef inline Py_ssize_t _in_block(const TBlock* blk, tick_t key) noexcept nogil:
-    # first index in the block whose key is >= key (branchless lower bound, as _tail_search's)
-    cdef Py_ssize_t lo = 0, n = blk.n, half
-    if n == 0:
-        return 0
-    while n > 1:
-        half = n >> 1
-        lo = lo + half if blk.lv[lo + half].key < key else lo
-        n -= half
-    return lo + (blk.lv[lo].key < key)
+    # first index in the block whose key is >= key
+    return _lower_bound(&blk.lv[0].key, 2, blk.n, key)
 
 
 cdef int _new_block(TickSide* s, Py_ssize_t b) except -1:
