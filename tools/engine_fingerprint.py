@@ -15,8 +15,12 @@ key (an input dictionary's meaning does not depend on its insertion order). A th
 summary without wall-clock numbers (P&L by component, spreads, markouts).
 
 It exists to show that a restructuring changes nothing: record the output at one commit, then ``--check`` it
-at the next. Only the import block below knows where the engine's modules live. The digests depend on the
-platform's floating point (same machine, same Python and numpy versions).
+at the next. Only the import block below knows where the engine's modules live. The digests hold for the pinned
+Python, NumPy and SciPy versions. Since the Hawkes fit left SciPy's SLSQP and NumPy's vector kernels (2026-12-06)
+nothing on the decisions' path depends on which SIMD kernels NumPy or OpenBLAS pick for the CPU: the same file holds
+on AVX2 and AVX-512 machines. To check that on one machine, run it again with
+``OPENBLAS_CORETYPE=Haswell NPY_DISABLE_CPU_FEATURES="X86_V4 AVX512_ICL"`` (the kernels an AVX2 machine runs; that
+pair reproduced, at 263352c, the file an AVX2 machine had recorded there).
 """
 
 from __future__ import annotations

@@ -1669,6 +1669,77 @@ def kernel_sums(gaps_s, beta):
     return a_arr, b_arr
 
 
+def loglik_derivs(rel_t, gaps, length_s, mu, alpha, beta):
+    """:func:`apps.engine.estimators.hawkes.py_loglik_derivs` (the Hawkes log-likelihood, its gradient and Hessian)
+    in C: the same pass over the events, the same libm ``exp``/``log`` and the same operations on the same doubles,
+    every sum in event order, so the result is the reference's bit for bit. Anything but two 1-D float64 arrays and
+    float parameters (β ≠ 0) runs the reference itself."""
+    np = _numpy()
+    if (
+        type(rel_t) is not np.ndarray or type(gaps) is not np.ndarray or rel_t.ndim != 1 or gaps.ndim != 1
+        or rel_t.dtype != np.float64 or gaps.dtype != np.float64
+        or not isinstance(length_s, float) or not isinstance(mu, float) or not isinstance(alpha, float)
+        or not isinstance(beta, float) or beta == 0.0
+    ):  # (np.float64 is a float; β = 0 raises in the reference)
+        from apps.engine.estimators.hawkes import py_loglik_derivs
+
+        return py_loglik_derivs(rel_t, gaps, length_s, mu, alpha, beta)
+    cdef const double[::1] t = np.ascontiguousarray(rel_t)
+    cdef const double[::1] g = np.ascontiguousarray(gaps)
+    cdef Py_ssize_t n = t.shape[0], i
+    if g.shape[0] != (n - 1 if n > 0 else 0):
+        raise ValueError(f"loglik_derivs: {g.shape[0]} gaps for {n} events")
+    cdef double L = length_s, m = mu, al = alpha, be = beta, neg_beta = -be
+    cdef double a = 0.0, b = 0.0, c = 0.0, e, gi, one_plus_a, b_new, lam, tail, et, inv, inv2
+    cdef double s_log = 0.0, s_inv = 0.0, s_a = 0.0, s_b = 0.0, s_c = 0.0
+    cdef double s_ii = 0.0, s_ai = 0.0, s_bi = 0.0, s_aa = 0.0, s_ab = 0.0, s_bb = 0.0
+    cdef double s1 = 0.0, s1p = 0.0, s1pp = 0.0
+    for i in range(n):
+        if i:
+            gi = g[i - 1]
+            e = exp(neg_beta * gi)
+            one_plus_a = 1.0 + a
+            b_new = e * (b - gi * one_plus_a)
+            c = -gi * b_new + e * (c - gi * b)
+            b = b_new
+            a = e * one_plus_a
+        lam = m + al * a
+        if lam <= 0.0:
+            nan = math.nan
+            return -INFINITY, (nan, nan, nan), (nan, nan, nan, nan, nan, nan)
+        tail = L - t[i]
+        et = exp(neg_beta * tail)
+        s1 += 1.0 - et
+        s1p += tail * et
+        s1pp += tail * tail * et
+        s_log += log(lam)
+        inv = 1.0 / lam
+        inv2 = inv * inv
+        s_inv += inv
+        s_a += a * inv
+        s_b += b * inv
+        s_c += c * inv
+        s_ii += inv2
+        s_ai += a * inv2
+        s_bi += b * inv2
+        s_aa += a * a * inv2
+        s_ab += a * b * inv2
+        s_bb += b * b * inv2
+    # the reference's closing expressions, in its order
+    cdef double beta2 = be * be
+    cdef double ll = s_log - m * L - al / be * s1
+    grad = (s_inv - L, s_a - s1 / be, al * s_b + al / beta2 * s1 - al / be * s1p)
+    hess = (
+        -s_ii,
+        -s_ai,
+        -al * s_bi,
+        -s_aa,
+        s_b - al * s_ab + s1 / beta2 - s1p / be,
+        al * s_c - al * al * s_bb - 2.0 * al * s1 / (beta2 * be) + 2.0 * al * s1p / beta2 + al * s1pp / be,
+    )
+    return ll, grad, hess
+
+
 # --- κ from the trade tape: the window and its running sums ---------------------------------------------------
 
 cdef object _REF_KAPPA = None

@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import optimize, stats
+from scipy import stats
 
 from apps.engine import compiled
 from apps.engine.estimators.base import EstimatorSnapshot, EstimatorState
@@ -176,8 +176,7 @@ class PyHawkesIntensity:
         if self.cov is None:
             return math.nan
         s, d_s = self._decayed(now_ns)
-        grad = np.array([1.0, s, -self.params.alpha_per_s * d_s])
-        var = float(grad @ self.cov @ grad)
+        var = _quadratic_form((1.0, s, -self.params.alpha_per_s * d_s), self.cov)
         return math.sqrt(var) if var >= 0 else math.nan
 
     def snapshot(self, now_ns: int) -> EstimatorSnapshot:
@@ -253,26 +252,90 @@ def _prepare(times_s: Sequence[float] | np.ndarray, start_s: float | None, end_s
     return t - start, end - start
 
 
-def _loglik_and_grad(
+def _exp_c(x: float) -> float:
+    """e^x as the C library gives it: +inf past the largest double (``math.exp`` raises there)."""
+    try:
+        return math.exp(x)
+    except OverflowError:
+        return math.inf
+
+
+def py_loglik_derivs(
     rel_t: np.ndarray, gaps: np.ndarray, length_s: float, mu: float, alpha: float, beta: float
-) -> tuple[float, np.ndarray]:
-    """Log-likelihood and its gradient in natural parameters (μ, α, β)."""
-    a, b = _kernel_sums(gaps, beta)
-    lam = mu + alpha * a
-    if np.any(lam <= 0):
-        return -math.inf, np.full(3, math.nan)
-    tail = length_s - rel_t  # time from each event to the window end
-    exp_tail = np.exp(-beta * tail)
-    one_minus = 1.0 - exp_tail
-    sum_one_minus = float(one_minus.sum())
-    ll = float(np.log(lam).sum()) - mu * length_s - alpha / beta * sum_one_minus
-    inv = 1.0 / lam
-    d_mu = float(inv.sum()) - length_s
-    d_alpha = float((a * inv).sum()) - sum_one_minus / beta
-    d_beta = (
-        alpha * float((b * inv).sum()) + alpha / beta**2 * sum_one_minus - alpha / beta * float((tail * exp_tail).sum())
+) -> tuple[float, tuple[float, float, float], tuple[float, float, float, float, float, float]]:
+    """The log-likelihood, its gradient and its Hessian in the natural parameters (μ, α, β), in one pass.
+
+    With the kernel sums A_i, B_i = ∂A_i/∂β (:func:`py_kernel_sums`) and C_i = ∂²A_i/∂β²
+    (C_i = −Δ_i B_i + e^{−βΔ_i}(C_{i−1} − Δ_i B_{i−1})), λ_i = μ + αA_i, τ_i = T − t_i, S = Σ(1 − e^{−βτ_i}),
+    S' = Σ τ_i e^{−βτ_i} and S'' = Σ τ_i² e^{−βτ_i}:
+
+    * ℓ = Σ ln λ_i − μT − (α/β)S
+    * ℓ_μ = Σ 1/λ_i − T,  ℓ_α = Σ A_i/λ_i − S/β,  ℓ_β = αΣ B_i/λ_i + αS/β² − αS'/β
+    * ℓ_μμ = −Σ 1/λ_i²,  ℓ_μα = −Σ A_i/λ_i²,  ℓ_μβ = −αΣ B_i/λ_i²,  ℓ_αα = −Σ A_i²/λ_i²,
+      ℓ_αβ = Σ B_i/λ_i − αΣ A_iB_i/λ_i² + S/β² − S'/β,
+      ℓ_ββ = αΣ C_i/λ_i − α²Σ B_i²/λ_i² − 2αS/β³ + 2αS'/β² + αS''/β
+
+    Returns ``(ℓ, (ℓ_μ, ℓ_α, ℓ_β), (ℓ_μμ, ℓ_μα, ℓ_μβ, ℓ_αα, ℓ_αβ, ℓ_ββ))``; ℓ = −∞ and NaN derivatives when some
+    λ_i ≤ 0. The reference: plain floats, the C library's ``exp``/``log`` (``math``), every sum in event order, so that
+    the compiled twin (``_estimators.loglik_derivs``) gives the same bits with the same operations in C on every CPU
+    (NumPy's vector kernels and pairwise sums differ in the last bits between AVX2 and AVX-512 machines).
+    """
+    t = np.asarray(rel_t, dtype=float).tolist()
+    g = np.asarray(gaps, dtype=float).tolist()
+    if len(g) != max(len(t) - 1, 0):
+        raise ValueError(f"loglik_derivs: {len(g)} gaps for {len(t)} events")
+    nan = math.nan
+    neg_beta = -beta
+    a = b = c = 0.0
+    s_log = s_inv = s_a = s_b = s_c = 0.0
+    s_ii = s_ai = s_bi = s_aa = s_ab = s_bb = 0.0
+    s1 = s1p = s1pp = 0.0
+    for i in range(len(t)):
+        if i:
+            gi = g[i - 1]
+            e = _exp_c(neg_beta * gi)
+            one_plus_a = 1.0 + a
+            b_new = e * (b - gi * one_plus_a)
+            c = -gi * b_new + e * (c - gi * b)
+            b = b_new
+            a = e * one_plus_a
+        lam = mu + alpha * a
+        if lam <= 0.0:
+            return -math.inf, (nan, nan, nan), (nan, nan, nan, nan, nan, nan)
+        tail = length_s - t[i]
+        et = _exp_c(neg_beta * tail)
+        s1 += 1.0 - et
+        s1p += tail * et
+        s1pp += tail * tail * et
+        s_log += math.log(lam)  # lam > 0 or NaN here: no error
+        inv = 1.0 / lam
+        inv2 = inv * inv
+        s_inv += inv
+        s_a += a * inv
+        s_b += b * inv
+        s_c += c * inv
+        s_ii += inv2
+        s_ai += a * inv2
+        s_bi += b * inv2
+        s_aa += a * a * inv2
+        s_ab += a * b * inv2
+        s_bb += b * b * inv2
+    beta2 = beta * beta
+    ll = s_log - mu * length_s - alpha / beta * s1
+    grad = (s_inv - length_s, s_a - s1 / beta, alpha * s_b + alpha / beta2 * s1 - alpha / beta * s1p)
+    hess = (
+        -s_ii,
+        -s_ai,
+        -alpha * s_bi,
+        -s_aa,
+        s_b - alpha * s_ab + s1 / beta2 - s1p / beta,
+        alpha * s_c
+        - alpha * alpha * s_bb
+        - 2.0 * alpha * s1 / (beta2 * beta)
+        + 2.0 * alpha * s1p / beta2
+        + alpha * s1pp / beta,
     )
-    return ll, np.array([d_mu, d_alpha, d_beta])
+    return ll, grad, hess
 
 
 def hawkes_loglik(
@@ -288,16 +351,114 @@ def hawkes_loglik(
     The window defaults to [first event, last event]. ``params`` is not required to be stationary here.
     """
     rel_t, length = _prepare(times_s, start_s, end_s)
-    ll, _ = _loglik_and_grad(rel_t, np.diff(rel_t), length, params.mu_per_s, params.alpha_per_s, params.beta_per_s)
-    return ll
+    return _loglik_derivs(rel_t, np.diff(rel_t), length, params.mu_per_s, params.alpha_per_s, params.beta_per_s)[0]
 
 
 # --- calibration --------------------------------------------------------------------------------
 
-# SLSQP with a tight objective tolerance reaches the same optimum as L-BFGS-B (log-likelihood equal to 1e-12
-# relative on four windows of the shared USD-M tape and four simulated paths) in a quarter of the time:
-# scipy 1.17's L-BFGS-B spends most of a three-parameter fit in its own bookkeeping.
-_SLSQP = {"ftol": 1e-12, "maxiter": 200}
+# The fit maximises the likelihood over (ln μ, ln α, ln β) in a box by Newton's method with the analytic Hessian,
+# damped (Levenberg–Marquardt) where the Hessian is not negative definite or a step does not raise the likelihood, the
+# coordinates pinned at a bound by the gradient held there. It replaced scipy's SLSQP (2026-12-06): three parameters
+# need a handful of Newton steps, where SLSQP spent ~45 evaluations and most of a fit in its Python wrapper, and
+# SLSQP's BLAS calls (OpenBLAS kernels chosen by CPU) made the fitted parameters differ in the last bits between
+# machines. Converged: the projected gradient in log parameters within _GTOL·(1 + |ℓ|) (the parameters then sit within
+# ~1e-9 relative of the optimum), or a step that moved nothing. A step changes no log parameter by more than
+# _MAX_STEP: where the likelihood is nearly flat (no self-excitation: α → 0 leaves β undetermined) a full Newton step
+# would jump to a bound and stop at a worse stationary point there.
+_GTOL = 1e-9
+_MAX_ITER = 200
+# cold starts: β as a multiple of the mean event rate, with α = β/2 and μ half the rate; then a "trend" start, a decay
+# time ten windows long and α·N half the rate (the rate grows by half over the window), from which a trending window
+# reaches its non-stationary optimum (β at its lower bound, α small; the fit then says FAILED, not "no excitation").
+_COLD_STARTS = (0.05, 0.5, 5.0, 50.0, 500.0)
+_MAX_STEP = 1.0  # the largest change of a log parameter in one step (a factor e)
+
+
+@dataclass(frozen=True, slots=True)
+class _Optimum:
+    x: tuple[float, float, float]  # (ln μ, ln α, ln β)
+    loglik: float
+    success: bool
+    message: str
+    iterations: int
+
+
+def _cholesky_solve(m: list[list[float]], v: list[float]) -> list[float] | None:
+    """x with M x = v for a symmetric positive-definite M (Cholesky), None when M is not positive definite."""
+    n = len(v)
+    low = [[0.0] * n for _ in range(n)]
+    for i in range(n):
+        for j in range(i + 1):
+            acc = m[i][j]
+            for k in range(j):
+                acc -= low[i][k] * low[j][k]
+            if i == j:
+                if not acc > 0.0:  # also NaN
+                    return None
+                low[i][i] = math.sqrt(acc)
+            else:
+                low[i][j] = acc / low[j][j]
+    y = [0.0] * n
+    for i in range(n):
+        acc = v[i]
+        for k in range(i):
+            acc -= low[i][k] * y[k]
+        y[i] = acc / low[i][i]
+    x = [0.0] * n
+    for i in range(n - 1, -1, -1):
+        acc = y[i]
+        for k in range(i + 1, n):
+            acc -= low[k][i] * x[k]
+        x[i] = acc / low[i][i]
+    return x
+
+
+def _log_space(rel_t, gaps, length_s: float, x: list[float]):
+    """ℓ, its gradient and Hessian in u = (ln μ, ln α, ln β): g_u = p·ℓ_p, H_u = p_k p_l ℓ_kl + δ_kl p_k ℓ_k."""
+    p = [_exp_c(v) for v in x]
+    ll, g, h = _loglik_derivs(rel_t, gaps, length_s, p[0], p[1], p[2])
+    full = ((h[0], h[1], h[2]), (h[1], h[3], h[4]), (h[2], h[4], h[5]))
+    gu = [p[k] * g[k] for k in range(3)]
+    hu = [[p[k] * p[j] * full[k][j] + (gu[k] if k == j else 0.0) for j in range(3)] for k in range(3)]
+    return ll, gu, hu
+
+
+def _maximise(rel_t, gaps, length_s: float, x0, bounds) -> _Optimum:
+    """The damped, projected Newton ascent described above, from ``x0`` within ``bounds`` (log parameters)."""
+    lo = [b[0] for b in bounds]
+    hi = [b[1] for b in bounds]
+    x = [min(max(float(v), lo[k]), hi[k]) for k, v in enumerate(x0)]
+    f, g, h = _log_space(rel_t, gaps, length_s, x)
+    if not math.isfinite(f):
+        return _Optimum(tuple(x), f, False, "the likelihood is not finite at the start", 0)
+    damp = 0.0
+    for it in range(1, _MAX_ITER + 1):
+        free = [k for k in range(3) if not ((x[k] <= lo[k] and g[k] <= 0.0) or (x[k] >= hi[k] and g[k] >= 0.0))]
+        tol = _GTOL * (1.0 + abs(f))
+        if not free or max(abs(g[k]) for k in free) <= tol:
+            return _Optimum(tuple(x), f, True, "converged: projected gradient within tolerance", it - 1)
+        gf = [g[k] for k in free]
+        while True:
+            m = [[-h[k][j] + (damp * max(abs(h[k][k]), 1e-300) if k == j else 0.0) for j in free] for k in free]
+            d = _cholesky_solve(m, gf)
+            if d is not None:
+                big = max(abs(dk) for dk in d)
+                if big > _MAX_STEP:  # a trust region: flat directions would send a full step to a bound
+                    d = [dk * (_MAX_STEP / big) for dk in d]
+                x_new = list(x)
+                for k, dk in zip(free, d, strict=True):
+                    x_new[k] = min(max(x[k] + dk, lo[k]), hi[k])
+                if x_new == x:
+                    return _Optimum(tuple(x), f, True, "converged: the step moves nothing", it - 1)
+                f_new, g_new, h_new = _log_space(rel_t, gaps, length_s, x_new)
+                if f_new >= f:  # NaN and −∞ are not
+                    x, f, g, h = x_new, f_new, g_new, h_new
+                    damp = 0.0 if damp <= 1e-6 else damp / 10.0
+                    break
+            damp = 1e-6 if damp == 0.0 else damp * 10.0
+            if damp > 1e12:
+                return _Optimum(tuple(x), f, False, "no step raises the likelihood", it)
+    return _Optimum(tuple(x), f, False, f"no convergence in {_MAX_ITER} iterations", _MAX_ITER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -367,15 +528,38 @@ def _compensator_increments(gaps: np.ndarray, a: np.ndarray, mu: float, alpha: f
     return mu * gaps + alpha / beta * (1.0 + a[:-1]) * (-np.expm1(-beta * gaps))
 
 
-def _numerical_hessian(grad_fn, x: np.ndarray) -> np.ndarray:
-    h = np.empty((3, 3))
-    for k in range(3):
-        step = 1e-5 * max(abs(x[k]), 1e-12)
-        up, down = x.copy(), x.copy()
-        up[k] += step
-        down[k] -= step
-        h[:, k] = (grad_fn(up) - grad_fn(down)) / (2 * step)
-    return 0.5 * (h + h.T)
+def _inverse(m: np.ndarray) -> np.ndarray:
+    """The inverse of a small square matrix by Gauss–Jordan elimination with partial pivoting, in plain floats: the
+    same operations on every machine (``np.linalg.inv`` runs LAPACK through OpenBLAS, whose kernels, chosen by
+    CPU, round differently, and the inverse reaches the decisions through the intensity's standard error).
+    Raises ``np.linalg.LinAlgError`` for a singular matrix (a zero pivot), as ``np.linalg.inv`` does."""
+    n = len(m)
+    a = [[float(m[i][j]) for j in range(n)] + [1.0 if i == j else 0.0 for j in range(n)] for i in range(n)]
+    for col in range(n):
+        piv = max(range(col, n), key=lambda r: abs(a[r][col]))  # the first of equal magnitudes
+        if a[piv][col] == 0.0 or a[piv][col] != a[piv][col]:
+            raise np.linalg.LinAlgError("Singular matrix")
+        a[col], a[piv] = a[piv], a[col]
+        p = a[col][col]
+        row = [v / p for v in a[col]]
+        a[col] = row
+        for r in range(n):
+            if r != col:
+                f = a[r][col]
+                if f != 0.0:
+                    a[r] = [v - f * w for v, w in zip(a[r], row, strict=True)]
+    return np.array([r[n:] for r in a])
+
+
+def _quadratic_form(g: Sequence[float], c: np.ndarray) -> float:
+    """gᵀ C g, summed row by row in index order (``g @ C @ g`` runs OpenBLAS kernels chosen by CPU)."""
+    total = 0.0
+    for i, gi in enumerate(g):
+        row = 0.0
+        for j, gj in enumerate(g):
+            row += float(c[i][j]) * gj
+        total += gi * row
+    return total
 
 
 def fit_hawkes(
@@ -408,10 +592,10 @@ def fit_hawkes(
 
     Notes
     -----
-    The negative log-likelihood is minimised over (ln μ, ln α, ln β) with SLSQP and the analytic
-    gradient, from three starting decay rates (0.5, 5 and 50 times the mean event rate); the best converged
-    run is kept. Standard errors come from the observed information (numerical Hessian of the analytic
-    gradient) in natural parameters.
+    The log-likelihood is maximised over (ln μ, ln α, ln β) in a box by a damped, projected Newton method with the
+    analytic gradient and Hessian (:func:`py_loglik_derivs`), from three starting decay rates (0.5, 5 and 50 times
+    the mean event rate); the best converged run is kept. Standard errors come from the observed information (the
+    analytic Hessian) in natural parameters.
     """
     if min_events < 2:
         raise ValueError(f"min_events must be >= 2, got {min_events!r}")
@@ -437,13 +621,6 @@ def fit_hawkes(
     rate = n_ev / length
     ll_poisson = n_ev * math.log(rate) - n_ev
 
-    def neg(x: np.ndarray) -> tuple[float, np.ndarray]:
-        mu, alpha, beta = np.exp(x)
-        ll, g = _loglik_and_grad(rel_t, gaps, length, mu, alpha, beta)
-        if not math.isfinite(ll):
-            return 1e300, np.zeros(3)
-        return -ll, -g * np.array([mu, alpha, beta])
-
     # Bounds keep the optimiser out of regions where the likelihood is flat to double precision.
     log_rate = math.log(rate)
     bounds = [
@@ -452,34 +629,33 @@ def fit_hawkes(
         (math.log(1e-3 / length), log_rate + math.log(1e6)),
     ]
 
-    def inside(x: np.ndarray) -> bool:
+    def inside(x) -> bool:
         return all(lo + 1e-9 < v < hi - 1e-9 for v, (lo, hi) in zip(x, bounds, strict=True))
 
     best = None
     if warm_start is not None:
-        x_warm = np.log([warm_start.mu_per_s, warm_start.alpha_per_s, warm_start.beta_per_s])
+        x_warm = [math.log(v) for v in (warm_start.mu_per_s, warm_start.alpha_per_s, warm_start.beta_per_s)]
         if inside(x_warm):
-            res = optimize.minimize(neg, x_warm, jac=True, method="SLSQP", bounds=bounds, options=_SLSQP)
+            res = _maximise(rel_t, gaps, length, x_warm, bounds)
             if res.success and inside(res.x):
                 best = res
     if best is None:
-        for beta_mult in (0.5, 5.0, 50.0):
-            beta0 = beta_mult * rate
-            x0 = np.log([0.5 * rate, 0.5 * beta0, beta0])
-            res = optimize.minimize(neg, x0, jac=True, method="SLSQP", bounds=bounds, options=_SLSQP)
-            if best is None or (res.success, -res.fun) > (best.success, -best.fun):
+        starts = [(0.5 * beta_mult * rate, beta_mult * rate) for beta_mult in _COLD_STARTS]
+        starts.append((0.5 * rate / n_ev, 0.1 / length))  # the trend start: (α, β)
+        for alpha0, beta0 in starts:
+            x0 = [math.log(0.5 * rate), math.log(alpha0), math.log(beta0)]
+            res = _maximise(rel_t, gaps, length, x0, bounds)
+            if best is None or (res.success, res.loglik) > (best.success, best.loglik):
                 best = res
     assert best is not None
-    mu, alpha, beta = (float(v) for v in np.exp(best.x))
-    ll = -float(best.fun)
+    mu, alpha, beta = (_exp_c(v) for v in best.x)
+    ll = best.loglik
 
-    def grad_natural(theta: np.ndarray) -> np.ndarray:
-        return -_loglik_and_grad(rel_t, gaps, length, *theta)[1]
-
-    theta = np.array([mu, alpha, beta])
-    hess = _numerical_hessian(grad_natural, theta)
+    # the observed information in natural parameters, −∇²ℓ at the optimum, analytic
+    _, _, h = _loglik_derivs(rel_t, gaps, length, mu, alpha, beta)
+    info = np.array([[-h[0], -h[1], -h[2]], [-h[1], -h[3], -h[4]], [-h[2], -h[4], -h[5]]])
     try:
-        cov = np.linalg.inv(hess)
+        cov = _inverse(info)
         se = np.sqrt(np.diag(cov)) if np.all(np.diag(cov) > 0) else np.full(3, math.nan)
     except np.linalg.LinAlgError:
         cov, se = nan3, np.full(3, math.nan)
@@ -688,5 +864,7 @@ class FillCascade:
 _compiled = compiled.load("apps.engine.estimators._estimators")
 HawkesIntensity: type[PyHawkesIntensity] = _compiled.HawkesIntensity if _compiled is not None else PyHawkesIntensity
 ESTIMATORS_COMPILED: bool = _compiled is not None
-# The likelihood's recursions (every fit evaluates them ~90 times): the compiled loop, bit for bit the reference's.
+# The kernel recursions alone (the fit's compensator check): the compiled loop, bit for bit the reference's.
 _kernel_sums = _compiled.kernel_sums if _compiled is not None else py_kernel_sums
+# The likelihood, its gradient and Hessian in one pass in C (every Newton step): bit for bit the reference's.
+_loglik_derivs = _compiled.loglik_derivs if _compiled is not None else py_loglik_derivs

@@ -241,6 +241,90 @@ def test_the_compiled_kernel_recursions_equal_the_reference_bit_for_bit():
             assert all(x.tobytes() == y.tobytes() for x, y in zip(got, expected, strict=True))
 
 
+def _as_bytes(result) -> bytes:
+    ll, grad, hess = result
+    return np.array([ll, *grad, *hess]).tobytes()
+
+
+@pytest.mark.skipif(not hawkes.ESTIMATORS_COMPILED, reason="the compiled estimators are not built")
+def test_the_compiled_likelihood_derivatives_equal_the_reference_bit_for_bit():
+    """``_estimators.loglik_derivs`` (what every Newton step evaluates) against the plain-float reference, on the real
+    tape and on edges: the same doubles, so a fit gives the same parameters compiled or not, on every CPU."""
+    assert hawkes._loglik_derivs is not hawkes.py_loglik_derivs
+    t = _real_trade_times_s()
+    rel = t - t[0]
+    length = float(rel[-1]) + 0.5
+    cases = [
+        (rel, 0.8, 2.5, 11.0),
+        (rel[:2000], np.float64(0.3), np.float64(0.2), np.float64(950.0)),  # NumPy scalars, as from a fit's exp
+        (rel[:1], 1.0, 0.5, 2.0),  # one event, no gap
+        (np.zeros(30), 2.0, 1.0, 3.0),  # simultaneous events
+        (rel[:500], -5.0, 1.0, 2.0),  # λ ≤ 0: −∞ and NaN derivatives
+        (rel[:500], math.nan, 1.0, 2.0),
+        (rel[:500], 1e-12, 1e6, 1e-3),
+    ]
+    for r, mu, alpha, beta in cases:
+        g = np.diff(r)
+        ref = hawkes.py_loglik_derivs(r, g, length, mu, alpha, beta)
+        got = hawkes._loglik_derivs(r, g, length, mu, alpha, beta)
+        assert _as_bytes(got) == _as_bytes(ref), (len(r), mu, alpha, beta)
+    with pytest.raises(ValueError, match="gaps"):
+        hawkes._loglik_derivs(rel[:10], np.diff(rel[:12]), length, 1.0, 1.0, 1.0)
+    with pytest.raises(ZeroDivisionError):  # β = 0: the reference's own error
+        hawkes._loglik_derivs(rel[:10], np.diff(rel[:10]), length, 1.0, 1.0, 0.0)
+
+
+def test_the_analytic_gradient_and_hessian_match_finite_differences():
+    times = simulate_hawkes(0.5, 0.8, 1.6, 600.0, seed=4)
+    g = np.diff(times)
+    p = [0.6, 0.7, 1.9]
+    ll, grad, h = hawkes._loglik_derivs(times, g, 600.0, *p)
+    assert ll == pytest.approx(brute_force_loglik(times, *p, 600.0), rel=1e-11)
+    full = [[h[0], h[1], h[2]], [h[1], h[3], h[4]], [h[2], h[4], h[5]]]
+    for k in range(3):
+        step = 1e-6 * p[k]
+        up, down = list(p), list(p)
+        up[k] += step
+        down[k] -= step
+        f_up, g_up, _ = hawkes._loglik_derivs(times, g, 600.0, *up)
+        f_down, g_down, _ = hawkes._loglik_derivs(times, g, 600.0, *down)
+        assert grad[k] == pytest.approx((f_up - f_down) / (2 * step), rel=1e-5, abs=1e-6)
+        for j in range(3):
+            assert full[j][k] == pytest.approx((g_up[j] - g_down[j]) / (2 * step), rel=1e-5, abs=1e-6)
+
+
+def test_the_fit_ends_at_a_stationary_point_of_the_likelihood():
+    """Newton's optimum: the gradient in log parameters vanishes there (to the stated tolerance), and no
+    nearby point has a higher likelihood."""
+    times = simulate_hawkes(0.5, 0.8, 1.6, 2000.0, seed=2)
+    fit = fit_hawkes(times, start_s=0.0, end_s=2000.0)
+    assert fit.ok and fit.converged
+    p = (fit.mu_per_s, fit.alpha_per_s, fit.beta_per_s)
+    ll, grad, _ = hawkes._loglik_derivs(times, np.diff(times), 2000.0, *p)
+    assert ll == fit.loglik
+    assert max(abs(gk * pk) for gk, pk in zip(grad, p, strict=True)) <= hawkes._GTOL * (1 + abs(ll))
+    for k in range(3):
+        for f in (1 - 1e-4, 1 + 1e-4):
+            q = list(p)
+            q[k] *= f
+            assert hawkes.hawkes_loglik(times, HawkesParams(*q), start_s=0.0, end_s=2000.0) < ll
+
+
+def test_the_small_linear_algebra_matches_numpy_and_refuses_a_singular_matrix():
+    rng = np.random.default_rng(11)
+    for _ in range(20):
+        a = rng.normal(size=(3, 3))
+        m = a @ a.T + 0.1 * np.eye(3)  # symmetric positive definite, like an information matrix
+        assert hawkes._inverse(m) == pytest.approx(np.linalg.inv(m), rel=1e-9, abs=1e-12)
+        v = rng.normal(size=3)
+        assert hawkes._cholesky_solve(m.tolist(), v.tolist()) == pytest.approx(np.linalg.solve(m, v), rel=1e-9)
+        g = rng.normal(size=3)
+        assert hawkes._quadratic_form(g.tolist(), m) == pytest.approx(float(g @ m @ g), rel=1e-12)
+    with pytest.raises(np.linalg.LinAlgError):
+        hawkes._inverse(np.array([[1.0, 2.0, 3.0], [2.0, 4.0, 6.0], [0.0, 1.0, 1.0]]))
+    assert hawkes._cholesky_solve([[1.0, 0.0], [0.0, -1.0]], [1.0, 1.0]) is None  # not positive definite
+
+
 # --- fill cascade ---------------------------------------------------------------------------
 
 
