@@ -455,12 +455,16 @@ def _maximise(rel_t, gaps, length_s: float, x0, bounds) -> _Optimum:
                 for k, dk in zip(free, d, strict=True):
                     x_new[k] = min(max(x[k] + dk, lo[k]), hi[k])
                 if x_new == x:
-                    return _Optimum(tuple(x), f, True, "converged: the step moves nothing", it - 1)
-                f_new, g_new, h_new = _log_space(rel_t, gaps, length_s, x_new)
-                if f_new >= f:  # NaN and −∞ are not
-                    x, f, g, h = x_new, f_new, g_new, h_new
-                    damp = 0.0 if damp <= 1e-6 else damp / 10.0
-                    break
+                    if all(x[k] + dk == x[k] for k, dk in zip(free, d, strict=True)):  # below rounding: done
+                        return _Optimum(tuple(x), f, True, "converged: the step moves nothing", it - 1)
+                    # else the bounds clipped it all away: damping turns the step toward the gradient, which points
+                    # into the box on every free coordinate
+                else:
+                    f_new, g_new, h_new = _log_space(rel_t, gaps, length_s, x_new)
+                    if f_new >= f:  # NaN and −∞ are not
+                        x, f, g, h = x_new, f_new, g_new, h_new
+                        damp = 0.0 if damp <= 1e-6 else damp / 10.0
+                        break
             damp = 1e-6 if damp == 0.0 else damp * 10.0
             if damp > 1e12:
                 return _Optimum(tuple(x), f, False, "no step raises the likelihood", it)
@@ -537,7 +541,7 @@ def _compensator_increments(gaps: np.ndarray, a: np.ndarray, mu: float, alpha: f
 def _inverse(m: np.ndarray) -> np.ndarray:
     """The inverse of a small square matrix by Gauss–Jordan elimination with partial pivoting, in plain floats: the
     same operations on every machine (``np.linalg.inv`` runs LAPACK through OpenBLAS, whose kernels, chosen by
-    CPU, round differently, and the inverse reaches the decisions through the intensity's standard error).
+    CPU, round differently; the fit's covariance reaches every snapshot through the intensity's standard error).
     Raises ``np.linalg.LinAlgError`` for a singular matrix (a zero pivot), as ``np.linalg.inv`` does."""
     n = len(m)
     a = [[float(m[i][j]) for j in range(n)] + [1.0 if i == j else 0.0 for j in range(n)] for i in range(n)]
