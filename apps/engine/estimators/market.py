@@ -12,7 +12,7 @@ Cost model (why the core can keep up with a feed)
 Every ``on_event`` does O(1) work per estimator (plus the book diff's levels). Reads that integrate a
 posterior or run a fit are *cached* and recomputed only when stale:
 
-* κ snapshot (tick posterior on an 801-point grid + goodness of fit): at most every ``kappa_refresh_s``,
+* κ snapshot (tick posterior on a 201-point grid + goodness of fit): at most every ``kappa_refresh_s``,
   or sooner once ``kappa_refresh_trades`` new trades arrived, but never twice within
   ``kappa_min_refresh_s``;
 * σ, λ, flow and drift snapshots: every ``snapshot_refresh_s``;
