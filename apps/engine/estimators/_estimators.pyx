@@ -1985,7 +1985,7 @@ cdef int _tick_grid(
 
 
 cdef inline double _ieee_div(double a, double b) noexcept:
-    """kappa._div: a / b, and at b = 0 the value the reference gives (its NaN is Python's, with the same bits)."""
+    """apps.engine.cfloat.c_div: a / b, and at b = 0 the value the reference gives (its NaN is Python's, with the same bits)."""
     if b != 0.0:
         return a / b
     if isnan(a) or a == 0.0:

@@ -36,6 +36,7 @@ import numpy as np
 from scipy import stats
 
 from apps.engine import compiled
+from apps.engine.cfloat import c_exp as _exp
 from apps.engine.estimators.base import EstimatorSnapshot, EstimatorState
 from apps.engine.market.events import Fill, Side
 from apps.engine.validation import non_negative, positive
@@ -252,14 +253,6 @@ def _prepare(times_s: Sequence[float] | np.ndarray, start_s: float | None, end_s
     return t - start, end - start
 
 
-def _exp_c(x: float) -> float:
-    """e^x as the C library gives it: +inf past the largest double (``math.exp`` raises there)."""
-    try:
-        return math.exp(x)
-    except OverflowError:
-        return math.inf
-
-
 def py_loglik_derivs(
     rel_t: np.ndarray, gaps: np.ndarray, length_s: float, mu: float, alpha: float, beta: float
 ) -> tuple[float, tuple[float, float, float], tuple[float, float, float, float, float, float]]:
@@ -293,7 +286,7 @@ def py_loglik_derivs(
     for i in range(len(t)):
         if i:
             gi = g[i - 1]
-            e = _exp_c(neg_beta * gi)
+            e = _exp(neg_beta * gi)
             one_plus_a = 1.0 + a
             b_new = e * (b - gi * one_plus_a)
             c = -gi * b_new + e * (c - gi * b)
@@ -303,7 +296,7 @@ def py_loglik_derivs(
         if lam <= 0.0:
             return -math.inf, (nan, nan, nan), (nan, nan, nan, nan, nan, nan)
         tail = length_s - t[i]
-        et = _exp_c(neg_beta * tail)
+        et = _exp(neg_beta * tail)
         s1 += 1.0 - et
         s1p += tail * et
         s1pp += tail * tail * et
@@ -387,6 +380,7 @@ class _Optimum:
     success: bool
     message: str
     iterations: int
+    hess: tuple[float, ...]  # ℓ's Hessian in the natural parameters at x (py_loglik_derivs' six entries)
 
 
 def _cholesky_solve(m: list[list[float]], v: list[float]) -> list[float] | None:
@@ -420,13 +414,14 @@ def _cholesky_solve(m: list[list[float]], v: list[float]) -> list[float] | None:
 
 
 def _log_space(rel_t, gaps, length_s: float, x: list[float]):
-    """ℓ, its gradient and Hessian in u = (ln μ, ln α, ln β): g_u = p·ℓ_p, H_u = p_k p_l ℓ_kl + δ_kl p_k ℓ_k."""
-    p = [_exp_c(v) for v in x]
+    """ℓ, its gradient and Hessian in u = (ln μ, ln α, ln β): g_u = p·ℓ_p, H_u = p_k p_l ℓ_kl + δ_kl p_k ℓ_k; and the
+    natural parameters' Hessian it came from."""
+    p = [_exp(v) for v in x]
     ll, g, h = _loglik_derivs(rel_t, gaps, length_s, p[0], p[1], p[2])
     full = ((h[0], h[1], h[2]), (h[1], h[3], h[4]), (h[2], h[4], h[5]))
     gu = [p[k] * g[k] for k in range(3)]
     hu = [[p[k] * p[j] * full[k][j] + (gu[k] if k == j else 0.0) for j in range(3)] for k in range(3)]
-    return ll, gu, hu
+    return ll, gu, hu, h
 
 
 def _maximise(rel_t, gaps, length_s: float, x0, bounds) -> _Optimum:
@@ -434,15 +429,15 @@ def _maximise(rel_t, gaps, length_s: float, x0, bounds) -> _Optimum:
     lo = [b[0] for b in bounds]
     hi = [b[1] for b in bounds]
     x = [min(max(float(v), lo[k]), hi[k]) for k, v in enumerate(x0)]
-    f, g, h = _log_space(rel_t, gaps, length_s, x)
+    f, g, h, hn = _log_space(rel_t, gaps, length_s, x)
     if not math.isfinite(f):
-        return _Optimum(tuple(x), f, False, "the likelihood is not finite at the start", 0)
+        return _Optimum(tuple(x), f, False, "the likelihood is not finite at the start", 0, hn)
     damp = 0.0
     for it in range(1, _MAX_ITER + 1):
         free = [k for k in range(3) if not ((x[k] <= lo[k] and g[k] <= 0.0) or (x[k] >= hi[k] and g[k] >= 0.0))]
         tol = _GTOL * (1.0 + abs(f))
         if not free or max(abs(g[k]) for k in free) <= tol:
-            return _Optimum(tuple(x), f, True, "converged: projected gradient within tolerance", it - 1)
+            return _Optimum(tuple(x), f, True, "converged: projected gradient within tolerance", it - 1, hn)
         gf = [g[k] for k in free]
         while True:
             m = [[-h[k][j] + (damp * max(abs(h[k][k]), 1e-300) if k == j else 0.0) for j in free] for k in free]
@@ -456,19 +451,19 @@ def _maximise(rel_t, gaps, length_s: float, x0, bounds) -> _Optimum:
                     x_new[k] = min(max(x[k] + dk, lo[k]), hi[k])
                 if x_new == x:
                     if all(x[k] + dk == x[k] for k, dk in zip(free, d, strict=True)):  # below rounding: done
-                        return _Optimum(tuple(x), f, True, "converged: the step moves nothing", it - 1)
+                        return _Optimum(tuple(x), f, True, "converged: the step moves nothing", it - 1, hn)
                     # else the bounds clipped it all away: damping turns the step toward the gradient, which points
                     # into the box on every free coordinate
                 else:
-                    f_new, g_new, h_new = _log_space(rel_t, gaps, length_s, x_new)
+                    f_new, g_new, h_new, hn_new = _log_space(rel_t, gaps, length_s, x_new)
                     if f_new >= f:  # NaN and −∞ are not
-                        x, f, g, h = x_new, f_new, g_new, h_new
+                        x, f, g, h, hn = x_new, f_new, g_new, h_new, hn_new
                         damp = 0.0 if damp <= 1e-6 else damp / 10.0
                         break
             damp = 1e-6 if damp == 0.0 else damp * 10.0
             if damp > 1e12:
-                return _Optimum(tuple(x), f, False, "no step raises the likelihood", it)
-    return _Optimum(tuple(x), f, False, f"no convergence in {_MAX_ITER} iterations", _MAX_ITER)
+                return _Optimum(tuple(x), f, False, "no step raises the likelihood", it, hn)
+    return _Optimum(tuple(x), f, False, f"no convergence in {_MAX_ITER} iterations", _MAX_ITER, hn)
 
 
 @dataclass(frozen=True, slots=True)
@@ -659,11 +654,11 @@ def fit_hawkes(
             if best is None or (res.success, res.loglik) > (best.success, best.loglik):
                 best = res
     assert best is not None
-    mu, alpha, beta = (_exp_c(v) for v in best.x)
+    mu, alpha, beta = (_exp(v) for v in best.x)
     ll = best.loglik
 
-    # the observed information in natural parameters, −∇²ℓ at the optimum, analytic
-    _, _, h = _loglik_derivs(rel_t, gaps, length, mu, alpha, beta)
+    # the observed information in natural parameters, −∇²ℓ at the optimum, analytic (the optimiser's last evaluation)
+    h = best.hess
     info = np.array([[-h[0], -h[1], -h[2]], [-h[1], -h[3], -h[4]], [-h[2], -h[4], -h[5]]])
     try:
         cov = _inverse(info)

@@ -71,6 +71,9 @@ import numpy as np
 from scipy import optimize, special, stats
 
 from apps.engine import compiled
+from apps.engine.cfloat import c_div as _div
+from apps.engine.cfloat import c_exp as _exp
+from apps.engine.cfloat import c_log as _log
 from apps.engine.estimators.base import EstimatorSnapshot, EstimatorState
 from apps.engine.market.events import BestBidAsk, Trade
 from apps.engine.validation import fraction, non_negative, positive
@@ -256,30 +259,6 @@ def tick_mode(
     h = 1e-4
     curv = -(dlogpost(u_mode + h) - dlogpost(u_mode - h)) / (2 * h)
     return u_mode, curv
-
-
-def _exp(x: float) -> float:
-    """e^x as the C library gives it: +inf past the largest double (``math.exp`` raises there)."""
-    try:
-        return math.exp(x)
-    except OverflowError:
-        return math.inf
-
-
-def _log(x: float) -> float:
-    """ln x as the C library gives it: −inf at 0 and NaN below (``math.log`` raises there)."""
-    if x > 0.0 or x != x:
-        return math.log(x)
-    return -math.inf if x == 0.0 else math.nan
-
-
-def _div(a: float, b: float) -> float:
-    """a / b as IEEE division gives it: ±inf or NaN at b = 0 (Python raises there)."""
-    if b != 0.0:
-        return a / b
-    if a != a or a == 0.0:
-        return math.nan
-    return math.copysign(math.inf, a) * math.copysign(1.0, b)
 
 
 def _hermite_quantile(cdf: list[float], w: list[float], u: list[float], step: float, target: float) -> float:

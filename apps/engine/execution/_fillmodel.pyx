@@ -23,6 +23,7 @@ inline ``_pymin``/``_pymax`` below do exactly that, so ties and NaN choose the s
 cimport cython
 
 from apps.engine._pyfloat cimport pypow as _pypow
+from apps.engine._search cimport lower_bound
 from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_CheckExact
 from cpython.ref cimport PyObject
 from cpython.tuple cimport PyTuple_CheckExact, PyTuple_GET_SIZE
@@ -185,20 +186,6 @@ cdef class QueueState:
 # removed level, one memmove of at most a block; no allocation per level, and the best level is the last one.
 
 
-cdef inline Py_ssize_t _lower_bound(const tick_t* a, Py_ssize_t stride, Py_ssize_t n, tick_t key) noexcept nogil:
-    # first index i whose key a[i·stride] is >= key, branchless (as _book.pyx's): the range halves whatever the keys,
-    # each step a conditional move. stride 1: the block tails; 2: a block's levels' keys (a TLevel is a tick and a
-    # double, the tick first: checked at import)
-    cdef Py_ssize_t lo = 0, half
-    if n == 0:
-        return 0
-    while n > 1:
-        half = n >> 1
-        lo = lo + half if a[(lo + half) * stride] < key else lo
-        n -= half
-    return lo + (a[lo * stride] < key)
-
-
 cdef inline Py_ssize_t _tail_search(const TickSide* s, tick_t key) noexcept nogil:
     # first block whose last key is >= key (nb when above every key); the end is checked first, then the last
     # block: the touch is there (a book ticker's two levels, our orders' levels)
@@ -207,7 +194,7 @@ cdef inline Py_ssize_t _tail_search(const TickSide* s, tick_t key) noexcept nogi
         return hi
     if hi == 1 or (hi and s.tails[hi - 2] < key):
         return hi - 1
-    return _lower_bound(s.tails, 1, hi, key)
+    return lower_bound(s.tails, 1, hi, key)
 
 
 cdef inline Py_ssize_t _find_block(const TickSide* s, tick_t key, Py_ssize_t* hint) noexcept nogil:
@@ -223,7 +210,7 @@ cdef inline Py_ssize_t _find_block(const TickSide* s, tick_t key, Py_ssize_t* hi
 
 cdef inline Py_ssize_t _in_block(const TBlock* blk, tick_t key) noexcept nogil:
     # first index in the block whose key is >= key
-    return _lower_bound(&blk.lv[0].key, 2, blk.n, key)
+    return lower_bound(&blk.lv[0].key, 2, blk.n, key)
 
 
 cdef int _new_block(TickSide* s, Py_ssize_t b) except -1:

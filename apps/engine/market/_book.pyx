@@ -25,6 +25,7 @@ from cpython.tuple cimport PyTuple_CheckExact, PyTuple_GET_SIZE
 from libc.math cimport isfinite
 from libc.string cimport memmove
 
+from apps.engine._search cimport lower_bound
 from apps.engine._slots cimport dict_presized
 
 
@@ -45,30 +46,15 @@ if sizeof(Level) != 2 * sizeof(double):  # _bisect_block reads a block's keys as
 # Level, Block and BookSide, and OrderBook's fields, are declared in _book.pxd (for the core to cimport).
 
 
-cdef inline Py_ssize_t _lower_bound(const double* a, Py_ssize_t stride, Py_ssize_t n, double x) noexcept nogil:
-    # First index i whose key a[i·stride] is >= x (``bisect.bisect_left``) without a data-dependent branch: the range
-    # halves each step whatever the keys, and the step is a conditional move, so a search never mispredicts (a diff's
-    # level lands anywhere within its block; a branchy search paid ~15 cycles per wrong guess). NaN compares false, as
-    # in bisect. stride 1: the block tails; 2: a block's levels' keys (a Level is two doubles, the key first).
-    cdef Py_ssize_t lo = 0, half
-    if n == 0:
-        return 0
-    while n > 1:
-        half = n >> 1
-        lo = lo + half if a[(lo + half) * stride] < x else lo
-        n -= half
-    return lo + (a[lo * stride] < x)
-
-
 cdef inline Py_ssize_t _bisect_keys(const double* a, Py_ssize_t n, double x) noexcept nogil:
-    # _lower_bound, with the end checked first: the touch lives there.
+    # lower_bound (apps/engine/_search.pxd), with the end checked first: the touch lives there.
     if n and a[n - 1] < x:
         return n
-    return _lower_bound(a, 1, n, x)
+    return lower_bound(a, 1, n, x)
 
 
 cdef inline Py_ssize_t _bisect_block(const Block* blk, double x) noexcept nogil:
-    return _lower_bound(&blk.lv[0].key, 2, blk.n, x)
+    return lower_bound(&blk.lv[0].key, 2, blk.n, x)
 
 
 cdef inline Py_ssize_t _find_block(const BookSide* s, double key, Py_ssize_t* hint) noexcept nogil:
