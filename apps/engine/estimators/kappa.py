@@ -406,6 +406,22 @@ class ExpGoodnessOfFit:
         }
 
 
+def _small_levels(x: np.ndarray) -> np.ndarray | None:
+    """``x`` as array indices when every value is a non-negative integer below ``x.size`` (tick levels beyond the
+    touch, which span a few dozen values in a window of thousands of trades): a per-level table of ``pow`` is then
+    cheaper than a call per trade. None otherwise (or for an empty ``x``)."""
+    if x.size == 0:
+        return None
+    lo = float(x.min())
+    hi = float(x.max())
+    if not (lo >= 0.0 and hi < x.size):  # NaN fails both
+        return None
+    idx = x.astype(np.intp)
+    if not bool((idx == x).all()):
+        return None
+    return idx
+
+
 def exp_vs_powerlaw(tail: np.ndarray) -> tuple[float, float, float]:
     """Compare a shifted exponential with a power law on ``tail`` (all values ≥ x_min = tail.min() > 0).
 
@@ -495,8 +511,16 @@ def exponential_gof_ticks(levels: np.ndarray, rng: np.random.Generator) -> ExpGo
         # Every trade at the touch: the geometric MLE is degenerate (κ = ∞); nothing to test.
         return ExpGoodnessOfFit(n=int(k.size))
     q = mean / (1.0 + mean)  # P(level ≥ j+1 | ≥ j) at the MLE
-    cdf_hi = 1.0 - q ** (k + 1.0)
-    cdf_lo = 1.0 - q**k
+    idx = _small_levels(k)
+    if idx is not None:
+        # q**j once for each j up to the deepest level + 1, then read per trade: the very values q ** k gives (the
+        # same pow of the same two doubles) for a few dozen pow calls instead of two per trade
+        powers = q ** np.arange(float(k.max()) + 2.0)
+        cdf_hi = 1.0 - powers[idx + 1]
+        cdf_lo = 1.0 - powers[idx]
+    else:
+        cdf_hi = 1.0 - q ** (k + 1.0)
+        cdf_lo = 1.0 - q**k
     u = cdf_lo + rng.random(k.size) * (cdf_hi - cdf_lo)
     ks_stat, ks_p = ks_uniform(u)
     tail = k[k >= 1]

@@ -441,3 +441,38 @@ def test_the_tick_posterior_grid_refuses_a_grid_that_is_not_an_integer_of_two_po
     u_mode, curv = tick_mode(50.0, 50 * 3e-5, 1e-5, 2.0, 2.0 / 3000)
     with pytest.raises(ValueError, match="n_grid must be an integer >= 2"):
         tick_posterior_at_mode(50.0, 50 * 3e-5, 1e-5, 2.0, 2.0 / 3000, u_mode, curv, 0.95, n_grid)
+
+
+@pytest.mark.parametrize(
+    "levels",
+    [
+        np.random.default_rng(3).geometric(0.35, size=3000).astype(float) - 1.0,  # tick levels from 0, a few dozen
+        np.random.default_rng(4).geometric(0.9, size=40).astype(float),  # from 1
+        np.array([0.0, 0.0, 0.0, 2.0]),  # the deepest level next to the size bound
+        np.array([0.0, 1.0, 9.0]),  # a level beyond the table's bound: q ** k directly
+        np.array([0.0, 0.5, 2.0, 1.0]),  # not integers: directly
+    ],
+)
+def test_the_tick_gof_reads_powers_from_a_table_with_the_direct_formulas_bits(levels):
+    """exponential_gof_ticks takes q**k for each trade from a table of q**j (one pow per level): the same doubles as
+    ``q ** k`` per trade, so the KS statistic, its p-value and the power-law comparison are unchanged to the bit."""
+
+    def direct(k: np.ndarray, rng: np.random.Generator) -> kappa_module.ExpGoodnessOfFit:
+        mean = float(k.mean())
+        q = mean / (1.0 + mean)
+        cdf_hi = 1.0 - q ** (k + 1.0)
+        cdf_lo = 1.0 - q**k
+        u = cdf_lo + rng.random(k.size) * (cdf_hi - cdf_lo)
+        d, p = kappa_module.ks_uniform(u)
+        tail = k[k >= 1]
+        alpha = ratio = vp = math.nan
+        if tail.size >= 3:
+            alpha, ratio, vp = kappa_module.exp_vs_powerlaw(tail)
+        return kappa_module.ExpGoodnessOfFit(d, p, alpha, ratio, vp, int(k.size), int(tail.size))
+
+    got = kappa_module.exponential_gof_ticks(levels, np.random.default_rng(11))
+    want = direct(levels, np.random.default_rng(11))
+    assert repr(got) == repr(want)
+    idx = kappa_module._small_levels(levels)
+    table = levels.size > float(levels.max()) and bool((levels == np.floor(levels)).all())
+    assert (idx is not None) == table
