@@ -7,12 +7,13 @@ the fill) exceed the 1 s adverse selection (the mid's move from there over 1 s).
 1 s markout from its own price, so the target asks for maker fills that are profitable at 1 s before rebates.
 
 This tool asks whether *any* passive quote could do that on the tape. Every market trade is a maker fill on the side
-it hit; prints at the same local time by the same aggressor are one sweep, one event, reaching its deepest price
-(as ``apps/engine/estimators/depth_markout.py`` counts them). With ``m0`` the mid in force just before the event
-(local time, from the top-of-book stream), a quote resting at depth δ from ``m0`` on the maker's side is reached by
-the events with depth ``d = s·(m0 − p)/m0 ≥ δ`` (``s`` = +1 for a maker buy, ``p`` the deepest price) and earns, per
-fill, ``δ + s·(m(t + h) − m0)/m0``: its spread capture δ plus the (usually negative) move of the mid. The table gives,
-per depth, the events that reach it, the mean move and that mean edge, and the depth where the edge is largest.
+it hit; the prints of one taker order (one exchange time, one aggressor) are one sweep, one event, reaching its
+deepest price (as ``apps/engine/estimators/depth_markout.py`` counts them). With ``m0`` the mid in force just before
+the event (local time, from the top-of-book stream), a quote resting at depth δ from ``m0`` on the maker's side is
+reached by the events with depth ``d = s·(m0 − p)/m0 ≥ δ`` (``s`` = +1 for a maker buy, ``p`` the deepest price) and
+earns, per fill, ``δ + s·(m(t + h) − m0)/m0``: its spread capture δ plus the (usually negative) move of the mid. The
+table gives, per depth, the events that reach it, the mean move and that mean edge, and the depth where the edge is
+largest.
 
 This is an upper bound for a quote of one size in a real queue: the quote is priced from the very mid in force at
 the fill (a real one is priced from an older mid, which ``docs/quote-quality.md`` measured to cost more), and every
@@ -43,18 +44,22 @@ _NS = 1_000_000_000
 
 
 def sweeps(events) -> list[tuple[int, int, float]]:
-    """``(ts_local_ns, maker side s, deepest price)`` per event: trades at one local time by one aggressor. Prints
-    that are not market trades (``Trade.market`` False: insurance fund, ADL) fill no resting quote and are skipped."""
+    """``(ts_local_ns, maker side s, deepest price)`` per event: the consecutive prints of one taker order (one
+    exchange time, one aggressor), at its first print's local time. Prints that are not market trades
+    (``Trade.market`` False: insurance fund, ADL) fill no resting quote and are skipped."""
     out: list[tuple[int, int, float]] = []
+    key = None
     for e in events:
         if type(e) is not Trade or not e.market:
             continue
         s = -int(e.aggressor)
-        if out and out[-1][0] == e.ts_local_ns and out[-1][1] == s:
+        k = (e.ts_exch_ns, s)
+        if out and k == key:
             deeper = min(out[-1][2], e.price) if s > 0 else max(out[-1][2], e.price)
-            out[-1] = (e.ts_local_ns, s, deeper)
+            out[-1] = (out[-1][0], s, deeper)
         else:
             out.append((e.ts_local_ns, s, e.price))
+        key = k
     return out
 
 

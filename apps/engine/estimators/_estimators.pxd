@@ -12,10 +12,12 @@ cdef class MarketFields:
     cdef int64_t c_now_ns, c_first_ns, c_events_seen, c_trades_seen, c_non_market_trades, c_version
     cdef int64_t c_refresh_due_ns, c_kappa_trades_since, c_kappa_trades_n, c_kappa_min_due_ns
     cdef int64_t c_next_drift_ns, c_next_hawkes_fit_ns
+    # the last market print's exchange time and aggressor (its taker order), and the orders counted
+    cdef int64_t c_order_ts_exch_ns, c_order_side, c_taker_orders_seen
     # floats the reference only ever stores as floats
     cdef public double _pending_volume, _flow_value, _mean_trade_size, _size_decay
     cdef public bint _has_bbo_stream
-    cdef public object bbo, hawkes, _mids, _trade_times, _trade_depths, _all_snaps
+    cdef public object bbo, hawkes, _mids, _trade_times, _order_local_ns, _trade_depths, _all_snaps
     # what the core's decision reads (objects, stored and returned as they are)
     cdef public object config, book, sigma, adverse, drift, fill_cascade, hawkes_fit, _cache
     cdef public object funding_rate, funding_interval_s, _sigma_ref, _depth_ref, _ref_t_ns

@@ -2464,16 +2464,18 @@ cdef class DepthMarkoutCurve:
 
     # --- inputs -------------------------------------------------------------------------------------
 
-    def on_trade(self, int64_t ts_ns, double price, aggressor, mid_before):
-        """A market trade at local time ``ts_ns``; ``mid_before(t)`` is the mid in force just before local ``t``."""
-        self._trade(ts_ns, price, -int(aggressor), None, mid_before)
+    def on_trade(self, int64_t ts_ns, double price, aggressor, mid_before, order_ns=None):
+        """A market trade at local time ``ts_ns``; ``mid_before(t)`` is the mid in force just before local ``t``.
+        A print with the same ``order_ns`` (default ``ts_ns``) and aggressor as the last event's is part of it."""
+        self._trade(ts_ns, price, -int(aggressor), None, mid_before, ts_ns if order_ns is None else <int64_t>order_ns)
 
     def advance(self, int64_t now_ns, mid_before):
         """Complete the events whose horizon ended before ``now_ns`` (a read between trades)."""
         self._complete(now_ns, None, mid_before)
 
     cdef int _trade(
-        self, int64_t ts_ns, double price, long side, AdverseSelectionEstimator adverse, object mid_before
+        self, int64_t ts_ns, double price, long side, AdverseSelectionEstimator adverse, object mid_before,
+        int64_t order_ns,
     ) except -1:
         # on_trade, with the mids from ``adverse`` (C calls) when it is given, else from the callable
         cdef Ring* pend = &self._pend
@@ -2483,7 +2485,7 @@ cdef class DepthMarkoutCurve:
             self._complete(ts_ns, adverse, mid_before)
         if pend.n:
             r = _at(pend, pend.n - 1)
-            if r.k == ts_ns and r.d == <double>side:  # the same sweep: one event, as deep as its deepest print
+            if r.k == order_ns and r.d == <double>side:  # the same order: one event, as deep as its deepest print
                 depth = <double>(-side) * (price - r.a) / r.a
                 if depth > r.b:  # max(last, depth)
                     r.b = depth
@@ -2494,7 +2496,7 @@ cdef class DepthMarkoutCurve:
         depth = <double>(-side) * (price - m_ref) / m_ref
         r = _push(pend)
         r.t = ts_ns + self._h_ns
-        r.k = ts_ns
+        r.k = order_ns
         r.d = <double>side
         r.a = m_ref
         r.b = depth
@@ -3002,6 +3004,27 @@ cdef class MarketFields:
         def __set__(self, value):
             self.c_next_hawkes_fit_ns = _integer(value, "_next_hawkes_fit_ns")
 
+    property _order_ts_exch_ns:
+        def __get__(self):
+            return self.c_order_ts_exch_ns
+
+        def __set__(self, value):
+            self.c_order_ts_exch_ns = _integer(value, "_order_ts_exch_ns")
+
+    property _order_side:
+        def __get__(self):
+            return self.c_order_side
+
+        def __set__(self, value):
+            self.c_order_side = _integer(value, "_order_side")
+
+    property taker_orders_seen:
+        def __get__(self):
+            return self.c_taker_orders_seen
+
+        def __set__(self, value):
+            self.c_taker_orders_seen = _integer(value, "taker_orders_seen")
+
 
 # The market events' fields read by their slot offsets (apps/engine/_slots.pxd) when an event is exactly that class
 cdef object _BBO_T = BestBidAsk
@@ -3012,7 +3035,8 @@ cdef Py_ssize_t _B_ASZ = slot_offset(BestBidAsk, "ask_size")
 cdef bint _B_SLOTS = min(_B_TS, _B_BID, _B_ASK, _B_BSZ, _B_ASZ) >= 0
 cdef Py_ssize_t _T_TS = slot_offset(Trade, "ts_local_ns"), _T_PRICE = slot_offset(Trade, "price")
 cdef Py_ssize_t _T_SIZE = slot_offset(Trade, "size"), _T_AGG = slot_offset(Trade, "aggressor")
-cdef bint _T_SLOTS = min(_T_TS, _T_PRICE, _T_SIZE, _T_AGG) >= 0
+cdef Py_ssize_t _T_EXCH = slot_offset(Trade, "ts_exch_ns")
+cdef bint _T_SLOTS = min(_T_TS, _T_PRICE, _T_SIZE, _T_AGG, _T_EXCH) >= 0
 
 
 def slot_reads_active():
@@ -3160,20 +3184,28 @@ cdef class MarketStep:
             est._trade_depths.append(d / mid if d > 0 else 0.0)
             est.c_kappa_trades_since += 1
         cdef long aggressor = int(slot_get(t, _T_AGG) if slots else t.aggressor)
+        tx_obj = slot_get(t, _T_EXCH) if slots else t.ts_exch_ns  # the taker order's exchange time
+        cdef int64_t tx = tx_obj
         self.adverse.on_public_trade(ts, price, aggressor)
         if self.depth is not None:
-            self.depth._trade(ts, price, -aggressor, self.adverse, None)  # C calls, mids from the adverse estimator
+            self.depth._trade(ts, price, -aggressor, self.adverse, None, tx)  # C calls, mids from the adverse estimator
         else:
-            self.depth_py.on_trade(ts_obj, price, aggressor, self.mid_before)
+            self.depth_py.on_trade(ts_obj, price, aggressor, self.mid_before, tx_obj)
         self.flow.update_trusted(ts, size, aggressor)
         self.arrival.update_trusted(ts)
-        h = est.hawkes
-        if type(h) is HawkesIntensity:
-            if ts >= (<HawkesIntensity>h)._last_ns:
-                (<HawkesIntensity>h).update(ts)
-        elif ts >= h.last_event_ns:
-            h.update(ts)
-        est._trade_times.append(ts_obj / _NS_OBJ)  # Python's int / int (a time in ns is beyond 2**53)
+        # one Hawkes event per taker order, at its first print (the reference's comment says why)
+        if tx != est.c_order_ts_exch_ns or aggressor != est.c_order_side:
+            est.c_order_ts_exch_ns = tx
+            est.c_order_side = aggressor
+            est.c_taker_orders_seen += 1
+            h = est.hawkes
+            if type(h) is HawkesIntensity:
+                if ts >= (<HawkesIntensity>h)._last_ns:
+                    (<HawkesIntensity>h).update(ts)
+            elif ts >= h.last_event_ns:
+                h.update(ts)
+            est._trade_times.append(tx_obj / _NS_OBJ)  # Python's int / int (a time in ns is beyond 2**53)
+            est._order_local_ns.append(ts_obj)
         est._pending_volume = <double>est._pending_volume + size
         m = est._mean_trade_size
         decay = est._size_decay

@@ -7,9 +7,10 @@ prices every depth the same; on the shared Binance recordings the move after a t
 the mid is about twice the move after one at the touch, so a quote widened by the average cost still sits where
 fills lose. This estimator measures the cost per depth from the public tape, walk-forward, online:
 
-* every market trade is a maker fill at its price on the side it hit (``s = −aggressor``); trades printed at the
-  same local time by the same aggressor are one **event** (one sweep fills a resting order once), reaching the
-  deepest of their prices;
+* every market trade is a maker fill at its price on the side it hit (``s = −aggressor``); the consecutive prints
+  of one taker order are one **event** (one sweep fills a resting order once), reaching the deepest of their
+  prices. The caller says which prints belong together (``order_ns``: the exchange time, which every print of an
+  order carries; by default the local time, for a feed that delivers an order's prints in one message);
 * its depth is measured from the mid **our quote would have been priced from**, the mid in force just
   ``reference_lag_s`` before the trade (an order rests on a price computed from a mid at least one entry
   latency old): ``d = −s·(price − m_ref)/m_ref`` (fraction of mid; > 0 means the maker's price was on the good
@@ -200,15 +201,19 @@ class PyDepthMarkoutCurve:
 
     # --- inputs -------------------------------------------------------------------------------------
 
-    def on_trade(self, ts_ns: int, price: float, aggressor: int, mid_before: Callable[[int], float]) -> None:
-        """A market trade at local time ``ts_ns``; ``mid_before(t)`` is the mid in force just before local ``t``."""
+    def on_trade(
+        self, ts_ns: int, price: float, aggressor: int, mid_before: Callable[[int], float], order_ns: int | None = None
+    ) -> None:
+        """A market trade at local time ``ts_ns``; ``mid_before(t)`` is the mid in force just before local ``t``.
+        A print with the same ``order_ns`` (default ``ts_ns``) and aggressor as the last event's is part of it."""
         if ts_ns > self._now_ns:
             self._now_ns = ts_ns
         pend = self._pending
         if pend and pend[0][0] <= ts_ns:
             self._complete(ts_ns, mid_before)
         side = -int(aggressor)
-        if pend and pend[-1][1] == ts_ns and pend[-1][2] == side:
+        key = ts_ns if order_ns is None else order_ns
+        if pend and pend[-1][1] == key and pend[-1][2] == side:
             last = pend[-1]  # the same sweep: one event, as deep as its deepest print
             m_ref = last[3]
             last[4] = max(last[4], -side * (price - m_ref) / m_ref)
@@ -216,7 +221,7 @@ class PyDepthMarkoutCurve:
         m_ref = mid_before(ts_ns - self._lag_ns)  # the mid in force just before ts − lag
         if not m_ref > 0:
             return
-        pend.append([ts_ns + self._h_ns, ts_ns, side, m_ref, -side * (price - m_ref) / m_ref])
+        pend.append([ts_ns + self._h_ns, key, side, m_ref, -side * (price - m_ref) / m_ref])
 
     def _complete(self, now_ns: int, mid_before: Callable[[int], float]) -> None:
         pend = self._pending

@@ -85,6 +85,26 @@ def test_one_sweep_is_one_event_as_deep_as_its_deepest_print():
     assert sorted(est._depths) == [pytest.approx(1e-4), pytest.approx(3e-4)]
 
 
+def test_the_prints_of_one_order_delivered_apart_are_one_event_by_their_exchange_time():
+    """Binance's trade streams deliver each print of a sweep as its own message, microseconds apart in local time;
+    the order's exchange time (``order_ns``) ties them together. Without it each print would be its own event."""
+    mids = Mids()
+    mids.set(0, 100.0)
+    grouped, apart = DepthMarkoutCurve(params()), DepthMarkoutCurve(params())
+    for i, px in enumerate((99.99, 99.98, 99.97)):  # one sell, three levels, local times 5 µs apart
+        local = 1 * S + 5_000 * i
+        grouped.on_trade(local, px, -1, mids, 1 * S - 3_000_000)
+        apart.on_trade(local, px, -1, mids)
+    grouped.on_trade(1 * S + 20_000, 100.01, +1, mids, 1 * S - 3_000_000)  # a buy at that exchange time: another
+    grouped.on_trade(1 * S + 30_000, 99.99, -1, mids, 1 * S - 2_000_000)  # a sell a ms later: another order
+    mids.set(1 * S + 1_000_000, 100.0)
+    grouped.advance(3 * S, mids)
+    apart.advance(3 * S, mids)
+    assert grouped.completed == 3
+    assert sorted(grouped._depths) == [pytest.approx(1e-4), pytest.approx(1e-4), pytest.approx(3e-4)]
+    assert apart.completed == 3 and sorted(apart._depths) == [pytest.approx(d) for d in (1e-4, 2e-4, 3e-4)]
+
+
 def test_trades_through_the_reference_mid_reach_no_quote_and_are_left_out_of_the_curve():
     mids = Mids()
     est = DepthMarkoutCurve(params(min_events=1))

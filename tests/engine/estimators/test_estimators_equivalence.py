@@ -150,6 +150,11 @@ def cheap_state(est: MarketEstimators, now: int):
             est._mids[0] if est._mids else None,
             len(est._trade_times),
             est._trade_times[-1] if est._trade_times else None,
+            len(est._order_local_ns),
+            est._order_local_ns[-1] if est._order_local_ns else None,
+            est._order_ts_exch_ns,
+            est._order_side,
+            est.taker_orders_seen,
             len(est._trade_depths),
             est._trade_depths[-1] if est._trade_depths else None,
             # the refresh step's schedule and caches (MarketStep.refresh runs it when the estimators are compiled)

@@ -29,6 +29,17 @@ def test_a_sweep_is_one_event_at_its_deepest_price_per_side():
     assert sweeps(ev) == [(10, 1, 98.9), (10, -1, 101.0), (11, 1, 98.0)]
 
 
+def test_the_prints_of_one_order_delivered_apart_are_one_event_at_the_first_local_time():
+    """Binance delivers each print of a sweep as its own message: one exchange time, local times apart."""
+    ev = [
+        Trade(5, 100, 99.0, 1.0, Side.SELL),
+        Trade(5, 104, 98.9, 1.0, Side.SELL),  # the same order
+        Trade(5, 107, 101.0, 1.0, Side.BUY),  # the same exchange time, the other aggressor: another order
+        Trade(6, 109, 98.8, 1.0, Side.SELL),  # a millisecond later: another order
+    ]
+    assert sweeps(ev) == [(100, 1, 98.9), (107, -1, 101.0), (109, 1, 98.8)]
+
+
 def test_depth_and_move_from_the_mid_before_the_event():
     ev = [
         bbo(0, 99.0, 101.0),  # mid 100 in force before the trades

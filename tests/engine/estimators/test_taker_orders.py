@@ -1,0 +1,84 @@
+"""The trade Hawkes process counts taker orders, not prints: the prints of one order (the same exchange time and
+aggressor, each at its own local time, as Binance's trade streams deliver a sweep) are one event, at the first print,
+and the fit reads the orders' exchange times. Run against the reference and the compiled estimators (conftest)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from apps.engine.estimators.market import MarketEstimators
+from apps.engine.market.events import BestBidAsk, Side, Trade
+
+S = 1_000_000_000
+MS = 1_000_000
+US = 1_000
+
+
+def _sweep(exch_ns: int, local_ns: int, side: Side, n: int, px0: float = 100.1) -> list[Trade]:
+    """One taker order of ``n`` prints: one exchange time, local times 7 µs apart, walking up (a buy) the book."""
+    step = 0.1 if side is Side.BUY else -0.1
+    return [
+        Trade(exch_ns, local_ns + 7 * US * i, round(px0 + step * (i // 2), 1), 0.01, side, f"{exch_ns}-{i}")
+        for i in range(n)
+    ]
+
+
+def _fed(events) -> MarketEstimators:
+    est = MarketEstimators(tick_size=0.1)
+    est.on_event(BestBidAsk(S, S, 100.0, 5.0, 100.1, 5.0))
+    for ev in events:
+        est.on_event(ev)
+    return est
+
+
+def test_the_prints_of_one_order_are_one_hawkes_event() -> None:
+    est = _fed(_sweep(2 * S, 2 * S + 5 * MS, Side.BUY, 6))
+    assert est.trades_seen == 6
+    assert est.taker_orders_seen == 1
+    assert est.hawkes.n_events == 1
+    assert est.hawkes.last_event_ns == 2 * S + 5 * MS  # the first print's local time
+    assert list(est._trade_times) == [2.0]  # the exchange time, in s
+    assert list(est._order_local_ns) == [2 * S + 5 * MS]
+
+
+@pytest.mark.parametrize(
+    "second, orders",
+    [
+        ((2 * S, Side.BUY), 1),  # the same order's next print
+        ((2 * S, Side.SELL), 2),  # the other side at the same exchange time: another taker
+        ((2 * S + MS, Side.BUY), 2),  # the same side a millisecond later: another order
+    ],
+)
+def test_an_order_is_its_exchange_time_and_aggressor(second, orders) -> None:
+    exch, side = second
+    a = Trade(2 * S, 2 * S + 3 * MS, 100.1, 0.01, Side.BUY, "a")
+    b = Trade(exch, 2 * S + 3 * MS + 10 * US, 100.1 if side is Side.BUY else 100.0, 0.01, side, "b")
+    est = _fed([a, b])
+    assert est.trades_seen == 2
+    assert est.taker_orders_seen == orders
+    assert est.hawkes.n_events == orders
+
+
+def test_the_fit_sees_orders_on_the_exchange_clock() -> None:
+    """Poisson orders (rate 20/s, exchange time) swept into 1-6 prints each, delivered with 0-3 ms of jitter and µs
+    apart: counted per print the fit would read a strongly self-exciting process; per order it finds the Poisson
+    rate and little excitation."""
+    rng = np.random.default_rng(7)
+    t = 2 * S
+    events: list = []
+    for _ in range(1500):
+        t += int(rng.exponential(1 / 20.0) * S) + 1
+        exch = t - t % MS  # Binance stamps trades in ms
+        side = Side.BUY if rng.random() < 0.5 else Side.SELL
+        events += _sweep(exch, exch + int(rng.uniform(0, 3) * MS), side, int(rng.integers(1, 7)))
+    events.sort(key=lambda e: e.ts_local_ns)
+    est = _fed(events)
+    est._refit_hawkes(est.now_ns)
+    est.refresh(est.now_ns)
+    fit = est.hawkes_fit
+    assert est.taker_orders_seen <= 1500 and est.trades_seen > 3 * est.taker_orders_seen
+    assert fit.n_events == 1000  # the last hawkes_fit_trades orders
+    assert fit.ok
+    assert fit.branching_ratio < 0.1, fit
+    assert 15.0 < fit.mu_per_s / (1 - fit.branching_ratio) < 25.0, fit
