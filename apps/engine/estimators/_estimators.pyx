@@ -3186,6 +3186,9 @@ cdef class MarketStep:
         cdef long aggressor = int(slot_get(t, _T_AGG) if slots else t.aggressor)
         tx_obj = slot_get(t, _T_EXCH) if slots else t.ts_exch_ns  # the taker order's exchange time
         cdef int64_t tx = tx_obj
+        if tx == 0:  # a feed without one: the local time (the reference's ``t.ts_exch_ns or ts``)
+            tx_obj = ts_obj
+            tx = ts
         self.adverse.on_public_trade(ts, price, aggressor)
         if self.depth is not None:
             self.depth._trade(ts, price, -aggressor, self.adverse, None, tx)  # C calls, mids from the adverse estimator

@@ -381,8 +381,9 @@ class MarketEstimators(_Fields):  # type: ignore[misc,valid-type]
             self._trade_depths.append(d / mid if d > 0 else 0.0)
             self._kappa_trades_since += 1
         aggressor = int(t.aggressor)
+        tx = t.ts_exch_ns or ts  # the print's taker order: its exchange time (below); a feed without one: local time
         self.adverse.on_public_trade(ts, price, aggressor)
-        self.depth_markout.on_trade(ts, price, aggressor, self.adverse.mid_before, t.ts_exch_ns)  # (its order: below)
+        self.depth_markout.on_trade(ts, price, aggressor, self.adverse.mid_before, tx)
         self.flow.update_trusted(ts, size, aggressor)
         self.arrival.update_trusted(ts)
         # A taker order that meets several resting orders prints once per maker, each with the order's exchange time
@@ -390,7 +391,6 @@ class MarketEstimators(_Fields):  # type: ignore[misc,valid-type]
         # its own message at its own local time). The Hawkes process models order arrivals: one event per order, at
         # its first print. Counted per print, a ten-maker sweep adds 10α of excitation at one instant and puts gaps
         # of microseconds into the fit, whose likelihood then runs to β → ∞ (LOBSTER AMZN).
-        tx = t.ts_exch_ns
         if tx != self._order_ts_exch_ns or aggressor != self._order_side:
             self._order_ts_exch_ns = tx
             self._order_side = aggressor
@@ -417,7 +417,7 @@ class MarketEstimators(_Fields):  # type: ignore[misc,valid-type]
         self._next_hawkes_fit_ns = ts + int(self.config.hawkes_refit_s * _NS)
         # in exchange time, sorted (the feed may deliver two orders out of their exchange order)
         times = np.sort(np.fromiter(self._trade_times, float, len(self._trade_times)), kind="stable")
-        if times.size < 50:
+        if times.size < 50 or not times[-1] > times[0]:
             self._next_hawkes_fit_ns = ts + int(min(self.config.hawkes_refit_s, 10.0) * _NS)
             return
         prev = self.hawkes_fit

@@ -82,3 +82,29 @@ def test_the_fit_sees_orders_on_the_exchange_clock() -> None:
     assert fit.ok
     assert fit.branching_ratio < 0.1, fit
     assert 15.0 < fit.mu_per_s / (1 - fit.branching_ratio) < 25.0, fit
+
+
+def test_a_feed_without_exchange_times_keys_an_order_by_its_local_time() -> None:
+    """ts_exch_ns 0 (no exchange time): prints at one local time by one aggressor are one order, as one message
+    delivers them; each other print is its own."""
+    a = [Trade(0, 2 * S, 100.1, 0.01, Side.BUY, f"a{i}") for i in range(3)]  # one message
+    b = [Trade(0, 2 * S + 5 * US * (i + 1), 100.1, 0.01, Side.BUY, f"b{i}") for i in range(2)]
+    est = _fed(a + b)
+    assert est.trades_seen == 5
+    assert est.taker_orders_seen == 3
+    assert list(est._trade_times) == [2.0, 2.000005, 2.00001]
+
+
+def test_orders_all_at_one_exchange_time_leave_the_fit_for_later_instead_of_failing() -> None:
+    """A window of orders with no exchange-time span (here 80 alternating takers stamped with one exchange time)
+    cannot be fitted: the re-fit is skipped and retried, the estimators go on."""
+    events = [
+        Trade(3 * S, 3 * S + i * MS, 100.1 if i % 2 else 100.0, 0.01, Side.BUY if i % 2 else Side.SELL, f"t{i}")
+        for i in range(80)
+    ]
+    est = _fed(events)
+    assert est.taker_orders_seen == 80
+    est._refit_hawkes(est.now_ns)
+    est.refresh(est.now_ns)
+    assert est.hawkes_fit is None
+    assert est._next_hawkes_fit_ns > est.now_ns
