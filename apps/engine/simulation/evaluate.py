@@ -15,6 +15,16 @@ paper venue with the same assumptions. A recording is split by local time at ``f
   inventory and quoting share count only fills and decisions after the split. The inventory held at the split is
   carried in (its P&L from then on counts as inventory P&L).
 
+How sure a difference is (:func:`pnl_difference`): the table's "ours ≥ every baseline" compares single runs of a
+few minutes, whose net P&L is mostly inventory P&L, i.e. the mid's path times the position. For two strategies on
+the same recording the P&L series are sampled at the same events (every ``series_interval_s``), so the difference
+of their P&L is a sum of per-interval increments; its standard error is the Newey–West (Bartlett kernel)
+long-run variance of those increments times their count, with the usual bandwidth ``⌊4·(n/100)^{2/9}⌋`` intervals
+(fills and inventory carry over a few seconds). It is computed for the net P&L and for the part without inventory
+P&L (spread capture, adverse selection, fees, funding: what a quote earns, whatever the mid does next). The
+recording is one path: the error says how much of a difference the mid's own moves could make on it, not how the
+strategies would compare on another day.
+
 Markouts are taken from the mid path of the recording itself: for a maker fill on side s at venue time t, with
 ``m₀`` the mid in force just before t (the paper venue's local clock, on which it stamps fills),
 ``markout(h) = s·(m(t+h) − m₀)/m₀`` in bps (positive = the mid moved in our favour).
@@ -48,8 +58,11 @@ __all__ = [
     "EvaluationConfig",
     "EvaluationRow",
     "JoinTouchQuoter",
+    "PnlDifference",
     "cut_to_book",
     "evaluate_recording",
+    "newey_west_sum_se",
+    "pnl_difference",
     "walk_forward_split",
 ]
 
@@ -185,6 +198,67 @@ class EvaluationSeries:
     fills: list[tuple[int, float, int]] = field(default_factory=list)  # (ts, price, side ±1)
     pnl_ts: list[int] = field(default_factory=list)
     pnl: dict[str, list[float]] = field(default_factory=dict)  # part → P&L since the split
+
+
+def newey_west_sum_se(increments: Sequence[float], lags: int | None = None) -> float:
+    """Standard error of ``sum(increments)`` from their Newey–West long-run variance: ``n·(γ₀ + 2·Σ_{k=1..L} (1 −
+    k/(L+1))·γ_k)`` with ``γ_k`` the lag-k autocovariance about the mean (divided by n) and ``L`` given or
+    ``⌊4·(n/100)^{2/9}⌋``; 0 for fewer than two increments. The Bartlett weights keep the variance non-negative."""
+    x = [float(v) for v in increments]
+    n = len(x)
+    if lags is not None and (isinstance(lags, bool) or not isinstance(lags, int) or lags < 0):
+        raise ValueError(f"newey_west_sum_se: lags must be a non-negative integer, got {lags!r}")
+    if any(not math.isfinite(v) for v in x):
+        raise ValueError("newey_west_sum_se: the increments must be finite")
+    if n < 2:
+        return 0.0
+    big_l = int(4.0 * (n / 100.0) ** (2.0 / 9.0)) if lags is None else lags
+    big_l = min(big_l, n - 1)
+    mean = math.fsum(x) / n
+    d = [v - mean for v in x]
+    lrv = math.fsum(v * v for v in d) / n
+    for k in range(1, big_l + 1):
+        gk = math.fsum(d[i] * d[i - k] for i in range(k, n)) / n
+        lrv += 2.0 * (1.0 - k / (big_l + 1.0)) * gk
+    return math.sqrt(max(n * lrv, 0.0))
+
+
+@dataclass(frozen=True, slots=True)
+class PnlDifference:
+    """``a − b`` over the evaluated part, quote currency: net P&L and the part without inventory P&L, each with
+    its Newey–West standard error (module docstring), over ``n`` sampled intervals."""
+
+    net: float
+    net_se: float
+    edge: float
+    edge_se: float
+    n: int
+
+
+def pnl_difference(a: EvaluationRow, b: EvaluationRow) -> PnlDifference:
+    """How sure ``a``'s lead over ``b`` is (module docstring): both rows from one :func:`evaluate_recording` call,
+    whose P&L series are sampled at the same events."""
+    sa, sb = a.series, b.series
+    if sa is None or sb is None:
+        raise ValueError(f"pnl_difference: {a.strategy!r} or {b.strategy!r} has no P&L series")
+    if sa.pnl_ts != sb.pnl_ts:
+        raise ValueError(
+            f"pnl_difference: {a.strategy!r} and {b.strategy!r} were sampled at different times "
+            f"({len(sa.pnl_ts)} and {len(sb.pnl_ts)} samples): not rows of one evaluation"
+        )
+
+    def increments(series: EvaluationSeries, parts: tuple[str, ...]) -> list[float]:
+        level = [math.fsum(series.pnl[c][i] for c in parts) for i in range(len(series.pnl_ts))]
+        return [v - p for v, p in zip(level, [0.0, *level[:-1]], strict=True)]  # from 0 at the split
+
+    edge_parts = tuple(c for c in COMPONENTS if c != "inventory")
+    out = []
+    for parts in (("total",), edge_parts):
+        ia, ib = increments(sa, parts), increments(sb, parts)
+        diff = [x - y for x, y in zip(ia, ib, strict=True)]
+        last = (math.fsum(sa.pnl[c][-1] for c in parts) - math.fsum(sb.pnl[c][-1] for c in parts)) if diff else 0.0
+        out += [last, newey_west_sum_se(diff)]  # the difference at the last sample: the table's
+    return PnlDifference(out[0], out[1], out[2], out[3], len(sa.pnl_ts))
 
 
 def _ours(cfg: EvaluationConfig, tick: float, lot: float, ours: dict[str, Any]) -> Callable[[], Any]:

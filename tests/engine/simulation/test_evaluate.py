@@ -6,10 +6,21 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import numpy as np
 import pytest
 
+from apps.engine.accounting.pnl import COMPONENTS
 from apps.engine.market.events import BestBidAsk, Side, Trade
-from apps.engine.simulation.evaluate import EvaluationConfig, cut_to_book, evaluate_recording, walk_forward_split
+from apps.engine.simulation.evaluate import (
+    EvaluationConfig,
+    EvaluationRow,
+    EvaluationSeries,
+    cut_to_book,
+    evaluate_recording,
+    newey_west_sum_se,
+    pnl_difference,
+    walk_forward_split,
+)
 from tests.engine.simulation.test_backtest import REAL, _real_events
 
 
@@ -131,6 +142,7 @@ def test_the_command_prints_the_table_and_writes_a_chart_and_names_bad_input(tmp
     for name in ("ours", "fixed", "as", "join_touch"):
         assert f"\n{name} " in out
     assert (tmp_path / "usdm-ethusdt.png").stat().st_size > 1000
+    assert "ours − each, ± 2 s.e. (Newey–West over" in out and "join_touch " in out.split("ours − each")[1]
     with pytest.raises(CommandError, match="JSON object"):
         call_command("evaluate", recording=["usdm-ethusdt"], params="[1]", png_dir=str(tmp_path))
     with pytest.raises(CommandError, match="skew_ratio_at_qmax"):
@@ -155,3 +167,45 @@ def test_every_shared_recording_is_evaluated_even_one_too_short_to_calibrate(tmp
     # 25 s of data: no decision with usable estimators in the fit part, so γ₀ stays as given, and the table says so
     assert "ours: γ₀ not calibrated" in out and "no decision with usable kappa" in out
     assert "\nfixed " in out and (tmp_path / "hyperliquid-btc.png").exists()
+
+
+def test_newey_west_on_hand_built_increments():
+    """[1, −1, 1, −1]: mean 0, γ₀ = 1, γ₁ = −3/4. With no lag the sum's s.e. is √(4·1) = 2; with one lag the Bartlett
+    weight ½ gives a long-run variance 1 + 2·½·(−3/4) = 1/4, s.e. √(4·¼) = 1: alternating increments cancel."""
+    x = [1.0, -1.0, 1.0, -1.0]
+    assert newey_west_sum_se(x, lags=0) == pytest.approx(2.0)
+    assert newey_west_sum_se(x, lags=1) == pytest.approx(1.0)
+    assert newey_west_sum_se([5.0]) == 0.0 and newey_west_sum_se([]) == 0.0
+    # a trend alone (constant increments) has no variance about its mean
+    assert newey_west_sum_se([0.3] * 50) == pytest.approx(0.0, abs=1e-12)
+    # independent increments: the s.e. of the sum is about √n·sd (the default bandwidth for n = 10,000 is 8 lags)
+    rng = np.random.default_rng(5)
+    z = rng.normal(0.0, 2.0, 10_000).tolist()
+    assert newey_west_sum_se(z) == pytest.approx(2.0 * 100.0, rel=0.05)
+    with pytest.raises(ValueError, match="lags"):
+        newey_west_sum_se(x, lags=-1)
+    with pytest.raises(ValueError, match="finite"):
+        newey_west_sum_se([1.0, math.nan])
+
+
+def _row(name: str, ts: list[int], total: list[float], inventory: list[float]) -> EvaluationRow:
+    series = EvaluationSeries(pnl_ts=list(ts), pnl={c: [0.0] * len(ts) for c in (*COMPONENTS, "total")})
+    series.pnl["total"] = list(total)
+    series.pnl["inventory"] = list(inventory)
+    series.pnl["spread_capture"] = [t - i for t, i in zip(total, inventory, strict=True)]
+    return EvaluationRow(name, total[-1], {}, 0, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, series=series)
+
+
+def test_pnl_difference_is_the_last_samples_difference_with_the_increments_error():
+    ts = [1, 2, 3, 4]
+    a = _row("ours", ts, [1.0, 0.0, 2.0, 3.0], [1.0, -1.0, 0.0, 0.0])  # without inventory: 0, 1, 2, 3
+    b = _row("fixed", ts, [0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 1.0])  # without inventory: all 0
+    d = pnl_difference(a, b)
+    assert d.n == 4
+    assert d.net == pytest.approx(2.0) and d.edge == pytest.approx(3.0)
+    # net increments of a − b: [1, −1, 2, 1] − [0, 0, 1, 0]; without inventory: [0, 1, 1, 1]
+    assert d.net_se == pytest.approx(newey_west_sum_se([1.0, -1.0, 1.0, 1.0]))
+    assert d.edge_se == pytest.approx(newey_west_sum_se([0.0, 1.0, 1.0, 1.0]))
+    assert pnl_difference(a, a).net == 0.0 and pnl_difference(a, a).net_se == 0.0
+    with pytest.raises(ValueError, match="different times"):
+        pnl_difference(a, _row("other", [1, 2, 3, 5], [0.0] * 4, [0.0] * 4))

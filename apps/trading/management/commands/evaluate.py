@@ -7,8 +7,10 @@ the strategies up, the table is the evaluated part. Venue assumptions default to
 10 ms latency, risk-averse queue, maker −0.5 bps, taker 7 bps). ``--params`` (our strategy's flat parameters) is
 fixed before any recording is read; our γ₀ is calibrated on each recording's fit part unless ``--params`` sets
 ``gamma`` or ``--no-calibrate`` (the row ``ours_default`` is the same strategy uncalibrated). One PNG per recording
-(quotes, fills and mid; P&L by part; every strategy's P&L) goes to ``--png-dir`` (default ``var/evaluate``). Thin:
-reads the files, prints the table, writes the charts. No database.
+(quotes, fills and mid; P&L by part; every strategy's P&L) goes to ``--png-dir`` (default ``var/evaluate``). Under
+each table, ours minus every other row, net and without inventory P&L, with ± 2 standard errors from the P&L series
+(:func:`~apps.engine.simulation.evaluate.pnl_difference`). Thin: reads the files, prints the table, writes the
+charts. No database.
 """
 
 from __future__ import annotations
@@ -23,7 +25,13 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.engine.simulation.evalchart import write_evaluation_png
-from apps.engine.simulation.evaluate import EvaluationConfig, cut_to_book, evaluate_recording, mid_path
+from apps.engine.simulation.evaluate import (
+    EvaluationConfig,
+    cut_to_book,
+    evaluate_recording,
+    mid_path,
+    pnl_difference,
+)
 from apps.marketdata.recordings import EVALUATION_RECORDINGS, load_recording
 
 RECORDINGS = EVALUATION_RECORDINGS
@@ -49,6 +57,20 @@ class Command(BaseCommand):
             default=EvaluationConfig().skew_ratio_at_qmax,
             help="the γ₀ calibration's skew at Q_max, in half-spreads (default 1)",
         )
+
+    def _differences(self, rows: list) -> None:
+        """Ours against each other row, net and without inventory P&L, ± 2 Newey–West standard errors."""
+        ours = next((r for r in rows if r.strategy == "ours"), None)
+        others = [r for r in rows if r is not ours]
+        if ours is None or not others or ours.series is None or len(ours.series.pnl_ts) < 2:
+            return
+        parts = []
+        for r in others:
+            d = pnl_difference(ours, r)
+            net = f"{d.net:+.3f} ± {2 * d.net_se:.3f}"
+            parts.append(f"{r.strategy} {net} (without inventory {d.edge:+.3f} ± {2 * d.edge_se:.3f})")
+        n = len(ours.series.pnl_ts)
+        self.stdout.write(f"ours − each, ± 2 s.e. (Newey–West over {n} P&L samples): " + "; ".join(parts))
 
     def handle(self, *args: Any, **opts: Any) -> None:
         try:
@@ -115,6 +137,7 @@ class Command(BaseCommand):
                     f"{_f(r.max_abs_inventory):>8}{_f(r.both_sides_share, 2):>6}"
                     f"{_f(r.both_sides_share_with_room, 2):>6}"
                 )
+            self._differences(rows)
             events, _ = cut_to_book(events)
             ts, mids = mid_path(events)
             caption = write_evaluation_png(
