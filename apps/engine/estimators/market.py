@@ -823,21 +823,87 @@ def _json_safe(v: Any) -> Any:
     return v
 
 
+class _OrderTape:
+    """The report's per-order cross-check of A and κ (``taker_orders`` in :func:`estimate_events`).
+
+    GLFT's ``λ(δ) = A·e^{−κδ}`` is the rate of market *orders* that reach a quote at depth δ: one order fills a
+    resting quote once, however many makers it prints against. The estimators read prints (κ from where each print
+    executes, volume-weighted; A the print rate). Here the prints are grouped into taker orders (the same exchange
+    time and aggressor, as the Hawkes process counts them), each at its deepest price against the touch in force
+    before its first print, and counted: the order rate, and κ of the tick model on the orders' deepest levels (the
+    geometric MLE on the levels past the first one beyond the touch, ``q̂ = m/(1+m)``, ``κ = −ln q̂ / τ``, τ the
+    tick as a fraction of the mid), each order weighing one. Diagnostic only: nothing quotes from it.
+    """
+
+    def __init__(self, tick_size: float) -> None:
+        self.tick = tick_size
+        self.prints = 0
+        self.orders = 0
+        self.key: tuple[int, int] | None = None
+        self.level = -1  # the open order's deepest level beyond the touch, ticks (−1: no touch or no tick)
+        self.tau = math.nan
+        self.touch = math.nan
+        self.through: list[tuple[int, float]] = []  # (deepest level, τ) of the closed orders that went through
+
+    def on_trade(self, t: Trade, bbo: BestBidAsk | None) -> None:
+        side = int(t.aggressor)
+        key = (t.ts_exch_ns or t.ts_local_ns, side)
+        self.prints += 1
+        if key != self.key:
+            self._close()
+            self.key = key
+            self.orders += 1
+            if bbo is not None and self.tick > 0:
+                self.tau = self.tick / bbo.mid
+                self.touch = bbo.ask_px if side > 0 else bbo.bid_px
+                self.level = 0
+        if self.level >= 0:
+            self.level = max(self.level, round((t.price - self.touch) * side / self.tick))
+
+    def _close(self) -> None:
+        if self.level >= 1:
+            self.through.append((self.level, self.tau))
+        self.level = -1
+        self.tau = math.nan
+
+    def result(self, duration_s: float) -> dict[str, Any]:
+        self._close()
+        out: dict[str, Any] = {
+            "orders": self.orders,
+            "prints": self.prints,
+            "prints_per_order": self.prints / self.orders if self.orders else math.nan,
+            "orders_per_s": self.orders / duration_s if duration_s > 0 else math.nan,
+            "orders_through_touch": len(self.through),
+            "kappa_per_order": math.nan,
+        }
+        if self.through:
+            m = math.fsum(lv - 1 for lv, _ in self.through) / len(self.through)
+            tau = math.fsum(t for _, t in self.through) / len(self.through)
+            q = m / (1.0 + m)
+            out["kappa_per_order"] = -math.log(q) / tau if q > 0 else math.inf
+        return out
+
+
 def estimate_events(events: Any, *, tick_size: float = 0.0, config: EstimatorConfig | None = None) -> dict[str, Any]:
-    """Run :class:`MarketEstimators` over an iterable of events and return its final :meth:`report`.
+    """Run :class:`MarketEstimators` over an iterable of events and return its final :meth:`report`, with the
+    per-order cross-check of A and κ under ``taker_orders`` (:class:`_OrderTape`).
 
     Items that are not events (e.g. a parser's quarantine records, which have no ``ts_local_ns``) are
     counted under ``skipped`` and otherwise ignored.
     """
     est = MarketEstimators(config, tick_size=tick_size)
+    tape = _OrderTape(est.config.kappa.tick_size)
     skipped = 0
     for ev in events:
         if not hasattr(ev, "ts_local_ns"):
             skipped += 1
             continue
+        if type(ev) is Trade and ev.market:
+            tape.on_trade(ev, est.bbo)  # the touch before the print
         est.on_event(ev)
     out = est.report()
     out["skipped"] = skipped
+    out["taker_orders"] = _json_safe(tape.result(out.get("duration_s") or 0.0))
     return out
 
 

@@ -108,3 +108,27 @@ def test_orders_all_at_one_exchange_time_leave_the_fit_for_later_instead_of_fail
     est.refresh(est.now_ns)
     assert est.hawkes_fit is None
     assert est._next_hawkes_fit_ns > est.now_ns
+
+
+def test_the_estimate_report_counts_orders_and_their_deepest_levels() -> None:
+    """estimate_events' taker_orders: prints grouped into orders, each at its deepest level against the touch in force
+    before its first print; κ per order from the levels past the first one beyond the touch (geometric MLE)."""
+    from apps.engine.estimators.market import estimate_events
+
+    book = BestBidAsk(S, S, 100.0, 5.0, 100.1, 5.0)
+    a = [Trade(2 * S, 2 * S + i * US, px, 0.01, Side.BUY, f"a{i}") for i, px in enumerate((100.1, 100.2, 100.3))]
+    b = [Trade(3 * S, 3 * S, 100.0, 0.01, Side.SELL, "b")]
+    c = [
+        Trade(4 * S, 4 * S, 100.1, 0.01, Side.BUY, "c0"),
+        BestBidAsk(4 * S + 1, 4 * S + 1, 100.1, 1.0, 100.2, 1.0),  # the book moved inside the order
+        Trade(4 * S, 4 * S + 2, 100.2, 0.01, Side.BUY, "c1"),  # one level past the touch the order met
+    ]
+    end = BestBidAsk(12 * S, 12 * S, 100.1, 1.0, 100.2, 1.0)
+    r = estimate_events([book, *a, *b, *c, end], tick_size=0.1)["taker_orders"]
+    assert (r["orders"], r["prints"], r["orders_through_touch"]) == (3, 6, 2)
+    assert r["prints_per_order"] == pytest.approx(2.0)
+    assert r["orders_per_s"] == pytest.approx(3 / 11.0)
+    # levels 2 and 1: excess 1 and 0, m = 1/2, q = 1/3; τ = 0.1/100.05 (both orders met the first book)
+    assert r["kappa_per_order"] == pytest.approx(np.log(3.0) * 100.05 / 0.1)
+    flat = estimate_events([book, *b, end], tick_size=0.1)["taker_orders"]
+    assert flat["orders"] == 1 and flat["orders_through_touch"] == 0 and flat["kappa_per_order"] is None

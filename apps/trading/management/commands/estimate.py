@@ -97,6 +97,7 @@ def _fmt(v) -> str:
 def _text(r: dict) -> str:
     k, s, lam, h, d, fit = r["kappa"], r["sigma"], r["lambda_per_s"], r["hawkes"], r["drift"], r["intensity_fit"]
     ft = k["fit_test"]
+    o = r["taker_orders"]
     lines = [
         f"files: {', '.join(r['files'])} ({r['format']}), tick {r['tick_size']:g}",
         f"events {r['events_seen']}, trades seen {r['trades_seen']}, non-market trades excluded "
@@ -108,6 +109,9 @@ def _text(r: dict) -> str:
         f"power-law alpha {_fmt(ft['powerlaw_alpha'])}, "
         f"loglik(exp - powerlaw) {_fmt(ft['loglik_ratio'])} p={_fmt(ft['loglik_ratio_p'])}",
         f"A       {_fmt(r['A_per_s'])} /s; joint fit A {_fmt(fit.get('a_per_s'))} kappa {_fmt(fit.get('kappa'))}",
+        f"orders  {o['orders']} taker orders from {o['prints']} prints ({_fmt(o['prints_per_order'])} per order): "
+        f"{_fmt(o['orders_per_s'])} /s; kappa per order {_fmt(o['kappa_per_order'])} "
+        f"({o['orders_through_touch']} through the touch; cross-check, not quoted from)",
         f"sigma   clean {_fmt(s['sigma_clean'])} total {_fmt(s['sigma_total'])} per sqrt(s) ({s['state']})",
         f"lambda  {_fmt(lam['value'])} /s [{_fmt(lam['ci_low'])}, {_fmt(lam['ci_high'])}] ({lam['state']})",
         f"hawkes  mu {_fmt(h.get('mu_per_s'))} alpha {_fmt(h.get('alpha_per_s'))} beta {_fmt(h.get('beta_per_s'))} "
