@@ -3189,7 +3189,9 @@ cdef class MarketStep:
         if tx == 0:  # a feed without one: the local time (the reference's ``t.ts_exch_ns or ts``)
             tx_obj = ts_obj
             tx = ts
-        self.adverse.on_public_trade(ts, price, aggressor)
+        cdef bint new_order = tx != est.c_order_ts_exch_ns or aggressor != est.c_order_side
+        if new_order:  # one public markout per taker order (the reference says why)
+            self.adverse.on_public_trade(ts, price, aggressor)
         if self.depth is not None:
             self.depth._trade(ts, price, -aggressor, self.adverse, None, tx)  # C calls, mids from the adverse estimator
         else:
@@ -3197,7 +3199,7 @@ cdef class MarketStep:
         self.flow.update_trusted(ts, size, aggressor)
         self.arrival.update_trusted(ts)
         # one Hawkes event per taker order, at its first print (the reference's comment says why)
-        if tx != est.c_order_ts_exch_ns or aggressor != est.c_order_side:
+        if new_order:
             est.c_order_ts_exch_ns = tx
             est.c_order_side = aggressor
             est.c_taker_orders_seen += 1

@@ -13,7 +13,8 @@ i.e. minus the markout at horizon ``h``. Two sources feed it:
 * **public trades at comparable distances** (weight ``public_weight`` each): the resting side of a public trade
   printed within ``public_max_distance_bps`` of the mid was a maker fill at a distance like ours (the aggressor
   bought ⇒ a maker sold). Many, but a maker at the touch is picked off differently from one a few ticks out, so
-  they count for less.
+  they count for less. :class:`~apps.engine.estimators.market.MarketEstimators` passes one per taker order (its
+  first print): the prints of one order share one mid and one future.
 
 Times are our local clock's, on which every book update arrives (spot book tickers carry no exchange time). A
 fill's reference instant is its venue time when that is earlier than its arrival (the paper venue stamps fills on

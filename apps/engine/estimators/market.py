@@ -381,17 +381,22 @@ class MarketEstimators(_Fields):  # type: ignore[misc,valid-type]
             self._trade_depths.append(d / mid if d > 0 else 0.0)
             self._kappa_trades_since += 1
         aggressor = int(t.aggressor)
-        tx = t.ts_exch_ns or ts  # the print's taker order: its exchange time (below); a feed without one: local time
-        self.adverse.on_public_trade(ts, price, aggressor)
+        # A taker order that meets several resting orders prints once per maker, each with the order's exchange time
+        # and side (Binance's trade streams: 21,313 prints from 5,436 orders on the shared USD-M recording, each print
+        # its own message at its own local time); a feed without exchange times: the local time.
+        tx = t.ts_exch_ns or ts
+        new_order = tx != self._order_ts_exch_ns or aggressor != self._order_side
+        if new_order:
+            # one public markout per order: its prints share one mid and one future, so counting each would weigh a
+            # sweep by its number of makers and take its copies for independent samples
+            self.adverse.on_public_trade(ts, price, aggressor)
         self.depth_markout.on_trade(ts, price, aggressor, self.adverse.mid_before, tx)
         self.flow.update_trusted(ts, size, aggressor)
         self.arrival.update_trusted(ts)
-        # A taker order that meets several resting orders prints once per maker, each with the order's exchange time
-        # and side (Binance's trade streams: 21,313 prints from 5,436 orders on the shared USD-M recording, each print
-        # its own message at its own local time). The Hawkes process models order arrivals: one event per order, at
-        # its first print. Counted per print, a ten-maker sweep adds 10α of excitation at one instant and puts gaps
-        # of microseconds into the fit, whose likelihood then runs to β → ∞ (LOBSTER AMZN).
-        if tx != self._order_ts_exch_ns or aggressor != self._order_side:
+        # The Hawkes process models order arrivals: one event per order, at its first print. Counted per print, a
+        # ten-maker sweep adds 10α of excitation at one instant and puts gaps of microseconds into the fit, whose
+        # likelihood then runs to β → ∞ (LOBSTER AMZN).
+        if new_order:
             self._order_ts_exch_ns = tx
             self._order_side = aggressor
             self.taker_orders_seen += 1

@@ -132,3 +132,16 @@ def test_the_estimate_report_counts_orders_and_their_deepest_levels() -> None:
     assert r["kappa_per_order"] == pytest.approx(np.log(3.0) * 100.05 / 0.1)
     flat = estimate_events([book, *b, end], tick_size=0.1)["taker_orders"]
     assert flat["orders"] == 1 and flat["orders_through_touch"] == 0 and flat["kappa_per_order"] is None
+
+
+def test_one_public_markout_per_order() -> None:
+    """The adverse-selection estimate's public markouts: one per taker order (its prints share one mid and one
+    future), not one per print. A book 0.5 bps wide, so the prints are within public_max_distance_bps."""
+    est = MarketEstimators(tick_size=0.1)
+    est.on_event(BestBidAsk(S, S, 10_000.0, 5.0, 10_000.1, 5.0))
+    for i in range(5):  # one buy, five makers at the ask
+        est.on_event(Trade(2 * S, 2 * S + i * US, 10_000.1, 0.01, Side.BUY, f"a{i}"))
+    est.on_event(Trade(2 * S, 2 * S + 9 * US, 10_000.0, 0.01, Side.SELL, "b"))  # another order
+    est.on_event(BestBidAsk(5 * S, 5 * S, 10_000.0, 5.0, 10_000.1, 5.0))  # past both horizons (1 s)
+    assert est.trades_seen == 6 and est.taker_orders_seen == 2
+    assert est.adverse.public_total == 2
