@@ -143,6 +143,7 @@ def test_the_command_prints_the_table_and_writes_a_chart_and_names_bad_input(tmp
         assert f"\n{name} " in out
     assert (tmp_path / "usdm-ethusdt.png").stat().st_size > 1000
     assert "ours − each, ± 2 s.e. (Newey–West over" in out and "join_touch " in out.split("ours − each")[1]
+    assert "1 s edge per maker fill, bps before fees" in out
     with pytest.raises(CommandError, match="JSON object"):
         call_command("evaluate", recording=["usdm-ethusdt"], params="[1]", png_dir=str(tmp_path))
     with pytest.raises(CommandError, match="skew_ratio_at_qmax"):
@@ -209,3 +210,28 @@ def test_pnl_difference_is_the_last_samples_difference_with_the_increments_error
     assert pnl_difference(a, a).net == 0.0 and pnl_difference(a, a).net_se == 0.0
     with pytest.raises(ValueError, match="different times"):
         pnl_difference(a, _row("other", [1, 2, 3, 5], [0.0] * 4, [0.0] * 4))
+
+
+def test_the_fill_edge_is_spread_capture_plus_the_move_with_sweeps_as_clusters():
+    from types import SimpleNamespace
+
+    from apps.engine.simulation.evaluate import fill_edge_bps
+
+    s = 1_000_000_000
+    ts, mids = [0, 10 * s], [100.0, 101.0]
+
+    def fill(t: int, side: Side, price: float):
+        return SimpleNamespace(ts_exch_ns=t, side=side, price=price)
+
+    # a buy at 99.9 with the mid 100 before and after: +10 bps; a sell at 100.2 whose 1 s later mid is 101: −80 bps
+    mean, se, n = fill_edge_bps([fill(1 * s, Side.BUY, 99.9), fill(9_500_000_000, Side.SELL, 100.2)], ts, mids, 1.0)
+    assert n == 2 and mean == pytest.approx(-35.0)
+    assert se == pytest.approx(math.sqrt(45.0**2 + 45.0**2) / 2)
+    # two fills at one venue time are one cluster: their deviations add before squaring
+    mean, se, n = fill_edge_bps(
+        [fill(1 * s, Side.BUY, 99.9), fill(1 * s, Side.BUY, 99.9), fill(9_500_000_000, Side.SELL, 100.2)], ts, mids, 1.0
+    )
+    assert n == 3 and mean == pytest.approx(-20.0)
+    assert se == pytest.approx(math.sqrt((30.0 + 30.0) ** 2 + 60.0**2) / 3)
+    assert fill_edge_bps([], ts, mids, 1.0)[2] == 0
+    assert math.isnan(fill_edge_bps([fill(1 * s, Side.BUY, 99.9)], ts, mids, 1.0)[1])  # one cluster: no error
