@@ -13,8 +13,10 @@ What is fitted (each with a 95 % interval where one exists; units as in the engi
     ``sigma_total = √(RV/T)`` and ``sigma_clean = √(BV/T)`` of 1-s mid returns (the sigma estimator's
     realised/bipower machinery and its log-space interval).
 Hawkes
-    :func:`apps.engine.estimators.hawkes.fit_hawkes` on the trade times (μ, α, β with standard errors), proposed
-    as ``strategy.hawkes_prior_{mu,alpha,beta}_per_s`` (all three when a partial change would break α < β).
+    :func:`apps.engine.estimators.hawkes.fit_hawkes` on the taker orders' times (μ, α, β with standard errors),
+    proposed as ``strategy.hawkes_prior_{mu,alpha,beta}_per_s`` (all three when a partial change would break
+    α < β). As :class:`~apps.engine.estimators.market.MarketEstimators` counts them: the prints of one order (one
+    exchange time, one aggressor) are one event, timed on the exchange clock (:func:`_order_times_s`).
 microprice coefficients
     Least squares of the mid's fractional change over ``quote_life_s`` on book imbalance (best 5 levels) and
     taker-flow imbalance (trailing 10 s), no intercept, on non-overlapping samples; proposed as
@@ -170,6 +172,7 @@ class MarketSeries:
     t_side: np.ndarray
     t_mid: np.ndarray
     t_half: np.ndarray
+    t_exch: np.ndarray  # each print's exchange time, ns (its local time where the feed gives none)
 
     @property
     def duration_s(self) -> float:
@@ -214,6 +217,7 @@ def collect(
     has_book = False
     q: list[tuple[int, float, float, float]] = []
     t: list[tuple[int, float, float, int, float, float]] = []
+    t_exch: list[int] = []
     last: BestBidAsk | None = None
     prices: list[float] = []
     for ev in events:
@@ -248,8 +252,9 @@ def collect(
             q.append((ts, mid, imb, depth))
             if len(prices) < 5000:
                 prices += [ev.bid_px, ev.ask_px]
-        elif cls is Trade and last is not None:
+        elif cls is Trade and ev.market and last is not None:  # an insurance-fund / ADL print is not order flow
             t.append((ts, ev.price, ev.size, int(ev.aggressor), last.mid, 0.5 * (last.ask_px - last.bid_px)))
+            t_exch.append(ev.ts_exch_ns or ts)
     if len(q) < 2:
         raise ValueError(f"the range [{start_ns}, {end_ns}) holds {len(q)} top-of-book updates; at least 2 needed")
     qa = np.array(q, dtype=float)
@@ -269,6 +274,7 @@ def collect(
         t_side=ta[:, 3],
         t_mid=ta[:, 4],
         t_half=ta[:, 5],
+        t_exch=np.array(t_exch, dtype=np.int64),
     )
 
 
@@ -588,12 +594,30 @@ def _fit_sigma(fit, val, cfg: CalibrationConfig, est: list, scores: list, plots:
     return {"total": total, "clean": clean}
 
 
+def _order_times_s(s: MarketSeries) -> np.ndarray:
+    """The taker orders' times in s from the series' start, sorted: the first print of each run of prints with one
+    exchange time and aggressor (one order, as MarketEstimators counts them), at its exchange time (the fit's clock:
+    local times add the feed's delivery jitter) moved onto the local clock by the orders' median local − exchange
+    offset, so they fall in the series' window."""
+    ex, side = s.t_exch, s.t_side
+    if ex.size == 0:
+        return np.empty(0)
+    first = np.ones(ex.size, dtype=bool)
+    first[1:] = (ex[1:] != ex[:-1]) | (side[1:] != side[:-1])
+    ex_o, local_o = ex[first], s.t_ts[first]
+    offset = int(np.median(local_o - ex_o))
+    return np.sort((ex_o + offset - s.start_ns) / _NS)
+
+
 def _fit_hawkes(fit, val, cfg: CalibrationConfig, est: list, scores: list) -> None:
-    times = (fit.t_ts[-cfg.hawkes_max_events :] - fit.start_ns) / _NS
+    orders = _order_times_s(fit)
+    times = orders[-cfg.hawkes_max_events :]
     if times.size < 50:
         return
-    start = float(times[0]) if fit.t_ts.size > cfg.hawkes_max_events else 0.0
-    h = fit_hawkes(times, start_s=start, end_s=fit.duration_s)
+    # the window: the series' (or from the first order kept), widened to an order the offset put just outside it
+    start = float(times[0]) if orders.size > cfg.hawkes_max_events else min(0.0, float(times[0]))
+    end = max(fit.duration_s, float(times[-1]))
+    h = fit_hawkes(times, start_s=start, end_s=end)
     for attr, label, se in (
         ("mu_per_s", "Hawkes μ (baseline)", h.stderr_mu),
         ("alpha_per_s", "Hawkes α (jump per event)", h.stderr_alpha),
@@ -617,20 +641,23 @@ def _fit_hawkes(fit, val, cfg: CalibrationConfig, est: list, scores: list) -> No
         )
     if not h.ok:
         return
-    rate = times.size / (fit.duration_s - start)
-    vt = (val.t_ts - val.start_ns) / _NS
+    rate = times.size / (end - start)
+    vt = _order_times_s(val)
+    v0 = min(0.0, float(vt[0])) if vt.size else 0.0
+    v_end = max(val.duration_s, float(vt[-1])) if vt.size else val.duration_s
+    vt = vt - v0
     poisson = HawkesParams(rate, 0.0, 1.0)
     per = lambda ts, p, end: hawkes_loglik(ts, p, start_s=0.0, end_s=end) / max(ts.size, 1)  # noqa: E731
     ft = times - start
     scores.append(
         Score(
             "hawkes",
-            "log-likelihood per trade (old = Poisson at the fitted rate)",
+            "log-likelihood per taker order (old = Poisson at the fitted rate)",
             "higher",
-            per(ft, h.params, fit.duration_s - start),
-            per(ft, poisson, fit.duration_s - start),
-            per(vt, h.params, val.duration_s),
-            per(vt, poisson, val.duration_s),
+            per(ft, h.params, end - start),
+            per(ft, poisson, end - start),
+            per(vt, h.params, v_end - v0),
+            per(vt, poisson, v_end - v0),
         )
     )
 
