@@ -53,7 +53,7 @@ def sweeps(events) -> list[tuple[int, int, float]]:
         if type(e) is not Trade or not e.market:
             continue
         s = -int(e.aggressor)
-        k = (e.ts_exch_ns, s)
+        k = e.order_key
         if out and k == key:
             deeper = min(out[-1][2], e.price) if s > 0 else max(out[-1][2], e.price)
             out[-1] = (out[-1][0], s, deeper)

@@ -254,7 +254,7 @@ def collect(
                 prices += [ev.bid_px, ev.ask_px]
         elif cls is Trade and ev.market and last is not None:  # an insurance-fund / ADL print is not order flow
             t.append((ts, ev.price, ev.size, int(ev.aggressor), last.mid, 0.5 * (last.ask_px - last.bid_px)))
-            t_exch.append(ev.ts_exch_ns or ts)
+            t_exch.append(ev.order_key[0])
     if len(q) < 2:
         raise ValueError(f"the range [{start_ns}, {end_ns}) holds {len(q)} top-of-book updates; at least 2 needed")
     qa = np.array(q, dtype=float)
@@ -609,14 +609,21 @@ def _order_times_s(s: MarketSeries) -> np.ndarray:
     return np.sort((ex_o + offset - s.start_ns) / _NS)
 
 
+def _order_window(times: np.ndarray, duration_s: float) -> tuple[float, float]:
+    """The series' window ``[0, duration_s]`` widened to an order the clock offset put just outside it."""
+    if not times.size:
+        return 0.0, duration_s
+    return min(0.0, float(times[0])), max(duration_s, float(times[-1]))
+
+
 def _fit_hawkes(fit, val, cfg: CalibrationConfig, est: list, scores: list) -> None:
     orders = _order_times_s(fit)
     times = orders[-cfg.hawkes_max_events :]
     if times.size < 50:
         return
-    # the window: the series' (or from the first order kept), widened to an order the offset put just outside it
-    start = float(times[0]) if orders.size > cfg.hawkes_max_events else min(0.0, float(times[0]))
-    end = max(fit.duration_s, float(times[-1]))
+    start, end = _order_window(times, fit.duration_s)
+    if orders.size > cfg.hawkes_max_events:
+        start = float(times[0])  # from the first order kept
     h = fit_hawkes(times, start_s=start, end_s=end)
     for attr, label, se in (
         ("mu_per_s", "Hawkes μ (baseline)", h.stderr_mu),
@@ -643,8 +650,7 @@ def _fit_hawkes(fit, val, cfg: CalibrationConfig, est: list, scores: list) -> No
         return
     rate = times.size / (end - start)
     vt = _order_times_s(val)
-    v0 = min(0.0, float(vt[0])) if vt.size else 0.0
-    v_end = max(val.duration_s, float(vt[-1])) if vt.size else val.duration_s
+    v0, v_end = _order_window(vt, val.duration_s)
     vt = vt - v0
     poisson = HawkesParams(rate, 0.0, 1.0)
     per = lambda ts, p, end: hawkes_loglik(ts, p, start_s=0.0, end_s=end) / max(ts.size, 1)  # noqa: E731

@@ -384,7 +384,7 @@ class MarketEstimators(_Fields):  # type: ignore[misc,valid-type]
         # A taker order that meets several resting orders prints once per maker, each with the order's exchange time
         # and side (Binance's trade streams: 21,313 prints from 5,436 orders on the shared USD-M recording, each print
         # its own message at its own local time); a feed without exchange times: the local time.
-        tx = t.ts_exch_ns or ts
+        tx = t.ts_exch_ns or ts  # (Trade.order_key, field by field as the compiled twin compares it)
         new_order = tx != self._order_ts_exch_ns or aggressor != self._order_side
         if new_order:
             # one public markout per order: its prints share one mid and one future, so counting each would weigh a
@@ -833,31 +833,25 @@ class _OrderTape:
 
     GLFT's ``λ(δ) = A·e^{−κδ}`` is the rate of market *orders* that reach a quote at depth δ: one order fills a
     resting quote once, however many makers it prints against. The estimators read prints (κ from where each print
-    executes, volume-weighted; A the print rate). Here the prints are grouped into taker orders (the same exchange
-    time and aggressor, as the Hawkes process counts them), each at its deepest price against the touch in force
-    before its first print, and counted: the order rate, and κ of the tick model on the orders' deepest levels (the
-    geometric MLE on the levels past the first one beyond the touch, ``q̂ = m/(1+m)``, ``κ = −ln q̂ / τ``, τ the
-    tick as a fraction of the mid), each order weighing one. Diagnostic only: nothing quotes from it.
+    executes, volume-weighted; A the print rate). Here each taker order (as :class:`MarketEstimators` counts them:
+    ``taker_orders_seen``) is taken at its deepest price against the touch in force before its first print: κ of the
+    tick model on the orders' deepest levels (the geometric MLE on the levels past the first one beyond the touch,
+    ``q̂ = m/(1+m)``, ``κ = −ln q̂ / τ``, τ the tick as a fraction of the mid), each order weighing one. Diagnostic
+    only: nothing quotes from it.
     """
 
     def __init__(self, tick_size: float) -> None:
         self.tick = tick_size
-        self.prints = 0
-        self.orders = 0
-        self.key: tuple[int, int] | None = None
         self.level = -1  # the open order's deepest level beyond the touch, ticks (−1: no touch or no tick)
         self.tau = math.nan
         self.touch = math.nan
         self.through: list[tuple[int, float]] = []  # (deepest level, τ) of the closed orders that went through
 
-    def on_trade(self, t: Trade, bbo: BestBidAsk | None) -> None:
+    def on_print(self, t: Trade, bbo: BestBidAsk | None, new_order: bool) -> None:
+        """A market print; ``bbo`` the touch before it; ``new_order`` when it opened an order."""
         side = int(t.aggressor)
-        key = (t.ts_exch_ns or t.ts_local_ns, side)
-        self.prints += 1
-        if key != self.key:
+        if new_order:
             self._close()
-            self.key = key
-            self.orders += 1
             if bbo is not None and self.tick > 0:
                 self.tau = self.tick / bbo.mid
                 self.touch = bbo.ask_px if side > 0 else bbo.bid_px
@@ -871,13 +865,13 @@ class _OrderTape:
         self.level = -1
         self.tau = math.nan
 
-    def result(self, duration_s: float) -> dict[str, Any]:
+    def result(self, orders: int, prints: int, duration_s: float) -> dict[str, Any]:
         self._close()
         out: dict[str, Any] = {
-            "orders": self.orders,
-            "prints": self.prints,
-            "prints_per_order": self.prints / self.orders if self.orders else math.nan,
-            "orders_per_s": self.orders / duration_s if duration_s > 0 else math.nan,
+            "orders": orders,
+            "prints": prints,
+            "prints_per_order": prints / orders if orders else math.nan,
+            "orders_per_s": orders / duration_s if duration_s > 0 else math.nan,
             "orders_through_touch": len(self.through),
             "kappa_per_order": math.nan,
         }
@@ -904,11 +898,15 @@ def estimate_events(events: Any, *, tick_size: float = 0.0, config: EstimatorCon
             skipped += 1
             continue
         if type(ev) is Trade and ev.market:
-            tape.on_trade(ev, est.bbo)  # the touch before the print
-        est.on_event(ev)
+            bbo, orders = est.bbo, est.taker_orders_seen  # the touch before the print; did the print open an order?
+            est.on_event(ev)
+            tape.on_print(ev, bbo, est.taker_orders_seen != orders)
+        else:
+            est.on_event(ev)
     out = est.report()
     out["skipped"] = skipped
-    out["taker_orders"] = _json_safe(tape.result(out.get("duration_s") or 0.0))
+    duration_s = out.get("duration_s") or 0.0
+    out["taker_orders"] = _json_safe(tape.result(est.taker_orders_seen, est.trades_seen, duration_s))
     return out
 
 

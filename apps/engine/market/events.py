@@ -81,6 +81,13 @@ class Trade:
     market: bool = True
     kind: str = "MARKET"
 
+    @property
+    def order_key(self) -> tuple[int, int]:
+        """The taker order this print belongs to: ``(exchange time, aggressor)``, which every print of one order
+        carries (Binance prints each maker it meets as its own trade). A feed without exchange times (0): the local
+        time, which one message's prints share."""
+        return (self.ts_exch_ns or self.ts_local_ns, int(self.aggressor))
+
     def __post_init__(self) -> None:
         _check_times(self, "Trade")
         _check_price("price", self.price, "Trade")
