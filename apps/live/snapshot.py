@@ -156,7 +156,7 @@ def _estimators(core: Any, inputs: dict[str, float], now_ns: int) -> dict[str, A
             "std": _num(k.std),
             "state": k.state.value,
             "message": k.message,
-            "n_trades": _num(k.detail.get("n_trades")),
+            "n_orders": _num(k.detail.get("n_orders")),
             "avg_trade_distance_bps": _num(k.detail.get("avg_distance_bps")),
         },
         "sigma": {

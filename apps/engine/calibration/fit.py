@@ -3,11 +3,12 @@
 What is fitted (each with a 95 % interval where one exists; units as in the engine)
 -----------------------------------------------------------------------------------
 κ, A
-    κ from the ticks travelled *beyond the touch* by each print that went through it (the tick likelihood of
-    :func:`apps.engine.estimators.kappa.tick_posterior`, prior the session's ``strategy.kappa_prior`` with
-    :class:`KappaParams`' Gamma shape, unweighted: each
-    market order is one draw); A = trades per second (Poisson interval), the intensity at depth 0 of that scale,
-    as :mod:`apps.engine.estimators.market` reads it. The joint Poisson fit of ``λ(δ) = A·e^{−κδ}``
+    κ from the ticks travelled *beyond the touch* by each taker order that went through it, at its deepest print
+    against the touch before its first (the tick likelihood of :func:`apps.engine.estimators.kappa.tick_posterior`,
+    prior the session's ``strategy.kappa_prior`` with :class:`KappaParams`' Gamma shape, each order one draw);
+    A = taker orders per second (Poisson interval), the intensity at depth 0 of that scale, as
+    :mod:`apps.engine.estimators.market` counts them (the prints of one order, one exchange time and one aggressor,
+    are one order: :func:`_order_starts`). The joint Poisson fit of ``λ(δ) = A·e^{−κδ}``
     (:func:`fit_intensity_curve`) is kept as a cross-check.
 σ model
     ``sigma_total = √(RV/T)`` and ``sigma_clean = √(BV/T)`` of 1-s mid returns (the sigma estimator's
@@ -399,16 +400,33 @@ def _keep_prior_when_consistent(e: Estimate) -> None:
         e.note = (e.note + "; " if e.note else "") + "the old value lies inside the interval: kept"
 
 
+def _order_starts(s: MarketSeries) -> np.ndarray:
+    """Which prints open a taker order: the first of each run of prints with one exchange time and one aggressor
+    (MarketEstimators' rule; a feed without exchange times carries the local time in ``t_exch``)."""
+    ex, side = s.t_exch, s.t_side
+    first = np.ones(ex.size, dtype=bool)
+    first[1:] = (ex[1:] != ex[:-1]) | (side[1:] != side[:-1])
+    return first
+
+
 def _through_touch(s: MarketSeries) -> tuple[np.ndarray, np.ndarray]:
-    """(k − 1, τ) of the prints that went through the touch: ticks travelled past the first level, tick/mid."""
-    dist = np.abs(s.t_px - s.t_mid)
-    k = np.maximum(np.rint((dist - s.t_half) / s.tick_size), 0)
+    """(k − 1, τ) of the taker orders that went through the touch: ticks their deepest print travelled past the first
+    level, measured against the touch before the order's first print (the book its own prints moved is not the one a
+    resting quote was placed in), and tick/mid of that touch."""
+    if s.t_px.size == 0:
+        return np.empty(0), np.empty(0)
+    first = _order_starts(s)
+    starts = np.flatnonzero(first)
+    order = np.cumsum(first) - 1  # each print's order
+    mid, half = s.t_mid[starts][order], s.t_half[starts][order]
+    k_print = np.maximum(np.rint((np.abs(s.t_px - mid) - half) / s.tick_size), 0)
+    k = np.maximum.reduceat(k_print, starts)
     sel = k >= 1
-    return k[sel] - 1, s.tick_size / s.t_mid[sel]
+    return k[sel] - 1, s.tick_size / s.t_mid[starts][sel]
 
 
 def _geom_loglik(excess: np.ndarray, tau: np.ndarray, kappa: float) -> float:
-    """Mean log-likelihood per print of ticks beyond the first level under κ: ln(1 − e^{−κτ}) − κ(k−1)τ."""
+    """Mean log-likelihood per order of ticks beyond the first level under κ: ln(1 − e^{−κτ}) − κ(k−1)τ."""
     if excess.size == 0:
         return math.nan
     return float(np.mean(np.log(-np.expm1(-kappa * tau)) - kappa * excess * tau))
@@ -429,7 +447,7 @@ def _fit_kappa(
                 math.nan,
                 settable=True,
                 proposed=False,
-                note=f"only {excess.size} prints through the touch; κ not identified",
+                note=f"only {excess.size} taker orders through the touch; κ not identified",
             )
         )
     else:
@@ -454,7 +472,7 @@ def _fit_kappa(
         scores.append(
             Score(
                 "kappa",
-                "mean log-likelihood per print beyond the touch",
+                "mean log-likelihood per taker order beyond the touch",
                 "higher",
                 _geom_loglik(excess, tau, post.mean),
                 _geom_loglik(excess, tau, prior.prior_kappa),
@@ -469,7 +487,7 @@ def _fit_kappa(
         plots["kappa"] = svg_chart(
             "Depth beyond the touch (fit range)",
             "bps",
-            "prints",
+            "taker orders",
             [
                 ("observed", xs, hist.astype(float), "bar"),
                 ("fitted κ", xs, d.size * width * post.mean * np.exp(-post.mean * xs / _BPS), "line"),
@@ -494,21 +512,21 @@ def _fit_kappa(
             )
         except ValueError:
             pass
-    n = int(fit.t_ts.size)
+    n = int(np.count_nonzero(_order_starts(fit))) if fit.t_ts.size else 0
     a = n / fit.duration_s
     lo = stats.chi2.ppf(0.025, 2 * n) / 2 / fit.duration_s if n else 0.0
     hi = stats.chi2.ppf(0.975, 2 * n + 2) / 2 / fit.duration_s
     est.append(
         Estimate(
             "measured.A_per_s",
-            "A (trade intensity at depth 0 beyond the touch)",
+            "A (taker-order intensity at depth 0 beyond the touch)",
             "1/s",
             None,
             a,
             lo,
             hi,
             proposed=False,
-            method="trade count / duration, Poisson interval",
+            method="taker-order count / duration, Poisson interval",
             note="measured live by the quoter",
         )
     )
@@ -599,11 +617,10 @@ def _order_times_s(s: MarketSeries) -> np.ndarray:
     exchange time and aggressor (one order, as MarketEstimators counts them), at its exchange time (the fit's clock:
     local times add the feed's delivery jitter) moved onto the local clock by the orders' median local − exchange
     offset, so they fall in the series' window."""
-    ex, side = s.t_exch, s.t_side
+    ex = s.t_exch
     if ex.size == 0:
         return np.empty(0)
-    first = np.ones(ex.size, dtype=bool)
-    first[1:] = (ex[1:] != ex[:-1]) | (side[1:] != side[:-1])
+    first = _order_starts(s)
     ex_o, local_o = ex[first], s.t_ts[first]
     offset = int(np.median(local_o - ex_o))
     return np.sort((ex_o + offset - s.start_ns) / _NS)

@@ -2049,40 +2049,40 @@ def tick_posterior(n_eff, sum_delta_beyond, tick_frac, prior_shape, prior_rate, 
 
 
 cdef struct Sums:
-    double volume, volume_sq, wdelta_raw, wdelta_beyond, wtick, at_touch
+    double volume, orders, delta_raw, delta_beyond, tick, at_touch
     int64_t count
-    double thr_volume, thr_volume_sq, thr_wexcess, thr_wtick
+    double thr_orders, thr_excess, thr_tick
 
 
 cdef inline void _sums_add(Sums* s, double sign, Rec* r) noexcept nogil:
-    # kappa._Sums.add, the same operations in the same order (r: t, a = w, b = d_raw, c = d_beyond, d = tau, k)
-    cdef double w = r.a, tau = r.d
+    # kappa._Sums.add, the same operations in the same order (r, one taker order: t, a = size, b = d_raw,
+    # c = d_beyond, d = tau, k)
+    cdef double tau = r.d
     cdef int64_t k = r.k
-    s.volume += sign * w
-    s.volume_sq += sign * w * w
-    s.wdelta_raw += sign * w * r.b
-    s.wdelta_beyond += sign * w * r.c
-    s.wtick += sign * w * tau
+    s.volume += sign * r.a
+    s.orders += sign
+    s.delta_raw += sign * r.b
+    s.delta_beyond += sign * r.c
+    s.tick += sign * tau
     if k == 0:
-        s.at_touch += sign * w
+        s.at_touch += sign
     else:
-        s.thr_volume += sign * w
-        s.thr_volume_sq += sign * w * w
-        s.thr_wexcess += sign * w * <double>(k - 1) * tau
-        s.thr_wtick += sign * w * tau
+        s.thr_orders += sign
+        s.thr_excess += sign * (<double>(k - 1) * tau)
+        s.thr_tick += sign * tau
     s.count += <int64_t>sign
 
 
 cdef inline void _sums_zero(Sums* s) noexcept nogil:
-    s.volume = s.volume_sq = s.wdelta_raw = s.wdelta_beyond = s.wtick = s.at_touch = 0.0
+    s.volume = s.orders = s.delta_raw = s.delta_beyond = s.tick = s.at_touch = 0.0
     s.count = 0
-    s.thr_volume = s.thr_volume_sq = s.thr_wexcess = s.thr_wtick = 0.0
+    s.thr_orders = s.thr_excess = s.thr_tick = 0.0
 
 
 cdef object _sums_object(Sums* s):
     return _kappa_mod()._Sums(
-        s.volume, s.volume_sq, s.wdelta_raw, s.wdelta_beyond, s.wtick, s.at_touch, s.count,
-        s.thr_volume, s.thr_volume_sq, s.thr_wexcess, s.thr_wtick,
+        s.volume, s.orders, s.delta_raw, s.delta_beyond, s.tick, s.at_touch, s.count,
+        s.thr_orders, s.thr_excess, s.thr_tick,
     )  # fmt: skip
 
 
@@ -2101,6 +2101,9 @@ cdef class TradeKappaEstimator:
     cdef public int64_t _last_input_ns, _n_updates, _pops_since_resum
     cdef public object _gof, _rng
     cdef double _tick
+    # the open order (the last row): the touch its depth is measured against, and its key (update_from_events)
+    cdef public double _order_mid, _order_hs
+    cdef public object _order_key
 
     def __init__(self, params=None):
         import numpy as np
@@ -2116,6 +2119,9 @@ cdef class TradeKappaEstimator:
         self._gof = km._GofCache()
         self._rng = np.random.default_rng(self.params.gof_seed)
         self._tick = self.params.tick_size
+        self._order_mid = _NAN
+        self._order_hs = _NAN
+        self._order_key = None
 
     def __dealloc__(self):
         free(self._ring.buf)
@@ -2143,11 +2149,46 @@ cdef class TradeKappaEstimator:
     def update(self, ts_ns, price, size, mid, half_spread_px=None):
         _kappa_mod().PyTradeKappaEstimator.update(self, ts_ns, price, size, mid, half_spread_px)
 
+    def extend(self, ts_ns, price, size):
+        _kappa_mod().PyTradeKappaEstimator.extend(self, ts_ns, price, size)
+
     def update_from_events(self, trade, bbo):
         _kappa_mod().PyTradeKappaEstimator.update_from_events(self, trade, bbo)
 
+    cpdef extend_trusted(self, int64_t ts_ns, double price, double size):
+        """The reference's extend_trusted: the last row (the open order) out of the sums, deepened and grown by the
+        print, back in."""
+        cdef Rec* r
+        cdef double dist_px, d, q
+        cdef int64_t k2
+        if not self._ring.n:
+            return
+        r = _at(&self._ring, self._ring.n - 1)
+        _sums_add(&self._s, -1.0, r)
+        dist_px = fabs(price - self._order_mid)
+        d = dist_px / self._order_mid
+        if d > r.b:
+            r.b = d
+        if self._tick > 0:
+            q = (dist_px - self._order_hs) / self._tick
+            if not isfinite(q):
+                k2 = max(round(q), 0)  # Python's round: ValueError on NaN, OverflowError on an infinity
+            else:
+                q = rint(q)  # round-half-even, as Python's round()
+                k2 = <int64_t>q if q > 0 else 0
+            if k2 > r.k:
+                r.k = k2
+                r.c = <double>k2 * r.d
+        r.a = r.a + size
+        _sums_add(&self._s, 1.0, r)
+        if ts_ns > self._last_input_ns:
+            self._last_input_ns = ts_ns
+        self._n_updates += 1
+
     cpdef update_trusted(self, int64_t ts_ns, double price, double size, double mid, double half_spread_px):
         """:meth:`update` without the input checks (``half_spread_px`` required)."""
+        self._order_mid = mid
+        self._order_hs = half_spread_px
         cdef double dist_px = fabs(price - mid)
         cdef double d_raw = dist_px / mid
         cdef double tick = self._tick, tau, d_beyond, q
@@ -2271,7 +2312,7 @@ cdef class TradeKappaEstimator:
         cdef int64_t cutoff = now - self._window
         cdef Py_ssize_t first = 0
         cdef Rec* r
-        cdef double n_eff, mean_raw, mean_beyond, n_thr_eff, n_thr, tau, mean_excess, idle_s, v
+        cdef double n, mean_raw, n_thr, idle_s, v
         if self._last_input_ns == 0 and not self._ring.n:
             return _snapshot(self.name, _NAN_OBJ, _NAN_OBJ, _WARMING, 0, _NAN_OBJ, _NAN_OBJ, {}, "no trades yet")
         while first < self._ring.n:  # _window_sums
@@ -2281,39 +2322,36 @@ cdef class TradeKappaEstimator:
             _sums_add(&s, -1.0, r)
             first += 1
         detail = {
-            "n_trades": <double>s.count,
+            "n_orders": <double>s.count,
             "volume": s.volume,
             "window_s": p.window_s,
             "min_volume": p.min_volume,
         }
         value = std = lo = hi = _NAN_OBJ
         if s.count > 0 and s.volume > 0:
-            n_eff = s.volume * s.volume / s.volume_sq if s.volume_sq > 0 else 0.0
-            mean_raw = s.wdelta_raw / s.volume
-            raw = km.gamma_posterior(n_eff, n_eff * mean_raw, p.prior_shape, p.prior_rate, p.ci_level)
-            detail["n_eff"] = n_eff
+            n = s.orders
+            mean_raw = s.delta_raw / n
+            raw = km.gamma_posterior(n, s.delta_raw, p.prior_shape, p.prior_rate, p.ci_level)
             detail["avg_distance_bps"] = mean_raw * 1e4
             detail["kappa_raw"] = raw.mean
             detail["kappa_raw_mle"] = 1.0 / mean_raw if mean_raw > 0 else _INF_OBJ
             detail["kappa_raw_std"] = raw.std
             post = raw
             if p.tick_size > 0:
-                mean_beyond = s.wdelta_beyond / s.volume
-                detail["avg_distance_beyond_touch_bps"] = mean_beyond * 1e4
-                detail["tick_bps"] = s.wtick / s.volume * 1e4
-                detail["frac_volume_at_touch"] = s.at_touch / s.volume
+                detail["avg_distance_beyond_touch_bps"] = s.delta_beyond / n * 1e4
+                detail["tick_bps"] = s.tick / n * 1e4
+                detail["frac_orders_at_touch"] = s.at_touch / n
                 detail["kappa_model"] = 0.0
-                n_thr_eff = s.thr_volume * s.thr_volume / s.thr_volume_sq if s.thr_volume_sq > 0 else 0.0
-                if s.thr_volume > 0 and n_thr_eff >= <double>p.tick_min_through:
-                    n_thr = s.thr_volume * s.thr_volume / s.thr_volume_sq
-                    tau = s.thr_wtick / s.thr_volume
-                    mean_excess = s.thr_wexcess / s.thr_volume
-                    tick = tick_posterior(n_thr, n_thr * mean_excess, tau, p.prior_shape, p.prior_rate, p.ci_level)
+                n_thr = s.thr_orders
+                if n_thr > 0 and n_thr >= <double>p.tick_min_through:
+                    tick = tick_posterior(
+                        n_thr, s.thr_excess, s.thr_tick / n_thr, p.prior_shape, p.prior_rate, p.ci_level
+                    )
                     detail["kappa_tick"] = tick.mean  # detail.update(kappa_tick=, kappa_tick_std=, kappa_model=)
                     detail["kappa_tick_std"] = tick.std
                     detail["kappa_model"] = 1.0
                     post = tick
-                detail["n_eff_through_touch"] = n_thr_eff
+                detail["n_orders_through_touch"] = n_thr
             value, std, lo, hi = post.mean, post.std, post.ci_low, post.ci_high
             detail.update(self.goodness_of_fit(now_ns).as_detail())
         # _state
@@ -3174,15 +3212,6 @@ cdef class MarketStep:
             size = t.size
         b = est.bbo
         est.c_trades_seen += 1
-        if b is not None:
-            bid = field(b, _BBO_T, _B_BID, "bid_px")
-            ask = field(b, _BBO_T, _B_ASK, "ask_px")
-            mid = 0.5 * (bid + ask)
-            hs = 0.5 * (ask - bid)
-            self.kappa.update_trusted(ts, price, size, mid, hs)
-            d = fabs(price - mid) - hs
-            est._trade_depths.append(d / mid if d > 0 else 0.0)
-            est.c_kappa_trades_since += 1
         cdef long aggressor = int(slot_get(t, _T_AGG) if slots else t.aggressor)
         tx_obj = slot_get(t, _T_EXCH) if slots else t.ts_exch_ns  # the taker order's exchange time
         cdef int64_t tx = tx_obj
@@ -3190,6 +3219,30 @@ cdef class MarketStep:
             tx_obj = ts_obj
             tx = ts
         cdef bint new_order = tx != est.c_order_ts_exch_ns or aggressor != est.c_order_side
+        # κ, A, v̄ and the intensity fit: one observation per taker order (the reference says why)
+        if b is not None:
+            if new_order or not est._order_in_kappa:
+                bid = field(b, _BBO_T, _B_BID, "bid_px")
+                ask = field(b, _BBO_T, _B_ASK, "ask_px")
+                mid = 0.5 * (bid + ask)
+                hs = 0.5 * (ask - bid)
+                self.kappa.update_trusted(ts, price, size, mid, hs)
+                est._order_mid = mid
+                est._order_hs = hs
+                est._order_in_kappa = True
+                d = fabs(price - mid) - hs
+                est._trade_depths.append(d / mid if d > 0 else 0.0)
+            else:
+                self.kappa.extend_trusted(ts, price, size)
+                mid = est._order_mid
+                d = fabs(price - mid) - est._order_hs
+                d = d / mid if d > 0 else 0.0
+                depths = est._trade_depths
+                if d > <double>depths[len(depths) - 1]:  # (wraparound is off: no [-1])
+                    depths[len(depths) - 1] = d
+            est.c_kappa_trades_since += 1
+        elif new_order:
+            est._order_in_kappa = False
         if new_order:  # one public markout per taker order (the reference says why)
             self.adverse.on_public_trade(ts, price, aggressor)
         if self.depth is not None:
@@ -3197,7 +3250,8 @@ cdef class MarketStep:
         else:
             self.depth_py.on_trade(ts_obj, price, aggressor, self.mid_before, tx_obj)
         self.flow.update_trusted(ts, size, aggressor)
-        self.arrival.update_trusted(ts)
+        if new_order:
+            self.arrival.update_trusted(ts)
         # one Hawkes event per taker order, at its first print (the reference's comment says why)
         if new_order:
             est.c_order_ts_exch_ns = tx
@@ -3212,9 +3266,17 @@ cdef class MarketStep:
             est._trade_times.append(tx_obj / _NS_OBJ)  # Python's int / int (a time in ns is beyond 2**53)
             est._order_local_ns.append(ts_obj)
         est._pending_volume = <double>est._pending_volume + size
-        m = est._mean_trade_size
-        decay = est._size_decay
-        est._mean_trade_size = size if m != m else decay * m + (1 - decay) * size
+        m = est._mean_trade_size  # v̄ over taker orders (the reference's EWMA)
+        if new_order:
+            if m != m:
+                est._mean_trade_size = size
+                est._order_size_w = 1.0
+            else:
+                decay = est._size_decay
+                est._mean_trade_size = decay * m + (1 - decay) * size
+                est._order_size_w = 1 - decay
+        else:
+            est._mean_trade_size = m + est._order_size_w * size
         if ts >= est.c_next_hawkes_fit_ns:
             (<object>est)._refit_hawkes(ts)
 

@@ -149,6 +149,10 @@ class PyFlowImbalance:
 class ArrivalParams:
     """Parameters of :class:`TradeArrivalRate`.
 
+    A "trade" here is one event fed to :meth:`TradeArrivalRate.update`. ``MarketEstimators`` (``market.py``) feeds one
+    per taker order (its first print), since GLFT's A counts orders: ``min_trades`` and ``lambda_max`` are then in
+    orders.
+
     Attributes
     ----------
     half_life_s : float

@@ -20,8 +20,8 @@ Two likelihoods for δ are kept side by side:
   measures the spread, not the decay. With ``tick_size > 0`` we measure the distance **beyond the touch**,
   ``δ_eff = |price − mid| − half_spread`` (price units, the half spread at the trade), rounded to a whole
   number of ticks ``k`` (τ = tick/mid). Whether a print stops AT the touch (k = 0) depends on where the
-  unobserved true mid sits inside its tick, so those prints are not used for κ (their volume share is reported
-  as ``frac_volume_at_touch``). For the prints that went THROUGH the touch (k ≥ 1), memorylessness of Exp(κ)
+  unobserved true mid sits inside its tick, so those prints are not used for κ (their share of the orders is reported
+  as ``frac_orders_at_touch``). For the prints that went THROUGH the touch (k ≥ 1), memorylessness of Exp(κ)
   makes the ticks travelled past the first level, ``k − 1``, geometric with ``P = (1 − e^{−κτ}) e^{−κ(k−1)τ}``
   whatever the mid's position was, so the log-likelihood is ``n·ln(1 − e^{−κτ}) − κ·Σ(k − 1)τ``, which tends
   to the continuous one as κτ → 0. The prior is the same Gamma; the posterior is no longer Gamma and is
@@ -29,24 +29,31 @@ Two likelihoods for δ are kept side by side:
   is what a quote placed beyond the touch faces (any constant shift is absorbed into A in λ(δ) = A e^{−κδ}).
   On the simulator (true κ = 5000) its 90 % interval covers the truth in ≥ 90 % of seeds
   (tests/engine/test_estimator_recovery.py); counting the at-touch prints as level 0 biased κ ~10 % low.
-  With fewer than ``tick_min_through`` effective prints through the touch in the window (a level-1 feed whose
+  With fewer than ``tick_min_through`` orders through the touch in the window (a level-1 feed whose
   executions all happen at the touch, a wide-spread stock) the raw model is used; ``detail["kappa_model"]``
-  (1 tick, 0 raw) and ``n_eff_through_touch`` say which one produced the value.
+  (1 tick, 0 raw) and ``n_orders_through_touch`` say which one produced the value.
 
 The reported ``value`` comes from the tick model when ``tick_size > 0`` and from the raw model otherwise;
 both are in ``detail`` (``kappa_raw``, ``kappa_tick``) so the effect of the correction is visible.
 
-Volume weights and the effective sample size
---------------------------------------------
-E[δ] is volume-weighted (a 5 BTC sweep says more about where size trades than a 0.001 BTC print). A
-weighted likelihood must not let the unit of size set the posterior's width, so each trade's
-log-likelihood is multiplied by ``n_eff · w_i / Σw`` with Kish's effective sample size
-``n_eff = (Σw)² / Σw²``. The weights then sum to ``n_eff`` (between 1 and the trade count), the point
-estimate is the volume-weighted one, and the posterior is as wide as ``n_eff`` independent trades allow:
-``Gamma(α0 + n_eff, β0 + n_eff · δ̄_w)`` with ``δ̄_w = Σwδ / Σw``.
+One taker order, one observation
+--------------------------------
+λ(δ) is the rate of taker *orders* that reach δ: an order that sweeps three levels fills a small resting quote on
+any of them once. Binance's trade streams print every maker an order meets as its own trade (3.9 prints per order on
+the shared USD-M recording, 11–14 per order one tick or more past the touch), so counting prints would weigh a deep
+order by its number of makers and take its copies for independent draws. The estimator therefore records one
+observation per order: :meth:`PyTradeKappaEstimator.update_trusted` opens it with its first print and the touch in
+force before it, and :meth:`PyTradeKappaEstimator.extend_trusted` folds each further print of the same order into it
+(its size adds to the volume; the order's depth is its deepest print, measured against the order's own touch, not
+against a book its earlier prints already moved). :class:`~apps.engine.estimators.market.MarketEstimators` says which
+prints belong to one order (the same exchange time and aggressor, ``Trade.order_key``). Each order counts once,
+whatever its size: a 0.01 BTC quote at δ is filled by any order that reaches δ, so the count of orders reaching each
+depth is what λ(δ) describes, and the posteriors are exact for independent orders:
+``Gamma(α0 + n, β0 + Σδ)`` over the n orders in the window. ``min_volume`` still gates on base-asset volume.
 
-Assumptions: trades in the window are independent draws (clustered sweeps make the CI optimistic); the
-mid passed in is the one *before* the trade (pair each trade with the last top-of-book strictly earlier).
+Assumptions: orders in the window are independent draws (the Hawkes branching ratio of order flow, ~0.6 on USD-M,
+makes the interval somewhat optimistic); the mid passed in is the one *before* the order's first print (pair it
+with the last top-of-book strictly earlier).
 
 Goodness of fit
 ---------------
@@ -91,7 +98,8 @@ class KappaParams:
     window_s : float
         Length of the trade window, seconds.
     min_volume : float
-        Base-asset volume the window must hold before κ is reported (state WARMING below it).
+        Base-asset volume (all prints of the window's taker orders) the window must hold before κ is reported
+        (state WARMING below it).
     prior_kappa : float
         Prior mean of κ, per unit fractional distance (2000 ⇔ 5 bps mean distance).
     prior_shape : float
@@ -111,15 +119,15 @@ class KappaParams:
     ci_level : float
         Probability mass of the reported credible interval.
     gof_min_trades : int
-        Fewest trades in the window for the goodness-of-fit statistics (NaN below it).
+        Fewest taker orders in the window for the goodness-of-fit statistics (NaN below it).
     gof_max_trades : int
-        The goodness-of-fit statistics use at most the latest this-many trades (bounds the cost).
+        The goodness-of-fit statistics use at most the latest this-many taker orders (bounds the cost).
     gof_interval_s : float
         Minimum seconds between goodness-of-fit recomputations (they are cached in between).
     gof_seed : int
         Seed for the randomised probability-integral transform in the tick model.
     tick_min_through : float
-        Effective number of prints through the touch the tick model needs; below it the raw model is used and
+        Number of taker orders through the touch the tick model needs; below it the raw model is used and
         ``detail["kappa_model"]`` says so (0 = "raw", 1 = "tick"). A level-1 feed whose executions all happen AT
         the touch (LOBSTER) never feeds the tick model; there the half-spread is the information.
     """
@@ -647,32 +655,31 @@ def _numeric_hessian(f, x: np.ndarray, h: float = 1e-4) -> np.ndarray:
 
 @dataclass(slots=True)
 class _Sums:
-    volume: float = 0.0  # Σw
-    volume_sq: float = 0.0  # Σw²
-    wdelta_raw: float = 0.0  # Σw·δ
-    wdelta_beyond: float = 0.0  # Σw·kτ (distance beyond the touch on the tick grid)
-    wtick: float = 0.0  # Σw·τ
-    at_touch: float = 0.0  # Σw over trades with k = 0
-    count: int = 0
-    # trades that went THROUGH the touch (k >= 1): the tick model's sample
-    thr_volume: float = 0.0  # Σw
-    thr_volume_sq: float = 0.0  # Σw²
-    thr_wexcess: float = 0.0  # Σw·(k−1)τ
-    thr_wtick: float = 0.0  # Σw·τ
+    # one row per taker order (the module docstring): its size, its deepest distance, its deepest tick level
+    volume: float = 0.0  # Σ size, base units (the min_volume gate)
+    orders: float = 0.0  # n, the orders
+    delta_raw: float = 0.0  # Σδ
+    delta_beyond: float = 0.0  # Σkτ (distance beyond the touch on the tick grid)
+    tick: float = 0.0  # Στ
+    at_touch: float = 0.0  # orders whose deepest print was at the touch (k = 0)
+    count: int = 0  # n again, as an integer (the rows in the window)
+    # orders that went THROUGH the touch (k >= 1): the tick model's sample
+    thr_orders: float = 0.0  # n
+    thr_excess: float = 0.0  # Σ(k−1)τ
+    thr_tick: float = 0.0  # Στ
 
-    def add(self, sign: float, w: float, d_raw: float, d_beyond: float, tau: float, k: int) -> None:
-        self.volume += sign * w
-        self.volume_sq += sign * w * w
-        self.wdelta_raw += sign * w * d_raw
-        self.wdelta_beyond += sign * w * d_beyond
-        self.wtick += sign * w * tau
+    def add(self, sign: float, size: float, d_raw: float, d_beyond: float, tau: float, k: int) -> None:
+        self.volume += sign * size
+        self.orders += sign
+        self.delta_raw += sign * d_raw
+        self.delta_beyond += sign * d_beyond
+        self.tick += sign * tau
         if k == 0:
-            self.at_touch += sign * w
+            self.at_touch += sign
         else:
-            self.thr_volume += sign * w
-            self.thr_volume_sq += sign * w * w
-            self.thr_wexcess += sign * w * (k - 1) * tau
-            self.thr_wtick += sign * w * tau
+            self.thr_orders += sign
+            self.thr_excess += sign * ((k - 1) * tau)
+            self.thr_tick += sign * tau
         self.count += int(sign)
 
 
@@ -686,8 +693,8 @@ class _GofCache:
 class PyTradeKappaEstimator:
     """Online κ from the trade tape, with a Gamma-prior posterior (see the module docstring).
 
-    Estimates κ (per unit fractional distance from mid) in λ(δ) = A·e^{−κδ} from the volume-weighted
-    distance of trades from the prevailing mid over the last ``window_s`` seconds.
+    Estimates κ (per unit fractional distance from mid) in λ(δ) = A·e^{−κδ} from how far the taker orders of the
+    last ``window_s`` seconds reached from the mid before them, one observation per order (module docstring).
 
     States: WARMING until the window holds ``min_volume``; STALE after ``stale_after_s`` without a trade;
     FAILED when κ falls outside [kappa_min, kappa_max] (the value is still reported, never clamped).
@@ -712,11 +719,15 @@ class PyTradeKappaEstimator:
         self._pops_since_resum = 0
         self._gof = _GofCache()
         self._rng = np.random.default_rng(self.params.gof_seed)
+        # the open order (the last row): the touch its depth is measured against, and its key (update_from_events)
+        self._order_mid = math.nan
+        self._order_hs = math.nan
+        self._order_key = None
 
     # -- mutation ---------------------------------------------------------------------------------
 
     def update(self, ts_ns: int, price: float, size: float, mid: float, half_spread_px: float | None = None) -> None:
-        """Record one trade.
+        """Record one taker order (its first print; :meth:`extend` adds the order's further prints).
 
         Parameters
         ----------
@@ -741,6 +752,8 @@ class PyTradeKappaEstimator:
     def update_trusted(self, ts_ns: int, price: float, size: float, mid: float, half_spread_px: float) -> None:
         """:meth:`update` without the input checks (``half_spread_px`` required), for callers that feed
         validated trade and top-of-book events (:class:`~apps.engine.estimators.market.MarketEstimators`)."""
+        self._order_mid = mid
+        self._order_hs = half_spread_px
         dist_px = abs(price - mid)
         d_raw = dist_px / mid
         tick = self.params.tick_size
@@ -761,13 +774,61 @@ class PyTradeKappaEstimator:
         if self._trades[0][0] < self._last_input_ns - self._window_ns:
             self._expire(self._last_input_ns)
 
+    def extend(self, ts_ns: int, price: float, size: float) -> None:
+        """Add a further print of the last recorded taker order (module docstring): its size adds to the order's, and
+        the order's depth becomes the deeper of the two, both against the touch the order was recorded with.
+
+        Parameters
+        ----------
+        ts_ns : int
+            Local time of the print, ns (the order keeps its first print's time in the window).
+        price, size : float
+            The print's price (quote currency) and size (base units).
+        """
+        for nm, v in (("price", price), ("size", size)):
+            positive(nm, v, "TradeKappaEstimator.extend")
+        self.extend_trusted(ts_ns, price, size)
+
+    def extend_trusted(self, ts_ns: int, price: float, size: float) -> None:
+        """:meth:`extend` without the input checks. Nothing to extend (no order recorded, or its row has left the
+        window) is a no-op: the order is outside the window."""
+        trades = self._trades
+        if not trades:
+            return
+        ts0, w, d_raw, d_beyond, tau, k = trades[-1]
+        self._sums.add(-1.0, w, d_raw, d_beyond, tau, k)
+        mid = self._order_mid
+        dist_px = abs(price - mid)
+        d = dist_px / mid
+        if d > d_raw:
+            d_raw = d
+        tick = self.params.tick_size
+        if tick > 0:
+            k2 = max(round((dist_px - self._order_hs) / tick), 0)
+            if k2 > k:
+                k = k2
+                d_beyond = k * tau
+        w = w + size
+        trades[-1] = (ts0, w, d_raw, d_beyond, tau, k)
+        self._sums.add(+1.0, w, d_raw, d_beyond, tau, k)
+        if ts_ns > self._last_input_ns:
+            self._last_input_ns = ts_ns
+        self._n_updates += 1
+
     def update_from_events(self, trade: Trade, bbo: BestBidAsk) -> None:
-        """Record an :class:`~apps.engine.market.events.Trade` against the :class:`BestBidAsk` that preceded it.
+        """Record an :class:`~apps.engine.market.events.Trade` against the :class:`BestBidAsk` that preceded its taker
+        order: a print with the last recorded print's order key (``Trade.order_key``) extends that order, any other
+        opens one against ``bbo``.
 
         A non-market print (``trade.market`` False: insurance fund, ADL) is not order flow and is skipped."""
         if not trade.market:
             return
+        key = trade.order_key
+        if key == self._order_key and self._trades:
+            self.extend(trade.ts_local_ns, trade.price, trade.size)
+            return
         self.update(trade.ts_local_ns, trade.price, trade.size, bbo.mid, 0.5 * (bbo.ask_px - bbo.bid_px))
+        self._order_key = key
 
     def _expire(self, now_ns: int) -> None:
         cutoff = now_ns - self._window_ns
@@ -808,7 +869,7 @@ class PyTradeKappaEstimator:
         return s, first
 
     def goodness_of_fit(self, now_ns: int) -> ExpGoodnessOfFit:
-        """KS and power-law statistics on the trades in the window (cached for ``gof_interval_s``)."""
+        """KS and power-law statistics on the taker orders in the window (cached for ``gof_interval_s``)."""
         p = self.params
         c = self._gof
         fresh = c.n_updates == self._n_updates or (
@@ -836,18 +897,17 @@ class PyTradeKappaEstimator:
             return EstimatorSnapshot(self.name, math.nan, math.nan, EstimatorState.WARMING, 0, message="no trades yet")
         s, _ = self._window_sums(now_ns)
         detail: dict[str, float] = {
-            "n_trades": float(s.count),
+            "n_orders": float(s.count),
             "volume": s.volume,
             "window_s": p.window_s,
             "min_volume": p.min_volume,
         }
         value = std = lo = hi = math.nan
         if s.count > 0 and s.volume > 0:
-            n_eff = s.volume * s.volume / s.volume_sq if s.volume_sq > 0 else 0.0
-            mean_raw = s.wdelta_raw / s.volume
-            raw = gamma_posterior(n_eff, n_eff * mean_raw, p.prior_shape, p.prior_rate, p.ci_level)
+            n = s.orders
+            mean_raw = s.delta_raw / n
+            raw = gamma_posterior(n, s.delta_raw, p.prior_shape, p.prior_rate, p.ci_level)
             detail.update(
-                n_eff=n_eff,
                 avg_distance_bps=mean_raw * _BPS,
                 kappa_raw=raw.mean,
                 kappa_raw_mle=1.0 / mean_raw if mean_raw > 0 else math.inf,
@@ -855,28 +915,23 @@ class PyTradeKappaEstimator:
             )
             post = raw
             if p.tick_size > 0:
-                mean_beyond = s.wdelta_beyond / s.volume
                 detail.update(
-                    avg_distance_beyond_touch_bps=mean_beyond * _BPS,
-                    tick_bps=s.wtick / s.volume * _BPS,
-                    frac_volume_at_touch=s.at_touch / s.volume,
+                    avg_distance_beyond_touch_bps=s.delta_beyond / n * _BPS,
+                    tick_bps=s.tick / n * _BPS,
+                    frac_orders_at_touch=s.at_touch / n,
                 )
-                post = raw
                 detail["kappa_model"] = 0.0
-                n_thr_eff = s.thr_volume * s.thr_volume / s.thr_volume_sq if s.thr_volume_sq > 0 else 0.0
-                if s.thr_volume > 0 and n_thr_eff >= p.tick_min_through:
-                    # Only prints that went through the touch: whether a print stops AT the touch depends on where
+                n_thr = s.thr_orders
+                if n_thr > 0 and n_thr >= p.tick_min_through:
+                    # Only orders that went through the touch: whether an order stops AT the touch depends on where
                     # the mid sits inside its tick (unobserved), but by memorylessness the ticks travelled past the
                     # first level beyond the touch are geometric with q = e^{−κτ} whatever that position was.
-                    n_thr = s.thr_volume * s.thr_volume / s.thr_volume_sq
-                    tau = s.thr_wtick / s.thr_volume
-                    mean_excess = s.thr_wexcess / s.thr_volume
                     tick = self._tick_posterior(
-                        n_thr, n_thr * mean_excess, tau, p.prior_shape, p.prior_rate, p.ci_level
+                        n_thr, s.thr_excess, s.thr_tick / n_thr, p.prior_shape, p.prior_rate, p.ci_level
                     )
                     detail.update(kappa_tick=tick.mean, kappa_tick_std=tick.std, kappa_model=1.0)
                     post = tick
-                detail["n_eff_through_touch"] = n_thr_eff
+                detail["n_orders_through_touch"] = n_thr
             value, std, lo, hi = post.mean, post.std, post.ci_low, post.ci_high
             detail.update(self.goodness_of_fit(now_ns).as_detail())
 

@@ -237,6 +237,12 @@ class MarketEstimators(_Fields):  # type: ignore[misc,valid-type]
         self._order_ts_exch_ns = -1
         self._order_side = 0
         self.taker_orders_seen = 0
+        # the open order's touch (the mid and half-spread before its first print: κ and the intensity fit measure its
+        # depth against them), whether κ holds it as its last row, and the weight its size carries in v̄
+        self._order_mid = math.nan
+        self._order_hs = math.nan
+        self._order_in_kappa = False
+        self._order_size_w = 0.0
         self.mark_price = math.nan
         self.events_seen = 0
         self.book_errors = 0
@@ -250,7 +256,7 @@ class MarketEstimators(_Fields):  # type: ignore[misc,valid-type]
         self._trade_depths: deque[float] = deque(maxlen=20_000)  # depth beyond touch, fraction of mid
         self._pending_volume = 0.0
         self._mean_trade_size = math.nan
-        self._size_decay = 0.5 ** (1.0 / 500.0)  # per trade: half-life of 500 trades
+        self._size_decay = 0.5 ** (1.0 / 500.0)  # per taker order: half-life of 500 orders
         self._mids: deque[tuple[int, float]] = deque()
         self._momentum_ns = int(cfg.momentum_lookback_s * _NS)
         self._snapshot_refresh_ns = int(cfg.snapshot_refresh_s * _NS)
@@ -372,27 +378,44 @@ class MarketEstimators(_Fields):  # type: ignore[misc,valid-type]
         b = self.bbo
         self.trades_seen += 1
         price, size = t.price, t.size
-        if b is not None:
-            bid, ask = b.bid_px, b.ask_px
-            mid = 0.5 * (bid + ask)
-            hs = 0.5 * (ask - bid)
-            self.kappa.update_trusted(ts, price, size, mid, hs)
-            d = abs(price - mid) - hs
-            self._trade_depths.append(d / mid if d > 0 else 0.0)
-            self._kappa_trades_since += 1
         aggressor = int(t.aggressor)
         # A taker order that meets several resting orders prints once per maker, each with the order's exchange time
         # and side (Binance's trade streams: 21,313 prints from 5,436 orders on the shared USD-M recording, each print
         # its own message at its own local time); a feed without exchange times: the local time.
         tx = t.ts_exch_ns or ts  # (Trade.order_key, field by field as the compiled twin compares it)
         new_order = tx != self._order_ts_exch_ns or aggressor != self._order_side
+        # GLFT's λ(δ) = A·e^{−κδ} is the rate of orders reaching δ (one order fills a resting quote once): κ, A, v̄
+        # and the intensity fit take one observation per order, its depth its deepest print against the touch before
+        # its first print (the book its earlier prints moved is not the one a resting quote was placed in)
+        if b is not None:
+            if new_order or not self._order_in_kappa:
+                bid, ask = b.bid_px, b.ask_px
+                mid = 0.5 * (bid + ask)
+                hs = 0.5 * (ask - bid)
+                self.kappa.update_trusted(ts, price, size, mid, hs)
+                self._order_mid = mid
+                self._order_hs = hs
+                self._order_in_kappa = True
+                d = abs(price - mid) - hs
+                self._trade_depths.append(d / mid if d > 0 else 0.0)
+            else:
+                self.kappa.extend_trusted(ts, price, size)
+                mid = self._order_mid
+                d = abs(price - mid) - self._order_hs
+                d = d / mid if d > 0 else 0.0
+                if d > self._trade_depths[-1]:
+                    self._trade_depths[-1] = d
+            self._kappa_trades_since += 1
+        elif new_order:
+            self._order_in_kappa = False  # an order before the first book: no depth, nothing for κ to extend
         if new_order:
             # one public markout per order: its prints share one mid and one future, so counting each would weigh a
             # sweep by its number of makers and take its copies for independent samples
             self.adverse.on_public_trade(ts, price, aggressor)
         self.depth_markout.on_trade(ts, price, aggressor, self.adverse.mid_before, tx)
         self.flow.update_trusted(ts, size, aggressor)
-        self.arrival.update_trusted(ts)
+        if new_order:
+            self.arrival.update_trusted(ts)  # A: orders per second
         # The Hawkes process models order arrivals: one event per order, at its first print. Counted per print, a
         # ten-maker sweep adds 10α of excitation at one instant and puts gaps of microseconds into the fit, whose
         # likelihood then runs to β → ∞ (LOBSTER AMZN).
@@ -405,8 +428,18 @@ class MarketEstimators(_Fields):  # type: ignore[misc,valid-type]
             self._trade_times.append(tx / _NS)
             self._order_local_ns.append(ts)
         self._pending_volume += size
+        # v̄, the mean taker order size (the queue term's): an EWMA over orders, each order's weight on its size set by
+        # its first print and its further prints added at that weight (the EWMA is linear in the last order's size)
         m = self._mean_trade_size
-        self._mean_trade_size = size if m != m else self._size_decay * m + (1 - self._size_decay) * size
+        if new_order:
+            if m != m:
+                self._mean_trade_size = size
+                self._order_size_w = 1.0
+            else:
+                self._mean_trade_size = self._size_decay * m + (1 - self._size_decay) * size
+                self._order_size_w = 1 - self._size_decay
+        else:
+            self._mean_trade_size = m + self._order_size_w * size
         if ts >= self._next_hawkes_fit_ns:
             self._refit_hawkes(ts)
 
@@ -719,8 +752,8 @@ class MarketEstimators(_Fields):  # type: ignore[misc,valid-type]
         depths = np.fromiter(self._trade_depths, float, len(self._trade_depths))
         if depths.size >= 2 and duration_s > 0 and self.bbo is not None:
             tau = (self.config.kappa.tick_size or 0.0) / self.bbo.mid
-            # the depths held cover the last len(depths) trades; scale the duration accordingly
-            span_s = duration_s * depths.size / max(self.trades_seen, 1)
+            # the depths held cover the last len(depths) taker orders; scale the duration accordingly
+            span_s = duration_s * depths.size / max(self.taker_orders_seen, 1)
             try:
                 fit = fit_intensity_curve(depths, span_s, bin_width=tau if tau > 0 else None)
                 intensity = {
@@ -769,7 +802,7 @@ class MarketEstimators(_Fields):  # type: ignore[misc,valid-type]
                 "avg_distance_beyond_touch_bps": k.detail.get("avg_distance_beyond_touch_bps"),
                 "kappa_raw": k.detail.get("kappa_raw"),
                 "kappa_tick": k.detail.get("kappa_tick"),
-                "frac_volume_at_touch": k.detail.get("frac_volume_at_touch"),
+                "frac_orders_at_touch": k.detail.get("frac_orders_at_touch"),
                 "fit_test": {
                     name: k.detail.get(name)
                     for name in ("ks_stat", "ks_p", "powerlaw_alpha", "loglik_ratio", "loglik_ratio_p", "gof_n")
@@ -832,12 +865,12 @@ class _OrderTape:
     """The report's per-order cross-check of A and κ (``taker_orders`` in :func:`estimate_events`).
 
     GLFT's ``λ(δ) = A·e^{−κδ}`` is the rate of market *orders* that reach a quote at depth δ: one order fills a
-    resting quote once, however many makers it prints against. The estimators read prints (κ from where each print
-    executes, volume-weighted; A the print rate). Here each taker order (as :class:`MarketEstimators` counts them:
-    ``taker_orders_seen``) is taken at its deepest price against the touch in force before its first print: κ of the
-    tick model on the orders' deepest levels (the geometric MLE on the levels past the first one beyond the touch,
-    ``q̂ = m/(1+m)``, ``κ = −ln q̂ / τ``, τ the tick as a fraction of the mid), each order weighing one. Diagnostic
-    only: nothing quotes from it.
+    resting quote once, however many makers it prints against. The estimators count orders too (κ over their window
+    with its prior, A the order rate). Here, over the whole recording with no prior: each taker order (as
+    :class:`MarketEstimators` counts them: ``taker_orders_seen``) is taken at its deepest price against the touch in
+    force before its first print, and κ is the tick model's MLE on the orders' deepest levels (the geometric MLE on
+    the levels past the first one beyond the touch, ``q̂ = m/(1+m)``, ``κ = −ln q̂ / τ``, τ the tick as a fraction of
+    the mid), each order weighing one. Diagnostic only: nothing quotes from it.
     """
 
     def __init__(self, tick_size: float) -> None:

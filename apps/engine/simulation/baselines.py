@@ -346,8 +346,8 @@ class AvellanedaStoikovQuoter(_Quoter):
         if bbo is None:
             return
         if self.params.kappa is None:
-            half = 0.5 * (bbo.ask_px - bbo.bid_px)
-            self.kappa_est.update(trade.ts_local_ns, trade.price, trade.size, bbo.mid, half_spread_px=half)
+            # one observation per taker order, its prints grouped by Trade.order_key (kappa's module docstring)
+            self.kappa_est.update_from_events(trade, bbo)
         if self.params.sigma is None:
             self.sigma_est.update(trade.ts_local_ns, bbo.mid, volume=trade.size)
 

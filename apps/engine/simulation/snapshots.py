@@ -46,8 +46,7 @@ _NS = 1_000_000_000
 # the decision inputs keep everything the quoter used
 KEEP: dict[str, tuple[str, ...]] = {
     "kappa": (
-        "n_trades",
-        "n_eff",
+        "n_orders",
         "avg_distance_bps",
         "kappa_model",
         "kappa_raw",

@@ -36,3 +36,21 @@ def test_orders_are_counted_once_on_the_exchange_clock():
     shift = int(np.median(offsets))
     assert t == pytest.approx((np.array([3 * S, 3 * S + 40 * MS, 5 * S, 5 * S]) + shift) / S)
     assert np.all(np.diff(t) >= 0)
+
+
+def test_kappa_and_a_are_fitted_on_orders_at_their_deepest_print_against_their_own_touch():
+    """_through_touch: one row per taker order that went through the touch, its level the deepest of its prints
+    against the touch before its first print (not the book its earlier prints moved); A counts orders."""
+    from apps.engine.calibration.fit import _order_starts, _through_touch
+
+    book = BestBidAsk(S, S, 100.0, 5.0, 100.1, 5.0)
+    sweep = [Trade(2 * S, 2 * S + i * MS, px, 0.01, Side.BUY, f"a{i}") for i, px in enumerate((100.1, 100.2, 100.4))]
+    moved = BestBidAsk(2 * S + 5 * MS, 2 * S + 5 * MS, 100.3, 1.0, 100.4, 1.0)  # the book the sweep left
+    late = Trade(2 * S, 2 * S + 6 * MS, 100.4, 0.01, Side.BUY, "a3")  # same order, at the moved ask: still level 3
+    at_touch = Trade(3 * S, 3 * S, 100.3, 0.01, Side.SELL, "b")  # another order, at its touch
+    end = BestBidAsk(9 * S, 9 * S, 100.3, 1.0, 100.4, 1.0)
+    s = collect([book, *sweep, moved, late, at_touch, end], 0, 10 * S, tick_size=0.1)
+    assert int(np.count_nonzero(_order_starts(s))) == 2
+    excess, tau = _through_touch(s)
+    assert excess.tolist() == [2.0]  # level 3 beyond the 100.1 ask, 2 past the first level; the sell is at its touch
+    assert tau == pytest.approx([0.1 / 100.05])

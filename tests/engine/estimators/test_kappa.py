@@ -38,7 +38,7 @@ def _feed(est: TradeKappaEstimator, deltas, sizes=None, *, t0_ns: int = NS, dt_n
     return ts
 
 
-def test_it_covers_the_true_kappa_with_its_credible_interval_under_volume_weights():
+def test_it_covers_the_true_kappa_with_its_credible_interval_whatever_the_order_sizes():
     kappa = 3333.0
     covered = 0
     trials = 40
@@ -50,19 +50,21 @@ def test_it_covers_the_true_kappa_with_its_credible_interval_under_volume_weight
         snap = est.snapshot(last)
         assert snap.state is EstimatorState.OK
         assert snap.ci_low < snap.value < snap.ci_high
-        assert snap.detail["n_eff"] < 300  # unequal sizes cost effective sample size
+        assert snap.detail["n_orders"] == 300  # one observation per order, whatever its size
+        assert snap.detail["volume"] == pytest.approx(sizes.sum())  # the min_volume gate reads base volume
         covered += snap.ci_low <= kappa <= snap.ci_high
     # 95 % intervals: fewer than 34 hits out of 40 has probability below 1 % if they are honest.
     assert covered >= 34
 
 
-def test_it_reports_the_average_trade_distance_in_bps_volume_weighted():
+def test_it_reports_the_average_order_distance_in_bps_each_order_counted_once():
     est = TradeKappaEstimator(KappaParams(min_volume=0.0))
     est.update(NS, MID * (1 + 0.0002), 3.0, MID)  # 2 bps, 3 units
     est.update(NS + 1, MID * (1 - 0.0006), 1.0, MID)  # 6 bps, 1 unit
     snap = est.snapshot(NS + 1)
-    assert snap.detail["avg_distance_bps"] == pytest.approx((3 * 2 + 1 * 6) / 4)
-    assert snap.detail["kappa_raw_mle"] == pytest.approx(1 / 0.0003)
+    assert snap.detail["avg_distance_bps"] == pytest.approx((2 + 6) / 2)
+    assert snap.detail["kappa_raw_mle"] == pytest.approx(1 / 0.0004)
+    assert snap.detail["volume"] == 4.0
 
 
 def test_it_matches_the_conjugate_gamma_posterior_for_equal_sizes():
@@ -116,10 +118,10 @@ def test_it_forgets_trades_that_left_the_window():
     last = _feed(est, rng.exponential(1 / 1000.0, 500), dt_ns=10_000_000)  # 5 s of κ = 1000
     last = _feed(est, rng.exponential(1 / 8000.0, 500), t0_ns=last + 20 * NS)  # later, κ = 8000
     snap = est.snapshot(last)
-    assert snap.detail["n_trades"] == 500
+    assert snap.detail["n_orders"] == 500
     assert snap.ci_low < 8000.0 < snap.ci_high
     # Reading later expires the rest without any new input.
-    assert est.snapshot(last + 11 * NS).detail["n_trades"] == 0
+    assert est.snapshot(last + 11 * NS).detail["n_orders"] == 0
 
 
 def test_it_corrects_the_half_tick_bias_on_a_coarse_tick_grid():
@@ -137,7 +139,7 @@ def test_it_corrects_the_half_tick_bias_on_a_coarse_tick_grid():
     assert snap.value == corrected
     assert snap.ci_low <= kappa <= snap.ci_high
     assert raw < 0.9 * kappa  # the raw model mistakes the half spread for decay
-    assert snap.detail["frac_volume_at_touch"] > 0.7
+    assert snap.detail["frac_orders_at_touch"] > 0.7
 
 
 def test_tick_posterior_tends_to_the_gamma_posterior_on_a_fine_grid():
@@ -230,17 +232,17 @@ def test_it_measures_a_plausible_kappa_on_binance_usdm_btcusdt():
         print(
             f"kappa raw {d['kappa_raw']:8.0f}  tick-corrected {d['kappa_tick']:8.0f}  "
             f"[{s.ci_low:.0f}, {s.ci_high:.0f}]  avg {d['avg_distance_bps']:.2f} bps  "
-            f"beyond touch {d['avg_distance_beyond_touch_bps']:.2f} bps  at touch {d['frac_volume_at_touch']:.2f}  "
-            f"n_eff {d['n_eff']:.0f}  KS p {d['ks_p']:.2g}  alpha {d['powerlaw_alpha']:.2f}  "
+            f"beyond touch {d['avg_distance_beyond_touch_bps']:.2f} bps  at touch {d['frac_orders_at_touch']:.2f}  "
+            f"orders {d['n_orders']:.0f}  KS p {d['ks_p']:.2g}  alpha {d['powerlaw_alpha']:.2f}  "
             f"LR {d['loglik_ratio']:.1f}  state {s.state.value}"
         )
         # Half a tick is 0.008 bps here, so measuring beyond the touch moves κ up only slightly.
         assert 1_000 < d["kappa_raw"] < 200_000
         # the tick model uses only prints that went through the touch; its κ is the decay of reach beyond the
         # touch, so it is not tied to the raw κ (which the at-touch half-tick prints dominate)
-        assert 1_000 < d["kappa_tick"] < 200_000 and d["n_eff_through_touch"] > 5
+        assert 1_000 < d["kappa_tick"] < 200_000 and d["n_orders_through_touch"] > 5
         assert s.ci_low < s.value < s.ci_high
-        assert 0.1 < d["frac_volume_at_touch"] < 0.99
+        assert 0.1 < d["frac_orders_at_touch"] < 0.99
         assert s.state is EstimatorState.OK
         # Real trade depths are a point mass at the touch plus a heavy tail: the exponential is rejected,
         # and the estimator says so instead of hiding it.
@@ -476,3 +478,61 @@ def test_the_tick_gof_reads_powers_from_a_table_with_the_direct_formulas_bits(le
     idx = kappa_module._small_levels(levels)
     table = levels.size > float(levels.max()) and bool((levels == np.floor(levels)).all())
     assert (idx is not None) == table
+
+
+def test_an_orders_further_prints_deepen_it_and_add_to_its_volume_counted_once():
+    """A taker order sweeping three levels is one observation: its deepest print against the touch before its first
+    print, its size the sum of its prints; the window keeps it by its first print's time."""
+    tick, half = 0.1, 0.05
+    est = TradeKappaEstimator(KappaParams(min_volume=0.0, tick_size=tick, window_s=10.0, stale_after_s=100.0))
+    est.update(NS, MID + half, 1.0, MID, half)  # at the touch
+    est.extend(NS + 1_000, MID + half + 2 * tick, 0.5)  # two ticks past it
+    est.extend(NS + 2_000, MID + half + tick, 0.25)  # a shallower print of the same order changes no depth
+    d = est.snapshot(NS + 2_000).detail
+    assert d["n_orders"] == 1.0 and d["volume"] == pytest.approx(1.75)
+    assert d["avg_distance_bps"] == pytest.approx((half + 2 * tick) / MID * 1e4)
+    assert d["avg_distance_beyond_touch_bps"] == pytest.approx(2 * tick / MID * 1e4)
+    assert d["frac_orders_at_touch"] == 0.0
+    assert est.last_input_ns == NS + 2_000
+    # the order's depth is against its own touch: a print after the book moved is not re-measured from a new mid
+    est.update(2 * NS, MID - half, 1.0, MID, half)
+    est.extend(2 * NS + 1, MID - half - tick, 1.0)
+    d = est.snapshot(2 * NS + 1).detail
+    assert d["n_orders"] == 2.0 and d["volume"] == pytest.approx(3.75)
+    assert d["avg_distance_beyond_touch_bps"] == pytest.approx((2 + 1) / 2 * tick / MID * 1e4)
+    # the first order leaves the window at its first print's time plus the window
+    d = est.snapshot(NS + 10 * NS + 1_500).detail
+    assert d["n_orders"] == 1.0 and d["volume"] == pytest.approx(2.0)
+
+
+def test_extending_with_no_order_in_the_window_changes_nothing_and_bad_prints_are_refused():
+    est = TradeKappaEstimator(KappaParams(min_volume=0.0, window_s=1.0))
+    est.extend(NS, MID * 1.001, 1.0)  # nothing recorded: a no-op
+    assert est.snapshot(NS).message == "no trades yet"
+    est.update(NS, MID * 1.0002, 1.0, MID)
+    with pytest.raises(ValueError, match="price"):
+        est.extend(NS + 1, math.nan, 1.0)
+    with pytest.raises(ValueError, match="size"):
+        est.extend(NS + 1, MID, -1.0)
+    assert est.snapshot(NS + 1).detail["volume"] == 1.0  # the refused prints left the order as it was
+    est.update(5 * NS, MID * 1.0002, 1.0, MID)  # the first order left the window when this one came
+    est.extend(5 * NS + 1, MID * 1.0004, 2.0)
+    d = est.snapshot(5 * NS + 1).detail
+    assert d["n_orders"] == 1.0 and d["volume"] == 3.0
+
+
+def test_trade_events_of_one_taker_order_are_one_observation():
+    from apps.engine.market.events import BestBidAsk, Side, Trade
+
+    est = TradeKappaEstimator(KappaParams(min_volume=0.0, tick_size=0.1))
+    bbo = BestBidAsk(ts_exch_ns=NS, ts_local_ns=NS, bid_px=99.9, bid_size=1.0, ask_px=100.1, ask_size=1.0)
+    moved = BestBidAsk(ts_exch_ns=NS + 5, ts_local_ns=NS + 5, bid_px=100.1, bid_size=1.0, ask_px=100.3, ask_size=1.0)
+    sweep = [Trade(NS + 2, NS + 3 + i, price=100.1 + 0.1 * i, size=1.0, aggressor=Side.BUY) for i in range(3)]
+    est.update_from_events(sweep[0], bbo)
+    for t in sweep[1:]:
+        est.update_from_events(t, moved)  # the book its prints moved is not the order's touch
+    other = Trade(NS + 4, NS + 9, price=100.1, size=1.0, aggressor=Side.SELL)  # a new order, at its touch
+    est.update_from_events(other, moved)
+    d = est.snapshot(NS + 9).detail
+    assert d["n_orders"] == 2.0 and d["volume"] == 4.0
+    assert d["avg_distance_beyond_touch_bps"] == pytest.approx((2 * 0.1 / 100.0 * 1e4 + 0.0) / 2)  # 2 ticks, and 0

@@ -165,6 +165,11 @@ def test_the_compiled_kappa_estimator_matches_the_reference_on_generated_tapes(t
             continue
         for est in (ref, cmp):
             est.update_trusted(t, price, size, mid, half)
+        if rng.random() < 0.3:  # the order's further prints, one to three levels on
+            for j in range(int(rng.integers(1, 4))):
+                price2 = price + side * 0.1 * j
+                for est in (ref, cmp):
+                    est.extend_trusted(t + j, price2, size)
         if step % 9 == 0:
             now = t + int(rng.integers(0, 3_000)) * MS
             a, b = cmp.snapshot(now), ref.snapshot(now)

@@ -170,6 +170,13 @@ def test_the_compiled_kappa_snapshot_matches_the_reference_in_every_state(tick):
         size = float(rng.exponential(0.05)) + 1e-6
         for est in (ref, cmp):
             est.update(t, price, size, mid, half)
+        # the order's further prints (a sweep): as deep or deeper, or back at a shallower level, against its touch
+        for j in range(int(rng.integers(0, 4)) if rng.random() < 0.4 else 0):
+            t += int(rng.integers(0, 2 * MS))
+            price2 = mid + side * (half + float(rng.exponential(scale * mid * 2e-3)))
+            size2 = float(rng.exponential(0.05)) + 1e-6
+            for est in (ref, cmp):
+                est.extend(t, price2, size2)
         if step % 7 == 0:
             for now in read_times(rng, t):
                 states.add(same(cmp, ref, now, step).state.value)

@@ -145,3 +145,41 @@ def test_one_public_markout_per_order() -> None:
     est.on_event(BestBidAsk(5 * S, 5 * S, 10_000.0, 5.0, 10_000.1, 5.0))  # past both horizons (1 s)
     assert est.trades_seen == 6 and est.taker_orders_seen == 2
     assert est.adverse.public_total == 2
+
+
+def test_kappa_a_and_the_mean_order_size_take_one_observation_per_order() -> None:
+    """GLFT's λ(δ) = A·e^{−κδ} counts orders reaching δ: a feed of sweeps gives the A of its orders' first prints
+    alone, the κ of one row per order at its deepest print (against the touch before the order, not the book its own
+    prints moved), and v̄ of the orders' summed sizes."""
+    rng = np.random.default_rng(3)
+    t = 2 * S
+    sweeps: list = []
+    firsts: list = []
+    merged: list = []
+    for k in range(300):
+        t += int(rng.exponential(0.2) * S) + MS
+        side = Side.BUY if rng.random() < 0.5 else Side.SELL
+        n = int(rng.integers(1, 6))
+        prints = _sweep(t, t + MS, side, n)
+        book = BestBidAsk(t, t, 100.0, 5.0, 100.1, 5.0)  # the touch, back before each order
+        moved = BestBidAsk(t, t + MS + 1, 100.0, 1.0, 100.2, 1.0) if side is Side.BUY else None
+        sweeps += [book, prints[0]] + ([moved] if moved and n > 1 else []) + prints[1:]
+        firsts += [book, prints[0]]
+        deepest = max(prints, key=lambda p: abs(p.price - 100.05))
+        merged += [book, Trade(t, t + MS, deepest.price, 0.01 * n, side, f"m{k}")]
+    a, b, c = _fed(sweeps), _fed(firsts), _fed(merged)
+    now = a.now_ns
+    assert a.taker_orders_seen == b.taker_orders_seen == c.taker_orders_seen == 300
+    assert a.trades_seen > 600
+    # A: the arrival rate of orders, the same as a feed of their first prints only
+    assert a.arrival.snapshot(now).value == b.arrival.snapshot(now).value
+    # κ: one row per order at its deepest level; the same as a feed of one print per order at that level
+    ka, kc = a.kappa.snapshot(now), c.kappa.snapshot(now)
+    for key in ("n_orders", "avg_distance_bps", "avg_distance_beyond_touch_bps", "frac_orders_at_touch"):
+        assert ka.detail[key] == pytest.approx(kc.detail[key], rel=1e-12), key
+    assert ka.detail["volume"] == pytest.approx(kc.detail["volume"], rel=1e-12)
+    assert ka.value == pytest.approx(kc.value, rel=1e-9)
+    assert list(a._trade_depths) == pytest.approx(list(c._trade_depths), rel=1e-12)
+    # v̄: an EWMA over the orders' sizes
+    assert a.mean_trade_size == pytest.approx(c.mean_trade_size, rel=1e-12)
+    assert a.mean_trade_size > 1.5 * b.mean_trade_size

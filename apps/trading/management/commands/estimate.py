@@ -103,7 +103,7 @@ def _text(r: dict) -> str:
         f"events {r['events_seen']}, trades seen {r['trades_seen']}, non-market trades excluded "
         f"{r['non_market_trades_excluded']}, {r['duration_s']:.1f} s",
         f"kappa   {_fmt(k['value'])} [{_fmt(k['ci_low'])}, {_fmt(k['ci_high'])}] ({k['state']}) {k['message']}",
-        f"        avg trade distance {_fmt(k['avg_trade_distance_bps'])} bps, beyond touch "
+        f"        avg order distance {_fmt(k['avg_trade_distance_bps'])} bps, beyond touch "
         f"{_fmt(k['avg_distance_beyond_touch_bps'])} bps, raw kappa {_fmt(k['kappa_raw'])}",
         f"        fit test: KS {_fmt(ft['ks_stat'])} p={_fmt(ft['ks_p'])}; "
         f"power-law alpha {_fmt(ft['powerlaw_alpha'])}, "
@@ -111,7 +111,7 @@ def _text(r: dict) -> str:
         f"A       {_fmt(r['A_per_s'])} /s; joint fit A {_fmt(fit.get('a_per_s'))} kappa {_fmt(fit.get('kappa'))}",
         f"orders  {o['orders']} taker orders from {o['prints']} prints ({_fmt(o['prints_per_order'])} per order): "
         f"{_fmt(o['orders_per_s'])} /s; kappa per order {_fmt(o['kappa_per_order'])} "
-        f"({o['orders_through_touch']} through the touch; cross-check, not quoted from)",
+        f"({o['orders_through_touch']} through the touch; whole recording, no prior or window: cross-check)",
         f"sigma   clean {_fmt(s['sigma_clean'])} total {_fmt(s['sigma_total'])} per sqrt(s) ({s['state']})",
         f"lambda  {_fmt(lam['value'])} /s [{_fmt(lam['ci_low'])}, {_fmt(lam['ci_high'])}] ({lam['state']})",
         f"hawkes  mu {_fmt(h.get('mu_per_s'))} alpha {_fmt(h.get('alpha_per_s'))} beta {_fmt(h.get('beta_per_s'))} "
