@@ -9,12 +9,16 @@ USD a share, 10 shares and 200, a notional close to the BTC books')."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from apps.engine.estimators.market import infer_tick_size
 from apps.engine.simulation.backtest import merge_by_local_time
+from apps.marketdata import instruments
+from apps.marketdata.identify import identify
 from apps.marketdata.parsers import Quarantined, parse_file
 
 # name: (raw files under the shared data directory, tick size, lot size), in Binance's raw combined-stream format
@@ -85,9 +89,86 @@ EVALUATION_RECORDINGS: dict[str, Recording] = {
 }
 
 
+def load_files(fmt: str, paths: list[Path]) -> list[Any]:
+    """Every parsed event of the files in format ``fmt`` (quarantined lines left out), merged by local time."""
+    streams: list[Iterator[Any]] = [(e for e in parse_file(fmt, p) if not isinstance(e, Quarantined)) for p in paths]
+    return list(merge_by_local_time(*streams))
+
+
 def load_recording(data_dir: Path, rec: Recording) -> list[Any]:
     """Every parsed event of ``rec``'s files (quarantined lines left out), merged by local time."""
-    streams: list[Iterator[Any]] = [
-        (e for e in parse_file(rec.fmt, data_dir / f) if not isinstance(e, Quarantined)) for f in rec.files
-    ]
-    return list(merge_by_local_time(*streams))
+    return load_files(rec.fmt, [data_dir / f for f in rec.files])
+
+
+def known_instrument(paths: list[Path], fmt: str) -> instruments.KnownInstrument | None:
+    """The registry's entry for the instrument the files' records name, or None (unnamed, unreadable, or not in the
+    registry)."""
+    try:
+        found = identify(paths, fmt)
+    except (OSError, ValueError):
+        return None
+    return instruments.lookup(found.venue, found.symbol) if found else None
+
+
+def event_prices(e: Any) -> list[float]:
+    """The prices an event carries (a trade's, a top of book's two), for inferring the tick."""
+    for a, b in (("price", None), ("bid_px", "ask_px")):
+        if hasattr(e, a):
+            return [getattr(e, a)] + ([getattr(e, b)] if b else [])
+    return []
+
+
+def recording_for_files(
+    paths: list[Path],
+    fmt: str,
+    events: list[Any],
+    *,
+    tick: float = 0.0,
+    lot: float = 0.0,
+    order_size: float = 0.01,
+    max_inventory: float = 0.2,
+) -> Recording:
+    """A :class:`Recording` of files the project does not hold (``manage.py evaluate --files``), from its parsed
+    ``events``. The tick and lot as given, else the registry's for the instrument the records name, else (the tick
+    only) inferred from the first 5,000 events' quotes (their prints where they hold none); the inferred tick also
+    wins over the registry's when the prices sit on a finer grid (the registry holds today's tick, a recording may be
+    older). ValueError, naming what to pass, when one is unknown or a size is not a positive number, or Q_max is
+    below one order."""
+    for name, v in (("tick size", tick), ("lot size", lot)):
+        if not (v >= 0 and math.isfinite(v)):
+            raise ValueError(f"the {name} must be a finite number >= 0 (0: from the instrument), got {v!r}")
+    for name, v in (("order size", order_size), ("max inventory", max_inventory)):
+        if not (v > 0 and math.isfinite(v)):
+            raise ValueError(f"the {name} must be a finite number > 0, got {v!r}")
+    if max_inventory < order_size:
+        raise ValueError(f"the max inventory {max_inventory:g} is below one order of {order_size:g}")
+    known = known_instrument(paths, fmt)
+    how = "given"
+    if not tick:
+        # from the quotes where there are any: they sit on the grid, where prints need not (a Nasdaq midpoint
+        # execution prints at half a cent: LOBSTER AMZN's first 5,000 events hold 8)
+        head = events[:5000]
+        seen = infer_tick_size([x for e in head if hasattr(e, "bid_px") for x in event_prices(e)])
+        if not seen:
+            seen = infer_tick_size([x for e in head for x in event_prices(e)])
+        # the registry holds today's tick; older data may sit on a finer grid (Binance USD-M BTCUSDT in 2020: 0.01)
+        if known and not (seen and seen < known.tick_size * (1 - 1e-9)):
+            tick, how = known.tick_size, "the registry's"
+        else:
+            tick, how = seen, "inferred from the prices"
+    if not tick:
+        raise ValueError("cannot tell the tick size from the files (fewer than two prices): pass --tick-size")
+    if not lot and known:
+        lot = known.lot_size
+    if not lot:
+        raise ValueError("the files name no instrument the registry knows: pass --lot-size")
+    what = f"{known.venue}:{known.symbol}" if known else "an instrument the registry does not know"
+    return Recording(
+        fmt,
+        tuple(str(p) for p in paths),
+        tick,
+        lot,
+        order_size,
+        max_inventory,
+        note=f"files given on the command line ({what}; tick {tick:g}, {how}; lot {lot:g})",
+    )

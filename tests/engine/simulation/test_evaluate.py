@@ -235,3 +235,76 @@ def test_the_fill_edge_is_spread_capture_plus_the_move_with_sweeps_as_clusters()
     assert se == pytest.approx(math.sqrt((30.0 + 30.0) ** 2 + 60.0**2) / 3)
     assert fill_edge_bps([], ts, mids, 1.0)[2] == 0
     assert math.isnan(fill_edge_bps([fill(1 * s, Side.BUY, 99.9)], ts, mids, 1.0)[1])  # one cluster: no error
+
+
+def _table(out: str) -> list[str]:
+    """The strategy rows of the first table in ``out`` (net P&L and its parts, fills, markouts, spreads): the lines
+    between the header and the differences under it."""
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("strategy "))
+    end = next(i for i, line in enumerate(lines) if line.startswith("ours − each"))
+    return lines[start + 1 : end]
+
+
+def test_files_the_project_does_not_hold_are_evaluated_as_a_shared_recording_is(tmp_path, capsys, settings):
+    """--files with a shared file gives the shared entry's table to the digit (the registry's tick and lot for the
+    instrument the records name), under the given name."""
+    from pathlib import Path
+
+    from django.core.management import call_command
+
+    from apps.marketdata.recordings import EVALUATION_RECORDINGS
+
+    data = Path(settings.BASE_DIR).parent / "shared" / "data"
+    rec = EVALUATION_RECORDINGS["usdm-ethusdt"]
+    call_command("evaluate", recording=["usdm-ethusdt"], data_dir=str(data), png_dir=str(tmp_path))
+    shared = capsys.readouterr().out
+    call_command(
+        "evaluate", files=[str(data / f) for f in rec.files], fmt="binance-raw", name="mine", png_dir=str(tmp_path)
+    )
+    own = capsys.readouterr().out
+    assert "mine: evaluated from" in own and "binance-usdm:ETHUSDT; tick 0.01, the registry's; lot 0.001" in own
+    assert _table(own) == _table(shared) and len(_table(own)) == 5
+    assert (tmp_path / "mine.png").stat().st_size > 1000
+
+
+def test_files_with_bad_or_missing_settings_are_refused_naming_what_to_pass(tmp_path, settings):
+    from pathlib import Path
+
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    from apps.marketdata.recordings import EVALUATION_RECORDINGS, load_recording, recording_for_files
+
+    data = Path(settings.BASE_DIR).parent / "shared" / "data"
+    amzn = EVALUATION_RECORDINGS["lobster-amzn"]
+    files = [str(data / f) for f in amzn.files]
+    with pytest.raises(CommandError, match="needs --format"):
+        call_command("evaluate", files=files, png_dir=str(tmp_path))
+    with pytest.raises(CommandError, match="exclusive"):
+        call_command("evaluate", files=files, fmt="lobster", recording=["usdm-ethusdt"], png_dir=str(tmp_path))
+    with pytest.raises(CommandError, match="not found"):
+        call_command("evaluate", files=[str(tmp_path / "nope.gz")], fmt="lobster", png_dir=str(tmp_path))
+    with pytest.raises(CommandError, match="goes with --files"):
+        call_command("evaluate", fmt="lobster", recording=["usdm-ethusdt"], png_dir=str(tmp_path))
+    # a LOBSTER file names no instrument: the lot must be given; the tick is inferred from its prices
+    events = load_recording(data, amzn)[:20_000]
+    paths = [data / f for f in amzn.files]
+    with pytest.raises(ValueError, match="--lot-size"):
+        recording_for_files(paths, "lobster", events)
+    rec = recording_for_files(paths, "lobster", events, lot=1.0, order_size=10.0, max_inventory=200.0)
+    assert (rec.tick, rec.lot, rec.order_size, rec.max_inventory) == (0.01, 1.0, 10.0, 200.0)
+    assert "inferred from the prices" in rec.note
+    # the Tardis sample of 2020 sits on a 0.01 grid: finer than the registry's (today's) 0.1 for BTCUSDT
+    tardis = EVALUATION_RECORDINGS["tardis-usdm-btcusdt"]
+    t_events = load_recording(data, tardis)
+    t_rec = recording_for_files([data / f for f in tardis.files], "tardis", t_events)
+    assert t_rec.tick == tardis.tick == 0.01 and t_rec.lot == 0.001
+    for bad, match in (
+        ({"order_size": 0.0}, "order size"),
+        ({"max_inventory": math.nan}, "max inventory"),
+        ({"tick": -0.01}, "tick size"),
+        ({"order_size": 1.0, "max_inventory": 0.5}, "below one order"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            recording_for_files(paths, "lobster", events, lot=1.0, **bad)

@@ -10,9 +10,8 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.engine.estimators.market import estimate_events, infer_tick_size
-from apps.marketdata import instruments
-from apps.marketdata.identify import identify
 from apps.marketdata.parsers import ParseStats, parse_file
+from apps.marketdata.recordings import event_prices, known_instrument
 
 FORMATS = ("binance-raw", "tardis", "lobster", "hyperliquid")
 
@@ -53,8 +52,8 @@ class Command(BaseCommand):
             raise CommandError(f"no market events parsed from {', '.join(map(str, paths))} as {opts['fmt']}")
         tick = (
             opts["tick_size"]
-            or _known_tick(paths, opts["fmt"])
-            or infer_tick_size([x for e in head for x in _prices(e)])
+            or getattr(known_instrument(paths, opts["fmt"]), "tick_size", 0.0)
+            or infer_tick_size([x for e in head for x in event_prices(e)])
         )
         try:
             report = estimate_events(chain(head, stream), tick_size=tick)
@@ -67,23 +66,6 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(report, indent=2, sort_keys=True))
         else:
             self.stdout.write(_text(report))
-
-
-def _known_tick(paths: list[Path], fmt: str) -> float:
-    """The registry's tick of the instrument the files hold, or 0 when they hold no known one."""
-    try:
-        found = identify(paths, fmt)
-    except (OSError, ValueError):
-        return 0.0
-    known = instruments.lookup(found.venue, found.symbol) if found else None
-    return known.tick_size if known else 0.0
-
-
-def _prices(e) -> list[float]:
-    for a, b in (("price", None), ("bid_px", "ask_px")):
-        if hasattr(e, a):
-            return [getattr(e, a)] + ([getattr(e, b)] if b else [])
-    return []
 
 
 def _fmt(v) -> str:

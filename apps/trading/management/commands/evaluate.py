@@ -1,5 +1,6 @@
 """``manage.py evaluate [--data-dir DIR] [--recording NAME ...] [--fit-fraction F] [--params JSON] [--png-dir DIR]
-[--no-calibrate] [--skew-ratio R]``.
+[--no-calibrate] [--skew-ratio R]``, or on files the project does not hold: ``manage.py evaluate --files F [F ...]
+--format FMT [--name NAME] [--tick-size T] [--lot-size L] [--order-size S] [--max-inventory Q] [...]``.
 
 Our strategy and the baselines (fixed spread, Avellaneda–Stoikov, join-the-touch) through the same paper venue on
 every shared Binance recording, walk-forward (:mod:`apps.engine.simulation.evaluate`): the fit part only warms
@@ -11,6 +12,11 @@ fixed before any recording is read; our γ₀ is calibrated on each recording's 
 each table, ours minus every other row, net and without inventory P&L, with ± 2 standard errors from the P&L series
 (:func:`~apps.engine.simulation.evaluate.pnl_difference`). Thin: reads the files, prints the table, writes the
 charts. No database.
+
+``--files`` evaluates a recording of one's own in the same way (several files, e.g. Tardis quotes and trades, are
+merged by local time). The tick and lot come from the registry when the files' records name a known instrument
+(``apps/marketdata/instruments.py``), else from ``--tick-size`` (inferred from the prices when omitted) and
+``--lot-size`` (required); the order size and Q_max default to issue 16's 0.01 and 0.2 base units.
 """
 
 from __future__ import annotations
@@ -32,7 +38,9 @@ from apps.engine.simulation.evaluate import (
     mid_path,
     pnl_difference,
 )
-from apps.marketdata.recordings import EVALUATION_RECORDINGS, load_recording
+from apps.marketdata.recordings import EVALUATION_RECORDINGS, load_files, load_recording, recording_for_files
+
+FORMATS = ("binance-raw", "tardis", "lobster", "hyperliquid")
 
 RECORDINGS = EVALUATION_RECORDINGS
 
@@ -57,6 +65,14 @@ class Command(BaseCommand):
             default=EvaluationConfig().skew_ratio_at_qmax,
             help="the γ₀ calibration's skew at Q_max, in half-spreads (default 1)",
         )
+        own = parser.add_argument_group("a recording of one's own (instead of the shared ones)")
+        own.add_argument("--files", nargs="+", default=None, help="recorded files, merged by local time")
+        own.add_argument("--format", choices=FORMATS, dest="fmt", default=None, help="the files' format")
+        own.add_argument("--name", default=None, help="the table's and the PNG's name (default: the first file's)")
+        own.add_argument("--tick-size", type=float, default=0.0, help="price tick (default: the instrument's)")
+        own.add_argument("--lot-size", type=float, default=0.0, help="size step, base units (default: instrument's)")
+        own.add_argument("--order-size", type=float, default=0.01, help="quote size, base units (default 0.01)")
+        own.add_argument("--max-inventory", type=float, default=0.2, help="Q_max, base units (default 0.2)")
 
     def _differences(self, rows: list) -> None:
         """Ours against each other row, net and without inventory P&L, ± 2 Newey–West standard errors."""
@@ -82,6 +98,40 @@ class Command(BaseCommand):
                 "fills at one time as one cluster): " + "; ".join(edges)
             )
 
+    def _own_recording(self, opts: dict[str, Any]) -> tuple[str, Any, list]:
+        """(name, Recording, events) of ``--files``; CommandError for a bad combination, a missing or unreadable file,
+        or sizes it cannot tell."""
+        if opts["recording"]:
+            raise CommandError("--files and --recording are exclusive: --files evaluates the given files only")
+        if not opts["fmt"]:
+            raise CommandError(f"--files needs --format (one of {', '.join(FORMATS)})")
+        paths = [Path(f).resolve() for f in opts["files"]]
+        missing = [str(p) for p in paths if not p.is_file()]
+        if missing:
+            raise CommandError(f"file(s) not found: {', '.join(missing)}")
+        try:
+            events = load_files(opts["fmt"], paths)
+        except (OSError, ValueError, UnicodeDecodeError) as exc:
+            raise CommandError(f"cannot read the files as {opts['fmt']}: {exc}") from None
+        if not events:
+            raise CommandError(f"no market events parsed from {', '.join(map(str, paths))} as {opts['fmt']}")
+        try:
+            rec = recording_for_files(
+                paths,
+                opts["fmt"],
+                events,
+                tick=opts["tick_size"],
+                lot=opts["lot_size"],
+                order_size=opts["order_size"],
+                max_inventory=opts["max_inventory"],
+            )
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        name = opts["name"] or paths[0].name.split(".")[0]
+        if "/" in name or name in ("", ".", ".."):
+            raise CommandError(f"--name must be a plain file name, got {name!r}")
+        return name, rec, events
+
     def handle(self, *args: Any, **opts: Any) -> None:
         try:
             ours = json.loads(opts["params"])
@@ -95,18 +145,25 @@ class Command(BaseCommand):
         except (ValueError, json.JSONDecodeError) as exc:
             raise CommandError(str(exc)) from None
         data_dir = Path(opts["data_dir"])
+        todo: list[tuple[str, Any, list | None]] = []  # (name, Recording, its events when already read)
+        if opts["files"]:
+            todo.append(self._own_recording(opts))
+        else:
+            if opts["fmt"]:
+                raise CommandError("--format goes with --files")
+            todo += [(name, RECORDINGS[name], None) for name in opts["recording"] or sorted(RECORDINGS)]
         head = (
             f"{'strategy':<13}{'net':>9}{'spread':>9}{'adverse':>9}{'invent':>9}{'fees':>8}{'fund':>6}"
             f"{'fills b/s':>11}{'maker vol b/s':>16}{'mk1s':>7}{'mk5s':>7}{'med hs':>8}{'max|q|':>8}{'both':>6}"
             f"{'room':>6}"
         )
-        for name in opts["recording"] or sorted(RECORDINGS):
-            rec = RECORDINGS[name]
-            missing = [f for f in rec.files if not (data_dir / f).exists()]
-            if missing:
-                self.stdout.write(f"{name}: skipped, missing {missing}")
-                continue
-            events = load_recording(data_dir, rec)
+        for name, rec, events in todo:
+            if events is None:
+                missing = [f for f in rec.files if not (data_dir / f).exists()]
+                if missing:
+                    self.stdout.write(f"{name}: skipped, missing {missing}")
+                    continue
+                events = load_recording(data_dir, rec)
             here = dataclasses.replace(cfg, order_size=rec.order_size, max_inventory=rec.max_inventory)
             try:
                 split_ns, rows = evaluate_recording(events, rec.tick, rec.lot, here, ours)
