@@ -2160,25 +2160,25 @@ cdef class TradeKappaEstimator:
         print, back in."""
         cdef Rec* r
         cdef double dist_px, d, q
-        cdef int64_t k2
+        cdef int64_t k2 = -1
         if not self._ring.n:
             return
         r = _at(&self._ring, self._ring.n - 1)
-        _sums_add(&self._s, -1.0, r)
         dist_px = fabs(price - self._order_mid)
         d = dist_px / self._order_mid
-        if d > r.b:
-            r.b = d
         if self._tick > 0:
             q = (dist_px - self._order_hs) / self._tick
             if not isfinite(q):
-                k2 = max(round(q), 0)  # Python's round: ValueError on NaN, OverflowError on an infinity
+                k2 = max(round(q), 0)  # Python's round: ValueError on NaN, OverflowError on an infinity (unchanged row)
             else:
                 q = rint(q)  # round-half-even, as Python's round()
                 k2 = <int64_t>q if q > 0 else 0
-            if k2 > r.k:
-                r.k = k2
-                r.c = <double>k2 * r.d
+        _sums_add(&self._s, -1.0, r)
+        if d > r.b:
+            r.b = d
+        if k2 > r.k:
+            r.k = k2
+            r.c = <double>k2 * r.d
         r.a = r.a + size
         _sums_add(&self._s, 1.0, r)
         if ts_ns > self._last_input_ns:

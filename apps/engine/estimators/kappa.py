@@ -795,8 +795,8 @@ class PyTradeKappaEstimator:
         trades = self._trades
         if not trades:
             return
-        ts0, w, d_raw, d_beyond, tau, k = trades[-1]
-        self._sums.add(-1.0, w, d_raw, d_beyond, tau, k)
+        row = trades[-1]
+        ts0, w, d_raw, d_beyond, tau, k = row
         mid = self._order_mid
         dist_px = abs(price - mid)
         d = dist_px / mid
@@ -804,10 +804,11 @@ class PyTradeKappaEstimator:
             d_raw = d
         tick = self.params.tick_size
         if tick > 0:
-            k2 = max(round((dist_px - self._order_hs) / tick), 0)
+            k2 = max(round((dist_px - self._order_hs) / tick), 0)  # (raises on a NaN before anything is changed)
             if k2 > k:
                 k = k2
                 d_beyond = k * tau
+        self._sums.add(-1.0, *row[1:])
         w = w + size
         trades[-1] = (ts0, w, d_raw, d_beyond, tau, k)
         self._sums.add(+1.0, w, d_raw, d_beyond, tau, k)

@@ -536,3 +536,16 @@ def test_trade_events_of_one_taker_order_are_one_observation():
     d = est.snapshot(NS + 9).detail
     assert d["n_orders"] == 2.0 and d["volume"] == 4.0
     assert d["avg_distance_beyond_touch_bps"] == pytest.approx((2 * 0.1 / 100.0 * 1e4 + 0.0) / 2)  # 2 ticks, and 0
+
+
+def test_a_print_that_cannot_be_placed_on_the_tick_grid_leaves_the_order_as_it_was():
+    """extend_trusted (no input checks) with a NaN price raises before it touches the order's row or the sums."""
+    est = TradeKappaEstimator(KappaParams(min_volume=0.0, tick_size=0.1))
+    est.update(NS, MID + 0.15, 1.0, MID, 0.05)
+    before = est.snapshot(NS).detail
+    with pytest.raises(ValueError):
+        est.extend_trusted(NS + 1, math.nan, 1.0)
+    after = est.snapshot(NS).detail
+    assert {k: after[k] for k in ("n_orders", "volume", "avg_distance_bps", "avg_distance_beyond_touch_bps")} == {
+        k: before[k] for k in ("n_orders", "volume", "avg_distance_bps", "avg_distance_beyond_touch_bps")
+    }
