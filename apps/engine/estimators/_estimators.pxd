@@ -16,8 +16,7 @@ cdef class MarketFields:
     cdef int64_t c_order_ts_exch_ns, c_order_side, c_taker_orders_seen
     # floats the reference only ever stores as floats
     cdef public double _pending_volume, _flow_value, _mean_trade_size, _size_decay
-    # the open taker order's touch (mid, half-spread) and its size's weight in the mean order size
-    cdef public double _order_mid, _order_hs, _order_size_w
+    # whether κ holds the open taker order as its last row
     cdef public bint _has_bbo_stream, _order_in_kappa
     cdef public object bbo, hawkes, _mids, _trade_times, _order_local_ns, _trade_depths, _all_snaps
     # what the core's decision reads (objects, stored and returned as they are)

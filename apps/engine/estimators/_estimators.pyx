@@ -2049,7 +2049,7 @@ def tick_posterior(n_eff, sum_delta_beyond, tick_frac, prior_shape, prior_rate, 
 
 
 cdef struct Sums:
-    double volume, orders, delta_raw, delta_beyond, tick, at_touch
+    double volume, delta_raw, delta_beyond, tick, at_touch
     int64_t count
     double thr_orders, thr_excess, thr_tick
 
@@ -2060,7 +2060,6 @@ cdef inline void _sums_add(Sums* s, double sign, Rec* r) noexcept nogil:
     cdef double tau = r.d
     cdef int64_t k = r.k
     s.volume += sign * r.a
-    s.orders += sign
     s.delta_raw += sign * r.b
     s.delta_beyond += sign * r.c
     s.tick += sign * tau
@@ -2074,14 +2073,14 @@ cdef inline void _sums_add(Sums* s, double sign, Rec* r) noexcept nogil:
 
 
 cdef inline void _sums_zero(Sums* s) noexcept nogil:
-    s.volume = s.orders = s.delta_raw = s.delta_beyond = s.tick = s.at_touch = 0.0
+    s.volume = s.delta_raw = s.delta_beyond = s.tick = s.at_touch = 0.0
     s.count = 0
     s.thr_orders = s.thr_excess = s.thr_tick = 0.0
 
 
 cdef object _sums_object(Sums* s):
     return _kappa_mod()._Sums(
-        s.volume, s.orders, s.delta_raw, s.delta_beyond, s.tick, s.at_touch, s.count,
+        s.volume, s.delta_raw, s.delta_beyond, s.tick, s.at_touch, s.count,
         s.thr_orders, s.thr_excess, s.thr_tick,
     )  # fmt: skip
 
@@ -2101,8 +2100,8 @@ cdef class TradeKappaEstimator:
     cdef public int64_t _last_input_ns, _n_updates, _pops_since_resum
     cdef public object _gof, _rng
     cdef double _tick
-    # the open order (the last row): the touch its depth is measured against, and its key (update_from_events)
-    cdef public double _order_mid, _order_hs
+    # the open order (the last row): the touch its depth is measured against (MarketStep reads it), and its key
+    cdef readonly double order_mid, order_half_spread
     cdef public object _order_key
 
     def __init__(self, params=None):
@@ -2119,8 +2118,8 @@ cdef class TradeKappaEstimator:
         self._gof = km._GofCache()
         self._rng = np.random.default_rng(self.params.gof_seed)
         self._tick = self.params.tick_size
-        self._order_mid = _NAN
-        self._order_hs = _NAN
+        self.order_mid = _NAN
+        self.order_half_spread = _NAN
         self._order_key = None
 
     def __dealloc__(self):
@@ -2164,10 +2163,10 @@ cdef class TradeKappaEstimator:
         if not self._ring.n:
             return
         r = _at(&self._ring, self._ring.n - 1)
-        dist_px = fabs(price - self._order_mid)
-        d = dist_px / self._order_mid
+        dist_px = fabs(price - self.order_mid)
+        d = dist_px / self.order_mid
         if self._tick > 0:
-            q = (dist_px - self._order_hs) / self._tick
+            q = (dist_px - self.order_half_spread) / self._tick
             if not isfinite(q):
                 k2 = max(round(q), 0)  # Python's round: ValueError on NaN, OverflowError on an infinity (unchanged row)
             else:
@@ -2187,8 +2186,8 @@ cdef class TradeKappaEstimator:
 
     cpdef update_trusted(self, int64_t ts_ns, double price, double size, double mid, double half_spread_px):
         """:meth:`update` without the input checks (``half_spread_px`` required)."""
-        self._order_mid = mid
-        self._order_hs = half_spread_px
+        self.order_mid = mid
+        self.order_half_spread = half_spread_px
         cdef double dist_px = fabs(price - mid)
         cdef double d_raw = dist_px / mid
         cdef double tick = self._tick, tau, d_beyond, q
@@ -2329,7 +2328,7 @@ cdef class TradeKappaEstimator:
         }
         value = std = lo = hi = _NAN_OBJ
         if s.count > 0 and s.volume > 0:
-            n = s.orders
+            n = <double>s.count
             mean_raw = s.delta_raw / n
             raw = km.gamma_posterior(n, s.delta_raw, p.prior_shape, p.prior_rate, p.ci_level)
             detail["avg_distance_bps"] = mean_raw * 1e4
@@ -3227,15 +3226,13 @@ cdef class MarketStep:
                 mid = 0.5 * (bid + ask)
                 hs = 0.5 * (ask - bid)
                 self.kappa.update_trusted(ts, price, size, mid, hs)
-                est._order_mid = mid
-                est._order_hs = hs
                 est._order_in_kappa = True
                 d = fabs(price - mid) - hs
                 est._trade_depths.append(d / mid if d > 0 else 0.0)
             else:
                 self.kappa.extend_trusted(ts, price, size)
-                mid = est._order_mid
-                d = fabs(price - mid) - est._order_hs
+                mid = self.kappa.order_mid  # the order's touch, as κ holds it
+                d = fabs(price - mid) - self.kappa.order_half_spread
                 d = d / mid if d > 0 else 0.0
                 depths = est._trade_depths
                 if d > <double>depths[len(depths) - 1]:  # (wraparound is off: no [-1])
@@ -3267,16 +3264,11 @@ cdef class MarketStep:
             est._order_local_ns.append(ts_obj)
         est._pending_volume = <double>est._pending_volume + size
         m = est._mean_trade_size  # v̄ over taker orders (the reference's EWMA)
+        decay = est._size_decay
         if new_order:
-            if m != m:
-                est._mean_trade_size = size
-                est._order_size_w = 1.0
-            else:
-                decay = est._size_decay
-                est._mean_trade_size = decay * m + (1 - decay) * size
-                est._order_size_w = 1 - decay
+            est._mean_trade_size = size if m != m else decay * m + (1 - decay) * size
         else:
-            est._mean_trade_size = m + est._order_size_w * size
+            est._mean_trade_size = m + (1.0 if est.c_taker_orders_seen == 1 else 1 - decay) * size
         if ts >= est.c_next_hawkes_fit_ns:
             (<object>est)._refit_hawkes(ts)
 

@@ -657,12 +657,11 @@ def _numeric_hessian(f, x: np.ndarray, h: float = 1e-4) -> np.ndarray:
 class _Sums:
     # one row per taker order (the module docstring): its size, its deepest distance, its deepest tick level
     volume: float = 0.0  # Σ size, base units (the min_volume gate)
-    orders: float = 0.0  # n, the orders
     delta_raw: float = 0.0  # Σδ
     delta_beyond: float = 0.0  # Σkτ (distance beyond the touch on the tick grid)
     tick: float = 0.0  # Στ
     at_touch: float = 0.0  # orders whose deepest print was at the touch (k = 0)
-    count: int = 0  # n again, as an integer (the rows in the window)
+    count: int = 0  # n, the orders (the rows in the window)
     # orders that went THROUGH the touch (k >= 1): the tick model's sample
     thr_orders: float = 0.0  # n
     thr_excess: float = 0.0  # Σ(k−1)τ
@@ -670,7 +669,6 @@ class _Sums:
 
     def add(self, sign: float, size: float, d_raw: float, d_beyond: float, tau: float, k: int) -> None:
         self.volume += sign * size
-        self.orders += sign
         self.delta_raw += sign * d_raw
         self.delta_beyond += sign * d_beyond
         self.tick += sign * tau
@@ -719,9 +717,10 @@ class PyTradeKappaEstimator:
         self._pops_since_resum = 0
         self._gof = _GofCache()
         self._rng = np.random.default_rng(self.params.gof_seed)
-        # the open order (the last row): the touch its depth is measured against, and its key (update_from_events)
-        self._order_mid = math.nan
-        self._order_hs = math.nan
+        # the open order (the last row): the touch its depth is measured against (MarketEstimators reads it for its
+        # intensity fit's depths), and its key (update_from_events)
+        self.order_mid = math.nan
+        self.order_half_spread = math.nan
         self._order_key = None
 
     # -- mutation ---------------------------------------------------------------------------------
@@ -752,8 +751,8 @@ class PyTradeKappaEstimator:
     def update_trusted(self, ts_ns: int, price: float, size: float, mid: float, half_spread_px: float) -> None:
         """:meth:`update` without the input checks (``half_spread_px`` required), for callers that feed
         validated trade and top-of-book events (:class:`~apps.engine.estimators.market.MarketEstimators`)."""
-        self._order_mid = mid
-        self._order_hs = half_spread_px
+        self.order_mid = mid
+        self.order_half_spread = half_spread_px
         dist_px = abs(price - mid)
         d_raw = dist_px / mid
         tick = self.params.tick_size
@@ -797,14 +796,15 @@ class PyTradeKappaEstimator:
             return
         row = trades[-1]
         ts0, w, d_raw, d_beyond, tau, k = row
-        mid = self._order_mid
+        mid = self.order_mid
         dist_px = abs(price - mid)
         d = dist_px / mid
         if d > d_raw:
             d_raw = d
         tick = self.params.tick_size
         if tick > 0:
-            k2 = max(round((dist_px - self._order_hs) / tick), 0)  # (raises on a NaN before anything is changed)
+            # (raises on a NaN before anything is changed)
+            k2 = max(round((dist_px - self.order_half_spread) / tick), 0)
             if k2 > k:
                 k = k2
                 d_beyond = k * tau
@@ -905,7 +905,7 @@ class PyTradeKappaEstimator:
         }
         value = std = lo = hi = math.nan
         if s.count > 0 and s.volume > 0:
-            n = s.orders
+            n = float(s.count)
             mean_raw = s.delta_raw / n
             raw = gamma_posterior(n, s.delta_raw, p.prior_shape, p.prior_rate, p.ci_level)
             detail.update(

@@ -237,12 +237,8 @@ class MarketEstimators(_Fields):  # type: ignore[misc,valid-type]
         self._order_ts_exch_ns = -1
         self._order_side = 0
         self.taker_orders_seen = 0
-        # the open order's touch (the mid and half-spread before its first print: κ and the intensity fit measure its
-        # depth against them), whether κ holds it as its last row, and the weight its size carries in v̄
-        self._order_mid = math.nan
-        self._order_hs = math.nan
+        # whether κ holds the open order as its last row (κ keeps the order's touch: kappa.order_mid, order_half_spread)
         self._order_in_kappa = False
-        self._order_size_w = 0.0
         self.mark_price = math.nan
         self.events_seen = 0
         self.book_errors = 0
@@ -393,15 +389,13 @@ class MarketEstimators(_Fields):  # type: ignore[misc,valid-type]
                 mid = 0.5 * (bid + ask)
                 hs = 0.5 * (ask - bid)
                 self.kappa.update_trusted(ts, price, size, mid, hs)
-                self._order_mid = mid
-                self._order_hs = hs
                 self._order_in_kappa = True
                 d = abs(price - mid) - hs
                 self._trade_depths.append(d / mid if d > 0 else 0.0)
             else:
                 self.kappa.extend_trusted(ts, price, size)
-                mid = self._order_mid
-                d = abs(price - mid) - self._order_hs
+                mid = self.kappa.order_mid  # the order's touch, as κ holds it
+                d = abs(price - mid) - self.kappa.order_half_spread
                 d = d / mid if d > 0 else 0.0
                 if d > self._trade_depths[-1]:
                     self._trade_depths[-1] = d
@@ -428,18 +422,15 @@ class MarketEstimators(_Fields):  # type: ignore[misc,valid-type]
             self._trade_times.append(tx / _NS)
             self._order_local_ns.append(ts)
         self._pending_volume += size
-        # v̄, the mean taker order size (the queue term's): an EWMA over orders, each order's weight on its size set by
-        # its first print and its further prints added at that weight (the EWMA is linear in the last order's size)
+        # v̄, the mean taker order size (the queue term's): an EWMA over orders; an order's further prints add at the
+        # weight its first print had (the EWMA is linear in the last order's size): 1 for the first order, else
+        # 1 − decay
         m = self._mean_trade_size
+        decay = self._size_decay
         if new_order:
-            if m != m:
-                self._mean_trade_size = size
-                self._order_size_w = 1.0
-            else:
-                self._mean_trade_size = self._size_decay * m + (1 - self._size_decay) * size
-                self._order_size_w = 1 - self._size_decay
+            self._mean_trade_size = size if m != m else decay * m + (1 - decay) * size
         else:
-            self._mean_trade_size = m + self._order_size_w * size
+            self._mean_trade_size = m + (1.0 if self.taker_orders_seen == 1 else 1 - decay) * size
         if ts >= self._next_hawkes_fit_ns:
             self._refit_hawkes(ts)
 
