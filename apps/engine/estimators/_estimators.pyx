@@ -2098,6 +2098,7 @@ cdef class TradeKappaEstimator:
     cdef Sums _s
     cdef int64_t _window
     cdef public int64_t _last_input_ns, _n_updates, _pops_since_resum
+    cdef public int64_t _fill_start_ns  # when the window began filling (the reference's)
     cdef public object _gof, _rng
     cdef double _tick
     # the open order (the last row): the touch its depth is measured against (MarketStep reads it), and its key
@@ -2113,6 +2114,7 @@ cdef class TradeKappaEstimator:
         self._window = int(self.params.window_s * _NS)
         _sums_zero(&self._s)
         self._last_input_ns = 0
+        self._fill_start_ns = 0
         self._n_updates = 0
         self._pops_since_resum = 0
         self._gof = km._GofCache()
@@ -2215,6 +2217,8 @@ cdef class TradeKappaEstimator:
         r.d = tau
         r.k = k
         _sums_add(&self._s, 1.0, r)
+        if self._last_input_ns == 0 or ts_ns - self._last_input_ns > self._window:
+            self._fill_start_ns = ts_ns
         if ts_ns > self._last_input_ns:
             self._last_input_ns = ts_ns
         self._n_updates += 1
@@ -2364,9 +2368,19 @@ cdef class TradeKappaEstimator:
         else:
             v = value
             if not isfinite(v) or not (<double>p.kappa_min <= v <= <double>p.kappa_max):
-                state, message = _FAILED, (
-                    f"kappa {value:.6g} outside the plausible range [{p.kappa_min:g}, {p.kappa_max:g}]"
-                )
+                filled_s = _div_ns(now - self._fill_start_ns)
+                if (p.tick_size > 0 and s.thr_orders < <double>p.tick_min_through
+                        and filled_s < <double>p.window_s):
+                    # the raw model standing in for the tick model at the start of a session (the reference's _state)
+                    state, message = _WARMING, (
+                        f"{s.thr_orders:g} of the {p.tick_min_through:g} orders through the touch the tick model "
+                        f"needs, {filled_s:.1f} s into the first {p.window_s:g} s window (the raw model's kappa "
+                        f"{value:.6g} measures the half-spread)"
+                    )
+                else:
+                    state, message = _FAILED, (
+                        f"kappa {value:.6g} outside the plausible range [{p.kappa_min:g}, {p.kappa_max:g}]"
+                    )
             else:
                 state, message = _OK, ""
         return _snapshot(self.name, value, std, state, self._last_input_ns, lo, hi, detail, message)

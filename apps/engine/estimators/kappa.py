@@ -695,7 +695,10 @@ class PyTradeKappaEstimator:
     last ``window_s`` seconds reached from the mid before them, one observation per order (module docstring).
 
     States: WARMING until the window holds ``min_volume``; STALE after ``stale_after_s`` without a trade;
-    FAILED when κ falls outside [kappa_min, kappa_max] (the value is still reported, never clamped).
+    FAILED when κ falls outside [kappa_min, kappa_max] (the value is still reported, never clamped), except while
+    the raw model stands in for the tick model (fewer than ``tick_min_through`` orders through the touch) during the
+    first ``window_s`` after the window began filling: WARMING then, because on a book a tick or two wide the raw
+    model measures the half-spread and its κ is far above any plausible decay until enough orders went through.
 
     Examples
     --------
@@ -713,6 +716,7 @@ class PyTradeKappaEstimator:
         self._window_ns = int(self.params.window_s * _NS_PER_S)
         self._sums = _Sums()
         self._last_input_ns = 0
+        self._fill_start_ns = 0  # when the window began filling: the first order, or the first after a gap ≥ window
         self._n_updates = 0
         self._pops_since_resum = 0
         self._gof = _GofCache()
@@ -767,6 +771,8 @@ class PyTradeKappaEstimator:
             d_beyond = 0.0
         self._trades.append((ts_ns, size, d_raw, d_beyond, tau, k))
         self._sums.add(+1.0, size, d_raw, d_beyond, tau, k)
+        if self._last_input_ns == 0 or ts_ns - self._last_input_ns > self._window_ns:
+            self._fill_start_ns = ts_ns
         if ts_ns > self._last_input_ns:
             self._last_input_ns = ts_ns
         self._n_updates += 1
@@ -948,7 +954,19 @@ class PyTradeKappaEstimator:
             return EstimatorState.WARMING, (
                 f"volume {s.volume:g} in the last {p.window_s:g} s is below min_volume {p.min_volume:g}"
             )
-        if not math.isfinite(value) or not (p.kappa_min <= value <= p.kappa_max):
+        out_of_range = not math.isfinite(value) or not (p.kappa_min <= value <= p.kappa_max)
+        if out_of_range and p.tick_size > 0 and s.thr_orders < p.tick_min_through:
+            # The raw model stands in for the tick model, and on a book one or a few ticks wide it measures the
+            # half-spread, not the decay. Until the window has been full once, too few orders through the touch
+            # is the start of a session, not a failed estimate.
+            filled_s = (now_ns - self._fill_start_ns) / _NS_PER_S
+            if filled_s < p.window_s:
+                return EstimatorState.WARMING, (
+                    f"{s.thr_orders:g} of the {p.tick_min_through:g} orders through the touch the tick model needs, "
+                    f"{filled_s:.1f} s into the first {p.window_s:g} s window (the raw model's kappa {value:.6g} "
+                    f"measures the half-spread)"
+                )
+        if out_of_range:
             return EstimatorState.FAILED, (
                 f"kappa {value:.6g} outside the plausible range [{p.kappa_min:g}, {p.kappa_max:g}]"
             )

@@ -102,6 +102,56 @@ def test_it_fails_outside_the_plausible_range_and_does_not_clamp():
     assert "plausible range" in snap.message
 
 
+def _touch_orders(est, t0_ns: int, n: int, dt_ns: int, *, tick: float, excess_ticks=None) -> int:
+    """``n`` taker orders every ``dt_ns`` on a book one ``tick`` wide around MID, alternating sides: at the touch, or
+    ``excess_ticks[i] + 1`` ticks past it; returns the last timestamp."""
+    half = tick / 2
+    ts = t0_ns
+    for i in range(n):
+        ts = t0_ns + i * dt_ns
+        k = 0 if excess_ticks is None else excess_ticks[i] + 1
+        side = 1 if i % 2 == 0 else -1
+        est.update(ts, MID + side * (half + k * tick), 1.0, MID, half)
+    return ts
+
+
+def test_a_one_tick_book_is_warming_not_failed_until_its_first_window_has_passed():
+    # tick 0.001 at 100: an order at the touch is 0.5e-5 from the mid; 200 of them take the raw posterior mean to
+    # (2 + 200) / (0.001 + 200 · 0.5e-5) ≈ 1e5 > kappa_max
+    p = KappaParams(min_volume=0.0, tick_size=0.001, window_s=60.0, stale_after_s=60.0, tick_min_through=5.0)
+    est = TradeKappaEstimator(p)
+    last = _touch_orders(est, NS, 200, 40_000_000, tick=0.001)
+    snap = est.snapshot(last)
+    assert snap.state is EstimatorState.WARMING, snap.message
+    assert "0 of the 5 orders through the touch" in snap.message and "8.0 s into the first 60 s window" in snap.message
+    assert snap.value > 1.5 * p.kappa_max  # reported as measured, not clamped
+    assert snap.detail["kappa_model"] == 0.0
+    # the window has been full once and still no order went through the touch: the raw value is a failed estimate
+    last = _touch_orders(est, last + NS // 2, 110, NS // 2, tick=0.001)
+    late = est.snapshot(last)
+    assert late.state is EstimatorState.FAILED and "plausible range" in late.message
+    # a gap longer than the window empties it: the next orders start a new first window
+    t = last + 2 * int(p.window_s) * NS
+    assert est.snapshot(t).state is EstimatorState.STALE
+    last = _touch_orders(est, t, 200, 40_000_000, tick=0.001)
+    again = est.snapshot(last)
+    assert again.state is EstimatorState.WARMING and "8.0 s into the first 60 s window" in again.message
+    # enough orders through the touch: the tick model measures the decay, in range
+    last = _touch_orders(est, last + NS // 2, 8, NS // 2, tick=0.001, excess_ticks=[2, 5, 3, 4, 6, 1, 5, 3])
+    ok = est.snapshot(last)
+    assert ok.detail["kappa_model"] == 1.0 and ok.detail["n_orders_through_touch"] == 8
+    assert ok.state is EstimatorState.OK, ok.message
+    assert p.kappa_min <= ok.value <= p.kappa_max
+
+
+def test_a_raw_kappa_out_of_range_without_a_tick_grid_fails_at_once():
+    # no tick model to wait for (tick_size 0): an implausible κ is FAILED from the first snapshot, as before
+    est = TradeKappaEstimator(KappaParams(min_volume=0.0, kappa_max=50_000.0))
+    last = _touch_orders(est, NS, 200, 40_000_000, tick=0.001)
+    snap = est.snapshot(last)
+    assert snap.state is EstimatorState.FAILED and snap.value > 75_000.0
+
+
 def test_it_goes_stale_without_trades():
     est = TradeKappaEstimator(KappaParams(min_volume=0.0, stale_after_s=5.0, window_s=60.0))
     rng = np.random.default_rng(2)
