@@ -118,6 +118,24 @@ def event_prices(e: Any) -> list[float]:
     return []
 
 
+def tick_for_files(known: instruments.KnownInstrument | None, events: list[Any], tick: float = 0.0) -> tuple[float, str]:
+    """The tick of recorded ``events`` and how it was found: ``tick`` when given (> 0); else inferred from the first
+    5,000 events' quotes (their prints where they hold none), unless the registry's entry ``known`` has one and the
+    prices sit on no finer grid than it (the registry holds today's tick, a recording may be older: Binance USD-M
+    BTCUSDT in 2020 traded on 0.01 where the registry has 0.1). (0.0, ...) when neither tells."""
+    if tick:
+        return tick, "given"
+    # from the quotes where there are any: they sit on the grid, where prints need not (a Nasdaq midpoint
+    # execution prints at half a cent: LOBSTER AMZN's first 5,000 events hold 8)
+    head = events[:5000]
+    seen = infer_tick_size([x for e in head if hasattr(e, "bid_px") for x in event_prices(e)])
+    if not seen:
+        seen = infer_tick_size([x for e in head for x in event_prices(e)])
+    if known and not (seen and seen < known.tick_size * (1 - 1e-9)):
+        return known.tick_size, "the registry's"
+    return seen, "inferred from the prices"
+
+
 def recording_for_files(
     paths: list[Path],
     fmt: str,
@@ -143,19 +161,7 @@ def recording_for_files(
     if max_inventory < order_size:
         raise ValueError(f"the max inventory {max_inventory:g} is below one order of {order_size:g}")
     known = known_instrument(paths, fmt)
-    how = "given"
-    if not tick:
-        # from the quotes where there are any: they sit on the grid, where prints need not (a Nasdaq midpoint
-        # execution prints at half a cent: LOBSTER AMZN's first 5,000 events hold 8)
-        head = events[:5000]
-        seen = infer_tick_size([x for e in head if hasattr(e, "bid_px") for x in event_prices(e)])
-        if not seen:
-            seen = infer_tick_size([x for e in head for x in event_prices(e)])
-        # the registry holds today's tick; older data may sit on a finer grid (Binance USD-M BTCUSDT in 2020: 0.01)
-        if known and not (seen and seen < known.tick_size * (1 - 1e-9)):
-            tick, how = known.tick_size, "the registry's"
-        else:
-            tick, how = seen, "inferred from the prices"
+    tick, how = tick_for_files(known, events, tick)
     if not tick:
         raise ValueError("cannot tell the tick size from the files (fewer than two prices): pass --tick-size")
     if not lot and known:

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import heapq
 import json
+import math
 from itertools import chain, islice
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.engine.estimators.market import estimate_events, infer_tick_size
+from apps.engine.estimators.market import estimate_events
 from apps.marketdata.parsers import ParseStats, parse_file
-from apps.marketdata.recordings import event_prices, known_instrument
+from apps.marketdata.recordings import known_instrument, tick_for_files
 
 FORMATS = ("binance-raw", "tardis", "lobster", "hyperliquid")
 
@@ -30,7 +31,8 @@ class Command(BaseCommand):
             "--tick-size",
             type=float,
             default=0.0,
-            help="price tick; default: a known instrument's (named by the files' records), else inferred from prices",
+            help="price tick; default: inferred from the quotes, or a known instrument's (named by the files' records) "
+            "when the prices sit on no finer grid than it",
         )
 
     def handle(self, *args, **opts) -> None:
@@ -38,8 +40,8 @@ class Command(BaseCommand):
         missing = [str(p) for p in paths if not p.is_file()]
         if missing:
             raise CommandError(f"file(s) not found: {', '.join(missing)}")
-        if opts["tick_size"] < 0:
-            raise CommandError(f"--tick-size must be >= 0, got {opts['tick_size']}")
+        if not (opts["tick_size"] >= 0 and math.isfinite(opts["tick_size"])):
+            raise CommandError(f"--tick-size must be a finite number >= 0 (0: from the files), got {opts['tick_size']}")
         stats = ParseStats()
         try:
             # several files (e.g. Tardis quotes + trades) are merged by local time, not concatenated
@@ -50,16 +52,16 @@ class Command(BaseCommand):
             raise CommandError(f"cannot read {opts['fmt']} data: {exc}") from exc
         if not any(hasattr(e, "ts_local_ns") for e in head):
             raise CommandError(f"no market events parsed from {', '.join(map(str, paths))} as {opts['fmt']}")
-        tick = (
-            opts["tick_size"]
-            or getattr(known_instrument(paths, opts["fmt"]), "tick_size", 0.0)
-            or infer_tick_size([x for e in head for x in event_prices(e)])
-        )
+        # the same rule as ``evaluate --files``: an older recording may sit on a finer grid than the registry's tick
+        tick, how = tick_for_files(known_instrument(paths, opts["fmt"]), head, opts["tick_size"])
+        if not tick:
+            raise CommandError("cannot tell the tick size from the files (fewer than two prices): pass --tick-size")
         try:
             report = estimate_events(chain(head, stream), tick_size=tick)
         except (OSError, ValueError, UnicodeDecodeError) as exc:
             raise CommandError(f"cannot read {opts['fmt']} data: {exc}") from exc
         report["tick_size"] = tick
+        report["tick_source"] = how
         report["files"] = [str(p) for p in paths]
         report["format"] = opts["fmt"]
         if opts["json"]:
@@ -81,7 +83,7 @@ def _text(r: dict) -> str:
     ft = k["fit_test"]
     o = r["taker_orders"]
     lines = [
-        f"files: {', '.join(r['files'])} ({r['format']}), tick {r['tick_size']:g}",
+        f"files: {', '.join(r['files'])} ({r['format']}), tick {r['tick_size']:g} ({r['tick_source']})",
         f"events {r['events_seen']}, trades seen {r['trades_seen']}, non-market trades excluded "
         f"{r['non_market_trades_excluded']}, {r['duration_s']:.1f} s",
         f"kappa   {_fmt(k['value'])} [{_fmt(k['ci_low'])}, {_fmt(k['ci_high'])}] ({k['state']}) {k['message']}",
