@@ -120,7 +120,26 @@ class PySessionRisk:
     """Keeps the rolling inputs and turns the engine's level trips into edges (one record per episode).
 
     The pure-Python reference: use :data:`SessionRisk`, which is this class with :meth:`evaluate` compiled
-    (``apps/engine/risk/_session.pyx``) when that is built."""
+    (``apps/engine/risk/_session.pyx``) when that is built.
+
+    Its state is in slots: the compiled driver writes the per-event inputs (``feed_last_ns``, ``clock_skew_ns``) by
+    slot offset, every market event. ``__dict__`` stays for anything else set on a session (a test's spy)."""
+
+    __slots__ = (
+        "engine",
+        "capital",
+        "max_inventory",
+        "losses",
+        "flows",
+        "edges",
+        "peak_equity",
+        "feed_last_ns",
+        "clock_skew_ns",
+        "clock_measured",
+        "margin",
+        "_t",
+        "__dict__",
+    )
 
     def __init__(self, engine: RiskEngine, capital_quote: float, max_inventory: float) -> None:
         self.engine = engine

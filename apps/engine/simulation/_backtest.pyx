@@ -21,7 +21,9 @@ exact as a double (else the reference's Python arithmetic runs), so it is the sa
 cimport cython
 from libc.math cimport isfinite
 
-from apps.engine._slots cimport slot_get, slot_offset
+from cpython.dict cimport PyDict_SetItem
+
+from apps.engine._slots cimport slot_get, slot_offset, slot_set
 
 from apps.engine.execution._fillmodel cimport LevelBook, tick_t
 
@@ -57,6 +59,30 @@ cdef Py_ssize_t _DIFF_LOCAL = slot_offset(DepthUpdate, "ts_local_ns"), _DIFF_EXC
 cdef object _BBO = BestBidAsk
 cdef object _TRADE = Trade
 cdef object _DIFF = DepthUpdate
+# the session risk's per-event inputs, written by slot offset (-1: a class without those slots, written by name)
+cdef object _SESSION_RISK = SessionRisk
+cdef Py_ssize_t _R_FEED = slot_offset(SessionRisk, "feed_last_ns"), _R_MEASURED = slot_offset(SessionRisk, "clock_measured")
+cdef Py_ssize_t _R_SKEW = slot_offset(SessionRisk, "clock_skew_ns")
+cdef bint _RISK_SLOTS = min(_R_FEED, _R_MEASURED, _R_SKEW) >= 0
+cdef object _RUN_STATS = None  # backtest.RunStats and its market_events slot (bound on first use: backtest imports us)
+cdef Py_ssize_t _RS_EVENTS = -1
+
+
+cdef int _count_market_event(object stats) except -1:
+    """``stats.market_events += 1``; by slot offset for a ``RunStats`` holding an int."""
+    global _RUN_STATS, _RS_EVENTS
+    if _RUN_STATS is None:
+        from apps.engine.simulation.backtest import RunStats
+
+        _RUN_STATS = RunStats
+        _RS_EVENTS = slot_offset(RunStats, "market_events")
+    if _RS_EVENTS >= 0 and type(stats) is _RUN_STATS:
+        n = slot_get(stats, _RS_EVENTS)
+        if type(n) is int:
+            slot_set(stats, _RS_EVENTS, n + 1)
+            return 0
+    stats.market_events += 1
+    return 0
 
 
 cdef inline Py_ssize_t _stamp_offset(object cls, bint local):
@@ -78,6 +104,7 @@ cdef class EngineLoopBase:
     cdef public object _now_ns, _next_sample_ns, _interval_ns, _next_snap_ns, _next_risk_ns, _risk_ns, _modes
     cdef public bint _venue_exchange_clock
     cdef object _first_set_for  # the result whose first_ts_ns this driver has seen set
+    cdef object _stats_of, _stats  # the result whose stats this driver holds, and its stats (never reassigned)
 
     # --- the replay loop -----------------------------------------------------------------------------------------
     def run(self, feed):
@@ -116,13 +143,25 @@ cdef class EngineLoopBase:
                 result.first_ts_ns = t
             if result.first_ts_ns != 0:
                 self._first_set_for = result
-        result.stats.market_events += 1
+        if result is not self._stats_of:
+            self._stats = result.stats
+            self._stats_of = result
+        _count_market_event(self._stats)  # result.stats.market_events += 1
         ts_exch_ns = None  # read once, when first needed (a Timer-like event without it must not be asked early)
         risk = self.risk
         if risk is not None:
             ts_exch_ns = slot_get(event, exch_at) if exch_at >= 0 else event.ts_exch_ns
-            if type(risk) is SessionRisk:
-                # SessionRisk.on_market without the Python call (the reference's method is the readable version)
+            if type(risk) is _SESSION_RISK and _RISK_SLOTS:
+                # SessionRisk.on_market without the Python call (the reference's method is the readable version),
+                # its fields by slot offset
+                feed = slot_get(risk, _R_FEED)
+                if type(feed) is dict:
+                    PyDict_SetItem(feed, FEED, t)
+                else:
+                    feed[FEED] = t
+                if ts_exch_ns and not slot_get(risk, _R_MEASURED):
+                    slot_set(risk, _R_SKEW, t - ts_exch_ns)
+            elif type(risk) is _SESSION_RISK:
                 risk.feed_last_ns[FEED] = t
                 if ts_exch_ns and not risk.clock_measured:
                     risk.clock_skew_ns = t - ts_exch_ns

@@ -165,8 +165,9 @@ class QuoteSample:
     ask_distance_ticks: float | None  # our ask − best ask, ticks
 
 
-@dataclass
+@dataclass(slots=True)
 class RunStats:
+    # slotted: the compiled driver counts market events by slot offset (apps/engine/simulation/_backtest.pyx)
     market_events: int = 0
     order_events: int = 0
     actions: int = 0
