@@ -164,6 +164,10 @@ class PnlLedger:
         self._fill_ids: set[str] = set()
         self.markouts: list[Markout] = []
         self.fills = 0
+        # snapshot()'s parts that do not move with the mid, while no markout is pending: (position, cash, spread
+        # capture, adverse selection, fees, funding as floats; entry + adverse selection, exact). None: recompute.
+        # Every method that changes a sum clears it.
+        self._fixed: tuple[float, float, float, float, float, float, Fraction] | None = None
 
     # --- inputs ---------------------------------------------------------------------------------
     def on_mid(self, ts_ns: int, mid: float, venue_ts_ns: int | None = None) -> None:
@@ -217,6 +221,7 @@ class PnlLedger:
             t_fill = fill.ts_local_ns
         m = Fraction(mid)
         sx = s * x
+        self._fixed = None
         self._cash -= sx * p + Fraction(fill.fee)
         self._fees -= Fraction(fill.fee)
         self._q += sx
@@ -247,6 +252,7 @@ class PnlLedger:
         if not math.isfinite(self.mid):
             return _ZERO
         amount = -self._q * Fraction(self.mid) * Fraction(rate)
+        self._fixed = None
         self._funding += amount
         self._cash += amount
         return amount
@@ -278,6 +284,8 @@ class PnlLedger:
         )
 
     def snapshot(self, ts_ns: int | None = None) -> PnlBreakdown:
+        if not self._pending and math.isfinite(self.mid):
+            return self._snapshot_settled(self.mid_ts_ns if ts_ns is None else ts_ns)
         e = self.exact()
         return PnlBreakdown(
             ts_ns=self.mid_ts_ns if ts_ns is None else ts_ns,
@@ -292,6 +300,37 @@ class PnlLedger:
             funding=float(e.funding),
         )
 
+    def _snapshot_settled(self, ts_ns: int) -> PnlBreakdown:
+        """:meth:`snapshot` with no markout pending (the pending sums are exactly 0): the same floats from fewer
+        Fraction operations. Only the position's value moves with the mid; with Q = position and M = the mid,
+        total = cash + Q·M and inventory = (Q·M − entry) − adverse = Q·M − (entry + adverse), equal as rationals
+        to :meth:`exact`'s expressions, so each float is the same."""
+        fixed = self._fixed
+        if fixed is None:
+            fixed = self._fixed = (
+                float(self._q),
+                float(self._cash),
+                float(self._spread),
+                float(self._as_done),
+                float(self._fees),
+                float(self._funding),
+                self._entry + self._as_done,
+            )
+        position, cash, spread, adverse, fees, funding, entry_adverse = fixed
+        qm = self._q * Fraction(self.mid)
+        return PnlBreakdown(
+            ts_ns=ts_ns,
+            mid=self.mid,
+            position=position,
+            cash=cash,
+            total=float(self._cash + qm),
+            spread_capture=spread,
+            adverse_selection=adverse,
+            inventory=float(qm - entry_adverse),
+            fees=fees,
+            funding=funding,
+        )
+
     # --- internals ------------------------------------------------------------------------------
     def _resolve(self, due) -> None:
         m_float = self.mid if math.isfinite(self.mid) else None
@@ -303,6 +342,7 @@ class PnlLedger:
         p = self._pending.popleft()
         mid_after = m_float if m_float is not None and math.isfinite(m_float) else p.mid_at_fill
         m = Fraction(mid_after)
+        self._fixed = None
         self._as_done += p.signed_size * (m - Fraction(p.mid_at_fill))
         self._pend_q -= p.signed_size
         self._pend_entry -= p.signed_size * Fraction(p.mid_at_fill)

@@ -90,3 +90,50 @@ def test_sharpe_and_drawdown_of_a_known_series() -> None:
     assert max_drawdown([0, 3, 1, 4, -2, 0]) == 6
     assert sharpe_ratio([0, 1, 2, 3]) != sharpe_ratio([0, 1, 2, 3])  # flat increments: NaN, not infinity
     assert sharpe_ratio([0, 1, 3, 4, 6]) == pytest.approx(1.5 / (1 / 3) ** 0.5)
+
+
+def _snapshot_from_exact(led: PnlLedger, ts_ns: int) -> tuple:
+    """snapshot() as floats of exact(), the definition the settled shortcut must match bit for bit."""
+    e = led.exact()
+    return (
+        ts_ns,
+        led.mid,
+        float(e.position),
+        float(e.cash),
+        float(e.total),
+        float(e.spread_capture),
+        float(e.adverse_selection),
+        float(e.inventory),
+        float(e.fees),
+        float(e.funding),
+    )
+
+
+def test_snapshots_with_no_markout_pending_are_the_exact_floats_bit_for_bit() -> None:
+    import dataclasses
+    import struct
+
+    import numpy as np
+
+    def bits(row: tuple) -> tuple:
+        return tuple(struct.pack("<d", v) if isinstance(v, float) else v for v in row)
+
+    rng = np.random.default_rng(7)
+    led = PnlLedger(markout_s=1.0)
+    mid, t, settled = 60_000.0, 0, 0
+    led.on_mid(t, mid)
+    for i in range(3_000):
+        t += int(rng.integers(1, 400_000_000))
+        mid = round(mid + float(rng.normal(0, 5.0)), 1)
+        led.on_mid(t, mid)
+        u = rng.random()
+        if u < 0.05:
+            side = Side.BUY if rng.random() < 0.5 else Side.SELL
+            px = round(mid + (-1 if side is Side.BUY else 1) * float(rng.integers(0, 30)) * 0.1, 1)
+            led.on_fill(Fill(t, t, "o", f"f{i}", side, px, round(float(rng.integers(1, 20)) * 0.001, 3), -1e-5 * px))
+        elif u < 0.06:
+            led.on_funding(t, float(rng.normal(0, 1e-4)))
+        settled += not led._pending
+        snap = led.snapshot(t)
+        assert bits(dataclasses.astuple(snap)) == bits(_snapshot_from_exact(led, t)), i
+    assert settled > 1_000 and led.fills > 100  # both paths ran, and the position moved many times
