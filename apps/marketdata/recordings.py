@@ -118,7 +118,9 @@ def event_prices(e: Any) -> list[float]:
     return []
 
 
-def tick_for_files(known: instruments.KnownInstrument | None, events: list[Any], tick: float = 0.0) -> tuple[float, str]:
+def tick_for_files(
+    known: instruments.KnownInstrument | None, events: list[Any], tick: float = 0.0
+) -> tuple[float, str]:
     """The tick of recorded ``events`` and how it was found: ``tick`` when given (> 0); else inferred from the first
     5,000 events' quotes (their prints where they hold none), unless the registry's entry ``known`` has one and the
     prices sit on no finer grid than it (the registry holds today's tick, a recording may be older: Binance USD-M

@@ -65,9 +65,10 @@ def test_the_tick_of_an_older_recording_is_read_from_its_quotes_not_todays_regis
     given = json.loads(_run(*map(str, files), "--format", "tardis", "--json", "--tick-size", "0.1"))
     assert given["tick_size"] == 0.1 and given["tick_source"] == "given"
     # on the coarser grid fewer orders go through the touch: the two reports differ where the tick matters
-    assert (
-        given["kappa"]["avg_distance_beyond_touch_bps"] < report["kappa"]["avg_distance_beyond_touch_bps"]
-    ), (given["kappa"], report["kappa"])
+    assert given["kappa"]["avg_distance_beyond_touch_bps"] < report["kappa"]["avg_distance_beyond_touch_bps"], (
+        given["kappa"],
+        report["kappa"],
+    )
 
 
 def test_the_registry_tick_stands_when_the_quotes_sit_on_its_grid():

@@ -126,19 +126,19 @@ class PySessionRisk:
     slot offset, every market event. ``__dict__`` stays for anything else set on a session (a test's spy)."""
 
     __slots__ = (
-        "engine",
-        "capital",
-        "max_inventory",
-        "losses",
-        "flows",
-        "edges",
-        "peak_equity",
-        "feed_last_ns",
-        "clock_skew_ns",
-        "clock_measured",
-        "margin",
-        "_t",
         "__dict__",
+        "_t",
+        "capital",
+        "clock_measured",
+        "clock_skew_ns",
+        "edges",
+        "engine",
+        "feed_last_ns",
+        "flows",
+        "losses",
+        "margin",
+        "max_inventory",
+        "peak_equity",
     )
 
     def __init__(self, engine: RiskEngine, capital_quote: float, max_inventory: float) -> None:
