@@ -154,10 +154,22 @@ class Order:
     # status to return to when a pending cancel/modify is rejected
     resume_status: OrderStatus | None = None
     fill_ids: set[str] = field(default_factory=set)
+    # remaining's last (size, filled) and its value: Python's round() with digits formats the number (~3k
+    # instructions), and the venue and the core read remaining many times between two changes of size or filled
+    _remaining_of: tuple[float, float] | None = field(default=None, init=False, repr=False, compare=False)
+    _remaining: float = field(default=0.0, init=False, repr=False, compare=False)
 
     @property
     def remaining(self) -> float:
-        return max(0.0, round(self.size - self.filled, 12))
+        size, filled = self.size, self.filled
+        of = self._remaining_of
+        # equal floats give the same value (±0 differ, and max(0.0, ±0.0) is 0.0 either way); NaN never matches
+        if of is not None and of[0] == size and of[1] == filled:
+            return self._remaining
+        value = max(0.0, round(size - filled, 12))
+        self._remaining_of = (size, filled)
+        self._remaining = value
+        return value
 
     @property
     def is_live(self) -> bool:

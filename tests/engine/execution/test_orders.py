@@ -236,3 +236,31 @@ def test_tracker_memory_is_bounded_over_many_orders() -> None:
         tr.on_event(OrderAck(1, 1, cid, "open", 100.0, 1.0))
         tr.on_event(OrderAck(2, 2, cid, "cancelled", 100.0, 1.0))
     assert len(tr._orders) == 100 and len(tr._finished) == 100
+
+
+def test_remaining_follows_every_change_of_size_and_filled_bit_for_bit() -> None:
+    """remaining keeps its last value while size and filled are unchanged; every change (a fill, a modify, a direct
+    assignment, ±0, NaN) gives the formula's value, bit for bit."""
+    import math
+    import struct
+
+    import numpy as np
+
+    def direct(o: Order) -> float:
+        return max(0.0, round(o.size - o.filled, 12))
+
+    rng = np.random.default_rng(11)
+    o = Order("c1", Side.BUY, 100.0, 0.5)
+    specials = [0.0, -0.0, 1e-13, 0.1 + 0.2, 0.3, math.nan, 5e-13, 2.5e-12]
+    for i in range(5_000):
+        u = rng.random()
+        if u < 0.3:
+            o.filled = round(float(rng.integers(0, 60)) * 0.01, 12)
+        elif u < 0.5:
+            o.size = round(float(rng.integers(1, 60)) * 0.01, 10)
+        elif u < 0.6:
+            o.size, o.filled = float(rng.choice(specials)), float(rng.choice(specials))
+        want = direct(o)
+        for _ in range(2):  # the first read computes, the second is the kept value
+            got = o.remaining
+            assert (math.isnan(want) and math.isnan(got)) or struct.pack("<d", got) == struct.pack("<d", want), i
