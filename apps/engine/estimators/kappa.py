@@ -716,7 +716,7 @@ class PyTradeKappaEstimator:
         self._window_ns = int(self.params.window_s * _NS_PER_S)
         self._sums = _Sums()
         self._last_input_ns = 0
-        self._fill_start_ns = 0  # when the window began filling: the first order, or the first after a gap ≥ window
+        self._fill_start_ns = 0  # when the window began filling: the first order, or the first after a gap > window_s
         self._n_updates = 0
         self._pops_since_resum = 0
         self._gof = _GofCache()
