@@ -124,7 +124,8 @@ def tick_for_files(
     """The tick of recorded ``events`` and how it was found: ``tick`` when given (> 0); else inferred from the first
     5,000 events' quotes (their prints where they hold none), unless the registry's entry ``known`` has one and the
     prices sit on no finer grid than it (the registry holds today's tick, a recording may be older: Binance USD-M
-    BTCUSDT in 2020 traded on 0.01 where the registry has 0.1). (0.0, ...) when neither tells."""
+    BTCUSDT in 2020 traded on 0.01 where the registry has 0.1). ValueError, naming ``--tick-size``, when neither
+    tells."""
     if tick:
         return tick, "given"
     # from the quotes where there are any: they sit on the grid, where prints need not (a Nasdaq midpoint
@@ -135,6 +136,8 @@ def tick_for_files(
         seen = infer_tick_size([x for e in head for x in event_prices(e)])
     if known and not (seen and seen < known.tick_size * (1 - 1e-9)):
         return known.tick_size, "the registry's"
+    if not seen:
+        raise ValueError("cannot tell the tick size from the files (fewer than two prices): pass --tick-size")
     return seen, "inferred from the prices"
 
 
@@ -164,8 +167,6 @@ def recording_for_files(
         raise ValueError(f"the max inventory {max_inventory:g} is below one order of {order_size:g}")
     known = known_instrument(paths, fmt)
     tick, how = tick_for_files(known, events, tick)
-    if not tick:
-        raise ValueError("cannot tell the tick size from the files (fewer than two prices): pass --tick-size")
     if not lot and known:
         lot = known.lot_size
     if not lot:

@@ -2368,19 +2368,8 @@ cdef class TradeKappaEstimator:
         else:
             v = value
             if not isfinite(v) or not (<double>p.kappa_min <= v <= <double>p.kappa_max):
-                filled_s = _div_ns(now - self._fill_start_ns)
-                if (p.tick_size > 0 and s.thr_orders < <double>p.tick_min_through
-                        and filled_s < <double>p.window_s):
-                    # the raw model standing in for the tick model at the start of a session (the reference's _state)
-                    state, message = _WARMING, (
-                        f"{s.thr_orders:g} of the {p.tick_min_through:g} orders through the touch the tick model "
-                        f"needs, {filled_s:.1f} s into the first {p.window_s:g} s window (the raw model's kappa "
-                        f"{value:.6g} measures the half-spread)"
-                    )
-                else:
-                    state, message = _FAILED, (
-                        f"kappa {value:.6g} outside the plausible range [{p.kappa_min:g}, {p.kappa_max:g}]"
-                    )
+                # out of range (rare): WARMING at a session's start or FAILED, as the reference's _state says
+                state, message = self._state(now_ns, _sums_object(&s), value)
             else:
                 state, message = _OK, ""
         return _snapshot(self.name, value, std, state, self._last_input_ns, lo, hi, detail, message)

@@ -59,7 +59,7 @@ cdef Py_ssize_t _DIFF_LOCAL = slot_offset(DepthUpdate, "ts_local_ns"), _DIFF_EXC
 cdef object _BBO = BestBidAsk
 cdef object _TRADE = Trade
 cdef object _DIFF = DepthUpdate
-# the session risk's per-event inputs, written by slot offset (-1: a class without those slots, written by name)
+# the session risk's per-event inputs, written by slot offset (-1: a class without those slots: its on_market)
 cdef object _SESSION_RISK = SessionRisk
 cdef Py_ssize_t _R_FEED = slot_offset(SessionRisk, "feed_last_ns"), _R_MEASURED = slot_offset(SessionRisk, "clock_measured")
 cdef Py_ssize_t _R_SKEW = slot_offset(SessionRisk, "clock_skew_ns")
@@ -161,10 +161,6 @@ cdef class EngineLoopBase:
                     feed[FEED] = t
                 if ts_exch_ns and not slot_get(risk, _R_MEASURED):
                     slot_set(risk, _R_SKEW, t - ts_exch_ns)
-            elif type(risk) is _SESSION_RISK:
-                risk.feed_last_ns[FEED] = t
-                if ts_exch_ns and not risk.clock_measured:
-                    risk.clock_skew_ns = t - ts_exch_ns
             else:
                 risk.on_market(t, ts_exch_ns)
         if self.sink is not None:

@@ -53,9 +53,10 @@ class Command(BaseCommand):
         if not any(hasattr(e, "ts_local_ns") for e in head):
             raise CommandError(f"no market events parsed from {', '.join(map(str, paths))} as {opts['fmt']}")
         # the same rule as ``evaluate --files``: an older recording may sit on a finer grid than the registry's tick
-        tick, how = tick_for_files(known_instrument(paths, opts["fmt"]), head, opts["tick_size"])
-        if not tick:
-            raise CommandError("cannot tell the tick size from the files (fewer than two prices): pass --tick-size")
+        try:
+            tick, how = tick_for_files(known_instrument(paths, opts["fmt"]), head, opts["tick_size"])
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
         try:
             report = estimate_events(chain(head, stream), tick_size=tick)
         except (OSError, ValueError, UnicodeDecodeError) as exc:
