@@ -4,12 +4,20 @@
 :mod:`apps.engine.execution.paper`, which stays the readable version of every rule.
 
 Design. ``PaperVenueBase`` is a compiled base class that holds the venue's state in typed slots and overrides only
-the methods a market event runs through: ``on_market`` (dispatch), ``_after_book_change`` (every resting order
-against the changed book), ``_on_trade`` and ``_resting_on`` (our orders a trade reaches), ``_drain`` and
-``next_event_ns`` (the in-flight heaps). :mod:`apps.engine.execution.paper` builds the venue the engine uses as
-``class PaperVenue(PaperVenueBase, PyPaperVenue)``: everything else (submitting, arrivals at the matching engine,
-fills through the ``Order`` state machine, acks, rejects, cancel-all) is the reference's own Python, and so are the
-rare branches here (an arrival due, a fill): they call the same reference methods.
+the methods a market event or one of our actions runs through: ``on_market`` (dispatch), ``_after_book_change``
+(every resting order against the changed book), ``_on_trade`` and ``_resting_on`` (our orders a trade reaches),
+``_drain`` and ``next_event_ns`` (the in-flight heaps), and the order path: ``submit`` (the local checks and rounding
+for the exact ``PlaceOrder``, ``CancelOrder`` and ``CancelAll``), ``advance`` and ``_process_arrivals`` (a place or a
+cancel reaching the matching engine), ``_join_queue``, and the events we see (``_ack``, ``_reject``, ``_fill``).
+:mod:`apps.engine.execution.paper` builds the venue the engine uses as ``class PaperVenue(PaperVenueBase,
+PyPaperVenue)``: everything else (a modify's checks and arrival, the ``Order`` state machine's transitions and fills,
+cancel-all-now, the account side) is the reference's own Python, called from here.
+
+The order path's events (``OrderAck``, ``OrderReject``, ``Fill``) and the rounded ``PlaceOrder`` are built in their
+slots, as their generated ``__init__`` stores them, when their times are ints in [0, 2**63) (what their time check
+accepts unchanged); ``ticks_to_price`` and ``round_size`` (whose ``round()`` with digits costs ~3k instructions) are
+remembered per tick and per float size for the venue's config. On this path the queue an order joins is always the
+compiled ``QueueState``.
 
 A resting order is a ``Resting`` (the reference's ``_Resting`` with typed fields and its side cached as a flag), so
 the loop over resting orders reads the tick, the crossed size and the queue from C fields and asks the compiled
@@ -24,15 +32,38 @@ from or of another size, a comparison with 0) treats identically.
 """
 
 cimport cython
+from libc.math cimport ceil, fabs, floor, isfinite
 
-from apps.engine._slots cimport slot_get, slot_offset
+from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_CheckExact
+from cpython.object cimport PyObject, PyTypeObject
+
+from apps.engine._slots cimport slot_get, slot_offset, slot_offsets, slot_set
 from apps.engine.execution._fillmodel cimport LevelBook, QueueState, _whole_fill, tick_t
 
 import heapq
 
 from apps.engine.execution._fillmodel import queue_after_trade
-from apps.engine.execution.orders import round_size
-from apps.engine.market.events import OPPOSITE, BestBidAsk, DepthSnapshot, DepthUpdate, Fill, Side, Trade
+from apps.engine.execution.latency import ConstantLatency
+from apps.engine.execution.orders import GRID_EPS, Order, OrderStatus, TimeInForce, round_size, ticks_to_price
+from apps.engine.market.events import (
+    OPPOSITE,
+    BestBidAsk,
+    CancelAll,
+    CancelOrder,
+    DepthSnapshot,
+    DepthUpdate,
+    Fill,
+    ModifyOrder,
+    OrderAck,
+    OrderReject,
+    PlaceOrder,
+    Side,
+    Trade,
+)
+
+
+cdef extern from "Python.h":
+    PyTypeObject PyBaseObject_Type
 
 # BestBidAsk's slots (-1: not a plain slot, read by name)
 cdef Py_ssize_t _B_TS = slot_offset(BestBidAsk, "ts_local_ns"), _B_BID = slot_offset(BestBidAsk, "bid_px")
@@ -42,6 +73,123 @@ cdef bint _BBO_SLOTS = min(_B_TS, _B_BID, _B_BSZ, _B_ASK, _B_ASZ) >= 0
 
 cdef object _BUY = Side.BUY
 cdef object _SELL = Side.SELL
+
+# --- our actions and the events they produce (submit, arrivals, acks, rejects, fills) -----------------------------
+cdef object _PLACE = PlaceOrder
+cdef object _CANCEL = CancelOrder
+cdef object _CANCEL_ALL = CancelAll
+cdef object _ORDER = Order
+cdef object _CONSTANT = ConstantLatency
+cdef object _TIF = TimeInForce
+cdef dict _TIF_BY_VALUE = {m.value: m for m in TimeInForce}  # TimeInForce(value)'s lookup, for a str value
+cdef object _POST_ONLY = TimeInForce.POST_ONLY
+cdef object _IOC = TimeInForce.IOC
+cdef object _OPEN = OrderStatus.OPEN
+cdef object _FILLED = OrderStatus.FILLED
+cdef object _CANCELLED = OrderStatus.CANCELLED
+cdef object _REJECTED = OrderStatus.REJECTED
+cdef double _GRID_EPS = GRID_EPS
+cdef Py_ssize_t _MEMO_MAX = 4096  # entries kept in each rounding memo before it starts over
+cdef tuple _NO_ARGS = ()
+
+# The frozen, slotted events and the rounded PlaceOrder are built field by field in their slots, as their generated
+# __init__ stores them (object.__setattr__ per field), without the Python-level call. The events' __post_init__ only
+# checks the two times (events._check_times): it changes nothing for an int in [0, 2**63), so those are built this
+# way; any other time takes the class's own constructor and its check. A class whose fields are not exactly these
+# plain slots is always built by its constructor.
+cdef tuple _ACK_FIELDS = ("ts_exch_ns", "ts_local_ns", "client_order_id", "status", "price", "size")
+cdef tuple _REJECT_FIELDS = ("ts_exch_ns", "ts_local_ns", "client_order_id", "reason")
+cdef tuple _FILL_FIELDS = (
+    "ts_exch_ns", "ts_local_ns", "client_order_id", "fill_id", "side", "price", "size", "fee", "liquidity", "remaining"
+)
+cdef tuple _PLACE_FIELDS = ("client_order_id", "side", "price", "size", "tif")
+cdef Py_ssize_t _ACK_OFF[6]
+cdef Py_ssize_t _REJECT_OFF[4]
+cdef Py_ssize_t _FILL_OFF[10]
+cdef Py_ssize_t _PLACE_OFF[5]
+
+
+cdef bint _plain(object cls, tuple names, Py_ssize_t* offsets) except -1:
+    return tuple(cls.__dataclass_fields__) == names and slot_offsets(cls, names, offsets)
+
+
+cdef bint _ACK_SLOTS = _plain(OrderAck, _ACK_FIELDS, _ACK_OFF)
+cdef bint _REJECT_SLOTS = _plain(OrderReject, _REJECT_FIELDS, _REJECT_OFF)
+cdef bint _FILL_SLOTS = _plain(Fill, _FILL_FIELDS, _FILL_OFF)
+cdef bint _PLACE_SLOTS = _plain(PlaceOrder, _PLACE_FIELDS, _PLACE_OFF) and not hasattr(PlaceOrder, "__post_init__")
+
+
+cdef inline object _new(object cls, tuple values, Py_ssize_t* offsets):
+    # object.__new__(cls), uncalled, then each field stored in its slot
+    cdef object obj = PyBaseObject_Type.tp_new(cls, <PyObject*>_NO_ARGS, NULL)
+    cdef Py_ssize_t k
+    for k in range(len(values)):
+        slot_set(obj, offsets[k], values[k])
+    return obj
+
+
+cdef inline bint _ns_ok(object v) except -1:
+    # an int in [0, 2**63): what events._check_times accepts unchanged
+    cdef int overflow = 0
+    cdef long long x
+    if not PyLong_CheckExact(v):
+        return False
+    x = PyLong_AsLongLongAndOverflow(v, &overflow)
+    return overflow == 0 and x >= 0
+
+
+cdef object _ack_event(object t, object vis, object cid, object status, object price, object size):
+    if _ACK_SLOTS and _ns_ok(t) and _ns_ok(vis):
+        return _new(OrderAck, (t, vis, cid, status, price, size), _ACK_OFF)
+    return OrderAck(t, vis, cid, status, price, size)
+
+
+cdef object _reject_event(object t, object vis, object cid, object reason):
+    if _REJECT_SLOTS and _ns_ok(t) and _ns_ok(vis):
+        return _new(OrderReject, (t, vis, cid, reason), _REJECT_OFF)
+    return OrderReject(t, vis, cid, reason)
+
+
+cdef object _fill_event(t, vis, cid, fill_id, side, price, size, fee, liquidity, remaining):
+    if _FILL_SLOTS and _ns_ok(t) and _ns_ok(vis):
+        return _new(Fill, (t, vis, cid, fill_id, side, price, size, fee, liquidity, remaining), _FILL_OFF)
+    return Fill(t, vis, cid, fill_id, side, price, size, fee, liquidity, remaining)
+
+
+cdef object _tif_or_none(object value):
+    """``TimeInForce.parse(value)``, or None where it raises ValueError (its lookup by value, for a str or a
+    member: ``str(member)`` of a StrEnum is its value)."""
+    if type(value) is str:
+        return _TIF_BY_VALUE.get((<str>value).upper())
+    if type(value) is _TIF:
+        return _TIF_BY_VALUE.get(str(value).upper())
+    try:
+        return _TIF.parse(value)
+    except ValueError:
+        return None
+
+
+cdef object _side_or_none(object value):
+    """``Side(value)``, or None where it raises ValueError (paper._side_or_none); a member is itself."""
+    if type(value) is Side:
+        return value
+    try:
+        return Side(value)
+    except ValueError:
+        return None
+
+
+cdef inline bint _ticks_of(double price, double tick_size, bint bid, long long* out) noexcept:
+    """orders.price_to_ticks in C: bids down, asks up, within GRID_EPS of the grid; False beyond the exact integers
+    of a double (the reference's Python then)."""
+    cdef double x = price / tick_size
+    cdef double ax = fabs(x)
+    cdef double eps = _GRID_EPS * (ax if ax > 1.0 else 1.0)
+    cdef double v = floor(x + eps) if bid else ceil(x - eps)
+    if not (fabs(v) < 4503599627370496.0):  # 2**52
+        return False
+    out[0] = <long long>v
+    return True
 
 
 @cython.final
@@ -91,6 +239,8 @@ cdef class PaperVenueBase:
     cdef public list _inbox, _outbox, _fills
     cdef public object _seq, _priority, _fill_seq, non_market_trades
     cdef public object _last_arrival_ns, _last_visible_ns, _venue_now_ns, _feed_delay_ns, _position
+    cdef dict _price_memo  # ticks -> ticks_to_price(ticks, config.tick_size)
+    cdef dict _size_memo  # a float size -> round_size(size, config.lot_size)
 
     @property
     def config(self):
@@ -101,6 +251,8 @@ cdef class PaperVenueBase:
         self._config = value
         self._exchange_clock = value.venue_clock == "exchange"
         self._partial = value.partial_fills
+        self._price_memo = {}
+        self._size_memo = {}
 
     # --- the market event ----------------------------------------------------------------------------------------
     def on_market(self, event):
@@ -119,7 +271,7 @@ cdef class PaperVenueBase:
         else:
             t = event.ts_local_ns
         if inbox and (<tuple>inbox[0])[0] <= t:
-            self._process_arrivals(t)
+            self._arrivals(t)
         if t > self._venue_now_ns:
             self._venue_now_ns = t
         # the exact classes first (an isinstance that fails costs a type walk); a subclass takes the isinstance chain
@@ -196,7 +348,7 @@ cdef class PaperVenueBase:
                 if not self._partial:
                     size = _whole_fill(size, order.remaining)
                 r.queue.ahead = 0.0
-                self._fill(order, order.price, size, "maker", t)
+                self._c_fill(order, order.price, size, "maker", t)
                 self._finish_if_filled(cid)
                 if cid not in live:
                     continue
@@ -247,7 +399,7 @@ cdef class PaperVenueBase:
                     available -= size
                 else:
                     size = _whole_fill(size, order.remaining)  # and the trade stays whole for our next order
-                self._fill(order, order.price, size, "maker", t)
+                self._c_fill(order, order.price, size, "maker", t)
                 self._finish_if_filled(order.client_order_id)
         return 0
 
@@ -292,6 +444,266 @@ cdef class PaperVenueBase:
             if best is None or first < best:
                 best = first
         return best
+
+    # --- our actions: the local checks, the arrivals, the events they produce -------------------------------------
+    def submit(self, actions, now_local_ns):
+        """Send actions; they reach the engine after the entry latency. Returns local rejects (the reference's
+        ``submit``, its checks compiled for the exact action classes the strategies send)."""
+        cdef list local = []
+        cdef list inbox = self._inbox
+        for action in actions:
+            checked = self._c_check(action)
+            if isinstance(checked, str):
+                cid = getattr(action, "client_order_id", "")
+                local.append(_reject_event(now_local_ns, now_local_ns, cid, checked))
+                continue
+            if isinstance(checked, PlaceOrder):
+                self._known_ids.add(checked.client_order_id)
+            arrival = now_local_ns + self._latency(self._entry)
+            if self._last_arrival_ns > arrival:  # max(arrival, last)
+                arrival = self._last_arrival_ns
+            self._last_arrival_ns = arrival
+            self._seq = self._seq + 1
+            heapq.heappush(inbox, (arrival, self._seq, checked))
+        return local
+
+    def advance(self, now_local_ns):
+        """Let time pass without market data (a timer tick)."""
+        t = now_local_ns - self._feed_delay_ns if self._exchange_clock else now_local_ns
+        if type(self._book) is LevelBook:
+            self._arrivals(t)
+        else:
+            self._process_arrivals(t)
+        if t > self._venue_now_ns:
+            self._venue_now_ns = t
+        return self._drain(now_local_ns)
+
+    def _process_arrivals(self, t_ns):
+        if type(self._book) is not LevelBook:
+            return super(PaperVenueBase, self)._process_arrivals(t_ns)
+        self._arrivals(t_ns)
+
+    cdef object _latency(self, object model):
+        # model.sample_ns(rng); a ConstantLatency's without the call (it draws nothing from the generator)
+        if type(model) is _CONSTANT:
+            return int(model.latency_ns)
+        return model.sample_ns(self._rng)
+
+    cdef object _c_check(self, object action):
+        """``_check_locally`` for the exact classes PlaceOrder, CancelOrder and CancelAll; any other action (a modify,
+        a subclass) goes to the reference's."""
+        cls = type(action)
+        if cls is _PLACE:
+            cid = action.client_order_id
+            if not cid:
+                return "missing_client_order_id"
+            if cid in self._known_ids:
+                return "duplicate_client_order_id"
+            if _tif_or_none(action.tif) is None:
+                return "bad_tif"
+            side = _side_or_none(action.side)
+            if side is None:
+                return "bad_side"
+            return self._c_round(action, side)
+        if cls is _CANCEL:
+            return action if action.client_order_id in self._known_ids else "unknown_order"
+        if cls is _CANCEL_ALL:
+            return action
+        return self._check_locally(action)
+
+    cdef object _c_round(self, object action, object side):
+        """``_round_or_reason`` of an exact PlaceOrder with float price and size on a float grid; anything else is
+        the reference's. The rounded copy is ``replace(action, price=, size=)``: the same five fields."""
+        cdef long long ticks
+        cfg = self._config
+        price, size = action.price, action.size
+        tick_size, lot = cfg.tick_size, cfg.lot_size
+        if not (type(price) is float and type(size) is float and type(tick_size) is float and type(lot) is float):
+            return self._round_or_reason(action, side, price, size)
+        if not (isfinite(<double>price) and <double>price > 0):
+            return "bad_price"
+        if not (isfinite(<double>size) and <double>size > 0):
+            return "bad_size"
+        if not _ticks_of(price, tick_size, side is _BUY, &ticks):
+            return self._round_or_reason(action, side, price, size)
+        if ticks <= 0:
+            return "bad_price"
+        rsize = self._lots(size, lot)
+        if rsize <= 0:
+            return "size_below_lot"
+        new_price = self._price_of(ticks, tick_size)
+        if _PLACE_SLOTS:
+            return _new(_PLACE, (action.client_order_id, action.side, new_price, rsize, action.tif), _PLACE_OFF)
+        return _PLACE(action.client_order_id, action.side, new_price, rsize, action.tif)
+
+    cdef object _price_of(self, object ticks, object tick_size):
+        # ticks_to_price(ticks, tick_size), remembered per tick (its round() with digits costs ~3k instructions)
+        cdef dict memo = self._price_memo
+        v = memo.get(ticks)
+        if v is None:
+            v = ticks_to_price(ticks, tick_size)
+            if len(memo) >= _MEMO_MAX:
+                memo.clear()
+            memo[ticks] = v
+        return v
+
+    cdef object _lots(self, object size, object lot):
+        # round_size(size, lot) of a float size, remembered per size (equal floats, the same result)
+        cdef dict memo = self._size_memo
+        v = memo.get(size)
+        if v is None:
+            v = round_size(size, lot)
+            if len(memo) >= _MEMO_MAX:
+                memo.clear()
+            memo[size] = v
+        return v
+
+    cdef int _arrivals(self, object t_ns) except -1:
+        # _process_arrivals on the compiled level book
+        cdef list inbox = self._inbox
+        while inbox and (<tuple>inbox[0])[0] <= t_ns:
+            item = <tuple>heapq.heappop(inbox)
+            arrival, action = item[0], item[2]
+            at = self._venue_now_ns if self._venue_now_ns > arrival else arrival  # max(arrival, venue_now)
+            if isinstance(action, PlaceOrder):
+                self._place(action, at)
+            elif isinstance(action, CancelOrder):
+                self._cancel(action.client_order_id, at)
+            elif isinstance(action, ModifyOrder):
+                self._arrive_modify(action, at)
+            elif isinstance(action, CancelAll):
+                for cid in list(self._live):
+                    self._cancel(cid, at)
+        return 0
+
+    cdef int _place(self, object a, object t) except -1:
+        # _arrive_place on the compiled level book
+        cdef LevelBook book = <LevelBook>self._book
+        cdef tick_t tick
+        cdef bint bid, any_level
+        cdef Resting resting
+        side = a.side
+        if type(side) is not Side:
+            side = Side(side)
+        tick = book._tick(a.price)
+        tif = _tif_or_none(a.tif)
+        if tif is None:
+            tif = _TIF.parse(a.tif)  # the reference's error
+        cid = a.client_order_id
+        order = _ORDER(cid, side, a.price, a.size, tif=tif)
+        bid = side is _BUY
+        if self._crosses_own(bid, tick, ""):
+            order.transition(_REJECTED)
+            self._c_reject(cid, "self_trade_prevention", t)
+            return 0
+        book._crossing(bid, tick, &any_level)
+        if any_level and tif is _POST_ONLY:
+            order.transition(_REJECTED)
+            self._c_reject(cid, "post_only_would_cross", t)
+            return 0
+        order.transition(_OPEN)
+        self._c_ack(cid, "open", order.price, order.size, t)
+        if any_level:  # taking liquidity (rare for a quoter): the reference's steps
+            crossing = book.crossing_levels(side, tick)
+            tick_size = self._config.tick_size
+            if not self._partial:
+                self._c_fill(order, ticks_to_price(crossing[0][0], tick_size), order.remaining, "taker", t)
+            for level_tick, level_size in crossing:
+                if order.remaining <= 0:
+                    break
+                size = min(order.remaining, level_size)
+                self._c_fill(order, ticks_to_price(level_tick, tick_size), size, "taker", t)
+        if order.status is _FILLED:
+            return 0
+        if tif is _IOC:
+            order.transition(_CANCELLED)
+            self._c_ack(cid, "cancelled", order.price, order.remaining, t)
+            return 0
+        resting = Resting(order, tick, self._queue(bid, tick))
+        resting.crossed = book._crossing(bid, tick, &any_level)  # swept above (no market impact)
+        self._live[cid] = resting
+        return 0
+
+    cdef bint _crosses_own(self, bint bid, tick_t tick, object exclude) except -1:
+        # _self_trade: would an order on this side at ``tick`` cross one of our resting orders on the other side
+        cdef Resting r
+        for cid, value in self._live.items():
+            r = <Resting?>value
+            if cid == exclude or r.bid == bid:
+                continue
+            if (tick >= r.tick) if bid else (tick <= r.tick):
+                return True
+        return False
+
+    def _join_queue(self, side, tick):
+        if type(self._book) is not LevelBook:
+            return super(PaperVenueBase, self)._join_queue(side, tick)
+        return self._queue(side is _BUY, tick)
+
+    cdef object _queue(self, bint bid, tick_t tick):
+        # _join_queue: behind what the book displays at our level now (None when it does not know the level)
+        cdef double displayed
+        self._priority = self._priority + 1
+        if (<LevelBook>self._book)._level(bid, tick, &displayed):
+            return QueueState(displayed, displayed, self._priority)
+        return QueueState(None, None, self._priority)
+
+    cdef int _cancel(self, object cid, object t) except -1:
+        # _arrive_cancel
+        r = self._live.pop(cid, None)
+        if r is None:
+            self._c_reject(cid, "order_not_open" if cid in self._known_ids else "unknown_order", t)
+            return 0
+        order = (<Resting?>r).order
+        order.transition(_CANCELLED)
+        self._c_ack(cid, "cancelled", order.price, order.remaining, t)
+        return 0
+
+    # --- the events we see, after the response latency (_emit) -----------------------------------------------------
+    cdef object _visible(self, object t):
+        visible = t + self._latency(self._response)
+        if self._last_visible_ns > visible:  # max(visible, last)
+            visible = self._last_visible_ns
+        self._last_visible_ns = visible
+        return visible
+
+    def _ack(self, cid, status, price, size, t):
+        self._c_ack(cid, status, price, size, t)
+
+    cdef int _c_ack(self, object cid, object status, object price, object size, object t) except -1:
+        visible = self._visible(t)
+        self._seq = self._seq + 1
+        heapq.heappush(self._outbox, (visible, self._seq, _ack_event(t, visible, cid, status, price, size)))
+        return 0
+
+    def _reject(self, cid, reason, t):
+        self._c_reject(cid, reason, t)
+
+    cdef int _c_reject(self, object cid, object reason, object t) except -1:
+        visible = self._visible(t)
+        self._seq = self._seq + 1
+        heapq.heappush(self._outbox, (visible, self._seq, _reject_event(t, visible, cid, reason)))
+        return 0
+
+    def _fill(self, order, price, size, liquidity, t):
+        self._c_fill(order, price, size, liquidity, t)
+
+    cdef int _c_fill(self, object order, object price, object size, object liquidity, object t) except -1:
+        if size <= 0:
+            return 0
+        cfg = self._config
+        rate = cfg.maker_fee if liquidity == "maker" else cfg.taker_fee
+        fee = rate * price * size
+        self._fill_seq = self._fill_seq + 1
+        fill_id = f"paper-{self._fill_seq}"
+        order.apply_fill(fill_id, size, fee)
+        remaining = order.remaining
+        cid, side = order.client_order_id, order.side
+        visible = self._visible(t)
+        self._seq = self._seq + 1
+        ev = _fill_event(t, visible, cid, fill_id, side, price, size, fee, liquidity, remaining)
+        heapq.heappush(self._outbox, (visible, self._seq, ev))
+        return 0
 
 
 @cython.final
