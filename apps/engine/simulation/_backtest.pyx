@@ -5,10 +5,11 @@
 Design, as for the paper venue (``apps/engine/execution/_paper.pyx``): ``EngineLoopBase`` is a compiled base class
 holding the state the per-event path reads in typed slots, and :mod:`apps.engine.simulation.backtest` builds the
 driver everyone uses as ``class EngineLoop(EngineLoopBase, PyEngineLoop)``. It overrides only what runs on every
-market event: the replay loop of ``run``, ``on_market``, the merge with the venue (``_deliver_venue``), the driver's
-clocks (``_reach``, ``_sample_until``), the ledger's mid (``_update_mid``) and the check after the strategy
-(``_after_strategy``). Whatever is rare (a venue event due, a P&L sample, an estimator snapshot, the risk grid, a
-decision or actions to record and send, a mid that moved) calls the reference's own Python methods, so the live loop
+market event or one of our orders: the replay loop of ``run``, ``on_market``, the merge with the venue
+(``_deliver_venue``), the driver's clocks (``_reach``, ``_sample_until``), the ledger's mid (``_update_mid``), the
+decision and actions after the strategy (``_after_strategy``), sending them while the gateway runs (``_send`` with
+nothing blocked) and our order events (``_handle``). Whatever is rare (a P&L sample, an estimator snapshot, the risk
+grid, a closed gateway's split, a mid that moved) calls the reference's own Python methods, so the live loop
 (``step_until``, modes, emergency cancels, flatten) runs the reference code around the compiled steps.
 
 The strategy core and the venue are called through their Python methods (the compiled paper venue's are compiled
@@ -29,7 +30,20 @@ from apps.engine.execution._fillmodel cimport LevelBook, tick_t
 
 import time
 
-from apps.engine.market.events import BestBidAsk, DepthSnapshot, DepthUpdate, Funding, MarkPrice, Side, Trade
+from apps.engine.market.events import (
+    BestBidAsk,
+    CancelAll,
+    CancelOrder,
+    DepthSnapshot,
+    DepthUpdate,
+    Fill,
+    Funding,
+    MarkPrice,
+    OrderReject,
+    PlaceOrder,
+    Side,
+    Trade,
+)
 from apps.engine.risk.gateway import Mode
 from apps.engine.risk.rules import RuleAction
 from apps.engine.risk.session import FEED, SessionRisk
@@ -64,24 +78,40 @@ cdef object _SESSION_RISK = SessionRisk
 cdef Py_ssize_t _R_FEED = slot_offset(SessionRisk, "feed_last_ns"), _R_MEASURED = slot_offset(SessionRisk, "clock_measured")
 cdef Py_ssize_t _R_SKEW = slot_offset(SessionRisk, "clock_skew_ns")
 cdef bint _RISK_SLOTS = min(_R_FEED, _R_MEASURED, _R_SKEW) >= 0
-cdef object _RUN_STATS = None  # backtest.RunStats and its market_events slot (bound on first use: backtest imports us)
-cdef Py_ssize_t _RS_EVENTS = -1
+# backtest.RunStats, the slots of the counters the per-event path adds to, and backtest.BLOCKED (bound on first use:
+# backtest imports us)
+cdef object _RUN_STATS = None
+cdef object _BLOCKED = None
+cdef enum:
+    _MARKET_EVENTS, _ORDER_EVENTS, _ACTIONS, _DECISIONS, _LOCAL_REJECTS, _N_COUNTERS
+cdef tuple _COUNTERS = ("market_events", "order_events", "actions", "decisions", "local_rejects")
+cdef Py_ssize_t _RS_OFF[5]
 
 
-cdef int _count_market_event(object stats) except -1:
-    """``stats.market_events += 1``; by slot offset for a ``RunStats`` holding an int."""
-    global _RUN_STATS, _RS_EVENTS
+cdef int _bind() except -1:
+    global _RUN_STATS, _BLOCKED
+    from apps.engine.simulation.backtest import BLOCKED, RunStats
+
+    cdef Py_ssize_t k
+    for k in range(_N_COUNTERS):
+        _RS_OFF[k] = slot_offset(RunStats, _COUNTERS[k])
+    _BLOCKED = BLOCKED
+    _RUN_STATS = RunStats
+    return 0
+
+
+cdef int _count(object stats, int which, object n) except -1:
+    """``stats.<counter> += n``; by slot offset for a ``RunStats`` holding an int."""
     if _RUN_STATS is None:
-        from apps.engine.simulation.backtest import RunStats
-
-        _RUN_STATS = RunStats
-        _RS_EVENTS = slot_offset(RunStats, "market_events")
-    if _RS_EVENTS >= 0 and type(stats) is _RUN_STATS:
-        n = slot_get(stats, _RS_EVENTS)
-        if type(n) is int:
-            slot_set(stats, _RS_EVENTS, n + 1)
+        _bind()
+    cdef Py_ssize_t off = _RS_OFF[which]
+    if off >= 0 and type(stats) is _RUN_STATS:
+        v = slot_get(stats, off)
+        if type(v) is int:
+            slot_set(stats, off, v + n)
             return 0
-    stats.market_events += 1
+    name = _COUNTERS[which]
+    setattr(stats, name, getattr(stats, name) + n)
     return 0
 
 
@@ -146,7 +176,7 @@ cdef class EngineLoopBase:
         if result is not self._stats_of:
             self._stats = result.stats
             self._stats_of = result
-        _count_market_event(self._stats)  # result.stats.market_events += 1
+        _count(self._stats, _MARKET_EVENTS, 1)  # result.stats.market_events += 1
         ts_exch_ns = None  # read once, when first needed (a Timer-like event without it must not be asked early)
         risk = self.risk
         if risk is not None:
@@ -180,7 +210,7 @@ cdef class EngineLoopBase:
         elif not isinstance(event, Trade):
             self._mid(t, event.ts_exch_ns if ts_exch_ns is None else ts_exch_ns)
         if out:
-            self._handle(out)
+            self._handle_all(out)
         self._after(t, self.strategy.on_event(event))
         if self._strategy_refresh is not None:
             self._strategy_refresh()  # PyEngineLoop.on_market: the estimates due, after the actions went out
@@ -197,7 +227,7 @@ cdef class EngineLoopBase:
             if nxt > self._now_ns:
                 self._now_ns = nxt
             self._clocks(nxt)
-            self._handle(venue.advance(nxt))
+            self._handle_all(venue.advance(nxt))
             nxt = venue.next_event_ns()
         return 0
 
@@ -325,8 +355,79 @@ cdef class EngineLoopBase:
 
     cdef int _after(self, object ts_ns, object actions) except -1:
         strategy = self.strategy
-        # nothing to record and nothing to send (most market events): the reference would do nothing either
-        if not actions and not (strategy.decisions_changed and strategy.last_decision is not None):
+        if strategy.decisions_changed and strategy.last_decision is not None:
+            result = self.result
+            _count(result.stats, _DECISIONS, 1)
+            if self.config.keep_decisions:
+                result.decisions.append(strategy.last_decision)
+            if self.sink is not None:
+                self.sink.decision(strategy.last_decision)
+        if not actions:
             return 0
-        super(EngineLoopBase, self)._after_strategy(ts_ns, actions)
+        if self.gateway.mode is _RUNNING:
+            self._send_all(ts_ns, actions)
+        else:
+            self._route(ts_ns, actions)  # the gateway is closed: the reference's split and its record of the blocked
+        return 0
+
+    def _send(self, ts_ns, allowed, blocked):
+        if blocked:
+            return super(EngineLoopBase, self)._send(ts_ns, allowed, blocked)
+        self._send_all(ts_ns, allowed)
+
+    cdef int _send_all(self, object ts_ns, object allowed) except -1:
+        # _send with nothing blocked: the actions to the risk session's counters, the sink and the venue, and the
+        # venue's local rejects back through _handle
+        cdef Py_ssize_t n_place = 0, n_cancel = 0
+        if not allowed:
+            return 0
+        stats = self.result.stats
+        _count(stats, _ACTIONS, len(allowed))
+        risk = self.risk
+        if risk is not None:
+            for a in allowed:
+                if isinstance(a, PlaceOrder):
+                    n_place += 1
+                if isinstance(a, (CancelOrder, CancelAll)):
+                    n_cancel += 1
+            risk.on_sent(ts_ns, n_place, n_cancel)
+        sink = self.sink
+        if sink is not None:
+            get = self.strategy.tracker.get
+            for a in allowed:
+                cid = getattr(a, "client_order_id", None)
+                sink.sent(ts_ns, a, get(cid) if cid is not None else None)
+        out = self.venue.submit(allowed, ts_ns)
+        _count(stats, _LOCAL_REJECTS, len(out))
+        if out:
+            self._handle_all(out)
+        return 0
+
+    # --- our order events -----------------------------------------------------------------------------------------
+    def _handle(self, events):
+        self._handle_all(events)
+
+    cdef int _handle_all(self, object events) except -1:
+        # PyEngineLoop._handle: each event to the ledger (a fill), the risk session (a venue's reject), the strategy
+        # and the sink, then what the strategy does about it
+        strategy, ledger, sink, result, risk = self.strategy, self.ledger, self.sink, self.result, self.risk
+        if _RUN_STATS is None:
+            _bind()
+        for ev in events:
+            _count(result.stats, _ORDER_EVENTS, 1)
+            cls = type(ev)
+            if cls is Fill:
+                if not ledger.on_fill(ev):
+                    continue  # a venue delivered this fill before: it must not count twice anywhere
+                result.fills.append(ev)
+                q = abs(ledger.position)
+                if q > result.max_abs_inventory:
+                    result.max_abs_inventory = q
+            elif cls is OrderReject and risk is not None and not ev.reason.startswith(_BLOCKED):
+                risk.on_reject(ev.ts_local_ns)
+            actions = strategy.on_event(ev)
+            if sink is not None:
+                # after the strategy saw it, so the recorded order state includes it
+                sink.order_event(ev, strategy.tracker.get(ev.client_order_id))
+            self._after(ev.ts_local_ns, actions)
         return 0

@@ -649,6 +649,12 @@ class PyEngineLoop:
                 self.sink.decision(strategy.last_decision)
         if not actions:
             return
+        self._route(ts_ns, actions)
+
+    def _route(self, ts_ns: int, actions: list[Action]) -> None:
+        """Send actions through the gateway: all of them while it runs, else what its mode lets through (the rest
+        is recorded as blocked)."""
+        strategy = self.strategy
         gateway = self.gateway
         if gateway.mode is Mode.RUNNING:
             self._send(ts_ns, actions, [])
