@@ -56,7 +56,8 @@ from apps.engine.estimators import drift as drift_module
 from apps.engine.estimators.drift import KalmanDrift, PyKalmanDrift
 from apps.engine.estimators.hawkes import HawkesFit, HawkesIntensity, HawkesParams, PyHawkesIntensity
 from apps.engine.estimators.market import MarketEstimators, _Cached
-from apps.engine.execution.orders import OrderStatus, OrderTracker, TimeInForce
+from apps.engine.execution import orders as orders_module
+from apps.engine.execution.orders import Order, OrderStatus, OrderTracker, TimeInForce
 from apps.engine.execution.reconcile import REQUOTE_EPS_TICKS, SideReconciliation
 from apps.engine.market.events import (
     BestBidAsk,
@@ -65,6 +66,8 @@ from apps.engine.market.events import (
     DepthUpdate,
     EventError,
     ModifyOrder,
+    OrderAck,
+    OrderReject,
     PlaceOrder,
     QuoteDecision,
     Side,
@@ -164,6 +167,17 @@ cdef dict _TWINNED_DIGESTS = {
     "validation.is_finite_number": "a5cc95df323bb929",
     "OrderTracker.open_orders": "6443fbbeb91e91f2",
     "OrderTracker.open_orders_on": "bbdfad533b3c55f7",
+    "OrderTracker.on_event": "1865fa044c0ad9c2",
+    "OrderTracker._apply": "243bff1c87dcacca",
+    "OrderTracker._on_ack": "bacb74016206925f",
+    "OrderTracker.on_actions": "85cbac7ce3424439",
+    "OrderTracker.on_action": "ad1ac53c5062d305",
+    "Order.transition": "9df636026ed0f147",
+    "Order.is_live": "b77a961161c4235d",
+    "OrderStatus.is_terminal": "d57ddfb9c4c99480",
+    "OrderStatus.is_live": "34e2a025fde5703a",
+    "orders.can_transition": "ea7056b991a92059",
+    "TimeInForce.parse": "14c7c12eac1ae3cb",
 }
 cdef bint _reads_twinned = False
 
@@ -210,6 +224,17 @@ def reference_digests():
         "validation.is_finite_number": _code_digest(validation.is_finite_number),
         "OrderTracker.open_orders": _code_digest(OrderTracker.open_orders),
         "OrderTracker.open_orders_on": _code_digest(OrderTracker.open_orders_on),
+        "OrderTracker.on_event": _code_digest(OrderTracker.on_event),
+        "OrderTracker._apply": _code_digest(OrderTracker._apply),
+        "OrderTracker._on_ack": _code_digest(OrderTracker._on_ack),
+        "OrderTracker.on_actions": _code_digest(OrderTracker.on_actions),
+        "OrderTracker.on_action": _code_digest(OrderTracker.on_action),
+        "Order.transition": _code_digest(Order.transition),
+        "Order.is_live": _code_digest(Order.is_live.fget),
+        "OrderStatus.is_terminal": _code_digest(OrderStatus.is_terminal.fget),
+        "OrderStatus.is_live": _code_digest(OrderStatus.is_live.fget),
+        "orders.can_transition": _code_digest(orders_module.can_transition),
+        "TimeInForce.parse": _code_digest(TimeInForce.parse.__func__),
     }
 
 
@@ -477,6 +502,14 @@ cdef class StrategyCoreBase:
             else:
                 (<object>f).on_event(event)
             return []  # state only; the next top-of-book change re-quotes
+        if (cls is _ORDER_ACK or cls is _ORDER_REJECT) and _reads_twinned and type(self.tracker) is _TRACKER:
+            # PyStrategyCore.on_event of an ack or a reject: the clock, then the tracker's state only
+            t = _i64(event.ts_local_ns, "ts_local_ns")
+            if t > self.c_now_ns:
+                self.c_now_ns = t
+            self.decisions_changed = False
+            _track_event(self.tracker, event, cls)
+            return []
         return _reference_on_event(self, event)
 
     cdef object _on_bbo(self, object event, MarketFields m):
@@ -523,7 +556,7 @@ cdef class StrategyCoreBase:
             return []  # nothing the decision depends on changed
         result = self._c_decide_now(now, (bid, ask, q, version, halted), snaps)
         actions = self._c_reconcile(result)
-        self.tracker.on_actions(actions)
+        _track_actions(self.tracker, actions)
         return actions
 
     cdef object _c_decide_now(self, object now_ns, tuple key, tuple snaps):
@@ -916,6 +949,153 @@ cdef class StrategyCoreBase:
             "inventory": None if isinstance(q, float) and not math.isfinite(q) else q,
             "pnl": None if isinstance(pnl, float) and not math.isfinite(pnl) else pnl,
         }
+
+
+# --- the order tracker's steps for our own events and actions (OrderTracker, apps/engine/execution/orders.py) -------
+#
+# Twinned as the decision's reads are: while the references' code is the one these were written against
+# (_TWINNED_DIGESTS) and the tracker is exactly an OrderTracker, an ack, a reject or a place/cancel action runs here
+# with the reference's effects in the reference's order; anything else (a fill, a modify, a cancel-all, an
+# unexpected class, a move the order's state machine does not allow) calls the reference's own method.
+
+cdef object _ORDER = Order
+cdef object _ORDER_ACK = OrderAck
+cdef object _ORDER_REJECT = OrderReject
+cdef object _PLACE = PlaceOrder
+cdef object _CANCEL = CancelOrder
+cdef object _OPEN = OrderStatus.OPEN
+cdef object _CANCELLED = OrderStatus.CANCELLED
+cdef object _PENDING_MODIFY = OrderStatus.PENDING_MODIFY
+cdef object _TERMINAL = orders_module._TERMINAL
+cdef dict _ALLOWED = orders_module._ALLOWED
+cdef object _TIF = TimeInForce
+cdef object _SIDE = Side
+cdef dict _TIF_BY_VALUE = {m.value: m for m in TimeInForce}
+
+
+cdef int _transition(object order, object new) except -1:
+    """``order.transition(new)``: the allowed move of an exact Order here, anything else by the method itself."""
+    if type(order) is not _ORDER:
+        order.transition(new)
+        return 0
+    status = order.status
+    allowed = _ALLOWED.get(status)
+    if allowed is None or new not in allowed:
+        order.transition(new)  # the reference's IllegalTransitionError
+        return 0
+    if new is _PENDING_CANCEL or new is _PENDING_MODIFY:
+        if status is not _PENDING_CANCEL and status is not _PENDING_MODIFY:
+            order.resume_status = status
+    else:
+        order.resume_status = None
+    order.status = new
+    return 0
+
+
+cdef object _track_event(object tracker, object ev, object cls):
+    """``tracker.on_event(ev)`` for an OrderAck or an OrderReject (``cls``, its exact class): True when it changed
+    the tracker's state."""
+    cid = ev.client_order_id
+    # _apply
+    order = (<dict?>tracker._orders).get(cid)
+    if order is None:
+        tracker.stats.unknown_order_events += 1
+        changed = False
+    elif cls is _ORDER_REJECT:
+        tracker.stats.rejects += 1
+        changed = tracker._on_reject(order)
+    else:
+        changed = _track_ack(tracker, order, ev, cid)
+    live = <dict?>tracker._live
+    order = live.get(cid)
+    if order is not None and order.status in _TERMINAL:
+        del live[cid]
+        tracker._retire(cid)
+    return changed
+
+
+cdef object _track_ack(object tracker, object order, object ack, object cid):
+    # OrderTracker._on_ack; a "modified" ack (or any other) is the reference's
+    if order.status in _TERMINAL:
+        return False
+    status = ack.status
+    if status == "open":
+        if ack.price > 0:
+            order.price = ack.price
+        if ack.size > 0:
+            order.size = ack.size  # total accepted size, after lot rounding
+        if order.status is _PENDING_NEW:
+            _transition(order, _OPEN)
+        elif order.resume_status is _PENDING_NEW:
+            order.resume_status = _OPEN
+        return True
+    if status == "cancelled":
+        _transition(order, _CANCELLED)
+        tracker._pending_modify.pop(cid, None)
+        return True
+    return tracker._on_ack(order, ack)
+
+
+cdef int _track_actions(object tracker, object actions) except -1:
+    """``tracker.on_actions(actions)``."""
+    if not actions:
+        return 0
+    if not (_reads_twinned and type(tracker) is _TRACKER and type(actions) is list):
+        tracker.on_actions(actions)
+        return 0
+    for action in <list>actions:
+        cls = type(action)
+        if cls is _PLACE:
+            _track_place(tracker, action)
+        elif cls is _CANCEL:
+            order = (<dict?>tracker._orders).get(action.client_order_id)
+            if order is not None and order.status not in _TERMINAL and order.status is not _PENDING_CANCEL:
+                _transition(order, _PENDING_CANCEL)
+        else:
+            tracker.on_action(action)
+    return 0
+
+
+def track_event(tracker, ev):
+    """The core's step for an ack or a reject (``OrderTracker.on_event`` twinned), for the tests: the reference's
+    method where the twin stands down."""
+    if not _bound:
+        _bind()
+    cls = type(ev)
+    if (cls is _ORDER_ACK or cls is _ORDER_REJECT) and _reads_twinned and type(tracker) is _TRACKER:
+        return _track_event(tracker, ev, cls)
+    return tracker.on_event(ev)
+
+
+def track_actions(tracker, actions):
+    """The core's step for the actions it sends (``OrderTracker.on_actions`` twinned), for the tests."""
+    if not _bound:
+        _bind()
+    _track_actions(tracker, actions)
+
+
+cdef int _track_place(object tracker, object action) except -1:
+    # OrderTracker.on_action of a PlaceOrder
+    cdef dict orders = <dict?>tracker._orders
+    cid = action.client_order_id
+    if cid in orders:
+        tracker.on_action(action)  # the reference's "already used" error
+        return 0
+    side = action.side
+    if type(side) is not _SIDE:
+        side = _SIDE(side)
+    price = action.price
+    price = price if type(price) is float else float(price)
+    size = action.size
+    size = size if type(size) is float else float(size)
+    tif = action.tif
+    tif = _TIF_BY_VALUE.get((<str>tif).upper()) if type(tif) is str else None
+    if tif is None:
+        tif = _TIF.parse(action.tif)
+    order = _ORDER(client_order_id=cid, side=side, price=price, size=size, tif=tif)
+    orders[order.client_order_id] = order
+    (<dict?>tracker._live)[order.client_order_id] = order
+    return 0
 
 
 cdef inline int64_t _i64(object value, str name) except? -1:
