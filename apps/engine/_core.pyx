@@ -389,22 +389,8 @@ cdef inline object _age_key(object name):
 
 
 cdef class StrategyCoreBase:
-    """The compiled half of ``core.StrategyCore``; the reference ``PyStrategyCore`` is the other (see the module)."""
-
-    # the reference's state, set by its __init__ (slots where the per-event path and the decision read it); the
-    # reference's apply_params writes params, quoter_params, risk_params, _decision_key and _force_changed here
-    cdef public object market, tracker, last_quote, _decision_key
-    cdef int64_t c_now_ns, c_decision_ns  # the reference's _now_ns and _decision_ns (properties below)
-    cdef object c_params  # the reference's params (property below)
-    cdef double c_interval_ns  # params.decision_interval_s * 1e9 when params is a StrategyParams (frozen), else NaN
-    cdef object c_quoter_params  # the reference's quoter_params (property below)
-    # the fields the decision and the reconciliation read, cached by the setters when the parameters are exactly the
-    # frozen dataclasses (else read from them each time): None in c_fill_cost_by_depth says "not cached"
-    cdef object c_fill_cost_by_depth, c_levels, c_drift_horizon_s, c_requote_ticks, c_max_inventory, c_modify_orders
-    cdef object c_loss_budget, c_session_end_ns
-    cdef public object risk_params, last_decision, _peak_pnl, tick_size, lot_size, id_prefix
-    cdef public bint halted, decisions_changed, _force_changed
-    cdef public Py_ssize_t decisions_computed, _seq, inventory_guard_skips
+    """The compiled half of ``core.StrategyCore``; the reference ``PyStrategyCore`` is the other (see the module).
+    Its state's slots are declared in ``_core.pxd``."""
 
     property _now_ns:
         """The latest event time seen (ns), an int64 here: the setter takes integers only (a float would be
@@ -474,6 +460,9 @@ cdef class StrategyCoreBase:
 
     def refresh(self):
         """PyStrategyCore.refresh, with MarketEstimators.refresh_due's two comparisons inline."""
+        return self.c_refresh()
+
+    cdef bint c_refresh(self) except -1:
         cdef MarketFields m = <MarketFields?>self.market
         cdef int64_t now = self.c_now_ns
         if now >= m.c_refresh_due_ns or (m.c_kappa_trades_since >= m.c_kappa_trades_n and now >= m.c_kappa_min_due_ns):
@@ -482,6 +471,9 @@ cdef class StrategyCoreBase:
         return False
 
     def on_event(self, event):
+        return self.c_on_event(event)
+
+    cdef object c_on_event(self, object event):
         cdef MarketFields f = <MarketFields?>self.market  # its per-event fields as C slots
         cdef int64_t now = self.c_now_ns
         cdef int64_t t

@@ -194,14 +194,7 @@ cdef inline bint _ticks_of(double price, double tick_size, bint bid, long long* 
 
 @cython.final
 cdef class Resting:
-    """One resting order at the venue (the reference: ``paper._Resting``; the same fields)."""
-
-    cdef public object order
-    cdef public tick_t tick
-    cdef public object queue
-    # opposite-side size at/through our price already used for fills (see the reference)
-    cdef public double crossed
-    cdef readonly bint bid  # order.side is BUY (an order never changes side)
+    """One resting order at the venue (the reference: ``paper._Resting``; the same fields, declared in ``_paper.pxd``)."""
 
     def __init__(self, order, tick_t tick, queue, double crossed=0.0):
         self.order = order
@@ -227,20 +220,8 @@ cdef inline int _observe_level(Resting r, LevelBook book, object params) except 
 
 
 cdef class PaperVenueBase:
-    """The compiled half of ``paper.PaperVenue``; the reference ``PyPaperVenue`` is the other (see the module)."""
-
-    # the reference's state, set by its __init__ (typed where the per-event path reads it)
-    cdef object _config
-    cdef bint _exchange_clock
-    cdef bint _partial  # config.partial_fills
-    cdef public object _rng, _entry, _response, _queue_params, _book
-    cdef public dict _live
-    cdef public set _known_ids
-    cdef public list _inbox, _outbox, _fills
-    cdef public object _seq, _priority, _fill_seq, non_market_trades
-    cdef public object _last_arrival_ns, _last_visible_ns, _venue_now_ns, _feed_delay_ns, _position
-    cdef dict _price_memo  # ticks -> ticks_to_price(ticks, config.tick_size)
-    cdef dict _size_memo  # a float size -> round_size(size, config.lot_size)
+    """The compiled half of ``paper.PaperVenue``; the reference ``PyPaperVenue`` is the other (see the module). Its
+    state's slots are declared in ``_paper.pxd``."""
 
     @property
     def config(self):
@@ -257,6 +238,9 @@ cdef class PaperVenueBase:
     # --- the market event ----------------------------------------------------------------------------------------
     def on_market(self, event):
         """Feed one market event in local-time order; returns our events visible by its local time."""
+        return self.c_on_market(event)
+
+    cdef object c_on_market(self, object event):
         cdef object t, book = self._book
         cdef list inbox = self._inbox, outbox
         if type(book) is not LevelBook:
@@ -304,7 +288,7 @@ cdef class PaperVenueBase:
         outbox = self._outbox
         if not outbox or (<tuple>outbox[0])[0] > now:
             return []  # nothing of ours visible yet (most events)
-        return self._drain(now)
+        return self.c_drain(now)
 
     def _after_book_change(self, t):
         book = self._book
@@ -420,6 +404,9 @@ cdef class PaperVenueBase:
 
     # --- the in-flight heaps -------------------------------------------------------------------------------------
     def _drain(self, now_local_ns):
+        return self.c_drain(now_local_ns)
+
+    cdef object c_drain(self, object now_local_ns):
         cdef list out = []
         cdef list outbox = self._outbox
         while outbox and (<tuple>outbox[0])[0] <= now_local_ns:
@@ -433,6 +420,9 @@ cdef class PaperVenueBase:
     def next_event_ns(self):
         """Local time of the next thing the venue does on its own, or ``None`` when nothing is in flight
         (the reference's docstring says why a driver needs it)."""
+        return self.c_next_event_ns()
+
+    cdef object c_next_event_ns(self):
         cdef list inbox = self._inbox, outbox = self._outbox
         best = None
         if inbox:
@@ -476,7 +466,7 @@ cdef class PaperVenueBase:
             self._process_arrivals(t)
         if t > self._venue_now_ns:
             self._venue_now_ns = t
-        return self._drain(now_local_ns)
+        return self.c_drain(now_local_ns)
 
     def _process_arrivals(self, t_ns):
         if type(self._book) is not LevelBook:

@@ -26,7 +26,9 @@ from cpython.dict cimport PyDict_SetItem
 
 from apps.engine._slots cimport slot_get, slot_offset, slot_set
 
+from apps.engine._core cimport StrategyCoreBase
 from apps.engine.execution._fillmodel cimport LevelBook, tick_t
+from apps.engine.execution._paper cimport PaperVenueBase
 
 import time
 
@@ -115,6 +117,19 @@ cdef int _count(object stats, int which, object n) except -1:
     return 0
 
 
+cdef bint _inherits(object obj, type base, tuple names) except -1:
+    """``obj`` is an instance of the compiled ``base`` whose methods ``names`` are the base's own (neither its class
+    nor the instance overrides one): calling the base's C entry points is then calling those methods."""
+    if not isinstance(obj, base):
+        return False
+    own = getattr(obj, "__dict__", None) or {}
+    cls = type(obj)
+    for name in names:
+        if name in own or getattr(cls, name) is not base.__dict__[name]:
+            return False
+    return True
+
+
 cdef inline Py_ssize_t _stamp_offset(object cls, bint local):
     """The slot offset of ``cls``'s local or exchange stamp when it is one of the three classes above, else -1."""
     if cls is _BBO:
@@ -135,6 +150,34 @@ cdef class EngineLoopBase:
     cdef public bint _venue_exchange_clock
     cdef object _first_set_for  # the result whose first_ts_ns this driver has seen set
     cdef object _stats_of, _stats  # the result whose stats this driver holds, and its stats (never reassigned)
+    # whether the venue and the strategy are exactly the compiled classes (their C entry points are called then),
+    # found for the objects they were found for
+    cdef object _venue_for, _strategy_for, _refresh_for, _refresh_owner
+    cdef bint _venue_c, _strategy_c, _refresh_c
+
+    cdef inline bint _direct_venue(self, object venue) except -1:
+        if venue is not self._venue_for:
+            self._venue_c = _inherits(venue, PaperVenueBase, ("on_market", "next_event_ns"))
+            self._venue_for = venue
+        return self._venue_c
+
+    cdef inline bint _direct_strategy(self, object strategy) except -1:
+        if strategy is not self._strategy_for:
+            self._strategy_c = _inherits(strategy, StrategyCoreBase, ("on_event",))
+            self._strategy_for = strategy
+        return self._strategy_c
+
+    cdef inline bint _direct_refresh(self, object refresh) except -1:
+        # the bound method the reference's __init__ stored is the compiled core's own refresh
+        if refresh is not self._refresh_for:
+            owner = getattr(refresh, "__self__", None)
+            self._refresh_c = (
+                getattr(refresh, "__func__", None) is StrategyCoreBase.__dict__["refresh"]
+                and _inherits(owner, StrategyCoreBase, ("refresh",))
+            )
+            self._refresh_owner = owner
+            self._refresh_for = refresh
+        return self._refresh_c
 
     # --- the replay loop -----------------------------------------------------------------------------------------
     def run(self, feed):
@@ -195,7 +238,10 @@ cdef class EngineLoopBase:
                 risk.on_market(t, ts_exch_ns)
         if self.sink is not None:
             self.sink.market(event)
-        out = venue.on_market(event)
+        if self._direct_venue(venue):
+            out = (<PaperVenueBase>venue).c_on_market(event)
+        else:
+            out = venue.on_market(event)
         # the exact classes first (an isinstance that fails costs a type walk); anything else takes the reference's chain
         if cls is BestBidAsk or cls is DepthUpdate or cls is DepthSnapshot:
             if ts_exch_ns is None:
@@ -211,9 +257,18 @@ cdef class EngineLoopBase:
             self._mid(t, event.ts_exch_ns if ts_exch_ns is None else ts_exch_ns)
         if out:
             self._handle_all(out)
-        self._after(t, self.strategy.on_event(event))
-        if self._strategy_refresh is not None:
-            self._strategy_refresh()  # PyEngineLoop.on_market: the estimates due, after the actions went out
+        strategy = self.strategy
+        if self._direct_strategy(strategy):
+            self._after(t, (<StrategyCoreBase>strategy).c_on_event(event))
+        else:
+            self._after(t, strategy.on_event(event))
+        refresh = self._strategy_refresh
+        if refresh is not None:
+            # PyEngineLoop.on_market: the estimates due, after the actions went out
+            if self._direct_refresh(refresh):
+                (<StrategyCoreBase>self._refresh_owner).c_refresh()
+            else:
+                refresh()
         return 0
 
     # --- the merge with the venue ---------------------------------------------------------------------------------
@@ -222,13 +277,14 @@ cdef class EngineLoopBase:
 
     cdef int _deliver(self, object t, bint inclusive) except -1:
         venue = self.venue
-        nxt = venue.next_event_ns()
+        cdef bint direct = self._direct_venue(venue)
+        nxt = (<PaperVenueBase>venue).c_next_event_ns() if direct else venue.next_event_ns()
         while nxt is not None and (nxt <= t if inclusive else nxt < t):
             if nxt > self._now_ns:
                 self._now_ns = nxt
             self._clocks(nxt)
             self._handle_all(venue.advance(nxt))
-            nxt = venue.next_event_ns()
+            nxt = (<PaperVenueBase>venue).c_next_event_ns() if direct else venue.next_event_ns()
         return 0
 
     # --- the driver's clocks --------------------------------------------------------------------------------------
