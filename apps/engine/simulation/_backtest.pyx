@@ -12,8 +12,10 @@ nothing blocked) and our order events (``_handle``). Whatever is rare (a P&L sam
 grid, a closed gateway's split, a mid that moved) calls the reference's own Python methods, so the live loop
 (``step_until``, modes, emergency cancels, flatten) runs the reference code around the compiled steps.
 
-The strategy core and the venue are called through their Python methods (the compiled paper venue's are compiled
-themselves); the venue's level book is read at C level when it is the compiled one.
+The strategy core and the venue are called at C level when they are the compiled classes with none of the methods
+called per event overridden (``StrategyCoreBase.c_on_event``/``c_refresh``, ``PaperVenueBase.c_on_market``/
+``c_next_event_ns``, declared in ``_core.pxd`` and ``_paper.pxd``; checked once per object by ``_inherits``), else
+through their Python methods; the venue's level book is read at C level when it is the compiled one.
 
 Floats: the mid is ``(best bid tick + best ask tick) · tick · 0.5`` in the reference's order, on ticks whose sum is
 exact as a double (else the reference's Python arithmetic runs), so it is the same double.
