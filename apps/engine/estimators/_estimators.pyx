@@ -29,13 +29,15 @@ cimport cython
 from apps.engine._pyfloat cimport m_expm1 as _expm1, pymax as _pymax, pymin as _pymin, pypow as _pypow
 from apps.engine._slots cimport dict_presized, field, slot_get, slot_offset, slot_offsets, slot_set, strict_int64
 from cpython.number cimport PyNumber_Power
+from cpython.dict cimport PyDict_Update
 from cpython.object cimport PyObject_GenericSetAttr
+from cpython.pycapsule cimport PyCapsule_CheckExact, PyCapsule_GetName, PyCapsule_GetPointer
 from cpython.ref cimport Py_INCREF
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from libc.math cimport INFINITY, copysign, exp, expm1, fabs, isfinite, isinf, isnan, log, pow, rint, signbit, sqrt
 from libc.stdint cimport int64_t
 from libc.stdlib cimport free, malloc, realloc
-from libc.string cimport memmove
+from libc.string cimport memmove, strcmp
 
 import math
 from collections import deque
@@ -980,7 +982,13 @@ cdef class SigmaEstimator:
     def snapshot(self, now_ns):
         """Read σ at ``now_ns``: the reference's snapshot, in C (its operations on the same doubles)."""
         cdef int64_t now
-        if not _as_ns(now_ns, &now) or not _ns_in(self._last_input_ns):
+        if not _as_ns(now_ns, &now):
+            return _sigma_ref().snapshot(self, now_ns)
+        return self._snapshot_ns(now_ns, now)
+
+    cdef object _snapshot_ns(self, object now_ns, int64_t now):
+        # snapshot(now_ns) for an int time within ±2**62 (now is its value): MarketStep calls this directly
+        if not _ns_in(self._last_input_ns):
             return _sigma_ref().snapshot(self, now_ns)
         return self._c_snapshot(now)
 
@@ -1203,7 +1211,13 @@ cdef class MicropriceRegression:
     def snapshot(self, now_ns):
         """The reference's snapshot, in C (its operations on the same doubles)."""
         cdef int64_t now
-        if not _as_ns(now_ns, &now) or not _ns_in(self._last_ns):
+        if not _as_ns(now_ns, &now):
+            return _micro_ref().snapshot(self, now_ns)
+        return self._snapshot_ns(now_ns, now)
+
+    cdef object _snapshot_ns(self, object now_ns, int64_t now):
+        # snapshot(now_ns) for an int time within ±2**62 (now is its value): MarketStep calls this directly
+        if not _ns_in(self._last_ns):
             return _micro_ref().snapshot(self, now_ns)
         return self._c_snapshot(now)
 
@@ -1410,7 +1424,13 @@ cdef class FlowImbalance:
     def snapshot(self, now_ns):
         """The reference's snapshot, in C (its operations on the same doubles)."""
         cdef int64_t now
-        if not _as_ns(now_ns, &now) or not _ns_in(self._last_input_ns) or not _ns_in(self._t):
+        if not _as_ns(now_ns, &now):
+            return _flow_ref().snapshot(self, now_ns)
+        return self._snapshot_ns(now_ns, now)
+
+    cdef object _snapshot_ns(self, object now_ns, int64_t now):
+        # snapshot(now_ns) for an int time within ±2**62 (now is its value): MarketStep calls this directly
+        if not _ns_in(self._last_input_ns) or not _ns_in(self._t):
             return _flow_ref().snapshot(self, now_ns)
         return self._c_snapshot(now)
 
@@ -1512,10 +1532,13 @@ cdef class TradeArrivalRate:
     def snapshot(self, now_ns):
         """The reference's snapshot, in C (its operations on the same doubles)."""
         cdef int64_t now_in
-        if (
-            not _as_ns(now_ns, &now_in) or not _ns_in(self._last_input_ns) or not _ns_in(self._t)
-            or not _ns_in(self._start)
-        ):
+        if not _as_ns(now_ns, &now_in):
+            return _arrival_ref().snapshot(self, now_ns)
+        return self._snapshot_ns(now_ns, now_in)
+
+    cdef object _snapshot_ns(self, object now_ns, int64_t now_in):
+        # snapshot(now_ns) for an int time within ±2**62 (now_in is its value): MarketStep calls this directly
+        if not _ns_in(self._last_input_ns) or not _ns_in(self._t) or not _ns_in(self._start):
             return _arrival_ref().snapshot(self, now_ns)
         return self._c_snapshot(now_in)
 
@@ -1752,6 +1775,89 @@ cdef object _kappa_mod():
 
         _REF_KAPPA = kappa
     return _REF_KAPPA
+
+
+# --- κ's Gamma posterior in C -------------------------------------------------------------------------------------
+#
+# kappa.gamma_posterior calls scipy.special.gammaincinv on two scalars: two passes through the ufunc machinery (~15k
+# instructions each) around a C function that scipy also exports, for Cython callers, as
+# scipy.special.cython_special.__pyx_capi__["gammaincinv"]. That entry point is looked up here at run time, once (scipy
+# stays a run-time dependency only): a capsule whose name is exactly the C signature below, its pointer taken with that
+# name. The ufunc's double loop and this entry point run the same kernel, so the quantiles have the same bits
+# (tests/engine/estimators/test_reads_equivalence.py checks that over the recordings' range and far beyond). Without
+# the capsule, with a capsule of another signature, or for an input where the reference raises or the quantile is NaN,
+# the caller runs kappa.gamma_posterior itself.
+
+ctypedef double (*_GammaIncInvFn)(double, double, int) noexcept nogil
+
+cdef const char* _GAMMAINCINV_SIG = b"double (double, double, int __pyx_skip_dispatch)"
+cdef _GammaIncInvFn _GAMMAINCINV = NULL
+cdef int _GAMMAINCINV_LOOKED = 0  # 1 once the capsule was looked for (found or not)
+cdef object _CYTHON_SPECIAL = None  # the module that owns the function, kept referenced
+
+
+cdef bint _have_gammaincinv() noexcept:
+    global _GAMMAINCINV, _GAMMAINCINV_LOOKED, _CYTHON_SPECIAL
+    cdef const char* name
+    cdef void* ptr
+    if _GAMMAINCINV_LOOKED:
+        return _GAMMAINCINV != NULL
+    _GAMMAINCINV_LOOKED = 1
+    try:
+        from scipy.special import cython_special
+
+        cap = cython_special.__pyx_capi__["gammaincinv"]
+        if PyCapsule_CheckExact(cap):
+            name = PyCapsule_GetName(cap)
+            if name != NULL and strcmp(name, _GAMMAINCINV_SIG) == 0:
+                ptr = PyCapsule_GetPointer(cap, name)
+                if ptr != NULL:
+                    _CYTHON_SPECIAL = cython_special
+                    _GAMMAINCINV = <_GammaIncInvFn>ptr
+    except Exception:  # no scipy, no such entry: the reference's ufunc path
+        _GAMMAINCINV = NULL
+    return _GAMMAINCINV != NULL
+
+
+def gammaincinv(double a, double y):
+    """scipy's ``gammaincinv(a, y)`` through the C entry point :func:`gamma_posterior` uses; None when it is not
+    available (then the compiled κ snapshot runs the reference's ufunc calls)."""
+    if not _have_gammaincinv():
+        return None
+    return _GAMMAINCINV(a, y, 0)
+
+
+cdef int _gamma_post(double n_eff, double sum_delta, double a0, double b0, double ci_level, double* out) noexcept:
+    # kappa.gamma_posterior's (mean, std, ci_low, ci_high) into out: the same operations on the same doubles (math.sqrt
+    # is the correctly rounded sqrt, float / float IEEE division). -1 where the reference is to run instead: no C entry
+    # point, an input where it raises (math.sqrt of a negative shape, a zero rate) or a NaN quantile (the inputs the
+    # kernel rejects, where the ufunc may also report an error).
+    cdef double a = a0 + n_eff, b = b0 + sum_delta, tail = 0.5 * (1.0 - ci_level), lo, hi
+    if not _have_gammaincinv() or not a >= 0.0 or b == 0.0:
+        return -1
+    lo = _GAMMAINCINV(a, tail, 0)
+    hi = _GAMMAINCINV(a, 1.0 - tail, 0)
+    if isnan(lo) or isnan(hi):
+        return -1
+    out[0] = a / b
+    out[1] = sqrt(a) / b
+    out[2] = lo / b
+    out[3] = hi / b
+    return 0
+
+
+def gamma_posterior(n_eff, sum_delta, prior_shape, prior_rate, ci_level=0.95):
+    """:func:`apps.engine.estimators.kappa.gamma_posterior` with the quantiles from scipy's C entry point
+    (:func:`_gamma_post`): the same KappaPosterior, bit for bit
+    (the reference itself for arguments that are not all floats, or where :func:`_gamma_post` declines)."""
+    cdef double out[4]
+    if (
+        type(n_eff) is float and type(sum_delta) is float and type(prior_shape) is float
+        and type(prior_rate) is float and type(ci_level) is float
+        and _gamma_post(n_eff, sum_delta, prior_shape, prior_rate, ci_level, out) == 0
+    ):
+        return _kappa_mod().KappaPosterior(out[0], out[1], out[2], out[3])
+    return _kappa_mod().gamma_posterior(n_eff, sum_delta, prior_shape, prior_rate, ci_level)
 
 
 # --- κ's tick posterior: its mode in C ---------------------------------------------------------------------------
@@ -2048,6 +2154,27 @@ def tick_posterior(n_eff, sum_delta_beyond, tick_frac, prior_shape, prior_rate, 
     )
 
 
+cdef int _tick_post(double n, double s, double tau, double a0, double b0, double ci_level, double* out) except -2:
+    # tick_posterior(n, s, tau, a0, b0, ci_level) into out (mean, std, ci_low, ci_high) without the Python calls or
+    # the KappaPosterior: the mode and the grid as tick_mode and tick_posterior_at_mode compute them (201 points). -1
+    # where tick_mode would run the reference (the caller then calls tick_posterior itself).
+    cdef TickLogPost p
+    cdef double u_mode, curv
+    p.a0 = a0
+    p.b0 = b0
+    p.n = n
+    p.s = s
+    p.tau = tau
+    p.bad = False
+    if not (
+        isfinite(n) and isfinite(s) and isfinite(a0) and isfinite(b0) and isfinite(tau) and tau >= 1e-300
+        and _tick_mode(&p, &u_mode, &curv) == 0
+    ):
+        return -1
+    _tick_grid(n, s, tau, a0, b0, u_mode, curv, ci_level, 201, out)
+    return 0
+
+
 cdef struct Sums:
     double volume, delta_raw, delta_beyond, tick, at_touch
     int64_t count
@@ -2085,6 +2212,24 @@ cdef object _sums_object(Sums* s):
     )  # fmt: skip
 
 
+# The goodness-of-fit cache (kappa._GofCache: computed_at_ns, n_updates, result) read by slot offset in the snapshot's
+# freshness test, while it is that slotted class (looked up with the reference module, on the first estimator built)
+cdef object _GOF_T = None
+cdef object _GOF_RESULT_T = None  # kappa.ExpGoodnessOfFit: frozen, so its as_detail() is a function of the object
+cdef Py_ssize_t _GOF_OFF[3]
+cdef bint _GOF_SLOTS = False
+
+
+cdef int _gof_layout(object km) except -1:
+    global _GOF_T, _GOF_RESULT_T, _GOF_SLOTS
+    if _GOF_T is None:
+        _GOF_T = km._GofCache
+        gof = km.ExpGoodnessOfFit
+        _GOF_RESULT_T = gof if gof.__dataclass_params__.frozen else None
+        _GOF_SLOTS = slot_offsets(_GOF_T, ("computed_at_ns", "n_updates", "result"), _GOF_OFF)
+    return 0
+
+
 @cython.final
 cdef class TradeKappaEstimator:
     """Compiled :class:`apps.engine.estimators.kappa.PyTradeKappaEstimator`: the trade window and its running
@@ -2104,12 +2249,31 @@ cdef class TradeKappaEstimator:
     # the open order (the last row): the touch its depth is measured against (MarketStep reads it), and its key
     cdef readonly double order_mid, order_half_spread
     cdef public object _order_key
+    # the snapshot's constants: prior_shape, prior_rate and ci_level as the posteriors read them (_post_c: all three
+    # are floats, or prior_shape an int exact as a double; else the reference's gamma_posterior and tick_posterior run)
+    # and the goodness of fit's refresh interval in ns as its cache test computes it (gof_interval_s * 1_000_000_000)
+    cdef double _a0, _b0, _ci
+    cdef bint _post_c
+    cdef object _gof_interval
+    # the goodness-of-fit result a snapshot last merged, and its as_detail() (built once per fit, only ever read)
+    cdef object _gof_seen, _gof_detail
 
     def __init__(self, params=None):
         import numpy as np
 
         km = _kappa_mod()
+        _gof_layout(km)
         self.params = (params or km.KappaParams()).validate()
+        p = self.params
+        a0, b0, ci = p.prior_shape, p.prior_rate, p.ci_level
+        self._post_c = (
+            (type(a0) is float or (type(a0) is int and -_EXACT_NS <= a0 <= _EXACT_NS))
+            and type(b0) is float and type(ci) is float
+        )
+        if self._post_c:
+            self._a0, self._b0, self._ci = a0, b0, ci
+        self._gof_interval = p.gof_interval_s * _NS_OBJ
+        self._gof_seen = self._gof_detail = None
         _clear(&self._ring)
         self._window = int(self.params.window_s * _NS)
         _sums_zero(&self._s)
@@ -2262,8 +2426,9 @@ cdef class TradeKappaEstimator:
         """The reference's goodness_of_fit: the same cache test, and on a recomputation the same latest
         ``gof_max_trades`` rows of the window, read from the ring into the array the reference builds (its k or
         d_raw column, as float64) and passed to the reference's test with the same generator."""
-        import numpy as np
+        return self._c_gof(now_ns)
 
+    cdef object _c_gof(self, object now_ns):
         km = _kappa_mod()
         p = self.params
         c = self._gof
@@ -2272,6 +2437,8 @@ cdef class TradeKappaEstimator:
         )
         if fresh and c.computed_at_ns >= 0:
             return c.result
+        import numpy as np
+
         cdef int64_t cutoff = <int64_t>now_ns - self._window
         cdef Py_ssize_t first = 0, n = self._ring.n, start, m, i
         cdef Py_ssize_t max_rows = p.gof_max_trades
@@ -2301,21 +2468,53 @@ cdef class TradeKappaEstimator:
         return tick_posterior(n_eff, sum_delta_beyond, tick_frac, prior_shape, prior_rate, ci_level)
 
     def snapshot(self, now_ns):
-        """Read κ at ``now_ns``: the reference's snapshot in C (the window sums, the detail, the state) around the
-        reference's own numeric steps (``gamma_posterior``, the tick posterior's grid, the goodness of fit)."""
+        """Read κ at ``now_ns``: the reference's snapshot in C (the window sums, the detail, the state, the Gamma and
+        tick posteriors) around the reference's goodness of fit."""
         cdef int64_t now
-        if not _as_ns(now_ns, &now) or not _ns_in(self._last_input_ns):
+        if not _as_ns(now_ns, &now):
+            return _kappa_mod().PyTradeKappaEstimator.snapshot(self, now_ns)
+        return self._snapshot_ns(now_ns, now)
+
+    cdef object _snapshot_ns(self, object now_ns, int64_t now):
+        # snapshot(now_ns) for an int time within ±2**62 (now is its value): MarketStep calls this directly
+        if not _ns_in(self._last_input_ns):
             return _kappa_mod().PyTradeKappaEstimator.snapshot(self, now_ns)
         return self._c_snapshot(now_ns, now)
 
+    cdef object _gof_detail_at(self, object now_ns, int64_t now):
+        """``self.goodness_of_fit(now_ns).as_detail()``, for the snapshot to merge (and not to keep: the dict is shared).
+
+        The cache test is the reference's, in C while the cache is the slotted _GofCache holding int times; the detail
+        of a result is built once and reused while the cache holds that result (ExpGoodnessOfFit is frozen, so its
+        as_detail() is the same dict every time: keys, order, the very field objects, equal float(n) values)."""
+        cdef int64_t at, nu
+        cdef bint found = False
+        c = self._gof
+        if _GOF_SLOTS and type(c) is _GOF_T:
+            at_obj = slot_get(c, _GOF_OFF[0])
+            if _as_ns(at_obj, &at) and at >= 0:
+                nu_obj = slot_get(c, _GOF_OFF[1])
+                if (_as_ns(nu_obj, &nu) and nu == self._n_updates) or not _ge_exact(now - at, self._gof_interval):
+                    result = slot_get(c, _GOF_OFF[2])
+                    found = True
+        if not found:
+            result = self._c_gof(now_ns)
+        if _GOF_RESULT_T is None or type(result) is not _GOF_RESULT_T:
+            return result.as_detail()
+        if result is not self._gof_seen:
+            self._gof_detail = result.as_detail()
+            self._gof_seen = result
+        return self._gof_detail
+
     cdef object _c_snapshot(self, object now_ns, int64_t now):
-        km = _kappa_mod()
         p = self.params
         cdef Sums s = self._s
         cdef int64_t cutoff = now - self._window
         cdef Py_ssize_t first = 0
         cdef Rec* r
         cdef double n, mean_raw, n_thr, idle_s, v
+        cdef double post[4]  # the reported posterior's (mean, std, ci_low, ci_high)
+        cdef double tick[4]
         if self._last_input_ns == 0 and not self._ring.n:
             return _snapshot(self.name, _NAN_OBJ, _NAN_OBJ, _WARMING, 0, _NAN_OBJ, _NAN_OBJ, {}, "no trades yet")
         while first < self._ring.n:  # _window_sums
@@ -2324,39 +2523,44 @@ cdef class TradeKappaEstimator:
                 break
             _sums_add(&s, -1.0, r)
             first += 1
-        detail = {
-            "n_orders": <double>s.count,
-            "volume": s.volume,
-            "window_s": p.window_s,
-            "min_volume": p.min_volume,
-        }
+        cdef dict detail = dict_presized(22)  # the 22 keys of a full detail (the same dict as {} filled in order)
+        detail["n_orders"] = <double>s.count
+        detail["volume"] = s.volume
+        detail["window_s"] = p.window_s
+        detail["min_volume"] = p.min_volume
         value = std = lo = hi = _NAN_OBJ
         if s.count > 0 and s.volume > 0:
             n = <double>s.count
             mean_raw = s.delta_raw / n
-            raw = km.gamma_posterior(n, s.delta_raw, p.prior_shape, p.prior_rate, p.ci_level)
+            if not (self._post_c and _gamma_post(n, s.delta_raw, self._a0, self._b0, self._ci, post) == 0):
+                raw = _kappa_mod().gamma_posterior(n, s.delta_raw, p.prior_shape, p.prior_rate, p.ci_level)
+                post[0], post[1], post[2], post[3] = raw.mean, raw.std, raw.ci_low, raw.ci_high
             detail["avg_distance_bps"] = mean_raw * 1e4
-            detail["kappa_raw"] = raw.mean
+            detail["kappa_raw"] = post[0]
             detail["kappa_raw_mle"] = 1.0 / mean_raw if mean_raw > 0 else _INF_OBJ
-            detail["kappa_raw_std"] = raw.std
-            post = raw
-            if p.tick_size > 0:
+            detail["kappa_raw_std"] = post[1]
+            if self._tick > 0:
                 detail["avg_distance_beyond_touch_bps"] = s.delta_beyond / n * 1e4
                 detail["tick_bps"] = s.tick / n * 1e4
                 detail["frac_orders_at_touch"] = s.at_touch / n
                 detail["kappa_model"] = 0.0
                 n_thr = s.thr_orders
                 if n_thr > 0 and n_thr >= <double>p.tick_min_through:
-                    tick = tick_posterior(
-                        n_thr, s.thr_excess, s.thr_tick / n_thr, p.prior_shape, p.prior_rate, p.ci_level
-                    )
-                    detail["kappa_tick"] = tick.mean  # detail.update(kappa_tick=, kappa_tick_std=, kappa_model=)
-                    detail["kappa_tick_std"] = tick.std
+                    if not (
+                        self._post_c
+                        and _tick_post(n_thr, s.thr_excess, s.thr_tick / n_thr, self._a0, self._b0, self._ci, tick) == 0
+                    ):
+                        t = tick_posterior(
+                            n_thr, s.thr_excess, s.thr_tick / n_thr, p.prior_shape, p.prior_rate, p.ci_level
+                        )
+                        tick[0], tick[1], tick[2], tick[3] = t.mean, t.std, t.ci_low, t.ci_high
+                    detail["kappa_tick"] = tick[0]  # detail.update(kappa_tick=, kappa_tick_std=, kappa_model=)
+                    detail["kappa_tick_std"] = tick[1]
                     detail["kappa_model"] = 1.0
-                    post = tick
+                    post[0], post[1], post[2], post[3] = tick[0], tick[1], tick[2], tick[3]
                 detail["n_orders_through_touch"] = n_thr
-            value, std, lo, hi = post.mean, post.std, post.ci_low, post.ci_high
-            detail.update(self.goodness_of_fit(now_ns).as_detail())
+            value, std, lo, hi = post[0], post[1], post[2], post[3]
+            PyDict_Update(detail, self._gof_detail_at(now_ns, now))
         # _state
         idle_s = _div_ns(now - self._last_input_ns)
         if idle_s > <double>p.stale_after_s:
@@ -2902,7 +3106,13 @@ cdef class KalmanDrift:
     def snapshot(self, now_ns):
         """The reference's snapshot, in C for an int time within ±2**62 (else the reference's)."""
         cdef int64_t now
-        if not _as_ns(now_ns, &now) or (self._has_last and not _ns_in(self._last)):
+        if not _as_ns(now_ns, &now):
+            return _drift_ref().snapshot(self, now_ns)
+        return self._snapshot_ns(now_ns, now)
+
+    cdef object _snapshot_ns(self, object now_ns, int64_t now):
+        # snapshot(now_ns) for an int time within ±2**62 (now is its value): MarketStep calls this directly
+        if self._has_last and not _ns_in(self._last):
             return _drift_ref().snapshot(self, now_ns)
         return self._c_snapshot(now, now_ns)
 
