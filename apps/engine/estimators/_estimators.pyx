@@ -30,7 +30,7 @@ from apps.engine._pyfloat cimport m_expm1 as _expm1, pymax as _pymax, pymin as _
 from apps.engine._slots cimport dict_presized, field, slot_get, slot_offset, slot_offsets, slot_set, strict_int64
 from cpython.number cimport PyNumber_Power
 from cpython.dict cimport PyDict_Update
-from cpython.object cimport PyObject_GenericSetAttr
+from cpython.object cimport PyObject, PyObject_GenericSetAttr, PyTypeObject
 from cpython.pycapsule cimport PyCapsule_CheckExact, PyCapsule_GetName, PyCapsule_GetPointer
 from cpython.ref cimport Py_INCREF
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
@@ -125,7 +125,11 @@ cdef object _snapshot(name, value, std, state, last_input_ns, ci_low, ci_high, d
     slotted dataclass (object.__setattr__ per field, in field order), without the Python-level call."""
     if not _SNAPSHOT_PLAIN:
         return EstimatorSnapshot(name, value, std, state, last_input_ns, ci_low, ci_high, detail, message)
-    cdef object obj = _new(EstimatorSnapshot)
+    cdef object obj
+    if _SNAPSHOT_OBJECT_NEW:  # object.__new__(EstimatorSnapshot) without the Python-level call
+        obj = (<PyTypeObject*>EstimatorSnapshot).tp_new(<type>EstimatorSnapshot, <PyObject*>_EMPTY, NULL)
+    else:
+        obj = _new(EstimatorSnapshot)
     if _SNAPSHOT_SLOTS:  # each field stored in its slot as object.__setattr__ stores it (apps/engine/_slots.pxd)
         slot_set(obj, _SNAP_OFF[0], name)
         slot_set(obj, _SNAP_OFF[1], value)
@@ -148,6 +152,11 @@ cdef object _snapshot(name, value, std, state, last_input_ns, ci_low, ci_high, d
     PyObject_GenericSetAttr(obj, "message", message)
     return obj
 
+
+# object.__new__(cls) is cls's tp_new (object's own, which checks that it got no arguments and allocates) for a class
+# that does not define __new__: called directly with an empty argument tuple it is the same call without the wrapper
+cdef tuple _EMPTY = ()
+cdef bint _SNAPSHOT_OBJECT_NEW = EstimatorSnapshot.__new__ is object.__new__
 
 # EstimatorSnapshot's slot offsets in _SNAPSHOT_FIELDS' order; _SNAPSHOT_SLOTS when every field is a plain slot
 cdef Py_ssize_t _SNAP_OFF[9]
@@ -3310,6 +3319,23 @@ cdef inline bint _ge_exact(int64_t a, object x) except -1:
     return a >= x
 
 
+cdef object _snapshot_of(object e, object now_ns, int64_t now):
+    """``e.snapshot(now_ns)`` for an int time within ±2**62 (``now`` is its value): the compiled estimators' own
+    snapshot called at C level (the same guards and the same object as their ``snapshot``), any other by name."""
+    cdef type t = type(e)
+    if t is SigmaEstimator:
+        return (<SigmaEstimator>e)._snapshot_ns(now_ns, now)
+    if t is TradeArrivalRate:
+        return (<TradeArrivalRate>e)._snapshot_ns(now_ns, now)
+    if t is FlowImbalance:
+        return (<FlowImbalance>e)._snapshot_ns(now_ns, now)
+    if t is KalmanDrift:
+        return (<KalmanDrift>e)._snapshot_ns(now_ns, now)
+    if t is MicropriceRegression:
+        return (<MicropriceRegression>e)._snapshot_ns(now_ns, now)
+    return e.snapshot(now_ns)
+
+
 @cython.final
 cdef class MarketStep:
     """``MarketEstimators._on_bbo`` and ``_on_trade`` in one compiled call each (a book ticker is one Python → C
@@ -3518,7 +3544,7 @@ cdef class MarketStep:
         # MarketEstimators._get(c, now_ns, est_i.snapshot), its result unused
         cdef MarketFields est = self.est
         if self._snap(c) is None or self._older(c, now_ns, now, self.snapshot_refresh_ns):
-            self._store(c, est_i.snapshot(now_ns), now_ns)
+            self._store(c, _snapshot_of(est_i, now_ns, now), now_ns)
             est.c_version += 1
             est._all_fresh_until_ns = 0
         return 0
@@ -3557,7 +3583,7 @@ cdef class MarketStep:
                 and self._older(c, now_ns, now, self.kappa_min_refresh_ns)
             )
         ):
-            self._store(c, self.kappa.snapshot(now_ns), now_ns)
+            self._store(c, self.kappa._snapshot_ns(now_ns, now), now_ns)  # its snapshot(now_ns), called in C
             est.c_kappa_trades_since = 0
             est.c_version += 1
             est._all_fresh_until_ns = 0
