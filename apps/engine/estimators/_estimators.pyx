@@ -30,6 +30,7 @@ from apps.engine._pyfloat cimport m_expm1 as _expm1, pymax as _pymax, pymin as _
 from apps.engine._slots cimport dict_presized, field, slot_get, slot_offset, slot_offsets, slot_set, strict_int64
 from cpython.number cimport PyNumber_Power
 from cpython.dict cimport PyDict_Update
+from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.object cimport PyObject, PyObject_GenericSetAttr, PyTypeObject
 from cpython.pycapsule cimport PyCapsule_CheckExact, PyCapsule_GetName, PyCapsule_GetPointer
 from cpython.ref cimport Py_INCREF
@@ -96,10 +97,16 @@ cdef object _NS_LIM_OBJ = 4611686018427387904
 
 
 cdef inline bint _as_ns(object v, int64_t* out) except -1:
-    # an int time within ±2**62, as int64 (False: the caller runs the reference)
-    if type(v) is not int or not (-_NS_LIM_OBJ <= v <= _NS_LIM_OBJ):
+    # an int time within ±2**62, as int64 (False: the caller runs the reference). Read in C: comparing with the Python
+    # bounds built a new int for -2**62 on every call (~350 instructions for each snapshot and cache test).
+    cdef int overflow = 0
+    cdef long long x
+    if type(v) is not int:
         return False
-    out[0] = v
+    x = PyLong_AsLongLongAndOverflow(v, &overflow)
+    if overflow or not (-_NS_LIM <= x <= _NS_LIM):
+        return False
+    out[0] = x
     return True
 
 
@@ -1035,23 +1042,24 @@ cdef class SigmaEstimator:
         bv = c.bv
         elapsed_obj = c.elapsed_s
         elapsed = elapsed_obj
-        detail = {
-            "sigma_clean": clean,
-            "sigma_total": total,
-            "sigma_total_std": total_std,
-            "sigma_spread": clean,
-            "sigma_inventory": inventory,
-            "jump_share": 1.0 - bv / rv if rv > 0 and isfinite(bv) else _NAN_OBJ,
-            "n_buckets": <double>n,
-            "window_s": elapsed_obj,
-            "mean_bucket_s": elapsed / <double>n if n else _NAN_OBJ,
-            "volume_clock": 1.0 if self._on_volume_clock else 0.0,
-            "bucket_volume": _nan_or(self._bucket_volume),
-            "correction_factor": cf_obj,
-            "correction_flag": 1.0 if cf_flag else 0.0,
-            "correction_n": <double>self._n_checked,
-        }
         per_scale = c.per_scale
+        # the same dict as the reference's literal filled in order, sized up front for its per-scale keys and the
+        # noise ratio (no resizes on the way)
+        cdef dict detail = dict_presized(15 + 3 * len(per_scale))
+        detail["sigma_clean"] = clean
+        detail["sigma_total"] = total
+        detail["sigma_total_std"] = total_std
+        detail["sigma_spread"] = clean
+        detail["sigma_inventory"] = inventory
+        detail["jump_share"] = 1.0 - bv / rv if rv > 0 and isfinite(bv) else _NAN_OBJ
+        detail["n_buckets"] = <double>n
+        detail["window_s"] = elapsed_obj
+        detail["mean_bucket_s"] = elapsed / <double>n if n else _NAN_OBJ
+        detail["volume_clock"] = 1.0 if self._on_volume_clock else 0.0
+        detail["bucket_volume"] = _nan_or(self._bucket_volume)
+        detail["correction_factor"] = cf_obj
+        detail["correction_flag"] = 1.0 if cf_flag else 0.0
+        detail["correction_n"] = <double>self._n_checked
         for k, v in per_scale.items():
             s_tot, s_cln, nb = v
             keys = _SIGMA_SCALE_KEYS.get((type(k), k))
@@ -3601,17 +3609,28 @@ cdef class MarketStep:
             self._snap(self.c_drift),
             self._snap(self.c_micro),
         )
-        r = self.snapshot_refresh_ns
-        est._all_fresh_until_ns = min(
-            self._at_ns(self.c_kappa) + self.kappa_refresh_ns,
-            self._at_ns(self.c_sigma) + r,
-            self._at_ns(self.c_arrival) + r,
-            self._at_ns(self.c_flow) + r,
-            self._at_ns(self.c_drift) + r,
-            self._at_ns(self.c_micro) + r,
-        )
+        est._all_fresh_until_ns = self._fresh_until()
         est._all_snaps = snaps
         return 0
+
+    cdef object _fresh_until(self):
+        # min(κ's at_ns + kappa_refresh_ns, each other cache's at_ns + snapshot_refresh_ns), as the reference computes
+        # it: Python's min keeps the first of equal values, so it is κ's term unless one of the others is smaller, and
+        # then the smallest of those (ints: only the value tells them apart). Those five int sums and their minimum
+        # are taken in int64 while every at_ns and the interval are ints within ±2**62 (so no sum overflows).
+        cdef int64_t r, at, low
+        cdef Py_ssize_t i
+        k = self._at_ns(self.c_kappa) + self.kappa_refresh_ns
+        rest = (self.c_sigma, self.c_arrival, self.c_flow, self.c_drift, self.c_micro)
+        if not _as_ns(self.snapshot_refresh_ns, &r):
+            return min(k, *[self._at_ns(c) + self.snapshot_refresh_ns for c in rest])
+        for i in range(5):
+            if not _as_ns(self._at_ns(rest[i]), &at):
+                return min(k, *[self._at_ns(c) + self.snapshot_refresh_ns for c in rest])
+            if i == 0 or at + r < low:
+                low = at + r
+        low_obj = low
+        return low_obj if low_obj < k else k
 
     cdef int _depth_cost(self, object now_ns, int64_t now) except -1:
         # MarketEstimators.depth_cost(now_ns), its result unused: _get with its compute()
