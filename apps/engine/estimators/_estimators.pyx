@@ -35,7 +35,7 @@ from cpython.object cimport PyObject, PyObject_GenericSetAttr, PyTypeObject
 from cpython.pycapsule cimport PyCapsule_CheckExact, PyCapsule_GetName, PyCapsule_GetPointer
 from cpython.ref cimport Py_INCREF
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
-from libc.math cimport INFINITY, copysign, exp, expm1, fabs, isfinite, isinf, isnan, log, pow, rint, signbit, sqrt
+from libc.math cimport INFINITY, ceil, copysign, exp, expm1, fabs, isfinite, isinf, isnan, log, pow, rint, signbit, sqrt
 from libc.stdint cimport int64_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memmove, strcmp
@@ -3316,6 +3316,20 @@ cdef object _NEVER_OBJ = 2**63 - 1  # market._NEVER
 cdef object _ceil = math.ceil
 
 
+cdef inline bint _lt_exact(int64_t a, double x) noexcept:
+    # ``a < x`` as Python compares an int with a float (exactly, False for NaN): an integer is below x exactly when it
+    # is below ceil(x), which is an integral double and, inside the int64 range, converts exactly
+    cdef double c
+    if isnan(x):
+        return False
+    c = ceil(x)
+    if c >= 9223372036854775808.0:
+        return True
+    if c < -9223372036854775808.0:
+        return False
+    return a < <int64_t>c
+
+
 cdef inline bint _ge_exact(int64_t a, object x) except -1:
     # ``a >= x`` as Python compares an int with an int or a float (exactly): in C while that is exact
     cdef int64_t b
@@ -3618,17 +3632,27 @@ cdef class MarketStep:
         # it: Python's min keeps the first of equal values, so it is κ's term unless one of the others is smaller, and
         # then the smallest of those (ints: only the value tells them apart). Those five int sums and their minimum
         # are taken in int64 while every at_ns and the interval are ints within ±2**62 (so no sum overflows).
-        cdef int64_t r, at, low
+        cdef int64_t r, at, low = 0, k_at
         cdef Py_ssize_t i
-        k = self._at_ns(self.c_kappa) + self.kappa_refresh_ns
+        cdef double kd
+        kr = self.kappa_refresh_ns
+        k_at_obj = self._at_ns(self.c_kappa)
         rest = (self.c_sigma, self.c_arrival, self.c_flow, self.c_drift, self.c_micro)
         if not _as_ns(self.snapshot_refresh_ns, &r):
-            return min(k, *[self._at_ns(c) + self.snapshot_refresh_ns for c in rest])
+            return min(k_at_obj + kr, *[self._at_ns(c) + self.snapshot_refresh_ns for c in rest])
         for i in range(5):
             if not _as_ns(self._at_ns(rest[i]), &at):
-                return min(k, *[self._at_ns(c) + self.snapshot_refresh_ns for c in rest])
+                return min(k_at_obj + kr, *[self._at_ns(c) + self.snapshot_refresh_ns for c in rest])
             if i == 0 or at + r < low:
                 low = at + r
+        if type(kr) is float and _as_ns(k_at_obj, &k_at):
+            # κ's term in C too: int + float is the int rounded to a double (as the C conversion rounds it) plus the
+            # float, and an int compares with a float exactly
+            kd = <double>k_at + <double>kr
+            if _lt_exact(low, kd):
+                return low  # (an int)
+            return kd  # (a float)
+        k = k_at_obj + kr
         low_obj = low
         return low_obj if low_obj < k else k
 
