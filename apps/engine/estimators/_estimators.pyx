@@ -22,6 +22,10 @@ CPython's ``float_pow``; an int64 time difference is divided by 1e9 in C only wh
 as CPython's int true division does, else in Python). The adverse estimator's window sums are kept exactly and
 incrementally (Shewchuk partials: add on append, subtract on eviction), so a snapshot reads in O(1) the very
 double ``math.fsum`` returns over the whole window.
+
+Scipy in C: κ's Gamma posterior takes its quantiles from the C function scipy exports for Cython callers
+(``scipy.special.cython_special``'s ``gammaincinv`` capsule, found at run time, never at build time), the kernel
+the ufunc runs; where that is missing or declines an input, ``kappa.gamma_posterior`` runs (see ``_gamma_post``).
 """
 
 cimport cython
@@ -3328,6 +3332,11 @@ cdef inline bint _lt_exact(int64_t a, double x) noexcept:
     if c < -9223372036854775808.0:
         return False
     return a < <int64_t>c
+
+
+def lt_exact(int64_t a, double x):
+    """:func:`_lt_exact` from Python (for its test against Python's own int < float)."""
+    return _lt_exact(a, x)
 
 
 cdef inline bint _ge_exact(int64_t a, object x) except -1:

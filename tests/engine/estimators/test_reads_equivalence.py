@@ -139,6 +139,25 @@ def test_the_compiled_gamma_posterior_matches_the_reference_bit_for_bit():
         assert outcome(_estimators.gamma_posterior, *args) == outcome(kappa.gamma_posterior, *args), args
 
 
+def test_the_refresh_steps_int_below_float_test_is_pythons():
+    """MarketStep's fresh-until minimum compares an int64 time with a float in C (_lt_exact): exactly as Python
+    compares an int with a float, beyond 2**53 (where neighbouring ints round to one double), at ties, and at the ends
+    of int64 and of the doubles."""
+    rng = np.random.default_rng(9)
+    lim = 2**63
+    cases = [(0, 0.0), (1, 0.5), (-1, -0.5), (0, -0.0), (5, math.nan), (5, math.inf), (5, -math.inf),
+             (lim - 1, float(lim)), (-lim, -float(lim)), (-lim, float(-lim) - 4096.0), (lim - 1, 9.3e18)]  # fmt: skip
+    for _ in range(20_000):
+        a = int(rng.integers(-(2**62), 2**62))
+        x = float(a) + float(rng.integers(-600, 600)) * (2.0 ** int(rng.integers(0, 12)))
+        cases.append((a, x))
+        cases.append((a + int(rng.integers(-300, 300)), float(a)))
+        t = 1_700_000_000_000_000_000 + int(rng.integers(0, 10**15))  # times in ns now, a 1 s interval as a float
+        cases.append((t + 1_000_000_000 * int(rng.integers(0, 2)), float(t) + 1e9))
+    for a, x in cases:
+        assert _estimators.lt_exact(a, x) == (a < x), (a, x)
+
+
 @pytest.mark.parametrize("n_grid", [2, 3, 9, 101, 801, 2001])
 def test_the_compiled_tick_grid_matches_the_reference_bit_for_bit(n_grid):
     for i, args in enumerate(generated_posteriors(20 + n_grid, 150)):
