@@ -22,6 +22,10 @@ CPython's ``float_pow``; an int64 time difference is divided by 1e9 in C only wh
 as CPython's int true division does, else in Python). The adverse estimator's window sums are kept exactly and
 incrementally (Shewchuk partials: add on append, subtract on eviction), so a snapshot reads in O(1) the very
 double ``math.fsum`` returns over the whole window.
+
+Scipy in C: κ's Gamma posterior takes its quantiles from the C function scipy exports for Cython callers
+(``scipy.special.cython_special``'s ``gammaincinv`` capsule, found at run time, never at build time), the kernel
+the ufunc runs; where that is missing or declines an input, ``kappa.gamma_posterior`` runs (see ``_gamma_post``).
 """
 
 cimport cython
@@ -29,13 +33,16 @@ cimport cython
 from apps.engine._pyfloat cimport m_expm1 as _expm1, pymax as _pymax, pymin as _pymin, pypow as _pypow
 from apps.engine._slots cimport dict_presized, field, slot_get, slot_offset, slot_offsets, slot_set, strict_int64
 from cpython.number cimport PyNumber_Power
-from cpython.object cimport PyObject_GenericSetAttr
+from cpython.dict cimport PyDict_Update
+from cpython.long cimport PyLong_AsLongLongAndOverflow
+from cpython.object cimport PyObject, PyObject_GenericSetAttr, PyTypeObject
+from cpython.pycapsule cimport PyCapsule_CheckExact, PyCapsule_GetName, PyCapsule_GetPointer
 from cpython.ref cimport Py_INCREF
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
-from libc.math cimport INFINITY, copysign, exp, expm1, fabs, isfinite, isinf, isnan, log, pow, rint, signbit, sqrt
+from libc.math cimport INFINITY, ceil, copysign, exp, expm1, fabs, isfinite, isinf, isnan, log, pow, rint, signbit, sqrt
 from libc.stdint cimport int64_t
 from libc.stdlib cimport free, malloc, realloc
-from libc.string cimport memmove
+from libc.string cimport memmove, strcmp
 
 import math
 from collections import deque
@@ -94,10 +101,16 @@ cdef object _NS_LIM_OBJ = 4611686018427387904
 
 
 cdef inline bint _as_ns(object v, int64_t* out) except -1:
-    # an int time within ±2**62, as int64 (False: the caller runs the reference)
-    if type(v) is not int or not (-_NS_LIM_OBJ <= v <= _NS_LIM_OBJ):
+    # an int time within ±2**62, as int64 (False: the caller runs the reference). Read in C: comparing with the Python
+    # bounds built a new int for -2**62 on every call (~350 instructions for each snapshot and cache test).
+    cdef int overflow = 0
+    cdef long long x
+    if type(v) is not int:
         return False
-    out[0] = v
+    x = PyLong_AsLongLongAndOverflow(v, &overflow)
+    if overflow or not (-_NS_LIM <= x <= _NS_LIM):
+        return False
+    out[0] = x
     return True
 
 
@@ -123,7 +136,11 @@ cdef object _snapshot(name, value, std, state, last_input_ns, ci_low, ci_high, d
     slotted dataclass (object.__setattr__ per field, in field order), without the Python-level call."""
     if not _SNAPSHOT_PLAIN:
         return EstimatorSnapshot(name, value, std, state, last_input_ns, ci_low, ci_high, detail, message)
-    cdef object obj = _new(EstimatorSnapshot)
+    cdef object obj
+    if _SNAPSHOT_OBJECT_NEW:  # object.__new__(EstimatorSnapshot) without the Python-level call
+        obj = (<PyTypeObject*>EstimatorSnapshot).tp_new(<type>EstimatorSnapshot, <PyObject*>_EMPTY, NULL)
+    else:
+        obj = _new(EstimatorSnapshot)
     if _SNAPSHOT_SLOTS:  # each field stored in its slot as object.__setattr__ stores it (apps/engine/_slots.pxd)
         slot_set(obj, _SNAP_OFF[0], name)
         slot_set(obj, _SNAP_OFF[1], value)
@@ -146,6 +163,11 @@ cdef object _snapshot(name, value, std, state, last_input_ns, ci_low, ci_high, d
     PyObject_GenericSetAttr(obj, "message", message)
     return obj
 
+
+# object.__new__(cls) is cls's tp_new (object's own, which checks that it got no arguments and allocates) for a class
+# that does not define __new__: called directly with an empty argument tuple it is the same call without the wrapper
+cdef tuple _EMPTY = ()
+cdef bint _SNAPSHOT_OBJECT_NEW = EstimatorSnapshot.__new__ is object.__new__
 
 # EstimatorSnapshot's slot offsets in _SNAPSHOT_FIELDS' order; _SNAPSHOT_SLOTS when every field is a plain slot
 cdef Py_ssize_t _SNAP_OFF[9]
@@ -980,7 +1002,13 @@ cdef class SigmaEstimator:
     def snapshot(self, now_ns):
         """Read σ at ``now_ns``: the reference's snapshot, in C (its operations on the same doubles)."""
         cdef int64_t now
-        if not _as_ns(now_ns, &now) or not _ns_in(self._last_input_ns):
+        if not _as_ns(now_ns, &now):
+            return _sigma_ref().snapshot(self, now_ns)
+        return self._snapshot_ns(now_ns, now)
+
+    cdef object _snapshot_ns(self, object now_ns, int64_t now):
+        # snapshot(now_ns) for an int time within ±2**62 (now is its value): MarketStep calls this directly
+        if not _ns_in(self._last_input_ns):
             return _sigma_ref().snapshot(self, now_ns)
         return self._c_snapshot(now)
 
@@ -1018,23 +1046,24 @@ cdef class SigmaEstimator:
         bv = c.bv
         elapsed_obj = c.elapsed_s
         elapsed = elapsed_obj
-        detail = {
-            "sigma_clean": clean,
-            "sigma_total": total,
-            "sigma_total_std": total_std,
-            "sigma_spread": clean,
-            "sigma_inventory": inventory,
-            "jump_share": 1.0 - bv / rv if rv > 0 and isfinite(bv) else _NAN_OBJ,
-            "n_buckets": <double>n,
-            "window_s": elapsed_obj,
-            "mean_bucket_s": elapsed / <double>n if n else _NAN_OBJ,
-            "volume_clock": 1.0 if self._on_volume_clock else 0.0,
-            "bucket_volume": _nan_or(self._bucket_volume),
-            "correction_factor": cf_obj,
-            "correction_flag": 1.0 if cf_flag else 0.0,
-            "correction_n": <double>self._n_checked,
-        }
         per_scale = c.per_scale
+        # the same dict as the reference's literal filled in order, sized up front for its per-scale keys and the
+        # noise ratio (no resizes on the way)
+        cdef dict detail = dict_presized(15 + 3 * len(per_scale))
+        detail["sigma_clean"] = clean
+        detail["sigma_total"] = total
+        detail["sigma_total_std"] = total_std
+        detail["sigma_spread"] = clean
+        detail["sigma_inventory"] = inventory
+        detail["jump_share"] = 1.0 - bv / rv if rv > 0 and isfinite(bv) else _NAN_OBJ
+        detail["n_buckets"] = <double>n
+        detail["window_s"] = elapsed_obj
+        detail["mean_bucket_s"] = elapsed / <double>n if n else _NAN_OBJ
+        detail["volume_clock"] = 1.0 if self._on_volume_clock else 0.0
+        detail["bucket_volume"] = _nan_or(self._bucket_volume)
+        detail["correction_factor"] = cf_obj
+        detail["correction_flag"] = 1.0 if cf_flag else 0.0
+        detail["correction_n"] = <double>self._n_checked
         for k, v in per_scale.items():
             s_tot, s_cln, nb = v
             keys = _SIGMA_SCALE_KEYS.get((type(k), k))
@@ -1203,7 +1232,13 @@ cdef class MicropriceRegression:
     def snapshot(self, now_ns):
         """The reference's snapshot, in C (its operations on the same doubles)."""
         cdef int64_t now
-        if not _as_ns(now_ns, &now) or not _ns_in(self._last_ns):
+        if not _as_ns(now_ns, &now):
+            return _micro_ref().snapshot(self, now_ns)
+        return self._snapshot_ns(now_ns, now)
+
+    cdef object _snapshot_ns(self, object now_ns, int64_t now):
+        # snapshot(now_ns) for an int time within ±2**62 (now is its value): MarketStep calls this directly
+        if not _ns_in(self._last_ns):
             return _micro_ref().snapshot(self, now_ns)
         return self._c_snapshot(now)
 
@@ -1410,7 +1445,13 @@ cdef class FlowImbalance:
     def snapshot(self, now_ns):
         """The reference's snapshot, in C (its operations on the same doubles)."""
         cdef int64_t now
-        if not _as_ns(now_ns, &now) or not _ns_in(self._last_input_ns) or not _ns_in(self._t):
+        if not _as_ns(now_ns, &now):
+            return _flow_ref().snapshot(self, now_ns)
+        return self._snapshot_ns(now_ns, now)
+
+    cdef object _snapshot_ns(self, object now_ns, int64_t now):
+        # snapshot(now_ns) for an int time within ±2**62 (now is its value): MarketStep calls this directly
+        if not _ns_in(self._last_input_ns) or not _ns_in(self._t):
             return _flow_ref().snapshot(self, now_ns)
         return self._c_snapshot(now)
 
@@ -1512,10 +1553,13 @@ cdef class TradeArrivalRate:
     def snapshot(self, now_ns):
         """The reference's snapshot, in C (its operations on the same doubles)."""
         cdef int64_t now_in
-        if (
-            not _as_ns(now_ns, &now_in) or not _ns_in(self._last_input_ns) or not _ns_in(self._t)
-            or not _ns_in(self._start)
-        ):
+        if not _as_ns(now_ns, &now_in):
+            return _arrival_ref().snapshot(self, now_ns)
+        return self._snapshot_ns(now_ns, now_in)
+
+    cdef object _snapshot_ns(self, object now_ns, int64_t now_in):
+        # snapshot(now_ns) for an int time within ±2**62 (now_in is its value): MarketStep calls this directly
+        if not _ns_in(self._last_input_ns) or not _ns_in(self._t) or not _ns_in(self._start):
             return _arrival_ref().snapshot(self, now_ns)
         return self._c_snapshot(now_in)
 
@@ -1752,6 +1796,89 @@ cdef object _kappa_mod():
 
         _REF_KAPPA = kappa
     return _REF_KAPPA
+
+
+# --- κ's Gamma posterior in C -------------------------------------------------------------------------------------
+#
+# kappa.gamma_posterior calls scipy.special.gammaincinv on two scalars: two passes through the ufunc machinery (~15k
+# instructions each) around a C function that scipy also exports, for Cython callers, as
+# scipy.special.cython_special.__pyx_capi__["gammaincinv"]. That entry point is looked up here at run time, once (scipy
+# stays a run-time dependency only): a capsule whose name is exactly the C signature below, its pointer taken with that
+# name. The ufunc's double loop and this entry point run the same kernel, so the quantiles have the same bits
+# (tests/engine/estimators/test_reads_equivalence.py checks that over the recordings' range and far beyond). Without
+# the capsule, with a capsule of another signature, or for an input where the reference raises or the quantile is NaN,
+# the caller runs kappa.gamma_posterior itself.
+
+ctypedef double (*_GammaIncInvFn)(double, double, int) noexcept nogil
+
+cdef const char* _GAMMAINCINV_SIG = b"double (double, double, int __pyx_skip_dispatch)"
+cdef _GammaIncInvFn _GAMMAINCINV = NULL
+cdef int _GAMMAINCINV_LOOKED = 0  # 1 once the capsule was looked for (found or not)
+cdef object _CYTHON_SPECIAL = None  # the module that owns the function, kept referenced
+
+
+cdef bint _have_gammaincinv() noexcept:
+    global _GAMMAINCINV, _GAMMAINCINV_LOOKED, _CYTHON_SPECIAL
+    cdef const char* name
+    cdef void* ptr
+    if _GAMMAINCINV_LOOKED:
+        return _GAMMAINCINV != NULL
+    _GAMMAINCINV_LOOKED = 1
+    try:
+        from scipy.special import cython_special
+
+        cap = cython_special.__pyx_capi__["gammaincinv"]
+        if PyCapsule_CheckExact(cap):
+            name = PyCapsule_GetName(cap)
+            if name != NULL and strcmp(name, _GAMMAINCINV_SIG) == 0:
+                ptr = PyCapsule_GetPointer(cap, name)
+                if ptr != NULL:
+                    _CYTHON_SPECIAL = cython_special
+                    _GAMMAINCINV = <_GammaIncInvFn>ptr
+    except Exception:  # no scipy, no such entry: the reference's ufunc path
+        _GAMMAINCINV = NULL
+    return _GAMMAINCINV != NULL
+
+
+def gammaincinv(double a, double y):
+    """scipy's ``gammaincinv(a, y)`` through the C entry point :func:`gamma_posterior` uses; None when it is not
+    available (then the compiled κ snapshot runs the reference's ufunc calls)."""
+    if not _have_gammaincinv():
+        return None
+    return _GAMMAINCINV(a, y, 0)
+
+
+cdef int _gamma_post(double n_eff, double sum_delta, double a0, double b0, double ci_level, double* out) noexcept:
+    # kappa.gamma_posterior's (mean, std, ci_low, ci_high) into out: the same operations on the same doubles (math.sqrt
+    # is the correctly rounded sqrt, float / float IEEE division). -1 where the reference is to run instead: no C entry
+    # point, an input where it raises (math.sqrt of a negative shape, a zero rate) or a NaN quantile (the inputs the
+    # kernel rejects, where the ufunc may also report an error).
+    cdef double a = a0 + n_eff, b = b0 + sum_delta, tail = 0.5 * (1.0 - ci_level), lo, hi
+    if not _have_gammaincinv() or not a >= 0.0 or b == 0.0:
+        return -1
+    lo = _GAMMAINCINV(a, tail, 0)
+    hi = _GAMMAINCINV(a, 1.0 - tail, 0)
+    if isnan(lo) or isnan(hi):
+        return -1
+    out[0] = a / b
+    out[1] = sqrt(a) / b
+    out[2] = lo / b
+    out[3] = hi / b
+    return 0
+
+
+def gamma_posterior(n_eff, sum_delta, prior_shape, prior_rate, ci_level=0.95):
+    """:func:`apps.engine.estimators.kappa.gamma_posterior` with the quantiles from scipy's C entry point
+    (:func:`_gamma_post`): the same KappaPosterior, bit for bit
+    (the reference itself for arguments that are not all floats, or where :func:`_gamma_post` declines)."""
+    cdef double out[4]
+    if (
+        type(n_eff) is float and type(sum_delta) is float and type(prior_shape) is float
+        and type(prior_rate) is float and type(ci_level) is float
+        and _gamma_post(n_eff, sum_delta, prior_shape, prior_rate, ci_level, out) == 0
+    ):
+        return _kappa_mod().KappaPosterior(out[0], out[1], out[2], out[3])
+    return _kappa_mod().gamma_posterior(n_eff, sum_delta, prior_shape, prior_rate, ci_level)
 
 
 # --- κ's tick posterior: its mode in C ---------------------------------------------------------------------------
@@ -2048,6 +2175,27 @@ def tick_posterior(n_eff, sum_delta_beyond, tick_frac, prior_shape, prior_rate, 
     )
 
 
+cdef int _tick_post(double n, double s, double tau, double a0, double b0, double ci_level, double* out) except -2:
+    # tick_posterior(n, s, tau, a0, b0, ci_level) into out (mean, std, ci_low, ci_high) without the Python calls or
+    # the KappaPosterior: the mode and the grid as tick_mode and tick_posterior_at_mode compute them (201 points). -1
+    # where tick_mode would run the reference (the caller then calls tick_posterior itself).
+    cdef TickLogPost p
+    cdef double u_mode, curv
+    p.a0 = a0
+    p.b0 = b0
+    p.n = n
+    p.s = s
+    p.tau = tau
+    p.bad = False
+    if not (
+        isfinite(n) and isfinite(s) and isfinite(a0) and isfinite(b0) and isfinite(tau) and tau >= 1e-300
+        and _tick_mode(&p, &u_mode, &curv) == 0
+    ):
+        return -1
+    _tick_grid(n, s, tau, a0, b0, u_mode, curv, ci_level, 201, out)
+    return 0
+
+
 cdef struct Sums:
     double volume, delta_raw, delta_beyond, tick, at_touch
     int64_t count
@@ -2085,6 +2233,24 @@ cdef object _sums_object(Sums* s):
     )  # fmt: skip
 
 
+# The goodness-of-fit cache (kappa._GofCache: computed_at_ns, n_updates, result) read by slot offset in the snapshot's
+# freshness test, while it is that slotted class (looked up with the reference module, on the first estimator built)
+cdef object _GOF_T = None
+cdef object _GOF_RESULT_T = None  # kappa.ExpGoodnessOfFit: frozen, so its as_detail() is a function of the object
+cdef Py_ssize_t _GOF_OFF[3]
+cdef bint _GOF_SLOTS = False
+
+
+cdef int _gof_layout(object km) except -1:
+    global _GOF_T, _GOF_RESULT_T, _GOF_SLOTS
+    if _GOF_T is None:
+        _GOF_T = km._GofCache
+        gof = km.ExpGoodnessOfFit
+        _GOF_RESULT_T = gof if gof.__dataclass_params__.frozen else None
+        _GOF_SLOTS = slot_offsets(_GOF_T, ("computed_at_ns", "n_updates", "result"), _GOF_OFF)
+    return 0
+
+
 @cython.final
 cdef class TradeKappaEstimator:
     """Compiled :class:`apps.engine.estimators.kappa.PyTradeKappaEstimator`: the trade window and its running
@@ -2104,12 +2270,31 @@ cdef class TradeKappaEstimator:
     # the open order (the last row): the touch its depth is measured against (MarketStep reads it), and its key
     cdef readonly double order_mid, order_half_spread
     cdef public object _order_key
+    # the snapshot's constants: prior_shape, prior_rate and ci_level as the posteriors read them (_post_c: all three
+    # are floats, or prior_shape an int exact as a double; else the reference's gamma_posterior and tick_posterior run)
+    # and the goodness of fit's refresh interval in ns as its cache test computes it (gof_interval_s * 1_000_000_000)
+    cdef double _a0, _b0, _ci
+    cdef bint _post_c
+    cdef object _gof_interval
+    # the goodness-of-fit result a snapshot last merged, and its as_detail() (built once per fit, only ever read)
+    cdef object _gof_seen, _gof_detail
 
     def __init__(self, params=None):
         import numpy as np
 
         km = _kappa_mod()
+        _gof_layout(km)
         self.params = (params or km.KappaParams()).validate()
+        p = self.params
+        a0, b0, ci = p.prior_shape, p.prior_rate, p.ci_level
+        self._post_c = (
+            (type(a0) is float or (type(a0) is int and -_EXACT_NS <= a0 <= _EXACT_NS))
+            and type(b0) is float and type(ci) is float
+        )
+        if self._post_c:
+            self._a0, self._b0, self._ci = a0, b0, ci
+        self._gof_interval = p.gof_interval_s * _NS_OBJ
+        self._gof_seen = self._gof_detail = None
         _clear(&self._ring)
         self._window = int(self.params.window_s * _NS)
         _sums_zero(&self._s)
@@ -2262,8 +2447,9 @@ cdef class TradeKappaEstimator:
         """The reference's goodness_of_fit: the same cache test, and on a recomputation the same latest
         ``gof_max_trades`` rows of the window, read from the ring into the array the reference builds (its k or
         d_raw column, as float64) and passed to the reference's test with the same generator."""
-        import numpy as np
+        return self._c_gof(now_ns)
 
+    cdef object _c_gof(self, object now_ns):
         km = _kappa_mod()
         p = self.params
         c = self._gof
@@ -2272,6 +2458,8 @@ cdef class TradeKappaEstimator:
         )
         if fresh and c.computed_at_ns >= 0:
             return c.result
+        import numpy as np
+
         cdef int64_t cutoff = <int64_t>now_ns - self._window
         cdef Py_ssize_t first = 0, n = self._ring.n, start, m, i
         cdef Py_ssize_t max_rows = p.gof_max_trades
@@ -2301,21 +2489,53 @@ cdef class TradeKappaEstimator:
         return tick_posterior(n_eff, sum_delta_beyond, tick_frac, prior_shape, prior_rate, ci_level)
 
     def snapshot(self, now_ns):
-        """Read κ at ``now_ns``: the reference's snapshot in C (the window sums, the detail, the state) around the
-        reference's own numeric steps (``gamma_posterior``, the tick posterior's grid, the goodness of fit)."""
+        """Read κ at ``now_ns``: the reference's snapshot in C (the window sums, the detail, the state, the Gamma and
+        tick posteriors) around the reference's goodness of fit."""
         cdef int64_t now
-        if not _as_ns(now_ns, &now) or not _ns_in(self._last_input_ns):
+        if not _as_ns(now_ns, &now):
+            return _kappa_mod().PyTradeKappaEstimator.snapshot(self, now_ns)
+        return self._snapshot_ns(now_ns, now)
+
+    cdef object _snapshot_ns(self, object now_ns, int64_t now):
+        # snapshot(now_ns) for an int time within ±2**62 (now is its value): MarketStep calls this directly
+        if not _ns_in(self._last_input_ns):
             return _kappa_mod().PyTradeKappaEstimator.snapshot(self, now_ns)
         return self._c_snapshot(now_ns, now)
 
+    cdef object _gof_detail_at(self, object now_ns, int64_t now):
+        """``self.goodness_of_fit(now_ns).as_detail()``, for the snapshot to merge (and not to keep: the dict is shared).
+
+        The cache test is the reference's, in C while the cache is the slotted _GofCache holding int times; the detail
+        of a result is built once and reused while the cache holds that result (ExpGoodnessOfFit is frozen, so its
+        as_detail() is the same dict every time: keys, order, the very field objects, equal float(n) values)."""
+        cdef int64_t at, nu
+        cdef bint found = False
+        c = self._gof
+        if _GOF_SLOTS and type(c) is _GOF_T:
+            at_obj = slot_get(c, _GOF_OFF[0])
+            if _as_ns(at_obj, &at) and at >= 0:
+                nu_obj = slot_get(c, _GOF_OFF[1])
+                if (_as_ns(nu_obj, &nu) and nu == self._n_updates) or not _ge_exact(now - at, self._gof_interval):
+                    result = slot_get(c, _GOF_OFF[2])
+                    found = True
+        if not found:
+            result = self._c_gof(now_ns)
+        if _GOF_RESULT_T is None or type(result) is not _GOF_RESULT_T:
+            return result.as_detail()
+        if result is not self._gof_seen:
+            self._gof_detail = result.as_detail()
+            self._gof_seen = result
+        return self._gof_detail
+
     cdef object _c_snapshot(self, object now_ns, int64_t now):
-        km = _kappa_mod()
         p = self.params
         cdef Sums s = self._s
         cdef int64_t cutoff = now - self._window
         cdef Py_ssize_t first = 0
         cdef Rec* r
         cdef double n, mean_raw, n_thr, idle_s, v
+        cdef double post[4]  # the reported posterior's (mean, std, ci_low, ci_high)
+        cdef double tick[4]
         if self._last_input_ns == 0 and not self._ring.n:
             return _snapshot(self.name, _NAN_OBJ, _NAN_OBJ, _WARMING, 0, _NAN_OBJ, _NAN_OBJ, {}, "no trades yet")
         while first < self._ring.n:  # _window_sums
@@ -2324,39 +2544,44 @@ cdef class TradeKappaEstimator:
                 break
             _sums_add(&s, -1.0, r)
             first += 1
-        detail = {
-            "n_orders": <double>s.count,
-            "volume": s.volume,
-            "window_s": p.window_s,
-            "min_volume": p.min_volume,
-        }
+        cdef dict detail = dict_presized(22)  # the 22 keys of a full detail (the same dict as {} filled in order)
+        detail["n_orders"] = <double>s.count
+        detail["volume"] = s.volume
+        detail["window_s"] = p.window_s
+        detail["min_volume"] = p.min_volume
         value = std = lo = hi = _NAN_OBJ
         if s.count > 0 and s.volume > 0:
             n = <double>s.count
             mean_raw = s.delta_raw / n
-            raw = km.gamma_posterior(n, s.delta_raw, p.prior_shape, p.prior_rate, p.ci_level)
+            if not (self._post_c and _gamma_post(n, s.delta_raw, self._a0, self._b0, self._ci, post) == 0):
+                raw = _kappa_mod().gamma_posterior(n, s.delta_raw, p.prior_shape, p.prior_rate, p.ci_level)
+                post[0], post[1], post[2], post[3] = raw.mean, raw.std, raw.ci_low, raw.ci_high
             detail["avg_distance_bps"] = mean_raw * 1e4
-            detail["kappa_raw"] = raw.mean
+            detail["kappa_raw"] = post[0]
             detail["kappa_raw_mle"] = 1.0 / mean_raw if mean_raw > 0 else _INF_OBJ
-            detail["kappa_raw_std"] = raw.std
-            post = raw
-            if p.tick_size > 0:
+            detail["kappa_raw_std"] = post[1]
+            if self._tick > 0:
                 detail["avg_distance_beyond_touch_bps"] = s.delta_beyond / n * 1e4
                 detail["tick_bps"] = s.tick / n * 1e4
                 detail["frac_orders_at_touch"] = s.at_touch / n
                 detail["kappa_model"] = 0.0
                 n_thr = s.thr_orders
                 if n_thr > 0 and n_thr >= <double>p.tick_min_through:
-                    tick = tick_posterior(
-                        n_thr, s.thr_excess, s.thr_tick / n_thr, p.prior_shape, p.prior_rate, p.ci_level
-                    )
-                    detail["kappa_tick"] = tick.mean  # detail.update(kappa_tick=, kappa_tick_std=, kappa_model=)
-                    detail["kappa_tick_std"] = tick.std
+                    if not (
+                        self._post_c
+                        and _tick_post(n_thr, s.thr_excess, s.thr_tick / n_thr, self._a0, self._b0, self._ci, tick) == 0
+                    ):
+                        t = tick_posterior(
+                            n_thr, s.thr_excess, s.thr_tick / n_thr, p.prior_shape, p.prior_rate, p.ci_level
+                        )
+                        tick[0], tick[1], tick[2], tick[3] = t.mean, t.std, t.ci_low, t.ci_high
+                    detail["kappa_tick"] = tick[0]  # detail.update(kappa_tick=, kappa_tick_std=, kappa_model=)
+                    detail["kappa_tick_std"] = tick[1]
                     detail["kappa_model"] = 1.0
-                    post = tick
+                    post[0], post[1], post[2], post[3] = tick[0], tick[1], tick[2], tick[3]
                 detail["n_orders_through_touch"] = n_thr
-            value, std, lo, hi = post.mean, post.std, post.ci_low, post.ci_high
-            detail.update(self.goodness_of_fit(now_ns).as_detail())
+            value, std, lo, hi = post[0], post[1], post[2], post[3]
+            PyDict_Update(detail, self._gof_detail_at(now_ns, now))
         # _state
         idle_s = _div_ns(now - self._last_input_ns)
         if idle_s > <double>p.stale_after_s:
@@ -2902,7 +3127,13 @@ cdef class KalmanDrift:
     def snapshot(self, now_ns):
         """The reference's snapshot, in C for an int time within ±2**62 (else the reference's)."""
         cdef int64_t now
-        if not _as_ns(now_ns, &now) or (self._has_last and not _ns_in(self._last)):
+        if not _as_ns(now_ns, &now):
+            return _drift_ref().snapshot(self, now_ns)
+        return self._snapshot_ns(now_ns, now)
+
+    cdef object _snapshot_ns(self, object now_ns, int64_t now):
+        # snapshot(now_ns) for an int time within ±2**62 (now is its value): MarketStep calls this directly
+        if self._has_last and not _ns_in(self._last):
             return _drift_ref().snapshot(self, now_ns)
         return self._c_snapshot(now, now_ns)
 
@@ -3089,6 +3320,25 @@ cdef object _NEVER_OBJ = 2**63 - 1  # market._NEVER
 cdef object _ceil = math.ceil
 
 
+cdef inline bint _lt_exact(int64_t a, double x) noexcept:
+    # ``a < x`` as Python compares an int with a float (exactly, False for NaN): an integer is below x exactly when it
+    # is below ceil(x), which is an integral double and, inside the int64 range, converts exactly
+    cdef double c
+    if isnan(x):
+        return False
+    c = ceil(x)
+    if c >= 9223372036854775808.0:
+        return True
+    if c < -9223372036854775808.0:
+        return False
+    return a < <int64_t>c
+
+
+def lt_exact(int64_t a, double x):
+    """:func:`_lt_exact` from Python (for its test against Python's own int < float)."""
+    return _lt_exact(a, x)
+
+
 cdef inline bint _ge_exact(int64_t a, object x) except -1:
     # ``a >= x`` as Python compares an int with an int or a float (exactly): in C while that is exact
     cdef int64_t b
@@ -3098,6 +3348,23 @@ cdef inline bint _ge_exact(int64_t a, object x) except -1:
     elif _as_ns(x, &b):
         return a >= b
     return a >= x
+
+
+cdef object _snapshot_of(object e, object now_ns, int64_t now):
+    """``e.snapshot(now_ns)`` for an int time within ±2**62 (``now`` is its value): the compiled estimators' own
+    snapshot called at C level (the same guards and the same object as their ``snapshot``), any other by name."""
+    cdef type t = type(e)
+    if t is SigmaEstimator:
+        return (<SigmaEstimator>e)._snapshot_ns(now_ns, now)
+    if t is TradeArrivalRate:
+        return (<TradeArrivalRate>e)._snapshot_ns(now_ns, now)
+    if t is FlowImbalance:
+        return (<FlowImbalance>e)._snapshot_ns(now_ns, now)
+    if t is KalmanDrift:
+        return (<KalmanDrift>e)._snapshot_ns(now_ns, now)
+    if t is MicropriceRegression:
+        return (<MicropriceRegression>e)._snapshot_ns(now_ns, now)
+    return e.snapshot(now_ns)
 
 
 @cython.final
@@ -3308,7 +3575,7 @@ cdef class MarketStep:
         # MarketEstimators._get(c, now_ns, est_i.snapshot), its result unused
         cdef MarketFields est = self.est
         if self._snap(c) is None or self._older(c, now_ns, now, self.snapshot_refresh_ns):
-            self._store(c, est_i.snapshot(now_ns), now_ns)
+            self._store(c, _snapshot_of(est_i, now_ns, now), now_ns)
             est.c_version += 1
             est._all_fresh_until_ns = 0
         return 0
@@ -3347,7 +3614,7 @@ cdef class MarketStep:
                 and self._older(c, now_ns, now, self.kappa_min_refresh_ns)
             )
         ):
-            self._store(c, self.kappa.snapshot(now_ns), now_ns)
+            self._store(c, self.kappa._snapshot_ns(now_ns, now), now_ns)  # its snapshot(now_ns), called in C
             est.c_kappa_trades_since = 0
             est.c_version += 1
             est._all_fresh_until_ns = 0
@@ -3365,17 +3632,38 @@ cdef class MarketStep:
             self._snap(self.c_drift),
             self._snap(self.c_micro),
         )
-        r = self.snapshot_refresh_ns
-        est._all_fresh_until_ns = min(
-            self._at_ns(self.c_kappa) + self.kappa_refresh_ns,
-            self._at_ns(self.c_sigma) + r,
-            self._at_ns(self.c_arrival) + r,
-            self._at_ns(self.c_flow) + r,
-            self._at_ns(self.c_drift) + r,
-            self._at_ns(self.c_micro) + r,
-        )
+        est._all_fresh_until_ns = self._fresh_until()
         est._all_snaps = snaps
         return 0
+
+    cdef object _fresh_until(self):
+        # min(κ's at_ns + kappa_refresh_ns, each other cache's at_ns + snapshot_refresh_ns), as the reference computes
+        # it: Python's min keeps the first of equal values, so it is κ's term unless one of the others is smaller, and
+        # then the smallest of those (ints: only the value tells them apart). Those five int sums and their minimum
+        # are taken in int64 while every at_ns and the interval are ints within ±2**62 (so no sum overflows).
+        cdef int64_t r, at, low = 0, k_at
+        cdef Py_ssize_t i
+        cdef double kd
+        kr = self.kappa_refresh_ns
+        k_at_obj = self._at_ns(self.c_kappa)
+        rest = (self.c_sigma, self.c_arrival, self.c_flow, self.c_drift, self.c_micro)
+        if not _as_ns(self.snapshot_refresh_ns, &r):
+            return min(k_at_obj + kr, *[self._at_ns(c) + self.snapshot_refresh_ns for c in rest])
+        for i in range(5):
+            if not _as_ns(self._at_ns(rest[i]), &at):
+                return min(k_at_obj + kr, *[self._at_ns(c) + self.snapshot_refresh_ns for c in rest])
+            if i == 0 or at + r < low:
+                low = at + r
+        if type(kr) is float and _as_ns(k_at_obj, &k_at):
+            # κ's term in C too: int + float is the int rounded to a double (as the C conversion rounds it) plus the
+            # float, and an int compares with a float exactly
+            kd = <double>k_at + <double>kr
+            if _lt_exact(low, kd):
+                return low  # (an int)
+            return kd  # (a float)
+        k = k_at_obj + kr
+        low_obj = low
+        return low_obj if low_obj < k else k
 
     cdef int _depth_cost(self, object now_ns, int64_t now) except -1:
         # MarketEstimators.depth_cost(now_ns), its result unused: _get with its compute()

@@ -103,6 +103,61 @@ def test_the_compiled_tick_posterior_matches_the_reference():
         assert bits(_estimators.tick_posterior(*args, ci)) == bits(kappa.tick_posterior(*args, ci)), args
 
 
+def test_the_gammaincinv_entry_point_matches_the_ufunc_bit_for_bit():
+    """The compiled κ snapshot takes the Gamma quantiles from scipy's C entry point (cython_special's capsule) instead
+    of the ufunc: the same doubles over shapes from 1e-3 to 1e9, at the credible interval's tails and anywhere in
+    (0, 1), and where the kernel rejects the input (NaN in both)."""
+    from scipy import special
+
+    assert _estimators.gammaincinv(2.0, 0.5) is not None  # found on this install: the C path is the one tested
+    rng = np.random.default_rng(7)
+    tails = (0.025, 0.975, 0.05, 0.95, 0.005, 0.995, 0.25, 0.75)
+    for i in range(60_000):
+        a = float(np.exp(rng.uniform(-7.0, 21.0)))
+        if i % 4 == 0:
+            a = float(rng.integers(1, 20_000)) + 2.0  # a count of orders plus the prior shape
+        y = tails[i % len(tails)] if i % 3 else float(rng.uniform(0.0, 1.0))
+        assert bits(_estimators.gammaincinv(a, y)) == bits(float(special.gammaincinv(a, y))), (a, y)
+    for a, y in ((2.0, 0.0), (2.0, 1.0), (0.0, 0.5), (-1.0, 0.5), (math.nan, 0.5), (2.0, math.nan), (math.inf, 0.5),
+                 (2.0, 1.5), (1e300, 0.025), (5e-324, 0.5)):  # fmt: skip
+        assert bits(_estimators.gammaincinv(a, y)) == bits(float(special.gammaincinv(a, y))), (a, y)
+
+
+def test_the_compiled_gamma_posterior_matches_the_reference_bit_for_bit():
+    rng = np.random.default_rng(8)
+    for i in range(20_000):
+        n = float(rng.integers(1, 30_000)) if i % 2 else float(np.exp(rng.uniform(-3.0, 10.0)))
+        mean_delta = float(np.exp(rng.uniform(-13.0, -2.0)))  # from 0.02 bps to 1,350 bps
+        a0 = float(np.exp(rng.uniform(-2.0, 3.0)))
+        b0 = a0 / float(np.exp(rng.uniform(3.0, 11.0)))
+        ci = (0.95, 0.9, 0.5, 0.99, 0.999)[i % 5]
+        args = (n, n * mean_delta, a0, b0, ci)
+        assert bits(_estimators.gamma_posterior(*args)) == bits(kappa.gamma_posterior(*args)), args
+    # where the reference raises (a zero rate, a negative shape) or is handed other types, it is what runs
+    for args in ((3.0, 0.0, 2.0, 0.0, 0.95), (3.0, 0.1, -5.0, 1e-3, 0.95), (3, 0.1, 2, 1e-3, 0.95),
+                 (3.0, 0.1, 2.0, 1e-3, 0.0), (math.nan, 0.1, 2.0, 1e-3, 0.95)):  # fmt: skip
+        assert outcome(_estimators.gamma_posterior, *args) == outcome(kappa.gamma_posterior, *args), args
+
+
+def test_the_refresh_steps_int_below_float_test_is_pythons():
+    """MarketStep's fresh-until minimum compares an int64 time with a float in C (_lt_exact): exactly as Python
+    compares an int with a float, beyond 2**53 (where neighbouring ints round to one double), at ties, and at the ends
+    of int64 and of the doubles."""
+    rng = np.random.default_rng(9)
+    lim = 2**63
+    cases = [(0, 0.0), (1, 0.5), (-1, -0.5), (0, -0.0), (5, math.nan), (5, math.inf), (5, -math.inf),
+             (lim - 1, float(lim)), (-lim, -float(lim)), (-lim, float(-lim) - 4096.0), (lim - 1, 9.3e18)]  # fmt: skip
+    for _ in range(20_000):
+        a = int(rng.integers(-(2**62), 2**62))
+        x = float(a) + float(rng.integers(-600, 600)) * (2.0 ** int(rng.integers(0, 12)))
+        cases.append((a, x))
+        cases.append((a + int(rng.integers(-300, 300)), float(a)))
+        t = 1_700_000_000_000_000_000 + int(rng.integers(0, 10**15))  # times in ns now, a 1 s interval as a float
+        cases.append((t + 1_000_000_000 * int(rng.integers(0, 2)), float(t) + 1e9))
+    for a, x in cases:
+        assert _estimators.lt_exact(a, x) == (a < x), (a, x)
+
+
 @pytest.mark.parametrize("n_grid", [2, 3, 9, 101, 801, 2001])
 def test_the_compiled_tick_grid_matches_the_reference_bit_for_bit(n_grid):
     for i, args in enumerate(generated_posteriors(20 + n_grid, 150)):

@@ -183,6 +183,54 @@ def test_the_compiled_kappa_snapshot_matches_the_reference_in_every_state(tick):
     assert states == {"warming", "ok", "stale", "failed"}, states
 
 
+@pytest.mark.parametrize("tick", [0.0, 0.1])
+def test_the_compiled_kappa_snapshot_matches_the_reference_with_the_fit_cache_fresh_and_stale(tick):
+    """A sweep feed (orders of one to five prints, a level deeper each) read between trades, twice at the same time,
+    and again after the goodness of fit's interval: the compiled snapshot reuses the cached fit's detail while the
+    cache is fresh (by its update count or by its age) and rebuilds it when the fit is recomputed. A caller that
+    mutates a snapshot's detail, or replaces the estimator's cache, changes nothing the next snapshot reports."""
+    from apps.engine.estimators.kappa import KappaParams, PyTradeKappaEstimator, _GofCache
+
+    p = KappaParams(
+        window_s=4.0, min_volume=0.2, tick_size=tick, gof_min_trades=10, gof_max_trades=80, gof_interval_s=0.5,
+        tick_min_through=3.0, kappa_min=100.0, kappa_max=1e6,
+    )  # fmt: skip
+    ref, cmp = PyTradeKappaEstimator(p), _estimators.TradeKappaEstimator(p)
+    rng = np.random.default_rng(31 + int(tick * 10))
+    t, mid = 1_000 * MS, 30_000.0
+    fresh = stale = 0
+    for step in range(3_000):
+        t += int(rng.exponential(30 * MS))
+        mid *= 1 + rng.normal(0, 2e-5)
+        half = 0.05
+        side = 1 if rng.random() < 0.5 else -1
+        price = mid + side * (half + 0.1 * (int(rng.geometric(0.5)) - 1) + float(rng.normal(0, 0.01)))
+        size = float(rng.exponential(0.05)) + 1e-6
+        for est in (ref, cmp):
+            est.update(t, price, size, mid, half)
+        for j in range(int(rng.integers(0, 5))):  # the sweep: each further print one level deeper
+            t += int(rng.integers(0, MS))
+            price2 = price + side * 0.1 * (j + 1)
+            size2 = float(rng.exponential(0.05)) + 1e-6
+            for est in (ref, cmp):
+                est.extend(t, price2, size2)
+        if step % 3:
+            continue
+        for now in (t, t, t + int(rng.integers(0, 400)) * MS, t + int(rng.integers(500, 900)) * MS):
+            before = ref._gof.computed_at_ns
+            a = same(cmp, ref, now, step)
+            if "ks_stat" in a.detail:
+                if ref._gof.computed_at_ns == before:
+                    fresh += 1
+                else:
+                    stale += 1
+            a.detail["ks_stat"] = -1.0  # a caller's edit of its own snapshot
+            a.detail["gof_n"] = -1.0
+        if step % 250 == 0:  # the cache replaced from outside: both recompute at the next read
+            ref._gof, cmp._gof = _GofCache(), _GofCache()
+    assert fresh > 1_000 and stale > 100, (fresh, stale)
+
+
 @pytest.mark.parametrize("seed", range(2))
 def test_the_compiled_depth_snapshot_matches_the_reference_in_every_state(seed):
     from apps.engine.estimators.depth_markout import DepthMarkoutParams, PyDepthMarkoutCurve
