@@ -41,7 +41,7 @@ from libc.math cimport NAN, exp, expm1, fabs, isfinite, log, sqrt
 from libc.stdint cimport int64_t
 
 from apps.engine._pyfloat cimport pypow
-from apps.engine.estimators._estimators cimport MarketFields, hawkes_reads, sigma_reads
+from apps.engine.estimators._estimators cimport MarketFields, hawkes_reads, sigma_reads, step_on_bbo, step_on_trade
 from apps.engine.market._book cimport OrderBook as CBook
 from apps.engine.quoting._quote cimport InputPairs
 from apps.engine._slots cimport (
@@ -517,7 +517,10 @@ cdef class StrategyCoreBase:
             m.c_first_ns = t
         m.c_events_seen += 1
         m._has_bbo_stream = True
-        (<object>m)._on_bbo(event)
+        if m.c_step is not None:
+            step_on_bbo(m.c_step, event)  # its _on_bbo, the compiled MarketStep's, at C level
+        else:
+            (<object>m)._on_bbo(event)
         if self.halted:
             return []
         bbo = m.bbo  # the event itself (_on_bbo sets it): never None here
@@ -1128,7 +1131,10 @@ cdef int _market_trade(MarketFields m, object ev, int64_t ts) except -1:
     """MarketEstimators.on_event for a Trade."""
     _market_stamp(m, ts)
     if (slot_get(ev, _T_MARKET) if _T_SLOTS else ev.market):  # (type(ev) is Trade: on_event)
-        (<object>m)._on_trade(ev)
+        if m.c_step is not None:
+            step_on_trade(m.c_step, ev)  # its _on_trade, the compiled MarketStep's, at C level
+        else:
+            (<object>m)._on_trade(ev)
     else:
         m.c_non_market_trades += 1  # not order flow a quote meets: no κ, flow, arrival, Hawkes, σ volume
     return 0

@@ -161,6 +161,8 @@ def test_market_estimators_use_the_compiled_estimators_unless_told_otherwise():
     # a book ticker and a trade are one compiled call each
     assert isinstance(est._on_bbo.__self__, compiled_est.MarketStep)
     assert isinstance(est._on_trade.__self__, compiled_est.MarketStep)
+    # and the core calls that step at C level
+    assert est.c_step is est._on_bbo.__self__ is est._on_trade.__self__
 
 
 def test_market_estimators_keep_their_per_event_fields_in_c_slots():

@@ -25,6 +25,15 @@ cdef class MarketFields:
     # what the refresh step reads and writes (MarketStep.refresh): objects, as the reference stores them (the
     # fresh-until time is an int or a float, the fit time an int or None)
     cdef public object _all_fresh_until_ns, _hawkes_fit_at, _depth_curve
+    # the MarketStep whose on_bbo and on_trade are this object's _on_bbo and _on_trade (MarketEstimators sets the
+    # three together), which the core then calls at C level; None: the core calls _on_bbo/_on_trade by name. Whoever
+    # rebinds or deletes those two sets this too.
+    cdef public object c_step
+
+
+# MarketStep.on_bbo / on_trade at C level (the step as built by MarketEstimators; TypeError for anything else)
+cdef int step_on_bbo(object step, object b) except -1
+cdef int step_on_trade(object step, object t) except -1
 
 
 # (spread σ, inventory σ) of the compiled SigmaEstimator in one call; None for another class

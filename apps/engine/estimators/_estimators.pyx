@@ -1135,6 +1135,16 @@ cdef tuple sigma_reads(object sigma):
     return (clean, clean if c > t else total)
 
 
+cdef int step_on_bbo(object step, object b) except -1:
+    """``step.on_bbo(b)`` of the compiled MarketStep at C level, for the core (``apps/engine/_core.pyx``)."""
+    return (<MarketStep?>step).c_on_bbo(b)
+
+
+cdef int step_on_trade(object step, object t) except -1:
+    """``step.on_trade(t)`` of the compiled MarketStep at C level, for the core."""
+    return (<MarketStep?>step).c_on_trade(t)
+
+
 cdef tuple hawkes_reads(object h):
     """``(h.n_events, h.params, h._s, h.last_event_ns)`` of the compiled HawkesIntensity in one C call, for the core's
     risk features (``apps/engine/_core.pyx``); None when ``h`` is not exactly that class."""
@@ -3434,6 +3444,9 @@ cdef class MarketStep:
 
     def on_bbo(self, b):
         """``MarketEstimators._on_bbo(b)``."""
+        self.c_on_bbo(b)
+
+    cdef int c_on_bbo(self, object b) except -1:
         cdef MarketFields est = self.est
         cdef bint slots = _B_SLOTS and type(b) is _BBO_T  # its fields by offset (the same objects getattr gives)
         cdef int64_t ts = slot_get(b, _B_TS) if slots else b.ts_local_ns
@@ -3465,9 +3478,13 @@ cdef class MarketStep:
             mids.popleft()
         if ts >= est.c_next_drift_ns:
             (<object>est)._drift_observations(ts, mid)
+        return 0
 
     def on_trade(self, t):
         """``MarketEstimators._on_trade(t)``."""
+        self.c_on_trade(t)
+
+    cdef int c_on_trade(self, object t) except -1:
         cdef MarketFields est = self.est
         cdef bint slots = _T_SLOTS and type(t) is _TRADE_T  # its fields by offset (the same objects getattr gives)
         ts_obj = slot_get(t, _T_TS) if slots else t.ts_local_ns
@@ -3541,6 +3558,7 @@ cdef class MarketStep:
             est._mean_trade_size = m + (1.0 if est.c_taker_orders_seen == 1 else 1 - decay) * size
         if ts >= est.c_next_hawkes_fit_ns:
             (<object>est)._refit_hawkes(ts)
+        return 0
 
     # --- the refresh step -----------------------------------------------------------------------------------------
     # MarketEstimators.refresh and the methods it calls (_settle, snapshots, kappa_snapshot, _get, depth_cost,

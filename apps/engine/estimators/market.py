@@ -286,6 +286,7 @@ class MarketEstimators(_Fields):  # type: ignore[misc,valid-type]
             step = _compiled.MarketStep(self)
             self._on_bbo = step.on_bbo
             self._on_trade = step.on_trade
+            self.c_step = step  # the core calls the step's two at C level (_estimators.pxd)
             # and the refresh step (refresh and what it calls, with the same effects) one compiled call
             self.refresh = step.refresh
 

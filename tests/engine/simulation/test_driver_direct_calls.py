@@ -97,3 +97,28 @@ def test_overrides_on_the_instance_are_called():
     result = EngineLoop(core, venue).run(_events(10.0))
     assert seen["venue"] == result.stats.market_events > 100
     assert seen["core"] >= result.stats.market_events
+
+
+def test_without_the_step_the_core_calls_the_estimators_by_name_with_the_same_run():
+    """``MarketEstimators.c_step`` None: the core calls ``_on_bbo``/``_on_trade`` by name (here rebound to counting
+    wrappers of the step's own), and the run is the one the C-level calls give."""
+    events = _events()
+    plain = EngineLoop(_core(), _venue()).run(events)
+    core = _core()
+    m = core.market
+    step = m.c_step
+    assert step is not None
+    seen = {"bbo": 0, "trade": 0}
+
+    def on_bbo(b):
+        seen["bbo"] += 1
+        step.on_bbo(b)
+
+    def on_trade(t):
+        seen["trade"] += 1
+        step.on_trade(t)
+
+    m._on_bbo, m._on_trade, m.c_step = on_bbo, on_trade, None
+    named = EngineLoop(core, _venue()).run(events)
+    assert seen["bbo"] > 100 and seen["trade"] > 100
+    assert _digest(named) == _digest(plain)
