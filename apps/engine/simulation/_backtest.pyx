@@ -25,6 +25,7 @@ cimport cython
 from libc.math cimport isfinite
 
 from cpython.dict cimport PyDict_SetItem
+from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_CheckExact, PyLong_FromLongLong
 
 from apps.engine._slots cimport slot_get, slot_offset, slot_set
 
@@ -88,6 +89,7 @@ cdef object _RUN_STATS = None
 cdef object _BLOCKED = None
 cdef enum:
     _MARKET_EVENTS, _ORDER_EVENTS, _ACTIONS, _DECISIONS, _LOCAL_REJECTS, _N_COUNTERS
+cdef long long _COUNT_MAX = 1LL << 62
 cdef tuple _COUNTERS = ("market_events", "order_events", "actions", "decisions", "local_rejects")
 cdef Py_ssize_t _RS_OFF[5]
 
@@ -104,15 +106,22 @@ cdef int _bind() except -1:
     return 0
 
 
-cdef int _count(object stats, int which, object n) except -1:
-    """``stats.<counter> += n``; by slot offset for a ``RunStats`` holding an int."""
+cdef inline int _count(object stats, int which, Py_ssize_t n) except -1:
+    """``stats.<counter> += n``; by slot offset for a ``RunStats`` holding an int (added in C while it fits in 62
+    bits, which every count does: the same int)."""
+    cdef long long x
+    cdef int overflow = 0
     if _RUN_STATS is None:
         _bind()
     cdef Py_ssize_t off = _RS_OFF[which]
     if off >= 0 and type(stats) is _RUN_STATS:
         v = slot_get(stats, off)
-        if type(v) is int:
-            slot_set(stats, off, v + n)
+        if PyLong_CheckExact(v):
+            x = PyLong_AsLongLongAndOverflow(v, &overflow)
+            if overflow == 0 and -_COUNT_MAX < x < _COUNT_MAX:
+                slot_set(stats, off, PyLong_FromLongLong(x + n))
+            else:
+                slot_set(stats, off, v + n)
             return 0
     name = _COUNTERS[which]
     setattr(stats, name, getattr(stats, name) + n)
