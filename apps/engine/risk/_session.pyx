@@ -18,10 +18,16 @@ inputs of the types the session itself produces (floats, ints, ``None``), anythi
 
 from cpython.dict cimport PyDict_GetItem
 from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_FromDouble
-from cpython.object cimport PyObject
+from cpython.object cimport PyObject, PyTypeObject
 from libc.math cimport INFINITY, fabs, isfinite
+from libc.stdint cimport uint64_t
+from libc.string cimport memcpy
 
-from apps.engine._slots cimport field, slot_get, slot_offset, slot_set
+from apps.engine._slots cimport dict_presized, field, slot_get, slot_offset, slot_offsets, slot_set
+
+
+cdef extern from "Python.h":
+    PyTypeObject PyBaseObject_Type
 
 import math
 
@@ -45,9 +51,13 @@ from apps.engine.risk.rules import (
     RejectRateRule,
     RiskEngine,
     RiskState,
+    RuleTrip,
+    SkewAlarmParams,
     SkewAlarmRule,
     StaleFeedRule,
     WindowLossRule,
+    _Rule,
+    _skew_alarm_message,
     skew_magnitude_alarm,
 )
 
@@ -82,7 +92,28 @@ cdef Py_ssize_t _FW_LAST = slot_offset(OrderFlowWindow, "_last")
 cdef Py_ssize_t _FC_SENT = slot_offset(OrderFlowCounts, "sent"), _FC_REJ = slot_offset(OrderFlowCounts, "rejected")
 cdef Py_ssize_t _FC_CAN = slot_offset(OrderFlowCounts, "cancelled"), _FC_MSG = slot_offset(OrderFlowCounts, "messages")
 cdef object _EDGES = TripEdges
+cdef Py_ssize_t _TE_ACTIVE = slot_offset(TripEdges, "_active")
 cdef object _RISK_ENGINE = RiskEngine
+# a loud skew alarm's trip, built here (_skew_alarm_trip) while the class's evaluate and _trip are the reference's
+cdef object _SKEW_ALARM_EVALUATE = SkewAlarmRule.evaluate
+cdef object _RULE_TRIP_METHOD = _Rule._trip
+cdef object _SKEW_MESSAGE = _skew_alarm_message
+cdef object _SKEW_PARAMS = SkewAlarmParams
+cdef Py_ssize_t _SP_RATIO = slot_offset(SkewAlarmParams, "min_position_ratio")
+cdef Py_ssize_t _SP_BPS = slot_offset(SkewAlarmParams, "min_skew_bps")
+# RuleTrip is a frozen, slotted dataclass: built as its generated __init__ builds it (object.__setattr__ per field, in
+# field order, "cause" defaulted), without the Python-level call, when its fields are these and it has no
+# __post_init__; else through the class
+cdef object _TRIP = RuleTrip
+cdef tuple _TRIP_FIELDS = ("rule", "kind", "action", "ts_ns", "values", "message", "cause")
+cdef Py_ssize_t _TRIP_OFF[7]
+cdef bint _TRIP_SLOTS = (
+    tuple(RuleTrip.__dataclass_fields__) == _TRIP_FIELDS
+    and not hasattr(RuleTrip, "__post_init__")
+    and slot_offsets(RuleTrip, _TRIP_FIELDS, _TRIP_OFF)
+)
+cdef object _TRIP_CAUSE = RuleTrip.__dataclass_fields__["cause"].default
+cdef tuple _NO_ARGS = ()
 
 
 cdef inline bint _ge(double x, object bound) except -1:
@@ -285,6 +316,92 @@ cdef bint _skew_alarm(object q, object max_inventory, object skew) except -1:
     return fabs(x) * 1e4 < PyFloat_AS_DOUBLE(bps)
 
 
+cdef object _rule_trip(object rule, object kind, object action, object ts_ns, dict values, object message):
+    """``RuleTrip(rule, kind, action, ts_ns, values, message)``: the same object, its slots set directly."""
+    if not _TRIP_SLOTS:
+        return _TRIP(rule, kind, action, ts_ns, values, message)
+    cdef object t = PyBaseObject_Type.tp_new(_TRIP, <PyObject*>_NO_ARGS, NULL)  # object.__new__(RuleTrip), uncalled
+    slot_set(t, _TRIP_OFF[0], rule)
+    slot_set(t, _TRIP_OFF[1], kind)
+    slot_set(t, _TRIP_OFF[2], action)
+    slot_set(t, _TRIP_OFF[3], ts_ns)
+    slot_set(t, _TRIP_OFF[4], values)
+    slot_set(t, _TRIP_OFF[5], message)
+    slot_set(t, _TRIP_OFF[6], _TRIP_CAUSE)
+    return t
+
+
+# the skew alarm's last sentence and what made it: the position's bits and the two bounds (held, compared by identity:
+# the same objects format the same). A trip that stays on for minutes keeps one position most of the time.
+cdef object _msg = None
+cdef object _msg_ratio = None
+cdef object _msg_bps = None
+cdef uint64_t _msg_q_bits = 0
+
+
+cdef object _skew_alarm_trip(object rule, object now_ns, object q_obj):
+    """``rule.evaluate(state)`` of a SkewAlarmRule (exactly) whose state's ``skew_alarm`` is set and whose ``ts_ns`` and
+    ``position`` are ``now_ns`` and ``q_obj`` (a float): the reference's trip, values and sentence, with no
+    ``RiskState``. None when the class's ``evaluate`` or ``_trip`` is not the reference's (the reference then runs)."""
+    global _msg, _msg_ratio, _msg_bps, _msg_q_bits
+    if _SKEW_ALARM.evaluate is not _SKEW_ALARM_EVALUATE or _SKEW_ALARM._trip is not _RULE_TRIP_METHOD:
+        return None
+    p = rule.params
+    ratio = field(p, _SKEW_PARAMS, _SP_RATIO, "min_position_ratio")
+    bps = field(p, _SKEW_PARAMS, _SP_BPS, "min_skew_bps")
+    cdef dict values = dict_presized(4)
+    values["skew_alarm"] = True
+    values["position"] = q_obj
+    values["min_position_ratio"] = ratio
+    values["min_skew_bps"] = bps
+    cdef double q = PyFloat_AS_DOUBLE(q_obj)
+    cdef uint64_t bits
+    memcpy(&bits, &q, sizeof(double))
+    if _msg is None or bits != _msg_q_bits or ratio is not _msg_ratio or bps is not _msg_bps:
+        _msg = _SKEW_MESSAGE(q_obj, ratio, bps)
+        _msg_ratio, _msg_bps, _msg_q_bits = ratio, bps, bits
+    return _rule_trip(rule.name, rule.kind, rule.action, now_ns, values, _msg)
+
+
+cdef list _loud_trips(list loud, object now_ns, object q_obj, bint skew_alarm):
+    """``[rule.evaluate(state) for rule in loud]`` without the Nones, for rules whose trips are built here (a
+    SkewAlarmRule, exactly, with the alarm set); None as soon as one is not (the reference rules then run on a
+    ``RiskState``)."""
+    cdef list trips = []
+    for rule in loud:
+        if type(rule) is not _SKEW_ALARM or not skew_alarm:
+            return None
+        trip = _skew_alarm_trip(rule, now_ns, q_obj)
+        if trip is None:
+            return None
+        trips.append(trip)
+    return trips
+
+
+cdef object _edges_update(object edges, object trips):
+    """``edges.update(trips)``: done here for a TripEdges (exactly) and a list of RuleTrips (exactly), with the
+    reference's reads, writes and order (started in the trips' order, cleared in the previous episode's order)."""
+    if type(edges) is not _EDGES or type(trips) is not list or _TE_ACTIVE < 0 or not _TRIP_SLOTS:
+        return edges.update(trips)
+    for t in <list>trips:
+        if type(t) is not _TRIP:
+            return edges.update(trips)
+    active = slot_get(edges, _TE_ACTIVE)
+    if type(active) is not dict:
+        return edges.update(trips)
+    cdef dict now = {}
+    cdef list started = []
+    for t in <list>trips:
+        key = (slot_get(t, _TRIP_OFF[2]), slot_get(t, _TRIP_OFF[6]))  # (action, cause)
+        name = slot_get(t, _TRIP_OFF[0])
+        now[name] = key
+        if (<dict>active).get(name) != key:
+            started.append(t)
+    cdef list cleared = [name for name in <dict>active if name not in now]
+    slot_set(edges, _TE_ACTIVE, now)
+    return started, cleared
+
+
 def evaluate(risk, now_ns, core_state, decision_inputs):
     """``PySessionRisk.evaluate(risk, now_ns, core_state, decision_inputs)``, the same result and the same updates:
     (started trips, cleared rule names, all current trips)."""
@@ -342,6 +459,11 @@ def evaluate(risk, now_ns, core_state, decision_inputs):
             return [], cleared, []
         trips = []
     else:
+        trips = None
+        if type(engine) is _RISK_ENGINE and (type(rules) is tuple or type(rules) is list):
+            # RiskEngine.evaluate's trips are the loud rules' (below); when each is one built here, no RiskState
+            trips = _loud_trips(loud, now_ns, q_obj, skew_alarm)
+    if trips is None:
         state = RiskState(
             ts_ns=now_ns,
             position=q_obj,
@@ -370,5 +492,5 @@ def evaluate(risk, now_ns, core_state, decision_inputs):
                     trips.append(trip)
         else:
             trips = engine.evaluate(state)
-    started, cleared = edges.update(trips)
+    started, cleared = _edges_update(edges, trips)
     return started, cleared, trips
