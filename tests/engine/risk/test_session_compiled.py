@@ -511,3 +511,20 @@ def test_a_trip_whose_action_or_cause_changed_starts_a_new_episode():
     started, _, _ = _step(ref, twin, t + 4, 0.3, 0.0)
     assert [(x.rule, x.cause) for x in started] == [("skew_alarm", "bound")]
     assert dict(twin.edges._active) == {"skew_alarm": (RuleAction.WARN, "bound")}
+
+
+def test_rolling_windows_with_times_past_int64_or_not_ints_are_the_references():
+    """The compiled counters and window losses compare int64 times in C; a float time or one past int64 is compared
+    as Python compares it."""
+    for t in (T0, 2**63 - 5 * S, 2**64):
+        ref, twin = _pair({"cancel_rate": {"window_s": 1.0, "max_cancels": 3}, "window_loss": {"window_s": 1.0}})
+        for i in range(60):
+            t += (i * 7919) % 5 * 100 * MS or 1
+            sent_at = t + 0.5 if i % 4 == 1 else t  # a float time now and then
+            for r in (ref, twin):
+                r.on_sent(sent_at, 1, i % 3)
+                if i % 5 == 0:
+                    r.on_reject(sent_at)
+            _step(ref, twin, t + 1 if i % 6 else t + 1.25, 0.0, pnl=float(i % 7 - 3))
+        snapshot = next(iter(twin.flows.values()))._last
+        assert snapshot == next(iter(ref.flows.values()))._last and type(snapshot).__name__ == "OrderFlowCounts"
