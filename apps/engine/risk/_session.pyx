@@ -5,12 +5,16 @@ one evaluation is ~130,000 instructions, nearly all interpreter work (a ``RiskSt
 one Python call per rule) for a result that is almost always "nothing trips".
 
 :func:`evaluate` makes the reference's updates of the rolling inputs in the same order with the same values (the
-session clock, the peak equity, every ``RollingLoss`` and ``OrderFlowWindow``, through their own Python methods),
-then checks in C, for each rule of a known type, the exact negation of the reference rule's trip conditions. When
-every rule is certainly quiet there is no trip, and no ``RiskState`` is built. Otherwise (a rule may trip, an input
-is of an unusual type, a rule of a type not known here, the margin rule with a margin report) it builds the same
-``RiskState`` as the reference and runs the reference rules on it, so every trip, value and message is the
-reference's own. The edges go through the session's ``TripEdges`` in both cases.
+session clock, the peak equity, every ``RollingLoss`` and ``OrderFlowWindow``: by slot offset for the exact classes,
+else through their own Python methods), then checks in C, for each rule of a known type, the exact negation of the
+reference rule's trip conditions. When every rule is certainly quiet there is no trip, and no ``RiskState`` is built.
+When the only rules that may trip are skew alarms (exactly ``SkewAlarmRule``, whose trip depends only on the flag,
+the position, its params and its name: it stays on for minutes while a position is held) their trips are built here
+as ``SkewAlarmRule.evaluate`` builds them, its sentence from the formatter that method uses. Otherwise (another rule
+may trip, an input is of an unusual type, a rule of a type not known here or a subclass, the margin rule with a margin
+report) it builds the same ``RiskState`` as the reference and runs the reference rules on it, so every trip, value and
+message is the reference's own. ``TripEdges.update`` runs here for exactly a ``TripEdges`` (with the same reads,
+writes and order), any other edges object is asked itself.
 
 Every check below mirrors one ``evaluate`` of :mod:`apps.engine.risk.rules`; a quiet verdict is given only for
 inputs of the types the session itself produces (floats, ints, ``None``), anything else takes the reference path.
@@ -30,6 +34,9 @@ from apps.engine._slots cimport dict_presized, field, slot_get, slot_offset, slo
 
 cdef extern from "Python.h":
     PyTypeObject PyBaseObject_Type
+    # d.get(key) as the reference asks it: NULL when absent, an error raised (dict.get's) when hashing or comparing
+    # fails; cheaper than PyDict_GetItem, which saves and restores the exception state around the lookup
+    PyObject* _dict_get "PyDict_GetItemWithError" (dict d, object key) except? NULL
 
 import math
 
@@ -209,7 +216,7 @@ cdef bint _quiet(object rule, object now, double q, double mid, object best_bid,
         return not (bound != _inf and _ge(frac, bound))  # hit_frac
     if t is _WINDOW_LOSS:
         p = rule.params
-        found = PyDict_GetItem(window_losses, field(p, _WINDOW_LOSS_P, _P_WL_WINDOW, "window_s"))
+        found = _dict_get(window_losses, field(p, _WINDOW_LOSS_P, _P_WL_WINDOW, "window_s"))
         if found is NULL or not _finite_float(<object>found):
             return False
         loss = PyFloat_AS_DOUBLE(<object>found)
@@ -252,7 +259,7 @@ cdef bint _quiet(object rule, object now, double q, double mid, object best_bid,
         return True
     if t is _REJECT:
         p = rule.params
-        found = PyDict_GetItem(order_flow, field(p, _REJECT_P, _P_REJ_WINDOW, "window_s"))
+        found = _dict_get(order_flow, field(p, _REJECT_P, _P_REJ_WINDOW, "window_s"))
         if found is NULL:
             return False
         c = <object>found
@@ -263,14 +270,14 @@ cdef bint _quiet(object rule, object now, double q, double mid, object best_bid,
         return not (ratio >= field(p, _REJECT_P, _P_REJ_MAX, "max_reject_ratio"))
     if t is _CANCEL:
         p = rule.params
-        found = PyDict_GetItem(order_flow, field(p, _CANCEL_P, _P_CAN_WINDOW, "window_s"))
+        found = _dict_get(order_flow, field(p, _CANCEL_P, _P_CAN_WINDOW, "window_s"))
         if found is NULL:
             return False
         c = <object>found
         return not (field(c, _COUNTS, _FC_CAN, "cancelled") >= field(p, _CANCEL_P, _P_CAN_MAX, "max_cancels"))
     if t is _MESSAGE:
         p = rule.params
-        found = PyDict_GetItem(order_flow, field(p, _MESSAGE_P, _P_MSG_WINDOW, "window_s"))
+        found = _dict_get(order_flow, field(p, _MESSAGE_P, _P_MSG_WINDOW, "window_s"))
         if found is NULL:
             return False
         c = <object>found
@@ -286,12 +293,15 @@ cdef object _get(object m, str key, object default):
     """``m.get(key, default)``: a plain dict or a decision record read directly, any other mapping asked."""
     cdef PyObject* found
     if type(m) is dict:
-        found = PyDict_GetItem(m, key)
+        found = _dict_get(<dict>m, key)
         return default if found is NULL else <object>found
     cdef int64_t i
     if type(m) is _RECORD:  # DecisionInputs.get: vector[layout.index[key]], the array's double as a new float
-        found = PyDict_GetItem(field(field(m, _RECORD, _DI_LAYOUT, "layout"), _LAYOUT, _IL_INDEX, "index"), key)
-        if found is NULL:
+        index = field(field(m, _RECORD, _DI_LAYOUT, "layout"), _LAYOUT, _IL_INDEX, "index")
+        if type(index) is not dict:
+            return m.get(key, default)
+        found = _dict_get(<dict>index, key)
+        if found is NULL or <object>found is None:  # index.get(key) is None
             return default
         vector = field(m, _RECORD, _DI_VECTOR, "vector")
         if (type(vector) is _ARRAY and (<carray.array>vector).ob_descr.typecode == c'd'
@@ -518,25 +528,70 @@ cdef object _edges_update(object edges, object trips):
     return started, cleared
 
 
+# the session's slots (PySessionRisk's, and SessionRisk's, which adds none), bound on the first evaluation: the session
+# module imports this one at its end
+cdef tuple _SR_FIELDS = (
+    "_t", "capital", "peak_equity", "losses", "clock_skew_ns", "flows", "max_inventory", "margin", "feed_last_ns",
+    "engine", "edges",
+)
+cdef enum:
+    SR_T, SR_CAPITAL, SR_PEAK, SR_LOSSES, SR_CLOCK_SKEW, SR_FLOWS, SR_MAX_INV, SR_MARGIN, SR_FEED_LAST, SR_ENGINE, SR_EDGES
+cdef Py_ssize_t _SR_OFF[11]
+cdef bint _SR_BOUND = False, _SR_SLOTS = False
+cdef object _PY_SESSION = None, _SESSION = None
+cdef Py_ssize_t _RE_RULES = slot_offset(RiskEngine, "rules")
+
+
+cdef int _bind_session() except -1:
+    global _SR_BOUND, _SR_SLOTS, _PY_SESSION, _SESSION
+    from apps.engine.risk import session as ref
+
+    cdef Py_ssize_t sub[11]
+    _PY_SESSION, _SESSION = ref.PySessionRisk, ref.SessionRisk
+    _SR_SLOTS = slot_offsets(_PY_SESSION, _SR_FIELDS, _SR_OFF) and slot_offsets(_SESSION, _SR_FIELDS, sub)
+    for i in range(len(_SR_FIELDS)):
+        _SR_SLOTS = _SR_SLOTS and sub[i] == _SR_OFF[i]
+    _SR_BOUND = True
+    return 0
+
+
+cdef inline object _risk_get(object risk, bint by_slot, int i):
+    """``getattr(risk, _SR_FIELDS[i])``, by slot offset when ``by_slot``."""
+    return slot_get(risk, _SR_OFF[i]) if by_slot else getattr(risk, <str>_SR_FIELDS[i])
+
+
+cdef inline int _risk_set(object risk, bint by_slot, int i, object value) except -1:
+    """``setattr(risk, _SR_FIELDS[i], value)``, by slot offset when ``by_slot``."""
+    if by_slot:
+        slot_set(risk, _SR_OFF[i], value)
+    else:
+        setattr(risk, <str>_SR_FIELDS[i], value)
+    return 0
+
+
 def evaluate(risk, now_ns, core_state, decision_inputs):
     """``PySessionRisk.evaluate(risk, now_ns, core_state, decision_inputs)``, the same result and the same updates:
     (started trips, cleared rule names, all current trips)."""
+    if not _SR_BOUND:
+        _bind_session()
+    # a PySessionRisk or SessionRisk (exactly) by slot offset; any other session by name
+    cdef bint by_slot = _SR_SLOTS and (type(risk) is _SESSION or type(risk) is _PY_SESSION)
     # the session clock (_now): max(self._t, now_ns)
-    t = risk._t
+    t = _risk_get(risk, by_slot, SR_T)
     if now_ns > t:
         t = now_ns
-    risk._t = t
+    _risk_set(risk, by_slot, SR_T, t)
     now_ns = t
     cdef int64_t now_i64 = 0
     cdef bint now_c = _i64(now_ns, &now_i64) and now_i64 >= 0  # the rolling windows compare times in C then
     pnl = _get(core_state, "pnl", None)
     pnl = 0.0 if pnl is None else float(pnl)
-    equity = risk.capital + pnl
-    peak = risk.peak_equity
+    equity = _risk_get(risk, by_slot, SR_CAPITAL) + pnl
+    peak = _risk_get(risk, by_slot, SR_PEAK)
     if equity > peak:  # max(peak_equity, equity)
         peak = equity
-    risk.peak_equity = peak
-    losses = risk.losses
+    _risk_set(risk, by_slot, SR_PEAK, peak)
+    losses = _risk_get(risk, by_slot, SR_LOSSES)
     cdef dict window_losses
     if type(losses) is dict and all(type(x) is _ROLLING_LOSS for x in losses.values()):
         # every update, then every loss: each window's loss(now) right after its own update is the same
@@ -550,17 +605,17 @@ def evaluate(risk, now_ns, core_state, decision_inputs):
     mid_obj = float(_get(core_state, "mid", None) or _nan)
     best_bid = _get(decision_inputs, "best_bid", _nan)
     best_ask = _get(decision_inputs, "best_ask", _nan)
-    clock_skew_ns = risk.clock_skew_ns
+    clock_skew_ns = _risk_get(risk, by_slot, SR_CLOCK_SKEW)
     kappa = _get(core_state, "kappa_state", None) or "warming"
     sigma = _get(core_state, "sigma_state", None) or "warming"
-    cdef dict order_flow = {w: _snapshot(f, now_ns, now_i64, now_c) for w, f in risk.flows.items()}
-    cdef bint skew_alarm = _skew_alarm(q_obj, risk.max_inventory, skew)
-    margin = risk.margin
+    cdef dict order_flow = {w: _snapshot(f, now_ns, now_i64, now_c) for w, f in _risk_get(risk, by_slot, SR_FLOWS).items()}
+    cdef bint skew_alarm = _skew_alarm(q_obj, _risk_get(risk, by_slot, SR_MAX_INV), skew)
+    margin = _risk_get(risk, by_slot, SR_MARGIN)
     cdef double q = q_obj
     cdef double mid = mid_obj
-    feed_last = risk.feed_last_ns
-    engine = risk.engine
-    rules = engine.rules
+    feed_last = _risk_get(risk, by_slot, SR_FEED_LAST)
+    engine = _risk_get(risk, by_slot, SR_ENGINE)
+    rules = field(engine, _RISK_ENGINE, _RE_RULES, "rules")
     # the rules not certainly quiet, in order (None: every one is); _quiet reads, never writes
     cdef list loud = None
     for rule in rules:
@@ -569,11 +624,11 @@ def evaluate(risk, now_ns, core_state, decision_inputs):
             if loud is None:
                 loud = []
             loud.append(rule)
-    edges = risk.edges
+    edges = _risk_get(risk, by_slot, SR_EDGES)
     if loud is None:
-        if type(edges) is _EDGES:  # TripEdges.update([])
-            cleared = list(edges._active)
-            edges._active = {}
+        if type(edges) is _EDGES and _TE_ACTIVE >= 0:  # TripEdges.update([])
+            cleared = list(slot_get(edges, _TE_ACTIVE))
+            slot_set(edges, _TE_ACTIVE, {})
             return [], cleared, []
         trips = []
     else:

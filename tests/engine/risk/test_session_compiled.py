@@ -528,3 +528,33 @@ def test_rolling_windows_with_times_past_int64_or_not_ints_are_the_references():
             _step(ref, twin, t + 1 if i % 6 else t + 1.25, 0.0, pnl=float(i % 7 - 3))
         snapshot = next(iter(twin.flows.values()))._last
         assert snapshot == next(iter(ref.flows.values()))._last and type(snapshot).__name__ == "OrderFlowCounts"
+
+
+class _HalfCapital(PySessionRisk):
+    """A session whose capital is a property over the slot: the compiled evaluation must read it by name."""
+
+    reads = 0
+
+    @property
+    def capital(self):
+        type(self).reads += 1
+        return self.__dict__.get("_capital", 0.0) / 2
+
+    @capital.setter
+    def capital(self, value):
+        self.__dict__["_capital"] = value
+
+
+def test_a_session_of_another_class_is_read_by_name():
+    _HalfCapital.reads = 0
+    engine, capital = build_risk_engine({}, MAX_INV)
+    ref = _HalfCapital(engine, capital, MAX_INV)
+    twin = _HalfCapital(*build_risk_engine({}, MAX_INV), MAX_INV)
+    t = T0
+    kinds = []
+    for pnl in (0.0, -100.0, 50.0):
+        t += 100 * MS
+        kinds.append([x.kind for x in _step(ref, twin, t, 0.0, pnl=pnl)[2]])
+    # the peak starts at the whole capital (set in __init__, not through the property): equity, from half of it, is
+    # always in drawdown; the slot under the property was never set, so reading it would raise
+    assert _HalfCapital.reads == 6 and kinds == [["drawdown"]] * 3
