@@ -484,9 +484,11 @@ cdef object _skew_alarm_trip(object rule, object now_ns, object q_obj):
     cdef uint64_t bits
     memcpy(&bits, &q, sizeof(double))
     if _msg is None or bits != _msg_q_bits or ratio is not _msg_ratio or bps is not _msg_bps:
-        _msg = _SKEW_MESSAGE(q_obj, ratio, bps)
-        _msg_ratio, _msg_bps, _msg_q_bits = ratio, bps, bits
-    return _rule_trip(rule.name, rule.kind, rule.action, now_ns, values, _msg)
+        msg = _SKEW_MESSAGE(q_obj, ratio, bps)
+        _msg, _msg_ratio, _msg_bps, _msg_q_bits = msg, ratio, bps, bits
+    else:
+        msg = _msg
+    return _rule_trip(rule.name, rule.kind, rule.action, now_ns, values, msg)
 
 
 cdef list _loud_trips(list loud, object now_ns, object q_obj, bint skew_alarm):
@@ -535,7 +537,8 @@ cdef tuple _SR_FIELDS = (
     "engine", "edges",
 )
 cdef enum:
-    SR_T, SR_CAPITAL, SR_PEAK, SR_LOSSES, SR_CLOCK_SKEW, SR_FLOWS, SR_MAX_INV, SR_MARGIN, SR_FEED_LAST, SR_ENGINE, SR_EDGES
+    SR_T, SR_CAPITAL, SR_PEAK, SR_LOSSES, SR_CLOCK_SKEW, SR_FLOWS
+    SR_MAX_INV, SR_MARGIN, SR_FEED_LAST, SR_ENGINE, SR_EDGES
 cdef Py_ssize_t _SR_OFF[11]
 cdef bint _SR_BOUND = False, _SR_SLOTS = False
 cdef object _PY_SESSION = None, _SESSION = None
@@ -608,7 +611,8 @@ def evaluate(risk, now_ns, core_state, decision_inputs):
     clock_skew_ns = _risk_get(risk, by_slot, SR_CLOCK_SKEW)
     kappa = _get(core_state, "kappa_state", None) or "warming"
     sigma = _get(core_state, "sigma_state", None) or "warming"
-    cdef dict order_flow = {w: _snapshot(f, now_ns, now_i64, now_c) for w, f in _risk_get(risk, by_slot, SR_FLOWS).items()}
+    flows = _risk_get(risk, by_slot, SR_FLOWS)
+    cdef dict order_flow = {w: _snapshot(f, now_ns, now_i64, now_c) for w, f in flows.items()}
     cdef bint skew_alarm = _skew_alarm(q_obj, _risk_get(risk, by_slot, SR_MAX_INV), skew)
     margin = _risk_get(risk, by_slot, SR_MARGIN)
     cdef double q = q_obj
