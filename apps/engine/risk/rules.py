@@ -1257,10 +1257,19 @@ class SkewAlarmRule(_Rule):
                     "min_position_ratio": p.min_position_ratio,
                     "min_skew_bps": p.min_skew_bps,
                 },
-                f"position {state.position:g} is above {p.min_position_ratio:.0%} of the limit but the inventory "
-                f"skew is under {p.min_skew_bps:g} bps: gamma, sigma or horizon is mis-scaled",
+                _skew_alarm_message(state.position, p.min_position_ratio, p.min_skew_bps),
             )
         return None
+
+
+def _skew_alarm_message(position: float, min_position_ratio: float, min_skew_bps: float) -> str:
+    """The skew alarm's sentence, a function of its three arguments only: one formatter for this rule and the
+    compiled risk evaluation (``apps/engine/risk/_session.pyx``), which builds the same trip without a
+    :class:`RiskState` and reuses a sentence while the three stay the same."""
+    return (
+        f"position {position:g} is above {min_position_ratio:.0%} of the limit but the inventory "
+        f"skew is under {min_skew_bps:g} bps: gamma, sigma or horizon is mis-scaled"
+    )
 
 
 # --- the engine ---------------------------------------------------------------------------------------------

@@ -9,10 +9,12 @@ through the compiled twin. Every evaluation must return the same started trips, 
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import math
 import random
 import struct
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,7 +22,17 @@ import pytest
 from apps.engine import compiled
 from apps.engine.market.inputs import DecisionInputs
 from apps.engine.risk import session as session_module
-from apps.engine.risk.rules import PositionLimitParams, PositionLimitRule, RiskEngine
+from apps.engine.risk.rules import (
+    PositionLimitParams,
+    PositionLimitRule,
+    RiskEngine,
+    RiskState,
+    RuleAction,
+    RuleTrip,
+    SkewAlarmParams,
+    SkewAlarmRule,
+    TripEdges,
+)
 from apps.engine.risk.session import PySessionRisk, build_risk_engine
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -237,3 +249,312 @@ def test_a_session_evaluates_through_the_compiled_twin():
     started, cleared, trips = risk.evaluate(10, {"pnl": 0.0, "inventory": 2.0, "mid": 100.0}, {})
     assert {x.kind for x in trips} >= {"position_limit", "crossed_book"} and cleared == []
     assert started == trips
+
+
+# --- a loud evaluation: the skew alarm's trips and the edges built without a RiskState ------------------------------
+
+T0 = 1_700_000_000_000_000_000
+MAX_INV = 0.5
+
+
+def _pair(risk: dict | None = None, *, edges=None, extra_rules=()):
+    """(reference, twin): two sessions with the default rules (and ``extra_rules`` after them) and fresh edges."""
+
+    def one():
+        engine, capital = build_risk_engine(dict(risk or {}), MAX_INV)
+        if extra_rules:
+            engine = RiskEngine([*engine.rules, *(make() for make in extra_rules)])
+        r = PySessionRisk(engine, capital, MAX_INV)
+        if edges is not None:
+            r.edges = edges()
+        return r
+
+    return one(), one()
+
+
+def _healthy(q: float, skew: float = 1e-3, pnl: float = 0.0):
+    core = {"pnl": pnl, "inventory": q, "mid": 100.0, "kappa_state": "ok", "sigma_state": "ok"}
+    inputs = {"best_bid": 99.9, "best_ask": 100.1, "skew_model_frac": skew, "skew_frac": 0.0}
+    return core, inputs
+
+
+def _step(ref, twin, t, q, skew=1e-3, *, record=False, fresh=True, pnl=0.0):
+    """Feed both sessions the same market event and evaluation; assert the same outcome and state; the outcome."""
+    if fresh:
+        for r in (ref, twin):
+            r.on_market(t, t - 2 * MS)
+    core, inputs = _healthy(q, skew, pnl)
+    if record:
+        inputs = DecisionInputs.from_mapping(inputs)
+    a = ref.evaluate(t, dict(core), inputs)
+    b = _session.evaluate(twin, t, dict(core), inputs)
+    for x, y in zip(a, b, strict=True):
+        assert [_trip(v) if isinstance(v, RuleTrip) else v for v in y] == [
+            _trip(v) if isinstance(v, RuleTrip) else v for v in x
+        ]
+    # equal objects of the same types, not only equal fields
+    for x, y in ((a[0], b[0]), (a[2], b[2])):
+        assert y == x and [type(v) for v in y] == [RuleTrip] * len(x)
+        assert [(type(v.action), type(v.message), type(v.values)) for v in y] == [(RuleAction, str, dict)] * len(y)
+    assert _session_state(twin) == _session_state(ref)
+    return b
+
+
+class _Calls:
+    """Which Python functions run during a call (sys.setprofile): (file name, function name) pairs."""
+
+    def __init__(self):
+        self.seen: list[tuple[str, str]] = []
+
+    def __enter__(self):
+        sys.setprofile(
+            lambda frame, event, arg: (
+                event == "call" and self.seen.append((Path(frame.f_code.co_filename).name, frame.f_code.co_name))
+            )
+        )
+        return self
+
+    def __exit__(self, *exc):
+        sys.setprofile(None)
+
+
+def test_the_skew_alarm_turns_on_stays_on_and_turns_off_as_in_the_reference(monkeypatch):
+    ref, twin = _pair()
+    built = []
+    real_state = _session.RiskState
+    monkeypatch.setattr(_session, "RiskState", lambda **kw: built.append(kw) or real_state(**kw))
+    t = T0
+    episodes = []
+    # flat: nothing trips; then a position with too little skew: the alarm starts once, stays on (its position, so its
+    # sentence, changing), goes off with a sufficient skew, and starts again; records and plain dicts alike
+    plan = [(0.0, 1e-3)] * 3 + [(0.2, 1e-5)] * 5 + [(0.2 + 0.01 * i, 0.0) for i in range(40)]
+    plan += [(-0.3, -5e-5), (-0.3, math.nan), (0.3, 2e-4), (0.3, 2e-4), (0.05, 0.0), (0.3, 1e-5), (0.3, 1e-5)]
+    for i, (q, skew) in enumerate(plan):
+        t += 100 * MS
+        started, cleared, trips = _step(ref, twin, t, q, skew, record=i % 2 == 0)
+        episodes.append(([x.kind for x in started], cleared, [x.kind for x in trips]))
+    assert built == []  # every loud evaluation here was the skew alarm alone: no RiskState
+    on = ["skew_alarm"]
+    assert episodes[:3] == [([], [], [])] * 3
+    assert episodes[3] == (on, [], on) and episodes[4:48] == [([], [], on)] * 44
+    assert episodes[48:50] == [([], [], on)] * 2  # a short position; an unknown skew (NaN) is no sufficient one
+    assert episodes[50:52] == [([], on, []), ([], [], [])]  # 2 bps of skew: quiet
+    assert episodes[52] == ([], [], [])  # 10 % of Q_max exactly: no alarm
+    assert episodes[53:] == [(on, [], on), ([], [], on)]
+    messages = {x.message for x in _step(ref, twin, t + 1, 0.25, 0.0)[2]} | {
+        x.message for x in _step(ref, twin, t + 2, -0.4, 0.0)[2]
+    }
+    assert messages == {
+        "position 0.25 is above 10% of the limit but the inventory skew is under 1 bps: "
+        "gamma, sigma or horizon is mis-scaled",
+        "position -0.4 is above 10% of the limit but the inventory skew is under 1 bps: "
+        "gamma, sigma or horizon is mis-scaled",
+    }
+
+
+def test_the_compiled_loud_evaluation_runs_no_rule_or_edge_code_in_python():
+    ref, twin = _pair()
+    _step(ref, twin, T0, 0.3, 0.0)  # the alarm starts; its sentence is made once
+    with _Calls() as calls:
+        _, _, trips = _session.evaluate(twin, T0 + 100 * MS, *_healthy(0.3, 0.0))
+    assert [x.kind for x in trips] == ["skew_alarm"]
+    assert not [c for c in calls.seen if c[0] in ("rules.py", "session.py")], calls.seen
+    with _Calls() as calls:
+        ref.evaluate(T0 + 100 * MS, *_healthy(0.3, 0.0))
+    assert ("rules.py", "evaluate") in calls.seen and ("rules.py", "update") in calls.seen  # the reference's way
+
+
+def test_other_skew_alarm_params_and_two_alarms_keep_their_own_sentences_and_order(monkeypatch):
+    second = lambda: SkewAlarmRule(SkewAlarmParams(min_position_ratio=0.25, min_skew_bps=2.5), name="skew_wide")  # noqa: E731
+    ref, twin = _pair({"skew_alarm": {"min_position_ratio": 0.15, "action": "reduce"}}, extra_rules=(second,))
+    built = []
+    monkeypatch.setattr(_session, "RiskState", lambda **kw: built.append(kw) or RiskState(**kw))
+    t = T0
+    # the session raises the flag with the default params (|q| > 10 % of Q_max = 0.05, skew under 1 bp); a rule's own
+    # params only word its trip (the reference's behaviour): every alarm trips together, each with its own sentence
+    for q in (0.1, 0.2, 0.2, 0.2, -0.2, 0.35, 0.4, 0.4, 0.05, 0.1, 0.2 + 1e-15, -0.0, 0.06):
+        t += 100 * MS
+        _, _, trips = _step(ref, twin, t, q, 0.0)
+        assert [x.rule for x in trips] == (["skew_alarm", "skew_wide"] if abs(q) > 0.05 else [])
+    assert built == []
+    last = _step(ref, twin, t + 1, 0.4, 0.0)[2]
+    assert [(x.rule, x.action, x.values) for x in last] == [
+        (
+            "skew_alarm",
+            RuleAction.REDUCE,
+            {"skew_alarm": True, "position": 0.4, "min_position_ratio": 0.15, "min_skew_bps": 1.0},
+        ),
+        (
+            "skew_wide",
+            RuleAction.WARN,
+            {"skew_alarm": True, "position": 0.4, "min_position_ratio": 0.25, "min_skew_bps": 2.5},
+        ),
+    ]
+    assert "above 25% of the limit" in last[1].message and "under 2.5 bps" in last[1].message
+
+
+def test_a_skew_alarm_with_another_loud_rule_takes_the_reference_rules_in_their_order(monkeypatch):
+    ref, twin = _pair({"notional_limit": {"max_notional_quote": 100.0}})
+    built = []
+    monkeypatch.setattr(_session, "RiskState", lambda **kw: built.append(kw) or RiskState(**kw))
+    t = T0
+    kinds = []
+    for q, fresh, pnl in [
+        (0.3, True, 0.0),
+        (0.3, False, 0.0),
+        (0.3, False, 0.0),
+        (1.2, True, 0.0),
+        (0.3, True, -600.0),
+        (0.3, True, -600.0),
+        (0.0, True, -600.0),
+        (0.3, True, 0.0),
+    ]:
+        t += 1500 * MS  # 1.5 s: a feed not refreshed twice in a row is stale (2 s)
+        started, cleared, trips = _step(ref, twin, t, q, 0.0, fresh=fresh, pnl=pnl)
+        kinds.append(([x.kind for x in trips], [x.kind for x in started], cleared))
+    on = ["skew_alarm"]
+    assert kinds[:2] == [(on, on, []), (on, [], [])]
+    assert kinds[2] == (["stale_feed", *on], ["stale_feed"], [])  # configuration order: the stale feed first
+    limits = ["position_limit", "notional_limit"]
+    assert kinds[3] == ([*limits, *on], limits, ["stale_feed"])
+    losses = ["drawdown", "window_loss"]
+    assert kinds[4:7] == [([*losses, *on], losses, limits), ([*losses, *on], [], []), (losses, [], on)]
+    assert kinds[7] == (on, on, losses)
+    assert len(built) == 5  # the mixed evaluations, and only those, built the RiskState
+
+
+class _WatchedAlarm(SkewAlarmRule):
+    """A subclass: its evaluate may differ from the reference's, so the compiled evaluation must call it."""
+
+    calls = 0
+
+    def evaluate(self, state):
+        type(self).calls += 1
+        trip = super().evaluate(state)
+        return None if trip is None else dataclasses.replace(trip, message=trip.message + " (watched)")
+
+
+class _Renamed(SkewAlarmRule):
+    kind = "skew_alarm_renamed"
+
+
+def test_a_subclass_of_the_skew_alarm_takes_the_reference_path():
+    for cls in (_WatchedAlarm, _Renamed):
+        ref, twin = _pair(extra_rules=(lambda: cls(name="sub"),))
+        _WatchedAlarm.calls = 0
+        t = T0
+        for q in (0.3, 0.3, 0.0, -0.3):
+            t += 100 * MS
+            _, _, trips = _step(ref, twin, t, q, 0.0)
+            assert [x.kind for x in trips] == (["skew_alarm", cls.kind] if q else [])
+        if cls is _WatchedAlarm:
+            # every evaluation, in each session (a rule of a type not known here is never certainly quiet)
+            assert _WatchedAlarm.calls == 8 and trips[1].message.endswith("(watched)")
+
+
+def test_a_patched_skew_alarm_class_takes_the_reference_path(monkeypatch):
+    ref, twin = _pair()
+    _step(ref, twin, T0, 0.3, 0.0)
+    real = SkewAlarmRule.evaluate
+    monkeypatch.setattr(
+        SkewAlarmRule, "evaluate", lambda self, state: dataclasses.replace(real(self, state), cause="x")
+    )
+    started, _, trips = _step(ref, twin, T0 + 100 * MS, 0.3, 0.0)
+    assert [x.cause for x in trips] == ["x"] and started == trips  # a new cause is a new episode
+
+
+class _CountedEdges(TripEdges):
+    def __init__(self):
+        super().__init__()
+        self.updates = 0
+
+    def update(self, trips):
+        self.updates += 1
+        started, cleared = super().update(trips)
+        return started, [*cleared, "(counted)"] if cleared else cleared
+
+
+def test_a_trip_edges_subclass_is_asked_itself():
+    ref, twin = _pair(edges=_CountedEdges)
+    t = T0
+    outcomes = []
+    for q in (0.3, 0.3, 0.0, 0.0, 0.3):
+        t += 100 * MS
+        started, cleared, _ = _step(ref, twin, t, q, 0.0)
+        outcomes.append(([x.kind for x in started], cleared))
+    assert twin.edges.updates == ref.edges.updates == 5
+    assert outcomes[2] == ([], ["skew_alarm", "(counted)"]) and outcomes[4] == (["skew_alarm"], [])
+
+
+def test_a_trip_whose_action_or_cause_changed_starts_a_new_episode():
+    """The edges key a rule by name on (action, cause): a live change of the alarm's action, or the same name first
+    tripping on an unknown input, starts a new episode in the compiled edges as in the reference."""
+    ref, twin = _pair()
+    t = T0
+    _step(ref, twin, t, 0.3, 0.0)
+    for r in (ref, twin):  # the same rule name, now with the reduce action
+        r.replace_rules(*build_risk_engine({"skew_alarm": {"action": "reduce"}}, MAX_INV), MAX_INV)
+    started, cleared, _ = _step(ref, twin, t + 1, 0.3, 0.0)
+    assert [(x.kind, x.action) for x in started] == [("skew_alarm", RuleAction.REDUCE)] and cleared == []
+    assert _step(ref, twin, t + 2, 0.3, 0.0)[0] == []
+
+    class _Unknown(SkewAlarmRule):  # a rule of the same name that trips on an unknown input
+        def evaluate(self, state):
+            return self._unknown(state, "skew", math.nan)
+
+    for r in (ref, twin):
+        r.replace_rules(RiskEngine([_Unknown(name="skew_alarm")]), r.capital, MAX_INV)
+    started, _, _ = _step(ref, twin, t + 3, 0.3, 0.0)
+    assert [(x.rule, x.cause) for x in started] == [("skew_alarm", "unknown_input")]
+    for r in (ref, twin):
+        r.replace_rules(RiskEngine([SkewAlarmRule()]), r.capital, MAX_INV)
+    started, _, _ = _step(ref, twin, t + 4, 0.3, 0.0)
+    assert [(x.rule, x.cause) for x in started] == [("skew_alarm", "bound")]
+    assert dict(twin.edges._active) == {"skew_alarm": (RuleAction.WARN, "bound")}
+
+
+def test_rolling_windows_with_times_past_int64_or_not_ints_are_the_references():
+    """The compiled counters and window losses compare int64 times in C; a float time or one past int64 is compared
+    as Python compares it."""
+    for t in (T0, 2**63 - 5 * S, 2**64):
+        ref, twin = _pair({"cancel_rate": {"window_s": 1.0, "max_cancels": 3}, "window_loss": {"window_s": 1.0}})
+        for i in range(60):
+            t += (i * 7919) % 5 * 100 * MS or 1
+            sent_at = t + 0.5 if i % 4 == 1 else t  # a float time now and then
+            for r in (ref, twin):
+                r.on_sent(sent_at, 1, i % 3)
+                if i % 5 == 0:
+                    r.on_reject(sent_at)
+            _step(ref, twin, t + 1 if i % 6 else t + 1.25, 0.0, pnl=float(i % 7 - 3))
+        snapshot = next(iter(twin.flows.values()))._last
+        assert snapshot == next(iter(ref.flows.values()))._last and type(snapshot).__name__ == "OrderFlowCounts"
+
+
+class _HalfCapital(PySessionRisk):
+    """A session whose capital is a property over the slot: the compiled evaluation must read it by name."""
+
+    reads = 0
+
+    @property
+    def capital(self):
+        type(self).reads += 1
+        return self.__dict__.get("_capital", 0.0) / 2
+
+    @capital.setter
+    def capital(self, value):
+        self.__dict__["_capital"] = value
+
+
+def test_a_session_of_another_class_is_read_by_name():
+    _HalfCapital.reads = 0
+    engine, capital = build_risk_engine({}, MAX_INV)
+    ref = _HalfCapital(engine, capital, MAX_INV)
+    twin = _HalfCapital(*build_risk_engine({}, MAX_INV), MAX_INV)
+    t = T0
+    kinds = []
+    for pnl in (0.0, -100.0, 50.0):
+        t += 100 * MS
+        kinds.append([x.kind for x in _step(ref, twin, t, 0.0, pnl=pnl)[2]])
+    # the peak starts at the whole capital (set in __init__, not through the property): equity, from half of it, is
+    # always in drawdown; the slot under the property was never set, so reading it would raise
+    assert _HalfCapital.reads == 6 and kinds == [["drawdown"]] * 3
