@@ -422,7 +422,14 @@ cdef class EngineLoopBase:
 
     cdef int _after(self, object ts_ns, object actions) except -1:
         strategy = self.strategy
-        if strategy.decisions_changed and strategy.last_decision is not None:
+        cdef bint changed
+        if self._direct_strategy(strategy):  # the compiled core's slots, read in C
+            changed = (<StrategyCoreBase>strategy).decisions_changed
+            if not changed and not actions:
+                return 0  # nothing to record and nothing to send (most market events)
+        else:
+            changed = strategy.decisions_changed
+        if changed and strategy.last_decision is not None:
             result = self.result
             _count(result.stats, _DECISIONS, 1)
             if self.config.keep_decisions:
@@ -492,7 +499,10 @@ cdef class EngineLoopBase:
                     result.max_abs_inventory = q
             elif cls is OrderReject and risk is not None and not ev.reason.startswith(_BLOCKED):
                 risk.on_reject(ev.ts_local_ns)
-            actions = strategy.on_event(ev)
+            if self._direct_strategy(strategy):
+                actions = (<StrategyCoreBase>strategy).c_on_event(ev)
+            else:
+                actions = strategy.on_event(ev)
             if sink is not None:
                 # after the strategy saw it, so the recorded order state includes it
                 sink.order_event(ev, strategy.tracker.get(ev.client_order_id))
