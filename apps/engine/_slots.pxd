@@ -11,7 +11,7 @@ field became a property, or the class is no longer slotted)."""
 
 from cpython.long cimport PyLong_CheckExact
 from cpython.number cimport PyIndex_Check
-from cpython.object cimport PyObject
+from cpython.object cimport PyObject, PyTypeObject
 from cpython.ref cimport Py_INCREF, Py_XDECREF
 from libc.stdint cimport int64_t
 
@@ -30,6 +30,10 @@ cdef extern from *:
     # a dict with room for ``minused`` entries up front: the same dict (keys, order, values) as {} filled in the
     # same order, without the resizes on the way (shared by the compiled modules that build dicts per event)
     dict dict_presized "mm_dict_presized" (Py_ssize_t minused)
+
+
+cdef extern from "Python.h":
+    PyTypeObject PyBaseObject_Type
 
 
 cdef extern from "structmember.h":
@@ -86,6 +90,19 @@ cdef inline void slot_set(object obj, Py_ssize_t offset, object value) noexcept:
     Py_INCREF(value)
     p[0] = <PyObject*>value
     Py_XDECREF(old)
+
+
+cdef inline object new_slotted(object cls, tuple values, Py_ssize_t* offsets):
+    """An instance of ``cls`` as its generated dataclass ``__init__`` builds it (one ``object.__setattr__`` per field,
+    in field order), without the Python-level call: ``object.__new__(cls)``, uncalled, then ``values[k]`` stored in
+    the slot at ``offsets[k]`` (from :func:`slot_offsets` of all its fields, in order). Only for a class whose fields
+    are all plain slots and which has no ``__post_init__`` the caller skips on purpose."""
+    cdef tuple no_args = ()
+    cdef object obj = PyBaseObject_Type.tp_new(cls, <PyObject*>no_args, NULL)
+    cdef Py_ssize_t k
+    for k in range(len(values)):
+        slot_set(obj, offsets[k], values[k])
+    return obj
 
 
 cdef inline object field(object obj, object cls, Py_ssize_t offset, str name):

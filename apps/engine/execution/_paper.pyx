@@ -35,9 +35,8 @@ cimport cython
 from libc.math cimport ceil, fabs, floor, isfinite
 
 from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_CheckExact
-from cpython.object cimport PyObject, PyTypeObject
 
-from apps.engine._slots cimport slot_get, slot_offset, slot_offsets, slot_set
+from apps.engine._slots cimport new_slotted, slot_get, slot_offset, slot_offsets, slot_set
 from apps.engine.execution._fillmodel cimport LevelBook, QueueState, _whole_fill, tick_t
 
 import heapq
@@ -60,10 +59,6 @@ from apps.engine.market.events import (
     Side,
     Trade,
 )
-
-
-cdef extern from "Python.h":
-    PyTypeObject PyBaseObject_Type
 
 # BestBidAsk's slots (-1: not a plain slot, read by name)
 cdef Py_ssize_t _B_TS = slot_offset(BestBidAsk, "ts_local_ns"), _B_BID = slot_offset(BestBidAsk, "bid_px")
@@ -90,7 +85,6 @@ cdef object _CANCELLED = OrderStatus.CANCELLED
 cdef object _REJECTED = OrderStatus.REJECTED
 cdef double _GRID_EPS = GRID_EPS
 cdef Py_ssize_t _MEMO_MAX = 4096  # entries kept in each rounding memo before it starts over
-cdef tuple _NO_ARGS = ()
 
 # The frozen, slotted events and the rounded PlaceOrder are built field by field in their slots, as their generated
 # __init__ stores them (object.__setattr__ per field), without the Python-level call. The events' __post_init__ only
@@ -119,13 +113,16 @@ cdef bint _FILL_SLOTS = _plain(Fill, _FILL_FIELDS, _FILL_OFF)
 cdef bint _PLACE_SLOTS = _plain(PlaceOrder, _PLACE_FIELDS, _PLACE_OFF) and not hasattr(PlaceOrder, "__post_init__")
 
 
-cdef inline object _new(object cls, tuple values, Py_ssize_t* offsets):
-    # object.__new__(cls), uncalled, then each field stored in its slot
-    cdef object obj = PyBaseObject_Type.tp_new(cls, <PyObject*>_NO_ARGS, NULL)
-    cdef Py_ssize_t k
-    for k in range(len(values)):
-        slot_set(obj, offsets[k], values[k])
-    return obj
+cdef object _remembered(dict memo, object fn, object key, object arg):
+    """``fn(key, arg)`` for a fixed ``arg`` (the venue's config), remembered per ``key`` in ``memo``, which starts over
+    at _MEMO_MAX entries."""
+    v = memo.get(key)
+    if v is None:
+        v = fn(key, arg)
+        if len(memo) >= _MEMO_MAX:
+            memo.clear()
+        memo[key] = v
+    return v
 
 
 cdef inline bint _ns_ok(object v) except -1:
@@ -140,19 +137,19 @@ cdef inline bint _ns_ok(object v) except -1:
 
 cdef object _ack_event(object t, object vis, object cid, object status, object price, object size):
     if _ACK_SLOTS and _ns_ok(t) and _ns_ok(vis):
-        return _new(OrderAck, (t, vis, cid, status, price, size), _ACK_OFF)
+        return new_slotted(OrderAck, (t, vis, cid, status, price, size), _ACK_OFF)
     return OrderAck(t, vis, cid, status, price, size)
 
 
 cdef object _reject_event(object t, object vis, object cid, object reason):
     if _REJECT_SLOTS and _ns_ok(t) and _ns_ok(vis):
-        return _new(OrderReject, (t, vis, cid, reason), _REJECT_OFF)
+        return new_slotted(OrderReject, (t, vis, cid, reason), _REJECT_OFF)
     return OrderReject(t, vis, cid, reason)
 
 
 cdef object _fill_event(t, vis, cid, fill_id, side, price, size, fee, liquidity, remaining):
     if _FILL_SLOTS and _ns_ok(t) and _ns_ok(vis):
-        return _new(Fill, (t, vis, cid, fill_id, side, price, size, fee, liquidity, remaining), _FILL_OFF)
+        return new_slotted(Fill, (t, vis, cid, fill_id, side, price, size, fee, liquidity, remaining), _FILL_OFF)
     return Fill(t, vis, cid, fill_id, side, price, size, fee, liquidity, remaining)
 
 
@@ -523,30 +520,16 @@ cdef class PaperVenueBase:
             return "size_below_lot"
         new_price = self._price_of(ticks, tick_size)
         if _PLACE_SLOTS:
-            return _new(_PLACE, (action.client_order_id, action.side, new_price, rsize, action.tif), _PLACE_OFF)
+            return new_slotted(_PLACE, (action.client_order_id, action.side, new_price, rsize, action.tif), _PLACE_OFF)
         return _PLACE(action.client_order_id, action.side, new_price, rsize, action.tif)
 
     cdef object _price_of(self, object ticks, object tick_size):
         # ticks_to_price(ticks, tick_size), remembered per tick (its round() with digits costs ~3k instructions)
-        cdef dict memo = self._price_memo
-        v = memo.get(ticks)
-        if v is None:
-            v = ticks_to_price(ticks, tick_size)
-            if len(memo) >= _MEMO_MAX:
-                memo.clear()
-            memo[ticks] = v
-        return v
+        return _remembered(self._price_memo, ticks_to_price, ticks, tick_size)
 
     cdef object _lots(self, object size, object lot):
         # round_size(size, lot) of a float size, remembered per size (equal floats, the same result)
-        cdef dict memo = self._size_memo
-        v = memo.get(size)
-        if v is None:
-            v = round_size(size, lot)
-            if len(memo) >= _MEMO_MAX:
-                memo.clear()
-            memo[size] = v
-        return v
+        return _remembered(self._size_memo, round_size, size, lot)
 
     cdef int _arrivals(self, object t_ns) except -1:
         # _process_arrivals on the compiled level book

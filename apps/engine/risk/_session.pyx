@@ -23,17 +23,16 @@ inputs of the types the session itself produces (floats, ints, ``None``), anythi
 cimport cpython.array as carray
 from cpython.dict cimport PyDict_GetItem
 from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_FromDouble
-from cpython.object cimport Py_SIZE, PyObject, PyTypeObject
+from cpython.object cimport Py_SIZE, PyObject
 from libc.math cimport INFINITY, fabs, isfinite
 from cpython.long cimport PyLong_AsLongLongAndOverflow
 from libc.stdint cimport int64_t, uint64_t
 from libc.string cimport memcpy
 
-from apps.engine._slots cimport dict_presized, field, slot_get, slot_offset, slot_offsets, slot_set
+from apps.engine._slots cimport dict_presized, field, new_slotted, slot_get, slot_offset, slot_offsets, slot_set
 
 
 cdef extern from "Python.h":
-    PyTypeObject PyBaseObject_Type
     # d.get(key) as the reference asks it: NULL when absent, an error raised (dict.get's) when hashing or comparing
     # fails; cheaper than PyDict_GetItem, which saves and restores the exception state around the lookup
     PyObject* _dict_get "PyDict_GetItemWithError" (dict d, object key) except? NULL
@@ -157,7 +156,6 @@ cdef bint _TRIP_SLOTS = (
     and slot_offsets(RuleTrip, _TRIP_FIELDS, _TRIP_OFF)
 )
 cdef object _TRIP_CAUSE = RuleTrip.__dataclass_fields__["cause"].default
-cdef tuple _NO_ARGS = ()
 # OrderFlowCounts, another frozen, slotted dataclass: built the same way when its fields are these
 cdef tuple _COUNTS_FIELDS = ("window_s", "sent", "rejected", "cancelled", "messages")
 cdef Py_ssize_t _COUNTS_OFF[5]
@@ -393,13 +391,7 @@ cdef object _counts_new(object window_s, object sent, object rejected, object ca
     """``OrderFlowCounts(window_s, sent, rejected, cancelled, messages)``: the same object, its slots set directly."""
     if not _COUNTS_SLOTS:
         return _COUNTS(window_s, sent, rejected, cancelled, messages)
-    cdef object c = PyBaseObject_Type.tp_new(_COUNTS, <PyObject*>_NO_ARGS, NULL)  # object.__new__, uncalled
-    slot_set(c, _COUNTS_OFF[0], window_s)
-    slot_set(c, _COUNTS_OFF[1], sent)
-    slot_set(c, _COUNTS_OFF[2], rejected)
-    slot_set(c, _COUNTS_OFF[3], cancelled)
-    slot_set(c, _COUNTS_OFF[4], messages)
-    return c
+    return new_slotted(_COUNTS, (window_s, sent, rejected, cancelled, messages), _COUNTS_OFF)
 
 
 cdef object _snapshot(object f, object now_ns, int64_t now, bint now_c):
@@ -446,15 +438,7 @@ cdef object _rule_trip(object rule, object kind, object action, object ts_ns, di
     """``RuleTrip(rule, kind, action, ts_ns, values, message)``: the same object, its slots set directly."""
     if not _TRIP_SLOTS:
         return _TRIP(rule, kind, action, ts_ns, values, message)
-    cdef object t = PyBaseObject_Type.tp_new(_TRIP, <PyObject*>_NO_ARGS, NULL)  # object.__new__(RuleTrip), uncalled
-    slot_set(t, _TRIP_OFF[0], rule)
-    slot_set(t, _TRIP_OFF[1], kind)
-    slot_set(t, _TRIP_OFF[2], action)
-    slot_set(t, _TRIP_OFF[3], ts_ns)
-    slot_set(t, _TRIP_OFF[4], values)
-    slot_set(t, _TRIP_OFF[5], message)
-    slot_set(t, _TRIP_OFF[6], _TRIP_CAUSE)
-    return t
+    return new_slotted(_TRIP, (rule, kind, action, ts_ns, values, message, _TRIP_CAUSE), _TRIP_OFF)
 
 
 # the skew alarm's last sentence and what made it: the position's bits and the two bounds (held, compared by identity:
