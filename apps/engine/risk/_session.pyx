@@ -57,7 +57,6 @@ from apps.engine.risk.rules import (
     RollingCounter,
     RollingLoss,
     TripEdges,
-    _DEFAULT_SKEW_ALARM,
     NotionalLimitParams,
     NotionalLimitRule,
     PositionLimitParams,
@@ -78,7 +77,6 @@ from apps.engine.risk.rules import (
     skew_magnitude_alarm,
 )
 
-cdef object _isfinite = math.isfinite
 cdef object _nan = math.nan
 cdef object _inf = math.inf
 cdef object _POSITION = PositionLimitRule
@@ -180,7 +178,8 @@ cdef inline bint _finite_float(object v):
 
 cdef bint _quiet(object rule, object now, double q, double mid, object best_bid, object best_ask,
                  object equity, object peak, dict window_losses, object feed_last, object skew_ns,
-                 object kappa, object sigma, dict order_flow, object margin, bint skew_alarm) except -1:
+                 object kappa, object sigma, dict order_flow, object margin, double max_inventory,
+                 double skew_frac) except -1:
     """True only when the reference ``rule.evaluate(state)`` returns None for this state."""
     cdef object t = type(rule)
     cdef object p
@@ -283,7 +282,7 @@ cdef bint _quiet(object rule, object now, double q, double mid, object best_bid,
     if t is _MARGIN:
         return margin is None  # no margin report: leverage is None, not applicable
     if t is _SKEW_ALARM:
-        return not skew_alarm
+        return not _skew_on(rule.params, q, max_inventory, skew_frac)
     return False  # a rule of a type not known here: the reference decides
 
 
@@ -419,19 +418,20 @@ cdef object _snapshot(object f, object now_ns, int64_t now, bint now_c):
     return last
 
 
-cdef bint _skew_alarm(object q, object max_inventory, object skew) except -1:
-    """``skew_magnitude_alarm(q, max_inventory, skew if math.isfinite(skew) else 0.0)`` with the default params."""
-    cdef double x
-    p = _DEFAULT_SKEW_ALARM
-    ratio, bps = p.min_position_ratio, p.min_skew_bps
-    if not (type(skew) is float and type(max_inventory) is float and type(ratio) is float and type(bps) is float):
-        return skew_magnitude_alarm(q, max_inventory, skew if _isfinite(skew) else 0.0)
-    x = PyFloat_AS_DOUBLE(skew)
-    if not isfinite(x):
-        x = 0.0
-    if not (fabs(PyFloat_AS_DOUBLE(q)) > PyFloat_AS_DOUBLE(ratio) * PyFloat_AS_DOUBLE(max_inventory)):
+cdef bint _skew_on(object p, double q, double max_inventory, double skew_frac) except -1:
+    """``skew_magnitude_alarm(q, max_inventory, skew_frac, p)``: in C for a SkewAlarmParams (exactly) whose bounds are
+    floats, the reference's function for anything else (None params, int bounds)."""
+    if type(p) is not _SKEW_PARAMS:
+        return skew_magnitude_alarm(q, max_inventory, skew_frac, p)
+    ratio = field(p, _SKEW_PARAMS, _SP_RATIO, "min_position_ratio")
+    bps = field(p, _SKEW_PARAMS, _SP_BPS, "min_skew_bps")
+    if type(ratio) is not float or type(bps) is not float:
+        return skew_magnitude_alarm(q, max_inventory, skew_frac, p)
+    if not (fabs(q) > PyFloat_AS_DOUBLE(ratio) * max_inventory):
         return False
-    return fabs(x) * 1e4 < PyFloat_AS_DOUBLE(bps)
+    if not isfinite(skew_frac):
+        return True
+    return fabs(skew_frac) * 1e4 < PyFloat_AS_DOUBLE(bps)
 
 
 cdef object _rule_trip(object rule, object kind, object action, object ts_ns, dict values, object message):
@@ -450,7 +450,7 @@ cdef uint64_t _msg_q_bits = 0
 
 
 cdef object _skew_alarm_trip(object rule, object now_ns, object q_obj):
-    """``rule.evaluate(state)`` of a SkewAlarmRule (exactly) whose state's ``skew_alarm`` is set and whose ``ts_ns`` and
+    """``rule.evaluate(state)`` of a SkewAlarmRule (exactly) whose alarm is on for the state, and whose ``ts_ns`` and
     ``position`` are ``now_ns`` and ``q_obj`` (a float): the reference's trip, values and sentence, with no
     ``RiskState``. None when the class's ``evaluate`` or ``_trip`` is not the reference's (the reference then runs)."""
     global _msg, _msg_ratio, _msg_bps, _msg_q_bits
@@ -475,13 +475,13 @@ cdef object _skew_alarm_trip(object rule, object now_ns, object q_obj):
     return _rule_trip(rule.name, rule.kind, rule.action, now_ns, values, msg)
 
 
-cdef list _loud_trips(list loud, object now_ns, object q_obj, bint skew_alarm):
+cdef list _loud_trips(list loud, object now_ns, object q_obj):
     """``[rule.evaluate(state) for rule in loud]`` without the Nones, for rules whose trips are built here (a
-    SkewAlarmRule, exactly, with the alarm set); None as soon as one is not (the reference rules then run on a
-    ``RiskState``)."""
+    SkewAlarmRule, exactly: in ``loud`` only when its own alarm is on, as ``_quiet`` decides); None as soon as one is
+    not (the reference rules then run on a ``RiskState``)."""
     cdef list trips = []
     for rule in loud:
-        if type(rule) is not _SKEW_ALARM or not skew_alarm:
+        if type(rule) is not _SKEW_ALARM:
             return None
         trip = _skew_alarm_trip(rule, now_ns, q_obj)
         if trip is None:
@@ -597,7 +597,8 @@ def evaluate(risk, now_ns, core_state, decision_inputs):
     sigma = _get(core_state, "sigma_state", None) or "warming"
     flows = _risk_get(risk, by_slot, SR_FLOWS)
     cdef dict order_flow = {w: _snapshot(f, now_ns, now_i64, now_c) for w, f in flows.items()}
-    cdef bint skew_alarm = _skew_alarm(q_obj, _risk_get(risk, by_slot, SR_MAX_INV), skew)
+    max_inventory = float(_risk_get(risk, by_slot, SR_MAX_INV))
+    skew_frac = float(skew)
     margin = _risk_get(risk, by_slot, SR_MARGIN)
     cdef double q = q_obj
     cdef double mid = mid_obj
@@ -608,7 +609,7 @@ def evaluate(risk, now_ns, core_state, decision_inputs):
     cdef list loud = None
     for rule in rules:
         if not _quiet(rule, now_ns, q, mid, best_bid, best_ask, equity, peak, window_losses, feed_last,
-                      clock_skew_ns, kappa, sigma, order_flow, margin, skew_alarm):
+                      clock_skew_ns, kappa, sigma, order_flow, margin, max_inventory, skew_frac):
             if loud is None:
                 loud = []
             loud.append(rule)
@@ -623,7 +624,7 @@ def evaluate(risk, now_ns, core_state, decision_inputs):
         trips = None
         if type(engine) is _RISK_ENGINE and (type(rules) is tuple or type(rules) is list):
             # RiskEngine.evaluate's trips are the loud rules' (below); when each is one built here, no RiskState
-            trips = _loud_trips(loud, now_ns, q_obj, skew_alarm)
+            trips = _loud_trips(loud, now_ns, q_obj)
     if trips is None:
         state = RiskState(
             ts_ns=now_ns,
@@ -638,7 +639,8 @@ def evaluate(risk, now_ns, core_state, decision_inputs):
             clock_skew_ns=clock_skew_ns,
             estimator_states={"kappa": kappa, "sigma": sigma},
             order_flow=order_flow,
-            skew_alarm=skew_alarm,
+            max_inventory=max_inventory,
+            skew_frac=skew_frac,
         )
         if margin is not None:
             state.leverage, state.maint_margin_rate, state.wallet_balance, state.entry_price = margin

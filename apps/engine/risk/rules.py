@@ -430,8 +430,13 @@ class RiskState:
         Perpetuals: average entry price of the open position, quote currency.
     wallet_balance : float
         Perpetuals: wallet balance backing the position, quote currency (excludes unrealised P&L).
-    skew_alarm : bool
-        The quoter's skew-magnitude flag (see :func:`skew_magnitude_alarm`).
+    max_inventory : float
+        Q_max, base units: the inventory bound the session quotes under, the scale of the skew alarm's position
+        test. NaN = not reported (the skew alarm then stays quiet).
+    skew_frac : float
+        The model's inventory skew as a fraction of mid, before the quoter's skew cap (a deliberate cap is the
+        quoter's own reason, not a mis-scaled model). NaN = unknown, which with a meaningful position raises the
+        skew alarm (an unknown skew is not a sufficient one).
     """
 
     ts_ns: int
@@ -450,7 +455,8 @@ class RiskState:
     maint_margin_rate: float = math.nan
     entry_price: float = math.nan
     wallet_balance: float = math.nan
-    skew_alarm: bool = False
+    max_inventory: float = math.nan
+    skew_frac: float = math.nan
 
     @property
     def notional_quote(self) -> float:
@@ -1238,7 +1244,8 @@ def skew_magnitude_alarm(
 
 
 class SkewAlarmRule(_Rule):
-    """Trips while ``state.skew_alarm`` is set (the quoter computes it with :func:`skew_magnitude_alarm`)."""
+    """Trips while :func:`skew_magnitude_alarm` holds for the state's position, Q_max and model skew under this
+    rule's own params (two skew alarms with different bounds trip apart)."""
 
     kind = "skew_alarm"
     params: SkewAlarmParams
@@ -1247,8 +1254,8 @@ class SkewAlarmRule(_Rule):
         super().__init__(params or SkewAlarmParams(), name)
 
     def evaluate(self, state: RiskState) -> RuleTrip | None:
-        if state.skew_alarm:
-            p = self.params
+        p = self.params
+        if skew_magnitude_alarm(state.position, state.max_inventory, state.skew_frac, p):
             return self._trip(
                 state,
                 {

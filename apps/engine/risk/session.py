@@ -42,7 +42,6 @@ from apps.engine.risk.rules import (
     StaleFeedRule,
     TripEdges,
     WindowLossRule,
-    skew_magnitude_alarm,
 )
 
 RULES = (
@@ -233,7 +232,8 @@ class PySessionRisk:
                 "sigma": core_state.get("sigma_state") or "warming",
             },
             order_flow={w: f.snapshot(now_ns) for w, f in self.flows.items()},
-            skew_alarm=skew_magnitude_alarm(q, self.max_inventory, skew if math.isfinite(skew) else 0.0),
+            max_inventory=float(self.max_inventory),
+            skew_frac=float(skew),
         )
         if self.margin is not None:
             state.leverage, state.maint_margin_rate, state.wallet_balance, state.entry_price = self.margin

@@ -423,11 +423,27 @@ def test_the_skew_alarm_fires_only_above_ten_percent_of_max_and_below_one_bp():
     assert skew_magnitude_alarm(0.5, 1.0, math.nan, p)
 
 
-def test_the_skew_alarm_rule_warns_while_the_flag_is_set():
+def test_the_skew_alarm_rule_warns_while_its_alarm_holds_for_the_state():
     rule = SkewAlarmRule()
-    trip = rule.evaluate(state(position=0.4, skew_alarm=True))
+    trip = rule.evaluate(state(position=0.4, max_inventory=1.0, skew_frac=0.5e-4))
     assert trip is not None and trip.action is RuleAction.WARN and trip.values["position"] == 0.4
-    assert rule.evaluate(state(position=0.4, skew_alarm=False)) is None
+    assert rule.evaluate(state(position=0.4, max_inventory=1.0, skew_frac=2e-4)) is None  # a sufficient skew
+    assert rule.evaluate(state(position=0.05, max_inventory=1.0, skew_frac=0.0)) is None  # a small position
+    assert rule.evaluate(state(position=0.4, max_inventory=1.0)) is not None  # an unknown skew is not sufficient
+    assert rule.evaluate(state(position=0.4, skew_frac=0.0)) is None  # no Q_max reported: no scale, no alarm
+
+
+def test_each_skew_alarm_applies_its_own_bounds():
+    """The bounds an operator sets are the ones the rule tests, not the defaults (a 25 % / 2.5 bps alarm is quiet at
+    15 % of Q_max and trips at 2 bps of skew, where the default one does the opposite and the same)."""
+    default = SkewAlarmRule()
+    wide = SkewAlarmRule(SkewAlarmParams(min_position_ratio=0.25, min_skew_bps=2.5), name="skew_wide")
+    at = lambda q, skew: state(position=q, max_inventory=1.0, skew_frac=skew)  # noqa: E731
+    assert default.evaluate(at(0.15, 0.0)) is not None and wide.evaluate(at(0.15, 0.0)) is None
+    assert default.evaluate(at(-0.3, 2e-4)) is None and wide.evaluate(at(-0.3, 2e-4)) is not None
+    assert default.evaluate(at(0.3, 3e-4)) is None and wide.evaluate(at(0.3, 3e-4)) is None
+    trip = wide.evaluate(at(0.3, 0.0))
+    assert trip.values["min_position_ratio"] == 0.25 and "under 2.5 bps" in trip.message
 
 
 # --- params validation -------------------------------------------------------------------------------
@@ -523,7 +539,7 @@ def test_the_engine_reports_nothing_for_a_healthy_state_and_every_trip_otherwise
     bad.position = 1.0  # position limit, notional (30 000) and margin use (6 000 of 10 200 at 5x)
     bad.equity = 9_000.0  # drawdown ~10.9 %
     bad.best_bid = bad.best_ask  # locked
-    bad.skew_alarm = True
+    bad.max_inventory, bad.skew_frac = 2.0, 0.0  # a position of half Q_max with no skew
     trips = engine.evaluate(bad)
     assert {t.rule for t in trips} == {
         "position_limit",

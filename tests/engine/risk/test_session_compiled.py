@@ -364,18 +364,32 @@ def test_the_compiled_loud_evaluation_runs_no_rule_or_edge_code_in_python():
     assert ("rules.py", "evaluate") in calls.seen and ("rules.py", "update") in calls.seen  # the reference's way
 
 
-def test_other_skew_alarm_params_and_two_alarms_keep_their_own_sentences_and_order(monkeypatch):
+def test_each_skew_alarm_applies_its_own_params_and_keeps_its_own_sentence_and_order(monkeypatch):
     second = lambda: SkewAlarmRule(SkewAlarmParams(min_position_ratio=0.25, min_skew_bps=2.5), name="skew_wide")  # noqa: E731
     ref, twin = _pair({"skew_alarm": {"min_position_ratio": 0.15, "action": "reduce"}}, extra_rules=(second,))
     built = []
     monkeypatch.setattr(_session, "RiskState", lambda **kw: built.append(kw) or RiskState(**kw))
     t = T0
-    # the session raises the flag with the default params (|q| > 10 % of Q_max = 0.05, skew under 1 bp); a rule's own
-    # params only word its trip (the reference's behaviour): every alarm trips together, each with its own sentence
-    for q in (0.1, 0.2, 0.2, 0.2, -0.2, 0.35, 0.4, 0.4, 0.05, 0.1, 0.2 + 1e-15, -0.0, 0.06):
+    # Q_max 0.5: the configured alarm needs |q| > 0.075 and a skew under 1 bp, the second |q| > 0.125 and under 2.5 bps
+    cases = [
+        (0.1, 0.0, ["skew_alarm"]),
+        (0.2, 0.0, ["skew_alarm", "skew_wide"]),
+        (0.2, 2e-4, ["skew_wide"]),  # 2 bps: enough for the first, not for the second
+        (-0.2, -3e-4, []),
+        (0.07, 0.0, []),  # above the default 10 % (0.05), below the configured 15 %
+        (0.075, 0.0, []),  # the configured bound exactly: not above it
+        (0.125, 0.0, ["skew_alarm"]),
+        (0.125 + 1e-15, 0.0, ["skew_alarm", "skew_wide"]),
+        (-0.35, math.nan, ["skew_alarm", "skew_wide"]),  # an unknown skew is no sufficient one
+        (0.4, 0.0, ["skew_alarm", "skew_wide"]),
+        (0.4, 0.0, ["skew_alarm", "skew_wide"]),
+        (-0.0, 0.0, []),
+        (0.2, 1e-4 - 1e-19, ["skew_alarm", "skew_wide"]),
+    ]
+    for q, skew, expected in cases:
         t += 100 * MS
-        _, _, trips = _step(ref, twin, t, q, 0.0)
-        assert [x.rule for x in trips] == (["skew_alarm", "skew_wide"] if abs(q) > 0.05 else [])
+        _, _, trips = _step(ref, twin, t, q, skew)
+        assert [x.rule for x in trips] == expected, (q, skew)
     assert built == []
     last = _step(ref, twin, t + 1, 0.4, 0.0)[2]
     assert [(x.rule, x.action, x.values) for x in last] == [
