@@ -36,6 +36,7 @@ import sys
 from types import CodeType
 
 from cpython.object cimport PyObject_GenericSetAttr
+from cpython.tuple cimport PyTuple_GET_SIZE
 
 from libc.math cimport NAN, exp, expm1, fabs, isfinite, log, sqrt
 from libc.stdint cimport int64_t
@@ -357,6 +358,30 @@ cdef Py_ssize_t _S_DETAIL = slot_offset(EstimatorSnapshot, "detail")
 # a quote Level's price and size by slot offset (_c_set reads the best of each side)
 cdef object _LEVEL = Level
 cdef Py_ssize_t _LV_PRICE = slot_offset(Level, "price"), _LV_SIZE = slot_offset(Level, "size")
+# the order tracker's and its orders' fields by slot offset (both classes are slotted: apps/engine/execution/orders.py);
+# field() reads them by name for any other class
+cdef object _TRACKER_T = OrderTracker
+cdef object _ORDER_T = Order
+cdef Py_ssize_t _TR_POSITION = slot_offset(OrderTracker, "position"), _TR_CASH = slot_offset(OrderTracker, "cash")
+cdef Py_ssize_t _TR_LIVE = slot_offset(OrderTracker, "_live")
+cdef Py_ssize_t _O_SIDE = slot_offset(Order, "side"), _O_TIF = slot_offset(Order, "tif")
+cdef Py_ssize_t _O_STATUS = slot_offset(Order, "status"), _O_PRICE = slot_offset(Order, "price")
+cdef Py_ssize_t _O_SIZE = slot_offset(Order, "size"), _O_FILLED = slot_offset(Order, "filled")
+cdef Py_ssize_t _O_REM_OF = slot_offset(Order, "_remaining_of"), _O_REM = slot_offset(Order, "_remaining")
+cdef Py_ssize_t _O_ID = slot_offset(Order, "client_order_id")
+cdef bint _O_MEMO = min(_O_SIZE, _O_FILLED, _O_REM_OF, _O_REM) >= 0
+
+
+cdef inline object _remaining(object o):
+    """``o.remaining``: an exact Order's memo read by slot while it holds for the order's size and filled (the
+    property's own test: ``of[0] == size and of[1] == filled``); the property itself otherwise, which computes and
+    stores it."""
+    if type(o) is _ORDER_T and _O_MEMO:
+        of = slot_get(o, _O_REM_OF)
+        if type(of) is tuple and PyTuple_GET_SIZE(of) == 2:
+            if (<tuple>of)[0] == slot_get(o, _O_SIZE) and (<tuple>of)[1] == slot_get(o, _O_FILLED):
+                return slot_get(o, _O_REM)
+    return o.remaining
 
 
 cdef inline object _sf(object snap, Py_ssize_t offset, str name):
@@ -531,7 +556,7 @@ cdef class StrategyCoreBase:
             snaps = (<object>m).cached_snapshots(now)
         bid = field(bbo, _BBO, _B_BID, "bid_px")
         ask = field(bbo, _BBO, _B_ASK, "ask_px")
-        q = self.tracker.position
+        q = field(self.tracker, _TRACKER_T, _TR_POSITION, "position")
         version = m.c_version
         halted = self.halted
         key = self._decision_key
@@ -712,7 +737,7 @@ cdef class StrategyCoreBase:
         flow_imb = _sf(flow, _S_VALUE, "value") if flow_ok else 0.0
         features = _risk_features(m, now_ns, k, s, depth_near, flow_imb, k_ok, s_ok)
         tracker = self.tracker
-        pnl = tracker.cash + q * mid
+        pnl = field(tracker, _TRACKER_T, _TR_CASH, "cash") + q * mid
         peak = self._peak_pnl
         if peak is None or pnl > peak:  # max(peak, pnl): the first unless the second is greater
             peak = pnl
@@ -857,18 +882,23 @@ cdef class StrategyCoreBase:
         returns the guard's skips. The targets are the levels' (price, size), best first."""
         cdef list on_side
         if _reads_twinned and type(tracker) is _TRACKER:  # OrderTracker.open_orders_on, its list comprehension over _live in order
-            on_side = [o for o in (<dict>tracker._live).values() if o.side is side]
+            on_side = [
+                o for o in (<dict>field(tracker, _TRACKER_T, _TR_LIVE, "_live")).values()
+                if field(o, _ORDER_T, _O_SIDE, "side") is side
+            ]
         else:
             on_side = tracker.open_orders_on(side)
         cdef list free = []
         cdef Py_ssize_t j, n_free, skips = 0
         cdef double threshold, px, size_d, exposure, room
         for o in on_side:
-            tif = o.tif
-            if o.status is not _PENDING_CANCEL and (tif is _POST_ONLY or (tif is not _IOC and tif.value == "POST_ONLY")):
+            tif = field(o, _ORDER_T, _O_TIF, "tif")
+            if field(o, _ORDER_T, _O_STATUS, "status") is not _PENDING_CANCEL and (
+                tif is _POST_ONLY or (tif is not _IOC and tif.value == "POST_ONLY")
+            ):
                 free.append(o)
         for o in free:
-            if o.status is _PENDING_NEW:
+            if field(o, _ORDER_T, _O_STATUS, "status") is _PENDING_NEW:
                 return 0
         threshold = (<double>(requote_ticks if requote_ticks > 1 else 1) - _EPS_TICKS) * tick
         cdef list unmatched = []
@@ -878,7 +908,7 @@ cdef class StrategyCoreBase:
             px = price
             n_free = len(free)
             for j in range(n_free):
-                if not (abs(<double>free[j].price - px) >= threshold):  # not needs_requote: keep this order
+                if not (abs(<double>field(free[j], _ORDER_T, _O_PRICE, "price") - px) >= threshold):  # not needs_requote
                     del free[j]
                     break
             else:
@@ -886,12 +916,12 @@ cdef class StrategyCoreBase:
         cdef double sign = 1.0 if side is _BUY else -1.0
         exposure = 0.0
         for o in on_side:
-            exposure += <double>o.remaining
-        exposure = sign * <double>tracker.position + exposure
+            exposure += <double>_remaining(o)
+        exposure = sign * <double>field(tracker, _TRACKER_T, _TR_POSITION, "position") + exposure
         room = max_inventory - exposure + _ROOM_SLACK
         for price, size in unmatched:
             if modify_orders and free:
-                actions.append(_frozen(_L_MODIFY, (free.pop(0).client_order_id, price, size)))
+                actions.append(_frozen(_L_MODIFY, (field(free.pop(0), _ORDER_T, _O_ID, "client_order_id"), price, size)))
             else:
                 size_d = size
                 if size_d > room:
@@ -903,7 +933,7 @@ cdef class StrategyCoreBase:
                         _frozen(_L_PLACE, (f"{self.id_prefix}-{self._seq}", side, price, size, "POST_ONLY"))
                     )
         for o in free:
-            actions.append(_frozen(_L_CANCEL, (o.client_order_id,)))
+            actions.append(_frozen(_L_CANCEL, (field(o, _ORDER_T, _O_ID, "client_order_id"),)))
         return skips
 
     def risk_state(self):
@@ -923,8 +953,8 @@ cdef class StrategyCoreBase:
             mid = bbo.mid if bbo else _nan
         cdef bint finite = isfinite(<double>mid) if type(mid) is float else math.isfinite(mid)
         tracker = self.tracker
-        q = tracker.position
-        pnl = tracker.cash + q * mid if finite else _nan
+        q = field(tracker, _TRACKER_T, _TR_POSITION, "position")
+        pnl = field(tracker, _TRACKER_T, _TR_CASH, "cash") + q * mid if finite else _nan
         now = self._now_ns
         if exact:
             cache = (<MarketFields>m)._cache

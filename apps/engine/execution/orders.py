@@ -136,7 +136,7 @@ def round_size(size: float, lot_size: float) -> float:
 # --- the order record ----------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(slots=True)
 class Order:
     """One order's state. Mutable; only :meth:`transition` and :meth:`apply_fill` change its status.
 
@@ -249,6 +249,21 @@ class OrderTracker:
     fees_paid : float
         Sum of fill fees in quote currency (negative when rebates dominate).
     """
+
+    # slots: a fixed set of fields, which the compiled core reads by offset (apps/engine/_core.pyx)
+    __slots__ = (
+        "retain_terminal",
+        "position",
+        "cash",
+        "fees_paid",
+        "traded_volume",
+        "stats",
+        "_orders",
+        "_live",
+        "_pending_modify",
+        "_fill_ids",
+        "_finished",
+    )
 
     def __init__(
         self,
