@@ -903,8 +903,8 @@ cdef class StrategyCoreBase:
         threshold = (<double>(requote_ticks if requote_ticks > 1 else 1) - _EPS_TICKS) * tick
         cdef list unmatched = []
         for lv in levels:
-            price = lv.price
-            size = lv.size
+            price = field(lv, _LEVEL, _LV_PRICE, "price")
+            size = field(lv, _LEVEL, _LV_SIZE, "size")
             px = price
             n_free = len(free)
             for j in range(n_free):

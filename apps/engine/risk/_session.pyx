@@ -78,6 +78,20 @@ from apps.engine.risk.rules import (
 )
 
 cdef object _nan = math.nan
+# a rule's own fields by slot offset: every rule class _quiet and the loud trips know is a slotted _Rule subclass
+# (rules.py), and those paths are taken only for those exact classes; by name when an offset is unknown
+cdef Py_ssize_t _R_PARAMS = slot_offset(_Rule, "params"), _R_NAME = slot_offset(_Rule, "name")
+cdef Py_ssize_t _R_ACTION = slot_offset(_Rule, "action")
+cdef Py_ssize_t _R_MAX_AGE = slot_offset(StaleFeedRule, "max_age_ns")
+cdef Py_ssize_t _R_MAX_SKEW = slot_offset(ClockSkewRule, "max_abs_skew_ns")
+cdef Py_ssize_t _R_BAD = slot_offset(EstimatorStateRule, "_bad")
+
+
+cdef inline object _rf(object rule, Py_ssize_t offset, str name):
+    """``getattr(rule, name)`` for a rule of an exact class known here: by slot offset when known."""
+    return slot_get(rule, offset) if offset >= 0 else getattr(rule, name)
+
+
 cdef object _inf = math.inf
 cdef object _POSITION = PositionLimitRule
 cdef object _NOTIONAL = NotionalLimitRule
@@ -186,7 +200,7 @@ cdef bint _quiet(object rule, object now, double q, double mid, object best_bid,
     cdef double e, pk, dd, frac, bid, ask, loss
     cdef PyObject* found
     if t is _POSITION:  # q is a float (float() of the core's value)
-        p = rule.params
+        p = _rf(rule, _R_PARAMS, "params")
         return isfinite(q) and not _ge(fabs(q), field(p, _POSITION_P, _P_MAX_POSITION, "max_position"))
     if t is _NOTIONAL:
         if not isfinite(q):
@@ -195,7 +209,7 @@ cdef bint _quiet(object rule, object now, double q, double mid, object best_bid,
             return True
         if not (isfinite(mid) and mid > 0):
             return False
-        p = rule.params
+        p = _rf(rule, _R_PARAMS, "params")
         return not _ge(fabs(q) * mid, field(p, _NOTIONAL_P, _P_MAX_NOTIONAL, "max_notional_quote"))
     if t is _DRAWDOWN:
         if not (_finite_float(equity) and _finite_float(peak)):
@@ -206,25 +220,25 @@ cdef bint _quiet(object rule, object now, double q, double mid, object best_bid,
             pk = e
         dd = pk - e
         frac = dd / pk if pk > 0 else INFINITY
-        p = rule.params
+        p = _rf(rule, _R_PARAMS, "params")
         if _ge(dd, field(p, _DRAWDOWN_P, _P_MAX_DD_QUOTE, "max_drawdown_quote")):  # hit_quote
             return False
         bound = field(p, _DRAWDOWN_P, _P_MAX_DD_FRAC, "max_drawdown_frac")
         return not (bound != _inf and _ge(frac, bound))  # hit_frac
     if t is _WINDOW_LOSS:
-        p = rule.params
+        p = _rf(rule, _R_PARAMS, "params")
         found = _dict_get(window_losses, field(p, _WINDOW_LOSS_P, _P_WL_WINDOW, "window_s"))
         if found is NULL or not _finite_float(<object>found):
             return False
         loss = PyFloat_AS_DOUBLE(<object>found)
         return not _ge(loss, field(p, _WINDOW_LOSS_P, _P_WL_MAX, "max_loss_quote"))
     if t is _STALE:
-        feeds = field(rule.params, _STALE_P, _P_FEEDS, "feeds")
+        feeds = field(_rf(rule, _R_PARAMS, "params"), _STALE_P, _P_FEEDS, "feeds")
         if not feeds:
             if not feed_last:
                 return False
             feeds = feed_last  # its keys
-        max_age_ns = rule.max_age_ns
+        max_age_ns = _rf(rule, _R_MAX_AGE, "max_age_ns")
         for feed in feeds:
             found = PyDict_GetItem(feed_last, feed)
             if found is NULL or (<object>found) is None:
@@ -241,10 +255,10 @@ cdef bint _quiet(object rule, object now, double q, double mid, object best_bid,
     if t is _SKEW:
         if type(skew_ns) is not int:  # None (unknown) trips; a float or a bool takes the reference path
             return False
-        return not (abs(skew_ns) >= rule.max_abs_skew_ns)
+        return not (abs(skew_ns) >= _rf(rule, _R_MAX_SKEW, "max_abs_skew_ns"))
     if t is _ESTIMATOR:
-        bad = rule._bad
-        for name in field(rule.params, _ESTIMATOR_P, _P_ESTIMATORS, "estimators"):
+        bad = _rf(rule, _R_BAD, "_bad")
+        for name in field(_rf(rule, _R_PARAMS, "params"), _ESTIMATOR_P, _P_ESTIMATORS, "estimators"):
             if name == "kappa":
                 s = kappa
             elif name == "sigma":
@@ -255,7 +269,7 @@ cdef bint _quiet(object rule, object now, double q, double mid, object best_bid,
                 return False
         return True
     if t is _REJECT:
-        p = rule.params
+        p = _rf(rule, _R_PARAMS, "params")
         found = _dict_get(order_flow, field(p, _REJECT_P, _P_REJ_WINDOW, "window_s"))
         if found is NULL:
             return False
@@ -266,14 +280,14 @@ cdef bint _quiet(object rule, object now, double q, double mid, object best_bid,
         ratio = field(c, _COUNTS, _FC_REJ, "rejected") / sent
         return not (ratio >= field(p, _REJECT_P, _P_REJ_MAX, "max_reject_ratio"))
     if t is _CANCEL:
-        p = rule.params
+        p = _rf(rule, _R_PARAMS, "params")
         found = _dict_get(order_flow, field(p, _CANCEL_P, _P_CAN_WINDOW, "window_s"))
         if found is NULL:
             return False
         c = <object>found
         return not (field(c, _COUNTS, _FC_CAN, "cancelled") >= field(p, _CANCEL_P, _P_CAN_MAX, "max_cancels"))
     if t is _MESSAGE:
-        p = rule.params
+        p = _rf(rule, _R_PARAMS, "params")
         found = _dict_get(order_flow, field(p, _MESSAGE_P, _P_MSG_WINDOW, "window_s"))
         if found is NULL:
             return False
@@ -282,7 +296,7 @@ cdef bint _quiet(object rule, object now, double q, double mid, object best_bid,
     if t is _MARGIN:
         return margin is None  # no margin report: leverage is None, not applicable
     if t is _SKEW_ALARM:
-        return not _skew_on(rule.params, q, max_inventory, skew_frac)
+        return not _skew_on(_rf(rule, _R_PARAMS, "params"), q, max_inventory, skew_frac)
     return False  # a rule of a type not known here: the reference decides
 
 
@@ -456,7 +470,7 @@ cdef object _skew_alarm_trip(object rule, object now_ns, object q_obj):
     global _msg, _msg_ratio, _msg_bps, _msg_q_bits
     if _SKEW_ALARM.evaluate is not _SKEW_ALARM_EVALUATE or _SKEW_ALARM._trip is not _RULE_TRIP_METHOD:
         return None
-    p = rule.params
+    p = _rf(rule, _R_PARAMS, "params")
     ratio = field(p, _SKEW_PARAMS, _SP_RATIO, "min_position_ratio")
     bps = field(p, _SKEW_PARAMS, _SP_BPS, "min_skew_bps")
     cdef dict values = dict_presized(4)
@@ -472,7 +486,7 @@ cdef object _skew_alarm_trip(object rule, object now_ns, object q_obj):
         _msg, _msg_ratio, _msg_bps, _msg_q_bits = msg, ratio, bps, bits
     else:
         msg = _msg
-    return _rule_trip(rule.name, rule.kind, rule.action, now_ns, values, msg)
+    return _rule_trip(_rf(rule, _R_NAME, "name"), rule.kind, _rf(rule, _R_ACTION, "action"), now_ns, values, msg)
 
 
 cdef list _loud_trips(list loud, object now_ns, object q_obj):

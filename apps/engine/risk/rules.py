@@ -479,6 +479,8 @@ class _Rule:
     """Shared plumbing: validate params, store name/action, build trips."""
 
     kind: ClassVar[str] = "rule"
+    # slots: the compiled risk evaluation (apps/engine/risk/_session.pyx) reads them by offset
+    __slots__ = ("params", "name", "action")
 
     def __init__(self, params: object, name: str | None = None) -> None:
         params.validate()  # type: ignore[attr-defined]
@@ -529,6 +531,7 @@ class PositionLimitParams:
 
 class PositionLimitRule(_Rule):
     kind = "position_limit"
+    __slots__ = ()
     params: PositionLimitParams
 
     def __init__(self, params: PositionLimitParams | None = None, name: str | None = None) -> None:
@@ -570,6 +573,7 @@ class NotionalLimitParams:
 
 class NotionalLimitRule(_Rule):
     kind = "notional_limit"
+    __slots__ = ()
     params: NotionalLimitParams
 
     def __init__(self, params: NotionalLimitParams | None = None, name: str | None = None) -> None:
@@ -627,6 +631,7 @@ class DrawdownParams:
 
 class DrawdownRule(_Rule):
     kind = "drawdown"
+    __slots__ = ()
     params: DrawdownParams
 
     def __init__(self, params: DrawdownParams | None = None, name: str | None = None) -> None:
@@ -687,6 +692,7 @@ class WindowLossParams:
 
 class WindowLossRule(_Rule):
     kind = "window_loss"
+    __slots__ = ()
     params: WindowLossParams
 
     def __init__(self, params: WindowLossParams | None = None, name: str | None = None) -> None:
@@ -735,6 +741,7 @@ class StaleFeedParams:
 
 class StaleFeedRule(_Rule):
     kind = "stale_feed"
+    __slots__ = ("max_age_ns",)
     params: StaleFeedParams
 
     def __init__(self, params: StaleFeedParams | None = None, name: str | None = None) -> None:
@@ -782,6 +789,7 @@ class CrossedBookParams:
 
 class CrossedBookRule(_Rule):
     kind = "crossed_book"
+    __slots__ = ()
     params: CrossedBookParams
 
     def __init__(self, params: CrossedBookParams | None = None, name: str | None = None) -> None:
@@ -824,6 +832,7 @@ class ClockSkewParams:
 
 class ClockSkewRule(_Rule):
     kind = "clock_skew"
+    __slots__ = ("max_abs_skew_ns",)
     params: ClockSkewParams
 
     def __init__(self, params: ClockSkewParams | None = None, name: str | None = None) -> None:
@@ -875,6 +884,7 @@ class EstimatorStateParams:
 
 class EstimatorStateRule(_Rule):
     kind = "estimator_state"
+    __slots__ = ("_bad",)
     params: EstimatorStateParams
 
     def __init__(self, params: EstimatorStateParams | None = None, name: str | None = None) -> None:
@@ -935,12 +945,15 @@ class RejectRateParams:
 
 
 class _FlowRule(_Rule):
+    __slots__ = ()
+
     def _counts(self, state: RiskState) -> OrderFlowCounts | None:
         return state.order_flow.get(self.params.window_s)  # type: ignore[attr-defined]
 
 
 class RejectRateRule(_FlowRule):
     kind = "reject_rate"
+    __slots__ = ()
     params: RejectRateParams
 
     def __init__(self, params: RejectRateParams | None = None, name: str | None = None) -> None:
@@ -993,6 +1006,7 @@ class CancelRateParams:
 
 class CancelRateRule(_FlowRule):
     kind = "cancel_rate"
+    __slots__ = ()
     params: CancelRateParams
 
     def __init__(self, params: CancelRateParams | None = None, name: str | None = None) -> None:
@@ -1042,6 +1056,7 @@ class MessageRateParams:
 
 class MessageRateRule(_FlowRule):
     kind = "message_rate"
+    __slots__ = ()
     params: MessageRateParams
 
     def __init__(self, params: MessageRateParams | None = None, name: str | None = None) -> None:
@@ -1139,6 +1154,7 @@ class MarginRule(_Rule):
     """Not applicable (returns ``None``) when ``state.leverage is None`` (spot) or the position is flat."""
 
     kind = "margin"
+    __slots__ = ()
     params: MarginParams
 
     def __init__(self, params: MarginParams | None = None, name: str | None = None) -> None:
@@ -1248,6 +1264,7 @@ class SkewAlarmRule(_Rule):
     rule's own params (two skew alarms with different bounds trip apart)."""
 
     kind = "skew_alarm"
+    __slots__ = ()
     params: SkewAlarmParams
 
     def __init__(self, params: SkewAlarmParams | None = None, name: str | None = None) -> None:
