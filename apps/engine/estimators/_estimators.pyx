@@ -38,7 +38,7 @@ from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.object cimport PyObject, PyObject_GenericSetAttr, PyTypeObject
 from cpython.pycapsule cimport PyCapsule_CheckExact, PyCapsule_GetName, PyCapsule_GetPointer
 from cpython.ref cimport Py_INCREF
-from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
+from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE, PyTuple_New, PyTuple_SET_ITEM
 from libc.math cimport INFINITY, ceil, copysign, exp, expm1, fabs, isfinite, isinf, isnan, log, pow, rint, signbit, sqrt
 from libc.stdint cimport int64_t
 from libc.stdlib cimport free, malloc, realloc
@@ -3377,6 +3377,13 @@ cdef object _snapshot_of(object e, object now_ns, int64_t now):
     return e.snapshot(now_ns)
 
 
+cdef inline object _item(object pair, Py_ssize_t i):
+    """``pair[i]``: an exact tuple's item read in place (the mids' ``(ts, mid)`` entries), anything else indexed."""
+    if type(pair) is tuple and 0 <= i < PyTuple_GET_SIZE(pair):
+        return <object>PyTuple_GET_ITEM(pair, i)
+    return pair[i]
+
+
 @cython.final
 cdef class MarketStep:
     """``MarketEstimators._on_bbo`` and ``_on_trade`` in one compiled call each (a book ticker is one Python → C
@@ -3471,10 +3478,10 @@ cdef class MarketStep:
         cdef double tot = bs + ask_size
         self.micro.observe_trusted(ts, mid, (bs - ask_size) / tot if tot > 0 else 0.0, est._flow_value)
         mids = est._mids
-        if not mids or <double>mids[len(mids) - 1][1] != mid:  # (wraparound is off: no [-1])
+        if not mids or <double>_item(mids[len(mids) - 1], 1) != mid:  # (wraparound is off: no [-1])
             mids.append((ts, mid))
         cdef int64_t cutoff = ts - self.momentum_ns
-        while len(mids) > 1 and <int64_t>mids[1][0] <= cutoff:
+        while len(mids) > 1 and <int64_t>_item(mids[1], 0) <= cutoff:
             mids.popleft()
         if ts >= est.c_next_drift_ns:
             (<object>est)._drift_observations(ts, mid)
