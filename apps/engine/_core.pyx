@@ -36,7 +36,8 @@ import sys
 from types import CodeType
 
 from cpython.object cimport PyObject_GenericSetAttr
-from cpython.tuple cimport PyTuple_GET_SIZE
+from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
+from cpython.long cimport PyLong_AsLongLongAndOverflow
 
 from libc.math cimport NAN, exp, expm1, fabs, isfinite, log, sqrt
 from libc.stdint cimport int64_t
@@ -557,16 +558,16 @@ cdef class StrategyCoreBase:
         bid = field(bbo, _BBO, _B_BID, "bid_px")
         ask = field(bbo, _BBO, _B_ASK, "ask_px")
         q = field(self.tracker, _TRACKER_T, _TR_POSITION, "position")
-        version = m.c_version
+        cdef int64_t version = m.c_version  # compared in C with the key's; a Python int only for a new key
         halted = self.halted
         key = self._decision_key
         if (
             key is not None
-            and _same(key[0], bid)
-            and _same(key[1], ask)
-            and _same(key[2], q)
-            and _same(key[3], version)
-            and _same(key[4], halted)
+            and _same(_key_item(key, 0), bid)
+            and _same(_key_item(key, 1), ask)
+            and _same(_key_item(key, 2), q)
+            and _same_int(_key_item(key, 3), version)
+            and _same(_key_item(key, 4), halted)
             and self.last_quote is not None
             and <double>(now - self.c_decision_ns) < (
                 self.c_interval_ns if self.c_interval_ns == self.c_interval_ns
@@ -1126,6 +1127,26 @@ cdef int _track_place(object tracker, object action) except -1:
 cdef inline int64_t _i64(object value, str name) except? -1:
     """An integer time of StrategyCore's as int64 (apps/engine/_slots.pxd: strict_int64)."""
     return strict_int64(value, "StrategyCore", name, " of ns")
+
+
+cdef inline bint _same_int(object a, int64_t b) except -1:
+    """``_same(a, b)`` for an int64 ``b``: in C when ``a`` is an exact int within int64 (equal values; an int object is
+    never identical to a new one unless equal), as Python compares them otherwise."""
+    cdef int overflow = 0
+    cdef long long x
+    if type(a) is int:
+        x = PyLong_AsLongLongAndOverflow(a, &overflow)
+        if overflow == 0:
+            return x == b
+    return a == b
+
+
+cdef inline object _key_item(object key, Py_ssize_t i):
+    """``key[i]``: the decision key's item read in place when the key is an exact tuple long enough (the core's own),
+    indexed otherwise."""
+    if type(key) is tuple and i < PyTuple_GET_SIZE(key):
+        return <object>PyTuple_GET_ITEM(key, i)
+    return key[i]
 
 
 cdef inline bint _same(object a, object b) except -1:
