@@ -47,7 +47,7 @@ from apps.engine.estimators._estimators cimport MarketFields, hawkes_reads, sigm
 from apps.engine.market._book cimport OrderBook as CBook
 from apps.engine.quoting._quote cimport InputPairs
 from apps.engine._slots cimport (
-    dict_presized, field, slot_get, slot_offset, slot_offsets, slot_set, strict_int64,
+    dict_presized, field, slot_get, slot_offset, slot_offsets, slot_set, strict_int64, to_i64,
 )
 from libc.stdlib cimport free, malloc
 
@@ -639,7 +639,7 @@ cdef class StrategyCoreBase:
                     extra.put(_age_key(name), _nan)
                 else:
                     at = field(c, _CACHED, _C_AT, "at_ns")
-                    dt = <int64_t>now_ns - <int64_t>at
+                    dt = to_i64(now_ns) - to_i64(at)
                     if -_TWO53 < <double>dt < _TWO53:  # int / int is the double division of the two exact doubles
                         extra.put(_age_key(name), <double>dt / _NS)
                     else:

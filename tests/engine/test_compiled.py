@@ -190,6 +190,29 @@ def test_market_estimators_keep_their_per_event_fields_in_c_slots():
     assert est._now_ns == 1_722_000_000_123_456_789  # a refused write changes nothing
 
 
+def test_int64_fields_take_every_int64_value_and_refuse_the_rest_at_the_digit_boundaries():
+    """``strict_int64`` reads an exact int's value from its 30-bit digits in place (``_slots.pxd``: ``fast_i64``); at
+    every digit-count boundary, the sign flips and the int64 limits, the stored value is the int given, and a value
+    past int64 is refused, as the generic conversion does."""
+    if compiled.pure_python():
+        pytest.skip("MM_PURE_PYTHON is set: the references are selected on purpose")
+    import random
+
+    from apps.engine.estimators.market import MarketEstimators
+
+    est = MarketEstimators()
+    edges = [0, 1, 2**30 - 1, 2**30, 2**31, 2**60 - 1, 2**60, 2**62, 2**63 - 1, 1_722_000_000_123_456_789]
+    rng = random.Random(7)
+    values = edges + [-x for x in edges] + [-(2**63)] + [rng.randrange(-(2**63), 2**63) for _ in range(2000)]
+    for v in values:
+        est._now_ns = v
+        assert type(est._now_ns) is int and est._now_ns == v
+    for bad in (2**63, -(2**63) - 1, 2**90, -(2**90), 2**64 + 5):
+        with pytest.raises(OverflowError):
+            est._now_ns = bad
+        assert est._now_ns == values[-1]
+
+
 def test_the_strategy_core_keeps_its_clock_in_c_slots():
     """``StrategyCoreBase`` holds the core's event clock and last decision time as int64 C fields (the per-event path
     compares them without Python ints); the reference's code reads and writes them by name, and a write that is not

@@ -31,7 +31,7 @@ the ufunc runs; where that is missing or declines an input, ``kappa.gamma_poster
 cimport cython
 
 from apps.engine._pyfloat cimport m_expm1 as _expm1, pymax as _pymax, pymin as _pymin, pypow as _pypow
-from apps.engine._slots cimport dict_presized, field, slot_get, slot_offset, slot_offsets, slot_set, strict_int64
+from apps.engine._slots cimport dict_presized, field, slot_get, slot_offset, slot_offsets, slot_set, strict_int64, to_i64
 from cpython.number cimport PyNumber_Power
 from cpython.dict cimport PyDict_Update
 from cpython.long cimport PyLong_AsLongLongAndOverflow
@@ -3456,7 +3456,7 @@ cdef class MarketStep:
     cdef int c_on_bbo(self, object b) except -1:
         cdef MarketFields est = self.est
         cdef bint slots = _B_SLOTS and type(b) is _BBO_T  # its fields by offset (the same objects getattr gives)
-        cdef int64_t ts = slot_get(b, _B_TS) if slots else b.ts_local_ns
+        cdef int64_t ts = to_i64(slot_get(b, _B_TS) if slots else b.ts_local_ns)
         est.bbo = b
         cdef double mid
         if slots:
@@ -3481,7 +3481,7 @@ cdef class MarketStep:
         if not mids or <double>_item(mids[len(mids) - 1], 1) != mid:  # (wraparound is off: no [-1])
             mids.append((ts, mid))
         cdef int64_t cutoff = ts - self.momentum_ns
-        while len(mids) > 1 and <int64_t>_item(mids[1], 0) <= cutoff:
+        while len(mids) > 1 and to_i64(_item(mids[1], 0)) <= cutoff:
             mids.popleft()
         if ts >= est.c_next_drift_ns:
             (<object>est)._drift_observations(ts, mid)
@@ -3495,7 +3495,7 @@ cdef class MarketStep:
         cdef MarketFields est = self.est
         cdef bint slots = _T_SLOTS and type(t) is _TRADE_T  # its fields by offset (the same objects getattr gives)
         ts_obj = slot_get(t, _T_TS) if slots else t.ts_local_ns
-        cdef int64_t ts = ts_obj
+        cdef int64_t ts = to_i64(ts_obj)
         cdef double price, size, bid, ask, mid, hs, d, m, decay
         if slots:
             price = slot_get(t, _T_PRICE)
@@ -3507,7 +3507,7 @@ cdef class MarketStep:
         est.c_trades_seen += 1
         cdef long aggressor = int(slot_get(t, _T_AGG) if slots else t.aggressor)
         tx_obj = slot_get(t, _T_EXCH) if slots else t.ts_exch_ns  # the taker order's exchange time
-        cdef int64_t tx = tx_obj
+        cdef int64_t tx = to_i64(tx_obj)
         if tx == 0:  # a feed without one: the local time (the reference's ``t.ts_exch_ns or ts``)
             tx_obj = ts_obj
             tx = ts

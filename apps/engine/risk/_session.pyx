@@ -29,7 +29,7 @@ from cpython.long cimport PyLong_AsLongLongAndOverflow
 from libc.stdint cimport int64_t, uint64_t
 from libc.string cimport memcpy
 
-from apps.engine._slots cimport dict_presized, field, new_slotted, slot_get, slot_offset, slot_offsets, slot_set
+from apps.engine._slots cimport dict_presized, fast_i64, field, new_slotted, slot_get, slot_offset, slot_offsets, slot_set
 
 
 cdef extern from "Python.h":
@@ -328,6 +328,8 @@ cdef inline bint _i64(object v, int64_t* out) noexcept:
     cdef int overflow = 0
     if type(v) is not int:
         return False
+    if fast_i64(v, out):
+        return True
     out[0] = PyLong_AsLongLongAndOverflow(v, &overflow)
     return overflow == 0
 
