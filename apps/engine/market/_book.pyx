@@ -26,7 +26,7 @@ from libc.math cimport isfinite
 from libc.string cimport memmove
 
 from apps.engine._search cimport lower_bound
-from apps.engine._slots cimport dict_presized
+from apps.engine._slots cimport dict_presized, field, slot_offset
 
 
 cdef extern from "Python.h":
@@ -37,6 +37,11 @@ from apps.engine.estimators.book_signals import check_band
 from apps.engine.market.events import DepthUpdate, EventError, Side
 
 cdef object _BUY = Side.BUY
+# a diff's fields by slot offset (DepthUpdate is a frozen, slotted dataclass; field() reads any other class by name)
+cdef object _DEPTH = DepthUpdate
+cdef Py_ssize_t _D_BIDS = slot_offset(DepthUpdate, "bids"), _D_ASKS = slot_offset(DepthUpdate, "asks")
+cdef Py_ssize_t _D_LAST = slot_offset(DepthUpdate, "last_update_id")
+cdef Py_ssize_t _D_EXCH = slot_offset(DepthUpdate, "ts_exch_ns"), _D_LOCAL = slot_offset(DepthUpdate, "ts_local_ns")
 cdef double _INF = float("inf")
 
 if sizeof(Level) != 2 * sizeof(double):  # _bisect_block reads a block's keys as every other double
@@ -375,8 +380,8 @@ cdef class OrderBook:
         Same contract as the reference: levels in order, removing an absent level is a no-op, both sides are
         checked before either is touched.
         """
-        cdef tuple bids = _as_tuple(upd.bids)
-        cdef tuple asks = _as_tuple(upd.asks)
+        cdef tuple bids = _as_tuple(field(upd, _DEPTH, _D_BIDS, "bids"))
+        cdef tuple asks = _as_tuple(field(upd, _DEPTH, _D_ASKS, "asks"))
         cdef Py_ssize_t nb = len(bids), i, hint = 0
         cdef Level* lv = self._staged(bids, asks)
         for i in range(nb):
@@ -390,11 +395,11 @@ cdef class OrderBook:
                 _put(&self._ask, -lv[i].key, lv[i].size, &hint)
             else:
                 _drop(&self._ask, -lv[i].key, &hint)
-        last = upd.last_update_id
+        last = field(upd, _DEPTH, _D_LAST, "last_update_id")
         if last:
             self.last_update_id = last
-        self.ts_exch_ns = upd.ts_exch_ns
-        self.ts_local_ns = upd.ts_local_ns
+        self.ts_exch_ns = field(upd, _DEPTH, _D_EXCH, "ts_exch_ns")
+        self.ts_local_ns = field(upd, _DEPTH, _D_LOCAL, "ts_local_ns")
 
     def set_level(self, side, price, size):
         """Set one level's absolute size (0 deletes); like the reference, it is a diff with both clocks 0."""
