@@ -20,21 +20,21 @@ the trade's own consequence). The fill reaches us later (response latency); valu
 would book the first milliseconds of the adverse move as negative spread capture. The ledger keeps a short
 history of mid changes (``history_s`` of local time, at least one entry) to look ``m_i`` up; a fill with no
 venue time (``ts_exch_ns`` 0) or older than the history uses the mid in force when it is booked (counted in
-:attr:`PnlLedger.stale_fills`). ``m(t)`` is the mid in force at time ``t`` (the last mid update at or before
+:attr:`PyPnlLedger.stale_fills`). ``m(t)`` is the mid in force at time ``t`` (the last mid update at or before
 ``t``). The five parts sum to ``total`` *exactly*: the identity holds with ``==``, not within a
 tolerance. Every input is a finite double, i.e. an integer times a power of two, and the ledger only adds, subtracts
 and multiplies them, so every running sum is a dyadic rational ``N·2^E``: the ledger keeps each ``N`` as a Python int
 at one shared exponent ``E`` (lowered, and every ``N`` shifted left, when a term needs more fraction bits), with no
 gcd on the way. The floats reported are those sums rounded once (correctly, as ``float(Fraction)`` rounds: Python's
-int true division); :meth:`PnlLedger.exact` builds :class:`fractions.Fraction` values from the integers when asked. A
+int true division); :meth:`PyPnlLedger.exact` builds :class:`fractions.Fraction` values from the integers when asked. A
 fill before any mid was seen uses its own price as the mid (zero spread capture).
 
-Clocks: :meth:`PnlLedger.on_mid` takes the local time of a mid change and, when the venue runs on another
+Clocks: :meth:`PyPnlLedger.on_mid` takes the local time of a mid change and, when the venue runs on another
 clock (exchange time), its venue time; ``t_i + h`` is converted to local time with the offset of the mid
 change ``m_i`` came from (0 when both clocks are the same, as in the paper venue's default).
 
 The markout of a fill, ``s·(m(t_i + h) − p)/p`` in bps, is recorded once ``t_i + h`` has passed (or at
-:meth:`PnlLedger.finish`, marked ``complete=False``).
+:meth:`PyPnlLedger.finish`, marked ``complete=False``).
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from collections import deque
 from dataclasses import dataclass
 from fractions import Fraction
 
+from apps.engine import compiled
 from apps.engine.market.events import Fill
 
 _NS = 1_000_000_000
@@ -148,7 +149,7 @@ class _Pending:
     mid_at_fill: float
 
 
-class PnlLedger:
+class PyPnlLedger:
     """Running P&L attribution of one strategy's fills against a mid series.
 
     Feed it, in time order, :meth:`on_mid` for every mid change, :meth:`on_fill` for each fill (duplicates by
@@ -156,7 +157,8 @@ class PnlLedger:
     :meth:`exact` at any time.
 
     Every running sum is an int ``N`` standing for ``N·2^E`` with the one exponent ``E`` (``_exp``, never above 0)
-    that all of them share; see the module doc.
+    that all of them share; see the module doc. This is the readable reference; :data:`PnlLedger` is the one to use
+    (its :meth:`on_mid` and :meth:`snapshot` compiled, ``_pnl.pyx``, unless ``MM_PURE_PYTHON`` is set).
 
     Parameters
     ----------
@@ -310,7 +312,11 @@ class PnlLedger:
             return _ZERO
         nm, em = _dyadic(self.mid)
         nr, er = _dyadic(rate)
-        amount, amount_e = -self._q * nm * nr, self._exp + em + er
+        q, q_e = self._q, self._exp
+        if q:  # Q's own exponent, not the sums' (else each payment would lower the exponent further)
+            tz = (q & -q).bit_length() - 1
+            q, q_e = q >> tz, q_e + tz
+        amount, amount_e = -q * nm * nr, q_e + em + er
         e = self._lower_exp(amount_e)
         self._fixed = None
         self._funding += amount << (amount_e - e)
@@ -408,6 +414,21 @@ class PnlLedger:
     def _markout(p: _Pending, mid_after: float, *, complete: bool) -> Markout:
         bps = p.side * (mid_after - p.price) / p.price * 1e4 if math.isfinite(mid_after) else math.nan
         return Markout(p.ts_ns, p.side, p.price, p.size, p.mid_at_fill, mid_after, bps, complete)
+
+
+_compiled_pnl = compiled.load("apps.engine.accounting._pnl")
+
+if _compiled_pnl is not None:
+
+    class PnlLedger(_compiled_pnl.PnlLedgerBase, PyPnlLedger):
+        """The ledger with :meth:`on_mid` and :meth:`snapshot` compiled (``_pnl.PnlLedgerBase``, which also holds the
+        state, the mid as a C double the backtest driver reads in C); the rest is :class:`PyPnlLedger`'s."""
+
+else:
+    PnlLedger = PyPnlLedger  # type: ignore[misc]
+
+# which one runs: the compiled base when built and MM_PURE_PYTHON is not set
+PNL_COMPILED: bool = _compiled_pnl is not None
 
 
 def sharpe_ratio(values: list[float]) -> float:

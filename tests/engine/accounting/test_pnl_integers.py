@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from apps.engine.accounting import pnl
-from apps.engine.accounting.pnl import ExactPnl, Markout, PnlBreakdown, PnlLedger
+from apps.engine.accounting.pnl import ExactPnl, Markout, PnlBreakdown, PnlLedger, PyPnlLedger
 from apps.engine.market.events import Fill, Side
 
 _NS = 1_000_000_000
@@ -299,9 +299,9 @@ def _stream(seed: int):
         yield "snap", (None if rng.random() < 0.2 else t + int(rng.integers(0, 3)))
 
 
-def _compare(seed: int, markout_s: float) -> list[str]:
-    """Feed one stream to both ledgers; the differences found, described."""
-    new, ref = PnlLedger(markout_s=markout_s, history_s=30.0), FractionLedger(markout_s=markout_s, history_s=30.0)
+def _compare(seed: int, markout_s: float, cls: type = PyPnlLedger) -> list[str]:
+    """Feed one stream to ``cls`` and to the Fraction ledger; the differences found, described."""
+    new, ref = cls(markout_s=markout_s, history_s=30.0), FractionLedger(markout_s=markout_s, history_s=30.0)
     bad: list[str] = []
     for n, step in enumerate(_stream(seed)):
         kind = step[0]
@@ -337,17 +337,18 @@ def _compare(seed: int, markout_s: float) -> list[str]:
     return bad
 
 
+@pytest.mark.parametrize("cls", [PyPnlLedger, PnlLedger], ids=["reference", "used"])
 @pytest.mark.parametrize("seed", range(48))
-def test_the_integer_ledger_reports_what_the_fraction_ledger_did(seed: int) -> None:
+def test_the_integer_ledger_reports_what_the_fraction_ledger_did(seed: int, cls: type) -> None:
+    """Both the reference and the ledger the engine uses (compiled on_mid and snapshot when built)."""
     markout_s = (1.0, 0.005, 0.3)[seed % 3]
-    assert _compare(seed, markout_s) == []
+    assert _compare(seed, markout_s, cls) == []
 
 
 def test_the_streams_reach_every_path() -> None:
-    led = PnlLedger(markout_s=0.005)
     late = stale = dup = pre = 0
     for seed in range(0, 48, 3):
-        led = PnlLedger(markout_s=(1.0, 0.005, 0.3)[seed % 3])
+        led = PyPnlLedger(markout_s=(1.0, 0.005, 0.3)[seed % 3])
         seen_mid = False
         for step in _stream(seed):
             if step[0] == "mid":
@@ -404,3 +405,40 @@ def test_a_rational_that_no_float_is_refused_and_a_float_splits_exactly() -> Non
     for x in (0.1, -0.0, 5e-324, 1.7976931348623157e308, 3, 2.0**60):
         n, e = pnl._dyadic(x)
         assert Fraction(n) * Fraction(2) ** e == Fraction(x)
+
+
+@pytest.mark.parametrize("cls", [PyPnlLedger, PnlLedger], ids=["reference", "used"])
+def test_the_exponent_stays_bounded_over_many_funding_payments(cls: type) -> None:
+    led = cls()
+    led.on_mid(1, 60_000.1)
+    led.on_fill(Fill(1, 1, "o", "a", Side.BUY, 59_999.9, 0.003))
+    for i in range(2_000):
+        led.on_funding(2 + i, 1.3e-4 if i % 2 else -0.7e-4)
+    assert led._exp > -300  # the inputs' exponents, not 2,000 payments' worth of them
+    assert led.exact().funding == -sum(
+        Fraction(0.003) * Fraction(60_000.1) * Fraction(1.3e-4 if i % 2 else -0.7e-4) for i in range(2_000)
+    )
+
+
+def test_the_engine_uses_the_compiled_ledger_unless_told_otherwise() -> None:
+    from apps.engine import compiled
+
+    if compiled.pure_python():
+        pytest.skip("MM_PURE_PYTHON is set: the reference is selected on purpose")
+    from apps.engine.accounting import _pnl
+
+    assert pnl.PNL_COMPILED and pnl.PnlLedger.__mro__[1:3] == (_pnl.PnlLedgerBase, PyPnlLedger)
+    assert pnl.PnlLedger.on_mid is _pnl.PnlLedgerBase.on_mid
+    assert pnl.PnlLedger.snapshot is _pnl.PnlLedgerBase.snapshot
+    assert PnlLedger().c_mid_field  # the driver may read the mid in C
+
+    class MidProperty(PnlLedger):
+        @property
+        def mid(self) -> float:
+            return 1.0
+
+        @mid.setter
+        def mid(self, value: float) -> None:
+            pass
+
+    assert not MidProperty().c_mid_field  # then the driver reads it by name
