@@ -65,10 +65,30 @@ cdef inline object _to_float(object n, object e):
     return float(n << e)
 
 
+_FIELDS = (
+    "mid", "mid_ts_ns", "_history", "_pending", "_fixed", "_keep_ns", "_exp", "_cash", "_q", "_entry", "_spread",
+    "_fees", "_funding", "_as_done", "_pend_q", "_pend_entry",
+)
+
+
+def _rebuild(cls, tuple fields, state):
+    """Unpickle helper: an instance of ``cls`` with the base's fields and the instance dict as they were."""
+    obj = cls.__new__(cls)
+    for name, value in zip(_FIELDS, fields):
+        setattr(obj, name, value)
+    if state:
+        obj.__dict__.update(state)
+    return obj
+
+
 cdef class PnlLedgerBase:
     def __cinit__(self, *args, **kwargs):
         self.mid = NAN
         self.c_mid_field = type(self).mid is PnlLedgerBase.__dict__["mid"]
+
+    def __reduce__(self):
+        # pickle and copy see what the reference's instance dict would hold: the fields, then the rest
+        return _rebuild, (type(self), tuple([getattr(self, name) for name in _FIELDS]), getattr(self, "__dict__", None))
 
     def on_mid(self, ts_ns, mid, venue_ts_ns=None):
         """The reference's ``on_mid``: the mid became ``mid`` at local time ``ts_ns`` (venue time ``venue_ts_ns``,

@@ -442,3 +442,19 @@ def test_the_engine_uses_the_compiled_ledger_unless_told_otherwise() -> None:
             pass
 
     assert not MidProperty().c_mid_field  # then the driver reads it by name
+
+
+@pytest.mark.parametrize("cls", [PyPnlLedger, PnlLedger], ids=["reference", "used"])
+def test_a_ledger_pickles_and_copies_with_its_state(cls: type) -> None:
+    import copy
+    import pickle
+
+    led = cls(markout_s=0.5)
+    led.on_mid(5, 100.25)
+    led.on_fill(Fill(5, 5, "o", "f", Side.BUY, 100.0, 0.5, 0.01))
+    led.on_funding(6, 1e-4)
+    for twin in (pickle.loads(pickle.dumps(led)), copy.deepcopy(led)):
+        assert type(twin) is cls and twin.exact() == led.exact()
+        assert _row(twin.snapshot(7)) == _row(led.snapshot(7))
+        twin.on_mid(10**9, 101.0)  # the copy goes on by itself: its markout resolves, the original's stays open
+        assert twin.markouts and not led.markouts
