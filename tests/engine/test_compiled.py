@@ -26,6 +26,7 @@ COMPILED_MODULES = [
     "apps.engine.execution._fillmodel",
     "apps.engine.execution._paper",
     "apps.engine.simulation._backtest",
+    "apps.engine.accounting._pnl",
     "apps.engine.estimators._estimators",
     "apps.engine.quoting._depthprice",
     "apps.engine.quoting._quote",

@@ -20,18 +20,21 @@ the trade's own consequence). The fill reaches us later (response latency); valu
 would book the first milliseconds of the adverse move as negative spread capture. The ledger keeps a short
 history of mid changes (``history_s`` of local time, at least one entry) to look ``m_i`` up; a fill with no
 venue time (``ts_exch_ns`` 0) or older than the history uses the mid in force when it is booked (counted in
-:attr:`PnlLedger.stale_fills`). ``m(t)`` is the mid in force at time ``t`` (the last mid update at or before
-``t``). The five parts sum to ``total`` *exactly*: every running sum is kept as a
-:class:`fractions.Fraction` of the float inputs (a float converts to a Fraction without rounding), so the
-identity holds with ``==``, not within a tolerance. The floats reported are those Fractions rounded once. A
+:attr:`PyPnlLedger.stale_fills`). ``m(t)`` is the mid in force at time ``t`` (the last mid update at or before
+``t``). The five parts sum to ``total`` *exactly*: the identity holds with ``==``, not within a
+tolerance. Every input is a finite double, i.e. an integer times a power of two, and the ledger only adds, subtracts
+and multiplies them, so every running sum is a dyadic rational ``N·2^E``: the ledger keeps each ``N`` as a Python int
+at one shared exponent ``E`` (lowered, and every ``N`` shifted left, when a term needs more fraction bits), with no
+gcd on the way. The floats reported are those sums rounded once (correctly, as ``float(Fraction)`` rounds: Python's
+int true division); :meth:`PyPnlLedger.exact` builds :class:`fractions.Fraction` values from the integers when asked. A
 fill before any mid was seen uses its own price as the mid (zero spread capture).
 
-Clocks: :meth:`PnlLedger.on_mid` takes the local time of a mid change and, when the venue runs on another
+Clocks: :meth:`PyPnlLedger.on_mid` takes the local time of a mid change and, when the venue runs on another
 clock (exchange time), its venue time; ``t_i + h`` is converted to local time with the offset of the mid
 change ``m_i`` came from (0 when both clocks are the same, as in the paper venue's default).
 
 The markout of a fill, ``s·(m(t_i + h) − p)/p`` in bps, is recorded once ``t_i + h`` has passed (or at
-:meth:`PnlLedger.finish`, marked ``complete=False``).
+:meth:`PyPnlLedger.finish`, marked ``complete=False``).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from collections import deque
 from dataclasses import dataclass
 from fractions import Fraction
 
+from apps.engine import compiled
 from apps.engine.market.events import Fill
 
 _NS = 1_000_000_000
@@ -112,23 +116,49 @@ class Markout:
     complete: bool
 
 
+def _dyadic(x: float) -> tuple[int, int]:
+    """``x`` as ``(n, e)`` with ``x = n·2^e`` exactly. A float (or an int) always is one; NaN and infinities raise as
+    ``Fraction(x)`` does, and so does a rational whose denominator is not a power of two (not a float's value)."""
+    n, d = x.as_integer_ratio()
+    if d & (d - 1):
+        raise ValueError(f"the ledger takes floats, i.e. dyadic rationals; got {x!r}")
+    return n, 1 - d.bit_length()
+
+
+def _to_float(n: int, e: int) -> float:
+    """``n·2^e`` rounded once to the nearest float, ties to even: what ``float(Fraction(n·2^e))`` gives (int true
+    division is correctly rounded, subnormals and all; ``math.ldexp`` of a rounded ``float(n)`` would round twice)."""
+    return n / (1 << -e) if e < 0 else float(n << e)
+
+
+def _fraction(n: int, e: int) -> Fraction:
+    return Fraction(n, 1 << -e) if e < 0 else Fraction(n << e)
+
+
 @dataclass
 class _Pending:
     deadline_ns: int
     ts_ns: int
-    signed_size: Fraction
+    sx: int  # the signed size s·x is sx·2^sx_exp
+    sx_exp: int
+    entry: int  # s·x·m_i is entry·2^entry_exp
+    entry_exp: int
     side: int
     price: float
     size: float
     mid_at_fill: float
 
 
-class PnlLedger:
+class PyPnlLedger:
     """Running P&L attribution of one strategy's fills against a mid series.
 
     Feed it, in time order, :meth:`on_mid` for every mid change, :meth:`on_fill` for each fill (duplicates by
     ``fill_id`` are ignored) and :meth:`on_funding` for funding payments; read :meth:`snapshot` or
     :meth:`exact` at any time.
+
+    Every running sum is an int ``N`` standing for ``N·2^E`` with the one exponent ``E`` (``_exp``, never above 0)
+    that all of them share; see the module doc. This is the readable reference; :data:`PnlLedger` is the one to use
+    (its :meth:`on_mid` and :meth:`snapshot` compiled, ``_pnl.pyx``, unless ``MM_PURE_PYTHON`` is set).
 
     Parameters
     ----------
@@ -151,23 +181,40 @@ class PnlLedger:
         self.stale_fills = 0  # fills valued at the booking-time mid (no venue time, or older than the history)
         self.mid = math.nan
         self.mid_ts_ns = 0
-        self._cash = _ZERO
-        self._q = _ZERO
-        self._entry = _ZERO  # Σ s·x·m_i
-        self._spread = _ZERO
-        self._fees = _ZERO
-        self._funding = _ZERO
-        self._as_done = _ZERO
+        self._exp = 0  # the sums below are ints at this power of two
+        self._cash = 0
+        self._q = 0
+        self._entry = 0  # Σ s·x·m_i
+        self._spread = 0
+        self._fees = 0
+        self._funding = 0
+        self._as_done = 0
         self._pending: deque[_Pending] = deque()
-        self._pend_q = _ZERO  # Σ over pending fills of s·x
-        self._pend_entry = _ZERO  # Σ over pending fills of s·x·m_i
+        self._pend_q = 0  # Σ over pending fills of s·x
+        self._pend_entry = 0  # Σ over pending fills of s·x·m_i
         self._fill_ids: set[str] = set()
         self.markouts: list[Markout] = []
         self.fills = 0
-        # snapshot()'s parts that do not move with the mid, while no markout is pending: (position, cash, spread
-        # capture, adverse selection, fees, funding as floats; entry + adverse selection, exact). None: recompute.
-        # Every method that changes a sum clears it.
-        self._fixed: tuple[float, float, float, float, float, float, Fraction] | None = None
+        # snapshot()'s parts that do not move with the mid: (position, cash, spread capture, adverse selection
+        # settled so far, fees, funding as floats). None: recompute. Every method that changes a sum clears it.
+        self._fixed: tuple[float, float, float, float, float, float] | None = None
+
+    def _lower_exp(self, e: int) -> int:
+        """Make the sums' exponent at most ``e`` (shifting every sum left by what it falls); returns it."""
+        k = self._exp - e
+        if k > 0:
+            self._exp = e
+            self._cash <<= k
+            self._q <<= k
+            self._entry <<= k
+            self._spread <<= k
+            self._fees <<= k
+            self._funding <<= k
+            self._as_done <<= k
+            self._pend_q <<= k
+            self._pend_entry <<= k
+            return e
+        return self._exp
 
     # --- inputs ---------------------------------------------------------------------------------
     def on_mid(self, ts_ns: int, mid: float, venue_ts_ns: int | None = None) -> None:
@@ -177,7 +224,9 @@ class PnlLedger:
         """
         pending = self._pending
         if pending and pending[0].deadline_ns < ts_ns:
-            self._resolve(lambda p: p.deadline_ns < ts_ns)
+            m_old = self.mid if math.isfinite(self.mid) else None
+            while pending and pending[0].deadline_ns < ts_ns:
+                self._resolve_one(m_old)
         self.mid = float(mid)
         self.mid_ts_ns = ts_ns
         hist = self._history
@@ -186,7 +235,9 @@ class PnlLedger:
         while len(hist) > 1 and hist[1][1] <= cutoff:
             hist.popleft()  # hist[0] stays while it is still the mid in force at the cutoff
         if pending and pending[0].deadline_ns <= ts_ns:
-            self._resolve(lambda p: p.deadline_ns <= ts_ns)
+            m_new = self.mid if math.isfinite(self.mid) else None
+            while pending and pending[0].deadline_ns <= ts_ns:
+                self._resolve_one(m_new)
 
     def mid_before(self, venue_ts_ns: int) -> tuple[float, int] | None:
         """The mid in force just before venue time ``venue_ts_ns`` and the local-minus-venue clock offset of
@@ -206,8 +257,8 @@ class PnlLedger:
         self._fill_ids.add(fill.fill_id)
         self.fills += 1
         s = int(fill.side)
-        x = Fraction(fill.size)
-        p = Fraction(fill.price)
+        nx, ex = _dyadic(fill.size)
+        np_, ep = _dyadic(fill.price)
         found = self.mid_before(fill.ts_exch_ns) if fill.ts_exch_ns > 0 else None
         if found is not None:
             mid, offset = found
@@ -219,17 +270,25 @@ class PnlLedger:
             mid = self.mid if math.isfinite(self.mid) else float(fill.price)
             deadline = fill.ts_local_ns + self._h_ns
             t_fill = fill.ts_local_ns
-        m = Fraction(mid)
-        sx = s * x
+        nm, em = _dyadic(mid)
+        nf, ef = _dyadic(fill.fee)
+        sx = s * nx
+        sxp, sxp_e = sx * np_, ex + ep  # s·x·p
+        sxm, sxm_e = sx * nm, ex + em  # s·x·m_i
+        e = self._lower_exp(min(sxp_e, sxm_e, ex, ef))
+        sxp <<= sxp_e - e
+        fee = nf << (ef - e)
+        signed = sx << (ex - e)
+        entry = sxm << (sxm_e - e)
         self._fixed = None
-        self._cash -= sx * p + Fraction(fill.fee)
-        self._fees -= Fraction(fill.fee)
-        self._q += sx
-        self._entry += sx * m
-        self._spread += sx * (m - p)
-        self._pend_q += sx
-        self._pend_entry += sx * m
-        pend = _Pending(deadline, t_fill, sx, s, fill.price, fill.size, mid)
+        self._cash -= sxp + fee
+        self._fees -= fee
+        self._q += signed
+        self._entry += entry
+        self._spread += entry - sxp
+        self._pend_q += signed
+        self._pend_entry += entry
+        pend = _Pending(deadline, t_fill, sx, ex, sxm, sxm_e, s, fill.price, fill.size, mid)
         if deadline < self.mid_ts_ns:
             # the horizon ended before the fill reached us (h shorter than the response latency)
             self._pending.appendleft(pend)
@@ -251,11 +310,18 @@ class PnlLedger:
             raise ValueError(f"funding rate must be finite, got {rate!r}")
         if not math.isfinite(self.mid):
             return _ZERO
-        amount = -self._q * Fraction(self.mid) * Fraction(rate)
+        nm, em = _dyadic(self.mid)
+        nr, er = _dyadic(rate)
+        q, q_e = self._q, self._exp
+        if q:  # Q's own exponent, not the sums' (else each payment would lower the exponent further)
+            tz = (q & -q).bit_length() - 1
+            q, q_e = q >> tz, q_e + tz
+        amount, amount_e = -q * nm * nr, q_e + em + er
+        e = self._lower_exp(amount_e)
         self._fixed = None
-        self._funding += amount
-        self._cash += amount
-        return amount
+        self._funding += amount << (amount_e - e)
+        self._cash += amount << (amount_e - e)
+        return _fraction(amount, amount_e)
 
     def finish(self) -> None:
         """End of data: record the markouts still open, with the last mid (``complete=False``)."""
@@ -265,93 +331,104 @@ class PnlLedger:
     # --- reads ----------------------------------------------------------------------------------
     @property
     def position(self) -> float:
-        return float(self._q)
+        return _to_float(self._q, self._exp)
+
+    def _marked(self) -> tuple[int, int, int, int]:
+        """The parts that move with the mid ``M`` (0 before the first one), as ints at one exponent ``e``:
+        ``(e, total, adverse selection, inventory)``, with ``total = cash + Q·M``, adverse selection
+        ``= settled + pending Q·M − pending entry`` and ``inventory = (Q·M − entry) − adverse selection``."""
+        nm, em = _dyadic(self.mid) if math.isfinite(self.mid) else (0, 0)
+        k = -em if em < 0 else 0  # the sums' shift onto the products' exponent
+        if em > 0:
+            nm <<= em
+        qm = self._q * nm
+        adverse = ((self._as_done - self._pend_entry) << k) + self._pend_q * nm
+        return (
+            self._exp - k,
+            (self._cash << k) + qm,
+            adverse,
+            qm - (self._entry << k) - adverse,
+        )
 
     def exact(self) -> ExactPnl:
-        m = Fraction(self.mid) if math.isfinite(self.mid) else _ZERO
-        mtm = self._q * m - self._entry
-        adverse = self._as_done + self._pend_q * m - self._pend_entry
+        e, total, adverse, inventory = self._marked()
+        exp = self._exp
         return ExactPnl(
-            mid=m,
-            position=self._q,
-            cash=self._cash,
-            total=self._cash + self._q * m,
-            spread_capture=self._spread,
-            adverse_selection=adverse,
-            inventory=mtm - adverse,
-            fees=self._fees,
-            funding=self._funding,
+            mid=Fraction(self.mid) if math.isfinite(self.mid) else _ZERO,
+            position=_fraction(self._q, exp),
+            cash=_fraction(self._cash, exp),
+            total=_fraction(total, e),
+            spread_capture=_fraction(self._spread, exp),
+            adverse_selection=_fraction(adverse, e),
+            inventory=_fraction(inventory, e),
+            fees=_fraction(self._fees, exp),
+            funding=_fraction(self._funding, exp),
         )
 
     def snapshot(self, ts_ns: int | None = None) -> PnlBreakdown:
-        if not self._pending and math.isfinite(self.mid):
-            return self._snapshot_settled(self.mid_ts_ns if ts_ns is None else ts_ns)
-        e = self.exact()
+        """P&L now, each float ``exact()``'s value rounded once. Position, cash, spread capture, fees, funding (and
+        adverse selection while no markout is pending, when the pending sums are exactly 0) change only on a fill, a
+        funding payment or a resolved markout, so their floats are kept until one of those."""
+        fixed = self._fixed
+        if fixed is None:
+            exp = self._exp
+            fixed = self._fixed = (
+                _to_float(self._q, exp),
+                _to_float(self._cash, exp),
+                _to_float(self._spread, exp),
+                _to_float(self._as_done, exp),
+                _to_float(self._fees, exp),
+                _to_float(self._funding, exp),
+            )
+        position, cash, spread, adverse, fees, funding = fixed
+        e, total, adverse_n, inventory = self._marked()
         return PnlBreakdown(
             ts_ns=self.mid_ts_ns if ts_ns is None else ts_ns,
             mid=self.mid,
-            position=float(e.position),
-            cash=float(e.cash),
-            total=float(e.total),
-            spread_capture=float(e.spread_capture),
-            adverse_selection=float(e.adverse_selection),
-            inventory=float(e.inventory),
-            fees=float(e.fees),
-            funding=float(e.funding),
-        )
-
-    def _snapshot_settled(self, ts_ns: int) -> PnlBreakdown:
-        """:meth:`snapshot` with no markout pending (the pending sums are exactly 0): the same floats from fewer
-        Fraction operations. Only the position's value moves with the mid; with Q = position and M = the mid,
-        total = cash + Q·M and inventory = (Q·M − entry) − adverse = Q·M − (entry + adverse), equal as rationals
-        to :meth:`exact`'s expressions, so each float is the same."""
-        fixed = self._fixed
-        if fixed is None:
-            fixed = self._fixed = (
-                float(self._q),
-                float(self._cash),
-                float(self._spread),
-                float(self._as_done),
-                float(self._fees),
-                float(self._funding),
-                self._entry + self._as_done,
-            )
-        position, cash, spread, adverse, fees, funding, entry_adverse = fixed
-        qm = self._q * Fraction(self.mid)
-        return PnlBreakdown(
-            ts_ns=ts_ns,
-            mid=self.mid,
             position=position,
             cash=cash,
-            total=float(self._cash + qm),
+            total=_to_float(total, e),
             spread_capture=spread,
-            adverse_selection=adverse,
-            inventory=float(qm - entry_adverse),
+            adverse_selection=_to_float(adverse_n, e) if self._pending else adverse,
+            inventory=_to_float(inventory, e),
             fees=fees,
             funding=funding,
         )
 
     # --- internals ------------------------------------------------------------------------------
-    def _resolve(self, due) -> None:
-        m_float = self.mid if math.isfinite(self.mid) else None
-        while self._pending and due(self._pending[0]):
-            self._resolve_one(m_float)
-
     def _resolve_one(self, m_float: float | None) -> None:
         """Close the first pending fill's markout at mid ``m_float`` (its own mid when there is none)."""
         p = self._pending.popleft()
         mid_after = m_float if m_float is not None and math.isfinite(m_float) else p.mid_at_fill
-        m = Fraction(mid_after)
+        nm, em = _dyadic(mid_after)
+        after, after_e = p.sx * nm, p.sx_exp + em  # s·x·m(t_i + h)
+        e = self._lower_exp(min(after_e, p.entry_exp, p.sx_exp))
+        entry = p.entry << (p.entry_exp - e)
         self._fixed = None
-        self._as_done += p.signed_size * (m - Fraction(p.mid_at_fill))
-        self._pend_q -= p.signed_size
-        self._pend_entry -= p.signed_size * Fraction(p.mid_at_fill)
+        self._as_done += (after << (after_e - e)) - entry
+        self._pend_q -= p.sx << (p.sx_exp - e)
+        self._pend_entry -= entry
         self.markouts.append(self._markout(p, mid_after, complete=True))
 
     @staticmethod
     def _markout(p: _Pending, mid_after: float, *, complete: bool) -> Markout:
         bps = p.side * (mid_after - p.price) / p.price * 1e4 if math.isfinite(mid_after) else math.nan
         return Markout(p.ts_ns, p.side, p.price, p.size, p.mid_at_fill, mid_after, bps, complete)
+
+
+_compiled_pnl = compiled.load("apps.engine.accounting._pnl")
+
+if _compiled_pnl is not None:
+
+    class PnlLedger(_compiled_pnl.PnlLedgerBase, PyPnlLedger):
+        """The ledger with :meth:`on_mid` and :meth:`snapshot` compiled (``_pnl.PnlLedgerBase``, which also holds the
+        state, the mid as a C double the backtest driver reads in C); the rest is :class:`PyPnlLedger`'s."""
+
+else:
+    PnlLedger = PyPnlLedger  # type: ignore[misc]
+
+# which one runs: the compiled base when built and MM_PURE_PYTHON is not set
+PNL_COMPILED: bool = _compiled_pnl is not None
 
 
 def sharpe_ratio(values: list[float]) -> float:

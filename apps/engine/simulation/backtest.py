@@ -720,9 +720,10 @@ class PyEngineLoop:
         ledger = self.ledger
         if not math.isfinite(ledger.mid):
             return
-        if self.result.pnl and self.result.pnl[-1].ts_ns == ts_ns:
+        pnl = self.result.pnl
+        if pnl and pnl[-1].ts_ns == ts_ns:
             return
-        self.result.pnl.append(ledger.snapshot(ts_ns))
+        pnl.append(ledger.snapshot(ts_ns))
         book = self._book
         bb, ba = book.best_tick(Side.BUY), book.best_tick(Side.SELL)
         if bb is None or ba is None or bb >= ba:
@@ -732,14 +733,24 @@ class PyEngineLoop:
         d = self.strategy.last_decision
         bid = d.bid_px if d is not None else None
         ask = d.ask_px if d is not None else None
+        # round(x, 6) formats x in decimal (~1 µs); a whole number of ticks, the usual case, is its own rounding
+        bid_ticks = ask_ticks = None
+        if bid is not None:
+            bid_ticks = bb - bid / tick
+            if not bid_ticks.is_integer():
+                bid_ticks = round(bid_ticks, 6)
+        if ask is not None:
+            ask_ticks = ask / tick - ba
+            if not ask_ticks.is_integer():
+                ask_ticks = round(ask_ticks, 6)
         self.result.samples.append(
-            QuoteSample(
-                ts_ns=ts_ns,
-                mid=mid,
-                market_spread_bps=(ba - bb) * tick / mid * 1e4,
-                quoted_spread_bps=(ask - bid) / mid * 1e4 if bid is not None and ask is not None else None,
-                bid_distance_ticks=round(bb - bid / tick, 6) if bid is not None else None,
-                ask_distance_ticks=round(ask / tick - ba, 6) if ask is not None else None,
+            QuoteSample(  # positional, in field order: ts_ns, mid, market and quoted spreads, bid and ask distances
+                ts_ns,
+                mid,
+                (ba - bb) * tick / mid * 1e4,
+                (ask - bid) / mid * 1e4 if bid is not None and ask is not None else None,
+                bid_ticks,
+                ask_ticks,
             )
         )
 
