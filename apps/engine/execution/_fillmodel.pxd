@@ -57,5 +57,6 @@ cdef class LevelBook:
     cdef bint _best(self, bint bid, tick_t* out) noexcept
     cdef int _put(self, bint bid, tick_t tick, double size) except -1
     cdef int _apply_bbo(self, double bid_px, double bid_size, double ask_px, double ask_size) except -1
+    cdef int _apply_diff(self, object bids, object asks) except -1
     cdef bint _level(self, bint bid, tick_t tick, double* out) noexcept
     cdef double _crossing(self, bint bid, tick_t tick, bint* any_level) noexcept

@@ -377,6 +377,14 @@ cdef inline int _put_to(LevelBook book, bint bid, tick_t tick, double size) exce
     return 0
 
 
+cdef inline tick_t _tick_of(LevelBook book, double price) except? -1:
+    # LevelBook._tick inline for a diff's levels: the method (and its errors) only for a price beyond the int64 ticks
+    cdef double x = price / book.tick_size
+    if fabs(x) < _TICK_LIMIT:
+        return <tick_t>rint(x)
+    return book._tick(price)
+
+
 cdef inline bint _pair_of_floats(object level, double* px, double* sz) noexcept:
     # an exact 2-tuple of exact floats (every parsed diff's level) read in place; False sends the caller to Python's
     # unpacking, which converts (or rejects) anything else exactly as before
@@ -526,6 +534,10 @@ cdef class LevelBook:
         self._ceiling_known = any_ask
 
     def apply_diff(self, bids, asks) -> None:
+        self._apply_diff(bids, asks)
+
+    cdef int _apply_diff(self, object bids, object asks) except -1:
+        # apply_diff at C level (the paper venue calls it per depth update)
         cdef double px, sz
         cdef tick_t t, edge = 0, top_bid = 0, top_ask = 0, b, a
         cdef bint has_edge, has_top_bid = False, has_top_ask = False
@@ -536,7 +548,7 @@ cdef class LevelBook:
         for level in bids:
             if not _pair_of_floats(level, &px, &sz):
                 px, sz = level
-            t = self._tick(px)
+            t = _tick_of(self, px)
             if sz > 0.0:
                 _side_put(&self._bids, t, sz, &hint)
             else:
@@ -555,7 +567,7 @@ cdef class LevelBook:
         for level in asks:
             if not _pair_of_floats(level, &px, &sz):
                 px, sz = level
-            t = self._tick(px)
+            t = _tick_of(self, px)
             if sz > 0.0:
                 _side_put(&self._asks, -t, sz, &hint)
             else:
@@ -577,6 +589,7 @@ cdef class LevelBook:
             if has_top_ask:
                 while _best_of(self, True, &b) and b >= top_ask:
                     _side_pop_best(&self._bids)
+        return 0
 
     # --- reads ---------------------------------------------------------------------------------------------
     def level_size(self, side, tick_t tick):

@@ -36,7 +36,7 @@ cdef class PaperVenueBase:
     cdef object c_next_event_ns(self)
     cdef object c_drain(self, object now_local_ns)
     cdef int _book_changed(self, object t, LevelBook book) except -1
-    cdef int _book_changed_with_fills(self, object t, LevelBook book, object params) except -1
+    cdef int _book_changed_with_fills(self, object t, LevelBook book, object params, Py_ssize_t first) except -1
     cdef int _trade(self, object trade, object t, LevelBook book) except -1
     cdef object _latency(self, object model)
     cdef object _c_check(self, object action)
