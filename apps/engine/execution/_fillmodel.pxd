@@ -59,4 +59,5 @@ cdef class LevelBook:
     cdef int _apply_bbo(self, double bid_px, double bid_size, double ask_px, double ask_size) except -1
     cdef int _apply_diff(self, object bids, object asks) except -1
     cdef bint _level(self, bint bid, tick_t tick, double* out) noexcept
+    cdef bint _level_near(self, bint bid, tick_t tick, double* out, Py_ssize_t* pb, Py_ssize_t* pi) noexcept
     cdef double _crossing(self, bint bid, tick_t tick, bint* any_level) noexcept

@@ -80,6 +80,9 @@ cdef extern from "Python.h":
     Py_ssize_t PyDict_GET_SIZE(object d)
 
 cdef object _BUY = Side.BUY
+# c_on_market's answer when none of our events is visible (most market events): no list to build (the driver only
+# tests it; on_market turns it into a new empty list)
+cdef tuple _NO_EVENTS = ()
 cdef object _SELL = Side.SELL
 
 # --- our actions and the events they produce (submit, arrivals, acks, rejects, fills) -----------------------------
@@ -220,7 +223,7 @@ cdef class Resting:
 cdef inline int _observe_level(Resting r, LevelBook book, object params) except -1:
     """The displayed size at a resting order's level, when the book has that level, to its queue state."""
     cdef double displayed
-    if book._level(r.bid, r.tick, &displayed):
+    if book._level_near(r.bid, r.tick, &displayed, &r._level_block, &r._level_index):
         q = r.queue
         if type(q) is QueueState:
             (<QueueState>q)._observe(displayed, params)
@@ -248,7 +251,8 @@ cdef class PaperVenueBase:
     # --- the market event ----------------------------------------------------------------------------------------
     def on_market(self, event):
         """Feed one market event in local-time order; returns our events visible by its local time."""
-        return self.c_on_market(event)
+        out = self.c_on_market(event)
+        return [] if out is _NO_EVENTS else out
 
     cdef object c_on_market(self, object event):
         cdef object t, book = self._book
@@ -311,7 +315,7 @@ cdef class PaperVenueBase:
         now = t if not self._exchange_clock else event.ts_local_ns  # t is the local stamp already on the local clock
         outbox = self._outbox
         if not outbox or (<tuple>outbox[0])[0] > now:
-            return []  # nothing of ours visible yet (most events)
+            return _NO_EVENTS  # nothing of ours visible yet (most events)
         return self.c_drain(now)
 
     def _after_book_change(self, t):
