@@ -57,5 +57,7 @@ cdef class LevelBook:
     cdef bint _best(self, bint bid, tick_t* out) noexcept
     cdef int _put(self, bint bid, tick_t tick, double size) except -1
     cdef int _apply_bbo(self, double bid_px, double bid_size, double ask_px, double ask_size) except -1
+    cdef int _apply_diff(self, object bids, object asks) except -1
     cdef bint _level(self, bint bid, tick_t tick, double* out) noexcept
+    cdef bint _level_near(self, bint bid, tick_t tick, double* out, Py_ssize_t* pb, Py_ssize_t* pi) noexcept
     cdef double _crossing(self, bint bid, tick_t tick, bint* any_level) noexcept

@@ -361,6 +361,38 @@ cdef inline bint _best_of(LevelBook book, bint bid, tick_t* out) noexcept:
     return True
 
 
+cdef inline bint _absent_level(LevelBook book, bint bid, tick_t tick, double* out) noexcept:
+    # the rest of LevelBook._level for a tick with no level: 0.0 where the book knows it is empty, else False
+    cdef tick_t best
+    if not _best_of(book, bid, &best):
+        return False
+    out[0] = 0.0
+    if (tick > best) if bid else (tick < best):
+        return True
+    if bid:
+        if book.has_depth and book._floor_known and tick >= book._floor:
+            return True
+    elif book.has_depth and book._ceiling_known and tick <= book._ceiling:
+        return True
+    return False
+
+
+cdef inline bint _place_ok(const TickSide* s, tick_t key, Py_ssize_t b, Py_ssize_t i) noexcept nogil:
+    # Is level i of block b the place of ``key``: the first level whose key is >= key (b == nb: above every key)?
+    # Checked against the levels on both sides of it, so any (b, i) may be asked.
+    cdef const TBlock* blk
+    if b == s.nb:
+        return b > 0 and s.tails[b - 1] < key
+    if b < 0 or b > s.nb:
+        return False
+    blk = s.blocks[b]
+    if i < 0 or i >= blk.n or blk.lv[i].key < key:
+        return False
+    if i > 0:
+        return blk.lv[i - 1].key < key
+    return b == 0 or s.tails[b - 1] < key
+
+
 cdef inline int _put_to(LevelBook book, bint bid, tick_t tick, double size) except -1:
     cdef Py_ssize_t hint = 0
     cdef TickSide* side = _side_levels(book, bid)
@@ -375,6 +407,14 @@ cdef inline int _put_to(LevelBook book, bint bid, tick_t tick, double size) exce
     else:
         _side_drop(side, tick if bid else -tick, &hint)
     return 0
+
+
+cdef inline tick_t _tick_of(LevelBook book, double price) except? -1:
+    # LevelBook._tick inline for a diff's levels: the method (and its errors) only for a price beyond the int64 ticks
+    cdef double x = price / book.tick_size
+    if fabs(x) < _TICK_LIMIT:
+        return <tick_t>rint(x)
+    return book._tick(price)
 
 
 cdef inline bint _pair_of_floats(object level, double* px, double* sz) noexcept:
@@ -526,6 +566,10 @@ cdef class LevelBook:
         self._ceiling_known = any_ask
 
     def apply_diff(self, bids, asks) -> None:
+        self._apply_diff(bids, asks)
+
+    cdef int _apply_diff(self, object bids, object asks) except -1:
+        # apply_diff at C level (the paper venue calls it per depth update)
         cdef double px, sz
         cdef tick_t t, edge = 0, top_bid = 0, top_ask = 0, b, a
         cdef bint has_edge, has_top_bid = False, has_top_ask = False
@@ -536,7 +580,7 @@ cdef class LevelBook:
         for level in bids:
             if not _pair_of_floats(level, &px, &sz):
                 px, sz = level
-            t = self._tick(px)
+            t = _tick_of(self, px)
             if sz > 0.0:
                 _side_put(&self._bids, t, sz, &hint)
             else:
@@ -555,7 +599,7 @@ cdef class LevelBook:
         for level in asks:
             if not _pair_of_floats(level, &px, &sz):
                 px, sz = level
-            t = self._tick(px)
+            t = _tick_of(self, px)
             if sz > 0.0:
                 _side_put(&self._asks, -t, sz, &hint)
             else:
@@ -577,6 +621,7 @@ cdef class LevelBook:
             if has_top_ask:
                 while _best_of(self, True, &b) and b >= top_ask:
                     _side_pop_best(&self._bids)
+        return 0
 
     # --- reads ---------------------------------------------------------------------------------------------
     def level_size(self, side, tick_t tick):
@@ -588,20 +633,26 @@ cdef class LevelBook:
 
     cdef bint _level(self, bint bid, tick_t tick, double* out) noexcept:
         # level_size at C level: False for the reference's None (unknown), else the size in ``out``
-        cdef tick_t best
         if _side_get(_side_levels(self, bid), tick if bid else -tick, out):
             return True
-        if not _best_of(self, bid, &best):
-            return False
-        out[0] = 0.0
-        if (tick > best) if bid else (tick < best):
+        return _absent_level(self, bid, tick, out)
+
+    cdef bint _level_near(self, bint bid, tick_t tick, double* out, Py_ssize_t* pb, Py_ssize_t* pi) noexcept:
+        # _level, with the caller's memory of where the level was: (pb, pi) is checked to be the level's place before
+        # it is used (_place_ok), else the level is searched for and its place remembered there. A resting order keeps
+        # one: its level mostly stays where it was between two book changes.
+        cdef TickSide* s = _side_levels(self, bid)
+        cdef tick_t key = tick if bid else -tick
+        cdef Py_ssize_t b = pb[0], i = pi[0]
+        if not _place_ok(s, key, b, i):
+            b = _tail_search(s, key)
+            i = _in_block(s.blocks[b], key) if b < s.nb else 0
+            pb[0] = b
+            pi[0] = i
+        if b < s.nb and s.blocks[b].lv[i].key == key:
+            out[0] = s.blocks[b].lv[i].size
             return True
-        if bid:
-            if self.has_depth and self._floor_known and tick >= self._floor:
-                return True
-        elif self.has_depth and self._ceiling_known and tick <= self._ceiling:
-            return True
-        return False
+        return _absent_level(self, bid, tick, out)
 
     def crossing_levels(self, side, tick_t tick) -> list:
         """Opposite levels at or through our price (asks ``<= tick`` for a bid), best first."""

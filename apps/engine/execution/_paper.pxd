@@ -16,6 +16,8 @@ cdef class Resting:
     # opposite-side size at/through our price already used for fills (see the reference)
     cdef public double crossed
     cdef readonly bint bid  # order.side is BUY (an order never changes side)
+    # where its level was last found in the level book (LevelBook._level_near checks it before use)
+    cdef Py_ssize_t _level_block, _level_index
 
 
 cdef class PaperVenueBase:
@@ -32,11 +34,11 @@ cdef class PaperVenueBase:
     cdef dict _price_memo  # ticks -> ticks_to_price(ticks, config.tick_size)
     cdef dict _size_memo  # a float size -> round_size(size, config.lot_size)
 
-    cdef object c_on_market(self, object event)
+    cdef object c_on_market(self, object event)  # our events now visible: a list, or an empty tuple for none
     cdef object c_next_event_ns(self)
     cdef object c_drain(self, object now_local_ns)
     cdef int _book_changed(self, object t, LevelBook book) except -1
-    cdef int _book_changed_with_fills(self, object t, LevelBook book, object params) except -1
+    cdef int _book_changed_with_fills(self, object t, LevelBook book, object params, Py_ssize_t first) except -1
     cdef int _trade(self, object trade, object t, LevelBook book) except -1
     cdef object _latency(self, object model)
     cdef object _c_check(self, object action)

@@ -34,7 +34,9 @@ from or of another size, a comparison with 0) treats identically.
 cimport cython
 from libc.math cimport ceil, fabs, floor, isfinite
 
+from cpython.dict cimport PyDict_Next
 from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_CheckExact
+from cpython.ref cimport PyObject
 
 from apps.engine._slots cimport new_slotted, slot_get, slot_offset, slot_offsets, slot_set
 from apps.engine.execution._fillmodel cimport LevelBook, QueueState, _whole_fill, tick_t
@@ -65,8 +67,22 @@ cdef Py_ssize_t _B_TS = slot_offset(BestBidAsk, "ts_local_ns"), _B_BID = slot_of
 cdef Py_ssize_t _B_BSZ = slot_offset(BestBidAsk, "bid_size"), _B_ASK = slot_offset(BestBidAsk, "ask_px")
 cdef Py_ssize_t _B_ASZ = slot_offset(BestBidAsk, "ask_size")
 cdef bint _BBO_SLOTS = min(_B_TS, _B_BID, _B_BSZ, _B_ASK, _B_ASZ) >= 0
+# DepthUpdate's and Trade's, likewise
+cdef Py_ssize_t _D_TS = slot_offset(DepthUpdate, "ts_local_ns"), _D_BIDS = slot_offset(DepthUpdate, "bids")
+cdef Py_ssize_t _D_ASKS = slot_offset(DepthUpdate, "asks")
+cdef bint _DEPTH_SLOTS = min(_D_TS, _D_BIDS, _D_ASKS) >= 0
+cdef Py_ssize_t _T_TS = slot_offset(Trade, "ts_local_ns"), _T_PX = slot_offset(Trade, "price")
+cdef Py_ssize_t _T_SZ = slot_offset(Trade, "size"), _T_AGG = slot_offset(Trade, "aggressor")
+cdef Py_ssize_t _T_MARKET = slot_offset(Trade, "market")
+cdef bint _TRADE_SLOTS = min(_T_TS, _T_PX, _T_SZ, _T_AGG, _T_MARKET) >= 0
+
+cdef extern from "Python.h":
+    Py_ssize_t PyDict_GET_SIZE(object d)
 
 cdef object _BUY = Side.BUY
+# c_on_market's answer when none of our events is visible (most market events): no list to build (the driver only
+# tests it; on_market turns it into a new empty list)
+cdef tuple _NO_EVENTS = ()
 cdef object _SELL = Side.SELL
 
 # --- our actions and the events they produce (submit, arrivals, acks, rejects, fills) -----------------------------
@@ -207,7 +223,7 @@ cdef class Resting:
 cdef inline int _observe_level(Resting r, LevelBook book, object params) except -1:
     """The displayed size at a resting order's level, when the book has that level, to its queue state."""
     cdef double displayed
-    if book._level(r.bid, r.tick, &displayed):
+    if book._level_near(r.bid, r.tick, &displayed, &r._level_block, &r._level_index):
         q = r.queue
         if type(q) is QueueState:
             (<QueueState>q)._observe(displayed, params)
@@ -235,7 +251,8 @@ cdef class PaperVenueBase:
     # --- the market event ----------------------------------------------------------------------------------------
     def on_market(self, event):
         """Feed one market event in local-time order; returns our events visible by its local time."""
-        return self.c_on_market(event)
+        out = self.c_on_market(event)
+        return [] if out is _NO_EVENTS else out
 
     cdef object c_on_market(self, object event):
         cdef object t, book = self._book
@@ -245,10 +262,16 @@ cdef class PaperVenueBase:
         cls = type(event)
         # a book ticker's fields by slot offset (the same objects getattr gives: apps/engine/_slots.pxd)
         cdef bint bbo_slots = _BBO_SLOTS and cls is BestBidAsk
+        cdef bint depth_slots = _DEPTH_SLOTS and cls is DepthUpdate
+        cdef bint trade_slots = _TRADE_SLOTS and cls is Trade
         if self._exchange_clock:
             t = self._event_venue_time(event)
         elif bbo_slots:
             t = slot_get(event, _B_TS)
+        elif depth_slots:
+            t = slot_get(event, _D_TS)
+        elif trade_slots:
+            t = slot_get(event, _T_TS)
         else:
             t = event.ts_local_ns
         if inbox and (<tuple>inbox[0])[0] <= t:
@@ -265,8 +288,16 @@ cdef class PaperVenueBase:
                 (<LevelBook>book)._apply_bbo(event.bid_px, event.bid_size, event.ask_px, event.ask_size)
             self._book_changed(t, <LevelBook>book)
         elif cls is DepthUpdate:
-            book.apply_diff(event.bids, event.asks)
+            if depth_slots:
+                (<LevelBook>book)._apply_diff(slot_get(event, _D_BIDS), slot_get(event, _D_ASKS))
+            else:
+                (<LevelBook>book)._apply_diff(event.bids, event.asks)
             self._book_changed(t, <LevelBook>book)
+        elif trade_slots:
+            if slot_get(event, _T_MARKET):
+                self._trade(event, t, <LevelBook>book)
+            else:
+                self.non_market_trades += 1
         elif isinstance(event, Trade):
             if event.market:
                 self._trade(event, t, <LevelBook>book)
@@ -279,12 +310,12 @@ cdef class PaperVenueBase:
             book.apply_snapshot(event.bids, event.asks)
             self._book_changed(t, <LevelBook>book)
         elif isinstance(event, DepthUpdate):
-            book.apply_diff(event.bids, event.asks)
+            (<LevelBook>book)._apply_diff(event.bids, event.asks)
             self._book_changed(t, <LevelBook>book)
         now = t if not self._exchange_clock else event.ts_local_ns  # t is the local stamp already on the local clock
         outbox = self._outbox
         if not outbox or (<tuple>outbox[0])[0] > now:
-            return []  # nothing of ours visible yet (most events)
+            return _NO_EVENTS  # nothing of ours visible yet (most events)
         return self.c_drain(now)
 
     def _after_book_change(self, t):
@@ -297,28 +328,36 @@ cdef class PaperVenueBase:
         cdef dict live = self._live
         cdef Resting r
         cdef bint any_level
-        if not live:
+        cdef double crossing
+        cdef Py_ssize_t pos = 0, k = 0
+        cdef PyObject* key
+        cdef PyObject* value
+        if PyDict_GET_SIZE(live) == 0:
             return 0
         params = self._queue_params
-        # Most book changes fill none of our orders: then nothing removes an order during the walk, so it reads the
-        # dict in place (no list of ids, no lookup per order). A fill (fresh crossed size) takes the reference's
-        # walk over a copy of the ids, from the first order, as the reference does; the check has no side effect.
-        for value in live.values():
-            r = <Resting?>value
-            if book._crossing(r.bid, r.tick, &any_level) - r.crossed > 0:
-                return self._book_changed_with_fills(t, book, params)
-        for value in live.values():
-            r = <Resting>value
-            r.crossed = book._crossing(r.bid, r.tick, &any_level)
+        # The reference's walk, in place: most book changes fill none of our orders, and then nothing adds or removes
+        # an order during the walk, so it reads the dict's entries directly (no list of ids, no lookup per order, no
+        # size check per step). At the first order with fresh crossed size (a fill, which removes a filled order) the
+        # rest of the walk is the reference's, over a copy of the ids from that order on: the orders before it had
+        # exactly the reference's steps, and nothing here changes the dict.
+        while PyDict_Next(live, &pos, &key, &value):
+            r = <Resting?><object>value
+            crossing = book._crossing(r.bid, r.tick, &any_level)
+            if crossing - r.crossed > 0:
+                return self._book_changed_with_fills(t, book, params, k)
+            r.crossed = crossing
             _observe_level(r, book, params)
+            k += 1
         return 0
 
-    cdef int _book_changed_with_fills(self, object t, LevelBook book, object params) except -1:
+    cdef int _book_changed_with_fills(self, object t, LevelBook book, object params, Py_ssize_t first) except -1:
+        # the reference's walk over a copy of the ids, from the ``first``-th order on
         cdef dict live = self._live
+        cdef list ids = list(live)
         cdef Resting r
         cdef double crossing, fresh
         cdef bint any_level
-        for cid in list(live):
+        for cid in ids[first:]:
             r = <Resting?>live[cid]
             crossing = book._crossing(r.bid, r.tick, &any_level)
             fresh = crossing - r.crossed
@@ -346,9 +385,18 @@ cdef class PaperVenueBase:
         cdef Resting r
         cdef tick_t trade_tick
         cdef bint buy_side, through, at_price, reached = False
-        resting_side = OPPOSITE[trade.aggressor]
-        trade_tick = book._tick(trade.price)
-        available = float(trade.size)
+        if _TRADE_SLOTS and type(trade) is Trade:  # the fields by slot offset (the objects getattr gives)
+            aggressor, price, trade_size = slot_get(trade, _T_AGG), slot_get(trade, _T_PX), slot_get(trade, _T_SZ)
+        else:
+            aggressor, price, trade_size = trade.aggressor, trade.price, trade.size
+        if aggressor is _BUY:
+            resting_side = _SELL
+        elif aggressor is _SELL:
+            resting_side = _BUY
+        else:
+            resting_side = OPPOSITE[aggressor]
+        trade_tick = book._tick(price)
+        available = float(trade_size)
         buy_side = resting_side is _BUY
         # most trades reach none of our orders: look before building the ordered list
         for value in self._live.values():
@@ -370,7 +418,7 @@ cdef class PaperVenueBase:
                 size = min(order.remaining, available)
                 q.ahead = 0.0
             else:
-                q.trade_credit += trade.size
+                q.trade_credit += trade_size
                 if q.ahead is None:
                     continue  # never observed: we cannot claim a place in this queue yet
                 size, q.ahead = queue_after_trade(q.ahead, order.remaining, available)
