@@ -252,17 +252,17 @@ class OrderTracker:
 
     # slots: a fixed set of fields, which the compiled core reads by offset (apps/engine/_core.pyx)
     __slots__ = (
-        "retain_terminal",
-        "position",
-        "cash",
-        "fees_paid",
-        "traded_volume",
-        "stats",
-        "_orders",
-        "_live",
-        "_pending_modify",
         "_fill_ids",
         "_finished",
+        "_live",
+        "_orders",
+        "_pending_modify",
+        "cash",
+        "fees_paid",
+        "position",
+        "retain_terminal",
+        "stats",
+        "traded_volume",
     )
 
     def __init__(

@@ -480,7 +480,7 @@ class _Rule:
 
     kind: ClassVar[str] = "rule"
     # slots: the compiled risk evaluation (apps/engine/risk/_session.pyx) reads them by offset
-    __slots__ = ("params", "name", "action")
+    __slots__ = ("action", "name", "params")
 
     def __init__(self, params: object, name: str | None = None) -> None:
         params.validate()  # type: ignore[attr-defined]
