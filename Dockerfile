@@ -8,7 +8,7 @@ RUN apt-get update \
 WORKDIR /app
 COPY . .
 RUN pip install --no-cache-dir --no-deps -e . \
-    && python -c "import apps.engine.market._book, apps.engine.execution._fillmodel, apps.engine.estimators._estimators, apps.engine.execution._paper, apps.engine.simulation._backtest, apps.engine.quoting._depthprice, apps.engine.quoting._quote, apps.engine._core"
+    && python -c "import apps.engine.market._book, apps.engine.execution._fillmodel, apps.engine.estimators._estimators, apps.engine.execution._paper, apps.engine.simulation._backtest, apps.engine.quoting._depthprice, apps.engine.quoting._quote, apps.engine._core, apps.engine.risk._session, apps.engine.accounting._pnl"
 
 FROM python:3.11-slim
 WORKDIR /app
@@ -25,6 +25,9 @@ RUN python -c "from apps.engine.market import book; assert book.BOOK_COMPILED, '
     && python -c "from apps.engine.execution import paper; assert paper.PAPER_COMPILED, 'paper venue missing'" \
     && python -c "from apps.engine.simulation import backtest; assert backtest.DRIVER_COMPILED, 'driver missing'" \
     && python -c "from apps.engine.quoting import quoter; assert quoter.DEPTHPRICE_COMPILED, 'depth pricing missing'" \
-    && python -c "from apps.engine.quoting import quoter; assert quoter.QUOTE_COMPILED, 'quoter missing'"
+    && python -c "from apps.engine.quoting import quoter; assert quoter.QUOTE_COMPILED, 'quoter missing'" \
+    && python -c "from apps.engine import core; assert core.CORE_COMPILED, 'strategy core missing'" \
+    && python -c "from apps.engine.risk import session; assert session.SESSION_COMPILED, 'risk session missing'" \
+    && python -c "from apps.engine.accounting import pnl; assert pnl.PNL_COMPILED, 'ledger missing'"
 EXPOSE 8000
 CMD ["python", "-m", "daphne", "-b", "0.0.0.0", "-p", "8000", "mmweb.asgi:application"]
