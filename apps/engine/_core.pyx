@@ -361,8 +361,7 @@ cdef object _LEVEL = Level
 cdef Py_ssize_t _LV_PRICE = slot_offset(Level, "price"), _LV_SIZE = slot_offset(Level, "size")
 # the order tracker's and its orders' fields by slot offset (both classes are slotted: apps/engine/execution/orders.py);
 # field() reads them by name for any other class
-cdef object _TRACKER_T = OrderTracker
-cdef object _ORDER_T = Order
+cdef object _ORDER = Order
 cdef Py_ssize_t _TR_POSITION = slot_offset(OrderTracker, "position"), _TR_CASH = slot_offset(OrderTracker, "cash")
 cdef Py_ssize_t _TR_LIVE = slot_offset(OrderTracker, "_live")
 cdef Py_ssize_t _O_SIDE = slot_offset(Order, "side"), _O_TIF = slot_offset(Order, "tif")
@@ -377,7 +376,7 @@ cdef inline object _remaining(object o):
     """``o.remaining``: an exact Order's memo read by slot while it holds for the order's size and filled (the
     property's own test: ``of[0] == size and of[1] == filled``); the property itself otherwise, which computes and
     stores it."""
-    if type(o) is _ORDER_T and _O_MEMO:
+    if type(o) is _ORDER and _O_MEMO:
         of = slot_get(o, _O_REM_OF)
         if type(of) is tuple and PyTuple_GET_SIZE(of) == 2:
             if (<tuple>of)[0] == slot_get(o, _O_SIZE) and (<tuple>of)[1] == slot_get(o, _O_FILLED):
@@ -557,7 +556,7 @@ cdef class StrategyCoreBase:
             snaps = (<object>m).cached_snapshots(now)
         bid = field(bbo, _BBO, _B_BID, "bid_px")
         ask = field(bbo, _BBO, _B_ASK, "ask_px")
-        q = field(self.tracker, _TRACKER_T, _TR_POSITION, "position")
+        q = field(self.tracker, _TRACKER, _TR_POSITION, "position")
         cdef int64_t version = m.c_version  # compared in C with the key's; a Python int only for a new key
         halted = self.halted
         key = self._decision_key
@@ -738,7 +737,7 @@ cdef class StrategyCoreBase:
         flow_imb = _sf(flow, _S_VALUE, "value") if flow_ok else 0.0
         features = _risk_features(m, now_ns, k, s, depth_near, flow_imb, k_ok, s_ok)
         tracker = self.tracker
-        pnl = field(tracker, _TRACKER_T, _TR_CASH, "cash") + q * mid
+        pnl = field(tracker, _TRACKER, _TR_CASH, "cash") + q * mid
         peak = self._peak_pnl
         if peak is None or pnl > peak:  # max(peak, pnl): the first unless the second is greater
             peak = pnl
@@ -884,8 +883,8 @@ cdef class StrategyCoreBase:
         cdef list on_side
         if _reads_twinned and type(tracker) is _TRACKER:  # OrderTracker.open_orders_on, its list comprehension over _live in order
             on_side = [
-                o for o in (<dict>field(tracker, _TRACKER_T, _TR_LIVE, "_live")).values()
-                if field(o, _ORDER_T, _O_SIDE, "side") is side
+                o for o in (<dict>field(tracker, _TRACKER, _TR_LIVE, "_live")).values()
+                if field(o, _ORDER, _O_SIDE, "side") is side
             ]
         else:
             on_side = tracker.open_orders_on(side)
@@ -893,13 +892,13 @@ cdef class StrategyCoreBase:
         cdef Py_ssize_t j, n_free, skips = 0
         cdef double threshold, px, size_d, exposure, room
         for o in on_side:
-            tif = field(o, _ORDER_T, _O_TIF, "tif")
-            if field(o, _ORDER_T, _O_STATUS, "status") is not _PENDING_CANCEL and (
+            tif = field(o, _ORDER, _O_TIF, "tif")
+            if field(o, _ORDER, _O_STATUS, "status") is not _PENDING_CANCEL and (
                 tif is _POST_ONLY or (tif is not _IOC and tif.value == "POST_ONLY")
             ):
                 free.append(o)
         for o in free:
-            if field(o, _ORDER_T, _O_STATUS, "status") is _PENDING_NEW:
+            if field(o, _ORDER, _O_STATUS, "status") is _PENDING_NEW:
                 return 0
         threshold = (<double>(requote_ticks if requote_ticks > 1 else 1) - _EPS_TICKS) * tick
         cdef list unmatched = []
@@ -909,7 +908,7 @@ cdef class StrategyCoreBase:
             px = price
             n_free = len(free)
             for j in range(n_free):
-                if not (abs(<double>field(free[j], _ORDER_T, _O_PRICE, "price") - px) >= threshold):  # not needs_requote
+                if not (abs(<double>field(free[j], _ORDER, _O_PRICE, "price") - px) >= threshold):  # not needs_requote
                     del free[j]
                     break
             else:
@@ -918,11 +917,11 @@ cdef class StrategyCoreBase:
         exposure = 0.0
         for o in on_side:
             exposure += <double>_remaining(o)
-        exposure = sign * <double>field(tracker, _TRACKER_T, _TR_POSITION, "position") + exposure
+        exposure = sign * <double>field(tracker, _TRACKER, _TR_POSITION, "position") + exposure
         room = max_inventory - exposure + _ROOM_SLACK
         for price, size in unmatched:
             if modify_orders and free:
-                actions.append(_frozen(_L_MODIFY, (field(free.pop(0), _ORDER_T, _O_ID, "client_order_id"), price, size)))
+                actions.append(_frozen(_L_MODIFY, (field(free.pop(0), _ORDER, _O_ID, "client_order_id"), price, size)))
             else:
                 size_d = size
                 if size_d > room:
@@ -934,7 +933,7 @@ cdef class StrategyCoreBase:
                         _frozen(_L_PLACE, (f"{self.id_prefix}-{self._seq}", side, price, size, "POST_ONLY"))
                     )
         for o in free:
-            actions.append(_frozen(_L_CANCEL, (field(o, _ORDER_T, _O_ID, "client_order_id"),)))
+            actions.append(_frozen(_L_CANCEL, (field(o, _ORDER, _O_ID, "client_order_id"),)))
         return skips
 
     def risk_state(self):
@@ -954,8 +953,8 @@ cdef class StrategyCoreBase:
             mid = bbo.mid if bbo else _nan
         cdef bint finite = isfinite(<double>mid) if type(mid) is float else math.isfinite(mid)
         tracker = self.tracker
-        q = field(tracker, _TRACKER_T, _TR_POSITION, "position")
-        pnl = field(tracker, _TRACKER_T, _TR_CASH, "cash") + q * mid if finite else _nan
+        q = field(tracker, _TRACKER, _TR_POSITION, "position")
+        pnl = field(tracker, _TRACKER, _TR_CASH, "cash") + q * mid if finite else _nan
         now = self._now_ns
         if exact:
             cache = (<MarketFields>m)._cache
@@ -984,7 +983,6 @@ cdef class StrategyCoreBase:
 # with the reference's effects in the reference's order; anything else (a fill, a modify, a cancel-all, an
 # unexpected class, a move the order's state machine does not allow) calls the reference's own method.
 
-cdef object _ORDER = Order
 cdef object _ORDER_ACK = OrderAck
 cdef object _ORDER_REJECT = OrderReject
 cdef object _PLACE = PlaceOrder
