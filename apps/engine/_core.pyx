@@ -47,7 +47,7 @@ from apps.engine.estimators._estimators cimport MarketFields, hawkes_reads, sigm
 from apps.engine.market._book cimport OrderBook as CBook
 from apps.engine.quoting._quote cimport InputPairs
 from apps.engine._slots cimport (
-    dict_presized, field, slot_get, slot_offset, slot_offsets, slot_set, strict_int64, to_i64,
+    dict_presized, field, slot_get, slot_offset, slot_offsets, slot_set, item, strict_int64, to_i64,
 )
 from libc.stdlib cimport free, malloc
 
@@ -562,11 +562,11 @@ cdef class StrategyCoreBase:
         key = self._decision_key
         if (
             key is not None
-            and _same(_key_item(key, 0), bid)
-            and _same(_key_item(key, 1), ask)
-            and _same(_key_item(key, 2), q)
-            and _same_int(_key_item(key, 3), version)
-            and _same(_key_item(key, 4), halted)
+            and _same(item(key, 0), bid)
+            and _same(item(key, 1), ask)
+            and _same(item(key, 2), q)
+            and _same_int(item(key, 3), version)
+            and _same(item(key, 4), halted)
             and self.last_quote is not None
             and <double>(now - self.c_decision_ns) < (
                 self.c_interval_ns if self.c_interval_ns == self.c_interval_ns
@@ -1137,14 +1137,6 @@ cdef inline bint _same_int(object a, int64_t b) except -1:
         if overflow == 0:
             return x == b
     return a == b
-
-
-cdef inline object _key_item(object key, Py_ssize_t i):
-    """``key[i]``: the decision key's item read in place when the key is an exact tuple long enough (the core's own),
-    indexed otherwise."""
-    if type(key) is tuple and i < PyTuple_GET_SIZE(key):
-        return <object>PyTuple_GET_ITEM(key, i)
-    return key[i]
 
 
 cdef inline bint _same(object a, object b) except -1:

@@ -13,6 +13,7 @@ from cpython.long cimport PyLong_CheckExact
 from cpython.number cimport PyIndex_Check
 from cpython.object cimport PyObject, PyTypeObject
 from cpython.ref cimport Py_INCREF, Py_XDECREF
+from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from libc.stdint cimport int64_t
 
 
@@ -62,6 +63,13 @@ cdef extern from *:
     """
     # only for an exact int (PyLong_CheckExact): True with its value in ``out`` when read in place
     bint fast_i64 "mm_fast_i64" (object v, int64_t* out) noexcept
+
+
+cdef inline object item(object seq, Py_ssize_t i):
+    """``seq[i]`` (``i >= 0``): an exact tuple's item read in place, anything else indexed."""
+    if type(seq) is tuple and i < PyTuple_GET_SIZE(seq):
+        return <object>PyTuple_GET_ITEM(seq, i)
+    return seq[i]
 
 
 cdef inline int64_t to_i64(object v) except? -1:

@@ -122,14 +122,7 @@ cdef class PnlLedgerBase:
         fixed = self._fixed
         exp = self._exp
         if fixed is None:
-            fixed = self._fixed = (
-                _to_float(self._q, exp),
-                _to_float(self._cash, exp),
-                _to_float(self._spread, exp),
-                _to_float(self._as_done, exp),
-                _to_float(self._fees, exp),
-                _to_float(self._funding, exp),
-            )
+            fixed = self._fixed = (<object>self)._fixed_floats()  # the reference's, on a change only
         nm = _dyadic(self.mid, &em) if isfinite(self.mid) else 0
         k = -em if em < 0 else 0
         if em > 0:

@@ -199,6 +199,19 @@ class PyPnlLedger:
         # settled so far, fees, funding as floats). None: recompute. Every method that changes a sum clears it.
         self._fixed: tuple[float, float, float, float, float, float] | None = None
 
+    def _fixed_floats(self) -> tuple[float, float, float, float, float, float]:
+        """The snapshot's parts that do not move with the mid, as floats: position, cash, spread capture, adverse
+        selection settled so far, fees, funding (kept in ``_fixed`` until a sum changes)."""
+        exp = self._exp
+        return (
+            _to_float(self._q, exp),
+            _to_float(self._cash, exp),
+            _to_float(self._spread, exp),
+            _to_float(self._as_done, exp),
+            _to_float(self._fees, exp),
+            _to_float(self._funding, exp),
+        )
+
     def _lower_exp(self, e: int) -> int:
         """Make the sums' exponent at most ``e`` (shifting every sum left by what it falls); returns it."""
         k = self._exp - e
@@ -371,15 +384,7 @@ class PyPnlLedger:
         funding payment or a resolved markout, so their floats are kept until one of those."""
         fixed = self._fixed
         if fixed is None:
-            exp = self._exp
-            fixed = self._fixed = (
-                _to_float(self._q, exp),
-                _to_float(self._cash, exp),
-                _to_float(self._spread, exp),
-                _to_float(self._as_done, exp),
-                _to_float(self._fees, exp),
-                _to_float(self._funding, exp),
-            )
+            fixed = self._fixed = self._fixed_floats()
         position, cash, spread, adverse, fees, funding = fixed
         e, total, adverse_n, inventory = self._marked()
         return PnlBreakdown(

@@ -31,7 +31,7 @@ the ufunc runs; where that is missing or declines an input, ``kappa.gamma_poster
 cimport cython
 
 from apps.engine._pyfloat cimport m_expm1 as _expm1, pymax as _pymax, pymin as _pymin, pypow as _pypow
-from apps.engine._slots cimport dict_presized, field, slot_get, slot_offset, slot_offsets, slot_set, strict_int64, to_i64
+from apps.engine._slots cimport dict_presized, field, slot_get, slot_offset, slot_offsets, slot_set, strict_int64, to_i64, item
 from cpython.number cimport PyNumber_Power
 from cpython.dict cimport PyDict_Update
 from cpython.long cimport PyLong_AsLongLongAndOverflow
@@ -3377,13 +3377,6 @@ cdef object _snapshot_of(object e, object now_ns, int64_t now):
     return e.snapshot(now_ns)
 
 
-cdef inline object _item(object pair, Py_ssize_t i):
-    """``pair[i]``: an exact tuple's item read in place (the mids' ``(ts, mid)`` entries), anything else indexed."""
-    if type(pair) is tuple and 0 <= i < PyTuple_GET_SIZE(pair):
-        return <object>PyTuple_GET_ITEM(pair, i)
-    return pair[i]
-
-
 @cython.final
 cdef class MarketStep:
     """``MarketEstimators._on_bbo`` and ``_on_trade`` in one compiled call each (a book ticker is one Python → C
@@ -3478,10 +3471,10 @@ cdef class MarketStep:
         cdef double tot = bs + ask_size
         self.micro.observe_trusted(ts, mid, (bs - ask_size) / tot if tot > 0 else 0.0, est._flow_value)
         mids = est._mids
-        if not mids or <double>_item(mids[len(mids) - 1], 1) != mid:  # (wraparound is off: no [-1])
+        if not mids or <double>item(mids[len(mids) - 1], 1) != mid:  # (wraparound is off: no [-1])
             mids.append((ts, mid))
         cdef int64_t cutoff = ts - self.momentum_ns
-        while len(mids) > 1 and to_i64(_item(mids[1], 0)) <= cutoff:
+        while len(mids) > 1 and to_i64(item(mids[1], 0)) <= cutoff:
             mids.popleft()
         if ts >= est.c_next_drift_ns:
             (<object>est)._drift_observations(ts, mid)
