@@ -35,7 +35,7 @@ import math
 import sys
 from types import CodeType
 
-from cpython.object cimport PyObject_GenericSetAttr
+from cpython.object cimport PyObject, PyObject_GenericSetAttr, PyTypeObject
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from cpython.long cimport PyLong_AsLongLongAndOverflow
 
@@ -44,7 +44,7 @@ from libc.stdint cimport int64_t
 
 from apps.engine._pyfloat cimport pypow
 from apps.engine.estimators._estimators cimport MarketFields, hawkes_reads, sigma_reads, step_on_bbo, step_on_trade
-from apps.engine.market._book cimport OrderBook as CBook
+from apps.engine.market._book cimport OrderBook as CBook, QueueLevels
 from apps.engine.quoting._quote cimport InputPairs
 from apps.engine._slots cimport (
     dict_presized, field, slot_get, slot_offset, slot_offsets, slot_set, item, strict_int64, to_i64,
@@ -112,6 +112,7 @@ cdef object _EventError = EventError
 cdef double _NS = 1e9
 cdef object _nan = math.nan
 cdef object _new = object.__new__
+cdef tuple _EMPTY_ARGS = ()
 cdef object _core_module = sys.modules[PyStrategyCore.__module__]  # its ``quote`` is read at each decision, as there
 cdef object _MODEL_CODES = MODEL_CODES
 cdef object _BUY = Side.BUY
@@ -315,10 +316,12 @@ cdef class _Layout:
     cdef tuple names
     cdef Py_ssize_t n
     cdef Py_ssize_t* offsets  # NULL: set the fields by name
+    cdef bint object_new  # cls.__new__ is object.__new__: its tp_new is called without the Python-level call
     cdef object __weakref__
 
     def __cinit__(self, cls, tuple names):
         self.cls = cls
+        self.object_new = isinstance(cls, type) and cls.__new__ is object.__new__
         self.names = names
         self.n = len(names)
         self.offsets = <Py_ssize_t*>malloc(self.n * sizeof(Py_ssize_t))
@@ -337,7 +340,13 @@ cdef inline object _frozen(_Layout layout, tuple values):
     in its slot, by offset when the layout has them)."""
     if layout is None:
         raise RuntimeError("apps.engine._core: a layout used before _bind()")
-    cdef object obj = _new(layout.cls)
+    cdef object obj
+    if layout.object_new:
+        # object.__new__(cls) without the wrapper: for a class that does not define __new__ its tp_new is object's own,
+        # which checks that it got no arguments and allocates (as _estimators.pyx builds its snapshots)
+        obj = (<PyTypeObject*>layout.cls).tp_new(<type>layout.cls, <PyObject*>_EMPTY_ARGS, NULL)
+    else:
+        obj = _new(layout.cls)
     cdef Py_ssize_t k
     if layout.offsets != NULL:
         for k in range(layout.n):
@@ -749,7 +758,7 @@ cdef class StrategyCoreBase:
         features["drawdown"] = dd / (self.c_loss_budget if type(params) is _STRATEGY_PARAMS else params.loss_budget)
         extra.put("pnl", pnl)
         extra.put("depth_near", depth_near)
-        if type(best_bids) is dict:  # _book_signals read the compiled book: the queues are its dicts already
+        if type(best_bids) is QueueLevels:  # _book_signals read the compiled book: the queues are its copies already
             bid_queue = best_bids
             ask_queue = best_asks
         elif best_bids is not None:
@@ -1227,7 +1236,8 @@ cdef tuple _book_signals(object m, object book, object mid, object n_queue):
     """MarketEstimators.book_signals (apps/engine/estimators/market.py) for a decision, whose book has both sides:
     ``(book_imbalance, depth_near, bids, asks)``, with ``bids``/``asks`` the book's best ``max(imbalance_levels,
     n_queue)`` levels, which the decision's queues (its first ``n_queue``) read too (``book.bids(n)[:j]`` is
-    ``book.bids(j)``); from the compiled book, ``bids``/``asks`` are already the queues' dicts (``OrderBook.head``).
+    ``book.bids(j)``); from the compiled book, ``bids``/``asks`` are already the queues, as ``QueueLevels`` (``OrderBook.queue``:
+    the mapping ``dict(book.bids(n_queue))`` would be, a copy of the levels without a float hashed per level).
     ``book_levels``, the reference's third key, is not read by the decision. ``mid`` is the
     decision's ``bbo.mid`` (the reference's ``self.bbo.mid``: the decision has a touch). None where the reference must
     run (not twinned, or a level that is not a pair of floats)."""
@@ -1241,8 +1251,8 @@ cdef tuple _book_signals(object m, object book, object mid, object n_queue):
     if type(book) is CBook:
         # the compiled book at C level: the queues' dicts and the imbalance sums straight from its levels (the same
         # floats, dicts and sums as the lists below give), returned in the lists' place
-        bids = (<CBook>book).head(True, n_queue, n_imb, &b)
-        asks = (<CBook>book).head(False, n_queue, n_imb, &a)
+        bids = (<CBook>book).queue(True, n_queue, n_imb, &b)
+        asks = (<CBook>book).queue(False, n_queue, n_imb, &a)
     else:
         n = n_imb if n_imb > n_queue else n_queue
         bids = book.bids(n)

@@ -25,6 +25,9 @@ cdef struct BookSide:
     Py_ssize_t n  # levels
 
 
+cdef class QueueLevels  # declared below
+
+
 cdef class OrderBook:
     cdef BookSide _bid
     cdef BookSide _ask
@@ -47,3 +50,16 @@ cdef class OrderBook:
     cpdef double size_within(self, double mid, double within_frac) except? -1.0
     cpdef double size_at(self, side, double price)
     cdef dict head(self, bint bid, Py_ssize_t n_dict, Py_ssize_t n_sum, double* total)
+    cdef QueueLevels queue(self, bint bid, Py_ssize_t n_dict, Py_ssize_t n_sum, double* total)
+
+
+cdef class QueueLevels:
+    cdef double* _px  # the levels' prices and sizes, best first: the inline buffers or, past 16 levels, malloc'd
+    cdef double* _sz
+    cdef double _buf_px[16]
+    cdef double _buf_sz[16]
+    cdef readonly Py_ssize_t n
+
+    cdef int _reserve(self, Py_ssize_t n) except -1
+    cdef bint c_get(self, double price, double* out) noexcept
+    cdef Py_ssize_t _find(self, object price) except -2

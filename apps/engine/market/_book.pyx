@@ -501,3 +501,157 @@ cdef class OrderBook:
         return bool(
             self._bid.n and self._ask.n and _best(&self._bid).key >= -_best(&self._ask).key
         )
+
+    cdef QueueLevels queue(self, bint bid, Py_ssize_t n_dict, Py_ssize_t n_sum, double* total):
+        """:meth:`head` with the dict's entries as a :class:`QueueLevels` (a copy of the same levels, best first):
+        the decision's queues without a float hashed and a dict slot filled per level."""
+        cdef const BookSide* s = &self._bid if bid else &self._ask
+        cdef double sign = 1.0 if bid else -1.0
+        cdef Py_ssize_t m = n_dict if n_dict > n_sum else n_sum, j = 0, b = s.nb - 1, i
+        if m > s.n:
+            m = s.n
+        if m < 0:
+            m = 0
+        cdef QueueLevels out = QueueLevels.__new__(QueueLevels)
+        out._reserve(n_dict if n_dict < m else m)
+        cdef double acc = 0.0
+        while j < m:
+            i = s.blocks[b].n - 1
+            while i >= 0 and j < m:
+                if j < n_sum:
+                    acc += s.blocks[b].lv[i].size
+                if j < n_dict:
+                    out._px[j] = sign * s.blocks[b].lv[i].key
+                    out._sz[j] = s.blocks[b].lv[i].size
+                i -= 1
+                j += 1
+            b -= 1
+        out.n = n_dict if n_dict < m else m
+        total[0] = acc
+        return out
+
+    def queue_levels(self, side, n):
+        """The best ``n`` levels of ``side`` as a read-only :class:`QueueLevels` mapping, what
+        ``dict(book.bids(n))`` (or ``asks``) holds: the decision's queue."""
+        cdef double total
+        if type(n) is not int or n < 0:
+            raise ValueError(f"OrderBook.queue_levels: n must be an int >= 0, got {n!r}")
+        return self.queue(side is _BUY, n, 0, &total)
+
+
+# --- a queue snapshot -------------------------------------------------------------------------------------------------
+cdef enum:
+    _QUEUE_INLINE = 16  # levels held without an allocation (a decision reads its ladder's levels + 5)
+
+
+cdef class QueueLevels:
+    """A read-only ``{price: size}`` mapping of a book side's best levels, best first, copied when it is made: what
+    ``dict(book.bids(n))`` holds, as the decision's ``MarketState.bid_queue``/``ask_queue``. A price is found as the
+    dict finds a float key (equal values; an int equal to a price finds it too). It compares equal to a dict with
+    the same items. Made by :meth:`OrderBook.queue` only."""
+
+    # fields: _book.pxd
+
+    def __cinit__(self):
+        self._px = self._buf_px
+        self._sz = self._buf_sz
+        self.n = 0
+
+    def __dealloc__(self):
+        if self._px != self._buf_px:
+            free(self._px)
+            free(self._sz)
+
+    cdef int _reserve(self, Py_ssize_t n) except -1:
+        if n <= _QUEUE_INLINE:
+            return 0
+        cdef double* px = <double*> malloc(n * sizeof(double))
+        cdef double* sz = <double*> malloc(n * sizeof(double))
+        if px == NULL or sz == NULL:
+            free(px)
+            free(sz)
+            raise MemoryError("QueueLevels: no memory for the levels")
+        self._px = px
+        self._sz = sz
+        return 0
+
+    cdef bint c_get(self, double price, double* out) noexcept:
+        """The size at ``price`` (a double) into ``out``: False when no level has that price."""
+        cdef Py_ssize_t j
+        for j in range(self.n):
+            if self._px[j] == price:
+                out[0] = self._sz[j]
+                return True
+        return False
+
+    cdef Py_ssize_t _find(self, object price) except -2:
+        # the index of the level whose price equals ``price`` as a dict key would (-1: none)
+        cdef Py_ssize_t j
+        cdef double x
+        if PyFloat_CheckExact(price):
+            x = PyFloat_AS_DOUBLE(price)
+            for j in range(self.n):
+                if self._px[j] == x:
+                    return j
+            return -1
+        hash(price)  # an unhashable key raises TypeError, as in a dict
+        for j in range(self.n):
+            if self._px[j] == price:
+                return j
+        return -1
+
+    def get(self, price, default=None):
+        cdef Py_ssize_t j = self._find(price)
+        return self._sz[j] if j >= 0 else default
+
+    def __getitem__(self, price):
+        cdef Py_ssize_t j = self._find(price)
+        if j < 0:
+            raise KeyError(price)
+        return self._sz[j]
+
+    def __contains__(self, price):
+        return self._find(price) >= 0
+
+    def __len__(self):
+        return self.n
+
+    def __iter__(self):
+        return iter(self.keys())
+
+    def keys(self):
+        return [self._px[j] for j in range(self.n)]
+
+    def values(self):
+        return [self._sz[j] for j in range(self.n)]
+
+    def items(self):
+        return [(self._px[j], self._sz[j]) for j in range(self.n)]
+
+    def as_dict(self):
+        """The levels as the dict ``dict(book.bids(n))`` would be."""
+        return {self._px[j]: self._sz[j] for j in range(self.n)}
+
+    def __eq__(self, other):
+        if isinstance(other, QueueLevels):
+            return self.as_dict() == (<QueueLevels>other).as_dict()
+        if isinstance(other, _Mapping):
+            return self.as_dict() == dict(other.items())
+        return NotImplemented
+
+    def __ne__(self, other):
+        eq = self.__eq__(other)
+        return eq if eq is NotImplemented else not eq
+
+    __hash__ = None
+
+    def __repr__(self):
+        return f"QueueLevels({self.as_dict()!r})"
+
+    def __reduce__(self):
+        return dict, (self.items(),)
+
+
+from collections.abc import Mapping as _Mapping
+
+_Mapping.register(QueueLevels)

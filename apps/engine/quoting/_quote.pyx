@@ -37,6 +37,7 @@ from libc.math cimport sqrt, tanh, NAN
 
 from apps.engine._pyfloat cimport m_expm1, pymax, pymin, pypow
 from apps.engine._slots cimport field, slot_offset, slot_offsets, slot_set
+from apps.engine.market._book cimport QueueLevels
 from apps.engine.quoting._depthprice cimport curve_costs, priced
 
 
@@ -1001,7 +1002,10 @@ cdef tuple _ladder(
     cdef bint touch_clamped = False, clamped, have_last = False, at_touch
     cdef double last_px = 0.0, px, size, off, edge, beyond, queue_ahead, pf, epnl, per_unit, d, through, room
     cdef double kappa = _ms(market, MS_KAPPA)
-    cdef dict queue = _ms(market, MS_BID_QUEUE) if buy else _ms(market, MS_ASK_QUEUE)
+    cdef object queue = _ms(market, MS_BID_QUEUE) if buy else _ms(market, MS_ASK_QUEUE)
+    cdef bint queue_levels = type(queue) is QueueLevels  # the compiled core's copy of the book's levels
+    if not queue_levels and not isinstance(queue, dict):
+        raise TypeError(f"quote: MarketState's queues map price to size (a dict), got {type(queue).__name__}")
     cdef list ladder = []
     cdef Py_ssize_t i
     cdef tuple keys
@@ -1048,8 +1052,12 @@ cdef tuple _ladder(
         edge = (r - px) / mid if buy else (px - r) / mid
         beyond = off - half_mkt_px / mid
         o_px = PyFloat_FromDouble(px)
-        found = PyDict_GetItem(queue, o_px)
-        queue_ahead = <object>found if found != NULL else 0.0
+        if queue_levels:
+            if not (<QueueLevels>queue).c_get(px, &queue_ahead):
+                queue_ahead = 0.0
+        else:
+            found = PyDict_GetItem(queue, o_px)
+            queue_ahead = <object>found if found != NULL else 0.0
         if pf_known:  # fill_probability
             d = pymax(beyond, 0.0)
             through = m_exp(-queue_ahead / mean_trade) if mean_trade > 0 and queue_ahead > 0 else 1.0
