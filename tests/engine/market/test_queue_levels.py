@@ -5,7 +5,6 @@ is the same, bit for bit, as one from the dicts, in the compiled quoter and the 
 
 from __future__ import annotations
 
-import math
 import pickle
 import random
 import struct
@@ -26,7 +25,8 @@ def _random_book(rng: random.Random, n_bid: int, n_ask: int) -> _book.OrderBook:
     book = _book.OrderBook()
     bids = tuple((round(100.0 - 0.1 * (i + 1) - 0.1 * rng.randrange(3), 1), rng.choice([0.001, 0.5, 1.25, 7.0]))
                  for i in range(n_bid))  # fmt: skip
-    asks = tuple((round(100.0 + 0.1 * i + 0.1 * rng.randrange(3), 1), rng.choice([0.002, 0.3, 2.5])) for i in range(n_ask))
+    asks = tuple((round(100.0 + 0.1 * i + 0.1 * rng.randrange(3), 1), rng.choice([0.002, 0.3, 2.5]))
+                 for i in range(n_ask))  # fmt: skip
     book.apply_update(DepthUpdate(1, 1, bids, asks))
     return book
 
@@ -40,12 +40,13 @@ def test_queue_levels_hold_what_the_dict_holds(seed):
             q = book.queue_levels(side, n)
             d = dict(levels(n))
             assert isinstance(q, Mapping)
-            assert q == d and d == q and not (q != d)
+            assert q == d and d == q
+            assert not (q != d)  # noqa: SIM202 - __ne__ itself is under test
             assert len(q) == len(d)
             assert list(q) == list(d) and q.keys() == list(d.keys())
             assert q.items() == list(d.items()) and q.values() == list(d.values())
             assert q.as_dict() == d and list(q.as_dict()) == list(d)
-            for px in list(d) + [0.05, -1.0, 1e9]:
+            for px in [*d, 0.05, -1.0, 1e9]:
                 assert q.get(px) == d.get(px)
                 assert q.get(px, "absent") == d.get(px, "absent")
                 assert (px in q) == (px in d)
@@ -86,7 +87,10 @@ def test_the_copy_does_not_follow_the_book():
 
 def _bits(r):
     return (
-        [(lv.price, lv.size, struct.pack("<d", lv.p_fill), struct.pack("<d", lv.expected_pnl)) for lv in r.bids + r.asks],
+        [
+            (lv.price, lv.size, struct.pack("<d", lv.p_fill), struct.pack("<d", lv.expected_pnl))
+            for lv in r.bids + r.asks
+        ],
         r.inputs.vector.tobytes(),
         r.reasons,
     )
