@@ -9,6 +9,10 @@ fixed slice of the shared Binance USD-M BTCUSDT recording in a child process und
   (:func:`benchmarks.anchor.ours.make_loop`: the same core, the paper venue with its L2 book, queue model and 10 ms
   latency, the session's default risk rules, the P&L ledger; no sink).
 
+``--callgrind-child backtest-run PICKLE 0 N`` (not in the table) counts :meth:`EngineLoop.run` over the first ``N``
+events instead, as ``make bench-anchor`` calls it: the replay loop and ``finish`` (docs/compiled-core.md's
+whole-run counts since the nineteenth stop give both).
+
 The child starts with instrumentation off (``--instr-atstart=no``: imports, unpickling and set-up run ~6x faster and
 are not counted), replays the first ``WARM`` events (36 s of market: the estimators are warm and the core has been
 quoting since event ~4,700), switches instrumentation on with ``callgrind_control -i on``, replays ``n`` more events
@@ -63,6 +67,20 @@ def _callgrind_child(subject: str, path: str, warm: int, n: int) -> None:
     from benchmarks.daystream import require_compiled
 
     require_compiled()
+    if subject == "backtest-run":
+        # the whole-run count of docs/compiled-core.md as ``make bench-anchor`` times it: EngineLoop.run over events
+        # warm .. warm+n (its replay loop, and finish), the first ``warm`` through on_market uninstrumented
+        from benchmarks.anchor.ours import make_loop
+        from benchmarks.common import instrumentation
+
+        loop = make_loop()
+        events = unpickled(path)
+        for ev in events[:warm]:
+            loop.on_market(ev)
+        instrumentation(True)
+        loop.run(events[warm : warm + n])
+        instrumentation(False)
+        return
     replay_window(_make(subject), unpickled(path), warm, n)
 
 

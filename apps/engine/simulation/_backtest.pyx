@@ -23,11 +23,12 @@ exact as a double (else the reference's Python arithmetic runs), so it is the sa
 
 cimport cython
 from libc.math cimport isfinite
+from libc.stdint cimport int64_t
 
 from cpython.dict cimport PyDict_SetItem
 from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_CheckExact, PyLong_FromLongLong
 
-from apps.engine._slots cimport slot_get, slot_offset, slot_set
+from apps.engine._slots cimport fast_i64, slot_get, slot_offset, slot_set
 
 from apps.engine._core cimport StrategyCoreBase
 from apps.engine.accounting._pnl cimport PnlLedgerBase
@@ -153,12 +154,72 @@ cdef inline Py_ssize_t _stamp_offset(object cls, bint local):
     return -1
 
 
+# --- the driver's clocks as C values ------------------------------------------------------------------------------
+# ``_now_ns``, ``_next_sample_ns`` and ``_next_snap_ns`` are compared with every event's time. Each is kept as the
+# object the reference stored (what reading the attribute returns) and, beside it, what an int64 comparison needs:
+# its value when it is an exact int in int64, or that it is an int above (``_NEVER`` = 2**63) or below int64, or
+# anything else (None, a float: compared in Python, as before).
+cdef enum:
+    _C_INT, _C_ABOVE, _C_BELOW, _C_OTHER
+
+
+cdef struct _Clock:
+    int64_t v
+    int kind
+
+
+cdef int _clock_set(_Clock* c, object v) except -1:
+    cdef int overflow = 0
+    cdef long long x
+    if PyLong_CheckExact(v):
+        if fast_i64(v, &c.v):
+            c.kind = _C_INT
+            return 0
+        x = PyLong_AsLongLongAndOverflow(v, &overflow)
+        if overflow == 0:
+            c.v = x
+            c.kind = _C_INT
+        else:
+            c.kind = _C_ABOVE if overflow > 0 else _C_BELOW
+        return 0
+    c.kind = _C_OTHER
+    return 0
+
+
+cdef inline int _at_or_past(int64_t tc, const _Clock* c) noexcept:
+    """``t >= clock`` for an exact int64 ``t`` (value ``tc``): 1 or 0, or -1 when the clock must be compared in Python."""
+    if c.kind == _C_INT:
+        return tc >= c.v
+    if c.kind == _C_ABOVE:
+        return 0
+    if c.kind == _C_BELOW:
+        return 1
+    return -1
+
+
+cdef inline int _past(int64_t tc, const _Clock* c) noexcept:
+    """``t > clock``, as :func:`_at_or_past`."""
+    if c.kind == _C_INT:
+        return tc > c.v
+    if c.kind == _C_ABOVE:
+        return 0
+    if c.kind == _C_BELOW:
+        return 1
+    return -1
+
+
 cdef class EngineLoopBase:
     """The compiled half of ``backtest.EngineLoop``; the reference ``PyEngineLoop`` is the other (see the module)."""
 
     # the reference's state, set by its __init__ (typed slots where the per-event path reads it)
     cdef public object strategy, venue, config, sink, risk, result, gateway, ledger, _book, _tick, _strategy_refresh
-    cdef public object _now_ns, _next_sample_ns, _interval_ns, _next_snap_ns, _next_risk_ns, _risk_ns, _modes
+    cdef public object _interval_ns, _next_risk_ns, _risk_ns, _modes
+    # _now_ns, _next_sample_ns and _next_snap_ns: the objects (the properties below) and their C values (_Clock)
+    cdef object _now_obj, _sample_obj, _snap_obj
+    cdef _Clock _now_c, _sample_c, _snap_c
+    # run()'s market events, counted in C and added to the result's stats at the end (or when the result changes)
+    cdef bint _batching
+    cdef long long _pending_market
     cdef public bint _venue_exchange_clock
     cdef object _first_set_for  # the result whose first_ts_ns this driver has seen set
     cdef object _stats_of, _stats  # the result whose stats this driver holds, and its stats (never reassigned)
@@ -191,6 +252,51 @@ cdef class EngineLoopBase:
             self._refresh_for = refresh
         return self._refresh_c
 
+    def __cinit__(self, *args, **kwargs):
+        # no clock is set yet: each reads None until the reference's __init__ sets it
+        self._now_c.kind = self._sample_c.kind = self._snap_c.kind = _C_OTHER
+
+    @property
+    def _now_ns(self):
+        return self._now_obj
+
+    @_now_ns.setter
+    def _now_ns(self, value):
+        _clock_set(&self._now_c, value)
+        self._now_obj = value
+
+    @property
+    def _next_sample_ns(self):
+        return self._sample_obj
+
+    @_next_sample_ns.setter
+    def _next_sample_ns(self, value):
+        _clock_set(&self._sample_c, value)
+        self._sample_obj = value
+
+    @property
+    def _next_snap_ns(self):
+        return self._snap_obj
+
+    @_next_snap_ns.setter
+    def _next_snap_ns(self, value):
+        _clock_set(&self._snap_c, value)
+        self._snap_obj = value
+
+    cdef inline int _set_now(self, object t, int64_t tc) except -1:
+        # self._now_ns = t for an exact int64 t of value tc
+        self._now_obj = t
+        self._now_c.v = tc
+        self._now_c.kind = _C_INT
+        return 0
+
+    cdef int _flush_market_count(self) except -1:
+        cdef long long n = self._pending_market
+        if n:
+            self._pending_market = 0
+            _count(self._stats, _MARKET_EVENTS, n)
+        return 0
+
     # --- the replay loop -----------------------------------------------------------------------------------------
     def run(self, feed):
         """Replay a whole feed (market events in local-time order; anything else is skipped) and finish."""
@@ -199,12 +305,20 @@ cdef class EngineLoopBase:
         cdef bint own = type(self).on_market is EngineLoopBase.on_market and "on_market" not in getattr(self, "__dict__", {})
         t0 = time.perf_counter()
         on_market = self.on_market
-        for event in feed:
-            if isinstance(event, MARKET_TYPES):
-                if own:
-                    self._market(event)
-                else:
-                    on_market(event)
+        # the market events are counted in C while this loop runs and added to the stats whatever ends it, when no
+        # code outside the engine can run in between to read them: the feed is a list or tuple (iterating runs no
+        # code; a generator could read the stats between events) and there is no sink
+        self._batching = own and (type(feed) is list or type(feed) is tuple) and self.sink is None
+        try:
+            for event in feed:
+                if isinstance(event, MARKET_TYPES):
+                    if own:
+                        self._market(event)
+                    else:
+                        on_market(event)
+        finally:
+            self._batching = False
+            self._flush_market_count()
         self.result.stats.wall_s += time.perf_counter() - t0
         return self.finish()
 
@@ -216,10 +330,16 @@ cdef class EngineLoopBase:
         cls = type(event)
         cdef Py_ssize_t local_at = _stamp_offset(cls, True), exch_at = _stamp_offset(cls, False)
         t = slot_get(event, local_at) if local_at >= 0 else event.ts_local_ns
+        cdef int64_t tc = 0
+        cdef bint tfast = PyLong_CheckExact(t) and fast_i64(t, &tc)
+        cdef int cmp
         venue = self.venue
         self._deliver(t, False)
         self._clocks(t)
-        if t > self._now_ns:
+        cmp = _past(tc, &self._now_c) if tfast else -1
+        if cmp == 1:
+            self._set_now(t, tc)
+        elif cmp == -1 and t > self._now_ns:
             self._now_ns = t
         result = self.result
         # first_ts_ns is written only here: once this result's is set, it is not read again per event
@@ -229,9 +349,13 @@ cdef class EngineLoopBase:
             if result.first_ts_ns != 0:
                 self._first_set_for = result
         if result is not self._stats_of:
+            self._flush_market_count()  # what run() counted goes to the stats it was counted for
             self._stats = result.stats
             self._stats_of = result
-        _count(self._stats, _MARKET_EVENTS, 1)  # result.stats.market_events += 1
+        if self._batching:
+            self._pending_market += 1
+        else:
+            _count(self._stats, _MARKET_EVENTS, 1)  # result.stats.market_events += 1
         ts_exch_ns = None  # read once, when first needed (a Timer-like event without it must not be asked early)
         risk = self.risk
         if risk is not None:
@@ -304,8 +428,16 @@ cdef class EngineLoopBase:
         self._clocks(t)
 
     cdef int _clocks(self, object t) except -1:
-        self._samples(t)
-        if t >= self._next_snap_ns:
+        cdef int64_t tc = 0
+        cdef int cmp = -1
+        cdef bint tfast = PyLong_CheckExact(t) and fast_i64(t, &tc)
+        if tfast:
+            cmp = _at_or_past(tc, &self._sample_c)
+        if cmp != 0:  # a sample is due, or the grid is not placed yet, or a comparison in Python
+            self._samples(t)
+        if tfast:
+            cmp = _at_or_past(tc, &self._snap_c)
+        if cmp == 1 or (cmp == -1 and t >= self._next_snap_ns):
             self._snapshot(t)
         if self.risk is not None:
             nxt = self._next_risk_ns

@@ -10,7 +10,7 @@ import pytest
 
 from apps.engine.core import CORE_COMPILED, StrategyCore, StrategyParams
 from apps.engine.execution.paper import PAPER_COMPILED, PaperVenue, PaperVenueConfig
-from apps.engine.simulation.backtest import DRIVER_COMPILED, EngineLoop
+from apps.engine.simulation.backtest import DRIVER_COMPILED, MARKET_TYPES, EngineLoop, PyEngineLoop
 from apps.engine.simulation.simulator import MarketSimulator, SimulatorParams
 
 pytestmark = pytest.mark.skipif(
@@ -122,3 +122,96 @@ def test_without_the_step_the_core_calls_the_estimators_by_name_with_the_same_ru
     named = EngineLoop(core, _venue()).run(events)
     assert seen["bbo"] > 100 and seen["trade"] > 100
     assert _digest(named) == _digest(plain)
+
+
+# --- the driver's clocks as C values and run()'s market-event count (_backtest.pyx) -------------------------------
+
+
+def _reference(events, **kw):
+    return PyEngineLoop(_core(), _venue(), **kw).run(events)
+
+
+def test_the_clock_attributes_read_back_what_was_stored():
+    loop = EngineLoop(_core(), _venue())
+    assert loop._now_ns == 0 and loop._next_sample_ns is None  # as the reference's __init__ sets them
+    never = 1 << 63
+    for value in (0, 5, -(1 << 70), 1 << 62, (1 << 63) - 1, never, 1 << 90, None, 1.5e18, float("inf")):
+        for name in ("_now_ns", "_next_sample_ns", "_next_snap_ns"):
+            setattr(loop, name, value)
+            assert getattr(loop, name) is value
+
+
+def test_run_counts_every_market_event_even_when_the_feed_fails():
+    events = _events(10.0)
+    whole = EngineLoop(_core(), _venue()).run(events)
+    assert (
+        whole.stats.market_events
+        == _reference(events).stats.market_events
+        == len([e for e in events if isinstance(e, MARKET_TYPES)])
+    )
+
+    def failing(k):
+        yield from events[:k]
+        raise RuntimeError("feed lost")
+
+    k = len(events) // 2
+    loop = EngineLoop(_core(), _venue())
+    with pytest.raises(RuntimeError, match="feed lost"):
+        loop.run(failing(k))
+    assert loop.result.stats.market_events == len([e for e in events[:k] if isinstance(e, MARKET_TYPES)]) > 50
+
+    # a list feed is counted in C: an event that raises inside the engine still leaves the reference's count
+    class FailingCore(StrategyCore):
+        seen = 0
+
+        def on_event(self, event):
+            if isinstance(event, MARKET_TYPES):
+                FailingCore.seen += 1
+                if FailingCore.seen == k:
+                    raise RuntimeError("strategy failed")
+            return super().on_event(event)
+
+    counts = []
+    for cls in (EngineLoop, PyEngineLoop):
+        FailingCore.seen = 0
+        loop = cls(_core(FailingCore), _venue())
+        with pytest.raises(RuntimeError, match="strategy failed"):
+            loop.run(list(events))
+        counts.append(loop.result.stats.market_events)
+    assert counts[0] == counts[1] == k
+    # a generator feed can read the stats between events: counted at once then
+    seen = []
+    loop = EngineLoop(_core(), _venue())
+
+    def watching():
+        for ev in events[:k]:
+            yield ev
+            seen.append(loop.result.stats.market_events)
+
+    loop.run(watching())
+    assert seen == [sum(isinstance(e, MARKET_TYPES) for e in events[: i + 1]) for i in range(k)]
+    # on_market after a run counts at once, as the reference does
+    before = loop.result.stats.market_events
+    loop.on_market(next(e for e in events[k:] if isinstance(e, MARKET_TYPES)))
+    assert loop.result.stats.market_events == before + 1
+
+
+def test_clocks_moved_by_hand_are_kept_as_the_reference_keeps_them():
+    """Sample and snapshot clocks past int64, below it, or a float: the compiled comparisons give the reference's
+    samples and run."""
+    events = _events(20.0)
+    for name, value in (
+        ("_next_sample_ns", 1 << 63),  # never reached: no sample
+        ("_next_sample_ns", -(1 << 64)),  # reached at once, then on the grid from there
+        ("_next_sample_ns", float(SP.start_ts_ns + 3_000_000_000)),
+        ("_next_snap_ns", 1 << 63),
+    ):
+        runs = []
+        for cls_name in ("compiled", "reference"):
+            loop = (EngineLoop if cls_name == "compiled" else PyEngineLoop)(_core(), _venue())
+            setattr(loop, name, value)
+            if name == "_next_sample_ns" and isinstance(value, int) and value < 0:
+                loop._interval_ns = 1 << 62  # one sample at the first event, the next beyond the run
+            result = loop.run(events)
+            runs.append((_digest(result), [repr(s) for s in result.pnl]))
+        assert runs[0] == runs[1], name
