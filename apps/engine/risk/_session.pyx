@@ -530,31 +530,62 @@ cdef object _edges_update(object edges, object trips):
     return started, cleared
 
 
-# the session's slots (PySessionRisk's, and SessionRisk's, which adds none), bound on the first evaluation: the session
-# module imports this one at its end
+# the session's fields (PySessionRisk's, and SessionRisk's, which adds none), bound on the first evaluation: the
+# session module imports this one at its end. By name, the public attributes; by slot, the slots behind them (the
+# clock skew and the feeds' last times are read from their own slots once the session's _settle has run)
 cdef tuple _SR_FIELDS = (
     "_t", "capital", "peak_equity", "losses", "clock_skew_ns", "flows", "max_inventory", "margin", "feed_last_ns",
+    "engine", "edges",
+)
+cdef tuple _SR_SLOT_FIELDS = (
+    "_t", "capital", "peak_equity", "losses", "_clock_skew_ns", "flows", "max_inventory", "margin", "_feed_last_ns",
     "engine", "edges",
 )
 cdef enum:
     SR_T, SR_CAPITAL, SR_PEAK, SR_LOSSES, SR_CLOCK_SKEW, SR_FLOWS
     SR_MAX_INV, SR_MARGIN, SR_FEED_LAST, SR_ENGINE, SR_EDGES
 cdef Py_ssize_t _SR_OFF[11]
+# the clocks on_market records, applied by _settle (PySessionRisk._settle's twin below)
+cdef tuple _SR_PENDING_FIELDS = ("_feed_local_ns", "_skew_local_ns", "_skew_exch_ns")
+cdef Py_ssize_t _SR_PENDING[3]
 cdef bint _SR_BOUND = False, _SR_SLOTS = False
-cdef object _PY_SESSION = None, _SESSION = None
+cdef object _PY_SESSION = None, _SESSION = None, _FEED = None
 cdef Py_ssize_t _RE_RULES = slot_offset(RiskEngine, "rules")
 
 
 cdef int _bind_session() except -1:
-    global _SR_BOUND, _SR_SLOTS, _PY_SESSION, _SESSION
+    global _SR_BOUND, _SR_SLOTS, _PY_SESSION, _SESSION, _FEED
     from apps.engine.risk import session as ref
 
     cdef Py_ssize_t sub[11]
-    _PY_SESSION, _SESSION = ref.PySessionRisk, ref.SessionRisk
-    _SR_SLOTS = slot_offsets(_PY_SESSION, _SR_FIELDS, _SR_OFF) and slot_offsets(_SESSION, _SR_FIELDS, sub)
+    cdef Py_ssize_t pending_sub[3]
+    _PY_SESSION, _SESSION, _FEED = ref.PySessionRisk, ref.SessionRisk, ref.FEED
+    _SR_SLOTS = (
+        slot_offsets(_PY_SESSION, _SR_SLOT_FIELDS, _SR_OFF) and slot_offsets(_SESSION, _SR_SLOT_FIELDS, sub)
+        and slot_offsets(_PY_SESSION, _SR_PENDING_FIELDS, _SR_PENDING)
+        and slot_offsets(_SESSION, _SR_PENDING_FIELDS, pending_sub)
+        and _SESSION._settle is _PY_SESSION.__dict__["_settle"]
+    )
+    for i in range(3):
+        _SR_SLOTS = _SR_SLOTS and pending_sub[i] == _SR_PENDING[i]
     for i in range(len(_SR_FIELDS)):
         _SR_SLOTS = _SR_SLOTS and sub[i] == _SR_OFF[i]
     _SR_BOUND = True
+    return 0
+
+
+cdef int _settle(object risk) except -1:
+    """PySessionRisk._settle by slot offset: the newest event's local time into the feed's entry, and the skew of the
+    newest one with an exchange time."""
+    local = slot_get(risk, _SR_PENDING[0])
+    if local is not None:
+        slot_set(risk, _SR_PENDING[0], None)
+        feeds = slot_get(risk, _SR_OFF[SR_FEED_LAST])
+        feeds[_FEED] = local
+    local = slot_get(risk, _SR_PENDING[1])
+    if local is not None:
+        slot_set(risk, _SR_PENDING[1], None)
+        slot_set(risk, _SR_OFF[SR_CLOCK_SKEW], local - slot_get(risk, _SR_PENDING[2]))
     return 0
 
 
@@ -579,6 +610,8 @@ def evaluate(risk, now_ns, core_state, decision_inputs):
         _bind_session()
     # a PySessionRisk or SessionRisk (exactly) by slot offset; any other session by name
     cdef bint by_slot = _SR_SLOTS and (type(risk) is _SESSION or type(risk) is _PY_SESSION)
+    if by_slot:
+        _settle(risk)  # the clocks the last market events recorded (the properties the reference reads run it)
     # the session clock (_now): max(self._t, now_ns)
     t = _risk_get(risk, by_slot, SR_T)
     if now_ns > t:

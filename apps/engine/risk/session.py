@@ -121,18 +121,25 @@ class PySessionRisk:
     The pure-Python reference: use :data:`SessionRisk`, which is this class with :meth:`evaluate` compiled
     (``apps/engine/risk/_session.pyx``) when that is built.
 
-    Its state is in slots: the compiled driver writes the per-event inputs (``feed_last_ns``, ``clock_skew_ns``) by
-    slot offset, every market event. ``__dict__`` stays for anything else set on a session (a test's spy)."""
+    Its state is in slots: the compiled driver writes the per-event inputs by slot offset, every market event.
+    ``__dict__`` stays for anything else set on a session (a test's spy).
+
+    A market event only records its two clocks (:meth:`on_market`); ``feed_last_ns`` and ``clock_skew_ns`` are
+    brought up to date from the newest ones when either is read or set (:meth:`_settle`), so an event costs two
+    stores instead of a dict write and a new int."""
 
     __slots__ = (
         "__dict__",
+        "_clock_skew_ns",
+        "_feed_last_ns",
+        "_feed_local_ns",
+        "_skew_exch_ns",
+        "_skew_local_ns",
         "_t",
         "capital",
         "clock_measured",
-        "clock_skew_ns",
         "edges",
         "engine",
-        "feed_last_ns",
         "flows",
         "losses",
         "margin",
@@ -148,8 +155,13 @@ class PySessionRisk:
         self.flows = {w: OrderFlowWindow(w) for w in engine.order_flow_windows_s}
         self.edges = TripEdges()
         self.peak_equity = capital_quote
-        self.feed_last_ns: dict[str, int] = {}
-        self.clock_skew_ns: int | None = None
+        self._feed_last_ns: dict[str, int] = {}
+        self._clock_skew_ns: int | None = None
+        # the newest market event's local time, and the newest local and exchange times that measure the skew
+        # (None: nothing to settle)
+        self._feed_local_ns: int | None = None
+        self._skew_local_ns: int | None = None
+        self._skew_exch_ns = 0
         self.clock_measured = False  # a live feed measures the offset (on_clock): events no longer set it
         self.margin: tuple[float, float, float, float] | None = None  # leverage, maint. rate, wallet, entry
         self._t = 0  # the rolling windows need non-decreasing time; event stamps can lag the wall clock
@@ -169,10 +181,46 @@ class PySessionRisk:
         return self._t
 
     def on_market(self, ts_local_ns: int, ts_exch_ns: int) -> None:
+        """The feed's newest event: ``feed_last_ns[FEED]`` becomes its local time and, with an exchange time and no
+        measured offset, ``clock_skew_ns`` the difference of the two (when next read: :meth:`_settle`)."""
         # the compiled driver (apps/engine/simulation/_backtest.pyx) runs this inline for a SessionRisk: keep in step
-        self.feed_last_ns[FEED] = ts_local_ns
+        self._feed_local_ns = ts_local_ns
         if ts_exch_ns and not self.clock_measured:
-            self.clock_skew_ns = ts_local_ns - ts_exch_ns
+            self._skew_local_ns = ts_local_ns
+            self._skew_exch_ns = ts_exch_ns
+
+    def _settle(self) -> None:
+        """Apply the clocks :meth:`on_market` recorded since the last read."""
+        local = self._feed_local_ns
+        if local is not None:
+            self._feed_local_ns = None
+            self._feed_last_ns[FEED] = local
+        local = self._skew_local_ns
+        if local is not None:
+            self._skew_local_ns = None
+            self._clock_skew_ns = local - self._skew_exch_ns
+
+    @property
+    def feed_last_ns(self) -> dict[str, int]:
+        """Each feed's last event time (local ns), by feed name."""
+        self._settle()
+        return self._feed_last_ns
+
+    @feed_last_ns.setter
+    def feed_last_ns(self, value: dict[str, int]) -> None:
+        self._settle()
+        self._feed_last_ns = value
+
+    @property
+    def clock_skew_ns(self) -> int | None:
+        """Local minus exchange time: the newest event's (a replay) or the measured offset (:meth:`on_clock`)."""
+        self._settle()
+        return self._clock_skew_ns
+
+    @clock_skew_ns.setter
+    def clock_skew_ns(self, value: int | None) -> None:
+        self._settle()
+        self._clock_skew_ns = value
 
     def on_clock(self, offset_ns: int) -> None:
         """A live feed's measured local-minus-exchange offset (:class:`~apps.engine.market.clock.ClockEstimator`:

@@ -25,7 +25,6 @@ cimport cython
 from libc.math cimport isfinite
 from libc.stdint cimport int64_t
 
-from cpython.dict cimport PyDict_SetItem
 from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_CheckExact, PyLong_FromLongLong
 
 from apps.engine._slots cimport fast_i64, slot_get, slot_offset, slot_set
@@ -53,7 +52,7 @@ from apps.engine.market.events import (
 )
 from apps.engine.risk.gateway import Mode
 from apps.engine.risk.rules import RuleAction
-from apps.engine.risk.session import FEED, SessionRisk
+from apps.engine.risk.session import SessionRisk
 
 cdef object _PY_SET_MODE = None  # PyEngineLoop's set_mode and _apply_mode (bound on first use: backtest imports us)
 cdef object _PY_APPLY_MODE = None
@@ -82,9 +81,10 @@ cdef object _TRADE = Trade
 cdef object _DIFF = DepthUpdate
 # the session risk's per-event inputs, written by slot offset (-1: a class without those slots: its on_market)
 cdef object _SESSION_RISK = SessionRisk
-cdef Py_ssize_t _R_FEED = slot_offset(SessionRisk, "feed_last_ns"), _R_MEASURED = slot_offset(SessionRisk, "clock_measured")
-cdef Py_ssize_t _R_SKEW = slot_offset(SessionRisk, "clock_skew_ns")
-cdef bint _RISK_SLOTS = min(_R_FEED, _R_MEASURED, _R_SKEW) >= 0
+cdef Py_ssize_t _R_FEED = slot_offset(SessionRisk, "_feed_local_ns"), _R_MEASURED = slot_offset(SessionRisk, "clock_measured")
+cdef Py_ssize_t _R_SKEW_LOCAL = slot_offset(SessionRisk, "_skew_local_ns")
+cdef Py_ssize_t _R_SKEW_EXCH = slot_offset(SessionRisk, "_skew_exch_ns")
+cdef bint _RISK_SLOTS = min(_R_FEED, _R_MEASURED, _R_SKEW_LOCAL, _R_SKEW_EXCH) >= 0
 # backtest.RunStats, the slots of the counters the per-event path adds to, and backtest.BLOCKED (bound on first use:
 # backtest imports us)
 cdef object _RUN_STATS = None
@@ -362,14 +362,11 @@ cdef class EngineLoopBase:
             ts_exch_ns = slot_get(event, exch_at) if exch_at >= 0 else event.ts_exch_ns
             if type(risk) is _SESSION_RISK and _RISK_SLOTS:
                 # SessionRisk.on_market without the Python call (the reference's method is the readable version),
-                # its fields by slot offset
-                feed = slot_get(risk, _R_FEED)
-                if type(feed) is dict:
-                    PyDict_SetItem(feed, FEED, t)
-                else:
-                    feed[FEED] = t
+                # its fields by slot offset: the clocks recorded, applied when the session's values are read
+                slot_set(risk, _R_FEED, t)
                 if ts_exch_ns and not slot_get(risk, _R_MEASURED):
-                    slot_set(risk, _R_SKEW, t - ts_exch_ns)
+                    slot_set(risk, _R_SKEW_LOCAL, t)
+                    slot_set(risk, _R_SKEW_EXCH, ts_exch_ns)
             else:
                 risk.on_market(t, ts_exch_ns)
         if self.sink is not None:

@@ -82,3 +82,37 @@ def test_the_skew_alarm_reads_the_models_skew_not_the_capped_one():
         risk = SessionRisk(*build_risk_engine({}, 1.0), max_inventory=1.0)
         _, _, trips = risk.evaluate(10, long_half, book | inputs)
         assert any(t.rule == "skew_alarm" for t in trips) is alarm, inputs
+
+
+@pytest.mark.parametrize("cls_name", ["SessionRisk", "PySessionRisk"])
+def test_the_clocks_an_event_records_are_what_the_session_reads(cls_name):
+    """on_market only records the event's two clocks; feed_last_ns and clock_skew_ns are applied from them when read
+    or set. They read as the per-event writes would have left them: the newest event's local time, and the skew of
+    the newest event that had an exchange time (an event without one leaves it), until a measured offset."""
+    from apps.engine.risk import session as session_module
+
+    cls = getattr(session_module, cls_name)
+    risk = cls(*build_risk_engine({}, 1.0), max_inventory=1.0)
+    assert risk.feed_last_ns == {} and risk.clock_skew_ns is None
+    feeds = risk.feed_last_ns
+    feeds["orders"] = 5  # another feed's entry, set by its owner, stays
+    risk.on_market(100, 90)
+    risk.on_market(110, 0)  # no exchange time: the skew stays the 100 - 90 of the event before
+    assert risk.clock_skew_ns == 10
+    assert risk.feed_last_ns is feeds and feeds == {"orders": 5, session_module.FEED: 110}
+    risk.on_market(120, 0)
+    risk.on_market(130, 125)
+    risk.on_market(140, 0)
+    assert (risk.clock_skew_ns, risk.feed_last_ns[session_module.FEED]) == (5, 140)
+    # a value set by hand replaces what was recorded before it, and is not overwritten by that later
+    risk.on_market(150, 100)
+    risk.clock_skew_ns = -7
+    risk.feed_last_ns = {"market": 1}
+    assert (risk.clock_skew_ns, risk.feed_last_ns) == (-7, {"market": 1})
+    # a measured offset: events recorded before it are applied first, none after it moves the skew
+    risk.on_market(160, 150)
+    risk.on_clock(3)
+    risk.on_market(170, 100)
+    assert (risk.clock_skew_ns, risk.feed_last_ns) == (3, {"market": 170})
+    _, _, trips = risk.evaluate(170, STATE, {"best_bid": 99.9, "best_ask": 100.1})
+    assert not [tr for tr in trips if tr.kind == "clock_skew"]
