@@ -24,7 +24,7 @@ cdef class StrategyCoreBase:
     cdef public bint halted, decisions_changed, _force_changed
     cdef public Py_ssize_t decisions_computed, _seq, inventory_guard_skips
 
-    cdef object c_on_event(self, object event)
+    cdef object c_on_event(self, object event)  # on_event's actions, None for none
     cdef bint c_refresh(self) except -1
     cdef object _on_bbo(self, object event, MarketFields m)
     cdef object _c_decide_now(self, object now_ns, tuple key, tuple snaps)

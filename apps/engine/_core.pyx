@@ -505,9 +505,11 @@ cdef class StrategyCoreBase:
         return False
 
     def on_event(self, event):
-        return self.c_on_event(event)
+        actions = self.c_on_event(event)
+        return [] if actions is None else actions
 
     cdef object c_on_event(self, object event):
+        # on_event's list of actions, or None for none (most events: no empty list made and freed each)
         cdef MarketFields f = <MarketFields?>self.market  # its per-event fields as C slots
         cdef int64_t now = self.c_now_ns
         cdef int64_t t
@@ -527,7 +529,7 @@ cdef class StrategyCoreBase:
                 _market_depth_update(f, event, t)
             else:
                 (<object>f).on_event(event)
-            return []  # state only; the next top-of-book change re-quotes
+            return None  # state only; the next top-of-book change re-quotes
         if (cls is _ORDER_ACK or cls is _ORDER_REJECT) and _reads_twinned and type(self.tracker) is _TRACKER:
             # PyStrategyCore.on_event of an ack or a reject: the clock, then the tracker's state only
             t = _i64(event.ts_local_ns, "ts_local_ns")
@@ -535,7 +537,7 @@ cdef class StrategyCoreBase:
                 self.c_now_ns = t
             self.decisions_changed = False
             _track_event(self.tracker, event, cls)
-            return []
+            return None
         return _reference_on_event(self, event)
 
     cdef object _on_bbo(self, object event, MarketFields m):
@@ -556,7 +558,7 @@ cdef class StrategyCoreBase:
         else:
             (<object>m)._on_bbo(event)
         if self.halted:
-            return []
+            return None
         bbo = m.bbo  # the event itself (_on_bbo sets it): never None here
         cdef int64_t now = self.c_now_ns
         # PyStrategyCore._decide: MarketEstimators.cached_snapshots (computed there only at the first read)
@@ -582,7 +584,7 @@ cdef class StrategyCoreBase:
                 else <double>self.c_params.decision_interval_s * _NS
             )
         ):
-            return []  # nothing the decision depends on changed
+            return None  # nothing the decision depends on changed
         result = self._c_decide_now(now, (bid, ask, q, version, halted), snaps)
         actions = self._c_reconcile(result)
         _track_actions(self.tracker, actions)
