@@ -24,6 +24,7 @@ cimport cython
 
 from apps.engine._pyfloat cimport pypow as _pypow
 from apps.engine._search cimport lower_bound, lower_bound_64_i64
+from apps.engine.market._book cimport StagedDiff, staged_diff
 from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_CheckExact
 from cpython.ref cimport PyObject
 from cpython.tuple cimport PyTuple_CheckExact, PyTuple_GET_SIZE
@@ -477,6 +478,41 @@ cdef inline bint _pair_of_floats(object level, double* px, double* sz) noexcept:
     return False
 
 
+cdef struct _SideScan:
+    # what one side of a diff leaves for the bookkeeping after it: its deepest tick (the lowest bid, the highest ask)
+    # and its best tick with a positive size (the highest bid, the lowest ask)
+    tick_t edge, top
+    bint has_edge, has_top
+
+
+cdef inline int _diff_level(LevelBook book, bint bid, double px, double sz, Py_ssize_t* hint, _SideScan* sc) except -1:
+    # one level of a diff: the book's level set (0 removes it), then the side's edge and top
+    cdef tick_t t = _tick_of(book, px)
+    if bid:
+        if sz > 0.0:
+            _side_put(&book._bids, t, sz, hint)
+        else:
+            _side_drop(&book._bids, t, hint)
+        if not sc.has_edge or t < sc.edge:
+            sc.edge = t
+            sc.has_edge = True
+        if sz > 0.0 and (not sc.has_top or t > sc.top):
+            sc.top = t
+            sc.has_top = True
+    else:
+        if sz > 0.0:
+            _side_put(&book._asks, -t, sz, hint)
+        else:
+            _side_drop(&book._asks, -t, hint)
+        if not sc.has_edge or t > sc.edge:
+            sc.edge = t
+            sc.has_edge = True
+        if sz > 0.0 and (not sc.has_top or t < sc.top):
+            sc.top = t
+            sc.has_top = True
+    return 0
+
+
 @cython.final
 cdef class LevelBook:
     """Displayed size per price tick, fed by snapshots, diffs and best bid/ask updates (the reference:
@@ -614,57 +650,51 @@ cdef class LevelBook:
         self._apply_diff(bids, asks)
 
     cdef int _apply_diff(self, object bids, object asks) except -1:
-        # apply_diff at C level (the paper venue calls it per depth update)
+        # apply_diff at C level (the paper venue calls it per depth update). The levels come from the diff's staging
+        # shared with the strategy's L2 book (staged_diff: every parsed diff's), else are read one by one as before.
+        cdef StagedDiff* st = staged_diff(bids, asks)
         cdef double px, sz
-        cdef tick_t t, edge = 0, top_bid = 0, top_ask = 0, b, a
-        cdef bint has_edge, has_top_bid = False, has_top_ask = False
-        cdef Py_ssize_t hint = 0
+        cdef tick_t b, a
+        cdef _SideScan sc
+        cdef Py_ssize_t hint = 0, i
         cdef object level
         # bids: the deepest tick the diff covered, and its best positive level (for the crossing rule below)
-        has_edge = False
-        for level in bids:
-            if not _pair_of_floats(level, &px, &sz):
-                px, sz = level
-            t = _tick_of(self, px)
-            if sz > 0.0:
-                _side_put(&self._bids, t, sz, &hint)
-            else:
-                _side_drop(&self._bids, t, &hint)
-            if not has_edge or t < edge:
-                edge = t
-                has_edge = True
-            if sz > 0.0 and (not has_top_bid or t > top_bid):
-                top_bid = t
-                has_top_bid = True
-        if self.has_depth and has_edge and (not self._floor_known or edge < self._floor):
-            self._floor = edge
+        sc.has_edge = False
+        sc.has_top = False
+        if st != NULL:
+            for i in range(st.nb):
+                _diff_level(self, True, st.lv[i].key, st.lv[i].size, &hint, &sc)
+        else:
+            for level in bids:
+                if not _pair_of_floats(level, &px, &sz):
+                    px, sz = level
+                _diff_level(self, True, px, sz, &hint, &sc)
+        if self.has_depth and sc.has_edge and (not self._floor_known or sc.edge < self._floor):
+            self._floor = sc.edge
             self._floor_known = True
-        has_edge = False
+        cdef bint has_top_bid = sc.has_top
+        cdef tick_t top_bid = sc.top
+        sc.has_edge = False
+        sc.has_top = False
         hint = self._asks.nb - 1  # asks come lowest first: the first is near the touch, in the last block
-        for level in asks:
-            if not _pair_of_floats(level, &px, &sz):
-                px, sz = level
-            t = _tick_of(self, px)
-            if sz > 0.0:
-                _side_put(&self._asks, -t, sz, &hint)
-            else:
-                _side_drop(&self._asks, -t, &hint)
-            if not has_edge or t > edge:
-                edge = t
-                has_edge = True
-            if sz > 0.0 and (not has_top_ask or t < top_ask):
-                top_ask = t
-                has_top_ask = True
-        if self.has_depth and has_edge and (not self._ceiling_known or edge > self._ceiling):
-            self._ceiling = edge
+        if st != NULL:
+            for i in range(st.nb, st.nb + st.na):
+                _diff_level(self, False, st.lv[i].key, st.lv[i].size, &hint, &sc)
+        else:
+            for level in asks:
+                if not _pair_of_floats(level, &px, &sz):
+                    px, sz = level
+                _diff_level(self, False, px, sz, &hint, &sc)
+        if self.has_depth and sc.has_edge and (not self._ceiling_known or sc.edge > self._ceiling):
+            self._ceiling = sc.edge
             self._ceiling_known = True
         # the diff is the newest word on the levels it sets: opposite levels it crosses are stale
         if _best_of(self, True, &b) and _best_of(self, False, &a) and b >= a:
             if has_top_bid:
                 while _best_of(self, False, &a) and a <= top_bid:
                     _side_pop_best(&self._asks)
-            if has_top_ask:
-                while _best_of(self, True, &b) and b >= top_ask:
+            if sc.has_top:
+                while _best_of(self, True, &b) and b >= sc.top:
                     _side_pop_best(&self._bids)
         return 0
 

@@ -291,6 +291,79 @@ cdef int _stage(tuple levels, Level* out, bint checked) except -1:
     return 0
 
 
+# --- a diff's levels staged once for both books ------------------------------------------------------------------
+# The paper venue's LevelBook and the strategy's OrderBook apply the same DepthUpdate one after the other; each read its
+# levels' tuples again (~50 instructions a level). staged_diff reads them once into C doubles and keeps them for the
+# very tuples it read: a second call with the same two tuple objects gets the same array back. That is safe only
+# because nothing in such a diff can change: the cache takes the two tuples only when both are exact tuples whose
+# levels are all exact 2-tuples of exact floats (immutable all the way down), and it holds references to them, so
+# their identities cannot be reused for other objects while it answers for them. Anything else (lists, other level
+# shapes, float subclasses) is not staged here: NULL, and each book takes its own path, with its own conversions and
+# errors, as before. A different event object carrying the same tuple objects carries the same levels, so it hits.
+
+cdef StagedDiff _staged
+cdef object _staged_bids = None  # the tuples _staged holds the levels of (None: it holds none)
+cdef object _staged_asks = None
+
+
+cdef inline bint _read_pairs(tuple levels, Level* out, bint* ok) noexcept:
+    # each level read in place into out (key = the price) and checked by the book's rule into ok; False (out half
+    # written) at the first level that is not an exact 2-tuple of exact floats
+    cdef Py_ssize_t i
+    cdef PyObject* level
+    cdef PyObject* p
+    cdef PyObject* q
+    cdef double px, sz
+    cdef bint good = ok[0]
+    for i in range(PyTuple_GET_SIZE(levels)):
+        level = PyTuple_GET_ITEM(levels, i)
+        if not (PyTuple_CheckExact(<object> level) and PyTuple_GET_SIZE(<object> level) == 2):
+            return False
+        p = PyTuple_GET_ITEM(<object> level, 0)
+        q = PyTuple_GET_ITEM(<object> level, 1)
+        if not (PyFloat_CheckExact(<object> p) and PyFloat_CheckExact(<object> q)):
+            return False
+        px = PyFloat_AS_DOUBLE(<object> p)
+        sz = PyFloat_AS_DOUBLE(<object> q)
+        good = good and px > 0.0 and px < _INF and sz >= 0.0 and sz < _INF  # _stage's check
+        out[i].key = px
+        out[i].size = sz
+    ok[0] = good
+    return True
+
+
+cdef StagedDiff* staged_diff(object bids, object asks) noexcept:
+    """``bids`` and ``asks`` (a diff's two sides) as C doubles, or NULL when they are not all exact floats in exact
+    tuples (the caller then reads them its own way). The same array for the same two tuple objects (see above); it
+    stays valid until the next call with other tuples, so a caller uses it before anything can stage another diff."""
+    global _staged_bids, _staged_asks
+    cdef Py_ssize_t nb, na
+    cdef Level* lv
+    cdef bint ok = True
+    if bids is _staged_bids and asks is _staged_asks and bids is not None:
+        return &_staged
+    if type(bids) is not tuple or type(asks) is not tuple:
+        return NULL
+    nb = PyTuple_GET_SIZE(bids)
+    na = PyTuple_GET_SIZE(asks)
+    _staged_bids = None  # the array is about to hold other levels
+    _staged_asks = None
+    if nb + na > _staged.cap or _staged.lv == NULL:
+        lv = <Level*> realloc(_staged.lv, (nb + na + 64) * sizeof(Level))
+        if lv == NULL:
+            return NULL
+        _staged.lv = lv
+        _staged.cap = nb + na + 64
+    if not (_read_pairs(bids, _staged.lv, &ok) and _read_pairs(asks, _staged.lv + nb, &ok)):
+        return NULL
+    _staged.nb = nb
+    _staged.na = na
+    _staged.ok = ok
+    _staged_bids = bids
+    _staged_asks = asks
+    return &_staged
+
+
 cdef inline Py_ssize_t _count(Py_ssize_t n, object limit) except -2:
     # The reference reads ``reversed(keys)[:limit]``: Python slice rules, negative limits included.
     if limit is None:
@@ -403,17 +476,26 @@ cdef class OrderBook:
         Same contract as the reference: levels in order, removing an absent level is a no-op, both sides are
         checked before either is touched.
         """
-        cdef tuple bids = _as_tuple(field(upd, _DEPTH, _D_BIDS, "bids"))
-        cdef tuple asks = _as_tuple(field(upd, _DEPTH, _D_ASKS, "asks"))
-        cdef Py_ssize_t nb = len(bids), i, hint = 0
-        cdef Level* lv = self._staged(bids, asks)
+        cdef object bids_in = field(upd, _DEPTH, _D_BIDS, "bids")
+        cdef object asks_in = field(upd, _DEPTH, _D_ASKS, "asks")
+        cdef StagedDiff* st = staged_diff(bids_in, asks_in)  # usually the venue's staging of this very diff
+        cdef tuple bids, asks
+        cdef Py_ssize_t nb, na, i, hint = 0
+        cdef Level* lv
+        if st != NULL and (st.ok or not self._checked):
+            lv, nb, na = st.lv, st.nb, st.na
+        else:  # any other shape, or a bad level: the book's own staging, with its conversions and its error
+            bids = _as_tuple(bids_in)
+            asks = _as_tuple(asks_in)
+            nb, na = len(bids), len(asks)
+            lv = self._staged(bids, asks)
         for i in range(nb):
             if lv[i].size > 0.0:
                 _put(&self._bid, lv[i].key, lv[i].size, &hint)
             else:
                 _drop(&self._bid, lv[i].key, &hint)
         hint = self._ask.nb - 1  # asks come lowest first: the first is near the touch, in the last block
-        for i in range(nb, nb + len(asks)):
+        for i in range(nb, nb + na):
             if lv[i].size > 0.0:
                 _put(&self._ask, -lv[i].key, lv[i].size, &hint)
             else:
