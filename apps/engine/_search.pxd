@@ -20,3 +20,30 @@ cdef inline Py_ssize_t lower_bound(const search_key* a, Py_ssize_t stride, Py_ss
         lo = lo + half if a[(lo + half) * stride] < x else lo
         n -= half
     return lo + (a[lo * stride] < x)
+
+
+cdef extern from *:
+    """
+    /* lower_bound inside a book's block of 64 levels (stride 2: a level is its key and one more 8-byte field), in six
+       unrolled halving steps whatever the block's count: each step a compare and a conditional move of the pointer.
+       The block's unused levels hold a key no x is above (the sentinel: +inf, or the largest tick), so the keys stay
+       ascending over all 64 places. Only for a block that holds a key >= x, which the block search gives (block b
+       is chosen because its last key is >= x): then the answer is below the count and these steps find it (for a NaN
+       x, as lower_bound: 0, since every compare is false). */
+    #define MM_LOWER_BOUND_64(T, NAME) \
+    static inline Py_ssize_t NAME(const T* a, T x) { \
+        const T* p = a; \
+        p = (p[62] < x) ? p + 64 : p; \
+        p = (p[30] < x) ? p + 32 : p; \
+        p = (p[14] < x) ? p + 16 : p; \
+        p = (p[6] < x) ? p + 8 : p; \
+        p = (p[2] < x) ? p + 4 : p; \
+        p = (p[0] < x) ? p + 2 : p; \
+        return (Py_ssize_t)((p - a) >> 1); \
+    }
+    MM_LOWER_BOUND_64(double, mm_lower_bound_64_f64)
+    MM_LOWER_BOUND_64(long long, mm_lower_bound_64_i64)
+    """
+    # first index i of the block's keys a[2i] that is >= x, for a block of 64 places with sentinels (above)
+    Py_ssize_t lower_bound_64_f64 "mm_lower_bound_64_f64" (const double* a, double x) noexcept nogil
+    Py_ssize_t lower_bound_64_i64 "mm_lower_bound_64_i64" (const long long* a, long long x) noexcept nogil

@@ -23,7 +23,8 @@ inline ``_pymin``/``_pymax`` below do exactly that, so ties and NaN choose the s
 cimport cython
 
 from apps.engine._pyfloat cimport pypow as _pypow
-from apps.engine._search cimport lower_bound
+from apps.engine._search cimport lower_bound, lower_bound_64_i64
+from apps.engine.market._book cimport StagedDiff, staged_diff
 from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_CheckExact
 from cpython.ref cimport PyObject
 from cpython.tuple cimport PyTuple_CheckExact, PyTuple_GET_SIZE
@@ -37,11 +38,33 @@ from apps.engine.market.events import Side
 cdef extern from "Python.h":
     PyObject* PyTuple_GET_ITEM(object t, Py_ssize_t i)  # borrowed, unchecked: the cpython.tuple one returns an object
 
+
+cdef extern from *:
+    """
+    /* rint(x) as an int64 for |x| < 9e18: on x86-64 one cvtsd2si, which rounds in the current rounding mode (MXCSR)
+       exactly as rint does (gcc's inline rint without SSE4.1 is a dozen instructions); elsewhere rint itself */
+    #if defined(__x86_64__) && defined(__SSE2__)
+    #include <emmintrin.h>
+    static inline long long mm_rint_i64(double x) { return _mm_cvtsd_si64(_mm_set_sd(x)); }
+    #else
+    #include <math.h>
+    static inline long long mm_rint_i64(double x) { return (long long)rint(x); }
+    #endif
+    """
+    tick_t _rint_tick "mm_rint_i64" (double x) noexcept nogil
+
+
+cdef extern from "<limits.h>":
+    tick_t LLONG_MAX
+
 cdef object _BUY = Side.BUY
 cdef object _SELL = Side.SELL
 
 if sizeof(TLevel) != 2 * sizeof(tick_t) or sizeof(double) != sizeof(tick_t):  # _in_block's stride of 2
     raise ImportError("apps.engine.execution._fillmodel: a TLevel is not a tick and a double, packed")
+if TBLOCK != 64:  # _in_full's six steps
+    raise ImportError("apps.engine.execution._fillmodel: a block is not 64 levels")
+cdef tick_t _NO_KEY = LLONG_MAX  # an unused level's key (_in_full): above every tick, |tick| < _TICK_LIMIT
 cdef double _TICK_LIMIT = 9.0e18  # |price / tick| beyond this has no int64 tick (the reference's ints are unbounded)
 
 cdef inline double _pymin(double a, double b) noexcept nogil:
@@ -197,13 +220,23 @@ cdef inline Py_ssize_t _tail_search(const TickSide* s, tick_t key) noexcept nogi
     return lower_bound(s.tails, 1, hi, key)
 
 
+cdef inline bint _block_is(const TickSide* s, tick_t key, Py_ssize_t b) noexcept nogil:
+    # Is block b the answer of _tail_search below nb: tails[b - 1] < key <= tails[b]?
+    return 0 <= b < s.nb and key <= s.tails[b] and (b == 0 or s.tails[b - 1] < key)
+
+
 cdef inline Py_ssize_t _find_block(const TickSide* s, tick_t key, Py_ssize_t* hint) noexcept nogil:
-    # _tail_search, trying the previous level's block first (a diff lists a side's levels in price order); the hint
-    # is checked in full (block b is the answer iff tails[b - 1] < key <= tails[b]), so a stale one costs a search
+    # _tail_search, trying the previous level's block first, then its two neighbours (a diff lists a side's levels in
+    # price order); a guess is checked in full (_block_is), so a wrong one costs a search, never a wrong block
     cdef Py_ssize_t b = hint[0]
-    if b < s.nb and key <= s.tails[b] and (b == 0 or s.tails[b - 1] < key):
+    if _block_is(s, key, b):
         return b
-    b = _tail_search(s, key)
+    if _block_is(s, key, b + 1):
+        b += 1
+    elif _block_is(s, key, b - 1):
+        b -= 1
+    else:
+        b = _tail_search(s, key)
     hint[0] = b
     return b
 
@@ -211,6 +244,13 @@ cdef inline Py_ssize_t _find_block(const TickSide* s, tick_t key, Py_ssize_t* hi
 cdef inline Py_ssize_t _in_block(const TBlock* blk, tick_t key) noexcept nogil:
     # first index in the block whose key is >= key
     return lower_bound(&blk.lv[0].key, 2, blk.n, key)
+
+
+cdef inline Py_ssize_t _in_full(const TBlock* blk, tick_t key) noexcept nogil:
+    # _in_block for the block _find_block chose (its last key is >= key): six unrolled steps over the whole block,
+    # whose unused levels hold the key _NO_KEY (kept so by every write: _new_block, the split in _side_put,
+    # _side_drop_at)
+    return lower_bound_64_i64(&blk.lv[0].key, key)
 
 
 cdef int _new_block(TickSide* s, Py_ssize_t b) except -1:
@@ -230,9 +270,12 @@ cdef int _new_block(TickSide* s, Py_ssize_t b) except -1:
         s.tails = tails
         s.cap = cap
     cdef TBlock* blk = <TBlock*> malloc(sizeof(TBlock))
+    cdef Py_ssize_t k
     if blk == NULL:
         raise MemoryError("LevelBook: cannot grow a book side")
     blk.n = 0
+    for k in range(TBLOCK):  # every unused level's key is _NO_KEY (_in_full)
+        blk.lv[k].key = _NO_KEY
     if b < s.nb:
         memmove(s.blocks + b + 1, s.blocks + b, (s.nb - b) * sizeof(TBlock*))
         memmove(s.tails + b + 1, s.tails + b, (s.nb - b) * sizeof(tick_t))
@@ -251,7 +294,7 @@ cdef void _clear_side(TickSide* s) noexcept nogil:
 
 cdef int _side_put(TickSide* s, tick_t key, double size, Py_ssize_t* hint) except -1:
     """Set the size at ``key``, inserting the level if it is absent."""
-    cdef Py_ssize_t b, i, half
+    cdef Py_ssize_t b, i, half, k
     cdef TBlock* blk
     cdef TBlock* upper
     if s.nb == 0:
@@ -270,7 +313,7 @@ cdef int _side_put(TickSide* s, tick_t key, double size, Py_ssize_t* hint) excep
         i = blk.n
     else:
         blk = s.blocks[b]
-        i = _in_block(blk, key)
+        i = _in_full(blk, key)
         if blk.lv[i].key == key:  # i < blk.n: tails[b] >= key
             blk.lv[i].size = size
             return 0
@@ -281,6 +324,8 @@ cdef int _side_put(TickSide* s, tick_t key, double size, Py_ssize_t* hint) excep
         memmove(upper.lv, blk.lv + half, (TBLOCK - half) * sizeof(TLevel))
         upper.n = TBLOCK - half
         blk.n = half
+        for k in range(half, TBLOCK):
+            blk.lv[k].key = _NO_KEY
         s.tails[b + 1] = upper.lv[upper.n - 1].key
         s.tails[b] = blk.lv[half - 1].key
         if i > half:
@@ -314,6 +359,7 @@ cdef void _side_drop_at(TickSide* s, Py_ssize_t b, Py_ssize_t i) noexcept nogil:
         memmove(blk.lv + i, blk.lv + i + 1, (blk.n - i) * sizeof(TLevel))
     else:
         s.tails[b] = blk.lv[blk.n - 1].key
+    blk.lv[blk.n].key = _NO_KEY  # the place it left is unused now
 
 
 cdef inline void _side_drop(TickSide* s, tick_t key, Py_ssize_t* hint) noexcept nogil:
@@ -321,7 +367,7 @@ cdef inline void _side_drop(TickSide* s, tick_t key, Py_ssize_t* hint) noexcept 
     cdef Py_ssize_t b = _find_block(s, key, hint), i
     if b == s.nb:
         return
-    i = _in_block(s.blocks[b], key)
+    i = _in_full(s.blocks[b], key)
     if s.blocks[b].lv[i].key == key:
         _side_drop_at(s, b, i)
 
@@ -413,7 +459,7 @@ cdef inline tick_t _tick_of(LevelBook book, double price) except? -1:
     # LevelBook._tick inline for a diff's levels: the method (and its errors) only for a price beyond the int64 ticks
     cdef double x = price / book.tick_size
     if fabs(x) < _TICK_LIMIT:
-        return <tick_t>rint(x)
+        return _rint_tick(x)
     return book._tick(price)
 
 
@@ -430,6 +476,41 @@ cdef inline bint _pair_of_floats(object level, double* px, double* sz) noexcept:
             sz[0] = PyFloat_AS_DOUBLE(<object> q)
             return True
     return False
+
+
+cdef struct _SideScan:
+    # what one side of a diff leaves for the bookkeeping after it: its deepest tick (the lowest bid, the highest ask)
+    # and its best tick with a positive size (the highest bid, the lowest ask)
+    tick_t edge, top
+    bint has_edge, has_top
+
+
+cdef inline int _diff_level(LevelBook book, bint bid, double px, double sz, Py_ssize_t* hint, _SideScan* sc) except -1:
+    # one level of a diff: the book's level set (0 removes it), then the side's edge and top
+    cdef tick_t t = _tick_of(book, px)
+    if bid:
+        if sz > 0.0:
+            _side_put(&book._bids, t, sz, hint)
+        else:
+            _side_drop(&book._bids, t, hint)
+        if not sc.has_edge or t < sc.edge:
+            sc.edge = t
+            sc.has_edge = True
+        if sz > 0.0 and (not sc.has_top or t > sc.top):
+            sc.top = t
+            sc.has_top = True
+    else:
+        if sz > 0.0:
+            _side_put(&book._asks, -t, sz, hint)
+        else:
+            _side_drop(&book._asks, -t, hint)
+        if not sc.has_edge or t > sc.edge:
+            sc.edge = t
+            sc.has_edge = True
+        if sz > 0.0 and (not sc.has_top or t < sc.top):
+            sc.top = t
+            sc.has_top = True
+    return 0
 
 
 @cython.final
@@ -495,7 +576,7 @@ cdef class LevelBook:
         if not (fabs(x) < _TICK_LIMIT):
             round(x)  # the reference's error for inf/NaN (OverflowError/ValueError)
             raise OverflowError(f"LevelBook: price {price!r} is beyond the int64 tick range")
-        return <tick_t>rint(x)  # round half to even, as Python's round() (default rounding mode)
+        return _rint_tick(x)  # rint: round half to even, as Python's round() (default rounding mode)
 
     def tick_of(self, double price) -> int:
         return self._tick(price)
@@ -569,57 +650,51 @@ cdef class LevelBook:
         self._apply_diff(bids, asks)
 
     cdef int _apply_diff(self, object bids, object asks) except -1:
-        # apply_diff at C level (the paper venue calls it per depth update)
+        # apply_diff at C level (the paper venue calls it per depth update). The levels come from the diff's staging
+        # shared with the strategy's L2 book (staged_diff: every parsed diff's), else are read one by one as before.
+        cdef StagedDiff* st = staged_diff(bids, asks)
         cdef double px, sz
-        cdef tick_t t, edge = 0, top_bid = 0, top_ask = 0, b, a
-        cdef bint has_edge, has_top_bid = False, has_top_ask = False
-        cdef Py_ssize_t hint = 0
+        cdef tick_t b, a
+        cdef _SideScan sc
+        cdef Py_ssize_t hint = 0, i
         cdef object level
         # bids: the deepest tick the diff covered, and its best positive level (for the crossing rule below)
-        has_edge = False
-        for level in bids:
-            if not _pair_of_floats(level, &px, &sz):
-                px, sz = level
-            t = _tick_of(self, px)
-            if sz > 0.0:
-                _side_put(&self._bids, t, sz, &hint)
-            else:
-                _side_drop(&self._bids, t, &hint)
-            if not has_edge or t < edge:
-                edge = t
-                has_edge = True
-            if sz > 0.0 and (not has_top_bid or t > top_bid):
-                top_bid = t
-                has_top_bid = True
-        if self.has_depth and has_edge and (not self._floor_known or edge < self._floor):
-            self._floor = edge
+        sc.has_edge = False
+        sc.has_top = False
+        if st != NULL:
+            for i in range(st.nb):
+                _diff_level(self, True, st.lv[i].key, st.lv[i].size, &hint, &sc)
+        else:
+            for level in bids:
+                if not _pair_of_floats(level, &px, &sz):
+                    px, sz = level
+                _diff_level(self, True, px, sz, &hint, &sc)
+        if self.has_depth and sc.has_edge and (not self._floor_known or sc.edge < self._floor):
+            self._floor = sc.edge
             self._floor_known = True
-        has_edge = False
-        hint = 0
-        for level in asks:
-            if not _pair_of_floats(level, &px, &sz):
-                px, sz = level
-            t = _tick_of(self, px)
-            if sz > 0.0:
-                _side_put(&self._asks, -t, sz, &hint)
-            else:
-                _side_drop(&self._asks, -t, &hint)
-            if not has_edge or t > edge:
-                edge = t
-                has_edge = True
-            if sz > 0.0 and (not has_top_ask or t < top_ask):
-                top_ask = t
-                has_top_ask = True
-        if self.has_depth and has_edge and (not self._ceiling_known or edge > self._ceiling):
-            self._ceiling = edge
+        cdef bint has_top_bid = sc.has_top
+        cdef tick_t top_bid = sc.top
+        sc.has_edge = False
+        sc.has_top = False
+        hint = self._asks.nb - 1  # asks come lowest first: the first is near the touch, in the last block
+        if st != NULL:
+            for i in range(st.nb, st.nb + st.na):
+                _diff_level(self, False, st.lv[i].key, st.lv[i].size, &hint, &sc)
+        else:
+            for level in asks:
+                if not _pair_of_floats(level, &px, &sz):
+                    px, sz = level
+                _diff_level(self, False, px, sz, &hint, &sc)
+        if self.has_depth and sc.has_edge and (not self._ceiling_known or sc.edge > self._ceiling):
+            self._ceiling = sc.edge
             self._ceiling_known = True
         # the diff is the newest word on the levels it sets: opposite levels it crosses are stale
         if _best_of(self, True, &b) and _best_of(self, False, &a) and b >= a:
             if has_top_bid:
                 while _best_of(self, False, &a) and a <= top_bid:
                     _side_pop_best(&self._asks)
-            if has_top_ask:
-                while _best_of(self, True, &b) and b >= top_ask:
+            if sc.has_top:
+                while _best_of(self, True, &b) and b >= sc.top:
                     _side_pop_best(&self._bids)
         return 0
 

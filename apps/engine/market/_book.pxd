@@ -28,6 +28,19 @@ cdef struct BookSide:
 cdef class QueueLevels  # declared below
 
 
+# One diff's levels as C doubles, staged once for both books that apply it (the paper venue's LevelBook first, then
+# the strategy's OrderBook, in the same driver step): see staged_diff in _book.pyx.
+cdef struct StagedDiff:
+    Level* lv  # the bids, then the asks, in the diff's order; key is the level's price here (not a side's key)
+    Py_ssize_t nb  # bid levels
+    Py_ssize_t na  # ask levels
+    bint ok  # every level passes the book's check (a positive finite price, a finite size >= 0)
+    Py_ssize_t cap  # room in lv
+
+
+cdef StagedDiff* staged_diff(object bids, object asks) noexcept
+
+
 cdef class OrderBook:
     cdef BookSide _bid
     cdef BookSide _ask

@@ -22,10 +22,10 @@ from libc.stdlib cimport free, malloc, realloc
 from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_CheckExact
 from cpython.ref cimport PyObject
 from cpython.tuple cimport PyTuple_CheckExact, PyTuple_GET_SIZE
-from libc.math cimport isfinite
+from libc.math cimport INFINITY, isfinite
 from libc.string cimport memmove
 
-from apps.engine._search cimport lower_bound
+from apps.engine._search cimport lower_bound, lower_bound_64_f64
 from apps.engine._slots cimport dict_presized, field, slot_offset
 
 
@@ -46,6 +46,8 @@ cdef double _INF = float("inf")
 
 if sizeof(Level) != 2 * sizeof(double):  # _bisect_block reads a block's keys as every other double
     raise ImportError("apps.engine.market._book: a Level is not two packed doubles")
+if BLOCK != 64:  # _in_block's six steps
+    raise ImportError("apps.engine.market._book: a block is not 64 levels")
 
 
 # Level, Block and BookSide, and OrderBook's fields, are declared in _book.pxd (for the core to cimport).
@@ -62,15 +64,30 @@ cdef inline Py_ssize_t _bisect_block(const Block* blk, double x) noexcept nogil:
     return lower_bound(&blk.lv[0].key, 2, blk.n, x)
 
 
+cdef inline Py_ssize_t _in_block(const Block* blk, double x) noexcept nogil:
+    # _bisect_block for the block _find_block chose (its last key is >= x): six unrolled steps over the whole block,
+    # whose unused levels hold the key +inf (kept so by every write: _insert_block, the split in _put, _drop)
+    return lower_bound_64_f64(&blk.lv[0].key, x)
+
+
+cdef inline bint _block_is(const BookSide* s, double key, Py_ssize_t b) noexcept nogil:
+    # Is block b the answer of _bisect_keys(s.tails, s.nb, key) below nb: tails[b - 1] < key <= tails[b]?
+    return 0 <= b < s.nb and key <= s.tails[b] and (b == 0 or s.tails[b - 1] < key)
+
+
 cdef inline Py_ssize_t _find_block(const BookSide* s, double key, Py_ssize_t* hint) noexcept nogil:
-    # _bisect_keys(s.tails, s.nb, key), trying the block of the previous level first: a diff lists each side's
-    # levels in price order, so consecutive levels often share a block. The hint is only a guess, checked here in
-    # full (block b is the answer iff tails[b - 1] < key <= tails[b]), so a stale one costs a search, never a
-    # wrong block.
+    # _bisect_keys(s.tails, s.nb, key), trying the block of the previous level first, then its two neighbours: a
+    # diff lists each side's levels in price order, so consecutive levels often share a block or sit in the next
+    # one. A guess is checked in full (_block_is), so a wrong one costs a search, never a wrong block.
     cdef Py_ssize_t b = hint[0]
-    if b < s.nb and key <= s.tails[b] and (b == 0 or s.tails[b - 1] < key):
+    if _block_is(s, key, b):
         return b
-    b = _bisect_keys(s.tails, s.nb, key)
+    if _block_is(s, key, b + 1):
+        b += 1
+    elif _block_is(s, key, b - 1):
+        b -= 1
+    else:
+        b = _bisect_keys(s.tails, s.nb, key)
     hint[0] = b
     return b
 
@@ -92,9 +109,12 @@ cdef int _insert_block(BookSide* s, Py_ssize_t b) except -1:
         s.tails = tails
         s.cap = cap
     cdef Block* blk = <Block*> malloc(sizeof(Block))
+    cdef Py_ssize_t k
     if blk == NULL:
         raise MemoryError("OrderBook: cannot grow a book side")
     blk.n = 0
+    for k in range(BLOCK):  # every unused level's key is +inf (_in_block)
+        blk.lv[k].key = INFINITY
     if b < s.nb:
         memmove(s.blocks + b + 1, s.blocks + b, (s.nb - b) * sizeof(Block*))
         memmove(s.tails + b + 1, s.tails + b, (s.nb - b) * sizeof(double))
@@ -113,7 +133,7 @@ cdef void _free_side(BookSide* s) noexcept nogil:
 
 cdef inline int _put(BookSide* s, double key, double size, Py_ssize_t* hint) except -1:
     """Set the size at ``key``, inserting the level if it is absent (``hint``: see :func:`_find_block`)."""
-    cdef Py_ssize_t b, i, half
+    cdef Py_ssize_t b, i, half, k
     cdef Block* blk
     cdef Block* upper
     if s.nb == 0:
@@ -132,7 +152,7 @@ cdef inline int _put(BookSide* s, double key, double size, Py_ssize_t* hint) exc
         i = blk.n
     else:
         blk = s.blocks[b]
-        i = _bisect_block(blk, key)
+        i = _in_block(blk, key)
         if blk.lv[i].key == key:  # i < blk.n: tails[b] >= key
             blk.lv[i].size = size
             return 0
@@ -143,6 +163,8 @@ cdef inline int _put(BookSide* s, double key, double size, Py_ssize_t* hint) exc
         memmove(upper.lv, blk.lv + half, (BLOCK - half) * sizeof(Level))
         upper.n = BLOCK - half
         blk.n = half
+        for k in range(half, BLOCK):
+            blk.lv[k].key = INFINITY
         s.tails[b + 1] = upper.lv[upper.n - 1].key
         s.tails[b] = blk.lv[half - 1].key
         if i > half:
@@ -167,7 +189,7 @@ cdef inline void _drop(BookSide* s, double key, Py_ssize_t* hint) noexcept nogil
     if b == s.nb:
         return
     blk = s.blocks[b]
-    i = _bisect_block(blk, key)
+    i = _in_block(blk, key)
     if blk.lv[i].key != key:
         return
     blk.n -= 1
@@ -183,6 +205,7 @@ cdef inline void _drop(BookSide* s, double key, Py_ssize_t* hint) noexcept nogil
         memmove(blk.lv + i, blk.lv + i + 1, (blk.n - i) * sizeof(Level))
     else:
         s.tails[b] = blk.lv[blk.n - 1].key
+    blk.lv[blk.n].key = INFINITY  # the place it left is unused now
 
 
 cdef inline double _size_of(const BookSide* s, double key) noexcept nogil:
@@ -266,6 +289,79 @@ cdef int _stage(tuple levels, Level* out, bint checked) except -1:
         out[i].key = px
         out[i].size = sz
     return 0
+
+
+# --- a diff's levels staged once for both books ------------------------------------------------------------------
+# The paper venue's LevelBook and the strategy's OrderBook apply the same DepthUpdate one after the other; each read its
+# levels' tuples again (~50 instructions a level). staged_diff reads them once into C doubles and keeps them for the
+# very tuples it read: a second call with the same two tuple objects gets the same array back. That is safe only
+# because nothing in such a diff can change: the cache takes the two tuples only when both are exact tuples whose
+# levels are all exact 2-tuples of exact floats (immutable all the way down), and it holds references to them, so
+# their identities cannot be reused for other objects while it answers for them. Anything else (lists, other level
+# shapes, float subclasses) is not staged here: NULL, and each book takes its own path, with its own conversions and
+# errors, as before. A different event object carrying the same tuple objects carries the same levels, so it hits.
+
+cdef StagedDiff _staged
+cdef object _staged_bids = None  # the tuples _staged holds the levels of (None: it holds none)
+cdef object _staged_asks = None
+
+
+cdef inline bint _read_pairs(tuple levels, Level* out, bint* ok) noexcept:
+    # each level read in place into out (key = the price) and checked by the book's rule into ok; False (out half
+    # written) at the first level that is not an exact 2-tuple of exact floats
+    cdef Py_ssize_t i
+    cdef PyObject* level
+    cdef PyObject* p
+    cdef PyObject* q
+    cdef double px, sz
+    cdef bint good = ok[0]
+    for i in range(PyTuple_GET_SIZE(levels)):
+        level = PyTuple_GET_ITEM(levels, i)
+        if not (PyTuple_CheckExact(<object> level) and PyTuple_GET_SIZE(<object> level) == 2):
+            return False
+        p = PyTuple_GET_ITEM(<object> level, 0)
+        q = PyTuple_GET_ITEM(<object> level, 1)
+        if not (PyFloat_CheckExact(<object> p) and PyFloat_CheckExact(<object> q)):
+            return False
+        px = PyFloat_AS_DOUBLE(<object> p)
+        sz = PyFloat_AS_DOUBLE(<object> q)
+        good = good and px > 0.0 and px < _INF and sz >= 0.0 and sz < _INF  # _stage's check
+        out[i].key = px
+        out[i].size = sz
+    ok[0] = good
+    return True
+
+
+cdef StagedDiff* staged_diff(object bids, object asks) noexcept:
+    """``bids`` and ``asks`` (a diff's two sides) as C doubles, or NULL when they are not all exact floats in exact
+    tuples (the caller then reads them its own way). The same array for the same two tuple objects (see above); it
+    stays valid until the next call with other tuples, so a caller uses it before anything can stage another diff."""
+    global _staged_bids, _staged_asks
+    cdef Py_ssize_t nb, na
+    cdef Level* lv
+    cdef bint ok = True
+    if bids is _staged_bids and asks is _staged_asks and bids is not None:
+        return &_staged
+    if type(bids) is not tuple or type(asks) is not tuple:
+        return NULL
+    nb = PyTuple_GET_SIZE(bids)
+    na = PyTuple_GET_SIZE(asks)
+    _staged_bids = None  # the array is about to hold other levels
+    _staged_asks = None
+    if nb + na > _staged.cap or _staged.lv == NULL:
+        lv = <Level*> realloc(_staged.lv, (nb + na + 64) * sizeof(Level))
+        if lv == NULL:
+            return NULL
+        _staged.lv = lv
+        _staged.cap = nb + na + 64
+    if not (_read_pairs(bids, _staged.lv, &ok) and _read_pairs(asks, _staged.lv + nb, &ok)):
+        return NULL
+    _staged.nb = nb
+    _staged.na = na
+    _staged.ok = ok
+    _staged_bids = bids
+    _staged_asks = asks
+    return &_staged
 
 
 cdef inline Py_ssize_t _count(Py_ssize_t n, object limit) except -2:
@@ -380,17 +476,26 @@ cdef class OrderBook:
         Same contract as the reference: levels in order, removing an absent level is a no-op, both sides are
         checked before either is touched.
         """
-        cdef tuple bids = _as_tuple(field(upd, _DEPTH, _D_BIDS, "bids"))
-        cdef tuple asks = _as_tuple(field(upd, _DEPTH, _D_ASKS, "asks"))
-        cdef Py_ssize_t nb = len(bids), i, hint = 0
-        cdef Level* lv = self._staged(bids, asks)
+        cdef object bids_in = field(upd, _DEPTH, _D_BIDS, "bids")
+        cdef object asks_in = field(upd, _DEPTH, _D_ASKS, "asks")
+        cdef StagedDiff* st = staged_diff(bids_in, asks_in)  # usually the venue's staging of this very diff
+        cdef tuple bids, asks
+        cdef Py_ssize_t nb, na, i, hint = 0
+        cdef Level* lv
+        if st != NULL and (st.ok or not self._checked):
+            lv, nb, na = st.lv, st.nb, st.na
+        else:  # any other shape, or a bad level: the book's own staging, with its conversions and its error
+            bids = _as_tuple(bids_in)
+            asks = _as_tuple(asks_in)
+            nb, na = len(bids), len(asks)
+            lv = self._staged(bids, asks)
         for i in range(nb):
             if lv[i].size > 0.0:
                 _put(&self._bid, lv[i].key, lv[i].size, &hint)
             else:
                 _drop(&self._bid, lv[i].key, &hint)
-        hint = 0
-        for i in range(nb, nb + len(asks)):
+        hint = self._ask.nb - 1  # asks come lowest first: the first is near the touch, in the last block
+        for i in range(nb, nb + na):
             if lv[i].size > 0.0:
                 _put(&self._ask, -lv[i].key, lv[i].size, &hint)
             else:
