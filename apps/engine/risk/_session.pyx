@@ -21,12 +21,14 @@ inputs of the types the session itself produces (floats, ints, ``None``), anythi
 """
 
 cimport cpython.array as carray
-from cpython.dict cimport PyDict_GetItem
+from cpython.dict cimport PyDict_GetItem, PyDict_Next
+from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
+from cpython.tuple cimport PyTuple_GET_ITEM
 from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_FromDouble
 from cpython.object cimport Py_SIZE, PyObject
 from libc.math cimport INFINITY, fabs, isfinite
 from cpython.long cimport PyLong_AsLongLongAndOverflow
-from libc.stdint cimport int64_t, uint64_t
+from libc.stdint cimport INT64_MIN, int64_t, uint64_t
 from libc.string cimport memcpy
 
 from apps.engine._slots cimport dict_presized, fast_i64, field, new_slotted, slot_get, slot_offset, slot_offsets, slot_set
@@ -36,7 +38,28 @@ cdef extern from "Python.h":
     # d.get(key) as the reference asks it: NULL when absent, an error raised (dict.get's) when hashing or comparing
     # fails; cheaper than PyDict_GetItem, which saves and restores the exception state around the lookup
     PyObject* _dict_get "PyDict_GetItemWithError" (dict d, object key) except? NULL
+    Py_ssize_t PyDict_GET_SIZE(object d)
+    # a method descriptor called with its object (deque.append(d, x)): no bound method, no name lookup
+    object PyObject_CallOneArg(object f, object arg)
+    object PyObject_Vectorcall(object f, PyObject** args, size_t nargsf, PyObject* kwnames)
 
+
+cdef extern from *:
+    """
+    /* A dict's version tag (PEP 509; CPython bumps it on every change of the dict): what the decision record's cached
+       positions are checked against. 3.11's layout only: elsewhere the positions are looked up every time. */
+    #if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
+    #define MM_DICT_VERSIONED 1
+    #define mm_dict_version(d) (((PyDictObject*)(d))->ma_version_tag)
+    #else
+    #define MM_DICT_VERSIONED 0
+    #define mm_dict_version(d) ((uint64_t)0)
+    #endif
+    """
+    bint MM_DICT_VERSIONED
+    uint64_t mm_dict_version(dict d)
+
+from collections import deque
 import math
 
 from apps.engine.market.inputs import DecisionInputs, InputLayout
@@ -78,6 +101,8 @@ from apps.engine.risk.rules import (
 )
 
 cdef object _nan = math.nan
+cdef str _KAPPA_NAME = "kappa", _SIGMA_NAME = "sigma"
+cdef int64_t _EXACT_INT = 1LL << 53  # ints up to this are exact in a double
 # a rule's own fields by slot offset: every rule class _quiet and the loud trips know is a slotted _Rule subclass
 # (rules.py), and those paths are taken only for those exact classes; by name when an offset is unknown
 cdef Py_ssize_t _R_PARAMS = slot_offset(_Rule, "params"), _R_NAME = slot_offset(_Rule, "name")
@@ -190,15 +215,71 @@ cdef inline bint _finite_float(object v):
     return type(v) is float and isfinite(PyFloat_AS_DOUBLE(v))
 
 
-cdef bint _quiet(object rule, object now, double q, double mid, object best_bid, object best_ask,
-                 object equity, object peak, dict window_losses, object feed_last, object skew_ns,
-                 object kappa, object sigma, dict order_flow, object margin, double max_inventory,
-                 double skew_frac) except -1:
+ctypedef struct _In:
+    # what one evaluation's rules read (the reference's RiskState, unbuilt): borrowed from evaluate's own references
+    PyObject* now  # the session clock, an int (ns)
+    int64_t now_i64
+    bint now_c  # now is exactly an int, 0 <= now < 2**63, in now_i64
+    double q, mid, max_inventory, skew_frac
+    PyObject* best_bid
+    PyObject* best_ask
+    PyObject* equity
+    PyObject* peak
+    PyObject* feed_last  # the session's dict
+    PyObject* skew_ns
+    PyObject* kappa
+    PyObject* sigma
+    PyObject* margin
+    # the window losses and the order-flow counts: keys (the session's dicts' own, exact floats or ints) and values
+    # as two lists each, or (NULL lists) the dicts the reference builds
+    PyObject* loss_keys
+    PyObject* loss_values
+    PyObject* window_losses
+    PyObject* flow_keys
+    PyObject* flow_values
+    PyObject* order_flow
+
+
+cdef inline object _window(PyObject* keys, PyObject* values, PyObject* built, object key):
+    """The reference state's ``window_losses.get(key)`` (or ``order_flow``'s) when certain, else None (not quiet: the
+    reference then decides). With the keys listed: the value whose key is ``key`` itself, which is the one the dict's
+    lookup finds (it tries identity first, and an exact float's or int's hash does not change); None when no key is
+    ``key`` itself (an equal one may be). With the dict built: its own lookup."""
+    cdef Py_ssize_t i
+    cdef PyObject* found
+    if keys != NULL:
+        for i in range(PyList_GET_SIZE(<list>keys)):
+            if PyList_GET_ITEM(<list>keys, i) == <PyObject*>key:
+                return <object>PyList_GET_ITEM(<list>values, i)
+        return None
+    found = _dict_get(<dict>built, key)
+    return None if found is NULL else <object>found
+
+
+cdef inline bint _count_ge(object count, object bound) except -1:
+    """``count >= bound``: in C for two exact ints within int64 (an exact comparison, as Python's)."""
+    cdef int64_t a, b
+    if _i64(count, &a) and _i64(bound, &b):
+        return a >= b
+    return count >= bound
+
+
+cdef inline bint _count_lt(object count, object bound) except -1:
+    """``count < bound``: in C for two exact ints within int64."""
+    cdef int64_t a, b
+    if _i64(count, &a) and _i64(bound, &b):
+        return a < b
+    return count < bound
+
+
+cdef bint _quiet(object rule, _In* s) except -1:
     """True only when the reference ``rule.evaluate(state)`` returns None for this state."""
     cdef object t = type(rule)
     cdef object p
     cdef double e, pk, dd, frac, bid, ask, loss
+    cdef int64_t x, y, ts
     cdef PyObject* found
+    cdef double q = s.q
     if t is _POSITION:  # q is a float (float() of the core's value)
         p = _rf(rule, _R_PARAMS, "params")
         return isfinite(q) and not _ge(fabs(q), field(p, _POSITION_P, _P_MAX_POSITION, "max_position"))
@@ -207,15 +288,15 @@ cdef bint _quiet(object rule, object now, double q, double mid, object best_bid,
             return False
         if q == 0:
             return True
-        if not (isfinite(mid) and mid > 0):
+        if not (isfinite(s.mid) and s.mid > 0):
             return False
         p = _rf(rule, _R_PARAMS, "params")
-        return not _ge(fabs(q) * mid, field(p, _NOTIONAL_P, _P_MAX_NOTIONAL, "max_notional_quote"))
+        return not _ge(fabs(q) * s.mid, field(p, _NOTIONAL_P, _P_MAX_NOTIONAL, "max_notional_quote"))
     if t is _DRAWDOWN:
-        if not (_finite_float(equity) and _finite_float(peak)):
+        if not (_finite_float(<object>s.equity) and _finite_float(<object>s.peak)):
             return False
-        e = PyFloat_AS_DOUBLE(equity)
-        pk = PyFloat_AS_DOUBLE(peak)
+        e = PyFloat_AS_DOUBLE(<object>s.equity)
+        pk = PyFloat_AS_DOUBLE(<object>s.peak)
         if e > pk:  # max(peak, equity)
             pk = e
         dd = pk - e
@@ -227,76 +308,90 @@ cdef bint _quiet(object rule, object now, double q, double mid, object best_bid,
         return not (bound != _inf and _ge(frac, bound))  # hit_frac
     if t is _WINDOW_LOSS:
         p = _rf(rule, _R_PARAMS, "params")
-        found = _dict_get(window_losses, field(p, _WINDOW_LOSS_P, _P_WL_WINDOW, "window_s"))
-        if found is NULL or not _finite_float(<object>found):
+        v = _window(s.loss_keys, s.loss_values, s.window_losses, field(p, _WINDOW_LOSS_P, _P_WL_WINDOW, "window_s"))
+        if not _finite_float(v):  # None: absent (or not certain)
             return False
-        loss = PyFloat_AS_DOUBLE(<object>found)
+        loss = PyFloat_AS_DOUBLE(v)
         return not _ge(loss, field(p, _WINDOW_LOSS_P, _P_WL_MAX, "max_loss_quote"))
     if t is _STALE:
+        feed_last = <object>s.feed_last
         feeds = field(_rf(rule, _R_PARAMS, "params"), _STALE_P, _P_FEEDS, "feeds")
         if not feeds:
             if not feed_last:
                 return False
             feeds = feed_last  # its keys
         max_age_ns = _rf(rule, _R_MAX_AGE, "max_age_ns")
+        by_c = s.now_c and _i64(max_age_ns, &y)
         for feed in feeds:
             found = PyDict_GetItem(feed_last, feed)
             if found is NULL or (<object>found) is None:
                 return False
-            if type(<object>found) is not int or now - <object>found >= max_age_ns:
+            if type(<object>found) is not int:
+                return False
+            if by_c and _i64(<object>found, &ts) and ts >= 0:  # both times >= 0: the difference fits
+                if s.now_i64 - ts >= y:
+                    return False
+            elif <object>s.now - <object>found >= max_age_ns:
                 return False
         return True
     if t is _CROSSED:
-        if not (_finite_float(best_bid) and _finite_float(best_ask)):
+        if not (_finite_float(<object>s.best_bid) and _finite_float(<object>s.best_ask)):
             return False
-        bid = PyFloat_AS_DOUBLE(best_bid)
-        ask = PyFloat_AS_DOUBLE(best_ask)
+        bid = PyFloat_AS_DOUBLE(<object>s.best_bid)
+        ask = PyFloat_AS_DOUBLE(<object>s.best_ask)
         return bid > 0 and ask > 0 and not (bid >= ask)
     if t is _SKEW:
+        skew_ns = <object>s.skew_ns
         if type(skew_ns) is not int:  # None (unknown) trips; a float or a bool takes the reference path
             return False
-        return not (abs(skew_ns) >= _rf(rule, _R_MAX_SKEW, "max_abs_skew_ns"))
+        bound = _rf(rule, _R_MAX_SKEW, "max_abs_skew_ns")
+        if _i64(skew_ns, &x) and x != INT64_MIN and _i64(bound, &y):
+            return not ((x if x >= 0 else -x) >= y)
+        return not (abs(skew_ns) >= bound)
     if t is _ESTIMATOR:
         bad = _rf(rule, _R_BAD, "_bad")
         for name in field(_rf(rule, _R_PARAMS, "params"), _ESTIMATOR_P, _P_ESTIMATORS, "estimators"):
-            if name == "kappa":
-                s = kappa
-            elif name == "sigma":
-                s = sigma
+            if name is _KAPPA_NAME or name == _KAPPA_NAME:
+                st = <object>s.kappa
+            elif name is _SIGMA_NAME or name == _SIGMA_NAME:
+                st = <object>s.sigma
             else:  # not reported by the session: "missing"
                 return False
-            if s in bad:
+            if st in bad:
                 return False
         return True
     if t is _REJECT:
         p = _rf(rule, _R_PARAMS, "params")
-        found = _dict_get(order_flow, field(p, _REJECT_P, _P_REJ_WINDOW, "window_s"))
-        if found is NULL:
+        c = _window(s.flow_keys, s.flow_values, s.order_flow, field(p, _REJECT_P, _P_REJ_WINDOW, "window_s"))
+        if c is None:
             return False
-        c = <object>found
         sent = field(c, _COUNTS, _FC_SENT, "sent")
-        if sent < field(p, _REJECT_P, _P_REJ_MIN, "min_orders"):
+        if _count_lt(sent, field(p, _REJECT_P, _P_REJ_MIN, "min_orders")):
             return True
-        ratio = field(c, _COUNTS, _FC_REJ, "rejected") / sent
-        return not (ratio >= field(p, _REJECT_P, _P_REJ_MAX, "max_reject_ratio"))
+        rejected = field(c, _COUNTS, _FC_REJ, "rejected")
+        bound = field(p, _REJECT_P, _P_REJ_MAX, "max_reject_ratio")
+        # int / int as Python divides them: both exact in a double, the quotient correctly rounded either way
+        if (_i64(sent, &x) and 0 < x <= _EXACT_INT and _i64(rejected, &y) and -_EXACT_INT <= y <= _EXACT_INT
+                and type(bound) is float):
+            return not (<double>y / <double>x >= PyFloat_AS_DOUBLE(bound))
+        ratio = rejected / sent
+        return not (ratio >= bound)
     if t is _CANCEL:
         p = _rf(rule, _R_PARAMS, "params")
-        found = _dict_get(order_flow, field(p, _CANCEL_P, _P_CAN_WINDOW, "window_s"))
-        if found is NULL:
+        c = _window(s.flow_keys, s.flow_values, s.order_flow, field(p, _CANCEL_P, _P_CAN_WINDOW, "window_s"))
+        if c is None:
             return False
-        c = <object>found
-        return not (field(c, _COUNTS, _FC_CAN, "cancelled") >= field(p, _CANCEL_P, _P_CAN_MAX, "max_cancels"))
+        return not _count_ge(field(c, _COUNTS, _FC_CAN, "cancelled"), field(p, _CANCEL_P, _P_CAN_MAX, "max_cancels"))
     if t is _MESSAGE:
         p = _rf(rule, _R_PARAMS, "params")
-        found = _dict_get(order_flow, field(p, _MESSAGE_P, _P_MSG_WINDOW, "window_s"))
-        if found is NULL:
+        c = _window(s.flow_keys, s.flow_values, s.order_flow, field(p, _MESSAGE_P, _P_MSG_WINDOW, "window_s"))
+        if c is None:
             return False
-        c = <object>found
-        return not (field(c, _COUNTS, _FC_MSG, "messages") >= field(p, _MESSAGE_P, _P_MSG_MAX, "max_messages"))
+        return not _count_ge(field(c, _COUNTS, _FC_MSG, "messages"), field(p, _MESSAGE_P, _P_MSG_MAX, "max_messages"))
     if t is _MARGIN:
-        return margin is None  # no margin report: leverage is None, not applicable
+        return <object>s.margin is None  # no margin report: leverage is None, not applicable
     if t is _SKEW_ALARM:
-        return not _skew_on(_rf(rule, _R_PARAMS, "params"), q, max_inventory, skew_frac)
+        return not _skew_on(_rf(rule, _R_PARAMS, "params"), q, s.max_inventory, s.skew_frac)
     return False  # a rule of a type not known here: the reference decides
 
 
@@ -306,20 +401,84 @@ cdef object _get(object m, str key, object default):
     if type(m) is dict:
         found = _dict_get(<dict>m, key)
         return default if found is NULL else <object>found
-    cdef int64_t i
     if type(m) is _RECORD:  # DecisionInputs.get: vector[layout.index[key]], the array's double as a new float
         index = field(field(m, _RECORD, _DI_LAYOUT, "layout"), _LAYOUT, _IL_INDEX, "index")
         if type(index) is not dict:
             return m.get(key, default)
         found = _dict_get(<dict>index, key)
-        if found is NULL or <object>found is None:  # index.get(key) is None
-            return default
-        vector = field(m, _RECORD, _DI_VECTOR, "vector")
-        if (type(vector) is _ARRAY and (<carray.array>vector).ob_descr.typecode == c'd'
-                and _i64(<object>found, &i) and 0 <= i < Py_SIZE(vector)):
-            return PyFloat_FromDouble((<carray.array>vector).data.as_doubles[i])
-        return vector[<object>found]
+        return _record_item(m, None if found is NULL else <object>found, default)
     return m.get(key, default)
+
+
+cdef inline object _record_item(object m, object i, object default):
+    """A decision record's ``vector[i]`` for ``i = layout.index.get(key)``: ``default`` when ``i`` is None."""
+    cdef int64_t k
+    if i is None:
+        return default
+    vector = field(m, _RECORD, _DI_VECTOR, "vector")
+    if (type(vector) is _ARRAY and (<carray.array>vector).ob_descr.typecode == c'd'
+            and _i64(i, &k) and 0 <= k < Py_SIZE(vector)):
+        return PyFloat_FromDouble((<carray.array>vector).data.as_doubles[k])
+    return vector[i]
+
+
+# The decision record's four reads (_INPUT_KEYS), positions looked up once per layout index: ``index.get(key)`` for
+# each, kept with the index dict they came from and its version tag, which any change of that dict moves (a record of
+# another layout, or a changed index, looks them up again)
+cdef tuple _INPUT_KEYS = ("skew_model_frac", "skew_frac", "best_bid", "best_ask")
+cdef enum:
+    IN_SKEW_MODEL, IN_SKEW, IN_BID, IN_ASK
+cdef object _pos_index = None
+cdef uint64_t _pos_version = 0
+cdef tuple _pos_found = None
+
+
+cdef object _input(object m, int k, object default):
+    """``m.get(_INPUT_KEYS[k], default)`` for the session's decision inputs (``_get``, positions cached for a record)."""
+    global _pos_index, _pos_version, _pos_found
+    if type(m) is not _RECORD or not MM_DICT_VERSIONED:
+        return _get(m, <str>_INPUT_KEYS[k], default)
+    index = field(field(m, _RECORD, _DI_LAYOUT, "layout"), _LAYOUT, _IL_INDEX, "index")
+    if type(index) is not dict:
+        return m.get(<str>_INPUT_KEYS[k], default)
+    if index is not _pos_index or mm_dict_version(<dict>index) != _pos_version:
+        _pos_found = tuple([(<dict>index).get(key) for key in _INPUT_KEYS])
+        _pos_index = index
+        _pos_version = mm_dict_version(<dict>index)
+    return _record_item(m, <object>PyTuple_GET_ITEM(_pos_found, k), default)
+
+
+# the core state's five reads (the strategy core's risk_state builds the dict with these very strings as keys)
+cdef tuple _CORE_KEYS = ("pnl", "inventory", "mid", "kappa_state", "sigma_state")
+cdef enum:
+    CORE_PNL, CORE_INVENTORY, CORE_MID, CORE_KAPPA, CORE_SIGMA, N_CORE
+
+
+cdef int _core_reads(dict d, PyObject** out) except -1:
+    """``d.get(key)`` for each of ``_CORE_KEYS`` into ``out`` (borrowed; NULL: absent): one pass over ``d`` matching
+    keys by identity (what the dict's own lookup would find first), a lookup for any key not matched so."""
+    cdef Py_ssize_t pos = 0, j
+    cdef PyObject* k
+    cdef PyObject* v
+    cdef int matched = 0
+    for j in range(N_CORE):
+        out[j] = NULL
+    while matched < N_CORE and PyDict_Next(d, &pos, &k, &v):
+        for j in range(N_CORE):
+            if k == PyTuple_GET_ITEM(_CORE_KEYS, j):
+                if out[j] == NULL:
+                    out[j] = v
+                    matched += 1
+                break
+    if matched < N_CORE:
+        for j in range(N_CORE):
+            if out[j] == NULL:
+                out[j] = _dict_get(d, <object>PyTuple_GET_ITEM(_CORE_KEYS, j))
+    return 0
+
+
+cdef inline object _or(PyObject* found, object default):
+    return default if found == NULL else <object>found
 
 
 cdef inline bint _i64(object v, int64_t* out) noexcept:
@@ -343,6 +502,37 @@ cdef inline bint _at_or_before(object ts, bint by_c, int64_t cutoff, object now_
     return ts <= now_ns - window
 
 
+cdef object _DEQUE = deque
+cdef object _DQ_APPEND = deque.append, _DQ_POP = deque.pop, _DQ_POPLEFT = deque.popleft
+
+
+cdef inline bint _nonempty(object d) except -1:
+    """``bool(d)``: an exact deque's length read in place."""
+    return Py_SIZE(d) != 0 if type(d) is _DEQUE else bool(d)
+
+
+cdef inline int _append(object d, object x) except -1:
+    """``d.append(x)``: deque.append called directly for an exact deque."""
+    cdef PyObject* args[2]
+    if type(d) is _DEQUE:
+        args[0] = <PyObject*>d
+        args[1] = <PyObject*>x
+        PyObject_Vectorcall(_DQ_APPEND, args, 2, NULL)
+    else:
+        d.append(x)
+    return 0
+
+
+cdef inline object _pop(object d):
+    """``d.pop()``."""
+    return PyObject_CallOneArg(_DQ_POP, d) if type(d) is _DEQUE else d.pop()
+
+
+cdef inline object _popleft(object d):
+    """``d.popleft()``."""
+    return PyObject_CallOneArg(_DQ_POPLEFT, d) if type(d) is _DEQUE else d.popleft()
+
+
 cdef object _window_loss(object loss, object now_ns, object pnl, int64_t now, bint now_c):
     """``loss.update(now_ns, pnl)`` then ``loss.loss(now_ns)`` (RollingLoss, its slots by offset; pnl a finite float,
     time not going backwards: else the reference methods run and raise as they do). ``now_c``: as for _count."""
@@ -351,25 +541,25 @@ cdef object _window_loss(object loss, object now_ns, object pnl, int64_t now, bi
         loss.update(now_ns, pnl)
         return loss.loss(now_ns)
     samples = slot_get(loss, _RL_SAMPLES)
-    if samples and now_ns < (<tuple>samples[-1])[1]:
+    if _nonempty(samples) and now_ns < (<tuple>samples[-1])[1]:
         loss.update(now_ns, pnl)
         return loss.loss(now_ns)
     cdef double v = PyFloat_AS_DOUBLE(pnl)
     seq = slot_get(loss, _RL_SEQ) + 1
     slot_set(loss, _RL_SEQ, seq)
-    samples.append((seq, now_ns, pnl))
+    _append(samples, (seq, now_ns, pnl))
     mx = slot_get(loss, _RL_MAX)
-    while mx and PyFloat_AS_DOUBLE((<tuple>mx[-1])[1]) <= v:
-        mx.pop()
-    mx.append((seq, pnl))
+    while _nonempty(mx) and PyFloat_AS_DOUBLE((<tuple>mx[-1])[1]) <= v:
+        _pop(mx)
+    _append(mx, (seq, pnl))
     # _expire(now_ns); loss() expires again at the same time, which removes nothing more
     window_obj = slot_get(loss, _RL_WINDOW)
     cdef bint by_c = now_c and _i64(window_obj, &window) and window >= 0  # then now - window cannot overflow
     while len(samples) >= 2 and _at_or_before((<tuple>samples[1])[1], by_c, now - window, now_ns, window_obj):
-        samples.popleft()
+        _popleft(samples)
     first_seq = (<tuple>samples[0])[0]
-    while mx and (<tuple>mx[0])[0] < first_seq:
-        mx.popleft()
+    while _nonempty(mx) and (<tuple>mx[0])[0] < first_seq:
+        _popleft(mx)
     return PyFloat_FromDouble(PyFloat_AS_DOUBLE((<tuple>mx[0])[1]) - v)
 
 
@@ -389,13 +579,13 @@ cdef object _count(object c, object now_ns, int64_t now, bint now_c):
             return c.count(now_ns)
     slot_set(c, _RC_LAST, now_ns)
     events = slot_get(c, _RC_EVENTS)
-    if events:
+    if _nonempty(events):
         window_obj = slot_get(c, _RC_WINDOW)
         by_c = now_c and _i64(window_obj, &window) and window >= 0  # then now - window cannot overflow
         total = slot_get(c, _RC_TOTAL)
         popped = False
-        while events and _at_or_before((<list>events[0])[0], by_c, now - window, now_ns, window_obj):
-            total -= (<list>events.popleft())[1]
+        while _nonempty(events) and _at_or_before((<list>events[0])[0], by_c, now - window, now_ns, window_obj):
+            total -= (<list>_popleft(events))[1]
             popped = True
         if popped:
             slot_set(c, _RC_TOTAL, total)
@@ -572,67 +762,155 @@ cdef inline int _risk_set(object risk, bint by_slot, int i, object value) except
     return 0
 
 
+cdef bint _exact_keys(dict d) except -1:
+    """Every key of ``d`` is an exact float or int (a window in seconds): keys whose hash never changes."""
+    cdef Py_ssize_t pos = 0
+    cdef PyObject* k
+    cdef PyObject* v
+    while PyDict_Next(d, &pos, &k, &v):
+        if type(<object>k) is not float and type(<object>k) is not int:
+            return False
+    return True
+
+
+cdef bint _all_of(dict d, object cls) except -1:
+    """Every value of ``d`` is exactly a ``cls``."""
+    cdef Py_ssize_t pos = 0
+    cdef PyObject* k
+    cdef PyObject* v
+    while PyDict_Next(d, &pos, &k, &v):
+        if type(<object>v) is not cls:
+            return False
+    return True
+
+
+cdef dict _as_dict(list keys, list values):
+    """``dict(zip(keys, values))``: the reference's window dict, in the session's order."""
+    cdef dict d = {}
+    cdef Py_ssize_t i
+    for i in range(PyList_GET_SIZE(keys)):
+        d[<object>PyList_GET_ITEM(keys, i)] = <object>PyList_GET_ITEM(values, i)
+    return d
+
+
 def evaluate(risk, now_ns, core_state, decision_inputs):
     """``PySessionRisk.evaluate(risk, now_ns, core_state, decision_inputs)``, the same result and the same updates:
     (started trips, cleared rule names, all current trips)."""
+    return c_evaluate(risk, now_ns, core_state, decision_inputs)
+
+
+cdef tuple c_evaluate(object risk, object now_ns, object core_state, object decision_inputs):
+    """:func:`evaluate`, called at C level by the backtest driver."""
     if not _SR_BOUND:
         _bind_session()
     # a PySessionRisk or SessionRisk (exactly) by slot offset; any other session by name
     cdef bint by_slot = _SR_SLOTS and (type(risk) is _SESSION or type(risk) is _PY_SESSION)
+    cdef _In s
+    cdef PyObject* core[N_CORE]
     # the session clock (_now): max(self._t, now_ns)
     t = _risk_get(risk, by_slot, SR_T)
     if now_ns > t:
         t = now_ns
     _risk_set(risk, by_slot, SR_T, t)
     now_ns = t
-    cdef int64_t now_i64 = 0
-    cdef bint now_c = _i64(now_ns, &now_i64) and now_i64 >= 0  # the rolling windows compare times in C then
-    pnl = _get(core_state, "pnl", None)
+    s.now_c = _i64(now_ns, &s.now_i64) and s.now_i64 >= 0  # the rolling windows compare times in C then
+    # the core state's reads (a plain dict has none of a mapping's side effects: read in one pass)
+    cdef bint plain = type(core_state) is dict
+    if plain:
+        _core_reads(<dict>core_state, core)
+        pnl = _or(core[CORE_PNL], None)
+        inventory = _or(core[CORE_INVENTORY], None)
+        mid_v = _or(core[CORE_MID], None)
+        kappa = _or(core[CORE_KAPPA], None)
+        sigma = _or(core[CORE_SIGMA], None)
+    else:
+        pnl = _get(core_state, "pnl", None)
     pnl = 0.0 if pnl is None else float(pnl)
     equity = _risk_get(risk, by_slot, SR_CAPITAL) + pnl
     peak = _risk_get(risk, by_slot, SR_PEAK)
     if equity > peak:  # max(peak_equity, equity)
         peak = equity
     _risk_set(risk, by_slot, SR_PEAK, peak)
+    # every window's update, then its loss (each window's loss(now) right after its own update is the same): listed
+    # with their keys when the windows are exactly RollingLoss under float or int keys, else the reference's dict
     losses = _risk_get(risk, by_slot, SR_LOSSES)
-    cdef dict window_losses
-    if type(losses) is dict and all(type(x) is _ROLLING_LOSS for x in losses.values()):
-        # every update, then every loss: each window's loss(now) right after its own update is the same
-        window_losses = {w: _window_loss(loss, now_ns, pnl, now_i64, now_c) for w, loss in losses.items()}
+    cdef list loss_keys = None, loss_values = None
+    cdef dict window_losses = None
+    if type(losses) is dict and _all_of(<dict>losses, _ROLLING_LOSS) and _exact_keys(<dict>losses):
+        loss_keys = []
+        loss_values = []
+        for w, loss in (<dict>losses).items():
+            loss_keys.append(w)
+            loss_values.append(_window_loss(loss, now_ns, pnl, s.now_i64, s.now_c))
     else:
         for loss in losses.values():
             loss.update(now_ns, pnl)
         window_losses = {w: loss.loss(now_ns) for w, loss in losses.items()}
-    q_obj = float(_get(core_state, "inventory", None) or 0.0)
-    skew = _get(decision_inputs, "skew_model_frac", _get(decision_inputs, "skew_frac", 0.0))
-    mid_obj = float(_get(core_state, "mid", None) or _nan)
-    best_bid = _get(decision_inputs, "best_bid", _nan)
-    best_ask = _get(decision_inputs, "best_ask", _nan)
+    if not plain:
+        inventory = _get(core_state, "inventory", None)
+    q_obj = float(inventory or 0.0)
+    skew = _input(decision_inputs, IN_SKEW_MODEL, _input(decision_inputs, IN_SKEW, 0.0))
+    if not plain:
+        mid_v = _get(core_state, "mid", None)
+    mid_obj = float(mid_v or _nan)
+    best_bid = _input(decision_inputs, IN_BID, _nan)
+    best_ask = _input(decision_inputs, IN_ASK, _nan)
     clock_skew_ns = _risk_get(risk, by_slot, SR_CLOCK_SKEW)
-    kappa = _get(core_state, "kappa_state", None) or "warming"
-    sigma = _get(core_state, "sigma_state", None) or "warming"
+    if not plain:
+        kappa = _get(core_state, "kappa_state", None)
+    kappa = kappa or "warming"
+    if not plain:
+        sigma = _get(core_state, "sigma_state", None)
+    sigma = sigma or "warming"
     flows = _risk_get(risk, by_slot, SR_FLOWS)
-    cdef dict order_flow = {w: _snapshot(f, now_ns, now_i64, now_c) for w, f in flows.items()}
+    cdef list flow_keys = None, flow_values = None
+    cdef dict order_flow = None
+    if type(flows) is dict and _exact_keys(<dict>flows):
+        flow_keys = []
+        flow_values = []
+        for w, f in (<dict>flows).items():
+            flow_keys.append(w)
+            flow_values.append(_snapshot(f, now_ns, s.now_i64, s.now_c))
+    else:
+        order_flow = {w: _snapshot(f, now_ns, s.now_i64, s.now_c) for w, f in flows.items()}
     max_inventory = float(_risk_get(risk, by_slot, SR_MAX_INV))
     skew_frac = float(skew)
     margin = _risk_get(risk, by_slot, SR_MARGIN)
-    cdef double q = q_obj
-    cdef double mid = mid_obj
     feed_last = _risk_get(risk, by_slot, SR_FEED_LAST)
     engine = _risk_get(risk, by_slot, SR_ENGINE)
     rules = field(engine, _RISK_ENGINE, _RE_RULES, "rules")
+    s.now = <PyObject*>now_ns
+    s.q = q_obj
+    s.mid = mid_obj
+    s.max_inventory = max_inventory
+    s.skew_frac = skew_frac
+    s.best_bid = <PyObject*>best_bid
+    s.best_ask = <PyObject*>best_ask
+    s.equity = <PyObject*>equity
+    s.peak = <PyObject*>peak
+    s.feed_last = <PyObject*>feed_last
+    s.skew_ns = <PyObject*>clock_skew_ns
+    s.kappa = <PyObject*>kappa
+    s.sigma = <PyObject*>sigma
+    s.margin = <PyObject*>margin
+    s.loss_keys = <PyObject*>loss_keys if loss_keys is not None else NULL
+    s.loss_values = <PyObject*>loss_values if loss_values is not None else NULL
+    s.window_losses = <PyObject*>window_losses if window_losses is not None else NULL
+    s.flow_keys = <PyObject*>flow_keys if flow_keys is not None else NULL
+    s.flow_values = <PyObject*>flow_values if flow_values is not None else NULL
+    s.order_flow = <PyObject*>order_flow if order_flow is not None else NULL
     # the rules not certainly quiet, in order (None: every one is); _quiet reads, never writes
     cdef list loud = None
     for rule in rules:
-        if not _quiet(rule, now_ns, q, mid, best_bid, best_ask, equity, peak, window_losses, feed_last,
-                      clock_skew_ns, kappa, sigma, order_flow, margin, max_inventory, skew_frac):
+        if not _quiet(rule, &s):
             if loud is None:
                 loud = []
             loud.append(rule)
     edges = _risk_get(risk, by_slot, SR_EDGES)
     if loud is None:
         if type(edges) is _EDGES and _TE_ACTIVE >= 0:  # TripEdges.update([])
-            cleared = list(slot_get(edges, _TE_ACTIVE))
+            active = slot_get(edges, _TE_ACTIVE)
+            cleared = [] if type(active) is dict and PyDict_GET_SIZE(active) == 0 else list(active)
             slot_set(edges, _TE_ACTIVE, {})
             return [], cleared, []
         trips = []
@@ -642,6 +920,10 @@ def evaluate(risk, now_ns, core_state, decision_inputs):
             # RiskEngine.evaluate's trips are the loud rules' (below); when each is one built here, no RiskState
             trips = _loud_trips(loud, now_ns, q_obj)
     if trips is None:
+        if window_losses is None:
+            window_losses = _as_dict(loss_keys, loss_values)
+        if order_flow is None:
+            order_flow = _as_dict(flow_keys, flow_values)
         state = RiskState(
             ts_ns=now_ns,
             position=q_obj,
@@ -672,4 +954,4 @@ def evaluate(risk, now_ns, core_state, decision_inputs):
         else:
             trips = engine.evaluate(state)
     started, cleared = _edges_update(edges, trips)
-    return started, cleared, trips
+    return (started, cleared, trips)
