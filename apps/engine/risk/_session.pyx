@@ -23,7 +23,9 @@ inputs of the types the session itself produces (floats, ints, ``None``), anythi
 cimport cpython.array as carray
 from cpython.dict cimport PyDict_GetItem, PyDict_Next
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
-from cpython.tuple cimport PyTuple_GET_ITEM
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.set cimport PySet_Contains
+from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_FromDouble
 from cpython.object cimport Py_SIZE, PyObject
 from libc.math cimport INFINITY, fabs, isfinite
@@ -393,6 +395,319 @@ cdef bint _quiet(object rule, _In* s) except -1:
     if t is _SKEW_ALARM:
         return not _skew_on(_rf(rule, _R_PARAMS, "params"), q, s.max_inventory, s.skew_frac)
     return False  # a rule of a type not known here: the reference decides
+
+
+# --- the rules' checks on their params in C, planned once per rule tuple -------------------------------------------
+#
+# _quiet reads each rule's params as Python objects on every evaluation. A plan keeps, for each rule of the engine's
+# rule tuple, the objects its check reads (the rule's class, its params and their class, a derived slot, the params'
+# fields) with their values in C, and holds a reference to each (so none of their addresses can be reused). Before a
+# planned check runs it compares each of those objects with what the rule and its params hold now, by identity; the
+# params are frozen dataclasses and their fields immutable (floats, ints, tuples of str, a frozenset), so the same
+# objects are the same values. Anything else (another object, a field of another type, a rule class not planned here)
+# takes _quiet.
+
+cdef enum:
+    K_OTHER, K_POSITION, K_NOTIONAL, K_DRAWDOWN, K_WINDOW_LOSS, K_STALE, K_CROSSED, K_SKEW, K_ESTIMATOR, K_REJECT
+    K_CANCEL, K_MESSAGE, K_MARGIN, K_SKEW_ALARM
+cdef enum:
+    _MAX_FIELDS = 3
+    _MAX_NAMES = 4
+
+ctypedef struct _Plan:
+    int kind  # K_OTHER: _quiet decides
+    PyObject* cls  # the rule's class
+    PyObject* params
+    PyObject* pcls  # the params' class
+    Py_ssize_t extra_off  # a slot of the rule the check reads (-1: none)
+    PyObject* extra
+    int nf
+    Py_ssize_t off[_MAX_FIELDS]  # the params' fields read: their offsets, the objects, their values
+    PyObject* f[_MAX_FIELDS]
+    double d[_MAX_FIELDS]
+    int64_t i[_MAX_FIELDS]
+    int nnames  # the estimator rule's names: 0 kappa, 1 sigma
+    int names[_MAX_NAMES]
+
+
+cdef object _plan_rules = None  # the rule tuple planned
+cdef list _plan_refs = None  # every object a plan entry refers to
+cdef _Plan* _plans = NULL
+cdef Py_ssize_t _nplans = 0
+
+
+cdef extern from *:
+    """
+    #define mm_type(o) ((PyObject*)Py_TYPE(o))
+    """
+    PyObject* _type "mm_type" (PyObject* o) noexcept  # type(o), borrowed
+
+
+cdef inline PyObject* _raw(object obj, Py_ssize_t offset) noexcept:
+    """``obj``'s slot at ``offset`` (NULL when unset), borrowed."""
+    return (<PyObject**>((<char*><PyObject*>obj) + offset))[0]
+
+
+cdef bint _plan_field(_Plan* pl, object params, Py_ssize_t off, int want) except -1:
+    """Take the params' field at ``off`` into the entry: ``want`` 1 an exact float, 2 an exact int within int64, 0 any
+    object (read by identity). False when it is not so."""
+    cdef PyObject* v
+    cdef int k = pl.nf
+    if off < 0 or k >= _MAX_FIELDS:
+        return False
+    v = _raw(params, off)
+    if v == NULL:
+        return False
+    if want == 1:
+        if type(<object>v) is not float:
+            return False
+        pl.d[k] = PyFloat_AS_DOUBLE(<object>v)
+    elif want == 2:
+        if not _i64(<object>v, &pl.i[k]):
+            return False
+    pl.off[k] = off
+    pl.f[k] = v
+    _plan_refs.append(<object>v)
+    pl.nf = k + 1
+    return True
+
+
+cdef int _plan_rule(_Plan* pl, object rule) except -1:
+    """The entry for ``rule`` (K_OTHER when its check is not planned)."""
+    cdef PyObject* v
+    cdef int k
+    pl.kind = K_OTHER
+    pl.nf = 0
+    pl.extra_off = -1
+    pl.extra = NULL
+    pl.nnames = 0
+    t = type(rule)
+    pl.cls = _type(<PyObject*>rule)
+    _plan_refs.append(t)
+    if _R_PARAMS < 0:
+        return 0
+    v = _raw(rule, _R_PARAMS)
+    if v == NULL:
+        return 0
+    params = <object>v
+    pl.params = v
+    pl.pcls = _type(v)
+    _plan_refs.append(params)
+    _plan_refs.append(type(params))
+    cdef int kind = K_OTHER
+    if t is _CROSSED:
+        kind = K_CROSSED
+    elif t is _MARGIN:
+        kind = K_MARGIN
+    elif t is _POSITION:
+        if type(params) is _POSITION_P and _plan_field(pl, params, _P_MAX_POSITION, 1):
+            kind = K_POSITION
+    elif t is _NOTIONAL:
+        if type(params) is _NOTIONAL_P and _plan_field(pl, params, _P_MAX_NOTIONAL, 1):
+            kind = K_NOTIONAL
+    elif t is _DRAWDOWN:
+        if (type(params) is _DRAWDOWN_P and _plan_field(pl, params, _P_MAX_DD_QUOTE, 1)
+                and _plan_field(pl, params, _P_MAX_DD_FRAC, 1)):
+            kind = K_DRAWDOWN
+    elif t is _WINDOW_LOSS:
+        if (type(params) is _WINDOW_LOSS_P and _plan_field(pl, params, _P_WL_WINDOW, 0)
+                and _plan_field(pl, params, _P_WL_MAX, 1)):
+            kind = K_WINDOW_LOSS
+    elif t is _STALE:
+        if (type(params) is _STALE_P and _plan_field(pl, params, _P_FEEDS, 0) and type(<object>pl.f[0]) is tuple
+                and len(<tuple>pl.f[0]) > 0 and _R_MAX_AGE >= 0):
+            v = _raw(rule, _R_MAX_AGE)
+            if v != NULL and _i64(<object>v, &pl.i[1]):
+                pl.extra_off, pl.extra = _R_MAX_AGE, v
+                _plan_refs.append(<object>v)
+                kind = K_STALE
+    elif t is _SKEW:
+        if _R_MAX_SKEW >= 0:
+            v = _raw(rule, _R_MAX_SKEW)
+            if v != NULL and _i64(<object>v, &pl.i[0]):
+                pl.extra_off, pl.extra = _R_MAX_SKEW, v
+                _plan_refs.append(<object>v)
+                kind = K_SKEW
+    elif t is _ESTIMATOR:
+        if (type(params) is _ESTIMATOR_P and _plan_field(pl, params, _P_ESTIMATORS, 0)
+                and type(<object>pl.f[0]) is tuple and len(<tuple>pl.f[0]) <= _MAX_NAMES and _R_BAD >= 0):
+            v = _raw(rule, _R_BAD)
+            if v != NULL and type(<object>v) is frozenset:
+                kind = K_ESTIMATOR
+                for name in <tuple>pl.f[0]:
+                    if type(name) is not str:
+                        kind = K_OTHER
+                        break
+                    k = pl.nnames
+                    pl.names[k] = 0 if name == _KAPPA_NAME else 1 if name == _SIGMA_NAME else 2
+                    pl.nnames = k + 1
+                if kind == K_ESTIMATOR:
+                    pl.extra_off, pl.extra = _R_BAD, v
+                    _plan_refs.append(<object>v)
+    elif t is _REJECT:
+        if (type(params) is _REJECT_P and _plan_field(pl, params, _P_REJ_WINDOW, 0)
+                and _plan_field(pl, params, _P_REJ_MIN, 2) and _plan_field(pl, params, _P_REJ_MAX, 1)):
+            kind = K_REJECT
+    elif t is _CANCEL:
+        if (type(params) is _CANCEL_P and _plan_field(pl, params, _P_CAN_WINDOW, 0)
+                and _plan_field(pl, params, _P_CAN_MAX, 2)):
+            kind = K_CANCEL
+    elif t is _MESSAGE:
+        if (type(params) is _MESSAGE_P and _plan_field(pl, params, _P_MSG_WINDOW, 0)
+                and _plan_field(pl, params, _P_MSG_MAX, 2)):
+            kind = K_MESSAGE
+    elif t is _SKEW_ALARM:
+        if (type(params) is _SKEW_PARAMS and _plan_field(pl, params, _SP_RATIO, 1)
+                and _plan_field(pl, params, _SP_BPS, 1)):
+            kind = K_SKEW_ALARM
+    pl.kind = kind
+    return 0
+
+
+cdef int _plan(tuple rules) except -1:
+    """Plan every rule of ``rules`` (the tuple is then the plan's key)."""
+    global _plan_rules, _plan_refs, _plans, _nplans
+    cdef Py_ssize_t n = len(rules), i
+    cdef _Plan* plans = <_Plan*>PyMem_Malloc(max(n, 1) * sizeof(_Plan))
+    if plans == NULL:
+        raise MemoryError()
+    PyMem_Free(_plans)
+    _plans, _nplans = plans, 0
+    _plan_rules = None
+    _plan_refs = [rules]
+    for i in range(n):
+        _plan_rule(&plans[i], rules[i])
+    _nplans = n
+    _plan_rules = rules
+    return 0
+
+
+cdef inline bint _still(_Plan* pl, object rule) noexcept:
+    """The objects the entry was planned on are the ones ``rule`` holds now."""
+    cdef int k
+    if _type(<PyObject*>rule) != pl.cls:
+        return False
+    if pl.kind == K_OTHER:
+        return True
+    cdef PyObject* params = _raw(rule, _R_PARAMS)
+    if params != pl.params or _type(params) != pl.pcls:
+        return False
+    if pl.extra_off >= 0 and _raw(rule, pl.extra_off) != pl.extra:
+        return False
+    for k in range(pl.nf):
+        if _raw(<object>params, pl.off[k]) != pl.f[k]:
+            return False
+    return True
+
+
+cdef int _planned(_Plan* pl, object rule, _In* s) except -1:
+    """``_quiet(rule, s)`` from the entry: 1 quiet, 0 not, -2 not planned (_quiet decides)."""
+    cdef double q = s.q, e, pk, dd, frac, bid, ask
+    cdef int64_t x, y, ts
+    cdef int k, kind = pl.kind
+    cdef PyObject* found
+    if kind == K_POSITION:
+        return isfinite(q) and not (fabs(q) >= pl.d[0])
+    if kind == K_NOTIONAL:
+        if not isfinite(q):
+            return False
+        if q == 0:
+            return True
+        if not (isfinite(s.mid) and s.mid > 0):
+            return False
+        return not (fabs(q) * s.mid >= pl.d[0])
+    if kind == K_DRAWDOWN:
+        if not (_finite_float(<object>s.equity) and _finite_float(<object>s.peak)):
+            return False
+        e = PyFloat_AS_DOUBLE(<object>s.equity)
+        pk = PyFloat_AS_DOUBLE(<object>s.peak)
+        if e > pk:
+            pk = e
+        dd = pk - e
+        frac = dd / pk if pk > 0 else INFINITY
+        if dd >= pl.d[0]:
+            return False
+        return not (pl.d[1] != INFINITY and frac >= pl.d[1])
+    if kind == K_WINDOW_LOSS:
+        v = _window(s.loss_keys, s.loss_values, s.window_losses, <object>pl.f[0])
+        if not _finite_float(v):
+            return False
+        return not (PyFloat_AS_DOUBLE(v) >= pl.d[1])
+    if kind == K_STALE:
+        if type(<object>s.feed_last) is not dict or not s.now_c:
+            return -2
+        for k in range(PyTuple_GET_SIZE(<tuple>pl.f[0])):
+            found = PyDict_GetItem(<object>s.feed_last, <object>PyTuple_GET_ITEM(<tuple>pl.f[0], k))
+            if found == NULL or type(<object>found) is not int:  # None (never seen) trips too
+                return False
+            if not (_i64(<object>found, &ts) and ts >= 0):
+                return -2
+            if s.now_i64 - ts >= pl.i[1]:
+                return False
+        return True
+    if kind == K_CROSSED:
+        if not (_finite_float(<object>s.best_bid) and _finite_float(<object>s.best_ask)):
+            return False
+        bid = PyFloat_AS_DOUBLE(<object>s.best_bid)
+        ask = PyFloat_AS_DOUBLE(<object>s.best_ask)
+        return bid > 0 and ask > 0 and not (bid >= ask)
+    if kind == K_SKEW:
+        if type(<object>s.skew_ns) is not int:
+            return False
+        if not _i64(<object>s.skew_ns, &x) or x == INT64_MIN:
+            return -2
+        return not ((x if x >= 0 else -x) >= pl.i[0])
+    if kind == K_ESTIMATOR:
+        for k in range(pl.nnames):
+            if pl.names[k] == 2:
+                return False
+            if PySet_Contains(<object>pl.extra, <object>(s.kappa if pl.names[k] == 0 else s.sigma)):
+                return False
+        return True
+    if kind == K_REJECT or kind == K_CANCEL or kind == K_MESSAGE:
+        c = _window(s.flow_keys, s.flow_values, s.order_flow, <object>pl.f[0])
+        if c is None:
+            return False
+        if type(c) is not _COUNTS or not _COUNTS_SLOTS:
+            return -2
+        if kind == K_CANCEL:
+            found = _raw(c, _COUNTS_OFF[3])
+        elif kind == K_MESSAGE:
+            found = _raw(c, _COUNTS_OFF[4])
+        else:
+            found = _raw(c, _COUNTS_OFF[1])
+        if found == NULL or not _i64(<object>found, &x):
+            return -2
+        if kind != K_REJECT:
+            return not (x >= pl.i[1])
+        if x < pl.i[1]:  # sent < min_orders
+            return True
+        found = _raw(c, _COUNTS_OFF[2])  # rejected
+        if found == NULL or not _i64(<object>found, &y) or not (0 < x <= _EXACT_INT and -_EXACT_INT <= y <= _EXACT_INT):
+            return -2
+        return not (<double>y / <double>x >= pl.d[2])
+    if kind == K_MARGIN:
+        return <object>s.margin is None
+    if kind == K_SKEW_ALARM:
+        if not (fabs(q) > pl.d[0] * s.max_inventory):
+            return True
+        if not isfinite(s.skew_frac):
+            return False
+        return not (fabs(s.skew_frac) * 1e4 < pl.d[1])
+    return -2
+
+
+cdef bint _quiet_by_plan(Py_ssize_t i, object rule, _In* s) except -1:
+    """``_quiet(rule, s)`` for ``rule``, the ``i``-th of the planned tuple: from its entry while it holds (planned again
+    when it does not), else _quiet."""
+    cdef _Plan* pl = &_plans[i]
+    cdef int r
+    if not _still(pl, rule):
+        if len(_plan_refs) > 4096:  # an entry planned again and again (its params replaced each time)
+            return _quiet(rule, s)
+        _plan_rule(pl, rule)
+    r = _planned(pl, rule, s)
+    return _quiet(rule, s) if r == -2 else r
 
 
 cdef object _get(object m, str key, object default):
@@ -901,11 +1216,22 @@ cdef tuple c_evaluate(object risk, object now_ns, object core_state, object deci
     s.order_flow = <PyObject*>order_flow if order_flow is not None else NULL
     # the rules not certainly quiet, in order (None: every one is); _quiet reads, never writes
     cdef list loud = None
-    for rule in rules:
-        if not _quiet(rule, &s):
-            if loud is None:
-                loud = []
-            loud.append(rule)
+    cdef Py_ssize_t i
+    if type(rules) is tuple:
+        if rules is not _plan_rules:
+            _plan(<tuple>rules)
+        for i in range(PyTuple_GET_SIZE(rules)):
+            rule = <object>PyTuple_GET_ITEM(rules, i)
+            if not _quiet_by_plan(i, rule, &s):
+                if loud is None:
+                    loud = []
+                loud.append(rule)
+    else:
+        for rule in rules:
+            if not _quiet(rule, &s):
+                if loud is None:
+                    loud = []
+                loud.append(rule)
     edges = _risk_get(risk, by_slot, SR_EDGES)
     if loud is None:
         if type(edges) is _EDGES and _TE_ACTIVE >= 0:  # TripEdges.update([])
