@@ -21,9 +21,12 @@ inputs of the types the session itself produces (floats, ints, ``None``), anythi
 """
 
 cimport cpython.array as carray
+cimport cython
 from cpython.dict cimport PyDict_GetItem, PyDict_Next
-from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
+from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE, PyList_New, PyList_SET_ITEM
+from cpython.ref cimport Py_INCREF
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.sequence cimport PySequence_GetItem
 from cpython.set cimport PySet_Contains
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_FromDouble
@@ -250,8 +253,8 @@ cdef inline object _window(PyObject* keys, PyObject* values, PyObject* built, ob
     cdef Py_ssize_t i
     cdef PyObject* found
     if keys != NULL:
-        for i in range(PyList_GET_SIZE(<list>keys)):
-            if PyList_GET_ITEM(<list>keys, i) == <PyObject*>key:
+        for i in range(PyTuple_GET_SIZE(<tuple>keys)):
+            if PyTuple_GET_ITEM(<tuple>keys, i) == <PyObject*>key:
                 return <object>PyList_GET_ITEM(<list>values, i)
         return None
     found = _dict_get(<dict>built, key)
@@ -763,6 +766,30 @@ cdef object _input(object m, int k, object default):
     return _record_item(m, <object>PyTuple_GET_ITEM(_pos_found, k), default)
 
 
+cdef bint _record_reads(object m) except -1:
+    """True when ``m`` is a decision record whose four positions (``_pos_found``) are known for its layout index now
+    (looked up again when the index is another or changed): then ``_record_at`` reads them."""
+    global _pos_index, _pos_version, _pos_found
+    if type(m) is not _RECORD or not MM_DICT_VERSIONED:
+        return False
+    vector = field(m, _RECORD, _DI_VECTOR, "vector")
+    if type(vector) is not _ARRAY or (<carray.array>vector).ob_descr.typecode != c'd':  # its items are floats then
+        return False
+    index = field(field(m, _RECORD, _DI_LAYOUT, "layout"), _LAYOUT, _IL_INDEX, "index")
+    if type(index) is not dict:
+        return False
+    if index is not _pos_index or mm_dict_version(<dict>index) != _pos_version:
+        _pos_found = tuple([(<dict>index).get(key) for key in _INPUT_KEYS])
+        _pos_index = index
+        _pos_version = mm_dict_version(<dict>index)
+    return True
+
+
+cdef inline object _record_at(object m, int k, object default):
+    """``m.get(_INPUT_KEYS[k], default)`` after ``_record_reads(m)``."""
+    return _record_item(m, <object>PyTuple_GET_ITEM(_pos_found, k), default)
+
+
 # the core state's five reads (the strategy core's risk_state builds the dict with these very strings as keys)
 cdef tuple _CORE_KEYS = ("pnl", "inventory", "mid", "kappa_state", "sigma_state")
 cdef enum:
@@ -881,7 +908,8 @@ cdef object _window_loss(object loss, object now_ns, object pnl, int64_t now, bi
 cdef object _count(object c, object now_ns, int64_t now, bint now_c):
     """``RollingCounter.count(now_ns)``; its slots by offset (the same reads and writes in the same order: the running
     total is written once after the pops, which nothing reads in between). ``now_c``: ``now_ns`` is ``now``, an int64
-    (>= 0), and the times are compared in C wherever they are int64 too; else as Python objects."""
+    (>= 0), and the times are compared in C wherever they are int64 too; else as Python objects. The usual case, the
+    oldest event still inside the window, returns after one look at it."""
     cdef int64_t x, window = 0
     if type(c) is not _COUNTER or not _RC_SLOTS:
         return c.count(now_ns)
@@ -894,16 +922,24 @@ cdef object _count(object c, object now_ns, int64_t now, bint now_c):
             return c.count(now_ns)
     slot_set(c, _RC_LAST, now_ns)
     events = slot_get(c, _RC_EVENTS)
-    if _nonempty(events):
-        window_obj = slot_get(c, _RC_WINDOW)
-        by_c = now_c and _i64(window_obj, &window) and window >= 0  # then now - window cannot overflow
-        total = slot_get(c, _RC_TOTAL)
-        popped = False
-        while _nonempty(events) and _at_or_before((<list>events[0])[0], by_c, now - window, now_ns, window_obj):
-            total -= (<list>_popleft(events))[1]
-            popped = True
-        if popped:
-            slot_set(c, _RC_TOTAL, total)
+    if type(events) is _DEQUE:
+        if Py_SIZE(events) == 0:
+            return slot_get(c, _RC_TOTAL)
+    elif not events:
+        return slot_get(c, _RC_TOTAL)
+    window_obj = slot_get(c, _RC_WINDOW)
+    by_c = now_c and _i64(window_obj, &window) and window >= 0  # then now - window cannot overflow
+    first = PySequence_GetItem(events, 0)
+    if (by_c and type(first) is list and PyList_GET_SIZE(first) >= 1
+            and _i64(<object>PyList_GET_ITEM(first, 0), &x) and x > now - window):
+        return slot_get(c, _RC_TOTAL)  # events[0][0] > cutoff: nothing expires
+    total = slot_get(c, _RC_TOTAL)
+    popped = False
+    while _nonempty(events) and _at_or_before((<list>events[0])[0], by_c, now - window, now_ns, window_obj):
+        total -= (<list>_popleft(events))[1]
+        popped = True
+    if popped:
+        slot_set(c, _RC_TOTAL, total)
     return slot_get(c, _RC_TOTAL)
 
 
@@ -912,6 +948,16 @@ cdef object _counts_new(object window_s, object sent, object rejected, object ca
     if not _COUNTS_SLOTS:
         return _COUNTS(window_s, sent, rejected, cancelled, messages)
     return new_slotted(_COUNTS, (window_s, sent, rejected, cancelled, messages), _COUNTS_OFF)
+
+
+cdef inline bint _same(object a, object b) except -1:
+    """``a == b`` for two counts: two exact ints within int64 compared in C (the same int object is equal to itself)."""
+    cdef int64_t x, y
+    if a is b:  # an int is equal to itself (the small counts are the same objects)
+        return True
+    if type(a) is int and type(b) is int and fast_i64(a, &x) and fast_i64(b, &y):
+        return x == y
+    return a == b
 
 
 cdef object _snapshot(object f, object now_ns, int64_t now, bint now_c):
@@ -925,10 +971,10 @@ cdef object _snapshot(object f, object now_ns, int64_t now, bint now_c):
     last = field(f, _FLOW, _FW_LAST, "_last")
     if (
         last is not None
-        and field(last, _COUNTS, _FC_SENT, "sent") == sent
-        and field(last, _COUNTS, _FC_REJ, "rejected") == rejected
-        and field(last, _COUNTS, _FC_CAN, "cancelled") == cancelled
-        and field(last, _COUNTS, _FC_MSG, "messages") == messages
+        and _same(field(last, _COUNTS, _FC_SENT, "sent"), sent)
+        and _same(field(last, _COUNTS, _FC_REJ, "rejected"), rejected)
+        and _same(field(last, _COUNTS, _FC_CAN, "cancelled"), cancelled)
+        and _same(field(last, _COUNTS, _FC_MSG, "messages"), messages)
     ):
         return last
     last = _counts_new(field(f, _FLOW, _FW_WINDOW, "window_s"), sent, rejected, cancelled, messages)
@@ -1077,34 +1123,50 @@ cdef inline int _risk_set(object risk, bint by_slot, int i, object value) except
     return 0
 
 
-cdef bint _exact_keys(dict d) except -1:
-    """Every key of ``d`` is an exact float or int (a window in seconds): keys whose hash never changes."""
-    cdef Py_ssize_t pos = 0
-    cdef PyObject* k
-    cdef PyObject* v
-    while PyDict_Next(d, &pos, &k, &v):
-        if type(<object>k) is not float and type(<object>k) is not int:
-            return False
-    return True
+@cython.final
+cdef class _Scan:
+    """A session's window dict (``losses`` or ``flows``) as the evaluation walks it: its keys and its helpers, in order,
+    and whether every key is an exact float or int (a hash that never changes) and every helper exactly ``cls``;
+    scanned again when the dict is another one or its version tag moved (any change of a dict moves it)."""
+
+    cdef object d
+    cdef uint64_t version
+    cdef tuple keys, helpers
+    cdef bint ok
+    cdef object cls
+
+    def __cinit__(self, cls):
+        self.cls = cls
+
+    cdef bint scan(self, dict d) except -1:
+        """True when ``d``'s keys and helpers are such (``keys`` and ``helpers`` then hold them)."""
+        cdef Py_ssize_t pos = 0
+        cdef PyObject* k
+        cdef PyObject* v
+        if d is self.d and MM_DICT_VERSIONED and mm_dict_version(d) == self.version:
+            return self.ok
+        keys = []
+        helpers = []
+        ok = True
+        while PyDict_Next(d, &pos, &k, &v):
+            if type(<object>k) is not float and type(<object>k) is not int or type(<object>v) is not self.cls:
+                ok = False
+            keys.append(<object>k)
+            helpers.append(<object>v)
+        self.keys, self.helpers, self.ok = tuple(keys), tuple(helpers), ok
+        self.d, self.version = d, mm_dict_version(d)
+        return ok
 
 
-cdef bint _all_of(dict d, object cls) except -1:
-    """Every value of ``d`` is exactly a ``cls``."""
-    cdef Py_ssize_t pos = 0
-    cdef PyObject* k
-    cdef PyObject* v
-    while PyDict_Next(d, &pos, &k, &v):
-        if type(<object>v) is not cls:
-            return False
-    return True
+cdef _Scan _LOSSES = _Scan(RollingLoss), _FLOWS = _Scan(OrderFlowWindow)
 
 
-cdef dict _as_dict(list keys, list values):
+cdef dict _as_dict(tuple keys, list values):
     """``dict(zip(keys, values))``: the reference's window dict, in the session's order."""
     cdef dict d = {}
     cdef Py_ssize_t i
-    for i in range(PyList_GET_SIZE(keys)):
-        d[<object>PyList_GET_ITEM(keys, i)] = <object>PyList_GET_ITEM(values, i)
+    for i in range(PyTuple_GET_SIZE(keys)):
+        d[<object>PyTuple_GET_ITEM(keys, i)] = <object>PyList_GET_ITEM(values, i)
     return d
 
 
@@ -1149,14 +1211,18 @@ cdef tuple c_evaluate(object risk, object now_ns, object core_state, object deci
     # every window's update, then its loss (each window's loss(now) right after its own update is the same): listed
     # with their keys when the windows are exactly RollingLoss under float or int keys, else the reference's dict
     losses = _risk_get(risk, by_slot, SR_LOSSES)
-    cdef list loss_keys = None, loss_values = None
+    cdef tuple loss_keys = None, flow_keys = None, helpers
+    cdef list loss_values = None, flow_values = None
     cdef dict window_losses = None
-    if type(losses) is dict and _all_of(<dict>losses, _ROLLING_LOSS) and _exact_keys(<dict>losses):
-        loss_keys = []
-        loss_values = []
-        for w, loss in (<dict>losses).items():
-            loss_keys.append(w)
-            loss_values.append(_window_loss(loss, now_ns, pnl, s.now_i64, s.now_c))
+    cdef Py_ssize_t i, n
+    if type(losses) is dict and _LOSSES.scan(<dict>losses):
+        loss_keys, helpers = _LOSSES.keys, _LOSSES.helpers
+        n = PyTuple_GET_SIZE(helpers)
+        loss_values = PyList_New(n)
+        for i in range(n):
+            v = _window_loss(<object>PyTuple_GET_ITEM(helpers, i), now_ns, pnl, s.now_i64, s.now_c)
+            Py_INCREF(v)
+            PyList_SET_ITEM(loss_values, i, v)
     else:
         for loss in losses.values():
             loss.update(now_ns, pnl)
@@ -1164,12 +1230,18 @@ cdef tuple c_evaluate(object risk, object now_ns, object core_state, object deci
     if not plain:
         inventory = _get(core_state, "inventory", None)
     q_obj = float(inventory or 0.0)
-    skew = _input(decision_inputs, IN_SKEW_MODEL, _input(decision_inputs, IN_SKEW, 0.0))
+    cdef bint record = _record_reads(decision_inputs)
+    if record:  # the positions are known: index.get(key) has no side effects, the default is needed only when absent
+        skew = _record_at(decision_inputs, IN_SKEW_MODEL, None)
+        if skew is None:
+            skew = _record_at(decision_inputs, IN_SKEW, 0.0)
+    else:
+        skew = _input(decision_inputs, IN_SKEW_MODEL, _input(decision_inputs, IN_SKEW, 0.0))
     if not plain:
         mid_v = _get(core_state, "mid", None)
     mid_obj = float(mid_v or _nan)
-    best_bid = _input(decision_inputs, IN_BID, _nan)
-    best_ask = _input(decision_inputs, IN_ASK, _nan)
+    best_bid = _record_at(decision_inputs, IN_BID, _nan) if record else _input(decision_inputs, IN_BID, _nan)
+    best_ask = _record_at(decision_inputs, IN_ASK, _nan) if record else _input(decision_inputs, IN_ASK, _nan)
     clock_skew_ns = _risk_get(risk, by_slot, SR_CLOCK_SKEW)
     if not plain:
         kappa = _get(core_state, "kappa_state", None)
@@ -1178,14 +1250,15 @@ cdef tuple c_evaluate(object risk, object now_ns, object core_state, object deci
         sigma = _get(core_state, "sigma_state", None)
     sigma = sigma or "warming"
     flows = _risk_get(risk, by_slot, SR_FLOWS)
-    cdef list flow_keys = None, flow_values = None
     cdef dict order_flow = None
-    if type(flows) is dict and _exact_keys(<dict>flows):
-        flow_keys = []
-        flow_values = []
-        for w, f in (<dict>flows).items():
-            flow_keys.append(w)
-            flow_values.append(_snapshot(f, now_ns, s.now_i64, s.now_c))
+    if type(flows) is dict and _FLOWS.scan(<dict>flows):
+        flow_keys, helpers = _FLOWS.keys, _FLOWS.helpers
+        n = PyTuple_GET_SIZE(helpers)
+        flow_values = PyList_New(n)
+        for i in range(n):
+            v = _snapshot(<object>PyTuple_GET_ITEM(helpers, i), now_ns, s.now_i64, s.now_c)
+            Py_INCREF(v)
+            PyList_SET_ITEM(flow_values, i, v)
     else:
         order_flow = {w: _snapshot(f, now_ns, s.now_i64, s.now_c) for w, f in flows.items()}
     max_inventory = float(_risk_get(risk, by_slot, SR_MAX_INV))
@@ -1216,7 +1289,6 @@ cdef tuple c_evaluate(object risk, object now_ns, object core_state, object deci
     s.order_flow = <PyObject*>order_flow if order_flow is not None else NULL
     # the rules not certainly quiet, in order (None: every one is); _quiet reads, never writes
     cdef list loud = None
-    cdef Py_ssize_t i
     if type(rules) is tuple:
         if rules is not _plan_rules:
             _plan(<tuple>rules)

@@ -100,18 +100,58 @@ cdef object _QUOTE_DECISION = QuoteDecision
 cdef Py_ssize_t _QD_INPUTS = slot_offset(QuoteDecision, "inputs")
 
 
-cdef inline bint _own(object obj, str name) except -1:
-    """``name in getattr(obj, "__dict__", {})``: the instance's own attribute."""
-    cdef PyObject** dp = _PyObject_GetDictPtr(obj)
-    if dp == NULL or dp[0] == NULL:
-        return False
-    return name in <dict>dp[0] if type(<object>dp[0]) is dict else name in <object>dp[0]
+cdef extern from *:
+    """
+    /* A dict's version tag (PEP 509; CPython bumps it on every change of the dict): what _Own's answers are checked
+       against. 3.11's layout only: elsewhere the dict is asked every time. */
+    #if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
+    #define MM_DICT_VERSIONED 1
+    #define mm_dict_version(d) (((PyDictObject*)(d))->ma_version_tag)
+    #else
+    #define MM_DICT_VERSIONED 0
+    #define mm_dict_version(d) ((uint64_t)0)
+    #endif
+    """
+    bint MM_DICT_VERSIONED
+    unsigned long long mm_dict_version(dict d)
 
 
-cdef inline bint _found(object obj, str name, object expected) except -1:
+@cython.final
+cdef class _Own:
+    """``name in getattr(obj, "__dict__", {})``, the instance's own attribute ``name``: the last answer kept with the
+    instance dict's address and version tag (no reference to it: CPython gives every new dict and every change a new
+    version from one counter, so an equal address and version are that same dict, unchanged)."""
+
+    cdef str name
+    cdef PyObject* d
+    cdef unsigned long long version
+    cdef bint answer
+
+    def __cinit__(self, str name):
+        self.name = name
+
+    cdef bint of(self, object obj) except -1:
+        cdef PyObject** dp = _PyObject_GetDictPtr(obj)
+        if dp == NULL or dp[0] == NULL:
+            return False
+        d = <object>dp[0]
+        if type(d) is not dict:
+            return self.name in d
+        if dp[0] == self.d and MM_DICT_VERSIONED and mm_dict_version(<dict>d) == self.version:
+            return self.answer
+        self.answer = self.name in <dict>d
+        self.d, self.version = dp[0], mm_dict_version(<dict>d)
+        return self.answer
+
+
+cdef _Own _OWN_RISK_STATE = _Own("risk_state"), _OWN_EVALUATE = _Own("evaluate")
+cdef _Own _OWN_SET_MODE = _Own("set_mode"), _OWN_APPLY_MODE = _Own("_apply_mode")
+
+
+cdef inline bint _found(object obj, _Own own, object expected) except -1:
     """``getattr(type(obj), name) is expected`` for a plain function ``expected`` the class finds along its MRO, and
     ``obj`` itself sets no ``name``: ``obj.name`` is then ``expected`` bound to ``obj``."""
-    return _PyType_Lookup(type(obj), name) == <PyObject*>expected and not _own(obj, name)
+    return _PyType_Lookup(type(obj), own.name) == <PyObject*>expected and not own.of(obj)
 
 
 cdef inline bint _core_direct(object strategy) except -1:
@@ -120,7 +160,7 @@ cdef inline bint _core_direct(object strategy) except -1:
     with the core as its argument, and the field is read in C."""
     return (
         isinstance(strategy, StrategyCoreBase)
-        and _found(strategy, "risk_state", _RISK_STATE)
+        and _found(strategy, _OWN_RISK_STATE, _RISK_STATE)
         and _PyType_Lookup(type(strategy), "last_decision") == <PyObject*>_LAST_DECISION
     )
 
@@ -128,7 +168,7 @@ cdef inline bint _core_direct(object strategy) except -1:
 cdef inline bint _session_direct(object risk) except -1:
     """A session whose ``evaluate`` is ``_session.evaluate`` (found on its class, not replaced on the object), which
     is ``c_evaluate`` with the session as its first argument."""
-    return _found(risk, "evaluate", _EVALUATE)
+    return _found(risk, _OWN_EVALUATE, _EVALUATE)
 
 
 cdef tick_t _EXACT = 1LL << 52  # two ticks below this add exactly in a double
@@ -434,8 +474,8 @@ cdef class EngineLoopBase:
             type(started) is list and not started
             and type(cleared) is list and not cleared
             and type(trips) is list and _none_pulls(<list>trips)
-            and _found(self, "set_mode", _PY_SET_MODE)
-            and _found(self, "_apply_mode", _PY_APPLY_MODE)
+            and _found(self, _OWN_SET_MODE, _PY_SET_MODE)
+            and _found(self, _OWN_APPLY_MODE, _PY_APPLY_MODE)
             and type(self._modes) is dict
         ):
             modes = <dict>self._modes

@@ -20,6 +20,7 @@ import pytest
 from apps.engine.core import StrategyCore, StrategyParams
 from apps.engine.market.inputs import DecisionInputs, InputLayout
 from apps.engine.risk import session as session_module
+from apps.engine.risk.rules import OrderFlowWindow, RollingLoss
 from apps.engine.risk.session import PySessionRisk, build_risk_engine
 from apps.engine.simulation.backtest import EngineLoop
 from tests.engine.risk.test_session_compiled import MAX_INV, MS, T0, _healthy, _pair, _session_state, _trip
@@ -239,3 +240,52 @@ def test_the_driver_records_the_same_risk_events_with_and_without_its_c_level_ca
         )
     assert runs[0] == runs[1]
     assert runs[0][0] and runs[0][1]  # something started and something cleared
+
+
+class _OwnLoss(RollingLoss):
+    """A window of another class: its session's windows take the reference's own methods."""
+
+
+def test_a_window_dict_changed_in_place_is_walked_again():
+    ref, twin = _pair({"window_loss": {"max_loss_quote": 3.0}, "message_rate": {"max_messages": 3}})
+    t = T0
+    kinds = set()
+    for step in range(40):
+        t += 100 * MS
+        for r in (ref, twin):
+            r.on_market(t, t - 2 * MS)
+            if step % 7 == 3:
+                r.on_sent(t, 2, 2)
+            if step == 10:  # a helper replaced in the same dict: an empty window
+                w = next(iter(r.losses))
+                r.losses[w] = RollingLoss(w)
+            if step == 15:  # a window added, and one of another class
+                r.losses[5.0] = RollingLoss(5.0)
+            if step == 20:
+                r.losses[7.0] = _OwnLoss(7.0)
+            if step == 25:  # back to exact helpers only
+                del r.losses[7.0]
+            if step == 30:  # an order-flow window replaced by an empty one
+                w = next(iter(r.flows))
+                r.flows[w] = OrderFlowWindow(w)
+        kinds |= _kinds(_same(ref, twin, t, *_healthy(0.0, pnl=10.0 if step in (2, 12, 22) else 0.0)))
+    assert {"window_loss", "message_rate"} <= kinds
+
+
+def test_an_attribute_set_on_the_object_after_some_evaluations_is_called():
+    loop, core, risk = _loop()
+    calls = []
+    t = T0
+    for _ in range(3):
+        t += 100 * MS
+        loop._evaluate_risk(t)
+    own_state = core.risk_state
+    core.risk_state = lambda: calls.append("risk_state") or own_state()
+    risk.evaluate = lambda *a: calls.append("evaluate") or _session.evaluate(risk, *a)
+    t += 100 * MS
+    loop._evaluate_risk(t)
+    assert calls == ["risk_state", "evaluate"]
+    del core.risk_state, risk.evaluate
+    t += 100 * MS
+    loop._evaluate_risk(t)
+    assert calls == ["risk_state", "evaluate"]
