@@ -968,10 +968,10 @@ cdef class StrategyCoreBase:
             pnl = _nan
         if exact:
             cache = (<MarketFields>m)._cache
-            kappa = field(cache["kappa"], _CACHED, _C_SNAP, "snap")
+            kappa = field(_item(cache, "kappa"), _CACHED, _C_SNAP, "snap")
             if kappa is None:
                 kappa = m.peek("kappa", self._now_ns)
-            sigma = field(cache["sigma"], _CACHED, _C_SNAP, "snap")
+            sigma = field(_item(cache, "sigma"), _CACHED, _C_SNAP, "snap")
             if sigma is None:
                 sigma = m.peek("sigma", self._now_ns)
         else:
@@ -990,6 +990,20 @@ cdef class StrategyCoreBase:
 # identity; any other object is asked for its ``_value_``
 cdef tuple _ES_MEMBERS = tuple(EstimatorState)
 cdef tuple _ES_VALUES = tuple(s._value_ for s in EstimatorState)
+
+
+from cpython.dict cimport PyDict_GetItemWithError
+from cpython.object cimport PyObject
+
+
+cdef inline object _item(object d, str key):
+    """``d[key]``: a plain dict's entry found without the subscript's machinery (a missing key raises as ``d[key]``)."""
+    cdef PyObject* v
+    if type(d) is dict:
+        v = PyDict_GetItemWithError(d, key)
+        if v != NULL:
+            return <object>v
+    return d[key]
 
 
 cdef inline object _state_value(object state):

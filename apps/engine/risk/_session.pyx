@@ -442,8 +442,13 @@ cdef Py_ssize_t _nplans = 0
 cdef extern from *:
     """
     #define mm_type(o) ((PyObject*)Py_TYPE(o))
+    /* the attribute ``name`` as ``cls``'s MRO holds it (borrowed; NULL when no class defines it) */
+    static inline PyObject* mm_type_lookup(PyObject* cls, PyObject* name) {
+        return _PyType_Lookup((PyTypeObject*)cls, name);
+    }
     """
     PyObject* _type "mm_type" (PyObject* o) noexcept  # type(o), borrowed
+    PyObject* _type_lookup "mm_type_lookup" (object cls, object name)
 
 
 cdef inline PyObject* _raw(object obj, Py_ssize_t offset) noexcept:
@@ -882,10 +887,17 @@ cdef object _window_loss(object loss, object now_ns, object pnl, int64_t now, bi
     if type(loss) is not _ROLLING_LOSS or not _RL_SLOTS or not _finite_float(pnl):
         loss.update(now_ns, pnl)
         return loss.loss(now_ns)
+    cdef int64_t ts, a, b
     samples = slot_get(loss, _RL_SAMPLES)
-    if _nonempty(samples) and now_ns < (<tuple>samples[-1])[1]:
-        loss.update(now_ns, pnl)
-        return loss.loss(now_ns)
+    if _nonempty(samples):
+        last_ts = (<tuple>PySequence_GetItem(samples, -1))[1]
+        if now_c and _i64(last_ts, &ts):
+            if now < ts:
+                loss.update(now_ns, pnl)
+                return loss.loss(now_ns)
+        elif now_ns < last_ts:
+            loss.update(now_ns, pnl)
+            return loss.loss(now_ns)
     cdef double v = PyFloat_AS_DOUBLE(pnl)
     seq = slot_get(loss, _RL_SEQ) + 1
     slot_set(loss, _RL_SEQ, seq)
@@ -899,13 +911,49 @@ cdef object _window_loss(object loss, object now_ns, object pnl, int64_t now, bi
     cdef bint by_c = now_c and _i64(window_obj, &window) and window >= 0  # then now - window cannot overflow
     while len(samples) >= 2 and _at_or_before((<tuple>samples[1])[1], by_c, now - window, now_ns, window_obj):
         _popleft(samples)
-    first_seq = (<tuple>samples[0])[0]
-    while _nonempty(mx) and (<tuple>mx[0])[0] < first_seq:
+    first_seq = (<tuple>PySequence_GetItem(samples, 0))[0]
+    while _nonempty(mx):
+        seq0 = (<tuple>PySequence_GetItem(mx, 0))[0]
+        if not (seq0 < first_seq if not (_i64(seq0, &a) and _i64(first_seq, &b)) else a < b):
+            break
         _popleft(mx)
     return PyFloat_FromDouble(PyFloat_AS_DOUBLE((<tuple>mx[0])[1]) - v)
 
 
+cdef inline bint _int64_at(PyObject* v, int64_t* out) noexcept:
+    """``v`` (not NULL) is an exact int read in place as int64 (``fast_i64``)."""
+    return _type(v) == <PyObject*>int and fast_i64(<object>v, out)
+
+
 cdef object _count(object c, object now_ns, int64_t now, bint now_c):
+    """``_count_any`` (``RollingCounter.count(now_ns)``), first in C without a reference taken, for the usual case: an
+    exact counter whose slots are set, times that are int64 and do not go backwards, and either no event or an oldest
+    one still inside the window (then it only stores ``now_ns`` as the last time, as the reference does)."""
+    cdef int64_t x, window
+    cdef PyObject* last
+    cdef PyObject* events
+    cdef PyObject* total
+    cdef PyObject* win
+    if now_c and type(c) is _COUNTER and _RC_SLOTS:
+        last = _raw(c, _RC_LAST)
+        events = _raw(c, _RC_EVENTS)
+        total = _raw(c, _RC_TOTAL)
+        win = _raw(c, _RC_WINDOW)
+        if (last != NULL and events != NULL and total != NULL and win != NULL and _type(events) == <PyObject*>_DEQUE
+                and (last == <PyObject*>None or (_int64_at(last, &x) and now >= x))):
+            if Py_SIZE(<object>events) == 0:
+                slot_set(c, _RC_LAST, now_ns)
+                return <object>total
+            if _int64_at(win, &window) and window >= 0:
+                first = PySequence_GetItem(<object>events, 0)
+                if (type(first) is list and PyList_GET_SIZE(first) >= 1
+                        and _int64_at(PyList_GET_ITEM(first, 0), &x) and x > now - window):
+                    slot_set(c, _RC_LAST, now_ns)
+                    return <object>total
+    return _count_any(c, now_ns, now, now_c)
+
+
+cdef object _count_any(object c, object now_ns, int64_t now, bint now_c):
     """``RollingCounter.count(now_ns)``; its slots by offset (the same reads and writes in the same order: the running
     total is written once after the pops, which nothing reads in between). ``now_c``: ``now_ns`` is ``now``, an int64
     (>= 0), and the times are compared in C wherever they are int64 too; else as Python objects. The usual case, the
@@ -1011,6 +1059,7 @@ cdef object _rule_trip(object rule, object kind, object action, object ts_ns, di
 # the skew alarm's last sentence and what made it: the position's bits and the two bounds (held, compared by identity:
 # the same objects format the same). A trip that stays on for minutes keeps one position most of the time.
 cdef object _msg = None
+cdef dict _values = None  # the last values dict built (its position None)
 cdef object _msg_ratio = None
 cdef object _msg_bps = None
 cdef uint64_t _msg_q_bits = 0
@@ -1020,17 +1069,26 @@ cdef object _skew_alarm_trip(object rule, object now_ns, object q_obj):
     """``rule.evaluate(state)`` of a SkewAlarmRule (exactly) whose alarm is on for the state, and whose ``ts_ns`` and
     ``position`` are ``now_ns`` and ``q_obj`` (a float): the reference's trip, values and sentence, with no
     ``RiskState``. None when the class's ``evaluate`` or ``_trip`` is not the reference's (the reference then runs)."""
-    global _msg, _msg_ratio, _msg_bps, _msg_q_bits
-    if _SKEW_ALARM.evaluate is not _SKEW_ALARM_EVALUATE or _SKEW_ALARM._trip is not _RULE_TRIP_METHOD:
+    global _msg, _msg_ratio, _msg_bps, _msg_q_bits, _values
+    # SkewAlarmRule.evaluate and _trip as the class finds them (plain functions: what the class attribute returns)
+    if (_type_lookup(_SKEW_ALARM, "evaluate") != <PyObject*>_SKEW_ALARM_EVALUATE
+            or _type_lookup(_SKEW_ALARM, "_trip") != <PyObject*>_RULE_TRIP_METHOD):
         return None
     p = _rf(rule, _R_PARAMS, "params")
     ratio = field(p, _SKEW_PARAMS, _SP_RATIO, "min_position_ratio")
     bps = field(p, _SKEW_PARAMS, _SP_BPS, "min_skew_bps")
-    cdef dict values = dict_presized(4)
-    values["skew_alarm"] = True
+    # the values dict, keys in the reference's order: a copy of the last one built for these bounds (the same objects),
+    # its position replaced
+    if _values is None or PyDict_GetItem(_values, "min_position_ratio") != <PyObject*>ratio or PyDict_GetItem(
+        _values, "min_skew_bps"
+    ) != <PyObject*>bps:
+        _values = dict_presized(4)
+        _values["skew_alarm"] = True
+        _values["position"] = None
+        _values["min_position_ratio"] = ratio
+        _values["min_skew_bps"] = bps
+    cdef dict values = _values.copy()
     values["position"] = q_obj
-    values["min_position_ratio"] = ratio
-    values["min_skew_bps"] = bps
     cdef double q = PyFloat_AS_DOUBLE(q_obj)
     cdef uint64_t bits
     memcpy(&bits, &q, sizeof(double))
@@ -1039,7 +1097,10 @@ cdef object _skew_alarm_trip(object rule, object now_ns, object q_obj):
         _msg, _msg_ratio, _msg_bps, _msg_q_bits = msg, ratio, bps, bits
     else:
         msg = _msg
-    return _rule_trip(_rf(rule, _R_NAME, "name"), rule.kind, _rf(rule, _R_ACTION, "action"), now_ns, values, msg)
+    # rule.kind: the class's string (a slotted rule has no instance dict to shadow it)
+    kind = _type_lookup(type(rule), "kind")
+    kind_obj = <object>kind if kind != NULL and type(<object>kind) is str else rule.kind
+    return _rule_trip(_rf(rule, _R_NAME, "name"), kind_obj, _rf(rule, _R_ACTION, "action"), now_ns, values, msg)
 
 
 cdef list _loud_trips(list loud, object now_ns, object q_obj):
@@ -1074,7 +1135,10 @@ cdef object _edges_update(object edges, object trips):
         key = (slot_get(t, _TRIP_OFF[2]), slot_get(t, _TRIP_OFF[6]))  # (action, cause)
         name = slot_get(t, _TRIP_OFF[0])
         now[name] = key
-        if (<dict>active).get(name) != key:
+        prev = (<dict>active).get(name)
+        if not (type(prev) is tuple and PyTuple_GET_SIZE(prev) == 2 and PyTuple_GET_ITEM(prev, 0) == PyTuple_GET_ITEM(
+            key, 0
+        ) and PyTuple_GET_ITEM(prev, 1) == PyTuple_GET_ITEM(key, 1)) and prev != key:  # the same items are equal
             started.append(t)
     cdef list cleared = [name for name in <dict>active if name not in now]
     slot_set(edges, _TE_ACTIVE, now)
