@@ -433,10 +433,21 @@ ctypedef struct _Plan:
     int names[_MAX_NAMES]
 
 
-cdef object _plan_rules = None  # the rule tuple planned
-cdef list _plan_refs = None  # every object a plan entry refers to
-cdef _Plan* _plans = NULL
-cdef Py_ssize_t _nplans = 0
+@cython.final
+cdef class _RulePlan:
+    """The entries of one rule tuple's plan (an evaluation holds its plan while it runs: another thread's evaluation
+    of other rules replaces the module's plan, never frees this one under it)."""
+
+    cdef object rules  # the rule tuple planned
+    cdef list refs  # every object an entry refers to
+    cdef _Plan* entries
+
+    def __dealloc__(self):
+        PyMem_Free(self.entries)
+
+
+cdef _RulePlan _plan_now = None
+cdef list _plan_refs = None  # the refs of the plan being built or planned again
 
 
 cdef extern from *:
@@ -572,22 +583,20 @@ cdef int _plan_rule(_Plan* pl, object rule) except -1:
     return 0
 
 
-cdef int _plan(tuple rules) except -1:
+cdef _RulePlan _plan(tuple rules):
     """Plan every rule of ``rules`` (the tuple is then the plan's key)."""
-    global _plan_rules, _plan_refs, _plans, _nplans
+    global _plan_now, _plan_refs
     cdef Py_ssize_t n = len(rules), i
-    cdef _Plan* plans = <_Plan*>PyMem_Malloc(max(n, 1) * sizeof(_Plan))
-    if plans == NULL:
+    cdef _RulePlan plan = _RulePlan()
+    plan.entries = <_Plan*>PyMem_Malloc(max(n, 1) * sizeof(_Plan))
+    if plan.entries == NULL:
         raise MemoryError()
-    PyMem_Free(_plans)
-    _plans, _nplans = plans, 0
-    _plan_rules = None
-    _plan_refs = [rules]
+    plan.refs = _plan_refs = [rules]
     for i in range(n):
-        _plan_rule(&plans[i], rules[i])
-    _nplans = n
-    _plan_rules = rules
-    return 0
+        _plan_rule(&plan.entries[i], rules[i])
+    plan.rules = rules
+    _plan_now = plan
+    return plan
 
 
 cdef inline bint _still(_Plan* pl, object rule) noexcept:
@@ -705,14 +714,16 @@ cdef int _planned(_Plan* pl, object rule, _In* s) except -1:
     return -2
 
 
-cdef bint _quiet_by_plan(Py_ssize_t i, object rule, _In* s) except -1:
+cdef bint _quiet_by_plan(_RulePlan plan, Py_ssize_t i, object rule, _In* s) except -1:
     """``_quiet(rule, s)`` for ``rule``, the ``i``-th of the planned tuple: from its entry while it holds (planned again
     when it does not), else _quiet."""
-    cdef _Plan* pl = &_plans[i]
+    global _plan_refs
+    cdef _Plan* pl = &plan.entries[i]
     cdef int r
     if not _still(pl, rule):
-        if len(_plan_refs) > 4096:  # an entry planned again and again (its params replaced each time)
+        if len(plan.refs) > 4096:  # an entry planned again and again (its params replaced each time)
             return _quiet(rule, s)
+        _plan_refs = plan.refs
         _plan_rule(pl, rule)
     r = _planned(pl, rule, s)
     return _quiet(rule, s) if r == -2 else r
@@ -756,43 +767,34 @@ cdef uint64_t _pos_version = 0
 cdef tuple _pos_found = None
 
 
-cdef object _input(object m, int k, object default):
-    """``m.get(_INPUT_KEYS[k], default)`` for the session's decision inputs (``_get``, positions cached for a record)."""
-    global _pos_index, _pos_version, _pos_found
-    if type(m) is not _RECORD or not MM_DICT_VERSIONED:
-        return _get(m, <str>_INPUT_KEYS[k], default)
-    index = field(field(m, _RECORD, _DI_LAYOUT, "layout"), _LAYOUT, _IL_INDEX, "index")
-    if type(index) is not dict:
-        return m.get(<str>_INPUT_KEYS[k], default)
-    if index is not _pos_index or mm_dict_version(<dict>index) != _pos_version:
-        _pos_found = tuple([(<dict>index).get(key) for key in _INPUT_KEYS])
-        _pos_index = index
-        _pos_version = mm_dict_version(<dict>index)
-    return _record_item(m, <object>PyTuple_GET_ITEM(_pos_found, k), default)
+cdef inline object _input(object m, int k, object default):
+    """``m.get(_INPUT_KEYS[k], default)`` for decision inputs ``_record_positions`` does not cover (``_get``)."""
+    return _get(m, <str>_INPUT_KEYS[k], default)
 
 
-cdef bint _record_reads(object m) except -1:
-    """True when ``m`` is a decision record whose four positions (``_pos_found``) are known for its layout index now
-    (looked up again when the index is another or changed): then ``_record_at`` reads them."""
+cdef tuple _record_positions(object m):
+    """``index.get(key)`` for each of ``_INPUT_KEYS`` when ``m`` is a decision record of float items (kept per layout
+    index and its version tag: looked up again when the index is another or changed), else None. The caller keeps the
+    tuple it got: another evaluation may replace the module's between two of its reads."""
     global _pos_index, _pos_version, _pos_found
     if type(m) is not _RECORD or not MM_DICT_VERSIONED:
-        return False
+        return None
     vector = field(m, _RECORD, _DI_VECTOR, "vector")
     if type(vector) is not _ARRAY or (<carray.array>vector).ob_descr.typecode != c'd':  # its items are floats then
-        return False
+        return None
     index = field(field(m, _RECORD, _DI_LAYOUT, "layout"), _LAYOUT, _IL_INDEX, "index")
     if type(index) is not dict:
-        return False
+        return None
     if index is not _pos_index or mm_dict_version(<dict>index) != _pos_version:
         _pos_found = tuple([(<dict>index).get(key) for key in _INPUT_KEYS])
         _pos_index = index
         _pos_version = mm_dict_version(<dict>index)
-    return True
+    return _pos_found
 
 
-cdef inline object _record_at(object m, int k, object default):
-    """``m.get(_INPUT_KEYS[k], default)`` after ``_record_reads(m)``."""
-    return _record_item(m, <object>PyTuple_GET_ITEM(_pos_found, k), default)
+cdef inline object _record_at(object m, tuple positions, int k, object default):
+    """``m.get(_INPUT_KEYS[k], default)`` with ``positions`` from ``_record_positions(m)``."""
+    return _record_item(m, <object>PyTuple_GET_ITEM(positions, k), default)
 
 
 # the core state's five reads (the strategy core's risk_state builds the dict with these very strings as keys)
@@ -1294,18 +1296,19 @@ cdef tuple c_evaluate(object risk, object now_ns, object core_state, object deci
     if not plain:
         inventory = _get(core_state, "inventory", None)
     q_obj = float(inventory or 0.0)
-    cdef bint record = _record_reads(decision_inputs)
+    cdef tuple positions = _record_positions(decision_inputs)
+    cdef bint record = positions is not None
     if record:  # the positions are known: index.get(key) has no side effects, the default is needed only when absent
-        skew = _record_at(decision_inputs, IN_SKEW_MODEL, None)
+        skew = _record_at(decision_inputs, positions, IN_SKEW_MODEL, None)
         if skew is None:
-            skew = _record_at(decision_inputs, IN_SKEW, 0.0)
+            skew = _record_at(decision_inputs, positions, IN_SKEW, 0.0)
     else:
         skew = _input(decision_inputs, IN_SKEW_MODEL, _input(decision_inputs, IN_SKEW, 0.0))
     if not plain:
         mid_v = _get(core_state, "mid", None)
     mid_obj = float(mid_v or _nan)
-    best_bid = _record_at(decision_inputs, IN_BID, _nan) if record else _input(decision_inputs, IN_BID, _nan)
-    best_ask = _record_at(decision_inputs, IN_ASK, _nan) if record else _input(decision_inputs, IN_ASK, _nan)
+    best_bid = _record_at(decision_inputs, positions, IN_BID, _nan) if record else _input(decision_inputs, IN_BID, _nan)
+    best_ask = _record_at(decision_inputs, positions, IN_ASK, _nan) if record else _input(decision_inputs, IN_ASK, _nan)
     clock_skew_ns = _risk_get(risk, by_slot, SR_CLOCK_SKEW)
     if not plain:
         kappa = _get(core_state, "kappa_state", None)
@@ -1353,12 +1356,12 @@ cdef tuple c_evaluate(object risk, object now_ns, object core_state, object deci
     s.order_flow = <PyObject*>order_flow if order_flow is not None else NULL
     # the rules not certainly quiet, in order (None: every one is); _quiet reads, never writes
     cdef list loud = None
+    cdef _RulePlan plan
     if type(rules) is tuple:
-        if rules is not _plan_rules:
-            _plan(<tuple>rules)
+        plan = _plan_now if _plan_now is not None and _plan_now.rules is rules else _plan(<tuple>rules)
         for i in range(PyTuple_GET_SIZE(rules)):
             rule = <object>PyTuple_GET_ITEM(rules, i)
-            if not _quiet_by_plan(i, rule, &s):
+            if not _quiet_by_plan(plan, i, rule, &s):
                 if loud is None:
                     loud = []
                 loud.append(rule)
