@@ -950,7 +950,9 @@ cdef class StrategyCoreBase:
     def risk_state(self):
         """PyStrategyCore.risk_state, the same dict (keys in order, the same objects or the same doubles): the touch's
         mid from its slots, each estimator state from MarketEstimators.peek's cache read directly (peek itself when
-        nothing is cached or the estimators are another class); the P&L on the same Python objects."""
+        nothing is cached or the estimators are another class) and its ``_value_`` known by identity (_state_value);
+        the P&L in C on exact floats (the same double: two roundings, no fused multiply-add on this build's target),
+        on the same Python objects otherwise; ``math.isfinite`` as C's isfinite for a float."""
         m = self.market
         exact = type(m) is _MARKET
         bbo = (<MarketFields>m).bbo if exact else m.bbo
@@ -963,28 +965,65 @@ cdef class StrategyCoreBase:
         else:
             mid = bbo.mid if bbo else _nan
         cdef bint finite = isfinite(<double>mid) if type(mid) is float else math.isfinite(mid)
+        cdef double prod
         tracker = self.tracker
         q = field(tracker, _TRACKER, _TR_POSITION, "position")
-        pnl = field(tracker, _TRACKER, _TR_CASH, "cash") + q * mid if finite else _nan
-        now = self._now_ns
+        if finite:
+            cash = field(tracker, _TRACKER, _TR_CASH, "cash")
+            if type(cash) is float and type(q) is float and type(mid) is float:
+                prod = <double>q * <double>mid
+                pnl = <double>cash + prod
+            else:
+                pnl = cash + q * mid
+        else:
+            pnl = _nan
         if exact:
             cache = (<MarketFields>m)._cache
-            kappa = cache["kappa"].snap
+            kappa = field(_item(cache, "kappa"), _CACHED, _C_SNAP, "snap")
             if kappa is None:
-                kappa = m.peek("kappa", now)
-            sigma = cache["sigma"].snap
+                kappa = m.peek("kappa", self._now_ns)
+            sigma = field(_item(cache, "sigma"), _CACHED, _C_SNAP, "snap")
             if sigma is None:
-                sigma = m.peek("sigma", now)
+                sigma = m.peek("sigma", self._now_ns)
         else:
-            kappa = m.peek("kappa", now)
-            sigma = m.peek("sigma", now)
-        return {
-            "mid": None if isinstance(mid, float) and not finite else mid,
-            "kappa_state": field(kappa, _SNAPSHOT, _S_STATE, "state")._value_,
-            "sigma_state": field(sigma, _SNAPSHOT, _S_STATE, "state")._value_,
-            "inventory": None if isinstance(q, float) and not math.isfinite(q) else q,
-            "pnl": None if isinstance(pnl, float) and not math.isfinite(pnl) else pnl,
-        }
+            kappa = m.peek("kappa", self._now_ns)
+            sigma = m.peek("sigma", self._now_ns)
+        cdef dict d = dict_presized(5)
+        d["mid"] = None if isinstance(mid, float) and not finite else mid
+        d["kappa_state"] = _state_value(field(kappa, _SNAPSHOT, _S_STATE, "state"))
+        d["sigma_state"] = _state_value(field(sigma, _SNAPSHOT, _S_STATE, "state"))
+        d["inventory"] = None if isinstance(q, float) and not isfinite(<double>q) else q
+        d["pnl"] = None if isinstance(pnl, float) and not isfinite(<double>pnl) else pnl
+        return d
+
+
+# risk_state's estimator states: EstimatorState's members and their ``_value_`` (what ``.value`` returns), known by
+# identity; any other object is asked for its ``_value_``
+cdef tuple _ES_MEMBERS = tuple(EstimatorState)
+cdef tuple _ES_VALUES = tuple(s._value_ for s in EstimatorState)
+
+
+from cpython.dict cimport PyDict_GetItemWithError
+from cpython.object cimport PyObject
+
+
+cdef inline object _item(object d, str key):
+    """``d[key]``: a plain dict's entry found without the subscript's machinery (a missing key raises as ``d[key]``)."""
+    cdef PyObject* v
+    if type(d) is dict:
+        v = PyDict_GetItemWithError(d, key)
+        if v != NULL:
+            return <object>v
+    return d[key]
+
+
+cdef inline object _state_value(object state):
+    """``state._value_``."""
+    cdef Py_ssize_t i
+    for i in range(PyTuple_GET_SIZE(_ES_MEMBERS)):
+        if _ES_MEMBERS[i] is state:
+            return _ES_VALUES[i]
+    return state._value_
 
 
 # --- the order tracker's steps for our own events and actions (OrderTracker, apps/engine/execution/orders.py) -------

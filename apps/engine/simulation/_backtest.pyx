@@ -25,6 +25,8 @@ cimport cython
 from libc.math cimport isfinite
 from libc.stdint cimport int64_t
 
+from cpython.dict cimport PyDict_GetItem
+from cpython.object cimport PyObject
 from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_CheckExact, PyLong_FromLongLong
 
 from apps.engine._slots cimport fast_i64, slot_get, slot_offset, slot_set
@@ -33,6 +35,7 @@ from apps.engine._core cimport StrategyCoreBase
 from apps.engine.accounting._pnl cimport PnlLedgerBase
 from apps.engine.execution._fillmodel cimport LevelBook, tick_t
 from apps.engine.execution._paper cimport PaperVenueBase
+from apps.engine.risk._session cimport c_evaluate
 
 import time
 
@@ -50,6 +53,8 @@ from apps.engine.market.events import (
     Side,
     Trade,
 )
+from apps.engine.market.events import QuoteDecision
+from apps.engine.risk import _session as _session_module
 from apps.engine.risk.gateway import Mode
 from apps.engine.risk.rules import RuleAction
 from apps.engine.risk.session import SessionRisk
@@ -69,6 +74,102 @@ cdef bint _none_pulls(list trips) except -1:
         if t.action is _PULL_QUOTES:
             return False
     return True
+
+
+# --- the risk grid's C-level calls (_risk_at) ----------------------------------------------------------------------
+
+cdef extern from *:
+    """
+    /* the attribute ``name`` as ``cls``'s MRO holds it (borrowed; NULL when no class defines it): CPython's own lookup
+       for attribute access, through its method cache */
+    static inline PyObject* mm_type_lookup(PyObject* cls, PyObject* name) {
+        return _PyType_Lookup((PyTypeObject*)cls, name);
+    }
+    """
+    PyObject* _PyType_Lookup "mm_type_lookup" (object cls, object name)
+
+
+cdef extern from "Python.h":
+    PyObject** _PyObject_GetDictPtr(object obj)  # NULL: no instance dict
+    object PyObject_CallOneArg(object f, object arg)
+
+
+cdef object _RISK_STATE = StrategyCoreBase.__dict__["risk_state"]
+cdef object _LAST_DECISION = StrategyCoreBase.__dict__["last_decision"]
+cdef object _EVALUATE = _session_module.evaluate
+cdef object _QUOTE_DECISION = QuoteDecision
+cdef Py_ssize_t _QD_INPUTS = slot_offset(QuoteDecision, "inputs")
+
+
+cdef extern from *:
+    """
+    /* A dict's version tag (PEP 509; CPython bumps it on every change of the dict): what _Own's answers are checked
+       against. 3.11's layout only: elsewhere the dict is asked every time. */
+    #if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
+    #define MM_DICT_VERSIONED 1
+    #define mm_dict_version(d) (((PyDictObject*)(d))->ma_version_tag)
+    #else
+    #define MM_DICT_VERSIONED 0
+    #define mm_dict_version(d) ((uint64_t)0)
+    #endif
+    """
+    bint MM_DICT_VERSIONED
+    unsigned long long mm_dict_version(dict d)
+
+
+@cython.final
+cdef class _Own:
+    """``name in getattr(obj, "__dict__", {})``, the instance's own attribute ``name``: the last answer kept with the
+    instance dict's address and version tag (no reference to it: CPython gives every new dict and every change a new
+    version from one counter, so an equal address and version are that same dict, unchanged)."""
+
+    cdef str name
+    cdef PyObject* d
+    cdef unsigned long long version
+    cdef bint answer
+
+    def __cinit__(self, str name):
+        self.name = name
+
+    cdef bint of(self, object obj) except -1:
+        cdef PyObject** dp = _PyObject_GetDictPtr(obj)
+        if dp == NULL or dp[0] == NULL:
+            return False
+        d = <object>dp[0]
+        if type(d) is not dict:
+            return self.name in d
+        if dp[0] == self.d and MM_DICT_VERSIONED and mm_dict_version(<dict>d) == self.version:
+            return self.answer
+        self.answer = self.name in <dict>d
+        self.d, self.version = dp[0], mm_dict_version(<dict>d)
+        return self.answer
+
+
+cdef _Own _OWN_RISK_STATE = _Own("risk_state"), _OWN_EVALUATE = _Own("evaluate")
+cdef _Own _OWN_SET_MODE = _Own("set_mode"), _OWN_APPLY_MODE = _Own("_apply_mode")
+
+
+cdef inline bint _found(object obj, _Own own, object expected) except -1:
+    """``getattr(type(obj), name) is expected`` for a plain function ``expected`` the class finds along its MRO, and
+    ``obj`` itself sets no ``name``: ``obj.name`` is then ``expected`` bound to ``obj``."""
+    return _PyType_Lookup(type(obj), own.name) == <PyObject*>expected and not own.of(obj)
+
+
+cdef inline bint _core_direct(object strategy) except -1:
+    """A compiled strategy core whose ``risk_state`` (a method the class finds, which the instance does not replace)
+    and ``last_decision`` (its C field) are StrategyCoreBase's own: ``hasattr`` is then True, the call is the method's
+    with the core as its argument, and the field is read in C."""
+    return (
+        isinstance(strategy, StrategyCoreBase)
+        and _found(strategy, _OWN_RISK_STATE, _RISK_STATE)
+        and _PyType_Lookup(type(strategy), "last_decision") == <PyObject*>_LAST_DECISION
+    )
+
+
+cdef inline bint _session_direct(object risk) except -1:
+    """A session whose ``evaluate`` is ``_session.evaluate`` (found on its class, not replaced on the object), which
+    is ``c_evaluate`` with the session as its first argument."""
+    return _found(risk, _OWN_EVALUATE, _EVALUATE)
 
 
 cdef tick_t _EXACT = 1LL << 52  # two ticks below this add exactly in a double
@@ -467,7 +568,10 @@ cdef class EngineLoopBase:
         """PyEngineLoop._evaluate_risk. The usual outcome (nothing started or cleared, no trip that pulls quotes,
         every mode source RUNNING) is taken here: it only sets the ``"risk"`` source and the gateway to RUNNING, as the
         reference's ``_risk_outcome`` and set_mode do then (a warning that stays active, e.g. the skew alarm, records
-        nothing and latches nothing there); any other outcome runs the reference's ``_risk_outcome``."""
+        nothing and latches nothing there); any other outcome runs the reference's ``_risk_outcome``.
+
+        The strategy core's ``risk_state`` and last decision, and the session's evaluation, are called at C level
+        when neither their classes nor the objects themselves replace them (_risk_direct, asked every time)."""
         global _PY_SET_MODE, _PY_APPLY_MODE
         if _PY_SET_MODE is None:
             from apps.engine.simulation.backtest import PyEngineLoop
@@ -477,22 +581,39 @@ cdef class EngineLoopBase:
         risk = self.risk
         assert risk is not None
         strategy = self.strategy
-        d = strategy.last_decision
-        # what the rules read of the core's state (the strategy core's risk_state; a baseline's whole state)
-        view = strategy.risk_state() if hasattr(strategy, "risk_state") else strategy.state()
-        started, cleared, trips = risk.evaluate(now_ns, view, d.inputs if d else {})
+        cdef PyObject* found
+        if _core_direct(strategy):
+            d = (<StrategyCoreBase>strategy).last_decision
+            view = PyObject_CallOneArg(_RISK_STATE, strategy)  # strategy.risk_state()
+        else:
+            d = strategy.last_decision
+            # what the rules read of the core's state (the strategy core's risk_state; a baseline's whole state)
+            view = strategy.risk_state() if hasattr(strategy, "risk_state") else strategy.state()
+        if not d:
+            inputs = {}
+        elif type(d) is _QUOTE_DECISION and _QD_INPUTS >= 0:
+            inputs = slot_get(d, _QD_INPUTS)
+        else:
+            inputs = d.inputs
+        if _session_direct(risk):
+            result = c_evaluate(risk, now_ns, view, inputs)
+        else:
+            result = risk.evaluate(now_ns, view, inputs)
+        started, cleared, trips = result
         if (
             type(started) is list and not started
             and type(cleared) is list and not cleared
             and type(trips) is list and _none_pulls(<list>trips)
-            and type(self).set_mode is _PY_SET_MODE
-            and type(self)._apply_mode is _PY_APPLY_MODE
-            and "set_mode" not in getattr(self, "__dict__", _NO_DICT)
-            and "_apply_mode" not in getattr(self, "__dict__", _NO_DICT)
+            and _found(self, _OWN_SET_MODE, _PY_SET_MODE)
+            and _found(self, _OWN_APPLY_MODE, _PY_APPLY_MODE)
             and type(self._modes) is dict
         ):
             modes = <dict>self._modes
-            modes["risk"] = _RUNNING  # set_mode("risk", RUNNING, ...): "risk" is not "control", no latch cleared
+            # set_mode("risk", RUNNING, ...): "risk" is not "control", no latch cleared (stored again only when another
+            # value is there: the same dict either way)
+            found = PyDict_GetItem(modes, "risk")
+            if found == NULL or <object>found is not _RUNNING:
+                modes["risk"] = _RUNNING
             for m in modes.values():
                 if m is not _RUNNING:
                     break
