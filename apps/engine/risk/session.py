@@ -126,7 +126,8 @@ class PySessionRisk:
 
     A market event only records its two clocks (:meth:`on_market`); ``feed_last_ns`` and ``clock_skew_ns`` are
     brought up to date from the newest ones when either is read or set (:meth:`_settle`), so an event costs two
-    stores instead of a dict write and a new int."""
+    stores instead of a dict write and a new int. One thread drives a session (the trading loop's, or a replay's):
+    a read on another thread, racing an event, could leave that event's feed time unapplied until the next event."""
 
     __slots__ = (
         "__dict__",
