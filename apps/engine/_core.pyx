@@ -35,7 +35,7 @@ import math
 import sys
 from types import CodeType
 
-from cpython.object cimport PyObject, PyObject_GenericSetAttr, PyTypeObject
+from cpython.object cimport PyObject_GenericSetAttr
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from cpython.long cimport PyLong_AsLongLongAndOverflow
 
@@ -47,7 +47,7 @@ from apps.engine.estimators._estimators cimport MarketFields, hawkes_reads, sigm
 from apps.engine.market._book cimport OrderBook as CBook, QueueLevels
 from apps.engine.quoting._quote cimport InputPairs
 from apps.engine._slots cimport (
-    dict_presized, field, slot_get, slot_offset, slot_offsets, slot_set, item, strict_int64, to_i64,
+    dict_presized, field, new_slotted, slot_get, slot_offset, slot_offsets, slot_set, item, strict_int64, to_i64,
 )
 from libc.stdlib cimport free, malloc
 
@@ -112,7 +112,6 @@ cdef object _EventError = EventError
 cdef double _NS = 1e9
 cdef object _nan = math.nan
 cdef object _new = object.__new__
-cdef tuple _EMPTY_ARGS = ()
 cdef object _core_module = sys.modules[PyStrategyCore.__module__]  # its ``quote`` is read at each decision, as there
 cdef object _MODEL_CODES = MODEL_CODES
 cdef object _BUY = Side.BUY
@@ -316,7 +315,7 @@ cdef class _Layout:
     cdef tuple names
     cdef Py_ssize_t n
     cdef Py_ssize_t* offsets  # NULL: set the fields by name
-    cdef bint object_new  # cls.__new__ is object.__new__: its tp_new is called without the Python-level call
+    cdef bint object_new  # cls.__new__ is object.__new__: made by new_slotted, without the Python-level call
     cdef object __weakref__
 
     def __cinit__(self, cls, tuple names):
@@ -340,13 +339,10 @@ cdef inline object _frozen(_Layout layout, tuple values):
     in its slot, by offset when the layout has them)."""
     if layout is None:
         raise RuntimeError("apps.engine._core: a layout used before _bind()")
-    cdef object obj
-    if layout.object_new:
-        # object.__new__(cls) without the wrapper: for a class that does not define __new__ its tp_new is object's own,
-        # which checks that it got no arguments and allocates (as _estimators.pyx builds its snapshots)
-        obj = (<PyTypeObject*>layout.cls).tp_new(<type>layout.cls, <PyObject*>_EMPTY_ARGS, NULL)
-    else:
-        obj = _new(layout.cls)
+    if layout.object_new and layout.offsets != NULL:
+        # object.__new__(cls) uncalled and each field in its slot (_slots.pxd): the class does not define __new__
+        return new_slotted(layout.cls, values, layout.offsets)
+    cdef object obj = _new(layout.cls)
     cdef Py_ssize_t k
     if layout.offsets != NULL:
         for k in range(layout.n):

@@ -62,7 +62,6 @@ cdef class OrderBook:
     cpdef list asks(self, n=*)
     cpdef double size_within(self, double mid, double within_frac) except? -1.0
     cpdef double size_at(self, side, double price)
-    cdef dict head(self, bint bid, Py_ssize_t n_dict, Py_ssize_t n_sum, double* total)
     cdef QueueLevels queue(self, bint bid, Py_ssize_t n_dict, Py_ssize_t n_sum, double* total)
 
 

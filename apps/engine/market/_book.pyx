@@ -26,7 +26,7 @@ from libc.math cimport INFINITY, isfinite
 from libc.string cimport memmove
 
 from apps.engine._search cimport lower_bound, lower_bound_64_f64
-from apps.engine._slots cimport dict_presized, field, slot_offset
+from apps.engine._slots cimport field, slot_offset
 
 
 cdef extern from "Python.h":
@@ -537,33 +537,6 @@ cdef class OrderBook:
         """The best ``n`` ask levels (all when None), best (lowest) first."""
         return _walk(&self._ask, _count(self._ask.n, n), -1.0)
 
-    cdef dict head(self, bint bid, Py_ssize_t n_dict, Py_ssize_t n_sum, double* total):
-        """For the core's decision (C only): ``dict(levels[:n_dict])`` and, in ``total``, the sum of
-        ``levels[:n_sum]``'s sizes (0.0, then one ``+=`` each, best first: the order ``sum`` adds a list in), where
-        ``levels`` is :meth:`bids`/:meth:`asks` of ``max(n_dict, n_sum)``. The same floats as those lists hold,
-        without the list and its tuples; the dict is sized for its entries up front (the same dict)."""
-        cdef const BookSide* s = &self._bid if bid else &self._ask
-        cdef double sign = 1.0 if bid else -1.0
-        cdef Py_ssize_t m = n_dict if n_dict > n_sum else n_sum, j = 0, b = s.nb - 1, i
-        if m > s.n:
-            m = s.n
-        if m < 0:
-            m = 0
-        cdef dict out = dict_presized(n_dict if n_dict < m else m)
-        cdef double acc = 0.0
-        while j < m:
-            i = s.blocks[b].n - 1
-            while i >= 0 and j < m:
-                if j < n_sum:
-                    acc += s.blocks[b].lv[i].size
-                if j < n_dict:
-                    out[sign * s.blocks[b].lv[i].key] = s.blocks[b].lv[i].size
-                i -= 1
-                j += 1
-            b -= 1
-        total[0] = acc
-        return out
-
     cpdef double size_within(self, double mid, double within_frac) except? -1.0:
         """Total base size resting within ``within_frac`` of ``mid`` on both sides, every level counted; the
         reference's rule, including its 1e-12·mid tolerance."""
@@ -608,8 +581,10 @@ cdef class OrderBook:
         )
 
     cdef QueueLevels queue(self, bint bid, Py_ssize_t n_dict, Py_ssize_t n_sum, double* total):
-        """:meth:`head` with the dict's entries as a :class:`QueueLevels` (a copy of the same levels, best first):
-        the decision's queues without a float hashed and a dict slot filled per level."""
+        """For the core's decision (C only): ``levels[:n_dict]`` as a :class:`QueueLevels` (the mapping
+        ``dict(levels[:n_dict])`` would be, a copy of the same floats, best first, without a float hashed per level)
+        and, in ``total``, the sum of ``levels[:n_sum]``'s sizes (0.0, then one ``+=`` each, best first: the order
+        ``sum`` adds a list in), where ``levels`` is :meth:`bids`/:meth:`asks` of ``max(n_dict, n_sum)``."""
         cdef const BookSide* s = &self._bid if bid else &self._ask
         cdef double sign = 1.0 if bid else -1.0
         cdef Py_ssize_t m = n_dict if n_dict > n_sum else n_sum, j = 0, b = s.nb - 1, i

@@ -287,21 +287,11 @@ cdef int _clock_set(_Clock* c, object v) except -1:
     return 0
 
 
-cdef inline int _at_or_past(int64_t tc, const _Clock* c) noexcept:
-    """``t >= clock`` for an exact int64 ``t`` (value ``tc``): 1 or 0, or -1 when the clock must be compared in Python."""
+cdef inline int _reached(int64_t tc, const _Clock* c, bint strict) noexcept:
+    """``t > clock`` (``strict``) or ``t >= clock`` for an exact int64 ``t`` (value ``tc``): 1 or 0, or -1 when the
+    clock must be compared in Python."""
     if c.kind == _C_INT:
-        return tc >= c.v
-    if c.kind == _C_ABOVE:
-        return 0
-    if c.kind == _C_BELOW:
-        return 1
-    return -1
-
-
-cdef inline int _past(int64_t tc, const _Clock* c) noexcept:
-    """``t > clock``, as :func:`_at_or_past`."""
-    if c.kind == _C_INT:
-        return tc > c.v
+        return tc > c.v if strict else tc >= c.v
     if c.kind == _C_ABOVE:
         return 0
     if c.kind == _C_BELOW:
@@ -436,8 +426,8 @@ cdef class EngineLoopBase:
         cdef int cmp
         venue = self.venue
         self._deliver(t, False)
-        self._clocks(t)
-        cmp = _past(tc, &self._now_c) if tfast else -1
+        self._clocks_at(t, tfast, tc)
+        cmp = _reached(tc, &self._now_c, True) if tfast else -1
         if cmp == 1:
             self._set_now(t, tc)
         elif cmp == -1 and t > self._now_ns:
@@ -527,14 +517,18 @@ cdef class EngineLoopBase:
 
     cdef int _clocks(self, object t) except -1:
         cdef int64_t tc = 0
-        cdef int cmp = -1
         cdef bint tfast = PyLong_CheckExact(t) and fast_i64(t, &tc)
+        return self._clocks_at(t, tfast, tc)
+
+    cdef int _clocks_at(self, object t, bint tfast, int64_t tc) except -1:
+        # _clocks with ``t``'s int64 value already read (``tfast``: ``t`` is an exact int of value ``tc``)
+        cdef int cmp = -1
         if tfast:
-            cmp = _at_or_past(tc, &self._sample_c)
+            cmp = _reached(tc, &self._sample_c, False)
         if cmp != 0:  # a sample is due, or the grid is not placed yet, or a comparison in Python
             self._samples(t)
         if tfast:
-            cmp = _at_or_past(tc, &self._snap_c)
+            cmp = _reached(tc, &self._snap_c, False)
         if cmp == 1 or (cmp == -1 and t >= self._next_snap_ns):
             self._snapshot(t)
         if self.risk is not None:
