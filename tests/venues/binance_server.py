@@ -136,6 +136,7 @@ class BinanceReplayServer:
         spot: bool | None = None,
         restamp: bool = False,
         skew_ms: float = 0.0,
+        snapshot_after_replay: bool = False,
     ) -> None:
         self.recordings = {r.symbol: r for r in recordings}
         if spot is None:  # from the recordings (one market per server: spot and USD-M do not mix)
@@ -153,6 +154,9 @@ class BinanceReplayServer:
         if skew_ms and not restamp:
             raise ValueError("skew_ms needs restamp=True (the recorded stamps are not moved otherwise)")
         self.skew_ms = skew_ms
+        # snapshot_after_replay: the REST snapshot is answered only once every message has been sent, so it is the
+        # book after the last diff and no later diff bridges it (a market that goes quiet right after the request)
+        self.snapshot_after_replay = snapshot_after_replay
         self.books: dict[str, OrderBook] = {}
         self.book_ts: dict[str, tuple[int, int]] = {}
         for sym, rec in self.recordings.items():
@@ -172,6 +176,7 @@ class BinanceReplayServer:
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._stop: asyncio.Event | None = None
+        self._replayed: asyncio.Event | None = None
 
     # --- control (from any thread) --------------------------------------------------------------
 
@@ -225,6 +230,7 @@ class BinanceReplayServer:
         self._loop = asyncio.get_running_loop()
         self._started = asyncio.Event()
         self._stop = asyncio.Event()
+        self._replayed = asyncio.Event()
         async with serve(self._handler, "127.0.0.1", 0, process_request=self._http, compression=None) as server:
             self.port = server.sockets[0].getsockname()[1]
             self._ready.set()
@@ -232,10 +238,13 @@ class BinanceReplayServer:
             await self._stop.wait()
             replay.cancel()
 
-    def _http(self, connection, request):
+    async def _http(self, connection, request):
         url = urllib.parse.urlsplit(request.path)
         if url.path in ("/fapi/v1/depth", "/api/v3/depth"):
             self.stats.rest_requests += 1
+            if self.snapshot_after_replay:
+                assert self._replayed is not None
+                await self._replayed.wait()
             q = dict(urllib.parse.parse_qsl(url.query))
             sym = q.get("symbol", "")
             if sym not in self.books:
@@ -322,6 +331,8 @@ class BinanceReplayServer:
                 for name, conns in by_name.items():
                     broadcast(conns, (b'{"stream":"%s","data":%s}' % (name.encode(), data)).decode())
             self.cursor = i + 1
+        assert self._replayed is not None
+        self._replayed.set()
         self.done.set()
 
     def _now_ms(self) -> int:

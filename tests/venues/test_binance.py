@@ -135,6 +135,23 @@ def test_book_equals_recorded_book_ticker(server_factory, market):
 
 
 @pytest.mark.parametrize("market", ["usdm", "spot"])
+def test_a_snapshot_after_the_last_diff_is_in_sync_without_another_diff(server_factory, market):
+    """The REST snapshot answered only after the last diff was sent (the race a fast replay, or a market gone quiet,
+    makes): no later diff bridges it, yet the book is whole and the connector live, on spot's rule as on USD-M's."""
+    rec = _recording(n=2000, market=market)
+    srv, conn = server_factory([rec], speed=0.0, server_kwargs={"snapshot_after_replay": True})
+    w = Watcher(BinanceFeed(conn.start()))
+    assert w.run_until(lambda: w.log == ["resynced"], 20), (w.log, [s for _, s in conn.stats.states])
+    assert srv.done.is_set() and conn.stats.snapshots == 1 and conn.stats.gaps == 0
+    last_u = [m.diff for m in rec.messages if m.diff is not None][-1].last_update_id
+    sync = conn.syncs["BTCUSDT"]
+    assert sync.in_sync and sync.book.last_update_id == last_u
+    assert w.book.last_update_id == last_u and w.book.best_bid() == srv.books["BTCUSDT"].best_bid()
+    assert w.book.best_ask() == srv.books["BTCUSDT"].best_ask()
+    assert conn.state is ConnState.LIVE
+
+
+@pytest.mark.parametrize("market", ["usdm", "spot"])
 def test_dropped_diff_is_detected_and_resynchronised(server_factory, market):
     rec = _recording(n=6000, market=market)
     diffs = [m.diff for m in rec.messages if m.diff is not None]

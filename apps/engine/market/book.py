@@ -262,7 +262,8 @@ class SyncRule(StrEnum):
     ``U <= lastUpdateId <= u``; afterwards every diff's ``pu`` equals the previous diff's ``u``.
 
     ``SPOT``: drop diffs with ``u <= lastUpdateId``; the first applied diff has
-    ``U <= lastUpdateId + 1 <= u``; afterwards every diff's ``U`` equals the previous ``u + 1``.
+    ``U <= lastUpdateId + 1 <= u``; afterwards every diff's ``U`` equals the previous ``u + 1``. A dropped diff
+    whose ``u`` equals ``lastUpdateId`` puts the book in sync at once (the snapshot is the book after it).
     """
 
     FUTURES = "futures"
@@ -414,6 +415,11 @@ class BinanceBookSync:
             target = self._snapshot_id + 1 if spot else self._snapshot_id
             if diff.last_update_id < target:
                 self.n_dropped_stale += 1
+                if spot and diff.last_update_id == self._snapshot_id:
+                    # The stream has reached the snapshot exactly: the book is the snapshot, and the next diff
+                    # must start at lastUpdateId + 1, which the chain rule checks. Waiting for a bridging diff
+                    # instead would leave the book out of sync while no diff comes (a quiet market).
+                    self.state = SyncState.IN_SYNC
                 return None
             if diff.first_update_id <= target:
                 self.state = SyncState.IN_SYNC

@@ -370,6 +370,30 @@ def test_spot_sync_uses_u_plus_one_continuity():
     assert gap is not None and (gap.expected, gap.got) == (17, 18)
 
 
+def test_spot_sync_is_whole_when_the_stream_has_reached_the_snapshot_exactly():
+    """A spot snapshot taken right after the last diff sent (nothing bridges it until the market moves): the buffered
+    diff with ``u == lastUpdateId`` proves the book is the snapshot, so the book is in sync without waiting."""
+    sync = BinanceBookSync(BookSyncParams(rule=SyncRule.SPOT))
+    sync.on_diff(diff(5, 8))
+    sync.on_diff(diff(9, 10, bids=[(100.0, 3.0)]))
+    assert sync.on_snapshot(snap([(100.0, 3.0)], [(101.0, 1.0)], last_id=10)) == []
+    assert sync.in_sync and sync.n_dropped_stale == 2 and sync.n_applied == 0
+    assert sync.book.best_bid() == (100.0, 3.0) and sync.book.last_update_id == 10
+    assert sync.on_diff(diff(11, 12, asks=[(101.0, 2.0)])) is None and sync.book.best_ask() == (101.0, 2.0)
+    # the diff that reaches the snapshot may also come after it
+    late = BinanceBookSync(BookSyncParams(rule=SyncRule.SPOT))
+    late.on_snapshot(snap([(100.0, 1.0)], [(101.0, 1.0)], last_id=10))
+    assert late.on_diff(diff(7, 9)) is None and not late.in_sync  # still behind the snapshot
+    assert late.on_diff(diff(10, 10)) is None and late.in_sync
+    gap = late.on_diff(diff(13, 14))  # the chain rule holds from the snapshot on
+    assert gap is not None and (gap.kind, gap.expected, gap.got) == ("sequence", 11, 13)
+    # futures keeps its rule: U <= lastUpdateId <= u already bridges with the diff u == lastUpdateId (applied)
+    fut = BinanceBookSync()
+    fut.on_snapshot(snap([(100.0, 1.0)], [(101.0, 1.0)], last_id=10))
+    assert fut.on_diff(diff(8, 9, 7)) is None and not fut.in_sync
+    assert fut.on_diff(diff(10, 10, 9)) is None and fut.in_sync and fut.n_applied == 1
+
+
 def test_it_reports_a_snapshot_older_than_every_buffered_diff():
     sync = BinanceBookSync()
     sync.on_diff(diff(50, 60, 49))
