@@ -31,8 +31,11 @@ the ufunc runs; where that is missing or declines an input, ``kappa.gamma_poster
 cimport cython
 
 from apps.engine._pyfloat cimport m_expm1 as _expm1, pymax as _pymax, pymin as _pymin, pypow as _pypow
-from apps.engine._slots cimport dict_presized, field, slot_get, slot_offset, slot_offsets, slot_set, strict_int64, to_i64, item
+from apps.engine._slots cimport (
+    dict_presized, field, item, new_slotted, slot_get, slot_offset, slot_offsets, slot_set, strict_int64, to_i64
+)
 from cpython.number cimport PyNumber_Power
+from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.dict cimport PyDict_Update
 from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.object cimport PyObject, PyObject_GenericSetAttr, PyTypeObject
@@ -116,6 +119,16 @@ cdef inline bint _as_ns(object v, int64_t* out) except -1:
 
 cdef inline bint _ns_in(int64_t v) noexcept nogil:
     return -_NS_LIM <= v <= _NS_LIM
+
+
+cdef inline bint _ceil_ns(double x, int64_t* out) noexcept nogil:
+    # math.ceil(x) for a float whose ceil is within ±2**62 (False for NaN, an infinity or beyond: the caller runs the
+    # reference's math.ceil): the ceil of the double, an integral value that converts to int64 exactly
+    cdef double c = ceil(x)
+    if not (-<double>_NS_LIM <= c <= <double>_NS_LIM):
+        return False
+    out[0] = <int64_t>c
+    return True
 
 
 
@@ -655,6 +668,23 @@ cdef object _adverse_ref():
 
 
 cdef object _SIGMA_MOD = None
+# sigma._Closed's slot offsets (n, elapsed_s, rv, bv, per_scale), found when the first SigmaEstimator is built;
+# _closed_get reads a field by offset while σ's _closed is exactly that class with plain slots, else by name
+cdef object _CLOSED_T = None
+cdef Py_ssize_t _CL_OFF[5]
+cdef bint _CL_SLOTS = False
+cdef enum:
+    _CL_N = 0
+    _CL_ELAPSED = 1
+    _CL_RV = 2
+    _CL_BV = 3
+    _CL_PER_SCALE = 4
+
+
+cdef inline object _closed_get(object c, int i, str name):
+    if _CL_SLOTS and type(c) is _CLOSED_T:
+        return slot_get(c, _CL_OFF[i])
+    return getattr(c, name)
 cdef double _BV_SCALE = math.pi / 2.0  # sigma._BV_SCALE (checked in _closed_sums)
 
 
@@ -714,6 +744,14 @@ cdef object _closed_sums(object returns, object durations, tuple scales, object 
     finally:
         free(r)
     return _SIGMA_MOD._Closed(n, elapsed, rv_h, bv_h, per_scale)
+
+
+cdef tuple _sigma_scale_keys(object k):
+    # sigma._scale_keys(k): the three detail keys of scale k, cached by (type, value)
+    keys = _SIGMA_SCALE_KEYS.get((type(k), k))
+    if keys is None:
+        keys = _SIGMA_SCALE_KEYS[(type(k), k)] = (f"sigma_total_k{k}", f"sigma_clean_k{k}", f"n_blocks_k{k}")
+    return keys
 
 
 cdef object _sigma_ref():
@@ -786,6 +824,11 @@ cdef class SigmaEstimator:
     cdef public bint defer_closed, closed_stale
     cdef double _z, _theta_bv, _theta_rv  # the snapshot's constants (sigma_log_interval's z, sigma's θs)
     cdef object _fine_k, _coarse_k
+    # the snapshot's constants from the (frozen) params: the correction flag's message after its factor (when the
+    # factor is above 1, below 1), the detail keys of each scale in the params' order, the state's bounds
+    cdef str _cf_tail_hi, _cf_tail_lo
+    cdef tuple _scale_keys  # ((k, (sigma_total_k, sigma_clean_k, n_blocks_k)), ...)
+    cdef double _tol, _stale_s, _sigma_min, _sigma_max
 
     def __init__(self, params=None):
         from scipy import special
@@ -825,6 +868,18 @@ cdef class SigmaEstimator:
         self._theta_rv = _THETA_RV
         self._fine_k = min(p.scales)
         self._coarse_k = max(p.scales)
+        bounds = f" outside [{1 / p.correction_tolerance:.2f}, {p.correction_tolerance:.2f}]: realised bucket variance "
+        self._cf_tail_hi = bounds + "exceeds the one-step prediction"
+        self._cf_tail_lo = bounds + "falls short of the one-step prediction"
+        self._scale_keys = tuple((k, _sigma_scale_keys(k)) for k in p.scales)
+        self._tol = p.correction_tolerance
+        self._stale_s = p.stale_after_s
+        self._sigma_min = p.sigma_min
+        self._sigma_max = p.sigma_max
+        global _CLOSED_T, _CL_SLOTS
+        if _CLOSED_T is None:
+            _CL_SLOTS = slot_offsets(_Closed, ("n", "elapsed_s", "rv", "bv", "per_scale"), _CL_OFF)
+            _CLOSED_T = _Closed
 
     def __dealloc__(self):
         free(self._vhist.buf)
@@ -943,9 +998,9 @@ cdef class SigmaEstimator:
 
     cdef object _c_sigma_clean(self):
         c = self._closed
-        cdef double elapsed = c.elapsed_s, bv, q
+        cdef double elapsed = _closed_get(c, _CL_ELAPSED, "elapsed_s"), bv, q
         if elapsed > 0:
-            bv = c.bv
+            bv = _closed_get(c, _CL_BV, "bv")
             if isfinite(bv):
                 q = bv / elapsed
                 if q < 0:
@@ -957,9 +1012,9 @@ cdef class SigmaEstimator:
         c = self._closed
         cdef double r2, dt, t, q
         r2, dt = self._c_open_contribution()
-        t = <double>c.elapsed_s + dt
-        if t > 0 and c.n > 0:
-            q = (<double>c.rv + r2) / t
+        t = <double>_closed_get(c, _CL_ELAPSED, "elapsed_s") + dt
+        if t > 0 and _closed_get(c, _CL_N, "n") > 0:
+            q = (<double>_closed_get(c, _CL_RV, "rv") + r2) / t
             if q < 0:
                 return _sigma_ref().sigma_total.fget(self)
             return sqrt(q)
@@ -1025,8 +1080,8 @@ cdef class SigmaEstimator:
         c = self._closed
         clean = self._c_sigma_clean()
         total = self._c_sigma_total()
-        cdef double d_clean = clean, d_total = total, cf = 0.0, tol = p.correction_tolerance, rv, bv, elapsed
-        cdef long n = c.n
+        cdef double d_clean = clean, d_total = total, cf = 0.0, tol = self._tol, rv, bv, elapsed
+        cdef long n = _closed_get(c, _CL_N, "n")
         cdef bint cf_flag
         std, lo, hi = self._log_interval(d_clean, n, self._theta_bv)
         total_std = self._log_interval(d_total, n, self._theta_rv)[0]
@@ -1042,11 +1097,13 @@ cdef class SigmaEstimator:
             inventory = clean
         else:
             inventory = clean if d_clean > d_total else total
-        rv = c.rv
-        bv = c.bv
-        elapsed_obj = c.elapsed_s
+        rv = _closed_get(c, _CL_RV, "rv")
+        bv = _closed_get(c, _CL_BV, "bv")
+        elapsed_obj = _closed_get(c, _CL_ELAPSED, "elapsed_s")
         elapsed = elapsed_obj
-        per_scale = c.per_scale
+        per_scale = _closed_get(c, _CL_PER_SCALE, "per_scale")
+        cdef tuple scale_keys = self._scale_keys
+        cdef Py_ssize_t i = 0
         # the same dict as the reference's literal filled in order, sized up front for its per-scale keys and the
         # noise ratio (no resizes on the way)
         cdef dict detail = dict_presized(15 + 3 * len(per_scale))
@@ -1066,25 +1123,28 @@ cdef class SigmaEstimator:
         detail["correction_n"] = <double>self._n_checked
         for k, v in per_scale.items():
             s_tot, s_cln, nb = v
-            keys = _SIGMA_SCALE_KEYS.get((type(k), k))
-            if keys is None:
-                keys = _SIGMA_SCALE_KEYS[(type(k), k)] = (f"sigma_total_k{k}", f"sigma_clean_k{k}", f"n_blocks_k{k}")
+            # the keys made for the params' scale in the same place when k is that very object (per_scale is built
+            # from the params' scales, in their order), else made or found for k itself
+            if i < len(scale_keys) and <object>PyTuple_GET_ITEM(<object>PyTuple_GET_ITEM(scale_keys, i), 0) is k:
+                keys = <object>PyTuple_GET_ITEM(<object>PyTuple_GET_ITEM(scale_keys, i), 1)
+            else:
+                keys = _sigma_scale_keys(k)
+            i += 1
             detail[keys[0]] = s_tot
             detail[keys[1]] = s_cln
             detail[keys[2]] = float(nb)
-        fine, coarse = per_scale.get(self._fine_k), per_scale.get(self._coarse_k)
+        if type(per_scale) is dict:  # (its get, in C)
+            fine, coarse = (<dict>per_scale).get(self._fine_k), (<dict>per_scale).get(self._coarse_k)
+        else:
+            fine, coarse = per_scale.get(self._fine_k), per_scale.get(self._coarse_k)
         if fine and coarse and coarse[0] > 0:
             # Python's float ** int: CPython's float_pow, libm's pow(x, 2.0) (not x * x, which a C compiler would
             # make of a constant exponent, and which differs from glibc's pow in the last bit now and then)
             detail["noise_ratio"] = PyNumber_Power(<double>fine[0] / <double>coarse[0], 2, None)
 
         state, message = self._c_state(now, clean, total)
-        if cf_flag:
-            flag = (
-                f"variance correction factor {cf_obj:.2f} outside [{1 / p.correction_tolerance:.2f}, "
-                f"{p.correction_tolerance:.2f}]: realised bucket variance "
-                f"{'exceeds' if cf > 1 else 'falls short of'} the one-step prediction"
-            )
+        if cf_flag:  # the reference's f-string: its parts from the params made once (__init__)
+            flag = f"variance correction factor {cf_obj:.2f}{self._cf_tail_hi if cf > 1 else self._cf_tail_lo}"
             message = f"{message}; {flag}" if message else flag
         return _snapshot(self.name, clean, std, state, self._last_input_ns, lo, hi, detail, message)
 
@@ -1095,17 +1155,21 @@ cdef class SigmaEstimator:
         if not self._has_first:
             return _WARMING, "no input yet"
         idle_s = _div_ns(now - self._last_input_ns)
-        if idle_s > <double>p.stale_after_s:
+        if idle_s > self._stale_s:
             return _STALE, f"no input for {idle_s:.1f} s (stale after {p.stale_after_s:g} s)"
-        n = self._closed.n
+        n = _closed_get(self._closed, _CL_N, "n")
         if n < p.min_buckets:
             return _WARMING, f"{n} of {p.min_buckets} buckets"
-        for label, s_obj in (("sigma_clean", clean), ("sigma_total", total)):
-            s = s_obj
-            if not (isfinite(s) and <double>p.sigma_min <= s <= <double>p.sigma_max):
-                return _FAILED, (
-                    f"{label} {s_obj:.3g} per sqrt(s) outside the plausible range [{p.sigma_min:g}, {p.sigma_max:g}]"
-                )
+        s = clean
+        if not (isfinite(s) and self._sigma_min <= s <= self._sigma_max):
+            return _FAILED, (
+                f"sigma_clean {clean:.3g} per sqrt(s) outside the plausible range [{p.sigma_min:g}, {p.sigma_max:g}]"
+            )
+        s = total
+        if not (isfinite(s) and self._sigma_min <= s <= self._sigma_max):
+            return _FAILED, (
+                f"sigma_total {total:.3g} per sqrt(s) outside the plausible range [{p.sigma_min:g}, {p.sigma_max:g}]"
+            )
         return _OK, ""
 
     def _state(self, now_ns, clean, total):
@@ -2642,13 +2706,27 @@ cdef object _numpy():
 
 
 cdef int _CURVE_PLAIN = -1  # 1 while DepthCostCurve is the class _cost_curve was written for (checked on first use)
+cdef Py_ssize_t _CURVE_OFF[4]  # its slot offsets in field order (valid while _CURVE_SLOTS)
+cdef bint _CURVE_SLOTS = False
+cdef object _F64 = None  # numpy.float64
+cdef object _FROMBUFFER = None  # numpy.frombuffer
+
+
+cdef extern from "Python.h":
+    # the tuple macros and the int constructor on raw pointers (the curve's counts: no reference counting of a
+    # temporary object per cell)
+    PyObject* _tuple_get "PyTuple_GET_ITEM" (PyObject* p, Py_ssize_t pos)
+    void _tuple_set "PyTuple_SET_ITEM" (PyObject* p, Py_ssize_t pos, PyObject* o)
+    PyObject* _long_from_i64 "PyLong_FromLongLong" (long long v)
+    void _incref "Py_INCREF" (PyObject* o)
 
 
 cdef object _cost_curve(object step, object costs, tuple counts, object pooled):
-    """``DepthCostCurve(step, costs, counts, pooled)`` for ``costs`` a new float64 array that nothing else holds: its
-    generated ``__init__`` (one ``object.__setattr__`` per field, in field order) and its ``__post_init__``, whose copy
-    of such an array (``np.array(costs, dtype=np.float64)``, made read-only) is the array itself made read-only."""
-    global _CURVE_PLAIN
+    """``DepthCostCurve(step, costs, counts, pooled)`` for ``costs`` a new read-only float64 array over a bytes object
+    that nothing else holds: its generated ``__init__`` (one ``object.__setattr__`` per field, in field order) and its
+    ``__post_init__``, whose read-only copy of such an array (``np.array(costs, dtype=np.float64)``, made read-only)
+    has the same values, dtype and shape as the array itself."""
+    global _CURVE_PLAIN, _CURVE_SLOTS
     cls = _depth_mod().DepthCostCurve
     if _CURVE_PLAIN < 0:
         _CURVE_PLAIN = (
@@ -2656,14 +2734,21 @@ cdef object _cost_curve(object step, object costs, tuple counts, object pooled):
             and cls.__dataclass_params__.frozen
             and cls.__post_init__.__qualname__ == "DepthCostCurve.__post_init__"
         )
+        _CURVE_SLOTS = (
+            _CURVE_PLAIN
+            and cls.__new__ is object.__new__
+            and slot_offsets(cls, ("step", "cost_array", "counts", "pooled"), _CURVE_OFF)
+        )
     if not _CURVE_PLAIN:
         return cls(step, costs, counts, pooled)
-    cdef object obj = _new(cls)
-    PyObject_GenericSetAttr(obj, "step", step)
-    PyObject_GenericSetAttr(obj, "cost_array", costs)
-    PyObject_GenericSetAttr(obj, "counts", counts)
-    PyObject_GenericSetAttr(obj, "pooled", pooled)
-    costs.flags.writeable = False  # __post_init__: the curve's own (read-only) array
+    if _CURVE_SLOTS:  # each field stored in its slot as object.__setattr__ stores it (apps/engine/_slots.pxd)
+        obj = new_slotted(cls, (step, costs, counts, pooled), _CURVE_OFF)
+    else:
+        obj = _new(cls)
+        PyObject_GenericSetAttr(obj, "step", step)
+        PyObject_GenericSetAttr(obj, "cost_array", costs)
+        PyObject_GenericSetAttr(obj, "counts", counts)
+        PyObject_GenericSetAttr(obj, "pooled", pooled)
     return obj
 
 
@@ -2685,6 +2770,11 @@ cdef class DepthMarkoutCurve:
     cdef double* _cell_s_c
     cdef double* _cell_s2_c
     cdef object _curve
+    # the last curve's costs and suffix counts as C values (the snapshot reads its costs here), its array and its
+    # counts tuple (whose ints the next curve reuses where a count is unchanged)
+    cdef double* _costs_c
+    cdef int64_t* _counts_c
+    cdef object _costs_arr, _counts
 
     def __init__(self, params=None):
         dm = _depth_mod()
@@ -2700,7 +2790,12 @@ cdef class DepthMarkoutCurve:
         self._cell_n_c = <int64_t*> realloc(self._cell_n_c, n * sizeof(int64_t))
         self._cell_s_c = <double*> realloc(self._cell_s_c, n * sizeof(double))
         self._cell_s2_c = <double*> realloc(self._cell_s2_c, n * sizeof(double))
-        if self._cell_n_c == NULL or self._cell_s_c == NULL or self._cell_s2_c == NULL:
+        self._costs_c = <double*> realloc(self._costs_c, n * sizeof(double))
+        self._counts_c = <int64_t*> realloc(self._counts_c, n * sizeof(int64_t))
+        if (
+            self._cell_n_c == NULL or self._cell_s_c == NULL or self._cell_s2_c == NULL or self._costs_c == NULL
+            or self._counts_c == NULL
+        ):
             raise MemoryError()
         for i in range(n):
             self._cell_n_c[i] = 0
@@ -2711,6 +2806,8 @@ cdef class DepthMarkoutCurve:
         self._last_done = 0
         self._curve = None
         self._curve_at = -1
+        self._costs_arr = None
+        self._counts = None
 
     def __dealloc__(self):
         free(self._pend.buf)
@@ -2718,6 +2815,8 @@ cdef class DepthMarkoutCurve:
         free(self._cell_n_c)
         free(self._cell_s_c)
         free(self._cell_s2_c)
+        free(self._costs_c)
+        free(self._counts_c)
 
     cdef inline Py_ssize_t _cell(self, double depth) except? -2:
         # the reference's min(int(depth / step), last cell), −1 for a negative depth (int() raises on NaN / inf)
@@ -2849,7 +2948,13 @@ cdef class DepthMarkoutCurve:
     def curve(self):
         """The cost curve over the kept events (None before any event with depth ≥ 0), the reference's sums in its
         order: the pooled sum cell 0 upwards, the suffix sums from the last cell down."""
-        np = _numpy()
+        return self._c_curve()
+
+    cdef object _c_curve(self):
+        # curve(): the costs computed into a C array and handed to NumPy as one bytes object (an array over it is
+        # read-only, as the curve's own copy is made); each count an int of the last curve's tuple where it is the
+        # same count there, or of the cell above where no event lies in between, else a new int
+        global _FROMBUFFER, _F64
         if self._curve_at == self.completed:
             return self._curve
         self._curve_at = self.completed
@@ -2857,30 +2962,50 @@ cdef class DepthMarkoutCurve:
         cdef int64_t n = 0, run_n = 0
         cdef double total = 0.0, run_s = 0.0, pooled, prior
         cdef double n0 = self.params.prior_events
+        cdef double* costs = self._costs_c
+        cdef int64_t* seen = self._counts_c
+        cdef int64_t* cell_n = self._cell_n_c
+        cdef double* cell_s = self._cell_s_c
         for k in range(last + 1):
-            n += self._cell_n_c[k]
+            n += cell_n[k]
         if n == 0:
             self._curve = None
             return None
         for k in range(last + 1):
-            total += self._cell_s_c[k]
+            total += cell_s[k]
         pooled = total / <double>n
         prior = n0 * pooled
-        costs = np.empty(last + 1, dtype=np.float64)
-        cdef double[::1] c = costs
         cdef tuple counts = PyTuple_New(last + 1)  # the reference's tuple(counts), filled in place
-        cdef object count
+        cdef PyObject* tup = <PyObject*>counts
+        cdef PyObject* prev = NULL if self._counts is None else <PyObject*>self._counts
+        cdef PyObject* o
         for k in range(last, -1, -1):  # suffix sums: the events at depth ≥ k·step
-            run_n += self._cell_n_c[k]
-            run_s += self._cell_s_c[k]
-            count = run_n
-            Py_INCREF(count)  # PyTuple_SET_ITEM steals a reference
-            PyTuple_SET_ITEM(counts, k, count)
+            run_n += cell_n[k]
+            run_s += cell_s[k]
             if n0 > 0:
-                c[k] = (run_s + prior) / (<double>run_n + n0)
+                costs[k] = (run_s + prior) / (<double>run_n + n0)
             else:
-                c[k] = run_s / <double>run_n if run_n else pooled
-        self._curve = _cost_curve(self._step, costs, counts, pooled)
+                costs[k] = run_s / <double>run_n if run_n else pooled
+            if prev != NULL and seen[k] == run_n:
+                o = _tuple_get(prev, k)
+                _incref(o)  # PyTuple_SET_ITEM steals a reference
+            elif k < last and seen[k + 1] == run_n:
+                o = _tuple_get(tup, k + 1)
+                _incref(o)
+            else:
+                o = _long_from_i64(run_n)  # a new reference, which the tuple takes
+                if o == NULL:
+                    self._counts = None  # ``seen`` no longer describes it
+                    raise MemoryError()
+            seen[k] = run_n
+            _tuple_set(tup, k, o)
+        self._counts = counts
+        if _FROMBUFFER is None:
+            _FROMBUFFER = _numpy().frombuffer
+            _F64 = _numpy().float64
+        arr = _FROMBUFFER(PyBytes_FromStringAndSize(<char*>costs, (last + 1) * sizeof(double)), _F64)
+        self._costs_arr = arr
+        self._curve = _cost_curve(self._step, arr, counts, pooled)
         return self._curve
 
     def _sum_of_squares(self):
@@ -2902,10 +3027,16 @@ cdef class DepthMarkoutCurve:
     cdef object _c_snapshot(self, int64_t now):
         global _DEPTH_COST_POINTS
         p = self.params
-        c = self.curve()
-        cdef int64_t n = c.counts[0] if c is not None else 0, d
+        c = self._c_curve()
+        # the curve's costs and counts as this object holds them in C while the curve holds the array it was built
+        # with (else read from the curve, as the reference reads them)
+        cdef bint own = c is not None and (
+            slot_get(c, _CURVE_OFF[1]) if _CURVE_SLOTS else c.cost_array
+        ) is self._costs_arr
+        cdef int64_t n = (self._counts_c[0] if own else c.counts[0]) if c is not None else 0, d
         cdef double s2, pooled, var, se, depth, step, u, c0, c1, x
-        cdef const double[::1] costs
+        cdef const double[::1] costs_view
+        cdef const double* costs
         cdef Py_ssize_t k, last
         detail = {
             "events": <double>n,
@@ -2930,9 +3061,14 @@ cdef class DepthMarkoutCurve:
             se_obj = _INF_OBJ
         if _DEPTH_COST_POINTS is None:
             _DEPTH_COST_POINTS = _depth_mod()._COST_POINTS
-        costs = c.cost_array
-        step = c.step
-        last = costs.shape[0] - 1
+        if own:
+            costs = self._costs_c
+            last = self._last_cell
+        else:
+            costs_view = c.cost_array
+            costs = &costs_view[0]
+            last = costs_view.shape[0] - 1
+        step = slot_get(c, _CURVE_OFF[0]) if _CURVE_SLOTS else c.step
         for key, depth_obj in _DEPTH_COST_POINTS:  # DepthCostCurve.cost_at(depth) / _BPS
             depth = depth_obj
             if not depth > 0:
@@ -3691,10 +3827,16 @@ cdef class MarketStep:
             dm = (<object>est).depth_markout
             if dm is self.depth:
                 self.depth._complete(now, self.adverse, None)  # advance(now, adverse.mid_before): its mids in C
+                est._depth_curve = self.depth._c_curve()  # its curve() and snapshot(now_ns), called in C
+                if _ns_in(self.depth._last_done):
+                    snap = self.depth._c_snapshot(now)
+                else:
+                    snap = self.depth.snapshot(now_ns)
             else:
                 dm.advance(now_ns, self.adverse.mid_before)
-            est._depth_curve = dm.curve()
-            self._store(c, dm.snapshot(now_ns), now_ns)
+                est._depth_curve = dm.curve()
+                snap = dm.snapshot(now_ns)
+            self._store(c, snap, now_ns)
             est.c_version += 1
             est._all_fresh_until_ns = 0
         return 0
@@ -3705,14 +3847,49 @@ cdef class MarketStep:
         if self.sigma.closed_stale or est._hawkes_fit_at is not None:
             est.c_refresh_due_ns = 0
             return 0
+        # in C while every term is an int within ±2**62 or a float (a float's ceil within ±2**62): the reference's
+        # min compares an int with a float exactly and keeps its first argument unless the second is smaller, int +
+        # float is the int rounded to a double plus the float, math.ceil of a float is the ceil of the double;
+        # anything else with Python's objects, as the reference
+        cdef int64_t due_i = 0, at, r, out
+        cdef double due_d = 0.0
+        cdef int kind = 0  # 1: due is the int due_i, 2: the float due_d, 0: an object only Python reads
+        cdef bint done = False
         due = est._all_fresh_until_ns if est._all_snaps else _NEVER_OBJ
+        if _as_ns(due, &due_i):
+            kind = 1
+        elif type(due) is float:
+            due_d = due
+            kind = 2
         c = self.c_depth
         if self._snap(c) is not None:
-            due = min(due, self._at_ns(c) + self.snapshot_refresh_ns)
-        est.c_refresh_due_ns = _integer(_ceil(due), "_refresh_due_ns")
+            if kind and _as_ns(self._at_ns(c), &at) and _as_ns(self.snapshot_refresh_ns, &r):
+                at += r
+                if (at < due_i) if kind == 1 else _lt_exact(at, due_d):
+                    due_i = at
+                    kind = 1
+            else:
+                kind = 0
+                due = min(due, self._at_ns(c) + self.snapshot_refresh_ns)
+        if kind == 2 and _ceil_ns(due_d, &out):
+            due_i = out
+            kind = 1
+        if kind == 1:
+            est.c_refresh_due_ns = due_i
+        else:
+            est.c_refresh_due_ns = _integer(_ceil(due), "_refresh_due_ns")
         c = self.c_kappa
         if self._snap(c) is not None:
-            est.c_kappa_min_due_ns = _integer(_ceil(self._at_ns(c) + self.kappa_min_refresh_ns), "_kappa_min_due_ns")
+            kr = self.kappa_min_refresh_ns
+            if _as_ns(self._at_ns(c), &at):
+                if _as_ns(kr, &r):
+                    est.c_kappa_min_due_ns = at + r
+                    done = True
+                elif type(kr) is float and _ceil_ns(<double>at + <double>kr, &out):
+                    est.c_kappa_min_due_ns = out
+                    done = True
+            if not done:
+                est.c_kappa_min_due_ns = _integer(_ceil(self._at_ns(c) + kr), "_kappa_min_due_ns")
         else:
             est.c_kappa_min_due_ns = _NEVER_OBJ
         return 0
