@@ -23,7 +23,12 @@ COMPILED = [
     (kappa, "TradeKappaEstimator"),
     (depth_markout, "DepthMarkoutCurve"),
 ]
-BOTH_EXEMPT = {"test_estimators_equivalence", "test_reads_equivalence", "test_snapshots_equivalence"}
+BOTH_EXEMPT = {
+    "test_estimators_equivalence",
+    "test_reads_equivalence",
+    "test_refresh_reads",
+    "test_snapshots_equivalence",
+}
 
 
 def pytest_generate_tests(metafunc):
