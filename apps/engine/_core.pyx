@@ -35,8 +35,12 @@ import math
 import sys
 from types import CodeType
 
-from cpython.object cimport PyObject_GenericSetAttr
+from cpython.dict cimport PyDict_GetItemWithError
+from cpython.object cimport PyObject, PyObject_GenericSetAttr
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
+cimport cpython.array as carray
+from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_AsDouble
+from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.long cimport PyLong_AsLongLongAndOverflow
 
 from libc.math cimport NAN, exp, expm1, fabs, isfinite, log, sqrt
@@ -47,7 +51,8 @@ from apps.engine.estimators._estimators cimport MarketFields, hawkes_reads, sigm
 from apps.engine.market._book cimport OrderBook as CBook, QueueLevels
 from apps.engine.quoting._quote cimport InputPairs
 from apps.engine._slots cimport (
-    dict_presized, field, new_slotted, slot_get, slot_offset, slot_offsets, slot_set, item, strict_int64, to_i64,
+    dict_presized, fast_i64, field, new_slotted, slot_get, slot_offset, slot_offsets, slot_set, item, strict_int64,
+    to_i64,
 )
 from libc.stdlib cimport free, malloc
 
@@ -75,7 +80,7 @@ from apps.engine.market.events import (
     Side,
     Trade,
 )
-from apps.engine.market.inputs import DecisionInputs
+from apps.engine.market.inputs import DecisionInputs, InputLayout
 from apps.engine.quoting.quoter import MODEL_CODES, Level, MarketState, QuoterParams, QuoteResult
 
 
@@ -127,7 +132,7 @@ cdef double _EPS_TICKS = REQUOTE_EPS_TICKS
 cdef double _ROOM_SLACK = 1e-12  # reconcile.py's _ROOM_SLACK (checked in _bind)
 cdef tuple _DM_INPUTS = tuple(_DEPTH_MARKOUT_INPUTS)
 cdef dict _STATE_OK_KEYS = {}  # snapshot name -> f"{name}_state_ok"
-cdef dict _AGE_KEYS = {}  # cache name -> f"{name}_age_s"
+cdef dict _AGE_KEYS_BY_NAME = {}  # cache name -> f"{name}_age_s"
 cdef double _TWO53 = 9007199254740992.0
 cdef object _SNAPSHOT = EstimatorSnapshot
 cdef object _OK = EstimatorState.OK
@@ -403,19 +408,124 @@ cdef inline bint _usable(object snap) except -1:
 
 cdef inline object _suffixed(dict cache, object name, str suffix):
     """``f"{name}{suffix}"``, built once per name and kept in ``cache`` (the decision's per-snapshot input keys)."""
-    key = cache.get(name)
-    if key is None:
-        key = f"{name}{suffix}"
-        cache[name] = key
+    cdef PyObject* found = PyDict_GetItemWithError(cache, name)
+    if found != NULL:
+        return <object>found
+    key = f"{name}{suffix}"  # (a lookup's error, e.g. an unhashable name, raises here as ``cache.get`` would)
+    cache[name] = key
     return key
+
+
+# --- the not-quotable decision's inputs as a DecisionInputs record, without the dict ---------------------------------
+#
+# The reference builds a dict (its eleven names, then the extra inputs') and DecisionInputs.from_mapping makes the record
+# of it: the shared layout of its names (InputLayout.of) and array('d') of its values, each as array('d') stores it
+# (PyFloat_AsDouble). The names repeat from one such decision to the next (the same string objects: literals and the
+# cached suffixed keys), so the names the reference's record got are kept, and a later decision whose extra names are
+# those very objects in that order builds the same record directly: InputLayout.of(names) (the interned layout the
+# reference gets), the doubles converted one by one as the array converts them, then the slots stored as its __init__
+# stores them. Anything else (other names, a repeated name, a value that is not a number) takes the reference's path.
+cdef tuple _UNQUOTED_FIXED = (
+    "mid", "best_bid", "best_ask", "q", "q_ratio", "gamma", "model_requested_code", "horizon_s", "kappa",
+    "sigma_spread", "sigma_inventory",
+)
+cdef tuple _UNQUOTED_NAMES = None  # the last reference-built record's names, when they were the dict's, unrepeated
+cdef object _LAYOUT_OF = InputLayout.of
+cdef object _INPUTS = DecisionInputs
+cdef object _INPUT_LAYOUT = InputLayout
+cdef Py_ssize_t _DI_OFF[2]
+cdef bint _DI_SLOTS = slot_offsets(DecisionInputs, ("layout", "vector"), _DI_OFF) and DecisionInputs.__new__ is object.__new__
+cdef carray.array _DOUBLES = carray.array("d")
+
+
+cdef int _unquoted_names_from(object record, InputPairs extra) except -1:
+    """Keep ``record``'s names for the next not-quotable decision when they are the eleven fixed names and then
+    ``extra``'s, the same objects in order (no name repeated: the dict kept every one)."""
+    global _UNQUOTED_NAMES
+    cdef Py_ssize_t i, nf = PyTuple_GET_SIZE(_UNQUOTED_FIXED)
+    _UNQUOTED_NAMES = None
+    if type(record) is not _INPUTS:
+        return 0
+    names = record.layout.names
+    if type(names) is not tuple or PyTuple_GET_SIZE(names) != nf + extra.n:
+        return 0
+    for i in range(nf):
+        if <PyObject*>PyTuple_GET_ITEM(names, i) != <PyObject*>PyTuple_GET_ITEM(_UNQUOTED_FIXED, i):
+            return 0
+    for i in range(extra.n):
+        if <PyObject*>PyTuple_GET_ITEM(names, nf + i) != extra.k_arr[i]:
+            return 0
+    _UNQUOTED_NAMES = names
+    return 0
+
+
+cdef object _unquoted_record(tuple fixed, InputPairs extra):
+    """``DecisionInputs.from_mapping`` of the reference's dict of ``fixed`` (the eleven) and ``extra``, built directly;
+    None when the reference's path must build it (see above)."""
+    cdef tuple names = _UNQUOTED_NAMES
+    cdef Py_ssize_t i, nf = PyTuple_GET_SIZE(fixed)
+    cdef double x
+    if names is None or not _DI_SLOTS or PyTuple_GET_SIZE(names) != nf + extra.n:
+        return None
+    for i in range(extra.n):
+        if <PyObject*>PyTuple_GET_ITEM(names, nf + i) != extra.k_arr[i]:
+            return None
+    cdef carray.array values = carray.clone(_DOUBLES, nf + extra.n, False)
+    for i in range(nf + extra.n):
+        v = <object>PyTuple_GET_ITEM(fixed, i) if i < nf else <object>extra.v_arr[i - nf]
+        if type(v) is float:
+            x = PyFloat_AS_DOUBLE(v)
+        else:
+            try:
+                x = PyFloat_AsDouble(v)  # array('d')'s own conversion of an item
+            except TypeError:
+                return None  # the reference's path raises, naming the key
+        values.data.as_doubles[i] = x
+    layout = _LAYOUT_OF(names)
+    if type(layout) is not _INPUT_LAYOUT:
+        return None
+    return new_slotted(_INPUTS, (layout, values), _DI_OFF)
+
+
+cdef inline object _dget(object d, object key, object default):
+    """``d.get(key, default)``: an exact dict's entry found without the method call, any other mapping asked."""
+    cdef PyObject* found
+    if type(d) is dict:
+        found = PyDict_GetItemWithError(<dict>d, key)
+        if found != NULL:
+            return <object>found
+        return default
+    return d.get(key, default)
 
 
 cdef inline object _state_ok_key(object name):
     return _suffixed(_STATE_OK_KEYS, name, "_state_ok")
 
 
-cdef inline object _age_key(object name):
-    return _suffixed(_AGE_KEYS, name, "_age_s")
+# The decision's per-snapshot keys by their place: the six snapshots' ``*_state_ok`` keys, and the ages' keys in the
+# estimators' cache order. A name that is the very object seen at that place the last time has the key found for it
+# then (_suffixed's cache never changes a key once made): a pointer test in place of a dict lookup per key.
+cdef object _NO_NAME = object()  # an empty place: no name is this object
+cdef list _OK_NAMES = [_NO_NAME] * 6, _OK_KEYS = [None] * 6
+cdef list _AGE_NAMES = [], _AGE_KEYS = []
+
+
+cdef inline object _memo_key(list names, list keys, Py_ssize_t i, object name, dict cache, str suffix):
+    """``_suffixed(cache, name, suffix)``, remembered at place ``i`` of ``names``/``keys``."""
+    if i < PyList_GET_SIZE(names) and <PyObject*>PyList_GET_ITEM(names, i) == <PyObject*>name:
+        return <object>PyList_GET_ITEM(keys, i)
+    key = _suffixed(cache, name, suffix)
+    while PyList_GET_SIZE(names) <= i:
+        names.append(_NO_NAME)
+        keys.append(None)
+    names[i] = name
+    keys[i] = key
+    return key
+
+
+cdef inline object _ok_key(Py_ssize_t i, object name):
+    """``_state_ok_key(name)`` for the ``i``-th snapshot."""
+    return _memo_key(_OK_NAMES, _OK_KEYS, i, name, _STATE_OK_KEYS, "_state_ok")
 
 
 cdef class StrategyCoreBase:
@@ -559,7 +669,7 @@ cdef class StrategyCoreBase:
         cdef int64_t now = self.c_now_ns
         # PyStrategyCore._decide: MarketEstimators.cached_snapshots (computed there only at the first read)
         snaps = m._all_snaps
-        if not snaps:
+        if snaps is None or (PyTuple_GET_SIZE(snaps) == 0 if type(snaps) is tuple else not snaps):
             snaps = (<object>m).cached_snapshots(now)
         bid = field(bbo, _BBO, _B_BID, "bid_px")
         ask = field(bbo, _BBO, _B_ASK, "ask_px")
@@ -630,56 +740,66 @@ cdef class StrategyCoreBase:
         extra.put("kappa_std", _sf(k, _S_STD, "std"))
         extra.put("kappa_ci_low", _sf(k, _S_CI_LOW, "ci_low"))
         extra.put("kappa_ci_high", _sf(k, _S_CI_HIGH, "ci_high"))
-        extra.put("avg_trade_distance_bps", _sf(k, _S_DETAIL, "detail").get("avg_distance_bps", _nan))
-        extra.put("sigma_total", _sf(s, _S_DETAIL, "detail").get("sigma_total", _nan))
+        extra.put("avg_trade_distance_bps", _dget(_sf(k, _S_DETAIL, "detail"), "avg_distance_bps", _nan))
+        extra.put("sigma_total", _dget(_sf(s, _S_DETAIL, "detail"), "sigma_total", _nan))
         extra.put("lambda_per_s", _sf(lam, _S_VALUE, "value"))
         extra.put("mean_trade_size", mean_size)
         # MarketEstimators.ages, in its order
         cdef int64_t dt
+        cdef Py_ssize_t i
         if not _reads_twinned or type(m) is not _MARKET:
             for name, age in m.ages(now_ns).items():  # extra.update(m.ages(now_ns))
                 extra.put(name, age)
         else:
+            i = 0
             for name, c in (<dict>mf._cache).items():  # each a market._Cached: its slots by offset
+                key_ = _memo_key(_AGE_NAMES, _AGE_KEYS, i, name, _AGE_KEYS_BY_NAME, "_age_s")  # _age_key(name)
+                i += 1
                 if field(c, _CACHED, _C_SNAP, "snap") is None:
-                    extra.put(_age_key(name), _nan)
+                    extra.put(key_, _nan)
                 else:
                     at = field(c, _CACHED, _C_AT, "at_ns")
                     dt = to_i64(now_ns) - to_i64(at)
                     if -_TWO53 < <double>dt < _TWO53:  # int / int is the double division of the two exact doubles
-                        extra.put(_age_key(name), <double>dt / _NS)
+                        extra.put(key_, <double>dt / _NS)
                     else:
-                        extra.put(_age_key(name), (now_ns - at) / 1_000_000_000)
+                        extra.put(key_, (now_ns - at) / 1_000_000_000)
         cdef bint lam_ok = _usable(lam), flow_ok = _usable(flow)
         cdef bint drift_ok = _usable(drift), micro_ok = _usable(micro)
-        extra.put(_state_ok_key(_sf(k, _S_NAME, "name")), 1.0 if k_ok else 0.0)
-        extra.put(_state_ok_key(_sf(s, _S_NAME, "name")), 1.0 if s_ok else 0.0)
-        extra.put(_state_ok_key(_sf(lam, _S_NAME, "name")), 1.0 if lam_ok else 0.0)
-        extra.put(_state_ok_key(_sf(flow, _S_NAME, "name")), 1.0 if flow_ok else 0.0)
-        extra.put(_state_ok_key(_sf(drift, _S_NAME, "name")), 1.0 if drift_ok else 0.0)
-        extra.put(_state_ok_key(_sf(micro, _S_NAME, "name")), 1.0 if micro_ok else 0.0)
+        extra.put(_ok_key(0, _sf(k, _S_NAME, "name")), 1.0 if k_ok else 0.0)
+        extra.put(_ok_key(1, _sf(s, _S_NAME, "name")), 1.0 if s_ok else 0.0)
+        extra.put(_ok_key(2, _sf(lam, _S_NAME, "name")), 1.0 if lam_ok else 0.0)
+        extra.put(_ok_key(3, _sf(flow, _S_NAME, "name")), 1.0 if flow_ok else 0.0)
+        extra.put(_ok_key(4, _sf(drift, _S_NAME, "name")), 1.0 if drift_ok else 0.0)
+        extra.put(_ok_key(5, _sf(micro, _S_NAME, "name")), 1.0 if micro_ok else 0.0)
 
         qp = self.c_quoter_params
         if reasons:
             t_side, t_size, t_price = _RESULT_TAKER_DEFAULTS
+            fixed = (
+                mid,
+                bid_px,
+                ask_px,
+                q,
+                q / qp.max_inventory,
+                qp.gamma_base,
+                _MODEL_CODES[qp.model],
+                qp.horizon_s,
+                _sf(k, _S_VALUE, "value"),
+                sig_clean,
+                sig_inv,
+            )
+            inputs = _unquoted_record(fixed, extra)
+            if inputs is None:  # the reference's dict and DecisionInputs.from_mapping (its errors, its repeated names)
+                d = dict(zip(_UNQUOTED_FIXED, fixed))
+                d.update(extra.as_dict())
+                inputs = _record(d)
+                _unquoted_names_from(inputs, extra)
             result = _frozen(_L_RESULT, (
                     now_ns,
                     (),
                     (),
-                    _record({
-                        "mid": mid,
-                        "best_bid": bid_px,
-                        "best_ask": ask_px,
-                        "q": q,
-                        "q_ratio": q / qp.max_inventory,
-                        "gamma": qp.gamma_base,
-                        "model_requested_code": _MODEL_CODES[qp.model],
-                        "horizon_s": qp.horizon_s,
-                        "kappa": _sf(k, _S_VALUE, "value"),
-                        "sigma_spread": sig_clean,
-                        "sigma_inventory": sig_inv,
-                        **extra.as_dict(),
-                    }),
+                    inputs,
                     tuple(reasons),
                     t_side,
                     t_size,
@@ -701,7 +821,6 @@ cdef class StrategyCoreBase:
         extra.put("adverse_selection_public_markouts", adv_detail["public_markouts"])
         curve = None
         curve_ok = False
-        cdef Py_ssize_t i
         cdef bint cached = self.c_fill_cost_by_depth is not None  # qp is a QuoterParams: its fields as read when set
         if (self.c_fill_cost_by_depth if cached else qp.fill_cost_by_depth):
             depth, curve = m.cached_depth_cost(now_ns)
@@ -712,9 +831,9 @@ cdef class StrategyCoreBase:
             values = (
                 d["events"],
                 _sf(depth, _S_VALUE, "value") * 1e4,
-                d.get("cost_0.5bps_bps", _nan),
-                d.get("cost_1bps_bps", _nan),
-                d.get("cost_2bps_bps", _nan),
+                _dget(d, "cost_0.5bps_bps", _nan),
+                _dget(d, "cost_1bps_bps", _nan),
+                _dget(d, "cost_2bps_bps", _nan),
             )
             for i in range(5):
                 extra.put(_DM_INPUTS[i], values[i])
@@ -790,7 +909,7 @@ cdef class StrategyCoreBase:
                 micro_ok,  # microprice_ok
                 mf.funding_rate,  # funding_rate
                 mf.funding_interval_s,  # funding_interval_s
-                features.get("flow_toxicity", 0.0),  # flow_toxicity
+                _dget(features, "flow_toxicity", 0.0),  # flow_toxicity
                 adv_value,  # adverse_selection
                 adv_ok,  # adverse_selection_ok
                 curve,  # fill_cost_curve
@@ -860,11 +979,18 @@ cdef class StrategyCoreBase:
         cdef Py_ssize_t requote_ticks = self.c_requote_ticks if cached else p.requote_ticks
         cdef double max_inv = self.c_max_inventory if cached else p.max_inventory
         cdef bint modify = self.c_modify_orders if cached else p.modify_orders
-        for side, levels in ((_BUY, result.bids), (_SELL, result.asks)):
-            self.inventory_guard_skips += self._reconcile_side(
-                actions, tracker, side, levels, tick, requote_ticks, max_inv, modify
-            )
-        taker_side = result.taker_side
+        cdef Py_ssize_t* off = _L_RESULT.offsets
+        cdef bint slots = off != NULL and type(result) is QuoteResult  # its fields by slot offset (_RESULT_FIELDS)
+        # the reference's loop over ((BUY, result.bids), (SELL, result.asks)): both read first, then each side in turn
+        bids = slot_get(result, off[1]) if slots else result.bids
+        asks = slot_get(result, off[2]) if slots else result.asks
+        self.inventory_guard_skips += self._reconcile_side(
+            actions, tracker, _BUY, bids, tick, requote_ticks, max_inv, modify
+        )
+        self.inventory_guard_skips += self._reconcile_side(
+            actions, tracker, _SELL, asks, tick, requote_ticks, max_inv, modify
+        )
+        taker_side = slot_get(result, off[5]) if slots else result.taker_side
         if taker_side is not None and result.taker_size > 0:
             pending_taker = False
             for o in tracker.open_orders():
@@ -998,9 +1124,6 @@ cdef class StrategyCoreBase:
 cdef tuple _ES_MEMBERS = tuple(EstimatorState)
 cdef tuple _ES_VALUES = tuple(s._value_ for s in EstimatorState)
 
-
-from cpython.dict cimport PyDict_GetItemWithError
-from cpython.object cimport PyObject
 
 
 cdef inline object _item(object d, str key):
@@ -1178,7 +1301,10 @@ cdef inline bint _same_int(object a, int64_t b) except -1:
     never identical to a new one unless equal), as Python compares them otherwise."""
     cdef int overflow = 0
     cdef long long x
+    cdef int64_t y
     if type(a) is int:
+        if fast_i64(a, &y):  # read in place (_slots.pxd)
+            return y == b
         x = PyLong_AsLongLongAndOverflow(a, &overflow)
         if overflow == 0:
             return x == b
@@ -1186,8 +1312,13 @@ cdef inline bint _same_int(object a, int64_t b) except -1:
 
 
 cdef inline bint _same(object a, object b) except -1:
-    """One item of a tuple ``==``: identity first, then ``==`` (as tuple comparison does)."""
-    return a is b or a == b
+    """One item of a tuple ``==``: identity first, then ``==`` (as tuple comparison does); two exact floats compared as
+    their doubles, as float's own ``==`` compares them."""
+    if a is b:
+        return True
+    if type(a) is float and type(b) is float:
+        return PyFloat_AS_DOUBLE(a) == PyFloat_AS_DOUBLE(b)
+    return a == b
 
 
 cdef inline void _market_stamp(MarketFields m, int64_t ts) noexcept:
@@ -1331,7 +1462,7 @@ cdef dict _risk_features(
     ref_t = mf._ref_t_ns
     sigma_ref = mf._sigma_ref
     depth_ref = mf._depth_ref
-    clean = _sf(s, _S_DETAIL, "detail").get("sigma_clean", _nan)
+    clean = _dget(_sf(s, _S_DETAIL, "detail"), "sigma_clean", _nan)
     kv = _sf(k, _S_VALUE, "value")
     ks = _sf(k, _S_STD, "std")
     sv = _sf(s, _S_VALUE, "value")
@@ -1373,7 +1504,7 @@ cdef dict _risk_features(
     cdef double dt_s = 0.0, w = 0.0, x, ratio, total
     cdef int64_t dt
     if ref_t:
-        dt = <int64_t>now_ns - <int64_t>ref_t
+        dt = to_i64(now_ns) - to_i64(ref_t)
         if -_TWO53 < <double>dt < _TWO53:  # int / int: the double division of the two exact doubles
             dt_s = <double>dt / _NS
         else:
@@ -1411,10 +1542,10 @@ cdef dict _risk_features(
     cdef int64_t t
     if use_hawkes:
         # lam = self.hawkes.intensity(max(now_ns, last_event_ns)): mu + alpha * (exp(-beta * dt_s) * S)
-        t = <int64_t>now_ns
-        if <int64_t>last > t:
-            t = <int64_t>last
-        dt = t - <int64_t>last
+        t = to_i64(now_ns)
+        if to_i64(last) > t:
+            t = to_i64(last)
+        dt = t - to_i64(last)
         if <double>dt < _TWO53:
             x = <double>dt / _NS
         else:
@@ -1461,7 +1592,7 @@ cdef object _expected_return(object drift, object horizon_s, object now_ns):
     cdef double th = theta, dt_s = 0.0
     cdef int64_t dt
     if last is not None:
-        dt = <int64_t>now_ns - <int64_t>last
+        dt = to_i64(now_ns) - to_i64(last)
         if dt < 0:  # time went backwards: the reference's ValueError
             return drift.expected_return(horizon_s, now_ns)
         if <double>dt < _TWO53:  # int / int: the double division of the two exact doubles

@@ -26,6 +26,8 @@ from libc.math cimport isfinite
 from libc.stdint cimport int64_t
 
 from cpython.dict cimport PyDict_GetItem
+from cpython.list cimport PyList_GET_SIZE
+from cpython.tuple cimport PyTuple_GET_SIZE
 from cpython.object cimport PyObject
 from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_CheckExact, PyLong_FromLongLong
 
@@ -244,6 +246,21 @@ cdef bint _inherits(object obj, type base, tuple names) except -1:
     return True
 
 
+cdef inline bint _truth(object v) except -1:
+    """``bool(v)``: None, an exact int read in place (_slots.fast_i64), a list and a tuple without the call; anything
+    else asked."""
+    cdef int64_t x
+    if v is None:
+        return False
+    if PyLong_CheckExact(v) and fast_i64(v, &x):
+        return x != 0
+    if type(v) is list:
+        return PyList_GET_SIZE(v) != 0
+    if type(v) is tuple:
+        return PyTuple_GET_SIZE(v) != 0
+    return bool(v)
+
+
 cdef inline Py_ssize_t _stamp_offset(object cls, bint local):
     """The slot offset of ``cls``'s local or exchange stamp when it is one of the three classes above, else -1."""
     if cls is _BBO:
@@ -304,10 +321,11 @@ cdef class EngineLoopBase:
 
     # the reference's state, set by its __init__ (typed slots where the per-event path reads it)
     cdef public object strategy, venue, config, sink, risk, result, gateway, ledger, _book, _tick, _strategy_refresh
-    cdef public object _interval_ns, _next_risk_ns, _risk_ns, _modes
-    # _now_ns, _next_sample_ns and _next_snap_ns: the objects (the properties below) and their C values (_Clock)
-    cdef object _now_obj, _sample_obj, _snap_obj
-    cdef _Clock _now_c, _sample_c, _snap_c
+    cdef public object _interval_ns, _risk_ns, _modes
+    # _now_ns, _next_sample_ns, _next_snap_ns and _next_risk_ns: the objects (the properties below) and their C values
+    # (_Clock)
+    cdef object _now_obj, _sample_obj, _snap_obj, _risk_obj
+    cdef _Clock _now_c, _sample_c, _snap_c, _risk_c
     # run()'s market events, counted in C and added to the result's stats at the end (or when the result changes)
     cdef bint _batching
     cdef long long _pending_market
@@ -345,7 +363,7 @@ cdef class EngineLoopBase:
 
     def __cinit__(self, *args, **kwargs):
         # no clock is set yet: each reads None until the reference's __init__ sets it
-        self._now_c.kind = self._sample_c.kind = self._snap_c.kind = _C_OTHER
+        self._now_c.kind = self._sample_c.kind = self._snap_c.kind = self._risk_c.kind = _C_OTHER
 
     @property
     def _now_ns(self):
@@ -373,6 +391,19 @@ cdef class EngineLoopBase:
     def _next_snap_ns(self, value):
         _clock_set(&self._snap_c, value)
         self._snap_obj = value
+
+    @property
+    def _next_risk_ns(self):
+        return self._risk_obj
+
+    @_next_risk_ns.setter
+    def _next_risk_ns(self, value):
+        self._set_next_risk(value)
+
+    cdef inline int _set_next_risk(self, object value) except -1:
+        _clock_set(&self._risk_c, value)
+        self._risk_obj = value
+        return 0
 
     cdef inline int _set_now(self, object t, int64_t tc) except -1:
         # self._now_ns = t for an exact int64 t of value tc
@@ -455,7 +486,7 @@ cdef class EngineLoopBase:
                 # SessionRisk.on_market without the Python call (the reference's method is the readable version),
                 # its fields by slot offset: the clocks recorded, applied when the session's values are read
                 slot_set(risk, _R_FEED, t)
-                if ts_exch_ns and not slot_get(risk, _R_MEASURED):
+                if _truth(ts_exch_ns) and not slot_get(risk, _R_MEASURED):
                     slot_set(risk, _R_SKEW_LOCAL, t)
                     slot_set(risk, _R_SKEW_EXCH, ts_exch_ns)
             else:
@@ -479,7 +510,7 @@ cdef class EngineLoopBase:
             self._on_mark_price(t, event)
         elif not isinstance(event, Trade):
             self._mid(t, event.ts_exch_ns if ts_exch_ns is None else ts_exch_ns)
-        if out:
+        if _truth(out):
             self._handle_all(out)
         strategy = self.strategy
         if self._direct_strategy(strategy):
@@ -532,8 +563,9 @@ cdef class EngineLoopBase:
         if cmp == 1 or (cmp == -1 and t >= self._next_snap_ns):
             self._snapshot(t)
         if self.risk is not None:
-            nxt = self._next_risk_ns
-            if nxt is None or nxt <= t:  # else _risk_until has nothing to do before ``t``
+            # nxt is None or nxt <= t (else _risk_until has nothing to do before ``t``), in C when both are int64
+            cmp = _reached(tc, &self._risk_c, False) if tfast else -1
+            if cmp == 1 or (cmp == -1 and (self._risk_obj is None or self._risk_obj <= t)):
                 self._risk_grid(t)
         return 0
 
@@ -543,16 +575,16 @@ cdef class EngineLoopBase:
 
     cdef int _risk_grid(self, object t) except -1:
         """PyEngineLoop._risk_until: every grid point up to ``t``."""
-        nxt = self._next_risk_ns
+        nxt = self._risk_obj
         if nxt is None:
-            self._next_risk_ns = (t // self._risk_ns + 1) * self._risk_ns
+            self._set_next_risk((t // self._risk_ns + 1) * self._risk_ns)
             return 0
         while nxt <= t:
-            self._next_risk_ns = nxt + self._risk_ns
+            self._set_next_risk(nxt + self._risk_ns)
             self._risk_at(nxt)
             if self.risk is None:
                 return 0
-            nxt = self._next_risk_ns
+            nxt = self._risk_obj
         return 0
 
     def _evaluate_risk(self, now_ns):
