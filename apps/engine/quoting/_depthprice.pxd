@@ -8,6 +8,7 @@ cdef int priced(
     double* out_cost,
 ) except -1
 
-# the curve's costs as a C array (its cost_array, float64, read-only; the last one's view kept), length in n. The
-# pointer is valid until the next call (another curve replaces the kept view): use it before anything runs Python.
-cdef const double* curve_costs(object curve, Py_ssize_t* n) except NULL
+# the curve's costs as a C array (its cost_array, float64, read-only; the last one's view kept), length in n, and its
+# step in step (a DepthCostCurve's kept with it). The pointer is valid until the next call (another curve replaces the
+# kept view): use it before anything runs Python.
+cdef const double* curve_costs(object curve, double* step, Py_ssize_t* n) except NULL

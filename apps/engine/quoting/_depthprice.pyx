@@ -7,6 +7,9 @@ doubles. The reference's docstring has the maths; the quoter calls this one when
 cimport cython
 from libc.math cimport exp, fabs, floor, isfinite, INFINITY, NAN
 from libc.stdlib cimport free, malloc
+from cpython.object cimport PyObject
+
+from apps.engine._slots cimport slot_offset
 
 
 import numpy as _np
@@ -23,14 +26,15 @@ cdef object _contiguous = _np.ascontiguousarray
 cdef object _arr = None
 cdef const double[::1] _view
 cdef double* _suffix = NULL
+cdef double _amax = 0.0  # the largest |cost| (NaN skipped)
 cdef Py_ssize_t _n = 0
 
 
 cdef const double* _costs(object arr, Py_ssize_t* n) except NULL:
-    global _arr, _view, _suffix, _n
+    global _arr, _view, _suffix, _amax, _n
     cdef Py_ssize_t k
     cdef double* suffix
-    cdef double m
+    cdef double m, amax
     if arr is not _arr:
         src = arr
         if type(arr) is _NDARRAY and arr.dtype == _FLOAT64 and arr.ndim == 1 and not arr.flags.c_contiguous:
@@ -40,13 +44,17 @@ cdef const double* _costs(object arr, Py_ssize_t* n) except NULL:
         if suffix == NULL:
             raise MemoryError("depth_priced_half_spread: no memory for the curve's minima")
         m = INFINITY
+        amax = 0.0
         suffix[_view.shape[0]] = INFINITY
         for k in range(_view.shape[0] - 1, -1, -1):
             if _view[k] <= m:  # the earlier of equal costs, as a forward ``<`` scan keeps it; NaN never taken
                 m = _view[k]
             suffix[k] = m
+            if fabs(_view[k]) > amax:  # NaN never taken
+                amax = fabs(_view[k])
         free(_suffix)
         _suffix = suffix
+        _amax = amax
         _n = _view.shape[0]
         _arr = arr
     n[0] = _n
@@ -55,8 +63,65 @@ cdef const double* _costs(object arr, Py_ssize_t* n) except NULL:
     return &_view[0]
 
 
-cdef const double* curve_costs(object curve, Py_ssize_t* n) except NULL:
-    return _costs(curve.cost_array, n)
+# A DepthCostCurve's cost array, step and pooled cost are read from its slots by offset (apps/engine/_slots.pxd), a few
+# instructions where each attribute read costs ~140; the step and pooled cost of the last curve read are kept as
+# doubles with the very objects they came from, so while a curve's fields are those objects (floats are immutable;
+# the identity test also sees a field replaced with object.__setattr__) their conversions are skipped too.
+cdef object _CurveType = None
+cdef Py_ssize_t _OFF_COSTS = -1, _OFF_STEP = -1, _OFF_POOLED = -1
+cdef bint _curve_slots = False
+cdef object _step_obj = None, _pooled_obj = None  # held, so their addresses stay theirs
+cdef double _step_c = 0.0, _pooled_c = 0.0
+
+
+cdef void _bind_curve() except *:
+    global _CurveType, _OFF_COSTS, _OFF_STEP, _OFF_POOLED, _curve_slots
+    from apps.engine.estimators.depth_markout import DepthCostCurve
+
+    _OFF_COSTS = slot_offset(DepthCostCurve, "cost_array")
+    _OFF_STEP = slot_offset(DepthCostCurve, "step")
+    _OFF_POOLED = slot_offset(DepthCostCurve, "pooled")
+    _curve_slots = _OFF_COSTS >= 0 and _OFF_STEP >= 0 and _OFF_POOLED >= 0
+    _CurveType = DepthCostCurve
+
+
+cdef inline PyObject* _slot(object obj, Py_ssize_t offset) noexcept:
+    return (<PyObject**>((<char*><PyObject*>obj) + offset))[0]
+
+
+cdef const double* _curve_costs(object curve, double* step, double* pooled, Py_ssize_t* n) except NULL:
+    """``curve``'s costs (as _costs), its step and its pooled cost (read in that order: cost_array, step, pooled)."""
+    global _step_obj, _pooled_obj, _step_c, _pooled_c
+    cdef PyObject* o_arr
+    cdef PyObject* o_step
+    cdef PyObject* o_pooled
+    if _CurveType is None:
+        _bind_curve()
+    if _curve_slots and type(curve) is _CurveType:
+        o_arr = _slot(curve, _OFF_COSTS)
+        o_step = _slot(curve, _OFF_STEP)
+        o_pooled = _slot(curve, _OFF_POOLED)
+        if o_arr != NULL and o_arr == <PyObject*>_arr and o_step == <PyObject*>_step_obj and \
+                o_pooled == <PyObject*>_pooled_obj:
+            step[0] = _step_c
+            pooled[0] = _pooled_c
+            n[0] = _n
+            if _n == 0:
+                raise IndexError("depth_priced_half_spread: the curve has no cost")
+            return &_view[0]
+    arr = curve.cost_array
+    o_step_ = curve.step
+    step[0] = o_step_
+    o_pooled_ = curve.pooled
+    pooled[0] = o_pooled_
+    cdef const double* costs = _costs(arr, n)
+    _step_obj, _pooled_obj, _step_c, _pooled_c = o_step_, o_pooled_, step[0], pooled[0]
+    return costs
+
+
+cdef const double* curve_costs(object curve, double* step, Py_ssize_t* n) except NULL:
+    cdef double pooled
+    return _curve_costs(curve, step, &pooled, n)
 
 
 @cython.cdivision(True)
@@ -74,11 +139,9 @@ cdef int priced(
 ) except -1:
     if not (kappa > 0 and isfinite(kappa) and isfinite(delta_star)):
         raise ValueError(f"depth_priced_half_spread: needs a finite δ* and κ > 0, got δ*={delta_star!r} κ={kappa!r}")
-    arr = curve.cost_array
-    cdef double step = curve.step
-    cdef double pooled = curve.pooled
+    cdef double step, pooled
     cdef Py_ssize_t n_costs
-    cdef const double* costs = _costs(arr, &n_costs)
+    cdef const double* costs = _curve_costs(curve, &step, &pooled, &n_costs)
     cdef double extra = toxicity * (pooled if pooled > 0.0 else 0.0) + fee_frac
     cdef double lo = delta_star
     cdef double inv_k = 1.0 / kappa
@@ -90,7 +153,7 @@ cdef int priced(
     if k0 > last:
         k0 = last
     cdef double best = NAN, best_cost = NAN, best_v = -INFINITY  # math.nan's bits, without its module lookup
-    cdef double e, a, b, c0, slope, x, c, v, h, t, y, h_max, c_min = INFINITY, x_max
+    cdef double e, a, b, c0, slope, x, c, v, h, t, y, h_max, c_min = INFINITY, x_max, py, cm, bp, g
     cdef Py_ssize_t k
     # h = x − base − C(x) on any cell from k0 on is at most h_max: x is at most the last grid depth, or the last
     # cell's stationary point (or δ*), and C(x) at least the smallest cost plus the added cost; the slack covers the
@@ -111,8 +174,23 @@ cdef int priced(
             # every later cell has x ≥ a, so e^t ≤ e^{−y} ≤ 1/P(y) with y = κ(a − δ*) and P the exponential's Taylor
             # polynomial to degree 4: once h_max/P(y) (with a 1e-6 margin) is below the best, no later cell wins
             y = kappa * (a - lo)
-            if h_max * 1.000001 < best_v * (1.0 + y * (1.0 + y * (0.5 + y * (1.0 / 6.0 + y * (1.0 / 24.0))))):
+            py = 1.0 + y * (1.0 + y * (0.5 + y * (1.0 / 6.0 + y * (1.0 / 24.0))))
+            if h_max * 1.000001 < best_v * py:
                 break
+            # The same with this cell's own bound: on every cell from k on (x ≥ a ≥ 0) the computed h is at most
+            # g(x) = (1 + 1e-9)·x − B′, B′ = base + C_m − 1e-9·S, where C_m = the smallest of costs[k:] plus the
+            # added cost, and S sums the magnitudes the computed h and C(x) are made of (|base|, the added cost, C_m,
+            # the largest |cost|): 1e-9 of them is far beyond their few ulps of rounding. e^{−κ(x−δ*)}·g(x)
+            # falls for x past its peak x* = (B′ + (1 + 1e-9)/κ)/(1 + 1e-9), so from a ≥ x* on every later J is at
+            # most e^{−y}·g(a) ≤ g(a)/P(y), tested with the 1e-6 margin above. A NaN or infinite cost makes B′ NaN or
+            # −∞: no break.
+            if a >= 0.0:
+                cm = _suffix[k] + extra
+                bp = base + cm - 1e-9 * (fabs(base) + fabs(extra) + fabs(cm) + _amax)
+                if a >= (bp + (1.0 + 1e-9) * inv_k) / (1.0 + 1e-9):
+                    g = (1.0 + 1e-9) * a - bp
+                    if g * 1.000001 < best_v * py:
+                        break
         b = (k + 1) * step if k < last else INFINITY
         if b < a:
             continue

@@ -25,24 +25,29 @@ import math
 cimport cython
 
 from cpython cimport array
-from cpython.dict cimport PyDict_GetItem, PyDict_Next
+from cpython.dict cimport PyDict_GetItem, PyDict_GetItemWithError, PyDict_Next
 from cpython.float cimport PyFloat_FromDouble
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.object cimport PyObject, PyObject_GenericSetAttr, PyObject_Hash, PyTypeObject
 from cpython.ref cimport Py_INCREF, Py_XDECREF
-from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_New, PyTuple_SET_ITEM
-from libc.string cimport memcpy
+from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE, PyTuple_New, PyTuple_SET_ITEM
+from libc.string cimport memcmp, memcpy
 from libc.math cimport ceil, copysign, erf, exp, expm1, fabs, floor, fma, isfinite, isinf, isnan, log1p, rint
 from libc.math cimport sqrt, tanh, NAN
 
 from apps.engine._pyfloat cimport m_expm1, pymax, pymin, pypow
-from apps.engine._slots cimport field, slot_offset, slot_offsets, slot_set
+from apps.engine._slots cimport slot_offset, slot_offsets, slot_set
 from apps.engine.market._book cimport QueueLevels
 from apps.engine.quoting._depthprice cimport curve_costs, priced
 
 
 cdef extern from "Python.h":
     PyTypeObject PyBaseObject_Type
+    str PyUnicode_DecodeASCII(const char* s, Py_ssize_t size, const char* errors)
+    bint _float_exact "PyFloat_CheckExact" (PyObject* o)
+    double _float_val "PyFloat_AS_DOUBLE" (PyObject* o)
+    ctypedef struct PyTupleObject:
+        PyObject* ob_item[1]
 
 _BPS = 1e-4
 cdef double BPS = 1e-4
@@ -108,16 +113,39 @@ for _k in range(MS_N):
 cdef object _MarketState = None
 
 
-cdef inline object _ms(object market, int i):
-    """``getattr(market, MarketState's field i)``: by slot offset when ``market`` is exactly a MarketState."""
-    return field(market, _MarketState, _MS_OFF[i], <str>PyTuple_GET_ITEM(_MS_FIELDS, i))
+cdef bint _MS_SLOTS = False  # every field a plain slot (set by _bind)
+
+
+cdef inline void _ms_read(object market, PyObject** mf) noexcept:
+    """The decision's MarketState fields, borrowed from its slots (``market`` outlives the call and is frozen) when
+    it is exactly a MarketState; NULL where a field is to be read by name (another type, an unset slot)."""
+    cdef Py_ssize_t i
+    if _MS_SLOTS and type(market) is _MarketState:
+        for i in range(MS_N):
+            mf[i] = (<PyObject**>((<char*><PyObject*>market) + _MS_OFF[i]))[0]
+    else:
+        for i in range(MS_N):
+            mf[i] = NULL
+
+
+cdef inline object _ms(_Rec* rec, object market, int i):
+    """``getattr(market, MarketState's field i)``: the field read once per decision (_ms_read), else by name."""
+    if rec.mf[i] != NULL:
+        return <object>rec.mf[i]
+    return getattr(market, <str>PyTuple_GET_ITEM(_MS_FIELDS, i))
 cdef tuple _GAMMA = ()  # (feature name, beta attribute, inputs key of x, inputs key of the contribution)
+cdef bint _GAMMA_INV[16]  # _GAMMA[k]'s feature is "inventory_utilisation" (x from q, not the features)
 cdef list _BID_KEYS = []
 cdef list _ASK_KEYS = []
 cdef object _fsum = math.fsum
 cdef object _round = round
 cdef object _nan = math.nan
 cdef tuple _NO_ARGS = ()
+
+
+cdef inline object _blank(cls):
+    """``object.__new__(cls)``, uncalled: the start of _frozen, for the builders that then set each slot themselves."""
+    return PyBaseObject_Type.tp_new(cls, <PyObject*>_NO_ARGS, NULL)
 
 
 cdef inline object _frozen(cls, tuple names, tuple values, bint by_offset, Py_ssize_t* offsets):
@@ -146,6 +174,18 @@ cdef tuple _RESULT_FIELDS = ("ts_ns", "bids", "asks", "inputs", "reasons", "take
 
 cdef inline object _result(ts_ns, tuple bids, tuple asks, object inputs, tuple reasons, taker_side, taker_size,
                            taker_price):
+    cdef object obj
+    if _RESULT_SLOTS:  # as _frozen by offset, without its tuple of values
+        obj = _blank(_QuoteResult)
+        slot_set(obj, _RESULT_OFF[0], ts_ns)
+        slot_set(obj, _RESULT_OFF[1], bids)
+        slot_set(obj, _RESULT_OFF[2], asks)
+        slot_set(obj, _RESULT_OFF[3], inputs)
+        slot_set(obj, _RESULT_OFF[4], reasons)
+        slot_set(obj, _RESULT_OFF[5], taker_side)
+        slot_set(obj, _RESULT_OFF[6], taker_size)
+        slot_set(obj, _RESULT_OFF[7], taker_price)
+        return obj
     return _frozen(_QuoteResult, _RESULT_FIELDS, (ts_ns, bids, asks, inputs, reasons, taker_side, taker_size,
                                                    taker_price), _RESULT_SLOTS, _RESULT_OFF)
 
@@ -166,21 +206,24 @@ cdef struct _Rec:
     PyObject** keys  # borrowed: module constants, the cached level and γ keys, the core's extra dict's keys
     double* vals
     bint requested_again  # model_requested_code written again, in place (see _reservation_step)
+    PyObject** mf  # the MarketState's fields, borrowed (_ms_read)
 
 cdef object _DecisionInputs = None
 cdef tuple _INPUT_FIELDS = ("layout", "vector")
 cdef dict _INTERNED = None  # InputLayout's table of layouts by their names (bound on first use)
 cdef dict _LAYOUTS_BY_ADDRESS = {}  # hash of the keys' addresses -> the layout whose own name objects they are
 cdef array.array _VEC = _array_mod.array("d")
+cdef object _last_layout = None  # the layout of the last record built (_record tries it first), and its names
+cdef object _last_names = None
 
 
-cdef inline int _put(_Rec* rec, object key, double v) except -1:
-    if rec.n >= rec.cap:  # cannot happen: the capacity counts every write; kept so a change cannot overrun
-        raise RuntimeError(f"apps.engine.quoting._quote: more than {rec.cap} decision inputs; update the capacity")
-    rec.keys[rec.n] = <PyObject*>key
-    rec.vals[rec.n] = v
+cdef inline void _put(_Rec* rec, object key, double v) noexcept:
+    # a write past the capacity is counted, not stored (cannot happen: the capacity counts every write); _record
+    # raises on it, so a change cannot overrun. No error return: a few instructions, inlined, per write
+    if rec.n < rec.cap:
+        rec.keys[rec.n] = <PyObject*>key
+        rec.vals[rec.n] = v
     rec.n += 1
-    return 0
 
 
 @cython.final
@@ -298,7 +341,12 @@ cdef int _put_all(_Rec* rec, object extra) except -1:
     if type(extra) is InputPairs:  # every write in order: a repeated key is resolved by _record as the dict would
         pairs = <InputPairs>extra
         for i in range(pairs.n):
-            _put(rec, <object>pairs.k_arr[i], <double><object>pairs.v_arr[i])
+            v = pairs.v_arr[i]
+            if rec.n < rec.cap:  # _put's store, without a new reference to the key (borrowed, as _put's)
+                rec.keys[rec.n] = pairs.k_arr[i]
+                # a float's double read in place, anything else converted as array('d') would
+                rec.vals[rec.n] = _float_val(v) if _float_exact(v) else <double><object>v
+            rec.n += 1
         return 0
     if type(extra) is dict:
         while PyDict_Next(extra, &pos, &k, &v):
@@ -309,9 +357,19 @@ cdef int _put_all(_Rec* rec, object extra) except -1:
     return 0
 
 
+cdef Py_ssize_t _INPUT_OFF[2]
+cdef bint _INPUT_SLOTS = False  # set by _bind
+
+
 cdef object _new_record(object layout, _Rec* rec):
     cdef array.array vec = array.clone(_VEC, rec.n, False)
     memcpy(vec.data.as_doubles, rec.vals, rec.n * sizeof(double))
+    cdef object obj
+    if _INPUT_SLOTS:  # as _frozen by offset, without its tuple of values
+        obj = _blank(_DecisionInputs)
+        slot_set(obj, _INPUT_OFF[0], layout)
+        slot_set(obj, _INPUT_OFF[1], vec)
+        return obj
     return _frozen(_DecisionInputs, _INPUT_FIELDS, (layout, vec), False, NULL)
 
 
@@ -326,6 +384,16 @@ cdef object _record(_Rec* rec):
     cdef PyObject* found
     cdef tuple names
     cdef bint same
+    if n > rec.cap:  # _put counted writes it had no room for
+        raise RuntimeError(f"apps.engine.quoting._quote: more than {rec.cap} decision inputs; update the capacity")
+    # the last decision's layout first: its names, in order, the very key objects (one memcmp of the addresses; a
+    # layout holds its names, so equal addresses are those strings). A decision mostly writes the last one's keys
+    cdef object last = _last_layout
+    if last is not None:
+        names = <tuple>(<object>_last_names)
+        if PyTuple_GET_SIZE(names) == n and memcmp(<void*>&(<PyTupleObject*>names).ob_item[0], rec.keys,
+                                                   n * sizeof(PyObject*)) == 0:
+            return _new_record(last, rec)
     for i in range(n):  # by address
         h = (h * <size_t>1000003) ^ <size_t>rec.keys[i]
     found = PyDict_GetItem(_LAYOUTS_BY_ADDRESS, <Py_ssize_t>h)
@@ -338,6 +406,7 @@ cdef object _record(_Rec* rec):
                     same = False
                     break
             if same:
+                _keep_last(<object>found)
                 return _new_record(<object>found, rec)
     # equal strings that are other objects: the names' own interning table (InputLayout.of's), by value
     cdef tuple keys = PyTuple_New(n)
@@ -346,7 +415,8 @@ cdef object _record(_Rec* rec):
         PyTuple_SET_ITEM(keys, i, <object>rec.keys[i])
     found = PyDict_GetItem(_INTERNED, keys)
     if found != NULL:  # the same names, so none twice
-        _remember_addresses(<object>found, rec, h)
+        if _remember_addresses(<object>found, rec, h):
+            _keep_last(<object>found)
         return _new_record(<object>found, rec)
     # first time for these names (or a key written twice): through a dict, as the reference
     cdef dict d = {}
@@ -356,26 +426,39 @@ cdef object _record(_Rec* rec):
         d[<object>rec.keys[_MODEL_REQUESTED_AT]] = PyFloat_FromDouble(rec.vals[_MODEL_REQUESTED_AT])
     out = _DecisionInputs.from_mapping(d)
     if len(d) == n:
-        _remember_addresses(out.layout, rec, h)
+        if _remember_addresses(out.layout, rec, h):
+            _keep_last(out.layout)
     return out
 
 
-cdef void _remember_addresses(object layout, _Rec* rec, size_t h) except *:
-    # only when the keys are the layout's own name objects (so the addresses stay theirs while the cache holds it)
+cdef void _keep_last(object layout) except *:
+    # the layout _record tries first (its names held with it: their addresses stay theirs while it is kept)
+    global _last_layout, _last_names
+    _last_names = layout.names
+    if type(_last_names) is not tuple:
+        _last_layout = _last_names = None
+        return
+    _last_layout = layout
+
+
+cdef bint _remember_addresses(object layout, _Rec* rec, size_t h) except -1:
+    # only when the keys are the layout's own name objects (so the addresses stay theirs while the cache holds it);
+    # True when they are
     cdef tuple names = layout.names
     cdef Py_ssize_t i
     for i in range(rec.n):
         if PyTuple_GET_ITEM(names, i) != rec.keys[i]:
-            return
+            return False
     if len(_LAYOUTS_BY_ADDRESS) < 4096:
         _LAYOUTS_BY_ADDRESS[<Py_ssize_t>h] = layout
+    return True
 
 
 cdef void _bind() except *:
     global _bound, _ref, _Level, _QuoteResult, _BUY, _SELL, _MODEL_CODES, _model_terms, _glft_coefficients
     global _floor_to_py, _ceil_to_py, _depth_priced, _depth_priced_c, _GAMMA, _SKEW_CAPPED, _DecisionInputs
     global _INTERNED, _MarketState
-    global _LEVEL_SLOTS, _RESULT_SLOTS
+    global _LEVEL_SLOTS, _RESULT_SLOTS, _MS_SLOTS, _INPUT_SLOTS
     from apps.engine.market.events import Side
     from apps.engine.market.inputs import DecisionInputs, InputLayout
     from apps.engine.quoting import quoter as ref
@@ -415,8 +498,12 @@ cdef void _bind() except *:
     cdef Py_ssize_t i
     for i in range(MS_N):
         _MS_OFF[i] = slot_offset(ref.MarketState, _MS_FIELDS[i])
+    _MS_SLOTS = min([_MS_OFF[i] for i in range(MS_N)]) >= 0
+    for i in range(len(_GAMMA)):
+        _GAMMA_INV[i] = _GAMMA[i][0] == "inventory_utilisation"
     _LEVEL_SLOTS = slot_offsets(ref.Level, _LEVEL_FIELDS, _LEVEL_OFF)
     _RESULT_SLOTS = slot_offsets(ref.QuoteResult, _RESULT_FIELDS, _RESULT_OFF)
+    _INPUT_SLOTS = slot_offsets(DecisionInputs, _INPUT_FIELDS, _INPUT_OFF)
     _bound = True
 
 
@@ -496,6 +583,54 @@ cpdef double round12(double x) except? -1.0:
         elif lo == d and f != -0.5 and fmod2(n) != 0.0:
             n -= 1.0
     return copysign(n / 1e12, x)
+
+
+cpdef str fmt3(double x):
+    """``f"{x:.3f}"`` exactly as CPython (the decimal value of ``x`` rounded half-even to 3 places, the sign kept,
+    ``-0.000`` included), without its dtoa and string machinery: x·10³ rounded to an integer as :func:`round12` rounds
+    x·10¹², then its digits. For 1e-200 ≤ |x| < 1e12 (and ±0); the rest goes to the builtin ``format``. Checked
+    against the builtin in tests/engine/quoting/test_quote_speedups.py."""
+    cdef double ax = fabs(x)
+    cdef double y, lo, n, f, d
+    cdef char buf[40]
+    cdef char digits[24]
+    cdef int nd = 0, pos = 0, k
+    cdef unsigned long long u
+    if not (ax < 1e12) or (ax < 1e-200 and ax != 0.0):
+        return format(x, ".3f")
+    y = x * 1e3
+    lo = fma(x, 1e3, -y)  # x·10³ = y + lo exactly
+    n = rint(y)
+    f = y - n
+    if f > 0.0 or (f == 0.0 and lo >= 0.0):
+        d = 0.5 - f
+        if lo > d:
+            n += 1.0
+        elif lo == d and f != 0.5 and fmod2(n) != 0.0:
+            n += 1.0
+    else:
+        d = -0.5 - f
+        if lo < d:
+            n -= 1.0
+        elif lo == d and f != -0.5 and fmod2(n) != 0.0:
+            n -= 1.0
+    u = <unsigned long long>fabs(n)
+    while u > 0 or nd < 4:  # at least "0" and the three decimals
+        digits[nd] = <char>(48 + <int>(u % 10))
+        u //= 10
+        nd += 1
+    if copysign(1.0, x) < 0.0:
+        buf[pos] = 45  # '-'
+        pos += 1
+    for k in range(nd - 1, 2, -1):
+        buf[pos] = digits[k]
+        pos += 1
+    buf[pos] = 46  # '.'
+    pos += 1
+    for k in range(2, -1, -1):
+        buf[pos] = digits[k]
+        pos += 1
+    return PyUnicode_DecodeASCII(buf, pos, NULL)
 
 
 cdef inline double fmod2(double n) noexcept:
@@ -589,6 +724,7 @@ cdef class _Params:
     cdef double two
     cdef Py_ssize_t levels
     cdef bint in_spread, by_depth, skew_cap, glft, as_model, glft_checked
+    cdef str bound_note, skew_flag_ratio_g, skew_flag_bps_g
     cdef object model, model_code, o_gamma_base, o_horizon_s, o_drift_horizon_s, o_max_inv, o_quote_life_s
 
     cdef void load(self, p) except *:
@@ -596,6 +732,7 @@ cdef class _Params:
         self.two = 2.0
         self.gamma_base = p.gamma_base
         self.bound_nats = p.gamma_log_bound_nats
+        self.bound_note = f" (bound ±{self.bound_nats:g})"  # the end of γ's bound reason, the same each decision
         self.bound_report = p.gamma_bound_report_nats
         self.beta_dir = p.beta_direction_confidence
         self.horizon_s = p.horizon_s
@@ -613,6 +750,8 @@ cdef class _Params:
         self.taker_trigger = p.taker_trigger_ratio
         self.skew_flag_ratio = p.skew_flag_ratio
         self.skew_flag_bps = p.skew_flag_bps
+        self.skew_flag_ratio_g = f"{self.skew_flag_ratio:g}"  # the skew flag's constants, as its reason prints them
+        self.skew_flag_bps_g = f"{self.skew_flag_bps:g}"
         self.in_spread = bool(p.fill_cost_in_spread)
         self.by_depth = bool(p.fill_cost_by_depth)
         self.skew_cap = bool(p.skew_cap_by_fill_cost)
@@ -656,14 +795,17 @@ def quote(params, risk, market, q, *, tick_size, lot_size):
     cdef _Params p = _params
     cdef double qd = q
     cdef double tick = tick_size, lot = lot_size
-    cdef object extra = _ms(market, MS_EXTRA_INPUTS)
+    cdef PyObject* mf[MS_N]
+    _ms_read(market, mf)
+    cdef _Rec rec_s
+    cdef _Rec* rec = &rec_s
+    rec.mf = mf
+    cdef object extra = _ms(rec, market, MS_EXTRA_INPUTS)
     # the decision's inputs, written as (key, double) pairs and turned into the typed record at the end (_record).
     # Room for every key this call can write: the 13 below, the core's, γ's, the costs, the reservation, the
     # ladder's 5 per level and side, the taker's; on the stack unless a long ladder or many core inputs need more
     cdef PyObject* keys_stack[_REC_STACK]
     cdef double vals_stack[_REC_STACK]
-    cdef _Rec rec_s
-    cdef _Rec* rec = &rec_s
     rec.n = 0
     rec.requested_again = False
     # (InputPairs: every write counts, a repeated key's too, as _put_all writes them all)
@@ -686,12 +828,12 @@ def quote(params, risk, market, q, *, tick_size, lot_size):
 
 cdef object _quote(_Params p, market, object q, double qd, double tick, double lot, object tick_size,
                    object lot_size, object extra, _Rec* rec):
-    cdef object o_bid = _ms(market, MS_BEST_BID), o_ask = _ms(market, MS_BEST_ASK)
+    cdef object o_bid = _ms(rec, market, MS_BEST_BID), o_ask = _ms(rec, market, MS_BEST_ASK)
     cdef double bb = o_bid, ba = o_ask
     cdef double mid = 0.5 * (bb + ba)
-    cdef object ts_ns = _ms(market, MS_TS_NS)
-    cdef object o_kappa = _ms(market, MS_KAPPA), o_a = _ms(market, MS_A_PER_S)
-    cdef object o_sig_clean = _ms(market, MS_SIGMA_CLEAN), o_sig_inv = _ms(market, MS_SIGMA_INVENTORY)
+    cdef object ts_ns = _ms(rec, market, MS_TS_NS)
+    cdef object o_kappa = _ms(rec, market, MS_KAPPA), o_a = _ms(rec, market, MS_A_PER_S)
+    cdef object o_sig_clean = _ms(rec, market, MS_SIGMA_CLEAN), o_sig_inv = _ms(rec, market, MS_SIGMA_INVENTORY)
     cdef double a_per_s = o_a
     _put(rec, "mid", mid)
     _put(rec, "best_bid", bb)
@@ -707,7 +849,7 @@ cdef object _quote(_Params p, market, object q, double qd, double tick, double l
     _put(rec, "lot_size", lot)
     _put(rec, "model_requested_code", <double>p.model_code)
     _put_all(rec, extra)
-    if not _ms(market, MS_KAPPA_OK) or not _ms(market, MS_SIGMA_OK):
+    if not _ms(rec, market, MS_KAPPA_OK) or not _ms(rec, market, MS_SIGMA_OK):
         return _result(ts_ns, (), (), _record(rec), ("estimators not usable",), None, 0.0, _nan)
     if not p.as_model and not (isfinite(a_per_s) and a_per_s > 0):
         return _result(ts_ns, (), (), _record(rec), (f"A not usable: model {p.model} needs the fill intensity",), None, 0.0,
@@ -716,7 +858,7 @@ cdef object _quote(_Params p, market, object q, double qd, double tick, double l
     cdef double gamma = _gamma_step(p, market, qd, rec, reasons)
 
     # horizon_left_s
-    cdef object session_end = _ms(market, MS_SESSION_END_NS)
+    cdef object session_end = _ms(rec, market, MS_SESSION_END_NS)
     cdef object horizon = p.o_horizon_s
     cdef double horizon_source = 0.0
     if session_end:
@@ -726,10 +868,10 @@ cdef object _quote(_Params p, market, object q, double qd, double tick, double l
             horizon_source = 1.0
 
     # _ladder_costs
-    cdef object o_adv = _ms(market, MS_ADVERSE_SELECTION)
+    cdef object o_adv = _ms(rec, market, MS_ADVERSE_SELECTION)
     cdef double adv_m = o_adv
-    cdef double toxicity = _ms(market, MS_FLOW_TOXICITY)
-    cdef bint measured = _ms(market, MS_ADVERSE_SELECTION_OK) and isfinite(adv_m)
+    cdef double toxicity = _ms(rec, market, MS_FLOW_TOXICITY)
+    cdef bint measured = _ms(rec, market, MS_ADVERSE_SELECTION_OK) and isfinite(adv_m)
     cdef double adv_base = adv_m if measured else p.adverse_bps * BPS
     cdef double adverse = adv_base * (1.0 + pymax(toxicity, 0.0))
     cdef double fee = p.maker_fee_bps * BPS
@@ -741,21 +883,24 @@ cdef object _quote(_Params p, market, object q, double qd, double tick, double l
     cdef double spacing_px = pymax(p.spacing_bps * BPS * mid, tick)
     cdef double half_mkt_px = 0.5 * (ba - bb)
     cdef double a_costs = a_per_s if isfinite(a_per_s) else NAN
-    cdef double mean_trade = _ms(market, MS_MEAN_TRADE_SIZE)
+    cdef double mean_trade = _ms(rec, market, MS_MEAN_TRADE_SIZE)
 
     # _reservation_step
     cdef double r, delta, skew, model_skew, slope
-    r, delta, skew, model_skew, slope = _reservation_step(
-        p, market, qd, q, gamma, horizon, horizon_source, adverse, fee, toxicity, mid, bb, ba, a_per_s, rec, reasons
+    cdef double res[5]
+    _reservation_step(
+        p, market, qd, q, gamma, horizon, horizon_source, adverse, fee, toxicity, mid, bb, ba, a_per_s, rec, reasons,
+        res,
     )
+    r, delta, skew, model_skew, slope = res[0], res[1], res[2], res[3], res[4]
 
     # _skew_flag_step: the model's skew, before the cap
     cdef bint small = fabs(qd) > p.skew_flag_ratio * p.max_inv and fabs(model_skew) < p.skew_flag_bps * BPS
     _put(rec, "skew_too_small", 1.0 if small else 0.0)
     if small:
         reasons.append(
-            f"skew_too_small: |q|={fabs(qd):.6g} > {p.skew_flag_ratio:g}·Q_max but |skew|={fabs(model_skew) * 1e4:.3f} bps "
-            f"< {p.skew_flag_bps:g} bps"
+            f"skew_too_small: |q|={fabs(qd):.6g} > {p.skew_flag_ratio_g}·Q_max but |skew|={fmt3(fabs(model_skew) * 1e4)} "
+            f"bps < {p.skew_flag_bps_g} bps"
         )
 
     cdef tuple bids = _ladder(True, p, market, qd, r, delta, spacing_px, adverse, fee, half_mkt_px, a_costs,
@@ -790,23 +935,27 @@ cdef object _quote(_Params p, market, object q, double qd, double tick, double l
 
 cdef double _gamma_step(_Params p, market, double q, _Rec* rec, list reasons) except? -1.0:
     """γ = γ₀·exp(C_max·tanh(C/C_max)) (:func:`bounded_gamma`), every feature and contribution traced."""
-    cdef dict features = _ms(market, MS_RISK_FEATURES)
+    cdef dict features = _ms(rec, market, MS_RISK_FEATURES)
     cdef double xs[16]
     cdef double contrib[16]
     cdef Py_ssize_t k, nf = len(_GAMMA)
     cdef double dir_x = 0.0, m, s, z
     cdef object v
+    cdef PyObject* found
     for k in range(nf):
-        name = _GAMMA[k][0]
-        if name == "inventory_utilisation":
+        if _GAMMA_INV[k]:  # "inventory_utilisation"
             xs[k] = pypow(q / p.max_inv, p.two)
         else:
-            v = features.get(name, 0.0)
+            if type(features) is dict:  # features.get(name, 0.0), without the method call
+                found = PyDict_GetItemWithError(features, <object>PyTuple_GET_ITEM(<object>PyTuple_GET_ITEM(_GAMMA, k), 0))
+                v = <object>found if found != NULL else 0.0
+            else:
+                v = features.get(_GAMMA[k][0], 0.0)
             xs[k] = float(v)
         contrib[k] = _betas[k] * xs[k]
-    if _ms(market, MS_DRIFT_OK):  # direction_confidence
-        m = _ms(market, MS_DRIFT_MEAN_PER_S)
-        s = _ms(market, MS_DRIFT_STD_PER_S)
+    if _ms(rec, market, MS_DRIFT_OK):  # direction_confidence
+        m = _ms(rec, market, MS_DRIFT_MEAN_PER_S)
+        s = _ms(rec, market, MS_DRIFT_STD_PER_S)
         if not (q == 0 or not (isfinite(s) and s > 0 and isfinite(m))):
             z = copysign(1.0, q) * m / s
             dir_x = erf(z / sqrt(2.0))
@@ -831,8 +980,7 @@ cdef double _gamma_step(_Params p, market, double q, _Rec* rec, list reasons) ex
     _put(rec, "gamma_contrib_position_direction_confidence", contrib[nf])
     if fabs(shrink) > p.bound_report:
         reasons.append(
-            f"gamma_bound_binding: model log-contribution {c:.3f} nats compressed to "
-            f"{cb:.3f} (bound ±{p.bound_nats:g})"
+            f"gamma_bound_binding: model log-contribution {fmt3(c)} nats compressed to {fmt3(cb)}{p.bound_note}"
         )
     return gamma
 
@@ -841,10 +989,12 @@ cdef double _floor_depth(object curve, double fee, double delta) except? -1.0:
     """quoter.fill_cost_floor_depth: the shallowest grid depth where ``d − c(d) − fee ≥ 0``, else ``delta``."""
     cdef Py_ssize_t k, n
     cdef const double* costs
-    cdef double step = curve.step  # read first: nothing runs Python between the costs' pointer and the loop
+    cdef double step
     cdef double d
     try:
-        costs = curve_costs(curve, &n)  # its float64 costs, contiguous (the last curve's are kept: _depthprice)
+        # its float64 costs, contiguous, and its step (the last curve's are kept: _depthprice); nothing runs Python
+        # between the costs' pointer and the loop
+        costs = curve_costs(curve, &step, &n)
     except IndexError:  # a curve without a cost: no depth pays
         return delta
     for k in range(n):
@@ -856,30 +1006,30 @@ cdef double _floor_depth(object curve, double fee, double delta) except? -1.0:
     return delta
 
 
-cdef tuple _reservation_step(
+cdef int _reservation_step(
     _Params p, market, double q, object q_obj, double gamma, object horizon_obj, double horizon_source,
     double adverse, double fee, double toxicity, double mid, double bb, double ba, double a_per_s, _Rec* rec,
-    list reasons,
-):
+    list reasons, double* out,
+) except -1:
     """``r = s·(1 + drift − inventory − funding + imbalance + flow + microprice)`` and δ, the shift bounded by the
-    skew cap; returns ``(r, δ, skew, the model's skew before the cap, inventory slope)``."""
+    skew cap; ``out`` gets ``(r, δ, skew, the model's skew before the cap, inventory slope)``."""
     cdef double horizon = horizon_obj
-    cdef double kappa = _ms(market, MS_KAPPA)
-    cdef double sig_spread = _ms(market, MS_SIGMA_CLEAN), sig_inv = _ms(market, MS_SIGMA_INVENTORY)
+    cdef double kappa = _ms(rec, market, MS_KAPPA)
+    cdef double sig_spread = _ms(rec, market, MS_SIGMA_CLEAN), sig_inv = _ms(rec, market, MS_SIGMA_INVENTORY)
     cdef double inv, half, c1, c2, a_mid, slope, h, xd
     cdef object model_code, xi_obj, note = ""
     if p.glft:
         # model_terms, GLFT asymptotic: A moved to the mid (glft_a_at_mid), then glft_coefficients
         h = 0.5 * (ba - bb) / mid
         a_mid = a_per_s * m_exp(kappa * pymax(h, 0.0))
-        if (p.glft_checked and type(_ms(market, MS_KAPPA)) is float and isfinite(gamma) and gamma > 0 and isfinite(a_mid)
+        if (p.glft_checked and type(_ms(rec, market, MS_KAPPA)) is float and isfinite(gamma) and gamma > 0 and isfinite(a_mid)
                 and a_mid > 0 and isfinite(kappa) and kappa > 0 and p.gamma_base > 0 and isfinite(p.gamma_base)
                 and p.order_size > 0 and isfinite(p.order_size)):
             xd = p.gamma_base * p.order_size
             c1 = m_log1p(xd / kappa) / xd
             c2 = m_sqrt(gamma / (2.0 * a_mid * p.order_size * kappa) * m_exp((kappa / xd + 1.0) * m_log1p(xd / kappa)))
         else:  # pricing.positive() raises here
-            c1, c2 = _glft_coefficients(gamma, p.o_gamma_base, p.order_size, a_mid, _ms(market, MS_KAPPA))
+            c1, c2 = _glft_coefficients(gamma, p.o_gamma_base, p.order_size, a_mid, _ms(rec, market, MS_KAPPA))
         half = c1 + 0.5 * p.order_size * sig_spread * c2
         inv = q * sig_inv * c2
         slope = sig_inv * c2
@@ -896,15 +1046,20 @@ cdef tuple _reservation_step(
         model_code = _MODEL_CODES[terms.model]
         xi_obj = terms.xi
         note = terms.note
-    cdef object drift_obj = _ms(market, MS_DRIFT_EXPECTED_RETURN) if _ms(market, MS_DRIFT_OK) else 0.0
+    cdef object drift_obj = _ms(rec, market, MS_DRIFT_EXPECTED_RETURN) if _ms(rec, market, MS_DRIFT_OK) else 0.0
     cdef double drift_term = drift_obj
-    cdef double funding_term = _ms(market, MS_FUNDING_RATE) * horizon / _ms(market, MS_FUNDING_INTERVAL_S)
+    cdef double funding_term
+    cdef object o_fund = _ms(rec, market, MS_FUNDING_RATE), o_fund_s = _ms(rec, market, MS_FUNDING_INTERVAL_S)
+    if type(o_fund) is float and type(o_fund_s) is float and <double>o_fund_s != 0.0:
+        funding_term = <double>o_fund * horizon / <double>o_fund_s  # float·float/float: the same doubles in C
+    else:
+        funding_term = o_fund * horizon / o_fund_s  # Python's arithmetic (its errors, another number type's rules)
     cdef double imbalance_skew, flow_skew, micro_term
-    cdef object micro_obj, o_book_imb = _ms(market, MS_BOOK_IMBALANCE), o_flow_imb = _ms(market, MS_FLOW_IMBALANCE)
-    cdef bint micro_ok = _ms(market, MS_MICROPRICE_OK)
+    cdef object micro_obj, o_book_imb = _ms(rec, market, MS_BOOK_IMBALANCE), o_flow_imb = _ms(rec, market, MS_FLOW_IMBALANCE)
+    cdef bint micro_ok = _ms(rec, market, MS_MICROPRICE_OK)
     if micro_ok:
         imbalance_skew = flow_skew = 0.0
-        micro_obj = _ms(market, MS_MICROPRICE_OFFSET)
+        micro_obj = _ms(rec, market, MS_MICROPRICE_OFFSET)
         micro_term = micro_obj
         reasons.append("microprice usable: learned microprice term replaces the imbalance and flow prior skews")
     else:
@@ -914,15 +1069,15 @@ cdef tuple _reservation_step(
         micro_obj = 0.0
     cdef double shift = drift_term - inv - funding_term + imbalance_skew + flow_skew + micro_term
     cdef double r = mid * (1.0 + shift)
-    cdef bint by_depth = p.in_spread and p.by_depth and _ms(market, MS_FILL_COST_CURVE_OK)
+    cdef bint by_depth = p.in_spread and p.by_depth and _ms(rec, market, MS_FILL_COST_CURVE_OK)
     cdef double delta, fill_cost, cost_at_quote
     if by_depth:
         if _depth_priced_c:  # the same function, called at C level
-            priced(half, _ms(market, MS_KAPPA), _ms(market, MS_FILL_COST_CURVE), pymax(toxicity, 0.0), fee, &delta,
+            priced(half, _ms(rec, market, MS_KAPPA), _ms(rec, market, MS_FILL_COST_CURVE), pymax(toxicity, 0.0), fee, &delta,
                    &cost_at_quote)
         else:
             delta, cost_at_quote = _depth_priced(
-                half, _ms(market, MS_KAPPA), _ms(market, MS_FILL_COST_CURVE), pymax(toxicity, 0.0), fee
+                half, _ms(rec, market, MS_KAPPA), _ms(rec, market, MS_FILL_COST_CURVE), pymax(toxicity, 0.0), fee
             )
         fill_cost = delta - half
     else:
@@ -934,7 +1089,7 @@ cdef tuple _reservation_step(
     cdef double cap = NAN
     cdef bint cap_on = by_depth and p.skew_cap
     if cap_on:
-        cap = delta - _floor_depth(_ms(market, MS_FILL_COST_CURVE), fee, delta)
+        cap = delta - _floor_depth(_ms(rec, market, MS_FILL_COST_CURVE), fee, delta)
         if shift > cap:
             shift = cap
         elif shift < -cap:
@@ -963,12 +1118,12 @@ cdef tuple _reservation_step(
     _put(rec, "horizon_s", horizon)
     _put(rec, "horizon_source", horizon_source)
     _put(rec, "drift_horizon_s", <double>p.o_drift_horizon_s)
-    _put(rec, "drift_mean_per_s", <double>_ms(market, MS_DRIFT_MEAN_PER_S))
-    _put(rec, "drift_std_per_s", <double>_ms(market, MS_DRIFT_STD_PER_S))
-    _put(rec, "drift_ok", 1.0 if _ms(market, MS_DRIFT_OK) else 0.0)
+    _put(rec, "drift_mean_per_s", <double>_ms(rec, market, MS_DRIFT_MEAN_PER_S))
+    _put(rec, "drift_std_per_s", <double>_ms(rec, market, MS_DRIFT_STD_PER_S))
+    _put(rec, "drift_ok", 1.0 if _ms(rec, market, MS_DRIFT_OK) else 0.0)
     _put(rec, "inventory_term_frac", inv)
     _put(rec, "drift_term_frac", drift_term)
-    _put(rec, "funding_rate", <double>_ms(market, MS_FUNDING_RATE))
+    _put(rec, "funding_rate", <double>_ms(rec, market, MS_FUNDING_RATE))
     _put(rec, "funding_term_frac", funding_term)
     _put(rec, "book_imbalance", <double>o_book_imb)
     _put(rec, "flow_imbalance", <double>o_flow_imb)
@@ -986,9 +1141,14 @@ cdef tuple _reservation_step(
     _put(rec, "half_spread_bps", delta * 1e4)
     _put(rec, "raw_bid", r - delta * mid)
     _put(rec, "raw_ask", r + delta * mid)
-    if not _ms(market, MS_DRIFT_OK):
+    if not _ms(rec, market, MS_DRIFT_OK):
         reasons.append("drift not usable: drift term is 0")
-    return r, delta, skew, -model_shift, slope
+    out[0] = r
+    out[1] = delta
+    out[2] = skew
+    out[3] = -model_shift
+    out[4] = slope
+    return 0
 
 
 cdef tuple _ladder(
@@ -1001,8 +1161,8 @@ cdef tuple _ladder(
     cdef double left = p.max_inv - q if buy else p.max_inv + q
     cdef bint touch_clamped = False, clamped, have_last = False, at_touch
     cdef double last_px = 0.0, px, size, off, edge, beyond, queue_ahead, pf, epnl, per_unit, d, through, room
-    cdef double kappa = _ms(market, MS_KAPPA)
-    cdef object queue = _ms(market, MS_BID_QUEUE) if buy else _ms(market, MS_ASK_QUEUE)
+    cdef double kappa = _ms(rec, market, MS_KAPPA)
+    cdef object queue = _ms(rec, market, MS_BID_QUEUE) if buy else _ms(rec, market, MS_ASK_QUEUE)
     cdef bint queue_levels = type(queue) is QueueLevels  # the compiled core's copy of the book's levels
     if not queue_levels and not isinstance(queue, dict):
         raise TypeError(f"quote: MarketState's queues map price to size (a dict), got {type(queue).__name__}")
@@ -1010,7 +1170,7 @@ cdef tuple _ladder(
     cdef Py_ssize_t i
     cdef tuple keys
     cdef object side = _BUY if buy else _SELL
-    cdef object o_px
+    cdef object o_px, level
     cdef PyObject* found
     cdef bint pf_known = isfinite(a_per_s) and isfinite(mean_trade)
     for i in range(p.levels):
@@ -1079,7 +1239,18 @@ cdef tuple _ladder(
                 f"{adverse * 1e4:.3f} + fee {fee * 1e4:.3f} bps, p_fill {pf:.3g})"
             )
             continue
-        ladder.append(_frozen(_Level, _LEVEL_FIELDS, (side, i, o_px, size, off, pf, epnl), _LEVEL_SLOTS, _LEVEL_OFF))
+        if _LEVEL_SLOTS:  # as _frozen by offset, without its tuple of values
+            level = _blank(_Level)
+            slot_set(level, _LEVEL_OFF[0], side)
+            slot_set(level, _LEVEL_OFF[1], i)
+            slot_set(level, _LEVEL_OFF[2], o_px)
+            slot_set(level, _LEVEL_OFF[3], size)
+            slot_set(level, _LEVEL_OFF[4], off)
+            slot_set(level, _LEVEL_OFF[5], pf)
+            slot_set(level, _LEVEL_OFF[6], epnl)
+        else:
+            level = _frozen(_Level, _LEVEL_FIELDS, (side, i, o_px, size, off, pf, epnl), False, NULL)
+        ladder.append(level)
         left -= size
     if touch_clamped:
         if buy:
