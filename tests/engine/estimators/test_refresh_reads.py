@@ -23,31 +23,10 @@ import pytest
 from apps.engine.estimators import _estimators
 from apps.engine.estimators.depth_markout import DepthMarkoutParams, PyDepthMarkoutCurve
 from apps.engine.estimators.sigma import PySigmaEstimator, SigmaParams
+from tests.engine.estimators.test_snapshots_equivalence import strict
 
 MS = 1_000_000
 S = 1_000 * MS
-
-
-def strict(snap):
-    """The snapshot as comparable values: float bits, NaN identity, the detail's keys in order."""
-
-    def f(x):
-        if isinstance(x, float):
-            return ("f", struct.pack("<d", x), x is math.nan, x is math.inf)
-        return x
-
-    return (
-        snap.name,
-        f(snap.value),
-        f(snap.std),
-        snap.state,
-        snap.last_input_ns,
-        f(snap.ci_low),
-        f(snap.ci_high),
-        list(snap.detail),
-        [f(v) for v in snap.detail.values()],
-        snap.message,
-    )
 
 
 def same_curve(a, b):
