@@ -21,8 +21,10 @@ dict key order; ``MarketState``, ``QuoteResult``, ``QuoteDecision`` and the acti
 their dataclass ``__init__`` would (checked against the classes when the module is first used). The estimators'
 reads ``book_signals``, ``risk_features`` (with its writes), ``ages`` and the drift's expected return are twinned here
 step by step (``_book_signals``, ``_risk_features``, ``_expected_return``; each falls back to the reference where a
-case is not twinned, and all of them do if a reference's code changed: ``_bind``); the cached snapshots,
-``cached_depth_cost``, the adverse snapshot and the quoter are called as in the reference. The Python-visible
+case is not twinned, and all of them do if a reference's code changed: ``_bind``), and so is ``cached_depth_cost``
+(its cached snapshot and curve read directly); the cached snapshots and the adverse snapshot are called as in the
+reference, and the quoter too unless it is the compiled one (then its C entry, ``c_quote``). The decision's
+``InputPairs`` is emptied and reused by the next decision once nothing else holds it (``_pairs``). The Python-visible
 ``_decide_now``/``_set``/``_reconcile``
 are the compiled ones, so the events that run the reference's ``on_event`` (fills, funding, timers) decide through
 them too.
@@ -36,7 +38,7 @@ import sys
 from types import CodeType
 
 from cpython.dict cimport PyDict_GetItemWithError
-from cpython.object cimport PyObject, PyObject_GenericSetAttr
+from cpython.object cimport PyObject, PyObject_GenericSetAttr, PyTypeObject
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 cimport cpython.array as carray
 from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_AsDouble
@@ -49,12 +51,17 @@ from libc.stdint cimport int64_t
 from apps.engine._pyfloat cimport pypow
 from apps.engine.estimators._estimators cimport MarketFields, hawkes_reads, sigma_reads, step_on_bbo, step_on_trade
 from apps.engine.market._book cimport OrderBook as CBook, QueueLevels
-from apps.engine.quoting._quote cimport InputPairs
+from apps.engine.quoting._quote cimport InputPairs, c_quote, pairs_put, round12
 from apps.engine._slots cimport (
     dict_presized, fast_i64, field, new_slotted, slot_get, slot_offset, slot_offsets, slot_set, item, strict_int64,
     to_i64,
 )
 from libc.stdlib cimport free, malloc
+
+
+cdef extern from "Python.h":
+    PyTypeObject PyBaseObject_Type
+    Py_ssize_t _refcnt "Py_REFCNT" (PyObject* o)  # on the pointer: no new reference taken to ask
 
 from apps.engine.core import _DEPTH_MARKOUT_INPUTS, PyStrategyCore, StrategyParams
 from apps.engine.estimators.base import EstimatorSnapshot, EstimatorState
@@ -62,7 +69,7 @@ from apps.engine import validation
 from apps.engine.estimators import drift as drift_module
 from apps.engine.estimators.drift import KalmanDrift, PyKalmanDrift
 from apps.engine.estimators.hawkes import HawkesFit, HawkesIntensity, HawkesParams, PyHawkesIntensity
-from apps.engine.estimators.market import MarketEstimators, _Cached
+from apps.engine.estimators.market import EstimatorConfig, MarketEstimators, _Cached
 from apps.engine.execution import orders as orders_module
 from apps.engine.execution.orders import Order, OrderStatus, OrderTracker, TimeInForce
 from apps.engine.execution.reconcile import REQUOTE_EPS_TICKS, SideReconciliation
@@ -82,6 +89,7 @@ from apps.engine.market.events import (
 )
 from apps.engine.market.inputs import DecisionInputs, InputLayout
 from apps.engine.quoting.quoter import MODEL_CODES, Level, MarketState, QuoterParams, QuoteResult
+from apps.engine.quoting._quote import quote as _QUOTE_DEF  # the compiled quoter, called at C level when it is core's
 
 
 # the book ticker's and the trade's fields by their slot offsets (apps/engine/_slots.pxd), for an event exactly that class
@@ -117,6 +125,9 @@ cdef object _EventError = EventError
 cdef double _NS = 1e9
 cdef object _nan = math.nan
 cdef object _new = object.__new__
+# 1.0 and 0.0 as two shared float objects (the decision's flag inputs, whose doubles the quoter reads; max(0.0, x))
+cdef object _F1 = 1.0, _F0 = 0.0
+cdef tuple _NO_ARGS = ()
 cdef object _core_module = sys.modules[PyStrategyCore.__module__]  # its ``quote`` is read at each decision, as there
 cdef object _MODEL_CODES = MODEL_CODES
 cdef object _BUY = Side.BUY
@@ -149,6 +160,11 @@ cdef Py_ssize_t _HF_STATE = slot_offset(HawkesFit, "state")
 cdef Py_ssize_t _HP_MU = slot_offset(HawkesParams, "mu_per_s"), _HP_ALPHA = slot_offset(HawkesParams, "alpha_per_s")
 cdef Py_ssize_t _HP_BETA = slot_offset(HawkesParams, "beta_per_s")
 cdef object _DRIFT = KalmanDrift
+# the estimators' config (a frozen, slotted dataclass): the fields the decision's reads use, by slot offset
+cdef object _CONFIG = EstimatorConfig
+cdef Py_ssize_t _CF_IMB = slot_offset(EstimatorConfig, "imbalance_levels")
+cdef Py_ssize_t _CF_NEAR = slot_offset(EstimatorConfig, "near_touch_bps")
+cdef Py_ssize_t _CF_HALF_LIFE = slot_offset(EstimatorConfig, "reference_half_life_s")
 cdef object _math_log = math.log
 
 # The estimators' reads a decision makes, twinned below step by step (_book_signals, _risk_features, _expected_return
@@ -160,6 +176,7 @@ cdef dict _TWINNED_DIGESTS = {
     "MarketEstimators.book_signals": "8d0ed3678dbf5f39",
     "MarketEstimators.risk_features": "a5209656c8a2c1cb",
     "MarketEstimators.ages": "011e5a16ab491c3e",
+    "MarketEstimators.cached_depth_cost": "a3ebd27ff995b2f0",
     "PyHawkesIntensity.intensity": "8006d796d50962a6",
     "PyHawkesIntensity.excess_intensity": "eeb9f1fb487981f2",
     "PyHawkesIntensity.decayed_count": "6c585ae3f00e6b2a",
@@ -217,6 +234,7 @@ def reference_digests():
         "MarketEstimators.book_signals": _code_digest(MarketEstimators.book_signals),
         "MarketEstimators.risk_features": _code_digest(MarketEstimators.risk_features),
         "MarketEstimators.ages": _code_digest(MarketEstimators.ages),
+        "MarketEstimators.cached_depth_cost": _code_digest(MarketEstimators.cached_depth_cost),
         "PyHawkesIntensity.intensity": _code_digest(PyHawkesIntensity.intensity),
         "PyHawkesIntensity.excess_intensity": _code_digest(PyHawkesIntensity.excess_intensity),
         "PyHawkesIntensity.decayed_count": _code_digest(PyHawkesIntensity.decayed_count),
@@ -384,14 +402,31 @@ cdef bint _O_MEMO = min(_O_SIZE, _O_FILLED, _O_REM_OF, _O_REM) >= 0
 
 cdef inline object _remaining(object o):
     """``o.remaining``: an exact Order's memo read by slot while it holds for the order's size and filled (the
-    property's own test: ``of[0] == size and of[1] == filled``); the property itself otherwise, which computes and
-    stores it."""
+    property's own test: ``of[0] == size and of[1] == filled``); else, for float size and filled and no memo or a
+    memo pair, the property's computation and its two stores here (``max(0.0, round(size - filled, 12))``, with
+    round12 for ``round``: ~5k instructions through the property); the property itself otherwise."""
+    cdef double v
     if type(o) is _ORDER and _O_MEMO:
         of = slot_get(o, _O_REM_OF)
+        size = slot_get(o, _O_SIZE)
+        filled = slot_get(o, _O_FILLED)
         if type(of) is tuple and PyTuple_GET_SIZE(of) == 2:
-            if (<tuple>of)[0] == slot_get(o, _O_SIZE) and (<tuple>of)[1] == slot_get(o, _O_FILLED):
+            if (<tuple>of)[0] == size and (<tuple>of)[1] == filled:
                 return slot_get(o, _O_REM)
+        elif of is not None:
+            return o.remaining
+        if type(size) is float and type(filled) is float:
+            v = round12(<double>size - <double>filled)
+            value = v if v > 0.0 else _F0  # max(0.0, v): the first unless the second is greater (NaN: the first)
+            slot_set(o, _O_REM_OF, (size, filled))
+            slot_set(o, _O_REM, value)
+            return value
     return o.remaining
+
+
+def _order_remaining(o):
+    """``o.remaining`` as the core reads it (``_remaining``), for the tests."""
+    return _remaining(o)
 
 
 cdef inline object _sf(object snap, Py_ssize_t offset, str name):
@@ -526,6 +561,45 @@ cdef inline object _memo_key(list names, list keys, Py_ssize_t i, object name, d
 cdef inline object _ok_key(Py_ssize_t i, object name):
     """``_state_ok_key(name)`` for the ``i``-th snapshot."""
     return _memo_key(_OK_NAMES, _OK_KEYS, i, name, _STATE_OK_KEYS, "_state_ok")
+
+
+
+# The decision's InputPairs, kept for the next decision: once the decision's MarketState (its only other holder) is
+# gone, only this reference is left (a refcount of 1), and the pairs are emptied and written again instead of a new
+# object made and the old one freed. Anyone still holding it (a quoter that kept the state) keeps it as it is: a new
+# one is made then.
+cdef InputPairs _SPARE_PAIRS = None
+
+
+cdef inline InputPairs _pairs():
+    global _SPARE_PAIRS
+    cdef InputPairs pairs
+    if _SPARE_PAIRS is not None and _refcnt(<PyObject*>_SPARE_PAIRS) == 1:  # the module's reference only
+        pairs = _SPARE_PAIRS
+        pairs.clear()
+        return pairs
+    pairs = InputPairs()
+    _SPARE_PAIRS = pairs
+    return pairs
+
+
+cdef inline object _blank_of(_Layout layout):
+    """``object.__new__(layout.cls)``: uncalled when the class does not define ``__new__`` (as ``_frozen``)."""
+    if layout is None:
+        raise RuntimeError("apps.engine._core: a layout used before _bind()")
+    if layout.object_new:
+        return PyBaseObject_Type.tp_new(layout.cls, <PyObject*>_NO_ARGS, NULL)
+    return _new(layout.cls)
+
+
+cdef inline int _fset(object obj, _Layout layout, Py_ssize_t i, object value) except -1:
+    """Field ``i`` of ``obj`` (made by ``_blank_of(layout)``) set as its dataclass ``__init__`` sets it: in its slot
+    by offset, else ``object.__setattr__`` by name (``_frozen``'s two ways, without its tuple of values)."""
+    if layout.offsets != NULL:
+        slot_set(obj, layout.offsets[i], value)
+    else:
+        PyObject_GenericSetAttr(obj, <str>PyTuple_GET_ITEM(layout.names, i), value)
+    return 0
 
 
 cdef class StrategyCoreBase:
@@ -716,10 +790,12 @@ cdef class StrategyCoreBase:
         else:
             mid = bbo.mid
         cdef bint k_ok = _usable(k), s_ok = _usable(s)
-        reasons = []
+        cdef list reasons = None  # made only for a decision that is not quotable (most decisions have none)
         if not k_ok:
-            reasons.append(f"{k.name} {k.state.value}: {k.message}".rstrip(": "))
+            reasons = [f"{k.name} {k.state.value}: {k.message}".rstrip(": ")]
         if not s_ok:
+            if reasons is None:
+                reasons = []
             reasons.append(f"{s.name} {s.state.value}: {s.message}".rstrip(": "))
         sigma = mf.sigma
         sig_pair = sigma_reads(sigma)  # the compiled SigmaEstimator's two reads in one C call
@@ -736,45 +812,45 @@ cdef class StrategyCoreBase:
             mean_size = m.mean_trade_size
         # the reference's dict, entry by entry in its order, as InputPairs (_quote.pxd): the same keys and values in the
         # same order, without a dict insert each; the quoter reads them as it reads the dict
-        cdef InputPairs extra = InputPairs()
-        extra.put("kappa_std", _sf(k, _S_STD, "std"))
-        extra.put("kappa_ci_low", _sf(k, _S_CI_LOW, "ci_low"))
-        extra.put("kappa_ci_high", _sf(k, _S_CI_HIGH, "ci_high"))
-        extra.put("avg_trade_distance_bps", _dget(_sf(k, _S_DETAIL, "detail"), "avg_distance_bps", _nan))
-        extra.put("sigma_total", _dget(_sf(s, _S_DETAIL, "detail"), "sigma_total", _nan))
-        extra.put("lambda_per_s", _sf(lam, _S_VALUE, "value"))
-        extra.put("mean_trade_size", mean_size)
+        cdef InputPairs extra = _pairs()
+        pairs_put(extra, "kappa_std", _sf(k, _S_STD, "std"))
+        pairs_put(extra, "kappa_ci_low", _sf(k, _S_CI_LOW, "ci_low"))
+        pairs_put(extra, "kappa_ci_high", _sf(k, _S_CI_HIGH, "ci_high"))
+        pairs_put(extra, "avg_trade_distance_bps", _dget(_sf(k, _S_DETAIL, "detail"), "avg_distance_bps", _nan))
+        pairs_put(extra, "sigma_total", _dget(_sf(s, _S_DETAIL, "detail"), "sigma_total", _nan))
+        pairs_put(extra, "lambda_per_s", _sf(lam, _S_VALUE, "value"))
+        pairs_put(extra, "mean_trade_size", mean_size)
         # MarketEstimators.ages, in its order
         cdef int64_t dt
         cdef Py_ssize_t i
         if not _reads_twinned or type(m) is not _MARKET:
             for name, age in m.ages(now_ns).items():  # extra.update(m.ages(now_ns))
-                extra.put(name, age)
+                pairs_put(extra, name, age)
         else:
             i = 0
             for name, c in (<dict>mf._cache).items():  # each a market._Cached: its slots by offset
                 key_ = _memo_key(_AGE_NAMES, _AGE_KEYS, i, name, _AGE_KEYS_BY_NAME, "_age_s")  # _age_key(name)
                 i += 1
                 if field(c, _CACHED, _C_SNAP, "snap") is None:
-                    extra.put(key_, _nan)
+                    pairs_put(extra, key_, _nan)
                 else:
                     at = field(c, _CACHED, _C_AT, "at_ns")
                     dt = to_i64(now_ns) - to_i64(at)
                     if -_TWO53 < <double>dt < _TWO53:  # int / int is the double division of the two exact doubles
-                        extra.put(key_, <double>dt / _NS)
+                        pairs_put(extra, key_, <double>dt / _NS)
                     else:
-                        extra.put(key_, (now_ns - at) / 1_000_000_000)
+                        pairs_put(extra, key_, (now_ns - at) / 1_000_000_000)
         cdef bint lam_ok = _usable(lam), flow_ok = _usable(flow)
         cdef bint drift_ok = _usable(drift), micro_ok = _usable(micro)
-        extra.put(_ok_key(0, _sf(k, _S_NAME, "name")), 1.0 if k_ok else 0.0)
-        extra.put(_ok_key(1, _sf(s, _S_NAME, "name")), 1.0 if s_ok else 0.0)
-        extra.put(_ok_key(2, _sf(lam, _S_NAME, "name")), 1.0 if lam_ok else 0.0)
-        extra.put(_ok_key(3, _sf(flow, _S_NAME, "name")), 1.0 if flow_ok else 0.0)
-        extra.put(_ok_key(4, _sf(drift, _S_NAME, "name")), 1.0 if drift_ok else 0.0)
-        extra.put(_ok_key(5, _sf(micro, _S_NAME, "name")), 1.0 if micro_ok else 0.0)
+        pairs_put(extra, _ok_key(0, _sf(k, _S_NAME, "name")), _F1 if k_ok else _F0)
+        pairs_put(extra, _ok_key(1, _sf(s, _S_NAME, "name")), _F1 if s_ok else _F0)
+        pairs_put(extra, _ok_key(2, _sf(lam, _S_NAME, "name")), _F1 if lam_ok else _F0)
+        pairs_put(extra, _ok_key(3, _sf(flow, _S_NAME, "name")), _F1 if flow_ok else _F0)
+        pairs_put(extra, _ok_key(4, _sf(drift, _S_NAME, "name")), _F1 if drift_ok else _F0)
+        pairs_put(extra, _ok_key(5, _sf(micro, _S_NAME, "name")), _F1 if micro_ok else _F0)
 
         qp = self.c_quoter_params
-        if reasons:
+        if reasons is not None:  # (never empty: made with its first reason)
             t_side, t_size, t_price = _RESULT_TAKER_DEFAULTS
             fixed = (
                 mid,
@@ -813,21 +889,29 @@ cdef class StrategyCoreBase:
         adv_value = _sf(adv, _S_VALUE, "value")
         cdef bint adv_ok = _usable(adv)
         adv_detail = _sf(adv, _S_DETAIL, "detail")
-        extra.put("adverse_selection_measured_bps", adv_value * 1e4)
-        extra.put("adverse_selection_ci_low_bps", _sf(adv, _S_CI_LOW, "ci_low") * 1e4)
-        extra.put("adverse_selection_ci_high_bps", _sf(adv, _S_CI_HIGH, "ci_high") * 1e4)
-        extra.put("adverse_selection_state_ok", 1.0 if adv_ok else 0.0)
-        extra.put("adverse_selection_own_markouts", adv_detail["own_markouts"])
-        extra.put("adverse_selection_public_markouts", adv_detail["public_markouts"])
+        pairs_put(extra, "adverse_selection_measured_bps", adv_value * 1e4)
+        pairs_put(extra, "adverse_selection_ci_low_bps", _sf(adv, _S_CI_LOW, "ci_low") * 1e4)
+        pairs_put(extra, "adverse_selection_ci_high_bps", _sf(adv, _S_CI_HIGH, "ci_high") * 1e4)
+        pairs_put(extra, "adverse_selection_state_ok", _F1 if adv_ok else _F0)
+        pairs_put(extra, "adverse_selection_own_markouts", adv_detail["own_markouts"])
+        pairs_put(extra, "adverse_selection_public_markouts", adv_detail["public_markouts"])
         curve = None
         curve_ok = False
         cdef bint cached = self.c_fill_cost_by_depth is not None  # qp is a QuoterParams: its fields as read when set
         if (self.c_fill_cost_by_depth if cached else qp.fill_cost_by_depth):
-            depth, curve = m.cached_depth_cost(now_ns)
+            # MarketEstimators.cached_depth_cost, twinned: the cached snapshot and the curve when it is cached
+            snap_d = (
+                field(m._c_depth, _CACHED, _C_SNAP, "snap") if _reads_twinned and type(m) is _MARKET else None
+            )
+            if snap_d is not None:
+                depth = snap_d
+                curve = mf._depth_curve
+            else:
+                depth, curve = m.cached_depth_cost(now_ns)
             depth_ok = _usable(depth)
             curve_ok = depth_ok and curve is not None
             d = _sf(depth, _S_DETAIL, "detail")
-            extra.put("depth_markout_state_ok", 1.0 if depth_ok else 0.0)
+            pairs_put(extra, "depth_markout_state_ok", _F1 if depth_ok else _F0)
             values = (
                 d["events"],
                 _sf(depth, _S_VALUE, "value") * 1e4,
@@ -836,11 +920,11 @@ cdef class StrategyCoreBase:
                 _dget(d, "cost_2bps_bps", _nan),
             )
             for i in range(5):
-                extra.put(_DM_INPUTS[i], values[i])
+                pairs_put(extra, _DM_INPUTS[i], values[i])
         else:
-            extra.put("depth_markout_state_ok", 0.0)
+            pairs_put(extra, "depth_markout_state_ok", _F0)
             for i in range(5):
-                extra.put(_DM_INPUTS[i], _nan)
+                pairs_put(extra, _DM_INPUTS[i], _nan)
         # m.book_signals() when the book has both sides (else {}: no imbalance, no depth near the touch)
         book_ = mf.book
         cdef bint has_book
@@ -873,8 +957,8 @@ cdef class StrategyCoreBase:
             dd = 0.0
         params = self.c_params
         features["drawdown"] = dd / (self.c_loss_budget if type(params) is _STRATEGY_PARAMS else params.loss_budget)
-        extra.put("pnl", pnl)
-        extra.put("depth_near", depth_near)
+        pairs_put(extra, "pnl", pnl)
+        pairs_put(extra, "depth_near", depth_near)
         if type(best_bids) is QueueLevels:  # _book_signals read the compiled book: the queues are its copies already
             bid_queue = best_bids
             ask_queue = best_asks
@@ -888,40 +972,44 @@ cdef class StrategyCoreBase:
             bid_queue = {bid_px: bbo.bid_size}
             ask_queue = {ask_px: bbo.ask_size}
         drift_horizon_s = self.c_drift_horizon_s if cached else qp.drift_horizon_s
-        state = _frozen(_L_STATE, (
-                now_ns,  # ts_ns
-                bid_px,  # best_bid
-                ask_px,  # best_ask
-                _sf(k, _S_VALUE, "value"),  # kappa
-                sig_clean,  # sigma_clean
-                sig_inv,  # sigma_inventory
-                True,  # kappa_ok
-                True,  # sigma_ok
-                _sf(lam, _S_VALUE, "value") if lam_ok else _nan,  # a_per_s
-                mean_size,  # mean_trade_size (read once: nothing in between writes it)
-                _sf(drift, _S_VALUE, "value"),  # drift_mean_per_s
-                _sf(drift, _S_STD, "std"),  # drift_std_per_s
-                _expected_return(mf.drift, drift_horizon_s, now_ns) if drift_ok else 0.0,  # drift_expected_return
-                drift_ok,  # drift_ok
-                book_imbalance,  # book_imbalance
-                flow_imb,  # flow_imbalance
-                _sf(micro, _S_VALUE, "value") if micro_ok else 0.0,  # microprice_offset
-                micro_ok,  # microprice_ok
-                mf.funding_rate,  # funding_rate
-                mf.funding_interval_s,  # funding_interval_s
-                _dget(features, "flow_toxicity", 0.0),  # flow_toxicity
-                adv_value,  # adverse_selection
-                adv_ok,  # adverse_selection_ok
-                curve,  # fill_cost_curve
-                curve_ok,  # fill_cost_curve_ok
-                bid_queue,
-                ask_queue,
-                features,  # risk_features
-                int(self.c_session_end_ns if type(params) is _STRATEGY_PARAMS else params.session_end_ns),
-                extra,  # extra_inputs
-            ),
-        )
-        result = _core_module.quote(qp, self.risk_params, state, q, tick_size=self.tick_size, lot_size=self.lot_size)
+        # the MarketState built field by field, in field order (no tuple of its 30 values made and freed)
+        cdef _Layout ls = _L_STATE
+        state = _blank_of(ls)
+        _fset(state, ls, 0, now_ns)  # ts_ns
+        _fset(state, ls, 1, bid_px)  # best_bid
+        _fset(state, ls, 2, ask_px)  # best_ask
+        _fset(state, ls, 3, _sf(k, _S_VALUE, "value"))  # kappa
+        _fset(state, ls, 4, sig_clean)  # sigma_clean
+        _fset(state, ls, 5, sig_inv)  # sigma_inventory
+        _fset(state, ls, 6, True)  # kappa_ok
+        _fset(state, ls, 7, True)  # sigma_ok
+        _fset(state, ls, 8, _sf(lam, _S_VALUE, "value") if lam_ok else _nan)  # a_per_s
+        _fset(state, ls, 9, mean_size)  # mean_trade_size (read once: nothing in between writes it)
+        _fset(state, ls, 10, _sf(drift, _S_VALUE, "value"))  # drift_mean_per_s
+        _fset(state, ls, 11, _sf(drift, _S_STD, "std"))  # drift_std_per_s
+        _fset(state, ls, 12, _expected_return(mf.drift, drift_horizon_s, now_ns) if drift_ok else 0.0)  # drift_expected_return
+        _fset(state, ls, 13, drift_ok)  # drift_ok
+        _fset(state, ls, 14, book_imbalance)  # book_imbalance
+        _fset(state, ls, 15, flow_imb)  # flow_imbalance
+        _fset(state, ls, 16, _sf(micro, _S_VALUE, "value") if micro_ok else 0.0)  # microprice_offset
+        _fset(state, ls, 17, micro_ok)  # microprice_ok
+        _fset(state, ls, 18, mf.funding_rate)  # funding_rate
+        _fset(state, ls, 19, mf.funding_interval_s)  # funding_interval_s
+        _fset(state, ls, 20, _dget(features, "flow_toxicity", 0.0))  # flow_toxicity
+        _fset(state, ls, 21, adv_value)  # adverse_selection
+        _fset(state, ls, 22, adv_ok)  # adverse_selection_ok
+        _fset(state, ls, 23, curve)  # fill_cost_curve
+        _fset(state, ls, 24, curve_ok)  # fill_cost_curve_ok
+        _fset(state, ls, 25, bid_queue)
+        _fset(state, ls, 26, ask_queue)
+        _fset(state, ls, 27, features)  # risk_features
+        _fset(state, ls, 28, int(self.c_session_end_ns if type(params) is _STRATEGY_PARAMS else params.session_end_ns))
+        _fset(state, ls, 29, extra)  # extra_inputs
+        fn = _core_module.quote  # read at each decision, as the reference reads its module's global
+        if fn is _QUOTE_DEF:  # the compiled quoter: its C entry, without the Python call and its keyword arguments
+            result = c_quote(qp, self.risk_params, state, q, self.tick_size, self.lot_size)
+        else:
+            result = fn(qp, self.risk_params, state, q, tick_size=self.tick_size, lot_size=self.lot_size)
         self._c_set(result)
         return result
 
@@ -947,7 +1035,15 @@ cdef class StrategyCoreBase:
             ask_px, ask_size = field(a, _LEVEL, _LV_PRICE, "price"), field(a, _LEVEL, _LV_SIZE, "size")
         else:
             ask_px, ask_size = None, 0.0
-        decision = _frozen(_L_DECISION, (ts_ns, bid_px, ask_px, bid_size, ask_size, inputs, reasons))
+        cdef _Layout ld = _L_DECISION
+        decision = _blank_of(ld)  # field by field, as _frozen, without its tuple of values
+        _fset(decision, ld, 0, ts_ns)
+        _fset(decision, ld, 1, bid_px)
+        _fset(decision, ld, 2, ask_px)
+        _fset(decision, ld, 3, bid_size)
+        _fset(decision, ld, 4, ask_size)
+        _fset(decision, ld, 5, inputs)
+        _fset(decision, ld, 6, reasons)
         prev = self.last_decision
         cdef Py_ssize_t* doff = _L_DECISION.offsets
         cdef bint changed = prev is None or self._force_changed
@@ -1165,6 +1261,79 @@ cdef object _TIF = TimeInForce
 cdef object _SIDE = Side
 cdef dict _TIF_BY_VALUE = {m.value: m for m in TimeInForce}
 
+# A new Order built as its dataclass __init__ builds it (not frozen, slotted, no __post_init__, object's __setattr__:
+# each field stored in its slot, in field order; the defaults the very objects __init__ stores, fill_ids a new set),
+# without the Python-level call with five keyword arguments (~4k instructions). Checked against the class once
+# (_order_layout); anything unexpected and the class itself is called.
+cdef tuple _ORDER_FIELDS = (
+    "client_order_id", "side", "price", "size", "tif", "status", "filled", "fee_paid", "resume_status", "fill_ids",
+    "_remaining_of", "_remaining",
+)
+cdef Py_ssize_t _ORDER_OFF[12]
+cdef int _order_direct = -1  # -1: not checked yet; 0: call the class; 1: built here
+cdef tuple _ORDER_DEFAULTS = None  # status, filled, fee_paid, resume_status, _remaining_of, _remaining
+
+
+cdef bint _order_layout() except -1:
+    global _order_direct, _ORDER_DEFAULTS
+    import dataclasses
+
+    _order_direct = 0
+    f = getattr(_ORDER, "__dataclass_fields__", None)
+    if (
+        f is None
+        or tuple(f) != _ORDER_FIELDS
+        or hasattr(_ORDER, "__post_init__")
+        or _ORDER.__dataclass_params__.frozen
+        or _ORDER.__new__ is not object.__new__
+        or _ORDER.__setattr__ is not object.__setattr__
+        or not slot_offsets(_ORDER, _ORDER_FIELDS, _ORDER_OFF)
+    ):
+        return False
+    for name in _ORDER_FIELDS[:5]:
+        if f[name].default_factory is not dataclasses.MISSING or not f[name].init:
+            return False
+    for name in ("status", "filled", "fee_paid", "resume_status", "_remaining_of", "_remaining"):
+        if f[name].default is dataclasses.MISSING or f[name].default_factory is not dataclasses.MISSING:
+            return False
+    if f["fill_ids"].default_factory is not set or not f["fill_ids"].init:
+        return False
+    if f["_remaining_of"].init or f["_remaining"].init or not all(f[n].init for n in _ORDER_FIELDS[:10]):
+        return False
+    _ORDER_DEFAULTS = tuple(
+        f[n].default for n in ("status", "filled", "fee_paid", "resume_status", "_remaining_of", "_remaining")
+    )
+    _order_direct = 1
+    return True
+
+
+cdef object _new_order(object cid, object side, object price, object size, object tif):
+    """``Order(client_order_id=cid, side=side, price=price, size=size, tif=tif)``."""
+    if _order_direct < 0:
+        _order_layout()
+    if not _order_direct:
+        return _ORDER(client_order_id=cid, side=side, price=price, size=size, tif=tif)
+    cdef object o = PyBaseObject_Type.tp_new(_ORDER, <PyObject*>_NO_ARGS, NULL)
+    cdef tuple d = _ORDER_DEFAULTS
+    slot_set(o, _ORDER_OFF[0], cid)
+    slot_set(o, _ORDER_OFF[1], side)
+    slot_set(o, _ORDER_OFF[2], price)
+    slot_set(o, _ORDER_OFF[3], size)
+    slot_set(o, _ORDER_OFF[4], tif)
+    slot_set(o, _ORDER_OFF[5], <object>PyTuple_GET_ITEM(d, 0))
+    slot_set(o, _ORDER_OFF[6], <object>PyTuple_GET_ITEM(d, 1))
+    slot_set(o, _ORDER_OFF[7], <object>PyTuple_GET_ITEM(d, 2))
+    slot_set(o, _ORDER_OFF[8], <object>PyTuple_GET_ITEM(d, 3))
+    slot_set(o, _ORDER_OFF[9], set())
+    slot_set(o, _ORDER_OFF[10], <object>PyTuple_GET_ITEM(d, 4))
+    slot_set(o, _ORDER_OFF[11], <object>PyTuple_GET_ITEM(d, 5))
+    return o
+
+
+def _order_for_test(cid, side, price, size, tif):
+    """``_new_order``, for the tests."""
+    return _new_order(cid, side, price, size, tif)
+
 
 cdef int _transition(object order, object new) except -1:
     """``order.transition(new)``: the allowed move of an exact Order here, anything else by the method itself."""
@@ -1285,7 +1454,7 @@ cdef int _track_place(object tracker, object action) except -1:
     tif = _TIF_BY_VALUE.get((<str>tif).upper()) if type(tif) is str else None
     if tif is None:
         tif = _TIF.parse(action.tif)
-    order = _ORDER(client_order_id=cid, side=side, price=price, size=size, tif=tif)
+    order = _new_order(cid, side, price, size, tif)
     orders[order.client_order_id] = order
     (<dict?>tracker._live)[order.client_order_id] = order
     return 0
@@ -1412,7 +1581,7 @@ cdef tuple _book_signals(object m, object book, object mid, object n_queue):
     if not _reads_twinned or type(m) is not _MARKET:
         return None
     cfg = (<MarketFields>m).config
-    n_imb = cfg.imbalance_levels
+    n_imb = field(cfg, _CONFIG, _CF_IMB, "imbalance_levels")
     if type(n_imb) is not int or type(n_queue) is not int or n_imb < 1 or n_queue < 1:
         return None
     cdef double b, a, tot
@@ -1434,9 +1603,9 @@ cdef tuple _book_signals(object m, object book, object mid, object n_queue):
     near = _nan
     if mid:
         if type(book) is CBook:
-            near = (<CBook>book).size_within(mid, cfg.near_touch_bps * 1e-4)
+            near = (<CBook>book).size_within(mid, field(cfg, _CONFIG, _CF_NEAR, "near_touch_bps") * 1e-4)
         else:
-            near = book.size_within(mid, cfg.near_touch_bps * 1e-4)
+            near = book.size_within(mid, field(cfg, _CONFIG, _CF_NEAR, "near_touch_bps") * 1e-4)
     return (imb, near, bids, asks)
 
 
@@ -1455,7 +1624,7 @@ cdef dict _risk_features(
         or type(now_ns) is not int
         or type(depth_near) is not float
         or type(flow_imb) is not float
-        or m.fill_cascade._state is _OK
+        or (<MarketFields>m).fill_cascade._state is _OK
     ):
         return m.risk_features(now_ns, k, s, depth_near, flow_imb)
     cdef MarketFields mf = <MarketFields>m  # exactly MarketEstimators (checked above): its fields as C slots
@@ -1511,9 +1680,11 @@ cdef dict _risk_features(
             dt_s = (now_ns - ref_t) / 1_000_000_000
     # w = 1.0 - 0.5 ** (dt_s / half-life) if dt_s > 0 else 0.0
     if dt_s > 0:
-        w = 1.0 - pypow(0.5, dt_s / <double>mf.config.reference_half_life_s)
+        w = 1.0 - pypow(0.5, dt_s / <double>field(mf.config, _CONFIG, _CF_HALF_LIFE, "reference_half_life_s"))
     mf._ref_t_ns = now_ns
-    cdef dict out = {}
+    # room for its five keys and the decision's "drawdown" up front: the dict {} grows into on the sixth, without
+    # the resize on the way (the same keys, order and values)
+    cdef dict out = dict_presized(6)
     cdef double c, r
     if s_ok and <double>clean > 0:
         c = clean

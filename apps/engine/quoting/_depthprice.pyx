@@ -2,7 +2,8 @@
 """Compiled twin of :func:`apps.engine.quoting.quoter.py_depth_priced_half_spread`: the same loop over the depth
 curve's cells, the same operations in the same order (``exp`` is the C library's, as ``math.exp``), so the same
 doubles. The reference's docstring has the maths; the quoter calls this one when it is built
-(:mod:`apps.engine.compiled`)."""
+(:mod:`apps.engine.compiled`). Cells that provably cannot win are skipped without their ``exp`` (bounds below, with
+the last call's winning cell as the first bar: ``_seed_k``); the winner and its doubles are the loop's own."""
 
 cimport cython
 from libc.math cimport exp, fabs, floor, isfinite, INFINITY, NAN
@@ -132,6 +133,38 @@ def depth_priced_half_spread(double delta_star, double kappa, curve, double toxi
     return delta, cost
 
 
+# The last call's winning cell, where the next call looks first. Its J, computed as the loop computes it (_cell_j), is the
+# J of one of the cells the loop scans, so the best J is at least that: any cell whose J is provably below it is not the
+# winner (nor tied with it) and needs no exp, from the first cell on (the loop's own tests start only once its running
+# best is positive). The winner and its doubles are the loop's own, found in the same order with the same ties.
+cdef Py_ssize_t _seed_k = -1
+
+
+cdef inline double _cell_j(
+    Py_ssize_t k, Py_ssize_t last, const double* costs, double step, double extra, double lo, double base, double inv_k,
+    double kappa,
+) noexcept:
+    """J of cell ``k`` as the loop computes it (``-inf`` where the loop skips the cell: past its end)."""
+    cdef double e = k * step
+    cdef double a = e if e > lo else lo
+    cdef double b = (k + 1) * step if k < last else INFINITY
+    cdef double c0, slope, x, c
+    if b < a:
+        return -INFINITY
+    c0 = costs[k] + extra
+    slope = (costs[k + 1] - costs[k]) / step if k < last else 0.0
+    if slope < 1.0:
+        x = inv_k + (base + c0 - slope * e) / (1.0 - slope)
+        if x < a:
+            x = a
+        if x > b:
+            x = b
+    else:
+        x = a
+    c = c0 + slope * (x - e)
+    return exp(-kappa * (x - lo)) * (x - base - c)
+
+
 @cython.cdivision(True)
 cdef int priced(
     double delta_star, double kappa, object curve, double toxicity, double fee_frac, double* out_delta,
@@ -167,15 +200,24 @@ cdef int priced(
         x_max = lo
     h_max = x_max - base - (c_min + extra)
     h_max += 1e-9 * (fabs(x_max) + fabs(base) + fabs(c_min) + fabs(extra))
+    # the bar the tests below compare with: the larger of the running best and the seed cell's J (a lower bound of
+    # the best J; NaN or not positive: no seed)
+    global _seed_k
+    cdef double bar = -INFINITY
+    if k0 <= _seed_k <= last:
+        bar = _cell_j(_seed_k, last, costs, step, extra, lo, base, inv_k, kappa)
+        if not (bar > 0.0):
+            bar = -INFINITY
+    cdef Py_ssize_t best_k = -1
     for k in range(k0, last + 1):
         e = k * step
         a = e if e > lo else lo
-        if best_v > 0.0:
+        if bar > 0.0:
             # every later cell has x ≥ a, so e^t ≤ e^{−y} ≤ 1/P(y) with y = κ(a − δ*) and P the exponential's Taylor
             # polynomial to degree 4: once h_max/P(y) (with a 1e-6 margin) is below the best, no later cell wins
             y = kappa * (a - lo)
             py = 1.0 + y * (1.0 + y * (0.5 + y * (1.0 / 6.0 + y * (1.0 / 24.0))))
-            if h_max * 1.000001 < best_v * py:
+            if h_max * 1.000001 < bar * py:
                 break
             # The same with this cell's own bound: on every cell from k on (x ≥ a ≥ 0) the computed h is at most
             # g(x) = (1 + 1e-9)·x − B′, B′ = base + C_m − 1e-9·S, where C_m = the smallest of costs[k:] plus the
@@ -189,7 +231,7 @@ cdef int priced(
                 bp = base + cm - 1e-9 * (fabs(base) + fabs(extra) + fabs(cm) + _amax)
                 if a >= (bp + (1.0 + 1e-9) * inv_k) / (1.0 + 1e-9):
                     g = (1.0 + 1e-9) * a - bp
-                    if g * 1.000001 < best_v * py:
+                    if g * 1.000001 < bar * py:
                         break
         b = (k + 1) * step if k < last else INFINITY
         if b < a:
@@ -207,7 +249,7 @@ cdef int priced(
         c = c0 + slope * (x - e)
         h = x - base - c
         t = -kappa * (x - lo)
-        if best_v > 0.0:
+        if bar > 0.0:
             # A cell that cannot win needs no exp: with h ≤ 0 its J is ≤ 0; else J = e^t·h ≤ h / P(−t), P the
             # exponential's Taylor polynomial to degree 4 (≤ e^y for y = −t ≥ 0), with a 1e-6 margin far beyond the
             # few ulps of exp's and this bound's rounding. Skipped only when the bound is below the best: the same
@@ -215,11 +257,15 @@ cdef int priced(
             if h <= 0.0:
                 continue
             y = -t
-            if h * 1.000001 < best_v * (1.0 + y * (1.0 + y * (0.5 + y * (1.0 / 6.0 + y * (1.0 / 24.0))))):
+            if h * 1.000001 < bar * (1.0 + y * (1.0 + y * (0.5 + y * (1.0 / 6.0 + y * (1.0 / 24.0))))):
                 continue
         v = exp(t) * h
         if v >= best_v:
             best, best_cost, best_v = x, c, v
+            best_k = k
+            if v > bar:
+                bar = v
+    _seed_k = best_k
     out_delta[0] = best
     out_cost[0] = best_cost
     return 0

@@ -274,6 +274,15 @@ cdef class InputPairs:
         self.n += 1
         return 0
 
+    cdef int clear(self) except -1:
+        # n is 0 before the first reference is dropped: whatever a release runs sees no pairs, never a freed one
+        cdef Py_ssize_t i, n = self.n
+        self.n = 0
+        for i in range(n):
+            Py_XDECREF(self.k_arr[i])
+            Py_XDECREF(self.v_arr[i])
+        return 0
+
     def add(self, key, value):
         """``d[key] = value`` on the dict these pairs stand for (Python's door to :meth:`put`)."""
         self.put(key, value)
@@ -789,6 +798,11 @@ cdef inline void _use(p, risk) except *:
 
 def quote(params, risk, market, q, *, tick_size, lot_size):
     """As :func:`apps.engine.quoting.quoter.py_quote` (the same result, exactly)."""
+    return c_quote(params, risk, market, q, tick_size, lot_size)
+
+
+cdef object c_quote(object params, object risk, object market, object q, object tick_size, object lot_size):
+    """:func:`quote` at C level (the compiled core calls it so when its module's ``quote`` is this one)."""
     if not _bound:
         _bind()
     _use(params, risk)
