@@ -2325,6 +2325,289 @@ cdef int _gof_layout(object km) except -1:
     return 0
 
 
+# --- κ's goodness of fit on tick levels: kappa.exponential_gof_ticks with its per-trade arithmetic in C -------------
+#
+# The window's levels are non-negative integers below the window's size (where the reference's _small_levels takes
+# its per-level table of q**j), so every per-trade value the reference computes (q**k, the CDF's bounds, log(k/k_min),
+# k - k_min, the two log-likelihoods and their difference) is a function of the level alone: it is computed once per
+# level here, with the very NumPy calls (``q ** arange``, ``np.log`` on a contiguous float64 array) or the same IEEE
+# operations in the same order (C's + - * / on doubles, libm's log as math.log), and gathered per trade. What is not
+# a per-level value is left to NumPy on arrays holding the reference's values in the reference's order: the generator's
+# draws, the sort, and the pairwise sums (``.sum()``); σ of the differences is numpy's _var (the sum, divided by the
+# count, the squared deviations' sum, divided, sqrt). The integer sums (the levels', the excesses') are exact in any
+# order. The KS p-value is the reference's kstwo_sf, and the Vuong p-value its special.erfc. Levels at or beyond the
+# window's size, a replaced reference function, or an input where a math.log would raise: the reference runs.
+
+# kappa.kstwo_sf's common case on a κ window (a KS statistic of at least 1/2 on more than a couple of trades): scipy's
+# _kolmogn takes 2 · smirnov(n, d), clipped to [0, 1], for its survival function. smirnov is the ufunc's 'ld->d' loop
+# for an int n: the kernel that scipy.special.cython_special also exports for a long n (its capsule
+# "__pyx_fuse_1smirnov", looked up at run time as gammaincinv's is). Everything else (no such capsule, a NaN, a
+# statistic below 1/2 or at the Ruben-Gambino bounds, a negative zero) runs the reference's kstwo_sf.
+
+ctypedef double (*_SmirnovFn)(long, double, int) noexcept nogil
+
+cdef const char* _SMIRNOV_SIG = b"double (long, double, int __pyx_skip_dispatch)"
+cdef _SmirnovFn _SMIRNOV = NULL
+cdef int _SMIRNOV_LOOKED = 0
+
+
+cdef bint _have_smirnov() noexcept:
+    global _SMIRNOV, _SMIRNOV_LOOKED, _CYTHON_SPECIAL
+    cdef const char* name
+    cdef void* ptr
+    if _SMIRNOV_LOOKED:
+        return _SMIRNOV != NULL
+    _SMIRNOV_LOOKED = 1
+    try:
+        from scipy.special import cython_special
+
+        cap = cython_special.__pyx_capi__["__pyx_fuse_1smirnov"]
+        if PyCapsule_CheckExact(cap):
+            name = PyCapsule_GetName(cap)
+            if name != NULL and strcmp(name, _SMIRNOV_SIG) == 0:
+                ptr = PyCapsule_GetPointer(cap, name)
+                if ptr != NULL:
+                    _CYTHON_SPECIAL = cython_special
+                    _SMIRNOV = <_SmirnovFn>ptr
+    except Exception:  # no scipy, no such entry: the reference's kstwo_sf
+        _SMIRNOV = NULL
+    return _SMIRNOV != NULL
+
+
+cdef object _kstwo_sf(object km, double d, Py_ssize_t n):
+    """``km.kstwo_sf(d, n)`` (a float), for an int n >= 1."""
+    cdef double t, prob
+    if (
+        km.kstwo_sf is _KSTWO_SF and n < 2147483647 and d >= 0.5 and d < 1.0 and d > 0.5 / <double>n
+        and _have_smirnov()
+    ):
+        t = <double>n * d
+        if t > 1.0 and t < <double>(n - 1):
+            prob = 2.0 * _SMIRNOV(<long>n, d, 0)
+            if prob == prob and not (prob == 0.0 and signbit(prob)):
+                if prob > 1.0:  # np.clip(prob, 0.0, 1.0)
+                    prob = 1.0
+                elif prob < 0.0:
+                    prob = 0.0
+                return prob
+    return float(km.kstwo_sf(d, n))
+
+
+def kstwo_sf(double d, Py_ssize_t n):
+    """:func:`apps.engine.estimators.kappa.kstwo_sf` as the compiled goodness of fit computes it (for tests)."""
+    if n < 1:
+        return _kappa_mod().kstwo_sf(d, n)
+    return _kstwo_sf(_kappa_mod(), d, n)
+
+
+cdef object _GOF_FNS = None  # (exponential_gof_ticks, ks_uniform, exp_vs_powerlaw, _small_levels) as first seen
+cdef object _KSTWO_SF = None  # kappa.kstwo_sf as first seen
+
+
+cdef bint _gof_fns_same(object km) except -1:
+    global _GOF_FNS
+    global _KSTWO_SF
+    if _GOF_FNS is None:
+        _GOF_FNS = (km.exponential_gof_ticks, km.ks_uniform, km.exp_vs_powerlaw, km._small_levels)
+        _KSTWO_SF = km.kstwo_sf
+    return (
+        km.exponential_gof_ticks is <object>PyTuple_GET_ITEM(_GOF_FNS, 0)
+        and km.ks_uniform is <object>PyTuple_GET_ITEM(_GOF_FNS, 1)
+        and km.exp_vs_powerlaw is <object>PyTuple_GET_ITEM(_GOF_FNS, 2)
+        and km._small_levels is <object>PyTuple_GET_ITEM(_GOF_FNS, 3)
+    )
+
+
+cdef object _gof_ticks(object km, const int64_t* levels, Py_ssize_t m, object rng):
+    """``km.exponential_gof_ticks(np.array(levels, dtype=float), rng)`` for the m levels, the same ExpGoodnessOfFit bit
+    for bit and the generator advanced by the same draws; None where the caller is to run the reference (before any
+    draw)."""
+    cdef Py_ssize_t i, j, kmax = 0, kmin_tail = m, n_tail = 0
+    cdef int64_t kv, total = 0
+    cdef Py_ssize_t* lv
+    cdef double mean
+    if m < 3 or m > 67108864 or not _gof_fns_same(km):  # (m < 2**26: every integer sum below is exact)
+        return None
+    for i in range(m):
+        kv = levels[i]
+        if kv < 0 or kv >= m:  # _small_levels declines (a level at or past the size): the reference
+            return None
+    lv = <Py_ssize_t*>malloc(m * sizeof(Py_ssize_t))
+    if lv == NULL:
+        raise MemoryError()
+    try:
+        for i in range(m):
+            j = <Py_ssize_t>levels[i]
+            lv[i] = j
+            total += j
+            if j > kmax:
+                kmax = j
+            if j >= 1:
+                n_tail += 1
+                if j < kmin_tail:
+                    kmin_tail = j
+        mean = <double>total / <double>m  # float(k.mean()): the sum of integers is exact
+        if mean <= 0:
+            return km.ExpGoodnessOfFit(n=m)
+        return _gof_ticks_levels(km, lv, m, n_tail, kmin_tail, kmax, total, mean, rng)
+    finally:
+        free(lv)
+
+
+def gof_ticks(levels, rng):
+    """:func:`apps.engine.estimators.kappa.exponential_gof_ticks` on a sequence of int levels through the compiled
+    estimator's path (:func:`_gof_ticks`); None where the estimator would run the reference instead (for tests)."""
+    cdef Py_ssize_t m = len(levels), i
+    cdef int64_t* buf = <int64_t*>malloc((m + 1) * sizeof(int64_t))
+    if buf == NULL:
+        raise MemoryError()
+    try:
+        for i in range(m):
+            buf[i] = levels[i]
+        return _gof_ticks(_kappa_mod(), buf, m, rng)
+    finally:
+        free(buf)
+
+
+cdef object _gof_ticks_levels(
+    object km, Py_ssize_t* lv, Py_ssize_t m, Py_ssize_t n_tail, Py_ssize_t kmin_tail, Py_ssize_t kmax,
+    int64_t total, double mean, object rng,
+):
+    np = _numpy()
+    cdef Py_ssize_t i, j, t, nlev = kmax + 1
+    cdef object ks_p
+    cdef int64_t excess = 0
+    cdef double q = mean / (1.0 + mean)
+    cdef double n_d = <double>m, nt_d, x_min, s_lr, alpha, kappa, log_k, a1, log_a, mu, v, d1, d2, xj, sd, ratio
+    cdef bint nan1, nan2
+    cdef double[::1] pw, lg, r, xs, buf
+    cdef double* tab = <double*>malloc((3 * nlev + 1) * sizeof(double))
+    cdef double* lo
+    cdef double* wd
+    cdef double* df
+    if tab == NULL:
+        raise MemoryError()
+    lo = tab
+    wd = tab + nlev
+    df = tab + 2 * nlev
+    try:
+        # q ** k and q ** (k + 1): the reference's table q ** arange(k.max() + 2.0) (powers[idx], powers[idx + 1]) at
+        # the exponents it reads, by the same NumPy call on those exponents alone (an elementwise pow of the same two
+        # doubles); lo and wd are written for the levels present only
+        for j in range(nlev + 1):
+            df[j] = 0.0  # (df, nlev + 1 doubles, marks the exponents read until the differences are written to it)
+        for i in range(m):
+            j = lv[i]
+            df[j] = 1.0
+            df[j + 1] = 1.0
+        t = 0
+        for j in range(nlev + 1):
+            if df[j] != 0.0:
+                t += 1
+        arr = np.empty(t)
+        buf = arr
+        t = 0
+        for j in range(nlev + 1):
+            if df[j] != 0.0:
+                buf[t] = <double>j
+                t += 1
+        pw = PyNumber_Power(q, arr, None)
+        t = 0
+        for j in range(nlev):
+            if df[j] != 0.0:
+                lo[j] = 1.0 - pw[t]  # cdf_lo
+                t += 1
+                if df[j + 1] != 0.0:
+                    wd[j] = (1.0 - pw[t]) - lo[j]  # cdf_hi - cdf_lo (j + 1 is marked whenever j is a level)
+        # exp_vs_powerlaw on the levels >= 1 (before any draw: where it would raise, the reference runs)
+        alpha_o = ratio_o = p_o = _NAN_OBJ
+        if n_tail >= 3:
+            x_min = <double>kmin_tail
+            nt_d = <double>n_tail
+            arr = np.empty(kmax - kmin_tail + 1)
+            buf = arr
+            for j in range(kmin_tail, kmax + 1):
+                buf[j - kmin_tail] = <double>j / x_min  # x / x_min
+            lg = np.log(arr)
+            arr = np.empty(n_tail)
+            buf = arr
+            t = 0
+            for i in range(m):
+                j = lv[i]
+                if j >= 1:
+                    buf[t] = lg[j - kmin_tail]
+                    excess += j - kmin_tail
+                    t += 1
+            s_lr = arr.sum()  # log_ratio.sum()
+            if s_lr > 0 and excess > 0:
+                alpha = 1.0 + nt_d / s_lr
+                kappa = nt_d / <double>excess
+                a1 = (alpha - 1.0) / x_min
+                if not (kappa > 0 and isfinite(kappa) and a1 > 0 and isfinite(a1)):
+                    return None  # (math.log would raise or not be libm's log: the reference)
+                log_k = log(kappa)
+                log_a = log(a1)
+                for j in range(kmin_tail, kmax + 1):
+                    # l_exp - l_pow
+                    df[j] = (log_k - kappa * (<double>j - x_min)) - (log_a - alpha * lg[j - kmin_tail])
+                t = 0
+                for i in range(m):
+                    j = lv[i]
+                    if j >= 1:
+                        buf[t] = df[j]
+                        t += 1
+                ratio = float(arr.sum())  # diff.sum()
+                # diff.std(): numpy's _var (the same pairwise sum, / n, the squared deviations summed, / n), sqrt
+                mu = ratio / nt_d
+                t = 0
+                for i in range(m):
+                    j = lv[i]
+                    if j >= 1:
+                        v = df[j] - mu
+                        buf[t] = v * v
+                        t += 1
+                sd = sqrt(<double>arr.sum() / nt_d)
+                alpha_o = alpha
+                ratio_o = ratio
+                if sd > 0:
+                    p_o = float(km.special.erfc(fabs(ratio) / (sqrt(2.0 * nt_d) * sd)))
+        # ks_uniform(u), u = cdf_lo + V * (cdf_hi - cdf_lo)
+        r = rng.random(m)
+        arr = np.empty(m)
+        buf = arr
+        for i in range(m):
+            j = lv[i]
+            buf[i] = lo[j] + r[i] * wd[j]
+        arr.sort()
+        d1 = d2 = -INFINITY
+        nan1 = nan2 = False
+        for i in range(m):  # (i / n - x).max() and (x - (i - 1.0) / n).max(): np.max's value (a NaN propagates)
+            xj = buf[i]
+            v = (<double>(i + 1)) / n_d - xj
+            if isnan(v):
+                nan1 = True
+            elif v > d1:
+                d1 = v
+            v = xj - (<double>i) / n_d
+            if isnan(v):
+                nan2 = True
+            elif v > d2:
+                d2 = v
+        if nan1:
+            d1 = _NAN
+        if nan2:
+            d2 = _NAN
+        d_o = d2 if d2 > d1 else d1  # max(d1, d2)
+        ks_p = <object>_kstwo_sf(km, d_o, m)
+        if 0.0 > ks_p:  # min(max(p, 0.0), 1.0)
+            ks_p = 0.0
+        if 1.0 < ks_p:
+            ks_p = 1.0
+        return km.ExpGoodnessOfFit(d_o, ks_p, alpha_o, ratio_o, p_o, m, n_tail)
+    finally:
+        free(tab)
+
+
 @cython.final
 cdef class TradeKappaEstimator:
     """Compiled :class:`apps.engine.estimators.kappa.PyTradeKappaEstimator`: the trade window and its running
@@ -2542,16 +2825,29 @@ cdef class TradeKappaEstimator:
         start = n - max_rows if n - max_rows > first else first
         m = n - start
         cdef double[::1] col
+        cdef int64_t* lvb
         if m < p.gof_min_trades:
             result = km.ExpGoodnessOfFit(n=m)
         else:
-            arr = np.empty(m, dtype=np.float64)
-            col = arr
             if p.tick_size > 0:
-                for i in range(m):
-                    col[i] = <double>_at(&self._ring, start + i).k
-                result = km.exponential_gof_ticks(arr, self._rng)
+                lvb = <int64_t*>malloc(m * sizeof(int64_t))
+                if lvb == NULL:
+                    raise MemoryError()
+                try:
+                    for i in range(m):
+                        lvb[i] = _at(&self._ring, start + i).k
+                    result = _gof_ticks(km, lvb, m, self._rng)
+                finally:
+                    free(lvb)
+                if result is None:
+                    arr = np.empty(m, dtype=np.float64)
+                    col = arr
+                    for i in range(m):
+                        col[i] = <double>_at(&self._ring, start + i).k
+                    result = km.exponential_gof_ticks(arr, self._rng)
             else:
+                arr = np.empty(m, dtype=np.float64)
+                col = arr
                 for i in range(m):
                     col[i] = _at(&self._ring, start + i).b
                 result = km.exponential_gof_continuous(arr)
