@@ -38,7 +38,8 @@ from cpython.number cimport PyNumber_Power
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.dict cimport PyDict_Update
 from cpython.long cimport PyLong_AsLongLongAndOverflow
-from cpython.object cimport PyObject, PyObject_GenericSetAttr, PyTypeObject
+from cpython.object cimport Py_SIZE, PyObject, PyObject_GenericSetAttr, PyTypeObject
+from cpython.sequence cimport PySequence_GetItem
 from cpython.pycapsule cimport PyCapsule_CheckExact, PyCapsule_GetName, PyCapsule_GetPointer
 from cpython.ref cimport Py_INCREF
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE, PyTuple_New, PyTuple_SET_ITEM
@@ -98,6 +99,7 @@ cdef inline object _opt(bint has, int64_t v):
 # two times is exact in int64); any other runs the reference's snapshot on the object.
 
 cdef object _NAN_OBJ = math.nan
+cdef object _DEQUE_T = deque  # collections.deque: its length is Py_SIZE (CPython's dequeobject is a PyVarObject)
 cdef object _INF_OBJ = math.inf
 cdef int64_t _NS_LIM = 4611686018427387904  # 2**62
 cdef object _NS_LIM_OBJ = 4611686018427387904
@@ -2135,11 +2137,10 @@ cdef int _tick_grid(
     cdef double* u = buf
     cdef double* k = buf + n_grid
     cdef double* w = buf + 2 * n_grid  # the log density first, then its weights
-    cdef double* cdf = buf + 3 * n_grid
     cdef double* dlogp = buf + 4 * n_grid
     cdef double* ccdf = buf + 5 * n_grid
     cdef double top = -INFINITY, ui, ki, lp, w0, run = 0.0, kw_sum = 0.0, dev_sum = 0.0, d, d0, dl, z, mean, var
-    cdef double tail, v, x, touch, h12, zc
+    cdef double tail, v, x, touch, h12, zc, half_step, wi, wp, cc
     cdef Py_ssize_t i, last = n_grid - 1
     for i in range(n_grid):
         ui = step * <double>i + u0
@@ -2153,14 +2154,26 @@ cdef int _tick_grid(
         dlogp[i] = a0 + ki * (touch - b0 - s)
         if (isnan(lp) or lp > top) and not isnan(top):
             top = lp
-    for i in range(n_grid):
-        w[i] = exp(w[i] - top)
-    w0 = w[0]
-    for i in range(n_grid):
-        run += w[i]
-        cdf[i] = (run - 0.5 * (w0 + w[i])) * step
-        kw_sum += k[i] * w[i]
-    z = cdf[last]
+    # the weights, their running sum (the trapezoid cdf: only its last value, z, is read), Σ k·w and the Hermite
+    # cdf in one pass: each sum still adds the same terms in the same order
+    h12 = step * step / 12.0
+    half_step = 0.5 * step
+    w0 = exp(w[0] - top)
+    w[0] = w0
+    run = w0
+    kw_sum = k[0] * w0
+    ccdf[0] = 0.0
+    cc = 0.0
+    wp = w0
+    for i in range(1, n_grid):
+        wi = exp(w[i] - top)
+        w[i] = wi
+        run += wi
+        kw_sum += k[i] * wi
+        cc = cc + half_step * (wp + wi) + h12 * (wp * dlogp[i - 1] - wi * dlogp[i])
+        ccdf[i] = cc
+        wp = wi
+    z = (run - 0.5 * (w0 + w[last])) * step
     mean = _ieee_div(step * (kw_sum - 0.5 * (k[0] * w0 + k[last] * w[last])), z)
     for i in range(n_grid):
         d = k[i] - mean
@@ -2168,10 +2181,6 @@ cdef int _tick_grid(
     d0 = k[0] - mean
     dl = k[last] - mean
     var = _ieee_div(step * (dev_sum - 0.5 * (d0 * d0 * w0 + dl * dl * w[last])), z)
-    h12 = step * step / 12.0
-    ccdf[0] = 0.0
-    for i in range(1, n_grid):
-        ccdf[i] = ccdf[i - 1] + 0.5 * step * (w[i - 1] + w[i]) + h12 * (w[i - 1] * dlogp[i - 1] - w[i] * dlogp[i])
     zc = ccdf[last]
     tail = 0.5 * (1.0 - ci_level)
     v = var
@@ -3903,11 +3912,18 @@ cdef class MarketStep:
         cdef double tot = bs + ask_size
         self.micro.observe_trusted(ts, mid, (bs - ask_size) / tot if tot > 0 else 0.0, est._flow_value)
         mids = est._mids
-        if not mids or <double>item(mids[len(mids) - 1], 1) != mid:  # (wraparound is off: no [-1])
-            mids.append((ts, mid))
         cdef int64_t cutoff = ts - self.momentum_ns
-        while len(mids) > 1 and to_i64(item(mids[1], 0)) <= cutoff:
-            mids.popleft()
+        if type(mids) is _DEQUE_T:
+            # an exact deque: its length is its ob_size, its items read through its sq_item (no len() or index object)
+            if Py_SIZE(mids) == 0 or <double>item(PySequence_GetItem(mids, Py_SIZE(mids) - 1), 1) != mid:
+                mids.append((ts, mid))
+            while Py_SIZE(mids) > 1 and to_i64(item(PySequence_GetItem(mids, 1), 0)) <= cutoff:
+                mids.popleft()
+        else:
+            if not mids or <double>item(mids[len(mids) - 1], 1) != mid:  # (wraparound is off: no [-1])
+                mids.append((ts, mid))
+            while len(mids) > 1 and to_i64(item(mids[1], 0)) <= cutoff:
+                mids.popleft()
         if ts >= est.c_next_drift_ns:
             (<object>est)._drift_observations(ts, mid)
         return 0

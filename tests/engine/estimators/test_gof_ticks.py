@@ -163,3 +163,36 @@ def test_the_estimators_fit_is_the_references_over_a_tape():
             same(c.goodness_of_fit(t), r.goodness_of_fit(t))
             fits += 1
     assert fits > 100
+
+
+class _Deque(__import__("collections").deque):
+    """A deque subclass: the compiled step then takes its generic path (len() and indexing)."""
+
+
+@pytest.mark.parametrize("subclass", [False, True])
+def test_the_momentum_window_of_mids_is_the_references(subclass, monkeypatch):
+    """``MarketStep.c_on_bbo`` reads an exact deque of mids through its size and sq_item (a subclass as before):
+    the window (every (time, mid) pair, in order) equal to the reference's after every book ticker, through repeated
+    mids, gaps longer than the lookback and bursts at one time."""
+    from apps.engine.market.events import BestBidAsk
+    from tests.engine.estimators.test_estimators_equivalence import estimators
+
+    ref = estimators(0.1, reference=True, monkeypatch=monkeypatch)
+    cmp = estimators(0.1, reference=False, monkeypatch=monkeypatch)
+    if subclass:
+        cmp._mids = _Deque(cmp._mids)
+    g = np.random.default_rng(9)
+    t = 1_700_000_000_000_000_000
+    mid = 100.0
+    for i in range(4000):
+        r = g.random()
+        t += 0 if r < 0.1 else int(g.exponential(0.3 if r < 0.97 else 15.0) * 1e9)
+        if g.random() < 0.4:
+            mid += 0.1 * int(g.integers(-2, 3))
+        bid, ask = round(mid - 0.05, 2), round(mid + 0.05, 2)
+        ev = BestBidAsk(t, t, bid, float(g.uniform(0.1, 5)), ask, float(g.uniform(0.1, 5)))
+        ref.on_event(ev)
+        cmp.on_event(ev)
+        assert type(cmp._mids) is (_Deque if subclass else type(ref._mids))
+        assert [(a, struct.pack("<d", b)) for a, b in cmp._mids] == [(a, struct.pack("<d", b)) for a, b in ref._mids]
+        assert (cmp._next_drift_ns, cmp._flow_value) == (ref._next_drift_ns, ref._flow_value)
