@@ -124,9 +124,25 @@ def test_kstwo_sf_is_the_references():
     g = np.random.default_rng(3)
     cases = []
     for n in (1, 2, 3, 4, 5, 10, 50, 139, 140, 141, 200, 1000, 1783, 5000):
-        for d in (0.0, 0.5 / n, math.nextafter(0.5 / n, 1.0), 1.0 / n, math.nextafter(1.0 / n, 1.0), 0.25, 0.499,
-                  math.nextafter(0.5, 0.0), 0.5, math.nextafter(0.5, 1.0), 0.57, 0.7, 0.9, (n - 1) / n,
-                  math.nextafter((n - 1) / n, 0.0), math.nextafter(1.0, 0.0), 1.0):
+        for d in (
+            0.0,
+            0.5 / n,
+            math.nextafter(0.5 / n, 1.0),
+            1.0 / n,
+            math.nextafter(1.0 / n, 1.0),
+            0.25,
+            0.499,
+            math.nextafter(0.5, 0.0),
+            0.5,
+            math.nextafter(0.5, 1.0),
+            0.57,
+            0.7,
+            0.9,
+            (n - 1) / n,
+            math.nextafter((n - 1) / n, 0.0),
+            math.nextafter(1.0, 0.0),
+            1.0,
+        ):
             cases.append((d, n))
         cases += [(float(d), n) for d in g.uniform(0.0, 1.0, size=40)]
         cases += [(float(d), n) for d in g.uniform(0.5, 1.0, size=40)]
