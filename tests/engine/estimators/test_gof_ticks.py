@@ -121,6 +121,8 @@ def test_a_replaced_reference_function_is_called(monkeypatch):
 
 @pytest.mark.skipif(not km.ESTIMATORS_COMPILED, reason="compiled estimators not built")
 def test_kstwo_sf_is_the_references():
+    # the compiled kstwo_sf takes its C path once the fit has seen the reference's functions (any fit does)
+    assert _estimators.gof_ticks([0, 1, 2, 0], np.random.default_rng(0)) is not None
     g = np.random.default_rng(3)
     cases = []
     for n in (1, 2, 3, 4, 5, 10, 50, 139, 140, 141, 200, 1000, 1783, 5000):
@@ -212,3 +214,20 @@ def test_the_momentum_window_of_mids_is_the_references(subclass, monkeypatch):
         assert type(cmp._mids) is (_Deque if subclass else type(ref._mids))
         assert [(a, struct.pack("<d", b)) for a, b in cmp._mids] == [(a, struct.pack("<d", b)) for a, b in ref._mids]
         assert (cmp._next_drift_ns, cmp._flow_value) == (ref._next_drift_ns, ref._flow_value)
+
+
+@pytest.mark.skipif(not km.ESTIMATORS_COMPILED, reason="compiled estimators not built")
+def test_kstwo_sf_takes_smirnov_in_c_only_on_its_branch(monkeypatch):
+    assert _estimators.gof_ticks([0, 1, 2, 0], np.random.default_rng(0)) is not None
+    calls = []
+    real = km._kolmogn
+
+    def spy(n, d, cdf=True):
+        calls.append((n, d))
+        return real(n, d, cdf=cdf)
+
+    monkeypatch.setattr(km, "_kolmogn", spy)
+    assert _estimators.kstwo_sf(0.7, 100) == km.kstwo_sf(0.7, 100)
+    assert calls == [(100, 0.7)]  # only the reference's call: the compiled one took 2 * smirnov in C
+    assert _estimators.kstwo_sf(0.3, 100) == km.kstwo_sf(0.3, 100)
+    assert calls[1:] == [(100, 0.3), (100, 0.3)]  # below 1/2: the reference's kstwo_sf, both times
