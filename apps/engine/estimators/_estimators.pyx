@@ -3843,6 +3843,8 @@ cdef class MarketStep:
     cdef bint cache_slots
     cdef Py_ssize_t off_snap, off_at
     cdef object snapshot_refresh_ns, kappa_refresh_ns, kappa_min_refresh_ns
+    # the drift observations run in C (_drift_observations) when the MarketEstimators' own methods are the reference's
+    cdef readonly bint drift_in_c
 
     @staticmethod
     def fits(est):
@@ -3871,6 +3873,15 @@ cdef class MarketStep:
         self.depth_py = dm
         self.mid_before = self.adverse.mid_before  # bound once, for a reference depth curve
         self.momentum_ns = est._momentum_ns
+        from apps.engine.estimators.market import MarketEstimators
+
+        cls = type(est)
+        self.drift_in_c = (
+            getattr(cls, "_drift_observations", None) is MarketEstimators._drift_observations
+            and getattr(cls, "_flow_now", None) is MarketEstimators._flow_now
+            and "_drift_observations" not in getattr(est, "__dict__", {})
+            and "_flow_now" not in getattr(est, "__dict__", {})
+        )
         self.c_kappa, self.c_sigma, self.c_arrival = est._c_kappa, est._c_sigma, est._c_arrival
         self.c_flow, self.c_drift, self.c_micro = est._c_flow, est._c_drift, est._c_microprice
         self.c_depth = est._c_depth
@@ -3925,7 +3936,106 @@ cdef class MarketStep:
             while len(mids) > 1 and to_i64(item(mids[1], 0)) <= cutoff:
                 mids.popleft()
         if ts >= est.c_next_drift_ns:
-            (<object>est)._drift_observations(ts, mid)
+            if self.drift_in_c:
+                self._drift_observations(est, ts, mid)
+            else:
+                (<object>est)._drift_observations(ts, mid)
+        return 0
+
+    cdef int _drift_observations(self, MarketFields est, int64_t ts, double mid) except -1:
+        # MarketEstimators._drift_observations(ts, mid) in C: the same reads, the same doubles, the same updates in
+        # the same order. The drift's update runs in C where KalmanDrift.update would (_drift_update); anything
+        # unusual (a time near the int64 edge, an interval that is not a finite float, a mid ratio log() refuses, a
+        # zero lookback) runs the reference method instead, before anything was changed.
+        cfg = est.config
+        cdef object interval = cfg.drift_obs_interval_s
+        cdef object lookback_s = cfg.momentum_lookback_s
+        cdef object flow_k = cfg.flow_drift_per_s
+        cdef double step
+        if (
+            type(interval) is not float or type(lookback_s) is not float or type(flow_k) is not float
+            or not _ns_in(ts)
+        ):
+            return self._drift_by_reference(est, ts, mid)
+        step = (<double>interval) * 1e9
+        if not (0.0 <= step < 4.0e18):  # int(interval * _NS) as an exact int64, the sum within ±2**63
+            return self._drift_by_reference(est, ts, mid)
+        mids = est._mids
+        cdef int64_t t0 = 0
+        cdef double m0 = 0.0, lookback = 0.0, ratio = 0.0
+        cdef bint momentum = False
+        if type(mids) is not _DEQUE_T:
+            return self._drift_by_reference(est, ts, mid)
+        if Py_SIZE(mids) >= 2:
+            first = PySequence_GetItem(mids, 0)
+            t0_obj = item(first, 0)
+            m0_obj = item(first, 1)
+            if type(t0_obj) is not int or type(m0_obj) is not float:
+                return self._drift_by_reference(est, ts, mid)
+            t0 = to_i64(t0_obj)
+            if not _ns_in(t0):
+                return self._drift_by_reference(est, ts, mid)
+            m0 = m0_obj
+            lookback = _div_ns(ts - t0)
+            ratio = mid / m0 if m0 != 0.0 else _NAN
+            if not (ratio > 0.0 and isfinite(ratio) and lookback != 0.0):
+                return self._drift_by_reference(est, ts, mid)
+            momentum = True
+        d = est.drift
+        if type(d) is not KalmanDrift:
+            return self._drift_by_reference(est, ts, mid)
+        cdef KalmanDrift drift = <KalmanDrift>d
+        # the reference: _next_drift_ns first, then the flow value, then sigma_for_inventory
+        est.c_next_drift_ns = ts + <int64_t>step
+        cdef FlowImbalance flow = self.flow
+        cdef double buy = 0.0, sell = 0.0, f, tot, value = 0.0
+        cdef int64_t dt
+        if flow._has_t:  # _flow_now over _decayed
+            dt = ts - flow._t
+            f = _exp(-_div_ns(dt if dt > 0 else 0) / flow._tau_s)
+            buy = flow._buy * f
+            sell = flow._sell * f
+        tot = buy + sell
+        if tot > 0:
+            value = (buy - sell) / tot
+        est._flow_value = value
+        sig_obj = self.sigma.sigma_for_inventory
+        cdef double sig = sig_obj
+        if momentum and isfinite(sig) and sig > 0 and lookback >= 0.5 * <double>lookback_s:
+            self._drift_update(drift, ts, "momentum", log(ratio) / lookback, sig * sig / lookback)
+        if <double>flow_k > 0 and flow._has_t:
+            self._drift_update(drift, ts, "trade_flow", <double>flow_k * value, _NAN, False)
+        snap = est._cache["microprice"].snap
+        cdef double h, rv
+        if snap is not None and snap.usable:
+            h = self.micro.params.horizon_s
+            rv = self.micro._sse / self.micro._weight if self.micro._weight > 0 else _NAN
+            if isfinite(rv) and rv > 0:
+                self._drift_update(drift, ts, "microprice", <double>snap.value / h, rv / (h * h))
+        return 0
+
+    cdef int _drift_by_reference(self, MarketFields est, int64_t ts, double mid) except -1:
+        (<object>est)._drift_observations(ts, mid)
+        return 0
+
+    cdef int _drift_update(self, KalmanDrift d, int64_t ts, str source, double z, double r, bint has_r=True) except -1:
+        # KalmanDrift.update(ts, source, z, obs_var=r or None): its C path under its own conditions, else the method
+        r_obj = None
+        if not has_r:
+            r_obj = d._obs_vars.get(source)
+            if type(r_obj) is not float:
+                d.update(ts, source, z)
+                return 0
+            r = r_obj
+        if (
+            not (isfinite(r) and r > 0.0 and isfinite(z))
+            or (d._has_last and (ts < d._last or not _ns_in(d._last)))
+            or d._c_update(ts, r, z) == 1
+        ):
+            if has_r:
+                d.update(ts, source, z, obs_var=r)
+            else:
+                d.update(ts, source, z)
         return 0
 
     def on_trade(self, t):
