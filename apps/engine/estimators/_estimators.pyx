@@ -38,7 +38,8 @@ from cpython.number cimport PyNumber_Power
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.dict cimport PyDict_Update
 from cpython.long cimport PyLong_AsLongLongAndOverflow
-from cpython.object cimport PyObject, PyObject_GenericSetAttr, PyTypeObject
+from cpython.object cimport Py_SIZE, PyObject, PyObject_GenericSetAttr, PyTypeObject
+from cpython.sequence cimport PySequence_GetItem
 from cpython.pycapsule cimport PyCapsule_CheckExact, PyCapsule_GetName, PyCapsule_GetPointer
 from cpython.ref cimport Py_INCREF
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE, PyTuple_New, PyTuple_SET_ITEM
@@ -98,6 +99,7 @@ cdef inline object _opt(bint has, int64_t v):
 # two times is exact in int64); any other runs the reference's snapshot on the object.
 
 cdef object _NAN_OBJ = math.nan
+cdef object _DEQUE_T = deque  # collections.deque: its length is Py_SIZE (CPython's dequeobject is a PyVarObject)
 cdef object _INF_OBJ = math.inf
 cdef int64_t _NS_LIM = 4611686018427387904  # 2**62
 cdef object _NS_LIM_OBJ = 4611686018427387904
@@ -2135,11 +2137,10 @@ cdef int _tick_grid(
     cdef double* u = buf
     cdef double* k = buf + n_grid
     cdef double* w = buf + 2 * n_grid  # the log density first, then its weights
-    cdef double* cdf = buf + 3 * n_grid
     cdef double* dlogp = buf + 4 * n_grid
     cdef double* ccdf = buf + 5 * n_grid
     cdef double top = -INFINITY, ui, ki, lp, w0, run = 0.0, kw_sum = 0.0, dev_sum = 0.0, d, d0, dl, z, mean, var
-    cdef double tail, v, x, touch, h12, zc
+    cdef double tail, v, x, touch, h12, zc, half_step, wi, wp, cc
     cdef Py_ssize_t i, last = n_grid - 1
     for i in range(n_grid):
         ui = step * <double>i + u0
@@ -2153,14 +2154,26 @@ cdef int _tick_grid(
         dlogp[i] = a0 + ki * (touch - b0 - s)
         if (isnan(lp) or lp > top) and not isnan(top):
             top = lp
-    for i in range(n_grid):
-        w[i] = exp(w[i] - top)
-    w0 = w[0]
-    for i in range(n_grid):
-        run += w[i]
-        cdf[i] = (run - 0.5 * (w0 + w[i])) * step
-        kw_sum += k[i] * w[i]
-    z = cdf[last]
+    # the weights, their running sum (the trapezoid cdf: only its last value, z, is read), Σ k·w and the Hermite
+    # cdf in one pass: each sum still adds the same terms in the same order
+    h12 = step * step / 12.0
+    half_step = 0.5 * step
+    w0 = exp(w[0] - top)
+    w[0] = w0
+    run = w0
+    kw_sum = k[0] * w0
+    ccdf[0] = 0.0
+    cc = 0.0
+    wp = w0
+    for i in range(1, n_grid):
+        wi = exp(w[i] - top)
+        w[i] = wi
+        run += wi
+        kw_sum += k[i] * wi
+        cc = cc + half_step * (wp + wi) + h12 * (wp * dlogp[i - 1] - wi * dlogp[i])
+        ccdf[i] = cc
+        wp = wi
+    z = (run - 0.5 * (w0 + w[last])) * step
     mean = _ieee_div(step * (kw_sum - 0.5 * (k[0] * w0 + k[last] * w[last])), z)
     for i in range(n_grid):
         d = k[i] - mean
@@ -2168,10 +2181,6 @@ cdef int _tick_grid(
     d0 = k[0] - mean
     dl = k[last] - mean
     var = _ieee_div(step * (dev_sum - 0.5 * (d0 * d0 * w0 + dl * dl * w[last])), z)
-    h12 = step * step / 12.0
-    ccdf[0] = 0.0
-    for i in range(1, n_grid):
-        ccdf[i] = ccdf[i - 1] + 0.5 * step * (w[i - 1] + w[i]) + h12 * (w[i - 1] * dlogp[i - 1] - w[i] * dlogp[i])
     zc = ccdf[last]
     tail = 0.5 * (1.0 - ci_level)
     v = var
@@ -2323,6 +2332,289 @@ cdef int _gof_layout(object km) except -1:
         _GOF_RESULT_T = gof if gof.__dataclass_params__.frozen else None
         _GOF_SLOTS = slot_offsets(_GOF_T, ("computed_at_ns", "n_updates", "result"), _GOF_OFF)
     return 0
+
+
+# --- κ's goodness of fit on tick levels: kappa.exponential_gof_ticks with its per-trade arithmetic in C -------------
+#
+# The window's levels are non-negative integers below the window's size (where the reference's _small_levels takes
+# its per-level table of q**j), so every per-trade value the reference computes (q**k, the CDF's bounds, log(k/k_min),
+# k - k_min, the two log-likelihoods and their difference) is a function of the level alone: it is computed once per
+# level here, with the very NumPy calls (``q ** arange``, ``np.log`` on a contiguous float64 array) or the same IEEE
+# operations in the same order (C's + - * / on doubles, libm's log as math.log), and gathered per trade. What is not
+# a per-level value is left to NumPy on arrays holding the reference's values in the reference's order: the generator's
+# draws, the sort, and the pairwise sums (``.sum()``); σ of the differences is numpy's _var (the sum, divided by the
+# count, the squared deviations' sum, divided, sqrt). The integer sums (the levels', the excesses') are exact in any
+# order. The KS p-value is the reference's kstwo_sf, and the Vuong p-value its special.erfc. Levels at or beyond the
+# window's size, a replaced reference function, or an input where a math.log would raise: the reference runs.
+
+# kappa.kstwo_sf's common case on a κ window (a KS statistic of at least 1/2 on more than a couple of trades): scipy's
+# _kolmogn takes 2 · smirnov(n, d), clipped to [0, 1], for its survival function. smirnov is the ufunc's 'ld->d' loop
+# for an int n: the kernel that scipy.special.cython_special also exports for a long n (its capsule
+# "__pyx_fuse_1smirnov", looked up at run time as gammaincinv's is). Everything else (no such capsule, a NaN, a
+# statistic below 1/2 or at the Ruben-Gambino bounds, a negative zero) runs the reference's kstwo_sf.
+
+ctypedef double (*_SmirnovFn)(long, double, int) noexcept nogil
+
+cdef const char* _SMIRNOV_SIG = b"double (long, double, int __pyx_skip_dispatch)"
+cdef _SmirnovFn _SMIRNOV = NULL
+cdef int _SMIRNOV_LOOKED = 0
+
+
+cdef bint _have_smirnov() noexcept:
+    global _SMIRNOV, _SMIRNOV_LOOKED, _CYTHON_SPECIAL
+    cdef const char* name
+    cdef void* ptr
+    if _SMIRNOV_LOOKED:
+        return _SMIRNOV != NULL
+    _SMIRNOV_LOOKED = 1
+    try:
+        from scipy.special import cython_special
+
+        cap = cython_special.__pyx_capi__["__pyx_fuse_1smirnov"]
+        if PyCapsule_CheckExact(cap):
+            name = PyCapsule_GetName(cap)
+            if name != NULL and strcmp(name, _SMIRNOV_SIG) == 0:
+                ptr = PyCapsule_GetPointer(cap, name)
+                if ptr != NULL:
+                    _CYTHON_SPECIAL = cython_special
+                    _SMIRNOV = <_SmirnovFn>ptr
+    except Exception:  # no scipy, no such entry: the reference's kstwo_sf
+        _SMIRNOV = NULL
+    return _SMIRNOV != NULL
+
+
+cdef object _kstwo_sf(object km, double d, Py_ssize_t n):
+    """``km.kstwo_sf(d, n)`` (a float), for an int n >= 1."""
+    cdef double t, prob
+    if (
+        km.kstwo_sf is _KSTWO_SF and n < 2147483647 and d >= 0.5 and d < 1.0 and d > 0.5 / <double>n
+        and _have_smirnov()
+    ):
+        t = <double>n * d
+        if t > 1.0 and t < <double>(n - 1):
+            prob = 2.0 * _SMIRNOV(<long>n, d, 0)
+            if prob == prob and not (prob == 0.0 and signbit(prob)):
+                if prob > 1.0:  # np.clip(prob, 0.0, 1.0)
+                    prob = 1.0
+                elif prob < 0.0:
+                    prob = 0.0
+                return prob
+    return float(km.kstwo_sf(d, n))
+
+
+def kstwo_sf(double d, Py_ssize_t n):
+    """:func:`apps.engine.estimators.kappa.kstwo_sf` as the compiled goodness of fit computes it (for tests)."""
+    if n < 1:
+        return _kappa_mod().kstwo_sf(d, n)
+    return _kstwo_sf(_kappa_mod(), d, n)
+
+
+cdef object _GOF_FNS = None  # (exponential_gof_ticks, ks_uniform, exp_vs_powerlaw, _small_levels) as first seen
+cdef object _KSTWO_SF = None  # kappa.kstwo_sf as first seen
+
+
+cdef bint _gof_fns_same(object km) except -1:
+    global _GOF_FNS
+    global _KSTWO_SF
+    if _GOF_FNS is None:
+        _GOF_FNS = (km.exponential_gof_ticks, km.ks_uniform, km.exp_vs_powerlaw, km._small_levels)
+        _KSTWO_SF = km.kstwo_sf
+    return (
+        km.exponential_gof_ticks is <object>PyTuple_GET_ITEM(_GOF_FNS, 0)
+        and km.ks_uniform is <object>PyTuple_GET_ITEM(_GOF_FNS, 1)
+        and km.exp_vs_powerlaw is <object>PyTuple_GET_ITEM(_GOF_FNS, 2)
+        and km._small_levels is <object>PyTuple_GET_ITEM(_GOF_FNS, 3)
+    )
+
+
+cdef object _gof_ticks(object km, const int64_t* levels, Py_ssize_t m, object rng):
+    """``km.exponential_gof_ticks(np.array(levels, dtype=float), rng)`` for the m levels, the same ExpGoodnessOfFit bit
+    for bit and the generator advanced by the same draws; None where the caller is to run the reference (before any
+    draw)."""
+    cdef Py_ssize_t i, j, kmax = 0, kmin_tail = m, n_tail = 0
+    cdef int64_t kv, total = 0
+    cdef Py_ssize_t* lv
+    cdef double mean
+    if m < 3 or m > 67108864 or not _gof_fns_same(km):  # (m < 2**26: every integer sum below is exact)
+        return None
+    for i in range(m):
+        kv = levels[i]
+        if kv < 0 or kv >= m:  # _small_levels declines (a level at or past the size): the reference
+            return None
+    lv = <Py_ssize_t*>malloc(m * sizeof(Py_ssize_t))
+    if lv == NULL:
+        raise MemoryError()
+    try:
+        for i in range(m):
+            j = <Py_ssize_t>levels[i]
+            lv[i] = j
+            total += j
+            if j > kmax:
+                kmax = j
+            if j >= 1:
+                n_tail += 1
+                if j < kmin_tail:
+                    kmin_tail = j
+        mean = <double>total / <double>m  # float(k.mean()): the sum of integers is exact
+        if mean <= 0:
+            return km.ExpGoodnessOfFit(n=m)
+        return _gof_ticks_levels(km, lv, m, n_tail, kmin_tail, kmax, total, mean, rng)
+    finally:
+        free(lv)
+
+
+def gof_ticks(levels, rng):
+    """:func:`apps.engine.estimators.kappa.exponential_gof_ticks` on a sequence of int levels through the compiled
+    estimator's path (:func:`_gof_ticks`); None where the estimator would run the reference instead (for tests)."""
+    cdef Py_ssize_t m = len(levels), i
+    cdef int64_t* buf = <int64_t*>malloc((m + 1) * sizeof(int64_t))
+    if buf == NULL:
+        raise MemoryError()
+    try:
+        for i in range(m):
+            buf[i] = levels[i]
+        return _gof_ticks(_kappa_mod(), buf, m, rng)
+    finally:
+        free(buf)
+
+
+cdef object _gof_ticks_levels(
+    object km, Py_ssize_t* lv, Py_ssize_t m, Py_ssize_t n_tail, Py_ssize_t kmin_tail, Py_ssize_t kmax,
+    int64_t total, double mean, object rng,
+):
+    np = _numpy()
+    cdef Py_ssize_t i, j, t, nlev = kmax + 1
+    cdef object ks_p
+    cdef int64_t excess = 0
+    cdef double q = mean / (1.0 + mean)
+    cdef double n_d = <double>m, nt_d, x_min, s_lr, alpha, kappa, log_k, a1, log_a, mu, v, d1, d2, xj, sd, ratio
+    cdef bint nan1, nan2
+    cdef double[::1] pw, lg, r, xs, buf
+    cdef double* tab = <double*>malloc((3 * nlev + 1) * sizeof(double))
+    cdef double* lo
+    cdef double* wd
+    cdef double* df
+    if tab == NULL:
+        raise MemoryError()
+    lo = tab
+    wd = tab + nlev
+    df = tab + 2 * nlev
+    try:
+        # q ** k and q ** (k + 1): the reference's table q ** arange(k.max() + 2.0) (powers[idx], powers[idx + 1]) at
+        # the exponents it reads, by the same NumPy call on those exponents alone (an elementwise pow of the same two
+        # doubles); lo and wd are written for the levels present only
+        for j in range(nlev + 1):
+            df[j] = 0.0  # (df, nlev + 1 doubles, marks the exponents read until the differences are written to it)
+        for i in range(m):
+            j = lv[i]
+            df[j] = 1.0
+            df[j + 1] = 1.0
+        t = 0
+        for j in range(nlev + 1):
+            if df[j] != 0.0:
+                t += 1
+        arr = np.empty(t)
+        buf = arr
+        t = 0
+        for j in range(nlev + 1):
+            if df[j] != 0.0:
+                buf[t] = <double>j
+                t += 1
+        pw = PyNumber_Power(q, arr, None)
+        t = 0
+        for j in range(nlev):
+            if df[j] != 0.0:
+                lo[j] = 1.0 - pw[t]  # cdf_lo
+                t += 1
+                if df[j + 1] != 0.0:
+                    wd[j] = (1.0 - pw[t]) - lo[j]  # cdf_hi - cdf_lo (j + 1 is marked whenever j is a level)
+        # exp_vs_powerlaw on the levels >= 1 (before any draw: where it would raise, the reference runs)
+        alpha_o = ratio_o = p_o = _NAN_OBJ
+        if n_tail >= 3:
+            x_min = <double>kmin_tail
+            nt_d = <double>n_tail
+            arr = np.empty(kmax - kmin_tail + 1)
+            buf = arr
+            for j in range(kmin_tail, kmax + 1):
+                buf[j - kmin_tail] = <double>j / x_min  # x / x_min
+            lg = np.log(arr)
+            arr = np.empty(n_tail)
+            buf = arr
+            t = 0
+            for i in range(m):
+                j = lv[i]
+                if j >= 1:
+                    buf[t] = lg[j - kmin_tail]
+                    excess += j - kmin_tail
+                    t += 1
+            s_lr = arr.sum()  # log_ratio.sum()
+            if s_lr > 0 and excess > 0:
+                alpha = 1.0 + nt_d / s_lr
+                kappa = nt_d / <double>excess
+                a1 = (alpha - 1.0) / x_min
+                if not (kappa > 0 and isfinite(kappa) and a1 > 0 and isfinite(a1)):
+                    return None  # (math.log would raise or not be libm's log: the reference)
+                log_k = log(kappa)
+                log_a = log(a1)
+                for j in range(kmin_tail, kmax + 1):
+                    # l_exp - l_pow
+                    df[j] = (log_k - kappa * (<double>j - x_min)) - (log_a - alpha * lg[j - kmin_tail])
+                t = 0
+                for i in range(m):
+                    j = lv[i]
+                    if j >= 1:
+                        buf[t] = df[j]
+                        t += 1
+                ratio = float(arr.sum())  # diff.sum()
+                # diff.std(): numpy's _var (the same pairwise sum, / n, the squared deviations summed, / n), sqrt
+                mu = ratio / nt_d
+                t = 0
+                for i in range(m):
+                    j = lv[i]
+                    if j >= 1:
+                        v = df[j] - mu
+                        buf[t] = v * v
+                        t += 1
+                sd = sqrt(<double>arr.sum() / nt_d)
+                alpha_o = alpha
+                ratio_o = ratio
+                if sd > 0:
+                    p_o = float(km.special.erfc(fabs(ratio) / (sqrt(2.0 * nt_d) * sd)))
+        # ks_uniform(u), u = cdf_lo + V * (cdf_hi - cdf_lo)
+        r = rng.random(m)
+        arr = np.empty(m)
+        buf = arr
+        for i in range(m):
+            j = lv[i]
+            buf[i] = lo[j] + r[i] * wd[j]
+        arr.sort()
+        d1 = d2 = -INFINITY
+        nan1 = nan2 = False
+        for i in range(m):  # (i / n - x).max() and (x - (i - 1.0) / n).max(): np.max's value (a NaN propagates)
+            xj = buf[i]
+            v = (<double>(i + 1)) / n_d - xj
+            if isnan(v):
+                nan1 = True
+            elif v > d1:
+                d1 = v
+            v = xj - (<double>i) / n_d
+            if isnan(v):
+                nan2 = True
+            elif v > d2:
+                d2 = v
+        if nan1:
+            d1 = _NAN
+        if nan2:
+            d2 = _NAN
+        d_o = d2 if d2 > d1 else d1  # max(d1, d2)
+        ks_p = <object>_kstwo_sf(km, d_o, m)
+        if 0.0 > ks_p:  # min(max(p, 0.0), 1.0)
+            ks_p = 0.0
+        if 1.0 < ks_p:
+            ks_p = 1.0
+        return km.ExpGoodnessOfFit(d_o, ks_p, alpha_o, ratio_o, p_o, m, n_tail)
+    finally:
+        free(tab)
 
 
 @cython.final
@@ -2542,16 +2834,29 @@ cdef class TradeKappaEstimator:
         start = n - max_rows if n - max_rows > first else first
         m = n - start
         cdef double[::1] col
+        cdef int64_t* lvb
         if m < p.gof_min_trades:
             result = km.ExpGoodnessOfFit(n=m)
         else:
-            arr = np.empty(m, dtype=np.float64)
-            col = arr
             if p.tick_size > 0:
-                for i in range(m):
-                    col[i] = <double>_at(&self._ring, start + i).k
-                result = km.exponential_gof_ticks(arr, self._rng)
+                lvb = <int64_t*>malloc(m * sizeof(int64_t))
+                if lvb == NULL:
+                    raise MemoryError()
+                try:
+                    for i in range(m):
+                        lvb[i] = _at(&self._ring, start + i).k
+                    result = _gof_ticks(km, lvb, m, self._rng)
+                finally:
+                    free(lvb)
+                if result is None:
+                    arr = np.empty(m, dtype=np.float64)
+                    col = arr
+                    for i in range(m):
+                        col[i] = <double>_at(&self._ring, start + i).k
+                    result = km.exponential_gof_ticks(arr, self._rng)
             else:
+                arr = np.empty(m, dtype=np.float64)
+                col = arr
                 for i in range(m):
                     col[i] = _at(&self._ring, start + i).b
                 result = km.exponential_gof_continuous(arr)
@@ -3538,6 +3843,8 @@ cdef class MarketStep:
     cdef bint cache_slots
     cdef Py_ssize_t off_snap, off_at
     cdef object snapshot_refresh_ns, kappa_refresh_ns, kappa_min_refresh_ns
+    # the drift observations run in C (_drift_observations) when the MarketEstimators' own methods are the reference's
+    cdef readonly bint drift_in_c
 
     @staticmethod
     def fits(est):
@@ -3566,6 +3873,15 @@ cdef class MarketStep:
         self.depth_py = dm
         self.mid_before = self.adverse.mid_before  # bound once, for a reference depth curve
         self.momentum_ns = est._momentum_ns
+        from apps.engine.estimators.market import MarketEstimators
+
+        cls = type(est)
+        self.drift_in_c = (
+            getattr(cls, "_drift_observations", None) is MarketEstimators._drift_observations
+            and getattr(cls, "_flow_now", None) is MarketEstimators._flow_now
+            and "_drift_observations" not in getattr(est, "__dict__", {})
+            and "_flow_now" not in getattr(est, "__dict__", {})
+        )
         self.c_kappa, self.c_sigma, self.c_arrival = est._c_kappa, est._c_sigma, est._c_arrival
         self.c_flow, self.c_drift, self.c_micro = est._c_flow, est._c_drift, est._c_microprice
         self.c_depth = est._c_depth
@@ -3607,13 +3923,119 @@ cdef class MarketStep:
         cdef double tot = bs + ask_size
         self.micro.observe_trusted(ts, mid, (bs - ask_size) / tot if tot > 0 else 0.0, est._flow_value)
         mids = est._mids
-        if not mids or <double>item(mids[len(mids) - 1], 1) != mid:  # (wraparound is off: no [-1])
-            mids.append((ts, mid))
         cdef int64_t cutoff = ts - self.momentum_ns
-        while len(mids) > 1 and to_i64(item(mids[1], 0)) <= cutoff:
-            mids.popleft()
+        if type(mids) is _DEQUE_T:
+            # an exact deque: its length is its ob_size, its items read through its sq_item (no len() or index object)
+            if Py_SIZE(mids) == 0 or <double>item(PySequence_GetItem(mids, Py_SIZE(mids) - 1), 1) != mid:
+                mids.append((ts, mid))
+            while Py_SIZE(mids) > 1 and to_i64(item(PySequence_GetItem(mids, 1), 0)) <= cutoff:
+                mids.popleft()
+        else:
+            if not mids or <double>item(mids[len(mids) - 1], 1) != mid:  # (wraparound is off: no [-1])
+                mids.append((ts, mid))
+            while len(mids) > 1 and to_i64(item(mids[1], 0)) <= cutoff:
+                mids.popleft()
         if ts >= est.c_next_drift_ns:
-            (<object>est)._drift_observations(ts, mid)
+            if self.drift_in_c:
+                self._drift_observations(est, ts, mid)
+            else:
+                (<object>est)._drift_observations(ts, mid)
+        return 0
+
+    cdef int _drift_observations(self, MarketFields est, int64_t ts, double mid) except -1:
+        # MarketEstimators._drift_observations(ts, mid) in C: the same reads, the same doubles, the same updates in
+        # the same order. The drift's update runs in C where KalmanDrift.update would (_drift_update); anything
+        # unusual (a time near the int64 edge, an interval that is not a finite float, a mid ratio log() refuses, a
+        # zero lookback) runs the reference method instead, before anything was changed.
+        cfg = est.config
+        cdef object interval = cfg.drift_obs_interval_s
+        cdef object lookback_s = cfg.momentum_lookback_s
+        cdef object flow_k = cfg.flow_drift_per_s
+        cdef double step
+        if (
+            type(interval) is not float or type(lookback_s) is not float or type(flow_k) is not float
+            or not _ns_in(ts)
+        ):
+            return self._drift_by_reference(est, ts, mid)
+        step = (<double>interval) * 1e9
+        if not (0.0 <= step < 4.0e18):  # int(interval * _NS) as an exact int64, the sum within ±2**63
+            return self._drift_by_reference(est, ts, mid)
+        mids = est._mids
+        cdef int64_t t0 = 0
+        cdef double m0 = 0.0, lookback = 0.0, ratio = 0.0
+        cdef bint momentum = False
+        if type(mids) is not _DEQUE_T:
+            return self._drift_by_reference(est, ts, mid)
+        if Py_SIZE(mids) >= 2:
+            first = PySequence_GetItem(mids, 0)
+            t0_obj = item(first, 0)
+            m0_obj = item(first, 1)
+            if type(t0_obj) is not int or type(m0_obj) is not float:
+                return self._drift_by_reference(est, ts, mid)
+            t0 = to_i64(t0_obj)
+            if not _ns_in(t0):
+                return self._drift_by_reference(est, ts, mid)
+            m0 = m0_obj
+            lookback = _div_ns(ts - t0)
+            ratio = mid / m0 if m0 != 0.0 else _NAN
+            if not (ratio > 0.0 and isfinite(ratio) and lookback != 0.0):
+                return self._drift_by_reference(est, ts, mid)
+            momentum = True
+        d = est.drift
+        if type(d) is not KalmanDrift:
+            return self._drift_by_reference(est, ts, mid)
+        cdef KalmanDrift drift = <KalmanDrift>d
+        # the reference: _next_drift_ns first, then the flow value, then sigma_for_inventory
+        est.c_next_drift_ns = ts + <int64_t>step
+        cdef FlowImbalance flow = self.flow
+        cdef double buy = 0.0, sell = 0.0, f, tot, value = 0.0
+        cdef int64_t dt
+        if flow._has_t:  # _flow_now over _decayed
+            dt = ts - flow._t
+            f = _exp(-_div_ns(dt if dt > 0 else 0) / flow._tau_s)
+            buy = flow._buy * f
+            sell = flow._sell * f
+        tot = buy + sell
+        if tot > 0:
+            value = (buy - sell) / tot
+        est._flow_value = value
+        sig_obj = self.sigma.sigma_for_inventory
+        cdef double sig = sig_obj
+        if momentum and isfinite(sig) and sig > 0 and lookback >= 0.5 * <double>lookback_s:
+            self._drift_update(drift, ts, "momentum", log(ratio) / lookback, sig * sig / lookback)
+        if <double>flow_k > 0 and flow._has_t:
+            self._drift_update(drift, ts, "trade_flow", <double>flow_k * value, _NAN, False)
+        snap = est._cache["microprice"].snap
+        cdef double h, rv
+        if snap is not None and snap.usable:
+            h = self.micro.params.horizon_s
+            rv = self.micro._sse / self.micro._weight if self.micro._weight > 0 else _NAN
+            if isfinite(rv) and rv > 0:
+                self._drift_update(drift, ts, "microprice", <double>snap.value / h, rv / (h * h))
+        return 0
+
+    cdef int _drift_by_reference(self, MarketFields est, int64_t ts, double mid) except -1:
+        (<object>est)._drift_observations(ts, mid)
+        return 0
+
+    cdef int _drift_update(self, KalmanDrift d, int64_t ts, str source, double z, double r, bint has_r=True) except -1:
+        # KalmanDrift.update(ts, source, z, obs_var=r or None): its C path under its own conditions, else the method
+        r_obj = None
+        if not has_r:
+            r_obj = d._obs_vars.get(source)
+            if type(r_obj) is not float:
+                d.update(ts, source, z)
+                return 0
+            r = r_obj
+        if (
+            not (isfinite(r) and r > 0.0 and isfinite(z))
+            or (d._has_last and (ts < d._last or not _ns_in(d._last)))
+            or d._c_update(ts, r, z) == 1
+        ):
+            if has_r:
+                d.update(ts, source, z, obs_var=r)
+            else:
+                d.update(ts, source, z)
         return 0
 
     def on_trade(self, t):

@@ -24,6 +24,7 @@ COMPILED = [
     (depth_markout, "DepthMarkoutCurve"),
 ]
 BOTH_EXEMPT = {
+    "test_drift_observations_c",
     "test_estimators_equivalence",
     "test_reads_equivalence",
     "test_refresh_reads",
