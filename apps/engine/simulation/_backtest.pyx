@@ -367,6 +367,11 @@ cdef inline int _reached(int64_t tc, const _Clock* c, bint strict) noexcept:
     return -1
 
 
+cdef inline bint _before(int64_t tc, const _Clock* c) noexcept:
+    """``t < clock`` for certain (``_reached(tc, c, False) == 0``): an int64 clock above ``tc``, or one past int64."""
+    return c.kind == _C_ABOVE or (c.kind == _C_INT and tc < c.v)
+
+
 cdef class EngineLoopBase:
     """The compiled half of ``backtest.EngineLoop``; the reference ``PyEngineLoop`` is the other (see the module)."""
 
@@ -511,8 +516,17 @@ cdef class EngineLoopBase:
         cdef bint tfast = PyLong_CheckExact(t) and fast_i64(t, &tc)
         cdef int cmp
         venue = self.venue
-        self._deliver(t, False)
-        self._clocks_at(t, tfast, tc)
+        # _deliver and _clocks_at without their calls when they have nothing to do (most events): the venue has
+        # nothing in flight, and ``t`` is before every clock (their own first tests)
+        if not (self._direct_venue(venue) and idle(<PaperVenueBase>venue)):
+            self._deliver(t, False)
+        if not (
+            tfast
+            and _before(tc, &self._sample_c)
+            and _before(tc, &self._snap_c)
+            and (self.risk is None or _before(tc, &self._risk_c))
+        ):
+            self._clocks_at(t, tfast, tc)
         cmp = _reached(tc, &self._now_c, True) if tfast else -1
         if cmp == 1:
             self._set_now(t, tc)
