@@ -33,6 +33,10 @@ cdef class PaperVenueBase:
     cdef public object _last_arrival_ns, _last_visible_ns, _venue_now_ns, _feed_delay_ns, _position
     cdef dict _price_memo  # ticks -> ticks_to_price(ticks, config.tick_size)
     cdef dict _size_memo  # a float size -> round_size(size, config.lot_size)
+    # the resting orders' walk after a book change: _live's values, read when _live (held) had this version tag
+    cdef object _walk_of
+    cdef unsigned long long _walk_version
+    cdef tuple _walk
 
     cdef object c_on_market(self, object event)  # our events now visible: a list, or an empty tuple for none
     cdef object c_next_event_ns(self)
@@ -54,3 +58,9 @@ cdef class PaperVenueBase:
     cdef int _c_ack(self, object cid, object status, object price, object size, object t) except -1
     cdef int _c_reject(self, object cid, object reason, object t) except -1
     cdef int _c_fill(self, object order, object price, object size, object liquidity, object t) except -1
+
+
+cdef inline bint idle(PaperVenueBase venue) noexcept:
+    """Nothing in flight (no action on its way in, none of our events on its way out): ``c_next_event_ns()`` is then
+    None. The driver asks this first, on every market event, before that call."""
+    return not venue._inbox and not venue._outbox

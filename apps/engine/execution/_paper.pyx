@@ -37,6 +37,7 @@ from libc.math cimport ceil, fabs, floor, isfinite
 from cpython.dict cimport PyDict_Next
 from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_CheckExact
 from cpython.ref cimport PyObject
+from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 
 from apps.engine._slots cimport new_slotted, slot_get, slot_offset, slot_offsets, slot_set
 from apps.engine.execution._fillmodel cimport LevelBook, QueueState, _whole_fill, tick_t
@@ -62,6 +63,12 @@ from apps.engine.market.events import (
     Trade,
 )
 
+# the event classes tested per event, as C globals (a module-global name is a dict lookup and a reference each time)
+cdef object _BBO_CLS = BestBidAsk
+cdef object _DIFF_CLS = DepthUpdate
+cdef object _TRADE_CLS = Trade
+cdef object _FILL_CLS = Fill
+
 # BestBidAsk's slots (-1: not a plain slot, read by name)
 cdef Py_ssize_t _B_TS = slot_offset(BestBidAsk, "ts_local_ns"), _B_BID = slot_offset(BestBidAsk, "bid_px")
 cdef Py_ssize_t _B_BSZ = slot_offset(BestBidAsk, "bid_size"), _B_ASK = slot_offset(BestBidAsk, "ask_px")
@@ -78,6 +85,23 @@ cdef bint _TRADE_SLOTS = min(_T_TS, _T_PX, _T_SZ, _T_AGG, _T_MARKET) >= 0
 
 cdef extern from "Python.h":
     Py_ssize_t PyDict_GET_SIZE(object d)
+
+
+cdef extern from *:
+    """
+    /* A dict's version tag (PEP 509; CPython 3.11 bumps it on every change of the dict and gives every new dict a new
+       one, from one counter): the resting orders' walk keeps the values it read with it. 3.11's layout only:
+       elsewhere the walk reads the dict every time. */
+    #if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
+    #define MM_DICT_VERSIONED 1
+    #define mm_dict_version(d) (((PyDictObject*)(d))->ma_version_tag)
+    #else
+    #define MM_DICT_VERSIONED 0
+    #define mm_dict_version(d) ((uint64_t)0)
+    #endif
+    """
+    bint MM_DICT_VERSIONED
+    unsigned long long mm_dict_version(dict d)
 
 cdef object _BUY = Side.BUY
 # c_on_market's answer when none of our events is visible (most market events): no list to build (the driver only
@@ -127,6 +151,57 @@ cdef bint _ACK_SLOTS = _plain(OrderAck, _ACK_FIELDS, _ACK_OFF)
 cdef bint _REJECT_SLOTS = _plain(OrderReject, _REJECT_FIELDS, _REJECT_OFF)
 cdef bint _FILL_SLOTS = _plain(Fill, _FILL_FIELDS, _FILL_OFF)
 cdef bint _PLACE_SLOTS = _plain(PlaceOrder, _PLACE_FIELDS, _PLACE_OFF) and not hasattr(PlaceOrder, "__post_init__")
+
+
+cdef extern from *:
+    """
+    /* Two exact ints compared as CPython's long_compare does (the sign and size first, then the 30-bit digits from
+       the top), without the rich-comparison call: <0, 0 or >0. 3.11's layout only (else the caller compares in
+       Python: MM_INT_CMP is 0). */
+    #if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000 && !defined(Py_LIMITED_API)
+    #define MM_INT_CMP 1
+    static inline Py_ssize_t mm_int_cmp(PyObject* a, PyObject* b) {
+        Py_ssize_t sa = Py_SIZE(a), sb = Py_SIZE(b), i;
+        const digit *da, *db;
+        if (sa != sb) return sa - sb;
+        da = ((PyLongObject*)a)->ob_digit;
+        db = ((PyLongObject*)b)->ob_digit;
+        i = sa < 0 ? -sa : sa;
+        while (--i >= 0 && da[i] == db[i]) {}
+        if (i < 0) return 0;
+        return sa < 0 ? (Py_ssize_t)db[i] - (Py_ssize_t)da[i] : (Py_ssize_t)da[i] - (Py_ssize_t)db[i];
+    }
+    #else
+    #define MM_INT_CMP 0
+    static inline Py_ssize_t mm_int_cmp(PyObject* a, PyObject* b) { (void)a; (void)b; return 0; }
+    #endif
+    """
+    bint MM_INT_CMP
+    Py_ssize_t mm_int_cmp(object a, object b) noexcept
+
+
+cdef extern from *:
+    """
+    /* a > b and a <= b for two exact ints (1 or 0), or -1 when either is not an exact int (compared in Python then) */
+    static inline int mm_int_gt(PyObject* a, PyObject* b) {
+        if (!MM_INT_CMP || !PyLong_CheckExact(a) || !PyLong_CheckExact(b)) return -1;
+        return mm_int_cmp(a, b) > 0;
+    }
+    static inline int mm_int_le(PyObject* a, PyObject* b) {
+        if (!MM_INT_CMP || !PyLong_CheckExact(a) || !PyLong_CheckExact(b)) return -1;
+        return mm_int_cmp(a, b) <= 0;
+    }
+    """
+    int mm_int_gt(object a, object b) noexcept
+    int mm_int_le(object a, object b) noexcept
+
+
+cdef bint _gt_py(object a, object b) except -1:
+    return a > b
+
+
+cdef bint _le_py(object a, object b) except -1:
+    return a <= b
 
 
 cdef object _remembered(dict memo, object fn, object key, object arg):
@@ -232,6 +307,19 @@ cdef inline int _observe_level(Resting r, LevelBook book, object params) except 
     return 0
 
 
+cdef inline tuple _resting_values(PaperVenueBase venue, dict live):
+    """``tuple(live.values())`` for ``live``, the venue's ``_live`` (only when MM_DICT_VERSIONED), kept while the dict
+    is unchanged (the same dict object, held, and its version tag): orders are placed and cancelled a few thousand
+    times a run, the book changes and trades come 90k times."""
+    if live is None:
+        return tuple(live.values())  # the AttributeError of the reference's read
+    if live is not venue._walk_of or mm_dict_version(live) != venue._walk_version:
+        venue._walk = tuple(live.values())
+        venue._walk_of = live
+        venue._walk_version = mm_dict_version(live)
+    return venue._walk
+
+
 cdef class PaperVenueBase:
     """The compiled half of ``paper.PaperVenue``; the reference ``PyPaperVenue`` is the other (see the module). Its
     state's slots are declared in ``_paper.pxd``."""
@@ -257,13 +345,14 @@ cdef class PaperVenueBase:
     cdef object c_on_market(self, object event):
         cdef object t, book = self._book
         cdef list inbox = self._inbox, outbox
+        cdef int cmp
         if type(book) is not LevelBook:
             return super(PaperVenueBase, self).on_market(event)
         cls = type(event)
         # a book ticker's fields by slot offset (the same objects getattr gives: apps/engine/_slots.pxd)
-        cdef bint bbo_slots = _BBO_SLOTS and cls is BestBidAsk
-        cdef bint depth_slots = _DEPTH_SLOTS and cls is DepthUpdate
-        cdef bint trade_slots = _TRADE_SLOTS and cls is Trade
+        cdef bint bbo_slots = _BBO_SLOTS and cls is _BBO_CLS
+        cdef bint depth_slots = _DEPTH_SLOTS and cls is _DIFF_CLS
+        cdef bint trade_slots = _TRADE_SLOTS and cls is _TRADE_CLS
         if self._exchange_clock:
             t = self._event_venue_time(event)
         elif bbo_slots:
@@ -274,12 +363,16 @@ cdef class PaperVenueBase:
             t = slot_get(event, _T_TS)
         else:
             t = event.ts_local_ns
-        if inbox and (<tuple>inbox[0])[0] <= t:
-            self._arrivals(t)
-        if t > self._venue_now_ns:
+        if inbox:
+            first = (<tuple>inbox[0])[0]
+            cmp = mm_int_le(first, t)  # first <= t
+            if cmp == 1 or (cmp == -1 and _le_py(first, t)):
+                self._arrivals(t)
+        cmp = mm_int_gt(t, self._venue_now_ns)  # t > self._venue_now_ns
+        if cmp == 1 or (cmp == -1 and _gt_py(t, self._venue_now_ns)):
             self._venue_now_ns = t
         # the exact classes first (an isinstance that fails costs a type walk); a subclass takes the isinstance chain
-        if cls is BestBidAsk:
+        if cls is _BBO_CLS:
             if bbo_slots:
                 (<LevelBook>book)._apply_bbo(
                     slot_get(event, _B_BID), slot_get(event, _B_BSZ), slot_get(event, _B_ASK), slot_get(event, _B_ASZ)
@@ -287,7 +380,7 @@ cdef class PaperVenueBase:
             else:
                 (<LevelBook>book)._apply_bbo(event.bid_px, event.bid_size, event.ask_px, event.ask_size)
             self._book_changed(t, <LevelBook>book)
-        elif cls is DepthUpdate:
+        elif cls is _DIFF_CLS:
             if depth_slots:
                 (<LevelBook>book)._apply_diff(slot_get(event, _D_BIDS), slot_get(event, _D_ASKS))
             else:
@@ -314,7 +407,11 @@ cdef class PaperVenueBase:
             self._book_changed(t, <LevelBook>book)
         now = t if not self._exchange_clock else event.ts_local_ns  # t is the local stamp already on the local clock
         outbox = self._outbox
-        if not outbox or (<tuple>outbox[0])[0] > now:
+        if not outbox:
+            return _NO_EVENTS  # nothing of ours visible yet (most events)
+        first = (<tuple>outbox[0])[0]
+        cmp = mm_int_gt(first, now)  # first > now
+        if cmp == 1 or (cmp == -1 and _gt_py(first, now)):
             return _NO_EVENTS  # nothing of ours visible yet (most events)
         return self.c_drain(now)
 
@@ -332,6 +429,8 @@ cdef class PaperVenueBase:
         cdef Py_ssize_t pos = 0, k = 0
         cdef PyObject* key
         cdef PyObject* value
+        cdef tuple walk
+        cdef Py_ssize_t n
         if PyDict_GET_SIZE(live) == 0:
             return 0
         params = self._queue_params
@@ -340,6 +439,17 @@ cdef class PaperVenueBase:
         # size check per step). At the first order with fresh crossed size (a fill, which removes a filled order) the
         # rest of the walk is the reference's, over a copy of the ids from that order on: the orders before it had
         # exactly the reference's steps, and nothing here changes the dict.
+        if MM_DICT_VERSIONED:
+            walk = _resting_values(self, live)
+            n = PyTuple_GET_SIZE(walk)
+            for k in range(n):
+                r = <Resting?><object>PyTuple_GET_ITEM(walk, k)
+                crossing = book._crossing(r.bid, r.tick, &any_level)
+                if crossing - r.crossed > 0:
+                    return self._book_changed_with_fills(t, book, params, k)
+                r.crossed = crossing
+                _observe_level(r, book, params)
+            return 0
         while PyDict_Next(live, &pos, &key, &value):
             r = <Resting?><object>value
             crossing = book._crossing(r.bid, r.tick, &any_level)
@@ -385,7 +495,7 @@ cdef class PaperVenueBase:
         cdef Resting r
         cdef tick_t trade_tick
         cdef bint buy_side, through, at_price, reached = False
-        if _TRADE_SLOTS and type(trade) is Trade:  # the fields by slot offset (the objects getattr gives)
+        if _TRADE_SLOTS and type(trade) is _TRADE_CLS:  # the fields by slot offset (the objects getattr gives)
             aggressor, price, trade_size = slot_get(trade, _T_AGG), slot_get(trade, _T_PX), slot_get(trade, _T_SZ)
         else:
             aggressor, price, trade_size = trade.aggressor, trade.price, trade.size
@@ -399,7 +509,7 @@ cdef class PaperVenueBase:
         available = float(trade_size)
         buy_side = resting_side is _BUY
         # most trades reach none of our orders: look before building the ordered list
-        for value in self._live.values():
+        for value in (_resting_values(self, self._live) if MM_DICT_VERSIONED else self._live.values()):
             r = <Resting?>value
             if r.bid == buy_side and ((trade_tick < r.tick if buy_side else trade_tick > r.tick) or trade_tick == r.tick):
                 reached = True
@@ -456,7 +566,7 @@ cdef class PaperVenueBase:
         cdef list outbox = self._outbox
         while outbox and (<tuple>outbox[0])[0] <= now_local_ns:
             ev = heapq.heappop(outbox)[2]
-            if type(ev) is Fill:
+            if type(ev) is _FILL_CLS:
                 self._fills.append(ev)
                 self._position += ev.size if ev.side is _BUY else -ev.size
             out.append(ev)

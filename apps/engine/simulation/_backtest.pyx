@@ -28,7 +28,7 @@ from libc.stdint cimport int64_t
 from cpython.dict cimport PyDict_GetItem
 from cpython.list cimport PyList_GET_SIZE
 from cpython.tuple cimport PyTuple_GET_SIZE
-from cpython.object cimport PyObject
+from cpython.object cimport PyObject, Py_TYPE
 from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_CheckExact, PyLong_FromLongLong
 
 from apps.engine._slots cimport fast_i64, slot_get, slot_offset, slot_set
@@ -36,7 +36,7 @@ from apps.engine._slots cimport fast_i64, slot_get, slot_offset, slot_set
 from apps.engine._core cimport StrategyCoreBase
 from apps.engine.accounting._pnl cimport PnlLedgerBase
 from apps.engine.execution._fillmodel cimport LevelBook, tick_t
-from apps.engine.execution._paper cimport PaperVenueBase
+from apps.engine.execution._paper cimport PaperVenueBase, idle
 from apps.engine.risk._session cimport c_evaluate
 
 import time
@@ -182,6 +182,9 @@ cdef Py_ssize_t _DIFF_LOCAL = slot_offset(DepthUpdate, "ts_local_ns"), _DIFF_EXC
 cdef object _BBO = BestBidAsk
 cdef object _TRADE = Trade
 cdef object _DIFF = DepthUpdate
+cdef object _SNAPSHOT = DepthSnapshot
+cdef object _FILL = Fill
+cdef object _REJECT = OrderReject
 # the session risk's per-event inputs, written by slot offset (-1: a class without those slots: its on_market)
 cdef object _SESSION_RISK = SessionRisk
 cdef Py_ssize_t _R_FEED = slot_offset(SessionRisk, "_feed_local_ns"), _R_MEASURED = slot_offset(SessionRisk, "clock_measured")
@@ -272,6 +275,54 @@ cdef inline Py_ssize_t _stamp_offset(object cls, bint local):
     return -1
 
 
+# --- run()'s test of each event: isinstance(event, MARKET_TYPES) ----------------------------------------------------
+# A failing isinstance against a class reads the event's ``__class__`` (a type walk): for a BestBidAsk, the tuple's
+# Trade fails first, ~260 instructions an event in all. When the event's type is exactly one of the tuple's classes,
+# isinstance is True; the checks against the items before it run no code when every item is an exact ``type`` (no
+# ``__instancecheck__``) and the event's class reads ``__class__`` through object's own descriptor (generic getattr,
+# no ``__class__`` of its own). Such classes are kept (``_exact_types``) and tested by address; any other event type
+# is asked with isinstance, as before.
+cdef enum:
+    _N_EXACT_MAX = 16
+
+cdef object _OBJECT_CLASS = object.__dict__["__class__"]
+
+
+cdef extern from *:
+    """
+    /* the class's attribute reads are object's own (no __getattribute__ or __getattr__ of its own) */
+    static inline int mm_generic_getattr(PyObject* cls) {
+        return ((PyTypeObject*)cls)->tp_getattro == PyObject_GenericGetAttr;
+    }
+    """
+    bint mm_generic_getattr(object cls)
+
+
+cdef Py_ssize_t _exact_types(object types, PyObject** out) except -1:
+    """The classes of ``types`` (a tuple) for which ``isinstance(x, types)`` is True without running any code when
+    ``type(x)`` is one of them, into ``out`` (room for _N_EXACT_MAX); 0 when no class qualifies or ``types`` has an
+    item that is not an exact ``type`` (its metaclass could run code: every event is asked then)."""
+    cdef Py_ssize_t n = 0
+    if type(types) is not tuple or PyTuple_GET_SIZE(types) > _N_EXACT_MAX:
+        return 0
+    for cls in <tuple>types:
+        if type(cls) is not type:
+            return 0
+    for cls in <tuple>types:
+        if mm_generic_getattr(cls) and _PyType_Lookup(cls, "__class__") == <PyObject*>_OBJECT_CLASS:
+            out[n] = <PyObject*>cls
+            n += 1
+    return n
+
+
+cdef inline bint _is_one_of(PyObject* cls, PyObject** types, Py_ssize_t n) noexcept:
+    cdef Py_ssize_t i
+    for i in range(n):
+        if types[i] == cls:
+            return True
+    return False
+
+
 # --- the driver's clocks as C values ------------------------------------------------------------------------------
 # ``_now_ns``, ``_next_sample_ns`` and ``_next_snap_ns`` are compared with every event's time. Each is kept as the
 # object the reference stored (what reading the attribute returns) and, beside it, what an int64 comparison needs:
@@ -316,6 +367,11 @@ cdef inline int _reached(int64_t tc, const _Clock* c, bint strict) noexcept:
     return -1
 
 
+cdef inline bint _before(int64_t tc, const _Clock* c) noexcept:
+    """``t < clock`` for certain (``_reached(tc, c, False) == 0``): an int64 clock above ``tc``, or one past int64."""
+    return c.kind == _C_ABOVE or (c.kind == _C_INT and tc < c.v)
+
+
 cdef class EngineLoopBase:
     """The compiled half of ``backtest.EngineLoop``; the reference ``PyEngineLoop`` is the other (see the module)."""
 
@@ -336,6 +392,8 @@ cdef class EngineLoopBase:
     # found for the objects they were found for
     cdef object _venue_for, _strategy_for, _refresh_for, _refresh_owner
     cdef bint _venue_c, _strategy_c, _refresh_c
+    cdef object _ledger_for, _ledger_cls  # the ledger (and its class) _ledger_c was found for: a PnlLedgerBase
+    cdef bint _ledger_c
 
     cdef inline bint _direct_venue(self, object venue) except -1:
         if venue is not self._venue_for:
@@ -424,6 +482,8 @@ cdef class EngineLoopBase:
         """Replay a whole feed (market events in local-time order; anything else is skipped) and finish."""
         from apps.engine.simulation.backtest import MARKET_TYPES
 
+        cdef PyObject* exact[_N_EXACT_MAX]
+        cdef Py_ssize_t n_exact = _exact_types(MARKET_TYPES, exact)  # the tuple holds the classes (references)
         cdef bint own = type(self).on_market is EngineLoopBase.on_market and "on_market" not in getattr(self, "__dict__", {})
         t0 = time.perf_counter()
         on_market = self.on_market
@@ -433,7 +493,7 @@ cdef class EngineLoopBase:
         self._batching = own and (type(feed) is list or type(feed) is tuple) and self.sink is None
         try:
             for event in feed:
-                if isinstance(event, MARKET_TYPES):
+                if _is_one_of(<PyObject*>Py_TYPE(event), exact, n_exact) or isinstance(event, MARKET_TYPES):
                     if own:
                         self._market(event)
                     else:
@@ -456,8 +516,17 @@ cdef class EngineLoopBase:
         cdef bint tfast = PyLong_CheckExact(t) and fast_i64(t, &tc)
         cdef int cmp
         venue = self.venue
-        self._deliver(t, False)
-        self._clocks_at(t, tfast, tc)
+        # _deliver and _clocks_at without their calls when they have nothing to do (most events): the venue has
+        # nothing in flight, and ``t`` is before every clock (their own first tests)
+        if not (self._direct_venue(venue) and idle(<PaperVenueBase>venue)):
+            self._deliver(t, False)
+        if not (
+            tfast
+            and _before(tc, &self._sample_c)
+            and _before(tc, &self._snap_c)
+            and (self.risk is None or _before(tc, &self._risk_c))
+        ):
+            self._clocks_at(t, tfast, tc)
         cmp = _reached(tc, &self._now_c, True) if tfast else -1
         if cmp == 1:
             self._set_now(t, tc)
@@ -498,11 +567,11 @@ cdef class EngineLoopBase:
         else:
             out = venue.on_market(event)
         # the exact classes first (an isinstance that fails costs a type walk); anything else takes the reference's chain
-        if cls is BestBidAsk or cls is DepthUpdate or cls is DepthSnapshot:
+        if cls is _BBO or cls is _DIFF or cls is _SNAPSHOT:
             if ts_exch_ns is None:
                 ts_exch_ns = slot_get(event, exch_at) if exch_at >= 0 else event.ts_exch_ns
             self._mid(t, ts_exch_ns)
-        elif cls is Trade:
+        elif cls is _TRADE:
             pass
         elif isinstance(event, Funding):
             self.ledger.on_funding(t, event.rate)
@@ -514,7 +583,10 @@ cdef class EngineLoopBase:
             self._handle_all(out)
         strategy = self.strategy
         if self._direct_strategy(strategy):
-            self._after(t, (<StrategyCoreBase>strategy).c_on_event(event))
+            actions = (<StrategyCoreBase>strategy).c_on_event(event)
+            # _after returns at once for no actions (None) and no new decision: most market events skip the call
+            if actions is not None or (<StrategyCoreBase>strategy).decisions_changed:
+                self._after(t, actions)
         else:
             self._after(t, strategy.on_event(event))
         refresh = self._strategy_refresh
@@ -533,6 +605,8 @@ cdef class EngineLoopBase:
     cdef int _deliver(self, object t, bint inclusive) except -1:
         venue = self.venue
         cdef bint direct = self._direct_venue(venue)
+        if direct and idle(<PaperVenueBase>venue):
+            return 0  # next_event_ns() is None (most market events)
         nxt = (<PaperVenueBase>venue).c_next_event_ns() if direct else venue.next_event_ns()
         while nxt is not None and (nxt <= t if inclusive else nxt < t):
             if nxt > self._now_ns:
@@ -689,8 +763,12 @@ cdef class EngineLoopBase:
         mid = <double>(bb + ba) * <double>tick * 0.5
         ledger = self.ledger
         # the compiled ledger's mid is a C double field: read in C (72k times a backtest) unless a subclass made it
-        # a property
-        if isinstance(ledger, PnlLedgerBase) and (<PnlLedgerBase>ledger).c_mid_field:
+        # a property (the isinstance found once per ledger object and class: its __class__ may be reassigned)
+        if ledger is not self._ledger_for or type(ledger) is not self._ledger_cls:
+            self._ledger_c = isinstance(ledger, PnlLedgerBase)
+            self._ledger_for = ledger
+            self._ledger_cls = type(ledger)
+        if self._ledger_c and (<PnlLedgerBase>ledger).c_mid_field:
             if mid == (<PnlLedgerBase>ledger).mid:
                 return 0
         elif not (mid != ledger.mid):
@@ -773,14 +851,14 @@ cdef class EngineLoopBase:
         for ev in events:
             _count(result.stats, _ORDER_EVENTS, 1)
             cls = type(ev)
-            if cls is Fill:
+            if cls is _FILL:
                 if not ledger.on_fill(ev):
                     continue  # a venue delivered this fill before: it must not count twice anywhere
                 result.fills.append(ev)
                 q = abs(ledger.position)
                 if q > result.max_abs_inventory:
                     result.max_abs_inventory = q
-            elif cls is OrderReject and risk is not None and not ev.reason.startswith(_BLOCKED):
+            elif cls is _REJECT and risk is not None and not ev.reason.startswith(_BLOCKED):
                 risk.on_reject(ev.ts_local_ns)
             if self._direct_strategy(strategy):
                 actions = (<StrategyCoreBase>strategy).c_on_event(ev)
