@@ -14,14 +14,14 @@ configured interval that is not a float (each takes the reference path, with the
 
 from __future__ import annotations
 
-import dataclasses
 import struct
 from collections import deque
 from pathlib import Path
 
 import pytest
 
-from apps.engine.estimators import _estimators, drift as drift_mod, market
+from apps.engine.estimators import _estimators, market
+from apps.engine.estimators import drift as drift_mod
 from apps.engine.estimators.market import EstimatorConfig, MarketEstimators
 from apps.engine.market.events import BestBidAsk
 from apps.marketdata.recordings import load_binance_raw

@@ -121,7 +121,7 @@ def test_times_of_every_kind_are_compared_as_the_reference_compares_them(seed):
         t += rng.randint(0, 3_000_000)  # equal times too
         u = rng.random()
         if u < 0.15:  # the venue's clock set by hand
-            value = rng.choice(_ODD_CLOCKS + [t, t - 1, t + 1, float(t), t + 0.5, t - 0.5])
+            value = rng.choice([*_ODD_CLOCKS, t, t - 1, t + 1, float(t), t + 0.5, t - 0.5])
             ref._venue_now_ns = com._venue_now_ns = value
             kinds.add(type(value).__name__)
         ev = stream.market(t, ref)

@@ -132,7 +132,7 @@ def test_a_class_with_its_own_attribute_access_is_asked_by_isinstance(monkeypatc
         __slots__ = ()
 
         @property
-        def __class__(self):  # noqa: PLE0237 - the point: isinstance believes it
+        def __class__(self):
             return Trade
 
     events = _events(6.0)
