@@ -32,20 +32,27 @@ def _bits(x):
     return struct.pack("<d", x) if type(x) is float else x
 
 
+def _step(i, ev, ref, fast):
+    """Event ``i`` through both cores: the same actions and state; True (and the same decision) where one was made."""
+    a = ref.on_event(ev)
+    ref.refresh()
+    b = fast.on_event(ev)
+    fast.refresh()
+    assert repr(b) == repr(a), f"event {i}: actions differ"
+    assert _state(fast) == _state(ref), f"event {i}: state differs"
+    if type(ev) is BestBidAsk and ref.last_decision is not None:
+        assert _decision(fast) == _decision(ref), f"event {i}: the decision differs"
+        return True
+    return False
+
+
 def _run_lockstep(stream, tick, lot, params):
     ref = PyStrategyCore(params, tick_size=tick, lot_size=lot)
     fast = StrategyCore(params, tick_size=tick, lot_size=lot)
     assert type(fast) is not PyStrategyCore
     decisions = 0
     for i, ev in enumerate(stream):
-        a = ref.on_event(ev)
-        ref.refresh()
-        b = fast.on_event(ev)
-        fast.refresh()
-        assert repr(b) == repr(a), f"event {i}: actions differ"
-        assert _state(fast) == _state(ref), f"event {i}: state differs"
-        if type(ev) is BestBidAsk and ref.last_decision is not None:
-            assert _decision(fast) == _decision(ref), f"event {i}: the decision differs"
+        if _step(i, ev, ref, fast):
             a_in, b_in = ref.last_decision.inputs, fast.last_decision.inputs
             assert b_in.layout.names == a_in.layout.names
             assert b_in.vector.tobytes() == a_in.vector.tobytes()
@@ -102,14 +109,7 @@ def test_the_decisions_after_a_replaced_quote_is_restored_are_the_references(usd
     for i, ev in enumerate(stream):
         if i % 2_000 == 0:
             monkeypatch.setattr(core_module, "quote", wrapped if (i // 2_000) % 2 else original)
-        a = ref.on_event(ev)
-        ref.refresh()
-        b = fast.on_event(ev)
-        fast.refresh()
-        assert repr(b) == repr(a), f"event {i}: actions differ"
-        assert _state(fast) == _state(ref), f"event {i}: state differs"
-        if type(ev) is BestBidAsk and ref.last_decision is not None:
-            assert _decision(fast) == _decision(ref), f"event {i}: the decision differs"
+        if _step(i, ev, ref, fast):
             assert fast.last_decision.inputs.vector.tobytes() == ref.last_decision.inputs.vector.tobytes()
     # nothing held the compiled core's pairs between decisions: one object, emptied and written again each time
     assert len(seen) > 10 and len(set(seen)) == 1

@@ -1893,26 +1893,33 @@ cdef int _GAMMAINCINV_LOOKED = 0  # 1 once the capsule was looked for (found or 
 cdef object _CYTHON_SPECIAL = None  # the module that owns the function, kept referenced
 
 
-cdef bint _have_gammaincinv() noexcept:
-    global _GAMMAINCINV, _GAMMAINCINV_LOOKED, _CYTHON_SPECIAL
+cdef void* _special_entry(str key, const char* sig) noexcept:
+    """The C function scipy.special.cython_special exports under ``key`` when its capsule's name is exactly ``sig``
+    (its C signature), else NULL (no scipy, no such entry, another signature). The module is kept referenced."""
+    global _CYTHON_SPECIAL
     cdef const char* name
     cdef void* ptr
-    if _GAMMAINCINV_LOOKED:
-        return _GAMMAINCINV != NULL
-    _GAMMAINCINV_LOOKED = 1
     try:
         from scipy.special import cython_special
 
-        cap = cython_special.__pyx_capi__["gammaincinv"]
+        cap = cython_special.__pyx_capi__[key]
         if PyCapsule_CheckExact(cap):
             name = PyCapsule_GetName(cap)
-            if name != NULL and strcmp(name, _GAMMAINCINV_SIG) == 0:
+            if name != NULL and strcmp(name, sig) == 0:
                 ptr = PyCapsule_GetPointer(cap, name)
                 if ptr != NULL:
                     _CYTHON_SPECIAL = cython_special
-                    _GAMMAINCINV = <_GammaIncInvFn>ptr
-    except Exception:  # no scipy, no such entry: the reference's ufunc path
-        _GAMMAINCINV = NULL
+                    return ptr
+    except Exception:
+        pass
+    return NULL
+
+
+cdef bint _have_gammaincinv() noexcept:
+    global _GAMMAINCINV, _GAMMAINCINV_LOOKED
+    if not _GAMMAINCINV_LOOKED:
+        _GAMMAINCINV_LOOKED = 1
+        _GAMMAINCINV = <_GammaIncInvFn>_special_entry("gammaincinv", _GAMMAINCINV_SIG)  # else the ufunc path
     return _GAMMAINCINV != NULL
 
 
@@ -2361,25 +2368,10 @@ cdef int _SMIRNOV_LOOKED = 0
 
 
 cdef bint _have_smirnov() noexcept:
-    global _SMIRNOV, _SMIRNOV_LOOKED, _CYTHON_SPECIAL
-    cdef const char* name
-    cdef void* ptr
-    if _SMIRNOV_LOOKED:
-        return _SMIRNOV != NULL
-    _SMIRNOV_LOOKED = 1
-    try:
-        from scipy.special import cython_special
-
-        cap = cython_special.__pyx_capi__["__pyx_fuse_1smirnov"]
-        if PyCapsule_CheckExact(cap):
-            name = PyCapsule_GetName(cap)
-            if name != NULL and strcmp(name, _SMIRNOV_SIG) == 0:
-                ptr = PyCapsule_GetPointer(cap, name)
-                if ptr != NULL:
-                    _CYTHON_SPECIAL = cython_special
-                    _SMIRNOV = <_SmirnovFn>ptr
-    except Exception:  # no scipy, no such entry: the reference's kstwo_sf
-        _SMIRNOV = NULL
+    global _SMIRNOV, _SMIRNOV_LOOKED
+    if not _SMIRNOV_LOOKED:
+        _SMIRNOV_LOOKED = 1
+        _SMIRNOV = <_SmirnovFn>_special_entry("__pyx_fuse_1smirnov", _SMIRNOV_SIG)  # else the reference's kstwo_sf
     return _SMIRNOV != NULL
 
 

@@ -140,17 +140,16 @@ def depth_priced_half_spread(double delta_star, double kappa, curve, double toxi
 cdef Py_ssize_t _seed_k = -1
 
 
-cdef inline double _cell_j(
-    Py_ssize_t k, Py_ssize_t last, const double* costs, double step, double extra, double lo, double base, double inv_k,
-    double kappa,
+cdef inline bint _cell_point(
+    Py_ssize_t k, Py_ssize_t last, const double* costs, double step, double extra, double base, double inv_k, double e,
+    double a, double* x_out, double* c_out,
 ) noexcept:
-    """J of cell ``k`` as the loop computes it (``-inf`` where the loop skips the cell: past its end)."""
-    cdef double e = k * step
-    cdef double a = e if e > lo else lo
+    """Cell ``k``'s stationary point, clamped to the cell [a, b], in ``x_out`` and its cost C(x) in ``c_out``, as the
+    loop computes them (``e`` = k·step, ``a`` its start from δ*); False where the loop skips the cell (past its end)."""
     cdef double b = (k + 1) * step if k < last else INFINITY
-    cdef double c0, slope, x, c
+    cdef double c0, slope, x
     if b < a:
-        return -INFINITY
+        return False
     c0 = costs[k] + extra
     slope = (costs[k + 1] - costs[k]) / step if k < last else 0.0
     if slope < 1.0:
@@ -161,7 +160,21 @@ cdef inline double _cell_j(
             x = b
     else:
         x = a
-    c = c0 + slope * (x - e)
+    x_out[0] = x
+    c_out[0] = c0 + slope * (x - e)
+    return True
+
+
+cdef inline double _cell_j(
+    Py_ssize_t k, Py_ssize_t last, const double* costs, double step, double extra, double lo, double base, double inv_k,
+    double kappa,
+) noexcept:
+    """J of cell ``k`` as the loop computes it (``-inf`` where the loop skips the cell: past its end)."""
+    cdef double e = k * step
+    cdef double a = e if e > lo else lo
+    cdef double x, c
+    if not _cell_point(k, last, costs, step, extra, base, inv_k, e, a, &x, &c):
+        return -INFINITY
     return exp(-kappa * (x - lo)) * (x - base - c)
 
 
@@ -186,7 +199,7 @@ cdef int priced(
     if k0 > last:
         k0 = last
     cdef double best = NAN, best_cost = NAN, best_v = -INFINITY  # math.nan's bits, without its module lookup
-    cdef double e, a, b, c0, slope, x, c, v, h, t, y, h_max, c_min = INFINITY, x_max, py, cm, bp, g
+    cdef double e, a, x, c, v, h, t, y, h_max, c_min = INFINITY, x_max, py, cm, bp, g
     cdef Py_ssize_t k
     # h = x − base − C(x) on any cell from k0 on is at most h_max: x is at most the last grid depth, or the last
     # cell's stationary point (or δ*), and C(x) at least the smallest cost plus the added cost; the slack covers the
@@ -233,20 +246,8 @@ cdef int priced(
                     g = (1.0 + 1e-9) * a - bp
                     if g * 1.000001 < bar * py:
                         break
-        b = (k + 1) * step if k < last else INFINITY
-        if b < a:
+        if not _cell_point(k, last, costs, step, extra, base, inv_k, e, a, &x, &c):
             continue
-        c0 = costs[k] + extra
-        slope = (costs[k + 1] - costs[k]) / step if k < last else 0.0
-        if slope < 1.0:
-            x = inv_k + (base + c0 - slope * e) / (1.0 - slope)
-            if x < a:
-                x = a
-            if x > b:
-                x = b
-        else:
-            x = a
-        c = c0 + slope * (x - e)
         h = x - base - c
         t = -kappa * (x - lo)
         if bar > 0.0:
