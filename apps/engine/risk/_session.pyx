@@ -1453,3 +1453,102 @@ cdef tuple c_evaluate(object risk, object now_ns, object core_state, object deci
             trips = engine.evaluate(state)
     started, cleared = _edges_update(edges, trips)
     return (started, cleared, trips)
+
+
+# --- the orders sent (on_sent) ----------------------------------------------------------------------------------------
+cdef extern from "Python.h":
+    PyObject** _PyObject_GetDictPtr(object obj)
+
+cdef object _RC_ADD = _COUNTER.__dict__["add"], _RC_ADVANCE = _COUNTER.__dict__["_advance"]
+cdef object _FW_RECORD_SENT = _FLOW.__dict__["record_sent"], _FW_RECORD_CANCEL = _FLOW.__dict__["record_cancel"]
+cdef object _FW_RECORD_MESSAGE = _FLOW.__dict__["record_message"]
+cdef bint _FW_SLOTS = min(_FW_SENT, _FW_CAN, _FW_MSG) >= 0
+cdef object _PY_ON_SENT = None, _PY_NOW = None  # PySessionRisk.on_sent and ._now (bound on first use)
+
+
+cdef inline bint _plain_counter(PyObject* c) noexcept:
+    # an exact RollingCounter (slots only: nothing set on the object) whose add and _advance are the reference's
+    return (
+        c != NULL and _type(c) == <PyObject*>_COUNTER and _RC_SLOTS
+        and _type_lookup(_COUNTER, "add") == <PyObject*>_RC_ADD
+        and _type_lookup(_COUNTER, "_advance") == <PyObject*>_RC_ADVANCE
+    )
+
+
+cdef inline bint _plain_flow(PyObject* f) noexcept:
+    # an exact OrderFlowWindow (slots only) whose record_* are the reference's, over three plain counters
+    return (
+        _type(f) == <PyObject*>_FLOW and _FW_SLOTS
+        and _type_lookup(_FLOW, "record_sent") == <PyObject*>_FW_RECORD_SENT
+        and _type_lookup(_FLOW, "record_cancel") == <PyObject*>_FW_RECORD_CANCEL
+        and _type_lookup(_FLOW, "record_message") == <PyObject*>_FW_RECORD_MESSAGE
+        and _plain_counter(_raw(<object>f, _FW_SENT))
+        and _plain_counter(_raw(<object>f, _FW_CAN))
+        and _plain_counter(_raw(<object>f, _FW_MSG))
+    )
+
+
+cdef int _counter_add(object c, object ts_ns, object n) except -1:
+    """``RollingCounter.add(ts_ns, n)`` for a plain counter (_plain_counter), its slots by offset: the same reads,
+    writes and Python operations in the same order. Where the reference raises (``n`` not an int >= 1, time going
+    backwards) the reference itself is called, before anything is changed, and raises."""
+    last = slot_get(c, _RC_LAST)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1 or (last is not None and ts_ns < last):
+        c.add(ts_ns, n)
+        return 0
+    # _advance
+    slot_set(c, _RC_LAST, ts_ns)
+    cutoff = ts_ns - slot_get(c, _RC_WINDOW)
+    events = slot_get(c, _RC_EVENTS)
+    while _nonempty(events) and events[0][0] <= cutoff:
+        slot_set(c, _RC_TOTAL, slot_get(c, _RC_TOTAL) - _popleft(events)[1])
+    if _nonempty(events) and events[-1][0] == ts_ns:
+        events[-1][1] += n
+    else:
+        _append(events, [ts_ns, n])
+    slot_set(c, _RC_TOTAL, slot_get(c, _RC_TOTAL) + n)
+    return 0
+
+
+def on_sent(risk, ts_ns, n_place, n_cancel):
+    """``PySessionRisk.on_sent(risk, ts_ns, n_place, n_cancel)``, the same updates: the session clock, then per order
+    flow window its sent, cancel and message counters. For an exact session (``SessionRisk`` or ``PySessionRisk``) that
+    sets no ``_now`` of its own, whose flows are a dict of plain order flow windows (_plain_flow), by slot offset;
+    anything else runs the reference. The backtest sends ~500 batches a run, each ~30k instructions in Python."""
+    global _PY_ON_SENT, _PY_NOW
+    cdef PyObject** dp
+    cdef PyObject* v
+    cdef Py_ssize_t pos = 0
+    if not _SR_BOUND:
+        _bind_session()
+    if _PY_ON_SENT is None:
+        _PY_ON_SENT = _PY_SESSION.__dict__["on_sent"]
+        _PY_NOW = _PY_SESSION.__dict__["_now"]
+    if not (_SR_SLOTS and (type(risk) is _SESSION or type(risk) is _PY_SESSION)):
+        return _PY_ON_SENT(risk, ts_ns, n_place, n_cancel)
+    if _type_lookup(type(risk), "_now") != <PyObject*>_PY_NOW:
+        return _PY_ON_SENT(risk, ts_ns, n_place, n_cancel)
+    dp = _PyObject_GetDictPtr(risk)
+    if dp != NULL and dp[0] != NULL and (type(<object>dp[0]) is not dict or PyDict_GET_SIZE(<object>dp[0]) != 0):
+        return _PY_ON_SENT(risk, ts_ns, n_place, n_cancel)  # something set on the session itself (a test's spy)
+    flows = slot_get(risk, _SR_OFF[SR_FLOWS])
+    if type(flows) is not dict:
+        return _PY_ON_SENT(risk, ts_ns, n_place, n_cancel)
+    while PyDict_Next(flows, &pos, NULL, &v):
+        if not _plain_flow(v):
+            return _PY_ON_SENT(risk, ts_ns, n_place, n_cancel)
+    # _now: max(self._t, ts_ns)
+    t = slot_get(risk, _SR_OFF[SR_T])
+    if ts_ns > t:
+        t = ts_ns
+    slot_set(risk, _SR_OFF[SR_T], t)
+    t = slot_get(risk, _SR_OFF[SR_T])
+    pos = 0
+    while PyDict_Next(flows, &pos, NULL, &v):
+        f = <object>v
+        if n_place:
+            _counter_add(slot_get(f, _FW_SENT), t, n_place)
+        if n_cancel:
+            _counter_add(slot_get(f, _FW_CAN), t, n_cancel)
+        if n_place + n_cancel:
+            _counter_add(slot_get(f, _FW_MSG), t, n_place + n_cancel)

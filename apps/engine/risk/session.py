@@ -298,11 +298,13 @@ if _compiled_session is not None:
     class SessionRisk(PySessionRisk):
         """The session's risk with one evaluation compiled (``_session.evaluate``: the same updates of the rolling
         inputs, the rules' quiet case checked in C, the reference rules on the same ``RiskState`` whenever one may
-        trip); everything else is ``PySessionRisk``'s."""
+        trip) and the orders sent counted in C (``_session.on_sent``); everything else is ``PySessionRisk``'s."""
 
         # a Cython function compiled with binding=True: it binds like a Python function, so risk.evaluate(...) passes
         # the session as its first argument
         evaluate = _compiled_session.evaluate
+        # the orders sent, likewise (``_session.on_sent``: the reference's updates by slot offset)
+        on_sent = _compiled_session.on_sent
 else:
     SessionRisk = PySessionRisk  # type: ignore[misc]
 
