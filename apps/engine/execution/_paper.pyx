@@ -34,7 +34,9 @@ from or of another size, a comparison with 0) treats identically.
 cimport cython
 from libc.math cimport ceil, fabs, floor, isfinite
 
-from cpython.dict cimport PyDict_Next
+from cpython.dict cimport PyDict_GetItem, PyDict_Next
+from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_FromDouble
+from cpython.set cimport PySet_Contains
 from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_CheckExact
 from cpython.ref cimport PyObject
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
@@ -46,6 +48,7 @@ import heapq
 
 from apps.engine.execution._fillmodel import queue_after_trade
 from apps.engine.execution.latency import ConstantLatency
+from apps.engine.execution import orders as _orders_module
 from apps.engine.execution.orders import GRID_EPS, Order, OrderStatus, TimeInForce, round_size, ticks_to_price
 from apps.engine.market.events import (
     OPPOSITE,
@@ -89,6 +92,18 @@ cdef extern from "Python.h":
 
 cdef extern from *:
     """
+    #define mm_slot_raw(o, off) (*(PyObject**)((char*)(o) + (off)))
+    /* the attribute ``name`` as ``cls``'s MRO holds it (borrowed; NULL when no class defines it; sets no error) */
+    static inline PyObject* mm_type_lookup(PyObject* cls, PyObject* name) {
+        return _PyType_Lookup((PyTypeObject*)cls, name);
+    }
+    """
+    PyObject* _type_lookup "mm_type_lookup" (object cls, object name) noexcept
+    PyObject* _slot_raw "mm_slot_raw" (object obj, Py_ssize_t offset) noexcept  # a slot's object or NULL, borrowed
+
+
+cdef extern from *:
+    """
     /* A dict's version tag (PEP 509; CPython 3.11 bumps it on every change of the dict and gives every new dict a new
        one, from one counter): the resting orders' walk keeps the values it read with it. 3.11's layout only:
        elsewhere the walk reads the dict every time. */
@@ -124,6 +139,7 @@ cdef object _FILLED = OrderStatus.FILLED
 cdef object _CANCELLED = OrderStatus.CANCELLED
 cdef object _REJECTED = OrderStatus.REJECTED
 cdef double _GRID_EPS = GRID_EPS
+
 cdef Py_ssize_t _MEMO_MAX = 4096  # entries kept in each rounding memo before it starts over
 
 # The frozen, slotted events and the rounded PlaceOrder are built field by field in their slots, as their generated
@@ -151,6 +167,126 @@ cdef bint _ACK_SLOTS = _plain(OrderAck, _ACK_FIELDS, _ACK_OFF)
 cdef bint _REJECT_SLOTS = _plain(OrderReject, _REJECT_FIELDS, _REJECT_OFF)
 cdef bint _FILL_SLOTS = _plain(Fill, _FILL_FIELDS, _FILL_OFF)
 cdef bint _PLACE_SLOTS = _plain(PlaceOrder, _PLACE_FIELDS, _PLACE_OFF) and not hasattr(PlaceOrder, "__post_init__")
+
+
+# --- the venue's Order records (apps/engine/execution/orders.py is the reference) ---------------------------------
+# The venue builds an Order per arriving place, moves it to open / rejected / cancelled and reads its remaining size,
+# ~1,400 orders a backtest, each of those a Python call (3-4k instructions). For an exact Order whose methods are the
+# reference's (looked up on the class every time: a test may patch them), the same stores are done here by slot
+# offset; anything else (a subclass, a patched method, a transition the table refuses, a status that is not an exact
+# OrderStatus) calls the reference, which does the same or raises its own error.
+cdef tuple _ORDER_FIELDS = (
+    "client_order_id", "side", "price", "size", "tif", "status", "filled", "fee_paid", "resume_status", "fill_ids",
+    "_remaining_of", "_remaining",
+)
+cdef Py_ssize_t _ORDER_OFF[12]
+cdef bint _ORDER_SLOTS = _plain(Order, _ORDER_FIELDS, _ORDER_OFF) and not hasattr(Order, "__post_init__")
+cdef object _ORDER_INIT = Order.__dict__["__init__"]
+cdef object _ORDER_TRANSITION = Order.__dict__["transition"]
+cdef object _ORDER_REMAINING = Order.__dict__["remaining"]
+cdef object _STATUS = OrderStatus
+cdef object _ZERO = 0.0  # max(0.0, x)'s first argument
+cdef object _PENDING_NEW = OrderStatus.PENDING_NEW
+cdef object _PENDING_CANCEL = OrderStatus.PENDING_CANCEL
+cdef object _PENDING_MODIFY = OrderStatus.PENDING_MODIFY
+cdef dict _ORDERS_GLOBALS = _orders_module.__dict__  # what Order.transition reads: can_transition, _ALLOWED
+cdef object _CAN_TRANSITION = _orders_module.can_transition
+cdef object _ALLOWED = _orders_module._ALLOWED
+
+
+cdef inline bint _order_defaults() except -1:
+    # Order's defaults as its generated __init__ stores them: status, filled, fee_paid, resume_status, fill_ids
+    # (a new set), _remaining_of, _remaining (init=False, with defaults)
+    f = Order.__dataclass_fields__
+    return (
+        f["status"].default is _PENDING_NEW and f["filled"].default == 0.0 and type(f["filled"].default) is float
+        and f["fee_paid"].default == 0.0 and type(f["fee_paid"].default) is float and f["resume_status"].default is None
+        and f["fill_ids"].default_factory is set and f["_remaining_of"].default is None
+        and f["_remaining"].default == 0.0 and type(f["_remaining"].default) is float
+    )
+
+
+cdef bint _ORDER_NEW = _ORDER_SLOTS and _order_defaults()
+cdef object _ORDER_FILLED0 = Order.__dataclass_fields__["filled"].default
+cdef object _ORDER_FEE0 = Order.__dataclass_fields__["fee_paid"].default
+cdef object _ORDER_REMAINING0 = Order.__dataclass_fields__["_remaining"].default
+
+
+cdef object _new_order(object cid, object side, object price, object size, object tif):
+    """``Order(cid, side, price, size, tif=tif)``: the dataclass __init__'s stores, without the Python call, while
+    ``Order.__init__`` is the generated one."""
+    if _ORDER_NEW and _type_lookup(_ORDER, "__init__") == <PyObject*>_ORDER_INIT:
+        return new_slotted(
+            _ORDER,
+            (cid, side, price, size, tif, _PENDING_NEW, _ORDER_FILLED0, _ORDER_FEE0, None, set(), None,
+             _ORDER_REMAINING0),
+            _ORDER_OFF,
+        )
+    return _ORDER(cid, side, price, size, tif=tif)
+
+
+cdef int _transition(object order, object new) except -1:
+    """``order.transition(new)`` (orders.Order.transition): allowed by the table, the resume status kept or cleared,
+    the status set. ``new`` is one of the module's OrderStatus members (the venue's constants)."""
+    cdef PyObject* allowed
+    if (
+        _ORDER_SLOTS
+        and type(order) is _ORDER
+        and type(new) is _STATUS
+        and _type_lookup(_ORDER, "transition") == <PyObject*>_ORDER_TRANSITION
+        and PyDict_GetItem(_ORDERS_GLOBALS, "can_transition") == <PyObject*>_CAN_TRANSITION
+        and PyDict_GetItem(_ORDERS_GLOBALS, "_ALLOWED") == <PyObject*>_ALLOWED
+    ):
+        status = slot_get(order, _ORDER_OFF[5])
+        if type(status) is _STATUS:
+            allowed = PyDict_GetItem(_ALLOWED, status)
+            if allowed != NULL and type(<object>allowed) is frozenset and PySet_Contains(<object>allowed, new) == 1:
+                # members are singletons with distinct values: ``x in (PENDING_CANCEL, PENDING_MODIFY)`` is identity
+                if new is _PENDING_CANCEL or new is _PENDING_MODIFY:
+                    if not (status is _PENDING_CANCEL or status is _PENDING_MODIFY):
+                        slot_set(order, _ORDER_OFF[8], status)
+                else:
+                    slot_set(order, _ORDER_OFF[8], None)
+                slot_set(order, _ORDER_OFF[5], new)
+                return 0
+    order.transition(new)  # anything else, and the reference's IllegalTransitionError
+    return 0
+
+
+cdef object _remaining(object order):
+    """``order.remaining``: the value it keeps for its last (size, filled), read by slot offset while they are equal
+    (exact floats compared as floats); else the reference's property, which computes and keeps a new one."""
+    cdef PyObject* of
+    cdef PyObject* size
+    cdef PyObject* filled
+    if _ORDER_SLOTS and type(order) is _ORDER and _type_lookup(_ORDER, "remaining") == <PyObject*>_ORDER_REMAINING:
+        of = _slot_raw(order, _ORDER_OFF[10])
+        size = _slot_raw(order, _ORDER_OFF[3])
+        filled = _slot_raw(order, _ORDER_OFF[6])
+        if (
+            of != NULL and size != NULL and filled != NULL
+            and type(<object>of) is tuple and PyTuple_GET_SIZE(<object>of) == 2
+            and type(<object>size) is float and type(<object>filled) is float
+            and type(<object>PyTuple_GET_ITEM(<object>of, 0)) is float
+            and type(<object>PyTuple_GET_ITEM(<object>of, 1)) is float
+            and PyFloat_AS_DOUBLE(<object>PyTuple_GET_ITEM(<object>of, 0)) == PyFloat_AS_DOUBLE(<object>size)
+            and PyFloat_AS_DOUBLE(<object>PyTuple_GET_ITEM(<object>of, 1)) == PyFloat_AS_DOUBLE(<object>filled)
+            and _slot_raw(order, _ORDER_OFF[11]) != NULL
+        ):
+            return slot_get(order, _ORDER_OFF[11])
+        if (
+            of != NULL and size != NULL and filled != NULL and <object>of is None
+            and type(<object>size) is float and type(<object>filled) is float
+        ):
+            # the property's first read (every cancelled order's): max(0.0, round(size - filled, 12)) and its memo,
+            # with Python's own round (float.__round__)
+            value = round(PyFloat_FromDouble(PyFloat_AS_DOUBLE(<object>size) - PyFloat_AS_DOUBLE(<object>filled)), 12)
+            if not (value > _ZERO):
+                value = _ZERO
+            slot_set(order, _ORDER_OFF[10], (<object>size, <object>filled))
+            slot_set(order, _ORDER_OFF[11], value)
+            return value
+    return order.remaining
 
 
 cdef extern from *:
@@ -721,18 +857,18 @@ cdef class PaperVenueBase:
         if tif is None:
             tif = _TIF.parse(a.tif)  # the reference's error
         cid = a.client_order_id
-        order = _ORDER(cid, side, a.price, a.size, tif=tif)
+        order = _new_order(cid, side, a.price, a.size, tif)
         bid = side is _BUY
         if self._crosses_own(bid, tick, ""):
-            order.transition(_REJECTED)
+            _transition(order, _REJECTED)
             self._c_reject(cid, "self_trade_prevention", t)
             return 0
         book._crossing(bid, tick, &any_level)
         if any_level and tif is _POST_ONLY:
-            order.transition(_REJECTED)
+            _transition(order, _REJECTED)
             self._c_reject(cid, "post_only_would_cross", t)
             return 0
-        order.transition(_OPEN)
+        _transition(order, _OPEN)
         self._c_ack(cid, "open", order.price, order.size, t)
         if any_level:  # taking liquidity (rare for a quoter): the reference's steps
             crossing = book.crossing_levels(side, tick)
@@ -747,8 +883,8 @@ cdef class PaperVenueBase:
         if order.status is _FILLED:
             return 0
         if tif is _IOC:
-            order.transition(_CANCELLED)
-            self._c_ack(cid, "cancelled", order.price, order.remaining, t)
+            _transition(order, _CANCELLED)
+            self._c_ack(cid, "cancelled", order.price, _remaining(order), t)
             return 0
         resting = Resting(order, tick, self._queue(bid, tick))
         resting.crossed = book._crossing(bid, tick, &any_level)  # swept above (no market impact)
@@ -786,8 +922,8 @@ cdef class PaperVenueBase:
             self._c_reject(cid, "order_not_open" if cid in self._known_ids else "unknown_order", t)
             return 0
         order = (<Resting?>r).order
-        order.transition(_CANCELLED)
-        self._c_ack(cid, "cancelled", order.price, order.remaining, t)
+        _transition(order, _CANCELLED)
+        self._c_ack(cid, "cancelled", order.price, _remaining(order), t)
         return 0
 
     # --- the events we see, after the response latency (_emit) -----------------------------------------------------
