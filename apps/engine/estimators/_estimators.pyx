@@ -745,7 +745,38 @@ cdef object _closed_sums(object returns, object durations, tuple scales, object 
                 n, elapsed, rv_h, bv_h = blocks, t, rv, bv
     finally:
         free(r)
-    return _SIGMA_MOD._Closed(n, elapsed, rv_h, bv_h, per_scale)
+    return _new_closed(n, elapsed, rv_h, bv_h, per_scale)
+
+
+cdef tuple _CLOSED_FIELDS = ("n", "elapsed_s", "rv", "bv", "per_scale")
+cdef object _CLOSED_NEW_T = None  # the sigma._Closed class _new_closed builds by its slots (checked when it changes)
+cdef Py_ssize_t _CLN_OFF[5]  # its slot offsets in field order
+
+
+cdef object _new_closed(object n, object elapsed, object rv, object bv, dict per_scale):
+    """``sigma._Closed(n, elapsed, rv, bv, per_scale)`` as its generated ``__init__`` builds the frozen, slotted
+    dataclass (one ``object.__setattr__`` per field, in field order), without the Python-level call: while the
+    module's ``_Closed`` is a frozen dataclass of exactly these fields, all plain slots, with no ``__post_init__`` and
+    object's own ``__new__``; any other class is called."""
+    global _CLOSED_NEW_T
+    cdef Py_ssize_t off[5]
+    cdef int k
+    cls = _SIGMA_MOD._Closed
+    if cls is not _CLOSED_NEW_T:
+        if not (
+            type(cls) is type
+            and tuple(getattr(cls, "__dataclass_fields__", ())) == _CLOSED_FIELDS
+            and cls.__dataclass_params__.frozen
+            and cls.__dataclass_params__.init
+            and not hasattr(cls, "__post_init__")
+            and cls.__new__ is object.__new__
+            and slot_offsets(cls, _CLOSED_FIELDS, off)  # (into a scratch array: a failed look leaves _CLN_OFF as is)
+        ):
+            return cls(n, elapsed, rv, bv, per_scale)
+        for k in range(5):
+            _CLN_OFF[k] = off[k]
+        _CLOSED_NEW_T = cls
+    return new_slotted(cls, (n, elapsed, rv, bv, per_scale), _CLN_OFF)
 
 
 cdef tuple _sigma_scale_keys(object k):

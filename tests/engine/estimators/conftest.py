@@ -29,6 +29,7 @@ BOTH_EXEMPT = {
     "test_hawkes_maximise",
     "test_reads_equivalence",
     "test_refresh_reads",
+    "test_sigma_closed_slots",
     "test_snapshots_equivalence",
 }
 
