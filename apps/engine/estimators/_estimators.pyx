@@ -745,7 +745,38 @@ cdef object _closed_sums(object returns, object durations, tuple scales, object 
                 n, elapsed, rv_h, bv_h = blocks, t, rv, bv
     finally:
         free(r)
-    return _SIGMA_MOD._Closed(n, elapsed, rv_h, bv_h, per_scale)
+    return _new_closed(n, elapsed, rv_h, bv_h, per_scale)
+
+
+cdef tuple _CLOSED_FIELDS = ("n", "elapsed_s", "rv", "bv", "per_scale")
+cdef object _CLOSED_NEW_T = None  # the sigma._Closed class _new_closed builds by its slots (checked when it changes)
+cdef Py_ssize_t _CLN_OFF[5]  # its slot offsets in field order
+
+
+cdef object _new_closed(object n, object elapsed, object rv, object bv, dict per_scale):
+    """``sigma._Closed(n, elapsed, rv, bv, per_scale)`` as its generated ``__init__`` builds the frozen, slotted
+    dataclass (one ``object.__setattr__`` per field, in field order), without the Python-level call: while the
+    module's ``_Closed`` is a frozen dataclass of exactly these fields, all plain slots, with no ``__post_init__`` and
+    object's own ``__new__``; any other class is called."""
+    global _CLOSED_NEW_T
+    cdef Py_ssize_t off[5]
+    cdef int k
+    cls = _SIGMA_MOD._Closed
+    if cls is not _CLOSED_NEW_T:
+        if not (
+            type(cls) is type
+            and tuple(getattr(cls, "__dataclass_fields__", ())) == _CLOSED_FIELDS
+            and cls.__dataclass_params__.frozen
+            and cls.__dataclass_params__.init
+            and not hasattr(cls, "__post_init__")
+            and cls.__new__ is object.__new__
+            and slot_offsets(cls, _CLOSED_FIELDS, off)  # (into a scratch array: a failed look leaves _CLN_OFF as is)
+        ):
+            return cls(n, elapsed, rv, bv, per_scale)
+        for k in range(5):
+            _CLN_OFF[k] = off[k]
+        _CLOSED_NEW_T = cls
+    return new_slotted(cls, (n, elapsed, rv, bv, per_scale), _CLN_OFF)
 
 
 cdef tuple _sigma_scale_keys(object k):
@@ -1806,10 +1837,28 @@ def loglik_derivs(rel_t, gaps, length_s, mu, alpha, beta):
         return py_loglik_derivs(rel_t, gaps, length_s, mu, alpha, beta)
     cdef const double[::1] t = np.ascontiguousarray(rel_t)
     cdef const double[::1] g = np.ascontiguousarray(gaps)
-    cdef Py_ssize_t n = t.shape[0], i
+    cdef Py_ssize_t n = t.shape[0]
     if g.shape[0] != (n - 1 if n > 0 else 0):
         raise ValueError(f"loglik_derivs: {g.shape[0]} gaps for {n} events")
-    cdef double L = length_s, m = mu, al = alpha, be = beta, neg_beta = -be
+    cdef double out[10]
+    cdef int early
+    if n == 0:
+        early = _ll_derivs(NULL, NULL, 0, length_s, mu, alpha, beta, out)
+    else:
+        early = _ll_derivs(&t[0], &g[0] if n > 1 else NULL, n, length_s, mu, alpha, beta, out)
+    if early:  # some λ_i <= 0 (the reference's early return)
+        nan = math.nan
+        return -math.inf, (nan, nan, nan), (nan, nan, nan, nan, nan, nan)
+    return out[0], (out[1], out[2], out[3]), (out[4], out[5], out[6], out[7], out[8], out[9])
+
+
+cdef int _ll_derivs(
+    const double* t, const double* g, Py_ssize_t n, double L, double m, double al, double be, double* out
+) noexcept nogil:
+    """py_loglik_derivs' pass in C: out = (ℓ, ℓ_μ, ℓ_α, ℓ_β, ℓ_μμ, ℓ_μα, ℓ_μβ, ℓ_αα, ℓ_αβ, ℓ_ββ) and 0; (−∞, NaN × 9)
+    and 1 where some λ_i <= 0 (the reference's early return). The same operations in the same order as the reference (β³ must not be 0: the caller's test)."""
+    cdef Py_ssize_t i, k
+    cdef double neg_beta = -be
     cdef double a = 0.0, b = 0.0, c = 0.0, e, gi, one_plus_a, b_new, lam, tail, et, inv, inv2
     cdef double s_log = 0.0, s_inv = 0.0, s_a = 0.0, s_b = 0.0, s_c = 0.0
     cdef double s_ii = 0.0, s_ai = 0.0, s_bi = 0.0, s_aa = 0.0, s_ab = 0.0, s_bb = 0.0
@@ -1825,8 +1874,10 @@ def loglik_derivs(rel_t, gaps, length_s, mu, alpha, beta):
             a = e * one_plus_a
         lam = m + al * a
         if lam <= 0.0:
-            nan = math.nan
-            return -INFINITY, (nan, nan, nan), (nan, nan, nan, nan, nan, nan)
+            out[0] = -INFINITY
+            for k in range(1, 10):
+                out[k] = _NAN
+            return 1
         tail = L - t[i]
         et = exp(neg_beta * tail)
         s1 += 1.0 - et
@@ -1847,17 +1898,269 @@ def loglik_derivs(rel_t, gaps, length_s, mu, alpha, beta):
         s_bb += b * b * inv2
     # the reference's closing expressions, in its order
     cdef double beta2 = be * be
-    cdef double ll = s_log - m * L - al / be * s1
-    grad = (s_inv - L, s_a - s1 / be, al * s_b + al / beta2 * s1 - al / be * s1p)
-    hess = (
-        -s_ii,
-        -s_ai,
-        -al * s_bi,
-        -s_aa,
-        s_b - al * s_ab + s1 / beta2 - s1p / be,
-        al * s_c - al * al * s_bb - 2.0 * al * s1 / (beta2 * be) + 2.0 * al * s1p / beta2 + al * s1pp / be,
+    out[0] = s_log - m * L - al / be * s1
+    out[1] = s_inv - L
+    out[2] = s_a - s1 / be
+    out[3] = al * s_b + al / beta2 * s1 - al / be * s1p
+    out[4] = -s_ii
+    out[5] = -s_ai
+    out[6] = -al * s_bi
+    out[7] = -s_aa
+    out[8] = s_b - al * s_ab + s1 / beta2 - s1p / be
+    out[9] = al * s_c - al * al * s_bb - 2.0 * al * s1 / (beta2 * be) + 2.0 * al * s1p / beta2 + al * s1pp / be
+    return 0
+
+
+cdef object _HAWKES_MOD = None
+
+
+cdef object _hawkes_mod():
+    global _HAWKES_MOD
+    if _HAWKES_MOD is None:
+        from apps.engine.estimators import hawkes
+
+        _HAWKES_MOD = hawkes
+    return _HAWKES_MOD
+
+
+cdef double _GTOL = 1e-9  # hawkes._GTOL, _MAX_ITER, _MAX_STEP (maximise declines when the module's differ)
+cdef int _MAX_ITER = 200
+cdef double _MAX_STEP = 1.0
+
+
+cdef inline double _pmax(double a, double b) noexcept nogil:
+    # Python's max(a, b) on floats: a unless b > a (so a NaN first argument stays)
+    return b if b > a else a
+
+
+cdef inline double _pmin(double a, double b) noexcept nogil:
+    # Python's min(a, b) on floats: a unless b < a
+    return b if b < a else a
+
+
+cdef int _log_space_c(
+    const double* t, const double* g, Py_ssize_t n, double L, const double* x, double* f, double* gu, double* hu,
+    double* hn
+) noexcept nogil:
+    """hawkes._log_space in C: f, gu[3], hu[3][3] (row-major) and the natural Hessian hn[6]; −1 where β³ is 0 (the
+    reference's Python divisions would raise where C's give inf: the caller then runs the reference)."""
+    cdef double p[3]
+    cdef double out[10]
+    cdef double full[9]
+    cdef int k, j
+    for k in range(3):
+        p[k] = exp(x[k])
+    if p[2] * p[2] * p[2] == 0.0:
+        return -1
+    _ll_derivs(t, g, n, L, p[0], p[1], p[2], out)
+    f[0] = out[0]
+    for k in range(6):
+        hn[k] = out[4 + k]
+    full[0] = hn[0]; full[1] = hn[1]; full[2] = hn[2]
+    full[3] = hn[1]; full[4] = hn[3]; full[5] = hn[4]
+    full[6] = hn[2]; full[7] = hn[4]; full[8] = hn[5]
+    for k in range(3):
+        gu[k] = p[k] * out[1 + k]
+    for k in range(3):
+        for j in range(3):
+            hu[3 * k + j] = p[k] * p[j] * full[3 * k + j] + (gu[k] if k == j else 0.0)
+    return 0
+
+
+cdef bint _cholesky_solve_c(const double* m, const double* v, int n, double* x) noexcept nogil:
+    """hawkes._cholesky_solve for n <= 3 (m row-major n × n): False where the reference returns None."""
+    cdef double low[9]
+    cdef double y[3]
+    cdef double acc
+    cdef int i, j, k
+    for i in range(9):
+        low[i] = 0.0
+    for i in range(n):
+        for j in range(i + 1):
+            acc = m[n * i + j]
+            for k in range(j):
+                acc -= low[3 * i + k] * low[3 * j + k]
+            if i == j:
+                if not acc > 0.0:
+                    return False
+                low[3 * i + i] = sqrt(acc)
+            else:
+                low[3 * i + j] = acc / low[3 * j + j]
+    for i in range(n):
+        acc = v[i]
+        for k in range(i):
+            acc -= low[3 * i + k] * y[k]
+        y[i] = acc / low[3 * i + i]
+    for i in range(n - 1, -1, -1):
+        acc = y[i]
+        for k in range(i + 1, n):
+            acc -= low[3 * k + i] * x[k]
+        x[i] = acc / low[3 * i + i]
+    return True
+
+
+cdef int _maximise_c(
+    const double* t, const double* g, Py_ssize_t n, double L, const double* lo, const double* hi, double* x,
+    double* f, double* hn, int* iters
+) noexcept nogil:
+    """hawkes.py_maximise's loop in C, the same operations in the same order on the same doubles. x holds the start
+    (already clipped) and ends at the optimum's x; returns 0 "not finite at the start", 1 "converged: projected
+    gradient", 2 "converged: the step moves nothing", 3 "no step raises", 4 "no convergence", −1: decline (the caller
+    runs the reference from the start)."""
+    cdef double gr[3]
+    cdef double h[9]
+    cdef double x_new[3]
+    cdef double f_new, g_new[3], h_new[9], hn_new[6]
+    cdef double gf[3]
+    cdef double m[9]
+    cdef double d[3]
+    cdef int free[3]
+    cdef int nf, k, j, a, b, it, same, moved
+    cdef double tol, big, v, damp, s
+    if _log_space_c(t, g, n, L, x, f, gr, h, hn) < 0:
+        return -1
+    if not isfinite(f[0]):
+        iters[0] = 0
+        return 0
+    damp = 0.0
+    for it in range(1, _MAX_ITER + 1):
+        nf = 0
+        for k in range(3):
+            if not ((x[k] <= lo[k] and gr[k] <= 0.0) or (x[k] >= hi[k] and gr[k] >= 0.0)):
+                free[nf] = k
+                nf += 1
+        tol = _GTOL * (1.0 + fabs(f[0]))
+        if nf == 0:
+            iters[0] = it - 1
+            return 1
+        big = fabs(gr[free[0]])
+        for a in range(1, nf):
+            v = fabs(gr[free[a]])
+            if v > big:
+                big = v
+        if big <= tol:
+            iters[0] = it - 1
+            return 1
+        for a in range(nf):
+            gf[a] = gr[free[a]]
+        while True:
+            for a in range(nf):
+                k = free[a]
+                for b in range(nf):
+                    j = free[b]
+                    m[nf * a + b] = -h[3 * k + j] + (damp * _pmax(fabs(h[3 * k + k]), 1e-300) if k == j else 0.0)
+            if _cholesky_solve_c(m, gf, nf, d):
+                big = fabs(d[0])
+                for a in range(1, nf):
+                    v = fabs(d[a])
+                    if v > big:
+                        big = v
+                if big > _MAX_STEP:
+                    s = _MAX_STEP / big
+                    for a in range(nf):
+                        d[a] = d[a] * s
+                for k in range(3):
+                    x_new[k] = x[k]
+                for a in range(nf):
+                    k = free[a]
+                    x_new[k] = _pmin(_pmax(x[k] + d[a], lo[k]), hi[k])
+                same = 1
+                for k in range(3):
+                    if not (x_new[k] == x[k]):
+                        same = 0
+                if same:
+                    moved = 0
+                    for a in range(nf):
+                        k = free[a]
+                        if not (x[k] + d[a] == x[k]):
+                            moved = 1
+                    if not moved:
+                        iters[0] = it - 1
+                        return 2
+                else:
+                    if _log_space_c(t, g, n, L, x_new, &f_new, g_new, h_new, hn_new) < 0:
+                        return -1
+                    if f_new >= f[0]:
+                        for k in range(3):
+                            x[k] = x_new[k]
+                            gr[k] = g_new[k]
+                        f[0] = f_new
+                        for k in range(9):
+                            h[k] = h_new[k]
+                        for k in range(6):
+                            hn[k] = hn_new[k]
+                        damp = 0.0 if damp <= 1e-6 else damp / 10.0
+                        break
+            damp = 1e-6 if damp == 0.0 else damp * 10.0
+            if damp > 1e12:
+                iters[0] = it
+                return 3
+    iters[0] = _MAX_ITER
+    return 4
+
+
+def maximise(rel_t, gaps, length_s, x0, bounds):
+    """:func:`apps.engine.estimators.hawkes.py_maximise` (the Hawkes fit's damped, projected Newton ascent) in C: the
+    likelihood pass (as :func:`loglik_derivs`), the log-space gradient and Hessian, the Cholesky solve and the step's
+    projection, each the reference's operations in its order on the same doubles, so the optimum, its likelihood,
+    Hessian, iteration count and message are the reference's bit for bit. Declines (runs the reference itself) for
+    anything but two 1-D float64 arrays of n and n − 1 values, a float length, three finite floats in ``x0`` and three
+    (lo, hi) pairs of finite floats in ``bounds``, when the module's constants are not those compiled here, and where
+    a step reaches β³ = 0 (the reference's Python divisions raise there)."""
+    np = _numpy()
+    hk = _hawkes_mod()
+    cdef double lo[3]
+    cdef double hi[3]
+    cdef double x[3]
+    cdef double f = 0.0
+    cdef double hn[6]
+    cdef int iters = 0, k, code
+    ok = (
+        type(rel_t) is np.ndarray and type(gaps) is np.ndarray and rel_t.ndim == 1 and gaps.ndim == 1
+        and rel_t.dtype == np.float64 and gaps.dtype == np.float64 and type(length_s) is float
+        and type(x0) is list and len(x0) == 3 and type(bounds) is list and len(bounds) == 3
+        and hk._GTOL == _GTOL and hk._MAX_ITER == _MAX_ITER and hk._MAX_STEP == _MAX_STEP
+        and hk._loglik_derivs is loglik_derivs
     )
-    return ll, grad, hess
+    if ok:
+        for k in range(3):
+            v = x0[k]
+            bk = bounds[k]
+            if (
+                type(v) is not float or type(bk) is not tuple or len(bk) != 2 or type(bk[0]) is not float
+                or type(bk[1]) is not float
+            ):
+                ok = False
+                break
+            x[k] = v
+            lo[k] = bk[0]
+            hi[k] = bk[1]
+            if not (isfinite(x[k]) and isfinite(lo[k]) and isfinite(hi[k])):
+                ok = False
+                break
+    if not ok:
+        return hk.py_maximise(rel_t, gaps, length_s, x0, bounds)
+    cdef const double[::1] t = np.ascontiguousarray(rel_t)
+    cdef const double[::1] g = np.ascontiguousarray(gaps)
+    cdef Py_ssize_t n = t.shape[0]
+    if n < 2 or g.shape[0] != n - 1:
+        return hk.py_maximise(rel_t, gaps, length_s, x0, bounds)
+    for k in range(3):
+        x[k] = _pmin(_pmax(x[k], lo[k]), hi[k])
+    code = _maximise_c(&t[0], &g[0], n, length_s, lo, hi, x, &f, hn, &iters)
+    if code < 0:
+        return hk.py_maximise(rel_t, gaps, length_s, x0, bounds)
+    if code == 0:
+        message, success = "the likelihood is not finite at the start", False
+    elif code == 1:
+        message, success = "converged: projected gradient within tolerance", True
+    elif code == 2:
+        message, success = "converged: the step moves nothing", True
+    elif code == 3:
+        message, success = "no step raises the likelihood", False
+    else:
+        message, success = f"no convergence in {_MAX_ITER} iterations", False
+    return hk._Optimum((x[0], x[1], x[2]), f, success, message, iters, (hn[0], hn[1], hn[2], hn[3], hn[4], hn[5]))
 
 
 # --- κ from the trade tape: the window and its running sums ---------------------------------------------------

@@ -424,8 +424,9 @@ def _log_space(rel_t, gaps, length_s: float, x: list[float]):
     return ll, gu, hu, h
 
 
-def _maximise(rel_t, gaps, length_s: float, x0, bounds) -> _Optimum:
-    """The damped, projected Newton ascent described above, from ``x0`` within ``bounds`` (log parameters)."""
+def py_maximise(rel_t, gaps, length_s: float, x0, bounds) -> _Optimum:
+    """The damped, projected Newton ascent described above, from ``x0`` within ``bounds`` (log parameters). The
+    reference; ``_maximise`` is the compiled twin (``_estimators.maximise``, the whole loop in C) when built."""
     lo = [b[0] for b in bounds]
     hi = [b[1] for b in bounds]
     x = [min(max(float(v), lo[k]), hi[k]) for k, v in enumerate(x0)]
@@ -874,3 +875,5 @@ ESTIMATORS_COMPILED: bool = _compiled is not None
 _kernel_sums = _compiled.kernel_sums if _compiled is not None else py_kernel_sums
 # The likelihood, its gradient and Hessian in one pass in C (every Newton step): bit for bit the reference's.
 _loglik_derivs = _compiled.loglik_derivs if _compiled is not None else py_loglik_derivs
+# The fit's Newton ascent, its likelihood passes, steps and solves all in C: bit for bit the reference's.
+_maximise = _compiled.maximise if _compiled is not None else py_maximise

@@ -26,8 +26,10 @@ COMPILED = [
 BOTH_EXEMPT = {
     "test_drift_observations_c",
     "test_estimators_equivalence",
+    "test_hawkes_maximise",
     "test_reads_equivalence",
     "test_refresh_reads",
+    "test_sigma_closed_slots",
     "test_snapshots_equivalence",
 }
 
