@@ -70,22 +70,22 @@ cdef inline Py_ssize_t _in_block(const Block* blk, double x) noexcept nogil:
     return lower_bound_64_f64(&blk.lv[0].key, x)
 
 
-cdef inline bint _block_is(const BookSide* s, double key, Py_ssize_t b) noexcept nogil:
-    # Is block b the answer of _bisect_keys(s.tails, s.nb, key) below nb: tails[b - 1] < key <= tails[b]?
-    return 0 <= b < s.nb and key <= s.tails[b] and (b == 0 or s.tails[b - 1] < key)
-
-
 cdef inline Py_ssize_t _find_block(const BookSide* s, double key, Py_ssize_t* hint) noexcept nogil:
-    # _bisect_keys(s.tails, s.nb, key), trying the block of the previous level first, then its two neighbours: a
-    # diff lists each side's levels in price order, so consecutive levels often share a block or sit in the next
-    # one. A guess is checked in full (_block_is), so a wrong one costs a search, never a wrong block.
-    cdef Py_ssize_t b = hint[0]
-    if _block_is(s, key, b):
-        return b
-    if _block_is(s, key, b + 1):
-        b += 1
-    elif _block_is(s, key, b - 1):
-        b -= 1
+    # _bisect_keys(s.tails, s.nb, key): the first block whose last key is >= key (nb: none is), starting from the
+    # block of the previous level. A diff lists each side's levels from the touch outwards, i.e. by descending key
+    # (bids by falling price, asks, keyed -price, by rising price), so the answer for the next level is at or below
+    # the previous one's: when tails[b] >= key, the answer is the first j <= b with tails[j] >= key, found by stepping
+    # down over the blocks it skips (a few; the tails ascend), or past four steps by a search of tails[:b]. Anything
+    # else (a level above the previous one's block) is the search over every tail: the guess never changes the answer.
+    cdef Py_ssize_t b = hint[0], stop
+    if b >= s.nb and s.nb > 0 and key <= s.tails[s.nb - 1]:
+        b = s.nb - 1  # the previous level was above every key (appended to the last block): start from the last one
+    if 0 <= b < s.nb and key <= s.tails[b]:
+        stop = b - 4 if b > 4 else 0
+        while b > stop and s.tails[b - 1] >= key:
+            b -= 1
+        if b == stop and b > 0 and s.tails[b - 1] >= key:  # more to skip: tails[b - 1] >= key, the answer is below b
+            b = lower_bound(s.tails, 1, b, key)
     else:
         b = _bisect_keys(s.tails, s.nb, key)
     hint[0] = b
@@ -131,31 +131,25 @@ cdef void _free_side(BookSide* s) noexcept nogil:
     s.n = 0
 
 
-cdef inline int _put(BookSide* s, double key, double size, Py_ssize_t* hint) except -1:
-    """Set the size at ``key``, inserting the level if it is absent (``hint``: see :func:`_find_block`)."""
-    cdef Py_ssize_t b, i, half, k
-    cdef Block* blk
+cdef int _first(BookSide* s, double key, double size) except -1:
+    """The first level of an empty side."""
+    _insert_block(s, 0)
+    cdef Block* blk = s.blocks[0]
+    blk.lv[0].key = key
+    blk.lv[0].size = size
+    blk.n = 1
+    s.tails[0] = key
+    s.n = 1
+    return 0
+
+
+cdef int _insert_at(BookSide* s, Py_ssize_t b, Py_ssize_t i, double key, double size) except -1:
+    """Insert the level (key, size) at place ``i`` of block ``b`` (b < nb, i <= its count: where the searches put an
+    absent key), splitting the block when it is full. Out of line: an update of a resting level (three in four of a
+    diff's levels) stays in :func:`_put`'s inlined lines."""
+    cdef Py_ssize_t half, k
+    cdef Block* blk = s.blocks[b]
     cdef Block* upper
-    if s.nb == 0:
-        _insert_block(s, 0)
-        blk = s.blocks[0]
-        blk.lv[0].key = key
-        blk.lv[0].size = size
-        blk.n = 1
-        s.tails[0] = key
-        s.n = 1
-        return 0
-    b = _find_block(s, key, hint)
-    if b == s.nb:  # above every key: append to the last block
-        b -= 1
-        blk = s.blocks[b]
-        i = blk.n
-    else:
-        blk = s.blocks[b]
-        i = _in_block(blk, key)
-        if blk.lv[i].key == key:  # i < blk.n: tails[b] >= key
-            blk.lv[i].size = size
-            return 0
     if blk.n == BLOCK:  # full: move its upper half into a new block after it
         _insert_block(s, b + 1)
         upper = s.blocks[b + 1]
@@ -182,16 +176,27 @@ cdef inline int _put(BookSide* s, double key, double size, Py_ssize_t* hint) exc
     return 0
 
 
-cdef inline void _drop(BookSide* s, double key, Py_ssize_t* hint) noexcept nogil:
-    """Remove the level at ``key``; absent is a no-op (``hint``: see :func:`_find_block`)."""
-    cdef Py_ssize_t b = _find_block(s, key, hint), i
+cdef inline int _put(BookSide* s, double key, double size, Py_ssize_t* hint) except -1:
+    """Set the size at ``key``, inserting the level if it is absent (``hint``: see :func:`_find_block`)."""
+    cdef Py_ssize_t b, i
     cdef Block* blk
-    if b == s.nb:
-        return
+    if s.nb == 0:
+        return _first(s, key, size)
+    b = _find_block(s, key, hint)
+    if b == s.nb:  # above every key: append to the last block
+        b -= 1
+        return _insert_at(s, b, s.blocks[b].n, key, size)
     blk = s.blocks[b]
     i = _in_block(blk, key)
-    if blk.lv[i].key != key:
-        return
+    if blk.lv[i].key == key:  # i < blk.n: tails[b] >= key
+        blk.lv[i].size = size
+        return 0
+    return _insert_at(s, b, i, key, size)
+
+
+cdef void _remove_at(BookSide* s, Py_ssize_t b, Py_ssize_t i) noexcept nogil:
+    """Remove level ``i`` of block ``b`` (out of line, as :func:`_insert_at`)."""
+    cdef Block* blk = s.blocks[b]
     blk.n -= 1
     s.n -= 1
     if blk.n == 0:  # never keep an empty block: free it and close the gap
@@ -208,6 +213,16 @@ cdef inline void _drop(BookSide* s, double key, Py_ssize_t* hint) noexcept nogil
     blk.lv[blk.n].key = INFINITY  # the place it left is unused now
 
 
+cdef inline void _drop(BookSide* s, double key, Py_ssize_t* hint) noexcept nogil:
+    """Remove the level at ``key``; absent is a no-op (``hint``: see :func:`_find_block`)."""
+    cdef Py_ssize_t b = _find_block(s, key, hint), i
+    if b == s.nb:
+        return
+    i = _in_block(s.blocks[b], key)
+    if s.blocks[b].lv[i].key == key:
+        _remove_at(s, b, i)
+
+
 cdef inline double _size_of(const BookSide* s, double key) noexcept nogil:
     cdef Py_ssize_t b = _bisect_keys(s.tails, s.nb, key), i
     if b == s.nb:
@@ -220,16 +235,21 @@ cdef inline double _size_of(const BookSide* s, double key) noexcept nogil:
 
 cdef inline double _sum_from(const BookSide* s, double x) noexcept nogil:
     # Sizes of every level with key >= x, in ascending key order, one plain double addition at a time: the same
-    # doubles added in the same order as the reference's sum() over its ascending key list (CPython 3.11).
+    # doubles added in the same order as the reference's sum() over its ascending key list (CPython 3.11). A block's
+    # levels are walked through local pointers (the loop read the block through the side at every level).
     cdef double acc = 0.0
     cdef Py_ssize_t b = _bisect_keys(s.tails, s.nb, x), i
+    cdef const Level* p
+    cdef const Level* end
     if b == s.nb:
         return acc
     i = _bisect_block(s.blocks[b], x)
     while b < s.nb:
-        while i < s.blocks[b].n:
-            acc += s.blocks[b].lv[i].size
-            i += 1
+        p = s.blocks[b].lv + i
+        end = s.blocks[b].lv + s.blocks[b].n
+        while p < end:
+            acc += p.size
+            p += 1
         b += 1
         i = 0
     return acc
@@ -489,12 +509,13 @@ cdef class OrderBook:
             asks = _as_tuple(asks_in)
             nb, na = len(bids), len(asks)
             lv = self._staged(bids, asks)
+        hint = self._bid.nb - 1  # each side's levels come from the touch outwards: the first is in the last block
         for i in range(nb):
             if lv[i].size > 0.0:
                 _put(&self._bid, lv[i].key, lv[i].size, &hint)
             else:
                 _drop(&self._bid, lv[i].key, &hint)
-        hint = self._ask.nb - 1  # asks come lowest first: the first is near the touch, in the last block
+        hint = self._ask.nb - 1
         for i in range(nb, nb + na):
             if lv[i].size > 0.0:
                 _put(&self._ask, -lv[i].key, lv[i].size, &hint)
