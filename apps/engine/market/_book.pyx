@@ -72,11 +72,13 @@ cdef inline Py_ssize_t _in_block(const Block* blk, double x) noexcept nogil:
 
 cdef inline Py_ssize_t _find_block(const BookSide* s, double key, Py_ssize_t* hint) noexcept nogil:
     # _bisect_keys(s.tails, s.nb, key): the first block whose last key is >= key (nb: none is), starting from the
-    # block of the previous level. A diff lists each side's levels from the touch outwards, i.e. by descending key
-    # (bids by falling price, asks, keyed -price, by rising price), so the answer for the next level is at or below
-    # the previous one's: when tails[b] >= key, the answer is the first j <= b with tails[j] >= key, found by stepping
-    # down over the blocks it skips (a few; the tails ascend), or past four steps by a search of tails[:b]. Anything
-    # else (a level above the previous one's block) is the search over every tail: the guess never changes the answer.
+    # block of the previous level. The answer is at or below the previous one's when the keys fall from level to level:
+    # when tails[b] >= key, it is the first j <= b with tails[j] >= key, found by stepping down over the blocks it skips
+    # (a few; the tails ascend), or past four steps by a search of tails[:b]. Anything else (a level above the previous
+    # one's block) is the search over every tail: the guess never changes the answer. (Binance's diffs list both sides
+    # lowest price first: the asks' keys, -price, fall and take the walk; the bids' keys rise, so a bid level is found
+    # in the previous one's block at no step, or by the full search. Tried on the venue's book, whose levels come in
+    # the same order: a walk both ways took its diff loop from 81.1M to 80.3M instructions a run, not worth its code.)
     cdef Py_ssize_t b = hint[0], stop
     if b >= s.nb and s.nb > 0 and key <= s.tails[s.nb - 1]:
         b = s.nb - 1  # the previous level was above every key (appended to the last block): start from the last one
@@ -509,7 +511,7 @@ cdef class OrderBook:
             asks = _as_tuple(asks_in)
             nb, na = len(bids), len(asks)
             lv = self._staged(bids, asks)
-        hint = self._bid.nb - 1  # each side's levels come from the touch outwards: the first is in the last block
+        hint = self._bid.nb - 1  # the walk starts from the last block (the touch's) on both sides
         for i in range(nb):
             if lv[i].size > 0.0:
                 _put(&self._bid, lv[i].key, lv[i].size, &hint)

@@ -1,7 +1,7 @@
 """The compiled book's block search from the previous level (``_find_block``'s walk) and its ``size_within`` sum,
 held to the reference book level by level.
 
-A diff lists each side's levels from the touch outwards (bids by falling price, asks by rising price), so the
+When a side's keys fall from level to level (asks, keyed -price, in Binance's order: lowest price first), the
 compiled book looks for each level's block by stepping down from the previous level's block: up to four blocks one
 by one, then a search of the tails below. These tests make diffs whose consecutive levels lie 0 to ~15 blocks apart
 (every stop of the walk and the search past it), start above every resting level (a new best: the hint past the
