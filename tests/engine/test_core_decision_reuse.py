@@ -22,7 +22,7 @@ from apps.engine import core as core_module
 from apps.engine.core import CORE_COMPILED, PyStrategyCore, StrategyCore, StrategyParams
 from apps.engine.execution.orders import Order
 from apps.engine.market.events import BestBidAsk, Side
-from tests.engine.test_core_equivalence import _decision, _state
+from tests.engine.test_core_equivalence import _decision, _step_both
 from tests.engine.test_core_reads import usdm  # noqa: F401 - the fixture: the USD-M recording's first 26,000 events
 
 pytestmark = pytest.mark.skipif(not CORE_COMPILED, reason="the compiled strategy core is not selected")
@@ -34,12 +34,7 @@ def _bits(x):
 
 def _step(i, ev, ref, fast):
     """Event ``i`` through both cores: the same actions and state; True (and the same decision) where one was made."""
-    a = ref.on_event(ev)
-    ref.refresh()
-    b = fast.on_event(ev)
-    fast.refresh()
-    assert repr(b) == repr(a), f"event {i}: actions differ"
-    assert _state(fast) == _state(ref), f"event {i}: state differs"
+    _step_both(ref, fast, ev, f"event {i}")
     if type(ev) is BestBidAsk and ref.last_decision is not None:
         assert _decision(fast) == _decision(ref), f"event {i}: the decision differs"
         return True

@@ -72,6 +72,17 @@ def _decision(core) -> tuple:
     )
 
 
+def _step_both(ref, fast, ev, where: str) -> None:
+    """``ev`` through both cores, each followed by its refresh step: the same actions and the same state after it
+    (``where`` names the event in the failure messages). The lockstep the core's equivalence tests share."""
+    a = ref.on_event(ev)
+    ref.refresh()
+    b = fast.on_event(ev)
+    fast.refresh()
+    assert repr(b) == repr(a), f"{where}: actions differ"
+    assert _state(fast) == _state(ref), f"{where}: state differs"
+
+
 def _state(core) -> tuple:
     m, t = core.market, core.tracker
     return (

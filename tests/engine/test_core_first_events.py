@@ -15,7 +15,7 @@ import pytest
 
 from apps.engine.core import CORE_COMPILED, PyStrategyCore, StrategyCore, StrategyParams
 from apps.engine.market.events import BestBidAsk, DepthUpdate, Trade
-from tests.engine.test_core_equivalence import _state
+from tests.engine.test_core_equivalence import _step_both
 from tests.engine.test_core_reads import usdm  # noqa: F401 - the fixture: the USD-M recording's first 26,000 events
 
 pytestmark = pytest.mark.skipif(not CORE_COMPILED, reason="the compiled strategy core is not selected")
@@ -31,12 +31,7 @@ def _lockstep(stream, tick, lot, check=None):
     fast = StrategyCore(params, tick_size=tick, lot_size=lot)
     assert type(fast) is not PyStrategyCore
     for i, ev in enumerate(stream):
-        a = ref.on_event(ev)
-        ref.refresh()
-        b = fast.on_event(ev)
-        fast.refresh()
-        assert repr(b) == repr(a), f"event {i} ({type(ev).__name__}): actions differ"
-        assert _state(fast) == _state(ref), f"event {i} ({type(ev).__name__}): state differs"
+        _step_both(ref, fast, ev, f"event {i} ({type(ev).__name__})")
         if check is not None:
             check(i, ref, fast)
     return ref, fast

@@ -23,7 +23,7 @@ from apps.engine.estimators.base import EstimatorState
 from apps.engine.estimators.market import _Cached
 from apps.engine.market.events import BestBidAsk
 from apps.engine.market.inputs import DecisionInputs
-from tests.engine.test_core_equivalence import _decision, _state
+from tests.engine.test_core_equivalence import _decision, _step_both
 from tests.engine.test_core_reads import usdm  # noqa: F401 - the fixture: the USD-M recording's first 26,000 events
 
 pytestmark = pytest.mark.skipif(not CORE_COMPILED, reason="the compiled strategy core is not selected")
@@ -70,12 +70,7 @@ def test_the_not_quotable_decisions_and_their_keys_are_the_references(usdm):  # 
         if i in changed_at:
             for core in (ref, fast):
                 changed_at[i](core)
-        a = ref.on_event(ev)
-        ref.refresh()
-        b = fast.on_event(ev)
-        fast.refresh()
-        assert repr(b) == repr(a), f"event {i}: actions differ"
-        assert _state(fast) == _state(ref), f"event {i}: state differs"
+        _step_both(ref, fast, ev, f"event {i}")
         if type(ev) is BestBidAsk and fast.decisions_changed:
             if _same_decisions(i, ref, fast):
                 unquoted += 1
